@@ -1,0 +1,27 @@
+//! The read side of Chronicle: the only reader of the event log.
+//!
+//! # Layout
+//!
+//! - [`log`]: the global log reader. Reads the events after an opaque [`log::Cursor`], in
+//!   batches, optionally for one tenant and a set of event types, in an order that never skips
+//!   an event whose transaction commits late (DESIGN.md, "Reading the whole log without gaps").
+//! - [`wake`]: wake-ups when events are appended: LISTEN/NOTIFY, or Redis pub/sub when
+//!   configured, with polling as the fallback.
+//! - [`runtime`]: the projector runtime: named projectors, batches committed with their
+//!   checkpoint in one transaction, one active runner per projector across processes, lag.
+//! - [`chain`]: the per-stream sha-256 hash chain, computed as the database computes it, for
+//!   verification.
+//! - [`conversations`]: the `conversations` projector and its queries.
+//! - [`MIGRATOR`]: the one migrator of the schema, shared by the server and the tests.
+
+#![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod conversations;
+pub mod log;
+pub mod runtime;
+pub mod wake;
+
+/// The schema's only migrator: applied at start-up by the server and by every test database
+/// (`#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
