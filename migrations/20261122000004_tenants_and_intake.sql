@@ -32,10 +32,14 @@ CREATE TABLE webhook_inbox
     dedupe_key      text        NOT NULL,
     phone_number_id text,
     kind            text        NOT NULL,
+    -- The correlation id of the request that delivered it, carried into its events' metadata.
+    correlation_id  text        NOT NULL,
     payload         jsonb,
     state           text        NOT NULL DEFAULT 'pending'
         CHECK (state IN ('pending', 'unmapped', 'done', 'failed')),
     attempts        integer     NOT NULL DEFAULT 0,
+    -- A worker that claims a row holds it until then; a crashed worker's claim expires.
+    claimed_until   timestamptz,
     last_error      text,
     received_at     timestamptz NOT NULL DEFAULT now(),
     processed_at    timestamptz,

@@ -1,1 +1,31 @@
-//! placeholder
+//! The write side of Chronicle: the only writer of the event log.
+//!
+//! # Layout
+//!
+//! - [`dispatch`]: [`dispatch::Commands`], the tenant-scoped command dispatcher over cqrs-es and
+//!   postgres-es: metadata on every command, bounded retry of write conflicts, snapshots per
+//!   aggregate, wake-ups after each append, metrics.
+//! - [`error`]: [`error::CommandError`], a refusal (the caller's fault, with its domain code), a
+//!   conflict, or an unexpected failure.
+//! - [`keystore`]: per-contact data keys, created on first use and stored wrapped by the master
+//!   key.
+//! - [`tenants`]: the tenant registry and the WhatsApp numbers mapped to tenants.
+//! - [`intake`]: inbound webhooks: verification, the inbox table, and processing of inbox rows
+//!   into commands.
+//!
+//! A command becomes events like this: a webhook or a mutation builds a domain command (with
+//!   personal fields sealed by the key store), [`dispatch::Commands`] runs it with its metadata
+//!   through cqrs-es, the aggregate in `domain` decides, postgres-es appends the events, and
+//!   the database stamps tenant, position, transaction id and hash.
+
+#![forbid(unsafe_code)]
+
+pub mod dispatch;
+pub mod error;
+pub mod intake;
+pub mod keystore;
+pub mod tenants;
+
+/// The Redis channel on which appends are announced (payload: the tenant id) when Redis is
+/// configured. The read side subscribes to the same name (`projections::wake::REDIS_CHANNEL`).
+pub const REDIS_WAKE_CHANNEL: &str = "chronicle:events";

@@ -1,1 +1,21 @@
-//! placeholder
+//! Chronicle's domain: aggregates, commands, events, errors and value types. Pure: no IO, no
+//! database, HTTP, GraphQL or Redis. Everything here can be tested with cqrs-es's
+//! `TestFramework` alone.
+//!
+//! # Layout
+//!
+//! - [`tenant`]: tenant ids, the prefix of every stream id.
+//! - [`metadata`]: the metadata every command carries (tenant, actor, correlation, causation)
+//!   and that cqrs-es stores beside each event.
+//! - [`pii`]: personal data in an immutable log: per-contact data keys, ciphertext envelopes,
+//!   contact ids from a keyed hash (DESIGN.md, "Personal data in an immutable log").
+//! - [`phone`]: E.164 phone numbers, parsed once at the edge.
+//! - [`conversation`]: the `Conversation` aggregate (WhatsApp inbox).
+
+#![forbid(unsafe_code)]
+
+pub mod conversation;
+pub mod metadata;
+pub mod phone;
+pub mod pii;
+pub mod tenant;

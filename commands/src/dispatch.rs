@@ -1,0 +1,202 @@
+//! Tenant-scoped command dispatch over cqrs-es and postgres-es.
+//!
+//! Every command runs with its [`CommandMetadata`]; the stream id is always built from the
+//! metadata's tenant, so no command can write another tenant's stream. A write conflict (two
+//! commands on one stream at once, caught by the primary key) is retried a bounded number of
+//! times, then reported as [`CommandError::Conflict`], never as a server error.
+
+use std::time::{Duration, Instant};
+
+use chronicle_domain::conversation::{Conversation, ConversationCommand};
+use chronicle_domain::metadata::CommandMetadata;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use postgres_es::PostgresEventRepository;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use sqlx::PgPool;
+use tracing::Instrument;
+
+use crate::error::{CommandError, DomainError};
+
+/// How many times a conflicting command is retried before it is reported as a conflict.
+pub const CONFLICT_RETRIES: u32 = 5;
+
+type Framework<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
+
+/// Snapshot settings per aggregate: `Some(n)` takes a snapshot every `n` events.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPolicy {
+    pub conversation: Option<usize>,
+}
+
+impl Default for SnapshotPolicy {
+    /// Conversations can grow long (busy support threads): snapshot every 100 events.
+    fn default() -> Self {
+        Self { conversation: Some(100) }
+    }
+}
+
+/// Counters and timings of commands, registered in the server's Prometheus registry.
+#[derive(Clone, Debug)]
+pub struct CommandMetrics {
+    commands: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl CommandMetrics {
+    /// Registers `chronicle_commands_total{aggregate,outcome}` and
+    /// `chronicle_command_duration_seconds{aggregate}`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let commands = IntCounterVec::new(
+            Opts::new("chronicle_commands_total", "Commands executed, by aggregate and outcome (appended, refused, conflict, failed)."),
+            &["aggregate", "outcome"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new("chronicle_command_duration_seconds", "Time to load, decide and append one command.")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["aggregate"],
+        )?;
+        registry.register(Box::new(commands.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self { commands, duration })
+    }
+
+    fn unregistered() -> Self {
+        let registry = Registry::new();
+        // A fresh registry has no collectors, so registering cannot collide.
+        Self::register(&registry).unwrap_or_else(|e| unreachable!("fresh registry: {e}"))
+    }
+}
+
+/// The write side's entry point.
+#[derive(Clone)]
+pub struct Commands {
+    pool: PgPool,
+    conversations: std::sync::Arc<Framework<Conversation>>,
+    redis: Option<redis::aio::MultiplexedConnection>,
+    metrics: CommandMetrics,
+}
+
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commands").field("redis", &self.redis.is_some()).finish_non_exhaustive()
+    }
+}
+
+fn framework<A: Aggregate<Services = ()>>(pool: &PgPool, snapshot: Option<usize>) -> Framework<A> {
+    let repo = PostgresEventRepository::new(pool.clone());
+    let store = match snapshot {
+        Some(size) => PersistedEventStore::new_snapshot_store(repo, size),
+        None => PersistedEventStore::new_event_store(repo),
+    };
+    CqrsFramework::new(store, vec![], ())
+}
+
+impl Commands {
+    /// A dispatcher over `pool`.
+    pub fn new(pool: PgPool, snapshots: SnapshotPolicy) -> Self {
+        Self {
+            conversations: std::sync::Arc::new(framework(&pool, snapshots.conversation)),
+            pool,
+            redis: None,
+            metrics: CommandMetrics::unregistered(),
+        }
+    }
+
+    /// Announces every append on Redis pub/sub too (several API processes over one log).
+    pub fn with_redis(mut self, connection: redis::aio::MultiplexedConnection) -> Self {
+        self.redis = Some(connection);
+        self
+    }
+
+    /// Records metrics in a server's registry.
+    pub fn with_metrics(mut self, metrics: CommandMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The pool commands write through.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs a command on the conversation `<tenant>:<contact_id>`.
+    pub async fn conversation(
+        &self,
+        contact_id: &str,
+        command: ConversationCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(contact_id);
+        self.execute(&self.conversations, &stream, command, metadata, |e| DomainError::Conversation(e)).await
+    }
+
+    async fn execute<A>(
+        &self,
+        framework: &Framework<A>,
+        stream: &str,
+        command: A::Command,
+        metadata: &CommandMetadata,
+        domain: impl Fn(A::Error) -> DomainError,
+    ) -> Result<(), CommandError>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone,
+        A::Error: Send + Sync + 'static,
+    {
+        let span = tracing::info_span!(
+            "command",
+            aggregate = A::TYPE,
+            tenant.id = %metadata.tenant_id,
+            correlation.id = %metadata.correlation_id,
+            causation.id = %metadata.causation_id,
+        );
+        let started = Instant::now();
+        let result = async {
+            let map = metadata.to_map();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match framework.execute_with_metadata(stream, command.clone(), map.clone()).await {
+                    Ok(()) => return Ok(()),
+                    Err(AggregateError::UserError(e)) => return Err(CommandError::Rejected(domain(e))),
+                    Err(AggregateError::AggregateConflict) if attempt <= CONFLICT_RETRIES => {
+                        tracing::debug!(attempt, "write conflict, retrying");
+                        tokio::time::sleep(Duration::from_millis(2 * u64::from(attempt))).await;
+                    }
+                    Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
+                    Err(AggregateError::DatabaseConnectionError(e))
+                    | Err(AggregateError::DeserializationError(e))
+                    | Err(AggregateError::UnexpectedError(e)) => return Err(CommandError::Unexpected(e)),
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        let outcome = match &result {
+            Ok(()) => "appended",
+            Err(CommandError::Rejected(_)) | Err(CommandError::InvalidInput(_)) => "refused",
+            Err(CommandError::Conflict) => "conflict",
+            Err(CommandError::Unexpected(_)) => "failed",
+        };
+        self.metrics.commands.with_label_values(&[A::TYPE, outcome]).inc();
+        self.metrics.duration.with_label_values(&[A::TYPE]).observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.announce(metadata.tenant_id.as_str()).await;
+        }
+        result
+    }
+
+    /// Wakes readers in other processes through Redis (LISTEN/NOTIFY needs nothing: the
+    /// database notifies at commit). A failed publish only delays readers to their next poll.
+    async fn announce(&self, tenant: &str) {
+        if let Some(connection) = &self.redis {
+            let mut connection = connection.clone();
+            let published: Result<i64, redis::RedisError> =
+                redis::cmd("PUBLISH").arg(crate::REDIS_WAKE_CHANNEL).arg(tenant).query_async(&mut connection).await;
+            if let Err(e) = published {
+                tracing::warn!(error = %e, "could not publish a wake-up on Redis; readers will poll");
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Errors of the write side: one type for every command, split into the caller's fault and
+//! everything else.
+
+use chronicle_domain::conversation::ConversationError;
+
+/// A refusal by an aggregate: the caller's fault, with the rule's stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error(transparent)]
+    Conversation(#[from] ConversationError),
+}
+
+impl DomainError {
+    /// The stable code of the broken rule (`extensions.code` in GraphQL).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Conversation(e) => e.code(),
+        }
+    }
+}
+
+/// Why a command did not produce its events.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The aggregate refused the command: the caller's fault.
+    #[error("{0}")]
+    Rejected(#[from] DomainError),
+    /// Another command changed the same stream at the same moment, every retry included.
+    #[error("the stream was changed concurrently; try again")]
+    Conflict,
+    /// The input could not be turned into a command (a malformed phone number, say).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Anything else: the database, serialization. Logged once at the boundary.
+    #[error("unexpected failure: {0}")]
+    Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl CommandError {
+    /// A stable code for API callers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Rejected(e) => e.code(),
+            Self::Conflict => "CONFLICT",
+            Self::InvalidInput(_) => "INVALID_INPUT",
+            Self::Unexpected(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<sqlx::Error> for CommandError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Unexpected(Box::new(e))
+    }
+}

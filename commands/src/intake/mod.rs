@@ -1,0 +1,9 @@
+//! Inbound webhooks (DESIGN.md, "Commands"): verified on the raw bytes, written to the inbox
+//! table keyed by the provider's dedupe key, answered 2xx at once, then processed; an inbox row
+//! is marked done only after its events are appended, so a crash means a retry, never a loss.
+//!
+//! - [`whatsapp`]: the WhatsApp Cloud API: signature, payload parsing into inbox items.
+//! - [`inbox`]: storing items, claiming and processing them into commands.
+
+pub mod inbox;
+pub mod whatsapp;

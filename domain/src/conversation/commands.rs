@@ -1,0 +1,48 @@
+//! Commands of the `Conversation` aggregate.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::values::{DeliveryStatus, MessageKind, ProviderError};
+use crate::pii::Envelope;
+
+/// A request to change a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConversationCommand {
+    /// Record an inbound WhatsApp message (idempotent by WhatsApp message id).
+    ReceiveMessage(InboundMessage),
+    /// Record a delivery status of an outbound message (forward-only, idempotent).
+    RecordDeliveryStatus(StatusUpdate),
+}
+
+/// An inbound message, its personal fields already sealed under the contact's data key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// WhatsApp's message id (`wamid…`), the natural dedupe key.
+    pub wa_message_id: String,
+    /// The contact's keyed-hash id.
+    pub contact_id: String,
+    /// The tenant's WhatsApp Business phone-number id that received it.
+    pub business_number_id: String,
+    /// The contact's phone number (sealed).
+    pub contact_phone: Envelope,
+    /// The contact's WhatsApp profile name (sealed), when sent.
+    pub contact_name: Option<Envelope>,
+    pub kind: MessageKind,
+    /// The message's content as JSON text (sealed): text body, caption, media reference,
+    /// location, reply…
+    pub content: Option<Envelope>,
+    /// The provider's timestamp of the message.
+    pub sent_at: DateTime<Utc>,
+}
+
+/// A delivery status reported by WhatsApp for an outbound message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub wa_message_id: String,
+    pub contact_id: String,
+    pub status: DeliveryStatus,
+    /// The provider's timestamp of the status.
+    pub at: DateTime<Utc>,
+    pub error: Option<ProviderError>,
+}

@@ -1,0 +1,206 @@
+//! Value types of conversations.
+
+use serde::{Deserialize, Serialize};
+
+/// The customer service window opened by each inbound message, in hours.
+pub const SERVICE_WINDOW_HOURS: i64 = 24;
+
+/// A conversation's status: `open → pending → resolved → closed`; a new inbound message
+/// reopens it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    #[default]
+    Open,
+    Pending,
+    Resolved,
+    Closed,
+}
+
+impl ConversationStatus {
+    /// The status as stored in read models and shown in GraphQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Pending => "pending",
+            Self::Resolved => "resolved",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// The kind of an inbound WhatsApp message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Text,
+    Image,
+    Audio,
+    Video,
+    Document,
+    Sticker,
+    Location,
+    Contacts,
+    Interactive,
+    Button,
+    Reaction,
+    /// A type WhatsApp sends that Chronicle does not interpret yet; kept, not dropped.
+    Unsupported,
+}
+
+impl MessageKind {
+    /// From WhatsApp's `type` field.
+    pub fn from_whatsapp(kind: &str) -> Self {
+        match kind {
+            "text" => Self::Text,
+            "image" => Self::Image,
+            "audio" | "voice" => Self::Audio,
+            "video" => Self::Video,
+            "document" => Self::Document,
+            "sticker" => Self::Sticker,
+            "location" => Self::Location,
+            "contacts" => Self::Contacts,
+            "interactive" => Self::Interactive,
+            "button" => Self::Button,
+            "reaction" => Self::Reaction,
+            _ => Self::Unsupported,
+        }
+    }
+
+    /// The kind as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Audio => "audio",
+            Self::Video => "video",
+            Self::Document => "document",
+            Self::Sticker => "sticker",
+            Self::Location => "location",
+            Self::Contacts => "contacts",
+            Self::Interactive => "interactive",
+            Self::Button => "button",
+            Self::Reaction => "reaction",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// A delivery status of an outbound message, as WhatsApp reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// From WhatsApp's `status` field; `None` for statuses Chronicle does not track.
+    pub fn from_whatsapp(status: &str) -> Option<Self> {
+        match status {
+            "sent" => Some(Self::Sent),
+            "delivered" => Some(Self::Delivered),
+            "read" => Some(Self::Read),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// The status as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether a message at `self` may move to `next`: forward only along
+    /// sent → delivered → read; failed only before delivery, and terminal.
+    pub fn may_advance_to(current: Option<Self>, next: Self) -> bool {
+        match (current, next) {
+            (None, _) => true,
+            (Some(Self::Failed), _) => false,
+            (Some(cur), Self::Failed) => cur == Self::Sent,
+            (Some(cur), next) => next.rank() > cur.rank(),
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Self::Sent => 1,
+            Self::Delivered => 2,
+            Self::Read => 3,
+            Self::Failed => 4,
+        }
+    }
+}
+
+/// The provider's error on a failed delivery (for example 131047: the 24-hour window closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderError {
+    pub code: i64,
+    pub title: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_status() -> impl Strategy<Value = DeliveryStatus> {
+        prop_oneof![
+            Just(DeliveryStatus::Sent),
+            Just(DeliveryStatus::Delivered),
+            Just(DeliveryStatus::Read),
+            Just(DeliveryStatus::Failed),
+        ]
+    }
+
+    /// Folds statuses arriving in any order the way the aggregate does.
+    fn fold(statuses: &[DeliveryStatus]) -> Option<DeliveryStatus> {
+        statuses.iter().fold(None, |cur, next| {
+            if DeliveryStatus::may_advance_to(cur, *next) {
+                Some(*next)
+            } else {
+                cur
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn statuses_never_move_backwards_and_failed_is_terminal(statuses in proptest::collection::vec(any_status(), 0..12)) {
+            let mut cur: Option<DeliveryStatus> = None;
+            for next in &statuses {
+                let before = cur;
+                if DeliveryStatus::may_advance_to(cur, *next) { cur = Some(*next); }
+                if before == Some(DeliveryStatus::Failed) { prop_assert_eq!(cur, before); }
+                if let (Some(b), Some(c)) = (before, cur) {
+                    if c != DeliveryStatus::Failed { prop_assert!(c.rank() >= b.rank()); }
+                }
+            }
+        }
+
+        #[test]
+        fn any_order_of_sent_delivered_read_ends_read(perm in Just(vec![DeliveryStatus::Sent, DeliveryStatus::Delivered, DeliveryStatus::Read]).prop_shuffle(), dup in 0usize..3) {
+            let mut seq = perm.clone();
+            seq.push(perm[dup]);
+            prop_assert_eq!(fold(&seq), Some(DeliveryStatus::Read));
+        }
+    }
+
+    #[test]
+    fn a_duplicate_status_changes_nothing() {
+        assert!(!DeliveryStatus::may_advance_to(Some(DeliveryStatus::Delivered), DeliveryStatus::Delivered));
+    }
+
+    #[test]
+    fn a_delivered_message_does_not_fail_afterwards() {
+        assert!(!DeliveryStatus::may_advance_to(Some(DeliveryStatus::Delivered), DeliveryStatus::Failed));
+        assert!(DeliveryStatus::may_advance_to(Some(DeliveryStatus::Sent), DeliveryStatus::Failed));
+    }
+}

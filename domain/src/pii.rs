@@ -1,0 +1,305 @@
+//! Personal data in an immutable log (DESIGN.md).
+//!
+//! The log is never rewritten, yet a person may ask to be forgotten, so personal fields (phone
+//! number, name, email, message content, media references, notes about a person) enter event
+//! payloads only as [`Envelope`]s: AES-256-GCM ciphertext under the contact's own [`DataKey`].
+//! Data keys are stored wrapped by the [`MasterKey`] in a mutable table; erasing a contact
+//! destroys its key, after which its envelopes are noise while the hash chain, which covers the
+//! ciphertext, still verifies.
+//!
+//! Identifiers are never derived from personal data in the clear: a contact's id is a keyed
+//! hash ([`IdKey::contact_id`]) of the tenant and the phone number (or provider user id).
+//!
+//! Pure: randomness comes from the caller (`rand::rngs::OsRng` in production).
+
+use std::fmt;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::tenant::TenantId;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why sealing or opening failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PiiError {
+    #[error("the master key must be 32 bytes, base64-encoded")]
+    InvalidMasterKey,
+    #[error("a wrapped data key is malformed or was wrapped by another master key")]
+    UnwrapFailed,
+    #[error("an envelope is malformed, or was sealed under another key or for another contact")]
+    OpenFailed,
+    #[error("an envelope's plaintext is not valid UTF-8")]
+    NotUtf8,
+}
+
+/// The master key (from the configuration) that wraps every data key. Never printed.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(redacted)")
+    }
+}
+
+impl MasterKey {
+    /// From 32 raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// From the base64 text of 32 bytes (standard or URL-safe alphabet).
+    pub fn from_base64(text: &str) -> Result<Self, PiiError> {
+        let text = text.trim();
+        let bytes = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .map_err(|_| PiiError::InvalidMasterKey)?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| PiiError::InvalidMasterKey)?;
+        Ok(Self(bytes))
+    }
+
+    /// A new random master key.
+    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// The key as base64, for writing a generated key to a private file.
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&self.0.into())
+    }
+
+    /// Wraps a contact's data key for storage, bound to the tenant and contact.
+    pub fn wrap(&self, key: &DataKey, tenant: &TenantId, contact_id: &str, rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let aad = binding(tenant, contact_id);
+        // Encryption with a valid key and a 12-byte nonce cannot fail for inputs this small
+        // (aes-gcm errors only past 2^36 bytes); an empty result would fail to unwrap loudly.
+        let sealed = self
+            .cipher()
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &key.0, aad: aad.as_bytes() })
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Unwraps a stored data key.
+    pub fn unwrap_key(&self, wrapped: &[u8], tenant: &TenantId, contact_id: &str) -> Result<DataKey, PiiError> {
+        if wrapped.len() < 12 {
+            return Err(PiiError::UnwrapFailed);
+        }
+        let (nonce, sealed) = wrapped.split_at(12);
+        let aad = binding(tenant, contact_id);
+        let plain = self
+            .cipher()
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: aad.as_bytes() })
+            .map_err(|_| PiiError::UnwrapFailed)?;
+        let bytes: [u8; 32] = plain.try_into().map_err(|_| PiiError::UnwrapFailed)?;
+        Ok(DataKey(bytes))
+    }
+
+    /// The key for identifier hashes, derived from the master key.
+    pub fn id_key(&self) -> IdKey {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(b"chronicle/contact-id/v1");
+        IdKey(mac.finalize().into_bytes().into())
+    }
+}
+
+/// A contact's data key (AES-256-GCM). Never printed, never stored unwrapped.
+#[derive(Clone)]
+pub struct DataKey([u8; 32]);
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(redacted)")
+    }
+}
+
+fn binding(tenant: &TenantId, contact_id: &str) -> String {
+    format!("{tenant}\u{0}{contact_id}")
+}
+
+impl DataKey {
+    /// A new random data key.
+    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// Seals a personal field for the log, bound to its tenant and contact.
+    pub fn seal(&self, tenant: &TenantId, contact_id: &str, plaintext: &str, rng: &mut (impl RngCore + CryptoRng)) -> Envelope {
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let aad = binding(tenant, contact_id);
+        // See `MasterKey::wrap`: cannot fail for field-sized inputs.
+        let sealed = Aes256Gcm::new(&self.0.into())
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: aad.as_bytes() })
+            .unwrap_or_default();
+        Envelope {
+            enc: ENVELOPE_VERSION.to_string(),
+            nonce: URL_SAFE_NO_PAD.encode(nonce),
+            ciphertext: URL_SAFE_NO_PAD.encode(sealed),
+        }
+    }
+
+    /// Opens an envelope sealed under this key for this tenant and contact.
+    pub fn open(&self, tenant: &TenantId, contact_id: &str, envelope: &Envelope) -> Result<String, PiiError> {
+        if envelope.enc != ENVELOPE_VERSION {
+            return Err(PiiError::OpenFailed);
+        }
+        let nonce = URL_SAFE_NO_PAD.decode(&envelope.nonce).map_err(|_| PiiError::OpenFailed)?;
+        let sealed = URL_SAFE_NO_PAD.decode(&envelope.ciphertext).map_err(|_| PiiError::OpenFailed)?;
+        if nonce.len() != 12 {
+            return Err(PiiError::OpenFailed);
+        }
+        let aad = binding(tenant, contact_id);
+        let plain = Aes256Gcm::new(&self.0.into())
+            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &sealed, aad: aad.as_bytes() })
+            .map_err(|_| PiiError::OpenFailed)?;
+        String::from_utf8(plain).map_err(|_| PiiError::NotUtf8)
+    }
+}
+
+const ENVELOPE_VERSION: &str = "aes256gcm.v1";
+
+/// A personal field as it stands in an event payload: ciphertext under the contact's data key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The scheme, `aes256gcm.v1`.
+    pub enc: String,
+    /// The 12-byte nonce, base64url.
+    #[serde(rename = "n")]
+    pub nonce: String,
+    /// Ciphertext and tag, base64url.
+    #[serde(rename = "c")]
+    pub ciphertext: String,
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Envelope({} bytes)", self.ciphertext.len())
+    }
+}
+
+/// The key of identifier hashes (derived from the master key, see [`MasterKey::id_key`]).
+#[derive(Clone)]
+pub struct IdKey([u8; 32]);
+
+impl fmt::Debug for IdKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdKey(redacted)")
+    }
+}
+
+/// What a contact is identified by on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactHandle<'a> {
+    /// An E.164 phone number.
+    Phone(&'a crate::phone::PhoneNumber),
+    /// A provider's user id, where the provider withholds the number.
+    ProviderUser { provider: &'a str, user_id: &'a str },
+}
+
+impl IdKey {
+    /// A contact's id: `ct_` and 32 hex digits of HMAC-SHA256 over the tenant and the handle.
+    /// Stable for a tenant and number, readable by nobody.
+    pub fn contact_id(&self, tenant: &TenantId, handle: ContactHandle<'_>) -> String {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(tenant.as_str().as_bytes());
+        mac.update(&[0]);
+        match handle {
+            ContactHandle::Phone(phone) => {
+                mac.update(b"phone\0");
+                mac.update(phone.as_str().as_bytes());
+            }
+            ContactHandle::ProviderUser { provider, user_id } => {
+                mac.update(b"user\0");
+                mac.update(provider.as_bytes());
+                mac.update(&[0]);
+                mac.update(user_id.as_bytes());
+            }
+        }
+        let digest = mac.finalize().into_bytes();
+        format!("ct_{}", hex::encode(&digest[..16]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phone::PhoneNumber;
+    use rand::rngs::OsRng;
+
+    fn tenant(id: &str) -> TenantId {
+        TenantId::parse(id).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_sealed_field_opens_only_with_its_key_tenant_and_contact() {
+        let key = DataKey::generate(&mut OsRng);
+        let acme = tenant("acme");
+        let env = key.seal(&acme, "ct_1", "Tendai Moyo", &mut OsRng);
+        assert!(!env.ciphertext.contains("Tendai"));
+        assert_eq!(key.open(&acme, "ct_1", &env), Ok("Tendai Moyo".to_string()));
+        assert_eq!(key.open(&acme, "ct_2", &env), Err(PiiError::OpenFailed));
+        assert_eq!(key.open(&tenant("beta"), "ct_1", &env), Err(PiiError::OpenFailed));
+        let other = DataKey::generate(&mut OsRng);
+        assert_eq!(other.open(&acme, "ct_1", &env), Err(PiiError::OpenFailed));
+    }
+
+    #[test]
+    fn a_wrapped_data_key_unwraps_only_under_its_master_key() {
+        let master = MasterKey::generate(&mut OsRng);
+        let key = DataKey::generate(&mut OsRng);
+        let acme = tenant("acme");
+        let wrapped = master.wrap(&key, &acme, "ct_1", &mut OsRng);
+        let Ok(back) = master.unwrap_key(&wrapped, &acme, "ct_1") else { panic!("unwraps") };
+        let env = key.seal(&acme, "ct_1", "hi", &mut OsRng);
+        assert_eq!(back.open(&acme, "ct_1", &env), Ok("hi".into()));
+        let other = MasterKey::generate(&mut OsRng);
+        assert_eq!(other.unwrap_key(&wrapped, &acme, "ct_1").map(|_| ()), Err(PiiError::UnwrapFailed));
+        assert_eq!(master.unwrap_key(&wrapped[..5], &acme, "ct_1").map(|_| ()), Err(PiiError::UnwrapFailed));
+    }
+
+    #[test]
+    fn contact_ids_are_stable_per_tenant_and_reveal_no_digits() {
+        let ids = MasterKey::from_bytes([7; 32]).id_key();
+        let Ok(phone) = PhoneNumber::parse("263771234567") else { panic!("valid") };
+        let a1 = ids.contact_id(&tenant("acme"), ContactHandle::Phone(&phone));
+        let a2 = ids.contact_id(&tenant("acme"), ContactHandle::Phone(&phone));
+        let b = ids.contact_id(&tenant("beta"), ContactHandle::Phone(&phone));
+        assert_eq!(a1, a2);
+        assert_ne!(a1, b);
+        assert!(a1.starts_with("ct_") && a1.len() == 35);
+        assert!(!a1.contains("771234567"));
+    }
+
+    #[test]
+    fn master_keys_parse_from_base64_of_32_bytes_only() {
+        let key = MasterKey::generate(&mut OsRng);
+        assert!(MasterKey::from_base64(&key.to_base64()).is_ok());
+        assert_eq!(MasterKey::from_base64("c2hvcnQ=").map(|_| ()), Err(PiiError::InvalidMasterKey));
+        assert_eq!(MasterKey::from_base64("not base64!").map(|_| ()), Err(PiiError::InvalidMasterKey));
+        assert_eq!(format!("{key:?}"), "MasterKey(redacted)");
+    }
+}
