@@ -1,1 +1,31 @@
-//! placeholder
+//! The Chronicle server: GraphQL (queries and subscriptions), provider webhooks, auth, health
+//! and metrics, and the wiring of the write side (`chronicle-commands`) and the read side
+//! (`chronicle-projections`). The `chronicle` binary is a thin shell over [`cli`].
+//!
+//! # Layout
+//!
+//! - [`config`]: settings from the environment, validated at start; secrets redacted.
+//! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
+//! - [`app`]: the application state, the router, background tasks (projector runners, the inbox
+//!   worker) and `serve`.
+//! - [`auth`]: JWT access tokens; the tenant always comes from the token.
+//! - [`error`]: the one API error type, an HTTP response and a GraphQL error with
+//!   `extensions.code`.
+//! - [`graphql`]: the schema, one module per area, merged in one place.
+//! - [`http`]: the REST routes others dictate: WhatsApp webhooks, `/health`, `/metrics`.
+//! - [`metrics`]: the Prometheus registry and request metrics.
+//! - [`telemetry`]: tracing set-up (pretty or JSON).
+//! - [`cli`]: `chronicle serve` and the `chronicle admin` commands.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod embedded;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod metrics;
+pub mod telemetry;

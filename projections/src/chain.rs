@@ -408,9 +408,8 @@ pub async fn verify(
 mod tests {
     use super::*;
 
-    /// Inputs exercising empty fields, non-ASCII text (multi-byte UTF-8, so byte lengths differ
-    /// from character counts), whitespace kept verbatim by `json`, and large sequences.
-    fn samples() -> Vec<(
+    /// The arguments of `chronicle_event_hash`, in order.
+    type Sample = (
         Option<Vec<u8>>,
         &'static str,
         &'static str,
@@ -419,7 +418,11 @@ mod tests {
         &'static str,
         &'static str,
         &'static str,
-    )> {
+    );
+
+    /// Inputs exercising empty fields, non-ASCII text (multi-byte UTF-8, so byte lengths differ
+    /// from character counts), whitespace kept verbatim by `json`, and large sequences.
+    fn samples() -> Vec<Sample> {
         vec![
             (
                 None,

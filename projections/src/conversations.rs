@@ -1,1 +1,315 @@
-//! (in progress)
+//! The `conversations` read model: one row per conversation with its last message, unread
+//! count and 24-hour window expiry, and one row per outbound message with its latest delivery
+//! status. Written only by [`ConversationsProjector`]; read by [`list`].
+//!
+//! Personal fields arrive as ciphertext envelopes; the projector opens them with the contact's
+//! data key, so the read model (mutable, erasable) holds plaintext while the log never does. A
+//! contact whose key was erased projects with those fields empty.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use chronicle_domain::conversation::ConversationEvent;
+use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
+use chronicle_domain::tenant::TenantId;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::log::StoredEvent;
+use crate::runtime::{ProjectionError, Projector};
+
+/// The projector's name (its checkpoint key). Never renamed.
+pub const NAME: &str = "conversations";
+
+/// Folds `Conversation` events into `conversations` and `message_statuses`.
+pub struct ConversationsProjector {
+    master: MasterKey,
+}
+
+impl ConversationsProjector {
+    /// A projector opening envelopes with data keys unwrapped by `master`.
+    pub fn new(master: MasterKey) -> Self {
+        Self { master }
+    }
+
+    async fn key(
+        &self,
+        db: &mut PgConnection,
+        cache: &mut HashMap<(String, String), Option<DataKey>>,
+        tenant: &TenantId,
+        contact_id: &str,
+    ) -> Result<Option<DataKey>, ProjectionError> {
+        let cache_key = (tenant.to_string(), contact_id.to_string());
+        if let Some(found) = cache.get(&cache_key) {
+            return Ok(found.clone());
+        }
+        let wrapped: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2")
+                .bind(tenant.as_str())
+                .bind(contact_id)
+                .fetch_optional(&mut *db)
+                .await?;
+        // A key that does not unwrap (another master key) projects like an erased one: the
+        // fields stay empty rather than the projector stopping.
+        let key = wrapped.and_then(|w| self.master.unwrap_key(&w, tenant, contact_id).ok());
+        cache.insert(cache_key, key.clone());
+        Ok(key)
+    }
+
+    async fn apply_one(
+        &self,
+        db: &mut PgConnection,
+        keys: &mut HashMap<(String, String), Option<DataKey>>,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let parsed: ConversationEvent = serde_json::from_value(event.payload.clone()).map_err(|e| {
+            ProjectionError::Handler { position: event.global_position, reason: format!("not a Conversation event: {e}") }
+        })?;
+        let tenant = TenantId::parse(&event.tenant_id).map_err(|e| ProjectionError::Handler {
+            position: event.global_position,
+            reason: e.to_string(),
+        })?;
+        let conversation_id = event
+            .aggregate_id
+            .strip_prefix(&format!("{}:", event.tenant_id))
+            .unwrap_or(&event.aggregate_id)
+            .to_string();
+        match parsed {
+            ConversationEvent::MessageReceived {
+                wa_message_id,
+                contact_id,
+                contact_phone,
+                contact_name,
+                kind,
+                content,
+                sent_at,
+                window_expires_at,
+                ..
+            } => {
+                let key = self.key(db, keys, &tenant, &contact_id).await?;
+                let open = |e: &Envelope| key.as_ref().and_then(|k| k.open(&tenant, &contact_id, e).ok());
+                let phone = open(&contact_phone);
+                let name = contact_name.as_ref().and_then(open);
+                let text = content.as_ref().and_then(open).map(|json| preview(kind.as_str(), &json));
+                sqlx::query(
+                    "INSERT INTO conversations AS c (tenant_id, conversation_id, contact_id, contact_phone, contact_name,
+                            status, last_message_id, last_message_kind, last_message_text, last_message_at,
+                            last_direction, unread_count, message_count, window_expires_at, created_at, updated_at,
+                            last_position)
+                     VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, 'inbound', 1, 1, $10, $11, $11, $12)
+                     ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET
+                            contact_phone = coalesce(EXCLUDED.contact_phone, c.contact_phone),
+                            contact_name = coalesce(EXCLUDED.contact_name, c.contact_name),
+                            status = 'open',
+                            last_message_id = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
+                                                   THEN EXCLUDED.last_message_id ELSE c.last_message_id END,
+                            last_message_kind = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
+                                                   THEN EXCLUDED.last_message_kind ELSE c.last_message_kind END,
+                            last_message_text = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
+                                                   THEN EXCLUDED.last_message_text ELSE c.last_message_text END,
+                            last_direction = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
+                                                   THEN 'inbound' ELSE c.last_direction END,
+                            last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at),
+                            unread_count = c.unread_count + 1,
+                            message_count = c.message_count + 1,
+                            window_expires_at = EXCLUDED.window_expires_at,
+                            updated_at = EXCLUDED.updated_at,
+                            last_position = EXCLUDED.last_position",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&contact_id)
+                .bind(phone)
+                .bind(name)
+                .bind(&wa_message_id)
+                .bind(kind.as_str())
+                .bind(text)
+                .bind(sent_at)
+                .bind(window_expires_at)
+                .bind(event.recorded_at)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
+            ConversationEvent::DeliveryStatusRecorded { wa_message_id, status, at, error_code, .. } => {
+                sqlx::query(
+                    "INSERT INTO message_statuses (tenant_id, conversation_id, wa_message_id, status, status_at, error_code)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (tenant_id, wa_message_id) DO UPDATE SET
+                            status = EXCLUDED.status, status_at = EXCLUDED.status_at, error_code = EXCLUDED.error_code",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&wa_message_id)
+                .bind(status.as_str())
+                .bind(at)
+                .bind(error_code.and_then(|c| i32::try_from(c).ok()))
+                .execute(&mut *db)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A short preview of a message's content for the inbox list.
+fn preview(kind: &str, content_json: &str) -> String {
+    let value: Value = serde_json::from_str(content_json).unwrap_or(Value::Null);
+    let text = match kind {
+        "text" => value["body"].as_str().map(str::to_string),
+        "image" | "video" | "document" => value["caption"].as_str().map(|c| format!("[{kind}] {c}")),
+        "location" => value["name"].as_str().map(|n| format!("[location] {n}")),
+        "button" => value["text"].as_str().map(str::to_string),
+        "interactive" => value["button_reply"]["title"]
+            .as_str()
+            .or_else(|| value["list_reply"]["title"].as_str())
+            .map(str::to_string),
+        "reaction" => value["emoji"].as_str().map(|e| format!("[reaction] {e}")),
+        _ => None,
+    };
+    let text = text.unwrap_or_else(|| format!("[{kind}]"));
+    text.chars().take(280).collect()
+}
+
+impl Projector for ConversationsProjector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        ConversationEvent::TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let mut keys = HashMap::new();
+            for event in events {
+                if event.aggregate_type == "Conversation" {
+                    self.apply_one(tx, &mut keys, event).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM conversations").execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM message_statuses").execute(&mut *tx).await?;
+            Ok(())
+        })
+    }
+}
+
+/// One conversation as dashboards see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConversationRow {
+    pub conversation_id: String,
+    pub contact_id: String,
+    pub contact_phone: Option<String>,
+    pub contact_name: Option<String>,
+    pub status: String,
+    pub last_message_id: Option<String>,
+    pub last_message_kind: Option<String>,
+    pub last_message_text: Option<String>,
+    pub last_message_at: Option<DateTime<Utc>>,
+    pub unread_count: i32,
+    pub message_count: i32,
+    pub window_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of conversations, newest message first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Each row with its opaque pagination cursor.
+    pub rows: Vec<(String, ConversationRow)>,
+    pub has_next_page: bool,
+}
+
+/// A malformed pagination cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed conversations cursor")]
+pub struct BadPageCursor;
+
+fn encode_page_cursor(at: Option<DateTime<Utc>>, id: &str) -> String {
+    let micros = at.map(|t| t.timestamp_micros()).unwrap_or(i64::MIN);
+    URL_SAFE_NO_PAD.encode(format!("{micros}|{id}"))
+}
+
+fn decode_page_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
+    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
+    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
+    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
+}
+
+/// Lists one tenant's conversations, newest message first, optionally with one status, after
+/// a page cursor. The tenant is always a bound parameter: no row of another tenant can match.
+pub async fn list(
+    pool: &PgPool,
+    tenant: &TenantId,
+    status: Option<&str>,
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
+    let after = match after.map(decode_page_cursor).transpose() {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
+    let first = first.clamp(1, 100);
+    let rows = sqlx::query(
+        "SELECT conversation_id, contact_id, contact_phone, contact_name, status, last_message_id,
+                last_message_kind, last_message_text, last_message_at, unread_count, message_count,
+                window_expires_at, created_at, updated_at,
+                coalesce((extract(epoch FROM last_message_at) * 1000000)::bigint, -9223372036854775808) AS sort_micros
+           FROM conversations
+          WHERE tenant_id = $1
+            AND ($2::text IS NULL OR status = $2)
+            AND (coalesce((extract(epoch FROM last_message_at) * 1000000)::bigint, -9223372036854775808), conversation_id)
+                < ($3::bigint, CASE WHEN $4 = '' THEN chr(1114111) ELSE $4 END)
+          ORDER BY last_message_at DESC NULLS LAST, conversation_id DESC
+          LIMIT $5",
+    )
+    .bind(tenant.as_str())
+    .bind(status)
+    .bind(after_micros)
+    .bind(&after_id)
+    .bind(first + 1)
+    .fetch_all(pool)
+    .await?;
+    let has_next_page = rows.len() as i64 > first;
+    let rows = rows
+        .into_iter()
+        .take(first as usize)
+        .map(|r| {
+            let row = ConversationRow {
+                conversation_id: r.get("conversation_id"),
+                contact_id: r.get("contact_id"),
+                contact_phone: r.get("contact_phone"),
+                contact_name: r.get("contact_name"),
+                status: r.get("status"),
+                last_message_id: r.get("last_message_id"),
+                last_message_kind: r.get("last_message_kind"),
+                last_message_text: r.get("last_message_text"),
+                last_message_at: r.get("last_message_at"),
+                unread_count: r.get("unread_count"),
+                message_count: r.get("message_count"),
+                window_expires_at: r.get("window_expires_at"),
+                created_at: r.get("created_at"),
+                updated_at: r.get("updated_at"),
+            };
+            (encode_page_cursor(row.last_message_at, &row.conversation_id), row)
+        })
+        .collect();
+    Ok(Ok(Page { rows, has_next_page }))
+}

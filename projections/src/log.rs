@@ -36,14 +36,25 @@
 //!
 //! # Plans (measured)
 //!
-//! On 6,000 events over 4 tenants after `ANALYZE` (PostgreSQL 15), `EXPLAIN` of the tenant
-//! variant with `LIMIT 100` chose `Limit -> Index Scan using events_tenant_log_order on events`
-//! with `Index Cond: ((tenant_id = $3) AND (tx_id < pg_snapshot_xmin(pg_current_snapshot())) AND
-//! (ROW(tx_id, global_position) > ROW($1::text::xid8, $2)))`: the row comparison and the `xmin`
-//! bound are index conditions (the scan starts at the cursor, no sort node). The all-tenants
-//! variant uses `events_log_order` the same way. An `event_type = ANY($n)` filter is applied as a
-//! `Filter` on that scan (there is no index on event types: a projector reading few types of a
-//! busy log scans past the others).
+//! `EXPLAIN` on PostgreSQL 15 after `ANALYZE`, 66,000 events in 6,600 transactions of 10,
+//! generic and custom plans alike:
+//!
+//! - One tenant among ~100 (the realistic shape): `Limit -> Index Scan using
+//!   events_tenant_log_order` with `Index Cond: ((tenant_id = $3) AND (tx_id <
+//!   pg_snapshot_xmin(pg_current_snapshot())) AND (ROW(tx_id, global_position) >
+//!   ROW(($1)::xid8, $2)))`: the scan starts at the cursor, stops at `xmin`, no sort node.
+//! - When the table held only 4 tenants of equal size (6,000 events), the planner instead chose
+//!   `Index Scan using events_log_order` with `Filter: (tenant_id = $3)`: that index's heap
+//!   order correlates perfectly, and a quarter of its rows match, so for a `LIMIT` it is as
+//!   cheap. Both plans are ordered scans from the cursor; neither sorts.
+//! - Every tenant: `Index Scan using events_log_order`, the same `Index Cond` minus the tenant.
+//! - `event_type = ANY($n)` is a `Filter` on those scans (no index on event types: a projector
+//!   of rare types scans past the others).
+//! - [`head`]: `Index Only Scan Backward` on either index, `LIMIT 1`.
+//!
+//! The transaction id is selected as `tx_id::text AS tx_id_text`. An alias `tx_id` would be
+//! a trap: `ORDER BY tx_id` resolves to the output column first, and the first `EXPLAIN` showed
+//! `Sort Key: ((tx_id)::text)`, a textual order (`"10" < "9"`) and a sort of the whole table.
 
 use std::fmt;
 use std::str::FromStr;
@@ -98,7 +109,11 @@ impl fmt::Display for Cursor {
     /// `c1.` followed by the base64url (no padding) of the 16 big-endian bytes of
     /// `tx_id` then `position`: 25 characters, URL-safe.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{CURSOR_PREFIX}{}", URL_SAFE_NO_PAD.encode(self.to_bytes()))
+        write!(
+            f,
+            "{CURSOR_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(self.to_bytes())
+        )
     }
 }
 
@@ -245,23 +260,22 @@ impl LogFilter {
 
 /// The columns of [`StoredEvent`], in the order [`decode_event`] reads them.
 const EVENT_COLUMNS: &str = "SELECT global_position, tenant_id, aggregate_type, aggregate_id, \
-     sequence, event_type, event_version, payload, metadata, recorded_at, tx_id::text AS tx_id \
+     sequence, event_type, event_version, payload, metadata, recorded_at, tx_id::text AS tx_id_text \
      FROM events";
 
 /// The readable part of the log: every transaction below the oldest running one has ended.
 const READABLE: &str = "tx_id < pg_snapshot_xmin(pg_current_snapshot())";
 
 fn parse_xid8(text: &str, column: &str) -> Result<u64, sqlx::Error> {
-    text.parse::<u64>()
-        .map_err(|e| sqlx::Error::ColumnDecode {
-            index: column.to_owned(),
-            source: Box::new(e),
-        })
+    text.parse::<u64>().map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(e),
+    })
 }
 
 fn decode_event(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
     let global_position: i64 = row.try_get("global_position")?;
-    let tx_text: String = row.try_get("tx_id")?;
+    let tx_text: String = row.try_get("tx_id_text")?;
     let tx_id = parse_xid8(&tx_text, "tx_id")?;
     Ok(StoredEvent {
         cursor: Cursor::new(tx_id, global_position),
@@ -317,7 +331,7 @@ where
     E: sqlx::PgExecutor<'e>,
 {
     let mut q = QueryBuilder::<Postgres>::new(
-        "SELECT tx_id::text AS tx_id, global_position FROM events WHERE ",
+        "SELECT tx_id::text AS tx_id_text, global_position FROM events WHERE ",
     );
     q.push(READABLE);
     filter.push_conditions(&mut q);
@@ -326,7 +340,7 @@ where
     match row {
         None => Ok(None),
         Some(row) => {
-            let tx_text: String = row.try_get("tx_id")?;
+            let tx_text: String = row.try_get("tx_id_text")?;
             Ok(Some(Cursor::new(
                 parse_xid8(&tx_text, "tx_id")?,
                 row.try_get("global_position")?,
@@ -417,9 +431,8 @@ pub mod naive {
     where
         E: sqlx::PgExecutor<'e>,
     {
-        let sql = format!(
-            "{EVENT_COLUMNS} WHERE global_position > $1 ORDER BY global_position LIMIT $2"
-        );
+        let sql =
+            format!("{EVENT_COLUMNS} WHERE global_position > $1 ORDER BY global_position LIMIT $2");
         let rows = sqlx::query(&sql)
             .bind(after_position)
             .bind(limit.max(0))
@@ -502,7 +515,10 @@ mod tests {
 
     #[test]
     fn an_empty_type_list_means_every_type() {
-        assert_eq!(LogFilter::all().with_types(Vec::<String>::new()), LogFilter::all());
+        assert_eq!(
+            LogFilter::all().with_types(Vec::<String>::new()),
+            LogFilter::all()
+        );
         let f = LogFilter::tenant("t1").with_types(["A", "B"]);
         assert_eq!(f.tenant_id.as_deref(), Some("t1"));
         assert_eq!(f.types(), Some(&["A".to_owned(), "B".to_owned()][..]));

@@ -248,7 +248,7 @@ fn progress_bar() -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
-        "verifying {bar:40} {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+        "verifying {wide_bar} {human_pos}/{human_len} events, eta {eta}",
     ) {
         bar.set_style(style);
     }

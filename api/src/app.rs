@@ -1,0 +1,185 @@
+//! The application: its state, its router, its background tasks, and `serve`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use chronicle_commands::dispatch::{Commands, SnapshotPolicy};
+use chronicle_commands::intake::inbox::InboxProcessor;
+use chronicle_commands::keystore::KeyStore;
+use chronicle_domain::pii::MasterKey;
+use chronicle_projections::conversations::ConversationsProjector;
+use chronicle_projections::runtime::{Projector, ProjectorRunner, RunnerConfig};
+use chronicle_projections::wake::Wakeups;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::{Database, Secret, Settings};
+use crate::embedded::EmbeddedPostgres;
+use crate::graphql::{build_schema, ChronicleSchema};
+use crate::metrics::Metrics;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub jwt_secret: Secret,
+    pub whatsapp_app_secret: Secret,
+    pub whatsapp_verify_token: Secret,
+    pub master_key: MasterKey,
+    pub commands: Commands,
+    pub inbox: InboxProcessor,
+    /// Wakes the inbox worker when a delivery was stored.
+    pub inbox_kick: Arc<Notify>,
+    pub wakeups: Wakeups,
+    pub redis: Option<redis::aio::MultiplexedConnection>,
+    pub metrics: Metrics,
+    pub schema: ChronicleSchema,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Connects to the configured database (starting the embedded cluster if that is the
+/// default) and applies the migrations.
+pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    let url = match &settings.database {
+        Database::Url(url) => url.expose().to_string(),
+        Database::Embedded => EmbeddedPostgres::new(&settings.data_dir)?.ensure_running().await?,
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(20)
+        .acquire_timeout(Duration::from_secs(10))
+        // Short write transactions keep the gap-free readers moving (DESIGN.md).
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET idle_in_transaction_session_timeout = '30s'").execute(&mut *conn).await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .context("connecting to PostgreSQL (check DATABASE_URL)")?;
+    chronicle_projections::MIGRATOR.run(&pool).await.context("applying migrations")?;
+    Ok(pool)
+}
+
+/// Builds the state over a migrated pool.
+pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<AppState> {
+    let metrics = Metrics::new().context("registering metrics")?;
+    let (wakeups, redis) = match &settings.redis_url {
+        Some(url) => {
+            let client = redis::Client::open(url.expose()).context("REDIS_URL is not a Redis URL")?;
+            let connection = client.get_multiplexed_async_connection().await.context("connecting to Redis")?;
+            let wakeups = Wakeups::redis(url.expose()).await.context("subscribing to Redis")?;
+            (wakeups, Some(connection))
+        }
+        None => (Wakeups::postgres(&pool).await.context("listening for appends")?, None),
+    };
+    let mut commands = Commands::new(pool.clone(), SnapshotPolicy::default()).with_metrics(metrics.commands.clone());
+    if let Some(connection) = &redis {
+        commands = commands.with_redis(connection.clone());
+    }
+    let keys = KeyStore::new(pool.clone(), settings.master_key.clone());
+    let inbox = InboxProcessor::new(commands.clone(), keys);
+    let schema = build_schema(pool.clone(), wakeups.clone());
+    Ok(AppState {
+        pool,
+        jwt_secret: settings.jwt_secret.clone(),
+        whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
+        whatsapp_verify_token: settings.whatsapp_verify_token.clone(),
+        master_key: settings.master_key.clone(),
+        commands,
+        inbox,
+        inbox_kick: Arc::new(Notify::new()),
+        wakeups,
+        redis,
+        metrics,
+        schema,
+    })
+}
+
+/// The whole router.
+pub fn router(state: AppState) -> Router {
+    crate::http::router(state)
+}
+
+/// Every projector of the server.
+pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
+    vec![Arc::new(ConversationsProjector::new(state.master_key.clone()))]
+}
+
+/// Starts the projector runners and the inbox worker; they stop when `shutdown` turns true.
+pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for projector in projectors(state) {
+        let runner = ProjectorRunner::new(state.pool.clone(), projector, state.wakeups.clone(), RunnerConfig::default())
+            .with_metrics(state.metrics.projectors.clone());
+        tasks.push(tokio::spawn(runner.run(shutdown.clone())));
+    }
+    tasks.push(tokio::spawn(inbox_worker(state.clone(), shutdown)));
+    tasks
+}
+
+/// Processes the webhook inbox: at once when a delivery arrives, and every few seconds for
+/// retries, crashed claims and numbers mapped by another process.
+async fn inbox_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match state.inbox.drain().await {
+            Ok(done) if done.claimed() > 0 => {
+                tracing::info!(done = done.done, unmapped = done.unmapped, failed = done.failed, retry = done.retry, "inbox processed");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "inbox pass failed; retrying"),
+        }
+        tokio::select! {
+            _ = state.inbox_kick.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Runs the server until Ctrl-C.
+pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let pool = connect(&settings).await?;
+    let state = build_state(pool, &settings).await?;
+    if demo {
+        let summary = chronicle_fixtures::demo::load(&state.pool, &state.commands, &state.inbox).await?;
+        let token = crate::auth::mint(
+            settings.jwt_secret.expose(),
+            &summary.tenant,
+            "demo-owner",
+            crate::auth::Role::Owner,
+            chrono::Duration::days(7),
+        )?;
+        println!("\nDemo data loaded: tenant {} ({} conversations, {} messages).", summary.tenant, summary.contacts, summary.messages);
+        println!("Open http://{}/graphql and send the header:\n  Authorization: Bearer {token}\n", settings.bind);
+    }
+    let (stop, shutdown) = watch::channel(false);
+    let tasks = spawn_background(&state, shutdown);
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("binding {} (set CHRONICLE_BIND to another address)", settings.bind))?;
+    tracing::info!(address = %settings.bind, "serving GraphQL at /graphql, webhooks at /webhooks/whatsapp");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The `chronicle` command line: `serve` (the default) and the `admin` commands that let a new
+//! user try everything: create a tenant, map a WhatsApp number to it, mint an access token.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chronicle_commands::tenants;
+use chronicle_domain::tenant::TenantId;
+use clap::{Parser, Subcommand};
+
+use crate::app::{build_state, connect, serve};
+use crate::auth::{mint, Role};
+use crate::config::{Database, Settings};
+use crate::embedded::EmbeddedPostgres;
+
+/// Chronicle: the event-sourced backend of WhatsApp-first CRMs.
+///
+/// Configuration comes from the environment (see the README); with no DATABASE_URL, a private
+/// PostgreSQL cluster is started under CHRONICLE_DATA_DIR (default .chronicle).
+#[derive(Debug, Parser)]
+#[command(name = "chronicle", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve GraphQL, webhooks, /health and /metrics (the default).
+    Serve {
+        /// Load the demo data set first and print a token for it.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Operator commands.
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Admin {
+    /// Create a tenant (or rename an existing one).
+    CreateTenant {
+        /// The tenant id: 2-63 characters of a-z, 0-9, '_' and '-'.
+        tenant: String,
+        /// The organization's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Map a WhatsApp Business phone-number id to a tenant; deliveries kept for it are processed.
+    MapNumber {
+        #[arg(long)]
+        tenant: String,
+        /// The phone-number id from the Meta app (metadata.phone_number_id in deliveries).
+        #[arg(long)]
+        phone_number_id: String,
+    },
+    /// Mint an access token for a user of a tenant.
+    MintToken {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+        /// owner, admin, agent, technician, finance, auditor or integrator.
+        #[arg(long, default_value = "owner")]
+        role: String,
+        /// Hours until it expires.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+    },
+    /// Stop the embedded PostgreSQL cluster (when no DATABASE_URL is set).
+    StopDb,
+}
+
+fn tenant(id: &str) -> anyhow::Result<TenantId> {
+    TenantId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Runs the command line; errors are printed, never panicked.
+pub async fn main(cli: Cli) -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chronicle: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(settings.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve { demo: false }) {
+        Command::Serve { demo } => serve(settings, demo).await,
+        Command::Admin(admin) => run_admin(settings, admin).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chronicle: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
+    match admin {
+        Admin::MintToken { tenant: t, user, role, ttl_hours } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!("unknown role {role:?}: use owner, admin, agent, technician, finance, auditor or integrator")
+            })?;
+            if ttl_hours <= 0 {
+                anyhow::bail!("--ttl-hours must be positive");
+            }
+            let t = tenant(&t)?;
+            let pool = connect(&settings).await?;
+            if !tenants::tenant_exists(&pool, &t).await? {
+                anyhow::bail!("no tenant {t}; create it with `chronicle admin create-tenant {t} --name ...`");
+            }
+            println!("{}", mint(settings.jwt_secret.expose(), &t, &user, role, chrono::Duration::hours(ttl_hours))?);
+        }
+        Admin::CreateTenant { tenant: t, name } => {
+            let t = tenant(&t)?;
+            let pool = connect(&settings).await?;
+            let created = tenants::create_tenant(&pool, &t, &name).await?;
+            println!("tenant {t} {}", if created { "created" } else { "renamed" });
+        }
+        Admin::MapNumber { tenant: t, phone_number_id } => {
+            let t = tenant(&t)?;
+            let pool = connect(&settings).await?;
+            let released = tenants::map_whatsapp_number(&pool, &t, &phone_number_id).await?;
+            let state = build_state(pool, &settings).await?;
+            let processed = state.inbox.drain().await?;
+            println!(
+                "phone-number id {phone_number_id} mapped to tenant {t}; {released} kept deliveries released, {} processed",
+                processed.done
+            );
+        }
+        Admin::StopDb => match settings.database {
+            Database::Embedded => {
+                EmbeddedPostgres::new(&settings.data_dir)?.stop()?;
+                println!("embedded PostgreSQL stopped");
+            }
+            Database::Url(_) => anyhow::bail!("DATABASE_URL is set: Chronicle does not manage that server"),
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The one error type of the API, mapped once at the boundary: both an HTTP response and a
+//! GraphQL error with `extensions.code`. The caller's fault gets a 4xx and its code; anything
+//! unexpected is logged once with its cause chain and answered as an opaque `INTERNAL`.
+
+use async_graphql::ErrorExtensions;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chronicle_commands::error::CommandError;
+use serde_json::json;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401 `UNAUTHENTICATED`: no credential, or an invalid one.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403 `FORBIDDEN`: the caller's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 400 with a code: malformed input, refused before anything is stored.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// From the write side: 422 for a domain refusal (its rule's code), 409 `CONFLICT`, 400
+    /// `INVALID_INPUT`, 500 `INTERNAL`.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// 503 `UNAVAILABLE`: a dependency is down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500 `INTERNAL`: anything else. The cause is logged, never shown.
+    #[error("internal error")]
+    Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Unexpected(Box::new(e))
+    }
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Command(CommandError::Rejected(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Command(CommandError::Conflict) => StatusCode::CONFLICT,
+            Self::Command(CommandError::InvalidInput(_)) => StatusCode::BAD_REQUEST,
+            Self::Command(CommandError::Unexpected(_)) | Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::BadRequest { code, .. } => code,
+            Self::Command(e) => e.code(),
+            Self::Unavailable(_) => "UNAVAILABLE",
+            Self::Unexpected(_) => "INTERNAL",
+        }
+    }
+
+    /// The message shown to the caller: opaque for internal failures.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Unexpected(_) | Self::Command(CommandError::Unexpected(_)) => "internal error".to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs an unexpected failure once, with its cause chain.
+    fn log_if_unexpected(&self) {
+        let source: Option<&(dyn std::error::Error + 'static)> = match self {
+            Self::Unexpected(e) | Self::Command(CommandError::Unexpected(e)) => Some(e.as_ref()),
+            _ => None,
+        };
+        if let Some(mut cause) = source {
+            let mut chain = cause.to_string();
+            while let Some(next) = cause.source() {
+                chain.push_str(": ");
+                chain.push_str(&next.to_string());
+                cause = next;
+            }
+            tracing::error!(error.chain = %chain, "request failed unexpectedly");
+        }
+    }
+
+    /// A 400 with a code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log_if_unexpected();
+        let body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+impl ErrorExtensions for ApiError {
+    fn extend(&self) -> async_graphql::Error {
+        self.log_if_unexpected();
+        async_graphql::Error::new(self.public_message()).extend_with(|_, ext| ext.set("code", self.code()))
+    }
+}
+
+/// Turns an API result into a GraphQL result whose error carries `extensions.code`. (The
+/// blanket `From<Display>` of async-graphql would drop the code, so resolvers call this.)
+pub trait IntoGraphql<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T, E: Into<ApiError>> IntoGraphql<T> for Result<T, E> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(|e| e.into().extend())
+    }
+}

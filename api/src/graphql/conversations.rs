@@ -1,0 +1,136 @@
+//! The inbox: `conversations`, a Relay connection of the caller's tenant's conversations,
+//! newest message first, filtered by status.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use chronicle_projections::conversations::{list, ConversationRow};
+
+use super::{caller, pool};
+use crate::error::{ApiError, IntoGraphql};
+
+/// A conversation's status.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ConversationStatus {
+    Open,
+    Pending,
+    Resolved,
+    Closed,
+}
+
+impl ConversationStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Pending => "pending",
+            Self::Resolved => "resolved",
+            Self::Closed => "closed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "pending" => Self::Pending,
+            "resolved" => Self::Resolved,
+            "closed" => Self::Closed,
+            _ => Self::Open,
+        }
+    }
+}
+
+/// Filters of `conversations`.
+#[derive(InputObject, Default)]
+pub struct ConversationFilter {
+    /// Only conversations with this status.
+    pub status: Option<ConversationStatus>,
+}
+
+/// The last message of a conversation.
+#[derive(SimpleObject)]
+pub struct LastMessage {
+    /// WhatsApp's message id.
+    pub id: String,
+    /// text, image, audio, video, document, location, …
+    pub kind: String,
+    /// A short preview of its content.
+    pub text: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A WhatsApp conversation with one contact.
+#[derive(SimpleObject)]
+pub struct Conversation {
+    pub id: String,
+    pub contact_id: String,
+    /// E.164; absent after the contact was erased.
+    pub contact_phone: Option<String>,
+    pub contact_name: Option<String>,
+    pub status: ConversationStatus,
+    pub last_message: Option<LastMessage>,
+    pub unread_count: i32,
+    pub message_count: i32,
+    /// When the 24-hour customer service window closes.
+    pub window_expires_at: Option<DateTime<Utc>>,
+    /// Whether a free-form message may be sent now (inside the window).
+    pub free_form_allowed: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ConversationRow> for Conversation {
+    fn from(row: ConversationRow) -> Self {
+        let last_message = match (row.last_message_id, row.last_message_at) {
+            (Some(id), Some(at)) => Some(LastMessage {
+                id,
+                kind: row.last_message_kind.unwrap_or_else(|| "unsupported".into()),
+                text: row.last_message_text,
+                at,
+            }),
+            _ => None,
+        };
+        Self {
+            id: row.conversation_id,
+            contact_id: row.contact_id,
+            contact_phone: row.contact_phone,
+            contact_name: row.contact_name,
+            status: ConversationStatus::parse(&row.status),
+            last_message,
+            unread_count: row.unread_count,
+            message_count: row.message_count,
+            free_form_allowed: row.window_expires_at.is_some_and(|t| t > Utc::now()),
+            window_expires_at: row.window_expires_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ConversationsQuery;
+
+#[Object]
+impl ConversationsQuery {
+    /// The caller's tenant's conversations, newest message first.
+    async fn conversations(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        after: Option<String>,
+        filter: Option<ConversationFilter>,
+    ) -> async_graphql::Result<Connection<String, Conversation>> {
+        let caller = caller(ctx).gql()?;
+        if !caller.role.reads_inbox() {
+            return Err(ApiError::Forbidden(format!("the {} role cannot read the inbox", caller.role.as_str()))).gql();
+        }
+        let status = filter.and_then(|f| f.status).map(ConversationStatus::as_str);
+        let page = list(pool(ctx).gql()?, &caller.tenant, status, i64::from(first), after.as_deref())
+            .await
+            .map_err(ApiError::from)
+            .gql()?
+            .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
+            .gql()?;
+        let mut connection = Connection::new(after.is_some(), page.has_next_page);
+        connection.edges.extend(page.rows.into_iter().map(|(cursor, row)| Edge::new(cursor, Conversation::from(row))));
+        Ok(connection)
+    }
+}

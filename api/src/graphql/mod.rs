@@ -1,0 +1,43 @@
+//! The GraphQL schema: one module per area, merged here. Limits: depth 12, complexity 1000.
+
+use async_graphql::{Context, EmptyMutation, MergedObject, MergedSubscription, Schema};
+use chronicle_projections::wake::Wakeups;
+use sqlx::PgPool;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+pub mod conversations;
+pub mod events;
+pub mod viewer;
+
+/// Every query, by area.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(viewer::ViewerQuery, conversations::ConversationsQuery);
+
+/// Every subscription, by area.
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(events::EventsSubscription);
+
+/// The schema type.
+pub type ChronicleSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
+
+/// Builds the schema; the pool and wake-ups are schema data, the caller is request data.
+pub fn build_schema(pool: PgPool, wakeups: Wakeups) -> ChronicleSchema {
+    Schema::build(QueryRoot::default(), EmptyMutation, SubscriptionRoot::default())
+        .data(pool)
+        .data(wakeups)
+        .limit_depth(12)
+        .limit_complexity(1000)
+        .finish()
+}
+
+/// The authenticated caller of the operation.
+pub fn caller<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
+    ctx.data_opt::<Caller>().ok_or_else(|| ApiError::Unauthenticated("an access token is required".into()))
+}
+
+/// The pool, from schema data.
+pub fn pool<'a>(ctx: &'a Context<'_>) -> Result<&'a PgPool, ApiError> {
+    ctx.data::<PgPool>().map_err(|_| ApiError::Unavailable("no database in the schema".into()))
+}

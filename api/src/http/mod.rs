@@ -1,0 +1,53 @@
+//! Routes: GraphQL (`/graphql`, GraphiQL on GET, subscriptions on `/graphql/ws`), the WhatsApp
+//! webhook, `/health` and `/metrics`. Each module has its own `router()`, merged here.
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use tracing::Instrument;
+
+use crate::app::AppState;
+
+pub mod graphql;
+pub mod ops;
+pub mod whatsapp;
+
+/// The header carrying a request's correlation id (taken from the caller, or made).
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// A request's correlation id, in its extensions.
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+/// Gives every request a correlation id and a span carrying it, and echoes it back.
+async fn correlate(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    request.extensions_mut().insert(CorrelationId(id.clone()));
+    let span = tracing::info_span!("http.request", method = %request.method(), route = %request.uri().path(), correlation.id = %id);
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    response
+}
+
+/// The router of every route.
+pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .merge(graphql::router())
+        .merge(whatsapp::router())
+        .merge(ops::router())
+        .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
+        .layer(middleware::from_fn_with_state(metrics, crate::metrics::track))
+        .layer(middleware::from_fn(correlate))
+        .with_state(state)
+}
