@@ -154,7 +154,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let pool = connect(&settings).await?;
     let state = build_state(pool, &settings).await?;
     if demo {
-        let summary = chronicle_fixtures::demo::load(&state.pool, &state.commands, &state.inbox).await?;
+        let summary = chronicle_fixtures::demo::load(&state.pool, &state.inbox).await?;
         let token = crate::auth::mint(
             settings.jwt_secret.expose(),
             &summary.tenant,

@@ -128,7 +128,7 @@ impl Commands {
         metadata: &CommandMetadata,
     ) -> Result<(), CommandError> {
         let stream = metadata.tenant_id.stream_id(contact_id);
-        self.execute(&self.conversations, &stream, command, metadata, |e| DomainError::Conversation(e)).await
+        self.execute(&self.conversations, &stream, command, metadata, DomainError::Conversation).await
     }
 
     async fn execute<A>(

@@ -1,1 +1,190 @@
-//! placeholder
+//! Cross-crate integration, fault and end-to-end tests against real PostgreSQL and Redis. This
+//! library is the harness they share: an application over a test's fresh database, with fixed
+//! secrets, requests sent in-process, and a real server on a loopback port for WebSockets.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chronicle_api::app::{build_state, projectors, router, AppState};
+use chronicle_api::auth::{mint, Role};
+use chronicle_api::config::Settings;
+use chronicle_commands::intake::whatsapp::sign;
+use chronicle_commands::tenants;
+use chronicle_domain::tenant::TenantId;
+use chronicle_projections::runtime::{ProjectorRunner, RunnerConfig};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+/// The app secret deliveries are signed with in tests.
+pub const APP_SECRET: &str = "test-app-secret";
+/// The webhook verification token in tests.
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+/// The JWT secret in tests.
+pub const JWT_SECRET: &str = "test-jwt-secret-test-jwt-secret-0123";
+/// The master key in tests (base64 of 32 bytes).
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// An application over one test database.
+pub struct TestApp {
+    pub pool: PgPool,
+    pub state: AppState,
+}
+
+/// Settings of a test app (`redis`: whether to use the REDIS_URL of scripts/services.sh).
+pub fn settings(redis: bool) -> Settings {
+    let redis_url = if redis { std::env::var("REDIS_URL").ok() } else { None };
+    Settings::from_lookup(move |name| match name {
+        "DATABASE_URL" => Some("postgres://unused-in-tests".into()),
+        "REDIS_URL" => redis_url.clone(),
+        "CHRONICLE_JWT_SECRET" => Some(JWT_SECRET.into()),
+        "CHRONICLE_MASTER_KEY" => Some(MASTER_KEY.into()),
+        "WHATSAPP_APP_SECRET" => Some(APP_SECRET.into()),
+        "WHATSAPP_VERIFY_TOKEN" => Some(VERIFY_TOKEN.into()),
+        "CHRONICLE_BIND" => Some("127.0.0.1:0".into()),
+        _ => None,
+    })
+    .unwrap_or_else(|e| panic!("test settings: {e}"))
+}
+
+/// A parsed tenant id.
+pub fn tenant(id: &str) -> TenantId {
+    TenantId::parse(id).unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl TestApp {
+    /// An app over `pool` (already migrated by `#[sqlx::test]`), with LISTEN/NOTIFY wake-ups.
+    pub async fn new(pool: PgPool) -> Self {
+        Self::with_settings(pool, settings(false)).await
+    }
+
+    /// An app over `pool` with the given settings.
+    pub async fn with_settings(pool: PgPool, settings: Settings) -> Self {
+        let state = build_state(pool.clone(), &settings).await.unwrap_or_else(|e| panic!("building the app: {e:#}"));
+        Self { pool, state }
+    }
+
+    /// Creates a tenant and maps a WhatsApp phone-number id to it.
+    pub async fn tenant_with_number(&self, id: &str, number: &str) -> TenantId {
+        let t = tenant(id);
+        tenants::create_tenant(&self.pool, &t, id).await.unwrap_or_else(|e| panic!("{e}"));
+        tenants::map_whatsapp_number(&self.pool, &t, number).await.unwrap_or_else(|e| panic!("{e}"));
+        t
+    }
+
+    /// A token for a user of a tenant.
+    pub fn token(&self, tenant_id: &str, role: Role) -> String {
+        mint(JWT_SECRET, &tenant(tenant_id), "user-1", role, chrono::Duration::hours(1)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Sends a request in-process; returns status and body (JSON, or a string value).
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = router(self.state.clone()).oneshot(request).await.unwrap_or_else(|e| match e {});
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024).await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, body)
+    }
+
+    /// Posts a WhatsApp delivery with the given signature header (None: no header).
+    pub async fn post_delivery_signed(&self, body: &[u8], signature: Option<String>) -> (StatusCode, Value) {
+        let mut request = Request::post("/webhooks/whatsapp").header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        self.send(request.body(Body::from(body.to_vec())).unwrap_or_else(|e| panic!("{e}"))).await
+    }
+
+    /// Posts a correctly signed WhatsApp delivery.
+    pub async fn post_delivery(&self, body: &Value) -> (StatusCode, Value) {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let signature = sign(APP_SECRET.as_bytes(), &bytes);
+        self.post_delivery_signed(&bytes, Some(signature)).await
+    }
+
+    /// Processes the inbox until nothing is pending.
+    pub async fn drain(&self) {
+        self.state.inbox.drain().await.unwrap_or_else(|e| panic!("draining the inbox: {e}"));
+    }
+
+    /// Runs every projector until it has applied every event committed before the call.
+    ///
+    /// One catch-up is not enough: the gap-free reader holds back events behind any open write
+    /// transaction of the cluster (other tests' databases included), so this repeats until no
+    /// committed event of the projector's types is left after its checkpoint.
+    pub async fn project(&self) {
+        for projector in projectors(&self.state) {
+            let runner = ProjectorRunner::new(self.pool.clone(), projector.clone(), self.state.wakeups.clone(), RunnerConfig::default());
+            let types: Vec<String> = projector.event_types().iter().map(|t| t.to_string()).collect();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                runner.catch_up().await.unwrap_or_else(|e| panic!("projecting: {e}"));
+                let behind: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM events e
+                      WHERE e.event_type = ANY($2)
+                        AND (e.tx_id, e.global_position) > coalesce(
+                              (SELECT (c.last_tx_id, c.last_position) FROM projector_checkpoints c WHERE c.projector = $1),
+                              ('0'::xid8, 0::bigint))",
+                )
+                .bind(projector.name())
+                .bind(&types)
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or_else(|e| panic!("measuring the projector: {e}"));
+                if behind == 0 {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "{} is still {behind} events behind after 60 s", projector.name());
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Posts a GraphQL query with a token.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> (StatusCode, Value) {
+        let mut request = Request::post("/graphql").header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        self.send(request.body(Body::from(body)).unwrap_or_else(|e| panic!("{e}"))).await
+    }
+
+    /// Serves the app on a loopback port (for WebSockets); the server stops with the test.
+    pub async fn serve(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let app = router(self.state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        address
+    }
+
+    /// Counts rows of a query returning one bigint.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+/// A WhatsApp message object.
+pub fn text_message(from: &str, id: &str, timestamp: i64, body: &str) -> Value {
+    json!({"from": from, "id": id, "timestamp": timestamp.to_string(), "type": "text", "text": {"body": body}})
+}
+
+/// A WhatsApp status object.
+pub fn status(id: &str, status: &str, timestamp: i64, recipient: &str) -> Value {
+    json!({"id": id, "status": status, "timestamp": timestamp.to_string(), "recipient_id": recipient})
+}
+
+/// A WhatsApp delivery to `number` with contacts (wa_id, name), messages and statuses.
+pub fn delivery(number: &str, contacts: &[(&str, &str)], messages: Vec<Value>, statuses: Vec<Value>) -> Value {
+    let contacts: Vec<Value> = contacts.iter().map(|(wa, name)| json!({"profile": {"name": name}, "wa_id": wa})).collect();
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "waba-1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": number},
+        "contacts": contacts, "messages": messages, "statuses": statuses}}]}]})
+}

@@ -8,6 +8,9 @@ use super::values::{DeliveryStatus, MessageKind};
 use crate::pii::Envelope;
 
 /// Facts about a conversation.
+// Events and commands are moved once and serialized; boxing the large variant would buy
+// nothing and change nothing on the wire.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ConversationEvent {
     /// An inbound message was received. Carries the derived window expiry and whether it

@@ -1,0 +1,292 @@
+//! GraphQL from end to end: the walking slice (webhook → command → events → projector → read
+//! model → query), tenant isolation of queries and subscriptions, roles, and personal data.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use chronicle_api::auth::Role;
+use chronicle_tests::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const ACME_NUMBER: &str = "111000111";
+const BETA_NUMBER: &str = "222000222";
+
+const CONVERSATIONS: &str = "query($status: ConversationStatus, $after: String) {
+  conversations(first: 10, after: $after, filter: { status: $status }) {
+    edges { cursor node { id contactId contactPhone contactName status unreadCount messageCount
+                          windowExpiresAt freeFormAllowed lastMessage { id kind text at } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}";
+
+/// Acme: two contacts (three messages); Beta: one contact.
+async fn two_tenants(app: &TestApp) {
+    app.tenant_with_number("acme", ACME_NUMBER).await;
+    app.tenant_with_number("beta", BETA_NUMBER).await;
+    let now = chrono::Utc::now().timestamp();
+    let acme = delivery(
+        ACME_NUMBER,
+        &[("263771000001", "Tendai Moyo"), ("263771000002", "Rudo Chikwanha")],
+        vec![
+            text_message("263771000001", "wamid.a1", now - 7200, "Is the 5kW kit in stock?"),
+            text_message("263771000001", "wamid.a2", now - 3600, "And the battery?"),
+            text_message("263771000002", "wamid.a3", now - 60, "Inverter error E07"),
+        ],
+        vec![],
+    );
+    let beta = delivery(
+        BETA_NUMBER,
+        &[("254711000009", "Wanjiru Kamau")],
+        vec![text_message("254711000009", "wamid.b1", now - 30, "Campaign report please")],
+        vec![],
+    );
+    assert_eq!(app.post_delivery(&acme).await.0, StatusCode::OK);
+    assert_eq!(app.post_delivery(&beta).await.0, StatusCode::OK);
+    app.drain().await;
+    app.project().await;
+}
+
+fn nodes(reply: &Value) -> Vec<Value> {
+    reply["data"]["conversations"]["edges"].as_array().cloned().unwrap_or_default().into_iter().map(|e| e["node"].clone()).collect()
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_webhook_message_reaches_the_conversations_query(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    let (status, reply) = app.graphql(Some(&app.token("acme", Role::Agent)), CONVERSATIONS, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let nodes = nodes(&reply);
+    assert_eq!(nodes.len(), 2, "{reply}");
+    // Newest message first.
+    assert_eq!(nodes[0]["contactName"], "Rudo Chikwanha");
+    assert_eq!(nodes[0]["contactPhone"], "+263771000002");
+    assert_eq!(nodes[0]["lastMessage"]["text"], "Inverter error E07");
+    assert_eq!(nodes[1]["contactName"], "Tendai Moyo");
+    assert_eq!(nodes[1]["unreadCount"], 2);
+    assert_eq!(nodes[1]["messageCount"], 2);
+    assert_eq!(nodes[1]["lastMessage"]["text"], "And the battery?");
+    assert_eq!(nodes[1]["status"], "OPEN");
+    assert_eq!(nodes[1]["freeFormAllowed"], true);
+    // The window runs 24 hours from the latest inbound message.
+    let expires = chrono::DateTime::parse_from_rfc3339(nodes[1]["windowExpiresAt"].as_str().unwrap_or_default()).ok();
+    let last = chrono::DateTime::parse_from_rfc3339(nodes[1]["lastMessage"]["at"].as_str().unwrap_or_default()).ok();
+    assert_eq!(expires.zip(last).map(|(e, l)| (e - l).num_hours()), Some(24));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn conversations_page_with_cursors_and_filter_by_status(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    let token = app.token("acme", Role::Owner);
+    let first_page = "query($after: String) { conversations(first: 1, after: $after) {
+        edges { cursor node { contactName } } pageInfo { hasNextPage endCursor } } }";
+    let (_, page1) = app.graphql(Some(&token), first_page, json!({})).await;
+    assert_eq!(page1["data"]["conversations"]["pageInfo"]["hasNextPage"], true, "{page1}");
+    let end = page1["data"]["conversations"]["pageInfo"]["endCursor"].clone();
+    let (_, page2) = app.graphql(Some(&token), first_page, json!({ "after": end })).await;
+    assert_eq!(page2["data"]["conversations"]["edges"][0]["node"]["contactName"], "Tendai Moyo");
+    assert_eq!(page2["data"]["conversations"]["pageInfo"]["hasNextPage"], false);
+
+    let (_, resolved) = app.graphql(Some(&token), CONVERSATIONS, json!({ "status": "RESOLVED" })).await;
+    assert_eq!(nodes(&resolved).len(), 0);
+    let (_, open) = app.graphql(Some(&token), CONVERSATIONS, json!({ "status": "OPEN" })).await;
+    assert_eq!(nodes(&open).len(), 2);
+
+    let (_, bad) = app.graphql(Some(&token), CONVERSATIONS, json!({ "after": "not-a-cursor" })).await;
+    assert_eq!(bad["errors"][0]["extensions"]["code"], "BAD_CURSOR", "{bad}");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn with_tenant_as_token_no_query_returns_tenant_bs_data(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    let (_, acme) = app.graphql(Some(&app.token("acme", Role::Owner)), CONVERSATIONS, json!({})).await;
+    let (_, beta) = app.graphql(Some(&app.token("beta", Role::Owner)), CONVERSATIONS, json!({})).await;
+    assert!(acme["errors"].is_null(), "{acme}");
+    let names = |v: &Value| nodes(v).iter().map(|n| n["contactName"].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>();
+    assert_eq!(names(&acme), ["Rudo Chikwanha", "Tendai Moyo"]);
+    assert_eq!(names(&beta), ["Wanjiru Kamau"]);
+    // A page cursor taken from tenant B's listing shows nothing of B to tenant A.
+    let beta_cursor = beta["data"]["conversations"]["edges"][0]["cursor"].clone();
+    let (_, crossed) = app.graphql(Some(&app.token("acme", Role::Owner)), CONVERSATIONS, json!({ "after": beta_cursor })).await;
+    assert!(!crossed.to_string().contains("Wanjiru"), "{crossed}");
+    // The schema has no tenant argument to try: the tenant comes from the token only.
+    let (_, by_arg) = app.graphql(Some(&app.token("acme", Role::Owner)), "{ conversations(tenantId: \"beta\") { edges { cursor } } }", json!({})).await;
+    assert!(by_arg["errors"][0]["message"].as_str().unwrap_or_default().contains("tenantId"), "{by_arg}");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn graphql_without_a_valid_token_is_refused(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    let (status, reply) = app.graphql(None, CONVERSATIONS, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply["error"]["code"], "UNAUTHENTICATED");
+    let forged = chronicle_api::auth::mint("a-different-secret-a-different-secret", &tenant("beta"), "x", Role::Owner, chrono::Duration::hours(1))
+        .unwrap_or_default();
+    let (status, _) = app.graphql(Some(&forged), CONVERSATIONS, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_technician_cannot_read_the_inbox(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    let (_, reply) = app.graphql(Some(&app.token("acme", Role::Technician)), CONVERSATIONS, json!({})).await;
+    assert_eq!(reply["errors"][0]["extensions"]["code"], "FORBIDDEN", "{reply}");
+    assert!(!reply.to_string().contains("Tendai"));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn no_phone_number_name_or_message_text_is_stored_in_the_log_in_the_clear(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    // GraphQL shows them to the tenant...
+    let (_, reply) = app.graphql(Some(&app.token("acme", Role::Owner)), CONVERSATIONS, json!({})).await;
+    let shown = reply.to_string();
+    for visible in ["+263771000001", "Tendai Moyo", "And the battery?"] {
+        assert!(shown.contains(visible), "{visible} should be shown: {shown}");
+    }
+    // ...while no column of any event or snapshot holds them.
+    let raw: Vec<String> = sqlx::query_scalar(
+        "SELECT concat_ws('|', aggregate_type, aggregate_id, sequence, event_type, event_version, payload::text,
+                         metadata::text, global_position, tenant_id, recorded_at, tx_id, encode(hash, 'hex'))
+           FROM events
+         UNION ALL
+         SELECT concat_ws('|', aggregate_type, aggregate_id, payload::text) FROM snapshots",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap_or_default();
+    assert_eq!(raw.len(), 4);
+    let everything = raw.join("\n");
+    for secret in [
+        "263771000001", "771000001", "263771000002", "254711000009", "Tendai", "Moyo", "Rudo", "Wanjiru",
+        "5kW kit", "battery", "Inverter error", "Campaign report",
+    ] {
+        assert!(!everything.contains(secret), "{secret:?} found in the clear in the log");
+    }
+}
+
+async fn ws_connect(address: std::net::SocketAddr, token: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut request = format!("ws://{address}/graphql/ws").into_client_request().unwrap_or_else(|e| panic!("{e}"));
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")));
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap_or_else(|e| panic!("{e}"));
+    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+    socket.send(Message::Text(init.to_string().into())).await.unwrap_or_else(|e| panic!("{e}"));
+    let ack = next_json(&mut socket).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    socket
+}
+
+async fn next_json<S>(socket: &mut S) -> Value
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no message within 20 s"))
+            .unwrap_or_else(|| panic!("socket closed"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        match message {
+            Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).unwrap_or_default();
+                if value["type"] == "ping" || value["type"] == "pong" {
+                    continue;
+                }
+                return value;
+            }
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
+async fn subscribe(socket: &mut (impl SinkExt<Message> + Unpin), after: Option<&str>) {
+    let query = "subscription($after: String) { events(after: $after) { cursor position eventType aggregateId correlationId } }";
+    let message = json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"after": after}}});
+    if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+        panic!("could not subscribe");
+    }
+}
+
+async fn take_events<S>(socket: &mut S, n: usize) -> Vec<Value>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut events = Vec::new();
+    while events.len() < n {
+        let message = next_json(socket).await;
+        assert_eq!(message["type"], "next", "{message}");
+        assert!(message["payload"]["errors"].is_null(), "{message}");
+        events.push(message["payload"]["data"]["events"].clone());
+    }
+    events
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_events_subscription_streams_history_then_live_for_the_tokens_tenant_only(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    let address = app.serve().await;
+    let mut socket = ws_connect(address, &app.token("acme", Role::Integrator)).await;
+    subscribe(&mut socket, None).await;
+    let history = take_events(&mut socket, 3).await;
+    assert!(history.iter().all(|e| e["aggregateId"].as_str().unwrap_or_default().starts_with("acme:")), "{history:?}");
+
+    // Live: one event for beta (must not arrive), then one for acme (must).
+    let now = chrono::Utc::now().timestamp();
+    app.post_delivery(&delivery(BETA_NUMBER, &[], vec![text_message("254711000009", "wamid.b2", now, "more")], vec![])).await;
+    app.drain().await;
+    app.post_delivery(&delivery(ACME_NUMBER, &[], vec![text_message("263771000002", "wamid.a4", now, "live one")], vec![])).await;
+    app.drain().await;
+    let live = take_events(&mut socket, 1).await;
+    assert!(live[0]["aggregateId"].as_str().unwrap_or_default().starts_with("acme:"), "{live:?}");
+    assert_eq!(live[0]["eventType"], "MessageReceived");
+
+    // Resuming after the second event yields exactly the third and the live one.
+    let all: Vec<Value> = history.iter().chain(live.iter()).cloned().collect();
+    let positions: Vec<i64> = all.iter().map(|e| e["position"].as_i64().unwrap_or_default()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    let mut resumed = ws_connect(address, &app.token("acme", Role::Integrator)).await;
+    subscribe(&mut resumed, all[1]["cursor"].as_str()).await;
+    let rest = take_events(&mut resumed, 2).await;
+    assert_eq!(rest, all[2..].to_vec());
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_subscription_without_a_token_is_refused(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let address = app.serve().await;
+    let mut request = format!("ws://{address}/graphql/ws").into_client_request().unwrap_or_else(|e| panic!("{e}"));
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")));
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap_or_else(|e| panic!("{e}"));
+    socket.send(Message::Text(json!({"type": "connection_init", "payload": {}}).to_string().into())).await.unwrap_or_else(|e| panic!("{e}"));
+    let answer = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.unwrap_or_else(|_| panic!("no answer"));
+    match answer {
+        Some(Ok(Message::Close(Some(frame)))) => assert!(frame.reason.contains("access token"), "{frame:?}"),
+        Some(Ok(Message::Text(text))) => assert!(!text.contains("connection_ack"), "{text}"),
+        other => assert!(matches!(other, None | Some(Err(_)) | Some(Ok(Message::Close(None)))), "{other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_auditor_subscribes_but_an_agent_cannot(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    let address = app.serve().await;
+    let mut socket = ws_connect(address, &app.token("acme", Role::Agent)).await;
+    subscribe(&mut socket, None).await;
+    let answer = next_json(&mut socket).await;
+    assert_eq!(answer["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{answer}");
+    assert!(answer["payload"]["data"].is_null(), "{answer}");
+    let mut auditor = ws_connect(address, &app.token("acme", Role::Auditor)).await;
+    subscribe(&mut auditor, None).await;
+    assert_eq!(take_events(&mut auditor, 3).await.len(), 3);
+}
