@@ -59,14 +59,19 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
         // Short write transactions keep the gap-free readers moving (DESIGN.md).
         .after_connect(|conn, _| {
             Box::pin(async move {
-                sqlx::query("SET idle_in_transaction_session_timeout = '30s'").execute(&mut *conn).await?;
+                sqlx::query("SET idle_in_transaction_session_timeout = '30s'")
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             })
         })
         .connect(&url)
         .await
         .context("connecting to PostgreSQL (check DATABASE_URL)")?;
-    chronicle_projections::MIGRATOR.run(&pool).await.context("applying migrations")?;
+    chronicle_projections::MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
     Ok(pool)
 }
 
@@ -76,7 +81,10 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
     let (wakeups, redis) = match &settings.redis_url {
         Some(url) => {
             let client = redis::Client::open(url.expose()).context("REDIS_URL is not a Redis URL")?;
-            let connection = client.get_multiplexed_async_connection().await.context("connecting to Redis")?;
+            let connection = client
+                .get_multiplexed_async_connection()
+                .await
+                .context("connecting to Redis")?;
             let wakeups = Wakeups::redis(url.expose()).await.context("subscribing to Redis")?;
             (wakeups, Some(connection))
         }
@@ -119,8 +127,13 @@ pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
 pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     for projector in projectors(state) {
-        let runner = ProjectorRunner::new(state.pool.clone(), projector, state.wakeups.clone(), RunnerConfig::default())
-            .with_metrics(state.metrics.projectors.clone());
+        let runner = ProjectorRunner::new(
+            state.pool.clone(),
+            projector,
+            state.wakeups.clone(),
+            RunnerConfig::default(),
+        )
+        .with_metrics(state.metrics.projectors.clone());
         tasks.push(tokio::spawn(runner.run(shutdown.clone())));
     }
     tasks.push(tokio::spawn(inbox_worker(state.clone(), shutdown)));
@@ -133,7 +146,13 @@ async fn inbox_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
         match state.inbox.drain().await {
             Ok(done) if done.claimed() > 0 => {
-                tracing::info!(done = done.done, unmapped = done.unmapped, failed = done.failed, retry = done.retry, "inbox processed");
+                tracing::info!(
+                    done = done.done,
+                    unmapped = done.unmapped,
+                    failed = done.failed,
+                    retry = done.retry,
+                    "inbox processed"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "inbox pass failed; retrying"),
@@ -162,8 +181,14 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             crate::auth::Role::Owner,
             chrono::Duration::days(7),
         )?;
-        println!("\nDemo data loaded: tenant {} ({} conversations, {} messages).", summary.tenant, summary.contacts, summary.messages);
-        println!("Open http://{}/graphql and send the header:\n  Authorization: Bearer {token}\n", settings.bind);
+        println!(
+            "\nDemo data loaded: tenant {} ({} conversations, {} messages).",
+            summary.tenant, summary.contacts, summary.messages
+        );
+        println!(
+            "Open http://{}/graphql and send the header:\n  Authorization: Bearer {token}\n",
+            settings.bind
+        );
     }
     let (stop, shutdown) = watch::channel(false);
     let tasks = spawn_background(&state, shutdown);

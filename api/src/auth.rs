@@ -72,11 +72,27 @@ pub struct Caller {
 }
 
 /// Mints a token for a user of a tenant, valid for `ttl`.
-pub fn mint(secret: &str, tenant: &TenantId, user_id: &str, role: Role, ttl: chrono::Duration) -> Result<String, ApiError> {
+pub fn mint(
+    secret: &str,
+    tenant: &TenantId,
+    user_id: &str,
+    role: Role,
+    ttl: chrono::Duration,
+) -> Result<String, ApiError> {
     let now = chrono::Utc::now().timestamp();
-    let claims = Claims { sub: user_id.to_string(), tenant: tenant.to_string(), role, iat: now, exp: now + ttl.num_seconds() };
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .map_err(|e| ApiError::Unexpected(Box::new(e)))
+    let claims = Claims {
+        sub: user_id.to_string(),
+        tenant: tenant.to_string(),
+        role,
+        iat: now,
+        exp: now + ttl.num_seconds(),
+    };
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| ApiError::Unexpected(Box::new(e)))
 }
 
 /// Verifies a token (signature, algorithm, expiry) and returns its caller.
@@ -88,7 +104,11 @@ pub fn verify(secret: &str, token: &str) -> Result<Caller, ApiError> {
         .map_err(|e| ApiError::Unauthenticated(format!("invalid access token: {e}")))?;
     let tenant = TenantId::parse(&data.claims.tenant)
         .map_err(|_| ApiError::Unauthenticated("the token's tenant is not a tenant id".into()))?;
-    Ok(Caller { tenant, user_id: data.claims.sub, role: data.claims.role })
+    Ok(Caller {
+        tenant,
+        user_id: data.claims.sub,
+        role: data.claims.role,
+    })
 }
 
 /// The token of an `Authorization: Bearer …` header value.
@@ -111,14 +131,28 @@ mod tests {
     fn a_minted_token_verifies_to_its_tenant_user_and_role() {
         let token = mint(SECRET, &acme(), "u1", Role::Agent, chrono::Duration::hours(1)).unwrap_or_default();
         let caller = verify(SECRET, &token).ok();
-        assert_eq!(caller, Some(Caller { tenant: acme(), user_id: "u1".into(), role: Role::Agent }));
+        assert_eq!(
+            caller,
+            Some(Caller {
+                tenant: acme(),
+                user_id: "u1".into(),
+                role: Role::Agent
+            })
+        );
     }
 
     #[test]
     fn expired_forged_and_garbage_tokens_are_refused() {
         let expired = mint(SECRET, &acme(), "u1", Role::Agent, chrono::Duration::hours(-1)).unwrap_or_default();
         assert!(verify(SECRET, &expired).is_err());
-        let other = mint("another-secret-another-secret-xx", &acme(), "u1", Role::Owner, chrono::Duration::hours(1)).unwrap_or_default();
+        let other = mint(
+            "another-secret-another-secret-xx",
+            &acme(),
+            "u1",
+            Role::Owner,
+            chrono::Duration::hours(1),
+        )
+        .unwrap_or_default();
         assert!(verify(SECRET, &other).is_err());
         assert!(verify(SECRET, "not.a.token").is_err());
     }

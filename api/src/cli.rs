@@ -101,7 +101,12 @@ pub async fn main(cli: Cli) -> ExitCode {
 
 async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
     match admin {
-        Admin::MintToken { tenant: t, user, role, ttl_hours } => {
+        Admin::MintToken {
+            tenant: t,
+            user,
+            role,
+            ttl_hours,
+        } => {
             let role = Role::parse(&role).with_context(|| {
                 format!("unknown role {role:?}: use owner, admin, agent, technician, finance, auditor or integrator")
             })?;
@@ -113,7 +118,16 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
             if !tenants::tenant_exists(&pool, &t).await? {
                 anyhow::bail!("no tenant {t}; create it with `chronicle admin create-tenant {t} --name ...`");
             }
-            println!("{}", mint(settings.jwt_secret.expose(), &t, &user, role, chrono::Duration::hours(ttl_hours))?);
+            println!(
+                "{}",
+                mint(
+                    settings.jwt_secret.expose(),
+                    &t,
+                    &user,
+                    role,
+                    chrono::Duration::hours(ttl_hours)
+                )?
+            );
         }
         Admin::CreateTenant { tenant: t, name } => {
             let t = tenant(&t)?;
@@ -121,7 +135,10 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
             let created = tenants::create_tenant(&pool, &t, &name).await?;
             println!("tenant {t} {}", if created { "created" } else { "renamed" });
         }
-        Admin::MapNumber { tenant: t, phone_number_id } => {
+        Admin::MapNumber {
+            tenant: t,
+            phone_number_id,
+        } => {
             let t = tenant(&t)?;
             let pool = connect(&settings).await?;
             let released = tenants::map_whatsapp_number(&pool, &t, &phone_number_id).await?;

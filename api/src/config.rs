@@ -123,19 +123,32 @@ impl Settings {
         let bind = lookup("CHRONICLE_BIND")
             .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
-            .map_err(|e| ConfigError::Invalid { name: "CHRONICLE_BIND", reason: format!("{e} (expected host:port)") })?;
+            .map_err(|e| ConfigError::Invalid {
+                name: "CHRONICLE_BIND",
+                reason: format!("{e} (expected host:port)"),
+            })?;
         let log_format = match lookup("CHRONICLE_LOG_FORMAT").as_deref() {
             None | Some("pretty") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(ConfigError::Invalid { name: "CHRONICLE_LOG_FORMAT", reason: format!("{other:?}: use pretty or json") })
+                return Err(ConfigError::Invalid {
+                    name: "CHRONICLE_LOG_FORMAT",
+                    reason: format!("{other:?}: use pretty or json"),
+                })
             }
         };
 
         let dev = matches!(database, Database::Embedded);
-        let mut dev_secrets = if dev { load_dev_secrets(&data_dir)? } else { DevSecrets::default() };
+        let mut dev_secrets = if dev {
+            load_dev_secrets(&data_dir)?
+        } else {
+            DevSecrets::default()
+        };
         let mut changed = false;
-        let mut secret = |name: &'static str, hint: &'static str, slot: fn(&mut DevSecrets) -> &mut Option<String>, make: fn() -> String| {
+        let mut secret = |name: &'static str,
+                          hint: &'static str,
+                          slot: fn(&mut DevSecrets) -> &mut Option<String>,
+                          make: fn() -> String| {
             if let Some(v) = lookup(name) {
                 return Ok(v);
             }
@@ -149,23 +162,43 @@ impl Settings {
             }
             Ok(entry.clone().unwrap_or_default())
         };
-        let jwt = secret("CHRONICLE_JWT_SECRET", "at least 32 random bytes", |s| &mut s.jwt_secret, random_token)?;
+        let jwt = secret(
+            "CHRONICLE_JWT_SECRET",
+            "at least 32 random bytes",
+            |s| &mut s.jwt_secret,
+            random_token,
+        )?;
         let master = secret(
             "CHRONICLE_MASTER_KEY",
             "base64 of 32 random bytes (e.g. `openssl rand -base64 32`)",
             |s| &mut s.master_key,
             || MasterKey::generate(&mut OsRng).to_base64(),
         )?;
-        let app_secret = secret("WHATSAPP_APP_SECRET", "the Meta app secret", |s| &mut s.whatsapp_app_secret, random_token)?;
-        let verify = secret("WHATSAPP_VERIFY_TOKEN", "the token set in the Meta webhook settings", |s| &mut s.whatsapp_verify_token, random_token)?;
+        let app_secret = secret(
+            "WHATSAPP_APP_SECRET",
+            "the Meta app secret",
+            |s| &mut s.whatsapp_app_secret,
+            random_token,
+        )?;
+        let verify = secret(
+            "WHATSAPP_VERIFY_TOKEN",
+            "the token set in the Meta webhook settings",
+            |s| &mut s.whatsapp_verify_token,
+            random_token,
+        )?;
         if changed {
             save_dev_secrets(&data_dir, &dev_secrets)?;
         }
         if jwt.len() < 32 {
-            return Err(ConfigError::Invalid { name: "CHRONICLE_JWT_SECRET", reason: "shorter than 32 bytes".into() });
+            return Err(ConfigError::Invalid {
+                name: "CHRONICLE_JWT_SECRET",
+                reason: "shorter than 32 bytes".into(),
+            });
         }
-        let master_key = MasterKey::from_base64(&master)
-            .map_err(|e| ConfigError::Invalid { name: "CHRONICLE_MASTER_KEY", reason: e.to_string() })?;
+        let master_key = MasterKey::from_base64(&master).map_err(|e| ConfigError::Invalid {
+            name: "CHRONICLE_MASTER_KEY",
+            reason: e.to_string(),
+        })?;
         Ok(Self {
             database,
             redis_url: lookup("REDIS_URL").map(Secret::new),
@@ -187,8 +220,10 @@ fn dev_secrets_path(dir: &std::path::Path) -> PathBuf {
 fn load_dev_secrets(dir: &std::path::Path) -> Result<DevSecrets, ConfigError> {
     let path = dev_secrets_path(dir);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| ConfigError::Invalid { name: "dev-secrets.json", reason: format!("{}: {e}", path.display()) }),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ConfigError::Invalid {
+            name: "dev-secrets.json",
+            reason: format!("{}: {e}", path.display()),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DevSecrets::default()),
         Err(source) => Err(ConfigError::DevSecrets { path, source }),
     }
@@ -196,7 +231,10 @@ fn load_dev_secrets(dir: &std::path::Path) -> Result<DevSecrets, ConfigError> {
 
 fn save_dev_secrets(dir: &std::path::Path, secrets: &DevSecrets) -> Result<(), ConfigError> {
     let path = dev_secrets_path(dir);
-    let io = |source| ConfigError::DevSecrets { path: path.clone(), source };
+    let io = |source| ConfigError::DevSecrets {
+        path: path.clone(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(io)?;
     let json = serde_json::to_vec_pretty(secrets).map_err(|e| io(std::io::Error::other(e)))?;
     std::fs::write(&path, json).map_err(io)?;
@@ -220,7 +258,10 @@ mod tests {
     #[test]
     fn production_mode_names_the_missing_secret() {
         let map = HashMap::from([("DATABASE_URL", "postgres://x/y".to_string())]);
-        let err = Settings::from_lookup(lookup(map)).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = Settings::from_lookup(lookup(map))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("CHRONICLE_JWT_SECRET"), "{err}");
     }
 
@@ -237,11 +278,23 @@ mod tests {
 
     #[test]
     fn a_bad_bind_address_or_log_format_is_explained() {
-        let map = HashMap::from([("CHRONICLE_BIND", "nowhere".to_string()), ("DATABASE_URL", "postgres://x".to_string())]);
-        let err = Settings::from_lookup(lookup(map)).err().map(|e| e.to_string()).unwrap_or_default();
+        let map = HashMap::from([
+            ("CHRONICLE_BIND", "nowhere".to_string()),
+            ("DATABASE_URL", "postgres://x".to_string()),
+        ]);
+        let err = Settings::from_lookup(lookup(map))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("CHRONICLE_BIND"), "{err}");
-        let map = HashMap::from([("CHRONICLE_LOG_FORMAT", "xml".to_string()), ("DATABASE_URL", "postgres://x".to_string())]);
-        let err = Settings::from_lookup(lookup(map)).err().map(|e| e.to_string()).unwrap_or_default();
+        let map = HashMap::from([
+            ("CHRONICLE_LOG_FORMAT", "xml".to_string()),
+            ("DATABASE_URL", "postgres://x".to_string()),
+        ]);
+        let err = Settings::from_lookup(lookup(map))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("CHRONICLE_LOG_FORMAT"), "{err}");
     }
 

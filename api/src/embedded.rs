@@ -45,7 +45,41 @@ fn find_bin_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Whether the `postgres` user can reach (traverse into) `dir`, or the nearest existing
+/// ancestor of it, since `dir` itself may not exist yet.
+fn postgres_can_reach(dir: &Path) -> bool {
+    let mut probe = dir.to_path_buf();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(parent) => probe = parent.to_path_buf(),
+            None => return false,
+        }
+    }
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(&probe)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A directory the `postgres` user can reach, named after the project directory so that each
+/// checkout keeps its own cluster.
+fn fallback_dir(wanted: &Path) -> PathBuf {
+    let name: String = wanted
+        .display()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    PathBuf::from("/var/lib/chronicle").join(name.trim_matches('_'))
 }
 
 impl EmbeddedPostgres {
@@ -55,8 +89,24 @@ impl EmbeddedPostgres {
             Ok(p) => p.parse().context("CHRONICLE_EMBEDDED_PG_PORT is not a port number")?,
             Err(_) => DEFAULT_PORT,
         };
-        let data_dir = std::path::absolute(data_dir.join("pg")).context("resolving the data directory")?;
-        Ok(Self { data_dir, port, bin: find_bin_dir()? })
+        let wanted = std::path::absolute(data_dir.join("pg")).context("resolving the data directory")?;
+        let data_dir = if is_root() && !postgres_can_reach(&wanted) {
+            let fallback = fallback_dir(&wanted);
+            tracing::warn!(
+                wanted = %wanted.display(),
+                using = %fallback.display(),
+                "the postgres user cannot reach the project directory (a parent is private to root); \
+                 keeping the embedded cluster in a directory it can reach"
+            );
+            fallback
+        } else {
+            wanted
+        };
+        Ok(Self {
+            data_dir,
+            port,
+            bin: find_bin_dir()?,
+        })
     }
 
     fn run(&self, tool: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
@@ -68,7 +118,10 @@ impl EmbeddedPostgres {
         } else {
             Command::new(&program)
         };
-        command.args(args).output().with_context(|| format!("running {}", program.display()))
+        command
+            .args(args)
+            .output()
+            .with_context(|| format!("running {}", program.display()))
     }
 
     fn data(&self) -> String {
@@ -78,7 +131,10 @@ impl EmbeddedPostgres {
     /// Whether the cluster is running.
     pub fn is_running(&self) -> bool {
         self.data_dir.join("PG_VERSION").exists()
-            && self.run("pg_ctl", &["-D", &self.data(), "status"]).map(|o| o.status.success()).unwrap_or(false)
+            && self
+                .run("pg_ctl", &["-D", &self.data(), "status"])
+                .map(|o| o.status.success())
+                .unwrap_or(false)
     }
 
     /// Initializes the cluster if needed, starts it if stopped, creates the database if
@@ -86,13 +142,39 @@ impl EmbeddedPostgres {
     pub async fn ensure_running(&self) -> anyhow::Result<String> {
         let root = is_root();
         if !self.data_dir.join("PG_VERSION").exists() {
-            std::fs::create_dir_all(&self.data_dir)
-                .with_context(|| format!("creating {}", self.data_dir.display()))?;
+            std::fs::create_dir_all(&self.data_dir).with_context(|| format!("creating {}", self.data_dir.display()))?;
+            #[cfg(unix)]
+            if root {
+                // Parents we created must be traversable by the postgres user.
+                use std::os::unix::fs::PermissionsExt;
+                let mut parent = self.data_dir.parent();
+                while let Some(dir) = parent {
+                    if let Ok(meta) = std::fs::metadata(dir) {
+                        let mode = meta.permissions().mode();
+                        if mode & 0o001 == 0 && dir.starts_with("/var/lib/chronicle") {
+                            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011));
+                        }
+                    }
+                    parent = dir.parent();
+                }
+            }
             if root {
                 self.hand_to_postgres_user()?;
             }
             tracing::info!(dir = %self.data_dir.display(), "initializing the embedded PostgreSQL cluster");
-            let out = self.run("initdb", &["-D", &self.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"])?;
+            let out = self.run(
+                "initdb",
+                &[
+                    "-D",
+                    &self.data(),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ],
+            )?;
             if !out.status.success() {
                 bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim());
             }
@@ -122,13 +204,17 @@ impl EmbeddedPostgres {
             }
         }
         let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
-        let admin = sqlx::PgPool::connect(&admin_url).await.context("connecting to the embedded cluster")?;
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .context("connecting to the embedded cluster")?;
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(DATABASE)
             .fetch_one(&admin)
             .await?;
         if !exists {
-            sqlx::query(&format!("CREATE DATABASE {DATABASE}")).execute(&admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
+                .execute(&admin)
+                .await?;
         }
         admin.close().await;
         Ok(format!("postgres://postgres@127.0.0.1:{}/{DATABASE}", self.port))
@@ -137,11 +223,19 @@ impl EmbeddedPostgres {
     /// As root: the data directory belongs to `postgres`, and `postgres` must be able to reach
     /// it through every parent directory.
     fn hand_to_postgres_user(&self) -> anyhow::Result<()> {
-        let out = Command::new("chown").args(["postgres:postgres", &self.data()]).output()?;
+        let out = Command::new("chown")
+            .args(["postgres:postgres", &self.data()])
+            .output()?;
         if !out.status.success() {
-            bail!("could not give {} to the postgres user: {}", self.data(), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "could not give {} to the postgres user: {}",
+                self.data(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        let reach = Command::new("runuser").args(["-u", "postgres", "--", "test", "-w", &self.data()]).status()?;
+        let reach = Command::new("runuser")
+            .args(["-u", "postgres", "--", "test", "-w", &self.data()])
+            .status()?;
         if !reach.success() {
             bail!(
                 "the postgres user cannot reach {} (a parent directory is private to root?); \

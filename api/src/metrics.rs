@@ -25,18 +25,30 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("chronicle_http_requests_total", "HTTP requests, by method, route and status."),
+            Opts::new(
+                "chronicle_http_requests_total",
+                "HTTP requests, by method, route and status.",
+            ),
             &["method", "route", "status"],
         )?;
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("chronicle_http_request_duration_seconds", "HTTP request latency, by route."),
+            HistogramOpts::new(
+                "chronicle_http_request_duration_seconds",
+                "HTTP request latency, by route.",
+            ),
             &["route"],
         )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         let projectors = register_metrics(&registry)?;
         let commands = CommandMetrics::register(&registry)?;
-        Ok(Self { registry, http_requests, http_duration, projectors, commands })
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            projectors,
+            commands,
+        })
     }
 
     /// The registry in the Prometheus text format.
@@ -65,6 +77,9 @@ pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next)
         .http_requests
         .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
         .inc();
-    metrics.http_duration.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_duration
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
     response
 }

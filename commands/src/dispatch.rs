@@ -32,7 +32,9 @@ pub struct SnapshotPolicy {
 impl Default for SnapshotPolicy {
     /// Conversations can grow long (busy support threads): snapshot every 100 events.
     fn default() -> Self {
-        Self { conversation: Some(100) }
+        Self {
+            conversation: Some(100),
+        }
     }
 }
 
@@ -48,12 +50,18 @@ impl CommandMetrics {
     /// `chronicle_command_duration_seconds{aggregate}`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let commands = IntCounterVec::new(
-            Opts::new("chronicle_commands_total", "Commands executed, by aggregate and outcome (appended, refused, conflict, failed)."),
+            Opts::new(
+                "chronicle_commands_total",
+                "Commands executed, by aggregate and outcome (appended, refused, conflict, failed).",
+            ),
             &["aggregate", "outcome"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("chronicle_command_duration_seconds", "Time to load, decide and append one command.")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "chronicle_command_duration_seconds",
+                "Time to load, decide and append one command.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             &["aggregate"],
         )?;
         registry.register(Box::new(commands.clone()))?;
@@ -79,7 +87,9 @@ pub struct Commands {
 
 impl std::fmt::Debug for Commands {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Commands").field("redis", &self.redis.is_some()).finish_non_exhaustive()
+        f.debug_struct("Commands")
+            .field("redis", &self.redis.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,7 +138,14 @@ impl Commands {
         metadata: &CommandMetadata,
     ) -> Result<(), CommandError> {
         let stream = metadata.tenant_id.stream_id(contact_id);
-        self.execute(&self.conversations, &stream, command, metadata, DomainError::Conversation).await
+        self.execute(
+            &self.conversations,
+            &stream,
+            command,
+            metadata,
+            DomainError::Conversation,
+        )
+        .await
     }
 
     async fn execute<A>(
@@ -157,7 +174,10 @@ impl Commands {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match framework.execute_with_metadata(stream, command.clone(), map.clone()).await {
+                match framework
+                    .execute_with_metadata(stream, command.clone(), map.clone())
+                    .await
+                {
                     Ok(()) => return Ok(()),
                     Err(AggregateError::UserError(e)) => return Err(CommandError::Rejected(domain(e))),
                     Err(AggregateError::AggregateConflict) if attempt <= CONFLICT_RETRIES => {
@@ -180,7 +200,10 @@ impl Commands {
             Err(CommandError::Unexpected(_)) => "failed",
         };
         self.metrics.commands.with_label_values(&[A::TYPE, outcome]).inc();
-        self.metrics.duration.with_label_values(&[A::TYPE]).observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .duration
+            .with_label_values(&[A::TYPE])
+            .observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
             self.announce(metadata.tenant_id.as_str()).await;
         }
@@ -192,8 +215,11 @@ impl Commands {
     async fn announce(&self, tenant: &str) {
         if let Some(connection) = &self.redis {
             let mut connection = connection.clone();
-            let published: Result<i64, redis::RedisError> =
-                redis::cmd("PUBLISH").arg(crate::REDIS_WAKE_CHANNEL).arg(tenant).query_async(&mut connection).await;
+            let published: Result<i64, redis::RedisError> = redis::cmd("PUBLISH")
+                .arg(crate::REDIS_WAKE_CHANNEL)
+                .arg(tenant)
+                .query_async(&mut connection)
+                .await;
             if let Err(e) = published {
                 tracing::warn!(error = %e, "could not publish a wake-up on Redis; readers will poll");
             }

@@ -26,10 +26,12 @@ pub async fn create_tenant(pool: &PgPool, tenant: &TenantId, name: &str) -> Resu
 
 /// Whether a tenant exists.
 pub async fn tenant_exists(pool: &PgPool, tenant: &TenantId) -> Result<bool, CommandError> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = $1)")
-        .bind(tenant.as_str())
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = $1)")
+            .bind(tenant.as_str())
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// Maps a WhatsApp Business phone-number id to a tenant, and releases the deliveries kept for
@@ -39,10 +41,14 @@ pub async fn tenant_exists(pool: &PgPool, tenant: &TenantId) -> Result<bool, Com
 pub async fn map_whatsapp_number(pool: &PgPool, tenant: &TenantId, phone_number_id: &str) -> Result<u64, CommandError> {
     let phone_number_id = phone_number_id.trim();
     if phone_number_id.is_empty() || !phone_number_id.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(CommandError::InvalidInput(format!("{phone_number_id:?} is not a WhatsApp phone-number id")));
+        return Err(CommandError::InvalidInput(format!(
+            "{phone_number_id:?} is not a WhatsApp phone-number id"
+        )));
     }
     if !tenant_exists(pool, tenant).await? {
-        return Err(CommandError::InvalidInput(format!("no tenant {tenant}; create it first")));
+        return Err(CommandError::InvalidInput(format!(
+            "no tenant {tenant}; create it first"
+        )));
     }
     let mut tx = pool.begin().await?;
     let owner: Option<String> =
@@ -79,12 +85,15 @@ pub async fn map_whatsapp_number(pool: &PgPool, tenant: &TenantId, phone_number_
 
 /// The tenant a WhatsApp phone-number id is mapped to.
 pub async fn tenant_of_number(pool: &PgPool, phone_number_id: &str) -> Result<Option<TenantId>, CommandError> {
-    let tenant: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM whatsapp_numbers WHERE phone_number_id = $1")
-        .bind(phone_number_id)
-        .fetch_optional(pool)
-        .await?;
+    let tenant: Option<String> =
+        sqlx::query_scalar("SELECT tenant_id FROM whatsapp_numbers WHERE phone_number_id = $1")
+            .bind(phone_number_id)
+            .fetch_optional(pool)
+            .await?;
     match tenant {
         None => Ok(None),
-        Some(t) => TenantId::parse(&t).map(Some).map_err(|e| CommandError::Unexpected(Box::new(e))),
+        Some(t) => TenantId::parse(&t)
+            .map(Some)
+            .map_err(|e| CommandError::Unexpected(Box::new(e))),
     }
 }

@@ -67,10 +67,14 @@ mod tests {
 
     #[test]
     fn the_stored_map_carries_tenant_actor_correlation_and_causation() {
-        let Ok(tenant_id) = TenantId::parse("acme") else { panic!("valid tenant") };
+        let Ok(tenant_id) = TenantId::parse("acme") else {
+            panic!("valid tenant")
+        };
         let map = CommandMetadata {
             tenant_id,
-            actor: Actor::System { component: "whatsapp-webhook".into() },
+            actor: Actor::System {
+                component: "whatsapp-webhook".into(),
+            },
             correlation_id: "corr-1".into(),
             causation_id: "inbox-7".into(),
         }

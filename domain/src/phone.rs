@@ -46,7 +46,15 @@ impl fmt::Display for PhoneNumber {
 /// Personal data: never printed whole in logs or debug output.
 impl fmt::Debug for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tail: String = self.0.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = self
+            .0
+            .chars()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         write!(f, "PhoneNumber(+…{tail})")
     }
 }
@@ -57,8 +65,14 @@ mod tests {
 
     #[test]
     fn whatsapp_ids_and_formatted_numbers_parse_to_e164() {
-        assert_eq!(PhoneNumber::parse("263771234567").map(|p| p.to_string()), Ok("+263771234567".into()));
-        assert_eq!(PhoneNumber::parse("+1 (415) 555-0100").map(|p| p.to_string()), Ok("+14155550100".into()));
+        assert_eq!(
+            PhoneNumber::parse("263771234567").map(|p| p.to_string()),
+            Ok("+263771234567".into())
+        );
+        assert_eq!(
+            PhoneNumber::parse("+1 (415) 555-0100").map(|p| p.to_string()),
+            Ok("+14155550100".into())
+        );
     }
 
     #[test]
@@ -70,7 +84,9 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_number() {
-        let Ok(p) = PhoneNumber::parse("263771234567") else { panic!("valid") };
+        let Ok(p) = PhoneNumber::parse("263771234567") else {
+            panic!("valid")
+        };
         assert!(!format!("{p:?}").contains("2637712345"));
     }
 }

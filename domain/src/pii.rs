@@ -84,7 +84,13 @@ impl MasterKey {
     }
 
     /// Wraps a contact's data key for storage, bound to the tenant and contact.
-    pub fn wrap(&self, key: &DataKey, tenant: &TenantId, contact_id: &str, rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
+    pub fn wrap(
+        &self,
+        key: &DataKey,
+        tenant: &TenantId,
+        contact_id: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
         let aad = binding(tenant, contact_id);
@@ -92,7 +98,13 @@ impl MasterKey {
         // (aes-gcm errors only past 2^36 bytes); an empty result would fail to unwrap loudly.
         let sealed = self
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &key.0, aad: aad.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &key.0,
+                    aad: aad.as_bytes(),
+                },
+            )
             .unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
@@ -108,7 +120,13 @@ impl MasterKey {
         let aad = binding(tenant, contact_id);
         let plain = self
             .cipher()
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: aad.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| PiiError::UnwrapFailed)?;
         let bytes: [u8; 32] = plain.try_into().map_err(|_| PiiError::UnwrapFailed)?;
         Ok(DataKey(bytes))
@@ -146,13 +164,25 @@ impl DataKey {
     }
 
     /// Seals a personal field for the log, bound to its tenant and contact.
-    pub fn seal(&self, tenant: &TenantId, contact_id: &str, plaintext: &str, rng: &mut (impl RngCore + CryptoRng)) -> Envelope {
+    pub fn seal(
+        &self,
+        tenant: &TenantId,
+        contact_id: &str,
+        plaintext: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Envelope {
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
         let aad = binding(tenant, contact_id);
         // See `MasterKey::wrap`: cannot fail for field-sized inputs.
         let sealed = Aes256Gcm::new(&self.0.into())
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: aad.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
             .unwrap_or_default();
         Envelope {
             enc: ENVELOPE_VERSION.to_string(),
@@ -166,14 +196,24 @@ impl DataKey {
         if envelope.enc != ENVELOPE_VERSION {
             return Err(PiiError::OpenFailed);
         }
-        let nonce = URL_SAFE_NO_PAD.decode(&envelope.nonce).map_err(|_| PiiError::OpenFailed)?;
-        let sealed = URL_SAFE_NO_PAD.decode(&envelope.ciphertext).map_err(|_| PiiError::OpenFailed)?;
+        let nonce = URL_SAFE_NO_PAD
+            .decode(&envelope.nonce)
+            .map_err(|_| PiiError::OpenFailed)?;
+        let sealed = URL_SAFE_NO_PAD
+            .decode(&envelope.ciphertext)
+            .map_err(|_| PiiError::OpenFailed)?;
         if nonce.len() != 12 {
             return Err(PiiError::OpenFailed);
         }
         let aad = binding(tenant, contact_id);
         let plain = Aes256Gcm::new(&self.0.into())
-            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &sealed, aad: aad.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &sealed,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| PiiError::OpenFailed)?;
         String::from_utf8(plain).map_err(|_| PiiError::NotUtf8)
     }
@@ -273,18 +313,28 @@ mod tests {
         let key = DataKey::generate(&mut OsRng);
         let acme = tenant("acme");
         let wrapped = master.wrap(&key, &acme, "ct_1", &mut OsRng);
-        let Ok(back) = master.unwrap_key(&wrapped, &acme, "ct_1") else { panic!("unwraps") };
+        let Ok(back) = master.unwrap_key(&wrapped, &acme, "ct_1") else {
+            panic!("unwraps")
+        };
         let env = key.seal(&acme, "ct_1", "hi", &mut OsRng);
         assert_eq!(back.open(&acme, "ct_1", &env), Ok("hi".into()));
         let other = MasterKey::generate(&mut OsRng);
-        assert_eq!(other.unwrap_key(&wrapped, &acme, "ct_1").map(|_| ()), Err(PiiError::UnwrapFailed));
-        assert_eq!(master.unwrap_key(&wrapped[..5], &acme, "ct_1").map(|_| ()), Err(PiiError::UnwrapFailed));
+        assert_eq!(
+            other.unwrap_key(&wrapped, &acme, "ct_1").map(|_| ()),
+            Err(PiiError::UnwrapFailed)
+        );
+        assert_eq!(
+            master.unwrap_key(&wrapped[..5], &acme, "ct_1").map(|_| ()),
+            Err(PiiError::UnwrapFailed)
+        );
     }
 
     #[test]
     fn contact_ids_are_stable_per_tenant_and_reveal_no_digits() {
         let ids = MasterKey::from_bytes([7; 32]).id_key();
-        let Ok(phone) = PhoneNumber::parse("263771234567") else { panic!("valid") };
+        let Ok(phone) = PhoneNumber::parse("263771234567") else {
+            panic!("valid")
+        };
         let a1 = ids.contact_id(&tenant("acme"), ContactHandle::Phone(&phone));
         let a2 = ids.contact_id(&tenant("acme"), ContactHandle::Phone(&phone));
         let b = ids.contact_id(&tenant("beta"), ContactHandle::Phone(&phone));
@@ -298,8 +348,14 @@ mod tests {
     fn master_keys_parse_from_base64_of_32_bytes_only() {
         let key = MasterKey::generate(&mut OsRng);
         assert!(MasterKey::from_base64(&key.to_base64()).is_ok());
-        assert_eq!(MasterKey::from_base64("c2hvcnQ=").map(|_| ()), Err(PiiError::InvalidMasterKey));
-        assert_eq!(MasterKey::from_base64("not base64!").map(|_| ()), Err(PiiError::InvalidMasterKey));
+        assert_eq!(
+            MasterKey::from_base64("c2hvcnQ=").map(|_| ()),
+            Err(PiiError::InvalidMasterKey)
+        );
+        assert_eq!(
+            MasterKey::from_base64("not base64!").map(|_| ()),
+            Err(PiiError::InvalidMasterKey)
+        );
         assert_eq!(format!("{key:?}"), "MasterKey(redacted)");
     }
 }

@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn lowercase_ids_with_dashes_and_digits_are_accepted() {
-        assert_eq!(TenantId::parse("acme-solar_2").map(|t| t.to_string()), Ok("acme-solar_2".into()));
+        assert_eq!(
+            TenantId::parse("acme-solar_2").map(|t| t.to_string()),
+            Ok("acme-solar_2".into())
+        );
     }
 
     #[test]

@@ -235,14 +235,12 @@ struct ChainWalker {
 
 impl ChainWalker {
     fn check(&mut self, event: &StoredEvent<'_>) {
-        let same_stream = self.stream.as_ref().is_some_and(|(t, id)| {
-            t.as_str() == event.aggregate_type && id.as_str() == event.aggregate_id
-        });
+        let same_stream = self
+            .stream
+            .as_ref()
+            .is_some_and(|(t, id)| t.as_str() == event.aggregate_type && id.as_str() == event.aggregate_id);
         if !same_stream {
-            self.stream = Some((
-                event.aggregate_type.to_owned(),
-                event.aggregate_id.to_owned(),
-            ));
+            self.stream = Some((event.aggregate_type.to_owned(), event.aggregate_id.to_owned()));
             self.previous = None;
             self.report.streams += 1;
         }
@@ -258,9 +256,7 @@ impl ChainWalker {
             Some(None)
         } else {
             match &self.previous {
-                Some((seq, hash)) if seq.checked_add(1) == Some(event.sequence) => {
-                    Some(Some(hash.as_slice()))
-                }
+                Some((seq, hash)) if seq.checked_add(1) == Some(event.sequence) => Some(Some(hash.as_slice())),
                 previous => {
                     // The previous stored sequence is below this one (primary-key order), so
                     // the missing range is non-empty; streams start at 1.
@@ -444,51 +440,28 @@ mod tests {
                 r#"{"note" :  "Grüße, 世界 🚀",   "n": 1.50}"#,
                 r#"{ "tenant_id": "açme", "actor": "José" }"#,
             ),
-            (
-                Some(vec![0x00, 0x01, 0xff]),
-                "",
-                "",
-                i64::MAX,
-                "",
-                "",
-                "null",
-                "{}",
-            ),
-            (
-                None,
-                "wallet",
-                "t:w",
-                0,
-                "Opened",
-                "1",
-                "[]",
-                "{\"tenant_id\":\"t\"}",
-            ),
+            (Some(vec![0x00, 0x01, 0xff]), "", "", i64::MAX, "", "", "null", "{}"),
+            (None, "wallet", "t:w", 0, "Opened", "1", "[]", "{\"tenant_id\":\"t\"}"),
         ]
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn event_hash_equals_the_databases_chronicle_event_hash(pool: PgPool) {
         for (previous, at, id, seq, et, ev, payload, metadata) in samples() {
-            let from_db: Vec<u8> =
-                sqlx::query_scalar("SELECT chronicle_event_hash($1, $2, $3, $4, $5, $6, $7, $8)")
-                    .bind(previous.as_deref())
-                    .bind(at)
-                    .bind(id)
-                    .bind(seq)
-                    .bind(et)
-                    .bind(ev)
-                    .bind(payload)
-                    .bind(metadata)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
+            let from_db: Vec<u8> = sqlx::query_scalar("SELECT chronicle_event_hash($1, $2, $3, $4, $5, $6, $7, $8)")
+                .bind(previous.as_deref())
+                .bind(at)
+                .bind(id)
+                .bind(seq)
+                .bind(et)
+                .bind(ev)
+                .bind(payload)
+                .bind(metadata)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
             let ours = event_hash(previous.as_deref(), at, id, seq, et, ev, payload, metadata);
-            assert_eq!(
-                from_db,
-                ours.to_vec(),
-                "inputs: {at:?} {id:?} {seq} {payload:?}"
-            );
+            assert_eq!(from_db, ours.to_vec(), "inputs: {at:?} {id:?} {seq} {payload:?}");
         }
     }
 
@@ -545,20 +518,8 @@ mod tests {
                 broken: vec![]
             }
         );
-        assert_eq!(
-            calls.first(),
-            Some(&VerifyProgress {
-                checked: 0,
-                total: 3
-            })
-        );
-        assert_eq!(
-            calls.last(),
-            Some(&VerifyProgress {
-                checked: 3,
-                total: 3
-            })
-        );
+        assert_eq!(calls.first(), Some(&VerifyProgress { checked: 0, total: 3 }));
+        assert_eq!(calls.last(), Some(&VerifyProgress { checked: 3, total: 3 }));
     }
 
     fn event<'a>(id: &'a str, sequence: i64, payload: &'a str, hash: &'a [u8]) -> StoredEvent<'a> {
@@ -603,10 +564,7 @@ mod tests {
         assert_eq!(report.events, 5);
         assert_eq!(report.broken.len(), 1);
         assert_eq!(report.broken[0].sequence, 2);
-        assert!(matches!(
-            report.broken[0].kind,
-            BrokenKind::HashMismatch { .. }
-        ));
+        assert!(matches!(report.broken[0].kind, BrokenKind::HashMismatch { .. }));
     }
 
     #[test]
@@ -628,11 +586,7 @@ mod tests {
             .cloned()
             .collect();
         let report = walk(&holed);
-        let kinds: Vec<_> = report
-            .broken
-            .iter()
-            .map(|b| (b.sequence, b.kind.clone()))
-            .collect();
+        let kinds: Vec<_> = report.broken.iter().map(|b| (b.sequence, b.kind.clone())).collect();
         assert_eq!(
             kinds,
             vec![

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
 use chronicle_domain::conversation::ConversationEvent;
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
@@ -65,9 +65,11 @@ impl ConversationsProjector {
         keys: &mut HashMap<(String, String), Option<DataKey>>,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let parsed: ConversationEvent = serde_json::from_value(event.payload.clone()).map_err(|e| {
-            ProjectionError::Handler { position: event.global_position, reason: format!("not a Conversation event: {e}") }
-        })?;
+        let parsed: ConversationEvent =
+            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+                position: event.global_position,
+                reason: format!("not a Conversation event: {e}"),
+            })?;
         let tenant = TenantId::parse(&event.tenant_id).map_err(|e| ProjectionError::Handler {
             position: event.global_position,
             reason: e.to_string(),
@@ -93,7 +95,10 @@ impl ConversationsProjector {
                 let open = |e: &Envelope| key.as_ref().and_then(|k| k.open(&tenant, &contact_id, e).ok());
                 let phone = open(&contact_phone);
                 let name = contact_name.as_ref().and_then(open);
-                let text = content.as_ref().and_then(open).map(|json| preview(kind.as_str(), &json));
+                let text = content
+                    .as_ref()
+                    .and_then(open)
+                    .map(|json| preview(kind.as_str(), &json));
                 sqlx::query(
                     "INSERT INTO conversations AS c (tenant_id, conversation_id, contact_id, contact_phone, contact_name,
                             status, last_message_id, last_message_kind, last_message_text, last_message_at,
@@ -134,7 +139,13 @@ impl ConversationsProjector {
                 .execute(&mut *db)
                 .await?;
             }
-            ConversationEvent::DeliveryStatusRecorded { wa_message_id, status, at, error_code, .. } => {
+            ConversationEvent::DeliveryStatusRecorded {
+                wa_message_id,
+                status,
+                at,
+                error_code,
+                ..
+            } => {
                 sqlx::query(
                     "INSERT INTO message_statuses (tenant_id, conversation_id, wa_message_id, status, status_at, error_code)
                      VALUES ($1, $2, $3, $4, $5, $6)

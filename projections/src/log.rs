@@ -30,9 +30,16 @@
 //! The price: an open transaction that has written anything (and so holds a transaction id)
 //! holds every reader back until it ends, including writes to other tables and in other
 //! databases of the cluster. Write transactions must stay short; the runtime exposes the age of
-//! the oldest one as a metric (`runtime::oldest_open_write_seconds`), and
-//! [`waiting_behind_open_writes`] tells a reader that committed events exist that it cannot read
-//! yet, so it can look again soon rather than sleep for a whole poll interval.
+//! the oldest one as a metric (`runtime::oldest_open_write_seconds`).
+//!
+//! A consequence for tailing readers: the wake-up for an event comes at its commit, but the
+//! event may not be readable yet (an older writer is still open), and that older writer may
+//! never send a wake-up of its own (it need not write events at all). So a reader that finds
+//! nothing to read asks [`any_committed_after`] its cursor; when committed events do lie
+//! beyond it, it looks again soon instead of sleeping for a whole poll interval. That check
+//! must be about the reader's cursor, not about `xmin`: the blocking writer may have ended
+//! between the empty read and the check, and "is anything blocked now?" would then answer no
+//! while the event was never read.
 //!
 //! # Plans (measured)
 //!
@@ -87,10 +94,7 @@ const CURSOR_PREFIX: &str = "c1.";
 
 impl Cursor {
     /// Before the first event of the log.
-    pub const START: Cursor = Cursor {
-        tx_id: 0,
-        position: 0,
-    };
+    pub const START: Cursor = Cursor { tx_id: 0, position: 0 };
 
     /// A cursor at the given transaction id and position.
     pub const fn new(tx_id: u64, position: i64) -> Self {
@@ -109,11 +113,7 @@ impl fmt::Display for Cursor {
     /// `c1.` followed by the base64url (no padding) of the 16 big-endian bytes of
     /// `tx_id` then `position`: 25 characters, URL-safe.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{CURSOR_PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(self.to_bytes())
-        )
+        write!(f, "{CURSOR_PREFIX}{}", URL_SAFE_NO_PAD.encode(self.to_bytes()))
     }
 }
 
@@ -138,12 +138,8 @@ impl FromStr for Cursor {
     type Err = CursorError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let body = s
-            .strip_prefix(CURSOR_PREFIX)
-            .ok_or(CursorError::UnknownVersion)?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|_| CursorError::Encoding)?;
+        let body = s.strip_prefix(CURSOR_PREFIX).ok_or(CursorError::UnknownVersion)?;
+        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| CursorError::Encoding)?;
         let bytes: [u8; 16] = bytes
             .as_slice()
             .try_into()
@@ -251,9 +247,7 @@ impl LogFilter {
             q.push(" AND tenant_id = ").push_bind(tenant.clone());
         }
         if let Some(types) = self.types() {
-            q.push(" AND event_type = ANY(")
-                .push_bind(types.to_vec())
-                .push(")");
+            q.push(" AND event_type = ANY(").push_bind(types.to_vec()).push(")");
         }
     }
 }
@@ -330,9 +324,7 @@ pub async fn head<'e, E>(db: E, filter: &LogFilter) -> Result<Option<Cursor>, sq
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let mut q = QueryBuilder::<Postgres>::new(
-        "SELECT tx_id::text AS tx_id_text, global_position FROM events WHERE ",
-    );
+    let mut q = QueryBuilder::<Postgres>::new("SELECT tx_id::text AS tx_id_text, global_position FROM events WHERE ");
     q.push(READABLE);
     filter.push_conditions(&mut q);
     q.push(" ORDER BY tx_id DESC, global_position DESC LIMIT 1");
@@ -349,39 +341,43 @@ where
     }
 }
 
-/// Whether committed events matching `filter` exist that are not readable yet, because an
-/// older transaction (anywhere in the cluster) that holds a transaction id is still open.
+/// Whether any committed event matching `filter` lies after `after`, readable or not.
 ///
-/// A reader that finds the readable log exhausted but this `true` should look again soon: the
-/// wake-up for those events has already come and gone, and the open transaction that holds
-/// them back may never send one (it need not write events at all).
-pub async fn waiting_behind_open_writes<'e, E>(
-    db: E,
-    filter: &LogFilter,
-) -> Result<bool, sqlx::Error>
+/// After a [`read_after`] at `after` came back empty, `true` means events are held back by an
+/// open write (or committed since the read): look again soon rather than at the next poll
+/// (see the module docs). `false` means everything committed has been read.
+pub async fn any_committed_after<'e, E>(db: E, after: Cursor, filter: &LogFilter) -> Result<bool, sqlx::Error>
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let mut q = QueryBuilder::<Postgres>::new(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE tx_id >= pg_snapshot_xmin(pg_current_snapshot())",
-    );
+    let mut q = QueryBuilder::<Postgres>::new("SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > (");
+    q.push_bind(after.tx_id.to_string())
+        .push("::text::xid8, ")
+        .push_bind(after.position)
+        .push(")");
     filter.push_conditions(&mut q);
     q.push(")");
     let row = q.build().fetch_one(db).await?;
     row.try_get(0)
 }
 
+/// The first delay before looking again at events held back by an open write; doubled on
+/// each try, up to [`BLOCKED_RETRY_MAX`] (or the poll interval, if shorter).
+pub const BLOCKED_RETRY_MIN: Duration = Duration::from_millis(20);
+
+/// The longest delay between looks at events held back by an open write: the open write may
+/// end at any moment and nothing will announce it.
+pub const BLOCKED_RETRY_MAX: Duration = Duration::from_millis(500);
+
 /// How long [`stream_after`] waits for a wake-up before it looks again anyway.
 pub const STREAM_POLL_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How soon [`stream_after`] looks again when committed events wait behind an open write.
-const STREAM_BLOCKED_RETRY: Duration = Duration::from_millis(50);
 
 /// The events after `after`, history first, then live, forever.
 ///
 /// Reads batches of `batch` until the readable log is exhausted, then waits for a wake-up for
 /// the filter's tenant (any tenant's when the filter has none) or [`STREAM_POLL_INTERVAL`], and
-/// reads again. Subscribe `wake` before calling (as `Wakeups::subscribe` does when called
+/// reads again; sooner when committed events are held back by an open write
+/// ([`any_committed_after`]). Subscribe `wake` before calling (as `Wakeups::subscribe` does when called
 /// first) so that no wake-up between the history and the wait is lost. A database error is
 /// yielded and ends the stream; resume from the last event's cursor.
 pub fn stream_after(
@@ -394,17 +390,22 @@ pub fn stream_after(
     let batch = batch.max(1);
     async_stream::try_stream! {
         let mut cursor = after;
+        let mut blocked_retry = BLOCKED_RETRY_MIN;
         loop {
             let events = read_after(&pool, cursor, &filter, batch).await?;
             if events.is_empty() {
-                let pause = if waiting_behind_open_writes(&pool, &filter).await? {
-                    STREAM_BLOCKED_RETRY
+                let pause = if any_committed_after(&pool, cursor, &filter).await? {
+                    let pause = blocked_retry;
+                    blocked_retry = (blocked_retry * 2).min(BLOCKED_RETRY_MAX);
+                    pause
                 } else {
+                    blocked_retry = BLOCKED_RETRY_MIN;
                     STREAM_POLL_INTERVAL
                 };
                 wake.wait(filter.tenant_id.as_deref(), pause).await;
                 continue;
             }
+            blocked_retry = BLOCKED_RETRY_MIN;
             for event in events {
                 cursor = event.cursor;
                 yield event;
@@ -431,8 +432,7 @@ pub mod naive {
     where
         E: sqlx::PgExecutor<'e>,
     {
-        let sql =
-            format!("{EVENT_COLUMNS} WHERE global_position > $1 ORDER BY global_position LIMIT $2");
+        let sql = format!("{EVENT_COLUMNS} WHERE global_position > $1 ORDER BY global_position LIMIT $2");
         let rows = sqlx::query(&sql)
             .bind(after_position)
             .bind(limit.max(0))
@@ -476,28 +476,13 @@ mod tests {
         let body = &good[3..];
         assert_eq!("".parse::<Cursor>(), Err(CursorError::UnknownVersion));
         assert_eq!(body.parse::<Cursor>(), Err(CursorError::UnknownVersion));
-        assert_eq!(
-            format!("c2.{body}").parse::<Cursor>(),
-            Err(CursorError::UnknownVersion)
-        );
+        assert_eq!(format!("c2.{body}").parse::<Cursor>(), Err(CursorError::UnknownVersion));
         assert_eq!("c1.!!!!".parse::<Cursor>(), Err(CursorError::Encoding));
-        assert_eq!(
-            format!("{good}=").parse::<Cursor>(),
-            Err(CursorError::Encoding)
-        );
+        assert_eq!(format!("{good}=").parse::<Cursor>(), Err(CursorError::Encoding));
         assert_eq!("c1.AAAA".parse::<Cursor>(), Err(CursorError::Length(3)));
-        assert_eq!(
-            format!("{good}AAAA").parse::<Cursor>(),
-            Err(CursorError::Length(19))
-        );
-        let negative = format!(
-            "c1.{}",
-            URL_SAFE_NO_PAD.encode(Cursor::new(1, -1).to_bytes())
-        );
-        assert_eq!(
-            negative.parse::<Cursor>(),
-            Err(CursorError::NegativePosition)
-        );
+        assert_eq!(format!("{good}AAAA").parse::<Cursor>(), Err(CursorError::Length(19)));
+        let negative = format!("c1.{}", URL_SAFE_NO_PAD.encode(Cursor::new(1, -1).to_bytes()));
+        assert_eq!(negative.parse::<Cursor>(), Err(CursorError::NegativePosition));
         // Non-canonical trailing bits: 16 bytes leave 4 unused bits in the last character,
         // so "...AB" would decode to the same bytes as "...AA"; one string per cursor only.
         let start = Cursor::START.to_string();
@@ -515,10 +500,7 @@ mod tests {
 
     #[test]
     fn an_empty_type_list_means_every_type() {
-        assert_eq!(
-            LogFilter::all().with_types(Vec::<String>::new()),
-            LogFilter::all()
-        );
+        assert_eq!(LogFilter::all().with_types(Vec::<String>::new()), LogFilter::all());
         let f = LogFilter::tenant("t1").with_types(["A", "B"]);
         assert_eq!(f.tenant_id.as_deref(), Some("t1"));
         assert_eq!(f.types(), Some(&["A".to_owned(), "B".to_owned()][..]));

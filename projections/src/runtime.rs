@@ -35,9 +35,10 @@
 //! runner doing the work); correctness does not depend on it, since the checkpoint check above
 //! also holds if a lock connection dies and two runners briefly overlap. An active runner
 //! catches up, then waits for a wake-up ([`crate::wake`]) or the poll interval. When committed
-//! events are waiting behind an open write ([`log::waiting_behind_open_writes`]), it looks again
-//! after a short delay instead of a whole poll interval, since the wake-up for them has already
-//! come. Errors are logged once per outage and retried with backoff.
+//! events lie beyond its checkpoint that it could not read yet, held back by an open write
+//! ([`log::any_committed_after`]), it looks again after a short, growing delay instead of a
+//! whole poll interval, since the wake-up for them has already come. Errors are logged once
+//! per outage and retried with backoff.
 //!
 //! # Rebuilds ([`ProjectorRunner::rebuild`])
 //!
@@ -126,9 +127,6 @@ impl Default for RunnerConfig {
     }
 }
 
-/// How soon a caught-up runner looks again when committed events wait behind an open write.
-const BLOCKED_RETRY: Duration = Duration::from_millis(50);
-
 /// The first delay after an error, doubled up to [`MAX_ERROR_BACKOFF`].
 const MIN_ERROR_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
@@ -166,12 +164,7 @@ struct CaughtUp {
 
 impl ProjectorRunner {
     /// A runner of `projector` over the log in `pool`'s database.
-    pub fn new(
-        pool: PgPool,
-        projector: Arc<dyn Projector>,
-        wakeups: Wakeups,
-        config: RunnerConfig,
-    ) -> Self {
+    pub fn new(pool: PgPool, projector: Arc<dyn Projector>, wakeups: Wakeups, config: RunnerConfig) -> Self {
         let (active, _) = watch::channel(false);
         ProjectorRunner {
             pool,
@@ -258,10 +251,7 @@ impl ProjectorRunner {
             ensure_checkpoint(&mut tx, name).await?;
             let locked = read_checkpoint(&mut tx, name, true).await?;
             if locked.unwrap_or(Cursor::START) != seen.unwrap_or(Cursor::START) {
-                tracing::debug!(
-                    projector = name,
-                    "checkpoint moved by another runner; reading again"
-                );
+                tracing::debug!(projector = name, "checkpoint moved by another runner; reading again");
                 tx.rollback().await?;
                 continue;
             }
@@ -299,10 +289,7 @@ impl ProjectorRunner {
 
     /// Catches up, stopping early on shutdown, and says whether events wait behind an open
     /// write.
-    async fn catch_up_until(
-        &self,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<CaughtUp, ProjectionError> {
+    async fn catch_up_until(&self, shutdown: &watch::Receiver<bool>) -> Result<CaughtUp, ProjectionError> {
         let mut applied = 0;
         loop {
             if shutdown_requested(shutdown) {
@@ -317,7 +304,12 @@ impl ProjectorRunner {
             }
             applied += n;
         }
-        let blocked = log::waiting_behind_open_writes(&self.pool, &self.filter()).await?;
+        // Anything committed beyond the checkpoint that the last (empty) batch could not read?
+        let mut conn = self.pool.acquire().await?;
+        let checkpoint = read_checkpoint(&mut conn, self.projector.name(), false)
+            .await?
+            .unwrap_or(Cursor::START);
+        let blocked = log::any_committed_after(&mut *conn, checkpoint, &self.filter()).await?;
         Ok(CaughtUp { applied, blocked })
     }
 
@@ -342,10 +334,7 @@ impl ProjectorRunner {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        tracing::info!(
-            projector = name,
-            "projector reset; rebuilding from the start"
-        );
+        tracing::info!(projector = name, "projector reset; rebuilding from the start");
         self.catch_up().await
     }
 
@@ -357,14 +346,8 @@ impl ProjectorRunner {
         };
         let name = self.projector.name();
         let lag = lag(&self.pool, name, self.projector.event_types()).await?;
-        metrics
-            .lag_events
-            .with_label_values(&[name])
-            .set(lag.events);
-        metrics
-            .lag_seconds
-            .with_label_values(&[name])
-            .set(lag.seconds);
+        metrics.lag_events.with_label_values(&[name]).set(lag.events);
+        metrics.lag_seconds.with_label_values(&[name]).set(lag.seconds);
         metrics
             .oldest_open_write_seconds
             .set(oldest_open_write_seconds(&self.pool).await?);
@@ -425,8 +408,7 @@ impl ProjectorRunner {
             // Subscribed before the first catch-up, so no wake-up between them is lost.
             let mut wake = self.wakeups.subscribe();
             self.active.send_replace(true);
-            self.follow(&mut conn, &mut wake, &mut shutdown, &mut errors)
-                .await;
+            self.follow(&mut conn, &mut wake, &mut shutdown, &mut errors).await;
             self.active.send_replace(false);
             // Release explicitly; closing the session would release it anyway.
             let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
@@ -450,6 +432,7 @@ impl ProjectorRunner {
         errors: &mut ErrorReport,
     ) {
         let name = self.projector.name();
+        let mut blocked_retry = log::BLOCKED_RETRY_MIN;
         while !shutdown_requested(shutdown) {
             // Still holding the lock? (If its session died, another runner may take over; the
             // checkpoint check keeps a brief overlap harmless, but stop being active.)
@@ -464,8 +447,11 @@ impl ProjectorRunner {
                         tracing::debug!(projector = name, %error, "lag metrics not updated");
                     }
                     if caught_up.blocked {
-                        BLOCKED_RETRY.min(self.config.poll_interval)
+                        let pause = blocked_retry.min(self.config.poll_interval);
+                        blocked_retry = (blocked_retry * 2).min(log::BLOCKED_RETRY_MAX);
+                        pause
                     } else {
+                        blocked_retry = log::BLOCKED_RETRY_MIN;
                         self.config.poll_interval
                     }
                 }
@@ -541,11 +527,7 @@ async fn ensure_checkpoint(conn: &mut PgConnection, name: &str) -> Result<(), sq
     Ok(())
 }
 
-async fn read_checkpoint(
-    conn: &mut PgConnection,
-    name: &str,
-    for_update: bool,
-) -> Result<Option<Cursor>, sqlx::Error> {
+async fn read_checkpoint(conn: &mut PgConnection, name: &str, for_update: bool) -> Result<Option<Cursor>, sqlx::Error> {
     let sql = if for_update {
         "SELECT last_tx_id::text AS tx, last_position FROM projector_checkpoints \
          WHERE projector = $1 FOR UPDATE"

@@ -107,10 +107,7 @@ impl Wakeups {
     /// Wake-ups with no source: only [`Wakeups::notify`] sends.
     pub fn manual() -> Self {
         let (sender, _) = broadcast::channel(BROADCAST_CAPACITY);
-        Wakeups {
-            sender,
-            _source: None,
-        }
+        Wakeups { sender, _source: None }
     }
 
     /// Wake-ups from `LISTEN chronicle_events` on the database of `pool`.
@@ -308,11 +305,7 @@ async fn subscribe(client: &redis::Client) -> Result<redis::aio::PubSub, redis::
     Ok(pubsub)
 }
 
-async fn redis_source(
-    client: redis::Client,
-    first: redis::aio::PubSub,
-    sender: broadcast::Sender<Wake>,
-) {
+async fn redis_source(client: redis::Client, first: redis::aio::PubSub, sender: broadcast::Sender<Wake>) {
     let mut pubsub = Some(first);
     let mut backoff = MIN_BACKOFF;
     // Only a lost connection leads to a reconnection attempt, and its loss was warned about:

@@ -7,6 +7,9 @@
 //! only after a reader has gone past its position) is arranged by waiting on what the readers
 //! report, not by sleeping.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -118,12 +121,7 @@ async fn insert(
         .collect()
 }
 
-async fn writer(
-    pool: PgPool,
-    w: usize,
-    shared: Arc<Shared>,
-    hold_watches: ReaderKind,
-) -> WriterReport {
+async fn writer(pool: PgPool, w: usize, shared: Arc<Shared>, hold_watches: ReaderKind) -> WriterReport {
     let stream = format!("{TENANT}:stream-{w}");
     let started = Instant::now();
     let mut sequence = 1i64;
@@ -153,11 +151,8 @@ async fn writer(
             let held_since = Instant::now();
             loop {
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                let passed = shared.caught_up_past[hold_watches.index()].load(Ordering::SeqCst)
-                    > max_position;
-                if (passed && held_since.elapsed() >= Duration::from_secs(1))
-                    || held_since.elapsed() >= HOLD_AT_MOST
-                {
+                let passed = shared.caught_up_past[hold_watches.index()].load(Ordering::SeqCst) > max_position;
+                if (passed && held_since.elapsed() >= Duration::from_secs(1)) || held_since.elapsed() >= HOLD_AT_MOST {
                     break;
                 }
             }
@@ -166,9 +161,7 @@ async fn writer(
         for k in 0..count {
             committed.push((stream.clone(), sequence + k));
         }
-        shared
-            .committed_max_position
-            .fetch_max(max_position, Ordering::SeqCst);
+        shared.committed_max_position.fetch_max(max_position, Ordering::SeqCst);
         shared.committed_max_tx.fetch_max(tx_id, Ordering::SeqCst);
         sequence += count;
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -200,9 +193,7 @@ async fn reader(pool: PgPool, kind: ReaderKind, shared: Arc<Shared>) -> Vec<Stor
         let drained_if_empty = done
             && match kind {
                 ReaderKind::Naive => true,
-                ReaderKind::Ordered => {
-                    current_xmin(&pool).await > shared.committed_max_tx.load(Ordering::SeqCst)
-                }
+                ReaderKind::Ordered => current_xmin(&pool).await > shared.committed_max_tx.load(Ordering::SeqCst),
             };
         let known = shared.committed_max_position.load(Ordering::SeqCst);
         let batch = match kind {
@@ -271,13 +262,12 @@ async fn run_scenario(pool: &PgPool, readers: &[ReaderKind], hold_watches: Reade
         seen.push((kind, task.await.unwrap()));
     }
     let held_position = held.expect("the holder held a transaction open");
-    let held_key: Key =
-        sqlx::query("SELECT aggregate_id, sequence FROM events WHERE global_position = $1")
-            .bind(held_position)
-            .fetch_one(&pool)
-            .await
-            .map(|r| (r.get("aggregate_id"), r.get("sequence")))
-            .unwrap();
+    let held_key: Key = sqlx::query("SELECT aggregate_id, sequence FROM events WHERE global_position = $1")
+        .bind(held_position)
+        .fetch_one(&pool)
+        .await
+        .map(|r| (r.get("aggregate_id"), r.get("sequence")))
+        .unwrap();
     pool.close().await;
     for (kind, events) in &seen {
         eprintln!(
@@ -294,21 +284,14 @@ async fn run_scenario(pool: &PgPool, readers: &[ReaderKind], hold_watches: Reade
 }
 
 fn keys(events: &[StoredEvent]) -> Vec<Key> {
-    events
-        .iter()
-        .map(|e| (e.aggregate_id.clone(), e.sequence))
-        .collect()
+    events.iter().map(|e| (e.aggregate_id.clone(), e.sequence)).collect()
 }
 
 /// Every committed event exactly once, and nothing else.
 fn assert_exactly_committed(what: &str, events: &[StoredEvent], committed: &[Key]) {
     let got = keys(events);
     let unique: HashSet<&Key> = got.iter().collect();
-    assert_eq!(
-        unique.len(),
-        got.len(),
-        "{what}: an event was delivered twice"
-    );
+    assert_eq!(unique.len(), got.len(), "{what}: an event was delivered twice");
     assert!(
         events
             .iter()
@@ -323,20 +306,12 @@ fn assert_exactly_committed(what: &str, events: &[StoredEvent], committed: &[Key
         "{what}: missed {} events: {missing:?}",
         missing.len()
     );
-    assert!(
-        extra.is_empty(),
-        "{what}: delivered events never committed: {extra:?}"
-    );
+    assert!(extra.is_empty(), "{what}: delivered events never committed: {extra:?}");
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn tailing_readers_see_every_committed_event_once_in_one_shared_order(pool: PgPool) {
-    let outcome = run_scenario(
-        &pool,
-        &[ReaderKind::Ordered, ReaderKind::Ordered],
-        ReaderKind::Ordered,
-    )
-    .await;
+    let outcome = run_scenario(&pool, &[ReaderKind::Ordered, ReaderKind::Ordered], ReaderKind::Ordered).await;
 
     // The final order, read at rest in one go.
     let full = log::read_after(&pool, Cursor::START, &LogFilter::all(), i64::MAX)
@@ -352,11 +327,7 @@ async fn tailing_readers_see_every_committed_event_once_in_one_shared_order(pool
     for (i, (_, seen)) in outcome.readers.iter().enumerate() {
         let what = format!("tailing reader {i}");
         assert_exactly_committed(&what, seen, &outcome.committed);
-        assert_eq!(
-            keys(seen),
-            keys(&full),
-            "{what} saw another order than the final one"
-        );
+        assert_eq!(keys(seen), keys(&full), "{what} saw another order than the final one");
         assert_eq!(
             seen.iter().map(|e| e.cursor).collect::<Vec<_>>(),
             full.iter().map(|e| e.cursor).collect::<Vec<_>>(),
@@ -367,9 +338,7 @@ async fn tailing_readers_see_every_committed_event_once_in_one_shared_order(pool
     // Within a stream, the order is the sequence order.
     let mut last: BTreeMap<&str, i64> = BTreeMap::new();
     for event in &full {
-        let previous = last
-            .insert(&event.aggregate_id, event.sequence)
-            .unwrap_or(0);
+        let previous = last.insert(&event.aggregate_id, event.sequence).unwrap_or(0);
         assert_eq!(
             event.sequence,
             previous + 1,
@@ -389,12 +358,7 @@ async fn tailing_readers_see_every_committed_event_once_in_one_shared_order(pool
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn the_naive_position_reader_skips_an_event_whose_transaction_commits_late(pool: PgPool) {
-    let outcome = run_scenario(
-        &pool,
-        &[ReaderKind::Naive, ReaderKind::Ordered],
-        ReaderKind::Naive,
-    )
-    .await;
+    let outcome = run_scenario(&pool, &[ReaderKind::Naive, ReaderKind::Ordered], ReaderKind::Naive).await;
     let (_, naive_seen) = &outcome.readers[0];
     let (_, ordered_seen) = &outcome.readers[1];
 
@@ -403,11 +367,7 @@ async fn the_naive_position_reader_skips_an_event_whose_transaction_commits_late
 
     // ...the naive one missed at least the held event.
     let seen: HashSet<Key> = keys(naive_seen).into_iter().collect();
-    let missed: Vec<&Key> = outcome
-        .committed
-        .iter()
-        .filter(|k| !seen.contains(*k))
-        .collect();
+    let missed: Vec<&Key> = outcome.committed.iter().filter(|k| !seen.contains(*k)).collect();
     assert!(
         !missed.is_empty(),
         "the naive reader should have skipped the late-committing event"
@@ -485,24 +445,12 @@ async fn seed_two_tenants(pool: &PgPool) -> Vec<StoredEvent> {
 async fn a_tenant_filter_reads_only_that_tenant_in_log_order(pool: PgPool) {
     let all = seed_two_tenants(&pool).await;
     for tenant in ["t1", "t2"] {
-        let expected: Vec<_> = all
-            .iter()
-            .filter(|e| e.tenant_id == tenant)
-            .cloned()
-            .collect();
+        let expected: Vec<_> = all.iter().filter(|e| e.tenant_id == tenant).cloned().collect();
         assert_eq!(expected.len(), 8);
-        assert_eq!(
-            read_all(&pool, &LogFilter::tenant(tenant), 3).await,
-            expected
-        );
-        assert_eq!(
-            read_all(&pool, &LogFilter::tenant(tenant), 100).await,
-            expected
-        );
+        assert_eq!(read_all(&pool, &LogFilter::tenant(tenant), 3).await, expected);
+        assert_eq!(read_all(&pool, &LogFilter::tenant(tenant), 100).await, expected);
     }
-    assert!(read_all(&pool, &LogFilter::tenant("nobody"), 5)
-        .await
-        .is_empty());
+    assert!(read_all(&pool, &LogFilter::tenant("nobody"), 5).await.is_empty());
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -515,16 +463,9 @@ async fn an_event_type_filter_reads_only_those_types_alone_or_with_a_tenant(pool
         .cloned()
         .collect();
     assert!(!expected.is_empty() && expected.len() < all.len());
-    assert_eq!(
-        read_all(&pool, &LogFilter::all().with_types(wanted), 2).await,
-        expected
-    );
+    assert_eq!(read_all(&pool, &LogFilter::all().with_types(wanted), 2).await, expected);
 
-    let t2: Vec<_> = expected
-        .iter()
-        .filter(|e| e.tenant_id == "t2")
-        .cloned()
-        .collect();
+    let t2: Vec<_> = expected.iter().filter(|e| e.tenant_id == "t2").cloned().collect();
     assert!(!t2.is_empty());
     assert_eq!(
         read_all(&pool, &LogFilter::tenant("t2").with_types(wanted), 2).await,
@@ -563,9 +504,7 @@ async fn head_is_the_cursor_of_the_last_readable_event(pool: PgPool) {
     // A cursor survives its string form and resumes where it was.
     let middle = all[7].cursor;
     let parsed: Cursor = middle.to_string().parse().unwrap();
-    let rest = log::read_after(&pool, parsed, &LogFilter::all(), 100)
-        .await
-        .unwrap();
+    let rest = log::read_after(&pool, parsed, &LogFilter::all(), 100).await.unwrap();
     assert_eq!(rest, all[8..].to_vec());
 }
 
@@ -591,37 +530,34 @@ async fn an_open_write_holds_readers_back_until_it_ends(pool: PgPool) {
         .await
         .unwrap();
     assert!(after.is_empty(), "read past an open write: {after:?}");
-    assert!(log::waiting_behind_open_writes(&pool, &LogFilter::all())
-        .await
-        .unwrap());
+    // A reader at the end of what it can read learns that more is committed beyond it.
+    let (cursor, pool_ref) = (before[0].cursor, &pool);
+    let committed_after =
+        |filter: LogFilter| async move { log::any_committed_after(pool_ref, cursor, &filter).await.unwrap() };
+    assert!(committed_after(LogFilter::all()).await);
+    assert!(committed_after(LogFilter::tenant("t1")).await);
+    assert!(committed_after(LogFilter::all().with_types(["AfterHeld"])).await);
+    assert!(!committed_after(LogFilter::tenant("t2")).await);
     assert!(
-        log::waiting_behind_open_writes(&pool, &LogFilter::tenant("t1"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !log::waiting_behind_open_writes(&pool, &LogFilter::tenant("t2"))
-            .await
-            .unwrap()
+        !committed_after(LogFilter::all().with_types(["Held"])).await,
+        "A is not committed"
     );
     // The naive reader reads B already, and would never come back for A's event.
     let naive_after = naive::read_naive_after_position(&pool, before[0].global_position, 100)
         .await
         .unwrap();
     assert_eq!(
-        naive_after
-            .iter()
-            .map(|e| e.global_position)
-            .collect::<Vec<_>>(),
+        naive_after.iter().map(|e| e.global_position).collect::<Vec<_>>(),
         vec![b_position]
     );
 
     a.commit().await.unwrap();
     let all = wait_readable(&pool, 3).await;
+    assert!(!log::any_committed_after(&pool, all[2].cursor, &LogFilter::all())
+        .await
+        .unwrap());
     assert_eq!(
-        all.iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
+        all.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(),
         vec!["Opened", "Held", "AfterHeld"],
         "the late commit comes first: its transaction id is lower"
     );
@@ -649,13 +585,7 @@ async fn a_log_stream_delivers_history_then_live_events_of_its_tenant(pool: PgPo
 
     let wakeups = Wakeups::manual();
     let receiver = wakeups.subscribe();
-    let stream = log::stream_after(
-        pool.clone(),
-        Cursor::START,
-        LogFilter::tenant("t1"),
-        1,
-        receiver,
-    );
+    let stream = log::stream_after(pool.clone(), Cursor::START, LogFilter::tenant("t1"), 1, receiver);
     let mut stream = Box::pin(stream);
     let first = next_event(&mut stream).await;
     let second = next_event(&mut stream).await;
@@ -669,11 +599,7 @@ async fn a_log_stream_delivers_history_then_live_events_of_its_tenant(pool: PgPo
     wakeups.notify("t1");
     let third = next_event(&mut stream).await;
     assert_eq!(
-        (
-            third.tenant_id.as_str(),
-            third.sequence,
-            third.event_type.as_str()
-        ),
+        (third.tenant_id.as_str(), third.sequence, third.event_type.as_str()),
         ("t1", 3, "Closed")
     );
     assert!(second.cursor < third.cursor);

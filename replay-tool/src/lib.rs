@@ -131,9 +131,7 @@ pub enum CliError {
 impl From<sqlx::Error> for CliError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
-                CliError::NoEventLog
-            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => CliError::NoEventLog,
             _ => CliError::Database(error),
         }
     }
@@ -215,11 +213,7 @@ fn describe(options: &PgConnectOptions) -> String {
 
 /// `verify` against an open pool: verifies the chains (with a progress bar on stderr when it is
 /// a terminal), writes the report to `out` (text or JSON) and says whether every link held.
-pub async fn verify_command(
-    pool: &PgPool,
-    args: &VerifyArgs,
-    out: &mut impl Write,
-) -> Result<Outcome, CliError> {
+pub async fn verify_command(pool: &PgPool, args: &VerifyArgs, out: &mut impl Write) -> Result<Outcome, CliError> {
     let bar = progress_bar();
     let report = chain::verify(pool, args.tenant.as_deref(), |p: VerifyProgress| {
         bar.set_length(p.total);
@@ -247,20 +241,14 @@ fn progress_bar() -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "verifying {wide_bar} {human_pos}/{human_len} events, eta {eta}",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template("verifying {wide_bar} {human_pos}/{human_len} events, eta {eta}") {
         bar.set_style(style);
     }
     bar
 }
 
 /// The text report: one line per broken link, then the summary.
-pub fn write_text(
-    out: &mut impl Write,
-    tenant: Option<&str>,
-    report: &VerifyReport,
-) -> io::Result<()> {
+pub fn write_text(out: &mut impl Write, tenant: Option<&str>, report: &VerifyReport) -> io::Result<()> {
     for link in &report.broken {
         writeln!(out, "BROKEN {link}")?;
     }
@@ -283,11 +271,7 @@ pub fn write_text(
 /// The JSON report: `{"ok", "tenant", "streams", "events", "broken": [...]}`, each broken link
 /// with `aggregate_type`, `aggregate_id`, `sequence`, `global_position`, `kind` and the kind's
 /// details.
-pub fn write_json(
-    out: &mut impl Write,
-    tenant: Option<&str>,
-    report: &VerifyReport,
-) -> io::Result<()> {
+pub fn write_json(out: &mut impl Write, tenant: Option<&str>, report: &VerifyReport) -> io::Result<()> {
     #[derive(Serialize)]
     struct JsonReport<'a> {
         ok: bool,

@@ -71,11 +71,7 @@ async fn as_superuser(pool: &PgPool, trigger: &str, statement: &str) {
         .execute(&mut *tx)
         .await
         .unwrap();
-    let affected = sqlx::query(statement)
-        .execute(&mut *tx)
-        .await
-        .unwrap()
-        .rows_affected();
+    let affected = sqlx::query(statement).execute(&mut *tx).await.unwrap().rows_affected();
     assert_eq!(affected, 1, "{statement}");
     sqlx::query(&format!("ALTER TABLE events ENABLE TRIGGER {trigger}"))
         .execute(&mut *tx)
@@ -85,24 +81,20 @@ async fn as_superuser(pool: &PgPool, trigger: &str, statement: &str) {
 }
 
 async fn global_position(pool: &PgPool, aggregate_id: &str, sequence: i64) -> i64 {
-    sqlx::query_scalar(
-        "SELECT global_position FROM events WHERE aggregate_id = $1 AND sequence = $2",
-    )
-    .bind(aggregate_id)
-    .bind(sequence)
-    .fetch_one(pool)
-    .await
-    .unwrap()
+    sqlx::query_scalar("SELECT global_position FROM events WHERE aggregate_id = $1 AND sequence = $2")
+        .bind(aggregate_id)
+        .bind(sequence)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// Every stored row, every column, in log order: to show that a refused change changed nothing.
 async fn all_rows(pool: &PgPool) -> String {
-    sqlx::query_scalar(
-        "SELECT coalesce(string_agg(e::text, E'\\n' ORDER BY global_position), '') FROM events e",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
+    sqlx::query_scalar("SELECT coalesce(string_agg(e::text, E'\\n' ORDER BY global_position), '') FROM events e")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// The URL of this test's own database (the password, if the server wants one, comes from the
@@ -143,9 +135,7 @@ fn verify_args(tenant: Option<&str>) -> VerifyArgs {
 /// Runs `verify` through the library entry point, returning the outcome and the text printed.
 async fn verify_text(pool: &PgPool, tenant: Option<&str>) -> (Outcome, String) {
     let mut out = Vec::new();
-    let outcome = verify_command(pool, &verify_args(tenant), &mut out)
-        .await
-        .unwrap();
+    let outcome = verify_command(pool, &verify_args(tenant), &mut out).await.unwrap();
     (outcome, String::from_utf8(out).unwrap())
 }
 
@@ -324,10 +314,7 @@ async fn a_forger_who_rehashes_the_tampered_event_is_caught_at_the_next_event(po
     assert_eq!(report.broken.len(), 1, "{:?}", report.broken);
     assert_eq!(report.broken[0].aggregate_id, "acme:conv-1");
     assert_eq!(report.broken[0].sequence, 3);
-    assert!(matches!(
-        report.broken[0].kind,
-        BrokenKind::HashMismatch { .. }
-    ));
+    assert!(matches!(report.broken[0].kind, BrokenKind::HashMismatch { .. }));
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -344,10 +331,7 @@ async fn tenant_option_restricts_verification_to_that_tenant(pool: PgPool) {
 
     let acme = replay(&url, &["verify", "--tenant", "acme"]).await;
     assert_eq!(acme.status.code(), Some(0), "{acme:?}");
-    assert_eq!(
-        stdout(&acme),
-        "verified 8 events in 3 streams of tenant acme: OK\n"
-    );
+    assert_eq!(stdout(&acme), "verified 8 events in 3 streams of tenant acme: OK\n");
 
     let globex = replay(&url, &["verify", "--tenant", "globex"]).await;
     assert_eq!(globex.status.code(), Some(1), "{globex:?}");
@@ -364,10 +348,7 @@ async fn tenant_option_restricts_verification_to_that_tenant(pool: PgPool) {
     // A tenant with no events has nothing to break.
     let (outcome, text) = verify_text(&pool, Some("initech")).await;
     assert_eq!(outcome, Outcome::Ok);
-    assert_eq!(
-        text,
-        "verified 0 events in 0 streams of tenant initech: OK\n"
-    );
+    assert_eq!(text, "verified 0 events in 0 streams of tenant initech: OK\n");
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -422,10 +403,7 @@ async fn the_application_role_may_only_read_and_append(pool: PgPool) {
         "TRUNCATE events",
         "ALTER TABLE events DISABLE TRIGGER events_refuse_update",
     ] {
-        sqlx::query("SAVEPOINT attempt")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query("SAVEPOINT attempt").execute(&mut *tx).await.unwrap();
         let error = sqlx::query(statement).execute(&mut *tx).await.unwrap_err();
         let db = error.as_database_error().unwrap();
         assert_eq!(db.code().as_deref(), Some("42501"), "{statement}: {db}");
@@ -523,11 +501,7 @@ async fn a_missing_database_url_is_a_usage_error_with_a_clear_message() {
 
 #[tokio::test]
 async fn an_unreachable_database_exits_2_without_showing_the_password() {
-    let output = replay(
-        "postgres://auditor:s3cr3t-pw@127.0.0.1:1/chronicle",
-        &["verify"],
-    )
-    .await;
+    let output = replay("postgres://auditor:s3cr3t-pw@127.0.0.1:1/chronicle", &["verify"]).await;
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

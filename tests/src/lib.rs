@@ -63,29 +63,48 @@ impl TestApp {
 
     /// An app over `pool` with the given settings.
     pub async fn with_settings(pool: PgPool, settings: Settings) -> Self {
-        let state = build_state(pool.clone(), &settings).await.unwrap_or_else(|e| panic!("building the app: {e:#}"));
+        let state = build_state(pool.clone(), &settings)
+            .await
+            .unwrap_or_else(|e| panic!("building the app: {e:#}"));
         Self { pool, state }
     }
 
     /// Creates a tenant and maps a WhatsApp phone-number id to it.
     pub async fn tenant_with_number(&self, id: &str, number: &str) -> TenantId {
         let t = tenant(id);
-        tenants::create_tenant(&self.pool, &t, id).await.unwrap_or_else(|e| panic!("{e}"));
-        tenants::map_whatsapp_number(&self.pool, &t, number).await.unwrap_or_else(|e| panic!("{e}"));
+        tenants::create_tenant(&self.pool, &t, id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tenants::map_whatsapp_number(&self.pool, &t, number)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         t
     }
 
     /// A token for a user of a tenant.
     pub fn token(&self, tenant_id: &str, role: Role) -> String {
-        mint(JWT_SECRET, &tenant(tenant_id), "user-1", role, chrono::Duration::hours(1)).unwrap_or_else(|e| panic!("{e}"))
+        mint(
+            JWT_SECRET,
+            &tenant(tenant_id),
+            "user-1",
+            role,
+            chrono::Duration::hours(1),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Sends a request in-process; returns status and body (JSON, or a string value).
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = router(self.state.clone()).oneshot(request).await.unwrap_or_else(|e| match e {});
+        let response = router(self.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|e| match e {});
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024).await.unwrap_or_default();
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
+            .await
+            .unwrap_or_default();
+        let body =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, body)
     }
 
@@ -95,7 +114,12 @@ impl TestApp {
         if let Some(signature) = signature {
             request = request.header("x-hub-signature-256", signature);
         }
-        self.send(request.body(Body::from(body.to_vec())).unwrap_or_else(|e| panic!("{e}"))).await
+        self.send(
+            request
+                .body(Body::from(body.to_vec()))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .await
     }
 
     /// Posts a correctly signed WhatsApp delivery.
@@ -107,7 +131,11 @@ impl TestApp {
 
     /// Processes the inbox until nothing is pending.
     pub async fn drain(&self) {
-        self.state.inbox.drain().await.unwrap_or_else(|e| panic!("draining the inbox: {e}"));
+        self.state
+            .inbox
+            .drain()
+            .await
+            .unwrap_or_else(|e| panic!("draining the inbox: {e}"));
     }
 
     /// Runs every projector until it has applied every event committed before the call.
@@ -117,7 +145,12 @@ impl TestApp {
     /// committed event of the projector's types is left after its checkpoint.
     pub async fn project(&self) {
         for projector in projectors(&self.state) {
-            let runner = ProjectorRunner::new(self.pool.clone(), projector.clone(), self.state.wakeups.clone(), RunnerConfig::default());
+            let runner = ProjectorRunner::new(
+                self.pool.clone(),
+                projector.clone(),
+                self.state.wakeups.clone(),
+                RunnerConfig::default(),
+            );
             let types: Vec<String> = projector.event_types().iter().map(|t| t.to_string()).collect();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             loop {
@@ -137,7 +170,11 @@ impl TestApp {
                 if behind == 0 {
                     break;
                 }
-                assert!(std::time::Instant::now() < deadline, "{} is still {behind} events behind after 60 s", projector.name());
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} is still {behind} events behind after 60 s",
+                    projector.name()
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         }
@@ -150,12 +187,15 @@ impl TestApp {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         let body = json!({ "query": query, "variables": variables }).to_string();
-        self.send(request.body(Body::from(body)).unwrap_or_else(|e| panic!("{e}"))).await
+        self.send(request.body(Body::from(body)).unwrap_or_else(|e| panic!("{e}")))
+            .await
     }
 
     /// Serves the app on a loopback port (for WebSockets); the server stops with the test.
     pub async fn serve(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let app = router(self.state.clone());
         tokio::spawn(async move {
@@ -166,7 +206,10 @@ impl TestApp {
 
     /// Counts rows of a query returning one bigint.
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 }
 
@@ -182,7 +225,10 @@ pub fn status(id: &str, status: &str, timestamp: i64, recipient: &str) -> Value 
 
 /// A WhatsApp delivery to `number` with contacts (wa_id, name), messages and statuses.
 pub fn delivery(number: &str, contacts: &[(&str, &str)], messages: Vec<Value>, statuses: Vec<Value>) -> Value {
-    let contacts: Vec<Value> = contacts.iter().map(|(wa, name)| json!({"profile": {"name": name}, "wa_id": wa})).collect();
+    let contacts: Vec<Value> = contacts
+        .iter()
+        .map(|(wa, name)| json!({"profile": {"name": name}, "wa_id": wa}))
+        .collect();
     json!({"object": "whatsapp_business_account", "entry": [{"id": "waba-1", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550001111", "phone_number_id": number},

@@ -41,7 +41,12 @@ async fn two_tenants(app: &TestApp) {
     let beta = delivery(
         BETA_NUMBER,
         &[("254711000009", "Wanjiru Kamau")],
-        vec![text_message("254711000009", "wamid.b1", now - 30, "Campaign report please")],
+        vec![text_message(
+            "254711000009",
+            "wamid.b1",
+            now - 30,
+            "Campaign report please",
+        )],
         vec![],
     );
     assert_eq!(app.post_delivery(&acme).await.0, StatusCode::OK);
@@ -51,14 +56,22 @@ async fn two_tenants(app: &TestApp) {
 }
 
 fn nodes(reply: &Value) -> Vec<Value> {
-    reply["data"]["conversations"]["edges"].as_array().cloned().unwrap_or_default().into_iter().map(|e| e["node"].clone()).collect()
+    reply["data"]["conversations"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["node"].clone())
+        .collect()
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_webhook_message_reaches_the_conversations_query(pool: PgPool) {
     let app = TestApp::new(pool).await;
     two_tenants(&app).await;
-    let (status, reply) = app.graphql(Some(&app.token("acme", Role::Agent)), CONVERSATIONS, json!({})).await;
+    let (status, reply) = app
+        .graphql(Some(&app.token("acme", Role::Agent)), CONVERSATIONS, json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let nodes = nodes(&reply);
     assert_eq!(nodes.len(), 2, "{reply}");
@@ -86,18 +99,30 @@ async fn conversations_page_with_cursors_and_filter_by_status(pool: PgPool) {
     let first_page = "query($after: String) { conversations(first: 1, after: $after) {
         edges { cursor node { contactName } } pageInfo { hasNextPage endCursor } } }";
     let (_, page1) = app.graphql(Some(&token), first_page, json!({})).await;
-    assert_eq!(page1["data"]["conversations"]["pageInfo"]["hasNextPage"], true, "{page1}");
+    assert_eq!(
+        page1["data"]["conversations"]["pageInfo"]["hasNextPage"], true,
+        "{page1}"
+    );
     let end = page1["data"]["conversations"]["pageInfo"]["endCursor"].clone();
     let (_, page2) = app.graphql(Some(&token), first_page, json!({ "after": end })).await;
-    assert_eq!(page2["data"]["conversations"]["edges"][0]["node"]["contactName"], "Tendai Moyo");
+    assert_eq!(
+        page2["data"]["conversations"]["edges"][0]["node"]["contactName"],
+        "Tendai Moyo"
+    );
     assert_eq!(page2["data"]["conversations"]["pageInfo"]["hasNextPage"], false);
 
-    let (_, resolved) = app.graphql(Some(&token), CONVERSATIONS, json!({ "status": "RESOLVED" })).await;
+    let (_, resolved) = app
+        .graphql(Some(&token), CONVERSATIONS, json!({ "status": "RESOLVED" }))
+        .await;
     assert_eq!(nodes(&resolved).len(), 0);
-    let (_, open) = app.graphql(Some(&token), CONVERSATIONS, json!({ "status": "OPEN" })).await;
+    let (_, open) = app
+        .graphql(Some(&token), CONVERSATIONS, json!({ "status": "OPEN" }))
+        .await;
     assert_eq!(nodes(&open).len(), 2);
 
-    let (_, bad) = app.graphql(Some(&token), CONVERSATIONS, json!({ "after": "not-a-cursor" })).await;
+    let (_, bad) = app
+        .graphql(Some(&token), CONVERSATIONS, json!({ "after": "not-a-cursor" }))
+        .await;
     assert_eq!(bad["errors"][0]["extensions"]["code"], "BAD_CURSOR", "{bad}");
 }
 
@@ -105,19 +130,46 @@ async fn conversations_page_with_cursors_and_filter_by_status(pool: PgPool) {
 async fn with_tenant_as_token_no_query_returns_tenant_bs_data(pool: PgPool) {
     let app = TestApp::new(pool).await;
     two_tenants(&app).await;
-    let (_, acme) = app.graphql(Some(&app.token("acme", Role::Owner)), CONVERSATIONS, json!({})).await;
-    let (_, beta) = app.graphql(Some(&app.token("beta", Role::Owner)), CONVERSATIONS, json!({})).await;
+    let (_, acme) = app
+        .graphql(Some(&app.token("acme", Role::Owner)), CONVERSATIONS, json!({}))
+        .await;
+    let (_, beta) = app
+        .graphql(Some(&app.token("beta", Role::Owner)), CONVERSATIONS, json!({}))
+        .await;
     assert!(acme["errors"].is_null(), "{acme}");
-    let names = |v: &Value| nodes(v).iter().map(|n| n["contactName"].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>();
+    let names = |v: &Value| {
+        nodes(v)
+            .iter()
+            .map(|n| n["contactName"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(&acme), ["Rudo Chikwanha", "Tendai Moyo"]);
     assert_eq!(names(&beta), ["Wanjiru Kamau"]);
     // A page cursor taken from tenant B's listing shows nothing of B to tenant A.
     let beta_cursor = beta["data"]["conversations"]["edges"][0]["cursor"].clone();
-    let (_, crossed) = app.graphql(Some(&app.token("acme", Role::Owner)), CONVERSATIONS, json!({ "after": beta_cursor })).await;
+    let (_, crossed) = app
+        .graphql(
+            Some(&app.token("acme", Role::Owner)),
+            CONVERSATIONS,
+            json!({ "after": beta_cursor }),
+        )
+        .await;
     assert!(!crossed.to_string().contains("Wanjiru"), "{crossed}");
     // The schema has no tenant argument to try: the tenant comes from the token only.
-    let (_, by_arg) = app.graphql(Some(&app.token("acme", Role::Owner)), "{ conversations(tenantId: \"beta\") { edges { cursor } } }", json!({})).await;
-    assert!(by_arg["errors"][0]["message"].as_str().unwrap_or_default().contains("tenantId"), "{by_arg}");
+    let (_, by_arg) = app
+        .graphql(
+            Some(&app.token("acme", Role::Owner)),
+            "{ conversations(tenantId: \"beta\") { edges { cursor } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        by_arg["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tenantId"),
+        "{by_arg}"
+    );
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -127,8 +179,14 @@ async fn graphql_without_a_valid_token_is_refused(pool: PgPool) {
     let (status, reply) = app.graphql(None, CONVERSATIONS, json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply["error"]["code"], "UNAUTHENTICATED");
-    let forged = chronicle_api::auth::mint("a-different-secret-a-different-secret", &tenant("beta"), "x", Role::Owner, chrono::Duration::hours(1))
-        .unwrap_or_default();
+    let forged = chronicle_api::auth::mint(
+        "a-different-secret-a-different-secret",
+        &tenant("beta"),
+        "x",
+        Role::Owner,
+        chrono::Duration::hours(1),
+    )
+    .unwrap_or_default();
     let (status, _) = app.graphql(Some(&forged), CONVERSATIONS, json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -137,7 +195,9 @@ async fn graphql_without_a_valid_token_is_refused(pool: PgPool) {
 async fn a_technician_cannot_read_the_inbox(pool: PgPool) {
     let app = TestApp::new(pool).await;
     two_tenants(&app).await;
-    let (_, reply) = app.graphql(Some(&app.token("acme", Role::Technician)), CONVERSATIONS, json!({})).await;
+    let (_, reply) = app
+        .graphql(Some(&app.token("acme", Role::Technician)), CONVERSATIONS, json!({}))
+        .await;
     assert_eq!(reply["errors"][0]["extensions"]["code"], "FORBIDDEN", "{reply}");
     assert!(!reply.to_string().contains("Tendai"));
 }
@@ -147,7 +207,9 @@ async fn no_phone_number_name_or_message_text_is_stored_in_the_log_in_the_clear(
     let app = TestApp::new(pool).await;
     two_tenants(&app).await;
     // GraphQL shows them to the tenant...
-    let (_, reply) = app.graphql(Some(&app.token("acme", Role::Owner)), CONVERSATIONS, json!({})).await;
+    let (_, reply) = app
+        .graphql(Some(&app.token("acme", Role::Owner)), CONVERSATIONS, json!({}))
+        .await;
     let shown = reply.to_string();
     for visible in ["+263771000001", "Tendai Moyo", "And the battery?"] {
         assert!(shown.contains(visible), "{visible} should be shown: {shown}");
@@ -166,19 +228,42 @@ async fn no_phone_number_name_or_message_text_is_stored_in_the_log_in_the_clear(
     assert_eq!(raw.len(), 4);
     let everything = raw.join("\n");
     for secret in [
-        "263771000001", "771000001", "263771000002", "254711000009", "Tendai", "Moyo", "Rudo", "Wanjiru",
-        "5kW kit", "battery", "Inverter error", "Campaign report",
+        "263771000001",
+        "771000001",
+        "263771000002",
+        "254711000009",
+        "Tendai",
+        "Moyo",
+        "Rudo",
+        "Wanjiru",
+        "5kW kit",
+        "battery",
+        "Inverter error",
+        "Campaign report",
     ] {
         assert!(!everything.contains(secret), "{secret:?} found in the clear in the log");
     }
 }
 
-async fn ws_connect(address: std::net::SocketAddr, token: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut request = format!("ws://{address}/graphql/ws").into_client_request().unwrap_or_else(|e| panic!("{e}"));
-    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")));
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap_or_else(|e| panic!("{e}"));
+async fn ws_connect(
+    address: std::net::SocketAddr,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut request = format!("ws://{address}/graphql/ws")
+        .into_client_request()
+        .unwrap_or_else(|e| panic!("{e}"));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
-    socket.send(Message::Text(init.to_string().into())).await.unwrap_or_else(|e| panic!("{e}"));
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let ack = next_json(&mut socket).await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     socket
@@ -238,16 +323,36 @@ async fn the_events_subscription_streams_history_then_live_for_the_tokens_tenant
     let mut socket = ws_connect(address, &app.token("acme", Role::Integrator)).await;
     subscribe(&mut socket, None).await;
     let history = take_events(&mut socket, 3).await;
-    assert!(history.iter().all(|e| e["aggregateId"].as_str().unwrap_or_default().starts_with("acme:")), "{history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|e| e["aggregateId"].as_str().unwrap_or_default().starts_with("acme:")),
+        "{history:?}"
+    );
 
     // Live: one event for beta (must not arrive), then one for acme (must).
     let now = chrono::Utc::now().timestamp();
-    app.post_delivery(&delivery(BETA_NUMBER, &[], vec![text_message("254711000009", "wamid.b2", now, "more")], vec![])).await;
+    app.post_delivery(&delivery(
+        BETA_NUMBER,
+        &[],
+        vec![text_message("254711000009", "wamid.b2", now, "more")],
+        vec![],
+    ))
+    .await;
     app.drain().await;
-    app.post_delivery(&delivery(ACME_NUMBER, &[], vec![text_message("263771000002", "wamid.a4", now, "live one")], vec![])).await;
+    app.post_delivery(&delivery(
+        ACME_NUMBER,
+        &[],
+        vec![text_message("263771000002", "wamid.a4", now, "live one")],
+        vec![],
+    ))
+    .await;
     app.drain().await;
     let live = take_events(&mut socket, 1).await;
-    assert!(live[0]["aggregateId"].as_str().unwrap_or_default().starts_with("acme:"), "{live:?}");
+    assert!(
+        live[0]["aggregateId"].as_str().unwrap_or_default().starts_with("acme:"),
+        "{live:?}"
+    );
     assert_eq!(live[0]["eventType"], "MessageReceived");
 
     // Resuming after the second event yields exactly the third and the live one.
@@ -264,15 +369,32 @@ async fn the_events_subscription_streams_history_then_live_for_the_tokens_tenant
 async fn a_subscription_without_a_token_is_refused(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let address = app.serve().await;
-    let mut request = format!("ws://{address}/graphql/ws").into_client_request().unwrap_or_else(|e| panic!("{e}"));
-    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")));
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap_or_else(|e| panic!("{e}"));
-    socket.send(Message::Text(json!({"type": "connection_init", "payload": {}}).to_string().into())).await.unwrap_or_else(|e| panic!("{e}"));
-    let answer = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.unwrap_or_else(|_| panic!("no answer"));
+    let mut request = format!("ws://{address}/graphql/ws")
+        .into_client_request()
+        .unwrap_or_else(|e| panic!("{e}"));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    socket
+        .send(Message::Text(
+            json!({"type": "connection_init", "payload": {}}).to_string().into(),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap_or_else(|_| panic!("no answer"));
     match answer {
         Some(Ok(Message::Close(Some(frame)))) => assert!(frame.reason.contains("access token"), "{frame:?}"),
         Some(Ok(Message::Text(text))) => assert!(!text.contains("connection_ack"), "{text}"),
-        other => assert!(matches!(other, None | Some(Err(_)) | Some(Ok(Message::Close(None)))), "{other:?}"),
+        other => assert!(
+            matches!(other, None | Some(Err(_)) | Some(Ok(Message::Close(None)))),
+            "{other:?}"
+        ),
     }
 }
 
@@ -284,7 +406,10 @@ async fn an_auditor_subscribes_but_an_agent_cannot(pool: PgPool) {
     let mut socket = ws_connect(address, &app.token("acme", Role::Agent)).await;
     subscribe(&mut socket, None).await;
     let answer = next_json(&mut socket).await;
-    assert_eq!(answer["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{answer}");
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{answer}"
+    );
     assert!(answer["payload"]["data"].is_null(), "{answer}");
     let mut auditor = ws_connect(address, &app.token("acme", Role::Auditor)).await;
     subscribe(&mut auditor, None).await;

@@ -16,7 +16,12 @@ fn two_messages_and_a_status() -> serde_json::Value {
         NUMBER,
         &[("263771000001", "Tendai"), ("263771000002", "Rudo")],
         vec![
-            text_message("263771000001", "wamid.A1", 1_790_000_000, "Hello, is the 5kW kit in stock?"),
+            text_message(
+                "263771000001",
+                "wamid.A1",
+                1_790_000_000,
+                "Hello, is the 5kW kit in stock?",
+            ),
             text_message("263771000002", "wamid.B1", 1_790_000_005, "My inverter beeps"),
         ],
         vec![status("wamid.out.1", "delivered", 1_790_000_010, "263771000001")],
@@ -45,7 +50,11 @@ async fn a_delivery_with_a_wrong_signature_is_refused_and_nothing_is_stored(pool
     let app = TestApp::new(pool).await;
     app.tenant_with_number("acme", NUMBER).await;
     let body = serde_json::to_vec(&two_messages_and_a_status()).unwrap_or_default();
-    for signature in [sign(b"another-secret", &body), sign(APP_SECRET.as_bytes(), b"another body"), "sha256=xyz".into()] {
+    for signature in [
+        sign(b"another-secret", &body),
+        sign(APP_SECRET.as_bytes(), b"another body"),
+        "sha256=xyz".into(),
+    ] {
         let (status, _) = app.post_delivery_signed(&body, Some(signature)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
@@ -60,7 +69,9 @@ async fn a_malformed_delivery_gets_400_with_a_reason_and_nothing_is_stored(pool:
     app.tenant_with_number("acme", NUMBER).await;
     let mut bad = two_messages_and_a_status();
     // The second message has no id: the whole delivery is refused, the first is not kept.
-    bad["entry"][0]["changes"][0]["value"]["messages"][1].as_object_mut().map(|m| m.remove("id"));
+    bad["entry"][0]["changes"][0]["value"]["messages"][1]
+        .as_object_mut()
+        .map(|m| m.remove("id"));
     let (status, reply) = app.post_delivery(&bad).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(reply["error"]["code"], "MALFORMED_DELIVERY");
@@ -68,9 +79,14 @@ async fn a_malformed_delivery_gets_400_with_a_reason_and_nothing_is_stored(pool:
     assert!(message.contains("messages[1]") && message.contains("`id`"), "{message}");
 
     let not_json = b"{not json".to_vec();
-    let (status, reply) = app.post_delivery_signed(&not_json, Some(sign(APP_SECRET.as_bytes(), &not_json))).await;
+    let (status, reply) = app
+        .post_delivery_signed(&not_json, Some(sign(APP_SECRET.as_bytes(), &not_json)))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(reply["error"]["message"].as_str().unwrap_or_default().contains("not JSON"));
+    assert!(reply["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("not JSON"));
 
     app.drain().await;
     assert_eq!(app.count("SELECT count(*) FROM webhook_inbox").await, 0);
@@ -85,10 +101,22 @@ async fn every_message_and_status_of_a_delivery_is_stored(pool: PgPool) {
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["new"], 3);
     app.drain().await;
-    assert_eq!(app.count("SELECT count(*) FROM events WHERE event_type = 'MessageReceived'").await, 2);
-    assert_eq!(app.count("SELECT count(*) FROM events WHERE event_type = 'DeliveryStatusRecorded'").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'MessageReceived'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'DeliveryStatusRecorded'")
+            .await,
+        1
+    );
     assert_eq!(app.count("SELECT count(DISTINCT aggregate_id) FROM events").await, 2);
-    assert_eq!(app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'done' AND payload IS NULL").await, 3);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'done' AND payload IS NULL")
+            .await,
+        3
+    );
     // Every event carries the request's correlation id and names its inbox row as the cause.
     assert_eq!(
         app.count("SELECT count(*) FROM events WHERE metadata->>'tenant_id' = 'acme' AND metadata->>'correlation_id' IS NOT NULL AND metadata->>'causation_id' LIKE 'inbox:%'").await,
@@ -117,7 +145,10 @@ async fn a_message_repeated_after_its_inbox_row_is_gone_is_still_stored_once(poo
     app.tenant_with_number("acme", NUMBER).await;
     app.post_delivery(&two_messages_and_a_status()).await;
     app.drain().await;
-    sqlx::query("DELETE FROM webhook_inbox").execute(&app.pool).await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("DELETE FROM webhook_inbox")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     app.post_delivery(&two_messages_and_a_status()).await;
     app.drain().await;
     assert_eq!(events(&app).await, 3);
@@ -130,16 +161,31 @@ async fn a_delivery_for_an_unmapped_number_is_kept_and_processed_once_mapped(poo
     assert_eq!(status, StatusCode::OK);
     app.drain().await;
     assert_eq!(events(&app).await, 0);
-    assert_eq!(app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'unmapped' AND payload IS NOT NULL").await, 3);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'unmapped' AND payload IS NOT NULL")
+            .await,
+        3
+    );
 
     let acme = tenant("acme");
-    tenants::create_tenant(&app.pool, &acme, "Acme Solar").await.unwrap_or_else(|e| panic!("{e}"));
-    let released = tenants::map_whatsapp_number(&app.pool, &acme, NUMBER).await.unwrap_or_else(|e| panic!("{e}"));
+    tenants::create_tenant(&app.pool, &acme, "Acme Solar")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let released = tenants::map_whatsapp_number(&app.pool, &acme, NUMBER)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(released, 3);
     app.drain().await;
     assert_eq!(events(&app).await, 3);
-    assert_eq!(app.count("SELECT count(*) FROM events WHERE tenant_id = 'acme'").await, 3);
-    assert_eq!(app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'done'").await, 3);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE tenant_id = 'acme'").await,
+        3
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'done'")
+            .await,
+        3
+    );
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -147,34 +193,56 @@ async fn a_number_mapped_to_one_tenant_cannot_be_taken_by_another(pool: PgPool) 
     let app = TestApp::new(pool).await;
     app.tenant_with_number("acme", NUMBER).await;
     let beta = tenant("beta");
-    tenants::create_tenant(&app.pool, &beta, "Beta").await.unwrap_or_else(|e| panic!("{e}"));
+    tenants::create_tenant(&app.pool, &beta, "Beta")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let refused = tenants::map_whatsapp_number(&app.pool, &beta, NUMBER).await;
-    assert!(matches!(refused, Err(chronicle_commands::error::CommandError::InvalidInput(_))));
+    assert!(matches!(
+        refused,
+        Err(chronicle_commands::error::CommandError::InvalidInput(_))
+    ));
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_sender_with_an_unusable_number_is_kept_as_failed_not_lost(pool: PgPool) {
     let app = TestApp::new(pool).await;
     app.tenant_with_number("acme", NUMBER).await;
-    let body = delivery(NUMBER, &[], vec![text_message("not-a-number", "wamid.X", 1_790_000_000, "hi")], vec![]);
+    let body = delivery(
+        NUMBER,
+        &[],
+        vec![text_message("not-a-number", "wamid.X", 1_790_000_000, "hi")],
+        vec![],
+    );
     assert_eq!(app.post_delivery(&body).await.0, StatusCode::OK);
     app.drain().await;
     assert_eq!(events(&app).await, 0);
-    assert_eq!(app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'failed' AND last_error LIKE '%number%'").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'failed' AND last_error LIKE '%number%'")
+            .await,
+        1
+    );
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn the_verification_handshake_echoes_the_challenge_only_for_our_token(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let get = |token: &str| {
-        Request::get(format!("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"))
-            .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"))
+        Request::get(format!(
+            "/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"
+        ))
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"))
     };
     let (status, body) = app.send(get(VERIFY_TOKEN)).await;
     assert_eq!((status, body), (StatusCode::OK, json!(1158201444)));
     let (status, _) = app.send(get("wrong")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = app.send(Request::get("/webhooks/whatsapp").body(Body::empty()).unwrap_or_else(|e| panic!("{e}"))).await;
+    let (status, _) = app
+        .send(
+            Request::get("/webhooks/whatsapp")
+                .body(Body::empty())
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

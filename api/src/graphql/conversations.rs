@@ -3,8 +3,8 @@
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 use chronicle_projections::conversations::{list, ConversationRow};
+use chrono::{DateTime, Utc};
 
 use super::{caller, pool};
 use crate::error::{ApiError, IntoGraphql};
@@ -120,17 +120,31 @@ impl ConversationsQuery {
     ) -> async_graphql::Result<Connection<String, Conversation>> {
         let caller = caller(ctx).gql()?;
         if !caller.role.reads_inbox() {
-            return Err(ApiError::Forbidden(format!("the {} role cannot read the inbox", caller.role.as_str()))).gql();
+            return Err(ApiError::Forbidden(format!(
+                "the {} role cannot read the inbox",
+                caller.role.as_str()
+            )))
+            .gql();
         }
         let status = filter.and_then(|f| f.status).map(ConversationStatus::as_str);
-        let page = list(pool(ctx).gql()?, &caller.tenant, status, i64::from(first), after.as_deref())
-            .await
-            .map_err(ApiError::from)
-            .gql()?
-            .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-            .gql()?;
+        let page = list(
+            pool(ctx).gql()?,
+            &caller.tenant,
+            status,
+            i64::from(first),
+            after.as_deref(),
+        )
+        .await
+        .map_err(ApiError::from)
+        .gql()?
+        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
+        .gql()?;
         let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(page.rows.into_iter().map(|(cursor, row)| Edge::new(cursor, Conversation::from(row))));
+        connection.edges.extend(
+            page.rows
+                .into_iter()
+                .map(|(cursor, row)| Edge::new(cursor, Conversation::from(row))),
+        );
         Ok(connection)
     }
 }

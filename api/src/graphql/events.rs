@@ -2,9 +2,9 @@
 //! cursor; resume from the last cursor seen, with no gap and no duplicate.
 
 use async_graphql::{Context, Json, SimpleObject, Subscription};
-use chrono::{DateTime, Utc};
 use chronicle_projections::log::{stream_after, Cursor, LogFilter, StoredEvent};
 use chronicle_projections::wake::Wakeups;
+use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 
 use super::{caller, pool};
@@ -64,17 +64,27 @@ impl EventsSubscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogEvent>>> {
         let caller = caller(ctx).gql()?;
         if !caller.role.reads_event_stream() {
-            return Err(ApiError::Forbidden(format!("the {} role cannot read the event stream", caller.role.as_str()))).gql();
+            return Err(ApiError::Forbidden(format!(
+                "the {} role cannot read the event stream",
+                caller.role.as_str()
+            )))
+            .gql();
         }
         let cursor = match after {
             None => Cursor::START,
-            Some(text) => text.parse::<Cursor>().map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string())).gql()?,
+            Some(text) => text
+                .parse::<Cursor>()
+                .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
+                .gql()?,
         };
         let mut filter = LogFilter::tenant(caller.tenant.to_string());
         if let Some(types) = types {
             filter = filter.with_types(types);
         }
-        let wakeups = ctx.data::<Wakeups>().map_err(|_| ApiError::Unavailable("no wake-ups".into())).gql()?;
+        let wakeups = ctx
+            .data::<Wakeups>()
+            .map_err(|_| ApiError::Unavailable("no wake-ups".into()))
+            .gql()?;
         let stream = stream_after(pool(ctx).gql()?.clone(), cursor, filter, 200, wakeups.subscribe());
         Ok(stream.map(|item| item.map(LogEvent::from).map_err(ApiError::from).gql()))
     }

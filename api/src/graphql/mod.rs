@@ -34,10 +34,12 @@ pub fn build_schema(pool: PgPool, wakeups: Wakeups) -> ChronicleSchema {
 
 /// The authenticated caller of the operation.
 pub fn caller<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
-    ctx.data_opt::<Caller>().ok_or_else(|| ApiError::Unauthenticated("an access token is required".into()))
+    ctx.data_opt::<Caller>()
+        .ok_or_else(|| ApiError::Unauthenticated("an access token is required".into()))
 }
 
 /// The pool, from schema data.
 pub fn pool<'a>(ctx: &'a Context<'_>) -> Result<&'a PgPool, ApiError> {
-    ctx.data::<PgPool>().map_err(|_| ApiError::Unavailable("no database in the schema".into()))
+    ctx.data::<PgPool>()
+        .map_err(|_| ApiError::Unavailable("no database in the schema".into()))
 }

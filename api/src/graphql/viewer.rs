@@ -21,6 +21,10 @@ impl ViewerQuery {
     /// The caller named by the access token.
     async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
         let caller = caller(ctx).gql()?;
-        Ok(Viewer { tenant_id: caller.tenant.to_string(), user_id: caller.user_id.clone(), role: caller.role.as_str().into() })
+        Ok(Viewer {
+            tenant_id: caller.tenant.to_string(),
+            user_id: caller.user_id.clone(),
+            role: caller.role.as_str().into(),
+        })
     }
 }

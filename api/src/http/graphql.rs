@@ -25,15 +25,23 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
 }
 
 fn caller_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::Unauthenticated("an access token is required (Authorization: Bearer <token>)".into()))?;
-    let token = bearer(header).ok_or_else(|| ApiError::Unauthenticated("the Authorization header is not a Bearer token".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthenticated("an access token is required (Authorization: Bearer <token>)".into())
+        })?;
+    let token = bearer(header)
+        .ok_or_else(|| ApiError::Unauthenticated("the Authorization header is not a Bearer token".into()))?;
     verify(state.jwt_secret.expose(), token)
 }
 
@@ -62,7 +70,10 @@ fn token_from_init(payload: &serde_json::Value) -> Option<String> {
 }
 
 fn token_from_init_headers(headers: &serde_json::Value) -> Option<String> {
-    let header = headers.get("Authorization").or_else(|| headers.get("authorization"))?.as_str()?;
+    let header = headers
+        .get("Authorization")
+        .or_else(|| headers.get("authorization"))?
+        .as_str()?;
     Some(bearer(header).unwrap_or(header).to_string())
 }
 
@@ -76,21 +87,23 @@ async fn subscriptions(
     let header_caller = caller_from_headers(&state, &headers).ok();
     let schema = state.schema.clone();
     let secret = state.jwt_secret.clone();
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let caller = match token_from_init(&payload) {
-                        Some(token) => verify(secret.expose(), &token).map_err(|e| async_graphql::Error::new(e.to_string()))?,
-                        None => header_caller.ok_or_else(|| {
-                            async_graphql::Error::new("an access token is required in the connection_init payload (Authorization)")
-                        })?,
-                    };
-                    let mut data = Data::default();
-                    data.insert(caller);
-                    Ok(data)
-                })
-                .serve()
-        })
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
+        GraphQLWebSocket::new(stream, schema, protocol)
+            .on_connection_init(move |payload| async move {
+                let caller = match token_from_init(&payload) {
+                    Some(token) => {
+                        verify(secret.expose(), &token).map_err(|e| async_graphql::Error::new(e.to_string()))?
+                    }
+                    None => header_caller.ok_or_else(|| {
+                        async_graphql::Error::new(
+                            "an access token is required in the connection_init payload (Authorization)",
+                        )
+                    })?,
+                };
+                let mut data = Data::default();
+                data.insert(caller);
+                Ok(data)
+            })
+            .serve()
+    })
 }

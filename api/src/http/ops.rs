@@ -11,7 +11,9 @@ use serde_json::json;
 use crate::app::{projectors, AppState};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
 }
 
 /// 200 when every dependency answers, 503 naming the one that does not.
@@ -31,8 +33,15 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let healthy = postgres == "ok" && (redis == "ok" || redis == "not configured");
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if healthy { "ok" } else { "unavailable" }, "postgres": postgres, "redis": redis })))
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "status": if healthy { "ok" } else { "unavailable" }, "postgres": postgres, "redis": redis })),
+    )
 }
 
 /// Refreshes the lag gauges, then renders every metric.
@@ -40,8 +49,18 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for projector in projectors(&state) {
         match lag(&state.pool, projector.name(), projector.event_types()).await {
             Ok(l) => {
-                state.metrics.projectors.lag_events.with_label_values(&[projector.name()]).set(l.events);
-                state.metrics.projectors.lag_seconds.with_label_values(&[projector.name()]).set(l.seconds);
+                state
+                    .metrics
+                    .projectors
+                    .lag_events
+                    .with_label_values(&[projector.name()])
+                    .set(l.events);
+                state
+                    .metrics
+                    .projectors
+                    .lag_seconds
+                    .with_label_values(&[projector.name()])
+                    .set(l.seconds);
             }
             Err(e) => tracing::warn!(error = %e, projector = projector.name(), "could not measure projector lag"),
         }
@@ -50,5 +69,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Ok(s) => state.metrics.projectors.oldest_open_write_seconds.set(s),
         Err(e) => tracing::warn!(error = %e, "could not measure open writes"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

@@ -33,8 +33,11 @@ async fn handshake(State(state): State<AppState>, Query(params): Query<HashMap<S
         (Some("subscribe"), _, Some(_)) => {
             ApiError::Forbidden("the verify token does not match WHATSAPP_VERIFY_TOKEN".into()).into_response()
         }
-        _ => ApiError::bad_request("BAD_HANDSHAKE", "expected hub.mode=subscribe, hub.verify_token and hub.challenge")
-            .into_response(),
+        _ => ApiError::bad_request(
+            "BAD_HANDSHAKE",
+            "expected hub.mode=subscribe, hub.verify_token and hub.challenge",
+        )
+        .into_response(),
     }
 }
 
@@ -51,10 +54,18 @@ async fn deliver(
     }
     let items = parse_delivery(&body).map_err(|e| ApiError::bad_request("MALFORMED_DELIVERY", e.to_string()))?;
     let stored = inbox::store(&state.pool, &items, &correlation.0).await?;
-    tracing::info!(items = items.len(), new = stored.new, duplicates = stored.duplicates, "WhatsApp delivery stored");
+    tracing::info!(
+        items = items.len(),
+        new = stored.new,
+        duplicates = stored.duplicates,
+        "WhatsApp delivery stored"
+    );
     if stored.new > 0 {
         state.inbox_kick.notify_one();
     }
-    Ok((StatusCode::OK, Json(json!({ "received": items.len(), "new": stored.new, "duplicates": stored.duplicates })))
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "received": items.len(), "new": stored.new, "duplicates": stored.duplicates })),
+    )
         .into_response())
 }

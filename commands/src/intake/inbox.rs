@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, TimeZone, Utc};
 use chronicle_domain::conversation::{
     ConversationCommand, DeliveryStatus, InboundMessage, MessageKind, ProviderError, StatusUpdate,
 };
@@ -17,6 +16,7 @@ use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::phone::PhoneNumber;
 use chronicle_domain::pii::{ContactHandle, IdKey};
 use chronicle_domain::tenant::TenantId;
+use chrono::{DateTime, TimeZone, Utc};
 use rand::rngs::OsRng;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -113,7 +113,12 @@ impl InboxProcessor {
     /// A processor appending through `commands`, sealing personal fields with `keys`.
     pub fn new(commands: Commands, keys: KeyStore) -> Self {
         let ids = keys.master().id_key();
-        Self { pool: commands.pool().clone(), commands, keys, ids }
+        Self {
+            pool: commands.pool().clone(),
+            commands,
+            keys,
+            ids,
+        }
     }
 
     /// Processes pending rows until none is left; returns the totals.
@@ -218,12 +223,14 @@ impl InboxProcessor {
     }
 
     async fn fail(&self, inbox_id: i64, reason: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE webhook_inbox SET state = 'failed', last_error = $2, claimed_until = NULL WHERE inbox_id = $1")
-            .bind(inbox_id)
-            .bind(reason)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        sqlx::query(
+            "UPDATE webhook_inbox SET state = 'failed', last_error = $2, claimed_until = NULL WHERE inbox_id = $1",
+        )
+        .bind(inbox_id)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
     }
 
     /// Keeps a row whose number no tenant owns. The `NOT EXISTS` re-checks the mapping inside
@@ -258,7 +265,9 @@ impl InboxProcessor {
     async fn process_row(&self, tenant: &TenantId, row: &Claimed) -> Outcome {
         let metadata = CommandMetadata {
             tenant_id: tenant.clone(),
-            actor: Actor::System { component: "whatsapp-webhook".into() },
+            actor: Actor::System {
+                component: "whatsapp-webhook".into(),
+            },
             correlation_id: row.correlation_id.clone(),
             causation_id: format!("inbox:{}", row.inbox_id),
         };
@@ -271,12 +280,16 @@ impl InboxProcessor {
         let (contact_id, command) = match built {
             Ok(Some(pair)) => pair,
             Ok(None) => return Outcome::Done,
-            Err(e @ CommandError::InvalidInput(_)) | Err(e @ CommandError::Rejected(_)) => return Outcome::Failed(e.to_string()),
+            Err(e @ CommandError::InvalidInput(_)) | Err(e @ CommandError::Rejected(_)) => {
+                return Outcome::Failed(e.to_string())
+            }
             Err(e) => return Outcome::Retry(e.to_string()),
         };
         match self.commands.conversation(&contact_id, command, &metadata).await {
             Ok(()) => Outcome::Done,
-            Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => Outcome::Failed(e.to_string()),
+            Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
+                Outcome::Failed(e.to_string())
+            }
             Err(e) => Outcome::Retry(e.to_string()),
         }
     }
@@ -295,7 +308,13 @@ impl InboxProcessor {
         payload: &Value,
     ) -> Result<Option<(String, ConversationCommand)>, CommandError> {
         let message = &payload["message"];
-        let text = |name: &str| message.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+        let text = |name: &str| {
+            message
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let (phone, contact_id) = self.contact_of(tenant, &text("from"))?;
         let key = self.keys.key_for(tenant, &contact_id).await?;
         let seal = |plain: &str| key.seal(tenant, &contact_id, plain, &mut OsRng);
@@ -304,7 +323,10 @@ impl InboxProcessor {
             .get(kind_name.as_str())
             .filter(|v| !v.is_null())
             .map(|v| seal(&v.to_string()));
-        let contact_name = payload["contact"]["profile"]["name"].as_str().filter(|n| !n.trim().is_empty()).map(seal);
+        let contact_name = payload["contact"]["profile"]["name"]
+            .as_str()
+            .filter(|n| !n.trim().is_empty())
+            .map(seal);
         let command = ConversationCommand::ReceiveMessage(InboundMessage {
             wa_message_id: text("id"),
             contact_id: contact_id.clone(),
@@ -318,7 +340,11 @@ impl InboxProcessor {
         Ok(Some((contact_id, command)))
     }
 
-    fn status_command(&self, tenant: &TenantId, payload: &Value) -> Result<Option<(String, ConversationCommand)>, CommandError> {
+    fn status_command(
+        &self,
+        tenant: &TenantId,
+        payload: &Value,
+    ) -> Result<Option<(String, ConversationCommand)>, CommandError> {
         let status = &payload["status"];
         let text = |name: &str| status.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
         let Some(delivery) = DeliveryStatus::from_whatsapp(&text("status")) else {

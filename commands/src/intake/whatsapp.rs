@@ -78,8 +78,12 @@ pub struct DeliveryItem {
 fn field<'a>(value: &'a Value, name: &str, context: &str) -> Result<&'a str, MalformedDelivery> {
     match value.get(name) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
-        Some(Value::Number(_)) if name == "timestamp" => Err(MalformedDelivery(format!("{context}: `timestamp` must be a string of seconds"))),
-        _ => Err(MalformedDelivery(format!("{context}: `{name}` is missing or not a non-empty string"))),
+        Some(Value::Number(_)) if name == "timestamp" => Err(MalformedDelivery(format!(
+            "{context}: `timestamp` must be a string of seconds"
+        ))),
+        _ => Err(MalformedDelivery(format!(
+            "{context}: `{name}` is missing or not a non-empty string"
+        ))),
     }
 }
 
@@ -106,7 +110,11 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<DeliveryItem>, MalformedDeliver
         serde_json::from_slice(body).map_err(|e| MalformedDelivery(format!("the body is not JSON ({e})")))?;
     match root.get("object").and_then(Value::as_str) {
         Some("whatsapp_business_account") => {}
-        Some(other) => return Err(MalformedDelivery(format!("`object` is {other:?}, not \"whatsapp_business_account\""))),
+        Some(other) => {
+            return Err(MalformedDelivery(format!(
+                "`object` is {other:?}, not \"whatsapp_business_account\""
+            )))
+        }
         None => return Err(MalformedDelivery("`object` is missing".into())),
     }
     let entries = match root.get("entry") {
@@ -120,7 +128,9 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<DeliveryItem>, MalformedDeliver
             if change.get("field").and_then(Value::as_str) != Some("messages") {
                 continue; // account updates and other fields are not inbox items
             }
-            let value = change.get("value").ok_or_else(|| MalformedDelivery(format!("{ctx}: `value` is missing")))?;
+            let value = change
+                .get("value")
+                .ok_or_else(|| MalformedDelivery(format!("{ctx}: `value` is missing")))?;
             let phone_number_id = value
                 .get("metadata")
                 .map(|m| field(m, "phone_number_id", &format!("{ctx}.value.metadata")))
@@ -180,10 +190,22 @@ mod tests {
     fn missing_malformed_and_wrong_signatures_are_refused() {
         let body = br#"{"a":1}"#;
         assert_eq!(verify_signature(SECRET, body, None), Err(SignatureError::Missing));
-        assert_eq!(verify_signature(SECRET, body, Some("md5=abc")), Err(SignatureError::Malformed));
-        assert_eq!(verify_signature(SECRET, body, Some("sha256=zz")), Err(SignatureError::Malformed));
-        assert_eq!(verify_signature(b"other", body, Some(&sign(SECRET, body))), Err(SignatureError::Mismatch));
-        assert_eq!(verify_signature(SECRET, br#"{"a":2}"#, Some(&sign(SECRET, body))), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify_signature(SECRET, body, Some("md5=abc")),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_signature(SECRET, body, Some("sha256=zz")),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_signature(b"other", body, Some(&sign(SECRET, body))),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(SECRET, br#"{"a":2}"#, Some(&sign(SECRET, body))),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     fn delivery(messages: Value, statuses: Value) -> Vec<u8> {
@@ -210,14 +232,24 @@ mod tests {
         );
         let items = parse_delivery(&body).unwrap_or_default();
         let keys: Vec<_> = items.iter().map(|i| i.dedupe_key.as_str()).collect();
-        assert_eq!(keys, ["message:wamid.1", "message:wamid.2", "status:wamid.out:delivered:1700000002"]);
+        assert_eq!(
+            keys,
+            [
+                "message:wamid.1",
+                "message:wamid.2",
+                "status:wamid.out:delivered:1700000002"
+            ]
+        );
         assert_eq!(items[0].payload["contact"]["profile"]["name"], "Rudo");
         assert!(items.iter().all(|i| i.phone_number_id == "111"));
     }
 
     #[test]
     fn a_message_without_an_id_refuses_the_whole_delivery() {
-        let body = delivery(json!([{"from": "263771000001", "timestamp": "1700000000", "type": "text"}]), json!([]));
+        let body = delivery(
+            json!([{"from": "263771000001", "timestamp": "1700000000", "type": "text"}]),
+            json!([]),
+        );
         let err = parse_delivery(&body).err().map(|e| e.0).unwrap_or_default();
         assert!(err.contains("messages[0]") && err.contains("`id`"), "{err}");
     }
@@ -227,6 +259,9 @@ mod tests {
         assert!(parse_delivery(b"not json").is_err());
         assert!(parse_delivery(br#"{"object":"page","entry":[]}"#).is_err());
         assert!(parse_delivery(br#"{"object":"whatsapp_business_account"}"#).is_err());
-        assert_eq!(parse_delivery(br#"{"object":"whatsapp_business_account","entry":[]}"#), Ok(vec![]));
+        assert_eq!(
+            parse_delivery(br#"{"object":"whatsapp_business_account","entry":[]}"#),
+            Ok(vec![])
+        );
     }
 }

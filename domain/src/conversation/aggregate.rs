@@ -113,13 +113,20 @@ impl Aggregate for Conversation {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            ConversationEvent::MessageReceived { wa_message_id, contact_id, window_expires_at, .. } => {
+            ConversationEvent::MessageReceived {
+                wa_message_id,
+                contact_id,
+                window_expires_at,
+                ..
+            } => {
                 self.contact_id.get_or_insert(contact_id);
                 self.received.insert(wa_message_id);
                 self.window_expires_at = Some(window_expires_at);
                 self.status = ConversationStatus::Open;
             }
-            ConversationEvent::DeliveryStatusRecorded { wa_message_id, status, .. } => {
+            ConversationEvent::DeliveryStatusRecorded {
+                wa_message_id, status, ..
+            } => {
                 self.deliveries.insert(wa_message_id, status);
             }
         }
@@ -137,11 +144,17 @@ mod tests {
     type Given = TestFramework<Conversation>;
 
     fn env(tag: &str) -> Envelope {
-        Envelope { enc: "aes256gcm.v1".into(), nonce: format!("n-{tag}"), ciphertext: format!("c-{tag}") }
+        Envelope {
+            enc: "aes256gcm.v1".into(),
+            nonce: format!("n-{tag}"),
+            ciphertext: format!("c-{tag}"),
+        }
     }
 
     fn at(hour: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 1, hour, 0, 0).single().unwrap_or_default()
+        Utc.with_ymd_and_hms(2026, 11, 1, hour, 0, 0)
+            .single()
+            .unwrap_or_default()
     }
 
     fn inbound(id: &str, contact: &str, hour: u32) -> InboundMessage {
@@ -174,11 +187,23 @@ mod tests {
     }
 
     fn status(id: &str, s: DeliveryStatus, hour: u32) -> StatusUpdate {
-        StatusUpdate { wa_message_id: id.into(), contact_id: "ct_a".into(), status: s, at: at(hour), error: None }
+        StatusUpdate {
+            wa_message_id: id.into(),
+            contact_id: "ct_a".into(),
+            status: s,
+            at: at(hour),
+            error: None,
+        }
     }
 
     fn status_event(id: &str, s: DeliveryStatus, hour: u32) -> ConversationEvent {
-        ConversationEvent::DeliveryStatusRecorded { wa_message_id: id.into(), status: s, at: at(hour), error_code: None, error_title: None }
+        ConversationEvent::DeliveryStatusRecorded {
+            wa_message_id: id.into(),
+            status: s,
+            at: at(hour),
+            error_code: None,
+            error_title: None,
+        }
     }
 
     #[test]
@@ -194,15 +219,33 @@ mod tests {
         Given::with(())
             .given(vec![received("wamid.1", "ct_a", 8, at(8) + Duration::hours(24), false)])
             .when(ConversationCommand::ReceiveMessage(inbound("wamid.2", "ct_a", 10)))
-            .then_expect_events(vec![received("wamid.2", "ct_a", 10, at(10) + Duration::hours(24), false)]);
+            .then_expect_events(vec![received(
+                "wamid.2",
+                "ct_a",
+                10,
+                at(10) + Duration::hours(24),
+                false,
+            )]);
     }
 
     #[test]
     fn a_message_delivered_late_does_not_shorten_the_window() {
         Given::with(())
-            .given(vec![received("wamid.2", "ct_a", 10, at(10) + Duration::hours(24), false)])
+            .given(vec![received(
+                "wamid.2",
+                "ct_a",
+                10,
+                at(10) + Duration::hours(24),
+                false,
+            )])
             .when(ConversationCommand::ReceiveMessage(inbound("wamid.1", "ct_a", 8)))
-            .then_expect_events(vec![received("wamid.1", "ct_a", 8, at(10) + Duration::hours(24), false)]);
+            .then_expect_events(vec![received(
+                "wamid.1",
+                "ct_a",
+                8,
+                at(10) + Duration::hours(24),
+                false,
+            )]);
     }
 
     #[test]
@@ -218,7 +261,9 @@ mod tests {
         Given::with(())
             .given(vec![received("wamid.1", "ct_a", 8, at(8) + Duration::hours(24), false)])
             .when(ConversationCommand::ReceiveMessage(inbound("wamid.9", "ct_b", 9)))
-            .then_expect_error(ConversationError::MessageFromAnotherContact { wa_message_id: "wamid.9".into() });
+            .then_expect_error(ConversationError::MessageFromAnotherContact {
+                wa_message_id: "wamid.9".into(),
+            });
     }
 
     #[test]
@@ -235,14 +280,21 @@ mod tests {
         conversation.apply(received("wamid.1", "ct_a", 8, at(8) + Duration::hours(24), false));
         conversation.status = ConversationStatus::Resolved;
         let event = conversation.receive(inbound("wamid.2", "ct_a", 9));
-        assert_eq!(event, Ok(Some(received("wamid.2", "ct_a", 9, at(9) + Duration::hours(24), true))));
+        assert_eq!(
+            event,
+            Ok(Some(received("wamid.2", "ct_a", 9, at(9) + Duration::hours(24), true)))
+        );
     }
 
     #[test]
     fn a_status_moving_forward_is_recorded() {
         Given::with(())
             .given(vec![status_event("wamid.out", DeliveryStatus::Sent, 8)])
-            .when(ConversationCommand::RecordDeliveryStatus(status("wamid.out", DeliveryStatus::Delivered, 9)))
+            .when(ConversationCommand::RecordDeliveryStatus(status(
+                "wamid.out",
+                DeliveryStatus::Delivered,
+                9,
+            )))
             .then_expect_events(vec![status_event("wamid.out", DeliveryStatus::Delivered, 9)]);
     }
 
@@ -250,7 +302,11 @@ mod tests {
     fn a_late_delivered_after_read_changes_nothing() {
         Given::with(())
             .given(vec![status_event("wamid.out", DeliveryStatus::Read, 9)])
-            .when(ConversationCommand::RecordDeliveryStatus(status("wamid.out", DeliveryStatus::Delivered, 8)))
+            .when(ConversationCommand::RecordDeliveryStatus(status(
+                "wamid.out",
+                DeliveryStatus::Delivered,
+                8,
+            )))
             .then_expect_events(vec![]);
     }
 
@@ -258,14 +314,21 @@ mod tests {
     fn nothing_follows_a_failed_status() {
         Given::with(())
             .given(vec![status_event("wamid.out", DeliveryStatus::Failed, 9)])
-            .when(ConversationCommand::RecordDeliveryStatus(status("wamid.out", DeliveryStatus::Read, 10)))
+            .when(ConversationCommand::RecordDeliveryStatus(status(
+                "wamid.out",
+                DeliveryStatus::Read,
+                10,
+            )))
             .then_expect_events(vec![]);
     }
 
     #[test]
     fn a_failed_status_keeps_the_providers_error() {
         let mut update = status("wamid.out", DeliveryStatus::Failed, 9);
-        update.error = Some(ProviderError { code: 131047, title: "Re-engagement message".into() });
+        update.error = Some(ProviderError {
+            code: 131047,
+            title: "Re-engagement message".into(),
+        });
         Given::with(())
             .given_no_previous_events()
             .when(ConversationCommand::RecordDeliveryStatus(update))
@@ -285,6 +348,8 @@ mod tests {
         Given::with(())
             .given(vec![received("wamid.1", "ct_a", 8, at(8) + Duration::hours(24), false)])
             .when(ConversationCommand::RecordDeliveryStatus(update))
-            .then_expect_error(ConversationError::MessageFromAnotherContact { wa_message_id: "wamid.out".into() });
+            .then_expect_error(ConversationError::MessageFromAnotherContact {
+                wa_message_id: "wamid.out".into(),
+            });
     }
 }

@@ -195,12 +195,21 @@ mod tests {
 
     #[test]
     fn a_duplicate_status_changes_nothing() {
-        assert!(!DeliveryStatus::may_advance_to(Some(DeliveryStatus::Delivered), DeliveryStatus::Delivered));
+        assert!(!DeliveryStatus::may_advance_to(
+            Some(DeliveryStatus::Delivered),
+            DeliveryStatus::Delivered
+        ));
     }
 
     #[test]
     fn a_delivered_message_does_not_fail_afterwards() {
-        assert!(!DeliveryStatus::may_advance_to(Some(DeliveryStatus::Delivered), DeliveryStatus::Failed));
-        assert!(DeliveryStatus::may_advance_to(Some(DeliveryStatus::Sent), DeliveryStatus::Failed));
+        assert!(!DeliveryStatus::may_advance_to(
+            Some(DeliveryStatus::Delivered),
+            DeliveryStatus::Failed
+        ));
+        assert!(DeliveryStatus::may_advance_to(
+            Some(DeliveryStatus::Sent),
+            DeliveryStatus::Failed
+        ));
     }
 }
