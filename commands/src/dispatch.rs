@@ -18,8 +18,10 @@ use tracing::Instrument;
 
 use crate::error::{CommandError, DomainError};
 
-/// How many times a conflicting command is retried before it is reported as a conflict.
-pub const CONFLICT_RETRIES: u32 = 5;
+/// How many times a conflicting command is retried before it is reported as a conflict. A
+/// conflict means another command on the stream committed; with N commands racing on one
+/// stream, one can lose at most N-1 times, so this covers bursts of 11 on one conversation.
+pub const CONFLICT_RETRIES: u32 = 10;
 
 type Framework<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
 
@@ -182,7 +184,9 @@ impl Commands {
                     Err(AggregateError::UserError(e)) => return Err(CommandError::Rejected(domain(e))),
                     Err(AggregateError::AggregateConflict) if attempt <= CONFLICT_RETRIES => {
                         tracing::debug!(attempt, "write conflict, retrying");
-                        tokio::time::sleep(Duration::from_millis(2 * u64::from(attempt))).await;
+                        // Jittered backoff, so racing retries spread out instead of colliding again.
+                        let jitter = rand::random::<u64>() % 3;
+                        tokio::time::sleep(Duration::from_millis(u64::from(attempt) + jitter)).await;
                     }
                     Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
                     Err(AggregateError::DatabaseConnectionError(e))
