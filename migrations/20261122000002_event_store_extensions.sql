@@ -43,7 +43,7 @@ CREATE FUNCTION chronicle_event_hash(
         || chronicle_hash_field(payload)
         || chronicle_hash_field(metadata));
 
--- Fills tenant_id and hash on every insert. Row-level BEFORE triggers see the rows inserted
+-- Fills tenant_id, tx_id, recorded_at and hash on every insert. Row-level BEFORE triggers see the rows inserted
 -- earlier by the same statement, so a multi-event append chains correctly.
 CREATE FUNCTION chronicle_events_before_insert() RETURNS trigger
     LANGUAGE plpgsql AS
@@ -51,9 +51,12 @@ $$
 DECLARE
     previous bytea;
 BEGIN
-    IF NEW.tenant_id IS NULL THEN
-        NEW.tenant_id := NEW.metadata ->> 'tenant_id';
-    END IF;
+    -- Columns the database owns are set here whatever the INSERT said: the tenant always comes
+    -- from the (hashed) metadata, and a forged transaction id or time could break the gap-free
+    -- order or the audit trail.
+    NEW.tenant_id := NEW.metadata ->> 'tenant_id';
+    NEW.tx_id := pg_current_xact_id();
+    NEW.recorded_at := clock_timestamp();
     IF NEW.tenant_id IS NULL OR NEW.tenant_id = '' THEN
         RAISE EXCEPTION 'event %/%#% has no tenant_id in its metadata',
             NEW.aggregate_type, NEW.aggregate_id, NEW.sequence

@@ -28,8 +28,8 @@
 //! ([`Cursor`]'s `Display`/`FromStr`).
 //!
 //! The price: an open transaction that has written anything (and so holds a transaction id)
-//! holds every reader back until it ends, including writes to other tables and in other
-//! databases of the cluster. Write transactions must stay short; the runtime exposes the age of
+//! holds every reader back until it ends, including writes to other tables, in other databases
+//! of the cluster, and prepared (two-phase) transactions. Write transactions must stay short; the runtime exposes the age of
 //! the oldest one as a metric (`runtime::oldest_open_write_seconds`).
 //!
 //! A consequence for tailing readers: the wake-up for an event comes at its commit, but the

@@ -7,9 +7,12 @@
 //!
 //! - [`Wakeups::postgres`]: `LISTEN` on [`PG_CHANNEL`]. The `events_notify` trigger sends one
 //!   notification per appending statement, with the tenant id as payload, delivered at commit.
-//!   One process only sees its own database's notifications, which is enough for one server.
+//!   Every listening process needs a connection to the primary (notifications are not sent to
+//!   read replicas).
 //! - [`Wakeups::redis`]: `SUBSCRIBE` to [`REDIS_CHANNEL`], to which writers publish the tenant id
-//!   after a successful append ([`publish_redis`]), so several API processes serve one log.
+//!   after a successful append ([`publish_redis`]), so many API processes (reading from replicas,
+//!   say) share one fan-out. Appends by writers that do not publish (psql, another tool) are
+//!   then only seen at the next poll.
 //! - [`Wakeups::manual`]: no source; [`Wakeups::notify`] sends (tests, in-process writers).
 //!
 //! Both network sources reconnect with backoff when their connection drops, warn once per

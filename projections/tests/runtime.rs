@@ -495,6 +495,38 @@ async fn a_redis_wake_up_applies_a_new_event_without_waiting_for_the_poll(pool: 
     task.await.unwrap();
 }
 
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn listen_notify_wake_ups_survive_a_dropped_connection(pool: PgPool) {
+    let wakeups = Wakeups::postgres(&pool).await.unwrap();
+    let mut receiver = wakeups.subscribe();
+    append_events(&pool, 1).await;
+    assert_eq!(
+        receiver.wait(None, Duration::from_secs(30)).await,
+        wake::Woken::Notified
+    );
+
+    // Kill the listening session, as a failover or an idle reaper would.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1);
+    // After reconnecting, everyone is woken (appends during the outage went unannounced)...
+    assert_eq!(
+        receiver.wait(Some("t1"), Duration::from_secs(30)).await,
+        wake::Woken::Notified
+    );
+    // ...and appends wake again (the wake-up above is sent once LISTEN is back).
+    append_events(&pool, 1).await;
+    assert_eq!(
+        receiver.wait(None, Duration::from_secs(30)).await,
+        wake::Woken::Notified
+    );
+}
+
 #[tokio::test]
 async fn a_wake_receiver_wakes_for_its_tenant_and_otherwise_polls() {
     let wakeups = Wakeups::manual();

@@ -517,3 +517,37 @@ async fn an_unknown_option_is_a_usage_error() {
     let output = replay("postgres://127.0.0.1:1/x", &["verify", "--tenat", "acme"]).await;
     assert_eq!(output.status.code(), Some(2), "{output:?}");
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn columns_the_database_owns_cannot_be_forged_by_an_insert(pool: PgPool) {
+    // A writer naming another tenant, an old transaction id, an old time and a made-up hash
+    // gets the metadata's tenant, its own transaction id, the current time and the real hash.
+    let mut tx = pool.begin().await.unwrap();
+    let own_tx: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        r#"INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload,
+                               metadata, tenant_id, tx_id, recorded_at, hash)
+           VALUES ('conversation', 'acme:conv-9', 1, 'Opened', '1.0', '{}', '{"tenant_id":"acme"}',
+                   'globex', '3'::xid8, '2001-01-01', '\xdeadbeef')"#,
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (tenant, tx_id, recent, hash_ok): (String, String, bool, bool) = sqlx::query_as(
+        "SELECT tenant_id, tx_id::text, recorded_at > now() - interval '1 minute',
+                hash = chronicle_event_hash(NULL, aggregate_type, aggregate_id, sequence, event_type,
+                                            event_version, payload::text, metadata::text)
+           FROM events WHERE aggregate_id = 'acme:conv-9'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (tenant.as_str(), tx_id.as_str(), recent, hash_ok),
+        ("acme", own_tx.as_str(), true, true)
+    );
+}

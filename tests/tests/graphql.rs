@@ -274,11 +274,12 @@ where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
-            .await
-            .unwrap_or_else(|_| panic!("no message within 20 s"))
-            .unwrap_or_else(|| panic!("socket closed"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let message = match tokio::time::timeout(Duration::from_secs(20), socket.next()).await {
+            Err(_) => panic!("no message within 20 s"),
+            Ok(None) => panic!("socket closed"),
+            Ok(Some(Err(e))) => panic!("{e}"),
+            Ok(Some(Ok(message))) => message,
+        };
         match message {
             Message::Text(text) => {
                 let value: Value = serde_json::from_str(&text).unwrap_or_default();
