@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use chronicle_commands::dispatch::{Commands, SnapshotPolicy};
+use chronicle_commands::dispatch::Commands;
 use chronicle_commands::intake::inbox::InboxProcessor;
 use chronicle_commands::keystore::KeyStore;
 use chronicle_domain::pii::MasterKey;
@@ -90,7 +90,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         }
         None => (Wakeups::postgres(&pool).await.context("listening for appends")?, None),
     };
-    let mut commands = Commands::new(pool.clone(), SnapshotPolicy::default()).with_metrics(metrics.commands.clone());
+    let mut commands = Commands::new(pool.clone(), settings.snapshots).with_metrics(metrics.commands.clone());
     if let Some(connection) = &redis {
         commands = commands.with_redis(connection.clone());
     }

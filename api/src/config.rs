@@ -12,6 +12,7 @@
 //! | `WHATSAPP_APP_SECRET` | Meta app secret, signs webhook deliveries | dev: generated |
 //! | `WHATSAPP_VERIFY_TOKEN` | the webhook verification handshake token | dev: generated |
 //! | `CHRONICLE_LOG_FORMAT` | `pretty` or `json` | `pretty` |
+//! | `CHRONICLE_SNAPSHOT_CONVERSATION` | snapshot a conversation every N events; 0 turns it off | `100` |
 //!
 //! With no `DATABASE_URL` Chronicle runs in development mode: any secret not set is generated
 //! once and kept in `CHRONICLE_DATA_DIR/dev-secrets.json` (mode 0600), so tokens and data keys
@@ -76,6 +77,8 @@ pub struct Settings {
     pub whatsapp_app_secret: Secret,
     pub whatsapp_verify_token: Secret,
     pub log_format: LogFormat,
+    /// Snapshot settings per aggregate.
+    pub snapshots: chronicle_commands::dispatch::SnapshotPolicy,
 }
 
 /// A setting that is missing or malformed.
@@ -138,6 +141,21 @@ impl Settings {
             }
         };
 
+        let snapshots = chronicle_commands::dispatch::SnapshotPolicy {
+            conversation: match lookup("CHRONICLE_SNAPSHOT_CONVERSATION") {
+                None => chronicle_commands::dispatch::SnapshotPolicy::default().conversation,
+                Some(text) => match text.trim().parse::<usize>() {
+                    Ok(0) => None,
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        return Err(ConfigError::Invalid {
+                            name: "CHRONICLE_SNAPSHOT_CONVERSATION",
+                            reason: format!("{text:?} is not a number of events (0 turns snapshots off)"),
+                        })
+                    }
+                },
+            },
+        };
         let dev = matches!(database, Database::Embedded);
         let mut dev_secrets = if dev {
             load_dev_secrets(&data_dir)?
@@ -209,6 +227,7 @@ impl Settings {
             whatsapp_app_secret: Secret::new(app_secret),
             whatsapp_verify_token: Secret::new(verify),
             log_format,
+            snapshots,
         })
     }
 }
@@ -296,6 +315,33 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("CHRONICLE_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn snapshots_are_configurable_per_aggregate() {
+        let base = [
+            ("DATABASE_URL", "postgres://x".to_string()),
+            ("CHRONICLE_JWT_SECRET", "j".repeat(32)),
+            (
+                "CHRONICLE_MASTER_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string(),
+            ),
+            ("WHATSAPP_APP_SECRET", "a".into()),
+            ("WHATSAPP_VERIFY_TOKEN", "v".into()),
+        ];
+        let with = |value: Option<&str>| {
+            let mut map: HashMap<&'static str, String> = HashMap::from(base.clone());
+            if let Some(v) = value {
+                map.insert("CHRONICLE_SNAPSHOT_CONVERSATION", v.to_string());
+            }
+            Settings::from_lookup(lookup(map))
+                .map(|s| s.snapshots.conversation)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(with(None), Ok(Some(100)));
+        assert_eq!(with(Some("25")), Ok(Some(25)));
+        assert_eq!(with(Some("0")), Ok(None));
+        assert!(with(Some("many")).is_err_and(|e| e.contains("CHRONICLE_SNAPSHOT_CONVERSATION")));
     }
 
     #[test]
