@@ -11,11 +11,20 @@
 //!   contact ids from a keyed hash (DESIGN.md, "Personal data in an immutable log").
 //! - [`phone`]: E.164 phone numbers, parsed once at the edge.
 //! - [`conversation`]: the `Conversation` aggregate (WhatsApp inbox).
+//! - [`contact`]: the `Contact` aggregate: identity, profile, tags, consent, erasure.
+//! - [`template`]: the `Template` aggregate: WhatsApp message templates and their approval.
+//! - [`lead`]: the `Lead` aggregate: capture, scoring, assignment, the sales pipeline.
+//! - [`call`]: the `Call` aggregate: completed calls and their WhatsApp follow-ups; tenants'
+//!   automation rules.
 
 #![forbid(unsafe_code)]
 
+pub mod call;
+pub mod contact;
 pub mod conversation;
+pub mod lead;
 pub mod metadata;
 pub mod phone;
 pub mod pii;
+pub mod template;
 pub mod tenant;
