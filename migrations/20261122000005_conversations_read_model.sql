@@ -8,7 +8,7 @@ CREATE TABLE conversations
     contact_phone       text,
     contact_name        text,
     status              text        NOT NULL DEFAULT 'open',
-    last_message_id     text,
+    last_message_ref    text,
     last_message_kind   text,
     last_message_text   text,
     last_message_at     timestamptz,
@@ -18,6 +18,8 @@ CREATE TABLE conversations
     window_expires_at   timestamptz,
     created_at          timestamptz NOT NULL,
     updated_at          timestamptz NOT NULL,
+    -- The global position of the last event applied: updates are guarded by it, so applying
+    -- an event twice changes nothing (projections are idempotent).
     last_position       bigint      NOT NULL,
     PRIMARY KEY (tenant_id, conversation_id)
 );
@@ -25,14 +27,16 @@ CREATE TABLE conversations
 CREATE INDEX conversations_inbox ON conversations (tenant_id, last_message_at DESC, conversation_id);
 CREATE INDEX conversations_by_status ON conversations (tenant_id, status, last_message_at DESC, conversation_id);
 
--- Delivery statuses of outbound messages seen on the webhook, latest first per message.
+-- The latest delivery status of each outbound message seen on the webhook, keyed by the
+-- message's keyed-hash reference (WhatsApp's own ids embed phone numbers).
 CREATE TABLE message_statuses
 (
     tenant_id       text        NOT NULL,
     conversation_id text        NOT NULL,
-    wa_message_id   text        NOT NULL,
+    message_ref     text        NOT NULL,
     status          text        NOT NULL,
     status_at       timestamptz NOT NULL,
     error_code      integer,
-    PRIMARY KEY (tenant_id, wa_message_id)
+    last_position   bigint      NOT NULL,
+    PRIMARY KEY (tenant_id, message_ref)
 );

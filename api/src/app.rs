@@ -8,7 +8,7 @@ use axum::Router;
 use chronicle_commands::dispatch::Commands;
 use chronicle_commands::intake::inbox::InboxProcessor;
 use chronicle_commands::keystore::KeyStore;
-use chronicle_domain::pii::MasterKey;
+use chronicle_domain::pii::{IdKey, MasterKey};
 use chronicle_projections::conversations::ConversationsProjector;
 use chronicle_projections::runtime::{Projector, ProjectorRunner, RunnerConfig};
 use chronicle_projections::wake::Wakeups;
@@ -30,6 +30,8 @@ pub struct AppState {
     pub whatsapp_app_secret: Secret,
     pub whatsapp_verify_token: Secret,
     pub master_key: MasterKey,
+    /// Keyed hashes of identifiers (contact ids, message refs, inbox dedupe keys).
+    pub id_key: IdKey,
     pub commands: Commands,
     pub inbox: InboxProcessor,
     /// Wakes the inbox worker when a delivery was stored.
@@ -103,6 +105,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
         whatsapp_verify_token: settings.whatsapp_verify_token.clone(),
         master_key: settings.master_key.clone(),
+        id_key: settings.master_key.id_key(),
         commands,
         inbox,
         inbox_kick: Arc::new(Notify::new()),
@@ -173,7 +176,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let pool = connect(&settings).await?;
     let state = build_state(pool, &settings).await?;
     if demo {
-        let summary = chronicle_fixtures::demo::load(&state.pool, &state.inbox).await?;
+        let summary = chronicle_fixtures::demo::load(&state.pool, &state.id_key, &state.inbox).await?;
         let token = crate::auth::mint(
             settings.jwt_secret.expose(),
             &summary.tenant,

@@ -282,6 +282,34 @@ impl IdKey {
         let digest = mac.finalize().into_bytes();
         format!("ct_{}", hex::encode(&digest[..16]))
     }
+
+    /// The reference of a provider's message id within a tenant: `wm_` and 32 hex digits.
+    /// WhatsApp's message ids encode the contact's phone number, so the log keeps this keyed
+    /// hash (stable, so duplicates and statuses still match) and only a sealed copy of the id.
+    pub fn message_ref(&self, tenant: &TenantId, provider: &str, message_id: &str) -> String {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(b"message\0");
+        mac.update(tenant.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(provider.as_bytes());
+        mac.update(&[0]);
+        mac.update(message_id.as_bytes());
+        format!("wm_{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+
+    /// A tenant-independent keyed hash of a provider's dedupe key, for the webhook inbox (which
+    /// receives deliveries before their tenant is known and must not keep phone numbers once
+    /// the payload is cleared).
+    pub fn dedupe_key(&self, provider: &str, key: &str) -> String {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(b"dedupe\0");
+        mac.update(provider.as_bytes());
+        mac.update(&[0]);
+        mac.update(key.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -342,6 +370,24 @@ mod tests {
         assert_ne!(a1, b);
         assert!(a1.starts_with("ct_") && a1.len() == 35);
         assert!(!a1.contains("771234567"));
+    }
+
+    #[test]
+    fn message_refs_are_per_tenant_and_hide_the_provider_id() {
+        let ids = MasterKey::from_bytes([7; 32]).id_key();
+        let wamid = "wamid.HBgMMjYzNzcxMDAwMDAxFQIAEhgUM0VCMEQ0RkE2QTQ3QjlGMkJDMzYA";
+        let a = ids.message_ref(&tenant("acme"), "whatsapp", wamid);
+        assert_eq!(a, ids.message_ref(&tenant("acme"), "whatsapp", wamid));
+        assert_ne!(a, ids.message_ref(&tenant("beta"), "whatsapp", wamid));
+        assert!(a.starts_with("wm_") && a.len() == 35 && !a.contains("HBg"));
+        assert_eq!(
+            ids.dedupe_key("whatsapp", "message:x"),
+            ids.dedupe_key("whatsapp", "message:x")
+        );
+        assert_ne!(
+            ids.dedupe_key("whatsapp", "message:x"),
+            ids.dedupe_key("whatsapp", "message:y")
+        );
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl ConversationsProjector {
             .to_string();
         match parsed {
             ConversationEvent::MessageReceived {
-                wa_message_id,
+                message_ref,
                 contact_id,
                 contact_phone,
                 contact_name,
@@ -101,7 +101,7 @@ impl ConversationsProjector {
                     .map(|json| preview(kind.as_str(), &json));
                 sqlx::query(
                     "INSERT INTO conversations AS c (tenant_id, conversation_id, contact_id, contact_phone, contact_name,
-                            status, last_message_id, last_message_kind, last_message_text, last_message_at,
+                            status, last_message_ref, last_message_kind, last_message_text, last_message_at,
                             last_direction, unread_count, message_count, window_expires_at, created_at, updated_at,
                             last_position)
                      VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, 'inbound', 1, 1, $10, $11, $11, $12)
@@ -109,8 +109,8 @@ impl ConversationsProjector {
                             contact_phone = coalesce(EXCLUDED.contact_phone, c.contact_phone),
                             contact_name = coalesce(EXCLUDED.contact_name, c.contact_name),
                             status = 'open',
-                            last_message_id = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
-                                                   THEN EXCLUDED.last_message_id ELSE c.last_message_id END,
+                            last_message_ref = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
+                                                   THEN EXCLUDED.last_message_ref ELSE c.last_message_ref END,
                             last_message_kind = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
                                                    THEN EXCLUDED.last_message_kind ELSE c.last_message_kind END,
                             last_message_text = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
@@ -122,14 +122,15 @@ impl ConversationsProjector {
                             message_count = c.message_count + 1,
                             window_expires_at = EXCLUDED.window_expires_at,
                             updated_at = EXCLUDED.updated_at,
-                            last_position = EXCLUDED.last_position",
+                            last_position = EXCLUDED.last_position
+                      WHERE c.last_position < EXCLUDED.last_position",
                 )
                 .bind(tenant.as_str())
                 .bind(&conversation_id)
                 .bind(&contact_id)
                 .bind(phone)
                 .bind(name)
-                .bind(&wa_message_id)
+                .bind(&message_ref)
                 .bind(kind.as_str())
                 .bind(text)
                 .bind(sent_at)
@@ -140,24 +141,28 @@ impl ConversationsProjector {
                 .await?;
             }
             ConversationEvent::DeliveryStatusRecorded {
-                wa_message_id,
+                message_ref,
                 status,
                 at,
                 error_code,
                 ..
             } => {
                 sqlx::query(
-                    "INSERT INTO message_statuses (tenant_id, conversation_id, wa_message_id, status, status_at, error_code)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (tenant_id, wa_message_id) DO UPDATE SET
-                            status = EXCLUDED.status, status_at = EXCLUDED.status_at, error_code = EXCLUDED.error_code",
+                    "INSERT INTO message_statuses AS m (tenant_id, conversation_id, message_ref, status, status_at, error_code,
+                            last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (tenant_id, message_ref) DO UPDATE SET
+                            status = EXCLUDED.status, status_at = EXCLUDED.status_at, error_code = EXCLUDED.error_code,
+                            last_position = EXCLUDED.last_position
+                      WHERE m.last_position < EXCLUDED.last_position",
                 )
                 .bind(tenant.as_str())
                 .bind(&conversation_id)
-                .bind(&wa_message_id)
+                .bind(&message_ref)
                 .bind(status.as_str())
                 .bind(at)
                 .bind(error_code.and_then(|c| i32::try_from(c).ok()))
+                .bind(event.global_position)
                 .execute(&mut *db)
                 .await?;
             }
@@ -227,7 +232,7 @@ pub struct ConversationRow {
     pub contact_phone: Option<String>,
     pub contact_name: Option<String>,
     pub status: String,
-    pub last_message_id: Option<String>,
+    pub last_message_ref: Option<String>,
     pub last_message_kind: Option<String>,
     pub last_message_text: Option<String>,
     pub last_message_at: Option<DateTime<Utc>>,
@@ -279,7 +284,7 @@ pub async fn list(
     let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
     let first = first.clamp(1, 100);
     let rows = sqlx::query(
-        "SELECT conversation_id, contact_id, contact_phone, contact_name, status, last_message_id,
+        "SELECT conversation_id, contact_id, contact_phone, contact_name, status, last_message_ref,
                 last_message_kind, last_message_text, last_message_at, unread_count, message_count,
                 window_expires_at, created_at, updated_at,
                 coalesce((extract(epoch FROM last_message_at) * 1000000)::bigint, -9223372036854775808) AS sort_micros
@@ -302,25 +307,25 @@ pub async fn list(
     let rows = rows
         .into_iter()
         .take(first as usize)
-        .map(|r| {
+        .map(|r| -> Result<(String, ConversationRow), sqlx::Error> {
             let row = ConversationRow {
-                conversation_id: r.get("conversation_id"),
-                contact_id: r.get("contact_id"),
-                contact_phone: r.get("contact_phone"),
-                contact_name: r.get("contact_name"),
-                status: r.get("status"),
-                last_message_id: r.get("last_message_id"),
-                last_message_kind: r.get("last_message_kind"),
-                last_message_text: r.get("last_message_text"),
-                last_message_at: r.get("last_message_at"),
-                unread_count: r.get("unread_count"),
-                message_count: r.get("message_count"),
-                window_expires_at: r.get("window_expires_at"),
-                created_at: r.get("created_at"),
-                updated_at: r.get("updated_at"),
+                conversation_id: r.try_get("conversation_id")?,
+                contact_id: r.try_get("contact_id")?,
+                contact_phone: r.try_get("contact_phone")?,
+                contact_name: r.try_get("contact_name")?,
+                status: r.try_get("status")?,
+                last_message_ref: r.try_get("last_message_ref")?,
+                last_message_kind: r.try_get("last_message_kind")?,
+                last_message_text: r.try_get("last_message_text")?,
+                last_message_at: r.try_get("last_message_at")?,
+                unread_count: r.try_get("unread_count")?,
+                message_count: r.try_get("message_count")?,
+                window_expires_at: r.try_get("window_expires_at")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
             };
-            (encode_page_cursor(row.last_message_at, &row.conversation_id), row)
+            Ok((encode_page_cursor(row.last_message_at, &row.conversation_id), row))
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Ok(Page { rows, has_next_page }))
 }

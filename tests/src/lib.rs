@@ -213,6 +213,17 @@ impl TestApp {
     }
 }
 
+/// A WhatsApp message id shaped like the real ones: base64 of a structure that embeds the
+/// contact's phone number (so tests catch ids leaking numbers into the log).
+pub fn wamid(phone: &str, n: u32) -> String {
+    use base64::Engine;
+    let mut raw = vec![0x18, phone.len() as u8];
+    raw.extend_from_slice(phone.as_bytes());
+    raw.extend_from_slice(&[0x15, 0x02, 0x00, 0x12, 0x18, 0x14]);
+    raw.extend_from_slice(format!("3EB0{n:016X}").as_bytes());
+    format!("wamid.{}", base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
 /// A WhatsApp message object.
 pub fn text_message(from: &str, id: &str, timestamp: i64, body: &str) -> Value {
     json!({"from": from, "id": id, "timestamp": timestamp.to_string(), "type": "text", "text": {"body": body}})

@@ -20,7 +20,8 @@ fn envelope() -> Envelope {
 
 fn message(id: &str, contact: &str, second: i64) -> ConversationCommand {
     ConversationCommand::ReceiveMessage(InboundMessage {
-        wa_message_id: id.into(),
+        message_ref: id.into(),
+        provider_message_id: envelope(),
         contact_id: contact.into(),
         business_number_id: "pn".into(),
         contact_phone: envelope(),
@@ -122,7 +123,7 @@ async fn a_snapshotted_conversation_still_refuses_repeats_and_other_contacts(poo
             assert_eq!(
                 e,
                 ConversationError::MessageFromAnotherContact {
-                    wa_message_id: "wamid.x".into()
+                    message_ref: "wamid.x".into()
                 }
                 .into()
             );

@@ -32,9 +32,24 @@ async fn two_tenants(app: &TestApp) {
         ACME_NUMBER,
         &[("263771000001", "Tendai Moyo"), ("263771000002", "Rudo Chikwanha")],
         vec![
-            text_message("263771000001", "wamid.a1", now - 7200, "Is the 5kW kit in stock?"),
-            text_message("263771000001", "wamid.a2", now - 3600, "And the battery?"),
-            text_message("263771000002", "wamid.a3", now - 60, "Inverter error E07"),
+            text_message(
+                "263771000001",
+                &wamid("263771000001", 1),
+                now - 7200,
+                "Is the 5kW kit in stock?",
+            ),
+            text_message(
+                "263771000001",
+                &wamid("263771000001", 2),
+                now - 3600,
+                "And the battery?",
+            ),
+            text_message(
+                "263771000002",
+                &wamid("263771000002", 3),
+                now - 60,
+                "Inverter error E07",
+            ),
         ],
         vec![],
     );
@@ -43,11 +58,16 @@ async fn two_tenants(app: &TestApp) {
         &[("254711000009", "Wanjiru Kamau")],
         vec![text_message(
             "254711000009",
-            "wamid.b1",
+            &wamid("254711000009", 4),
             now - 30,
             "Campaign report please",
         )],
-        vec![],
+        vec![status(
+            &wamid("254711000009", 99),
+            "delivered",
+            now - 20,
+            "254711000009",
+        )],
     );
     assert_eq!(app.post_delivery(&acme).await.0, StatusCode::OK);
     assert_eq!(app.post_delivery(&beta).await.0, StatusCode::OK);
@@ -204,7 +224,10 @@ async fn a_technician_cannot_read_the_inbox(pool: PgPool) {
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn no_phone_number_name_or_message_text_is_stored_in_the_log_in_the_clear(pool: PgPool) {
-    let app = TestApp::new(pool).await;
+    // Snapshots every 2 events, so snapshot rows exist and are checked too.
+    let mut settings = settings(false);
+    settings.snapshots.conversation = Some(2);
+    let app = TestApp::with_settings(pool, settings).await;
     two_tenants(&app).await;
     // GraphQL shows them to the tenant...
     let (_, reply) = app
@@ -225,8 +248,21 @@ async fn no_phone_number_name_or_message_text_is_stored_in_the_log_in_the_clear(
     .fetch_all(&app.pool)
     .await
     .unwrap_or_default();
-    assert_eq!(raw.len(), 4);
-    let everything = raw.join("\n");
+    let snapshots = app.count("SELECT count(*) FROM snapshots").await;
+    assert!(snapshots >= 1, "a snapshot row exists to be checked");
+    let events = app.count("SELECT count(*) FROM events").await;
+    let inbox = app
+        .count("SELECT count(*) FROM webhook_inbox WHERE state = 'done'")
+        .await;
+    assert_eq!((events, inbox), (5, 5), "every message and status was appended");
+    assert_eq!(raw.len() as i64, events + snapshots);
+    let mut everything = raw.join("\n");
+    // The inbox keeps only keyed hashes of its dedupe keys once processed.
+    let inbox: Vec<String> = sqlx::query_scalar("SELECT concat_ws('|', dedupe_key, payload::text) FROM webhook_inbox")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_default();
+    everything.push_str(&inbox.join("\n"));
     for secret in [
         "263771000001",
         "771000001",
@@ -242,6 +278,20 @@ async fn no_phone_number_name_or_message_text_is_stored_in_the_log_in_the_clear(
         "Campaign report",
     ] {
         assert!(!everything.contains(secret), "{secret:?} found in the clear in the log");
+    }
+    for (phone, n) in [
+        ("263771000001", 1),
+        ("263771000001", 2),
+        ("263771000002", 3),
+        ("254711000009", 4),
+        ("254711000009", 99),
+    ] {
+        let id = wamid(phone, n);
+        let tail = &id["wamid.".len()..];
+        assert!(
+            !everything.contains(tail),
+            "WhatsApp id {id} (which embeds a phone number) found in the log"
+        );
     }
 }
 

@@ -14,12 +14,12 @@ const NUMBER: &str = "333000333";
 async fn read_model(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT row_to_json(c)::text FROM (
-            SELECT tenant_id, conversation_id, contact_id, contact_phone, contact_name, status, last_message_id,
+            SELECT tenant_id, conversation_id, contact_id, contact_phone, contact_name, status, last_message_ref,
                    last_message_kind, last_message_text, last_message_at, last_direction, unread_count,
                    message_count, window_expires_at, created_at, updated_at, last_position
               FROM conversations ORDER BY tenant_id, conversation_id) c
          UNION ALL
-         SELECT row_to_json(s)::text FROM (SELECT * FROM message_statuses ORDER BY tenant_id, wa_message_id) s",
+         SELECT row_to_json(s)::text FROM (SELECT * FROM message_statuses ORDER BY tenant_id, message_ref) s",
     )
     .fetch_all(pool)
     .await
@@ -125,7 +125,9 @@ async fn a_projector_killed_between_batches_resumes_from_its_checkpoint_and_equa
         .await
         .unwrap_or_default();
     assert_eq!(counts, vec![6, 6, 6]);
-    let status: String = sqlx::query_scalar("SELECT status FROM message_statuses WHERE wa_message_id = 'wamid.out.2'")
+    let reference = app.state.id_key.message_ref(&tenant("acme"), "whatsapp", "wamid.out.2");
+    let status: String = sqlx::query_scalar("SELECT status FROM message_statuses WHERE message_ref = $1")
+        .bind(reference)
         .fetch_one(&app.pool)
         .await
         .unwrap_or_default();
@@ -156,7 +158,9 @@ async fn statuses_arriving_read_before_delivered_before_sent_end_as_read(pool: P
             .await,
         1
     );
-    let status: String = sqlx::query_scalar("SELECT status FROM message_statuses WHERE wa_message_id = 'wamid.out.x'")
+    let reference = app.state.id_key.message_ref(&tenant("acme"), "whatsapp", "wamid.out.x");
+    let status: String = sqlx::query_scalar("SELECT status FROM message_statuses WHERE message_ref = $1")
+        .bind(reference)
         .fetch_one(&app.pool)
         .await
         .unwrap_or_default();

@@ -48,7 +48,7 @@ pub struct ConversationFilter {
 /// The last message of a conversation.
 #[derive(SimpleObject)]
 pub struct LastMessage {
-    /// WhatsApp's message id.
+    /// The message's reference (a keyed hash of WhatsApp's id, which embeds the phone number).
     pub id: String,
     /// text, image, audio, video, document, location, …
     pub kind: String,
@@ -79,7 +79,7 @@ pub struct Conversation {
 
 impl From<ConversationRow> for Conversation {
     fn from(row: ConversationRow) -> Self {
-        let last_message = match (row.last_message_id, row.last_message_at) {
+        let last_message = match (row.last_message_ref, row.last_message_at) {
             (Some(id), Some(at)) => Some(LastMessage {
                 id,
                 kind: row.last_message_kind.unwrap_or_else(|| "unsupported".into()),

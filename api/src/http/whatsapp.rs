@@ -53,7 +53,7 @@ async fn deliver(
         return Err(ApiError::Unauthenticated(e.to_string()));
     }
     let items = parse_delivery(&body).map_err(|e| ApiError::bad_request("MALFORMED_DELIVERY", e.to_string()))?;
-    let stored = inbox::store(&state.pool, &items, &correlation.0).await?;
+    let stored = inbox::store(&state.pool, &state.id_key, &items, &correlation.0).await?;
     tracing::info!(
         items = items.len(),
         new = stored.new,

@@ -40,8 +40,15 @@ pub struct Stored {
     pub duplicates: usize,
 }
 
-/// Stores a delivery's items in one transaction: all or nothing.
-pub async fn store(pool: &PgPool, items: &[DeliveryItem], correlation_id: &str) -> Result<Stored, sqlx::Error> {
+/// Stores a delivery's items in one transaction: all or nothing. Dedupe keys are stored as
+/// keyed hashes (`ids`): provider ids can embed phone numbers, and the key outlives the
+/// payload, which is cleared once processed.
+pub async fn store(
+    pool: &PgPool,
+    ids: &IdKey,
+    items: &[DeliveryItem],
+    correlation_id: &str,
+) -> Result<Stored, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut stored = Stored::default();
     for item in items {
@@ -51,7 +58,7 @@ pub async fn store(pool: &PgPool, items: &[DeliveryItem], correlation_id: &str) 
              ON CONFLICT (provider, dedupe_key) DO NOTHING",
         )
         .bind(PROVIDER)
-        .bind(&item.dedupe_key)
+        .bind(ids.dedupe_key(PROVIDER, &item.dedupe_key))
         .bind(&item.phone_number_id)
         .bind(item.kind.as_str())
         .bind(correlation_id)
@@ -327,8 +334,10 @@ impl InboxProcessor {
             .as_str()
             .filter(|n| !n.trim().is_empty())
             .map(seal);
+        let wamid = text("id");
         let command = ConversationCommand::ReceiveMessage(InboundMessage {
-            wa_message_id: text("id"),
+            message_ref: self.ids.message_ref(tenant, PROVIDER, &wamid),
+            provider_message_id: seal(&wamid),
             contact_id: contact_id.clone(),
             business_number_id: business_number.to_string(),
             contact_phone: seal(phone.as_str()),
@@ -357,7 +366,7 @@ impl InboxProcessor {
             title: e["title"].as_str().unwrap_or_default().to_string(),
         });
         let command = ConversationCommand::RecordDeliveryStatus(StatusUpdate {
-            wa_message_id: text("id"),
+            message_ref: self.ids.message_ref(tenant, PROVIDER, &text("id")),
             contact_id: contact_id.clone(),
             status: delivery,
             at: provider_time(&text("timestamp"))?,

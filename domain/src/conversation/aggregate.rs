@@ -35,31 +35,36 @@ impl Conversation {
         self.window_expires_at
     }
 
-    fn check_contact(&self, contact_id: &str, wa_message_id: &str) -> Result<(), ConversationError> {
-        if wa_message_id.trim().is_empty() {
+    fn check_contact(&self, contact_id: &str, message_ref: &str) -> Result<(), ConversationError> {
+        if message_ref.trim().is_empty() {
             return Err(ConversationError::MissingMessageId);
         }
         match &self.contact_id {
             Some(known) if known != contact_id => Err(ConversationError::MessageFromAnotherContact {
-                wa_message_id: wa_message_id.to_string(),
+                message_ref: message_ref.to_string(),
             }),
             _ => Ok(()),
         }
     }
 
     fn receive(&self, message: InboundMessage) -> Result<Option<ConversationEvent>, ConversationError> {
-        self.check_contact(&message.contact_id, &message.wa_message_id)?;
-        if self.received.contains(&message.wa_message_id) {
+        self.check_contact(&message.contact_id, &message.message_ref)?;
+        if self.received.contains(&message.message_ref) {
             return Ok(None);
         }
-        let opened_until = message.sent_at + Duration::hours(SERVICE_WINDOW_HOURS);
+        // Provider timestamps are bounded at the edge; saturate anyway so no input can panic.
+        let opened_until = message
+            .sent_at
+            .checked_add_signed(Duration::hours(SERVICE_WINDOW_HOURS))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let window_expires_at = match self.window_expires_at {
             Some(current) if current > opened_until => current,
             _ => opened_until,
         };
         let reopened = matches!(self.status, ConversationStatus::Resolved | ConversationStatus::Closed);
         Ok(Some(ConversationEvent::MessageReceived {
-            wa_message_id: message.wa_message_id,
+            message_ref: message.message_ref,
+            provider_message_id: message.provider_message_id,
             contact_id: message.contact_id,
             business_number_id: message.business_number_id,
             contact_phone: message.contact_phone,
@@ -73,13 +78,13 @@ impl Conversation {
     }
 
     fn record_status(&self, update: StatusUpdate) -> Result<Option<ConversationEvent>, ConversationError> {
-        self.check_contact(&update.contact_id, &update.wa_message_id)?;
-        let current = self.deliveries.get(&update.wa_message_id).copied();
+        self.check_contact(&update.contact_id, &update.message_ref)?;
+        let current = self.deliveries.get(&update.message_ref).copied();
         if !DeliveryStatus::may_advance_to(current, update.status) {
             return Ok(None);
         }
         Ok(Some(ConversationEvent::DeliveryStatusRecorded {
-            wa_message_id: update.wa_message_id,
+            message_ref: update.message_ref,
             status: update.status,
             at: update.at,
             error_code: update.error.as_ref().map(|e| e.code),
@@ -114,20 +119,20 @@ impl Aggregate for Conversation {
     fn apply(&mut self, event: Self::Event) {
         match event {
             ConversationEvent::MessageReceived {
-                wa_message_id,
+                message_ref,
                 contact_id,
                 window_expires_at,
                 ..
             } => {
                 self.contact_id.get_or_insert(contact_id);
-                self.received.insert(wa_message_id);
+                self.received.insert(message_ref);
                 self.window_expires_at = Some(window_expires_at);
                 self.status = ConversationStatus::Open;
             }
             ConversationEvent::DeliveryStatusRecorded {
-                wa_message_id, status, ..
+                message_ref, status, ..
             } => {
-                self.deliveries.insert(wa_message_id, status);
+                self.deliveries.insert(message_ref, status);
             }
         }
     }
@@ -159,7 +164,8 @@ mod tests {
 
     fn inbound(id: &str, contact: &str, hour: u32) -> InboundMessage {
         InboundMessage {
-            wa_message_id: id.into(),
+            message_ref: id.into(),
+            provider_message_id: env("wamid"),
             contact_id: contact.into(),
             business_number_id: "pn-1".into(),
             contact_phone: env("phone"),
@@ -173,7 +179,8 @@ mod tests {
     fn received(id: &str, contact: &str, hour: u32, expires: DateTime<Utc>, reopened: bool) -> ConversationEvent {
         let m = inbound(id, contact, hour);
         ConversationEvent::MessageReceived {
-            wa_message_id: m.wa_message_id,
+            message_ref: m.message_ref,
+            provider_message_id: m.provider_message_id,
             contact_id: m.contact_id,
             business_number_id: m.business_number_id,
             contact_phone: m.contact_phone,
@@ -188,7 +195,7 @@ mod tests {
 
     fn status(id: &str, s: DeliveryStatus, hour: u32) -> StatusUpdate {
         StatusUpdate {
-            wa_message_id: id.into(),
+            message_ref: id.into(),
             contact_id: "ct_a".into(),
             status: s,
             at: at(hour),
@@ -198,7 +205,7 @@ mod tests {
 
     fn status_event(id: &str, s: DeliveryStatus, hour: u32) -> ConversationEvent {
         ConversationEvent::DeliveryStatusRecorded {
-            wa_message_id: id.into(),
+            message_ref: id.into(),
             status: s,
             at: at(hour),
             error_code: None,
@@ -262,7 +269,7 @@ mod tests {
             .given(vec![received("wamid.1", "ct_a", 8, at(8) + Duration::hours(24), false)])
             .when(ConversationCommand::ReceiveMessage(inbound("wamid.9", "ct_b", 9)))
             .then_expect_error(ConversationError::MessageFromAnotherContact {
-                wa_message_id: "wamid.9".into(),
+                message_ref: "wamid.9".into(),
             });
     }
 
@@ -333,7 +340,7 @@ mod tests {
             .given_no_previous_events()
             .when(ConversationCommand::RecordDeliveryStatus(update))
             .then_expect_events(vec![ConversationEvent::DeliveryStatusRecorded {
-                wa_message_id: "wamid.out".into(),
+                message_ref: "wamid.out".into(),
                 status: DeliveryStatus::Failed,
                 at: at(9),
                 error_code: Some(131047),
@@ -349,7 +356,7 @@ mod tests {
             .given(vec![received("wamid.1", "ct_a", 8, at(8) + Duration::hours(24), false)])
             .when(ConversationCommand::RecordDeliveryStatus(update))
             .then_expect_error(ConversationError::MessageFromAnotherContact {
-                wa_message_id: "wamid.out".into(),
+                message_ref: "wamid.out".into(),
             });
     }
 }

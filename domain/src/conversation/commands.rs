@@ -21,8 +21,12 @@ pub enum ConversationCommand {
 /// An inbound message, its personal fields already sealed under the contact's data key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboundMessage {
-    /// WhatsApp's message id (`wamid…`), the natural dedupe key.
-    pub wa_message_id: String,
+    /// The keyed hash of WhatsApp's message id (`wm_…`, see `IdKey::message_ref`), the
+    /// natural dedupe key. WhatsApp's ids embed the contact's phone number, so the raw id is
+    /// personal data and only travels sealed.
+    pub message_ref: String,
+    /// WhatsApp's message id (`wamid…`), sealed.
+    pub provider_message_id: Envelope,
     /// The contact's keyed-hash id.
     pub contact_id: String,
     /// The tenant's WhatsApp Business phone-number id that received it.
@@ -42,7 +46,8 @@ pub struct InboundMessage {
 /// A delivery status reported by WhatsApp for an outbound message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusUpdate {
-    pub wa_message_id: String,
+    /// The keyed hash of the WhatsApp id of the message the status is about.
+    pub message_ref: String,
     pub contact_id: String,
     pub status: DeliveryStatus,
     /// The provider's timestamp of the status.

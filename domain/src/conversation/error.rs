@@ -7,8 +7,8 @@ pub enum ConversationError {
     #[error("a WhatsApp message id is required")]
     MissingMessageId,
     /// A conversation is with one contact; a message or status of another contact is refused.
-    #[error("message {wa_message_id} belongs to another contact than this conversation's")]
-    MessageFromAnotherContact { wa_message_id: String },
+    #[error("message {message_ref} belongs to another contact than this conversation's")]
+    MessageFromAnotherContact { message_ref: String },
 }
 
 impl ConversationError {

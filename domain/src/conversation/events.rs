@@ -16,7 +16,8 @@ pub enum ConversationEvent {
     /// An inbound message was received. Carries the derived window expiry and whether it
     /// reopened the conversation, so projections never recompute rules.
     MessageReceived {
-        wa_message_id: String,
+        message_ref: String,
+        provider_message_id: Envelope,
         contact_id: String,
         business_number_id: String,
         contact_phone: Envelope,
@@ -29,7 +30,7 @@ pub enum ConversationEvent {
     },
     /// An outbound message's delivery status moved forward.
     DeliveryStatusRecorded {
-        wa_message_id: String,
+        message_ref: String,
         status: DeliveryStatus,
         at: DateTime<Utc>,
         error_code: Option<i64>,
