@@ -466,3 +466,30 @@ async fn an_auditor_subscribes_but_an_agent_cannot(pool: PgPool) {
     subscribe(&mut auditor, None).await;
     assert_eq!(take_events(&mut auditor, 3).await.len(), 3);
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn oversized_graphql_bodies_are_refused_and_anonymous_ones_before_reading(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let huge = format!("{{\"query\": \"{{ viewer {{ tenantId }} }}\", \"padding\": \"{}\"}}", "x".repeat(5 * 1024 * 1024));
+    let request = |token: Option<String>, declared: bool| {
+        let mut r = axum::http::Request::post("/graphql").header("content-type", "application/json");
+        if declared {
+            r = r.header("content-length", huge.len().to_string());
+        }
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        r.body(axum::body::Body::from(huge.clone())).unwrap_or_else(|e| panic!("{e}"))
+    };
+    // A declared length over the limit is refused before anything else.
+    let (status, _) = app.send(request(None, true)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = app.send(request(Some(app.token("acme", Role::Owner)), true)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A streamed body without a length: an anonymous caller is refused before it is read; an
+    // authenticated one is cut off at the limit, not buffered whole.
+    let (status, _) = app.send(request(None, false)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app.send(request(Some(app.token("acme", Role::Owner)), false)).await;
+    assert!(status.is_client_error(), "{status}");
+}

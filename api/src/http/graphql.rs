@@ -6,7 +6,8 @@
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State, WebSocketUpgrade};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -45,16 +46,24 @@ fn caller_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Caller, 
     verify(state.jwt_secret.expose(), token)
 }
 
+/// The authenticated caller, extracted from the headers before anything reads the body, so
+/// an anonymous request is refused without its body being buffered.
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        caller_from_headers(state, &parts.headers).map(Authenticated)
+    }
+}
+
 async fn execute(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
-    headers: HeaderMap,
+    Authenticated(caller): Authenticated,
     request: GraphQLRequest,
 ) -> Response {
-    let caller = match caller_from_headers(&state, &headers) {
-        Ok(caller) => caller,
-        Err(e) => return e.into_response(),
-    };
     let span = tracing::info_span!("graphql", tenant.id = %caller.tenant, user.id = %caller.user_id, correlation.id = %correlation.0);
     let request = request.into_inner().data(caller).data(correlation);
     GraphQLResponse::from(state.schema.execute(request).instrument(span).await).into_response()

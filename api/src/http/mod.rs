@@ -6,6 +6,7 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
 use tracing::Instrument;
 
 use crate::app::AppState;
@@ -13,6 +14,9 @@ use crate::app::AppState;
 pub mod graphql;
 pub mod ops;
 pub mod whatsapp;
+
+/// The largest request body accepted anywhere (WhatsApp deliveries are far smaller).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// The header carrying a request's correlation id (taken from the caller, or made).
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -46,7 +50,9 @@ pub fn router(state: AppState) -> Router {
         .merge(graphql::router())
         .merge(whatsapp::router())
         .merge(ops::router())
-        .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Also bounds bodies read as streams (the GraphQL extractor), not only `Bytes`.
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(metrics, crate::metrics::track))
         .layer(middleware::from_fn(correlate))
         .with_state(state)
