@@ -12,8 +12,10 @@ use chronicle_domain::pii::{IdKey, MasterKey};
 use chronicle_projections::conversations::ConversationsProjector;
 use chronicle_projections::runtime::{Projector, ProjectorRunner, RunnerConfig};
 use chronicle_projections::wake::Wakeups;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -49,31 +51,67 @@ impl std::fmt::Debug for AppState {
 }
 
 /// Connects to the configured database (starting the embedded cluster if that is the
-/// default) and applies the migrations.
+/// default), applies the migrations as the connecting (owner) role, and returns the
+/// application's pool.
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
     let url = match &settings.database {
         Database::Url(url) => url.expose().to_string(),
         Database::Embedded => EmbeddedPostgres::new(&settings.data_dir)?.ensure_running().await?,
     };
-    let pool = PgPoolOptions::new()
-        .max_connections(20)
-        .acquire_timeout(Duration::from_secs(10))
-        // Short write transactions keep the gap-free readers moving (DESIGN.md).
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::query("SET idle_in_transaction_session_timeout = '30s'")
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .connect(&url)
+    let options = PgConnectOptions::from_str(&url).context("DATABASE_URL is not a PostgreSQL URL")?;
+    let mut owner = PgConnection::connect_with(&options)
         .await
         .context("connecting to PostgreSQL (check DATABASE_URL)")?;
     chronicle_projections::MIGRATOR
-        .run(&pool)
+        .run(&mut owner)
         .await
         .context("applying migrations")?;
+    owner.close().await.ok();
+    application_pool(options).await
+}
+
+/// The role the server acts as (migration 0006 grants it exactly what the server needs).
+pub const APPLICATION_ROLE: &str = "chronicle_app";
+
+/// The server's pool: every connection acts as [`APPLICATION_ROLE`] (so the log is append-only
+/// by privilege, not only by trigger) and keeps transactions short, since an open write holds
+/// every gap-free reader back (DESIGN.md).
+pub async fn application_pool(options: PgConnectOptions) -> anyhow::Result<PgPool> {
+    let mut probe = PgConnection::connect_with(&options)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let (user, member): (String, bool) =
+        sqlx::query_as("SELECT current_user::text, pg_has_role(current_user, $1, 'MEMBER')")
+            .bind(APPLICATION_ROLE)
+            .fetch_one(&mut probe)
+            .await
+            .context("checking the application role (are the migrations applied?)")?;
+    probe.close().await.ok();
+    if !member {
+        tracing::warn!(
+            db.user = %user,
+            "the database user is not a member of {APPLICATION_ROLE}: serving as {user}, so the append-only log \
+             rests on its triggers alone; GRANT {APPLICATION_ROLE} TO {user}"
+        );
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(20)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if member {
+                    sqlx::query("SET ROLE chronicle_app").execute(&mut *conn).await?;
+                }
+                sqlx::query("SET idle_in_transaction_session_timeout = '30s'")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("SET statement_timeout = '60s'").execute(&mut *conn).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .context("connecting to PostgreSQL")?;
     Ok(pool)
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use chronicle_api::app::{build_state, projectors, router, AppState};
+use chronicle_api::app::{application_pool, build_state, projectors, router, AppState};
 use chronicle_api::auth::{mint, Role};
 use chronicle_api::config::Settings;
 use chronicle_commands::intake::whatsapp::sign;
@@ -62,8 +62,15 @@ impl TestApp {
     }
 
     /// An app over `pool` with the given settings.
+    ///
+    /// The app gets its own pool, acting as the application role exactly as the server does;
+    /// `pool` (the test's, as the owner) stays for the test's own checks and for what only an
+    /// owner may do.
     pub async fn with_settings(pool: PgPool, settings: Settings) -> Self {
-        let state = build_state(pool.clone(), &settings)
+        let app_pool = application_pool(pool.connect_options().as_ref().clone())
+            .await
+            .unwrap_or_else(|e| panic!("connecting the app: {e:#}"));
+        let state = build_state(app_pool, &settings)
             .await
             .unwrap_or_else(|e| panic!("building the app: {e:#}"));
         Self { pool, state }
@@ -146,7 +153,7 @@ impl TestApp {
     pub async fn project(&self) {
         for projector in projectors(&self.state) {
             let runner = ProjectorRunner::new(
-                self.pool.clone(),
+                self.state.pool.clone(),
                 projector.clone(),
                 self.state.wakeups.clone(),
                 RunnerConfig::default(),

@@ -157,3 +157,35 @@ async fn every_event_carries_tenant_actor_correlation_and_causation(pool: PgPool
         )
     );
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_server_acts_as_the_application_role_which_can_only_append_to_the_log(pool: PgPool) {
+    let app = chronicle_tests::TestApp::new(pool).await;
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap_or_default();
+    assert_eq!(user, "chronicle_app");
+    app.state
+        .commands
+        .conversation("ct_a", message("wamid.r", "ct_a", 0), &metadata())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for forbidden in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "ALTER TABLE events DISABLE TRIGGER events_refuse_update",
+        "TRUNCATE events",
+    ] {
+        let refused = sqlx::query(forbidden).execute(&app.state.pool).await;
+        let code = refused
+            .err()
+            .and_then(|e| e.as_database_error().and_then(|d| d.code().map(|c| c.to_string())));
+        assert_eq!(
+            code.as_deref(),
+            Some("42501"),
+            "{forbidden} must be refused for lack of privilege"
+        );
+    }
+    assert_eq!(app.count("SELECT count(*) FROM events").await, 1);
+}

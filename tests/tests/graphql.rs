@@ -470,7 +470,10 @@ async fn an_auditor_subscribes_but_an_agent_cannot(pool: PgPool) {
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn oversized_graphql_bodies_are_refused_and_anonymous_ones_before_reading(pool: PgPool) {
     let app = TestApp::new(pool).await;
-    let huge = format!("{{\"query\": \"{{ viewer {{ tenantId }} }}\", \"padding\": \"{}\"}}", "x".repeat(5 * 1024 * 1024));
+    let huge = format!(
+        "{{\"query\": \"{{ viewer {{ tenantId }} }}\", \"padding\": \"{}\"}}",
+        "x".repeat(5 * 1024 * 1024)
+    );
     let request = |token: Option<String>, declared: bool| {
         let mut r = axum::http::Request::post("/graphql").header("content-type", "application/json");
         if declared {
@@ -479,7 +482,8 @@ async fn oversized_graphql_bodies_are_refused_and_anonymous_ones_before_reading(
         if let Some(t) = token {
             r = r.header("authorization", format!("Bearer {t}"));
         }
-        r.body(axum::body::Body::from(huge.clone())).unwrap_or_else(|e| panic!("{e}"))
+        r.body(axum::body::Body::from(huge.clone()))
+            .unwrap_or_else(|e| panic!("{e}"))
     };
     // A declared length over the limit is refused before anything else.
     let (status, _) = app.send(request(None, true)).await;

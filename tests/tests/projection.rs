@@ -62,7 +62,7 @@ fn small_batches(app: &TestApp) -> ProjectorRunner {
         chronicle_domain::pii::MasterKey::from_base64(MASTER_KEY).unwrap_or_else(|e| panic!("{e}")),
     ));
     ProjectorRunner::new(
-        app.pool.clone(),
+        app.state.pool.clone(),
         projector,
         app.state.wakeups.clone(),
         RunnerConfig {
@@ -107,7 +107,7 @@ async fn a_projector_killed_between_batches_resumes_from_its_checkpoint_and_equa
     // A rebuild from zero gives the same rows.
     for projector in projectors(&app.state) {
         ProjectorRunner::new(
-            app.pool.clone(),
+            app.state.pool.clone(),
             projector,
             app.state.wakeups.clone(),
             RunnerConfig::default(),

@@ -16,19 +16,26 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// 200 when every dependency answers, 503 naming the one that does not.
+/// 200 when every dependency answers, 503 naming the one that does not. The cause is logged,
+/// not shown: this endpoint is unauthenticated.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let postgres = match sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await {
-        Ok(_) => "ok".to_string(),
-        Err(e) => format!("error: {e}"),
+        Ok(_) => "ok",
+        Err(e) => {
+            tracing::error!(error = %e, "health check: PostgreSQL does not answer");
+            "unavailable"
+        }
     };
     let redis = match &state.redis {
-        None => "not configured".to_string(),
+        None => "not configured",
         Some(connection) => {
             let mut connection = connection.clone();
             match redis::cmd("PING").query_async::<String>(&mut connection).await {
-                Ok(_) => "ok".to_string(),
-                Err(e) => format!("error: {e}"),
+                Ok(_) => "ok",
+                Err(e) => {
+                    tracing::error!(error = %e, "health check: Redis does not answer");
+                    "unavailable"
+                }
             }
         }
     };
