@@ -165,20 +165,56 @@ pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
 }
 
 /// Starts the projector runners and the inbox worker; they stop when `shutdown` turns true.
+/// Each runs under a supervisor that restarts it (after a pause) if it ever panics, so one
+/// poisonous input cannot silently stop projections or intake.
 pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     for projector in projectors(state) {
-        let runner = ProjectorRunner::new(
-            state.pool.clone(),
-            projector,
-            state.wakeups.clone(),
-            RunnerConfig::default(),
-        )
-        .with_metrics(state.metrics.projectors.clone());
-        tasks.push(tokio::spawn(runner.run(shutdown.clone())));
+        let (state, stop) = (state.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(supervise(projector.name(), shutdown.clone(), move || {
+            ProjectorRunner::new(
+                state.pool.clone(),
+                projector.clone(),
+                state.wakeups.clone(),
+                RunnerConfig::default(),
+            )
+            .with_metrics(state.metrics.projectors.clone())
+            .run(stop.clone())
+        })));
     }
-    tasks.push(tokio::spawn(inbox_worker(state.clone(), shutdown)));
+    let (inbox_state, stop) = (state.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(supervise("inbox", shutdown, move || {
+        inbox_worker(inbox_state.clone(), stop.clone())
+    })));
     tasks
+}
+
+/// Runs the task `make` builds until it returns; restarts it after a panic, unless shutting
+/// down.
+async fn supervise<F, Fut>(name: &'static str, shutdown: watch::Receiver<bool>, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match tokio::spawn(make()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                tracing::error!(
+                    task = name,
+                    "background task panicked; restarting in {} s",
+                    pause.as_secs()
+                );
+            }
+            Err(_) => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(60));
+    }
 }
 
 /// Processes the webhook inbox: at once when a delivery arrives, and every few seconds for

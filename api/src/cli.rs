@@ -68,6 +68,9 @@ pub enum Admin {
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
+    /// Put webhook deliveries parked as failed (refused input) back in the queue, once the
+    /// cause is fixed; they are processed at once.
+    RequeueFailed,
     /// Stop the embedded PostgreSQL cluster (when no DATABASE_URL is set).
     StopDb,
 }
@@ -147,6 +150,16 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
             println!(
                 "phone-number id {phone_number_id} mapped to tenant {t}; {released} kept deliveries released, {} processed",
                 processed.done
+            );
+        }
+        Admin::RequeueFailed => {
+            let pool = connect(&settings).await?;
+            let requeued = chronicle_commands::intake::inbox::requeue_failed(&pool).await?;
+            let state = build_state(pool, &settings).await?;
+            let processed = state.inbox.drain().await?;
+            println!(
+                "{requeued} failed deliveries requeued; {} processed, {} failed again",
+                processed.done, processed.failed
             );
         }
         Admin::StopDb => match settings.database {

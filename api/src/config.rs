@@ -256,12 +256,19 @@ fn save_dev_secrets(dir: &std::path::Path, secrets: &DevSecrets) -> Result<(), C
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let json = serde_json::to_vec_pretty(secrets).map_err(|e| io(std::io::Error::other(e)))?;
-    std::fs::write(&path, json).map_err(io)?;
+    // Created private (0600) from the first byte: it holds the master key.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
     }
+    use std::io::Write;
+    options.open(&path).and_then(|mut f| f.write_all(&json)).map_err(io)?;
     Ok(())
 }
 

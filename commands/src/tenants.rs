@@ -64,11 +64,25 @@ pub async fn map_whatsapp_number(pool: &PgPool, tenant: &TenantId, phone_number_
         }
         Some(_) => {}
         None => {
-            sqlx::query("INSERT INTO whatsapp_numbers (phone_number_id, tenant_id) VALUES ($1, $2)")
-                .bind(phone_number_id)
-                .bind(tenant.as_str())
-                .execute(&mut *tx)
-                .await?;
+            // A concurrent mapping of the same number may win the insert: then it is refused
+            // like any number owned by another tenant (or accepted if it mapped the same one).
+            let winner: String = sqlx::query_scalar(
+                "WITH ins AS (INSERT INTO whatsapp_numbers (phone_number_id, tenant_id) VALUES ($1, $2)
+                              ON CONFLICT (phone_number_id) DO NOTHING RETURNING tenant_id)
+                 SELECT tenant_id FROM ins
+                 UNION ALL
+                 SELECT tenant_id FROM whatsapp_numbers WHERE phone_number_id = $1
+                 LIMIT 1",
+            )
+            .bind(phone_number_id)
+            .bind(tenant.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if winner != tenant.as_str() {
+                return Err(CommandError::InvalidInput(format!(
+                    "phone-number id {phone_number_id} is already mapped to tenant {winner}"
+                )));
+            }
         }
     }
     let released = sqlx::query(

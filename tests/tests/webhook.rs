@@ -246,3 +246,58 @@ async fn the_verification_handshake_echoes_the_challenge_only_for_our_token(pool
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_kept_delivery_whose_number_was_mapped_behind_its_back_is_still_processed(pool: PgPool) {
+    // The mapping raced with the pass that parked the row: the release in map-number missed
+    // it. The next worker pass releases it anyway.
+    let app = TestApp::new(pool).await;
+    app.post_delivery(&two_messages_and_a_status()).await;
+    app.drain().await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'unmapped'")
+            .await,
+        3
+    );
+    let acme = tenant("acme");
+    tenants::create_tenant(&app.pool, &acme, "Acme")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("INSERT INTO whatsapp_numbers (phone_number_id, tenant_id) VALUES ($1, 'acme')")
+        .bind(NUMBER)
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    app.drain().await;
+    assert_eq!(events(&app).await, 3);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn failed_deliveries_can_be_requeued_once_the_cause_is_fixed(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", NUMBER).await;
+    let body = delivery(
+        NUMBER,
+        &[],
+        vec![text_message("not-a-number", "wamid.X", 1_790_000_000, "hi")],
+        vec![],
+    );
+    app.post_delivery(&body).await;
+    app.drain().await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'failed'")
+            .await,
+        1
+    );
+    // An operator corrects the kept payload, then requeues.
+    sqlx::query("UPDATE webhook_inbox SET payload = jsonb_set(payload, '{message,from}', '\"263771000009\"')")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let requeued = chronicle_commands::intake::inbox::requeue_failed(&app.state.pool)
+        .await
+        .unwrap_or_default();
+    assert_eq!(requeued, 1);
+    app.drain().await;
+    assert_eq!(events(&app).await, 1);
+}

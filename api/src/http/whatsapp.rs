@@ -27,7 +27,9 @@ async fn handshake(State(state): State<AppState>, Query(params): Query<HashMap<S
     let mode = params.get("hub.mode").map(String::as_str);
     let token = params.get("hub.verify_token").map(String::as_str);
     match (mode, token, params.get("hub.challenge")) {
-        (Some("subscribe"), Some(token), Some(challenge)) if token == state.whatsapp_verify_token.expose() => {
+        (Some("subscribe"), Some(token), Some(challenge))
+            if constant_time_eq(token.as_bytes(), state.whatsapp_verify_token.expose().as_bytes()) =>
+        {
             (StatusCode::OK, challenge.clone()).into_response()
         }
         (Some("subscribe"), _, Some(_)) => {
@@ -39,6 +41,11 @@ async fn handshake(State(state): State<AppState>, Query(params): Query<HashMap<S
         )
         .into_response(),
     }
+}
+
+/// Compares secrets without leaking, through timing, how much of them matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn deliver(

@@ -28,8 +28,12 @@ use crate::error::CommandError;
 use crate::keystore::KeyStore;
 use crate::tenants::tenant_of_number;
 
-/// After this many failed attempts a row is parked as `failed` (kept with its error).
-pub const MAX_ATTEMPTS: i32 = 10;
+/// Transient failures (database, Redis, conflicts) are retried forever with backoff capped at
+/// this many seconds; only refusals (bad input, a rule) park a row as `failed`.
+pub const MAX_BACKOFF_SECONDS: i32 = 300;
+
+/// Every this many attempts a row still failing is logged as an error (not only a warning).
+pub const ALERT_EVERY_ATTEMPTS: i32 = 10;
 
 /// What storing a delivery did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,8 +132,11 @@ impl InboxProcessor {
         }
     }
 
-    /// Processes pending rows until none is left; returns the totals.
+    /// Processes pending rows until none is left; returns the totals. First releases rows kept
+    /// as `unmapped` whose number has been mapped since (a mapping that raced with the pass
+    /// that parked them would otherwise leave them kept).
     pub async fn drain(&self) -> Result<Processed, CommandError> {
+        release_mapped(&self.pool).await?;
         let mut total = Processed::default();
         loop {
             let pass = self.process_pending(100).await?;
@@ -206,20 +213,20 @@ impl InboxProcessor {
                     self.fail(row.inbox_id, &reason).await?;
                     processed.failed += 1;
                 }
-                Outcome::Retry(reason) if row.attempts >= MAX_ATTEMPTS => {
-                    tracing::error!(inbox.id = row.inbox_id, tenant.id = %tenant, reason = %reason, attempts = row.attempts, "inbox item failed too often; kept as failed");
-                    self.fail(row.inbox_id, &reason).await?;
-                    processed.failed += 1;
-                }
                 Outcome::Retry(reason) => {
-                    tracing::warn!(inbox.id = row.inbox_id, tenant.id = %tenant, reason = %reason, "inbox item will be retried");
+                    if row.attempts % ALERT_EVERY_ATTEMPTS == 0 {
+                        tracing::error!(inbox.id = row.inbox_id, tenant.id = %tenant, reason = %reason, attempts = row.attempts, "inbox item keeps failing; still retrying");
+                    } else {
+                        tracing::warn!(inbox.id = row.inbox_id, tenant.id = %tenant, reason = %reason, "inbox item will be retried");
+                    }
                     sqlx::query(
                         "UPDATE webhook_inbox SET last_error = $2,
-                                claimed_until = now() + make_interval(secs => least(60, power(2, attempts))::double precision)
+                                claimed_until = now() + make_interval(secs => least($3, power(2, least(attempts, 20)))::double precision)
                           WHERE inbox_id = $1",
                     )
                     .bind(row.inbox_id)
                     .bind(&reason)
+                    .bind(MAX_BACKOFF_SECONDS)
                     .execute(&self.pool)
                     .await?;
                     processed.retry += 1;
@@ -374,6 +381,28 @@ impl InboxProcessor {
         });
         Ok(Some((contact_id, command)))
     }
+}
+
+/// Releases `unmapped` rows whose number is mapped now. Returns how many.
+pub async fn release_mapped(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE webhook_inbox i SET state = 'pending', claimed_until = NULL
+          WHERE i.state = 'unmapped'
+            AND EXISTS (SELECT 1 FROM whatsapp_numbers w WHERE w.phone_number_id = i.phone_number_id)",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Puts rows parked as `failed` back to pending (after the cause was fixed). Returns how many.
+pub async fn requeue_failed(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE webhook_inbox SET state = 'pending', claimed_until = NULL, attempts = 0 WHERE state = 'failed'",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 fn provider_time(seconds: &str) -> Result<DateTime<Utc>, CommandError> {

@@ -87,12 +87,20 @@ fn field<'a>(value: &'a Value, name: &str, context: &str) -> Result<&'a str, Mal
     }
 }
 
+/// 9999-12-31T23:59:59Z: provider times past it are refused, so no later date arithmetic can
+/// overflow.
+const LATEST_TIMESTAMP: i64 = 253_402_300_799;
+
 fn timestamp(value: &Value, context: &str) -> Result<i64, MalformedDelivery> {
     let text = field(value, "timestamp", context)?;
     text.parse::<i64>()
         .ok()
-        .filter(|t| *t > 0)
-        .ok_or_else(|| MalformedDelivery(format!("{context}: `timestamp` is not a number of seconds")))
+        .filter(|t| (1..=LATEST_TIMESTAMP).contains(t))
+        .ok_or_else(|| {
+            MalformedDelivery(format!(
+                "{context}: `timestamp` is not a number of seconds before year 10000"
+            ))
+        })
 }
 
 fn array<'a>(value: &'a Value, name: &str, context: &str) -> Result<&'a [Value], MalformedDelivery> {
@@ -252,6 +260,16 @@ mod tests {
         );
         let err = parse_delivery(&body).err().map(|e| e.0).unwrap_or_default();
         assert!(err.contains("messages[0]") && err.contains("`id`"), "{err}");
+    }
+
+    #[test]
+    fn timestamps_past_year_9999_are_refused() {
+        let body = delivery(
+            json!([{"from": "263771000001", "id": "wamid.1", "timestamp": "9223372036854775807", "type": "text"}]),
+            json!([]),
+        );
+        let err = parse_delivery(&body).err().map(|e| e.0).unwrap_or_default();
+        assert!(err.contains("timestamp"), "{err}");
     }
 
     #[test]
