@@ -6,7 +6,8 @@
 -- Every later migration that creates a table grants on it here-style, explicitly.
 
 GRANT SELECT, INSERT, UPDATE ON tenants TO chronicle_app;
-GRANT SELECT, INSERT ON whatsapp_numbers TO chronicle_app;
+-- UPDATE only for the row lock (SELECT … FOR UPDATE) that serializes mappings of one number.
+GRANT SELECT, INSERT, UPDATE ON whatsapp_numbers TO chronicle_app;
 GRANT SELECT, INSERT, UPDATE ON webhook_inbox TO chronicle_app;
 GRANT SELECT, INSERT, DELETE ON contact_keys TO chronicle_app;
 GRANT SELECT, INSERT, UPDATE ON projector_checkpoints TO chronicle_app;

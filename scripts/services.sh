@@ -68,7 +68,11 @@ full_page_writes = off
 CONF
   fi
   if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
-    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 start >/dev/null
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 start >/dev/null; then
+      log "PostgreSQL did not start (port $PG_PORT in use?); the end of $PG_DATA/server.log:"
+      tail -n 5 "$PG_DATA/server.log" >&2 || true
+      exit 1
+    fi
   fi
   log "PostgreSQL ready on 127.0.0.1:$PG_PORT"
 }
@@ -78,7 +82,10 @@ start_redis() {
   if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --save '' \
       --appendonly no --dir "$SERVICES_DIR/redis" --logfile "$SERVICES_DIR/redis/redis.log"
-    for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+      log "Redis did not start on port $REDIS_PORT; see $SERVICES_DIR/redis/redis.log"; exit 1
+    fi
   fi
   log "Redis ready on 127.0.0.1:$REDIS_PORT"
 }

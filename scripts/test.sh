@@ -3,5 +3,7 @@
 # of the workspace against them. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(bash scripts/services.sh)"
+# Two steps, so a failure to bring the services up stops here with its own message.
+exports=$(bash scripts/services.sh)
+eval "$exports"
 exec cargo test --workspace "$@"

@@ -42,6 +42,8 @@ pub struct AppState {
     pub redis: Option<redis::aio::MultiplexedConnection>,
     pub metrics: Metrics,
     pub schema: ChronicleSchema,
+    /// How projector runners read.
+    pub runner_config: RunnerConfig,
 }
 
 impl std::fmt::Debug for AppState {
@@ -151,6 +153,10 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         redis,
         metrics,
         schema,
+        runner_config: RunnerConfig {
+            batch_size: settings.projector_batch_size,
+            ..RunnerConfig::default()
+        },
     })
 }
 
@@ -176,7 +182,7 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
                 state.pool.clone(),
                 projector.clone(),
                 state.wakeups.clone(),
-                RunnerConfig::default(),
+                state.runner_config.clone(),
             )
             .with_metrics(state.metrics.projectors.clone())
             .run(stop.clone())

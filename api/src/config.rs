@@ -12,6 +12,7 @@
 //! | `WHATSAPP_APP_SECRET` | Meta app secret, signs webhook deliveries | dev: generated |
 //! | `WHATSAPP_VERIFY_TOKEN` | the webhook verification handshake token | dev: generated |
 //! | `CHRONICLE_LOG_FORMAT` | `pretty` or `json` | `pretty` |
+//! | `CHRONICLE_PROJECTOR_BATCH_SIZE` | events per projector batch (one transaction each) | `500` |
 //! | `CHRONICLE_SNAPSHOT_CONVERSATION` | snapshot a conversation every N events; 0 turns it off | `100` |
 //!
 //! With no `DATABASE_URL` Chronicle runs in development mode: any secret not set is generated
@@ -79,6 +80,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Snapshot settings per aggregate.
     pub snapshots: chronicle_commands::dispatch::SnapshotPolicy,
+    /// Events per projector batch.
+    pub projector_batch_size: i64,
 }
 
 /// A setting that is missing or malformed.
@@ -156,6 +159,18 @@ impl Settings {
                 },
             },
         };
+        let projector_batch_size = match lookup("CHRONICLE_PROJECTOR_BATCH_SIZE") {
+            None => 500,
+            Some(text) => text
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "CHRONICLE_PROJECTOR_BATCH_SIZE",
+                    reason: format!("{text:?} is not a number of events from 1 to 100000"),
+                })?,
+        };
         let dev = matches!(database, Database::Embedded);
         let mut dev_secrets = if dev {
             load_dev_secrets(&data_dir)?
@@ -228,6 +243,7 @@ impl Settings {
             whatsapp_verify_token: Secret::new(verify),
             log_format,
             snapshots,
+            projector_batch_size,
         })
     }
 }

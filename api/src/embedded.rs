@@ -70,16 +70,15 @@ fn postgres_can_reach(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// A directory the `postgres` user can reach, named after the project directory so that each
-/// checkout keeps its own cluster.
+/// A directory the `postgres` user can reach, named by a short hash of the project directory
+/// so that each checkout keeps its own cluster (short, since the cluster's Unix socket lives
+/// there and socket paths are limited to about 100 bytes).
 fn fallback_dir(wanted: &Path) -> PathBuf {
-    let name: String = wanted
-        .display()
-        .to_string()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    PathBuf::from("/var/lib/chronicle").join(name.trim_matches('_'))
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(wanted.display().to_string().as_bytes());
+    PathBuf::from("/var/lib/chronicle")
+        .join(hex::encode(&digest[..6]))
+        .join("pg")
 }
 
 impl EmbeddedPostgres {

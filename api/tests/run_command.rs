@@ -1,12 +1,18 @@
-//! The README's run command, end to end: `chronicle serve --demo` with no `DATABASE_URL` starts
-//! its own PostgreSQL cluster in the data directory, loads the demo data, prints a token, and
-//! serves GraphQL with it on localhost.
+//! The `chronicle` binary as people run it, in real processes: the README's run command
+//! (`serve --demo` on the embedded PostgreSQL), the admin commands, a delivery for a number no
+//! tenant owns yet, and a server killed mid-projection and restarted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+const APP_SECRET: &str = "run-command-app-secret";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -15,72 +21,203 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-fn chronicle(data_dir: &std::path::Path, pg_port: u16, bind: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chronicle"));
-    command
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env("CHRONICLE_DATA_DIR", data_dir)
-        .env("CHRONICLE_EMBEDDED_PG_PORT", pg_port.to_string())
-        .env("CHRONICLE_BIND", bind)
-        .env("CHRONICLE_LOG_FORMAT", "json");
-    command
+/// A data directory with its own embedded cluster, stopped and removed when dropped (also when
+/// a test fails).
+struct Sandbox {
+    dir: PathBuf,
+    pg_port: u16,
+    bind: String,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("chronicle-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self {
+            dir,
+            pg_port: free_port(),
+            bind: format!("127.0.0.1:{}", free_port()),
+        }
+    }
+
+    fn chronicle(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chronicle"));
+        command
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env("CHRONICLE_DATA_DIR", &self.dir)
+            .env("CHRONICLE_EMBEDDED_PG_PORT", self.pg_port.to_string())
+            .env("CHRONICLE_BIND", &self.bind)
+            .env("WHATSAPP_APP_SECRET", APP_SECRET)
+            .env("CHRONICLE_LOG_FORMAT", "json");
+        command
+    }
+
+    /// Starts `serve [args]`, logging to `log`; returns the server and, with `--demo`, the token.
+    fn serve(&self, args: &[&str], log: &Path) -> (Server, Option<String>) {
+        self.serve_with(args, log, &[])
+    }
+
+    /// `serve` with extra environment variables.
+    fn serve_with(&self, args: &[&str], log: &Path, env: &[(&str, &str)]) -> (Server, Option<String>) {
+        let mut child = self
+            .chronicle()
+            .envs(env.iter().copied())
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("the chronicle binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let token = if args.contains(&"--demo") {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|line| line.trim().strip_prefix("Authorization: Bearer ").map(str::to_string))
+        } else {
+            None
+        };
+        (Server(child), token)
+    }
+
+    fn admin(&self, args: &[&str]) -> String {
+        let output = self.chronicle().arg("admin").args(args).output().expect("admin runs");
+        assert!(
+            output.status.success(),
+            "admin {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    async fn owner_pool(&self) -> PgPool {
+        PgPool::connect(&format!("postgres://postgres@127.0.0.1:{}/chronicle", self.pg_port))
+            .await
+            .expect("owner pool")
+    }
+
+    async fn wait_for_health(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://{}/health", self.bind)).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not become healthy within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn graphql(&self, token: &str, query: &str) -> Value {
+        reqwest::Client::new()
+            .post(format!("http://{}/graphql", self.bind))
+            .bearer_auth(token)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .expect("graphql")
+            .json()
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn post_delivery(&self, body: &Value) -> reqwest::StatusCode {
+        use hmac::{Hmac, Mac};
+        let bytes = serde_json::to_vec(body).unwrap();
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+        mac.update(&bytes);
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        reqwest::Client::new()
+            .post(format!("http://{}/webhooks/whatsapp", self.bind))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(bytes)
+            .send()
+            .await
+            .expect("webhook")
+            .status()
+    }
+}
+
+/// A running server, killed (SIGKILL) when dropped, also when a test fails.
+struct Server(Child);
+
+impl Server {
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()?;
+        self.0.wait().map(|_| ())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.chronicle().args(["admin", "stop-db"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn delivery(number: &str, from: &str, first: u32, count: u32) -> Value {
+    let messages: Vec<Value> = (first..first + count)
+        .map(|i| {
+            json!({"from": from, "id": format!("wamid.run.{number}.{i}"), "timestamp": (1_790_000_000 + i).to_string(),
+                        "type": "text", "text": {"body": format!("message {i}")}})
+        })
+        .collect();
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "1555", "phone_number_id": number},
+        "contacts": [{"profile": {"name": "Run Test"}, "wa_id": from}], "messages": messages}}]}]})
 }
 
 #[tokio::test]
 async fn serve_demo_starts_its_own_postgres_and_serves_the_demo_inbox() {
-    let data_dir = std::env::temp_dir().join(format!("chronicle-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    std::fs::create_dir_all(&data_dir).expect("temp dir");
-    let (pg_port, http_port) = (free_port(), free_port());
-    let bind = format!("127.0.0.1:{http_port}");
+    let sandbox = Sandbox::new("run");
+    let log = sandbox.dir.join("server.log");
+    let (mut server, token) = sandbox.serve(&["--demo"], &log);
+    let token = token.expect("the server prints a token for the demo tenant");
+    sandbox.wait_for_health().await;
 
-    let mut server = chronicle(&data_dir, pg_port, &bind)
-        .args(["serve", "--demo"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the chronicle binary starts");
-    let stdout = server.stdout.take().expect("stdout");
-    let token = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|line| line.trim().strip_prefix("Authorization: Bearer ").map(str::to_string))
-    })
-    .await
-    .expect("reader")
-    .expect("the server prints a token for the demo tenant");
-
-    let client = reqwest::Client::new();
+    let query =
+        "{ viewer { tenantId } conversations(first: 10) { edges { node { contactName lastMessage { text } } } } }";
     let deadline = Instant::now() + Duration::from_secs(60);
-    let reply: serde_json::Value = loop {
-        let query = serde_json::json!({"query": "{ viewer { tenantId } conversations(first: 10) { edges { node { contactName lastMessage { text } } } } }"});
-        let sent = client
-            .post(format!("http://{bind}/graphql"))
-            .bearer_auth(&token)
-            .json(&query)
-            .send()
-            .await;
-        if let Ok(response) = sent {
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            let edges = body["data"]["conversations"]["edges"]
-                .as_array()
-                .map(Vec::len)
-                .unwrap_or(0);
-            if edges == 4 {
-                break body;
-            }
+    let reply = loop {
+        let reply = sandbox.graphql(&token, query).await;
+        if reply["data"]["conversations"]["edges"].as_array().map(Vec::len) == Some(4) {
+            break reply;
         }
-        assert!(Instant::now() < deadline, "the demo inbox was not served within 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            Instant::now() < deadline,
+            "the demo inbox was not served within 60 s: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(reply["data"]["viewer"]["tenantId"], "demo-solar");
     assert!(reply.to_string().contains("Tendai Moyo"), "{reply}");
 
-    let page = client
-        .get(format!("http://{bind}/graphql"))
-        .send()
+    let page = reqwest::get(format!("http://{}/graphql", sandbox.bind))
         .await
         .expect("GraphiQL");
     assert!(page
@@ -89,9 +226,7 @@ async fn serve_demo_starts_its_own_postgres_and_serves_the_demo_inbox() {
         .unwrap_or_default()
         .to_lowercase()
         .contains("graphiql"));
-    let health: serde_json::Value = client
-        .get(format!("http://{bind}/health"))
-        .send()
+    let health: Value = reqwest::get(format!("http://{}/health", sandbox.bind))
         .await
         .expect("health")
         .json()
@@ -99,14 +234,157 @@ async fn serve_demo_starts_its_own_postgres_and_serves_the_demo_inbox() {
         .unwrap_or_default();
     assert_eq!(health["postgres"], "ok");
 
+    // A delivery for a number no tenant owns is kept, with a log line for operators...
+    assert_eq!(
+        sandbox
+            .post_delivery(&delivery("777000777", "263771000555", 0, 2))
+            .await,
+        reqwest::StatusCode::OK
+    );
+    eventually("the operator log line", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { text.contains("no tenant owns") && text.contains("777000777") }
+    })
+    .await;
+    // ...and processed once an operator maps the number, with the admin commands.
+    sandbox.admin(&["create-tenant", "late-tenant", "--name", "Late Tenant"]);
+    let mapped = sandbox.admin(&[
+        "map-number",
+        "--tenant",
+        "late-tenant",
+        "--phone-number-id",
+        "777000777",
+    ]);
+    assert!(mapped.contains("2 kept deliveries released"), "{mapped}");
+    let late_token = sandbox.admin(&[
+        "mint-token",
+        "--tenant",
+        "late-tenant",
+        "--user",
+        "ops",
+        "--role",
+        "agent",
+    ]);
+    eventually("the kept messages reach the late tenant's inbox", || {
+        let fetched = sandbox.graphql(&late_token, "{ conversations { edges { node { messageCount } } } }");
+        async move { fetched.await["data"]["conversations"]["edges"][0]["node"]["messageCount"] == 2 }
+    })
+    .await;
+
     let _ = server.kill();
-    let _ = server.wait();
-    let stopped = chronicle(&data_dir, pg_port, &bind)
-        .args(["admin", "stop-db"])
-        .status()
-        .expect("stop-db runs");
-    assert!(stopped.success());
-    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_projection_resumes_and_equals_a_rebuild() {
+    let sandbox = Sandbox::new("crash");
+    let log = sandbox.dir.join("server.log");
+    sandbox.admin(&["create-tenant", "crash-test", "--name", "Crash Test"]);
+    sandbox.admin(&["map-number", "--tenant", "crash-test", "--phone-number-id", "888000888"]);
+    let (mut server, _) = sandbox.serve(&[], &log);
+    sandbox.wait_for_health().await;
+    for (i, from) in ["263771000601", "263771000602", "263771000603"].into_iter().enumerate() {
+        assert_eq!(
+            sandbox
+                .post_delivery(&delivery("888000888", from, i as u32 * 1000, 600))
+                .await,
+            reqwest::StatusCode::OK
+        );
+    }
+    let owner = sandbox.owner_pool().await;
+    let total = 1800_i64;
+    eventually("every delivery appended and projected", || {
+        let owner = owner.clone();
+        async move {
+            let applied: Option<i64> = sqlx::query_scalar(
+                "SELECT events_applied FROM projector_checkpoints WHERE projector = 'conversations'",
+            )
+            .fetch_optional(&owner)
+            .await
+            .unwrap_or_default();
+            applied == Some(total)
+        }
+    })
+    .await;
+    let _ = server.kill();
+
+    // Rewind the projector (as a rebuild starts), then kill the server mid-way through.
+    sqlx::query("DELETE FROM conversations").execute(&owner).await.unwrap();
+    sqlx::query("DELETE FROM message_statuses")
+        .execute(&owner)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM projector_checkpoints")
+        .execute(&owner)
+        .await
+        .unwrap();
+    // Small batches, so the kill lands between two of them.
+    let log2 = sandbox.dir.join("server2.log");
+    let (mut server, _) = sandbox.serve_with(&[], &log2, &[("CHRONICLE_PROJECTOR_BATCH_SIZE", "20")]);
+    let mut applied_at_kill: i64 = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while applied_at_kill == 0 && Instant::now() < deadline {
+        applied_at_kill =
+            sqlx::query_scalar("SELECT events_applied FROM projector_checkpoints WHERE projector = 'conversations'")
+                .fetch_optional(&owner)
+                .await
+                .unwrap_or_default()
+                .unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill().expect("SIGKILL");
+    eprintln!("killed with {applied_at_kill} of {total} events applied");
+    assert!(applied_at_kill > 0, "the restarted server applied nothing within 60 s");
+
+    let (mut server, _) = sandbox.serve(&[], &log);
+    eventually("the restarted server catches up", || {
+        let owner = owner.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT events_applied FROM projector_checkpoints WHERE projector = 'conversations'",
+            )
+            .fetch_optional(&owner)
+            .await
+            .unwrap_or_default()
+                == Some(total)
+        }
+    })
+    .await;
+    let _ = server.kill();
+
+    let rows = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>(
+            "SELECT row_to_json(c)::text FROM (SELECT conversation_id, contact_phone, contact_name, status, last_message_ref,
+                    last_message_text, last_message_at, unread_count, message_count, window_expires_at
+               FROM conversations ORDER BY conversation_id) c",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let resumed = rows(owner.clone()).await;
+    assert_eq!(resumed.len(), 3);
+    assert!(
+        resumed.iter().all(|r| r.contains("\"message_count\":600")),
+        "{resumed:?}"
+    );
+
+    // A rebuild from zero, in process, with the same master key, gives the same rows.
+    let secrets: Value = serde_json::from_slice(&std::fs::read(sandbox.dir.join("dev-secrets.json")).unwrap()).unwrap();
+    let master = chronicle_domain::pii::MasterKey::from_base64(secrets["master_key"].as_str().unwrap()).unwrap();
+    let projector = std::sync::Arc::new(chronicle_projections::conversations::ConversationsProjector::new(
+        master,
+    ));
+    chronicle_projections::runtime::ProjectorRunner::new(
+        owner.clone(),
+        projector,
+        chronicle_projections::wake::Wakeups::manual(),
+        chronicle_projections::runtime::RunnerConfig::default(),
+    )
+    .rebuild()
+    .await
+    .unwrap();
+    assert_eq!(rows(owner.clone()).await, resumed);
+    owner.close().await;
 }
 
 #[test]

@@ -79,10 +79,10 @@ impl TestApp {
     /// Creates a tenant and maps a WhatsApp phone-number id to it.
     pub async fn tenant_with_number(&self, id: &str, number: &str) -> TenantId {
         let t = tenant(id);
-        tenants::create_tenant(&self.pool, &t, id)
+        tenants::create_tenant(&self.state.pool, &t, id)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        tenants::map_whatsapp_number(&self.pool, &t, number)
+        tenants::map_whatsapp_number(&self.state.pool, &t, number)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         t

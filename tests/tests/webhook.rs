@@ -168,10 +168,10 @@ async fn a_delivery_for_an_unmapped_number_is_kept_and_processed_once_mapped(poo
     );
 
     let acme = tenant("acme");
-    tenants::create_tenant(&app.pool, &acme, "Acme Solar")
+    tenants::create_tenant(&app.state.pool, &acme, "Acme Solar")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let released = tenants::map_whatsapp_number(&app.pool, &acme, NUMBER)
+    let released = tenants::map_whatsapp_number(&app.state.pool, &acme, NUMBER)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(released, 3);
@@ -193,10 +193,10 @@ async fn a_number_mapped_to_one_tenant_cannot_be_taken_by_another(pool: PgPool) 
     let app = TestApp::new(pool).await;
     app.tenant_with_number("acme", NUMBER).await;
     let beta = tenant("beta");
-    tenants::create_tenant(&app.pool, &beta, "Beta")
+    tenants::create_tenant(&app.state.pool, &beta, "Beta")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let refused = tenants::map_whatsapp_number(&app.pool, &beta, NUMBER).await;
+    let refused = tenants::map_whatsapp_number(&app.state.pool, &beta, NUMBER).await;
     assert!(matches!(
         refused,
         Err(chronicle_commands::error::CommandError::InvalidInput(_))
@@ -260,7 +260,7 @@ async fn a_kept_delivery_whose_number_was_mapped_behind_its_back_is_still_proces
         3
     );
     let acme = tenant("acme");
-    tenants::create_tenant(&app.pool, &acme, "Acme")
+    tenants::create_tenant(&app.state.pool, &acme, "Acme")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     sqlx::query("INSERT INTO whatsapp_numbers (phone_number_id, tenant_id) VALUES ($1, 'acme')")

@@ -4,6 +4,8 @@
 //!
 //! - [`whatsapp`]: the WhatsApp Cloud API: signature, payload parsing into inbox items.
 //! - [`inbox`]: storing items, claiming and processing them into commands.
+//! - [`telephony`]: Twilio-style call-status webhooks: signature check and parsing.
 
 pub mod inbox;
+pub mod telephony;
 pub mod whatsapp;

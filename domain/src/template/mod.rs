@@ -1,1 +1,37 @@
-//! (in progress)
+//! The `Template` aggregate: a WhatsApp message template and its approval, the only kind of
+//! message a business may send outside the 24-hour customer service window.
+//!
+//! Stream id: `<tenant>:tpl_<name>_<language>` (the caller builds it), aggregate type
+//! `Template`. One stream holds one name and language through all its versions.
+//!
+//! Rules held here:
+//! - a name is `^[a-z0-9_]{1,512}$`, a language a code like `en`, `en_US`, `pt_BR`;
+//! - a body is 1 to 1024 characters, not blank; its variables `{{1}}`, `{{2}}`… are numbered
+//!   without gaps from 1 (in any order, each usable more than once), and their count travels
+//!   in the event;
+//! - at most 10 buttons, of which at most 2 URL and 1 phone number buttons; button text 1 to
+//!   25 characters; a quick reply has no value, a URL button an http(s) URL, a phone number
+//!   button a phone number (stored in E.164);
+//! - status `pending → approved | rejected`: approval and rejection only from pending, and a
+//!   repeat of the decision already made changes nothing;
+//! - resubmitting the same template while pending or approved changes nothing; a changed one
+//!   is refused (`TemplateLocked`); after a rejection a changed template is submitted again as
+//!   the next version, an unchanged one is refused;
+//! - only an approved template renders, with exactly one parameter per variable
+//!   ([`Template::render`]).
+
+mod aggregate;
+mod commands;
+mod error;
+mod events;
+mod values;
+
+pub use aggregate::Template;
+pub use commands::{SubmitTemplate, TemplateCommand};
+pub use error::TemplateError;
+pub use events::TemplateEvent;
+pub use values::{
+    check_body, check_buttons, check_language, check_name, fill, variable_count, ButtonKind, TemplateButton,
+    TemplateCategory, TemplateStatus, MAX_BODY_CHARS, MAX_BUTTONS, MAX_BUTTON_TEXT_CHARS, MAX_NAME_CHARS,
+    MAX_PHONE_NUMBER_BUTTONS, MAX_URL_BUTTONS, MAX_URL_CHARS,
+};

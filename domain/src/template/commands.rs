@@ -1,0 +1,34 @@
+//! Commands of the `Template` aggregate. A template's text is the tenant's, not a person's:
+//! no envelopes here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::values::{TemplateButton, TemplateCategory};
+
+/// A request to change a template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TemplateCommand {
+    /// Submit a template for WhatsApp's review (again only after a rejection, and changed).
+    SubmitTemplate(SubmitTemplate),
+    /// Record WhatsApp's approval of the pending template.
+    ApproveTemplate {
+        provider_template_id: String,
+        at: DateTime<Utc>,
+    },
+    /// Record WhatsApp's rejection of the pending template.
+    RejectTemplate { reason: String, at: DateTime<Utc> },
+}
+
+/// A template as written by the tenant. Stream id: `<tenant>:tpl_<name>_<language>` (the
+/// caller builds it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitTemplate {
+    pub name: String,
+    pub language: String,
+    pub category: TemplateCategory,
+    /// The body, with variables `{{1}}`, `{{2}}`…
+    pub body: String,
+    pub buttons: Vec<TemplateButton>,
+    pub at: DateTime<Utc>,
+}
