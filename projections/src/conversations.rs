@@ -171,6 +171,25 @@ impl ConversationsProjector {
     }
 }
 
+/// Lets this transaction write every tenant's rows (row-level security, migration 0007). Only
+/// projectors do this; queries use [`for_tenant`].
+async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// Scopes this transaction's read-model access to one tenant (row-level security, migration
+/// 0007), the second wall behind each query's own tenant filter.
+pub async fn for_tenant(tx: &mut PgConnection, tenant: &TenantId) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('chronicle.tenant_id', $1, true)")
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
 /// A short preview of a message's content for the inbox list.
 fn preview(kind: &str, content_json: &str) -> String {
     let value: Value = serde_json::from_str(content_json).unwrap_or(Value::Null);
@@ -205,6 +224,7 @@ impl Projector for ConversationsProjector {
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
+            all_tenants(tx).await?;
             let mut keys = HashMap::new();
             for event in events {
                 if event.aggregate_type == "Conversation" {
@@ -217,6 +237,7 @@ impl Projector for ConversationsProjector {
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
+            all_tenants(tx).await?;
             sqlx::query("DELETE FROM conversations").execute(&mut *tx).await?;
             sqlx::query("DELETE FROM message_statuses").execute(&mut *tx).await?;
             Ok(())
@@ -283,6 +304,8 @@ pub async fn list(
     };
     let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
     let first = first.clamp(1, 100);
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
     let rows = sqlx::query(
         "SELECT conversation_id, contact_id, contact_phone, contact_name, status, last_message_ref,
                 last_message_kind, last_message_text, last_message_at, unread_count, message_count,
@@ -301,8 +324,9 @@ pub async fn list(
     .bind(after_micros)
     .bind(&after_id)
     .bind(first + 1)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let has_next_page = rows.len() as i64 > first;
     let rows = rows
         .into_iter()

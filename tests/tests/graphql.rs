@@ -497,3 +497,38 @@ async fn oversized_graphql_bodies_are_refused_and_anonymous_ones_before_reading(
     let (status, _) = app.send(request(Some(app.token("acme", Role::Owner)), false)).await;
     assert!(status.is_client_error(), "{status}");
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn row_level_security_shows_the_application_one_tenant_even_without_a_filter(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM conversations").await,
+        3,
+        "the owner sees every row"
+    );
+    let unscoped: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap_or(-1);
+    assert_eq!(unscoped, 0, "a transaction that named no tenant sees nothing");
+    let mut tx = app.state.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    chronicle_projections::conversations::for_tenant(&mut tx, &tenant("beta"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tenants: Vec<String> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM conversations")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap_or_default();
+    assert_eq!(tenants, ["beta"]);
+    let forged = sqlx::query(
+        "INSERT INTO conversations (tenant_id, conversation_id, contact_id, created_at, updated_at, last_position)
+         VALUES ('acme', 'ct_x', 'ct_x', now(), now(), 1)",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(
+        forged.is_err(),
+        "a row of another tenant cannot be written in a beta-scoped transaction"
+    );
+}
