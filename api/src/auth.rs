@@ -69,6 +69,9 @@ pub struct Caller {
     pub tenant: TenantId,
     pub user_id: String,
     pub role: Role,
+    /// When the credential expires, seconds since the epoch: long-lived operations
+    /// (subscriptions) end then.
+    pub expires_at: i64,
 }
 
 /// Mints a token for a user of a tenant, valid for `ttl`.
@@ -108,6 +111,7 @@ pub fn verify(secret: &str, token: &str) -> Result<Caller, ApiError> {
         tenant,
         user_id: data.claims.sub,
         role: data.claims.role,
+        expires_at: data.claims.exp,
     })
 }
 
@@ -131,13 +135,15 @@ mod tests {
     fn a_minted_token_verifies_to_its_tenant_user_and_role() {
         let token = mint(SECRET, &acme(), "u1", Role::Agent, chrono::Duration::hours(1)).unwrap_or_default();
         let caller = verify(SECRET, &token).ok();
+        let now = chrono::Utc::now().timestamp();
         assert_eq!(
-            caller,
-            Some(Caller {
-                tenant: acme(),
-                user_id: "u1".into(),
-                role: Role::Agent
-            })
+            caller.map(|c| (
+                c.tenant,
+                c.user_id,
+                c.role,
+                (now + 3500..=now + 3600).contains(&c.expires_at)
+            )),
+            Some((acme(), "u1".to_string(), Role::Agent, true))
         );
     }
 

@@ -7,8 +7,12 @@
 
 use std::time::{Duration, Instant};
 
+use chronicle_domain::call::{AutomationRules, AutomationRulesCommand, Call, CallCommand};
+use chronicle_domain::contact::{Contact, ContactCommand};
 use chronicle_domain::conversation::{Conversation, ConversationCommand};
+use chronicle_domain::lead::{Lead, LeadCommand};
 use chronicle_domain::metadata::CommandMetadata;
+use chronicle_domain::template::{Template, TemplateCommand};
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use postgres_es::PostgresEventRepository;
@@ -83,6 +87,11 @@ impl CommandMetrics {
 pub struct Commands {
     pool: PgPool,
     conversations: std::sync::Arc<Framework<Conversation>>,
+    contacts: std::sync::Arc<Framework<Contact>>,
+    templates: std::sync::Arc<Framework<Template>>,
+    leads: std::sync::Arc<Framework<Lead>>,
+    calls: std::sync::Arc<Framework<Call>>,
+    automation: std::sync::Arc<Framework<AutomationRules>>,
     redis: Option<redis::aio::MultiplexedConnection>,
     metrics: CommandMetrics,
 }
@@ -109,6 +118,11 @@ impl Commands {
     pub fn new(pool: PgPool, snapshots: SnapshotPolicy) -> Self {
         Self {
             conversations: std::sync::Arc::new(framework(&pool, snapshots.conversation)),
+            contacts: std::sync::Arc::new(framework(&pool, None)),
+            templates: std::sync::Arc::new(framework(&pool, None)),
+            leads: std::sync::Arc::new(framework(&pool, None)),
+            calls: std::sync::Arc::new(framework(&pool, None)),
+            automation: std::sync::Arc::new(framework(&pool, None)),
             pool,
             redis: None,
             metrics: CommandMetrics::unregistered(),
@@ -146,6 +160,71 @@ impl Commands {
             command,
             metadata,
             DomainError::Conversation,
+        )
+        .await
+    }
+
+    /// Runs a command on the contact `<tenant>:<contact_id>`.
+    pub async fn contact(
+        &self,
+        contact_id: &str,
+        command: ContactCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(contact_id);
+        self.execute(&self.contacts, &stream, command, metadata, DomainError::Contact)
+            .await
+    }
+
+    /// Runs a command on the template `<tenant>:<local_id>` (`tpl_<name>_<language>`).
+    pub async fn template(
+        &self,
+        local_id: &str,
+        command: TemplateCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.templates, &stream, command, metadata, DomainError::Template)
+            .await
+    }
+
+    /// Runs a command on the lead `<tenant>:<local_id>` (`lead_<uuid>`).
+    pub async fn lead(
+        &self,
+        local_id: &str,
+        command: LeadCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.leads, &stream, command, metadata, DomainError::Lead)
+            .await
+    }
+
+    /// Runs a command on the call `<tenant>:<local_id>` (`call_stream_local_id(..)`).
+    pub async fn call(
+        &self,
+        local_id: &str,
+        command: CallCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.calls, &stream, command, metadata, DomainError::Call)
+            .await
+    }
+
+    /// Runs a command on the tenant's automation rules (`<tenant>:automation`).
+    pub async fn automation(
+        &self,
+        command: AutomationRulesCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id("automation");
+        self.execute(
+            &self.automation,
+            &stream,
+            command,
+            metadata,
+            DomainError::AutomationRules,
         )
         .await
     }

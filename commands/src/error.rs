@@ -1,13 +1,27 @@
 //! Errors of the write side: one type for every command, split into the caller's fault and
 //! everything else.
 
+use chronicle_domain::call::{AutomationRulesError, CallError};
+use chronicle_domain::contact::ContactError;
 use chronicle_domain::conversation::ConversationError;
+use chronicle_domain::lead::LeadError;
+use chronicle_domain::template::TemplateError;
 
 /// A refusal by an aggregate: the caller's fault, with the rule's stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     #[error(transparent)]
     Conversation(#[from] ConversationError),
+    #[error(transparent)]
+    Contact(#[from] ContactError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Lead(#[from] LeadError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    AutomationRules(#[from] AutomationRulesError),
 }
 
 impl DomainError {
@@ -15,6 +29,11 @@ impl DomainError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Conversation(e) => e.code(),
+            Self::Contact(e) => e.code(),
+            Self::Template(e) => e.code(),
+            Self::Lead(e) => e.code(),
+            Self::Call(e) => e.code(),
+            Self::AutomationRules(e) => e.code(),
         }
     }
 }

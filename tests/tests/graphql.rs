@@ -532,3 +532,23 @@ async fn row_level_security_shows_the_application_one_tenant_even_without_a_filt
         "a row of another tenant cannot be written in a beta-scoped transaction"
     );
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_subscription_ends_when_its_token_expires(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    let address = app.serve().await;
+    let short = chronicle_api::auth::mint(
+        JWT_SECRET,
+        &tenant("acme"),
+        "u",
+        Role::Integrator,
+        chrono::Duration::seconds(3),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut socket = ws_connect(address, &short).await;
+    subscribe(&mut socket, None).await;
+    assert_eq!(take_events(&mut socket, 3).await.len(), 3);
+    let end = next_json(&mut socket).await;
+    assert_eq!(end["type"], "complete", "{end}");
+}

@@ -86,6 +86,12 @@ impl EventsSubscription {
             .map_err(|_| ApiError::Unavailable("no wake-ups".into()))
             .gql()?;
         let stream = stream_after(pool(ctx).gql()?.clone(), cursor, filter, 200, wakeups.subscribe());
-        Ok(stream.map(|item| item.map(LogEvent::from).map_err(ApiError::from).gql()))
+        // The stream ends when the access token expires; the client reconnects with a fresh
+        // token and resumes from its last cursor.
+        let remaining = (caller.expires_at - chrono::Utc::now().timestamp()).max(0) as u64;
+        let expiry = tokio::time::sleep(std::time::Duration::from_secs(remaining));
+        Ok(stream
+            .take_until(expiry)
+            .map(|item| item.map(LogEvent::from).map_err(ApiError::from).gql()))
     }
 }
