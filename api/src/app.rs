@@ -5,12 +5,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use chronicle_commands::calls::FollowUpWorker;
 use chronicle_commands::dispatch::Commands;
 use chronicle_commands::intake::inbox::InboxProcessor;
 use chronicle_commands::keystore::KeyStore;
+use chronicle_commands::outbound::whatsapp::{SenderConfig, WhatsAppSender};
 use chronicle_domain::pii::{IdKey, MasterKey};
+use chronicle_projections::calls::{CallFollowUpsProjector, CallsProjector};
+use chronicle_projections::contacts::ContactsProjector;
 use chronicle_projections::conversations::ConversationsProjector;
+use chronicle_projections::leads::LeadsProjector;
+use chronicle_projections::messages::MessagesProjector;
+use chronicle_projections::outbox::OutboxProjector;
 use chronicle_projections::runtime::{Projector, ProjectorRunner, RunnerConfig};
+use chronicle_projections::templates::TemplatesProjector;
 use chronicle_projections::wake::Wakeups;
 use std::str::FromStr;
 
@@ -31,11 +39,19 @@ pub struct AppState {
     pub jwt_secret: Secret,
     pub whatsapp_app_secret: Secret,
     pub whatsapp_verify_token: Secret,
+    /// Twilio's auth token (call webhook signatures); `None`: the call webhook is off.
+    pub twilio_auth_token: Option<Secret>,
+    /// The public base URL providers sign requests against.
+    pub public_url: String,
     pub master_key: MasterKey,
     /// Keyed hashes of identifiers (contact ids, message refs, inbox dedupe keys).
     pub id_key: IdKey,
     pub commands: Commands,
     pub inbox: InboxProcessor,
+    /// The WhatsApp sender working the outbox; `None` without a Graph API token.
+    pub sender: Option<WhatsAppSender>,
+    /// The call follow-up process manager's worker.
+    pub follow_ups: FollowUpWorker,
     /// Wakes the inbox worker when a delivery was stored.
     pub inbox_kick: Arc<Notify>,
     pub wakeups: Wakeups,
@@ -137,17 +153,36 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         commands = commands.with_redis(connection.clone());
     }
     let keys = KeyStore::new(pool.clone(), settings.master_key.clone());
-    let inbox = InboxProcessor::new(commands.clone(), keys);
-    let schema = build_schema(pool.clone(), wakeups.clone());
+    let inbox = InboxProcessor::new(commands.clone(), keys.clone());
+    let follow_ups = FollowUpWorker::new(commands.clone(), keys.clone());
+    let sender = match &settings.whatsapp_access_token {
+        Some(token) => {
+            let mut config = SenderConfig::new(settings.whatsapp_graph_base_url.clone(), token.expose());
+            config.request_timeout = settings.whatsapp_send.timeout;
+            config.max_attempts = settings.whatsapp_send.max_attempts;
+            config.backoff = settings.whatsapp_send.backoff;
+            config.stale_after = settings.whatsapp_send.timeout * 2 + Duration::from_secs(60);
+            Some(WhatsAppSender::new(commands.clone(), keys.clone(), config).context("building the WhatsApp sender")?)
+        }
+        None => {
+            tracing::warn!("WHATSAPP_ACCESS_TOKEN is not set: outbound WhatsApp messages stay queued");
+            None
+        }
+    };
+    let schema = build_schema(pool.clone(), wakeups.clone(), commands.clone(), keys);
     Ok(AppState {
         pool,
         jwt_secret: settings.jwt_secret.clone(),
         whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
         whatsapp_verify_token: settings.whatsapp_verify_token.clone(),
+        twilio_auth_token: settings.twilio_auth_token.clone(),
+        public_url: settings.public_url.clone(),
         master_key: settings.master_key.clone(),
         id_key: settings.master_key.id_key(),
         commands,
         inbox,
+        sender,
+        follow_ups,
         inbox_kick: Arc::new(Notify::new()),
         wakeups,
         redis,
@@ -167,7 +202,16 @@ pub fn router(state: AppState) -> Router {
 
 /// Every projector of the server.
 pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
-    vec![Arc::new(ConversationsProjector::new(state.master_key.clone()))]
+    vec![
+        Arc::new(ConversationsProjector::new(state.master_key.clone())),
+        Arc::new(LeadsProjector::new(state.master_key.clone())),
+        Arc::new(ContactsProjector::new(state.master_key.clone())),
+        Arc::new(TemplatesProjector),
+        Arc::new(CallsProjector::new(state.master_key.clone())),
+        Arc::new(CallFollowUpsProjector),
+        Arc::new(OutboxProjector),
+        Arc::new(MessagesProjector::new(state.master_key.clone())),
+    ]
 }
 
 /// Starts the projector runners and the inbox worker; they stop when `shutdown` turns true.
@@ -189,8 +233,20 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
         })));
     }
     let (inbox_state, stop) = (state.clone(), shutdown.clone());
-    tasks.push(tokio::spawn(supervise("inbox", shutdown, move || {
+    tasks.push(tokio::spawn(supervise("inbox", shutdown.clone(), move || {
         inbox_worker(inbox_state.clone(), stop.clone())
+    })));
+    if let Some(sender) = &state.sender {
+        let (sender, stop) = (sender.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(supervise(
+            "whatsapp-sender",
+            shutdown.clone(),
+            move || sender.clone().run(Duration::from_secs(1), stop.clone()),
+        )));
+    }
+    let (follow_up_state, stop) = (state.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(supervise("call-follow-ups", shutdown, move || {
+        follow_up_worker(follow_up_state.clone(), stop.clone())
     })));
     tasks
 }
@@ -242,6 +298,35 @@ async fn inbox_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = state.inbox_kick.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Works call follow-ups (`call_follow_ups` rows the projector adds) every few seconds: decides,
+/// queues due templates, records outcomes.
+async fn follow_up_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match state.follow_ups.drain().await {
+            Ok(pass) if pass.worked() > 0 => {
+                tracing::info!(
+                    scheduled = pass.scheduled,
+                    no_rule = pass.no_rule,
+                    queued = pass.queued,
+                    recorded = pass.recorded,
+                    refused = pass.refused,
+                    retry = pass.retry,
+                    "call follow-ups decided"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "call follow-up pass failed; retrying"),
+        }
+        tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = shutdown.changed() => return,
         }

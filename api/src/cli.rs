@@ -68,6 +68,12 @@ pub enum Admin {
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
+    /// Create a key for a tenant's website lead intake (`POST /intake/leads/{source}`, header
+    /// X-Intake-Key). The key is printed once; only its hash is stored.
+    CreateIntakeKey {
+        #[arg(long)]
+        tenant: String,
+    },
     /// Put webhook deliveries parked as failed (refused input) back in the queue, once the
     /// cause is fixed; they are processed at once.
     RequeueFailed,
@@ -151,6 +157,16 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
                 "phone-number id {phone_number_id} mapped to tenant {t}; {released} kept deliveries released, {} processed",
                 processed.done
             );
+        }
+        Admin::CreateIntakeKey { tenant: t } => {
+            let t = tenant(&t)?;
+            let pool = connect(&settings).await?;
+            if !tenants::tenant_exists(&pool, &t).await? {
+                anyhow::bail!("no tenant {t}; create it with `chronicle admin create-tenant {t} --name ...`");
+            }
+            let key = chronicle_commands::intake::forms::create_intake_key(&pool, &t).await?;
+            eprintln!("intake key for tenant {t} (shown once; send it as X-Intake-Key):");
+            println!("{key}");
         }
         Admin::RequeueFailed => {
             let pool = connect(&settings).await?;

@@ -11,6 +11,13 @@
 //! | `CHRONICLE_MASTER_KEY` | base64 of the 32-byte key wrapping contacts' data keys | dev: generated |
 //! | `WHATSAPP_APP_SECRET` | Meta app secret, signs webhook deliveries | dev: generated |
 //! | `WHATSAPP_VERIFY_TOKEN` | the webhook verification handshake token | dev: generated |
+//! | `TWILIO_AUTH_TOKEN` | the platform's Twilio auth token (call webhook signatures) | dev: generated; production: unset turns the call webhook off (503) |
+//! | `CHRONICLE_PUBLIC_URL` | the public base URL providers call (signed by Twilio) | `http://<CHRONICLE_BIND>` |
+//! | `WHATSAPP_GRAPH_BASE_URL` | the WhatsApp Cloud API base the sender posts to | `https://graph.facebook.com/v21.0` |
+//! | `WHATSAPP_ACCESS_TOKEN` | the Graph API access token of outbound messages | dev: generated; production: unset turns sending off (messages stay queued) |
+//! | `WHATSAPP_SEND_TIMEOUT_SECS` | timeout of one send request (a timed-out send goes to an operator, never resent) | `15` |
+//! | `WHATSAPP_SEND_MAX_ATTEMPTS` | attempts on 5xx, 429 or connection failures before a send is recorded failed | `8` |
+//! | `WHATSAPP_SEND_BACKOFF_MS` | the first retry's delay, doubled per attempt (capped at 5 min) | `2000` |
 //! | `CHRONICLE_LOG_FORMAT` | `pretty` or `json` | `pretty` |
 //! | `CHRONICLE_PROJECTOR_BATCH_SIZE` | events per projector batch (one transaction each) | `500` |
 //! | `CHRONICLE_SNAPSHOT_CONVERSATION` | snapshot a conversation every N events; 0 turns it off | `100` |
@@ -77,11 +84,49 @@ pub struct Settings {
     pub master_key: MasterKey,
     pub whatsapp_app_secret: Secret,
     pub whatsapp_verify_token: Secret,
+    /// The Graph API base of outbound messages.
+    pub whatsapp_graph_base_url: String,
+    /// The Graph API token; `None` turns the sender off.
+    pub whatsapp_access_token: Option<Secret>,
+    /// How the sender paces requests and retries.
+    pub whatsapp_send: WhatsAppSendSettings,
+    /// Twilio's auth token (one platform account); `None` turns the call webhook off.
+    pub twilio_auth_token: Option<Secret>,
+    /// The public base URL (no trailing `/`) webhooks are signed against.
+    pub public_url: String,
     pub log_format: LogFormat,
     /// Snapshot settings per aggregate.
     pub snapshots: chronicle_commands::dispatch::SnapshotPolicy,
     /// Events per projector batch.
     pub projector_batch_size: i64,
+}
+
+/// How the WhatsApp sender paces requests and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WhatsAppSendSettings {
+    pub timeout: std::time::Duration,
+    pub max_attempts: i32,
+    pub backoff: std::time::Duration,
+}
+
+fn number_setting(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| ConfigError::Invalid {
+                name,
+                reason: format!("{text:?} is not a number from {} to {}", range.start(), range.end()),
+            }),
+    }
 }
 
 /// A setting that is missing or malformed.
@@ -101,6 +146,10 @@ struct DevSecrets {
     master_key: Option<String>,
     whatsapp_app_secret: Option<String>,
     whatsapp_verify_token: Option<String>,
+    #[serde(default)]
+    twilio_auth_token: Option<String>,
+    #[serde(default)]
+    whatsapp_access_token: Option<String>,
 }
 
 fn random_token() -> String {
@@ -219,9 +268,57 @@ impl Settings {
             |s| &mut s.whatsapp_verify_token,
             random_token,
         )?;
+        // Optional in production (a platform without telephony); generated in development.
+        let twilio_auth_token = match lookup("TWILIO_AUTH_TOKEN") {
+            Some(token) => Some(token),
+            None if dev => Some(secret(
+                "TWILIO_AUTH_TOKEN",
+                "the Twilio account's auth token",
+                |s| &mut s.twilio_auth_token,
+                random_token,
+            )?),
+            None => None,
+        };
+        // Optional in production (sending off, messages stay queued); generated in development.
+        let whatsapp_access_token = match lookup("WHATSAPP_ACCESS_TOKEN") {
+            Some(token) => Some(token),
+            None if dev => Some(secret(
+                "WHATSAPP_ACCESS_TOKEN",
+                "the Graph API access token",
+                |s| &mut s.whatsapp_access_token,
+                random_token,
+            )?),
+            None => None,
+        };
         if changed {
             save_dev_secrets(&data_dir, &dev_secrets)?;
         }
+        let whatsapp_graph_base_url = lookup("WHATSAPP_GRAPH_BASE_URL")
+            .unwrap_or_else(|| "https://graph.facebook.com/v21.0".into())
+            .trim_end_matches('/')
+            .to_string();
+        if !(whatsapp_graph_base_url.starts_with("https://") || whatsapp_graph_base_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                name: "WHATSAPP_GRAPH_BASE_URL",
+                reason: format!("{whatsapp_graph_base_url:?} is not an http(s) URL"),
+            });
+        }
+        let whatsapp_send = WhatsAppSendSettings {
+            timeout: std::time::Duration::from_secs(number_setting(
+                &lookup,
+                "WHATSAPP_SEND_TIMEOUT_SECS",
+                15,
+                1..=300,
+            )?),
+            max_attempts: i32::try_from(number_setting(&lookup, "WHATSAPP_SEND_MAX_ATTEMPTS", 8, 1..=100)?)
+                .unwrap_or(8),
+            backoff: std::time::Duration::from_millis(number_setting(
+                &lookup,
+                "WHATSAPP_SEND_BACKOFF_MS",
+                2000,
+                0..=600_000,
+            )?),
+        };
         if jwt.len() < 32 {
             return Err(ConfigError::Invalid {
                 name: "CHRONICLE_JWT_SECRET",
@@ -241,6 +338,14 @@ impl Settings {
             master_key,
             whatsapp_app_secret: Secret::new(app_secret),
             whatsapp_verify_token: Secret::new(verify),
+            whatsapp_graph_base_url,
+            whatsapp_access_token: whatsapp_access_token.map(Secret::new),
+            whatsapp_send,
+            twilio_auth_token: twilio_auth_token.map(Secret::new),
+            public_url: lookup("CHRONICLE_PUBLIC_URL")
+                .unwrap_or_else(|| format!("http://{bind}"))
+                .trim_end_matches('/')
+                .to_string(),
             log_format,
             snapshots,
             projector_batch_size,
@@ -365,6 +470,68 @@ mod tests {
         assert_eq!(with(Some("25")), Ok(Some(25)));
         assert_eq!(with(Some("0")), Ok(None));
         assert!(with(Some("many")).is_err_and(|e| e.contains("CHRONICLE_SNAPSHOT_CONVERSATION")));
+    }
+
+    #[test]
+    fn the_twilio_token_is_optional_in_production_and_the_public_url_defaults_to_the_bind_address() {
+        let base = HashMap::from([
+            ("DATABASE_URL", "postgres://x".to_string()),
+            ("CHRONICLE_JWT_SECRET", "j".repeat(32)),
+            (
+                "CHRONICLE_MASTER_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string(),
+            ),
+            ("WHATSAPP_APP_SECRET", "a".into()),
+            ("WHATSAPP_VERIFY_TOKEN", "v".into()),
+            ("CHRONICLE_BIND", "127.0.0.1:9000".into()),
+        ]);
+        let without = Settings::from_lookup(lookup(base.clone())).map(|s| (s.twilio_auth_token, s.public_url));
+        assert!(matches!(without, Ok((None, ref url)) if url == "http://127.0.0.1:9000"));
+        let mut with = base;
+        with.insert("TWILIO_AUTH_TOKEN", "tw".into());
+        with.insert("CHRONICLE_PUBLIC_URL", "https://chronicle.example/".into());
+        let with = Settings::from_lookup(lookup(with)).map(|s| (s.twilio_auth_token, s.public_url));
+        assert!(matches!(with, Ok((Some(t), ref url)) if t.expose() == "tw" && url == "https://chronicle.example"));
+    }
+
+    #[test]
+    fn the_whatsapp_sender_defaults_to_the_graph_api_and_its_token_is_optional_in_production() {
+        let base = HashMap::from([
+            ("DATABASE_URL", "postgres://x".to_string()),
+            ("CHRONICLE_JWT_SECRET", "j".repeat(32)),
+            (
+                "CHRONICLE_MASTER_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string(),
+            ),
+            ("WHATSAPP_APP_SECRET", "a".into()),
+            ("WHATSAPP_VERIFY_TOKEN", "v".into()),
+        ]);
+        let Ok(settings) = Settings::from_lookup(lookup(base.clone())) else {
+            panic!("valid settings")
+        };
+        assert_eq!(settings.whatsapp_graph_base_url, "https://graph.facebook.com/v21.0");
+        assert!(settings.whatsapp_access_token.is_none());
+        assert_eq!(settings.whatsapp_send.max_attempts, 8);
+        let mut with = base.clone();
+        with.insert("WHATSAPP_ACCESS_TOKEN", "tok".into());
+        with.insert("WHATSAPP_GRAPH_BASE_URL", "http://127.0.0.1:9/v1/".into());
+        with.insert("WHATSAPP_SEND_BACKOFF_MS", "0".into());
+        let Ok(settings) = Settings::from_lookup(lookup(with)) else {
+            panic!("valid settings")
+        };
+        assert_eq!(settings.whatsapp_graph_base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(
+            settings.whatsapp_access_token.map(|t| t.expose().to_string()),
+            Some("tok".into())
+        );
+        assert_eq!(settings.whatsapp_send.backoff, std::time::Duration::ZERO);
+        let mut bad = base;
+        bad.insert("WHATSAPP_SEND_MAX_ATTEMPTS", "0".into());
+        let err = Settings::from_lookup(lookup(bad))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("WHATSAPP_SEND_MAX_ATTEMPTS"), "{err}");
     }
 
     #[test]

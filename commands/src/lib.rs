@@ -9,7 +9,13 @@
 //!   conflict, or an unexpected failure.
 //! - [`keystore`]: per-contact data keys, created on first use and stored wrapped by the master
 //!   key.
+//! - [`outbound`]: the WhatsApp sender working the `outbox` table (never sends a message twice).
+//! - [`leads`]: lead capture with duplicate detection (phone or e-mail of an open lead) and the
+//!   other lead commands, keeping the duplicate index in step.
 //! - [`tenants`]: the tenant registry and the WhatsApp numbers mapped to tenants.
+//! - [`contacts`]: contact registration, profile, tags, consent (WhatsApp keywords) and erasure
+//!   (data key destroyed, read models scrubbed).
+//! - [`calls`]: completed calls from the telephony webhook and the call follow-up worker.
 //! - [`intake`]: inbound webhooks: verification, the inbox table, and processing of inbox rows
 //!   into commands.
 //!
@@ -20,10 +26,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calls;
+pub mod contacts;
 pub mod dispatch;
 pub mod error;
 pub mod intake;
 pub mod keystore;
+pub mod leads;
+pub mod outbound;
 pub mod tenants;
 
 /// The Redis channel on which appends are announced (payload: the tenant id) when Redis is

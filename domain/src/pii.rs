@@ -257,6 +257,9 @@ pub enum ContactHandle<'a> {
     Phone(&'a crate::phone::PhoneNumber),
     /// A provider's user id, where the provider withholds the number.
     ProviderUser { provider: &'a str, user_id: &'a str },
+    /// An e-mail address, already normalized by the caller (trimmed, lower-case), for
+    /// prospects known only by e-mail (web forms, lead duplicate detection).
+    Email(&'a str),
 }
 
 impl IdKey {
@@ -277,6 +280,10 @@ impl IdKey {
                 mac.update(provider.as_bytes());
                 mac.update(&[0]);
                 mac.update(user_id.as_bytes());
+            }
+            ContactHandle::Email(address) => {
+                mac.update(b"email\0");
+                mac.update(address.as_bytes());
             }
         }
         let digest = mac.finalize().into_bytes();
@@ -370,6 +377,19 @@ mod tests {
         assert_ne!(a1, b);
         assert!(a1.starts_with("ct_") && a1.len() == 35);
         assert!(!a1.contains("771234567"));
+    }
+
+    #[test]
+    fn e_mail_contact_ids_are_stable_distinct_from_phones_and_reveal_nothing() {
+        let ids = MasterKey::from_bytes([7; 32]).id_key();
+        let a1 = ids.contact_id(&tenant("acme"), ContactHandle::Email("tendai@example.com"));
+        let a2 = ids.contact_id(&tenant("acme"), ContactHandle::Email("tendai@example.com"));
+        let b = ids.contact_id(&tenant("beta"), ContactHandle::Email("tendai@example.com"));
+        let other = ids.contact_id(&tenant("acme"), ContactHandle::Email("rudo@example.com"));
+        assert_eq!(a1, a2);
+        assert_ne!(a1, b);
+        assert_ne!(a1, other);
+        assert!(a1.starts_with("ct_") && a1.len() == 35 && !a1.contains("tendai"));
     }
 
     #[test]

@@ -166,6 +166,22 @@ impl ConversationsProjector {
                 .execute(&mut *db)
                 .await?;
             }
+            ConversationEvent::ConversationStatusChanged { to, .. } => {
+                sqlx::query(
+                    "UPDATE conversations c SET status = $3, updated_at = $4, last_position = $5
+                      WHERE c.tenant_id = $1 AND c.conversation_id = $2 AND c.last_position < $5",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(to.as_str())
+                .bind(event.recorded_at)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
+            // Outbound messages, assignment, tags, notes and handover are read by their own
+            // projectors (`messages`, `outbox`).
+            _ => {}
         }
         Ok(())
     }

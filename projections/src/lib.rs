@@ -12,14 +12,27 @@
 //! - [`chain`]: the per-stream sha-256 hash chain, computed as the database computes it, for
 //!   verification.
 //! - [`conversations`]: the `conversations` projector and its queries.
+//! - [`messages`]: the `messages` projector (messages in order, status timelines, conversation
+//!   details and notes) and its queries.
+//! - [`outbox`]: the `outbox` projector, which queues outbound messages for the sender.
+//! - [`leads`]: the `leads` projector (leads and their stage transitions), lead queries and the
+//!   funnel.
+//! - [`contacts`], [`templates`], [`calls`]: the `contacts`, `templates` and `calls` read models,
+//!   and the call follow-up work list (`call_follow_ups`).
 //! - [`MIGRATOR`]: the one migrator of the schema, shared by the server and the tests.
 
 #![forbid(unsafe_code)]
 
+pub mod calls;
 pub mod chain;
+pub mod contacts;
 pub mod conversations;
+pub mod leads;
 pub mod log;
+pub mod messages;
+pub mod outbox;
 pub mod runtime;
+pub mod templates;
 pub mod wake;
 
 /// The schema's only migrator: applied at start-up by the server and by every test database

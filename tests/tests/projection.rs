@@ -96,7 +96,9 @@ async fn a_projector_killed_between_batches_resumes_from_its_checkpoint_and_equa
     deliver_round(&app, 2).await;
     app.project().await;
     let resumed = read_model(&app.pool).await;
-    let total_events = app.count("SELECT count(*) FROM events").await;
+    let total_events = app
+        .count("SELECT count(*) FROM events WHERE aggregate_type = 'Conversation'")
+        .await;
     let applied_total: i64 =
         sqlx::query_scalar("SELECT events_applied FROM projector_checkpoints WHERE projector = 'conversations'")
             .fetch_one(&app.pool)

@@ -1,35 +1,64 @@
 //! The GraphQL schema: one module per area, merged here. Limits: depth 12, complexity 1000.
 
-use async_graphql::{Context, EmptyMutation, MergedObject, MergedSubscription, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
+use chronicle_commands::dispatch::Commands;
+use chronicle_commands::keystore::KeyStore;
 use chronicle_projections::wake::Wakeups;
 use sqlx::PgPool;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 
+pub mod calls;
+pub mod contacts;
 pub mod conversations;
 pub mod events;
+pub mod inbox;
+pub mod leads;
 pub mod viewer;
 
 /// Every query, by area.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(viewer::ViewerQuery, conversations::ConversationsQuery);
+pub struct QueryRoot(
+    viewer::ViewerQuery,
+    conversations::ConversationsQuery,
+    leads::LeadsQuery,
+    contacts::ContactsQuery,
+    calls::CallsQuery,
+    inbox::InboxQuery,
+);
+
+/// Every mutation, by area.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(
+    leads::LeadsMutation,
+    contacts::ContactsMutation,
+    calls::CallsMutation,
+    inbox::InboxMutation,
+);
 
 /// Every subscription, by area.
 #[derive(MergedSubscription, Default)]
 pub struct SubscriptionRoot(events::EventsSubscription);
 
 /// The schema type.
-pub type ChronicleSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
+pub type ChronicleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Builds the schema; the pool and wake-ups are schema data, the caller is request data.
-pub fn build_schema(pool: PgPool, wakeups: Wakeups) -> ChronicleSchema {
-    Schema::build(QueryRoot::default(), EmptyMutation, SubscriptionRoot::default())
-        .data(pool)
-        .data(wakeups)
-        .limit_depth(12)
-        .limit_complexity(1000)
-        .finish()
+/// Builds the schema; the pool, wake-ups, the command dispatcher and the contacts' key store
+/// are schema data, the caller is request data.
+pub fn build_schema(pool: PgPool, wakeups: Wakeups, commands: Commands, keys: KeyStore) -> ChronicleSchema {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .data(pool)
+    .data(wakeups)
+    .data(commands)
+    .data(keys)
+    .limit_depth(12)
+    .limit_complexity(1000)
+    .finish()
 }
 
 /// The authenticated caller of the operation.

@@ -11,8 +11,10 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 
+pub mod forms;
 pub mod graphql;
 pub mod ops;
+pub mod telephony;
 pub mod whatsapp;
 
 /// The largest request body accepted anywhere (WhatsApp deliveries are far smaller).
@@ -49,7 +51,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(graphql::router())
         .merge(whatsapp::router())
+        .merge(forms::router())
         .merge(ops::router())
+        .merge(telephony::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Also bounds bodies read as streams (the GraphQL extractor), not only `Bytes`.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

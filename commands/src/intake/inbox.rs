@@ -6,15 +6,31 @@
 //! Deliveries for a WhatsApp phone-number id that no tenant owns yet are not lost: they are
 //! kept as `unmapped`, logged once for operators, and released to `pending` when the number is
 //! mapped ([`crate::tenants::map_whatsapp_number`]).
+//!
+//! An inbound message also registers its sender as a `Contact` (sealed number and WhatsApp
+//! profile name; a repeat only fills in what was missing) before the message is recorded, and
+//! a text that is a consent keyword (`STOP`, `UNSUBSCRIBE`, `START`, see
+//! [`crate::contacts::consent_keyword`]) then opts the contact out or in with source
+//! `whatsapp_keyword`. When WhatsApp withholds the number and sends its business-scoped user id
+//! instead (`from_user_id` on the message, `user_id` on the contact; `recipient_user_id` on a
+//! status), the contact id is made from that id (`ContactHandle::ProviderUser`). A contact that
+//! was erased is not registered again: its contact commands are skipped and the data key its
+//! sealing created is destroyed at once, so the message is recorded but unreadable.
+//!
+//! Telephony call-status callbacks use the same table (provider `twilio`, kind
+//! [`CALL_STATUS_KIND`], stored by [`store_call_status`]): the tenant comes from the verified
+//! callback's path (kept in the payload), not from a phone-number mapping, and processing runs
+//! [`crate::calls::CallIntake::record`].
 
 use std::collections::HashMap;
 
+use chronicle_domain::contact::{ConsentSource, ContactCommand, ContactError, ContactSource};
 use chronicle_domain::conversation::{
     ConversationCommand, DeliveryStatus, InboundMessage, MessageKind, ProviderError, StatusUpdate,
 };
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::phone::PhoneNumber;
-use chronicle_domain::pii::{ContactHandle, IdKey};
+use chronicle_domain::pii::IdKey;
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, TimeZone, Utc};
 use rand::rngs::OsRng;
@@ -22,9 +38,12 @@ use serde_json::Value;
 use sqlx::{PgPool, Row};
 use tracing::Instrument;
 
+use super::telephony::{parse_call_status, CallStatusReport, PROVIDER as TELEPHONY_PROVIDER};
 use super::whatsapp::{DeliveryItem, PROVIDER};
+use crate::calls::CallIntake;
+use crate::contacts::{consent_keyword, ConsentKeyword, ContactService, Handle};
 use crate::dispatch::Commands;
-use crate::error::CommandError;
+use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 use crate::tenants::tenant_of_number;
 
@@ -80,6 +99,41 @@ pub async fn store(
     Ok(stored)
 }
 
+/// The inbox kind of a telephony call-status callback.
+pub const CALL_STATUS_KIND: &str = "call_status";
+
+/// Stores a verified, parsed call-status callback for `tenant` (the form parameters as
+/// received, personal data included until processed), deduplicated by `CallSid` and status.
+/// Returns whether it was new.
+pub async fn store_call_status(
+    pool: &PgPool,
+    ids: &IdKey,
+    tenant: &TenantId,
+    report: &CallStatusReport,
+    params: &[(String, String)],
+    correlation_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let payload = serde_json::json!({
+        "tenant": tenant.as_str(),
+        "params": params,
+        "received_at": Utc::now(),
+    });
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_inbox (provider, dedupe_key, phone_number_id, kind, correlation_id, payload)
+         VALUES ($1, $2, NULL, $3, $4, $5)
+         ON CONFLICT (provider, dedupe_key) DO NOTHING",
+    )
+    .bind(TELEPHONY_PROVIDER)
+    .bind(ids.dedupe_key(TELEPHONY_PROVIDER, &report.dedupe_key()))
+    .bind(CALL_STATUS_KIND)
+    .bind(correlation_id)
+    .bind(payload)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 /// What one processing pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Processed {
@@ -103,6 +157,14 @@ pub struct InboxProcessor {
     commands: Commands,
     keys: KeyStore,
     ids: IdKey,
+    contacts: ContactService,
+    calls: CallIntake,
+}
+
+/// One command of an inbox item's processing, in order.
+enum Step {
+    Contact(ContactCommand),
+    Conversation(ConversationCommand),
 }
 
 struct Claimed {
@@ -126,6 +188,8 @@ impl InboxProcessor {
         let ids = keys.master().id_key();
         Self {
             pool: commands.pool().clone(),
+            contacts: ContactService::new(commands.clone(), keys.clone()),
+            calls: CallIntake::new(commands.clone(), ContactService::new(commands.clone(), keys.clone())),
             commands,
             keys,
             ids,
@@ -183,13 +247,27 @@ impl InboxProcessor {
         let mut processed = Processed::default();
         for row in claimed {
             let number = row.phone_number_id.clone().unwrap_or_default();
-            let tenant = match tenants.get(&number) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = tenant_of_number(&self.pool, &number).await?;
-                    tenants.insert(number.clone(), t.clone());
-                    t
+            let tenant = if row.kind == CALL_STATUS_KIND {
+                // The tenant named by the signed callback's path.
+                row.payload["tenant"].as_str().and_then(|t| TenantId::parse(t).ok())
+            } else {
+                None
+            };
+            let tenant = match tenant {
+                Some(t) => Some(t),
+                None if row.kind == CALL_STATUS_KIND => {
+                    self.fail(row.inbox_id, "the call-status row names no tenant").await?;
+                    processed.failed += 1;
+                    continue;
                 }
+                None => match tenants.get(&number) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = tenant_of_number(&self.pool, &number).await?;
+                        tenants.insert(number.clone(), t.clone());
+                        t
+                    }
+                },
             };
             let Some(tenant) = tenant else {
                 self.park_unmapped(&row, &number).await?;
@@ -276,7 +354,41 @@ impl InboxProcessor {
         Ok(())
     }
 
+    /// Records a call-status callback as a call.
+    async fn process_call_status(&self, tenant: &TenantId, row: &Claimed) -> Outcome {
+        let params: Vec<(String, String)> = match serde_json::from_value(row.payload["params"].clone()) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(format!("the call-status row's parameters do not read: {e}")),
+        };
+        let report = match parse_call_status(&params) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        let received_at = row.payload["received_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+        let metadata = CommandMetadata {
+            tenant_id: tenant.clone(),
+            actor: Actor::System {
+                component: "telephony-webhook".into(),
+            },
+            correlation_id: row.correlation_id.clone(),
+            causation_id: format!("inbox:{}", row.inbox_id),
+        };
+        match self.calls.record(&report, received_at, &metadata).await {
+            Ok(_) => Outcome::Done,
+            Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
+                Outcome::Failed(e.to_string())
+            }
+            Err(e) => Outcome::Retry(e.to_string()),
+        }
+    }
+
     async fn process_row(&self, tenant: &TenantId, row: &Claimed) -> Outcome {
+        if row.kind == CALL_STATUS_KIND {
+            return self.process_call_status(tenant, row).await;
+        }
         let metadata = CommandMetadata {
             tenant_id: tenant.clone(),
             actor: Actor::System {
@@ -291,7 +403,7 @@ impl InboxProcessor {
             "status" => self.status_command(tenant, &row.payload),
             other => Err(CommandError::InvalidInput(format!("unknown inbox item kind {other:?}"))),
         };
-        let (contact_id, command) = match built {
+        let (contact_id, steps) = match built {
             Ok(Some(pair)) => pair,
             Ok(None) => return Outcome::Done,
             Err(e @ CommandError::InvalidInput(_)) | Err(e @ CommandError::Rejected(_)) => {
@@ -299,20 +411,46 @@ impl InboxProcessor {
             }
             Err(e) => return Outcome::Retry(e.to_string()),
         };
-        match self.commands.conversation(&contact_id, command, &metadata).await {
-            Ok(()) => Outcome::Done,
-            Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
-                Outcome::Failed(e.to_string())
+        for step in steps {
+            let result = match step {
+                Step::Contact(command) => match self.contacts.run(&contact_id, command, &metadata).await {
+                    // An erased contact is not registered again nor given consent; the
+                    // conversation still records what arrived.
+                    Err(CommandError::Rejected(DomainError::Contact(ContactError::ContactErased))) => {
+                        tracing::debug!("contact was erased; contact command skipped");
+                        Ok(())
+                    }
+                    other => other,
+                },
+                Step::Conversation(command) => self.commands.conversation(&contact_id, command, &metadata).await,
+            };
+            match result {
+                Ok(()) => {}
+                Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
+                    return Outcome::Failed(e.to_string())
+                }
+                Err(e) => return Outcome::Retry(e.to_string()),
             }
-            Err(e) => Outcome::Retry(e.to_string()),
         }
+        Outcome::Done
     }
 
-    fn contact_of(&self, tenant: &TenantId, number: &str) -> Result<(PhoneNumber, String), CommandError> {
-        let phone = PhoneNumber::parse(number)
-            .map_err(|e| CommandError::InvalidInput(format!("the sender's number is not usable: {e}")))?;
-        let contact_id = self.ids.contact_id(tenant, ContactHandle::Phone(&phone));
-        Ok((phone, contact_id))
+    /// The contact of a number, or, when the number is withheld, of WhatsApp's business-scoped
+    /// user id.
+    fn handle_of(number: &str, user_id: Option<&str>) -> Result<Handle, CommandError> {
+        match (
+            PhoneNumber::parse(number),
+            user_id.map(str::trim).filter(|u| !u.is_empty()),
+        ) {
+            (Ok(phone), _) => Ok(Handle::Phone(phone)),
+            (Err(_), Some(user_id)) => Ok(Handle::ProviderUser {
+                provider: PROVIDER.to_string(),
+                user_id: user_id.to_string(),
+            }),
+            (Err(e), None) => Err(CommandError::InvalidInput(format!(
+                "the sender's number is not usable and no WhatsApp user id was sent: {e}"
+            ))),
+        }
     }
 
     async fn message_command(
@@ -320,7 +458,7 @@ impl InboxProcessor {
         tenant: &TenantId,
         business_number: &str,
         payload: &Value,
-    ) -> Result<Option<(String, ConversationCommand)>, CommandError> {
+    ) -> Result<Option<(String, Vec<Step>)>, CommandError> {
         let message = &payload["message"];
         let text = |name: &str| {
             message
@@ -329,7 +467,18 @@ impl InboxProcessor {
                 .unwrap_or_default()
                 .to_string()
         };
-        let (phone, contact_id) = self.contact_of(tenant, &text("from"))?;
+        let user_id = message
+            .get("from_user_id")
+            .or_else(|| payload["contact"].get("user_id"))
+            .and_then(Value::as_str);
+        let handle = Self::handle_of(&text("from"), user_id)?;
+        let contact_id = self.contacts.contact_id(tenant, &handle);
+        let sent_at = provider_time(&text("timestamp"))?;
+        let profile_name = payload["contact"]["profile"]["name"].as_str();
+        let (_, registration) = self
+            .contacts
+            .registration(tenant, &handle, profile_name, ContactSource::Whatsapp, sent_at)
+            .await?;
         let key = self.keys.key_for(tenant, &contact_id).await?;
         let seal = |plain: &str| key.seal(tenant, &contact_id, plain, &mut OsRng);
         let kind_name = text("type");
@@ -342,32 +491,48 @@ impl InboxProcessor {
             .filter(|n| !n.trim().is_empty())
             .map(seal);
         let wamid = text("id");
+        // Without a number (withheld), the conversation's phone envelope seals an empty value.
+        let phone = match &handle {
+            Handle::Phone(phone) => phone.as_str(),
+            Handle::ProviderUser { .. } => "",
+        };
+        let keyword = (kind_name == "text")
+            .then(|| message["text"]["body"].as_str().and_then(consent_keyword))
+            .flatten();
         let command = ConversationCommand::ReceiveMessage(InboundMessage {
             message_ref: self.ids.message_ref(tenant, PROVIDER, &wamid),
             provider_message_id: seal(&wamid),
             contact_id: contact_id.clone(),
             business_number_id: business_number.to_string(),
-            contact_phone: seal(phone.as_str()),
+            contact_phone: seal(phone),
             contact_name,
             kind: MessageKind::from_whatsapp(&kind_name),
             content,
-            sent_at: provider_time(&text("timestamp"))?,
+            sent_at,
         });
-        Ok(Some((contact_id, command)))
+        let mut steps = vec![Step::Contact(registration), Step::Conversation(command)];
+        steps.extend(keyword.map(|keyword| {
+            let source = ConsentSource::WhatsappKeyword;
+            Step::Contact(match keyword {
+                ConsentKeyword::OptOut => ContactCommand::OptOut { source, at: sent_at },
+                ConsentKeyword::OptIn => ContactCommand::OptIn { source, at: sent_at },
+            })
+        }));
+        Ok(Some((contact_id, steps)))
     }
 
-    fn status_command(
-        &self,
-        tenant: &TenantId,
-        payload: &Value,
-    ) -> Result<Option<(String, ConversationCommand)>, CommandError> {
+    fn status_command(&self, tenant: &TenantId, payload: &Value) -> Result<Option<(String, Vec<Step>)>, CommandError> {
         let status = &payload["status"];
         let text = |name: &str| status.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
         let Some(delivery) = DeliveryStatus::from_whatsapp(&text("status")) else {
             // Statuses Chronicle does not track (e.g. "deleted", "warning") change nothing.
             return Ok(None);
         };
-        let (_, contact_id) = self.contact_of(tenant, &text("recipient_id"))?;
+        let handle = Self::handle_of(
+            &text("recipient_id"),
+            status.get("recipient_user_id").and_then(Value::as_str),
+        )?;
+        let contact_id = self.contacts.contact_id(tenant, &handle);
         let error = status["errors"].get(0).map(|e| ProviderError {
             code: e["code"].as_i64().unwrap_or_default(),
             title: e["title"].as_str().unwrap_or_default().to_string(),
@@ -379,7 +544,7 @@ impl InboxProcessor {
             at: provider_time(&text("timestamp"))?,
             error,
         });
-        Ok(Some((contact_id, command)))
+        Ok(Some((contact_id, vec![Step::Conversation(command)])))
     }
 }
 

@@ -7,13 +7,29 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::commands::{ConversationCommand, InboundMessage, StatusUpdate};
+use super::commands::{
+    ConversationCommand, InboundMessage, OutboundFailed, OutboundRequest, OutboundSent, StatusUpdate,
+};
 use super::error::ConversationError;
 use super::events::ConversationEvent;
-use super::values::{ConversationStatus, DeliveryStatus, SERVICE_WINDOW_HOURS};
+use super::values::{
+    Consent, ConversationStatus, DeliveryStatus, OutboundBody, SERVICE_WINDOW_HOURS, WINDOW_CLOSED_ERROR,
+};
+use crate::pii::Envelope;
+
+/// Where an outbound message stands in its lifecycle, by idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Outbound {
+    Queued,
+    Sent,
+    Failed,
+}
 
 /// One WhatsApp thread between a tenant and a contact.
+// `serde(default)`: snapshots taken before a field existed still load.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Conversation {
     contact_id: Option<String>,
     status: ConversationStatus,
@@ -22,6 +38,16 @@ pub struct Conversation {
     /// The latest delivery status of each outbound message.
     deliveries: BTreeMap<String, DeliveryStatus>,
     window_expires_at: Option<DateTime<Utc>>,
+    /// The contact's phone number (sealed) and the business number of the latest inbound
+    /// message: where replies go.
+    contact_phone: Option<Envelope>,
+    business_number_id: Option<String>,
+    assignee: Option<String>,
+    tags: BTreeSet<String>,
+    notes: BTreeSet<String>,
+    handover_pending: bool,
+    /// Outbound messages by idempotency key.
+    outbound: BTreeMap<String, Outbound>,
 }
 
 impl Conversation {
@@ -33,6 +59,195 @@ impl Conversation {
     /// When the 24-hour customer service window closes, if one was ever opened.
     pub fn window_expires_at(&self) -> Option<DateTime<Utc>> {
         self.window_expires_at
+    }
+
+    /// The assigned agent, if any.
+    pub fn assignee(&self) -> Option<&str> {
+        self.assignee.as_deref()
+    }
+
+    /// Whether a free-form message may be sent at `at` (inside the 24-hour window).
+    pub fn free_form_allowed(&self, at: DateTime<Utc>) -> bool {
+        self.window_expires_at.is_some_and(|closes| at < closes)
+    }
+
+    fn existing_contact(&self) -> Result<&str, ConversationError> {
+        self.contact_id.as_deref().ok_or(ConversationError::UnknownConversation)
+    }
+
+    fn queue(&self, request: OutboundRequest) -> Result<Option<ConversationEvent>, ConversationError> {
+        if request.idempotency_key.trim().is_empty() {
+            return Err(ConversationError::MissingIdempotencyKey);
+        }
+        let contact_id = self.existing_contact()?.to_string();
+        let to = self
+            .contact_phone
+            .clone()
+            .ok_or(ConversationError::UnknownConversation)?;
+        if self.outbound.contains_key(&request.idempotency_key) {
+            return Ok(None);
+        }
+        if request.consent == Consent::OptedOut && !request.opt_out_confirmation {
+            return Err(ConversationError::ContactOptedOut);
+        }
+        match &request.body {
+            OutboundBody::FreeForm { .. } if !self.free_form_allowed(request.at) => {
+                return Err(ConversationError::OutsideServiceWindow {
+                    closed_at: self.window_expires_at,
+                })
+            }
+            OutboundBody::Template { name, language, .. } if name.trim().is_empty() || language.trim().is_empty() => {
+                return Err(ConversationError::IncompleteTemplate)
+            }
+            OutboundBody::Template { name, language, .. } if !request.template_approved => {
+                return Err(ConversationError::TemplateNotApproved {
+                    name: name.clone(),
+                    language: language.clone(),
+                })
+            }
+            _ => {}
+        }
+        Ok(Some(ConversationEvent::OutboundMessageQueued {
+            idempotency_key: request.idempotency_key,
+            contact_id,
+            to,
+            business_number_id: self.business_number_id.clone(),
+            body: request.body,
+            requested_by: request.requested_by,
+            at: request.at,
+        }))
+    }
+
+    fn outcome_allowed(&self, idempotency_key: &str) -> Result<bool, ConversationError> {
+        match self.outbound.get(idempotency_key) {
+            None => Err(ConversationError::UnknownOutboundMessage {
+                idempotency_key: idempotency_key.to_string(),
+            }),
+            Some(Outbound::Queued) => Ok(true),
+            // One outcome per message: a repeated or contradicting outcome records nothing.
+            Some(Outbound::Sent | Outbound::Failed) => Ok(false),
+        }
+    }
+
+    fn sent(&self, sent: OutboundSent) -> Result<Option<ConversationEvent>, ConversationError> {
+        if sent.message_ref.trim().is_empty() {
+            return Err(ConversationError::MissingMessageId);
+        }
+        if !self.outcome_allowed(&sent.idempotency_key)? {
+            return Ok(None);
+        }
+        Ok(Some(ConversationEvent::OutboundMessageSent {
+            idempotency_key: sent.idempotency_key,
+            message_ref: sent.message_ref,
+            provider_message_id: sent.provider_message_id,
+            at: sent.at,
+        }))
+    }
+
+    fn failed(&self, failed: OutboundFailed) -> Result<Option<ConversationEvent>, ConversationError> {
+        if !self.outcome_allowed(&failed.idempotency_key)? {
+            return Ok(None);
+        }
+        Ok(Some(ConversationEvent::OutboundMessageFailed {
+            idempotency_key: failed.idempotency_key,
+            code: failed.code,
+            title: failed.title,
+            retryable: failed.retryable,
+            at: failed.at,
+        }))
+    }
+
+    fn set_status(
+        &self,
+        status: ConversationStatus,
+        by: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ConversationEvent>, ConversationError> {
+        self.existing_contact()?;
+        if status == self.status {
+            return Ok(None);
+        }
+        if !self.status.may_move_to(status) {
+            return Err(ConversationError::StatusMoveNotAllowed {
+                from: self.status.as_str(),
+                to: status.as_str(),
+            });
+        }
+        Ok(Some(ConversationEvent::ConversationStatusChanged {
+            from: self.status,
+            to: status,
+            by,
+            at,
+        }))
+    }
+
+    fn assign(
+        &self,
+        agent_id: Option<String>,
+        by: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ConversationEvent>, ConversationError> {
+        self.existing_contact()?;
+        match (agent_id, &self.assignee) {
+            (Some(agent), _) if agent.trim().is_empty() => Err(ConversationError::Blank { field: "agent id" }),
+            (Some(agent), Some(current)) if &agent == current => Ok(None),
+            (Some(agent_id), _) => Ok(Some(ConversationEvent::ConversationAssigned { agent_id, by, at })),
+            (None, None) => Ok(None),
+            (None, Some(previous)) => Ok(Some(ConversationEvent::ConversationUnassigned {
+                previous_agent_id: previous.clone(),
+                by,
+                at,
+            })),
+        }
+    }
+
+    fn tag(
+        &self,
+        tag: String,
+        add: bool,
+        by: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ConversationEvent>, ConversationError> {
+        self.existing_contact()?;
+        let tag = tag.trim().to_lowercase();
+        if tag.is_empty() {
+            return Err(ConversationError::Blank { field: "tag" });
+        }
+        match (add, self.tags.contains(&tag)) {
+            (true, false) => Ok(Some(ConversationEvent::ConversationTagged { tag, by, at })),
+            (false, true) => Ok(Some(ConversationEvent::ConversationUntagged { tag, by, at })),
+            _ => Ok(None),
+        }
+    }
+
+    fn note(
+        &self,
+        note_id: String,
+        text: Envelope,
+        by: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ConversationEvent>, ConversationError> {
+        self.existing_contact()?;
+        if note_id.trim().is_empty() {
+            return Err(ConversationError::Blank { field: "note id" });
+        }
+        if self.notes.contains(&note_id) {
+            return Ok(None);
+        }
+        Ok(Some(ConversationEvent::NoteAdded { note_id, text, by, at }))
+    }
+
+    fn handover(
+        &self,
+        reason: Option<Envelope>,
+        by: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ConversationEvent>, ConversationError> {
+        self.existing_contact()?;
+        if self.handover_pending {
+            return Ok(None);
+        }
+        Ok(Some(ConversationEvent::HandoverRequested { reason, by, at }))
     }
 
     fn check_contact(&self, contact_id: &str, message_ref: &str) -> Result<(), ConversationError> {
@@ -87,6 +302,8 @@ impl Conversation {
             message_ref: update.message_ref,
             status: update.status,
             at: update.at,
+            window_closed: update.status == DeliveryStatus::Failed
+                && update.error.as_ref().is_some_and(|e| e.code == WINDOW_CLOSED_ERROR),
             error_code: update.error.as_ref().map(|e| e.code),
             error_title: update.error.map(|e| e.title),
         }))
@@ -109,6 +326,15 @@ impl Aggregate for Conversation {
         let event = match command {
             ConversationCommand::ReceiveMessage(message) => self.receive(message)?,
             ConversationCommand::RecordDeliveryStatus(update) => self.record_status(update)?,
+            ConversationCommand::QueueOutboundMessage(request) => self.queue(request)?,
+            ConversationCommand::RecordOutboundSent(sent) => self.sent(sent)?,
+            ConversationCommand::RecordOutboundFailed(failed) => self.failed(failed)?,
+            ConversationCommand::SetStatus { status, by, at } => self.set_status(status, by, at)?,
+            ConversationCommand::Assign { agent_id, by, at } => self.assign(agent_id, by, at)?,
+            ConversationCommand::Tag { tag, by, at } => self.tag(tag, true, by, at)?,
+            ConversationCommand::Untag { tag, by, at } => self.tag(tag, false, by, at)?,
+            ConversationCommand::AddNote { note_id, text, by, at } => self.note(note_id, text, by, at)?,
+            ConversationCommand::RequestHandover { reason, by, at } => self.handover(reason, by, at)?,
         };
         if let Some(event) = event {
             sink.write(event, self).await;
@@ -122,18 +348,47 @@ impl Aggregate for Conversation {
                 message_ref,
                 contact_id,
                 window_expires_at,
+                contact_phone,
+                business_number_id,
                 ..
             } => {
                 self.contact_id.get_or_insert(contact_id);
                 self.received.insert(message_ref);
                 self.window_expires_at = Some(window_expires_at);
                 self.status = ConversationStatus::Open;
+                self.contact_phone = Some(contact_phone);
+                self.business_number_id = Some(business_number_id);
             }
             ConversationEvent::DeliveryStatusRecorded {
                 message_ref, status, ..
             } => {
                 self.deliveries.insert(message_ref, status);
             }
+            ConversationEvent::OutboundMessageQueued { idempotency_key, .. } => {
+                self.outbound.insert(idempotency_key, Outbound::Queued);
+            }
+            ConversationEvent::OutboundMessageSent { idempotency_key, .. } => {
+                self.outbound.insert(idempotency_key, Outbound::Sent);
+            }
+            ConversationEvent::OutboundMessageFailed { idempotency_key, .. } => {
+                self.outbound.insert(idempotency_key, Outbound::Failed);
+            }
+            ConversationEvent::ConversationStatusChanged { to, .. } => self.status = to,
+            ConversationEvent::ConversationAssigned { agent_id, .. } => {
+                self.assignee = Some(agent_id);
+                self.handover_pending = false;
+            }
+            ConversationEvent::ConversationUnassigned { .. } => self.assignee = None,
+            ConversationEvent::ConversationTagged { tag, .. } => {
+                self.tags.insert(tag);
+            }
+            ConversationEvent::ConversationUntagged { tag, .. } => {
+                self.tags.remove(&tag);
+            }
+            ConversationEvent::NoteAdded { note_id, .. } => {
+                self.notes.insert(note_id);
+            }
+            ConversationEvent::HandoverRequested { .. } => self.handover_pending = true,
         }
     }
 }
@@ -210,6 +465,7 @@ mod tests {
             at: at(hour),
             error_code: None,
             error_title: None,
+            window_closed: false,
         }
     }
 
@@ -345,6 +601,7 @@ mod tests {
                 at: at(9),
                 error_code: Some(131047),
                 error_title: Some("Re-engagement message".into()),
+                window_closed: true,
             }]);
     }
 
@@ -358,5 +615,603 @@ mod tests {
             .then_expect_error(ConversationError::MessageFromAnotherContact {
                 message_ref: "wamid.out".into(),
             });
+    }
+}
+
+#[cfg(test)]
+mod inbox_tests {
+    //! Outbound messages, status moves, assignment, tags, notes and handover.
+
+    use super::*;
+    use crate::conversation::{MessageKind, ProviderError};
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+    use proptest::prelude::*;
+
+    type Given = TestFramework<Conversation>;
+
+    fn env(tag: &str) -> Envelope {
+        Envelope {
+            enc: "aes256gcm.v1".into(),
+            nonce: format!("n-{tag}"),
+            ciphertext: format!("c-{tag}"),
+        }
+    }
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().unwrap_or_default() + Duration::hours(i64::from(hour))
+    }
+
+    /// A message from `ct_a` at 08:00: the window closes at 08:00 the next day (hour 32).
+    fn opened() -> ConversationEvent {
+        ConversationEvent::MessageReceived {
+            message_ref: "wm_in1".into(),
+            provider_message_id: env("wamid"),
+            contact_id: "ct_a".into(),
+            business_number_id: "pn-1".into(),
+            contact_phone: env("phone"),
+            contact_name: None,
+            kind: MessageKind::Text,
+            content: Some(env("hi")),
+            sent_at: at(8),
+            window_expires_at: at(32),
+            reopened: false,
+        }
+    }
+
+    fn free_form(key: &str, hour: u32) -> OutboundRequest {
+        OutboundRequest {
+            idempotency_key: key.into(),
+            body: OutboundBody::FreeForm { text: env("text") },
+            requested_by: "user-1".into(),
+            consent: Consent::Unknown,
+            opt_out_confirmation: false,
+            template_approved: true,
+            at: at(hour),
+        }
+    }
+
+    fn template(key: &str, hour: u32) -> OutboundRequest {
+        OutboundRequest {
+            body: OutboundBody::Template {
+                name: "follow_up".into(),
+                language: "en".into(),
+                parameters: env("params"),
+            },
+            ..free_form(key, hour)
+        }
+    }
+
+    fn queued(request: &OutboundRequest) -> ConversationEvent {
+        ConversationEvent::OutboundMessageQueued {
+            idempotency_key: request.idempotency_key.clone(),
+            contact_id: "ct_a".into(),
+            to: env("phone"),
+            business_number_id: Some("pn-1".into()),
+            body: request.body.clone(),
+            requested_by: request.requested_by.clone(),
+            at: request.at,
+        }
+    }
+
+    fn sent_cmd(key: &str) -> OutboundSent {
+        OutboundSent {
+            idempotency_key: key.into(),
+            message_ref: "wm_out".into(),
+            provider_message_id: env("wamid-out"),
+            at: at(9),
+        }
+    }
+
+    fn sent_event(key: &str) -> ConversationEvent {
+        ConversationEvent::OutboundMessageSent {
+            idempotency_key: key.into(),
+            message_ref: "wm_out".into(),
+            provider_message_id: env("wamid-out"),
+            at: at(9),
+        }
+    }
+
+    fn failed_cmd(key: &str) -> OutboundFailed {
+        OutboundFailed {
+            idempotency_key: key.into(),
+            code: Some(131026),
+            title: "Message undeliverable".into(),
+            retryable: false,
+            at: at(9),
+        }
+    }
+
+    #[test]
+    fn a_free_form_message_inside_the_window_is_queued() {
+        let request = free_form("k1", 10);
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::QueueOutboundMessage(request.clone()))
+            .then_expect_events(vec![queued(&request)]);
+    }
+
+    #[test]
+    fn a_free_form_message_outside_the_window_is_refused_by_the_window_rule() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::QueueOutboundMessage(free_form("k1", 33)))
+            .then_expect_error(ConversationError::OutsideServiceWindow {
+                closed_at: Some(at(32)),
+            });
+    }
+
+    #[test]
+    fn a_template_outside_the_window_is_queued() {
+        let request = template("k1", 60);
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::QueueOutboundMessage(request.clone()))
+            .then_expect_events(vec![queued(&request)]);
+    }
+
+    #[test]
+    fn a_template_not_approved_is_refused() {
+        let mut request = template("k1", 10);
+        request.template_approved = false;
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::QueueOutboundMessage(request))
+            .then_expect_error(ConversationError::TemplateNotApproved {
+                name: "follow_up".into(),
+                language: "en".into(),
+            });
+    }
+
+    #[test]
+    fn a_repeated_idempotency_key_queues_nothing() {
+        let request = free_form("k1", 10);
+        Given::with(())
+            .given(vec![opened(), queued(&request)])
+            .when(ConversationCommand::QueueOutboundMessage(free_form("k1", 11)))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_message_without_an_idempotency_key_is_refused() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::QueueOutboundMessage(free_form(" ", 10)))
+            .then_expect_error(ConversationError::MissingIdempotencyKey);
+    }
+
+    #[test]
+    fn a_template_without_a_language_is_refused() {
+        let mut request = template("k1", 10);
+        request.body = OutboundBody::Template {
+            name: "follow_up".into(),
+            language: " ".into(),
+            parameters: env("p"),
+        };
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::QueueOutboundMessage(request))
+            .then_expect_error(ConversationError::IncompleteTemplate);
+    }
+
+    #[test]
+    fn nothing_can_be_sent_in_a_conversation_that_does_not_exist() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(ConversationCommand::QueueOutboundMessage(template("k1", 10)))
+            .then_expect_error(ConversationError::UnknownConversation);
+    }
+
+    #[test]
+    fn an_opted_out_contact_receives_no_message() {
+        let mut request = template("k1", 10);
+        request.consent = Consent::OptedOut;
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::QueueOutboundMessage(request))
+            .then_expect_error(ConversationError::ContactOptedOut);
+    }
+
+    #[test]
+    fn an_opted_out_contact_receives_the_opt_out_confirmation() {
+        let mut request = free_form("k1", 10);
+        request.consent = Consent::OptedOut;
+        request.opt_out_confirmation = true;
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::QueueOutboundMessage(request.clone()))
+            .then_expect_events(vec![queued(&request)]);
+    }
+
+    #[test]
+    fn a_queued_message_is_recorded_as_sent_once() {
+        let request = template("k1", 10);
+        Given::with(())
+            .given(vec![opened(), queued(&request)])
+            .when(ConversationCommand::RecordOutboundSent(sent_cmd("k1")))
+            .then_expect_events(vec![sent_event("k1")]);
+        Given::with(())
+            .given(vec![opened(), queued(&request), sent_event("k1")])
+            .when(ConversationCommand::RecordOutboundSent(sent_cmd("k1")))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_outcome_of_a_message_never_queued_is_refused() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::RecordOutboundSent(sent_cmd("nope")))
+            .then_expect_error(ConversationError::UnknownOutboundMessage {
+                idempotency_key: "nope".into(),
+            });
+        Given::with(())
+            .given(vec![opened()])
+            .when(ConversationCommand::RecordOutboundFailed(failed_cmd("nope")))
+            .then_expect_error(ConversationError::UnknownOutboundMessage {
+                idempotency_key: "nope".into(),
+            });
+    }
+
+    #[test]
+    fn a_sent_outcome_without_a_provider_id_is_refused() {
+        let mut cmd = sent_cmd("k1");
+        cmd.message_ref = String::new();
+        Given::with(())
+            .given(vec![opened(), queued(&template("k1", 10))])
+            .when(ConversationCommand::RecordOutboundSent(cmd))
+            .then_expect_error(ConversationError::MissingMessageId);
+    }
+
+    #[test]
+    fn a_failure_keeps_the_providers_code_and_is_the_only_outcome() {
+        let request = template("k1", 10);
+        let failed = ConversationEvent::OutboundMessageFailed {
+            idempotency_key: "k1".into(),
+            code: Some(131026),
+            title: "Message undeliverable".into(),
+            retryable: false,
+            at: at(9),
+        };
+        Given::with(())
+            .given(vec![opened(), queued(&request)])
+            .when(ConversationCommand::RecordOutboundFailed(failed_cmd("k1")))
+            .then_expect_events(vec![failed.clone()]);
+        Given::with(())
+            .given(vec![opened(), queued(&request), failed])
+            .when(ConversationCommand::RecordOutboundSent(sent_cmd("k1")))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_failed_status_with_131047_is_recorded_as_window_closed() {
+        let update = StatusUpdate {
+            message_ref: "wm_out".into(),
+            contact_id: "ct_a".into(),
+            status: DeliveryStatus::Failed,
+            at: at(40),
+            error: Some(ProviderError {
+                code: WINDOW_CLOSED_ERROR,
+                title: "Re-engagement message".into(),
+            }),
+        };
+        let mut other = update.clone();
+        other.error = Some(ProviderError {
+            code: 131026,
+            title: "Undeliverable".into(),
+        });
+        let event = |code: i64, title: &str, closed: bool| ConversationEvent::DeliveryStatusRecorded {
+            message_ref: "wm_out".into(),
+            status: DeliveryStatus::Failed,
+            at: at(40),
+            error_code: Some(code),
+            error_title: Some(title.into()),
+            window_closed: closed,
+        };
+        Given::with(())
+            .given(vec![opened(), sent_event("k1")])
+            .when(ConversationCommand::RecordDeliveryStatus(update))
+            .then_expect_events(vec![event(131047, "Re-engagement message", true)]);
+        Given::with(())
+            .given(vec![opened(), sent_event("k1")])
+            .when(ConversationCommand::RecordDeliveryStatus(other))
+            .then_expect_events(vec![event(131026, "Undeliverable", false)]);
+    }
+
+    fn status_cmd(status: ConversationStatus) -> ConversationCommand {
+        ConversationCommand::SetStatus {
+            status,
+            by: "user-1".into(),
+            at: at(9),
+        }
+    }
+
+    fn changed(from: ConversationStatus, to: ConversationStatus) -> ConversationEvent {
+        ConversationEvent::ConversationStatusChanged {
+            from,
+            to,
+            by: "user-1".into(),
+            at: at(9),
+        }
+    }
+
+    #[test]
+    fn an_open_conversation_can_be_set_pending_and_resolved() {
+        use ConversationStatus::*;
+        Given::with(())
+            .given(vec![opened()])
+            .when(status_cmd(Pending))
+            .then_expect_events(vec![changed(Open, Pending)]);
+        Given::with(())
+            .given(vec![opened(), changed(Open, Pending)])
+            .when(status_cmd(Resolved))
+            .then_expect_events(vec![changed(Pending, Resolved)]);
+        Given::with(())
+            .given(vec![opened(), changed(Open, Resolved)])
+            .when(status_cmd(Closed))
+            .then_expect_events(vec![changed(Resolved, Closed)]);
+    }
+
+    #[test]
+    fn an_open_conversation_cannot_be_closed_without_being_resolved() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(status_cmd(ConversationStatus::Closed))
+            .then_expect_error(ConversationError::StatusMoveNotAllowed {
+                from: "open",
+                to: "closed",
+            });
+    }
+
+    #[test]
+    fn a_closed_conversation_is_reopened_only_by_an_inbound_message() {
+        use ConversationStatus::*;
+        Given::with(())
+            .given(vec![opened(), changed(Open, Resolved), changed(Resolved, Closed)])
+            .when(status_cmd(Open))
+            .then_expect_error(ConversationError::StatusMoveNotAllowed {
+                from: "closed",
+                to: "open",
+            });
+    }
+
+    #[test]
+    fn setting_the_current_status_records_nothing() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(status_cmd(ConversationStatus::Open))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_conversation_that_does_not_exist_cannot_change() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(status_cmd(ConversationStatus::Pending))
+            .then_expect_error(ConversationError::UnknownConversation);
+    }
+
+    fn assign(agent: Option<&str>) -> ConversationCommand {
+        ConversationCommand::Assign {
+            agent_id: agent.map(str::to_string),
+            by: "user-1".into(),
+            at: at(9),
+        }
+    }
+
+    fn assigned(agent: &str) -> ConversationEvent {
+        ConversationEvent::ConversationAssigned {
+            agent_id: agent.into(),
+            by: "user-1".into(),
+            at: at(9),
+        }
+    }
+
+    #[test]
+    fn a_conversation_is_assigned_reassigned_and_unassigned() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(assign(Some("agent-1")))
+            .then_expect_events(vec![assigned("agent-1")]);
+        Given::with(())
+            .given(vec![opened(), assigned("agent-1")])
+            .when(assign(Some("agent-2")))
+            .then_expect_events(vec![assigned("agent-2")]);
+        Given::with(())
+            .given(vec![opened(), assigned("agent-1")])
+            .when(assign(None))
+            .then_expect_events(vec![ConversationEvent::ConversationUnassigned {
+                previous_agent_id: "agent-1".into(),
+                by: "user-1".into(),
+                at: at(9),
+            }]);
+    }
+
+    #[test]
+    fn assigning_the_same_agent_again_records_nothing() {
+        Given::with(())
+            .given(vec![opened(), assigned("agent-1")])
+            .when(assign(Some("agent-1")))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![opened()])
+            .when(assign(None))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_blank_agent_is_refused() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(assign(Some(" ")))
+            .then_expect_error(ConversationError::Blank { field: "agent id" });
+    }
+
+    fn tag(add: bool, tag: &str) -> ConversationCommand {
+        let (tag, by, at) = (tag.to_string(), "user-1".to_string(), at(9));
+        if add {
+            ConversationCommand::Tag { tag, by, at }
+        } else {
+            ConversationCommand::Untag { tag, by, at }
+        }
+    }
+
+    fn tagged(tag: &str) -> ConversationEvent {
+        ConversationEvent::ConversationTagged {
+            tag: tag.into(),
+            by: "user-1".into(),
+            at: at(9),
+        }
+    }
+
+    #[test]
+    fn tags_are_added_once_normalized_and_removed() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(tag(true, " VIP "))
+            .then_expect_events(vec![tagged("vip")]);
+        Given::with(())
+            .given(vec![opened(), tagged("vip")])
+            .when(tag(true, "vip"))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![opened(), tagged("vip")])
+            .when(tag(false, "vip"))
+            .then_expect_events(vec![ConversationEvent::ConversationUntagged {
+                tag: "vip".into(),
+                by: "user-1".into(),
+                at: at(9),
+            }]);
+        Given::with(())
+            .given(vec![opened()])
+            .when(tag(false, "vip"))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_blank_tag_is_refused() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(tag(true, "  "))
+            .then_expect_error(ConversationError::Blank { field: "tag" });
+    }
+
+    fn note(id: &str) -> ConversationCommand {
+        ConversationCommand::AddNote {
+            note_id: id.into(),
+            text: env("note"),
+            by: "user-1".into(),
+            at: at(9),
+        }
+    }
+
+    #[test]
+    fn a_note_is_added_once_per_note_id() {
+        let added = ConversationEvent::NoteAdded {
+            note_id: "n1".into(),
+            text: env("note"),
+            by: "user-1".into(),
+            at: at(9),
+        };
+        Given::with(())
+            .given(vec![opened()])
+            .when(note("n1"))
+            .then_expect_events(vec![added.clone()]);
+        Given::with(())
+            .given(vec![opened(), added])
+            .when(note("n1"))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_note_without_an_id_is_refused() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(note(""))
+            .then_expect_error(ConversationError::Blank { field: "note id" });
+    }
+
+    fn handover() -> ConversationCommand {
+        ConversationCommand::RequestHandover {
+            reason: None,
+            by: "bot".into(),
+            at: at(9),
+        }
+    }
+
+    fn handover_requested() -> ConversationEvent {
+        ConversationEvent::HandoverRequested {
+            reason: None,
+            by: "bot".into(),
+            at: at(9),
+        }
+    }
+
+    #[test]
+    fn a_handover_is_requested_once_until_someone_is_assigned() {
+        Given::with(())
+            .given(vec![opened()])
+            .when(handover())
+            .then_expect_events(vec![handover_requested()]);
+        Given::with(())
+            .given(vec![opened(), handover_requested()])
+            .when(handover())
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![opened(), handover_requested(), assigned("agent-1")])
+            .when(handover())
+            .then_expect_events(vec![handover_requested()]);
+    }
+
+    #[test]
+    fn a_handover_in_a_conversation_that_does_not_exist_is_refused() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(handover())
+            .then_expect_error(ConversationError::UnknownConversation);
+    }
+
+    fn any_status() -> impl Strategy<Value = ConversationStatus> {
+        prop_oneof![
+            Just(ConversationStatus::Open),
+            Just(ConversationStatus::Pending),
+            Just(ConversationStatus::Resolved),
+            Just(ConversationStatus::Closed),
+        ]
+    }
+
+    proptest! {
+        /// Whatever people ask, in any order: closed is reached only through resolved, nothing
+        /// leaves closed but an inbound message, and every recorded move is an allowed one.
+        #[test]
+        fn status_moves_follow_the_machine(asks in proptest::collection::vec((any_status(), any::<bool>()), 0..24)) {
+            let mut conversation = Conversation::default();
+            conversation.apply(opened());
+            for (i, (ask, inbound)) in asks.into_iter().enumerate() {
+                let before = conversation.status();
+                if inbound {
+                    let mut received = opened();
+                    if let ConversationEvent::MessageReceived { message_ref, .. } = &mut received {
+                        *message_ref = format!("wm_{i}");
+                    }
+                    conversation.apply(received);
+                    prop_assert_eq!(conversation.status(), ConversationStatus::Open);
+                    continue;
+                }
+                match conversation.set_status(ask, "u".into(), at(9)) {
+                    Ok(Some(event)) => {
+                        prop_assert!(before.may_move_to(ask));
+                        prop_assert!(!(ask == ConversationStatus::Closed && before != ConversationStatus::Resolved));
+                        conversation.apply(event);
+                        prop_assert_eq!(conversation.status(), ask);
+                    }
+                    Ok(None) => prop_assert_eq!(before, ask),
+                    Err(e) => {
+                        prop_assert_eq!(e, ConversationError::StatusMoveNotAllowed { from: before.as_str(), to: ask.as_str() });
+                        prop_assert_eq!(conversation.status(), before);
+                        if before == ConversationStatus::Closed { prop_assert_ne!(ask, ConversationStatus::Closed); }
+                    }
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::values::{DeliveryStatus, MessageKind, ProviderError};
+use super::values::{Consent, ConversationStatus, DeliveryStatus, MessageKind, OutboundBody, ProviderError};
 use crate::pii::Envelope;
 
 /// A request to change a conversation.
@@ -16,6 +16,89 @@ pub enum ConversationCommand {
     ReceiveMessage(InboundMessage),
     /// Record a delivery status of an outbound message (forward-only, idempotent).
     RecordDeliveryStatus(StatusUpdate),
+    /// Queue an outbound message under the caller's idempotency key (a repeated key records
+    /// nothing). Free-form text only inside the 24-hour window; nothing but an opt-out
+    /// confirmation to an opted-out contact.
+    QueueOutboundMessage(OutboundRequest),
+    /// The sender's outcome: the provider accepted the message.
+    RecordOutboundSent(OutboundSent),
+    /// The sender's outcome: the provider refused the message, or sending was given up.
+    RecordOutboundFailed(OutboundFailed),
+    /// Move the conversation to another status (see `ConversationStatus::may_move_to`).
+    SetStatus {
+        status: ConversationStatus,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// Assign the conversation to an agent (`Some`) or unassign it (`None`).
+    Assign {
+        agent_id: Option<String>,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// Add a tag (a tag already present records nothing).
+    Tag { tag: String, by: String, at: DateTime<Utc> },
+    /// Remove a tag (a tag not present records nothing).
+    Untag { tag: String, by: String, at: DateTime<Utc> },
+    /// Add an internal note (sealed; never sent to the contact). The note id is the caller's
+    /// idempotency key.
+    AddNote {
+        note_id: String,
+        text: Envelope,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// Ask for a human to take over (from a bot or an automation). Pending until someone is
+    /// assigned; a second request meanwhile records nothing.
+    RequestHandover {
+        reason: Option<Envelope>,
+        by: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// A request to send a message to the conversation's contact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundRequest {
+    /// The caller's idempotency key: the same key never queues a second message.
+    pub idempotency_key: String,
+    pub body: OutboundBody,
+    /// Who asked (user id, or a component name for automations).
+    pub requested_by: String,
+    /// The contact's consent, as the write side knows it.
+    pub consent: Consent,
+    /// Whether this message is the confirmation of an opt-out (the one message an opted-out
+    /// contact may still receive).
+    pub opt_out_confirmation: bool,
+    /// For a template: whether the write side found it approved (the Template aggregate's
+    /// latest review). Ignored for free-form text.
+    pub template_approved: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// The provider accepted an outbound message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundSent {
+    pub idempotency_key: String,
+    /// The keyed hash of the provider's message id (`IdKey::message_ref`), which the provider's
+    /// delivery statuses will name.
+    pub message_ref: String,
+    /// The provider's message id, sealed.
+    pub provider_message_id: Envelope,
+    pub at: DateTime<Utc>,
+}
+
+/// An outbound message was not sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundFailed {
+    pub idempotency_key: String,
+    /// The provider's error code, when it answered with one.
+    pub code: Option<i64>,
+    pub title: String,
+    /// Whether sending again later might succeed (an operator decides; nothing resends
+    /// automatically after a failure is recorded).
+    pub retryable: bool,
+    pub at: DateTime<Utc>,
 }
 
 /// An inbound message, its personal fields already sealed under the contact's data key.

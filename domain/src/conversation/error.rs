@@ -9,6 +9,36 @@ pub enum ConversationError {
     /// A conversation is with one contact; a message or status of another contact is refused.
     #[error("message {message_ref} belongs to another contact than this conversation's")]
     MessageFromAnotherContact { message_ref: String },
+    /// Only a conversation that exists (a contact wrote first) can be changed or written to.
+    #[error("no such conversation")]
+    UnknownConversation,
+    /// Free-form messages only inside the 24-hour customer service window; outside it, only a
+    /// template.
+    #[error("the 24-hour customer service window is closed (closed at {closed_at:?}); send an approved template")]
+    OutsideServiceWindow {
+        closed_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// An opted-out contact receives nothing but the confirmation of the opt-out.
+    #[error("the contact opted out; only an opt-out confirmation may be sent")]
+    ContactOptedOut,
+    /// An outbound message needs an idempotency key.
+    #[error("an idempotency key is required")]
+    MissingIdempotencyKey,
+    /// A template is named by name and language.
+    #[error("a template needs a name and a language")]
+    IncompleteTemplate,
+    /// Only an approved template may be sent.
+    #[error("template {name} ({language}) is not approved")]
+    TemplateNotApproved { name: String, language: String },
+    /// An outcome names a message that was never queued.
+    #[error("no outbound message was queued with key {idempotency_key}")]
+    UnknownOutboundMessage { idempotency_key: String },
+    /// Status moves follow `open ↔ pending → resolved → closed` (see `ConversationStatus::may_move_to`).
+    #[error("a conversation cannot move from {from} to {to}")]
+    StatusMoveNotAllowed { from: &'static str, to: &'static str },
+    /// A tag, agent or note id must not be blank.
+    #[error("{field} must not be blank")]
+    Blank { field: &'static str },
 }
 
 impl ConversationError {
@@ -17,6 +47,15 @@ impl ConversationError {
         match self {
             Self::MissingMessageId => "MISSING_MESSAGE_ID",
             Self::MessageFromAnotherContact { .. } => "MESSAGE_FROM_ANOTHER_CONTACT",
+            Self::UnknownConversation => "UNKNOWN_CONVERSATION",
+            Self::OutsideServiceWindow { .. } => "OUTSIDE_SERVICE_WINDOW",
+            Self::ContactOptedOut => "CONTACT_OPTED_OUT",
+            Self::MissingIdempotencyKey => "MISSING_IDEMPOTENCY_KEY",
+            Self::IncompleteTemplate => "INCOMPLETE_TEMPLATE",
+            Self::TemplateNotApproved { .. } => "TEMPLATE_NOT_APPROVED",
+            Self::UnknownOutboundMessage { .. } => "UNKNOWN_OUTBOUND_MESSAGE",
+            Self::StatusMoveNotAllowed { .. } => "STATUS_MOVE_NOT_ALLOWED",
+            Self::Blank { .. } => "BLANK_FIELD",
         }
     }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::values::{DeliveryStatus, MessageKind};
+use super::values::{ConversationStatus, DeliveryStatus, MessageKind, OutboundBody};
 use crate::pii::Envelope;
 
 /// Facts about a conversation.
@@ -35,12 +35,94 @@ pub enum ConversationEvent {
         at: DateTime<Utc>,
         error_code: Option<i64>,
         error_title: Option<String>,
+        /// Derived: the failure is WhatsApp's 131047, the 24-hour window had closed. Absent
+        /// (false) in events stored before it existed.
+        #[serde(default)]
+        window_closed: bool,
+    },
+    /// An outbound message was queued for the sender. Carries the recipient (sealed) and the
+    /// business number last written to, so the sender needs nothing but the outbox row.
+    OutboundMessageQueued {
+        idempotency_key: String,
+        contact_id: String,
+        to: Envelope,
+        business_number_id: Option<String>,
+        body: OutboundBody,
+        requested_by: String,
+        at: DateTime<Utc>,
+    },
+    /// The provider accepted an outbound message.
+    OutboundMessageSent {
+        idempotency_key: String,
+        message_ref: String,
+        provider_message_id: Envelope,
+        at: DateTime<Utc>,
+    },
+    /// An outbound message was not sent (terminal).
+    OutboundMessageFailed {
+        idempotency_key: String,
+        code: Option<i64>,
+        title: String,
+        retryable: bool,
+        at: DateTime<Utc>,
+    },
+    /// A person moved the conversation to another status.
+    ConversationStatusChanged {
+        from: ConversationStatus,
+        to: ConversationStatus,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    ConversationAssigned {
+        agent_id: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    ConversationUnassigned {
+        previous_agent_id: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    ConversationTagged {
+        tag: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    ConversationUntagged {
+        tag: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// An internal note (sealed), never sent to the contact.
+    NoteAdded {
+        note_id: String,
+        text: Envelope,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    HandoverRequested {
+        reason: Option<Envelope>,
+        by: String,
+        at: DateTime<Utc>,
     },
 }
 
 impl ConversationEvent {
     /// Every event type of this aggregate, as stored in `events.event_type`.
-    pub const TYPES: &'static [&'static str] = &["MessageReceived", "DeliveryStatusRecorded"];
+    pub const TYPES: &'static [&'static str] = &[
+        "MessageReceived",
+        "DeliveryStatusRecorded",
+        "OutboundMessageQueued",
+        "OutboundMessageSent",
+        "OutboundMessageFailed",
+        "ConversationStatusChanged",
+        "ConversationAssigned",
+        "ConversationUnassigned",
+        "ConversationTagged",
+        "ConversationUntagged",
+        "NoteAdded",
+        "HandoverRequested",
+    ];
 }
 
 impl DomainEvent for ConversationEvent {
@@ -48,6 +130,16 @@ impl DomainEvent for ConversationEvent {
         match self {
             Self::MessageReceived { .. } => "MessageReceived",
             Self::DeliveryStatusRecorded { .. } => "DeliveryStatusRecorded",
+            Self::OutboundMessageQueued { .. } => "OutboundMessageQueued",
+            Self::OutboundMessageSent { .. } => "OutboundMessageSent",
+            Self::OutboundMessageFailed { .. } => "OutboundMessageFailed",
+            Self::ConversationStatusChanged { .. } => "ConversationStatusChanged",
+            Self::ConversationAssigned { .. } => "ConversationAssigned",
+            Self::ConversationUnassigned { .. } => "ConversationUnassigned",
+            Self::ConversationTagged { .. } => "ConversationTagged",
+            Self::ConversationUntagged { .. } => "ConversationUntagged",
+            Self::NoteAdded { .. } => "NoteAdded",
+            Self::HandoverRequested { .. } => "HandoverRequested",
         }
         .to_string()
     }

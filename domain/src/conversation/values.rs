@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pii::Envelope;
+
 /// The customer service window opened by each inbound message, in hours.
 pub const SERVICE_WINDOW_HOURS: i64 = 24;
 
@@ -27,6 +29,77 @@ impl ConversationStatus {
             Self::Closed => "closed",
         }
     }
+}
+
+impl ConversationStatus {
+    /// Whether a person may move a conversation from `self` to `next` (inbound messages reopen
+    /// on their own, see the aggregate). Allowed: `open ↔ pending`; `open | pending → resolved`;
+    /// `resolved → open` (an agent reopens); `resolved → closed`. Closed is final for people:
+    /// only a new inbound message reopens it. Staying in the same status is not a move (the
+    /// command records nothing).
+    pub fn may_move_to(self, next: Self) -> bool {
+        matches!(
+            (self, next),
+            (Self::Open, Self::Pending)
+                | (Self::Pending, Self::Open)
+                | (Self::Open, Self::Resolved)
+                | (Self::Pending, Self::Resolved)
+                | (Self::Resolved, Self::Open)
+                | (Self::Resolved, Self::Closed)
+        )
+    }
+
+    /// From its stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "open" => Some(Self::Open),
+            "pending" => Some(Self::Pending),
+            "resolved" => Some(Self::Resolved),
+            "closed" => Some(Self::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// WhatsApp's error code for a message sent outside the 24-hour window
+/// ("Re-engagement message").
+pub const WINDOW_CLOSED_ERROR: i64 = 131047;
+
+/// What an outbound message says. Personal content is sealed under the contact's data key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutboundBody {
+    /// A free-form text: allowed only inside the 24-hour window.
+    FreeForm { text: Envelope },
+    /// An approved template by name and language; its body parameters as a sealed JSON array
+    /// of strings. Allowed outside the window.
+    Template {
+        name: String,
+        language: String,
+        parameters: Envelope,
+    },
+}
+
+impl OutboundBody {
+    /// `free_form` or `template`, as stored and shown.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::FreeForm { .. } => "free_form",
+            Self::Template { .. } => "template",
+        }
+    }
+}
+
+/// The contact's messaging consent as the write side knows it when it queues a message (from
+/// the Contact aggregate or its read model; the conversation does not own consent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consent {
+    /// No opt-out recorded (WhatsApp contacts who wrote to the business may be answered).
+    #[default]
+    Unknown,
+    OptedIn,
+    OptedOut,
 }
 
 /// The kind of an inbound WhatsApp message.

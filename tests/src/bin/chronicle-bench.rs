@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chrono::{TimeZone, Utc};
 use chronicle_api::app::{application_pool, build_state, projectors, router, AppState};
 use chronicle_api::auth::{mint, Role};
 use chronicle_commands::dispatch::{Commands, SnapshotPolicy};
@@ -32,6 +31,7 @@ use chronicle_domain::pii::DataKey;
 use chronicle_domain::tenant::TenantId;
 use chronicle_fixtures::generator::{generate, Scale};
 use chronicle_projections::runtime::{ProjectorRunner, RunnerConfig};
+use chrono::{TimeZone, Utc};
 use futures::{SinkExt, StreamExt};
 use rand::rngs::OsRng;
 use serde::Serialize;
@@ -157,17 +157,29 @@ fn settings() -> anyhow::Result<chronicle_api::config::Settings> {
 
 impl Bench {
     async fn new(plan: Plan) -> anyhow::Result<Bench> {
-        let admin_url = std::env::var("DATABASE_URL").context("DATABASE_URL is required (source scripts/services.sh)")?;
+        let admin_url =
+            std::env::var("DATABASE_URL").context("DATABASE_URL is required (source scripts/services.sh)")?;
         let admin = PgConnectOptions::from_str(&admin_url)?;
         let mut conn = PgConnection::connect_with(&admin).await?;
-        sqlx::query("DROP DATABASE IF EXISTS chronicle_bench WITH (FORCE)").execute(&mut conn).await?;
-        sqlx::query("CREATE DATABASE chronicle_bench").execute(&mut conn).await?;
+        sqlx::query("DROP DATABASE IF EXISTS chronicle_bench WITH (FORCE)")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("CREATE DATABASE chronicle_bench")
+            .execute(&mut conn)
+            .await?;
         conn.close().await?;
         let bench_options = admin.clone().database("chronicle_bench");
         let owner = PgPool::connect_with(bench_options.clone()).await?;
         chronicle_projections::MIGRATOR.run(&owner).await?;
         let state = build_state(application_pool(bench_options.clone()).await?, &settings()?).await?;
-        Ok(Bench { plan, admin_url, owner, state, figures: Vec::new(), curves: BTreeMap::new() })
+        Ok(Bench {
+            plan,
+            admin_url,
+            owner,
+            state,
+            figures: Vec::new(),
+            curves: BTreeMap::new(),
+        })
     }
 
     fn pgbench(&self, script: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
@@ -179,7 +191,15 @@ impl Bench {
             .context("pgbench not found (apt-get install postgresql-15)")?;
         let url = self.bench_url();
         let output = Process::new(bin)
-            .args(["-n", "-c", &clients.to_string(), "-j", &clients.min(2).to_string(), "-T", &seconds.to_string()])
+            .args([
+                "-n",
+                "-c",
+                &clients.to_string(),
+                "-j",
+                &clients.min(2).to_string(),
+                "-T",
+                &seconds.to_string(),
+            ])
             .arg("-f")
             .arg(&path)
             .arg(&url)
@@ -190,7 +210,12 @@ impl Bench {
             .find(|l| l.starts_with("tps ="))
             .and_then(|l| l.split_whitespace().nth(2))
             .and_then(|v| v.parse::<f64>().ok())
-            .with_context(|| format!("pgbench gave no tps: {text} {}", String::from_utf8_lossy(&output.stderr)))?;
+            .with_context(|| {
+                format!(
+                    "pgbench gave no tps: {text} {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })?;
         Ok(tps)
     }
 
@@ -214,14 +239,19 @@ impl Bench {
             contact_name: Some(seal("Bench Contact")),
             kind: MessageKind::Text,
             content: Some(seal("{\"body\":\"hello from the benchmark\"}")),
-            sent_at: Utc.timestamp_opt(1_767_600_000 + n as i64, 0).single().unwrap_or_default(),
+            sent_at: Utc
+                .timestamp_opt(1_767_600_000 + n as i64, 0)
+                .single()
+                .unwrap_or_default(),
         })
     }
 
     fn metadata(t: &TenantId) -> CommandMetadata {
         CommandMetadata {
             tenant_id: t.clone(),
-            actor: Actor::System { component: "bench".into() },
+            actor: Actor::System {
+                component: "bench".into(),
+            },
             correlation_id: "bench".into(),
             causation_id: "bench".into(),
         }
@@ -232,7 +262,9 @@ impl Bench {
         let t = tenant("bench-appends");
         let key = DataKey::generate(&mut OsRng);
         let envelope = |s: &str| key.seal(&t, "ct_x", s, &mut OsRng);
-        let sample = serde_json::to_string(&json!({"MessageReceived": {"message_ref": "wm_x", "contact_phone": envelope("+263771000000"), "content": envelope("hello")}}))?;
+        let sample = serde_json::to_string(
+            &json!({"MessageReceived": {"message_ref": "wm_x", "contact_phone": envelope("+263771000000"), "content": envelope("hello")}}),
+        )?;
         sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw (aggregate_type text, aggregate_id text, sequence bigint, event_type text, event_version text, payload json, metadata json)")
             .execute(&self.owner)
             .await?;
@@ -248,14 +280,19 @@ impl Bench {
             let started = Instant::now();
             let mut tasks = Vec::new();
             for c in 0..clients {
-                let (commands, done, stop, t, key) = (commands.clone(), done.clone(), stop.clone(), t.clone(), key.clone());
+                let (commands, done, stop, t, key) =
+                    (commands.clone(), done.clone(), stop.clone(), t.clone(), key.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
                         let contact = format!("ct_c{clients}_{c}_{n}");
                         let command = Bench::message(&key, &t, &contact, n);
-                        if commands.conversation(&contact, command, &Bench::metadata(&t)).await.is_ok() {
+                        if commands
+                            .conversation(&contact, command, &Bench::metadata(&t))
+                            .await
+                            .is_ok()
+                        {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -268,8 +305,14 @@ impl Bench {
             }
             let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
             let raw = self.pgbench(&script, clients, self.plan.append_seconds)?;
-            self.curves.entry("Chronicle commands/s".into()).or_default().push((clients as f64, rate));
-            self.curves.entry("pgbench INSERT tx/s".into()).or_default().push((clients as f64, raw));
+            self.curves
+                .entry("Chronicle commands/s".into())
+                .or_default()
+                .push((clients as f64, rate));
+            self.curves
+                .entry("pgbench INSERT tx/s".into())
+                .or_default()
+                .push((clients as f64, raw));
             let mut f = figure(&format!("appends, {clients} clients"), rate, "commands/s");
             f.baseline = Some(raw);
             f.baseline_name = "pgbench single-row INSERT tx/s".into();
@@ -287,7 +330,12 @@ impl Bench {
     async fn stream_length(&mut self) -> anyhow::Result<()> {
         let t = tenant("bench-streams");
         let key = DataKey::generate(&mut OsRng);
-        let commands = Commands::new(self.state.pool.clone(), SnapshotPolicy { conversation: Some(100) });
+        let commands = Commands::new(
+            self.state.pool.clone(),
+            SnapshotPolicy {
+                conversation: Some(100),
+            },
+        );
         let mut latencies = Vec::new();
         for &length in &self.plan.stream_lengths.clone() {
             say(&format!("stream length {length}"));
@@ -303,7 +351,11 @@ impl Bench {
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 for event in sink.collect().await {
-                    rows.push((n as i64, cqrs_es::DomainEvent::event_type(&event), serde_json::to_value(&event)?));
+                    rows.push((
+                        n as i64,
+                        cqrs_es::DomainEvent::event_type(&event),
+                        serde_json::to_value(&event)?,
+                    ));
                 }
                 if rows.len() >= 1000 || n == length as u64 {
                     let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
@@ -326,18 +378,25 @@ impl Bench {
             let mut next = length as u64;
             for _ in 0..2 {
                 next += 1;
-                commands.conversation(&contact, Bench::message(&key, &t, &contact, next), &Bench::metadata(&t)).await?;
+                commands
+                    .conversation(&contact, Bench::message(&key, &t, &contact, next), &Bench::metadata(&t))
+                    .await?;
             }
             let mut samples = Vec::new();
             for _ in 0..30 {
                 next += 1;
                 let started = Instant::now();
-                commands.conversation(&contact, Bench::message(&key, &t, &contact, next), &Bench::metadata(&t)).await?;
+                commands
+                    .conversation(&contact, Bench::message(&key, &t, &contact, next), &Bench::metadata(&t))
+                    .await?;
                 samples.push(started.elapsed().as_secs_f64() * 1000.0);
             }
             let p50 = percentile(&sorted(samples), 50.0);
             latencies.push((length, p50));
-            self.curves.entry("command latency ms".into()).or_default().push((length as f64, p50));
+            self.curves
+                .entry("command latency ms".into())
+                .or_default()
+                .push((length as f64, p50));
         }
         let shortest = latencies.first().map(|l| l.1).unwrap_or(f64::NAN);
         for (length, p50) in latencies {
@@ -384,19 +443,32 @@ impl Bench {
         })
         .await?;
         sqlx::query("ANALYZE events").execute(&self.owner).await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.owner).await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.owner)
+            .await?;
         let raw = self.raw_read_seconds().await?;
 
         say("projection catch-up from zero");
-        sqlx::query("DELETE FROM projector_checkpoints").execute(&self.owner).await?;
+        sqlx::query("DELETE FROM projector_checkpoints")
+            .execute(&self.owner)
+            .await?;
         let started = Instant::now();
         for projector in projectors(&self.state) {
-            ProjectorRunner::new(self.state.pool.clone(), projector, self.state.wakeups.clone(), RunnerConfig::default())
-                .rebuild()
-                .await?;
+            ProjectorRunner::new(
+                self.state.pool.clone(),
+                projector,
+                self.state.wakeups.clone(),
+                RunnerConfig::default(),
+            )
+            .rebuild()
+            .await?;
         }
         let rebuild = started.elapsed().as_secs_f64();
-        let mut f = figure(&format!("projection catch-up, {total} events"), total as f64 / rebuild, "events/s");
+        let mut f = figure(
+            &format!("projection catch-up, {total} events"),
+            total as f64 / rebuild,
+            "events/s",
+        );
         f.baseline = Some(total as f64 / raw);
         f.baseline_name = "raw read of the rows, events/s".into();
         f.ratio = Some(rebuild / raw);
@@ -409,9 +481,16 @@ impl Bench {
         let report = chronicle_projections::chain::verify(&self.owner, None, |_| {}).await?;
         let verify = started.elapsed().as_secs_f64();
         if !report.is_intact() {
-            bail!("the generated log does not verify: {} broken links", report.broken.len());
+            bail!(
+                "the generated log does not verify: {} broken links",
+                report.broken.len()
+            );
         }
-        let mut f = figure(&format!("verify, {} events", report.events), report.events as f64 / verify, "events/s");
+        let mut f = figure(
+            &format!("verify, {} events", report.events),
+            report.events as f64 / verify,
+            "events/s",
+        );
         f.baseline = Some(total as f64 / raw);
         f.baseline_name = "raw read of the rows, events/s".into();
         f.ratio = Some(verify / raw);
@@ -424,9 +503,10 @@ impl Bench {
     /// 5. GraphQL dashboard query under load, beside the same SQL through pgbench.
     async fn graphql(&mut self, address: std::net::SocketAddr) -> anyhow::Result<()> {
         say("GraphQL under load");
-        let tenants: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE tenant_id NOT LIKE 'bench-%' ORDER BY 1")
-            .fetch_all(&self.owner)
-            .await?;
+        let tenants: Vec<String> =
+            sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE tenant_id NOT LIKE 'bench-%' ORDER BY 1")
+                .fetch_all(&self.owner)
+                .await?;
         let secret = "bench-jwt-secret-bench-jwt-secret-000";
         let tokens: Vec<String> = tenants
             .iter()
@@ -473,15 +553,21 @@ impl Bench {
             "BEGIN;\nSELECT set_config('chronicle.tenant_id', '{first}', true);\nSELECT conversation_id, contact_name, unread_count, last_message_text, last_message_at FROM conversations WHERE tenant_id = '{first}' ORDER BY last_message_at DESC NULLS LAST, conversation_id DESC LIMIT 21;\nCOMMIT;\n"
         );
         let raw = self.pgbench(&script, self.plan.graphql_clients, self.plan.graphql_seconds)?;
-        let mut f = figure(&format!("GraphQL conversations, {} clients", self.plan.graphql_clients), qps, "queries/s");
+        let mut f = figure(
+            &format!("GraphQL conversations, {} clients", self.plan.graphql_clients),
+            qps,
+            "queries/s",
+        );
         f.baseline = Some(raw);
         f.baseline_name = "the same SQL through pgbench, tx/s".into();
         f.ratio = Some(qps / raw);
         f.target = "≥ 0.5× raw".into();
         f.met = Some(qps / raw >= 0.5);
         self.figures.push(f);
-        self.figures.push(figure("GraphQL conversations p50", percentile(&samples, 50.0), "ms"));
-        self.figures.push(figure("GraphQL conversations p99", percentile(&samples, 99.0), "ms"));
+        self.figures
+            .push(figure("GraphQL conversations p50", percentile(&samples, 50.0), "ms"));
+        self.figures
+            .push(figure("GraphQL conversations p99", percentile(&samples, 99.0), "ms"));
         Ok(())
     }
 
@@ -490,7 +576,13 @@ impl Bench {
         say(&format!("{} subscribers", self.plan.subscribers));
         let t = tenant("bench-live");
         chronicle_commands::tenants::create_tenant(&self.state.pool, &t, "Bench live").await?;
-        let token = mint("bench-jwt-secret-bench-jwt-secret-000", &t, "bench", Role::Integrator, chrono::Duration::hours(2))?;
+        let token = mint(
+            "bench-jwt-secret-bench-jwt-secret-000",
+            &t,
+            "bench",
+            Role::Integrator,
+            chrono::Duration::hours(2),
+        )?;
         let expected = self.plan.subscription_events;
         let mut tasks = Vec::new();
         let ready = Arc::new(AtomicU64::new(0));
@@ -531,7 +623,10 @@ impl Bench {
         let key = DataKey::generate(&mut OsRng);
         for n in 0..expected as u64 {
             let contact = format!("ct_live_{n}");
-            self.state.commands.conversation(&contact, Bench::message(&key, &t, &contact, n), &Bench::metadata(&t)).await?;
+            self.state
+                .commands
+                .conversation(&contact, Bench::message(&key, &t, &contact, n), &Bench::metadata(&t))
+                .await?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut all = Vec::new();
@@ -540,12 +635,30 @@ impl Bench {
         }
         let all = sorted(all);
         let received = all.len();
-        let mut p99 = figure(&format!("subscription append-to-receipt p99, {} subscribers", self.plan.subscribers), percentile(&all, 99.0), "ms");
+        let mut p99 = figure(
+            &format!(
+                "subscription append-to-receipt p99, {} subscribers",
+                self.plan.subscribers
+            ),
+            percentile(&all, 99.0),
+            "ms",
+        );
         p99.target = "≤ 50 ms".into();
         p99.met = Some(percentile(&all, 99.0) <= 50.0);
-        self.figures.push(figure(&format!("subscription append-to-receipt p50, {} subscribers", self.plan.subscribers), percentile(&all, 50.0), "ms"));
+        self.figures.push(figure(
+            &format!(
+                "subscription append-to-receipt p50, {} subscribers",
+                self.plan.subscribers
+            ),
+            percentile(&all, 50.0),
+            "ms",
+        ));
         self.figures.push(p99);
-        self.figures.push(figure("subscription events received", received as f64, &format!("of {}", expected * self.plan.subscribers)));
+        self.figures.push(figure(
+            "subscription events received",
+            received as f64,
+            &format!("of {}", expected * self.plan.subscribers),
+        ));
         Ok(())
     }
 
@@ -553,7 +666,10 @@ impl Bench {
     async fn memory(&mut self) -> anyhow::Result<()> {
         let exe = std::env::current_exe()?.with_file_name("chronicle");
         if !exe.exists() {
-            bail!("{} not found: build it first (cargo build -p chronicle-api --bin chronicle)", exe.display());
+            bail!(
+                "{} not found: build it first (cargo build -p chronicle-api --bin chronicle)",
+                exe.display()
+            );
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut child = Process::new(&exe)
@@ -581,7 +697,11 @@ impl Bench {
         };
         let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(format!("http://{address}/health")).await.map(|r| r.status().is_success()).unwrap_or(false) == false {
+        while !reqwest::get(format!("http://{address}/health"))
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+        {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 bail!("the server did not start");
@@ -617,7 +737,8 @@ impl Bench {
         f.met = Some(idle <= 50.0);
         self.figures.push(f);
         let loaded = peak.lock().map(|p| *p).unwrap_or(f64::NAN);
-        self.figures.push(figure("server resident size, under GraphQL load (peak)", loaded, "MB"));
+        self.figures
+            .push(figure("server resident size, under GraphQL load (peak)", loaded, "MB"));
         Ok(())
     }
 
@@ -639,7 +760,9 @@ impl Bench {
                 f.name,
                 f.value,
                 f.unit,
-                f.baseline.map(|b| format!("{b:.1} ({})", f.baseline_name)).unwrap_or_default(),
+                f.baseline
+                    .map(|b| format!("{b:.1} ({})", f.baseline_name))
+                    .unwrap_or_default(),
                 f.ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
                 f.target,
                 match f.met {
@@ -658,24 +781,60 @@ impl Bench {
 /// A small line chart of the append curves (clients on x, rate on y).
 fn svg(curves: &BTreeMap<String, Vec<(f64, f64)>>) -> String {
     let series: Vec<(&String, &Vec<(f64, f64)>)> = curves.iter().filter(|(k, _)| !k.contains("latency")).collect();
-    let max_y = series.iter().flat_map(|(_, v)| v.iter().map(|p| p.1)).fold(1.0_f64, f64::max);
-    let max_x = series.iter().flat_map(|(_, v)| v.iter().map(|p| p.0)).fold(1.0_f64, f64::max);
+    let max_y = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|p| p.1))
+        .fold(1.0_f64, f64::max);
+    let max_x = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|p| p.0))
+        .fold(1.0_f64, f64::max);
     let (w, h, pad) = (640.0, 360.0, 50.0);
     let x = |v: f64| pad + (v.max(1.0).log2() / max_x.max(2.0).log2()) * (w - 2.0 * pad);
     let y = |v: f64| h - pad - v / max_y * (h - 2.0 * pad);
     let colors = ["#1f77b4", "#d62728", "#2ca02c"];
-    let mut out = format!("<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>");
-    out.push_str(&format!("<line x1='{pad}' y1='{}' x2='{}' y2='{}' stroke='black'/>", h - pad, w - pad, h - pad));
-    out.push_str(&format!("<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{}' stroke='black'/>", h - pad));
-    out.push_str(&format!("<text x='{}' y='{}'>clients (log2)</text><text x='5' y='20'>per second (max {max_y:.0})</text>", w / 2.0, h - 10.0));
+    let mut out = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>"
+    );
+    out.push_str(&format!(
+        "<line x1='{pad}' y1='{}' x2='{}' y2='{}' stroke='black'/>",
+        h - pad,
+        w - pad,
+        h - pad
+    ));
+    out.push_str(&format!(
+        "<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{}' stroke='black'/>",
+        h - pad
+    ));
+    out.push_str(&format!(
+        "<text x='{}' y='{}'>clients (log2)</text><text x='5' y='20'>per second (max {max_y:.0})</text>",
+        w / 2.0,
+        h - 10.0
+    ));
     for (i, (name, points)) in series.iter().enumerate() {
         let color = colors[i % colors.len()];
-        let path: Vec<String> = points.iter().map(|(px, py)| format!("{:.1},{:.1}", x(*px), y(*py))).collect();
-        out.push_str(&format!("<polyline fill='none' stroke='{color}' stroke-width='2' points='{}'/>", path.join(" ")));
+        let path: Vec<String> = points
+            .iter()
+            .map(|(px, py)| format!("{:.1},{:.1}", x(*px), y(*py)))
+            .collect();
+        out.push_str(&format!(
+            "<polyline fill='none' stroke='{color}' stroke-width='2' points='{}'/>",
+            path.join(" ")
+        ));
         for (px, py) in points.iter() {
-            out.push_str(&format!("<circle cx='{:.1}' cy='{:.1}' r='3' fill='{color}'/><text x='{:.1}' y='{:.1}'>{px}</text>", x(*px), y(*py), x(*px), h - pad + 15.0));
+            out.push_str(&format!(
+                "<circle cx='{:.1}' cy='{:.1}' r='3' fill='{color}'/><text x='{:.1}' y='{:.1}'>{px}</text>",
+                x(*px),
+                y(*py),
+                x(*px),
+                h - pad + 15.0
+            ));
         }
-        out.push_str(&format!("<text x='{}' y='{}' fill='{color}'>{name}</text>", w - 230.0, pad + 15.0 * i as f64));
+        out.push_str(&format!(
+            "<text x='{}' y='{}' fill='{color}'>{name}</text>",
+            w - 230.0,
+            pad + 15.0 * i as f64
+        ));
     }
     out.push_str("</svg>");
     out

@@ -1,0 +1,545 @@
+//! The conversation view and the inbox's mutations: `conversation(id)` with its working state,
+//! internal notes and messages (a Relay connection, oldest first, each outbound message with
+//! its delivery status timeline), and `sendMessage`, `sendTemplate`, `assignConversation`,
+//! `setConversationStatus`, `tagConversation`, `untagConversation`, `addNote`,
+//! `requestHandover`.
+//!
+//! Reading: owner, admin, agent, auditor (`Role::reads_inbox`). Writing: owner, admin, agent;
+//! anyone else gets `FORBIDDEN`. A conversation's id is its contact's id (its stream's local
+//! id). Mutations answer with the conversation id and the stream's last log position after the
+//! command (`position`), which a client can wait for on the events subscription; the read
+//! models catch up a moment later. A send is queued, then sent by the outbox worker.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, Object, SimpleObject};
+use chronicle_commands::keystore::KeyStore;
+use chronicle_commands::outbound::{queue, require_conversation, Outgoing};
+use chronicle_domain::conversation::{ConversationCommand, ConversationStatus as DomainStatus};
+use chronicle_projections::messages::{self as read, ConversationDetail, MessageRow, TimelineEntry};
+use chrono::{DateTime, Utc};
+use rand::rngs::OsRng;
+
+use super::contacts::{commands, metadata};
+use super::conversations::ConversationStatus;
+use super::{caller, pool};
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, IntoGraphql};
+
+/// Whether the role may work conversations (send, assign, tag, note, hand over).
+pub fn works_inbox(role: Role) -> bool {
+    matches!(role, Role::Owner | Role::Admin | Role::Agent)
+}
+
+fn reader<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
+    let caller = caller(ctx)?;
+    if caller.role.reads_inbox() {
+        Ok(caller)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the {} role cannot read the inbox",
+            caller.role.as_str()
+        )))
+    }
+}
+
+fn writer<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
+    let caller = caller(ctx)?;
+    if works_inbox(caller.role) {
+        Ok(caller)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the {} role cannot work conversations",
+            caller.role.as_str()
+        )))
+    }
+}
+
+/// A conversation id is a contact id: `ct_` and hex digits (anything else names nothing).
+fn valid_id(id: &str) -> Result<&str, ApiError> {
+    let id = id.trim();
+    let valid = id.len() <= 64
+        && id.strip_prefix("ct_").is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::bad_request(
+            "BAD_CONVERSATION_ID",
+            format!("{id:?} is not a conversation id"),
+        ))
+    }
+}
+
+fn to_domain(status: ConversationStatus) -> DomainStatus {
+    match status {
+        ConversationStatus::Open => DomainStatus::Open,
+        ConversationStatus::Pending => DomainStatus::Pending,
+        ConversationStatus::Resolved => DomainStatus::Resolved,
+        ConversationStatus::Closed => DomainStatus::Closed,
+    }
+}
+
+fn from_stored(status: &str) -> ConversationStatus {
+    match DomainStatus::parse(status) {
+        Some(DomainStatus::Pending) => ConversationStatus::Pending,
+        Some(DomainStatus::Resolved) => ConversationStatus::Resolved,
+        Some(DomainStatus::Closed) => ConversationStatus::Closed,
+        _ => ConversationStatus::Open,
+    }
+}
+
+/// Which way a message went.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum MessageDirection {
+    Inbound,
+    Outbound,
+}
+
+/// One delivery status a message reached, with the provider's timestamp.
+#[derive(SimpleObject, Clone)]
+pub struct MessageStatusEntry {
+    /// sent, delivered, read or failed.
+    pub status: String,
+    pub at: DateTime<Utc>,
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    /// The failure was WhatsApp's 131047: the 24-hour window had closed.
+    pub window_closed: bool,
+}
+
+impl From<TimelineEntry> for MessageStatusEntry {
+    fn from(e: TimelineEntry) -> Self {
+        Self {
+            status: e.status,
+            at: e.at,
+            error_code: e.error_code,
+            error_title: e.error_title,
+            window_closed: e.window_closed,
+        }
+    }
+}
+
+/// A message of a conversation.
+#[derive(SimpleObject)]
+pub struct ThreadMessage {
+    /// `in:<message ref>` or `out:<idempotency key>`.
+    pub id: String,
+    pub direction: MessageDirection,
+    /// The keyed hash of the provider's message id (outbound: once sent).
+    pub message_ref: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// inbound: text, image, …; outbound: free_form or template.
+    pub kind: String,
+    /// The content: inbound message JSON, outbound text, or template parameters (JSON array).
+    pub content: Option<String>,
+    pub template_name: Option<String>,
+    pub template_language: Option<String>,
+    /// The provider's time (inbound) or the time it was queued (outbound).
+    pub at: DateTime<Utc>,
+    /// inbound: received; outbound: queued, sent or failed (the sender's outcome).
+    pub state: String,
+    /// The furthest delivery status (outbound), or the state when none arrived yet.
+    pub status: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub requested_by: Option<String>,
+    /// The provider's (or sender's) error of a failed send.
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    pub retryable: Option<bool>,
+    /// The delivery statuses reached, in the order sent, delivered, read, failed.
+    pub status_timeline: Vec<MessageStatusEntry>,
+}
+
+impl ThreadMessage {
+    fn new(row: MessageRow, timeline: Vec<MessageStatusEntry>) -> Self {
+        let status = timeline
+            .iter()
+            .find(|e| e.status == "failed")
+            .or_else(|| timeline.last())
+            .map(|e| e.status.clone())
+            .unwrap_or_else(|| row.state.clone());
+        Self {
+            id: row.message_id,
+            direction: if row.direction == "inbound" {
+                MessageDirection::Inbound
+            } else {
+                MessageDirection::Outbound
+            },
+            message_ref: row.message_ref,
+            idempotency_key: row.idempotency_key,
+            kind: row.kind,
+            content: row.content,
+            template_name: row.template_name,
+            template_language: row.template_language,
+            at: row.at,
+            state: row.state,
+            status,
+            sent_at: row.sent_at,
+            requested_by: row.requested_by,
+            error_code: row.error_code,
+            error_title: row.error_title,
+            retryable: row.retryable,
+            status_timeline: timeline,
+        }
+    }
+}
+
+/// An internal note.
+#[derive(SimpleObject)]
+pub struct ConversationNote {
+    pub id: String,
+    pub text: Option<String>,
+    pub author: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One conversation with its working state, notes and messages.
+pub struct ConversationThread {
+    detail: ConversationDetail,
+}
+
+#[Object]
+impl ConversationThread {
+    async fn id(&self) -> &str {
+        &self.detail.conversation_id
+    }
+
+    async fn contact_id(&self) -> &str {
+        &self.detail.contact_id
+    }
+
+    async fn status(&self) -> ConversationStatus {
+        from_stored(&self.detail.status)
+    }
+
+    /// The assigned agent's user id.
+    async fn assignee(&self) -> Option<&str> {
+        self.detail.assignee.as_deref()
+    }
+
+    async fn tags(&self) -> &[String] {
+        &self.detail.tags
+    }
+
+    /// When the 24-hour customer service window closes.
+    async fn window_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.detail.window_expires_at
+    }
+
+    /// Whether a free-form message may be sent now (inside the window); otherwise only a
+    /// template.
+    async fn free_form_allowed(&self) -> bool {
+        self.detail.window_expires_at.is_some_and(|t| t > Utc::now())
+    }
+
+    /// When a human handover was requested, while no one has been assigned since.
+    async fn handover_requested_at(&self) -> Option<DateTime<Utc>> {
+        self.detail.handover_requested_at
+    }
+
+    async fn handover_reason(&self) -> Option<&str> {
+        self.detail.handover_reason.as_deref()
+    }
+
+    /// Internal notes, oldest first (never sent to the contact).
+    async fn notes(&self) -> Vec<ConversationNote> {
+        self.detail
+            .notes
+            .iter()
+            .map(|n| ConversationNote {
+                id: n.note_id.clone(),
+                text: n.text.clone(),
+                author: n.author.clone(),
+                at: n.at,
+            })
+            .collect()
+    }
+
+    /// The messages, oldest first.
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50, validator(minimum = 1, maximum = 200))] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, ThreadMessage>> {
+        let caller = reader(ctx).gql()?;
+        let pool = pool(ctx).gql()?;
+        let page = read::messages(
+            pool,
+            &caller.tenant,
+            &self.detail.conversation_id,
+            i64::from(first),
+            after.as_deref(),
+        )
+        .await
+        .map_err(ApiError::from)
+        .gql()?
+        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
+        .gql()?;
+        let refs: Vec<String> = page.rows.iter().filter_map(|(_, r)| r.message_ref.clone()).collect();
+        let mut timelines = read::timelines(pool, &caller.tenant, &refs)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        let mut connection = Connection::new(after.is_some(), page.has_next_page);
+        connection.edges.extend(page.rows.into_iter().map(|(cursor, row)| {
+            let timeline = match (&row.direction[..], &row.message_ref) {
+                ("outbound", Some(r)) => timelines.remove(r).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let timeline = timeline.into_iter().map(MessageStatusEntry::from).collect();
+            Edge::new(cursor, ThreadMessage::new(row, timeline))
+        }));
+        Ok(connection)
+    }
+}
+
+#[derive(Default)]
+pub struct InboxQuery;
+
+#[Object]
+impl InboxQuery {
+    /// One conversation of the caller's tenant, or null.
+    async fn conversation(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<ConversationThread>> {
+        let caller = reader(ctx).gql()?;
+        let id = valid_id(&id).gql()?;
+        let detail = read::conversation(pool(ctx).gql()?, &caller.tenant, id)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(detail.map(|detail| ConversationThread { detail }))
+    }
+}
+
+/// What a mutation did.
+#[derive(SimpleObject)]
+pub struct ConversationReceipt {
+    pub conversation_id: String,
+    /// The conversation stream's last log position after the command (null if it has none).
+    pub position: Option<i64>,
+}
+
+async fn receipt(ctx: &Context<'_>, caller: &Caller, id: &str) -> Result<ConversationReceipt, ApiError> {
+    let position: Option<i64> = sqlx::query_scalar("SELECT max(global_position) FROM events WHERE aggregate_id = $1")
+        .bind(caller.tenant.stream_id(id))
+        .fetch_one(pool(ctx)?)
+        .await?;
+    Ok(ConversationReceipt {
+        conversation_id: id.to_string(),
+        position,
+    })
+}
+
+async fn run(
+    ctx: &Context<'_>,
+    id: String,
+    make: impl FnOnce(String) -> ConversationCommand,
+) -> async_graphql::Result<ConversationReceipt> {
+    let caller = writer(ctx).gql()?;
+    let id = valid_id(&id).gql()?;
+    let command = make(caller.user_id.clone());
+    commands(ctx)
+        .gql()?
+        .conversation(id, command, &metadata(ctx, caller))
+        .await
+        .gql()?;
+    receipt(ctx, caller, id).await.gql()
+}
+
+fn keys<'a>(ctx: &'a Context<'_>) -> Result<&'a KeyStore, ApiError> {
+    ctx.data::<KeyStore>()
+        .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))
+}
+
+async fn send(
+    ctx: &Context<'_>,
+    id: String,
+    idempotency_key: String,
+    outgoing: Outgoing,
+) -> async_graphql::Result<ConversationReceipt> {
+    let caller = writer(ctx).gql()?;
+    let id = valid_id(&id).gql()?;
+    let key = idempotency_key.trim();
+    if key.is_empty() || key.len() > 200 {
+        return Err(ApiError::bad_request(
+            "BAD_IDEMPOTENCY_KEY",
+            "an idempotency key of 1 to 200 characters is required",
+        ))
+        .gql();
+    }
+    queue(
+        commands(ctx).gql()?,
+        keys(ctx).gql()?,
+        id,
+        key,
+        outgoing,
+        &metadata(ctx, caller),
+    )
+    .await
+    .gql()?;
+    receipt(ctx, caller, id).await.gql()
+}
+
+#[derive(Default)]
+pub struct InboxMutation;
+
+#[Object]
+impl InboxMutation {
+    /// Queues a free-form text. Refused outside the 24-hour window (`OUTSIDE_SERVICE_WINDOW`)
+    /// and to an opted-out contact (`CONTACT_OPTED_OUT`). The same idempotency key never
+    /// sends twice.
+    async fn send_message(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: String,
+        text: String,
+        idempotency_key: String,
+    ) -> async_graphql::Result<ConversationReceipt> {
+        if text.chars().count() > 4096 {
+            return Err(ApiError::bad_request(
+                "MESSAGE_TOO_LONG",
+                "WhatsApp texts are at most 4096 characters",
+            ))
+            .gql();
+        }
+        send(ctx, conversation_id, idempotency_key, Outgoing::Text(text)).await
+    }
+
+    /// Queues an approved template with its body parameters (allowed outside the window).
+    async fn send_template(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: String,
+        name: String,
+        language: String,
+        #[graphql(default)] parameters: Vec<String>,
+        idempotency_key: String,
+    ) -> async_graphql::Result<ConversationReceipt> {
+        send(
+            ctx,
+            conversation_id,
+            idempotency_key,
+            Outgoing::Template {
+                name,
+                language,
+                parameters,
+            },
+        )
+        .await
+    }
+
+    /// Assigns the conversation to an agent, or unassigns it (`agentId` null).
+    async fn assign_conversation(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: String,
+        agent_id: Option<String>,
+    ) -> async_graphql::Result<ConversationReceipt> {
+        run(ctx, conversation_id, |by| ConversationCommand::Assign {
+            agent_id,
+            by,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// Moves the conversation: open ↔ pending, open | pending → resolved, resolved → open |
+    /// closed (`STATUS_MOVE_NOT_ALLOWED` otherwise).
+    async fn set_conversation_status(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: String,
+        status: ConversationStatus,
+    ) -> async_graphql::Result<ConversationReceipt> {
+        run(ctx, conversation_id, |by| ConversationCommand::SetStatus {
+            status: to_domain(status),
+            by,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    async fn tag_conversation(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: String,
+        tag: String,
+    ) -> async_graphql::Result<ConversationReceipt> {
+        run(ctx, conversation_id, |by| ConversationCommand::Tag {
+            tag,
+            by,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    async fn untag_conversation(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: String,
+        tag: String,
+    ) -> async_graphql::Result<ConversationReceipt> {
+        run(ctx, conversation_id, |by| ConversationCommand::Untag {
+            tag,
+            by,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// Adds an internal note (sealed in the log). `noteId` makes a retry idempotent.
+    async fn add_note(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: String,
+        text: String,
+        note_id: Option<String>,
+    ) -> async_graphql::Result<ConversationReceipt> {
+        let caller = writer(ctx).gql()?;
+        let id = valid_id(&conversation_id).gql()?.to_string();
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request("EMPTY_NOTE", "a note needs text")).gql();
+        }
+        require_conversation(commands(ctx).gql()?, &metadata(ctx, caller), &id)
+            .await
+            .gql()?;
+        let key = keys(ctx).gql()?.key_for(&caller.tenant, &id).await.gql()?;
+        let sealed = key.seal(&caller.tenant, &id, &text, &mut OsRng);
+        let note_id = note_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        run(ctx, id, |by| ConversationCommand::AddNote {
+            note_id,
+            text: sealed,
+            by,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// Asks for a human to take over; pending until someone is assigned.
+    async fn request_handover(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: String,
+        reason: Option<String>,
+    ) -> async_graphql::Result<ConversationReceipt> {
+        let caller = writer(ctx).gql()?;
+        let id = valid_id(&conversation_id).gql()?.to_string();
+        let reason = match reason.filter(|r| !r.trim().is_empty()) {
+            Some(reason) => {
+                require_conversation(commands(ctx).gql()?, &metadata(ctx, caller), &id)
+                    .await
+                    .gql()?;
+                let key = keys(ctx).gql()?.key_for(&caller.tenant, &id).await.gql()?;
+                Some(key.seal(&caller.tenant, &id, &reason, &mut OsRng))
+            }
+            None => None,
+        };
+        run(ctx, id, |by| ConversationCommand::RequestHandover {
+            reason,
+            by,
+            at: Utc::now(),
+        })
+        .await
+    }
+}

@@ -1,0 +1,786 @@
+//! Leads and the sales pipeline: the `leads` connection (filters, sorting), `lead(id)`, the
+//! `leadFunnel`, and the lead mutations.
+//!
+//! Who may do what (DOMAIN.md roles): owner and admin read and change every lead; an agent reads
+//! every lead, captures leads (a new lead they capture is assigned to them) and changes only the
+//! leads assigned to them; an auditor reads but never writes; finance, technician and integrator
+//! neither read nor write leads. A refusal is `FORBIDDEN`.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use chronicle_commands::dispatch::Commands;
+use chronicle_commands::error::{CommandError, DomainError};
+use chronicle_commands::keystore::KeyStore;
+use chronicle_commands::leads::{is_lead_id, normalize_email, LeadInput, Leads};
+use chronicle_domain::lead::{
+    BudgetRange, Lead as LeadState, LeadCommand, LeadError, LeadSource as Source, LostReason, Money, Priority,
+    PropertyType, Stage,
+};
+use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_domain::phone::PhoneNumber;
+use chronicle_projections::leads::{self as model, LeadFilter as ModelFilter, LeadRow, SortField};
+use chrono::{DateTime, Utc};
+
+use super::{caller, pool};
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, IntoGraphql};
+use crate::http::CorrelationId;
+
+/// A lead's stage in the pipeline.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum LeadStage {
+    New,
+    Contacted,
+    Qualified,
+    ProposalSent,
+    Negotiation,
+    Won,
+    Lost,
+}
+
+impl LeadStage {
+    fn domain(self) -> Stage {
+        match self {
+            Self::New => Stage::New,
+            Self::Contacted => Stage::Contacted,
+            Self::Qualified => Stage::Qualified,
+            Self::ProposalSent => Stage::ProposalSent,
+            Self::Negotiation => Stage::Negotiation,
+            Self::Won => Stage::Won,
+            Self::Lost => Stage::Lost,
+        }
+    }
+
+    fn from_domain(stage: Stage) -> Self {
+        match stage {
+            Stage::New => Self::New,
+            Stage::Contacted => Self::Contacted,
+            Stage::Qualified => Self::Qualified,
+            Stage::ProposalSent => Self::ProposalSent,
+            Stage::Negotiation => Self::Negotiation,
+            Stage::Won => Self::Won,
+            Stage::Lost => Self::Lost,
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        Self::from_domain(Stage::parse(s).unwrap_or_default())
+    }
+}
+
+/// Where a lead came from.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum LeadSource {
+    Whatsapp,
+    WebForm,
+    Chatbot,
+    Calculator,
+    Call,
+    Email,
+    Import,
+    Manual,
+}
+
+impl LeadSource {
+    const PAIRS: [(Self, Source); 8] = [
+        (Self::Whatsapp, Source::Whatsapp),
+        (Self::WebForm, Source::WebForm),
+        (Self::Chatbot, Source::Chatbot),
+        (Self::Calculator, Source::Calculator),
+        (Self::Call, Source::Call),
+        (Self::Email, Source::Email),
+        (Self::Import, Source::Import),
+        (Self::Manual, Source::Manual),
+    ];
+
+    fn domain(self) -> Source {
+        Self::PAIRS
+            .iter()
+            .find(|(g, _)| *g == self)
+            .map_or(Source::Manual, |(_, d)| *d)
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        let source = Source::parse(s)?;
+        Self::PAIRS.iter().find(|(_, d)| *d == source).map(|(g, _)| *g)
+    }
+}
+
+/// Why a lead was lost.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum LeadLostReason {
+    NoResponse,
+    PriceTooHigh,
+    NoBudget,
+    ChoseCompetitor,
+    NotInterested,
+    BadTiming,
+    OutOfServiceArea,
+    NotAFit,
+    /// Needs a note.
+    Other,
+}
+
+impl LeadLostReason {
+    fn domain(self) -> LostReason {
+        match self {
+            Self::NoResponse => LostReason::NoResponse,
+            Self::PriceTooHigh => LostReason::PriceTooHigh,
+            Self::NoBudget => LostReason::NoBudget,
+            Self::ChoseCompetitor => LostReason::ChoseCompetitor,
+            Self::NotInterested => LostReason::NotInterested,
+            Self::BadTiming => LostReason::BadTiming,
+            Self::OutOfServiceArea => LostReason::OutOfServiceArea,
+            Self::NotAFit => LostReason::NotAFit,
+            Self::Other => LostReason::Other,
+        }
+    }
+}
+
+/// How urgently a lead should be worked.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum LeadPriority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl LeadPriority {
+    fn domain(self) -> Priority {
+        match self {
+            Self::Low => Priority::Low,
+            Self::Normal => Priority::Normal,
+            Self::High => Priority::High,
+            Self::Urgent => Priority::Urgent,
+        }
+    }
+}
+
+/// The kind of property an installation is for.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum LeadPropertyType {
+    Residential,
+    Commercial,
+    Agricultural,
+    Industrial,
+}
+
+impl LeadPropertyType {
+    fn domain(self) -> PropertyType {
+        match self {
+            Self::Residential => PropertyType::Residential,
+            Self::Commercial => PropertyType::Commercial,
+            Self::Agricultural => PropertyType::Agricultural,
+            Self::Industrial => PropertyType::Industrial,
+        }
+    }
+}
+
+/// Filters of `leads`; every field narrows.
+#[derive(InputObject, Default)]
+pub struct LeadFilter {
+    pub stage: Option<LeadStage>,
+    pub source: Option<LeadSource>,
+    /// The assigned sales user's id.
+    pub assignee: Option<String>,
+    pub score_min: Option<i32>,
+    pub score_max: Option<i32>,
+    /// Created at or after.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_to: Option<DateTime<Utc>>,
+}
+
+/// What `leads` sorts by.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum LeadSortField {
+    #[default]
+    CreatedAt,
+    Score,
+    UpdatedAt,
+}
+
+/// A sort direction.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum LeadSortDirection {
+    Asc,
+    #[default]
+    Desc,
+}
+
+/// The order of `leads` (ties broken by id in the same direction).
+#[derive(InputObject, Default)]
+pub struct LeadSort {
+    #[graphql(default)]
+    pub field: LeadSortField,
+    #[graphql(default)]
+    pub direction: LeadSortDirection,
+}
+
+/// One factor of a score and the points it added.
+#[derive(SimpleObject, serde::Deserialize)]
+pub struct LeadScoreReason {
+    pub factor: String,
+    pub points: i32,
+}
+
+/// A stated budget, in minor units.
+#[derive(SimpleObject)]
+pub struct LeadBudget {
+    pub min_minor: i64,
+    pub max_minor: i64,
+    pub currency: String,
+}
+
+/// An amount of money in minor units.
+#[derive(SimpleObject)]
+pub struct LeadMoney {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// A prospect in the sales pipeline.
+#[derive(SimpleObject)]
+pub struct Lead {
+    pub id: ID,
+    pub contact_id: Option<String>,
+    pub stage: LeadStage,
+    pub source: Option<LeadSource>,
+    /// 0-100.
+    pub score: i32,
+    pub score_reasons: Vec<LeadScoreReason>,
+    pub assignee: Option<String>,
+    /// Absent after the contact was erased.
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub interest: Option<String>,
+    pub priority: String,
+    pub property_type: Option<String>,
+    /// Estimated system size in watts.
+    pub system_size_w: Option<i32>,
+    pub budget: Option<LeadBudget>,
+    /// How many captures (the first and every duplicate attached).
+    pub captures: i32,
+    /// The customer the lead was won as.
+    pub customer_id: Option<String>,
+    pub won_order_ref: Option<String>,
+    pub won_value: Option<LeadMoney>,
+    pub lost_reason: Option<String>,
+    pub lost_note: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<LeadRow> for Lead {
+    fn from(row: LeadRow) -> Self {
+        let budget = match (row.budget_min, row.budget_max, row.budget_currency) {
+            (Some(min_minor), Some(max_minor), Some(currency)) => Some(LeadBudget {
+                min_minor,
+                max_minor,
+                currency,
+            }),
+            _ => None,
+        };
+        let won_value = match (row.won_value_minor, row.won_currency) {
+            (Some(amount_minor), Some(currency)) => Some(LeadMoney { amount_minor, currency }),
+            _ => None,
+        };
+        Self {
+            id: ID(row.lead_id),
+            contact_id: row.contact_id,
+            stage: LeadStage::parse(&row.stage),
+            source: LeadSource::parse(&row.source),
+            score: row.score,
+            score_reasons: serde_json::from_value(row.score_reasons).unwrap_or_default(),
+            assignee: row.assignee,
+            name: row.name,
+            phone: row.phone,
+            email: row.email,
+            interest: row.interest,
+            priority: row.priority,
+            property_type: row.property_type,
+            system_size_w: row.system_size_w,
+            budget,
+            captures: row.captures,
+            customer_id: row.customer_id,
+            won_order_ref: row.won_order_ref,
+            won_value,
+            lost_reason: row.lost_reason,
+            lost_note: row.lost_note,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// The figures of one stage in a period.
+#[derive(SimpleObject)]
+pub struct LeadStageFigures {
+    pub stage: LeadStage,
+    /// Moves into the stage (captures into NEW, reopenings into CONTACTED).
+    pub entered: i64,
+    /// Moves on to the next stage (NEGOTIATION → WON).
+    pub advanced: i64,
+    /// Moves to LOST.
+    pub lost: i64,
+    /// advanced / entered; null when nothing entered, and for closed stages.
+    pub conversion: Option<f64>,
+}
+
+/// The funnel of one source (`source: null`: every source together).
+#[derive(SimpleObject)]
+pub struct LeadSourceFunnel {
+    pub source: Option<LeadSource>,
+    pub stages: Vec<LeadStageFigures>,
+}
+
+#[derive(Default)]
+pub struct LeadsQuery;
+
+/// Refuses roles that may not read leads.
+fn may_read(caller: &Caller) -> Result<(), ApiError> {
+    if caller.role.reads_leads() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the {} role cannot read leads",
+            caller.role.as_str()
+        )))
+    }
+}
+
+#[Object]
+impl LeadsQuery {
+    /// The caller's tenant's leads, filtered and sorted (default: newest first).
+    async fn leads(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<LeadFilter>,
+        sort: Option<LeadSort>,
+        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Lead>> {
+        let caller = caller(ctx).gql()?;
+        may_read(caller).gql()?;
+        let filter = filter.unwrap_or_default();
+        let sort = sort.unwrap_or_default();
+        let model_filter = ModelFilter {
+            stage: filter.stage.map(|s| s.domain().as_str().to_string()),
+            source: filter.source.map(|s| s.domain().as_str().to_string()),
+            assignee: filter.assignee,
+            score_min: filter.score_min,
+            score_max: filter.score_max,
+            created_from: filter.created_from,
+            created_to: filter.created_to,
+        };
+        let field = match sort.field {
+            LeadSortField::CreatedAt => SortField::CreatedAt,
+            LeadSortField::Score => SortField::Score,
+            LeadSortField::UpdatedAt => SortField::UpdatedAt,
+        };
+        let page = model::list(
+            pool(ctx).gql()?,
+            &caller.tenant,
+            &model_filter,
+            field,
+            sort.direction == LeadSortDirection::Desc,
+            i64::from(first),
+            after.as_deref(),
+        )
+        .await
+        .map_err(ApiError::from)
+        .gql()?
+        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
+        .gql()?;
+        let mut connection = Connection::new(after.is_some(), page.has_next_page);
+        connection.edges.extend(
+            page.rows
+                .into_iter()
+                .map(|(cursor, row)| Edge::new(cursor, Lead::from(row))),
+        );
+        Ok(connection)
+    }
+
+    /// One lead of the caller's tenant.
+    async fn lead(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Lead>> {
+        let caller = caller(ctx).gql()?;
+        may_read(caller).gql()?;
+        let row = model::get(pool(ctx).gql()?, &caller.tenant, &id)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(row.map(Lead::from))
+    }
+
+    /// The funnel of moves made at or after `from` and before `to`: every source together
+    /// first, then each source (or only `source`).
+    async fn lead_funnel(
+        &self,
+        ctx: &Context<'_>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        source: Option<LeadSource>,
+    ) -> async_graphql::Result<Vec<LeadSourceFunnel>> {
+        let caller = caller(ctx).gql()?;
+        may_read(caller).gql()?;
+        if to <= from {
+            return Err(ApiError::bad_request("BAD_PERIOD", "`to` must be after `from`")).gql();
+        }
+        let source = source.map(|s| s.domain().as_str());
+        let funnels = model::funnel(pool(ctx).gql()?, &caller.tenant, from, to, source)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(funnels
+            .into_iter()
+            .map(|f| LeadSourceFunnel {
+                source: f.source.as_deref().and_then(LeadSource::parse),
+                stages: f
+                    .stages
+                    .into_iter()
+                    .map(|s| LeadStageFigures {
+                        stage: LeadStage::from_domain(s.stage),
+                        entered: s.entered,
+                        advanced: s.advanced,
+                        lost: s.lost,
+                        conversion: s.conversion,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
+/// A budget range in minor units.
+#[derive(InputObject)]
+pub struct LeadBudgetInput {
+    pub min_minor: i64,
+    pub max_minor: i64,
+    pub currency: String,
+}
+
+/// An amount in minor units.
+#[derive(InputObject)]
+pub struct LeadMoneyInput {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// A lead entered by hand (or imported). A phone number or an e-mail address is required.
+#[derive(InputObject)]
+pub struct CaptureLeadInput {
+    /// The caller's key: repeating a capture with it returns the first outcome.
+    pub idempotency_key: String,
+    #[graphql(default_with = "LeadSource::Manual")]
+    pub source: LeadSource,
+    pub name: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// The product line asked about (`solar`, `starlink`…).
+    pub interest: Option<String>,
+    #[graphql(default)]
+    pub priority: LeadPriority,
+    pub property_type: Option<LeadPropertyType>,
+    /// Estimated system size in watts.
+    pub system_size_w: Option<i32>,
+    pub budget: Option<LeadBudgetInput>,
+    /// Free text about the prospect (sealed in the log with the rest of the raw data).
+    pub notes: Option<String>,
+}
+
+/// The outcome of a lead mutation.
+#[derive(SimpleObject)]
+pub struct LeadChange {
+    /// The lead changed (for a capture: the new lead, or the open lead it was attached to).
+    pub lead_id: ID,
+    /// captured, attached or repeated for captures; done for the other mutations.
+    pub outcome: String,
+}
+
+#[derive(Default)]
+pub struct LeadsMutation;
+
+fn leads(ctx: &Context<'_>) -> Result<Leads, ApiError> {
+    let commands = ctx
+        .data::<Commands>()
+        .map_err(|_| ApiError::Unavailable("no command dispatcher in the schema".into()))?;
+    let keys = ctx
+        .data::<KeyStore>()
+        .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))?;
+    Ok(Leads::new(commands.clone(), keys.clone()))
+}
+
+fn metadata(ctx: &Context<'_>, caller: &Caller) -> CommandMetadata {
+    let correlation = ctx
+        .data_opt::<CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    CommandMetadata {
+        tenant_id: caller.tenant.clone(),
+        actor: Actor::User {
+            user_id: caller.user_id.clone(),
+            role: caller.role.as_str().to_string(),
+        },
+        causation_id: format!("graphql:{correlation}"),
+        correlation_id: correlation,
+    }
+}
+
+/// Refuses roles that may not write leads.
+fn may_write(caller: &Caller) -> Result<(), ApiError> {
+    if caller.role.works_leads() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the {} role cannot change leads",
+            caller.role.as_str()
+        )))
+    }
+}
+
+fn lead_id(id: &ID) -> Result<String, ApiError> {
+    if is_lead_id(id) {
+        Ok(id.to_string())
+    } else {
+        Err(ApiError::bad_request("BAD_LEAD_ID", "a lead id is lead_ and a UUID"))
+    }
+}
+
+/// Loads a lead the caller may change: owners and admins any lead, agents the leads assigned to
+/// them.
+async fn workable(leads: &Leads, caller: &Caller, id: &ID) -> Result<(String, LeadState), ApiError> {
+    may_write(caller)?;
+    let id = lead_id(id)?;
+    let lead = leads
+        .load(&caller.tenant, &id)
+        .await?
+        .ok_or(CommandError::Rejected(DomainError::Lead(LeadError::LeadNotFound)))?;
+    if !caller.role.manages_leads() && lead.assignee() != Some(caller.user_id.as_str()) {
+        return Err(ApiError::Forbidden(
+            "an agent may only change the leads assigned to them".into(),
+        ));
+    }
+    Ok((id, lead))
+}
+
+fn done(id: String) -> LeadChange {
+    LeadChange {
+        lead_id: ID(id),
+        outcome: "done".into(),
+    }
+}
+
+#[Object]
+impl LeadsMutation {
+    /// Captures a lead by hand; a prospect with an open lead (same phone or e-mail) gets this
+    /// capture attached to it instead.
+    async fn capture_lead(&self, ctx: &Context<'_>, input: CaptureLeadInput) -> async_graphql::Result<LeadChange> {
+        let caller = caller(ctx).gql()?;
+        may_write(caller).gql()?;
+        let leads = leads(ctx).gql()?;
+        let bad = |m: &str| ApiError::Command(CommandError::InvalidInput(m.to_string()));
+        if input.idempotency_key.trim().is_empty() || input.idempotency_key.len() > 200 {
+            return Err(bad("an idempotency key of 1 to 200 characters is required")).gql();
+        }
+        let phone = input
+            .phone
+            .as_deref()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| PhoneNumber::parse(p).map_err(|e| bad(&e.to_string())))
+            .transpose()
+            .gql()?;
+        let email = input
+            .email
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+            .map(normalize_email)
+            .transpose()
+            .map_err(ApiError::from)
+            .gql()?;
+        let system_size_w = input
+            .system_size_w
+            .map(|w| u32::try_from(w).map_err(|_| bad("systemSizeW must be positive")))
+            .transpose()
+            .gql()?;
+        let raw = serde_json::json!({
+            "name": input.name, "phone": input.phone, "email": input.email, "interest": input.interest,
+            "notes": input.notes, "system_size_w": input.system_size_w,
+        })
+        .to_string();
+        let source = input.source.domain();
+        let captured = leads
+            .capture(
+                LeadInput {
+                    capture_ref: format!("{}:{}", source.as_str(), input.idempotency_key.trim()),
+                    source,
+                    name: input.name.filter(|n| !n.trim().is_empty()),
+                    phone,
+                    email,
+                    raw,
+                    interest: input.interest,
+                    priority: input.priority.domain(),
+                    property_type: input.property_type.map(LeadPropertyType::domain),
+                    estimated_system_size_w: system_size_w,
+                    budget: input.budget.map(|b| BudgetRange {
+                        min_minor: b.min_minor,
+                        max_minor: b.max_minor,
+                        currency: b.currency,
+                    }),
+                    at: Utc::now(),
+                },
+                &metadata(ctx, caller),
+            )
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        // A new lead an agent captures is theirs to work.
+        if caller.role == Role::Agent && captured.outcome == chronicle_commands::leads::CaptureOutcome::Captured {
+            leads
+                .run(
+                    &captured.lead_id,
+                    LeadCommand::AssignLead {
+                        user_id: caller.user_id.clone(),
+                        at: Utc::now(),
+                    },
+                    &metadata(ctx, caller),
+                )
+                .await
+                .map_err(ApiError::from)
+                .gql()?;
+        }
+        Ok(LeadChange {
+            lead_id: ID(captured.lead_id),
+            outcome: captured.outcome.as_str().to_string(),
+        })
+    }
+
+    /// Assigns a lead to a sales user (an agent may hand over only a lead assigned to them).
+    async fn assign_lead(&self, ctx: &Context<'_>, id: ID, user_id: String) -> async_graphql::Result<LeadChange> {
+        let caller = caller(ctx).gql()?;
+        let leads = leads(ctx).gql()?;
+        let (id, _) = workable(&leads, caller, &id).await.gql()?;
+        leads
+            .run(
+                &id,
+                LeadCommand::AssignLead {
+                    user_id,
+                    at: Utc::now(),
+                },
+                &metadata(ctx, caller),
+            )
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(done(id))
+    }
+
+    /// Moves a lead one stage forward (up to NEGOTIATION; use winLead and markLeadLost to close).
+    async fn advance_lead(&self, ctx: &Context<'_>, id: ID, to: LeadStage) -> async_graphql::Result<LeadChange> {
+        let caller = caller(ctx).gql()?;
+        let leads = leads(ctx).gql()?;
+        let (id, _) = workable(&leads, caller, &id).await.gql()?;
+        leads
+            .run(
+                &id,
+                LeadCommand::AdvanceLead {
+                    to: to.domain(),
+                    at: Utc::now(),
+                },
+                &metadata(ctx, caller),
+            )
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(done(id))
+    }
+
+    /// Closes a lead as lost, with a reason (and a note, required for OTHER).
+    async fn mark_lead_lost(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: LeadLostReason,
+        note: Option<String>,
+    ) -> async_graphql::Result<LeadChange> {
+        let caller = caller(ctx).gql()?;
+        let leads = leads(ctx).gql()?;
+        let (id, lead) = workable(&leads, caller, &id).await.gql()?;
+        let note = match note.filter(|n| !n.trim().is_empty()) {
+            Some(n) => Some(
+                leads
+                    .seal_note(&caller.tenant, &lead, &n)
+                    .await
+                    .map_err(ApiError::from)
+                    .gql()?,
+            ),
+            None => None,
+        };
+        leads
+            .run(
+                &id,
+                LeadCommand::MarkLeadLost {
+                    reason: reason.domain(),
+                    note,
+                    at: Utc::now(),
+                },
+                &metadata(ctx, caller),
+            )
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(done(id))
+    }
+
+    /// Reopens a lost lead at CONTACTED.
+    async fn reopen_lead(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<LeadChange> {
+        let caller = caller(ctx).gql()?;
+        let leads = leads(ctx).gql()?;
+        let (id, _) = workable(&leads, caller, &id).await.gql()?;
+        leads
+            .run(&id, LeadCommand::ReopenLead { at: Utc::now() }, &metadata(ctx, caller))
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(done(id))
+    }
+
+    /// Wins a lead in NEGOTIATION, converting it into a customer (`customerId`, or one derived
+    /// from the lead, so a retry converts into the same customer).
+    async fn win_lead(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        customer_id: Option<String>,
+        order_ref: Option<String>,
+        value: Option<LeadMoneyInput>,
+    ) -> async_graphql::Result<LeadChange> {
+        let caller = caller(ctx).gql()?;
+        let leads = leads(ctx).gql()?;
+        let (id, _) = workable(&leads, caller, &id).await.gql()?;
+        let customer_id = customer_id
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| format!("cus_{}", id.trim_start_matches("lead_")));
+        leads
+            .run(
+                &id,
+                LeadCommand::WinLead {
+                    customer_id,
+                    order_ref,
+                    value: value.map(|v| Money {
+                        amount_minor: v.amount_minor,
+                        currency: v.currency,
+                    }),
+                    at: Utc::now(),
+                },
+                &metadata(ctx, caller),
+            )
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(done(id))
+    }
+}

@@ -1,0 +1,149 @@
+//! Outbound messaging: the senders that work the `outbox` table (filled by the `outbox`
+//! projector from `OutboundMessageQueued`) and record each outcome back in the log through
+//! [`crate::dispatch::Commands`].
+//!
+//! The write side never reads projections' code: a sender reads the outbox TABLE, the one
+//! contract between the two sides, as the inbox worker reads `webhook_inbox`.
+//!
+//! - [`whatsapp`]: the WhatsApp Cloud API sender (`POST {base}/{phone-number-id}/messages`).
+
+pub mod whatsapp;
+
+use chronicle_domain::conversation::{Consent, ConversationCommand, ConversationError, OutboundBody, OutboundRequest};
+use chronicle_domain::metadata::CommandMetadata;
+use chrono::Utc;
+use rand::rngs::OsRng;
+
+use crate::dispatch::Commands;
+use crate::error::CommandError;
+use crate::keystore::KeyStore;
+
+/// The contact's consent as the write side knows it: the latest opt-in or opt-out in the
+/// contact's own stream (`Contact` events), `Unknown` if there is none. The write side reads
+/// its own log, never a read model, so a message queued right after an opt-out is refused.
+pub async fn consent_of(
+    commands: &Commands,
+    metadata: &CommandMetadata,
+    contact_id: &str,
+) -> Result<Consent, CommandError> {
+    let latest: Option<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events
+          WHERE aggregate_type = 'Contact' AND aggregate_id = $1
+            AND event_type IN ('ContactOptedIn', 'ContactOptedOut')
+          ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(metadata.tenant_id.stream_id(contact_id))
+    .fetch_optional(commands.pool())
+    .await?;
+    Ok(match latest.as_deref() {
+        Some("ContactOptedOut") => Consent::OptedOut,
+        Some(_) => Consent::OptedIn,
+        None => Consent::Unknown,
+    })
+}
+
+/// Whether the tenant's template `name` in `language` is approved: its stream's latest review
+/// (`Template` events, stream `tpl_<name>_<language>`) is an approval. Read from the log, as
+/// [`consent_of`].
+pub async fn template_approved(
+    commands: &Commands,
+    metadata: &CommandMetadata,
+    name: &str,
+    language: &str,
+) -> Result<bool, CommandError> {
+    let latest: Option<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events
+          WHERE aggregate_type = 'Template' AND aggregate_id = $1
+          ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(metadata.tenant_id.stream_id(&format!("tpl_{name}_{language}")))
+    .fetch_optional(commands.pool())
+    .await?;
+    Ok(latest.as_deref() == Some("TemplateApproved"))
+}
+
+/// Refuses with `UnknownConversation` unless the conversation with `contact_id` has events, so
+/// no data key is created for a conversation that does not exist before sealing for it.
+pub async fn require_conversation(
+    commands: &Commands,
+    metadata: &CommandMetadata,
+    contact_id: &str,
+) -> Result<(), CommandError> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'Conversation' AND aggregate_id = $1)",
+    )
+    .bind(metadata.tenant_id.stream_id(contact_id))
+    .fetch_one(commands.pool())
+    .await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(CommandError::Rejected(ConversationError::UnknownConversation.into()))
+    }
+}
+
+/// What a caller asks to send, in the clear (sealed here, before it reaches the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    Text(String),
+    Template {
+        name: String,
+        language: String,
+        parameters: Vec<String>,
+    },
+}
+
+/// Queues a message on the conversation with `contact_id`: seals its content under the
+/// contact's data key, reads the contact's consent, and runs `QueueOutboundMessage`. The
+/// `outbox` projector and the sender take it from there.
+pub async fn queue(
+    commands: &Commands,
+    keys: &KeyStore,
+    contact_id: &str,
+    idempotency_key: &str,
+    outgoing: Outgoing,
+    metadata: &CommandMetadata,
+) -> Result<(), CommandError> {
+    require_conversation(commands, metadata, contact_id).await?;
+    let tenant = &metadata.tenant_id;
+    let key = keys.key_for(tenant, contact_id).await?;
+    let seal = |plain: &str| key.seal(tenant, contact_id, plain, &mut OsRng);
+    let mut approved = false;
+    let body = match outgoing {
+        Outgoing::Text(text) => {
+            if text.trim().is_empty() {
+                return Err(CommandError::InvalidInput("a message needs text".into()));
+            }
+            OutboundBody::FreeForm { text: seal(&text) }
+        }
+        Outgoing::Template {
+            name,
+            language,
+            parameters,
+        } => {
+            approved = template_approved(commands, metadata, &name, &language).await?;
+            let parameters =
+                serde_json::to_string(&parameters).map_err(|e| CommandError::InvalidInput(e.to_string()))?;
+            OutboundBody::Template {
+                name,
+                language,
+                parameters: seal(&parameters),
+            }
+        }
+    };
+    let consent = consent_of(commands, metadata, contact_id).await?;
+    let requested_by = match &metadata.actor {
+        chronicle_domain::metadata::Actor::User { user_id, .. } => user_id.clone(),
+        other => other.to_string(),
+    };
+    let command = ConversationCommand::QueueOutboundMessage(OutboundRequest {
+        idempotency_key: idempotency_key.to_string(),
+        body,
+        requested_by,
+        consent,
+        opt_out_confirmation: false,
+        template_approved: approved,
+        at: Utc::now(),
+    });
+    commands.conversation(contact_id, command, metadata).await
+}

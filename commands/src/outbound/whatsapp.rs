@@ -1,0 +1,683 @@
+//! The WhatsApp Cloud API sender: claims due rows of the `outbox` table, opens their sealed
+//! recipient and body with the contact's data key, renders the Graph API request, sends it
+//! from the tenant's mapped business number, and records the outcome on the conversation
+//! (`OutboundMessageSent` / `OutboundMessageFailed`).
+//!
+//! # Never twice
+//!
+//! A message is sent at most once; where that cannot be known, a person decides.
+//!
+//! 1. A row is claimed by one short statement that moves it `pending → sending`
+//!    (`FOR UPDATE SKIP LOCKED`, committed before any network call), so two senders never
+//!    hold one row.
+//! 2. Before calling WhatsApp the sender checks the log: if the conversation already records
+//!    an outcome for the idempotency key (an outbox rebuilt from the log), the row is settled
+//!    and nothing is sent.
+//! 3. Only answers that prove WhatsApp did not accept the message put a row back to `pending`
+//!    (with backoff): a 5xx, a 429, or a connection that was never established. A 4xx is a
+//!    refusal: recorded as failed with the provider's code, not retried.
+//! 4. A request that may have reached WhatsApp without an answer (a timeout after connecting,
+//!    a broken response, a 2xx without a message id) is marked `needs_operator`, never resent
+//!    automatically. So is a row found still `sending` after `stale_after` (its sender crashed
+//!    between claiming and settling).
+//! 5. After a 2xx the outcome is recorded in the log (retried a few times), then the row is
+//!    marked `sent`; if the record cannot be written the row stays `sending` and step 4 hands
+//!    it to an operator: the message is not sent again.
+//!
+//! After `max_attempts` retryable failures the message is recorded as failed with
+//! `retryable: true`.
+
+use std::fmt;
+use std::time::Duration;
+
+use chronicle_domain::conversation::{ConversationCommand, OutboundBody, OutboundFailed, OutboundSent};
+use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_domain::pii::{Envelope, IdKey};
+use chronicle_domain::tenant::TenantId;
+use chrono::Utc;
+use rand::rngs::OsRng;
+use serde_json::{json, Value};
+use sqlx::{PgPool, Row};
+use tracing::Instrument;
+
+use crate::dispatch::Commands;
+use crate::error::CommandError;
+use crate::keystore::KeyStore;
+
+/// The provider name of message references (`IdKey::message_ref`), as the webhook uses it.
+pub const PROVIDER: &str = "whatsapp";
+
+/// The actor recorded on outcomes.
+pub const COMPONENT: &str = "whatsapp-sender";
+
+/// How the sender reaches WhatsApp and paces retries.
+#[derive(Clone)]
+pub struct SenderConfig {
+    /// The Graph API base, e.g. `https://graph.facebook.com/v21.0` (no trailing slash needed).
+    pub base_url: String,
+    /// The system user's access token (Bearer). Never printed.
+    pub access_token: String,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+    /// Attempts before a retryable failure is recorded as failed.
+    pub max_attempts: i32,
+    /// The first retry's delay; doubled per attempt up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Rows claimed per pass.
+    pub batch_size: i64,
+    /// A row still `sending` after this long belonged to a crashed sender.
+    pub stale_after: Duration,
+}
+
+impl fmt::Debug for SenderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SenderConfig")
+            .field("base_url", &self.base_url)
+            .field("access_token", &"[redacted]")
+            .field("request_timeout", &self.request_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SenderConfig {
+    /// Defaults for `base_url` and `access_token`: 15 s requests, 8 attempts, backoff from 2 s
+    /// to 5 min, 20 rows per pass, claims stale after 2 min.
+    pub fn new(base_url: impl Into<String>, access_token: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            access_token: access_token.into(),
+            request_timeout: Duration::from_secs(15),
+            max_attempts: 8,
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+            batch_size: 20,
+            stale_after: Duration::from_secs(120),
+        }
+    }
+
+    fn delay(&self, attempts: i32) -> Duration {
+        let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(20);
+        self.backoff.saturating_mul(1u32 << doublings).min(self.max_backoff)
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendPass {
+    pub claimed: usize,
+    pub sent: usize,
+    pub failed: usize,
+    pub retry: usize,
+    pub needs_operator: usize,
+    /// Rows settled from an outcome already in the log (nothing sent).
+    pub settled: usize,
+    /// Rows whose outcome could not be recorded (left to retry or to an operator).
+    pub unsettled: usize,
+}
+
+/// A claimed outbox row.
+#[derive(Debug)]
+struct Claimed {
+    outbox_id: i64,
+    tenant: TenantId,
+    stream_id: String,
+    contact_id: String,
+    idempotency_key: String,
+    business_number_id: Option<String>,
+    recipient: Envelope,
+    body: OutboundBody,
+    attempts: i32,
+    correlation_id: String,
+}
+
+/// How one attempt ended.
+#[derive(Debug)]
+enum Attempt {
+    /// WhatsApp accepted the message: its id.
+    Accepted(String),
+    /// A refusal: not retried.
+    Refused { code: Option<i64>, title: String },
+    /// Not accepted, safe to try again.
+    Retry { code: Option<i64>, title: String },
+    /// May have reached WhatsApp: an operator decides.
+    Unknown(String),
+}
+
+/// The WhatsApp sender.
+#[derive(Clone)]
+pub struct WhatsAppSender {
+    pool: PgPool,
+    commands: Commands,
+    keys: KeyStore,
+    ids: IdKey,
+    http: reqwest::Client,
+    config: SenderConfig,
+}
+
+impl fmt::Debug for WhatsAppSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WhatsAppSender")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WhatsAppSender {
+    /// A sender over the outbox of `commands`' pool.
+    pub fn new(commands: Commands, keys: KeyStore, config: SenderConfig) -> Result<Self, CommandError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout)
+            .build()
+            .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+        Ok(Self {
+            pool: commands.pool().clone(),
+            ids: keys.master().id_key(),
+            commands,
+            keys,
+            http,
+            config,
+        })
+    }
+
+    /// Hands rows left `sending` by a crashed sender to an operator. Returns how many.
+    pub async fn release_stale(&self) -> Result<u64, CommandError> {
+        let seconds = i64::try_from(self.config.stale_after.as_secs()).unwrap_or(i64::MAX);
+        let stale = sqlx::query(
+            "UPDATE outbox SET state = 'needs_operator', updated_at = now(),
+                    last_error = 'found sending after its sender stopped: it may have reached WhatsApp'
+              WHERE state = 'sending' AND claimed_at < now() - make_interval(secs => $1)",
+        )
+        .bind(seconds as f64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if stale > 0 {
+            tracing::error!(
+                outbox.rows = stale,
+                "outbound messages were left sending by a stopped sender; marked needs_operator, not resent"
+            );
+        }
+        Ok(stale)
+    }
+
+    /// One pass: releases stale claims, then claims and sends up to `batch_size` due rows.
+    ///
+    /// Rows are claimed one at a time, each just before its request, so a claim's age bounds
+    /// the request in flight and `stale_after` never catches a row a live sender still holds.
+    /// A failure on one row is logged and does not stop the pass.
+    pub async fn run_once(&self) -> Result<SendPass, CommandError> {
+        self.release_stale().await?;
+        let mut pass = SendPass::default();
+        while pass.claimed < usize::try_from(self.config.batch_size).unwrap_or(1) {
+            let Some(row) = sqlx::query(
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, claimed_at = now(), updated_at = now()
+                  WHERE outbox_id = (SELECT outbox_id FROM outbox
+                                      WHERE state = 'pending' AND next_attempt_at <= now()
+                                      ORDER BY next_attempt_at, outbox_id
+                                      LIMIT 1
+                                      FOR UPDATE SKIP LOCKED)
+                  RETURNING outbox_id, tenant_id, stream_id, contact_id, idempotency_key, business_number_id,
+                            recipient, body, attempts, correlation_id",
+            )
+            .fetch_optional(&self.pool)
+            .await?
+            else {
+                break;
+            };
+            pass.claimed += 1;
+            let outbox_id: i64 = row.try_get("outbox_id")?;
+            let claimed = match decode(&row) {
+                Ok(claimed) => claimed,
+                Err(reason) => {
+                    // A row this sender cannot read: never guess, hand it over.
+                    self.mark(outbox_id, "needs_operator", Some(&reason)).await?;
+                    pass.needs_operator += 1;
+                    continue;
+                }
+            };
+            let span = tracing::info_span!(
+                "outbound.send",
+                tenant.id = %claimed.tenant,
+                correlation.id = %claimed.correlation_id,
+                outbox.id = claimed.outbox_id,
+                outbox.attempt = claimed.attempts,
+            );
+            match self.send(claimed).instrument(span).await {
+                Ok(Settled::Sent) => pass.sent += 1,
+                Ok(Settled::Failed) => pass.failed += 1,
+                Ok(Settled::Retry) => pass.retry += 1,
+                Ok(Settled::NeedsOperator) => pass.needs_operator += 1,
+                Ok(Settled::FromLog) => pass.settled += 1,
+                Err(e) => {
+                    // After the request was made: the row stays `sending` and goes to an
+                    // operator once stale (never resent). Before it: it was released.
+                    tracing::error!(outbox.id = outbox_id, error = %e, "an outbound message could not be settled");
+                    pass.unsettled += 1;
+                }
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Works the outbox until `shutdown` turns true: a pass, then the next after `poll` (at
+    /// once while rows keep coming). Failures are logged and retried on the next pass.
+    pub async fn run(self, poll: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let busy = match self.run_once().await {
+                Ok(pass) => {
+                    if pass.claimed > 0 {
+                        tracing::info!(
+                            sent = pass.sent,
+                            failed = pass.failed,
+                            retry = pass.retry,
+                            needs_operator = pass.needs_operator,
+                            "outbox pass"
+                        );
+                    }
+                    pass.claimed as i64 >= self.config.batch_size
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox pass failed; retrying");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Passes until no due row is left (retries due later are left for later). For tests and
+    /// the worker.
+    pub async fn drain(&self) -> Result<SendPass, CommandError> {
+        let mut total = SendPass::default();
+        loop {
+            let pass = self.run_once().await?;
+            total.claimed += pass.claimed;
+            total.sent += pass.sent;
+            total.failed += pass.failed;
+            total.retry += pass.retry;
+            total.needs_operator += pass.needs_operator;
+            total.settled += pass.settled;
+            total.unsettled += pass.unsettled;
+            if pass.claimed == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn send(&self, row: Claimed) -> Result<Settled, CommandError> {
+        let metadata = CommandMetadata {
+            tenant_id: row.tenant.clone(),
+            actor: Actor::System {
+                component: COMPONENT.into(),
+            },
+            correlation_id: row.correlation_id.clone(),
+            causation_id: format!("outbox-{}", row.outbox_id),
+        };
+        // Nothing is sent before the call: a failure up to it puts the row back to pending
+        // (safe: a recorded outcome is found in the log on the next attempt).
+        let prepared = match self.prepare(&row, &metadata).await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.release(&row, &e.to_string()).await?;
+                return Err(e);
+            }
+        };
+        let (number, payload) = match prepared {
+            Prepared::Settled(settled) => return Ok(settled),
+            Prepared::Ready { number, payload } => (number, payload),
+        };
+        let attempt = self.call(&number, &payload).await;
+        match attempt {
+            Attempt::Accepted(wamid) => {
+                let command = ConversationCommand::RecordOutboundSent(OutboundSent {
+                    idempotency_key: row.idempotency_key.clone(),
+                    message_ref: self.ids.message_ref(&row.tenant, PROVIDER, &wamid),
+                    provider_message_id: self.seal(&row, &wamid).await?,
+                    at: Utc::now(),
+                });
+                self.record(&row, command, &metadata).await?;
+                self.mark(row.outbox_id, "sent", None).await?;
+                tracing::info!("outbound message sent");
+                Ok(Settled::Sent)
+            }
+            Attempt::Refused { code, title } => {
+                tracing::warn!(provider.code = ?code, "WhatsApp refused an outbound message");
+                self.fail(&row, &metadata, code, title, false).await
+            }
+            Attempt::Retry { code, title } if row.attempts >= self.config.max_attempts => {
+                tracing::error!(provider.code = ?code, attempts = row.attempts, "outbound message given up after retries");
+                self.fail(&row, &metadata, code, title, true).await
+            }
+            Attempt::Retry { code, title } => {
+                let delay = self.config.delay(row.attempts);
+                let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                sqlx::query(
+                    "UPDATE outbox SET state = 'pending', claimed_at = NULL, updated_at = now(), last_error = $2,
+                            next_attempt_at = now() + make_interval(secs => $3)
+                      WHERE outbox_id = $1 AND state = 'sending'",
+                )
+                .bind(row.outbox_id)
+                .bind(format!("{}{title}", code.map(|c| format!("{c}: ")).unwrap_or_default()))
+                .bind(delay_ms as f64 / 1000.0)
+                .execute(&self.pool)
+                .await?;
+                tracing::warn!(provider.code = ?code, retry_in_ms = delay_ms, "outbound message not accepted; retrying");
+                Ok(Settled::Retry)
+            }
+            Attempt::Unknown(reason) => {
+                tracing::error!(reason = %reason, "outbound message may have reached WhatsApp; marked needs_operator, not resent");
+                self.mark(row.outbox_id, "needs_operator", Some(&reason)).await?;
+                Ok(Settled::NeedsOperator)
+            }
+        }
+    }
+
+    /// Everything before the request: an outcome already in the log, a local refusal, or the
+    /// rendered request.
+    async fn prepare(&self, row: &Claimed, metadata: &CommandMetadata) -> Result<Prepared, CommandError> {
+        if let Some(state) = self.outcome_in_log(row).await? {
+            self.mark(row.outbox_id, state, None).await?;
+            return Ok(Prepared::Settled(Settled::FromLog));
+        }
+        match self.render(row).await? {
+            Ok((number, payload)) => Ok(Prepared::Ready { number, payload }),
+            // Nothing was sent: a local refusal, recorded like a provider's.
+            Err(title) => Ok(Prepared::Settled(self.fail(row, metadata, None, title, false).await?)),
+        }
+    }
+
+    /// Puts a claimed row back to pending after a failure before its request.
+    async fn release(&self, row: &Claimed, error: &str) -> Result<(), CommandError> {
+        let delay = self.config.delay(row.attempts).as_secs_f64();
+        sqlx::query(
+            "UPDATE outbox SET state = 'pending', claimed_at = NULL, updated_at = now(), last_error = $2,
+                    next_attempt_at = now() + make_interval(secs => $3)
+              WHERE outbox_id = $1 AND state = 'sending'",
+        )
+        .bind(row.outbox_id)
+        .bind(error)
+        .bind(delay)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail(
+        &self,
+        row: &Claimed,
+        metadata: &CommandMetadata,
+        code: Option<i64>,
+        title: String,
+        retryable: bool,
+    ) -> Result<Settled, CommandError> {
+        let error = format!("{}{title}", code.map(|c| format!("{c}: ")).unwrap_or_default());
+        let command = ConversationCommand::RecordOutboundFailed(OutboundFailed {
+            idempotency_key: row.idempotency_key.clone(),
+            code,
+            title,
+            retryable,
+            at: Utc::now(),
+        });
+        self.record(row, command, metadata).await?;
+        self.mark(row.outbox_id, "failed", Some(&error)).await?;
+        Ok(Settled::Failed)
+    }
+
+    /// Records an outcome, retrying transient failures a few times. If it still fails the
+    /// row stays `sending` and becomes `needs_operator` once stale: never sent again.
+    async fn record(
+        &self,
+        row: &Claimed,
+        command: ConversationCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .commands
+                .conversation(&row.contact_id, command.clone(), metadata)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(CommandError::Rejected(e)) => return Err(CommandError::Rejected(e)),
+                Err(e) if tries >= 3 => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording an outbound outcome failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+            }
+        }
+    }
+
+    async fn mark(&self, outbox_id: i64, state: &str, error: Option<&str>) -> Result<(), CommandError> {
+        sqlx::query(
+            "UPDATE outbox SET state = $2, claimed_at = NULL, updated_at = now(), last_error = coalesce($3, last_error)
+              WHERE outbox_id = $1",
+        )
+        .bind(outbox_id)
+        .bind(state)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `sent` or `failed` if the conversation already records an outcome for the row's key.
+    async fn outcome_in_log(&self, row: &Claimed) -> Result<Option<&'static str>, CommandError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT event_type FROM events
+              WHERE aggregate_type = 'Conversation' AND aggregate_id = $1
+                AND event_type IN ('OutboundMessageSent', 'OutboundMessageFailed')
+                AND coalesce(payload -> 'OutboundMessageSent' ->> 'idempotency_key',
+                             payload -> 'OutboundMessageFailed' ->> 'idempotency_key') = $2
+              LIMIT 1",
+        )
+        .bind(&row.stream_id)
+        .bind(&row.idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.map(|t| if t == "OutboundMessageSent" { "sent" } else { "failed" }))
+    }
+
+    async fn seal(&self, row: &Claimed, plain: &str) -> Result<Envelope, CommandError> {
+        let key = self.keys.key_for(&row.tenant, &row.contact_id).await?;
+        Ok(key.seal(&row.tenant, &row.contact_id, plain, &mut OsRng))
+    }
+
+    /// The business number and the Graph API body, or why the message cannot be sent.
+    async fn render(&self, row: &Claimed) -> Result<Result<(String, Value), String>, CommandError> {
+        let number: Option<String> = sqlx::query_scalar(
+            "SELECT phone_number_id FROM whatsapp_numbers WHERE tenant_id = $1
+              ORDER BY (phone_number_id = $2) IS TRUE DESC, mapped_at, phone_number_id LIMIT 1",
+        )
+        .bind(row.tenant.as_str())
+        .bind(row.business_number_id.as_deref())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(number) = number else {
+            return Ok(Err("no WhatsApp number is mapped to the tenant".into()));
+        };
+        let key = self.keys.key_for(&row.tenant, &row.contact_id).await?;
+        let open = |e: &Envelope| key.open(&row.tenant, &row.contact_id, e).ok();
+        let Some(phone) = open(&row.recipient) else {
+            return Ok(Err("the contact's data was erased".into()));
+        };
+        let to = phone.trim_start_matches('+').to_string();
+        let payload = match &row.body {
+            OutboundBody::FreeForm { text } => {
+                let Some(text) = open(text) else {
+                    return Ok(Err("the contact's data was erased".into()));
+                };
+                json!({
+                    "messaging_product": "whatsapp",
+                    "recipient_type": "individual",
+                    "to": to,
+                    "type": "text",
+                    "text": {"preview_url": false, "body": text},
+                })
+            }
+            OutboundBody::Template {
+                name,
+                language,
+                parameters,
+            } => {
+                let Some(parameters) = open(parameters) else {
+                    return Ok(Err("the contact's data was erased".into()));
+                };
+                let Ok(parameters) = serde_json::from_str::<Vec<String>>(&parameters) else {
+                    return Ok(Err("the template parameters are not a list of texts".into()));
+                };
+                render_template(&to, name, language, &parameters)
+            }
+        };
+        Ok(Ok((number, payload)))
+    }
+
+    async fn call(&self, number: &str, payload: &Value) -> Attempt {
+        let url = format!("{}/{number}/messages", self.config.base_url.trim_end_matches('/'));
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.config.access_token)
+            .json(payload)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            // Never connected: the request cannot have reached WhatsApp.
+            Err(e) if e.is_connect() => {
+                return Attempt::Retry {
+                    code: None,
+                    title: "could not connect to the Graph API".into(),
+                }
+            }
+            Err(e) if e.is_timeout() => {
+                return Attempt::Unknown("the Graph API did not answer in time; the request may have arrived".into())
+            }
+            Err(e) => return Attempt::Unknown(format!("the request failed after it may have been sent: {e}")),
+        };
+        let status = response.status();
+        let body: Value = match response.json().await {
+            Ok(v) => v,
+            Err(_) if status.is_success() => {
+                return Attempt::Unknown(format!(
+                    "{status} with an unreadable body; the message may have been sent"
+                ))
+            }
+            Err(_) => Value::Null,
+        };
+        let code = body["error"]["code"].as_i64();
+        let title = body["error"]["error_data"]["details"]
+            .as_str()
+            .or_else(|| body["error"]["title"].as_str())
+            .or_else(|| body["error"]["message"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+        if status.is_success() {
+            return match body["messages"][0]["id"].as_str() {
+                Some(id) if !id.is_empty() => Attempt::Accepted(id.to_string()),
+                _ => Attempt::Unknown(format!("{status} without a message id; the message may have been sent")),
+            };
+        }
+        if status.is_server_error() || status.as_u16() == 429 {
+            Attempt::Retry { code, title }
+        } else {
+            Attempt::Refused { code, title }
+        }
+    }
+}
+
+/// What preparing a request found.
+enum Prepared {
+    Settled(Settled),
+    Ready { number: String, payload: Value },
+}
+
+/// How a claimed row ended.
+enum Settled {
+    Sent,
+    Failed,
+    Retry,
+    NeedsOperator,
+    FromLog,
+}
+
+fn decode(row: &sqlx::postgres::PgRow) -> Result<Claimed, String> {
+    let get_text = |name: &str| row.try_get::<String, _>(name).map_err(|e| e.to_string());
+    let tenant = TenantId::parse(&get_text("tenant_id")?).map_err(|e| e.to_string())?;
+    let recipient: Value = row.try_get("recipient").map_err(|e| e.to_string())?;
+    let body: Value = row.try_get("body").map_err(|e| e.to_string())?;
+    Ok(Claimed {
+        outbox_id: row.try_get("outbox_id").map_err(|e| e.to_string())?,
+        tenant,
+        stream_id: get_text("stream_id")?,
+        contact_id: get_text("contact_id")?,
+        idempotency_key: get_text("idempotency_key")?,
+        business_number_id: row.try_get("business_number_id").map_err(|e| e.to_string())?,
+        recipient: serde_json::from_value(recipient).map_err(|e| format!("recipient: {e}"))?,
+        body: serde_json::from_value(body).map_err(|e| format!("body: {e}"))?,
+        attempts: row.try_get("attempts").map_err(|e| e.to_string())?,
+        correlation_id: get_text("correlation_id")?,
+    })
+}
+
+/// The Graph API body of a template message: its body parameters as text components.
+pub fn render_template(to: &str, name: &str, language: &str, parameters: &[String]) -> Value {
+    let mut template = json!({"name": name, "language": {"code": language}});
+    if !parameters.is_empty() {
+        let parameters: Vec<Value> = parameters.iter().map(|p| json!({"type": "text", "text": p})).collect();
+        template["components"] = json!([{"type": "body", "parameters": parameters}]);
+    }
+    json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "template",
+        "template": template,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_renders_its_parameters_as_body_components() {
+        let body = render_template("263771000001", "follow_up", "en", &["Rudo".into(), "Friday".into()]);
+        assert_eq!(body["type"], "template");
+        assert_eq!(body["template"]["language"]["code"], "en");
+        assert_eq!(body["template"]["components"][0]["parameters"][1]["text"], "Friday");
+        let bare = render_template("263771000001", "hello", "en_US", &[]);
+        assert!(bare["template"].get("components").is_none());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let mut config = SenderConfig::new("http://x", "t");
+        config.backoff = Duration::from_secs(2);
+        config.max_backoff = Duration::from_secs(10);
+        assert_eq!(config.delay(1), Duration::from_secs(2));
+        assert_eq!(config.delay(2), Duration::from_secs(4));
+        assert_eq!(config.delay(4), Duration::from_secs(10));
+        assert_eq!(config.delay(100), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_access_token_never_shows_in_debug_output() {
+        let config = SenderConfig::new("http://x", "secret-token");
+        assert!(!format!("{config:?}").contains("secret-token"));
+    }
+}

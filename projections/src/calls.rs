@@ -1,0 +1,432 @@
+//! Calls: the `calls` read model (one row per completed call with its follow-up status,
+//! written by [`CallsProjector`], read by [`list`]) and the work list of the follow-up process
+//! manager (`call_follow_ups`, written by [`CallFollowUpsProjector`], worked by
+//! `chronicle_commands::calls::FollowUpWorker`).
+//!
+//! A call's numbers are sealed under the data key of the call's contact, or, for a number that
+//! is not a phone number (an anonymous caller, a SIP address), under a key of the call's own
+//! (key id = the call's stream id); erasing the contact makes them unreadable.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chronicle_domain::call::CallEvent;
+use chronicle_domain::pii::MasterKey;
+use chronicle_domain::tenant::TenantId;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
+use crate::conversations::for_tenant;
+use crate::log::StoredEvent;
+use crate::runtime::{ProjectionError, Projector};
+
+/// The `calls` projector's name (its checkpoint key). Never renamed.
+pub const NAME: &str = "calls";
+
+/// The follow-up work list projector's name. Never renamed.
+pub const FOLLOW_UPS_NAME: &str = "call_follow_ups";
+
+fn parse(event: &StoredEvent) -> Result<CallEvent, ProjectionError> {
+    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+        position: event.global_position,
+        reason: format!("not a Call event: {e}"),
+    })
+}
+
+/// Folds `Call` events into `calls`.
+pub struct CallsProjector {
+    master: MasterKey,
+}
+
+impl CallsProjector {
+    /// A projector opening the numbers with data keys unwrapped by `master`.
+    pub fn new(master: MasterKey) -> Self {
+        Self { master }
+    }
+
+    async fn apply_one(
+        &self,
+        db: &mut PgConnection,
+        keys: &mut KeyCache,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let tenant = tenant_of(event)?;
+        let call_id = local_id(event);
+        let position = event.global_position;
+        match parse(event)? {
+            CallEvent::CallCompleted {
+                provider,
+                provider_call_id,
+                direction,
+                contact_id,
+                from,
+                to,
+                duration_s,
+                outcome,
+                agent_user_id,
+                ended_at,
+            } => {
+                let key_id = contact_id.clone().unwrap_or_else(|| call_id.clone());
+                let key = data_key(db, &self.master, keys, &tenant, &key_id).await?;
+                let open = |e| key.as_ref().and_then(|k| k.open(&tenant, &key_id, e).ok());
+                sqlx::query(
+                    "INSERT INTO calls (tenant_id, call_id, provider, provider_call_id, direction, contact_id,
+                            from_number, to_number, duration_s, outcome, agent_user_id, ended_at, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     ON CONFLICT (tenant_id, call_id) DO NOTHING",
+                )
+                .bind(tenant.as_str())
+                .bind(&call_id)
+                .bind(provider)
+                .bind(provider_call_id)
+                .bind(direction.as_str())
+                .bind(contact_id)
+                .bind(open(&from))
+                .bind(open(&to))
+                .bind(i32::try_from(duration_s).unwrap_or(i32::MAX))
+                .bind(outcome.as_str())
+                .bind(agent_user_id)
+                .bind(ended_at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            CallEvent::FollowUpScheduled {
+                rule_version,
+                template_name,
+                language,
+                due_at,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE calls SET follow_up_status = 'pending', follow_up_rule_version = $3,
+                            follow_up_template = $4, follow_up_language = $5, follow_up_due_at = $6,
+                            follow_up_next_at = $6, last_position = $7
+                      WHERE tenant_id = $1 AND call_id = $2 AND last_position < $7",
+                )
+                .bind(tenant.as_str())
+                .bind(&call_id)
+                .bind(i32::try_from(rule_version).unwrap_or(i32::MAX))
+                .bind(template_name)
+                .bind(language)
+                .bind(due_at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            CallEvent::FollowUpSent {
+                attempt,
+                provider_message_ref,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE calls SET follow_up_status = 'sent', follow_up_attempts = $3, follow_up_message_ref = $4,
+                            follow_up_next_at = NULL, last_position = $5
+                      WHERE tenant_id = $1 AND call_id = $2 AND last_position < $5",
+                )
+                .bind(tenant.as_str())
+                .bind(&call_id)
+                .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+                .bind(provider_message_ref)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            CallEvent::FollowUpFailed {
+                attempt,
+                error_code,
+                next_attempt_at,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE calls SET follow_up_attempts = $3, follow_up_last_error = $4, follow_up_next_at = $5,
+                            last_position = $6
+                      WHERE tenant_id = $1 AND call_id = $2 AND last_position < $6",
+                )
+                .bind(tenant.as_str())
+                .bind(&call_id)
+                .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+                .bind(error_code)
+                .bind(next_attempt_at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            CallEvent::FollowUpGaveUp { .. } => {
+                sqlx::query(
+                    "UPDATE calls SET follow_up_status = 'gave_up', follow_up_next_at = NULL, last_position = $3
+                      WHERE tenant_id = $1 AND call_id = $2 AND last_position < $3",
+                )
+                .bind(tenant.as_str())
+                .bind(&call_id)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Projector for CallsProjector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        CallEvent::TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            let mut keys = KeyCache::new();
+            for event in events {
+                if event.aggregate_type == "Call" {
+                    self.apply_one(tx, &mut keys, event).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            sqlx::query("DELETE FROM calls").execute(&mut *tx).await?;
+            Ok(())
+        })
+    }
+}
+
+/// The follow-up process manager's inbox: adds a row to `call_follow_ups` for every completed
+/// call with a contact, and copies the outcome of each follow-up message (the conversation's
+/// `OutboundMessageSent` / `OutboundMessageFailed` for the row's `message_key`) into the row.
+#[derive(Debug, Default)]
+pub struct CallFollowUpsProjector;
+
+const FOLLOW_UP_TYPES: &[&str] = &["CallCompleted", "OutboundMessageSent", "OutboundMessageFailed"];
+
+/// The idempotency keys of follow-up messages begin with this.
+pub const FOLLOW_UP_KEY_PREFIX: &str = "call-follow-up:";
+
+/// Copies a follow-up message's outcome into its row (only while the row waits for it, so a
+/// replay changes nothing).
+async fn follow_up_outcome(db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    let sent = event.event_type == "OutboundMessageSent";
+    let body = &event.payload[event.event_type.as_str()];
+    let key = body["idempotency_key"].as_str().unwrap_or_default();
+    if !key.starts_with(FOLLOW_UP_KEY_PREFIX) {
+        return Ok(());
+    }
+    let at = body["at"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(event.recorded_at);
+    sqlx::query(
+        "UPDATE call_follow_ups SET send_state = $3, send_message_ref = $4, send_error_code = $5,
+                send_retryable = $6, send_at = $7, not_before = now()
+          WHERE tenant_id = $1 AND message_key = $2 AND send_state = 'queued'",
+    )
+    .bind(&event.tenant_id)
+    .bind(key)
+    .bind(if sent { "sent" } else { "failed" })
+    .bind(body["message_ref"].as_str())
+    .bind(body["code"].as_i64())
+    .bind(body["retryable"].as_bool())
+    .bind(at)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+impl Projector for CallFollowUpsProjector {
+    fn name(&self) -> &'static str {
+        FOLLOW_UPS_NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        FOLLOW_UP_TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            for event in events {
+                if event.aggregate_type == "Conversation" {
+                    follow_up_outcome(tx, event).await?;
+                    continue;
+                }
+                if event.aggregate_type != "Call" {
+                    continue;
+                }
+                if let CallEvent::CallCompleted {
+                    contact_id: Some(contact_id),
+                    outcome,
+                    ended_at,
+                    ..
+                } = parse(event)?
+                {
+                    sqlx::query(
+                        "INSERT INTO call_follow_ups (tenant_id, call_id, contact_id, outcome, ended_at, event_position)
+                         VALUES ($1, $2, $3, $4, $5, $6)
+                         ON CONFLICT (tenant_id, call_id) DO NOTHING",
+                    )
+                    .bind(&event.tenant_id)
+                    .bind(local_id(event))
+                    .bind(contact_id)
+                    .bind(outcome.as_str())
+                    .bind(ended_at)
+                    .bind(event.global_position)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Keeps the work list: its rows record decisions already taken (a rebuild re-inserts
+    /// nothing new, `ON CONFLICT DO NOTHING`), so a replay never decides a call twice.
+    fn reset<'a>(&'a self, _tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move { Ok(()) })
+    }
+}
+
+/// One call as dashboards see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CallRow {
+    pub call_id: String,
+    pub provider: String,
+    pub provider_call_id: String,
+    pub direction: String,
+    pub contact_id: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub duration_s: i32,
+    pub outcome: String,
+    pub agent_user_id: Option<String>,
+    pub ended_at: DateTime<Utc>,
+    pub follow_up_status: String,
+    pub follow_up_template: Option<String>,
+    pub follow_up_language: Option<String>,
+    pub follow_up_rule_version: Option<i32>,
+    pub follow_up_due_at: Option<DateTime<Utc>>,
+    pub follow_up_attempts: i32,
+    pub follow_up_last_error: Option<i64>,
+    pub follow_up_next_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of [`list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    pub outcome: Option<String>,
+    pub direction: Option<String>,
+    /// Calls that ended at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Calls that ended before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A page of calls, latest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub rows: Vec<(String, CallRow)>,
+    pub has_next_page: bool,
+}
+
+/// A malformed pagination cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed calls cursor")]
+pub struct BadPageCursor;
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
+    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
+    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
+    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
+}
+
+/// Lists one tenant's calls, latest end first, filtered, after a cursor.
+pub async fn list(
+    pool: &PgPool,
+    tenant: &TenantId,
+    filter: &CallFilter,
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
+    let after = match after.map(decode_cursor).transpose() {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
+    let first = first.clamp(1, 100);
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let rows = sqlx::query(
+        "SELECT call_id, provider, provider_call_id, direction, contact_id, from_number, to_number, duration_s,
+                outcome, agent_user_id, ended_at, follow_up_status, follow_up_template, follow_up_language,
+                follow_up_rule_version, follow_up_due_at, follow_up_attempts, follow_up_last_error, follow_up_next_at
+           FROM calls
+          WHERE tenant_id = $1
+            AND ($2::text IS NULL OR outcome = $2)
+            AND ($3::text IS NULL OR direction = $3)
+            AND ($4::timestamptz IS NULL OR ended_at >= $4)
+            AND ($5::timestamptz IS NULL OR ended_at < $5)
+            AND ((extract(epoch FROM ended_at) * 1000000)::bigint, call_id)
+                < ($6::bigint, CASE WHEN $7 = '' THEN chr(1114111) ELSE $7 END)
+          ORDER BY ended_at DESC, call_id DESC
+          LIMIT $8",
+    )
+    .bind(tenant.as_str())
+    .bind(filter.outcome.as_deref())
+    .bind(filter.direction.as_deref())
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(after_micros)
+    .bind(&after_id)
+    .bind(first + 1)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let has_next_page = rows.len() as i64 > first;
+    let rows = rows
+        .iter()
+        .take(first as usize)
+        .map(|r| -> Result<(String, CallRow), sqlx::Error> {
+            let row = CallRow {
+                call_id: r.try_get("call_id")?,
+                provider: r.try_get("provider")?,
+                provider_call_id: r.try_get("provider_call_id")?,
+                direction: r.try_get("direction")?,
+                contact_id: r.try_get("contact_id")?,
+                from_number: r.try_get("from_number")?,
+                to_number: r.try_get("to_number")?,
+                duration_s: r.try_get("duration_s")?,
+                outcome: r.try_get("outcome")?,
+                agent_user_id: r.try_get("agent_user_id")?,
+                ended_at: r.try_get("ended_at")?,
+                follow_up_status: r.try_get("follow_up_status")?,
+                follow_up_template: r.try_get("follow_up_template")?,
+                follow_up_language: r.try_get("follow_up_language")?,
+                follow_up_rule_version: r.try_get("follow_up_rule_version")?,
+                follow_up_due_at: r.try_get("follow_up_due_at")?,
+                follow_up_attempts: r.try_get("follow_up_attempts")?,
+                follow_up_last_error: r.try_get("follow_up_last_error")?,
+                follow_up_next_at: r.try_get("follow_up_next_at")?,
+            };
+            let cursor = URL_SAFE_NO_PAD.encode(format!("{}|{}", row.ended_at.timestamp_micros(), row.call_id));
+            Ok((cursor, row))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Ok(Page { rows, has_next_page }))
+}

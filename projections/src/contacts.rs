@@ -1,0 +1,480 @@
+//! The `contacts` read model: one row per contact with its profile (plaintext, opened from the
+//! log's envelopes with the contact's data key), tags, custom fields, consent and the time of
+//! its last inbound message. Written only by [`ContactsProjector`]; read by [`list`] and
+//! [`get`].
+//!
+//! Erasure: on `ContactErased` the row's personal columns are cleared and the row is marked
+//! erased. The write side also destroys the data key and scrubs the rows at once
+//! (`chronicle_commands::contacts`), so a rebuild after an erasure projects those fields empty.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chronicle_domain::contact::{ContactEvent, FieldChange};
+use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
+use chronicle_domain::tenant::TenantId;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::conversations::for_tenant;
+use crate::log::StoredEvent;
+use crate::runtime::{ProjectionError, Projector};
+
+/// The projector's name (its checkpoint key). Never renamed.
+pub const NAME: &str = "contacts";
+
+/// The event types read: every contact event, and inbound messages (last contact time).
+const EVENT_TYPES: &[&str] = &[
+    "ContactRegistered",
+    "ContactProfileUpdated",
+    "ContactTagged",
+    "ContactUntagged",
+    "ContactCustomFieldSet",
+    "ContactCustomFieldRemoved",
+    "ContactOptedIn",
+    "ContactOptedOut",
+    "ContactErased",
+    "MessageReceived",
+];
+
+/// Data keys of one batch, by tenant and contact (`None`: erased or not unwrappable).
+pub(crate) type KeyCache = HashMap<(String, String), Option<DataKey>>;
+
+/// The data key of a contact, unwrapped with `master`; `None` when it was erased (or does not
+/// unwrap under this master key, which projects like an erased one).
+pub(crate) async fn data_key(
+    db: &mut PgConnection,
+    master: &MasterKey,
+    cache: &mut KeyCache,
+    tenant: &TenantId,
+    key_id: &str,
+) -> Result<Option<DataKey>, ProjectionError> {
+    let cache_key = (tenant.to_string(), key_id.to_string());
+    if let Some(found) = cache.get(&cache_key) {
+        return Ok(found.clone());
+    }
+    let wrapped: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2")
+            .bind(tenant.as_str())
+            .bind(key_id)
+            .fetch_optional(&mut *db)
+            .await?;
+    let key = wrapped.and_then(|w| master.unwrap_key(&w, tenant, key_id).ok());
+    cache.insert(cache_key, key.clone());
+    Ok(key)
+}
+
+/// Lets this transaction write every tenant's rows (row-level security); only projectors.
+pub(crate) async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// The stream's local part (`<tenant>:<local>` → `<local>`).
+pub(crate) fn local_id(event: &StoredEvent) -> String {
+    event
+        .aggregate_id
+        .strip_prefix(&format!("{}:", event.tenant_id))
+        .unwrap_or(&event.aggregate_id)
+        .to_string()
+}
+
+pub(crate) fn tenant_of(event: &StoredEvent) -> Result<TenantId, ProjectionError> {
+    TenantId::parse(&event.tenant_id).map_err(|e| ProjectionError::Handler {
+        position: event.global_position,
+        reason: e.to_string(),
+    })
+}
+
+/// Folds `Contact` events (and inbound messages' times) into `contacts`.
+pub struct ContactsProjector {
+    master: MasterKey,
+}
+
+impl ContactsProjector {
+    /// A projector opening envelopes with data keys unwrapped by `master`.
+    pub fn new(master: MasterKey) -> Self {
+        Self { master }
+    }
+
+    async fn apply_message(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        let contact_id = event.payload["MessageReceived"]["contact_id"]
+            .as_str()
+            .unwrap_or_default();
+        let sent_at = event.payload["MessageReceived"]["sent_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        if contact_id.is_empty() {
+            return Ok(());
+        }
+        // Idempotent without a position guard: `greatest` of the same time changes nothing.
+        sqlx::query(
+            "UPDATE contacts SET last_contact_at = greatest(last_contact_at, $3)
+              WHERE tenant_id = $1 AND contact_id = $2 AND erased_at IS NULL",
+        )
+        .bind(&event.tenant_id)
+        .bind(contact_id)
+        .bind(sent_at.unwrap_or(event.recorded_at))
+        .execute(&mut *db)
+        .await?;
+        Ok(())
+    }
+
+    async fn apply_one(
+        &self,
+        db: &mut PgConnection,
+        keys: &mut KeyCache,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let parsed: ContactEvent =
+            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+                position: event.global_position,
+                reason: format!("not a Contact event: {e}"),
+            })?;
+        let tenant = tenant_of(event)?;
+        let contact_id = local_id(event);
+        let key = data_key(db, &self.master, keys, &tenant, &contact_id).await?;
+        let open = |e: &Envelope| key.as_ref().and_then(|k| k.open(&tenant, &contact_id, e).ok());
+        let position = event.global_position;
+        let at = event.recorded_at;
+        // Every update below is guarded by the row's last position: applying twice is a no-op.
+        let update = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(tenant.as_str().to_string())
+                .bind(contact_id.clone())
+                .bind(position)
+                .bind(at)
+        };
+        match parsed {
+            ContactEvent::ContactRegistered {
+                handle,
+                phone,
+                provider_user_id,
+                name,
+                source,
+                at: registered_at,
+                ..
+            } => {
+                sqlx::query(
+                    "INSERT INTO contacts (tenant_id, contact_id, handle_kind, phone, provider_user_id, name, source,
+                            created_at, updated_at, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (tenant_id, contact_id) DO NOTHING",
+                )
+                .bind(tenant.as_str())
+                .bind(&contact_id)
+                .bind(handle.as_str())
+                .bind(phone.as_ref().and_then(open))
+                .bind(provider_user_id.as_ref().and_then(open))
+                .bind(name.as_ref().and_then(open))
+                .bind(source.as_str())
+                .bind(registered_at)
+                .bind(at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            ContactEvent::ContactProfileUpdated {
+                phone,
+                provider_user_id,
+                name,
+                email,
+                ..
+            } => {
+                let change = |c: Option<FieldChange<Envelope>>| match c {
+                    None => (false, None),
+                    Some(FieldChange::Cleared) => (true, None),
+                    Some(FieldChange::Set(e)) => (true, open(&e)),
+                };
+                let (set_name, name) = change(name);
+                let (set_email, email) = change(email);
+                update(
+                    "UPDATE contacts SET
+                            phone = coalesce($5, phone),
+                            provider_user_id = coalesce($6, provider_user_id),
+                            name = CASE WHEN $7 THEN $8 ELSE name END,
+                            email = CASE WHEN $9 THEN $10 ELSE email END,
+                            updated_at = $4, last_position = $3
+                      WHERE tenant_id = $1 AND contact_id = $2 AND last_position < $3",
+                )
+                .bind(phone.as_ref().and_then(open))
+                .bind(provider_user_id.as_ref().and_then(open))
+                .bind(set_name)
+                .bind(name)
+                .bind(set_email)
+                .bind(email)
+                .execute(&mut *db)
+                .await?;
+            }
+            ContactEvent::ContactTagged { tag, .. } => {
+                update(
+                    "UPDATE contacts SET tags = array_append(array_remove(tags, $5), $5), updated_at = $4,
+                            last_position = $3
+                      WHERE tenant_id = $1 AND contact_id = $2 AND last_position < $3",
+                )
+                .bind(tag)
+                .execute(&mut *db)
+                .await?;
+            }
+            ContactEvent::ContactUntagged { tag, .. } => {
+                update(
+                    "UPDATE contacts SET tags = array_remove(tags, $5), updated_at = $4, last_position = $3
+                      WHERE tenant_id = $1 AND contact_id = $2 AND last_position < $3",
+                )
+                .bind(tag)
+                .execute(&mut *db)
+                .await?;
+            }
+            ContactEvent::ContactCustomFieldSet { key: field, value, .. } => {
+                update(
+                    "UPDATE contacts SET custom_fields = custom_fields || jsonb_build_object($5::text, $6::text),
+                            updated_at = $4, last_position = $3
+                      WHERE tenant_id = $1 AND contact_id = $2 AND last_position < $3",
+                )
+                .bind(field)
+                .bind(open(&value))
+                .execute(&mut *db)
+                .await?;
+            }
+            ContactEvent::ContactCustomFieldRemoved { key: field, .. } => {
+                update(
+                    "UPDATE contacts SET custom_fields = custom_fields - $5::text, updated_at = $4, last_position = $3
+                      WHERE tenant_id = $1 AND contact_id = $2 AND last_position < $3",
+                )
+                .bind(field)
+                .execute(&mut *db)
+                .await?;
+            }
+            ContactEvent::ContactOptedIn { source, at: consent_at }
+            | ContactEvent::ContactOptedOut { source, at: consent_at } => {
+                let status = if event.event_type == "ContactOptedIn" {
+                    "opted_in"
+                } else {
+                    "opted_out"
+                };
+                update(
+                    "UPDATE contacts SET consent_status = $5, consent_source = $6, consent_at = $7, updated_at = $4,
+                            last_position = $3
+                      WHERE tenant_id = $1 AND contact_id = $2 AND last_position < $3",
+                )
+                .bind(status)
+                .bind(source.as_str())
+                .bind(consent_at)
+                .execute(&mut *db)
+                .await?;
+            }
+            ContactEvent::ContactErased { at: erased_at, .. } => {
+                // An erasure of a contact never registered here still leaves a row saying so.
+                sqlx::query(
+                    "INSERT INTO contacts AS c (tenant_id, contact_id, handle_kind, source, erased_at, created_at,
+                            updated_at, last_position)
+                     VALUES ($1, $2, 'phone', 'manual', $5, $4, $4, $3)
+                     ON CONFLICT (tenant_id, contact_id) DO UPDATE SET
+                            phone = NULL, provider_user_id = NULL, name = NULL, email = NULL,
+                            custom_fields = '{}', erased_at = $5, updated_at = $4, last_position = $3
+                      WHERE c.last_position < $3",
+                )
+                .bind(tenant.as_str())
+                .bind(&contact_id)
+                .bind(position)
+                .bind(at)
+                .bind(erased_at)
+                .execute(&mut *db)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Projector for ContactsProjector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        EVENT_TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            let mut keys = KeyCache::new();
+            for event in events {
+                match event.aggregate_type.as_str() {
+                    "Contact" => self.apply_one(tx, &mut keys, event).await?,
+                    "Conversation" if event.event_type == "MessageReceived" => self.apply_message(tx, event).await?,
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            sqlx::query("DELETE FROM contacts").execute(&mut *tx).await?;
+            Ok(())
+        })
+    }
+}
+
+/// One contact as dashboards see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ContactRow {
+    pub contact_id: String,
+    pub handle_kind: String,
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub source: String,
+    pub tags: Vec<String>,
+    pub custom_fields: Value,
+    pub consent_status: String,
+    pub consent_source: Option<String>,
+    pub consent_at: Option<DateTime<Utc>>,
+    pub last_contact_at: Option<DateTime<Utc>>,
+    pub erased: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of contacts, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Each row with its opaque pagination cursor.
+    pub rows: Vec<(String, ContactRow)>,
+    pub has_next_page: bool,
+}
+
+/// A malformed pagination cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed contacts cursor")]
+pub struct BadPageCursor;
+
+fn encode_cursor(at: DateTime<Utc>, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
+    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
+    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
+    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
+}
+
+/// Filters of [`list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactFilter {
+    /// A substring of the name (case-insensitive) or of the phone number (digits compared).
+    pub search: Option<String>,
+    /// Only contacts carrying this tag (normalized by the caller).
+    pub tag: Option<String>,
+}
+
+const COLUMNS: &str = "contact_id, handle_kind, phone, name, email, source, tags, custom_fields, consent_status,
+     consent_source, consent_at, last_contact_at, erased_at, created_at, updated_at";
+
+fn row(r: &sqlx::postgres::PgRow) -> Result<ContactRow, sqlx::Error> {
+    Ok(ContactRow {
+        contact_id: r.try_get("contact_id")?,
+        handle_kind: r.try_get("handle_kind")?,
+        phone: r.try_get("phone")?,
+        name: r.try_get("name")?,
+        email: r.try_get("email")?,
+        source: r.try_get("source")?,
+        tags: r.try_get("tags")?,
+        custom_fields: r.try_get("custom_fields")?,
+        consent_status: r.try_get("consent_status")?,
+        consent_source: r.try_get("consent_source")?,
+        consent_at: r.try_get("consent_at")?,
+        last_contact_at: r.try_get("last_contact_at")?,
+        erased: r.try_get::<Option<DateTime<Utc>>, _>("erased_at")?.is_some(),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern.
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Lists one tenant's contacts, newest first, optionally searched and by tag, after a cursor.
+/// Erased contacts are listed with their personal fields empty.
+pub async fn list(
+    pool: &PgPool,
+    tenant: &TenantId,
+    filter: &ContactFilter,
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
+    let after = match after.map(decode_cursor).transpose() {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
+    let first = first.clamp(1, 100);
+    let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let name_pattern = search.map(|s| format!("%{}%", like_escape(s)));
+    let digits: Option<String> = search
+        .map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>())
+        .filter(|d| !d.is_empty());
+    let phone_pattern = digits.map(|d| format!("%{d}%"));
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS}
+           FROM contacts
+          WHERE tenant_id = $1
+            AND ($2::text IS NULL OR name ILIKE $2 OR ($3::text IS NOT NULL AND phone LIKE $3))
+            AND ($4::text IS NULL OR tags @> ARRAY[$4::text])
+            AND ((extract(epoch FROM created_at) * 1000000)::bigint, contact_id)
+                < ($5::bigint, CASE WHEN $6 = '' THEN chr(1114111) ELSE $6 END)
+          ORDER BY created_at DESC, contact_id DESC
+          LIMIT $7"
+    ))
+    .bind(tenant.as_str())
+    .bind(name_pattern)
+    .bind(phone_pattern)
+    .bind(filter.tag.as_deref())
+    .bind(after_micros)
+    .bind(&after_id)
+    .bind(first + 1)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let has_next_page = rows.len() as i64 > first;
+    let rows = rows
+        .iter()
+        .take(first as usize)
+        .map(|r| row(r).map(|c| (encode_cursor(c.created_at, &c.contact_id), c)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Ok(Page { rows, has_next_page }))
+}
+
+/// One contact of a tenant.
+pub async fn get(pool: &PgPool, tenant: &TenantId, contact_id: &str) -> Result<Option<ContactRow>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let found = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM contacts WHERE tenant_id = $1 AND contact_id = $2"
+    ))
+    .bind(tenant.as_str())
+    .bind(contact_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    found.as_ref().map(row).transpose()
+}

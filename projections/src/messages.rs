@@ -1,0 +1,667 @@
+//! The `messages` read model: every message of a conversation, inbound and outbound, in order,
+//! with its plaintext content opened from the log's envelopes, and each outbound message's
+//! delivery status timeline (provider timestamps); beside it the conversation's working state
+//! (status, assignee, tags, window, handover) and its internal notes. Written only by
+//! [`MessagesProjector`] (migrations 20261122000011 and 20261122000012); read by
+//! [`conversation`], [`messages`] and [`timelines`].
+//!
+//! Order and repeats: rows are keyed by what the log keys them by (message ref, idempotency
+//! key, note id, status), so an event applied twice changes nothing; the conversation's order
+//! is the message's own time (the provider's timestamp for inbound messages, the queueing time
+//! for outbound ones), then log position, so a message delivered late still sorts where it was
+//! written. Delivery statuses are already forward-only in the log (the aggregate drops a late
+//! or repeated one), and a status may arrive before the sender recorded the message as sent:
+//! the timeline is keyed by the message's reference and joined at query time.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chronicle_domain::conversation::{ConversationEvent, OutboundBody};
+use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
+use chronicle_domain::tenant::TenantId;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::conversations::for_tenant;
+use crate::log::StoredEvent;
+use crate::runtime::{ProjectionError, Projector};
+
+/// The projector's name (its checkpoint key). Never renamed.
+pub const NAME: &str = "messages";
+
+/// Folds `Conversation` events into `messages`, `message_timeline`, `conversation_details` and
+/// `conversation_notes`.
+pub struct MessagesProjector {
+    master: MasterKey,
+}
+
+type KeyCache = HashMap<(String, String), Option<DataKey>>;
+
+impl MessagesProjector {
+    /// A projector opening envelopes with data keys unwrapped by `master`.
+    pub fn new(master: MasterKey) -> Self {
+        Self { master }
+    }
+
+    async fn key(
+        &self,
+        db: &mut PgConnection,
+        cache: &mut KeyCache,
+        tenant: &TenantId,
+        contact_id: &str,
+    ) -> Result<Option<DataKey>, ProjectionError> {
+        let cache_key = (tenant.to_string(), contact_id.to_string());
+        if let Some(found) = cache.get(&cache_key) {
+            return Ok(found.clone());
+        }
+        let wrapped: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2")
+                .bind(tenant.as_str())
+                .bind(contact_id)
+                .fetch_optional(&mut *db)
+                .await?;
+        // An erased key (or one wrapped by another master key) projects with empty content.
+        let key = wrapped.and_then(|w| self.master.unwrap_key(&w, tenant, contact_id).ok());
+        cache.insert(cache_key, key.clone());
+        Ok(key)
+    }
+
+    async fn open(
+        &self,
+        db: &mut PgConnection,
+        cache: &mut KeyCache,
+        tenant: &TenantId,
+        contact_id: &str,
+        envelope: &Envelope,
+    ) -> Result<Option<String>, ProjectionError> {
+        let key = self.key(db, cache, tenant, contact_id).await?;
+        Ok(key.and_then(|k| k.open(tenant, contact_id, envelope).ok()))
+    }
+
+    async fn apply_one(
+        &self,
+        db: &mut PgConnection,
+        keys: &mut KeyCache,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let parsed: ConversationEvent =
+            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+                position: event.global_position,
+                reason: format!("not a Conversation event: {e}"),
+            })?;
+        let tenant = TenantId::parse(&event.tenant_id).map_err(|e| ProjectionError::Handler {
+            position: event.global_position,
+            reason: e.to_string(),
+        })?;
+        let conversation_id = event
+            .aggregate_id
+            .strip_prefix(&format!("{}:", event.tenant_id))
+            .unwrap_or(&event.aggregate_id)
+            .to_string();
+        let position = event.global_position;
+        match parsed {
+            ConversationEvent::MessageReceived {
+                message_ref,
+                contact_id,
+                kind,
+                content,
+                sent_at,
+                window_expires_at,
+                ..
+            } => {
+                let content = match &content {
+                    Some(envelope) => self.open(db, keys, &tenant, &contact_id, envelope).await?,
+                    None => None,
+                };
+                sqlx::query(
+                    "INSERT INTO messages (tenant_id, conversation_id, message_id, direction, message_ref, kind, content,
+                                           at, state, position, last_position)
+                     VALUES ($1, $2, 'in:' || $3, 'inbound', $3, $4, $5, $6, 'received', $7, $7)
+                     ON CONFLICT (tenant_id, conversation_id, message_id) DO NOTHING",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&message_ref)
+                .bind(kind.as_str())
+                .bind(content)
+                .bind(sent_at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO conversation_details AS d (tenant_id, conversation_id, contact_id, status,
+                                                            window_expires_at, last_position)
+                     VALUES ($1, $2, $3, 'open', $4, $5)
+                     ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET
+                            status = 'open', window_expires_at = EXCLUDED.window_expires_at,
+                            last_position = EXCLUDED.last_position
+                      WHERE d.last_position < EXCLUDED.last_position",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&contact_id)
+                .bind(window_expires_at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            ConversationEvent::DeliveryStatusRecorded {
+                message_ref,
+                status,
+                at,
+                error_code,
+                error_title,
+                window_closed,
+            } => {
+                sqlx::query(
+                    "INSERT INTO message_timeline (tenant_id, conversation_id, message_ref, status, at, error_code,
+                                                   error_title, window_closed, position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (tenant_id, message_ref, status) DO NOTHING",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&message_ref)
+                .bind(status.as_str())
+                .bind(at)
+                .bind(error_code)
+                .bind(error_title)
+                .bind(window_closed)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            ConversationEvent::OutboundMessageQueued {
+                idempotency_key,
+                contact_id,
+                body,
+                requested_by,
+                at,
+                ..
+            } => {
+                let (content, name, language) = match &body {
+                    OutboundBody::FreeForm { text } => {
+                        (self.open(db, keys, &tenant, &contact_id, text).await?, None, None)
+                    }
+                    OutboundBody::Template {
+                        name,
+                        language,
+                        parameters,
+                    } => (
+                        self.open(db, keys, &tenant, &contact_id, parameters).await?,
+                        Some(name.clone()),
+                        Some(language.clone()),
+                    ),
+                };
+                sqlx::query(
+                    "INSERT INTO messages (tenant_id, conversation_id, message_id, direction, idempotency_key, kind,
+                                           content, template_name, template_language, at, state, requested_by,
+                                           position, last_position)
+                     VALUES ($1, $2, 'out:' || $3, 'outbound', $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $10)
+                     ON CONFLICT (tenant_id, conversation_id, message_id) DO NOTHING",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&idempotency_key)
+                .bind(body.kind())
+                .bind(content)
+                .bind(name)
+                .bind(language)
+                .bind(at)
+                .bind(requested_by)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            ConversationEvent::OutboundMessageSent {
+                idempotency_key,
+                message_ref,
+                at,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE messages SET state = 'sent', message_ref = $4, sent_at = $5, last_position = $6
+                      WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'out:' || $3
+                        AND last_position < $6",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&idempotency_key)
+                .bind(&message_ref)
+                .bind(at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            ConversationEvent::OutboundMessageFailed {
+                idempotency_key,
+                code,
+                title,
+                retryable,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE messages SET state = 'failed', error_code = $4, error_title = $5, retryable = $6,
+                            last_position = $7
+                      WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'out:' || $3
+                        AND last_position < $7",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&idempotency_key)
+                .bind(code)
+                .bind(title)
+                .bind(retryable)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            ConversationEvent::ConversationStatusChanged { to, .. } => {
+                update_details(
+                    db,
+                    &tenant,
+                    &conversation_id,
+                    position,
+                    "status = $4",
+                    Some(to.as_str()),
+                )
+                .await?;
+            }
+            ConversationEvent::ConversationAssigned { agent_id, .. } => {
+                update_details(
+                    db,
+                    &tenant,
+                    &conversation_id,
+                    position,
+                    "assignee = $4, handover_requested_at = NULL, handover_reason = NULL",
+                    Some(&agent_id),
+                )
+                .await?;
+            }
+            ConversationEvent::ConversationUnassigned { .. } => {
+                update_details(db, &tenant, &conversation_id, position, "assignee = NULL", None).await?;
+            }
+            ConversationEvent::ConversationTagged { tag, .. } => {
+                update_details(
+                    db,
+                    &tenant,
+                    &conversation_id,
+                    position,
+                    "tags = array_append(array_remove(tags, $4), $4)",
+                    Some(&tag),
+                )
+                .await?;
+            }
+            ConversationEvent::ConversationUntagged { tag, .. } => {
+                update_details(
+                    db,
+                    &tenant,
+                    &conversation_id,
+                    position,
+                    "tags = array_remove(tags, $4)",
+                    Some(&tag),
+                )
+                .await?;
+            }
+            ConversationEvent::NoteAdded { note_id, text, by, at } => {
+                let contact_id = contact_of(db, &tenant, &conversation_id).await?;
+                let text = match contact_id {
+                    Some(contact_id) => self.open(db, keys, &tenant, &contact_id, &text).await?,
+                    None => None,
+                };
+                sqlx::query(
+                    "INSERT INTO conversation_notes (tenant_id, conversation_id, note_id, text, author, at, position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (tenant_id, conversation_id, note_id) DO NOTHING",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&note_id)
+                .bind(text)
+                .bind(by)
+                .bind(at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            ConversationEvent::HandoverRequested { reason, at, .. } => {
+                let contact_id = contact_of(db, &tenant, &conversation_id).await?;
+                let reason = match (contact_id, reason) {
+                    (Some(contact_id), Some(reason)) => self.open(db, keys, &tenant, &contact_id, &reason).await?,
+                    _ => None,
+                };
+                sqlx::query(
+                    "UPDATE conversation_details SET handover_requested_at = $3, handover_reason = $4, last_position = $5
+                      WHERE tenant_id = $1 AND conversation_id = $2 AND last_position < $5",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(at)
+                .bind(reason)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The contact of a conversation, from its details row.
+async fn contact_of(
+    db: &mut PgConnection,
+    tenant: &TenantId,
+    conversation_id: &str,
+) -> Result<Option<String>, ProjectionError> {
+    Ok(
+        sqlx::query_scalar("SELECT contact_id FROM conversation_details WHERE tenant_id = $1 AND conversation_id = $2")
+            .bind(tenant.as_str())
+            .bind(conversation_id)
+            .fetch_optional(&mut *db)
+            .await?,
+    )
+}
+
+/// Applies `set` (which may use `$4`) to the conversation's details row, once per event.
+async fn update_details(
+    db: &mut PgConnection,
+    tenant: &TenantId,
+    conversation_id: &str,
+    position: i64,
+    set: &'static str,
+    value: Option<&str>,
+) -> Result<(), ProjectionError> {
+    let sql = format!(
+        "UPDATE conversation_details SET {set}, last_position = $3
+          WHERE tenant_id = $1 AND conversation_id = $2 AND last_position < $3"
+    );
+    let query = sqlx::query(&sql)
+        .bind(tenant.as_str())
+        .bind(conversation_id)
+        .bind(position);
+    let query = match value {
+        Some(value) => query.bind(value),
+        None => query,
+    };
+    query.execute(&mut *db).await?;
+    Ok(())
+}
+
+/// Lets this transaction write every tenant's rows (row-level security), as the other
+/// projectors do.
+async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+impl Projector for MessagesProjector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        ConversationEvent::TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            let mut keys = HashMap::new();
+            for event in events {
+                if event.aggregate_type == "Conversation" {
+                    self.apply_one(tx, &mut keys, event).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            for table in [
+                "messages",
+                "message_timeline",
+                "conversation_details",
+                "conversation_notes",
+            ] {
+                sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A conversation's working state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConversationDetail {
+    pub conversation_id: String,
+    pub contact_id: String,
+    pub status: String,
+    pub assignee: Option<String>,
+    pub tags: Vec<String>,
+    pub window_expires_at: Option<DateTime<Utc>>,
+    pub handover_requested_at: Option<DateTime<Utc>>,
+    pub handover_reason: Option<String>,
+    pub notes: Vec<Note>,
+}
+
+/// An internal note.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Note {
+    pub note_id: String,
+    pub text: Option<String>,
+    pub author: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MessageRow {
+    pub message_id: String,
+    pub direction: String,
+    pub message_ref: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub kind: String,
+    pub content: Option<String>,
+    pub template_name: Option<String>,
+    pub template_language: Option<String>,
+    pub at: DateTime<Utc>,
+    pub state: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub requested_by: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    pub retryable: Option<bool>,
+}
+
+/// One status an outbound message reached.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TimelineEntry {
+    pub status: String,
+    pub at: DateTime<Utc>,
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    pub window_closed: bool,
+}
+
+/// A page of messages, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessagePage {
+    /// Each row with its opaque cursor.
+    pub rows: Vec<(String, MessageRow)>,
+    pub has_next_page: bool,
+}
+
+/// A malformed pagination cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed messages cursor")]
+pub struct BadMessageCursor;
+
+fn encode_cursor(at: DateTime<Utc>, position: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{position}", at.timestamp_micros()))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, i64), BadMessageCursor> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadMessageCursor)?;
+    let text = String::from_utf8(raw).map_err(|_| BadMessageCursor)?;
+    let (micros, position) = text.split_once('|').ok_or(BadMessageCursor)?;
+    Ok((
+        micros.parse().map_err(|_| BadMessageCursor)?,
+        position.parse().map_err(|_| BadMessageCursor)?,
+    ))
+}
+
+/// A conversation's working state and notes, or `None` if the tenant has no such conversation.
+pub async fn conversation(
+    pool: &PgPool,
+    tenant: &TenantId,
+    conversation_id: &str,
+) -> Result<Option<ConversationDetail>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let Some(row) = sqlx::query(
+        "SELECT conversation_id, contact_id, status, assignee, tags, window_expires_at, handover_requested_at,
+                handover_reason
+           FROM conversation_details WHERE tenant_id = $1 AND conversation_id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(conversation_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let notes = sqlx::query(
+        "SELECT note_id, text, author, at FROM conversation_notes
+          WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY at, position",
+    )
+    .bind(tenant.as_str())
+    .bind(conversation_id)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| -> Result<Note, sqlx::Error> {
+        Ok(Note {
+            note_id: r.try_get("note_id")?,
+            text: r.try_get("text")?,
+            author: r.try_get("author")?,
+            at: r.try_get("at")?,
+        })
+    })
+    .collect::<Result<Vec<_>, _>>()?;
+    tx.commit().await?;
+    Ok(Some(ConversationDetail {
+        conversation_id: row.try_get("conversation_id")?,
+        contact_id: row.try_get("contact_id")?,
+        status: row.try_get("status")?,
+        assignee: row.try_get("assignee")?,
+        tags: row.try_get("tags")?,
+        window_expires_at: row.try_get("window_expires_at")?,
+        handover_requested_at: row.try_get("handover_requested_at")?,
+        handover_reason: row.try_get("handover_reason")?,
+        notes,
+    }))
+}
+
+/// A conversation's messages, oldest first, after a cursor.
+pub async fn messages(
+    pool: &PgPool,
+    tenant: &TenantId,
+    conversation_id: &str,
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<MessagePage, BadMessageCursor>, sqlx::Error> {
+    let after = match after.map(decode_cursor).transpose() {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (after_micros, after_position) = after.unwrap_or((i64::MIN, i64::MIN));
+    let first = first.clamp(1, 200);
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let rows = sqlx::query(
+        "SELECT message_id, direction, message_ref, idempotency_key, kind, content, template_name,
+                template_language, at, state, sent_at, requested_by, error_code, error_title, retryable, position
+           FROM messages
+          WHERE tenant_id = $1 AND conversation_id = $2
+            AND ((extract(epoch FROM at) * 1000000)::bigint, position) > ($3::bigint, $4::bigint)
+          ORDER BY at, position
+          LIMIT $5",
+    )
+    .bind(tenant.as_str())
+    .bind(conversation_id)
+    .bind(after_micros)
+    .bind(after_position)
+    .bind(first + 1)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let has_next_page = rows.len() as i64 > first;
+    let rows = rows
+        .into_iter()
+        .take(first as usize)
+        .map(|r| -> Result<(String, MessageRow), sqlx::Error> {
+            let position: i64 = r.try_get("position")?;
+            let row = MessageRow {
+                message_id: r.try_get("message_id")?,
+                direction: r.try_get("direction")?,
+                message_ref: r.try_get("message_ref")?,
+                idempotency_key: r.try_get("idempotency_key")?,
+                kind: r.try_get("kind")?,
+                content: r.try_get("content")?,
+                template_name: r.try_get("template_name")?,
+                template_language: r.try_get("template_language")?,
+                at: r.try_get("at")?,
+                state: r.try_get("state")?,
+                sent_at: r.try_get("sent_at")?,
+                requested_by: r.try_get("requested_by")?,
+                error_code: r.try_get("error_code")?,
+                error_title: r.try_get("error_title")?,
+                retryable: r.try_get("retryable")?,
+            };
+            Ok((encode_cursor(row.at, position), row))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Ok(MessagePage { rows, has_next_page }))
+}
+
+/// The status timelines of messages by reference, each in the order sent, delivered, read,
+/// failed.
+pub async fn timelines(
+    pool: &PgPool,
+    tenant: &TenantId,
+    message_refs: &[String],
+) -> Result<HashMap<String, Vec<TimelineEntry>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let rows = sqlx::query(
+        "SELECT message_ref, status, at, error_code, error_title, window_closed FROM message_timeline
+          WHERE tenant_id = $1 AND message_ref = ANY($2)
+          ORDER BY message_ref, array_position(ARRAY['sent', 'delivered', 'read', 'failed'], status), at",
+    )
+    .bind(tenant.as_str())
+    .bind(message_refs)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut out: HashMap<String, Vec<TimelineEntry>> = HashMap::new();
+    for r in rows {
+        out.entry(r.try_get("message_ref")?).or_default().push(TimelineEntry {
+            status: r.try_get("status")?,
+            at: r.try_get("at")?,
+            error_code: r.try_get("error_code")?,
+            error_title: r.try_get("error_title")?,
+            window_closed: r.try_get("window_closed")?,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,138 @@
+//! The `outbox` projector: turns each `OutboundMessageQueued` into a row of the `outbox` table
+//! (migration 20261122000010), which the WhatsApp sender (`commands::outbound::whatsapp`)
+//! works. The body and recipient stay sealed exactly as in the event; the sender opens them.
+//!
+//! Idempotent: a row is keyed by tenant, stream and idempotency key and inserted with
+//! `ON CONFLICT DO NOTHING`, so replays and rebuilds never queue a message twice. The outcome
+//! events (`OutboundMessageSent`, `OutboundMessageFailed`) settle the row too, so an outbox
+//! rebuilt from the log never holds a pending row for a message the log says was sent.
+//!
+//! [`Projector::reset`] deletes nothing: the outbox records what was handed to the provider,
+//! which the log alone cannot say for a message claimed but not yet settled.
+
+use chronicle_domain::conversation::ConversationEvent;
+use futures::future::BoxFuture;
+use sqlx::PgConnection;
+
+use crate::log::StoredEvent;
+use crate::runtime::{ProjectionError, Projector};
+
+/// The projector's name (its checkpoint key). Never renamed.
+pub const NAME: &str = "outbox";
+
+/// The event types the outbox reads.
+const TYPES: &[&str] = &["OutboundMessageQueued", "OutboundMessageSent", "OutboundMessageFailed"];
+
+/// Folds queued messages and their outcomes into `outbox`.
+#[derive(Debug, Default)]
+pub struct OutboxProjector;
+
+impl OutboxProjector {
+    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        let parsed: ConversationEvent =
+            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+                position: event.global_position,
+                reason: format!("not a Conversation event: {e}"),
+            })?;
+        match parsed {
+            ConversationEvent::OutboundMessageQueued {
+                idempotency_key,
+                contact_id,
+                to,
+                business_number_id,
+                body,
+                at,
+                ..
+            } => {
+                let recipient = serde_json::to_value(&to).map_err(|source| ProjectionError::Decode {
+                    position: event.global_position,
+                    source,
+                })?;
+                let body = serde_json::to_value(&body).map_err(|source| ProjectionError::Decode {
+                    position: event.global_position,
+                    source,
+                })?;
+                let correlation = event.metadata["correlation_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                sqlx::query(
+                    "INSERT INTO outbox (tenant_id, stream_id, contact_id, idempotency_key, business_number_id,
+                                         recipient, body, next_attempt_at, correlation_id, queued_position, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10)
+                     ON CONFLICT (tenant_id, stream_id, idempotency_key) DO NOTHING",
+                )
+                .bind(&event.tenant_id)
+                .bind(&event.aggregate_id)
+                .bind(&contact_id)
+                .bind(&idempotency_key)
+                .bind(business_number_id)
+                .bind(recipient)
+                .bind(body)
+                .bind(correlation)
+                .bind(event.global_position)
+                .bind(at)
+                .execute(&mut *db)
+                .await?;
+            }
+            ConversationEvent::OutboundMessageSent { idempotency_key, .. } => {
+                settle(db, event, &idempotency_key, "sent").await?;
+            }
+            ConversationEvent::OutboundMessageFailed { idempotency_key, .. } => {
+                settle(db, event, &idempotency_key, "failed").await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Marks a row with the outcome the log recorded (a no-op when the sender already did).
+async fn settle(
+    db: &mut PgConnection,
+    event: &StoredEvent,
+    idempotency_key: &str,
+    state: &str,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "UPDATE outbox SET state = $4, claimed_at = NULL, updated_at = now()
+          WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 AND state NOT IN ('sent', 'failed')",
+    )
+    .bind(&event.tenant_id)
+    .bind(&event.aggregate_id)
+    .bind(idempotency_key)
+    .bind(state)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+impl Projector for OutboxProjector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            for event in events {
+                if event.aggregate_type == "Conversation" {
+                    self.apply_one(tx, event).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, _tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        // See the module docs: the outbox survives rebuilds; replays insert nothing twice.
+        Box::pin(async { Ok(()) })
+    }
+}

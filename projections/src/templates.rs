@@ -1,0 +1,202 @@
+//! The `templates` read model: one row per WhatsApp template (name and language) with its
+//! latest submitted version and its approval status. Written only by [`TemplatesProjector`];
+//! read by [`list`]. Templates are the tenant's text, not personal data: nothing is sealed.
+
+use chronicle_domain::template::TemplateEvent;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::contacts::{all_tenants, local_id};
+use crate::conversations::for_tenant;
+use crate::log::StoredEvent;
+use crate::runtime::{ProjectionError, Projector};
+
+/// The projector's name (its checkpoint key). Never renamed.
+pub const NAME: &str = "templates";
+
+/// Folds `Template` events into `templates`.
+#[derive(Debug, Default)]
+pub struct TemplatesProjector;
+
+impl TemplatesProjector {
+    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        let parsed: TemplateEvent =
+            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+                position: event.global_position,
+                reason: format!("not a Template event: {e}"),
+            })?;
+        let template_id = local_id(event);
+        match parsed {
+            TemplateEvent::TemplateSubmitted {
+                name,
+                language,
+                category,
+                body,
+                buttons,
+                variable_count,
+                version,
+                at,
+            } => {
+                let buttons = serde_json::to_value(&buttons).map_err(|e| ProjectionError::Decode {
+                    position: event.global_position,
+                    source: e,
+                })?;
+                sqlx::query(
+                    "INSERT INTO templates AS t (tenant_id, template_id, name, language, category, body, buttons,
+                            variable_count, version, status, submitted_at, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11)
+                     ON CONFLICT (tenant_id, template_id) DO UPDATE SET
+                            category = EXCLUDED.category, body = EXCLUDED.body, buttons = EXCLUDED.buttons,
+                            variable_count = EXCLUDED.variable_count, version = EXCLUDED.version,
+                            status = 'pending', provider_template_id = NULL, rejection_reason = NULL,
+                            submitted_at = EXCLUDED.submitted_at, decided_at = NULL,
+                            last_position = EXCLUDED.last_position
+                      WHERE t.last_position < EXCLUDED.last_position",
+                )
+                .bind(&event.tenant_id)
+                .bind(&template_id)
+                .bind(name)
+                .bind(language)
+                .bind(category.as_str())
+                .bind(body)
+                .bind(buttons)
+                .bind(i32::try_from(variable_count).unwrap_or(i32::MAX))
+                .bind(i32::try_from(version).unwrap_or(i32::MAX))
+                .bind(at)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
+            TemplateEvent::TemplateApproved {
+                provider_template_id,
+                at,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE templates SET status = 'approved', provider_template_id = $3, decided_at = $4,
+                            last_position = $5
+                      WHERE tenant_id = $1 AND template_id = $2 AND last_position < $5",
+                )
+                .bind(&event.tenant_id)
+                .bind(&template_id)
+                .bind(provider_template_id)
+                .bind(at)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
+            TemplateEvent::TemplateRejected { reason, at, .. } => {
+                sqlx::query(
+                    "UPDATE templates SET status = 'rejected', rejection_reason = $3, decided_at = $4,
+                            last_position = $5
+                      WHERE tenant_id = $1 AND template_id = $2 AND last_position < $5",
+                )
+                .bind(&event.tenant_id)
+                .bind(&template_id)
+                .bind(reason)
+                .bind(at)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Projector for TemplatesProjector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        TemplateEvent::TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            for event in events {
+                if event.aggregate_type == "Template" {
+                    self.apply_one(tx, event).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            sqlx::query("DELETE FROM templates").execute(&mut *tx).await?;
+            Ok(())
+        })
+    }
+}
+
+/// One template as dashboards see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TemplateRow {
+    pub template_id: String,
+    pub name: String,
+    pub language: String,
+    pub category: String,
+    pub body: String,
+    /// `[{"kind", "text", "value"}]`.
+    pub buttons: Value,
+    pub variable_count: i32,
+    pub version: i32,
+    pub status: String,
+    pub provider_template_id: Option<String>,
+    pub rejection_reason: Option<String>,
+    pub submitted_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// One tenant's templates by name and language, optionally with one status (at most 500).
+pub async fn list(
+    pool: &PgPool,
+    tenant: &chronicle_domain::tenant::TenantId,
+    status: Option<&str>,
+) -> Result<Vec<TemplateRow>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let rows = sqlx::query(
+        "SELECT template_id, name, language, category, body, buttons, variable_count, version, status,
+                provider_template_id, rejection_reason, submitted_at, decided_at
+           FROM templates
+          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+          ORDER BY name, language
+          LIMIT 500",
+    )
+    .bind(tenant.as_str())
+    .bind(status)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TemplateRow {
+                template_id: r.try_get("template_id")?,
+                name: r.try_get("name")?,
+                language: r.try_get("language")?,
+                category: r.try_get("category")?,
+                body: r.try_get("body")?,
+                buttons: r.try_get("buttons")?,
+                variable_count: r.try_get("variable_count")?,
+                version: r.try_get("version")?,
+                status: r.try_get("status")?,
+                provider_template_id: r.try_get("provider_template_id")?,
+                rejection_reason: r.try_get("rejection_reason")?,
+                submitted_at: r.try_get("submitted_at")?,
+                decided_at: r.try_get("decided_at")?,
+            })
+        })
+        .collect()
+}
