@@ -143,10 +143,13 @@ impl ConversationsProjector {
             ConversationEvent::DeliveryStatusRecorded {
                 message_ref,
                 status,
+                current,
                 at,
                 error_code,
                 ..
-            } => {
+            } if current.unwrap_or(status) == status => {
+                // Only a status that became the message's current one changes this row; a late
+                // fact (delivered after read) is in the `messages` timeline.
                 sqlx::query(
                     "INSERT INTO message_statuses AS m (tenant_id, conversation_id, message_ref, status, status_at, error_code,
                             last_position)

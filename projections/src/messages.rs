@@ -154,6 +154,7 @@ impl MessagesProjector {
                 error_code,
                 error_title,
                 window_closed,
+                ..
             } => {
                 sqlx::query(
                     "INSERT INTO message_timeline (tenant_id, conversation_id, message_ref, status, at, error_code,

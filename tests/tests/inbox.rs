@@ -185,7 +185,10 @@ async fn read_models(app: &TestApp, tenant_id: &str) -> Value {
            'furthest_status', (SELECT jsonb_build_object('status', t.status, 'at', t.at) FROM message_timeline t
                                 WHERE t.tenant_id = $1
                                 ORDER BY array_position(ARRAY['sent', 'delivered', 'read', 'failed'], t.status) DESC
-                                LIMIT 1))",
+                                LIMIT 1),
+           'timeline', (SELECT jsonb_agg(jsonb_build_object('status', t.status, 'at', t.at)
+                                         ORDER BY array_position(ARRAY['sent', 'delivered', 'read', 'failed'], t.status))
+                          FROM message_timeline t WHERE t.tenant_id = $1))",
     )
     .bind(tenant_id)
     .fetch_one(&app.pool)
@@ -236,6 +239,12 @@ async fn a_delivery_posted_twice_and_statuses_out_of_order_leave_the_same_read_m
     assert_eq!(clean["conversations"][0]["message_count"], 1);
     assert_eq!(clean["messages"].as_array().map(Vec::len), Some(2));
     assert_eq!(clean["furthest_status"]["status"], "read");
+    // Every status is kept with its provider time, whatever order it arrived in.
+    let statuses: Vec<&str> = clean["timeline"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|e| e["status"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(statuses, ["sent", "delivered", "read"]);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]

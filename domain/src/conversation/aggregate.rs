@@ -37,6 +37,9 @@ pub struct Conversation {
     received: BTreeSet<String>,
     /// The latest delivery status of each outbound message.
     deliveries: BTreeMap<String, DeliveryStatus>,
+    /// Every status already recorded for each outbound message (duplicates change nothing).
+    #[serde(default)]
+    delivery_facts: BTreeMap<String, BTreeSet<DeliveryStatus>>,
     window_expires_at: Option<DateTime<Utc>>,
     /// The contact's phone number (sealed) and the business number of the latest inbound
     /// message: where replies go.
@@ -295,12 +298,27 @@ impl Conversation {
     fn record_status(&self, update: StatusUpdate) -> Result<Option<ConversationEvent>, ConversationError> {
         self.check_contact(&update.contact_id, &update.message_ref)?;
         let current = self.deliveries.get(&update.message_ref).copied();
-        if !DeliveryStatus::may_advance_to(current, update.status) {
+        let seen = self
+            .delivery_facts
+            .get(&update.message_ref)
+            .is_some_and(|s| s.contains(&update.status));
+        // Failed is terminal; a duplicate changes nothing; a delivered message does not fail.
+        let ignored = current == Some(DeliveryStatus::Failed)
+            || seen
+            || (update.status == DeliveryStatus::Failed && current.is_some_and(|c| c != DeliveryStatus::Sent));
+        if ignored {
             return Ok(None);
         }
+        // A status arriving late (delivered after read) is still a fact with its provider time;
+        // the message's current status only moves forward.
+        let furthest = match current {
+            Some(c) if !DeliveryStatus::may_advance_to(Some(c), update.status) => c,
+            _ => update.status,
+        };
         Ok(Some(ConversationEvent::DeliveryStatusRecorded {
             message_ref: update.message_ref,
             status: update.status,
+            current: Some(furthest),
             at: update.at,
             window_closed: update.status == DeliveryStatus::Failed
                 && update.error.as_ref().is_some_and(|e| e.code == WINDOW_CLOSED_ERROR),
@@ -360,9 +378,16 @@ impl Aggregate for Conversation {
                 self.business_number_id = Some(business_number_id);
             }
             ConversationEvent::DeliveryStatusRecorded {
-                message_ref, status, ..
+                message_ref,
+                status,
+                current,
+                ..
             } => {
-                self.deliveries.insert(message_ref, status);
+                self.delivery_facts
+                    .entry(message_ref.clone())
+                    .or_default()
+                    .insert(status);
+                self.deliveries.insert(message_ref, current.unwrap_or(status));
             }
             ConversationEvent::OutboundMessageQueued { idempotency_key, .. } => {
                 self.outbound.insert(idempotency_key, Outbound::Queued);
@@ -459,9 +484,14 @@ mod tests {
     }
 
     fn status_event(id: &str, s: DeliveryStatus, hour: u32) -> ConversationEvent {
+        late_status_event(id, s, s, hour)
+    }
+
+    fn late_status_event(id: &str, s: DeliveryStatus, current: DeliveryStatus, hour: u32) -> ConversationEvent {
         ConversationEvent::DeliveryStatusRecorded {
             message_ref: id.into(),
             status: s,
+            current: Some(current),
             at: at(hour),
             error_code: None,
             error_title: None,
@@ -562,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn a_late_delivered_after_read_changes_nothing() {
+    fn a_late_delivered_after_read_is_recorded_without_moving_the_status_back() {
         Given::with(())
             .given(vec![status_event("wamid.out", DeliveryStatus::Read, 9)])
             .when(ConversationCommand::RecordDeliveryStatus(status(
@@ -570,7 +600,71 @@ mod tests {
                 DeliveryStatus::Delivered,
                 8,
             )))
+            .then_expect_events(vec![late_status_event(
+                "wamid.out",
+                DeliveryStatus::Delivered,
+                DeliveryStatus::Read,
+                8,
+            )]);
+    }
+
+    #[test]
+    fn a_status_reported_twice_is_recorded_once() {
+        Given::with(())
+            .given(vec![
+                status_event("wamid.out", DeliveryStatus::Read, 9),
+                late_status_event("wamid.out", DeliveryStatus::Delivered, DeliveryStatus::Read, 8),
+            ])
+            .when(ConversationCommand::RecordDeliveryStatus(status(
+                "wamid.out",
+                DeliveryStatus::Delivered,
+                8,
+            )))
             .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_delivered_message_does_not_fail_afterwards() {
+        Given::with(())
+            .given(vec![status_event("wamid.out", DeliveryStatus::Delivered, 9)])
+            .when(ConversationCommand::RecordDeliveryStatus(status(
+                "wamid.out",
+                DeliveryStatus::Failed,
+                10,
+            )))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn statuses_in_any_order_end_with_the_same_facts_and_current_status() {
+        use std::collections::BTreeSet;
+        let orders = [
+            [DeliveryStatus::Sent, DeliveryStatus::Delivered, DeliveryStatus::Read],
+            [DeliveryStatus::Read, DeliveryStatus::Delivered, DeliveryStatus::Sent],
+            [DeliveryStatus::Delivered, DeliveryStatus::Read, DeliveryStatus::Sent],
+        ];
+        let mut outcomes = Vec::new();
+        for order in orders {
+            let mut conversation = Conversation::default();
+            let mut facts = BTreeSet::new();
+            for s in order.iter().chain(order.iter()) {
+                let hour = match s {
+                    DeliveryStatus::Sent => 8,
+                    DeliveryStatus::Delivered => 9,
+                    _ => 10,
+                };
+                if let Ok(Some(event)) = conversation.record_status(status("wamid.out", *s, hour)) {
+                    if let ConversationEvent::DeliveryStatusRecorded { status, at, .. } = &event {
+                        facts.insert((*status, *at));
+                    }
+                    conversation.apply(event);
+                }
+            }
+            outcomes.push((facts, conversation.deliveries.get("wamid.out").copied()));
+        }
+        assert!(outcomes.windows(2).all(|w| w[0] == w[1]), "{outcomes:?}");
+        assert_eq!(outcomes[0].1, Some(DeliveryStatus::Read));
+        assert_eq!(outcomes[0].0.len(), 3);
     }
 
     #[test]
@@ -598,6 +692,7 @@ mod tests {
             .then_expect_events(vec![ConversationEvent::DeliveryStatusRecorded {
                 message_ref: "wamid.out".into(),
                 status: DeliveryStatus::Failed,
+                current: Some(DeliveryStatus::Failed),
                 at: at(9),
                 error_code: Some(131047),
                 error_title: Some("Re-engagement message".into()),
@@ -902,6 +997,7 @@ mod inbox_tests {
         let event = |code: i64, title: &str, closed: bool| ConversationEvent::DeliveryStatusRecorded {
             message_ref: "wm_out".into(),
             status: DeliveryStatus::Failed,
+            current: Some(DeliveryStatus::Failed),
             at: at(40),
             error_code: Some(code),
             error_title: Some(title.into()),

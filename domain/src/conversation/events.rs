@@ -28,13 +28,19 @@ pub enum ConversationEvent {
         window_expires_at: DateTime<Utc>,
         reopened: bool,
     },
-    /// An outbound message's delivery status moved forward.
+    /// WhatsApp reported a delivery status of an outbound message. Every status is a fact
+    /// recorded once, whatever order it arrives in; `current` is the derived furthest status.
     DeliveryStatusRecorded {
         message_ref: String,
         status: DeliveryStatus,
         at: DateTime<Utc>,
         error_code: Option<i64>,
         error_title: Option<String>,
+        /// Derived: the message's furthest status with this one (a `delivered` arriving after
+        /// `read` is recorded, and `current` stays `read`). Absent in events stored before it
+        /// existed, where it equals `status`.
+        #[serde(default)]
+        current: Option<DeliveryStatus>,
         /// Derived: the failure is WhatsApp's 131047, the 24-hour window had closed. Absent
         /// (false) in events stored before it existed.
         #[serde(default)]
