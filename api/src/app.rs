@@ -211,6 +211,7 @@ pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
         Arc::new(CallFollowUpsProjector),
         Arc::new(OutboxProjector),
         Arc::new(MessagesProjector::new(state.master_key.clone())),
+        Arc::new(chronicle_projections::agents::AgentPerformanceProjector),
     ]
 }
 

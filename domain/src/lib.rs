@@ -14,6 +14,7 @@
 //! - [`contact`]: the `Contact` aggregate: identity, profile, tags, consent, erasure.
 //! - [`template`]: the `Template` aggregate: WhatsApp message templates and their approval.
 //! - [`lead`]: the `Lead` aggregate: capture, scoring, assignment, the sales pipeline.
+//! - [`media`]: the `Media` aggregate: inbound media fetched and stored as a retried step.
 //! - [`call`]: the `Call` aggregate: completed calls and their WhatsApp follow-ups; tenants'
 //!   automation rules.
 
@@ -23,6 +24,7 @@ pub mod call;
 pub mod contact;
 pub mod conversation;
 pub mod lead;
+pub mod media;
 pub mod metadata;
 pub mod phone;
 pub mod pii;

@@ -217,6 +217,53 @@ impl DataKey {
             .map_err(|_| PiiError::OpenFailed)?;
         String::from_utf8(plain).map_err(|_| PiiError::NotUtf8)
     }
+
+    /// Seals bytes (e.g. a media file) bound to their tenant and contact: the 12-byte nonce
+    /// followed by ciphertext and tag. Kept outside the log, in a mutable table; destroying the
+    /// key turns them into noise like every envelope.
+    pub fn seal_bytes(
+        &self,
+        tenant: &TenantId,
+        contact_id: &str,
+        plaintext: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let aad = binding(tenant, contact_id);
+        // See `MasterKey::wrap`: aes-gcm errors only past 2^36 bytes, far beyond WhatsApp's
+        // media limits; an empty result would fail to open loudly.
+        let sealed = Aes256Gcm::new(&self.0.into())
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Opens bytes sealed by [`DataKey::seal_bytes`] under this key for this tenant and contact.
+    pub fn open_bytes(&self, tenant: &TenantId, contact_id: &str, sealed: &[u8]) -> Result<Vec<u8>, PiiError> {
+        if sealed.len() < 12 + 16 {
+            return Err(PiiError::OpenFailed);
+        }
+        let (nonce, ciphertext) = sealed.split_at(12);
+        let aad = binding(tenant, contact_id);
+        Aes256Gcm::new(&self.0.into())
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| PiiError::OpenFailed)
+    }
 }
 
 const ENVELOPE_VERSION: &str = "aes256gcm.v1";
@@ -303,6 +350,21 @@ impl IdKey {
         mac.update(&[0]);
         mac.update(message_id.as_bytes());
         format!("wm_{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+
+    /// The reference of a provider's media id within a tenant: `media_` and 32 hex digits, the
+    /// local id of the media's stream. Media ids are the provider's handles to personal files,
+    /// so the log keeps only this keyed hash.
+    pub fn media_ref(&self, tenant: &TenantId, provider: &str, media_id: &str) -> String {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(b"media\0");
+        mac.update(tenant.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(provider.as_bytes());
+        mac.update(&[0]);
+        mac.update(media_id.as_bytes());
+        format!("media_{}", hex::encode(&mac.finalize().into_bytes()[..16]))
     }
 
     /// A tenant-independent keyed hash of a provider's dedupe key, for the webhook inbox (which
@@ -408,6 +470,36 @@ mod tests {
             ids.dedupe_key("whatsapp", "message:x"),
             ids.dedupe_key("whatsapp", "message:y")
         );
+    }
+
+    #[test]
+    fn sealed_bytes_open_only_with_their_key_tenant_and_contact() {
+        let key = DataKey::generate(&mut OsRng);
+        let acme = tenant("acme");
+        let photo: Vec<u8> = (0u8..=255).cycle().take(4096).collect();
+        let sealed = key.seal_bytes(&acme, "ct_1", &photo, &mut OsRng);
+        assert_ne!(&sealed[12..12 + 64], &photo[..64]);
+        assert_eq!(key.open_bytes(&acme, "ct_1", &sealed), Ok(photo.clone()));
+        assert_eq!(key.open_bytes(&acme, "ct_2", &sealed), Err(PiiError::OpenFailed));
+        assert_eq!(key.open_bytes(&tenant("beta"), "ct_1", &sealed), Err(PiiError::OpenFailed));
+        let other = DataKey::generate(&mut OsRng);
+        assert_eq!(other.open_bytes(&acme, "ct_1", &sealed), Err(PiiError::OpenFailed));
+        assert_eq!(key.open_bytes(&acme, "ct_1", &sealed[..20]), Err(PiiError::OpenFailed));
+        let mut tampered = sealed.clone();
+        tampered[20] ^= 1;
+        assert_eq!(key.open_bytes(&acme, "ct_1", &tampered), Err(PiiError::OpenFailed));
+        let empty = key.seal_bytes(&acme, "ct_1", &[], &mut OsRng);
+        assert_eq!(key.open_bytes(&acme, "ct_1", &empty), Ok(vec![]));
+    }
+
+    #[test]
+    fn media_refs_are_per_tenant_and_hide_the_provider_id() {
+        let ids = MasterKey::from_bytes([7; 32]).id_key();
+        let a = ids.media_ref(&tenant("acme"), "whatsapp", "1234567890");
+        assert_eq!(a, ids.media_ref(&tenant("acme"), "whatsapp", "1234567890"));
+        assert_ne!(a, ids.media_ref(&tenant("beta"), "whatsapp", "1234567890"));
+        assert_ne!(a, ids.message_ref(&tenant("acme"), "whatsapp", "1234567890"));
+        assert!(a.starts_with("media_") && a.len() == 38 && !a.contains("1234567890"));
     }
 
     #[test]

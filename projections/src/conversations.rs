@@ -281,6 +281,9 @@ pub struct ConversationRow {
     pub window_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The agent it is assigned to.
+    pub assignee: Option<String>,
+    pub tags: Vec<String>,
 }
 
 /// A page of conversations, newest message first.
@@ -310,10 +313,25 @@ fn decode_page_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
 
 /// Lists one tenant's conversations, newest message first, optionally with one status, after
 /// a page cursor. The tenant is always a bound parameter: no row of another tenant can match.
+/// Filters of the inbox list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only this status (`open`, `pending`, `resolved`, `closed`).
+    pub status: Option<String>,
+    /// Only conversations assigned to this agent.
+    pub assignee: Option<String>,
+    /// Only conversations assigned to nobody.
+    pub unassigned: bool,
+    /// Only conversations with this tag.
+    pub tag: Option<String>,
+}
+
+/// Lists one tenant's conversations, newest message first, filtered, after a page cursor.
+/// The tenant is always a bound parameter: no row of another tenant can match.
 pub async fn list(
     pool: &PgPool,
     tenant: &TenantId,
-    status: Option<&str>,
+    filter: &ListFilter,
     first: i64,
     after: Option<&str>,
 ) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
@@ -326,23 +344,29 @@ pub async fn list(
     let mut tx = pool.begin().await?;
     for_tenant(&mut tx, tenant).await?;
     let rows = sqlx::query(
-        "SELECT conversation_id, contact_id, contact_phone, contact_name, status, last_message_ref,
-                last_message_kind, last_message_text, last_message_at, unread_count, message_count,
-                window_expires_at, created_at, updated_at,
-                coalesce((extract(epoch FROM last_message_at) * 1000000)::bigint, -9223372036854775808) AS sort_micros
-           FROM conversations
-          WHERE tenant_id = $1
-            AND ($2::text IS NULL OR status = $2)
-            AND (coalesce((extract(epoch FROM last_message_at) * 1000000)::bigint, -9223372036854775808), conversation_id)
+        "SELECT c.conversation_id, c.contact_id, c.contact_phone, c.contact_name, c.status, c.last_message_ref,
+                c.last_message_kind, c.last_message_text, c.last_message_at, c.unread_count, c.message_count,
+                c.window_expires_at, c.created_at, c.updated_at, d.assignee, coalesce(d.tags, '{}') AS tags
+           FROM conversations c
+           LEFT JOIN conversation_details d ON d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
+          WHERE c.tenant_id = $1
+            AND ($2::text IS NULL OR c.status = $2)
+            AND ($6::text IS NULL OR d.assignee = $6)
+            AND (NOT $7 OR d.assignee IS NULL)
+            AND ($8::text IS NULL OR $8 = ANY(d.tags))
+            AND (coalesce((extract(epoch FROM c.last_message_at) * 1000000)::bigint, -9223372036854775808), c.conversation_id)
                 < ($3::bigint, CASE WHEN $4 = '' THEN chr(1114111) ELSE $4 END)
-          ORDER BY last_message_at DESC NULLS LAST, conversation_id DESC
+          ORDER BY c.last_message_at DESC NULLS LAST, c.conversation_id DESC
           LIMIT $5",
     )
     .bind(tenant.as_str())
-    .bind(status)
+    .bind(filter.status.as_deref())
     .bind(after_micros)
     .bind(&after_id)
     .bind(first + 1)
+    .bind(filter.assignee.as_deref())
+    .bind(filter.unassigned)
+    .bind(filter.tag.as_deref())
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -366,6 +390,8 @@ pub async fn list(
                 window_expires_at: r.try_get("window_expires_at")?,
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
+                assignee: r.try_get("assignee")?,
+                tags: r.try_get("tags")?,
             };
             Ok((encode_page_cursor(row.last_message_at, &row.conversation_id), row))
         })

@@ -19,16 +19,22 @@
 //!   funnel.
 //! - [`contacts`], [`templates`], [`calls`]: the `contacts`, `templates` and `calls` read models,
 //!   and the call follow-up work list (`call_follow_ups`).
+//! - [`agents`]: the `agent_performance` projector (conversation episodes: first response and
+//!   resolution times, assignments) and the per-agent figures of a period.
+//! - [`media`]: the `media` projector: the `media_jobs` queue of inbound media to fetch, and the
+//!   `media_files` read model of their fetch status.
 //! - [`MIGRATOR`]: the one migrator of the schema, shared by the server and the tests.
 
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod calls;
 pub mod chain;
 pub mod contacts;
 pub mod conversations;
 pub mod leads;
 pub mod log;
+pub mod media;
 pub mod messages;
 pub mod outbox;
 pub mod runtime;

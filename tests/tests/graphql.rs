@@ -593,3 +593,42 @@ async fn a_status_change_moves_the_conversation_between_inbox_filters(pool: PgPo
         .await;
     assert!(nodes(&open).iter().all(|n| n["id"] != id));
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_inbox_filters_by_assignee_unassigned_and_tag(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_tenants(&app).await;
+    let token = app.token("acme", Role::Agent);
+    let (_, all) = app.graphql(Some(&token), CONVERSATIONS, json!({})).await;
+    let ids: Vec<Value> = nodes(&all).iter().map(|n| n["id"].clone()).collect();
+    let (_, assigned) = app
+        .graphql(
+            Some(&token),
+            "mutation($id: String!) { assignConversation(conversationId: $id, agentId: \"agent-7\") { position } }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
+    assert!(assigned["errors"].is_null(), "{assigned}");
+    let (_, tagged) = app
+        .graphql(
+            Some(&token),
+            "mutation($id: String!) { tagConversation(conversationId: $id, tag: \"vip\") { position } }",
+            json!({ "id": ids[1] }),
+        )
+        .await;
+    assert!(tagged["errors"].is_null(), "{tagged}");
+    app.project().await;
+    let query = "query($f: ConversationFilter) { conversations(filter: $f) { edges { node { id assignee tags } } } }";
+    let ids_of = |v: &Value| nodes(v).iter().map(|n| n["id"].clone()).collect::<Vec<_>>();
+    let (_, mine) = app
+        .graphql(Some(&token), query, json!({ "f": { "assignee": "agent-7" } }))
+        .await;
+    assert_eq!(ids_of(&mine), vec![ids[0].clone()], "{mine}");
+    assert_eq!(nodes(&mine)[0]["assignee"], "agent-7");
+    let (_, nobody) = app
+        .graphql(Some(&token), query, json!({ "f": { "unassigned": true } }))
+        .await;
+    assert_eq!(ids_of(&nobody), vec![ids[1].clone()], "{nobody}");
+    let (_, vip) = app.graphql(Some(&token), query, json!({ "f": { "tag": "VIP" } })).await;
+    assert_eq!(ids_of(&vip), vec![ids[1].clone()], "{vip}");
+}

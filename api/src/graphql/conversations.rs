@@ -3,7 +3,7 @@
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
-use chronicle_projections::conversations::{list, ConversationRow};
+use chronicle_projections::conversations::{list, ConversationRow, ListFilter};
 use chrono::{DateTime, Utc};
 
 use super::{caller, pool};
@@ -43,6 +43,12 @@ impl ConversationStatus {
 pub struct ConversationFilter {
     /// Only conversations with this status.
     pub status: Option<ConversationStatus>,
+    /// Only conversations assigned to this agent (user id).
+    pub assignee: Option<String>,
+    /// Only conversations assigned to nobody.
+    pub unassigned: Option<bool>,
+    /// Only conversations with this tag.
+    pub tag: Option<String>,
 }
 
 /// The last message of a conversation.
@@ -75,6 +81,9 @@ pub struct Conversation {
     pub free_form_allowed: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The agent it is assigned to.
+    pub assignee: Option<String>,
+    pub tags: Vec<String>,
 }
 
 impl From<ConversationRow> for Conversation {
@@ -101,6 +110,8 @@ impl From<ConversationRow> for Conversation {
             window_expires_at: row.window_expires_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            assignee: row.assignee,
+            tags: row.tags,
         }
     }
 }
@@ -126,11 +137,17 @@ impl ConversationsQuery {
             )))
             .gql();
         }
-        let status = filter.and_then(|f| f.status).map(ConversationStatus::as_str);
+        let filter = filter.unwrap_or_default();
+        let filter = ListFilter {
+            status: filter.status.map(|s| s.as_str().to_string()),
+            assignee: filter.assignee,
+            unassigned: filter.unassigned.unwrap_or(false),
+            tag: filter.tag.map(|t| t.trim().to_lowercase()),
+        };
         let page = list(
             pool(ctx).gql()?,
             &caller.tenant,
-            status,
+            &filter,
             i64::from(first),
             after.as_deref(),
         )

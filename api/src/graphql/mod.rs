@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
+pub mod agents;
 pub mod calls;
 pub mod contacts;
 pub mod conversations;
@@ -26,6 +27,7 @@ pub struct QueryRoot(
     contacts::ContactsQuery,
     calls::CallsQuery,
     inbox::InboxQuery,
+    agents::AgentsQuery,
 );
 
 /// Every mutation, by area.

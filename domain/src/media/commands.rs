@@ -1,0 +1,64 @@
+//! Commands of the `Media` aggregate. No personal data: the media id arrives as a keyed hash
+//! (`media_ref`), the bytes never arrive at all, only their hex sha-256.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::values::MediaKind;
+
+/// A request about one media object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MediaCommand {
+    /// Ask for the media to be fetched (a repeat changes nothing).
+    RequestMediaFetch(RequestMediaFetch),
+    /// The bytes were fetched and stored.
+    RecordMediaFetched(RecordMediaFetched),
+    /// An attempt to fetch failed.
+    RecordMediaFetchFailed(RecordMediaFetchFailed),
+}
+
+/// A media message arrived: fetch its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestMediaFetch {
+    /// The keyed hash of WhatsApp's media id ([`crate::pii::IdKey::media_ref`]).
+    pub media_ref: String,
+    /// The conversation the message belongs to (its stream's local id).
+    pub conversation_id: String,
+    pub contact_id: String,
+    /// The message's ref ([`crate::pii::IdKey::message_ref`]).
+    pub message_ref: String,
+    pub kind: MediaKind,
+    /// The MIME type WhatsApp announced.
+    pub mime_type: Option<String>,
+    /// The sha-256 WhatsApp announced (hex or base64), if any.
+    pub expected_sha256: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The bytes were fetched and stored (sealed) under `storage_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordMediaFetched {
+    /// The sha-256 of the bytes actually received (hex or base64).
+    pub sha256: String,
+    /// Their size in bytes.
+    pub size: u64,
+    /// The MIME type the provider served.
+    pub mime_type: String,
+    /// Where the sealed bytes are (e.g. `media_blobs:<media ref>`).
+    pub storage_key: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordMediaFetchFailed {
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// Why: e.g. `http_404`, `http_500`, `timeout`, with the provider's code if any.
+    pub code: String,
+    /// Whether trying again may succeed.
+    pub retryable: bool,
+    /// When the next attempt is due (required when retryable).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+}
