@@ -9,12 +9,14 @@ use chronicle_commands::calls::FollowUpWorker;
 use chronicle_commands::dispatch::Commands;
 use chronicle_commands::intake::inbox::InboxProcessor;
 use chronicle_commands::keystore::KeyStore;
+use chronicle_commands::media::{FetcherConfig, MediaFetcher};
 use chronicle_commands::outbound::whatsapp::{SenderConfig, WhatsAppSender};
 use chronicle_domain::pii::{IdKey, MasterKey};
 use chronicle_projections::calls::{CallFollowUpsProjector, CallsProjector};
 use chronicle_projections::contacts::ContactsProjector;
 use chronicle_projections::conversations::ConversationsProjector;
 use chronicle_projections::leads::LeadsProjector;
+use chronicle_projections::media::MediaProjector;
 use chronicle_projections::messages::MessagesProjector;
 use chronicle_projections::outbox::OutboxProjector;
 use chronicle_projections::runtime::{Projector, ProjectorRunner, RunnerConfig};
@@ -50,6 +52,8 @@ pub struct AppState {
     pub inbox: InboxProcessor,
     /// The WhatsApp sender working the outbox; `None` without a Graph API token.
     pub sender: Option<WhatsAppSender>,
+    /// The inbound media fetcher working `media_jobs`; `None` without a Graph API token.
+    pub media: Option<MediaFetcher>,
     /// The call follow-up process manager's worker.
     pub follow_ups: FollowUpWorker,
     /// Wakes the inbox worker when a delivery was stored.
@@ -169,7 +173,21 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
             None
         }
     };
-    let schema = build_schema(pool.clone(), wakeups.clone(), commands.clone(), keys);
+    let live = chronicle_projections::live::LiveLog::start(pool.clone(), wakeups.clone())
+        .await
+        .context("starting the live log")?;
+    let media = match &settings.whatsapp_access_token {
+        Some(token) => {
+            let mut config = FetcherConfig::new(settings.whatsapp_graph_base_url.clone(), token.expose());
+            config.backoff = settings.whatsapp_send.backoff;
+            Some(
+                MediaFetcher::new(commands.clone(), settings.master_key.clone(), config)
+                    .context("building the media fetcher")?,
+            )
+        }
+        None => None,
+    };
+    let schema = build_schema(pool.clone(), wakeups.clone(), live, commands.clone(), keys);
     Ok(AppState {
         pool,
         jwt_secret: settings.jwt_secret.clone(),
@@ -182,6 +200,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         commands,
         inbox,
         sender,
+        media,
         follow_ups,
         inbox_kick: Arc::new(Notify::new()),
         wakeups,
@@ -210,6 +229,7 @@ pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
         Arc::new(CallsProjector::new(state.master_key.clone())),
         Arc::new(CallFollowUpsProjector),
         Arc::new(OutboxProjector),
+        Arc::new(MediaProjector::new(state.master_key.clone())),
         Arc::new(MessagesProjector::new(state.master_key.clone())),
         Arc::new(chronicle_projections::agents::AgentPerformanceProjector),
     ]
@@ -244,6 +264,12 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
             shutdown.clone(),
             move || sender.clone().run(Duration::from_secs(1), stop.clone()),
         )));
+    }
+    if let Some(media) = &state.media {
+        let (media, stop) = (media.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(supervise("media-fetcher", shutdown.clone(), move || {
+            media.clone().run(Duration::from_secs(2), stop.clone())
+        })));
     }
     let (follow_up_state, stop) = (state.clone(), shutdown.clone());
     tasks.push(tokio::spawn(supervise("call-follow-ups", shutdown, move || {

@@ -11,6 +11,7 @@ use chronicle_domain::call::{AutomationRules, AutomationRulesCommand, Call, Call
 use chronicle_domain::contact::{Contact, ContactCommand};
 use chronicle_domain::conversation::{Conversation, ConversationCommand};
 use chronicle_domain::lead::{Lead, LeadCommand};
+use chronicle_domain::media::{Media, MediaCommand};
 use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::template::{Template, TemplateCommand};
 use cqrs_es::persist::PersistedEventStore;
@@ -92,6 +93,7 @@ pub struct Commands {
     leads: std::sync::Arc<Framework<Lead>>,
     calls: std::sync::Arc<Framework<Call>>,
     automation: std::sync::Arc<Framework<AutomationRules>>,
+    media: std::sync::Arc<Framework<Media>>,
     redis: Option<redis::aio::MultiplexedConnection>,
     metrics: CommandMetrics,
 }
@@ -123,6 +125,7 @@ impl Commands {
             leads: std::sync::Arc::new(framework(&pool, None)),
             calls: std::sync::Arc::new(framework(&pool, None)),
             automation: std::sync::Arc::new(framework(&pool, None)),
+            media: std::sync::Arc::new(framework(&pool, None)),
             pool,
             redis: None,
             metrics: CommandMetrics::unregistered(),
@@ -227,6 +230,18 @@ impl Commands {
             DomainError::AutomationRules,
         )
         .await
+    }
+
+    /// Runs a command on the media `<tenant>:<media_ref>` (`IdKey::media_ref`, `media_…`).
+    pub async fn media(
+        &self,
+        media_ref: &str,
+        command: MediaCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(media_ref);
+        self.execute(&self.media, &stream, command, metadata, DomainError::Media)
+            .await
     }
 
     async fn execute<A>(

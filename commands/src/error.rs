@@ -5,6 +5,7 @@ use chronicle_domain::call::{AutomationRulesError, CallError};
 use chronicle_domain::contact::ContactError;
 use chronicle_domain::conversation::ConversationError;
 use chronicle_domain::lead::LeadError;
+use chronicle_domain::media::MediaError;
 use chronicle_domain::template::TemplateError;
 
 /// A refusal by an aggregate: the caller's fault, with the rule's stable code.
@@ -22,6 +23,8 @@ pub enum DomainError {
     Call(#[from] CallError),
     #[error(transparent)]
     AutomationRules(#[from] AutomationRulesError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
 }
 
 impl DomainError {
@@ -34,6 +37,7 @@ impl DomainError {
             Self::Lead(e) => e.code(),
             Self::Call(e) => e.code(),
             Self::AutomationRules(e) => e.code(),
+            Self::Media(e) => e.code(),
         }
     }
 }

@@ -12,6 +12,8 @@
 //! - [`outbound`]: the WhatsApp sender working the `outbox` table (never sends a message twice).
 //! - [`leads`]: lead capture with duplicate detection (phone or e-mail of an open lead) and the
 //!   other lead commands, keeping the duplicate index in step.
+//! - [`media`]: the media fetcher working `media_jobs`: inbound WhatsApp media fetched from the
+//!   Graph API, sha-256 checked, stored sealed in `media_blobs`, retried with backoff.
 //! - [`tenants`]: the tenant registry and the WhatsApp numbers mapped to tenants.
 //! - [`contacts`]: contact registration, profile, tags, consent (WhatsApp keywords) and erasure
 //!   (data key destroyed, read models scrubbed).
@@ -33,6 +35,7 @@ pub mod error;
 pub mod intake;
 pub mod keystore;
 pub mod leads;
+pub mod media;
 pub mod outbound;
 pub mod tenants;
 

@@ -481,7 +481,10 @@ mod tests {
         assert_ne!(&sealed[12..12 + 64], &photo[..64]);
         assert_eq!(key.open_bytes(&acme, "ct_1", &sealed), Ok(photo.clone()));
         assert_eq!(key.open_bytes(&acme, "ct_2", &sealed), Err(PiiError::OpenFailed));
-        assert_eq!(key.open_bytes(&tenant("beta"), "ct_1", &sealed), Err(PiiError::OpenFailed));
+        assert_eq!(
+            key.open_bytes(&tenant("beta"), "ct_1", &sealed),
+            Err(PiiError::OpenFailed)
+        );
         let other = DataKey::generate(&mut OsRng);
         assert_eq!(other.open_bytes(&acme, "ct_1", &sealed), Err(PiiError::OpenFailed));
         assert_eq!(key.open_bytes(&acme, "ct_1", &sealed[..20]), Err(PiiError::OpenFailed));

@@ -344,3 +344,17 @@ pub async fn performance(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_person;
+
+    #[test]
+    fn automations_and_integrations_are_not_agents() {
+        assert!(is_person("agent-ana"));
+        assert!(is_person("user-1"));
+        assert!(!is_person("system:call_follow_ups"));
+        assert!(!is_person("api_key:key-1"));
+        assert!(!is_person(" "));
+    }
+}

@@ -5,6 +5,7 @@
 //! - [`log`]: the global log reader. Reads the events after an opaque [`log::Cursor`], in
 //!   batches, optionally for one tenant and a set of event types, in an order that never skips
 //!   an event whose transaction commits late (DESIGN.md, "Reading the whole log without gaps").
+//! - [`live`]: the live log: one tail per process fanned out to every subscriber.
 //! - [`wake`]: wake-ups when events are appended: LISTEN/NOTIFY, or Redis pub/sub when
 //!   configured, with polling as the fallback.
 //! - [`runtime`]: the projector runtime: named projectors, batches committed with their
@@ -33,6 +34,7 @@ pub mod chain;
 pub mod contacts;
 pub mod conversations;
 pub mod leads;
+pub mod live;
 pub mod log;
 pub mod media;
 pub mod messages;

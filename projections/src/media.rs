@@ -141,11 +141,17 @@ impl MediaProjector {
         Ok(())
     }
 
-    async fn media(&self, db: &mut PgConnection, event: &StoredEvent, tenant: &TenantId) -> Result<(), ProjectionError> {
-        let parsed: MediaEvent = serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-            position: event.global_position,
-            reason: format!("not a Media event: {e}"),
-        })?;
+    async fn media(
+        &self,
+        db: &mut PgConnection,
+        event: &StoredEvent,
+        tenant: &TenantId,
+    ) -> Result<(), ProjectionError> {
+        let parsed: MediaEvent =
+            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+                position: event.global_position,
+                reason: format!("not a Media event: {e}"),
+            })?;
         let media_ref = local_id(event);
         let position = event.global_position;
         match parsed {
@@ -211,7 +217,18 @@ impl MediaProjector {
                 next_attempt_at,
                 at,
             } => {
-                failed(db, tenant, &media_ref, retryable, attempt, &code, next_attempt_at, at, position).await?;
+                failed(
+                    db,
+                    tenant,
+                    &media_ref,
+                    retryable,
+                    attempt,
+                    &code,
+                    next_attempt_at,
+                    at,
+                    position,
+                )
+                .await?;
                 if !retryable {
                     settle(db, tenant, &media_ref, "failed", Some(&code)).await?;
                 }

@@ -2,12 +2,12 @@
 //! cursor; resume from the last cursor seen, with no gap and no duplicate.
 
 use async_graphql::{Context, Json, SimpleObject, Subscription};
-use chronicle_projections::log::{stream_after, Cursor, LogFilter, StoredEvent};
-use chronicle_projections::wake::Wakeups;
+use chronicle_projections::live::LiveLog;
+use chronicle_projections::log::{Cursor, LogFilter, StoredEvent};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 
-use super::{caller, pool};
+use super::caller;
 use crate::error::{ApiError, IntoGraphql};
 
 /// One event of the log, as integrators see it. Personal fields are ciphertext envelopes.
@@ -81,11 +81,11 @@ impl EventsSubscription {
         if let Some(types) = types {
             filter = filter.with_types(types);
         }
-        let wakeups = ctx
-            .data::<Wakeups>()
-            .map_err(|_| ApiError::Unavailable("no wake-ups".into()))
+        let live = ctx
+            .data::<LiveLog>()
+            .map_err(|_| ApiError::Unavailable("no live log".into()))
             .gql()?;
-        let stream = stream_after(pool(ctx).gql()?.clone(), cursor, filter, 200, wakeups.subscribe());
+        let stream = live.stream(cursor, filter);
         // The stream ends when the access token expires; the client reconnects with a fresh
         // token and resumes from its last cursor.
         let remaining = (caller.expires_at - chrono::Utc::now().timestamp()).max(0) as u64;

@@ -16,6 +16,7 @@ pub mod conversations;
 pub mod events;
 pub mod inbox;
 pub mod leads;
+pub mod media;
 pub mod viewer;
 
 /// Every query, by area.
@@ -28,6 +29,7 @@ pub struct QueryRoot(
     calls::CallsQuery,
     inbox::InboxQuery,
     agents::AgentsQuery,
+    media::MediaQuery,
 );
 
 /// Every mutation, by area.
@@ -48,7 +50,13 @@ pub type ChronicleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Builds the schema; the pool, wake-ups, the command dispatcher and the contacts' key store
 /// are schema data, the caller is request data.
-pub fn build_schema(pool: PgPool, wakeups: Wakeups, commands: Commands, keys: KeyStore) -> ChronicleSchema {
+pub fn build_schema(
+    pool: PgPool,
+    wakeups: Wakeups,
+    live: chronicle_projections::live::LiveLog,
+    commands: Commands,
+    keys: KeyStore,
+) -> ChronicleSchema {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
@@ -56,6 +64,7 @@ pub fn build_schema(pool: PgPool, wakeups: Wakeups, commands: Commands, keys: Ke
     )
     .data(pool)
     .data(wakeups)
+    .data(live)
     .data(commands)
     .data(keys)
     .limit_depth(12)

@@ -13,6 +13,7 @@ use crate::app::AppState;
 
 pub mod forms;
 pub mod graphql;
+pub mod media;
 pub mod ops;
 pub mod telephony;
 pub mod whatsapp;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(forms::router())
         .merge(ops::router())
         .merge(telephony::router())
+        .merge(media::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Also bounds bodies read as streams (the GraphQL extractor), not only `Bytes`.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

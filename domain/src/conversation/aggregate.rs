@@ -13,7 +13,7 @@ use super::commands::{
 use super::error::ConversationError;
 use super::events::ConversationEvent;
 use super::values::{
-    Consent, ConversationStatus, DeliveryStatus, OutboundBody, SERVICE_WINDOW_HOURS, WINDOW_CLOSED_ERROR,
+    Consent, ConversationStatus, DeliveryStatus, OutboundBody, RecentRefs, SERVICE_WINDOW_HOURS, WINDOW_CLOSED_ERROR,
 };
 use crate::pii::Envelope;
 
@@ -34,7 +34,7 @@ pub struct Conversation {
     contact_id: Option<String>,
     status: ConversationStatus,
     /// WhatsApp ids of the inbound messages already stored (the dedupe keys).
-    received: BTreeSet<String>,
+    received: RecentRefs,
     /// The latest delivery status of each outbound message.
     deliveries: BTreeMap<String, DeliveryStatus>,
     /// Every status already recorded for each outbound message (duplicates change nothing).

@@ -286,3 +286,91 @@ mod tests {
         ));
     }
 }
+
+/// How many recent message references a conversation remembers for deduplication.
+pub const RECENT_MESSAGE_REFS: usize = 4096;
+
+/// The most recent message references of a conversation, oldest evicted first: a bounded
+/// dedupe window, so a conversation's state (and its snapshot, and so a command's cost) stays
+/// flat however long the conversation grows. WhatsApp repeats a delivery within hours; older
+/// repeats are stopped earlier by the webhook inbox, which dedupes by the provider's key forever.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<String>", into = "Vec<String>")]
+pub struct RecentRefs {
+    order: std::collections::VecDeque<String>,
+    set: std::collections::HashSet<String>,
+}
+
+impl RecentRefs {
+    /// Whether `reference` is among the recent ones.
+    pub fn contains(&self, reference: &str) -> bool {
+        self.set.contains(reference)
+    }
+
+    /// Remembers `reference`, forgetting the oldest past [`RECENT_MESSAGE_REFS`].
+    pub fn insert(&mut self, reference: String) {
+        if self.set.insert(reference.clone()) {
+            self.order.push_back(reference);
+            while self.order.len() > RECENT_MESSAGE_REFS {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.set.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+impl From<Vec<String>> for RecentRefs {
+    fn from(references: Vec<String>) -> Self {
+        let mut recent = RecentRefs::default();
+        for r in references {
+            recent.insert(r);
+        }
+        recent
+    }
+}
+
+impl From<RecentRefs> for Vec<String> {
+    fn from(recent: RecentRefs) -> Self {
+        recent.order.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    #[test]
+    fn the_dedupe_window_is_bounded_and_forgets_the_oldest_first() {
+        let mut recent = RecentRefs::default();
+        for n in 0..RECENT_MESSAGE_REFS + 10 {
+            recent.insert(format!("wm_{n}"));
+        }
+        assert_eq!(recent.len(), RECENT_MESSAGE_REFS);
+        assert!(!recent.contains("wm_9"));
+        assert!(recent.contains("wm_10"));
+        assert!(recent.contains(&format!("wm_{}", RECENT_MESSAGE_REFS + 9)));
+    }
+
+    #[test]
+    fn the_dedupe_window_survives_a_snapshot_round_trip_in_order() {
+        let mut recent = RecentRefs::default();
+        for r in ["b", "a", "c", "a"] {
+            recent.insert(r.to_string());
+        }
+        let json = serde_json::to_string(&recent).unwrap_or_default();
+        assert_eq!(json, r#"["b","a","c"]"#);
+        let back: RecentRefs = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back, recent);
+    }
+}

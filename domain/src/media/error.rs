@@ -68,8 +68,8 @@ mod tests {
         ];
         let codes: std::collections::BTreeSet<_> = all.iter().map(MediaError::code).collect();
         assert_eq!(codes.len(), all.len());
-        assert!(codes
-            .iter()
-            .all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch.is_ascii_digit())));
+        assert!(codes.iter().all(|c| c
+            .chars()
+            .all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch.is_ascii_digit())));
     }
 }

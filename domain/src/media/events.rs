@@ -40,13 +40,21 @@ pub enum MediaEvent {
         at: DateTime<Utc>,
     },
     /// The last allowed attempt failed: the fetch ended.
-    MediaFetchGaveUp { attempts: u32, code: String, at: DateTime<Utc> },
+    MediaFetchGaveUp {
+        attempts: u32,
+        code: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl MediaEvent {
     /// Every event type of this aggregate, as stored in `events.event_type`.
-    pub const TYPES: &'static [&'static str] =
-        &["MediaFetchRequested", "MediaStored", "MediaFetchFailed", "MediaFetchGaveUp"];
+    pub const TYPES: &'static [&'static str] = &[
+        "MediaFetchRequested",
+        "MediaStored",
+        "MediaFetchFailed",
+        "MediaFetchGaveUp",
+    ];
 }
 
 impl DomainEvent for MediaEvent {

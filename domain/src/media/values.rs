@@ -118,7 +118,10 @@ mod tests {
     fn a_sha256_of_the_wrong_length_or_alphabet_is_refused() {
         assert_eq!(normalize_sha256("abc"), Err(MediaError::InvalidSha256));
         assert_eq!(normalize_sha256(&"z".repeat(64)), Err(MediaError::InvalidSha256));
-        assert_eq!(normalize_sha256(&STANDARD.encode([1u8; 16])), Err(MediaError::InvalidSha256));
+        assert_eq!(
+            normalize_sha256(&STANDARD.encode([1u8; 16])),
+            Err(MediaError::InvalidSha256)
+        );
     }
 
     #[test]

@@ -1,0 +1,102 @@
+//! Media: `media(messageId)`, the fetch status of an inbound media message's file (status,
+//! sha-256, size, MIME type; never the bytes, which `GET /media/{mediaRef}` serves). Readers of
+//! the inbox only: owner, admin, agent, auditor.
+
+use async_graphql::{Context, Enum, Object, SimpleObject};
+use chronicle_projections::media::{by_message, MediaRow};
+use chrono::{DateTime, Utc};
+
+use super::{caller, pool};
+use crate::error::{ApiError, IntoGraphql};
+
+/// Where a media fetch stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum MediaStatus {
+    /// Not fetched yet (possibly after retryable failures).
+    Requested,
+    /// Fetched, checked and stored.
+    Stored,
+    /// A failure not retried (a 4xx, a checksum mismatch) ended the fetch.
+    Failed,
+    /// Retryable failures reached the maximum.
+    GaveUp,
+}
+
+impl MediaStatus {
+    fn parse(status: &str) -> Self {
+        match status {
+            "stored" => Self::Stored,
+            "failed" => Self::Failed,
+            "gave_up" => Self::GaveUp,
+            _ => Self::Requested,
+        }
+    }
+}
+
+/// An inbound media file's fetch.
+#[derive(SimpleObject, Debug, Clone)]
+#[graphql(name = "Media")]
+pub struct MediaFile {
+    /// The media's ref: `GET /media/{mediaRef}` serves its bytes.
+    pub media_ref: String,
+    /// The message's ref.
+    pub message_id: String,
+    pub conversation_id: String,
+    /// image, audio, video, document or sticker.
+    pub kind: String,
+    pub status: MediaStatus,
+    /// Lowercase hex sha-256 of the stored bytes.
+    pub sha256: Option<String>,
+    /// Size in bytes.
+    pub size: Option<i64>,
+    pub mime_type: Option<String>,
+    /// Failed attempts so far and the last failure's code (e.g. `http_404`, `checksum_mismatch`).
+    pub failed_attempts: i32,
+    pub last_failure: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub stored_at: Option<DateTime<Utc>>,
+}
+
+impl MediaFile {
+    fn from_row(row: MediaRow) -> Self {
+        Self {
+            media_ref: row.media_ref,
+            message_id: row.message_ref,
+            conversation_id: row.conversation_id,
+            kind: row.kind,
+            status: MediaStatus::parse(&row.status),
+            sha256: row.sha256,
+            size: row.size,
+            mime_type: row.mime_type,
+            failed_attempts: row.failed_attempts,
+            last_failure: row.last_failure,
+            requested_at: row.requested_at,
+            stored_at: row.stored_at,
+        }
+    }
+}
+
+/// Media queries.
+#[derive(Default)]
+pub struct MediaQuery;
+
+#[Object]
+impl MediaQuery {
+    /// The media of one of the caller's tenant's messages (its message ref); null when the
+    /// message carries no media or its fetch was not requested yet.
+    async fn media(&self, ctx: &Context<'_>, message_id: String) -> async_graphql::Result<Option<MediaFile>> {
+        let caller = caller(ctx).gql()?;
+        if !caller.role.reads_inbox() {
+            return Err(ApiError::Forbidden(format!(
+                "the {} role cannot read media",
+                caller.role.as_str()
+            )))
+            .gql();
+        }
+        let row = by_message(pool(ctx).gql()?, &caller.tenant, &message_id)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(row.map(MediaFile::from_row))
+    }
+}

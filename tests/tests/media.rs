@@ -1,0 +1,434 @@
+//! Inbound WhatsApp media from end to end: a media message → `MessageReceived` → the `media`
+//! projector's `media_jobs` → the media fetcher → a loopback Graph API server in the test
+//! (`GET /{media-id}` → URL, `GET <url>` → bytes) → the bytes sealed in `media_blobs` and
+//! `MediaStored` with their sha-256 in the log → the `media_files` read model, GraphQL
+//! `media(messageId)` and `GET /media/{mediaRef}`. Retries of 5xx, 4xx failures with their
+//! code, checksum mismatches, roles, erasure, and nothing of the media in the log in the clear.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chronicle_api::app::router;
+use chronicle_api::auth::Role;
+use chronicle_commands::media::{FetcherConfig, MediaFetcher};
+use chronicle_domain::media::MAX_FETCH_ATTEMPTS;
+use chronicle_tests::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+const NUMBER: &str = "555000111";
+const CUSTOMER: &str = "263771000001";
+const TOKEN: &str = "test-graph-token";
+const MEDIA_ID: &str = "1234567890123456";
+const PHOTO: &[u8] = b"\xff\xd8\xff\xe0 a photo of the roof where the panels go \xff\xd9";
+
+/// A loopback Graph API: `GET /v21.0/{media-id}` answers the scripted statuses in order, then
+/// 200 with the download URL; `GET /files/{media-id}` serves `bytes`. Counts requests per path
+/// and keeps each request's Authorization header.
+#[derive(Clone)]
+struct Graph {
+    script: Arc<Mutex<Vec<u16>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    authorizations: Arc<Mutex<Vec<String>>>,
+    bytes: Arc<Vec<u8>>,
+    base: Arc<Mutex<String>>,
+}
+
+impl Graph {
+    fn new(script: Vec<u16>, bytes: &[u8]) -> Self {
+        Self {
+            script: Arc::new(Mutex::new(script)),
+            hits: Arc::default(),
+            authorizations: Arc::default(),
+            bytes: Arc::new(bytes.to_vec()),
+            base: Arc::default(),
+        }
+    }
+
+    fn seen(&self, path: &str, headers: &HeaderMap) {
+        *self
+            .hits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(path.to_string())
+            .or_default() += 1;
+        self.authorizations.lock().unwrap_or_else(|e| e.into_inner()).push(
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Serves on 127.0.0.1:0; returns the Graph base URL (`http://…/v21.0`).
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        *self.base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{address}");
+        let app = Router::new()
+            .route("/v21.0/{media_id}", get(describe))
+            .route("/files/{media_id}", get(download))
+            .with_state(self.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://{address}/v21.0")
+    }
+}
+
+async fn describe(State(graph): State<Graph>, Path(media_id): Path<String>, headers: HeaderMap) -> Response {
+    graph.seen(&format!("/v21.0/{media_id}"), &headers);
+    let scripted = {
+        let mut script = graph.script.lock().unwrap_or_else(|e| e.into_inner());
+        (!script.is_empty()).then(|| script.remove(0))
+    };
+    if let Some(status) = scripted {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({"error": {"message": "scripted", "type": "OAuthException", "code": 100}});
+        return (status, Json(body)).into_response();
+    }
+    let base = graph.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Json(json!({
+        "url": format!("{base}/files/{media_id}?signature=secret"),
+        "mime_type": "image/jpeg",
+        "sha256": hex::encode(Sha256::digest(graph.bytes.as_slice())),
+        "file_size": graph.bytes.len(),
+        "id": media_id,
+        "messaging_product": "whatsapp",
+    }))
+    .into_response()
+}
+
+async fn download(State(graph): State<Graph>, Path(media_id): Path<String>, headers: HeaderMap) -> Response {
+    graph.seen(&format!("/files/{media_id}"), &headers);
+    ([(header::CONTENT_TYPE, "image/jpeg")], graph.bytes.as_ref().clone()).into_response()
+}
+
+fn fetcher(app: &TestApp, base_url: &str) -> MediaFetcher {
+    let mut config = FetcherConfig::new(base_url, TOKEN);
+    config.backoff = Duration::ZERO;
+    config.request_timeout = Duration::from_secs(5);
+    MediaFetcher::new(app.state.commands.clone(), app.state.master_key.clone(), config)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An inbound image message announcing `announced` (base64 sha-256, as WhatsApp sends it).
+fn image_message(n: u32, announced: &str) -> Value {
+    json!({"from": CUSTOMER, "id": wamid(CUSTOMER, n), "timestamp": chrono::Utc::now().timestamp().to_string(),
+           "type": "image",
+           "image": {"id": MEDIA_ID, "mime_type": "image/jpeg", "sha256": announced, "caption": "Kitchen roof, north side"}})
+}
+
+fn announced(bytes: &[u8]) -> String {
+    STANDARD.encode(Sha256::digest(bytes))
+}
+
+/// Posts an image from the customer, processes it, queues and works its fetch, projects.
+async fn receive_image(app: &TestApp, graph: &Graph, announced_sha: &str) -> MediaFetcher {
+    let base = graph.serve().await;
+    app.tenant_with_number("acme", NUMBER).await;
+    let body = delivery(
+        NUMBER,
+        &[(CUSTOMER, "Tendai Moyo")],
+        vec![image_message(1, announced_sha)],
+        vec![],
+    );
+    let (status, _) = app.post_delivery(&body).await;
+    assert_eq!(status, StatusCode::OK);
+    app.drain().await;
+    app.project().await;
+    let fetcher = fetcher(app, &base);
+    fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+    fetcher
+}
+
+async fn count_events(app: &TestApp, event_type: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+        .bind(event_type)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn one(app: &TestApp, sql: &str) -> Value {
+    sqlx::query_scalar::<_, Value>(sql)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+const MEDIA_QUERY: &str = "query($id: String!) {
+  media(messageId: $id) { mediaRef status sha256 size mimeType failedAttempts lastFailure }
+}";
+
+async fn media_of_message(app: &TestApp, role: Role) -> Value {
+    let message_ref: String = sqlx::query_scalar("SELECT message_ref FROM media_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = app.token("acme", role);
+    let (status, reply) = app.graphql(Some(&token), MEDIA_QUERY, json!({"id": message_ref})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    reply
+}
+
+async fn get_media(app: &TestApp, tenant_id: &str, role: Role, media_ref: &str) -> (StatusCode, Vec<u8>) {
+    let request = Request::get(format!("/media/{media_ref}"))
+        .header("authorization", format!("Bearer {}", app.token(tenant_id, role)))
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = router(app.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|e| match e {});
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    (status, bytes.to_vec())
+}
+
+async fn media_ref(app: &TestApp) -> String {
+    sqlx::query_scalar("SELECT media_ref FROM media_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_inbound_image_is_fetched_once_and_stored_sealed_with_its_sha256(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::new(vec![], PHOTO);
+    let fetcher = receive_image(&app, &graph, &announced(PHOTO)).await;
+    let sha = hex::encode(Sha256::digest(PHOTO));
+
+    assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), 1);
+    assert_eq!(graph.hits(&format!("/files/{MEDIA_ID}")), 1);
+    let authorizations = graph.authorizations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        authorizations.iter().all(|a| a == &format!("Bearer {TOKEN}")),
+        "{authorizations:?}"
+    );
+
+    assert_eq!(count_events(&app, "MediaFetchRequested").await, 1);
+    assert_eq!(count_events(&app, "MediaStored").await, 1);
+    let stored = one(
+        &app,
+        "SELECT payload -> 'MediaStored' FROM events WHERE event_type = 'MediaStored'",
+    )
+    .await;
+    assert_eq!(stored["sha256"], sha);
+    assert_eq!(stored["size"], PHOTO.len());
+    assert_eq!(stored["attempts"], 1);
+
+    let (blob_sha, ciphertext): (String, Vec<u8>) = sqlx::query_as("SELECT sha256, ciphertext FROM media_blobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(blob_sha, sha);
+    assert!(
+        !ciphertext.windows(20).any(|w| PHOTO.windows(20).any(|p| p == w)),
+        "stored in the clear"
+    );
+
+    // The same delivery again, and more passes: nothing is fetched twice.
+    let body = delivery(
+        NUMBER,
+        &[(CUSTOMER, "Tendai Moyo")],
+        vec![image_message(1, &announced(PHOTO))],
+        vec![],
+    );
+    app.post_delivery(&body).await;
+    app.drain().await;
+    app.project().await;
+    fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), 1);
+    assert_eq!(app.count("SELECT count(*) FROM media_jobs").await, 1);
+    assert_eq!(count_events(&app, "MediaStored").await, 1);
+
+    let reply = media_of_message(&app, Role::Agent).await;
+    let media = &reply["data"]["media"];
+    assert_eq!(media["status"], "STORED", "{reply}");
+    assert_eq!(media["sha256"], sha);
+    assert_eq!(media["size"], PHOTO.len());
+    assert_eq!(media["mimeType"], "image/jpeg");
+    assert_eq!(media["mediaRef"], media_ref(&app).await);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_graph_api_answering_500_twice_is_retried_and_the_media_stored_once(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::new(vec![500, 503], PHOTO);
+    receive_image(&app, &graph, &announced(PHOTO)).await;
+
+    assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), 3);
+    assert_eq!(graph.hits(&format!("/files/{MEDIA_ID}")), 1);
+    assert_eq!(count_events(&app, "MediaFetchFailed").await, 2);
+    assert_eq!(count_events(&app, "MediaStored").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM media_blobs").await, 1);
+    let failure = one(
+        &app,
+        "SELECT payload -> 'MediaFetchFailed' FROM events WHERE event_type = 'MediaFetchFailed' ORDER BY sequence LIMIT 1",
+    )
+    .await;
+    assert_eq!(failure["retryable"], true);
+    assert!(failure["code"].as_str().unwrap_or_default().starts_with("http_500"));
+    let reply = media_of_message(&app, Role::Owner).await;
+    assert_eq!(reply["data"]["media"]["status"], "STORED", "{reply}");
+    assert_eq!(reply["data"]["media"]["failedAttempts"], 2);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_graph_api_answering_500_every_time_is_given_up_after_the_maximum_attempts(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::new(vec![500; 10], PHOTO);
+    receive_image(&app, &graph, &announced(PHOTO)).await;
+
+    assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), MAX_FETCH_ATTEMPTS as usize);
+    assert_eq!(
+        count_events(&app, "MediaFetchFailed").await,
+        i64::from(MAX_FETCH_ATTEMPTS) - 1
+    );
+    assert_eq!(count_events(&app, "MediaFetchGaveUp").await, 1);
+    assert_eq!(count_events(&app, "MediaStored").await, 0);
+    let reply = media_of_message(&app, Role::Agent).await;
+    assert_eq!(reply["data"]["media"]["status"], "GAVE_UP", "{reply}");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_404_is_recorded_as_a_failure_with_its_code_and_not_retried(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::new(vec![404], PHOTO);
+    let fetcher = receive_image(&app, &graph, &announced(PHOTO)).await;
+    fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), 1);
+    assert_eq!(graph.hits(&format!("/files/{MEDIA_ID}")), 0);
+    let failure = one(
+        &app,
+        "SELECT payload -> 'MediaFetchFailed' FROM events WHERE event_type = 'MediaFetchFailed'",
+    )
+    .await;
+    assert_eq!(failure["code"], "http_404:100");
+    assert_eq!(failure["retryable"], false);
+    assert_eq!(count_events(&app, "MediaStored").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM media_blobs").await, 0);
+    let reply = media_of_message(&app, Role::Agent).await;
+    assert_eq!(reply["data"]["media"]["status"], "FAILED", "{reply}");
+    assert_eq!(reply["data"]["media"]["lastFailure"], "http_404:100");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn bytes_other_than_whatsapp_announced_are_a_checksum_failure_and_never_stored(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::new(vec![], PHOTO);
+    receive_image(&app, &graph, &announced(b"some other file")).await;
+
+    assert_eq!(graph.hits(&format!("/files/{MEDIA_ID}")), 1);
+    let failure = one(
+        &app,
+        "SELECT payload -> 'MediaFetchFailed' FROM events WHERE event_type = 'MediaFetchFailed'",
+    )
+    .await;
+    assert_eq!(failure["code"], "checksum_mismatch");
+    assert_eq!(failure["retryable"], false);
+    assert_eq!(count_events(&app, "MediaStored").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM media_blobs").await, 0);
+    let reply = media_of_message(&app, Role::Agent).await;
+    assert_eq!(reply["data"]["media"]["status"], "FAILED", "{reply}");
+    assert_eq!(reply["data"]["media"]["lastFailure"], "checksum_mismatch");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_media_route_serves_the_bytes_to_an_agent_and_refuses_a_technician(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::new(vec![], PHOTO);
+    receive_image(&app, &graph, &announced(PHOTO)).await;
+    let media_ref = media_ref(&app).await;
+
+    let (status, bytes) = get_media(&app, "acme", Role::Agent, &media_ref).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bytes, PHOTO);
+    let (status, _) = get_media(&app, "acme", Role::Owner, &media_ref).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get_media(&app, "acme", Role::Technician, &media_ref).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = get_media(&app, "beta", Role::Agent, &media_ref).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let anonymous = Request::get(format!("/media/{media_ref}"))
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _) = app.send(anonymous).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let reply = media_of_message(&app, Role::Technician).await;
+    assert_eq!(reply["errors"][0]["extensions"]["code"], "FORBIDDEN", "{reply}");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn erasing_the_contact_s_key_makes_the_stored_media_unreadable(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::new(vec![], PHOTO);
+    receive_image(&app, &graph, &announced(PHOTO)).await;
+    let media_ref = media_ref(&app).await;
+    let contact_id: String = sqlx::query_scalar("SELECT contact_id FROM media_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    chronicle_commands::contacts::destroy_key(&app.pool, &tenant("acme"), &contact_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, bytes) = get_media(&app, "acme", Role::Agent, &media_ref).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_ne!(bytes, PHOTO);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_log_never_holds_the_media_bytes_url_id_or_caption_in_the_clear(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::new(vec![500], PHOTO);
+    receive_image(&app, &graph, &announced(PHOTO)).await;
+    assert_eq!(count_events(&app, "MediaStored").await, 1);
+
+    let log: Vec<String> = sqlx::query_scalar("SELECT payload::text || metadata::text FROM events")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = log.join("\n");
+    let clear_text = String::from_utf8_lossy(PHOTO).to_string();
+    for secret in [
+        MEDIA_ID,
+        "/files/",
+        "signature=secret",
+        "Kitchen roof",
+        "a photo of the roof",
+        &STANDARD.encode(PHOTO),
+        &hex::encode(PHOTO),
+        &clear_text,
+    ] {
+        assert!(!log.contains(secret), "the log holds {secret:?}");
+    }
+}
