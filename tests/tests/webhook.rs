@@ -305,3 +305,43 @@ async fn failed_deliveries_can_be_requeued_once_the_cause_is_fixed(pool: PgPool)
     app.drain().await;
     assert_eq!(events(&app).await, 1);
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_sender_whose_number_is_withheld_is_kept_by_its_whatsapp_user_id(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", NUMBER).await;
+    let body = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "messages", "value": {
+    "metadata": {"phone_number_id": NUMBER},
+    "contacts": [{"profile": {"name": "Anonymous Buyer"}, "user_id": "US.13491208655302741918"}],
+    "messages": [
+        {"from_user_id": "US.13491208655302741918", "id": "wamid.u1", "timestamp": "1790000000", "type": "text", "text": {"body": "hi"}},
+        {"from_user_id": "US.13491208655302741918", "id": "wamid.u2", "timestamp": "1790000001", "type": "text", "text": {"body": "again"}}
+    ]}}]}]});
+    let (status, reply) = app.post_delivery(&body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    app.drain().await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_inbox WHERE state = 'done'")
+            .await,
+        2
+    );
+    assert_eq!(events(&app).await, 2);
+    assert_eq!(
+        app.count("SELECT count(DISTINCT aggregate_id) FROM events WHERE aggregate_type = 'Conversation'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'ContactRegistered'")
+            .await,
+        1
+    );
+    let raw: String = sqlx::query_scalar("SELECT string_agg(payload::text, ' ') FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_default();
+    assert!(
+        !raw.contains("13491208655302741918"),
+        "the user id is sealed, never in the clear"
+    );
+}

@@ -91,6 +91,17 @@ fn field<'a>(value: &'a Value, name: &str, context: &str) -> Result<&'a str, Mal
 /// overflow.
 const LATEST_TIMESTAMP: i64 = 253_402_300_799;
 
+/// One of two fields must be a non-empty string.
+fn either_field<'a>(value: &'a Value, first: &str, second: &str, context: &str) -> Result<&'a str, MalformedDelivery> {
+    field(value, first, context)
+        .or_else(|_| field(value, second, context))
+        .map_err(|_| {
+            MalformedDelivery(format!(
+                "{context}: neither `{first}` nor `{second}` is a non-empty string"
+            ))
+        })
+}
+
 fn timestamp(value: &Value, context: &str) -> Result<i64, MalformedDelivery> {
     let text = field(value, "timestamp", context)?;
     text.parse::<i64>()
@@ -148,13 +159,19 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<DeliveryItem>, MalformedDeliver
             for (m, message) in array(value, "messages", &format!("{ctx}.value"))?.iter().enumerate() {
                 let mctx = format!("{ctx}.value.messages[{m}]");
                 let id = field(message, "id", &mctx)?;
-                field(message, "from", &mctx)?;
+                // The sender: its number, or, where WhatsApp withholds it, its business-scoped
+                // user id.
+                either_field(message, "from", "from_user_id", &mctx)?;
                 field(message, "type", &mctx)?;
                 timestamp(message, &mctx)?;
                 let from = message.get("from").and_then(Value::as_str);
+                let from_user = message.get("from_user_id").and_then(Value::as_str);
                 let contact = contacts
                     .iter()
-                    .find(|c| c.get("wa_id").and_then(Value::as_str) == from)
+                    .find(|c| {
+                        (from.is_some() && c.get("wa_id").and_then(Value::as_str) == from)
+                            || (from_user.is_some() && c.get("user_id").and_then(Value::as_str) == from_user)
+                    })
                     .cloned()
                     .unwrap_or(Value::Null);
                 items.push(DeliveryItem {
@@ -168,7 +185,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<DeliveryItem>, MalformedDeliver
                 let sctx = format!("{ctx}.value.statuses[{s}]");
                 let id = field(status, "id", &sctx)?;
                 let state = field(status, "status", &sctx)?;
-                field(status, "recipient_id", &sctx)?;
+                either_field(status, "recipient_id", "recipient_user_id", &sctx)?;
                 let at = timestamp(status, &sctx)?;
                 items.push(DeliveryItem {
                     dedupe_key: format!("status:{id}:{state}:{at}"),
@@ -260,6 +277,29 @@ mod tests {
         );
         let err = parse_delivery(&body).err().map(|e| e.0).unwrap_or_default();
         assert!(err.contains("messages[0]") && err.contains("`id`"), "{err}");
+    }
+
+    #[test]
+    fn a_sender_whose_number_is_withheld_is_taken_by_user_id() {
+        let body = serde_json::to_vec(&json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "waba", "changes": [{"field": "messages", "value": {
+                "metadata": {"phone_number_id": "111"},
+                "contacts": [{"profile": {"name": "Anon"}, "user_id": "US.13491208655302741918"}],
+                "messages": [{"from_user_id": "US.13491208655302741918", "id": "wamid.u1", "timestamp": "1700000000", "type": "text", "text": {"body": "hi"}}],
+                "statuses": [{"id": "wamid.o1", "status": "read", "timestamp": "1700000001", "recipient_user_id": "US.13491208655302741918"}]
+            }}]}]
+        }))
+        .unwrap_or_default();
+        let items = parse_delivery(&body).unwrap_or_default();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].payload["contact"]["profile"]["name"], "Anon");
+        let none = delivery(
+            json!([{"id": "wamid.x", "timestamp": "1700000000", "type": "text"}]),
+            json!([]),
+        );
+        let err = parse_delivery(&none).err().map(|e| e.0).unwrap_or_default();
+        assert!(err.contains("from_user_id"), "{err}");
     }
 
     #[test]
