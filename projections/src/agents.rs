@@ -34,6 +34,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::all_tenants;
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "agent_performance";
@@ -196,14 +197,6 @@ impl AgentPerformanceProjector {
         .await?;
         Ok(())
     }
-}
-
-/// Lets this transaction write every tenant's rows (row-level security), as projectors do.
-async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
-        .execute(&mut *tx)
-        .await
-        .map(|_| ())
 }
 
 impl Projector for AgentPerformanceProjector {

@@ -7,12 +7,10 @@
 //! erased. The write side also destroys the data key and scrubs the rows at once
 //! (`chronicle_commands::contacts`), so a rebuild after an erasure projects those fields empty.
 
-use std::collections::HashMap;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chronicle_domain::contact::{ContactEvent, FieldChange};
-use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
+use chronicle_domain::pii::{Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -22,6 +20,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
+pub(crate) use crate::shared::{all_tenants, data_key, KeyCache};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "contacts";
@@ -39,41 +38,6 @@ const EVENT_TYPES: &[&str] = &[
     "ContactErased",
     "MessageReceived",
 ];
-
-/// Data keys of one batch, by tenant and contact (`None`: erased or not unwrappable).
-pub(crate) type KeyCache = HashMap<(String, String), Option<DataKey>>;
-
-/// The data key of a contact, unwrapped with `master`; `None` when it was erased (or does not
-/// unwrap under this master key, which projects like an erased one).
-pub(crate) async fn data_key(
-    db: &mut PgConnection,
-    master: &MasterKey,
-    cache: &mut KeyCache,
-    tenant: &TenantId,
-    key_id: &str,
-) -> Result<Option<DataKey>, ProjectionError> {
-    let cache_key = (tenant.to_string(), key_id.to_string());
-    if let Some(found) = cache.get(&cache_key) {
-        return Ok(found.clone());
-    }
-    let wrapped: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2")
-            .bind(tenant.as_str())
-            .bind(key_id)
-            .fetch_optional(&mut *db)
-            .await?;
-    let key = wrapped.and_then(|w| master.unwrap_key(&w, tenant, key_id).ok());
-    cache.insert(cache_key, key.clone());
-    Ok(key)
-}
-
-/// Lets this transaction write every tenant's rows (row-level security); only projectors.
-pub(crate) async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
-        .execute(&mut *tx)
-        .await
-        .map(|_| ())
-}
 
 /// The stream's local part (`<tenant>:<local>` → `<local>`).
 pub(crate) fn local_id(event: &StoredEvent) -> String {

@@ -20,6 +20,8 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::all_tenants;
+pub use crate::shared::for_tenant;
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "conversations";
@@ -42,21 +44,7 @@ impl ConversationsProjector {
         tenant: &TenantId,
         contact_id: &str,
     ) -> Result<Option<DataKey>, ProjectionError> {
-        let cache_key = (tenant.to_string(), contact_id.to_string());
-        if let Some(found) = cache.get(&cache_key) {
-            return Ok(found.clone());
-        }
-        let wrapped: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2")
-                .bind(tenant.as_str())
-                .bind(contact_id)
-                .fetch_optional(&mut *db)
-                .await?;
-        // A key that does not unwrap (another master key) projects like an erased one: the
-        // fields stay empty rather than the projector stopping.
-        let key = wrapped.and_then(|w| self.master.unwrap_key(&w, tenant, contact_id).ok());
-        cache.insert(cache_key, key.clone());
-        Ok(key)
+        crate::shared::data_key(db, &self.master, cache, tenant, contact_id).await
     }
 
     async fn apply_one(
@@ -188,25 +176,6 @@ impl ConversationsProjector {
         }
         Ok(())
     }
-}
-
-/// Lets this transaction write every tenant's rows (row-level security, migration 0007). Only
-/// projectors do this; queries use [`for_tenant`].
-async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
-        .execute(&mut *tx)
-        .await
-        .map(|_| ())
-}
-
-/// Scopes this transaction's read-model access to one tenant (row-level security, migration
-/// 0007), the second wall behind each query's own tenant filter.
-pub async fn for_tenant(tx: &mut PgConnection, tenant: &TenantId) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('chronicle.tenant_id', $1, true)")
-        .bind(tenant.as_str())
-        .execute(&mut *tx)
-        .await
-        .map(|_| ())
 }
 
 /// A short preview of a message's content for the inbox list.

@@ -40,6 +40,7 @@ pub mod media;
 pub mod messages;
 pub mod outbox;
 pub mod runtime;
+mod shared;
 pub mod templates;
 pub mod wake;
 

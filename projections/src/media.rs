@@ -65,19 +65,7 @@ impl MediaProjector {
         tenant: &TenantId,
         contact_id: &str,
     ) -> Result<Option<DataKey>, ProjectionError> {
-        let cache_key = (tenant.to_string(), contact_id.to_string());
-        if let Some(found) = cache.get(&cache_key) {
-            return Ok(found.clone());
-        }
-        let wrapped: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2")
-                .bind(tenant.as_str())
-                .bind(contact_id)
-                .fetch_optional(&mut *db)
-                .await?;
-        let key = wrapped.and_then(|w| self.master.unwrap_key(&w, tenant, contact_id).ok());
-        cache.insert(cache_key, key.clone());
-        Ok(key)
+        crate::shared::data_key(db, &self.master, cache, tenant, contact_id).await
     }
 
     async fn message(

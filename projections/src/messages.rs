@@ -27,6 +27,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::all_tenants;
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "messages";
@@ -37,7 +38,7 @@ pub struct MessagesProjector {
     master: MasterKey,
 }
 
-type KeyCache = HashMap<(String, String), Option<DataKey>>;
+use crate::shared::KeyCache;
 
 impl MessagesProjector {
     /// A projector opening envelopes with data keys unwrapped by `master`.
@@ -52,20 +53,7 @@ impl MessagesProjector {
         tenant: &TenantId,
         contact_id: &str,
     ) -> Result<Option<DataKey>, ProjectionError> {
-        let cache_key = (tenant.to_string(), contact_id.to_string());
-        if let Some(found) = cache.get(&cache_key) {
-            return Ok(found.clone());
-        }
-        let wrapped: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2")
-                .bind(tenant.as_str())
-                .bind(contact_id)
-                .fetch_optional(&mut *db)
-                .await?;
-        // An erased key (or one wrapped by another master key) projects with empty content.
-        let key = wrapped.and_then(|w| self.master.unwrap_key(&w, tenant, contact_id).ok());
-        cache.insert(cache_key, key.clone());
-        Ok(key)
+        crate::shared::data_key(db, &self.master, cache, tenant, contact_id).await
     }
 
     async fn open(
@@ -388,15 +376,6 @@ async fn update_details(
     };
     query.execute(&mut *db).await?;
     Ok(())
-}
-
-/// Lets this transaction write every tenant's rows (row-level security), as the other
-/// projectors do.
-async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
-        .execute(&mut *tx)
-        .await
-        .map(|_| ())
 }
 
 impl Projector for MessagesProjector {
