@@ -15,6 +15,8 @@
 //! - [`template`]: the `Template` aggregate: WhatsApp message templates and their approval.
 //! - [`lead`]: the `Lead` aggregate: capture, scoring, assignment, the sales pipeline.
 //! - [`media`]: the `Media` aggregate: inbound media fetched and stored as a retried step.
+//! - [`wallet`]: token wallets: purchases, debits, reservations, refunds, transfers (issue 5).
+//! - [`installation`]: orders, installation system records and technician payouts (issue 4).
 //! - [`call`]: the `Call` aggregate: completed calls and their WhatsApp follow-ups; tenants'
 //!   automation rules.
 
@@ -23,6 +25,7 @@
 pub mod call;
 pub mod contact;
 pub mod conversation;
+pub mod installation;
 pub mod lead;
 pub mod media;
 pub mod metadata;
@@ -30,3 +33,4 @@ pub mod phone;
 pub mod pii;
 pub mod template;
 pub mod tenant;
+pub mod wallet;
