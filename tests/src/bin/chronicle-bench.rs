@@ -456,7 +456,10 @@ impl Bench {
             .execute(&self.owner)
             .await?;
         let started = Instant::now();
+        let mut each = Vec::new();
         for projector in projectors(&self.state) {
+            let name = projector.name();
+            let t0 = Instant::now();
             ProjectorRunner::new(
                 self.state.pool.clone(),
                 projector,
@@ -465,6 +468,7 @@ impl Bench {
             )
             .rebuild()
             .await?;
+            each.push((name, t0.elapsed().as_secs_f64()));
         }
         let rebuild = started.elapsed().as_secs_f64();
         let mut f = figure(
@@ -478,6 +482,13 @@ impl Bench {
         f.target = "time ≤ 3× raw read".into();
         f.met = Some(rebuild / raw <= 3.0);
         self.figures.push(f);
+        for (name, seconds) in each {
+            let mut f = figure(&format!("  of which the `{name}` projector"), seconds, "s");
+            f.baseline = Some(raw);
+            f.baseline_name = "raw read, s".into();
+            f.ratio = Some(seconds / raw);
+            self.figures.push(f);
+        }
 
         say("verify");
         let started = Instant::now();
@@ -849,10 +860,12 @@ async fn main() -> anyhow::Result<()> {
     let mut scale = "full".to_string();
     let mut out = PathBuf::from("bench-results");
     let mut only: Option<String> = None;
+    let mut events: Option<usize> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--scale" => scale = args.next().context("--scale needs smoke or full")?,
             "--out" => out = PathBuf::from(args.next().context("--out needs a directory")?),
+            "--events" => events = Some(args.next().context("--events needs a number")?.parse::<usize>()?),
             "--only" => {
                 only = Some(
                     args.next()
@@ -860,13 +873,16 @@ async fn main() -> anyhow::Result<()> {
                 )
             }
             "-h" | "--help" => {
-                println!("chronicle-bench [--scale smoke|full] [--out DIR] [--only appends|streams|scans|graphql|subscriptions|memory]\n\nMeasures appends, stream length, projection catch-up, verify, GraphQL, subscriptions and memory, each beside a baseline from the same run. Needs DATABASE_URL and pgbench.");
+                println!("chronicle-bench [--scale smoke|full] [--out DIR] [--only appends|streams|scans|graphql|subscriptions|memory] [--events N]\n\nMeasures appends, stream length, projection catch-up, verify, GraphQL, subscriptions and memory, each beside a baseline from the same run. Needs DATABASE_URL and pgbench.");
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
-    let plan = Plan::of(&scale)?;
+    let mut plan = Plan::of(&scale)?;
+    if let Some(events) = events {
+        plan.events = events;
+    }
     let started = Instant::now();
     let mut bench = Bench::new(plan).await?;
     let run = |name: &str| only.as_deref().is_none_or(|o| o == name);

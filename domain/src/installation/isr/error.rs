@@ -1,0 +1,70 @@
+//! Refusals of the `InstallationRecord` aggregate, named after the rule they enforce.
+
+/// Why an installation command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallationError {
+    /// Only an opened installation can be changed.
+    #[error("no such installation")]
+    UnknownInstallation,
+    /// Ids, kinds, serials and items must not be blank.
+    #[error("{field} must not be blank")]
+    Blank { field: &'static str },
+    /// A system size is more than zero watts.
+    #[error("the system size must be more than zero watts")]
+    ZeroSystemSize,
+    /// Staffing and scheduling happen before commissioning.
+    #[error("cannot {action} an installation that is {status}")]
+    WorkAlreadyCommissioned { action: &'static str, status: &'static str },
+    /// A first schedule is set once; a different time is a reschedule.
+    #[error("the installation is already scheduled; reschedule it with a reason")]
+    AlreadyScheduled,
+    /// Only a scheduled installation can be rescheduled.
+    #[error("the installation is not scheduled yet")]
+    NotScheduled,
+    /// Work starts with at least one technician assigned.
+    #[error("assign a technician before starting the work")]
+    NoTechnicianAssigned,
+    /// Checklist, photos, components and commissioning happen while in progress.
+    #[error("cannot {action} while the installation is {status}")]
+    NotInProgress { action: &'static str, status: &'static str },
+    /// Only items of the type's checklist can be completed.
+    #[error("{item} is not on the {installation_type} checklist")]
+    UnknownChecklistItem {
+        item: String,
+        installation_type: &'static str,
+    },
+    /// A photo names its content by sha-256, 64 lowercase hex characters.
+    #[error("a photo's content hash must be 64 lowercase hex characters (sha-256)")]
+    InvalidContentHash,
+    /// Commissioning needs every required checklist item, photo and a technician; this lists
+    /// exactly what is missing.
+    #[error("commissioning incomplete: checklist {missing_checklist_items:?}, photos {missing_photos:?}, no technician: {no_technician}")]
+    CommissioningIncomplete {
+        missing_checklist_items: Vec<String>,
+        missing_photos: Vec<String>,
+        no_technician: bool,
+    },
+    /// Status moves follow `pending → in_progress → commissioned → active → decommissioned`.
+    #[error("an installation cannot move from {from} to {to}")]
+    StatusMoveNotAllowed { from: &'static str, to: &'static str },
+}
+
+impl InstallationError {
+    /// The stable code shown to API callers (`extensions.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownInstallation => "UNKNOWN_INSTALLATION",
+            Self::Blank { .. } => "BLANK_FIELD",
+            Self::ZeroSystemSize => "ZERO_SYSTEM_SIZE",
+            Self::WorkAlreadyCommissioned { .. } => "WORK_ALREADY_COMMISSIONED",
+            Self::AlreadyScheduled => "ALREADY_SCHEDULED",
+            Self::NotScheduled => "NOT_SCHEDULED",
+            Self::NoTechnicianAssigned => "NO_TECHNICIAN_ASSIGNED",
+            Self::NotInProgress { .. } => "NOT_IN_PROGRESS",
+            Self::UnknownChecklistItem { .. } => "UNKNOWN_CHECKLIST_ITEM",
+            Self::InvalidContentHash => "INVALID_CONTENT_HASH",
+            Self::CommissioningIncomplete { .. } => "COMMISSIONING_INCOMPLETE",
+            Self::StatusMoveNotAllowed { .. } => "STATUS_MOVE_NOT_ALLOWED",
+        }
+    }
+}
