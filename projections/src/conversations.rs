@@ -47,12 +47,84 @@ impl ConversationsProjector {
         crate::shared::data_key(db, &self.master, cache, tenant, contact_id).await
     }
 
-    async fn apply_one(
+    /// Writes a run of consecutive `MessageReceived` events of one conversation as one upsert,
+    /// with exactly the effect of applying them one by one: counts grow by the run's length,
+    /// the last message is the one with the latest provider time (the later one on a tie),
+    /// phone and name are the last ones that open, window and update time are the last event's.
+    async fn flush_run(
         &self,
         db: &mut PgConnection,
         keys: &mut HashMap<(String, String), Option<DataKey>>,
-        event: &StoredEvent,
+        run: &mut Vec<Inbound>,
     ) -> Result<(), ProjectionError> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Ok(());
+        };
+        let tenant = first.tenant.clone();
+        let contact_id = first.contact_id.clone();
+        let key = self.key(db, keys, &tenant, &contact_id).await?;
+        let open = |e: &Envelope| key.as_ref().and_then(|k| k.open(&tenant, &contact_id, e).ok());
+        let phone = run.iter().rev().find_map(|m| open(&m.contact_phone));
+        let name = run.iter().rev().find_map(|m| m.contact_name.as_ref().and_then(open));
+        let latest = run
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, m)| (m.sent_at, *i))
+            .map(|(_, m)| m)
+            .unwrap_or(last);
+        let text = latest
+            .content
+            .as_ref()
+            .and_then(open)
+            .map(|json| preview(latest.kind.as_str(), &json));
+        sqlx::query(
+            "INSERT INTO conversations AS c (tenant_id, conversation_id, contact_id, contact_phone, contact_name,
+                    status, last_message_ref, last_message_kind, last_message_text, last_message_at,
+                    last_direction, unread_count, message_count, window_expires_at, created_at, updated_at,
+                    last_position)
+             VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, 'inbound', $13, $13, $10, $11, $14, $12)
+             ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET
+                    contact_phone = coalesce(EXCLUDED.contact_phone, c.contact_phone),
+                    contact_name = coalesce(EXCLUDED.contact_name, c.contact_name),
+                    status = 'open',
+                    last_message_ref = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
+                                           THEN EXCLUDED.last_message_ref ELSE c.last_message_ref END,
+                    last_message_kind = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
+                                           THEN EXCLUDED.last_message_kind ELSE c.last_message_kind END,
+                    last_message_text = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
+                                           THEN EXCLUDED.last_message_text ELSE c.last_message_text END,
+                    last_direction = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
+                                           THEN 'inbound' ELSE c.last_direction END,
+                    last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at),
+                    unread_count = c.unread_count + EXCLUDED.unread_count,
+                    message_count = c.message_count + EXCLUDED.message_count,
+                    window_expires_at = EXCLUDED.window_expires_at,
+                    updated_at = EXCLUDED.updated_at,
+                    last_position = EXCLUDED.last_position
+              WHERE c.last_position < $15",
+        )
+        .bind(tenant.as_str())
+        .bind(&first.conversation_id)
+        .bind(&contact_id)
+        .bind(phone)
+        .bind(name)
+        .bind(&latest.message_ref)
+        .bind(latest.kind.as_str())
+        .bind(text)
+        .bind(latest.sent_at)
+        .bind(last.window_expires_at)
+        .bind(first.recorded_at)
+        .bind(last.position)
+        .bind(run.len() as i32)
+        .bind(last.recorded_at)
+        .bind(first.position)
+        .execute(&mut *db)
+        .await?;
+        run.clear();
+        Ok(())
+    }
+
+    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let parsed: ConversationEvent =
             serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
                 position: event.global_position,
@@ -68,66 +140,8 @@ impl ConversationsProjector {
             .unwrap_or(&event.aggregate_id)
             .to_string();
         match parsed {
-            ConversationEvent::MessageReceived {
-                message_ref,
-                contact_id,
-                contact_phone,
-                contact_name,
-                kind,
-                content,
-                sent_at,
-                window_expires_at,
-                ..
-            } => {
-                let key = self.key(db, keys, &tenant, &contact_id).await?;
-                let open = |e: &Envelope| key.as_ref().and_then(|k| k.open(&tenant, &contact_id, e).ok());
-                let phone = open(&contact_phone);
-                let name = contact_name.as_ref().and_then(open);
-                let text = content
-                    .as_ref()
-                    .and_then(open)
-                    .map(|json| preview(kind.as_str(), &json));
-                sqlx::query(
-                    "INSERT INTO conversations AS c (tenant_id, conversation_id, contact_id, contact_phone, contact_name,
-                            status, last_message_ref, last_message_kind, last_message_text, last_message_at,
-                            last_direction, unread_count, message_count, window_expires_at, created_at, updated_at,
-                            last_position)
-                     VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, 'inbound', 1, 1, $10, $11, $11, $12)
-                     ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET
-                            contact_phone = coalesce(EXCLUDED.contact_phone, c.contact_phone),
-                            contact_name = coalesce(EXCLUDED.contact_name, c.contact_name),
-                            status = 'open',
-                            last_message_ref = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
-                                                   THEN EXCLUDED.last_message_ref ELSE c.last_message_ref END,
-                            last_message_kind = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
-                                                   THEN EXCLUDED.last_message_kind ELSE c.last_message_kind END,
-                            last_message_text = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
-                                                   THEN EXCLUDED.last_message_text ELSE c.last_message_text END,
-                            last_direction = CASE WHEN EXCLUDED.last_message_at >= c.last_message_at OR c.last_message_at IS NULL
-                                                   THEN 'inbound' ELSE c.last_direction END,
-                            last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at),
-                            unread_count = c.unread_count + 1,
-                            message_count = c.message_count + 1,
-                            window_expires_at = EXCLUDED.window_expires_at,
-                            updated_at = EXCLUDED.updated_at,
-                            last_position = EXCLUDED.last_position
-                      WHERE c.last_position < EXCLUDED.last_position",
-                )
-                .bind(tenant.as_str())
-                .bind(&conversation_id)
-                .bind(&contact_id)
-                .bind(phone)
-                .bind(name)
-                .bind(&message_ref)
-                .bind(kind.as_str())
-                .bind(text)
-                .bind(sent_at)
-                .bind(window_expires_at)
-                .bind(event.recorded_at)
-                .bind(event.global_position)
-                .execute(&mut *db)
-                .await?;
-            }
+            // Inbound messages are folded per conversation run and written by `flush_run`.
+            ConversationEvent::MessageReceived { .. } => {}
             ConversationEvent::DeliveryStatusRecorded {
                 message_ref,
                 status,
@@ -178,6 +192,73 @@ impl ConversationsProjector {
     }
 }
 
+/// One inbound message, as the fold needs it.
+struct Inbound {
+    tenant: TenantId,
+    conversation_id: String,
+    contact_id: String,
+    message_ref: String,
+    contact_phone: Envelope,
+    contact_name: Option<Envelope>,
+    kind: chronicle_domain::conversation::MessageKind,
+    content: Option<Envelope>,
+    sent_at: DateTime<Utc>,
+    window_expires_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    position: i64,
+}
+
+impl Inbound {
+    /// The inbound message an event records, or `None` for any other event.
+    fn of(event: &StoredEvent) -> Result<Option<Inbound>, ProjectionError> {
+        if event.event_type != "MessageReceived" {
+            return Ok(None);
+        }
+        let parsed: ConversationEvent =
+            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+                position: event.global_position,
+                reason: format!("not a Conversation event: {e}"),
+            })?;
+        let ConversationEvent::MessageReceived {
+            message_ref,
+            contact_id,
+            contact_phone,
+            contact_name,
+            kind,
+            content,
+            sent_at,
+            window_expires_at,
+            ..
+        } = parsed
+        else {
+            return Ok(None);
+        };
+        let tenant = TenantId::parse(&event.tenant_id).map_err(|e| ProjectionError::Handler {
+            position: event.global_position,
+            reason: e.to_string(),
+        })?;
+        let conversation_id = event
+            .aggregate_id
+            .strip_prefix(&format!("{}:", event.tenant_id))
+            .unwrap_or(&event.aggregate_id)
+            .to_string();
+        Ok(Some(Inbound {
+            tenant,
+            conversation_id,
+            contact_id,
+            message_ref,
+            contact_phone,
+            contact_name,
+            kind,
+            content,
+            sent_at,
+            window_expires_at,
+            recorded_at: event.recorded_at,
+            position: event.global_position,
+        }))
+    }
+}
+
 /// A short preview of a message's content for the inbox list.
 fn preview(kind: &str, content_json: &str) -> String {
     let value: Value = serde_json::from_str(content_json).unwrap_or(Value::Null);
@@ -214,11 +295,31 @@ impl Projector for ConversationsProjector {
         Box::pin(async move {
             all_tenants(tx).await?;
             let mut keys = HashMap::new();
+            // Consecutive inbound messages of one conversation are folded into one statement
+            // (a batch of 500 events is typically a few dozen conversations); anything else
+            // flushes the run first, so the order of effects is the log's.
+            let mut run: Vec<Inbound> = Vec::new();
             for event in events {
-                if event.aggregate_type == "Conversation" {
-                    self.apply_one(tx, &mut keys, event).await?;
+                if event.aggregate_type != "Conversation" {
+                    continue;
+                }
+                match Inbound::of(event)? {
+                    Some(inbound) => {
+                        if run
+                            .last()
+                            .is_some_and(|r| r.conversation_id != inbound.conversation_id || r.tenant != inbound.tenant)
+                        {
+                            self.flush_run(tx, &mut keys, &mut run).await?;
+                        }
+                        run.push(inbound);
+                    }
+                    None => {
+                        self.flush_run(tx, &mut keys, &mut run).await?;
+                        self.apply_one(tx, event).await?;
+                    }
                 }
             }
+            self.flush_run(tx, &mut keys, &mut run).await?;
             Ok(())
         })
     }

@@ -50,3 +50,47 @@ async fn a_bulk_loaded_dataset_verifies_and_projects_like_the_command_path(pool:
         .await;
     assert_eq!(names, 40, "envelopes sealed in bulk open in the projection");
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_conversations_read_model_is_the_same_one_event_at_a_time_or_folded_per_batch(pool: PgPool) {
+    use chronicle_projections::conversations::ConversationsProjector;
+    use chronicle_projections::runtime::{ProjectorRunner, RunnerConfig};
+    let app = TestApp::new(pool).await;
+    let dataset = generate(5, Scale::SMALL);
+    chronicle_fixtures::load::through_commands(
+        &app.state.pool,
+        &app.state.id_key,
+        &app.state.inbox,
+        &dataset,
+        |_, _| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let rows = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT row_to_json(c)::text FROM (SELECT * FROM conversations ORDER BY tenant_id, conversation_id) c",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_default()
+    };
+    let runner = |batch_size: i64| {
+        ProjectorRunner::new(
+            app.state.pool.clone(),
+            std::sync::Arc::new(ConversationsProjector::new(app.state.master_key.clone())),
+            app.state.wakeups.clone(),
+            RunnerConfig {
+                batch_size,
+                ..RunnerConfig::default()
+            },
+        )
+    };
+    // (`project` finishes anything an open transaction elsewhere in the cluster held back.)
+    runner(1).rebuild().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+    let one_by_one = rows().await;
+    runner(500).rebuild().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+    assert_eq!(rows().await, one_by_one);
+    assert_eq!(one_by_one.len(), 40);
+}
