@@ -9,10 +9,15 @@ use sqlx::PgPool;
 async fn a_generated_dataset_loaded_through_commands_verifies_and_projects(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let dataset = generate(11, Scale::SMALL);
+    let leads = chronicle_commands::leads::Leads::new(
+        app.state.commands.clone(),
+        chronicle_commands::keystore::KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
+    );
     chronicle_fixtures::load::through_commands(
         &app.state.pool,
         &app.state.id_key,
         &app.state.inbox,
+        &leads,
         &dataset,
         |_, _| {},
     )
@@ -57,10 +62,15 @@ async fn the_conversations_read_model_is_the_same_one_event_at_a_time_or_folded_
     use chronicle_projections::runtime::{ProjectorRunner, RunnerConfig};
     let app = TestApp::new(pool).await;
     let dataset = generate(5, Scale::SMALL);
+    let leads = chronicle_commands::leads::Leads::new(
+        app.state.commands.clone(),
+        chronicle_commands::keystore::KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
+    );
     chronicle_fixtures::load::through_commands(
         &app.state.pool,
         &app.state.id_key,
         &app.state.inbox,
+        &leads,
         &dataset,
         |_, _| {},
     )
