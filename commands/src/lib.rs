@@ -18,6 +18,7 @@
 //! - [`contacts`]: contact registration, profile, tags, consent (WhatsApp keywords) and erasure
 //!   (data key destroyed, read models scrubbed).
 //! - [`calls`]: completed calls from the telephony webhook and the call follow-up worker.
+//! - [`worker`]: the polling loop of the queue workers (outbound sender, media fetcher).
 //! - [`intake`]: inbound webhooks: verification, the inbox table, and processing of inbox rows
 //!   into commands.
 //!
@@ -38,6 +39,7 @@ pub mod leads;
 pub mod media;
 pub mod outbound;
 pub mod tenants;
+pub mod worker;
 
 /// The Redis channel on which appends are announced (payload: the tenant id) when Redis is
 /// configured. The read side subscribes to the same name (`projections::wake::REDIS_CHANNEL`).

@@ -259,36 +259,21 @@ impl MediaFetcher {
 
     /// Works the queue until `shutdown` turns true: a pass, then the next after `poll` (at
     /// once while rows keep coming). Failures are logged and retried on the next pass.
-    pub async fn run(self, poll: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let busy = match self.run_once().await {
-                Ok(pass) => {
-                    if pass.claimed > 0 {
-                        tracing::info!(
-                            stored = pass.stored,
-                            failed = pass.failed,
-                            retry = pass.retry,
-                            unsettled = pass.unsettled,
-                            "media pass"
-                        );
-                    }
-                    pass.claimed as i64 >= self.config.batch_size
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "media pass failed; retrying");
-                    false
-                }
-            };
-            if !busy {
-                tokio::select! {
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = shutdown.changed() => {}
-                }
+    pub async fn run(self, poll: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
+        crate::worker::poll_until_shutdown("media", poll, shutdown, || async {
+            let pass = self.run_once().await?;
+            if pass.claimed > 0 {
+                tracing::info!(
+                    stored = pass.stored,
+                    failed = pass.failed,
+                    retry = pass.retry,
+                    unsettled = pass.unsettled,
+                    "media pass"
+                );
             }
-            if *shutdown.borrow() {
-                return;
-            }
-        }
+            Ok(pass.claimed as i64 >= self.config.batch_size)
+        })
+        .await
     }
 
     async fn work(&self, job: &Job) -> Result<Settled, CommandError> {

@@ -265,36 +265,21 @@ impl WhatsAppSender {
 
     /// Works the outbox until `shutdown` turns true: a pass, then the next after `poll` (at
     /// once while rows keep coming). Failures are logged and retried on the next pass.
-    pub async fn run(self, poll: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let busy = match self.run_once().await {
-                Ok(pass) => {
-                    if pass.claimed > 0 {
-                        tracing::info!(
-                            sent = pass.sent,
-                            failed = pass.failed,
-                            retry = pass.retry,
-                            needs_operator = pass.needs_operator,
-                            "outbox pass"
-                        );
-                    }
-                    pass.claimed as i64 >= self.config.batch_size
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "outbox pass failed; retrying");
-                    false
-                }
-            };
-            if !busy {
-                tokio::select! {
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = shutdown.changed() => {}
-                }
+    pub async fn run(self, poll: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
+        crate::worker::poll_until_shutdown("outbox", poll, shutdown, || async {
+            let pass = self.run_once().await?;
+            if pass.claimed > 0 {
+                tracing::info!(
+                    sent = pass.sent,
+                    failed = pass.failed,
+                    retry = pass.retry,
+                    needs_operator = pass.needs_operator,
+                    "outbox pass"
+                );
             }
-            if *shutdown.borrow() {
-                return;
-            }
-        }
+            Ok(pass.claimed as i64 >= self.config.batch_size)
+        })
+        .await
     }
 
     /// Passes until no due row is left (retries due later are left for later). For tests and
