@@ -194,6 +194,7 @@ impl Settings {
         };
 
         let snapshots = chronicle_commands::dispatch::SnapshotPolicy {
+            wallet: chronicle_commands::dispatch::SnapshotPolicy::default().wallet,
             conversation: match lookup("CHRONICLE_SNAPSHOT_CONVERSATION") {
                 None => chronicle_commands::dispatch::SnapshotPolicy::default().conversation,
                 Some(text) => match text.trim().parse::<usize>() {

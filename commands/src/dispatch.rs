@@ -10,12 +10,18 @@ use std::time::{Duration, Instant};
 use chronicle_domain::call::{AutomationRules, AutomationRulesCommand, Call, CallCommand};
 use chronicle_domain::contact::{Contact, ContactCommand};
 use chronicle_domain::conversation::{Conversation, ConversationCommand};
+use chronicle_domain::installation::{
+    InstallationCommand, InstallationRecord, Order, OrderCommand, Payout, PayoutCommand,
+};
 use chronicle_domain::lead::{Lead, LeadCommand};
 use chronicle_domain::media::{Media, MediaCommand};
 use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::template::{Template, TemplateCommand};
+use chronicle_domain::tenant::TenantId;
+use chronicle_domain::wallet::{Wallet, WalletCommand};
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use cqrs_es::{AggregateContext, EventStore};
 use postgres_es::PostgresEventRepository;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use sqlx::PgPool;
@@ -34,13 +40,16 @@ type Framework<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotPolicy {
     pub conversation: Option<usize>,
+    pub wallet: Option<usize>,
 }
 
 impl Default for SnapshotPolicy {
-    /// Conversations can grow long (busy support threads): snapshot every 100 events.
+    /// Conversations can grow long (busy support threads) and so can wallets (one debit per
+    /// billable action): snapshot both every 100 events.
     fn default() -> Self {
         Self {
             conversation: Some(100),
+            wallet: Some(100),
         }
     }
 }
@@ -94,6 +103,10 @@ pub struct Commands {
     calls: std::sync::Arc<Framework<Call>>,
     automation: std::sync::Arc<Framework<AutomationRules>>,
     media: std::sync::Arc<Framework<Media>>,
+    wallets: std::sync::Arc<Framework<Wallet>>,
+    orders: std::sync::Arc<Framework<Order>>,
+    installations: std::sync::Arc<Framework<InstallationRecord>>,
+    payouts: std::sync::Arc<Framework<Payout>>,
     redis: Option<redis::aio::MultiplexedConnection>,
     metrics: CommandMetrics,
 }
@@ -126,6 +139,10 @@ impl Commands {
             calls: std::sync::Arc::new(framework(&pool, None)),
             automation: std::sync::Arc::new(framework(&pool, None)),
             media: std::sync::Arc::new(framework(&pool, None)),
+            wallets: std::sync::Arc::new(framework(&pool, snapshots.wallet)),
+            orders: std::sync::Arc::new(framework(&pool, None)),
+            installations: std::sync::Arc::new(framework(&pool, None)),
+            payouts: std::sync::Arc::new(framework(&pool, None)),
             pool,
             redis: None,
             metrics: CommandMetrics::unregistered(),
@@ -241,6 +258,73 @@ impl Commands {
     ) -> Result<(), CommandError> {
         let stream = metadata.tenant_id.stream_id(media_ref);
         self.execute(&self.media, &stream, command, metadata, DomainError::Media)
+            .await
+    }
+
+    /// Runs a command on the wallet `<tenant>:<local_id>` (`wallet_<id>`). A refusal the wallet
+    /// records (insufficient balance) is `Ok` here: read it with [`Wallet::outcome`] through
+    /// [`Commands::load_wallet`] (references are remembered, so the outcome is the command's own).
+    pub async fn wallet(
+        &self,
+        local_id: &str,
+        command: WalletCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.wallets, &stream, command, metadata, DomainError::Wallet)
+            .await
+    }
+
+    /// The current state of the wallet `<tenant>:<local_id>`.
+    pub async fn load_wallet(&self, tenant: &TenantId, local_id: &str) -> Result<Wallet, CommandError> {
+        let stream = tenant.stream_id(local_id);
+        let store = PersistedEventStore::<_, Wallet>::new_event_store(PostgresEventRepository::new(self.pool.clone()));
+        let mut context = store
+            .load_aggregate(&stream)
+            .await
+            .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+        Ok(std::mem::take(context.aggregate()))
+    }
+
+    /// Runs a command on the order `<tenant>:<local_id>` (`order_<id>`).
+    pub async fn order(
+        &self,
+        local_id: &str,
+        command: OrderCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.orders, &stream, command, metadata, DomainError::Order)
+            .await
+    }
+
+    /// Runs a command on the installation record `<tenant>:<local_id>` (`isr_<id>`).
+    pub async fn installation(
+        &self,
+        local_id: &str,
+        command: InstallationCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(
+            &self.installations,
+            &stream,
+            command,
+            metadata,
+            DomainError::Installation,
+        )
+        .await
+    }
+
+    /// Runs a command on the payout `<tenant>:<local_id>` (`payout_<id>`).
+    pub async fn payout(
+        &self,
+        local_id: &str,
+        command: PayoutCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.payouts, &stream, command, metadata, DomainError::Payout)
             .await
     }
 

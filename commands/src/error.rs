@@ -4,9 +4,11 @@
 use chronicle_domain::call::{AutomationRulesError, CallError};
 use chronicle_domain::contact::ContactError;
 use chronicle_domain::conversation::ConversationError;
+use chronicle_domain::installation::{InstallationError, OrderError, PayoutError};
 use chronicle_domain::lead::LeadError;
 use chronicle_domain::media::MediaError;
 use chronicle_domain::template::TemplateError;
+use chronicle_domain::wallet::WalletError;
 
 /// A refusal by an aggregate: the caller's fault, with the rule's stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +27,14 @@ pub enum DomainError {
     AutomationRules(#[from] AutomationRulesError),
     #[error(transparent)]
     Media(#[from] MediaError),
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Installation(#[from] InstallationError),
+    #[error(transparent)]
+    Payout(#[from] PayoutError),
 }
 
 impl DomainError {
@@ -38,6 +48,10 @@ impl DomainError {
             Self::Call(e) => e.code(),
             Self::AutomationRules(e) => e.code(),
             Self::Media(e) => e.code(),
+            Self::Wallet(e) => e.code(),
+            Self::Order(e) => e.code(),
+            Self::Installation(e) => e.code(),
+            Self::Payout(e) => e.code(),
         }
     }
 }

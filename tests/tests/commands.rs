@@ -49,7 +49,13 @@ fn metadata() -> CommandMetadata {
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn concurrent_commands_on_one_stream_are_retried_not_failed(pool: PgPool) {
-    let commands = Commands::new(pool.clone(), SnapshotPolicy { conversation: None });
+    let commands = Commands::new(
+        pool.clone(),
+        SnapshotPolicy {
+            conversation: None,
+            wallet: None,
+        },
+    );
     let mut tasks = Vec::new();
     for i in 0..8 {
         let commands = commands.clone();
@@ -92,7 +98,13 @@ async fn concurrent_commands_on_one_stream_are_retried_not_failed(pool: PgPool) 
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_snapshotted_conversation_still_refuses_repeats_and_other_contacts(pool: PgPool) {
-    let commands = Commands::new(pool.clone(), SnapshotPolicy { conversation: Some(2) });
+    let commands = Commands::new(
+        pool.clone(),
+        SnapshotPolicy {
+            conversation: Some(2),
+            wallet: None,
+        },
+    );
     for i in 0..5 {
         commands
             .conversation("ct_a", message(&format!("wamid.s{i}"), "ct_a", i), &metadata())

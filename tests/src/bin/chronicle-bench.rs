@@ -334,6 +334,7 @@ impl Bench {
             self.state.pool.clone(),
             SnapshotPolicy {
                 conversation: Some(100),
+                ..SnapshotPolicy::default()
             },
         );
         let mut latencies = Vec::new();
