@@ -56,6 +56,8 @@ pub struct AppState {
     pub media: Option<MediaFetcher>,
     /// The call follow-up process manager's worker.
     pub follow_ups: FollowUpWorker,
+    /// Payment callbacks (Paynow, M-Pesa, Stripe-style): verification, status calls, matching.
+    pub payments: chronicle_commands::payments::PaymentIntake,
     /// Wakes the inbox worker when a delivery was stored.
     pub inbox_kick: Arc<Notify>,
     pub wakeups: Wakeups,
@@ -187,6 +189,12 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         }
         None => None,
     };
+    let payments = chronicle_commands::payments::PaymentIntake::new(
+        commands.clone(),
+        settings.master_key.clone(),
+        settings.payments.clone(),
+    )
+    .context("building the payment callbacks' HTTP client")?;
     let schema = build_schema(pool.clone(), wakeups.clone(), live, commands.clone(), keys);
     Ok(AppState {
         pool,
@@ -202,6 +210,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         sender,
         media,
         follow_ups,
+        payments,
         inbox_kick: Arc::new(Notify::new()),
         wakeups,
         redis,
@@ -228,10 +237,23 @@ pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
         Arc::new(TemplatesProjector),
         Arc::new(CallsProjector::new(state.master_key.clone())),
         Arc::new(CallFollowUpsProjector),
+        Arc::new(chronicle_projections::campaigns::CampaignsProjector),
+        Arc::new(chronicle_projections::campaigns::CampaignWorkProjector),
         Arc::new(OutboxProjector),
         Arc::new(MediaProjector::new(state.master_key.clone())),
         Arc::new(MessagesProjector::new(state.master_key.clone())),
         Arc::new(chronicle_projections::agents::AgentPerformanceProjector),
+        Arc::new(chronicle_projections::payments::PaymentsProjector),
+        Arc::new(chronicle_projections::installation_work::InstallationWorkProjector),
+        Arc::new(chronicle_projections::installations::OrdersProjector),
+        Arc::new(chronicle_projections::installations::InstallationsProjector::new(
+            state.master_key.clone(),
+        )),
+        Arc::new(chronicle_projections::installations::PayoutsProjector),
+        Arc::new(chronicle_projections::wallets::WalletsProjector),
+        Arc::new(chronicle_projections::warranties::WarrantiesProjector),
+        Arc::new(chronicle_projections::service::ServiceProjector),
+        Arc::new(chronicle_projections::service::ServiceWorkProjector),
     ]
 }
 
@@ -271,6 +293,30 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
             media.clone().run(Duration::from_secs(2), stop.clone())
         })));
     }
+    let installations = chronicle_commands::installations::InstallationWorker::new(
+        state.commands.clone(),
+        KeyStore::new(state.pool.clone(), state.master_key.clone()),
+    );
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(supervise("installation-pm", shutdown.clone(), move || {
+        installations.clone().run(Duration::from_secs(2), stop.clone())
+    })));
+    let service_sweeper = chronicle_commands::service::ServiceSweeper::new(state.commands.clone());
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(supervise(
+        "service-sweeper",
+        shutdown.clone(),
+        move || service_sweeper.clone().run(Duration::from_secs(5), stop.clone()),
+    )));
+    let campaigns = chronicle_commands::campaigns::CampaignRunner::new(
+        state.commands.clone(),
+        KeyStore::new(state.pool.clone(), state.master_key.clone()),
+        chronicle_commands::campaigns::CampaignConfig::default(),
+    );
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(supervise("campaign-runner", shutdown.clone(), move || {
+        campaigns.clone().run(Duration::from_secs(1), stop.clone())
+    })));
     let (follow_up_state, stop) = (state.clone(), shutdown.clone());
     tasks.push(tokio::spawn(supervise("call-follow-ups", shutdown, move || {
         follow_up_worker(follow_up_state.clone(), stop.clone())
@@ -369,6 +415,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let state = build_state(pool, &settings).await?;
     if demo {
         let summary = chronicle_fixtures::demo::load(&state.pool, &state.id_key, &state.inbox).await?;
+        chronicle_fixtures::demo::load_activity(&state.commands, &state.master_key).await?;
         let token = crate::auth::mint(
             settings.jwt_secret.expose(),
             &summary.tenant,

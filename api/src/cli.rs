@@ -77,6 +77,19 @@ pub enum Admin {
     /// Put webhook deliveries parked as failed (refused input) back in the queue, once the
     /// cause is fixed; they are processed at once.
     RequeueFailed,
+    /// Set a tenant's unit price of a billable feature (message, broadcast_recipient, report)
+    /// in milli-tokens (1 token = 1000), or remove it with --remove (the feature is then
+    /// unmetered for the tenant).
+    SetPrice {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        feature: String,
+        #[arg(long, required_unless_present = "remove")]
+        unit_price: Option<i64>,
+        #[arg(long)]
+        remove: bool,
+    },
     /// Stop the embedded PostgreSQL cluster (when no DATABASE_URL is set).
     StopDb,
 }
@@ -177,6 +190,24 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
                 "{requeued} failed deliveries requeued; {} processed, {} failed again",
                 processed.done, processed.failed
             );
+        }
+        Admin::SetPrice {
+            tenant: t,
+            feature,
+            unit_price,
+            remove,
+        } => {
+            let t = tenant(&t)?;
+            let pool = connect(&settings).await?;
+            let commands = chronicle_commands::dispatch::Commands::new(pool, Default::default());
+            let price = if remove { None } else { unit_price };
+            chronicle_commands::metering::Metering::new(commands)
+                .set_price(&t, &feature, price, "cli")
+                .await?;
+            match price {
+                Some(p) => println!("tenant {t}: {feature} costs {p} milli-tokens per unit"),
+                None => println!("tenant {t}: {feature} is unmetered"),
+            }
         }
         Admin::StopDb => match settings.database {
             Database::Embedded => {

@@ -18,6 +18,9 @@
 //! | `WHATSAPP_SEND_TIMEOUT_SECS` | timeout of one send request (a timed-out send goes to an operator, never resent) | `15` |
 //! | `WHATSAPP_SEND_MAX_ATTEMPTS` | attempts on 5xx, 429 or connection failures before a send is recorded failed | `8` |
 //! | `WHATSAPP_SEND_BACKOFF_MS` | the first retry's delay, doubled per attempt (capped at 5 min) | `2000` |
+//! | `PAYNOW_BASE_URL` | Paynow's base URL; callbacks' poll URLs must lie under it | `https://www.paynow.co.zw/Interface` |
+//! | `DARAJA_BASE_URL` | Safaricom Daraja's base URL (M-Pesa STK status queries) | `https://api.safaricom.co.ke` |
+//! | `CHRONICLE_TOKEN_RATES` | milli-tokens per minor unit credited by wallet top-ups, `USD=1000,KES=8` | `USD=1000` |
 //! | `CHRONICLE_LOG_FORMAT` | `pretty` or `json` | `pretty` |
 //! | `CHRONICLE_PROJECTOR_BATCH_SIZE` | events per projector batch (one transaction each) | `500` |
 //! | `CHRONICLE_SNAPSHOT_CONVERSATION` | snapshot a conversation every N events; 0 turns it off | `100` |
@@ -99,6 +102,8 @@ pub struct Settings {
     pub snapshots: chronicle_commands::dispatch::SnapshotPolicy,
     /// Events per projector batch.
     pub projector_batch_size: i64,
+    /// Payment providers' base URLs and wallet top-up rates.
+    pub payments: chronicle_commands::payments::PaymentsConfig,
 }
 
 /// How the WhatsApp sender paces requests and retries.
@@ -330,6 +335,7 @@ impl Settings {
             name: "CHRONICLE_MASTER_KEY",
             reason: e.to_string(),
         })?;
+        let payments = payments_setting(&lookup)?;
         Ok(Self {
             database,
             redis_url: lookup("REDIS_URL").map(Secret::new),
@@ -350,8 +356,40 @@ impl Settings {
             log_format,
             snapshots,
             projector_batch_size,
+            payments,
         })
     }
+}
+
+/// The payment providers' settings (`PAYNOW_BASE_URL`, `DARAJA_BASE_URL`, `CHRONICLE_TOKEN_RATES`).
+fn payments_setting(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<chronicle_commands::payments::PaymentsConfig, ConfigError> {
+    let mut config = chronicle_commands::payments::PaymentsConfig::default();
+    for (name, slot) in [
+        ("PAYNOW_BASE_URL", &mut config.paynow_base_url),
+        ("DARAJA_BASE_URL", &mut config.daraja_base_url),
+    ] {
+        if let Some(url) = lookup(name) {
+            let url = url.trim().trim_end_matches('/').to_string();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("{url:?} is not an http(s) URL"),
+                });
+            }
+            *slot = url;
+        }
+    }
+    if let Some(rates) = lookup("CHRONICLE_TOKEN_RATES") {
+        config.token_rates = chronicle_commands::payments::parse_token_rates(&rates).map_err(|reason| {
+            ConfigError::Invalid {
+                name: "CHRONICLE_TOKEN_RATES",
+                reason,
+            }
+        })?;
+    }
+    Ok(config)
 }
 
 fn dev_secrets_path(dir: &std::path::Path) -> PathBuf {

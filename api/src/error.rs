@@ -111,7 +111,17 @@ impl IntoResponse for ApiError {
 impl ErrorExtensions for ApiError {
     fn extend(&self) -> async_graphql::Error {
         self.log_if_unexpected();
-        async_graphql::Error::new(self.public_message()).extend_with(|_, ext| ext.set("code", self.code()))
+        async_graphql::Error::new(self.public_message()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            // INSUFFICIENT_BALANCE carries the amounts (milli-tokens) the caller must know.
+            if let Self::Command(CommandError::Rejected(chronicle_commands::error::DomainError::Wallet(
+                chronicle_domain::wallet::WalletError::InsufficientBalance { required, available },
+            ))) = self
+            {
+                ext.set("required", *required);
+                ext.set("available", *available);
+            }
+        })
     }
 }
 

@@ -29,6 +29,8 @@
 //! the last or a failure that cannot be retried. A conversation that refuses the template (the
 //! contact never wrote on WhatsApp, or opted out) is a failure that cannot be retried.
 //! Templates are sent without body parameters.
+//! Follow-up sends are metered like a user's (`crate::metering`, feature `message`): a tenant
+//! whose main wallet cannot pay records the attempt as failed, not retryable.
 
 use chronicle_domain::call::automation::AUTOMATION_STREAM_LOCAL_ID;
 use chronicle_domain::call::{
@@ -39,6 +41,7 @@ use chronicle_domain::contact::ContactSource;
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::phone::PhoneNumber;
 use chronicle_domain::tenant::TenantId;
+use chronicle_domain::wallet::WalletError;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use rand::rngs::OsRng;
@@ -50,6 +53,7 @@ use crate::dispatch::Commands;
 use crate::error::{CommandError, DomainError};
 use crate::intake::telephony::{CallStatusReport, PROVIDER};
 use crate::keystore::KeyStore;
+use crate::metering::{features, message_action, Charge, Metering};
 use crate::outbound::{queue, Outgoing};
 
 /// What recording a report did.
@@ -414,12 +418,33 @@ impl FollowUpWorker {
             language: row.language.clone().unwrap_or_default(),
             parameters: Vec::new(),
         };
-        match queue(&self.commands, &self.keys, &row.contact_id, &key, outgoing, &metadata).await {
+        // Metered like a user's send (feature `message`): paid before it is queued, refunded if
+        // the conversation refuses it; a wallet that cannot pay fails the attempt for good.
+        let action = message_action(&row.contact_id, &key);
+        let metering = Metering::new(self.commands.clone());
+        let queued = match metering.charge(features::MESSAGE, 1, &action, &metadata).await {
+            Ok(charge) => {
+                let queued = queue(&self.commands, &self.keys, &row.contact_id, &key, outgoing, &metadata).await;
+                if matches!(
+                    (&queued, &charge),
+                    (Err(CommandError::Rejected(_)), Charge::Debited { .. })
+                ) {
+                    metering.refund_refused_send(&row.contact_id, &key, &metadata).await?;
+                }
+                queued
+            }
+            Err(e) => Err(e),
+        };
+        match queued {
             Ok(()) => {
                 pass.queued += 1;
                 self.update(row, "last_error = $3", None).await
             }
-            Err(e @ CommandError::Rejected(DomainError::Conversation(_))) => {
+            Err(
+                e @ CommandError::Rejected(
+                    DomainError::Conversation(_) | DomainError::Wallet(WalletError::InsufficientBalance { .. }),
+                ),
+            ) => {
                 tracing::info!(reason = %e, "the follow-up cannot be sent on WhatsApp; recorded as failed");
                 let failure = WorkRow {
                     attempt,

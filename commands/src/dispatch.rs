@@ -8,14 +8,20 @@
 use std::time::{Duration, Instant};
 
 use chronicle_domain::call::{AutomationRules, AutomationRulesCommand, Call, CallCommand};
+use chronicle_domain::campaign::{Campaign, CampaignCommand};
 use chronicle_domain::contact::{Contact, ContactCommand};
 use chronicle_domain::conversation::{Conversation, ConversationCommand};
 use chronicle_domain::installation::{
+    ClaimCommand, MaintenanceCommand, MaintenanceContract, ServiceCommand, ServiceRequest, WarrantyClaim,
+};
+use chronicle_domain::installation::{
     InstallationCommand, InstallationRecord, Order, OrderCommand, Payout, PayoutCommand,
 };
+use chronicle_domain::installation::{Warranty, WarrantyCommand};
 use chronicle_domain::lead::{Lead, LeadCommand};
 use chronicle_domain::media::{Media, MediaCommand};
 use chronicle_domain::metadata::CommandMetadata;
+use chronicle_domain::payment::{Payment, PaymentCommand};
 use chronicle_domain::template::{Template, TemplateCommand};
 use chronicle_domain::tenant::TenantId;
 use chronicle_domain::wallet::{Wallet, WalletCommand};
@@ -34,7 +40,7 @@ use crate::error::{CommandError, DomainError};
 /// stream, one can lose at most N-1 times, so this covers bursts of 11 on one conversation.
 pub const CONFLICT_RETRIES: u32 = 10;
 
-type Framework<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
+type Framework<A> = CqrsFramework<A, PersistedEventStore<crate::repository::ChronicleEventRepository, A>>;
 
 /// Snapshot settings per aggregate: `Some(n)` takes a snapshot every `n` events.
 #[derive(Debug, Clone, Copy)]
@@ -104,9 +110,16 @@ pub struct Commands {
     automation: std::sync::Arc<Framework<AutomationRules>>,
     media: std::sync::Arc<Framework<Media>>,
     wallets: std::sync::Arc<Framework<Wallet>>,
+    wallet_snapshot: Option<usize>,
     orders: std::sync::Arc<Framework<Order>>,
     installations: std::sync::Arc<Framework<InstallationRecord>>,
     payouts: std::sync::Arc<Framework<Payout>>,
+    campaigns: std::sync::Arc<Framework<Campaign>>,
+    payments: std::sync::Arc<Framework<Payment>>,
+    warranties: std::sync::Arc<Framework<Warranty>>,
+    claims: std::sync::Arc<Framework<WarrantyClaim>>,
+    service_requests: std::sync::Arc<Framework<ServiceRequest>>,
+    maintenance: std::sync::Arc<Framework<MaintenanceContract>>,
     redis: Option<redis::aio::MultiplexedConnection>,
     metrics: CommandMetrics,
 }
@@ -120,7 +133,7 @@ impl std::fmt::Debug for Commands {
 }
 
 fn framework<A: Aggregate<Services = ()>>(pool: &PgPool, snapshot: Option<usize>) -> Framework<A> {
-    let repo = PostgresEventRepository::new(pool.clone());
+    let repo = crate::repository::ChronicleEventRepository::new(pool.clone());
     let store = match snapshot {
         Some(size) => PersistedEventStore::new_snapshot_store(repo, size),
         None => PersistedEventStore::new_event_store(repo),
@@ -140,9 +153,17 @@ impl Commands {
             automation: std::sync::Arc::new(framework(&pool, None)),
             media: std::sync::Arc::new(framework(&pool, None)),
             wallets: std::sync::Arc::new(framework(&pool, snapshots.wallet)),
+            wallet_snapshot: snapshots.wallet,
             orders: std::sync::Arc::new(framework(&pool, None)),
             installations: std::sync::Arc::new(framework(&pool, None)),
             payouts: std::sync::Arc::new(framework(&pool, None)),
+            // A campaign's stream grows with its recipients' outcomes: snapshot every 100 events.
+            campaigns: std::sync::Arc::new(framework(&pool, Some(100))),
+            payments: std::sync::Arc::new(framework(&pool, None)),
+            warranties: std::sync::Arc::new(framework(&pool, None)),
+            claims: std::sync::Arc::new(framework(&pool, None)),
+            service_requests: std::sync::Arc::new(framework(&pool, None)),
+            maintenance: std::sync::Arc::new(framework(&pool, None)),
             pool,
             redis: None,
             metrics: CommandMetrics::unregistered(),
@@ -278,7 +299,12 @@ impl Commands {
     /// The current state of the wallet `<tenant>:<local_id>`.
     pub async fn load_wallet(&self, tenant: &TenantId, local_id: &str) -> Result<Wallet, CommandError> {
         let stream = tenant.stream_id(local_id);
-        let store = PersistedEventStore::<_, Wallet>::new_event_store(PostgresEventRepository::new(self.pool.clone()));
+        // Load from the latest snapshot when wallets are snapshotted, like the command path does.
+        let repo = PostgresEventRepository::new(self.pool.clone());
+        let store = match self.wallet_snapshot {
+            Some(size) => PersistedEventStore::<_, Wallet>::new_snapshot_store(repo, size),
+            None => PersistedEventStore::<_, Wallet>::new_event_store(repo),
+        };
         let mut context = store
             .load_aggregate(&stream)
             .await
@@ -325,6 +351,92 @@ impl Commands {
     ) -> Result<(), CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.payouts, &stream, command, metadata, DomainError::Payout)
+            .await
+    }
+
+    /// Runs a command on the warranty `<tenant>:<local_id>`
+    /// (`warranty_local_id(installation_id, serial)`, `warranty_<isr_id>/<serial>`).
+    pub async fn warranty(
+        &self,
+        local_id: &str,
+        command: WarrantyCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.warranties, &stream, command, metadata, DomainError::Warranty)
+            .await
+    }
+
+    /// The current state of the warranty `<tenant>:<local_id>` (a claim is checked against its
+    /// terms).
+    pub async fn load_warranty(&self, tenant: &TenantId, local_id: &str) -> Result<Warranty, CommandError> {
+        let stream = tenant.stream_id(local_id);
+        let store =
+            PersistedEventStore::<_, Warranty>::new_event_store(PostgresEventRepository::new(self.pool.clone()));
+        let mut context = store
+            .load_aggregate(&stream)
+            .await
+            .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+        Ok(std::mem::take(context.aggregate()))
+    }
+
+    /// Runs a command on the warranty claim `<tenant>:<local_id>` (`claim_<id>`).
+    pub async fn claim(
+        &self,
+        local_id: &str,
+        command: ClaimCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.claims, &stream, command, metadata, DomainError::Claim)
+            .await
+    }
+
+    /// Runs a command on the service request `<tenant>:<local_id>` (`sr_<ticket number>`).
+    pub async fn service_request(
+        &self,
+        local_id: &str,
+        command: ServiceCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.service_requests, &stream, command, metadata, DomainError::Service)
+            .await
+    }
+
+    /// Runs a command on the maintenance contract `<tenant>:<local_id>` (`mc_<id>`).
+    pub async fn maintenance(
+        &self,
+        local_id: &str,
+        command: MaintenanceCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.maintenance, &stream, command, metadata, DomainError::Maintenance)
+            .await
+    }
+
+    /// Runs a command on the payment `<tenant>:<local_id>` (`payment_local_id(provider, reference)`).
+    pub async fn payment(
+        &self,
+        local_id: &str,
+        command: PaymentCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.payments, &stream, command, metadata, DomainError::Payment)
+            .await
+    }
+
+    /// Runs a command on the campaign `<tenant>:<local_id>` (`campaign_<id>`).
+    pub async fn campaign(
+        &self,
+        local_id: &str,
+        command: CampaignCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(&self.campaigns, &stream, command, metadata, DomainError::Campaign)
             .await
     }
 

@@ -2,11 +2,15 @@
 //! everything else.
 
 use chronicle_domain::call::{AutomationRulesError, CallError};
+use chronicle_domain::campaign::CampaignError;
 use chronicle_domain::contact::ContactError;
 use chronicle_domain::conversation::ConversationError;
+use chronicle_domain::installation::WarrantyError;
+use chronicle_domain::installation::{ClaimError, MaintenanceError, ServiceError};
 use chronicle_domain::installation::{InstallationError, OrderError, PayoutError};
 use chronicle_domain::lead::LeadError;
 use chronicle_domain::media::MediaError;
+use chronicle_domain::payment::PaymentError;
 use chronicle_domain::template::TemplateError;
 use chronicle_domain::wallet::WalletError;
 
@@ -35,6 +39,18 @@ pub enum DomainError {
     Installation(#[from] InstallationError),
     #[error(transparent)]
     Payout(#[from] PayoutError),
+    #[error(transparent)]
+    Campaign(#[from] CampaignError),
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+    #[error(transparent)]
+    Warranty(#[from] WarrantyError),
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Maintenance(#[from] MaintenanceError),
 }
 
 impl DomainError {
@@ -52,6 +68,12 @@ impl DomainError {
             Self::Order(e) => e.code(),
             Self::Installation(e) => e.code(),
             Self::Payout(e) => e.code(),
+            Self::Campaign(e) => e.code(),
+            Self::Payment(e) => e.code(),
+            Self::Warranty(e) => e.code(),
+            Self::Claim(e) => e.code(),
+            Self::Service(e) => e.code(),
+            Self::Maintenance(e) => e.code(),
         }
     }
 }

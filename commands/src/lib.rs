@@ -17,7 +17,20 @@
 //! - [`tenants`]: the tenant registry and the WhatsApp numbers mapped to tenants.
 //! - [`contacts`]: contact registration, profile, tags, consent (WhatsApp keywords) and erasure
 //!   (data key destroyed, read models scrubbed).
+//! - [`campaigns`]: campaign commands (scheduling reserves on the main wallet first) and the
+//!   campaign runner: rate-limited batches, capture per batch, failed recipients refunded.
 //! - [`calls`]: completed calls from the telephony webhook and the call follow-up worker.
+//! - [`installations`]: orders, installation records and payouts, and the installation process
+//!   managers (paid order → installation; commissioning → payout, warranties, notification).
+//! - [`wallets`]: the token wallets' write side ([`wallets::WalletService`]: open, purchase,
+//!   debit, reserve, capture, release, refund, transfer) with typed outcomes.
+//! - [`metering`]: billable actions priced by the tenant's price list, charged to the main
+//!   wallet before they run and refunded when they fail.
+//! - [`payments`]: payment callbacks (Paynow, M-Pesa, Stripe-style): verified, confirmed with
+//!   the provider, recorded once per provider reference, matched to an order or a wallet top-up
+//!   or kept unmatched for finance.
+//! - [`service`]: the service desk (warranty claims, service requests with per-tenant ticket
+//!   numbers, maintenance contracts) and the SLA and auto-renewal sweeper.
 //! - [`worker`]: the polling loop of the queue workers (outbound sender, media fetcher).
 //! - [`intake`]: inbound webhooks: verification, the inbox table, and processing of inbox rows
 //!   into commands.
@@ -30,15 +43,22 @@
 #![forbid(unsafe_code)]
 
 pub mod calls;
+pub mod campaigns;
 pub mod contacts;
 pub mod dispatch;
 pub mod error;
+pub mod installations;
 pub mod intake;
 pub mod keystore;
 pub mod leads;
 pub mod media;
+pub mod metering;
 pub mod outbound;
+pub mod payments;
+pub mod repository;
+pub mod service;
 pub mod tenants;
+pub mod wallets;
 pub mod worker;
 
 /// The Redis channel on which appends are announced (payload: the tenant id) when Redis is

@@ -17,18 +17,24 @@
 //! - [`media`]: the `Media` aggregate: inbound media fetched and stored as a retried step.
 //! - [`wallet`]: token wallets: purchases, debits, reservations, refunds, transfers (issue 5).
 //! - [`installation`]: orders, installation system records and technician payouts (issue 4).
+//! - [`payment`]: the `Payment` aggregate: provider callbacks confirmed once, matched to an
+//!   order or a wallet top-up, or kept unmatched for finance (issue 4).
+//! - [`campaign`]: the `Campaign` aggregate: template broadcasts to a segment, paid from a
+//!   wallet reservation (issue 5).
 //! - [`call`]: the `Call` aggregate: completed calls and their WhatsApp follow-ups; tenants'
 //!   automation rules.
 
 #![forbid(unsafe_code)]
 
 pub mod call;
+pub mod campaign;
 pub mod contact;
 pub mod conversation;
 pub mod installation;
 pub mod lead;
 pub mod media;
 pub mod metadata;
+pub mod payment;
 pub mod phone;
 pub mod pii;
 pub mod template;

@@ -25,6 +25,8 @@
 //! Idempotent: every write of a conversation is guarded by the last global position applied to
 //! it (`agent_conversation_state.last_position`), and assignments are keyed by position.
 
+use std::collections::{HashMap, HashSet};
+
 use chronicle_domain::conversation::{ConversationEvent, ConversationStatus};
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
@@ -50,6 +52,7 @@ pub fn is_person(requested_by: &str) -> bool {
 pub struct AgentPerformanceProjector;
 
 /// The working state of one conversation, as last written.
+#[derive(Debug, Clone)]
 struct State {
     episode: i32,
     episode_open: bool,
@@ -57,84 +60,67 @@ struct State {
     last_position: i64,
 }
 
-impl AgentPerformanceProjector {
-    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        let handler_error = |reason: String| ProjectionError::Handler {
-            position: event.global_position,
-            reason,
-        };
-        let parsed: ConversationEvent = serde_json::from_value(event.payload.clone())
-            .map_err(|e| handler_error(format!("not a Conversation event: {e}")))?;
-        let tenant = TenantId::parse(&event.tenant_id).map_err(|e| handler_error(e.to_string()))?;
-        let t = tenant.as_str();
-        let conversation_id = event
-            .aggregate_id
-            .strip_prefix(&format!("{}:", event.tenant_id))
-            .unwrap_or(&event.aggregate_id)
-            .to_string();
-        let pos = event.global_position;
+impl State {
+    /// A conversation with no row yet.
+    const NEW: State = State {
+        episode: 0,
+        episode_open: false,
+        assignee: None,
+        last_position: 0,
+    };
+}
 
-        let found = sqlx::query(
-            "SELECT episode, episode_open, assignee, last_position FROM agent_conversation_state
-              WHERE tenant_id = $1 AND conversation_id = $2 FOR UPDATE",
-        )
-        .bind(t)
-        .bind(&conversation_id)
-        .fetch_optional(&mut *db)
-        .await?;
-        let mut state = match found {
-            Some(r) => State {
-                episode: r.try_get("episode")?,
-                episode_open: r.try_get("episode_open")?,
-                assignee: r.try_get("assignee")?,
-                last_position: r.try_get("last_position")?,
-            },
-            None => State {
-                episode: 0,
-                episode_open: false,
-                assignee: None,
-                last_position: 0,
-            },
-        };
+/// A conversation's key: (tenant, conversation id).
+type Key = (String, String);
+
+/// The writes of one batch, folded in memory and written with one statement per kind.
+///
+/// Applied one event at a time, each event read its conversation's state row, wrote at most one
+/// episode or assignment row and wrote the state row back. Here the states are read once
+/// (locked), the events fold into them in log order, and the writes go out set-based:
+///
+/// - the final state of each conversation touched (the last event's, as one by one);
+/// - new episodes, then first responses, then resolutions: an episode is opened before it is
+///   answered and answered before it is resolved (it closes then), so running the three kinds
+///   in that order is the log's order for each episode row. Only the first response of an
+///   episode can take effect (`first_response_at IS NULL`), so only it is kept;
+/// - assignments, keyed by position (distinct rows).
+#[derive(Default)]
+struct Writes {
+    states: HashMap<Key, State>,
+    /// Conversations whose state changed, in first-touched order.
+    touched: Vec<Key>,
+    touched_set: HashSet<Key>,
+    episodes: Vec<(Key, i32, DateTime<Utc>, i64)>,
+    first_responses: Vec<(Key, i32, DateTime<Utc>, String, i64)>,
+    first_response_seen: HashSet<(Key, i32)>,
+    resolutions: Vec<(Key, i32, DateTime<Utc>, String, String, i64)>,
+    assignments: Vec<(Key, i64, String, DateTime<Utc>)>,
+}
+
+impl AgentPerformanceProjector {
+    /// Folds one event into `writes` (the in-memory image of the rows), exactly as it used to be
+    /// applied alone.
+    fn fold(writes: &mut Writes, key: Key, pos: i64, parsed: ConversationEvent) {
+        let mut state = writes.states.get(&key).cloned().unwrap_or(State::NEW);
         // The guard: an event already applied to this conversation changes nothing.
         if state.last_position >= pos {
-            return Ok(());
+            return;
         }
-
         match parsed {
             ConversationEvent::MessageReceived { sent_at, .. } if !state.episode_open => {
                 state.episode += 1;
                 state.episode_open = true;
-                sqlx::query(
-                    "INSERT INTO agent_conversation_episodes (tenant_id, conversation_id, episode, started_at, last_position)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (tenant_id, conversation_id, episode) DO NOTHING",
-                )
-                .bind(t)
-                .bind(&conversation_id)
-                .bind(state.episode)
-                .bind(sent_at)
-                .bind(pos)
-                .execute(&mut *db)
-                .await?;
+                writes.episodes.push((key.clone(), state.episode, sent_at, pos));
             }
             ConversationEvent::OutboundMessageQueued { requested_by, at, .. }
                 if state.episode_open && is_person(&requested_by) =>
             {
-                sqlx::query(
-                    "UPDATE agent_conversation_episodes
-                        SET first_response_at = $4, first_response_by = $5, last_position = $6
-                      WHERE tenant_id = $1 AND conversation_id = $2 AND episode = $3
-                        AND first_response_at IS NULL AND last_position < $6",
-                )
-                .bind(t)
-                .bind(&conversation_id)
-                .bind(state.episode)
-                .bind(at)
-                .bind(&requested_by)
-                .bind(pos)
-                .execute(&mut *db)
-                .await?;
+                if writes.first_response_seen.insert((key.clone(), state.episode)) {
+                    writes
+                        .first_responses
+                        .push((key.clone(), state.episode, at, requested_by, pos));
+                }
             }
             ConversationEvent::ConversationStatusChanged {
                 to: ConversationStatus::Resolved,
@@ -144,57 +130,153 @@ impl AgentPerformanceProjector {
             } if state.episode_open => {
                 state.episode_open = false;
                 let agent = state.assignee.clone().unwrap_or_else(|| by.clone());
-                sqlx::query(
-                    "UPDATE agent_conversation_episodes
-                        SET resolved_at = $4, resolved_by = $5, resolution_agent = $6, last_position = $7
-                      WHERE tenant_id = $1 AND conversation_id = $2 AND episode = $3 AND last_position < $7",
-                )
-                .bind(t)
-                .bind(&conversation_id)
-                .bind(state.episode)
-                .bind(at)
-                .bind(&by)
-                .bind(&agent)
-                .bind(pos)
-                .execute(&mut *db)
-                .await?;
+                writes.resolutions.push((key.clone(), state.episode, at, by, agent, pos));
             }
             ConversationEvent::ConversationAssigned { agent_id, at, .. } => {
-                sqlx::query(
-                    "INSERT INTO agent_assignments (tenant_id, position, conversation_id, agent_id, at)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (tenant_id, position) DO NOTHING",
-                )
-                .bind(t)
-                .bind(pos)
-                .bind(&conversation_id)
-                .bind(&agent_id)
-                .bind(at)
-                .execute(&mut *db)
-                .await?;
+                writes.assignments.push((key.clone(), pos, agent_id.clone(), at));
                 state.assignee = Some(agent_id);
             }
             ConversationEvent::ConversationUnassigned { .. } => state.assignee = None,
-            // Everything else moves no figure; the position is still recorded below.
+            // Everything else moves no figure; the position is still recorded.
             _ => {}
         }
+        state.last_position = pos;
+        if writes.touched_set.insert(key.clone()) {
+            writes.touched.push(key.clone());
+        }
+        writes.states.insert(key, state);
+    }
 
-        sqlx::query(
-            "INSERT INTO agent_conversation_state AS s (tenant_id, conversation_id, episode, episode_open, assignee, last_position)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET
-                    episode = EXCLUDED.episode, episode_open = EXCLUDED.episode_open,
-                    assignee = EXCLUDED.assignee, last_position = EXCLUDED.last_position
-              WHERE s.last_position < EXCLUDED.last_position",
+    /// Reads (and locks) the state rows of `keys`.
+    async fn load(db: &mut PgConnection, keys: &[Key]) -> Result<HashMap<Key, State>, ProjectionError> {
+        let rows = sqlx::query(
+            "SELECT s.tenant_id, s.conversation_id, s.episode, s.episode_open, s.assignee, s.last_position
+               FROM agent_conversation_state s
+               JOIN unnest($1::text[], $2::text[]) AS w(t, c) ON s.tenant_id = w.t AND s.conversation_id = w.c
+                FOR UPDATE OF s",
         )
-        .bind(t)
-        .bind(&conversation_id)
-        .bind(state.episode)
-        .bind(state.episode_open)
-        .bind(&state.assignee)
-        .bind(pos)
-        .execute(&mut *db)
+        .bind(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *db)
         .await?;
+        let mut states = HashMap::with_capacity(rows.len());
+        for r in rows {
+            states.insert(
+                (r.try_get("tenant_id")?, r.try_get("conversation_id")?),
+                State {
+                    episode: r.try_get("episode")?,
+                    episode_open: r.try_get("episode_open")?,
+                    assignee: r.try_get("assignee")?,
+                    last_position: r.try_get("last_position")?,
+                },
+            );
+        }
+        Ok(states)
+    }
+
+    /// Writes the folded batch: at most five statements.
+    async fn write(db: &mut PgConnection, w: Writes) -> Result<(), ProjectionError> {
+        if !w.episodes.is_empty() {
+            sqlx::query(
+                "INSERT INTO agent_conversation_episodes (tenant_id, conversation_id, episode, started_at, last_position)
+                 SELECT t, c, e, s, p
+                   FROM unnest($1::text[], $2::text[], $3::int4[], $4::timestamptz[], $5::int8[])
+                        WITH ORDINALITY AS u(t, c, e, s, p, n)
+                  ORDER BY n
+                 ON CONFLICT (tenant_id, conversation_id, episode) DO NOTHING",
+            )
+            .bind(w.episodes.iter().map(|r| r.0 .0.as_str()).collect::<Vec<_>>())
+            .bind(w.episodes.iter().map(|r| r.0 .1.as_str()).collect::<Vec<_>>())
+            .bind(w.episodes.iter().map(|r| r.1).collect::<Vec<_>>())
+            .bind(w.episodes.iter().map(|r| r.2).collect::<Vec<_>>())
+            .bind(w.episodes.iter().map(|r| r.3).collect::<Vec<_>>())
+            .execute(&mut *db)
+            .await?;
+        }
+        if !w.first_responses.is_empty() {
+            let rows = &w.first_responses;
+            sqlx::query(
+                "UPDATE agent_conversation_episodes e
+                    SET first_response_at = u.a, first_response_by = u.b, last_position = u.p
+                   FROM unnest($1::text[], $2::text[], $3::int4[], $4::timestamptz[], $5::text[], $6::int8[])
+                        AS u(t, c, ep, a, b, p)
+                  WHERE e.tenant_id = u.t AND e.conversation_id = u.c AND e.episode = u.ep
+                    AND e.first_response_at IS NULL AND e.last_position < u.p",
+            )
+            .bind(rows.iter().map(|r| r.0 .0.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.0 .1.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.3.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.4).collect::<Vec<_>>())
+            .execute(&mut *db)
+            .await?;
+        }
+        if !w.resolutions.is_empty() {
+            let rows = &w.resolutions;
+            sqlx::query(
+                "UPDATE agent_conversation_episodes e
+                    SET resolved_at = u.a, resolved_by = u.b, resolution_agent = u.g, last_position = u.p
+                   FROM unnest($1::text[], $2::text[], $3::int4[], $4::timestamptz[], $5::text[], $6::text[],
+                               $7::int8[]) AS u(t, c, ep, a, b, g, p)
+                  WHERE e.tenant_id = u.t AND e.conversation_id = u.c AND e.episode = u.ep
+                    AND e.last_position < u.p",
+            )
+            .bind(rows.iter().map(|r| r.0 .0.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.0 .1.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.3.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.4.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.5).collect::<Vec<_>>())
+            .execute(&mut *db)
+            .await?;
+        }
+        if !w.assignments.is_empty() {
+            let rows = &w.assignments;
+            sqlx::query(
+                "INSERT INTO agent_assignments (tenant_id, position, conversation_id, agent_id, at)
+                 SELECT t, p, c, g, a
+                   FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::timestamptz[])
+                        WITH ORDINALITY AS u(t, p, c, g, a, n)
+                  ORDER BY n
+                 ON CONFLICT (tenant_id, position) DO NOTHING",
+            )
+            .bind(rows.iter().map(|r| r.0 .0.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.0 .1.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+            .execute(&mut *db)
+            .await?;
+        }
+        if !w.touched.is_empty() {
+            let states: Vec<(&Key, &State)> = w
+                .touched
+                .iter()
+                .filter_map(|k| w.states.get(k).map(|s| (k, s)))
+                .collect();
+            sqlx::query(
+                "INSERT INTO agent_conversation_state AS s (tenant_id, conversation_id, episode, episode_open, assignee,
+                                                           last_position)
+                 SELECT t, c, e, o, a, p
+                   FROM unnest($1::text[], $2::text[], $3::int4[], $4::bool[], $5::text[], $6::int8[])
+                        WITH ORDINALITY AS u(t, c, e, o, a, p, n)
+                  ORDER BY n
+                 ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET
+                        episode = EXCLUDED.episode, episode_open = EXCLUDED.episode_open,
+                        assignee = EXCLUDED.assignee, last_position = EXCLUDED.last_position
+                  WHERE s.last_position < EXCLUDED.last_position",
+            )
+            .bind(states.iter().map(|(k, _)| k.0.as_str()).collect::<Vec<_>>())
+            .bind(states.iter().map(|(k, _)| k.1.as_str()).collect::<Vec<_>>())
+            .bind(states.iter().map(|(_, s)| s.episode).collect::<Vec<_>>())
+            .bind(states.iter().map(|(_, s)| s.episode_open).collect::<Vec<_>>())
+            .bind(states.iter().map(|(_, s)| s.assignee.as_deref()).collect::<Vec<_>>())
+            .bind(states.iter().map(|(_, s)| s.last_position).collect::<Vec<_>>())
+            .execute(&mut *db)
+            .await?;
+        }
         Ok(())
     }
 }
@@ -215,12 +297,39 @@ impl Projector for AgentPerformanceProjector {
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             all_tenants(tx).await?;
-            for event in events {
-                if event.aggregate_type == "Conversation" {
-                    self.apply_one(tx, event).await?;
+            let mut folded = Vec::with_capacity(events.len());
+            let mut keys = Vec::new();
+            let mut seen = HashSet::new();
+            for event in events.iter().filter(|e| e.aggregate_type == "Conversation") {
+                let handler_error = |reason: String| ProjectionError::Handler {
+                    position: event.global_position,
+                    reason,
+                };
+                let parsed: ConversationEvent = serde_json::from_value(event.payload.clone())
+                    .map_err(|e| handler_error(format!("not a Conversation event: {e}")))?;
+                let tenant = TenantId::parse(&event.tenant_id).map_err(|e| handler_error(e.to_string()))?;
+                let conversation_id = event
+                    .aggregate_id
+                    .strip_prefix(&format!("{}:", event.tenant_id))
+                    .unwrap_or(&event.aggregate_id)
+                    .to_string();
+                let key: Key = (tenant.as_str().to_string(), conversation_id);
+                if seen.insert(key.clone()) {
+                    keys.push(key.clone());
                 }
+                folded.push((key, event.global_position, parsed));
             }
-            Ok(())
+            if folded.is_empty() {
+                return Ok(());
+            }
+            let mut writes = Writes {
+                states: Self::load(tx, &keys).await?,
+                ..Writes::default()
+            };
+            for (key, pos, parsed) in folded {
+                Self::fold(&mut writes, key, pos, parsed);
+            }
+            Self::write(tx, writes).await
         })
     }
 

@@ -7,6 +7,8 @@
 //! erased. The write side also destroys the data key and scrubs the rows at once
 //! (`chronicle_commands::contacts`), so a rebuild after an erasure projects those fields empty.
 
+use std::collections::HashMap;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chronicle_domain::contact::{ContactEvent, FieldChange};
@@ -66,7 +68,9 @@ impl ContactsProjector {
         Self { master }
     }
 
-    async fn apply_message(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    /// Notes an inbound message's time for its contact's `last_contact_at`, written by
+    /// [`flush_messages`] (one statement for the batch).
+    fn note_message(pending: &mut HashMap<(String, String), DateTime<Utc>>, event: &StoredEvent) {
         let contact_id = event.payload["MessageReceived"]["contact_id"]
             .as_str()
             .unwrap_or_default();
@@ -75,19 +79,13 @@ impl ContactsProjector {
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
         if contact_id.is_empty() {
-            return Ok(());
+            return;
         }
-        // Idempotent without a position guard: `greatest` of the same time changes nothing.
-        sqlx::query(
-            "UPDATE contacts SET last_contact_at = greatest(last_contact_at, $3)
-              WHERE tenant_id = $1 AND contact_id = $2 AND erased_at IS NULL",
-        )
-        .bind(&event.tenant_id)
-        .bind(contact_id)
-        .bind(sent_at.unwrap_or(event.recorded_at))
-        .execute(&mut *db)
-        .await?;
-        Ok(())
+        let at = sent_at.unwrap_or(event.recorded_at);
+        pending
+            .entry((event.tenant_id.clone(), contact_id.to_string()))
+            .and_modify(|latest| *latest = (*latest).max(at))
+            .or_insert(at);
     }
 
     async fn apply_one(
@@ -257,6 +255,30 @@ impl ContactsProjector {
     }
 }
 
+/// Moves each contact's `last_contact_at` to the latest of `pending`'s times, in one statement,
+/// and empties it. Idempotent without a position guard: `greatest` of the same time changes
+/// nothing, and `greatest` over a batch's times is the one-by-one `greatest` of each.
+async fn flush_messages(
+    db: &mut PgConnection,
+    pending: &mut HashMap<(String, String), DateTime<Utc>>,
+) -> Result<(), ProjectionError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<((String, String), DateTime<Utc>)> = pending.drain().collect();
+    sqlx::query(
+        "UPDATE contacts c SET last_contact_at = greatest(c.last_contact_at, u.a)
+           FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(t, k, a)
+          WHERE c.tenant_id = u.t AND c.contact_id = u.k AND c.erased_at IS NULL",
+    )
+    .bind(rows.iter().map(|r| r.0 .0.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.0 .1.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
 impl Projector for ContactsProjector {
     fn name(&self) -> &'static str {
         NAME
@@ -274,13 +296,29 @@ impl Projector for ContactsProjector {
         Box::pin(async move {
             all_tenants(tx).await?;
             let mut keys = KeyCache::new();
+            let contacts: Vec<(TenantId, String)> = events
+                .iter()
+                .filter(|e| e.aggregate_type == "Contact")
+                .filter_map(|e| tenant_of(e).ok().map(|t| (t, local_id(e))))
+                .collect();
+            crate::shared::prefetch_keys(tx, &self.master, &mut keys, contacts.iter().map(|(t, c)| (t, c.as_str())))
+                .await?;
+            // Inbound messages' times, folded per contact (the latest); written before any event
+            // of a contact they touch, so the order of effects on each row is the log's.
+            let mut messages = HashMap::new();
             for event in events {
                 match event.aggregate_type.as_str() {
-                    "Contact" => self.apply_one(tx, &mut keys, event).await?,
-                    "Conversation" if event.event_type == "MessageReceived" => self.apply_message(tx, event).await?,
+                    "Contact" => {
+                        if messages.contains_key(&(event.tenant_id.clone(), local_id(event))) {
+                            flush_messages(tx, &mut messages).await?;
+                        }
+                        self.apply_one(tx, &mut keys, event).await?
+                    }
+                    "Conversation" if event.event_type == "MessageReceived" => Self::note_message(&mut messages, event),
                     _ => {}
                 }
             }
+            flush_messages(tx, &mut messages).await?;
             Ok(())
         })
     }

@@ -409,37 +409,74 @@ pub async fn list(
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };
+    let later_page = after.is_some();
     let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
     let first = first.clamp(1, 100);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
-    let rows = sqlx::query(
-        "SELECT c.conversation_id, c.contact_id, c.contact_phone, c.contact_name, c.status, c.last_message_ref,
-                c.last_message_kind, c.last_message_text, c.last_message_at, c.unread_count, c.message_count,
-                c.window_expires_at, c.created_at, c.updated_at, d.assignee, coalesce(d.tags, '{}') AS tags
-           FROM conversations c
-           LEFT JOIN conversation_details d ON d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
-          WHERE c.tenant_id = $1
-            AND ($2::text IS NULL OR c.status = $2)
-            AND ($6::text IS NULL OR d.assignee = $6)
-            AND (NOT $7 OR d.assignee IS NULL)
-            AND ($8::text IS NULL OR $8 = ANY(d.tags))
-            AND (coalesce((extract(epoch FROM c.last_message_at) * 1000000)::bigint, -9223372036854775808), c.conversation_id)
-                < ($3::bigint, CASE WHEN $4 = '' THEN chr(1114111) ELSE $4 END)
-          ORDER BY c.last_message_at DESC NULLS LAST, c.conversation_id DESC
-          LIMIT $5",
-    )
-    .bind(tenant.as_str())
-    .bind(filter.status.as_deref())
-    .bind(after_micros)
-    .bind(&after_id)
-    .bind(first + 1)
-    .bind(filter.assignee.as_deref())
-    .bind(filter.unassigned)
-    .bind(filter.tag.as_deref())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let mut tx = crate::shared::begin_for_tenant(pool, tenant).await?;
+    let by_details = filter.assignee.is_some() || filter.unassigned || filter.tag.is_some();
+    let rows = if by_details {
+        // Filters on the details row: join first, then page.
+        sqlx::query(
+            "SELECT c.conversation_id, c.contact_id, c.contact_phone, c.contact_name, c.status, c.last_message_ref,
+                    c.last_message_kind, c.last_message_text, c.last_message_at, c.unread_count, c.message_count,
+                    c.window_expires_at, c.created_at, c.updated_at, d.assignee, coalesce(d.tags, '{}') AS tags
+               FROM conversations c
+               LEFT JOIN conversation_details d ON d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
+              WHERE c.tenant_id = $1
+                AND ($2::text IS NULL OR c.status = $2)
+                AND ($6::text IS NULL OR d.assignee = $6)
+                AND (NOT $7 OR d.assignee IS NULL)
+                AND ($8::text IS NULL OR $8 = ANY(d.tags))
+                AND (coalesce((extract(epoch FROM c.last_message_at) * 1000000)::bigint, -9223372036854775808), c.conversation_id)
+                    < ($3::bigint, CASE WHEN $4 = '' THEN chr(1114111) ELSE $4 END)
+              ORDER BY c.last_message_at DESC NULLS LAST, c.conversation_id DESC
+              LIMIT $5",
+        )
+        .bind(tenant.as_str())
+        .bind(filter.status.as_deref())
+        .bind(after_micros)
+        .bind(&after_id)
+        .bind(first + 1)
+        .bind(filter.assignee.as_deref())
+        .bind(filter.unassigned)
+        .bind(filter.tag.as_deref())
+        .fetch_all(&mut *tx)
+        .await?
+    } else {
+        // No filter on the details row: page the conversations first (the first rows of the
+        // `conversations_inbox_order` index, migration 0080), then join the page's details. The
+        // first page has no cursor condition; a later page keeps the one above.
+        let cursor = if later_page {
+            "AND (coalesce((extract(epoch FROM c.last_message_at) * 1000000)::bigint, -9223372036854775808),
+                      c.conversation_id) < ($4::bigint, CASE WHEN $5 = '' THEN chr(1114111) ELSE $5 END)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT c.conversation_id, c.contact_id, c.contact_phone, c.contact_name, c.status, c.last_message_ref,
+                    c.last_message_kind, c.last_message_text, c.last_message_at, c.unread_count, c.message_count,
+                    c.window_expires_at, c.created_at, c.updated_at, d.assignee, coalesce(d.tags, '{{}}') AS tags
+               FROM (SELECT * FROM conversations c
+                      WHERE c.tenant_id = $1
+                        AND ($2::text IS NULL OR c.status = $2)
+                        {cursor}
+                      ORDER BY c.last_message_at DESC NULLS LAST, c.conversation_id DESC
+                      LIMIT $3) c
+               LEFT JOIN conversation_details d ON d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
+              ORDER BY c.last_message_at DESC NULLS LAST, c.conversation_id DESC"
+        );
+        let query = sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .bind(filter.status.as_deref())
+            .bind(first + 1);
+        let query = if later_page {
+            query.bind(after_micros).bind(&after_id)
+        } else {
+            query
+        };
+        query.fetch_all(&mut *tx).await?
+    };
+    crate::shared::end_read(tx);
     let has_next_page = rows.len() as i64 > first;
     let rows = rows
         .into_iter()

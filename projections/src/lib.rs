@@ -20,29 +20,49 @@
 //!   funnel.
 //! - [`contacts`], [`templates`], [`calls`]: the `contacts`, `templates` and `calls` read models,
 //!   and the call follow-up work list (`call_follow_ups`).
+//! - [`campaigns`]: the `campaigns` and `campaign_recipients` read models, and the campaign
+//!   runner's work lists (`campaign_runs`, `campaign_outcomes`).
+//! - [`installations`], [`installation_work`]: the `orders`, `installations` (with the timeline)
+//!   and `payouts` read models, and the installation process managers' work lists.
 //! - [`agents`]: the `agent_performance` projector (conversation episodes: first response and
 //!   resolution times, assignments) and the per-agent figures of a period.
 //! - [`media`]: the `media` projector: the `media_jobs` queue of inbound media to fetch, and the
 //!   `media_files` read model of their fetch status.
+//! - [`payments`]: the `payments` projector: payments from provider callbacks, matched or
+//!   unmatched (finance's work list).
+//! - [`wallets`]: the `wallets` projector: wallet balances, the ledger with running balances
+//!   (usage per feature per day is a query over it) and reservations.
+//! - [`warranties`]: the `warranties` projector: warranties of installed components and their
+//!   claims.
+//! - [`service`]: the `service` projector (service requests with SLA due time and breach flag,
+//!   maintenance contracts) and the `service_work` projector (the SLA and renewal sweepers' work
+//!   lists).
 //! - [`MIGRATOR`]: the one migrator of the schema, shared by the server and the tests.
 
 #![forbid(unsafe_code)]
 
 pub mod agents;
 pub mod calls;
+pub mod campaigns;
 pub mod chain;
 pub mod contacts;
 pub mod conversations;
+pub mod installation_work;
+pub mod installations;
 pub mod leads;
 pub mod live;
 pub mod log;
 pub mod media;
 pub mod messages;
 pub mod outbox;
+pub mod payments;
 pub mod runtime;
+pub mod service;
 mod shared;
 pub mod templates;
 pub mod wake;
+pub mod wallets;
+pub mod warranties;
 
 /// The schema's only migrator: applied at start-up by the server and by every test database
 /// (`#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]`).

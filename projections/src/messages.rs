@@ -13,7 +13,7 @@
 //! or repeated one), and a status may arrive before the sender recorded the message as sent:
 //! the timeline is keyed by the message's reference and joined at query time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -68,17 +68,17 @@ impl MessagesProjector {
         Ok(key.and_then(|k| k.open(tenant, contact_id, envelope).ok()))
     }
 
+    /// Applies one parsed event. Inbound messages and delivery statuses go to `pending` (written
+    /// together by [`Pending::flush`]); any other event flushes `pending` first, so the order of
+    /// effects is the log's.
     async fn apply_one(
         &self,
         db: &mut PgConnection,
         keys: &mut KeyCache,
+        pending: &mut Pending,
         event: &StoredEvent,
+        parsed: ConversationEvent,
     ) -> Result<(), ProjectionError> {
-        let parsed: ConversationEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                position: event.global_position,
-                reason: format!("not a Conversation event: {e}"),
-            })?;
         let tenant = TenantId::parse(&event.tenant_id).map_err(|e| ProjectionError::Handler {
             position: event.global_position,
             reason: e.to_string(),
@@ -89,6 +89,12 @@ impl MessagesProjector {
             .unwrap_or(&event.aggregate_id)
             .to_string();
         let position = event.global_position;
+        if !matches!(
+            parsed,
+            ConversationEvent::MessageReceived { .. } | ConversationEvent::DeliveryStatusRecorded { .. }
+        ) {
+            pending.flush(db).await?;
+        }
         match parsed {
             ConversationEvent::MessageReceived {
                 message_ref,
@@ -103,37 +109,17 @@ impl MessagesProjector {
                     Some(envelope) => self.open(db, keys, &tenant, &contact_id, envelope).await?,
                     None => None,
                 };
-                sqlx::query(
-                    "INSERT INTO messages (tenant_id, conversation_id, message_id, direction, message_ref, kind, content,
-                                           at, state, position, last_position)
-                     VALUES ($1, $2, 'in:' || $3, 'inbound', $3, $4, $5, $6, 'received', $7, $7)
-                     ON CONFLICT (tenant_id, conversation_id, message_id) DO NOTHING",
-                )
-                .bind(tenant.as_str())
-                .bind(&conversation_id)
-                .bind(&message_ref)
-                .bind(kind.as_str())
-                .bind(content)
-                .bind(sent_at)
-                .bind(position)
-                .execute(&mut *db)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO conversation_details AS d (tenant_id, conversation_id, contact_id, status,
-                                                            window_expires_at, last_position)
-                     VALUES ($1, $2, $3, 'open', $4, $5)
-                     ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET
-                            status = 'open', window_expires_at = EXCLUDED.window_expires_at,
-                            last_position = EXCLUDED.last_position
-                      WHERE d.last_position < EXCLUDED.last_position",
-                )
-                .bind(tenant.as_str())
-                .bind(&conversation_id)
-                .bind(&contact_id)
-                .bind(window_expires_at)
-                .bind(position)
-                .execute(&mut *db)
-                .await?;
+                pending.received(
+                    tenant.as_str(),
+                    &conversation_id,
+                    &contact_id,
+                    &message_ref,
+                    kind.as_str(),
+                    content,
+                    sent_at,
+                    window_expires_at,
+                    position,
+                );
             }
             ConversationEvent::DeliveryStatusRecorded {
                 message_ref,
@@ -144,23 +130,17 @@ impl MessagesProjector {
                 window_closed,
                 ..
             } => {
-                sqlx::query(
-                    "INSERT INTO message_timeline (tenant_id, conversation_id, message_ref, status, at, error_code,
-                                                   error_title, window_closed, position)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT (tenant_id, message_ref, status) DO NOTHING",
-                )
-                .bind(tenant.as_str())
-                .bind(&conversation_id)
-                .bind(&message_ref)
-                .bind(status.as_str())
-                .bind(at)
-                .bind(error_code)
-                .bind(error_title)
-                .bind(window_closed)
-                .bind(position)
-                .execute(&mut *db)
-                .await?;
+                pending.status(
+                    tenant.as_str(),
+                    &conversation_id,
+                    &message_ref,
+                    status.as_str(),
+                    at,
+                    error_code,
+                    error_title,
+                    window_closed,
+                    position,
+                );
             }
             ConversationEvent::OutboundMessageQueued {
                 idempotency_key,
@@ -338,6 +318,212 @@ impl MessagesProjector {
     }
 }
 
+/// Inbound messages and delivery statuses of a batch not written yet, folded into three
+/// set-based statements. They commute with each other (distinct rows, or one details row per
+/// conversation folded below), so writing them together has exactly the effect of writing them
+/// one by one; every other event flushes them first.
+#[derive(Default)]
+struct Pending {
+    /// `messages` rows of inbound messages, first occurrence of each key kept (the rest would
+    /// do nothing).
+    inbound: Vec<InboundRow>,
+    inbound_keys: HashSet<(String, String, String)>,
+    /// One `conversation_details` upsert per conversation: the first message's contact, the
+    /// last one's window and position. Applied one by one, each later upsert overwrites the
+    /// window and position of the earlier ones, and the guard passes for the last one exactly
+    /// when it passes for any (positions grow), so the folded upsert ends in the same row.
+    details: Vec<DetailsRow>,
+    details_index: HashMap<(String, String), usize>,
+    /// `message_timeline` rows, first occurrence of each key kept.
+    timeline: Vec<TimelineRow>,
+    timeline_keys: HashSet<(String, String, String)>,
+}
+
+struct InboundRow {
+    tenant_id: String,
+    conversation_id: String,
+    message_ref: String,
+    kind: &'static str,
+    content: Option<String>,
+    at: DateTime<Utc>,
+    position: i64,
+}
+
+struct DetailsRow {
+    tenant_id: String,
+    conversation_id: String,
+    contact_id: String,
+    window_expires_at: DateTime<Utc>,
+    position: i64,
+}
+
+struct TimelineRow {
+    tenant_id: String,
+    conversation_id: String,
+    message_ref: String,
+    status: &'static str,
+    at: DateTime<Utc>,
+    error_code: Option<i64>,
+    error_title: Option<String>,
+    window_closed: bool,
+    position: i64,
+}
+
+impl Pending {
+    #[allow(clippy::too_many_arguments)]
+    fn received(
+        &mut self,
+        tenant_id: &str,
+        conversation_id: &str,
+        contact_id: &str,
+        message_ref: &str,
+        kind: &'static str,
+        content: Option<String>,
+        at: DateTime<Utc>,
+        window_expires_at: DateTime<Utc>,
+        position: i64,
+    ) {
+        let key = (
+            tenant_id.to_string(),
+            conversation_id.to_string(),
+            format!("in:{message_ref}"),
+        );
+        if self.inbound_keys.insert(key) {
+            self.inbound.push(InboundRow {
+                tenant_id: tenant_id.to_string(),
+                conversation_id: conversation_id.to_string(),
+                message_ref: message_ref.to_string(),
+                kind,
+                content,
+                at,
+                position,
+            });
+        }
+        let key = (tenant_id.to_string(), conversation_id.to_string());
+        match self.details_index.get(&key) {
+            Some(&i) => {
+                if let Some(row) = self.details.get_mut(i) {
+                    row.window_expires_at = window_expires_at;
+                    row.position = position;
+                }
+            }
+            None => {
+                self.details_index.insert(key, self.details.len());
+                self.details.push(DetailsRow {
+                    tenant_id: tenant_id.to_string(),
+                    conversation_id: conversation_id.to_string(),
+                    contact_id: contact_id.to_string(),
+                    window_expires_at,
+                    position,
+                });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn status(
+        &mut self,
+        tenant_id: &str,
+        conversation_id: &str,
+        message_ref: &str,
+        status: &'static str,
+        at: DateTime<Utc>,
+        error_code: Option<i64>,
+        error_title: Option<String>,
+        window_closed: bool,
+        position: i64,
+    ) {
+        let key = (tenant_id.to_string(), message_ref.to_string(), status.to_string());
+        if self.timeline_keys.insert(key) {
+            self.timeline.push(TimelineRow {
+                tenant_id: tenant_id.to_string(),
+                conversation_id: conversation_id.to_string(),
+                message_ref: message_ref.to_string(),
+                status,
+                at,
+                error_code,
+                error_title,
+                window_closed,
+                position,
+            });
+        }
+    }
+
+    /// Writes what is pending (at most three statements) and empties it.
+    async fn flush(&mut self, db: &mut PgConnection) -> Result<(), ProjectionError> {
+        if !self.inbound.is_empty() {
+            let rows = std::mem::take(&mut self.inbound);
+            sqlx::query(
+                "INSERT INTO messages (tenant_id, conversation_id, message_id, direction, message_ref, kind, content,
+                                       at, state, position, last_position)
+                 SELECT t, c, 'in:' || r, 'inbound', r, k, b, a, 'received', p, p
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                               $7::int8[]) WITH ORDINALITY AS u(t, c, r, k, b, a, p, n)
+                  ORDER BY n
+                 ON CONFLICT (tenant_id, conversation_id, message_id) DO NOTHING",
+            )
+            .bind(rows.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.conversation_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.message_ref.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.content.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+            .execute(&mut *db)
+            .await?;
+            self.inbound_keys.clear();
+        }
+        if !self.details.is_empty() {
+            let rows = std::mem::take(&mut self.details);
+            sqlx::query(
+                "INSERT INTO conversation_details AS d (tenant_id, conversation_id, contact_id, status,
+                                                        window_expires_at, last_position)
+                 SELECT t, c, ct, 'open', w, p
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[])
+                        WITH ORDINALITY AS u(t, c, ct, w, p, n)
+                  ORDER BY n
+                 ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET
+                        status = 'open', window_expires_at = EXCLUDED.window_expires_at,
+                        last_position = EXCLUDED.last_position
+                  WHERE d.last_position < EXCLUDED.last_position",
+            )
+            .bind(rows.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.conversation_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.contact_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.window_expires_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+            .execute(&mut *db)
+            .await?;
+            self.details_index.clear();
+        }
+        if !self.timeline.is_empty() {
+            let rows = std::mem::take(&mut self.timeline);
+            sqlx::query(
+                "INSERT INTO message_timeline (tenant_id, conversation_id, message_ref, status, at, error_code,
+                                               error_title, window_closed, position)
+                 SELECT t, c, r, s, a, ec, et, w, p
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int8[],
+                               $7::text[], $8::bool[], $9::int8[]) WITH ORDINALITY AS u(t, c, r, s, a, ec, et, w, p, n)
+                  ORDER BY n
+                 ON CONFLICT (tenant_id, message_ref, status) DO NOTHING",
+            )
+            .bind(rows.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.conversation_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.message_ref.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.error_code).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.error_title.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.window_closed).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+            .execute(&mut *db)
+            .await?;
+            self.timeline_keys.clear();
+        }
+        Ok(())
+    }
+}
+
 /// The contact of a conversation, from its details row.
 async fn contact_of(
     db: &mut PgConnection,
@@ -394,12 +580,34 @@ impl Projector for MessagesProjector {
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             all_tenants(tx).await?;
-            let mut keys = HashMap::new();
-            for event in events {
-                if event.aggregate_type == "Conversation" {
-                    self.apply_one(tx, &mut keys, event).await?;
+            let mut parsed = Vec::with_capacity(events.len());
+            for event in events.iter().filter(|e| e.aggregate_type == "Conversation") {
+                let p: ConversationEvent =
+                    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+                        position: event.global_position,
+                        reason: format!("not a Conversation event: {e}"),
+                    })?;
+                parsed.push((event, p));
+            }
+            // Every data key the batch opens messages with, in one statement.
+            let mut wanted = Vec::new();
+            for (event, p) in &parsed {
+                let contact_id = match p {
+                    ConversationEvent::MessageReceived { contact_id, .. }
+                    | ConversationEvent::OutboundMessageQueued { contact_id, .. } => contact_id,
+                    _ => continue,
+                };
+                if let Ok(tenant) = TenantId::parse(&event.tenant_id) {
+                    wanted.push((tenant, contact_id.as_str()));
                 }
             }
+            let mut keys = KeyCache::new();
+            crate::shared::prefetch_keys(tx, &self.master, &mut keys, wanted.iter().map(|(t, c)| (t, *c))).await?;
+            let mut pending = Pending::default();
+            for (event, p) in parsed {
+                self.apply_one(tx, &mut keys, &mut pending, event, p).await?;
+            }
+            pending.flush(tx).await?;
             Ok(())
         })
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chronicle_domain::pii::{DataKey, MasterKey};
 use chronicle_domain::tenant::TenantId;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::runtime::ProjectionError;
 
@@ -37,6 +37,52 @@ pub(crate) async fn data_key(
     Ok(key)
 }
 
+/// Looks up the data keys of every `(tenant, contact id)` in `wanted` that `cache` lacks, in one
+/// statement, and caches them (`None`: erased or not unwrapping, as [`data_key`] would). Later
+/// [`data_key`] calls for them are answered from the cache.
+pub(crate) async fn prefetch_keys<'w>(
+    db: &mut PgConnection,
+    master: &MasterKey,
+    cache: &mut KeyCache,
+    wanted: impl IntoIterator<Item = (&'w TenantId, &'w str)>,
+) -> Result<(), ProjectionError> {
+    let mut tenants = Vec::new();
+    let mut contacts = Vec::new();
+    let mut asked = HashMap::new();
+    for (tenant, contact_id) in wanted {
+        let cache_key = (tenant.to_string(), contact_id.to_string());
+        if cache.contains_key(&cache_key) || asked.contains_key(&cache_key) {
+            continue;
+        }
+        tenants.push(cache_key.0.clone());
+        contacts.push(cache_key.1.clone());
+        asked.insert(cache_key, tenant.clone());
+    }
+    if tenants.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT k.tenant_id, k.contact_id, k.wrapped_key
+           FROM contact_keys k JOIN unnest($1::text[], $2::text[]) AS w(tenant_id, contact_id)
+             ON k.tenant_id = w.tenant_id AND k.contact_id = w.contact_id",
+    )
+    .bind(&tenants)
+    .bind(&contacts)
+    .fetch_all(&mut *db)
+    .await?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for (tenant_id, contact_id, wrapped) in rows {
+        found.insert((tenant_id, contact_id), wrapped);
+    }
+    for (cache_key, tenant) in asked {
+        let key = found
+            .get(&cache_key)
+            .and_then(|w| master.unwrap_key(w, &tenant, &cache_key.1).ok());
+        cache.insert(cache_key, key);
+    }
+    Ok(())
+}
+
 /// Lets this transaction write every tenant's rows (row-level security, migration 0007). Only
 /// projectors do this; queries use [`for_tenant`].
 pub(crate) async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -44,6 +90,35 @@ pub(crate) async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error
         .execute(&mut *tx)
         .await
         .map(|_| ())
+}
+
+/// Begins a transaction scoped to one tenant (as [`for_tenant`] does) in one round trip: `BEGIN`
+/// and the `set_config` go out together as one simple query. The tenant is written into that
+/// query as a literal, which [`TenantId`] makes safe (it is only `[a-z0-9_-]`, checked again
+/// here: anything else takes the two-round-trip path with a bound parameter).
+///
+/// A read that ends by dropping the transaction instead of committing it (see
+/// [`end_read`]) costs one round trip less again.
+pub async fn begin_for_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let id = tenant.as_str();
+    if id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+        pool.begin_with(format!(
+            "BEGIN; SELECT set_config('chronicle.tenant_id', '{id}', true)"
+        ))
+        .await
+    } else {
+        let mut tx = pool.begin().await?;
+        for_tenant(&mut tx, tenant).await?;
+        Ok(tx)
+    }
+}
+
+/// Ends a read-only transaction: dropping it queues its `ROLLBACK`, which reaches the server
+/// together with the pool's check of the returned connection (one round trip, off the
+/// caller's path) instead of a `COMMIT` of its own. A transaction that wrote nothing ends the
+/// same either way; never use this after a write.
+pub fn end_read(tx: Transaction<'static, Postgres>) {
+    drop(tx);
 }
 
 /// Scopes this transaction's read-model access to one tenant (row-level security, migration

@@ -9,10 +9,17 @@
 //! id). Mutations answer with the conversation id and the stream's last log position after the
 //! command (`position`), which a client can wait for on the events subscription; the read
 //! models catch up a moment later. A send is queued, then sent by the outbox worker.
+//!
+//! Sends are metered (`chronicle_commands::metering`, feature `message`): a tenant with a price
+//! pays from its main wallet before the message is queued; an empty wallet answers
+//! `INSUFFICIENT_BALANCE` (with `required` and `available`) and nothing is queued; a send the
+//! conversation refuses is refunded.
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, Object, SimpleObject};
+use chronicle_commands::error::CommandError;
 use chronicle_commands::keystore::KeyStore;
+use chronicle_commands::metering::{features, message_action, Charge, Metering};
 use chronicle_commands::outbound::{queue, require_conversation, Outgoing};
 use chronicle_domain::conversation::{ConversationCommand, ConversationStatus as DomainStatus};
 use chronicle_projections::messages::{self as read, ConversationDetail, MessageRow, TimelineEntry};
@@ -368,16 +375,27 @@ async fn send(
         ))
         .gql();
     }
-    queue(
-        commands(ctx).gql()?,
-        keys(ctx).gql()?,
-        id,
-        key,
-        outgoing,
-        &metadata(ctx, caller),
-    )
-    .await
-    .gql()?;
+    let commands = commands(ctx).gql()?;
+    let metadata = metadata(ctx, caller);
+    // Metering: paid from the main wallet before anything is queued (unmetered without a
+    // price); INSUFFICIENT_BALANCE sends nothing; a refused send is refunded.
+    require_conversation(commands, &metadata, id).await.gql()?;
+    let metering = Metering::new(commands.clone());
+    let charge = metering
+        .charge(features::MESSAGE, 1, &message_action(id, key), &metadata)
+        .await
+        .gql()?;
+    let queued = queue(commands, keys(ctx).gql()?, id, key, outgoing, &metadata).await;
+    if let Err(e @ (CommandError::Rejected(_) | CommandError::InvalidInput(_))) = &queued {
+        if matches!(charge, Charge::Debited { .. }) {
+            tracing::info!(error = %e, "a metered send was refused; refunding");
+            if let Err(refund) = metering.refund_refused_send(id, key, &metadata).await {
+                // The send's own refusal is the answer; the charge stays in metered_actions.
+                tracing::error!(error = %refund, "refunding a refused metered send failed");
+            }
+        }
+    }
+    queued.gql()?;
     receipt(ctx, caller, id).await.gql()
 }
 

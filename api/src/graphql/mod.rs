@@ -11,13 +11,18 @@ use crate::error::ApiError;
 
 pub mod agents;
 pub mod calls;
+pub mod campaigns;
 pub mod contacts;
 pub mod conversations;
 pub mod events;
 pub mod inbox;
+pub mod installations;
 pub mod leads;
 pub mod media;
+pub mod payments;
+pub mod service;
 pub mod viewer;
+pub mod wallets;
 
 /// Every query, by area.
 #[derive(MergedObject, Default)]
@@ -27,9 +32,14 @@ pub struct QueryRoot(
     leads::LeadsQuery,
     contacts::ContactsQuery,
     calls::CallsQuery,
+    campaigns::CampaignsQuery,
     inbox::InboxQuery,
     agents::AgentsQuery,
     media::MediaQuery,
+    payments::PaymentsQuery,
+    installations::InstallationsQuery,
+    wallets::WalletsQuery,
+    service::ServiceQuery,
 );
 
 /// Every mutation, by area.
@@ -38,7 +48,12 @@ pub struct MutationRoot(
     leads::LeadsMutation,
     contacts::ContactsMutation,
     calls::CallsMutation,
+    campaigns::CampaignsMutation,
     inbox::InboxMutation,
+    payments::PaymentsMutation,
+    installations::InstallationsMutation,
+    wallets::WalletsMutation,
+    service::ServiceMutation,
 );
 
 /// Every subscription, by area.

@@ -15,6 +15,7 @@ pub mod forms;
 pub mod graphql;
 pub mod media;
 pub mod ops;
+pub mod payments;
 pub mod telephony;
 pub mod whatsapp;
 
@@ -38,7 +39,9 @@ async fn correlate(mut request: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     request.extensions_mut().insert(CorrelationId(id.clone()));
-    let span = tracing::info_span!("http.request", method = %request.method(), route = %request.uri().path(), correlation.id = %id);
+    // The matched route template, not the path: a path may carry a secret (M-Pesa callbacks).
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
+    let span = tracing::info_span!("http.request", method = %request.method(), route = %route, correlation.id = %id);
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(CORRELATION_HEADER, value);
@@ -56,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(telephony::router())
         .merge(media::router())
+        .merge(payments::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Also bounds bodies read as streams (the GraphQL extractor), not only `Bytes`.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

@@ -26,6 +26,9 @@
 //!
 //! After `max_attempts` retryable failures the message is recorded as failed with
 //! `retryable: true`.
+//!
+//! A message recorded as failed that a user paid for through metering (`metered_actions`) is
+//! refunded (`provider_refused` for a provider's definitive refusal, `send_failed` otherwise).
 
 use std::fmt;
 use std::time::Duration;
@@ -43,6 +46,7 @@ use tracing::Instrument;
 use crate::dispatch::Commands;
 use crate::error::CommandError;
 use crate::keystore::KeyStore;
+use crate::metering::{message_action, Metering, RefundReason};
 
 /// The provider name of message references (`IdKey::message_ref`), as the webhook uses it.
 pub const PROVIDER: &str = "whatsapp";
@@ -374,6 +378,10 @@ impl WhatsAppSender {
     async fn prepare(&self, row: &Claimed, metadata: &CommandMetadata) -> Result<Prepared, CommandError> {
         if let Some(state) = self.outcome_in_log(row).await? {
             self.mark(row.outbox_id, state, None).await?;
+            if state == "failed" {
+                // A refund interrupted after the failure was recorded (once: metered_actions).
+                self.refund_metered(row, metadata, None, false).await;
+            }
             return Ok(Prepared::Settled(Settled::FromLog));
         }
         match self.render(row).await? {
@@ -417,7 +425,29 @@ impl WhatsAppSender {
         });
         self.record(row, command, metadata).await?;
         self.mark(row.outbox_id, "failed", Some(&error)).await?;
+        self.refund_metered(row, metadata, code, retryable).await;
         Ok(Settled::Failed)
+    }
+
+    /// Refunds a message a user paid for through metering (`metered_actions`) now that it is
+    /// recorded as failed; messages not charged there (unmetered, campaigns paid from a
+    /// reservation) are left alone. A failed refund is logged: the message's outcome stands
+    /// and the charge stays visible in `metered_actions` (state `charged`) for an operator.
+    async fn refund_metered(&self, row: &Claimed, metadata: &CommandMetadata, code: Option<i64>, retryable: bool) {
+        let reason = if !retryable && code.is_some() {
+            RefundReason::ProviderRefused
+        } else {
+            RefundReason::SendFailed
+        };
+        let action = message_action(&row.contact_id, &row.idempotency_key);
+        match Metering::new(self.commands.clone())
+            .refund(&action, reason, metadata)
+            .await
+        {
+            Ok(Some(amount)) => tracing::info!(amount, reason = reason.as_str(), "failed metered message refunded"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "a failed metered message could not be refunded"),
+        }
     }
 
     /// Records an outcome, retrying transient failures a few times. If it still fails the

@@ -1,0 +1,891 @@
+//! The after-sales area of the schema (issue 4): warranties and their claims, service requests
+//! with their SLA, maintenance contracts.
+//!
+//! Queries: `warranties(filter)`, `warrantyClaims(status, warrantyId)`,
+//! `serviceRequests(status, priority, breached, first, after)` (a connection, newest ticket
+//! first), `maintenanceContracts(status, customerId)`. Mutations: file, review, decide and
+//! resolve a warranty claim; open, assign, resolve and close a service request; start, renew,
+//! switch auto-renewal of and cancel a maintenance contract.
+//!
+//! Every resolver takes the tenant from the caller only. Roles: everyone but integrators reads;
+//! owners, admins and agents file claims, open and close requests; owners and admins review and
+//! decide claims and assign requests; technicians (and owners, admins) resolve requests;
+//! owners, admins and finance run maintenance contracts. Refusals carry the domain rule's code
+//! in `extensions.code` (e.g. `OUTSIDE_WARRANTY_PERIOD`).
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
+use chronicle_commands::dispatch::Commands;
+use chronicle_commands::keystore::KeyStore;
+use chronicle_commands::service::{NewServiceRequest, ServiceDesk};
+use chronicle_domain::installation::{ClaimDecision, Priority as DomainPriority, StartMaintenanceContract};
+use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_projections::service::{
+    self as service_model, MaintenanceContractRow, ServiceFilter, ServiceQueryError, ServiceRequestRow,
+};
+use chronicle_projections::warranties::{self as warranty_model, ClaimRow, WarrantyFilter, WarrantyRow};
+use chrono::{DateTime, Utc};
+
+use super::{caller, pool};
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, IntoGraphql};
+use crate::http::CorrelationId;
+
+// ---------------------------------------------------------------------------------------------
+// Roles
+
+fn may(caller: &Caller, allowed: &[Role], what: &str) -> Result<(), ApiError> {
+    if allowed.contains(&caller.role) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the {} role cannot {what}",
+            caller.role.as_str()
+        )))
+    }
+}
+
+/// Everyone but integrators reads the after-sales area.
+const READERS: &[Role] = &[
+    Role::Owner,
+    Role::Admin,
+    Role::Agent,
+    Role::Technician,
+    Role::Finance,
+    Role::Auditor,
+];
+/// Who files claims, opens and closes requests: the customer-facing team.
+const FRONT_DESK: &[Role] = &[Role::Owner, Role::Admin, Role::Agent];
+/// Who reviews and decides claims and assigns technicians.
+const MANAGERS: &[Role] = &[Role::Owner, Role::Admin];
+/// Who resolves requests.
+const RESOLVERS: &[Role] = &[Role::Owner, Role::Admin, Role::Technician];
+/// Who runs maintenance contracts.
+const CONTRACTS: &[Role] = &[Role::Owner, Role::Admin, Role::Finance];
+
+// ---------------------------------------------------------------------------------------------
+// Types
+
+/// A warranty's status.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum WarrantyStatus {
+    Active,
+    Voided,
+}
+
+impl WarrantyStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Voided => "voided",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        if s == "voided" {
+            Self::Voided
+        } else {
+            Self::Active
+        }
+    }
+}
+
+/// The warranty of one installed component.
+#[derive(SimpleObject)]
+pub struct Warranty {
+    /// `warranty_<installation id>/<serial>`.
+    pub id: String,
+    pub installation_id: String,
+    pub serial: String,
+    pub kind: String,
+    pub customer_id: String,
+    pub warranty_months: i32,
+    pub starts_at: DateTime<Utc>,
+    /// Exclusive end of the period.
+    pub ends_at: DateTime<Utc>,
+    pub status: WarrantyStatus,
+    pub registered_at: DateTime<Utc>,
+    pub voided_at: Option<DateTime<Utc>>,
+    /// Claims filed under it.
+    pub claims: i32,
+}
+
+impl From<WarrantyRow> for Warranty {
+    fn from(r: WarrantyRow) -> Self {
+        Self {
+            id: r.warranty_id,
+            installation_id: r.installation_id,
+            serial: r.serial,
+            kind: r.kind,
+            customer_id: r.customer_id,
+            warranty_months: r.warranty_months,
+            starts_at: r.starts_at,
+            ends_at: r.ends_at,
+            status: WarrantyStatus::parse(&r.status),
+            registered_at: r.registered_at,
+            voided_at: r.voided_at,
+            claims: r.claims,
+        }
+    }
+}
+
+/// Which warranties to list.
+#[derive(InputObject, Default)]
+pub struct WarrantyFilterInput {
+    pub installation_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub serial: Option<String>,
+    pub status: Option<WarrantyStatus>,
+    /// Only warranties whose period ends before this time.
+    pub ends_before: Option<DateTime<Utc>>,
+}
+
+/// A claim's status.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ClaimStatus {
+    Submitted,
+    UnderReview,
+    Approved,
+    Rejected,
+    Resolved,
+}
+
+impl ClaimStatus {
+    const ALL: [Self; 5] = [
+        Self::Submitted,
+        Self::UnderReview,
+        Self::Approved,
+        Self::Rejected,
+        Self::Resolved,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::UnderReview => "under_review",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(Self::Submitted)
+    }
+}
+
+/// A review's decision.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ClaimDecisionInput {
+    Approved,
+    Rejected,
+}
+
+/// A warranty claim (its description, notes and resolution stay sealed).
+#[derive(SimpleObject)]
+pub struct WarrantyClaim {
+    pub id: String,
+    pub warranty_id: String,
+    pub installation_id: String,
+    pub serial: String,
+    pub customer_id: String,
+    pub warranty_ends_at: DateTime<Utc>,
+    pub status: ClaimStatus,
+    pub filed_at: DateTime<Utc>,
+    pub filed_by: String,
+    pub review_started_at: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decided_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<ClaimRow> for WarrantyClaim {
+    fn from(r: ClaimRow) -> Self {
+        Self {
+            id: r.claim_id,
+            warranty_id: r.warranty_id,
+            installation_id: r.installation_id,
+            serial: r.serial,
+            customer_id: r.customer_id,
+            warranty_ends_at: r.warranty_ends_at,
+            status: ClaimStatus::parse(&r.status),
+            filed_at: r.filed_at,
+            filed_by: r.filed_by,
+            review_started_at: r.review_started_at,
+            decided_at: r.decided_at,
+            decided_by: r.decided_by,
+            resolved_at: r.resolved_at,
+        }
+    }
+}
+
+/// A service request's priority (its SLA: urgent 4 h, high 8 h, normal 24 h, low 72 h).
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ServicePriority {
+    Urgent,
+    High,
+    Normal,
+    Low,
+}
+
+impl ServicePriority {
+    fn domain(self) -> DomainPriority {
+        match self {
+            Self::Urgent => DomainPriority::Urgent,
+            Self::High => DomainPriority::High,
+            Self::Normal => DomainPriority::Normal,
+            Self::Low => DomainPriority::Low,
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match DomainPriority::parse(s) {
+            Some(DomainPriority::Urgent) => Self::Urgent,
+            Some(DomainPriority::High) => Self::High,
+            Some(DomainPriority::Low) => Self::Low,
+            _ => Self::Normal,
+        }
+    }
+}
+
+/// A service request's status.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ServiceStatus {
+    Open,
+    Assigned,
+    Resolved,
+    Closed,
+}
+
+impl ServiceStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Assigned => "assigned",
+            Self::Resolved => "resolved",
+            Self::Closed => "closed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        [Self::Open, Self::Assigned, Self::Resolved, Self::Closed]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .unwrap_or(Self::Open)
+    }
+}
+
+/// A service ticket (its description and resolution stay sealed).
+#[derive(SimpleObject)]
+pub struct ServiceRequest {
+    /// `sr_<ticket number>`.
+    pub id: String,
+    pub ticket_number: i64,
+    /// `SR-000042`.
+    pub ticket: String,
+    pub kind: String,
+    pub priority: ServicePriority,
+    pub status: ServiceStatus,
+    pub customer_id: String,
+    pub installation_id: Option<String>,
+    pub technician_id: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    /// Opened plus the priority's SLA.
+    pub sla_due_at: DateTime<Utc>,
+    /// Whether the SLA was breached (decided once, in the log).
+    pub breached: bool,
+    pub breached_at: Option<DateTime<Utc>>,
+    pub assigned_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl From<ServiceRequestRow> for ServiceRequest {
+    fn from(r: ServiceRequestRow) -> Self {
+        Self {
+            id: r.request_id,
+            ticket_number: r.ticket_number,
+            ticket: r.ticket,
+            kind: r.kind,
+            priority: ServicePriority::parse(&r.priority),
+            status: ServiceStatus::parse(&r.status),
+            customer_id: r.customer_id,
+            installation_id: r.installation_id,
+            technician_id: r.technician_id,
+            opened_at: r.opened_at,
+            sla_due_at: r.sla_due_at,
+            breached: r.breached,
+            breached_at: r.breached_at,
+            assigned_at: r.assigned_at,
+            resolved_at: r.resolved_at,
+            closed_at: r.closed_at,
+        }
+    }
+}
+
+/// A maintenance contract's status (lapsed: `endsAt` in the past).
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ContractStatus {
+    Active,
+    Cancelled,
+}
+
+impl ContractStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A maintenance contract.
+#[derive(SimpleObject)]
+pub struct MaintenanceContract {
+    pub id: String,
+    pub customer_id: String,
+    pub installation_id: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub term_months: i32,
+    /// Integer minor units.
+    pub annual_value_minor: i64,
+    pub currency: String,
+    pub auto_renew: bool,
+    pub status: ContractStatus,
+    pub renewals: i32,
+    pub last_renewal_reference: Option<String>,
+    pub renewed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+impl From<MaintenanceContractRow> for MaintenanceContract {
+    fn from(r: MaintenanceContractRow) -> Self {
+        Self {
+            id: r.contract_id,
+            customer_id: r.customer_id,
+            installation_id: r.installation_id,
+            starts_at: r.starts_at,
+            ends_at: r.ends_at,
+            term_months: r.term_months,
+            annual_value_minor: r.annual_value_minor,
+            currency: r.currency,
+            auto_renew: r.auto_renew,
+            status: if r.status == "cancelled" {
+                ContractStatus::Cancelled
+            } else {
+                ContractStatus::Active
+            },
+            renewals: r.renewals,
+            last_renewal_reference: r.last_renewal_reference,
+            renewed_at: r.renewed_at,
+            cancelled_at: r.cancelled_at,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries
+
+#[derive(Default)]
+pub struct ServiceQuery;
+
+#[Object]
+impl ServiceQuery {
+    /// The caller's tenant's warranties, ending soonest first (at most 500).
+    async fn warranties(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<WarrantyFilterInput>,
+    ) -> async_graphql::Result<Vec<Warranty>> {
+        let caller = caller(ctx).gql()?;
+        may(caller, READERS, "read warranties").gql()?;
+        let filter = filter.unwrap_or_default();
+        let filter = WarrantyFilter {
+            installation_id: filter.installation_id,
+            customer_id: filter.customer_id,
+            serial: filter.serial,
+            status: filter.status.map(|s| s.as_str().to_string()),
+            ends_before: filter.ends_before,
+        };
+        let rows = warranty_model::list_warranties(pool(ctx).gql()?, &caller.tenant, &filter)
+            .await
+            .gql()?;
+        Ok(rows.into_iter().map(Warranty::from).collect())
+    }
+
+    /// The caller's tenant's warranty claims, latest filed first (at most 500).
+    async fn warranty_claims(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<ClaimStatus>,
+        warranty_id: Option<String>,
+    ) -> async_graphql::Result<Vec<WarrantyClaim>> {
+        let caller = caller(ctx).gql()?;
+        may(caller, READERS, "read warranty claims").gql()?;
+        let rows = warranty_model::list_claims(
+            pool(ctx).gql()?,
+            &caller.tenant,
+            status.map(ClaimStatus::as_str),
+            warranty_id.as_deref(),
+        )
+        .await
+        .gql()?;
+        Ok(rows.into_iter().map(WarrantyClaim::from).collect())
+    }
+
+    /// The caller's tenant's service requests, newest ticket first.
+    async fn service_requests(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<ServiceStatus>,
+        priority: Option<ServicePriority>,
+        breached: Option<bool>,
+        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, ServiceRequest>> {
+        let caller = caller(ctx).gql()?;
+        may(caller, READERS, "read service requests").gql()?;
+        let filter = ServiceFilter {
+            status: status.map(|s| s.as_str().to_string()),
+            priority: priority.map(|p| p.domain().as_str().to_string()),
+            breached,
+        };
+        let page = service_model::list_service_requests(
+            pool(ctx).gql()?,
+            &caller.tenant,
+            &filter,
+            i64::from(first),
+            after.as_deref(),
+        )
+        .await
+        .map_err(|e| match e {
+            ServiceQueryError::Cursor(e) => ApiError::bad_request("BAD_CURSOR", e.to_string()),
+            ServiceQueryError::Database(e) => ApiError::from(e),
+        })
+        .gql()?;
+        let mut connection = Connection::new(after.is_some(), page.has_next_page);
+        connection.edges.extend(
+            page.rows
+                .into_iter()
+                .map(|(cursor, row)| Edge::new(cursor, ServiceRequest::from(row))),
+        );
+        Ok(connection)
+    }
+
+    /// The caller's tenant's maintenance contracts, ending soonest first (at most 500).
+    async fn maintenance_contracts(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<ContractStatus>,
+        customer_id: Option<String>,
+    ) -> async_graphql::Result<Vec<MaintenanceContract>> {
+        let caller = caller(ctx).gql()?;
+        may(caller, READERS, "read maintenance contracts").gql()?;
+        let rows = service_model::list_maintenance_contracts(
+            pool(ctx).gql()?,
+            &caller.tenant,
+            status.map(ContractStatus::as_str),
+            customer_id.as_deref(),
+        )
+        .await
+        .gql()?;
+        Ok(rows.into_iter().map(MaintenanceContract::from).collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutations
+
+/// What a mutation changed.
+#[derive(SimpleObject)]
+pub struct ServiceChange {
+    /// The claim, request or contract id.
+    pub id: String,
+}
+
+/// The ticket a request was opened as.
+#[derive(SimpleObject)]
+pub struct OpenedServiceRequest {
+    /// `sr_<ticket number>`.
+    pub id: String,
+    pub ticket_number: i64,
+    /// `SR-000042`.
+    pub ticket: String,
+}
+
+/// A claim to file.
+#[derive(InputObject)]
+pub struct FileWarrantyClaimInput {
+    pub warranty_id: String,
+    /// What is wrong (sealed before it is stored).
+    pub description: String,
+    /// The caller's id for the claim (`claim_…`): repeating a filing with it records nothing.
+    /// Generated when absent.
+    pub claim_id: Option<String>,
+}
+
+/// A service request to open.
+#[derive(InputObject)]
+pub struct OpenServiceRequestInput {
+    /// `repair`, `inspection`, `question`, …
+    pub kind: String,
+    pub priority: ServicePriority,
+    /// The customer's contact id (`ct_…`).
+    pub customer_id: String,
+    pub installation_id: Option<String>,
+    /// What the customer reports (sealed before it is stored).
+    pub description: String,
+    /// The caller's key (1 to 200 characters): opening again with it returns the first ticket.
+    pub idempotency_key: Option<String>,
+}
+
+/// A maintenance contract to start.
+#[derive(InputObject)]
+pub struct StartMaintenanceContractInput {
+    /// The caller's id for the contract (`mc_…`): repeating a start with it records nothing.
+    /// Generated when absent.
+    pub contract_id: Option<String>,
+    pub customer_id: String,
+    pub installation_id: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    #[graphql(default = 12)]
+    pub term_months: i32,
+    pub annual_value_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+    #[graphql(default = false)]
+    pub auto_renew: bool,
+}
+
+#[derive(Default)]
+pub struct ServiceMutation;
+
+fn desk(ctx: &Context<'_>) -> Result<ServiceDesk, ApiError> {
+    let commands = ctx
+        .data::<Commands>()
+        .map_err(|_| ApiError::Unavailable("no command dispatcher in the schema".into()))?;
+    let keys = ctx
+        .data::<KeyStore>()
+        .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))?;
+    Ok(ServiceDesk::new(commands.clone(), keys.clone()))
+}
+
+fn metadata(ctx: &Context<'_>, caller: &Caller) -> CommandMetadata {
+    let correlation = ctx
+        .data_opt::<CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    CommandMetadata {
+        tenant_id: caller.tenant.clone(),
+        actor: Actor::User {
+            user_id: caller.user_id.clone(),
+            role: caller.role.as_str().to_string(),
+        },
+        causation_id: format!("graphql:{correlation}"),
+        correlation_id: correlation,
+    }
+}
+
+/// A caller-chosen id: `<prefix>` then 1 to 100 of `A-Za-z0-9_-`; a fresh one when absent.
+fn local_id(prefix: &'static str, given: Option<String>, code: &'static str) -> Result<String, ApiError> {
+    let Some(id) = given else {
+        return Ok(format!("{prefix}{}", uuid::Uuid::new_v4().simple()));
+    };
+    let valid = id.strip_prefix(prefix).is_some_and(|rest| {
+        (1..=100).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::bad_request(
+            code,
+            format!("an id is {prefix} and 1 to 100 of A-Z, a-z, 0-9, _ and -"),
+        ))
+    }
+}
+
+/// A request id: `sr_` and a ticket number.
+fn request_id(id: &str) -> Result<String, ApiError> {
+    match id.strip_prefix("sr_").map(str::parse::<u64>) {
+        Some(Ok(n)) if n > 0 => Ok(id.to_string()),
+        _ => Err(ApiError::bad_request(
+            "BAD_SERVICE_REQUEST_ID",
+            "a service request id is sr_ and its ticket number",
+        )),
+    }
+}
+
+fn claim_id(id: String) -> Result<String, ApiError> {
+    local_id("claim_", Some(id), "BAD_CLAIM_ID")
+}
+
+fn contract_id(id: String) -> Result<String, ApiError> {
+    local_id("mc_", Some(id), "BAD_CONTRACT_ID")
+}
+
+fn months(value: i32) -> Result<u32, ApiError> {
+    u32::try_from(value).map_err(|_| ApiError::bad_request("BAD_TERM", "a term is a positive number of months"))
+}
+
+#[Object]
+impl ServiceMutation {
+    /// Files a claim under a warranty: refused with `WARRANTY_NOT_ACTIVE` or
+    /// `OUTSIDE_WARRANTY_PERIOD` when the warranty does not cover it now.
+    async fn file_warranty_claim(
+        &self,
+        ctx: &Context<'_>,
+        input: FileWarrantyClaimInput,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, FRONT_DESK, "file warranty claims").gql()?;
+        let id = local_id("claim_", input.claim_id, "BAD_CLAIM_ID").gql()?;
+        desk(ctx)
+            .gql()?
+            .file_claim(
+                &metadata(ctx, caller),
+                &id,
+                &input.warranty_id,
+                &input.description,
+                Utc::now(),
+            )
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Starts the review of a submitted claim.
+    async fn start_warranty_claim_review(
+        &self,
+        ctx: &Context<'_>,
+        claim_id: String,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, MANAGERS, "review warranty claims").gql()?;
+        let id = self::claim_id(claim_id).gql()?;
+        desk(ctx)
+            .gql()?
+            .review_claim(&metadata(ctx, caller), &id, Utc::now())
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Decides a claim under review, with an optional note (sealed).
+    async fn decide_warranty_claim(
+        &self,
+        ctx: &Context<'_>,
+        claim_id: String,
+        decision: ClaimDecisionInput,
+        note: Option<String>,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, MANAGERS, "decide warranty claims").gql()?;
+        let id = self::claim_id(claim_id).gql()?;
+        let decision = match decision {
+            ClaimDecisionInput::Approved => ClaimDecision::Approved,
+            ClaimDecisionInput::Rejected => ClaimDecision::Rejected,
+        };
+        desk(ctx)
+            .gql()?
+            .decide_claim(&metadata(ctx, caller), &id, decision, note.as_deref(), Utc::now())
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Resolves a decided claim (the resolution is sealed).
+    async fn resolve_warranty_claim(
+        &self,
+        ctx: &Context<'_>,
+        claim_id: String,
+        resolution: String,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, MANAGERS, "resolve warranty claims").gql()?;
+        let id = self::claim_id(claim_id).gql()?;
+        desk(ctx)
+            .gql()?
+            .resolve_claim(&metadata(ctx, caller), &id, &resolution, Utc::now())
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Opens a service request under the tenant's next ticket number; its SLA runs from now.
+    async fn open_service_request(
+        &self,
+        ctx: &Context<'_>,
+        input: OpenServiceRequestInput,
+    ) -> async_graphql::Result<OpenedServiceRequest> {
+        let caller = caller(ctx).gql()?;
+        may(caller, FRONT_DESK, "open service requests").gql()?;
+        let opened = desk(ctx)
+            .gql()?
+            .open_request(
+                &metadata(ctx, caller),
+                NewServiceRequest {
+                    kind: input.kind,
+                    priority: input.priority.domain(),
+                    customer_id: input.customer_id,
+                    installation_id: input.installation_id,
+                    description: input.description,
+                    idempotency_key: input.idempotency_key,
+                    at: Utc::now(),
+                },
+            )
+            .await
+            .gql()?;
+        Ok(OpenedServiceRequest {
+            id: opened.request_id,
+            ticket_number: i64::try_from(opened.number).unwrap_or(i64::MAX),
+            ticket: opened.ticket,
+        })
+    }
+
+    /// Assigns (or reassigns) a technician to a pending request.
+    async fn assign_service_request(
+        &self,
+        ctx: &Context<'_>,
+        request_id: String,
+        technician_id: String,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, MANAGERS, "assign service requests").gql()?;
+        let id = self::request_id(&request_id).gql()?;
+        desk(ctx)
+            .gql()?
+            .assign_request(&metadata(ctx, caller), &id, &technician_id, Utc::now())
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Resolves a pending request (after its due time the breach is recorded first).
+    async fn resolve_service_request(
+        &self,
+        ctx: &Context<'_>,
+        request_id: String,
+        resolution: String,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, RESOLVERS, "resolve service requests").gql()?;
+        let id = self::request_id(&request_id).gql()?;
+        desk(ctx)
+            .gql()?
+            .resolve_request(&metadata(ctx, caller), &id, &resolution, Utc::now())
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Closes a resolved request.
+    async fn close_service_request(
+        &self,
+        ctx: &Context<'_>,
+        request_id: String,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, FRONT_DESK, "close service requests").gql()?;
+        let id = self::request_id(&request_id).gql()?;
+        desk(ctx)
+            .gql()?
+            .close_request(&metadata(ctx, caller), &id, Utc::now())
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Starts a maintenance contract.
+    async fn start_maintenance_contract(
+        &self,
+        ctx: &Context<'_>,
+        input: StartMaintenanceContractInput,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, CONTRACTS, "start maintenance contracts").gql()?;
+        let id = local_id("mc_", input.contract_id, "BAD_CONTRACT_ID").gql()?;
+        let metadata = metadata(ctx, caller);
+        let start = StartMaintenanceContract {
+            customer_id: input.customer_id,
+            installation_id: input.installation_id,
+            starts_at: input.starts_at,
+            term_months: months(input.term_months).gql()?,
+            annual_value_minor: input.annual_value_minor,
+            currency: input.currency,
+            auto_renew: input.auto_renew,
+            by: caller.user_id.clone(),
+            at: Utc::now(),
+        };
+        desk(ctx).gql()?.start_contract(&metadata, &id, start).await.gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Renews a contract for `termMonths` from its current end, under `reference` (an invoice
+    /// or payment reference): repeating a reference records nothing.
+    async fn renew_maintenance_contract(
+        &self,
+        ctx: &Context<'_>,
+        contract_id: String,
+        reference: String,
+        #[graphql(default = 12)] term_months: i32,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, CONTRACTS, "renew maintenance contracts").gql()?;
+        let id = self::contract_id(contract_id).gql()?;
+        desk(ctx)
+            .gql()?
+            .renew_contract(
+                &metadata(ctx, caller),
+                &id,
+                &reference,
+                months(term_months).gql()?,
+                Utc::now(),
+            )
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Switches a contract's automatic renewal on or off.
+    async fn set_maintenance_auto_renewal(
+        &self,
+        ctx: &Context<'_>,
+        contract_id: String,
+        auto_renew: bool,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, CONTRACTS, "change maintenance contracts").gql()?;
+        let id = self::contract_id(contract_id).gql()?;
+        desk(ctx)
+            .gql()?
+            .set_auto_renewal(&metadata(ctx, caller), &id, auto_renew, Utc::now())
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+
+    /// Cancels a contract, with an optional reason (sealed).
+    async fn cancel_maintenance_contract(
+        &self,
+        ctx: &Context<'_>,
+        contract_id: String,
+        reason: Option<String>,
+    ) -> async_graphql::Result<ServiceChange> {
+        let caller = caller(ctx).gql()?;
+        may(caller, CONTRACTS, "cancel maintenance contracts").gql()?;
+        let id = self::contract_id(contract_id).gql()?;
+        desk(ctx)
+            .gql()?
+            .cancel_contract(&metadata(ctx, caller), &id, reason.as_deref(), Utc::now())
+            .await
+            .gql()?;
+        Ok(ServiceChange { id })
+    }
+}

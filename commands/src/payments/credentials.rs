@@ -1,0 +1,256 @@
+//! Per-tenant payment provider credentials in `payment_providers` (migration 0060): secrets
+//! sealed with AES-256-GCM under a fresh data key bound to (tenant, `payment-provider:<name>`),
+//! that key wrapped by the master key (the scheme of `contact_keys`, see
+//! `chronicle_domain::pii`); the M-Pesa callback path secret stored only as SHA-256 and
+//! compared in constant time. Set through the admin GraphQL mutation `setPaymentProvider`.
+
+use std::collections::BTreeMap;
+
+use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
+use chronicle_domain::tenant::TenantId;
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+
+use super::mpesa::DarajaCredentials;
+use super::{constant_time_eq, CallbackError};
+use crate::error::CommandError;
+
+/// What a tenant configures for one provider. `Debug` shows no secret.
+#[derive(Clone)]
+pub enum ProviderCredentials {
+    /// Paynow: the integration id and key, and the integration's currency (`USD`, `ZWG`).
+    Paynow {
+        integration_id: String,
+        integration_key: String,
+        currency: String,
+    },
+    /// M-Pesa through Daraja, and the secret of the callback path (`…/mpesa/<secret>`).
+    Mpesa {
+        daraja: DarajaCredentials,
+        callback_secret: String,
+    },
+    /// A Stripe-style endpoint's signing secret.
+    Stripe { endpoint_secret: String },
+}
+
+impl std::fmt::Debug for ProviderCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderCredentials")
+            .field("provider", &self.provider())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderCredentials {
+    /// The provider's name as stored.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Self::Paynow { .. } => "paynow",
+            Self::Mpesa { .. } => "mpesa",
+            Self::Stripe { .. } => "stripe",
+        }
+    }
+
+    /// (settings, secrets, callback secret) as stored.
+    fn split(
+        &self,
+    ) -> (
+        BTreeMap<&'static str, String>,
+        BTreeMap<&'static str, String>,
+        Option<&str>,
+    ) {
+        match self {
+            Self::Paynow {
+                integration_id,
+                integration_key,
+                currency,
+            } => (
+                BTreeMap::from([
+                    ("integration_id", integration_id.clone()),
+                    ("currency", currency.clone()),
+                ]),
+                BTreeMap::from([("integration_key", integration_key.clone())]),
+                None,
+            ),
+            Self::Mpesa {
+                daraja,
+                callback_secret,
+            } => (
+                BTreeMap::from([("short_code", daraja.short_code.clone())]),
+                BTreeMap::from([
+                    ("consumer_key", daraja.consumer_key.clone()),
+                    ("consumer_secret", daraja.consumer_secret.clone()),
+                    ("passkey", daraja.passkey.clone()),
+                ]),
+                Some(callback_secret.as_str()),
+            ),
+            Self::Stripe { endpoint_secret } => (
+                BTreeMap::new(),
+                BTreeMap::from([("endpoint_secret", endpoint_secret.clone())]),
+                None,
+            ),
+        }
+    }
+}
+
+fn binding(provider: &str) -> String {
+    format!("payment-provider:{provider}")
+}
+
+/// SHA-256 of a callback path secret, as stored.
+pub fn secret_hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+fn invalid(message: &str) -> CommandError {
+    CommandError::InvalidInput(message.to_string())
+}
+
+/// Sets (or replaces) a tenant's credentials for one provider.
+pub async fn set_provider(
+    pool: &PgPool,
+    master: &MasterKey,
+    tenant: &TenantId,
+    credentials: &ProviderCredentials,
+) -> Result<(), CommandError> {
+    let (settings, secrets, callback_secret) = credentials.split();
+    if secrets.values().chain(settings.values()).any(|v| v.trim().is_empty()) {
+        return Err(invalid("every credential field must be set"));
+    }
+    if let ProviderCredentials::Paynow { currency, .. } = credentials {
+        if !chronicle_domain::installation::order::is_currency_code(currency) {
+            return Err(invalid("the Paynow currency must be an ISO 4217 code"));
+        }
+    }
+    if callback_secret
+        .is_some_and(|s| s.len() < 16 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err(invalid(
+            "the M-Pesa callback secret needs at least 16 characters from A-Z, a-z, 0-9, - and _",
+        ));
+    }
+    let provider = credentials.provider();
+    let key = DataKey::generate(&mut OsRng);
+    let secrets_json = serde_json::to_string(&secrets).map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+    let sealed = key.seal(tenant, &binding(provider), &secrets_json, &mut OsRng);
+    let wrapped = master.wrap(&key, tenant, &binding(provider), &mut OsRng);
+    sqlx::query(
+        "INSERT INTO payment_providers (tenant_id, provider, settings, wrapped_key, sealed_secrets, callback_secret_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (tenant_id, provider) DO UPDATE
+            SET settings = EXCLUDED.settings, wrapped_key = EXCLUDED.wrapped_key,
+                sealed_secrets = EXCLUDED.sealed_secrets,
+                callback_secret_sha256 = EXCLUDED.callback_secret_sha256, updated_at = now()",
+    )
+    .bind(tenant.as_str())
+    .bind(provider)
+    .bind(serde_json::to_value(&settings).map_err(|e| CommandError::Unexpected(Box::new(e)))?)
+    .bind(wrapped)
+    .bind(serde_json::to_value(&sealed).map_err(|e| CommandError::Unexpected(Box::new(e)))?)
+    .bind(callback_secret.map(secret_hash))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A stored row, opened.
+struct Opened {
+    settings: BTreeMap<String, String>,
+    secrets: BTreeMap<String, String>,
+    callback_secret_sha256: Option<Vec<u8>>,
+}
+
+async fn open(
+    pool: &PgPool,
+    master: &MasterKey,
+    tenant: &TenantId,
+    provider: &'static str,
+) -> Result<Option<Opened>, CallbackError> {
+    let row = sqlx::query(
+        "SELECT settings, wrapped_key, sealed_secrets, callback_secret_sha256
+           FROM payment_providers WHERE tenant_id = $1 AND provider = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(provider)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| CallbackError::Command(e.into()))?;
+    let Some(row) = row else { return Ok(None) };
+    let unexpected = |e: Box<dyn std::error::Error + Send + Sync>| CallbackError::Command(CommandError::Unexpected(e));
+    let get = |name: &str| -> Result<serde_json::Value, CallbackError> {
+        row.try_get(name).map_err(|e| CallbackError::Command(e.into()))
+    };
+    let settings: BTreeMap<String, String> =
+        serde_json::from_value(get("settings")?).map_err(|e| unexpected(Box::new(e)))?;
+    let envelope: Envelope = serde_json::from_value(get("sealed_secrets")?).map_err(|e| unexpected(Box::new(e)))?;
+    let wrapped: Vec<u8> = row
+        .try_get("wrapped_key")
+        .map_err(|e| CallbackError::Command(e.into()))?;
+    let callback_secret_sha256: Option<Vec<u8>> = row
+        .try_get("callback_secret_sha256")
+        .map_err(|e| CallbackError::Command(e.into()))?;
+    let key = master
+        .unwrap_key(&wrapped, tenant, &binding(provider))
+        .map_err(|e| unexpected(Box::new(e)))?;
+    let plain = key
+        .open(tenant, &binding(provider), &envelope)
+        .map_err(|e| unexpected(Box::new(e)))?;
+    let secrets: BTreeMap<String, String> = serde_json::from_str(&plain).map_err(|e| unexpected(Box::new(e)))?;
+    Ok(Some(Opened {
+        settings,
+        secrets,
+        callback_secret_sha256,
+    }))
+}
+
+fn take(map: &BTreeMap<String, String>, name: &str) -> Result<String, CallbackError> {
+    map.get(name).cloned().ok_or_else(|| {
+        CallbackError::Command(CommandError::Unexpected(
+            format!("stored payment credentials lack {name}").into(),
+        ))
+    })
+}
+
+/// A tenant's Paynow integration: (integration key, currency).
+pub async fn paynow(pool: &PgPool, master: &MasterKey, tenant: &TenantId) -> Result<(String, String), CallbackError> {
+    let opened = open(pool, master, tenant, "paynow")
+        .await?
+        .ok_or(CallbackError::NotConfigured { provider: "paynow" })?;
+    Ok((
+        take(&opened.secrets, "integration_key")?,
+        take(&opened.settings, "currency")?,
+    ))
+}
+
+/// A tenant's Stripe endpoint secret.
+pub async fn stripe(pool: &PgPool, master: &MasterKey, tenant: &TenantId) -> Result<String, CallbackError> {
+    let opened = open(pool, master, tenant, "stripe")
+        .await?
+        .ok_or(CallbackError::NotConfigured { provider: "stripe" })?;
+    take(&opened.secrets, "endpoint_secret")
+}
+
+/// A tenant's Daraja credentials, once the callback path's secret matched (in constant time);
+/// [`CallbackError::WrongSecretPath`] otherwise, also when M-Pesa is not configured (a probe
+/// learns nothing about which tenants use M-Pesa).
+pub async fn mpesa(
+    pool: &PgPool,
+    master: &MasterKey,
+    tenant: &TenantId,
+    path_secret: &str,
+) -> Result<DarajaCredentials, CallbackError> {
+    let opened = open(pool, master, tenant, "mpesa")
+        .await?
+        .ok_or(CallbackError::WrongSecretPath)?;
+    let stored = opened.callback_secret_sha256.as_deref().unwrap_or_default();
+    if !constant_time_eq(&secret_hash(path_secret), stored) {
+        return Err(CallbackError::WrongSecretPath);
+    }
+    Ok(DarajaCredentials {
+        short_code: take(&opened.settings, "short_code")?,
+        consumer_key: take(&opened.secrets, "consumer_key")?,
+        consumer_secret: take(&opened.secrets, "consumer_secret")?,
+        passkey: take(&opened.secrets, "passkey")?,
+    })
+}

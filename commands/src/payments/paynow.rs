@@ -1,0 +1,259 @@
+//! Paynow (Zimbabwe) result callbacks: a form-encoded POST to the result URL with `reference`
+//! (our merchant reference), `paynowreference`, `amount`, `status`, `pollurl` and `hash`.
+//!
+//! The hash is the uppercase hex SHA-512 of every value except `hash`, concatenated in the
+//! order received, followed by the tenant's integration key. A good hash is not enough to count
+//! the payment: Chronicle then polls the `pollurl` (which must lie on the configured Paynow
+//! base URL: any other host, scheme, port or path is refused, so a forged callback cannot make
+//! the server call an address of its choosing) and counts the payment only if the poll answers
+//! a paid status (`Paid`, `Awaiting Delivery`, `Delivered`) with a good hash too. Amounts and
+//! references are taken from the poll's answer.
+
+use reqwest::Url;
+use sha2::{Digest, Sha512};
+
+use super::{amount_to_minor, constant_time_eq, CallbackError};
+
+/// Statuses under which Paynow holds the customer's money for the merchant.
+const PAID_STATUSES: &[&str] = &["paid", "awaiting delivery", "delivered"];
+
+/// Decodes an `application/x-www-form-urlencoded` body into its pairs, in order (`+` is a
+/// space, `%XX` a byte); `None` when a pair does not decode to UTF-8 or an escape is broken.
+pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    fn decode(part: &[u8]) -> Option<String> {
+        let mut out = Vec::with_capacity(part.len());
+        let mut i = 0;
+        while i < part.len() {
+            match part[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = part.get(i + 1..i + 3)?;
+                    let text = std::str::from_utf8(hex).ok()?;
+                    out.push(u8::from_str_radix(text, 16).ok()?);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).ok()
+    }
+    body.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let mut halves = pair.splitn(2, |b| *b == b'=');
+            let name = decode(halves.next().unwrap_or_default())?;
+            let value = decode(halves.next().unwrap_or_default())?;
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// Encodes pairs as a form body (for simulators and tests).
+pub fn encode_form(pairs: &[(String, String)]) -> String {
+    fn encode(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for b in text.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+    pairs
+        .iter()
+        .map(|(n, v)| format!("{}={}", encode(n), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The hash Paynow sends: uppercase hex SHA-512 over the values (except `hash`), in order,
+/// then the integration key.
+pub fn paynow_hash(pairs: &[(String, String)], integration_key: &str) -> String {
+    let mut sha = Sha512::new();
+    for (name, value) in pairs {
+        if !name.eq_ignore_ascii_case("hash") {
+            sha.update(value.as_bytes());
+        }
+    }
+    sha.update(integration_key.as_bytes());
+    hex::encode_upper(sha.finalize())
+}
+
+/// Checks the `hash` field of a callback or poll answer, in constant time.
+pub fn verify_hash(pairs: &[(String, String)], integration_key: &str) -> Result<(), CallbackError> {
+    let given = field(pairs, "hash").ok_or(CallbackError::BadHash)?;
+    let expected = paynow_hash(pairs, integration_key);
+    if constant_time_eq(given.trim().to_ascii_uppercase().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(CallbackError::BadHash)
+    }
+}
+
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A callback or poll answer whose hash checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaynowStatus {
+    /// Our merchant reference (`reference`).
+    pub merchant_reference: String,
+    /// Paynow's reference (`paynowreference`).
+    pub paynow_reference: String,
+    pub amount_minor: i64,
+    pub status: String,
+    pub poll_url: String,
+}
+
+impl PaynowStatus {
+    /// Reads the fields of checked pairs.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, CallbackError> {
+        let get = |name: &'static str| {
+            field(pairs, name)
+                .map(str::to_string)
+                .ok_or_else(|| CallbackError::Malformed(format!("the Paynow field {name} is missing")))
+        };
+        let amount = get("amount")?;
+        Ok(Self {
+            merchant_reference: get("reference")?,
+            paynow_reference: get("paynowreference")?,
+            amount_minor: amount_to_minor(&amount)
+                .ok_or_else(|| CallbackError::Malformed(format!("the Paynow amount {amount:?} is not an amount")))?,
+            status: get("status")?,
+            poll_url: get("pollurl")?,
+        })
+    }
+
+    /// Whether Paynow holds the money for the merchant.
+    pub fn is_paid(&self) -> bool {
+        PAID_STATUSES.contains(&self.status.trim().to_ascii_lowercase().as_str())
+    }
+}
+
+/// Checks that `poll_url` lies on `base_url`: same scheme, host and port, and a path under the
+/// base's path; no user info. Returns the parsed URL to call.
+pub fn checked_poll_url(poll_url: &str, base_url: &str) -> Result<Url, CallbackError> {
+    let refused = || CallbackError::PollUrlRefused;
+    let url = Url::parse(poll_url).map_err(|_| refused())?;
+    let base = Url::parse(base_url).map_err(|_| refused())?;
+    if url.scheme() != base.scheme()
+        || url.host_str() != base.host_str()
+        || url.port_or_known_default() != base.port_or_known_default()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(refused());
+    }
+    let base_path = base.path().trim_end_matches('/');
+    let path = url.path();
+    if !(path == base_path || path.starts_with(&format!("{base_path}/"))) || path.contains("/../") {
+        return Err(refused());
+    }
+    Ok(url)
+}
+
+/// Polls Paynow for the status of a payment: POSTs to the checked poll URL and checks the
+/// answer's hash. A network failure or a 5xx is transient (the provider will call again).
+pub async fn poll(client: &reqwest::Client, url: Url, integration_key: &str) -> Result<PaynowStatus, CallbackError> {
+    let response = client
+        .post(url)
+        .send()
+        .await
+        .map_err(|e| CallbackError::Upstream(format!("polling Paynow failed: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(CallbackError::Upstream(format!("polling Paynow answered {status}")));
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| CallbackError::Upstream(format!("reading Paynow's poll answer failed: {e}")))?;
+    let pairs =
+        parse_form(&body).ok_or_else(|| CallbackError::Upstream("Paynow's poll answer is not a form".into()))?;
+    if let Some(error) = field(&pairs, "error") {
+        return Err(CallbackError::Upstream(format!(
+            "Paynow's poll answered an error: {error}"
+        )));
+    }
+    verify_hash(&pairs, integration_key).map_err(|_| CallbackError::PollHashMismatch)?;
+    PaynowStatus::from_pairs(&pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_hash_covers_the_values_in_order_then_the_key() {
+        let mut p = pairs(&[("reference", "order_1"), ("amount", "10.00"), ("status", "Paid")]);
+        let expected = {
+            let mut sha = Sha512::new();
+            sha.update(b"order_110.00PaidKEY");
+            hex::encode_upper(sha.finalize())
+        };
+        assert_eq!(paynow_hash(&p, "KEY"), expected);
+        p.push(("hash".into(), expected.clone()));
+        assert_eq!(verify_hash(&p, "KEY"), Ok(()));
+        assert_eq!(verify_hash(&p, "OTHER"), Err(CallbackError::BadHash));
+        let reordered = pairs(&[
+            ("amount", "10.00"),
+            ("reference", "order_1"),
+            ("status", "Paid"),
+            ("hash", &expected),
+        ]);
+        assert_eq!(verify_hash(&reordered, "KEY"), Err(CallbackError::BadHash));
+    }
+
+    #[test]
+    fn a_poll_url_off_the_configured_base_is_refused() {
+        let base = "https://www.paynow.co.zw/Interface";
+        assert!(checked_poll_url("https://www.paynow.co.zw/Interface/CheckPayment/?guid=1", base).is_ok());
+        for bad in [
+            "https://evil.example/Interface/CheckPayment/?guid=1",
+            "http://www.paynow.co.zw/Interface/CheckPayment/?guid=1",
+            "https://www.paynow.co.zw:8443/Interface/CheckPayment/",
+            "https://www.paynow.co.zw/Other/CheckPayment/",
+            "https://user@www.paynow.co.zw/Interface/x",
+            "https://www.paynow.co.zw.evil.example/Interface/x",
+            "http://169.254.169.254/latest/meta-data",
+            "not a url",
+        ] {
+            assert_eq!(checked_poll_url(bad, base), Err(CallbackError::PollUrlRefused), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forms_round_trip_through_encoding() {
+        let p = pairs(&[("pollurl", "https://x/y?guid=a&b=c d"), ("amount", "1.50")]);
+        assert_eq!(parse_form(encode_form(&p).as_bytes()), Some(p));
+    }
+
+    #[test]
+    fn paid_statuses_are_the_ones_paynow_holds_money_under() {
+        let mut s = PaynowStatus {
+            merchant_reference: "r".into(),
+            paynow_reference: "1".into(),
+            amount_minor: 1,
+            status: "Paid".into(),
+            poll_url: String::new(),
+        };
+        assert!(s.is_paid());
+        s.status = "Awaiting Delivery".into();
+        assert!(s.is_paid());
+        s.status = "Cancelled".into();
+        assert!(!s.is_paid());
+        s.status = "Created".into();
+        assert!(!s.is_paid());
+    }
+}

@@ -1,0 +1,288 @@
+//! Chronicle's event repository: postgres-es's tables and rows, with fewer round trips per
+//! command (benchmarks, issue 6).
+//!
+//! postgres-es appends with `BEGIN`, one `INSERT` per event and `COMMIT`, and loads a snapshot
+//! aggregate with a snapshot `SELECT` and then an events `SELECT` whose SQL text embeds the
+//! snapshot's sequence (a new prepared statement for every sequence). [`ChronicleEventRepository`]:
+//!
+//! - appends a commit's events in **one** multi-row `INSERT`, without an explicit transaction:
+//!   one statement is one transaction, so the events still commit together or not at all, the
+//!   hash-chain trigger still sees the earlier rows of the same statement (migration 0002), the
+//!   notification still fires once per statement at commit, and the transaction id that orders
+//!   the gap-free read is still the appending transaction's. A duplicate sequence (a concurrent
+//!   writer) is still the primary key's unique violation, reported as an optimistic-lock
+//!   conflict;
+//! - loads the snapshot and the events after it (all of them without a snapshot) in **one**
+//!   statement, and hands those events to the event store's next `get_last_events` call for that
+//!   stream and sequence (the store asks for them right after the snapshot); any other call
+//!   reads them with a bound parameter;
+//! - keeps the last snapshot of each stream it read or wrote (a few hundred at most), and asks
+//!   the database for a snapshot's payload only when it is not the cached one: a long stream's
+//!   snapshot is large (its bounded dedupe window), and a stream's snapshot at a given sequence
+//!   never changes;
+//! - leaves commits that also move the snapshot to postgres-es's transaction (the events and the
+//!   snapshot's optimistic check must commit together; that is one commit in every snapshot
+//!   size).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
+use cqrs_es::Aggregate;
+use postgres_es::PostgresEventRepository;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+/// Events read together with a snapshot, waiting for the store's `get_last_events` call, by
+/// (aggregate type, aggregate id, snapshot sequence).
+type Prefetched = HashMap<(String, String, usize), Vec<SerializedEvent>>;
+
+/// The last snapshot read or written per stream: (its last sequence, its payload). A stream's snapshot at a given sequence is always the same (it folds the same
+/// events), so a load whose snapshot is still at the cached sequence is not sent the payload
+/// again (a long stream's snapshot is large: its bounded dedupe window).
+type Snapshots = HashMap<(String, String), (usize, Value)>;
+
+/// At most this many cached snapshots; beyond it the cache starts over.
+const MAX_SNAPSHOTS: usize = 256;
+
+/// More prefetched entries than this (loads whose events were never asked for, e.g. after a
+/// snapshot that did not deserialize) and the map is cleared: a miss only costs a query.
+const MAX_PREFETCHED: usize = 1024;
+
+/// The event repository of [`crate::dispatch::Commands`]: postgres-es's, with one-statement
+/// appends and loads (see the module docs).
+pub struct ChronicleEventRepository {
+    pool: PgPool,
+    inner: PostgresEventRepository,
+    prefetched: Mutex<Prefetched>,
+    snapshots: Mutex<Snapshots>,
+}
+
+impl std::fmt::Debug for ChronicleEventRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChronicleEventRepository").finish_non_exhaustive()
+    }
+}
+
+impl ChronicleEventRepository {
+    /// A repository over the `events` and `snapshots` tables of `pool`'s database.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            inner: PostgresEventRepository::new(pool.clone()),
+            pool,
+            prefetched: Mutex::new(HashMap::new()),
+            snapshots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take_prefetched(&self, key: &(String, String, usize)) -> Option<Vec<SerializedEvent>> {
+        self.prefetched.lock().ok().and_then(|mut map| map.remove(key))
+    }
+
+    fn cached_snapshot(&self, key: &(String, String), sequence: usize) -> Option<Value> {
+        let map = self.snapshots.lock().ok()?;
+        map.get(key)
+            .filter(|(cached, _)| *cached == sequence)
+            .map(|(_, payload)| payload.clone())
+    }
+
+    fn keep_snapshot(&self, key: (String, String), sequence: usize, payload: &Value) {
+        if let Ok(mut map) = self.snapshots.lock() {
+            if map.len() >= MAX_SNAPSHOTS && !map.contains_key(&key) {
+                map.clear();
+            }
+            map.insert(key, (sequence, payload.clone()));
+        }
+    }
+
+    fn keep_prefetched(&self, key: (String, String, usize), events: Vec<SerializedEvent>) {
+        if let Ok(mut map) = self.prefetched.lock() {
+            if map.len() >= MAX_PREFETCHED {
+                map.clear();
+            }
+            map.insert(key, events);
+        }
+    }
+}
+
+/// postgres-es's mapping: a unique violation is a concurrent append (optimistic lock).
+fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => PersistenceError::OptimisticLockError,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => PersistenceError::ConnectionError(Box::new(error)),
+        _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}
+
+fn event_of(row: &PgRow) -> Result<SerializedEvent, sqlx::Error> {
+    let sequence: i64 = row.try_get("sequence")?;
+    Ok(SerializedEvent::new(
+        row.try_get("aggregate_id")?,
+        usize::try_from(sequence).unwrap_or_default(),
+        row.try_get("aggregate_type")?,
+        row.try_get("event_type")?,
+        row.try_get("event_version")?,
+        row.try_get("payload")?,
+        row.try_get("metadata")?,
+    ))
+}
+
+impl PersistedEventRepository for ChronicleEventRepository {
+    async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.inner.get_events::<A>(aggregate_id).await
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        let key = (A::TYPE.to_string(), aggregate_id.to_string(), last_sequence);
+        if let Some(events) = self.take_prefetched(&key) {
+            return Ok(events);
+        }
+        let rows = sqlx::query(
+            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+               FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+              ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(persistence_error)?;
+        rows.iter()
+            .map(event_of)
+            .collect::<Result<_, _>>()
+            .map_err(persistence_error)
+    }
+
+    async fn get_snapshot<A: Aggregate>(&self, aggregate_id: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        // The snapshot (row `kind` 0; its payload only if it is not the one cached), then the
+        // events after it (`kind` 1), in one statement. The events' range has two bounds the
+        // planner cannot see, so it estimates a short range and reads the stream's index even
+        // for a stream that is most of the table.
+        let key = (A::TYPE.to_string(), aggregate_id.to_string());
+        let cached = self
+            .snapshots
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&key).map(|(sequence, _)| *sequence));
+        let rows = sqlx::query(
+            "WITH s AS (SELECT last_sequence, current_snapshot, payload FROM snapshots
+                         WHERE aggregate_type = $1 AND aggregate_id = $2)
+             SELECT 0 AS kind, last_sequence AS sequence, current_snapshot, NULL::text AS event_type,
+                    NULL::text AS event_version,
+                    CASE WHEN last_sequence IS NOT DISTINCT FROM $3 THEN NULL ELSE payload END AS payload,
+                    NULL::json AS metadata
+               FROM s
+             UNION ALL
+             SELECT 1, e.sequence, NULL, e.event_type, e.event_version, e.payload, e.metadata
+               FROM (SELECT coalesce((SELECT last_sequence FROM s), 0) AS after) f
+               JOIN events e ON e.aggregate_type = $1 AND e.aggregate_id = $2
+                AND e.sequence > f.after AND e.sequence <= greatest(f.after, 9223372036854775807)
+             ORDER BY kind, sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(cached.and_then(|c| i64::try_from(c).ok()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(persistence_error)?;
+        let mut snapshot = None;
+        let mut events = Vec::new();
+        for row in &rows {
+            let kind: i32 = row.try_get("kind").map_err(persistence_error)?;
+            let sequence: i64 = row.try_get("sequence").map_err(persistence_error)?;
+            let sequence = usize::try_from(sequence).unwrap_or_default();
+            let payload: Option<Value> = row.try_get("payload").map_err(persistence_error)?;
+            if kind == 0 {
+                let current: i64 = row.try_get("current_snapshot").map_err(persistence_error)?;
+                let current = usize::try_from(current).unwrap_or_default();
+                let aggregate = match payload {
+                    Some(payload) => {
+                        self.keep_snapshot(key.clone(), sequence, &payload);
+                        payload
+                    }
+                    // Not sent: the cached one is this very snapshot.
+                    None => match self.cached_snapshot(&key, sequence) {
+                        Some(payload) => payload,
+                        None => return self.inner.get_snapshot::<A>(aggregate_id).await,
+                    },
+                };
+                snapshot = Some(SerializedSnapshot {
+                    aggregate_id: aggregate_id.to_string(),
+                    aggregate,
+                    current_sequence: sequence,
+                    current_snapshot: current,
+                });
+            } else {
+                let payload = payload.unwrap_or(Value::Null);
+                events.push(SerializedEvent::new(
+                    aggregate_id.to_string(),
+                    sequence,
+                    A::TYPE.to_string(),
+                    row.try_get("event_type").map_err(persistence_error)?,
+                    row.try_get("event_version").map_err(persistence_error)?,
+                    payload,
+                    row.try_get("metadata").map_err(persistence_error)?,
+                ));
+            }
+        }
+        // Without a snapshot the store asks for the events after sequence 0: all of them.
+        let after = snapshot.as_ref().map_or(0, |s| s.current_sequence);
+        self.keep_prefetched((A::TYPE.to_string(), aggregate_id.to_string(), after), events);
+        Ok(snapshot)
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot_update: Option<(String, Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        if let Some((aggregate_id, payload, current)) = snapshot_update {
+            let sequence = events.last().map(|e| e.sequence);
+            let kept = sequence.map(|sequence| (aggregate_id.clone(), sequence, payload.clone()));
+            self.inner
+                .persist::<A>(events, Some((aggregate_id, payload, current)))
+                .await?;
+            if let Some((aggregate_id, sequence, payload)) = kept {
+                self.keep_snapshot((A::TYPE.to_string(), aggregate_id), sequence, &payload);
+            }
+            return Ok(());
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut insert = QueryBuilder::<Postgres>::new(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) ",
+        );
+        insert.push_values(events, |mut row, event| {
+            row.push_bind(A::TYPE)
+                .push_bind(event.aggregate_id.as_str())
+                .push_bind(i64::try_from(event.sequence).unwrap_or(i64::MAX))
+                .push_bind(event.event_type.as_str())
+                .push_bind(event.event_version.as_str())
+                .push_bind(&event.payload)
+                .push_bind(&event.metadata);
+        });
+        insert
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(persistence_error)?;
+        Ok(())
+    }
+
+    async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
+        self.inner.stream_events::<A>(aggregate_id).await
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        self.inner.stream_all_events::<A>().await
+    }
+}

@@ -1,0 +1,328 @@
+//! Payments: the `payments` read model (one row per payment a provider confirmed, with what it
+//! was matched to or why it was left unmatched), written by [`PaymentsProjector`], read by
+//! [`list`] and [`get`]. Finance works the unmatched ones (`status = 'unmatched'`).
+//!
+//! Rows hold no personal data: provider references, merchant references and amounts. Each
+//! update is guarded by `last_position`, so replaying a batch changes nothing.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chronicle_domain::payment::PaymentEvent;
+use chronicle_domain::tenant::TenantId;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::contacts::{local_id, tenant_of};
+use crate::log::StoredEvent;
+use crate::runtime::{ProjectionError, Projector};
+use crate::shared::{all_tenants, for_tenant};
+
+/// The projector's name (its checkpoint key). Never renamed.
+pub const NAME: &str = "payments";
+
+fn parse(event: &StoredEvent) -> Result<PaymentEvent, ProjectionError> {
+    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+        position: event.global_position,
+        reason: format!("not a Payment event: {e}"),
+    })
+}
+
+/// Folds `Payment` events into `payments`.
+#[derive(Debug, Default)]
+pub struct PaymentsProjector;
+
+/// A decision about a payment, as columns.
+struct Decision<'a> {
+    status: &'static str,
+    kind: Option<&'static str>,
+    matched_id: Option<&'a str>,
+    milli_tokens: Option<i64>,
+    reason: Option<&'a str>,
+    by: Option<&'a str>,
+    at: DateTime<Utc>,
+}
+
+async fn decide(
+    db: &mut PgConnection,
+    event: &StoredEvent,
+    payment_id: &str,
+    d: Decision<'_>,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "UPDATE payments
+            SET status = $3, matched_kind = $4, matched_id = $5, milli_tokens = $6, unmatched_reason = $7,
+                matched_by = $8, decided_at = $9, last_position = $10
+          WHERE tenant_id = $1 AND payment_id = $2 AND last_position < $10",
+    )
+    .bind(&event.tenant_id)
+    .bind(payment_id)
+    .bind(d.status)
+    .bind(d.kind)
+    .bind(d.matched_id)
+    .bind(d.milli_tokens)
+    .bind(d.reason)
+    .bind(d.by)
+    .bind(d.at)
+    .bind(event.global_position)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+impl PaymentsProjector {
+    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        tenant_of(event)?;
+        let payment_id = local_id(event);
+        match parse(event)? {
+            PaymentEvent::PaymentConfirmed {
+                provider,
+                reference,
+                merchant_reference,
+                amount_minor,
+                currency,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO payments (tenant_id, payment_id, provider, reference, merchant_reference, amount_minor,
+                                           currency, status, confirmed_at, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8, $9)
+                     ON CONFLICT (tenant_id, payment_id) DO NOTHING",
+                )
+                .bind(&event.tenant_id)
+                .bind(&payment_id)
+                .bind(provider.as_str())
+                .bind(&reference)
+                .bind(&merchant_reference)
+                .bind(amount_minor)
+                .bind(&currency)
+                .bind(at)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
+            PaymentEvent::PaymentMatchedToOrder { order_id, at, .. } => {
+                let d = Decision {
+                    status: "matched",
+                    kind: Some("order"),
+                    matched_id: Some(&order_id),
+                    milli_tokens: None,
+                    reason: None,
+                    by: None,
+                    at,
+                };
+                decide(db, event, &payment_id, d).await?;
+            }
+            PaymentEvent::PaymentMatchedToWallet {
+                wallet_id,
+                milli_tokens,
+                at,
+                ..
+            } => {
+                let d = Decision {
+                    status: "matched",
+                    kind: Some("wallet"),
+                    matched_id: Some(&wallet_id),
+                    milli_tokens: Some(milli_tokens),
+                    reason: None,
+                    by: None,
+                    at,
+                };
+                decide(db, event, &payment_id, d).await?;
+            }
+            PaymentEvent::PaymentLeftUnmatched { reason, at, .. } => {
+                let d = Decision {
+                    status: "unmatched",
+                    kind: None,
+                    matched_id: None,
+                    milli_tokens: None,
+                    reason: Some(&reason),
+                    by: None,
+                    at,
+                };
+                decide(db, event, &payment_id, d).await?;
+            }
+            PaymentEvent::PaymentMatchedManually { order_id, by, at, .. } => {
+                let d = Decision {
+                    status: "matched",
+                    kind: Some("order"),
+                    matched_id: Some(&order_id),
+                    milli_tokens: None,
+                    reason: None,
+                    by: Some(&by),
+                    at,
+                };
+                decide(db, event, &payment_id, d).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Projector for PaymentsProjector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        PaymentEvent::TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            for event in events {
+                if event.aggregate_type == "Payment" {
+                    self.apply_one(tx, event).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            sqlx::query("DELETE FROM payments").execute(&mut *tx).await?;
+            Ok(())
+        })
+    }
+}
+
+/// One payment as finance sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PaymentRow {
+    pub payment_id: String,
+    pub provider: String,
+    pub reference: String,
+    pub merchant_reference: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// `confirmed`, `matched` or `unmatched`.
+    pub status: String,
+    /// `order` or `wallet`, when matched.
+    pub matched_kind: Option<String>,
+    pub matched_id: Option<String>,
+    pub milli_tokens: Option<i64>,
+    pub unmatched_reason: Option<String>,
+    /// Who matched it by hand (finance), if anyone.
+    pub matched_by: Option<String>,
+    pub confirmed_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of [`list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentFilter {
+    pub status: Option<String>,
+    pub provider: Option<String>,
+}
+
+/// A page of payments, latest confirmation first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub rows: Vec<(String, PaymentRow)>,
+    pub has_next_page: bool,
+}
+
+/// A malformed pagination cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed payments cursor")]
+pub struct BadPageCursor;
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
+    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
+    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
+    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
+}
+
+const COLUMNS: &str = "payment_id, provider, reference, merchant_reference, amount_minor, currency, status,
+                       matched_kind, matched_id, milli_tokens, unmatched_reason, matched_by, confirmed_at, decided_at";
+
+fn row_of(r: &sqlx::postgres::PgRow) -> Result<PaymentRow, sqlx::Error> {
+    Ok(PaymentRow {
+        payment_id: r.try_get("payment_id")?,
+        provider: r.try_get("provider")?,
+        reference: r.try_get("reference")?,
+        merchant_reference: r.try_get("merchant_reference")?,
+        amount_minor: r.try_get("amount_minor")?,
+        currency: r.try_get("currency")?,
+        status: r.try_get("status")?,
+        matched_kind: r.try_get("matched_kind")?,
+        matched_id: r.try_get("matched_id")?,
+        milli_tokens: r.try_get("milli_tokens")?,
+        unmatched_reason: r.try_get("unmatched_reason")?,
+        matched_by: r.try_get("matched_by")?,
+        confirmed_at: r.try_get("confirmed_at")?,
+        decided_at: r.try_get("decided_at")?,
+    })
+}
+
+/// Lists one tenant's payments, latest confirmation first, filtered, after a cursor.
+pub async fn list(
+    pool: &PgPool,
+    tenant: &TenantId,
+    filter: &PaymentFilter,
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
+    let after = match after.map(decode_cursor).transpose() {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
+    let first = first.clamp(1, 100);
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS}
+           FROM payments
+          WHERE tenant_id = $1
+            AND ($2::text IS NULL OR status = $2)
+            AND ($3::text IS NULL OR provider = $3)
+            AND ((extract(epoch FROM confirmed_at) * 1000000)::bigint, payment_id)
+                < ($4::bigint, CASE WHEN $5 = '' THEN chr(1114111) ELSE $5 END)
+          ORDER BY confirmed_at DESC, payment_id DESC
+          LIMIT $6"
+    ))
+    .bind(tenant.as_str())
+    .bind(filter.status.as_deref())
+    .bind(filter.provider.as_deref())
+    .bind(after_micros)
+    .bind(&after_id)
+    .bind(first + 1)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let has_next_page = rows.len() as i64 > first;
+    let rows = rows
+        .iter()
+        .take(first as usize)
+        .map(|r| -> Result<(String, PaymentRow), sqlx::Error> {
+            let row = row_of(r)?;
+            let cursor = URL_SAFE_NO_PAD.encode(format!("{}|{}", row.confirmed_at.timestamp_micros(), row.payment_id));
+            Ok((cursor, row))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Ok(Page { rows, has_next_page }))
+}
+
+/// One payment of a tenant.
+pub async fn get(pool: &PgPool, tenant: &TenantId, payment_id: &str) -> Result<Option<PaymentRow>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND payment_id = $2"
+    ))
+    .bind(tenant.as_str())
+    .bind(payment_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    row.as_ref().map(row_of).transpose()
+}

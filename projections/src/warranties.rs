@@ -1,0 +1,374 @@
+//! Warranties and warranty claims on the read side (issue 4; migration 0065).
+//!
+//! - [`WarrantiesProjector`] → `warranties` (one row per installed component's warranty: period,
+//!   status, claim count) and `warranty_claims` (one row per claim: status, decision, times).
+//!   Queries: [`list_warranties`], [`list_claims`].
+//!
+//! No personal data is projected: claim descriptions, notes and resolutions stay sealed in the
+//! log. Every update is guarded by the row's `last_position`, so a batch applied twice changes
+//! nothing; queries run in a transaction scoped to one tenant ([`for_tenant`]).
+
+use chronicle_domain::installation::{ClaimEvent, WarrantyEvent};
+use chronicle_domain::tenant::TenantId;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::contacts::local_id;
+use crate::log::StoredEvent;
+use crate::runtime::{ProjectionError, Projector};
+use crate::shared::{all_tenants, for_tenant};
+
+/// The `warranties` projector's name (warranties and their claims). Never renamed.
+pub const NAME: &str = "warranties";
+
+/// The event types read: every warranty and claim event.
+const EVENT_TYPES: &[&str] = &[
+    "WarrantyRegistered",
+    "WarrantyVoided",
+    "WarrantyClaimFiled",
+    "WarrantyClaimReviewStarted",
+    "WarrantyClaimDecided",
+    "WarrantyClaimResolved",
+];
+
+fn decode<T: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<T, ProjectionError> {
+    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+        position: event.global_position,
+        reason: format!("not a {} event: {e}", event.aggregate_type),
+    })
+}
+
+/// Folds `Warranty` and `WarrantyClaim` events into `warranties` and `warranty_claims`.
+#[derive(Debug, Default)]
+pub struct WarrantiesProjector;
+
+impl WarrantiesProjector {
+    async fn apply_warranty(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        let warranty_id = local_id(event);
+        let position = event.global_position;
+        match decode::<WarrantyEvent>(event)? {
+            WarrantyEvent::WarrantyRegistered {
+                installation_id,
+                serial,
+                kind,
+                customer_id,
+                warranty_months,
+                starts_at,
+                ends_at,
+                at,
+                ..
+            } => {
+                sqlx::query(
+                    "INSERT INTO warranties (tenant_id, warranty_id, installation_id, serial, kind, customer_id,
+                            warranty_months, starts_at, ends_at, status, registered_at, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11)
+                     ON CONFLICT (tenant_id, warranty_id) DO NOTHING",
+                )
+                .bind(&event.tenant_id)
+                .bind(&warranty_id)
+                .bind(installation_id)
+                .bind(serial)
+                .bind(kind)
+                .bind(customer_id)
+                .bind(i32::try_from(warranty_months).unwrap_or(i32::MAX))
+                .bind(starts_at)
+                .bind(ends_at)
+                .bind(at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            WarrantyEvent::WarrantyVoided { at, .. } => {
+                sqlx::query(
+                    "UPDATE warranties SET status = 'voided', voided_at = $4, last_position = $3
+                      WHERE tenant_id = $1 AND warranty_id = $2 AND last_position < $3",
+                )
+                .bind(&event.tenant_id)
+                .bind(&warranty_id)
+                .bind(position)
+                .bind(at)
+                .execute(&mut *db)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_claim(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        let claim_id = local_id(event);
+        let position = event.global_position;
+        let tenant = &event.tenant_id;
+        match decode::<ClaimEvent>(event)? {
+            ClaimEvent::WarrantyClaimFiled {
+                warranty_id,
+                installation_id,
+                serial,
+                customer_id,
+                warranty_ends_at,
+                by,
+                at,
+                ..
+            } => {
+                let inserted = sqlx::query(
+                    "INSERT INTO warranty_claims (tenant_id, claim_id, warranty_id, installation_id, serial, customer_id,
+                            warranty_ends_at, status, filed_at, filed_by, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', $8, $9, $10)
+                     ON CONFLICT (tenant_id, claim_id) DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(&claim_id)
+                .bind(&warranty_id)
+                .bind(installation_id)
+                .bind(serial)
+                .bind(customer_id)
+                .bind(warranty_ends_at)
+                .bind(at)
+                .bind(by)
+                .bind(position)
+                .execute(&mut *db)
+                .await?
+                .rows_affected();
+                if inserted > 0 {
+                    sqlx::query("UPDATE warranties SET claims = claims + 1 WHERE tenant_id = $1 AND warranty_id = $2")
+                        .bind(tenant)
+                        .bind(&warranty_id)
+                        .execute(&mut *db)
+                        .await?;
+                }
+            }
+            ClaimEvent::WarrantyClaimReviewStarted { at, .. } => {
+                sqlx::query(
+                    "UPDATE warranty_claims SET status = 'under_review', review_started_at = $4, last_position = $3
+                      WHERE tenant_id = $1 AND claim_id = $2 AND last_position < $3",
+                )
+                .bind(tenant)
+                .bind(&claim_id)
+                .bind(position)
+                .bind(at)
+                .execute(&mut *db)
+                .await?;
+            }
+            ClaimEvent::WarrantyClaimDecided {
+                decision,
+                status,
+                by,
+                at,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE warranty_claims SET status = $4, decision = $5, decided_at = $6, decided_by = $7,
+                            last_position = $3
+                      WHERE tenant_id = $1 AND claim_id = $2 AND last_position < $3",
+                )
+                .bind(tenant)
+                .bind(&claim_id)
+                .bind(position)
+                .bind(status.as_str())
+                .bind(decision.status().as_str())
+                .bind(at)
+                .bind(by)
+                .execute(&mut *db)
+                .await?;
+            }
+            ClaimEvent::WarrantyClaimResolved { at, .. } => {
+                sqlx::query(
+                    "UPDATE warranty_claims SET status = 'resolved', resolved_at = $4, last_position = $3
+                      WHERE tenant_id = $1 AND claim_id = $2 AND last_position < $3",
+                )
+                .bind(tenant)
+                .bind(&claim_id)
+                .bind(position)
+                .bind(at)
+                .execute(&mut *db)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Projector for WarrantiesProjector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        EVENT_TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            for event in events {
+                match event.aggregate_type.as_str() {
+                    "Warranty" => self.apply_warranty(tx, event).await?,
+                    "WarrantyClaim" => self.apply_claim(tx, event).await?,
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            all_tenants(tx).await?;
+            sqlx::query("DELETE FROM warranty_claims").execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM warranties").execute(&mut *tx).await?;
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries
+
+/// One warranty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarrantyRow {
+    pub warranty_id: String,
+    pub installation_id: String,
+    pub serial: String,
+    pub kind: String,
+    pub customer_id: String,
+    pub warranty_months: i32,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub status: String,
+    pub registered_at: DateTime<Utc>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub claims: i32,
+}
+
+/// What warranties to list (every field optional; all given must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WarrantyFilter {
+    pub installation_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub serial: Option<String>,
+    /// `active` or `voided`.
+    pub status: Option<String>,
+    /// Only warranties whose period ends before this time.
+    pub ends_before: Option<DateTime<Utc>>,
+}
+
+fn warranty_row(r: &PgRow) -> Result<WarrantyRow, sqlx::Error> {
+    Ok(WarrantyRow {
+        warranty_id: r.try_get("warranty_id")?,
+        installation_id: r.try_get("installation_id")?,
+        serial: r.try_get("serial")?,
+        kind: r.try_get("kind")?,
+        customer_id: r.try_get("customer_id")?,
+        warranty_months: r.try_get("warranty_months")?,
+        starts_at: r.try_get("starts_at")?,
+        ends_at: r.try_get("ends_at")?,
+        status: r.try_get("status")?,
+        registered_at: r.try_get("registered_at")?,
+        voided_at: r.try_get("voided_at")?,
+        claims: r.try_get("claims")?,
+    })
+}
+
+/// One tenant's warranties matching `filter`, ending soonest first, at most 500.
+pub async fn list_warranties(
+    pool: &PgPool,
+    tenant: &TenantId,
+    filter: &WarrantyFilter,
+) -> Result<Vec<WarrantyRow>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let rows = sqlx::query(
+        "SELECT warranty_id, installation_id, serial, kind, customer_id, warranty_months, starts_at, ends_at,
+                status, registered_at, voided_at, claims
+           FROM warranties
+          WHERE tenant_id = $1
+            AND ($2::text IS NULL OR installation_id = $2)
+            AND ($3::text IS NULL OR customer_id = $3)
+            AND ($4::text IS NULL OR serial = $4)
+            AND ($5::text IS NULL OR status = $5)
+            AND ($6::timestamptz IS NULL OR ends_at < $6)
+          ORDER BY ends_at, warranty_id
+          LIMIT 500",
+    )
+    .bind(tenant.as_str())
+    .bind(&filter.installation_id)
+    .bind(&filter.customer_id)
+    .bind(&filter.serial)
+    .bind(&filter.status)
+    .bind(filter.ends_before)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter().map(warranty_row).collect()
+}
+
+/// One warranty claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRow {
+    pub claim_id: String,
+    pub warranty_id: String,
+    pub installation_id: String,
+    pub serial: String,
+    pub customer_id: String,
+    pub warranty_ends_at: DateTime<Utc>,
+    pub status: String,
+    pub filed_at: DateTime<Utc>,
+    pub filed_by: String,
+    pub review_started_at: Option<DateTime<Utc>>,
+    pub decision: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decided_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// One tenant's warranty claims (of one status and/or warranty, or all), latest filed first, at
+/// most 500.
+pub async fn list_claims(
+    pool: &PgPool,
+    tenant: &TenantId,
+    status: Option<&str>,
+    warranty_id: Option<&str>,
+) -> Result<Vec<ClaimRow>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for_tenant(&mut tx, tenant).await?;
+    let rows = sqlx::query(
+        "SELECT claim_id, warranty_id, installation_id, serial, customer_id, warranty_ends_at, status, filed_at,
+                filed_by, review_started_at, decision, decided_at, decided_by, resolved_at
+           FROM warranty_claims
+          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR warranty_id = $3)
+          ORDER BY filed_at DESC, claim_id DESC
+          LIMIT 500",
+    )
+    .bind(tenant.as_str())
+    .bind(status)
+    .bind(warranty_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ClaimRow {
+                claim_id: r.try_get("claim_id")?,
+                warranty_id: r.try_get("warranty_id")?,
+                installation_id: r.try_get("installation_id")?,
+                serial: r.try_get("serial")?,
+                customer_id: r.try_get("customer_id")?,
+                warranty_ends_at: r.try_get("warranty_ends_at")?,
+                status: r.try_get("status")?,
+                filed_at: r.try_get("filed_at")?,
+                filed_by: r.try_get("filed_by")?,
+                review_started_at: r.try_get("review_started_at")?,
+                decision: r.try_get("decision")?,
+                decided_at: r.try_get("decided_at")?,
+                decided_by: r.try_get("decided_by")?,
+                resolved_at: r.try_get("resolved_at")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,800 @@
+//! Payment callbacks from end to end: Paynow (form, SHA-512 hash, then a poll of a loopback
+//! "Paynow" before the payment counts), M-Pesa (a secret callback path, then an STK status query
+//! to a loopback "Daraja") and a Stripe-style signed webhook. Each delivered five times creates
+//! one payment; a bad hash, a bad or old signature or a wrong secret path stores nothing (no
+//! event, no row) and answers 4xx; a poll answering not-paid counts nothing; a poll URL off the
+//! configured Paynow base is refused without being called; an unmatched payment appears in
+//! GraphQL for finance, who matches it to an order; and an order paid through a callback ends,
+//! with no other call, in an installation a technician is assigned to.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chronicle_api::auth::Role;
+use chronicle_commands::installations::{installation_id_for_order, InstallationWorker};
+use chronicle_commands::keystore::KeyStore;
+use chronicle_commands::payments::paynow::{encode_form, paynow_hash};
+use chronicle_commands::payments::stripe;
+use chronicle_commands::tenants;
+use chronicle_domain::installation::order::PlaceOrder;
+use chronicle_domain::installation::{InstallationType, LineItem, OrderCommand};
+use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_tests::*;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+const TENANT: &str = "acme";
+const PAYNOW_KEY: &str = "paynow-integration-key";
+const STRIPE_SECRET: &str = "whsec_test_secret";
+const MPESA_SECRET: &str = "mpesa-callback-secret-0123456789";
+const SHORT_CODE: &str = "174379";
+const PASSKEY: &str = "daraja-passkey";
+const CONSUMER_KEY: &str = "consumer-key";
+const CONSUMER_SECRET: &str = "consumer-secret";
+
+/// A payment the loopback Paynow knows: (merchant ref, paynow ref, amount, status).
+type PaynowPayment = (String, String, String, String);
+
+/// What the loopback Paynow answers to polls, by guid.
+#[derive(Clone, Default)]
+struct Paynow {
+    payments: Arc<Mutex<HashMap<String, PaynowPayment>>>,
+    polls: Arc<AtomicUsize>,
+    /// While set, polls answer 500 (a transient failure).
+    failing: Arc<Mutex<bool>>,
+}
+
+async fn paynow_poll(State(paynow): State<Paynow>, Path(guid): Path<String>) -> (StatusCode, String) {
+    paynow.polls.fetch_add(1, Ordering::SeqCst);
+    if *paynow.failing.lock().unwrap_or_else(|e| e.into_inner()) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "down".into());
+    }
+    let Some((reference, paynow_reference, amount, status)) = paynow
+        .payments
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&guid)
+        .cloned()
+    else {
+        return (StatusCode::OK, "status=Error&error=unknown".into());
+    };
+    let mut pairs = vec![
+        ("reference".to_string(), reference),
+        ("paynowreference".to_string(), paynow_reference),
+        ("amount".to_string(), amount),
+        ("status".to_string(), status),
+        ("pollurl".to_string(), format!("http://poll/{guid}")),
+    ];
+    let hash = paynow_hash(&pairs, PAYNOW_KEY);
+    pairs.push(("hash".to_string(), hash));
+    (StatusCode::OK, encode_form(&pairs))
+}
+
+/// The loopback Daraja: a token, and STK query answers by CheckoutRequestID.
+#[derive(Clone, Default)]
+struct Daraja {
+    results: Arc<Mutex<HashMap<String, String>>>,
+    queries: Arc<AtomicUsize>,
+}
+
+async fn daraja_token(headers: HeaderMap) -> (StatusCode, Json<Value>) {
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{CONSUMER_KEY}:{CONSUMER_SECRET}"))
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"errorMessage": "Invalid credentials"})),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"access_token": "daraja-token", "expires_in": "3599"})),
+    )
+}
+
+async fn daraja_query(
+    State(daraja): State<Daraja>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    use base64::Engine;
+    daraja.queries.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        Some("Bearer daraja-token")
+    );
+    let timestamp = body["Timestamp"].as_str().unwrap_or_default();
+    let password = base64::engine::general_purpose::STANDARD.encode(format!("{SHORT_CODE}{PASSKEY}{timestamp}"));
+    assert_eq!(body["Password"], json!(password));
+    assert_eq!(body["BusinessShortCode"], json!(SHORT_CODE));
+    let id = body["CheckoutRequestID"].as_str().unwrap_or_default().to_string();
+    let code = daraja
+        .results
+        .lock()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| "1037".into());
+    (
+        StatusCode::OK,
+        Json(
+            json!({"ResponseCode": "0", "MerchantRequestID": "m-1", "CheckoutRequestID": id, "ResultCode": code, "ResultDesc": "done"}),
+        ),
+    )
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{address}")
+}
+
+struct World {
+    app: TestApp,
+    paynow: Paynow,
+    paynow_base: String,
+    daraja: Daraja,
+}
+
+/// An app whose Paynow and Daraja are loopback servers, with tenant `acme` and its three
+/// providers set through the admin mutation.
+async fn world(pool: PgPool) -> World {
+    let paynow = Paynow::default();
+    let paynow_root = serve(
+        Router::new()
+            .route("/paynow/Interface/CheckPayment/{guid}", post(paynow_poll))
+            .with_state(paynow.clone()),
+    )
+    .await;
+    let daraja = Daraja::default();
+    let daraja_base = serve(
+        Router::new()
+            .route("/oauth/v1/generate", get(daraja_token))
+            .route("/mpesa/stkpushquery/v1/query", post(daraja_query))
+            .with_state(daraja.clone()),
+    )
+    .await;
+    let mut settings = settings(false);
+    let paynow_base = format!("{paynow_root}/paynow/Interface");
+    settings.payments.paynow_base_url = paynow_base.clone();
+    settings.payments.daraja_base_url = daraja_base;
+    settings.payments.token_rates.insert("USD".into(), 1_000);
+    let app = TestApp::with_settings(pool, settings).await;
+    tenants::create_tenant(&app.state.pool, &tenant(TENANT), TENANT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let owner = app.token(TENANT, Role::Owner);
+    for provider in [
+        json!({"paynow": {"integrationId": "1201", "integrationKey": PAYNOW_KEY, "currency": "USD"}}),
+        json!({"mpesa": {"shortCode": SHORT_CODE, "consumerKey": CONSUMER_KEY, "consumerSecret": CONSUMER_SECRET,
+                          "passkey": PASSKEY, "callbackSecret": MPESA_SECRET}}),
+        json!({"stripe": {"endpointSecret": STRIPE_SECRET}}),
+    ] {
+        let (status, body) = app
+            .graphql(
+                Some(&owner),
+                "mutation($p: PaymentProviderInput!) { setPaymentProvider(provider: $p) }",
+                json!({ "p": provider }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    World {
+        app,
+        paynow,
+        paynow_base,
+        daraja,
+    }
+}
+
+fn metadata() -> CommandMetadata {
+    CommandMetadata {
+        tenant_id: tenant(TENANT),
+        actor: Actor::User {
+            user_id: "agent-1".into(),
+            role: "agent".into(),
+        },
+        correlation_id: "test".into(),
+        causation_id: "test".into(),
+    }
+}
+
+/// Places an order of one installable 5 kW solar kit for `price` minor units of `currency`.
+async fn place_order(app: &TestApp, price: i64, currency: &str) -> String {
+    let order_id = format!("order_{}", uuid::Uuid::new_v4());
+    let command = OrderCommand::Place(PlaceOrder {
+        customer_id: "ct_customer".into(),
+        items: vec![LineItem {
+            sku: "solar-kit-5kw".into(),
+            description: "5 kW solar kit".into(),
+            quantity: 1,
+            unit_price_minor: price,
+            currency: currency.into(),
+            installable: Some(InstallationType::Solar),
+        }],
+        by: "agent-1".into(),
+        at: chrono::Utc::now(),
+    });
+    app.state
+        .commands
+        .order(&order_id, command, &metadata())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    order_id
+}
+
+impl World {
+    /// Registers a payment with the loopback Paynow and returns its callback form.
+    fn paynow_callback(
+        &self,
+        guid: &str,
+        reference: &str,
+        paynow_reference: &str,
+        amount: &str,
+        status: &str,
+    ) -> Vec<(String, String)> {
+        self.paynow.payments.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            guid.to_string(),
+            (reference.into(), paynow_reference.into(), amount.into(), status.into()),
+        );
+        let mut pairs = vec![
+            ("reference".to_string(), reference.to_string()),
+            ("paynowreference".to_string(), paynow_reference.to_string()),
+            ("amount".to_string(), amount.to_string()),
+            ("status".to_string(), status.to_string()),
+            (
+                "pollurl".to_string(),
+                format!("{}/CheckPayment/{guid}", self.paynow_base),
+            ),
+        ];
+        let hash = paynow_hash(&pairs, PAYNOW_KEY);
+        pairs.push(("hash".to_string(), hash));
+        pairs
+    }
+
+    async fn post_paynow(&self, pairs: &[(String, String)]) -> (StatusCode, Value) {
+        self.app
+            .send(
+                Request::post(format!("/webhooks/payments/{TENANT}/paynow"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(encode_form(pairs)))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .await
+    }
+
+    async fn post_stripe(&self, body: &[u8], signature: Option<String>) -> (StatusCode, Value) {
+        let mut request =
+            Request::post(format!("/webhooks/payments/{TENANT}/stripe")).header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("Stripe-Signature", signature);
+        }
+        self.app
+            .send(
+                request
+                    .body(Body::from(body.to_vec()))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .await
+    }
+
+    async fn post_mpesa(&self, secret: &str, reference: &str, body: &Value) -> (StatusCode, Value) {
+        self.app
+            .send(
+                Request::post(format!(
+                    "/webhooks/payments/{TENANT}/mpesa/{secret}?reference={reference}"
+                ))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .await
+    }
+
+    /// Events of payments, and payment rows once projected.
+    async fn payment_facts(&self) -> (i64, i64) {
+        self.app.project().await;
+        let events = self
+            .app
+            .count("SELECT count(*) FROM events WHERE aggregate_type = 'Payment'")
+            .await;
+        let rows = self.app.count("SELECT count(*) FROM payments").await;
+        (events, rows)
+    }
+
+    async fn order_payments(&self) -> i64 {
+        self.app
+            .count("SELECT count(*) FROM events WHERE event_type = 'PaymentRecorded'")
+            .await
+    }
+}
+
+fn stripe_event(intent: &str, amount: i64, currency: &str, reference: &str) -> Vec<u8> {
+    json!({
+        "id": format!("evt_{intent}"),
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": intent, "object": "payment_intent", "amount": amount, "amount_received": amount,
+                             "currency": currency, "metadata": {"reference": reference}}}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn stk_callback(checkout: &str, receipt: &str, amount: i64) -> Value {
+    json!({"Body": {"stkCallback": {"MerchantRequestID": "m-1", "CheckoutRequestID": checkout, "ResultCode": 0,
+        "ResultDesc": "The service request is processed successfully.",
+        "CallbackMetadata": {"Item": [
+            {"Name": "Amount", "Value": amount},
+            {"Name": "MpesaReceiptNumber", "Value": receipt},
+            {"Name": "TransactionDate", "Value": 20261122103015_i64},
+            {"Name": "PhoneNumber", "Value": 254708374149_i64}]}}}})
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_paynow_callback_delivered_five_times_creates_one_payment_that_pays_the_order(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 15_000, "USD").await;
+    let callback = w.paynow_callback("g1", &order, "PN-1001", "150.00", "Paid");
+    for _ in 0..5 {
+        let (status, body) = w.post_paynow(&callback).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "matched", "{body}");
+        assert_eq!(body["matchedId"], json!(order));
+    }
+    assert_eq!(
+        w.paynow.polls.load(Ordering::SeqCst),
+        5,
+        "every delivery is confirmed by a poll"
+    );
+    // Confirmed + matched, once; the order recorded one payment and is paid.
+    assert_eq!(w.payment_facts().await, (2, 1));
+    assert_eq!(w.order_payments().await, 1);
+    assert_eq!(
+        w.app
+            .count("SELECT count(*) FROM events WHERE event_type = 'OrderPaid'")
+            .await,
+        1
+    );
+    let (amount, status): (i64, String) =
+        sqlx::query_as("SELECT amount_minor, status FROM payments WHERE provider = 'paynow' AND reference = 'PN-1001'")
+            .fetch_one(&w.app.pool)
+            .await
+            .unwrap();
+    assert_eq!((amount, status.as_str()), (15_000, "matched"));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_mpesa_callback_delivered_five_times_creates_one_payment(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 250_000, "KES").await;
+    w.daraja
+        .results
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert("ws_CO_1".into(), "0".into());
+    let callback = stk_callback("ws_CO_1", "NLJ7RT61SV", 2_500);
+    for _ in 0..5 {
+        let (status, body) = w.post_mpesa(MPESA_SECRET, &order, &callback).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["ResultCode"], 0);
+        assert_eq!(body["status"], "matched", "{body}");
+    }
+    assert_eq!(w.daraja.queries.load(Ordering::SeqCst), 5);
+    assert_eq!(w.payment_facts().await, (2, 1));
+    assert_eq!(w.order_payments().await, 1);
+    // The payer's phone number is never stored.
+    assert_eq!(
+        w.app
+            .count("SELECT count(*) FROM events WHERE payload::text LIKE '%254708374149%'")
+            .await,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_stripe_callback_delivered_five_times_creates_one_payment_and_tops_up_the_wallet_once(pool: PgPool) {
+    let w = world(pool).await;
+    let body = stripe_event("pi_3Abc", 2_000, "usd", "wallet_main");
+    for _ in 0..5 {
+        let signature = stripe::sign(STRIPE_SECRET, chrono::Utc::now().timestamp(), &body);
+        let (status, answer) = w.post_stripe(&body, Some(signature)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["matchedKind"], "wallet", "{answer}");
+    }
+    assert_eq!(w.payment_facts().await, (2, 1));
+    assert_eq!(
+        w.app
+            .count("SELECT count(*) FROM events WHERE event_type = 'TokensPurchased'")
+            .await,
+        1
+    );
+    let tokens: i64 = sqlx::query_scalar("SELECT milli_tokens FROM payments WHERE reference = 'pi_3Abc'")
+        .fetch_one(&w.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(tokens, 2_000 * 1_000, "one token per US cent");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_paynow_callback_with_a_bad_hash_stores_nothing_and_answers_4xx(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 15_000, "USD").await;
+    let mut callback = w.paynow_callback("g1", &order, "PN-1", "150.00", "Paid");
+    // Tampered amount, hash of the original values.
+    callback[2].1 = "1.00".into();
+    let (status, body) = w.post_paynow(&callback).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "BAD_HASH");
+    // Signed with another key.
+    let mut forged = w.paynow_callback("g1", &order, "PN-1", "150.00", "Paid");
+    forged.pop();
+    let hash = paynow_hash(&forged, "not-the-key");
+    forged.push(("hash".into(), hash));
+    let (status, _) = w.post_paynow(&forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        w.paynow.polls.load(Ordering::SeqCst),
+        0,
+        "nothing is polled for a bad hash"
+    );
+    assert_eq!(w.payment_facts().await, (0, 0));
+    assert_eq!(w.order_payments().await, 0);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_stripe_callback_with_a_bad_or_old_signature_stores_nothing_and_answers_4xx(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 2_000, "USD").await;
+    let body = stripe_event("pi_1", 2_000, "usd", &order);
+    let now = chrono::Utc::now().timestamp();
+    for signature in [
+        Some(stripe::sign("whsec_wrong", now, &body)),
+        Some(stripe::sign(STRIPE_SECRET, now - 301, &body)),
+        Some(format!("t={now},v1={}", "0".repeat(64))),
+        None,
+    ] {
+        let (status, answer) = w.post_stripe(&body, signature).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+        assert_eq!(answer["error"]["code"], "BAD_SIGNATURE");
+    }
+    assert_eq!(w.payment_facts().await, (0, 0));
+    assert_eq!(w.order_payments().await, 0);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_mpesa_callback_on_a_wrong_secret_path_stores_nothing_and_answers_4xx(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 250_000, "KES").await;
+    w.daraja
+        .results
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert("ws_CO_1".into(), "0".into());
+    let callback = stk_callback("ws_CO_1", "NLJ7RT61SV", 2_500);
+    for secret in ["mpesa-callback-secret-0123456788", "x"] {
+        let (status, body) = w.post_mpesa(secret, &order, &callback).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"]["code"], "UNKNOWN_CALLBACK_PATH");
+    }
+    assert_eq!(
+        w.daraja.queries.load(Ordering::SeqCst),
+        0,
+        "nothing is queried for a wrong path"
+    );
+    assert_eq!(w.payment_facts().await, (0, 0));
+    assert_eq!(w.order_payments().await, 0);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_poll_or_status_query_answering_not_paid_counts_nothing(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 15_000, "USD").await;
+    // The callback claims Paid; the poll says Cancelled.
+    let mut callback = w.paynow_callback("g1", &order, "PN-1", "150.00", "Cancelled");
+    callback.pop();
+    callback[3].1 = "Paid".into();
+    let hash = paynow_hash(&callback, PAYNOW_KEY);
+    callback.push(("hash".into(), hash));
+    let (status, body) = w.post_paynow(&callback).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["counted"], false);
+    // Daraja does not confirm the STK push (ResultCode 1032).
+    w.daraja
+        .results
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert("ws_CO_9".into(), "1032".into());
+    let (status, body) = w
+        .post_mpesa(MPESA_SECRET, &order, &stk_callback("ws_CO_9", "RCPT9", 100))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["counted"], false);
+    assert_eq!(w.payment_facts().await, (0, 0));
+    assert_eq!(w.order_payments().await, 0);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_poll_url_off_the_configured_paynow_base_is_refused_and_never_called(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 15_000, "USD").await;
+    // A server the attacker controls, answering "Paid".
+    let evil = Paynow::default();
+    evil.payments.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        "g1".into(),
+        (order.clone(), "PN-1".into(), "150.00".into(), "Paid".into()),
+    );
+    let evil_root = serve(
+        Router::new()
+            .route("/paynow/Interface/CheckPayment/{guid}", post(paynow_poll))
+            .with_state(evil.clone()),
+    )
+    .await;
+    let mut pairs = vec![
+        ("reference".to_string(), order.clone()),
+        ("paynowreference".to_string(), "PN-1".to_string()),
+        ("amount".to_string(), "150.00".to_string()),
+        ("status".to_string(), "Paid".to_string()),
+        (
+            "pollurl".to_string(),
+            format!("{evil_root}/paynow/Interface/CheckPayment/g1"),
+        ),
+    ];
+    let hash = paynow_hash(&pairs, PAYNOW_KEY);
+    pairs.push(("hash".to_string(), hash));
+    let (status, body) = w.post_paynow(&pairs).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "POLL_URL_REFUSED");
+    assert_eq!(evil.polls.load(Ordering::SeqCst), 0);
+    assert_eq!(w.payment_facts().await, (0, 0));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_poll_that_fails_answers_5xx_so_paynow_retries_and_the_retry_counts_once(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 15_000, "USD").await;
+    let callback = w.paynow_callback("g1", &order, "PN-7", "150.00", "Paid");
+    *w.paynow.failing.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    let (status, body) = w.post_paynow(&callback).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "PROVIDER_UNAVAILABLE");
+    assert_eq!(w.payment_facts().await, (0, 0));
+    *w.paynow.failing.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    let (status, body) = w.post_paynow(&callback).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(w.payment_facts().await, (2, 1));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_unmatched_payment_appears_in_graphql_for_finance_who_matches_it_to_an_order(pool: PgPool) {
+    let w = world(pool).await;
+    // A reference we never issued, and an overpayment of a real order: both kept, unmatched.
+    let body = stripe_event("pi_stray", 5_000, "usd", "INV-77");
+    let (status, answer) = w
+        .post_stripe(
+            &body,
+            Some(stripe::sign(STRIPE_SECRET, chrono::Utc::now().timestamp(), &body)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "unmatched");
+    let small = place_order(&w.app, 1_000, "USD").await;
+    let over = stripe_event("pi_over", 5_000, "usd", &small);
+    w.post_stripe(
+        &over,
+        Some(stripe::sign(STRIPE_SECRET, chrono::Utc::now().timestamp(), &over)),
+    )
+    .await;
+    w.app.project().await;
+
+    let finance = w.app.token(TENANT, Role::Finance);
+    let query = "{ unmatchedPayments(first: 10) { edges { node { id provider reference merchantReference amountMinor currency status unmatchedReason } } } }";
+    let (_, page) = w.app.graphql(Some(&finance), query, json!({})).await;
+    let nodes: Vec<Value> = page["data"]["unmatchedPayments"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|e| e["node"].clone())
+        .collect();
+    assert_eq!(nodes.len(), 2, "{page}");
+    let stray = nodes.iter().find(|n| n["reference"] == "pi_stray").unwrap();
+    assert_eq!(stray["unmatchedReason"], "UNRECOGNISED_REFERENCE");
+    assert_eq!(stray["amountMinor"], 5_000);
+    assert_eq!(stray["status"], "UNMATCHED");
+    let overpaid = nodes.iter().find(|n| n["reference"] == "pi_over").unwrap();
+    assert_eq!(overpaid["unmatchedReason"], "OVERPAYMENT");
+
+    // Agents may not see them.
+    let agent = w.app.token(TENANT, Role::Agent);
+    let (_, denied) = w.app.graphql(Some(&agent), query, json!({})).await;
+    assert_eq!(denied["errors"][0]["extensions"]["code"], "FORBIDDEN");
+
+    // Finance matches the stray payment to an order that costs exactly that much.
+    let order = place_order(&w.app, 5_000, "USD").await;
+    let matching = "mutation($p: String!, $o: String!) { matchPayment(paymentId: $p, orderId: $o) { status orderId } }";
+    let variables = json!({"p": stray["id"], "o": order});
+    for _ in 0..2 {
+        let (_, matched) = w.app.graphql(Some(&finance), matching, variables.clone()).await;
+        assert_eq!(matched["data"]["matchPayment"]["status"], "MATCHED", "{matched}");
+    }
+    assert_eq!(
+        w.app
+            .count("SELECT count(*) FROM events WHERE event_type = 'OrderPaid'")
+            .await,
+        1
+    );
+    assert_eq!(
+        w.app
+            .count("SELECT count(*) FROM events WHERE event_type = 'PaymentMatchedManually'")
+            .await,
+        1
+    );
+    // An order that would be overpaid is refused with the order's rule.
+    let (_, refused) = w
+        .app
+        .graphql(Some(&finance), matching, json!({"p": overpaid["id"], "o": small}))
+        .await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "OVERPAYMENT", "{refused}");
+
+    w.app.project().await;
+    let (_, listed) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "{ payments(status: MATCHED, provider: STRIPE) { edges { node { reference matchedKind matchedId matchedBy } } } }",
+            json!({}),
+        )
+        .await;
+    let edges = listed["data"]["payments"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(edges.len(), 1, "{listed}");
+    assert_eq!(edges[0]["node"]["matchedId"], json!(order));
+    assert_eq!(edges[0]["node"]["matchedBy"], "user-1");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_order_paid_through_a_callback_ends_in_an_installation_technicians_can_be_assigned_to(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 15_000, "USD").await;
+    let callback = w.paynow_callback("g1", &order, "PN-42", "150.00", "Paid");
+    let (status, body) = w.post_paynow(&callback).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Only what runs in the background: projectors and the installation process manager.
+    let worker = InstallationWorker::new(
+        w.app.state.commands.clone(),
+        KeyStore::new(w.app.state.pool.clone(), w.app.state.master_key.clone()),
+    );
+    let isr = installation_id_for_order(&tenant(TENANT), &order);
+    let mut opened = false;
+    for _ in 0..50 {
+        w.app.project().await;
+        worker.drain().await.unwrap();
+        w.app.project().await;
+        let found = w
+            .app
+            .count(&format!(
+                "SELECT count(*) FROM installations WHERE installation_id = '{isr}'"
+            ))
+            .await;
+        if found == 1 {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(opened, "no installation was opened for the paid order");
+    assert_eq!(
+        w.app
+            .count("SELECT count(*) FROM events WHERE event_type = 'InstallationOpened'")
+            .await,
+        1
+    );
+
+    let admin = w.app.token(TENANT, Role::Admin);
+    let (_, assigned) = w
+        .app
+        .graphql(
+            Some(&admin),
+            "mutation($i: String!) { assignTechnician(installationId: $i, technicianId: \"tech-1\") }",
+            json!({"i": isr}),
+        )
+        .await;
+    assert_eq!(assigned["data"]["assignTechnician"], true, "{assigned}");
+    assert_eq!(
+        w.app
+            .count("SELECT count(*) FROM events WHERE event_type = 'TechnicianAssigned'")
+            .await,
+        1
+    );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn five_concurrent_deliveries_of_one_callback_create_one_payment(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 2_000, "USD").await;
+    let body = stripe_event("pi_race", 2_000, "usd", &order);
+    let signature = stripe::sign(STRIPE_SECRET, chrono::Utc::now().timestamp(), &body);
+    let answers = futures::future::join_all((0..5).map(|_| w.post_stripe(&body, Some(signature.clone())))).await;
+    for (status, answer) in answers {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["status"], "matched", "{answer}");
+    }
+    assert_eq!(w.payment_facts().await, (2, 1));
+    assert_eq!(w.order_payments().await, 1);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_status_query_daraja_cannot_answer_yet_answers_5xx_and_stores_nothing(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 250_000, "KES").await;
+    // The same tenant and database, served by an app whose Daraja is down.
+    let mut settings = settings(false);
+    settings.payments.daraja_base_url = "http://127.0.0.1:9".into();
+    settings.payments.timeout = std::time::Duration::from_secs(2);
+    let down = TestApp::with_settings(w.app.pool.clone(), settings).await;
+    let (status, body) = down
+        .send(
+            Request::post(format!(
+                "/webhooks/payments/{TENANT}/mpesa/{MPESA_SECRET}?reference={order}"
+            ))
+            .header("content-type", "application/json")
+            .body(Body::from(stk_callback("ws_CO_5", "RCPT5", 2_500).to_string()))
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "PROVIDER_UNAVAILABLE");
+    assert_eq!(w.payment_facts().await, (0, 0));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn provider_secrets_are_stored_sealed_and_only_admins_set_them(pool: PgPool) {
+    let w = world(pool).await;
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT settings::text || sealed_secrets::text || encode(wrapped_key, 'hex') || coalesce(encode(callback_secret_sha256, 'hex'), '')
+           FROM payment_providers",
+    )
+    .fetch_all(&w.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 3);
+    for secret in [
+        PAYNOW_KEY,
+        STRIPE_SECRET,
+        MPESA_SECRET,
+        PASSKEY,
+        CONSUMER_SECRET,
+        CONSUMER_KEY,
+    ] {
+        assert!(
+            stored.iter().all(|row| !row.contains(secret)),
+            "{secret} is stored in the clear"
+        );
+    }
+    let finance = w.app.token(TENANT, Role::Finance);
+    let (_, denied) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "mutation { setPaymentProvider(provider: {stripe: {endpointSecret: \"whsec_mine\"}}) }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(denied["errors"][0]["extensions"]["code"], "FORBIDDEN");
+}
