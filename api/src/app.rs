@@ -251,6 +251,7 @@ pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
         )),
         Arc::new(chronicle_projections::installations::PayoutsProjector),
         Arc::new(chronicle_projections::wallets::WalletsProjector),
+        Arc::new(chronicle_projections::wallet_work::WalletWorkProjector),
         Arc::new(chronicle_projections::warranties::WarrantiesProjector),
         Arc::new(chronicle_projections::service::ServiceProjector),
         Arc::new(chronicle_projections::service::ServiceWorkProjector),
@@ -300,6 +301,11 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(supervise("installation-pm", shutdown.clone(), move || {
         installations.clone().run(Duration::from_secs(2), stop.clone())
+    })));
+    let wallet_sweeper = chronicle_commands::wallet_sweeper::WalletSweeper::new(state.commands.clone());
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(supervise("wallet-sweeper", shutdown.clone(), move || {
+        wallet_sweeper.clone().run(Duration::from_secs(5), stop.clone())
     })));
     let service_sweeper = chronicle_commands::service::ServiceSweeper::new(state.commands.clone());
     let stop = shutdown.clone();

@@ -24,6 +24,8 @@
 //!   managers (paid order → installation; commissioning → payout, warranties, notification).
 //! - [`wallets`]: the token wallets' write side ([`wallets::WalletService`]: open, purchase,
 //!   debit, reserve, capture, release, refund, transfer) with typed outcomes.
+//! - [`wallet_sweeper`]: the wallet sweeper (lost transfer halves, expired reservations,
+//!   low-balance alerts and auto-refill requests) over the `wallet_work` lists.
 //! - [`metering`]: billable actions priced by the tenant's price list, charged to the main
 //!   wallet before they run and refunded when they fail.
 //! - [`payments`]: payment callbacks (Paynow, M-Pesa, Stripe-style): verified, confirmed with
@@ -58,6 +60,7 @@ pub mod payments;
 pub mod repository;
 pub mod service;
 pub mod tenants;
+pub mod wallet_sweeper;
 pub mod wallets;
 pub mod worker;
 

@@ -27,9 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use cqrs_es::persist::{
-    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
-};
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
@@ -161,7 +159,10 @@ impl PersistedEventRepository for ChronicleEventRepository {
             .map_err(persistence_error)
     }
 
-    async fn get_snapshot<A: Aggregate>(&self, aggregate_id: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         // The snapshot (row `kind` 0; its payload only if it is not the one cached), then the
         // events after it (`kind` 1), in one statement. The events' range has two bounds the
         // planner cannot see, so it estimates a short range and reads the stream's index even
@@ -270,11 +271,7 @@ impl PersistedEventRepository for ChronicleEventRepository {
                 .push_bind(&event.payload)
                 .push_bind(&event.metadata);
         });
-        insert
-            .build()
-            .execute(&self.pool)
-            .await
-            .map_err(persistence_error)?;
+        insert.build().execute(&self.pool).await.map_err(persistence_error)?;
         Ok(())
     }
 

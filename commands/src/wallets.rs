@@ -28,9 +28,18 @@
 //!
 //! [`WalletService::transfer`] runs `TransferOut` on the source (all or nothing, refusal
 //! recorded) and then `TransferIn` on the target under the same reference, retrying the
-//! second half. A transfer whose second half is still missing (the process stopped in
-//! between) is found in the log and finished by [`WalletService::complete_transfers`], which
-//! every transfer runs first for its tenant.
+//! second half inline. A transfer whose second half is still missing (the process stopped in
+//! between, or every retry failed) is finished by the wallet sweeper
+//! ([`crate::wallet_sweeper::WalletSweeper`]) from the `wallet_open_transfers` work list that
+//! the `wallet_work` projector keeps: the write side never scans the log across streams.
+//!
+//! # Expiries, alerts and auto-refills
+//!
+//! The same sweeper sends `ExpireReservations` (log time = the database's clock) to wallets
+//! with past-due reservations, and raises low-balance alerts and auto-refill requests once.
+//! An auto-refill cannot charge anything (no stored payment method exists): finance sees it
+//! `pending` in `walletAlerts` and completes it with an ordinary purchase under the reference
+//! the domain named (`refill:<trigger>`); the request then shows `fulfilled`.
 
 use std::time::Duration;
 
@@ -38,7 +47,6 @@ use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::tenant::TenantId;
 use chronicle_domain::wallet::{Balances, Wallet, WalletCommand, WalletError};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 use crate::dispatch::Commands;
 use crate::error::{CommandError, DomainError};
@@ -49,7 +57,7 @@ pub const MAIN_WALLET: &str = "main";
 /// Conflict retries on top of the dispatcher's own, with a jittered backoff.
 const EXTRA_CONFLICT_RETRIES: u32 = 40;
 
-/// Attempts of a transfer's second half before it is left to [`WalletService::complete_transfers`].
+/// Attempts of a transfer's second half before it is left to the wallet sweeper.
 const TRANSFER_IN_ATTEMPTS: u32 = 5;
 
 /// The local stream id of the wallet `wallet_id` (`wallet_<id>`).
@@ -291,11 +299,22 @@ impl WalletService {
         wallet_id: &str,
         metadata: &CommandMetadata,
     ) -> Result<Balances, CommandError> {
+        self.expire_reservations_at(wallet_id, Utc::now(), metadata).await
+    }
+
+    /// As [`Self::expire_reservations`], with the log time `at` given (the sweeper passes the
+    /// database's clock).
+    pub async fn expire_reservations_at(
+        &self,
+        wallet_id: &str,
+        at: DateTime<Utc>,
+        metadata: &CommandMetadata,
+    ) -> Result<Balances, CommandError> {
         let wallet_id = valid_wallet_id(wallet_id)?;
         let local = wallet_local_id(wallet_id);
         let mut conflicts = 0;
         loop {
-            let command = WalletCommand::ExpireReservations { at: Utc::now() };
+            let command = WalletCommand::ExpireReservations { at };
             match self.commands.wallet(&local, command, metadata).await {
                 Ok(()) => break,
                 Err(CommandError::Conflict) if conflicts < EXTRA_CONFLICT_RETRIES => {
@@ -324,7 +343,6 @@ impl WalletService {
         if from == to {
             return Err(CommandError::Rejected(WalletError::TransferToSameWallet.into()));
         }
-        self.complete_transfers(&metadata.tenant_id).await?;
         let target = self
             .commands
             .load_wallet(&metadata.tenant_id, &wallet_local_id(to))
@@ -343,8 +361,8 @@ impl WalletService {
         Ok(receipt)
     }
 
-    /// The target half of a transfer, retried.
-    async fn transfer_in(
+    /// The target half of a transfer (idempotent by the transfer's reference), retried.
+    pub(crate) async fn transfer_in(
         &self,
         from: &str,
         to: &str,
@@ -370,7 +388,7 @@ impl WalletService {
                 }
                 Err(e) if attempt >= TRANSFER_IN_ATTEMPTS => {
                     tracing::error!(wallet.reference = reference, error = %e,
-                        "a transfer's second half failed; left for complete_transfers");
+                        "a transfer's second half failed; left for the wallet sweeper");
                     return Err(e);
                 }
                 Err(e) => {
@@ -379,53 +397,6 @@ impl WalletService {
                 }
             }
         }
-    }
-
-    /// Finishes every transfer of `tenant` whose source half is in the log and whose target
-    /// half is not (read from the write side's own log). Returns how many it finished.
-    pub async fn complete_transfers(&self, tenant: &TenantId) -> Result<usize, CommandError> {
-        let rows = sqlx::query(
-            "SELECT o.aggregate_id, o.payload -> 'TokensTransferredOut' AS half
-               FROM events o
-              WHERE o.tenant_id = $1 AND o.aggregate_type = 'Wallet' AND o.event_type = 'TokensTransferredOut'
-                AND NOT EXISTS (
-                    SELECT 1 FROM events i
-                     WHERE i.tenant_id = $1 AND i.aggregate_type = 'Wallet'
-                       AND i.event_type = 'TokensTransferredIn'
-                       AND i.aggregate_id = $1 || ':wallet_' || (o.payload -> 'TokensTransferredOut' ->> 'to_wallet')
-                       AND i.payload -> 'TokensTransferredIn' ->> 'reference'
-                           = o.payload -> 'TokensTransferredOut' ->> 'reference')
-              ORDER BY o.global_position",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(self.commands.pool())
-        .await?;
-        let mut finished = 0;
-        for row in rows {
-            let stream: String = row.try_get("aggregate_id")?;
-            let half: serde_json::Value = row.try_get("half")?;
-            let prefix = format!("{}:wallet_", tenant.as_str());
-            let (Some(from), Some(to), Some(reference), Some(amount)) = (
-                stream.strip_prefix(&prefix),
-                half["to_wallet"].as_str(),
-                half["reference"].as_str(),
-                half["amount"].as_i64(),
-            ) else {
-                tracing::error!(stream = %stream, "a transfer out in the log is unreadable; left alone");
-                continue;
-            };
-            let metadata = CommandMetadata {
-                tenant_id: tenant.clone(),
-                actor: chronicle_domain::metadata::Actor::System {
-                    component: "wallet-transfers".into(),
-                },
-                correlation_id: format!("transfer:{reference}"),
-                causation_id: format!("transfer:{reference}"),
-            };
-            self.transfer_in(from, to, reference, amount, &metadata).await?;
-            finished += 1;
-        }
-        Ok(finished)
     }
 
     /// The wallet's balances, from its stream (zero for a wallet never opened).

@@ -116,7 +116,9 @@ impl AgentPerformanceProjector {
             ConversationEvent::OutboundMessageQueued { requested_by, at, .. }
                 if state.episode_open && is_person(&requested_by) =>
             {
-                if writes.first_response_seen.insert((key.clone(), state.episode)) {
+                // Only an episode's first response can take effect (`first_response_at IS NULL`).
+                let first = writes.first_response_seen.insert((key.clone(), state.episode));
+                if first {
                     writes
                         .first_responses
                         .push((key.clone(), state.episode, at, requested_by, pos));
@@ -130,7 +132,9 @@ impl AgentPerformanceProjector {
             } if state.episode_open => {
                 state.episode_open = false;
                 let agent = state.assignee.clone().unwrap_or_else(|| by.clone());
-                writes.resolutions.push((key.clone(), state.episode, at, by, agent, pos));
+                writes
+                    .resolutions
+                    .push((key.clone(), state.episode, at, by, agent, pos));
             }
             ConversationEvent::ConversationAssigned { agent_id, at, .. } => {
                 writes.assignments.push((key.clone(), pos, agent_id.clone(), at));

@@ -301,8 +301,13 @@ impl Projector for ContactsProjector {
                 .filter(|e| e.aggregate_type == "Contact")
                 .filter_map(|e| tenant_of(e).ok().map(|t| (t, local_id(e))))
                 .collect();
-            crate::shared::prefetch_keys(tx, &self.master, &mut keys, contacts.iter().map(|(t, c)| (t, c.as_str())))
-                .await?;
+            crate::shared::prefetch_keys(
+                tx,
+                &self.master,
+                &mut keys,
+                contacts.iter().map(|(t, c)| (t, c.as_str())),
+            )
+            .await?;
             // Inbound messages' times, folded per contact (the latest); written before any event
             // of a contact they touch, so the order of effects on each row is the log's.
             let mut messages = HashMap::new();

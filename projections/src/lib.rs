@@ -32,6 +32,8 @@
 //!   unmatched (finance's work list).
 //! - [`wallets`]: the `wallets` projector: wallet balances, the ledger with running balances
 //!   (usage per feature per day is a query over it) and reservations.
+//! - [`wallet_work`]: the `wallet_work` projector: the wallet sweeper's work lists and the
+//!   `wallet_alerts` read model (low-balance alerts, auto-refill requests).
 //! - [`warranties`]: the `warranties` projector: warranties of installed components and their
 //!   claims.
 //! - [`service`]: the `service` projector (service requests with SLA due time and breach flag,
@@ -61,6 +63,7 @@ pub mod service;
 mod shared;
 pub mod templates;
 pub mod wake;
+pub mod wallet_work;
 pub mod wallets;
 pub mod warranties;
 

@@ -101,11 +101,12 @@ pub(crate) async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error
 /// [`end_read`]) costs one round trip less again.
 pub async fn begin_for_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let id = tenant.as_str();
-    if id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
-        pool.begin_with(format!(
-            "BEGIN; SELECT set_config('chronicle.tenant_id', '{id}', true)"
-        ))
-        .await
+    if id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        pool.begin_with(format!("BEGIN; SELECT set_config('chronicle.tenant_id', '{id}', true)"))
+            .await
     } else {
         let mut tx = pool.begin().await?;
         for_tenant(&mut tx, tenant).await?;

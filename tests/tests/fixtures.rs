@@ -129,6 +129,8 @@ async fn a_bulk_loaded_dataset_verifies_and_projects_like_the_command_path(pool:
     let stats = chronicle_fixtures::load::bulk(&app.state.pool, &app.state.master_key, &dataset, |_, _| {})
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
+    // Every generated command is one its aggregate takes.
+    assert_eq!(stats.refused, 0, "{stats:?}");
     let report = verify(&app.pool, None, |_| {}).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.events, stats.events);
@@ -161,8 +163,8 @@ async fn a_bulk_loaded_dataset_verifies_and_projects_like_the_command_path(pool:
     );
 }
 
-/// Replaces every sealed envelope by a marker (their nonces differ from load to load) and, with
-/// `times`, drops the given keys (times a worker takes from the clock).
+/// Replaces every sealed envelope by a marker (their nonces differ from load to load) and drops
+/// `clock_keys` (times a worker takes from the clock).
 fn masked(value: &Value, clock_keys: &[&str]) -> Value {
     match value {
         Value::Object(map) if map.contains_key("enc") && map.contains_key("c") => Value::String("<sealed>".into()),
@@ -191,8 +193,8 @@ async fn streams(pool: &PgPool, types: &[&str]) -> Streams {
     .unwrap_or_else(|e| panic!("{e}"));
     let mut out = Streams::new();
     for (aggregate_type, aggregate_id, event_type, payload) in rows {
-        // A follow-up attempt's time is the worker's clock.
-        let clock_keys: &[&str] = if aggregate_type == "Call" {
+        // A follow-up attempt's time, and the time its template was queued, are the worker's clock.
+        let clock_keys: &[&str] = if aggregate_type == "Call" || event_type == "OutboundMessageQueued" {
             &["at", "next_attempt_at"]
         } else {
             &[]
@@ -255,6 +257,8 @@ async fn the_command_path_and_the_bulk_load_write_the_same_events_per_stream(poo
     assert!(report.is_intact(), "{report:?}");
 
     let kinds = [
+        "Conversation",
+        "Contact",
         "Lead",
         "Template",
         "AutomationRules",
@@ -373,4 +377,25 @@ async fn the_demo_loads_its_inbox_and_business_activity_once_and_a_second_load_c
     assert_eq!(app.count("SELECT count(*) FROM events").await, events);
     let report = verify(&app.pool, None, |_| {}).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(report.is_intact(), "{report:?}");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_installation_process_manager_finds_the_generated_installations_and_payouts_made(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let dataset = generate(11, Scale::SMALL);
+    load_through_commands(&app, &dataset).await;
+    let opened = count_of(&app, "InstallationOpened").await;
+    let computed = count_of(&app, "PayoutComputed").await;
+    assert!(opened > 0 && computed > 0);
+    // Each paid order's installation and each commissioned one's payout use the streams the
+    // process manager derives, so running it after the load opens and computes nothing new.
+    let worker = chronicle_commands::installations::InstallationWorker::new(
+        app.state.commands.clone(),
+        chronicle_commands::keystore::KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
+    );
+    worker.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+    worker.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count_of(&app, "InstallationOpened").await, opened);
+    assert_eq!(count_of(&app, "PayoutComputed").await, computed);
 }

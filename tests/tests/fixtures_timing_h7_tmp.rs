@@ -49,8 +49,8 @@ async fn timing_bulk(pool: PgPool) {
     let load = t.elapsed();
     let t = Instant::now();
     let report = chronicle_projections::chain::verify(&app.pool, None, |_| {}).await.unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("H7 bulk {name}: generate {gen:?}, load {load:?} ({} events, {:.0} ev/s, est {}), verify {:?} intact={}",
-        stats.events, stats.events as f64 / load.as_secs_f64(), dataset.estimated_events(), t.elapsed(), report.is_intact());
+    eprintln!("H7 bulk {name}: generate {gen:?}, load {load:?} ({} events, {:.0} ev/s, est {}), verify {:?} intact={} refused={}",
+        stats.events, stats.events as f64 / load.as_secs_f64(), dataset.estimated_events(), t.elapsed(), report.is_intact(), stats.refused);
     let kinds: Vec<(String, i64)> = sqlx::query_as("SELECT aggregate_type, count(*) FROM events GROUP BY 1 ORDER BY 1").fetch_all(&app.pool).await.unwrap_or_default();
     eprintln!("H7 kinds {kinds:?}");
 }

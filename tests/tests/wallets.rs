@@ -1,15 +1,16 @@
 //! Token wallets through the real command path against PostgreSQL: every `WalletService`
 //! operation's success and refusals, concurrent debits of one wallet (no lost update, no
 //! negative balance, each debit lands or is clearly refused), transfers (both halves, a lost
-//! second half finished), the `wallets` read models (balances, ledger with running balances,
-//! usage, reservations) agreeing with the aggregate, and the GraphQL queries and finance
-//! mutations with their role checks and tenant isolation.
+//! second half finished by the wallet sweeper), the `wallets` read models (balances, ledger
+//! with running balances, usage, reservations) agreeing with the aggregate, and the GraphQL
+//! queries and finance mutations with their role checks and tenant isolation.
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use chronicle_api::auth::Role;
 use chronicle_commands::error::{CommandError, DomainError};
+use chronicle_commands::wallet_sweeper::WalletSweeper;
 use chronicle_commands::wallets::{wallet_local_id, WalletService, MAIN_WALLET};
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::wallet::{WalletCommand, WalletError};
@@ -367,7 +368,7 @@ async fn a_transfer_moves_all_or_nothing_and_runs_both_halves(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
-async fn a_transfer_whose_second_half_was_lost_is_finished_from_the_log(pool: PgPool) {
+async fn a_transfer_whose_second_half_was_lost_is_finished_by_the_wallet_sweeper(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let wallets = funded(&app, 4_000).await;
     let m = meta("acme");
@@ -399,8 +400,14 @@ async fn a_transfer_whose_second_half_was_lost_is_finished_from_the_log(pool: Pg
             .balance,
         0
     );
+    let sweeper = WalletSweeper::new(app.state.commands.clone()).with_transfer_grace(std::time::Duration::ZERO);
+    app.project().await;
     assert_eq!(
-        wallets.complete_transfers(&t).await.unwrap_or_else(|e| panic!("{e}")),
+        sweeper
+            .run_once(100)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .transfers_completed,
         1
     );
     assert_eq!(
@@ -412,8 +419,13 @@ async fn a_transfer_whose_second_half_was_lost_is_finished_from_the_log(pool: Pg
         1_000
     );
     // Done once: nothing is left to finish, and the money arrived once.
+    app.project().await;
     assert_eq!(
-        wallets.complete_transfers(&t).await.unwrap_or_else(|e| panic!("{e}")),
+        sweeper
+            .run_once(100)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .transfers_completed,
         0
     );
     assert_eq!(count_events(&app, "TokensTransferredIn").await, 1);

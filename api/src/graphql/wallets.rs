@@ -1,7 +1,8 @@
 //! Token wallets: queries `wallet(id)`, `wallets`, `walletLedger(...)` (a Relay connection,
 //! oldest first, with running balances), `usage(from, to)` per feature per day,
-//! `reservations`, `priceList`; finance's mutations `purchaseTokens`, `setPrice`,
-//! `openSubWallet`, `transferTokens`.
+//! `reservations`, `priceList`, `walletAlerts(first, after)`; finance's mutations
+//! `purchaseTokens`, `setPrice`, `openSubWallet`, `transferTokens`,
+//! `configureWalletThresholds`.
 //!
 //! Amounts are milli-tokens (1 token = 1000) as `Int` (64-bit). The main wallet's id is
 //! `main`. Reading: owner, admin, finance, auditor. Purchases: owner and finance. Prices,
@@ -13,11 +14,22 @@
 //! credit once; a different amount under a used reference is `IDEMPOTENCY_CONFLICT`. A
 //! transfer that the source cannot pay is `INSUFFICIENT_BALANCE` with `required` and
 //! `available` in the error's extensions.
+//!
+//! Thresholds: `configureWalletThresholds(walletId, lowBalanceAlert, autoRefill { below,
+//! amount })` (owner, admin, finance) sets or clears both (null clears). The wallet alerts
+//! once each time available falls below a threshold and re-arms when it is back at or above
+//! it; `walletAlerts` (newest first, from the `wallet_alerts` read model) lists the alerts
+//! (`raised`) and auto-refill requests. An auto-refill cannot charge a card (no stored payment
+//! method exists): it shows `pending` with its `purchaseReference` (`refill:<trigger>`), and
+//! finance completes it with `purchaseTokens` under that reference; once the purchase is
+//! projected the request shows `fulfilled`.
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, Object, SimpleObject};
+use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chronicle_commands::metering::{Metering, Price};
 use chronicle_commands::wallets::{valid_wallet_id, WalletReceipt, WalletService, MAIN_WALLET};
+use chronicle_domain::wallet::AutoRefill;
+use chronicle_projections::wallet_work::{self as work, AlertRow};
 use chronicle_projections::wallets::{
     self as read, LedgerFilter, LedgerRow, ReservationRow, UsageRow, WalletBalanceRow,
 };
@@ -249,6 +261,56 @@ impl From<Price> for FeaturePrice {
     }
 }
 
+/// A low-balance alert or an auto-refill request (once per threshold crossing).
+#[derive(SimpleObject)]
+pub struct WalletAlert {
+    /// The event's log position (also the page cursor).
+    pub position: i64,
+    pub wallet_id: String,
+    /// `low_balance_alert` or `auto_refill`.
+    pub kind: String,
+    /// The reference of the operation that crossed the threshold.
+    pub trigger: String,
+    pub threshold: i64,
+    /// Available after the crossing.
+    pub available: i64,
+    /// Auto-refills: the milli-tokens to buy.
+    pub refill_amount: Option<i64>,
+    /// Auto-refills: the reference to buy them under with `purchaseTokens`.
+    pub purchase_reference: Option<String>,
+    /// `raised` (alerts), `pending` or `fulfilled` (auto-refills).
+    pub status: String,
+    pub fulfilled_amount: Option<i64>,
+    pub fulfilled_at: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+}
+
+impl From<AlertRow> for WalletAlert {
+    fn from(r: AlertRow) -> Self {
+        Self {
+            position: r.position,
+            wallet_id: r.wallet_id,
+            kind: r.kind,
+            trigger: r.trigger,
+            threshold: r.threshold,
+            available: r.available,
+            refill_amount: r.refill_amount,
+            purchase_reference: r.purchase_reference,
+            status: r.status,
+            fulfilled_amount: r.fulfilled_amount,
+            fulfilled_at: r.fulfilled_at,
+            at: r.at,
+        }
+    }
+}
+
+/// Buy `amount` milli-tokens when available falls below `below`.
+#[derive(InputObject)]
+pub struct AutoRefillInput {
+    pub below: i64,
+    pub amount: i64,
+}
+
 #[derive(Default)]
 pub struct WalletsQuery;
 
@@ -359,6 +421,36 @@ impl WalletsQuery {
         Ok(rows.into_iter().map(TokenReservation::from).collect())
     }
 
+    /// Low-balance alerts and auto-refill requests, newest first.
+    async fn wallet_alerts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, WalletAlert>> {
+        let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
+        let after_position = match after.as_deref() {
+            Some(cursor) => Some(
+                cursor
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::bad_request("BAD_CURSOR", format!("{cursor:?} is not an alert cursor")))
+                    .gql()?,
+            ),
+            None => None,
+        };
+        let page = work::alerts(pool(ctx).gql()?, &caller.tenant, i64::from(first), after_position)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        let mut connection = Connection::new(after.is_some(), page.has_next_page);
+        connection.edges.extend(
+            page.rows
+                .into_iter()
+                .map(|row| Edge::new(row.position.to_string(), WalletAlert::from(row))),
+        );
+        Ok(connection)
+    }
+
     /// The tenant's price list (a feature without an entry is unmetered).
     async fn price_list(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FeaturePrice>> {
         let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
@@ -449,6 +541,39 @@ impl WalletsMutation {
         let receipt = service(ctx)
             .gql()?
             .open_sub_wallet(id, &metadata(ctx, caller))
+            .await
+            .gql()?;
+        Ok(receipt.into())
+    }
+
+    /// Sets the wallet's low-balance alert threshold and auto-refill (null clears either; both
+    /// re-armed, so a wallet already below alerts at once). `reference` makes a retry
+    /// idempotent (default: a fresh one). Answers the wallet's balances.
+    async fn configure_wallet_thresholds(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = "main")] wallet_id: String,
+        low_balance_alert: Option<i64>,
+        auto_refill: Option<AutoRefillInput>,
+        reference: Option<String>,
+    ) -> async_graphql::Result<WalletOperation> {
+        let caller = allowed(ctx, manages_wallets, "configure wallet thresholds").gql()?;
+        let id = self::wallet_id(&wallet_id).gql()?;
+        let reference = match reference {
+            Some(r) => self::reference(&r).gql()?.to_string(),
+            None => format!("thresholds:{}", uuid::Uuid::new_v4()),
+        };
+        let metadata = metadata(ctx, caller);
+        let wallets = service(ctx).gql()?;
+        if id == MAIN_WALLET {
+            wallets.ensure_main(&metadata).await.gql()?;
+        }
+        let auto_refill = auto_refill.map(|r| AutoRefill {
+            threshold: r.below,
+            amount: r.amount,
+        });
+        let receipt = wallets
+            .configure_thresholds(id, &reference, low_balance_alert, auto_refill, &metadata)
             .await
             .gql()?;
         Ok(receipt.into())

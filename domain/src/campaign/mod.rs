@@ -10,9 +10,10 @@
 //!   the same id is refused;
 //! - `draft → scheduled → running → completed`; `paused` from scheduled or running and back by
 //!   resuming; `cancelled` from anything not finished; completed and cancelled are final;
-//! - scheduling records the reservation the campaign needs: recipients × unit price, under
-//!   [`reservation_reference`] (none for a free campaign); the write side reserves it on the
-//!   wallet first, so a campaign the wallet cannot pay for is never scheduled;
+//! - scheduling records the reservation the campaign needs: recipients × unit price, made on
+//!   the wallet by the write side first under a [`reservation_reference`] (a priced campaign
+//!   without one is refused; a free one needs none), so a campaign the wallet cannot pay for is
+//!   never scheduled;
 //! - a campaign starts at or after its start time and runs recipients in batches, in the
 //!   creating order, one batch at a time (the previous one must be dispatched); each batch is
 //!   charged recipients × unit price, captured under [`capture_reference`], so a recipient is
