@@ -299,9 +299,11 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
         KeyStore::new(state.pool.clone(), state.master_key.clone()),
     );
     let stop = shutdown.clone();
-    tasks.push(tokio::spawn(supervise("installation-pm", shutdown.clone(), move || {
-        installations.clone().run(Duration::from_secs(2), stop.clone())
-    })));
+    tasks.push(tokio::spawn(supervise(
+        "installation-pm",
+        shutdown.clone(),
+        move || installations.clone().run(Duration::from_secs(2), stop.clone()),
+    )));
     let wallet_sweeper = chronicle_commands::wallet_sweeper::WalletSweeper::new(state.commands.clone());
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(supervise("wallet-sweeper", shutdown.clone(), move || {
@@ -320,9 +322,11 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
         chronicle_commands::campaigns::CampaignConfig::default(),
     );
     let stop = shutdown.clone();
-    tasks.push(tokio::spawn(supervise("campaign-runner", shutdown.clone(), move || {
-        campaigns.clone().run(Duration::from_secs(1), stop.clone())
-    })));
+    tasks.push(tokio::spawn(supervise(
+        "campaign-runner",
+        shutdown.clone(),
+        move || campaigns.clone().run(Duration::from_secs(1), stop.clone()),
+    )));
     let (follow_up_state, stop) = (state.clone(), shutdown.clone());
     tasks.push(tokio::spawn(supervise("call-follow-ups", shutdown, move || {
         follow_up_worker(follow_up_state.clone(), stop.clone())

@@ -382,12 +382,11 @@ fn payments_setting(
         }
     }
     if let Some(rates) = lookup("CHRONICLE_TOKEN_RATES") {
-        config.token_rates = chronicle_commands::payments::parse_token_rates(&rates).map_err(|reason| {
-            ConfigError::Invalid {
+        config.token_rates =
+            chronicle_commands::payments::parse_token_rates(&rates).map_err(|reason| ConfigError::Invalid {
                 name: "CHRONICLE_TOKEN_RATES",
                 reason,
-            }
-        })?;
+            })?;
     }
     Ok(config)
 }

@@ -37,7 +37,8 @@ pub use isr::{
     InstallationRecord, InstallationStatus, InstallationType,
 };
 pub use maintenance::{
-    ContractStatus, MaintenanceCommand, MaintenanceContract, MaintenanceError, MaintenanceEvent, StartMaintenanceContract,
+    ContractStatus, MaintenanceCommand, MaintenanceContract, MaintenanceError, MaintenanceEvent,
+    StartMaintenanceContract,
 };
 pub use order::{LineItem, Order, OrderCommand, OrderError, OrderEvent, OrderStatus, PaymentProvider};
 pub use payout::{payout_for, Payout, PayoutCommand, PayoutError, PayoutEvent, PayoutStatus, PayoutTier};

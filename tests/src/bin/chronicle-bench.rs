@@ -601,8 +601,9 @@ impl Bench {
         let expected = self.plan.subscription_events;
         let mut tasks = Vec::new();
         let ready = Arc::new(AtomicU64::new(0));
+        let warmed = Arc::new(AtomicU64::new(0));
         for _ in 0..self.plan.subscribers {
-            let (token, ready) = (token.clone(), ready.clone());
+            let (token, ready, warmed) = (token.clone(), ready.clone(), warmed.clone());
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let Ok(mut request) = format!("ws://{address}/graphql/ws").into_client_request() else { return latencies };
@@ -616,6 +617,18 @@ impl Bench {
                 let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { events { recordedAt } }"}});
                 let _ = socket.send(Message::Text(sub.to_string().into())).await;
                 ready.fetch_add(1, Ordering::Relaxed);
+                // The warm-up event, not measured: once it arrives, this subscription has read
+                // its history and is taking live events.
+                loop {
+                    let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_secs(120), socket.next()).await else {
+                        return latencies;
+                    };
+                    let value: Value = serde_json::from_str(&text).unwrap_or_default();
+                    if value["payload"]["data"]["events"]["recordedAt"].is_string() {
+                        break;
+                    }
+                }
+                warmed.fetch_add(1, Ordering::Relaxed);
                 while latencies.len() < expected {
                     let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_secs(30), socket.next()).await else {
                         break;
@@ -636,6 +649,26 @@ impl Bench {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let key = DataKey::generate(&mut OsRng);
+        // Measure only once every subscription is established: append one warm-up event and
+        // wait until every subscriber has it (so each has read its history and is live), and
+        // until the server's live tail delivers it.
+        let warm_up = "ct_live_warm_up";
+        let started = Instant::now();
+        self.state
+            .commands
+            .conversation(warm_up, Bench::message(&key, &t, warm_up, 0), &Bench::metadata(&t))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while warmed.load(Ordering::Relaxed) < self.plan.subscribers as u64 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        say(&format!(
+            "{} of {} subscribers live after {:.0} ms",
+            warmed.load(Ordering::Relaxed),
+            self.plan.subscribers,
+            started.elapsed().as_secs_f64() * 1000.0
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
         for n in 0..expected as u64 {
             let contact = format!("ct_live_{n}");
             self.state
