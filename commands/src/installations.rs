@@ -552,6 +552,22 @@ impl InstallationService {
         self.commands.payout(payout_id, command, metadata).await
     }
 
+    /// Grants (or replaces) the quality bonus of a pending payout (not by a technician it pays);
+    /// the payout's total becomes its tier base plus `amount_minor`.
+    pub async fn grant_quality_bonus(
+        &self,
+        payout_id: &str,
+        amount_minor: u32,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let command = PayoutCommand::GrantQualityBonus {
+            amount_minor,
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.commands.payout(payout_id, command, metadata).await
+    }
+
     /// Records that an approved payout was paid under finance's reference.
     pub async fn mark_payout_paid(
         &self,

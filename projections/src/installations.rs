@@ -581,6 +581,23 @@ impl PayoutsProjector {
                 .execute(&mut *db)
                 .await?;
             }
+            PayoutEvent::QualityBonusGranted {
+                bonus_minor,
+                amount_minor,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE payouts SET bonus_minor = $4, amount_minor = $5, last_position = $3
+                      WHERE tenant_id = $1 AND payout_id = $2 AND last_position < $3",
+                )
+                .bind(&event.tenant_id)
+                .bind(&payout_id)
+                .bind(position)
+                .bind(bonus_minor)
+                .bind(amount_minor)
+                .execute(&mut *db)
+                .await?;
+            }
             PayoutEvent::PayoutPaid { reference, at, .. } => {
                 sqlx::query(
                     "UPDATE payouts SET status = 'paid', paid_at = $4, paid_reference = $5, last_position = $3

@@ -1455,3 +1455,91 @@ async fn erasing_the_customer_clears_the_site_address_from_the_installations_rea
         0
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Quality bonus: granted while pending, replacing any earlier one; the read model shows the total
+
+const GRANT: &str = "mutation($id: String!, $amount: Int!) { grantQualityBonus(payoutId: $id, amountMinor: $amount) }";
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_owner_grants_a_quality_bonus_to_a_pending_payout_which_then_totals_tier_plus_bonus_and_none_after_approval(
+    pool: PgPool,
+) {
+    let app = TestApp::new(pool).await;
+    let tenant = app.tenant_with_number("acme", NUMBER).await;
+    let svc = service(&app);
+    let m = md(&tenant, "ops-1");
+    let (_, isr) = paid_solar_order(&app, &tenant).await;
+    ready_to_commission(&app, &tenant, &isr, true).await;
+    for item in required_checklist(InstallationType::Solar) {
+        svc.complete_checklist_item(&isr, item, &m)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (i, kind) in photo_requirements(InstallationType::Solar).iter().enumerate() {
+        svc.attach_photo(&isr, kind, &hash(i as u8), &m)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    svc.commission(&isr, &m).await.unwrap_or_else(|e| panic!("{e}"));
+    settle(&app).await;
+    let payout = payout_id_for(&tenant, &isr);
+    let read = "{ payouts { nodes { id status baseMinor bonusMinor amountMinor }
+                  totals { status currency count totalMinor } } }";
+
+    // A technician can neither grant through GraphQL nor, as the payout's own technician, at all.
+    let reply = gql(
+        &app,
+        "acme",
+        Role::Technician,
+        GRANT,
+        json!({"id": payout, "amount": 1_500}),
+    )
+    .await;
+    assert_eq!(gql_code(&reply), "FORBIDDEN");
+    assert_eq!(
+        refusal(svc.grant_quality_bonus(&payout, 1_500, &md(&tenant, "tech-1")).await),
+        "SELF_GRANT"
+    );
+    let reply = gql(&app, "acme", Role::Owner, GRANT, json!({"id": payout, "amount": 0})).await;
+    assert_eq!(gql_code(&reply), "QUALITY_BONUS_OUT_OF_RANGE");
+
+    // The owner grants 2 000, then replaces it with 1 500: the total is the tier plus 1 500.
+    let data = ok(&app, "acme", Role::Owner, GRANT, json!({"id": payout, "amount": 2_000})).await;
+    assert_eq!(data["grantQualityBonus"], true);
+    ok(&app, "acme", Role::Admin, GRANT, json!({"id": payout, "amount": 1_500})).await;
+    app.project().await;
+    let base = payout_for(5_000, None);
+    let total = payout_for(5_000, Some(1_500));
+    assert_eq!(total, base + 1_500);
+    let data = ok(&app, "acme", Role::Finance, read, json!({})).await;
+    assert_eq!(
+        data["payouts"]["nodes"],
+        json!([{"id": payout, "status": "PENDING", "baseMinor": base, "bonusMinor": 1_500, "amountMinor": total}])
+    );
+    assert_eq!(
+        data["payouts"]["totals"],
+        json!([{"status": "PENDING", "currency": "USD", "count": 1, "totalMinor": total}])
+    );
+
+    // Once approved, no bonus: refused with its code, and the approved total is tier + bonus.
+    svc.approve_payout(&payout, &m).await.unwrap_or_else(|e| panic!("{e}"));
+    let reply = gql(&app, "acme", Role::Owner, GRANT, json!({"id": payout, "amount": 3_000})).await;
+    assert_eq!(gql_code(&reply), "PAYOUT_NOT_PENDING");
+    app.project().await;
+    let data = ok(&app, "acme", Role::Finance, read, json!({})).await;
+    assert_eq!(
+        data["payouts"]["totals"],
+        json!([{"status": "APPROVED", "currency": "USD", "count": 1, "totalMinor": total}])
+    );
+    svc.mark_payout_paid(&payout, "EFT-1", &m)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let paid: i64 = sqlx::query_scalar(
+        "SELECT (payload->'PayoutPaid'->>'amount_minor')::bigint FROM events WHERE event_type = 'PayoutPaid'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(paid, total);
+}

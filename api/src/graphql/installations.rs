@@ -66,6 +66,11 @@ fn works_installations(role: Role) -> bool {
     matches!(role, Role::Owner | Role::Admin | Role::Technician)
 }
 
+/// Whether the role may grant a payout's quality bonus (a management decision: not finance).
+fn grants_quality_bonuses(role: Role) -> bool {
+    matches!(role, Role::Owner | Role::Admin)
+}
+
 /// Whether the role may read payouts.
 fn reads_payouts(role: Role) -> bool {
     matches!(role, Role::Owner | Role::Admin | Role::Finance | Role::Auditor)
@@ -1089,6 +1094,27 @@ impl InstallationsMutation {
             service(ctx)
                 .gql()?
                 .approve_payout(&payout_id, &metadata(ctx, caller))
+                .await,
+        )?;
+        Ok(true)
+    }
+
+    /// Grants (or replaces) the quality bonus of a pending payout, in minor units of its
+    /// currency (owner and admin; not a technician it pays). Refused once approved
+    /// (`PAYOUT_NOT_PENDING`), for zero or above the maximum (`QUALITY_BONUS_OUT_OF_RANGE`).
+    async fn grant_quality_bonus(
+        &self,
+        ctx: &Context<'_>,
+        payout_id: String,
+        amount_minor: i64,
+    ) -> async_graphql::Result<bool> {
+        let caller = caller(ctx).gql()?;
+        require(grants_quality_bonuses(caller.role), caller, "grant quality bonuses").gql()?;
+        let amount_minor = non_negative_i64(amount_minor, "amountMinor").gql()?;
+        answer(
+            service(ctx)
+                .gql()?
+                .grant_quality_bonus(&payout_id, amount_minor, &metadata(ctx, caller))
                 .await,
         )?;
         Ok(true)

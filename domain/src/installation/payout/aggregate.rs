@@ -8,13 +8,17 @@ use serde::{Deserialize, Serialize};
 use super::commands::{ComputePayout, PayoutCommand};
 use super::error::PayoutError;
 use super::events::PayoutEvent;
-use super::values::{payout_for, PayoutStatus, PayoutTier};
+use super::values::{payout_for, PayoutStatus, PayoutTier, MAX_QUALITY_BONUS_MINOR};
 use crate::installation::order::is_currency_code;
 
 /// What a payout was computed as.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Computed {
     technician_ids: Vec<String>,
+    /// The current quality bonus (`amount - bonus` is the tier base). `serde(default)`:
+    /// snapshots from before bonuses could be granted carry none.
+    #[serde(default)]
+    bonus_minor: i64,
     amount_minor: i64,
     currency: String,
 }
@@ -91,6 +95,43 @@ impl Payout {
         Ok(Some(PayoutEvent::PayoutApproved { by, at }))
     }
 
+    fn grant_quality_bonus(
+        &self,
+        amount_minor: u32,
+        by: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<PayoutEvent>, PayoutError> {
+        let computed = self.computed()?;
+        if self.status != PayoutStatus::Pending {
+            return Err(PayoutError::PayoutNotPending {
+                status: self.status.as_str(),
+            });
+        }
+        if by.trim().is_empty() {
+            return Err(PayoutError::Blank { field: "granted by" });
+        }
+        if computed.technician_ids.contains(&by) {
+            return Err(PayoutError::SelfGrant { granter: by });
+        }
+        if amount_minor == 0 || amount_minor > MAX_QUALITY_BONUS_MINOR {
+            return Err(PayoutError::QualityBonusOutOfRange {
+                amount_minor,
+                max: MAX_QUALITY_BONUS_MINOR,
+            });
+        }
+        let bonus_minor = i64::from(amount_minor);
+        if bonus_minor == computed.bonus_minor {
+            return Ok(None);
+        }
+        let base_minor = computed.amount_minor - computed.bonus_minor;
+        Ok(Some(PayoutEvent::QualityBonusGranted {
+            bonus_minor,
+            amount_minor: base_minor + bonus_minor,
+            by,
+            at,
+        }))
+    }
+
     fn mark_paid(&self, reference: String, by: String, at: DateTime<Utc>) -> Result<Option<PayoutEvent>, PayoutError> {
         let computed = self.computed()?;
         if reference.trim().is_empty() {
@@ -117,6 +158,7 @@ impl Payout {
         match command {
             PayoutCommand::Compute(c) => self.compute(c),
             PayoutCommand::Approve { by, at } => self.approve(by, at),
+            PayoutCommand::GrantQualityBonus { amount_minor, by, at } => self.grant_quality_bonus(amount_minor, by, at),
             PayoutCommand::MarkPaid { reference, by, at } => self.mark_paid(reference, by, at),
         }
     }
@@ -145,18 +187,30 @@ impl Aggregate for Payout {
         match event {
             PayoutEvent::PayoutComputed {
                 technician_ids,
+                bonus_minor,
                 amount_minor,
                 currency,
                 ..
             } => {
                 self.computed = Some(Computed {
                     technician_ids,
+                    bonus_minor,
                     amount_minor,
                     currency,
                 });
                 self.status = PayoutStatus::Pending;
             }
             PayoutEvent::PayoutApproved { .. } => self.status = PayoutStatus::Approved,
+            PayoutEvent::QualityBonusGranted {
+                bonus_minor,
+                amount_minor,
+                ..
+            } => {
+                if let Some(computed) = self.computed.as_mut() {
+                    computed.bonus_minor = bonus_minor;
+                    computed.amount_minor = amount_minor;
+                }
+            }
             PayoutEvent::PayoutPaid { reference, .. } => {
                 self.status = PayoutStatus::Paid;
                 self.paid_reference = Some(reference);
@@ -371,9 +425,129 @@ mod tests {
             .then_expect_error(PayoutError::Blank { field: "reference" });
     }
 
+    fn grant(amount_minor: u32, by: &str) -> PayoutCommand {
+        PayoutCommand::GrantQualityBonus {
+            amount_minor,
+            by: by.into(),
+            at: at(1),
+        }
+    }
+
+    fn bonus_granted(bonus_minor: i64, amount_minor: i64) -> PayoutEvent {
+        PayoutEvent::QualityBonusGranted {
+            bonus_minor,
+            amount_minor,
+            by: "owner".into(),
+            at: at(1),
+        }
+    }
+
+    #[test]
+    fn a_quality_bonus_replaces_the_earlier_one_and_carries_the_new_total() {
+        // Medium tier (8 000) with a 1 500 bonus: a 2 000 bonus makes it 10 000, not 11 500.
+        Given::with(())
+            .given(vec![computed()])
+            .when(grant(2_000, "owner"))
+            .then_expect_events(vec![bonus_granted(2_000, 10_000)]);
+    }
+
+    #[test]
+    fn a_second_bonus_replaces_the_first_granted_one() {
+        Given::with(())
+            .given(vec![computed(), bonus_granted(2_000, 10_000)])
+            .when(grant(500, "owner"))
+            .then_expect_events(vec![bonus_granted(500, 8_500)]);
+    }
+
+    #[test]
+    fn granting_the_same_bonus_again_records_nothing() {
+        Given::with(())
+            .given(vec![computed(), bonus_granted(2_000, 10_000)])
+            .when(grant(2_000, "owner"))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_approved_payout_cannot_get_a_quality_bonus() {
+        Given::with(())
+            .given(vec![computed(), approved()])
+            .when(grant(2_000, "owner"))
+            .then_expect_error(PayoutError::PayoutNotPending { status: "approved" });
+    }
+
+    #[test]
+    fn a_paid_payout_cannot_get_a_quality_bonus() {
+        Given::with(())
+            .given(vec![computed(), approved(), paid("EFT-1")])
+            .when(grant(2_000, "owner"))
+            .then_expect_error(PayoutError::PayoutNotPending { status: "paid" });
+    }
+
+    #[test]
+    fn a_technician_cannot_grant_a_bonus_to_their_own_payout() {
+        Given::with(())
+            .given(vec![computed()])
+            .when(grant(2_000, "tech-1"))
+            .then_expect_error(PayoutError::SelfGrant {
+                granter: "tech-1".into(),
+            });
+    }
+
+    #[test]
+    fn a_zero_quality_bonus_is_refused() {
+        Given::with(())
+            .given(vec![computed()])
+            .when(grant(0, "owner"))
+            .then_expect_error(PayoutError::QualityBonusOutOfRange {
+                amount_minor: 0,
+                max: MAX_QUALITY_BONUS_MINOR,
+            });
+    }
+
+    #[test]
+    fn a_quality_bonus_above_the_maximum_is_refused() {
+        Given::with(())
+            .given(vec![computed()])
+            .when(grant(MAX_QUALITY_BONUS_MINOR + 1, "owner"))
+            .then_expect_error(PayoutError::QualityBonusOutOfRange {
+                amount_minor: MAX_QUALITY_BONUS_MINOR + 1,
+                max: MAX_QUALITY_BONUS_MINOR,
+            });
+    }
+
+    #[test]
+    fn a_quality_bonus_without_a_granter_is_refused() {
+        Given::with(())
+            .given(vec![computed()])
+            .when(grant(2_000, " "))
+            .then_expect_error(PayoutError::Blank { field: "granted by" });
+    }
+
+    #[test]
+    fn a_payout_never_computed_cannot_get_a_quality_bonus() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(grant(2_000, "owner"))
+            .then_expect_error(PayoutError::UnknownPayout);
+    }
+
+    #[test]
+    fn a_paid_payout_pays_the_total_with_the_granted_bonus() {
+        Given::with(())
+            .given(vec![computed(), bonus_granted(2_000, 10_000), approved()])
+            .when(mark_paid("EFT-1"))
+            .then_expect_events(vec![PayoutEvent::PayoutPaid {
+                reference: "EFT-1".into(),
+                amount_minor: 10_000,
+                currency: "USD".into(),
+                by: "finance".into(),
+                at: at(2),
+            }]);
+    }
+
     #[test]
     fn every_event_type_is_listed() {
-        for e in [computed(), approved(), paid("x")] {
+        for e in [computed(), approved(), bonus_granted(1, 8_001), paid("x")] {
             assert!(PayoutEvent::TYPES.contains(&cqrs_es::DomainEvent::event_type(&e).as_str()));
         }
     }
@@ -395,12 +569,22 @@ mod properties {
                 by: "finance".into(),
                 at
             }),
+            (
+                prop_oneof![Just("owner"), Just("tech-1")],
+                0u32..=MAX_QUALITY_BONUS_MINOR + 10
+            )
+                .prop_map(move |(by, amount_minor)| PayoutCommand::GrantQualityBonus {
+                    amount_minor,
+                    by: by.into(),
+                    at
+                }),
         ]
     }
 
     proptest! {
         /// Whatever is asked: the status only moves `pending → approved → paid`, paid only
-        /// after an approval, and the amount stays `payout_for(size, bonus)`.
+        /// after an approval, and the amount stays `payout_for(size, bonus)` where the bonus is the
+        /// last one granted while pending (a tiny reference model).
         #[test]
         fn the_status_only_moves_forward(size in 1u32..20_000, bonus in proptest::option::of(0u32..5_000), commands in proptest::collection::vec(any_command(), 0..12)) {
             let mut payout = Payout::default();
@@ -414,14 +598,23 @@ mod properties {
                 at: Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).single().unwrap(),
             });
             payout.apply(payout.decide(compute).unwrap().unwrap());
+            let mut model_bonus = bonus;
             for command in commands {
                 let before = payout.status();
+                if let PayoutCommand::GrantQualityBonus { amount_minor, by, .. } = &command {
+                    if before == PayoutStatus::Pending
+                        && by != "tech-1"
+                        && (1..=MAX_QUALITY_BONUS_MINOR).contains(amount_minor)
+                    {
+                        model_bonus = Some(*amount_minor);
+                    }
+                }
                 if let Ok(Some(event)) = payout.decide(command) {
                     payout.apply(event);
                 }
                 prop_assert!(payout.status() >= before);
                 prop_assert!(payout.status() as u8 <= before as u8 + 1);
-                prop_assert_eq!(payout.amount_minor(), Some(payout_for(size, bonus)));
+                prop_assert_eq!(payout.amount_minor(), Some(payout_for(size, model_bonus)));
             }
         }
     }

@@ -10,6 +10,13 @@ pub enum PayoutCommand {
     Compute(ComputePayout),
     /// Approve a pending payout (`pending → approved`).
     Approve { by: String, at: DateTime<Utc> },
+    /// Grant (or replace) the quality bonus of a pending payout; the total becomes
+    /// `base + amount_minor`.
+    GrantQualityBonus {
+        amount_minor: u32,
+        by: String,
+        at: DateTime<Utc>,
+    },
     /// Record that an approved payout was paid, under finance's reference.
     MarkPaid {
         reference: String,

@@ -21,6 +21,15 @@ pub enum PayoutError {
     /// Nobody approves their own payout.
     #[error("{approver} is paid by this payout and cannot approve it")]
     SelfApproval { approver: String },
+    /// Nobody grants a quality bonus to a payout that pays them.
+    #[error("{granter} is paid by this payout and cannot grant its quality bonus")]
+    SelfGrant { granter: String },
+    /// A quality bonus is more than zero and at most [`super::MAX_QUALITY_BONUS_MINOR`].
+    #[error("a quality bonus must be between 1 and {max} minor units, not {amount_minor}")]
+    QualityBonusOutOfRange { amount_minor: u32, max: u32 },
+    /// A quality bonus is granted only while the payout is pending (before approval).
+    #[error("the payout is {status} and no longer pending")]
+    PayoutNotPending { status: &'static str },
     /// A payout is approved before it is paid.
     #[error("a pending payout must be approved before it is paid")]
     PaymentRequiresApproval,
@@ -39,6 +48,9 @@ impl PayoutError {
             Self::ZeroSystemSize => "ZERO_SYSTEM_SIZE",
             Self::InvalidCurrency { .. } => "INVALID_CURRENCY",
             Self::SelfApproval { .. } => "SELF_APPROVAL",
+            Self::SelfGrant { .. } => "SELF_GRANT",
+            Self::QualityBonusOutOfRange { .. } => "QUALITY_BONUS_OUT_OF_RANGE",
+            Self::PayoutNotPending { .. } => "PAYOUT_NOT_PENDING",
             Self::PaymentRequiresApproval => "PAYMENT_REQUIRES_APPROVAL",
             Self::AlreadyPaid { .. } => "ALREADY_PAID",
         }

@@ -27,6 +27,14 @@ pub enum PayoutEvent {
         by: String,
         at: DateTime<Utc>,
     },
+    /// The quality bonus of a pending payout was granted, replacing any earlier one; carries the
+    /// bonus and the new total (`amount = base + bonus`) so read models never recompute them.
+    QualityBonusGranted {
+        bonus_minor: i64,
+        amount_minor: i64,
+        by: String,
+        at: DateTime<Utc>,
+    },
     /// The payout was paid; carries the amount and currency for finance's read model.
     PayoutPaid {
         reference: String,
@@ -39,7 +47,8 @@ pub enum PayoutEvent {
 
 impl PayoutEvent {
     /// Every event type of this aggregate, as stored in `events.event_type`.
-    pub const TYPES: &'static [&'static str] = &["PayoutComputed", "PayoutApproved", "PayoutPaid"];
+    pub const TYPES: &'static [&'static str] =
+        &["PayoutComputed", "PayoutApproved", "QualityBonusGranted", "PayoutPaid"];
 }
 
 impl DomainEvent for PayoutEvent {
@@ -47,6 +56,7 @@ impl DomainEvent for PayoutEvent {
         match self {
             Self::PayoutComputed { .. } => "PayoutComputed",
             Self::PayoutApproved { .. } => "PayoutApproved",
+            Self::QualityBonusGranted { .. } => "QualityBonusGranted",
             Self::PayoutPaid { .. } => "PayoutPaid",
         }
         .to_string()

@@ -15,7 +15,12 @@
 //! - `pending → approved → paid`: approving needs someone who is not paid by it
 //!   ([`PayoutError::SelfApproval`]); paying needs approval first
 //!   ([`PayoutError::PaymentRequiresApproval`]) and a reference; a paid payout is paid once
-//!   ([`PayoutError::AlreadyPaid`] for another reference, nothing recorded for the same one).
+//!   ([`PayoutError::AlreadyPaid`] for another reference, nothing recorded for the same one);
+//! - a quality bonus is granted only while pending ([`PayoutError::PayoutNotPending`]), by
+//!   someone the payout does not pay ([`PayoutError::SelfGrant`]), between 1 and
+//!   [`MAX_QUALITY_BONUS_MINOR`] ([`PayoutError::QualityBonusOutOfRange`]); it replaces any
+//!   earlier bonus (the same bonus again records nothing) and `QualityBonusGranted` carries the
+//!   new total `base + bonus`.
 
 mod aggregate;
 mod commands;
@@ -27,4 +32,4 @@ pub use aggregate::Payout;
 pub use commands::{ComputePayout, PayoutCommand};
 pub use error::PayoutError;
 pub use events::PayoutEvent;
-pub use values::{payout_for, PayoutStatus, PayoutTier, TIER_BOUNDARIES_W};
+pub use values::{payout_for, PayoutStatus, PayoutTier, MAX_QUALITY_BONUS_MINOR, TIER_BOUNDARIES_W};

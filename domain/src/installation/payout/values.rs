@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 /// is `small`, 3 001 W is `medium`.
 pub const TIER_BOUNDARIES_W: [u32; 3] = [3_000, 6_000, 10_000];
 
+/// The largest quality bonus one payout can carry, in minor units (five times the largest tier
+/// base): a sanity bound against typos, not a pay policy.
+pub const MAX_QUALITY_BONUS_MINOR: u32 = 100_000;
+
 /// A payout tier by system size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
