@@ -350,15 +350,18 @@ pub async fn any_committed_after<'e, E>(db: E, after: Cursor, filter: &LogFilter
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let mut q = QueryBuilder::<Postgres>::new("SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > (");
+    // Not `SELECT EXISTS (...)`: after five executions PostgreSQL switches to a generic plan,
+    // which guesses a third of the log lies after any cursor and scans the whole table for the
+    // EXISTS (91-180 ms on a 334 k-event log, on every idle poll). Ordered with LIMIT 1 it walks
+    // the log-order index from the cursor and stops at the first row.
+    let mut q = QueryBuilder::<Postgres>::new("SELECT 1 FROM events WHERE (tx_id, global_position) > (");
     q.push_bind(after.tx_id.to_string())
         .push("::text::xid8, ")
         .push_bind(after.position)
         .push(")");
     filter.push_conditions(&mut q);
-    q.push(")");
-    let row = q.build().fetch_one(db).await?;
-    row.try_get(0)
+    q.push(" ORDER BY tx_id, global_position LIMIT 1");
+    Ok(q.build().fetch_optional(db).await?.is_some())
 }
 
 /// The first delay before looking again at events held back by an open write; doubled on

@@ -235,15 +235,27 @@ impl ProjectorRunner {
             // 1. Where we are (no lock: locking would give this transaction an id, see the
             //    module docs).
             let seen = read_checkpoint(&mut tx, name, false).await?;
-            // 2. Read while this transaction holds no id.
-            let events = log::read_after(
-                &mut *tx,
-                seen.unwrap_or(Cursor::START),
-                &filter,
-                self.config.batch_size.max(1),
-            )
-            .await?;
-            let Some(last) = events.last().map(|e| e.cursor) else {
+            let start = seen.unwrap_or(Cursor::START);
+            // 2. Read while this transaction holds no id. A projector of some event types only
+            //    first takes the log's readable head (any type): every event at or below it
+            //    was committed before this statement's snapshot, so the read that follows sees
+            //    all of them. When that read is not a full batch, nothing of its types lies
+            //    between the checkpoint and that head beyond what it returned, and the
+            //    checkpoint moves past the other types' events too: without this, a projector
+            //    of rare types would scan every event since its last match on each wake-up.
+            let horizon = if filter.event_types.is_some() {
+                log::head(&mut *tx, &LogFilter::all()).await?
+            } else {
+                None
+            };
+            let limit = self.config.batch_size.max(1);
+            let events = log::read_after(&mut *tx, start, &filter, limit).await?;
+            let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= limit;
+            let mut last = events.last().map(|e| e.cursor);
+            if let Some(head) = horizon.filter(|head| !full && *head > start) {
+                last = Some(last.map_or(head, |l| l.max(head)));
+            }
+            let Some(last) = last else {
                 tx.rollback().await?;
                 return Ok(0);
             };
@@ -256,7 +268,9 @@ impl ProjectorRunner {
                 continue;
             }
             // 4. Apply, move the checkpoint, commit together.
-            self.projector.apply(&mut tx, &events).await?;
+            if !events.is_empty() {
+                self.projector.apply(&mut tx, &events).await?;
+            }
             let applied = events.len();
             sqlx::query(
                 "UPDATE projector_checkpoints \

@@ -664,3 +664,62 @@ async fn metrics_report_applied_events_lag_and_the_oldest_open_write(pool: PgPoo
     assert!(metrics.oldest_open_write_seconds.get() >= 1.0);
     open.rollback().await.unwrap();
 }
+
+async fn checkpoint_of(pool: &PgPool, name: &str) -> (String, i64) {
+    sqlx::query_as("SELECT last_tx_id::text, last_position FROM projector_checkpoints WHERE projector = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_projector_of_rare_types_moves_its_checkpoint_past_other_events_without_skipping_a_late_commit(pool: PgPool) {
+    create_table(&pool, "rare_copy").await;
+    let mut projector = CopyProjector::new("rare_only", "rare_copy");
+    projector.types = &["Rare"];
+    let r = runner(&pool, projector, RunnerConfig::default());
+
+    append_events(&pool, 22).await;
+    let all = wait_readable(&pool, 22).await;
+    assert_eq!(r.catch_up().await.unwrap(), 5);
+    let last = all.last().unwrap();
+    // Past the trailing Common events, so the next wake-up does not scan them again.
+    assert_eq!(
+        checkpoint_of(&pool, "rare_only").await,
+        (last.tx_id.to_string(), last.global_position)
+    );
+
+    // A Rare event written by a transaction that stays open, then Common events committed after it.
+    let mut held = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                             payload, metadata) \
+         VALUES ('TestStream', 't1:held', 1, 'Rare', '1', '{}', '{\"tenant_id\":\"t1\"}')",
+    )
+    .execute(&mut *held)
+    .await
+    .unwrap();
+    append_events(&pool, 8).await;
+    // Events committed after the open write are not readable yet (their ids are above it).
+    assert_eq!(r.catch_up().await.unwrap(), 0);
+    // The checkpoint stays below the open write, whatever it moved past.
+    let (tx_text, _) = checkpoint_of(&pool, "rare_only").await;
+    let held_tx: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *held)
+        .await
+        .unwrap();
+    assert!(
+        tx_text.parse::<u64>().unwrap() < held_tx.parse::<u64>().unwrap(),
+        "checkpoint {tx_text} passed the open write {held_tx}"
+    );
+    held.commit().await.unwrap();
+    let everything = wait_readable(&pool, 31).await;
+    r.catch_up().await.unwrap();
+    let rare: Vec<StoredEvent> = everything.into_iter().filter(|e| e.event_type == "Rare").collect();
+    assert_eq!(
+        table_rows(&pool, "rare_copy").await,
+        rows_of(&rare),
+        "every Rare event, once"
+    );
+}
