@@ -11,9 +11,8 @@ use chronicle_domain::call::{AutomationRulesCommand, CallOutcome as DomainOutcom
 use chronicle_projections::calls::{list, CallFilter as ReadFilter, CallRow};
 use chrono::{DateTime, Utc};
 
-use super::contacts::{commands, metadata};
-use super::{caller, pool};
-use crate::auth::Caller;
+use super::contacts::commands;
+use super::{caller, metadata, pool, require};
 use crate::error::{ApiError, IntoGraphql};
 
 /// How a call ended.
@@ -188,17 +187,6 @@ pub struct CallFollowUpRuleInput {
     pub template_name: String,
     /// e.g. `en_US`.
     pub language: String,
-}
-
-fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "the {} role cannot {what}",
-            caller.role.as_str()
-        )))
-    }
 }
 
 #[derive(Default)]

@@ -21,8 +21,8 @@ use chronicle_domain::campaign::{
 use chronicle_projections::campaigns::{self as read, CampaignRow, RecipientRow};
 use chrono::{DateTime, Utc};
 
-use super::contacts::{commands, metadata};
-use super::{caller, pool};
+use super::contacts::commands;
+use super::{caller, metadata, pool, require};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 
@@ -41,14 +41,8 @@ pub fn runs_campaigns(role: Role) -> bool {
 
 fn allowed<'a>(ctx: &'a Context<'_>, check: fn(Role) -> bool, what: &str) -> Result<&'a Caller, ApiError> {
     let caller = caller(ctx)?;
-    if check(caller.role) {
-        Ok(caller)
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "the {} role cannot {what}",
-            caller.role.as_str()
-        )))
-    }
+    require(check(caller.role), caller, what)?;
+    Ok(caller)
 }
 
 fn campaign_id(id: &str) -> Result<&str, ApiError> {

@@ -12,33 +12,14 @@ use chronicle_commands::contacts::{ConsentKeyword, ContactService};
 use chronicle_commands::dispatch::Commands;
 use chronicle_commands::keystore::KeyStore;
 use chronicle_domain::contact::{ConsentSource, ContactCommand, Tag};
-use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::template::{ButtonKind, SubmitTemplate, TemplateButton, TemplateCategory, TemplateCommand};
 use chronicle_projections::contacts::{self as read, ContactFilter, ContactRow};
 use chronicle_projections::templates::{self as template_read, TemplateRow};
 use chrono::{DateTime, Utc};
 
-use super::{caller, pool};
+use super::{caller, metadata, pool, require};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
-use crate::http::CorrelationId;
-
-/// The metadata of a command a caller asked for through GraphQL.
-pub(crate) fn metadata(ctx: &Context<'_>, caller: &Caller) -> CommandMetadata {
-    let correlation = ctx
-        .data_opt::<CorrelationId>()
-        .map(|c| c.0.clone())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    CommandMetadata {
-        tenant_id: caller.tenant.clone(),
-        actor: Actor::User {
-            user_id: caller.user_id.clone(),
-            role: caller.role.as_str().to_string(),
-        },
-        causation_id: format!("graphql:{correlation}"),
-        correlation_id: correlation,
-    }
-}
 
 /// The write side's dispatcher, from schema data.
 pub(crate) fn commands<'a>(ctx: &'a Context<'_>) -> Result<&'a Commands, ApiError> {
@@ -52,17 +33,6 @@ fn contacts_service(ctx: &Context<'_>) -> Result<ContactService, ApiError> {
         .data::<KeyStore>()
         .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))?;
     Ok(ContactService::new(commands(ctx)?.clone(), keys.clone()))
-}
-
-fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "the {} role cannot {what}",
-            caller.role.as_str()
-        )))
-    }
 }
 
 /// The caller, allowed to read contacts.

@@ -26,9 +26,9 @@ use chronicle_projections::messages::{self as read, ConversationDetail, MessageR
 use chrono::{DateTime, Utc};
 use rand::rngs::OsRng;
 
-use super::contacts::{commands, metadata};
+use super::contacts::commands;
 use super::conversations::ConversationStatus;
-use super::{caller, pool};
+use super::{caller, metadata, pool};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 

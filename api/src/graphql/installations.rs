@@ -28,8 +28,8 @@ use chronicle_projections::installations::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::contacts::{commands, metadata};
-use super::{caller, pool};
+use super::contacts::commands;
+use super::{caller, metadata, pool, require};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 
@@ -74,17 +74,6 @@ fn grants_quality_bonuses(role: Role) -> bool {
 /// Whether the role may read payouts.
 fn reads_payouts(role: Role) -> bool {
     matches!(role, Role::Owner | Role::Admin | Role::Finance | Role::Auditor)
-}
-
-fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "the {} role cannot {what}",
-            caller.role.as_str()
-        )))
-    }
 }
 
 /// Field work: owner and admin on any installation, a technician only on an installation they

@@ -16,15 +16,13 @@ use chronicle_domain::lead::{
     BudgetRange, Lead as LeadState, LeadCommand, LeadError, LeadSource as Source, LostReason, Money, Priority,
     PropertyType, Stage,
 };
-use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::phone::PhoneNumber;
 use chronicle_projections::leads::{self as model, LeadFilter as ModelFilter, LeadRow, SortField};
 use chrono::{DateTime, Utc};
 
-use super::{caller, pool};
+use super::{caller, metadata, pool};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
-use crate::http::CorrelationId;
 
 /// A lead's stage in the pipeline.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -512,22 +510,6 @@ fn leads(ctx: &Context<'_>) -> Result<Leads, ApiError> {
         .data::<KeyStore>()
         .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))?;
     Ok(Leads::new(commands.clone(), keys.clone()))
-}
-
-fn metadata(ctx: &Context<'_>, caller: &Caller) -> CommandMetadata {
-    let correlation = ctx
-        .data_opt::<CorrelationId>()
-        .map(|c| c.0.clone())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    CommandMetadata {
-        tenant_id: caller.tenant.clone(),
-        actor: Actor::User {
-            user_id: caller.user_id.clone(),
-            role: caller.role.as_str().to_string(),
-        },
-        causation_id: format!("graphql:{correlation}"),
-        correlation_id: correlation,
-    }
 }
 
 /// Refuses roles that may not write leads.

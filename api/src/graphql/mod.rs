@@ -6,8 +6,11 @@ use chronicle_commands::keystore::KeyStore;
 use chronicle_projections::wake::Wakeups;
 use sqlx::PgPool;
 
+use chronicle_domain::metadata::{Actor, CommandMetadata};
+
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::CorrelationId;
 
 pub mod agents;
 pub mod calls;
@@ -97,4 +100,34 @@ pub fn caller<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
 pub fn pool<'a>(ctx: &'a Context<'_>) -> Result<&'a PgPool, ApiError> {
     ctx.data::<PgPool>()
         .map_err(|_| ApiError::Unavailable("no database in the schema".into()))
+}
+
+/// A refusal for a caller whose role may not do `what` (`FORBIDDEN`), or nothing.
+pub(crate) fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the {} role cannot {what}",
+            caller.role.as_str()
+        )))
+    }
+}
+
+/// The metadata of a command a GraphQL caller runs: their tenant and user, the request's
+/// correlation id (a fresh one when the request has none), caused by this GraphQL request.
+pub(crate) fn metadata(ctx: &Context<'_>, caller: &Caller) -> CommandMetadata {
+    let correlation = ctx
+        .data_opt::<CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    CommandMetadata {
+        tenant_id: caller.tenant.clone(),
+        actor: Actor::User {
+            user_id: caller.user_id.clone(),
+            role: caller.role.as_str().to_string(),
+        },
+        causation_id: format!("graphql:{correlation}"),
+        correlation_id: correlation,
+    }
 }

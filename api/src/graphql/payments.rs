@@ -15,8 +15,8 @@ use chronicle_commands::payments::mpesa::DarajaCredentials;
 use chronicle_projections::payments::{get, list, PaymentFilter as ReadFilter, PaymentRow};
 use chrono::{DateTime, Utc};
 
-use super::contacts::{commands, metadata};
-use super::{caller, pool};
+use super::contacts::commands;
+use super::{caller, metadata, pool, require};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 
@@ -157,17 +157,6 @@ pub struct PaymentProviderInput {
     pub paynow: Option<PaynowInput>,
     pub mpesa: Option<MpesaInput>,
     pub stripe: Option<StripeInput>,
-}
-
-fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "the {} role cannot {what}",
-            caller.role.as_str()
-        )))
-    }
 }
 
 fn reads_payments(role: Role) -> bool {

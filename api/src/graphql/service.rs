@@ -19,30 +19,21 @@ use chronicle_commands::dispatch::Commands;
 use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::service::{NewServiceRequest, ServiceDesk};
 use chronicle_domain::installation::{ClaimDecision, Priority as DomainPriority, StartMaintenanceContract};
-use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_projections::service::{
     self as service_model, MaintenanceContractRow, ServiceFilter, ServiceQueryError, ServiceRequestRow,
 };
 use chronicle_projections::warranties::{self as warranty_model, ClaimRow, WarrantyFilter, WarrantyRow};
 use chrono::{DateTime, Utc};
 
-use super::{caller, pool};
+use super::{caller, metadata, pool, require};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
-use crate::http::CorrelationId;
 
 // ---------------------------------------------------------------------------------------------
 // Roles
 
 fn may(caller: &Caller, allowed: &[Role], what: &str) -> Result<(), ApiError> {
-    if allowed.contains(&caller.role) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "the {} role cannot {what}",
-            caller.role.as_str()
-        )))
-    }
+    require(allowed.contains(&caller.role), caller, what)
 }
 
 /// Everyone but integrators reads the after-sales area.
@@ -572,22 +563,6 @@ fn desk(ctx: &Context<'_>) -> Result<ServiceDesk, ApiError> {
         .data::<KeyStore>()
         .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))?;
     Ok(ServiceDesk::new(commands.clone(), keys.clone()))
-}
-
-fn metadata(ctx: &Context<'_>, caller: &Caller) -> CommandMetadata {
-    let correlation = ctx
-        .data_opt::<CorrelationId>()
-        .map(|c| c.0.clone())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    CommandMetadata {
-        tenant_id: caller.tenant.clone(),
-        actor: Actor::User {
-            user_id: caller.user_id.clone(),
-            role: caller.role.as_str().to_string(),
-        },
-        causation_id: format!("graphql:{correlation}"),
-        correlation_id: correlation,
-    }
 }
 
 /// A caller-chosen id: `<prefix>` then 1 to 100 of `A-Za-z0-9_-`; a fresh one when absent.

@@ -35,8 +35,8 @@ use chronicle_projections::wallets::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::contacts::{commands, metadata};
-use super::{caller, pool};
+use super::contacts::commands;
+use super::{caller, metadata, pool, require};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 
@@ -57,14 +57,8 @@ pub fn manages_wallets(role: Role) -> bool {
 
 fn allowed<'a>(ctx: &'a Context<'_>, check: fn(Role) -> bool, what: &str) -> Result<&'a Caller, ApiError> {
     let caller = caller(ctx)?;
-    if check(caller.role) {
-        Ok(caller)
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "the {} role cannot {what}",
-            caller.role.as_str()
-        )))
-    }
+    require(check(caller.role), caller, what)?;
+    Ok(caller)
 }
 
 fn wallet_id(id: &str) -> Result<&str, ApiError> {
