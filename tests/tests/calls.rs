@@ -44,6 +44,22 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
+/// When the calls of these tests ended: an hour before the test process started, in whole
+/// seconds (Twilio's `Timestamp` has no fraction). Relative to the clock, never a fixed date, so
+/// a follow-up due a week later is never already due on the day the suite runs.
+fn call_time() -> chrono::DateTime<chrono::Utc> {
+    static AT: std::sync::OnceLock<chrono::DateTime<chrono::Utc>> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        let now = chrono::Utc::now() - chrono::Duration::hours(1);
+        chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+    })
+}
+
+/// `call_time() + offset`, as GraphQL prints a time (RFC 3339, `+00:00`).
+fn call_time_plus(offset: chrono::Duration) -> String {
+    (call_time() + offset).to_rfc3339()
+}
+
 fn call_params(sid: &str, status: &str, direction: &str, duration: Option<&str>) -> Vec<(String, String)> {
     let (from, to) = if direction == "inbound" {
         (CUSTOMER, BUSINESS)
@@ -57,7 +73,7 @@ fn call_params(sid: &str, status: &str, direction: &str, duration: Option<&str>)
         ("Direction".to_string(), direction.to_string()),
         ("From".to_string(), from.to_string()),
         ("To".to_string(), to.to_string()),
-        ("Timestamp".to_string(), "Sun, 22 Nov 2026 10:00:00 +0000".to_string()),
+        ("Timestamp".to_string(), call_time().to_rfc2822()),
     ];
     if let Some(d) = duration {
         params.push(("CallDuration".to_string(), d.to_string()));
@@ -168,7 +184,7 @@ async fn a_signed_completed_call_is_recorded_with_its_contact_and_listed(pool: P
         (Some(CUSTOMER), Some(BUSINESS))
     );
     assert_eq!(call["durationSeconds"], 125);
-    assert_eq!(call["endedAt"], "2026-11-22T10:00:00+00:00");
+    assert_eq!(call["endedAt"], call_time_plus(chrono::Duration::zero()));
     assert_eq!(call["followUp"]["status"], "NOT_SCHEDULED");
     assert!(
         call["contactId"].as_str().is_some_and(|c| c.starts_with("ct_")),
@@ -336,7 +352,7 @@ async fn a_follow_up_is_scheduled_the_rules_delay_after_the_call_for_the_outcome
     };
     let missed = by_sid("CA010");
     assert_eq!(missed["followUp"]["status"], "PENDING", "{missed}");
-    assert_eq!(missed["followUp"]["dueAt"], "2026-11-29T10:00:00+00:00");
+    assert_eq!(missed["followUp"]["dueAt"], call_time_plus(chrono::Duration::days(7)));
     assert_eq!(
         (
             missed["followUp"]["templateName"].as_str(),
@@ -467,13 +483,16 @@ async fn calls_are_filtered_by_outcome_direction_and_period_and_auditors_read_th
         calls(
             &app,
             Role::Auditor,
-            json!({"from": "2026-11-22T09:00:00Z", "to": "2026-11-22T11:00:00Z"})
+            json!({
+                "from": call_time_plus(-chrono::Duration::hours(1)),
+                "to": call_time_plus(chrono::Duration::hours(1))
+            })
         )
         .await
         .len(),
         3
     );
-    assert!(calls(&app, Role::Auditor, json!({"from": "2026-11-23T00:00:00Z"}))
+    assert!(calls(&app, Role::Auditor, json!({"from": call_time_plus(chrono::Duration::days(1))}))
         .await
         .is_empty());
     let technician = app.token("acme", Role::Technician);
