@@ -19,6 +19,8 @@
 //! - [`installation`]: orders, installation system records and technician payouts (issue 4).
 //! - [`payment`]: the `Payment` aggregate: provider callbacks confirmed once, matched to an
 //!   order or a wallet top-up, or kept unmatched for finance (issue 4).
+//! - [`payment_request`]: the `PaymentRequest` aggregate: asking a customer to pay a fixed
+//!   amount through a provider; a callback counts only when it matches an open request (issue 16).
 //! - [`campaign`]: the `Campaign` aggregate: template broadcasts to a segment, paid from a
 //!   wallet reservation (issue 5).
 //! - [`call`]: the `Call` aggregate: completed calls and their WhatsApp follow-ups; tenants'
@@ -35,6 +37,7 @@ pub mod lead;
 pub mod media;
 pub mod metadata;
 pub mod payment;
+pub mod payment_request;
 pub mod phone;
 pub mod pii;
 pub mod template;
