@@ -189,13 +189,22 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         }
         None => None,
     };
+    let mut payments_config = settings.payments.clone();
+    payments_config.public_url = settings.public_url.clone();
     let payments = chronicle_commands::payments::PaymentIntake::new(
         commands.clone(),
         settings.master_key.clone(),
-        settings.payments.clone(),
+        payments_config,
     )
     .context("building the payment callbacks' HTTP client")?;
-    let schema = build_schema(pool.clone(), wakeups.clone(), live, commands.clone(), keys);
+    let schema = build_schema(
+        pool.clone(),
+        wakeups.clone(),
+        live,
+        commands.clone(),
+        keys,
+        payments.clone(),
+    );
     Ok(AppState {
         pool,
         jwt_secret: settings.jwt_secret.clone(),

@@ -33,6 +33,20 @@ pub enum ApiError {
     Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl From<chronicle_commands::payments::CallbackError> for ApiError {
+    fn from(e: chronicle_commands::payments::CallbackError) -> Self {
+        use chronicle_commands::payments::CallbackError;
+        match e {
+            CallbackError::Command(e) => Self::Command(e),
+            CallbackError::NotConfigured { .. } => Self::bad_request("PROVIDER_NOT_CONFIGURED", e.to_string()),
+            CallbackError::Upstream(reason) => {
+                Self::Unavailable(format!("the payment provider cannot be reached: {reason}"))
+            }
+            other => Self::Unexpected(Box::new(other)),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         Self::Unexpected(Box::new(e))

@@ -22,6 +22,7 @@ use chronicle_domain::lead::{Lead, LeadCommand};
 use chronicle_domain::media::{Media, MediaCommand};
 use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::payment::{Payment, PaymentCommand};
+use chronicle_domain::payment_request::{PaymentRequest, PaymentRequestCommand};
 use chronicle_domain::template::{Template, TemplateCommand};
 use chronicle_domain::tenant::TenantId;
 use chronicle_domain::wallet::{Wallet, WalletCommand};
@@ -116,6 +117,7 @@ pub struct Commands {
     payouts: std::sync::Arc<Framework<Payout>>,
     campaigns: std::sync::Arc<Framework<Campaign>>,
     payments: std::sync::Arc<Framework<Payment>>,
+    payment_requests: std::sync::Arc<Framework<PaymentRequest>>,
     warranties: std::sync::Arc<Framework<Warranty>>,
     claims: std::sync::Arc<Framework<WarrantyClaim>>,
     service_requests: std::sync::Arc<Framework<ServiceRequest>>,
@@ -160,6 +162,7 @@ impl Commands {
             // A campaign's stream grows with its recipients' outcomes: snapshot every 100 events.
             campaigns: std::sync::Arc::new(framework(&pool, Some(100))),
             payments: std::sync::Arc::new(framework(&pool, None)),
+            payment_requests: std::sync::Arc::new(framework(&pool, None)),
             warranties: std::sync::Arc::new(framework(&pool, None)),
             claims: std::sync::Arc::new(framework(&pool, None)),
             service_requests: std::sync::Arc::new(framework(&pool, None)),
@@ -426,6 +429,24 @@ impl Commands {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.payments, &stream, command, metadata, DomainError::Payment)
             .await
+    }
+
+    /// Runs a command on the payment request `<tenant>:<local_id>` (`preq_…`).
+    pub async fn payment_request(
+        &self,
+        local_id: &str,
+        command: PaymentRequestCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(
+            &self.payment_requests,
+            &stream,
+            command,
+            metadata,
+            DomainError::PaymentRequest,
+        )
+        .await
     }
 
     /// Runs a command on the campaign `<tenant>:<local_id>` (`campaign_<id>`).

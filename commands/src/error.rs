@@ -11,6 +11,7 @@ use chronicle_domain::installation::{InstallationError, OrderError, PayoutError}
 use chronicle_domain::lead::LeadError;
 use chronicle_domain::media::MediaError;
 use chronicle_domain::payment::PaymentError;
+use chronicle_domain::payment_request::PaymentRequestError;
 use chronicle_domain::template::TemplateError;
 use chronicle_domain::wallet::WalletError;
 
@@ -44,6 +45,8 @@ pub enum DomainError {
     #[error(transparent)]
     Payment(#[from] PaymentError),
     #[error(transparent)]
+    PaymentRequest(#[from] PaymentRequestError),
+    #[error(transparent)]
     Warranty(#[from] WarrantyError),
     #[error(transparent)]
     Claim(#[from] ClaimError),
@@ -70,6 +73,7 @@ impl DomainError {
             Self::Payout(e) => e.code(),
             Self::Campaign(e) => e.code(),
             Self::Payment(e) => e.code(),
+            Self::PaymentRequest(e) => e.code(),
             Self::Warranty(e) => e.code(),
             Self::Claim(e) => e.code(),
             Self::Service(e) => e.code(),

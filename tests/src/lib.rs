@@ -51,6 +51,11 @@ pub fn settings(redis: bool) -> Settings {
 }
 
 /// A parsed tenant id.
+/// The `extensions.code` of a GraphQL reply's first error ("" when there is none).
+pub fn error_code(reply: &serde_json::Value) -> &str {
+    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
 pub fn tenant(id: &str) -> TenantId {
     TenantId::parse(id).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -492,9 +492,13 @@ async fn calls_are_filtered_by_outcome_direction_and_period_and_auditors_read_th
         .len(),
         3
     );
-    assert!(calls(&app, Role::Auditor, json!({"from": call_time_plus(chrono::Duration::days(1))}))
-        .await
-        .is_empty());
+    assert!(calls(
+        &app,
+        Role::Auditor,
+        json!({"from": call_time_plus(chrono::Duration::days(1))})
+    )
+    .await
+    .is_empty());
     let technician = app.token("acme", Role::Technician);
     let (_, reply) = app.graphql(Some(&technician), CALLS, json!({})).await;
     assert_eq!(code(&reply), "FORBIDDEN", "{reply}");

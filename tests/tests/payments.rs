@@ -17,14 +17,20 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chronicle_api::auth::Role;
+use chronicle_commands::contacts::{ContactService, Handle};
 use chronicle_commands::installations::{installation_id_for_order, InstallationWorker};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::payments::paynow::{encode_form, paynow_hash};
+use chronicle_commands::payments::requests::NewPaymentRequest;
 use chronicle_commands::payments::stripe;
 use chronicle_commands::tenants;
+use chronicle_domain::contact::ContactSource;
 use chronicle_domain::installation::order::PlaceOrder;
+use chronicle_domain::installation::PaymentProvider;
 use chronicle_domain::installation::{InstallationType, LineItem, OrderCommand};
 use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_domain::payment_request::PaymentTarget;
+use chronicle_domain::phone::PhoneNumber;
 use chronicle_tests::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -37,6 +43,9 @@ const SHORT_CODE: &str = "174379";
 const PASSKEY: &str = "daraja-passkey";
 const CONSUMER_KEY: &str = "consumer-key";
 const CONSUMER_SECRET: &str = "consumer-secret";
+const PUBLIC_URL: &str = "https://chronicle.example";
+/// The customer prompted by M-Pesa requests.
+const MPESA_CUSTOMER: &str = "+254708374149";
 
 /// A payment the loopback Paynow knows: (merchant ref, paynow ref, amount, status).
 type PaynowPayment = (String, String, String, String);
@@ -76,11 +85,48 @@ async fn paynow_poll(State(paynow): State<Paynow>, Path(guid): Path<String>) -> 
     (StatusCode::OK, encode_form(&pairs))
 }
 
-/// The loopback Daraja: a token, and STK query answers by CheckoutRequestID.
+/// The loopback Daraja: a token, STK pushes (each answered with a new CheckoutRequestID, kept
+/// with its body; an amount of 1 shilling is refused as Daraja refuses a bad request), and STK
+/// query answers by CheckoutRequestID.
 #[derive(Clone, Default)]
 struct Daraja {
     results: Arc<Mutex<HashMap<String, String>>>,
     queries: Arc<AtomicUsize>,
+    pushes: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn daraja_push(
+    State(daraja): State<Daraja>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    use base64::Engine;
+    assert_eq!(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        Some("Bearer daraja-token")
+    );
+    let timestamp = body["Timestamp"].as_str().unwrap_or_default();
+    let password = base64::engine::general_purpose::STANDARD.encode(format!("{SHORT_CODE}{PASSKEY}{timestamp}"));
+    assert_eq!(body["Password"], json!(password));
+    assert_eq!(body["BusinessShortCode"], json!(SHORT_CODE));
+    let mut pushes = daraja.pushes.lock().unwrap_or_else(|e| e.into_inner());
+    pushes.push(body.clone());
+    if body["Amount"] == json!(1) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"requestId": "r-1", "errorCode": "400.002.02", "errorMessage": "Bad Request - Invalid Amount"}),
+            ),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(
+            json!({"MerchantRequestID": "m-1", "CheckoutRequestID": format!("ws_CO_{}", pushes.len()),
+                    "ResponseCode": "0", "ResponseDescription": "Success. Request accepted for processing",
+                    "CustomerMessage": "Success. Request accepted for processing"}),
+        ),
+    )
 }
 
 async fn daraja_token(headers: HeaderMap) -> (StatusCode, Json<Value>) {
@@ -165,6 +211,7 @@ async fn world(pool: PgPool) -> World {
         Router::new()
             .route("/oauth/v1/generate", get(daraja_token))
             .route("/mpesa/stkpushquery/v1/query", post(daraja_query))
+            .route("/mpesa/stkpush/v1/processrequest", post(daraja_push))
             .with_state(daraja.clone()),
     )
     .await;
@@ -173,6 +220,8 @@ async fn world(pool: PgPool) -> World {
     settings.payments.paynow_base_url = paynow_base.clone();
     settings.payments.daraja_base_url = daraja_base;
     settings.payments.token_rates.insert("USD".into(), 1_000);
+    settings.payments.token_rates.insert("KES".into(), 10);
+    settings.public_url = PUBLIC_URL.into();
     let app = TestApp::with_settings(pool, settings).await;
     tenants::create_tenant(&app.state.pool, &tenant(TENANT), TENANT)
         .await
@@ -293,17 +342,63 @@ impl World {
             .await
     }
 
-    async fn post_mpesa(&self, secret: &str, reference: &str, body: &Value) -> (StatusCode, Value) {
+    async fn post_mpesa(&self, secret: &str, body: &Value) -> (StatusCode, Value) {
         self.app
             .send(
-                Request::post(format!(
-                    "/webhooks/payments/{TENANT}/mpesa/{secret}?reference={reference}"
-                ))
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap_or_else(|e| panic!("{e}")),
+                Request::post(format!("/webhooks/payments/{TENANT}/mpesa/{secret}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap_or_else(|e| panic!("{e}")),
             )
             .await
+    }
+
+    /// A contact of the tenant with the Kenyan number M-Pesa prompts.
+    async fn customer(&self) -> String {
+        self.contact_with_phone(MPESA_CUSTOMER).await
+    }
+
+    async fn contact_with_phone(&self, phone: &str) -> String {
+        let service = ContactService::new(
+            self.app.state.commands.clone(),
+            KeyStore::new(self.app.state.pool.clone(), self.app.state.master_key.clone()),
+        );
+        let phone = PhoneNumber::parse(phone).unwrap_or_else(|e| panic!("{e}"));
+        service
+            .register(
+                &Handle::Phone(phone),
+                Some("Wanjiru"),
+                ContactSource::Manual,
+                chrono::Utc::now(),
+                &metadata(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Finance asks `contact` to pay `amount` KES minor units through M-Pesa; the receipt.
+    async fn request_mpesa(&self, key: &str, target: Value, amount: i64, contact: &str) -> Value {
+        let finance = self.app.token(TENANT, Role::Finance);
+        let (_, reply) = self
+            .app
+            .graphql(
+                Some(&finance),
+                REQUEST_PAYMENT,
+                json!({"input": {"idempotencyKey": key, "provider": "MPESA", "target": target,
+                                  "amountMinor": amount, "currency": "KES", "contactId": contact}}),
+            )
+            .await;
+        assert!(reply.get("errors").is_none(), "{reply}");
+        reply["data"]["requestPayment"].clone()
+    }
+
+    async fn count_events(&self, event_type: &str) -> i64 {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(&self.app.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        count
     }
 
     /// Events of payments, and payment rows once projected.
@@ -334,6 +429,9 @@ fn stripe_event(intent: &str, amount: i64, currency: &str, reference: &str) -> V
     .to_string()
     .into_bytes()
 }
+
+const REQUEST_PAYMENT: &str =
+    "mutation($input: PaymentRequestInput!) { requestPayment(input: $input) { id status providerRequestId } }";
 
 fn stk_callback(checkout: &str, receipt: &str, amount: i64) -> Value {
     json!({"Body": {"stkCallback": {"MerchantRequestID": "m-1", "CheckoutRequestID": checkout, "ResultCode": 0,
@@ -379,9 +477,34 @@ async fn a_paynow_callback_delivered_five_times_creates_one_payment_that_pays_th
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
-async fn an_mpesa_callback_delivered_five_times_creates_one_payment(pool: PgPool) {
+async fn an_mpesa_request_is_pushed_and_its_callback_delivered_five_times_pays_the_order_once(pool: PgPool) {
     let w = world(pool).await;
     let order = place_order(&w.app, 250_000, "KES").await;
+    let contact = w.customer().await;
+    let request = w
+        .request_mpesa("req-1", json!({"orderId": order}), 250_000, &contact)
+        .await;
+    assert_eq!(request["status"], "sent", "{request}");
+    assert_eq!(request["providerRequestId"], "ws_CO_1");
+    // The push Daraja received: the amount in whole shillings, the customer's number, our
+    // secret callback path on the public URL.
+    let push = w.daraja.pushes.lock().unwrap_or_else(|e| e.into_inner())[0].clone();
+    assert_eq!(push["Amount"], 2_500, "{push}");
+    assert_eq!(push["PhoneNumber"], "254708374149");
+    assert_eq!(push["PartyA"], "254708374149");
+    assert_eq!(push["PartyB"], SHORT_CODE);
+    assert_eq!(push["TransactionType"], "CustomerPayBillOnline");
+    assert_eq!(
+        push["CallBackURL"],
+        format!("{PUBLIC_URL}/webhooks/payments/{TENANT}/mpesa/{MPESA_SECRET}")
+    );
+    // The same request again (same key) answers with the first and pushes nothing more.
+    let again = w
+        .request_mpesa("req-1", json!({"orderId": order}), 250_000, &contact)
+        .await;
+    assert_eq!(again, request);
+    assert_eq!(w.daraja.pushes.lock().unwrap_or_else(|e| e.into_inner()).len(), 1);
+
     w.daraja
         .results
         .lock()
@@ -389,21 +512,294 @@ async fn an_mpesa_callback_delivered_five_times_creates_one_payment(pool: PgPool
         .insert("ws_CO_1".into(), "0".into());
     let callback = stk_callback("ws_CO_1", "NLJ7RT61SV", 2_500);
     for _ in 0..5 {
-        let (status, body) = w.post_mpesa(MPESA_SECRET, &order, &callback).await;
+        let (status, body) = w.post_mpesa(MPESA_SECRET, &callback).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["ResultCode"], 0);
         assert_eq!(body["status"], "matched", "{body}");
+        assert_eq!(body["matchedId"], json!(order));
     }
     assert_eq!(w.daraja.queries.load(Ordering::SeqCst), 5);
     assert_eq!(w.payment_facts().await, (2, 1));
     assert_eq!(w.order_payments().await, 1);
-    // The payer's phone number is never stored.
+    assert_eq!(w.count_events("PaymentRequestPaid").await, 1);
+    assert_eq!(w.count_events("OrderPaid").await, 1);
+    // The payer's phone number is never stored in the log in the clear.
     assert_eq!(
         w.app
             .count("SELECT count(*) FROM events WHERE payload::text LIKE '%254708374149%'")
             .await,
         0
     );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn forged_mpesa_callbacks_record_no_payment_credit_nothing_and_are_kept_for_finance(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 250_000, "KES").await;
+    let contact = w.customer().await;
+    w.request_mpesa("paid", json!({"orderId": order}), 250_000, &contact)
+        .await;
+    let open = w
+        .request_mpesa("open", json!({"walletId": "main"}), 50_000, &contact)
+        .await;
+    assert_eq!(open["providerRequestId"], "ws_CO_2", "{open}");
+    {
+        let mut results = w.daraja.results.lock().unwrap_or_else(|e| e.into_inner());
+        results.insert("ws_CO_1".into(), "0".into());
+        results.insert("ws_CO_2".into(), "0".into());
+        results.insert("ws_CO_666".into(), "0".into());
+    }
+    let (status, body) = w
+        .post_mpesa(MPESA_SECRET, &stk_callback("ws_CO_1", "GENUINE1", 2_500))
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("matched")),
+        "{body}"
+    );
+    assert_eq!(w.payment_facts().await, (2, 1));
+    let queries_before = w.daraja.queries.load(Ordering::SeqCst);
+
+    // 1. A CheckoutRequestID no request of ours has (even one Daraja would call paid).
+    let (status, body) = w
+        .post_mpesa(MPESA_SECRET, &stk_callback("ws_CO_666", "FORGED1", 1_000_000))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["counted"].clone(), body["refused"].clone()),
+        (json!(false), json!("NO_PAYMENT_REQUEST"))
+    );
+    assert_eq!(
+        w.daraja.queries.load(Ordering::SeqCst),
+        queries_before,
+        "an unknown push is not even queried"
+    );
+    // 2. The open request's push, with another amount.
+    let (status, body) = w
+        .post_mpesa(MPESA_SECRET, &stk_callback("ws_CO_2", "FORGED2", 99_999))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["refused"], "AMOUNT_MISMATCH", "{body}");
+    // 3. The paid push again, with a new receipt number, five times.
+    for _ in 0..5 {
+        let (status, body) = w
+            .post_mpesa(MPESA_SECRET, &stk_callback("ws_CO_1", "FORGED3", 2_500))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["refused"], "REQUEST_ALREADY_PAID", "{body}");
+    }
+    // No payment recorded, the order paid once, the wallet never credited.
+    assert_eq!(w.payment_facts().await, (2, 1));
+    assert_eq!(w.order_payments().await, 1);
+    assert_eq!(w.count_events("TokensPurchased").await, 0);
+    assert_eq!(w.count_events("PaymentRequestPaid").await, 1);
+    // Finance sees each, with its reason.
+    let finance = w.app.token(TENANT, Role::Finance);
+    let (_, reply) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "{ refusedPaymentCallbacks { providerRequestId providerReference requestId reason amountMinor deliveries } }",
+            json!({}),
+        )
+        .await;
+    let mut seen: Vec<(String, String, i64, i64)> = reply["data"]["refusedPaymentCallbacks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .iter()
+        .map(|r| {
+            (
+                r["providerReference"].as_str().unwrap_or_default().to_string(),
+                r["reason"].as_str().unwrap_or_default().to_string(),
+                r["amountMinor"].as_i64().unwrap_or_default(),
+                r["deliveries"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("FORGED1".to_string(), "NO_PAYMENT_REQUEST".to_string(), 100_000_000, 1),
+            ("FORGED2".to_string(), "AMOUNT_MISMATCH".to_string(), 9_999_900, 1),
+            ("FORGED3".to_string(), "REQUEST_ALREADY_PAID".to_string(), 250_000, 5),
+        ]
+    );
+    // The open request is still open: its genuine payment still counts.
+    let (_, body) = w
+        .post_mpesa(MPESA_SECRET, &stk_callback("ws_CO_2", "GENUINE2", 500))
+        .await;
+    assert_eq!(body["status"], "matched", "{body}");
+    assert_eq!(body["matchedKind"], "wallet", "{body}");
+    // An agent does not read them.
+    let agent = w.app.token(TENANT, Role::Agent);
+    let (_, reply) = w
+        .app
+        .graphql(Some(&agent), "{ refusedPaymentCallbacks { reason } }", json!({}))
+        .await;
+    assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_late_or_cancelled_requests_payment_credits_nothing_and_is_kept_unmatched_for_finance(pool: PgPool) {
+    let w = world(pool).await;
+    let contact = w.customer().await;
+    // A request that expires a moment from now (the API's shortest is a minute).
+    let meta = metadata();
+    let late = w
+        .app
+        .state
+        .payments
+        .request_payment(
+            NewPaymentRequest {
+                idempotency_key: "late".into(),
+                target: PaymentTarget::Wallet {
+                    wallet_id: "main".into(),
+                },
+                provider: PaymentProvider::Mpesa,
+                amount_minor: 10_000,
+                currency: "KES".into(),
+                expires_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
+                contact_id: Some(contact.clone()),
+            },
+            &meta,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cancelled = w
+        .request_mpesa("cancelled", json!({"walletId": "main"}), 20_000, &contact)
+        .await;
+    let finance = w.app.token(TENANT, Role::Finance);
+    let (_, reply) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "mutation($id: String!) { cancelPaymentRequest(id: $id) { id status } }",
+            json!({"id": cancelled["id"]}),
+        )
+        .await;
+    assert_eq!(reply["data"]["cancelPaymentRequest"]["status"], "cancelled", "{reply}");
+    {
+        let mut results = w.daraja.results.lock().unwrap_or_else(|e| e.into_inner());
+        results.insert("ws_CO_1".into(), "0".into());
+        results.insert("ws_CO_2".into(), "0".into());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(late.provider_request_id.as_deref(), Some("ws_CO_1"));
+    for (checkout, receipt, amount, reason) in [
+        ("ws_CO_1", "LATE1", 100, "REQUEST_EXPIRED"),
+        ("ws_CO_2", "CANCELLED1", 200, "REQUEST_CANCELLED"),
+    ] {
+        for _ in 0..2 {
+            let (status, body) = w
+                .post_mpesa(MPESA_SECRET, &stk_callback(checkout, receipt, amount))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(
+                (body["status"].clone(), body["unmatchedReason"].clone()),
+                (json!("unmatched"), json!(reason)),
+                "{body}"
+            );
+        }
+    }
+    // Kept as unmatched payments (once each), nothing credited.
+    assert_eq!(w.payment_facts().await, (4, 2));
+    assert_eq!(w.count_events("TokensPurchased").await, 0);
+    let (_, reply) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "{ unmatchedPayments(first: 10) { edges { node { reference unmatchedReason } } } }",
+            json!({}),
+        )
+        .await;
+    let mut kept: Vec<String> = reply["data"]["unmatchedPayments"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["node"]["reference"].as_str().unwrap_or_default(),
+                e["node"]["unmatchedReason"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    kept.sort();
+    assert_eq!(kept, vec!["CANCELLED1 REQUEST_CANCELLED", "LATE1 REQUEST_EXPIRED"]);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn payment_requests_are_refused_by_rule_and_role_with_nothing_pushed(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 250_000, "KES").await;
+    let contact = w.customer().await;
+    let zimbabwean = w.contact_with_phone("+263771000009").await;
+    let finance = w.app.token(TENANT, Role::Finance);
+    let ask = |provider: &str, amount: i64, currency: &str, contact: &str, target: Value| {
+        json!({"input": {"idempotencyKey": format!("k-{provider}-{amount}-{currency}-{contact}"), "provider": provider,
+                          "target": target, "amountMinor": amount, "currency": currency, "contactId": contact}})
+    };
+    for (variables, expected) in [
+        (
+            ask("PAYNOW", 1_000, "USD", &contact, json!({"orderId": order})),
+            "PROVIDER_NOT_REQUESTABLE",
+        ),
+        (
+            ask("MPESA", 1_000, "USD", &contact, json!({"orderId": order})),
+            "PROVIDER_CURRENCY",
+        ),
+        (
+            ask("MPESA", 1_050, "KES", &contact, json!({"orderId": order})),
+            "NOT_WHOLE_UNITS",
+        ),
+        (
+            ask("MPESA", 0, "KES", &contact, json!({"orderId": order})),
+            "NON_POSITIVE_PAYMENT",
+        ),
+        (
+            ask("MPESA", 1_000, "KES", &zimbabwean, json!({"orderId": order})),
+            "INVALID_INPUT",
+        ),
+        (
+            ask("MPESA", 1_000, "KES", "ct_nobody", json!({"orderId": order})),
+            "INVALID_INPUT",
+        ),
+        (
+            ask(
+                "MPESA",
+                1_000,
+                "KES",
+                &contact,
+                json!({"orderId": order, "walletId": "main"}),
+            ),
+            "ONE_TARGET",
+        ),
+    ] {
+        let (_, reply) = w.app.graphql(Some(&finance), REQUEST_PAYMENT, variables.clone()).await;
+        assert_eq!(error_code(&reply), expected, "{variables} → {reply}");
+    }
+    assert!(w.daraja.pushes.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
+    // Daraja refusing the push fails the request with its code.
+    let refused = w
+        .request_mpesa("one-shilling", json!({"orderId": order}), 100, &contact)
+        .await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert_eq!(refused["providerRequestId"], Value::Null);
+    // Roles: a technician or an auditor asks for nothing.
+    for role in [Role::Technician, Role::Auditor] {
+        let token = w.app.token(TENANT, role);
+        let (_, reply) = w
+            .app
+            .graphql(
+                Some(&token),
+                REQUEST_PAYMENT,
+                ask("MPESA", 1_000, "KES", &contact, json!({"orderId": order})),
+            )
+            .await;
+        assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+    }
+    assert_eq!(w.count_events("PaymentRequested").await, 1);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -479,7 +875,6 @@ async fn a_stripe_callback_with_a_bad_or_old_signature_stores_nothing_and_answer
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn an_mpesa_callback_on_a_wrong_secret_path_stores_nothing_and_answers_4xx(pool: PgPool) {
     let w = world(pool).await;
-    let order = place_order(&w.app, 250_000, "KES").await;
     w.daraja
         .results
         .lock()
@@ -487,7 +882,7 @@ async fn an_mpesa_callback_on_a_wrong_secret_path_stores_nothing_and_answers_4xx
         .insert("ws_CO_1".into(), "0".into());
     let callback = stk_callback("ws_CO_1", "NLJ7RT61SV", 2_500);
     for secret in ["mpesa-callback-secret-0123456788", "x"] {
-        let (status, body) = w.post_mpesa(secret, &order, &callback).await;
+        let (status, body) = w.post_mpesa(secret, &callback).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert_eq!(body["error"]["code"], "UNKNOWN_CALLBACK_PATH");
     }
@@ -519,9 +914,7 @@ async fn a_poll_or_status_query_answering_not_paid_counts_nothing(pool: PgPool) 
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert("ws_CO_9".into(), "1032".into());
-    let (status, body) = w
-        .post_mpesa(MPESA_SECRET, &order, &stk_callback("ws_CO_9", "RCPT9", 100))
-        .await;
+    let (status, body) = w.post_mpesa(MPESA_SECRET, &stk_callback("ws_CO_9", "RCPT9", 100)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["counted"], false);
     assert_eq!(w.payment_facts().await, (0, 0));
@@ -743,6 +1136,11 @@ async fn five_concurrent_deliveries_of_one_callback_create_one_payment(pool: PgP
 async fn a_status_query_daraja_cannot_answer_yet_answers_5xx_and_stores_nothing(pool: PgPool) {
     let w = world(pool).await;
     let order = place_order(&w.app, 250_000, "KES").await;
+    let contact = w.customer().await;
+    let request = w
+        .request_mpesa("down", json!({"orderId": order}), 250_000, &contact)
+        .await;
+    assert_eq!(request["providerRequestId"], "ws_CO_1", "{request}");
     // The same tenant and database, served by an app whose Daraja is down.
     let mut settings = settings(false);
     settings.payments.daraja_base_url = "http://127.0.0.1:9".into();
@@ -750,12 +1148,10 @@ async fn a_status_query_daraja_cannot_answer_yet_answers_5xx_and_stores_nothing(
     let down = TestApp::with_settings(w.app.pool.clone(), settings).await;
     let (status, body) = down
         .send(
-            Request::post(format!(
-                "/webhooks/payments/{TENANT}/mpesa/{MPESA_SECRET}?reference={order}"
-            ))
-            .header("content-type", "application/json")
-            .body(Body::from(stk_callback("ws_CO_5", "RCPT5", 2_500).to_string()))
-            .unwrap(),
+            Request::post(format!("/webhooks/payments/{TENANT}/mpesa/{MPESA_SECRET}"))
+                .header("content-type", "application/json")
+                .body(Body::from(stk_callback("ws_CO_1", "RCPT5", 2_500).to_string()))
+                .unwrap(),
         )
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");

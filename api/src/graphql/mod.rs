@@ -74,6 +74,7 @@ pub fn build_schema(
     live: chronicle_projections::live::LiveLog,
     commands: Commands,
     keys: KeyStore,
+    payments: chronicle_commands::payments::PaymentIntake,
 ) -> ChronicleSchema {
     Schema::build(
         QueryRoot::default(),
@@ -85,6 +86,7 @@ pub fn build_schema(
     .data(live)
     .data(commands)
     .data(keys)
+    .data(payments)
     .limit_depth(12)
     .limit_complexity(1000)
     .finish()

@@ -10,8 +10,10 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::payments::credentials::{set_provider, ProviderCredentials};
-use chronicle_commands::payments::match_manually;
 use chronicle_commands::payments::mpesa::DarajaCredentials;
+use chronicle_commands::payments::requests::{refused_callbacks, NewPaymentRequest, RequestReceipt};
+use chronicle_commands::payments::{match_manually, PaymentIntake};
+use chronicle_domain::payment_request::PaymentTarget;
 use chronicle_projections::payments::{get, list, PaymentFilter as ReadFilter, PaymentRow};
 use chrono::{DateTime, Utc};
 
@@ -140,8 +142,8 @@ pub struct MpesaInput {
     pub consumer_key: String,
     pub consumer_secret: String,
     pub passkey: String,
-    /// At least 16 characters from A-Z, a-z, 0-9, `-`, `_`: the callback URL is
-    /// `/webhooks/payments/<tenant>/mpesa/<secret>?reference=<merchant reference>`.
+    /// At least 16 characters from A-Z, a-z, 0-9, `-`, `_`: the callback URL given to Daraja in
+    /// each STK push is `<CHRONICLE_PUBLIC_URL>/webhooks/payments/<tenant>/mpesa/<secret>`.
     pub callback_secret: String,
 }
 
@@ -157,6 +159,78 @@ pub struct PaymentProviderInput {
     pub paynow: Option<PaynowInput>,
     pub mpesa: Option<MpesaInput>,
     pub stripe: Option<StripeInput>,
+}
+
+/// What a payment request pays for: exactly one of the fields.
+#[derive(InputObject)]
+pub struct PaymentTargetInput {
+    /// An order (`order_…`): the amount asked is the deposit, the balance or the whole.
+    pub order_id: Option<String>,
+    /// A top-up of the tenant's wallet (`main` or a sub-wallet).
+    pub wallet_id: Option<String>,
+    /// A free amount, for the purpose described (no personal data).
+    pub description: Option<String>,
+}
+
+/// Asking a customer to pay.
+#[derive(InputObject)]
+pub struct PaymentRequestInput {
+    /// The caller's key for this request: the same key answers with the first request and
+    /// initiates nothing twice (1 to 200 characters).
+    pub idempotency_key: String,
+    /// Only `MPESA` (an STK push to the customer's phone) for now.
+    pub provider: PaymentProvider,
+    pub target: PaymentTargetInput,
+    /// In minor units (M-Pesa: whole shillings, so a multiple of 100).
+    pub amount_minor: i64,
+    /// ISO 4217 (M-Pesa: `KES`).
+    pub currency: String,
+    /// The customer asked (their phone number gets the prompt).
+    pub contact_id: String,
+    /// Minutes until the request expires (1 to 43,200; default 60). A payment after it is kept
+    /// for finance, not credited.
+    pub expires_in_minutes: Option<i32>,
+}
+
+/// A payment request as it stands.
+#[derive(SimpleObject)]
+pub struct PaymentRequestReceipt {
+    /// `preq_…`.
+    pub id: String,
+    /// `requested` (initiation to retry), `sent`, `paid`, `failed`, `cancelled`, `expired`.
+    pub status: String,
+    /// The provider's id for the initiation (M-Pesa's `CheckoutRequestID`), once accepted.
+    pub provider_request_id: Option<String>,
+}
+
+/// A provider callback that paid nothing, kept for finance.
+#[derive(SimpleObject)]
+pub struct RefusedPaymentCallback {
+    pub provider: String,
+    /// The provider's id for the initiation it names (M-Pesa's `CheckoutRequestID`).
+    pub provider_request_id: String,
+    /// The provider's reference it carried (M-Pesa receipt), as sent: unverified.
+    pub provider_reference: String,
+    /// The request the id belongs to, when one does.
+    pub request_id: Option<String>,
+    /// `NO_PAYMENT_REQUEST`, `AMOUNT_MISMATCH`, `REQUEST_ALREADY_PAID`, `REQUEST_FAILED`.
+    pub reason: String,
+    /// The amount it claimed, unverified.
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    /// How many times it was delivered.
+    pub deliveries: i32,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+fn requests_payments(role: Role) -> bool {
+    matches!(role, Role::Owner | Role::Admin | Role::Finance | Role::Agent)
+}
+
+fn payment_intake<'a>(ctx: &'a Context<'_>) -> Result<&'a PaymentIntake, ApiError> {
+    ctx.data::<PaymentIntake>()
+        .map_err(|_| ApiError::Unavailable("no payment intake in the schema".into()))
 }
 
 fn reads_payments(role: Role) -> bool {
@@ -239,6 +313,45 @@ impl PaymentsQuery {
     }
 
     /// One payment of the caller's tenant.
+    /// Provider callbacks that paid nothing (no request of ours, another amount than asked, a
+    /// second payment of a paid request), the most recent first, at most `first` (1 to 200,
+    /// default 50). Owner, admin, finance, auditor.
+    async fn refused_payment_callbacks(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+    ) -> async_graphql::Result<Vec<RefusedPaymentCallback>> {
+        let caller = caller(ctx).gql()?;
+        require(reads_payments(caller.role), caller, "read payments").gql()?;
+        let first = first.unwrap_or(50);
+        if !(1..=200).contains(&first) {
+            return Err(ApiError::bad_request(
+                "PAGE_TOO_LARGE",
+                "first must be between 1 and 200",
+            ))
+            .gql();
+        }
+        let rows = refused_callbacks(pool(ctx).gql()?, &caller.tenant, i64::from(first))
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RefusedPaymentCallback {
+                provider: r.provider,
+                provider_request_id: r.provider_request_id,
+                provider_reference: r.provider_reference,
+                request_id: r.request_id,
+                reason: r.reason,
+                amount_minor: r.amount_minor,
+                currency: r.currency,
+                deliveries: r.deliveries,
+                first_seen_at: r.first_seen_at,
+                last_seen_at: r.last_seen_at,
+            })
+            .collect())
+    }
+
     async fn payment(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Payment>> {
         let caller = caller(ctx).gql()?;
         require(reads_payments(caller.role), caller, "read payments").gql()?;
@@ -274,6 +387,88 @@ impl PaymentsMutation {
             status: PaymentStatus::parse(payment.status().as_str()),
             order_id,
         })
+    }
+
+    /// Asks a customer to pay (owner, admin, finance, agent): records the request and
+    /// initiates it with the provider (M-Pesa: an STK push to the contact's phone). Only a
+    /// callback for this request, of the amount asked, before its expiry, pays its order or
+    /// credits its wallet, once. Refusals: `PROVIDER_NOT_REQUESTABLE` (Paynow and Stripe are
+    /// not requestable yet, cash never), `PROVIDER_CURRENCY`, `NOT_WHOLE_UNITS`,
+    /// `NON_POSITIVE_PAYMENT`, `PAYMENT_REQUEST_ID_TAKEN` (the key was used for another
+    /// request), `PROVIDER_NOT_CONFIGURED`, `INVALID_INPUT`; `UNAVAILABLE` when the provider
+    /// cannot be reached (the request stays `requested`: call again with the same key).
+    async fn request_payment(
+        &self,
+        ctx: &Context<'_>,
+        input: PaymentRequestInput,
+    ) -> async_graphql::Result<PaymentRequestReceipt> {
+        let caller = caller(ctx).gql()?;
+        require(requests_payments(caller.role), caller, "request payments").gql()?;
+        let target = match (input.target.order_id, input.target.wallet_id, input.target.description) {
+            (Some(order_id), None, None) => PaymentTarget::Order { order_id },
+            (None, Some(wallet_id), None) => PaymentTarget::Wallet { wallet_id },
+            (None, None, Some(description)) => PaymentTarget::Free { description },
+            _ => {
+                return Err(ApiError::bad_request(
+                    "ONE_TARGET",
+                    "give exactly one of orderId, walletId and description",
+                ))
+                .gql()
+            }
+        };
+        let minutes = input.expires_in_minutes.unwrap_or(60);
+        if !(1..=43_200).contains(&minutes) {
+            return Err(ApiError::bad_request(
+                "INVALID_EXPIRY",
+                "expiresInMinutes must be between 1 and 43200 (30 days)",
+            ))
+            .gql();
+        }
+        let provider = match input.provider {
+            PaymentProvider::Paynow => chronicle_domain::installation::PaymentProvider::Paynow,
+            PaymentProvider::Mpesa => chronicle_domain::installation::PaymentProvider::Mpesa,
+            PaymentProvider::Stripe => chronicle_domain::installation::PaymentProvider::Stripe,
+        };
+        let new = NewPaymentRequest {
+            idempotency_key: input.idempotency_key,
+            target,
+            provider,
+            amount_minor: input.amount_minor,
+            currency: input.currency,
+            expires_at: Utc::now() + chrono::Duration::minutes(i64::from(minutes)),
+            contact_id: Some(input.contact_id),
+        };
+        let receipt = payment_intake(ctx)
+            .gql()?
+            .request_payment(new, &metadata(ctx, caller))
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(receipt_of(receipt))
+    }
+
+    /// Cancels an open payment request (owner, admin, finance): a payment that arrives after
+    /// it is kept for finance, not credited. `PAYMENT_REQUEST_PAID` for a paid request.
+    async fn cancel_payment_request(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<PaymentRequestReceipt> {
+        let caller = caller(ctx).gql()?;
+        require(matches_payments(caller.role), caller, "cancel payment requests").gql()?;
+        if !chronicle_domain::payment_request::is_payment_request_id(&id) {
+            return Err(ApiError::bad_request(
+                "INVALID_INPUT",
+                format!("{id:?} is not a payment request id"),
+            ))
+            .gql();
+        }
+        let receipt = payment_intake(ctx)
+            .gql()?
+            .cancel_request(&id, &metadata(ctx, caller))
+            .await
+            .gql()?;
+        Ok(receipt_of(receipt))
     }
 
     /// Sets (or replaces) the tenant's credentials for one payment provider (owner, admin).
@@ -320,5 +515,13 @@ impl PaymentsMutation {
             .gql()?;
         tracing::info!(tenant.id = %caller.tenant, payment.provider = credentials.provider(), "payment provider set");
         Ok(credentials.provider().to_string())
+    }
+}
+
+fn receipt_of(receipt: RequestReceipt) -> PaymentRequestReceipt {
+    PaymentRequestReceipt {
+        id: receipt.request_id,
+        status: receipt.status.as_str().to_string(),
+        provider_request_id: receipt.provider_request_id,
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! - `POST /webhooks/payments/{tenant_id}/paynow`: Paynow's result URL (form; SHA-512 hash,
 //!   then the poll URL is polled before the payment counts);
-//! - `POST /webhooks/payments/{tenant_id}/mpesa/{secret}`: Daraja's STK callback URL, with our
-//!   merchant reference as `?reference=…` (no signature: the secret path, then an STK status
-//!   query before the payment counts);
+//! - `POST /webhooks/payments/{tenant_id}/mpesa/{secret}`: Daraja's STK callback URL (no
+//!   signature: the secret path, then the callback must belong to a payment request's STK push
+//!   and be confirmed by an STK status query; anything else is kept for finance and answered
+//!   200 `{"counted": false, "refused": CODE}` so Daraja stops retrying);
 //! - `POST /webhooks/payments/{tenant_id}/stripe`: a Stripe-style signed webhook
 //!   (`Stripe-Signature`, 300 s tolerance).
 //!
@@ -19,7 +20,7 @@
 //! so the provider delivers again. M-Pesa gets Daraja's `ResultCode`/`ResultDesc` shape too.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -45,6 +46,9 @@ pub fn router() -> Router<AppState> {
 fn outcome_body(outcome: &CallbackOutcome) -> Value {
     match outcome {
         CallbackOutcome::Ignored { reason } => json!({ "counted": false, "reason": reason }),
+        CallbackOutcome::Refused { reason, request_id } => {
+            json!({ "counted": false, "refused": reason, "requestId": request_id })
+        }
         CallbackOutcome::Recorded {
             payment_id,
             status,
@@ -136,24 +140,15 @@ async fn paynow(
     .await
 }
 
-#[derive(serde::Deserialize)]
-struct MpesaQuery {
-    reference: Option<String>,
-}
-
 async fn mpesa(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
     Path((tenant_id, secret)): Path<(String, String)>,
-    Query(query): Query<MpesaQuery>,
     body: Bytes,
 ) -> Response {
     answer("mpesa", &tenant_id, &correlation.0, async {
         let tenant = tenant_of(&tenant_id).map_err(|_| CallbackError::WrongSecretPath)?;
-        state
-            .payments
-            .mpesa(&tenant, &secret, query.reference.as_deref(), &body, &correlation.0)
-            .await
+        state.payments.mpesa(&tenant, &secret, &body, &correlation.0).await
     })
     .await
 }

@@ -1,8 +1,8 @@
 //! Per-tenant payment provider credentials in `payment_providers` (migration 0060): secrets
 //! sealed with AES-256-GCM under a fresh data key bound to (tenant, `payment-provider:<name>`),
 //! that key wrapped by the master key (the scheme of `contact_keys`, see
-//! `chronicle_domain::pii`); the M-Pesa callback path secret stored only as SHA-256 and
-//! compared in constant time. Set through the admin GraphQL mutation `setPaymentProvider`.
+//! `chronicle_domain::pii`); the M-Pesa callback path secret compared in constant time against
+//! its SHA-256, and kept sealed with the other secrets for the STK push's callback URL. Set through the admin GraphQL mutation `setPaymentProvider`.
 
 use std::collections::BTreeMap;
 
@@ -78,10 +78,13 @@ impl ProviderCredentials {
                 callback_secret,
             } => (
                 BTreeMap::from([("short_code", daraja.short_code.clone())]),
+                // The callback secret is sealed too (beside its hash, which callbacks are checked
+                // against): an STK push names the callback URL, secret path included.
                 BTreeMap::from([
                     ("consumer_key", daraja.consumer_key.clone()),
                     ("consumer_secret", daraja.consumer_secret.clone()),
                     ("passkey", daraja.passkey.clone()),
+                    ("callback_secret", callback_secret.clone()),
                 ]),
                 Some(callback_secret.as_str()),
             ),
@@ -253,4 +256,31 @@ pub async fn mpesa(
         consumer_secret: take(&opened.secrets, "consumer_secret")?,
         passkey: take(&opened.secrets, "passkey")?,
     })
+}
+
+/// A tenant's Daraja credentials and callback path secret, to initiate an STK push.
+/// [`CallbackError::NotConfigured`] when M-Pesa is not configured, or was configured before
+/// payment requests existed (its callback secret was kept only as a hash: set it again).
+pub async fn mpesa_for_push(
+    pool: &PgPool,
+    master: &MasterKey,
+    tenant: &TenantId,
+) -> Result<(DarajaCredentials, String), CallbackError> {
+    let opened = open(pool, master, tenant, "mpesa")
+        .await?
+        .ok_or(CallbackError::NotConfigured { provider: "mpesa" })?;
+    let callback_secret = opened
+        .secrets
+        .get("callback_secret")
+        .cloned()
+        .ok_or(CallbackError::NotConfigured { provider: "mpesa" })?;
+    Ok((
+        DarajaCredentials {
+            short_code: take(&opened.settings, "short_code")?,
+            consumer_key: take(&opened.secrets, "consumer_key")?,
+            consumer_secret: take(&opened.secrets, "consumer_secret")?,
+            passkey: take(&opened.secrets, "passkey")?,
+        },
+        callback_secret,
+    ))
 }

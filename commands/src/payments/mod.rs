@@ -9,6 +9,8 @@
 //! - [`mpesa`]: STK callbacks on a secret path, the Daraja STK status query.
 //! - [`stripe`]: `Stripe-Signature` (`t=`, `v1=`, HMAC-SHA256, 300 s tolerance).
 //! - [`credentials`]: per-tenant provider credentials, sealed under the master key.
+//! - [`requests`]: payment requests: asking a customer to pay (the M-Pesa STK push), and
+//!   callbacks matched to what was asked; refused callbacks kept for finance.
 //!
 //! # Processing (synchronous: the provider's retry is the inbox)
 //!
@@ -40,6 +42,7 @@
 pub mod credentials;
 pub mod mpesa;
 pub mod paynow;
+pub mod requests;
 pub mod stripe;
 
 use std::collections::BTreeMap;
@@ -74,6 +77,8 @@ pub struct PaymentsConfig {
     pub token_rates: BTreeMap<String, i64>,
     /// Timeout of one call to a provider.
     pub timeout: Duration,
+    /// Chronicle's public base URL (no trailing `/`), for the callback URLs given to providers.
+    pub public_url: String,
 }
 
 impl Default for PaymentsConfig {
@@ -84,6 +89,7 @@ impl Default for PaymentsConfig {
             daraja_base_url: "https://api.safaricom.co.ke".into(),
             token_rates: BTreeMap::from([("USD".to_string(), 1_000)]),
             timeout: Duration::from_secs(15),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -228,6 +234,9 @@ pub struct VerifiedPayment {
 pub enum CallbackOutcome {
     /// Verified, but not a payment to count (not paid, another event type).
     Ignored { reason: String },
+    /// Verified, but it pays nothing: no request of ours, another amount than asked, a second
+    /// payment of a paid request. Kept for finance with the reason's code; no payment recorded.
+    Refused { reason: String, request_id: Option<String> },
     /// The payment as it stands after this delivery (the first delivery's outcome on a repeat).
     Recorded {
         payment_id: String,
@@ -362,50 +371,18 @@ impl PaymentIntake {
         self.record(tenant, payment, correlation).await
     }
 
-    /// An M-Pesa STK callback on the path secret `path_secret`, with the merchant reference
-    /// from the callback URL's `reference` parameter.
+    /// An M-Pesa STK callback on the path secret `path_secret`: counted only for a payment
+    /// request's STK push, and only as the request asked (see [`requests`]).
     pub async fn mpesa(
         &self,
         tenant: &TenantId,
         path_secret: &str,
-        merchant_reference: Option<&str>,
         body: &[u8],
         correlation: &str,
     ) -> Result<CallbackOutcome, CallbackError> {
         let daraja = credentials::mpesa(self.commands.pool(), &self.master, tenant, path_secret).await?;
-        let (checkout_request_id, receipt, amount_minor) = match mpesa::parse_callback(body)? {
-            mpesa::StkResult::NotPaid { result_code, .. } => {
-                return Ok(CallbackOutcome::Ignored {
-                    reason: format!("the STK push ended with ResultCode {result_code}"),
-                })
-            }
-            mpesa::StkResult::Paid {
-                checkout_request_id,
-                receipt,
-                amount_minor,
-            } => (checkout_request_id, receipt, amount_minor),
-        };
-        let paid = mpesa::query_paid(
-            &self.client,
-            &self.config.daraja_base_url,
-            &daraja,
-            &checkout_request_id,
-            Utc::now(),
-        )
-        .await?;
-        if !paid {
-            return Ok(CallbackOutcome::Ignored {
-                reason: "Daraja does not confirm the STK push as paid".into(),
-            });
-        }
-        let payment = VerifiedPayment {
-            provider: PaymentProvider::Mpesa,
-            reference: receipt,
-            merchant_reference: merchant_reference.unwrap_or_default().to_string(),
-            amount_minor,
-            currency: mpesa::CURRENCY.to_string(),
-        };
-        self.record(tenant, payment, correlation).await
+        let callback = mpesa::parse_callback(body)?;
+        self.mpesa_callback(tenant, &daraja, callback, correlation).await
     }
 
     /// A Stripe-style webhook (raw body and its `Stripe-Signature` header), checked at `now`.
@@ -446,6 +423,18 @@ impl PaymentIntake {
         payment: VerifiedPayment,
         correlation: &str,
     ) -> Result<CallbackOutcome, CallbackError> {
+        self.record_as(tenant, payment, correlation, None).await
+    }
+
+    /// [`Self::record`], leaving the payment unmatched with `unmatched` when given (a payment
+    /// its request refused but whose money is real: paid late, or after a cancellation).
+    async fn record_as(
+        &self,
+        tenant: &TenantId,
+        payment: VerifiedPayment,
+        correlation: &str,
+        unmatched: Option<&str>,
+    ) -> Result<CallbackOutcome, CallbackError> {
         let span = tracing::info_span!(
             "payment.record",
             tenant.id = %tenant,
@@ -471,7 +460,14 @@ impl PaymentIntake {
             self.commands.payment(&local, confirm, &meta).await?;
             let state = self.load(tenant, &local).await?;
             if state.status() == PaymentStatus::Confirmed {
-                self.settle(&local, &state, &meta).await?;
+                match unmatched {
+                    Some(reason) => match self.commands.payment(&local, self::unmatched(reason), &meta).await {
+                        // Decided by a concurrent delivery in between: its decision stands.
+                        Ok(()) | Err(CommandError::Rejected(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    },
+                    None => self.settle(&local, &state, &meta).await?,
+                }
             }
             let state = self.load(tenant, &local).await?;
             tracing::info!(payment.id = %local, payment.status = state.status().as_str(), "payment callback recorded");

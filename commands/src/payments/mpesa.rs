@@ -4,11 +4,12 @@
 //! confirmed by an STK push status query to the configured Daraja base URL before it counts
 //! (`ResultCode` 0 for the same `CheckoutRequestID`).
 //!
-//! The callback does not echo the `AccountReference` we sent, so the CallBackURL given to
-//! Daraja in each STK push carries our merchant reference as the query parameter `reference`
-//! (`…/mpesa/<secret>?reference=order_42`); the secret path protects it like the body. The
-//! amount is the callback's (the status query does not return one), in KES. The payer's phone
-//! number in the callback is personal data and is never stored or logged: it is not read.
+//! Nothing in the callback body is trusted beyond the `CheckoutRequestID`: the secret path can
+//! leak, the body is unsigned, and the status query confirms only that the push was paid, not
+//! the amount or the receipt number. So a callback counts only for an STK push Chronicle sent
+//! for a payment request ([`stk_push`], `super::requests`): the request names the amount, what
+//! it pays for and that it is paid once. The payer's phone number in the callback is personal
+//! data and is never stored or logged: it is not read.
 //!
 //! The status query: `GET {base}/oauth/v1/generate?grant_type=client_credentials` with the
 //! consumer key and secret (basic auth) for a token, then `POST
@@ -76,6 +77,20 @@ pub enum StkResult {
         checkout_request_id: String,
         result_code: i64,
     },
+}
+
+impl StkResult {
+    /// The STK push this callback reports on.
+    pub fn checkout_request_id(&self) -> &str {
+        match self {
+            Self::Paid {
+                checkout_request_id, ..
+            }
+            | Self::NotPaid {
+                checkout_request_id, ..
+            } => checkout_request_id,
+        }
+    }
 }
 
 fn code_of(value: &serde_json::Value) -> Option<i64> {
@@ -159,15 +174,12 @@ pub fn daraja_password(short_code: &str, passkey: &str, timestamp: &str) -> Stri
     STANDARD.encode(format!("{short_code}{passkey}{timestamp}"))
 }
 
-/// Asks Daraja whether the STK push `checkout_request_id` was paid: `Ok(true)` for
-/// `ResultCode` 0, `Ok(false)` for a final failure, `Err(Upstream)` when Daraja cannot say yet.
-pub async fn query_paid(
+/// An OAuth access token for `credentials`.
+async fn token(
     client: &reqwest::Client,
     base_url: &str,
     credentials: &DarajaCredentials,
-    checkout_request_id: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, CallbackError> {
+) -> Result<String, CallbackError> {
     let upstream = |what: &str, e: &dyn std::fmt::Display| CallbackError::Upstream(format!("{what}: {e}"));
     let token: Token = client
         .get(format!("{base_url}/oauth/v1/generate?grant_type=client_credentials"))
@@ -180,10 +192,114 @@ pub async fn query_paid(
         .json()
         .await
         .map_err(|e| upstream("Daraja's token answer is not a token", &e))?;
+    Ok(token.access_token)
+}
+
+/// What an STK push asks of the customer.
+#[derive(Debug, Clone)]
+pub struct StkPush<'a> {
+    /// The payer's number, digits only with the country code (`2547…`). Personal data: sent to
+    /// Daraja, never logged or stored by this call.
+    pub phone: &'a str,
+    /// Whole shillings.
+    pub amount: i64,
+    /// Where Daraja posts the result (the tenant's secret callback path).
+    pub callback_url: &'a str,
+    /// Shown to the customer (Daraja takes at most 12 characters).
+    pub account_reference: &'a str,
+    /// Daraja takes at most 13 characters.
+    pub description: &'a str,
+}
+
+/// Why an STK push was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushError {
+    /// Daraja refused the request (4xx, or a `ResponseCode` other than 0): its code. Final.
+    Refused { code: String },
+    /// Daraja could not be reached or failed (5xx): the outcome is unknown; try again later.
+    Unavailable(String),
+}
+
+#[derive(Deserialize)]
+struct PushAnswer {
+    #[serde(rename = "CheckoutRequestID", default)]
+    checkout_request_id: Option<String>,
+    #[serde(rename = "ResponseCode", default)]
+    response_code: serde_json::Value,
+    #[serde(rename = "errorCode", default)]
+    error_code: Option<String>,
+}
+
+/// Sends an STK push (`POST {base}/mpesa/stkpush/v1/processrequest`, transaction type
+/// `CustomerPayBillOnline` to the short code) and returns Daraja's `CheckoutRequestID`.
+pub async fn stk_push(
+    client: &reqwest::Client,
+    base_url: &str,
+    credentials: &DarajaCredentials,
+    push: &StkPush<'_>,
+    now: DateTime<Utc>,
+) -> Result<String, PushError> {
+    let token = token(client, base_url, credentials)
+        .await
+        .map_err(|e| PushError::Unavailable(e.to_string()))?;
+    let timestamp = daraja_timestamp(now);
+    let truncate = |text: &str, n: usize| text.chars().take(n).collect::<String>();
+    let response = client
+        .post(format!("{base_url}/mpesa/stkpush/v1/processrequest"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "BusinessShortCode": credentials.short_code,
+            "Password": daraja_password(&credentials.short_code, &credentials.passkey, &timestamp),
+            "Timestamp": timestamp,
+            "TransactionType": "CustomerPayBillOnline",
+            "Amount": push.amount,
+            "PartyA": push.phone,
+            "PartyB": credentials.short_code,
+            "PhoneNumber": push.phone,
+            "CallBackURL": push.callback_url,
+            "AccountReference": truncate(push.account_reference, 12),
+            "TransactionDesc": truncate(push.description, 13),
+        }))
+        .send()
+        .await
+        .map_err(|e| PushError::Unavailable(format!("the STK push failed: {e}")))?;
+    let status = response.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(PushError::Unavailable(format!("the STK push answered {status}")));
+    }
+    let answer: PushAnswer = response
+        .json()
+        .await
+        .map_err(|e| PushError::Unavailable(format!("the STK push answer is not JSON: {e}")))?;
+    if !status.is_success() {
+        return Err(PushError::Refused {
+            code: answer.error_code.unwrap_or_else(|| status.as_u16().to_string()),
+        });
+    }
+    match (code_of(&answer.response_code), answer.checkout_request_id) {
+        (Some(0), Some(id)) if !id.trim().is_empty() => Ok(id),
+        (Some(code), _) if code != 0 => Err(PushError::Refused { code: code.to_string() }),
+        _ => Err(PushError::Unavailable(
+            "the STK push answer has no CheckoutRequestID".into(),
+        )),
+    }
+}
+
+/// Asks Daraja whether the STK push `checkout_request_id` was paid: `Ok(true)` for
+/// `ResultCode` 0, `Ok(false)` for a final failure, `Err(Upstream)` when Daraja cannot say yet.
+pub async fn query_paid(
+    client: &reqwest::Client,
+    base_url: &str,
+    credentials: &DarajaCredentials,
+    checkout_request_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, CallbackError> {
+    let upstream = |what: &str, e: &dyn std::fmt::Display| CallbackError::Upstream(format!("{what}: {e}"));
+    let token = token(client, base_url, credentials).await?;
     let timestamp = daraja_timestamp(now);
     let response = client
         .post(format!("{base_url}/mpesa/stkpushquery/v1/query"))
-        .bearer_auth(&token.access_token)
+        .bearer_auth(&token)
         .json(&serde_json::json!({
             "BusinessShortCode": credentials.short_code,
             "Password": daraja_password(&credentials.short_code, &credentials.passkey, &timestamp),

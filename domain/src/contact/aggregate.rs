@@ -45,6 +45,11 @@ impl Contact {
         self.contact_id.is_some() && !self.erased
     }
 
+    /// The contact's phone number, sealed under their data key (when their handle has one).
+    pub fn phone(&self) -> Option<&Envelope> {
+        self.phone.as_ref()
+    }
+
     /// Whether the contact was erased.
     pub fn is_erased(&self) -> bool {
         self.erased

@@ -1,5 +1,7 @@
 //! The `PaymentRequest` aggregate's state and its command handling.
 
+use std::collections::BTreeMap;
+#[cfg(test)]
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
@@ -56,9 +58,8 @@ pub struct PaymentRequest {
     status: PaymentRequestStatus,
     provider_request_id: Option<String>,
     paid_reference: Option<String>,
-    /// Provider references of callbacks already decided (paid or refused): a repeat records
-    /// nothing.
-    seen_references: BTreeSet<String>,
+    /// Provider references of callbacks refused, with why: a repeat records nothing.
+    refused: BTreeMap<String, CallbackRefusal>,
 }
 
 impl PaymentRequest {
@@ -83,7 +84,12 @@ impl PaymentRequest {
 
     /// Whether a callback with `provider_reference` was already decided.
     pub fn has_seen(&self, provider_reference: &str) -> bool {
-        self.seen_references.contains(provider_reference)
+        self.paid_reference.as_deref() == Some(provider_reference) || self.refused.contains_key(provider_reference)
+    }
+
+    /// Why the callback with `provider_reference` was refused, if it was.
+    pub fn refusal_of_reference(&self, provider_reference: &str) -> Option<CallbackRefusal> {
+        self.refused.get(provider_reference).copied()
     }
 
     fn requested(&self) -> Result<&RequestPayment, PaymentRequestError> {
@@ -92,9 +98,11 @@ impl PaymentRequest {
 
     fn request_payment(&self, cmd: RequestPayment) -> Result<Vec<PaymentRequestEvent>, PaymentRequestError> {
         if let Some(existing) = &self.request {
-            // The same request again (a retry) records nothing; `at` is the retry's clock.
+            // The same request again (a retry) records nothing; `at` is the retry's clock and
+            // its expiry follows from it: the first request's expiry stands.
             let same = RequestPayment {
                 at: existing.at,
+                expires_at: existing.expires_at,
                 ..cmd.clone()
             };
             return if &same == existing {
@@ -366,20 +374,20 @@ impl Aggregate for PaymentRequest {
                 self.provider_request_id = Some(provider_request_id);
                 self.status = PaymentRequestStatus::Sent;
             }
-            PaymentRequestEvent::PaymentRequestInitiationFailed { .. } | PaymentRequestEvent::PaymentRequestFailed { .. } => {
+            PaymentRequestEvent::PaymentRequestInitiationFailed { .. }
+            | PaymentRequestEvent::PaymentRequestFailed { .. } => {
                 self.status = PaymentRequestStatus::Failed;
             }
-            PaymentRequestEvent::PaymentRequestPaid {
-                provider_reference, ..
-            } => {
-                self.seen_references.insert(provider_reference.clone());
+            PaymentRequestEvent::PaymentRequestPaid { provider_reference, .. } => {
                 self.paid_reference = Some(provider_reference);
                 self.status = PaymentRequestStatus::Paid;
             }
             PaymentRequestEvent::PaymentRequestCallbackRefused {
-                provider_reference, ..
+                reason,
+                provider_reference,
+                ..
             } => {
-                self.seen_references.insert(provider_reference);
+                self.refused.insert(provider_reference, reason);
             }
             PaymentRequestEvent::PaymentRequestCancelled { .. } => self.status = PaymentRequestStatus::Cancelled,
             PaymentRequestEvent::PaymentRequestExpired { .. } => self.status = PaymentRequestStatus::Expired,
@@ -483,6 +491,7 @@ mod tests {
     fn the_same_request_again_records_nothing_and_another_one_on_its_id_is_refused() {
         let mut retry = request_cmd(PaymentProvider::Mpesa, 250_000, "KES");
         retry.at = at(3);
+        retry.expires_at = at(63);
         Given::with(())
             .given(vec![requested()])
             .when(PaymentRequestCommand::Request(retry))
@@ -750,7 +759,10 @@ mod tests {
             .when(PaymentRequestCommand::Expire { at: at(60) })
             .then_expect_events(vec![PaymentRequestEvent::PaymentRequestExpired { at: at(60) }]);
         Given::with(())
-            .given(vec![requested(), PaymentRequestEvent::PaymentRequestExpired { at: at(60) }])
+            .given(vec![
+                requested(),
+                PaymentRequestEvent::PaymentRequestExpired { at: at(60) },
+            ])
             .when(PaymentRequestCommand::Expire { at: at(61) })
             .then_expect_events(vec![]);
         Given::with(())
@@ -761,7 +773,10 @@ mod tests {
 
     // The state machine, against a reference model.
 
-    fn run(state: &mut PaymentRequest, command: PaymentRequestCommand) -> Result<Vec<PaymentRequestEvent>, PaymentRequestError> {
+    fn run(
+        state: &mut PaymentRequest,
+        command: PaymentRequestCommand,
+    ) -> Result<Vec<PaymentRequestEvent>, PaymentRequestError> {
         let events = state.decide(command)?;
         for event in events.clone() {
             state.apply(event);

@@ -63,7 +63,10 @@ pub enum PaymentRequestEvent {
         provider_request_id: String,
         at: DateTime<Utc>,
     },
-    PaymentRequestInitiationFailed { reason: String, at: DateTime<Utc> },
+    PaymentRequestInitiationFailed {
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// The request is paid, by the provider's reference.
     PaymentRequestPaid {
         provider_reference: String,
@@ -80,9 +83,17 @@ pub enum PaymentRequestEvent {
         at: DateTime<Utc>,
     },
     /// The provider reports the customer did not pay.
-    PaymentRequestFailed { result_code: String, at: DateTime<Utc> },
-    PaymentRequestCancelled { by: String, at: DateTime<Utc> },
-    PaymentRequestExpired { at: DateTime<Utc> },
+    PaymentRequestFailed {
+        result_code: String,
+        at: DateTime<Utc>,
+    },
+    PaymentRequestCancelled {
+        by: String,
+        at: DateTime<Utc>,
+    },
+    PaymentRequestExpired {
+        at: DateTime<Utc>,
+    },
 }
 
 impl PaymentRequestEvent {

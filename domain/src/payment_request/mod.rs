@@ -15,8 +15,9 @@
 //! - a request names a positive amount in an ISO 4217 currency, an expiry after the moment it is
 //!   made, and what it pays for; M-Pesa takes whole Kenyan shillings only
 //!   ([`PaymentRequestError::ProviderCurrency`], [`PaymentRequestError::NotWholeUnits`]); cash is
-//!   not requested through a provider. Requesting again with the same values records nothing;
-//!   with other values it is refused ([`PaymentRequestError::AlreadyRequested`]);
+//!   not requested through a provider. Requesting again with the same target, provider, amount,
+//!   currency, contact and author records nothing (the first request's expiry stands); with
+//!   other values it is refused ([`PaymentRequestError::AlreadyRequested`]);
 //! - the provider's id is recorded once, while the request awaits initiation;
 //! - a callback the provider confirmed as paid pays the request once
 //!   ([`PaymentRequestEvent::PaymentRequestPaid`]) when its amount and currency are the

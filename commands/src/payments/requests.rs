@@ -1,0 +1,510 @@
+//! Payment requests (issue 16): asking a customer to pay through a provider, and matching the
+//! provider's callbacks to what was asked.
+//!
+//! # Asking
+//!
+//! [`PaymentIntake::request_payment`] records the request (`PaymentRequestCommand::Request` on
+//! `<tenant>:preq_…`, the id derived from the caller's idempotency key), then initiates it with
+//! the provider before answering:
+//!
+//! - M-Pesa: an STK push through Daraja to the customer's phone (opened from their contact,
+//!   never logged), with the tenant's secret callback path as `CallBackURL`. The returned
+//!   `CheckoutRequestID` goes into `payment_request_refs` first, then the request records it
+//!   (`RecordSent`), so a callback that arrives at once finds its request. Daraja refusing the
+//!   push fails the request with its code; Daraja unreachable leaves it `requested` and answers
+//!   `PROVIDER_UNAVAILABLE`: the same call again (same idempotency key) pushes again.
+//! - Paynow and Stripe initiation are not built yet: requests through them are refused up front
+//!   with `PROVIDER_NOT_REQUESTABLE`, nothing recorded.
+//!
+//! # Callbacks
+//!
+//! A callback is matched to its request by the provider's id for the initiation and nothing
+//! else. No request with that id: nothing is recorded on the log and the callback is kept for
+//! finance in `payment_callback_refusals` (`NO_PAYMENT_REQUEST`). Otherwise the provider confirms
+//! it (Daraja's status query), then the request decides (`RecordCallback`): the amount asked, on
+//! an open request, before its expiry, once, pays it, and only then is a `Payment` recorded and
+//! matched to the order or wallet the request names. A refused callback is kept for finance with
+//! its reason; a late or cancelled request paid in full keeps the money as an unmatched payment
+//! (`REQUEST_EXPIRED`, `REQUEST_CANCELLED`), since the provider really took it.
+
+use chronicle_domain::contact::Contact;
+use chronicle_domain::installation::PaymentProvider;
+use chronicle_domain::metadata::CommandMetadata;
+use chronicle_domain::payment_request::{
+    payment_request_local_id, PaidCallback, PaymentRequest, PaymentRequestCommand, PaymentRequestStatus, PaymentTarget,
+    RequestPayment,
+};
+use chronicle_domain::tenant::TenantId;
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::EventStore;
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+
+use super::{credentials, mpesa, CallbackError, CallbackOutcome, PaymentIntake, VerifiedPayment};
+use crate::error::CommandError;
+use crate::keystore::KeyStore;
+
+/// What a caller asks for.
+#[derive(Debug, Clone)]
+pub struct NewPaymentRequest {
+    /// The caller's idempotency key: the same key answers with the first request.
+    pub idempotency_key: String,
+    pub target: PaymentTarget,
+    pub provider: PaymentProvider,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub expires_at: DateTime<Utc>,
+    /// The customer asked (required for M-Pesa: the prompt goes to their phone).
+    pub contact_id: Option<String>,
+}
+
+/// A request as it stands after asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestReceipt {
+    pub request_id: String,
+    pub status: PaymentRequestStatus,
+    /// The provider's id for the initiation, once it accepted it.
+    pub provider_request_id: Option<String>,
+}
+
+/// The payment request `<tenant>:<local_id>` as it stands (default when never requested).
+pub async fn load_request(pool: &PgPool, tenant: &TenantId, local_id: &str) -> Result<PaymentRequest, CommandError> {
+    load(pool, tenant, local_id).await
+}
+
+async fn load<A>(pool: &PgPool, tenant: &TenantId, local_id: &str) -> Result<A, CommandError>
+where
+    A: cqrs_es::Aggregate + Default,
+    A::Error: Send + Sync + 'static,
+{
+    let store = PersistedEventStore::<_, A>::new_event_store(PostgresEventRepository::new(pool.clone()));
+    let mut context = store
+        .load_aggregate(&tenant.stream_id(local_id))
+        .await
+        .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+    Ok(std::mem::take(cqrs_es::AggregateContext::aggregate(&mut context)))
+}
+
+/// The request the provider's initiation id belongs to.
+async fn find_request(
+    pool: &PgPool,
+    tenant: &TenantId,
+    provider: PaymentProvider,
+    provider_request_id: &str,
+) -> Result<Option<String>, CommandError> {
+    Ok(sqlx::query_scalar(
+        "SELECT request_id FROM payment_request_refs
+          WHERE tenant_id = $1 AND provider = $2 AND provider_request_id = $3",
+    )
+    .bind(tenant.as_str())
+    .bind(provider.as_str())
+    .bind(provider_request_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// A callback that paid nothing, kept for finance (a repeat counts another delivery).
+#[derive(Debug, Clone)]
+pub struct Refusal<'a> {
+    pub provider: PaymentProvider,
+    pub provider_request_id: &'a str,
+    pub provider_reference: &'a str,
+    pub request_id: Option<&'a str>,
+    pub reason: &'a str,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<&'a str>,
+}
+
+async fn keep_refusal(pool: &PgPool, tenant: &TenantId, refusal: &Refusal<'_>) -> Result<(), CommandError> {
+    sqlx::query(
+        "INSERT INTO payment_callback_refusals
+                (tenant_id, provider, provider_request_id, provider_reference, request_id, reason, amount_minor, currency)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (tenant_id, provider, provider_request_id, provider_reference) DO UPDATE
+            SET deliveries = payment_callback_refusals.deliveries + 1, last_seen_at = now()",
+    )
+    .bind(tenant.as_str())
+    .bind(refusal.provider.as_str())
+    .bind(refusal.provider_request_id)
+    .bind(refusal.provider_reference)
+    .bind(refusal.request_id)
+    .bind(refusal.reason)
+    .bind(refusal.amount_minor)
+    .bind(refusal.currency)
+    .execute(pool)
+    .await?;
+    tracing::warn!(
+        payment.provider = refusal.provider.as_str(),
+        refusal.reason = refusal.reason,
+        "payment callback refused and kept for finance"
+    );
+    Ok(())
+}
+
+/// A refused callback, as finance lists it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RefusedCallback {
+    pub provider: String,
+    pub provider_request_id: String,
+    pub provider_reference: String,
+    pub request_id: Option<String>,
+    pub reason: String,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub deliveries: i32,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// A tenant's refused callbacks, the most recent first (at most `limit`).
+pub async fn refused_callbacks(
+    pool: &PgPool,
+    tenant: &TenantId,
+    limit: i64,
+) -> Result<Vec<RefusedCallback>, CommandError> {
+    Ok(sqlx::query_as(
+        "SELECT provider, provider_request_id, provider_reference, request_id, reason, amount_minor, currency,
+                deliveries, first_seen_at, last_seen_at
+           FROM payment_callback_refusals
+          WHERE tenant_id = $1
+          ORDER BY last_seen_at DESC, provider_request_id, provider_reference
+          LIMIT $2",
+    )
+    .bind(tenant.as_str())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// What an M-Pesa push needs beside the request.
+struct Push<'a> {
+    phone: &'a str,
+    daraja: &'a mpesa::DarajaCredentials,
+    secret: &'a str,
+}
+
+fn invalid(message: impl Into<String>) -> CallbackError {
+    CallbackError::Command(CommandError::InvalidInput(message.into()))
+}
+
+impl PaymentIntake {
+    /// Records a payment request and initiates it with its provider (see the module docs).
+    pub async fn request_payment(
+        &self,
+        new: NewPaymentRequest,
+        metadata: &CommandMetadata,
+    ) -> Result<RequestReceipt, CallbackError> {
+        let tenant = &metadata.tenant_id;
+        if new.idempotency_key.trim().is_empty() || new.idempotency_key.len() > 200 {
+            return Err(invalid("the idempotency key must have 1 to 200 characters"));
+        }
+        match new.provider {
+            PaymentProvider::Mpesa => {}
+            other => {
+                return Err(CallbackError::Command(CommandError::Rejected(
+                    chronicle_domain::payment_request::PaymentRequestError::NotRequestable {
+                        provider: other.as_str(),
+                    }
+                    .into(),
+                )))
+            }
+        }
+        let contact_id = new
+            .contact_id
+            .clone()
+            .ok_or_else(|| invalid("an M-Pesa request needs the customer's contact (contactId)"))?;
+        // Everything the push needs is checked before anything is recorded.
+        let phone = self.mpesa_phone(tenant, &contact_id).await?;
+        let (daraja, secret) = credentials::mpesa_for_push(self.commands.pool(), &self.master, tenant).await?;
+        let request_id = payment_request_local_id(&new.idempotency_key);
+        let by = match &metadata.actor {
+            chronicle_domain::metadata::Actor::User { user_id, .. } => user_id.clone(),
+            other => other.to_string(),
+        };
+        let command = PaymentRequestCommand::Request(RequestPayment {
+            target: new.target,
+            provider: new.provider,
+            amount_minor: new.amount_minor,
+            currency: new.currency,
+            expires_at: new.expires_at,
+            contact_id: Some(contact_id),
+            by,
+            at: Utc::now(),
+        });
+        self.commands.payment_request(&request_id, command, metadata).await?;
+        let state = load_request(self.commands.pool(), tenant, &request_id).await?;
+        if state.status() == PaymentRequestStatus::Requested {
+            let push = Push {
+                phone: &phone,
+                daraja: &daraja,
+                secret: &secret,
+            };
+            self.push_mpesa(tenant, &request_id, &state, &push, metadata).await?;
+        }
+        let state = load_request(self.commands.pool(), tenant, &request_id).await?;
+        Ok(RequestReceipt {
+            request_id,
+            status: state.status(),
+            provider_request_id: state.provider_request_id().map(str::to_string),
+        })
+    }
+
+    /// The number an M-Pesa prompt for `contact_id` goes to: digits with the country code,
+    /// Kenyan only. Personal data: never logged.
+    async fn mpesa_phone(&self, tenant: &TenantId, contact_id: &str) -> Result<String, CallbackError> {
+        let contact: Contact = load(self.commands.pool(), tenant, contact_id).await?;
+        if !contact.is_registered() {
+            return Err(invalid(format!(
+                "{contact_id:?} is no contact of this tenant (or was erased)"
+            )));
+        }
+        let Some(sealed) = contact.phone() else {
+            return Err(invalid("the contact has no phone number to prompt"));
+        };
+        let keys = KeyStore::new(self.commands.pool().clone(), self.master.clone());
+        let key = keys.key_for(tenant, contact_id).await?;
+        let phone = key
+            .open(tenant, contact_id, sealed)
+            .map_err(|_| invalid("the contact's phone number cannot be opened"))?;
+        let digits = phone.trim_start_matches('+');
+        if !digits.starts_with("254") || digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("M-Pesa prompts go to Kenyan numbers (+254…) only"));
+        }
+        Ok(digits.to_string())
+    }
+
+    /// The M-Pesa STK push of a recorded request.
+    async fn push_mpesa(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        state: &PaymentRequest,
+        push: &Push<'_>,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CallbackError> {
+        let Some(request) = state.request() else {
+            return Err(CallbackError::Command(CommandError::Unexpected(
+                "a requested payment request without its request".into(),
+            )));
+        };
+        let (daraja, secret) = (push.daraja, push.secret);
+        let callback_url = format!(
+            "{}/webhooks/payments/{tenant}/mpesa/{secret}",
+            self.config.public_url.trim_end_matches('/')
+        );
+        let push = mpesa::StkPush {
+            phone: push.phone,
+            amount: request.amount_minor / 100,
+            callback_url: &callback_url,
+            account_reference: request_id.trim_start_matches("preq_"),
+            description: "Payment",
+        };
+        match mpesa::stk_push(&self.client, &self.config.daraja_base_url, daraja, &push, Utc::now()).await {
+            Ok(checkout_request_id) => {
+                sqlx::query(
+                    "INSERT INTO payment_request_refs (tenant_id, provider, provider_request_id, request_id)
+                     VALUES ($1, 'mpesa', $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant.as_str())
+                .bind(&checkout_request_id)
+                .bind(request_id)
+                .execute(self.commands.pool())
+                .await
+                .map_err(|e| CallbackError::Command(e.into()))?;
+                let sent = PaymentRequestCommand::RecordSent {
+                    provider_request_id: checkout_request_id,
+                    at: Utc::now(),
+                };
+                self.commands.payment_request(request_id, sent, metadata).await?;
+                Ok(())
+            }
+            Err(mpesa::PushError::Refused { code }) => {
+                let failed = PaymentRequestCommand::RecordInitiationFailed {
+                    reason: format!("mpesa:{code}"),
+                    at: Utc::now(),
+                };
+                self.commands.payment_request(request_id, failed, metadata).await?;
+                Ok(())
+            }
+            Err(mpesa::PushError::Unavailable(reason)) => Err(CallbackError::Upstream(reason)),
+        }
+    }
+
+    /// Staff cancel an open request.
+    pub async fn cancel_request(
+        &self,
+        request_id: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<RequestReceipt, CommandError> {
+        let by = match &metadata.actor {
+            chronicle_domain::metadata::Actor::User { user_id, .. } => user_id.clone(),
+            other => other.to_string(),
+        };
+        let command = PaymentRequestCommand::Cancel { by, at: Utc::now() };
+        self.commands.payment_request(request_id, command, metadata).await?;
+        let state = load_request(self.commands.pool(), &metadata.tenant_id, request_id).await?;
+        Ok(RequestReceipt {
+            request_id: request_id.to_string(),
+            status: state.status(),
+            provider_request_id: state.provider_request_id().map(str::to_string),
+        })
+    }
+
+    /// An M-Pesa STK callback, on the tenant's secret path (see the module docs).
+    pub(super) async fn mpesa_callback(
+        &self,
+        tenant: &TenantId,
+        daraja: &mpesa::DarajaCredentials,
+        callback: mpesa::StkResult,
+        correlation: &str,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        let pool = self.commands.pool();
+        let checkout_request_id = callback.checkout_request_id().to_string();
+        let Some(request_id) = find_request(pool, tenant, PaymentProvider::Mpesa, &checkout_request_id).await? else {
+            let (reference, amount) = match &callback {
+                mpesa::StkResult::Paid {
+                    receipt, amount_minor, ..
+                } => (receipt.as_str(), Some(*amount_minor)),
+                mpesa::StkResult::NotPaid { .. } => ("", None),
+            };
+            keep_refusal(
+                pool,
+                tenant,
+                &Refusal {
+                    provider: PaymentProvider::Mpesa,
+                    provider_request_id: &checkout_request_id,
+                    provider_reference: reference,
+                    request_id: None,
+                    reason: "NO_PAYMENT_REQUEST",
+                    amount_minor: amount,
+                    currency: amount.map(|_| mpesa::CURRENCY),
+                },
+            )
+            .await?;
+            return Ok(CallbackOutcome::Refused {
+                reason: "NO_PAYMENT_REQUEST".into(),
+                request_id: None,
+            });
+        };
+        let meta = super::metadata(
+            tenant,
+            "payments:mpesa",
+            correlation,
+            format!("mpesa-callback:{checkout_request_id}"),
+        );
+        let paid = mpesa::query_paid(
+            &self.client,
+            &self.config.daraja_base_url,
+            daraja,
+            &checkout_request_id,
+            Utc::now(),
+        )
+        .await?;
+        match callback {
+            mpesa::StkResult::NotPaid { result_code, .. } => {
+                if !paid {
+                    let command = PaymentRequestCommand::RecordNotPaid {
+                        result_code: result_code.to_string(),
+                        at: Utc::now(),
+                    };
+                    match self.commands.payment_request(&request_id, command, &meta).await {
+                        Ok(()) | Err(CommandError::Rejected(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(CallbackOutcome::Ignored {
+                    reason: format!("the STK push ended with ResultCode {result_code}"),
+                })
+            }
+            mpesa::StkResult::Paid {
+                receipt, amount_minor, ..
+            } => {
+                if !paid {
+                    return Ok(CallbackOutcome::Ignored {
+                        reason: "Daraja does not confirm the STK push as paid".into(),
+                    });
+                }
+                self.settle_request(
+                    tenant,
+                    &request_id,
+                    &checkout_request_id,
+                    PaymentProvider::Mpesa,
+                    PaidCallback {
+                        provider_reference: receipt,
+                        amount_minor,
+                        currency: mpesa::CURRENCY.to_string(),
+                        at: Utc::now(),
+                    },
+                    &meta,
+                    correlation,
+                )
+                .await
+            }
+        }
+    }
+
+    /// A payment the provider confirmed for the request `request_id`: the request decides, then
+    /// the payment is recorded and matched (paid), kept unmatched (paid late or after a
+    /// cancellation) or only kept as a refusal.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_request(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        provider_request_id: &str,
+        provider: PaymentProvider,
+        paid: PaidCallback,
+        meta: &CommandMetadata,
+        correlation: &str,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        let pool = self.commands.pool();
+        let reference = paid.provider_reference.clone();
+        let (amount_minor, currency) = (paid.amount_minor, paid.currency.clone());
+        self.commands
+            .payment_request(request_id, PaymentRequestCommand::RecordCallback(paid), meta)
+            .await?;
+        let state = load_request(pool, tenant, request_id).await?;
+        let Some(request) = state.request() else {
+            return Err(CallbackError::Command(CommandError::Unexpected(
+                "a payment request without its request".into(),
+            )));
+        };
+        let payment = VerifiedPayment {
+            provider,
+            reference: reference.clone(),
+            merchant_reference: request.target.merchant_reference(request_id),
+            amount_minor,
+            currency: currency.clone(),
+        };
+        if state.paid_reference() == Some(reference.as_str()) {
+            return self.record_as(tenant, payment, correlation, None).await;
+        }
+        let Some(refusal) = state.refusal_of_reference(&reference) else {
+            return Err(CallbackError::Command(CommandError::Unexpected(
+                "a callback the request neither paid nor refused".into(),
+            )));
+        };
+        if refusal.keeps_payment() {
+            return self.record_as(tenant, payment, correlation, Some(refusal.code())).await;
+        }
+        keep_refusal(
+            pool,
+            tenant,
+            &Refusal {
+                provider,
+                provider_request_id,
+                provider_reference: &reference,
+                request_id: Some(request_id),
+                reason: refusal.code(),
+                amount_minor: Some(amount_minor),
+                currency: Some(&currency),
+            },
+        )
+        .await?;
+        Ok(CallbackOutcome::Refused {
+            reason: refusal.code().to_string(),
+            request_id: Some(request_id.to_string()),
+        })
+    }
+}
