@@ -103,7 +103,7 @@ fn text(value: &str, field: &str) -> Result<(), CommandError> {
 
 /// The current state of `<tenant>:<local_id>` of aggregate `A` (default when the stream is
 /// empty).
-async fn load<A>(pool: &PgPool, tenant: &TenantId, local_id: &str) -> Result<A, CommandError>
+pub(crate) async fn load<A>(pool: &PgPool, tenant: &TenantId, local_id: &str) -> Result<A, CommandError>
 where
     A: Aggregate + Default,
     A::Error: Send + Sync + 'static,

@@ -36,14 +36,12 @@ use chronicle_domain::payment_request::{
 };
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::EventStore;
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
 use super::{credentials, mpesa, CallbackError, CallbackOutcome, PaymentIntake, VerifiedPayment};
 use crate::error::CommandError;
 use crate::keystore::KeyStore;
+use crate::service::load;
 
 /// What a caller asks for.
 #[derive(Debug, Clone)]
@@ -71,19 +69,6 @@ pub struct RequestReceipt {
 /// The payment request `<tenant>:<local_id>` as it stands (default when never requested).
 pub async fn load_request(pool: &PgPool, tenant: &TenantId, local_id: &str) -> Result<PaymentRequest, CommandError> {
     load(pool, tenant, local_id).await
-}
-
-async fn load<A>(pool: &PgPool, tenant: &TenantId, local_id: &str) -> Result<A, CommandError>
-where
-    A: cqrs_es::Aggregate + Default,
-    A::Error: Send + Sync + 'static,
-{
-    let store = PersistedEventStore::<_, A>::new_event_store(PostgresEventRepository::new(pool.clone()));
-    let mut context = store
-        .load_aggregate(&tenant.stream_id(local_id))
-        .await
-        .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
-    Ok(std::mem::take(cqrs_es::AggregateContext::aggregate(&mut context)))
 }
 
 /// The request the provider's initiation id belongs to.
