@@ -95,11 +95,9 @@ struct Daraja {
     pushes: Arc<Mutex<Vec<Value>>>,
 }
 
-async fn daraja_push(
-    State(daraja): State<Daraja>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
+/// Every Daraja call after the token: our bearer token, the short code, and the password of
+/// short code, passkey and the request's timestamp.
+fn assert_daraja_call(headers: &HeaderMap, body: &Value) {
     use base64::Engine;
     assert_eq!(
         headers.get("authorization").and_then(|v| v.to_str().ok()),
@@ -109,6 +107,14 @@ async fn daraja_push(
     let password = base64::engine::general_purpose::STANDARD.encode(format!("{SHORT_CODE}{PASSKEY}{timestamp}"));
     assert_eq!(body["Password"], json!(password));
     assert_eq!(body["BusinessShortCode"], json!(SHORT_CODE));
+}
+
+async fn daraja_push(
+    State(daraja): State<Daraja>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    assert_daraja_call(&headers, &body);
     let mut pushes = daraja.pushes.lock().unwrap_or_else(|e| e.into_inner());
     pushes.push(body.clone());
     if body["Amount"] == json!(1) {
@@ -152,16 +158,8 @@ async fn daraja_query(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    use base64::Engine;
     daraja.queries.fetch_add(1, Ordering::SeqCst);
-    assert_eq!(
-        headers.get("authorization").and_then(|v| v.to_str().ok()),
-        Some("Bearer daraja-token")
-    );
-    let timestamp = body["Timestamp"].as_str().unwrap_or_default();
-    let password = base64::engine::general_purpose::STANDARD.encode(format!("{SHORT_CODE}{PASSKEY}{timestamp}"));
-    assert_eq!(body["Password"], json!(password));
-    assert_eq!(body["BusinessShortCode"], json!(SHORT_CODE));
+    assert_daraja_call(&headers, &body);
     let id = body["CheckoutRequestID"].as_str().unwrap_or_default().to_string();
     let code = daraja
         .results

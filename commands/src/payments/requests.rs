@@ -40,6 +40,7 @@ use sqlx::PgPool;
 
 use super::{credentials, mpesa, CallbackError, CallbackOutcome, PaymentIntake, VerifiedPayment};
 use crate::error::CommandError;
+use crate::installations::by_of;
 use crate::keystore::KeyStore;
 use crate::service::load;
 
@@ -203,10 +204,7 @@ impl PaymentIntake {
         let phone = self.mpesa_phone(tenant, &contact_id).await?;
         let (daraja, secret) = credentials::mpesa_for_push(self.commands.pool(), &self.master, tenant).await?;
         let request_id = payment_request_local_id(&new.idempotency_key);
-        let by = match &metadata.actor {
-            chronicle_domain::metadata::Actor::User { user_id, .. } => user_id.clone(),
-            other => other.to_string(),
-        };
+        let by = by_of(metadata);
         let command = PaymentRequestCommand::Request(RequestPayment {
             target: new.target,
             provider: new.provider,
@@ -322,10 +320,7 @@ impl PaymentIntake {
         request_id: &str,
         metadata: &CommandMetadata,
     ) -> Result<RequestReceipt, CommandError> {
-        let by = match &metadata.actor {
-            chronicle_domain::metadata::Actor::User { user_id, .. } => user_id.clone(),
-            other => other.to_string(),
-        };
+        let by = by_of(metadata);
         let command = PaymentRequestCommand::Cancel { by, at: Utc::now() };
         self.commands.payment_request(request_id, command, metadata).await?;
         let state = load_request(self.commands.pool(), &metadata.tenant_id, request_id).await?;
