@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up the services Chronicle's tests need on this machine: a private PostgreSQL 15
 # cluster and a Redis server, both on loopback, both started by this script (no system service
-# is touched). Installs the Debian packages first when they are missing.
+# is touched). Installs the Debian packages first when they are missing (with Chromium and its
+# driver, which the browser tests use).
 #
 #   source scripts/services.sh      # starts (or reuses) them and exports DATABASE_URL, REDIS_URL
 #   scripts/services.sh stop        # stops them
@@ -39,6 +40,9 @@ ensure_packages() {
   local missing=()
   find_pg_bin || missing+=(postgresql-15)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  # The browser tests (GraphiQL) drive the distribution's Chromium through its driver.
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
   find_pg_bin || { log "PostgreSQL binaries not found after install"; exit 1; }
 }

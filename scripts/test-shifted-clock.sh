@@ -17,6 +17,7 @@
 #   libfaketime);
 # - each test executable runs under `faketime` in its package's directory, as `cargo test` runs
 #   it. Programs the tests start (the `chronicle` binary) inherit the shifted clock; `pg_ctl`,
+#   `chromedriver` and Chromium (the browser tests),
 #   `initdb` and `pg_isready` that they call run on the real clock (FAKETIME_SKIP_CMDS), while the
 #   `postgres` server they start keeps the shifted one.
 # Doc tests are not run here (rustdoc runs through cargo); they compare no date with the clock.
@@ -117,7 +118,7 @@ executables=$(jq -r 'select(.reason == "compiler-artifact" and .executable != nu
   | "\(.manifest_path)\t\(.executable)"' "$build_log.json")
 [ -n "$executables" ] || { log "no test executables found"; exit 1; }
 
-export FAKETIME_SKIP_CMDS="pg_ctl,initdb,pg_isready,redis-cli,redis-server"
+export FAKETIME_SKIP_CMDS="pg_ctl,initdb,pg_isready,redis-cli,redis-server,chromedriver,chromium,kill"
 passed=0
 failed=0
 failures=()

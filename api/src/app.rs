@@ -66,6 +66,9 @@ pub struct AppState {
     pub schema: ChronicleSchema,
     /// How projector runners read.
     pub runner_config: RunnerConfig,
+    /// The token GraphiQL's headers editor starts with: the demo tenant's, in development mode
+    /// with `--demo` only; `None` shows a placeholder.
+    pub graphiql_token: Option<String>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -229,6 +232,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
             batch_size: settings.projector_batch_size,
             ..RunnerConfig::default()
         },
+        graphiql_token: None,
     })
 }
 
@@ -431,7 +435,7 @@ async fn follow_up_worker(state: AppState, mut shutdown: watch::Receiver<bool>) 
 /// Runs the server until Ctrl-C.
 pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let pool = connect(&settings).await?;
-    let state = build_state(pool, &settings).await?;
+    let mut state = build_state(pool, &settings).await?;
     if demo {
         let summary = chronicle_fixtures::demo::load(&state.pool, &state.id_key, &state.inbox).await?;
         chronicle_fixtures::demo::load_activity(&state.commands, &state.master_key).await?;
@@ -450,6 +454,11 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             "Open http://{}/graphql and send the header:\n  Authorization: Bearer {token}\n",
             settings.bind
         );
+        // Development mode only: GraphiQL opens with the token already in its headers.
+        if settings.is_development() {
+            println!("(GraphiQL at /graphql has the header filled in already.)\n");
+            state.graphiql_token = Some(token);
+        }
     }
     let (stop, shutdown) = watch::channel(false);
     let tasks = spawn_background(&state, shutdown);

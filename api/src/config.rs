@@ -168,6 +168,11 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl Settings {
+    /// Development mode: no `DATABASE_URL`, the embedded cluster, generated secrets.
+    pub fn is_development(&self) -> bool {
+        matches!(self.database, Database::Embedded)
+    }
+
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(env)

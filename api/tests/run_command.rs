@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+mod webdriver;
+
 const APP_SECRET: &str = "run-command-app-secret";
 
 fn free_port() -> u16 {
@@ -401,4 +403,82 @@ fn production_mode_without_secrets_exits_with_a_clear_message() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("CHRONICLE_JWT_SECRET"), "{stderr}");
+}
+
+/// The README's first step in a real browser: GraphiQL from `serve --demo`, with Chromium's
+/// network limited to loopback (no CDN), the schema in the explorer, and a query typed into the
+/// editor answered with the demo's data through the pre-filled token.
+#[tokio::test]
+async fn graphiql_works_offline_in_a_real_browser_with_the_demo_token_filled_in() {
+    let sandbox = Sandbox::new("graphiql");
+    let log = sandbox.dir.join("server.log");
+    let (_server, token) = sandbox.serve(&["--demo"], &log);
+    let token = token.expect("the server prints a token for the demo tenant");
+    sandbox.wait_for_health().await;
+    let origin = format!("http://{}", sandbox.bind);
+    let browser = webdriver::Browser::start_loopback_only().await;
+    browser.goto(&format!("{origin}/graphql")).await;
+    let within = Duration::from_secs(60);
+
+    // The schema loads (introspection), and the explorer lists the Query type's fields.
+    let docs = browser
+        .wait_for(".graphiql-sidebar button[aria-label*='Documentation Explorer']", within)
+        .await;
+    browser.click(&docs).await;
+    let query_type = browser
+        .wait_for(
+            ".graphiql-doc-explorer-root-type + a.graphiql-doc-explorer-type-name",
+            within,
+        )
+        .await;
+    browser.click(&query_type).await;
+    let fields = browser
+        .wait_for_text(".graphiql-doc-explorer-field-name", within, |text| {
+            text.contains("conversations") && text.contains("viewer")
+        })
+        .await;
+    assert!(fields.contains("leads"), "{fields}");
+
+    // No token is typed anywhere: the headers editor starts with the demo tenant's.
+    // A query typed into the editor (select all, then type over it) returns data.
+    let editor = browser
+        .wait_for(".graphiql-query-editor .CodeMirror textarea", within)
+        .await;
+    browser.type_into(&editor, "\u{E009}a\u{E000}").await;
+    browser
+        .type_into(&editor, "{ conversations(first: 3) { edges { node { contactName ")
+        .await;
+    // The editor closes brackets itself: typing the closing ones steps over them.
+    browser.type_into(&editor, "} } } }").await;
+    let run = browser.wait_for(".graphiql-execute-button", within).await;
+    browser.click(&run).await;
+    let result = browser
+        .wait_for_text(".result-window", within, |text| text.contains("contactName"))
+        .await;
+    assert!(!result.contains("\"errors\""), "{result}");
+    assert!(result.contains("\"contactName\": \""), "the demo's data: {result}");
+
+    // Nothing came from anywhere but this server.
+    let resources = browser
+        .script(
+            "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])",
+            json!([]),
+        )
+        .await;
+    let resources: Vec<String> = serde_json::from_value(resources).unwrap_or_default();
+    assert!(resources.len() >= 4, "{resources:?}");
+    for resource in &resources {
+        assert!(
+            resource.starts_with(&origin) || resource.starts_with(&origin.replace("http", "ws")),
+            "loaded from elsewhere: {resource}"
+        );
+    }
+
+    // The page served in development mode carries the token; the browser used it above.
+    let page = reqwest::get(format!("{origin}/graphql")).await.expect("page");
+    assert_eq!(
+        page.headers().get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    assert!(page.text().await.unwrap_or_default().contains(&token));
 }

@@ -632,3 +632,103 @@ async fn the_inbox_filters_by_assignee_unassigned_and_tag(pool: PgPool) {
     let (_, vip) = app.graphql(Some(&token), query, json!({ "f": { "tag": "VIP" } })).await;
     assert_eq!(ids_of(&vip), vec![ids[1].clone()], "{vip}");
 }
+
+/// The introspection queries of graphql-js, as GraphiQL, Apollo and code generators send them.
+const INTROSPECTION_QUERIES: [(&str, &str); 3] = [
+    (
+        "graphql-js 16, every option",
+        include_str!("../fixtures/introspection/introspection-graphql-js-16.graphql"),
+    ),
+    (
+        "graphql-js 16, no descriptions",
+        include_str!("../fixtures/introspection/introspection-graphql-js-16-no-descriptions.graphql"),
+    ),
+    (
+        "graphql-js 17, every option",
+        include_str!("../fixtures/introspection/introspection-graphql-js-17.graphql"),
+    ),
+];
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_standard_introspection_queries_are_answered(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", ACME_NUMBER).await;
+    let token = app.token("acme", Role::Agent);
+    for (name, query) in INTROSPECTION_QUERIES {
+        let (status, reply) = app.graphql(Some(&token), query, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {reply}");
+        assert!(reply.get("errors").is_none(), "{name}: {reply}");
+        let types = reply["data"]["__schema"]["types"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let root = &reply["data"]["__schema"]["queryType"]["name"];
+        let query_type = types.iter().find(|t| &t["name"] == root);
+        let fields = query_type.and_then(|t| t["fields"].as_array()).map(Vec::len);
+        assert!(
+            fields.unwrap_or(0) > 10,
+            "{name}: the Query type lists its fields: {reply}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn deep_complex_and_recursive_introspection_queries_are_still_refused(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", ACME_NUMBER).await;
+    let token = app.token("acme", Role::Agent);
+    // Data fields: 12 levels are checked further (here: unknown fields), 13 are refused first.
+    let nest = |levels: usize| (1..levels).fold(String::from("a"), |inner, _| format!("a {{ {inner} }}"));
+    let (_, reply) = app
+        .graphql(Some(&token), &format!("{{ {} }}", nest(12)), json!({}))
+        .await;
+    let message = reply["errors"][0]["message"].as_str().unwrap_or_default().to_string();
+    assert!(!message.contains("too deep"), "{reply}");
+    let (_, reply) = app
+        .graphql(Some(&token), &format!("{{ {} }}", nest(13)), json!({}))
+        .await;
+    assert!(
+        reply["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nested too deep"),
+        "{reply}"
+    );
+    // Complexity: 1,001 data fields.
+    let wide: String = (0..1001).map(|i| format!("f{i}: __typename ")).collect();
+    let (_, reply) = app.graphql(Some(&token), &format!("{{ {wide} }}"), json!({})).await;
+    assert!(
+        reply["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too complex"),
+        "{reply}"
+    );
+    // Introspection that multiplies the answer by the schema's size at every level.
+    let recursive = "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
+    let (_, reply) = app.graphql(Some(&token), recursive, json!({})).await;
+    assert!(reply["data"].is_null(), "{reply}");
+    assert!(
+        reply["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many lists"),
+        "{reply}"
+    );
+    // Introspection nested deeper than any client needs.
+    let of_type = (0..16).fold(String::from("name"), |inner, _| format!("ofType {{ {inner} }}"));
+    let (_, reply) = app
+        .graphql(
+            Some(&token),
+            &format!("{{ __type(name: \"Query\") {{ {of_type} }} }}"),
+            json!({}),
+        )
+        .await;
+    assert!(
+        reply["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nested too deep"),
+        "{reply}"
+    );
+}

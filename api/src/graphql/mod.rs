@@ -1,4 +1,6 @@
-//! The GraphQL schema: one module per area, merged here. Limits: depth 12, complexity 1000.
+//! The GraphQL schema: one module per area, merged here. Limits ([`limits`]): depth 12 and
+//! complexity 1000 for data fields; introspection has a budget of its own, so the standard
+//! introspection query of graphql-js is accepted.
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 use chronicle_commands::dispatch::Commands;
@@ -21,6 +23,7 @@ pub mod events;
 pub mod inbox;
 pub mod installations;
 pub mod leads;
+pub mod limits;
 pub mod media;
 pub mod payments;
 pub mod service;
@@ -29,6 +32,7 @@ pub mod wallets;
 
 /// Every query, by area.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(
     viewer::ViewerQuery,
     conversations::ConversationsQuery,
@@ -47,6 +51,7 @@ pub struct QueryRoot(
 
 /// Every mutation, by area.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(
     leads::LeadsMutation,
     contacts::ContactsMutation,
@@ -61,6 +66,7 @@ pub struct MutationRoot(
 
 /// Every subscription, by area.
 #[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(events::EventsSubscription);
 
 /// The schema type.
@@ -87,8 +93,7 @@ pub fn build_schema(
     .data(commands)
     .data(keys)
     .data(payments)
-    .limit_depth(12)
-    .limit_complexity(1000)
+    .extension(limits::QueryLimits)
     .finish()
 }
 

@@ -3,13 +3,13 @@
 //! access token: the `Authorization: Bearer` header, or for WebSockets the `connection_init`
 //! payload's `Authorization` (or `token`) field. The caller it names is the request's data.
 
-use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::{FromRequestParts, State, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use tracing::Instrument;
@@ -21,17 +21,8 @@ use crate::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/graphql", get(graphiql).post(execute))
+        .route("/graphql", get(super::graphiql::page).post(execute))
         .route("/graphql/ws", get(subscriptions))
-}
-
-async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
 }
 
 fn caller_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {

@@ -1,4 +1,5 @@
-//! Routes: GraphQL (`/graphql`, GraphiQL on GET, subscriptions on `/graphql/ws`), the WhatsApp
+//! Routes: GraphQL (`/graphql`, GraphiQL on GET with its assets under `/graphql/assets/`,
+//! subscriptions on `/graphql/ws`), the WhatsApp
 //! webhook, `/health` and `/metrics`. Each module has its own `router()`, merged here.
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -12,6 +13,7 @@ use tracing::Instrument;
 use crate::app::AppState;
 
 pub mod forms;
+pub mod graphiql;
 pub mod graphql;
 pub mod media;
 pub mod ops;
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     Router::new()
         .merge(graphql::router())
+        .merge(graphiql::router())
         .merge(whatsapp::router())
         .merge(forms::router())
         .merge(ops::router())

@@ -1,0 +1,215 @@
+//! Query limits that stop abusive queries and still let clients read the schema.
+//!
+//! async-graphql's own `limit_depth`/`limit_complexity` count introspection like any other
+//! field, so the standard introspection query of graphql-js (`getIntrospectionQuery()`, the one
+//! GraphiQL, Apollo and code generators send: `__schema { types { fields { args { type {
+//! ofType … } } } } }`, 13 to 15 levels) was refused as "nested too deep". This extension checks
+//! the parsed document instead, in two budgets:
+//!
+//! - **Data fields** (everything outside `__schema` / `__type`): depth at most [`MAX_DEPTH`],
+//!   complexity (one per field selected, fragments inlined, as async-graphql counts it) at most
+//!   [`MAX_COMPLEXITY`].
+//! - **Introspection** (`__schema` / `__type` and below): depth at most
+//!   [`MAX_INTROSPECTION_DEPTH`], and at most [`MAX_INTROSPECTION_LISTS`] list fields of types
+//!   (`types`, `fields`, `args`, …) nested on one path, which is what the standard query needs
+//!   (`types → fields → args`); `fields { type { fields { type { fields …` multiplies the
+//!   answer by the size of the schema at each level and is refused.
+//!
+//! The walk stops as soon as a budget is exceeded, so a document of fragments spread many
+//! times costs no more than the limit to check; fragment cycles end the walk of that branch
+//! (validation reports them).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
+use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
+
+/// The deepest selection of data fields.
+pub const MAX_DEPTH: usize = 12;
+/// The most data fields one document may select (fragments counted where they are spread).
+pub const MAX_COMPLEXITY: usize = 1000;
+/// The deepest selection below `__schema` / `__type`.
+pub const MAX_INTROSPECTION_DEPTH: usize = 16;
+/// The most introspection list fields (`types`, `fields`, `args`, …) nested on one path.
+pub const MAX_INTROSPECTION_LISTS: usize = 3;
+/// The most introspection fields one document may select (the standard query selects about
+/// 150 with every option on).
+pub const MAX_INTROSPECTION_FIELDS: usize = 1000;
+
+/// Introspection fields whose value is a list of types, fields or values.
+const INTROSPECTION_LISTS: [&str; 8] = [
+    "types",
+    "fields",
+    "args",
+    "inputFields",
+    "interfaces",
+    "possibleTypes",
+    "enumValues",
+    "directives",
+];
+
+/// The extension; add it with `Schema::build(..).extension(QueryLimits)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryLimits;
+
+impl ExtensionFactory for QueryLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(QueryLimitsExtension)
+    }
+}
+
+struct QueryLimitsExtension;
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for QueryLimitsExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        check(&document).map_err(|refusal| ServerError::new(refusal.message(), None))?;
+        Ok(document)
+    }
+}
+
+/// Why a document was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooDeep,
+    TooComplex,
+    IntrospectionTooDeep,
+    IntrospectionTooNested,
+    IntrospectionTooLarge,
+}
+
+impl Refusal {
+    pub fn message(self) -> String {
+        match self {
+            Refusal::TooDeep => format!("Query is nested too deep (at most {MAX_DEPTH} levels of fields)."),
+            Refusal::TooComplex => {
+                format!("Query is too complex (at most {MAX_COMPLEXITY} fields, fragments counted where spread).")
+            }
+            Refusal::IntrospectionTooDeep => format!(
+                "Introspection query is nested too deep (at most {MAX_INTROSPECTION_DEPTH} levels below __schema or __type)."
+            ),
+            Refusal::IntrospectionTooNested => format!(
+                "Introspection query nests too many lists of types or fields (at most {MAX_INTROSPECTION_LISTS} on one path, as in types → fields → args)."
+            ),
+            Refusal::IntrospectionTooLarge => format!(
+                "Introspection query selects too many fields (at most {MAX_INTROSPECTION_FIELDS})."
+            ),
+        }
+    }
+}
+
+/// Checks every operation of a parsed document against the limits.
+pub fn check(document: &ExecutableDocument) -> Result<(), Refusal> {
+    let mut walk = Walk {
+        fragments: document,
+        data_fields: 0,
+        introspection_fields: 0,
+        active: HashSet::new(),
+    };
+    for (_, operation) in document.operations.iter() {
+        walk.selections(&operation.node.selection_set, Place::Data { depth: 0 })?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Place {
+    Data { depth: usize },
+    Introspection { depth: usize, lists: usize },
+}
+
+struct Walk<'a> {
+    fragments: &'a ExecutableDocument,
+    data_fields: usize,
+    introspection_fields: usize,
+    /// Fragments being walked on the current path (a cycle stops there).
+    active: HashSet<&'a Name>,
+}
+
+impl<'a> Walk<'a> {
+    fn selections(&mut self, set: &'a Positioned<SelectionSet>, place: Place) -> Result<(), Refusal> {
+        for selection in &set.node.items {
+            match &selection.node {
+                Selection::Field(field) => {
+                    let name = field.node.name.node.as_str();
+                    let below = self.enter(name, place)?;
+                    self.selections(&field.node.selection_set, below)?;
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.selections(&fragment.node.selection_set, place)?;
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    let Some(definition) = self.fragment(name) else {
+                        continue; // an unknown fragment: validation reports it
+                    };
+                    if !self.active.insert(name) {
+                        continue; // a cycle: validation reports it
+                    }
+                    let walked = self.selections(&definition.node.selection_set, place);
+                    self.active.remove(name);
+                    walked?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fragment(&self, name: &Name) -> Option<&'a Positioned<FragmentDefinition>> {
+        self.fragments.fragments.get(name)
+    }
+
+    /// Counts a field selected at `place` and returns the place of its own selections.
+    fn enter(&mut self, name: &str, place: Place) -> Result<Place, Refusal> {
+        match place {
+            Place::Data { depth } if name == "__schema" || name == "__type" => {
+                self.count_introspection()?;
+                Ok(Place::Introspection {
+                    depth: depth + 1,
+                    lists: 0,
+                })
+            }
+            Place::Data { depth } => {
+                if depth + 1 > MAX_DEPTH {
+                    return Err(Refusal::TooDeep);
+                }
+                self.data_fields += 1;
+                if self.data_fields > MAX_COMPLEXITY {
+                    return Err(Refusal::TooComplex);
+                }
+                Ok(Place::Data { depth: depth + 1 })
+            }
+            Place::Introspection { depth, lists } => {
+                if depth + 1 > MAX_INTROSPECTION_DEPTH {
+                    return Err(Refusal::IntrospectionTooDeep);
+                }
+                let lists = lists + usize::from(INTROSPECTION_LISTS.contains(&name));
+                if lists > MAX_INTROSPECTION_LISTS {
+                    return Err(Refusal::IntrospectionTooNested);
+                }
+                self.count_introspection()?;
+                Ok(Place::Introspection {
+                    depth: depth + 1,
+                    lists,
+                })
+            }
+        }
+    }
+
+    fn count_introspection(&mut self) -> Result<(), Refusal> {
+        self.introspection_fields += 1;
+        if self.introspection_fields > MAX_INTROSPECTION_FIELDS {
+            return Err(Refusal::IntrospectionTooLarge);
+        }
+        Ok(())
+    }
+}
