@@ -88,6 +88,11 @@ impl EmbeddedPostgres {
             Ok(p) => p.parse().context("CHRONICLE_EMBEDDED_PG_PORT is not a port number")?,
             Err(_) => DEFAULT_PORT,
         };
+        Self::with_port(data_dir, port)
+    }
+
+    /// The cluster under `<data_dir>/pg` on `port`, whatever the environment says.
+    pub fn with_port(data_dir: &Path, port: u16) -> anyhow::Result<Self> {
         let wanted = std::path::absolute(data_dir.join("pg")).context("resolving the data directory")?;
         let data_dir = if is_root() && !postgres_can_reach(&wanted) {
             let fallback = fallback_dir(&wanted);
@@ -125,6 +130,11 @@ impl EmbeddedPostgres {
 
     fn data(&self) -> String {
         self.data_dir.display().to_string()
+    }
+
+    /// Whether the cluster was ever created (`initdb` has run in its directory).
+    pub fn exists(&self) -> bool {
+        self.data_dir.join("PG_VERSION").exists()
     }
 
     /// Whether the cluster is running.

@@ -6,6 +6,10 @@
 //!
 //! # Commands
 //!
+//! Every command finds the database as `chronicle admin` does: `--database-url` /
+//! `DATABASE_URL`, or else the embedded cluster of `chronicle serve` under `--data-dir` /
+//! `CHRONICLE_DATA_DIR` (default `.chronicle`).
+//!
 //! - `chronicle-replay verify [--tenant T] [--database-url URL] [--json]`: recomputes every
 //!   stream's sha-256 hash chain (see [`chronicle_projections::chain`]) and names each broken
 //!   link by stream, sequence and global position.
@@ -19,7 +23,7 @@
 //! |---|---|
 //! | 0 | the command succeeded; for `verify`, every link holds |
 //! | 1 | `verify` found broken links |
-//! | 2 | usage error (clap), no or invalid database URL, connection or database error |
+//! | 2 | usage error (clap), no database (no URL and no embedded cluster), invalid URL, connection or database error |
 
 use chronicle_projections::chain::{self, VerifyProgress, VerifyReport};
 use clap::{Args, Parser, Subcommand};
@@ -58,11 +62,22 @@ pub enum Command {
 }
 
 /// Where the event log is. Shared by every subcommand.
+///
+/// Found as `chronicle admin` finds it: the database URL when one is given, otherwise the
+/// embedded cluster that `chronicle serve` (and `scripts/run.sh`) keeps under the data
+/// directory, started if it is stopped.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// PostgreSQL URL of Chronicle's database.
+    /// PostgreSQL URL of Chronicle's database. Without one, the embedded cluster under
+    /// --data-dir is used.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: Option<String>,
+
+    /// The data directory of `chronicle serve` in development mode, whose embedded cluster
+    /// (`<DIR>/pg`, port CHRONICLE_EMBEDDED_PG_PORT or 54329) is used when no database URL is
+    /// given.
+    #[arg(long, env = "CHRONICLE_DATA_DIR", default_value = ".chronicle", value_name = "DIR")]
+    pub data_dir: std::path::PathBuf,
 }
 
 /// `chronicle-replay verify`.
@@ -102,8 +117,14 @@ impl From<Outcome> for ExitCode {
 /// password.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("no database given: pass --database-url URL or set DATABASE_URL")]
-    NoDatabaseUrl,
+    #[error(
+        "no database given: pass --database-url URL or set DATABASE_URL, or run where `chronicle \
+         serve` keeps its embedded cluster (none under {0}; --data-dir or CHRONICLE_DATA_DIR name \
+         another directory)"
+    )]
+    NoDatabaseUrl(String),
+    #[error("the embedded cluster: {0:#}")]
+    Embedded(anyhow::Error),
     #[error("the database URL (--database-url or DATABASE_URL) is invalid: {0}")]
     InvalidDatabaseUrl(#[source] sqlx::Error),
     #[error(
@@ -160,16 +181,24 @@ async fn verify_main(args: &VerifyArgs) -> Result<Outcome, CliError> {
     outcome
 }
 
-/// Connects to the database named by `--database-url` / `DATABASE_URL`. A first connection is
-/// made directly, so an unreachable server is reported at once with its reason rather than
-/// after the pool's retries.
+/// Connects to the database named by `--database-url` / `DATABASE_URL`, or else to the
+/// embedded cluster under the data directory. A first connection is made directly, so an
+/// unreachable server is reported at once with its reason rather than after the pool's
+/// retries.
 pub async fn connect(database: &DatabaseArgs) -> Result<PgPool, CliError> {
-    let url = database
+    let given = database
         .database_url
         .as_deref()
         .map(str::trim)
-        .filter(|url| !url.is_empty())
-        .ok_or(CliError::NoDatabaseUrl)?;
+        .filter(|url| !url.is_empty());
+    let embedded;
+    let url = match given {
+        Some(url) => url,
+        None => {
+            embedded = embedded_url(&database.data_dir).await?;
+            embedded.as_str()
+        }
+    };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(CliError::NotPostgresUrl);
     }
@@ -195,6 +224,16 @@ pub async fn connect(database: &DatabaseArgs) -> Result<PgPool, CliError> {
         .connect_with(options)
         .await
         .map_err(|source| CliError::Connect { target, source })
+}
+
+/// The URL of the embedded cluster under `data_dir`, started if stopped; an error when
+/// `chronicle serve` never created one there.
+async fn embedded_url(data_dir: &std::path::Path) -> Result<String, CliError> {
+    let cluster = chronicle_api::embedded::EmbeddedPostgres::new(data_dir).map_err(CliError::Embedded)?;
+    if !cluster.exists() {
+        return Err(CliError::NoDatabaseUrl(cluster.data_dir.display().to_string()));
+    }
+    cluster.ensure_running().await.map_err(CliError::Embedded)
 }
 
 /// `user@host:port/database` (or the socket path), without the password.

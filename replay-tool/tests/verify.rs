@@ -127,7 +127,10 @@ fn stdout(output: &Output) -> String {
 fn verify_args(tenant: Option<&str>) -> VerifyArgs {
     VerifyArgs {
         tenant: tenant.map(str::to_owned),
-        database: DatabaseArgs { database_url: None },
+        database: DatabaseArgs {
+            database_url: None,
+            data_dir: ".chronicle".into(),
+        },
         json: false,
     }
 }
@@ -550,4 +553,55 @@ async fn columns_the_database_owns_cannot_be_forged_by_an_insert(pool: PgPool) {
         (tenant.as_str(), tx_id.as_str(), recent, hash_ok),
         ("acme", own_tx.as_str(), true, true)
     );
+}
+
+/// With no database URL the tool finds `chronicle serve`'s embedded cluster as `chronicle
+/// admin` does (`CHRONICLE_DATA_DIR`, `CHRONICLE_EMBEDDED_PG_PORT`), starting it if stopped;
+/// a directory with no cluster is a clear usage error that names it.
+#[tokio::test]
+async fn without_a_database_url_the_embedded_cluster_of_chronicle_serve_is_used() {
+    let dir = std::env::temp_dir().join(format!("chronicle-replay-embedded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let run = |dir: &std::path::Path| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_chronicle-replay"))
+            .arg("verify")
+            .env_remove("DATABASE_URL")
+            .env("CHRONICLE_DATA_DIR", dir)
+            .env("CHRONICLE_EMBEDDED_PG_PORT", port.to_string())
+            .output()
+    };
+
+    // No cluster yet: exit 2, naming the directory, and nothing created there.
+    let output = run(&dir).await.unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("DATABASE_URL") && stderr.contains("embedded cluster"),
+        "{stderr}"
+    );
+    assert!(!dir.join("pg").join("PG_VERSION").exists());
+
+    // The cluster `chronicle serve` would have made, with a stream in it, then stopped.
+    let cluster = chronicle_api::embedded::EmbeddedPostgres::with_port(&dir, port).unwrap();
+    let url = cluster.ensure_running().await.unwrap();
+    let pool = PgPool::connect(&url).await.unwrap();
+    chronicle_projections::MIGRATOR.run(&pool).await.unwrap();
+    append(&pool, "Conversation", "embedded:c1", 1).await;
+    append(&pool, "Conversation", "embedded:c1", 2).await;
+    pool.close().await;
+    cluster.stop().unwrap();
+    assert!(!cluster.is_running());
+
+    let output = run(&dir).await.unwrap();
+    let report = stdout(&output);
+    let stopped = cluster.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(report.contains("verified 2 events in 1 streams"), "{report}");
+    stopped.unwrap();
 }
