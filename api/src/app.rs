@@ -66,6 +66,8 @@ pub struct AppState {
     pub schema: ChronicleSchema,
     /// How projector runners read.
     pub runner_config: RunnerConfig,
+    /// Development mode's WhatsApp Cloud API sandbox; `None` in production.
+    pub sandbox: Option<crate::sandbox::Sandbox>,
     /// The token GraphiQL's headers editor starts with: the demo tenant's, in development mode
     /// with `--demo` only; `None` shows a placeholder.
     pub graphiql_token: Option<String>,
@@ -164,9 +166,25 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
     let keys = KeyStore::new(pool.clone(), settings.master_key.clone());
     let inbox = InboxProcessor::new(commands.clone(), keys.clone());
     let follow_ups = FollowUpWorker::new(commands.clone(), keys.clone());
+    // Development mode's stand-in for the Graph API (crate::sandbox), served on our own port.
+    let sandbox = match (&settings.whatsapp_access_token, settings.whatsapp_sandbox) {
+        (Some(token), true) => {
+            let sandbox =
+                crate::sandbox::Sandbox::new(settings.bind, settings.whatsapp_app_secret.clone(), token.clone())?;
+            tracing::info!(
+                graph = %sandbox.graph_base_url(),
+                "development mode: WhatsApp sends go to the sandbox (set WHATSAPP_GRAPH_BASE_URL for a real Graph API)"
+            );
+            Some(sandbox)
+        }
+        _ => None,
+    };
+    let graph_base_url = sandbox
+        .as_ref()
+        .map_or_else(|| settings.whatsapp_graph_base_url.clone(), |s| s.graph_base_url());
     let sender = match &settings.whatsapp_access_token {
         Some(token) => {
-            let mut config = SenderConfig::new(settings.whatsapp_graph_base_url.clone(), token.expose());
+            let mut config = SenderConfig::new(graph_base_url.clone(), token.expose());
             config.request_timeout = settings.whatsapp_send.timeout;
             config.max_attempts = settings.whatsapp_send.max_attempts;
             config.backoff = settings.whatsapp_send.backoff;
@@ -183,7 +201,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         .context("starting the live log")?;
     let media = match &settings.whatsapp_access_token {
         Some(token) => {
-            let mut config = FetcherConfig::new(settings.whatsapp_graph_base_url.clone(), token.expose());
+            let mut config = FetcherConfig::new(graph_base_url.clone(), token.expose());
             config.backoff = settings.whatsapp_send.backoff;
             Some(
                 MediaFetcher::new(commands.clone(), settings.master_key.clone(), config)
@@ -207,6 +225,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         commands.clone(),
         keys,
         payments.clone(),
+        sandbox.clone(),
     );
     Ok(AppState {
         pool,
@@ -232,6 +251,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
             batch_size: settings.projector_batch_size,
             ..RunnerConfig::default()
         },
+        sandbox,
         graphiql_token: None,
     })
 }

@@ -35,6 +35,33 @@ pub enum Command {
     /// Operator commands.
     #[command(subcommand)]
     Admin(Admin),
+    /// Development mode's WhatsApp sandbox (needs `chronicle serve` running on CHRONICLE_BIND).
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+/// What the WhatsApp sandbox can play.
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// A customer writes in: a WhatsApp message from --from to the tenant's number, delivered
+    /// to the running server's webhook as Meta would deliver it (signed). Prints the message id.
+    Inbound {
+        /// The tenant whose WhatsApp number receives the message.
+        #[arg(long)]
+        tenant: String,
+        /// The customer's phone number (E.164, `+` optional).
+        #[arg(long)]
+        from: String,
+        /// The customer's WhatsApp profile name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The text (or, with --image, the caption).
+        #[arg(long, required_unless_present = "image")]
+        text: Option<String>,
+        /// An image file to send (served to Chronicle's media fetcher by the sandbox).
+        #[arg(long, value_name = "FILE")]
+        image: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +138,7 @@ pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve { demo: false }) {
         Command::Serve { demo } => serve(settings, demo).await,
         Command::Admin(admin) => run_admin(settings, admin).await,
+        Command::Sandbox(command) => run_sandbox(settings, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,6 +147,66 @@ pub async fn main(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Plays a sandbox command against the running server: a short-lived owner token of the
+/// tenant, minted with the development secret, authenticates the request.
+async fn run_sandbox(settings: Settings, command: SandboxCommand) -> anyhow::Result<()> {
+    if !settings.whatsapp_sandbox {
+        anyhow::bail!(
+            "the WhatsApp sandbox runs only in development mode (no DATABASE_URL) with no WHATSAPP_GRAPH_BASE_URL"
+        );
+    }
+    let SandboxCommand::Inbound {
+        tenant: t,
+        from,
+        name,
+        text,
+        image,
+    } = command;
+    let tenant = tenant(&t)?;
+    let image_base64 = match image {
+        Some(path) => {
+            use base64::Engine as _;
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+        None => None,
+    };
+    let mime_type = image_base64.as_ref().map(|_| "image/jpeg".to_string());
+    let token = mint(
+        settings.jwt_secret.expose(),
+        &tenant,
+        "sandbox",
+        Role::Owner,
+        chrono::Duration::minutes(5),
+    )?;
+    let host = match settings.bind.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    let url = format!("http://{host}:{}/sandbox/inbound", settings.bind.port());
+    let body = serde_json::json!({"from": from, "name": name, "text": text, "image_base64": image_base64, "mime_type": mime_type});
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("reaching the server at {url}: is `chronicle serve` running?"))?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let reason = answer["errors"][0]["message"]
+            .as_str()
+            .or_else(|| answer["error"]["message"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| answer.to_string());
+        anyhow::bail!("the sandbox refused ({status}): {reason}");
+    }
+    println!("{}", answer["messageId"].as_str().unwrap_or_default());
+    Ok(())
 }
 
 async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@
 //! | `WHATSAPP_VERIFY_TOKEN` | the webhook verification handshake token | dev: generated |
 //! | `TWILIO_AUTH_TOKEN` | the platform's Twilio auth token (call webhook signatures) | dev: generated; production: unset turns the call webhook off (503) |
 //! | `CHRONICLE_PUBLIC_URL` | the public base URL providers call (signed by Twilio) | `http://<CHRONICLE_BIND>` |
-//! | `WHATSAPP_GRAPH_BASE_URL` | the WhatsApp Cloud API base the sender posts to | `https://graph.facebook.com/v21.0` |
+//! | `WHATSAPP_GRAPH_BASE_URL` | the WhatsApp Cloud API base the sender and media fetcher use; `sandbox` (development only) is Chronicle's own stand-in | production: `https://graph.facebook.com/v21.0`; development: `sandbox` |
 //! | `WHATSAPP_ACCESS_TOKEN` | the Graph API access token of outbound messages | dev: generated; production: unset turns sending off (messages stay queued) |
 //! | `WHATSAPP_SEND_TIMEOUT_SECS` | timeout of one send request (a timed-out send goes to an operator, never resent) | `15` |
 //! | `WHATSAPP_SEND_MAX_ATTEMPTS` | attempts on 5xx, 429 or connection failures before a send is recorded failed | `8` |
@@ -87,8 +87,11 @@ pub struct Settings {
     pub master_key: MasterKey,
     pub whatsapp_app_secret: Secret,
     pub whatsapp_verify_token: Secret,
-    /// The Graph API base of outbound messages.
+    /// The Graph API base of outbound messages (unused when the sandbox is on).
     pub whatsapp_graph_base_url: String,
+    /// Development mode's WhatsApp Cloud API sandbox (`crate::sandbox`) stands in for the
+    /// Graph API: on in development mode unless `WHATSAPP_GRAPH_BASE_URL` names a real one.
+    pub whatsapp_sandbox: bool,
     /// The Graph API token; `None` turns the sender off.
     pub whatsapp_access_token: Option<Secret>,
     /// How the sender paces requests and retries.
@@ -304,7 +307,22 @@ impl Settings {
         if changed {
             save_dev_secrets(&data_dir, &dev_secrets)?;
         }
-        let whatsapp_graph_base_url = lookup("WHATSAPP_GRAPH_BASE_URL")
+        // Development mode with no Graph API configured uses the sandbox (`crate::sandbox`);
+        // production never does.
+        let graph_setting = lookup("WHATSAPP_GRAPH_BASE_URL");
+        let whatsapp_sandbox = match graph_setting.as_deref().map(str::trim) {
+            None => dev,
+            Some("sandbox") if dev => true,
+            Some("sandbox") => {
+                return Err(ConfigError::Invalid {
+                    name: "WHATSAPP_GRAPH_BASE_URL",
+                    reason: "the WhatsApp sandbox runs only in development mode (without DATABASE_URL)".into(),
+                })
+            }
+            Some(_) => false,
+        };
+        let whatsapp_graph_base_url = graph_setting
+            .filter(|_| !whatsapp_sandbox)
             .unwrap_or_else(|| "https://graph.facebook.com/v21.0".into())
             .trim_end_matches('/')
             .to_string();
@@ -351,6 +369,7 @@ impl Settings {
             whatsapp_app_secret: Secret::new(app_secret),
             whatsapp_verify_token: Secret::new(verify),
             whatsapp_graph_base_url,
+            whatsapp_sandbox,
             whatsapp_access_token: whatsapp_access_token.map(Secret::new),
             whatsapp_send,
             twilio_auth_token: twilio_auth_token.map(Secret::new),

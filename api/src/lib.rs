@@ -14,8 +14,10 @@
 //! - [`graphql`]: the schema, one module per area, merged in one place.
 //! - [`http`]: the REST routes others dictate: WhatsApp webhooks, `/health`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry and request metrics.
+//! - [`sandbox`]: development mode's WhatsApp Cloud API stand-in (sends, statuses, media,
+//!   customers writing in).
 //! - [`telemetry`]: tracing set-up (pretty or JSON).
-//! - [`cli`]: `chronicle serve` and the `chronicle admin` commands.
+//! - [`cli`]: `chronicle serve`, the `chronicle admin` commands and `chronicle sandbox`.
 
 #![forbid(unsafe_code)]
 
@@ -28,4 +30,5 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod sandbox;
 pub mod telemetry;

@@ -94,6 +94,21 @@ impl Sandbox {
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
+    /// `chronicle sandbox <args>` against the running server: (success, stdout, stderr).
+    fn sandbox_cli(&self, args: &[&str]) -> (bool, String, String) {
+        let output = self
+            .chronicle()
+            .arg("sandbox")
+            .args(args)
+            .output()
+            .expect("sandbox runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        )
+    }
+
     async fn owner_pool(&self) -> PgPool {
         PgPool::connect(&format!("postgres://postgres@127.0.0.1:{}/chronicle", self.pg_port))
             .await
@@ -481,4 +496,209 @@ async fn graphiql_works_offline_in_a_real_browser_with_the_demo_token_filled_in(
         Some("no-store")
     );
     assert!(page.text().await.unwrap_or_default().contains(&token));
+}
+
+/// The conversation node (`conversations` query) whose phone is `phone`, once it is there.
+async fn conversation_of(sandbox: &Sandbox, token: &str, phone: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let reply = sandbox
+            .graphql(
+                token,
+                "{ conversations(first: 100) { edges { node { id contactPhone freeFormAllowed } } } }",
+            )
+            .await;
+        let edges = reply["data"]["conversations"]["edges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(edge) = edges.into_iter().find(|e| e["node"]["contactPhone"] == phone) {
+            return edge["node"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no conversation of {phone} within 180 s: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The outbound message `out:<key>` of a conversation, once `check` holds for it.
+async fn outbound_message(
+    sandbox: &Sandbox,
+    token: &str,
+    conversation: &str,
+    key: &str,
+    check: fn(&Value) -> bool,
+) -> Value {
+    let query = format!(
+        "{{ conversation(id: \"{conversation}\") {{ messages(first: 200) {{ edges {{ node {{
+            id state status errorCode errorTitle statusTimeline {{ status }} }} }} }} }} }}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let reply = sandbox.graphql(token, &query).await;
+        let edges = reply["data"]["conversation"]["messages"]["edges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(edge) = edges.into_iter().find(|e| e["node"]["id"] == format!("out:{key}")) {
+            if check(&edge["node"]) {
+                return edge["node"].clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "message out:{key} not as expected within 180 s: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The main wallet's balance (milli-tokens).
+async fn balance(sandbox: &Sandbox, token: &str) -> Option<i64> {
+    sandbox.graphql(token, "{ wallet { balance } }").await["data"]["wallet"]["balance"].as_i64()
+}
+
+/// Development mode's WhatsApp Cloud API sandbox, from `serve --demo` with no Graph API
+/// configured: a send is accepted by the sandbox and its statuses come back through Chronicle's
+/// own signed webhook; a customer plays in with `chronicle sandbox inbound`; a number
+/// configured to fail records the provider's code and refunds the metered send.
+#[tokio::test]
+async fn in_development_mode_sends_go_to_the_whatsapp_sandbox_and_statuses_come_back() {
+    let sandbox = Sandbox::new("wa-sandbox");
+    let log = sandbox.dir.join("server.log");
+    let (_server, token) = sandbox.serve(&["--demo"], &log);
+    let token = token.expect("the server prints a token for the demo tenant");
+    sandbox.wait_for_health().await;
+
+    // A customer writes in (the sandbox's signed delivery to our own webhook)...
+    let (ok, message_id, stderr) = sandbox.sandbox_cli(&[
+        "inbound",
+        "--tenant",
+        "demo-solar",
+        "--from",
+        "+263771000999",
+        "--name",
+        "Sandbox Sam",
+        "--text",
+        "Do you install on Saturdays?",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(message_id.starts_with("wamid.sandbox.in."), "{message_id}");
+    let sam = conversation_of(&sandbox, &token, "+263771000999").await;
+    assert_eq!(sam["freeFormAllowed"], true, "{sam}");
+    let conversation = sam["id"].as_str().unwrap().to_string();
+
+    // ...and the reply goes out: the sandbox accepts it and calls back sent, delivered, read.
+    let reply = sandbox
+        .graphql(
+            &token,
+            &format!(
+                "mutation {{ sendMessage(conversationId: \"{conversation}\", text: \"Yes, from 8 to 12\",
+                   idempotencyKey: \"sandbox-reply-1\") {{ __typename }} }}"
+            ),
+        )
+        .await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    let sent = outbound_message(&sandbox, &token, &conversation, "sandbox-reply-1", |m| {
+        m["statusTimeline"].as_array().map(Vec::len) == Some(3)
+    })
+    .await;
+    assert_eq!(sent["state"], "sent", "{sent}");
+    let timeline: Vec<&str> = sent["statusTimeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["status"].as_str())
+        .collect();
+    assert_eq!(timeline, ["sent", "delivered", "read"]);
+    // They arrived through the webhook intake (which takes only signed bodies): each status
+    // event was caused by a row of the WhatsApp webhook inbox.
+    let pool = sandbox.owner_pool().await;
+    let through_inbox: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events e JOIN webhook_inbox w ON e.metadata->>'causation_id' = 'inbox:' || w.inbox_id
+          WHERE e.aggregate_id = $1 AND e.event_type = 'DeliveryStatusRecorded'
+            AND w.provider = 'whatsapp' AND w.kind = 'status' AND w.state = 'done'",
+    )
+    .bind(format!("demo-solar:{conversation}"))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(through_inbox, 3);
+
+    // A number configured to fail (ending in 131047): the failure is recorded with WhatsApp's
+    // code and the metered send is refunded.
+    let setup = sandbox
+        .graphql(
+            &token,
+            "mutation { setPrice(feature: \"message\", unitPrice: 1000) { feature }
+                        purchaseTokens(reference: \"sandbox-test\", amount: 10000) { __typename } }",
+        )
+        .await;
+    assert!(setup.get("errors").is_none(), "{setup}");
+    let (ok, _, stderr) = sandbox.sandbox_cli(&[
+        "inbound",
+        "--tenant",
+        "demo-solar",
+        "--from",
+        "+263770131047",
+        "--text",
+        "Hello?",
+    ]);
+    assert!(ok, "{stderr}");
+    let failing = conversation_of(&sandbox, &token, "+263770131047").await;
+    let failing = failing["id"].as_str().unwrap().to_string();
+    assert_eq!(balance(&sandbox, &token).await, Some(10000));
+    let reply = sandbox
+        .graphql(
+            &token,
+            &format!(
+                "mutation {{ sendMessage(conversationId: \"{failing}\", text: \"We are here\",
+                   idempotencyKey: \"sandbox-fail-1\") {{ __typename }} }}"
+            ),
+        )
+        .await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    let failed = outbound_message(&sandbox, &token, &failing, "sandbox-fail-1", |m| m["state"] == "failed").await;
+    assert_eq!(failed["errorCode"], 131047, "{failed}");
+    eventually("the refund of the failed send", || {
+        let balance = balance(&sandbox, &token);
+        async move { balance.await == Some(10000) }
+    })
+    .await;
+    let refunds = sandbox
+        .graphql(
+            &token,
+            "{ walletLedger(first: 20) { edges { node { kind amount reference } } } }",
+        )
+        .await;
+    let lines: Vec<Value> = refunds["data"]["walletLedger"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["node"].clone())
+        .collect();
+    let charged = lines.iter().any(|l| l["amount"] == 1000 && l["kind"] != "refund");
+    let refunded = lines.iter().any(|l| l["amount"] == 1000 && l["kind"] == "refund");
+    assert!(charged && refunded, "the send was charged, then refunded: {refunds}");
+
+    // Production has no sandbox: the CLI says so.
+    let output = sandbox
+        .chronicle()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .args([
+            "sandbox",
+            "inbound",
+            "--tenant",
+            "demo-solar",
+            "--from",
+            "+263771000999",
+            "--text",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
 }

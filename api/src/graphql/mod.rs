@@ -26,6 +26,7 @@ pub mod leads;
 pub mod limits;
 pub mod media;
 pub mod payments;
+pub mod sandbox;
 pub mod service;
 pub mod viewer;
 pub mod wallets;
@@ -62,6 +63,7 @@ pub struct MutationRoot(
     installations::InstallationsMutation,
     wallets::WalletsMutation,
     service::ServiceMutation,
+    sandbox::SandboxMutation,
 );
 
 /// Every subscription, by area.
@@ -81,6 +83,7 @@ pub fn build_schema(
     commands: Commands,
     keys: KeyStore,
     payments: chronicle_commands::payments::PaymentIntake,
+    sandbox: Option<crate::sandbox::Sandbox>,
 ) -> ChronicleSchema {
     Schema::build(
         QueryRoot::default(),
@@ -93,6 +96,7 @@ pub fn build_schema(
     .data(commands)
     .data(keys)
     .data(payments)
+    .data(sandbox)
     .extension(limits::QueryLimits)
     .finish()
 }
@@ -136,5 +140,72 @@ pub(crate) fn metadata(ctx: &Context<'_>, caller: &Caller) -> CommandMetadata {
         },
         causation_id: format!("graphql:{correlation}"),
         correlation_id: correlation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every type, field, argument, input field and enum value of the schema a client sees
+    /// that has no description, as `Type.field(arg)` paths.
+    fn undescribed() -> Vec<String> {
+        let schema = Schema::build(
+            QueryRoot::default(),
+            MutationRoot::default(),
+            SubscriptionRoot::default(),
+        )
+        .finish();
+        let reply = futures::executor::block_on(schema.execute(
+            "{ __schema { types { name kind description
+                 fields(includeDeprecated: true) { name description args { name description } }
+                 inputFields { name description }
+                 enumValues(includeDeprecated: true) { name description } } } }",
+        ));
+        let data = reply.data.into_json().unwrap_or_default();
+        let builtin = ["String", "Int", "Float", "Boolean", "ID"];
+        let mut missing = Vec::new();
+        let empty = |v: &serde_json::Value| v.as_str().map(str::trim).unwrap_or_default().is_empty();
+        for t in data["__schema"]["types"].as_array().into_iter().flatten() {
+            let name = t["name"].as_str().unwrap_or_default();
+            if name.starts_with("__") || builtin.contains(&name) {
+                continue;
+            }
+            // async-graphql's generated `…Connection` types take a name but no description
+            // (their fields, and the `…Edge` and `PageInfo` types, are described by the library).
+            if empty(&t["description"]) && !name.ends_with("Connection") {
+                missing.push(name.to_string());
+            }
+            for f in t["fields"].as_array().into_iter().flatten() {
+                let field = format!("{name}.{}", f["name"].as_str().unwrap_or_default());
+                if empty(&f["description"]) {
+                    missing.push(field.clone());
+                }
+                for a in f["args"].as_array().into_iter().flatten() {
+                    if empty(&a["description"]) {
+                        missing.push(format!("{field}({})", a["name"].as_str().unwrap_or_default()));
+                    }
+                }
+            }
+            for key in ["inputFields", "enumValues"] {
+                for f in t[key].as_array().into_iter().flatten() {
+                    if empty(&f["description"]) {
+                        missing.push(format!("{name}.{}", f["name"].as_str().unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        missing
+    }
+
+    #[test]
+    fn every_type_field_argument_and_value_has_a_description() {
+        let missing = undescribed();
+        assert!(
+            missing.is_empty(),
+            "{} parts of the schema have no description (a doc comment, or `#[graphql(desc)]`):\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
     }
 }

@@ -57,7 +57,14 @@ async fn correlate(mut request: Request, next: Next) -> Response {
 /// The router of every route.
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
+    // Development mode's WhatsApp sandbox only: production has none of its routes.
+    let sandbox = if state.sandbox.is_some() {
+        crate::sandbox::router()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(sandbox)
         .merge(graphql::router())
         .merge(graphiql::router())
         .merge(whatsapp::router())

@@ -1,0 +1,455 @@
+//! The WhatsApp Cloud API sandbox of development mode: a stand-in for Meta's Graph API, served
+//! by Chronicle itself on loopback, so the whole loop (message in, reply out, statuses back,
+//! campaigns, call follow-ups, inbound media) works on one machine with no network.
+//!
+//! It is on only in development mode (no `DATABASE_URL`) when no Graph API is configured
+//! (`WHATSAPP_GRAPH_BASE_URL` unset, or set to `sandbox`); production refuses `sandbox` at
+//! start. When on, the sender and the media fetcher use `http://<loopback>:<port>` +
+//! [`GRAPH_PATH`] as their Graph API base, and the routes below are mounted:
+//!
+//! | route | answers like |
+//! |---|---|
+//! | `POST /sandbox/graph/v21.0/{phone_number_id}/messages` | the Cloud API's send: a `wamid`, or the documented error of a number configured to fail |
+//! | `GET /sandbox/graph/v21.0/{media_id}` | the media URL lookup (`url`, `mime_type`, `sha256`, `file_size`) |
+//! | `GET /sandbox/media/{media_id}` | the media download |
+//! | `POST /sandbox/inbound` | (Chronicle's own) a customer writing in, as a signed webhook delivery |
+//!
+//! After accepting a message it delivers the statuses `sent`, `delivered` and `read` to
+//! Chronicle's own `POST /webhooks/whatsapp`, signed with the app secret as Meta signs them, a
+//! moment apart. Recipients whose number ends in one of the codes of [`FAILURES`] are refused
+//! with that code (e.g. `+263 77 013 1047` fails with 131047, outside the 24-hour window),
+//! so failure paths (recorded failure, refund of a metered send) can be tried too. Media the
+//! sandbox did not receive (say the demo's) is served as a small placeholder image.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::config::Secret;
+use crate::error::ApiError;
+use crate::http::graphql::Authenticated;
+
+/// The Graph API base path the sandbox answers under (the sender appends `/{number}/messages`).
+pub const GRAPH_PATH: &str = "/sandbox/graph/v21.0";
+
+/// Numbers configured to fail: a recipient whose digits end in the code gets the Cloud API's
+/// documented error for it (HTTP 400): code, title, details.
+pub const FAILURES: [(i64, &str, &str); 3] = [
+    (
+        131026,
+        "Message undeliverable",
+        "Unable to deliver message. Reasons can include: the recipient phone number is not a WhatsApp phone number.",
+    ),
+    (
+        131047,
+        "Re-engagement message",
+        "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+    ),
+    (
+        131049,
+        "This message was not delivered to maintain healthy ecosystem engagement.",
+        "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+    ),
+];
+
+/// A 1×1 PNG, served for media the sandbox never received.
+const PLACEHOLDER_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d,
+    0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// The sandbox: where it is, whom it calls back, what media it holds.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `http://<loopback>:<port>`: Chronicle's own listener.
+    origin: String,
+    app_secret: Secret,
+    access_token: Secret,
+    http: reqwest::Client,
+    media: Mutex<HashMap<String, (String, Vec<u8>)>>,
+    counter: AtomicU64,
+    status_gap: Duration,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("origin", &self.inner.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the sandbox refused to play an inbound message.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the tenant has no WhatsApp number mapped (chronicle admin map-number)")]
+    NoNumber,
+    #[error("{0}")]
+    BadInput(String),
+    #[error("Chronicle's webhook refused the delivery: {0}")]
+    Webhook(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<SandboxError> for ApiError {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            SandboxError::NoNumber => ApiError::bad_request("NO_WHATSAPP_NUMBER", e.to_string()),
+            SandboxError::BadInput(m) => ApiError::bad_request("BAD_SANDBOX_INPUT", m),
+            SandboxError::Webhook(m) => ApiError::Unavailable(m),
+            SandboxError::Database(e) => ApiError::from(e),
+        }
+    }
+}
+
+/// A customer writing in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Inbound {
+    /// The customer's number (E.164, `+` optional).
+    pub from: String,
+    /// Their WhatsApp profile name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The text, or an image's caption.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// An image's bytes, base64.
+    #[serde(default)]
+    pub image_base64: Option<String>,
+    /// The image's type (default `image/jpeg`).
+    #[serde(default)]
+    pub mime_type: Option<String>,
+}
+
+impl Sandbox {
+    /// The sandbox of a server listening on `bind`, calling its webhook back with `app_secret`
+    /// and accepting `access_token` as the Graph API's token.
+    pub fn new(bind: SocketAddr, app_secret: Secret, access_token: Secret) -> anyhow::Result<Self> {
+        let host = match bind.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+            ip if ip.is_unspecified() => "[::1]".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the sandbox's HTTP client: {e}"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                origin: format!("http://{host}:{}", bind.port()),
+                app_secret,
+                access_token,
+                http,
+                media: Mutex::new(HashMap::new()),
+                counter: AtomicU64::new(0),
+                status_gap: Duration::from_millis(300),
+            }),
+        })
+    }
+
+    /// The Graph API base URL the sender and the media fetcher use.
+    pub fn graph_base_url(&self) -> String {
+        format!("{}{GRAPH_PATH}", self.inner.origin)
+    }
+
+    fn next_id(&self, prefix: &str) -> String {
+        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
+        let nonce: u32 = rand::random();
+        format!("{prefix}{n}.{nonce:08x}")
+    }
+
+    /// Posts a Graph webhook body to Chronicle's own `/webhooks/whatsapp`, signed with the app
+    /// secret, and returns Chronicle's answer.
+    async fn deliver(&self, value: Value) -> Result<(), SandboxError> {
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "sandbox-waba", "changes": [
+            {"field": "messages", "value": value}]}]});
+        let bytes = serde_json::to_vec(&body).map_err(|e| SandboxError::BadInput(e.to_string()))?;
+        let signature = chronicle_commands::intake::whatsapp::sign(self.inner.app_secret.expose().as_bytes(), &bytes);
+        let response = self
+            .inner
+            .http
+            .post(format!("{}/webhooks/whatsapp", self.inner.origin))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| SandboxError::Webhook(e.to_string()))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            Err(SandboxError::Webhook(format!("{status}: {text}")))
+        }
+    }
+
+    /// Plays `inbound` arriving at the tenant's WhatsApp number: a signed delivery to
+    /// Chronicle's own webhook. Returns the message's `wamid`.
+    pub async fn inbound(&self, pool: &sqlx::PgPool, tenant: &str, inbound: Inbound) -> Result<String, SandboxError> {
+        let from: String = inbound.from.chars().filter(char::is_ascii_digit).collect();
+        if from.len() < 8 || from.len() > 15 {
+            return Err(SandboxError::BadInput(format!(
+                "{:?} is not a phone number (8 to 15 digits, E.164)",
+                inbound.from
+            )));
+        }
+        let number: Option<String> = sqlx::query_scalar(
+            "SELECT phone_number_id FROM whatsapp_numbers WHERE tenant_id = $1 ORDER BY mapped_at, phone_number_id LIMIT 1",
+        )
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await?;
+        let number = number.ok_or(SandboxError::NoNumber)?;
+        let id = self.next_id("wamid.sandbox.in.");
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let mut message = json!({"from": from, "id": id, "timestamp": timestamp});
+        match (&inbound.image_base64, &inbound.text) {
+            (Some(image), caption) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(image.trim())
+                    .map_err(|e| SandboxError::BadInput(format!("the image is not base64: {e}")))?;
+                if bytes.is_empty() || bytes.len() > 5 * 1024 * 1024 {
+                    return Err(SandboxError::BadInput("an image is 1 byte to 5 MiB".into()));
+                }
+                let mime = inbound.mime_type.clone().unwrap_or_else(|| "image/jpeg".into());
+                let media_id = self.next_id("sandbox-media-");
+                let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&bytes));
+                self.inner
+                    .media
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(media_id.clone(), (mime.clone(), bytes));
+                message["type"] = json!("image");
+                message["image"] = json!({"id": media_id, "mime_type": mime, "sha256": sha});
+                if let Some(caption) = caption {
+                    message["image"]["caption"] = json!(caption);
+                }
+            }
+            (None, Some(text)) if !text.trim().is_empty() => {
+                if text.chars().count() > 4096 {
+                    return Err(SandboxError::BadInput(
+                        "a WhatsApp text is at most 4096 characters".into(),
+                    ));
+                }
+                message["type"] = json!("text");
+                message["text"] = json!({"body": text});
+            }
+            _ => return Err(SandboxError::BadInput("give a text or an image".into())),
+        }
+        let name = inbound
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("Sandbox {}", &from[from.len() - 4..]));
+        self.deliver(json!({
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": number},
+            "contacts": [{"profile": {"name": name}, "wa_id": from}],
+            "messages": [message],
+        }))
+        .await?;
+        Ok(id)
+    }
+
+    /// Delivers sent, delivered and read for an accepted message, a moment apart.
+    fn play_statuses(&self, number: String, to: String, wamid: String) {
+        let sandbox = self.clone();
+        tokio::spawn(async move {
+            for status in ["sent", "delivered", "read"] {
+                tokio::time::sleep(sandbox.inner.status_gap).await;
+                let value = json!({
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550000000", "phone_number_id": number},
+                    "statuses": [{"id": wamid, "status": status, "timestamp": chrono::Utc::now().timestamp().to_string(),
+                                  "recipient_id": to}],
+                });
+                let mut delivered = false;
+                for attempt in 1..=3u64 {
+                    match sandbox.deliver(value.clone()).await {
+                        Ok(()) => {
+                            delivered = true;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, attempt, status, "sandbox: status callback not taken; retrying");
+                            tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                        }
+                    }
+                }
+                if !delivered {
+                    tracing::error!(status, "sandbox: status callback given up");
+                    return;
+                }
+            }
+        });
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::bearer)
+            .unwrap_or_default();
+        chronicle_commands::payments::constant_time_eq(
+            presented.as_bytes(),
+            self.inner.access_token.expose().as_bytes(),
+        )
+    }
+}
+
+/// A Graph API error body.
+fn graph_error(status: StatusCode, code: i64, title: &str, details: &str) -> Response {
+    let body = json!({"error": {
+        "message": format!("(#{code}) {title}"),
+        "type": "OAuthException",
+        "code": code,
+        "error_data": {"messaging_product": "whatsapp", "details": details},
+        "fbtrace_id": "sandbox",
+    }});
+    (status, Json(body)).into_response()
+}
+
+/// The sandbox's routes (mounted by `crate::http::router` only when the sandbox is on).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(&format!("{GRAPH_PATH}/{{number}}/messages"), post(send))
+        .route(&format!("{GRAPH_PATH}/{{media_id}}"), get(describe_media))
+        .route("/sandbox/media/{media_id}", get(download_media))
+        .route("/sandbox/inbound", post(play_inbound))
+}
+
+/// The answer of a sandbox route when the sandbox is off (the routes are not mounted then).
+fn off() -> Response {
+    (StatusCode::NOT_FOUND, "the WhatsApp sandbox is off").into_response()
+}
+
+async fn send(State(state): State<AppState>, Path(number): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return off();
+    };
+    if !sandbox.authorized(&headers) {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "Invalid OAuth access token",
+            "Invalid OAuth access token - Cannot parse access token",
+        );
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Invalid parameter",
+            "The request body is not JSON.",
+        );
+    };
+    let to: String = payload["to"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let kind = payload["type"].as_str().unwrap_or_default();
+    if payload["messaging_product"] != "whatsapp" || to.is_empty() || !["text", "template"].contains(&kind) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Invalid parameter",
+            "messaging_product must be whatsapp, `to` a phone number and `type` text or template.",
+        );
+    }
+    if let Some((code, title, details)) = FAILURES.iter().find(|(code, _, _)| to.ends_with(&code.to_string())) {
+        return graph_error(StatusCode::BAD_REQUEST, *code, title, details);
+    }
+    let wamid = sandbox.next_id("wamid.sandbox.out.");
+    sandbox.play_statuses(number, to.clone(), wamid.clone());
+    Json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": payload["to"], "wa_id": to}],
+        "messages": [{"id": wamid}],
+    }))
+    .into_response()
+}
+
+fn media_of(sandbox: &Sandbox, media_id: &str) -> (String, Vec<u8>) {
+    sandbox
+        .inner
+        .media
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(media_id)
+        .cloned()
+        .unwrap_or_else(|| ("image/png".to_string(), PLACEHOLDER_PNG.to_vec()))
+}
+
+async fn describe_media(State(state): State<AppState>, Path(media_id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return off();
+    };
+    if !sandbox.authorized(&headers) {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "Invalid OAuth access token",
+            "Invalid OAuth access token",
+        );
+    }
+    let (mime, bytes) = media_of(sandbox, &media_id);
+    Json(json!({
+        "messaging_product": "whatsapp",
+        "url": format!("{}/sandbox/media/{media_id}", sandbox.inner.origin),
+        "mime_type": mime,
+        "sha256": hex::encode(Sha256::digest(&bytes)),
+        "file_size": bytes.len(),
+        "id": media_id,
+    }))
+    .into_response()
+}
+
+async fn download_media(State(state): State<AppState>, Path(media_id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return off();
+    };
+    if !sandbox.authorized(&headers) {
+        return (StatusCode::UNAUTHORIZED, "the sandbox's media needs the access token").into_response();
+    }
+    let (mime, bytes) = media_of(sandbox, &media_id);
+    let content_type = HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
+}
+
+async fn play_inbound(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Json(inbound): Json<Inbound>,
+) -> Response {
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return off();
+    };
+    match sandbox.inbound(&state.pool, caller.tenant.as_str(), inbound).await {
+        Ok(id) => Json(json!({"messageId": id})).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
