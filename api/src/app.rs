@@ -452,32 +452,84 @@ async fn follow_up_worker(state: AppState, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
+/// Brings every projector of the server up to date once (the demo's loader reads what some
+/// projectors write).
+pub async fn catch_up(state: &AppState) -> anyhow::Result<()> {
+    for projector in projectors(state) {
+        let name = projector.name();
+        ProjectorRunner::new(
+            state.pool.clone(),
+            projector,
+            state.wakeups.clone(),
+            state.runner_config.clone(),
+        )
+        .catch_up()
+        .await
+        .with_context(|| format!("projecting {name}"))?;
+    }
+    Ok(())
+}
+
+/// Loads the demo (`chronicle_fixtures::demo`) with progress on stderr, prints an owner token
+/// for each of its tenants, and returns the token of the tenant GraphiQL opens with.
+async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Option<String>> {
+    let keys = KeyStore::new(state.pool.clone(), state.master_key.clone());
+    let path = chronicle_fixtures::load::CommandPath {
+        ids: &state.id_key,
+        inbox: &state.inbox,
+        commands: &state.commands,
+        keys: &keys,
+        follow_ups: &state.follow_ups,
+    };
+    let summary = chronicle_fixtures::demo::load(
+        path,
+        &state.payments,
+        || catch_up(state),
+        |done, total| eprintln!("demo: loading {done}/{total}"),
+    )
+    .await
+    .context("loading the demo")?;
+    catch_up(state).await?;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&state.pool)
+        .await?;
+    println!(
+        "\nDemo {}: {} tenants, {events} events in the log.",
+        if summary.loaded { "loaded" } else { "already loaded" },
+        summary.tenants.len()
+    );
+    println!(
+        "Open http://{}/graphql and send the header of the tenant to look at:",
+        settings.bind
+    );
+    let mut first = None;
+    for tenant in &summary.tenants {
+        let token = crate::auth::mint(
+            settings.jwt_secret.expose(),
+            &tenant.id,
+            "demo-owner",
+            crate::auth::Role::Owner,
+            chrono::Duration::days(7),
+        )?;
+        println!("\n  {} ({}): {}", tenant.id, tenant.name, tenant.business);
+        println!("  Authorization: Bearer {token}");
+        first.get_or_insert(token);
+    }
+    println!();
+    Ok(first)
+}
+
 /// Runs the server until Ctrl-C.
 pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let pool = connect(&settings).await?;
     let mut state = build_state(pool, &settings).await?;
     if demo {
-        let summary = chronicle_fixtures::demo::load(&state.pool, &state.id_key, &state.inbox).await?;
-        chronicle_fixtures::demo::load_activity(&state.commands, &state.master_key).await?;
-        let token = crate::auth::mint(
-            settings.jwt_secret.expose(),
-            &summary.tenant,
-            "demo-owner",
-            crate::auth::Role::Owner,
-            chrono::Duration::days(7),
-        )?;
-        println!(
-            "\nDemo data loaded: tenant {} ({} conversations, {} messages).",
-            summary.tenant, summary.contacts, summary.messages
-        );
-        println!(
-            "Open http://{}/graphql and send the header:\n  Authorization: Bearer {token}\n",
-            settings.bind
-        );
-        // Development mode only: GraphiQL opens with the token already in its headers.
-        if settings.is_development() {
-            println!("(GraphiQL at /graphql has the header filled in already.)\n");
-            state.graphiql_token = Some(token);
+        if let Some(token) = load_demo(&state, &settings).await? {
+            // Development mode only: GraphiQL opens with the token already in its headers.
+            if settings.is_development() {
+                println!("(GraphiQL at /graphql has the header filled in already.)\n");
+                state.graphiql_token = Some(token);
+            }
         }
     }
     let (stop, shutdown) = watch::channel(false);

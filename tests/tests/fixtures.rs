@@ -330,24 +330,57 @@ async fn the_conversations_read_model_is_the_same_one_event_at_a_time_or_folded_
     assert_eq!(one_by_one.len(), 40);
 }
 
+/// Loads the demo into `app` (projections caught up); whether it loaded.
+async fn load_demo(app: &TestApp) -> bool {
+    let keys = chronicle_commands::keystore::KeyStore::new(app.state.pool.clone(), app.state.master_key.clone());
+    let path = CommandPath {
+        ids: &app.state.id_key,
+        inbox: &app.state.inbox,
+        commands: &app.state.commands,
+        keys: &keys,
+        follow_ups: &app.state.follow_ups,
+    };
+    let summary = chronicle_fixtures::demo::load(
+        path,
+        &app.state.payments,
+        || async {
+            app.project().await;
+            Ok(())
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    app.project().await;
+    assert_eq!(summary.tenants.len(), 5);
+    assert_eq!(summary.tenants[0].id.as_str(), chronicle_fixtures::demo::DEMO_TENANT);
+    summary.loaded
+}
+
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
-async fn the_demo_loads_its_inbox_and_business_activity_once_and_a_second_load_changes_nothing(pool: PgPool) {
-    use chronicle_fixtures::demo::{load, load_activity};
+async fn the_demo_fills_every_area_of_every_business_once_and_a_second_load_changes_nothing(pool: PgPool) {
     let app = TestApp::new(pool).await;
-    let state = &app.state;
-    load(&state.pool, &state.id_key, &state.inbox)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let first = load_activity(&state.commands, &state.master_key)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(first);
+    assert!(load_demo(&app).await);
     let events = app.count("SELECT count(*) FROM events").await;
+    assert!((1_500..10_000).contains(&events), "a few thousand events: {events}");
     for (aggregate_type, tenant) in [
-        ("Order", "demo-solar"),
-        ("InstallationRecord", "demo-solar"),
-        ("Payout", "demo-solar"),
-        ("Wallet", "demo-agency"),
+        ("Conversation", "installer-1"),
+        ("Conversation", "solar-1"),
+        ("Conversation", "clothing-1"),
+        ("Conversation", "events-1"),
+        ("Conversation", "agency-1"),
+        ("Lead", "solar-1"),
+        ("Template", "clothing-1"),
+        ("Call", "clothing-1"),
+        ("Order", "installer-1"),
+        ("InstallationRecord", "installer-1"),
+        ("Payout", "installer-1"),
+        ("Payment", "installer-1"),
+        ("ServiceRequest", "installer-1"),
+        ("Wallet", "events-1"),
+        ("Wallet", "agency-1"),
+        ("Campaign", "agency-1"),
+        ("Template", "agency-1"),
     ] {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = $1 AND tenant_id = $2")
             .bind(aggregate_type)
@@ -357,23 +390,20 @@ async fn the_demo_loads_its_inbox_and_business_activity_once_and_a_second_load_c
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(n > 0, "no {aggregate_type} events for {tenant}");
     }
-    // The jobs' customers are demo contacts with conversations.
-    let customers: i64 = app
-        .count(
-            "SELECT count(DISTINCT o.payload::jsonb -> 'OrderPlaced' ->> 'customer_id') FROM events o
-              WHERE o.event_type = 'OrderPlaced' AND EXISTS (
-                    SELECT 1 FROM events c WHERE c.aggregate_type = 'Conversation'
-                       AND c.aggregate_id = 'demo-solar:' || (o.payload::jsonb -> 'OrderPlaced' ->> 'customer_id'))",
+    // The demo's payment matched its order; the campaign waits for the runner.
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM events WHERE event_type = 'PaymentMatchedToOrder' AND tenant_id = 'installer-1'"
         )
-        .await;
-    assert_eq!(customers, 2);
-    load(&state.pool, &state.id_key, &state.inbox)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let again = load_activity(&state.commands, &state.master_key)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(!again);
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'CampaignScheduled' AND aggregate_id = 'agency-1:campaign_demo_launch'")
+            .await,
+        1
+    );
+    assert!(!load_demo(&app).await, "a second load finds the demo and loads nothing");
     assert_eq!(app.count("SELECT count(*) FROM events").await, events);
     let report = verify(&app.pool, None, |_| {}).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(report.is_intact(), "{report:?}");

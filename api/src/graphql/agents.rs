@@ -31,8 +31,10 @@ fn readable_agent(caller: &Caller) -> Result<Option<&str>, ApiError> {
 pub struct DurationFigures {
     /// How many durations the figures are over.
     pub count: i64,
+    /// The arithmetic mean, in seconds; null when `count` is 0.
     pub average: Option<f64>,
-    /// The middle value; with an even count, the mean of the two middle values.
+    /// The middle value; with an even count, the mean of the two middle values. In seconds;
+    /// null when `count` is 0.
     pub median: Option<f64>,
 }
 
@@ -84,11 +86,15 @@ pub struct AgentsQuery;
 impl AgentsQuery {
     /// Each agent's figures for facts at or after `from` and before `to`, by agent id. An agent
     /// caller gets their own row only.
+    ///
+    /// Owners, admins and auditors read every agent; technicians, finance and integrators get
+    /// `FORBIDDEN`. Only agents with at least one assignment, first response or resolution in
+    /// the period have a row (an empty list when none). `to` not after `from` is `BAD_PERIOD`.
     async fn agent_performance(
         &self,
         ctx: &Context<'_>,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        #[graphql(desc = "Start of the period, inclusive (RFC 3339).")] from: DateTime<Utc>,
+        #[graphql(desc = "End of the period, exclusive (RFC 3339); must be after `from`.")] to: DateTime<Utc>,
     ) -> async_graphql::Result<Vec<AgentPerformance>> {
         let caller = caller(ctx).gql()?;
         let agent = readable_agent(caller).gql()?;

@@ -18,11 +18,17 @@ use crate::error::{ApiError, IntoGraphql};
 /// How a call ended.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum CallOutcome {
+    /// Answered by a person and hung up normally.
     Completed,
+    /// Rang without being answered.
     NoAnswer,
+    /// The line was busy.
     Busy,
+    /// The provider could not connect the call.
     Failed,
+    /// Hung up by the caller before it was answered.
     Canceled,
+    /// Answered by a machine (voicemail or fax).
     Voicemail,
 }
 
@@ -61,7 +67,9 @@ impl CallOutcome {
 /// Who placed a call.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum CallDirection {
+    /// The contact called the tenant.
     Inbound,
+    /// The tenant (an agent or an API call) called the contact.
     Outbound,
 }
 
@@ -77,16 +85,23 @@ impl CallDirection {
 /// Where a call's follow-up stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum FollowUpStatus {
+    /// No follow-up was scheduled (yet): no enabled rule names the call's outcome, or the call
+    /// has no contact.
     NotScheduled,
+    /// Scheduled and waiting for its first attempt, or for a retry after a failed one.
     Pending,
+    /// WhatsApp accepted the follow-up template; final.
     Sent,
+    /// Given up after a failure that cannot be retried or after 5 failed attempts; final.
     GaveUp,
 }
 
 /// Filters of `calls`.
 #[derive(InputObject, Default)]
 pub struct CallFilter {
+    /// Only calls with this outcome.
     pub outcome: Option<CallOutcome>,
+    /// Only calls in this direction.
     pub direction: Option<CallDirection>,
     /// Calls that ended at or after this time.
     pub from: Option<DateTime<Utc>>,
@@ -97,30 +112,54 @@ pub struct CallFilter {
 /// A call's WhatsApp follow-up.
 #[derive(SimpleObject)]
 pub struct CallFollowUp {
+    /// Where the follow-up stands.
     pub status: FollowUpStatus,
+    /// The WhatsApp template sent as the follow-up; null until one is scheduled.
     pub template_name: Option<String>,
+    /// The template's language code, e.g. `en_US`; null until one is scheduled.
     pub language: Option<String>,
+    /// The version of the follow-up rule that scheduled it; null until one is scheduled.
     pub rule_version: Option<i32>,
+    /// When the first attempt is due: the call's end plus the rule's delay (RFC 3339); null
+    /// until one is scheduled.
     pub due_at: Option<DateTime<Utc>>,
+    /// How many send attempts were recorded so far (0 before the first, at most 5).
     pub attempts: i32,
+    /// The provider's error code of the latest failed attempt; null when no attempt failed or
+    /// the failure had no code.
     pub last_error_code: Option<i64>,
+    /// When the next attempt is due (RFC 3339); null when none is scheduled, once sent and once
+    /// given up.
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
-/// A completed call.
+/// A call that ended (whatever its outcome), as the telephony provider reported it.
 #[derive(SimpleObject)]
 pub struct Call {
+    /// The call's id: `call_` and 32 hex digits, derived from the provider and its call id.
     pub id: String,
+    /// The telephony provider that reported the call, e.g. `twilio`.
     pub provider: String,
+    /// The provider's call id (Twilio's `CallSid`).
     pub provider_call_id: String,
+    /// Who placed the call.
     pub direction: CallDirection,
+    /// The contact on the other end (`ct_…`); null when that party's address is not a phone
+    /// number (an anonymous caller, a SIP or client address).
     pub contact_id: Option<String>,
     /// Absent after the contact was erased.
     pub from: Option<String>,
+    /// The called number or address as the provider reported it (E.164 for a phone number);
+    /// absent after the contact was erased.
     pub to: Option<String>,
+    /// Talk time in seconds; 0 for a call never answered.
     pub duration_seconds: i32,
+    /// How the call ended.
     pub outcome: CallOutcome,
+    /// When the call ended: the provider's timestamp, or the time the report was received when
+    /// the provider sent none (RFC 3339).
     pub ended_at: DateTime<Utc>,
+    /// The call's WhatsApp follow-up (status `NOT_SCHEDULED` when there is none).
     pub follow_up: CallFollowUp,
 }
 
@@ -167,25 +206,33 @@ impl Call {
 pub struct CallFollowUpRule {
     /// The rule's revision; follow-ups record the version that scheduled them.
     pub version: i32,
+    /// Whether the rule schedules follow-ups; a disabled rule keeps its settings.
     pub enabled: bool,
+    /// Minutes between a call's end and its follow-up's first attempt (1 to 10080).
     pub delay_minutes: i32,
+    /// The call outcomes that get a follow-up, each once, in the order COMPLETED, NO_ANSWER,
+    /// BUSY, FAILED, CANCELED, VOICEMAIL.
     pub outcomes: Vec<CallOutcome>,
+    /// The WhatsApp template sent as the follow-up (without body parameters).
     pub template_name: String,
+    /// The template's language code, e.g. `en_US`.
     pub language: String,
 }
 
 /// The rule to set.
 #[derive(InputObject)]
 pub struct CallFollowUpRuleInput {
+    /// Whether the rule schedules follow-ups (default true).
     #[graphql(default = true)]
     pub enabled: bool,
     /// 1 to 10080 (7 days).
     pub delay_minutes: i32,
     /// At least one.
     pub outcomes: Vec<CallOutcome>,
-    /// An approved template's name.
+    /// An approved template's name: 1 to 512 of `a-z`, `0-9` and `_` (approval is not checked
+    /// here; an unapproved template makes each follow-up fail).
     pub template_name: String,
-    /// e.g. `en_US`.
+    /// e.g. `en_US`: 2 or 3 lower-case letters, optionally `_` and a 2-letter upper-case region.
     pub language: String,
 }
 
@@ -194,12 +241,21 @@ pub struct CallsQuery;
 
 #[Object]
 impl CallsQuery {
-    /// The caller's tenant's calls, latest first.
+    /// The caller's tenant's calls, latest first (owner, admin, agent, auditor; anyone else gets
+    /// `FORBIDDEN`).
     async fn calls(
         &self,
         ctx: &Context<'_>,
-        filter: Option<CallFilter>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        #[graphql(desc = "Which calls to list; null lists all.")] filter: Option<CallFilter>,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "Page size: 1 to 100, default 20."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The cursor of the last call of the previous page (`pageInfo.endCursor`); null for the first page. A malformed cursor is refused with `BAD_CURSOR`."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Call>> {
         let caller = caller(ctx).gql()?;
@@ -232,7 +288,8 @@ impl CallsQuery {
         Ok(connection)
     }
 
-    /// The tenant's call follow-up rule, once set (read from the log: it is one short stream).
+    /// The tenant's call follow-up rule, enabled or not; null until one was set (read from the
+    /// log: it is one short stream). Owner, admin, agent, auditor; anyone else gets `FORBIDDEN`.
     async fn call_follow_up_rule(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<CallFollowUpRule>> {
         let caller = caller(ctx).gql()?;
         require(caller.role.reads_contacts(), caller, "read automation rules").gql()?;
@@ -253,11 +310,13 @@ pub struct CallsMutation;
 
 #[Object]
 impl CallsMutation {
-    /// Sets the tenant's call follow-up rule (owner, admin). Returns true.
+    /// Sets the tenant's call follow-up rule (owner, admin; anyone else gets `FORBIDDEN`) as a
+    /// new rule version; setting the rule in force again changes nothing. Refused with
+    /// `INVALID_DELAY`, `NO_OUTCOMES`, `INVALID_TEMPLATE_NAME` or `INVALID_LANGUAGE`. Returns true.
     async fn set_call_follow_up_rule(
         &self,
         ctx: &Context<'_>,
-        rule: CallFollowUpRuleInput,
+        #[graphql(desc = "The whole rule; it replaces the current one.")] rule: CallFollowUpRuleInput,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         require(caller.role.manages_messaging_settings(), caller, "set automation rules").gql()?;
@@ -282,7 +341,8 @@ impl CallsMutation {
         Ok(true)
     }
 
-    /// Disables the call follow-up rule, keeping its settings (owner, admin). Returns true.
+    /// Disables the call follow-up rule, keeping its settings (owner, admin; anyone else gets
+    /// `FORBIDDEN`). Without an enabled rule nothing changes. Returns true.
     async fn disable_call_follow_up_rule(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         require(caller.role.manages_messaging_settings(), caller, "set automation rules").gql()?;

@@ -71,11 +71,18 @@ fn service(ctx: &Context<'_>) -> Result<CampaignService, ApiError> {
 /// A campaign's status.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum CampaignStatus {
+    /// Created, not scheduled yet; nothing is reserved.
     Draft,
+    /// Scheduled (its price reserved), waiting for `startAt`.
     Scheduled,
+    /// Sending, one batch of recipients at a time.
     Running,
+    /// Paused from SCHEDULED or RUNNING: no new batch starts until it is resumed.
     Paused,
+    /// Every recipient has a final status; what was left of the reservation is released. Final.
     Completed,
+    /// Stopped for good: pending recipients were never sent anything and the rest of the
+    /// reservation is released. Final.
     Cancelled,
 }
 
@@ -113,12 +120,19 @@ impl CampaignStatus {
 /// Where one recipient stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum RecipientStatus {
+    /// Not put in a batch yet; nothing charged.
     Pending,
+    /// In a batch: charged and handed to the recipient's conversation.
     Queued,
+    /// The provider accepted the message.
     Sent,
+    /// WhatsApp reported the message delivered.
     Delivered,
+    /// WhatsApp reported the message read.
     Read,
+    /// The message could not be queued or the provider refused it (see `reason`); refunded.
     Failed,
+    /// Never sent anything (the campaign was cancelled while it was pending); nothing charged.
     Cancelled,
 }
 
@@ -156,13 +170,21 @@ impl RecipientStatus {
 /// Recipients per status.
 #[derive(SimpleObject)]
 pub struct CampaignCounts {
+    /// Every recipient of the campaign (the sum of the other counts).
     pub total: i32,
+    /// Recipients not put in a batch yet.
     pub pending: i32,
+    /// Recipients charged and handed to their conversation, without an outcome yet.
     pub queued: i32,
+    /// Recipients whose message the provider accepted (not delivered yet).
     pub sent: i32,
+    /// Recipients whose message was delivered (not read yet).
     pub delivered: i32,
+    /// Recipients whose message was read.
     pub read: i32,
+    /// Recipients whose message failed (refunded).
     pub failed: i32,
+    /// Recipients never sent anything because the campaign was cancelled.
     pub cancelled: i32,
 }
 
@@ -173,12 +195,15 @@ pub struct CampaignRecipient {
     pub contact_id: String,
     /// 0-based place in the sending order.
     pub position: i32,
+    /// Where the recipient stands.
     pub status: RecipientStatus,
+    /// The number of the batch it was sent in (batches count from 1); null until it is run.
     pub batch: Option<i32>,
-    /// Why it failed (a refusal's code, or the provider's code and title).
+    /// Why it failed (a refusal's code, or the provider's code and title); null unless FAILED.
     pub reason: Option<String>,
-    /// Milli-tokens refunded for it.
+    /// Milli-tokens refunded for it (0 unless it failed in a priced campaign).
     pub refunded: i64,
+    /// When its status last changed (RFC 3339).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -201,63 +226,78 @@ pub struct CampaignNode {
     row: CampaignRow,
 }
 
+/// A campaign (a template sent to a segment of contacts) with its counts and billing, from the
+/// read model (a moment behind the log).
 #[Object]
 impl CampaignNode {
+    /// The campaign's id (1 to 64 of a-z, 0-9, `_`, `-`), chosen at creation.
     async fn id(&self) -> &str {
         &self.row.campaign_id
     }
 
+    /// The campaign's name, for people.
     async fn name(&self) -> &str {
         &self.row.name
     }
 
+    /// The name of the WhatsApp template sent.
     async fn template_name(&self) -> &str {
         &self.row.template_name
     }
 
+    /// The template's language code (e.g. `en`, `en_US`).
     async fn language(&self) -> &str {
         &self.row.language
     }
 
+    /// The template's body parameters (`{{1}}`, `{{2}}`… in order), the same for every
+    /// recipient.
     async fn variables(&self) -> &[String] {
         &self.row.variables
     }
 
-    /// How the segment was chosen.
+    /// How the segment was chosen, for people (e.g. `3 contacts; tags: vip; 1 excluded`).
     async fn segment(&self) -> &str {
         &self.row.segment
     }
 
+    /// The campaign's status.
     async fn status(&self) -> CampaignStatus {
         CampaignStatus::parse(&self.row.status)
     }
 
+    /// The id of the user who created the campaign.
     async fn created_by(&self) -> &str {
         &self.row.created_by
     }
 
+    /// When the campaign was created (RFC 3339).
     async fn created_at(&self) -> DateTime<Utc> {
         self.row.created_at
     }
 
+    /// When the campaign is scheduled to start (RFC 3339); null for a draft.
     async fn start_at(&self) -> Option<DateTime<Utc>> {
         self.row.start_at
     }
 
+    /// When the campaign started running (RFC 3339); null until then.
     async fn started_at(&self) -> Option<DateTime<Utc>> {
         self.row.started_at
     }
 
+    /// When the campaign completed or was cancelled (RFC 3339); null until then.
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.row.finished_at
     }
 
-    /// Milli-tokens per recipient (0: free).
+    /// Milli-tokens per recipient, set at scheduling (0: free, or not scheduled yet).
     async fn unit_price(&self) -> i64 {
         self.row.unit_price
     }
 
-    /// Milli-tokens held by the reservation (recipients × unit price).
+    /// Milli-tokens held by the reservation (recipients × unit price); 0 when free or not
+    /// scheduled yet.
     async fn reserved(&self) -> i64 {
         self.row.reserved
     }
@@ -277,10 +317,12 @@ impl CampaignNode {
         self.row.released
     }
 
+    /// How many batches have been started so far.
     async fn batches(&self) -> i32 {
         self.row.batches
     }
 
+    /// The number of recipients in each status.
     async fn counts(&self) -> CampaignCounts {
         CampaignCounts {
             total: self.row.total,
@@ -294,13 +336,21 @@ impl CampaignNode {
         }
     }
 
-    /// The recipients in sending order, optionally of one status.
+    /// The recipients in sending order, optionally of one status. Readable by owner, admin,
+    /// agent, finance and auditor (others get `FORBIDDEN`); a malformed `after` gets `BAD_CURSOR`.
     async fn recipients(
         &self,
         ctx: &Context<'_>,
-        status: Option<RecipientStatus>,
-        #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: i32,
-        after: Option<String>,
+        #[graphql(desc = "Only recipients in this status; absent: every recipient.")] status: Option<RecipientStatus>,
+        #[graphql(
+            default = 50,
+            validator(minimum = 1, maximum = 500),
+            desc = "How many recipients to return: 1 to 500, default 50."
+        )]
+        first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page; absent: the first page.")] after: Option<
+            String,
+        >,
     ) -> async_graphql::Result<Connection<String, CampaignRecipient>> {
         let caller = allowed(ctx, reads_campaigns, "read campaigns").gql()?;
         let page = read::recipients(
@@ -331,13 +381,21 @@ pub struct CampaignsQuery;
 
 #[Object]
 impl CampaignsQuery {
-    /// The tenant's campaigns, newest first.
+    /// The tenant's campaigns, newest first. Readable by owner, admin, agent, finance and
+    /// auditor (others get `FORBIDDEN`); a malformed `after` gets `BAD_CURSOR`.
     async fn campaigns(
         &self,
         ctx: &Context<'_>,
-        status: Option<CampaignStatus>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
-        after: Option<String>,
+        #[graphql(desc = "Only campaigns in this status; absent: every campaign.")] status: Option<CampaignStatus>,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "How many campaigns to return: 1 to 100, default 20."
+        )]
+        first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page; absent: the first page.")] after: Option<
+            String,
+        >,
     ) -> async_graphql::Result<Connection<String, CampaignNode>> {
         let caller = allowed(ctx, reads_campaigns, "read campaigns").gql()?;
         let page = read::list(
@@ -361,8 +419,14 @@ impl CampaignsQuery {
         Ok(connection)
     }
 
-    /// One campaign of the tenant, or null.
-    async fn campaign(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<CampaignNode>> {
+    /// One campaign of the tenant, or null when there is none with this id (or it is not
+    /// projected yet). Readable by owner, admin, agent, finance and auditor (others get
+    /// `FORBIDDEN`); a malformed id gets `BAD_CAMPAIGN_ID`.
+    async fn campaign(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
+    ) -> async_graphql::Result<Option<CampaignNode>> {
         let caller = allowed(ctx, reads_campaigns, "read campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
         let row = read::campaign(pool(ctx).gql()?, &caller.tenant, id)
@@ -376,21 +440,29 @@ impl CampaignsQuery {
 /// A new campaign: a template to a segment.
 #[derive(InputObject)]
 pub struct CreateCampaignInput {
-    /// 1 to 64 of a-z, 0-9, `_`, `-`; creating the same campaign again changes nothing.
+    /// 1 to 64 of a-z, 0-9, `_`, `-` (else `BAD_CAMPAIGN_ID`); creating the same campaign again
+    /// changes nothing, another one under the same id gets `CAMPAIGN_ALREADY_EXISTS`.
     pub id: String,
+    /// The campaign's name, for people; not blank (else `BLANK_FIELD`).
     pub name: String,
+    /// The name of the WhatsApp template to send; not blank (else `BLANK_FIELD`). It is not
+    /// checked here: recipients fail at sending time if it is not approved.
     pub template_name: String,
+    /// The template's language code (e.g. `en`, `en_US`); not blank (else `BLANK_FIELD`).
     pub language: String,
     /// The template's body parameters, the same for every recipient (not personal data).
     #[graphql(default)]
     pub variables: Vec<String>,
-    /// Contacts to include.
+    /// Contacts to include, first and in this order: contact ids (`ct_` then letters, digits,
+    /// `_` or `-`, at most 64 characters; else `BAD_CONTACT_ID`). They are not checked for
+    /// erasure or opt-out here.
     #[graphql(default)]
     pub contact_ids: Vec<String>,
-    /// Include the contacts carrying every one of these tags (not erased, not opted out).
+    /// Include the contacts carrying every one of these tags (not erased, not opted out),
+    /// oldest first. Tags are only trimmed, then compared with the contacts' lower-case tags.
     #[graphql(default)]
     pub tags: Vec<String>,
-    /// Contacts to leave out.
+    /// Contacts to leave out (contact ids, as for `contactIds`).
     #[graphql(default)]
     pub exclude_contact_ids: Vec<String>,
 }
@@ -398,12 +470,16 @@ pub struct CreateCampaignInput {
 /// What a campaign mutation did, from the write side.
 #[derive(SimpleObject)]
 pub struct CampaignReceipt {
+    /// The campaign's id.
     pub campaign_id: String,
+    /// The campaign's status after the command.
     pub status: CampaignStatus,
+    /// How many recipients the campaign has (repeats dropped, exclusions applied).
     pub recipients: i32,
     /// Milli-tokens per recipient (0: free).
     pub unit_price: i64,
-    /// Milli-tokens held on the main wallet for the campaign.
+    /// Milli-tokens reserved on the main wallet when the campaign was scheduled (0 for a draft
+    /// or a free campaign).
     pub reserved: i64,
     /// The campaign stream's last log position after the command.
     pub position: Option<i64>,
@@ -454,11 +530,15 @@ pub struct CampaignsMutation;
 
 #[Object]
 impl CampaignsMutation {
-    /// Creates a draft campaign with its segment resolved now (see the module docs).
+    /// Creates a draft campaign with its recipients resolved now: `contactIds`, then the
+    /// contacts carrying every tag in `tags` (not erased, not opted out), less
+    /// `excludeContactIds`, repeats dropped. Owner and admin only (others get `FORBIDDEN`).
+    /// Refusals: `BAD_CAMPAIGN_ID`, `BAD_CONTACT_ID`, `BLANK_FIELD`, `NO_RECIPIENTS`,
+    /// `TOO_MANY_RECIPIENTS` (over 10,000), `CAMPAIGN_ALREADY_EXISTS`, `CONFLICT`.
     async fn create_campaign(
         &self,
         ctx: &Context<'_>,
-        input: CreateCampaignInput,
+        #[graphql(desc = "The campaign: its id, template and segment.")] input: CreateCampaignInput,
     ) -> async_graphql::Result<CampaignReceipt> {
         let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
         let id = campaign_id(&input.id).gql()?.to_string();
@@ -508,13 +588,19 @@ impl CampaignsMutation {
         receipt(ctx, caller, &campaign, &id).await.gql()
     }
 
-    /// Schedules a draft to start at `startAt` (now when absent): reserves its price on the
-    /// main wallet first (`INSUFFICIENT_BALANCE` otherwise, and nothing is scheduled).
+    /// Schedules a draft to start at `startAt` (now when absent): reserves recipients × the
+    /// `broadcast_recipient` price on the main wallet first (`INSUFFICIENT_BALANCE`, with
+    /// `required` and `available` milli-tokens in the extensions, otherwise, and it stays a
+    /// draft). Repeating the same schedule changes nothing. Owner and admin only (others get
+    /// `FORBIDDEN`). Other refusals: `BAD_CAMPAIGN_ID`, `UNKNOWN_CAMPAIGN`, `CAMPAIGN_NOT_DRAFT`,
+    /// `AMOUNT_TOO_LARGE`, `CONFLICT`.
     async fn schedule_campaign(
         &self,
         ctx: &Context<'_>,
-        id: String,
-        start_at: Option<DateTime<Utc>>,
+        #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
+        #[graphql(desc = "When to start (RFC 3339); absent: now. A past time makes it due at once.")] start_at: Option<
+            DateTime<Utc>,
+        >,
     ) -> async_graphql::Result<CampaignReceipt> {
         let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
@@ -526,8 +612,15 @@ impl CampaignsMutation {
         receipt(ctx, caller, &campaign, id).await.gql()
     }
 
-    /// Stops starting batches (messages already queued still go out).
-    async fn pause_campaign(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<CampaignReceipt> {
+    /// Pauses a SCHEDULED or RUNNING campaign: no new batch starts (messages already queued still
+    /// go out); pausing a paused one changes nothing. Owner and admin only (others get
+    /// `FORBIDDEN`). Refusals: `BAD_CAMPAIGN_ID`, `UNKNOWN_CAMPAIGN`, `CAMPAIGN_NOT_SCHEDULED` (a
+    /// draft), `CAMPAIGN_FINISHED`, `CONFLICT`.
+    async fn pause_campaign(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
+    ) -> async_graphql::Result<CampaignReceipt> {
         let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
         let service = service(ctx).gql()?;
@@ -536,8 +629,15 @@ impl CampaignsMutation {
         receipt(ctx, caller, &campaign, id).await.gql()
     }
 
-    /// Carries on after a pause.
-    async fn resume_campaign(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<CampaignReceipt> {
+    /// Carries on after a pause: back to RUNNING if it had started, else SCHEDULED; resuming a
+    /// campaign that is not paused changes nothing. Owner and admin only (others get
+    /// `FORBIDDEN`). Refusals: `BAD_CAMPAIGN_ID`, `UNKNOWN_CAMPAIGN`, `CAMPAIGN_NOT_SCHEDULED` (a
+    /// draft), `CAMPAIGN_FINISHED`, `CONFLICT`.
+    async fn resume_campaign(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
+    ) -> async_graphql::Result<CampaignReceipt> {
         let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
         let service = service(ctx).gql()?;
@@ -549,9 +649,15 @@ impl CampaignsMutation {
         receipt(ctx, caller, &campaign, id).await.gql()
     }
 
-    /// Cancels: pending recipients are never sent anything and the rest of the reservation is
-    /// released.
-    async fn cancel_campaign(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<CampaignReceipt> {
+    /// Cancels a campaign that is not finished: pending recipients are never sent anything and
+    /// the rest of the reservation is released; cancelling a cancelled one changes nothing.
+    /// Owner and admin only (others get `FORBIDDEN`). Refusals: `BAD_CAMPAIGN_ID`,
+    /// `UNKNOWN_CAMPAIGN`, `CAMPAIGN_FINISHED` (completed), `CONFLICT`.
+    async fn cancel_campaign(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
+    ) -> async_graphql::Result<CampaignReceipt> {
         let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
         let service = service(ctx).gql()?;

@@ -45,35 +45,49 @@ fn reader<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
 /// A contact's consent status.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ConsentStatus {
+    /// Neither opted in nor out (consent never stated); does not block messages.
     Unknown,
+    /// The last consent given was an opt-in.
     OptedIn,
+    /// The contact opted out: they receive nothing but the confirmation of the opt-out.
     OptedOut,
 }
 
 /// A contact.
 #[derive(SimpleObject)]
 pub struct Contact {
+    /// The contact's id: `ct_` and 32 hex digits (a keyed hash of its phone number or handle).
     pub id: String,
     /// `phone`, or `provider_user` when WhatsApp withheld the number.
     pub handle_kind: String,
-    /// E.164; absent after erasure.
+    /// E.164 (`+263771234567`); null when WhatsApp withheld the number, and after erasure.
     pub phone: Option<String>,
+    /// The contact's name (e.g. their WhatsApp profile name, or one a user set); null when
+    /// unknown or cleared, and after erasure.
     pub name: Option<String>,
+    /// The contact's e-mail address, as entered; null when unknown or cleared, and after erasure.
     pub email: Option<String>,
     /// Where the contact first came from: whatsapp, import, manual, lead, call.
     pub source: String,
+    /// The contact's tags, normalized (lower-case, inner spaces folded), in the order added.
     pub tags: Vec<String>,
-    /// Custom fields as a JSON object.
+    /// Custom fields as a JSON object of key to string value; `{}` after erasure.
     pub custom_fields: async_graphql::Json<serde_json::Value>,
+    /// The contact's consent to receive messages.
     pub consent: ConsentStatus,
-    /// How the last consent was given or withdrawn (e.g. `whatsapp_keyword`).
+    /// How the last consent was given or withdrawn: `whatsapp_keyword`, `web_form`, `import`,
+    /// `agent` or `api`; null when consent was never stated.
     pub consent_source: Option<String>,
+    /// When the last opt-in or opt-out was given (RFC 3339); null when consent was never
+    /// stated.
     pub consent_at: Option<DateTime<Utc>>,
-    /// The last inbound message's time.
+    /// The last inbound message's time (RFC 3339); null when the contact never wrote.
     pub last_contact_at: Option<DateTime<Utc>>,
     /// Whether the contact was erased (every personal field is then empty).
     pub erased: bool,
+    /// When the contact was first registered (RFC 3339).
     pub created_at: DateTime<Utc>,
+    /// When the contact's last change was recorded (RFC 3339); inbound messages do not count.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -106,8 +120,11 @@ impl From<ContactRow> for Contact {
 /// A template's approval status.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum TemplateStatus {
+    /// Submitted and waiting for WhatsApp's review; it cannot be changed meanwhile.
     Pending,
+    /// Approved by WhatsApp: it can be sent. It cannot be changed.
     Approved,
+    /// Rejected by WhatsApp (see `rejectionReason`); it may be submitted again, changed.
     Rejected,
 }
 
@@ -132,38 +149,51 @@ impl TemplateStatus {
 /// WhatsApp's template categories.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum TemplateCategoryInput {
+    /// Promotions, offers, announcements.
     Marketing,
+    /// Updates about something the customer asked for or bought (orders, appointments).
     Utility,
+    /// One-time passcodes.
     Authentication,
 }
 
 /// What a template button does.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum TemplateButtonKind {
+    /// Sends its text back as a reply; has no value.
     QuickReply,
+    /// Opens the `http://` or `https://` URL in its value; at most 2 per template.
     Url,
+    /// Dials the business phone number in its value (stored in E.164); at most 1 per template.
     PhoneNumber,
 }
 
 /// A template button.
 #[derive(InputObject)]
 pub struct TemplateButtonInput {
+    /// What the button does.
     pub kind: TemplateButtonKind,
+    /// The button's label: 1 to 25 characters after trimming (else `INVALID_BUTTON_TEXT`).
     pub text: String,
-    /// The URL or the phone number; none for a quick reply.
+    /// The URL or the phone number; none for a quick reply (a value that does not fit the kind
+    /// gets `INVALID_BUTTON_VALUE`).
     pub value: Option<String>,
 }
 
 /// A template to submit for review.
 #[derive(InputObject)]
 pub struct SubmitTemplateInput {
-    /// `^[a-z0-9_]{1,512}$`.
+    /// `^[a-z0-9_]{1,512}$` (else `INVALID_TEMPLATE_NAME`).
     pub name: String,
-    /// e.g. `en`, `en_US`.
+    /// e.g. `en`, `en_US`: `^[a-z]{2,3}(_[A-Z]{2})?$` (else `INVALID_LANGUAGE`).
     pub language: String,
+    /// WhatsApp's category for the template.
     pub category: TemplateCategoryInput,
-    /// The body, with variables `{{1}}`, `{{2}}`…
+    /// The body, 1 to 1024 characters, not blank (else `INVALID_BODY`), with variables `{{1}}`,
+    /// `{{2}}`… numbered from 1 without gaps (else `VARIABLES_NOT_CONTIGUOUS`).
     pub body: String,
+    /// At most 10 buttons (`TOO_MANY_BUTTONS`), of which at most 2 URL and 1 phone number
+    /// buttons (`TOO_MANY_BUTTONS_OF_KIND`); default none.
     #[graphql(default)]
     pub buttons: Vec<TemplateButtonInput>,
 }
@@ -171,19 +201,32 @@ pub struct SubmitTemplateInput {
 /// A WhatsApp message template and its review.
 #[derive(SimpleObject)]
 pub struct Template {
+    /// The template's id: `tpl_<name>_<language>`.
     pub id: String,
+    /// The template's name (`^[a-z0-9_]{1,512}$`).
     pub name: String,
+    /// The language code, e.g. `en`, `en_US`.
     pub language: String,
+    /// WhatsApp's category: `marketing`, `utility` or `authentication`.
     pub category: String,
+    /// The latest submitted body, with variables `{{1}}`, `{{2}}`…
     pub body: String,
-    /// `[{kind, text, value}]`.
+    /// `[{kind, text, value}]`: kind is `quick_reply`, `url` or `phone_number`; value is the URL
+    /// or the E.164 number, null for a quick reply.
     pub buttons: async_graphql::Json<serde_json::Value>,
+    /// How many distinct variables the body has (`{{1}}` … `{{n}}`).
     pub variable_count: i32,
+    /// The submitted version: 1, plus one per resubmission after a rejection.
     pub version: i32,
+    /// Where the latest version's review stands.
     pub status: TemplateStatus,
+    /// WhatsApp's id of the approved template; null unless APPROVED.
     pub provider_template_id: Option<String>,
+    /// Why WhatsApp rejected it; null unless REJECTED.
     pub rejection_reason: Option<String>,
+    /// When the latest version was submitted (RFC 3339).
     pub submitted_at: DateTime<Utc>,
+    /// When the latest version was approved or rejected (RFC 3339); null while PENDING.
     pub decided_at: Option<DateTime<Utc>>,
 }
 
@@ -217,15 +260,27 @@ pub struct ContactsQuery;
 
 #[Object]
 impl ContactsQuery {
-    /// The caller's tenant's contacts, newest first: `search` matches a substring of the name
-    /// (any case) or of the phone number (digits), `tag` a tag.
+    /// The caller's tenant's contacts, newest first (erased ones included, their personal fields
+    /// empty): `search` matches a substring of the name (any case) or of the phone number
+    /// (digits), `tag` a tag. Readable by owner, admin, agent and auditor (others get
+    /// `FORBIDDEN`); a malformed `tag` gets `INVALID_TAG`, a malformed `after` `BAD_CURSOR`.
     async fn contacts(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "A substring of the name (case-insensitive) or, by its digits, of the phone number; blank: no search."
+        )]
         search: Option<String>,
-        tag: Option<String>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
-        after: Option<String>,
+        #[graphql(desc = "Only contacts carrying this tag (normalized like `tagContact`'s).")] tag: Option<String>,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "How many contacts to return: 1 to 100, default 20."
+        )]
+        first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page; absent: the first page.")] after: Option<
+            String,
+        >,
     ) -> async_graphql::Result<Connection<String, Contact>> {
         let caller = reader(ctx).gql()?;
         let tag = tag
@@ -255,8 +310,13 @@ impl ContactsQuery {
         Ok(connection)
     }
 
-    /// One contact of the caller's tenant.
-    async fn contact(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Contact>> {
+    /// One contact of the caller's tenant; null when there is none with this id (or it is not
+    /// projected yet). Readable by owner, admin, agent and auditor (others get `FORBIDDEN`).
+    async fn contact(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] id: String,
+    ) -> async_graphql::Result<Option<Contact>> {
         let caller = reader(ctx).gql()?;
         let row = read::get(pool(ctx).gql()?, &caller.tenant, &id)
             .await
@@ -265,11 +325,12 @@ impl ContactsQuery {
         Ok(row.map(Contact::from))
     }
 
-    /// The caller's tenant's templates by name and language, optionally with one status.
+    /// The caller's tenant's templates ordered by name and language (at most 500), optionally
+    /// with one status. Readable by owner, admin, agent and auditor (others get `FORBIDDEN`).
     async fn templates(
         &self,
         ctx: &Context<'_>,
-        status: Option<TemplateStatus>,
+        #[graphql(desc = "Only templates in this status; absent: every template.")] status: Option<TemplateStatus>,
     ) -> async_graphql::Result<Vec<Template>> {
         let caller = reader(ctx).gql()?;
         let rows = template_read::list(pool(ctx).gql()?, &caller.tenant, status.map(TemplateStatus::as_str))
@@ -333,23 +394,44 @@ impl ContactsMutation {
 
 #[Object]
 impl ContactsMutation {
-    /// Adds a tag to a contact (normalized: trimmed, lowercase). Returns the contact's id.
-    async fn tag_contact(&self, ctx: &Context<'_>, contact_id: String, tag: String) -> async_graphql::Result<String> {
+    /// Adds a tag to a contact (normalized: trimmed, lowercase); a tag already there changes
+    /// nothing. Returns the contact's id. Owner, admin and agent (others get `FORBIDDEN`).
+    /// Refusals: `INVALID_TAG`, `TOO_MANY_TAGS` (over 50), `CONTACT_NOT_REGISTERED`,
+    /// `CONTACT_ERASED`, `CONFLICT`.
+    async fn tag_contact(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
+        #[graphql(
+            desc = "1 to 50 characters of letters, digits, `-`, `_` and spaces; trimmed, lower-cased, inner spaces folded."
+        )]
+        tag: String,
+    ) -> async_graphql::Result<String> {
         Self::change(ctx, contact_id, ContactCommand::TagContact { tag }).await
     }
 
-    /// Removes a tag from a contact.
-    async fn untag_contact(&self, ctx: &Context<'_>, contact_id: String, tag: String) -> async_graphql::Result<String> {
+    /// Removes a tag from a contact; a tag not there changes nothing. Returns the contact's id.
+    /// Owner, admin and agent (others get `FORBIDDEN`). Refusals: `INVALID_TAG`,
+    /// `CONTACT_NOT_REGISTERED`, `CONTACT_ERASED`, `CONFLICT`.
+    async fn untag_contact(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
+        #[graphql(desc = "The tag, normalized like `tagContact`'s.")] tag: String,
+    ) -> async_graphql::Result<String> {
         Self::change(ctx, contact_id, ContactCommand::UntagContact { tag }).await
     }
 
-    /// Sets a custom field (`^[a-z][a-z0-9_]{0,39}$`); the value is sealed in the log.
+    /// Sets a custom field (`^[a-z][a-z0-9_]{0,39}$`); the value is sealed in the log. Returns
+    /// the contact's id. Owner, admin and agent (others get `FORBIDDEN`). Refusals:
+    /// `INVALID_CUSTOM_FIELD_KEY`, `TOO_MANY_CUSTOM_FIELDS` (over 100), `CONTACT_NOT_REGISTERED`,
+    /// `CONTACT_ERASED`, `CONFLICT`.
     async fn set_custom_field(
         &self,
         ctx: &Context<'_>,
-        contact_id: String,
-        key: String,
-        value: String,
+        #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
+        #[graphql(desc = "The field's key: a lower-case letter, then up to 39 of a-z, 0-9 and `_`.")] key: String,
+        #[graphql(desc = "The field's value (personal data: stored sealed).")] value: String,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
         require(caller.role.writes_contacts(), caller, "change contacts").gql()?;
@@ -361,33 +443,57 @@ impl ContactsMutation {
         Ok(contact_id)
     }
 
-    /// Removes a custom field.
+    /// Removes a custom field; a field not there changes nothing. Returns the contact's id.
+    /// Owner, admin and agent (others get `FORBIDDEN`). Refusals: `INVALID_CUSTOM_FIELD_KEY`,
+    /// `CONTACT_NOT_REGISTERED`, `CONTACT_ERASED`, `CONFLICT`.
     async fn remove_custom_field(
         &self,
         ctx: &Context<'_>,
-        contact_id: String,
-        key: String,
+        #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
+        #[graphql(desc = "The field's key: a lower-case letter, then up to 39 of a-z, 0-9 and `_`.")] key: String,
     ) -> async_graphql::Result<String> {
         Self::change(ctx, contact_id, ContactCommand::RemoveCustomField { key }).await
     }
 
-    /// Records that the contact opted in (source `agent`).
-    async fn opt_in(&self, ctx: &Context<'_>, contact_id: String) -> async_graphql::Result<String> {
+    /// Records that the contact opted in (source `agent`); an opted-in contact changes nothing.
+    /// Returns the contact's id. Owner, admin and agent (others get `FORBIDDEN`). Refusals:
+    /// `CONTACT_NOT_REGISTERED`, `CONTACT_ERASED`, `CONFLICT`.
+    async fn opt_in(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
+    ) -> async_graphql::Result<String> {
         Self::consent(ctx, contact_id, ConsentKeyword::OptIn).await
     }
 
-    /// Records that the contact opted out (source `agent`).
-    async fn opt_out(&self, ctx: &Context<'_>, contact_id: String) -> async_graphql::Result<String> {
+    /// Records that the contact opted out (source `agent`); an opted-out contact changes
+    /// nothing. Returns the contact's id. Owner, admin and agent (others get `FORBIDDEN`).
+    /// Refusals: `CONTACT_NOT_REGISTERED`, `CONTACT_ERASED`, `CONFLICT`.
+    async fn opt_out(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
+    ) -> async_graphql::Result<String> {
         Self::consent(ctx, contact_id, ConsentKeyword::OptOut).await
     }
 
-    /// Sets (a value), clears (`null`) or leaves (absent) the name and email.
+    /// Sets (a value), clears (`null`) or leaves (absent) the name and email. Returns the
+    /// contact's id. Owner, admin and agent (others get `FORBIDDEN`). Refusals:
+    /// `CONTACT_NOT_REGISTERED`, `CONTACT_ERASED`, `CONFLICT`.
     async fn update_contact_profile(
         &self,
         ctx: &Context<'_>,
-        contact_id: String,
-        #[graphql(default)] name: MaybeUndefined<String>,
-        #[graphql(default)] email: MaybeUndefined<String>,
+        #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
+        #[graphql(
+            default,
+            desc = "The new name (trimmed; blank clears it); `null` clears it; absent leaves it."
+        )]
+        name: MaybeUndefined<String>,
+        #[graphql(
+            default,
+            desc = "The new e-mail address (trimmed, not validated; blank clears it); `null` clears it; absent leaves it."
+        )]
+        email: MaybeUndefined<String>,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
         require(caller.role.writes_contacts(), caller, "change contacts").gql()?;
@@ -407,8 +513,14 @@ impl ContactsMutation {
     }
 
     /// Erases a contact (GDPR): the log keeps that it happened, the contact's data key is
-    /// destroyed and the read models forget the person. Owner and admin only.
-    async fn erase_contact(&self, ctx: &Context<'_>, contact_id: String) -> async_graphql::Result<String> {
+    /// destroyed and the read models forget the person. Owner and admin only (others get
+    /// `FORBIDDEN`). Erasing again changes nothing; an id never registered is recorded as erased
+    /// too. Returns the contact's id; may be refused with `CONFLICT`.
+    async fn erase_contact(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
+    ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
         require(caller.role.erases_contacts(), caller, "erase contacts").gql()?;
         contacts_service(ctx)
@@ -419,8 +531,16 @@ impl ContactsMutation {
         Ok(contact_id)
     }
 
-    /// Submits a template for WhatsApp's review. Returns the template's id.
-    async fn submit_template(&self, ctx: &Context<'_>, input: SubmitTemplateInput) -> async_graphql::Result<String> {
+    /// Submits a template for WhatsApp's review (PENDING). Returns the template's id,
+    /// `tpl_<name>_<language>`. A rejected template may be submitted again only changed
+    /// (`UNCHANGED_SINCE_REJECTION`); a pending or approved one only unchanged, which changes
+    /// nothing (`TEMPLATE_LOCKED` otherwise). Owner and admin only (others get `FORBIDDEN`); the
+    /// input's rules add their own refusals, and `CONFLICT`.
+    async fn submit_template(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The template: name, language, category, body and buttons.")] input: SubmitTemplateInput,
+    ) -> async_graphql::Result<String> {
         let command = TemplateCommand::SubmitTemplate(SubmitTemplate {
             name: input.name.clone(),
             language: input.language.clone(),
@@ -448,13 +568,16 @@ impl ContactsMutation {
         Self::template(ctx, &input.name, &input.language, command).await
     }
 
-    /// Records WhatsApp's approval of a pending template (stands in for Meta's review webhook).
+    /// Records WhatsApp's approval of a pending template (stands in for Meta's review webhook);
+    /// approving an approved one changes nothing. Returns the template's id. Owner and admin
+    /// only (others get `FORBIDDEN`). Refusals: `TEMPLATE_NOT_SUBMITTED`, `TEMPLATE_NOT_PENDING`,
+    /// `MISSING_PROVIDER_TEMPLATE_ID`, `CONFLICT`.
     async fn approve_template(
         &self,
         ctx: &Context<'_>,
-        name: String,
-        language: String,
-        provider_template_id: String,
+        #[graphql(desc = "The template's name, as submitted.")] name: String,
+        #[graphql(desc = "The template's language code, as submitted.")] language: String,
+        #[graphql(desc = "WhatsApp's id of the approved template; not blank.")] provider_template_id: String,
     ) -> async_graphql::Result<String> {
         let command = TemplateCommand::ApproveTemplate {
             provider_template_id,
@@ -463,13 +586,15 @@ impl ContactsMutation {
         Self::template(ctx, &name, &language, command).await
     }
 
-    /// Records WhatsApp's rejection of a pending template, with its reason.
+    /// Records WhatsApp's rejection of a pending template, with its reason; rejecting a rejected
+    /// one changes nothing. Returns the template's id. Owner and admin only (others get
+    /// `FORBIDDEN`). Refusals: `TEMPLATE_NOT_SUBMITTED`, `TEMPLATE_NOT_PENDING`, `CONFLICT`.
     async fn reject_template(
         &self,
         ctx: &Context<'_>,
-        name: String,
-        language: String,
-        reason: String,
+        #[graphql(desc = "The template's name, as submitted.")] name: String,
+        #[graphql(desc = "The template's language code, as submitted.")] language: String,
+        #[graphql(desc = "Why WhatsApp rejected it, shown as `rejectionReason`.")] reason: String,
     ) -> async_graphql::Result<String> {
         let command = TemplateCommand::RejectTemplate { reason, at: Utc::now() };
         Self::template(ctx, &name, &language, command).await

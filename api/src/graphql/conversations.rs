@@ -12,9 +12,14 @@ use crate::error::{ApiError, IntoGraphql};
 /// A conversation's status.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ConversationStatus {
+    /// Being worked on. A new inbound message moves a conversation of any status back here.
     Open,
+    /// Waiting (on the contact or a colleague); set by a user, moves back to OPEN or on to
+    /// RESOLVED.
     Pending,
+    /// Done; a user may reopen it (OPEN) or close it (CLOSED).
     Resolved,
+    /// Final for users: only a new inbound message from the contact reopens it.
     Closed,
 }
 
@@ -38,20 +43,21 @@ impl ConversationStatus {
     }
 }
 
-/// Filters of `conversations`.
+/// Filters of `conversations`; the filters given all apply (AND).
 #[derive(InputObject, Default)]
 pub struct ConversationFilter {
     /// Only conversations with this status.
     pub status: Option<ConversationStatus>,
     /// Only conversations assigned to this agent (user id).
     pub assignee: Option<String>,
-    /// Only conversations assigned to nobody.
+    /// Only conversations assigned to nobody (true); false or null does not filter.
     pub unassigned: Option<bool>,
-    /// Only conversations with this tag.
+    /// Only conversations with this tag (trimmed and lower-cased before matching).
     pub tag: Option<String>,
 }
 
-/// The last message of a conversation.
+/// The latest inbound message of a conversation (by the provider's time); outbound messages
+/// are not shown here.
 #[derive(SimpleObject)]
 pub struct LastMessage {
     /// The message's reference (a keyed hash of WhatsApp's id, which embeds the phone number).
@@ -60,29 +66,42 @@ pub struct LastMessage {
     pub kind: String,
     /// A short preview of its content.
     pub text: Option<String>,
+    /// The provider's timestamp of the message (RFC 3339).
     pub at: DateTime<Utc>,
 }
 
 /// A WhatsApp conversation with one contact.
 #[derive(SimpleObject)]
 pub struct Conversation {
+    /// The conversation's id, which is its contact's id (`ct_` and 32 hex digits).
     pub id: String,
+    /// The contact's id (the same as `id`).
     pub contact_id: String,
     /// E.164; absent after the contact was erased.
     pub contact_phone: Option<String>,
+    /// The contact's WhatsApp profile name; null when WhatsApp never sent one or the contact was
+    /// erased.
     pub contact_name: Option<String>,
+    /// The conversation's working status.
     pub status: ConversationStatus,
+    /// The latest inbound message; null when there is none.
     pub last_message: Option<LastMessage>,
+    /// Inbound messages not yet read. Nothing marks messages read yet, so this currently counts
+    /// every inbound message (the same as `messageCount`).
     pub unread_count: i32,
+    /// The number of inbound messages (outbound messages are not counted).
     pub message_count: i32,
     /// When the 24-hour customer service window closes.
     pub window_expires_at: Option<DateTime<Utc>>,
     /// Whether a free-form message may be sent now (inside the window).
     pub free_form_allowed: bool,
+    /// When Chronicle recorded the conversation's first inbound message (RFC 3339).
     pub created_at: DateTime<Utc>,
+    /// When Chronicle last recorded an inbound message or a status change on it (RFC 3339).
     pub updated_at: DateTime<Utc>,
     /// The agent it is assigned to.
     pub assignee: Option<String>,
+    /// The conversation's tags (lower-case), in the order they were added.
     pub tags: Vec<String>,
 }
 
@@ -121,13 +140,22 @@ pub struct ConversationsQuery;
 
 #[Object]
 impl ConversationsQuery {
-    /// The caller's tenant's conversations, newest message first.
+    /// The caller's tenant's conversations, newest inbound message first (owner, admin, agent,
+    /// auditor; anyone else gets `FORBIDDEN`).
     async fn conversations(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "Page size: 1 to 100, default 20."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The cursor of the last conversation of the previous page (`pageInfo.endCursor`); null for the first page. A malformed cursor is refused with `BAD_CURSOR`."
+        )]
         after: Option<String>,
-        filter: Option<ConversationFilter>,
+        #[graphql(desc = "Which conversations to list; null lists all.")] filter: Option<ConversationFilter>,
     ) -> async_graphql::Result<Connection<String, Conversation>> {
         let caller = caller(ctx).gql()?;
         if !caller.role.reads_inbox() {

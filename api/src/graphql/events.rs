@@ -15,17 +15,29 @@ use crate::error::{ApiError, IntoGraphql};
 pub struct LogEvent {
     /// Resume after this event with `events(after: cursor)`.
     pub cursor: String,
-    /// The event's number in the whole log.
+    /// The event's number in the whole log: unique, but events are delivered in cursor order,
+    /// which may differ from position order.
     pub position: i64,
+    /// The event's type, e.g. `ServiceRequestOpened` (the names `types` filters on).
     pub event_type: String,
+    /// The version of the event type's payload schema, e.g. `1.0`.
     pub event_version: String,
+    /// The kind of stream it belongs to, e.g. `ServiceRequest`, `Wallet`.
     pub aggregate_type: String,
+    /// The stream: `<tenant id>:<local id>` (e.g. `acme:sr_42`).
     pub aggregate_id: String,
+    /// The event's sequence number within its stream.
     pub sequence: i64,
+    /// When the event was written to the log (RFC 3339).
     pub recorded_at: DateTime<Utc>,
+    /// The event's payload as stored (JSON); personal fields are ciphertext envelopes.
     pub payload: Json<serde_json::Value>,
+    /// Shared by everything done for one request or delivery; null if not recorded.
     pub correlation_id: Option<String>,
+    /// What caused the command (e.g. `graphql:<correlation id>`); null if not recorded.
     pub causation_id: Option<String>,
+    /// Who did it: `user:<user id>:<role>`, `api_key:<key id>` or `system:<component>`; null if
+    /// not recorded.
     pub actor: Option<String>,
 }
 
@@ -49,6 +61,7 @@ impl From<StoredEvent> for LogEvent {
     }
 }
 
+/// The `events` subscription.
 #[derive(Default)]
 pub struct EventsSubscription;
 
@@ -56,10 +69,16 @@ pub struct EventsSubscription;
 impl EventsSubscription {
     /// The tenant's events after `after` (from the start when absent), optionally only some
     /// event types: history first, then live.
+    ///
+    /// Owners, admins, auditors and integrators (else `FORBIDDEN`); a malformed `after` is
+    /// `BAD_CURSOR`. The stream ends when the access token expires: reconnect with a fresh token
+    /// and resume from the last cursor.
     async fn events(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Resume after the event with this `cursor`; null to start from the tenant's first event.")]
         after: Option<String>,
+        #[graphql(desc = "Only events of these types (exact `eventType` names); null or empty for every type.")]
         types: Option<Vec<String>>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogEvent>>> {
         let caller = caller(ctx).gql()?;

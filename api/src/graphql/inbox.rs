@@ -99,7 +99,9 @@ fn from_stored(status: &str) -> ConversationStatus {
 /// Which way a message went.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum MessageDirection {
+    /// Sent by the contact to the tenant.
     Inbound,
+    /// Sent by the tenant to the contact (queued by a user or an automation).
     Outbound,
 }
 
@@ -108,8 +110,11 @@ pub enum MessageDirection {
 pub struct MessageStatusEntry {
     /// sent, delivered, read or failed.
     pub status: String,
+    /// The provider's timestamp of the status (RFC 3339).
     pub at: DateTime<Utc>,
+    /// The provider's error code of a failed status; null otherwise.
     pub error_code: Option<i64>,
+    /// The provider's error title of a failed status; null otherwise.
     pub error_title: Option<String>,
     /// The failure was WhatsApp's 131047: the 24-hour window had closed.
     pub window_closed: bool,
@@ -132,15 +137,20 @@ impl From<TimelineEntry> for MessageStatusEntry {
 pub struct ThreadMessage {
     /// `in:<message ref>` or `out:<idempotency key>`.
     pub id: String,
+    /// Which way the message went.
     pub direction: MessageDirection,
     /// The keyed hash of the provider's message id (outbound: once sent).
     pub message_ref: Option<String>,
+    /// The idempotency key an outbound message was queued under; null for inbound messages.
     pub idempotency_key: Option<String>,
     /// inbound: text, image, …; outbound: free_form or template.
     pub kind: String,
     /// The content: inbound message JSON, outbound text, or template parameters (JSON array).
     pub content: Option<String>,
+    /// The template's name of an outbound template message; null otherwise.
     pub template_name: Option<String>,
+    /// The template's language code (e.g. `en_US`) of an outbound template message; null
+    /// otherwise.
     pub template_language: Option<String>,
     /// The provider's time (inbound) or the time it was queued (outbound).
     pub at: DateTime<Utc>,
@@ -148,11 +158,18 @@ pub struct ThreadMessage {
     pub state: String,
     /// The furthest delivery status (outbound), or the state when none arrived yet.
     pub status: String,
+    /// When the provider accepted an outbound message (RFC 3339); null until then and for
+    /// inbound messages.
     pub sent_at: Option<DateTime<Utc>>,
+    /// Who queued an outbound message: a user id, or an actor name such as `system:<component>`
+    /// for automations; null for inbound messages.
     pub requested_by: Option<String>,
     /// The provider's (or sender's) error of a failed send.
     pub error_code: Option<i64>,
+    /// The provider's (or sender's) error title of a failed send; null otherwise.
     pub error_title: Option<String>,
+    /// For a failed send: whether sending again later might succeed (nothing resends
+    /// automatically); null otherwise.
     pub retryable: Option<bool>,
     /// The delivery statuses reached, in the order sent, delivered, read, failed.
     pub status_timeline: Vec<MessageStatusEntry>,
@@ -195,9 +212,13 @@ impl ThreadMessage {
 /// An internal note.
 #[derive(SimpleObject)]
 pub struct ConversationNote {
+    /// The note's id: the `noteId` given to `addNote`, or a generated UUID.
     pub id: String,
+    /// The note's text; null when it can no longer be read (the contact's data was erased).
     pub text: Option<String>,
+    /// The user id of the note's author.
     pub author: String,
+    /// When the note was added (RFC 3339).
     pub at: DateTime<Utc>,
 }
 
@@ -206,16 +227,20 @@ pub struct ConversationThread {
     detail: ConversationDetail,
 }
 
+/// One conversation with its working state, notes and messages.
 #[Object]
 impl ConversationThread {
+    /// The conversation's id, which is its contact's id (`ct_` and 32 hex digits).
     async fn id(&self) -> &str {
         &self.detail.conversation_id
     }
 
+    /// The contact's id (the same as `id`).
     async fn contact_id(&self) -> &str {
         &self.detail.contact_id
     }
 
+    /// The conversation's working status.
     async fn status(&self) -> ConversationStatus {
         from_stored(&self.detail.status)
     }
@@ -225,6 +250,7 @@ impl ConversationThread {
         self.detail.assignee.as_deref()
     }
 
+    /// The conversation's tags (trimmed, lower-case), in the order they were added.
     async fn tags(&self) -> &[String] {
         &self.detail.tags
     }
@@ -245,6 +271,8 @@ impl ConversationThread {
         self.detail.handover_requested_at
     }
 
+    /// The reason given with the pending handover request; null when none was given, no
+    /// handover is pending, or the contact's data was erased.
     async fn handover_reason(&self) -> Option<&str> {
         self.detail.handover_reason.as_deref()
     }
@@ -267,7 +295,15 @@ impl ConversationThread {
     async fn messages(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50, validator(minimum = 1, maximum = 200))] first: i32,
+        #[graphql(
+            default = 50,
+            validator(minimum = 1, maximum = 200),
+            desc = "Page size: 1 to 200, default 50."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The cursor of the last message of the previous page (`pageInfo.endCursor`); null for the first page. A malformed cursor is refused with `BAD_CURSOR`."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ThreadMessage>> {
         let caller = reader(ctx).gql()?;
@@ -307,8 +343,16 @@ pub struct InboxQuery;
 
 #[Object]
 impl InboxQuery {
-    /// One conversation of the caller's tenant, or null.
-    async fn conversation(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<ConversationThread>> {
+    /// One conversation of the caller's tenant, or null (none with this id: a conversation exists
+    /// once its contact wrote). Owner, admin, agent, auditor; anyone else gets `FORBIDDEN`.
+    async fn conversation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id, which is its contact's id (`ct_…`); an id not of that form is refused with `BAD_CONVERSATION_ID`."
+        )]
+        id: String,
+    ) -> async_graphql::Result<Option<ConversationThread>> {
         let caller = reader(ctx).gql()?;
         let id = valid_id(&id).gql()?;
         let detail = read::conversation(pool(ctx).gql()?, &caller.tenant, id)
@@ -322,6 +366,7 @@ impl InboxQuery {
 /// What a mutation did.
 #[derive(SimpleObject)]
 pub struct ConversationReceipt {
+    /// The id of the conversation the mutation acted on.
     pub conversation_id: String,
     /// The conversation stream's last log position after the command (null if it has none).
     pub position: Option<i64>,
@@ -406,12 +451,23 @@ pub struct InboxMutation;
 impl InboxMutation {
     /// Queues a free-form text. Refused outside the 24-hour window (`OUTSIDE_SERVICE_WINDOW`)
     /// and to an opted-out contact (`CONTACT_OPTED_OUT`). The same idempotency key never
-    /// sends twice.
+    /// sends twice. Owner, admin, agent (anyone else gets `FORBIDDEN`); a metered tenant pays
+    /// first from its main wallet (`INSUFFICIENT_BALANCE` queues nothing; a refused send is
+    /// refunded). Returns the conversation id and its log position.
     async fn send_message(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
         conversation_id: String,
+        #[graphql(
+            desc = "The text, at most 4096 characters (else `MESSAGE_TOO_LONG`); a blank text is refused with `INVALID_INPUT`."
+        )]
         text: String,
+        #[graphql(
+            desc = "The caller's key for this send, 1 to 200 characters after trimming (else `BAD_IDEMPOTENCY_KEY`), unique per conversation: a repeated key queues and charges nothing again."
+        )]
         idempotency_key: String,
     ) -> async_graphql::Result<ConversationReceipt> {
         if text.chars().count() > 4096 {
@@ -425,13 +481,27 @@ impl InboxMutation {
     }
 
     /// Queues an approved template with its body parameters (allowed outside the window).
+    /// Refused when the template is not approved (`TEMPLATE_NOT_APPROVED`), its name or language
+    /// is blank (`INCOMPLETE_TEMPLATE`), or the contact opted out (`CONTACT_OPTED_OUT`). Owner,
+    /// admin, agent (anyone else gets `FORBIDDEN`); metered like `sendMessage`
+    /// (`INSUFFICIENT_BALANCE`). Returns the conversation id and its log position.
     async fn send_template(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
         conversation_id: String,
-        name: String,
-        language: String,
-        #[graphql(default)] parameters: Vec<String>,
+        #[graphql(desc = "The template's name, exactly as approved.")] name: String,
+        #[graphql(desc = "The template's language code, exactly as approved, e.g. `en_US`.")] language: String,
+        #[graphql(
+            default,
+            desc = "The body parameters' texts, in order (`{{1}}`, `{{2}}`, …); default none."
+        )]
+        parameters: Vec<String>,
+        #[graphql(
+            desc = "The caller's key for this send, 1 to 200 characters after trimming (else `BAD_IDEMPOTENCY_KEY`), unique per conversation: a repeated key queues and charges nothing again."
+        )]
         idempotency_key: String,
     ) -> async_graphql::Result<ConversationReceipt> {
         send(
@@ -447,11 +517,19 @@ impl InboxMutation {
         .await
     }
 
-    /// Assigns the conversation to an agent, or unassigns it (`agentId` null).
+    /// Assigns the conversation to an agent, or unassigns it (`agentId` null). Assigning ends a
+    /// pending handover request; a repeat changes nothing. Owner, admin, agent (anyone else gets
+    /// `FORBIDDEN`). Returns the conversation id and its log position.
     async fn assign_conversation(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
         conversation_id: String,
+        #[graphql(
+            desc = "The user id of the agent to assign (not checked against the tenant's users); null unassigns; a blank one is refused with `BLANK_FIELD`."
+        )]
         agent_id: Option<String>,
     ) -> async_graphql::Result<ConversationReceipt> {
         run(ctx, conversation_id, |by| ConversationCommand::Assign {
@@ -463,11 +541,16 @@ impl InboxMutation {
     }
 
     /// Moves the conversation: open ↔ pending, open | pending → resolved, resolved → open |
-    /// closed (`STATUS_MOVE_NOT_ALLOWED` otherwise).
+    /// closed (`STATUS_MOVE_NOT_ALLOWED` otherwise). Owner, admin, agent (anyone else gets
+    /// `FORBIDDEN`). Returns the conversation id and its log position.
     async fn set_conversation_status(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
         conversation_id: String,
+        #[graphql(desc = "The status to move to; the current status again changes nothing.")]
         status: ConversationStatus,
     ) -> async_graphql::Result<ConversationReceipt> {
         run(ctx, conversation_id, |by| ConversationCommand::SetStatus {
@@ -478,10 +561,16 @@ impl InboxMutation {
         .await
     }
 
+    /// Adds a tag to the conversation; a tag already present changes nothing. Owner, admin,
+    /// agent (anyone else gets `FORBIDDEN`). Returns the conversation id and its log position.
     async fn tag_conversation(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
         conversation_id: String,
+        #[graphql(desc = "The tag, stored trimmed and lower-case; a blank one is refused with `BLANK_FIELD`.")]
         tag: String,
     ) -> async_graphql::Result<ConversationReceipt> {
         run(ctx, conversation_id, |by| ConversationCommand::Tag {
@@ -492,10 +581,16 @@ impl InboxMutation {
         .await
     }
 
+    /// Removes a tag from the conversation; a tag not present changes nothing. Owner, admin,
+    /// agent (anyone else gets `FORBIDDEN`). Returns the conversation id and its log position.
     async fn untag_conversation(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
         conversation_id: String,
+        #[graphql(desc = "The tag, matched trimmed and lower-case; a blank one is refused with `BLANK_FIELD`.")]
         tag: String,
     ) -> async_graphql::Result<ConversationReceipt> {
         run(ctx, conversation_id, |by| ConversationCommand::Untag {
@@ -506,12 +601,23 @@ impl InboxMutation {
         .await
     }
 
-    /// Adds an internal note (sealed in the log). `noteId` makes a retry idempotent.
+    /// Adds an internal note (sealed in the log). `noteId` makes a retry idempotent. Owner,
+    /// admin, agent (anyone else gets `FORBIDDEN`). Returns the conversation id and its log
+    /// position.
     async fn add_note(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
         conversation_id: String,
+        #[graphql(
+            desc = "The note's text; a blank one is refused with `EMPTY_NOTE`. Never sent to the contact."
+        )]
         text: String,
+        #[graphql(
+            desc = "The caller's id for the note: a note id already added changes nothing; null generates one; a blank one is refused with `BLANK_FIELD`."
+        )]
         note_id: Option<String>,
     ) -> async_graphql::Result<ConversationReceipt> {
         let caller = writer(ctx).gql()?;
@@ -534,11 +640,19 @@ impl InboxMutation {
         .await
     }
 
-    /// Asks for a human to take over; pending until someone is assigned.
+    /// Asks for a human to take over; pending until someone is assigned (a second request
+    /// meanwhile changes nothing). Owner, admin, agent (anyone else gets `FORBIDDEN`). Returns
+    /// the conversation id and its log position.
     async fn request_handover(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
         conversation_id: String,
+        #[graphql(
+            desc = "Why a human is needed (sealed in the log, shown as `handoverReason`); null or blank gives no reason."
+        )]
         reason: Option<String>,
     ) -> async_graphql::Result<ConversationReceipt> {
         let caller = writer(ctx).gql()?;

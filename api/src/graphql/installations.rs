@@ -142,9 +142,13 @@ fn non_negative_i64(value: i64, field: &'static str) -> Result<u32, ApiError> {
 /// What is installed.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum InstallationType {
+    /// A solar PV system: panels and an inverter.
     Solar,
+    /// A Starlink satellite internet kit: dish and router.
     Starlink,
+    /// Solar with battery storage: panels, inverter, battery and changeover.
     Hybrid,
+    /// Custom furniture, assembled and fitted on site.
     CustomFurniture,
 }
 
@@ -171,10 +175,16 @@ impl InstallationType {
 /// Where an installation stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum InstallationStatus {
+    /// Opened; work not started yet (staffing and scheduling happen now).
     Pending,
+    /// Work started on site; checklist items, photos and components are recorded now.
     InProgress,
+    /// Every required checklist item and photo done, with a technician; the payout and warranties
+    /// follow.
     Commissioned,
+    /// Activated after commissioning: in service.
     Active,
+    /// Taken out of service after commissioning or activation; final.
     Decommissioned,
 }
 
@@ -203,9 +213,14 @@ impl InstallationStatus {
 /// Where an order stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum OrderStatus {
+    /// Placed and not fully paid yet (it may hold part payments).
     Placed,
+    /// The payments cover the total.
     Paid,
+    /// Paid, then delivered or handed over; final.
     Fulfilled,
+    /// Cancelled before fulfilment, possibly after payments (`paidMinor` is what is owed back);
+    /// final.
     Cancelled,
 }
 
@@ -232,8 +247,11 @@ impl OrderStatus {
 /// Where a payout stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum PayoutStatus {
+    /// Computed at commissioning, awaiting approval; a quality bonus may still be granted.
     Pending,
+    /// Approved by someone it does not pay; awaiting payment.
     Approved,
+    /// Paid under finance's reference; final.
     Paid,
 }
 
@@ -258,10 +276,15 @@ impl PayoutStatus {
 /// A line of an order.
 #[derive(SimpleObject)]
 pub struct OrderItem {
+    /// The product's stock-keeping unit, as ordered.
     pub sku: String,
+    /// The product's catalogue description.
     pub description: String,
+    /// How many units (above zero).
     pub quantity: i64,
+    /// The price of one unit in integer minor units (cents) of `currency`; not negative.
     pub unit_price_minor: i64,
+    /// ISO 4217 code (`USD`, `ZWG`, `KES`…): the order's currency.
     pub currency: String,
     /// What installing it means, if it is installed on site.
     pub installable: Option<InstallationType>,
@@ -270,29 +293,50 @@ pub struct OrderItem {
 /// A payment recorded on an order.
 #[derive(SimpleObject)]
 pub struct OrderPayment {
+    /// Who took it: `paynow`, `mpesa`, `stripe` or `cash`.
     pub provider: String,
+    /// The provider's reference (Paynow reference, M-Pesa receipt, Stripe payment intent, cash
+    /// receipt number); recorded once per provider on an order.
     pub reference: String,
+    /// The amount in integer minor units of the order's currency (above zero).
     pub amount_minor: i64,
+    /// When the payment was recorded on the order (RFC 3339, UTC).
     pub at: DateTime<Utc>,
 }
 
 /// An order. Amounts in integer minor units of `currency`.
 #[derive(SimpleObject)]
 pub struct Order {
+    /// The order id, `order_<uuid>`.
     pub id: String,
+    /// The customer's contact id (`ct_…`).
     pub customer_id: String,
+    /// Where the order stands.
     pub status: OrderStatus,
+    /// ISO 4217 code every amount of the order is in.
     pub currency: String,
+    /// The total: Σ quantity × unit price over the items, in minor units (above zero).
     pub total_minor: i64,
+    /// The sum of the payments recorded, in minor units (never above the total).
     pub paid_minor: i64,
+    /// What is still owed: `totalMinor − paidMinor`, in minor units.
     pub outstanding_minor: i64,
+    /// Whether the payments covered the total (`paidAt` is set); it stays true after fulfilment
+    /// or cancellation.
     pub paid: bool,
+    /// The line items, as placed.
     pub items: Vec<OrderItem>,
+    /// Whether any item is installed on site (paying such an order opens an installation).
     pub installable: bool,
+    /// The payments recorded, in the order they were recorded.
     pub payments: Vec<OrderPayment>,
+    /// When the order was placed (RFC 3339, UTC).
     pub placed_at: DateTime<Utc>,
+    /// When the payments covered the total (RFC 3339, UTC); null until then.
     pub paid_at: Option<DateTime<Utc>>,
+    /// When the order was fulfilled (RFC 3339, UTC); null unless fulfilled.
     pub fulfilled_at: Option<DateTime<Utc>>,
+    /// When the order was cancelled (RFC 3339, UTC); null unless cancelled.
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
@@ -342,7 +386,10 @@ impl Order {
 /// Checklist progress: `done` of `required`, and what is still missing.
 #[derive(SimpleObject)]
 pub struct ChecklistProgress {
+    /// How many of the required checklist items are completed.
     pub done: i32,
+    /// How many items the installation type's checklist has (every one is required for
+    /// commissioning).
     pub required: i32,
     /// Completed items, in the order completed.
     pub completed_items: Vec<String>,
@@ -353,25 +400,37 @@ pub struct ChecklistProgress {
 /// A photo attached to an installation (the content is stored elsewhere, named by its hash).
 #[derive(SimpleObject)]
 pub struct InstallationPhoto {
+    /// What the photo shows (`site_before`, `panels`, `dish`…; required kinds not attached yet are
+    /// in `Installation.missingPhotos`).
     pub kind: String,
+    /// The SHA-256 of the photo's content, 64 lowercase hex characters.
     pub sha256: String,
+    /// When the photo was attached (RFC 3339, UTC).
     pub at: DateTime<Utc>,
 }
 
 /// A serialized component installed.
 #[derive(SimpleObject)]
 pub struct InstalledComponent {
+    /// The component's serial number (unique within the installation).
     pub serial: String,
+    /// What it is: `panel`, `inverter`, `battery`, `dish`, `router`… (free text).
     pub kind: String,
+    /// The warranty period in months, registered at commissioning; 0 means no warranty.
     pub warranty_months: i64,
+    /// When the component was recorded (RFC 3339, UTC).
     pub at: DateTime<Utc>,
 }
 
 /// One event of an installation's history.
 #[derive(SimpleObject)]
 pub struct TimelineEntry {
+    /// The event's position in the installation's event stream (ascending).
     pub sequence: i64,
+    /// The event's type: `InstallationOpened`, `TechnicianAssigned`, `InstallationStatusChanged`,
+    /// `PhotoAttached`…
     pub event_type: String,
+    /// When it happened (RFC 3339, UTC).
     pub at: DateTime<Utc>,
     /// `user:<id>:<role>` or `system:<component>`.
     pub actor: String,
@@ -383,27 +442,46 @@ pub struct TimelineEntry {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct Installation {
+    /// The installation id, `isr_<uuid>`.
     pub id: String,
+    /// The order it was opened for (when opened by hand, the order id given, possibly of another
+    /// system).
     pub order_id: String,
+    /// The customer's contact id (`ct_…`).
     pub customer_id: String,
+    /// What is installed; it decides the checklist and the required photos.
     #[graphql(name = "type")]
     pub installation_type: InstallationType,
+    /// Where the installation stands.
     pub status: InstallationStatus,
+    /// The system size in watts (above zero); it decides the payout tier. Opened from an order:
+    /// the watts its SKUs name, else the type's nominal size.
     pub system_size_w: i64,
     /// Absent when not recorded yet or after the customer was erased.
     pub site_address: Option<String>,
+    /// User ids of the technicians assigned now, sorted.
     pub technicians: Vec<String>,
+    /// When the job is scheduled to start (RFC 3339, UTC); null until scheduled.
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// Progress on the installation type's checklist.
     pub checklist: ChecklistProgress,
+    /// The photos attached, in the order attached.
     pub photos: Vec<InstallationPhoto>,
     /// Required photo kinds not attached yet.
     pub missing_photos: Vec<String>,
+    /// The serialized components installed, in the order recorded.
     pub components: Vec<InstalledComponent>,
+    /// When the installation was opened (RFC 3339, UTC).
     pub opened_at: DateTime<Utc>,
+    /// When work started on site (RFC 3339, UTC); null before.
     pub started_at: Option<DateTime<Utc>>,
+    /// When it was commissioned (RFC 3339, UTC); null before.
     pub commissioned_at: Option<DateTime<Utc>>,
+    /// When it was activated (RFC 3339, UTC); null before.
     pub activated_at: Option<DateTime<Utc>>,
+    /// When it was decommissioned (RFC 3339, UTC); null unless decommissioned.
     pub decommissioned_at: Option<DateTime<Utc>>,
+    /// When the record last changed (RFC 3339, UTC).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -495,8 +573,11 @@ impl Installation {
 /// A technician's installations on one day (UTC).
 #[derive(SimpleObject)]
 pub struct CalendarDay {
+    /// The technician's user id.
     pub technician: String,
+    /// The day, in UTC (`YYYY-MM-DD`).
     pub day: NaiveDate,
+    /// The technician's installations scheduled to start that day, in start order.
     pub installations: Vec<Installation>,
 }
 
@@ -513,30 +594,49 @@ impl CalendarDay {
 /// How many installations have a type and status.
 #[derive(SimpleObject)]
 pub struct InstallationCount {
+    /// The installation type counted.
     #[graphql(name = "type")]
     pub installation_type: InstallationType,
+    /// The status counted.
     pub status: InstallationStatus,
+    /// How many of the tenant's installations have this type and status (above zero).
     pub count: i64,
 }
 
 /// A technician payout.
 #[derive(SimpleObject)]
 pub struct Payout {
+    /// The payout id, `payout_<uuid>` (one per installation).
     pub id: String,
+    /// The commissioned installation it pays for (`isr_…`).
     pub installation_id: String,
+    /// User ids of the technicians it pays (the team at commissioning).
     pub technician_ids: Vec<String>,
+    /// The installation's system size in watts, which decides the tier.
     pub system_size_w: i64,
     /// small, medium, large, commercial.
     pub tier: String,
+    /// The tier's base amount in minor units of `currency`: small 5000, medium 8000, large 12000,
+    /// commercial 20000.
     pub base_minor: i64,
+    /// The quality bonus in minor units of `currency`; 0 when none was granted.
     pub bonus_minor: i64,
+    /// What is paid: `baseMinor + bonusMinor`, in minor units of `currency`.
     pub amount_minor: i64,
+    /// ISO 4217 code: the installation's order's currency (a configured default when the order is
+    /// not in the log).
     pub currency: String,
+    /// Where the payout stands.
     pub status: PayoutStatus,
+    /// When it was computed, after commissioning (RFC 3339, UTC).
     pub computed_at: DateTime<Utc>,
+    /// When it was approved (RFC 3339, UTC); null while pending.
     pub approved_at: Option<DateTime<Utc>>,
+    /// The user id of who approved it; null while pending.
     pub approved_by: Option<String>,
+    /// When it was marked paid (RFC 3339, UTC); null until then.
     pub paid_at: Option<DateTime<Utc>>,
+    /// Finance's reference for the payment; null until paid.
     pub paid_reference: Option<String>,
 }
 
@@ -565,9 +665,13 @@ impl Payout {
 /// The count and total of payouts with a status, per currency.
 #[derive(SimpleObject)]
 pub struct PayoutTotal {
+    /// The status totalled.
     pub status: PayoutStatus,
+    /// The ISO 4217 currency totalled.
     pub currency: String,
+    /// How many payouts have this status and currency (all of them, not only the 500 listed).
     pub count: i64,
+    /// The sum of their `amountMinor`, in minor units of `currency`.
     pub total_minor: i64,
 }
 
@@ -576,29 +680,47 @@ pub struct PayoutTotal {
 pub struct PayoutList {
     /// Latest computed first (at most 500).
     pub nodes: Vec<Payout>,
+    /// Counts and totals per status and currency, over every payout the filter keeps (not capped at
+    /// 500).
     pub totals: Vec<PayoutTotal>,
 }
 
 /// A line item to order.
 #[derive(InputObject)]
 pub struct OrderItemInput {
+    /// The product's stock-keeping unit; not blank (`BLANK_FIELD`).
     pub sku: String,
+    /// The product's catalogue description (no personal data).
     pub description: String,
+    /// How many units: above zero (`ZERO_QUANTITY`; negative: `INVALID_INPUT`).
     pub quantity: i32,
+    /// The price of one unit in integer minor units (cents) of `currency`; not negative
+    /// (`NEGATIVE_PRICE`).
     pub unit_price_minor: i64,
+    /// ISO 4217 code of three capital letters (`INVALID_CURRENCY`), the same on every item
+    /// (`MIXED_CURRENCIES`).
     pub currency: String,
+    /// What installing it means, if it is installed on site; null for a product that is only
+    /// delivered.
     pub installable: Option<InstallationType>,
 }
 
 /// An installation opened by hand.
 #[derive(InputObject)]
 pub struct OpenInstallationInput {
+    /// What is installed.
     #[graphql(name = "type")]
     pub installation_type: InstallationType,
+    /// The customer's contact id (`ct_…`); not blank.
     pub customer_id: String,
+    /// The order it belongs to (it may be another system's id); not blank.
     pub order_id: String,
+    /// The site's address, sealed under the customer's data key; empty (the default) leaves it
+    /// unrecorded.
     #[graphql(default)]
     pub site_address: String,
+    /// The system size in watts: above zero (`ZERO_SYSTEM_SIZE`; negative or above 4294967295:
+    /// `INVALID_INPUT`).
     pub system_size_w: i64,
 }
 
@@ -607,12 +729,20 @@ pub struct InstallationsQuery;
 
 #[Object]
 impl InstallationsQuery {
-    /// The tenant's orders, latest first.
+    /// The tenant's orders, latest placed first. Owner, admin, agent, finance, auditor.
     async fn orders(
         &self,
         ctx: &Context<'_>,
-        status: Option<OrderStatus>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        #[graphql(desc = "Only orders with this status; every status when null.")] status: Option<OrderStatus>,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "Page size: default 20, at least 1, at most 100."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Order>> {
         let caller = caller(ctx).gql()?;
@@ -638,8 +768,13 @@ impl InstallationsQuery {
         Ok(connection)
     }
 
-    /// One order of the tenant.
-    async fn order(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Order>> {
+    /// One order of the tenant; null when it has none with this id. Owner, admin, agent,
+    /// finance, auditor.
+    async fn order(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The order id (`order_…`).")] id: String,
+    ) -> async_graphql::Result<Option<Order>> {
         let caller = caller(ctx).gql()?;
         require(reads_orders(caller.role), caller, "read orders").gql()?;
         let row = read::order(pool(ctx).gql()?, &caller.tenant, &id)
@@ -650,17 +785,30 @@ impl InstallationsQuery {
     }
 
     /// The tenant's installations, latest opened first; `from`/`to` keep those scheduled in
-    /// `[from, to)`.
+    /// `[from, to)`. Every role but integrator.
     #[allow(clippy::too_many_arguments)]
     async fn installations(
         &self,
         ctx: &Context<'_>,
-        status: Option<InstallationStatus>,
-        #[graphql(name = "type")] installation_type: Option<InstallationType>,
-        technician: Option<String>,
+        #[graphql(desc = "Only installations with this status; all when null.")] status: Option<InstallationStatus>,
+        #[graphql(name = "type", desc = "Only installations of this type; every type when null.")]
+        installation_type: Option<InstallationType>,
+        #[graphql(desc = "Only installations this technician (a user id) is assigned to.")] technician: Option<String>,
+        #[graphql(
+            desc = "Only installations scheduled at or after this time (RFC 3339); unscheduled ones are left out."
+        )]
         from: Option<DateTime<Utc>>,
+        #[graphql(desc = "Only installations scheduled before this time (RFC 3339); unscheduled ones are left out.")]
         to: Option<DateTime<Utc>>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "Page size: default 20, at least 1, at most 100."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Installation>> {
         let caller = caller(ctx).gql()?;
@@ -693,8 +841,13 @@ impl InstallationsQuery {
         Ok(connection)
     }
 
-    /// One installation of the tenant, with checklist progress and timeline.
-    async fn installation(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Installation>> {
+    /// One installation of the tenant, with checklist progress and timeline; null when it has
+    /// none with this id. Every role but integrator.
+    async fn installation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The installation id (`isr_…`).")] id: String,
+    ) -> async_graphql::Result<Option<Installation>> {
         let caller = caller(ctx).gql()?;
         require(reads_installations(caller.role), caller, "read installations").gql()?;
         let row = read::installation(pool(ctx).gql()?, &caller.tenant, &id)
@@ -705,12 +858,16 @@ impl InstallationsQuery {
     }
 
     /// A technician's calendar (every technician's without `technician`): per technician and
-    /// day, the installations scheduled in `[from, to)` (at most 93 days).
+    /// day, the installations scheduled in `[from, to)` (at most 93 days), ordered by technician
+    /// and day. Every role but integrator.
     async fn technician_calendar(
         &self,
         ctx: &Context<'_>,
-        technician: Option<String>,
-        from: DateTime<Utc>,
+        #[graphql(desc = "A technician's user id; every technician's calendar when null.")] technician: Option<String>,
+        #[graphql(desc = "The start of the period, inclusive (RFC 3339).")] from: DateTime<Utc>,
+        #[graphql(
+            desc = "The end of the period, exclusive (RFC 3339): after `from` and at most 93 days later (`INVALID_PERIOD` otherwise)."
+        )]
         to: DateTime<Utc>,
     ) -> async_graphql::Result<Vec<CalendarDay>> {
         let caller = caller(ctx).gql()?;
@@ -730,7 +887,12 @@ impl InstallationsQuery {
     }
 
     /// Payouts (of one status, or all) with their counts and totals per status and currency.
-    async fn payouts(&self, ctx: &Context<'_>, status: Option<PayoutStatus>) -> async_graphql::Result<PayoutList> {
+    /// Owner, admin, finance, auditor.
+    async fn payouts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only payouts with this status, in the list and the totals; every status when null.")] status: Option<PayoutStatus>,
+    ) -> async_graphql::Result<PayoutList> {
         let caller = caller(ctx).gql()?;
         require(reads_payouts(caller.role), caller, "read payouts").gql()?;
         let pool = pool(ctx).gql()?;
@@ -757,7 +919,8 @@ impl InstallationsQuery {
         })
     }
 
-    /// Installations per type and status (pairs that occur), for dashboards.
+    /// Installations per type and status (pairs that occur), for dashboards. Every role but
+    /// integrator.
     async fn installation_counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<InstallationCount>> {
         let caller = caller(ctx).gql()?;
         require(reads_installations(caller.role), caller, "read installations").gql()?;
@@ -781,12 +944,15 @@ pub struct InstallationsMutation;
 
 #[Object]
 impl InstallationsMutation {
-    /// Places an order for a customer (a contact id); returns the order id.
+    /// Places an order for a customer (a contact id); returns the order id (`order_<uuid>`).
+    /// Owner, admin, agent. Refusals: `EMPTY_ORDER`, `MIXED_CURRENCIES`, `INVALID_CURRENCY`,
+    /// `ZERO_QUANTITY`, `NEGATIVE_PRICE`, `ZERO_TOTAL`, `TOTAL_OVERFLOW`, `BLANK_FIELD`,
+    /// `INVALID_INPUT` (a negative quantity).
     async fn place_order(
         &self,
         ctx: &Context<'_>,
-        customer_id: String,
-        items: Vec<OrderItemInput>,
+        #[graphql(desc = "The customer's contact id (`ct_…`); not blank.")] customer_id: String,
+        #[graphql(desc = "The line items: at least one, all in one currency.")] items: Vec<OrderItemInput>,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
         require(sells(caller.role), caller, "place orders").gql()?;
@@ -813,13 +979,21 @@ impl InstallationsMutation {
     }
 
     /// Records a cash payment (owner, admin, finance); provider payments arrive by callback.
+    /// The payment that covers the total marks the order paid. Refusals: `UNKNOWN_ORDER`,
+    /// `OVERPAYMENT`, `PAYMENT_CURRENCY_MISMATCH`, `NON_POSITIVE_PAYMENT`,
+    /// `PAYMENT_AFTER_CANCELLATION`, `BLANK_FIELD`. A reference already recorded changes nothing.
+    /// Returns `true`.
     async fn record_cash_payment(
         &self,
         ctx: &Context<'_>,
-        order_id: String,
+        #[graphql(desc = "The order (`order_…`).")] order_id: String,
+        #[graphql(
+            desc = "The cash receipt number; not blank. Recorded once per order: the same reference again changes nothing."
+        )]
         reference: String,
+        #[graphql(desc = "The amount received, in integer minor units: above zero, at most the amount outstanding.")]
         amount_minor: i64,
-        currency: String,
+        #[graphql(desc = "ISO 4217 code; must be the order's currency.")] currency: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         require(handles_money(caller.role), caller, "record payments").gql()?;
@@ -839,11 +1013,14 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Cancels an order not yet fulfilled (the reason is stored sealed).
+    /// Cancels an order not yet fulfilled (the reason is stored sealed). Owner, admin, agent.
+    /// Refusals: `UNKNOWN_ORDER`, `CANCEL_AFTER_FULFILMENT`, `INVALID_INPUT` (a reason for a
+    /// customer whose data was erased). Cancelling again changes nothing. Returns `true`.
     async fn cancel_order(
         &self,
         ctx: &Context<'_>,
-        order_id: String,
+        #[graphql(desc = "The order (`order_…`).")] order_id: String,
+        #[graphql(desc = "Why, optional free text sealed under the customer's data key (never shown in read models).")]
         reason: Option<String>,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
@@ -857,8 +1034,14 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Marks a paid order fulfilled.
-    async fn fulfil_order(&self, ctx: &Context<'_>, order_id: String) -> async_graphql::Result<bool> {
+    /// Marks a paid order fulfilled. Owner, admin, agent. Refusals: `UNKNOWN_ORDER`,
+    /// `FULFILMENT_REQUIRES_PAYMENT` (placed or cancelled). Repeating it changes nothing.
+    /// Returns `true`.
+    async fn fulfil_order(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The order (`order_…`).")] order_id: String,
+    ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         require(sells(caller.role), caller, "fulfil orders").gql()?;
         answer(
@@ -870,11 +1053,13 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Opens an installation by hand (a paid order opens one by itself); returns its id.
+    /// Opens an installation by hand (a paid order opens one by itself); returns its id
+    /// (`isr_<uuid>`). Owner, admin. Refusals: `BLANK_FIELD`, `ZERO_SYSTEM_SIZE`,
+    /// `INVALID_INPUT` (a negative size, or a customer whose data was erased).
     async fn open_installation(
         &self,
         ctx: &Context<'_>,
-        input: OpenInstallationInput,
+        #[graphql(desc = "What the installation is opened with.")] input: OpenInstallationInput,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
         require(manages_installations(caller.role), caller, "open installations").gql()?;
@@ -893,12 +1078,14 @@ impl InstallationsMutation {
         )
     }
 
-    /// Assigns a technician (by user id).
+    /// Assigns a technician (by user id), before commissioning only. Owner, admin. Refusals:
+    /// `WORK_ALREADY_COMMISSIONED`, `UNKNOWN_INSTALLATION`, `BLANK_FIELD`. Assigning again
+    /// changes nothing. Returns `true`.
     async fn assign_technician(
         &self,
         ctx: &Context<'_>,
-        installation_id: String,
-        technician_id: String,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+        #[graphql(desc = "The technician's user id; not blank.")] technician_id: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         require(manages_installations(caller.role), caller, "assign technicians").gql()?;
@@ -911,12 +1098,14 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Unassigns a technician.
+    /// Unassigns a technician, before commissioning only. Owner, admin. Refusals:
+    /// `WORK_ALREADY_COMMISSIONED`, `UNKNOWN_INSTALLATION`, `BLANK_FIELD`. A technician not
+    /// assigned changes nothing. Returns `true`.
     async fn unassign_technician(
         &self,
         ctx: &Context<'_>,
-        installation_id: String,
-        technician_id: String,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+        #[graphql(desc = "The technician's user id; not blank.")] technician_id: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         require(manages_installations(caller.role), caller, "unassign technicians").gql()?;
@@ -929,12 +1118,14 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Schedules the job for the first time.
+    /// Schedules the job for the first time. Owner, admin. Refusals: `ALREADY_SCHEDULED` (set
+    /// for another time: reschedule instead), `WORK_ALREADY_COMMISSIONED`,
+    /// `UNKNOWN_INSTALLATION`. The same time again changes nothing. Returns `true`.
     async fn schedule_installation(
         &self,
         ctx: &Context<'_>,
-        installation_id: String,
-        starts_at: DateTime<Utc>,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+        #[graphql(desc = "When the job starts (RFC 3339).")] starts_at: DateTime<Utc>,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         require(manages_installations(caller.role), caller, "schedule installations").gql()?;
@@ -947,12 +1138,17 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Moves a scheduled job, with a reason (stored sealed).
+    /// Moves a scheduled job, with a reason (stored sealed). Owner, admin. Refusals:
+    /// `NOT_SCHEDULED`, `WORK_ALREADY_COMMISSIONED`, `UNKNOWN_INSTALLATION`, `INVALID_INPUT`
+    /// (the customer's data was erased). The current time again changes nothing. Returns `true`.
     async fn reschedule_installation(
         &self,
         ctx: &Context<'_>,
-        installation_id: String,
-        starts_at: DateTime<Utc>,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+        #[graphql(desc = "The new start time (RFC 3339).")] starts_at: DateTime<Utc>,
+        #[graphql(
+            desc = "Why it moved, sealed under the customer's data key; the timeline only says a reason was recorded."
+        )]
         reason: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
@@ -966,8 +1162,15 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Starts the work on site (needs a technician).
-    async fn start_installation_work(&self, ctx: &Context<'_>, installation_id: String) -> async_graphql::Result<bool> {
+    /// Starts the work on site (needs a technician): `pending → in_progress`. Owner, admin, or a
+    /// technician assigned to it (`FORBIDDEN` otherwise). Refusals: `NO_TECHNICIAN_ASSIGNED`,
+    /// `STATUS_MOVE_NOT_ALLOWED`, `UNKNOWN_INSTALLATION`. Already in progress: nothing changes.
+    /// Returns `true`.
+    async fn start_installation_work(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+    ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         let service = require_field_work(ctx, caller, &installation_id, "start installation work")
             .await
@@ -976,11 +1179,17 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Ticks an item of the type's checklist.
+    /// Ticks an item of the type's checklist, while in progress. Owner, admin, or a technician
+    /// assigned to it (`FORBIDDEN` otherwise). Refusals: `UNKNOWN_CHECKLIST_ITEM`,
+    /// `NOT_IN_PROGRESS`, `BLANK_FIELD`, `UNKNOWN_INSTALLATION`. An item already ticked changes
+    /// nothing. Returns `true`.
     async fn complete_checklist_item(
         &self,
         ctx: &Context<'_>,
-        installation_id: String,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+        #[graphql(
+            desc = "An item id of the type's checklist, e.g. `site_survey` (the open ones are in `checklist.missingItems`)."
+        )]
         item: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
@@ -995,12 +1204,21 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Attaches a photo by kind and the sha-256 (lowercase hex) of its content.
+    /// Attaches a photo by kind and the sha-256 (lowercase hex) of its content, while in
+    /// progress. Owner, admin, or a technician assigned to it (`FORBIDDEN` otherwise). Refusals:
+    /// `INVALID_CONTENT_HASH`, `NOT_IN_PROGRESS`, `BLANK_FIELD`, `UNKNOWN_INSTALLATION`. The same
+    /// kind and hash again changes nothing. Returns `true`.
     async fn attach_installation_photo(
         &self,
         ctx: &Context<'_>,
-        installation_id: String,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+        #[graphql(
+            desc = "What the photo shows, e.g. `site_before` (required kinds not attached yet are in `missingPhotos`); not blank."
+        )]
         kind: String,
+        #[graphql(
+            desc = "The SHA-256 of the photo's content, 64 lowercase hex characters (`INVALID_CONTENT_HASH` otherwise)."
+        )]
         sha256: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
@@ -1015,14 +1233,21 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Records a serialized component installed, with its warranty period in months.
+    /// Records a serialized component installed, with its warranty period in months, while in
+    /// progress. Owner, admin, or a technician assigned to it (`FORBIDDEN` otherwise). Refusals:
+    /// `NOT_IN_PROGRESS`, `BLANK_FIELD`, `UNKNOWN_INSTALLATION`, `INVALID_INPUT` (negative
+    /// months). A serial already recorded changes nothing. Returns `true`.
     async fn install_component(
         &self,
         ctx: &Context<'_>,
-        installation_id: String,
-        serial: String,
-        kind: String,
-        #[graphql(default = 0)] warranty_months: i32,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+        #[graphql(desc = "The component's serial number; not blank.")] serial: String,
+        #[graphql(desc = "What it is (`panel`, `inverter`, `battery`, `dish`, `router`…); not blank.")] kind: String,
+        #[graphql(
+            default = 0,
+            desc = "The warranty period in months, registered at commissioning; default 0 (no warranty), not negative."
+        )]
+        warranty_months: i32,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         let months = non_negative(warranty_months, "warrantyMonths").gql()?;
@@ -1038,7 +1263,15 @@ impl InstallationsMutation {
     }
 
     /// Commissions; refused with `COMMISSIONING_INCOMPLETE` listing what is missing.
-    async fn commission_installation(&self, ctx: &Context<'_>, installation_id: String) -> async_graphql::Result<bool> {
+    /// `in_progress → commissioned`; the payout, the components' warranties and the customer's
+    /// notification follow. Owner, admin, or a technician assigned to it (`FORBIDDEN` otherwise).
+    /// Also `NOT_IN_PROGRESS`, `UNKNOWN_INSTALLATION`. Already commissioned: nothing changes.
+    /// Returns `true`.
+    async fn commission_installation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+    ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         let service = require_field_work(ctx, caller, &installation_id, "commission installations")
             .await
@@ -1047,8 +1280,14 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Activates a commissioned installation.
-    async fn activate_installation(&self, ctx: &Context<'_>, installation_id: String) -> async_graphql::Result<bool> {
+    /// Activates a commissioned installation: `commissioned → active`. Owner, admin, or a
+    /// technician assigned to it (`FORBIDDEN` otherwise). Refusals: `STATUS_MOVE_NOT_ALLOWED`,
+    /// `UNKNOWN_INSTALLATION`. Already active: nothing changes. Returns `true`.
+    async fn activate_installation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+    ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         let service = require_field_work(ctx, caller, &installation_id, "activate installations")
             .await
@@ -1057,12 +1296,15 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Decommissions (the reason is stored sealed).
+    /// Decommissions (the reason is stored sealed): `commissioned | active → decommissioned`,
+    /// final. Owner, admin. Refusals: `STATUS_MOVE_NOT_ALLOWED`, `UNKNOWN_INSTALLATION`,
+    /// `INVALID_INPUT` (a reason for a customer whose data was erased). Already decommissioned:
+    /// nothing changes. Returns `true`.
     async fn decommission_installation(
         &self,
         ctx: &Context<'_>,
-        installation_id: String,
-        reason: Option<String>,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+        #[graphql(desc = "Why, optional free text sealed under the customer's data key.")] reason: Option<String>,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         require(manages_installations(caller.role), caller, "decommission installations").gql()?;
@@ -1075,8 +1317,14 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Approves a pending payout (not by a technician it pays).
-    async fn approve_payout(&self, ctx: &Context<'_>, payout_id: String) -> async_graphql::Result<bool> {
+    /// Approves a pending payout (not by a technician it pays). Owner, admin, finance.
+    /// Refusals: `SELF_APPROVAL`, `UNKNOWN_PAYOUT`. An approved or paid payout is left as it is.
+    /// Returns `true`.
+    async fn approve_payout(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
+    ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
         require(handles_money(caller.role), caller, "approve payouts").gql()?;
         answer(
@@ -1090,11 +1338,16 @@ impl InstallationsMutation {
 
     /// Grants (or replaces) the quality bonus of a pending payout, in minor units of its
     /// currency (owner and admin; not a technician it pays). Refused once approved
-    /// (`PAYOUT_NOT_PENDING`), for zero or above the maximum (`QUALITY_BONUS_OUT_OF_RANGE`).
+    /// (`PAYOUT_NOT_PENDING`), for zero or above the maximum of 100000
+    /// (`QUALITY_BONUS_OUT_OF_RANGE`); also `SELF_GRANT`, `UNKNOWN_PAYOUT`, `INVALID_INPUT`
+    /// (negative). The same bonus again changes nothing. Returns `true`.
     async fn grant_quality_bonus(
         &self,
         ctx: &Context<'_>,
-        payout_id: String,
+        #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
+        #[graphql(
+            desc = "The bonus in minor units of the payout's currency, 1 to 100000; it replaces any earlier bonus."
+        )]
         amount_minor: i64,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
@@ -1109,11 +1362,14 @@ impl InstallationsMutation {
         Ok(true)
     }
 
-    /// Records that an approved payout was paid under finance's reference.
+    /// Records that an approved payout was paid under finance's reference. Owner, admin,
+    /// finance. Refusals: `PAYMENT_REQUIRES_APPROVAL`, `ALREADY_PAID` (under another reference),
+    /// `BLANK_FIELD`, `UNKNOWN_PAYOUT`. The same reference again changes nothing. Returns `true`.
     async fn mark_payout_paid(
         &self,
         ctx: &Context<'_>,
-        payout_id: String,
+        #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
+        #[graphql(desc = "Finance's reference for the payment (a bank or mobile-money transaction); not blank.")]
         reference: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;

@@ -27,12 +27,19 @@ use crate::error::{ApiError, IntoGraphql};
 /// A lead's stage in the pipeline.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum LeadStage {
+    /// Just captured, not worked yet (the first stage).
     New,
+    /// The prospect was contacted (after NEW); a reopened lead restarts here.
     Contacted,
+    /// The prospect was qualified (after CONTACTED).
     Qualified,
+    /// A proposal was sent (after QUALIFIED).
     ProposalSent,
+    /// Terms are being negotiated (after PROPOSAL_SENT); the only stage `winLead` accepts.
     Negotiation,
+    /// Closed as won with `winLead`: converted into a customer. Final.
     Won,
+    /// Closed as lost with `markLeadLost`, from any open stage; `reopenLead` reopens it.
     Lost,
 }
 
@@ -69,13 +76,21 @@ impl LeadStage {
 /// Where a lead came from.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum LeadSource {
+    /// An inbound WhatsApp conversation.
     Whatsapp,
+    /// A website form (contact, service or quote request).
     WebForm,
+    /// The website chatbot.
     Chatbot,
+    /// The website calculator (the visitor priced a system): the highest-scoring source.
     Calculator,
+    /// A phone call.
     Call,
+    /// An e-mail.
     Email,
+    /// A bulk import (spreadsheet, another CRM).
     Import,
+    /// Entered by hand by a user.
     Manual,
 }
 
@@ -107,15 +122,23 @@ impl LeadSource {
 /// Why a lead was lost.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum LeadLostReason {
+    /// The prospect never answered.
     NoResponse,
+    /// The price was too high for them.
     PriceTooHigh,
+    /// They have no budget.
     NoBudget,
+    /// They bought from a competitor.
     ChoseCompetitor,
+    /// They are not interested (any more).
     NotInterested,
+    /// Not now; maybe later.
     BadTiming,
+    /// The site is outside the area served.
     OutOfServiceArea,
+    /// The site or need does not fit what is sold.
     NotAFit,
-    /// Needs a note.
+    /// Anything else: `markLeadLost` then requires a non-blank `note` (`LOST_REASON_NEEDS_NOTE`).
     Other,
 }
 
@@ -138,10 +161,14 @@ impl LeadLostReason {
 /// How urgently a lead should be worked.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
 pub enum LeadPriority {
+    /// Lowest priority.
     Low,
+    /// The default priority.
     #[default]
     Normal,
+    /// High priority (adds 10 points to the score).
     High,
+    /// Highest priority (adds 15 points to the score).
     Urgent,
 }
 
@@ -159,9 +186,13 @@ impl LeadPriority {
 /// The kind of property an installation is for.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum LeadPropertyType {
+    /// A home.
     Residential,
+    /// Business premises.
     Commercial,
+    /// A farm.
     Agricultural,
+    /// An industrial site.
     Industrial,
 }
 
@@ -179,31 +210,40 @@ impl LeadPropertyType {
 /// Filters of `leads`; every field narrows.
 #[derive(InputObject, Default)]
 pub struct LeadFilter {
+    /// Only leads currently in this stage.
     pub stage: Option<LeadStage>,
+    /// Only leads whose first capture came from this source.
     pub source: Option<LeadSource>,
-    /// The assigned sales user's id.
+    /// Only leads assigned to this sales user id (exact match).
     pub assignee: Option<String>,
+    /// Only leads with a score of at least this (0-100, inclusive).
     pub score_min: Option<i32>,
+    /// Only leads with a score of at most this (0-100, inclusive).
     pub score_max: Option<i32>,
-    /// Created at or after.
+    /// Only leads created at or after this time (RFC 3339).
     pub created_from: Option<DateTime<Utc>>,
-    /// Created before.
+    /// Only leads created before this time (RFC 3339, exclusive).
     pub created_to: Option<DateTime<Utc>>,
 }
 
 /// What `leads` sorts by.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
 pub enum LeadSortField {
+    /// The time the lead was captured (the default).
     #[default]
     CreatedAt,
+    /// The lead score, 0-100.
     Score,
+    /// The time of the lead's last change.
     UpdatedAt,
 }
 
 /// A sort direction.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
 pub enum LeadSortDirection {
+    /// Smallest first: oldest, or lowest score.
     Asc,
+    /// Largest first: newest, or highest score (the default).
     #[default]
     Desc,
 }
@@ -211,8 +251,10 @@ pub enum LeadSortDirection {
 /// The order of `leads` (ties broken by id in the same direction).
 #[derive(InputObject, Default)]
 pub struct LeadSort {
+    /// What to sort by; default CREATED_AT.
     #[graphql(default)]
     pub field: LeadSortField,
+    /// The direction; default DESC.
     #[graphql(default)]
     pub direction: LeadSortDirection,
 }
@@ -220,55 +262,92 @@ pub struct LeadSort {
 /// One factor of a score and the points it added.
 #[derive(SimpleObject, serde::Deserialize)]
 pub struct LeadScoreReason {
+    /// The factor, snake_case: `high_intent_source`, `conversational_source`, `inbound_source`,
+    /// `listed_source`, `budget_given`, `system_size_given`, `reachable_by_phone`,
+    /// `reachable_by_email`, `property_type_given`, `interest_stated`, `repeated_captures`,
+    /// `high_priority` or `urgent_priority`.
     pub factor: String,
+    /// The points the factor added to the score.
     pub points: i32,
 }
 
 /// A stated budget, in minor units.
 #[derive(SimpleObject)]
 pub struct LeadBudget {
+    /// The lower bound, in minor units of `currency` (cents for USD).
     pub min_minor: i64,
+    /// The upper bound, in minor units of `currency`; at least `minMinor`.
     pub max_minor: i64,
+    /// The ISO 4217 currency code, e.g. `USD`.
     pub currency: String,
 }
 
 /// An amount of money in minor units.
 #[derive(SimpleObject)]
 pub struct LeadMoney {
+    /// The amount, in minor units of `currency` (cents for USD); never negative.
     pub amount_minor: i64,
+    /// The ISO 4217 currency code, e.g. `USD`.
     pub currency: String,
 }
 
 /// A prospect in the sales pipeline.
 #[derive(SimpleObject)]
 pub struct Lead {
+    /// The lead's id: `lead_` and a UUID.
     pub id: ID,
+    /// The id of the prospect's contact (`ct_` and 32 hex digits: its phone number's, else its
+    /// e-mail address's); null when unknown.
     pub contact_id: Option<String>,
+    /// The lead's current stage.
     pub stage: LeadStage,
+    /// The source of the lead's first capture (null only for a source this API does not know).
     pub source: Option<LeadSource>,
-    /// 0-100.
+    /// The lead score, 0-100: the sum of the points in `scoreReasons`, capped at 100.
     pub score: i32,
+    /// The factors that make up the score, with their points.
     pub score_reasons: Vec<LeadScoreReason>,
+    /// The id of the sales user the lead is assigned to; null when unassigned.
     pub assignee: Option<String>,
-    /// Absent after the contact was erased.
+    /// The prospect's name, from the latest capture that gave one; null when none was given,
+    /// and after the contact was erased.
     pub name: Option<String>,
+    /// The prospect's phone number in E.164 (`+263771234567`), from the latest capture that gave
+    /// one; null when none was given, and after the contact was erased.
     pub phone: Option<String>,
+    /// The prospect's e-mail address (lower-case), from the latest capture that gave one; null
+    /// when none was given, and after the contact was erased.
     pub email: Option<String>,
+    /// The product line asked about (`solar`, `starlink`…), from the latest capture that named
+    /// one; null when none did.
     pub interest: Option<String>,
+    /// The highest priority any capture stated: `low`, `normal`, `high` or `urgent`.
     pub priority: String,
+    /// The property type from the latest capture that stated one: `residential`, `commercial`,
+    /// `agricultural` or `industrial`; null when none did.
     pub property_type: Option<String>,
-    /// Estimated system size in watts.
+    /// Estimated system size in watts (1 W to 10 MW), from the latest capture that stated one;
+    /// null when none did.
     pub system_size_w: Option<i32>,
+    /// The budget from the latest capture that stated one; null when none did.
     pub budget: Option<LeadBudget>,
     /// How many captures (the first and every duplicate attached).
     pub captures: i32,
-    /// The customer the lead was won as.
+    /// The customer the lead was won as; null unless the lead is WON.
     pub customer_id: Option<String>,
+    /// The order that won the lead, as given to `winLead`; null when none was given.
     pub won_order_ref: Option<String>,
+    /// The value that won the lead, as given to `winLead`; null when none was given.
     pub won_value: Option<LeadMoney>,
+    /// Why the lead was lost, snake_case (`no_response`, `price_too_high`, …, `other`); null
+    /// unless the lead is LOST.
     pub lost_reason: Option<String>,
+    /// The free-text note given when the lead was marked lost; null when none was given or the
+    /// lead is not LOST.
     pub lost_note: Option<String>,
+    /// When the lead was first captured (RFC 3339).
     pub created_at: DateTime<Utc>,
+    /// When the lead last changed (RFC 3339).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -317,6 +396,7 @@ impl From<LeadRow> for Lead {
 /// The figures of one stage in a period.
 #[derive(SimpleObject)]
 pub struct LeadStageFigures {
+    /// The stage these figures are about.
     pub stage: LeadStage,
     /// Moves into the stage (captures into NEW, reopenings into CONTACTED).
     pub entered: i64,
@@ -324,14 +404,17 @@ pub struct LeadStageFigures {
     pub advanced: i64,
     /// Moves to LOST.
     pub lost: i64,
-    /// advanced / entered; null when nothing entered, and for closed stages.
+    /// advanced / entered, a ratio of moves in the period (not a cohort, so it can exceed 1);
+    /// null when nothing entered, and for WON and LOST.
     pub conversion: Option<f64>,
 }
 
 /// The funnel of one source (`source: null`: every source together).
 #[derive(SimpleObject)]
 pub struct LeadSourceFunnel {
+    /// The source these figures are about; null for every source together.
     pub source: Option<LeadSource>,
+    /// One entry per stage, in pipeline order (NEW … WON), then LOST.
     pub stages: Vec<LeadStageFigures>,
 }
 
@@ -352,13 +435,25 @@ fn may_read(caller: &Caller) -> Result<(), ApiError> {
 
 #[Object]
 impl LeadsQuery {
-    /// The caller's tenant's leads, filtered and sorted (default: newest first).
+    /// The caller's tenant's leads, filtered and sorted (default: newest first). Readable by
+    /// owner, admin, agent and auditor; other roles get `FORBIDDEN`; a malformed `after` gets
+    /// `BAD_CURSOR`.
     async fn leads(
         &self,
         ctx: &Context<'_>,
-        filter: Option<LeadFilter>,
-        sort: Option<LeadSort>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        #[graphql(desc = "Narrows the list; every field given must match. Absent: every lead.")] filter: Option<
+            LeadFilter,
+        >,
+        #[graphql(desc = "The order; absent: CREATED_AT, DESC. Ties are broken by lead id.")] sort: Option<LeadSort>,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "How many leads to return: 1 to 100, default 20."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The `cursor` of the last edge of the previous page (with the same filter and sort); absent: the first page."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Lead>> {
         let caller = caller(ctx).gql()?;
@@ -402,8 +497,13 @@ impl LeadsQuery {
         Ok(connection)
     }
 
-    /// One lead of the caller's tenant.
-    async fn lead(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Lead>> {
+    /// One lead of the caller's tenant; null when there is none with this id (or it is not
+    /// projected yet). Readable by owner, admin, agent and auditor; others get `FORBIDDEN`.
+    async fn lead(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
+    ) -> async_graphql::Result<Option<Lead>> {
         let caller = caller(ctx).gql()?;
         may_read(caller).gql()?;
         let row = model::get(pool(ctx).gql()?, &caller.tenant, &id)
@@ -414,12 +514,16 @@ impl LeadsQuery {
     }
 
     /// The funnel of moves made at or after `from` and before `to`: every source together
-    /// first, then each source (or only `source`).
+    /// first, then each source with moves in the period (or only `source`). Readable by owner,
+    /// admin, agent and auditor (others get `FORBIDDEN`); `to` not after `from` gets `BAD_PERIOD`.
     async fn lead_funnel(
         &self,
         ctx: &Context<'_>,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        #[graphql(desc = "The start of the period, inclusive (RFC 3339).")] from: DateTime<Utc>,
+        #[graphql(desc = "The end of the period, exclusive (RFC 3339); must be after `from`.")] to: DateTime<Utc>,
+        #[graphql(
+            desc = "Only this source: both the first (every-source) entry and the per-source entry count its moves only."
+        )]
         source: Option<LeadSource>,
     ) -> async_graphql::Result<Vec<LeadSourceFunnel>> {
         let caller = caller(ctx).gql()?;
@@ -455,36 +559,53 @@ impl LeadsQuery {
 /// A budget range in minor units.
 #[derive(InputObject)]
 pub struct LeadBudgetInput {
+    /// The lower bound in minor units of `currency` (cents for USD); at least 0, else
+    /// `INVALID_BUDGET`.
     pub min_minor: i64,
+    /// The upper bound in minor units of `currency`; at least `minMinor`, else `INVALID_BUDGET`.
     pub max_minor: i64,
+    /// An ISO 4217 code, three capital letters (`USD`); else `INVALID_BUDGET`.
     pub currency: String,
 }
 
 /// An amount in minor units.
 #[derive(InputObject)]
 pub struct LeadMoneyInput {
+    /// The amount in minor units of `currency` (cents for USD); at least 0, else
+    /// `INVALID_WIN_VALUE`.
     pub amount_minor: i64,
+    /// An ISO 4217 code, three capital letters (`USD`); else `INVALID_WIN_VALUE`.
     pub currency: String,
 }
 
 /// A lead entered by hand (or imported). A phone number or an e-mail address is required.
 #[derive(InputObject)]
 pub struct CaptureLeadInput {
-    /// The caller's key: repeating a capture with it returns the first outcome.
+    /// The caller's key, non-blank and at most 200 bytes (else `INVALID_INPUT`): repeating a
+    /// capture with the same key and source returns the first outcome (`repeated`).
     pub idempotency_key: String,
+    /// Where the lead came from; default MANUAL.
     #[graphql(default_with = "LeadSource::Manual")]
     pub source: LeadSource,
+    /// The prospect's name; blank counts as absent.
     pub name: Option<String>,
-    /// E.164.
+    /// E.164 (`+263771234567`; the `+` is optional and spaces, dashes, dots and parentheses are
+    /// ignored): 8 to 15 digits, else `INVALID_INPUT`. Blank counts as absent.
     pub phone: Option<String>,
+    /// The prospect's e-mail address, stored lower-case; a malformed one gets `INVALID_INPUT`.
+    /// Blank counts as absent.
     pub email: Option<String>,
     /// The product line asked about (`solar`, `starlink`…).
     pub interest: Option<String>,
+    /// How urgently to work the lead; default NORMAL.
     #[graphql(default)]
     pub priority: LeadPriority,
+    /// The kind of property the installation is for.
     pub property_type: Option<LeadPropertyType>,
-    /// Estimated system size in watts.
+    /// Estimated system size in watts: 1 to 10,000,000 (`INVALID_SYSTEM_SIZE` for 0 or more,
+    /// `INVALID_INPUT` for a negative number).
     pub system_size_w: Option<i32>,
+    /// The budget the prospect stated.
     pub budget: Option<LeadBudgetInput>,
     /// Free text about the prospect (sealed in the log with the rest of the raw data).
     pub notes: Option<String>,
@@ -559,8 +680,14 @@ fn done(id: String) -> LeadChange {
 #[Object]
 impl LeadsMutation {
     /// Captures a lead by hand; a prospect with an open lead (same phone or e-mail) gets this
-    /// capture attached to it instead.
-    async fn capture_lead(&self, ctx: &Context<'_>, input: CaptureLeadInput) -> async_graphql::Result<LeadChange> {
+    /// capture attached to it instead. Owner, admin and agent (a new lead an agent captures is
+    /// assigned to them); others get `FORBIDDEN`. Refusals: `INVALID_INPUT` (no phone and no
+    /// e-mail, or a malformed field), `INVALID_BUDGET`, `INVALID_SYSTEM_SIZE`, `CONFLICT`.
+    async fn capture_lead(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The prospect; a phone number or an e-mail address is required.")] input: CaptureLeadInput,
+    ) -> async_graphql::Result<LeadChange> {
         let caller = caller(ctx).gql()?;
         may_write(caller).gql()?;
         let leads = leads(ctx).gql()?;
@@ -640,8 +767,16 @@ impl LeadsMutation {
         })
     }
 
-    /// Assigns a lead to a sales user (an agent may hand over only a lead assigned to them).
-    async fn assign_lead(&self, ctx: &Context<'_>, id: ID, user_id: String) -> async_graphql::Result<LeadChange> {
+    /// Assigns a lead to a sales user (assigning to the current assignee changes nothing). Owner
+    /// and admin for any lead, an agent only for a lead assigned to them; others get `FORBIDDEN`.
+    /// Refusals: `BAD_LEAD_ID`, `LEAD_NOT_FOUND`, `LEAD_CLOSED`, `MISSING_USER_ID`, `CONFLICT`.
+    async fn assign_lead(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
+        #[graphql(desc = "The id of the sales user to assign it to; not checked against the user list.")]
+        user_id: String,
+    ) -> async_graphql::Result<LeadChange> {
         let caller = caller(ctx).gql()?;
         let leads = leads(ctx).gql()?;
         let (id, _) = workable(&leads, caller, &id).await.gql()?;
@@ -660,8 +795,17 @@ impl LeadsMutation {
         Ok(done(id))
     }
 
-    /// Moves a lead one stage forward (up to NEGOTIATION; use winLead and markLeadLost to close).
-    async fn advance_lead(&self, ctx: &Context<'_>, id: ID, to: LeadStage) -> async_graphql::Result<LeadChange> {
+    /// Moves a lead one stage forward (up to NEGOTIATION; use winLead and markLeadLost to close);
+    /// advancing to the current stage changes nothing. Owner and admin for any lead, an agent only
+    /// for a lead assigned to them; others get `FORBIDDEN`. Refusals: `BAD_LEAD_ID`,
+    /// `LEAD_NOT_FOUND`, `LEAD_CLOSED`, `ADVANCE_CANNOT_CLOSE`, `STAGE_MOVES_BACKWARD`,
+    /// `STAGE_SKIPPED`, `CONFLICT`.
+    async fn advance_lead(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
+        #[graphql(desc = "The stage right after the current one (CONTACTED … NEGOTIATION).")] to: LeadStage,
+    ) -> async_graphql::Result<LeadChange> {
         let caller = caller(ctx).gql()?;
         let leads = leads(ctx).gql()?;
         let (id, _) = workable(&leads, caller, &id).await.gql()?;
@@ -680,13 +824,18 @@ impl LeadsMutation {
         Ok(done(id))
     }
 
-    /// Closes a lead as lost, with a reason (and a note, required for OTHER).
+    /// Closes a lead as lost from any open stage, with a reason (and a note, required for
+    /// OTHER). Owner and admin for any lead, an agent only for a lead assigned to them; others
+    /// get `FORBIDDEN`. Refusals: `BAD_LEAD_ID`, `LEAD_NOT_FOUND`, `LEAD_CLOSED`,
+    /// `LOST_REASON_NEEDS_NOTE`, `INVALID_INPUT` (a note on a lead without a contact), `CONFLICT`.
     async fn mark_lead_lost(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        reason: LeadLostReason,
-        note: Option<String>,
+        #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
+        #[graphql(desc = "Why the lead was lost.")] reason: LeadLostReason,
+        #[graphql(desc = "Free text about why, stored sealed as personal data; blank counts as absent.")] note: Option<
+            String,
+        >,
     ) -> async_graphql::Result<LeadChange> {
         let caller = caller(ctx).gql()?;
         let leads = leads(ctx).gql()?;
@@ -717,8 +866,14 @@ impl LeadsMutation {
         Ok(done(id))
     }
 
-    /// Reopens a lost lead at CONTACTED.
-    async fn reopen_lead(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<LeadChange> {
+    /// Reopens a lost lead at CONTACTED. Owner and admin for any lead, an agent only for a lead
+    /// assigned to them; others get `FORBIDDEN`. Refusals: `BAD_LEAD_ID`, `LEAD_NOT_FOUND`,
+    /// `LEAD_CLOSED` (a won lead), `LEAD_NOT_LOST` (an open lead), `CONFLICT`.
+    async fn reopen_lead(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
+    ) -> async_graphql::Result<LeadChange> {
         let caller = caller(ctx).gql()?;
         let leads = leads(ctx).gql()?;
         let (id, _) = workable(&leads, caller, &id).await.gql()?;
@@ -731,14 +886,19 @@ impl LeadsMutation {
     }
 
     /// Wins a lead in NEGOTIATION, converting it into a customer (`customerId`, or one derived
-    /// from the lead, so a retry converts into the same customer).
+    /// from the lead, so a retry converts into the same customer and changes nothing). Owner and
+    /// admin for any lead, an agent only for a lead assigned to them; others get `FORBIDDEN`.
+    /// Refusals: `BAD_LEAD_ID`, `LEAD_NOT_FOUND`, `LEAD_CLOSED`, `STAGE_SKIPPED` (not in
+    /// NEGOTIATION), `INVALID_WIN_VALUE`, `CONFLICT`.
     async fn win_lead(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        customer_id: Option<String>,
-        order_ref: Option<String>,
-        value: Option<LeadMoneyInput>,
+        #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
+        #[graphql(desc = "The customer's id; absent or blank: `cus_` and the lead's UUID.")] customer_id: Option<
+            String,
+        >,
+        #[graphql(desc = "The order that won the lead, if any.")] order_ref: Option<String>,
+        #[graphql(desc = "The value that won the lead, if known.")] value: Option<LeadMoneyInput>,
     ) -> async_graphql::Result<LeadChange> {
         let caller = caller(ctx).gql()?;
         let leads = leads(ctx).gql()?;

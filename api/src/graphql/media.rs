@@ -39,21 +39,29 @@ impl MediaStatus {
 pub struct MediaFile {
     /// The media's ref: `GET /media/{mediaRef}` serves its bytes.
     pub media_ref: String,
-    /// The message's ref.
+    /// The message's ref (`wm_` and 32 hex digits).
     pub message_id: String,
+    /// The conversation the message arrived in.
     pub conversation_id: String,
     /// image, audio, video, document or sticker.
     pub kind: String,
+    /// Where the fetch stands.
     pub status: MediaStatus,
     /// Lowercase hex sha-256 of the stored bytes.
     pub sha256: Option<String>,
     /// Size in bytes.
     pub size: Option<i64>,
+    /// The MIME type: as announced with the message until stored, then as stored; null when
+    /// none was announced and nothing is stored yet.
     pub mime_type: Option<String>,
     /// Failed attempts so far and the last failure's code (e.g. `http_404`, `checksum_mismatch`).
     pub failed_attempts: i32,
+    /// The code of the last failed attempt (e.g. `http_404`, `checksum_mismatch`); null when no
+    /// attempt failed.
     pub last_failure: Option<String>,
+    /// When the fetch was requested (RFC 3339).
     pub requested_at: DateTime<Utc>,
+    /// When the bytes were stored (RFC 3339); null unless `STORED`.
     pub stored_at: Option<DateTime<Utc>>,
 }
 
@@ -83,8 +91,13 @@ pub struct MediaQuery;
 #[Object]
 impl MediaQuery {
     /// The media of one of the caller's tenant's messages (its message ref); null when the
-    /// message carries no media or its fetch was not requested yet.
-    async fn media(&self, ctx: &Context<'_>, message_id: String) -> async_graphql::Result<Option<MediaFile>> {
+    /// message carries no media or its fetch was not requested yet. Owners, admins, agents and
+    /// auditors (else `FORBIDDEN`).
+    async fn media(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The inbound message's ref (`wm_` and 32 hex digits).")] message_id: String,
+    ) -> async_graphql::Result<Option<MediaFile>> {
         let caller = caller(ctx).gql()?;
         if !caller.role.reads_inbox() {
             return Err(ApiError::Forbidden(format!(

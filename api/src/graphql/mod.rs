@@ -74,6 +74,28 @@ pub struct SubscriptionRoot(events::EventsSubscription);
 /// The schema type.
 pub type ChronicleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
+/// Describes the `…Connection` types async-graphql generates for paginated lists (it gives
+/// them a name only).
+fn describe_connections(
+    builder: async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot>,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    use async_graphql::connection::Connection;
+    builder
+        .override_output_type_description::<Connection<String, calls::Call>>("A page of calls: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, campaigns::CampaignNode>>("A page of campaigns: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, campaigns::CampaignRecipient>>("A page of a campaign's recipients: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, contacts::Contact>>("A page of contacts: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, conversations::Conversation>>("A page of conversations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installations::Installation>>("A page of installations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, leads::Lead>>("A page of leads: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, wallets::LedgerLine>>("A page of wallet ledger lines: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installations::Order>>("A page of orders: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, payments::Payment>>("A page of payments: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, service::ServiceRequest>>("A page of service requests: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, inbox::ThreadMessage>>("A page of a conversation's messages: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, wallets::WalletAlert>>("A page of wallet alerts: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+}
+
 /// Builds the schema; the pool, wake-ups, the command dispatcher and the contacts' key store
 /// are schema data, the caller is request data.
 pub fn build_schema(
@@ -85,11 +107,11 @@ pub fn build_schema(
     payments: chronicle_commands::payments::PaymentIntake,
     sandbox: Option<crate::sandbox::Sandbox>,
 ) -> ChronicleSchema {
-    Schema::build(
+    describe_connections(Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
-    )
+    ))
     .data(pool)
     .data(wakeups)
     .data(live)
@@ -150,11 +172,11 @@ mod tests {
     /// Every type, field, argument, input field and enum value of the schema a client sees
     /// that has no description, as `Type.field(arg)` paths.
     fn undescribed() -> Vec<String> {
-        let schema = Schema::build(
+        let schema = describe_connections(Schema::build(
             QueryRoot::default(),
             MutationRoot::default(),
             SubscriptionRoot::default(),
-        )
+        ))
         .finish();
         let reply = futures::executor::block_on(schema.execute(
             "{ __schema { types { name kind description
@@ -171,9 +193,7 @@ mod tests {
             if name.starts_with("__") || builtin.contains(&name) {
                 continue;
             }
-            // async-graphql's generated `…Connection` types take a name but no description
-            // (their fields, and the `…Edge` and `PageInfo` types, are described by the library).
-            if empty(&t["description"]) && !name.ends_with("Connection") {
+            if empty(&t["description"]) {
                 missing.push(name.to_string());
             }
             for f in t["fields"].as_array().into_iter().flatten() {

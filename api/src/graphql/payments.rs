@@ -27,6 +27,7 @@ use crate::error::{ApiError, IntoGraphql};
 pub enum PaymentStatus {
     /// Confirmed by its provider, not yet matched (a moment, or a retried callback).
     Confirmed,
+    /// Matched to an order or a wallet top-up, automatically or by finance (`matchPayment`).
     Matched,
     /// Nothing took it: kept for finance.
     Unmatched,
@@ -53,8 +54,11 @@ impl PaymentStatus {
 /// Who took a payment.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum PaymentProvider {
+    /// Paynow: form callbacks verified by their hash and the status poll.
     Paynow,
+    /// M-Pesa through Safaricom's Daraja API (STK push and its callbacks).
     Mpesa,
+    /// A Stripe-style provider whose webhooks carry a `Stripe-Signature`.
     Stripe,
 }
 
@@ -79,8 +83,11 @@ pub struct Payment {
     pub reference: String,
     /// The reference we gave the provider (`order_…`, `wallet_…`), as it came back.
     pub merchant_reference: String,
+    /// The amount the provider confirmed, in integer minor units of `currency` (above zero).
     pub amount_minor: i64,
+    /// ISO 4217 code of the amount.
     pub currency: String,
+    /// Where the payment stands.
     pub status: PaymentStatus,
     /// `order` or `wallet`, once matched.
     pub matched_kind: Option<String>,
@@ -93,7 +100,10 @@ pub struct Payment {
     pub unmatched_reason: Option<String>,
     /// Who matched it by hand.
     pub matched_by: Option<String>,
+    /// When Chronicle recorded the provider's confirmation (RFC 3339, UTC).
     pub confirmed_at: DateTime<Utc>,
+    /// When it was last matched or left unmatched (RFC 3339, UTC; a manual match sets it again);
+    /// null while `CONFIRMED`.
     pub decided_at: Option<DateTime<Utc>>,
 }
 
@@ -121,15 +131,20 @@ impl From<PaymentRow> for Payment {
 /// What `matchPayment` did: the payment as its stream now says.
 #[derive(SimpleObject)]
 pub struct PaymentMatchResult {
+    /// The payment, as given (`pay_…`).
     pub payment_id: String,
+    /// The payment's status after the call: `MATCHED` once matched.
     pub status: PaymentStatus,
+    /// The order, as given (`order_…`).
     pub order_id: String,
 }
 
 /// Paynow credentials.
 #[derive(InputObject)]
 pub struct PaynowInput {
+    /// The Paynow integration id; not blank.
     pub integration_id: String,
+    /// The Paynow integration key, which callback hashes are checked with; sealed, never returned.
     pub integration_key: String,
     /// The integration's currency (`USD`, `ZWG`).
     pub currency: String,
@@ -138,9 +153,13 @@ pub struct PaynowInput {
 /// M-Pesa (Daraja) credentials and the callback path secret.
 #[derive(InputObject)]
 pub struct MpesaInput {
+    /// The M-Pesa business short code (paybill or till) STK pushes pay to; not blank.
     pub short_code: String,
+    /// The Daraja app's consumer key; sealed, never returned.
     pub consumer_key: String,
+    /// The Daraja app's consumer secret; sealed, never returned.
     pub consumer_secret: String,
+    /// The Lipa na M-Pesa Online passkey of the short code; sealed, never returned.
     pub passkey: String,
     /// At least 16 characters from A-Z, a-z, 0-9, `-`, `_`: the callback URL given to Daraja in
     /// each STK push is `<CHRONICLE_PUBLIC_URL>/webhooks/payments/<tenant>/mpesa/<secret>`.
@@ -150,14 +169,19 @@ pub struct MpesaInput {
 /// A Stripe-style endpoint's signing secret.
 #[derive(InputObject)]
 pub struct StripeInput {
+    /// The endpoint's signing secret, which `Stripe-Signature` (HMAC-SHA256, 300 s tolerance) is
+    /// checked with; sealed, never returned.
     pub endpoint_secret: String,
 }
 
 /// One provider's credentials: exactly one of the fields.
 #[derive(InputObject)]
 pub struct PaymentProviderInput {
+    /// Paynow's credentials.
     pub paynow: Option<PaynowInput>,
+    /// M-Pesa's (Daraja) credentials and callback path secret.
     pub mpesa: Option<MpesaInput>,
+    /// A Stripe-style endpoint's signing secret.
     pub stripe: Option<StripeInput>,
 }
 
@@ -180,6 +204,7 @@ pub struct PaymentRequestInput {
     pub idempotency_key: String,
     /// Only `MPESA` (an STK push to the customer's phone) for now.
     pub provider: PaymentProvider,
+    /// What it pays for: exactly one of its fields (`ONE_TARGET` otherwise).
     pub target: PaymentTargetInput,
     /// In minor units (M-Pesa: whole shillings, so a multiple of 100).
     pub amount_minor: i64,
@@ -206,6 +231,7 @@ pub struct PaymentRequestReceipt {
 /// A provider callback that paid nothing, kept for finance.
 #[derive(SimpleObject)]
 pub struct RefusedPaymentCallback {
+    /// The provider that sent it, e.g. `mpesa`.
     pub provider: String,
     /// The provider's id for the initiation it names (M-Pesa's `CheckoutRequestID`).
     pub provider_request_id: String,
@@ -217,10 +243,13 @@ pub struct RefusedPaymentCallback {
     pub reason: String,
     /// The amount it claimed, unverified.
     pub amount_minor: Option<i64>,
+    /// The ISO 4217 code it claimed, unverified; null when it carried no amount.
     pub currency: Option<String>,
     /// How many times it was delivered.
     pub deliveries: i32,
+    /// Its first delivery (RFC 3339, UTC).
     pub first_seen_at: DateTime<Utc>,
+    /// Its latest delivery (RFC 3339, UTC); the list is ordered by it, latest first.
     pub last_seen_at: DateTime<Utc>,
 }
 
@@ -278,13 +307,21 @@ pub struct PaymentsQuery;
 
 #[Object]
 impl PaymentsQuery {
-    /// The caller's tenant's payments, latest confirmation first.
+    /// The caller's tenant's payments, latest confirmation first. Owner, admin, finance, auditor.
     async fn payments(
         &self,
         ctx: &Context<'_>,
-        status: Option<PaymentStatus>,
-        provider: Option<PaymentProvider>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        #[graphql(desc = "Only payments with this status; every status when null.")] status: Option<PaymentStatus>,
+        #[graphql(desc = "Only payments of this provider; all when null.")] provider: Option<PaymentProvider>,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "Page size: default 20, at least 1, at most 100."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Payment>> {
         let caller = caller(ctx).gql()?;
@@ -296,11 +333,19 @@ impl PaymentsQuery {
         page(ctx, caller, filter, first, after).await
     }
 
-    /// Payments nothing took, for finance, latest first.
+    /// Payments nothing took, for finance, latest first. Owner, admin, finance, auditor.
     async fn unmatched_payments(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "Page size: default 20, at least 1, at most 100."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Payment>> {
         let caller = caller(ctx).gql()?;
@@ -312,14 +357,13 @@ impl PaymentsQuery {
         page(ctx, caller, filter, first, after).await
     }
 
-    /// One payment of the caller's tenant.
     /// Provider callbacks that paid nothing (no request of ours, another amount than asked, a
     /// second payment of a paid request), the most recent first, at most `first` (1 to 200,
     /// default 50). Owner, admin, finance, auditor.
     async fn refused_payment_callbacks(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many: 1 to 200, 50 when null (`PAGE_TOO_LARGE` otherwise).")] first: Option<i32>,
     ) -> async_graphql::Result<Vec<RefusedPaymentCallback>> {
         let caller = caller(ctx).gql()?;
         require(reads_payments(caller.role), caller, "read payments").gql()?;
@@ -352,7 +396,13 @@ impl PaymentsQuery {
             .collect())
     }
 
-    async fn payment(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Payment>> {
+    /// One payment of the caller's tenant; null when it has none with this id. Owner, admin,
+    /// finance, auditor.
+    async fn payment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The payment id (`pay_…`).")] id: String,
+    ) -> async_graphql::Result<Option<Payment>> {
         let caller = caller(ctx).gql()?;
         require(reads_payments(caller.role), caller, "read payments").gql()?;
         let row = get(pool(ctx).gql()?, &caller.tenant, &id)
@@ -370,12 +420,14 @@ pub struct PaymentsMutation;
 impl PaymentsMutation {
     /// Matches an unmatched payment to an order (owner, admin, finance): the order records the
     /// payment (refused with its rule's code: `OVERPAYMENT`, `PAYMENT_CURRENCY_MISMATCH`,
-    /// `UNKNOWN_ORDER`…), then the payment is matched. Repeating it changes nothing.
+    /// `UNKNOWN_ORDER`…), then the payment is matched. Repeating it changes nothing. Also refused:
+    /// `INVALID_INPUT` (ids of another shape), `UNKNOWN_PAYMENT`, `PAYMENT_NOT_UNMATCHED` (not
+    /// left unmatched), `PAYMENT_ALREADY_MATCHED` (matched to something else).
     async fn match_payment(
         &self,
         ctx: &Context<'_>,
-        payment_id: String,
-        order_id: String,
+        #[graphql(desc = "The unmatched payment (`pay_…`).")] payment_id: String,
+        #[graphql(desc = "The order it paid (`order_…`).")] order_id: String,
     ) -> async_graphql::Result<PaymentMatchResult> {
         let caller = caller(ctx).gql()?;
         require(matches_payments(caller.role), caller, "match payments").gql()?;
@@ -396,11 +448,12 @@ impl PaymentsMutation {
     /// not requestable yet, cash never), `PROVIDER_CURRENCY`, `NOT_WHOLE_UNITS`,
     /// `NON_POSITIVE_PAYMENT`, `PAYMENT_REQUEST_ID_TAKEN` (the key was used for another
     /// request), `PROVIDER_NOT_CONFIGURED`, `INVALID_INPUT`; `UNAVAILABLE` when the provider
-    /// cannot be reached (the request stays `requested`: call again with the same key).
+    /// cannot be reached (the request stays `requested`: call again with the same key). Also
+    /// `ONE_TARGET` (not exactly one target), `INVALID_EXPIRY` (outside 1 to 43,200 minutes).
     async fn request_payment(
         &self,
         ctx: &Context<'_>,
-        input: PaymentRequestInput,
+        #[graphql(desc = "What is asked, of whom, for what, and until when.")] input: PaymentRequestInput,
     ) -> async_graphql::Result<PaymentRequestReceipt> {
         let caller = caller(ctx).gql()?;
         require(requests_payments(caller.role), caller, "request payments").gql()?;
@@ -448,11 +501,14 @@ impl PaymentsMutation {
     }
 
     /// Cancels an open payment request (owner, admin, finance): a payment that arrives after
-    /// it is kept for finance, not credited. `PAYMENT_REQUEST_PAID` for a paid request.
+    /// it is kept for finance, not credited. `PAYMENT_REQUEST_PAID` for a paid request,
+    /// `PAYMENT_REQUEST_CLOSED` for a failed or expired one, `UNKNOWN_PAYMENT_REQUEST`,
+    /// `INVALID_INPUT` (not a `preq_…` id). Cancelling again changes nothing. Returns the request
+    /// as it stands.
     async fn cancel_payment_request(
         &self,
         ctx: &Context<'_>,
-        id: String,
+        #[graphql(desc = "The payment request id (`preq_` and 32 hex digits).")] id: String,
     ) -> async_graphql::Result<PaymentRequestReceipt> {
         let caller = caller(ctx).gql()?;
         require(matches_payments(caller.role), caller, "cancel payment requests").gql()?;
@@ -473,9 +529,12 @@ impl PaymentsMutation {
 
     /// Sets (or replaces) the tenant's credentials for one payment provider (owner, admin).
     /// Secrets are sealed under the master key and never returned. Returns the provider's name.
+    /// Refusals: `ONE_PROVIDER`, `INVALID_INPUT` (a blank field, a Paynow currency that is not
+    /// ISO 4217, an M-Pesa callback secret that is too short or has other characters).
     async fn set_payment_provider(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The credentials of exactly one provider (`ONE_PROVIDER` otherwise).")]
         provider: PaymentProviderInput,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;

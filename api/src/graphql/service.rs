@@ -57,10 +57,13 @@ const CONTRACTS: &[Role] = &[Role::Owner, Role::Admin, Role::Finance];
 // ---------------------------------------------------------------------------------------------
 // Types
 
-/// A warranty's status.
+/// A warranty's status. Expiry is not a status: a warranty past `endsAt` stays `ACTIVE`, and
+/// claims are checked against its period when filed.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum WarrantyStatus {
+    /// Registered and not voided: claims may be filed within its period.
     Active,
+    /// Voided: no claim can be filed under it any more.
     Voided,
 }
 
@@ -81,21 +84,31 @@ impl WarrantyStatus {
     }
 }
 
-/// The warranty of one installed component.
+/// The warranty of one installed component, registered when its installation is
+/// commissioned (read model: a moment behind the log).
 #[derive(SimpleObject)]
 pub struct Warranty {
     /// `warranty_<installation id>/<serial>`.
     pub id: String,
+    /// The installation the component was installed in (`isr_…`).
     pub installation_id: String,
+    /// The component's serial number.
     pub serial: String,
+    /// What the component is, as recorded at installation (`panel`, `inverter`, `battery`, …).
     pub kind: String,
+    /// The customer's contact id (`ct_…`).
     pub customer_id: String,
+    /// The length of the warranty period in calendar months (1 to 300).
     pub warranty_months: i32,
+    /// Start of the period (RFC 3339, UTC): the installation's commissioning time.
     pub starts_at: DateTime<Utc>,
-    /// Exclusive end of the period.
+    /// Exclusive end of the period: `startsAt` plus `warrantyMonths` calendar months (RFC 3339).
     pub ends_at: DateTime<Utc>,
+    /// `ACTIVE` or `VOIDED` (an expired warranty is still `ACTIVE`: compare `endsAt`).
     pub status: WarrantyStatus,
+    /// When the warranty was registered (RFC 3339).
     pub registered_at: DateTime<Utc>,
+    /// When it was voided (RFC 3339); null while it is active.
     pub voided_at: Option<DateTime<Utc>>,
     /// Claims filed under it.
     pub claims: i32,
@@ -120,24 +133,33 @@ impl From<WarrantyRow> for Warranty {
     }
 }
 
-/// Which warranties to list.
+/// Which warranties to list: every field is optional, and all given must match.
 #[derive(InputObject, Default)]
 pub struct WarrantyFilterInput {
+    /// Only warranties of this installation (`isr_…`, exact match).
     pub installation_id: Option<String>,
+    /// Only warranties of this customer's contact id (`ct_…`, exact match).
     pub customer_id: Option<String>,
+    /// Only warranties of components with this serial number (exact match).
     pub serial: Option<String>,
+    /// Only warranties with this status.
     pub status: Option<WarrantyStatus>,
     /// Only warranties whose period ends before this time.
     pub ends_before: Option<DateTime<Utc>>,
 }
 
-/// A claim's status.
+/// A claim's status: `SUBMITTED → UNDER_REVIEW → APPROVED | REJECTED → RESOLVED`.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ClaimStatus {
+    /// Filed, waiting for a review to start.
     Submitted,
+    /// A review has started; waiting for the decision.
     UnderReview,
+    /// The review approved the claim; waiting for its resolution.
     Approved,
+    /// The review rejected the claim; waiting for its resolution.
     Rejected,
+    /// Resolved after the decision (final).
     Resolved,
 }
 
@@ -171,25 +193,41 @@ impl ClaimStatus {
 /// A review's decision.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ClaimDecisionInput {
+    /// Approve the claim (it moves to `APPROVED`).
     Approved,
+    /// Reject the claim (it moves to `REJECTED`).
     Rejected,
 }
 
-/// A warranty claim (its description, notes and resolution stay sealed).
+/// A warranty claim (its description, notes and resolution stay sealed; read model: a moment
+/// behind the log).
 #[derive(SimpleObject)]
 pub struct WarrantyClaim {
+    /// The claim's id, `claim_…`.
     pub id: String,
+    /// The warranty it was filed under (`warranty_<installation id>/<serial>`).
     pub warranty_id: String,
+    /// The installation of the component (`isr_…`).
     pub installation_id: String,
+    /// The component's serial number.
     pub serial: String,
+    /// The customer's contact id (`ct_…`).
     pub customer_id: String,
+    /// The exclusive end of the warranty's period when the claim was filed (RFC 3339).
     pub warranty_ends_at: DateTime<Utc>,
+    /// Where the claim stands.
     pub status: ClaimStatus,
+    /// When the claim was filed (RFC 3339).
     pub filed_at: DateTime<Utc>,
+    /// Who filed it: a user id, `api_key:<key id>` or a system component.
     pub filed_by: String,
+    /// When the review started (RFC 3339); null while `SUBMITTED`.
     pub review_started_at: Option<DateTime<Utc>>,
+    /// When it was approved or rejected (RFC 3339); null until decided.
     pub decided_at: Option<DateTime<Utc>>,
+    /// Who decided it (as `filedBy`); null until decided.
     pub decided_by: Option<String>,
+    /// When it was resolved (RFC 3339); null until resolved.
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
@@ -216,9 +254,13 @@ impl From<ClaimRow> for WarrantyClaim {
 /// A service request's priority (its SLA: urgent 4 h, high 8 h, normal 24 h, low 72 h).
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ServicePriority {
+    /// Due 4 hours after opening.
     Urgent,
+    /// Due 8 hours after opening.
     High,
+    /// Due 24 hours after opening.
     Normal,
+    /// Due 72 hours after opening.
     Low,
 }
 
@@ -242,12 +284,16 @@ impl ServicePriority {
     }
 }
 
-/// A service request's status.
+/// A service request's status: `OPEN → ASSIGNED → RESOLVED → CLOSED` (`OPEN → RESOLVED` too).
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ServiceStatus {
+    /// Opened, no technician assigned yet (the SLA runs).
     Open,
+    /// A technician is assigned (the SLA runs).
     Assigned,
+    /// Resolved; waiting to be closed (the SLA no longer runs).
     Resolved,
+    /// Closed (final).
     Closed,
 }
 
@@ -269,28 +315,42 @@ impl ServiceStatus {
     }
 }
 
-/// A service ticket (its description and resolution stay sealed).
+/// A service ticket (its description and resolution stay sealed; read model: a moment behind
+/// the log).
 #[derive(SimpleObject)]
 pub struct ServiceRequest {
     /// `sr_<ticket number>`.
     pub id: String,
+    /// The tenant's sequential ticket number (1, 2, 3, …).
     pub ticket_number: i64,
     /// `SR-000042`.
     pub ticket: String,
+    /// What kind of request it is, as given when opened (`repair`, `inspection`, `question`, …).
     pub kind: String,
+    /// The priority, which set the SLA due time.
     pub priority: ServicePriority,
+    /// Where the request stands.
     pub status: ServiceStatus,
+    /// The customer's contact id (`ct_…`).
     pub customer_id: String,
+    /// The installation concerned (`isr_…`); null when none was given.
     pub installation_id: Option<String>,
+    /// The user id of the technician assigned last; null until one is assigned.
     pub technician_id: Option<String>,
+    /// When the request was opened (RFC 3339).
     pub opened_at: DateTime<Utc>,
     /// Opened plus the priority's SLA.
     pub sla_due_at: DateTime<Utc>,
-    /// Whether the SLA was breached (decided once, in the log).
+    /// Whether the SLA was breached (decided once, in the log: by the SLA sweeper shortly after
+    /// `slaDueAt` passes on a pending request, or when it is resolved late).
     pub breached: bool,
+    /// When the breach was recorded (RFC 3339); null unless `breached`.
     pub breached_at: Option<DateTime<Utc>>,
+    /// When a technician was last assigned (RFC 3339); null until assigned.
     pub assigned_at: Option<DateTime<Utc>>,
+    /// When the request was resolved (RFC 3339); null until resolved.
     pub resolved_at: Option<DateTime<Utc>>,
+    /// When the request was closed (RFC 3339); null until closed.
     pub closed_at: Option<DateTime<Utc>>,
 }
 
@@ -320,7 +380,9 @@ impl From<ServiceRequestRow> for ServiceRequest {
 /// A maintenance contract's status (lapsed: `endsAt` in the past).
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ContractStatus {
+    /// Not cancelled (it may still have lapsed: compare `endsAt`).
     Active,
+    /// Cancelled: no longer renewed or changed.
     Cancelled,
 }
 
@@ -333,23 +395,38 @@ impl ContractStatus {
     }
 }
 
-/// A maintenance contract.
+/// A maintenance contract (read model: a moment behind the log).
 #[derive(SimpleObject)]
 pub struct MaintenanceContract {
+    /// The contract's id, `mc_…`.
     pub id: String,
+    /// The customer's contact id (`ct_…`).
     pub customer_id: String,
+    /// The installation maintained (`isr_…`); null when the contract names none.
     pub installation_id: Option<String>,
+    /// Start of the first term (RFC 3339).
     pub starts_at: DateTime<Utc>,
+    /// End of the current term (RFC 3339); each renewal moves it forward from the old end.
     pub ends_at: DateTime<Utc>,
+    /// The length of the first term in calendar months (renewals may use other terms).
     pub term_months: i32,
     /// Integer minor units.
     pub annual_value_minor: i64,
+    /// ISO 4217 currency code of `annualValueMinor` (e.g. `USD`).
     pub currency: String,
+    /// Whether the contract renews itself for 12 months once `endsAt` passes (always false once
+    /// cancelled).
     pub auto_renew: bool,
+    /// `ACTIVE` or `CANCELLED`.
     pub status: ContractStatus,
+    /// How many renewals were recorded.
     pub renewals: i32,
+    /// The reference of the latest renewal (an invoice or payment reference, or
+    /// `auto:<old end>` for an automatic one); null if never renewed.
     pub last_renewal_reference: Option<String>,
+    /// When the latest renewal was recorded (RFC 3339); null if never renewed.
     pub renewed_at: Option<DateTime<Utc>>,
+    /// When the contract was cancelled (RFC 3339); null unless cancelled.
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
@@ -386,11 +463,14 @@ pub struct ServiceQuery;
 
 #[Object]
 impl ServiceQuery {
-    /// The caller's tenant's warranties, ending soonest first (at most 500).
+    /// The caller's tenant's warranties, ending soonest first (at most 500). Readable by
+    /// owners, admins, agents, technicians, finance and auditors; integrators get `FORBIDDEN`.
     async fn warranties(
         &self,
         ctx: &Context<'_>,
-        filter: Option<WarrantyFilterInput>,
+        #[graphql(desc = "Which warranties to list; null lists every warranty (up to 500).")] filter: Option<
+            WarrantyFilterInput,
+        >,
     ) -> async_graphql::Result<Vec<Warranty>> {
         let caller = caller(ctx).gql()?;
         may(caller, READERS, "read warranties").gql()?;
@@ -408,11 +488,15 @@ impl ServiceQuery {
         Ok(rows.into_iter().map(Warranty::from).collect())
     }
 
-    /// The caller's tenant's warranty claims, latest filed first (at most 500).
+    /// The caller's tenant's warranty claims, latest filed first (at most 500). Readable by
+    /// everyone but integrators (`FORBIDDEN`).
     async fn warranty_claims(
         &self,
         ctx: &Context<'_>,
-        status: Option<ClaimStatus>,
+        #[graphql(desc = "Only claims with this status; null for every status.")] status: Option<ClaimStatus>,
+        #[graphql(
+            desc = "Only claims under this warranty (`warranty_<installation id>/<serial>`); null for all warranties."
+        )]
         warranty_id: Option<String>,
     ) -> async_graphql::Result<Vec<WarrantyClaim>> {
         let caller = caller(ctx).gql()?;
@@ -428,14 +512,24 @@ impl ServiceQuery {
         Ok(rows.into_iter().map(WarrantyClaim::from).collect())
     }
 
-    /// The caller's tenant's service requests, newest ticket first.
+    /// The caller's tenant's service requests, newest ticket first. Readable by everyone but
+    /// integrators (`FORBIDDEN`); a malformed `after` is `BAD_CURSOR`.
     async fn service_requests(
         &self,
         ctx: &Context<'_>,
-        status: Option<ServiceStatus>,
-        priority: Option<ServicePriority>,
+        #[graphql(desc = "Only requests with this status; null for every status.")] status: Option<ServiceStatus>,
+        #[graphql(desc = "Only requests with this priority; null for every priority.")] priority: Option<
+            ServicePriority,
+        >,
+        #[graphql(desc = "true: only requests whose SLA breach was recorded; false: only the others; null: both.")]
         breached: Option<bool>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "Page size: 1 to 100 requests, default 20."
+        )]
+        first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ServiceRequest>> {
         let caller = caller(ctx).gql()?;
@@ -467,11 +561,13 @@ impl ServiceQuery {
         Ok(connection)
     }
 
-    /// The caller's tenant's maintenance contracts, ending soonest first (at most 500).
+    /// The caller's tenant's maintenance contracts, ending soonest first (at most 500). Readable
+    /// by everyone but integrators (`FORBIDDEN`).
     async fn maintenance_contracts(
         &self,
         ctx: &Context<'_>,
-        status: Option<ContractStatus>,
+        #[graphql(desc = "Only contracts with this status; null for every status.")] status: Option<ContractStatus>,
+        #[graphql(desc = "Only contracts of this customer's contact id (`ct_…`); null for every customer.")]
         customer_id: Option<String>,
     ) -> async_graphql::Result<Vec<MaintenanceContract>> {
         let caller = caller(ctx).gql()?;
@@ -503,6 +599,7 @@ pub struct ServiceChange {
 pub struct OpenedServiceRequest {
     /// `sr_<ticket number>`.
     pub id: String,
+    /// The tenant's sequential ticket number (1, 2, 3, …).
     pub ticket_number: i64,
     /// `SR-000042`.
     pub ticket: String,
@@ -511,43 +608,53 @@ pub struct OpenedServiceRequest {
 /// A claim to file.
 #[derive(InputObject)]
 pub struct FileWarrantyClaimInput {
+    /// The warranty to claim under (`warranty_<installation id>/<serial>`).
     pub warranty_id: String,
-    /// What is wrong (sealed before it is stored).
+    /// What is wrong (sealed before it is stored; 1 to 4000 characters, not blank).
     pub description: String,
-    /// The caller's id for the claim (`claim_…`): repeating a filing with it records nothing.
-    /// Generated when absent.
+    /// The caller's id for the claim (`claim_` then 1 to 100 of `A-Za-z0-9_-`, else
+    /// `BAD_CLAIM_ID`): repeating a filing with it records nothing. Generated when absent.
     pub claim_id: Option<String>,
 }
 
 /// A service request to open.
 #[derive(InputObject)]
 pub struct OpenServiceRequestInput {
-    /// `repair`, `inspection`, `question`, …
+    /// `repair`, `inspection`, `question`, … (free text, not blank).
     pub kind: String,
+    /// The priority: sets the SLA due time (urgent 4 h, high 8 h, normal 24 h, low 72 h).
     pub priority: ServicePriority,
     /// The customer's contact id (`ct_…`).
     pub customer_id: String,
+    /// The installation concerned (`isr_…`), if any; not blank when given.
     pub installation_id: Option<String>,
-    /// What the customer reports (sealed before it is stored).
+    /// What the customer reports (sealed before it is stored; 1 to 4000 characters, not blank).
     pub description: String,
-    /// The caller's key (1 to 200 characters): opening again with it returns the first ticket.
+    /// The caller's key (1 to 200 bytes): opening again with it returns the first ticket.
     pub idempotency_key: Option<String>,
 }
 
 /// A maintenance contract to start.
 #[derive(InputObject)]
 pub struct StartMaintenanceContractInput {
-    /// The caller's id for the contract (`mc_…`): repeating a start with it records nothing.
-    /// Generated when absent.
+    /// The caller's id for the contract (`mc_` then 1 to 100 of `A-Za-z0-9_-`, else
+    /// `BAD_CONTRACT_ID`): repeating a start with it records nothing. Generated when absent.
     pub contract_id: Option<String>,
+    /// The customer's contact id (`ct_…`, not blank).
     pub customer_id: String,
+    /// The installation maintained (`isr_…`), if any; not blank when given.
     pub installation_id: Option<String>,
+    /// Start of the first term (RFC 3339); may be in the past or the future.
     pub starts_at: DateTime<Utc>,
+    /// The first term in calendar months, 1 to 60 (default 12); the contract ends this many
+    /// months after `startsAt`.
     #[graphql(default = 12)]
     pub term_months: i32,
+    /// The annual value in integer minor units of `currency` (0 or more).
     pub annual_value_minor: i64,
-    /// ISO 4217.
+    /// ISO 4217 code: three uppercase letters (else `INVALID_CURRENCY`).
     pub currency: String,
+    /// Whether the contract renews itself for 12 months when its end passes (default false).
     #[graphql(default = false)]
     pub auto_renew: bool,
 }
@@ -613,9 +720,14 @@ fn months(value: i32) -> Result<u32, ApiError> {
 impl ServiceMutation {
     /// Files a claim under a warranty: refused with `WARRANTY_NOT_ACTIVE` or
     /// `OUTSIDE_WARRANTY_PERIOD` when the warranty does not cover it now.
+    ///
+    /// Owners, admins and agents (else `FORBIDDEN`). `WARRANTY_NOT_ACTIVE` also answers an
+    /// unknown warranty id; other refusals: `BAD_CLAIM_ID`, `INVALID_INPUT` (blank or over-long
+    /// description). Answers the claim's id; the claim starts `SUBMITTED`.
     async fn file_warranty_claim(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The warranty, the description and optionally the claim's own id.")]
         input: FileWarrantyClaimInput,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
@@ -635,11 +747,13 @@ impl ServiceMutation {
         Ok(ServiceChange { id })
     }
 
-    /// Starts the review of a submitted claim.
+    /// Starts the review of a submitted claim (`SUBMITTED → UNDER_REVIEW`; a claim already under
+    /// review records nothing). Owners and admins (else `FORBIDDEN`); refused with
+    /// `BAD_CLAIM_ID`, `UNKNOWN_CLAIM` or `CLAIM_MOVE_NOT_ALLOWED`. Answers the claim's id.
     async fn start_warranty_claim_review(
         &self,
         ctx: &Context<'_>,
-        claim_id: String,
+        #[graphql(desc = "The claim's id (`claim_…`).")] claim_id: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
         may(caller, MANAGERS, "review warranty claims").gql()?;
@@ -653,11 +767,16 @@ impl ServiceMutation {
     }
 
     /// Decides a claim under review, with an optional note (sealed).
+    ///
+    /// Owners and admins (else `FORBIDDEN`). Repeating the same decision records nothing;
+    /// refused with `BAD_CLAIM_ID`, `UNKNOWN_CLAIM`, `CLAIM_MOVE_NOT_ALLOWED` (not under review)
+    /// or `INVALID_INPUT` (blank or over-long note). Answers the claim's id.
     async fn decide_warranty_claim(
         &self,
         ctx: &Context<'_>,
-        claim_id: String,
-        decision: ClaimDecisionInput,
+        #[graphql(desc = "The claim's id (`claim_…`).")] claim_id: String,
+        #[graphql(desc = "Approve or reject.")] decision: ClaimDecisionInput,
+        #[graphql(desc = "Why, for the record (sealed; 1 to 4000 characters, not blank); null for no note.")]
         note: Option<String>,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
@@ -676,11 +795,15 @@ impl ServiceMutation {
     }
 
     /// Resolves a decided claim (the resolution is sealed).
+    ///
+    /// `APPROVED | REJECTED → RESOLVED`; an already resolved claim records nothing. Owners and
+    /// admins (else `FORBIDDEN`); refused with `BAD_CLAIM_ID`, `UNKNOWN_CLAIM`,
+    /// `CLAIM_MOVE_NOT_ALLOWED` (not decided yet) or `INVALID_INPUT`. Answers the claim's id.
     async fn resolve_warranty_claim(
         &self,
         ctx: &Context<'_>,
-        claim_id: String,
-        resolution: String,
+        #[graphql(desc = "The claim's id (`claim_…`).")] claim_id: String,
+        #[graphql(desc = "What was done (sealed; 1 to 4000 characters, not blank).")] resolution: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
         may(caller, MANAGERS, "resolve warranty claims").gql()?;
@@ -694,9 +817,16 @@ impl ServiceMutation {
     }
 
     /// Opens a service request under the tenant's next ticket number; its SLA runs from now.
+    ///
+    /// Owners, admins and agents (else `FORBIDDEN`). Refused with `BLANK_FIELD` (blank kind,
+    /// customer or installation id) or `INVALID_INPUT` (blank or over-long description, bad
+    /// idempotency key). Answers the ticket; the request starts `OPEN`.
     async fn open_service_request(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "What to open: kind, priority, customer, description, optional installation and idempotency key."
+        )]
         input: OpenServiceRequestInput,
     ) -> async_graphql::Result<OpenedServiceRequest> {
         let caller = caller(ctx).gql()?;
@@ -725,10 +855,16 @@ impl ServiceMutation {
     }
 
     /// Assigns (or reassigns) a technician to a pending request.
+    ///
+    /// The request becomes `ASSIGNED`; the same technician again records nothing. Owners and
+    /// admins (else `FORBIDDEN`); refused with `BAD_SERVICE_REQUEST_ID`,
+    /// `UNKNOWN_SERVICE_REQUEST`, `BLANK_FIELD` or `SERVICE_MOVE_NOT_ALLOWED` (resolved or
+    /// closed). Answers the request's id.
     async fn assign_service_request(
         &self,
         ctx: &Context<'_>,
-        request_id: String,
+        #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
+        #[graphql(desc = "The technician's user id (not blank; not checked against the user list).")]
         technician_id: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
@@ -743,11 +879,16 @@ impl ServiceMutation {
     }
 
     /// Resolves a pending request (after its due time the breach is recorded first).
+    ///
+    /// `OPEN | ASSIGNED → RESOLVED`; an already resolved request records nothing. Owners,
+    /// admins and technicians (else `FORBIDDEN`); refused with `BAD_SERVICE_REQUEST_ID`,
+    /// `UNKNOWN_SERVICE_REQUEST`, `SERVICE_MOVE_NOT_ALLOWED` (closed) or `INVALID_INPUT`.
+    /// Answers the request's id.
     async fn resolve_service_request(
         &self,
         ctx: &Context<'_>,
-        request_id: String,
-        resolution: String,
+        #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
+        #[graphql(desc = "What was done (sealed; 1 to 4000 characters, not blank).")] resolution: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
         may(caller, RESOLVERS, "resolve service requests").gql()?;
@@ -761,10 +902,15 @@ impl ServiceMutation {
     }
 
     /// Closes a resolved request.
+    ///
+    /// `RESOLVED → CLOSED`; an already closed request records nothing. Owners, admins and
+    /// agents (else `FORBIDDEN`); refused with `BAD_SERVICE_REQUEST_ID`,
+    /// `UNKNOWN_SERVICE_REQUEST` or `SERVICE_MOVE_NOT_ALLOWED` (not resolved yet). Answers the
+    /// request's id.
     async fn close_service_request(
         &self,
         ctx: &Context<'_>,
-        request_id: String,
+        #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
         may(caller, FRONT_DESK, "close service requests").gql()?;
@@ -778,9 +924,14 @@ impl ServiceMutation {
     }
 
     /// Starts a maintenance contract.
+    ///
+    /// Owners, admins and finance (else `FORBIDDEN`). Refused with `BAD_CONTRACT_ID`,
+    /// `BAD_TERM` (negative term), `INVALID_TERM` (not 1 to 60 months), `NEGATIVE_VALUE`,
+    /// `INVALID_CURRENCY` or `BLANK_FIELD`. Answers the contract's id.
     async fn start_maintenance_contract(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The contract's facts: customer, start, term, value, currency, auto-renewal.")]
         input: StartMaintenanceContractInput,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
@@ -804,12 +955,17 @@ impl ServiceMutation {
 
     /// Renews a contract for `termMonths` from its current end, under `reference` (an invoice
     /// or payment reference): repeating a reference records nothing.
+    ///
+    /// Owners, admins and finance (else `FORBIDDEN`). Refused with `BAD_CONTRACT_ID`,
+    /// `UNKNOWN_CONTRACT`, `CONTRACT_CANCELLED`, `BLANK_FIELD` (blank reference), `BAD_TERM` or
+    /// `INVALID_TERM`. Answers the contract's id.
     async fn renew_maintenance_contract(
         &self,
         ctx: &Context<'_>,
-        contract_id: String,
+        #[graphql(desc = "The contract's id (`mc_…`).")] contract_id: String,
+        #[graphql(desc = "The renewal's invoice or payment reference (not blank): one renewal per reference.")]
         reference: String,
-        #[graphql(default = 12)] term_months: i32,
+        #[graphql(default = 12, desc = "The renewal term in calendar months, 1 to 60 (default 12).")] term_months: i32,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
         may(caller, CONTRACTS, "renew maintenance contracts").gql()?;
@@ -829,11 +985,15 @@ impl ServiceMutation {
     }
 
     /// Switches a contract's automatic renewal on or off.
+    ///
+    /// The current setting again records nothing. Owners, admins and finance (else
+    /// `FORBIDDEN`); refused with `BAD_CONTRACT_ID`, `UNKNOWN_CONTRACT` or `CONTRACT_CANCELLED`.
+    /// Answers the contract's id.
     async fn set_maintenance_auto_renewal(
         &self,
         ctx: &Context<'_>,
-        contract_id: String,
-        auto_renew: bool,
+        #[graphql(desc = "The contract's id (`mc_…`).")] contract_id: String,
+        #[graphql(desc = "true: renew for 12 months each time the end passes; false: let it lapse.")] auto_renew: bool,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
         may(caller, CONTRACTS, "change maintenance contracts").gql()?;
@@ -847,11 +1007,15 @@ impl ServiceMutation {
     }
 
     /// Cancels a contract, with an optional reason (sealed).
+    ///
+    /// Also switches auto-renewal off; cancelling again records nothing. Owners, admins and
+    /// finance (else `FORBIDDEN`); refused with `BAD_CONTRACT_ID`, `UNKNOWN_CONTRACT` or
+    /// `INVALID_INPUT` (blank or over-long reason). Answers the contract's id.
     async fn cancel_maintenance_contract(
         &self,
         ctx: &Context<'_>,
-        contract_id: String,
-        reason: Option<String>,
+        #[graphql(desc = "The contract's id (`mc_…`).")] contract_id: String,
+        #[graphql(desc = "Why (sealed; 1 to 4000 characters, not blank); null for no reason.")] reason: Option<String>,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
         may(caller, CONTRACTS, "cancel maintenance contracts").gql()?;

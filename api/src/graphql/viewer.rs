@@ -8,17 +8,21 @@ use crate::error::IntoGraphql;
 /// The authenticated caller.
 #[derive(SimpleObject)]
 pub struct Viewer {
+    /// The tenant every query, mutation and subscription of this token acts on.
     pub tenant_id: String,
+    /// The token's subject: the caller's user id.
     pub user_id: String,
+    /// owner, admin, agent, technician, finance, auditor or integrator.
     pub role: String,
 }
 
+/// The `viewer` query.
 #[derive(Default)]
 pub struct ViewerQuery;
 
 #[Object]
 impl ViewerQuery {
-    /// The caller named by the access token.
+    /// The caller named by the access token (any role; no token is `UNAUTHENTICATED`).
     async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
         let caller = caller(ctx).gql()?;
         Ok(Viewer {

@@ -81,6 +81,7 @@ fn reference(reference: &str) -> Result<&str, ApiError> {
 pub struct WalletBalance {
     /// `main` or a sub-wallet's id.
     pub id: String,
+    /// A sub-wallet's parent (always `main`); null for the main wallet.
     pub parent_id: Option<String>,
     /// Milli-tokens held: available + reserved.
     pub balance: i64,
@@ -88,7 +89,9 @@ pub struct WalletBalance {
     pub reserved: i64,
     /// Milli-tokens that may be spent.
     pub available: i64,
+    /// When the wallet was opened (RFC 3339); null only if its opening is not in the read model.
     pub opened_at: Option<DateTime<Utc>>,
+    /// The log time of the latest operation on the wallet (RFC 3339).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -112,6 +115,7 @@ pub struct LedgerPosting {
     /// wallet_available, wallet_reserved, platform_sales, platform_consumption,
     /// transfers_in_transit.
     pub account: String,
+    /// Milli-tokens added to the account (negative: taken from it).
     pub amount: i64,
 }
 
@@ -120,10 +124,13 @@ pub struct LedgerPosting {
 pub struct LedgerLine {
     /// The event's log position.
     pub position: i64,
+    /// The wallet's id (`main` or a sub-wallet's).
     pub wallet_id: String,
     /// purchase, debit, refused, reserve, capture, release, expire, refund, transfer_out,
     /// transfer_in, open, thresholds, low_balance_alert, auto_refill_requested.
     pub kind: String,
+    /// The operation's reference (for `expire` and `low_balance_alert`: the reservation or the
+    /// triggering reference; for `auto_refill_requested`: the purchase reference to use).
     pub reference: Option<String>,
     /// The billable feature paid for (debits, captures, refunds, refusals).
     pub feature: Option<String>,
@@ -133,11 +140,16 @@ pub struct LedgerLine {
     pub amount: i64,
     /// The change of the wallet's balance.
     pub balance_change: i64,
+    /// The double-entry postings of the operation (they sum to zero; empty for lines that move
+    /// nothing).
     pub postings: Vec<LedgerPosting>,
     /// The running balance after this line.
     pub balance: i64,
+    /// Milli-tokens held by open reservations after this line.
     pub reserved: i64,
+    /// Milli-tokens available to spend after this line.
     pub available: i64,
+    /// The operation's log time (RFC 3339).
     pub at: DateTime<Utc>,
 }
 
@@ -176,12 +188,17 @@ impl From<LedgerRow> for LedgerLine {
 /// Consumption of one feature on one day (UTC).
 #[derive(SimpleObject)]
 pub struct FeatureUsage {
+    /// The billable feature (`message`, `broadcast_recipient`, `report`, …).
     pub feature: String,
+    /// The UTC day (`YYYY-MM-DD`).
     pub day: NaiveDate,
     /// Debited and captured, milli-tokens.
     pub charged: i64,
+    /// Refunded that day (of this feature's charges), milli-tokens.
     pub refunded: i64,
+    /// `charged` minus `refunded`, milli-tokens.
     pub net: i64,
+    /// How many debits and captures.
     pub operations: i64,
 }
 
@@ -201,18 +218,27 @@ impl From<UsageRow> for FeatureUsage {
 /// A reservation of tokens.
 #[derive(SimpleObject)]
 pub struct TokenReservation {
+    /// The wallet holding the reservation.
     pub wallet_id: String,
     /// The reservation's reference.
     pub reference: String,
+    /// What the tokens are held for (by convention the billable feature its captures count as).
     pub purpose: String,
+    /// Milli-tokens reserved.
     pub amount: i64,
+    /// Milli-tokens captured (spent) from it so far.
     pub captured: i64,
+    /// Milli-tokens returned to available when it was released or expired.
     pub released: i64,
+    /// Milli-tokens still held: `amount − captured − released`.
     pub remaining: i64,
+    /// When what is left is released automatically (RFC 3339).
     pub expires_at: DateTime<Utc>,
     /// open, captured, released or expired.
     pub state: String,
+    /// When the reservation was made (RFC 3339).
     pub reserved_at: DateTime<Utc>,
+    /// When it was fully captured, released or expired (RFC 3339); null while open.
     pub closed_at: Option<DateTime<Utc>>,
 }
 
@@ -237,10 +263,13 @@ impl From<ReservationRow> for TokenReservation {
 /// A price list entry.
 #[derive(SimpleObject)]
 pub struct FeaturePrice {
+    /// The billable feature (`message`, `broadcast_recipient`, `report`, …).
     pub feature: String,
     /// Milli-tokens per unit.
     pub unit_price: i64,
+    /// The user id who set the price last.
     pub updated_by: String,
+    /// When the price was set last (RFC 3339).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -260,11 +289,13 @@ impl From<Price> for FeaturePrice {
 pub struct WalletAlert {
     /// The event's log position (also the page cursor).
     pub position: i64,
+    /// The wallet whose available balance fell below the threshold.
     pub wallet_id: String,
     /// `low_balance_alert` or `auto_refill`.
     pub kind: String,
     /// The reference of the operation that crossed the threshold.
     pub trigger: String,
+    /// The threshold crossed, milli-tokens.
     pub threshold: i64,
     /// Available after the crossing.
     pub available: i64,
@@ -274,8 +305,12 @@ pub struct WalletAlert {
     pub purchase_reference: Option<String>,
     /// `raised` (alerts), `pending` or `fulfilled` (auto-refills).
     pub status: String,
+    /// Auto-refills: the milli-tokens actually purchased under `purchaseReference`; null until
+    /// fulfilled.
     pub fulfilled_amount: Option<i64>,
+    /// Auto-refills: the log time of that purchase (RFC 3339); null until fulfilled.
     pub fulfilled_at: Option<DateTime<Utc>>,
+    /// When the threshold was crossed (RFC 3339).
     pub at: DateTime<Utc>,
 }
 
@@ -301,7 +336,9 @@ impl From<AlertRow> for WalletAlert {
 /// Buy `amount` milli-tokens when available falls below `below`.
 #[derive(InputObject)]
 pub struct AutoRefillInput {
+    /// The threshold in milli-tokens (0 or more, else `INVALID_THRESHOLD`).
     pub below: i64,
+    /// The milli-tokens to request each time (above 0, else `NON_POSITIVE_AMOUNT`).
     pub amount: i64,
 }
 
@@ -311,10 +348,15 @@ pub struct WalletsQuery;
 #[Object]
 impl WalletsQuery {
     /// One wallet of the caller's tenant (default: the main wallet), or null if never opened.
+    /// Owners, admins, finance and auditors (else `FORBIDDEN`).
     async fn wallet(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = "main")] id: String,
+        #[graphql(
+            default = "main",
+            desc = "The wallet's id (default `main`): 1 to 64 of a-z, 0-9, _ and -, else `BAD_WALLET_ID`."
+        )]
+        id: String,
     ) -> async_graphql::Result<Option<WalletBalance>> {
         let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
         let id = wallet_id(&id).gql()?;
@@ -325,7 +367,8 @@ impl WalletsQuery {
         Ok(rows.into_iter().next().map(WalletBalance::from))
     }
 
-    /// Every wallet of the caller's tenant, the main wallet first.
+    /// Every wallet of the caller's tenant, the main wallet first, then sub-wallets by id (at
+    /// most 500). Owners, admins, finance and auditors (else `FORBIDDEN`).
     async fn wallets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WalletBalance>> {
         let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
         let rows = read::balances(pool(ctx).gql()?, &caller.tenant, None)
@@ -336,15 +379,33 @@ impl WalletsQuery {
     }
 
     /// The ledger, oldest first: optionally one wallet, one kind, lines in `[from, to)`.
+    /// Owners, admins, finance and auditors (else `FORBIDDEN`); a cursor that is not a line's
+    /// position is `BAD_CURSOR`.
     #[allow(clippy::too_many_arguments)]
     async fn wallet_ledger(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Only this wallet's lines (`main` or a sub-wallet id, else `BAD_WALLET_ID`); null for all.")]
         wallet_id: Option<String>,
+        #[graphql(
+            desc = "Only lines of this kind (exact, e.g. `debit`; see `LedgerLine.kind`); null or blank for all."
+        )]
         kind: Option<String>,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-        #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: i32,
+        #[graphql(desc = "Only lines at or after this time (RFC 3339); null for no lower bound.")] from: Option<
+            DateTime<Utc>,
+        >,
+        #[graphql(desc = "Only lines before this time (RFC 3339, exclusive); null for no upper bound.")] to: Option<
+            DateTime<Utc>,
+        >,
+        #[graphql(
+            default = 50,
+            validator(minimum = 1, maximum = 500),
+            desc = "Page size: 1 to 500 lines, default 50."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The `cursor` of the last edge of the previous page (a line's `position`); null for the first page."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, LedgerLine>> {
         let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
@@ -386,12 +447,17 @@ impl WalletsQuery {
         Ok(connection)
     }
 
-    /// Consumption per feature per day (UTC) in `[from, to)`, every wallet.
+    /// Consumption per feature per day (UTC) in `[from, to)`, every wallet, by day then feature
+    /// (at most 5000 rows). Owners, admins, finance and auditors (else `FORBIDDEN`).
     async fn usage(
         &self,
         ctx: &Context<'_>,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
+        #[graphql(desc = "Count lines at or after this time (RFC 3339); null for no lower bound.")] from: Option<
+            DateTime<Utc>,
+        >,
+        #[graphql(desc = "Count lines before this time (RFC 3339, exclusive); null for no upper bound.")] to: Option<
+            DateTime<Utc>,
+        >,
     ) -> async_graphql::Result<Vec<FeatureUsage>> {
         let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
         let rows = read::usage(pool(ctx).gql()?, &caller.tenant, from, to)
@@ -401,11 +467,16 @@ impl WalletsQuery {
         Ok(rows.into_iter().map(FeatureUsage::from).collect())
     }
 
-    /// Reservations, soonest expiry first: the open ones, or all with `all: true`.
+    /// Reservations, soonest expiry first: the open ones, or all with `all: true` (at most 500).
+    /// Owners, admins, finance and auditors (else `FORBIDDEN`).
     async fn reservations(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = false)] all: bool,
+        #[graphql(
+            default = false,
+            desc = "true: closed reservations too (captured, released, expired); false (default): open ones only."
+        )]
+        all: bool,
     ) -> async_graphql::Result<Vec<TokenReservation>> {
         let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
         let rows = read::reservations(pool(ctx).gql()?, &caller.tenant, all)
@@ -415,11 +486,18 @@ impl WalletsQuery {
         Ok(rows.into_iter().map(TokenReservation::from).collect())
     }
 
-    /// Low-balance alerts and auto-refill requests, newest first.
+    /// Low-balance alerts and auto-refill requests, newest first. Owners, admins, finance and
+    /// auditors (else `FORBIDDEN`); a cursor that is not an alert's position is `BAD_CURSOR`.
     async fn wallet_alerts(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: i32,
+        #[graphql(
+            default = 50,
+            validator(minimum = 1, maximum = 500),
+            desc = "Page size: 1 to 500 alerts, default 50."
+        )]
+        first: i32,
+        #[graphql(desc = "The previous page's last edge `cursor` (an alert's `position`); null for the first page.")]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, WalletAlert>> {
         let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
@@ -445,7 +523,8 @@ impl WalletsQuery {
         Ok(connection)
     }
 
-    /// The tenant's price list (a feature without an entry is unmetered).
+    /// The tenant's price list, by feature name (a feature without an entry, or priced 0, is
+    /// unmetered). Owners, admins, finance and auditors (else `FORBIDDEN`).
     async fn price_list(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FeaturePrice>> {
         let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
         let prices = Metering::new(commands(ctx).gql()?.clone())
@@ -459,10 +538,15 @@ impl WalletsQuery {
 /// What a wallet mutation did: the wallet's balances after it (write side).
 #[derive(SimpleObject)]
 pub struct WalletOperation {
+    /// The wallet the operation ran on.
     pub wallet_id: String,
+    /// The operation's reference (`open:<id>` for an opening).
     pub reference: String,
+    /// Milli-tokens held after it: available + reserved.
     pub balance: i64,
+    /// Milli-tokens held by open reservations after it.
     pub reserved: i64,
+    /// Milli-tokens that may be spent after it.
     pub available: i64,
 }
 
@@ -489,13 +573,24 @@ pub struct WalletsMutation;
 impl WalletsMutation {
     /// Credits a confirmed payment of `amount` milli-tokens to a wallet (default: main, opened
     /// if needed). Idempotent by `reference`.
+    ///
+    /// Owners and finance (else `FORBIDDEN`). The same reference with the same amount and
+    /// source answers the first outcome; anything else under it is `IDEMPOTENCY_CONFLICT`. Also
+    /// refused: `BAD_WALLET_ID`, `BAD_REFERENCE`, `UNKNOWN_WALLET` (a sub-wallet not opened),
+    /// `NON_POSITIVE_AMOUNT`, `AMOUNT_TOO_LARGE`, `BLANK_FIELD` (blank source). Buying under an
+    /// auto-refill's `purchaseReference` marks it `fulfilled`. Answers the wallet's balances.
     async fn purchase_tokens(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = "main")] wallet_id: String,
+        #[graphql(default = "main", desc = "The wallet to credit (default `main`).")] wallet_id: String,
+        #[graphql(desc = "The payment's reference, 1 to 200 bytes after trimming: the idempotency key.")]
         reference: String,
-        amount: i64,
-        #[graphql(default = "finance")] source: String,
+        #[graphql(desc = "Milli-tokens to credit (1 token = 1000), above 0.")] amount: i64,
+        #[graphql(
+            default = "finance",
+            desc = "Where the payment came from, shown in the ledger (default `finance`; e.g. `mpesa`)."
+        )]
+        source: String,
     ) -> async_graphql::Result<WalletOperation> {
         let caller = allowed(ctx, purchases_tokens, "credit purchases").gql()?;
         let id = self::wallet_id(&wallet_id).gql()?;
@@ -512,10 +607,15 @@ impl WalletsMutation {
 
     /// Sets a feature's unit price in milli-tokens, or removes it (`unitPrice` null: the
     /// feature becomes unmetered). Answers the whole price list.
+    ///
+    /// Owners, admins and finance (else `FORBIDDEN`); a malformed feature name or a negative
+    /// price is `INVALID_INPUT`. Takes effect at once (no log event).
     async fn set_price(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The feature (`message`, `broadcast_recipient`, `report`; any `[a-z][a-z0-9_]{0,63}`).")]
         feature: String,
+        #[graphql(desc = "Milli-tokens per unit, 0 or more (0 charges nothing); null removes the entry.")]
         unit_price: Option<i64>,
     ) -> async_graphql::Result<Vec<FeaturePrice>> {
         let caller = allowed(ctx, manages_wallets, "set prices").gql()?;
@@ -528,8 +628,14 @@ impl WalletsMutation {
         Ok(prices.into_iter().map(FeaturePrice::from).collect())
     }
 
-    /// Opens a sub-wallet of the main wallet (idempotent).
-    async fn open_sub_wallet(&self, ctx: &Context<'_>, wallet_id: String) -> async_graphql::Result<WalletOperation> {
+    /// Opens a sub-wallet of the main wallet (idempotent), opening the main wallet first if
+    /// needed. Owners, admins and finance (else `FORBIDDEN`); refused with `BAD_WALLET_ID` or
+    /// `SUB_WALLET_OF_ITSELF` (`main`). Answers the sub-wallet's balances.
+    async fn open_sub_wallet(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new wallet's id: 1 to 64 of a-z, 0-9, _ and -, not `main`.")] wallet_id: String,
+    ) -> async_graphql::Result<WalletOperation> {
         let caller = allowed(ctx, manages_wallets, "open wallets").gql()?;
         let id = self::wallet_id(&wallet_id).gql()?;
         let receipt = service(ctx)
@@ -543,12 +649,23 @@ impl WalletsMutation {
     /// Sets the wallet's low-balance alert threshold and auto-refill (null clears either; both
     /// re-armed, so a wallet already below alerts at once). `reference` makes a retry
     /// idempotent (default: a fresh one). Answers the wallet's balances.
+    ///
+    /// Owners, admins and finance (else `FORBIDDEN`). Refused with `BAD_WALLET_ID`,
+    /// `BAD_REFERENCE`, `UNKNOWN_WALLET`, `INVALID_THRESHOLD`, `NON_POSITIVE_AMOUNT` or
+    /// `IDEMPOTENCY_CONFLICT` (a reference reused with other settings).
     async fn configure_wallet_thresholds(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = "main")] wallet_id: String,
+        #[graphql(
+            default = "main",
+            desc = "The wallet to configure (default `main`, opened if needed)."
+        )]
+        wallet_id: String,
+        #[graphql(desc = "Alert when available falls below this many milli-tokens (0 or more); null: no alert.")]
         low_balance_alert: Option<i64>,
+        #[graphql(desc = "Request a purchase when available falls below a threshold; null: no auto-refill.")]
         auto_refill: Option<AutoRefillInput>,
+        #[graphql(desc = "The idempotency key, 1 to 200 bytes after trimming; null: a fresh `thresholds:<uuid>`.")]
         reference: Option<String>,
     ) -> async_graphql::Result<WalletOperation> {
         let caller = allowed(ctx, manages_wallets, "configure wallet thresholds").gql()?;
@@ -575,13 +692,19 @@ impl WalletsMutation {
 
     /// Moves `amount` milli-tokens between two wallets of the tenant, all or nothing.
     /// Answers the source wallet's balances.
+    ///
+    /// Owners, admins and finance (else `FORBIDDEN`). `INSUFFICIENT_BALANCE` (with `required`
+    /// and `available` in the error's extensions) when the source cannot pay it all; also
+    /// `BAD_WALLET_ID`, `BAD_REFERENCE`, `TRANSFER_TO_SAME_WALLET`, `UNKNOWN_WALLET`,
+    /// `NON_POSITIVE_AMOUNT`, `IDEMPOTENCY_CONFLICT`. A retry under the same reference answers
+    /// the first outcome, a refusal included.
     async fn transfer_tokens(
         &self,
         ctx: &Context<'_>,
-        from: String,
-        to: String,
-        reference: String,
-        amount: i64,
+        #[graphql(desc = "The source wallet's id (opened).")] from: String,
+        #[graphql(desc = "The target wallet's id (opened, not the source).")] to: String,
+        #[graphql(desc = "The transfer's idempotency key, 1 to 200 bytes after trimming.")] reference: String,
+        #[graphql(desc = "Milli-tokens to move (1 token = 1000), above 0.")] amount: i64,
     ) -> async_graphql::Result<WalletOperation> {
         let caller = allowed(ctx, manages_wallets, "transfer tokens").gql()?;
         let from = wallet_id(&from).gql()?;
