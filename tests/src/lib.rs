@@ -150,6 +150,32 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("draining the inbox: {e}"));
     }
 
+    /// Loads the demo of `serve --demo` (`chronicle_fixtures::demo`) through the command path,
+    /// projections caught up (`loaded` is `false` when it was there already).
+    pub async fn load_demo(&self) -> chronicle_fixtures::demo::DemoSummary {
+        let keys = chronicle_commands::keystore::KeyStore::new(self.state.pool.clone(), self.state.master_key.clone());
+        let path = chronicle_fixtures::load::CommandPath {
+            ids: &self.state.id_key,
+            inbox: &self.state.inbox,
+            commands: &self.state.commands,
+            keys: &keys,
+            follow_ups: &self.state.follow_ups,
+        };
+        let summary = chronicle_fixtures::demo::load(
+            path,
+            &self.state.payments,
+            || async {
+                self.project().await;
+                Ok(())
+            },
+            |_, _| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("loading the demo: {e:#}"));
+        self.project().await;
+        summary
+    }
+
     /// Runs every projector until it has applied every event committed before the call.
     ///
     /// One catch-up is not enough: the gap-free reader holds back events behind any open write

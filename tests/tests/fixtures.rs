@@ -330,28 +330,9 @@ async fn the_conversations_read_model_is_the_same_one_event_at_a_time_or_folded_
     assert_eq!(one_by_one.len(), 40);
 }
 
-/// Loads the demo into `app` (projections caught up); whether it loaded.
+/// Loads the demo into `app`; whether it loaded.
 async fn load_demo(app: &TestApp) -> bool {
-    let keys = chronicle_commands::keystore::KeyStore::new(app.state.pool.clone(), app.state.master_key.clone());
-    let path = CommandPath {
-        ids: &app.state.id_key,
-        inbox: &app.state.inbox,
-        commands: &app.state.commands,
-        keys: &keys,
-        follow_ups: &app.state.follow_ups,
-    };
-    let summary = chronicle_fixtures::demo::load(
-        path,
-        &app.state.payments,
-        || async {
-            app.project().await;
-            Ok(())
-        },
-        |_, _| {},
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"));
-    app.project().await;
+    let summary = app.load_demo().await;
     assert_eq!(summary.tenants.len(), 5);
     assert_eq!(summary.tenants[0].id.as_str(), chronicle_fixtures::demo::DEMO_TENANT);
     summary.loaded

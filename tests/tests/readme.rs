@@ -1,0 +1,75 @@
+//! The README's GraphQL examples, run against the demo of `serve --demo`: every fenced
+//! ```` ```graphql tenant=<id> ```` block is sent as that tenant's owner and must answer data,
+//! every top-level field non-null and every list or page non-empty, with no errors.
+
+use chronicle_api::auth::Role;
+use chronicle_tests::*;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+/// `(tenant, query)` of every GraphQL example of the README, in order.
+fn examples() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap_or_default();
+    let mut examples = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        let Some(info) = line.trim().strip_prefix("```graphql") else {
+            continue;
+        };
+        let tenant = info
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("tenant="))
+            .unwrap_or_else(|| panic!("a README GraphQL example names no tenant: {line:?}"))
+            .to_string();
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        examples.push((tenant, body.join("\n")));
+    }
+    examples
+}
+
+/// Why `value` (at `path`) is empty, if it is.
+fn emptiness(path: &str, value: &Value) -> Option<String> {
+    match value {
+        Value::Null => Some(format!("{path} is null")),
+        Value::Array(items) if items.is_empty() => Some(format!("{path} is an empty list")),
+        Value::Object(fields) => {
+            for key in ["edges", "nodes"] {
+                if let Some(list) = fields.get(key) {
+                    if let Some(why) = emptiness(&format!("{path}.{key}"), list) {
+                        return Some(why);
+                    }
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn every_graphql_example_of_the_readme_answers_the_demo_with_data(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    app.load_demo().await;
+    // What the server's process managers add once it runs: the installations' warranties.
+    let installations = chronicle_commands::installations::InstallationWorker::new(
+        app.state.commands.clone(),
+        chronicle_commands::keystore::KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
+    );
+    installations.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+
+    let examples = examples();
+    assert!(examples.len() >= 8, "the README's examples were not found: {examples:?}");
+    for (tenant, query) in examples {
+        let (status, reply) = app.graphql(Some(&app.token(&tenant, Role::Owner)), &query, json!({})).await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{query}\n{reply}");
+        assert!(reply.get("errors").is_none(), "as {tenant}:\n{query}\n{reply}");
+        let data = reply["data"].as_object().cloned().unwrap_or_default();
+        assert!(!data.is_empty(), "as {tenant}:\n{query}\n{reply}");
+        for (field, value) in &data {
+            if let Some(why) = emptiness(field, value) {
+                panic!("as {tenant}: {why}\n{query}\n{reply}");
+            }
+        }
+    }
+}
