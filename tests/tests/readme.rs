@@ -59,9 +59,14 @@ async fn every_graphql_example_of_the_readme_answers_the_demo_with_data(pool: Pg
     app.project().await;
 
     let examples = examples();
-    assert!(examples.len() >= 8, "the README's examples were not found: {examples:?}");
+    assert!(
+        examples.len() >= 8,
+        "the README's examples were not found: {examples:?}"
+    );
     for (tenant, query) in examples {
-        let (status, reply) = app.graphql(Some(&app.token(&tenant, Role::Owner)), &query, json!({})).await;
+        let (status, reply) = app
+            .graphql(Some(&app.token(&tenant, Role::Owner)), &query, json!({}))
+            .await;
         assert_eq!(status, axum::http::StatusCode::OK, "{query}\n{reply}");
         assert!(reply.get("errors").is_none(), "as {tenant}:\n{query}\n{reply}");
         let data = reply["data"].as_object().cloned().unwrap_or_default();
