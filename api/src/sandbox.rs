@@ -331,6 +331,16 @@ fn graph_error(status: StatusCode, code: i64, title: &str, details: &str) -> Res
     (status, Json(body)).into_response()
 }
 
+/// The Graph API's answer to a request without the access token.
+fn unauthorized() -> Response {
+    graph_error(
+        StatusCode::UNAUTHORIZED,
+        190,
+        "Invalid OAuth access token",
+        "Invalid OAuth access token - Cannot parse access token",
+    )
+}
+
 /// The sandbox's routes (mounted by `crate::http::router` only when the sandbox is on).
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -350,12 +360,7 @@ async fn send(State(state): State<AppState>, Path(number): Path<String>, headers
         return off();
     };
     if !sandbox.authorized(&headers) {
-        return graph_error(
-            StatusCode::UNAUTHORIZED,
-            190,
-            "Invalid OAuth access token",
-            "Invalid OAuth access token - Cannot parse access token",
-        );
+        return unauthorized();
     }
     let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
         return graph_error(
@@ -409,12 +414,7 @@ async fn describe_media(State(state): State<AppState>, Path(media_id): Path<Stri
         return off();
     };
     if !sandbox.authorized(&headers) {
-        return graph_error(
-            StatusCode::UNAUTHORIZED,
-            190,
-            "Invalid OAuth access token",
-            "Invalid OAuth access token",
-        );
+        return unauthorized();
     }
     let (mime, bytes) = media_of(sandbox, &media_id);
     Json(json!({

@@ -43,6 +43,17 @@ impl Sandbox {
         }
     }
 
+    /// A sandbox serving `serve --demo` (healthy), with the token it printed for the demo's
+    /// first tenant.
+    async fn demo(name: &str) -> (Self, Server, String) {
+        let sandbox = Self::new(name);
+        let log = sandbox.dir.join("server.log");
+        let (server, token) = sandbox.serve(&["--demo"], &log);
+        let token = token.expect("the server prints a token for the demo tenant");
+        sandbox.wait_for_health().await;
+        (sandbox, server, token)
+    }
+
     fn chronicle(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_chronicle"));
         command
@@ -428,11 +439,7 @@ fn production_mode_without_secrets_exits_with_a_clear_message() {
 /// editor answered with the demo's data through the pre-filled token.
 #[tokio::test]
 async fn graphiql_works_offline_in_a_real_browser_with_the_demo_token_filled_in() {
-    let sandbox = Sandbox::new("graphiql");
-    let log = sandbox.dir.join("server.log");
-    let (_server, token) = sandbox.serve(&["--demo"], &log);
-    let token = token.expect("the server prints a token for the demo tenant");
-    sandbox.wait_for_health().await;
+    let (sandbox, _server, token) = Sandbox::demo("graphiql").await;
     let origin = format!("http://{}", sandbox.bind);
     let browser = webdriver::Browser::start_loopback_only().await;
     browser.goto(&format!("{origin}/graphql")).await;
@@ -569,11 +576,7 @@ async fn balance(sandbox: &Sandbox, token: &str) -> Option<i64> {
 /// configured to fail records the provider's code and refunds the metered send.
 #[tokio::test]
 async fn in_development_mode_sends_go_to_the_whatsapp_sandbox_and_statuses_come_back() {
-    let sandbox = Sandbox::new("wa-sandbox");
-    let log = sandbox.dir.join("server.log");
-    let (_server, token) = sandbox.serve(&["--demo"], &log);
-    let token = token.expect("the server prints a token for the demo tenant");
-    sandbox.wait_for_health().await;
+    let (sandbox, _server, token) = Sandbox::demo("wa-sandbox").await;
 
     // A customer writes in (the sandbox's signed delivery to our own webhook)...
     let (ok, message_id, stderr) = sandbox.sandbox_cli(&[

@@ -56,6 +56,11 @@ pub fn error_code(reply: &serde_json::Value) -> &str {
     reply["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
 }
 
+/// The message of the first GraphQL error of a reply (empty when there is none).
+pub fn error_message(reply: &serde_json::Value) -> &str {
+    reply["errors"][0]["message"].as_str().unwrap_or("")
+}
+
 pub fn tenant(id: &str) -> TenantId {
     TenantId::parse(id).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -150,19 +155,31 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("draining the inbox: {e}"));
     }
 
-    /// Loads the demo of `serve --demo` (`chronicle_fixtures::demo`) through the command path,
-    /// projections caught up (`loaded` is `false` when it was there already).
-    pub async fn load_demo(&self) -> chronicle_fixtures::demo::DemoSummary {
-        let keys = chronicle_commands::keystore::KeyStore::new(self.state.pool.clone(), self.state.master_key.clone());
-        let path = chronicle_fixtures::load::CommandPath {
+    /// The contacts' key store of the application.
+    pub fn keys(&self) -> chronicle_commands::keystore::KeyStore {
+        chronicle_commands::keystore::KeyStore::new(self.state.pool.clone(), self.state.master_key.clone())
+    }
+
+    /// The application's write side as the fixtures' loaders take it.
+    pub fn command_path<'a>(
+        &'a self,
+        keys: &'a chronicle_commands::keystore::KeyStore,
+    ) -> chronicle_fixtures::load::CommandPath<'a> {
+        chronicle_fixtures::load::CommandPath {
             ids: &self.state.id_key,
             inbox: &self.state.inbox,
             commands: &self.state.commands,
-            keys: &keys,
+            keys,
             follow_ups: &self.state.follow_ups,
-        };
+        }
+    }
+
+    /// Loads the demo of `serve --demo` (`chronicle_fixtures::demo`) through the command path,
+    /// projections caught up (`loaded` is `false` when it was there already).
+    pub async fn load_demo(&self) -> chronicle_fixtures::demo::DemoSummary {
+        let keys = self.keys();
         let summary = chronicle_fixtures::demo::load(
-            path,
+            self.command_path(&keys),
             &self.state.payments,
             || async {
                 self.project().await;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chronicle_fixtures::generator::{generate, Dataset, Scale};
-use chronicle_fixtures::load::{through_commands, CommandPath, Loaded};
+use chronicle_fixtures::load::{through_commands, Loaded};
 use chronicle_projections::chain::verify;
 use chronicle_tests::*;
 use serde_json::Value;
@@ -13,16 +13,9 @@ use sqlx::PgPool;
 
 /// Loads `dataset` into `app` through the command path, projections caught up.
 async fn load_through_commands(app: &TestApp, dataset: &Dataset) -> Loaded {
-    let keys = chronicle_commands::keystore::KeyStore::new(app.state.pool.clone(), app.state.master_key.clone());
-    let path = CommandPath {
-        ids: &app.state.id_key,
-        inbox: &app.state.inbox,
-        commands: &app.state.commands,
-        keys: &keys,
-        follow_ups: &app.state.follow_ups,
-    };
+    let keys = app.keys();
     let loaded = through_commands(
-        path,
+        app.command_path(&keys),
         dataset,
         || async {
             app.project().await;
