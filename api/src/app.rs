@@ -1,5 +1,6 @@
 //! The application: its state, its router, its background tasks, and `serve`.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,9 +31,9 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{Database, Secret, Settings};
-use crate::embedded::EmbeddedPostgres;
 use crate::graphql::{build_schema, ChronicleSchema};
 use crate::metrics::Metrics;
+use chronicle_projections::embedded::EmbeddedPostgres;
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -493,12 +494,17 @@ async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Opti
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&state.pool)
         .await?;
-    println!(
+    // What people read at start; a closed stdout (a supervisor that stopped reading) must not
+    // stop the server, so write errors are ignored.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
         "\nDemo {}: {} tenants, {events} events in the log.",
         if summary.loaded { "loaded" } else { "already loaded" },
         summary.tenants.len()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "Open http://{}/graphql and send the header of the tenant to look at:",
         settings.bind
     );
@@ -511,11 +517,12 @@ async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Opti
             crate::auth::Role::Owner,
             chrono::Duration::days(7),
         )?;
-        println!("\n  {} ({}): {}", tenant.id, tenant.name, tenant.business);
-        println!("  Authorization: Bearer {token}");
+        let _ = writeln!(out, "\n  {} ({}): {}", tenant.id, tenant.name, tenant.business);
+        let _ = writeln!(out, "  Authorization: Bearer {token}");
         first.get_or_insert(token);
     }
-    println!();
+    let _ = writeln!(out);
+    let _ = out.flush();
     Ok(first)
 }
 
@@ -527,7 +534,10 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         if let Some(token) = load_demo(&state, &settings).await? {
             // Development mode only: GraphiQL opens with the token already in its headers.
             if settings.is_development() {
-                println!("(GraphiQL at /graphql has the header filled in already.)\n");
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "(GraphiQL at /graphql has the header filled in already.)\n"
+                );
                 state.graphiql_token = Some(token);
             }
         }

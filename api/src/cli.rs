@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::app::{build_state, connect, serve};
 use crate::auth::{mint, Role};
 use crate::config::{Database, Settings};
-use crate::embedded::EmbeddedPostgres;
+use chronicle_projections::embedded::EmbeddedPostgres;
 
 /// Chronicle: the event-sourced backend of WhatsApp-first CRMs.
 ///

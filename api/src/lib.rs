@@ -5,7 +5,6 @@
 //! # Layout
 //!
 //! - [`config`]: settings from the environment, validated at start; secrets redacted.
-//! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`app`]: the application state, the router, background tasks (projector runners, the inbox
 //!   worker) and `serve`.
 //! - [`auth`]: JWT access tokens; the tenant always comes from the token.
@@ -25,7 +24,6 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod embedded;
 pub mod error;
 pub mod graphql;
 pub mod http;

@@ -84,11 +84,21 @@ impl Sandbox {
             .spawn()
             .expect("the chronicle binary starts");
         let stdout = child.stdout.take().expect("stdout");
+        // Read stdout to its end on a thread of its own (a closed pipe would fail the server's
+        // later prints), handing over the first token it prints.
+        let (tokens, token) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tokens = Some(tokens);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(found) = line.trim().strip_prefix("Authorization: Bearer ") {
+                    if let Some(tokens) = tokens.take() {
+                        let _ = tokens.send(found.to_string());
+                    }
+                }
+            }
+        });
         let token = if args.contains(&"--demo") {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .find_map(|line| line.trim().strip_prefix("Authorization: Bearer ").map(str::to_string))
+            token.recv_timeout(Duration::from_secs(600)).ok()
         } else {
             None
         };

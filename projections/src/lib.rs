@@ -40,6 +40,8 @@
 //!   maintenance contracts) and the `service_work` projector (the SLA and renewal sweepers' work
 //!   lists).
 //! - [`MIGRATOR`]: the one migrator of the schema, shared by the server and the tests.
+//! - [`embedded`]: the private PostgreSQL cluster of development mode (no `DATABASE_URL`),
+//!   shared by `chronicle serve`, `chronicle admin` and `chronicle-replay` (decision 0012).
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +51,7 @@ pub mod campaigns;
 pub mod chain;
 pub mod contacts;
 pub mod conversations;
+pub mod embedded;
 pub mod installation_work;
 pub mod installations;
 pub mod leads;

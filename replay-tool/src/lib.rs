@@ -229,7 +229,7 @@ pub async fn connect(database: &DatabaseArgs) -> Result<PgPool, CliError> {
 /// The URL of the embedded cluster under `data_dir`, started if stopped; an error when
 /// `chronicle serve` never created one there.
 async fn embedded_url(data_dir: &std::path::Path) -> Result<String, CliError> {
-    let cluster = chronicle_api::embedded::EmbeddedPostgres::new(data_dir).map_err(CliError::Embedded)?;
+    let cluster = chronicle_projections::embedded::EmbeddedPostgres::new(data_dir).map_err(CliError::Embedded)?;
     if !cluster.exists() {
         return Err(CliError::NoDatabaseUrl(cluster.data_dir.display().to_string()));
     }

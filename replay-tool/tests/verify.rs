@@ -587,7 +587,7 @@ async fn without_a_database_url_the_embedded_cluster_of_chronicle_serve_is_used(
     assert!(!dir.join("pg").join("PG_VERSION").exists());
 
     // The cluster `chronicle serve` would have made, with a stream in it, then stopped.
-    let cluster = chronicle_api::embedded::EmbeddedPostgres::with_port(&dir, port).unwrap();
+    let cluster = chronicle_projections::embedded::EmbeddedPostgres::with_port(&dir, port).unwrap();
     let url = cluster.ensure_running().await.unwrap();
     let pool = PgPool::connect(&url).await.unwrap();
     chronicle_projections::MIGRATOR.run(&pool).await.unwrap();
