@@ -43,6 +43,10 @@ impl Browser {
             .expect("a free port");
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
+            // The browser is a tool here, not code under test: under scripts/test-shifted-clock.sh
+            // it runs on the real clock (chromedriver traps under libfaketime).
+            .env_remove("LD_PRELOAD")
+            .env_remove("FAKETIME")
             // Its own process group, so Chromium goes with it when the test ends.
             .process_group(0)
             .stdout(Stdio::null())
