@@ -474,6 +474,13 @@ pub async fn catch_up(state: &AppState) -> anyhow::Result<()> {
 /// Loads the demo (`chronicle_fixtures::demo`) with progress on stderr, prints an owner token
 /// for each of its tenants, and returns the token of the tenant GraphiQL opens with.
 async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Option<String>> {
+    // The demo's campaign sends WhatsApp templates to made-up numbers: only to the sandbox.
+    if state.sandbox.is_none() {
+        anyhow::bail!(
+            "--demo runs only in development mode with the WhatsApp sandbox (no DATABASE_URL, no \
+             WHATSAPP_GRAPH_BASE_URL): its campaign would message made-up numbers"
+        );
+    }
     let keys = KeyStore::new(state.pool.clone(), state.master_key.clone());
     let path = chronicle_fixtures::load::CommandPath {
         ids: &state.id_key,

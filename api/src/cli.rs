@@ -58,7 +58,8 @@ pub enum SandboxCommand {
         /// The text (or, with --image, the caption).
         #[arg(long, required_unless_present = "image")]
         text: Option<String>,
-        /// An image file to send (served to Chronicle's media fetcher by the sandbox).
+        /// An image file to send, .jpg, .png or .webp up to 3 MiB (served to Chronicle's media
+        /// fetcher by the sandbox).
         #[arg(long, value_name = "FILE")]
         image: Option<std::path::PathBuf>,
     },
@@ -165,15 +166,32 @@ async fn run_sandbox(settings: Settings, command: SandboxCommand) -> anyhow::Res
         image,
     } = command;
     let tenant = tenant(&t)?;
-    let image_base64 = match image {
+    let (image_base64, mime_type) = match image {
         Some(path) => {
             use base64::Engine as _;
+            let extension = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            let mime = match extension.as_str() {
+                "jpg" | "jpeg" => "image/jpeg",
+                "png" => "image/png",
+                "webp" => "image/webp",
+                _ => anyhow::bail!("{}: send a .jpg, .png or .webp image", path.display()),
+            };
             let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+            // Base64 grows it by a third; the server takes request bodies up to 4 MiB.
+            if bytes.is_empty() || bytes.len() > 3 * 1024 * 1024 {
+                anyhow::bail!("{}: an image is 1 byte to 3 MiB", path.display());
+            }
+            (
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                Some(mime.to_string()),
+            )
         }
-        None => None,
+        None => (None, None),
     };
-    let mime_type = image_base64.as_ref().map(|_| "image/jpeg".to_string());
     let token = mint(
         settings.jwt_secret.expose(),
         &tenant,

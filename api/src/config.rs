@@ -597,6 +597,45 @@ mod tests {
     }
 
     #[test]
+    fn the_whatsapp_sandbox_is_on_in_development_only_and_production_refuses_it() {
+        let dir = std::env::temp_dir().join(format!("chronicle-config-{}", uuid::Uuid::new_v4()));
+        let dev = HashMap::from([("CHRONICLE_DATA_DIR", dir.display().to_string())]);
+        let sandbox = |map: HashMap<&'static str, String>| {
+            Settings::from_lookup(lookup(map)).map(|s| (s.whatsapp_sandbox, s.whatsapp_graph_base_url))
+        };
+        // Development: on by default and with `sandbox`; off when a real Graph API is named.
+        assert!(matches!(sandbox(dev.clone()), Ok((true, _))));
+        let mut named = dev.clone();
+        named.insert("WHATSAPP_GRAPH_BASE_URL", "sandbox".into());
+        assert!(matches!(sandbox(named), Ok((true, _))));
+        let mut real = dev;
+        real.insert("WHATSAPP_GRAPH_BASE_URL", "http://127.0.0.1:9/v21.0".into());
+        assert!(matches!(sandbox(real), Ok((false, ref url)) if url == "http://127.0.0.1:9/v21.0"));
+        let _ = std::fs::remove_dir_all(dir);
+        // Production: off, and `sandbox` is a configuration error.
+        let production = HashMap::from([
+            ("DATABASE_URL", "postgres://x".to_string()),
+            ("CHRONICLE_JWT_SECRET", "j".repeat(32)),
+            (
+                "CHRONICLE_MASTER_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string(),
+            ),
+            ("WHATSAPP_APP_SECRET", "a".into()),
+            ("WHATSAPP_VERIFY_TOKEN", "v".into()),
+        ]);
+        assert!(
+            matches!(sandbox(production.clone()), Ok((false, ref url)) if url == "https://graph.facebook.com/v21.0")
+        );
+        let mut refused = production;
+        refused.insert("WHATSAPP_GRAPH_BASE_URL", "sandbox".into());
+        let err = sandbox(refused).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("WHATSAPP_GRAPH_BASE_URL") && err.contains("development mode"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn secrets_never_show_in_debug_output() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "[redacted]");
     }

@@ -245,6 +245,11 @@ impl Sandbox {
                 message["type"] = json!("image");
                 message["image"] = json!({"id": media_id, "mime_type": mime, "sha256": sha});
                 if let Some(caption) = caption {
+                    if caption.chars().count() > 1024 {
+                        return Err(SandboxError::BadInput(
+                            "an image caption is at most 1024 characters".into(),
+                        ));
+                    }
                     message["image"]["caption"] = json!(caption);
                 }
             }
@@ -329,6 +334,11 @@ fn graph_error(status: StatusCode, code: i64, title: &str, details: &str) -> Res
         "fbtrace_id": "sandbox",
     }});
     (status, Json(body)).into_response()
+}
+
+/// Who may play a customer writing in: the roles that work the inbox (owner, admin, agent).
+pub fn may_play_inbound(caller: &crate::auth::Caller) -> bool {
+    caller.role.reads_inbox() && caller.role.writes_contacts()
 }
 
 /// The Graph API's answer to a request without the access token.
@@ -448,6 +458,13 @@ async fn play_inbound(
     let Some(sandbox) = state.sandbox.as_ref() else {
         return off();
     };
+    if !may_play_inbound(&caller) {
+        return ApiError::Forbidden(format!(
+            "the {} role cannot play sandbox messages",
+            caller.role.as_str()
+        ))
+        .into_response();
+    }
     match sandbox.inbound(&state.pool, caller.tenant.as_str(), inbound).await {
         Ok(id) => Json(json!({"messageId": id})).into_response(),
         Err(e) => ApiError::from(e).into_response(),

@@ -739,10 +739,13 @@ async fn in_development_mode_sends_go_to_the_whatsapp_sandbox_and_statuses_come_
         }
     }
 
-    // Production has no sandbox: the CLI says so.
+    // Production has no sandbox: the CLI says so (with a valid production configuration).
     let output = sandbox
         .chronicle()
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env("CHRONICLE_JWT_SECRET", "j".repeat(32))
+        .env("CHRONICLE_MASTER_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .env("WHATSAPP_VERIFY_TOKEN", "v")
         .args([
             "sandbox",
             "inbound",
@@ -756,4 +759,6 @@ async fn in_development_mode_sends_go_to_the_whatsapp_sandbox_and_statuses_come_
         .output()
         .unwrap();
     assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("only in development mode"), "{stderr}");
 }

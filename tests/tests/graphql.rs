@@ -707,3 +707,34 @@ async fn deep_complex_and_recursive_introspection_queries_are_still_refused(pool
         .await;
     assert!(error_message(&reply).contains("nested too deep"), "{reply}");
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn production_has_no_whatsapp_sandbox(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", ACME_NUMBER).await;
+    let token = app.token("acme", Role::Owner);
+    let (_, reply) = app
+        .graphql(
+            Some(&token),
+            "mutation { sandboxInbound(from: \"+263771000999\", text: \"hi\") { messageId } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&reply), "SANDBOX_OFF", "{reply}");
+    for (method, path) in [
+        ("POST", "/sandbox/inbound"),
+        ("POST", "/sandbox/graph/v21.0/111000111/messages"),
+        ("GET", "/sandbox/graph/v21.0/media-1"),
+        ("GET", "/sandbox/media/media-1"),
+    ] {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (status, _) = app.send(request).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+}

@@ -13,11 +13,14 @@
 //!   [`MAX_INTROSPECTION_DEPTH`], and at most [`MAX_INTROSPECTION_LISTS`] list fields of types
 //!   (`types`, `fields`, `args`, …) nested on one path, which is what the standard query needs
 //!   (`types → fields → args`); `fields { type { fields { type { fields …` multiplies the
-//!   answer by the size of the schema at each level and is refused.
+//!   answer by the size of the schema at each level and is refused. At most
+//!   [`MAX_INTROSPECTION_LIST_SELECTIONS`] such list fields in the whole document, so aliases
+//!   cannot ask for the schema many times over.
 //!
-//! The walk stops as soon as a budget is exceeded, so a document of fragments spread many
-//! times costs no more than the limit to check; fragment cycles end the walk of that branch
-//! (validation reports them).
+//! Every field and every fragment spread visited counts as work, and the walk stops as soon
+//! as a budget is exceeded ([`MAX_WORK`] visits at most), so a document of fragments spread
+//! many times costs no more than the limit to check; fragment cycles end the walk of that
+//! branch (validation reports them).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,6 +37,11 @@ pub const MAX_COMPLEXITY: usize = 1000;
 pub const MAX_INTROSPECTION_DEPTH: usize = 16;
 /// The most introspection list fields (`types`, `fields`, `args`, …) nested on one path.
 pub const MAX_INTROSPECTION_LISTS: usize = 3;
+/// The most introspection list fields (`types`, `fields`, `args`, …) one document may select;
+/// the standard query of graphql-js selects 12.
+pub const MAX_INTROSPECTION_LIST_SELECTIONS: usize = 32;
+/// The most fields and fragment spreads the check visits before refusing (`TooComplex`).
+pub const MAX_WORK: usize = 10_000;
 /// The most introspection fields one document may select (the standard query selects about
 /// 150 with every option on).
 pub const MAX_INTROSPECTION_FIELDS: usize = 1000;
@@ -85,6 +93,7 @@ pub enum Refusal {
     IntrospectionTooDeep,
     IntrospectionTooNested,
     IntrospectionTooLarge,
+    IntrospectionRepeated,
 }
 
 impl Refusal {
@@ -103,6 +112,9 @@ impl Refusal {
             Refusal::IntrospectionTooLarge => format!(
                 "Introspection query selects too many fields (at most {MAX_INTROSPECTION_FIELDS})."
             ),
+            Refusal::IntrospectionRepeated => format!(
+                "Introspection query selects too many lists of types or fields (at most {MAX_INTROSPECTION_LIST_SELECTIONS} in one document)."
+            ),
         }
     }
 }
@@ -113,6 +125,8 @@ pub fn check(document: &ExecutableDocument) -> Result<(), Refusal> {
         fragments: document,
         data_fields: 0,
         introspection_fields: 0,
+        introspection_lists: 0,
+        work: 0,
         active: HashSet::new(),
     };
     for (_, operation) in document.operations.iter() {
@@ -131,6 +145,9 @@ struct Walk<'a> {
     fragments: &'a ExecutableDocument,
     data_fields: usize,
     introspection_fields: usize,
+    introspection_lists: usize,
+    /// Fields and fragment spreads visited.
+    work: usize,
     /// Fragments being walked on the current path (a cycle stops there).
     active: HashSet<&'a Name>,
 }
@@ -138,6 +155,10 @@ struct Walk<'a> {
 impl<'a> Walk<'a> {
     fn selections(&mut self, set: &'a Positioned<SelectionSet>, place: Place) -> Result<(), Refusal> {
         for selection in &set.node.items {
+            self.work += 1;
+            if self.work > MAX_WORK {
+                return Err(Refusal::TooComplex);
+            }
             match &selection.node {
                 Selection::Field(field) => {
                     let name = field.node.name.node.as_str();
@@ -192,9 +213,14 @@ impl<'a> Walk<'a> {
                 if depth + 1 > MAX_INTROSPECTION_DEPTH {
                     return Err(Refusal::IntrospectionTooDeep);
                 }
-                let lists = lists + usize::from(INTROSPECTION_LISTS.contains(&name));
+                let list = INTROSPECTION_LISTS.contains(&name);
+                let lists = lists + usize::from(list);
                 if lists > MAX_INTROSPECTION_LISTS {
                     return Err(Refusal::IntrospectionTooNested);
+                }
+                self.introspection_lists += usize::from(list);
+                if self.introspection_lists > MAX_INTROSPECTION_LIST_SELECTIONS {
+                    return Err(Refusal::IntrospectionRepeated);
                 }
                 self.count_introspection()?;
                 Ok(Place::Introspection {
@@ -211,5 +237,92 @@ impl<'a> Walk<'a> {
             return Err(Refusal::IntrospectionTooLarge);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_graphql::parser::parse_query;
+
+    fn verdict(query: &str) -> Result<(), Refusal> {
+        check(&parse_query(query).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn nested(name: &str, levels: usize) -> String {
+        (1..levels).fold(name.to_string(), |inner, _| format!("{name} {{ {inner} }}"))
+    }
+
+    #[test]
+    fn the_standard_introspection_queries_pass() {
+        for query in [
+            include_str!("../../../tests/fixtures/introspection/introspection-graphql-js-16.graphql"),
+            include_str!("../../../tests/fixtures/introspection/introspection-graphql-js-16-no-descriptions.graphql"),
+            include_str!("../../../tests/fixtures/introspection/introspection-graphql-js-17.graphql"),
+        ] {
+            assert_eq!(verdict(query), Ok(()));
+        }
+    }
+
+    #[test]
+    fn data_depth_counts_through_inline_fragments_and_spreads() {
+        assert_eq!(verdict(&format!("{{ {} }}", nested("a", 12))), Ok(()));
+        assert_eq!(verdict(&format!("{{ {} }}", nested("a", 13))), Err(Refusal::TooDeep));
+        // Six levels, then an inline fragment and a spread of a fragment six (or seven) deep.
+        let outer = |inner: &str| (0..6).fold(format!("... on T {{ ...F }} {inner}"), |x, _| format!("a {{ {x} }}"));
+        let six = format!("{{ {} }} fragment F on T {{ {} }}", outer(""), nested("a", 6));
+        let seven = format!("{{ {} }} fragment F on T {{ {} }}", outer(""), nested("a", 7));
+        assert_eq!(verdict(&six), Ok(()));
+        assert_eq!(verdict(&seven), Err(Refusal::TooDeep));
+    }
+
+    #[test]
+    fn aliases_and_spreads_count_towards_complexity_and_every_operation_is_checked() {
+        let wide: String = (0..1001).map(|i| format!("f{i}: a ")).collect();
+        assert_eq!(verdict(&format!("{{ {wide} }}")), Err(Refusal::TooComplex));
+        let spread: String = (0..600).map(|_| "...F ").collect();
+        assert_eq!(
+            verdict(&format!("{{ {spread} }} fragment F on T {{ a b }}")),
+            Err(Refusal::TooComplex)
+        );
+        assert_eq!(
+            verdict(&format!("query A {{ a }} query B {{ {} }}", nested("a", 13))),
+            Err(Refusal::TooDeep)
+        );
+    }
+
+    #[test]
+    fn fragment_bombs_and_cycles_end_within_the_work_budget() {
+        // F0 spreads F1 twice, F1 spreads F2 twice, …: 2^30 paths if walked in full.
+        let mut document = String::from("{ ...F0 } ");
+        for i in 0..30 {
+            document.push_str(&format!("fragment F{i} on T {{ ...F{} ...F{} }} ", i + 1, i + 1));
+        }
+        document.push_str("fragment F30 on T { ...Missing }");
+        assert_eq!(verdict(&document), Err(Refusal::TooComplex));
+        assert_eq!(
+            verdict("{ ...A } fragment A on T { ...B } fragment B on T { ...A }"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn recursive_repeated_and_deep_introspection_is_refused() {
+        assert_eq!(
+            verdict("{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }"),
+            Err(Refusal::IntrospectionTooNested)
+        );
+        let copies: String = (0..11)
+            .map(|i| format!("t{i}: types {{ fields {{ args {{ name }} }} }} "))
+            .collect();
+        assert_eq!(
+            verdict(&format!("{{ __schema {{ {copies} }} }}")),
+            Err(Refusal::IntrospectionRepeated)
+        );
+        let of_type = (0..16).fold(String::from("name"), |inner, _| format!("ofType {{ {inner} }}"));
+        assert_eq!(
+            verdict(&format!("{{ __type(name: \"Query\") {{ {of_type} }} }}")),
+            Err(Refusal::IntrospectionTooDeep)
+        );
     }
 }

@@ -37,7 +37,7 @@ impl SandboxMutation {
     ) -> async_graphql::Result<SandboxDelivery> {
         let caller = caller(ctx).gql()?;
         require(
-            caller.role.reads_inbox() && caller.role.writes_contacts(),
+            crate::sandbox::may_play_inbound(caller),
             caller,
             "play sandbox messages",
         )
