@@ -278,6 +278,7 @@ pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
         Arc::new(MessagesProjector::new(state.master_key.clone())),
         Arc::new(chronicle_projections::agents::AgentPerformanceProjector),
         Arc::new(chronicle_projections::payments::PaymentsProjector),
+        Arc::new(chronicle_projections::payment_requests::PaymentRequestsProjector),
         Arc::new(chronicle_projections::installation_work::InstallationWorkProjector),
         Arc::new(chronicle_projections::installations::OrdersProjector),
         Arc::new(chronicle_projections::installations::InstallationsProjector::new(

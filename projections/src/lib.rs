@@ -28,6 +28,8 @@
 //!   resolution times, assignments) and the per-agent figures of a period.
 //! - [`media`]: the `media` projector: the `media_jobs` queue of inbound media to fetch, and the
 //!   `media_files` read model of their fetch status.
+//! - [`payment_requests`]: the `payment_requests` projector: payment requests with where they
+//!   stand (requested, sent, paid, failed, cancelled, expired), filtered and paged.
 //! - [`payments`]: the `payments` projector: payments from provider callbacks, matched or
 //!   unmatched (finance's work list).
 //! - [`wallets`]: the `wallets` projector: wallet balances, the ledger with running balances
@@ -60,6 +62,7 @@ pub mod log;
 pub mod media;
 pub mod messages;
 pub mod outbox;
+pub mod payment_requests;
 pub mod payments;
 pub mod runtime;
 pub mod service;

@@ -1192,3 +1192,130 @@ async fn provider_secrets_are_stored_sealed_and_only_admins_set_them(pool: PgPoo
         .await;
     assert_eq!(denied["errors"][0]["extensions"]["code"], "FORBIDDEN");
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn payment_requests_are_listed_with_where_they_stand_filtered_and_paged(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 250_000, "KES").await;
+    let contact = w.customer().await;
+    let paid = w
+        .request_mpesa("list-1", json!({"orderId": order}), 250_000, &contact)
+        .await;
+    let cancelled = w
+        .request_mpesa("list-2", json!({"walletId": "main"}), 20_000, &contact)
+        .await;
+    let refused = w
+        .request_mpesa("list-3", json!({"walletId": "main"}), 30_000, &contact)
+        .await;
+    {
+        let mut results = w.daraja.results.lock().unwrap_or_else(|e| e.into_inner());
+        results.insert("ws_CO_1".into(), "0".into());
+        results.insert("ws_CO_3".into(), "0".into());
+    }
+    let (status, body) = w
+        .post_mpesa(MPESA_SECRET, &stk_callback("ws_CO_1", "PAID1", 2_500))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Another amount than asked: refused, counted on the request.
+    let (status, body) = w
+        .post_mpesa(MPESA_SECRET, &stk_callback("ws_CO_3", "WRONG1", 999))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let finance = w.app.token(TENANT, Role::Finance);
+    let (_, reply) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "mutation($id: String!) { cancelPaymentRequest(id: $id) { status } }",
+            json!({"id": cancelled["id"]}),
+        )
+        .await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    w.app.project().await;
+
+    const LIST: &str = "query($status: PaymentRequestStatus, $kind: PaymentRequestTargetKind, $target: String,
+                              $first: Int! = 20, $after: String) {
+        paymentRequests(filter: { status: $status, targetKind: $kind, target: $target }, first: $first, after: $after) {
+          edges { node { id provider targetKind target amountMinor currency contactId status providerRequestId
+                         providerReference refusedCallbacks requestedBy expiresAt sentAt closedAt } }
+          pageInfo { hasNextPage endCursor } } }";
+    let list = |token: String, variables: Value| {
+        let app = &w.app;
+        async move { app.graphql(Some(&token), LIST, variables).await.1 }
+    };
+    let ids = |reply: &Value| -> Vec<String> {
+        reply["data"]["paymentRequests"]["edges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e["node"]["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let id = |request: &Value| request["id"].as_str().unwrap_or_default().to_string();
+
+    // Latest first, each with where it stands.
+    let all = list(finance.clone(), json!({})).await;
+    assert_eq!(ids(&all), [id(&refused), id(&cancelled), id(&paid)], "{all}");
+    let nodes: Vec<Value> = all["data"]["paymentRequests"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["node"].clone())
+        .collect();
+    assert_eq!(nodes[0]["status"], "SENT");
+    assert_eq!(nodes[0]["refusedCallbacks"], 1);
+    assert_eq!(nodes[0]["targetKind"], "WALLET");
+    assert_eq!(nodes[1]["status"], "CANCELLED");
+    assert!(nodes[1]["closedAt"].is_string(), "{all}");
+    assert_eq!(nodes[2]["status"], "PAID");
+    assert_eq!(nodes[2]["providerReference"], "PAID1");
+    assert_eq!(nodes[2]["providerRequestId"], "ws_CO_1");
+    assert_eq!(nodes[2]["target"], json!(order));
+    assert_eq!(nodes[2]["amountMinor"], 250_000);
+    assert_eq!(nodes[2]["currency"], "KES");
+    assert_eq!(nodes[2]["contactId"], json!(contact));
+    assert_eq!(nodes[2]["provider"], "mpesa");
+
+    // Filters.
+    assert_eq!(
+        ids(&list(finance.clone(), json!({"status": "PAID"})).await),
+        [id(&paid)]
+    );
+    assert_eq!(
+        ids(&list(finance.clone(), json!({"kind": "WALLET"})).await),
+        [id(&refused), id(&cancelled)]
+    );
+    assert_eq!(ids(&list(finance.clone(), json!({"target": order})).await), [id(&paid)]);
+    assert!(ids(&list(finance.clone(), json!({"status": "EXPIRED"})).await).is_empty());
+
+    // Pages.
+    let first = list(finance.clone(), json!({"first": 2})).await;
+    assert_eq!(ids(&first), [id(&refused), id(&cancelled)]);
+    assert_eq!(first["data"]["paymentRequests"]["pageInfo"]["hasNextPage"], true);
+    let after = first["data"]["paymentRequests"]["pageInfo"]["endCursor"].clone();
+    let second = list(finance.clone(), json!({"first": 2, "after": after})).await;
+    assert_eq!(ids(&second), [id(&paid)]);
+    assert_eq!(second["data"]["paymentRequests"]["pageInfo"]["hasNextPage"], false);
+    let bad = list(finance.clone(), json!({"after": "not-a-cursor"})).await;
+    assert_eq!(error_code(&bad), "BAD_CURSOR", "{bad}");
+
+    // One by id; agents read them (they make requests), technicians do not.
+    let agent = w.app.token(TENANT, Role::Agent);
+    let (_, one) = w
+        .app
+        .graphql(
+            Some(&agent),
+            "query($id: String!) { paymentRequest(id: $id) { id status } nobody: paymentRequest(id: \"preq_none\") { id } }",
+            json!({"id": cancelled["id"]}),
+        )
+        .await;
+    assert_eq!(one["data"]["paymentRequest"]["status"], "CANCELLED", "{one}");
+    assert!(one["data"]["nobody"].is_null(), "{one}");
+    let technician = list(w.app.token(TENANT, Role::Technician), json!({})).await;
+    assert_eq!(error_code(&technician), "FORBIDDEN", "{technician}");
+    // Another tenant sees none of them.
+    w.app.tenant_with_number("other", "999000999").await;
+    assert!(ids(&list(w.app.token("other", Role::Finance), json!({})).await).is_empty());
+}

@@ -1,5 +1,6 @@
 //! Payments from provider callbacks: the `payments` connection (filter by status and
-//! provider), `unmatchedPayments` (finance's work list), the finance mutation `matchPayment`
+//! provider), `unmatchedPayments` (finance's work list), the `paymentRequests` connection
+//! (filter by status, provider and target) and `paymentRequest(id)`, the finance mutation `matchPayment`
 //! that matches an unmatched payment to an order, and the admin mutation `setPaymentProvider`
 //! that sets a tenant's provider credentials (sealed; never readable back).
 //!
@@ -14,6 +15,7 @@ use chronicle_commands::payments::mpesa::DarajaCredentials;
 use chronicle_commands::payments::requests::{refused_callbacks, NewPaymentRequest, RequestReceipt};
 use chronicle_commands::payments::{match_manually, PaymentIntake};
 use chronicle_domain::payment_request::PaymentTarget;
+use chronicle_projections::payment_requests::{self as requests_model, PaymentRequestRow, RequestFilter};
 use chronicle_projections::payments::{get, list, PaymentFilter as ReadFilter, PaymentRow};
 use chrono::{DateTime, Utc};
 
@@ -228,6 +230,154 @@ pub struct PaymentRequestReceipt {
     pub provider_request_id: Option<String>,
 }
 
+/// Where a payment request stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum PaymentRequestStatus {
+    /// Recorded; the provider has not accepted the initiation yet (or it failed and may be
+    /// tried again with the same idempotency key: see `failure`).
+    Requested,
+    /// The provider accepted the initiation (M-Pesa: the prompt is on the customer's phone).
+    Sent,
+    /// Paid: its order or wallet got the payment, once.
+    Paid,
+    /// The provider reported that the customer did not pay (see `failure`).
+    Failed,
+    /// Cancelled by staff; a later callback is kept for finance, never credited.
+    Cancelled,
+    /// Past its expiry unpaid; a later callback is kept for finance, never credited.
+    Expired,
+}
+
+impl PaymentRequestStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Sent => "sent",
+            Self::Paid => "paid",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+
+    fn parse(status: &str) -> Self {
+        match status {
+            "sent" => Self::Sent,
+            "paid" => Self::Paid,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            "expired" => Self::Expired,
+            _ => Self::Requested,
+        }
+    }
+}
+
+/// What a payment request is for.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum PaymentRequestTargetKind {
+    /// An order (`target` is its id, `order_…`).
+    Order,
+    /// A top-up of a wallet (`target` is the wallet id: `main` or a sub-wallet).
+    Wallet,
+    /// A free amount (`target` is its description).
+    Free,
+}
+
+impl PaymentRequestTargetKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Wallet => "wallet",
+            Self::Free => "free",
+        }
+    }
+
+    fn parse(kind: &str) -> Self {
+        match kind {
+            "order" => Self::Order,
+            "wallet" => Self::Wallet,
+            _ => Self::Free,
+        }
+    }
+}
+
+/// Which payment requests to list; every field optional, all given must hold.
+#[derive(InputObject, Default)]
+pub struct PaymentRequestFilter {
+    /// Only requests with this status.
+    pub status: Option<PaymentRequestStatus>,
+    /// Only requests to this provider.
+    pub provider: Option<PaymentProvider>,
+    /// Only requests for this kind of target.
+    pub target_kind: Option<PaymentRequestTargetKind>,
+    /// Only requests for this order or wallet id (exact).
+    pub target: Option<String>,
+}
+
+/// A request to a customer to pay, with where it stands.
+#[derive(SimpleObject)]
+pub struct PaymentRequest {
+    /// `preq_…`.
+    pub id: String,
+    /// The provider asked: `paynow`, `mpesa` or `stripe`.
+    pub provider: String,
+    /// What it is for.
+    pub target_kind: PaymentRequestTargetKind,
+    /// The order id (`order_…`) or wallet id, or the free amount's description.
+    pub target: String,
+    /// The amount asked, in integer minor units of `currency`.
+    pub amount_minor: i64,
+    /// ISO 4217 code of the amount.
+    pub currency: String,
+    /// The customer asked (`ct_…`), when the request names one.
+    pub contact_id: Option<String>,
+    /// Where it stands.
+    pub status: PaymentRequestStatus,
+    /// The provider's id for the initiation (M-Pesa's `CheckoutRequestID`), once accepted.
+    pub provider_request_id: Option<String>,
+    /// The provider's reference of the payment (M-Pesa receipt), once paid.
+    pub provider_reference: Option<String>,
+    /// Why the initiation failed (while `REQUESTED`) or why the customer did not pay (`FAILED`).
+    pub failure: Option<String>,
+    /// Callbacks that named this request but paid nothing (another amount, a second payment, a
+    /// late one): each is in `refusedPaymentCallbacks`.
+    pub refused_callbacks: i32,
+    /// Who asked (`user:<id>`).
+    pub requested_by: String,
+    /// When it was recorded (RFC 3339).
+    pub requested_at: DateTime<Utc>,
+    /// When it stops being payable (RFC 3339).
+    pub expires_at: DateTime<Utc>,
+    /// When the provider accepted the initiation (RFC 3339).
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When it was paid, failed, cancelled or expired (RFC 3339).
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl From<PaymentRequestRow> for PaymentRequest {
+    fn from(r: PaymentRequestRow) -> Self {
+        Self {
+            id: r.request_id,
+            provider: r.provider,
+            target_kind: PaymentRequestTargetKind::parse(&r.target_kind),
+            target: r.target,
+            amount_minor: r.amount_minor,
+            currency: r.currency,
+            contact_id: r.contact_id,
+            status: PaymentRequestStatus::parse(&r.status),
+            provider_request_id: r.provider_request_id,
+            provider_reference: r.provider_reference,
+            failure: r.failure,
+            refused_callbacks: r.refused_callbacks,
+            requested_by: r.requested_by,
+            requested_at: r.requested_at,
+            expires_at: r.expires_at,
+            sent_at: r.sent_at,
+            closed_at: r.closed_at,
+        }
+    }
+}
+
 /// A provider callback that paid nothing, kept for finance.
 #[derive(SimpleObject)]
 pub struct RefusedPaymentCallback {
@@ -260,6 +410,11 @@ fn requests_payments(role: Role) -> bool {
 fn payment_intake<'a>(ctx: &'a Context<'_>) -> Result<&'a PaymentIntake, ApiError> {
     ctx.data::<PaymentIntake>()
         .map_err(|_| ApiError::Unavailable("no payment intake in the schema".into()))
+}
+
+/// Who reads payment requests: those who read payments, and agents, who make requests.
+fn reads_payment_requests(role: Role) -> bool {
+    reads_payments(role) || role == Role::Agent
 }
 
 fn reads_payments(role: Role) -> bool {
@@ -394,6 +549,68 @@ impl PaymentsQuery {
                 last_seen_at: r.last_seen_at,
             })
             .collect())
+    }
+
+    /// The caller's tenant's payment requests, latest first, filtered. Owner, admin, finance,
+    /// auditor and agent (else `FORBIDDEN`); a malformed `after` is `BAD_CURSOR`.
+    async fn payment_requests(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default, desc = "Which requests: every one when null or empty.")] filter: PaymentRequestFilter,
+        #[graphql(
+            default = 20,
+            validator(minimum = 1, maximum = 100),
+            desc = "Page size: default 20, at least 1, at most 100."
+        )]
+        first: i32,
+        #[graphql(
+            desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
+        )]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, PaymentRequest>> {
+        let caller = caller(ctx).gql()?;
+        require(reads_payment_requests(caller.role), caller, "read payment requests").gql()?;
+        let filter = RequestFilter {
+            status: filter.status.map(|s| s.as_str().to_string()),
+            provider: filter.provider.map(|p| p.as_str().to_string()),
+            target_kind: filter.target_kind.map(|k| k.as_str().to_string()),
+            target: filter.target,
+        };
+        let page = requests_model::list(
+            pool(ctx).gql()?,
+            &caller.tenant,
+            &filter,
+            i64::from(first),
+            after.as_deref(),
+        )
+        .await
+        .map_err(ApiError::from)
+        .gql()?
+        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
+        .gql()?;
+        let mut connection = Connection::new(after.is_some(), page.has_next_page);
+        connection.edges.extend(
+            page.rows
+                .into_iter()
+                .map(|(cursor, row)| Edge::new(cursor, PaymentRequest::from(row))),
+        );
+        Ok(connection)
+    }
+
+    /// One payment request of the caller's tenant; null when it has none with this id. Owner,
+    /// admin, finance, auditor and agent.
+    async fn payment_request(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The request id (`preq_…`).")] id: String,
+    ) -> async_graphql::Result<Option<PaymentRequest>> {
+        let caller = caller(ctx).gql()?;
+        require(reads_payment_requests(caller.role), caller, "read payment requests").gql()?;
+        let row = requests_model::get(pool(ctx).gql()?, &caller.tenant, &id)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
+        Ok(row.map(PaymentRequest::from))
     }
 
     /// One payment of the caller's tenant; null when it has none with this id. Owner, admin,
