@@ -344,6 +344,13 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
     tasks.push(tokio::spawn(supervise("wallet-sweeper", shutdown.clone(), move || {
         wallet_sweeper.clone().run(Duration::from_secs(5), stop.clone())
     })));
+    let expiry = chronicle_commands::payments::expiry::RequestExpirySweeper::new(state.commands.clone());
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(supervise(
+        "payment-request-expiry",
+        shutdown.clone(),
+        move || expiry.clone().run(Duration::from_secs(5), stop.clone()),
+    )));
     let service_sweeper = chronicle_commands::service::ServiceSweeper::new(state.commands.clone());
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(supervise(

@@ -1319,3 +1319,75 @@ async fn payment_requests_are_listed_with_where_they_stand_filtered_and_paged(po
     w.app.tenant_with_number("other", "999000999").await;
     assert!(ids(&list(w.app.token("other", Role::Finance), json!({})).await).is_empty());
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_sweeper_expires_open_requests_past_their_expiry_once_and_leaves_the_rest(pool: PgPool) {
+    use chronicle_commands::payments::expiry::RequestExpirySweeper;
+    let w = world(pool).await;
+    let contact = w.customer().await;
+    // A request that expires a moment from now (the API's shortest is a minute), one that does
+    // not, and one paid.
+    let short = w
+        .app
+        .state
+        .payments
+        .request_payment(
+            NewPaymentRequest {
+                idempotency_key: "short".into(),
+                target: PaymentTarget::Wallet {
+                    wallet_id: "main".into(),
+                },
+                provider: PaymentProvider::Mpesa,
+                amount_minor: 10_000,
+                currency: "KES".into(),
+                expires_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
+                contact_id: Some(contact.clone()),
+            },
+            &metadata(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let open = w
+        .request_mpesa("open", json!({"walletId": "main"}), 20_000, &contact)
+        .await;
+    let sweeper = RequestExpirySweeper::new(w.app.state.commands.clone());
+    w.app.project().await;
+    // Nothing is due yet.
+    assert_eq!(
+        sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}")).worked(),
+        0
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((pass.expired, pass.refused, pass.retry), (1, 0, 0));
+    // A second pass before the projector caught up records nothing more.
+    sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.count_events("PaymentRequestExpired").await, 1);
+    w.app.project().await;
+    assert_eq!(
+        sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}")).worked(),
+        0
+    );
+    let finance = w.app.token(TENANT, Role::Finance);
+    let (_, reply) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "query($a: String!, $b: String!) { a: paymentRequest(id: $a) { status closedAt } b: paymentRequest(id: $b) { status } }",
+            json!({"a": short.request_id, "b": open["id"]}),
+        )
+        .await;
+    assert_eq!(reply["data"]["a"]["status"], "EXPIRED", "{reply}");
+    assert!(reply["data"]["a"]["closedAt"].is_string(), "{reply}");
+    assert_eq!(reply["data"]["b"]["status"], "SENT", "{reply}");
+    // Its late payment is still refused by the request and kept for finance.
+    w.daraja
+        .results
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert("ws_CO_1".into(), "0".into());
+    let (status, body) = w.post_mpesa(MPESA_SECRET, &stk_callback("ws_CO_1", "LATE2", 100)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["unmatchedReason"], "REQUEST_EXPIRED", "{body}");
+    assert_eq!(w.count_events("TokensPurchased").await, 0);
+}

@@ -9,6 +9,7 @@
 //! - [`mpesa`]: STK callbacks on a secret path, the Daraja STK status query.
 //! - [`stripe`]: `Stripe-Signature` (`t=`, `v1=`, HMAC-SHA256, 300 s tolerance).
 //! - [`credentials`]: per-tenant provider credentials, sealed under the master key.
+//! - [`expiry`]: the sweeper that expires open payment requests past their expiry.
 //! - [`requests`]: payment requests: asking a customer to pay (the M-Pesa STK push), and
 //!   callbacks matched to what was asked; refused callbacks kept for finance.
 //!
@@ -40,6 +41,7 @@
 //! database.
 
 pub mod credentials;
+pub mod expiry;
 pub mod mpesa;
 pub mod paynow;
 pub mod requests;

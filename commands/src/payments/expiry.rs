@@ -1,0 +1,126 @@
+//! The payment requests' expiry sweeper: [`RequestExpirySweeper`] finds open requests (`requested`
+//! or `sent`) past their expiry in the `payment_requests` read model, by the database's clock,
+//! and sends each `Expire`, so the request lists as expired without waiting for a late callback
+//! (which the aggregate refuses by its time either way). It only reads the read model and only
+//! writes commands; the projector records the expiry when the event arrives.
+//!
+//! `Expire` is idempotent (an expired request records nothing), so a pass that finds a request
+//! again before the projector has caught up changes nothing; a request paid or cancelled in
+//! between is refused by the aggregate (`PAYMENT_REQUEST_CLOSED`) and left as it is.
+//!
+//! Providers are not told: M-Pesa's STK push has no cancellation (the prompt times out on the
+//! phone); Paynow and Stripe requests, once initiated, are to be cancelled with them here.
+
+use std::time::Duration;
+
+use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_domain::payment_request::PaymentRequestCommand;
+use chronicle_domain::tenant::TenantId;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use tracing::Instrument;
+
+use crate::dispatch::Commands;
+use crate::error::CommandError;
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpiryPass {
+    /// Requests sent `Expire` (or found expired already).
+    pub expired: u32,
+    /// Requests the aggregate would not expire (paid or cancelled since the read model saw them).
+    pub refused: u32,
+    /// Requests left for a later pass after a transient failure.
+    pub retry: u32,
+}
+
+impl ExpiryPass {
+    /// Requests worked.
+    pub fn worked(&self) -> u32 {
+        self.expired + self.refused + self.retry
+    }
+}
+
+/// The sweeper (see the module docs).
+#[derive(Clone, Debug)]
+pub struct RequestExpirySweeper {
+    commands: Commands,
+}
+
+impl RequestExpirySweeper {
+    pub fn new(commands: Commands) -> Self {
+        Self { commands }
+    }
+
+    /// One pass over up to `limit` open requests past their expiry, oldest expiry first.
+    pub async fn run_once(&self, limit: i64) -> Result<ExpiryPass, CommandError> {
+        let mut tx = self.commands.pool().begin().await?;
+        // Every tenant's requests (row-level security, migration 0007).
+        sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT tenant_id, request_id, now() AS db_now FROM payment_requests
+              WHERE status IN ('requested', 'sent') AND expires_at <= now()
+              ORDER BY expires_at, tenant_id, request_id
+              LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut pass = ExpiryPass::default();
+        for row in rows {
+            let tenant: String = row.try_get("tenant_id")?;
+            let request_id: String = row.try_get("request_id")?;
+            let now: DateTime<Utc> = row.try_get("db_now")?;
+            let correlation = format!("request-expiry:{request_id}");
+            let span = tracing::info_span!("payment_request.expire", tenant.id = %tenant, payment_request.id = %request_id, correlation.id = %correlation);
+            let result = async {
+                let metadata = CommandMetadata {
+                    tenant_id: TenantId::parse(&tenant).map_err(|e| CommandError::InvalidInput(e.to_string()))?,
+                    actor: Actor::System {
+                        component: "payment-request-expiry".into(),
+                    },
+                    causation_id: correlation.clone(),
+                    correlation_id: correlation.clone(),
+                };
+                self.commands
+                    .payment_request(&request_id, PaymentRequestCommand::Expire { at: now }, &metadata)
+                    .await
+            }
+            .instrument(span)
+            .await;
+            match result {
+                Ok(()) => pass.expired += 1,
+                Err(e @ (CommandError::Rejected(_) | CommandError::InvalidInput(_))) => {
+                    tracing::info!(tenant.id = %tenant, payment_request.id = %request_id, reason = %e, "payment request not expired: closed since");
+                    pass.refused += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(tenant.id = %tenant, payment_request.id = %request_id, error = %e, "payment request expiry will be retried");
+                    pass.retry += 1;
+                }
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Runs until `shutdown` turns true, a pass every `poll`.
+    pub async fn run(self, poll: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
+        crate::worker::poll_until_shutdown("payment-request-expiry", poll, shutdown, || async {
+            let pass = self.run_once(100).await?;
+            if pass.worked() > 0 {
+                tracing::info!(
+                    expired = pass.expired,
+                    refused = pass.refused,
+                    retry = pass.retry,
+                    "payment request expiry pass"
+                );
+            }
+            // Never busy: requests stay listed until the projector records their expiry.
+            Ok(false)
+        })
+        .await;
+    }
+}
