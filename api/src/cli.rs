@@ -199,12 +199,7 @@ async fn run_sandbox(settings: Settings, command: SandboxCommand) -> anyhow::Res
         Role::Owner,
         chrono::Duration::minutes(5),
     )?;
-    let host = match settings.bind.ip() {
-        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        std::net::IpAddr::V4(ip) => ip.to_string(),
-    };
-    let url = format!("http://{host}:{}/sandbox/inbound", settings.bind.port());
+    let url = format!("{}/sandbox/inbound", crate::sandbox::local_origin(settings.bind));
     let body = serde_json::json!({"from": from, "name": name, "text": text, "image_base64": image_base64, "mime_type": mime_type});
     let response = reqwest::Client::new()
         .post(&url)

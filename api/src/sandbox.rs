@@ -142,23 +142,29 @@ pub struct Inbound {
     pub mime_type: Option<String>,
 }
 
+/// `http://<address>:<port>` of a server listening on `bind`, as this machine reaches it (an
+/// unspecified bind address is reached on loopback).
+pub fn local_origin(bind: SocketAddr) -> String {
+    let host = match bind.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    format!("http://{host}:{}", bind.port())
+}
+
 impl Sandbox {
     /// The sandbox of a server listening on `bind`, calling its webhook back with `app_secret`
     /// and accepting `access_token` as the Graph API's token.
     pub fn new(bind: SocketAddr, app_secret: Secret, access_token: Secret) -> anyhow::Result<Self> {
-        let host = match bind.ip() {
-            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
-            ip if ip.is_unspecified() => "[::1]".to_string(),
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            std::net::IpAddr::V4(ip) => ip.to_string(),
-        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| anyhow::anyhow!("building the sandbox's HTTP client: {e}"))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                origin: format!("http://{host}:{}", bind.port()),
+                origin: local_origin(bind),
                 app_secret,
                 access_token,
                 http,

@@ -5,8 +5,6 @@
 //! Rows hold no personal data: provider references, merchant references and amounts. Each
 //! update is guarded by `last_position`, so replaying a batch changes nothing.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_domain::payment::PaymentEvent;
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
@@ -16,7 +14,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::contacts::{local_id, tenant_of};
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant};
+use crate::shared::{all_tenants, for_tenant, read_time_id_cursor, time_id_cursor};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "payments";
@@ -235,10 +233,7 @@ pub struct Page {
 pub struct BadPageCursor;
 
 fn decode_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
-    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
-    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
+    read_time_id_cursor(cursor).ok_or(BadPageCursor)
 }
 
 const COLUMNS: &str = "payment_id, provider, reference, merchant_reference, amount_minor, currency, status,
@@ -305,7 +300,7 @@ pub async fn list(
         .take(first as usize)
         .map(|r| -> Result<(String, PaymentRow), sqlx::Error> {
             let row = row_of(r)?;
-            let cursor = URL_SAFE_NO_PAD.encode(format!("{}|{}", row.confirmed_at.timestamp_micros(), row.payment_id));
+            let cursor = time_id_cursor(row.confirmed_at, &row.payment_id);
             Ok((cursor, row))
         })
         .collect::<Result<Vec<_>, _>>()?;

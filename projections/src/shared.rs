@@ -131,3 +131,18 @@ pub async fn for_tenant(tx: &mut PgConnection, tenant: &TenantId) -> Result<(), 
         .await
         .map(|_| ())
 }
+
+/// The keyset cursor of a list ordered by a time and an id: `base64url("<micros>|<id>")`.
+pub fn time_id_cursor(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
+}
+
+/// Reads a [`time_id_cursor`]: the time in microseconds and the id; `None` when malformed.
+pub fn read_time_id_cursor(cursor: &str) -> Option<(i64, String)> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (micros, id) = text.split_once('|')?;
+    Some((micros.parse().ok()?, id.to_string()))
+}
