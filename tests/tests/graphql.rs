@@ -738,3 +738,20 @@ async fn production_has_no_whatsapp_sandbox(pool: PgPool) {
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
     }
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_query_limits_hold_over_websocket_too(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", ACME_NUMBER).await;
+    let address = app.serve().await;
+    let mut socket = ws_connect(address, &app.token("acme", Role::Integrator)).await;
+    let deep = (1..13).fold(String::from("a"), |inner, _| format!("a {{ {inner} }}"));
+    let message =
+        json!({"id": "deep", "type": "subscribe", "payload": {"query": format!("subscription {{ {deep} }}")}});
+    if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+        panic!("could not subscribe");
+    }
+    let reply = next_json(&mut socket).await;
+    let text = reply.to_string();
+    assert!(text.contains("nested too deep"), "{reply}");
+}

@@ -3,8 +3,8 @@
 //! async-graphql's own `limit_depth`/`limit_complexity` count introspection like any other
 //! field, so the standard introspection query of graphql-js (`getIntrospectionQuery()`, the one
 //! GraphiQL, Apollo and code generators send: `__schema { types { fields { args { type {
-//! ofType … } } } } }`, 13 to 15 levels) was refused as "nested too deep". This extension checks
-//! the parsed document instead, in two budgets:
+//! ofType … } } } } }`, 13 to 15 levels) was refused as "nested too deep". [`Limited`] (the executor the
+//! HTTP and WebSocket routes run) checks the parsed document instead, in two budgets:
 //!
 //! - **Data fields** (everything outside `__schema` / `__type`): depth at most [`MAX_DEPTH`],
 //!   complexity (one per field selected, fragments inlined, as async-graphql counts it) at most
@@ -25,9 +25,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::futures_util::stream::BoxStream;
+use async_graphql::futures_util::StreamExt;
 use async_graphql::parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
-use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
+use async_graphql::{Data, Executor, Name, Positioned, Request, Response, ServerError};
+
+use super::ChronicleSchema;
 
 /// The deepest selection of data fields.
 pub const MAX_DEPTH: usize = 12;
@@ -58,30 +61,35 @@ const INTROSPECTION_LISTS: [&str; 8] = [
     "directives",
 ];
 
-/// The extension; add it with `Schema::build(..).extension(QueryLimits)`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QueryLimits;
+/// The schema with the limits checked before anything runs, for HTTP and WebSocket alike: the
+/// request's document is parsed once (async-graphql executes the parsed document it is handed),
+/// checked, and refused with one error when over a budget. A check here, rather than a schema
+/// extension, keeps every field's resolution free of the extension chain async-graphql runs
+/// for each field once any extension is registered.
+#[derive(Clone)]
+pub struct Limited(pub ChronicleSchema);
 
-impl ExtensionFactory for QueryLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(QueryLimitsExtension)
-    }
+/// The refusal of a request over the limits; `None` to run it (a document that does not parse
+/// is left to the schema, which answers its syntax error as usual).
+fn refusal(request: &mut Request) -> Option<Response> {
+    let document = request.parsed_query().ok()?;
+    let refused = check(document).err()?;
+    Some(Response::from_errors(vec![ServerError::new(refused.message(), None)]))
 }
 
-struct QueryLimitsExtension;
+impl Executor for Limited {
+    async fn execute(&self, mut request: Request) -> Response {
+        match refusal(&mut request) {
+            Some(refused) => refused,
+            None => self.0.execute(request).await,
+        }
+    }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for QueryLimitsExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        check(&document).map_err(|refusal| ServerError::new(refusal.message(), None))?;
-        Ok(document)
+    fn execute_stream(&self, mut request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, Response> {
+        match refusal(&mut request) {
+            Some(refused) => futures::stream::once(async move { refused }).boxed(),
+            None => Executor::execute_stream(&self.0, request, session_data),
+        }
     }
 }
 

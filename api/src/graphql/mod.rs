@@ -1,4 +1,5 @@
-//! The GraphQL schema: one module per area, merged here. Limits ([`limits`]): depth 12 and
+//! The GraphQL schema: one module per area, merged here. Limits ([`limits::Limited`], the
+//! executor the routes run): depth 12 and
 //! complexity 1000 for data fields; introspection has a budget of its own, so the standard
 //! introspection query of graphql-js is accepted.
 
@@ -120,7 +121,6 @@ pub fn build_schema(
     .data(keys)
     .data(payments)
     .data(sandbox)
-    .extension(limits::QueryLimits)
     .finish()
 }
 

@@ -4,7 +4,7 @@
 //! payload's `Authorization` (or `token`) field. The caller it names is the request's data.
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::Data;
+use async_graphql::{Data, Executor};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::{FromRequestParts, State, WebSocketUpgrade};
 use axum::http::request::Parts;
@@ -18,6 +18,7 @@ use super::CorrelationId;
 use crate::app::AppState;
 use crate::auth::{bearer, verify, Caller};
 use crate::error::ApiError;
+use crate::graphql::limits::Limited;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -57,7 +58,8 @@ async fn execute(
 ) -> Response {
     let span = tracing::info_span!("graphql", tenant.id = %caller.tenant, user.id = %caller.user_id, correlation.id = %correlation.0);
     let request = request.into_inner().data(caller).data(correlation);
-    GraphQLResponse::from(state.schema.execute(request).instrument(span).await).into_response()
+    let executor = Limited(state.schema.clone());
+    GraphQLResponse::from(executor.execute(request).instrument(span).await).into_response()
 }
 
 fn token_from_init(payload: &serde_json::Value) -> Option<String> {
@@ -85,7 +87,7 @@ async fn subscriptions(
 ) -> Response {
     // A token in the upgrade request's headers is accepted too (non-browser clients).
     let header_caller = caller_from_headers(&state, &headers).ok();
-    let schema = state.schema.clone();
+    let schema = Limited(state.schema.clone());
     let secret = state.jwt_secret.clone();
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
         GraphQLWebSocket::new(stream, schema, protocol)
