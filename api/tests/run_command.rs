@@ -23,16 +23,24 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// One server at a time: each runs its own PostgreSQL, and `serve --demo` loads a few thousand
+/// events before it listens; side by side on two cores they starved each other's progress.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A data directory with its own embedded cluster, stopped and removed when dropped (also when
-/// a test fails).
+/// a test fails). Holds [`ONE_AT_A_TIME`] for its life.
 struct Sandbox {
     dir: PathBuf,
     pg_port: u16,
     bind: String,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Sandbox {
     fn new(name: &str) -> Self {
+        // Each test has a thread of its own (a current-thread runtime): waiting here blocks only
+        // this test. A test that failed holding the turn leaves it usable.
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = std::env::temp_dir().join(format!("chronicle-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -40,6 +48,7 @@ impl Sandbox {
             dir,
             pg_port: free_port(),
             bind: format!("127.0.0.1:{}", free_port()),
+            _turn: turn,
         }
     }
 
