@@ -323,10 +323,7 @@ impl Sandbox {
             .and_then(|v| v.to_str().ok())
             .and_then(crate::auth::bearer)
             .unwrap_or_default();
-        chronicle_commands::payments::constant_time_eq(
-            presented.as_bytes(),
-            self.inner.access_token.expose().as_bytes(),
-        )
+        chronicle_domain::crypto::constant_time_eq(presented.as_bytes(), self.inner.access_token.expose().as_bytes())
     }
 }
 

@@ -177,11 +177,8 @@ impl Sandbox {
     }
 
     async fn post_delivery(&self, body: &Value) -> reqwest::StatusCode {
-        use hmac::{Hmac, Mac};
         let bytes = serde_json::to_vec(body).unwrap();
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
-        mac.update(&bytes);
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let signature = chronicle_commands::intake::whatsapp::sign(APP_SECRET.as_bytes(), &bytes);
         reqwest::Client::new()
             .post(format!("http://{}/webhooks/whatsapp", self.bind))
             .header("content-type", "application/json")

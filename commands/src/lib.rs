@@ -7,6 +7,8 @@
 //!   aggregate, wake-ups after each append, metrics.
 //! - [`error`]: [`error::CommandError`], a refusal (the caller's fault, with its domain code), a
 //!   conflict, or an unexpected failure.
+//! - [`http`]: form bodies, retry pacing and the Graph API client, for every worker that calls
+//!   out.
 //! - [`keystore`]: per-contact data keys, created on first use and stored wrapped by the master
 //!   key.
 //! - [`outbound`]: the WhatsApp sender working the `outbox` table (never sends a message twice).
@@ -49,6 +51,7 @@ pub mod campaigns;
 pub mod contacts;
 pub mod dispatch;
 pub mod error;
+pub mod http;
 pub mod installations;
 pub mod intake;
 pub mod keystore;

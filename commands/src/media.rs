@@ -42,6 +42,7 @@ use tracing::Instrument;
 
 use crate::dispatch::Commands;
 use crate::error::CommandError;
+use crate::http::{backoff_delay, is_retryable, GraphApi};
 
 /// The actor recorded on media events.
 pub const COMPONENT: &str = "media-fetcher";
@@ -94,8 +95,7 @@ impl FetcherConfig {
     }
 
     fn delay(&self, attempts: u32) -> Duration {
-        let doublings = attempts.saturating_sub(1).min(20);
-        self.backoff.saturating_mul(1u32 << doublings).min(self.max_backoff)
+        backoff_delay(self.backoff, self.max_backoff, attempts)
     }
 }
 
@@ -138,7 +138,7 @@ pub struct MediaFetcher {
     pool: PgPool,
     commands: Commands,
     master: MasterKey,
-    http: reqwest::Client,
+    graph: GraphApi,
     config: FetcherConfig,
 }
 
@@ -153,16 +153,13 @@ impl fmt::Debug for MediaFetcher {
 impl MediaFetcher {
     /// A fetcher over the `media_jobs` of `commands`' pool, with data keys unwrapped by `master`.
     pub fn new(commands: Commands, master: MasterKey, config: FetcherConfig) -> Result<Self, CommandError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .build()
+        let graph = GraphApi::new(&config.base_url, &config.access_token, config.request_timeout)
             .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
         Ok(Self {
             pool: commands.pool().clone(),
             commands,
             master,
-            http,
+            graph,
             config,
         })
     }
@@ -399,8 +396,7 @@ impl MediaFetcher {
 
     /// The media's URL from the Graph API, then its bytes.
     async fn fetch(&self, media_id: &str) -> Fetch {
-        let url = format!("{}/{media_id}", self.config.base_url.trim_end_matches('/'));
-        let described = match self.get(&url).await {
+        let described = match self.get(&self.graph.url(media_id)).await {
             Ok(response) => response,
             Err(fetch) => return fetch,
         };
@@ -441,7 +437,7 @@ impl MediaFetcher {
 
     /// One authenticated GET: the response of a 2xx, or how the attempt ended.
     async fn get(&self, url: &str) -> Result<reqwest::Response, Fetch> {
-        let response = match self.http.get(url).bearer_auth(&self.config.access_token).send().await {
+        let response = match self.graph.get(url).send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Err(Fetch::Retry("timeout".into())),
             Err(e) if e.is_connect() => return Err(Fetch::Retry("connect".into())),
@@ -456,7 +452,7 @@ impl MediaFetcher {
             Some(provider) => format!("http_{}:{provider}", status.as_u16()),
             None => format!("http_{}", status.as_u16()),
         };
-        if status.is_server_error() || status.as_u16() == 429 {
+        if is_retryable(status) {
             Err(Fetch::Retry(code))
         } else {
             Err(Fetch::Refused(code))

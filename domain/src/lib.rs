@@ -32,6 +32,7 @@ pub mod call;
 pub mod campaign;
 pub mod contact;
 pub mod conversation;
+pub mod crypto;
 pub mod installation;
 pub mod lead;
 pub mod media;

@@ -18,14 +18,11 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
+use crate::crypto::hmac_sha256;
 use crate::tenant::TenantId;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,10 +131,7 @@ impl MasterKey {
 
     /// The key for identifier hashes, derived from the master key.
     pub fn id_key(&self) -> IdKey {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(b"chronicle/contact-id/v1");
-        IdKey(mac.finalize().into_bytes().into())
+        IdKey(hmac_sha256(&self.0, &[b"chronicle/contact-id/v1"]))
     }
 }
 
@@ -313,27 +307,15 @@ impl IdKey {
     /// A contact's id: `ct_` and 32 hex digits of HMAC-SHA256 over the tenant and the handle.
     /// Stable for a tenant and number, readable by nobody.
     pub fn contact_id(&self, tenant: &TenantId, handle: ContactHandle<'_>) -> String {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(tenant.as_str().as_bytes());
-        mac.update(&[0]);
-        match handle {
-            ContactHandle::Phone(phone) => {
-                mac.update(b"phone\0");
-                mac.update(phone.as_str().as_bytes());
-            }
-            ContactHandle::ProviderUser { provider, user_id } => {
-                mac.update(b"user\0");
-                mac.update(provider.as_bytes());
-                mac.update(&[0]);
-                mac.update(user_id.as_bytes());
-            }
-            ContactHandle::Email(address) => {
-                mac.update(b"email\0");
-                mac.update(address.as_bytes());
-            }
-        }
-        let digest = mac.finalize().into_bytes();
+        let tenant = tenant.as_str().as_bytes();
+        let digest = match handle {
+            ContactHandle::Phone(phone) => hmac_sha256(&self.0, &[tenant, &[0], b"phone\0", phone.as_str().as_bytes()]),
+            ContactHandle::ProviderUser { provider, user_id } => hmac_sha256(
+                &self.0,
+                &[tenant, &[0], b"user\0", provider.as_bytes(), &[0], user_id.as_bytes()],
+            ),
+            ContactHandle::Email(address) => hmac_sha256(&self.0, &[tenant, &[0], b"email\0", address.as_bytes()]),
+        };
         format!("ct_{}", hex::encode(&digest[..16]))
     }
 
@@ -341,43 +323,46 @@ impl IdKey {
     /// WhatsApp's message ids encode the contact's phone number, so the log keeps this keyed
     /// hash (stable, so duplicates and statuses still match) and only a sealed copy of the id.
     pub fn message_ref(&self, tenant: &TenantId, provider: &str, message_id: &str) -> String {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(b"message\0");
-        mac.update(tenant.as_str().as_bytes());
-        mac.update(&[0]);
-        mac.update(provider.as_bytes());
-        mac.update(&[0]);
-        mac.update(message_id.as_bytes());
-        format!("wm_{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+        let digest = hmac_sha256(
+            &self.0,
+            &[
+                b"message\0",
+                tenant.as_str().as_bytes(),
+                &[0],
+                provider.as_bytes(),
+                &[0],
+                message_id.as_bytes(),
+            ],
+        );
+        format!("wm_{}", hex::encode(&digest[..16]))
     }
 
     /// The reference of a provider's media id within a tenant: `media_` and 32 hex digits, the
     /// local id of the media's stream. Media ids are the provider's handles to personal files,
     /// so the log keeps only this keyed hash.
     pub fn media_ref(&self, tenant: &TenantId, provider: &str, media_id: &str) -> String {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(b"media\0");
-        mac.update(tenant.as_str().as_bytes());
-        mac.update(&[0]);
-        mac.update(provider.as_bytes());
-        mac.update(&[0]);
-        mac.update(media_id.as_bytes());
-        format!("media_{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+        let digest = hmac_sha256(
+            &self.0,
+            &[
+                b"media\0",
+                tenant.as_str().as_bytes(),
+                &[0],
+                provider.as_bytes(),
+                &[0],
+                media_id.as_bytes(),
+            ],
+        );
+        format!("media_{}", hex::encode(&digest[..16]))
     }
 
     /// A tenant-independent keyed hash of a provider's dedupe key, for the webhook inbox (which
     /// receives deliveries before their tenant is known and must not keep phone numbers once
     /// the payload is cleared).
     pub fn dedupe_key(&self, provider: &str, key: &str) -> String {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(b"dedupe\0");
-        mac.update(provider.as_bytes());
-        mac.update(&[0]);
-        mac.update(key.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        hex::encode(hmac_sha256(
+            &self.0,
+            &[b"dedupe\0", provider.as_bytes(), &[0], key.as_bytes()],
+        ))
     }
 }
 

@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
+use chronicle_commands::http::form::parse_form;
 use chronicle_commands::intake::inbox::store_call_status;
 use chronicle_commands::intake::telephony::{parse_call_status, verify_twilio_signature, SIGNATURE_HEADER};
 use chronicle_commands::tenants::tenant_exists;
@@ -30,38 +31,6 @@ use crate::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhooks/telephony/twilio/{tenant_id}", post(call_status))
-}
-
-/// Decodes an `application/x-www-form-urlencoded` body into its pairs, in order (`+` is a
-/// space, `%XX` a byte); `None` when a pair does not decode to UTF-8 or an escape is broken.
-fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
-    fn decode(part: &[u8]) -> Option<String> {
-        let mut out = Vec::with_capacity(part.len());
-        let mut i = 0;
-        while i < part.len() {
-            match part[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let hex = part.get(i + 1..i + 3)?;
-                    let text = std::str::from_utf8(hex).ok()?;
-                    out.push(u8::from_str_radix(text, 16).ok()?);
-                    i += 2;
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).ok()
-    }
-    body.split(|b| *b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let mut halves = pair.splitn(2, |b| *b == b'=');
-            let name = decode(halves.next().unwrap_or_default())?;
-            let value = decode(halves.next().unwrap_or_default())?;
-            Some((name, value))
-        })
-        .collect()
 }
 
 async fn call_status(
@@ -107,30 +76,4 @@ async fn call_status(
         state.inbox_kick.notify_one();
     }
     Ok((StatusCode::OK, Json(json!({ "received": true, "new": new }))).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_form;
-
-    #[test]
-    fn form_bodies_decode_plus_signs_and_percent_escapes_in_order() {
-        let pairs = parse_form(b"From=%2B263771000001&To=%2B15550001111&Caller+Name=A+B&Empty=");
-        assert_eq!(
-            pairs,
-            Some(vec![
-                ("From".into(), "+263771000001".into()),
-                ("To".into(), "+15550001111".into()),
-                ("Caller Name".into(), "A B".into()),
-                ("Empty".into(), String::new()),
-            ])
-        );
-    }
-
-    #[test]
-    fn broken_escapes_and_invalid_utf8_are_not_a_form() {
-        assert_eq!(parse_form(b"From=%2"), None);
-        assert_eq!(parse_form(b"From=%zz"), None);
-        assert_eq!(parse_form(b"From=%ff"), None);
-    }
 }

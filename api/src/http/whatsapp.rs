@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use chronicle_commands::intake::inbox;
 use chronicle_commands::intake::whatsapp::{parse_delivery, verify_signature};
+use chronicle_domain::crypto::constant_time_eq;
 use serde_json::json;
 
 use super::CorrelationId;
@@ -41,11 +42,6 @@ async fn handshake(State(state): State<AppState>, Query(params): Query<HashMap<S
         )
         .into_response(),
     }
-}
-
-/// Compares secrets without leaking, through timing, how much of them matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn deliver(

@@ -17,17 +17,14 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chronicle_domain::call::{CallDirection, CallOutcome};
+use chronicle_domain::crypto::{constant_time_eq, hmac_sha1};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
 
 /// The provider name in the inbox and in `RecordCompletedCall`.
 pub const PROVIDER: &str = "twilio";
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
-
-type HmacSha1 = Hmac<Sha1>;
 
 /// Why a request's signature is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,11 +52,8 @@ fn signed_content(full_url: &str, params: &[(String, String)]) -> String {
     content
 }
 
-fn mac(auth_token: &str, full_url: &str, params: &[(String, String)]) -> HmacSha1 {
-    let mut mac = <HmacSha1 as Mac>::new_from_slice(auth_token.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(signed_content(full_url, params).as_bytes());
-    mac
+fn mac(auth_token: &str, full_url: &str, params: &[(String, String)]) -> [u8; 20] {
+    hmac_sha1(auth_token.as_bytes(), &[signed_content(full_url, params).as_bytes()])
 }
 
 /// The URL with the scheme's default port added when absent, or removed when present; `None`
@@ -102,7 +96,7 @@ pub fn verify_twilio_signature(
     }
     let candidates = std::iter::once(full_url.to_string()).chain(with_default_port_toggled(full_url));
     for url in candidates {
-        if mac(auth_token, &url, params).verify_slice(&expected).is_ok() {
+        if constant_time_eq(&mac(auth_token, &url, params), &expected) {
             return Ok(());
         }
     }
@@ -111,7 +105,7 @@ pub fn verify_twilio_signature(
 
 /// The `X-Twilio-Signature` value for a request (for senders, simulators and tests).
 pub fn sign_twilio(auth_token: &str, full_url: &str, params: &[(String, String)]) -> String {
-    STANDARD.encode(mac(auth_token, full_url, params).finalize().into_bytes())
+    STANDARD.encode(mac(auth_token, full_url, params))
 }
 
 /// A call's status as Twilio reports it in `CallStatus`.

@@ -2,9 +2,8 @@
 //! parsing of a delivery into inbox items, one per message and per status, every item of every
 //! entry and change (Meta batches them).
 
-use hmac::{Hmac, Mac};
+use chronicle_domain::crypto::{constant_time_eq, hmac_sha256};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 /// The provider name in the inbox.
 pub const PROVIDER: &str = "whatsapp";
@@ -28,18 +27,16 @@ pub fn verify_signature(app_secret: &[u8], body: &[u8], header: Option<&str>) ->
     if expected.len() != 32 {
         return Err(SignatureError::Malformed);
     }
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(app_secret)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(body);
-    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
+    if constant_time_eq(&hmac_sha256(app_secret, &[body]), &expected) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
 /// The signature header value for a body (for senders and tests).
 pub fn sign(app_secret: &[u8], body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(app_secret)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha256={}", hex::encode(hmac_sha256(app_secret, &[body])))
 }
 
 /// Why a delivery body was refused (answered 400, nothing stored).

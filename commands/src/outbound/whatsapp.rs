@@ -45,6 +45,7 @@ use tracing::Instrument;
 
 use crate::dispatch::Commands;
 use crate::error::CommandError;
+use crate::http::{backoff_delay, is_retryable, GraphApi};
 use crate::keystore::KeyStore;
 use crate::metering::{message_action, Metering, RefundReason};
 
@@ -103,8 +104,7 @@ impl SenderConfig {
     }
 
     fn delay(&self, attempts: i32) -> Duration {
-        let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(20);
-        self.backoff.saturating_mul(1u32 << doublings).min(self.max_backoff)
+        backoff_delay(self.backoff, self.max_backoff, u32::try_from(attempts).unwrap_or(0))
     }
 }
 
@@ -157,7 +157,7 @@ pub struct WhatsAppSender {
     commands: Commands,
     keys: KeyStore,
     ids: IdKey,
-    http: reqwest::Client,
+    graph: GraphApi,
     config: SenderConfig,
 }
 
@@ -172,17 +172,14 @@ impl fmt::Debug for WhatsAppSender {
 impl WhatsAppSender {
     /// A sender over the outbox of `commands`' pool.
     pub fn new(commands: Commands, keys: KeyStore, config: SenderConfig) -> Result<Self, CommandError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .build()
+        let graph = GraphApi::new(&config.base_url, &config.access_token, config.request_timeout)
             .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
         Ok(Self {
             pool: commands.pool().clone(),
             ids: keys.master().id_key(),
             commands,
             keys,
-            http,
+            graph,
             config,
         })
     }
@@ -562,12 +559,9 @@ impl WhatsAppSender {
     }
 
     async fn call(&self, number: &str, payload: &Value) -> Attempt {
-        let url = format!("{}/{number}/messages", self.config.base_url.trim_end_matches('/'));
         let response = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.config.access_token)
-            .json(payload)
+            .graph
+            .post_json(&format!("{number}/messages"), payload)
             .send()
             .await;
         let response = match response {
@@ -607,7 +601,7 @@ impl WhatsAppSender {
                 _ => Attempt::Unknown(format!("{status} without a message id; the message may have been sent")),
             };
         }
-        if status.is_server_error() || status.as_u16() == 429 {
+        if is_retryable(status) {
             Attempt::Retry { code, title }
         } else {
             Attempt::Refused { code, title }

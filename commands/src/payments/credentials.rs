@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
 use super::mpesa::DarajaCredentials;
-use super::{constant_time_eq, CallbackError};
+use chronicle_domain::crypto::constant_time_eq;
+
+use super::CallbackError;
 use crate::error::CommandError;
 
 /// What a tenant configures for one provider. `Debug` shows no secret.

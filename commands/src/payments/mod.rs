@@ -196,14 +196,6 @@ pub fn parse_token_rates(text: &str) -> Result<BTreeMap<String, i64>, String> {
         .collect()
 }
 
-/// Compares two byte strings in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// A decimal amount with at most two decimals (`"10"`, `"10.5"`, `"10.50"`) in minor units;
 /// `None` for anything else (more decimals, signs, exponents, overflow).
 pub fn amount_to_minor(text: &str) -> Option<i64> {
@@ -345,7 +337,7 @@ impl PaymentIntake {
         body: &[u8],
         correlation: &str,
     ) -> Result<CallbackOutcome, CallbackError> {
-        let pairs = paynow::parse_form(body).ok_or_else(|| {
+        let pairs = crate::http::form::parse_form(body).ok_or_else(|| {
             CallbackError::Malformed("the body is not an application/x-www-form-urlencoded form".into())
         })?;
         let (key, currency) = credentials::paynow(self.commands.pool(), &self.master, tenant).await?;
@@ -672,12 +664,5 @@ mod tests {
         assert!(parse_token_rates("usd=1").is_err());
         assert!(parse_token_rates("USD=0").is_err());
         assert!(parse_token_rates("USD").is_err());
-    }
-
-    #[test]
-    fn constant_time_comparison_is_equality() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

@@ -12,62 +12,13 @@
 use reqwest::Url;
 use sha2::{Digest, Sha512};
 
-use super::{amount_to_minor, constant_time_eq, CallbackError};
+use chronicle_domain::crypto::constant_time_eq;
+
+use super::{amount_to_minor, CallbackError};
+use crate::http::form::parse_form;
 
 /// Statuses under which Paynow holds the customer's money for the merchant.
 const PAID_STATUSES: &[&str] = &["paid", "awaiting delivery", "delivered"];
-
-/// Decodes an `application/x-www-form-urlencoded` body into its pairs, in order (`+` is a
-/// space, `%XX` a byte); `None` when a pair does not decode to UTF-8 or an escape is broken.
-pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
-    fn decode(part: &[u8]) -> Option<String> {
-        let mut out = Vec::with_capacity(part.len());
-        let mut i = 0;
-        while i < part.len() {
-            match part[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let hex = part.get(i + 1..i + 3)?;
-                    let text = std::str::from_utf8(hex).ok()?;
-                    out.push(u8::from_str_radix(text, 16).ok()?);
-                    i += 2;
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).ok()
-    }
-    body.split(|b| *b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let mut halves = pair.splitn(2, |b| *b == b'=');
-            let name = decode(halves.next().unwrap_or_default())?;
-            let value = decode(halves.next().unwrap_or_default())?;
-            Some((name, value))
-        })
-        .collect()
-}
-
-/// Encodes pairs as a form body (for simulators and tests).
-pub fn encode_form(pairs: &[(String, String)]) -> String {
-    fn encode(text: &str) -> String {
-        let mut out = String::with_capacity(text.len());
-        for b in text.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-                b' ' => out.push('+'),
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-        out
-    }
-    pairs
-        .iter()
-        .map(|(n, v)| format!("{}={}", encode(n), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
 
 /// The hash Paynow sends: uppercase hex SHA-512 over the values (except `hash`), in order,
 /// then the integration key.
@@ -189,6 +140,7 @@ pub async fn poll(client: &reqwest::Client, url: Url, integration_key: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::form::encode_form;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()

@@ -8,10 +8,9 @@
 //! `metadata.reference`, the merchant reference we set when creating the intent. Other event
 //! types are answered 200 and ignored. No status call is needed: the signature is the proof.
 
+use chronicle_domain::crypto::{constant_time_eq, hmac_sha256};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
 
 use super::CallbackError;
 
@@ -21,20 +20,13 @@ pub const SIGNATURE_HEADER: &str = "Stripe-Signature";
 /// How far `t` may be from now, either way.
 pub const TOLERANCE_SECS: i64 = 300;
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn mac(secret: &str, timestamp: &str, payload: &[u8]) -> HmacSha256 {
-    let mut mac =
-        <HmacSha256 as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(payload);
-    mac
+fn mac(secret: &str, timestamp: &str, payload: &[u8]) -> [u8; 32] {
+    hmac_sha256(secret.as_bytes(), &[timestamp.as_bytes(), b".", payload])
 }
 
 /// The `Stripe-Signature` value for a payload at `timestamp` (for simulators and tests).
 pub fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> String {
-    let digest = mac(secret, &timestamp.to_string(), payload).finalize().into_bytes();
+    let digest = mac(secret, &timestamp.to_string(), payload);
     format!("t={timestamp},v1={}", hex::encode(digest))
 }
 
@@ -71,7 +63,7 @@ pub fn verify_signature(
     let matched = signatures
         .iter()
         .filter_map(|s| hex::decode(s).ok())
-        .any(|bytes| expected.clone().verify_slice(&bytes).is_ok());
+        .any(|bytes| constant_time_eq(&expected, &bytes));
     if matched {
         Ok(())
     } else {
