@@ -12,7 +12,9 @@ use chronicle_api::app::{application_pool, build_state, projectors, router, AppS
 use chronicle_api::auth::{mint, Role};
 use chronicle_api::config::Settings;
 use chronicle_commands::intake::whatsapp::sign;
+use chronicle_commands::outbound::whatsapp::{SenderConfig, WhatsAppSender};
 use chronicle_commands::tenants;
+use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::tenant::TenantId;
 use chronicle_projections::runtime::{ProjectorRunner, RunnerConfig};
 use serde_json::{json, Value};
@@ -50,7 +52,6 @@ pub fn settings(redis: bool) -> Settings {
     .unwrap_or_else(|e| panic!("test settings: {e}"))
 }
 
-/// A parsed tenant id.
 /// The `extensions.code` of a GraphQL reply's first error ("" when there is none).
 pub fn error_code(reply: &serde_json::Value) -> &str {
     reply["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
@@ -61,6 +62,26 @@ pub fn error_message(reply: &serde_json::Value) -> &str {
     reply["errors"][0]["message"].as_str().unwrap_or("")
 }
 
+/// A sender's configuration for tests: `base_url`, `token`, retries without delay.
+pub fn sender_config(base_url: &str, token: &str) -> SenderConfig {
+    let mut config = SenderConfig::new(base_url, token);
+    config.backoff = std::time::Duration::ZERO;
+    config
+}
+
+/// The metadata of a command sent by the system component `test` in `tenant_id`.
+pub fn system_metadata(tenant_id: &str) -> CommandMetadata {
+    CommandMetadata {
+        tenant_id: tenant(tenant_id),
+        actor: Actor::System {
+            component: "test".into(),
+        },
+        correlation_id: "test".into(),
+        causation_id: "test".into(),
+    }
+}
+
+/// A parsed tenant id.
 pub fn tenant(id: &str) -> TenantId {
     TenantId::parse(id).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -257,6 +278,34 @@ impl TestApp {
             let _ = axum::serve(listener, app).await;
         });
         address
+    }
+
+    /// Posts a GraphQL query as `role` of `tenant_id` and returns the reply (errors included),
+    /// checking that it was answered 200.
+    pub async fn gql(&self, tenant_id: &str, role: Role, query: &str, variables: Value) -> Value {
+        let token = self.token(tenant_id, role);
+        let (status, reply) = self.graphql(Some(&token), query, variables).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        reply
+    }
+
+    /// How many events of a type the log holds, across tenants.
+    pub async fn count_events(&self, event_type: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A WhatsApp sender of the application with `config`.
+    pub fn sender_with(&self, config: SenderConfig) -> WhatsAppSender {
+        WhatsAppSender::new(self.state.commands.clone(), self.keys(), config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A WhatsApp sender to `base_url` with the token `graph-token` that retries at once.
+    pub fn sender(&self, base_url: &str) -> WhatsAppSender {
+        self.sender_with(sender_config(base_url, "graph-token"))
     }
 
     /// Counts rows of a query returning one bigint.

@@ -13,6 +13,7 @@ use chronicle_commands::keystore::KeyStore;
 use chronicle_domain::conversation::{Consent, ConversationCommand, ConversationStatus, OutboundBody, OutboundRequest};
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_projections::runtime::{ProjectorRunner, RunnerConfig};
+use chronicle_tests::error_code as code;
 use chronicle_tests::*;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::rngs::OsRng;
@@ -196,7 +197,7 @@ async fn generate(app: &TestApp, seed: u64) {
         app.tenant_with_number(tenant_id, number).await;
         let mut driver = Driver {
             app,
-            keys: KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
+            keys: app.keys(),
             tenant_id,
             number,
             message_no: 0,
@@ -475,10 +476,6 @@ async fn figures(app: &TestApp, token: &str, from: DateTime<Utc>, to: DateTime<U
             )
         })
         .collect()
-}
-
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or_default()
 }
 
 /// The periods compared: two halves of the generated week and all of it.

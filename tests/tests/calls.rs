@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use chronicle_api::auth::Role;
 use chronicle_api::config::Secret;
 use chronicle_commands::intake::telephony::sign_twilio;
-use chronicle_commands::keystore::KeyStore;
-use chronicle_commands::outbound::whatsapp::{SenderConfig, WhatsAppSender};
+use chronicle_commands::outbound::whatsapp::WhatsAppSender;
+use chronicle_tests::error_code as code;
 use chronicle_tests::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -141,10 +141,6 @@ async fn settle(app: &TestApp) {
         .await
         .unwrap_or_else(|e| panic!("follow-ups: {e}"));
     app.project().await;
-}
-
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -548,17 +544,6 @@ impl Graph {
     }
 }
 
-fn sender(app: &TestApp, base_url: &str) -> WhatsAppSender {
-    let mut config = SenderConfig::new(base_url, "graph-token");
-    config.backoff = std::time::Duration::ZERO;
-    WhatsAppSender::new(
-        app.state.commands.clone(),
-        KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
-        config,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// The customer wrote on WhatsApp; the `missed_call` template is approved; the rule follows
 /// up missed calls after a minute.
 async fn follow_up_setting(app: &TestApp) {
@@ -602,7 +587,7 @@ async fn a_due_follow_up_is_sent_once_as_the_rules_template_and_recorded_on_the_
     let app = app_with_twilio(pool).await;
     follow_up_setting(&app).await;
     let graph = Graph::default();
-    let sender = sender(&app, &graph.serve().await);
+    let sender = app.sender(&graph.serve().await);
     post_call(
         &app,
         "acme",
@@ -647,7 +632,7 @@ async fn a_follow_up_the_provider_refuses_is_given_up_with_the_providers_code(po
         )])),
         ..Graph::default()
     };
-    let sender = sender(&app, &graph.serve().await);
+    let sender = app.sender(&graph.serve().await);
     post_call(
         &app,
         "acme",
@@ -676,7 +661,7 @@ async fn a_caller_who_never_wrote_on_whatsapp_cannot_get_a_follow_up_and_it_is_g
     let app = app_with_twilio(pool).await;
     follow_up_setting(&app).await;
     let graph = Graph::default();
-    let sender = sender(&app, &graph.serve().await);
+    let sender = app.sender(&graph.serve().await);
     let mut params = call_params("CA042", "no-answer", "inbound", Some("0"));
     params[4].1 = "+263771000077".into();
     post_call(&app, "acme", &params, Some(TWILIO_TOKEN)).await;
@@ -703,7 +688,7 @@ async fn a_follow_up_that_fails_for_now_waits_for_its_backoff_before_the_next_at
         script: Arc::new(Mutex::new(vec![(503, json!({"error": {"message": "busy"}})); 20])),
         ..Graph::default()
     };
-    let sender = sender(&app, &graph.serve().await);
+    let sender = app.sender(&graph.serve().await);
     post_call(
         &app,
         "acme",
@@ -756,7 +741,7 @@ async fn a_contact_who_sent_stop_gets_no_follow_up(pool: PgPool) {
     assert_eq!(app.post_delivery(&stop).await.0, StatusCode::OK);
     app.drain().await;
     let graph = Graph::default();
-    let sender = sender(&app, &graph.serve().await);
+    let sender = app.sender(&graph.serve().await);
     post_call(
         &app,
         "acme",

@@ -14,11 +14,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chronicle_api::auth::Role;
 use chronicle_commands::campaigns::{CampaignConfig, CampaignRunner};
-use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::metering::{features, Metering};
-use chronicle_commands::outbound::whatsapp::{SenderConfig, WhatsAppSender};
+use chronicle_commands::outbound::whatsapp::WhatsAppSender;
 use chronicle_commands::wallets::{WalletService, MAIN_WALLET};
-use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_tests::error_code as code;
+use chronicle_tests::system_metadata as meta;
 use chronicle_tests::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -26,17 +26,6 @@ use sqlx::PgPool;
 const NUMBER: &str = "555000555";
 /// Milli-tokens per recipient in the tenant's price list.
 const PRICE: i64 = 30;
-
-fn meta(tenant_id: &str) -> CommandMetadata {
-    CommandMetadata {
-        tenant_id: tenant(tenant_id),
-        actor: Actor::System {
-            component: "test".into(),
-        },
-        correlation_id: "test".into(),
-        causation_id: "test".into(),
-    }
-}
 
 /// A ledger line: kind, reference, feature, amount, reason.
 type LedgerLine = (String, Option<String>, Option<String>, i64, String);
@@ -97,20 +86,10 @@ impl Graph {
     }
 }
 
-fn keys(app: &TestApp) -> KeyStore {
-    KeyStore::new(app.state.pool.clone(), app.state.master_key.clone())
-}
-
-fn sender(app: &TestApp, base_url: &str) -> WhatsAppSender {
-    let mut config = SenderConfig::new(base_url, "graph-token");
-    config.backoff = Duration::ZERO;
-    WhatsAppSender::new(app.state.commands.clone(), keys(app), config).unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn runner(app: &TestApp, tick: Duration) -> CampaignRunner {
     CampaignRunner::new(
         app.state.commands.clone(),
-        keys(app),
+        app.keys(),
         CampaignConfig {
             recipients_per_second: 2,
             tick,
@@ -175,17 +154,6 @@ async fn fund(app: &TestApp, tenant_id: &str, amount: i64) -> WalletService {
     wallets
 }
 
-async fn gql(app: &TestApp, tenant_id: &str, role: Role, query: &str, variables: Value) -> Value {
-    let token = app.token(tenant_id, role);
-    let (status, reply) = app.graphql(Some(&token), query, variables).await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    reply
-}
-
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or_default()
-}
-
 const CREATE: &str = "mutation($id: String!, $contacts: [String!]!) {
   createCampaign(input: { id: $id, name: \"Black Friday\", templateName: \"promo\", language: \"en\",
                           variables: [\"Black Friday\"], contactIds: $contacts }) {
@@ -200,7 +168,7 @@ const CAMPAIGN: &str = "query($id: String!) {
     recipients(first: 100) { edges { node { contactId position status batch reason refunded } } } } }";
 
 async fn campaign(app: &TestApp, tenant_id: &str, id: &str) -> Value {
-    let reply = gql(app, tenant_id, Role::Auditor, CAMPAIGN, json!({"id": id})).await;
+    let reply = app.gql(tenant_id, Role::Auditor, CAMPAIGN, json!({"id": id})).await;
     assert!(reply["errors"].is_null(), "{reply}");
     reply["data"]["campaign"].clone()
 }
@@ -236,20 +204,15 @@ async fn a_broadcast_to_n_recipients_with_m_failures_charges_n_minus_m_and_every
         refuse: Arc::new([phone(1), phone(3)].into_iter().collect()),
         ..Graph::default()
     };
-    let sender = sender(&app, &graph.serve().await);
+    let sender = app.sender(&graph.serve().await);
     let wallets = fund(&app, "acme", 10_000).await;
 
-    let created = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        CREATE,
-        json!({"id": "bf", "contacts": recipients}),
-    )
-    .await;
+    let created = app
+        .gql("acme", Role::Admin, CREATE, json!({"id": "bf", "contacts": recipients}))
+        .await;
     assert_eq!(created["data"]["createCampaign"]["recipients"], 6, "{created}");
     assert_eq!(created["data"]["createCampaign"]["status"], "DRAFT");
-    let scheduled = gql(&app, "acme", Role::Owner, SCHEDULE, json!({"id": "bf"})).await;
+    let scheduled = app.gql("acme", Role::Owner, SCHEDULE, json!({"id": "bf"})).await;
     assert_eq!(
         scheduled["data"]["scheduleCampaign"]["reserved"],
         n * PRICE,
@@ -406,28 +369,22 @@ async fn pausing_stops_new_batches_and_cancelling_releases_the_rest_so_captured_
     let runner = runner(&app, Duration::from_secs(3600));
     let control = |name: &str| format!("mutation($id: String!) {{ {name}(id: $id) {{ status }} }}");
 
-    gql(
-        &app,
+    app.gql(
         "acme",
         Role::Admin,
         CREATE,
         json!({"id": "spring", "contacts": recipients}),
     )
     .await;
-    gql(&app, "acme", Role::Admin, SCHEDULE, json!({"id": "spring"})).await;
+    app.gql("acme", Role::Admin, SCHEDULE, json!({"id": "spring"})).await;
     app.project().await;
     runner.drain().await.unwrap_or_else(|e| panic!("{e}"));
     app.project().await;
     assert_eq!(campaign(&app, "acme", "spring").await["batches"], 1);
 
-    let paused = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        &control("pauseCampaign"),
-        json!({"id": "spring"}),
-    )
-    .await;
+    let paused = app
+        .gql("acme", Role::Admin, &control("pauseCampaign"), json!({"id": "spring"}))
+        .await;
     assert_eq!(paused["data"]["pauseCampaign"]["status"], "PAUSED", "{paused}");
     app.project().await;
     runner.drain().await.unwrap_or_else(|e| panic!("{e}"));
@@ -439,28 +396,18 @@ async fn pausing_stops_new_batches_and_cancelling_releases_the_rest_so_captured_
         "no batch while paused"
     );
 
-    let resumed = gql(
-        &app,
-        "acme",
-        Role::Owner,
-        &control("resumeCampaign"),
-        json!({"id": "spring"}),
-    )
-    .await;
+    let resumed = app
+        .gql("acme", Role::Owner, &control("resumeCampaign"), json!({"id": "spring"}))
+        .await;
     assert_eq!(resumed["data"]["resumeCampaign"]["status"], "RUNNING", "{resumed}");
     app.project().await;
     runner.drain().await.unwrap_or_else(|e| panic!("{e}"));
     app.project().await;
     assert_eq!(campaign(&app, "acme", "spring").await["batches"], 2);
 
-    let cancelled = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        &control("cancelCampaign"),
-        json!({"id": "spring"}),
-    )
-    .await;
+    let cancelled = app
+        .gql("acme", Role::Admin, &control("cancelCampaign"), json!({"id": "spring"}))
+        .await;
     assert_eq!(
         cancelled["data"]["cancelCampaign"]["status"], "CANCELLED",
         "{cancelled}"
@@ -489,14 +436,9 @@ async fn pausing_stops_new_batches_and_cancelling_releases_the_rest_so_captured_
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((after.balance, after.reserved), (1_000 - 4 * PRICE, 0));
     // A cancelled campaign cannot resume.
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        &control("resumeCampaign"),
-        json!({"id": "spring"}),
-    )
-    .await;
+    let reply = app
+        .gql("acme", Role::Admin, &control("resumeCampaign"), json!({"id": "spring"}))
+        .await;
     assert_eq!(code(&reply), "CAMPAIGN_FINISHED", "{reply}");
 }
 
@@ -505,8 +447,7 @@ async fn scheduling_on_a_wallet_that_cannot_pay_is_refused_with_insufficient_bal
     let app = TestApp::new(pool).await;
     let recipients = setting(&app, "acme", NUMBER, 3).await;
     let wallets = fund(&app, "acme", 50).await;
-    gql(
-        &app,
+    app.gql(
         "acme",
         Role::Admin,
         CREATE,
@@ -514,7 +455,7 @@ async fn scheduling_on_a_wallet_that_cannot_pay_is_refused_with_insufficient_bal
     )
     .await;
 
-    let reply = gql(&app, "acme", Role::Admin, SCHEDULE, json!({"id": "big"})).await;
+    let reply = app.gql("acme", Role::Admin, SCHEDULE, json!({"id": "big"})).await;
     assert_eq!(code(&reply), "INSUFFICIENT_BALANCE", "{reply}");
     assert_eq!(reply["errors"][0]["extensions"]["required"], 3 * PRICE);
     assert_eq!(reply["errors"][0]["extensions"]["available"], 50);
@@ -543,7 +484,7 @@ async fn scheduling_on_a_wallet_that_cannot_pay_is_refused_with_insufficient_bal
         .purchase(MAIN_WALLET, "pay-2", 1_000, "finance", &meta("acme"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let reply = gql(&app, "acme", Role::Admin, SCHEDULE, json!({"id": "big"})).await;
+    let reply = app.gql("acme", Role::Admin, SCHEDULE, json!({"id": "big"})).await;
     assert_eq!(reply["data"]["scheduleCampaign"]["status"], "SCHEDULED", "{reply}");
     assert_eq!(reply["data"]["scheduleCampaign"]["reserved"], 3 * PRICE);
     let held = wallets
@@ -559,8 +500,7 @@ async fn each_tenant_sees_and_runs_only_its_own_campaigns_and_only_owners_and_ad
     let recipients = setting(&app, "acme", NUMBER, 2).await;
     app.tenant_with_number("beta", "666000666").await;
     fund(&app, "acme", 1_000).await;
-    gql(
-        &app,
+    app.gql(
         "acme",
         Role::Admin,
         CREATE,
@@ -570,48 +510,45 @@ async fn each_tenant_sees_and_runs_only_its_own_campaigns_and_only_owners_and_ad
     app.project().await;
 
     // Another tenant neither sees nor controls it.
-    let list = gql(
-        &app,
-        "beta",
-        Role::Owner,
-        "{ campaigns { edges { node { id } } } }",
-        json!({}),
-    )
-    .await;
+    let list = app
+        .gql(
+            "beta",
+            Role::Owner,
+            "{ campaigns { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(list["data"]["campaigns"]["edges"], json!([]), "{list}");
-    let one = gql(&app, "beta", Role::Owner, CAMPAIGN, json!({"id": "acme-only"})).await;
+    let one = app.gql("beta", Role::Owner, CAMPAIGN, json!({"id": "acme-only"})).await;
     assert_eq!(one["data"]["campaign"], Value::Null, "{one}");
-    let reply = gql(&app, "beta", Role::Owner, SCHEDULE, json!({"id": "acme-only"})).await;
+    let reply = app.gql("beta", Role::Owner, SCHEDULE, json!({"id": "acme-only"})).await;
     assert_eq!(code(&reply), "UNKNOWN_CAMPAIGN", "{reply}");
     // The owner's own tenant does.
-    let list = gql(
-        &app,
-        "acme",
-        Role::Finance,
-        "{ campaigns { edges { node { id status } } } }",
-        json!({}),
-    )
-    .await;
+    let list = app
+        .gql(
+            "acme",
+            Role::Finance,
+            "{ campaigns { edges { node { id status } } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(
         list["data"]["campaigns"]["edges"][0]["node"]["id"], "acme-only",
         "{list}"
     );
 
     // Agents read but do not run campaigns; technicians do neither.
-    let reply = gql(&app, "acme", Role::Agent, SCHEDULE, json!({"id": "acme-only"})).await;
+    let reply = app.gql("acme", Role::Agent, SCHEDULE, json!({"id": "acme-only"})).await;
     assert_eq!(code(&reply), "FORBIDDEN", "{reply}");
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Agent,
-        CREATE,
-        json!({"id": "x", "contacts": recipients}),
-    )
-    .await;
+    let reply = app
+        .gql("acme", Role::Agent, CREATE, json!({"id": "x", "contacts": recipients}))
+        .await;
     assert_eq!(code(&reply), "FORBIDDEN", "{reply}");
-    let reply = gql(&app, "acme", Role::Technician, CAMPAIGN, json!({"id": "acme-only"})).await;
+    let reply = app
+        .gql("acme", Role::Technician, CAMPAIGN, json!({"id": "acme-only"}))
+        .await;
     assert_eq!(code(&reply), "FORBIDDEN", "{reply}");
-    let agent = gql(&app, "acme", Role::Agent, CAMPAIGN, json!({"id": "acme-only"})).await;
+    let agent = app.gql("acme", Role::Agent, CAMPAIGN, json!({"id": "acme-only"})).await;
     assert_eq!(agent["data"]["campaign"]["status"], "DRAFT", "{agent}");
     assert_eq!(
         app.count("SELECT count(*) FROM events WHERE event_type = 'CampaignScheduled'")
@@ -625,20 +562,19 @@ async fn a_campaign_whose_stream_outgrows_a_snapshot_completes_with_every_recipi
     let app = TestApp::new(pool).await;
     let recipients = setting(&app, "acme", NUMBER, 110).await;
     let graph = Graph::default();
-    let sender = sender(&app, &graph.serve().await);
+    let sender = app.sender(&graph.serve().await);
     let wallets = fund(&app, "acme", 100_000).await;
-    gql(
-        &app,
+    app.gql(
         "acme",
         Role::Admin,
         CREATE,
         json!({"id": "big", "contacts": recipients}),
     )
     .await;
-    gql(&app, "acme", Role::Admin, SCHEDULE, json!({"id": "big"})).await;
+    app.gql("acme", Role::Admin, SCHEDULE, json!({"id": "big"})).await;
     let runner = CampaignRunner::new(
         app.state.commands.clone(),
-        keys(&app),
+        app.keys(),
         CampaignConfig {
             recipients_per_second: 50,
             tick: Duration::ZERO,
@@ -654,7 +590,7 @@ async fn a_campaign_whose_stream_outgrows_a_snapshot_completes_with_every_recipi
         pageInfo { hasNextPage endCursor } edges { node { position status } } } } }";
     let (mut after, mut positions) = (Value::Null, Vec::new());
     loop {
-        let reply = gql(&app, "acme", Role::Agent, page, json!({"after": after})).await;
+        let reply = app.gql("acme", Role::Agent, page, json!({"after": after})).await;
         let connection = &reply["data"]["campaign"]["recipients"];
         for edge in connection["edges"].as_array().cloned().unwrap_or_default() {
             assert_eq!(edge["node"]["status"], "SENT");
@@ -697,19 +633,18 @@ async fn an_opted_out_recipient_or_a_template_not_approved_fails_with_its_reason
     assert_eq!(app.post_delivery(&stop).await.0, StatusCode::OK);
     app.drain().await;
     let graph = Graph::default();
-    let sender = sender(&app, &graph.serve().await);
+    let sender = app.sender(&graph.serve().await);
     let wallets = fund(&app, "acme", 1_000).await;
     let runner = runner(&app, Duration::ZERO);
 
-    gql(
-        &app,
+    app.gql(
         "acme",
         Role::Admin,
         CREATE,
         json!({"id": "optout", "contacts": recipients}),
     )
     .await;
-    gql(&app, "acme", Role::Admin, SCHEDULE, json!({"id": "optout"})).await;
+    app.gql("acme", Role::Admin, SCHEDULE, json!({"id": "optout"})).await;
     let done = run_to_the_end(&app, &runner, &sender, "optout").await;
     let rows = done["recipients"]["edges"].as_array().cloned().unwrap_or_default();
     assert_eq!(rows[0]["node"]["status"], "SENT", "{done}");
@@ -721,8 +656,9 @@ async fn an_opted_out_recipient_or_a_template_not_approved_fails_with_its_reason
 
     let unapproved = "mutation($contacts: [String!]!) { createCampaign(input: { id: \"draft-tpl\", name: \"x\",
         templateName: \"never_approved\", language: \"en\", contactIds: $contacts }) { status } }";
-    gql(&app, "acme", Role::Admin, unapproved, json!({"contacts": recipients})).await;
-    gql(&app, "acme", Role::Admin, SCHEDULE, json!({"id": "draft-tpl"})).await;
+    app.gql("acme", Role::Admin, unapproved, json!({"contacts": recipients}))
+        .await;
+    app.gql("acme", Role::Admin, SCHEDULE, json!({"id": "draft-tpl"})).await;
     let done = run_to_the_end(&app, &runner, &sender, "draft-tpl").await;
     assert_eq!(done["counts"]["failed"], 2, "{done}");
     let reasons: Vec<&str> = done["recipients"]["edges"]

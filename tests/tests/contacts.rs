@@ -8,6 +8,7 @@ use chronicle_api::auth::Role;
 use chronicle_commands::intake::inbox;
 use chronicle_commands::intake::whatsapp::{DeliveryItem, ItemKind};
 use chronicle_projections::chain::verify;
+use chronicle_tests::error_code as code;
 use chronicle_tests::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -77,10 +78,6 @@ async fn mutate(app: &TestApp, role: Role, mutation: &str, variables: Value) -> 
     let token = app.token("acme", role);
     let (_, reply) = app.graphql(Some(&token), mutation, variables).await;
     reply
-}
-
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
 }
 
 const TAG: &str = "mutation($id: String!, $tag: String!) { tagContact(contactId: $id, tag: $tag) }";

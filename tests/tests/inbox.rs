@@ -11,9 +11,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chronicle_api::app::projectors;
 use chronicle_api::auth::Role;
-use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::outbound::whatsapp::{SenderConfig, WhatsAppSender};
 use chronicle_projections::runtime::{ProjectorRunner, RunnerConfig};
+use chronicle_tests::error_code as code;
 use chronicle_tests::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -48,15 +48,11 @@ async fn send_all(app: &TestApp, base: &str) {
     app.project().await;
     let mut config = SenderConfig::new(base, "token");
     config.backoff = Duration::ZERO;
-    WhatsAppSender::new(
-        app.state.commands.clone(),
-        KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
-        config,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-    .drain()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    WhatsAppSender::new(app.state.commands.clone(), app.keys(), config)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .drain()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     app.project().await;
 }
 
@@ -98,10 +94,6 @@ async fn mutate(app: &TestApp, tenant_id: &str, role: Role, query: &str, variabl
     let (status, reply) = app.graphql(Some(&token), query, variables).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     reply
-}
-
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or_default()
 }
 
 async fn conversation_id(app: &TestApp, tenant_id: &str) -> String {

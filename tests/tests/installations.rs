@@ -13,7 +13,6 @@ use chronicle_commands::error::CommandError;
 use chronicle_commands::installations::{
     installation_id_for_order, payout_id_for, InstallationService, InstallationWorker, OpenRequest,
 };
-use chronicle_commands::keystore::KeyStore;
 use chronicle_domain::installation::{
     payout_for, photo_requirements, required_checklist, InstallationEvent, InstallationStatus, InstallationType,
     LineItem, PaymentProvider,
@@ -44,16 +43,12 @@ fn md(tenant: &TenantId, user: &str) -> CommandMetadata {
     }
 }
 
-fn keys(app: &TestApp) -> KeyStore {
-    KeyStore::new(app.state.pool.clone(), app.state.master_key.clone())
-}
-
 fn service(app: &TestApp) -> InstallationService {
-    InstallationService::new(app.state.commands.clone(), keys(app))
+    InstallationService::new(app.state.commands.clone(), app.keys())
 }
 
 fn worker(app: &TestApp) -> InstallationWorker {
-    InstallationWorker::new(app.state.commands.clone(), keys(app))
+    InstallationWorker::new(app.state.commands.clone(), app.keys())
 }
 
 /// Projects, works the process managers, projects again.
@@ -96,15 +91,8 @@ fn gql_code(reply: &Value) -> &str {
     reply["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
 }
 
-async fn gql(app: &TestApp, tenant: &str, role: Role, query: &str, variables: Value) -> Value {
-    let token = app.token(tenant, role);
-    let (status, reply) = app.graphql(Some(&token), query, variables).await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    reply
-}
-
 async fn ok(app: &TestApp, tenant: &str, role: Role, query: &str, variables: Value) -> Value {
-    let reply = gql(app, tenant, role, query, variables).await;
+    let reply = app.gql(tenant, role, query, variables).await;
     assert!(reply["errors"].is_null(), "{reply}");
     reply["data"].clone()
 }
@@ -688,7 +676,7 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
     let vars = json!({"id": isr});
     // No technician (assigned to start, then unassigned), no checklist item, no photo.
     ready_to_commission(&app, &tenant, &isr, false).await;
-    let reply = gql(&app, "acme", Role::Admin, COMMISSION, vars.clone()).await;
+    let reply = app.gql("acme", Role::Admin, COMMISSION, vars.clone()).await;
     assert_eq!(gql_code(&reply), "COMMISSIONING_INCOMPLETE", "{reply}");
     let ext = &reply["errors"][0]["extensions"];
     assert_eq!(
@@ -730,7 +718,7 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
         )
         .await;
     }
-    let reply = gql(&app, "acme", Role::Technician, COMMISSION, vars.clone()).await;
+    let reply = app.gql("acme", Role::Technician, COMMISSION, vars.clone()).await;
     assert_eq!(gql_code(&reply), "COMMISSIONING_INCOMPLETE", "{reply}");
     let ext = &reply["errors"][0]["extensions"];
     assert_eq!(ext["missingChecklistItems"], json!([items[items.len() - 1]]));
@@ -1265,29 +1253,29 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
     let place = "mutation { placeOrder(customerId: \"ct_1\", items: [{ sku: \"s\", description: \"d\", quantity: 1,
                   unitPriceMinor: 100, currency: \"USD\" }]) }";
     assert_eq!(
-        gql_code(&gql(&app, "acme", Role::Technician, place, json!({})).await),
+        gql_code(&app.gql("acme", Role::Technician, place, json!({})).await),
         "FORBIDDEN"
     );
     assert_eq!(
-        gql_code(&gql(&app, "acme", Role::Finance, place, json!({})).await),
+        gql_code(&app.gql("acme", Role::Finance, place, json!({})).await),
         "FORBIDDEN"
     );
     let data = ok(&app, "acme", Role::Agent, place, json!({})).await;
     assert!(data["placeOrder"].as_str().is_some_and(|id| id.starts_with("order_")));
     let assign = "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"t\") }";
     assert_eq!(
-        gql_code(&gql(&app, "acme", Role::Technician, assign, json!({"id": isr})).await),
+        gql_code(&app.gql("acme", Role::Technician, assign, json!({"id": isr})).await),
         "FORBIDDEN"
     );
     assert_eq!(
-        gql_code(&gql(&app, "acme", Role::Agent, COMMISSION, json!({"id": isr})).await),
+        gql_code(&app.gql("acme", Role::Agent, COMMISSION, json!({"id": isr})).await),
         "FORBIDDEN"
     );
     // A technician works only on installations they are assigned to (the token's user is
     // `user-1`).
     let start = "mutation($id: String!) { startInstallationWork(installationId: $id) }";
     assert_eq!(
-        gql_code(&gql(&app, "acme", Role::Technician, start, json!({"id": isr})).await),
+        gql_code(&app.gql("acme", Role::Technician, start, json!({"id": isr})).await),
         "FORBIDDEN"
     );
     ok(
@@ -1302,8 +1290,7 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
     assert_eq!(data["startInstallationWork"], true);
     assert_eq!(
         gql_code(
-            &gql(
-                &app,
+            &app.gql(
                 "acme",
                 Role::Agent,
                 "mutation { approvePayout(payoutId: \"payout_x\") }",
@@ -1315,41 +1302,29 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
     );
     assert_eq!(
         gql_code(
-            &gql(
-                &app,
-                "acme",
-                Role::Technician,
-                "{ payouts { totals { count } } }",
-                json!({})
-            )
-            .await
+            &app.gql("acme", Role::Technician, "{ payouts { totals { count } } }", json!({}))
+                .await
         ),
         "FORBIDDEN"
     );
     assert_eq!(
         gql_code(
-            &gql(
-                &app,
-                "acme",
-                Role::Integrator,
-                "{ installationCounts { count } }",
-                json!({})
-            )
-            .await
+            &app.gql("acme", Role::Integrator, "{ installationCounts { count } }", json!({}))
+                .await
         ),
         "FORBIDDEN"
     );
     let (status, _) = app.graphql(None, "{ installationCounts { count } }", json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // A refusal through GraphQL carries its code.
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Agent,
-        "mutation { placeOrder(customerId: \"ct_1\", items: []) }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            "mutation { placeOrder(customerId: \"ct_1\", items: []) }",
+            json!({}),
+        )
+        .await;
     assert_eq!(gql_code(&reply), "EMPTY_ORDER");
 }
 
@@ -1389,14 +1364,14 @@ async fn one_tenant_never_sees_or_changes_another_tenants_orders_installations_o
                "installationCounts": [], "payouts": {"nodes": [], "totals": []}})
     );
     // globex's commands address globex's streams only: acme's installation is unknown there.
-    let reply = gql(
-        &app,
-        "globex",
-        Role::Owner,
-        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"x\") }",
-        json!({"id": isr}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "globex",
+            Role::Owner,
+            "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"x\") }",
+            json!({"id": isr}),
+        )
+        .await;
     assert_eq!(gql_code(&reply), "UNKNOWN_INSTALLATION");
     // Row-level security: the application role scoped to globex sees no acme row.
     let mut tx = app.state.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
@@ -1488,20 +1463,17 @@ async fn an_owner_grants_a_quality_bonus_to_a_pending_payout_which_then_totals_t
                   totals { status currency count totalMinor } } }";
 
     // A technician can neither grant through GraphQL nor, as the payout's own technician, at all.
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Technician,
-        GRANT,
-        json!({"id": payout, "amount": 1_500}),
-    )
-    .await;
+    let reply = app
+        .gql("acme", Role::Technician, GRANT, json!({"id": payout, "amount": 1_500}))
+        .await;
     assert_eq!(gql_code(&reply), "FORBIDDEN");
     assert_eq!(
         refusal(svc.grant_quality_bonus(&payout, 1_500, &md(&tenant, "tech-1")).await),
         "SELF_GRANT"
     );
-    let reply = gql(&app, "acme", Role::Owner, GRANT, json!({"id": payout, "amount": 0})).await;
+    let reply = app
+        .gql("acme", Role::Owner, GRANT, json!({"id": payout, "amount": 0}))
+        .await;
     assert_eq!(gql_code(&reply), "QUALITY_BONUS_OUT_OF_RANGE");
 
     // The owner grants 2 000, then replaces it with 1 500: the total is the tier plus 1 500.
@@ -1524,7 +1496,9 @@ async fn an_owner_grants_a_quality_bonus_to_a_pending_payout_which_then_totals_t
 
     // Once approved, no bonus: refused with its code, and the approved total is tier + bonus.
     svc.approve_payout(&payout, &m).await.unwrap_or_else(|e| panic!("{e}"));
-    let reply = gql(&app, "acme", Role::Owner, GRANT, json!({"id": payout, "amount": 3_000})).await;
+    let reply = app
+        .gql("acme", Role::Owner, GRANT, json!({"id": payout, "amount": 3_000}))
+        .await;
     assert_eq!(gql_code(&reply), "PAYOUT_NOT_PENDING");
     app.project().await;
     let data = ok(&app, "acme", Role::Finance, read, json!({})).await;

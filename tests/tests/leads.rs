@@ -11,22 +11,19 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chronicle_api::auth::{mint, Role};
 use chronicle_commands::intake::forms::create_intake_key;
-use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::leads::{CaptureOutcome, LeadInput, Leads};
 use chronicle_commands::tenants;
 use chronicle_domain::lead::{BudgetRange, LeadCommand, LeadSource, LostReason, Priority, Stage};
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::phone::PhoneNumber;
+use chronicle_tests::error_code as code;
 use chronicle_tests::*;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
 fn leads(app: &TestApp) -> Leads {
-    Leads::new(
-        app.state.commands.clone(),
-        KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
-    )
+    Leads::new(app.state.commands.clone(), app.keys())
 }
 
 fn md(tenant_id: &str) -> CommandMetadata {
@@ -86,13 +83,6 @@ async fn event_count(app: &TestApp, event_type: &str) -> i64 {
 
 fn token(tenant_id: &str, user: &str, role: Role) -> String {
     mint(JWT_SECRET, &tenant(tenant_id), user, role, Duration::hours(1)).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn code(reply: &Value) -> String {
-    reply["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("none")
-        .to_string()
 }
 
 const LEAD: &str = "query($id: ID!) { lead(id: $id) { id stage source score scoreReasons { factor points } assignee

@@ -166,14 +166,6 @@ async fn receive_image(app: &TestApp, graph: &Graph, announced_sha: &str) -> Med
     fetcher
 }
 
-async fn count_events(app: &TestApp, event_type: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 async fn one(app: &TestApp, sql: &str) -> Value {
     sqlx::query_scalar::<_, Value>(sql)
         .fetch_one(&app.pool)
@@ -234,8 +226,8 @@ async fn an_inbound_image_is_fetched_once_and_stored_sealed_with_its_sha256(pool
         "{authorizations:?}"
     );
 
-    assert_eq!(count_events(&app, "MediaFetchRequested").await, 1);
-    assert_eq!(count_events(&app, "MediaStored").await, 1);
+    assert_eq!(app.count_events("MediaFetchRequested").await, 1);
+    assert_eq!(app.count_events("MediaStored").await, 1);
     let stored = one(
         &app,
         "SELECT payload -> 'MediaStored' FROM events WHERE event_type = 'MediaStored'",
@@ -268,7 +260,7 @@ async fn an_inbound_image_is_fetched_once_and_stored_sealed_with_its_sha256(pool
     fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), 1);
     assert_eq!(app.count("SELECT count(*) FROM media_jobs").await, 1);
-    assert_eq!(count_events(&app, "MediaStored").await, 1);
+    assert_eq!(app.count_events("MediaStored").await, 1);
 
     let reply = media_of_message(&app, Role::Agent).await;
     let media = &reply["data"]["media"];
@@ -287,8 +279,8 @@ async fn a_graph_api_answering_500_twice_is_retried_and_the_media_stored_once(po
 
     assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), 3);
     assert_eq!(graph.hits(&format!("/files/{MEDIA_ID}")), 1);
-    assert_eq!(count_events(&app, "MediaFetchFailed").await, 2);
-    assert_eq!(count_events(&app, "MediaStored").await, 1);
+    assert_eq!(app.count_events("MediaFetchFailed").await, 2);
+    assert_eq!(app.count_events("MediaStored").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM media_blobs").await, 1);
     let failure = one(
         &app,
@@ -310,11 +302,11 @@ async fn a_graph_api_answering_500_every_time_is_given_up_after_the_maximum_atte
 
     assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), MAX_FETCH_ATTEMPTS as usize);
     assert_eq!(
-        count_events(&app, "MediaFetchFailed").await,
+        app.count_events("MediaFetchFailed").await,
         i64::from(MAX_FETCH_ATTEMPTS) - 1
     );
-    assert_eq!(count_events(&app, "MediaFetchGaveUp").await, 1);
-    assert_eq!(count_events(&app, "MediaStored").await, 0);
+    assert_eq!(app.count_events("MediaFetchGaveUp").await, 1);
+    assert_eq!(app.count_events("MediaStored").await, 0);
     let reply = media_of_message(&app, Role::Agent).await;
     assert_eq!(reply["data"]["media"]["status"], "GAVE_UP", "{reply}");
 }
@@ -335,7 +327,7 @@ async fn a_404_is_recorded_as_a_failure_with_its_code_and_not_retried(pool: PgPo
     .await;
     assert_eq!(failure["code"], "http_404:100");
     assert_eq!(failure["retryable"], false);
-    assert_eq!(count_events(&app, "MediaStored").await, 0);
+    assert_eq!(app.count_events("MediaStored").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM media_blobs").await, 0);
     let reply = media_of_message(&app, Role::Agent).await;
     assert_eq!(reply["data"]["media"]["status"], "FAILED", "{reply}");
@@ -356,7 +348,7 @@ async fn bytes_other_than_whatsapp_announced_are_a_checksum_failure_and_never_st
     .await;
     assert_eq!(failure["code"], "checksum_mismatch");
     assert_eq!(failure["retryable"], false);
-    assert_eq!(count_events(&app, "MediaStored").await, 0);
+    assert_eq!(app.count_events("MediaStored").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM media_blobs").await, 0);
     let reply = media_of_message(&app, Role::Agent).await;
     assert_eq!(reply["data"]["media"]["status"], "FAILED", "{reply}");
@@ -411,7 +403,7 @@ async fn the_log_never_holds_the_media_bytes_url_id_or_caption_in_the_clear(pool
     let app = TestApp::new(pool).await;
     let graph = Graph::new(vec![500], PHOTO);
     receive_image(&app, &graph, &announced(PHOTO)).await;
-    assert_eq!(count_events(&app, "MediaStored").await, 1);
+    assert_eq!(app.count_events("MediaStored").await, 1);
 
     let log: Vec<String> = sqlx::query_scalar("SELECT payload::text || metadata::text FROM events")
         .fetch_all(&app.pool)

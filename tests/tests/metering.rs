@@ -12,30 +12,19 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chronicle_api::auth::Role;
 use chronicle_commands::error::{CommandError, DomainError};
-use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::metering::{features, Charge, Metering, RefundReason};
-use chronicle_commands::outbound::whatsapp::{SenderConfig, WhatsAppSender};
+use chronicle_commands::outbound::whatsapp::WhatsAppSender;
 use chronicle_commands::wallets::{WalletService, MAIN_WALLET};
-use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::wallet::WalletError;
 use chronicle_projections::wallets::{self as read, LedgerFilter};
+use chronicle_tests::error_code as code;
+use chronicle_tests::system_metadata as meta;
 use chronicle_tests::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
 const NUMBER: &str = "555000222";
 const CUSTOMER: &str = "263771000009";
-
-fn meta(tenant_id: &str) -> CommandMetadata {
-    CommandMetadata {
-        tenant_id: tenant(tenant_id),
-        actor: Actor::System {
-            component: "test".into(),
-        },
-        correlation_id: "test".into(),
-        causation_id: "test".into(),
-    }
-}
 
 /// A loopback Graph API answering every request with the scripted reply; counts requests.
 #[derive(Clone)]
@@ -82,15 +71,9 @@ impl Graph {
 }
 
 fn sender(app: &TestApp, base_url: &str) -> WhatsAppSender {
-    let mut config = SenderConfig::new(base_url, "graph-token");
-    config.backoff = Duration::ZERO;
+    let mut config = sender_config(base_url, "graph-token");
     config.request_timeout = Duration::from_secs(5);
-    WhatsAppSender::new(
-        app.state.commands.clone(),
-        KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
-        config,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    app.sender_with(config)
 }
 
 /// A tenant `acme` whose customer wrote `hours_ago` hours ago; returns the conversation id.
@@ -121,25 +104,6 @@ async fn conversation(app: &TestApp, hours_ago: i64) -> String {
 const SEND_MESSAGE: &str = "mutation($id: String!, $text: String!, $key: String!) {
   sendMessage(conversationId: $id, text: $text, idempotencyKey: $key) { conversationId position }
 }";
-
-async fn gql(app: &TestApp, role: Role, query: &str, variables: Value) -> Value {
-    let token = app.token("acme", role);
-    let (status, reply) = app.graphql(Some(&token), query, variables).await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    reply
-}
-
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or_default()
-}
-
-async fn count_events(app: &TestApp, event_type: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 async fn set_price(app: &TestApp, feature: &str, unit_price: i64) {
     Metering::new(app.state.commands.clone())
@@ -175,13 +139,14 @@ async fn a_send_on_an_empty_wallet_answers_insufficient_balance_with_both_amount
     let base = graph.serve().await;
     let id = conversation(&app, 1).await;
     set_price(&app, features::MESSAGE, 1_500).await;
-    let reply = gql(
-        &app,
-        Role::Agent,
-        SEND_MESSAGE,
-        json!({"id": id, "text": "Yes, Saturdays too", "key": "k-1"}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            SEND_MESSAGE,
+            json!({"id": id, "text": "Yes, Saturdays too", "key": "k-1"}),
+        )
+        .await;
     assert_eq!(code(&reply), "INSUFFICIENT_BALANCE", "{reply}");
     assert_eq!(reply["errors"][0]["extensions"]["required"], 1_500, "{reply}");
     assert_eq!(reply["errors"][0]["extensions"]["available"], 0, "{reply}");
@@ -190,7 +155,7 @@ async fn a_send_on_an_empty_wallet_answers_insufficient_balance_with_both_amount
     let template = "mutation($id: String!) {
       sendTemplate(conversationId: $id, name: \"any\", language: \"en\", idempotencyKey: \"k-2\") { position }
     }";
-    let reply = gql(&app, Role::Agent, template, json!({"id": id})).await;
+    let reply = app.gql("acme", Role::Agent, template, json!({"id": id})).await;
     assert_eq!(code(&reply), "INSUFFICIENT_BALANCE", "{reply}");
     assert_eq!(reply["errors"][0]["extensions"]["required"], 1_500, "{reply}");
     assert_eq!(reply["errors"][0]["extensions"]["available"], 0, "{reply}");
@@ -198,9 +163,9 @@ async fn a_send_on_an_empty_wallet_answers_insufficient_balance_with_both_amount
     app.project().await;
     sender(&app, &base).drain().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(graph.count(), 0);
-    assert_eq!(count_events(&app, "OutboundMessageQueued").await, 0);
-    assert_eq!(count_events(&app, "OutboundMessageSent").await, 0);
-    assert_eq!(count_events(&app, "DebitRefused").await, 2);
+    assert_eq!(app.count_events("OutboundMessageQueued").await, 0);
+    assert_eq!(app.count_events("OutboundMessageSent").await, 0);
+    assert_eq!(app.count_events("DebitRefused").await, 2);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -212,20 +177,21 @@ async fn a_metered_send_is_paid_before_it_is_queued_and_charged_once_per_key(poo
     set_price(&app, features::MESSAGE, 1_500).await;
     fund(&app, 10_000).await;
     for _ in 0..2 {
-        let reply = gql(
-            &app,
-            Role::Agent,
-            SEND_MESSAGE,
-            json!({"id": id, "text": "On my way", "key": "k-1"}),
-        )
-        .await;
+        let reply = app
+            .gql(
+                "acme",
+                Role::Agent,
+                SEND_MESSAGE,
+                json!({"id": id, "text": "On my way", "key": "k-1"}),
+            )
+            .await;
         assert!(reply["errors"].is_null(), "{reply}");
     }
     assert_eq!(available(&app).await, 8_500);
     app.project().await;
     sender(&app, &base).drain().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(graph.count(), 1);
-    assert_eq!(count_events(&app, "TokensDebited").await, 1);
+    assert_eq!(app.count_events("TokensDebited").await, 1);
     app.project().await;
     let usage = read::usage(&app.state.pool, &tenant("acme"), None, None)
         .await
@@ -248,13 +214,14 @@ async fn a_metered_message_the_provider_refuses_is_refunded_and_the_ledger_says_
     let id = conversation(&app, 1).await;
     set_price(&app, features::MESSAGE, 2_000).await;
     fund(&app, 5_000).await;
-    let reply = gql(
-        &app,
-        Role::Agent,
-        SEND_MESSAGE,
-        json!({"id": id, "text": "Hello", "key": "k-9"}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            SEND_MESSAGE,
+            json!({"id": id, "text": "Hello", "key": "k-9"}),
+        )
+        .await;
     assert!(reply["errors"].is_null(), "{reply}");
     assert_eq!(available(&app).await, 3_000);
     app.project().await;
@@ -262,7 +229,7 @@ async fn a_metered_message_the_provider_refuses_is_refunded_and_the_ledger_says_
     assert_eq!(pass.failed, 1);
     assert_eq!(graph.count(), 1);
     assert_eq!(available(&app).await, 5_000);
-    assert_eq!(count_events(&app, "TokensRefunded").await, 1);
+    assert_eq!(app.count_events("TokensRefunded").await, 1);
     let (state, refunded): (String, bool) =
         sqlx::query_as("SELECT state, refunded FROM metered_actions WHERE tenant_id = 'acme'")
             .fetch_one(&app.pool)
@@ -289,7 +256,7 @@ async fn a_metered_message_the_provider_refuses_is_refunded_and_the_ledger_says_
     assert_eq!(line.balance, 5_000);
     // A second drain settles nothing more and refunds nothing more.
     sender(&app, &base).drain().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(count_events(&app, "TokensRefunded").await, 1);
+    assert_eq!(app.count_events("TokensRefunded").await, 1);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -299,17 +266,18 @@ async fn a_send_the_conversation_refuses_is_refunded(pool: PgPool) {
     let id = conversation(&app, 30).await;
     set_price(&app, features::MESSAGE, 1_000).await;
     fund(&app, 4_000).await;
-    let reply = gql(
-        &app,
-        Role::Agent,
-        SEND_MESSAGE,
-        json!({"id": id, "text": "Hi again", "key": "k-2"}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            SEND_MESSAGE,
+            json!({"id": id, "text": "Hi again", "key": "k-2"}),
+        )
+        .await;
     assert_eq!(code(&reply), "OUTSIDE_SERVICE_WINDOW", "{reply}");
-    assert_eq!(count_events(&app, "OutboundMessageQueued").await, 0);
-    assert_eq!(count_events(&app, "TokensDebited").await, 1);
-    assert_eq!(count_events(&app, "TokensRefunded").await, 1);
+    assert_eq!(app.count_events("OutboundMessageQueued").await, 0);
+    assert_eq!(app.count_events("TokensDebited").await, 1);
+    assert_eq!(app.count_events("TokensRefunded").await, 1);
     assert_eq!(available(&app).await, 4_000);
 }
 
@@ -319,13 +287,14 @@ async fn a_tenant_without_a_price_list_is_unmetered(pool: PgPool) {
     let graph = Graph::accepting();
     let base = graph.serve().await;
     let id = conversation(&app, 1).await;
-    let reply = gql(
-        &app,
-        Role::Agent,
-        SEND_MESSAGE,
-        json!({"id": id, "text": "Free", "key": "k-1"}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            SEND_MESSAGE,
+            json!({"id": id, "text": "Free", "key": "k-1"}),
+        )
+        .await;
     assert!(reply["errors"].is_null(), "{reply}");
     app.project().await;
     sender(&app, &base).drain().await.unwrap_or_else(|e| panic!("{e}"));
@@ -447,23 +416,38 @@ async fn charges_are_priced_by_quantity_and_refunded_once(pool: PgPool) {
 async fn finance_sets_prices_through_graphql_and_agents_cannot(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let set = "mutation($feature: String!, $price: Int) { setPrice(feature: $feature, unitPrice: $price) { feature unitPrice } }";
-    let reply = gql(&app, Role::Finance, set, json!({"feature": "message", "price": 1_200})).await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Finance,
+            set,
+            json!({"feature": "message", "price": 1_200}),
+        )
+        .await;
     assert_eq!(
         reply["data"]["setPrice"],
         json!([{"feature": "message", "unitPrice": 1_200}]),
         "{reply}"
     );
-    let reply = gql(&app, Role::Agent, set, json!({"feature": "message", "price": 1})).await;
+    let reply = app
+        .gql("acme", Role::Agent, set, json!({"feature": "message", "price": 1}))
+        .await;
     assert_eq!(code(&reply), "FORBIDDEN", "{reply}");
-    let reply = gql(&app, Role::Admin, set, json!({"feature": "message", "price": -5})).await;
+    let reply = app
+        .gql("acme", Role::Admin, set, json!({"feature": "message", "price": -5}))
+        .await;
     assert_eq!(code(&reply), "INVALID_INPUT", "{reply}");
-    let reply = gql(&app, Role::Auditor, "{ priceList { feature unitPrice } }", json!({})).await;
+    let reply = app
+        .gql("acme", Role::Auditor, "{ priceList { feature unitPrice } }", json!({}))
+        .await;
     assert_eq!(
         reply["data"]["priceList"],
         json!([{"feature": "message", "unitPrice": 1_200}])
     );
     // Removing the price makes the feature unmetered again.
-    let reply = gql(&app, Role::Owner, set, json!({"feature": "message", "price": null})).await;
+    let reply = app
+        .gql("acme", Role::Owner, set, json!({"feature": "message", "price": null}))
+        .await;
     assert_eq!(reply["data"]["setPrice"], json!([]), "{reply}");
 }
 
@@ -551,7 +535,7 @@ mod follow_ups {
             "mutation { setCallFollowUpRule(rule: { delayMinutes: 1, outcomes: [NO_ANSWER], templateName: \"missed_call\",
                          language: \"en_US\" }) }",
         ] {
-            let reply = gql(app, Role::Owner, mutation, json!({})).await;
+            let reply = app.gql("acme", Role::Owner, mutation, json!({})).await;
             assert!(reply["errors"].is_null(), "{reply}");
         }
     }
@@ -579,7 +563,7 @@ mod follow_ups {
         missed_call(&app, "CA100").await;
         round(&app, &sender).await;
         assert_eq!(graph.count(), 1);
-        assert_eq!(count_events(&app, "TokensDebited").await, 1);
+        assert_eq!(app.count_events("TokensDebited").await, 1);
         assert_eq!(available(&app).await, 300);
     }
 
@@ -593,9 +577,9 @@ mod follow_ups {
         missed_call(&app, "CA101").await;
         round(&app, &sender).await;
         assert_eq!(graph.count(), 0);
-        assert_eq!(count_events(&app, "OutboundMessageQueued").await, 0);
-        assert_eq!(count_events(&app, "DebitRefused").await, 1);
-        assert_eq!(count_events(&app, "FollowUpFailed").await, 1);
+        assert_eq!(app.count_events("OutboundMessageQueued").await, 0);
+        assert_eq!(app.count_events("DebitRefused").await, 1);
+        assert_eq!(app.count_events("FollowUpFailed").await, 1);
     }
 }
 
@@ -605,25 +589,27 @@ async fn a_repeated_key_refused_by_the_conversation_keeps_the_charge_of_the_mess
     let id = conversation(&app, 1).await;
     set_price(&app, features::MESSAGE, 1_000).await;
     fund(&app, 3_000).await;
-    let reply = gql(
-        &app,
-        Role::Agent,
-        SEND_MESSAGE,
-        json!({"id": id, "text": "First", "key": "k-1"}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            SEND_MESSAGE,
+            json!({"id": id, "text": "First", "key": "k-1"}),
+        )
+        .await;
     assert!(reply["errors"].is_null(), "{reply}");
     // The same key with another text: whatever the conversation answers, the first message
     // was queued, so its charge stands and nothing is charged twice.
-    let _ = gql(
-        &app,
-        Role::Agent,
-        SEND_MESSAGE,
-        json!({"id": id, "text": "Second", "key": "k-1"}),
-    )
-    .await;
-    assert_eq!(count_events(&app, "OutboundMessageQueued").await, 1);
-    assert_eq!(count_events(&app, "TokensDebited").await, 1);
-    assert_eq!(count_events(&app, "TokensRefunded").await, 0);
+    let _ = app
+        .gql(
+            "acme",
+            Role::Agent,
+            SEND_MESSAGE,
+            json!({"id": id, "text": "Second", "key": "k-1"}),
+        )
+        .await;
+    assert_eq!(app.count_events("OutboundMessageQueued").await, 1);
+    assert_eq!(app.count_events("TokensDebited").await, 1);
+    assert_eq!(app.count_events("TokensRefunded").await, 0);
     assert_eq!(available(&app).await, 2_000);
 }

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use chronicle_api::auth::Role;
-use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::outbound::whatsapp::{SenderConfig, WhatsAppSender};
+use chronicle_tests::error_code as code;
 use chronicle_tests::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -104,15 +104,9 @@ impl Graph {
 }
 
 fn sender(app: &TestApp, base_url: &str, timeout: Duration) -> WhatsAppSender {
-    let mut config = SenderConfig::new(base_url, TOKEN);
-    config.backoff = Duration::ZERO;
+    let mut config = sender_config(base_url, TOKEN);
     config.request_timeout = timeout;
-    WhatsAppSender::new(
-        app.state.commands.clone(),
-        KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
-        config,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    app.sender_with(config)
 }
 
 /// A tenant whose customer wrote `hours_ago` hours ago; returns the conversation id.
@@ -189,10 +183,6 @@ async fn as_role(app: &TestApp, role: Role, query: &str, variables: Value) -> Va
     let (status, reply) = app.graphql(Some(&token), query, variables).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     reply
-}
-
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or_default()
 }
 
 async fn events_of(app: &TestApp, event_type: &str) -> i64 {
@@ -512,12 +502,7 @@ async fn a_message_still_refused_by_5xx_after_the_last_attempt_is_recorded_faile
     let mut config = SenderConfig::new(base, TOKEN);
     config.backoff = Duration::ZERO;
     config.max_attempts = 3;
-    let sender = WhatsAppSender::new(
-        app.state.commands.clone(),
-        KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
-        config,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let sender = WhatsAppSender::new(app.state.commands.clone(), app.keys(), config).unwrap_or_else(|e| panic!("{e}"));
     sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(graph.seen().len(), 3);
     let failed: Value = sqlx::query_scalar(

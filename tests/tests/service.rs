@@ -8,7 +8,6 @@
 use axum::http::StatusCode;
 use chronicle_api::auth::Role;
 use chronicle_commands::error::CommandError;
-use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::service::{NewServiceRequest, ServiceDesk, ServiceSweeper};
 use chronicle_domain::installation::{
     warranty_local_id, Priority, RegisterWarranty, StartMaintenanceContract, WarrantyCommand,
@@ -16,6 +15,7 @@ use chronicle_domain::installation::{
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::pii::Envelope;
 use chronicle_domain::tenant::TenantId;
+use chronicle_tests::error_code as code;
 use chronicle_tests::*;
 use chrono::{DateTime, Duration, Months, Utc};
 use serde_json::{json, Value};
@@ -36,33 +36,19 @@ fn md(tenant: &TenantId) -> CommandMetadata {
 }
 
 fn desk(app: &TestApp) -> ServiceDesk {
-    ServiceDesk::new(
-        app.state.commands.clone(),
-        KeyStore::new(app.state.pool.clone(), app.state.master_key.clone()),
-    )
+    ServiceDesk::new(app.state.commands.clone(), app.keys())
 }
 
 fn sweeper(app: &TestApp) -> ServiceSweeper {
     ServiceSweeper::new(app.state.commands.clone())
 }
 
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
-}
-
 fn refusal(e: CommandError) -> &'static str {
     e.code()
 }
 
-async fn gql(app: &TestApp, tenant: &str, role: Role, query: &str, variables: Value) -> Value {
-    let token = app.token(tenant, role);
-    let (status, reply) = app.graphql(Some(&token), query, variables).await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    reply
-}
-
 async fn ok(app: &TestApp, tenant: &str, role: Role, query: &str, variables: Value) -> Value {
-    let reply = gql(app, tenant, role, query, variables).await;
+    let reply = app.gql(tenant, role, query, variables).await;
     assert!(reply["errors"].is_null(), "{reply}");
     reply["data"].clone()
 }
@@ -198,14 +184,14 @@ async fn a_claim_is_filed_reviewed_decided_and_resolved_through_graphql(pool: Pg
         0
     );
     // Deciding before the review is refused.
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { decideWarrantyClaim(claimId: \"claim_1\", decision: APPROVED) { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            "mutation { decideWarrantyClaim(claimId: \"claim_1\", decision: APPROVED) { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "CLAIM_MOVE_NOT_ALLOWED", "{reply}");
     ok(
         &app,
@@ -224,14 +210,14 @@ async fn a_claim_is_filed_reviewed_decided_and_resolved_through_graphql(pool: Pg
     )
     .await;
     // A decision is not reversed.
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { decideWarrantyClaim(claimId: \"claim_1\", decision: REJECTED) { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            "mutation { decideWarrantyClaim(claimId: \"claim_1\", decision: REJECTED) { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "CLAIM_MOVE_NOT_ALLOWED", "{reply}");
     ok(
         &app,
@@ -259,14 +245,14 @@ async fn a_claim_outside_the_warranty_period_is_refused_with_its_code_through_gr
     // A 12-month warranty that started 13 months ago has ended.
     let start = Utc::now().checked_sub_months(Months::new(13)).unwrap();
     let warranty = register(&app, &acme, "SN-OLD", 12, start).await;
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Agent,
-        FILE,
-        json!({ "w": warranty, "d": "Broken", "c": "claim_late" }),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            FILE,
+            json!({ "w": warranty, "d": "Broken", "c": "claim_late" }),
+        )
+        .await;
     assert_eq!(code(&reply), "OUTSIDE_WARRANTY_PERIOD", "{reply}");
     assert_eq!(
         app.count("SELECT count(*) FROM events WHERE event_type = 'WarrantyClaimFiled'")
@@ -282,14 +268,14 @@ async fn a_claim_outside_the_warranty_period_is_refused_with_its_code_through_gr
 async fn a_claim_on_an_unknown_or_voided_warranty_is_refused(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let acme = app.tenant_with_number("acme", "555000001").await;
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Agent,
-        FILE,
-        json!({ "w": "warranty_isr_1/NOPE", "d": "Broken" }),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            FILE,
+            json!({ "w": "warranty_isr_1/NOPE", "d": "Broken" }),
+        )
+        .await;
     assert_eq!(code(&reply), "WARRANTY_NOT_ACTIVE", "{reply}");
     let warranty = register(&app, &acme, "SN-VOID", 12, Utc::now() - Duration::days(1)).await;
     app.state
@@ -309,7 +295,9 @@ async fn a_claim_on_an_unknown_or_voided_warranty_is_refused(pool: PgPool) {
         )
         .await
         .unwrap();
-    let reply = gql(&app, "acme", Role::Agent, FILE, json!({ "w": warranty, "d": "Broken" })).await;
+    let reply = app
+        .gql("acme", Role::Agent, FILE, json!({ "w": warranty, "d": "Broken" }))
+        .await;
     assert_eq!(code(&reply), "WARRANTY_NOT_ACTIVE", "{reply}");
     // Voiding an unknown warranty is refused.
     let e = app
@@ -346,17 +334,17 @@ async fn a_claim_on_an_unknown_or_voided_warranty_is_refused(pool: PgPool) {
         "mutation { startWarrantyClaimReview(claimId: \"claim_none\") { id } }",
         "mutation { resolveWarrantyClaim(claimId: \"claim_none\", resolution: \"x\") { id } }",
     ] {
-        let reply = gql(&app, "acme", Role::Admin, mutation, json!({})).await;
+        let reply = app.gql("acme", Role::Admin, mutation, json!({})).await;
         assert_eq!(code(&reply), "UNKNOWN_CLAIM", "{reply}");
     }
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { startWarrantyClaimReview(claimId: \"not-a-claim\") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            "mutation { startWarrantyClaimReview(claimId: \"not-a-claim\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "BAD_CLAIM_ID", "{reply}");
 }
 
@@ -421,7 +409,7 @@ async fn ticket_numbers_are_sequential_per_tenant_and_the_sla_runs_from_opening(
     assert_eq!(numbers, vec![2, 1]);
     let data = ok(&app, "acme", Role::Agent, REQUESTS, json!({ "p": "URGENT" })).await;
     assert_eq!(data["serviceRequests"]["edges"].as_array().unwrap().len(), 1);
-    let reply = gql(&app, "acme", Role::Agent, REQUESTS, json!({ "a": "garbage" })).await;
+    let reply = app.gql("acme", Role::Agent, REQUESTS, json!({ "a": "garbage" })).await;
     assert_eq!(code(&reply), "BAD_CURSOR", "{reply}");
 }
 
@@ -442,7 +430,7 @@ async fn opening_a_request_again_with_its_idempotency_key_returns_the_first_tick
             .await,
         2
     );
-    let reply = gql(&app, "acme", Role::Agent, open, json!({ "k": "" })).await;
+    let reply = app.gql("acme", Role::Agent, open, json!({ "k": "" })).await;
     assert_eq!(code(&reply), "INVALID_INPUT", "{reply}");
 }
 
@@ -466,44 +454,44 @@ async fn a_request_is_opened_assigned_resolved_and_closed_through_graphql_with_i
             .await,
         0
     );
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Agent,
-        "mutation { openServiceRequest(input: { kind: \"\", priority: NORMAL, customerId: \"ct_customer_1\",
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            "mutation { openServiceRequest(input: { kind: \"\", priority: NORMAL, customerId: \"ct_customer_1\",
             description: \"x\" }) { id } }",
-        json!({}),
-    )
-    .await;
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "BLANK_FIELD", "{reply}");
     // Closing before resolution is refused.
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Agent,
-        "mutation { closeServiceRequest(requestId: \"sr_1\") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            "mutation { closeServiceRequest(requestId: \"sr_1\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "SERVICE_MOVE_NOT_ALLOWED", "{reply}");
     // Assigning an unknown request is refused; a malformed id is a bad request.
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { assignServiceRequest(requestId: \"sr_99\", technicianId: \"tech-1\") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            "mutation { assignServiceRequest(requestId: \"sr_99\", technicianId: \"tech-1\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "UNKNOWN_SERVICE_REQUEST", "{reply}");
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { assignServiceRequest(requestId: \"isr_1\", technicianId: \"tech-1\") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            "mutation { assignServiceRequest(requestId: \"isr_1\", technicianId: \"tech-1\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "BAD_SERVICE_REQUEST_ID", "{reply}");
     ok(
         &app,
@@ -513,14 +501,14 @@ async fn a_request_is_opened_assigned_resolved_and_closed_through_graphql_with_i
         json!({}),
     )
     .await;
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { assignServiceRequest(requestId: \"sr_1\", technicianId: \" \") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            "mutation { assignServiceRequest(requestId: \"sr_1\", technicianId: \" \") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "BLANK_FIELD", "{reply}");
     ok(
         &app,
@@ -530,14 +518,14 @@ async fn a_request_is_opened_assigned_resolved_and_closed_through_graphql_with_i
         json!({}),
     )
     .await;
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { assignServiceRequest(requestId: \"sr_1\", technicianId: \"tech-2\") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            "mutation { assignServiceRequest(requestId: \"sr_1\", technicianId: \"tech-2\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "SERVICE_MOVE_NOT_ALLOWED", "{reply}");
     ok(
         &app,
@@ -547,14 +535,14 @@ async fn a_request_is_opened_assigned_resolved_and_closed_through_graphql_with_i
         json!({}),
     )
     .await;
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Technician,
-        "mutation { resolveServiceRequest(requestId: \"sr_1\", resolution: \"again\") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Technician,
+            "mutation { resolveServiceRequest(requestId: \"sr_1\", resolution: \"again\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "SERVICE_MOVE_NOT_ALLOWED", "{reply}");
     app.project().await;
     let data = ok(&app, "acme", Role::Agent, REQUESTS, json!({ "s": "CLOSED" })).await;
@@ -672,8 +660,7 @@ async fn a_contract_is_started_renewed_from_its_old_end_once_per_reference_and_c
         customerId: \"ct_customer_1\", startsAt: $s, termMonths: 12, annualValueMinor: 120000, currency: \"USD\" }) { id } }";
     ok(&app, "acme", Role::Finance, started, vars.clone()).await;
     ok(&app, "acme", Role::Finance, started, vars).await;
-    let reply = gql(
-        &app,
+    let reply = app.gql(
         "acme",
         Role::Finance,
         "mutation($s: DateTime!) { startMaintenanceContract(input: { contractId: \"mc_2\", customerId: \"ct_customer_1\",
@@ -686,25 +673,27 @@ async fn a_contract_is_started_renewed_from_its_old_end_once_per_reference_and_c
     ok(&app, "acme", Role::Finance, renew, json!({ "r": "INV-1", "m": 12 })).await;
     // The same reference again records nothing, even with another term.
     ok(&app, "acme", Role::Finance, renew, json!({ "r": "INV-1", "m": 24 })).await;
-    let reply = gql(&app, "acme", Role::Finance, renew, json!({ "r": "INV-2", "m": 0 })).await;
+    let reply = app
+        .gql("acme", Role::Finance, renew, json!({ "r": "INV-2", "m": 0 }))
+        .await;
     assert_eq!(code(&reply), "INVALID_TERM", "{reply}");
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Finance,
-        "mutation { renewMaintenanceContract(contractId: \"mc_404\", reference: \"INV-9\") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Finance,
+            "mutation { renewMaintenanceContract(contractId: \"mc_404\", reference: \"INV-9\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "UNKNOWN_CONTRACT", "{reply}");
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { cancelMaintenanceContract(contractId: \"mc_404\", reason: \"x\") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            "mutation { cancelMaintenanceContract(contractId: \"mc_404\", reason: \"x\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "UNKNOWN_CONTRACT", "{reply}");
     app.project().await;
     let data = ok(&app, "acme", Role::Auditor, CONTRACTS, json!({})).await;
@@ -733,16 +722,18 @@ async fn a_contract_is_started_renewed_from_its_old_end_once_per_reference_and_c
             .await,
         0
     );
-    let reply = gql(&app, "acme", Role::Finance, renew, json!({ "r": "INV-3", "m": 12 })).await;
+    let reply = app
+        .gql("acme", Role::Finance, renew, json!({ "r": "INV-3", "m": 12 }))
+        .await;
     assert_eq!(code(&reply), "CONTRACT_CANCELLED", "{reply}");
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { setMaintenanceAutoRenewal(contractId: \"mc_1\", autoRenew: true) { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            "mutation { setMaintenanceAutoRenewal(contractId: \"mc_1\", autoRenew: true) { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "CONTRACT_CANCELLED", "{reply}");
     app.project().await;
     let data = ok(&app, "acme", Role::Auditor, CONTRACTS, json!({})).await;
@@ -824,7 +815,7 @@ async fn roles_are_checked_on_every_part_of_the_service_area(pool: PgPool) {
         (Role::Agent, "mutation { renewMaintenanceContract(contractId: \"mc_1\", reference: \"r\") { id } }"),
     ];
     for (role, query) in forbidden {
-        let reply = gql(&app, "acme", role, query, json!({})).await;
+        let reply = app.gql("acme", role, query, json!({})).await;
         assert_eq!(code(&reply), "FORBIDDEN", "{role:?} {query}: {reply}");
     }
     let (status, reply) = app.graphql(None, "{ warranties { id } }", json!({})).await;
@@ -877,35 +868,30 @@ async fn one_tenant_never_sees_or_changes_another_tenants_after_sales(pool: PgPo
     let data = ok(&app, "globex", Role::Owner, REQUESTS, json!({})).await;
     assert_eq!(data["serviceRequests"]["edges"], json!([]));
     // Another tenant's ids name nothing in globex's streams.
-    let reply = gql(
-        &app,
-        "globex",
-        Role::Agent,
-        FILE,
-        json!({ "w": warranty, "d": "Mine now" }),
-    )
-    .await;
+    let reply = app
+        .gql("globex", Role::Agent, FILE, json!({ "w": warranty, "d": "Mine now" }))
+        .await;
     assert_eq!(code(&reply), "WARRANTY_NOT_ACTIVE", "{reply}");
-    let reply = gql(
-        &app,
-        "globex",
-        Role::Admin,
-        &format!(
-            "mutation {{ assignServiceRequest(requestId: \"{}\", technicianId: \"t\") {{ id }} }}",
-            opened.request_id
-        ),
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "globex",
+            Role::Admin,
+            &format!(
+                "mutation {{ assignServiceRequest(requestId: \"{}\", technicianId: \"t\") {{ id }} }}",
+                opened.request_id
+            ),
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "UNKNOWN_SERVICE_REQUEST", "{reply}");
-    let reply = gql(
-        &app,
-        "globex",
-        Role::Admin,
-        "mutation { startWarrantyClaimReview(claimId: \"claim_a\") { id } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "globex",
+            Role::Admin,
+            "mutation { startWarrantyClaimReview(claimId: \"claim_a\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&reply), "UNKNOWN_CLAIM", "{reply}");
     // Row-level security: the application role sees no rows without a tenant scope.
     let mut tx = app.state.pool.begin().await.unwrap();

@@ -5,29 +5,18 @@
 //! once per crossing, re-armed above; an auto-refill pending until finance buys it under its
 //! reference; role checks; tenant isolation).
 
-use axum::http::StatusCode;
 use chronicle_api::auth::Role;
 use chronicle_commands::wallet_sweeper::WalletSweeper;
 use chronicle_commands::wallets::{wallet_local_id, WalletService, MAIN_WALLET};
-use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::wallet::WalletCommand;
 use chronicle_projections::wallet_work;
 use chronicle_projections::wallets as read;
+use chronicle_tests::error_code as code;
+use chronicle_tests::system_metadata as meta;
 use chronicle_tests::*;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-
-fn meta(tenant_id: &str) -> CommandMetadata {
-    CommandMetadata {
-        tenant_id: tenant(tenant_id),
-        actor: Actor::System {
-            component: "test".into(),
-        },
-        correlation_id: "test".into(),
-        causation_id: "test".into(),
-    }
-}
 
 /// A main wallet of `tenant_id` holding `amount`.
 async fn funded(app: &TestApp, tenant_id: &str, amount: i64) -> WalletService {
@@ -45,25 +34,6 @@ fn sweeper(app: &TestApp) -> WalletSweeper {
     WalletSweeper::new(app.state.commands.clone()).with_transfer_grace(std::time::Duration::ZERO)
 }
 
-async fn count_events(app: &TestApp, event_type: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn gql(app: &TestApp, tenant_id: &str, role: Role, query: &str, variables: Value) -> Value {
-    let token = app.token(tenant_id, role);
-    let (status, reply) = app.graphql(Some(&token), query, variables).await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    reply
-}
-
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or_default()
-}
-
 const CONFIGURE: &str = "mutation($alert: Int, $refill: AutoRefillInput) {
     configureWalletThresholds(lowBalanceAlert: $alert, autoRefill: $refill) { walletId available } }";
 
@@ -73,7 +43,7 @@ const ALERTS: &str = "query($first: Int = 50, $after: String) { walletAlerts(fir
 
 /// The tenant's alerts as seen by finance, newest first.
 async fn alerts(app: &TestApp, tenant_id: &str) -> Vec<Value> {
-    let reply = gql(app, tenant_id, Role::Finance, ALERTS, json!({})).await;
+    let reply = app.gql(tenant_id, Role::Finance, ALERTS, json!({})).await;
     assert!(reply["errors"].is_null(), "{reply}");
     reply["data"]["walletAlerts"]["edges"]
         .as_array()
@@ -106,7 +76,7 @@ async fn an_expired_reservation_is_released_by_the_sweeper_and_not_before_its_ex
     // Not yet due: nothing is expired.
     let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pass.wallets_expired, 0);
-    assert_eq!(count_events(&app, "ReservationExpired").await, 0);
+    assert_eq!(app.count_events("ReservationExpired").await, 0);
     let t = tenant("acme");
     let before = wallets
         .balances(&t, MAIN_WALLET)
@@ -122,7 +92,7 @@ async fn an_expired_reservation_is_released_by_the_sweeper_and_not_before_its_ex
     assert_eq!(pass.wallets_expired, 1);
     let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pass.wallets_expired, 0);
-    assert_eq!(count_events(&app, "ReservationExpired").await, 1);
+    assert_eq!(app.count_events("ReservationExpired").await, 1);
     let after = wallets
         .balances(&t, MAIN_WALLET)
         .await
@@ -181,7 +151,7 @@ async fn a_released_reservation_leaves_nothing_for_the_sweeper(pool: PgPool) {
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let pass = sweeper(&app).run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pass.wallets_expired, 0);
-    assert_eq!(count_events(&app, "ReservationExpired").await, 0);
+    assert_eq!(app.count_events("ReservationExpired").await, 0);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -242,7 +212,7 @@ async fn a_transfer_whose_second_half_is_missing_is_completed_once_even_when_the
             .transfers_completed,
         0
     );
-    assert_eq!(count_events(&app, "TokensTransferredIn").await, 1);
+    assert_eq!(app.count_events("TokensTransferredIn").await, 1);
     let t = tenant("acme");
     let ops = wallets.balances(&t, "ops").await.unwrap_or_else(|e| panic!("{e}"));
     let main = wallets
@@ -273,14 +243,16 @@ async fn a_transfer_that_ran_both_halves_inline_leaves_nothing_for_the_sweeper(p
     app.project().await;
     let pass = sweeper(&app).run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pass.transfers_completed, 0);
-    assert_eq!(count_events(&app, "TokensTransferredIn").await, 1);
+    assert_eq!(app.count_events("TokensTransferredIn").await, 1);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_low_balance_alert_fires_once_per_crossing_and_re_arms_back_above(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let wallets = funded(&app, "acme", 5_000).await;
-    let reply = gql(&app, "acme", Role::Finance, CONFIGURE, json!({ "alert": 3_000 })).await;
+    let reply = app
+        .gql("acme", Role::Finance, CONFIGURE, json!({ "alert": 3_000 }))
+        .await;
     assert!(reply["errors"].is_null(), "{reply}");
     assert_eq!(reply["data"]["configureWalletThresholds"]["available"], json!(5_000));
 
@@ -315,7 +287,7 @@ async fn a_low_balance_alert_fires_once_per_crossing_and_re_arms_back_above(pool
     let seen = alerts(&app, "acme").await;
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0]["trigger"], json!("d-3"));
-    assert_eq!(count_events(&app, "LowBalanceAlerted").await, 2);
+    assert_eq!(app.count_events("LowBalanceAlerted").await, 2);
 
     // The sweeper raises each alert once.
     let sweeper = sweeper(&app);
@@ -337,19 +309,14 @@ async fn a_low_balance_alert_fires_once_per_crossing_and_re_arms_back_above(pool
     );
 
     // Paginated newest first.
-    let page = gql(&app, "acme", Role::Auditor, ALERTS, json!({ "first": 1 })).await;
+    let page = app.gql("acme", Role::Auditor, ALERTS, json!({ "first": 1 })).await;
     let edges = &page["data"]["walletAlerts"]["edges"];
     assert_eq!(edges[0]["node"]["trigger"], json!("d-3"), "{page}");
     assert_eq!(page["data"]["walletAlerts"]["pageInfo"]["hasNextPage"], json!(true));
     let cursor = edges[0]["cursor"].clone();
-    let next = gql(
-        &app,
-        "acme",
-        Role::Auditor,
-        ALERTS,
-        json!({ "first": 1, "after": cursor }),
-    )
-    .await;
+    let next = app
+        .gql("acme", Role::Auditor, ALERTS, json!({ "first": 1, "after": cursor }))
+        .await;
     assert_eq!(
         next["data"]["walletAlerts"]["edges"][0]["node"]["trigger"],
         json!("d-1"),
@@ -361,14 +328,14 @@ async fn a_low_balance_alert_fires_once_per_crossing_and_re_arms_back_above(pool
 async fn an_auto_refill_shows_pending_until_finance_buys_it_under_its_reference(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let wallets = funded(&app, "acme", 5_000).await;
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Admin,
-        CONFIGURE,
-        json!({ "refill": { "below": 2_000, "amount": 10_000 } }),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            CONFIGURE,
+            json!({ "refill": { "below": 2_000, "amount": 10_000 } }),
+        )
+        .await;
     assert!(reply["errors"].is_null(), "{reply}");
     debit(&wallets, "acme", "d-1", 3_500).await; // 1 500 < 2 000: refill requested
                                                  // A purchase under another reference does not fulfil it.
@@ -394,14 +361,14 @@ async fn an_auto_refill_shows_pending_until_finance_buys_it_under_its_reference(
         )
     );
 
-    let bought = gql(
-        &app,
-        "acme",
-        Role::Finance,
-        "mutation { purchaseTokens(reference: \"refill:d-1\", amount: 10000) { available } }",
-        json!({}),
-    )
-    .await;
+    let bought = app
+        .gql(
+            "acme",
+            Role::Finance,
+            "mutation { purchaseTokens(reference: \"refill:d-1\", amount: 10000) { available } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(bought["data"]["purchaseTokens"]["available"], json!(11_600), "{bought}");
     app.project().await;
     let seen = alerts(&app, "acme").await;
@@ -420,28 +387,28 @@ async fn configuring_thresholds_is_refused_for_other_roles_and_for_negative_thre
     let app = TestApp::new(pool).await;
     funded(&app, "acme", 5_000).await;
     for role in [Role::Agent, Role::Technician, Role::Auditor, Role::Integrator] {
-        let reply = gql(&app, "acme", role, CONFIGURE, json!({ "alert": 1_000 })).await;
+        let reply = app.gql("acme", role, CONFIGURE, json!({ "alert": 1_000 })).await;
         assert_eq!(code(&reply), "FORBIDDEN", "{role:?}: {reply}");
     }
     for role in [Role::Agent, Role::Technician, Role::Integrator] {
-        let reply = gql(&app, "acme", role, ALERTS, json!({})).await;
+        let reply = app.gql("acme", role, ALERTS, json!({})).await;
         assert_eq!(code(&reply), "FORBIDDEN", "{role:?}: {reply}");
     }
-    let reply = gql(&app, "acme", Role::Owner, CONFIGURE, json!({ "alert": -1 })).await;
+    let reply = app.gql("acme", Role::Owner, CONFIGURE, json!({ "alert": -1 })).await;
     assert_eq!(code(&reply), "INVALID_THRESHOLD", "{reply}");
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Owner,
-        CONFIGURE,
-        json!({ "refill": { "below": 1_000, "amount": 0 } }),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Owner,
+            CONFIGURE,
+            json!({ "refill": { "below": 1_000, "amount": 0 } }),
+        )
+        .await;
     assert_eq!(code(&reply), "NON_POSITIVE_AMOUNT", "{reply}");
-    assert_eq!(count_events(&app, "ThresholdsConfigured").await, 0);
-    let reply = gql(&app, "acme", Role::Owner, CONFIGURE, json!({ "alert": 1_000 })).await;
+    assert_eq!(app.count_events("ThresholdsConfigured").await, 0);
+    let reply = app.gql("acme", Role::Owner, CONFIGURE, json!({ "alert": 1_000 })).await;
     assert!(reply["errors"].is_null(), "{reply}");
-    assert_eq!(count_events(&app, "ThresholdsConfigured").await, 1);
+    assert_eq!(app.count_events("ThresholdsConfigured").await, 1);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -449,7 +416,9 @@ async fn wallet_alerts_show_each_tenant_only_its_own(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let acme = funded(&app, "acme", 5_000).await;
     funded(&app, "globex", 5_000).await;
-    let reply = gql(&app, "acme", Role::Finance, CONFIGURE, json!({ "alert": 3_000 })).await;
+    let reply = app
+        .gql("acme", Role::Finance, CONFIGURE, json!({ "alert": 3_000 }))
+        .await;
     assert!(reply["errors"].is_null(), "{reply}");
     debit(&acme, "acme", "d-1", 2_500).await;
     app.project().await;

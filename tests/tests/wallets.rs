@@ -7,29 +7,18 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use chronicle_api::auth::Role;
 use chronicle_commands::error::{CommandError, DomainError};
 use chronicle_commands::wallet_sweeper::WalletSweeper;
 use chronicle_commands::wallets::{wallet_local_id, WalletService, MAIN_WALLET};
-use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::wallet::{WalletCommand, WalletError};
 use chronicle_projections::wallets::{self as read, LedgerFilter};
+use chronicle_tests::error_code as code;
+use chronicle_tests::system_metadata as meta;
 use chronicle_tests::*;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-
-fn meta(tenant_id: &str) -> CommandMetadata {
-    CommandMetadata {
-        tenant_id: tenant(tenant_id),
-        actor: Actor::System {
-            component: "test".into(),
-        },
-        correlation_id: "test".into(),
-        causation_id: "test".into(),
-    }
-}
 
 fn service(app: &TestApp) -> WalletService {
     WalletService::new(app.state.commands.clone())
@@ -55,25 +44,6 @@ async fn funded(app: &TestApp, amount: i64) -> WalletService {
     wallets
 }
 
-async fn count_events(app: &TestApp, event_type: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn gql(app: &TestApp, tenant_id: &str, role: Role, query: &str, variables: Value) -> Value {
-    let token = app.token(tenant_id, role);
-    let (status, reply) = app.graphql(Some(&token), query, variables).await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    reply
-}
-
-fn code(reply: &Value) -> &str {
-    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or_default()
-}
-
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn the_main_wallet_opens_once_and_sub_wallets_hang_under_it(pool: PgPool) {
     let app = TestApp::new(pool).await;
@@ -82,7 +52,7 @@ async fn the_main_wallet_opens_once_and_sub_wallets_hang_under_it(pool: PgPool) 
     let first = wallets.ensure_main(&m).await.unwrap_or_else(|e| panic!("{e}"));
     let again = wallets.ensure_main(&m).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first, again);
-    assert_eq!(count_events(&app, "WalletOpened").await, 1);
+    assert_eq!(app.count_events("WalletOpened").await, 1);
     let sub = wallets
         .open_sub_wallet("marketing", &m)
         .await
@@ -97,7 +67,7 @@ async fn the_main_wallet_opens_once_and_sub_wallets_hang_under_it(pool: PgPool) 
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.parent_id(), Some(MAIN_WALLET));
-    assert_eq!(count_events(&app, "WalletOpened").await, 2);
+    assert_eq!(app.count_events("WalletOpened").await, 2);
     // Refusals: the main wallet is no sub-wallet, and ids are checked.
     assert_eq!(
         refusal(wallets.open_sub_wallet(MAIN_WALLET, &m).await),
@@ -119,7 +89,7 @@ async fn a_purchase_credits_once_per_reference_and_refuses_a_different_request(p
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.balances.balance, 5_000);
-    assert_eq!(count_events(&app, "TokensPurchased").await, 1);
+    assert_eq!(app.count_events("TokensPurchased").await, 1);
     assert_eq!(
         refusal(wallets.purchase(MAIN_WALLET, "pay-1", 7_000, "finance", &m).await),
         WalletError::IdempotencyConflict {
@@ -163,13 +133,13 @@ async fn a_debit_the_wallet_cannot_pay_is_recorded_and_answered_with_both_amount
         }
     );
     assert_eq!(refused.code(), "INSUFFICIENT_BALANCE");
-    assert_eq!(count_events(&app, "DebitRefused").await, 1);
+    assert_eq!(app.count_events("DebitRefused").await, 1);
     // The same reference answers the same refusal and records nothing more.
     assert_eq!(
         refusal(wallets.debit(MAIN_WALLET, "act-2", 2_000, "message", &m).await),
         refused
     );
-    assert_eq!(count_events(&app, "DebitRefused").await, 1);
+    assert_eq!(app.count_events("DebitRefused").await, 1);
     assert_eq!(
         refusal(wallets.debit(MAIN_WALLET, "act-3", -5, "message", &m).await),
         WalletError::NonPositiveAmount { amount: -5 }
@@ -364,7 +334,7 @@ async fn a_transfer_moves_all_or_nothing_and_runs_both_halves(pool: PgPool) {
         refusal(wallets.transfer(MAIN_WALLET, "nowhere", "tr-4", 1, &m).await),
         WalletError::UnknownWallet
     );
-    assert_eq!(count_events(&app, "TokensTransferredIn").await, 1);
+    assert_eq!(app.count_events("TokensTransferredIn").await, 1);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -428,7 +398,7 @@ async fn a_transfer_whose_second_half_was_lost_is_finished_by_the_wallet_sweeper
             .transfers_completed,
         0
     );
-    assert_eq!(count_events(&app, "TokensTransferredIn").await, 1);
+    assert_eq!(app.count_events("TokensTransferredIn").await, 1);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -472,8 +442,8 @@ async fn many_concurrent_debits_of_one_wallet_never_lose_an_update_or_go_negativ
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(balances.balance, 10_000 - landed * 250);
     assert_eq!(balances.available, 0);
-    assert_eq!(count_events(&app, "TokensDebited").await, landed);
-    assert_eq!(count_events(&app, "DebitRefused").await, refused);
+    assert_eq!(app.count_events("TokensDebited").await, landed);
+    assert_eq!(app.count_events("DebitRefused").await, refused);
 
     // The ledger read model agrees with the aggregate: the last running balance, and the sum
     // of the wallet's postings.
@@ -576,42 +546,39 @@ const PURCHASE: &str = "mutation($ref: String!, $amount: Int!) {
 async fn a_purchase_through_graphql_is_idempotent_by_its_reference(pool: PgPool) {
     let app = TestApp::new(pool).await;
     for _ in 0..2 {
-        let reply = gql(
-            &app,
-            "acme",
-            Role::Finance,
-            PURCHASE,
-            json!({"ref": "mpesa-77", "amount": 12_000}),
-        )
-        .await;
+        let reply = app
+            .gql(
+                "acme",
+                Role::Finance,
+                PURCHASE,
+                json!({"ref": "mpesa-77", "amount": 12_000}),
+            )
+            .await;
         assert!(reply["errors"].is_null(), "{reply}");
         assert_eq!(reply["data"]["purchaseTokens"]["balance"], 12_000);
         assert_eq!(reply["data"]["purchaseTokens"]["walletId"], "main");
     }
-    let conflict = gql(
-        &app,
-        "acme",
-        Role::Owner,
-        PURCHASE,
-        json!({"ref": "mpesa-77", "amount": 1}),
-    )
-    .await;
+    let conflict = app
+        .gql("acme", Role::Owner, PURCHASE, json!({"ref": "mpesa-77", "amount": 1}))
+        .await;
     assert_eq!(code(&conflict), "IDEMPOTENCY_CONFLICT", "{conflict}");
-    assert_eq!(count_events(&app, "TokensPurchased").await, 1);
+    assert_eq!(app.count_events("TokensPurchased").await, 1);
     // Agents and auditors cannot credit purchases.
     for role in [Role::Agent, Role::Auditor, Role::Admin] {
-        let reply = gql(&app, "acme", role, PURCHASE, json!({"ref": "x-1", "amount": 5})).await;
+        let reply = app
+            .gql("acme", role, PURCHASE, json!({"ref": "x-1", "amount": 5}))
+            .await;
         assert_eq!(code(&reply), "FORBIDDEN", "{reply}");
     }
     app.project().await;
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Auditor,
-        "{ wallet { id balance reserved available } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Auditor,
+            "{ wallet { id balance reserved available } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(
         reply["data"]["wallet"],
         json!({"id": "main", "balance": 12_000, "reserved": 0, "available": 12_000})
@@ -621,59 +588,41 @@ async fn a_purchase_through_graphql_is_idempotent_by_its_reference(pool: PgPool)
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn finance_opens_sub_wallets_transfers_and_reads_the_ledger_by_kind_and_page(pool: PgPool) {
     let app = TestApp::new(pool).await;
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Finance,
-        PURCHASE,
-        json!({"ref": "p-1", "amount": 10_000}),
-    )
-    .await;
+    let reply = app
+        .gql("acme", Role::Finance, PURCHASE, json!({"ref": "p-1", "amount": 10_000}))
+        .await;
     assert!(reply["errors"].is_null(), "{reply}");
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Finance,
-        "mutation { openSubWallet(walletId: \"sales\") { walletId balance } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Finance,
+            "mutation { openSubWallet(walletId: \"sales\") { walletId balance } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(reply["data"]["openSubWallet"]["walletId"], "sales", "{reply}");
     let transfer = "mutation($amount: Int!, $ref: String!) {
       transferTokens(from: \"main\", to: \"sales\", reference: $ref, amount: $amount) { balance available }
     }";
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Finance,
-        transfer,
-        json!({"amount": 4_000, "ref": "t-1"}),
-    )
-    .await;
+    let reply = app
+        .gql("acme", Role::Finance, transfer, json!({"amount": 4_000, "ref": "t-1"}))
+        .await;
     assert_eq!(reply["data"]["transferTokens"]["balance"], 6_000, "{reply}");
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Finance,
-        transfer,
-        json!({"amount": 60_000, "ref": "t-2"}),
-    )
-    .await;
+    let reply = app
+        .gql("acme", Role::Finance, transfer, json!({"amount": 60_000, "ref": "t-2"}))
+        .await;
     assert_eq!(code(&reply), "INSUFFICIENT_BALANCE", "{reply}");
     assert_eq!(reply["errors"][0]["extensions"]["required"], 60_000);
     assert_eq!(reply["errors"][0]["extensions"]["available"], 6_000);
-    let reply = gql(&app, "acme", Role::Agent, transfer, json!({"amount": 1, "ref": "t-3"})).await;
+    let reply = app
+        .gql("acme", Role::Agent, transfer, json!({"amount": 1, "ref": "t-3"}))
+        .await;
     assert_eq!(code(&reply), "FORBIDDEN", "{reply}");
     app.project().await;
 
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Finance,
-        "{ wallets { id parentId balance } }",
-        json!({}),
-    )
-    .await;
+    let reply = app
+        .gql("acme", Role::Finance, "{ wallets { id parentId balance } }", json!({}))
+        .await;
     assert_eq!(
         reply["data"]["wallets"],
         json!([{"id": "main", "parentId": null, "balance": 6_000}, {"id": "sales", "parentId": "main", "balance": 4_000}])
@@ -684,7 +633,7 @@ async fn finance_opens_sub_wallets_transfers_and_reads_the_ledger_by_kind_and_pa
         pageInfo { hasNextPage }
       }
     }";
-    let reply = gql(&app, "acme", Role::Auditor, ledger, json!({})).await;
+    let reply = app.gql("acme", Role::Auditor, ledger, json!({})).await;
     let edges = reply["data"]["walletLedger"]["edges"]
         .as_array()
         .cloned()
@@ -697,7 +646,7 @@ async fn finance_opens_sub_wallets_transfers_and_reads_the_ledger_by_kind_and_pa
         .collect();
     let mut after = edges[1]["cursor"].as_str().map(str::to_string);
     while let Some(cursor) = after.take() {
-        let reply = gql(&app, "acme", Role::Auditor, ledger, json!({"after": cursor})).await;
+        let reply = app.gql("acme", Role::Auditor, ledger, json!({"after": cursor})).await;
         let page = &reply["data"]["walletLedger"];
         for edge in page["edges"].as_array().cloned().unwrap_or_default() {
             kinds.push(edge["node"]["kind"].as_str().unwrap_or_default().to_string());
@@ -711,7 +660,7 @@ async fn finance_opens_sub_wallets_transfers_and_reads_the_ledger_by_kind_and_pa
         kinds,
         ["open", "purchase", "open", "transfer_out", "transfer_in", "refused"]
     );
-    let reply = gql(&app, "acme", Role::Auditor, ledger, json!({"kind": "refused"})).await;
+    let reply = app.gql("acme", Role::Auditor, ledger, json!({"kind": "refused"})).await;
     let refused = &reply["data"]["walletLedger"]["edges"][0]["node"];
     assert_eq!(refused["amount"], 60_000, "{reply}");
     assert!(refused["reason"]
@@ -719,16 +668,16 @@ async fn finance_opens_sub_wallets_transfers_and_reads_the_ledger_by_kind_and_pa
         .unwrap_or_default()
         .contains("insufficient balance"));
     // A period before everything selects nothing.
-    let reply = gql(
-        &app,
-        "acme",
-        Role::Auditor,
-        ledger,
-        json!({"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"}),
-    )
-    .await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Auditor,
+            ledger,
+            json!({"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"}),
+        )
+        .await;
     assert_eq!(reply["data"]["walletLedger"]["edges"], json!([]), "{reply}");
-    let reply = gql(&app, "acme", Role::Agent, ledger, json!({})).await;
+    let reply = app.gql("acme", Role::Agent, ledger, json!({})).await;
     assert_eq!(code(&reply), "FORBIDDEN");
 }
 
@@ -754,17 +703,17 @@ async fn wallet_read_models_show_each_tenant_only_its_own(pool: PgPool) {
     app.project().await;
     let query =
         "{ wallets { id } walletLedger { edges { node { kind } } } usage { feature } reservations { reference } }";
-    let mine = gql(&app, "acme", Role::Owner, query, json!({})).await;
+    let mine = app.gql("acme", Role::Owner, query, json!({})).await;
     assert_eq!(mine["data"]["wallets"].as_array().map(Vec::len), Some(1), "{mine}");
     assert_eq!(mine["data"]["reservations"].as_array().map(Vec::len), Some(1), "{mine}");
     assert_eq!(mine["data"]["usage"][0]["feature"], "report", "{mine}");
-    let theirs = gql(&app, "globex", Role::Owner, query, json!({})).await;
+    let theirs = app.gql("globex", Role::Owner, query, json!({})).await;
     assert!(theirs["errors"].is_null(), "{theirs}");
     assert_eq!(theirs["data"]["wallets"], json!([]));
     assert_eq!(theirs["data"]["walletLedger"]["edges"], json!([]));
     assert_eq!(theirs["data"]["usage"], json!([]));
     assert_eq!(theirs["data"]["reservations"], json!([]));
-    let reply = gql(&app, "globex", Role::Owner, "{ wallet { id } }", json!({})).await;
+    let reply = app.gql("globex", Role::Owner, "{ wallet { id } }", json!({})).await;
     assert_eq!(reply["data"]["wallet"], Value::Null);
     // Row-level security: the application role with another tenant's scope sees no row.
     let mut tx = app.state.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
@@ -806,7 +755,7 @@ async fn an_expired_reservation_is_released_by_the_sweep_and_shown_closed(pool: 
         .expire_reservations(MAIN_WALLET, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(count_events(&app, "ReservationExpired").await, 1);
+    assert_eq!(app.count_events("ReservationExpired").await, 1);
     app.project().await;
     let all = read::reservations(&app.state.pool, &tenant("acme"), true)
         .await
@@ -815,6 +764,8 @@ async fn an_expired_reservation_is_released_by_the_sweep_and_shown_closed(pool: 
         (all[0].state.as_str(), all[0].released, all[0].remaining),
         ("expired", 2_000, 0)
     );
-    let reply = gql(&app, "acme", Role::Finance, "{ reservations { reference } }", json!({})).await;
+    let reply = app
+        .gql("acme", Role::Finance, "{ reservations { reference } }", json!({}))
+        .await;
     assert_eq!(reply["data"]["reservations"], json!([]), "{reply}");
 }
