@@ -53,8 +53,7 @@ use crate::dispatch::Commands;
 use crate::error::{CommandError, DomainError};
 use crate::intake::telephony::{CallStatusReport, PROVIDER};
 use crate::keystore::KeyStore;
-use crate::metering::{features, message_action, Charge, Metering};
-use crate::outbound::{queue, Outgoing};
+use crate::outbound::{send_metered, Outgoing};
 
 /// What recording a report did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,7 +375,7 @@ impl FollowUpWorker {
                     .await
             }
             Err(e) => Err(e),
-            Ok(()) => {
+            Ok(_) => {
                 pass.scheduled += 1;
                 sqlx::query(
                     "UPDATE call_follow_ups SET state = 'scheduled', template_name = $3, language = $4, due_at = $5,
@@ -418,25 +417,12 @@ impl FollowUpWorker {
             language: row.language.clone().unwrap_or_default(),
             parameters: Vec::new(),
         };
-        // Metered like a user's send (feature `message`): paid before it is queued, refunded if
-        // the conversation refuses it; a wallet that cannot pay fails the attempt for good.
-        let action = message_action(&row.contact_id, &key);
-        let metering = Metering::new(self.commands.clone());
-        let queued = match metering.charge(features::MESSAGE, 1, &action, &metadata).await {
-            Ok(charge) => {
-                let queued = queue(&self.commands, &self.keys, &row.contact_id, &key, outgoing, &metadata).await;
-                if matches!(
-                    (&queued, &charge),
-                    (Err(CommandError::Rejected(_)), Charge::Debited { .. })
-                ) {
-                    metering.refund_refused_send(&row.contact_id, &key, &metadata).await?;
-                }
-                queued
-            }
-            Err(e) => Err(e),
-        };
+        // Metered like a user's send (the one metered send of `outbound`): paid before it is
+        // queued, refunded if the conversation refuses it; a wallet that cannot pay fails the
+        // attempt for good.
+        let queued = send_metered(&self.commands, &self.keys, &row.contact_id, &key, outgoing, &metadata).await;
         match queued {
-            Ok(()) => {
+            Ok(_) => {
                 pass.queued += 1;
                 self.update(row, "last_error = $3", None).await
             }

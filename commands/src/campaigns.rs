@@ -56,7 +56,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::dispatch::Commands;
+use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 use crate::metering::{features, Metering};
@@ -128,7 +128,7 @@ impl CampaignService {
     }
 
     /// Creates a draft (the recipients resolved by the caller).
-    pub async fn create(&self, new: NewCampaign, metadata: &CommandMetadata) -> Result<(), CommandError> {
+    pub async fn create(&self, new: NewCampaign, metadata: &CommandMetadata) -> Result<Appended, CommandError> {
         let local = campaign_local_id(&new.campaign_id);
         self.commands
             .campaign(&local, CampaignCommand::CreateCampaign(new), metadata)
@@ -216,7 +216,12 @@ impl CampaignService {
     }
 
     /// Pauses a scheduled or running campaign.
-    pub async fn pause(&self, campaign_id: &str, by: &str, metadata: &CommandMetadata) -> Result<(), CommandError> {
+    pub async fn pause(
+        &self,
+        campaign_id: &str,
+        by: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
         let command = CampaignCommand::PauseCampaign {
             by: by.to_string(),
             at: Utc::now(),
@@ -227,7 +232,12 @@ impl CampaignService {
     }
 
     /// Resumes a paused campaign.
-    pub async fn resume(&self, campaign_id: &str, by: &str, metadata: &CommandMetadata) -> Result<(), CommandError> {
+    pub async fn resume(
+        &self,
+        campaign_id: &str,
+        by: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
         let command = CampaignCommand::ResumeCampaign {
             by: by.to_string(),
             at: Utc::now(),
@@ -674,7 +684,7 @@ impl CampaignRunner {
             };
             let key = message_key(campaign_id, recipient);
             match queue(&self.commands, &self.keys, recipient, &key, outgoing, metadata).await {
-                Ok(()) => pass.queued += 1,
+                Ok(_) => pass.queued += 1,
                 Err(e @ (CommandError::Rejected(_) | CommandError::InvalidInput(_))) => {
                     tracing::info!(reason = %e, "a campaign recipient cannot be sent the template; failed and refunded");
                     let command = CampaignCommand::RecordRecipientOutcome {

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use rand::rngs::OsRng;
 use sqlx::PgPool;
 
-use crate::dispatch::Commands;
+use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 
@@ -184,7 +184,7 @@ impl ContactService {
         contact_id: &str,
         command: ContactCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let result = self.commands.contact(contact_id, command, metadata).await;
         if matches!(
             result,
@@ -204,7 +204,7 @@ impl ContactService {
         name: Option<Option<&str>>,
         email: Option<Option<&str>>,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
         let name = self.seal_change(tenant, contact_id, name).await?;
         let email = self.seal_change(tenant, contact_id, email).await?;
@@ -223,7 +223,7 @@ impl ContactService {
         key: &str,
         value: &str,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let value = self.seal(&metadata.tenant_id, contact_id, value).await?;
         let command = ContactCommand::SetCustomField {
             key: key.to_string(),
@@ -240,7 +240,7 @@ impl ContactService {
         source: ConsentSource,
         at: DateTime<Utc>,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = match keyword {
             ConsentKeyword::OptOut => ContactCommand::OptOut { source, at },
             ConsentKeyword::OptIn => ContactCommand::OptIn { source, at },

@@ -43,6 +43,21 @@ pub const CONFLICT_RETRIES: u32 = 10;
 
 type Framework<A> = CqrsFramework<A, PersistedEventStore<crate::repository::ChronicleEventRepository, A>>;
 
+/// What a command appended: its stream and the log positions (`global_position`) of its
+/// events, in order; none when the aggregate decided that nothing happens (a repeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Appended {
+    pub stream: String,
+    pub positions: Vec<i64>,
+}
+
+impl Appended {
+    /// The position of the last event appended, if any.
+    pub fn last_position(&self) -> Option<i64> {
+        self.positions.last().copied()
+    }
+}
+
 /// Snapshot settings per aggregate: `Some(n)` takes a snapshot every `n` events.
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotPolicy {
@@ -196,7 +211,7 @@ impl Commands {
         contact_id: &str,
         command: ConversationCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(contact_id);
         self.execute(
             &self.conversations,
@@ -214,7 +229,7 @@ impl Commands {
         contact_id: &str,
         command: ContactCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(contact_id);
         self.execute(&self.contacts, &stream, command, metadata, DomainError::Contact)
             .await
@@ -226,7 +241,7 @@ impl Commands {
         local_id: &str,
         command: TemplateCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.templates, &stream, command, metadata, DomainError::Template)
             .await
@@ -238,7 +253,7 @@ impl Commands {
         local_id: &str,
         command: LeadCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.leads, &stream, command, metadata, DomainError::Lead)
             .await
@@ -250,7 +265,7 @@ impl Commands {
         local_id: &str,
         command: CallCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.calls, &stream, command, metadata, DomainError::Call)
             .await
@@ -261,7 +276,7 @@ impl Commands {
         &self,
         command: AutomationRulesCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id("automation");
         self.execute(
             &self.automation,
@@ -279,7 +294,7 @@ impl Commands {
         media_ref: &str,
         command: MediaCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(media_ref);
         self.execute(&self.media, &stream, command, metadata, DomainError::Media)
             .await
@@ -293,7 +308,7 @@ impl Commands {
         local_id: &str,
         command: WalletCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.wallets, &stream, command, metadata, DomainError::Wallet)
             .await
@@ -321,7 +336,7 @@ impl Commands {
         local_id: &str,
         command: OrderCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.orders, &stream, command, metadata, DomainError::Order)
             .await
@@ -333,7 +348,7 @@ impl Commands {
         local_id: &str,
         command: InstallationCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(
             &self.installations,
@@ -351,7 +366,7 @@ impl Commands {
         local_id: &str,
         command: PayoutCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.payouts, &stream, command, metadata, DomainError::Payout)
             .await
@@ -364,7 +379,7 @@ impl Commands {
         local_id: &str,
         command: WarrantyCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.warranties, &stream, command, metadata, DomainError::Warranty)
             .await
@@ -389,7 +404,7 @@ impl Commands {
         local_id: &str,
         command: ClaimCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.claims, &stream, command, metadata, DomainError::Claim)
             .await
@@ -401,7 +416,7 @@ impl Commands {
         local_id: &str,
         command: ServiceCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.service_requests, &stream, command, metadata, DomainError::Service)
             .await
@@ -413,7 +428,7 @@ impl Commands {
         local_id: &str,
         command: MaintenanceCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.maintenance, &stream, command, metadata, DomainError::Maintenance)
             .await
@@ -425,7 +440,7 @@ impl Commands {
         local_id: &str,
         command: PaymentCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.payments, &stream, command, metadata, DomainError::Payment)
             .await
@@ -437,7 +452,7 @@ impl Commands {
         local_id: &str,
         command: PaymentRequestCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(
             &self.payment_requests,
@@ -455,7 +470,7 @@ impl Commands {
         local_id: &str,
         command: CampaignCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.campaigns, &stream, command, metadata, DomainError::Campaign)
             .await
@@ -468,7 +483,7 @@ impl Commands {
         command: A::Command,
         metadata: &CommandMetadata,
         domain: impl Fn(A::Error) -> DomainError,
-    ) -> Result<(), CommandError>
+    ) -> Result<Appended, CommandError>
     where
         A: Aggregate<Services = ()>,
         A::Command: Clone,
@@ -487,11 +502,20 @@ impl Commands {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match framework
-                    .execute_with_metadata(stream, command.clone(), map.clone())
-                    .await
-                {
-                    Ok(()) => return Ok(()),
+                // The repository records the positions of what it appends in this task's scope.
+                let (executed, positions) = crate::repository::collect_positions(framework.execute_with_metadata(
+                    stream,
+                    command.clone(),
+                    map.clone(),
+                ))
+                .await;
+                match executed {
+                    Ok(()) => {
+                        return Ok(Appended {
+                            stream: stream.to_string(),
+                            positions,
+                        })
+                    }
                     Err(AggregateError::UserError(e)) => return Err(CommandError::Rejected(domain(e))),
                     Err(AggregateError::AggregateConflict) if attempt <= CONFLICT_RETRIES => {
                         tracing::debug!(attempt, "write conflict, retrying");
@@ -509,7 +533,7 @@ impl Commands {
         .instrument(span)
         .await;
         let outcome = match &result {
-            Ok(()) => "appended",
+            Ok(_) => "appended",
             Err(CommandError::Rejected(_)) | Err(CommandError::InvalidInput(_)) => "refused",
             Err(CommandError::Conflict) => "conflict",
             Err(CommandError::Unexpected(_)) => "failed",

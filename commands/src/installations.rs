@@ -50,7 +50,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 use tracing::Instrument;
 
-use crate::dispatch::Commands;
+use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 use crate::outbound::{queue, Outgoing};
@@ -271,7 +271,7 @@ impl InstallationService {
         amount_minor: i64,
         currency: &str,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = OrderCommand::RecordPayment(RecordPayment {
             provider,
             reference: reference.to_string(),
@@ -283,7 +283,7 @@ impl InstallationService {
     }
 
     /// Marks a paid order fulfilled.
-    pub async fn fulfil_order(&self, order_id: &str, metadata: &CommandMetadata) -> Result<(), CommandError> {
+    pub async fn fulfil_order(&self, order_id: &str, metadata: &CommandMetadata) -> Result<Appended, CommandError> {
         let command = OrderCommand::Fulfil {
             by: by_of(metadata),
             at: Utc::now(),
@@ -297,7 +297,7 @@ impl InstallationService {
         order_id: &str,
         reason: Option<&str>,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
         let Some((customer_id, _)) = order_facts(self.commands.pool(), tenant, order_id).await? else {
             return Err(CommandError::Rejected(DomainError::Order(OrderError::UnknownOrder)));
@@ -331,7 +331,7 @@ impl InstallationService {
         installation_id: &str,
         request: OpenRequest,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         if request.customer_id.trim().is_empty() {
             return Err(CommandError::Rejected(DomainError::Installation(
                 InstallationError::Blank { field: "customer id" },
@@ -357,7 +357,7 @@ impl InstallationService {
         installation_id: &str,
         command: InstallationCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         self.commands.installation(installation_id, command, metadata).await
     }
 
@@ -385,7 +385,7 @@ impl InstallationService {
         installation_id: &str,
         technician_id: &str,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = InstallationCommand::AssignTechnician {
             technician_id: technician_id.to_string(),
             by: by_of(metadata),
@@ -400,7 +400,7 @@ impl InstallationService {
         installation_id: &str,
         technician_id: &str,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = InstallationCommand::UnassignTechnician {
             technician_id: technician_id.to_string(),
             by: by_of(metadata),
@@ -415,7 +415,7 @@ impl InstallationService {
         installation_id: &str,
         starts_at: DateTime<Utc>,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = InstallationCommand::Schedule {
             starts_at,
             by: by_of(metadata),
@@ -431,7 +431,7 @@ impl InstallationService {
         starts_at: DateTime<Utc>,
         reason: &str,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let customer = self.installation_customer_or_refuse(metadata, installation_id).await?;
         let reason = self.seal_for(&metadata.tenant_id, &customer, reason).await?;
         let command = InstallationCommand::Reschedule {
@@ -444,7 +444,11 @@ impl InstallationService {
     }
 
     /// Starts the work on site.
-    pub async fn start_work(&self, installation_id: &str, metadata: &CommandMetadata) -> Result<(), CommandError> {
+    pub async fn start_work(
+        &self,
+        installation_id: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
         let command = InstallationCommand::StartWork {
             by: by_of(metadata),
             at: Utc::now(),
@@ -458,7 +462,7 @@ impl InstallationService {
         installation_id: &str,
         item: &str,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = InstallationCommand::CompleteChecklistItem {
             item: item.to_string(),
             by: by_of(metadata),
@@ -474,7 +478,7 @@ impl InstallationService {
         kind: &str,
         sha256: &str,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = InstallationCommand::AttachPhoto {
             kind: kind.to_string(),
             sha256: sha256.to_string(),
@@ -492,7 +496,7 @@ impl InstallationService {
         kind: &str,
         warranty_months: u32,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = InstallationCommand::InstallComponent {
             serial: serial.to_string(),
             kind: kind.to_string(),
@@ -504,7 +508,11 @@ impl InstallationService {
     }
 
     /// Commissions; refused with what is missing (`CommissioningIncomplete`).
-    pub async fn commission(&self, installation_id: &str, metadata: &CommandMetadata) -> Result<(), CommandError> {
+    pub async fn commission(
+        &self,
+        installation_id: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
         let command = InstallationCommand::Commission {
             by: by_of(metadata),
             at: Utc::now(),
@@ -513,7 +521,7 @@ impl InstallationService {
     }
 
     /// Activates a commissioned installation.
-    pub async fn activate(&self, installation_id: &str, metadata: &CommandMetadata) -> Result<(), CommandError> {
+    pub async fn activate(&self, installation_id: &str, metadata: &CommandMetadata) -> Result<Appended, CommandError> {
         let command = InstallationCommand::Activate {
             by: by_of(metadata),
             at: Utc::now(),
@@ -527,7 +535,7 @@ impl InstallationService {
         installation_id: &str,
         reason: Option<&str>,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let reason = match reason.map(str::trim).filter(|r| !r.is_empty()) {
             Some(text) => {
                 let customer = self.installation_customer_or_refuse(metadata, installation_id).await?;
@@ -544,7 +552,7 @@ impl InstallationService {
     }
 
     /// Approves a pending payout (not by a technician it pays).
-    pub async fn approve_payout(&self, payout_id: &str, metadata: &CommandMetadata) -> Result<(), CommandError> {
+    pub async fn approve_payout(&self, payout_id: &str, metadata: &CommandMetadata) -> Result<Appended, CommandError> {
         let command = PayoutCommand::Approve {
             by: by_of(metadata),
             at: Utc::now(),
@@ -559,7 +567,7 @@ impl InstallationService {
         payout_id: &str,
         amount_minor: u32,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = PayoutCommand::GrantQualityBonus {
             amount_minor,
             by: by_of(metadata),
@@ -574,7 +582,7 @@ impl InstallationService {
         payout_id: &str,
         reference: &str,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let command = PayoutCommand::MarkPaid {
             reference: reference.to_string(),
             by: by_of(metadata),
@@ -962,7 +970,7 @@ impl InstallationWorker {
             )
             .await
             {
-                Ok(()) => {
+                Ok(_) => {
                     pass.notified += 1;
                     self.set(row, "notify_state = 'queued', notify_reason = $3", None)
                         .await?;

@@ -274,7 +274,7 @@ impl Leads {
                 .lead(lead_id, LeadCommand::AttachDuplicateCapture(capture.clone()), metadata)
                 .await
             {
-                Ok(()) => outcome = Some((lead_id.clone(), CaptureOutcome::Attached)),
+                Ok(_) => outcome = Some((lead_id.clone(), CaptureOutcome::Attached)),
                 // The index was stale: the lead closed without the index hearing of it.
                 Err(CommandError::Rejected(DomainError::Lead(LeadError::LeadClosed { .. }))) => {}
                 Err(e) => return Err(e),

@@ -500,7 +500,7 @@ impl MediaFetcher {
         loop {
             tries += 1;
             match self.commands.media(&job.media_ref, command.clone(), metadata).await {
-                Ok(()) => return Ok(()),
+                Ok(_) => return Ok(()),
                 Err(CommandError::Rejected(e)) => return Err(CommandError::Rejected(e)),
                 Err(e) if tries >= 3 => return Err(e),
                 Err(e) => {

@@ -106,6 +106,28 @@ impl ChronicleEventRepository {
     }
 }
 
+tokio::task_local! {
+    /// The positions appended by the command running in this task (see [`collect_positions`]).
+    static APPENDED: std::cell::RefCell<Vec<i64>>;
+}
+
+/// Runs `execute` (one command through cqrs-es, which persists in the calling task) and returns
+/// its result with the `global_position`s the repository appended meanwhile, in order.
+pub async fn collect_positions<T>(execute: impl std::future::Future<Output = T>) -> (T, Vec<i64>) {
+    APPENDED
+        .scope(std::cell::RefCell::new(Vec::new()), async move {
+            let result = execute.await;
+            let positions = APPENDED.with(|cell| cell.take());
+            (result, positions)
+        })
+        .await
+}
+
+/// Records appended positions for [`collect_positions`] (nothing outside its scope).
+fn record_positions(positions: impl IntoIterator<Item = i64>) {
+    let _ = APPENDED.try_with(|cell| cell.borrow_mut().extend(positions));
+}
+
 /// postgres-es's mapping: a unique violation is a concurrent append (optimistic lock).
 fn persistence_error(error: sqlx::Error) -> PersistenceError {
     match &error {
@@ -251,6 +273,22 @@ impl PersistedEventRepository for ChronicleEventRepository {
             self.inner
                 .persist::<A>(events, Some((aggregate_id, payload, current)))
                 .await?;
+            if let (Some(first), Some(last)) = (events.first(), events.last()) {
+                // postgres-es's append returns nothing: read the positions it was given.
+                let positions: Vec<i64> = sqlx::query_scalar(
+                    "SELECT global_position FROM events
+                      WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence BETWEEN $3 AND $4
+                      ORDER BY sequence",
+                )
+                .bind(A::TYPE)
+                .bind(first.aggregate_id.as_str())
+                .bind(i64::try_from(first.sequence).unwrap_or(i64::MAX))
+                .bind(i64::try_from(last.sequence).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(persistence_error)?;
+                record_positions(positions);
+            }
             if let Some((aggregate_id, sequence, payload)) = kept {
                 self.keep_snapshot((A::TYPE.to_string(), aggregate_id), sequence, &payload);
             }
@@ -271,7 +309,14 @@ impl PersistedEventRepository for ChronicleEventRepository {
                 .push_bind(&event.payload)
                 .push_bind(&event.metadata);
         });
-        insert.build().execute(&self.pool).await.map_err(persistence_error)?;
+        // Multi-row VALUES are inserted, and the RETURNING rows come back, in the listed order.
+        insert.push(" RETURNING global_position");
+        let positions: Vec<i64> = insert
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(persistence_error)?;
+        record_positions(positions);
         Ok(())
     }
 

@@ -46,7 +46,7 @@ use rand::rngs::OsRng;
 use sqlx::{PgPool, Row};
 use tracing::Instrument;
 
-use crate::dispatch::Commands;
+use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 
@@ -237,7 +237,7 @@ impl ServiceDesk {
         request_id: &str,
         technician_id: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         self.commands
             .service_request(
                 request_id,
@@ -258,7 +258,7 @@ impl ServiceDesk {
         request_id: &str,
         resolution: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         text(resolution, "the resolution")?;
         let request: ServiceRequest = load(self.commands.pool(), &metadata.tenant_id, request_id).await?;
         if request.ticket_number().is_none() {
@@ -288,7 +288,7 @@ impl ServiceDesk {
         metadata: &CommandMetadata,
         request_id: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         self.commands
             .service_request(
                 request_id,
@@ -310,7 +310,7 @@ impl ServiceDesk {
         warranty_id: &str,
         description: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         text(description, "the description")?;
         let tenant = &metadata.tenant_id;
         let terms = self.commands.load_warranty(tenant, warranty_id).await?.terms();
@@ -345,7 +345,7 @@ impl ServiceDesk {
         metadata: &CommandMetadata,
         claim_id: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         self.commands
             .claim(
                 claim_id,
@@ -371,7 +371,7 @@ impl ServiceDesk {
         decision: ClaimDecision,
         note: Option<&str>,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
         let note = match (note, self.claim_customer(tenant, claim_id).await?) {
             (Some(note), Some(customer)) => {
@@ -402,7 +402,7 @@ impl ServiceDesk {
         claim_id: &str,
         resolution: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         text(resolution, "the resolution")?;
         let tenant = &metadata.tenant_id;
         let Some(customer) = self.claim_customer(tenant, claim_id).await? else {
@@ -430,7 +430,7 @@ impl ServiceDesk {
         metadata: &CommandMetadata,
         contract_id: &str,
         start: StartMaintenanceContract,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         self.commands
             .maintenance(contract_id, MaintenanceCommand::Start(start), metadata)
             .await
@@ -445,7 +445,7 @@ impl ServiceDesk {
         reference: &str,
         term_months: u32,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         self.commands
             .maintenance(
                 contract_id,
@@ -467,7 +467,7 @@ impl ServiceDesk {
         contract_id: &str,
         auto_renew: bool,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         self.commands
             .maintenance(
                 contract_id,
@@ -488,7 +488,7 @@ impl ServiceDesk {
         contract_id: &str,
         reason: Option<&str>,
         at: DateTime<Utc>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
         let reason = match reason {
             Some(reason) => {
@@ -644,7 +644,7 @@ impl ServiceSweeper {
             .instrument(span)
             .await;
             let (state, error) = match result {
-                Ok(()) => {
+                Ok(_) => {
                     pass.checked += 1;
                     ("done", None)
                 }
@@ -721,7 +721,7 @@ impl ServiceSweeper {
             .instrument(span)
             .await;
             let error = match result {
-                Ok(()) => {
+                Ok(_) => {
                     pass.renewed += 1;
                     None
                 }

@@ -316,7 +316,7 @@ impl WalletService {
         loop {
             let command = WalletCommand::ExpireReservations { at };
             match self.commands.wallet(&local, command, metadata).await {
-                Ok(()) => break,
+                Ok(_) => break,
                 Err(CommandError::Conflict) if conflicts < EXTRA_CONFLICT_RETRIES => {
                     conflicts += 1;
                     tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts.min(10)))).await;
@@ -424,7 +424,7 @@ impl WalletService {
         let mut conflicts = 0;
         loop {
             match self.commands.wallet(&local, command.clone(), metadata).await {
-                Ok(()) => break,
+                Ok(_) => break,
                 Err(CommandError::Conflict) if conflicts < EXTRA_CONFLICT_RETRIES => {
                     conflicts += 1;
                     let jitter = rand::random::<u64>() % 10;

@@ -32,19 +32,29 @@ fn every_landed_migration_is_unchanged_and_every_migration_is_recorded() {
     let mut problems = Vec::new();
     for migration in MIGRATOR.iter() {
         let checksum = hex::encode(&migration.checksum);
-        let line = format!("{} {checksum} {}_{}.sql", migration.version, migration.version, migration.description.replace(' ', "_"));
+        let line = format!(
+            "{} {checksum} {}_{}.sql",
+            migration.version,
+            migration.version,
+            migration.description.replace(' ', "_")
+        );
         match landed.get(&migration.version) {
             Some(recorded) if *recorded == checksum => {}
             Some(_) => problems.push(format!(
                 "migration {} ({}) was edited after it landed; restore it and add a new migration",
                 migration.version, migration.description
             )),
-            None => problems.push(format!("migration {} is not recorded; add the line: {line}", migration.version)),
+            None => problems.push(format!(
+                "migration {} is not recorded; add the line: {line}",
+                migration.version
+            )),
         }
     }
     for version in landed.keys() {
         if !MIGRATOR.iter().any(|m| m.version == *version) {
-            problems.push(format!("migration {version} is recorded as landed but its file is gone"));
+            problems.push(format!(
+                "migration {version} is recorded as landed but its file is gone"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -201,3 +201,51 @@ async fn the_server_acts_as_the_application_role_which_can_only_append_to_the_lo
     }
     assert_eq!(app.count("SELECT count(*) FROM events").await, 1);
 }
+
+/// The positions in the log of a stream's events, in sequence order.
+async fn positions_of(pool: &PgPool, stream: &str) -> Vec<i64> {
+    sqlx::query_scalar("SELECT global_position FROM events WHERE aggregate_id = $1 ORDER BY sequence")
+        .bind(stream)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_command_returns_the_stream_and_log_positions_it_appended_with_or_without_snapshots(pool: PgPool) {
+    // A snapshot every 2 events: commits that move the snapshot take postgres-es's path.
+    let commands = Commands::new(
+        pool.clone(),
+        SnapshotPolicy {
+            conversation: Some(2),
+            wallet: None,
+        },
+    );
+    let stream = tenant("acme").stream_id("ct_pos");
+    let mut returned = Vec::new();
+    for i in 0..5 {
+        let appended = commands
+            .conversation("ct_pos", message(&format!("wamid.p{i}"), "ct_pos", i), &metadata())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(appended.stream, stream);
+        assert!(!appended.positions.is_empty(), "message {i} appended nothing");
+        returned.extend(appended.positions);
+    }
+    assert_eq!(returned, positions_of(&pool, &stream).await);
+    let snapshots: i64 = sqlx::query_scalar("SELECT count(*) FROM snapshots WHERE aggregate_id = $1")
+        .bind(&stream)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(snapshots, 1, "the snapshot path was not taken");
+
+    // A repeat decides nothing: nothing appended, no position.
+    let repeat = commands
+        .conversation("ct_pos", message("wamid.p0", "ct_pos", 0), &metadata())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(repeat.positions.is_empty());
+    assert_eq!(repeat.last_position(), None);
+    assert_eq!(returned, positions_of(&pool, &stream).await);
+}

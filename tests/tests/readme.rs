@@ -76,3 +76,69 @@ async fn every_graphql_example_of_the_readme_answers_the_demo_with_data(pool: Pg
         }
     }
 }
+
+/// The README's section `## Two paths from route to read model`.
+fn walk_through() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap_or_default();
+    let start = readme
+        .find("## Two paths from route to read model")
+        .unwrap_or_else(|| panic!("the README has no walk-through section"));
+    let rest = &readme[start + 3..];
+    let end = rest.find("\n## ").map_or(rest.len(), |i| i + 1);
+    rest[..end].to_string()
+}
+
+/// Every `path/with/a/slash.ext` or `dir/` in backquotes of a text.
+fn named_paths(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|code| {
+            code.contains('/')
+                && !code.contains(' ')
+                && !code.starts_with('/')
+                && (code.ends_with(".rs") || code.ends_with(".sql") || code.ends_with('/'))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_walk_through_names_files_that_exist_for_both_paths() {
+    let section = walk_through();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for path in ["### A WhatsApp message, received", "### A metered send"] {
+        assert!(section.contains(path), "the walk-through lost its part {path:?}");
+    }
+    let paths = named_paths(&section);
+    assert!(paths.len() >= 20, "the walk-through names too few files: {paths:?}");
+    let missing: Vec<&String> = paths.iter().filter(|p| !root.join(p).exists()).collect();
+    assert!(
+        missing.is_empty(),
+        "the README's walk-through names files that do not exist: {missing:?}"
+    );
+    // Each layer appears on each path: route, write side, domain, read side.
+    for (part, next) in [
+        ("### A WhatsApp message, received", "### A metered send"),
+        ("### A metered send", "\u{0}"),
+    ] {
+        let from = section.find(part).unwrap_or_default();
+        let to = section.find(next).unwrap_or(section.len());
+        let text = &section[from..to.max(from)];
+        for layer in ["api/src/", "commands/src/", "domain/src/", "projections/src/"] {
+            assert!(
+                named_paths(text).iter().any(|p| p.starts_with(layer)),
+                "{part} names no file under {layer}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_file_in_the_walk_through_would_be_found() {
+    let paths = named_paths("see `commands/src/nowhere.rs` and `api/src/graphql/inbox.rs`, not `a b/c.rs`");
+    assert_eq!(paths, ["commands/src/nowhere.rs", "api/src/graphql/inbox.rs"]);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    assert!(!root.join(&paths[0]).exists());
+    assert!(root.join(&paths[1]).exists());
+}

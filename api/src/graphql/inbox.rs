@@ -17,10 +17,9 @@
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, Object, SimpleObject};
-use chronicle_commands::error::CommandError;
+use chronicle_commands::dispatch::Appended;
 use chronicle_commands::keystore::KeyStore;
-use chronicle_commands::metering::{features, message_action, Charge, Metering};
-use chronicle_commands::outbound::{queue, require_conversation, Outgoing};
+use chronicle_commands::outbound::{require_conversation, send_metered, Outgoing};
 use chronicle_domain::conversation::{ConversationCommand, ConversationStatus as DomainStatus};
 use chronicle_projections::messages::{self as read, ConversationDetail, MessageRow, TimelineEntry};
 use chrono::{DateTime, Utc};
@@ -372,11 +371,23 @@ pub struct ConversationReceipt {
     pub position: Option<i64>,
 }
 
-async fn receipt(ctx: &Context<'_>, caller: &Caller, id: &str) -> Result<ConversationReceipt, ApiError> {
-    let position: Option<i64> = sqlx::query_scalar("SELECT max(global_position) FROM events WHERE aggregate_id = $1")
-        .bind(caller.tenant.stream_id(id))
-        .fetch_one(pool(ctx)?)
-        .await?;
+/// The receipt of a command on the conversation: the position of its last event, or, when it
+/// appended nothing (a repeat), the stream's last position.
+async fn receipt(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    id: &str,
+    appended: &Appended,
+) -> Result<ConversationReceipt, ApiError> {
+    let position = match appended.last_position() {
+        Some(position) => Some(position),
+        None => {
+            sqlx::query_scalar("SELECT max(global_position) FROM events WHERE aggregate_id = $1")
+                .bind(caller.tenant.stream_id(id))
+                .fetch_one(pool(ctx)?)
+                .await?
+        }
+    };
     Ok(ConversationReceipt {
         conversation_id: id.to_string(),
         position,
@@ -391,12 +402,12 @@ async fn run(
     let caller = writer(ctx).gql()?;
     let id = valid_id(&id).gql()?;
     let command = make(caller.user_id.clone());
-    commands(ctx)
+    let appended = commands(ctx)
         .gql()?
         .conversation(id, command, &metadata(ctx, caller))
         .await
         .gql()?;
-    receipt(ctx, caller, id).await.gql()
+    receipt(ctx, caller, id, &appended).await.gql()
 }
 
 fn keys<'a>(ctx: &'a Context<'_>) -> Result<&'a KeyStore, ApiError> {
@@ -420,28 +431,11 @@ async fn send(
         ))
         .gql();
     }
-    let commands = commands(ctx).gql()?;
     let metadata = metadata(ctx, caller);
-    // Metering: paid from the main wallet before anything is queued (unmetered without a
-    // price); INSUFFICIENT_BALANCE sends nothing; a refused send is refunded.
-    require_conversation(commands, &metadata, id).await.gql()?;
-    let metering = Metering::new(commands.clone());
-    let charge = metering
-        .charge(features::MESSAGE, 1, &message_action(id, key), &metadata)
+    let appended = send_metered(commands(ctx).gql()?, keys(ctx).gql()?, id, key, outgoing, &metadata)
         .await
         .gql()?;
-    let queued = queue(commands, keys(ctx).gql()?, id, key, outgoing, &metadata).await;
-    if let Err(e @ (CommandError::Rejected(_) | CommandError::InvalidInput(_))) = &queued {
-        if matches!(charge, Charge::Debited { .. }) {
-            tracing::info!(error = %e, "a metered send was refused; refunding");
-            if let Err(refund) = metering.refund_refused_send(id, key, &metadata).await {
-                // The send's own refusal is the answer; the charge stays in metered_actions.
-                tracing::error!(error = %refund, "refunding a refused metered send failed");
-            }
-        }
-    }
-    queued.gql()?;
-    receipt(ctx, caller, id).await.gql()
+    receipt(ctx, caller, id, &appended).await.gql()
 }
 
 #[derive(Default)]

@@ -413,7 +413,7 @@ impl InboxProcessor {
         };
         for step in steps {
             let result = match step {
-                Step::Contact(command) => match self.contacts.run(&contact_id, command, &metadata).await {
+                Step::Contact(command) => match self.contacts.run(&contact_id, command, &metadata).await.map(drop) {
                     // An erased contact is not registered again nor given consent; the
                     // conversation still records what arrived.
                     Err(CommandError::Rejected(DomainError::Contact(ContactError::ContactErased))) => {
@@ -422,7 +422,11 @@ impl InboxProcessor {
                     }
                     other => other,
                 },
-                Step::Conversation(command) => self.commands.conversation(&contact_id, command, &metadata).await,
+                Step::Conversation(command) => self
+                    .commands
+                    .conversation(&contact_id, command, &metadata)
+                    .await
+                    .map(drop),
             };
             match result {
                 Ok(()) => {}

@@ -6,6 +6,9 @@
 //! contract between the two sides, as the inbox worker reads `webhook_inbox`.
 //!
 //! - [`whatsapp`]: the WhatsApp Cloud API sender (`POST {base}/{phone-number-id}/messages`).
+//! - [`queue`] queues a message; [`send_metered`] is the metered send, the one use case behind
+//!   the `sendMessage` / `sendTemplate` mutations and the call follow-ups: charge, queue, refund
+//!   a refusal.
 
 pub mod whatsapp;
 
@@ -14,9 +17,10 @@ use chronicle_domain::metadata::CommandMetadata;
 use chrono::Utc;
 use rand::rngs::OsRng;
 
-use crate::dispatch::Commands;
+use crate::dispatch::{Appended, Commands};
 use crate::error::CommandError;
 use crate::keystore::KeyStore;
+use crate::metering::{features, message_action, Charge, Metering};
 
 /// The contact's consent as the write side knows it: the latest opt-in or opt-out in the
 /// contact's own stream (`Contact` events), `Unknown` if there is none. The write side reads
@@ -103,7 +107,7 @@ pub async fn queue(
     idempotency_key: &str,
     outgoing: Outgoing,
     metadata: &CommandMetadata,
-) -> Result<(), CommandError> {
+) -> Result<Appended, CommandError> {
     require_conversation(commands, metadata, contact_id).await?;
     let tenant = &metadata.tenant_id;
     let key = keys.key_for(tenant, contact_id).await?;
@@ -146,4 +150,43 @@ pub async fn queue(
         at: Utc::now(),
     });
     commands.conversation(contact_id, command, metadata).await
+}
+
+/// A metered send (feature `message`, one unit): the conversation must exist
+/// (`UNKNOWN_CONVERSATION`, nothing charged); the tenant's main wallet pays first (unmetered
+/// without a price; `INSUFFICIENT_BALANCE` queues nothing); the message is [`queue`]d; a send
+/// the conversation refuses (or whose input is invalid) is refunded, unless a message with the
+/// same key went out before. Returns what was appended to the conversation.
+///
+/// The charge is idempotent per (contact, key) and the refund happens once, so a caller that
+/// gets an error because the refund itself failed retries with the same key and the refund is
+/// made then.
+pub async fn send_metered(
+    commands: &Commands,
+    keys: &KeyStore,
+    contact_id: &str,
+    idempotency_key: &str,
+    outgoing: Outgoing,
+    metadata: &CommandMetadata,
+) -> Result<Appended, CommandError> {
+    require_conversation(commands, metadata, contact_id).await?;
+    let metering = Metering::new(commands.clone());
+    let charge = metering
+        .charge(
+            features::MESSAGE,
+            1,
+            &message_action(contact_id, idempotency_key),
+            metadata,
+        )
+        .await?;
+    let queued = queue(commands, keys, contact_id, idempotency_key, outgoing, metadata).await;
+    if let Err(e @ (CommandError::Rejected(_) | CommandError::InvalidInput(_))) = &queued {
+        if matches!(charge, Charge::Debited { .. }) {
+            tracing::info!(error = %e, "a metered send was refused; refunding");
+            metering
+                .refund_refused_send(contact_id, idempotency_key, metadata)
+                .await?;
+        }
+    }
+    queued
 }

@@ -463,7 +463,7 @@ impl WhatsAppSender {
                 .conversation(&row.contact_id, command.clone(), metadata)
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(_) => return Ok(()),
                 Err(CommandError::Rejected(e)) => return Err(CommandError::Rejected(e)),
                 Err(e) if tries >= 3 => return Err(e),
                 Err(e) => {

@@ -92,7 +92,7 @@ impl RequestExpirySweeper {
             .instrument(span)
             .await;
             match result {
-                Ok(()) => pass.expired += 1,
+                Ok(_) => pass.expired += 1,
                 Err(e @ (CommandError::Rejected(_) | CommandError::InvalidInput(_))) => {
                     tracing::info!(tenant.id = %tenant, payment_request.id = %request_id, reason = %e, "payment request not expired: closed since");
                     pass.refused += 1;

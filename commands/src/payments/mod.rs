@@ -457,7 +457,7 @@ impl PaymentIntake {
                 match unmatched {
                     Some(reason) => match self.commands.payment(&local, self::unmatched(reason), &meta).await {
                         // Decided by a concurrent delivery in between: its decision stands.
-                        Ok(()) | Err(CommandError::Rejected(_)) => {}
+                        Ok(_) | Err(CommandError::Rejected(_)) => {}
                         Err(e) => return Err(e.into()),
                     },
                     None => self.settle(&local, &state, &meta).await?,
@@ -493,7 +493,7 @@ impl PaymentIntake {
                     at: Utc::now(),
                 });
                 match self.commands.order(&order_id, command, meta).await {
-                    Ok(()) => PaymentCommand::MatchToOrder {
+                    Ok(_) => PaymentCommand::MatchToOrder {
                         order_id,
                         at: Utc::now(),
                     },
@@ -525,7 +525,7 @@ impl PaymentIntake {
         match self.commands.payment(local, decision, meta).await {
             // Decided by a concurrent delivery in between: its decision stands.
             Err(CommandError::Rejected(_)) => Ok(()),
-            other => other,
+            other => other.map(drop),
         }
     }
 

@@ -389,7 +389,7 @@ impl PaymentIntake {
                         at: Utc::now(),
                     };
                     match self.commands.payment_request(&request_id, command, &meta).await {
-                        Ok(()) | Err(CommandError::Rejected(_)) => {}
+                        Ok(_) | Err(CommandError::Rejected(_)) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
