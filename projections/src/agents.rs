@@ -36,7 +36,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::all_tenants;
+use crate::shared::{all_tenants, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "agent_performance";
@@ -309,8 +309,7 @@ impl Projector for AgentPerformanceProjector {
                     position: event.global_position,
                     reason,
                 };
-                let parsed: ConversationEvent = serde_json::from_value(event.payload.clone())
-                    .map_err(|e| handler_error(format!("not a Conversation event: {e}")))?;
+                let parsed: ConversationEvent = payload(event)?;
                 let tenant = TenantId::parse(&event.tenant_id).map_err(|e| handler_error(e.to_string()))?;
                 let conversation_id = event
                     .aggregate_id

@@ -7,8 +7,6 @@
 //! is not a phone number (an anonymous caller, a SIP address), under a key of the call's own
 //! (key id = the call's stream id); erasing the contact makes them unreadable.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_domain::call::CallEvent;
 use chronicle_domain::pii::MasterKey;
 use chronicle_domain::tenant::TenantId;
@@ -19,7 +17,9 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
+use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::payload;
 
 /// The `calls` projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "calls";
@@ -28,10 +28,7 @@ pub const NAME: &str = "calls";
 pub const FOLLOW_UPS_NAME: &str = "call_follow_ups";
 
 fn parse(event: &StoredEvent) -> Result<CallEvent, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-        position: event.global_position,
-        reason: format!("not a Call event: {e}"),
-    })
+    payload(event)
 }
 
 /// Folds `Call` events into `calls`.
@@ -337,25 +334,6 @@ pub struct CallFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// A page of calls, latest first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub rows: Vec<(String, CallRow)>,
-    pub has_next_page: bool,
-}
-
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed calls cursor")]
-pub struct BadPageCursor;
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
-    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
-    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
-}
-
 /// Lists one tenant's calls, latest end first, filtered, after a cursor.
 pub async fn list(
     pool: &PgPool,
@@ -363,8 +341,8 @@ pub async fn list(
     filter: &CallFilter,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
-    let after = match after.map(decode_cursor).transpose() {
+) -> Result<Result<Page<CallRow>, BadCursor>, sqlx::Error> {
+    let after = match after.map(read_cursor::<i64, String>).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };
@@ -424,7 +402,7 @@ pub async fn list(
                 follow_up_last_error: r.try_get("follow_up_last_error")?,
                 follow_up_next_at: r.try_get("follow_up_next_at")?,
             };
-            let cursor = URL_SAFE_NO_PAD.encode(format!("{}|{}", row.ended_at.timestamp_micros(), row.call_id));
+            let cursor = time_cursor(row.ended_at, &row.call_id);
             Ok((cursor, row))
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -7,8 +7,6 @@
 //! Counts are copied from the events, never recounted. Recipients are contact ids (keyed
 //! hashes); nothing here is personal data in the clear.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_domain::campaign::{CampaignEvent, RecipientCounts, RecipientStatus, MESSAGE_KEY_PREFIX};
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
@@ -16,8 +14,9 @@ use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
+use crate::page::{decode, encode, read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant};
+use crate::shared::{all_tenants, for_tenant, payload};
 
 /// The read models' projector name (its checkpoint key). Never renamed.
 pub const NAME: &str = "campaigns";
@@ -26,10 +25,7 @@ pub const NAME: &str = "campaigns";
 pub const WORK_NAME: &str = "campaign_work";
 
 fn parse(event: &StoredEvent) -> Result<CampaignEvent, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-        position: event.global_position,
-        reason: format!("not a Campaign event: {e}"),
-    })
+    payload(event)
 }
 
 /// The campaign id of a campaign stream (`<tenant>:campaign_<id>`).
@@ -629,25 +625,6 @@ fn campaign_row(r: &sqlx::postgres::PgRow) -> Result<CampaignRow, sqlx::Error> {
     })
 }
 
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed campaigns cursor")]
-pub struct BadPageCursor;
-
-/// A page of rows with their cursors.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub rows: Vec<(String, T)>,
-    pub has_next_page: bool,
-}
-
-fn decode_campaign_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
-    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
-    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
-}
-
 /// One tenant's campaigns, newest first, after a cursor.
 pub async fn list(
     pool: &PgPool,
@@ -655,8 +632,8 @@ pub async fn list(
     status: Option<&str>,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page<CampaignRow>, BadPageCursor>, sqlx::Error> {
-    let after = match after.map(decode_campaign_cursor).transpose() {
+) -> Result<Result<Page<CampaignRow>, BadCursor>, sqlx::Error> {
+    let after = match after.map(read_cursor::<i64, String>).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };
@@ -686,7 +663,7 @@ pub async fn list(
         .take(usize::try_from(first).unwrap_or(0))
         .map(|r| {
             let row = campaign_row(r)?;
-            let cursor = URL_SAFE_NO_PAD.encode(format!("{}|{}", row.created_at.timestamp_micros(), row.campaign_id));
+            let cursor = time_cursor(row.created_at, &row.campaign_id);
             Ok((cursor, row))
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -729,17 +706,12 @@ pub async fn recipients(
     status: Option<&str>,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page<RecipientRow>, BadPageCursor>, sqlx::Error> {
+) -> Result<Result<Page<RecipientRow>, BadCursor>, sqlx::Error> {
     let after: i32 = match after {
         None => -1,
-        Some(cursor) => match URL_SAFE_NO_PAD
-            .decode(cursor)
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|text| text.parse().ok())
-        {
+        Some(cursor) => match decode(cursor).ok().and_then(|text| text.parse().ok()) {
             Some(position) => position,
-            None => return Ok(Err(BadPageCursor)),
+            None => return Ok(Err(BadCursor)),
         },
     };
     let first = first.clamp(1, 500);
@@ -773,7 +745,7 @@ pub async fn recipients(
                 refunded: r.try_get("refunded")?,
                 updated_at: r.try_get("updated_at")?,
             };
-            Ok((URL_SAFE_NO_PAD.encode(row.position.to_string()), row))
+            Ok((encode(&row.position.to_string()), row))
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(Ok(Page { rows, has_next_page }))

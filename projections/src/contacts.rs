@@ -9,8 +9,6 @@
 
 use std::collections::HashMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_domain::contact::{ContactEvent, FieldChange};
 use chronicle_domain::pii::{Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
@@ -21,7 +19,9 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
+use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::payload;
 pub(crate) use crate::shared::{all_tenants, data_key, KeyCache};
 
 /// The projector's name (its checkpoint key). Never renamed.
@@ -94,11 +94,7 @@ impl ContactsProjector {
         keys: &mut KeyCache,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let parsed: ContactEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                position: event.global_position,
-                reason: format!("not a Contact event: {e}"),
-            })?;
+        let parsed: ContactEvent = payload(event)?;
         let tenant = tenant_of(event)?;
         let contact_id = local_id(event);
         let key = data_key(db, &self.master, keys, &tenant, &contact_id).await?;
@@ -357,30 +353,6 @@ pub struct ContactRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A page of contacts, newest first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    /// Each row with its opaque pagination cursor.
-    pub rows: Vec<(String, ContactRow)>,
-    pub has_next_page: bool,
-}
-
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed contacts cursor")]
-pub struct BadPageCursor;
-
-fn encode_cursor(at: DateTime<Utc>, id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
-}
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
-    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
-    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
-}
-
 /// Filters of [`list`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactFilter {
@@ -426,8 +398,8 @@ pub async fn list(
     filter: &ContactFilter,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
-    let after = match after.map(decode_cursor).transpose() {
+) -> Result<Result<Page<ContactRow>, BadCursor>, sqlx::Error> {
+    let after = match after.map(read_cursor::<i64, String>).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };
@@ -466,7 +438,7 @@ pub async fn list(
     let rows = rows
         .iter()
         .take(first as usize)
-        .map(|r| row(r).map(|c| (encode_cursor(c.created_at, &c.contact_id), c)))
+        .map(|r| row(r).map(|c| (time_cursor(c.created_at, &c.contact_id), c)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Ok(Page { rows, has_next_page }))
 }

@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_domain::conversation::ConversationEvent;
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
@@ -19,9 +17,10 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
+use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::all_tenants;
 pub use crate::shared::for_tenant;
+use crate::shared::{all_tenants, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "conversations";
@@ -125,11 +124,7 @@ impl ConversationsProjector {
     }
 
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        let parsed: ConversationEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                position: event.global_position,
-                reason: format!("not a Conversation event: {e}"),
-            })?;
+        let parsed: ConversationEvent = payload(event)?;
         let tenant = TenantId::parse(&event.tenant_id).map_err(|e| ProjectionError::Handler {
             position: event.global_position,
             reason: e.to_string(),
@@ -214,11 +209,7 @@ impl Inbound {
         if event.event_type != "MessageReceived" {
             return Ok(None);
         }
-        let parsed: ConversationEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                position: event.global_position,
-                reason: format!("not a Conversation event: {e}"),
-            })?;
+        let parsed: ConversationEvent = payload(event)?;
         let ConversationEvent::MessageReceived {
             message_ref,
             contact_id,
@@ -356,29 +347,9 @@ pub struct ConversationRow {
     pub tags: Vec<String>,
 }
 
-/// A page of conversations, newest message first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    /// Each row with its opaque pagination cursor.
-    pub rows: Vec<(String, ConversationRow)>,
-    pub has_next_page: bool,
-}
-
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed conversations cursor")]
-pub struct BadPageCursor;
-
 fn encode_page_cursor(at: Option<DateTime<Utc>>, id: &str) -> String {
     let micros = at.map(|t| t.timestamp_micros()).unwrap_or(i64::MIN);
-    URL_SAFE_NO_PAD.encode(format!("{micros}|{id}"))
-}
-
-fn decode_page_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
-    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
-    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
+    cursor(micros, id)
 }
 
 /// Lists one tenant's conversations, newest message first, optionally with one status, after
@@ -404,8 +375,8 @@ pub async fn list(
     filter: &ListFilter,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
-    let after = match after.map(decode_page_cursor).transpose() {
+) -> Result<Result<Page<ConversationRow>, BadCursor>, sqlx::Error> {
+    let after = match after.map(read_cursor::<i64, String>).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };

@@ -15,6 +15,7 @@ use sqlx::PgConnection;
 use crate::contacts::local_id;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::payload;
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "installation_work";
@@ -36,8 +37,7 @@ impl InstallationWorkProjector {
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         match event.aggregate_type.as_str() {
             "Order" => {
-                let parsed: OrderEvent = serde_json::from_value(event.payload.clone())
-                    .map_err(|e| handler_error(event, format!("not an Order event: {e}")))?;
+                let parsed: OrderEvent = payload(event)?;
                 if let OrderEvent::OrderPaid {
                     customer_id,
                     installable_items,
@@ -66,8 +66,7 @@ impl InstallationWorkProjector {
                 }
             }
             "InstallationRecord" => {
-                let parsed: InstallationEvent = serde_json::from_value(event.payload.clone())
-                    .map_err(|e| handler_error(event, format!("not an InstallationRecord event: {e}")))?;
+                let parsed: InstallationEvent = payload(event)?;
                 if let InstallationEvent::InstallationCommissioned {
                     installation_type,
                     customer_id,

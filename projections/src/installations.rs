@@ -12,8 +12,6 @@
 //! Every upsert is guarded by the row's `last_position`, so a batch applied twice changes
 //! nothing; queries run in a transaction scoped to one tenant ([`for_tenant`]).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_domain::installation::{
     required_checklist, InstallationEvent, InstallationStatus, OrderEvent, PayoutEvent,
 };
@@ -29,7 +27,9 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
+use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::payload;
 
 /// The `orders` projector's name. Never renamed.
 pub const ORDERS_NAME: &str = "orders";
@@ -37,13 +37,6 @@ pub const ORDERS_NAME: &str = "orders";
 pub const INSTALLATIONS_NAME: &str = "installations";
 /// The `payouts` projector's name. Never renamed.
 pub const PAYOUTS_NAME: &str = "payouts";
-
-fn decode<T: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<T, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-        position: event.global_position,
-        reason: format!("not a {} event: {e}", event.aggregate_type),
-    })
-}
 
 fn to_json<T: Serialize>(event: &StoredEvent, value: &T) -> Result<serde_json::Value, ProjectionError> {
     serde_json::to_value(value).map_err(|e| ProjectionError::Handler {
@@ -66,7 +59,7 @@ impl OrdersProjector {
         let guarded = |set: &str| {
             format!("UPDATE orders SET {set}, last_position = $3 WHERE tenant_id = $1 AND order_id = $2 AND last_position < $3")
         };
-        match decode::<OrderEvent>(event)? {
+        match payload::<OrderEvent>(event)? {
             OrderEvent::OrderPlaced {
                 customer_id,
                 items,
@@ -222,7 +215,7 @@ impl InstallationsProjector {
         let tenant = tenant_of(event)?;
         let installation_id = local_id(event);
         let position = event.global_position;
-        let parsed = decode::<InstallationEvent>(event)?;
+        let parsed = payload::<InstallationEvent>(event)?;
         let (at, summary) = summarize(&parsed);
         let actor = event.metadata["actor"].as_str().unwrap_or("unknown").to_string();
         sqlx::query(
@@ -534,7 +527,7 @@ impl PayoutsProjector {
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let payout_id = local_id(event);
         let position = event.global_position;
-        match decode::<PayoutEvent>(event)? {
+        match payload::<PayoutEvent>(event)? {
             PayoutEvent::PayoutComputed {
                 installation_id,
                 technician_ids,
@@ -653,31 +646,12 @@ impl Projector for PayoutsProjector {
 // ---------------------------------------------------------------------------------------------
 // Queries
 
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed pagination cursor")]
-pub struct BadPageCursor;
-
-fn encode_cursor(at: DateTime<Utc>, id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
-}
-
 /// `(micros, id)` of a cursor; no cursor starts at the top.
-fn decode_cursor(cursor: Option<&str>) -> Result<(i64, String), BadPageCursor> {
+fn decode_cursor(cursor: Option<&str>) -> Result<(i64, String), BadCursor> {
     let Some(cursor) = cursor else {
         return Ok((i64::MAX, String::new()));
     };
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
-    let (micros, id) = text.split_once('|').ok_or(BadPageCursor)?;
-    Ok((micros.parse().map_err(|_| BadPageCursor)?, id.to_string()))
-}
-
-/// A page of rows, newest first, each with its cursor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub rows: Vec<(String, T)>,
-    pub has_next_page: bool,
+    read_cursor(cursor)
 }
 
 /// A payment recorded on an order.
@@ -757,7 +731,7 @@ pub async fn list_orders(
     status: Option<&str>,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page<OrderRow>, BadPageCursor>, sqlx::Error> {
+) -> Result<Result<Page<OrderRow>, BadCursor>, sqlx::Error> {
     let (after_micros, after_id) = match decode_cursor(after) {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
@@ -785,7 +759,7 @@ pub async fn list_orders(
     let rows = rows
         .iter()
         .take(first as usize)
-        .map(|r| order_row(r).map(|o| (encode_cursor(o.placed_at, &o.order_id), o)))
+        .map(|r| order_row(r).map(|o| (time_cursor(o.placed_at, &o.order_id), o)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Ok(Page { rows, has_next_page }))
 }
@@ -896,7 +870,7 @@ pub async fn list_installations(
     filter: &InstallationFilter,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page<InstallationRow>, BadPageCursor>, sqlx::Error> {
+) -> Result<Result<Page<InstallationRow>, BadCursor>, sqlx::Error> {
     let (after_micros, after_id) = match decode_cursor(after) {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
@@ -933,7 +907,7 @@ pub async fn list_installations(
     let rows = rows
         .iter()
         .take(first as usize)
-        .map(|r| installation_row(r).map(|i| (encode_cursor(i.opened_at, &i.installation_id), i)))
+        .map(|r| installation_row(r).map(|i| (time_cursor(i.opened_at, &i.installation_id), i)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Ok(Page { rows, has_next_page }))
 }

@@ -14,8 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_domain::lead::{LeadEvent, Stage};
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
@@ -25,8 +23,9 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
+use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::all_tenants;
+use crate::shared::{all_tenants, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "leads";
@@ -80,8 +79,7 @@ impl LeadsProjector {
             position: event.global_position,
             reason,
         };
-        let parsed: LeadEvent = serde_json::from_value(event.payload.clone())
-            .map_err(|e| handler_error(format!("not a Lead event: {e}")))?;
+        let parsed: LeadEvent = payload(event)?;
         let tenant = TenantId::parse(&event.tenant_id).map_err(|e| handler_error(e.to_string()))?;
         let lead_id = event
             .aggregate_id
@@ -467,26 +465,6 @@ impl SortField {
     }
 }
 
-/// A page of leads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    /// Each row with its opaque pagination cursor.
-    pub rows: Vec<(String, LeadRow)>,
-    pub has_next_page: bool,
-}
-
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed leads cursor")]
-pub struct BadPageCursor;
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadPageCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| BadPageCursor)?;
-    let (key, id) = text.split_once('|').ok_or(BadPageCursor)?;
-    Ok((key.parse().map_err(|_| BadPageCursor)?, id.to_string()))
-}
-
 /// Lists one tenant's leads, filtered and sorted, after a page cursor. The tenant is always a
 /// bound parameter, behind row-level security.
 pub async fn list(
@@ -497,8 +475,8 @@ pub async fn list(
     descending: bool,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
-    let after = match after.map(decode_cursor).transpose() {
+) -> Result<Result<Page<LeadRow>, BadCursor>, sqlx::Error> {
+    let after = match after.map(read_cursor::<i64, String>).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };
@@ -543,7 +521,7 @@ pub async fn list(
         .map(|r| -> Result<(String, LeadRow), sqlx::Error> {
             let key: i64 = r.try_get("sort_key")?;
             let lead = row(r)?;
-            Ok((URL_SAFE_NO_PAD.encode(format!("{key}|{}", lead.lead_id)), lead))
+            Ok((cursor(key, &lead.lead_id), lead))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Ok(Page { rows, has_next_page }))

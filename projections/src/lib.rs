@@ -62,6 +62,7 @@ pub mod log;
 pub mod media;
 pub mod messages;
 pub mod outbox;
+pub mod page;
 pub mod payment_requests;
 pub mod payments;
 pub mod runtime;

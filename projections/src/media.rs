@@ -27,6 +27,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::payload;
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "media";
@@ -135,11 +136,7 @@ impl MediaProjector {
         event: &StoredEvent,
         tenant: &TenantId,
     ) -> Result<(), ProjectionError> {
-        let parsed: MediaEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                position: event.global_position,
-                reason: format!("not a Media event: {e}"),
-            })?;
+        let parsed: MediaEvent = payload(event)?;
         let media_ref = local_id(event);
         let position = event.global_position;
         match parsed {
@@ -321,11 +318,7 @@ impl Projector for MediaProjector {
                 })?;
                 match event.aggregate_type.as_str() {
                     "Conversation" => {
-                        let parsed: ConversationEvent =
-                            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                                position: event.global_position,
-                                reason: format!("not a Conversation event: {e}"),
-                            })?;
+                        let parsed: ConversationEvent = payload(event)?;
                         self.message(tx, &mut keys, event, &tenant, parsed).await?;
                     }
                     "Media" => self.media(tx, event, &tenant).await?,

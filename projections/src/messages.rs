@@ -15,8 +15,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_domain::conversation::{ConversationEvent, OutboundBody};
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
@@ -26,8 +24,9 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
+use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::all_tenants;
+use crate::shared::{all_tenants, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "messages";
@@ -582,11 +581,7 @@ impl Projector for MessagesProjector {
             all_tenants(tx).await?;
             let mut parsed = Vec::with_capacity(events.len());
             for event in events.iter().filter(|e| e.aggregate_type == "Conversation") {
-                let p: ConversationEvent =
-                    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                        position: event.global_position,
-                        reason: format!("not a Conversation event: {e}"),
-                    })?;
+                let p: ConversationEvent = payload(event)?;
                 parsed.push((event, p));
             }
             // Every data key the batch opens messages with, in one statement.
@@ -681,33 +676,6 @@ pub struct TimelineEntry {
     pub window_closed: bool,
 }
 
-/// A page of messages, oldest first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MessagePage {
-    /// Each row with its opaque cursor.
-    pub rows: Vec<(String, MessageRow)>,
-    pub has_next_page: bool,
-}
-
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed messages cursor")]
-pub struct BadMessageCursor;
-
-fn encode_cursor(at: DateTime<Utc>, position: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{position}", at.timestamp_micros()))
-}
-
-fn decode_cursor(cursor: &str) -> Result<(i64, i64), BadMessageCursor> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadMessageCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| BadMessageCursor)?;
-    let (micros, position) = text.split_once('|').ok_or(BadMessageCursor)?;
-    Ok((
-        micros.parse().map_err(|_| BadMessageCursor)?,
-        position.parse().map_err(|_| BadMessageCursor)?,
-    ))
-}
-
 /// A conversation's working state and notes, or `None` if the tenant has no such conversation.
 pub async fn conversation(
     pool: &PgPool,
@@ -767,8 +735,8 @@ pub async fn messages(
     conversation_id: &str,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<MessagePage, BadMessageCursor>, sqlx::Error> {
-    let after = match after.map(decode_cursor).transpose() {
+) -> Result<Result<Page<MessageRow>, BadCursor>, sqlx::Error> {
+    let after = match after.map(read_cursor::<i64, i64>).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };
@@ -816,10 +784,10 @@ pub async fn messages(
                 error_title: r.try_get("error_title")?,
                 retryable: r.try_get("retryable")?,
             };
-            Ok((encode_cursor(row.at, position), row))
+            Ok((time_cursor(row.at, position), row))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(MessagePage { rows, has_next_page }))
+    Ok(Ok(Page { rows, has_next_page }))
 }
 
 /// The status timelines of messages by reference, each in the order sent, delivered, read,

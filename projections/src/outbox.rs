@@ -16,6 +16,7 @@ use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::payload;
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "outbox";
@@ -29,11 +30,7 @@ pub struct OutboxProjector;
 
 impl OutboxProjector {
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        let parsed: ConversationEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                position: event.global_position,
-                reason: format!("not a Conversation event: {e}"),
-            })?;
+        let parsed: ConversationEvent = payload(event)?;
         match parsed {
             ConversationEvent::OutboundMessageQueued {
                 idempotency_key,

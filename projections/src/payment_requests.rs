@@ -14,8 +14,9 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::{local_id, tenant_of};
 use crate::log::StoredEvent;
+use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant, read_time_id_cursor, time_id_cursor};
+use crate::shared::{all_tenants, for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "payment_requests";
@@ -25,10 +26,7 @@ pub const NAME: &str = "payment_requests";
 pub struct PaymentRequestsProjector;
 
 fn parse(event: &StoredEvent) -> Result<PaymentRequestEvent, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-        position: event.global_position,
-        reason: format!("not a PaymentRequest event: {e}"),
-    })
+    payload(event)
 }
 
 /// Sets the columns of `set` (SQL assignments that may use `$4`, a text, and `$5`, the event's
@@ -204,22 +202,6 @@ pub struct RequestFilter {
     pub target: Option<String>,
 }
 
-/// A page of requests, latest first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub rows: Vec<(String, PaymentRequestRow)>,
-    pub has_next_page: bool,
-}
-
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed payment requests cursor")]
-pub struct BadPageCursor;
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
-    read_time_id_cursor(cursor).ok_or(BadPageCursor)
-}
-
 const COLUMNS: &str = "request_id, provider, target_kind, target, amount_minor, currency, contact_id, status,
                        provider_request_id, provider_reference, failure, refused_callbacks, requested_by,
                        requested_at, expires_at, sent_at, closed_at";
@@ -253,8 +235,8 @@ pub async fn list(
     filter: &RequestFilter,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
-    let after = match after.map(decode_cursor).transpose() {
+) -> Result<Result<Page<PaymentRequestRow>, BadCursor>, sqlx::Error> {
+    let after = match after.map(read_cursor::<i64, String>).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };
@@ -292,7 +274,7 @@ pub async fn list(
         .take(first as usize)
         .map(|r| -> Result<(String, PaymentRequestRow), sqlx::Error> {
             let row = row_of(r)?;
-            let cursor = time_id_cursor(row.requested_at, &row.request_id);
+            let cursor = time_cursor(row.requested_at, &row.request_id);
             Ok((cursor, row))
         })
         .collect::<Result<Vec<_>, _>>()?;

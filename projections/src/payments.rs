@@ -13,17 +13,15 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::{local_id, tenant_of};
 use crate::log::StoredEvent;
+use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant, read_time_id_cursor, time_id_cursor};
+use crate::shared::{all_tenants, for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "payments";
 
 fn parse(event: &StoredEvent) -> Result<PaymentEvent, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-        position: event.global_position,
-        reason: format!("not a Payment event: {e}"),
-    })
+    payload(event)
 }
 
 /// Folds `Payment` events into `payments`.
@@ -220,22 +218,6 @@ pub struct PaymentFilter {
     pub provider: Option<String>,
 }
 
-/// A page of payments, latest confirmation first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub rows: Vec<(String, PaymentRow)>,
-    pub has_next_page: bool,
-}
-
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed payments cursor")]
-pub struct BadPageCursor;
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String), BadPageCursor> {
-    read_time_id_cursor(cursor).ok_or(BadPageCursor)
-}
-
 const COLUMNS: &str = "payment_id, provider, reference, merchant_reference, amount_minor, currency, status,
                        matched_kind, matched_id, milli_tokens, unmatched_reason, matched_by, confirmed_at, decided_at";
 
@@ -265,8 +247,8 @@ pub async fn list(
     filter: &PaymentFilter,
     first: i64,
     after: Option<&str>,
-) -> Result<Result<Page, BadPageCursor>, sqlx::Error> {
-    let after = match after.map(decode_cursor).transpose() {
+) -> Result<Result<Page<PaymentRow>, BadCursor>, sqlx::Error> {
+    let after = match after.map(read_cursor::<i64, String>).transpose() {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };
@@ -300,7 +282,7 @@ pub async fn list(
         .take(first as usize)
         .map(|r| -> Result<(String, PaymentRow), sqlx::Error> {
             let row = row_of(r)?;
-            let cursor = time_id_cursor(row.confirmed_at, &row.payment_id);
+            let cursor = time_cursor(row.confirmed_at, &row.payment_id);
             Ok((cursor, row))
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -14,8 +14,6 @@
 //! batch applied twice changes nothing; queries run in a transaction scoped to one tenant
 //! ([`for_tenant`]).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_domain::installation::{ticket_label, MaintenanceEvent, ServiceEvent};
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
@@ -25,8 +23,9 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::local_id;
 use crate::log::StoredEvent;
+use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant};
+use crate::shared::{all_tenants, for_tenant, payload};
 
 /// The `service` projector's name (service requests and maintenance contracts). Never renamed.
 pub const NAME: &str = "service";
@@ -45,13 +44,6 @@ const EVENT_TYPES: &[&str] = &[
     "MaintenanceAutoRenewalChanged",
     "MaintenanceContractCancelled",
 ];
-
-fn decode<T: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<T, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-        position: event.global_position,
-        reason: format!("not a {} event: {e}", event.aggregate_type),
-    })
-}
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -91,7 +83,7 @@ impl ServiceProjector {
     }
 
     async fn apply_request(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        match decode::<ServiceEvent>(event)? {
+        match payload::<ServiceEvent>(event)? {
             ServiceEvent::ServiceRequestOpened {
                 ticket_number,
                 kind,
@@ -150,7 +142,7 @@ impl ServiceProjector {
     async fn apply_contract(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let contract_id = local_id(event);
         let position = event.global_position;
-        match decode::<MaintenanceEvent>(event)? {
+        match payload::<MaintenanceEvent>(event)? {
             MaintenanceEvent::MaintenanceContractStarted {
                 customer_id,
                 installation_id,
@@ -287,7 +279,7 @@ impl ServiceWorkProjector {
         let tenant = &event.tenant_id;
         let position = event.global_position;
         if event.aggregate_type == "ServiceRequest" {
-            match decode::<ServiceEvent>(event)? {
+            match payload::<ServiceEvent>(event)? {
                 ServiceEvent::ServiceRequestOpened { sla_due_at, .. } => {
                     sqlx::query(
                         "INSERT INTO service_sla_watch (tenant_id, request_id, sla_due_at, event_position)
@@ -315,7 +307,7 @@ impl ServiceWorkProjector {
         if event.aggregate_type != "MaintenanceContract" {
             return Ok(());
         }
-        let assignments = match decode::<MaintenanceEvent>(event)? {
+        let assignments = match payload::<MaintenanceEvent>(event)? {
             MaintenanceEvent::MaintenanceContractStarted {
                 ends_at, auto_renew, ..
             } => {
@@ -392,24 +384,18 @@ impl Projector for ServiceWorkProjector {
 // ---------------------------------------------------------------------------------------------
 // Queries
 
-/// A malformed pagination cursor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed pagination cursor")]
-pub struct BadServiceCursor;
-
 fn encode_cursor(ticket_number: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("sr|{ticket_number}"))
+    cursor("sr", ticket_number)
 }
 
-fn decode_cursor(cursor: Option<&str>) -> Result<i64, BadServiceCursor> {
+fn decode_cursor(cursor: Option<&str>) -> Result<i64, BadCursor> {
     let Some(cursor) = cursor else {
         return Ok(i64::MAX);
     };
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadServiceCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| BadServiceCursor)?;
-    text.strip_prefix("sr|")
-        .and_then(|n| n.parse().ok())
-        .ok_or(BadServiceCursor)
+    match read_cursor::<String, i64>(cursor)? {
+        (kind, ticket_number) if kind == "sr" => Ok(ticket_number),
+        _ => Err(BadCursor),
+    }
 }
 
 /// One service request.
@@ -441,13 +427,6 @@ pub struct ServiceFilter {
     pub breached: Option<bool>,
 }
 
-/// A page of service requests, newest ticket first, each with its cursor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServicePage {
-    pub rows: Vec<(String, ServiceRequestRow)>,
-    pub has_next_page: bool,
-}
-
 fn request_row(r: &PgRow) -> Result<ServiceRequestRow, sqlx::Error> {
     Ok(ServiceRequestRow {
         request_id: r.try_get("request_id")?,
@@ -473,7 +452,7 @@ fn request_row(r: &PgRow) -> Result<ServiceRequestRow, sqlx::Error> {
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceQueryError {
     #[error(transparent)]
-    Cursor(#[from] BadServiceCursor),
+    Cursor(#[from] BadCursor),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -486,7 +465,7 @@ pub async fn list_service_requests(
     filter: &ServiceFilter,
     first: i64,
     after: Option<&str>,
-) -> Result<ServicePage, ServiceQueryError> {
+) -> Result<Page<ServiceRequestRow>, ServiceQueryError> {
     let before = decode_cursor(after)?;
     let first = first.clamp(1, 100);
     let mut tx = pool.begin().await?;
@@ -517,7 +496,7 @@ pub async fn list_service_requests(
         .collect::<Result<Vec<_>, _>>()?;
     let has_next_page = rows.len() as i64 > first;
     rows.truncate(usize::try_from(first).unwrap_or(100));
-    Ok(ServicePage { rows, has_next_page })
+    Ok(Page { rows, has_next_page })
 }
 
 /// One maintenance contract.
@@ -593,6 +572,6 @@ mod tests {
     fn a_cursor_round_trips_and_garbage_is_refused() {
         assert_eq!(decode_cursor(Some(&encode_cursor(42))), Ok(42));
         assert_eq!(decode_cursor(None), Ok(i64::MAX));
-        assert_eq!(decode_cursor(Some("not a cursor")), Err(BadServiceCursor));
+        assert_eq!(decode_cursor(Some("not a cursor")), Err(BadCursor));
     }
 }

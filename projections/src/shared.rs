@@ -132,17 +132,11 @@ pub async fn for_tenant(tx: &mut PgConnection, tenant: &TenantId) -> Result<(), 
         .map(|_| ())
 }
 
-/// The keyset cursor of a list ordered by a time and an id: `base64url("<micros>|<id>")`.
-pub fn time_id_cursor(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
-}
-
-/// Reads a [`time_id_cursor`]: the time in microseconds and the id; `None` when malformed.
-pub fn read_time_id_cursor(cursor: &str) -> Option<(i64, String)> {
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (micros, id) = text.split_once('|')?;
-    Some((micros.parse().ok()?, id.to_string()))
+/// An event's payload as the aggregate's event type `T`; a payload that does not decode stops
+/// the projector at this event's position (a bug or a missing upcaster, never skipped).
+pub(crate) fn payload<T: serde::de::DeserializeOwned>(event: &crate::log::StoredEvent) -> Result<T, ProjectionError> {
+    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
+        position: event.global_position,
+        reason: format!("the payload of a {} event does not decode: {e}", event.aggregate_type),
+    })
 }

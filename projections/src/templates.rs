@@ -12,6 +12,7 @@ use crate::contacts::{all_tenants, local_id};
 use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
+use crate::shared::payload;
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "templates";
@@ -22,11 +23,7 @@ pub struct TemplatesProjector;
 
 impl TemplatesProjector {
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        let parsed: TemplateEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                position: event.global_position,
-                reason: format!("not a Template event: {e}"),
-            })?;
+        let parsed: TemplateEvent = payload(event)?;
         let template_id = local_id(event);
         match parsed {
             TemplateEvent::TemplateSubmitted {

@@ -26,7 +26,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant};
+use crate::shared::{all_tenants, for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "wallets";
@@ -117,11 +117,7 @@ impl WalletsProjector {
     }
 
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        let parsed: WalletEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-                position: event.global_position,
-                reason: format!("not a Wallet event: {e}"),
-            })?;
+        let parsed: WalletEvent = payload(event)?;
         let prefix = format!("{}:wallet_", event.tenant_id);
         let Some(wallet_id) = event.aggregate_id.strip_prefix(&prefix).map(str::to_string) else {
             return Err(ProjectionError::Handler {

@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::contacts::local_id;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant};
+use crate::shared::{all_tenants, for_tenant, payload};
 
 /// The `warranties` projector's name (warranties and their claims). Never renamed.
 pub const NAME: &str = "warranties";
@@ -33,13 +33,6 @@ const EVENT_TYPES: &[&str] = &[
     "WarrantyClaimResolved",
 ];
 
-fn decode<T: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<T, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Handler {
-        position: event.global_position,
-        reason: format!("not a {} event: {e}", event.aggregate_type),
-    })
-}
-
 /// Folds `Warranty` and `WarrantyClaim` events into `warranties` and `warranty_claims`.
 #[derive(Debug, Default)]
 pub struct WarrantiesProjector;
@@ -48,7 +41,7 @@ impl WarrantiesProjector {
     async fn apply_warranty(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let warranty_id = local_id(event);
         let position = event.global_position;
-        match decode::<WarrantyEvent>(event)? {
+        match payload::<WarrantyEvent>(event)? {
             WarrantyEvent::WarrantyRegistered {
                 installation_id,
                 serial,
@@ -100,7 +93,7 @@ impl WarrantiesProjector {
         let claim_id = local_id(event);
         let position = event.global_position;
         let tenant = &event.tenant_id;
-        match decode::<ClaimEvent>(event)? {
+        match payload::<ClaimEvent>(event)? {
             ClaimEvent::WarrantyClaimFiled {
                 warranty_id,
                 installation_id,

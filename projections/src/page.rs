@@ -1,0 +1,80 @@
+//! The one shape of a paged list: [`Page`] (each row with its opaque cursor, and whether more
+//! follow), the one cursor error [`BadCursor`] (answered `BAD_CURSOR` by the API), and the
+//! keyset cursors every list gives out: `base64url("<key>|<tail>")`, where the key is a time in
+//! microseconds, a position or a score, and the tail the row's id that breaks ties.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+
+/// A page of a list: each row with its cursor, in the list's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub rows: Vec<(String, T)>,
+    pub has_next_page: bool,
+}
+
+/// A cursor the list did not give out: not base64url, not UTF-8, or not of the list's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed cursor: pass a cursor this list gave out")]
+pub struct BadCursor;
+
+/// The opaque cursor of a text (`base64url(text)`).
+pub fn encode(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+/// The text of a cursor made by [`encode`].
+pub fn decode(cursor: &str) -> Result<String, BadCursor> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| BadCursor)?;
+    String::from_utf8(raw).map_err(|_| BadCursor)
+}
+
+/// The keyset cursor `base64url("<key>|<tail>")`.
+pub fn cursor(key: impl Display, tail: impl Display) -> String {
+    encode(&format!("{key}|{tail}"))
+}
+
+/// The keyset cursor of a row ordered by a time (in microseconds) and then `tail`.
+pub fn time_cursor(at: DateTime<Utc>, tail: impl Display) -> String {
+    cursor(at.timestamp_micros(), tail)
+}
+
+/// Reads a [`cursor`]: its key and tail, each parsed as the list expects.
+pub fn read_cursor<K: FromStr, T: FromStr>(cursor: &str) -> Result<(K, T), BadCursor> {
+    let text = decode(cursor)?;
+    let (key, tail) = text.split_once('|').ok_or(BadCursor)?;
+    Ok((
+        key.parse().map_err(|_| BadCursor)?,
+        tail.parse().map_err(|_| BadCursor)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_read_back_what_they_were_made_of() {
+        let at = DateTime::from_timestamp_micros(1_790_000_000_123_456).unwrap_or_default();
+        let c = time_cursor(at, "ct_1|x");
+        assert_eq!(
+            read_cursor::<i64, String>(&c),
+            Ok((1_790_000_000_123_456, "ct_1|x".to_string()))
+        );
+        assert_eq!(read_cursor::<i64, i64>(&cursor(5, 7)), Ok((5, 7)));
+        assert_eq!(decode(&encode("sr|12")), Ok("sr|12".to_string()));
+    }
+
+    #[test]
+    fn anything_else_is_a_bad_cursor() {
+        assert_eq!(read_cursor::<i64, String>("not base64!"), Err(BadCursor));
+        assert_eq!(read_cursor::<i64, String>(&encode("no separator")), Err(BadCursor));
+        assert_eq!(read_cursor::<i64, String>(&encode("x|id")), Err(BadCursor));
+        assert_eq!(read_cursor::<i64, i64>(&cursor(1, "y")), Err(BadCursor));
+        assert_eq!(decode(&URL_SAFE_NO_PAD.encode([0xff, 0xfe])), Err(BadCursor));
+    }
+}
