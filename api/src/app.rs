@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use chronicle_commands::calls::FollowUpWorker;
+use chronicle_commands::campaigns::CampaignConfig;
 use chronicle_commands::dispatch::Commands;
-use chronicle_commands::intake::inbox::InboxProcessor;
 use chronicle_commands::keystore::KeyStore;
-use chronicle_commands::media::{FetcherConfig, MediaFetcher};
-use chronicle_commands::outbound::whatsapp::{SenderConfig, WhatsAppSender};
+use chronicle_commands::media::FetcherConfig;
+use chronicle_commands::outbound::whatsapp::SenderConfig;
+use chronicle_commands::workers::{supervise, WorkerSettings, Workers};
 use chronicle_domain::pii::{IdKey, MasterKey};
 use chronicle_projections::calls::{CallFollowUpsProjector, CallsProjector};
 use chronicle_projections::contacts::ContactsProjector;
@@ -27,7 +27,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Database, Secret, Settings};
@@ -50,17 +50,12 @@ pub struct AppState {
     /// Keyed hashes of identifiers (contact ids, message refs, inbox dedupe keys).
     pub id_key: IdKey,
     pub commands: Commands,
-    pub inbox: InboxProcessor,
-    /// The WhatsApp sender working the outbox; `None` without a Graph API token.
-    pub sender: Option<WhatsAppSender>,
-    /// The inbound media fetcher working `media_jobs`; `None` without a Graph API token.
-    pub media: Option<MediaFetcher>,
-    /// The call follow-up process manager's worker.
-    pub follow_ups: FollowUpWorker,
+    /// The contacts' data keys (one store for the server: resolvers, webhooks, workers).
+    pub keys: KeyStore,
+    /// Every background worker of the write side (`chronicle_commands::workers`), built once.
+    pub workers: Workers,
     /// Payment callbacks (Paynow, M-Pesa, Stripe-style): verification, status calls, matching.
     pub payments: chronicle_commands::payments::PaymentIntake,
-    /// Wakes the inbox worker when a delivery was stored.
-    pub inbox_kick: Arc<Notify>,
     pub wakeups: Wakeups,
     pub redis: Option<redis::aio::MultiplexedConnection>,
     pub metrics: Metrics,
@@ -165,8 +160,6 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         commands = commands.with_redis(connection.clone());
     }
     let keys = KeyStore::new(pool.clone(), settings.master_key.clone());
-    let inbox = InboxProcessor::new(commands.clone(), keys.clone());
-    let follow_ups = FollowUpWorker::new(commands.clone(), keys.clone());
     // Development mode's stand-in for the Graph API (crate::sandbox), served on our own port.
     let sandbox = match (&settings.whatsapp_access_token, settings.whatsapp_sandbox) {
         (Some(token), true) => {
@@ -190,7 +183,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
             config.max_attempts = settings.whatsapp_send.max_attempts;
             config.backoff = settings.whatsapp_send.backoff;
             config.stale_after = settings.whatsapp_send.timeout * 2 + Duration::from_secs(60);
-            Some(WhatsAppSender::new(commands.clone(), keys.clone(), config).context("building the WhatsApp sender")?)
+            Some(config)
         }
         None => {
             tracing::warn!("WHATSAPP_ACCESS_TOKEN is not set: outbound WhatsApp messages stay queued");
@@ -200,17 +193,21 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
     let live = chronicle_projections::live::LiveLog::start(pool.clone(), wakeups.clone())
         .await
         .context("starting the live log")?;
-    let media = match &settings.whatsapp_access_token {
-        Some(token) => {
-            let mut config = FetcherConfig::new(graph_base_url.clone(), token.expose());
-            config.backoff = settings.whatsapp_send.backoff;
-            Some(
-                MediaFetcher::new(commands.clone(), settings.master_key.clone(), config)
-                    .context("building the media fetcher")?,
-            )
-        }
-        None => None,
-    };
+    let fetcher = settings.whatsapp_access_token.as_ref().map(|token| {
+        let mut config = FetcherConfig::new(graph_base_url.clone(), token.expose());
+        config.backoff = settings.whatsapp_send.backoff;
+        config
+    });
+    let workers = Workers::new(
+        &commands,
+        &keys,
+        WorkerSettings {
+            sender,
+            fetcher,
+            campaigns: CampaignConfig::default(),
+        },
+    )
+    .context("building the background workers")?;
     let mut payments_config = settings.payments.clone();
     payments_config.public_url = settings.public_url.clone();
     let payments = chronicle_commands::payments::PaymentIntake::new(
@@ -224,7 +221,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         wakeups.clone(),
         live,
         commands.clone(),
-        keys,
+        keys.clone(),
         payments.clone(),
         sandbox.clone(),
     );
@@ -238,12 +235,9 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         master_key: settings.master_key.clone(),
         id_key: settings.master_key.id_key(),
         commands,
-        inbox,
-        sender,
-        media,
-        follow_ups,
+        keys,
+        workers,
         payments,
-        inbox_kick: Arc::new(Notify::new()),
         wakeups,
         redis,
         metrics,
@@ -311,154 +305,8 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
             .run(stop.clone())
         })));
     }
-    let (inbox_state, stop) = (state.clone(), shutdown.clone());
-    tasks.push(tokio::spawn(supervise("inbox", shutdown.clone(), move || {
-        inbox_worker(inbox_state.clone(), stop.clone())
-    })));
-    if let Some(sender) = &state.sender {
-        let (sender, stop) = (sender.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(supervise(
-            "whatsapp-sender",
-            shutdown.clone(),
-            move || sender.clone().run(Duration::from_secs(1), stop.clone()),
-        )));
-    }
-    if let Some(media) = &state.media {
-        let (media, stop) = (media.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(supervise("media-fetcher", shutdown.clone(), move || {
-            media.clone().run(Duration::from_secs(2), stop.clone())
-        })));
-    }
-    let installations = chronicle_commands::installations::InstallationWorker::new(
-        state.commands.clone(),
-        KeyStore::new(state.pool.clone(), state.master_key.clone()),
-    );
-    let stop = shutdown.clone();
-    tasks.push(tokio::spawn(supervise(
-        "installation-pm",
-        shutdown.clone(),
-        move || installations.clone().run(Duration::from_secs(2), stop.clone()),
-    )));
-    let wallet_sweeper = chronicle_commands::wallet_sweeper::WalletSweeper::new(state.commands.clone());
-    let stop = shutdown.clone();
-    tasks.push(tokio::spawn(supervise("wallet-sweeper", shutdown.clone(), move || {
-        wallet_sweeper.clone().run(Duration::from_secs(5), stop.clone())
-    })));
-    let expiry = chronicle_commands::payments::expiry::RequestExpirySweeper::new(state.commands.clone());
-    let stop = shutdown.clone();
-    tasks.push(tokio::spawn(supervise(
-        "payment-request-expiry",
-        shutdown.clone(),
-        move || expiry.clone().run(Duration::from_secs(5), stop.clone()),
-    )));
-    let service_sweeper = chronicle_commands::service::ServiceSweeper::new(state.commands.clone());
-    let stop = shutdown.clone();
-    tasks.push(tokio::spawn(supervise(
-        "service-sweeper",
-        shutdown.clone(),
-        move || service_sweeper.clone().run(Duration::from_secs(5), stop.clone()),
-    )));
-    let campaigns = chronicle_commands::campaigns::CampaignRunner::new(
-        state.commands.clone(),
-        KeyStore::new(state.pool.clone(), state.master_key.clone()),
-        chronicle_commands::campaigns::CampaignConfig::default(),
-    );
-    let stop = shutdown.clone();
-    tasks.push(tokio::spawn(supervise(
-        "campaign-runner",
-        shutdown.clone(),
-        move || campaigns.clone().run(Duration::from_secs(1), stop.clone()),
-    )));
-    let (follow_up_state, stop) = (state.clone(), shutdown.clone());
-    tasks.push(tokio::spawn(supervise("call-follow-ups", shutdown, move || {
-        follow_up_worker(follow_up_state.clone(), stop.clone())
-    })));
+    tasks.extend(state.workers.spawn(&shutdown));
     tasks
-}
-
-/// Runs the task `make` builds until it returns; restarts it after a panic, unless shutting
-/// down.
-async fn supervise<F, Fut>(name: &'static str, shutdown: watch::Receiver<bool>, make: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let mut pause = Duration::from_secs(1);
-    loop {
-        match tokio::spawn(make()).await {
-            Ok(()) => return,
-            Err(e) if e.is_panic() => {
-                tracing::error!(
-                    task = name,
-                    "background task panicked; restarting in {} s",
-                    pause.as_secs()
-                );
-            }
-            Err(_) => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(60));
-    }
-}
-
-/// Processes the webhook inbox: at once when a delivery arrives, and every few seconds for
-/// retries, crashed claims and numbers mapped by another process.
-async fn inbox_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        match state.inbox.drain().await {
-            Ok(done) if done.claimed() > 0 => {
-                tracing::info!(
-                    done = done.done,
-                    unmapped = done.unmapped,
-                    failed = done.failed,
-                    retry = done.retry,
-                    "inbox processed"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "inbox pass failed; retrying"),
-        }
-        tokio::select! {
-            _ = state.inbox_kick.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
-}
-
-/// Works call follow-ups (`call_follow_ups` rows the projector adds) every few seconds: decides,
-/// queues due templates, records outcomes.
-async fn follow_up_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        match state.follow_ups.drain().await {
-            Ok(pass) if pass.worked() > 0 => {
-                tracing::info!(
-                    scheduled = pass.scheduled,
-                    no_rule = pass.no_rule,
-                    queued = pass.queued,
-                    recorded = pass.recorded,
-                    refused = pass.refused,
-                    retry = pass.retry,
-                    "call follow-ups decided"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "call follow-up pass failed; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
 }
 
 /// Brings every projector of the server up to date once (the demo's loader reads what some
@@ -489,13 +337,13 @@ async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Opti
              WHATSAPP_GRAPH_BASE_URL): its campaign would message made-up numbers"
         );
     }
-    let keys = KeyStore::new(state.pool.clone(), state.master_key.clone());
+    let keys = state.keys.clone();
     let path = chronicle_fixtures::load::CommandPath {
         ids: &state.id_key,
-        inbox: &state.inbox,
+        inbox: &state.workers.inbox,
         commands: &state.commands,
         keys: &keys,
-        follow_ups: &state.follow_ups,
+        follow_ups: &state.workers.follow_ups,
     };
     let summary = chronicle_fixtures::demo::load(
         path,

@@ -266,7 +266,7 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
             let pool = connect(&settings).await?;
             let released = tenants::map_whatsapp_number(&pool, &t, &phone_number_id).await?;
             let state = build_state(pool, &settings).await?;
-            let processed = state.inbox.drain().await?;
+            let processed = state.workers.inbox.drain().await?;
             println!(
                 "phone-number id {phone_number_id} mapped to tenant {t}; {released} kept deliveries released, {} processed",
                 processed.done
@@ -286,7 +286,7 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
             let pool = connect(&settings).await?;
             let requeued = chronicle_commands::intake::inbox::requeue_failed(&pool).await?;
             let state = build_state(pool, &settings).await?;
-            let processed = state.inbox.drain().await?;
+            let processed = state.workers.inbox.drain().await?;
             println!(
                 "{requeued} failed deliveries requeued; {} processed, {} failed again",
                 processed.done, processed.failed

@@ -368,7 +368,7 @@ impl CampaignRunner {
 
     /// Runs passes until `shutdown` turns true, waiting `poll` when idle.
     pub async fn run(self, poll: Duration, shutdown: watch::Receiver<bool>) {
-        crate::worker::poll_until_shutdown("campaign-runner", poll, shutdown, || async {
+        crate::workers::poll_until_shutdown("campaign-runner", poll, shutdown, || async {
             let pass = self.run_once(100).await?;
             if pass.worked() > pass.idle {
                 tracing::info!(

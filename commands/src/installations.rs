@@ -734,7 +734,7 @@ impl InstallationWorker {
 
     /// Runs passes until `shutdown` turns true (the shared polling loop).
     pub async fn run(self, poll: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
-        crate::worker::poll_until_shutdown("installation-pm", poll, shutdown, || async {
+        crate::workers::poll_until_shutdown("installation-pm", poll, shutdown, || async {
             let pass = self.run_once().await?;
             if pass.worked() > 0 {
                 tracing::info!(

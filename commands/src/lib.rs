@@ -35,7 +35,8 @@
 //!   or kept unmatched for finance.
 //! - [`service`]: the service desk (warranty claims, service requests with per-tenant ticket
 //!   numbers, maintenance contracts) and the SLA and auto-renewal sweeper.
-//! - [`worker`]: the polling loop of the queue workers (outbound sender, media fetcher).
+//! - [`workers`]: every background worker, built once ([`workers::Workers`]) and run under one
+//!   supervisor and one polling loop.
 //! - [`intake`]: inbound webhooks: verification, the inbox table, and processing of inbox rows
 //!   into commands.
 //!
@@ -65,7 +66,7 @@ pub mod service;
 pub mod tenants;
 pub mod wallet_sweeper;
 pub mod wallets;
-pub mod worker;
+pub mod workers;
 
 /// The Redis channel on which appends are announced (payload: the tenant id) when Redis is
 /// configured. The read side subscribes to the same name (`projections::wake::REDIS_CHANNEL`).

@@ -257,7 +257,7 @@ impl MediaFetcher {
     /// Works the queue until `shutdown` turns true: a pass, then the next after `poll` (at
     /// once while rows keep coming). Failures are logged and retried on the next pass.
     pub async fn run(self, poll: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
-        crate::worker::poll_until_shutdown("media", poll, shutdown, || async {
+        crate::workers::poll_until_shutdown("media", poll, shutdown, || async {
             let pass = self.run_once().await?;
             if pass.claimed > 0 {
                 tracing::info!(

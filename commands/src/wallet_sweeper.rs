@@ -128,7 +128,7 @@ impl WalletSweeper {
 
     /// Runs until `shutdown` turns true, a pass every `poll` (at once after a busy one).
     pub async fn run(self, poll: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
-        crate::worker::poll_until_shutdown("wallet-sweeper", poll, shutdown, || async {
+        crate::workers::poll_until_shutdown("wallet-sweeper", poll, shutdown, || async {
             let pass = self.run_once(100).await?;
             if pass.worked() > 0 {
                 tracing::info!(

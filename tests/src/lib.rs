@@ -170,6 +170,7 @@ impl TestApp {
     /// Processes the inbox until nothing is pending.
     pub async fn drain(&self) {
         self.state
+            .workers
             .inbox
             .drain()
             .await
@@ -178,7 +179,7 @@ impl TestApp {
 
     /// The contacts' key store of the application.
     pub fn keys(&self) -> chronicle_commands::keystore::KeyStore {
-        chronicle_commands::keystore::KeyStore::new(self.state.pool.clone(), self.state.master_key.clone())
+        self.state.keys.clone()
     }
 
     /// The application's write side as the fixtures' loaders take it.
@@ -188,10 +189,10 @@ impl TestApp {
     ) -> chronicle_fixtures::load::CommandPath<'a> {
         chronicle_fixtures::load::CommandPath {
             ids: &self.state.id_key,
-            inbox: &self.state.inbox,
+            inbox: &self.state.workers.inbox,
             commands: &self.state.commands,
             keys,
-            follow_ups: &self.state.follow_ups,
+            follow_ups: &self.state.workers.follow_ups,
         }
     }
 

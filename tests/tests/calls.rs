@@ -136,6 +136,7 @@ async fn settle(app: &TestApp) {
     app.drain().await;
     app.project().await;
     app.state
+        .workers
         .follow_ups
         .drain()
         .await

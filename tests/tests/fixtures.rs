@@ -245,7 +245,12 @@ async fn the_command_path_and_the_bulk_load_write_the_same_events_per_stream(poo
         .unwrap_or_else(|e| panic!("{e:#}"));
     // Follow-ups are the process manager's after a bulk load too.
     bulk.project().await;
-    bulk.state.follow_ups.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    bulk.state
+        .workers
+        .follow_ups
+        .drain()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let report = verify(&bulk.pool, None, |_| {}).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(report.is_intact(), "{report:?}");
 

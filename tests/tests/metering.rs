@@ -544,12 +544,22 @@ mod follow_ups {
         for _ in 0..2 {
             app.drain().await;
             app.project().await;
-            app.state.follow_ups.drain().await.unwrap_or_else(|e| panic!("{e}"));
+            app.state
+                .workers
+                .follow_ups
+                .drain()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             app.project().await;
             sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
         }
         app.project().await;
-        app.state.follow_ups.drain().await.unwrap_or_else(|e| panic!("{e}"));
+        app.state
+            .workers
+            .follow_ups
+            .drain()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]

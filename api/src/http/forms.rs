@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use chronicle_commands::intake::forms::{parse_source, parse_submission, tenant_of_key, KEY_HEADER};
-use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::leads::{CaptureOutcome, Leads};
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use serde_json::json;
@@ -51,10 +50,7 @@ async fn submit(
             tracing::info!(reason = %e, "lead submission refused");
             ApiError::bad_request(e.code(), e.to_string())
         })?;
-        let leads = Leads::new(
-            state.commands.clone(),
-            KeyStore::new(state.pool.clone(), state.master_key.clone()),
-        );
+        let leads = Leads::new(state.commands.clone(), state.keys.clone());
         let metadata = CommandMetadata {
             tenant_id: tenant,
             actor: Actor::System {

@@ -73,7 +73,7 @@ async fn call_status(
     let new = store_call_status(&state.pool, &state.id_key, &tenant, &report, &params, &correlation.0).await?;
     tracing::info!(tenant.id = %tenant, call.status = report.status.as_str(), new, "telephony callback stored");
     if new {
-        state.inbox_kick.notify_one();
+        state.workers.inbox_kick.notify_one();
     }
     Ok((StatusCode::OK, Json(json!({ "received": true, "new": new }))).into_response())
 }

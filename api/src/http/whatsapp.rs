@@ -64,7 +64,7 @@ async fn deliver(
         "WhatsApp delivery stored"
     );
     if stored.new > 0 {
-        state.inbox_kick.notify_one();
+        state.workers.inbox_kick.notify_one();
     }
     Ok((
         StatusCode::OK,

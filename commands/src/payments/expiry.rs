@@ -108,7 +108,7 @@ impl RequestExpirySweeper {
 
     /// Runs until `shutdown` turns true, a pass every `poll`.
     pub async fn run(self, poll: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
-        crate::worker::poll_until_shutdown("payment-request-expiry", poll, shutdown, || async {
+        crate::workers::poll_until_shutdown("payment-request-expiry", poll, shutdown, || async {
             let pass = self.run_once(100).await?;
             if pass.worked() > 0 {
                 tracing::info!(

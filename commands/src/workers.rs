@@ -1,0 +1,276 @@
+//! Every background worker of the write side, built once and run in one place.
+//!
+//! [`Workers::new`] builds them over one [`Commands`] and one [`KeyStore`]: the webhook inbox
+//! processor, the call follow-ups, the WhatsApp sender and the media fetcher (when a Graph API
+//! token is configured), the installation process manager, the campaign runner, and the wallet,
+//! payment-request and service sweepers. [`Workers::spawn`] runs each under [`supervise`]
+//! (restarted after a panic, stopped by the shutdown signal), every one on the same loop,
+//! [`poll_until_shutdown`]: a pass; the next at once when it was busy, else after its pause.
+//! The server spawns them beside its projectors; tests drive a worker's `drain` or `run_once`
+//! directly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::calls::FollowUpWorker;
+use crate::campaigns::{CampaignConfig, CampaignRunner};
+use crate::dispatch::Commands;
+use crate::error::CommandError;
+use crate::installations::InstallationWorker;
+use crate::intake::inbox::InboxProcessor;
+use crate::keystore::KeyStore;
+use crate::media::{FetcherConfig, MediaFetcher};
+use crate::outbound::whatsapp::{SenderConfig, WhatsAppSender};
+use crate::payments::expiry::RequestExpirySweeper;
+use crate::service::ServiceSweeper;
+use crate::wallet_sweeper::WalletSweeper;
+
+/// Runs `pass` until `shutdown` turns true. `pass` answers whether it was busy (a full batch:
+/// more rows are likely waiting); an idle pass waits `poll` (or until `kick` is notified, when
+/// given). A failed pass is logged once and retried on the next one.
+pub async fn poll_until_shutdown<F, Fut>(
+    name: &'static str,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, CommandError>>,
+{
+    poll_or_kick(name, poll, None, &mut shutdown, &mut pass).await;
+}
+
+async fn poll_or_kick<F, Fut>(
+    name: &'static str,
+    poll: Duration,
+    kick: Option<&Notify>,
+    shutdown: &mut watch::Receiver<bool>,
+    pass: &mut F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, CommandError>>,
+{
+    loop {
+        let busy = match pass().await {
+            Ok(busy) => busy,
+            Err(e) => {
+                tracing::error!(worker = name, error = %e, "worker pass failed; retrying");
+                false
+            }
+        };
+        if !busy {
+            match kick {
+                Some(kick) => tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = kick.notified() => {}
+                    _ = shutdown.changed() => {}
+                },
+                None => tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                },
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Runs the task `make` builds until it returns; restarts it after a panic (after 1 s, doubling
+/// up to a minute), unless shutting down.
+pub async fn supervise<F, Fut>(name: &'static str, shutdown: watch::Receiver<bool>, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match tokio::spawn(make()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                tracing::error!(
+                    task = name,
+                    "background task panicked; restarting in {} s",
+                    pause.as_secs()
+                );
+            }
+            Err(_) => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// How the workers that call out are configured; `None` leaves that worker off.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerSettings {
+    /// The WhatsApp sender's (off without a Graph API token: messages stay queued).
+    pub sender: Option<SenderConfig>,
+    /// The media fetcher's (off without a Graph API token).
+    pub fetcher: Option<FetcherConfig>,
+    pub campaigns: CampaignConfig,
+}
+
+/// Every background worker of the write side.
+#[derive(Clone, Debug)]
+pub struct Workers {
+    pub inbox: InboxProcessor,
+    /// Notified when a webhook stored a delivery, so the inbox runs at once.
+    pub inbox_kick: Arc<Notify>,
+    pub follow_ups: FollowUpWorker,
+    pub sender: Option<WhatsAppSender>,
+    pub media: Option<MediaFetcher>,
+    pub installations: InstallationWorker,
+    pub campaigns: CampaignRunner,
+    pub wallet_sweeper: WalletSweeper,
+    pub request_expiry: RequestExpirySweeper,
+    pub service_sweeper: ServiceSweeper,
+}
+
+impl Workers {
+    /// Builds every worker over `commands` and `keys`.
+    pub fn new(commands: &Commands, keys: &KeyStore, settings: WorkerSettings) -> Result<Self, CommandError> {
+        let sender = settings
+            .sender
+            .map(|config| WhatsAppSender::new(commands.clone(), keys.clone(), config))
+            .transpose()?;
+        let media = settings
+            .fetcher
+            .map(|config| MediaFetcher::new(commands.clone(), keys.master().clone(), config))
+            .transpose()?;
+        Ok(Self {
+            inbox: InboxProcessor::new(commands.clone(), keys.clone()),
+            inbox_kick: Arc::new(Notify::new()),
+            follow_ups: FollowUpWorker::new(commands.clone(), keys.clone()),
+            sender,
+            media,
+            installations: InstallationWorker::new(commands.clone(), keys.clone()),
+            campaigns: CampaignRunner::new(commands.clone(), keys.clone(), settings.campaigns),
+            wallet_sweeper: WalletSweeper::new(commands.clone()),
+            request_expiry: RequestExpirySweeper::new(commands.clone()),
+            service_sweeper: ServiceSweeper::new(commands.clone()),
+        })
+    }
+
+    /// Spawns every worker, each supervised, until `shutdown` turns true. The pauses between
+    /// idle passes: the sender and the campaign runner 1 s, the inbox, the follow-ups, the media
+    /// fetcher and the installation process manager 2 s, the sweepers 5 s.
+    pub fn spawn(&self, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        let (inbox, kick) = (self.inbox.clone(), self.inbox_kick.clone());
+        spawn_one(&mut tasks, "inbox", shutdown, move |stop| {
+            run_inbox(inbox.clone(), kick.clone(), stop)
+        });
+        let follow_ups = self.follow_ups.clone();
+        spawn_one(&mut tasks, "call-follow-ups", shutdown, move |stop| {
+            run_follow_ups(follow_ups.clone(), stop)
+        });
+        if let Some(sender) = &self.sender {
+            let sender = sender.clone();
+            spawn_one(&mut tasks, "whatsapp-sender", shutdown, move |stop| {
+                sender.clone().run(Duration::from_secs(1), stop)
+            });
+        }
+        if let Some(media) = &self.media {
+            let media = media.clone();
+            spawn_one(&mut tasks, "media-fetcher", shutdown, move |stop| {
+                media.clone().run(Duration::from_secs(2), stop)
+            });
+        }
+        let installations = self.installations.clone();
+        spawn_one(&mut tasks, "installation-pm", shutdown, move |stop| {
+            installations.clone().run(Duration::from_secs(2), stop)
+        });
+        let campaigns = self.campaigns.clone();
+        spawn_one(&mut tasks, "campaign-runner", shutdown, move |stop| {
+            campaigns.clone().run(Duration::from_secs(1), stop)
+        });
+        let wallet_sweeper = self.wallet_sweeper.clone();
+        spawn_one(&mut tasks, "wallet-sweeper", shutdown, move |stop| {
+            wallet_sweeper.clone().run(Duration::from_secs(5), stop)
+        });
+        let request_expiry = self.request_expiry.clone();
+        spawn_one(&mut tasks, "payment-request-expiry", shutdown, move |stop| {
+            request_expiry.clone().run(Duration::from_secs(5), stop)
+        });
+        let service_sweeper = self.service_sweeper.clone();
+        spawn_one(&mut tasks, "service-sweeper", shutdown, move |stop| {
+            service_sweeper.clone().run(Duration::from_secs(5), stop)
+        });
+        tasks
+    }
+}
+
+/// Spawns `make`'s task under [`supervise`], handing it the shutdown signal.
+fn spawn_one<F, Fut>(tasks: &mut Vec<JoinHandle<()>>, name: &'static str, shutdown: &watch::Receiver<bool>, make: F)
+where
+    F: Fn(watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(supervise(name, shutdown.clone(), move || {
+        make(stop.clone())
+    })));
+}
+
+/// The webhook inbox: at once when a delivery arrives (`kick`), and every 2 s for retries,
+/// crashed claims and numbers mapped by another process.
+async fn run_inbox(inbox: InboxProcessor, kick: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    let mut pass = || {
+        let inbox = inbox.clone();
+        async move {
+            let done = inbox.drain().await?;
+            if done.claimed() > 0 {
+                tracing::info!(
+                    done = done.done,
+                    unmapped = done.unmapped,
+                    failed = done.failed,
+                    retry = done.retry,
+                    "inbox processed"
+                );
+            }
+            // `drain` works until nothing is left: the next pass waits.
+            Ok(false)
+        }
+    };
+    poll_or_kick("inbox", Duration::from_secs(2), Some(&kick), &mut shutdown, &mut pass).await;
+}
+
+/// The call follow-ups (`call_follow_ups` rows the projector adds), every 2 s: decides, queues
+/// due templates, records outcomes.
+async fn run_follow_ups(follow_ups: FollowUpWorker, mut shutdown: watch::Receiver<bool>) {
+    let mut pass = || {
+        let follow_ups = follow_ups.clone();
+        async move {
+            let pass = follow_ups.drain().await?;
+            if pass.worked() > 0 {
+                tracing::info!(
+                    scheduled = pass.scheduled,
+                    no_rule = pass.no_rule,
+                    queued = pass.queued,
+                    recorded = pass.recorded,
+                    refused = pass.refused,
+                    retry = pass.retry,
+                    "call follow-ups decided"
+                );
+            }
+            Ok(false)
+        }
+    };
+    poll_or_kick(
+        "call-follow-ups",
+        Duration::from_secs(2),
+        None,
+        &mut shutdown,
+        &mut pass,
+    )
+    .await;
+}
