@@ -38,52 +38,6 @@ impl Role {
             Role::Integrator => "integrator",
         }
     }
-
-    /// Whether the role may read the inbox.
-    pub fn reads_inbox(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin | Role::Agent | Role::Auditor)
-    }
-
-    /// Whether the role may read the tenant's event stream.
-    pub fn reads_event_stream(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin | Role::Auditor | Role::Integrator)
-    }
-
-    /// Whether the role may read leads and the funnel (the sales team, its managers, auditors).
-    pub fn reads_leads(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin | Role::Agent | Role::Auditor)
-    }
-
-    /// Whether the role may capture and work leads at all (an agent only the leads assigned to
-    /// them: see [`Self::manages_leads`]).
-    pub fn works_leads(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin | Role::Agent)
-    }
-
-    /// Whether the role may change any lead of the tenant, whoever it is assigned to.
-    pub fn manages_leads(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
-    }
-
-    /// Whether the role may read contacts, templates and calls (the inbox's people).
-    pub fn reads_contacts(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin | Role::Agent | Role::Auditor)
-    }
-
-    /// Whether the role may change contacts: profile, tags, custom fields, consent.
-    pub fn writes_contacts(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin | Role::Agent)
-    }
-
-    /// Whether the role may erase a contact (GDPR).
-    pub fn erases_contacts(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
-    }
-
-    /// Whether the role may submit templates and record their review, and set automation rules.
-    pub fn manages_messaging_settings(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
-    }
 }
 
 /// A token's claims.
@@ -160,6 +114,7 @@ pub fn bearer(header: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::permissions::Permission;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -203,9 +158,9 @@ mod tests {
     fn only_owners_admins_and_agents_work_leads_and_auditors_only_read_them() {
         use Role::*;
         let all = [Owner, Admin, Agent, Technician, Finance, Auditor, Integrator];
-        let readers: Vec<Role> = all.into_iter().filter(|r| r.reads_leads()).collect();
-        let workers: Vec<Role> = all.into_iter().filter(|r| r.works_leads()).collect();
-        let managers: Vec<Role> = all.into_iter().filter(|r| r.manages_leads()).collect();
+        let readers: Vec<Role> = all.into_iter().filter(|r| r.may(Permission::ReadLeads)).collect();
+        let workers: Vec<Role> = all.into_iter().filter(|r| r.may(Permission::WorkLeads)).collect();
+        let managers: Vec<Role> = all.into_iter().filter(|r| r.may(Permission::ManageLeads)).collect();
         assert_eq!(readers, vec![Owner, Admin, Agent, Auditor]);
         assert_eq!(workers, vec![Owner, Admin, Agent]);
         assert_eq!(managers, vec![Owner, Admin]);

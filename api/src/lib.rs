@@ -28,5 +28,6 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod permissions;
 pub mod sandbox;
 pub mod telemetry;

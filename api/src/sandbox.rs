@@ -42,6 +42,7 @@ use crate::app::AppState;
 use crate::config::Secret;
 use crate::error::ApiError;
 use crate::http::graphql::Authenticated;
+use crate::permissions::Permission;
 
 /// The Graph API base path the sandbox answers under (the sender appends `/{number}/messages`).
 pub const GRAPH_PATH: &str = "/sandbox/graph/v21.0";
@@ -341,7 +342,7 @@ fn graph_error(status: StatusCode, code: i64, title: &str, details: &str) -> Res
 
 /// Who may play a customer writing in: the roles that work the inbox (owner, admin, agent).
 pub fn may_play_inbound(caller: &crate::auth::Caller) -> bool {
-    caller.role.reads_inbox() && caller.role.writes_contacts()
+    caller.role.may(Permission::ReadInbox) && caller.role.may(Permission::WriteContacts)
 }
 
 /// The Graph API's answer to a request without the access token.

@@ -11,9 +11,9 @@ use chronicle_domain::call::{AutomationRulesCommand, CallOutcome as DomainOutcom
 use chronicle_projections::calls::{list, CallFilter as ReadFilter, CallRow};
 use chrono::{DateTime, Utc};
 
-use super::contacts::commands;
-use super::{caller, metadata, pool, require};
+use super::{caller, commands, metadata, pool, require};
 use crate::error::{ApiError, IntoGraphql};
+use crate::permissions::Permission;
 
 /// How a call ended.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -259,7 +259,7 @@ impl CallsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Call>> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.reads_contacts(), caller, "read calls").gql()?;
+        require(caller.role.may(Permission::ReadContacts), caller, "read calls").gql()?;
         let filter = filter.unwrap_or_default();
         let filter = ReadFilter {
             outcome: filter.outcome.map(|o| o.domain().as_str().to_string()),
@@ -292,7 +292,12 @@ impl CallsQuery {
     /// log: it is one short stream). Owner, admin, agent, auditor; anyone else gets `FORBIDDEN`.
     async fn call_follow_up_rule(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<CallFollowUpRule>> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.reads_contacts(), caller, "read automation rules").gql()?;
+        require(
+            caller.role.may(Permission::ReadContacts),
+            caller,
+            "read automation rules",
+        )
+        .gql()?;
         let rules = automation_rules(pool(ctx).gql()?, &caller.tenant).await.gql()?;
         Ok(rules.call_follow_up_rule().map(|rule| CallFollowUpRule {
             version: i32::try_from(rules.version()).unwrap_or(i32::MAX),
@@ -319,7 +324,12 @@ impl CallsMutation {
         #[graphql(desc = "The whole rule; it replaces the current one.")] rule: CallFollowUpRuleInput,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.manages_messaging_settings(), caller, "set automation rules").gql()?;
+        require(
+            caller.role.may(Permission::ManageMessagingSettings),
+            caller,
+            "set automation rules",
+        )
+        .gql()?;
         let command = AutomationRulesCommand::SetCallFollowUpRule {
             enabled: rule.enabled,
             // A negative delay is as invalid as a zero one: the aggregate names the rule.
@@ -345,7 +355,12 @@ impl CallsMutation {
     /// `FORBIDDEN`). Without an enabled rule nothing changes. Returns true.
     async fn disable_call_follow_up_rule(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.manages_messaging_settings(), caller, "set automation rules").gql()?;
+        require(
+            caller.role.may(Permission::ManageMessagingSettings),
+            caller,
+            "set automation rules",
+        )
+        .gql()?;
         commands(ctx)
             .gql()?
             .automation(

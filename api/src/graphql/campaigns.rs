@@ -21,29 +21,10 @@ use chronicle_domain::campaign::{
 use chronicle_projections::campaigns::{self as read, CampaignRow, RecipientRow};
 use chrono::{DateTime, Utc};
 
-use super::contacts::commands;
-use super::{caller, metadata, pool, require};
-use crate::auth::{Caller, Role};
+use super::{allowed, commands, metadata, pool};
+use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
-
-/// Whether the role may read campaigns.
-pub fn reads_campaigns(role: Role) -> bool {
-    matches!(
-        role,
-        Role::Owner | Role::Admin | Role::Agent | Role::Finance | Role::Auditor
-    )
-}
-
-/// Whether the role may create, schedule, pause, resume and cancel campaigns.
-pub fn runs_campaigns(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin)
-}
-
-fn allowed<'a>(ctx: &'a Context<'_>, check: fn(Role) -> bool, what: &str) -> Result<&'a Caller, ApiError> {
-    let caller = caller(ctx)?;
-    require(check(caller.role), caller, what)?;
-    Ok(caller)
-}
+use crate::permissions::Permission;
 
 fn campaign_id(id: &str) -> Result<&str, ApiError> {
     let id = id.trim();
@@ -352,7 +333,7 @@ impl CampaignNode {
             String,
         >,
     ) -> async_graphql::Result<Connection<String, CampaignRecipient>> {
-        let caller = allowed(ctx, reads_campaigns, "read campaigns").gql()?;
+        let caller = allowed(ctx, Permission::ReadCampaigns, "read campaigns").gql()?;
         let page = read::recipients(
             pool(ctx).gql()?,
             &caller.tenant,
@@ -397,7 +378,7 @@ impl CampaignsQuery {
             String,
         >,
     ) -> async_graphql::Result<Connection<String, CampaignNode>> {
-        let caller = allowed(ctx, reads_campaigns, "read campaigns").gql()?;
+        let caller = allowed(ctx, Permission::ReadCampaigns, "read campaigns").gql()?;
         let page = read::list(
             pool(ctx).gql()?,
             &caller.tenant,
@@ -427,7 +408,7 @@ impl CampaignsQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
     ) -> async_graphql::Result<Option<CampaignNode>> {
-        let caller = allowed(ctx, reads_campaigns, "read campaigns").gql()?;
+        let caller = allowed(ctx, Permission::ReadCampaigns, "read campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
         let row = read::campaign(pool(ctx).gql()?, &caller.tenant, id)
             .await
@@ -540,7 +521,7 @@ impl CampaignsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The campaign: its id, template and segment.")] input: CreateCampaignInput,
     ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
+        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
         let id = campaign_id(&input.id).gql()?.to_string();
         let mut recipients = ids(&input.contact_ids, "contactIds").gql()?;
         let excluded = ids(&input.exclude_contact_ids, "excludeContactIds").gql()?;
@@ -602,7 +583,7 @@ impl CampaignsMutation {
             DateTime<Utc>,
         >,
     ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
+        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
         let campaign = service(ctx)
             .gql()?
@@ -621,7 +602,7 @@ impl CampaignsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
     ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
+        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
         let service = service(ctx).gql()?;
         service.pause(id, &caller.user_id, &metadata(ctx, caller)).await.gql()?;
@@ -638,7 +619,7 @@ impl CampaignsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
     ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
+        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
         let service = service(ctx).gql()?;
         service
@@ -658,7 +639,7 @@ impl CampaignsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
     ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, runs_campaigns, "run campaigns").gql()?;
+        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
         let id = campaign_id(&id).gql()?;
         let service = service(ctx).gql()?;
         service

@@ -9,7 +9,6 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject};
 use chronicle_commands::contacts::{ConsentKeyword, ContactService};
-use chronicle_commands::dispatch::Commands;
 use chronicle_commands::keystore::KeyStore;
 use chronicle_domain::contact::{ConsentSource, ContactCommand, Tag};
 use chronicle_domain::template::{ButtonKind, SubmitTemplate, TemplateButton, TemplateCategory, TemplateCommand};
@@ -17,15 +16,10 @@ use chronicle_projections::contacts::{self as read, ContactFilter, ContactRow};
 use chronicle_projections::templates::{self as template_read, TemplateRow};
 use chrono::{DateTime, Utc};
 
-use super::{caller, metadata, pool, require};
+use super::{caller, commands, metadata, pool, require};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
-
-/// The write side's dispatcher, from schema data.
-pub(crate) fn commands<'a>(ctx: &'a Context<'_>) -> Result<&'a Commands, ApiError> {
-    ctx.data::<Commands>()
-        .map_err(|_| ApiError::Unavailable("no command dispatcher in the schema".into()))
-}
+use crate::permissions::Permission;
 
 /// The contacts' write side over the schema's dispatcher and key store.
 fn contacts_service(ctx: &Context<'_>) -> Result<ContactService, ApiError> {
@@ -38,7 +32,7 @@ fn contacts_service(ctx: &Context<'_>) -> Result<ContactService, ApiError> {
 /// The caller, allowed to read contacts.
 fn reader<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
     let caller = caller(ctx)?;
-    require(caller.role.reads_contacts(), caller, "read contacts")?;
+    require(caller.role.may(Permission::ReadContacts), caller, "read contacts")?;
     Ok(caller)
 }
 
@@ -348,7 +342,7 @@ impl ContactsMutation {
     /// Runs a contact command for a caller allowed to change contacts.
     async fn change(ctx: &Context<'_>, contact_id: String, command: ContactCommand) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.writes_contacts(), caller, "change contacts").gql()?;
+        require(caller.role.may(Permission::WriteContacts), caller, "change contacts").gql()?;
         contacts_service(ctx)
             .gql()?
             .run(&contact_id, command, &metadata(ctx, caller))
@@ -359,7 +353,7 @@ impl ContactsMutation {
 
     async fn consent(ctx: &Context<'_>, contact_id: String, keyword: ConsentKeyword) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.writes_contacts(), caller, "change contacts").gql()?;
+        require(caller.role.may(Permission::WriteContacts), caller, "change contacts").gql()?;
         contacts_service(ctx)
             .gql()?
             .consent(
@@ -381,7 +375,12 @@ impl ContactsMutation {
         command: TemplateCommand,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.manages_messaging_settings(), caller, "manage templates").gql()?;
+        require(
+            caller.role.may(Permission::ManageMessagingSettings),
+            caller,
+            "manage templates",
+        )
+        .gql()?;
         let id = template_id(name, language);
         commands(ctx)
             .gql()?
@@ -434,7 +433,7 @@ impl ContactsMutation {
         #[graphql(desc = "The field's value (personal data: stored sealed).")] value: String,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.writes_contacts(), caller, "change contacts").gql()?;
+        require(caller.role.may(Permission::WriteContacts), caller, "change contacts").gql()?;
         contacts_service(ctx)
             .gql()?
             .set_custom_field(&contact_id, &key, &value, &metadata(ctx, caller))
@@ -496,7 +495,7 @@ impl ContactsMutation {
         email: MaybeUndefined<String>,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.writes_contacts(), caller, "change contacts").gql()?;
+        require(caller.role.may(Permission::WriteContacts), caller, "change contacts").gql()?;
         fn change(field: &MaybeUndefined<String>) -> Option<Option<&str>> {
             match field {
                 MaybeUndefined::Undefined => None,
@@ -522,7 +521,7 @@ impl ContactsMutation {
         #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
-        require(caller.role.erases_contacts(), caller, "erase contacts").gql()?;
+        require(caller.role.may(Permission::EraseContacts), caller, "erase contacts").gql()?;
         contacts_service(ctx)
             .gql()?
             .erase(&contact_id, &caller.user_id, &metadata(ctx, caller))

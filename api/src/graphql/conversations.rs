@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{caller, pool};
 use crate::error::{ApiError, IntoGraphql};
+use crate::permissions::Permission;
 
 /// A conversation's status.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -158,7 +159,7 @@ impl ConversationsQuery {
         #[graphql(desc = "Which conversations to list; null lists all.")] filter: Option<ConversationFilter>,
     ) -> async_graphql::Result<Connection<String, Conversation>> {
         let caller = caller(ctx).gql()?;
-        if !caller.role.reads_inbox() {
+        if !caller.role.may(Permission::ReadInbox) {
             return Err(ApiError::Forbidden(format!(
                 "the {} role cannot read the inbox",
                 caller.role.as_str()

@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt};
 
 use super::caller;
 use crate::error::{ApiError, IntoGraphql};
+use crate::permissions::Permission;
 
 /// One event of the log, as integrators see it. Personal fields are ciphertext envelopes.
 #[derive(SimpleObject)]
@@ -82,7 +83,7 @@ impl EventsSubscription {
         types: Option<Vec<String>>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogEvent>>> {
         let caller = caller(ctx).gql()?;
-        if !caller.role.reads_event_stream() {
+        if !caller.role.may(Permission::ReadEventStream) {
             return Err(ApiError::Forbidden(format!(
                 "the {} role cannot read the event stream",
                 caller.role.as_str()

@@ -4,7 +4,7 @@
 //! `setConversationStatus`, `tagConversation`, `untagConversation`, `addNote`,
 //! `requestHandover`.
 //!
-//! Reading: owner, admin, agent, auditor (`Role::reads_inbox`). Writing: owner, admin, agent;
+//! Reading: owner, admin, agent, auditor (`Permission::ReadInbox`). Writing: owner, admin, agent;
 //! anyone else gets `FORBIDDEN`. A conversation's id is its contact's id (its stream's local
 //! id). Mutations answer with the conversation id and the stream's last log position after the
 //! command (`position`), which a client can wait for on the events subscription; the read
@@ -18,27 +18,21 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, Object, SimpleObject};
 use chronicle_commands::dispatch::Appended;
-use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::outbound::{require_conversation, send_metered, Outgoing};
 use chronicle_domain::conversation::{ConversationCommand, ConversationStatus as DomainStatus};
 use chronicle_projections::messages::{self as read, ConversationDetail, MessageRow, TimelineEntry};
 use chrono::{DateTime, Utc};
 use rand::rngs::OsRng;
 
-use super::contacts::commands;
 use super::conversations::ConversationStatus;
-use super::{caller, metadata, pool};
-use crate::auth::{Caller, Role};
+use super::{caller, commands, keys, metadata, pool};
+use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
-
-/// Whether the role may work conversations (send, assign, tag, note, hand over).
-pub fn works_inbox(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Agent)
-}
+use crate::permissions::Permission;
 
 fn reader<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
     let caller = caller(ctx)?;
-    if caller.role.reads_inbox() {
+    if caller.role.may(Permission::ReadInbox) {
         Ok(caller)
     } else {
         Err(ApiError::Forbidden(format!(
@@ -50,7 +44,7 @@ fn reader<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
 
 fn writer<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
     let caller = caller(ctx)?;
-    if works_inbox(caller.role) {
+    if caller.role.may(Permission::WorkInbox) {
         Ok(caller)
     } else {
         Err(ApiError::Forbidden(format!(
@@ -408,11 +402,6 @@ async fn run(
         .await
         .gql()?;
     receipt(ctx, caller, id, &appended).await.gql()
-}
-
-fn keys<'a>(ctx: &'a Context<'_>) -> Result<&'a KeyStore, ApiError> {
-    ctx.data::<KeyStore>()
-        .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))
 }
 
 async fn send(

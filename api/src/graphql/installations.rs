@@ -28,53 +28,10 @@ use chronicle_projections::installations::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::contacts::commands;
-use super::{caller, metadata, pool, require};
+use super::{caller, commands, metadata, pool, require};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
-
-/// Whether the role may read orders.
-fn reads_orders(role: Role) -> bool {
-    matches!(
-        role,
-        Role::Owner | Role::Admin | Role::Agent | Role::Finance | Role::Auditor
-    )
-}
-
-/// Whether the role may place, cancel and fulfil orders.
-fn sells(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Agent)
-}
-
-/// Whether the role may handle money: cash payments, payouts.
-fn handles_money(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Finance)
-}
-
-/// Whether the role may read installations, calendars and counts.
-fn reads_installations(role: Role) -> bool {
-    !matches!(role, Role::Integrator)
-}
-
-/// Whether the role may open, staff, schedule and decommission installations.
-fn manages_installations(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin)
-}
-
-/// Whether the role may do the field work of an installation.
-fn works_installations(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Technician)
-}
-
-/// Whether the role may grant a payout's quality bonus (a management decision: not finance).
-fn grants_quality_bonuses(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin)
-}
-
-/// Whether the role may read payouts.
-fn reads_payouts(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Finance | Role::Auditor)
-}
+use crate::permissions::Permission;
 
 /// Field work: owner and admin on any installation, a technician only on an installation they
 /// are assigned to (read from the installation's own stream, not a read model).
@@ -84,7 +41,7 @@ async fn require_field_work(
     installation_id: &str,
     what: &str,
 ) -> Result<InstallationService, ApiError> {
-    require(works_installations(caller.role), caller, what)?;
+    require(caller.role.may(Permission::WorkInstallations), caller, what)?;
     let service = service(ctx)?;
     if caller.role == Role::Technician {
         let team = service.team(&caller.tenant, installation_id).await?;
@@ -746,7 +703,7 @@ impl InstallationsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Order>> {
         let caller = caller(ctx).gql()?;
-        require(reads_orders(caller.role), caller, "read orders").gql()?;
+        require(caller.role.may(Permission::ReadOrders), caller, "read orders").gql()?;
         let page = read::list_orders(
             pool(ctx).gql()?,
             &caller.tenant,
@@ -776,7 +733,7 @@ impl InstallationsQuery {
         #[graphql(desc = "The order id (`order_…`).")] id: String,
     ) -> async_graphql::Result<Option<Order>> {
         let caller = caller(ctx).gql()?;
-        require(reads_orders(caller.role), caller, "read orders").gql()?;
+        require(caller.role.may(Permission::ReadOrders), caller, "read orders").gql()?;
         let row = read::order(pool(ctx).gql()?, &caller.tenant, &id)
             .await
             .map_err(ApiError::from)
@@ -812,7 +769,12 @@ impl InstallationsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Installation>> {
         let caller = caller(ctx).gql()?;
-        require(reads_installations(caller.role), caller, "read installations").gql()?;
+        require(
+            caller.role.may(Permission::ReadInstallations),
+            caller,
+            "read installations",
+        )
+        .gql()?;
         let filter = ReadFilter {
             status: status.map(|s| s.domain().as_str().to_string()),
             installation_type: installation_type.map(|t| t.domain().as_str().to_string()),
@@ -849,7 +811,12 @@ impl InstallationsQuery {
         #[graphql(desc = "The installation id (`isr_…`).")] id: String,
     ) -> async_graphql::Result<Option<Installation>> {
         let caller = caller(ctx).gql()?;
-        require(reads_installations(caller.role), caller, "read installations").gql()?;
+        require(
+            caller.role.may(Permission::ReadInstallations),
+            caller,
+            "read installations",
+        )
+        .gql()?;
         let row = read::installation(pool(ctx).gql()?, &caller.tenant, &id)
             .await
             .map_err(ApiError::from)
@@ -871,7 +838,7 @@ impl InstallationsQuery {
         to: DateTime<Utc>,
     ) -> async_graphql::Result<Vec<CalendarDay>> {
         let caller = caller(ctx).gql()?;
-        require(reads_installations(caller.role), caller, "read calendars").gql()?;
+        require(caller.role.may(Permission::ReadInstallations), caller, "read calendars").gql()?;
         if to <= from || to - from > chrono::Duration::days(93) {
             return Err(ApiError::bad_request(
                 "INVALID_PERIOD",
@@ -894,7 +861,7 @@ impl InstallationsQuery {
         #[graphql(desc = "Only payouts with this status, in the list and the totals; every status when null.")] status: Option<PayoutStatus>,
     ) -> async_graphql::Result<PayoutList> {
         let caller = caller(ctx).gql()?;
-        require(reads_payouts(caller.role), caller, "read payouts").gql()?;
+        require(caller.role.may(Permission::ReadPayouts), caller, "read payouts").gql()?;
         let pool = pool(ctx).gql()?;
         let status = status.map(PayoutStatus::as_str);
         let rows = read::list_payouts(pool, &caller.tenant, status)
@@ -923,7 +890,12 @@ impl InstallationsQuery {
     /// integrator.
     async fn installation_counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<InstallationCount>> {
         let caller = caller(ctx).gql()?;
-        require(reads_installations(caller.role), caller, "read installations").gql()?;
+        require(
+            caller.role.may(Permission::ReadInstallations),
+            caller,
+            "read installations",
+        )
+        .gql()?;
         let counts = read::installation_counts(pool(ctx).gql()?, &caller.tenant)
             .await
             .map_err(ApiError::from)
@@ -955,7 +927,7 @@ impl InstallationsMutation {
         #[graphql(desc = "The line items: at least one, all in one currency.")] items: Vec<OrderItemInput>,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
-        require(sells(caller.role), caller, "place orders").gql()?;
+        require(caller.role.may(Permission::Sell), caller, "place orders").gql()?;
         let items = items
             .into_iter()
             .map(|i| {
@@ -996,7 +968,7 @@ impl InstallationsMutation {
         #[graphql(desc = "ISO 4217 code; must be the order's currency.")] currency: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(handles_money(caller.role), caller, "record payments").gql()?;
+        require(caller.role.may(Permission::HandleMoney), caller, "record payments").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -1024,7 +996,7 @@ impl InstallationsMutation {
         reason: Option<String>,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(sells(caller.role), caller, "cancel orders").gql()?;
+        require(caller.role.may(Permission::Sell), caller, "cancel orders").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -1043,7 +1015,7 @@ impl InstallationsMutation {
         #[graphql(desc = "The order (`order_…`).")] order_id: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(sells(caller.role), caller, "fulfil orders").gql()?;
+        require(caller.role.may(Permission::Sell), caller, "fulfil orders").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -1062,7 +1034,12 @@ impl InstallationsMutation {
         #[graphql(desc = "What the installation is opened with.")] input: OpenInstallationInput,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
-        require(manages_installations(caller.role), caller, "open installations").gql()?;
+        require(
+            caller.role.may(Permission::ManageInstallations),
+            caller,
+            "open installations",
+        )
+        .gql()?;
         let request = OpenRequest {
             installation_type: input.installation_type.domain(),
             customer_id: input.customer_id,
@@ -1088,7 +1065,12 @@ impl InstallationsMutation {
         #[graphql(desc = "The technician's user id; not blank.")] technician_id: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(manages_installations(caller.role), caller, "assign technicians").gql()?;
+        require(
+            caller.role.may(Permission::ManageInstallations),
+            caller,
+            "assign technicians",
+        )
+        .gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -1108,7 +1090,12 @@ impl InstallationsMutation {
         #[graphql(desc = "The technician's user id; not blank.")] technician_id: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(manages_installations(caller.role), caller, "unassign technicians").gql()?;
+        require(
+            caller.role.may(Permission::ManageInstallations),
+            caller,
+            "unassign technicians",
+        )
+        .gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -1128,7 +1115,12 @@ impl InstallationsMutation {
         #[graphql(desc = "When the job starts (RFC 3339).")] starts_at: DateTime<Utc>,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(manages_installations(caller.role), caller, "schedule installations").gql()?;
+        require(
+            caller.role.may(Permission::ManageInstallations),
+            caller,
+            "schedule installations",
+        )
+        .gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -1152,7 +1144,12 @@ impl InstallationsMutation {
         reason: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(manages_installations(caller.role), caller, "reschedule installations").gql()?;
+        require(
+            caller.role.may(Permission::ManageInstallations),
+            caller,
+            "reschedule installations",
+        )
+        .gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -1307,7 +1304,12 @@ impl InstallationsMutation {
         #[graphql(desc = "Why, optional free text sealed under the customer's data key.")] reason: Option<String>,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(manages_installations(caller.role), caller, "decommission installations").gql()?;
+        require(
+            caller.role.may(Permission::ManageInstallations),
+            caller,
+            "decommission installations",
+        )
+        .gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -1326,7 +1328,7 @@ impl InstallationsMutation {
         #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(handles_money(caller.role), caller, "approve payouts").gql()?;
+        require(caller.role.may(Permission::HandleMoney), caller, "approve payouts").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -1351,7 +1353,12 @@ impl InstallationsMutation {
         amount_minor: i64,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(grants_quality_bonuses(caller.role), caller, "grant quality bonuses").gql()?;
+        require(
+            caller.role.may(Permission::GrantQualityBonuses),
+            caller,
+            "grant quality bonuses",
+        )
+        .gql()?;
         let amount_minor = non_negative_i64(amount_minor, "amountMinor").gql()?;
         answer(
             service(ctx)
@@ -1373,7 +1380,7 @@ impl InstallationsMutation {
         reference: String,
     ) -> async_graphql::Result<bool> {
         let caller = caller(ctx).gql()?;
-        require(handles_money(caller.role), caller, "pay payouts").gql()?;
+        require(caller.role.may(Permission::HandleMoney), caller, "pay payouts").gql()?;
         answer(
             service(ctx)
                 .gql()?

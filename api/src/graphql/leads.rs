@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use super::{caller, metadata, pool};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
+use crate::permissions::Permission;
 
 /// A lead's stage in the pipeline.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -423,7 +424,7 @@ pub struct LeadsQuery;
 
 /// Refuses roles that may not read leads.
 fn may_read(caller: &Caller) -> Result<(), ApiError> {
-    if caller.role.reads_leads() {
+    if caller.role.may(Permission::ReadLeads) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
@@ -635,7 +636,7 @@ fn leads(ctx: &Context<'_>) -> Result<Leads, ApiError> {
 
 /// Refuses roles that may not write leads.
 fn may_write(caller: &Caller) -> Result<(), ApiError> {
-    if caller.role.works_leads() {
+    if caller.role.may(Permission::WorkLeads) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
@@ -662,7 +663,7 @@ async fn workable(leads: &Leads, caller: &Caller, id: &ID) -> Result<(String, Le
         .load(&caller.tenant, &id)
         .await?
         .ok_or(CommandError::Rejected(DomainError::Lead(LeadError::LeadNotFound)))?;
-    if !caller.role.manages_leads() && lead.assignee() != Some(caller.user_id.as_str()) {
+    if !caller.role.may(Permission::ManageLeads) && lead.assignee() != Some(caller.user_id.as_str()) {
         return Err(ApiError::Forbidden(
             "an agent may only change the leads assigned to them".into(),
         ));

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{caller, pool};
 use crate::error::{ApiError, IntoGraphql};
+use crate::permissions::Permission;
 
 /// Where a media fetch stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -99,7 +100,7 @@ impl MediaQuery {
         #[graphql(desc = "The inbound message's ref (`wm_` and 32 hex digits).")] message_id: String,
     ) -> async_graphql::Result<Option<MediaFile>> {
         let caller = caller(ctx).gql()?;
-        if !caller.role.reads_inbox() {
+        if !caller.role.may(Permission::ReadInbox) {
             return Err(ApiError::Forbidden(format!(
                 "the {} role cannot read media",
                 caller.role.as_str()

@@ -130,13 +130,37 @@ pub fn caller<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
         .ok_or_else(|| ApiError::Unauthenticated("an access token is required".into()))
 }
 
-/// The pool, from schema data.
+/// The write side's dispatcher, from schema data.
+pub(crate) fn commands<'a>(ctx: &'a Context<'_>) -> Result<&'a chronicle_commands::dispatch::Commands, ApiError> {
+    ctx.data::<chronicle_commands::dispatch::Commands>()
+        .map_err(|_| ApiError::Unavailable("no command dispatcher in the schema".into()))
+}
+
+/// The contacts' key store, from schema data.
+pub(crate) fn keys<'a>(ctx: &'a Context<'_>) -> Result<&'a chronicle_commands::keystore::KeyStore, ApiError> {
+    ctx.data::<chronicle_commands::keystore::KeyStore>()
+        .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))
+}
+
+/// The read side's pool, from schema data.
 pub fn pool<'a>(ctx: &'a Context<'_>) -> Result<&'a PgPool, ApiError> {
     ctx.data::<PgPool>()
         .map_err(|_| ApiError::Unavailable("no database in the schema".into()))
 }
 
 /// A refusal for a caller whose role may not do `what` (`FORBIDDEN`), or nothing.
+/// The caller, if their role holds `permission` (the one table, `crate::permissions`);
+/// `FORBIDDEN` naming the role and `what` otherwise.
+pub(crate) fn allowed<'a>(
+    ctx: &'a Context<'_>,
+    permission: crate::permissions::Permission,
+    what: &str,
+) -> Result<&'a Caller, ApiError> {
+    let caller = caller(ctx)?;
+    require(caller.role.may(permission), caller, what)?;
+    Ok(caller)
+}
+
 pub(crate) fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {
     if allowed {
         Ok(())

@@ -19,10 +19,10 @@ use chronicle_projections::payment_requests::{self as requests_model, PaymentReq
 use chronicle_projections::payments::{get, list, PaymentFilter as ReadFilter, PaymentRow};
 use chrono::{DateTime, Utc};
 
-use super::contacts::commands;
-use super::{caller, metadata, pool, require};
-use crate::auth::{Caller, Role};
+use super::{caller, commands, metadata, pool, require};
+use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
+use crate::permissions::Permission;
 
 /// Where a payment stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -403,30 +403,9 @@ pub struct RefusedPaymentCallback {
     pub last_seen_at: DateTime<Utc>,
 }
 
-fn requests_payments(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Finance | Role::Agent)
-}
-
 fn payment_intake<'a>(ctx: &'a Context<'_>) -> Result<&'a PaymentIntake, ApiError> {
     ctx.data::<PaymentIntake>()
         .map_err(|_| ApiError::Unavailable("no payment intake in the schema".into()))
-}
-
-/// Who reads payment requests: those who read payments, and agents, who make requests.
-fn reads_payment_requests(role: Role) -> bool {
-    reads_payments(role) || role == Role::Agent
-}
-
-fn reads_payments(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Finance | Role::Auditor)
-}
-
-fn matches_payments(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Finance)
-}
-
-fn manages_providers(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin)
 }
 
 async fn page(
@@ -480,7 +459,7 @@ impl PaymentsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Payment>> {
         let caller = caller(ctx).gql()?;
-        require(reads_payments(caller.role), caller, "read payments").gql()?;
+        require(caller.role.may(Permission::ReadPayments), caller, "read payments").gql()?;
         let filter = ReadFilter {
             status: status.map(|s| s.as_str().to_string()),
             provider: provider.map(|p| p.as_str().to_string()),
@@ -504,7 +483,7 @@ impl PaymentsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Payment>> {
         let caller = caller(ctx).gql()?;
-        require(reads_payments(caller.role), caller, "read payments").gql()?;
+        require(caller.role.may(Permission::ReadPayments), caller, "read payments").gql()?;
         let filter = ReadFilter {
             status: Some("unmatched".into()),
             provider: None,
@@ -521,7 +500,7 @@ impl PaymentsQuery {
         #[graphql(desc = "How many: 1 to 200, 50 when null (`PAGE_TOO_LARGE` otherwise).")] first: Option<i32>,
     ) -> async_graphql::Result<Vec<RefusedPaymentCallback>> {
         let caller = caller(ctx).gql()?;
-        require(reads_payments(caller.role), caller, "read payments").gql()?;
+        require(caller.role.may(Permission::ReadPayments), caller, "read payments").gql()?;
         let first = first.unwrap_or(50);
         if !(1..=200).contains(&first) {
             return Err(ApiError::bad_request(
@@ -569,7 +548,12 @@ impl PaymentsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, PaymentRequest>> {
         let caller = caller(ctx).gql()?;
-        require(reads_payment_requests(caller.role), caller, "read payment requests").gql()?;
+        require(
+            caller.role.may(Permission::ReadPaymentRequests),
+            caller,
+            "read payment requests",
+        )
+        .gql()?;
         let filter = RequestFilter {
             status: filter.status.map(|s| s.as_str().to_string()),
             provider: filter.provider.map(|p| p.as_str().to_string()),
@@ -605,7 +589,12 @@ impl PaymentsQuery {
         #[graphql(desc = "The request id (`preq_…`).")] id: String,
     ) -> async_graphql::Result<Option<PaymentRequest>> {
         let caller = caller(ctx).gql()?;
-        require(reads_payment_requests(caller.role), caller, "read payment requests").gql()?;
+        require(
+            caller.role.may(Permission::ReadPaymentRequests),
+            caller,
+            "read payment requests",
+        )
+        .gql()?;
         let row = requests_model::get(pool(ctx).gql()?, &caller.tenant, &id)
             .await
             .map_err(ApiError::from)
@@ -621,7 +610,7 @@ impl PaymentsQuery {
         #[graphql(desc = "The payment id (`pay_…`).")] id: String,
     ) -> async_graphql::Result<Option<Payment>> {
         let caller = caller(ctx).gql()?;
-        require(reads_payments(caller.role), caller, "read payments").gql()?;
+        require(caller.role.may(Permission::ReadPayments), caller, "read payments").gql()?;
         let row = get(pool(ctx).gql()?, &caller.tenant, &id)
             .await
             .map_err(ApiError::from)
@@ -647,7 +636,7 @@ impl PaymentsMutation {
         #[graphql(desc = "The order it paid (`order_…`).")] order_id: String,
     ) -> async_graphql::Result<PaymentMatchResult> {
         let caller = caller(ctx).gql()?;
-        require(matches_payments(caller.role), caller, "match payments").gql()?;
+        require(caller.role.may(Permission::MatchPayments), caller, "match payments").gql()?;
         let payment = match_manually(commands(ctx).gql()?, &payment_id, &order_id, &metadata(ctx, caller))
             .await
             .gql()?;
@@ -673,7 +662,7 @@ impl PaymentsMutation {
         #[graphql(desc = "What is asked, of whom, for what, and until when.")] input: PaymentRequestInput,
     ) -> async_graphql::Result<PaymentRequestReceipt> {
         let caller = caller(ctx).gql()?;
-        require(requests_payments(caller.role), caller, "request payments").gql()?;
+        require(caller.role.may(Permission::RequestPayments), caller, "request payments").gql()?;
         let target = match (input.target.order_id, input.target.wallet_id, input.target.description) {
             (Some(order_id), None, None) => PaymentTarget::Order { order_id },
             (None, Some(wallet_id), None) => PaymentTarget::Wallet { wallet_id },
@@ -728,7 +717,12 @@ impl PaymentsMutation {
         #[graphql(desc = "The payment request id (`preq_` and 32 hex digits).")] id: String,
     ) -> async_graphql::Result<PaymentRequestReceipt> {
         let caller = caller(ctx).gql()?;
-        require(matches_payments(caller.role), caller, "cancel payment requests").gql()?;
+        require(
+            caller.role.may(Permission::MatchPayments),
+            caller,
+            "cancel payment requests",
+        )
+        .gql()?;
         if !chronicle_domain::payment_request::is_payment_request_id(&id) {
             return Err(ApiError::bad_request(
                 "INVALID_INPUT",
@@ -755,7 +749,12 @@ impl PaymentsMutation {
         provider: PaymentProviderInput,
     ) -> async_graphql::Result<String> {
         let caller = caller(ctx).gql()?;
-        require(manages_providers(caller.role), caller, "set payment providers").gql()?;
+        require(
+            caller.role.may(Permission::ManageProviders),
+            caller,
+            "set payment providers",
+        )
+        .gql()?;
         let credentials = match (provider.paynow, provider.mpesa, provider.stripe) {
             (Some(p), None, None) => ProviderCredentials::Paynow {
                 integration_id: p.integration_id,

@@ -26,33 +26,11 @@ use chronicle_projections::warranties::{self as warranty_model, ClaimRow, Warran
 use chrono::{DateTime, Utc};
 
 use super::{caller, metadata, pool, require};
-use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
+use crate::permissions::Permission;
 
 // ---------------------------------------------------------------------------------------------
 // Roles
-
-fn may(caller: &Caller, allowed: &[Role], what: &str) -> Result<(), ApiError> {
-    require(allowed.contains(&caller.role), caller, what)
-}
-
-/// Everyone but integrators reads the after-sales area.
-const READERS: &[Role] = &[
-    Role::Owner,
-    Role::Admin,
-    Role::Agent,
-    Role::Technician,
-    Role::Finance,
-    Role::Auditor,
-];
-/// Who files claims, opens and closes requests: the customer-facing team.
-const FRONT_DESK: &[Role] = &[Role::Owner, Role::Admin, Role::Agent];
-/// Who reviews and decides claims and assigns technicians.
-const MANAGERS: &[Role] = &[Role::Owner, Role::Admin];
-/// Who resolves requests.
-const RESOLVERS: &[Role] = &[Role::Owner, Role::Admin, Role::Technician];
-/// Who runs maintenance contracts.
-const CONTRACTS: &[Role] = &[Role::Owner, Role::Admin, Role::Finance];
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -473,7 +451,7 @@ impl ServiceQuery {
         >,
     ) -> async_graphql::Result<Vec<Warranty>> {
         let caller = caller(ctx).gql()?;
-        may(caller, READERS, "read warranties").gql()?;
+        require(caller.role.may(Permission::ReadAfterSales), caller, "read warranties").gql()?;
         let filter = filter.unwrap_or_default();
         let filter = WarrantyFilter {
             installation_id: filter.installation_id,
@@ -500,7 +478,12 @@ impl ServiceQuery {
         warranty_id: Option<String>,
     ) -> async_graphql::Result<Vec<WarrantyClaim>> {
         let caller = caller(ctx).gql()?;
-        may(caller, READERS, "read warranty claims").gql()?;
+        require(
+            caller.role.may(Permission::ReadAfterSales),
+            caller,
+            "read warranty claims",
+        )
+        .gql()?;
         let rows = warranty_model::list_claims(
             pool(ctx).gql()?,
             &caller.tenant,
@@ -533,7 +516,12 @@ impl ServiceQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ServiceRequest>> {
         let caller = caller(ctx).gql()?;
-        may(caller, READERS, "read service requests").gql()?;
+        require(
+            caller.role.may(Permission::ReadAfterSales),
+            caller,
+            "read service requests",
+        )
+        .gql()?;
         let filter = ServiceFilter {
             status: status.map(|s| s.as_str().to_string()),
             priority: priority.map(|p| p.domain().as_str().to_string()),
@@ -571,7 +559,12 @@ impl ServiceQuery {
         customer_id: Option<String>,
     ) -> async_graphql::Result<Vec<MaintenanceContract>> {
         let caller = caller(ctx).gql()?;
-        may(caller, READERS, "read maintenance contracts").gql()?;
+        require(
+            caller.role.may(Permission::ReadAfterSales),
+            caller,
+            "read maintenance contracts",
+        )
+        .gql()?;
         let rows = service_model::list_maintenance_contracts(
             pool(ctx).gql()?,
             &caller.tenant,
@@ -731,7 +724,7 @@ impl ServiceMutation {
         input: FileWarrantyClaimInput,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, FRONT_DESK, "file warranty claims").gql()?;
+        require(caller.role.may(Permission::FrontDesk), caller, "file warranty claims").gql()?;
         let id = local_id("claim_", input.claim_id, "BAD_CLAIM_ID").gql()?;
         desk(ctx)
             .gql()?
@@ -756,7 +749,12 @@ impl ServiceMutation {
         #[graphql(desc = "The claim's id (`claim_…`).")] claim_id: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, MANAGERS, "review warranty claims").gql()?;
+        require(
+            caller.role.may(Permission::ManageAfterSales),
+            caller,
+            "review warranty claims",
+        )
+        .gql()?;
         let id = self::claim_id(claim_id).gql()?;
         desk(ctx)
             .gql()?
@@ -780,7 +778,12 @@ impl ServiceMutation {
         note: Option<String>,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, MANAGERS, "decide warranty claims").gql()?;
+        require(
+            caller.role.may(Permission::ManageAfterSales),
+            caller,
+            "decide warranty claims",
+        )
+        .gql()?;
         let id = self::claim_id(claim_id).gql()?;
         let decision = match decision {
             ClaimDecisionInput::Approved => ClaimDecision::Approved,
@@ -806,7 +809,12 @@ impl ServiceMutation {
         #[graphql(desc = "What was done (sealed; 1 to 4000 characters, not blank).")] resolution: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, MANAGERS, "resolve warranty claims").gql()?;
+        require(
+            caller.role.may(Permission::ManageAfterSales),
+            caller,
+            "resolve warranty claims",
+        )
+        .gql()?;
         let id = self::claim_id(claim_id).gql()?;
         desk(ctx)
             .gql()?
@@ -830,7 +838,7 @@ impl ServiceMutation {
         input: OpenServiceRequestInput,
     ) -> async_graphql::Result<OpenedServiceRequest> {
         let caller = caller(ctx).gql()?;
-        may(caller, FRONT_DESK, "open service requests").gql()?;
+        require(caller.role.may(Permission::FrontDesk), caller, "open service requests").gql()?;
         let opened = desk(ctx)
             .gql()?
             .open_request(
@@ -868,7 +876,12 @@ impl ServiceMutation {
         technician_id: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, MANAGERS, "assign service requests").gql()?;
+        require(
+            caller.role.may(Permission::ManageAfterSales),
+            caller,
+            "assign service requests",
+        )
+        .gql()?;
         let id = self::request_id(&request_id).gql()?;
         desk(ctx)
             .gql()?
@@ -891,7 +904,12 @@ impl ServiceMutation {
         #[graphql(desc = "What was done (sealed; 1 to 4000 characters, not blank).")] resolution: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, RESOLVERS, "resolve service requests").gql()?;
+        require(
+            caller.role.may(Permission::ResolveServiceRequests),
+            caller,
+            "resolve service requests",
+        )
+        .gql()?;
         let id = self::request_id(&request_id).gql()?;
         desk(ctx)
             .gql()?
@@ -913,7 +931,7 @@ impl ServiceMutation {
         #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, FRONT_DESK, "close service requests").gql()?;
+        require(caller.role.may(Permission::FrontDesk), caller, "close service requests").gql()?;
         let id = self::request_id(&request_id).gql()?;
         desk(ctx)
             .gql()?
@@ -935,7 +953,12 @@ impl ServiceMutation {
         input: StartMaintenanceContractInput,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, CONTRACTS, "start maintenance contracts").gql()?;
+        require(
+            caller.role.may(Permission::RunMaintenanceContracts),
+            caller,
+            "start maintenance contracts",
+        )
+        .gql()?;
         let id = local_id("mc_", input.contract_id, "BAD_CONTRACT_ID").gql()?;
         let metadata = metadata(ctx, caller);
         let start = StartMaintenanceContract {
@@ -968,7 +991,12 @@ impl ServiceMutation {
         #[graphql(default = 12, desc = "The renewal term in calendar months, 1 to 60 (default 12).")] term_months: i32,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, CONTRACTS, "renew maintenance contracts").gql()?;
+        require(
+            caller.role.may(Permission::RunMaintenanceContracts),
+            caller,
+            "renew maintenance contracts",
+        )
+        .gql()?;
         let id = self::contract_id(contract_id).gql()?;
         desk(ctx)
             .gql()?
@@ -996,7 +1024,12 @@ impl ServiceMutation {
         #[graphql(desc = "true: renew for 12 months each time the end passes; false: let it lapse.")] auto_renew: bool,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, CONTRACTS, "change maintenance contracts").gql()?;
+        require(
+            caller.role.may(Permission::RunMaintenanceContracts),
+            caller,
+            "change maintenance contracts",
+        )
+        .gql()?;
         let id = self::contract_id(contract_id).gql()?;
         desk(ctx)
             .gql()?
@@ -1018,7 +1051,12 @@ impl ServiceMutation {
         #[graphql(desc = "Why (sealed; 1 to 4000 characters, not blank); null for no reason.")] reason: Option<String>,
     ) -> async_graphql::Result<ServiceChange> {
         let caller = caller(ctx).gql()?;
-        may(caller, CONTRACTS, "cancel maintenance contracts").gql()?;
+        require(
+            caller.role.may(Permission::RunMaintenanceContracts),
+            caller,
+            "cancel maintenance contracts",
+        )
+        .gql()?;
         let id = self::contract_id(contract_id).gql()?;
         desk(ctx)
             .gql()?

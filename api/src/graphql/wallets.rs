@@ -35,31 +35,9 @@ use chronicle_projections::wallets::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::contacts::commands;
-use super::{caller, metadata, pool, require};
-use crate::auth::{Caller, Role};
+use super::{allowed, commands, metadata, pool};
 use crate::error::{ApiError, IntoGraphql};
-
-/// Whether the role may read wallets, the ledger, usage and prices.
-pub fn reads_wallets(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Finance | Role::Auditor)
-}
-
-/// Whether the role may credit purchases.
-pub fn purchases_tokens(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Finance)
-}
-
-/// Whether the role may set prices, open sub-wallets and transfer between wallets.
-pub fn manages_wallets(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Finance)
-}
-
-fn allowed<'a>(ctx: &'a Context<'_>, check: fn(Role) -> bool, what: &str) -> Result<&'a Caller, ApiError> {
-    let caller = caller(ctx)?;
-    require(check(caller.role), caller, what)?;
-    Ok(caller)
-}
+use crate::permissions::Permission;
 
 fn wallet_id(id: &str) -> Result<&str, ApiError> {
     valid_wallet_id(id.trim()).map_err(|e| ApiError::bad_request("BAD_WALLET_ID", e.to_string()))
@@ -358,7 +336,7 @@ impl WalletsQuery {
         )]
         id: String,
     ) -> async_graphql::Result<Option<WalletBalance>> {
-        let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
+        let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
         let id = wallet_id(&id).gql()?;
         let rows = read::balances(pool(ctx).gql()?, &caller.tenant, Some(id))
             .await
@@ -370,7 +348,7 @@ impl WalletsQuery {
     /// Every wallet of the caller's tenant, the main wallet first, then sub-wallets by id (at
     /// most 500). Owners, admins, finance and auditors (else `FORBIDDEN`).
     async fn wallets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WalletBalance>> {
-        let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
+        let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
         let rows = read::balances(pool(ctx).gql()?, &caller.tenant, None)
             .await
             .map_err(ApiError::from)
@@ -408,7 +386,7 @@ impl WalletsQuery {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, LedgerLine>> {
-        let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
+        let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
         let wallet_id = match wallet_id {
             Some(id) => Some(self::wallet_id(&id).gql()?.to_string()),
             None => None,
@@ -459,7 +437,7 @@ impl WalletsQuery {
             DateTime<Utc>,
         >,
     ) -> async_graphql::Result<Vec<FeatureUsage>> {
-        let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
+        let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
         let rows = read::usage(pool(ctx).gql()?, &caller.tenant, from, to)
             .await
             .map_err(ApiError::from)
@@ -478,7 +456,7 @@ impl WalletsQuery {
         )]
         all: bool,
     ) -> async_graphql::Result<Vec<TokenReservation>> {
-        let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
+        let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
         let rows = read::reservations(pool(ctx).gql()?, &caller.tenant, all)
             .await
             .map_err(ApiError::from)
@@ -500,7 +478,7 @@ impl WalletsQuery {
         #[graphql(desc = "The previous page's last edge `cursor` (an alert's `position`); null for the first page.")]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, WalletAlert>> {
-        let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
+        let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
         let after_position = match after.as_deref() {
             Some(cursor) => Some(
                 cursor
@@ -526,7 +504,7 @@ impl WalletsQuery {
     /// The tenant's price list, by feature name (a feature without an entry, or priced 0, is
     /// unmetered). Owners, admins, finance and auditors (else `FORBIDDEN`).
     async fn price_list(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FeaturePrice>> {
-        let caller = allowed(ctx, reads_wallets, "read wallets").gql()?;
+        let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
         let prices = Metering::new(commands(ctx).gql()?.clone())
             .prices(&caller.tenant)
             .await
@@ -592,7 +570,7 @@ impl WalletsMutation {
         )]
         source: String,
     ) -> async_graphql::Result<WalletOperation> {
-        let caller = allowed(ctx, purchases_tokens, "credit purchases").gql()?;
+        let caller = allowed(ctx, Permission::PurchaseTokens, "credit purchases").gql()?;
         let id = self::wallet_id(&wallet_id).gql()?;
         let reference = self::reference(&reference).gql()?;
         let source = source.trim();
@@ -618,7 +596,7 @@ impl WalletsMutation {
         #[graphql(desc = "Milli-tokens per unit, 0 or more (0 charges nothing); null removes the entry.")]
         unit_price: Option<i64>,
     ) -> async_graphql::Result<Vec<FeaturePrice>> {
-        let caller = allowed(ctx, manages_wallets, "set prices").gql()?;
+        let caller = allowed(ctx, Permission::ManageWallets, "set prices").gql()?;
         let metering = Metering::new(commands(ctx).gql()?.clone());
         metering
             .set_price(&caller.tenant, feature.trim(), unit_price, &caller.user_id)
@@ -636,7 +614,7 @@ impl WalletsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The new wallet's id: 1 to 64 of a-z, 0-9, _ and -, not `main`.")] wallet_id: String,
     ) -> async_graphql::Result<WalletOperation> {
-        let caller = allowed(ctx, manages_wallets, "open wallets").gql()?;
+        let caller = allowed(ctx, Permission::ManageWallets, "open wallets").gql()?;
         let id = self::wallet_id(&wallet_id).gql()?;
         let receipt = service(ctx)
             .gql()?
@@ -668,7 +646,7 @@ impl WalletsMutation {
         #[graphql(desc = "The idempotency key, 1 to 200 bytes after trimming; null: a fresh `thresholds:<uuid>`.")]
         reference: Option<String>,
     ) -> async_graphql::Result<WalletOperation> {
-        let caller = allowed(ctx, manages_wallets, "configure wallet thresholds").gql()?;
+        let caller = allowed(ctx, Permission::ManageWallets, "configure wallet thresholds").gql()?;
         let id = self::wallet_id(&wallet_id).gql()?;
         let reference = match reference {
             Some(r) => self::reference(&r).gql()?.to_string(),
@@ -706,7 +684,7 @@ impl WalletsMutation {
         #[graphql(desc = "The transfer's idempotency key, 1 to 200 bytes after trimming.")] reference: String,
         #[graphql(desc = "Milli-tokens to move (1 token = 1000), above 0.")] amount: i64,
     ) -> async_graphql::Result<WalletOperation> {
-        let caller = allowed(ctx, manages_wallets, "transfer tokens").gql()?;
+        let caller = allowed(ctx, Permission::ManageWallets, "transfer tokens").gql()?;
         let from = wallet_id(&from).gql()?;
         let to = wallet_id(&to).gql()?;
         let reference = self::reference(&reference).gql()?;

@@ -1,0 +1,187 @@
+//! The one permission table: what each role may do, consulted by every resolver and route
+//! through [`Role::may`]. A refusal names the role and the action (`FORBIDDEN`, mapped once in
+//! `crate::error`). Tenants never enter here: the tenant comes from the token, and every read
+//! and command is scoped to it.
+
+use crate::auth::Role;
+
+/// Something a role may be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Read conversations, messages and media.
+    ReadInbox,
+    /// Send messages and templates, assign, tag, annotate and hand over conversations.
+    WorkInbox,
+    /// Read the tenant's event stream (GraphQL `events` and the live subscription).
+    ReadEventStream,
+    /// Read leads and the funnel.
+    ReadLeads,
+    /// Capture and work leads (an agent only the leads assigned to them).
+    WorkLeads,
+    /// Change any lead of the tenant, whoever it is assigned to.
+    ManageLeads,
+    /// Read contacts, templates and calls (the inbox's people).
+    ReadContacts,
+    /// Change contacts: profile, tags, custom fields, consent.
+    WriteContacts,
+    /// Erase a contact (the right to be forgotten).
+    EraseContacts,
+    /// Submit templates, record their review, set automation rules.
+    ManageMessagingSettings,
+    /// Read campaigns and their recipients.
+    ReadCampaigns,
+    /// Create, schedule, pause, resume and cancel campaigns.
+    RunCampaigns,
+    /// Read wallets, the ledger, usage and prices.
+    ReadWallets,
+    /// Credit token purchases.
+    PurchaseTokens,
+    /// Set prices, open sub-wallets, set thresholds, transfer between wallets.
+    ManageWallets,
+    /// Read payments and unmatched callbacks.
+    ReadPayments,
+    /// Read payment requests (agents make them).
+    ReadPaymentRequests,
+    /// Ask a customer to pay (a payment request).
+    RequestPayments,
+    /// Match unmatched payments, cancel payment requests.
+    MatchPayments,
+    /// Configure payment providers.
+    ManageProviders,
+    /// Read orders.
+    ReadOrders,
+    /// Place, cancel and fulfil orders.
+    Sell,
+    /// Handle money: cash payments, payout approval and payment.
+    HandleMoney,
+    /// Read installations, calendars and counts.
+    ReadInstallations,
+    /// Open, staff, schedule and decommission installations.
+    ManageInstallations,
+    /// Do an installation's field work (a technician only where assigned).
+    WorkInstallations,
+    /// Grant a payout's quality bonus (a management decision).
+    GrantQualityBonuses,
+    /// Read payouts.
+    ReadPayouts,
+    /// Read warranties, claims, service requests and maintenance contracts.
+    ReadAfterSales,
+    /// File warranty claims; open and close service requests.
+    FrontDesk,
+    /// Review and decide warranty claims; assign service requests.
+    ManageAfterSales,
+    /// Resolve service requests.
+    ResolveServiceRequests,
+    /// Start, renew, change and cancel maintenance contracts.
+    RunMaintenanceContracts,
+}
+
+use Permission::*;
+use Role::{Admin, Agent, Auditor, Finance, Integrator, Owner, Technician};
+
+/// Every permission with the roles that hold it.
+pub const TABLE: &[(Permission, &[Role])] = &[
+    (ReadInbox, &[Owner, Admin, Agent, Auditor]),
+    (WorkInbox, &[Owner, Admin, Agent]),
+    (ReadEventStream, &[Owner, Admin, Auditor, Integrator]),
+    (ReadLeads, &[Owner, Admin, Agent, Auditor]),
+    (WorkLeads, &[Owner, Admin, Agent]),
+    (ManageLeads, &[Owner, Admin]),
+    (ReadContacts, &[Owner, Admin, Agent, Auditor]),
+    (WriteContacts, &[Owner, Admin, Agent]),
+    (EraseContacts, &[Owner, Admin]),
+    (ManageMessagingSettings, &[Owner, Admin]),
+    (ReadCampaigns, &[Owner, Admin, Agent, Finance, Auditor]),
+    (RunCampaigns, &[Owner, Admin]),
+    (ReadWallets, &[Owner, Admin, Finance, Auditor]),
+    (PurchaseTokens, &[Owner, Finance]),
+    (ManageWallets, &[Owner, Admin, Finance]),
+    (ReadPayments, &[Owner, Admin, Finance, Auditor]),
+    (ReadPaymentRequests, &[Owner, Admin, Finance, Auditor, Agent]),
+    (RequestPayments, &[Owner, Admin, Finance, Agent]),
+    (MatchPayments, &[Owner, Admin, Finance]),
+    (ManageProviders, &[Owner, Admin]),
+    (ReadOrders, &[Owner, Admin, Agent, Finance, Auditor]),
+    (Sell, &[Owner, Admin, Agent]),
+    (HandleMoney, &[Owner, Admin, Finance]),
+    (ReadInstallations, &[Owner, Admin, Agent, Technician, Finance, Auditor]),
+    (ManageInstallations, &[Owner, Admin]),
+    (WorkInstallations, &[Owner, Admin, Technician]),
+    (GrantQualityBonuses, &[Owner, Admin]),
+    (ReadPayouts, &[Owner, Admin, Finance, Auditor]),
+    (ReadAfterSales, &[Owner, Admin, Agent, Technician, Finance, Auditor]),
+    (FrontDesk, &[Owner, Admin, Agent]),
+    (ManageAfterSales, &[Owner, Admin]),
+    (ResolveServiceRequests, &[Owner, Admin, Technician]),
+    (RunMaintenanceContracts, &[Owner, Admin, Finance]),
+];
+
+impl Permission {
+    /// The roles that hold this permission.
+    pub fn roles(self) -> &'static [Role] {
+        TABLE
+            .iter()
+            .find(|(permission, _)| *permission == self)
+            .map_or(&[], |(_, roles)| roles)
+    }
+}
+
+impl Role {
+    /// Whether the role holds `permission` (the [`TABLE`]).
+    pub fn may(self, permission: Permission) -> bool {
+        permission.roles().contains(&self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Role; 7] = [Owner, Admin, Agent, Technician, Finance, Auditor, Integrator];
+
+    #[test]
+    fn every_permission_is_in_the_table_once_and_held_by_its_owner() {
+        for (i, (permission, roles)) in TABLE.iter().enumerate() {
+            assert!(roles.contains(&Owner), "{permission:?}: the owner may do everything");
+            assert!(
+                TABLE[i + 1..].iter().all(|(other, _)| other != permission),
+                "{permission:?} is listed twice"
+            );
+        }
+        assert_eq!(
+            TABLE.len(),
+            33,
+            "a permission was added without its row, or a row was lost"
+        );
+    }
+
+    #[test]
+    fn integrators_only_read_the_event_stream_and_auditors_never_write() {
+        for (permission, _) in TABLE {
+            assert_eq!(
+                Integrator.may(*permission),
+                *permission == ReadEventStream,
+                "{permission:?}"
+            );
+        }
+        let auditor_reads: Vec<Permission> = TABLE.iter().map(|(p, _)| *p).filter(|p| Auditor.may(*p)).collect();
+        assert_eq!(
+            auditor_reads,
+            [
+                ReadInbox,
+                ReadEventStream,
+                ReadLeads,
+                ReadContacts,
+                ReadCampaigns,
+                ReadWallets,
+                ReadPayments,
+                ReadPaymentRequests,
+                ReadOrders,
+                ReadInstallations,
+                ReadPayouts,
+                ReadAfterSales
+            ]
+        );
+        assert_eq!(ALL.iter().filter(|r| r.may(EraseContacts)).count(), 2);
+    }
+}
