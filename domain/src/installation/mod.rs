@@ -29,6 +29,7 @@ pub mod maintenance;
 pub mod order;
 pub mod payout;
 pub mod service;
+pub mod sizing;
 pub mod warranty;
 
 pub use claim::{ClaimCommand, ClaimDecision, ClaimError, ClaimEvent, ClaimStatus, FileClaim, WarrantyClaim};
@@ -46,6 +47,7 @@ pub use service::{
     service_request_local_id, ticket_label, OpenServiceRequest, Priority, ServiceCommand, ServiceError, ServiceEvent,
     ServiceRequest, ServiceStatus,
 };
+pub use sizing::{installation_type_of, system_size_of};
 pub use warranty::{
     warranty_local_id, RegisterWarranty, Warranty, WarrantyCommand, WarrantyError, WarrantyEvent, WarrantyStatus,
     WarrantyTerms,
