@@ -33,10 +33,9 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "agent_performance";
@@ -387,8 +386,7 @@ pub async fn performance(
     to: DateTime<Utc>,
     agent: Option<&str>,
 ) -> Result<Vec<AgentFigures>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "WITH fr AS (
               SELECT first_response_by AS agent_id,

@@ -15,11 +15,10 @@ use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
-use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::payload;
+use crate::shared::{begin_for_tenant, payload};
 
 /// The `calls` projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "calls";
@@ -348,8 +347,7 @@ pub async fn list(
     };
     let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
     let first = first.clamp(1, 100);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT call_id, provider, provider_call_id, direction, contact_id, from_number, to_number, duration_s,
                 outcome, agent_user_id, ended_at, follow_up_status, follow_up_template, follow_up_language,

@@ -16,7 +16,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::log::StoredEvent;
 use crate::page::{decode, encode, read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The read models' projector name (its checkpoint key). Never renamed.
 pub const NAME: &str = "campaigns";
@@ -639,8 +639,7 @@ pub async fn list(
     };
     let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
     let first = first.clamp(1, 100);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT {CAMPAIGN_COLUMNS} FROM campaigns
           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
@@ -672,8 +671,7 @@ pub async fn list(
 
 /// One campaign of the tenant.
 pub async fn campaign(pool: &PgPool, tenant: &TenantId, campaign_id: &str) -> Result<Option<CampaignRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let row = sqlx::query(&format!(
         "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant_id = $1 AND campaign_id = $2"
     ))
@@ -715,8 +713,7 @@ pub async fn recipients(
         },
     };
     let first = first.clamp(1, 500);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT recipient, position, status, batch, reason, refunded, updated_at FROM campaign_recipients
           WHERE tenant_id = $1 AND campaign_id = $2 AND ($3::text IS NULL OR status = $3) AND position > $4
@@ -759,8 +756,7 @@ pub async fn segment_by_tags(
     tags: &[String],
     limit: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT contact_id FROM contacts
           WHERE tenant_id = $1 AND tags @> $2::text[] AND erased_at IS NULL AND consent_status <> 'opted_out'

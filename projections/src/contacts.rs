@@ -17,12 +17,11 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::payload;
 pub(crate) use crate::shared::{all_tenants, data_key, KeyCache};
+use crate::shared::{begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "contacts";
@@ -411,8 +410,7 @@ pub async fn list(
         .map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>())
         .filter(|d| !d.is_empty());
     let phone_pattern = digits.map(|d| format!("%{d}%"));
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS}
            FROM contacts
@@ -445,8 +443,7 @@ pub async fn list(
 
 /// One contact of a tenant.
 pub async fn get(pool: &PgPool, tenant: &TenantId, contact_id: &str) -> Result<Option<ContactRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let found = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM contacts WHERE tenant_id = $1 AND contact_id = $2"
     ))

@@ -25,11 +25,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
-use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::payload;
+use crate::shared::{begin_for_tenant, payload};
 
 /// The `orders` projector's name. Never renamed.
 pub const ORDERS_NAME: &str = "orders";
@@ -737,8 +736,7 @@ pub async fn list_orders(
         Err(e) => return Ok(Err(e)),
     };
     let first = first.clamp(1, 100);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders
           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
@@ -766,8 +764,7 @@ pub async fn list_orders(
 
 /// One order of a tenant.
 pub async fn order(pool: &PgPool, tenant: &TenantId, order_id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let row = sqlx::query(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE tenant_id = $1 AND order_id = $2"
     ))
@@ -876,8 +873,7 @@ pub async fn list_installations(
         Err(e) => return Ok(Err(e)),
     };
     let first = first.clamp(1, 100);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT {INSTALLATION_COLUMNS} FROM installations i
           WHERE i.tenant_id = $1
@@ -918,8 +914,7 @@ pub async fn installation(
     tenant: &TenantId,
     installation_id: &str,
 ) -> Result<Option<InstallationRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let row = sqlx::query(&format!(
         "SELECT {INSTALLATION_COLUMNS} FROM installations i WHERE i.tenant_id = $1 AND i.installation_id = $2"
     ))
@@ -947,8 +942,7 @@ pub async fn timeline(
     tenant: &TenantId,
     installation_id: &str,
 ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT sequence, event_type, at, actor, summary FROM installation_timeline
           WHERE tenant_id = $1 AND installation_id = $2 ORDER BY sequence",
@@ -989,8 +983,7 @@ pub async fn technician_calendar(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<CalendarDay>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT t.technician, (i.scheduled_at AT TIME ZONE 'UTC')::date AS day, {INSTALLATION_COLUMNS}
            FROM installations i CROSS JOIN LATERAL unnest(i.technicians) AS t(technician)
@@ -1032,8 +1025,7 @@ pub struct InstallationCount {
 
 /// Installations per type and status (only pairs that occur), for dashboards.
 pub async fn installation_counts(pool: &PgPool, tenant: &TenantId) -> Result<Vec<InstallationCount>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT installation_type, status, count(*) AS n FROM installations
           WHERE tenant_id = $1 GROUP BY installation_type, status ORDER BY installation_type, status",
@@ -1079,8 +1071,7 @@ pub async fn list_payouts(
     tenant: &TenantId,
     status: Option<&str>,
 ) -> Result<Vec<PayoutRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT payout_id, installation_id, technician_ids, system_size_w, tier, base_minor, bonus_minor,
                 amount_minor, currency, status, computed_at, approved_at, approved_by, paid_at, paid_reference
@@ -1132,8 +1123,7 @@ pub async fn payout_totals(
     tenant: &TenantId,
     status: Option<&str>,
 ) -> Result<Vec<PayoutTotal>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT status, currency, count(*) AS n, coalesce(sum(amount_minor), 0)::bigint AS total
            FROM payouts

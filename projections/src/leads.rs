@@ -21,11 +21,10 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "leads";
@@ -418,8 +417,7 @@ fn row(r: &sqlx::postgres::PgRow) -> Result<LeadRow, sqlx::Error> {
 
 /// One lead of the caller's tenant.
 pub async fn get(pool: &PgPool, tenant: &TenantId, lead_id: &str) -> Result<Option<LeadRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let found = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM leads WHERE tenant_id = $1 AND lead_id = $2"
     ))
@@ -497,8 +495,7 @@ pub async fn list(
           ORDER BY {key} {order}, lead_id {order}
           LIMIT $11"
     );
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&sql)
         .bind(tenant.as_str())
         .bind(&filter.stage)
@@ -585,8 +582,7 @@ pub async fn funnel(
     to: DateTime<Utc>,
     source: Option<&str>,
 ) -> Result<Vec<SourceFunnel>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT source, from_stage, to_stage, count(*) AS moves FROM lead_stage_transitions
           WHERE tenant_id = $1 AND at >= $2 AND at < $3 AND ($4::text IS NULL OR source = $4)

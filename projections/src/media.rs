@@ -24,10 +24,9 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::payload;
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "media";
@@ -307,9 +306,7 @@ impl Projector for MediaProjector {
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
-                .execute(&mut *tx)
-                .await?;
+            all_tenants(tx).await?;
             let mut keys = HashMap::new();
             for event in events {
                 let tenant = TenantId::parse(&event.tenant_id).map_err(|e| ProjectionError::Handler {
@@ -331,9 +328,7 @@ impl Projector for MediaProjector {
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
-                .execute(&mut *tx)
-                .await?;
+            all_tenants(tx).await?;
             // The queue survives (see the module docs); the read model is rebuilt.
             sqlx::query("DELETE FROM media_files").execute(&mut *tx).await?;
             Ok(())
@@ -361,8 +356,7 @@ pub struct MediaRow {
 
 /// The media of a tenant's message (by its message ref), if any.
 pub async fn by_message(pool: &PgPool, tenant: &TenantId, message_ref: &str) -> Result<Option<MediaRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let row = sqlx::query(
         "SELECT media_ref, message_ref, conversation_id, kind, status, sha256, size, mime_type, failed_attempts,
                 last_failure, requested_at, stored_at

@@ -22,11 +22,10 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "messages";
@@ -682,8 +681,7 @@ pub async fn conversation(
     tenant: &TenantId,
     conversation_id: &str,
 ) -> Result<Option<ConversationDetail>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let Some(row) = sqlx::query(
         "SELECT conversation_id, contact_id, status, assignee, tags, window_expires_at, handover_requested_at,
                 handover_reason
@@ -742,8 +740,7 @@ pub async fn messages(
     };
     let (after_micros, after_position) = after.unwrap_or((i64::MIN, i64::MIN));
     let first = first.clamp(1, 200);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT message_id, direction, message_ref, idempotency_key, kind, content, template_name,
                 template_language, at, state, sent_at, requested_by, error_code, error_title, retryable, position
@@ -797,8 +794,7 @@ pub async fn timelines(
     tenant: &TenantId,
     message_refs: &[String],
 ) -> Result<HashMap<String, Vec<TimelineEntry>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT message_ref, status, at, error_code, error_title, window_closed FROM message_timeline
           WHERE tenant_id = $1 AND message_ref = ANY($2)

@@ -16,7 +16,7 @@ use crate::contacts::{local_id, tenant_of};
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "payment_requests";
@@ -242,8 +242,7 @@ pub async fn list(
     };
     let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
     let first = first.clamp(1, 100);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS}
            FROM payment_requests
@@ -283,8 +282,7 @@ pub async fn list(
 
 /// One payment request of a tenant.
 pub async fn get(pool: &PgPool, tenant: &TenantId, request_id: &str) -> Result<Option<PaymentRequestRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM payment_requests WHERE tenant_id = $1 AND request_id = $2"
     ))

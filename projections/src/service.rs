@@ -25,7 +25,7 @@ use crate::contacts::local_id;
 use crate::log::StoredEvent;
 use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The `service` projector's name (service requests and maintenance contracts). Never renamed.
 pub const NAME: &str = "service";
@@ -468,8 +468,7 @@ pub async fn list_service_requests(
 ) -> Result<Page<ServiceRequestRow>, ServiceQueryError> {
     let before = decode_cursor(after)?;
     let first = first.clamp(1, 100);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT request_id, ticket_number, ticket, kind, priority, status, customer_id, installation_id,
                 technician_id, opened_at, sla_due_at, breached, breached_at, assigned_at, resolved_at, closed_at
@@ -526,8 +525,7 @@ pub async fn list_maintenance_contracts(
     status: Option<&str>,
     customer_id: Option<&str>,
 ) -> Result<Vec<MaintenanceContractRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT contract_id, customer_id, installation_id, starts_at, ends_at, term_months, annual_value_minor,
                 currency, auto_renew, status, renewals, last_renewal_reference, renewed_at, cancelled_at

@@ -9,10 +9,9 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::{all_tenants, local_id};
-use crate::conversations::for_tenant;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::payload;
+use crate::shared::{begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "templates";
@@ -162,8 +161,7 @@ pub async fn list(
     tenant: &chronicle_domain::tenant::TenantId,
     status: Option<&str>,
 ) -> Result<Vec<TemplateRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT template_id, name, language, category, body, buttons, variable_count, version, status,
                 provider_template_id, rejection_reason, submitted_at, decided_at

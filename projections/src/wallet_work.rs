@@ -28,7 +28,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "wallet_work";
@@ -340,8 +340,7 @@ pub async fn alerts(
     after: Option<i64>,
 ) -> Result<AlertPage, sqlx::Error> {
     let first = first.clamp(1, 500);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT global_position, wallet_id, kind, trigger, threshold, available, refill_amount, purchase_reference,
                 status, fulfilled_amount, fulfilled_at, at

@@ -26,7 +26,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "wallets";
@@ -554,8 +554,7 @@ pub async fn balances(
     tenant: &TenantId,
     wallet_id: Option<&str>,
 ) -> Result<Vec<WalletBalanceRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT wallet_id, parent_id, balance, reserved, available, opened_at, updated_at
            FROM wallet_balances
@@ -632,8 +631,7 @@ pub async fn ledger(
     after: Option<i64>,
 ) -> Result<LedgerPage, sqlx::Error> {
     let first = first.clamp(1, 500);
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT global_position, wallet_id, kind, reference, feature, reason, amount, balance_change, postings,
                 balance, reserved, available, at
@@ -703,8 +701,7 @@ pub async fn usage(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<UsageRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT feature, (at AT TIME ZONE 'UTC')::date AS day,
                 coalesce(sum(amount) FILTER (WHERE kind IN ('debit', 'capture')), 0)::bigint AS charged,
@@ -760,8 +757,7 @@ pub struct ReservationRow {
 
 /// The tenant's reservations, soonest expiry first: only open ones unless `all`.
 pub async fn reservations(pool: &PgPool, tenant: &TenantId, all: bool) -> Result<Vec<ReservationRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT wallet_id, reservation, purpose, amount, captured, released, expires_at, state, reserved_at, closed_at
            FROM wallet_reservations

@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::contacts::local_id;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The `warranties` projector's name (warranties and their claims). Never renamed.
 pub const NAME: &str = "warranties";
@@ -274,8 +274,7 @@ pub async fn list_warranties(
     tenant: &TenantId,
     filter: &WarrantyFilter,
 ) -> Result<Vec<WarrantyRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT warranty_id, installation_id, serial, kind, customer_id, warranty_months, starts_at, ends_at,
                 status, registered_at, voided_at, claims
@@ -328,8 +327,7 @@ pub async fn list_claims(
     status: Option<&str>,
     warranty_id: Option<&str>,
 ) -> Result<Vec<ClaimRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for_tenant(&mut tx, tenant).await?;
+    let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT claim_id, warranty_id, installation_id, serial, customer_id, warranty_ends_at, status, filed_at,
                 filed_by, review_started_at, decision, decided_at, decided_by, resolved_at
