@@ -54,6 +54,7 @@ use crate::error::{CommandError, DomainError};
 use crate::intake::telephony::{CallStatusReport, PROVIDER};
 use crate::keystore::KeyStore;
 use crate::outbound::{send_metered, Outgoing};
+use crate::workers::LeaseClaim;
 
 /// What recording a report did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,18 +286,15 @@ impl FollowUpWorker {
     }
 
     async fn claim(&self, step: Step, limit: i64) -> Result<Vec<WorkRow>, CommandError> {
-        let rows = sqlx::query(&format!(
-            "UPDATE call_follow_ups SET not_before = now() + interval '60 seconds', attempts = attempts + 1
-              WHERE (tenant_id, call_id) IN (
-                    SELECT tenant_id, call_id FROM call_follow_ups
-                     WHERE {} AND not_before <= now()
-                     ORDER BY event_position
-                     LIMIT $1
-                       FOR UPDATE SKIP LOCKED)
-          RETURNING tenant_id, call_id, contact_id, outcome, ended_at, template_name, language, attempt, send_state,
-                    send_message_ref, send_error_code, send_retryable, send_at, event_position",
-            step.condition()
-        ))
+        let rows = LeaseClaim::new(
+            "call_follow_ups",
+            "tenant_id, call_id",
+            step.condition(),
+            "event_position",
+            "tenant_id, call_id, contact_id, outcome, ended_at, template_name, language, attempt, send_state, \
+             send_message_ref, send_error_code, send_retryable, send_at, event_position",
+        )
+        .query()
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -62,6 +62,7 @@ use crate::keystore::KeyStore;
 use crate::metering::{features, Metering};
 use crate::outbound::{queue, Outgoing};
 use crate::wallets::{WalletService, MAIN_WALLET};
+use crate::workers::LeaseClaim;
 
 /// How the runner paces campaigns and how long reservations hold.
 #[derive(Debug, Clone)]
@@ -470,16 +471,14 @@ impl CampaignRunner {
     }
 
     async fn claim_outcomes(&self, limit: i64) -> Result<Vec<OutcomeRow>, CommandError> {
-        let rows = sqlx::query(
-            "UPDATE campaign_outcomes SET not_before = now() + interval '60 seconds', attempts = attempts + 1
-              WHERE (tenant_id, campaign_id, recipient, outcome) IN (
-                    SELECT tenant_id, campaign_id, recipient, outcome FROM campaign_outcomes
-                     WHERE state = 'new' AND not_before <= now()
-                     ORDER BY event_position
-                     LIMIT $1
-                       FOR UPDATE SKIP LOCKED)
-          RETURNING tenant_id, campaign_id, recipient, outcome, reason, at, event_position",
+        let rows = LeaseClaim::new(
+            "campaign_outcomes",
+            "tenant_id, campaign_id, recipient, outcome",
+            "state = 'new'",
+            "event_position",
+            "tenant_id, campaign_id, recipient, outcome, reason, at, event_position",
         )
+        .query()
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -517,16 +516,14 @@ impl CampaignRunner {
     }
 
     async fn claim_runs(&self, limit: i64) -> Result<Vec<RunRow>, CommandError> {
-        let rows = sqlx::query(
-            "UPDATE campaign_runs SET not_before = now() + interval '60 seconds', attempts = attempts + 1
-              WHERE (tenant_id, campaign_id) IN (
-                    SELECT tenant_id, campaign_id FROM campaign_runs
-                     WHERE NOT idle AND not_before <= now()
-                     ORDER BY not_before
-                     LIMIT $1
-                       FOR UPDATE SKIP LOCKED)
-          RETURNING tenant_id, campaign_id, last_position",
+        let rows = LeaseClaim::new(
+            "campaign_runs",
+            "tenant_id, campaign_id",
+            "NOT idle",
+            "not_before",
+            "tenant_id, campaign_id, last_position",
         )
+        .query()
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -54,6 +54,7 @@ use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 use crate::outbound::{queue, Outgoing};
+use crate::workers::LeaseClaim;
 
 /// The actor of the process managers' commands.
 pub const COMPONENT: &str = "installation-pm";
@@ -759,16 +760,14 @@ impl InstallationWorker {
     }
 
     async fn claim_openings(&self) -> Result<Vec<OpeningRow>, CommandError> {
-        let rows = sqlx::query(
-            "UPDATE installation_openings SET not_before = now() + interval '60 seconds', attempts = attempts + 1
-              WHERE (tenant_id, order_id) IN (
-                    SELECT tenant_id, order_id FROM installation_openings
-                     WHERE state = 'new' AND not_before <= now()
-                     ORDER BY event_position
-                     LIMIT $1
-                       FOR UPDATE SKIP LOCKED)
-          RETURNING tenant_id, order_id, customer_id, installable_items, attempts, event_position",
+        let rows = LeaseClaim::new(
+            "installation_openings",
+            "tenant_id, order_id",
+            "state = 'new'",
+            "event_position",
+            "tenant_id, order_id, customer_id, installable_items, attempts, event_position",
         )
+        .query()
         .bind(self.config.batch_size)
         .fetch_all(&self.pool)
         .await?;
@@ -809,18 +808,14 @@ impl InstallationWorker {
     }
 
     async fn claim_commissionings(&self) -> Result<Vec<CommissioningRow>, CommandError> {
-        let rows = sqlx::query(
-            "UPDATE installation_commissionings SET not_before = now() + interval '60 seconds', attempts = attempts + 1
-              WHERE (tenant_id, installation_id) IN (
-                    SELECT tenant_id, installation_id FROM installation_commissionings
-                     WHERE (payout_state = 'new' OR warranty_state = 'new' OR notify_state = 'new')
-                       AND not_before <= now()
-                     ORDER BY event_position
-                     LIMIT $1
-                       FOR UPDATE SKIP LOCKED)
-          RETURNING tenant_id, installation_id, customer_id, order_id, system_size_w, components, technicians,
-                    payout_state, warranty_state, notify_state, commissioned_at, attempts, event_position",
+        let rows = LeaseClaim::new(
+            "installation_commissionings",
+            "tenant_id, installation_id",
+            "(payout_state = 'new' OR warranty_state = 'new' OR notify_state = 'new')",
+            "event_position",
+            "tenant_id, installation_id, customer_id, order_id, system_size_w, components, technicians, payout_state, warranty_state, notify_state, commissioned_at, attempts, event_position",
         )
+        .query()
         .bind(self.config.batch_size)
         .fetch_all(&self.pool)
         .await?;

@@ -49,6 +49,7 @@ use tracing::Instrument;
 use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
+use crate::workers::LeaseClaim;
 
 /// The term of an automatic renewal, in months.
 pub const AUTO_RENEWAL_MONTHS: u32 = 12;
@@ -616,16 +617,14 @@ impl ServiceSweeper {
     }
 
     async fn sweep_sla(&self, limit: i64, pass: &mut SweepPass) -> Result<(), CommandError> {
-        let rows = sqlx::query(
-            "UPDATE service_sla_watch SET not_before = now() + interval '60 seconds', attempts = attempts + 1
-              WHERE (tenant_id, request_id) IN (
-                    SELECT tenant_id, request_id FROM service_sla_watch
-                     WHERE state = 'pending' AND sla_due_at <= now() AND not_before <= now()
-                     ORDER BY sla_due_at
-                     LIMIT $1
-                       FOR UPDATE SKIP LOCKED)
-          RETURNING tenant_id, request_id, now() AS db_now",
+        let rows = LeaseClaim::new(
+            "service_sla_watch",
+            "tenant_id, request_id",
+            "state = 'pending' AND sla_due_at <= now()",
+            "sla_due_at",
+            "tenant_id, request_id, now() AS db_now",
         )
+        .query()
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -682,16 +681,14 @@ impl ServiceSweeper {
     }
 
     async fn sweep_renewals(&self, limit: i64, pass: &mut SweepPass) -> Result<(), CommandError> {
-        let rows = sqlx::query(
-            "UPDATE maintenance_renewals SET not_before = now() + interval '60 seconds', attempts = attempts + 1
-              WHERE (tenant_id, contract_id) IN (
-                    SELECT tenant_id, contract_id FROM maintenance_renewals
-                     WHERE auto_renew AND status = 'active' AND ends_at <= now() AND not_before <= now()
-                     ORDER BY ends_at
-                     LIMIT $1
-                       FOR UPDATE SKIP LOCKED)
-          RETURNING tenant_id, contract_id, ends_at, now() AS db_now",
+        let rows = LeaseClaim::new(
+            "maintenance_renewals",
+            "tenant_id, contract_id",
+            "auto_renew AND status = 'active' AND ends_at <= now()",
+            "ends_at",
+            "tenant_id, contract_id, ends_at, now() AS db_now",
         )
+        .query()
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

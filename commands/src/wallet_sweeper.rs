@@ -35,6 +35,7 @@ use tracing::Instrument;
 use crate::dispatch::Commands;
 use crate::error::CommandError;
 use crate::wallets::WalletService;
+use crate::workers::LeaseClaim;
 
 /// How long a transfer's second half is left to the inline retry before the sweeper runs it.
 pub const DEFAULT_TRANSFER_GRACE: Duration = Duration::from_secs(30);
@@ -147,16 +148,14 @@ impl WalletSweeper {
 
     async fn sweep_transfers(&self, limit: i64, pass: &mut WalletSweepPass) -> Result<(), CommandError> {
         let grace = self.transfer_grace.as_secs_f64();
-        let rows = sqlx::query(
-            "UPDATE wallet_open_transfers SET not_before = now() + interval '60 seconds', attempts = attempts + 1
-              WHERE (tenant_id, from_wallet, reference) IN (
-                    SELECT tenant_id, from_wallet, reference FROM wallet_open_transfers
-                     WHERE state = 'open' AND not_before <= now() AND out_at <= now() - make_interval(secs => $2)
-                     ORDER BY out_at
-                     LIMIT $1
-                       FOR UPDATE SKIP LOCKED)
-          RETURNING tenant_id, from_wallet, reference, to_wallet, amount",
+        let rows = LeaseClaim::new(
+            "wallet_open_transfers",
+            "tenant_id, from_wallet, reference",
+            "state = 'open' AND out_at <= now() - make_interval(secs => $2)",
+            "out_at",
+            "tenant_id, from_wallet, reference, to_wallet, amount",
         )
+        .query()
         .bind(limit)
         .bind(grace)
         .fetch_all(&self.pool)
@@ -211,16 +210,14 @@ impl WalletSweeper {
     }
 
     async fn sweep_expiries(&self, limit: i64, pass: &mut WalletSweepPass) -> Result<(), CommandError> {
-        let rows = sqlx::query(
-            "UPDATE wallet_open_reservations SET not_before = now() + interval '60 seconds', attempts = attempts + 1
-              WHERE (tenant_id, wallet_id, reservation) IN (
-                    SELECT tenant_id, wallet_id, reservation FROM wallet_open_reservations
-                     WHERE state = 'open' AND expires_at <= now() AND not_before <= now()
-                     ORDER BY expires_at
-                     LIMIT $1
-                       FOR UPDATE SKIP LOCKED)
-          RETURNING tenant_id, wallet_id, now() AS db_now",
+        let rows = LeaseClaim::new(
+            "wallet_open_reservations",
+            "tenant_id, wallet_id, reservation",
+            "state = 'open' AND expires_at <= now()",
+            "expires_at",
+            "tenant_id, wallet_id, now() AS db_now",
         )
+        .query()
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -274,3 +274,66 @@ async fn run_follow_ups(follow_ups: FollowUpWorker, mut shutdown: watch::Receive
     )
     .await;
 }
+
+/// How long a claimed row stays invisible to other workers: a worker that stops mid-row leaves
+/// it to be claimed again after this.
+pub const LEASE_SECS: u32 = 60;
+
+/// The claim of a work list worked under leases, the one statement every lease worker uses:
+/// up to `$1` ready rows, in the list's order, skipping rows another worker holds, each leased
+/// for [`LEASE_SECS`] (its `not_before` moved on) and its `attempts` counted, in one statement
+/// committed before any work, so two workers never work one row and a crashed worker's rows
+/// come back when their lease ends.
+#[derive(Debug, Clone)]
+pub struct LeaseClaim {
+    sql: String,
+}
+
+impl LeaseClaim {
+    /// The claim of `table`'s rows identified by the columns `key` (`"tenant_id, call_id"`)
+    /// that meet `ready` (an SQL condition; `$2` and on are the caller's), ordered by `order`,
+    /// answering `returning`.
+    pub fn new(table: &str, key: &str, ready: &str, order: &str, returning: &str) -> Self {
+        Self {
+            sql: format!(
+                "UPDATE {table} SET not_before = now() + interval '{LEASE_SECS} seconds', attempts = attempts + 1
+                  WHERE ({key}) IN (
+                        SELECT {key} FROM {table}
+                         WHERE ({ready}) AND not_before <= now()
+                         ORDER BY {order}
+                         LIMIT $1
+                           FOR UPDATE SKIP LOCKED)
+              RETURNING {returning}"
+            ),
+        }
+    }
+
+    /// The statement, ready for its binds: `$1` the most rows to claim, then the condition's.
+    pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(&self.sql)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_claim_skips_held_rows_and_leases_what_it_takes() {
+        let claim = LeaseClaim::new(
+            "campaign_runs",
+            "tenant_id, campaign_id",
+            "NOT idle",
+            "not_before",
+            "tenant_id, campaign_id",
+        );
+        let sql: String = claim.sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            sql,
+            "UPDATE campaign_runs SET not_before = now() + interval '60 seconds', attempts = attempts + 1 \
+             WHERE (tenant_id, campaign_id) IN ( SELECT tenant_id, campaign_id FROM campaign_runs \
+             WHERE (NOT idle) AND not_before <= now() ORDER BY not_before LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING tenant_id, campaign_id"
+        );
+    }
+}

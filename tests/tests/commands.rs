@@ -249,3 +249,77 @@ async fn a_command_returns_the_stream_and_log_positions_it_appended_with_or_with
     assert_eq!(repeat.last_position(), None);
     assert_eq!(returned, positions_of(&pool, &stream).await);
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_lease_claim_gives_each_row_to_one_worker_until_its_lease_ends(pool: PgPool) {
+    use chronicle_commands::workers::LeaseClaim;
+    use sqlx::Row;
+    sqlx::query(
+        "CREATE TABLE lease_items (tenant_id text, item_id int, ready boolean, attempts int NOT NULL DEFAULT 0,
+                                   not_before timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant_id, item_id))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query(
+        "INSERT INTO lease_items (tenant_id, item_id, ready)
+         SELECT 'acme', i, i % 5 <> 0 FROM generate_series(1, 40) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let claim = LeaseClaim::new(
+        "lease_items",
+        "tenant_id, item_id",
+        "ready",
+        "item_id",
+        "item_id, attempts",
+    );
+    // Four workers at once, ten rows each at most: every ready row exactly once.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (pool, claim) = (pool.clone(), claim.clone());
+        tasks.push(tokio::spawn(async move {
+            let rows = claim
+                .query()
+                .bind(10_i64)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            rows.iter()
+                .map(|r| (r.get::<i32, _>("item_id"), r.get::<i32, _>("attempts")))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    let mut ids: Vec<i32> = claimed.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    let ready: Vec<i32> = (1..=40).filter(|i| i % 5 != 0).collect();
+    assert_eq!(ids, ready, "each ready row once, no row that is not ready");
+    assert!(claimed.iter().all(|(_, attempts)| *attempts == 1));
+    // Leased: nothing more to claim until the lease ends.
+    let again = claim
+        .query()
+        .bind(100_i64)
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.is_empty());
+    // A lease that ended (a stopped worker): the row comes back, its attempt counted again.
+    sqlx::query("UPDATE lease_items SET not_before = now() - interval '1 second' WHERE item_id = 7")
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let back = claim
+        .query()
+        .bind(100_i64)
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].get::<i32, _>("item_id"), 7);
+    assert_eq!(back[0].get::<i32, _>("attempts"), 2);
+}
