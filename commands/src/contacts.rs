@@ -2,13 +2,14 @@
 //! tags, custom fields, consent (including WhatsApp keywords) and erasure, with every personal
 //! field sealed under the contact's data key before it becomes a command.
 //!
-//! Erasure ([`ContactService::erase`]) is three steps, in this order: `EraseContact` appends
+//! Erasure ([`ContactService::erase`]) is two steps, in this order: `EraseContact` appends
 //! `ContactErased` (the log keeps the fact, never the person); the contact's data key is
 //! destroyed (`DELETE FROM contact_keys`), which turns every envelope of the contact in the log
-//! into noise; the read models' personal columns (`contacts`, `conversations`, `messages`,
-//! conversation notes and handover reasons, `calls`, `leads`) are scrubbed at once rather than
-//! waiting for the projectors. The hash chain is untouched: the
-//! events are not changed, only made unreadable.
+//! into noise. The read models are the projectors' alone: each projector holding a person's
+//! data (`contacts`, `conversations`, `messages` with notes and handover reasons, `calls`,
+//! `leads`, `installations`) clears its own rows on `ContactErased`, and a rebuild projects
+//! them empty since the key is gone. The hash chain is untouched: the events are not changed,
+//! only made unreadable.
 //!
 //! Consent keywords: an inbound WhatsApp text whose whole body is `STOP` or `UNSUBSCRIBE`
 //! (any case, surrounding spaces and punctuation ignored) opts the contact out, `START` opts
@@ -248,8 +249,8 @@ impl ContactService {
         self.run(contact_id, command, metadata).await
     }
 
-    /// Erases a contact: `EraseContact`, then the data key is destroyed and the read models'
-    /// personal columns are scrubbed. Repeating it changes nothing more.
+    /// Erases a contact: `EraseContact`, then the data key is destroyed (the projectors clear
+    /// their rows on `ContactErased`). Repeating it changes nothing more.
     pub async fn erase(
         &self,
         contact_id: &str,
@@ -262,7 +263,6 @@ impl ContactService {
         });
         self.commands.contact(contact_id, command, metadata).await?;
         destroy_key(&self.pool, &metadata.tenant_id, contact_id).await?;
-        scrub(&self.pool, &metadata.tenant_id, contact_id).await?;
         tracing::info!(tenant.id = %metadata.tenant_id, contact.id = %contact_id, "contact erased; data key destroyed");
         Ok(())
     }
@@ -276,48 +276,6 @@ pub async fn destroy_key(pool: &PgPool, tenant: &TenantId, contact_id: &str) -> 
         .execute(pool)
         .await
         .map(|_| ())
-}
-
-/// Clears an erased contact's personal columns in every read model, in one transaction scoped
-/// to the tenant (row-level security).
-pub async fn scrub(pool: &PgPool, tenant: &TenantId, contact_id: &str) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('chronicle.tenant_id', $1, true)")
-        .bind(tenant.as_str())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE contacts SET phone = NULL, provider_user_id = NULL, name = NULL, email = NULL, custom_fields = '{}',
-                erased_at = coalesce(erased_at, now())
-          WHERE tenant_id = $1 AND contact_id = $2",
-    )
-    .bind(tenant.as_str())
-    .bind(contact_id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE conversations SET contact_phone = NULL, contact_name = NULL, last_message_text = NULL
-          WHERE tenant_id = $1 AND contact_id = $2",
-    )
-    .bind(tenant.as_str())
-    .bind(contact_id)
-    .execute(&mut *tx)
-    .await?;
-    // A conversation's id is its contact's id.
-    for statement in [
-        "UPDATE calls SET from_number = NULL, to_number = NULL WHERE tenant_id = $1 AND contact_id = $2",
-        "UPDATE messages SET content = NULL WHERE tenant_id = $1 AND conversation_id = $2",
-        "UPDATE conversation_notes SET text = NULL WHERE tenant_id = $1 AND conversation_id = $2",
-        "UPDATE conversation_details SET handover_reason = NULL WHERE tenant_id = $1 AND conversation_id = $2",
-        "UPDATE leads SET name = NULL, phone = NULL, email = NULL WHERE tenant_id = $1 AND contact_id = $2",
-    ] {
-        sqlx::query(statement)
-            .bind(tenant.as_str())
-            .bind(contact_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{begin_for_tenant, payload};
+use crate::shared::{begin_for_tenant, clear_person, erased_contact, payload, with_erasure};
 
 /// The `calls` projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "calls";
@@ -165,13 +165,16 @@ impl CallsProjector {
     }
 }
 
+/// The event types read: CallEvent::TYPES's and the contact's erasure.
+static TYPES_READ: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| with_erasure(CallEvent::TYPES));
+
 impl Projector for CallsProjector {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        CallEvent::TYPES
+        TYPES_READ.as_slice()
     }
 
     fn apply<'a>(
@@ -183,7 +186,15 @@ impl Projector for CallsProjector {
             all_tenants(tx).await?;
             let mut keys = KeyCache::new();
             for event in events {
-                if event.aggregate_type == "Call" {
+                if let Some((tenant, contact_id)) = erased_contact(event) {
+                    clear_person(
+                        tx,
+                        &tenant,
+                        &contact_id,
+                        &["UPDATE calls SET from_number = NULL, to_number = NULL WHERE tenant_id = $1 AND contact_id = $2"],
+                    )
+                    .await?;
+                } else if event.aggregate_type == "Call" {
                     self.apply_one(tx, &mut keys, event).await?;
                 }
             }

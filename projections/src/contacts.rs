@@ -4,8 +4,9 @@
 //! [`get`].
 //!
 //! Erasure: on `ContactErased` the row's personal columns are cleared and the row is marked
-//! erased. The write side also destroys the data key and scrubs the rows at once
-//! (`chronicle_commands::contacts`), so a rebuild after an erasure projects those fields empty.
+//! erased (every projector holding a person's data clears its own rows on that event:
+//! `shared::erased_contact`). The write side destroys the data key, so a rebuild after an
+//! erasure projects those fields empty.
 
 use std::collections::HashMap;
 

@@ -20,7 +20,7 @@ use crate::log::StoredEvent;
 use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
 pub use crate::shared::for_tenant;
-use crate::shared::{all_tenants, payload};
+use crate::shared::{all_tenants, clear_person, erased_contact, payload, with_erasure};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "conversations";
@@ -269,13 +269,17 @@ fn preview(kind: &str, content_json: &str) -> String {
     text.chars().take(280).collect()
 }
 
+/// The event types read: ConversationEvent::TYPES's and the contact's erasure.
+static TYPES_READ: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| with_erasure(ConversationEvent::TYPES));
+
 impl Projector for ConversationsProjector {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        ConversationEvent::TYPES
+        TYPES_READ.as_slice()
     }
 
     fn apply<'a>(
@@ -291,6 +295,18 @@ impl Projector for ConversationsProjector {
             // flushes the run first, so the order of effects is the log's.
             let mut run: Vec<Inbound> = Vec::new();
             for event in events {
+                if let Some((tenant, contact_id)) = erased_contact(event) {
+                    self.flush_run(tx, &mut keys, &mut run).await?;
+                    clear_person(
+                        tx,
+                        &tenant,
+                        &contact_id,
+                        &["UPDATE conversations SET contact_phone = NULL, contact_name = NULL, last_message_text = NULL
+                            WHERE tenant_id = $1 AND contact_id = $2"],
+                    )
+                    .await?;
+                    continue;
+                }
                 if event.aggregate_type != "Conversation" {
                     continue;
                 }

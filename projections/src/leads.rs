@@ -24,7 +24,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::log::StoredEvent;
 use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_person, erased_contact, payload, with_erasure};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "leads";
@@ -309,13 +309,16 @@ async fn transition(
     .map(|_| ())
 }
 
+/// The event types read: LeadEvent::TYPES's and the contact's erasure.
+static TYPES_READ: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| with_erasure(LeadEvent::TYPES));
+
 impl Projector for LeadsProjector {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        LeadEvent::TYPES
+        TYPES_READ.as_slice()
     }
 
     fn apply<'a>(
@@ -327,7 +330,15 @@ impl Projector for LeadsProjector {
             all_tenants(tx).await?;
             let mut keys = HashMap::new();
             for event in events {
-                if event.aggregate_type == "Lead" {
+                if let Some((tenant, contact_id)) = erased_contact(event) {
+                    clear_person(
+                        tx,
+                        &tenant,
+                        &contact_id,
+                        &["UPDATE leads SET name = NULL, phone = NULL, email = NULL WHERE tenant_id = $1 AND contact_id = $2"],
+                    )
+                    .await?;
+                } else if event.aggregate_type == "Lead" {
                     self.apply_one(tx, &mut keys, event).await?;
                 }
             }

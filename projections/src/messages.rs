@@ -25,7 +25,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_person, erased_contact, payload, with_erasure};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "messages";
@@ -562,13 +562,17 @@ async fn update_details(
     Ok(())
 }
 
+/// The event types read: ConversationEvent::TYPES's and the contact's erasure.
+static TYPES_READ: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| with_erasure(ConversationEvent::TYPES));
+
 impl Projector for MessagesProjector {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        ConversationEvent::TYPES
+        TYPES_READ.as_slice()
     }
 
     fn apply<'a>(
@@ -598,8 +602,28 @@ impl Projector for MessagesProjector {
             let mut keys = KeyCache::new();
             crate::shared::prefetch_keys(tx, &self.master, &mut keys, wanted.iter().map(|(t, c)| (t, *c))).await?;
             let mut pending = Pending::default();
-            for (event, p) in parsed {
-                self.apply_one(tx, &mut keys, &mut pending, event, p).await?;
+            let mut parsed = parsed.into_iter().peekable();
+            for event in events {
+                if let Some((tenant, contact_id)) = erased_contact(event) {
+                    // What came before the erasure is written first, then cleared.
+                    pending.flush(tx).await?;
+                    clear_person(
+                        tx,
+                        &tenant,
+                        &contact_id,
+                        &[
+                            "UPDATE messages SET content = NULL WHERE tenant_id = $1 AND conversation_id = $2",
+                            "UPDATE conversation_notes SET text = NULL WHERE tenant_id = $1 AND conversation_id = $2",
+                            "UPDATE conversation_details SET handover_reason = NULL
+                              WHERE tenant_id = $1 AND conversation_id = $2",
+                        ],
+                    )
+                    .await?;
+                    continue;
+                }
+                if let Some((_, p)) = parsed.next_if(|(e, _)| std::ptr::eq(*e, event)) {
+                    self.apply_one(tx, &mut keys, &mut pending, event, p).await?;
+                }
             }
             pending.flush(tx).await?;
             Ok(())

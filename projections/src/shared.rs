@@ -140,3 +140,44 @@ pub(crate) fn payload<T: serde::de::DeserializeOwned>(event: &crate::log::Stored
         reason: format!("the payload of a {} event does not decode: {e}", event.aggregate_type),
     })
 }
+
+/// The event on which every read model holding a person's data clears it (the contact's
+/// `ContactErased`): each projector clears its own rows, nobody else writes them.
+pub(crate) const CONTACT_ERASED: &str = "ContactErased";
+
+/// `types` with [`CONTACT_ERASED`] added, for a projector that holds a person's data.
+pub(crate) fn with_erasure(types: &[&'static str]) -> Vec<&'static str> {
+    let mut all = types.to_vec();
+    all.push(CONTACT_ERASED);
+    all
+}
+
+/// The tenant and the contact id an erasure names, or `None` for any other event. (A contact's
+/// id is also its conversation's id.)
+pub(crate) fn erased_contact(event: &crate::log::StoredEvent) -> Option<(String, String)> {
+    if event.event_type != CONTACT_ERASED || event.aggregate_type != "Contact" {
+        return None;
+    }
+    let local = event
+        .aggregate_id
+        .strip_prefix(&format!("{}:", event.tenant_id))
+        .unwrap_or(&event.aggregate_id);
+    Some((event.tenant_id.clone(), local.to_string()))
+}
+
+/// Runs `statements` (each with `$1` the tenant and `$2` the contact id) for an erasure.
+pub(crate) async fn clear_person(
+    tx: &mut PgConnection,
+    tenant: &str,
+    contact_id: &str,
+    statements: &[&str],
+) -> Result<(), ProjectionError> {
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(tenant)
+            .bind(contact_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}

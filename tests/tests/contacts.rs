@@ -493,3 +493,73 @@ async fn another_tenant_neither_sees_nor_changes_these_contacts(pool: PgPool) {
         1
     );
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn erasure_is_cleared_by_each_read_models_own_projector_not_by_the_write_side(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    two_contacts(&app).await;
+    let id = contact_by_phone(&app, "263771000001").await["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let capture = "mutation($input: CaptureLeadInput!) { captureLead(input: $input) { leadId outcome } }";
+    let reply = mutate(
+        &app,
+        Role::Agent,
+        capture,
+        json!({"input": {"idempotencyKey": "erase-1", "name": "Tendai", "phone": "+263771000001", "interest": "solar"}}),
+    )
+    .await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    let note =
+        "mutation($id: String!) { addNote(conversationId: $id, text: \"Tendai's roof faces north\") { position } }";
+    assert!(mutate(&app, Role::Agent, note, json!({"id": id})).await["errors"].is_null());
+    let handover =
+        "mutation($id: String!) { requestHandover(conversationId: $id, reason: \"Tendai asks for a person\") { position } }";
+    assert!(mutate(&app, Role::Agent, handover, json!({"id": id})).await["errors"].is_null());
+    app.project().await;
+
+    let personal = |app: &TestApp| {
+        let id = id.clone();
+        let pool = app.pool.clone();
+        async move {
+            let one = |sql: String| {
+                let pool = pool.clone();
+                async move {
+                    sqlx::query_scalar::<_, i64>(&sql)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                }
+            };
+            [
+                one(format!("SELECT count(*) FROM leads WHERE contact_id = '{id}' AND (name IS NOT NULL OR phone IS NOT NULL)")).await,
+                one(format!("SELECT count(*) FROM conversation_notes WHERE conversation_id = '{id}' AND text IS NOT NULL")).await,
+                one(format!("SELECT count(*) FROM conversation_details WHERE conversation_id = '{id}' AND handover_reason IS NOT NULL")).await,
+                one(format!("SELECT count(*) FROM messages WHERE conversation_id = '{id}' AND content IS NOT NULL")).await,
+                one(format!("SELECT count(*) FROM conversations WHERE contact_id = '{id}' AND contact_phone IS NOT NULL")).await,
+                one(format!("SELECT count(*) FROM contacts WHERE contact_id = '{id}' AND phone IS NOT NULL")).await,
+            ]
+        }
+    };
+    assert!(
+        personal(&app).await.iter().all(|n| *n > 0),
+        "{:?}",
+        personal(&app).await
+    );
+
+    let reply = mutate(&app, Role::Admin, ERASE, json!({"id": id})).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    // The write side destroyed the key and wrote nothing into the read models…
+    assert!(
+        personal(&app).await.iter().all(|n| *n > 0),
+        "{:?}",
+        personal(&app).await
+    );
+    // …each projector clears its own rows on `ContactErased`.
+    app.project().await;
+    assert_eq!(personal(&app).await, [0, 0, 0, 0, 0, 0]);
+    // The other contact keeps everything.
+    let other = contact_by_phone(&app, "263771000002").await;
+    assert_eq!(other["phone"], "+263771000002", "{other}");
+}
