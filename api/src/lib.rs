@@ -5,9 +5,11 @@
 //! # Layout
 //!
 //! - [`config`]: settings from the environment, validated at start; secrets redacted.
-//! - [`app`]: the application state, the router, background tasks (projector runners, the inbox
-//!   worker) and `serve`.
+//! - [`app`]: the application state, the router, background tasks (projector runners and the
+//!   write side's workers, `chronicle_commands::workers`) and `serve`.
 //! - [`auth`]: JWT access tokens; the tenant always comes from the token.
+//! - [`permissions`]: the one permission table (what each role may do), consulted by every
+//!   resolver.
 //! - [`error`]: the one API error type, an HTTP response and a GraphQL error with
 //!   `extensions.code`.
 //! - [`graphql`]: the schema, one module per area, merged in one place.

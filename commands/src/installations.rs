@@ -19,7 +19,7 @@
 //! - `OrderPaid` with installable items → `installation_openings` → one installation per order,
 //!   stream `isr_<uuid>` derived from the tenant and the order id ([`installation_id_for_order`]),
 //!   so a second run (or a replayed row) opens nothing new. The type is
-//!   [`installation_type_of`](chronicle_domain::installation::installation_type_of) the items, the size [`system_size_of`](chronicle_domain::installation::system_size_of) them; the site address is
+//!   [`installation_type_of`] the items, the size [`system_size_of`] them (domain rules); the site address is
 //!   not on the order, so it is opened empty (sealed) for operations to complete.
 //! - `InstallationCommissioned` → `installation_commissionings` → the payout (`Compute` on
 //!   `payout_<uuid>` derived from the installation id, [`payout_id_for`]; `payout_for` decides

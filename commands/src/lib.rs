@@ -5,20 +5,24 @@
 //! - [`dispatch`]: [`dispatch::Commands`], the tenant-scoped command dispatcher over cqrs-es and
 //!   postgres-es: metadata on every command, bounded retry of write conflicts, snapshots per
 //!   aggregate, wake-ups after each append, metrics.
+//! - [`repository`]: Chronicle's event repository over postgres-es's tables: one-statement
+//!   appends that return their log positions, one-statement snapshot loads.
 //! - [`error`]: [`error::CommandError`], a refusal (the caller's fault, with its domain code), a
 //!   conflict, or an unexpected failure.
 //! - [`http`]: form bodies, retry pacing and the Graph API client, for every worker that calls
 //!   out.
 //! - [`keystore`]: per-contact data keys, created on first use and stored wrapped by the master
 //!   key.
-//! - [`outbound`]: the WhatsApp sender working the `outbox` table (never sends a message twice).
+//! - [`outbound`]: queueing a message, the metered send ([`outbound::send_metered`]: charge,
+//!   queue, refund a refusal) and the WhatsApp sender working the `outbox` table (never sends a
+//!   message twice).
 //! - [`leads`]: lead capture with duplicate detection (phone or e-mail of an open lead) and the
 //!   other lead commands, keeping the duplicate index in step.
 //! - [`media`]: the media fetcher working `media_jobs`: inbound WhatsApp media fetched from the
 //!   Graph API, sha-256 checked, stored sealed in `media_blobs`, retried with backoff.
 //! - [`tenants`]: the tenant registry and the WhatsApp numbers mapped to tenants.
 //! - [`contacts`]: contact registration, profile, tags, consent (WhatsApp keywords) and erasure
-//!   (data key destroyed, read models scrubbed).
+//!   (`ContactErased` appended, data key destroyed; the projectors clear their rows).
 //! - [`campaigns`]: campaign commands (scheduling reserves on the main wallet first) and the
 //!   campaign runner: rate-limited batches, capture per batch, failed recipients refunded.
 //! - [`calls`]: completed calls from the telephony webhook and the call follow-up worker.
@@ -42,8 +46,10 @@
 //!
 //! A command becomes events like this: a webhook or a mutation builds a domain command (with
 //!   personal fields sealed by the key store), [`dispatch::Commands`] runs it with its metadata
-//!   through cqrs-es, the aggregate in `domain` decides, postgres-es appends the events, and
-//!   the database stamps tenant, position, transaction id and hash.
+//!   through cqrs-es, the aggregate in `domain` decides, Chronicle's event repository
+//!   ([`repository`]) appends the events in one statement and hands their positions back
+//!   ([`dispatch::Appended`]), and the database stamps tenant, position, transaction id and
+//!   hash.
 
 #![forbid(unsafe_code)]
 

@@ -20,7 +20,7 @@
 //! # The sweeper ([`ServiceSweeper`])
 //!
 //! Works the lists the `service_work` projector keeps (migration 0068) with the shared polling
-//! loop ([`crate::worker`]), by the database's clock:
+//! loop ([`crate::workers`]), by the database's clock:
 //! - SLA: pending requests whose due time has passed get `CheckSla { at: now() }`; the aggregate
 //!   records the breach once (a repeat records nothing; a request resolved meanwhile records
 //!   nothing), so a crash or two sweepers never flag a request twice.

@@ -1,6 +1,6 @@
 //! The wallet process manager's worker: [`WalletSweeper`] works the lists the `wallet_work`
 //! projector keeps (`chronicle_projections::wallet_work`, migration 0053) with the shared
-//! polling loop ([`crate::worker`]), by the database's clock. It never reads the log: the
+//! polling loop ([`crate::workers`]), by the database's clock. It never reads the log: the
 //! projector does, and the sweeper only writes commands.
 //!
 //! - Transfers: an open `TokensTransferredOut` whose `TokensTransferredIn` has not landed

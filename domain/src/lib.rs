@@ -7,6 +7,7 @@
 //! - [`tenant`]: tenant ids, the prefix of every stream id.
 //! - [`metadata`]: the metadata every command carries (tenant, actor, correlation, causation)
 //!   and that cqrs-es stores beside each event.
+//! - [`crypto`]: the one home of keyed hashes (HMAC-SHA256/SHA1) and constant-time comparison.
 //! - [`pii`]: personal data in an immutable log: per-contact data keys, ciphertext envelopes,
 //!   contact ids from a keyed hash (DESIGN.md, "Personal data in an immutable log").
 //! - [`phone`]: E.164 phone numbers, parsed once at the edge.

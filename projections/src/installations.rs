@@ -10,7 +10,7 @@
 //! - [`PayoutsProjector`] → `payouts` ([`list_payouts`], [`payout_totals`]).
 //!
 //! Every upsert is guarded by the row's `last_position`, so a batch applied twice changes
-//! nothing; queries run in a transaction scoped to one tenant ([`for_tenant`]).
+//! nothing; queries run in a transaction scoped to one tenant (`shared::begin_for_tenant`).
 
 use chronicle_domain::installation::{
     required_checklist, InstallationEvent, InstallationStatus, OrderEvent, PayoutEvent,

@@ -10,6 +10,11 @@
 //!   configured, with polling as the fallback.
 //! - [`runtime`]: the projector runtime: named projectors, batches committed with their
 //!   checkpoint in one transaction, one active runner per projector across processes, lag.
+//! - [`page`]: the one shape of a paged list ([`page::Page`], [`page::BadCursor`]) and the
+//!   keyset cursors every list gives out.
+//! - `shared` (private): what every projector shares: the tenant scope of a transaction
+//!   (`begin_for_tenant` for every query, `all_tenants` for projectors), contacts' data keys,
+//!   decoding an event's payload, and clearing a person's rows on `ContactErased`.
 //! - [`chain`]: the per-stream sha-256 hash chain, computed as the database computes it, for
 //!   verification.
 //! - [`conversations`]: the `conversations` projector and its queries.

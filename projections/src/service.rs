@@ -12,7 +12,7 @@
 //! No personal data is projected (descriptions and resolutions stay sealed in the log). Every
 //! update is guarded by the row's `last_position` (or is a pure function of the event), so a
 //! batch applied twice changes nothing; queries run in a transaction scoped to one tenant
-//! ([`for_tenant`]).
+//! (`shared::begin_for_tenant`).
 
 use chronicle_domain::installation::{ticket_label, MaintenanceEvent, ServiceEvent};
 use chronicle_domain::tenant::TenantId;

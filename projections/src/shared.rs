@@ -84,7 +84,7 @@ pub(crate) async fn prefetch_keys<'w>(
 }
 
 /// Lets this transaction write every tenant's rows (row-level security, migration 0007). Only
-/// projectors do this; queries use [`for_tenant`].
+/// projectors do this; queries use [`begin_for_tenant`].
 pub(crate) async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
         .execute(&mut *tx)
@@ -92,7 +92,7 @@ pub(crate) async fn all_tenants(tx: &mut PgConnection) -> Result<(), sqlx::Error
         .map(|_| ())
 }
 
-/// Begins a transaction scoped to one tenant (as [`for_tenant`] does) in one round trip: `BEGIN`
+/// Begins a transaction scoped to one tenant (as `for_tenant` does) in one round trip: `BEGIN`
 /// and the `set_config` go out together as one simple query. The tenant is written into that
 /// query as a literal, which [`TenantId`] makes safe (it is only `[a-z0-9_-]`, checked again
 /// here: anything else takes the two-round-trip path with a bound parameter).

@@ -6,7 +6,7 @@
 //!
 //! No personal data is projected: claim descriptions, notes and resolutions stay sealed in the
 //! log. Every update is guarded by the row's `last_position`, so a batch applied twice changes
-//! nothing; queries run in a transaction scoped to one tenant ([`for_tenant`]).
+//! nothing; queries run in a transaction scoped to one tenant (`shared::begin_for_tenant`).
 
 use chronicle_domain::installation::{ClaimEvent, WarrantyEvent};
 use chronicle_domain::tenant::TenantId;
