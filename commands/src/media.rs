@@ -43,6 +43,7 @@ use tracing::Instrument;
 use crate::dispatch::Commands;
 use crate::error::CommandError;
 use crate::http::{backoff_delay, is_retryable, GraphApi};
+use crate::workers::{Queue, Stale};
 
 /// The actor recorded on media events.
 pub const COMPONENT: &str = "media-fetcher";
@@ -139,6 +140,7 @@ pub struct MediaFetcher {
     commands: Commands,
     master: MasterKey,
     graph: GraphApi,
+    queue: Queue,
     config: FetcherConfig,
 }
 
@@ -160,21 +162,22 @@ impl MediaFetcher {
             commands,
             master,
             graph,
+            queue: Queue::new(
+                "media_jobs",
+                "job_id",
+                "fetching",
+                "job_id, tenant_id, media_ref, conversation_id, contact_id, message_ref, kind, content, attempts, \
+                 correlation_id",
+                Stale::Retry,
+                "found fetching after its fetcher stopped",
+            ),
             config,
         })
     }
 
     /// Puts rows left `fetching` by a stopped fetcher back to pending. Returns how many.
     pub async fn release_stale(&self) -> Result<u64, CommandError> {
-        let released = sqlx::query(
-            "UPDATE media_jobs SET state = 'pending', claimed_at = NULL, updated_at = now(), next_attempt_at = now(),
-                    last_error = 'found fetching after its fetcher stopped'
-              WHERE state = 'fetching' AND claimed_at < now() - make_interval(secs => $1)",
-        )
-        .bind(self.config.stale_after.as_secs_f64())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let released = self.queue.release_stale(&self.pool, self.config.stale_after).await?;
         if released > 0 {
             tracing::warn!(
                 media.jobs = released,
@@ -190,19 +193,7 @@ impl MediaFetcher {
         self.release_stale().await?;
         let mut pass = FetchPass::default();
         while pass.claimed < usize::try_from(self.config.batch_size).unwrap_or(1) {
-            let Some(row) = sqlx::query(
-                "UPDATE media_jobs SET state = 'fetching', attempts = attempts + 1, claimed_at = now(), updated_at = now()
-                  WHERE job_id = (SELECT job_id FROM media_jobs
-                                   WHERE state = 'pending' AND next_attempt_at <= now()
-                                   ORDER BY next_attempt_at, job_id
-                                   LIMIT 1
-                                   FOR UPDATE SKIP LOCKED)
-                  RETURNING job_id, tenant_id, media_ref, conversation_id, contact_id, message_ref, kind, content,
-                            attempts, correlation_id",
-            )
-            .fetch_optional(&self.pool)
-            .await?
-            else {
+            let Some(row) = self.queue.claim_one(&self.pool).await? else {
                 break;
             };
             pass.claimed += 1;

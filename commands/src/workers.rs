@@ -337,3 +337,66 @@ mod tests {
         );
     }
 }
+
+/// The queue of a worker that calls out (the WhatsApp sender's `outbox`, the media fetcher's
+/// `media_jobs`): rows move `pending` → the working state (claimed one at a time, just before
+/// the call, so a claim's age bounds the call in flight) → a final state or back to `pending`
+/// with a later `next_attempt_at`. The table has `state`, `attempts`, `claimed_at`,
+/// `next_attempt_at`, `updated_at` and `last_error`.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    claim: String,
+    stale: String,
+}
+
+/// What becomes of a row found in the working state after its worker stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// Back to `pending`, to be worked again (the call has no effect when repeated).
+    Retry,
+    /// To `needs_operator` (the call may have had its effect: never repeated blindly).
+    Operator,
+}
+
+impl Queue {
+    /// The queue of `table`, whose rows are identified by `id`, worked in the state `working`,
+    /// answering `returning` when claimed; rows stale after their worker stopped go as `stale`
+    /// says, with `reason` as their last error.
+    pub fn new(table: &str, id: &str, working: &str, returning: &str, stale: Stale, reason: &str) -> Self {
+        let reason = reason.replace('\'', "''");
+        let to = match stale {
+            Stale::Retry => "state = 'pending', claimed_at = NULL, next_attempt_at = now()",
+            Stale::Operator => "state = 'needs_operator'",
+        };
+        Self {
+            claim: format!(
+                "UPDATE {table} SET state = '{working}', attempts = attempts + 1, claimed_at = now(), updated_at = now()
+                  WHERE {id} = (SELECT {id} FROM {table}
+                                 WHERE state = 'pending' AND next_attempt_at <= now()
+                                 ORDER BY next_attempt_at, {id}
+                                 LIMIT 1
+                                 FOR UPDATE SKIP LOCKED)
+                  RETURNING {returning}"
+            ),
+            stale: format!(
+                "UPDATE {table} SET {to}, updated_at = now(), last_error = '{reason}'
+                  WHERE state = '{working}' AND claimed_at < now() - make_interval(secs => $1)"
+            ),
+        }
+    }
+
+    /// Claims the next due row, if any (skipping rows another worker holds).
+    pub async fn claim_one(&self, pool: &sqlx::PgPool) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
+        sqlx::query(&self.claim).fetch_optional(pool).await
+    }
+
+    /// Moves rows left in the working state longer than `after` as [`Stale`] says; answers how
+    /// many.
+    pub async fn release_stale(&self, pool: &sqlx::PgPool, after: Duration) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query(&self.stale)
+            .bind(after.as_secs_f64())
+            .execute(pool)
+            .await?
+            .rows_affected())
+    }
+}

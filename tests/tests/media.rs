@@ -424,3 +424,42 @@ async fn the_log_never_holds_the_media_bytes_url_id_or_caption_in_the_clear(pool
         assert!(!log.contains(secret), "the log holds {secret:?}");
     }
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_fetch_left_fetching_by_a_stopped_fetcher_is_fetched_again_and_stored_once(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::new(vec![], PHOTO);
+    let base = graph.serve().await;
+    app.tenant_with_number("acme", NUMBER).await;
+    let body = delivery(
+        NUMBER,
+        &[(CUSTOMER, "Tendai Moyo")],
+        vec![image_message(1, &announced(PHOTO))],
+        vec![],
+    );
+    app.post_delivery(&body).await;
+    app.drain().await;
+    app.project().await;
+    // A fetcher claimed the job an hour ago and stopped before settling it.
+    sqlx::query("UPDATE media_jobs SET state = 'fetching', attempts = 1, claimed_at = now() - interval '1 hour'")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fetcher = fetcher(&app, &base);
+    assert_eq!(fetcher.release_stale().await.unwrap_or_else(|e| panic!("{e}")), 1);
+    let (state, error): (String, Option<String>) = sqlx::query_as("SELECT state, last_error FROM media_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state, "pending");
+    assert_eq!(error.as_deref(), Some("found fetching after its fetcher stopped"));
+    fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), 1);
+    assert_eq!(app.count_events("MediaStored").await, 1);
+    // A claim younger than the stale time is left alone.
+    sqlx::query("UPDATE media_jobs SET state = 'fetching', claimed_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fetcher.release_stale().await.unwrap_or_else(|e| panic!("{e}")), 0);
+}

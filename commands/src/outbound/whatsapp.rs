@@ -48,6 +48,7 @@ use crate::error::CommandError;
 use crate::http::{backoff_delay, is_retryable, GraphApi};
 use crate::keystore::KeyStore;
 use crate::metering::{message_action, Metering, RefundReason};
+use crate::workers::{Queue, Stale};
 
 /// The provider name of message references (`IdKey::message_ref`), as the webhook uses it.
 pub const PROVIDER: &str = "whatsapp";
@@ -158,6 +159,7 @@ pub struct WhatsAppSender {
     keys: KeyStore,
     ids: IdKey,
     graph: GraphApi,
+    queue: Queue,
     config: SenderConfig,
 }
 
@@ -180,22 +182,22 @@ impl WhatsAppSender {
             commands,
             keys,
             graph,
+            queue: Queue::new(
+                "outbox",
+                "outbox_id",
+                "sending",
+                "outbox_id, tenant_id, stream_id, contact_id, idempotency_key, business_number_id, recipient, body, \
+                 attempts, correlation_id",
+                Stale::Operator,
+                "found sending after its sender stopped: it may have reached WhatsApp",
+            ),
             config,
         })
     }
 
     /// Hands rows left `sending` by a crashed sender to an operator. Returns how many.
     pub async fn release_stale(&self) -> Result<u64, CommandError> {
-        let seconds = i64::try_from(self.config.stale_after.as_secs()).unwrap_or(i64::MAX);
-        let stale = sqlx::query(
-            "UPDATE outbox SET state = 'needs_operator', updated_at = now(),
-                    last_error = 'found sending after its sender stopped: it may have reached WhatsApp'
-              WHERE state = 'sending' AND claimed_at < now() - make_interval(secs => $1)",
-        )
-        .bind(seconds as f64)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let stale = self.queue.release_stale(&self.pool, self.config.stale_after).await?;
         if stale > 0 {
             tracing::error!(
                 outbox.rows = stale,
@@ -214,19 +216,7 @@ impl WhatsAppSender {
         self.release_stale().await?;
         let mut pass = SendPass::default();
         while pass.claimed < usize::try_from(self.config.batch_size).unwrap_or(1) {
-            let Some(row) = sqlx::query(
-                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, claimed_at = now(), updated_at = now()
-                  WHERE outbox_id = (SELECT outbox_id FROM outbox
-                                      WHERE state = 'pending' AND next_attempt_at <= now()
-                                      ORDER BY next_attempt_at, outbox_id
-                                      LIMIT 1
-                                      FOR UPDATE SKIP LOCKED)
-                  RETURNING outbox_id, tenant_id, stream_id, contact_id, idempotency_key, business_number_id,
-                            recipient, body, attempts, correlation_id",
-            )
-            .fetch_optional(&self.pool)
-            .await?
-            else {
+            let Some(row) = self.queue.claim_one(&self.pool).await? else {
                 break;
             };
             pass.claimed += 1;
