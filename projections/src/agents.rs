@@ -35,7 +35,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "agent_performance";
@@ -336,17 +336,14 @@ impl Projector for AgentPerformanceProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM agent_conversation_state")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM agent_conversation_episodes")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM agent_assignments").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(
+            tx,
+            &[
+                "agent_conversation_state",
+                "agent_conversation_episodes",
+                "agent_assignments",
+            ],
+        ))
     }
 }
 

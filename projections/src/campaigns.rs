@@ -16,7 +16,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::log::StoredEvent;
 use crate::page::{decode, encode, read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
 
 /// The read models' projector name (its checkpoint key). Never renamed.
 pub const NAME: &str = "campaigns";
@@ -349,12 +349,7 @@ impl Projector for CampaignsProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM campaign_recipients").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM campaigns").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["campaign_recipients", "campaigns"]))
     }
 }
 

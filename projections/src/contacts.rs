@@ -22,7 +22,7 @@ use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
 pub(crate) use crate::shared::{all_tenants, data_key, KeyCache};
-use crate::shared::{begin_for_tenant, payload};
+use crate::shared::{begin_for_tenant, clear_tables, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "contacts";
@@ -325,11 +325,7 @@ impl Projector for ContactsProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM contacts").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["contacts"]))
     }
 }
 

@@ -20,7 +20,7 @@ use crate::log::StoredEvent;
 use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
 pub use crate::shared::for_tenant;
-use crate::shared::{all_tenants, clear_person, erased_contact, payload, with_erasure};
+use crate::shared::{all_tenants, clear_person, clear_tables, erased_contact, payload, with_erasure};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "conversations";
@@ -332,12 +332,7 @@ impl Projector for ConversationsProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM conversations").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM message_statuses").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["conversations", "message_statuses"]))
     }
 }
 

@@ -28,7 +28,7 @@ use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{begin_for_tenant, payload};
+use crate::shared::{begin_for_tenant, clear_tables, payload};
 
 /// The `orders` projector's name. Never renamed.
 pub const ORDERS_NAME: &str = "orders";
@@ -167,11 +167,7 @@ impl Projector for OrdersProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM orders").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["orders"]))
     }
 }
 
@@ -504,14 +500,7 @@ impl Projector for InstallationsProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM installation_timeline")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM installations").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["installation_timeline", "installations"]))
     }
 }
 
@@ -634,11 +623,7 @@ impl Projector for PayoutsProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM payouts").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["payouts"]))
     }
 }
 

@@ -26,7 +26,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "media";
@@ -327,12 +327,8 @@ impl Projector for MediaProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            // The queue survives (see the module docs); the read model is rebuilt.
-            sqlx::query("DELETE FROM media_files").execute(&mut *tx).await?;
-            Ok(())
-        })
+        // The queue survives (see the module docs); the read model is rebuilt.
+        Box::pin(clear_tables(tx, &["media_files"]))
     }
 }
 

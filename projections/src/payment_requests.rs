@@ -16,7 +16,7 @@ use crate::contacts::{local_id, tenant_of};
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "payment_requests";
@@ -158,11 +158,7 @@ impl Projector for PaymentRequestsProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM payment_requests").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["payment_requests"]))
     }
 }
 

@@ -25,7 +25,7 @@ use crate::contacts::local_id;
 use crate::log::StoredEvent;
 use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
 
 /// The `service` projector's name (service requests and maintenance contracts). Never renamed.
 pub const NAME: &str = "service";
@@ -257,14 +257,7 @@ impl Projector for ServiceProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM service_requests").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM maintenance_contracts")
-                .execute(&mut *tx)
-                .await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["service_requests", "maintenance_contracts"]))
     }
 }
 
@@ -370,14 +363,7 @@ impl Projector for ServiceWorkProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM service_sla_watch").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM maintenance_renewals")
-                .execute(&mut *tx)
-                .await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["service_sla_watch", "maintenance_renewals"]))
     }
 }
 

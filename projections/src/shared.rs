@@ -181,3 +181,16 @@ pub(crate) async fn clear_person(
     }
     Ok(())
 }
+
+/// A projector's `reset`: every row of `tables`, of every tenant, deleted in the rebuild's
+/// transaction.
+pub(crate) async fn clear_tables(
+    tx: &mut PgConnection,
+    tables: &'static [&'static str],
+) -> Result<(), ProjectionError> {
+    all_tenants(tx).await?;
+    for table in tables {
+        sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+    }
+    Ok(())
+}

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::contacts::{all_tenants, local_id};
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{begin_for_tenant, payload};
+use crate::shared::{begin_for_tenant, clear_tables, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "templates";
@@ -128,11 +128,7 @@ impl Projector for TemplatesProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM templates").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["templates"]))
     }
 }
 

@@ -28,7 +28,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "wallet_work";
@@ -285,18 +285,11 @@ impl Projector for WalletWorkProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM wallet_open_transfers")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM wallet_open_reservations")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM wallet_alerts").execute(&mut *tx).await?;
-            // wallet_alert_work is kept: a raised alert is not raised again after a rebuild.
-            Ok(())
-        })
+        // wallet_alert_work is kept: a raised alert is not raised again after a rebuild.
+        Box::pin(clear_tables(
+            tx,
+            &["wallet_open_transfers", "wallet_open_reservations", "wallet_alerts"],
+        ))
     }
 }
 

@@ -26,7 +26,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "wallets";
@@ -526,13 +526,10 @@ impl Projector for WalletsProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM wallet_ledger").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM wallet_balances").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM wallet_reservations").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(
+            tx,
+            &["wallet_ledger", "wallet_balances", "wallet_reservations"],
+        ))
     }
 }
 

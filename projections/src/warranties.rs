@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::contacts::local_id;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, payload};
+use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
 
 /// The `warranties` projector's name (warranties and their claims). Never renamed.
 pub const NAME: &str = "warranties";
@@ -210,12 +210,7 @@ impl Projector for WarrantiesProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            sqlx::query("DELETE FROM warranty_claims").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM warranties").execute(&mut *tx).await?;
-            Ok(())
-        })
+        Box::pin(clear_tables(tx, &["warranty_claims", "warranties"]))
     }
 }
 
