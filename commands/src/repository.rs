@@ -274,8 +274,10 @@ impl PersistedEventRepository for ChronicleEventRepository {
                 .persist::<A>(events, Some((aggregate_id, payload, current)))
                 .await?;
             if let (Some(first), Some(last)) = (events.first(), events.last()) {
-                // postgres-es's append returns nothing: read the positions it was given.
-                let positions: Vec<i64> = sqlx::query_scalar(
+                // postgres-es's append returns nothing: read the positions it was given. The
+                // events are committed already, so a failed read is no failed command: the
+                // caller gets no positions (and a receipt falls back to the stream's head).
+                let positions = sqlx::query_scalar::<_, i64>(
                     "SELECT global_position FROM events
                       WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence BETWEEN $3 AND $4
                       ORDER BY sequence",
@@ -285,9 +287,11 @@ impl PersistedEventRepository for ChronicleEventRepository {
                 .bind(i64::try_from(first.sequence).unwrap_or(i64::MAX))
                 .bind(i64::try_from(last.sequence).unwrap_or(i64::MAX))
                 .fetch_all(&self.pool)
-                .await
-                .map_err(persistence_error)?;
-                record_positions(positions);
+                .await;
+                match positions {
+                    Ok(positions) => record_positions(positions),
+                    Err(e) => tracing::warn!(error = %e, "appended, but the events' positions could not be read back"),
+                }
             }
             if let Some((aggregate_id, sequence, payload)) = kept {
                 self.keep_snapshot((A::TYPE.to_string(), aggregate_id), sequence, &payload);
@@ -309,13 +313,15 @@ impl PersistedEventRepository for ChronicleEventRepository {
                 .push_bind(&event.payload)
                 .push_bind(&event.metadata);
         });
-        // Multi-row VALUES are inserted, and the RETURNING rows come back, in the listed order.
         insert.push(" RETURNING global_position");
-        let positions: Vec<i64> = insert
+        let mut positions: Vec<i64> = insert
             .build_query_scalar()
             .fetch_all(&self.pool)
             .await
             .map_err(persistence_error)?;
+        // The identity numbers rows in the order they are inserted, the listed (sequence) order;
+        // RETURNING's row order is not promised, so order by position.
+        positions.sort_unstable();
         record_positions(positions);
         Ok(())
     }
