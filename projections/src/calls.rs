@@ -381,11 +381,10 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .iter()
-        .take(first as usize)
-        .map(|r| -> Result<(String, CallRow), sqlx::Error> {
+    Ok(Ok(Page::of(
+        &rows,
+        first,
+        |r| -> Result<(String, CallRow), sqlx::Error> {
             let row = CallRow {
                 call_id: r.try_get("call_id")?,
                 provider: r.try_get("provider")?,
@@ -409,7 +408,6 @@ pub async fn list(
             };
             let cursor = time_cursor(row.ended_at, &row.call_id);
             Ok((cursor, row))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+        },
+    )?))
 }

@@ -651,17 +651,11 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .iter()
-        .take(usize::try_from(first).unwrap_or(0))
-        .map(|r| {
-            let row = campaign_row(r)?;
-            let cursor = time_cursor(row.created_at, &row.campaign_id);
-            Ok((cursor, row))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+    Ok(Ok(Page::of(&rows, first, |r| {
+        let row = campaign_row(r)?;
+        let cursor = time_cursor(row.created_at, &row.campaign_id);
+        Ok((cursor, row))
+    })?))
 }
 
 /// One campaign of the tenant.
@@ -723,24 +717,18 @@ pub async fn recipients(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .iter()
-        .take(usize::try_from(first).unwrap_or(0))
-        .map(|r| {
-            let row = RecipientRow {
-                recipient: r.try_get("recipient")?,
-                position: r.try_get("position")?,
-                status: r.try_get("status")?,
-                batch: r.try_get("batch")?,
-                reason: r.try_get("reason")?,
-                refunded: r.try_get("refunded")?,
-                updated_at: r.try_get("updated_at")?,
-            };
-            Ok((encode(&row.position.to_string()), row))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+    Ok(Ok(Page::of(&rows, first, |r| {
+        let row = RecipientRow {
+            recipient: r.try_get("recipient")?,
+            position: r.try_get("position")?,
+            status: r.try_get("status")?,
+            batch: r.try_get("batch")?,
+            reason: r.try_get("reason")?,
+            refunded: r.try_get("refunded")?,
+            updated_at: r.try_get("updated_at")?,
+        };
+        Ok((encode(&row.position.to_string()), row))
+    })?))
 }
 
 /// Resolves a segment from the `contacts` read model: the tenant's contacts carrying every tag

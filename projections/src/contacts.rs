@@ -429,13 +429,9 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .iter()
-        .take(first as usize)
-        .map(|r| row(r).map(|c| (time_cursor(c.created_at, &c.contact_id), c)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+    Ok(Ok(Page::of(&rows, first, |r| {
+        row(r).map(|c| (time_cursor(c.created_at, &c.contact_id), c))
+    })?))
 }
 
 /// One contact of a tenant.

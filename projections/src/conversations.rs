@@ -459,11 +459,10 @@ pub async fn list(
         query.fetch_all(&mut *tx).await?
     };
     crate::shared::end_read(tx);
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .into_iter()
-        .take(first as usize)
-        .map(|r| -> Result<(String, ConversationRow), sqlx::Error> {
+    Ok(Ok(Page::of(
+        &rows,
+        first,
+        |r| -> Result<(String, ConversationRow), sqlx::Error> {
             let row = ConversationRow {
                 conversation_id: r.try_get("conversation_id")?,
                 contact_id: r.try_get("contact_id")?,
@@ -483,7 +482,6 @@ pub async fn list(
                 tags: r.try_get("tags")?,
             };
             Ok((encode_page_cursor(row.last_message_at, &row.conversation_id), row))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+        },
+    )?))
 }

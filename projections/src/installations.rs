@@ -738,13 +738,9 @@ pub async fn list_orders(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .iter()
-        .take(first as usize)
-        .map(|r| order_row(r).map(|o| (time_cursor(o.placed_at, &o.order_id), o)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+    Ok(Ok(Page::of(&rows, first, |r| {
+        order_row(r).map(|o| (time_cursor(o.placed_at, &o.order_id), o))
+    })?))
 }
 
 /// One order of a tenant.
@@ -884,13 +880,9 @@ pub async fn list_installations(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .iter()
-        .take(first as usize)
-        .map(|r| installation_row(r).map(|i| (time_cursor(i.opened_at, &i.installation_id), i)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+    Ok(Ok(Page::of(&rows, first, |r| {
+        installation_row(r).map(|i| (time_cursor(i.opened_at, &i.installation_id), i))
+    })?))
 }
 
 /// One installation of a tenant.

@@ -515,17 +515,15 @@ pub async fn list(
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .iter()
-        .take(first as usize)
-        .map(|r| -> Result<(String, LeadRow), sqlx::Error> {
+    Ok(Ok(Page::of(
+        &rows,
+        first,
+        |r| -> Result<(String, LeadRow), sqlx::Error> {
             let key: i64 = r.try_get("sort_key")?;
             let lead = row(r)?;
             Ok((cursor(key, &lead.lead_id), lead))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+        },
+    )?))
 }
 
 /// The figures of one stage in a period.

@@ -782,11 +782,10 @@ pub async fn messages(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .into_iter()
-        .take(first as usize)
-        .map(|r| -> Result<(String, MessageRow), sqlx::Error> {
+    Ok(Ok(Page::of(
+        &rows,
+        first,
+        |r| -> Result<(String, MessageRow), sqlx::Error> {
             let position: i64 = r.try_get("position")?;
             let row = MessageRow {
                 message_id: r.try_get("message_id")?,
@@ -806,9 +805,8 @@ pub async fn messages(
                 retryable: r.try_get("retryable")?,
             };
             Ok((time_cursor(row.at, position), row))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+        },
+    )?))
 }
 
 /// The status timelines of messages by reference, each in the order sent, delivered, read,

@@ -17,6 +17,22 @@ pub struct Page<T> {
     pub has_next_page: bool,
 }
 
+impl<T> Page<T> {
+    /// The page of a keyset query that asked for `first + 1` rows: the first `first`, each
+    /// turned into its cursor and row by `each`, and whether the extra row came (a next page).
+    pub fn of<R>(
+        rows: &[R],
+        first: i64,
+        each: impl FnMut(&R) -> Result<(String, T), sqlx::Error>,
+    ) -> Result<Self, sqlx::Error> {
+        let first = usize::try_from(first).unwrap_or(0);
+        Ok(Self {
+            rows: rows.iter().take(first).map(each).collect::<Result<_, _>>()?,
+            has_next_page: rows.len() > first,
+        })
+    }
+}
+
 /// A cursor the list did not give out: not base64url, not UTF-8, or not of the list's form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed cursor: pass a cursor this list gave out")]
@@ -67,6 +83,17 @@ mod tests {
         );
         assert_eq!(read_cursor::<i64, i64>(&cursor(5, 7)), Ok((5, 7)));
         assert_eq!(decode(&encode("sr|12")), Ok("sr|12".to_string()));
+    }
+
+    #[test]
+    fn a_page_keeps_first_rows_and_says_whether_more_came() {
+        let cursor_of = |n: &i32| Ok((n.to_string(), *n));
+        let page = Page::of(&[1, 2, 3], 2, cursor_of).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(page.rows, [("1".to_string(), 1), ("2".to_string(), 2)]);
+        assert!(page.has_next_page);
+        let last = Page::of(&[1, 2], 2, cursor_of).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(last.rows.len(), 2);
+        assert!(!last.has_next_page);
     }
 
     #[test]

@@ -271,17 +271,15 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let has_next_page = rows.len() as i64 > first;
-    let rows = rows
-        .iter()
-        .take(first as usize)
-        .map(|r| -> Result<(String, PaymentRow), sqlx::Error> {
+    Ok(Ok(Page::of(
+        &rows,
+        first,
+        |r| -> Result<(String, PaymentRow), sqlx::Error> {
             let row = row_of(r)?;
             let cursor = time_cursor(row.confirmed_at, &row.payment_id);
             Ok((cursor, row))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Page { rows, has_next_page }))
+        },
+    )?))
 }
 
 /// One payment of a tenant.
