@@ -15,15 +15,16 @@
 //!
 //! # Follow-ups ([`FollowUpWorker`])
 //!
-//! `CallCompleted` events with a contact land in `call_follow_ups` (projector
-//! `chronicle_projections::calls::CallFollowUpsProjector`). The worker claims new rows, loads
+//! `CallCompleted` events with a contact land in the `call_follow_up_feed` (projector
+//! `chronicle_projections::calls::CallFollowUpsProjector`), which the worker copies into its own
+//! `call_follow_ups` ([`Admission`]). The worker claims new rows, loads
 //! the tenant's `AutomationRules` from the log, asks [`AutomationRules::follow_up_for`] and sends
 //! `ScheduleFollowUp` to the call when a rule applies (the Call aggregate checks that it is
 //! completed, has a contact and has no follow-up yet). When the follow-up is due, the worker
 //! queues the template on the contact's conversation through [`crate::outbound::queue`]
 //! (`QueueOutboundMessage`, idempotency key `call-follow-up:<call id>:<attempt>`); the outbound
-//! sender sends it; the projector copies the conversation's `OutboundMessageSent` / `Failed`
-//! for that key back into the row, and the worker records it on the call
+//! sender sends it; the projector feeds the conversation's `OutboundMessageSent` / `Failed`
+//! for that key (`call_follow_up_outcome_feed`), the worker copies it into the row and records it on the call
 //! (`RecordFollowUpAttempt`). A retryable failure is tried again after
 //! [`follow_up_backoff`], up to [`MAX_FOLLOW_UP_ATTEMPTS`]; the Call aggregate gives up after
 //! the last or a failure that cannot be retried. A conversation that refuses the template (the
@@ -54,7 +55,7 @@ use crate::error::{CommandError, DomainError};
 use crate::intake::telephony::{CallStatusReport, PROVIDER};
 use crate::keystore::KeyStore;
 use crate::outbound::{send_metered, Outgoing};
-use crate::workers::LeaseClaim;
+use crate::workers::{Admission, LeaseClaim};
 
 /// What recording a report did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +185,8 @@ pub struct FollowUpWorker {
     pool: PgPool,
     commands: Commands,
     keys: KeyStore,
+    /// Completed calls, then the outcomes of follow-up messages, from the projector's feeds.
+    admissions: [Admission; 2],
 }
 
 /// A claimed row of `call_follow_ups`.
@@ -234,6 +237,25 @@ impl FollowUpWorker {
             pool: commands.pool().clone(),
             commands,
             keys,
+            admissions: [
+                Admission::new(
+                    "call_follow_up_feed",
+                    "INSERT INTO call_follow_ups (tenant_id, call_id, contact_id, outcome, ended_at, event_position)
+                     SELECT tenant_id, call_id, contact_id, outcome, ended_at, position FROM new ORDER BY position
+                     ON CONFLICT (tenant_id, call_id) DO NOTHING",
+                ),
+                // An outcome counts only for the row waiting for it (a row is marked queued
+                // before its message is queued, so the outcome always finds it waiting).
+                Admission::new(
+                    "call_follow_up_outcome_feed",
+                    "UPDATE call_follow_ups w
+                        SET send_state = n.send_state, send_message_ref = n.send_message_ref,
+                            send_error_code = n.send_error_code, send_retryable = n.send_retryable,
+                            send_at = n.send_at, not_before = now()
+                       FROM new n
+                      WHERE w.tenant_id = n.tenant_id AND w.message_key = n.message_key AND w.send_state = 'queued'",
+                ),
+            ],
         }
     }
 
@@ -249,9 +271,12 @@ impl FollowUpWorker {
         }
     }
 
-    /// One pass: decides new rows, queues due follow-ups, records outcomes (up to `limit` rows
+    /// One pass: copies what the feeds gained, then decides new rows, queues due follow-ups, records outcomes (up to `limit` rows
     /// each).
     pub async fn run_once(&self, limit: i64) -> Result<FollowUpPass, CommandError> {
+        for admission in &self.admissions {
+            admission.run(&self.pool).await?;
+        }
         let mut pass = FollowUpPass::default();
         for step in [Step::Decide, Step::Send, Step::Record] {
             for row in self.claim(step, limit).await? {

@@ -15,7 +15,8 @@
 //!
 //! # The runner ([`CampaignRunner`])
 //!
-//! The `campaign_work` projector (`chronicle_projections::campaigns`) keeps two work lists:
+//! The `campaign_work` projector (`chronicle_projections::campaigns`) feeds the runner's two
+//! work lists, which the runner copies from the feeds into its own tables ([`Admission`]):
 //! `campaign_runs` (one row per scheduled campaign, busy after every Campaign event) and
 //! `campaign_outcomes` (the sender's `OutboundMessageSent` / `OutboundMessageFailed` of every
 //! message keyed `campaign:<id>:<recipient>`, and the delivery statuses of those messages). A
@@ -62,7 +63,7 @@ use crate::keystore::KeyStore;
 use crate::metering::{features, Metering};
 use crate::outbound::{queue, Outgoing};
 use crate::wallets::{WalletService, MAIN_WALLET};
-use crate::workers::LeaseClaim;
+use crate::workers::{Admission, LeaseClaim};
 
 /// How the runner paces campaigns and how long reservations hold.
 #[derive(Debug, Clone)]
@@ -342,6 +343,8 @@ pub struct CampaignRunner {
     keys: KeyStore,
     wallets: WalletService,
     config: CampaignConfig,
+    /// Campaign outcomes, then campaigns, from the projector's feeds.
+    admissions: [Admission; 2],
 }
 
 fn metadata(tenant: &str, campaign_id: &str, position: i64) -> Result<CommandMetadata, CommandError> {
@@ -364,6 +367,29 @@ impl CampaignRunner {
             commands,
             keys,
             config,
+            admissions: [
+                Admission::new(
+                    "campaign_outcome_feed",
+                    "INSERT INTO campaign_outcomes (tenant_id, campaign_id, recipient, outcome, reason, at, event_position)
+                     SELECT tenant_id, campaign_id, recipient, outcome, reason, at, position FROM new ORDER BY position
+                     ON CONFLICT (tenant_id, campaign_id, recipient, outcome) DO NOTHING",
+                ),
+                // A campaign with a new event is busy again; a status change is worked at once,
+                // other events leave its rate-limit time standing.
+                Admission::new(
+                    "campaign_run_feed",
+                    "INSERT INTO campaign_runs (tenant_id, campaign_id, status, start_at, last_position)
+                     SELECT tenant_id, campaign_id, status, start_at, position FROM new ORDER BY position
+                     ON CONFLICT (tenant_id, campaign_id) DO UPDATE
+                        SET idle = false, status = excluded.status, last_position = excluded.last_position,
+                            not_before = CASE WHEN (SELECT n.status_position FROM new n
+                                                     WHERE n.tenant_id = excluded.tenant_id
+                                                       AND n.campaign_id = excluded.campaign_id)
+                                                   > campaign_runs.last_position
+                                              THEN now() ELSE campaign_runs.not_before END
+                      WHERE campaign_runs.last_position < excluded.last_position",
+                ),
+            ],
         }
     }
 
@@ -402,8 +428,12 @@ impl CampaignRunner {
         }
     }
 
-    /// One pass: outcomes first, then campaigns (up to `limit` rows each).
+    /// One pass: copies what the feeds gained, then outcomes first, then campaigns (up to
+    /// `limit` rows each).
     pub async fn run_once(&self, limit: i64) -> Result<RunnerPass, CommandError> {
+        for admission in &self.admissions {
+            admission.run(&self.pool).await?;
+        }
         let mut pass = RunnerPass::default();
         for row in self.claim_outcomes(limit).await? {
             let span = tracing::info_span!("campaign.outcome", tenant.id = %row.tenant, campaign.id = %row.campaign_id, correlation.id = %format!("campaign:{}", row.campaign_id));

@@ -11,8 +11,8 @@
 //! # Process managers ([`InstallationWorker`])
 //!
 //! Both follow the call follow-up pattern: a projector
-//! (`chronicle_projections::installation_work::InstallationWorkProjector`) writes a work list
-//! from the events, this worker claims its rows (`FOR UPDATE SKIP LOCKED`, a lease) and sends
+//! (`chronicle_projections::installation_work::InstallationWorkProjector`) writes a feed from
+//! the events, this worker copies it into its own work lists ([`Admission`]), claims their rows (`FOR UPDATE SKIP LOCKED`, a lease) and sends
 //! commands; every step is idempotent, and a transient failure is retried after
 //! [`retry_backoff`].
 //!
@@ -54,7 +54,7 @@ use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 use crate::outbound::{queue, Outgoing};
-use crate::workers::LeaseClaim;
+use crate::workers::{Admission, LeaseClaim};
 
 /// The actor of the process managers' commands.
 pub const COMPONENT: &str = "installation-pm";
@@ -650,6 +650,8 @@ pub struct InstallationWorker {
     service: InstallationService,
     keys: KeyStore,
     config: InstallationWorkerConfig,
+    /// Paid orders, then commissioned installations, from the projector's feed.
+    admissions: [Admission; 2],
 }
 
 impl InstallationWorker {
@@ -665,6 +667,25 @@ impl InstallationWorker {
             service: InstallationService::new(commands, keys.clone()),
             keys,
             config,
+            admissions: [
+                Admission::new(
+                    "installation_opening_feed",
+                    "INSERT INTO installation_openings (tenant_id, order_id, customer_id, installable_items, paid_at,
+                                                        event_position)
+                     SELECT tenant_id, order_id, customer_id, installable_items, paid_at, position
+                       FROM new ORDER BY position
+                     ON CONFLICT (tenant_id, order_id) DO NOTHING",
+                ),
+                Admission::new(
+                    "installation_commissioning_feed",
+                    "INSERT INTO installation_commissionings (tenant_id, installation_id, customer_id, order_id,
+                            installation_type, system_size_w, components, technicians, commissioned_at, event_position)
+                     SELECT tenant_id, installation_id, customer_id, order_id, installation_type, system_size_w,
+                            components, technicians, commissioned_at, position
+                       FROM new ORDER BY position
+                     ON CONFLICT (tenant_id, installation_id) DO NOTHING",
+                ),
+            ],
         }
     }
 
@@ -701,8 +722,12 @@ impl InstallationWorker {
         .await
     }
 
-    /// One pass: opens installations for paid orders, then works commissioned installations.
+    /// One pass: copies what the feed gained, opens installations for paid orders, then works
+    /// commissioned installations.
     pub async fn run_once(&self) -> Result<InstallationPass, CommandError> {
+        for admission in &self.admissions {
+            admission.run(&self.pool).await?;
+        }
         let mut pass = InstallationPass::default();
         for row in self.claim_openings().await? {
             let span = tracing::info_span!("installation.open", tenant.id = %row.tenant, order.id = %row.order_id, correlation.id = %format!("order-paid:{}", row.order_id));

@@ -2,8 +2,9 @@
 //! from the Graph API and stored as a separate, retried step with its sha-256 recorded (issue 3,
 //! "Inbound").
 //!
-//! The `media` projector queues one `media_jobs` row per media message, with the message's
-//! content sealed as in the log. The fetcher claims due rows one at a time (a short
+//! The `media` projector feeds one `media_job_feed` row per media message, with the message's
+//! content sealed as in the log; the fetcher copies the feed into its own `media_jobs` queue
+//! ([`Admission`]) and claims due rows one at a time (a short
 //! `FOR UPDATE SKIP LOCKED` statement committed before any network call), opens the content
 //! with the contact's data key for WhatsApp's media id, and:
 //!
@@ -43,7 +44,7 @@ use tracing::Instrument;
 use crate::dispatch::Commands;
 use crate::error::CommandError;
 use crate::http::{backoff_delay, is_retryable, GraphApi};
-use crate::workers::{Queue, Stale};
+use crate::workers::{Admission, Queue, Stale};
 
 /// The actor recorded on media events.
 pub const COMPONENT: &str = "media-fetcher";
@@ -141,6 +142,7 @@ pub struct MediaFetcher {
     master: MasterKey,
     graph: GraphApi,
     queue: Queue,
+    admission: Admission,
     config: FetcherConfig,
 }
 
@@ -171,8 +173,26 @@ impl MediaFetcher {
                 Stale::Retry,
                 "found fetching after its fetcher stopped",
             ),
+            admission: Admission::new(
+                "media_job_feed",
+                "INSERT INTO media_jobs (tenant_id, media_ref, conversation_id, contact_id, message_ref, kind, content,
+                                         correlation_id, event_position, state, last_error)
+                 SELECT tenant_id, media_ref, conversation_id, contact_id, message_ref, kind, content, correlation_id,
+                        event_position, coalesce(settled, 'pending'), settled_error
+                   FROM new ORDER BY position
+                 ON CONFLICT (tenant_id, media_ref) DO UPDATE
+                    SET state = excluded.state, claimed_at = NULL, updated_at = now(),
+                        last_error = coalesce(excluded.last_error, media_jobs.last_error)
+                  WHERE excluded.state <> 'pending' AND media_jobs.state NOT IN ('stored', 'failed')",
+            ),
             config,
         })
+    }
+
+    /// Copies what the projector's feed gained into the fetcher's own table (every pass does it
+    /// first). Returns how many feed rows were read.
+    pub async fn admit(&self) -> Result<u64, CommandError> {
+        Ok(self.admission.run(&self.pool).await?)
     }
 
     /// Puts rows left `fetching` by a stopped fetcher back to pending. Returns how many.
@@ -190,6 +210,7 @@ impl MediaFetcher {
     /// One pass: releases stale claims, then claims and works up to `batch_size` due rows, one
     /// at a time. A failure on one row is logged and does not stop the pass.
     pub async fn run_once(&self) -> Result<FetchPass, CommandError> {
+        self.admit().await?;
         self.release_stale().await?;
         let mut pass = FetchPass::default();
         while pass.claimed < usize::try_from(self.config.batch_size).unwrap_or(1) {

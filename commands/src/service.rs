@@ -566,6 +566,10 @@ fn system_metadata(tenant: &str, correlation: String) -> Result<CommandMetadata,
     })
 }
 
+/// The service sweeper's names in `work_leases`.
+const SLA_WORKER: &str = "service-sla";
+const RENEWAL_WORKER: &str = "maintenance-renewals";
+
 impl ServiceSweeper {
     /// A sweeper over `commands`' pool.
     pub fn new(commands: Commands) -> Self {
@@ -617,9 +621,11 @@ impl ServiceSweeper {
     }
 
     async fn sweep_sla(&self, limit: i64, pass: &mut SweepPass) -> Result<(), CommandError> {
-        let rows = LeaseClaim::new(
+        let rows = LeaseClaim::on_feed(
+            SLA_WORKER,
             "service_sla_watch",
             "tenant_id, request_id",
+            None,
             "state = 'pending' AND sla_due_at <= now()",
             "sla_due_at",
             "tenant_id, request_id, now() AS db_now",
@@ -642,48 +648,48 @@ impl ServiceSweeper {
             }
             .instrument(span)
             .await;
-            let (state, error) = match result {
+            // The lease (a minute) covers the time until the projector marks the row done; the
+            // check is idempotent.
+            let (give_up, error) = match result {
                 Ok(_) => {
                     pass.checked += 1;
-                    ("done", None)
+                    (false, None)
                 }
                 Err(e @ CommandError::Rejected(DomainError::Service(ServiceError::SlaNotYetDue { .. }))) => {
                     // Cannot happen with the due time copied from the log and the database's
                     // clock; if it does, the row waits for the next pass.
                     pass.retry += 1;
-                    ("pending", Some(e.to_string()))
+                    (false, Some(e.to_string()))
                 }
                 Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
                     tracing::warn!(tenant.id = %tenant, request.id = %request_id, reason = %e, "SLA check refused");
                     pass.refused += 1;
-                    ("refused", Some(e.to_string()))
+                    (true, Some(e.to_string()))
                 }
                 Err(e) => {
                     tracing::warn!(tenant.id = %tenant, request.id = %request_id, reason = %e, "SLA check will be retried");
                     pass.retry += 1;
-                    // The lease (a minute) spaces the retry; the check is idempotent.
-                    ("pending", Some(e.to_string()))
+                    (false, Some(e.to_string()))
                 }
             };
-            sqlx::query(
-                "UPDATE service_sla_watch SET state = CASE WHEN state = 'pending' THEN $3 ELSE state END,
-                        last_error = $4
-                  WHERE tenant_id = $1 AND request_id = $2",
+            LeaseClaim::record(
+                &self.pool,
+                SLA_WORKER,
+                &[&tenant, &request_id],
+                error.as_deref(),
+                give_up,
             )
-            .bind(&tenant)
-            .bind(&request_id)
-            .bind(state)
-            .bind(error)
-            .execute(&self.pool)
             .await?;
         }
         Ok(())
     }
 
     async fn sweep_renewals(&self, limit: i64, pass: &mut SweepPass) -> Result<(), CommandError> {
-        let rows = LeaseClaim::new(
+        let rows = LeaseClaim::on_feed(
+            RENEWAL_WORKER,
             "maintenance_renewals",
             "tenant_id, contract_id",
+            Some("last_position"),
             "auto_renew AND status = 'active' AND ends_at <= now()",
             "ends_at",
             "tenant_id, contract_id, ends_at, now() AS db_now",
@@ -717,36 +723,31 @@ impl ServiceSweeper {
             }
             .instrument(span)
             .await;
-            let error = match result {
+            let (give_up, error) = match result {
                 Ok(_) => {
                     pass.renewed += 1;
-                    None
+                    (false, None)
                 }
                 Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
                     tracing::warn!(tenant.id = %tenant, contract.id = %contract_id, reason = %e, "auto-renewal refused");
                     pass.refused += 1;
-                    // Stop retrying until the contract changes (the projector resets the row).
-                    sqlx::query(
-                        "UPDATE maintenance_renewals SET status = 'refused' WHERE tenant_id = $1 AND contract_id = $2",
-                    )
-                    .bind(&tenant)
-                    .bind(&contract_id)
-                    .execute(&self.pool)
-                    .await?;
-                    Some(e.to_string())
+                    // Stop retrying until the contract changes (its row's last_position moves).
+                    (true, Some(e.to_string()))
                 }
                 Err(e) => {
                     tracing::warn!(tenant.id = %tenant, contract.id = %contract_id, reason = %e, "auto-renewal will be retried");
                     pass.retry += 1;
-                    Some(e.to_string())
+                    (false, Some(e.to_string()))
                 }
             };
-            sqlx::query("UPDATE maintenance_renewals SET last_error = $3 WHERE tenant_id = $1 AND contract_id = $2")
-                .bind(&tenant)
-                .bind(&contract_id)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
+            LeaseClaim::record(
+                &self.pool,
+                RENEWAL_WORKER,
+                &[&tenant, &contract_id],
+                error.as_deref(),
+                give_up,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ use tracing::Instrument;
 use crate::dispatch::Commands;
 use crate::error::CommandError;
 use crate::wallets::WalletService;
-use crate::workers::LeaseClaim;
+use crate::workers::{Admission, LeaseClaim};
 
 /// How long a transfer's second half is left to the inline retry before the sweeper runs it.
 pub const DEFAULT_TRANSFER_GRACE: Duration = Duration::from_secs(30);
@@ -76,6 +76,8 @@ pub struct WalletSweeper {
     pool: PgPool,
     wallets: WalletService,
     transfer_grace: Duration,
+    /// Alerts, from the projector's `wallet_alert_feed` into `wallet_alert_work`.
+    alerts: Admission,
 }
 
 fn system_metadata(tenant: &str, correlation: String) -> Result<CommandMetadata, CommandError> {
@@ -90,6 +92,10 @@ fn system_metadata(tenant: &str, correlation: String) -> Result<CommandMetadata,
     })
 }
 
+/// The sweeper's names in `work_leases`.
+const TRANSFER_WORKER: &str = "wallet-transfers";
+const EXPIRY_WORKER: &str = "wallet-expiries";
+
 impl WalletSweeper {
     /// A sweeper over `commands`' pool, with the [`DEFAULT_TRANSFER_GRACE`].
     pub fn new(commands: Commands) -> Self {
@@ -97,6 +103,12 @@ impl WalletSweeper {
             pool: commands.pool().clone(),
             wallets: WalletService::new(commands),
             transfer_grace: DEFAULT_TRANSFER_GRACE,
+            alerts: Admission::new(
+                "wallet_alert_feed",
+                "INSERT INTO wallet_alert_work (tenant_id, global_position, wallet_id, kind, threshold, available)
+                 SELECT tenant_id, position, wallet_id, kind, threshold, available FROM new ORDER BY position
+                 ON CONFLICT (tenant_id, global_position) DO NOTHING",
+            ),
         }
     }
 
@@ -148,9 +160,11 @@ impl WalletSweeper {
 
     async fn sweep_transfers(&self, limit: i64, pass: &mut WalletSweepPass) -> Result<(), CommandError> {
         let grace = self.transfer_grace.as_secs_f64();
-        let rows = LeaseClaim::new(
+        let rows = LeaseClaim::on_feed(
+            TRANSFER_WORKER,
             "wallet_open_transfers",
             "tenant_id, from_wallet, reference",
+            None,
             "state = 'open' AND out_at <= now() - make_interval(secs => $2)",
             "out_at",
             "tenant_id, from_wallet, reference, to_wallet, amount",
@@ -176,60 +190,65 @@ impl WalletSweeper {
             }
             .instrument(span)
             .await;
-            let (state, error) = match result {
+            // The lease (a minute) covers the time until the projector marks the row done.
+            let (give_up, error) = match result {
                 Ok(_) => {
                     pass.transfers_completed += 1;
-                    ("done", None)
+                    (false, None)
                 }
                 Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
                     tracing::error!(tenant.id = %tenant, wallet.reference = %reference, reason = %e,
                         "a transfer's second half was refused; the tokens stay in transit");
                     pass.refused += 1;
-                    ("refused", Some(e.to_string()))
+                    (true, Some(e.to_string()))
                 }
                 Err(e) => {
                     tracing::warn!(tenant.id = %tenant, wallet.reference = %reference, reason = %e,
                         "a transfer's second half will be retried");
                     pass.retry += 1;
-                    ("open", Some(e.to_string()))
+                    (false, Some(e.to_string()))
                 }
             };
-            sqlx::query(
-                "UPDATE wallet_open_transfers SET state = CASE WHEN state = 'open' THEN $4 ELSE state END, last_error = $5
-                  WHERE tenant_id = $1 AND from_wallet = $2 AND reference = $3",
+            LeaseClaim::record(
+                &self.pool,
+                TRANSFER_WORKER,
+                &[&tenant, &from, &reference],
+                error.as_deref(),
+                give_up,
             )
-            .bind(&tenant)
-            .bind(&from)
-            .bind(&reference)
-            .bind(state)
-            .bind(error)
-            .execute(&self.pool)
             .await?;
         }
         Ok(())
     }
 
     async fn sweep_expiries(&self, limit: i64, pass: &mut WalletSweepPass) -> Result<(), CommandError> {
-        let rows = LeaseClaim::new(
+        let rows = LeaseClaim::on_feed(
+            EXPIRY_WORKER,
             "wallet_open_reservations",
             "tenant_id, wallet_id, reservation",
+            None,
             "state = 'open' AND expires_at <= now()",
             "expires_at",
-            "tenant_id, wallet_id, now() AS db_now",
+            "tenant_id, wallet_id, reservation, now() AS db_now",
         )
         .query()
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         // One command per wallet: it expires every due reservation of the wallet at once.
-        let mut wallets: BTreeMap<(String, String), DateTime<Utc>> = BTreeMap::new();
+        let mut wallets: BTreeMap<(String, String), (DateTime<Utc>, Vec<String>)> = BTreeMap::new();
         for row in rows {
             let tenant: String = row.try_get("tenant_id")?;
             let wallet_id: String = row.try_get("wallet_id")?;
+            let reservation: String = row.try_get("reservation")?;
             let now: DateTime<Utc> = row.try_get("db_now")?;
-            wallets.insert((tenant, wallet_id), now);
+            wallets
+                .entry((tenant, wallet_id))
+                .or_insert_with(|| (now, Vec::new()))
+                .1
+                .push(reservation);
         }
-        for ((tenant, wallet_id), now) in wallets {
+        for ((tenant, wallet_id), (now, reservations)) in wallets {
             let correlation = format!("reservation-sweep:{wallet_id}:{}", now.timestamp_millis());
             let span = tracing::info_span!("wallet.expiry_sweep", tenant.id = %tenant, wallet.id = %wallet_id, correlation.id = %correlation);
             let result = async {
@@ -238,41 +257,41 @@ impl WalletSweeper {
             }
             .instrument(span)
             .await;
-            let (closed, error) = match result {
+            let error = match result {
                 Ok(_) => {
                     pass.wallets_expired += 1;
-                    (true, None)
+                    None
                 }
                 Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
                     tracing::warn!(tenant.id = %tenant, wallet.id = %wallet_id, reason = %e, "reservation expiry refused");
                     pass.refused += 1;
-                    (false, Some(e.to_string()))
+                    Some(e.to_string())
                 }
                 Err(e) => {
                     tracing::warn!(tenant.id = %tenant, wallet.id = %wallet_id, reason = %e, "reservation expiry will be retried");
                     pass.retry += 1;
-                    (false, Some(e.to_string()))
+                    Some(e.to_string())
                 }
             };
             // Every reservation due by `now` is closed by the command (or was already); the
-            // projector records the same when the events arrive.
-            sqlx::query(
-                "UPDATE wallet_open_reservations
-                    SET state = CASE WHEN $4 THEN 'closed' ELSE state END, last_error = $5
-                  WHERE tenant_id = $1 AND wallet_id = $2 AND state = 'open' AND expires_at <= $3",
-            )
-            .bind(&tenant)
-            .bind(&wallet_id)
-            .bind(now)
-            .bind(closed)
-            .bind(error)
-            .execute(&self.pool)
-            .await?;
+            // projector records it when the events arrive, and the lease (a minute) covers the
+            // time until then. A refusal is tried again after the lease.
+            for reservation in &reservations {
+                LeaseClaim::record(
+                    &self.pool,
+                    EXPIRY_WORKER,
+                    &[&tenant, &wallet_id, reservation],
+                    error.as_deref(),
+                    false,
+                )
+                .await?;
+            }
         }
         Ok(())
     }
 
     async fn sweep_alerts(&self, limit: i64, pass: &mut WalletSweepPass) -> Result<(), CommandError> {
+        self.alerts.run(&self.pool).await?;
         let rows = sqlx::query(
             "UPDATE wallet_alert_work SET state = 'raised', raised_at = now(), attempts = attempts + 1
               WHERE (tenant_id, global_position) IN (

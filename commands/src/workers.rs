@@ -8,6 +8,11 @@
 //! [`poll_until_shutdown`]: a pass; the next at once when it was busy, else after its pause.
 //! The server spawns them beside its projectors; tests drive a worker's `drain` or `run_once`
 //! directly.
+//!
+//! The shared parts (decision 0013): [`Admission`] copies a projector's feed into a worker's own
+//! table; [`LeaseClaim`] claims rows under a lease, on the worker's own table ([`LeaseClaim::new`])
+//! or on a table a projector owns, the leases kept in `work_leases` ([`LeaseClaim::on_feed`]);
+//! [`Queue`] claims the rows of a worker that calls out, one at a time.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -308,6 +313,84 @@ impl LeaseClaim {
         }
     }
 
+    /// The claim of a feed's rows: a table a projector owns (`wallet_open_transfers`,
+    /// `service_sla_watch`, …), whose leases the worker keeps beside it in `work_leases` under
+    /// `worker`, so the projector stays the table's only writer and a rebuild keeps them
+    /// (decision 0013). Rows are identified by the columns `key`, meet `ready` (on the feed's
+    /// columns; `$2` and on are the caller's), and have no live lease; each is leased for
+    /// [`LEASE_SECS`] and its attempts counted. The lease is taken by an upsert, which locks the
+    /// lease row and rechecks it, so two workers never claim one row. A row given up
+    /// ([`LeaseClaim::give_up`]) is skipped while its `version` column (when given) is
+    /// unchanged.
+    pub fn on_feed(
+        worker: &str,
+        feed: &str,
+        key: &str,
+        version: Option<&str>,
+        ready: &str,
+        order: &str,
+        returning: &str,
+    ) -> Self {
+        let item = format!(
+            "jsonb_build_array({})",
+            key.split(',')
+                .map(|c| format!("f.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let version = version.map_or_else(|| "NULL::bigint".to_string(), |v| format!("f.{v}"));
+        Self {
+            sql: format!(
+                "WITH picked AS (
+                      SELECT f.*, {item} AS lease_item, {version} AS lease_version FROM {feed} f
+                       WHERE ({ready})
+                         AND NOT EXISTS (SELECT 1 FROM work_leases l
+                                          WHERE l.worker = '{worker}' AND l.item = {item}
+                                            AND (l.not_before > now()
+                                                 OR (l.given_up AND l.version IS NOT DISTINCT FROM {version})))
+                       ORDER BY {order}
+                       LIMIT $1),
+                  leased AS (
+                      INSERT INTO work_leases (worker, item, version, not_before, attempts)
+                      SELECT '{worker}', lease_item, lease_version, now() + interval '{LEASE_SECS} seconds', 1 FROM picked
+                      ON CONFLICT (worker, item) DO UPDATE
+                         SET not_before = excluded.not_before, attempts = work_leases.attempts + 1,
+                             version = excluded.version, given_up = false, updated_at = now()
+                       WHERE work_leases.not_before <= now()
+                         AND NOT (work_leases.given_up AND work_leases.version IS NOT DISTINCT FROM excluded.version)
+                      RETURNING item)
+                 SELECT {returning} FROM picked WHERE lease_item IN (SELECT item FROM leased)"
+            ),
+        }
+    }
+
+    /// Records the last error of a feed row's lease (`worker`, the row's key values in the
+    /// claim's `key` order); `give_up` stops claiming the row until its version changes.
+    pub async fn record(
+        pool: &sqlx::PgPool,
+        worker: &str,
+        key: &[&str],
+        error: Option<&str>,
+        give_up: bool,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE work_leases SET last_error = $3, given_up = $4, updated_at = now()
+              WHERE worker = $1 AND item = to_jsonb($2::text[])",
+        )
+        .bind(worker)
+        .bind(key)
+        .bind(error)
+        .bind(give_up)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stops claiming a feed row until its version changes (see [`LeaseClaim::record`]).
+    pub async fn give_up(pool: &sqlx::PgPool, worker: &str, key: &[&str], error: &str) -> Result<(), sqlx::Error> {
+        Self::record(pool, worker, key, Some(error), true).await
+    }
+
     /// The statement, ready for its binds: `$1` the most rows to claim, then the condition's.
     pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
         sqlx::query(&self.sql)
@@ -398,5 +481,66 @@ impl Queue {
             .execute(pool)
             .await?
             .rows_affected())
+    }
+}
+
+/// How many feed rows one admission statement copies at most ([`Admission::run`] repeats until
+/// the feed is copied).
+const ADMISSION_BATCH: i64 = 5_000;
+
+/// A worker's intake from its projector's feed (decision 0013, migration `..83`): the feed
+/// (`outbox_feed`, `call_follow_up_feed`, …) is a read model the projector alone writes and a
+/// rebuild clears; the worker's table is its own. `Admission` copies the feed rows past the
+/// worker's mark (`work_admissions`, the highest feed `position` copied) into the worker's
+/// table with the worker's statement, and moves the mark, in one statement. A rebuilt feed
+/// brings its rows back at the positions they had, at or below the mark, so a rebuild copies
+/// nothing again and no work is repeated; a row whose position moved (the log recorded an
+/// outcome) is copied again, which the worker's statement treats as an update.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    feed: &'static str,
+    sql: String,
+}
+
+impl Admission {
+    /// The admission from `feed` by `apply`: an `INSERT … SELECT … FROM new …` or
+    /// `UPDATE … FROM new …` statement over `new`, the feed's rows past the mark (every column
+    /// of the feed), oldest first.
+    pub fn new(feed: &'static str, apply: &str) -> Self {
+        Self {
+            feed,
+            sql: format!(
+                "WITH new AS (SELECT * FROM {feed}
+                               WHERE position > coalesce((SELECT position FROM work_admissions WHERE feed = '{feed}'), 0)
+                               ORDER BY position
+                               LIMIT {ADMISSION_BATCH}),
+                      applied AS ({apply} RETURNING 1),
+                      marked AS (INSERT INTO work_admissions (feed, position)
+                                 SELECT '{feed}', max(position) FROM new HAVING count(*) > 0
+                                 ON CONFLICT (feed) DO UPDATE
+                                    SET position = greatest(work_admissions.position, excluded.position),
+                                        updated_at = now())
+                 SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM applied)"
+            ),
+        }
+    }
+
+    /// The feed this admission reads.
+    pub fn feed(&self) -> &'static str {
+        self.feed
+    }
+
+    /// Copies everything the feed gained since the mark; answers how many feed rows were read.
+    /// Concurrent admissions of one feed (two server processes) are harmless: each statement
+    /// is idempotent and the mark only moves forward.
+    pub async fn run(&self, pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+        let mut total = 0;
+        loop {
+            let (read, _applied): (i64, i64) = sqlx::query_as(&self.sql).fetch_one(pool).await?;
+            total += u64::try_from(read).unwrap_or(0);
+            if read < ADMISSION_BATCH {
+                return Ok(total);
+            }
+        }
     }
 }

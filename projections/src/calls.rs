@@ -1,6 +1,7 @@
 //! Calls: the `calls` read model (one row per completed call with its follow-up status,
-//! written by [`CallsProjector`], read by [`list`]) and the work list of the follow-up process
-//! manager (`call_follow_ups`, written by [`CallFollowUpsProjector`], worked by
+//! written by [`CallsProjector`], read by [`list`]) and the feed of the follow-up process
+//! manager (`call_follow_up_feed`, `call_follow_up_outcome_feed`, written by
+//! [`CallFollowUpsProjector`], copied into its own `call_follow_ups` and worked by
 //! `chronicle_commands::calls::FollowUpWorker`).
 //!
 //! A call's numbers are sealed under the data key of the call's contact, or, for a number that
@@ -207,9 +208,10 @@ impl Projector for CallsProjector {
     }
 }
 
-/// The follow-up process manager's inbox: adds a row to `call_follow_ups` for every completed
-/// call with a contact, and copies the outcome of each follow-up message (the conversation's
-/// `OutboundMessageSent` / `OutboundMessageFailed` for the row's `message_key`) into the row.
+/// The follow-up process manager's feed: a `call_follow_up_feed` row for every completed call
+/// with a contact, and a `call_follow_up_outcome_feed` row for the outcome of each follow-up
+/// message (the conversation's `OutboundMessageSent` / `OutboundMessageFailed` of a
+/// `call-follow-up:` key). The worker copies both into its own `call_follow_ups`.
 #[derive(Debug, Default)]
 pub struct CallFollowUpsProjector;
 
@@ -218,8 +220,7 @@ const FOLLOW_UP_TYPES: &[&str] = &["CallCompleted", "OutboundMessageSent", "Outb
 /// The idempotency keys of follow-up messages begin with this.
 pub const FOLLOW_UP_KEY_PREFIX: &str = "call-follow-up:";
 
-/// Copies a follow-up message's outcome into its row (only while the row waits for it, so a
-/// replay changes nothing).
+/// Feeds a follow-up message's outcome (its first one).
 async fn follow_up_outcome(db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
     let sent = event.event_type == "OutboundMessageSent";
     let body = &event.payload[event.event_type.as_str()];
@@ -233,9 +234,10 @@ async fn follow_up_outcome(db: &mut PgConnection, event: &StoredEvent) -> Result
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or(event.recorded_at);
     sqlx::query(
-        "UPDATE call_follow_ups SET send_state = $3, send_message_ref = $4, send_error_code = $5,
-                send_retryable = $6, send_at = $7, not_before = now()
-          WHERE tenant_id = $1 AND message_key = $2 AND send_state = 'queued'",
+        "INSERT INTO call_follow_up_outcome_feed (tenant_id, message_key, send_state, send_message_ref,
+                send_error_code, send_retryable, send_at, position)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (tenant_id, message_key) DO NOTHING",
     )
     .bind(&event.tenant_id)
     .bind(key)
@@ -244,6 +246,7 @@ async fn follow_up_outcome(db: &mut PgConnection, event: &StoredEvent) -> Result
     .bind(body["code"].as_i64())
     .bind(body["retryable"].as_bool())
     .bind(at)
+    .bind(event.global_position)
     .execute(&mut *db)
     .await?;
     Ok(())
@@ -280,7 +283,7 @@ impl Projector for CallFollowUpsProjector {
                 } = parse(event)?
                 {
                     sqlx::query(
-                        "INSERT INTO call_follow_ups (tenant_id, call_id, contact_id, outcome, ended_at, event_position)
+                        "INSERT INTO call_follow_up_feed (tenant_id, call_id, contact_id, outcome, ended_at, position)
                          VALUES ($1, $2, $3, $4, $5, $6)
                          ON CONFLICT (tenant_id, call_id) DO NOTHING",
                     )
@@ -298,10 +301,17 @@ impl Projector for CallFollowUpsProjector {
         })
     }
 
-    /// Keeps the work list: its rows record decisions already taken (a rebuild re-inserts
-    /// nothing new, `ON CONFLICT DO NOTHING`), so a replay never decides a call twice.
-    fn reset<'a>(&'a self, _tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move { Ok(()) })
+    /// Clears the feeds; the worker's `call_follow_ups` keeps the decisions already taken, so a
+    /// rebuild never decides a call twice (decision 0013).
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(clear_tables(
+            tx,
+            &["call_follow_up_feed", "call_follow_up_outcome_feed"],
+        ))
+    }
+
+    fn feeds(&self) -> &'static [&'static str] {
+        &["call_follow_up_feed", "call_follow_up_outcome_feed"]
     }
 }
 

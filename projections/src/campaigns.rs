@@ -1,8 +1,9 @@
 //! Campaigns: the read models (`campaigns` with the counts every event carries, and
 //! `campaign_recipients` with each recipient's status; written by [`CampaignsProjector`], read
-//! by [`list`], [`campaign`] and [`recipients`]) and the campaign runner's work lists
-//! (`campaign_runs`, `campaign_messages`, `campaign_outcomes`; written by
-//! [`CampaignWorkProjector`], worked by `chronicle_commands::campaigns::CampaignRunner`).
+//! by [`list`], [`campaign`] and [`recipients`]) and the campaign runner's feed
+//! (`campaign_run_feed`, `campaign_outcome_feed`, `campaign_messages`; written by
+//! [`CampaignWorkProjector`], copied into the runner's own tables and worked by
+//! `chronicle_commands::campaigns::CampaignRunner`).
 //!
 //! Counts are copied from the events, never recounted. Recipients are contact ids (keyed
 //! hashes); nothing here is personal data in the clear.
@@ -353,9 +354,11 @@ impl Projector for CampaignsProjector {
     }
 }
 
-/// The campaign runner's inbox (see the module docs and migration `..55`): a `campaign_runs`
-/// row per scheduled campaign, busy again after each of its events; the outcomes of campaign
-/// messages in `campaign_outcomes`.
+/// The campaign runner's feed (see the module docs and migrations `..55`, `..83`): a
+/// `campaign_run_feed` row per scheduled campaign with its status and latest event; the
+/// outcomes of campaign messages in `campaign_outcome_feed`; and `campaign_messages`, which
+/// message belongs to which recipient. The runner copies the feeds into its own
+/// `campaign_runs` and `campaign_outcomes`.
 #[derive(Debug, Default)]
 pub struct CampaignWorkProjector;
 
@@ -408,7 +411,7 @@ async fn add_outcome(
     at: DateTime<Utc>,
 ) -> Result<(), ProjectionError> {
     sqlx::query(
-        "INSERT INTO campaign_outcomes (tenant_id, campaign_id, recipient, outcome, reason, at, event_position)
+        "INSERT INTO campaign_outcome_feed (tenant_id, campaign_id, recipient, outcome, reason, at, position)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (tenant_id, campaign_id, recipient, outcome) DO NOTHING",
     )
@@ -431,8 +434,8 @@ impl CampaignWorkProjector {
         let status = match &parsed {
             CampaignEvent::CampaignScheduled { start_at, .. } => {
                 sqlx::query(
-                    "INSERT INTO campaign_runs (tenant_id, campaign_id, status, start_at, last_position)
-                     VALUES ($1, $2, 'scheduled', $3, $4)
+                    "INSERT INTO campaign_run_feed (tenant_id, campaign_id, status, start_at, position, status_position)
+                     VALUES ($1, $2, 'scheduled', $3, $4, $4)
                      ON CONFLICT (tenant_id, campaign_id) DO NOTHING",
                 )
                 .bind(&event.tenant_id)
@@ -450,13 +453,12 @@ impl CampaignWorkProjector {
             CampaignEvent::CampaignCompleted { .. } => Some("completed"),
             _ => None,
         };
-        // A status change is worked at once; other events only make the row busy (its
-        // rate-limit time stands).
+        // Every event moves the row (the runner's copy turns busy again); a status change is
+        // worked at once, other events leave the rate-limit time standing.
         sqlx::query(
-            "UPDATE campaign_runs SET idle = false, status = coalesce($3, status),
-                    not_before = CASE WHEN $3::text IS NULL THEN not_before ELSE now() END,
-                    last_position = $4
-              WHERE tenant_id = $1 AND campaign_id = $2 AND last_position < $4",
+            "UPDATE campaign_run_feed SET status = coalesce($3, status), position = $4,
+                    status_position = CASE WHEN $3::text IS NULL THEN status_position ELSE $4 END
+              WHERE tenant_id = $1 AND campaign_id = $2 AND position < $4",
         )
         .bind(&event.tenant_id)
         .bind(&id)
@@ -544,10 +546,18 @@ impl Projector for CampaignWorkProjector {
         })
     }
 
-    /// Keeps the work lists: their rows record work already done (a rebuild re-inserts
-    /// nothing new, `ON CONFLICT DO NOTHING`), so a replay never repeats an effect.
-    fn reset<'a>(&'a self, _tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move { Ok(()) })
+    /// Clears the feeds and the message lookup; the runner's `campaign_runs` and
+    /// `campaign_outcomes` keep the work already done, so a rebuild never repeats an effect
+    /// (decision 0013).
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(clear_tables(
+            tx,
+            &["campaign_run_feed", "campaign_outcome_feed", "campaign_messages"],
+        ))
+    }
+
+    fn feeds(&self) -> &'static [&'static str] {
+        &["campaign_run_feed", "campaign_outcome_feed"]
     }
 }
 

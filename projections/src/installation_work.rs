@@ -1,12 +1,13 @@
-//! The work lists of the installation process managers (issue 4), written by
-//! [`InstallationWorkProjector`] and worked by
-//! `chronicle_commands::installations::InstallationWorker` (migration 0073):
+//! The feed of the installation process managers (issue 4), written by
+//! [`InstallationWorkProjector`] and copied into its own tables by
+//! `chronicle_commands::installations::InstallationWorker` (migrations 0073, 0083):
 //!
-//! - `installation_openings`: a row per `OrderPaid` that lists installable items;
-//! - `installation_commissionings`: a row per `InstallationCommissioned`.
+//! - `installation_opening_feed`: a row per `OrderPaid` that lists installable items;
+//! - `installation_commissioning_feed`: a row per `InstallationCommissioned`.
 //!
-//! Rows are inserted once (`ON CONFLICT DO NOTHING`) and never deleted by a rebuild: their states
-//! record what the worker already did, so a replay never opens, pays or notifies twice.
+//! A rebuild clears the feed; the worker's `installation_openings` and
+//! `installation_commissionings` record what it already did, so a replay never opens, pays or
+//! notifies twice (decision 0013).
 
 use chronicle_domain::installation::{InstallationEvent, OrderEvent};
 use futures::future::BoxFuture;
@@ -15,7 +16,7 @@ use sqlx::PgConnection;
 use crate::contacts::local_id;
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::payload;
+use crate::shared::{clear_tables, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "installation_work";
@@ -50,8 +51,8 @@ impl InstallationWorkProjector {
                     }
                     let items = serde_json::to_value(&installable_items).map_err(|e| handler_error(event, e))?;
                     sqlx::query(
-                        "INSERT INTO installation_openings (tenant_id, order_id, customer_id, installable_items,
-                                paid_at, event_position)
+                        "INSERT INTO installation_opening_feed (tenant_id, order_id, customer_id, installable_items,
+                                paid_at, position)
                          VALUES ($1, $2, $3, $4, $5, $6)
                          ON CONFLICT (tenant_id, order_id) DO NOTHING",
                     )
@@ -81,9 +82,9 @@ impl InstallationWorkProjector {
                     let components = serde_json::to_value(&components).map_err(|e| handler_error(event, e))?;
                     let technicians = serde_json::to_value(&technicians).map_err(|e| handler_error(event, e))?;
                     sqlx::query(
-                        "INSERT INTO installation_commissionings (tenant_id, installation_id, customer_id, order_id,
+                        "INSERT INTO installation_commissioning_feed (tenant_id, installation_id, customer_id, order_id,
                                 installation_type, system_size_w, components, technicians, commissioned_at,
-                                event_position)
+                                position)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                          ON CONFLICT (tenant_id, installation_id) DO NOTHING",
                     )
@@ -130,7 +131,15 @@ impl Projector for InstallationWorkProjector {
     }
 
     /// Keeps the work lists (see the module docs).
-    fn reset<'a>(&'a self, _tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move { Ok(()) })
+    /// Clears the feeds; the worker's tables keep the work already done (decision 0013).
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(clear_tables(
+            tx,
+            &["installation_opening_feed", "installation_commissioning_feed"],
+        ))
+    }
+
+    fn feeds(&self) -> &'static [&'static str] {
+        &["installation_opening_feed", "installation_commissioning_feed"]
     }
 }

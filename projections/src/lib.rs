@@ -20,7 +20,8 @@
 //! - [`conversations`]: the `conversations` projector and its queries.
 //! - [`messages`]: the `messages` projector (messages in order, status timelines, conversation
 //!   details and notes) and its queries.
-//! - [`outbox`]: the `outbox` projector, which queues outbound messages for the sender.
+//! - [`outbox`]: the `outbox` projector, which feeds outbound messages to the sender
+//!   (`outbox_feed`; decision 0013).
 //! - [`leads`]: the `leads` projector (leads and their stage transitions), lead queries and the
 //!   funnel.
 //! - [`contacts`], [`templates`], [`calls`]: the `contacts`, `templates` and `calls` read models,

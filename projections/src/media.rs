@@ -1,17 +1,18 @@
 //! The `media` projector and its query.
 //!
 //! - `MessageReceived` of a media kind (image, audio, video, document, sticker) becomes a row of
-//!   the `media_jobs` work queue (migration 20261122000045), which the media fetcher
-//!   (`commands::media`) works. The projector opens the sealed content with the contact's data
+//!   the `media_job_feed` (migration 20261206000083), which the media fetcher
+//!   (`commands::media`) copies into its own `media_jobs` queue and works. The projector opens the sealed content with the contact's data
 //!   key only to read WhatsApp's media id and make its keyed ref; the row keeps the content
 //!   sealed exactly as in the event. A contact whose key was erased queues nothing.
 //! - The `Media` events fold into the `media_files` read model (migration 20261122000047): the
 //!   fetch status, sha-256, size and MIME type of each media object, read by [`by_message`]; a
-//!   settled fetch settles its job too, so a queue rebuilt from the log never fetches again.
+//!   settled fetch settles its feed row too (`settled`, its `position` moved), so a job the
+//!   fetcher lost track of is settled from the log, never fetched again.
 //!
-//! Idempotent: jobs are inserted with `ON CONFLICT DO NOTHING`, read-model rows are guarded by
-//! `last_position`. [`Projector::reset`] deletes the read model, never the queue (like the
-//! outbox, it records work already done).
+//! Idempotent: feed rows are inserted with `ON CONFLICT DO NOTHING`, read-model rows are guarded
+//! by `last_position`. [`Projector::reset`] deletes the read model and the feed; the fetcher's
+//! `media_jobs` are its own (decision 0013).
 
 use std::collections::HashMap;
 
@@ -110,9 +111,9 @@ impl MediaProjector {
             source,
         })?;
         sqlx::query(
-            "INSERT INTO media_jobs (tenant_id, media_ref, conversation_id, contact_id, message_ref, kind, content,
-                                     correlation_id, event_position)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO media_job_feed (tenant_id, media_ref, conversation_id, contact_id, message_ref, kind, content,
+                                         correlation_id, event_position, position)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
              ON CONFLICT (tenant_id, media_ref) DO NOTHING",
         )
         .bind(tenant.as_str())
@@ -192,7 +193,7 @@ impl MediaProjector {
                 .bind(position)
                 .execute(&mut *db)
                 .await?;
-                settle(db, tenant, &media_ref, "stored", None).await?;
+                settle(db, event, tenant, &media_ref, "stored", None).await?;
             }
             MediaEvent::MediaFetchFailed {
                 attempt,
@@ -214,7 +215,7 @@ impl MediaProjector {
                 )
                 .await?;
                 if !retryable {
-                    settle(db, tenant, &media_ref, "failed", Some(&code)).await?;
+                    settle(db, event, tenant, &media_ref, "failed", Some(&code)).await?;
                 }
             }
             MediaEvent::MediaFetchGaveUp { attempts, code, at } => {
@@ -224,7 +225,7 @@ impl MediaProjector {
                     .bind(&media_ref)
                     .execute(&mut *db)
                     .await?;
-                settle(db, tenant, &media_ref, "failed", Some(&code)).await?;
+                settle(db, event, tenant, &media_ref, "failed", Some(&code)).await?;
             }
         }
         Ok(())
@@ -270,22 +271,24 @@ async fn failed(
     Ok(())
 }
 
-/// Marks a job with the outcome the log recorded (a no-op when the fetcher already did).
+/// Marks a feed row with the outcome the log recorded (its first one).
 async fn settle(
     db: &mut PgConnection,
+    event: &StoredEvent,
     tenant: &TenantId,
     media_ref: &str,
     state: &str,
     error: Option<&str>,
 ) -> Result<(), ProjectionError> {
     sqlx::query(
-        "UPDATE media_jobs SET state = $3, claimed_at = NULL, updated_at = now(), last_error = coalesce($4, last_error)
-          WHERE tenant_id = $1 AND media_ref = $2 AND state NOT IN ('stored', 'failed')",
+        "UPDATE media_job_feed SET settled = $3, settled_error = $4, position = $5
+          WHERE tenant_id = $1 AND media_ref = $2 AND settled IS NULL",
     )
     .bind(tenant.as_str())
     .bind(media_ref)
     .bind(state)
     .bind(error)
+    .bind(event.global_position)
     .execute(&mut *db)
     .await?;
     Ok(())
@@ -327,8 +330,13 @@ impl Projector for MediaProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        // The queue survives (see the module docs); the read model is rebuilt.
-        Box::pin(clear_tables(tx, &["media_files"]))
+        // The fetcher's queue is its own (see the module docs); the read model and the feed are
+        // rebuilt.
+        Box::pin(clear_tables(tx, &["media_files", "media_job_feed"]))
+    }
+
+    fn feeds(&self) -> &'static [&'static str] {
+        &["media_job_feed"]
     }
 }
 

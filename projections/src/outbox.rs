@@ -1,14 +1,13 @@
-//! The `outbox` projector: turns each `OutboundMessageQueued` into a row of the `outbox` table
-//! (migration 20261122000010), which the WhatsApp sender (`commands::outbound::whatsapp`)
-//! works. The body and recipient stay sealed exactly as in the event; the sender opens them.
+//! The `outbox` projector: turns each `OutboundMessageQueued` into a row of the `outbox_feed`
+//! (migration 20261206000083), which the WhatsApp sender (`commands::outbound::whatsapp`)
+//! copies into its own `outbox` and works. The body and recipient stay sealed exactly as in the
+//! event; the sender opens them.
 //!
-//! Idempotent: a row is keyed by tenant, stream and idempotency key and inserted with
-//! `ON CONFLICT DO NOTHING`, so replays and rebuilds never queue a message twice. The outcome
-//! events (`OutboundMessageSent`, `OutboundMessageFailed`) settle the row too, so an outbox
-//! rebuilt from the log never holds a pending row for a message the log says was sent.
-//!
-//! [`Projector::reset`] deletes nothing: the outbox records what was handed to the provider,
-//! which the log alone cannot say for a message claimed but not yet settled.
+//! The feed is a read model like any other: a row per (tenant, stream, idempotency key), its
+//! `settled` set by the outcome events (`OutboundMessageSent`, `OutboundMessageFailed`), its
+//! `position` the latest of them; [`Projector::reset`] clears it. What was handed to the
+//! provider (which the log alone cannot say for a message claimed but not yet settled) is the
+//! sender's own state, in `outbox`, which no rebuild touches (decision 0013).
 
 use chronicle_domain::conversation::ConversationEvent;
 use futures::future::BoxFuture;
@@ -16,7 +15,7 @@ use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::payload;
+use crate::shared::{clear_tables, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "outbox";
@@ -24,7 +23,7 @@ pub const NAME: &str = "outbox";
 /// The event types the outbox reads.
 const TYPES: &[&str] = &["OutboundMessageQueued", "OutboundMessageSent", "OutboundMessageFailed"];
 
-/// Folds queued messages and their outcomes into `outbox`.
+/// Folds queued messages and their outcomes into `outbox_feed`.
 #[derive(Debug, Default)]
 pub struct OutboxProjector;
 
@@ -54,9 +53,9 @@ impl OutboxProjector {
                     .unwrap_or_default()
                     .to_string();
                 sqlx::query(
-                    "INSERT INTO outbox (tenant_id, stream_id, contact_id, idempotency_key, business_number_id,
-                                         recipient, body, next_attempt_at, correlation_id, queued_position, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10)
+                    "INSERT INTO outbox_feed (tenant_id, stream_id, contact_id, idempotency_key, business_number_id,
+                                              recipient, body, correlation_id, queued_position, created_at, position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9)
                      ON CONFLICT (tenant_id, stream_id, idempotency_key) DO NOTHING",
                 )
                 .bind(&event.tenant_id)
@@ -84,7 +83,7 @@ impl OutboxProjector {
     }
 }
 
-/// Marks a row with the outcome the log recorded (a no-op when the sender already did).
+/// Marks a row with the outcome the log recorded (its first one).
 async fn settle(
     db: &mut PgConnection,
     event: &StoredEvent,
@@ -92,13 +91,14 @@ async fn settle(
     state: &str,
 ) -> Result<(), ProjectionError> {
     sqlx::query(
-        "UPDATE outbox SET state = $4, claimed_at = NULL, updated_at = now()
-          WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 AND state NOT IN ('sent', 'failed')",
+        "UPDATE outbox_feed SET settled = $4, position = $5
+          WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 AND settled IS NULL",
     )
     .bind(&event.tenant_id)
     .bind(&event.aggregate_id)
     .bind(idempotency_key)
     .bind(state)
+    .bind(event.global_position)
     .execute(&mut *db)
     .await?;
     Ok(())
@@ -128,8 +128,11 @@ impl Projector for OutboxProjector {
         })
     }
 
-    fn reset<'a>(&'a self, _tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        // See the module docs: the outbox survives rebuilds; replays insert nothing twice.
-        Box::pin(async { Ok(()) })
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(clear_tables(tx, &["outbox_feed"]))
+    }
+
+    fn feeds(&self) -> &'static [&'static str] {
+        &["outbox_feed"]
     }
 }

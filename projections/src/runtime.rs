@@ -104,8 +104,16 @@ pub trait Projector: Send + Sync + 'static {
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 
-    /// Deletes every row this projector wrote (for a rebuild from zero).
+    /// Deletes every row this projector wrote (for a rebuild from zero), feeds included.
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>>;
+
+    /// The feeds among this projector's tables: the `*_feed` tables a worker of `commands`
+    /// copies into its own work list (`commands::workers::Admission`, decision 0013). A feed
+    /// is rebuilt like any read model; the worker's mark keeps a rebuild from repeating work.
+    /// A projector that feeds no worker answers none.
+    fn feeds(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// How a runner reads and waits.

@@ -324,7 +324,7 @@ impl ServiceWorkProjector {
         sqlx::query(
             "UPDATE maintenance_renewals
                 SET ends_at = coalesce($4, ends_at), auto_renew = coalesce($5, auto_renew), status = $6,
-                    attempts = 0, last_error = NULL, last_position = $3
+                    last_position = $3
               WHERE tenant_id = $1 AND contract_id = $2 AND last_position < $3",
         )
         .bind(tenant)

@@ -7,8 +7,8 @@
 //!   second halves;
 //! - `wallet_open_reservations`: every reservation with its `expires_at` stays `open` until it
 //!   is fully captured, released or expired (`closed`); the sweeper expires the past-due ones;
-//! - `wallet_alert_work`: every `LowBalanceAlerted` / `AutoRefillRequested`, for the sweeper to
-//!   raise once to the operators;
+//! - `wallet_alert_feed`: every `LowBalanceAlerted` / `AutoRefillRequested`, which the sweeper
+//!   copies into its own `wallet_alert_work` and raises once to the operators;
 //! - `wallet_alerts` (read model, row-level security): the alerts and auto-refill requests as
 //!   finance sees them ([`alerts`]). An auto-refill shows `pending` with its purchase reference
 //!   (`refill:<trigger>`) and `fulfilled` once a `TokensPurchased` with that reference lands on
@@ -17,8 +17,9 @@
 //! The projector reads the log; the write side only reads these tables (the layout rule:
 //! `projections` is the only reader of the log across streams). Every write is idempotent
 //! (inserts keyed by the event, state changes that are pure functions of the event), so a
-//! batch applied twice changes nothing. A rebuild keeps `wallet_alert_work`, so an alert that
-//! was raised is not raised again.
+//! batch applied twice changes nothing. A rebuild clears them all; the sweeper's
+//! `wallet_alert_work` is its own, so an alert that was raised is not raised again (decision
+//! 0013).
 
 use chronicle_domain::tenant::TenantId;
 use chronicle_domain::wallet::WalletEvent;
@@ -82,9 +83,9 @@ impl WalletWorkProjector {
         at: DateTime<Utc>,
     ) -> Result<(), ProjectionError> {
         sqlx::query(
-            "INSERT INTO wallet_alert_work (tenant_id, global_position, wallet_id, kind, threshold, available)
+            "INSERT INTO wallet_alert_feed (tenant_id, position, wallet_id, kind, threshold, available)
              VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (tenant_id, global_position) DO NOTHING",
+             ON CONFLICT (tenant_id, position) DO NOTHING",
         )
         .bind(&event.tenant_id)
         .bind(event.global_position)
@@ -285,11 +286,20 @@ impl Projector for WalletWorkProjector {
     }
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        // wallet_alert_work is kept: a raised alert is not raised again after a rebuild.
+        // The sweeper's wallet_alert_work is its own: a raised alert is not raised again.
         Box::pin(clear_tables(
             tx,
-            &["wallet_open_transfers", "wallet_open_reservations", "wallet_alerts"],
+            &[
+                "wallet_open_transfers",
+                "wallet_open_reservations",
+                "wallet_alerts",
+                "wallet_alert_feed",
+            ],
         ))
+    }
+
+    fn feeds(&self) -> &'static [&'static str] {
+        &["wallet_alert_feed"]
     }
 }
 

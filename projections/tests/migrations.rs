@@ -59,3 +59,70 @@ fn every_landed_migration_is_unchanged_and_every_migration_is_recorded() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Applies the migrator's migrations from `first` to `last` (both included), as `sqlx
+/// migrate` would.
+async fn migrate(pool: &sqlx::PgPool, first: i64, last: i64) {
+    for migration in MIGRATOR.iter().filter(|m| (first..=last).contains(&m.version)) {
+        sqlx::raw_sql(&migration.sql)
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("migration {}: {e}", migration.version));
+    }
+}
+
+/// A deployment that ran the projectors before the work lists were split (migration 83): what
+/// the old projectors wrote stays in the workers' tables, each worker's mark starts at its
+/// projector's checkpoint (so nothing is copied twice), and the projectors start over to fill
+/// their feeds; states only the sweepers set go back to the log's view.
+#[sqlx::test(migrations = false)]
+async fn the_work_list_split_keeps_the_workers_rows_and_marks_them_copied(pool: sqlx::PgPool) {
+    migrate(&pool, 0, 20261206000082).await;
+    sqlx::raw_sql(
+        "INSERT INTO projector_checkpoints (projector, last_position, events_applied) VALUES
+              ('outbox', 42, 40), ('media', 7, 7), ('wallet_work', 9, 9), ('conversations', 50, 50);
+         INSERT INTO outbox (tenant_id, stream_id, contact_id, idempotency_key, recipient, body, state,
+                             correlation_id, queued_position)
+              VALUES ('acme', 'acme:c1', 'c1', 'k1', '{}', '{}', 'sent', 'corr', 41);
+         INSERT INTO maintenance_renewals (tenant_id, contract_id, ends_at, auto_renew, status, last_position)
+              VALUES ('acme', 'mc_1', now(), true, 'refused', 3);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    migrate(&pool, 20261206000083, 20261206000083).await;
+    let marks: Vec<(String, i64)> = sqlx::query_as("SELECT feed, position FROM work_admissions ORDER BY feed")
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let marks: BTreeMap<String, i64> = marks.into_iter().collect();
+    assert_eq!(marks.len(), 9, "{marks:?}");
+    assert_eq!(marks["outbox_feed"], 42);
+    assert_eq!(marks["media_job_feed"], 7);
+    assert_eq!(marks["wallet_alert_feed"], 9);
+    assert_eq!(marks["call_follow_up_feed"], 0);
+    let checkpoints: Vec<(String, i64)> =
+        sqlx::query_as("SELECT projector, last_position FROM projector_checkpoints ORDER BY projector")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        checkpoints,
+        vec![
+            ("conversations".to_string(), 50),
+            ("media".to_string(), 0),
+            ("outbox".to_string(), 0),
+            ("wallet_work".to_string(), 0),
+        ]
+    );
+    let outbox: (String, i64) = sqlx::query_as("SELECT state, queued_position FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outbox, ("sent".to_string(), 41));
+    let status: String = sqlx::query_scalar("SELECT status FROM maintenance_renewals")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "active");
+}

@@ -257,6 +257,36 @@ impl TestApp {
         }
     }
 
+    /// Rebuilds the projectors named `names` (every one when empty) from zero, as an operator
+    /// would: each one's tables and feeds cleared and its checkpoint rewound in one
+    /// transaction; then projects everything (see [`TestApp::project`]).
+    pub async fn rebuild_only(&self, names: &[&str]) {
+        for projector in projectors(&self.state) {
+            if !names.is_empty() && !names.contains(&projector.name()) {
+                continue;
+            }
+            ProjectorRunner::new(
+                self.state.pool.clone(),
+                projector.clone(),
+                self.state.wakeups.clone(),
+                RunnerConfig::default(),
+            )
+            .rebuild()
+            .await
+            .unwrap_or_else(|e| panic!("rebuilding {}: {e}", projector.name()));
+        }
+        self.project().await;
+    }
+
+    /// Rebuilds the projector `name` from zero (see [`TestApp::rebuild_only`]).
+    pub async fn rebuild(&self, name: &str) {
+        assert!(
+            projectors(&self.state).iter().any(|p| p.name() == name),
+            "no projector {name}"
+        );
+        self.rebuild_only(&[name]).await;
+    }
+
     /// Posts a GraphQL query with a token.
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> (StatusCode, Value) {
         let mut request = Request::post("/graphql").header("content-type", "application/json");

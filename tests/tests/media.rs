@@ -440,12 +440,13 @@ async fn a_fetch_left_fetching_by_a_stopped_fetcher_is_fetched_again_and_stored_
     app.post_delivery(&body).await;
     app.drain().await;
     app.project().await;
-    // A fetcher claimed the job an hour ago and stopped before settling it.
+    // A fetcher took the job, claimed it an hour ago and stopped before settling it.
+    let fetcher = fetcher(&app, &base);
+    fetcher.admit().await.unwrap_or_else(|e| panic!("{e}"));
     sqlx::query("UPDATE media_jobs SET state = 'fetching', attempts = 1, claimed_at = now() - interval '1 hour'")
         .execute(&app.pool)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let fetcher = fetcher(&app, &base);
     assert_eq!(fetcher.release_stale().await.unwrap_or_else(|e| panic!("{e}")), 1);
     let (state, error): (String, Option<String>) = sqlx::query_as("SELECT state, last_error FROM media_jobs")
         .fetch_one(&app.pool)

@@ -582,8 +582,8 @@ async fn the_sweeper_flags_an_overdue_request_once_and_graphql_shows_the_breach(
     app.project().await;
     let pass = sweeper(&app).drain().await.unwrap();
     assert_eq!(pass.checked, 1, "{pass:?}");
-    // A second sweep (and a stale watch row put back to pending) records nothing more.
-    sqlx::query("UPDATE service_sla_watch SET state = 'pending', not_before = now()")
+    // A second sweep (the projector not caught up, the lease ended) records nothing more.
+    sqlx::query("UPDATE work_leases SET not_before = now() WHERE worker = 'service-sla'")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -769,7 +769,7 @@ async fn the_sweeper_renews_a_lapsed_auto_renewing_contract_once(pool: PgPool) {
     app.project().await;
     assert_eq!(sweeper(&app).drain().await.unwrap().renewed, 1);
     // The projector has not caught up: a second pass (lease expired) renews nothing more.
-    sqlx::query("UPDATE maintenance_renewals SET not_before = now()")
+    sqlx::query("UPDATE work_leases SET not_before = now() WHERE worker = 'maintenance-renewals'")
         .execute(&app.pool)
         .await
         .unwrap();

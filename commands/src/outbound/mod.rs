@@ -1,8 +1,8 @@
-//! Outbound messaging: the senders that work the `outbox` table (filled by the `outbox`
-//! projector from `OutboundMessageQueued`) and record each outcome back in the log through
-//! [`crate::dispatch::Commands`].
+//! Outbound messaging: the senders that work the `outbox` table (copied from the `outbox_feed`,
+//! which the `outbox` projector fills from `OutboundMessageQueued`) and record each outcome
+//! back in the log through [`crate::dispatch::Commands`].
 //!
-//! The write side never reads projections' code: a sender reads the outbox TABLE, the one
+//! The write side never reads projections' code: a sender reads the feed TABLE, the one
 //! contract between the two sides, as the inbox worker reads `webhook_inbox`.
 //!
 //! - [`whatsapp`]: the WhatsApp Cloud API sender (`POST {base}/{phone-number-id}/messages`).

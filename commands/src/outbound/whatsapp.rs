@@ -1,4 +1,6 @@
-//! The WhatsApp Cloud API sender: claims due rows of the `outbox` table, opens their sealed
+//! The WhatsApp Cloud API sender: copies the `outbox` projector's feed into its own `outbox`
+//! table ([`Admission`]: the feed is rebuildable, the outbox is the sender's record of what it
+//! handed to WhatsApp), claims due rows of the `outbox`, opens their sealed
 //! recipient and body with the contact's data key, renders the Graph API request, sends it
 //! from the tenant's mapped business number, and records the outcome on the conversation
 //! (`OutboundMessageSent` / `OutboundMessageFailed`).
@@ -48,7 +50,7 @@ use crate::error::CommandError;
 use crate::http::{backoff_delay, is_retryable, GraphApi};
 use crate::keystore::KeyStore;
 use crate::metering::{message_action, Metering, RefundReason};
-use crate::workers::{Queue, Stale};
+use crate::workers::{Admission, Queue, Stale};
 
 /// The provider name of message references (`IdKey::message_ref`), as the webhook uses it.
 pub const PROVIDER: &str = "whatsapp";
@@ -160,6 +162,7 @@ pub struct WhatsAppSender {
     ids: IdKey,
     graph: GraphApi,
     queue: Queue,
+    admission: Admission,
     config: SenderConfig,
 }
 
@@ -191,8 +194,25 @@ impl WhatsAppSender {
                 Stale::Operator,
                 "found sending after its sender stopped: it may have reached WhatsApp",
             ),
+            admission: Admission::new(
+                "outbox_feed",
+                "INSERT INTO outbox (tenant_id, stream_id, contact_id, idempotency_key, business_number_id, recipient,
+                                     body, next_attempt_at, correlation_id, queued_position, created_at, state)
+                 SELECT tenant_id, stream_id, contact_id, idempotency_key, business_number_id, recipient, body, now(),
+                        correlation_id, queued_position, created_at, coalesce(settled, 'pending')
+                   FROM new ORDER BY position
+                 ON CONFLICT (tenant_id, stream_id, idempotency_key) DO UPDATE
+                    SET state = excluded.state, claimed_at = NULL, updated_at = now()
+                  WHERE excluded.state <> 'pending' AND outbox.state NOT IN ('sent', 'failed')",
+            ),
             config,
         })
+    }
+
+    /// Copies what the projector's feed gained into the sender's own table (every pass does it
+    /// first). Returns how many feed rows were read.
+    pub async fn admit(&self) -> Result<u64, CommandError> {
+        Ok(self.admission.run(&self.pool).await?)
     }
 
     /// Hands rows left `sending` by a crashed sender to an operator. Returns how many.
@@ -207,12 +227,13 @@ impl WhatsAppSender {
         Ok(stale)
     }
 
-    /// One pass: releases stale claims, then claims and sends up to `batch_size` due rows.
+    /// One pass: copies what the feed gained, releases stale claims, then claims and sends up to `batch_size` due rows.
     ///
     /// Rows are claimed one at a time, each just before its request, so a claim's age bounds
     /// the request in flight and `stale_after` never catches a row a live sender still holds.
     /// A failure on one row is logged and does not stop the pass.
     pub async fn run_once(&self) -> Result<SendPass, CommandError> {
+        self.admit().await?;
         self.release_stale().await?;
         let mut pass = SendPass::default();
         while pass.claimed < usize::try_from(self.config.batch_size).unwrap_or(1) {
