@@ -300,15 +300,7 @@ impl TestApp {
 
     /// Serves the app on a loopback port (for WebSockets); the server stops with the test.
     pub async fn serve(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let app = router(self.state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        address
+        listen_loopback(router(self.state.clone())).await
     }
 
     /// Posts a GraphQL query as `role` of `tenant_id` and returns the reply (errors included),
@@ -346,6 +338,24 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
+}
+
+/// Serves `app` on a loopback port until the test ends; answers its address. The one way a
+/// test stands up an HTTP peer (a Graph API, a payment provider, the app itself).
+pub async fn listen_loopback(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("binding a loopback port: {e}"));
+    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    address
+}
+
+/// [`listen_loopback`], answering the base URL (`http://127.0.0.1:<port>`).
+pub async fn serve_loopback(app: axum::Router) -> String {
+    format!("http://{}", listen_loopback(app).await)
 }
 
 /// A WhatsApp message id shaped like the real ones: base64 of a structure that embeds the

@@ -527,17 +527,10 @@ async fn graph_messages(State(graph): State<Graph>, Json(body): Json<Value>) -> 
 
 impl Graph {
     async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let app = Router::new()
             .route("/{version}/{number}/messages", post(graph_messages))
             .with_state(self.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        format!("http://{address}/v21.0")
+        format!("{}/v21.0", chronicle_tests::serve_loopback(app).await)
     }
 
     fn seen(&self) -> Vec<Value> {

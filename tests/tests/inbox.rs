@@ -28,20 +28,13 @@ fn sent_wamid(number: &str) -> String {
 
 /// A loopback Graph API that accepts every message with [`sent_wamid`]; returns its base URL.
 async fn graph() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let app = Router::new().route(
         "/{version}/{number}/messages",
         post(|Path((_, number)): Path<(String, String)>| async move {
             Json(json!({"messaging_product": "whatsapp", "messages": [{"id": sent_wamid(&number)}]}))
         }),
     );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{address}/v21.0")
+    format!("{}/v21.0", chronicle_tests::serve_loopback(app).await)
 }
 
 async fn send_all(app: &TestApp, base: &str) {

@@ -83,19 +83,14 @@ impl Graph {
 
     /// Serves on 127.0.0.1:0; returns the Graph base URL (`http://…/v21.0`).
     async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        *self.base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{address}");
         let app = Router::new()
             .route("/v21.0/{media_id}", get(describe))
             .route("/files/{media_id}", get(download))
             .with_state(self.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        format!("http://{address}/v21.0")
+        // The base is read only when a request comes, after it is set here.
+        let base = chronicle_tests::serve_loopback(app).await;
+        *self.base.lock().unwrap_or_else(|e| e.into_inner()) = base.clone();
+        format!("{base}/v21.0")
     }
 }
 

@@ -85,17 +85,10 @@ impl Graph {
 
     /// Serves on 127.0.0.1:0; returns the base URL (`http://…/v21.0`).
     async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let app = Router::new()
             .route("/{version}/{number}/messages", post(messages))
             .with_state(self.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        format!("http://{address}/v21.0")
+        format!("{}/v21.0", chronicle_tests::serve_loopback(app).await)
     }
 
     fn seen(&self) -> Vec<Seen> {

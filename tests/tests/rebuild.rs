@@ -20,7 +20,7 @@ use chronicle_api::app::projectors;
 use chronicle_commands::campaigns::CampaignConfig;
 use chronicle_commands::media::FetcherConfig;
 use chronicle_commands::workers::{WorkerSettings, Workers};
-use chronicle_tests::{delivery, sender_config, wamid, TestApp};
+use chronicle_tests::{delivery, sender_config, serve_loopback, wamid, TestApp};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -54,20 +54,14 @@ async fn download(State(graph): State<Graph>) -> impl IntoResponse {
 impl Graph {
     /// Serves on 127.0.0.1:0; returns the Graph base URL.
     async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let app = Router::new()
             .route("/v21.0/{number}/messages", post(send))
             .route("/v21.0/{media_id}", get(describe))
             .route("/files/{media_id}", get(download))
             .with_state(self.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        *self.base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{address}");
-        format!("http://{address}/v21.0")
+        let base = serve_loopback(app).await;
+        *self.base.lock().unwrap_or_else(|e| e.into_inner()) = base.clone();
+        format!("{base}/v21.0")
     }
 
     fn requests(&self) -> (usize, usize) {
