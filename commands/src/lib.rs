@@ -26,8 +26,10 @@
 //! - [`campaigns`]: campaign commands (scheduling reserves on the main wallet first) and the
 //!   campaign runner: rate-limited batches, capture per batch, failed recipients refunded.
 //! - [`calls`]: completed calls from the telephony webhook and the call follow-up worker.
-//! - [`installations`]: orders, installation records and payouts, and the installation process
-//!   managers (paid order → installation; commissioning → payout, warranties, notification).
+//! - [`installation`]: orders, installation records, payouts, warranties, claims, service
+//!   requests and maintenance contracts, one file each as in the domain, and the area's process
+//!   managers (paid order → installation; commissioning → payout, warranties, notification; the
+//!   SLA and auto-renewal sweeper).
 //! - [`wallets`]: the token wallets' write side ([`wallets::WalletService`]: open, purchase,
 //!   debit, reserve, capture, release, refund, transfer) with typed outcomes.
 //! - [`wallet_sweeper`]: the wallet sweeper (lost transfer halves, expired reservations,
@@ -37,8 +39,6 @@
 //! - [`payments`]: payment callbacks (Paynow, M-Pesa, Stripe-style): verified, confirmed with
 //!   the provider, recorded once per provider reference, matched to an order or a wallet top-up
 //!   or kept unmatched for finance.
-//! - [`service`]: the service desk (warranty claims, service requests with per-tenant ticket
-//!   numbers, maintenance contracts) and the SLA and auto-renewal sweeper.
 //! - [`workers`]: every background worker, built once ([`workers::Workers`]) and run under one
 //!   supervisor and one polling loop.
 //! - [`intake`]: inbound webhooks: verification, the inbox table, and processing of inbox rows
@@ -59,7 +59,7 @@ pub mod contacts;
 pub mod dispatch;
 pub mod error;
 pub mod http;
-pub mod installations;
+pub mod installation;
 pub mod intake;
 pub mod keystore;
 pub mod leads;
@@ -68,7 +68,6 @@ pub mod metering;
 pub mod outbound;
 pub mod payments;
 pub mod repository;
-pub mod service;
 pub mod tenants;
 pub mod wallet_sweeper;
 pub mod wallets;

@@ -25,13 +25,13 @@ use crate::calls::FollowUpWorker;
 use crate::campaigns::{CampaignConfig, CampaignRunner};
 use crate::dispatch::Commands;
 use crate::error::CommandError;
-use crate::installations::InstallationWorker;
+use crate::installation::InstallationWorker;
+use crate::installation::ServiceSweeper;
 use crate::intake::inbox::InboxProcessor;
 use crate::keystore::KeyStore;
 use crate::media::{FetcherConfig, MediaFetcher};
 use crate::outbound::whatsapp::{SenderConfig, WhatsAppSender};
 use crate::payments::expiry::RequestExpirySweeper;
-use crate::service::ServiceSweeper;
 use crate::wallet_sweeper::WalletSweeper;
 
 /// Runs `pass` until `shutdown` turns true. `pass` answers whether it was busy (a full batch:

@@ -1,6 +1,6 @@
 //! The feed of the installation process managers (issue 4), written by
 //! [`InstallationWorkProjector`] and copied into its own tables by
-//! `chronicle_commands::installations::InstallationWorker` (migrations 0073, 0083):
+//! `chronicle_commands::installation::InstallationWorker` (migrations 0073, 0083):
 //!
 //! - `installation_opening_feed`: a row per `OrderPaid` that lists installable items;
 //! - `installation_commissioning_feed`: a row per `InstallationCommissioned`.

@@ -81,6 +81,20 @@ pub fn system_metadata(tenant_id: &str) -> CommandMetadata {
     }
 }
 
+/// Metadata for a command by the user `user_id` acting as `role` of `tenant_id` (a fresh
+/// correlation id per call).
+pub fn user_metadata(tenant_id: &str, user_id: &str, role: &str) -> CommandMetadata {
+    CommandMetadata {
+        tenant_id: tenant(tenant_id),
+        actor: Actor::User {
+            user_id: user_id.into(),
+            role: role.into(),
+        },
+        correlation_id: format!("test-{}", uuid::Uuid::new_v4()),
+        causation_id: "test".into(),
+    }
+}
+
 /// A parsed tenant id.
 pub fn tenant(id: &str) -> TenantId {
     TenantId::parse(id).unwrap_or_else(|e| panic!("{e}"))

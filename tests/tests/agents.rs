@@ -60,20 +60,14 @@ fn day(d: u32) -> DateTime<Utc> {
 }
 
 fn metadata(tenant_id: &str, actor: &str) -> CommandMetadata {
-    CommandMetadata {
-        tenant_id: tenant(tenant_id),
-        actor: if actor.starts_with("system:") {
-            Actor::System {
-                component: actor.trim_start_matches("system:").into(),
-            }
-        } else {
-            Actor::User {
-                user_id: actor.into(),
-                role: "agent".into(),
-            }
+    match actor.strip_prefix("system:") {
+        Some(component) => CommandMetadata {
+            actor: Actor::System {
+                component: component.into(),
+            },
+            ..chronicle_tests::system_metadata(tenant_id)
         },
-        correlation_id: "corr-agents".into(),
-        causation_id: "test".into(),
+        None => chronicle_tests::user_metadata(tenant_id, actor, "agent"),
     }
 }
 

@@ -4,7 +4,7 @@
 use chronicle_commands::dispatch::{Commands, SnapshotPolicy};
 use chronicle_commands::error::CommandError;
 use chronicle_domain::conversation::{ConversationCommand, ConversationError, InboundMessage, MessageKind};
-use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::pii::Envelope;
 use chronicle_tests::tenant;
 use chrono::{TimeZone, Utc};
@@ -35,15 +35,12 @@ fn message(id: &str, contact: &str, second: i64) -> ConversationCommand {
     })
 }
 
+/// The correlation and causation ids are checked on the events (below).
 fn metadata() -> CommandMetadata {
     CommandMetadata {
-        tenant_id: tenant("acme"),
-        actor: Actor::User {
-            user_id: "u1".into(),
-            role: "agent".into(),
-        },
         correlation_id: "corr-1".into(),
         causation_id: "req-1".into(),
+        ..chronicle_tests::user_metadata("acme", "u1", "agent")
     }
 }
 

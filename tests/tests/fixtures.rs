@@ -398,7 +398,7 @@ async fn the_installation_process_manager_finds_the_generated_installations_and_
     assert!(opened > 0 && computed > 0);
     // Each paid order's installation and each commissioned one's payout use the streams the
     // process manager derives, so running it after the load opens and computes nothing new.
-    let worker = chronicle_commands::installations::InstallationWorker::new(app.state.commands.clone(), app.keys());
+    let worker = chronicle_commands::installation::InstallationWorker::new(app.state.commands.clone(), app.keys());
     worker.drain().await.unwrap_or_else(|e| panic!("{e}"));
     app.project().await;
     worker.drain().await.unwrap_or_else(|e| panic!("{e}"));

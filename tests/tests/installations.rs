@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use chronicle_api::auth::Role;
 use chronicle_commands::error::CommandError;
-use chronicle_commands::installations::{
+use chronicle_commands::installation::{
     installation_id_for_order, payout_id_for, InstallationService, InstallationWorker, OpenRequest,
 };
 use chronicle_domain::installation::{
     payout_for, photo_requirements, required_checklist, InstallationEvent, InstallationStatus, InstallationType,
     LineItem, PaymentProvider,
 };
-use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::tenant::TenantId;
 use chronicle_tests::*;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -32,15 +32,7 @@ fn hash(tag: u8) -> String {
 }
 
 fn md(tenant: &TenantId, user: &str) -> CommandMetadata {
-    CommandMetadata {
-        tenant_id: tenant.clone(),
-        actor: Actor::User {
-            user_id: user.into(),
-            role: "admin".into(),
-        },
-        correlation_id: format!("test-{}", uuid::Uuid::new_v4()),
-        causation_id: "test".into(),
-    }
+    chronicle_tests::user_metadata(tenant.as_str(), user, "admin")
 }
 
 fn service(app: &TestApp) -> InstallationService {

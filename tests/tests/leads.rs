@@ -14,7 +14,7 @@ use chronicle_commands::intake::forms::create_intake_key;
 use chronicle_commands::leads::{CaptureOutcome, LeadInput, Leads};
 use chronicle_commands::tenants;
 use chronicle_domain::lead::{BudgetRange, LeadCommand, LeadSource, LostReason, Priority, Stage};
-use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::phone::PhoneNumber;
 use chronicle_tests::error_code as code;
 use chronicle_tests::*;
@@ -27,14 +27,7 @@ fn leads(app: &TestApp) -> Leads {
 }
 
 fn md(tenant_id: &str) -> CommandMetadata {
-    CommandMetadata {
-        tenant_id: tenant(tenant_id),
-        actor: Actor::System {
-            component: "test".into(),
-        },
-        correlation_id: "corr-leads".into(),
-        causation_id: "test".into(),
-    }
+    chronicle_tests::system_metadata(tenant_id)
 }
 
 fn base_time() -> DateTime<Utc> {

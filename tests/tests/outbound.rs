@@ -172,10 +172,7 @@ const SEND_TEMPLATE: &str = "mutation($id: String!, $key: String!) {
 }";
 
 async fn as_role(app: &TestApp, role: Role, query: &str, variables: Value) -> Value {
-    let token = app.token("acme", role);
-    let (status, reply) = app.graphql(Some(&token), query, variables).await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    reply
+    app.gql("acme", role, query, variables).await
 }
 
 async fn events_of(app: &TestApp, event_type: &str) -> i64 {

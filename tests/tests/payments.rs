@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use chronicle_api::auth::Role;
 use chronicle_commands::contacts::{ContactService, Handle};
 use chronicle_commands::http::form::encode_form;
-use chronicle_commands::installations::{installation_id_for_order, InstallationWorker};
+use chronicle_commands::installation::{installation_id_for_order, InstallationWorker};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::payments::paynow::paynow_hash;
 use chronicle_commands::payments::requests::NewPaymentRequest;
@@ -29,7 +29,7 @@ use chronicle_domain::contact::ContactSource;
 use chronicle_domain::installation::order::PlaceOrder;
 use chronicle_domain::installation::PaymentProvider;
 use chronicle_domain::installation::{InstallationType, LineItem, OrderCommand};
-use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::payment_request::PaymentTarget;
 use chronicle_domain::phone::PhoneNumber;
 use chronicle_tests::*;
@@ -244,15 +244,7 @@ async fn world(pool: PgPool) -> World {
 }
 
 fn metadata() -> CommandMetadata {
-    CommandMetadata {
-        tenant_id: tenant(TENANT),
-        actor: Actor::User {
-            user_id: "agent-1".into(),
-            role: "agent".into(),
-        },
-        correlation_id: "test".into(),
-        causation_id: "test".into(),
-    }
+    chronicle_tests::user_metadata(TENANT, "agent-1", "agent")
 }
 
 /// Places an order of one installable 5 kW solar kit for `price` minor units of `currency`.

@@ -52,7 +52,7 @@ async fn every_graphql_example_of_the_readme_answers_the_demo_with_data(pool: Pg
     app.load_demo().await;
     // What the server's process managers add once it runs: the installations' warranties.
     let installations =
-        chronicle_commands::installations::InstallationWorker::new(app.state.commands.clone(), app.keys());
+        chronicle_commands::installation::InstallationWorker::new(app.state.commands.clone(), app.keys());
     installations.drain().await.unwrap_or_else(|e| panic!("{e}"));
     app.project().await;
 

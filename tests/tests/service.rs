@@ -8,11 +8,11 @@
 use axum::http::StatusCode;
 use chronicle_api::auth::Role;
 use chronicle_commands::error::CommandError;
-use chronicle_commands::service::{NewServiceRequest, ServiceDesk, ServiceSweeper};
+use chronicle_commands::installation::{NewServiceRequest, ServiceDesk, ServiceSweeper};
 use chronicle_domain::installation::{
     warranty_local_id, Priority, RegisterWarranty, StartMaintenanceContract, WarrantyCommand,
 };
-use chronicle_domain::metadata::{Actor, CommandMetadata};
+use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::pii::Envelope;
 use chronicle_domain::tenant::TenantId;
 use chronicle_tests::error_code as code;
@@ -24,15 +24,7 @@ use sqlx::PgPool;
 const CUSTOMER: &str = "ct_customer_1";
 
 fn md(tenant: &TenantId) -> CommandMetadata {
-    CommandMetadata {
-        tenant_id: tenant.clone(),
-        actor: Actor::User {
-            user_id: "ops-1".into(),
-            role: "admin".into(),
-        },
-        correlation_id: format!("test-{}", uuid::Uuid::new_v4()),
-        causation_id: "test".into(),
-    }
+    chronicle_tests::user_metadata(tenant.as_str(), "ops-1", "admin")
 }
 
 fn desk(app: &TestApp) -> ServiceDesk {

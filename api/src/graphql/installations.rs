@@ -17,7 +17,7 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{ComplexObject, Context, Enum, ErrorExtensions, InputObject, Object, SimpleObject};
 use chronicle_commands::error::{CommandError, DomainError};
-use chronicle_commands::installations::{InstallationService, OpenRequest};
+use chronicle_commands::installation::{InstallationService, OpenRequest};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_domain::installation::{
     photo_requirements, required_checklist, InstallationError, InstallationStatus as DomainStatus,

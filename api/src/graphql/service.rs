@@ -16,8 +16,8 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::dispatch::Commands;
+use chronicle_commands::installation::{NewServiceRequest, ServiceDesk};
 use chronicle_commands::keystore::KeyStore;
-use chronicle_commands::service::{NewServiceRequest, ServiceDesk};
 use chronicle_domain::installation::{ClaimDecision, Priority as DomainPriority, StartMaintenanceContract};
 use chronicle_projections::service::{
     self as service_model, MaintenanceContractRow, ServiceFilter, ServiceQueryError, ServiceRequestRow,

@@ -40,9 +40,9 @@ use sqlx::PgPool;
 
 use super::{credentials, mpesa, CallbackError, CallbackOutcome, PaymentIntake, VerifiedPayment};
 use crate::error::CommandError;
-use crate::installations::by_of;
+use crate::installation::by_of;
+use crate::installation::load;
 use crate::keystore::KeyStore;
-use crate::service::load;
 
 /// What a caller asks for.
 #[derive(Debug, Clone)]

@@ -1,0 +1,244 @@
+//! Installation records on the write side: opening, the team, the schedule, the work on site
+//! (checklist, photos, components), commissioning, activation and decommissioning, over the
+//! `InstallationRecord` aggregate.
+
+use super::*;
+
+impl InstallationService {
+    /// Opens an installation by hand; returns its id `isr_<uuid>`.
+    pub async fn open_installation(
+        &self,
+        request: OpenRequest,
+        metadata: &CommandMetadata,
+    ) -> Result<String, CommandError> {
+        let installation_id = format!("isr_{}", uuid::Uuid::new_v4());
+        self.open_installation_as(&installation_id, request, metadata).await?;
+        Ok(installation_id)
+    }
+
+    /// Opens the installation `installation_id` (a repeat records nothing).
+    pub async fn open_installation_as(
+        &self,
+        installation_id: &str,
+        request: OpenRequest,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        if request.customer_id.trim().is_empty() {
+            return Err(CommandError::Rejected(DomainError::Installation(
+                InstallationError::Blank { field: "customer id" },
+            )));
+        }
+        let site_address = self
+            .seal_for(&metadata.tenant_id, &request.customer_id, &request.site_address)
+            .await?;
+        let command = InstallationCommand::Open(OpenInstallation {
+            installation_type: request.installation_type,
+            customer_id: request.customer_id,
+            order_id: request.order_id,
+            site_address,
+            system_size_w: request.system_size_w,
+            by: by_of(metadata),
+            at: Utc::now(),
+        });
+        self.commands.installation(installation_id, command, metadata).await
+    }
+
+    async fn isr(
+        &self,
+        installation_id: &str,
+        command: InstallationCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        self.commands.installation(installation_id, command, metadata).await
+    }
+
+    /// The technicians assigned to an installation now, from its own stream (empty for an
+    /// unknown installation).
+    pub async fn team(&self, tenant: &TenantId, installation_id: &str) -> Result<Vec<String>, CommandError> {
+        let latest: Option<serde_json::Value> = sqlx::query_scalar(
+            "SELECT payload::jsonb -> event_type -> 'technicians' FROM events
+              WHERE aggregate_type = 'InstallationRecord' AND aggregate_id = $1
+                AND event_type IN ('TechnicianAssigned', 'TechnicianUnassigned')
+              ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(tenant.stream_id(installation_id))
+        .fetch_optional(self.commands.pool())
+        .await?;
+        match latest {
+            Some(team) => serde_json::from_value(team).map_err(|e| CommandError::Unexpected(Box::new(e))),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Assigns a technician (by user id).
+    pub async fn assign_technician(
+        &self,
+        installation_id: &str,
+        technician_id: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let command = InstallationCommand::AssignTechnician {
+            technician_id: technician_id.to_string(),
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Unassigns a technician.
+    pub async fn unassign_technician(
+        &self,
+        installation_id: &str,
+        technician_id: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let command = InstallationCommand::UnassignTechnician {
+            technician_id: technician_id.to_string(),
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Schedules the job for the first time.
+    pub async fn schedule(
+        &self,
+        installation_id: &str,
+        starts_at: DateTime<Utc>,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let command = InstallationCommand::Schedule {
+            starts_at,
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Moves a scheduled job; the reason is sealed under the customer's key.
+    pub async fn reschedule(
+        &self,
+        installation_id: &str,
+        starts_at: DateTime<Utc>,
+        reason: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let customer = self.installation_customer_or_refuse(metadata, installation_id).await?;
+        let reason = self.seal_for(&metadata.tenant_id, &customer, reason).await?;
+        let command = InstallationCommand::Reschedule {
+            starts_at,
+            reason,
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Starts the work on site.
+    pub async fn start_work(
+        &self,
+        installation_id: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let command = InstallationCommand::StartWork {
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Ticks an item of the type's checklist.
+    pub async fn complete_checklist_item(
+        &self,
+        installation_id: &str,
+        item: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let command = InstallationCommand::CompleteChecklistItem {
+            item: item.to_string(),
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Attaches a photo by kind and the sha-256 (lowercase hex) of its content.
+    pub async fn attach_photo(
+        &self,
+        installation_id: &str,
+        kind: &str,
+        sha256: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let command = InstallationCommand::AttachPhoto {
+            kind: kind.to_string(),
+            sha256: sha256.to_string(),
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Records a serialized component installed.
+    pub async fn install_component(
+        &self,
+        installation_id: &str,
+        serial: &str,
+        kind: &str,
+        warranty_months: u32,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let command = InstallationCommand::InstallComponent {
+            serial: serial.to_string(),
+            kind: kind.to_string(),
+            warranty_months,
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Commissions; refused with what is missing (`CommissioningIncomplete`).
+    pub async fn commission(
+        &self,
+        installation_id: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let command = InstallationCommand::Commission {
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Activates a commissioned installation.
+    pub async fn activate(&self, installation_id: &str, metadata: &CommandMetadata) -> Result<Appended, CommandError> {
+        let command = InstallationCommand::Activate {
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Decommissions; the reason is sealed under the customer's key.
+    pub async fn decommission(
+        &self,
+        installation_id: &str,
+        reason: Option<&str>,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let reason = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(text) => {
+                let customer = self.installation_customer_or_refuse(metadata, installation_id).await?;
+                Some(self.seal_for(&metadata.tenant_id, &customer, text).await?)
+            }
+            None => None,
+        };
+        let command = InstallationCommand::Decommission {
+            reason,
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+}
