@@ -273,17 +273,17 @@ pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
         Arc::new(chronicle_projections::agents::AgentPerformanceProjector),
         Arc::new(chronicle_projections::payments::PaymentsProjector),
         Arc::new(chronicle_projections::payment_requests::PaymentRequestsProjector),
-        Arc::new(chronicle_projections::installation_work::InstallationWorkProjector),
-        Arc::new(chronicle_projections::installations::OrdersProjector),
-        Arc::new(chronicle_projections::installations::InstallationsProjector::new(
+        Arc::new(chronicle_projections::installation::InstallationWorkProjector),
+        Arc::new(chronicle_projections::installation::OrdersProjector),
+        Arc::new(chronicle_projections::installation::InstallationsProjector::new(
             state.master_key.clone(),
         )),
-        Arc::new(chronicle_projections::installations::PayoutsProjector),
+        Arc::new(chronicle_projections::installation::PayoutsProjector),
         Arc::new(chronicle_projections::wallets::WalletsProjector),
         Arc::new(chronicle_projections::wallet_work::WalletWorkProjector),
-        Arc::new(chronicle_projections::warranties::WarrantiesProjector),
-        Arc::new(chronicle_projections::service::ServiceProjector),
-        Arc::new(chronicle_projections::service::ServiceWorkProjector),
+        Arc::new(chronicle_projections::installation::WarrantiesProjector),
+        Arc::new(chronicle_projections::installation::ServiceProjector),
+        Arc::new(chronicle_projections::installation::ServiceWorkProjector),
     ]
 }
 

@@ -25,14 +25,15 @@
 //! - [`leads`]: the `leads` projector (leads and their stage transitions), lead queries and the
 //!   funnel.
 //! - [`contacts`], [`templates`], [`calls`]: the `contacts`, `templates` and `calls` read models,
-//!   and the call follow-up work list (`call_follow_ups`).
+//!   and the call follow-up feed (`call_follow_up_feed`, `call_follow_up_outcome_feed`).
 //! - [`campaigns`]: the `campaigns` and `campaign_recipients` read models, and the campaign
-//!   runner's work lists (`campaign_runs`, `campaign_outcomes`).
-//! - [`installations`], [`installation_work`]: the `orders`, `installations` (with the timeline)
-//!   and `payouts` read models, and the installation process managers' work lists.
+//!   runner's feeds (`campaign_run_feed`, `campaign_outcome_feed`).
+//! - [`installation`]: orders, installation records (with the timeline), payouts, warranties,
+//!   claims, service requests and maintenance contracts, one file each as in the domain, and the
+//!   feeds of the area's process managers and sweepers.
 //! - [`agents`]: the `agent_performance` projector (conversation episodes: first response and
 //!   resolution times, assignments) and the per-agent figures of a period.
-//! - [`media`]: the `media` projector: the `media_jobs` queue of inbound media to fetch, and the
+//! - [`media`]: the `media` projector: the `media_job_feed` of inbound media to fetch, and the
 //!   `media_files` read model of their fetch status.
 //! - [`payment_requests`]: the `payment_requests` projector: payment requests with where they
 //!   stand (requested, sent, paid, failed, cancelled, expired), filtered and paged.
@@ -42,11 +43,6 @@
 //!   (usage per feature per day is a query over it) and reservations.
 //! - [`wallet_work`]: the `wallet_work` projector: the wallet sweeper's work lists and the
 //!   `wallet_alerts` read model (low-balance alerts, auto-refill requests).
-//! - [`warranties`]: the `warranties` projector: warranties of installed components and their
-//!   claims.
-//! - [`service`]: the `service` projector (service requests with SLA due time and breach flag,
-//!   maintenance contracts) and the `service_work` projector (the SLA and renewal sweepers' work
-//!   lists).
 //! - [`MIGRATOR`]: the one migrator of the schema, shared by the server and the tests.
 //! - [`embedded`]: the private PostgreSQL cluster of development mode (no `DATABASE_URL`),
 //!   shared by `chronicle serve`, `chronicle admin` and `chronicle-replay` (decision 0012).
@@ -60,8 +56,7 @@ pub mod chain;
 pub mod contacts;
 pub mod conversations;
 pub mod embedded;
-pub mod installation_work;
-pub mod installations;
+pub mod installation;
 pub mod leads;
 pub mod live;
 pub mod log;
@@ -72,13 +67,11 @@ pub mod page;
 pub mod payment_requests;
 pub mod payments;
 pub mod runtime;
-pub mod service;
 mod shared;
 pub mod templates;
 pub mod wake;
 pub mod wallet_work;
 pub mod wallets;
-pub mod warranties;
 
 /// The schema's only migrator: applied at start-up by the server and by every test database
 /// (`#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]`).

@@ -23,7 +23,7 @@ use chronicle_domain::installation::{
     photo_requirements, required_checklist, InstallationError, InstallationStatus as DomainStatus,
     InstallationType as DomainType, LineItem, PaymentProvider,
 };
-use chronicle_projections::installations::{
+use chronicle_projections::installation::{
     self as read, CalendarDay as CalendarRow, InstallationFilter as ReadFilter, InstallationRow, OrderRow, PayoutRow,
 };
 use chrono::{DateTime, NaiveDate, Utc};

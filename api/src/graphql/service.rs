@@ -19,10 +19,10 @@ use chronicle_commands::dispatch::Commands;
 use chronicle_commands::installation::{NewServiceRequest, ServiceDesk};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_domain::installation::{ClaimDecision, Priority as DomainPriority, StartMaintenanceContract};
-use chronicle_projections::service::{
+use chronicle_projections::installation::{self as warranty_model, ClaimRow, WarrantyFilter, WarrantyRow};
+use chronicle_projections::installation::{
     self as service_model, MaintenanceContractRow, ServiceFilter, ServiceQueryError, ServiceRequestRow,
 };
-use chronicle_projections::warranties::{self as warranty_model, ClaimRow, WarrantyFilter, WarrantyRow};
 use chrono::{DateTime, Utc};
 
 use super::{caller, metadata, pool, require};

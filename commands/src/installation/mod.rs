@@ -20,7 +20,7 @@
 //! # Process managers ([`InstallationWorker`])
 //!
 //! Both follow the call follow-up pattern: a projector
-//! (`chronicle_projections::installation_work::InstallationWorkProjector`) writes a feed from
+//! (`chronicle_projections::installation::InstallationWorkProjector`) writes a feed from
 //! the events, this worker copies it into its own work lists ([`Admission`]), claims their rows (`FOR UPDATE SKIP LOCKED`, a lease) and sends
 //! commands; every step is idempotent, and a transient failure is retried after
 //! [`retry_backoff`].
