@@ -142,3 +142,39 @@ fn a_missing_file_in_the_walk_through_would_be_found() {
     assert!(!root.join(&paths[0]).exists());
     assert!(root.join(&paths[1]).exists());
 }
+
+#[test]
+fn the_installation_area_has_the_same_files_in_every_layer() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let files = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(dir))
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let expected = [
+        "claims.rs",
+        "maintenance.rs",
+        "mod.rs",
+        "orders.rs",
+        "payouts.rs",
+        "process.rs",
+        "records.rs",
+        "service_requests.rs",
+        "warranties.rs",
+    ];
+    for layer in ["commands/src/installation", "projections/src/installation"] {
+        assert_eq!(files(layer), expected, "{layer}");
+    }
+    // The API serves the areas; the process managers have no resolver of their own.
+    let served: Vec<&str> = expected.iter().copied().filter(|f| *f != "process.rs").collect();
+    assert_eq!(files("api/src/graphql/installation"), served);
+    // The domain: one module per aggregate of the area.
+    let domain = files("domain/src/installation");
+    for module in ["order", "isr", "payout", "warranty", "claim", "service", "maintenance"] {
+        assert!(domain.contains(&module.to_string()), "domain/src/installation/{module}");
+    }
+}

@@ -22,13 +22,12 @@ pub mod contacts;
 pub mod conversations;
 pub mod events;
 pub mod inbox;
-pub mod installations;
+pub mod installation;
 pub mod leads;
 pub mod limits;
 pub mod media;
 pub mod payments;
 pub mod sandbox;
-pub mod service;
 pub mod viewer;
 pub mod wallets;
 
@@ -46,9 +45,8 @@ pub struct QueryRoot(
     agents::AgentsQuery,
     media::MediaQuery,
     payments::PaymentsQuery,
-    installations::InstallationsQuery,
+    installation::InstallationQuery,
     wallets::WalletsQuery,
-    service::ServiceQuery,
 );
 
 /// Every mutation, by area.
@@ -61,9 +59,8 @@ pub struct MutationRoot(
     campaigns::CampaignsMutation,
     inbox::InboxMutation,
     payments::PaymentsMutation,
-    installations::InstallationsMutation,
+    installation::InstallationMutation,
     wallets::WalletsMutation,
-    service::ServiceMutation,
     sandbox::SandboxMutation,
 );
 
@@ -87,13 +84,13 @@ fn describe_connections(
         .override_output_type_description::<Connection<String, campaigns::CampaignRecipient>>("A page of a campaign's recipients: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, contacts::Contact>>("A page of contacts: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, conversations::Conversation>>("A page of conversations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, installations::Installation>>("A page of installations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::Installation>>("A page of installations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, leads::Lead>>("A page of leads: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, wallets::LedgerLine>>("A page of wallet ledger lines: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, installations::Order>>("A page of orders: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::Order>>("A page of orders: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, payments::PaymentRequest>>("A page of payment requests: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, payments::Payment>>("A page of payments: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, service::ServiceRequest>>("A page of service requests: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::ServiceRequest>>("A page of service requests: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, inbox::ThreadMessage>>("A page of a conversation's messages: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, wallets::WalletAlert>>("A page of wallet alerts: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
 }

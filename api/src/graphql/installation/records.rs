@@ -1,100 +1,8 @@
-//! Orders, installations and payouts (issue 4): `orders`, `order`, `installations` (filtered
-//! by status, type, technician and scheduled period), `installation` with its checklist progress
-//! and `timeline`, `technicianCalendar`, `payouts` with totals, `installationCounts`, and one
-//! mutation per command.
-//!
-//! Roles: orders are read by owner, admin, agent, finance, auditor and placed, cancelled and
-//! fulfilled by owner, admin, agent; cash payments are recorded by owner, admin, finance.
-//! Installations are read by every role but integrator; opened, staffed, scheduled and
-//! decommissioned by owner and admin; the field work (start, checklist, photos, components,
-//! commissioning, activation) is done by owner, admin and the technicians assigned to it. Payouts are read by owner,
-//! admin, finance, auditor and approved and paid by owner, admin, finance.
-//!
-//! A refused commissioning answers `COMMISSIONING_INCOMPLETE` with `extensions`
-//! `missingChecklistItems`, `missingPhotos` and `noTechnician`: exactly what is missing.
-//! Mutations answer with an id or `true`; the read models catch up a moment later.
+//! Installation records: `installations`, `installation` (with its checklist progress and
+//! `timeline`), `technicianCalendar`, `installationCounts`; opening, staffing, scheduling, the
+//! field work, commissioning, activation and decommissioning.
 
-use async_graphql::connection::{Connection, Edge};
-use async_graphql::{ComplexObject, Context, Enum, ErrorExtensions, InputObject, Object, SimpleObject};
-use chronicle_commands::error::{CommandError, DomainError};
-use chronicle_commands::installation::{InstallationService, OpenRequest};
-use chronicle_commands::keystore::KeyStore;
-use chronicle_domain::installation::{
-    photo_requirements, required_checklist, InstallationError, InstallationStatus as DomainStatus,
-    InstallationType as DomainType, LineItem, PaymentProvider,
-};
-use chronicle_projections::installation::{
-    self as read, CalendarDay as CalendarRow, InstallationFilter as ReadFilter, InstallationRow, OrderRow, PayoutRow,
-};
-use chrono::{DateTime, NaiveDate, Utc};
-
-use super::{caller, commands, metadata, pool, require};
-use crate::auth::{Caller, Role};
-use crate::error::{ApiError, IntoGraphql};
-use crate::permissions::Permission;
-
-/// Field work: owner and admin on any installation, a technician only on an installation they
-/// are assigned to (read from the installation's own stream, not a read model).
-async fn require_field_work(
-    ctx: &Context<'_>,
-    caller: &Caller,
-    installation_id: &str,
-    what: &str,
-) -> Result<InstallationService, ApiError> {
-    require(caller.role.may(Permission::WorkInstallations), caller, what)?;
-    let service = service(ctx)?;
-    if caller.role == Role::Technician {
-        let team = service.team(&caller.tenant, installation_id).await?;
-        if !team.contains(&caller.user_id) {
-            return Err(ApiError::Forbidden(format!(
-                "a technician can only {what} on an installation they are assigned to"
-            )));
-        }
-    }
-    Ok(service)
-}
-
-fn service(ctx: &Context<'_>) -> Result<InstallationService, ApiError> {
-    let keys = ctx
-        .data::<KeyStore>()
-        .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))?;
-    Ok(InstallationService::new(commands(ctx)?.clone(), keys.clone()))
-}
-
-/// Maps a command's outcome: a refused commissioning lists what is missing in `extensions`;
-/// everything else as every resolver does.
-fn answer<T>(result: Result<T, CommandError>) -> async_graphql::Result<T> {
-    match result {
-        Err(CommandError::Rejected(DomainError::Installation(InstallationError::CommissioningIncomplete {
-            missing_checklist_items,
-            missing_photos,
-            no_technician,
-        }))) => {
-            let error = ApiError::Command(CommandError::Rejected(DomainError::Installation(
-                InstallationError::CommissioningIncomplete {
-                    missing_checklist_items: missing_checklist_items.clone(),
-                    missing_photos: missing_photos.clone(),
-                    no_technician,
-                },
-            )));
-            Err(error.extend().extend_with(|_, ext| {
-                ext.set("missingChecklistItems", missing_checklist_items.clone());
-                ext.set("missingPhotos", missing_photos.clone());
-                ext.set("noTechnician", no_technician);
-            }))
-        }
-        other => other.gql(),
-    }
-}
-
-fn non_negative(value: i32, field: &'static str) -> Result<u32, ApiError> {
-    u32::try_from(value).map_err(|_| ApiError::bad_request("INVALID_INPUT", format!("{field} must not be negative")))
-}
-
-fn non_negative_i64(value: i64, field: &'static str) -> Result<u32, ApiError> {
-    u32::try_from(value)
-        .map_err(|_| ApiError::bad_request("INVALID_INPUT", format!("{field} must be between 0 and {}", u32::MAX)))
-}
+use super::*;
 
 /// What is installed.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -110,7 +18,7 @@ pub enum InstallationType {
 }
 
 impl InstallationType {
-    fn domain(self) -> DomainType {
+    pub(super) fn domain(self) -> DomainType {
         match self {
             Self::Solar => DomainType::Solar,
             Self::Starlink => DomainType::Starlink,
@@ -119,7 +27,7 @@ impl InstallationType {
         }
     }
 
-    fn parse(name: &str) -> Self {
+    pub(super) fn parse(name: &str) -> Self {
         match DomainType::parse(name) {
             Some(DomainType::Starlink) => Self::Starlink,
             Some(DomainType::Hybrid) => Self::Hybrid,
@@ -146,7 +54,7 @@ pub enum InstallationStatus {
 }
 
 impl InstallationStatus {
-    fn domain(self) -> DomainStatus {
+    pub(super) fn domain(self) -> DomainStatus {
         match self {
             Self::Pending => DomainStatus::Pending,
             Self::InProgress => DomainStatus::InProgress,
@@ -156,186 +64,13 @@ impl InstallationStatus {
         }
     }
 
-    fn parse(name: &str) -> Self {
+    pub(super) fn parse(name: &str) -> Self {
         match DomainStatus::parse(name) {
             Some(DomainStatus::InProgress) => Self::InProgress,
             Some(DomainStatus::Commissioned) => Self::Commissioned,
             Some(DomainStatus::Active) => Self::Active,
             Some(DomainStatus::Decommissioned) => Self::Decommissioned,
             _ => Self::Pending,
-        }
-    }
-}
-
-/// Where an order stands.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum OrderStatus {
-    /// Placed and not fully paid yet (it may hold part payments).
-    Placed,
-    /// The payments cover the total.
-    Paid,
-    /// Paid, then delivered or handed over; final.
-    Fulfilled,
-    /// Cancelled before fulfilment, possibly after payments (`paidMinor` is what is owed back);
-    /// final.
-    Cancelled,
-}
-
-impl OrderStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Placed => "placed",
-            Self::Paid => "paid",
-            Self::Fulfilled => "fulfilled",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    fn parse(name: &str) -> Self {
-        match name {
-            "paid" => Self::Paid,
-            "fulfilled" => Self::Fulfilled,
-            "cancelled" => Self::Cancelled,
-            _ => Self::Placed,
-        }
-    }
-}
-
-/// Where a payout stands.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum PayoutStatus {
-    /// Computed at commissioning, awaiting approval; a quality bonus may still be granted.
-    Pending,
-    /// Approved by someone it does not pay; awaiting payment.
-    Approved,
-    /// Paid under finance's reference; final.
-    Paid,
-}
-
-impl PayoutStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Paid => "paid",
-        }
-    }
-
-    fn parse(name: &str) -> Self {
-        match name {
-            "approved" => Self::Approved,
-            "paid" => Self::Paid,
-            _ => Self::Pending,
-        }
-    }
-}
-
-/// A line of an order.
-#[derive(SimpleObject)]
-pub struct OrderItem {
-    /// The product's stock-keeping unit, as ordered.
-    pub sku: String,
-    /// The product's catalogue description.
-    pub description: String,
-    /// How many units (above zero).
-    pub quantity: i64,
-    /// The price of one unit in integer minor units (cents) of `currency`; not negative.
-    pub unit_price_minor: i64,
-    /// ISO 4217 code (`USD`, `ZWG`, `KES`…): the order's currency.
-    pub currency: String,
-    /// What installing it means, if it is installed on site.
-    pub installable: Option<InstallationType>,
-}
-
-/// A payment recorded on an order.
-#[derive(SimpleObject)]
-pub struct OrderPayment {
-    /// Who took it: `paynow`, `mpesa`, `stripe` or `cash`.
-    pub provider: String,
-    /// The provider's reference (Paynow reference, M-Pesa receipt, Stripe payment intent, cash
-    /// receipt number); recorded once per provider on an order.
-    pub reference: String,
-    /// The amount in integer minor units of the order's currency (above zero).
-    pub amount_minor: i64,
-    /// When the payment was recorded on the order (RFC 3339, UTC).
-    pub at: DateTime<Utc>,
-}
-
-/// An order. Amounts in integer minor units of `currency`.
-#[derive(SimpleObject)]
-pub struct Order {
-    /// The order id, `order_<uuid>`.
-    pub id: String,
-    /// The customer's contact id (`ct_…`).
-    pub customer_id: String,
-    /// Where the order stands.
-    pub status: OrderStatus,
-    /// ISO 4217 code every amount of the order is in.
-    pub currency: String,
-    /// The total: Σ quantity × unit price over the items, in minor units (above zero).
-    pub total_minor: i64,
-    /// The sum of the payments recorded, in minor units (never above the total).
-    pub paid_minor: i64,
-    /// What is still owed: `totalMinor − paidMinor`, in minor units.
-    pub outstanding_minor: i64,
-    /// Whether the payments covered the total (`paidAt` is set); it stays true after fulfilment
-    /// or cancellation.
-    pub paid: bool,
-    /// The line items, as placed.
-    pub items: Vec<OrderItem>,
-    /// Whether any item is installed on site (paying such an order opens an installation).
-    pub installable: bool,
-    /// The payments recorded, in the order they were recorded.
-    pub payments: Vec<OrderPayment>,
-    /// When the order was placed (RFC 3339, UTC).
-    pub placed_at: DateTime<Utc>,
-    /// When the payments covered the total (RFC 3339, UTC); null until then.
-    pub paid_at: Option<DateTime<Utc>>,
-    /// When the order was fulfilled (RFC 3339, UTC); null unless fulfilled.
-    pub fulfilled_at: Option<DateTime<Utc>>,
-    /// When the order was cancelled (RFC 3339, UTC); null unless cancelled.
-    pub cancelled_at: Option<DateTime<Utc>>,
-}
-
-impl Order {
-    fn from_row(row: OrderRow) -> Self {
-        let status = OrderStatus::parse(&row.status);
-        Self {
-            id: row.order_id,
-            customer_id: row.customer_id,
-            paid: row.paid_at.is_some(),
-            status,
-            currency: row.currency,
-            total_minor: row.total_minor,
-            paid_minor: row.paid_minor,
-            outstanding_minor: row.outstanding_minor,
-            items: row
-                .items
-                .into_iter()
-                .map(|i| OrderItem {
-                    sku: i.sku,
-                    description: i.description,
-                    quantity: i64::from(i.quantity),
-                    unit_price_minor: i.unit_price_minor,
-                    currency: i.currency,
-                    installable: i.installable.as_deref().map(InstallationType::parse),
-                })
-                .collect(),
-            installable: row.installable,
-            payments: row
-                .payments
-                .into_iter()
-                .map(|p| OrderPayment {
-                    provider: p.provider,
-                    reference: p.reference,
-                    amount_minor: p.amount_minor,
-                    at: p.at,
-                })
-                .collect(),
-            placed_at: row.placed_at,
-            paid_at: row.paid_at,
-            fulfilled_at: row.fulfilled_at,
-            cancelled_at: row.cancelled_at,
         }
     }
 }
@@ -560,108 +295,6 @@ pub struct InstallationCount {
     pub count: i64,
 }
 
-/// A technician payout.
-#[derive(SimpleObject)]
-pub struct Payout {
-    /// The payout id, `payout_<uuid>` (one per installation).
-    pub id: String,
-    /// The commissioned installation it pays for (`isr_…`).
-    pub installation_id: String,
-    /// User ids of the technicians it pays (the team at commissioning).
-    pub technician_ids: Vec<String>,
-    /// The installation's system size in watts, which decides the tier.
-    pub system_size_w: i64,
-    /// small, medium, large, commercial.
-    pub tier: String,
-    /// The tier's base amount in minor units of `currency`: small 5000, medium 8000, large 12000,
-    /// commercial 20000.
-    pub base_minor: i64,
-    /// The quality bonus in minor units of `currency`; 0 when none was granted.
-    pub bonus_minor: i64,
-    /// What is paid: `baseMinor + bonusMinor`, in minor units of `currency`.
-    pub amount_minor: i64,
-    /// ISO 4217 code: the installation's order's currency (a configured default when the order is
-    /// not in the log).
-    pub currency: String,
-    /// Where the payout stands.
-    pub status: PayoutStatus,
-    /// When it was computed, after commissioning (RFC 3339, UTC).
-    pub computed_at: DateTime<Utc>,
-    /// When it was approved (RFC 3339, UTC); null while pending.
-    pub approved_at: Option<DateTime<Utc>>,
-    /// The user id of who approved it; null while pending.
-    pub approved_by: Option<String>,
-    /// When it was marked paid (RFC 3339, UTC); null until then.
-    pub paid_at: Option<DateTime<Utc>>,
-    /// Finance's reference for the payment; null until paid.
-    pub paid_reference: Option<String>,
-}
-
-impl Payout {
-    fn from_row(row: PayoutRow) -> Self {
-        Self {
-            id: row.payout_id,
-            installation_id: row.installation_id,
-            technician_ids: row.technician_ids,
-            system_size_w: row.system_size_w,
-            tier: row.tier,
-            base_minor: row.base_minor,
-            bonus_minor: row.bonus_minor,
-            amount_minor: row.amount_minor,
-            currency: row.currency,
-            status: PayoutStatus::parse(&row.status),
-            computed_at: row.computed_at,
-            approved_at: row.approved_at,
-            approved_by: row.approved_by,
-            paid_at: row.paid_at,
-            paid_reference: row.paid_reference,
-        }
-    }
-}
-
-/// The count and total of payouts with a status, per currency.
-#[derive(SimpleObject)]
-pub struct PayoutTotal {
-    /// The status totalled.
-    pub status: PayoutStatus,
-    /// The ISO 4217 currency totalled.
-    pub currency: String,
-    /// How many payouts have this status and currency (all of them, not only the 500 listed).
-    pub count: i64,
-    /// The sum of their `amountMinor`, in minor units of `currency`.
-    pub total_minor: i64,
-}
-
-/// Payouts with their totals.
-#[derive(SimpleObject)]
-pub struct PayoutList {
-    /// Latest computed first (at most 500).
-    pub nodes: Vec<Payout>,
-    /// Counts and totals per status and currency, over every payout the filter keeps (not capped at
-    /// 500).
-    pub totals: Vec<PayoutTotal>,
-}
-
-/// A line item to order.
-#[derive(InputObject)]
-pub struct OrderItemInput {
-    /// The product's stock-keeping unit; not blank (`BLANK_FIELD`).
-    pub sku: String,
-    /// The product's catalogue description (no personal data).
-    pub description: String,
-    /// How many units: above zero (`ZERO_QUANTITY`; negative: `INVALID_INPUT`).
-    pub quantity: i32,
-    /// The price of one unit in integer minor units (cents) of `currency`; not negative
-    /// (`NEGATIVE_PRICE`).
-    pub unit_price_minor: i64,
-    /// ISO 4217 code of three capital letters (`INVALID_CURRENCY`), the same on every item
-    /// (`MIXED_CURRENCIES`).
-    pub currency: String,
-    /// What installing it means, if it is installed on site; null for a product that is only
-    /// delivered.
-    pub installable: Option<InstallationType>,
-}
-
 /// An installation opened by hand.
 #[derive(InputObject)]
 pub struct OpenInstallationInput {
@@ -682,65 +315,10 @@ pub struct OpenInstallationInput {
 }
 
 #[derive(Default)]
-pub struct InstallationsQuery;
+pub struct RecordsQuery;
 
 #[Object]
-impl InstallationsQuery {
-    /// The tenant's orders, latest placed first. Owner, admin, agent, finance, auditor.
-    async fn orders(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Only orders with this status; every status when null.")] status: Option<OrderStatus>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "Page size: default 20, at least 1, at most 100."
-        )]
-        first: i32,
-        #[graphql(
-            desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
-        )]
-        after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Order>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadOrders), caller, "read orders").gql()?;
-        let page = read::list_orders(
-            pool(ctx).gql()?,
-            &caller.tenant,
-            status.map(OrderStatus::as_str),
-            i64::from(first),
-            after.as_deref(),
-        )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, Order::from_row(row))),
-        );
-        Ok(connection)
-    }
-
-    /// One order of the tenant; null when it has none with this id. Owner, admin, agent,
-    /// finance, auditor.
-    async fn order(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The order id (`order_…`).")] id: String,
-    ) -> async_graphql::Result<Option<Order>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadOrders), caller, "read orders").gql()?;
-        let row = read::order(pool(ctx).gql()?, &caller.tenant, &id)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(row.map(Order::from_row))
-    }
-
+impl RecordsQuery {
     /// The tenant's installations, latest opened first; `from`/`to` keep those scheduled in
     /// `[from, to)`. Every role but integrator.
     #[allow(clippy::too_many_arguments)]
@@ -853,39 +431,6 @@ impl InstallationsQuery {
         Ok(days.into_iter().map(CalendarDay::from_row).collect())
     }
 
-    /// Payouts (of one status, or all) with their counts and totals per status and currency.
-    /// Owner, admin, finance, auditor.
-    async fn payouts(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Only payouts with this status, in the list and the totals; every status when null.")] status: Option<PayoutStatus>,
-    ) -> async_graphql::Result<PayoutList> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadPayouts), caller, "read payouts").gql()?;
-        let pool = pool(ctx).gql()?;
-        let status = status.map(PayoutStatus::as_str);
-        let rows = read::list_payouts(pool, &caller.tenant, status)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        let totals = read::payout_totals(pool, &caller.tenant, status)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(PayoutList {
-            nodes: rows.into_iter().map(Payout::from_row).collect(),
-            totals: totals
-                .into_iter()
-                .map(|t| PayoutTotal {
-                    status: PayoutStatus::parse(&t.status),
-                    currency: t.currency,
-                    count: t.count,
-                    total_minor: t.total_minor,
-                })
-                .collect(),
-        })
-    }
-
     /// Installations per type and status (pairs that occur), for dashboards. Every role but
     /// integrator.
     async fn installation_counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<InstallationCount>> {
@@ -912,119 +457,10 @@ impl InstallationsQuery {
 }
 
 #[derive(Default)]
-pub struct InstallationsMutation;
+pub struct RecordsMutation;
 
 #[Object]
-impl InstallationsMutation {
-    /// Places an order for a customer (a contact id); returns the order id (`order_<uuid>`).
-    /// Owner, admin, agent. Refusals: `EMPTY_ORDER`, `MIXED_CURRENCIES`, `INVALID_CURRENCY`,
-    /// `ZERO_QUANTITY`, `NEGATIVE_PRICE`, `ZERO_TOTAL`, `TOTAL_OVERFLOW`, `BLANK_FIELD`,
-    /// `INVALID_INPUT` (a negative quantity).
-    async fn place_order(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The customer's contact id (`ct_…`); not blank.")] customer_id: String,
-        #[graphql(desc = "The line items: at least one, all in one currency.")] items: Vec<OrderItemInput>,
-    ) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::Sell), caller, "place orders").gql()?;
-        let items = items
-            .into_iter()
-            .map(|i| {
-                Ok(LineItem {
-                    sku: i.sku,
-                    description: i.description,
-                    quantity: non_negative(i.quantity, "quantity")?,
-                    unit_price_minor: i.unit_price_minor,
-                    currency: i.currency,
-                    installable: i.installable.map(InstallationType::domain),
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()
-            .gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .place_order(&customer_id, items, &metadata(ctx, caller))
-                .await,
-        )
-    }
-
-    /// Records a cash payment (owner, admin, finance); provider payments arrive by callback.
-    /// The payment that covers the total marks the order paid. Refusals: `UNKNOWN_ORDER`,
-    /// `OVERPAYMENT`, `PAYMENT_CURRENCY_MISMATCH`, `NON_POSITIVE_PAYMENT`,
-    /// `PAYMENT_AFTER_CANCELLATION`, `BLANK_FIELD`. A reference already recorded changes nothing.
-    /// Returns `true`.
-    async fn record_cash_payment(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The order (`order_…`).")] order_id: String,
-        #[graphql(
-            desc = "The cash receipt number; not blank. Recorded once per order: the same reference again changes nothing."
-        )]
-        reference: String,
-        #[graphql(desc = "The amount received, in integer minor units: above zero, at most the amount outstanding.")]
-        amount_minor: i64,
-        #[graphql(desc = "ISO 4217 code; must be the order's currency.")] currency: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::HandleMoney), caller, "record payments").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .record_payment(
-                    &order_id,
-                    PaymentProvider::Cash,
-                    &reference,
-                    amount_minor,
-                    &currency,
-                    &metadata(ctx, caller),
-                )
-                .await,
-        )?;
-        Ok(true)
-    }
-
-    /// Cancels an order not yet fulfilled (the reason is stored sealed). Owner, admin, agent.
-    /// Refusals: `UNKNOWN_ORDER`, `CANCEL_AFTER_FULFILMENT`, `INVALID_INPUT` (a reason for a
-    /// customer whose data was erased). Cancelling again changes nothing. Returns `true`.
-    async fn cancel_order(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The order (`order_…`).")] order_id: String,
-        #[graphql(desc = "Why, optional free text sealed under the customer's data key (never shown in read models).")]
-        reason: Option<String>,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::Sell), caller, "cancel orders").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .cancel_order(&order_id, reason.as_deref(), &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
-    }
-
-    /// Marks a paid order fulfilled. Owner, admin, agent. Refusals: `UNKNOWN_ORDER`,
-    /// `FULFILMENT_REQUIRES_PAYMENT` (placed or cancelled). Repeating it changes nothing.
-    /// Returns `true`.
-    async fn fulfil_order(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The order (`order_…`).")] order_id: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::Sell), caller, "fulfil orders").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .fulfil_order(&order_id, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
-    }
-
+impl RecordsMutation {
     /// Opens an installation by hand (a paid order opens one by itself); returns its id
     /// (`isr_<uuid>`). Owner, admin. Refusals: `BLANK_FIELD`, `ZERO_SYSTEM_SIZE`,
     /// `INVALID_INPUT` (a negative size, or a customer whose data was erased).
@@ -1314,77 +750,6 @@ impl InstallationsMutation {
             service(ctx)
                 .gql()?
                 .decommission(&installation_id, reason.as_deref(), &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
-    }
-
-    /// Approves a pending payout (not by a technician it pays). Owner, admin, finance.
-    /// Refusals: `SELF_APPROVAL`, `UNKNOWN_PAYOUT`. An approved or paid payout is left as it is.
-    /// Returns `true`.
-    async fn approve_payout(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::HandleMoney), caller, "approve payouts").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .approve_payout(&payout_id, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
-    }
-
-    /// Grants (or replaces) the quality bonus of a pending payout, in minor units of its
-    /// currency (owner and admin; not a technician it pays). Refused once approved
-    /// (`PAYOUT_NOT_PENDING`), for zero or above the maximum of 100000
-    /// (`QUALITY_BONUS_OUT_OF_RANGE`); also `SELF_GRANT`, `UNKNOWN_PAYOUT`, `INVALID_INPUT`
-    /// (negative). The same bonus again changes nothing. Returns `true`.
-    async fn grant_quality_bonus(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
-        #[graphql(
-            desc = "The bonus in minor units of the payout's currency, 1 to 100000; it replaces any earlier bonus."
-        )]
-        amount_minor: i64,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::GrantQualityBonuses),
-            caller,
-            "grant quality bonuses",
-        )
-        .gql()?;
-        let amount_minor = non_negative_i64(amount_minor, "amountMinor").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .grant_quality_bonus(&payout_id, amount_minor, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
-    }
-
-    /// Records that an approved payout was paid under finance's reference. Owner, admin,
-    /// finance. Refusals: `PAYMENT_REQUIRES_APPROVAL`, `ALREADY_PAID` (under another reference),
-    /// `BLANK_FIELD`, `UNKNOWN_PAYOUT`. The same reference again changes nothing. Returns `true`.
-    async fn mark_payout_paid(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
-        #[graphql(desc = "Finance's reference for the payment (a bank or mobile-money transaction); not blank.")]
-        reference: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::HandleMoney), caller, "pay payouts").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .mark_payout_paid(&payout_id, &reference, &metadata(ctx, caller))
                 .await,
         )?;
         Ok(true)
