@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
-use crate::runtime::{ProjectionError, Projector};
+use crate::runtime::{Fold, ProjectionError, Projector};
 use crate::shared::{begin_for_tenant, clear_person, clear_tables, erased_contact, payload, with_erasure};
 
 /// The `calls` projector's name (its checkpoint key). Never renamed.
@@ -252,66 +252,41 @@ async fn follow_up_outcome(db: &mut PgConnection, event: &StoredEvent) -> Result
     Ok(())
 }
 
-impl Projector for CallFollowUpsProjector {
-    fn name(&self) -> &'static str {
-        FOLLOW_UPS_NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        FOLLOW_UP_TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            for event in events {
-                if event.aggregate_type == "Conversation" {
-                    follow_up_outcome(tx, event).await?;
-                    continue;
-                }
-                if event.aggregate_type != "Call" {
-                    continue;
-                }
-                if let CallEvent::CallCompleted {
-                    contact_id: Some(contact_id),
-                    outcome,
-                    ended_at,
-                    ..
-                } = parse(event)?
-                {
-                    sqlx::query(
-                        "INSERT INTO call_follow_up_feed (tenant_id, call_id, contact_id, outcome, ended_at, position)
-                         VALUES ($1, $2, $3, $4, $5, $6)
-                         ON CONFLICT (tenant_id, call_id) DO NOTHING",
-                    )
-                    .bind(&event.tenant_id)
-                    .bind(local_id(event))
-                    .bind(contact_id)
-                    .bind(outcome.as_str())
-                    .bind(ended_at)
-                    .bind(event.global_position)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
+impl Fold for CallFollowUpsProjector {
+    const NAME: &'static str = FOLLOW_UPS_NAME;
+    const EVENT_TYPES: &'static [&'static str] = FOLLOW_UP_TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Conversation", "Call"];
     /// Clears the feeds; the worker's `call_follow_ups` keeps the decisions already taken, so a
     /// rebuild never decides a call twice (decision 0013).
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(
-            tx,
-            &["call_follow_up_feed", "call_follow_up_outcome_feed"],
-        ))
-    }
+    const TABLES: &'static [&'static str] = &["call_follow_up_feed", "call_follow_up_outcome_feed"];
+    const FEEDS: &'static [&'static str] = &["call_follow_up_feed", "call_follow_up_outcome_feed"];
 
-    fn feeds(&self) -> &'static [&'static str] {
-        &["call_follow_up_feed", "call_follow_up_outcome_feed"]
+    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        if event.aggregate_type == "Conversation" {
+            return follow_up_outcome(db, event).await;
+        }
+        if let CallEvent::CallCompleted {
+            contact_id: Some(contact_id),
+            outcome,
+            ended_at,
+            ..
+        } = parse(event)?
+        {
+            sqlx::query(
+                "INSERT INTO call_follow_up_feed (tenant_id, call_id, contact_id, outcome, ended_at, position)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (tenant_id, call_id) DO NOTHING",
+            )
+            .bind(&event.tenant_id)
+            .bind(local_id(event))
+            .bind(contact_id)
+            .bind(outcome.as_str())
+            .bind(ended_at)
+            .bind(event.global_position)
+            .execute(&mut *db)
+            .await?;
+        }
+        Ok(())
     }
 }
 

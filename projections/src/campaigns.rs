@@ -11,13 +11,12 @@
 use chronicle_domain::campaign::{CampaignEvent, RecipientCounts, RecipientStatus, MESSAGE_KEY_PREFIX};
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::page::{decode, encode, read_cursor, time_cursor, BadCursor, Page};
-use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
+use crate::runtime::{Fold, ProjectionError};
+use crate::shared::{begin_for_tenant, payload};
 
 /// The read models' projector name (its checkpoint key). Never renamed.
 pub const NAME: &str = "campaigns";
@@ -134,7 +133,7 @@ impl CampaignsProjector {
         Ok(())
     }
 
-    async fn apply_one(db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    async fn apply_event(db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let parsed = parse(event)?;
         let counts = parsed.counts();
         match parsed {
@@ -324,33 +323,14 @@ impl CampaignsProjector {
     }
 }
 
-impl Projector for CampaignsProjector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Fold for CampaignsProjector {
+    const NAME: &'static str = NAME;
+    const EVENT_TYPES: &'static [&'static str] = CampaignEvent::TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Campaign"];
+    const TABLES: &'static [&'static str] = &["campaign_recipients", "campaigns"];
 
-    fn event_types(&self) -> &'static [&'static str] {
-        CampaignEvent::TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                if event.aggregate_type == "Campaign" {
-                    Self::apply_one(tx, event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["campaign_recipients", "campaigns"]))
+    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        Self::apply_event(db, event).await
     }
 }
 
@@ -520,44 +500,21 @@ impl CampaignWorkProjector {
     }
 }
 
-impl Projector for CampaignWorkProjector {
-    fn name(&self) -> &'static str {
-        WORK_NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        WORK_TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            for event in events {
-                match event.aggregate_type.as_str() {
-                    "Campaign" => Self::campaign_event(tx, event).await?,
-                    "Conversation" => Self::conversation_event(tx, event).await?,
-                    _ => {}
-                }
-            }
-            Ok(())
-        })
-    }
-
+impl Fold for CampaignWorkProjector {
+    const NAME: &'static str = WORK_NAME;
+    const EVENT_TYPES: &'static [&'static str] = WORK_TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Campaign", "Conversation"];
     /// Clears the feeds and the message lookup; the runner's `campaign_runs` and
     /// `campaign_outcomes` keep the work already done, so a rebuild never repeats an effect
     /// (decision 0013).
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(
-            tx,
-            &["campaign_run_feed", "campaign_outcome_feed", "campaign_messages"],
-        ))
-    }
+    const TABLES: &'static [&'static str] = &["campaign_run_feed", "campaign_outcome_feed", "campaign_messages"];
+    const FEEDS: &'static [&'static str] = &["campaign_run_feed", "campaign_outcome_feed"];
 
-    fn feeds(&self) -> &'static [&'static str] {
-        &["campaign_run_feed", "campaign_outcome_feed"]
+    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        match event.aggregate_type.as_str() {
+            "Campaign" => Self::campaign_event(db, event).await,
+            _ => Self::conversation_event(db, event).await,
+        }
     }
 }
 

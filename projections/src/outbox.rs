@@ -5,17 +5,16 @@
 //!
 //! The feed is a read model like any other: a row per (tenant, stream, idempotency key), its
 //! `settled` set by the outcome events (`OutboundMessageSent`, `OutboundMessageFailed`), its
-//! `position` the latest of them; [`Projector::reset`] clears it. What was handed to the
+//! `position` the latest of them; [`Projector::reset`](crate::runtime::Projector::reset) clears it. What was handed to the
 //! provider (which the log alone cannot say for a message claimed but not yet settled) is the
 //! sender's own state, in `outbox`, which no rebuild touches (decision 0013).
 
 use chronicle_domain::conversation::ConversationEvent;
-use futures::future::BoxFuture;
 use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
-use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{clear_tables, payload};
+use crate::runtime::{Fold, ProjectionError};
+use crate::shared::payload;
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "outbox";
@@ -27,7 +26,34 @@ const TYPES: &[&str] = &["OutboundMessageQueued", "OutboundMessageSent", "Outbou
 #[derive(Debug, Default)]
 pub struct OutboxProjector;
 
-impl OutboxProjector {
+/// Marks a row with the outcome the log recorded (its first one).
+async fn settle(
+    db: &mut PgConnection,
+    event: &StoredEvent,
+    idempotency_key: &str,
+    state: &str,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "UPDATE outbox_feed SET settled = $4, position = $5
+          WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 AND settled IS NULL",
+    )
+    .bind(&event.tenant_id)
+    .bind(&event.aggregate_id)
+    .bind(idempotency_key)
+    .bind(state)
+    .bind(event.global_position)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+impl Fold for OutboxProjector {
+    const NAME: &'static str = NAME;
+    const EVENT_TYPES: &'static [&'static str] = TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Conversation"];
+    const TABLES: &'static [&'static str] = &["outbox_feed"];
+    const FEEDS: &'static [&'static str] = &["outbox_feed"];
+
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let parsed: ConversationEvent = payload(event)?;
         match parsed {
@@ -80,59 +106,5 @@ impl OutboxProjector {
             _ => {}
         }
         Ok(())
-    }
-}
-
-/// Marks a row with the outcome the log recorded (its first one).
-async fn settle(
-    db: &mut PgConnection,
-    event: &StoredEvent,
-    idempotency_key: &str,
-    state: &str,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "UPDATE outbox_feed SET settled = $4, position = $5
-          WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 AND settled IS NULL",
-    )
-    .bind(&event.tenant_id)
-    .bind(&event.aggregate_id)
-    .bind(idempotency_key)
-    .bind(state)
-    .bind(event.global_position)
-    .execute(&mut *db)
-    .await?;
-    Ok(())
-}
-
-impl Projector for OutboxProjector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            for event in events {
-                if event.aggregate_type == "Conversation" {
-                    self.apply_one(tx, event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["outbox_feed"]))
-    }
-
-    fn feeds(&self) -> &'static [&'static str] {
-        &["outbox_feed"]
     }
 }

@@ -9,14 +9,13 @@
 use chronicle_domain::payment_request::{PaymentRequestEvent, PaymentTarget};
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::{local_id, tenant_of};
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
-use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
+use crate::runtime::{Fold, ProjectionError};
+use crate::shared::{begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "payment_requests";
@@ -55,7 +54,12 @@ async fn update(
     Ok(())
 }
 
-impl PaymentRequestsProjector {
+impl Fold for PaymentRequestsProjector {
+    const NAME: &'static str = NAME;
+    const EVENT_TYPES: &'static [&'static str] = PaymentRequestEvent::TYPES;
+    const AGGREGATES: &'static [&'static str] = &["PaymentRequest"];
+    const TABLES: &'static [&'static str] = &["payment_requests"];
+
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         tenant_of(event)?;
         let id = local_id(event);
@@ -129,36 +133,6 @@ impl PaymentRequestsProjector {
             }
         }
         Ok(())
-    }
-}
-
-impl Projector for PaymentRequestsProjector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        PaymentRequestEvent::TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                if event.aggregate_type == "PaymentRequest" {
-                    self.apply_one(tx, event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["payment_requests"]))
     }
 }
 

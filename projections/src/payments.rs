@@ -8,14 +8,13 @@
 use chronicle_domain::payment::PaymentEvent;
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::{local_id, tenant_of};
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
-use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
+use crate::runtime::{Fold, ProjectionError};
+use crate::shared::{begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "payments";
@@ -66,7 +65,12 @@ async fn decide(
     Ok(())
 }
 
-impl PaymentsProjector {
+impl Fold for PaymentsProjector {
+    const NAME: &'static str = NAME;
+    const EVENT_TYPES: &'static [&'static str] = PaymentEvent::TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Payment"];
+    const TABLES: &'static [&'static str] = &["payments"];
+
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         tenant_of(event)?;
         let payment_id = local_id(event);
@@ -152,36 +156,6 @@ impl PaymentsProjector {
             }
         }
         Ok(())
-    }
-}
-
-impl Projector for PaymentsProjector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        PaymentEvent::TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                if event.aggregate_type == "Payment" {
-                    self.apply_one(tx, event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["payments"]))
     }
 }
 

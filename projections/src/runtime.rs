@@ -116,6 +116,67 @@ pub trait Projector: Send + Sync + 'static {
     }
 }
 
+/// A projector that applies its events one at a time, the shape of most read models: implement
+/// this and the [`Projector`] around it (its name and types, the batch loop in one transaction
+/// that sees every tenant's rows, the reset that clears its tables, its feeds) comes from here.
+/// Projectors that fold a batch as a whole (conversations, messages, contacts, …) implement
+/// [`Projector`] themselves.
+pub trait Fold: Send + Sync + 'static {
+    /// The projector's name: the key of its checkpoint and of its advisory lock. Never change
+    /// it for a deployed projector.
+    const NAME: &'static str;
+    /// The event types it reads.
+    const EVENT_TYPES: &'static [&'static str];
+    /// The aggregate types whose events it applies; events of other aggregates among its event
+    /// types are skipped. Empty: every one.
+    const AGGREGATES: &'static [&'static str] = &[];
+    /// Its tables: a rebuild deletes every tenant's rows of them.
+    const TABLES: &'static [&'static str];
+    /// The feeds among its tables (see [`Projector::feeds`]).
+    const FEEDS: &'static [&'static str] = &[];
+
+    /// Applies one event inside the batch's transaction.
+    fn apply_one(
+        &self,
+        tx: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> impl std::future::Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+impl<T: Fold> Projector for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        T::EVENT_TYPES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            crate::shared::all_tenants(tx).await?;
+            for event in events {
+                if T::AGGREGATES.is_empty() || T::AGGREGATES.contains(&event.aggregate_type.as_str()) {
+                    self.apply_one(tx, event).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(crate::shared::clear_tables(tx, T::TABLES))
+    }
+
+    fn feeds(&self) -> &'static [&'static str] {
+        T::FEEDS
+    }
+}
+
 /// How a runner reads and waits.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {

@@ -4,14 +4,13 @@
 
 use chronicle_domain::template::TemplateEvent;
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::contacts::{all_tenants, local_id};
+use crate::contacts::local_id;
 use crate::log::StoredEvent;
-use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{begin_for_tenant, clear_tables, payload};
+use crate::runtime::{Fold, ProjectionError};
+use crate::shared::{begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "templates";
@@ -20,7 +19,12 @@ pub const NAME: &str = "templates";
 #[derive(Debug, Default)]
 pub struct TemplatesProjector;
 
-impl TemplatesProjector {
+impl Fold for TemplatesProjector {
+    const NAME: &'static str = NAME;
+    const EVENT_TYPES: &'static [&'static str] = TemplateEvent::TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Template"];
+    const TABLES: &'static [&'static str] = &["templates"];
+
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let parsed: TemplateEvent = payload(event)?;
         let template_id = local_id(event);
@@ -99,36 +103,6 @@ impl TemplatesProjector {
             }
         }
         Ok(())
-    }
-}
-
-impl Projector for TemplatesProjector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        TemplateEvent::TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                if event.aggregate_type == "Template" {
-                    self.apply_one(tx, event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["templates"]))
     }
 }
 

@@ -24,12 +24,11 @@
 use chronicle_domain::tenant::TenantId;
 use chronicle_domain::wallet::WalletEvent;
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
-use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
+use crate::runtime::{Fold, ProjectionError};
+use crate::shared::{begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "wallet_work";
@@ -117,6 +116,19 @@ impl WalletWorkProjector {
         .await?;
         Ok(())
     }
+}
+
+impl Fold for WalletWorkProjector {
+    const NAME: &'static str = NAME;
+    const EVENT_TYPES: &'static [&'static str] = EVENT_TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Wallet"];
+    const TABLES: &'static [&'static str] = &[
+        "wallet_open_transfers",
+        "wallet_open_reservations",
+        "wallet_alerts",
+        "wallet_alert_feed",
+    ];
+    const FEEDS: &'static [&'static str] = &["wallet_alert_feed"];
 
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let parsed: WalletEvent = payload(event)?;
@@ -257,49 +269,6 @@ impl WalletWorkProjector {
             | WalletEvent::ThresholdsConfigured { .. } => {}
         }
         Ok(())
-    }
-}
-
-impl Projector for WalletWorkProjector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        EVENT_TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                if event.aggregate_type == "Wallet" {
-                    self.apply_one(tx, event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        // The sweeper's wallet_alert_work is its own: a raised alert is not raised again.
-        Box::pin(clear_tables(
-            tx,
-            &[
-                "wallet_open_transfers",
-                "wallet_open_reservations",
-                "wallet_alerts",
-                "wallet_alert_feed",
-            ],
-        ))
-    }
-
-    fn feeds(&self) -> &'static [&'static str] {
-        &["wallet_alert_feed"]
     }
 }
 

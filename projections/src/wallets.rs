@@ -20,13 +20,12 @@
 use chronicle_domain::tenant::TenantId;
 use chronicle_domain::wallet::{Request, WalletEvent};
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
-use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
+use crate::runtime::{Fold, ProjectionError};
+use crate::shared::{begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "wallets";
@@ -115,6 +114,13 @@ impl WalletsProjector {
         .await?;
         Ok(())
     }
+}
+
+impl Fold for WalletsProjector {
+    const NAME: &'static str = NAME;
+    const EVENT_TYPES: &'static [&'static str] = WalletEvent::TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Wallet"];
+    const TABLES: &'static [&'static str] = &["wallet_ledger", "wallet_balances", "wallet_reservations"];
 
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let parsed: WalletEvent = payload(event)?;
@@ -497,39 +503,6 @@ impl WalletsProjector {
         .execute(&mut *db)
         .await?;
         Ok(())
-    }
-}
-
-impl Projector for WalletsProjector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        WalletEvent::TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                if event.aggregate_type == "Wallet" {
-                    self.apply_one(tx, event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(
-            tx,
-            &["wallet_ledger", "wallet_balances", "wallet_reservations"],
-        ))
     }
 }
 

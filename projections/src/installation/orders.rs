@@ -9,7 +9,12 @@ use super::*;
 #[derive(Debug, Default)]
 pub struct OrdersProjector;
 
-impl OrdersProjector {
+impl Fold for OrdersProjector {
+    const NAME: &'static str = ORDERS_NAME;
+    const EVENT_TYPES: &'static [&'static str] = OrderEvent::TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Order"];
+    const TABLES: &'static [&'static str] = &["orders"];
+
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let order_id = local_id(event);
         let position = event.global_position;
@@ -96,36 +101,6 @@ impl OrdersProjector {
             }
         }
         Ok(())
-    }
-}
-
-impl Projector for OrdersProjector {
-    fn name(&self) -> &'static str {
-        ORDERS_NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        OrderEvent::TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                if event.aggregate_type == "Order" {
-                    self.apply_one(tx, event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["orders"]))
     }
 }
 

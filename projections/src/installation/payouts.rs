@@ -9,7 +9,12 @@ use super::*;
 #[derive(Debug, Default)]
 pub struct PayoutsProjector;
 
-impl PayoutsProjector {
+impl Fold for PayoutsProjector {
+    const NAME: &'static str = PAYOUTS_NAME;
+    const EVENT_TYPES: &'static [&'static str] = PayoutEvent::TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Payout"];
+    const TABLES: &'static [&'static str] = &["payouts"];
+
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let payout_id = local_id(event);
         let position = event.global_position;
@@ -92,36 +97,6 @@ impl PayoutsProjector {
             }
         }
         Ok(())
-    }
-}
-
-impl Projector for PayoutsProjector {
-    fn name(&self) -> &'static str {
-        PAYOUTS_NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        PayoutEvent::TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                if event.aggregate_type == "Payout" {
-                    self.apply_one(tx, event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["payouts"]))
     }
 }
 

@@ -22,7 +22,14 @@ fn handler_error(event: &StoredEvent, reason: impl std::fmt::Display) -> Project
 #[derive(Debug, Default)]
 pub struct InstallationWorkProjector;
 
-impl InstallationWorkProjector {
+impl Fold for InstallationWorkProjector {
+    const NAME: &'static str = INSTALLATION_WORK_NAME;
+    const EVENT_TYPES: &'static [&'static str] = TYPES;
+    /// Keeps the work lists (see the module docs).
+    /// Clears the feeds; the worker's tables keep the work already done (decision 0013).
+    const TABLES: &'static [&'static str] = &["installation_opening_feed", "installation_commissioning_feed"];
+    const FEEDS: &'static [&'static str] = &["installation_opening_feed", "installation_commissioning_feed"];
+
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         match event.aggregate_type.as_str() {
             "Order" => {
@@ -96,48 +103,16 @@ impl InstallationWorkProjector {
     }
 }
 
-impl Projector for InstallationWorkProjector {
-    fn name(&self) -> &'static str {
-        INSTALLATION_WORK_NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            for event in events {
-                self.apply_one(tx, event).await?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Keeps the work lists (see the module docs).
-    /// Clears the feeds; the worker's tables keep the work already done (decision 0013).
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(
-            tx,
-            &["installation_opening_feed", "installation_commissioning_feed"],
-        ))
-    }
-
-    fn feeds(&self) -> &'static [&'static str] {
-        &["installation_opening_feed", "installation_commissioning_feed"]
-    }
-}
-
 /// Folds `ServiceRequest` and `MaintenanceContract` events into the sweepers' work lists
 /// `service_sla_watch` and `maintenance_renewals` (migration 0068).
 #[derive(Debug, Default)]
 pub struct ServiceWorkProjector;
 
-impl ServiceWorkProjector {
+impl Fold for ServiceWorkProjector {
+    const NAME: &'static str = SERVICE_WORK_NAME;
+    const EVENT_TYPES: &'static [&'static str] = EVENT_TYPES;
+    const TABLES: &'static [&'static str] = &["service_sla_watch", "maintenance_renewals"];
+
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let id = local_id(event);
         let tenant = &event.tenant_id;
@@ -207,33 +182,5 @@ impl ServiceWorkProjector {
         .execute(&mut *db)
         .await?;
         Ok(())
-    }
-}
-
-impl Projector for ServiceWorkProjector {
-    fn name(&self) -> &'static str {
-        SERVICE_WORK_NAME
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        EVENT_TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                self.apply_one(tx, event).await?;
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["service_sla_watch", "maintenance_renewals"]))
     }
 }

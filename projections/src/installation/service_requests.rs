@@ -92,35 +92,17 @@ impl ServiceProjector {
     }
 }
 
-impl Projector for ServiceProjector {
-    fn name(&self) -> &'static str {
-        SERVICE_NAME
-    }
+impl Fold for ServiceProjector {
+    const NAME: &'static str = SERVICE_NAME;
+    const EVENT_TYPES: &'static [&'static str] = EVENT_TYPES;
+    const AGGREGATES: &'static [&'static str] = &["ServiceRequest", "MaintenanceContract"];
+    const TABLES: &'static [&'static str] = &["service_requests", "maintenance_contracts"];
 
-    fn event_types(&self) -> &'static [&'static str] {
-        EVENT_TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                match event.aggregate_type.as_str() {
-                    "ServiceRequest" => self.apply_request(tx, event).await?,
-                    "MaintenanceContract" => self.apply_contract(tx, event).await?,
-                    _ => {}
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["service_requests", "maintenance_contracts"]))
+    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        match event.aggregate_type.as_str() {
+            "ServiceRequest" => self.apply_request(db, event).await,
+            _ => self.apply_contract(db, event).await,
+        }
     }
 }
 

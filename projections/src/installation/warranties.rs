@@ -71,35 +71,17 @@ impl WarrantiesProjector {
     }
 }
 
-impl Projector for WarrantiesProjector {
-    fn name(&self) -> &'static str {
-        WARRANTIES_NAME
-    }
+impl Fold for WarrantiesProjector {
+    const NAME: &'static str = WARRANTIES_NAME;
+    const EVENT_TYPES: &'static [&'static str] = EVENT_TYPES;
+    const AGGREGATES: &'static [&'static str] = &["Warranty", "WarrantyClaim"];
+    const TABLES: &'static [&'static str] = &["warranty_claims", "warranties"];
 
-    fn event_types(&self) -> &'static [&'static str] {
-        EVENT_TYPES
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for event in events {
-                match event.aggregate_type.as_str() {
-                    "Warranty" => self.apply_warranty(tx, event).await?,
-                    "WarrantyClaim" => self.apply_claim(tx, event).await?,
-                    _ => {}
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["warranty_claims", "warranties"]))
+    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        match event.aggregate_type.as_str() {
+            "Warranty" => self.apply_warranty(db, event).await,
+            _ => self.apply_claim(db, event).await,
+        }
     }
 }
 
