@@ -4,15 +4,15 @@
 
 use std::collections::BTreeSet;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::calls::automation_rules;
 use chronicle_domain::call::{AutomationRulesCommand, CallOutcome as DomainOutcome};
 use chronicle_projections::calls::{list, CallFilter as ReadFilter, CallRow};
 use chrono::{DateTime, Utc};
 
-use super::{caller, commands, metadata, pool, require};
-use crate::error::{ApiError, IntoGraphql};
+use super::{allowed, commands, connection, metadata, pool};
+use crate::error::IntoGraphql;
 use crate::permissions::Permission;
 
 /// How a call ended.
@@ -258,8 +258,7 @@ impl CallsQuery {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Call>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadContacts), caller, "read calls").gql()?;
+        let caller = allowed(ctx, Permission::ReadContacts, "read calls").gql()?;
         let filter = filter.unwrap_or_default();
         let filter = ReadFilter {
             outcome: filter.outcome.map(|o| o.domain().as_str().to_string()),
@@ -274,30 +273,14 @@ impl CallsQuery {
             i64::from(first),
             after.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, Call::from_row(row))),
-        );
-        Ok(connection)
+        .await;
+        connection(after.is_some(), page, Call::from_row)
     }
 
     /// The tenant's call follow-up rule, enabled or not; null until one was set (read from the
     /// log: it is one short stream). Owner, admin, agent, auditor; anyone else gets `FORBIDDEN`.
     async fn call_follow_up_rule(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<CallFollowUpRule>> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ReadContacts),
-            caller,
-            "read automation rules",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ReadContacts, "read automation rules").gql()?;
         let rules = automation_rules(pool(ctx).gql()?, &caller.tenant).await.gql()?;
         Ok(rules.call_follow_up_rule().map(|rule| CallFollowUpRule {
             version: i32::try_from(rules.version()).unwrap_or(i32::MAX),
@@ -323,13 +306,7 @@ impl CallsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The whole rule; it replaces the current one.")] rule: CallFollowUpRuleInput,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageMessagingSettings),
-            caller,
-            "set automation rules",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageMessagingSettings, "set automation rules").gql()?;
         let command = AutomationRulesCommand::SetCallFollowUpRule {
             enabled: rule.enabled,
             // A negative delay is as invalid as a zero one: the aggregate names the rule.
@@ -354,13 +331,7 @@ impl CallsMutation {
     /// Disables the call follow-up rule, keeping its settings (owner, admin; anyone else gets
     /// `FORBIDDEN`). Without an enabled rule nothing changes. Returns true.
     async fn disable_call_follow_up_rule(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageMessagingSettings),
-            caller,
-            "set automation rules",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageMessagingSettings, "set automation rules").gql()?;
         commands(ctx)
             .gql()?
             .automation(

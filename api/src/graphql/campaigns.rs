@@ -11,7 +11,7 @@
 //! milli-tokens. Mutations answer from the write side; queries read the read models a moment
 //! behind the log.
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::campaigns::{CampaignConfig, CampaignService};
 use chronicle_commands::keystore::KeyStore;
@@ -21,7 +21,7 @@ use chronicle_domain::campaign::{
 use chronicle_projections::campaigns::{self as read, CampaignRow, RecipientRow};
 use chrono::{DateTime, Utc};
 
-use super::{allowed, commands, metadata, pool};
+use super::{allowed, commands, connection, metadata, pool};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -342,18 +342,8 @@ impl CampaignNode {
             i64::from(first),
             after.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, CampaignRecipient::from(row))),
-        );
-        Ok(connection)
+        .await;
+        connection(after.is_some(), page, CampaignRecipient::from)
     }
 }
 
@@ -386,18 +376,8 @@ impl CampaignsQuery {
             i64::from(first),
             after.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, CampaignNode { row })),
-        );
-        Ok(connection)
+        .await;
+        connection(after.is_some(), page, |row| CampaignNode { row })
     }
 
     /// One campaign of the tenant, or null when there is none with this id (or it is not

@@ -6,7 +6,7 @@
 //! Mutations answer with the id of what they changed; the read models catch up a moment later
 //! (projections are asynchronous).
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject};
 use chronicle_commands::contacts::{ConsentKeyword, ContactService};
 use chronicle_commands::keystore::KeyStore;
@@ -16,7 +16,7 @@ use chronicle_projections::contacts::{self as read, ContactFilter, ContactRow};
 use chronicle_projections::templates::{self as template_read, TemplateRow};
 use chrono::{DateTime, Utc};
 
-use super::{caller, commands, metadata, pool, require};
+use super::{allowed, caller, commands, connection, metadata, pool, require};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -290,18 +290,8 @@ impl ContactsQuery {
             i64::from(first),
             after.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, Contact::from(row))),
-        );
-        Ok(connection)
+        .await;
+        connection(after.is_some(), page, Contact::from)
     }
 
     /// One contact of the caller's tenant; null when there is none with this id (or it is not
@@ -341,8 +331,7 @@ pub struct ContactsMutation;
 impl ContactsMutation {
     /// Runs a contact command for a caller allowed to change contacts.
     async fn change(ctx: &Context<'_>, contact_id: String, command: ContactCommand) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::WriteContacts), caller, "change contacts").gql()?;
+        let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
         contacts_service(ctx)
             .gql()?
             .run(&contact_id, command, &metadata(ctx, caller))
@@ -352,8 +341,7 @@ impl ContactsMutation {
     }
 
     async fn consent(ctx: &Context<'_>, contact_id: String, keyword: ConsentKeyword) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::WriteContacts), caller, "change contacts").gql()?;
+        let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
         contacts_service(ctx)
             .gql()?
             .consent(
@@ -374,13 +362,7 @@ impl ContactsMutation {
         language: &str,
         command: TemplateCommand,
     ) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageMessagingSettings),
-            caller,
-            "manage templates",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageMessagingSettings, "manage templates").gql()?;
         let id = template_id(name, language);
         commands(ctx)
             .gql()?
@@ -432,8 +414,7 @@ impl ContactsMutation {
         #[graphql(desc = "The field's key: a lower-case letter, then up to 39 of a-z, 0-9 and `_`.")] key: String,
         #[graphql(desc = "The field's value (personal data: stored sealed).")] value: String,
     ) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::WriteContacts), caller, "change contacts").gql()?;
+        let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
         contacts_service(ctx)
             .gql()?
             .set_custom_field(&contact_id, &key, &value, &metadata(ctx, caller))
@@ -494,8 +475,7 @@ impl ContactsMutation {
         )]
         email: MaybeUndefined<String>,
     ) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::WriteContacts), caller, "change contacts").gql()?;
+        let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
         fn change(field: &MaybeUndefined<String>) -> Option<Option<&str>> {
             match field {
                 MaybeUndefined::Undefined => None,
@@ -520,8 +500,7 @@ impl ContactsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
     ) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::EraseContacts), caller, "erase contacts").gql()?;
+        let caller = allowed(ctx, Permission::EraseContacts, "erase contacts").gql()?;
         contacts_service(ctx)
             .gql()?
             .erase(&contact_id, &caller.user_id, &metadata(ctx, caller))

@@ -1,12 +1,12 @@
 //! The inbox: `conversations`, a Relay connection of the caller's tenant's conversations,
 //! newest message first, filtered by status.
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_projections::conversations::{list, ConversationRow, ListFilter};
 use chrono::{DateTime, Utc};
 
-use super::{caller, pool};
+use super::{caller, connection, pool};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
 
@@ -180,17 +180,7 @@ impl ConversationsQuery {
             i64::from(first),
             after.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, Conversation::from(row))),
-        );
-        Ok(connection)
+        .await;
+        connection(after.is_some(), page, Conversation::from)
     }
 }

@@ -6,7 +6,7 @@
 //! leads assigned to them; an auditor reads but never writes; finance, technician and integrator
 //! neither read nor write leads. A refusal is `FORBIDDEN`.
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chronicle_commands::dispatch::Commands;
 use chronicle_commands::error::{CommandError, DomainError};
@@ -20,7 +20,7 @@ use chronicle_domain::phone::PhoneNumber;
 use chronicle_projections::leads::{self as model, LeadFilter as ModelFilter, LeadRow, SortField};
 use chrono::{DateTime, Utc};
 
-use super::{caller, metadata, pool};
+use super::{caller, connection, metadata, pool};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -484,18 +484,8 @@ impl LeadsQuery {
             i64::from(first),
             after.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, Lead::from(row))),
-        );
-        Ok(connection)
+        .await;
+        connection(after.is_some(), page, Lead::from)
     }
 
     /// One lead of the caller's tenant; null when there is none with this id (or it is not

@@ -158,6 +158,34 @@ pub(crate) fn allowed<'a>(
     Ok(caller)
 }
 
+/// A read model's page as a GraphQL connection: a failed read is answered like any resolver's,
+/// a cursor the read model refused is `BAD_CURSOR`, each row becomes a node through `node`;
+/// `after` says whether the client asked from a cursor (`hasPreviousPage`).
+pub(crate) fn connection<R, T, E>(
+    after: bool,
+    page: Result<Result<chronicle_projections::page::Page<R>, E>, sqlx::Error>,
+    node: impl FnMut(R) -> T,
+) -> async_graphql::Result<async_graphql::connection::Connection<String, T>>
+where
+    T: async_graphql::OutputType,
+    E: std::fmt::Display,
+{
+    use crate::error::IntoGraphql;
+    let page = page
+        .map_err(ApiError::from)
+        .gql()?
+        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
+        .gql()?;
+    let mut node = node;
+    let mut connection = async_graphql::connection::Connection::new(after, page.has_next_page);
+    connection.edges.extend(
+        page.rows
+            .into_iter()
+            .map(|(cursor, row)| async_graphql::connection::Edge::new(cursor, node(row))),
+    );
+    Ok(connection)
+}
+
 pub(crate) fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {
     if allowed {
         Ok(())

@@ -7,7 +7,7 @@
 //! Roles: reading payments: owner, admin, finance, auditor; matching: owner, admin, finance;
 //! provider credentials: owner, admin.
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::payments::credentials::{set_provider, ProviderCredentials};
@@ -19,7 +19,7 @@ use chronicle_projections::payment_requests::{self as requests_model, PaymentReq
 use chronicle_projections::payments::{get, list, PaymentFilter as ReadFilter, PaymentRow};
 use chrono::{DateTime, Utc};
 
-use super::{caller, commands, metadata, pool, require};
+use super::{allowed, commands, connection, metadata, pool};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -422,18 +422,8 @@ async fn page(
         i64::from(first),
         after.as_deref(),
     )
-    .await
-    .map_err(ApiError::from)
-    .gql()?
-    .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-    .gql()?;
-    let mut connection = Connection::new(after.is_some(), page.has_next_page);
-    connection.edges.extend(
-        page.rows
-            .into_iter()
-            .map(|(cursor, row)| Edge::new(cursor, Payment::from(row))),
-    );
-    Ok(connection)
+    .await;
+    connection(after.is_some(), page, Payment::from)
 }
 
 #[derive(Default)]
@@ -458,8 +448,7 @@ impl PaymentsQuery {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Payment>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadPayments), caller, "read payments").gql()?;
+        let caller = allowed(ctx, Permission::ReadPayments, "read payments").gql()?;
         let filter = ReadFilter {
             status: status.map(|s| s.as_str().to_string()),
             provider: provider.map(|p| p.as_str().to_string()),
@@ -482,8 +471,7 @@ impl PaymentsQuery {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Payment>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadPayments), caller, "read payments").gql()?;
+        let caller = allowed(ctx, Permission::ReadPayments, "read payments").gql()?;
         let filter = ReadFilter {
             status: Some("unmatched".into()),
             provider: None,
@@ -499,8 +487,7 @@ impl PaymentsQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "How many: 1 to 200, 50 when null (`PAGE_TOO_LARGE` otherwise).")] first: Option<i32>,
     ) -> async_graphql::Result<Vec<RefusedPaymentCallback>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadPayments), caller, "read payments").gql()?;
+        let caller = allowed(ctx, Permission::ReadPayments, "read payments").gql()?;
         let first = first.unwrap_or(50);
         if !(1..=200).contains(&first) {
             return Err(ApiError::bad_request(
@@ -547,13 +534,7 @@ impl PaymentsQuery {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, PaymentRequest>> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ReadPaymentRequests),
-            caller,
-            "read payment requests",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ReadPaymentRequests, "read payment requests").gql()?;
         let filter = RequestFilter {
             status: filter.status.map(|s| s.as_str().to_string()),
             provider: filter.provider.map(|p| p.as_str().to_string()),
@@ -567,18 +548,8 @@ impl PaymentsQuery {
             i64::from(first),
             after.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, PaymentRequest::from(row))),
-        );
-        Ok(connection)
+        .await;
+        connection(after.is_some(), page, PaymentRequest::from)
     }
 
     /// One payment request of the caller's tenant; null when it has none with this id. Owner,
@@ -588,13 +559,7 @@ impl PaymentsQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The request id (`preq_…`).")] id: String,
     ) -> async_graphql::Result<Option<PaymentRequest>> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ReadPaymentRequests),
-            caller,
-            "read payment requests",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ReadPaymentRequests, "read payment requests").gql()?;
         let row = requests_model::get(pool(ctx).gql()?, &caller.tenant, &id)
             .await
             .map_err(ApiError::from)
@@ -609,8 +574,7 @@ impl PaymentsQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The payment id (`pay_…`).")] id: String,
     ) -> async_graphql::Result<Option<Payment>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadPayments), caller, "read payments").gql()?;
+        let caller = allowed(ctx, Permission::ReadPayments, "read payments").gql()?;
         let row = get(pool(ctx).gql()?, &caller.tenant, &id)
             .await
             .map_err(ApiError::from)
@@ -635,8 +599,7 @@ impl PaymentsMutation {
         #[graphql(desc = "The unmatched payment (`pay_…`).")] payment_id: String,
         #[graphql(desc = "The order it paid (`order_…`).")] order_id: String,
     ) -> async_graphql::Result<PaymentMatchResult> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::MatchPayments), caller, "match payments").gql()?;
+        let caller = allowed(ctx, Permission::MatchPayments, "match payments").gql()?;
         let payment = match_manually(commands(ctx).gql()?, &payment_id, &order_id, &metadata(ctx, caller))
             .await
             .gql()?;
@@ -661,8 +624,7 @@ impl PaymentsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What is asked, of whom, for what, and until when.")] input: PaymentRequestInput,
     ) -> async_graphql::Result<PaymentRequestReceipt> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::RequestPayments), caller, "request payments").gql()?;
+        let caller = allowed(ctx, Permission::RequestPayments, "request payments").gql()?;
         let target = match (input.target.order_id, input.target.wallet_id, input.target.description) {
             (Some(order_id), None, None) => PaymentTarget::Order { order_id },
             (None, Some(wallet_id), None) => PaymentTarget::Wallet { wallet_id },
@@ -716,13 +678,7 @@ impl PaymentsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The payment request id (`preq_` and 32 hex digits).")] id: String,
     ) -> async_graphql::Result<PaymentRequestReceipt> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::MatchPayments),
-            caller,
-            "cancel payment requests",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::MatchPayments, "cancel payment requests").gql()?;
         if !chronicle_domain::payment_request::is_payment_request_id(&id) {
             return Err(ApiError::bad_request(
                 "INVALID_INPUT",
@@ -748,13 +704,7 @@ impl PaymentsMutation {
         #[graphql(desc = "The credentials of exactly one provider (`ONE_PROVIDER` otherwise).")]
         provider: PaymentProviderInput,
     ) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageProviders),
-            caller,
-            "set payment providers",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageProviders, "set payment providers").gql()?;
         let credentials = match (provider.paynow, provider.mpesa, provider.stripe) {
             (Some(p), None, None) => ProviderCredentials::Paynow {
                 integration_id: p.integration_id,

@@ -18,14 +18,14 @@ fn handler_error(event: &StoredEvent, reason: impl std::fmt::Display) -> Project
     }
 }
 
-/// Fills the installation process managers' work lists.
+/// Feeds the installation process managers (`installation_opening_feed`,
+/// `installation_commissioning_feed`).
 #[derive(Debug, Default)]
 pub struct InstallationWorkProjector;
 
 impl Fold for InstallationWorkProjector {
     const NAME: &'static str = INSTALLATION_WORK_NAME;
     const EVENT_TYPES: &'static [&'static str] = TYPES;
-    /// Keeps the work lists (see the module docs).
     /// Clears the feeds; the worker's tables keep the work already done (decision 0013).
     const TABLES: &'static [&'static str] = &["installation_opening_feed", "installation_commissioning_feed"];
     const FEEDS: &'static [&'static str] = &["installation_opening_feed", "installation_commissioning_feed"];

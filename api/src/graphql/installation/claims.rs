@@ -134,13 +134,7 @@ impl ClaimsQuery {
         )]
         warranty_id: Option<String>,
     ) -> async_graphql::Result<Vec<WarrantyClaim>> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ReadAfterSales),
-            caller,
-            "read warranty claims",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ReadAfterSales, "read warranty claims").gql()?;
         let rows = read::list_claims(
             pool(ctx).gql()?,
             &caller.tenant,
@@ -170,8 +164,7 @@ impl ClaimsMutation {
         #[graphql(desc = "The warranty, the description and optionally the claim's own id.")]
         input: FileWarrantyClaimInput,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::FrontDesk), caller, "file warranty claims").gql()?;
+        let caller = allowed(ctx, Permission::FrontDesk, "file warranty claims").gql()?;
         let id = local_id("claim_", input.claim_id, "BAD_CLAIM_ID").gql()?;
         desk(ctx)
             .gql()?
@@ -195,13 +188,7 @@ impl ClaimsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The claim's id (`claim_…`).")] claim_id: String,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageAfterSales),
-            caller,
-            "review warranty claims",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageAfterSales, "review warranty claims").gql()?;
         let id = self::claim_id(claim_id).gql()?;
         desk(ctx)
             .gql()?
@@ -224,13 +211,7 @@ impl ClaimsMutation {
         #[graphql(desc = "Why, for the record (sealed; 1 to 4000 characters, not blank); null for no note.")]
         note: Option<String>,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageAfterSales),
-            caller,
-            "decide warranty claims",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageAfterSales, "decide warranty claims").gql()?;
         let id = self::claim_id(claim_id).gql()?;
         let decision = match decision {
             ClaimDecisionInput::Approved => ClaimDecision::Approved,
@@ -255,13 +236,7 @@ impl ClaimsMutation {
         #[graphql(desc = "The claim's id (`claim_…`).")] claim_id: String,
         #[graphql(desc = "What was done (sealed; 1 to 4000 characters, not blank).")] resolution: String,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageAfterSales),
-            caller,
-            "resolve warranty claims",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageAfterSales, "resolve warranty claims").gql()?;
         let id = self::claim_id(claim_id).gql()?;
         desk(ctx)
             .gql()?

@@ -120,13 +120,7 @@ impl MaintenanceQuery {
         #[graphql(desc = "Only contracts of this customer's contact id (`ct_…`); null for every customer.")]
         customer_id: Option<String>,
     ) -> async_graphql::Result<Vec<MaintenanceContract>> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ReadAfterSales),
-            caller,
-            "read maintenance contracts",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ReadAfterSales, "read maintenance contracts").gql()?;
         let rows = read::list_maintenance_contracts(
             pool(ctx).gql()?,
             &caller.tenant,
@@ -155,13 +149,7 @@ impl MaintenanceMutation {
         #[graphql(desc = "The contract's facts: customer, start, term, value, currency, auto-renewal.")]
         input: StartMaintenanceContractInput,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::RunMaintenanceContracts),
-            caller,
-            "start maintenance contracts",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::RunMaintenanceContracts, "start maintenance contracts").gql()?;
         let id = local_id("mc_", input.contract_id, "BAD_CONTRACT_ID").gql()?;
         let metadata = metadata(ctx, caller);
         let start = StartMaintenanceContract {
@@ -193,13 +181,7 @@ impl MaintenanceMutation {
         reference: String,
         #[graphql(default = 12, desc = "The renewal term in calendar months, 1 to 60 (default 12).")] term_months: i32,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::RunMaintenanceContracts),
-            caller,
-            "renew maintenance contracts",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::RunMaintenanceContracts, "renew maintenance contracts").gql()?;
         let id = self::contract_id(contract_id).gql()?;
         desk(ctx)
             .gql()?
@@ -226,13 +208,7 @@ impl MaintenanceMutation {
         #[graphql(desc = "The contract's id (`mc_…`).")] contract_id: String,
         #[graphql(desc = "true: renew for 12 months each time the end passes; false: let it lapse.")] auto_renew: bool,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::RunMaintenanceContracts),
-            caller,
-            "change maintenance contracts",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::RunMaintenanceContracts, "change maintenance contracts").gql()?;
         let id = self::contract_id(contract_id).gql()?;
         desk(ctx)
             .gql()?
@@ -253,13 +229,7 @@ impl MaintenanceMutation {
         #[graphql(desc = "The contract's id (`mc_…`).")] contract_id: String,
         #[graphql(desc = "Why (sealed; 1 to 4000 characters, not blank); null for no reason.")] reason: Option<String>,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::RunMaintenanceContracts),
-            caller,
-            "cancel maintenance contracts",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::RunMaintenanceContracts, "cancel maintenance contracts").gql()?;
         let id = self::contract_id(contract_id).gql()?;
         desk(ctx)
             .gql()?

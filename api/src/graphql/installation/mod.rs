@@ -66,7 +66,7 @@ use chronicle_projections::installation::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{caller, commands, metadata, pool, require};
+use super::{allowed, caller, commands, connection, metadata, pool, require};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;

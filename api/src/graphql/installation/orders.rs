@@ -187,8 +187,7 @@ impl OrdersQuery {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Order>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadOrders), caller, "read orders").gql()?;
+        let caller = allowed(ctx, Permission::ReadOrders, "read orders").gql()?;
         let page = read::list_orders(
             pool(ctx).gql()?,
             &caller.tenant,
@@ -196,18 +195,8 @@ impl OrdersQuery {
             i64::from(first),
             after.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, Order::from_row(row))),
-        );
-        Ok(connection)
+        .await;
+        connection(after.is_some(), page, Order::from_row)
     }
 
     /// One order of the tenant; null when it has none with this id. Owner, admin, agent,
@@ -217,8 +206,7 @@ impl OrdersQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The order id (`order_…`).")] id: String,
     ) -> async_graphql::Result<Option<Order>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadOrders), caller, "read orders").gql()?;
+        let caller = allowed(ctx, Permission::ReadOrders, "read orders").gql()?;
         let row = read::order(pool(ctx).gql()?, &caller.tenant, &id)
             .await
             .map_err(ApiError::from)
@@ -242,8 +230,7 @@ impl OrdersMutation {
         #[graphql(desc = "The customer's contact id (`ct_…`); not blank.")] customer_id: String,
         #[graphql(desc = "The line items: at least one, all in one currency.")] items: Vec<OrderItemInput>,
     ) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::Sell), caller, "place orders").gql()?;
+        let caller = allowed(ctx, Permission::Sell, "place orders").gql()?;
         let items = items
             .into_iter()
             .map(|i| {
@@ -283,8 +270,7 @@ impl OrdersMutation {
         amount_minor: i64,
         #[graphql(desc = "ISO 4217 code; must be the order's currency.")] currency: String,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::HandleMoney), caller, "record payments").gql()?;
+        let caller = allowed(ctx, Permission::HandleMoney, "record payments").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -311,8 +297,7 @@ impl OrdersMutation {
         #[graphql(desc = "Why, optional free text sealed under the customer's data key (never shown in read models).")]
         reason: Option<String>,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::Sell), caller, "cancel orders").gql()?;
+        let caller = allowed(ctx, Permission::Sell, "cancel orders").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -330,8 +315,7 @@ impl OrdersMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The order (`order_…`).")] order_id: String,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::Sell), caller, "fulfil orders").gql()?;
+        let caller = allowed(ctx, Permission::Sell, "fulfil orders").gql()?;
         answer(
             service(ctx)
                 .gql()?

@@ -126,8 +126,7 @@ impl PayoutsQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Only payouts with this status, in the list and the totals; every status when null.")] status: Option<PayoutStatus>,
     ) -> async_graphql::Result<PayoutList> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadPayouts), caller, "read payouts").gql()?;
+        let caller = allowed(ctx, Permission::ReadPayouts, "read payouts").gql()?;
         let pool = pool(ctx).gql()?;
         let status = status.map(PayoutStatus::as_str);
         let rows = read::list_payouts(pool, &caller.tenant, status)
@@ -166,8 +165,7 @@ impl PayoutsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::HandleMoney), caller, "approve payouts").gql()?;
+        let caller = allowed(ctx, Permission::HandleMoney, "approve payouts").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -191,13 +189,7 @@ impl PayoutsMutation {
         )]
         amount_minor: i64,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::GrantQualityBonuses),
-            caller,
-            "grant quality bonuses",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::GrantQualityBonuses, "grant quality bonuses").gql()?;
         let amount_minor = non_negative_i64(amount_minor, "amountMinor").gql()?;
         answer(
             service(ctx)
@@ -218,8 +210,7 @@ impl PayoutsMutation {
         #[graphql(desc = "Finance's reference for the payment (a bank or mobile-money transaction); not blank.")]
         reference: String,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::HandleMoney), caller, "pay payouts").gql()?;
+        let caller = allowed(ctx, Permission::HandleMoney, "pay payouts").gql()?;
         answer(
             service(ctx)
                 .gql()?

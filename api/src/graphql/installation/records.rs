@@ -346,13 +346,7 @@ impl RecordsQuery {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Installation>> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ReadInstallations),
-            caller,
-            "read installations",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ReadInstallations, "read installations").gql()?;
         let filter = ReadFilter {
             status: status.map(|s| s.domain().as_str().to_string()),
             installation_type: installation_type.map(|t| t.domain().as_str().to_string()),
@@ -367,18 +361,8 @@ impl RecordsQuery {
             i64::from(first),
             after.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)
-        .gql()?
-        .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-        .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, Installation::from_row(row))),
-        );
-        Ok(connection)
+        .await;
+        connection(after.is_some(), page, Installation::from_row)
     }
 
     /// One installation of the tenant, with checklist progress and timeline; null when it has
@@ -388,13 +372,7 @@ impl RecordsQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The installation id (`isr_…`).")] id: String,
     ) -> async_graphql::Result<Option<Installation>> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ReadInstallations),
-            caller,
-            "read installations",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ReadInstallations, "read installations").gql()?;
         let row = read::installation(pool(ctx).gql()?, &caller.tenant, &id)
             .await
             .map_err(ApiError::from)
@@ -415,8 +393,7 @@ impl RecordsQuery {
         )]
         to: DateTime<Utc>,
     ) -> async_graphql::Result<Vec<CalendarDay>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadInstallations), caller, "read calendars").gql()?;
+        let caller = allowed(ctx, Permission::ReadInstallations, "read calendars").gql()?;
         if to <= from || to - from > chrono::Duration::days(93) {
             return Err(ApiError::bad_request(
                 "INVALID_PERIOD",
@@ -434,13 +411,7 @@ impl RecordsQuery {
     /// Installations per type and status (pairs that occur), for dashboards. Every role but
     /// integrator.
     async fn installation_counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<InstallationCount>> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ReadInstallations),
-            caller,
-            "read installations",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ReadInstallations, "read installations").gql()?;
         let counts = read::installation_counts(pool(ctx).gql()?, &caller.tenant)
             .await
             .map_err(ApiError::from)
@@ -469,13 +440,7 @@ impl RecordsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What the installation is opened with.")] input: OpenInstallationInput,
     ) -> async_graphql::Result<String> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageInstallations),
-            caller,
-            "open installations",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageInstallations, "open installations").gql()?;
         let request = OpenRequest {
             installation_type: input.installation_type.domain(),
             customer_id: input.customer_id,
@@ -500,13 +465,7 @@ impl RecordsMutation {
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
         #[graphql(desc = "The technician's user id; not blank.")] technician_id: String,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageInstallations),
-            caller,
-            "assign technicians",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageInstallations, "assign technicians").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -525,13 +484,7 @@ impl RecordsMutation {
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
         #[graphql(desc = "The technician's user id; not blank.")] technician_id: String,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageInstallations),
-            caller,
-            "unassign technicians",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageInstallations, "unassign technicians").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -550,13 +503,7 @@ impl RecordsMutation {
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
         #[graphql(desc = "When the job starts (RFC 3339).")] starts_at: DateTime<Utc>,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageInstallations),
-            caller,
-            "schedule installations",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageInstallations, "schedule installations").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -579,13 +526,7 @@ impl RecordsMutation {
         )]
         reason: String,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageInstallations),
-            caller,
-            "reschedule installations",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageInstallations, "reschedule installations").gql()?;
         answer(
             service(ctx)
                 .gql()?
@@ -739,13 +680,7 @@ impl RecordsMutation {
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
         #[graphql(desc = "Why, optional free text sealed under the customer's data key.")] reason: Option<String>,
     ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageInstallations),
-            caller,
-            "decommission installations",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageInstallations, "decommission installations").gql()?;
         answer(
             service(ctx)
                 .gql()?

@@ -182,13 +182,7 @@ impl ServiceRequestsQuery {
         #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ServiceRequest>> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ReadAfterSales),
-            caller,
-            "read service requests",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ReadAfterSales, "read service requests").gql()?;
         let filter = ServiceFilter {
             status: status.map(|s| s.as_str().to_string()),
             priority: priority.map(|p| p.domain().as_str().to_string()),
@@ -235,8 +229,7 @@ impl ServiceRequestsMutation {
         )]
         input: OpenServiceRequestInput,
     ) -> async_graphql::Result<OpenedServiceRequest> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::FrontDesk), caller, "open service requests").gql()?;
+        let caller = allowed(ctx, Permission::FrontDesk, "open service requests").gql()?;
         let opened = desk(ctx)
             .gql()?
             .open_request(
@@ -273,13 +266,7 @@ impl ServiceRequestsMutation {
         #[graphql(desc = "The technician's user id (not blank; not checked against the user list).")]
         technician_id: String,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ManageAfterSales),
-            caller,
-            "assign service requests",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ManageAfterSales, "assign service requests").gql()?;
         let id = self::request_id(&request_id).gql()?;
         desk(ctx)
             .gql()?
@@ -301,13 +288,7 @@ impl ServiceRequestsMutation {
         #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
         #[graphql(desc = "What was done (sealed; 1 to 4000 characters, not blank).")] resolution: String,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(
-            caller.role.may(Permission::ResolveServiceRequests),
-            caller,
-            "resolve service requests",
-        )
-        .gql()?;
+        let caller = allowed(ctx, Permission::ResolveServiceRequests, "resolve service requests").gql()?;
         let id = self::request_id(&request_id).gql()?;
         desk(ctx)
             .gql()?
@@ -328,8 +309,7 @@ impl ServiceRequestsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
     ) -> async_graphql::Result<ServiceChange> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::FrontDesk), caller, "close service requests").gql()?;
+        let caller = allowed(ctx, Permission::FrontDesk, "close service requests").gql()?;
         let id = self::request_id(&request_id).gql()?;
         desk(ctx)
             .gql()?

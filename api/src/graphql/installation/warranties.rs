@@ -108,8 +108,7 @@ impl WarrantiesQuery {
             WarrantyFilterInput,
         >,
     ) -> async_graphql::Result<Vec<Warranty>> {
-        let caller = caller(ctx).gql()?;
-        require(caller.role.may(Permission::ReadAfterSales), caller, "read warranties").gql()?;
+        let caller = allowed(ctx, Permission::ReadAfterSales, "read warranties").gql()?;
         let filter = filter.unwrap_or_default();
         let filter = WarrantyFilter {
             installation_id: filter.installation_id,
