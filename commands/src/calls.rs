@@ -46,7 +46,7 @@ use chronicle_domain::wallet::WalletError;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use rand::rngs::OsRng;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tracing::Instrument;
 
 use crate::contacts::{ContactService, Handle};
@@ -190,7 +190,9 @@ pub struct FollowUpWorker {
 }
 
 /// A claimed row of `call_follow_ups`.
+#[derive(Clone, sqlx::FromRow)]
 struct WorkRow {
+    #[sqlx(rename = "tenant_id")]
     tenant: String,
     call_id: String,
     contact_id: String,
@@ -200,8 +202,11 @@ struct WorkRow {
     language: Option<String>,
     attempt: i32,
     send_state: String,
+    #[sqlx(rename = "send_message_ref")]
     message_ref: Option<String>,
+    #[sqlx(rename = "send_error_code")]
     error_code: Option<i64>,
+    #[sqlx(rename = "send_retryable")]
     retryable: Option<bool>,
     send_at: Option<DateTime<Utc>>,
     event_position: i64,
@@ -311,7 +316,7 @@ impl FollowUpWorker {
     }
 
     async fn claim(&self, step: Step, limit: i64) -> Result<Vec<WorkRow>, CommandError> {
-        let rows = LeaseClaim::new(
+        let mut rows: Vec<WorkRow> = LeaseClaim::new(
             "call_follow_ups",
             "tenant_id, call_id",
             step.condition(),
@@ -319,29 +324,8 @@ impl FollowUpWorker {
             "tenant_id, call_id, contact_id, outcome, ended_at, template_name, language, attempt, send_state, \
              send_message_ref, send_error_code, send_retryable, send_at, event_position",
         )
-        .query()
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch(&self.pool, limit)
         .await?;
-        let mut rows: Vec<WorkRow> = rows
-            .into_iter()
-            .map(|r| WorkRow {
-                tenant: r.get("tenant_id"),
-                call_id: r.get("call_id"),
-                contact_id: r.get("contact_id"),
-                outcome: r.get("outcome"),
-                ended_at: r.get("ended_at"),
-                template_name: r.get("template_name"),
-                language: r.get("language"),
-                attempt: r.get("attempt"),
-                send_state: r.get("send_state"),
-                message_ref: r.get("send_message_ref"),
-                error_code: r.get("send_error_code"),
-                retryable: r.get("send_retryable"),
-                send_at: r.get("send_at"),
-                event_position: r.get("event_position"),
-            })
-            .collect();
         rows.sort_by_key(|r| r.event_position);
         Ok(rows)
     }
@@ -461,7 +445,7 @@ impl FollowUpWorker {
                     retryable: Some(false),
                     error_code: None,
                     send_at: Some(Utc::now()),
-                    ..clone_row(row)
+                    ..row.clone()
                 };
                 self.update(row, "last_error = $3", Some(e.to_string())).await?;
                 self.record(&failure, pass).await
@@ -522,24 +506,5 @@ impl FollowUpWorker {
             self.update(row, "state = 'done', last_error = coalesce($3, last_error)", None)
                 .await
         }
-    }
-}
-
-fn clone_row(row: &WorkRow) -> WorkRow {
-    WorkRow {
-        tenant: row.tenant.clone(),
-        call_id: row.call_id.clone(),
-        contact_id: row.contact_id.clone(),
-        outcome: row.outcome.clone(),
-        ended_at: row.ended_at,
-        template_name: row.template_name.clone(),
-        language: row.language.clone(),
-        attempt: row.attempt,
-        send_state: row.send_state.clone(),
-        message_ref: row.message_ref.clone(),
-        error_code: row.error_code,
-        retryable: row.retryable,
-        send_at: row.send_at,
-        event_position: row.event_position,
     }
 }

@@ -53,7 +53,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{AggregateContext, EventStore};
 use postgres_es::PostgresEventRepository;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -310,14 +310,18 @@ impl RunnerPass {
 }
 
 /// A claimed `campaign_runs` row.
+#[derive(sqlx::FromRow)]
 struct RunRow {
+    #[sqlx(rename = "tenant_id")]
     tenant: String,
     campaign_id: String,
     last_position: i64,
 }
 
 /// A claimed `campaign_outcomes` row.
+#[derive(sqlx::FromRow)]
 struct OutcomeRow {
+    #[sqlx(rename = "tenant_id")]
     tenant: String,
     campaign_id: String,
     recipient: String,
@@ -501,29 +505,15 @@ impl CampaignRunner {
     }
 
     async fn claim_outcomes(&self, limit: i64) -> Result<Vec<OutcomeRow>, CommandError> {
-        let rows = LeaseClaim::new(
+        let mut rows: Vec<OutcomeRow> = LeaseClaim::new(
             "campaign_outcomes",
             "tenant_id, campaign_id, recipient, outcome",
             "state = 'new'",
             "event_position",
             "tenant_id, campaign_id, recipient, outcome, reason, at, event_position",
         )
-        .query()
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch(&self.pool, limit)
         .await?;
-        let mut rows: Vec<OutcomeRow> = rows
-            .into_iter()
-            .map(|r| OutcomeRow {
-                tenant: r.get("tenant_id"),
-                campaign_id: r.get("campaign_id"),
-                recipient: r.get("recipient"),
-                outcome: r.get("outcome"),
-                reason: r.get("reason"),
-                at: r.get("at"),
-                event_position: r.get("event_position"),
-            })
-            .collect();
         rows.sort_by_key(|r| r.event_position);
         Ok(rows)
     }
@@ -546,25 +536,15 @@ impl CampaignRunner {
     }
 
     async fn claim_runs(&self, limit: i64) -> Result<Vec<RunRow>, CommandError> {
-        let rows = LeaseClaim::new(
+        Ok(LeaseClaim::new(
             "campaign_runs",
             "tenant_id, campaign_id",
             "NOT idle",
             "not_before",
             "tenant_id, campaign_id, last_position",
         )
-        .query()
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RunRow {
-                tenant: r.get("tenant_id"),
-                campaign_id: r.get("campaign_id"),
-                last_position: r.get("last_position"),
-            })
-            .collect())
+        .fetch(&self.pool, limit)
+        .await?)
     }
 
     async fn release_run(&self, row: &RunRow, at: DateTime<Utc>, error: Option<String>) -> Result<(), CommandError> {

@@ -391,6 +391,15 @@ impl LeaseClaim {
         Self::record(pool, worker, key, Some(error), true).await
     }
 
+    /// Claims up to `limit` rows of a claim whose condition has no binds of its own, each read
+    /// as a `T` (its fields named as the `returning` columns).
+    pub async fn fetch<T>(&self, pool: &sqlx::PgPool, limit: i64) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        sqlx::query_as(&self.sql).bind(limit).fetch_all(pool).await
+    }
+
     /// The statement, ready for its binds: `$1` the most rows to claim, then the condition's.
     pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
         sqlx::query(&self.sql)

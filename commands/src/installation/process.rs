@@ -71,17 +71,22 @@ impl InstallationPass {
 }
 
 /// A claimed row of `installation_openings`.
+#[derive(sqlx::FromRow)]
 struct OpeningRow {
+    #[sqlx(rename = "tenant_id")]
     tenant: String,
     order_id: String,
     customer_id: String,
+    #[sqlx(rename = "installable_items")]
     items: serde_json::Value,
     attempts: i32,
     event_position: i64,
 }
 
 /// A claimed row of `installation_commissionings`.
+#[derive(sqlx::FromRow)]
 struct CommissioningRow {
+    #[sqlx(rename = "tenant_id")]
     tenant: String,
     installation_id: String,
     customer_id: String,
@@ -250,28 +255,15 @@ impl InstallationWorker {
     }
 
     async fn claim_openings(&self) -> Result<Vec<OpeningRow>, CommandError> {
-        let rows = LeaseClaim::new(
+        let mut rows: Vec<OpeningRow> = LeaseClaim::new(
             "installation_openings",
             "tenant_id, order_id",
             "state = 'new'",
             "event_position",
             "tenant_id, order_id, customer_id, installable_items, attempts, event_position",
         )
-        .query()
-        .bind(self.config.batch_size)
-        .fetch_all(&self.pool)
+        .fetch(&self.pool, self.config.batch_size)
         .await?;
-        let mut rows: Vec<OpeningRow> = rows
-            .into_iter()
-            .map(|r| OpeningRow {
-                tenant: r.get("tenant_id"),
-                order_id: r.get("order_id"),
-                customer_id: r.get("customer_id"),
-                items: r.get("installable_items"),
-                attempts: r.get("attempts"),
-                event_position: r.get("event_position"),
-            })
-            .collect();
         rows.sort_by_key(|r| r.event_position);
         Ok(rows)
     }
@@ -298,35 +290,15 @@ impl InstallationWorker {
     }
 
     async fn claim_commissionings(&self) -> Result<Vec<CommissioningRow>, CommandError> {
-        let rows = LeaseClaim::new(
+        let mut rows: Vec<CommissioningRow> = LeaseClaim::new(
             "installation_commissionings",
             "tenant_id, installation_id",
             "(payout_state = 'new' OR warranty_state = 'new' OR notify_state = 'new')",
             "event_position",
             "tenant_id, installation_id, customer_id, order_id, system_size_w, components, technicians, payout_state, warranty_state, notify_state, commissioned_at, attempts, event_position",
         )
-        .query()
-        .bind(self.config.batch_size)
-        .fetch_all(&self.pool)
+        .fetch(&self.pool, self.config.batch_size)
         .await?;
-        let mut rows: Vec<CommissioningRow> = rows
-            .into_iter()
-            .map(|r| CommissioningRow {
-                tenant: r.get("tenant_id"),
-                installation_id: r.get("installation_id"),
-                customer_id: r.get("customer_id"),
-                order_id: r.get("order_id"),
-                system_size_w: r.get("system_size_w"),
-                components: r.get("components"),
-                technicians: r.get("technicians"),
-                payout_state: r.get("payout_state"),
-                warranty_state: r.get("warranty_state"),
-                notify_state: r.get("notify_state"),
-                commissioned_at: r.get("commissioned_at"),
-                attempts: r.get("attempts"),
-                event_position: r.get("event_position"),
-            })
-            .collect();
         rows.sort_by_key(|r| r.event_position);
         Ok(rows)
     }
