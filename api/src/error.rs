@@ -25,6 +25,10 @@ pub enum ApiError {
     /// `INVALID_INPUT`, 500 `INTERNAL`.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// 503 `CONSISTENCY_TIMEOUT`: the read models a query reads did not reach the cursor it
+    /// asked for (`atLeast`) within its timeout.
+    #[error("{0}")]
+    ConsistencyTimeout(String),
     /// 503 `UNAVAILABLE`: a dependency is down.
     #[error("{0}")]
     Unavailable(String),
@@ -64,7 +68,7 @@ impl ApiError {
             Self::Command(CommandError::Conflict) => StatusCode::CONFLICT,
             Self::Command(CommandError::InvalidInput(_)) => StatusCode::BAD_REQUEST,
             Self::Command(CommandError::Unexpected(_)) | Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ConsistencyTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -76,6 +80,7 @@ impl ApiError {
             Self::BadRequest { code, .. } => code,
             Self::Command(e) => e.code(),
             Self::Unavailable(_) => "UNAVAILABLE",
+            Self::ConsistencyTimeout(_) => "CONSISTENCY_TIMEOUT",
             Self::Unexpected(_) => "INTERNAL",
         }
     }

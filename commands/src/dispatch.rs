@@ -511,10 +511,15 @@ impl Commands {
                 .await;
                 match executed {
                     Ok(()) => {
+                        if positions.is_empty() {
+                            // A repeat: its outcome is the stream's earlier events; the caller's
+                            // cursor is the stream's head, so a read waiting for it sees them.
+                            self.note_stream_head(A::TYPE, stream).await;
+                        }
                         return Ok(Appended {
                             stream: stream.to_string(),
                             positions,
-                        })
+                        });
                     }
                     Err(AggregateError::UserError(e)) => return Err(CommandError::Rejected(domain(e))),
                     Err(AggregateError::AggregateConflict) if attempt <= CONFLICT_RETRIES => {
@@ -547,6 +552,33 @@ impl Commands {
             self.announce(metadata.tenant_id.as_str()).await;
         }
         result
+    }
+
+    /// Records the head of `stream` (its latest event) for [`crate::repository::track_writes`],
+    /// for a repeated command that appended nothing: its outcome is the stream's earlier events.
+    /// Does nothing outside `track_writes`. A failed read is logged: the command succeeded, and
+    /// the caller's cursor then only covers what else it wrote.
+    pub async fn note_stream_head(&self, aggregate_type: &str, stream: &str) {
+        if !crate::repository::tracking_writes() {
+            return;
+        }
+        let head = sqlx::query_as::<_, (String, i64)>(
+            "SELECT tx_id::text, global_position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .bind(stream)
+        .fetch_optional(&self.pool)
+        .await;
+        match head {
+            Ok(Some((tx, position))) => {
+                if let Ok(tx_id) = tx.parse::<u64>() {
+                    crate::repository::note_written(crate::repository::LogPoint { tx_id, position }, 0);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the stream's head for the receipt"),
+        }
     }
 
     /// Wakes readers in other processes through Redis (LISTEN/NOTIFY needs nothing: the

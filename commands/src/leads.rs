@@ -231,8 +231,12 @@ impl Leads {
         .await?;
         if !claimed.try_get::<bool, _>("inserted")? {
             tx.rollback().await?;
+            let lead_id: String = claimed.try_get("lead_id")?;
+            self.commands
+                .note_stream_head(<Lead as cqrs_es::Aggregate>::TYPE, &tenant.stream_id(&lead_id))
+                .await;
             return Ok(Captured {
-                lead_id: claimed.try_get("lead_id")?,
+                lead_id,
                 outcome: CaptureOutcome::Repeated,
             });
         }

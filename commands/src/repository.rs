@@ -111,6 +111,65 @@ tokio::task_local! {
     static APPENDED: std::cell::RefCell<Vec<i64>>;
 }
 
+tokio::task_local! {
+    /// What the commands run in this task wrote (see [`track_writes`]).
+    static WRITTEN: std::cell::RefCell<Written>;
+}
+
+/// Where an event lies in the log: its writing transaction's id (`tx_id`, `xid8`) and its
+/// `global_position`. Ordered as the log is (transaction id first), like the read side's
+/// `chronicle_projections::log::Cursor`, which the API builds from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LogPoint {
+    /// The writing transaction's id.
+    pub tx_id: u64,
+    /// The event's `global_position`.
+    pub position: i64,
+}
+
+/// What the commands run inside [`track_writes`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    /// Events appended.
+    pub appended: usize,
+    /// The latest log point among the events appended and the heads of the streams a repeated
+    /// command left unchanged (its earlier outcome): a reader that has reached it sees every
+    /// outcome the caller was told about. `None` when no command touched a stream.
+    pub last: Option<LogPoint>,
+}
+
+/// Runs `work` (any number of commands, in this task) and returns its result with what they
+/// wrote: how many events, and the latest log point (see [`Written::last`]). The API wraps each
+/// mutation in it to answer with a cursor the reads can wait for. Scopes nest: what an inner
+/// one saw counts in the enclosing one too.
+pub async fn track_writes<T>(work: impl std::future::Future<Output = T>) -> (T, Written) {
+    let (result, written) = WRITTEN
+        .scope(std::cell::RefCell::new(Written::default()), async move {
+            let result = work.await;
+            let written = WRITTEN.with(|cell| *cell.borrow());
+            (result, written)
+        })
+        .await;
+    if let Some(last) = written.last {
+        note_written(last, written.appended);
+    }
+    (result, written)
+}
+
+/// Whether [`track_writes`] is watching this task (a repeat then looks up its stream's head).
+pub(crate) fn tracking_writes() -> bool {
+    WRITTEN.try_with(|_| ()).is_ok()
+}
+
+/// Records log points for [`track_writes`]: `appended` new events, the latest at `point`.
+pub(crate) fn note_written(point: LogPoint, appended: usize) {
+    let _ = WRITTEN.try_with(|cell| {
+        let mut written = cell.borrow_mut();
+        written.appended += appended;
+        written.last = written.last.max(Some(point));
+    });
+}
+
 /// Runs `execute` (one command through cqrs-es, which persists in the calling task) and returns
 /// its result with the `global_position`s the repository appended meanwhile, in order.
 pub async fn collect_positions<T>(execute: impl std::future::Future<Output = T>) -> (T, Vec<i64>) {
@@ -123,9 +182,22 @@ pub async fn collect_positions<T>(execute: impl std::future::Future<Output = T>)
         .await
 }
 
-/// Records appended positions for [`collect_positions`] (nothing outside its scope).
-fn record_positions(positions: impl IntoIterator<Item = i64>) {
-    let _ = APPENDED.try_with(|cell| cell.borrow_mut().extend(positions));
+/// Records appended events for [`collect_positions`] and [`track_writes`] (nothing outside
+/// their scopes): `(tx_id as text, global_position)` rows, ordered by position.
+fn record_positions(rows: Vec<(String, i64)>) {
+    let points: Vec<LogPoint> = rows
+        .iter()
+        .filter_map(|(tx, position)| {
+            tx.parse::<u64>().ok().map(|tx_id| LogPoint {
+                tx_id,
+                position: *position,
+            })
+        })
+        .collect();
+    if let Some(last) = points.iter().max() {
+        note_written(*last, points.len());
+    }
+    let _ = APPENDED.try_with(|cell| cell.borrow_mut().extend(rows.iter().map(|(_, p)| *p)));
 }
 
 /// postgres-es's mapping: a unique violation is a concurrent append (optimistic lock).
@@ -277,8 +349,8 @@ impl PersistedEventRepository for ChronicleEventRepository {
                 // postgres-es's append returns nothing: read the positions it was given. The
                 // events are committed already, so a failed read is no failed command: the
                 // caller gets no positions (and a receipt falls back to the stream's head).
-                let positions = sqlx::query_scalar::<_, i64>(
-                    "SELECT global_position FROM events
+                let positions = sqlx::query_as::<_, (String, i64)>(
+                    "SELECT tx_id::text, global_position FROM events
                       WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence BETWEEN $3 AND $4
                       ORDER BY sequence",
                 )
@@ -313,15 +385,15 @@ impl PersistedEventRepository for ChronicleEventRepository {
                 .push_bind(&event.payload)
                 .push_bind(&event.metadata);
         });
-        insert.push(" RETURNING global_position");
-        let mut positions: Vec<i64> = insert
-            .build_query_scalar()
+        insert.push(" RETURNING tx_id::text, global_position");
+        let mut positions: Vec<(String, i64)> = insert
+            .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(persistence_error)?;
         // The identity numbers rows in the order they are inserted, the listed (sequence) order;
         // RETURNING's row order is not promised, so order by position.
-        positions.sort_unstable();
+        positions.sort_unstable_by_key(|(_, position)| *position);
         record_positions(positions);
         Ok(())
     }

@@ -11,6 +11,7 @@ use chronicle_domain::call::{AutomationRulesCommand, CallOutcome as DomainOutcom
 use chronicle_projections::calls::{list, CallFilter as ReadFilter, CallRow};
 use chrono::{DateTime, Utc};
 
+use super::receipt::{receipt, Receipt};
 use super::{allowed, commands, connection, metadata, pool};
 use crate::error::IntoGraphql;
 use crate::permissions::Permission;
@@ -300,46 +301,52 @@ pub struct CallsMutation;
 impl CallsMutation {
     /// Sets the tenant's call follow-up rule (owner, admin; anyone else gets `FORBIDDEN`) as a
     /// new rule version; setting the rule in force again changes nothing. Refused with
-    /// `INVALID_DELAY`, `NO_OUTCOMES`, `INVALID_TEMPLATE_NAME` or `INVALID_LANGUAGE`. Returns true.
+    /// `INVALID_DELAY`, `NO_OUTCOMES`, `INVALID_TEMPLATE_NAME` or `INVALID_LANGUAGE`. Returns a receipt for the tenant's `automation` rules.
     async fn set_call_follow_up_rule(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The whole rule; it replaces the current one.")] rule: CallFollowUpRuleInput,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::ManageMessagingSettings, "set automation rules").gql()?;
-        let command = AutomationRulesCommand::SetCallFollowUpRule {
-            enabled: rule.enabled,
-            // A negative delay is as invalid as a zero one: the aggregate names the rule.
-            delay_minutes: u32::try_from(rule.delay_minutes).unwrap_or(0),
-            outcomes: rule
-                .outcomes
-                .into_iter()
-                .map(CallOutcome::domain)
-                .collect::<BTreeSet<_>>(),
-            template_name: rule.template_name,
-            language: rule.language,
-            at: Utc::now(),
-        };
-        commands(ctx)
-            .gql()?
-            .automation(command, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageMessagingSettings, "set automation rules").gql()?;
+            let command = AutomationRulesCommand::SetCallFollowUpRule {
+                enabled: rule.enabled,
+                // A negative delay is as invalid as a zero one: the aggregate names the rule.
+                delay_minutes: u32::try_from(rule.delay_minutes).unwrap_or(0),
+                outcomes: rule
+                    .outcomes
+                    .into_iter()
+                    .map(CallOutcome::domain)
+                    .collect::<BTreeSet<_>>(),
+                template_name: rule.template_name,
+                language: rule.language,
+                at: Utc::now(),
+            };
+            commands(ctx)
+                .gql()?
+                .automation(command, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(Receipt::new("automation"))
+        })
+        .await
     }
 
     /// Disables the call follow-up rule, keeping its settings (owner, admin; anyone else gets
-    /// `FORBIDDEN`). Without an enabled rule nothing changes. Returns true.
-    async fn disable_call_follow_up_rule(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::ManageMessagingSettings, "set automation rules").gql()?;
-        commands(ctx)
-            .gql()?
-            .automation(
-                AutomationRulesCommand::DisableCallFollowUpRule { at: Utc::now() },
-                &metadata(ctx, caller),
-            )
-            .await
-            .gql()?;
-        Ok(true)
+    /// `FORBIDDEN`). Without an enabled rule nothing changes. Returns a receipt for the tenant's `automation` rules.
+    async fn disable_call_follow_up_rule(&self, ctx: &Context<'_>) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageMessagingSettings, "set automation rules").gql()?;
+            commands(ctx)
+                .gql()?
+                .automation(
+                    AutomationRulesCommand::DisableCallFollowUpRule { at: Utc::now() },
+                    &metadata(ctx, caller),
+                )
+                .await
+                .gql()?;
+            Ok(Receipt::new("automation"))
+        })
+        .await
     }
 }

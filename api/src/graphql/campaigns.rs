@@ -16,13 +16,13 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::campaigns::{CampaignConfig, CampaignService};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_domain::campaign::{
-    campaign_local_id, valid_campaign_id, Campaign, CampaignStatus as DomainStatus, NewCampaign, MAX_RECIPIENTS,
+    valid_campaign_id, Campaign, CampaignStatus as DomainStatus, NewCampaign, MAX_RECIPIENTS,
 };
 use chronicle_projections::campaigns::{self as read, CampaignRow, RecipientRow};
 use chrono::{DateTime, Utc};
 
+use super::receipt::{receipt, CampaignReservation, Receipt};
 use super::{allowed, commands, connection, metadata, pool};
-use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
 
@@ -428,42 +428,15 @@ pub struct CreateCampaignInput {
     pub exclude_contact_ids: Vec<String>,
 }
 
-/// What a campaign mutation did, from the write side.
-#[derive(SimpleObject)]
-pub struct CampaignReceipt {
-    /// The campaign's id.
-    pub campaign_id: String,
-    /// The campaign's status after the command.
-    pub status: CampaignStatus,
-    /// How many recipients the campaign has (repeats dropped, exclusions applied).
-    pub recipients: i32,
-    /// Milli-tokens per recipient (0: free).
-    pub unit_price: i64,
-    /// Milli-tokens reserved on the main wallet when the campaign was scheduled (0 for a draft
-    /// or a free campaign).
-    pub reserved: i64,
-    /// The campaign stream's last log position after the command.
-    pub position: Option<i64>,
-}
-
-async fn receipt(
-    ctx: &Context<'_>,
-    caller: &Caller,
-    campaign: &Campaign,
-    id: &str,
-) -> Result<CampaignReceipt, ApiError> {
-    let position: Option<i64> = sqlx::query_scalar("SELECT max(global_position) FROM events WHERE aggregate_id = $1")
-        .bind(caller.tenant.stream_id(&campaign_local_id(id)))
-        .fetch_one(pool(ctx)?)
-        .await?;
-    Ok(CampaignReceipt {
-        campaign_id: id.to_string(),
-        status: CampaignStatus::from_domain(campaign.status()),
-        recipients: i32::try_from(campaign.counts().total).unwrap_or(i32::MAX),
-        unit_price: campaign.unit_price(),
-        reserved: campaign.reservation().map_or(0, |(_, amount)| amount),
-        position,
-    })
+/// A campaign mutation's receipt: the campaign's status and reservation after the command.
+fn campaign_receipt(campaign: &Campaign, id: &str) -> Receipt {
+    Receipt::new(id)
+        .outcome_enum(CampaignStatus::from_domain(campaign.status()))
+        .with_campaign(CampaignReservation {
+            recipients: i32::try_from(campaign.counts().total).unwrap_or(i32::MAX),
+            unit_price: campaign.unit_price(),
+            reserved: campaign.reservation().map_or(0, |(_, amount)| amount),
+        })
 }
 
 fn ids(list: &[String], field: &str) -> Result<Vec<String>, ApiError> {
@@ -500,53 +473,56 @@ impl CampaignsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The campaign: its id, template and segment.")] input: CreateCampaignInput,
-    ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
-        let id = campaign_id(&input.id).gql()?.to_string();
-        let mut recipients = ids(&input.contact_ids, "contactIds").gql()?;
-        let excluded = ids(&input.exclude_contact_ids, "excludeContactIds").gql()?;
-        let tags: Vec<String> = input
-            .tags
-            .iter()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if !tags.is_empty() {
-            let limit = i64::try_from(MAX_RECIPIENTS).unwrap_or(i64::MAX) + 1;
-            recipients.extend(
-                read::segment_by_tags(pool(ctx).gql()?, &caller.tenant, &tags, limit)
-                    .await
-                    .map_err(ApiError::from)
-                    .gql()?,
-            );
-        }
-        recipients.retain(|r| !excluded.contains(r));
-        let mut segment = Vec::new();
-        if !input.contact_ids.is_empty() {
-            segment.push(format!("{} contacts", input.contact_ids.len()));
-        }
-        if !tags.is_empty() {
-            segment.push(format!("tags: {}", tags.join(", ")));
-        }
-        if !excluded.is_empty() {
-            segment.push(format!("{} excluded", excluded.len()));
-        }
-        let new = NewCampaign {
-            campaign_id: id.clone(),
-            name: input.name,
-            template_name: input.template_name,
-            language: input.language,
-            variables: input.variables,
-            segment: segment.join("; "),
-            recipients,
-            created_by: caller.user_id.clone(),
-            at: Utc::now(),
-        };
-        let service = service(ctx).gql()?;
-        let meta = metadata(ctx, caller);
-        service.create(new, &meta).await.gql()?;
-        let campaign = service.load(&caller.tenant, &id).await.gql()?;
-        receipt(ctx, caller, &campaign, &id).await.gql()
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
+            let id = campaign_id(&input.id).gql()?.to_string();
+            let mut recipients = ids(&input.contact_ids, "contactIds").gql()?;
+            let excluded = ids(&input.exclude_contact_ids, "excludeContactIds").gql()?;
+            let tags: Vec<String> = input
+                .tags
+                .iter()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if !tags.is_empty() {
+                let limit = i64::try_from(MAX_RECIPIENTS).unwrap_or(i64::MAX) + 1;
+                recipients.extend(
+                    read::segment_by_tags(pool(ctx).gql()?, &caller.tenant, &tags, limit)
+                        .await
+                        .map_err(ApiError::from)
+                        .gql()?,
+                );
+            }
+            recipients.retain(|r| !excluded.contains(r));
+            let mut segment = Vec::new();
+            if !input.contact_ids.is_empty() {
+                segment.push(format!("{} contacts", input.contact_ids.len()));
+            }
+            if !tags.is_empty() {
+                segment.push(format!("tags: {}", tags.join(", ")));
+            }
+            if !excluded.is_empty() {
+                segment.push(format!("{} excluded", excluded.len()));
+            }
+            let new = NewCampaign {
+                campaign_id: id.clone(),
+                name: input.name,
+                template_name: input.template_name,
+                language: input.language,
+                variables: input.variables,
+                segment: segment.join("; "),
+                recipients,
+                created_by: caller.user_id.clone(),
+                at: Utc::now(),
+            };
+            let service = service(ctx).gql()?;
+            let meta = metadata(ctx, caller);
+            service.create(new, &meta).await.gql()?;
+            let campaign = service.load(&caller.tenant, &id).await.gql()?;
+            Ok(campaign_receipt(&campaign, &id))
+        })
+        .await
     }
 
     /// Schedules a draft to start at `startAt` (now when absent): reserves recipients × the
@@ -562,15 +538,18 @@ impl CampaignsMutation {
         #[graphql(desc = "When to start (RFC 3339); absent: now. A past time makes it due at once.")] start_at: Option<
             DateTime<Utc>,
         >,
-    ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
-        let id = campaign_id(&id).gql()?;
-        let campaign = service(ctx)
-            .gql()?
-            .schedule(id, start_at.unwrap_or_else(Utc::now), &metadata(ctx, caller))
-            .await
-            .gql()?;
-        receipt(ctx, caller, &campaign, id).await.gql()
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
+            let id = campaign_id(&id).gql()?;
+            let campaign = service(ctx)
+                .gql()?
+                .schedule(id, start_at.unwrap_or_else(Utc::now), &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(campaign_receipt(&campaign, id))
+        })
+        .await
     }
 
     /// Pauses a SCHEDULED or RUNNING campaign: no new batch starts (messages already queued still
@@ -581,13 +560,16 @@ impl CampaignsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
-    ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
-        let id = campaign_id(&id).gql()?;
-        let service = service(ctx).gql()?;
-        service.pause(id, &caller.user_id, &metadata(ctx, caller)).await.gql()?;
-        let campaign = service.load(&caller.tenant, id).await.gql()?;
-        receipt(ctx, caller, &campaign, id).await.gql()
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
+            let id = campaign_id(&id).gql()?;
+            let service = service(ctx).gql()?;
+            service.pause(id, &caller.user_id, &metadata(ctx, caller)).await.gql()?;
+            let campaign = service.load(&caller.tenant, id).await.gql()?;
+            Ok(campaign_receipt(&campaign, id))
+        })
+        .await
     }
 
     /// Carries on after a pause: back to RUNNING if it had started, else SCHEDULED; resuming a
@@ -598,16 +580,19 @@ impl CampaignsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
-    ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
-        let id = campaign_id(&id).gql()?;
-        let service = service(ctx).gql()?;
-        service
-            .resume(id, &caller.user_id, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        let campaign = service.load(&caller.tenant, id).await.gql()?;
-        receipt(ctx, caller, &campaign, id).await.gql()
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
+            let id = campaign_id(&id).gql()?;
+            let service = service(ctx).gql()?;
+            service
+                .resume(id, &caller.user_id, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            let campaign = service.load(&caller.tenant, id).await.gql()?;
+            Ok(campaign_receipt(&campaign, id))
+        })
+        .await
     }
 
     /// Cancels a campaign that is not finished: pending recipients are never sent anything and
@@ -618,15 +603,18 @@ impl CampaignsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The campaign's id: 1 to 64 of a-z, 0-9, `_` and `-`.")] id: String,
-    ) -> async_graphql::Result<CampaignReceipt> {
-        let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
-        let id = campaign_id(&id).gql()?;
-        let service = service(ctx).gql()?;
-        service
-            .cancel(id, &caller.user_id, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        let campaign = service.load(&caller.tenant, id).await.gql()?;
-        receipt(ctx, caller, &campaign, id).await.gql()
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RunCampaigns, "run campaigns").gql()?;
+            let id = campaign_id(&id).gql()?;
+            let service = service(ctx).gql()?;
+            service
+                .cancel(id, &caller.user_id, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            let campaign = service.load(&caller.tenant, id).await.gql()?;
+            Ok(campaign_receipt(&campaign, id))
+        })
+        .await
     }
 }

@@ -16,6 +16,7 @@ use chronicle_projections::contacts::{self as read, ContactFilter, ContactRow};
 use chronicle_projections::templates::{self as template_read, TemplateRow};
 use chrono::{DateTime, Utc};
 
+use super::receipt::{receipt, Receipt};
 use super::{allowed, caller, commands, connection, metadata, pool, require};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
@@ -330,30 +331,36 @@ pub struct ContactsMutation;
 
 impl ContactsMutation {
     /// Runs a contact command for a caller allowed to change contacts.
-    async fn change(ctx: &Context<'_>, contact_id: String, command: ContactCommand) -> async_graphql::Result<String> {
-        let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
-        contacts_service(ctx)
-            .gql()?
-            .run(&contact_id, command, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(contact_id)
+    async fn change(ctx: &Context<'_>, contact_id: String, command: ContactCommand) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
+            contacts_service(ctx)
+                .gql()?
+                .run(&contact_id, command, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(Receipt::new(contact_id))
+        })
+        .await
     }
 
-    async fn consent(ctx: &Context<'_>, contact_id: String, keyword: ConsentKeyword) -> async_graphql::Result<String> {
-        let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
-        contacts_service(ctx)
-            .gql()?
-            .consent(
-                &contact_id,
-                keyword,
-                ConsentSource::Agent,
-                Utc::now(),
-                &metadata(ctx, caller),
-            )
-            .await
-            .gql()?;
-        Ok(contact_id)
+    async fn consent(ctx: &Context<'_>, contact_id: String, keyword: ConsentKeyword) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
+            contacts_service(ctx)
+                .gql()?
+                .consent(
+                    &contact_id,
+                    keyword,
+                    ConsentSource::Agent,
+                    Utc::now(),
+                    &metadata(ctx, caller),
+                )
+                .await
+                .gql()?;
+            Ok(Receipt::new(contact_id))
+        })
+        .await
     }
 
     async fn template(
@@ -361,15 +368,18 @@ impl ContactsMutation {
         name: &str,
         language: &str,
         command: TemplateCommand,
-    ) -> async_graphql::Result<String> {
-        let caller = allowed(ctx, Permission::ManageMessagingSettings, "manage templates").gql()?;
-        let id = template_id(name, language);
-        commands(ctx)
-            .gql()?
-            .template(&id, command, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(id)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageMessagingSettings, "manage templates").gql()?;
+            let id = template_id(name, language);
+            commands(ctx)
+                .gql()?
+                .template(&id, command, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 }
 
@@ -387,7 +397,7 @@ impl ContactsMutation {
             desc = "1 to 50 characters of letters, digits, `-`, `_` and spaces; trimmed, lower-cased, inner spaces folded."
         )]
         tag: String,
-    ) -> async_graphql::Result<String> {
+    ) -> async_graphql::Result<Receipt> {
         Self::change(ctx, contact_id, ContactCommand::TagContact { tag }).await
     }
 
@@ -399,7 +409,7 @@ impl ContactsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
         #[graphql(desc = "The tag, normalized like `tagContact`'s.")] tag: String,
-    ) -> async_graphql::Result<String> {
+    ) -> async_graphql::Result<Receipt> {
         Self::change(ctx, contact_id, ContactCommand::UntagContact { tag }).await
     }
 
@@ -413,14 +423,17 @@ impl ContactsMutation {
         #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
         #[graphql(desc = "The field's key: a lower-case letter, then up to 39 of a-z, 0-9 and `_`.")] key: String,
         #[graphql(desc = "The field's value (personal data: stored sealed).")] value: String,
-    ) -> async_graphql::Result<String> {
-        let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
-        contacts_service(ctx)
-            .gql()?
-            .set_custom_field(&contact_id, &key, &value, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(contact_id)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
+            contacts_service(ctx)
+                .gql()?
+                .set_custom_field(&contact_id, &key, &value, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(Receipt::new(contact_id))
+        })
+        .await
     }
 
     /// Removes a custom field; a field not there changes nothing. Returns the contact's id.
@@ -431,7 +444,7 @@ impl ContactsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
         #[graphql(desc = "The field's key: a lower-case letter, then up to 39 of a-z, 0-9 and `_`.")] key: String,
-    ) -> async_graphql::Result<String> {
+    ) -> async_graphql::Result<Receipt> {
         Self::change(ctx, contact_id, ContactCommand::RemoveCustomField { key }).await
     }
 
@@ -442,7 +455,7 @@ impl ContactsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
-    ) -> async_graphql::Result<String> {
+    ) -> async_graphql::Result<Receipt> {
         Self::consent(ctx, contact_id, ConsentKeyword::OptIn).await
     }
 
@@ -453,7 +466,7 @@ impl ContactsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
-    ) -> async_graphql::Result<String> {
+    ) -> async_graphql::Result<Receipt> {
         Self::consent(ctx, contact_id, ConsentKeyword::OptOut).await
     }
 
@@ -474,21 +487,24 @@ impl ContactsMutation {
             desc = "The new e-mail address (trimmed, not validated; blank clears it); `null` clears it; absent leaves it."
         )]
         email: MaybeUndefined<String>,
-    ) -> async_graphql::Result<String> {
-        let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
-        fn change(field: &MaybeUndefined<String>) -> Option<Option<&str>> {
-            match field {
-                MaybeUndefined::Undefined => None,
-                MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(v) => Some(Some(v.as_str())),
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::WriteContacts, "change contacts").gql()?;
+            fn change(field: &MaybeUndefined<String>) -> Option<Option<&str>> {
+                match field {
+                    MaybeUndefined::Undefined => None,
+                    MaybeUndefined::Null => Some(None),
+                    MaybeUndefined::Value(v) => Some(Some(v.as_str())),
+                }
             }
-        }
-        contacts_service(ctx)
-            .gql()?
-            .update_profile(&contact_id, change(&name), change(&email), &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(contact_id)
+            contacts_service(ctx)
+                .gql()?
+                .update_profile(&contact_id, change(&name), change(&email), &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(Receipt::new(contact_id))
+        })
+        .await
     }
 
     /// Erases a contact (GDPR): the log keeps that it happened, the contact's data key is
@@ -499,14 +515,17 @@ impl ContactsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The contact's id (`ct_` and 32 hex digits).")] contact_id: String,
-    ) -> async_graphql::Result<String> {
-        let caller = allowed(ctx, Permission::EraseContacts, "erase contacts").gql()?;
-        contacts_service(ctx)
-            .gql()?
-            .erase(&contact_id, &caller.user_id, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(contact_id)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::EraseContacts, "erase contacts").gql()?;
+            contacts_service(ctx)
+                .gql()?
+                .erase(&contact_id, &caller.user_id, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(Receipt::new(contact_id))
+        })
+        .await
     }
 
     /// Submits a template for WhatsApp's review (PENDING). Returns the template's id,
@@ -518,32 +537,35 @@ impl ContactsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The template: name, language, category, body and buttons.")] input: SubmitTemplateInput,
-    ) -> async_graphql::Result<String> {
-        let command = TemplateCommand::SubmitTemplate(SubmitTemplate {
-            name: input.name.clone(),
-            language: input.language.clone(),
-            category: match input.category {
-                TemplateCategoryInput::Marketing => TemplateCategory::Marketing,
-                TemplateCategoryInput::Utility => TemplateCategory::Utility,
-                TemplateCategoryInput::Authentication => TemplateCategory::Authentication,
-            },
-            body: input.body,
-            buttons: input
-                .buttons
-                .into_iter()
-                .map(|b| TemplateButton {
-                    kind: match b.kind {
-                        TemplateButtonKind::QuickReply => ButtonKind::QuickReply,
-                        TemplateButtonKind::Url => ButtonKind::Url,
-                        TemplateButtonKind::PhoneNumber => ButtonKind::PhoneNumber,
-                    },
-                    text: b.text,
-                    value: b.value,
-                })
-                .collect(),
-            at: Utc::now(),
-        });
-        Self::template(ctx, &input.name, &input.language, command).await
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let command = TemplateCommand::SubmitTemplate(SubmitTemplate {
+                name: input.name.clone(),
+                language: input.language.clone(),
+                category: match input.category {
+                    TemplateCategoryInput::Marketing => TemplateCategory::Marketing,
+                    TemplateCategoryInput::Utility => TemplateCategory::Utility,
+                    TemplateCategoryInput::Authentication => TemplateCategory::Authentication,
+                },
+                body: input.body,
+                buttons: input
+                    .buttons
+                    .into_iter()
+                    .map(|b| TemplateButton {
+                        kind: match b.kind {
+                            TemplateButtonKind::QuickReply => ButtonKind::QuickReply,
+                            TemplateButtonKind::Url => ButtonKind::Url,
+                            TemplateButtonKind::PhoneNumber => ButtonKind::PhoneNumber,
+                        },
+                        text: b.text,
+                        value: b.value,
+                    })
+                    .collect(),
+                at: Utc::now(),
+            });
+            Self::template(ctx, &input.name, &input.language, command).await
+        })
+        .await
     }
 
     /// Records WhatsApp's approval of a pending template (stands in for Meta's review webhook);
@@ -556,12 +578,15 @@ impl ContactsMutation {
         #[graphql(desc = "The template's name, as submitted.")] name: String,
         #[graphql(desc = "The template's language code, as submitted.")] language: String,
         #[graphql(desc = "WhatsApp's id of the approved template; not blank.")] provider_template_id: String,
-    ) -> async_graphql::Result<String> {
-        let command = TemplateCommand::ApproveTemplate {
-            provider_template_id,
-            at: Utc::now(),
-        };
-        Self::template(ctx, &name, &language, command).await
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let command = TemplateCommand::ApproveTemplate {
+                provider_template_id,
+                at: Utc::now(),
+            };
+            Self::template(ctx, &name, &language, command).await
+        })
+        .await
     }
 
     /// Records WhatsApp's rejection of a pending template, with its reason; rejecting a rejected
@@ -573,8 +598,11 @@ impl ContactsMutation {
         #[graphql(desc = "The template's name, as submitted.")] name: String,
         #[graphql(desc = "The template's language code, as submitted.")] language: String,
         #[graphql(desc = "Why WhatsApp rejected it, shown as `rejectionReason`.")] reason: String,
-    ) -> async_graphql::Result<String> {
-        let command = TemplateCommand::RejectTemplate { reason, at: Utc::now() };
-        Self::template(ctx, &name, &language, command).await
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let command = TemplateCommand::RejectTemplate { reason, at: Utc::now() };
+            Self::template(ctx, &name, &language, command).await
+        })
+        .await
     }
 }

@@ -17,7 +17,6 @@
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, Object, SimpleObject};
-use chronicle_commands::dispatch::Appended;
 use chronicle_commands::outbound::{require_conversation, send_metered, Outgoing};
 use chronicle_domain::conversation::{ConversationCommand, ConversationStatus as DomainStatus};
 use chronicle_projections::messages::{self as read, ConversationDetail, MessageRow, TimelineEntry};
@@ -25,6 +24,7 @@ use chrono::{DateTime, Utc};
 use rand::rngs::OsRng;
 
 use super::conversations::ConversationStatus;
+use super::receipt::{receipt, Receipt};
 use super::{caller, commands, keys, metadata, pool};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
@@ -356,52 +356,23 @@ impl InboxQuery {
     }
 }
 
-/// What a mutation did.
-#[derive(SimpleObject)]
-pub struct ConversationReceipt {
-    /// The id of the conversation the mutation acted on.
-    pub conversation_id: String,
-    /// The conversation stream's last log position after the command (null if it has none).
-    pub position: Option<i64>,
-}
-
-/// The receipt of a command on the conversation: the position of its last event, or, when it
-/// appended nothing (a repeat), the stream's last position.
-async fn receipt(
-    ctx: &Context<'_>,
-    caller: &Caller,
-    id: &str,
-    appended: &Appended,
-) -> Result<ConversationReceipt, ApiError> {
-    let position = match appended.last_position() {
-        Some(position) => Some(position),
-        None => {
-            sqlx::query_scalar("SELECT max(global_position) FROM events WHERE aggregate_id = $1")
-                .bind(caller.tenant.stream_id(id))
-                .fetch_one(pool(ctx)?)
-                .await?
-        }
-    };
-    Ok(ConversationReceipt {
-        conversation_id: id.to_string(),
-        position,
-    })
-}
-
 async fn run(
     ctx: &Context<'_>,
     id: String,
     make: impl FnOnce(String) -> ConversationCommand,
-) -> async_graphql::Result<ConversationReceipt> {
+) -> async_graphql::Result<Receipt> {
     let caller = writer(ctx).gql()?;
     let id = valid_id(&id).gql()?;
     let command = make(caller.user_id.clone());
-    let appended = commands(ctx)
-        .gql()?
-        .conversation(id, command, &metadata(ctx, caller))
-        .await
-        .gql()?;
-    receipt(ctx, caller, id, &appended).await.gql()
+    receipt(async {
+        commands(ctx)
+            .gql()?
+            .conversation(id, command, &metadata(ctx, caller))
+            .await
+            .gql()?;
+        Ok(Receipt::new(id))
+    })
+    .await
 }
 
 async fn send(
@@ -409,7 +380,7 @@ async fn send(
     id: String,
     idempotency_key: String,
     outgoing: Outgoing,
-) -> async_graphql::Result<ConversationReceipt> {
+) -> async_graphql::Result<Receipt> {
     let caller = writer(ctx).gql()?;
     let id = valid_id(&id).gql()?;
     let key = idempotency_key.trim();
@@ -421,10 +392,13 @@ async fn send(
         .gql();
     }
     let metadata = metadata(ctx, caller);
-    let appended = send_metered(commands(ctx).gql()?, keys(ctx).gql()?, id, key, outgoing, &metadata)
-        .await
-        .gql()?;
-    receipt(ctx, caller, id, &appended).await.gql()
+    receipt(async {
+        send_metered(commands(ctx).gql()?, keys(ctx).gql()?, id, key, outgoing, &metadata)
+            .await
+            .gql()?;
+        Ok(Receipt::new(id))
+    })
+    .await
 }
 
 #[derive(Default)]
@@ -452,7 +426,7 @@ impl InboxMutation {
             desc = "The caller's key for this send, 1 to 200 characters after trimming (else `BAD_IDEMPOTENCY_KEY`), unique per conversation: a repeated key queues and charges nothing again."
         )]
         idempotency_key: String,
-    ) -> async_graphql::Result<ConversationReceipt> {
+    ) -> async_graphql::Result<Receipt> {
         if text.chars().count() > 4096 {
             return Err(ApiError::bad_request(
                 "MESSAGE_TOO_LONG",
@@ -486,7 +460,7 @@ impl InboxMutation {
             desc = "The caller's key for this send, 1 to 200 characters after trimming (else `BAD_IDEMPOTENCY_KEY`), unique per conversation: a repeated key queues and charges nothing again."
         )]
         idempotency_key: String,
-    ) -> async_graphql::Result<ConversationReceipt> {
+    ) -> async_graphql::Result<Receipt> {
         send(
             ctx,
             conversation_id,
@@ -514,7 +488,7 @@ impl InboxMutation {
             desc = "The user id of the agent to assign (not checked against the tenant's users); null unassigns; a blank one is refused with `BLANK_FIELD`."
         )]
         agent_id: Option<String>,
-    ) -> async_graphql::Result<ConversationReceipt> {
+    ) -> async_graphql::Result<Receipt> {
         run(ctx, conversation_id, |by| ConversationCommand::Assign {
             agent_id,
             by,
@@ -535,7 +509,7 @@ impl InboxMutation {
         conversation_id: String,
         #[graphql(desc = "The status to move to; the current status again changes nothing.")]
         status: ConversationStatus,
-    ) -> async_graphql::Result<ConversationReceipt> {
+    ) -> async_graphql::Result<Receipt> {
         run(ctx, conversation_id, |by| ConversationCommand::SetStatus {
             status: to_domain(status),
             by,
@@ -555,7 +529,7 @@ impl InboxMutation {
         conversation_id: String,
         #[graphql(desc = "The tag, stored trimmed and lower-case; a blank one is refused with `BLANK_FIELD`.")]
         tag: String,
-    ) -> async_graphql::Result<ConversationReceipt> {
+    ) -> async_graphql::Result<Receipt> {
         run(ctx, conversation_id, |by| ConversationCommand::Tag {
             tag,
             by,
@@ -575,7 +549,7 @@ impl InboxMutation {
         conversation_id: String,
         #[graphql(desc = "The tag, matched trimmed and lower-case; a blank one is refused with `BLANK_FIELD`.")]
         tag: String,
-    ) -> async_graphql::Result<ConversationReceipt> {
+    ) -> async_graphql::Result<Receipt> {
         run(ctx, conversation_id, |by| ConversationCommand::Untag {
             tag,
             by,
@@ -602,7 +576,7 @@ impl InboxMutation {
             desc = "The caller's id for the note: a note id already added changes nothing; null generates one; a blank one is refused with `BLANK_FIELD`."
         )]
         note_id: Option<String>,
-    ) -> async_graphql::Result<ConversationReceipt> {
+    ) -> async_graphql::Result<Receipt> {
         let caller = writer(ctx).gql()?;
         let id = valid_id(&conversation_id).gql()?.to_string();
         if text.trim().is_empty() {
@@ -637,7 +611,7 @@ impl InboxMutation {
             desc = "Why a human is needed (sealed in the log, shown as `handoverReason`); null or blank gives no reason."
         )]
         reason: Option<String>,
-    ) -> async_graphql::Result<ConversationReceipt> {
+    ) -> async_graphql::Result<Receipt> {
         let caller = writer(ctx).gql()?;
         let id = valid_id(&conversation_id).gql()?.to_string();
         let reason = match reason.filter(|r| !r.trim().is_empty()) {

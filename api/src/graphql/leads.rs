@@ -20,6 +20,7 @@ use chronicle_domain::phone::PhoneNumber;
 use chronicle_projections::leads::{self as model, LeadFilter as ModelFilter, LeadRow, SortField};
 use chrono::{DateTime, Utc};
 
+use super::receipt::{receipt, Receipt};
 use super::{caller, connection, metadata, pool};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
@@ -602,15 +603,6 @@ pub struct CaptureLeadInput {
     pub notes: Option<String>,
 }
 
-/// The outcome of a lead mutation.
-#[derive(SimpleObject)]
-pub struct LeadChange {
-    /// The lead changed (for a capture: the new lead, or the open lead it was attached to).
-    pub lead_id: ID,
-    /// captured, attached or repeated for captures; done for the other mutations.
-    pub outcome: String,
-}
-
 #[derive(Default)]
 pub struct LeadsMutation;
 
@@ -661,11 +653,8 @@ async fn workable(leads: &Leads, caller: &Caller, id: &ID) -> Result<(String, Le
     Ok((id, lead))
 }
 
-fn done(id: String) -> LeadChange {
-    LeadChange {
-        lead_id: ID(id),
-        outcome: "done".into(),
-    }
+fn done(id: String) -> Receipt {
+    Receipt::new(id).outcome("done")
 }
 
 #[Object]
@@ -678,72 +667,59 @@ impl LeadsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The prospect; a phone number or an e-mail address is required.")] input: CaptureLeadInput,
-    ) -> async_graphql::Result<LeadChange> {
-        let caller = caller(ctx).gql()?;
-        may_write(caller).gql()?;
-        let leads = leads(ctx).gql()?;
-        let bad = |m: &str| ApiError::Command(CommandError::InvalidInput(m.to_string()));
-        if input.idempotency_key.trim().is_empty() || input.idempotency_key.len() > 200 {
-            return Err(bad("an idempotency key of 1 to 200 characters is required")).gql();
-        }
-        let phone = input
-            .phone
-            .as_deref()
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| PhoneNumber::parse(p).map_err(|e| bad(&e.to_string())))
-            .transpose()
-            .gql()?;
-        let email = input
-            .email
-            .as_deref()
-            .filter(|e| !e.trim().is_empty())
-            .map(normalize_email)
-            .transpose()
-            .map_err(ApiError::from)
-            .gql()?;
-        let system_size_w = input
-            .system_size_w
-            .map(|w| u32::try_from(w).map_err(|_| bad("systemSizeW must be positive")))
-            .transpose()
-            .gql()?;
-        let raw = serde_json::json!({
-            "name": input.name, "phone": input.phone, "email": input.email, "interest": input.interest,
-            "notes": input.notes, "system_size_w": input.system_size_w,
-        })
-        .to_string();
-        let source = input.source.domain();
-        let captured = leads
-            .capture(
-                LeadInput {
-                    capture_ref: format!("{}:{}", source.as_str(), input.idempotency_key.trim()),
-                    source,
-                    name: input.name.filter(|n| !n.trim().is_empty()),
-                    phone,
-                    email,
-                    raw,
-                    interest: input.interest,
-                    priority: input.priority.domain(),
-                    property_type: input.property_type.map(LeadPropertyType::domain),
-                    estimated_system_size_w: system_size_w,
-                    budget: input.budget.map(|b| BudgetRange {
-                        min_minor: b.min_minor,
-                        max_minor: b.max_minor,
-                        currency: b.currency,
-                    }),
-                    at: Utc::now(),
-                },
-                &metadata(ctx, caller),
-            )
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        // A new lead an agent captures is theirs to work.
-        if caller.role == Role::Agent && captured.outcome == chronicle_commands::leads::CaptureOutcome::Captured {
-            leads
-                .run(
-                    &captured.lead_id,
-                    LeadCommand::AssignLead {
-                        user_id: caller.user_id.clone(),
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            may_write(caller).gql()?;
+            let leads = leads(ctx).gql()?;
+            let bad = |m: &str| ApiError::Command(CommandError::InvalidInput(m.to_string()));
+            if input.idempotency_key.trim().is_empty() || input.idempotency_key.len() > 200 {
+                return Err(bad("an idempotency key of 1 to 200 characters is required")).gql();
+            }
+            let phone = input
+                .phone
+                .as_deref()
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| PhoneNumber::parse(p).map_err(|e| bad(&e.to_string())))
+                .transpose()
+                .gql()?;
+            let email = input
+                .email
+                .as_deref()
+                .filter(|e| !e.trim().is_empty())
+                .map(normalize_email)
+                .transpose()
+                .map_err(ApiError::from)
+                .gql()?;
+            let system_size_w = input
+                .system_size_w
+                .map(|w| u32::try_from(w).map_err(|_| bad("systemSizeW must be positive")))
+                .transpose()
+                .gql()?;
+            let raw = serde_json::json!({
+                "name": input.name, "phone": input.phone, "email": input.email, "interest": input.interest,
+                "notes": input.notes, "system_size_w": input.system_size_w,
+            })
+            .to_string();
+            let source = input.source.domain();
+            let captured = leads
+                .capture(
+                    LeadInput {
+                        capture_ref: format!("{}:{}", source.as_str(), input.idempotency_key.trim()),
+                        source,
+                        name: input.name.filter(|n| !n.trim().is_empty()),
+                        phone,
+                        email,
+                        raw,
+                        interest: input.interest,
+                        priority: input.priority.domain(),
+                        property_type: input.property_type.map(LeadPropertyType::domain),
+                        estimated_system_size_w: system_size_w,
+                        budget: input.budget.map(|b| BudgetRange {
+                            min_minor: b.min_minor,
+                            max_minor: b.max_minor,
+                            currency: b.currency,
+                        }),
                         at: Utc::now(),
                     },
                     &metadata(ctx, caller),
@@ -751,11 +727,24 @@ impl LeadsMutation {
                 .await
                 .map_err(ApiError::from)
                 .gql()?;
-        }
-        Ok(LeadChange {
-            lead_id: ID(captured.lead_id),
-            outcome: captured.outcome.as_str().to_string(),
+            // A new lead an agent captures is theirs to work.
+            if caller.role == Role::Agent && captured.outcome == chronicle_commands::leads::CaptureOutcome::Captured {
+                leads
+                    .run(
+                        &captured.lead_id,
+                        LeadCommand::AssignLead {
+                            user_id: caller.user_id.clone(),
+                            at: Utc::now(),
+                        },
+                        &metadata(ctx, caller),
+                    )
+                    .await
+                    .map_err(ApiError::from)
+                    .gql()?;
+            }
+            Ok(Receipt::new(captured.lead_id).outcome(captured.outcome.as_str().to_string()))
         })
+        .await
     }
 
     /// Assigns a lead to a sales user (assigning to the current assignee changes nothing). Owner
@@ -767,23 +756,26 @@ impl LeadsMutation {
         #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
         #[graphql(desc = "The id of the sales user to assign it to; not checked against the user list.")]
         user_id: String,
-    ) -> async_graphql::Result<LeadChange> {
-        let caller = caller(ctx).gql()?;
-        let leads = leads(ctx).gql()?;
-        let (id, _) = workable(&leads, caller, &id).await.gql()?;
-        leads
-            .run(
-                &id,
-                LeadCommand::AssignLead {
-                    user_id,
-                    at: Utc::now(),
-                },
-                &metadata(ctx, caller),
-            )
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(done(id))
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let leads = leads(ctx).gql()?;
+            let (id, _) = workable(&leads, caller, &id).await.gql()?;
+            leads
+                .run(
+                    &id,
+                    LeadCommand::AssignLead {
+                        user_id,
+                        at: Utc::now(),
+                    },
+                    &metadata(ctx, caller),
+                )
+                .await
+                .map_err(ApiError::from)
+                .gql()?;
+            Ok(done(id))
+        })
+        .await
     }
 
     /// Moves a lead one stage forward (up to NEGOTIATION; use winLead and markLeadLost to close);
@@ -796,23 +788,26 @@ impl LeadsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
         #[graphql(desc = "The stage right after the current one (CONTACTED … NEGOTIATION).")] to: LeadStage,
-    ) -> async_graphql::Result<LeadChange> {
-        let caller = caller(ctx).gql()?;
-        let leads = leads(ctx).gql()?;
-        let (id, _) = workable(&leads, caller, &id).await.gql()?;
-        leads
-            .run(
-                &id,
-                LeadCommand::AdvanceLead {
-                    to: to.domain(),
-                    at: Utc::now(),
-                },
-                &metadata(ctx, caller),
-            )
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(done(id))
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let leads = leads(ctx).gql()?;
+            let (id, _) = workable(&leads, caller, &id).await.gql()?;
+            leads
+                .run(
+                    &id,
+                    LeadCommand::AdvanceLead {
+                        to: to.domain(),
+                        at: Utc::now(),
+                    },
+                    &metadata(ctx, caller),
+                )
+                .await
+                .map_err(ApiError::from)
+                .gql()?;
+            Ok(done(id))
+        })
+        .await
     }
 
     /// Closes a lead as lost from any open stage, with a reason (and a note, required for
@@ -827,34 +822,37 @@ impl LeadsMutation {
         #[graphql(desc = "Free text about why, stored sealed as personal data; blank counts as absent.")] note: Option<
             String,
         >,
-    ) -> async_graphql::Result<LeadChange> {
-        let caller = caller(ctx).gql()?;
-        let leads = leads(ctx).gql()?;
-        let (id, lead) = workable(&leads, caller, &id).await.gql()?;
-        let note = match note.filter(|n| !n.trim().is_empty()) {
-            Some(n) => Some(
-                leads
-                    .seal_note(&caller.tenant, &lead, &n)
-                    .await
-                    .map_err(ApiError::from)
-                    .gql()?,
-            ),
-            None => None,
-        };
-        leads
-            .run(
-                &id,
-                LeadCommand::MarkLeadLost {
-                    reason: reason.domain(),
-                    note,
-                    at: Utc::now(),
-                },
-                &metadata(ctx, caller),
-            )
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(done(id))
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let leads = leads(ctx).gql()?;
+            let (id, lead) = workable(&leads, caller, &id).await.gql()?;
+            let note = match note.filter(|n| !n.trim().is_empty()) {
+                Some(n) => Some(
+                    leads
+                        .seal_note(&caller.tenant, &lead, &n)
+                        .await
+                        .map_err(ApiError::from)
+                        .gql()?,
+                ),
+                None => None,
+            };
+            leads
+                .run(
+                    &id,
+                    LeadCommand::MarkLeadLost {
+                        reason: reason.domain(),
+                        note,
+                        at: Utc::now(),
+                    },
+                    &metadata(ctx, caller),
+                )
+                .await
+                .map_err(ApiError::from)
+                .gql()?;
+            Ok(done(id))
+        })
+        .await
     }
 
     /// Reopens a lost lead at CONTACTED. Owner and admin for any lead, an agent only for a lead
@@ -864,16 +862,19 @@ impl LeadsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
-    ) -> async_graphql::Result<LeadChange> {
-        let caller = caller(ctx).gql()?;
-        let leads = leads(ctx).gql()?;
-        let (id, _) = workable(&leads, caller, &id).await.gql()?;
-        leads
-            .run(&id, LeadCommand::ReopenLead { at: Utc::now() }, &metadata(ctx, caller))
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(done(id))
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let leads = leads(ctx).gql()?;
+            let (id, _) = workable(&leads, caller, &id).await.gql()?;
+            leads
+                .run(&id, LeadCommand::ReopenLead { at: Utc::now() }, &metadata(ctx, caller))
+                .await
+                .map_err(ApiError::from)
+                .gql()?;
+            Ok(done(id))
+        })
+        .await
     }
 
     /// Wins a lead in NEGOTIATION, converting it into a customer (`customerId`, or one derived
@@ -890,30 +891,33 @@ impl LeadsMutation {
         >,
         #[graphql(desc = "The order that won the lead, if any.")] order_ref: Option<String>,
         #[graphql(desc = "The value that won the lead, if known.")] value: Option<LeadMoneyInput>,
-    ) -> async_graphql::Result<LeadChange> {
-        let caller = caller(ctx).gql()?;
-        let leads = leads(ctx).gql()?;
-        let (id, _) = workable(&leads, caller, &id).await.gql()?;
-        let customer_id = customer_id
-            .filter(|c| !c.trim().is_empty())
-            .unwrap_or_else(|| format!("cus_{}", id.trim_start_matches("lead_")));
-        leads
-            .run(
-                &id,
-                LeadCommand::WinLead {
-                    customer_id,
-                    order_ref,
-                    value: value.map(|v| Money {
-                        amount_minor: v.amount_minor,
-                        currency: v.currency,
-                    }),
-                    at: Utc::now(),
-                },
-                &metadata(ctx, caller),
-            )
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(done(id))
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let leads = leads(ctx).gql()?;
+            let (id, _) = workable(&leads, caller, &id).await.gql()?;
+            let customer_id = customer_id
+                .filter(|c| !c.trim().is_empty())
+                .unwrap_or_else(|| format!("cus_{}", id.trim_start_matches("lead_")));
+            leads
+                .run(
+                    &id,
+                    LeadCommand::WinLead {
+                        customer_id,
+                        order_ref,
+                        value: value.map(|v| Money {
+                            amount_minor: v.amount_minor,
+                            currency: v.currency,
+                        }),
+                        at: Utc::now(),
+                    },
+                    &metadata(ctx, caller),
+                )
+                .await
+                .map_err(ApiError::from)
+                .gql()?;
+            Ok(done(id))
+        })
+        .await
     }
 }

@@ -22,15 +22,18 @@
 //! many times costs no more than the limit to check; fragment cycles end the walk of that
 //! branch (validation reports them).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use async_graphql::futures_util::stream::BoxStream;
 use async_graphql::futures_util::StreamExt;
 use async_graphql::parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
-use async_graphql::{Data, Executor, Name, Positioned, Request, Response, ServerError};
+use async_graphql::{Data, ErrorExtensions, Executor, Name, Positioned, Request, Response, ServerError};
+use sqlx::PgPool;
 
+use super::consistency::{projectors_read, wait_for, Consistency};
 use super::ChronicleSchema;
+use crate::error::ApiError;
 
 /// The deepest selection of data fields.
 pub const MAX_DEPTH: usize = 12;
@@ -66,8 +69,11 @@ const INTROSPECTION_LISTS: [&str; 8] = [
 /// checked, and refused with one error when over a budget. A check here, rather than a schema
 /// extension, keeps every field's resolution free of the extension chain async-graphql runs
 /// for each field once any extension is registered.
+///
+/// It also holds a query back until the read models it reads have reached the cursor the
+/// request asks for (`extensions.consistency`, see [`super::consistency`]).
 #[derive(Clone)]
-pub struct Limited(pub ChronicleSchema);
+pub struct Limited(pub ChronicleSchema, pub PgPool);
 
 /// The refusal of a request over the limits; `None` to run it (a document that does not parse
 /// is left to the schema, which answers its syntax error as usual).
@@ -77,19 +83,62 @@ fn refusal(request: &mut Request) -> Option<Response> {
     Some(Response::from_errors(vec![ServerError::new(refused.message(), None)]))
 }
 
+/// A response of one error with its code, for a failure before the schema runs.
+pub(crate) fn refused(error: ApiError) -> Response {
+    let mut error = error.extend().into_server_error(async_graphql::Pos::default());
+    error.locations.clear();
+    Response::from_errors(vec![error])
+}
+
+/// What the request must wait for before it runs: the projectors its query reads and its
+/// requirement; `None` when it asks for nothing or is not a query.
+fn requirement(request: &mut Request) -> Result<Option<(BTreeSet<&'static str>, Consistency)>, ApiError> {
+    let Some(consistency) = Consistency::from_extensions(request)? else {
+        return Ok(None);
+    };
+    let operation = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return Ok(None);
+    };
+    Ok(projectors_read(document, operation.as_deref()).map(|projectors| (projectors, consistency)))
+}
+
+impl Limited {
+    /// Waits for the request's consistency requirement, if any.
+    async fn consistent(&self, request: &mut Request) -> Result<(), ApiError> {
+        match requirement(request)? {
+            Some((projectors, c)) => wait_for(&self.1, &projectors, c.at_least, c.timeout).await,
+            None => Ok(()),
+        }
+    }
+}
+
 impl Executor for Limited {
     async fn execute(&self, mut request: Request) -> Response {
-        match refusal(&mut request) {
-            Some(refused) => refused,
-            None => self.0.execute(request).await,
+        if let Some(refused) = refusal(&mut request) {
+            return refused;
+        }
+        match self.consistent(&mut request).await {
+            Ok(()) => self.0.execute(request).await,
+            Err(e) => refused(e),
         }
     }
 
     fn execute_stream(&self, mut request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, Response> {
-        match refusal(&mut request) {
-            Some(refused) => futures::stream::once(async move { refused }).boxed(),
-            None => Executor::execute_stream(&self.0, request, session_data),
+        if let Some(refused) = refusal(&mut request) {
+            return futures::stream::once(async move { refused }).boxed();
         }
+        let this = self.clone();
+        futures::stream::once(async move {
+            let mut request = request;
+            let waited = this.consistent(&mut request).await;
+            (this, request, waited)
+        })
+        .flat_map(move |(this, request, waited)| match waited {
+            Ok(()) => Executor::execute_stream(&this.0, request, session_data.clone()),
+            Err(e) => futures::stream::once(async move { refused(e) }).boxed(),
+        })
+        .boxed()
     }
 }
 

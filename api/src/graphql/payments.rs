@@ -19,6 +19,7 @@ use chronicle_projections::payment_requests::{self as requests_model, PaymentReq
 use chronicle_projections::payments::{get, list, PaymentFilter as ReadFilter, PaymentRow};
 use chrono::{DateTime, Utc};
 
+use super::receipt::{receipt, Receipt};
 use super::{allowed, commands, connection, metadata, pool};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
@@ -130,17 +131,6 @@ impl From<PaymentRow> for Payment {
     }
 }
 
-/// What `matchPayment` did: the payment as its stream now says.
-#[derive(SimpleObject)]
-pub struct PaymentMatchResult {
-    /// The payment, as given (`pay_…`).
-    pub payment_id: String,
-    /// The payment's status after the call: `MATCHED` once matched.
-    pub status: PaymentStatus,
-    /// The order, as given (`order_…`).
-    pub order_id: String,
-}
-
 /// Paynow credentials.
 #[derive(InputObject)]
 pub struct PaynowInput {
@@ -217,17 +207,6 @@ pub struct PaymentRequestInput {
     /// Minutes until the request expires (1 to 43,200; default 60). A payment after it is kept
     /// for finance, not credited.
     pub expires_in_minutes: Option<i32>,
-}
-
-/// A payment request as it stands.
-#[derive(SimpleObject)]
-pub struct PaymentRequestReceipt {
-    /// `preq_…`.
-    pub id: String,
-    /// `requested` (initiation to retry), `sent`, `paid`, `failed`, `cancelled`, `expired`.
-    pub status: String,
-    /// The provider's id for the initiation (M-Pesa's `CheckoutRequestID`), once accepted.
-    pub provider_request_id: Option<String>,
 }
 
 /// Where a payment request stands.
@@ -598,16 +577,17 @@ impl PaymentsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The unmatched payment (`pay_…`).")] payment_id: String,
         #[graphql(desc = "The order it paid (`order_…`).")] order_id: String,
-    ) -> async_graphql::Result<PaymentMatchResult> {
-        let caller = allowed(ctx, Permission::MatchPayments, "match payments").gql()?;
-        let payment = match_manually(commands(ctx).gql()?, &payment_id, &order_id, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(PaymentMatchResult {
-            payment_id,
-            status: PaymentStatus::parse(payment.status().as_str()),
-            order_id,
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::MatchPayments, "match payments").gql()?;
+            let payment = match_manually(commands(ctx).gql()?, &payment_id, &order_id, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(Receipt::new(payment_id)
+                .touched(order_id)
+                .outcome_enum(PaymentStatus::parse(payment.status().as_str())))
         })
+        .await
     }
 
     /// Asks a customer to pay (owner, admin, finance, agent): records the request and
@@ -623,49 +603,52 @@ impl PaymentsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "What is asked, of whom, for what, and until when.")] input: PaymentRequestInput,
-    ) -> async_graphql::Result<PaymentRequestReceipt> {
-        let caller = allowed(ctx, Permission::RequestPayments, "request payments").gql()?;
-        let target = match (input.target.order_id, input.target.wallet_id, input.target.description) {
-            (Some(order_id), None, None) => PaymentTarget::Order { order_id },
-            (None, Some(wallet_id), None) => PaymentTarget::Wallet { wallet_id },
-            (None, None, Some(description)) => PaymentTarget::Free { description },
-            _ => {
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RequestPayments, "request payments").gql()?;
+            let target = match (input.target.order_id, input.target.wallet_id, input.target.description) {
+                (Some(order_id), None, None) => PaymentTarget::Order { order_id },
+                (None, Some(wallet_id), None) => PaymentTarget::Wallet { wallet_id },
+                (None, None, Some(description)) => PaymentTarget::Free { description },
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "ONE_TARGET",
+                        "give exactly one of orderId, walletId and description",
+                    ))
+                    .gql()
+                }
+            };
+            let minutes = input.expires_in_minutes.unwrap_or(60);
+            if !(1..=43_200).contains(&minutes) {
                 return Err(ApiError::bad_request(
-                    "ONE_TARGET",
-                    "give exactly one of orderId, walletId and description",
+                    "INVALID_EXPIRY",
+                    "expiresInMinutes must be between 1 and 43200 (30 days)",
                 ))
-                .gql()
+                .gql();
             }
-        };
-        let minutes = input.expires_in_minutes.unwrap_or(60);
-        if !(1..=43_200).contains(&minutes) {
-            return Err(ApiError::bad_request(
-                "INVALID_EXPIRY",
-                "expiresInMinutes must be between 1 and 43200 (30 days)",
-            ))
-            .gql();
-        }
-        let provider = match input.provider {
-            PaymentProvider::Paynow => chronicle_domain::installation::PaymentProvider::Paynow,
-            PaymentProvider::Mpesa => chronicle_domain::installation::PaymentProvider::Mpesa,
-            PaymentProvider::Stripe => chronicle_domain::installation::PaymentProvider::Stripe,
-        };
-        let new = NewPaymentRequest {
-            idempotency_key: input.idempotency_key,
-            target,
-            provider,
-            amount_minor: input.amount_minor,
-            currency: input.currency,
-            expires_at: Utc::now() + chrono::Duration::minutes(i64::from(minutes)),
-            contact_id: Some(input.contact_id),
-        };
-        let receipt = payment_intake(ctx)
-            .gql()?
-            .request_payment(new, &metadata(ctx, caller))
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(receipt_of(receipt))
+            let provider = match input.provider {
+                PaymentProvider::Paynow => chronicle_domain::installation::PaymentProvider::Paynow,
+                PaymentProvider::Mpesa => chronicle_domain::installation::PaymentProvider::Mpesa,
+                PaymentProvider::Stripe => chronicle_domain::installation::PaymentProvider::Stripe,
+            };
+            let new = NewPaymentRequest {
+                idempotency_key: input.idempotency_key,
+                target,
+                provider,
+                amount_minor: input.amount_minor,
+                currency: input.currency,
+                expires_at: Utc::now() + chrono::Duration::minutes(i64::from(minutes)),
+                contact_id: Some(input.contact_id),
+            };
+            let receipt = payment_intake(ctx)
+                .gql()?
+                .request_payment(new, &metadata(ctx, caller))
+                .await
+                .map_err(ApiError::from)
+                .gql()?;
+            Ok(receipt_of(receipt))
+        })
+        .await
     }
 
     /// Cancels an open payment request (owner, admin, finance): a payment that arrives after
@@ -677,21 +660,24 @@ impl PaymentsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The payment request id (`preq_` and 32 hex digits).")] id: String,
-    ) -> async_graphql::Result<PaymentRequestReceipt> {
-        let caller = allowed(ctx, Permission::MatchPayments, "cancel payment requests").gql()?;
-        if !chronicle_domain::payment_request::is_payment_request_id(&id) {
-            return Err(ApiError::bad_request(
-                "INVALID_INPUT",
-                format!("{id:?} is not a payment request id"),
-            ))
-            .gql();
-        }
-        let receipt = payment_intake(ctx)
-            .gql()?
-            .cancel_request(&id, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(receipt_of(receipt))
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::MatchPayments, "cancel payment requests").gql()?;
+            if !chronicle_domain::payment_request::is_payment_request_id(&id) {
+                return Err(ApiError::bad_request(
+                    "INVALID_INPUT",
+                    format!("{id:?} is not a payment request id"),
+                ))
+                .gql();
+            }
+            let receipt = payment_intake(ctx)
+                .gql()?
+                .cancel_request(&id, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(receipt_of(receipt))
+        })
+        .await
     }
 
     /// Sets (or replaces) the tenant's credentials for one payment provider (owner, admin).
@@ -703,7 +689,8 @@ impl PaymentsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The credentials of exactly one provider (`ONE_PROVIDER` otherwise).")]
         provider: PaymentProviderInput,
-    ) -> async_graphql::Result<String> {
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
         let caller = allowed(ctx, Permission::ManageProviders, "set payment providers").gql()?;
         let credentials = match (provider.paynow, provider.mpesa, provider.stripe) {
             (Some(p), None, None) => ProviderCredentials::Paynow {
@@ -739,14 +726,14 @@ impl PaymentsMutation {
             .await
             .gql()?;
         tracing::info!(tenant.id = %caller.tenant, payment.provider = credentials.provider(), "payment provider set");
-        Ok(credentials.provider().to_string())
+        Ok(Receipt::new(credentials.provider()))
+            })
+        .await
     }
 }
 
-fn receipt_of(receipt: RequestReceipt) -> PaymentRequestReceipt {
-    PaymentRequestReceipt {
-        id: receipt.request_id,
-        status: receipt.status.as_str().to_string(),
-        provider_request_id: receipt.provider_request_id,
-    }
+fn receipt_of(receipt: RequestReceipt) -> Receipt {
+    let mut answer = Receipt::new(receipt.request_id).outcome(receipt.status.as_str());
+    answer.provider_request_id = receipt.provider_request_id;
+    answer
 }

@@ -35,6 +35,7 @@ use chronicle_projections::wallets::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::receipt::{receipt, Balances, Receipt};
 use super::{allowed, commands, metadata, pool};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -239,7 +240,7 @@ impl From<ReservationRow> for TokenReservation {
 }
 
 /// A price list entry.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone, Debug)]
 pub struct FeaturePrice {
     /// The billable feature (`message`, `broadcast_recipient`, `report`, …).
     pub feature: String,
@@ -513,31 +514,17 @@ impl WalletsQuery {
     }
 }
 
-/// What a wallet mutation did: the wallet's balances after it (write side).
-#[derive(SimpleObject)]
-pub struct WalletOperation {
-    /// The wallet the operation ran on.
-    pub wallet_id: String,
-    /// The operation's reference (`open:<id>` for an opening).
-    pub reference: String,
-    /// Milli-tokens held after it: available + reserved.
-    pub balance: i64,
-    /// Milli-tokens held by open reservations after it.
-    pub reserved: i64,
-    /// Milli-tokens that may be spent after it.
-    pub available: i64,
-}
-
-impl From<WalletReceipt> for WalletOperation {
-    fn from(r: WalletReceipt) -> Self {
-        Self {
-            wallet_id: r.wallet_id,
-            reference: r.reference,
+/// A wallet mutation's receipt: the wallet, the operation's reference (`open:<id>` for an
+/// opening) and the balances after it (write side).
+fn wallet_receipt(r: WalletReceipt) -> Receipt {
+    Receipt::new(r.wallet_id).with_wallet(
+        r.reference,
+        Balances {
             balance: r.balances.balance,
             reserved: r.balances.reserved,
             available: r.balances.available,
-        }
-    }
+        },
+    )
 }
 
 fn service(ctx: &Context<'_>) -> Result<WalletService, ApiError> {
@@ -569,22 +556,26 @@ impl WalletsMutation {
             desc = "Where the payment came from, shown in the ledger (default `finance`; e.g. `mpesa`)."
         )]
         source: String,
-    ) -> async_graphql::Result<WalletOperation> {
-        let caller = allowed(ctx, Permission::PurchaseTokens, "credit purchases").gql()?;
-        let id = self::wallet_id(&wallet_id).gql()?;
-        let reference = self::reference(&reference).gql()?;
-        let source = source.trim();
-        let metadata = metadata(ctx, caller);
-        let wallets = service(ctx).gql()?;
-        if id == MAIN_WALLET {
-            wallets.ensure_main(&metadata).await.gql()?;
-        }
-        let receipt = wallets.purchase(id, reference, amount, source, &metadata).await.gql()?;
-        Ok(receipt.into())
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::PurchaseTokens, "credit purchases").gql()?;
+            let id = self::wallet_id(&wallet_id).gql()?;
+            let reference = self::reference(&reference).gql()?;
+            let source = source.trim();
+            let metadata = metadata(ctx, caller);
+            let wallets = service(ctx).gql()?;
+            if id == MAIN_WALLET {
+                wallets.ensure_main(&metadata).await.gql()?;
+            }
+            let receipt = wallets.purchase(id, reference, amount, source, &metadata).await.gql()?;
+            Ok(wallet_receipt(receipt))
+        })
+        .await
     }
 
     /// Sets a feature's unit price in milli-tokens, or removes it (`unitPrice` null: the
-    /// feature becomes unmetered). Answers the whole price list.
+    /// feature becomes unmetered). The receipt's `id` is the feature and `prices` the whole price
+    /// list.
     ///
     /// Owners, admins and finance (else `FORBIDDEN`); a malformed feature name or a negative
     /// price is `INVALID_INPUT`. Takes effect at once (no log event).
@@ -595,15 +586,20 @@ impl WalletsMutation {
         feature: String,
         #[graphql(desc = "Milli-tokens per unit, 0 or more (0 charges nothing); null removes the entry.")]
         unit_price: Option<i64>,
-    ) -> async_graphql::Result<Vec<FeaturePrice>> {
-        let caller = allowed(ctx, Permission::ManageWallets, "set prices").gql()?;
-        let metering = Metering::new(commands(ctx).gql()?.clone());
-        metering
-            .set_price(&caller.tenant, feature.trim(), unit_price, &caller.user_id)
-            .await
-            .gql()?;
-        let prices = metering.prices(&caller.tenant).await.gql()?;
-        Ok(prices.into_iter().map(FeaturePrice::from).collect())
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageWallets, "set prices").gql()?;
+            let metering = Metering::new(commands(ctx).gql()?.clone());
+            metering
+                .set_price(&caller.tenant, feature.trim(), unit_price, &caller.user_id)
+                .await
+                .gql()?;
+            let prices = metering.prices(&caller.tenant).await.gql()?;
+            let mut answer = Receipt::new(feature.trim());
+            answer.prices = Some(prices.into_iter().map(FeaturePrice::from).collect());
+            Ok(answer)
+        })
+        .await
     }
 
     /// Opens a sub-wallet of the main wallet (idempotent), opening the main wallet first if
@@ -613,15 +609,18 @@ impl WalletsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The new wallet's id: 1 to 64 of a-z, 0-9, _ and -, not `main`.")] wallet_id: String,
-    ) -> async_graphql::Result<WalletOperation> {
-        let caller = allowed(ctx, Permission::ManageWallets, "open wallets").gql()?;
-        let id = self::wallet_id(&wallet_id).gql()?;
-        let receipt = service(ctx)
-            .gql()?
-            .open_sub_wallet(id, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(receipt.into())
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageWallets, "open wallets").gql()?;
+            let id = self::wallet_id(&wallet_id).gql()?;
+            let receipt = service(ctx)
+                .gql()?
+                .open_sub_wallet(id, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(wallet_receipt(receipt))
+        })
+        .await
     }
 
     /// Sets the wallet's low-balance alert threshold and auto-refill (null clears either; both
@@ -645,27 +644,30 @@ impl WalletsMutation {
         auto_refill: Option<AutoRefillInput>,
         #[graphql(desc = "The idempotency key, 1 to 200 bytes after trimming; null: a fresh `thresholds:<uuid>`.")]
         reference: Option<String>,
-    ) -> async_graphql::Result<WalletOperation> {
-        let caller = allowed(ctx, Permission::ManageWallets, "configure wallet thresholds").gql()?;
-        let id = self::wallet_id(&wallet_id).gql()?;
-        let reference = match reference {
-            Some(r) => self::reference(&r).gql()?.to_string(),
-            None => format!("thresholds:{}", uuid::Uuid::new_v4()),
-        };
-        let metadata = metadata(ctx, caller);
-        let wallets = service(ctx).gql()?;
-        if id == MAIN_WALLET {
-            wallets.ensure_main(&metadata).await.gql()?;
-        }
-        let auto_refill = auto_refill.map(|r| AutoRefill {
-            threshold: r.below,
-            amount: r.amount,
-        });
-        let receipt = wallets
-            .configure_thresholds(id, &reference, low_balance_alert, auto_refill, &metadata)
-            .await
-            .gql()?;
-        Ok(receipt.into())
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageWallets, "configure wallet thresholds").gql()?;
+            let id = self::wallet_id(&wallet_id).gql()?;
+            let reference = match reference {
+                Some(r) => self::reference(&r).gql()?.to_string(),
+                None => format!("thresholds:{}", uuid::Uuid::new_v4()),
+            };
+            let metadata = metadata(ctx, caller);
+            let wallets = service(ctx).gql()?;
+            if id == MAIN_WALLET {
+                wallets.ensure_main(&metadata).await.gql()?;
+            }
+            let auto_refill = auto_refill.map(|r| AutoRefill {
+                threshold: r.below,
+                amount: r.amount,
+            });
+            let receipt = wallets
+                .configure_thresholds(id, &reference, low_balance_alert, auto_refill, &metadata)
+                .await
+                .gql()?;
+            Ok(wallet_receipt(receipt))
+        })
+        .await
     }
 
     /// Moves `amount` milli-tokens between two wallets of the tenant, all or nothing.
@@ -683,16 +685,19 @@ impl WalletsMutation {
         #[graphql(desc = "The target wallet's id (opened, not the source).")] to: String,
         #[graphql(desc = "The transfer's idempotency key, 1 to 200 bytes after trimming.")] reference: String,
         #[graphql(desc = "Milli-tokens to move (1 token = 1000), above 0.")] amount: i64,
-    ) -> async_graphql::Result<WalletOperation> {
-        let caller = allowed(ctx, Permission::ManageWallets, "transfer tokens").gql()?;
-        let from = wallet_id(&from).gql()?;
-        let to = wallet_id(&to).gql()?;
-        let reference = self::reference(&reference).gql()?;
-        let receipt = service(ctx)
-            .gql()?
-            .transfer(from, to, reference, amount, &metadata(ctx, caller))
-            .await
-            .gql()?;
-        Ok(receipt.into())
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageWallets, "transfer tokens").gql()?;
+            let from = wallet_id(&from).gql()?;
+            let to = wallet_id(&to).gql()?;
+            let reference = self::reference(&reference).gql()?;
+            let receipt = service(ctx)
+                .gql()?
+                .transfer(from, to, reference, amount, &metadata(ctx, caller))
+                .await
+                .gql()?;
+            Ok(wallet_receipt(receipt))
+        })
+        .await
     }
 }

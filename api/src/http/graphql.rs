@@ -18,7 +18,8 @@ use super::CorrelationId;
 use crate::app::AppState;
 use crate::auth::{bearer, verify, Caller};
 use crate::error::ApiError;
-use crate::graphql::limits::Limited;
+use crate::graphql::consistency::Consistency;
+use crate::graphql::limits::{refused, Limited};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,11 +55,20 @@ async fn execute(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
     Authenticated(caller): Authenticated,
+    headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
     let span = tracing::info_span!("graphql", tenant.id = %caller.tenant, user.id = %caller.user_id, correlation.id = %correlation.0);
-    let request = request.into_inner().data(caller).data(correlation);
-    let executor = Limited(state.schema.clone());
+    let mut request = request.into_inner().data(caller).data(correlation);
+    // The consistency headers, unless the request's own extensions ask already.
+    match Consistency::from_headers(&headers) {
+        Ok(Some(c)) if !request.extensions.0.contains_key("consistency") => {
+            request.extensions.0.insert("consistency".into(), c.to_value());
+        }
+        Ok(_) => {}
+        Err(e) => return GraphQLResponse::from(refused(e)).into_response(),
+    }
+    let executor = Limited(state.schema.clone(), state.pool.clone());
     GraphQLResponse::from(executor.execute(request).instrument(span).await).into_response()
 }
 
@@ -87,7 +97,7 @@ async fn subscriptions(
 ) -> Response {
     // A token in the upgrade request's headers is accepted too (non-browser clients).
     let header_caller = caller_from_headers(&state, &headers).ok();
-    let schema = Limited(state.schema.clone());
+    let schema = Limited(state.schema.clone(), state.pool.clone());
     let secret = state.jwt_secret.clone();
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
         GraphQLWebSocket::new(stream, schema, protocol)

@@ -163,21 +163,24 @@ impl ClaimsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The warranty, the description and optionally the claim's own id.")]
         input: FileWarrantyClaimInput,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::FrontDesk, "file warranty claims").gql()?;
-        let id = local_id("claim_", input.claim_id, "BAD_CLAIM_ID").gql()?;
-        desk(ctx)
-            .gql()?
-            .file_claim(
-                &metadata(ctx, caller),
-                &id,
-                &input.warranty_id,
-                &input.description,
-                Utc::now(),
-            )
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::FrontDesk, "file warranty claims").gql()?;
+            let id = local_id("claim_", input.claim_id, "BAD_CLAIM_ID").gql()?;
+            desk(ctx)
+                .gql()?
+                .file_claim(
+                    &metadata(ctx, caller),
+                    &id,
+                    &input.warranty_id,
+                    &input.description,
+                    Utc::now(),
+                )
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 
     /// Starts the review of a submitted claim (`SUBMITTED → UNDER_REVIEW`; a claim already under
@@ -187,15 +190,18 @@ impl ClaimsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The claim's id (`claim_…`).")] claim_id: String,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::ManageAfterSales, "review warranty claims").gql()?;
-        let id = self::claim_id(claim_id).gql()?;
-        desk(ctx)
-            .gql()?
-            .review_claim(&metadata(ctx, caller), &id, Utc::now())
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageAfterSales, "review warranty claims").gql()?;
+            let id = self::claim_id(claim_id).gql()?;
+            desk(ctx)
+                .gql()?
+                .review_claim(&metadata(ctx, caller), &id, Utc::now())
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 
     /// Decides a claim under review, with an optional note (sealed).
@@ -210,19 +216,22 @@ impl ClaimsMutation {
         #[graphql(desc = "Approve or reject.")] decision: ClaimDecisionInput,
         #[graphql(desc = "Why, for the record (sealed; 1 to 4000 characters, not blank); null for no note.")]
         note: Option<String>,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::ManageAfterSales, "decide warranty claims").gql()?;
-        let id = self::claim_id(claim_id).gql()?;
-        let decision = match decision {
-            ClaimDecisionInput::Approved => ClaimDecision::Approved,
-            ClaimDecisionInput::Rejected => ClaimDecision::Rejected,
-        };
-        desk(ctx)
-            .gql()?
-            .decide_claim(&metadata(ctx, caller), &id, decision, note.as_deref(), Utc::now())
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageAfterSales, "decide warranty claims").gql()?;
+            let id = self::claim_id(claim_id).gql()?;
+            let decision = match decision {
+                ClaimDecisionInput::Approved => ClaimDecision::Approved,
+                ClaimDecisionInput::Rejected => ClaimDecision::Rejected,
+            };
+            desk(ctx)
+                .gql()?
+                .decide_claim(&metadata(ctx, caller), &id, decision, note.as_deref(), Utc::now())
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 
     /// Resolves a decided claim (the resolution is sealed).
@@ -235,14 +244,17 @@ impl ClaimsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The claim's id (`claim_…`).")] claim_id: String,
         #[graphql(desc = "What was done (sealed; 1 to 4000 characters, not blank).")] resolution: String,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::ManageAfterSales, "resolve warranty claims").gql()?;
-        let id = self::claim_id(claim_id).gql()?;
-        desk(ctx)
-            .gql()?
-            .resolve_claim(&metadata(ctx, caller), &id, &resolution, Utc::now())
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageAfterSales, "resolve warranty claims").gql()?;
+            let id = self::claim_id(claim_id).gql()?;
+            desk(ctx)
+                .gql()?
+                .resolve_claim(&metadata(ctx, caller), &id, &resolution, Utc::now())
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 }

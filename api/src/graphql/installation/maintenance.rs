@@ -148,23 +148,26 @@ impl MaintenanceMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The contract's facts: customer, start, term, value, currency, auto-renewal.")]
         input: StartMaintenanceContractInput,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::RunMaintenanceContracts, "start maintenance contracts").gql()?;
-        let id = local_id("mc_", input.contract_id, "BAD_CONTRACT_ID").gql()?;
-        let metadata = metadata(ctx, caller);
-        let start = StartMaintenanceContract {
-            customer_id: input.customer_id,
-            installation_id: input.installation_id,
-            starts_at: input.starts_at,
-            term_months: months(input.term_months).gql()?,
-            annual_value_minor: input.annual_value_minor,
-            currency: input.currency,
-            auto_renew: input.auto_renew,
-            by: caller.user_id.clone(),
-            at: Utc::now(),
-        };
-        desk(ctx).gql()?.start_contract(&metadata, &id, start).await.gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RunMaintenanceContracts, "start maintenance contracts").gql()?;
+            let id = local_id("mc_", input.contract_id, "BAD_CONTRACT_ID").gql()?;
+            let metadata = metadata(ctx, caller);
+            let start = StartMaintenanceContract {
+                customer_id: input.customer_id,
+                installation_id: input.installation_id,
+                starts_at: input.starts_at,
+                term_months: months(input.term_months).gql()?,
+                annual_value_minor: input.annual_value_minor,
+                currency: input.currency,
+                auto_renew: input.auto_renew,
+                by: caller.user_id.clone(),
+                at: Utc::now(),
+            };
+            desk(ctx).gql()?.start_contract(&metadata, &id, start).await.gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 
     /// Renews a contract for `termMonths` from its current end, under `reference` (an invoice
@@ -180,21 +183,24 @@ impl MaintenanceMutation {
         #[graphql(desc = "The renewal's invoice or payment reference (not blank): one renewal per reference.")]
         reference: String,
         #[graphql(default = 12, desc = "The renewal term in calendar months, 1 to 60 (default 12).")] term_months: i32,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::RunMaintenanceContracts, "renew maintenance contracts").gql()?;
-        let id = self::contract_id(contract_id).gql()?;
-        desk(ctx)
-            .gql()?
-            .renew_contract(
-                &metadata(ctx, caller),
-                &id,
-                &reference,
-                months(term_months).gql()?,
-                Utc::now(),
-            )
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RunMaintenanceContracts, "renew maintenance contracts").gql()?;
+            let id = self::contract_id(contract_id).gql()?;
+            desk(ctx)
+                .gql()?
+                .renew_contract(
+                    &metadata(ctx, caller),
+                    &id,
+                    &reference,
+                    months(term_months).gql()?,
+                    Utc::now(),
+                )
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 
     /// Switches a contract's automatic renewal on or off.
@@ -207,15 +213,18 @@ impl MaintenanceMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The contract's id (`mc_…`).")] contract_id: String,
         #[graphql(desc = "true: renew for 12 months each time the end passes; false: let it lapse.")] auto_renew: bool,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::RunMaintenanceContracts, "change maintenance contracts").gql()?;
-        let id = self::contract_id(contract_id).gql()?;
-        desk(ctx)
-            .gql()?
-            .set_auto_renewal(&metadata(ctx, caller), &id, auto_renew, Utc::now())
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RunMaintenanceContracts, "change maintenance contracts").gql()?;
+            let id = self::contract_id(contract_id).gql()?;
+            desk(ctx)
+                .gql()?
+                .set_auto_renewal(&metadata(ctx, caller), &id, auto_renew, Utc::now())
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 
     /// Cancels a contract, with an optional reason (sealed).
@@ -228,14 +237,17 @@ impl MaintenanceMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The contract's id (`mc_…`).")] contract_id: String,
         #[graphql(desc = "Why (sealed; 1 to 4000 characters, not blank); null for no reason.")] reason: Option<String>,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::RunMaintenanceContracts, "cancel maintenance contracts").gql()?;
-        let id = self::contract_id(contract_id).gql()?;
-        desk(ctx)
-            .gql()?
-            .cancel_contract(&metadata(ctx, caller), &id, reason.as_deref(), Utc::now())
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::RunMaintenanceContracts, "cancel maintenance contracts").gql()?;
+            let id = self::contract_id(contract_id).gql()?;
+            desk(ctx)
+                .gql()?
+                .cancel_contract(&metadata(ctx, caller), &id, reason.as_deref(), Utc::now())
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 }

@@ -66,6 +66,7 @@ use chronicle_projections::installation::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::receipt::{receipt, Receipt, ServiceTicket};
 use super::{allowed, caller, commands, connection, metadata, pool, require};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
@@ -155,13 +156,6 @@ fn non_negative(value: i32, field: &'static str) -> Result<u32, ApiError> {
 fn non_negative_i64(value: i64, field: &'static str) -> Result<u32, ApiError> {
     u32::try_from(value)
         .map_err(|_| ApiError::bad_request("INVALID_INPUT", format!("{field} must be between 0 and {}", u32::MAX)))
-}
-
-/// What a mutation changed.
-#[derive(SimpleObject)]
-pub struct ServiceChange {
-    /// The claim, request or contract id.
-    pub id: String,
 }
 
 fn desk(ctx: &Context<'_>) -> Result<ServiceDesk, ApiError> {

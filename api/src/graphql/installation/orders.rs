@@ -229,35 +229,39 @@ impl OrdersMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The customer's contact id (`ct_…`); not blank.")] customer_id: String,
         #[graphql(desc = "The line items: at least one, all in one currency.")] items: Vec<OrderItemInput>,
-    ) -> async_graphql::Result<String> {
-        let caller = allowed(ctx, Permission::Sell, "place orders").gql()?;
-        let items = items
-            .into_iter()
-            .map(|i| {
-                Ok(LineItem {
-                    sku: i.sku,
-                    description: i.description,
-                    quantity: non_negative(i.quantity, "quantity")?,
-                    unit_price_minor: i.unit_price_minor,
-                    currency: i.currency,
-                    installable: i.installable.map(InstallationType::domain),
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::Sell, "place orders").gql()?;
+            let items = items
+                .into_iter()
+                .map(|i| {
+                    Ok(LineItem {
+                        sku: i.sku,
+                        description: i.description,
+                        quantity: non_negative(i.quantity, "quantity")?,
+                        unit_price_minor: i.unit_price_minor,
+                        currency: i.currency,
+                        installable: i.installable.map(InstallationType::domain),
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()
-            .gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .place_order(&customer_id, items, &metadata(ctx, caller))
-                .await,
-        )
+                .collect::<Result<Vec<_>, ApiError>>()
+                .gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .place_order(&customer_id, items, &metadata(ctx, caller))
+                    .await,
+            )
+            .map(|order_id| Receipt::new(order_id).touched(customer_id))
+        })
+        .await
     }
 
     /// Records a cash payment (owner, admin, finance); provider payments arrive by callback.
     /// The payment that covers the total marks the order paid. Refusals: `UNKNOWN_ORDER`,
     /// `OVERPAYMENT`, `PAYMENT_CURRENCY_MISMATCH`, `NON_POSITIVE_PAYMENT`,
     /// `PAYMENT_AFTER_CANCELLATION`, `BLANK_FIELD`. A reference already recorded changes nothing.
-    /// Returns `true`.
+    /// Returns a receipt.
     async fn record_cash_payment(
         &self,
         ctx: &Context<'_>,
@@ -269,59 +273,68 @@ impl OrdersMutation {
         #[graphql(desc = "The amount received, in integer minor units: above zero, at most the amount outstanding.")]
         amount_minor: i64,
         #[graphql(desc = "ISO 4217 code; must be the order's currency.")] currency: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::HandleMoney, "record payments").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .record_payment(
-                    &order_id,
-                    PaymentProvider::Cash,
-                    &reference,
-                    amount_minor,
-                    &currency,
-                    &metadata(ctx, caller),
-                )
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::HandleMoney, "record payments").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .record_payment(
+                        &order_id,
+                        PaymentProvider::Cash,
+                        &reference,
+                        amount_minor,
+                        &currency,
+                        &metadata(ctx, caller),
+                    )
+                    .await,
+            )?;
+            Ok(Receipt::new(order_id))
+        })
+        .await
     }
 
     /// Cancels an order not yet fulfilled (the reason is stored sealed). Owner, admin, agent.
     /// Refusals: `UNKNOWN_ORDER`, `CANCEL_AFTER_FULFILMENT`, `INVALID_INPUT` (a reason for a
-    /// customer whose data was erased). Cancelling again changes nothing. Returns `true`.
+    /// customer whose data was erased). Cancelling again changes nothing. Returns a receipt.
     async fn cancel_order(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The order (`order_…`).")] order_id: String,
         #[graphql(desc = "Why, optional free text sealed under the customer's data key (never shown in read models).")]
         reason: Option<String>,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::Sell, "cancel orders").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .cancel_order(&order_id, reason.as_deref(), &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::Sell, "cancel orders").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .cancel_order(&order_id, reason.as_deref(), &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(order_id))
+        })
+        .await
     }
 
     /// Marks a paid order fulfilled. Owner, admin, agent. Refusals: `UNKNOWN_ORDER`,
     /// `FULFILMENT_REQUIRES_PAYMENT` (placed or cancelled). Repeating it changes nothing.
-    /// Returns `true`.
+    /// Returns a receipt.
     async fn fulfil_order(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The order (`order_…`).")] order_id: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::Sell, "fulfil orders").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .fulfil_order(&order_id, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::Sell, "fulfil orders").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .fulfil_order(&order_id, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(order_id))
+        })
+        .await
     }
 }

@@ -159,27 +159,30 @@ pub struct PayoutsMutation;
 impl PayoutsMutation {
     /// Approves a pending payout (not by a technician it pays). Owner, admin, finance.
     /// Refusals: `SELF_APPROVAL`, `UNKNOWN_PAYOUT`. An approved or paid payout is left as it is.
-    /// Returns `true`.
+    /// Returns a receipt.
     async fn approve_payout(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::HandleMoney, "approve payouts").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .approve_payout(&payout_id, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::HandleMoney, "approve payouts").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .approve_payout(&payout_id, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(payout_id))
+        })
+        .await
     }
 
     /// Grants (or replaces) the quality bonus of a pending payout, in minor units of its
     /// currency (owner and admin; not a technician it pays). Refused once approved
     /// (`PAYOUT_NOT_PENDING`), for zero or above the maximum of 100000
     /// (`QUALITY_BONUS_OUT_OF_RANGE`); also `SELF_GRANT`, `UNKNOWN_PAYOUT`, `INVALID_INPUT`
-    /// (negative). The same bonus again changes nothing. Returns `true`.
+    /// (negative). The same bonus again changes nothing. Returns a receipt.
     async fn grant_quality_bonus(
         &self,
         ctx: &Context<'_>,
@@ -188,35 +191,41 @@ impl PayoutsMutation {
             desc = "The bonus in minor units of the payout's currency, 1 to 100000; it replaces any earlier bonus."
         )]
         amount_minor: i64,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::GrantQualityBonuses, "grant quality bonuses").gql()?;
-        let amount_minor = non_negative_i64(amount_minor, "amountMinor").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .grant_quality_bonus(&payout_id, amount_minor, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::GrantQualityBonuses, "grant quality bonuses").gql()?;
+            let amount_minor = non_negative_i64(amount_minor, "amountMinor").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .grant_quality_bonus(&payout_id, amount_minor, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(payout_id))
+        })
+        .await
     }
 
     /// Records that an approved payout was paid under finance's reference. Owner, admin,
     /// finance. Refusals: `PAYMENT_REQUIRES_APPROVAL`, `ALREADY_PAID` (under another reference),
-    /// `BLANK_FIELD`, `UNKNOWN_PAYOUT`. The same reference again changes nothing. Returns `true`.
+    /// `BLANK_FIELD`, `UNKNOWN_PAYOUT`. The same reference again changes nothing. Returns a receipt.
     async fn mark_payout_paid(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The payout (`payout_…`).")] payout_id: String,
         #[graphql(desc = "Finance's reference for the payment (a bank or mobile-money transaction); not blank.")]
         reference: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::HandleMoney, "pay payouts").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .mark_payout_paid(&payout_id, &reference, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::HandleMoney, "pay payouts").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .mark_payout_paid(&payout_id, &reference, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(payout_id))
+        })
+        .await
     }
 }

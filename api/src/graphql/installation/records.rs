@@ -439,83 +439,96 @@ impl RecordsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "What the installation is opened with.")] input: OpenInstallationInput,
-    ) -> async_graphql::Result<String> {
-        let caller = allowed(ctx, Permission::ManageInstallations, "open installations").gql()?;
-        let request = OpenRequest {
-            installation_type: input.installation_type.domain(),
-            customer_id: input.customer_id,
-            order_id: input.order_id,
-            site_address: input.site_address,
-            system_size_w: non_negative_i64(input.system_size_w, "systemSizeW").gql()?,
-        };
-        answer(
-            service(ctx)
-                .gql()?
-                .open_installation(request, &metadata(ctx, caller))
-                .await,
-        )
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageInstallations, "open installations").gql()?;
+            let request = OpenRequest {
+                installation_type: input.installation_type.domain(),
+                customer_id: input.customer_id,
+                order_id: input.order_id,
+                site_address: input.site_address,
+                system_size_w: non_negative_i64(input.system_size_w, "systemSizeW").gql()?,
+            };
+            answer(
+                service(ctx)
+                    .gql()?
+                    .open_installation(request, &metadata(ctx, caller))
+                    .await,
+            )
+            .map(Receipt::new)
+        })
+        .await
     }
 
     /// Assigns a technician (by user id), before commissioning only. Owner, admin. Refusals:
     /// `WORK_ALREADY_COMMISSIONED`, `UNKNOWN_INSTALLATION`, `BLANK_FIELD`. Assigning again
-    /// changes nothing. Returns `true`.
+    /// changes nothing. Returns a receipt.
     async fn assign_technician(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
         #[graphql(desc = "The technician's user id; not blank.")] technician_id: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::ManageInstallations, "assign technicians").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .assign_technician(&installation_id, &technician_id, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageInstallations, "assign technicians").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .assign_technician(&installation_id, &technician_id, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Unassigns a technician, before commissioning only. Owner, admin. Refusals:
     /// `WORK_ALREADY_COMMISSIONED`, `UNKNOWN_INSTALLATION`, `BLANK_FIELD`. A technician not
-    /// assigned changes nothing. Returns `true`.
+    /// assigned changes nothing. Returns a receipt.
     async fn unassign_technician(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
         #[graphql(desc = "The technician's user id; not blank.")] technician_id: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::ManageInstallations, "unassign technicians").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .unassign_technician(&installation_id, &technician_id, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageInstallations, "unassign technicians").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .unassign_technician(&installation_id, &technician_id, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Schedules the job for the first time. Owner, admin. Refusals: `ALREADY_SCHEDULED` (set
     /// for another time: reschedule instead), `WORK_ALREADY_COMMISSIONED`,
-    /// `UNKNOWN_INSTALLATION`. The same time again changes nothing. Returns `true`.
+    /// `UNKNOWN_INSTALLATION`. The same time again changes nothing. Returns a receipt.
     async fn schedule_installation(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
         #[graphql(desc = "When the job starts (RFC 3339).")] starts_at: DateTime<Utc>,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::ManageInstallations, "schedule installations").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .schedule(&installation_id, starts_at, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageInstallations, "schedule installations").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .schedule(&installation_id, starts_at, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Moves a scheduled job, with a reason (stored sealed). Owner, admin. Refusals:
     /// `NOT_SCHEDULED`, `WORK_ALREADY_COMMISSIONED`, `UNKNOWN_INSTALLATION`, `INVALID_INPUT`
-    /// (the customer's data was erased). The current time again changes nothing. Returns `true`.
+    /// (the customer's data was erased). The current time again changes nothing. Returns a receipt.
     async fn reschedule_installation(
         &self,
         ctx: &Context<'_>,
@@ -525,38 +538,44 @@ impl RecordsMutation {
             desc = "Why it moved, sealed under the customer's data key; the timeline only says a reason was recorded."
         )]
         reason: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::ManageInstallations, "reschedule installations").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .reschedule(&installation_id, starts_at, &reason, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageInstallations, "reschedule installations").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .reschedule(&installation_id, starts_at, &reason, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Starts the work on site (needs a technician): `pending → in_progress`. Owner, admin, or a
     /// technician assigned to it (`FORBIDDEN` otherwise). Refusals: `NO_TECHNICIAN_ASSIGNED`,
     /// `STATUS_MOVE_NOT_ALLOWED`, `UNKNOWN_INSTALLATION`. Already in progress: nothing changes.
-    /// Returns `true`.
+    /// Returns a receipt.
     async fn start_installation_work(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        let service = require_field_work(ctx, caller, &installation_id, "start installation work")
-            .await
-            .gql()?;
-        answer(service.start_work(&installation_id, &metadata(ctx, caller)).await)?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let service = require_field_work(ctx, caller, &installation_id, "start installation work")
+                .await
+                .gql()?;
+            answer(service.start_work(&installation_id, &metadata(ctx, caller)).await)?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Ticks an item of the type's checklist, while in progress. Owner, admin, or a technician
     /// assigned to it (`FORBIDDEN` otherwise). Refusals: `UNKNOWN_CHECKLIST_ITEM`,
     /// `NOT_IN_PROGRESS`, `BLANK_FIELD`, `UNKNOWN_INSTALLATION`. An item already ticked changes
-    /// nothing. Returns `true`.
+    /// nothing. Returns a receipt.
     async fn complete_checklist_item(
         &self,
         ctx: &Context<'_>,
@@ -565,23 +584,26 @@ impl RecordsMutation {
             desc = "An item id of the type's checklist, e.g. `site_survey` (the open ones are in `checklist.missingItems`)."
         )]
         item: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        let service = require_field_work(ctx, caller, &installation_id, "complete checklist items")
-            .await
-            .gql()?;
-        answer(
-            service
-                .complete_checklist_item(&installation_id, &item, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let service = require_field_work(ctx, caller, &installation_id, "complete checklist items")
+                .await
+                .gql()?;
+            answer(
+                service
+                    .complete_checklist_item(&installation_id, &item, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Attaches a photo by kind and the sha-256 (lowercase hex) of its content, while in
     /// progress. Owner, admin, or a technician assigned to it (`FORBIDDEN` otherwise). Refusals:
     /// `INVALID_CONTENT_HASH`, `NOT_IN_PROGRESS`, `BLANK_FIELD`, `UNKNOWN_INSTALLATION`. The same
-    /// kind and hash again changes nothing. Returns `true`.
+    /// kind and hash again changes nothing. Returns a receipt.
     async fn attach_installation_photo(
         &self,
         ctx: &Context<'_>,
@@ -594,23 +616,26 @@ impl RecordsMutation {
             desc = "The SHA-256 of the photo's content, 64 lowercase hex characters (`INVALID_CONTENT_HASH` otherwise)."
         )]
         sha256: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        let service = require_field_work(ctx, caller, &installation_id, "attach photos")
-            .await
-            .gql()?;
-        answer(
-            service
-                .attach_photo(&installation_id, &kind, &sha256, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let service = require_field_work(ctx, caller, &installation_id, "attach photos")
+                .await
+                .gql()?;
+            answer(
+                service
+                    .attach_photo(&installation_id, &kind, &sha256, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Records a serialized component installed, with its warranty period in months, while in
     /// progress. Owner, admin, or a technician assigned to it (`FORBIDDEN` otherwise). Refusals:
     /// `NOT_IN_PROGRESS`, `BLANK_FIELD`, `UNKNOWN_INSTALLATION`, `INVALID_INPUT` (negative
-    /// months). A serial already recorded changes nothing. Returns `true`.
+    /// months). A serial already recorded changes nothing. Returns a receipt.
     async fn install_component(
         &self,
         ctx: &Context<'_>,
@@ -622,71 +647,83 @@ impl RecordsMutation {
             desc = "The warranty period in months, registered at commissioning; default 0 (no warranty), not negative."
         )]
         warranty_months: i32,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        let months = non_negative(warranty_months, "warrantyMonths").gql()?;
-        let service = require_field_work(ctx, caller, &installation_id, "install components")
-            .await
-            .gql()?;
-        answer(
-            service
-                .install_component(&installation_id, &serial, &kind, months, &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let months = non_negative(warranty_months, "warrantyMonths").gql()?;
+            let service = require_field_work(ctx, caller, &installation_id, "install components")
+                .await
+                .gql()?;
+            answer(
+                service
+                    .install_component(&installation_id, &serial, &kind, months, &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Commissions; refused with `COMMISSIONING_INCOMPLETE` listing what is missing.
     /// `in_progress → commissioned`; the payout, the components' warranties and the customer's
     /// notification follow. Owner, admin, or a technician assigned to it (`FORBIDDEN` otherwise).
     /// Also `NOT_IN_PROGRESS`, `UNKNOWN_INSTALLATION`. Already commissioned: nothing changes.
-    /// Returns `true`.
+    /// Returns a receipt.
     async fn commission_installation(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        let service = require_field_work(ctx, caller, &installation_id, "commission installations")
-            .await
-            .gql()?;
-        answer(service.commission(&installation_id, &metadata(ctx, caller)).await)?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let service = require_field_work(ctx, caller, &installation_id, "commission installations")
+                .await
+                .gql()?;
+            answer(service.commission(&installation_id, &metadata(ctx, caller)).await)?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Activates a commissioned installation: `commissioned → active`. Owner, admin, or a
     /// technician assigned to it (`FORBIDDEN` otherwise). Refusals: `STATUS_MOVE_NOT_ALLOWED`,
-    /// `UNKNOWN_INSTALLATION`. Already active: nothing changes. Returns `true`.
+    /// `UNKNOWN_INSTALLATION`. Already active: nothing changes. Returns a receipt.
     async fn activate_installation(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
-    ) -> async_graphql::Result<bool> {
-        let caller = caller(ctx).gql()?;
-        let service = require_field_work(ctx, caller, &installation_id, "activate installations")
-            .await
-            .gql()?;
-        answer(service.activate(&installation_id, &metadata(ctx, caller)).await)?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = caller(ctx).gql()?;
+            let service = require_field_work(ctx, caller, &installation_id, "activate installations")
+                .await
+                .gql()?;
+            answer(service.activate(&installation_id, &metadata(ctx, caller)).await)?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 
     /// Decommissions (the reason is stored sealed): `commissioned | active → decommissioned`,
     /// final. Owner, admin. Refusals: `STATUS_MOVE_NOT_ALLOWED`, `UNKNOWN_INSTALLATION`,
     /// `INVALID_INPUT` (a reason for a customer whose data was erased). Already decommissioned:
-    /// nothing changes. Returns `true`.
+    /// nothing changes. Returns a receipt.
     async fn decommission_installation(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
         #[graphql(desc = "Why, optional free text sealed under the customer's data key.")] reason: Option<String>,
-    ) -> async_graphql::Result<bool> {
-        let caller = allowed(ctx, Permission::ManageInstallations, "decommission installations").gql()?;
-        answer(
-            service(ctx)
-                .gql()?
-                .decommission(&installation_id, reason.as_deref(), &metadata(ctx, caller))
-                .await,
-        )?;
-        Ok(true)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageInstallations, "decommission installations").gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .decommission(&installation_id, reason.as_deref(), &metadata(ctx, caller))
+                    .await,
+            )?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
     }
 }

@@ -129,17 +129,6 @@ impl From<ServiceRequestRow> for ServiceRequest {
     }
 }
 
-/// The ticket a request was opened as.
-#[derive(SimpleObject)]
-pub struct OpenedServiceRequest {
-    /// `sr_<ticket number>`.
-    pub id: String,
-    /// The tenant's sequential ticket number (1, 2, 3, …).
-    pub ticket_number: i64,
-    /// `SR-000042`.
-    pub ticket: String,
-}
-
 /// A service request to open.
 #[derive(InputObject)]
 pub struct OpenServiceRequestInput {
@@ -228,29 +217,33 @@ impl ServiceRequestsMutation {
             desc = "What to open: kind, priority, customer, description, optional installation and idempotency key."
         )]
         input: OpenServiceRequestInput,
-    ) -> async_graphql::Result<OpenedServiceRequest> {
-        let caller = allowed(ctx, Permission::FrontDesk, "open service requests").gql()?;
-        let opened = desk(ctx)
-            .gql()?
-            .open_request(
-                &metadata(ctx, caller),
-                NewServiceRequest {
-                    kind: input.kind,
-                    priority: input.priority.domain(),
-                    customer_id: input.customer_id,
-                    installation_id: input.installation_id,
-                    description: input.description,
-                    idempotency_key: input.idempotency_key,
-                    at: Utc::now(),
-                },
-            )
-            .await
-            .gql()?;
-        Ok(OpenedServiceRequest {
-            id: opened.request_id,
-            ticket_number: i64::try_from(opened.number).unwrap_or(i64::MAX),
-            ticket: opened.ticket,
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::FrontDesk, "open service requests").gql()?;
+            let opened = desk(ctx)
+                .gql()?
+                .open_request(
+                    &metadata(ctx, caller),
+                    NewServiceRequest {
+                        kind: input.kind,
+                        priority: input.priority.domain(),
+                        customer_id: input.customer_id,
+                        installation_id: input.installation_id,
+                        description: input.description,
+                        idempotency_key: input.idempotency_key,
+                        at: Utc::now(),
+                    },
+                )
+                .await
+                .gql()?;
+            let mut answer = Receipt::new(opened.request_id);
+            answer.ticket = Some(ServiceTicket {
+                number: i64::try_from(opened.number).unwrap_or(i64::MAX),
+                label: opened.ticket,
+            });
+            Ok(answer)
         })
+        .await
     }
 
     /// Assigns (or reassigns) a technician to a pending request.
@@ -265,15 +258,18 @@ impl ServiceRequestsMutation {
         #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
         #[graphql(desc = "The technician's user id (not blank; not checked against the user list).")]
         technician_id: String,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::ManageAfterSales, "assign service requests").gql()?;
-        let id = self::request_id(&request_id).gql()?;
-        desk(ctx)
-            .gql()?
-            .assign_request(&metadata(ctx, caller), &id, &technician_id, Utc::now())
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageAfterSales, "assign service requests").gql()?;
+            let id = self::request_id(&request_id).gql()?;
+            desk(ctx)
+                .gql()?
+                .assign_request(&metadata(ctx, caller), &id, &technician_id, Utc::now())
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 
     /// Resolves a pending request (after its due time the breach is recorded first).
@@ -287,15 +283,18 @@ impl ServiceRequestsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
         #[graphql(desc = "What was done (sealed; 1 to 4000 characters, not blank).")] resolution: String,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::ResolveServiceRequests, "resolve service requests").gql()?;
-        let id = self::request_id(&request_id).gql()?;
-        desk(ctx)
-            .gql()?
-            .resolve_request(&metadata(ctx, caller), &id, &resolution, Utc::now())
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ResolveServiceRequests, "resolve service requests").gql()?;
+            let id = self::request_id(&request_id).gql()?;
+            desk(ctx)
+                .gql()?
+                .resolve_request(&metadata(ctx, caller), &id, &resolution, Utc::now())
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 
     /// Closes a resolved request.
@@ -308,14 +307,17 @@ impl ServiceRequestsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
-    ) -> async_graphql::Result<ServiceChange> {
-        let caller = allowed(ctx, Permission::FrontDesk, "close service requests").gql()?;
-        let id = self::request_id(&request_id).gql()?;
-        desk(ctx)
-            .gql()?
-            .close_request(&metadata(ctx, caller), &id, Utc::now())
-            .await
-            .gql()?;
-        Ok(ServiceChange { id })
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::FrontDesk, "close service requests").gql()?;
+            let id = self::request_id(&request_id).gql()?;
+            desk(ctx)
+                .gql()?
+                .close_request(&metadata(ctx, caller), &id, Utc::now())
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
+        })
+        .await
     }
 }
