@@ -122,7 +122,7 @@ async fn calls(app: &TestApp, role: Role, filter: Value) -> Vec<Value> {
 
 const SET_RULE: &str = "mutation($outcomes: [CallOutcome!]!, $delay: Int!) {
   setCallFollowUpRule(rule: { delayMinutes: $delay, outcomes: $outcomes, templateName: \"missed_call\",
-                              language: \"en_US\" }) }";
+                              language: \"en_US\" }) { id } }";
 
 async fn set_rule(app: &TestApp, role: Role, outcomes: Value, delay: i64) -> Value {
     let token = app.token("acme", role);
@@ -324,7 +324,7 @@ async fn a_follow_up_is_scheduled_the_rules_delay_after_the_call_for_the_outcome
     let app = app_with_twilio(pool).await;
     // Seven days: not due yet, so the follow-ups stay pending (sending is tested below).
     let reply = set_rule(&app, Role::Admin, json!(["NO_ANSWER", "BUSY"]), 7 * 24 * 60).await;
-    assert_eq!(reply["data"]["setCallFollowUpRule"], true, "{reply}");
+    assert_eq!(reply["data"]["setCallFollowUpRule"]["id"], "automation", "{reply}");
     for (sid, status, duration) in [
         ("CA010", "no-answer", "0"),
         ("CA011", "completed", "300"),
@@ -391,14 +391,14 @@ async fn without_a_rule_or_with_it_disabled_no_follow_up_is_scheduled(pool: PgPo
     .await;
     settle(&app).await;
     assert_eq!(
-        set_rule(&app, Role::Owner, json!(["NO_ANSWER"]), 5).await["data"]["setCallFollowUpRule"],
-        true
+        set_rule(&app, Role::Owner, json!(["NO_ANSWER"]), 5).await["data"]["setCallFollowUpRule"]["id"],
+        "automation"
     );
     let token = app.token("acme", Role::Owner);
     let (_, reply) = app
-        .graphql(Some(&token), "mutation { disableCallFollowUpRule }", json!({}))
+        .graphql(Some(&token), "mutation { disableCallFollowUpRule { id } }", json!({}))
         .await;
-    assert_eq!(reply["data"]["disableCallFollowUpRule"], true, "{reply}");
+    assert_eq!(reply["data"]["disableCallFollowUpRule"]["id"], "automation", "{reply}");
     post_call(
         &app,
         "acme",
@@ -444,7 +444,7 @@ async fn a_bad_rule_is_refused_by_name_and_only_owners_and_admins_set_it(pool: P
     assert_eq!(code(&set_rule(&app, Role::Owner, json!([]), 5).await), "NO_OUTCOMES");
     let token = app.token("acme", Role::Agent);
     let (_, reply) = app
-        .graphql(Some(&token), "mutation { disableCallFollowUpRule }", json!({}))
+        .graphql(Some(&token), "mutation { disableCallFollowUpRule { id } }", json!({}))
         .await;
     assert_eq!(code(&reply), "FORBIDDEN");
     assert_eq!(app.count("SELECT count(*) FROM events").await, 0);
@@ -557,15 +557,15 @@ async fn follow_up_setting(app: &TestApp) {
     let token = app.token("acme", Role::Owner);
     for mutation in [
         "mutation { submitTemplate(input: { name: \"missed_call\", language: \"en_US\", category: UTILITY,
-                     body: \"Sorry we missed your call. Reply here and we will help.\" }) }",
-        "mutation { approveTemplate(name: \"missed_call\", language: \"en_US\", providerTemplateId: \"wa-1\") }",
+                     body: \"Sorry we missed your call. Reply here and we will help.\" }) { id } }",
+        "mutation { approveTemplate(name: \"missed_call\", language: \"en_US\", providerTemplateId: \"wa-1\") { id } }",
     ] {
         let (_, reply) = app.graphql(Some(&token), mutation, json!({})).await;
         assert!(reply["errors"].is_null(), "{reply}");
     }
     assert_eq!(
-        set_rule(app, Role::Owner, json!(["NO_ANSWER"]), 1).await["data"]["setCallFollowUpRule"],
-        true
+        set_rule(app, Role::Owner, json!(["NO_ANSWER"]), 1).await["data"]["setCallFollowUpRule"]["id"],
+        "automation"
     );
 }
 

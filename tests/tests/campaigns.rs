@@ -110,8 +110,8 @@ async fn setting(app: &TestApp, tenant_id: &str, number: &str, n: usize) -> Vec<
     let token = app.token(tenant_id, Role::Owner);
     for mutation in [
         "mutation { submitTemplate(input: { name: \"promo\", language: \"en\", category: MARKETING,
-                     body: \"Our {{1}} sale starts today.\" }) }",
-        "mutation { approveTemplate(name: \"promo\", language: \"en\", providerTemplateId: \"wa-promo\") }",
+                     body: \"Our {{1}} sale starts today.\" }) { id } }",
+        "mutation { approveTemplate(name: \"promo\", language: \"en\", providerTemplateId: \"wa-promo\") { id } }",
     ] {
         let (_, reply) = app.graphql(Some(&token), mutation, json!({})).await;
         assert!(reply["errors"].is_null(), "{reply}");
@@ -149,11 +149,10 @@ async fn fund(app: &TestApp, tenant_id: &str, amount: i64) -> WalletService {
 
 const CREATE: &str = "mutation($id: String!, $contacts: [String!]!) {
   createCampaign(input: { id: $id, name: \"Black Friday\", templateName: \"promo\", language: \"en\",
-                          variables: [\"Black Friday\"], contactIds: $contacts }) {
-    campaignId status recipients } }";
+                          variables: [\"Black Friday\"], contactIds: $contacts }) { id status campaign { recipients } } }";
 
 const SCHEDULE: &str = "mutation($id: String!) {
-  scheduleCampaign(id: $id) { campaignId status unitPrice reserved position } }";
+  scheduleCampaign(id: $id) { id status campaign { unitPrice reserved } position } }";
 
 const CAMPAIGN: &str = "query($id: String!) {
   campaign(id: $id) { id status unitPrice reserved charged refunded released batches
@@ -203,15 +202,18 @@ async fn a_broadcast_to_n_recipients_with_m_failures_charges_n_minus_m_and_every
     let created = app
         .gql("acme", Role::Admin, CREATE, json!({"id": "bf", "contacts": recipients}))
         .await;
-    assert_eq!(created["data"]["createCampaign"]["recipients"], 6, "{created}");
+    assert_eq!(
+        created["data"]["createCampaign"]["campaign"]["recipients"], 6,
+        "{created}"
+    );
     assert_eq!(created["data"]["createCampaign"]["status"], "DRAFT");
     let scheduled = app.gql("acme", Role::Owner, SCHEDULE, json!({"id": "bf"})).await;
     assert_eq!(
-        scheduled["data"]["scheduleCampaign"]["reserved"],
+        scheduled["data"]["scheduleCampaign"]["campaign"]["reserved"],
         n * PRICE,
         "{scheduled}"
     );
-    assert_eq!(scheduled["data"]["scheduleCampaign"]["unitPrice"], PRICE);
+    assert_eq!(scheduled["data"]["scheduleCampaign"]["campaign"]["unitPrice"], PRICE);
     let held = wallets
         .balances(&tenant("acme"), MAIN_WALLET)
         .await
@@ -479,7 +481,7 @@ async fn scheduling_on_a_wallet_that_cannot_pay_is_refused_with_insufficient_bal
         .unwrap_or_else(|e| panic!("{e}"));
     let reply = app.gql("acme", Role::Admin, SCHEDULE, json!({"id": "big"})).await;
     assert_eq!(reply["data"]["scheduleCampaign"]["status"], "SCHEDULED", "{reply}");
-    assert_eq!(reply["data"]["scheduleCampaign"]["reserved"], 3 * PRICE);
+    assert_eq!(reply["data"]["scheduleCampaign"]["campaign"]["reserved"], 3 * PRICE);
     let held = wallets
         .balances(&tenant("acme"), MAIN_WALLET)
         .await

@@ -80,8 +80,8 @@ async fn mutate(app: &TestApp, role: Role, mutation: &str, variables: Value) -> 
     reply
 }
 
-const TAG: &str = "mutation($id: String!, $tag: String!) { tagContact(contactId: $id, tag: $tag) }";
-const ERASE: &str = "mutation($id: String!) { eraseContact(contactId: $id) }";
+const TAG: &str = "mutation($id: String!, $tag: String!) { tagContact(contactId: $id, tag: $tag) { id } }";
+const ERASE: &str = "mutation($id: String!) { eraseContact(contactId: $id) { id } }";
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn an_inbound_message_registers_its_sender_once_with_name_phone_and_last_contact_time(pool: PgPool) {
@@ -183,7 +183,7 @@ async fn contacts_are_found_by_name_phone_substring_and_tag(pool: PgPool) {
     assert_eq!(by_tag[0]["tags"], json!(["vip client"]));
     assert!(contacts(&app, Role::Agent, Some("nobody"), None).await.is_empty());
 
-    let untag = "mutation($id: String!, $tag: String!) { untagContact(contactId: $id, tag: $tag) }";
+    let untag = "mutation($id: String!, $tag: String!) { untagContact(contactId: $id, tag: $tag) { id } }";
     let reply = mutate(&app, Role::Agent, untag, json!({"id": id, "tag": "vip client"})).await;
     assert!(reply["errors"].is_null(), "{reply}");
     app.project().await;
@@ -213,9 +213,9 @@ async fn profile_custom_fields_and_consent_set_by_an_agent_reach_the_read_model(
         .unwrap_or_default()
         .to_string();
     let profile = "mutation($id: String!, $name: String, $email: String) {
-        updateContactProfile(contactId: $id, name: $name, email: $email) }";
-    let field = "mutation($id: String!) { setCustomField(contactId: $id, key: \"roof_type\", value: \"tin\") }";
-    let opt_out = "mutation($id: String!) { optOut(contactId: $id) }";
+        updateContactProfile(contactId: $id, name: $name, email: $email) { id } }";
+    let field = "mutation($id: String!) { setCustomField(contactId: $id, key: \"roof_type\", value: \"tin\") { id } }";
+    let opt_out = "mutation($id: String!) { optOut(contactId: $id) { id } }";
     for (mutation, variables) in [
         (
             profile,
@@ -237,7 +237,7 @@ async fn profile_custom_fields_and_consent_set_by_an_agent_reach_the_read_model(
         (Some("OPTED_OUT"), Some("agent"))
     );
     // `null` clears, absent leaves.
-    let clear_email = "mutation($id: String!) { updateContactProfile(contactId: $id, email: null) }";
+    let clear_email = "mutation($id: String!) { updateContactProfile(contactId: $id, email: null) { id } }";
     let reply = mutate(&app, Role::Agent, clear_email, json!({"id": id})).await;
     assert!(reply["errors"].is_null(), "{reply}");
     app.project().await;
@@ -246,7 +246,7 @@ async fn profile_custom_fields_and_consent_set_by_an_agent_reach_the_read_model(
         (tendai["name"].as_str(), tendai["email"].is_null()),
         (Some("Tendai M."), true)
     );
-    let bad = "mutation($id: String!) { setCustomField(contactId: $id, key: \"Roof Type\", value: \"x\") }";
+    let bad = "mutation($id: String!) { setCustomField(contactId: $id, key: \"Roof Type\", value: \"x\") { id } }";
     assert_eq!(
         code(&mutate(&app, Role::Agent, bad, json!({"id": id})).await),
         "INVALID_CUSTOM_FIELD_KEY"
@@ -378,7 +378,7 @@ async fn an_auditor_reads_contacts_but_cannot_change_them_and_an_agent_cannot_er
 
 const SUBMIT: &str = "mutation($name: String!, $body: String!) {
   submitTemplate(input: { name: $name, language: \"en_US\", category: UTILITY, body: $body,
-                          buttons: [{ kind: QUICK_REPLY, text: \"Call me\" }] }) }";
+                          buttons: [{ kind: QUICK_REPLY, text: \"Call me\" }] }) { id } }";
 const TEMPLATES: &str = "query($status: TemplateStatus) {
   templates(status: $status) { id name language category body buttons variableCount version status
                                providerTemplateId rejectionReason } }";
@@ -402,7 +402,11 @@ async fn a_template_is_submitted_then_approved_or_rejected_and_listed_by_status(
             json!({"name": name, "body": "Hi {{1}}, sorry we missed you."}),
         )
         .await;
-        assert_eq!(reply["data"]["submitTemplate"], format!("tpl_{name}_en_US"), "{reply}");
+        assert_eq!(
+            reply["data"]["submitTemplate"]["id"],
+            format!("tpl_{name}_en_US"),
+            "{reply}"
+        );
     }
     app.project().await;
     let pending = templates(&app, Role::Agent, Some("PENDING")).await;
@@ -411,8 +415,9 @@ async fn a_template_is_submitted_then_approved_or_rejected_and_listed_by_status(
     assert_eq!(pending[0]["buttons"][0]["kind"], "quick_reply");
 
     let approve =
-        "mutation { approveTemplate(name: \"missed_call\", language: \"en_US\", providerTemplateId: \"meta-1\") }";
-    let reject = "mutation { rejectTemplate(name: \"promo\", language: \"en_US\", reason: \"too promotional\") }";
+        "mutation { approveTemplate(name: \"missed_call\", language: \"en_US\", providerTemplateId: \"meta-1\") { id } }";
+    let reject =
+        "mutation { rejectTemplate(name: \"promo\", language: \"en_US\", reason: \"too promotional\") { id } }";
     for mutation in [approve, reject] {
         let reply = mutate(&app, Role::Owner, mutation, json!({})).await;
         assert!(reply["errors"].is_null(), "{reply}");
@@ -458,7 +463,8 @@ async fn templates_are_managed_by_owners_and_admins_only_and_bad_ones_are_refuse
     assert_eq!(code(&bad_name), "INVALID_TEMPLATE_NAME", "{bad_name}");
     let gap = mutate(&app, Role::Owner, SUBMIT, json!({"name": "gap", "body": "Hi {{2}}"})).await;
     assert_eq!(code(&gap), "VARIABLES_NOT_CONTIGUOUS", "{gap}");
-    let approve = "mutation { approveTemplate(name: \"never\", language: \"en_US\", providerTemplateId: \"m\") }";
+    let approve =
+        "mutation { approveTemplate(name: \"never\", language: \"en_US\", providerTemplateId: \"m\") { id } }";
     assert_eq!(
         code(&mutate(&app, Role::Owner, approve, json!({})).await),
         "TEMPLATE_NOT_SUBMITTED"
@@ -502,7 +508,7 @@ async fn erasure_is_cleared_by_each_read_models_own_projector_not_by_the_write_s
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let capture = "mutation($input: CaptureLeadInput!) { captureLead(input: $input) { leadId outcome } }";
+    let capture = "mutation($input: CaptureLeadInput!) { captureLead(input: $input) { id status } }";
     let reply = mutate(
         &app,
         Role::Agent,

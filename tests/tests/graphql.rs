@@ -716,7 +716,7 @@ async fn production_has_no_whatsapp_sandbox(pool: PgPool) {
     let (_, reply) = app
         .graphql(
             Some(&token),
-            "mutation { sandboxInbound(from: \"+263771000999\", text: \"hi\") { messageId } }",
+            "mutation { sandboxInbound(from: \"+263771000999\", text: \"hi\") { id } }",
             json!({}),
         )
         .await;

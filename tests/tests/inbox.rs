@@ -133,7 +133,7 @@ async fn approve_template(app: &TestApp, tenant_id: &str) {
 
 const SEND_TEMPLATE: &str = "mutation($id: String!, $key: String!) {
   sendTemplate(conversationId: $id, name: \"kit_follow_up\", language: \"en\", parameters: [\"Tendai\"],
-               idempotencyKey: $key) { conversationId position }
+               idempotencyKey: $key) { id position }
 }";
 
 const CONVERSATION: &str = "query($id: String!) {

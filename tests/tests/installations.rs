@@ -197,11 +197,11 @@ async fn a_paid_order_with_installable_items_opens_exactly_one_installation_even
         &app,
         "acme",
         Role::Admin,
-        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"tech-7\") }",
+        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"tech-7\") { id } }",
         json!({"id": isr}),
     )
     .await;
-    assert_eq!(data["assignTechnician"], true);
+    assert_eq!(data["assignTechnician"]["id"], isr);
     app.project().await;
     let data = ok(
         &app,
@@ -656,7 +656,7 @@ async fn payout_commands_succeed_and_each_refusal_carries_its_code(pool: PgPool)
 // ---------------------------------------------------------------------------------------------
 // Done when: commissioning refused with what is missing; then commissioned, payout and warranties
 
-const COMMISSION: &str = "mutation($id: String!) { commissionInstallation(installationId: $id) }";
+const COMMISSION: &str = "mutation($id: String!) { commissionInstallation(installationId: $id) { id } }";
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn commissioning_with_something_missing_is_refused_listing_exactly_what_and_with_everything_it_commissions_and_pays(
@@ -683,7 +683,7 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
         &app,
         "acme",
         Role::Admin,
-        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"user-1\") }",
+        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"user-1\") { id } }",
         vars.clone(),
     )
     .await;
@@ -694,7 +694,7 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
             &app,
             "acme",
             Role::Technician,
-            "mutation($id: String!, $item: String!) { completeChecklistItem(installationId: $id, item: $item) }",
+            "mutation($id: String!, $item: String!) { completeChecklistItem(installationId: $id, item: $item) { id } }",
             json!({"id": isr, "item": item}),
         )
         .await;
@@ -705,7 +705,7 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
             "acme",
             Role::Technician,
             "mutation($id: String!, $kind: String!, $sha: String!) {
-                attachInstallationPhoto(installationId: $id, kind: $kind, sha256: $sha) }",
+                attachInstallationPhoto(installationId: $id, kind: $kind, sha256: $sha) { id } }",
             json!({"id": isr, "kind": kind, "sha": hash(i as u8)}),
         )
         .await;
@@ -736,7 +736,7 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
         &app,
         "acme",
         Role::Technician,
-        "mutation($id: String!, $item: String!) { completeChecklistItem(installationId: $id, item: $item) }",
+        "mutation($id: String!, $item: String!) { completeChecklistItem(installationId: $id, item: $item) { id } }",
         json!({"id": isr, "item": items[items.len() - 1]}),
     )
     .await;
@@ -745,7 +745,7 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
         "acme",
         Role::Technician,
         "mutation($id: String!, $kind: String!, $sha: String!) {
-            attachInstallationPhoto(installationId: $id, kind: $kind, sha256: $sha) }",
+            attachInstallationPhoto(installationId: $id, kind: $kind, sha256: $sha) { id } }",
         json!({"id": isr, "kind": photos[photos.len() - 1], "sha": hash(200)}),
     )
     .await;
@@ -759,13 +759,13 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
             "acme",
             Role::Technician,
             "mutation($id: String!, $serial: String!, $kind: String!, $months: Int!) {
-                installComponent(installationId: $id, serial: $serial, kind: $kind, warrantyMonths: $months) }",
+                installComponent(installationId: $id, serial: $serial, kind: $kind, warrantyMonths: $months) { id } }",
             json!({"id": isr, "serial": serial, "kind": kind, "months": months}),
         )
         .await;
     }
     let data = ok(&app, "acme", Role::Technician, COMMISSION, vars.clone()).await;
-    assert_eq!(data["commissionInstallation"], true);
+    assert!(data["commissionInstallation"]["id"].as_str().is_some());
     settle(&app).await;
     // A second run of the process managers does nothing more.
     assert_eq!(worker(&app).drain().await.map(|p| p.worked()).ok(), Some(0));
@@ -883,8 +883,8 @@ async fn a_customer_who_wrote_on_whatsapp_is_notified_of_the_commissioning_with_
     let customer = customer_who_wrote(&app).await;
     for mutation in [
         "mutation { submitTemplate(input: { name: \"installation_commissioned\", language: \"en_US\",
-                    category: UTILITY, body: \"Your installation is commissioned.\" }) }",
-        "mutation { approveTemplate(name: \"installation_commissioned\", language: \"en_US\", providerTemplateId: \"wa-9\") }",
+                    category: UTILITY, body: \"Your installation is commissioned.\" }) { id } }",
+        "mutation { approveTemplate(name: \"installation_commissioned\", language: \"en_US\", providerTemplateId: \"wa-9\") { id } }",
     ] {
         ok(&app, "acme", Role::Owner, mutation, json!({})).await;
     }
@@ -1243,7 +1243,7 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
     let tenant = app.tenant_with_number("acme", NUMBER).await;
     let (_, isr) = paid_solar_order(&app, &tenant).await;
     let place = "mutation { placeOrder(customerId: \"ct_1\", items: [{ sku: \"s\", description: \"d\", quantity: 1,
-                  unitPriceMinor: 100, currency: \"USD\" }]) }";
+                  unitPriceMinor: 100, currency: \"USD\" }]) { id } }";
     assert_eq!(
         gql_code(&app.gql("acme", Role::Technician, place, json!({})).await),
         "FORBIDDEN"
@@ -1253,8 +1253,10 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
         "FORBIDDEN"
     );
     let data = ok(&app, "acme", Role::Agent, place, json!({})).await;
-    assert!(data["placeOrder"].as_str().is_some_and(|id| id.starts_with("order_")));
-    let assign = "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"t\") }";
+    assert!(data["placeOrder"]["id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("order_")));
+    let assign = "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"t\") { id } }";
     assert_eq!(
         gql_code(&app.gql("acme", Role::Technician, assign, json!({"id": isr})).await),
         "FORBIDDEN"
@@ -1265,7 +1267,7 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
     );
     // A technician works only on installations they are assigned to (the token's user is
     // `user-1`).
-    let start = "mutation($id: String!) { startInstallationWork(installationId: $id) }";
+    let start = "mutation($id: String!) { startInstallationWork(installationId: $id) { id } }";
     assert_eq!(
         gql_code(&app.gql("acme", Role::Technician, start, json!({"id": isr})).await),
         "FORBIDDEN"
@@ -1274,18 +1276,18 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
         &app,
         "acme",
         Role::Admin,
-        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"user-1\") }",
+        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"user-1\") { id } }",
         json!({"id": isr}),
     )
     .await;
     let data = ok(&app, "acme", Role::Technician, start, json!({"id": isr})).await;
-    assert_eq!(data["startInstallationWork"], true);
+    assert!(data["startInstallationWork"]["id"].as_str().is_some());
     assert_eq!(
         gql_code(
             &app.gql(
                 "acme",
                 Role::Agent,
-                "mutation { approvePayout(payoutId: \"payout_x\") }",
+                "mutation { approvePayout(payoutId: \"payout_x\") { id } }",
                 json!({})
             )
             .await
@@ -1313,7 +1315,7 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
         .gql(
             "acme",
             Role::Agent,
-            "mutation { placeOrder(customerId: \"ct_1\", items: []) }",
+            "mutation { placeOrder(customerId: \"ct_1\", items: []) { id } }",
             json!({}),
         )
         .await;
@@ -1360,7 +1362,7 @@ async fn one_tenant_never_sees_or_changes_another_tenants_orders_installations_o
         .gql(
             "globex",
             Role::Owner,
-            "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"x\") }",
+            "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"x\") { id } }",
             json!({"id": isr}),
         )
         .await;
@@ -1406,7 +1408,7 @@ async fn erasing_the_customer_clears_the_site_address_from_the_installations_rea
         &app,
         "acme",
         Role::Owner,
-        "mutation($c: String!) { eraseContact(contactId: $c) }",
+        "mutation($c: String!) { eraseContact(contactId: $c) { id } }",
         json!({"c": customer}),
     )
     .await;
@@ -1426,7 +1428,8 @@ async fn erasing_the_customer_clears_the_site_address_from_the_installations_rea
 // ---------------------------------------------------------------------------------------------
 // Quality bonus: granted while pending, replacing any earlier one; the read model shows the total
 
-const GRANT: &str = "mutation($id: String!, $amount: Int!) { grantQualityBonus(payoutId: $id, amountMinor: $amount) }";
+const GRANT: &str =
+    "mutation($id: String!, $amount: Int!) { grantQualityBonus(payoutId: $id, amountMinor: $amount) { id } }";
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn an_owner_grants_a_quality_bonus_to_a_pending_payout_which_then_totals_tier_plus_bonus_and_none_after_approval(
@@ -1470,7 +1473,7 @@ async fn an_owner_grants_a_quality_bonus_to_a_pending_payout_which_then_totals_t
 
     // The owner grants 2 000, then replaces it with 1 500: the total is the tier plus 1 500.
     let data = ok(&app, "acme", Role::Owner, GRANT, json!({"id": payout, "amount": 2_000})).await;
-    assert_eq!(data["grantQualityBonus"], true);
+    assert!(data["grantQualityBonus"]["id"].as_str().is_some());
     ok(&app, "acme", Role::Admin, GRANT, json!({"id": payout, "amount": 1_500})).await;
     app.project().await;
     let base = payout_for(5_000, None);

@@ -393,14 +393,14 @@ async fn an_erased_contact_projects_without_its_personal_fields(pool: PgPool) {
 
 // ---------------------------------------------------------------- GraphQL: pipeline and roles
 
-const CAPTURE: &str = "mutation($input: CaptureLeadInput!) { captureLead(input: $input) { leadId outcome } }";
-const ASSIGN: &str = "mutation($id: ID!, $user: String!) { assignLead(id: $id, userId: $user) { leadId outcome } }";
-const ADVANCE: &str = "mutation($id: ID!, $to: LeadStage!) { advanceLead(id: $id, to: $to) { leadId outcome } }";
+const CAPTURE: &str = "mutation($input: CaptureLeadInput!) { captureLead(input: $input) { id status } }";
+const ASSIGN: &str = "mutation($id: ID!, $user: String!) { assignLead(id: $id, userId: $user) { id status } }";
+const ADVANCE: &str = "mutation($id: ID!, $to: LeadStage!) { advanceLead(id: $id, to: $to) { id status } }";
 const LOSE: &str = "mutation($id: ID!, $reason: LeadLostReason!, $note: String) {
-    markLeadLost(id: $id, reason: $reason, note: $note) { leadId outcome } }";
-const REOPEN: &str = "mutation($id: ID!) { reopenLead(id: $id) { leadId outcome } }";
+    markLeadLost(id: $id, reason: $reason, note: $note) { id status } }";
+const REOPEN: &str = "mutation($id: ID!) { reopenLead(id: $id) { id status } }";
 const WIN: &str = "mutation($id: ID!, $customer: String, $value: LeadMoneyInput) {
-    winLead(id: $id, customerId: $customer, orderRef: \"ord-7\", value: $value) { leadId outcome } }";
+    winLead(id: $id, customerId: $customer, orderRef: \"ord-7\", value: $value) { id status } }";
 
 async fn gql(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
     app.graphql(Some(token), query, variables).await.1
@@ -417,7 +417,7 @@ async fn gql_capture(app: &TestApp, token: &str, key: &str, phone: &str) -> Valu
 }
 
 fn lead_id_of(reply: &Value) -> String {
-    reply["data"]["captureLead"]["leadId"]
+    reply["data"]["captureLead"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{reply}"))
         .to_string()
@@ -456,7 +456,7 @@ async fn a_lead_walks_the_pipeline_and_is_won_as_a_customer(pool: PgPool) {
     let reply = gql(&app, &owner, REOPEN, json!({"id": id})).await;
     assert_eq!(code(&reply), "LEAD_CLOSED", "{reply}");
     let again = gql_capture(&app, &owner, "k2", "+263771000010").await;
-    assert_eq!(again["data"]["captureLead"]["outcome"], "captured", "{again}");
+    assert_eq!(again["data"]["captureLead"]["status"], "captured", "{again}");
     assert_ne!(lead_id_of(&again), id);
 }
 
@@ -719,20 +719,20 @@ async fn a_website_submission_is_captured_once_however_often_it_is_posted(pool: 
     let body = json!({"name": "Tendai", "phone": "+263771000030", "message": "quote please"}).to_string();
     let (status, first) = submit(&app, "web_form", Some(&key), Some("sub-1"), &body).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
-    assert_eq!(first["outcome"], "captured");
+    assert_eq!(first["status"], "captured");
     let (status, again) = submit(&app, "web_form", Some(&key), Some("sub-1"), &body).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(
-        (again["outcome"].clone(), again["leadId"].clone()),
-        (json!("repeated"), first["leadId"].clone())
+        (again["status"].clone(), again["id"].clone()),
+        (json!("repeated"), first["id"].clone())
     );
     // The submission id in the body works as well; another submission of the same person attaches.
     let other = json!({"submission_id": "sub-2", "email": "t@example.com", "phone": "+263771000030"}).to_string();
     let (status, attached) = submit(&app, "chatbot", Some(&key), None, &other).await;
     assert_eq!(status, StatusCode::CREATED, "{attached}");
     assert_eq!(
-        (attached["outcome"].clone(), attached["leadId"].clone()),
-        (json!("attached"), first["leadId"].clone())
+        (attached["status"].clone(), attached["id"].clone()),
+        (json!("attached"), first["id"].clone())
     );
     assert_eq!(event_count(&app, "LeadCaptured").await, 1);
     assert_eq!(event_count(&app, "DuplicateCaptureAttached").await, 1);
@@ -828,8 +828,8 @@ async fn a_calculator_submission_is_scored_as_high_intent(pool: PgPool) {
     let (s2, form_reply) = submit(&app, "web_form", Some(&key), None, &form.to_string()).await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
     app.project().await;
-    let calc_row = lead(&app, calc_reply["leadId"].as_str().unwrap_or_default()).await;
-    let form_row = lead(&app, form_reply["leadId"].as_str().unwrap_or_default()).await;
+    let calc_row = lead(&app, calc_reply["id"].as_str().unwrap_or_default()).await;
+    let form_row = lead(&app, form_reply["id"].as_str().unwrap_or_default()).await;
     let factors: Vec<&str> = calc_row["scoreReasons"]
         .as_array()
         .map(|r| r.iter().filter_map(|x| x["factor"].as_str()).collect())

@@ -95,7 +95,7 @@ async fn conversation(app: &TestApp, hours_ago: i64) -> String {
 }
 
 const SEND_MESSAGE: &str = "mutation($id: String!, $text: String!, $key: String!) {
-  sendMessage(conversationId: $id, text: $text, idempotencyKey: $key) { conversationId position }
+  sendMessage(conversationId: $id, text: $text, idempotencyKey: $key) { id position }
 }";
 
 async fn set_price(app: &TestApp, feature: &str, unit_price: i64) {
@@ -408,7 +408,7 @@ async fn charges_are_priced_by_quantity_and_refunded_once(pool: PgPool) {
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn finance_sets_prices_through_graphql_and_agents_cannot(pool: PgPool) {
     let app = TestApp::new(pool).await;
-    let set = "mutation($feature: String!, $price: Int) { setPrice(feature: $feature, unitPrice: $price) { feature unitPrice } }";
+    let set = "mutation($feature: String!, $price: Int) { setPrice(feature: $feature, unitPrice: $price) { prices { feature unitPrice } } }";
     let reply = app
         .gql(
             "acme",
@@ -418,7 +418,7 @@ async fn finance_sets_prices_through_graphql_and_agents_cannot(pool: PgPool) {
         )
         .await;
     assert_eq!(
-        reply["data"]["setPrice"],
+        reply["data"]["setPrice"]["prices"],
         json!([{"feature": "message", "unitPrice": 1_200}]),
         "{reply}"
     );
@@ -441,7 +441,7 @@ async fn finance_sets_prices_through_graphql_and_agents_cannot(pool: PgPool) {
     let reply = app
         .gql("acme", Role::Owner, set, json!({"feature": "message", "price": null}))
         .await;
-    assert_eq!(reply["data"]["setPrice"], json!([]), "{reply}");
+    assert_eq!(reply["data"]["setPrice"]["prices"], json!([]), "{reply}");
 }
 
 mod follow_ups {
@@ -523,10 +523,10 @@ mod follow_ups {
         app.drain().await;
         for mutation in [
             "mutation { submitTemplate(input: { name: \"missed_call\", language: \"en_US\", category: UTILITY,
-                         body: \"Sorry we missed your call.\" }) }",
-            "mutation { approveTemplate(name: \"missed_call\", language: \"en_US\", providerTemplateId: \"wa-1\") }",
+                         body: \"Sorry we missed your call.\" }) { id } }",
+            "mutation { approveTemplate(name: \"missed_call\", language: \"en_US\", providerTemplateId: \"wa-1\") { id } }",
             "mutation { setCallFollowUpRule(rule: { delayMinutes: 1, outcomes: [NO_ANSWER], templateName: \"missed_call\",
-                         language: \"en_US\" }) }",
+                         language: \"en_US\" }) { id } }",
         ] {
             let reply = app.gql("acme", Role::Owner, mutation, json!({})).await;
             assert!(reply["errors"].is_null(), "{reply}");

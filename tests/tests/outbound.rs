@@ -163,12 +163,12 @@ async fn approve_template(app: &TestApp, tenant_id: &str) {
 }
 
 const SEND_MESSAGE: &str = "mutation($id: String!, $text: String!, $key: String!) {
-  sendMessage(conversationId: $id, text: $text, idempotencyKey: $key) { conversationId position }
+  sendMessage(conversationId: $id, text: $text, idempotencyKey: $key) { id position }
 }";
 
 const SEND_TEMPLATE: &str = "mutation($id: String!, $key: String!) {
   sendTemplate(conversationId: $id, name: \"kit_follow_up\", language: \"en\", parameters: [\"Tendai\", \"Friday\"],
-               idempotencyKey: $key) { conversationId position }
+               idempotencyKey: $key) { id position }
 }";
 
 async fn as_role(app: &TestApp, role: Role, query: &str, variables: Value) -> Value {

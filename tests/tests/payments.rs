@@ -228,7 +228,7 @@ async fn world(pool: PgPool) -> World {
         let (status, body) = app
             .graphql(
                 Some(&owner),
-                "mutation($p: PaymentProviderInput!) { setPaymentProvider(provider: $p) }",
+                "mutation($p: PaymentProviderInput!) { setPaymentProvider(provider: $p) { id } }",
                 json!({ "p": provider }),
             )
             .await;
@@ -1002,7 +1002,7 @@ async fn an_unmatched_payment_appears_in_graphql_for_finance_who_matches_it_to_a
 
     // Finance matches the stray payment to an order that costs exactly that much.
     let order = place_order(&w.app, 5_000, "USD").await;
-    let matching = "mutation($p: String!, $o: String!) { matchPayment(paymentId: $p, orderId: $o) { status orderId } }";
+    let matching = "mutation($p: String!, $o: String!) { matchPayment(paymentId: $p, orderId: $o) { status ids } }";
     let variables = json!({"p": stray["id"], "o": order});
     for _ in 0..2 {
         let (_, matched) = w.app.graphql(Some(&finance), matching, variables.clone()).await;
@@ -1088,11 +1088,14 @@ async fn an_order_paid_through_a_callback_ends_in_an_installation_technicians_ca
         .app
         .graphql(
             Some(&admin),
-            "mutation($i: String!) { assignTechnician(installationId: $i, technicianId: \"tech-1\") }",
+            "mutation($i: String!) { assignTechnician(installationId: $i, technicianId: \"tech-1\") { id } }",
             json!({"i": isr}),
         )
         .await;
-    assert_eq!(assigned["data"]["assignTechnician"], true, "{assigned}");
+    assert!(
+        assigned["data"]["assignTechnician"]["id"].as_str().is_some(),
+        "{assigned}"
+    );
     assert_eq!(
         w.app
             .count("SELECT count(*) FROM events WHERE event_type = 'TechnicianAssigned'")
@@ -1172,7 +1175,7 @@ async fn provider_secrets_are_stored_sealed_and_only_admins_set_them(pool: PgPoo
         .app
         .graphql(
             Some(&finance),
-            "mutation { setPaymentProvider(provider: {stripe: {endpointSecret: \"whsec_mine\"}}) }",
+            "mutation { setPaymentProvider(provider: {stripe: {endpointSecret: \"whsec_mine\"}}) { id } }",
             json!({}),
         )
         .await;

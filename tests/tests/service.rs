@@ -410,13 +410,13 @@ async fn opening_a_request_again_with_its_idempotency_key_returns_the_first_tick
     let app = TestApp::new(pool).await;
     app.tenant_with_number("acme", "555000001").await;
     let open = "mutation($k: String) { openServiceRequest(input: { kind: \"repair\", priority: HIGH,
-        customerId: \"ct_customer_1\", description: \"No power\", idempotencyKey: $k }) { id ticket } }";
+        customerId: \"ct_customer_1\", description: \"No power\", idempotencyKey: $k }) { id ticket { label } } }";
     let first = ok(&app, "acme", Role::Agent, open, json!({ "k": "whatsapp-msg-1" })).await;
     let again = ok(&app, "acme", Role::Agent, open, json!({ "k": "whatsapp-msg-1" })).await;
     let other = ok(&app, "acme", Role::Agent, open, json!({ "k": "whatsapp-msg-2" })).await;
-    assert_eq!(first["openServiceRequest"]["ticket"], "SR-000001");
+    assert_eq!(first["openServiceRequest"]["ticket"]["label"], "SR-000001");
     assert_eq!(again, first);
-    assert_eq!(other["openServiceRequest"]["ticket"], "SR-000002");
+    assert_eq!(other["openServiceRequest"]["ticket"]["label"], "SR-000002");
     assert_eq!(
         app.count("SELECT count(*) FROM events WHERE event_type = 'ServiceRequestOpened'")
             .await,
@@ -435,12 +435,12 @@ async fn a_request_is_opened_assigned_resolved_and_closed_through_graphql_with_i
         "acme",
         Role::Agent,
         "mutation { openServiceRequest(input: { kind: \"repair\", priority: NORMAL, customerId: \"ct_customer_1\",
-            description: \"Panel cracked by hail\" }) { id ticketNumber ticket } }",
+            description: \"Panel cracked by hail\" }) { id ticket { number label } } }",
         json!({}),
     )
     .await;
     assert_eq!(data["openServiceRequest"]["id"], "sr_1");
-    assert_eq!(data["openServiceRequest"]["ticket"], "SR-000001");
+    assert_eq!(data["openServiceRequest"]["ticket"]["label"], "SR-000001");
     assert_eq!(
         app.count("SELECT count(*) FROM events WHERE payload::text LIKE '%hail%'")
             .await,

@@ -35,7 +35,7 @@ fn sweeper(app: &TestApp) -> WalletSweeper {
 }
 
 const CONFIGURE: &str = "mutation($alert: Int, $refill: AutoRefillInput) {
-    configureWalletThresholds(lowBalanceAlert: $alert, autoRefill: $refill) { walletId available } }";
+    configureWalletThresholds(lowBalanceAlert: $alert, autoRefill: $refill) { id wallet { available } } }";
 
 const ALERTS: &str = "query($first: Int = 50, $after: String) { walletAlerts(first: $first, after: $after) {
     edges { cursor node { walletId kind trigger threshold available refillAmount purchaseReference status
@@ -254,7 +254,10 @@ async fn a_low_balance_alert_fires_once_per_crossing_and_re_arms_back_above(pool
         .gql("acme", Role::Finance, CONFIGURE, json!({ "alert": 3_000 }))
         .await;
     assert!(reply["errors"].is_null(), "{reply}");
-    assert_eq!(reply["data"]["configureWalletThresholds"]["available"], json!(5_000));
+    assert_eq!(
+        reply["data"]["configureWalletThresholds"]["wallet"]["available"],
+        json!(5_000)
+    );
 
     debit(&wallets, "acme", "d-1", 2_500).await; // 2 500 < 3 000: alert
     debit(&wallets, "acme", "d-2", 100).await; // still below: no alert
@@ -365,11 +368,15 @@ async fn an_auto_refill_shows_pending_until_finance_buys_it_under_its_reference(
         .gql(
             "acme",
             Role::Finance,
-            "mutation { purchaseTokens(reference: \"refill:d-1\", amount: 10000) { available } }",
+            "mutation { purchaseTokens(reference: \"refill:d-1\", amount: 10000) { wallet { available } } }",
             json!({}),
         )
         .await;
-    assert_eq!(bought["data"]["purchaseTokens"]["available"], json!(11_600), "{bought}");
+    assert_eq!(
+        bought["data"]["purchaseTokens"]["wallet"]["available"],
+        json!(11_600),
+        "{bought}"
+    );
     app.project().await;
     let seen = alerts(&app, "acme").await;
     assert_eq!(

@@ -539,7 +539,7 @@ async fn the_ledgers_running_balance_equals_the_aggregates_balances_after_every_
 }
 
 const PURCHASE: &str = "mutation($ref: String!, $amount: Int!) {
-  purchaseTokens(reference: $ref, amount: $amount) { walletId reference balance available }
+  purchaseTokens(reference: $ref, amount: $amount) { id reference wallet { balance available } }
 }";
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -555,8 +555,8 @@ async fn a_purchase_through_graphql_is_idempotent_by_its_reference(pool: PgPool)
             )
             .await;
         assert!(reply["errors"].is_null(), "{reply}");
-        assert_eq!(reply["data"]["purchaseTokens"]["balance"], 12_000);
-        assert_eq!(reply["data"]["purchaseTokens"]["walletId"], "main");
+        assert_eq!(reply["data"]["purchaseTokens"]["wallet"]["balance"], 12_000);
+        assert_eq!(reply["data"]["purchaseTokens"]["id"], "main");
     }
     let conflict = app
         .gql("acme", Role::Owner, PURCHASE, json!({"ref": "mpesa-77", "amount": 1}))
@@ -596,18 +596,18 @@ async fn finance_opens_sub_wallets_transfers_and_reads_the_ledger_by_kind_and_pa
         .gql(
             "acme",
             Role::Finance,
-            "mutation { openSubWallet(walletId: \"sales\") { walletId balance } }",
+            "mutation { openSubWallet(walletId: \"sales\") { id wallet { balance } } }",
             json!({}),
         )
         .await;
-    assert_eq!(reply["data"]["openSubWallet"]["walletId"], "sales", "{reply}");
+    assert_eq!(reply["data"]["openSubWallet"]["id"], "sales", "{reply}");
     let transfer = "mutation($amount: Int!, $ref: String!) {
-      transferTokens(from: \"main\", to: \"sales\", reference: $ref, amount: $amount) { balance available }
+      transferTokens(from: \"main\", to: \"sales\", reference: $ref, amount: $amount) { wallet { balance available } }
     }";
     let reply = app
         .gql("acme", Role::Finance, transfer, json!({"amount": 4_000, "ref": "t-1"}))
         .await;
-    assert_eq!(reply["data"]["transferTokens"]["balance"], 6_000, "{reply}");
+    assert_eq!(reply["data"]["transferTokens"]["wallet"]["balance"], 6_000, "{reply}");
     let reply = app
         .gql("acme", Role::Finance, transfer, json!({"amount": 60_000, "ref": "t-2"}))
         .await;

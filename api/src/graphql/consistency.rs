@@ -205,10 +205,23 @@ pub fn read_models(field: &str) -> &'static [&'static str] {
         "conversations" | "conversation" => &["conversations", "messages", "media", "contacts"],
         "leads" | "lead" | "leadFunnel" => &["leads", "contacts"],
         "media" => &["media"],
-        "payments" | "unmatchedPayments" | "refusedPaymentCallbacks" | "paymentRequests" | "paymentRequest"
+        "payments"
+        | "unmatchedPayments"
+        | "refusedPaymentCallbacks"
+        | "paymentRequests"
+        | "paymentRequest"
         | "payment" => PAYMENTS,
-        "orders" | "order" | "installations" | "installation" | "technicianCalendar" | "installationCounts"
-        | "payouts" | "warranties" | "warrantyClaims" | "maintenanceContracts" | "serviceRequests" => INSTALLATION,
+        "orders"
+        | "order"
+        | "installations"
+        | "installation"
+        | "technicianCalendar"
+        | "installationCounts"
+        | "payouts"
+        | "warranties"
+        | "warrantyClaims"
+        | "maintenanceContracts"
+        | "serviceRequests" => INSTALLATION,
         "wallet" | "wallets" | "walletLedger" | "usage" | "reservations" | "walletAlerts" | "priceList" => WALLETS,
         _ => ALL_PROJECTORS,
     }
@@ -229,7 +242,12 @@ pub fn projectors_read(document: &ExecutableDocument, operation_name: Option<&st
     }
     let mut projectors = BTreeSet::new();
     let mut visited = BTreeSet::new();
-    root_fields(document, &operation.node.selection_set.node, &mut projectors, &mut visited);
+    root_fields(
+        document,
+        &operation.node.selection_set.node,
+        &mut projectors,
+        &mut visited,
+    );
     Some(projectors)
 }
 
@@ -320,7 +338,10 @@ mod tests {
             Duration::from_millis(250)
         );
         for bad in [0, -1, 60_001] {
-            assert_eq!(Consistency::parse(&cursor, Some(bad)).unwrap_err().code(), "BAD_TIMEOUT");
+            assert_eq!(
+                Consistency::parse(&cursor, Some(bad)).unwrap_err().code(),
+                "BAD_TIMEOUT"
+            );
         }
         assert_eq!(Consistency::parse("42", None).unwrap_err().code(), "BAD_CURSOR");
     }

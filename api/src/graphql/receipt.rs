@@ -146,6 +146,7 @@ impl Receipt {
 pub(crate) async fn receipt(
     work: impl Future<Output = async_graphql::Result<Receipt>>,
 ) -> async_graphql::Result<Receipt> {
-    let (result, written) = track_writes(work).await;
+    // Boxed: a resolver's future is large, and the scope would otherwise carry it inline.
+    let (result, written) = track_writes(Box::pin(work)).await;
     result.map(|r| r.with_written(written))
 }
