@@ -654,7 +654,7 @@ async fn in_development_mode_sends_go_to_the_whatsapp_sandbox_and_statuses_come_
     let setup = sandbox
         .graphql(
             &token,
-            "mutation { setPrice(feature: \"message\", unitPrice: 1000) { feature }
+            "mutation { setPrice(feature: \"message\", unitPrice: 1000) { prices { feature } }
                         purchaseTokens(reference: \"sandbox-test\", amount: 10000) { __typename } }",
         )
         .await;

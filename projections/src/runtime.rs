@@ -60,6 +60,15 @@ use tracing::Instrument as _;
 use crate::log::{self, Cursor, LogFilter, StoredEvent};
 use crate::wake::{WakeReceiver, Wakeups};
 
+static PROGRESS: std::sync::LazyLock<tokio::sync::Notify> = std::sync::LazyLock::new(tokio::sync::Notify::new);
+
+/// Woken (`notify_waiters`) whenever a projector runner of this process commits a batch, so a
+/// reader waiting for the read models to reach a cursor looks again at once instead of at its
+/// next poll. Runners in other processes do not wake it: waiters poll too.
+pub fn progress() -> &'static tokio::sync::Notify {
+    &PROGRESS
+}
+
 /// Why a projector or the runtime failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -354,6 +363,7 @@ impl ProjectorRunner {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            PROGRESS.notify_waiters();
             return Ok(applied);
         }
     }

@@ -719,20 +719,20 @@ async fn a_website_submission_is_captured_once_however_often_it_is_posted(pool: 
     let body = json!({"name": "Tendai", "phone": "+263771000030", "message": "quote please"}).to_string();
     let (status, first) = submit(&app, "web_form", Some(&key), Some("sub-1"), &body).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
-    assert_eq!(first["status"], "captured");
+    assert_eq!(first["outcome"], "captured");
     let (status, again) = submit(&app, "web_form", Some(&key), Some("sub-1"), &body).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(
-        (again["status"].clone(), again["id"].clone()),
-        (json!("repeated"), first["id"].clone())
+        (again["outcome"].clone(), again["leadId"].clone()),
+        (json!("repeated"), first["leadId"].clone())
     );
     // The submission id in the body works as well; another submission of the same person attaches.
     let other = json!({"submission_id": "sub-2", "email": "t@example.com", "phone": "+263771000030"}).to_string();
     let (status, attached) = submit(&app, "chatbot", Some(&key), None, &other).await;
     assert_eq!(status, StatusCode::CREATED, "{attached}");
     assert_eq!(
-        (attached["status"].clone(), attached["id"].clone()),
-        (json!("attached"), first["id"].clone())
+        (attached["outcome"].clone(), attached["leadId"].clone()),
+        (json!("attached"), first["leadId"].clone())
     );
     assert_eq!(event_count(&app, "LeadCaptured").await, 1);
     assert_eq!(event_count(&app, "DuplicateCaptureAttached").await, 1);
@@ -828,8 +828,8 @@ async fn a_calculator_submission_is_scored_as_high_intent(pool: PgPool) {
     let (s2, form_reply) = submit(&app, "web_form", Some(&key), None, &form.to_string()).await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
     app.project().await;
-    let calc_row = lead(&app, calc_reply["id"].as_str().unwrap_or_default()).await;
-    let form_row = lead(&app, form_reply["id"].as_str().unwrap_or_default()).await;
+    let calc_row = lead(&app, calc_reply["leadId"].as_str().unwrap_or_default()).await;
+    let form_row = lead(&app, form_reply["leadId"].as_str().unwrap_or_default()).await;
     let factors: Vec<&str> = calc_row["scoreReasons"]
         .as_array()
         .map(|r| r.iter().filter_map(|x| x["factor"].as_str()).collect())

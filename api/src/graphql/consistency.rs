@@ -277,7 +277,9 @@ fn root_fields<'d>(
 }
 
 /// Waits until every projector in `projectors` has checkpointed at or past `at_least`, looking
-/// again after a short, growing pause (2 ms up to 25 ms). `CONSISTENCY_TIMEOUT`, naming those
+/// again whenever a runner of this process commits a batch
+/// (`chronicle_projections::runtime::progress`) and otherwise after a short, growing pause (2 ms
+/// up to 25 ms: runners of other processes). `CONSISTENCY_TIMEOUT`, naming those
 /// still behind, after `timeout`.
 pub async fn wait_for(
     pool: &PgPool,
@@ -292,6 +294,10 @@ pub async fn wait_for(
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     loop {
+        // Listening before looking, so a batch committed meanwhile is not missed.
+        let progressed = chronicle_projections::runtime::progress().notified();
+        tokio::pin!(progressed);
+        progressed.as_mut().enable();
         let reached: Vec<String> = sqlx::query_scalar(
             "SELECT projector FROM projector_checkpoints \
              WHERE projector = ANY($1) AND (last_tx_id, last_position) >= ($2::text::xid8, $3)",
@@ -318,8 +324,12 @@ pub async fn wait_for(
                 timeout.as_millis()
             )));
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(25));
+        tokio::select! {
+            () = &mut progressed => {}
+            () = tokio::time::sleep(pause.min(deadline - now)) => {
+                pause = (pause * 2).min(Duration::from_millis(25));
+            }
+        }
     }
 }
 
