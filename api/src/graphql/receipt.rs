@@ -83,7 +83,7 @@ pub struct ServiceTicket {
 }
 
 impl Receipt {
-    /// A receipt for `id`; the cursor is filled by [`receipt`].
+    /// A receipt for `id`; the cursor is filled by `receipt`, which runs the mutation.
     pub fn new(id: impl Into<String>) -> Self {
         let id = id.into();
         Self {
