@@ -67,6 +67,8 @@ pub struct AppState {
     /// The token GraphiQL's headers editor starts with: the demo tenant's, in development mode
     /// with `--demo` only; `None` shows a placeholder.
     pub graphiql_token: Option<String>,
+    /// How GraphQL WebSocket connections are kept.
+    pub websocket: crate::http::graphql_ws::WebSocketSettings,
 }
 
 impl std::fmt::Debug for AppState {
@@ -248,6 +250,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         },
         sandbox,
         graphiql_token: None,
+        websocket: settings.websocket,
     })
 }
 

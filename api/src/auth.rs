@@ -94,7 +94,7 @@ pub fn verify(secret: &str, token: &str) -> Result<Caller, ApiError> {
     validation.leeway = 5;
     validation.set_required_spec_claims(&["exp", "sub"]);
     let data = decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation)
-        .map_err(|e| ApiError::Unauthenticated(format!("invalid access token: {e}")))?;
+        .map_err(|e| ApiError::Unauthenticated(token_refusal(e.kind()).into()))?;
     let tenant = TenantId::parse(&data.claims.tenant)
         .map_err(|_| ApiError::Unauthenticated("the token's tenant is not a tenant id".into()))?;
     Ok(Caller {
@@ -103,6 +103,19 @@ pub fn verify(secret: &str, token: &str) -> Result<Caller, ApiError> {
         role: data.claims.role,
         expires_at: data.claims.exp,
     })
+}
+
+/// Why a token was refused, in words (never the JWT library's type names).
+fn token_refusal(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::ExpiredSignature => "the access token has expired",
+        ErrorKind::InvalidSignature => "the access token's signature is not valid",
+        ErrorKind::ImmatureSignature => "the access token is not valid yet",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "the access token is not signed with HS256",
+        ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim (exp, sub)",
+        _ => "the access token is not a valid token",
+    }
 }
 
 /// The token of an `Authorization: Bearer …` header value.

@@ -23,6 +23,9 @@
 //! | `CHRONICLE_TOKEN_RATES` | milli-tokens per minor unit credited by wallet top-ups, `USD=1000,KES=8` | `USD=1000` |
 //! | `CHRONICLE_LOG_FORMAT` | `pretty` or `json` | `pretty` |
 //! | `CHRONICLE_PROJECTOR_BATCH_SIZE` | events per projector batch (one transaction each) | `500` |
+//! | `CHRONICLE_WS_INIT_TIMEOUT_MS` | how long a WebSocket may wait before `connection_init` (then closed 4408) | `10000` |
+//! | `CHRONICLE_WS_KEEP_ALIVE_MS` | how often the server pings a WebSocket | `15000` |
+//! | `CHRONICLE_WS_MAX_SUBSCRIPTIONS` | operations one WebSocket runs at once | `100` |
 //! | `CHRONICLE_SNAPSHOT_CONVERSATION` | snapshot a conversation every N events; 0 turns it off | `100` |
 //!
 //! With no `DATABASE_URL` Chronicle runs in development mode: any secret not set is generated
@@ -107,6 +110,8 @@ pub struct Settings {
     pub projector_batch_size: i64,
     /// Payment providers' base URLs and wallet top-up rates.
     pub payments: chronicle_commands::payments::PaymentsConfig,
+    /// How GraphQL WebSocket connections are kept.
+    pub websocket: crate::http::graphql_ws::WebSocketSettings,
 }
 
 /// How the WhatsApp sender paces requests and retries.
@@ -359,6 +364,27 @@ impl Settings {
             reason: e.to_string(),
         })?;
         let payments = payments_setting(&lookup)?;
+        let websocket = crate::http::graphql_ws::WebSocketSettings {
+            init_timeout: std::time::Duration::from_millis(number_setting(
+                &lookup,
+                "CHRONICLE_WS_INIT_TIMEOUT_MS",
+                10_000,
+                100..=600_000,
+            )?),
+            keep_alive: std::time::Duration::from_millis(number_setting(
+                &lookup,
+                "CHRONICLE_WS_KEEP_ALIVE_MS",
+                15_000,
+                100..=3_600_000,
+            )?),
+            max_subscriptions: usize::try_from(number_setting(
+                &lookup,
+                "CHRONICLE_WS_MAX_SUBSCRIPTIONS",
+                100,
+                1..=10_000,
+            )?)
+            .unwrap_or(100),
+        };
         Ok(Self {
             database,
             redis_url: lookup("REDIS_URL").map(Secret::new),
@@ -381,6 +407,7 @@ impl Settings {
             snapshots,
             projector_batch_size,
             payments,
+            websocket,
         })
     }
 }

@@ -198,7 +198,7 @@ async fn graphql_without_a_valid_token_is_refused(pool: PgPool) {
     two_tenants(&app).await;
     let (status, reply) = app.graphql(None, CONVERSATIONS, json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(reply["error"]["code"], "UNAUTHENTICATED");
+    assert_eq!(reply["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{reply}");
     let forged = chronicle_api::auth::mint(
         "a-different-secret-a-different-secret",
         &tenant("beta"),

@@ -15,6 +15,7 @@ use crate::app::AppState;
 pub mod forms;
 pub mod graphiql;
 pub mod graphql;
+pub mod graphql_ws;
 pub mod media;
 pub mod ops;
 pub mod payments;
@@ -63,9 +64,9 @@ pub fn router(state: AppState) -> Router {
     } else {
         Router::new()
     };
-    Router::new()
+    // GraphQL reads its own bodies (its 413 is a GraphQL error, see `graphql`).
+    let rest = Router::new()
         .merge(sandbox)
-        .merge(graphql::router())
         .merge(graphiql::router())
         .merge(whatsapp::router())
         .merge(forms::router())
@@ -74,8 +75,11 @@ pub fn router(state: AppState) -> Router {
         .merge(media::router())
         .merge(payments::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // Also bounds bodies read as streams (the GraphQL extractor), not only `Bytes`.
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Also bounds bodies read as streams, not only `Bytes`.
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
+    Router::new()
+        .merge(graphql::router())
+        .merge(rest)
         .layer(middleware::from_fn_with_state(metrics, crate::metrics::track))
         .layer(middleware::from_fn(correlate))
         .with_state(state)
