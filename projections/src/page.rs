@@ -33,6 +33,45 @@ impl<T> Page<T> {
     }
 }
 
+impl<T> Page<T> {
+    /// The page of rows a keyset query read when it asked for `first + 1`: the first `first`,
+    /// each with its cursor, and whether the extra row came (a next page).
+    pub fn from_rows(mut rows: Vec<T>, first: i64, cursor: impl Fn(&T) -> String) -> Self {
+        let first = usize::try_from(first).unwrap_or(0);
+        let has_next_page = rows.len() > first;
+        rows.truncate(first);
+        Self {
+            rows: rows.into_iter().map(|row| (cursor(&row), row)).collect(),
+            has_next_page,
+        }
+    }
+}
+
+/// Where a page ordered by a time and an id continues: the time and id of a [`time_cursor`],
+/// both `None` for the first page (bind them as `$t::timestamptz IS NULL OR (at, id) > ($t, $i)`).
+pub fn after_time(after: Option<&str>) -> Result<(Option<DateTime<Utc>>, Option<String>), BadCursor> {
+    match after {
+        None => Ok((None, None)),
+        Some(cursor) => {
+            let (micros, id) = read_cursor::<i64, String>(cursor)?;
+            let at = DateTime::from_timestamp_micros(micros).ok_or(BadCursor)?;
+            Ok((Some(at), Some(id)))
+        }
+    }
+}
+
+/// Where a page ordered by two texts continues (a [`cursor`] of two texts; the first may not
+/// contain `|`); both `None` for the first page.
+pub fn after_texts(after: Option<&str>) -> Result<(Option<String>, Option<String>), BadCursor> {
+    match after {
+        None => Ok((None, None)),
+        Some(cursor) => {
+            let (key, tail) = read_cursor::<String, String>(cursor)?;
+            Ok((Some(key), Some(tail)))
+        }
+    }
+}
+
 /// A cursor the list did not give out: not base64url, not UTF-8, or not of the list's form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed cursor: pass a cursor this list gave out")]

@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::local_id;
 use crate::log::StoredEvent;
+use crate::page::{after_texts, cursor, BadCursor, Page};
 use crate::runtime::{Fold, ProjectionError};
 use crate::shared::{begin_for_tenant, payload};
 
@@ -125,27 +126,40 @@ pub struct TemplateRow {
     pub decided_at: Option<DateTime<Utc>>,
 }
 
-/// One tenant's templates by name and language, optionally with one status (at most 500).
+/// One tenant's templates by name and language, optionally with one status: `first` (1 to
+/// 100) after the cursor `after`.
 pub async fn list(
     pool: &PgPool,
     tenant: &chronicle_domain::tenant::TenantId,
     status: Option<&str>,
-) -> Result<Vec<TemplateRow>, sqlx::Error> {
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page<TemplateRow>, BadCursor>, sqlx::Error> {
+    let (after_name, after_language) = match after_texts(after) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let first = first.clamp(1, 100);
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT template_id, name, language, category, body, buttons, variable_count, version, status,
                 provider_template_id, rejection_reason, submitted_at, decided_at
            FROM templates
           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+            AND ($3::text IS NULL OR (name, language) > ($3, $4))
           ORDER BY name, language
-          LIMIT 500",
+          LIMIT $5",
     )
     .bind(tenant.as_str())
     .bind(status)
+    .bind(after_name)
+    .bind(after_language)
+    .bind(first + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
+    let rows = rows
+        .iter()
         .map(|r| {
             Ok(TemplateRow {
                 template_id: r.try_get("template_id")?,
@@ -163,5 +177,6 @@ pub async fn list(
                 decided_at: r.try_get("decided_at")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Ok(Page::from_rows(rows, first, |r| cursor(&r.name, &r.language))))
 }

@@ -24,6 +24,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
+use crate::page::{after_time, cursor, read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{Fold, ProjectionError};
 use crate::shared::{begin_for_tenant, payload};
 
@@ -518,22 +519,57 @@ pub struct WalletBalanceRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The tenant's wallets (main first), or one of them.
-pub async fn balances(
+/// One wallet of the tenant.
+pub async fn balance(
+    pool: &PgPool,
+    tenant: &TenantId,
+    wallet_id: &str,
+) -> Result<Option<WalletBalanceRow>, sqlx::Error> {
+    Ok(balance_rows(pool, tenant, Some(wallet_id), None, 1).await?.pop())
+}
+
+/// One tenant's wallets, the main wallet first, then sub-wallets by id: `first` (1 to 100)
+/// after the cursor `after`.
+pub async fn list_balances(
+    pool: &PgPool,
+    tenant: &TenantId,
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page<WalletBalanceRow>, BadCursor>, sqlx::Error> {
+    let after = match after.map(read_cursor::<i32, String>).transpose() {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let first = first.clamp(1, 100);
+    let rows = balance_rows(pool, tenant, None, after, first + 1).await?;
+    Ok(Ok(Page::from_rows(rows, first, |r| {
+        cursor(i32::from(r.parent_id.is_some()), &r.wallet_id)
+    })))
+}
+
+/// Wallet balances in list order (main first, then by id), after `(rank, id)`, at most `limit`.
+async fn balance_rows(
     pool: &PgPool,
     tenant: &TenantId,
     wallet_id: Option<&str>,
+    after: Option<(i32, String)>,
+    limit: i64,
 ) -> Result<Vec<WalletBalanceRow>, sqlx::Error> {
+    let (after_rank, after_id) = after.unzip();
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT wallet_id, parent_id, balance, reserved, available, opened_at, updated_at
            FROM wallet_balances
           WHERE tenant_id = $1 AND ($2::text IS NULL OR wallet_id = $2)
+            AND ($3::int IS NULL OR ((parent_id IS NOT NULL)::int, wallet_id) > ($3, $4))
           ORDER BY parent_id IS NOT NULL, wallet_id
-          LIMIT 500",
+          LIMIT $5",
     )
     .bind(tenant.as_str())
     .bind(wallet_id)
+    .bind(after_rank)
+    .bind(after_id)
+    .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -664,13 +700,21 @@ pub struct UsageRow {
     pub operations: i64,
 }
 
-/// The tenant's usage per feature per day (UTC) for lines in `[from, to)`, every wallet.
+/// The tenant's usage per feature per day (UTC) for lines in `[from, to)`, every wallet, by
+/// day then feature: `first` (1 to 500) after the cursor `after`.
 pub async fn usage(
     pool: &PgPool,
     tenant: &TenantId,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-) -> Result<Vec<UsageRow>, sqlx::Error> {
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page<UsageRow>, BadCursor>, sqlx::Error> {
+    let (after_day, after_feature) = match after.map(read_cursor::<NaiveDate, String>).transpose() {
+        Ok(a) => a.unzip(),
+        Err(e) => return Ok(Err(e)),
+    };
+    let first = first.clamp(1, 500);
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT feature, (at AT TIME ZONE 'UTC')::date AS day,
@@ -681,17 +725,23 @@ pub async fn usage(
           WHERE tenant_id = $1 AND feature IS NOT NULL AND kind IN ('debit', 'capture', 'refund')
             AND ($2::timestamptz IS NULL OR at >= $2)
             AND ($3::timestamptz IS NULL OR at < $3)
+            AND ($4::date IS NULL OR at >= $4::date::timestamp AT TIME ZONE 'UTC')
           GROUP BY 1, 2
+         HAVING $4::date IS NULL OR ((at AT TIME ZONE 'UTC')::date, feature) > ($4, $5)
           ORDER BY 2, 1
-          LIMIT 5000",
+          LIMIT $6",
     )
     .bind(tenant.as_str())
     .bind(from)
     .bind(to)
+    .bind(after_day)
+    .bind(after_feature)
+    .bind(first + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
+    let rows = rows
+        .iter()
         .map(|r| {
             let charged: i64 = r.try_get("charged")?;
             let refunded: i64 = r.try_get("refunded")?;
@@ -704,7 +754,8 @@ pub async fn usage(
                 operations: r.try_get("operations")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Ok(Page::from_rows(rows, first, |r| cursor(r.day, &r.feature))))
 }
 
 /// One reservation.
@@ -726,21 +777,37 @@ pub struct ReservationRow {
 }
 
 /// The tenant's reservations, soonest expiry first: only open ones unless `all`.
-pub async fn reservations(pool: &PgPool, tenant: &TenantId, all: bool) -> Result<Vec<ReservationRow>, sqlx::Error> {
+pub async fn reservations(
+    pool: &PgPool,
+    tenant: &TenantId,
+    all: bool,
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page<ReservationRow>, BadCursor>, sqlx::Error> {
+    let (after_at, after_id) = match after_time(after) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let first = first.clamp(1, 100);
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT wallet_id, reservation, purpose, amount, captured, released, expires_at, state, reserved_at, closed_at
            FROM wallet_reservations
           WHERE tenant_id = $1 AND ($2 OR state = 'open')
+            AND ($3::timestamptz IS NULL OR (expires_at, reservation) > ($3, $4))
           ORDER BY expires_at, reservation
-          LIMIT 500",
+          LIMIT $5",
     )
     .bind(tenant.as_str())
     .bind(all)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(first + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
+    let rows = rows
+        .iter()
         .map(|r| {
             let amount: i64 = r.try_get("amount")?;
             let captured: i64 = r.try_get("captured")?;
@@ -759,7 +826,10 @@ pub async fn reservations(pool: &PgPool, tenant: &TenantId, all: bool) -> Result
                 closed_at: r.try_get("closed_at")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Ok(Page::from_rows(rows, first, |r| {
+        time_cursor(r.expires_at, &r.reservation)
+    })))
 }
 
 #[cfg(test)]

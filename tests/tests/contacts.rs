@@ -380,14 +380,17 @@ const SUBMIT: &str = "mutation($name: String!, $body: String!) {
   submitTemplate(input: { name: $name, language: \"en_US\", category: UTILITY, body: $body,
                           buttons: [{ kind: QUICK_REPLY, text: \"Call me\" }] }) { id } }";
 const TEMPLATES: &str = "query($status: TemplateStatus) {
-  templates(status: $status) { id name language category body buttons variableCount version status
-                               providerTemplateId rejectionReason } }";
+  templates(status: $status) { nodes { id name language category body buttons variableCount version status
+                               providerTemplateId rejectionReason } } }";
 
 async fn templates(app: &TestApp, role: Role, status: Option<&str>) -> Vec<Value> {
     let token = app.token("acme", role);
     let (_, reply) = app.graphql(Some(&token), TEMPLATES, json!({ "status": status })).await;
     assert!(reply["errors"].is_null(), "{reply}");
-    reply["data"]["templates"].as_array().cloned().unwrap_or_default()
+    reply["data"]["templates"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]

@@ -818,13 +818,13 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
         &app,
         "acme",
         Role::Admin,
-        "query($id: String!) { warranties(filter: { installationId: $id }) {
-            installationId serial kind warrantyMonths status customerId } }",
+        "query($id: String!) { warranties(filter: { installationId: $id }) { nodes {
+            installationId serial kind warrantyMonths status customerId } } }",
         vars.clone(),
     )
     .await;
     assert_eq!(
-        data["warranties"],
+        data["warranties"]["nodes"],
         json!([
             {"installationId": isr, "serial": "INV-1", "kind": "inverter", "warrantyMonths": 60, "status": "ACTIVE",
              "customerId": CUSTOMER},

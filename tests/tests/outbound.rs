@@ -477,7 +477,7 @@ async fn an_auditor_cannot_send_and_nothing_is_queued(pool: PgPool) {
     let (_, reply) = app
         .graphql(None, SEND_MESSAGE, json!({"id": id, "text": "hi", "key": "k"}))
         .await;
-    assert_eq!(reply["error"]["code"], "UNAUTHENTICATED", "{reply}");
+    assert_eq!(reply["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{reply}");
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]

@@ -583,11 +583,11 @@ async fn forged_mpesa_callbacks_record_no_payment_credit_nothing_and_are_kept_fo
         .app
         .graphql(
             Some(&finance),
-            "{ refusedPaymentCallbacks { providerRequestId providerReference requestId reason amountMinor deliveries } }",
+            "{ refusedPaymentCallbacks { nodes { providerRequestId providerReference requestId reason amountMinor deliveries } } }",
             json!({}),
         )
         .await;
-    let mut seen: Vec<(String, String, i64, i64)> = reply["data"]["refusedPaymentCallbacks"]
+    let mut seen: Vec<(String, String, i64, i64)> = reply["data"]["refusedPaymentCallbacks"]["nodes"]
         .as_array()
         .unwrap_or_else(|| panic!("{reply}"))
         .iter()
@@ -619,7 +619,11 @@ async fn forged_mpesa_callbacks_record_no_payment_credit_nothing_and_are_kept_fo
     let agent = w.app.token(TENANT, Role::Agent);
     let (_, reply) = w
         .app
-        .graphql(Some(&agent), "{ refusedPaymentCallbacks { reason } }", json!({}))
+        .graphql(
+            Some(&agent),
+            "{ refusedPaymentCallbacks { nodes { reason } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
 }

@@ -83,7 +83,7 @@ fn request(priority: Priority, at: DateTime<Utc>) -> NewServiceRequest {
 
 const FILE: &str = "mutation($w: String!, $d: String!, $c: String) {
     fileWarrantyClaim(input: { warrantyId: $w, description: $d, claimId: $c }) { id } }";
-const CLAIMS: &str = "{ warrantyClaims { id warrantyId status customerId decidedBy resolvedAt } }";
+const CLAIMS: &str = "{ warrantyClaims { nodes { id warrantyId status customerId decidedBy resolvedAt } } }";
 const REQUESTS: &str = "query($s: ServiceStatus, $p: ServicePriority, $b: Boolean, $f: Int = 20, $a: String) {
     serviceRequests(status: $s, priority: $p, breached: $b, first: $f, after: $a) {
       edges { cursor node { id ticketNumber ticket kind priority status technicianId openedAt slaDueAt breached breachedAt } }
@@ -109,12 +109,12 @@ async fn a_warranty_registered_twice_is_recorded_once_and_listed_with_its_period
         &app,
         "acme",
         Role::Agent,
-        "query($i: String) { warranties(filter: { installationId: $i, status: ACTIVE }) {
-            id serial kind customerId warrantyMonths startsAt endsAt status claims } }",
+        "query($i: String) { warranties(filter: { installationId: $i, status: ACTIVE }) { nodes {
+            id serial kind customerId warrantyMonths startsAt endsAt status claims } } }",
         json!({ "i": "isr_1" }),
     )
     .await;
-    let list = data["warranties"].as_array().unwrap();
+    let list = data["warranties"]["nodes"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{data}");
     assert_eq!(list[0]["id"], id);
     assert_eq!(list[0]["warrantyMonths"], 24);
@@ -221,13 +221,20 @@ async fn a_claim_is_filed_reviewed_decided_and_resolved_through_graphql(pool: Pg
     .await;
     app.project().await;
     let data = ok(&app, "acme", Role::Auditor, CLAIMS, json!({})).await;
-    let claim = &data["warrantyClaims"][0];
+    let claim = &data["warrantyClaims"]["nodes"][0];
     assert_eq!(claim["status"], "RESOLVED", "{data}");
     assert_eq!(claim["warrantyId"], warranty);
     assert_eq!(claim["customerId"], CUSTOMER);
     assert_eq!(claim["decidedBy"], "user-1");
-    let data = ok(&app, "acme", Role::Agent, "{ warranties { id claims } }", json!({})).await;
-    assert_eq!(data["warranties"][0]["claims"], 1);
+    let data = ok(
+        &app,
+        "acme",
+        Role::Agent,
+        "{ warranties { nodes { id claims } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(data["warranties"]["nodes"][0]["claims"], 1);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -253,7 +260,7 @@ async fn a_claim_outside_the_warranty_period_is_refused_with_its_code_through_gr
     );
     app.project().await;
     let data = ok(&app, "acme", Role::Agent, CLAIMS, json!({})).await;
-    assert_eq!(data["warrantyClaims"], json!([]));
+    assert_eq!(data["warrantyClaims"]["nodes"], json!([]));
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -316,11 +323,11 @@ async fn a_claim_on_an_unknown_or_voided_warranty_is_refused(pool: PgPool) {
         &app,
         "acme",
         Role::Agent,
-        "{ warranties(filter: { status: VOIDED }) { id } }",
+        "{ warranties(filter: { status: VOIDED }) { nodes { id } } }",
         json!({}),
     )
     .await;
-    assert_eq!(data["warranties"][0]["id"], warranty);
+    assert_eq!(data["warranties"]["nodes"][0]["id"], warranty);
     // Resolving or reviewing a claim that was never filed is refused.
     for mutation in [
         "mutation { startWarrantyClaimReview(claimId: \"claim_none\") { id } }",
@@ -640,7 +647,8 @@ async fn a_request_resolved_after_its_due_time_is_breached_by_the_resolution(poo
 // ---------------------------------------------------------------------------------------------
 // Maintenance contracts
 
-const CONTRACTS: &str = "{ maintenanceContracts { id endsAt status autoRenew renewals lastRenewalReference } }";
+const CONTRACTS: &str =
+    "{ maintenanceContracts { nodes { id endsAt status autoRenew renewals lastRenewalReference } } }";
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_contract_is_started_renewed_from_its_old_end_once_per_reference_and_cancelled(pool: PgPool) {
@@ -689,7 +697,7 @@ async fn a_contract_is_started_renewed_from_its_old_end_once_per_reference_and_c
     assert_eq!(code(&reply), "UNKNOWN_CONTRACT", "{reply}");
     app.project().await;
     let data = ok(&app, "acme", Role::Auditor, CONTRACTS, json!({})).await;
-    let contract = &data["maintenanceContracts"][0];
+    let contract = &data["maintenanceContracts"]["nodes"][0];
     assert_eq!(contract["endsAt"], "2028-01-15T00:00:00+00:00", "{data}");
     assert_eq!(contract["renewals"], 1);
     assert_eq!(contract["lastRenewalReference"], "INV-1");
@@ -729,8 +737,8 @@ async fn a_contract_is_started_renewed_from_its_old_end_once_per_reference_and_c
     assert_eq!(code(&reply), "CONTRACT_CANCELLED", "{reply}");
     app.project().await;
     let data = ok(&app, "acme", Role::Auditor, CONTRACTS, json!({})).await;
-    assert_eq!(data["maintenanceContracts"][0]["status"], "CANCELLED");
-    assert_eq!(data["maintenanceContracts"][0]["autoRenew"], false);
+    assert_eq!(data["maintenanceContracts"]["nodes"][0]["status"], "CANCELLED");
+    assert_eq!(data["maintenanceContracts"]["nodes"][0]["autoRenew"], false);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -774,7 +782,7 @@ async fn the_sweeper_renews_a_lapsed_auto_renewing_contract_once(pool: PgPool) {
     app.project().await;
     assert_eq!(sweeper(&app).drain().await.unwrap().renewed, 0);
     let data = ok(&app, "acme", Role::Finance, CONTRACTS, json!({})).await;
-    let contracts = data["maintenanceContracts"].as_array().unwrap();
+    let contracts = data["maintenanceContracts"]["nodes"].as_array().unwrap();
     let auto = contracts.iter().find(|c| c["id"] == "mc_auto").unwrap();
     let ends: DateTime<Utc> = auto["endsAt"].as_str().unwrap().parse().unwrap();
     assert_eq!(
@@ -794,7 +802,7 @@ async fn roles_are_checked_on_every_part_of_the_service_area(pool: PgPool) {
     let app = TestApp::new(pool).await;
     app.tenant_with_number("acme", "555000001").await;
     let forbidden = [
-        (Role::Integrator, "{ warranties { id } }"),
+        (Role::Integrator, "{ warranties { nodes { id } } }"),
         (Role::Integrator, "{ serviceRequests { edges { cursor } } }"),
         (Role::Technician, "mutation { fileWarrantyClaim(input: { warrantyId: \"w\", description: \"d\" }) { id } }"),
         (Role::Agent, "mutation { decideWarrantyClaim(claimId: \"claim_1\", decision: APPROVED) { id } }"),
@@ -810,9 +818,9 @@ async fn roles_are_checked_on_every_part_of_the_service_area(pool: PgPool) {
         let reply = app.gql("acme", role, query, json!({})).await;
         assert_eq!(code(&reply), "FORBIDDEN", "{role:?} {query}: {reply}");
     }
-    let (status, reply) = app.graphql(None, "{ warranties { id } }", json!({})).await;
+    let (status, reply) = app.graphql(None, "{ warranties { nodes { id } } }", json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
-    assert_eq!(reply["error"]["code"], "UNAUTHENTICATED", "{reply}");
+    assert_eq!(reply["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{reply}");
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -846,15 +854,15 @@ async fn one_tenant_never_sees_or_changes_another_tenants_after_sales(pool: PgPo
     sweeper(&app).drain().await.unwrap();
     app.project().await;
     for query in [
-        "{ warranties { id } }",
-        "{ warrantyClaims { id } }",
-        "{ maintenanceContracts { id } }",
+        "{ warranties { nodes { id } } }",
+        "{ warrantyClaims { nodes { id } } }",
+        "{ maintenanceContracts { nodes { id } } }",
     ] {
         let data = ok(&app, "globex", Role::Owner, query, json!({})).await;
-        let list = data.as_object().unwrap().values().next().unwrap();
+        let list = &data.as_object().unwrap().values().next().unwrap()["nodes"];
         assert_eq!(list, &json!([]), "{query}: {data}");
         let data = ok(&app, "acme", Role::Owner, query, json!({})).await;
-        let list = data.as_object().unwrap().values().next().unwrap();
+        let list = &data.as_object().unwrap().values().next().unwrap()["nodes"];
         assert_eq!(list.as_array().unwrap().len(), 1, "{query}: {data}");
     }
     let data = ok(&app, "globex", Role::Owner, REQUESTS, json!({})).await;

@@ -239,9 +239,14 @@ async fn reservations_capture_release_and_refuse_by_the_rules(pool: PgPool) {
     // The read models: the reservation closed with captured + released = reserved; the
     // capture's and refund's ledger lines name the reservation's purpose and the refund's why.
     app.project().await;
-    let all = read::reservations(&app.state.pool, &tenant("acme"), true)
+    let all = read::reservations(&app.state.pool, &tenant("acme"), true, 100, None)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rows
+        .into_iter()
+        .map(|(_, row)| row)
+        .collect::<Vec<_>>();
     assert_eq!(all.len(), 1);
     assert_eq!(
         (
@@ -252,9 +257,14 @@ async fn reservations_capture_release_and_refuse_by_the_rules(pool: PgPool) {
         ),
         ("released", 2_500, 3_500, 0)
     );
-    assert!(read::reservations(&app.state.pool, &tenant("acme"), false)
+    assert!(read::reservations(&app.state.pool, &tenant("acme"), false, 100, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rows
+        .into_iter()
+        .map(|(_, row)| row)
+        .collect::<Vec<_>>()
         .is_empty());
     let page = read::ledger(&app.state.pool, &tenant("acme"), &LedgerFilter::default(), 100, None)
         .await
@@ -272,9 +282,14 @@ async fn reservations_capture_release_and_refuse_by_the_rules(pool: PgPool) {
         .unwrap_or_else(|| panic!("no refund"));
     assert_eq!(refund.feature.as_deref(), Some("broadcast_recipient"));
     assert!(refund.reason.starts_with("recipient_failed"), "{}", refund.reason);
-    let usage = read::usage(&app.state.pool, &tenant("acme"), None, None)
+    let usage = read::usage(&app.state.pool, &tenant("acme"), None, None, 500, None)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rows
+        .into_iter()
+        .map(|(_, row)| row)
+        .collect::<Vec<_>>();
     assert_eq!(usage.len(), 1);
     assert_eq!(
         (
@@ -528,11 +543,12 @@ async fn the_ledgers_running_balance_equals_the_aggregates_balances_after_every_
             (last.balance, last.reserved, last.available),
             (aggregate.balance, aggregate.reserved, aggregate.available)
         );
-        let row = read::balances(&app.state.pool, &t, Some(wallet))
+        let row = read::balance(&app.state.pool, &t, wallet)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no balance row of {wallet}"));
         assert_eq!(
-            (row[0].balance, row[0].reserved, row[0].available),
+            (row.balance, row.reserved, row.available),
             (aggregate.balance, aggregate.reserved, aggregate.available)
         );
     }
@@ -621,10 +637,15 @@ async fn finance_opens_sub_wallets_transfers_and_reads_the_ledger_by_kind_and_pa
     app.project().await;
 
     let reply = app
-        .gql("acme", Role::Finance, "{ wallets { id parentId balance } }", json!({}))
+        .gql(
+            "acme",
+            Role::Finance,
+            "{ wallets { nodes { id parentId balance } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(
-        reply["data"]["wallets"],
+        reply["data"]["wallets"]["nodes"],
         json!([{"id": "main", "parentId": null, "balance": 6_000}, {"id": "sales", "parentId": "main", "balance": 4_000}])
     );
     let ledger = "query($kind: String, $after: String, $from: DateTime, $to: DateTime) {
@@ -702,17 +723,25 @@ async fn wallet_read_models_show_each_tenant_only_its_own(pool: PgPool) {
         .unwrap_or_else(|e| panic!("{e}"));
     app.project().await;
     let query =
-        "{ wallets { id } walletLedger { edges { node { kind } } } usage { feature } reservations { reference } }";
+        "{ wallets { nodes { id } } walletLedger { edges { node { kind } } } usage { nodes { feature } } reservations { nodes { reference } } }";
     let mine = app.gql("acme", Role::Owner, query, json!({})).await;
-    assert_eq!(mine["data"]["wallets"].as_array().map(Vec::len), Some(1), "{mine}");
-    assert_eq!(mine["data"]["reservations"].as_array().map(Vec::len), Some(1), "{mine}");
-    assert_eq!(mine["data"]["usage"][0]["feature"], "report", "{mine}");
+    assert_eq!(
+        mine["data"]["wallets"]["nodes"].as_array().map(Vec::len),
+        Some(1),
+        "{mine}"
+    );
+    assert_eq!(
+        mine["data"]["reservations"]["nodes"].as_array().map(Vec::len),
+        Some(1),
+        "{mine}"
+    );
+    assert_eq!(mine["data"]["usage"]["nodes"][0]["feature"], "report", "{mine}");
     let theirs = app.gql("globex", Role::Owner, query, json!({})).await;
     assert!(theirs["errors"].is_null(), "{theirs}");
-    assert_eq!(theirs["data"]["wallets"], json!([]));
+    assert_eq!(theirs["data"]["wallets"]["nodes"], json!([]));
     assert_eq!(theirs["data"]["walletLedger"]["edges"], json!([]));
-    assert_eq!(theirs["data"]["usage"], json!([]));
-    assert_eq!(theirs["data"]["reservations"], json!([]));
+    assert_eq!(theirs["data"]["usage"]["nodes"], json!([]));
+    assert_eq!(theirs["data"]["reservations"]["nodes"], json!([]));
     let reply = app.gql("globex", Role::Owner, "{ wallet { id } }", json!({})).await;
     assert_eq!(reply["data"]["wallet"], Value::Null);
     // Row-level security: the application role with another tenant's scope sees no row.
@@ -757,15 +786,25 @@ async fn an_expired_reservation_is_released_by_the_sweep_and_shown_closed(pool: 
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(app.count_events("ReservationExpired").await, 1);
     app.project().await;
-    let all = read::reservations(&app.state.pool, &tenant("acme"), true)
+    let all = read::reservations(&app.state.pool, &tenant("acme"), true, 100, None)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rows
+        .into_iter()
+        .map(|(_, row)| row)
+        .collect::<Vec<_>>();
     assert_eq!(
         (all[0].state.as_str(), all[0].released, all[0].remaining),
         ("expired", 2_000, 0)
     );
     let reply = app
-        .gql("acme", Role::Finance, "{ reservations { reference } }", json!({}))
+        .gql(
+            "acme",
+            Role::Finance,
+            "{ reservations { nodes { reference } } }",
+            json!({}),
+        )
         .await;
-    assert_eq!(reply["data"]["reservations"], json!([]), "{reply}");
+    assert_eq!(reply["data"]["reservations"]["nodes"], json!([]), "{reply}");
 }

@@ -12,7 +12,7 @@ use chronicle_projections::calls::{list, CallFilter as ReadFilter, CallRow};
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{allowed, commands, connection, metadata, pool};
+use super::{allowed, commands, connection, metadata, page_size, pool};
 use crate::error::IntoGraphql;
 use crate::permissions::Permission;
 
@@ -248,18 +248,14 @@ impl CallsQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Which calls to list; null lists all.")] filter: Option<CallFilter>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "Page size: 1 to 100, default 20."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(
             desc = "The cursor of the last call of the previous page (`pageInfo.endCursor`); null for the first page. A malformed cursor is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Call>> {
         let caller = allowed(ctx, Permission::ReadContacts, "read calls").gql()?;
+        let first = page_size(first, 100).gql()?;
         let filter = filter.unwrap_or_default();
         let filter = ReadFilter {
             outcome: filter.outcome.map(|o| o.domain().as_str().to_string()),
@@ -267,14 +263,7 @@ impl CallsQuery {
             from: filter.from,
             to: filter.to,
         };
-        let page = list(
-            pool(ctx).gql()?,
-            &caller.tenant,
-            &filter,
-            i64::from(first),
-            after.as_deref(),
-        )
-        .await;
+        let page = list(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
         connection(after.is_some(), page, Call::from_row)
     }
 

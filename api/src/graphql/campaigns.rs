@@ -22,7 +22,7 @@ use chronicle_projections::campaigns::{self as read, CampaignRow, RecipientRow};
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, CampaignReservation, Receipt};
-use super::{allowed, commands, connection, metadata, pool};
+use super::{allowed, commands, connection, metadata, page_size, pool};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
 
@@ -323,23 +323,19 @@ impl CampaignNode {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only recipients in this status; absent: every recipient.")] status: Option<RecipientStatus>,
-        #[graphql(
-            default = 50,
-            validator(minimum = 1, maximum = 500),
-            desc = "How many recipients to return: 1 to 500, default 50."
-        )]
-        first: i32,
+        #[graphql(default = 50, desc = "Page size: 1 to 500, default 50 (`PAGE_TOO_LARGE` above 500).")] first: i32,
         #[graphql(desc = "The `cursor` of the last edge of the previous page; absent: the first page.")] after: Option<
             String,
         >,
     ) -> async_graphql::Result<Connection<String, CampaignRecipient>> {
         let caller = allowed(ctx, Permission::ReadCampaigns, "read campaigns").gql()?;
+        let first = page_size(first, 500).gql()?;
         let page = read::recipients(
             pool(ctx).gql()?,
             &caller.tenant,
             &self.row.campaign_id,
             status.map(RecipientStatus::as_str),
-            i64::from(first),
+            first,
             after.as_deref(),
         )
         .await;
@@ -358,22 +354,18 @@ impl CampaignsQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only campaigns in this status; absent: every campaign.")] status: Option<CampaignStatus>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "How many campaigns to return: 1 to 100, default 20."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(desc = "The `cursor` of the last edge of the previous page; absent: the first page.")] after: Option<
             String,
         >,
     ) -> async_graphql::Result<Connection<String, CampaignNode>> {
         let caller = allowed(ctx, Permission::ReadCampaigns, "read campaigns").gql()?;
+        let first = page_size(first, 100).gql()?;
         let page = read::list(
             pool(ctx).gql()?,
             &caller.tenant,
             status.map(CampaignStatus::as_str),
-            i64::from(first),
+            first,
             after.as_deref(),
         )
         .await;

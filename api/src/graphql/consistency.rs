@@ -380,7 +380,7 @@ mod tests {
     #[test]
     fn only_queries_wait_and_fragments_count() {
         let doc = async_graphql::parser::parse_query(
-            "query { ...F viewer } fragment F on Query { leads { totalCount } wallets { id } }",
+            "query { ...F viewer } fragment F on Query { leads { totalCount } wallets { nodes { id } } }",
         )
         .unwrap();
         let read = projectors_read(&doc, None).unwrap();

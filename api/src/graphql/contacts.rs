@@ -17,7 +17,7 @@ use chronicle_projections::templates::{self as template_read, TemplateRow};
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{allowed, caller, commands, connection, metadata, pool, require};
+use super::{allowed, caller, commands, connection, metadata, page_size, pool, require};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -267,31 +267,20 @@ impl ContactsQuery {
         )]
         search: Option<String>,
         #[graphql(desc = "Only contacts carrying this tag (normalized like `tagContact`'s).")] tag: Option<String>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "How many contacts to return: 1 to 100, default 20."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(desc = "The `cursor` of the last edge of the previous page; absent: the first page.")] after: Option<
             String,
         >,
     ) -> async_graphql::Result<Connection<String, Contact>> {
         let caller = reader(ctx).gql()?;
+        let first = page_size(first, 100).gql()?;
         let tag = tag
             .map(|t| Tag::parse(&t).map(Tag::into_string))
             .transpose()
             .map_err(|e| ApiError::bad_request("INVALID_TAG", e.to_string()))
             .gql()?;
         let filter = ContactFilter { search, tag };
-        let page = read::list(
-            pool(ctx).gql()?,
-            &caller.tenant,
-            &filter,
-            i64::from(first),
-            after.as_deref(),
-        )
-        .await;
+        let page = read::list(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
         connection(after.is_some(), page, Contact::from)
     }
 
@@ -310,19 +299,27 @@ impl ContactsQuery {
         Ok(row.map(Contact::from))
     }
 
-    /// The caller's tenant's templates ordered by name and language (at most 500), optionally
-    /// with one status. Readable by owner, admin, agent and auditor (others get `FORBIDDEN`).
+    /// The caller's tenant's templates ordered by name and language, optionally with one status,
+    /// a page at a time. Readable by owner, admin, agent and auditor (others get `FORBIDDEN`).
     async fn templates(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only templates in this status; absent: every template.")] status: Option<TemplateStatus>,
-    ) -> async_graphql::Result<Vec<Template>> {
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Template>> {
         let caller = reader(ctx).gql()?;
-        let rows = template_read::list(pool(ctx).gql()?, &caller.tenant, status.map(TemplateStatus::as_str))
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(rows.into_iter().map(Template::from).collect())
+        let first = page_size(first, 100).gql()?;
+        let page = template_read::list(
+            pool(ctx).gql()?,
+            &caller.tenant,
+            status.map(TemplateStatus::as_str),
+            first,
+            after.as_deref(),
+        )
+        .await;
+        connection(after.is_some(), page, Template::from)
     }
 }
 

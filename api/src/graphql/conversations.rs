@@ -6,7 +6,7 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_projections::conversations::{list, ConversationRow, ListFilter};
 use chrono::{DateTime, Utc};
 
-use super::{caller, connection, pool};
+use super::{caller, connection, page_size, pool};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
 
@@ -146,12 +146,7 @@ impl ConversationsQuery {
     async fn conversations(
         &self,
         ctx: &Context<'_>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "Page size: 1 to 100, default 20."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(
             desc = "The cursor of the last conversation of the previous page (`pageInfo.endCursor`); null for the first page. A malformed cursor is refused with `BAD_CURSOR`."
         )]
@@ -159,6 +154,7 @@ impl ConversationsQuery {
         #[graphql(desc = "Which conversations to list; null lists all.")] filter: Option<ConversationFilter>,
     ) -> async_graphql::Result<Connection<String, Conversation>> {
         let caller = caller(ctx).gql()?;
+        let first = page_size(first, 100).gql()?;
         if !caller.role.may(Permission::ReadInbox) {
             return Err(ApiError::Forbidden(format!(
                 "the {} role cannot read the inbox",
@@ -173,14 +169,7 @@ impl ConversationsQuery {
             unassigned: filter.unassigned.unwrap_or(false),
             tag: filter.tag.map(|t| t.trim().to_lowercase()),
         };
-        let page = list(
-            pool(ctx).gql()?,
-            &caller.tenant,
-            &filter,
-            i64::from(first),
-            after.as_deref(),
-        )
-        .await;
+        let page = list(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
         connection(after.is_some(), page, Conversation::from)
     }
 }

@@ -25,7 +25,7 @@ use rand::rngs::OsRng;
 
 use super::conversations::ConversationStatus;
 use super::receipt::{receipt, Receipt};
-use super::{caller, commands, keys, metadata, pool};
+use super::{caller, commands, keys, metadata, page_size, pool};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -288,24 +288,20 @@ impl ConversationThread {
     async fn messages(
         &self,
         ctx: &Context<'_>,
-        #[graphql(
-            default = 50,
-            validator(minimum = 1, maximum = 200),
-            desc = "Page size: 1 to 200, default 50."
-        )]
-        first: i32,
+        #[graphql(default = 50, desc = "Page size: 1 to 200, default 50 (`PAGE_TOO_LARGE` above 200).")] first: i32,
         #[graphql(
             desc = "The cursor of the last message of the previous page (`pageInfo.endCursor`); null for the first page. A malformed cursor is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ThreadMessage>> {
         let caller = reader(ctx).gql()?;
+        let first = page_size(first, 200).gql()?;
         let pool = pool(ctx).gql()?;
         let page = read::messages(
             pool,
             &caller.tenant,
             &self.detail.conversation_id,
-            i64::from(first),
+            first,
             after.as_deref(),
         )
         .await

@@ -21,7 +21,7 @@ use chronicle_projections::leads::{self as model, LeadFilter as ModelFilter, Lea
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{caller, connection, metadata, pool};
+use super::{caller, connection, metadata, page_size, pool};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -447,18 +447,14 @@ impl LeadsQuery {
             LeadFilter,
         >,
         #[graphql(desc = "The order; absent: CREATED_AT, DESC. Ties are broken by lead id.")] sort: Option<LeadSort>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "How many leads to return: 1 to 100, default 20."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(
             desc = "The `cursor` of the last edge of the previous page (with the same filter and sort); absent: the first page."
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Lead>> {
         let caller = caller(ctx).gql()?;
+        let first = page_size(first, 100).gql()?;
         may_read(caller).gql()?;
         let filter = filter.unwrap_or_default();
         let sort = sort.unwrap_or_default();
@@ -482,7 +478,7 @@ impl LeadsQuery {
             &model_filter,
             field,
             sort.direction == LeadSortDirection::Desc,
-            i64::from(first),
+            first,
             after.as_deref(),
         )
         .await;

@@ -188,6 +188,24 @@ where
     Ok(connection)
 }
 
+/// A page size asked for with `first`, checked against the list's documented maximum:
+/// `PAGE_TOO_LARGE` above it, `BAD_PAGE_SIZE` below 1.
+pub(crate) fn page_size(first: i32, max: i32) -> Result<i64, ApiError> {
+    if first > max {
+        Err(ApiError::bad_request(
+            "PAGE_TOO_LARGE",
+            format!("`first` is at most {max} for this list (asked for {first}): ask for the next page with `after`"),
+        ))
+    } else if first < 1 {
+        Err(ApiError::bad_request(
+            "BAD_PAGE_SIZE",
+            format!("`first` is at least 1 (asked for {first})"),
+        ))
+    } else {
+        Ok(i64::from(first))
+    }
+}
+
 pub(crate) fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {
     if allowed {
         Ok(())
@@ -279,5 +297,19 @@ mod tests {
             missing.len(),
             missing.join("\n")
         );
+    }
+}
+
+#[cfg(test)]
+mod sdl_dump {
+    #[test]
+    fn dump() {
+        let schema = super::describe_connections(async_graphql::Schema::build(
+            super::QueryRoot::default(),
+            super::MutationRoot::default(),
+            super::SubscriptionRoot::default(),
+        ))
+        .finish();
+        std::fs::write("/tmp/schema.graphql", schema.sdl()).ok();
     }
 }

@@ -7,7 +7,7 @@
 //! Roles: reading payments: owner, admin, finance, auditor; matching: owner, admin, finance;
 //! provider credentials: owner, admin.
 
-use async_graphql::connection::Connection;
+use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::payments::credentials::{set_provider, ProviderCredentials};
@@ -20,7 +20,7 @@ use chronicle_projections::payments::{get, list, PaymentFilter as ReadFilter, Pa
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{allowed, commands, connection, metadata, pool};
+use super::{allowed, commands, connection, metadata, page_size, pool};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -391,17 +391,10 @@ async fn page(
     ctx: &Context<'_>,
     caller: &Caller,
     filter: ReadFilter,
-    first: i32,
+    first: i64,
     after: Option<String>,
 ) -> async_graphql::Result<Connection<String, Payment>> {
-    let page = list(
-        pool(ctx).gql()?,
-        &caller.tenant,
-        &filter,
-        i64::from(first),
-        after.as_deref(),
-    )
-    .await;
+    let page = list(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
     connection(after.is_some(), page, Payment::from)
 }
 
@@ -416,18 +409,14 @@ impl PaymentsQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Only payments with this status; every status when null.")] status: Option<PaymentStatus>,
         #[graphql(desc = "Only payments of this provider; all when null.")] provider: Option<PaymentProvider>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "Page size: default 20, at least 1, at most 100."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(
             desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Payment>> {
         let caller = allowed(ctx, Permission::ReadPayments, "read payments").gql()?;
+        let first = page_size(first, 100).gql()?;
         let filter = ReadFilter {
             status: status.map(|s| s.as_str().to_string()),
             provider: provider.map(|p| p.as_str().to_string()),
@@ -439,18 +428,14 @@ impl PaymentsQuery {
     async fn unmatched_payments(
         &self,
         ctx: &Context<'_>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "Page size: default 20, at least 1, at most 100."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(
             desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Payment>> {
         let caller = allowed(ctx, Permission::ReadPayments, "read payments").gql()?;
+        let first = page_size(first, 100).gql()?;
         let filter = ReadFilter {
             status: Some("unmatched".into()),
             provider: None,
@@ -459,41 +444,48 @@ impl PaymentsQuery {
     }
 
     /// Provider callbacks that paid nothing (no request of ours, another amount than asked, a
-    /// second payment of a paid request), the most recent first, at most `first` (1 to 200,
-    /// default 50). Owner, admin, finance, auditor.
+    /// second payment of a paid request), the most recent first, a page at a time. Owner, admin,
+    /// finance, auditor.
     async fn refused_payment_callbacks(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "How many: 1 to 200, 50 when null (`PAGE_TOO_LARGE` otherwise).")] first: Option<i32>,
-    ) -> async_graphql::Result<Vec<RefusedPaymentCallback>> {
+        #[graphql(default = 50, desc = "Page size: 1 to 200, default 50 (`PAGE_TOO_LARGE` above 200).")] first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, RefusedPaymentCallback>> {
         let caller = allowed(ctx, Permission::ReadPayments, "read payments").gql()?;
-        let first = first.unwrap_or(50);
-        if !(1..=200).contains(&first) {
-            return Err(ApiError::bad_request(
-                "PAGE_TOO_LARGE",
-                "first must be between 1 and 200",
-            ))
-            .gql();
-        }
-        let rows = refused_callbacks(pool(ctx).gql()?, &caller.tenant, i64::from(first))
+        let first = page_size(first, 200).gql()?;
+        let before = match chronicle_projections::page::after_time(after.as_deref()) {
+            Ok((Some(at), Some(key))) => Some((at, key)),
+            Ok(_) => None,
+            Err(e) => return Err(ApiError::bad_request("BAD_CURSOR", e.to_string())).gql(),
+        };
+        let mut rows = refused_callbacks(pool(ctx).gql()?, &caller.tenant, before, first + 1)
             .await
             .map_err(ApiError::from)
             .gql()?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RefusedPaymentCallback {
-                provider: r.provider,
-                provider_request_id: r.provider_request_id,
-                provider_reference: r.provider_reference,
-                request_id: r.request_id,
-                reason: r.reason,
-                amount_minor: r.amount_minor,
-                currency: r.currency,
-                deliveries: r.deliveries,
-                first_seen_at: r.first_seen_at,
-                last_seen_at: r.last_seen_at,
-            })
-            .collect())
+        let has_next_page = rows.len() as i64 > first;
+        rows.truncate(usize::try_from(first).unwrap_or_default());
+        let mut connection = Connection::new(after.is_some(), has_next_page);
+        connection.edges.extend(rows.into_iter().map(|r| {
+            let cursor = chronicle_projections::page::time_cursor(r.last_seen_at, r.key());
+            Edge::new(
+                cursor,
+                RefusedPaymentCallback {
+                    provider: r.provider,
+                    provider_request_id: r.provider_request_id,
+                    provider_reference: r.provider_reference,
+                    request_id: r.request_id,
+                    reason: r.reason,
+                    amount_minor: r.amount_minor,
+                    currency: r.currency,
+                    deliveries: r.deliveries,
+                    first_seen_at: r.first_seen_at,
+                    last_seen_at: r.last_seen_at,
+                },
+            )
+        }));
+        Ok(connection)
     }
 
     /// The caller's tenant's payment requests, latest first, filtered. Owner, admin, finance,
@@ -502,32 +494,21 @@ impl PaymentsQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(default, desc = "Which requests: every one when null or empty.")] filter: PaymentRequestFilter,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "Page size: default 20, at least 1, at most 100."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(
             desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, PaymentRequest>> {
         let caller = allowed(ctx, Permission::ReadPaymentRequests, "read payment requests").gql()?;
+        let first = page_size(first, 100).gql()?;
         let filter = RequestFilter {
             status: filter.status.map(|s| s.as_str().to_string()),
             provider: filter.provider.map(|p| p.as_str().to_string()),
             target_kind: filter.target_kind.map(|k| k.as_str().to_string()),
             target: filter.target,
         };
-        let page = requests_model::list(
-            pool(ctx).gql()?,
-            &caller.tenant,
-            &filter,
-            i64::from(first),
-            after.as_deref(),
-        )
-        .await;
+        let page = requests_model::list(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
         connection(after.is_some(), page, PaymentRequest::from)
     }
 

@@ -36,7 +36,7 @@ use chronicle_projections::wallets::{
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::receipt::{receipt, Balances, Receipt};
-use super::{allowed, commands, metadata, pool};
+use super::{allowed, commands, connection, metadata, page_size, pool};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
 
@@ -339,22 +339,26 @@ impl WalletsQuery {
     ) -> async_graphql::Result<Option<WalletBalance>> {
         let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
         let id = wallet_id(&id).gql()?;
-        let rows = read::balances(pool(ctx).gql()?, &caller.tenant, Some(id))
+        let row = read::balance(pool(ctx).gql()?, &caller.tenant, id)
             .await
             .map_err(ApiError::from)
             .gql()?;
-        Ok(rows.into_iter().next().map(WalletBalance::from))
+        Ok(row.map(WalletBalance::from))
     }
 
-    /// Every wallet of the caller's tenant, the main wallet first, then sub-wallets by id (at
-    /// most 500). Owners, admins, finance and auditors (else `FORBIDDEN`).
-    async fn wallets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WalletBalance>> {
+    /// The caller's tenant's wallets, the main wallet first, then sub-wallets by id, a page at
+    /// a time. Owners, admins, finance and auditors (else `FORBIDDEN`).
+    async fn wallets(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, WalletBalance>> {
         let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
-        let rows = read::balances(pool(ctx).gql()?, &caller.tenant, None)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(rows.into_iter().map(WalletBalance::from).collect())
+        let first = page_size(first, 100).gql()?;
+        let page = read::list_balances(pool(ctx).gql()?, &caller.tenant, first, after.as_deref()).await;
+        connection(after.is_some(), page, WalletBalance::from)
     }
 
     /// The ledger, oldest first: optionally one wallet, one kind, lines in `[from, to)`.
@@ -376,18 +380,14 @@ impl WalletsQuery {
         #[graphql(desc = "Only lines before this time (RFC 3339, exclusive); null for no upper bound.")] to: Option<
             DateTime<Utc>,
         >,
-        #[graphql(
-            default = 50,
-            validator(minimum = 1, maximum = 500),
-            desc = "Page size: 1 to 500 lines, default 50."
-        )]
-        first: i32,
+        #[graphql(default = 50, desc = "Page size: 1 to 500, default 50 (`PAGE_TOO_LARGE` above 500).")] first: i32,
         #[graphql(
             desc = "The `cursor` of the last edge of the previous page (a line's `position`); null for the first page."
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, LedgerLine>> {
         let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
+        let first = page_size(first, 500).gql()?;
         let wallet_id = match wallet_id {
             Some(id) => Some(self::wallet_id(&id).gql()?.to_string()),
             None => None,
@@ -407,16 +407,10 @@ impl WalletsQuery {
             from,
             to,
         };
-        let page = read::ledger(
-            pool(ctx).gql()?,
-            &caller.tenant,
-            &filter,
-            i64::from(first),
-            after_position,
-        )
-        .await
-        .map_err(ApiError::from)
-        .gql()?;
+        let page = read::ledger(pool(ctx).gql()?, &caller.tenant, &filter, first, after_position)
+            .await
+            .map_err(ApiError::from)
+            .gql()?;
         let mut connection = Connection::new(after.is_some(), page.has_next_page);
         connection.edges.extend(
             page.rows
@@ -426,8 +420,8 @@ impl WalletsQuery {
         Ok(connection)
     }
 
-    /// Consumption per feature per day (UTC) in `[from, to)`, every wallet, by day then feature
-    /// (at most 5000 rows). Owners, admins, finance and auditors (else `FORBIDDEN`).
+    /// Consumption per feature per day (UTC) in `[from, to)`, every wallet, by day then feature,
+    /// a page at a time. Owners, admins, finance and auditors (else `FORBIDDEN`).
     async fn usage(
         &self,
         ctx: &Context<'_>,
@@ -437,17 +431,22 @@ impl WalletsQuery {
         #[graphql(desc = "Count lines before this time (RFC 3339, exclusive); null for no upper bound.")] to: Option<
             DateTime<Utc>,
         >,
-    ) -> async_graphql::Result<Vec<FeatureUsage>> {
+        #[graphql(
+            default = 100,
+            desc = "Page size: 1 to 500, default 100 (`PAGE_TOO_LARGE` above 500)."
+        )]
+        first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, FeatureUsage>> {
         let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
-        let rows = read::usage(pool(ctx).gql()?, &caller.tenant, from, to)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(rows.into_iter().map(FeatureUsage::from).collect())
+        let first = page_size(first, 500).gql()?;
+        let page = read::usage(pool(ctx).gql()?, &caller.tenant, from, to, first, after.as_deref()).await;
+        connection(after.is_some(), page, FeatureUsage::from)
     }
 
-    /// Reservations, soonest expiry first: the open ones, or all with `all: true` (at most 500).
-    /// Owners, admins, finance and auditors (else `FORBIDDEN`).
+    /// Reservations, soonest expiry first: the open ones, or all with `all: true`, a page at a
+    /// time. Owners, admins, finance and auditors (else `FORBIDDEN`).
     async fn reservations(
         &self,
         ctx: &Context<'_>,
@@ -456,13 +455,14 @@ impl WalletsQuery {
             desc = "true: closed reservations too (captured, released, expired); false (default): open ones only."
         )]
         all: bool,
-    ) -> async_graphql::Result<Vec<TokenReservation>> {
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, TokenReservation>> {
         let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
-        let rows = read::reservations(pool(ctx).gql()?, &caller.tenant, all)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(rows.into_iter().map(TokenReservation::from).collect())
+        let first = page_size(first, 100).gql()?;
+        let page = read::reservations(pool(ctx).gql()?, &caller.tenant, all, first, after.as_deref()).await;
+        connection(after.is_some(), page, TokenReservation::from)
     }
 
     /// Low-balance alerts and auto-refill requests, newest first. Owners, admins, finance and
@@ -470,16 +470,12 @@ impl WalletsQuery {
     async fn wallet_alerts(
         &self,
         ctx: &Context<'_>,
-        #[graphql(
-            default = 50,
-            validator(minimum = 1, maximum = 500),
-            desc = "Page size: 1 to 500 alerts, default 50."
-        )]
-        first: i32,
+        #[graphql(default = 50, desc = "Page size: 1 to 500, default 50 (`PAGE_TOO_LARGE` above 500).")] first: i32,
         #[graphql(desc = "The previous page's last edge `cursor` (an alert's `position`); null for the first page.")]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, WalletAlert>> {
         let caller = allowed(ctx, Permission::ReadWallets, "read wallets").gql()?;
+        let first = page_size(first, 500).gql()?;
         let after_position = match after.as_deref() {
             Some(cursor) => Some(
                 cursor
@@ -489,7 +485,7 @@ impl WalletsQuery {
             ),
             None => None,
         };
-        let page = work::alerts(pool(ctx).gql()?, &caller.tenant, i64::from(first), after_position)
+        let page = work::alerts(pool(ctx).gql()?, &caller.tenant, first, after_position)
             .await
             .map_err(ApiError::from)
             .gql()?;

@@ -143,21 +143,40 @@ pub struct RefusedCallback {
     pub last_seen_at: DateTime<Utc>,
 }
 
-/// A tenant's refused callbacks, the most recent first (at most `limit`).
+impl RefusedCallback {
+    /// What orders refusals seen at the same time: provider, request id and reference, joined
+    /// by U+001F (a character none of them holds).
+    pub fn key(&self) -> String {
+        format!(
+            "{}\u{1f}{}\u{1f}{}",
+            self.provider, self.provider_request_id, self.provider_reference
+        )
+    }
+}
+
+/// A tenant's refused callbacks, the most recent first: at most `limit`, after `before` (the
+/// `last_seen_at` and [`RefusedCallback::key`] of the last one of the previous page).
 pub async fn refused_callbacks(
     pool: &PgPool,
     tenant: &TenantId,
+    before: Option<(DateTime<Utc>, String)>,
     limit: i64,
 ) -> Result<Vec<RefusedCallback>, CommandError> {
+    let (before_at, before_key) = before.unzip();
     Ok(sqlx::query_as(
         "SELECT provider, provider_request_id, provider_reference, request_id, reason, amount_minor, currency,
                 deliveries, first_seen_at, last_seen_at
            FROM payment_callback_refusals
           WHERE tenant_id = $1
-          ORDER BY last_seen_at DESC, provider_request_id, provider_reference
-          LIMIT $2",
+            AND ($2::timestamptz IS NULL
+                 OR (last_seen_at, provider || chr(31) || provider_request_id || chr(31) || provider_reference)
+                    < ($2, $3))
+          ORDER BY last_seen_at DESC, provider || chr(31) || provider_request_id || chr(31) || provider_reference DESC
+          LIMIT $4",
     )
     .bind(tenant.as_str())
+    .bind(before_at)
+    .bind(before_key)
     .bind(limit)
     .fetch_all(pool)
     .await?)

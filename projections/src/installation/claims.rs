@@ -117,30 +117,42 @@ pub struct ClaimRow {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
-/// One tenant's warranty claims (of one status and/or warranty, or all), latest filed first, at
-/// most 500.
+/// One tenant's warranty claims (of one status and/or warranty, or all), latest filed first:
+/// `first` (1 to 100) after the cursor `after`.
 pub async fn list_claims(
     pool: &PgPool,
     tenant: &TenantId,
     status: Option<&str>,
     warranty_id: Option<&str>,
-) -> Result<Vec<ClaimRow>, sqlx::Error> {
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page<ClaimRow>, BadCursor>, sqlx::Error> {
+    let (after_at, after_id) = match after_time(after) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let first = first.clamp(1, 100);
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT claim_id, warranty_id, installation_id, serial, customer_id, warranty_ends_at, status, filed_at,
                 filed_by, review_started_at, decision, decided_at, decided_by, resolved_at
            FROM warranty_claims
           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR warranty_id = $3)
+            AND ($4::timestamptz IS NULL OR (filed_at, claim_id) < ($4, $5))
           ORDER BY filed_at DESC, claim_id DESC
-          LIMIT 500",
+          LIMIT $6",
     )
     .bind(tenant.as_str())
     .bind(status)
     .bind(warranty_id)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(first + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
+    let rows = rows
+        .iter()
         .map(|r| {
             Ok(ClaimRow {
                 claim_id: r.try_get("claim_id")?,
@@ -159,5 +171,8 @@ pub async fn list_claims(
                 resolved_at: r.try_get("resolved_at")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Ok(Page::from_rows(rows, first, |r| {
+        time_cursor(r.filed_at, &r.claim_id)
+    })))
 }

@@ -119,29 +119,41 @@ pub struct MaintenanceContractRow {
 }
 
 /// One tenant's maintenance contracts (of one status and/or customer, or all), ending soonest
-/// first, at most 500.
+/// first: `first` (1 to 100) after the cursor `after`.
 pub async fn list_maintenance_contracts(
     pool: &PgPool,
     tenant: &TenantId,
     status: Option<&str>,
     customer_id: Option<&str>,
-) -> Result<Vec<MaintenanceContractRow>, sqlx::Error> {
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page<MaintenanceContractRow>, BadCursor>, sqlx::Error> {
+    let (after_at, after_id) = match after_time(after) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let first = first.clamp(1, 100);
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT contract_id, customer_id, installation_id, starts_at, ends_at, term_months, annual_value_minor,
                 currency, auto_renew, status, renewals, last_renewal_reference, renewed_at, cancelled_at
            FROM maintenance_contracts
           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR customer_id = $3)
+            AND ($4::timestamptz IS NULL OR (ends_at, contract_id) > ($4, $5))
           ORDER BY ends_at, contract_id
-          LIMIT 500",
+          LIMIT $6",
     )
     .bind(tenant.as_str())
     .bind(status)
     .bind(customer_id)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(first + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
+    let rows = rows
+        .iter()
         .map(|r| {
             Ok(MaintenanceContractRow {
                 contract_id: r.try_get("contract_id")?,
@@ -160,5 +172,8 @@ pub async fn list_maintenance_contracts(
                 cancelled_at: r.try_get("cancelled_at")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Ok(Page::from_rows(rows, first, |r| {
+        time_cursor(r.ends_at, &r.contract_id)
+    })))
 }

@@ -43,7 +43,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::{data_key, local_id, tenant_of, KeyCache};
 use crate::log::StoredEvent;
-use crate::page::{cursor, read_cursor, time_cursor, BadCursor, Page};
+use crate::page::{after_time, cursor, read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{Fold, ProjectionError, Projector};
 use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
 

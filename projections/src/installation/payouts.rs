@@ -120,27 +120,40 @@ pub struct PayoutRow {
     pub paid_reference: Option<String>,
 }
 
-/// One tenant's payouts (of one status, or all), latest computed first, at most 500.
+/// One tenant's payouts (of one status, or all), latest computed first: `first` (1 to 100)
+/// after the cursor `after`.
 pub async fn list_payouts(
     pool: &PgPool,
     tenant: &TenantId,
     status: Option<&str>,
-) -> Result<Vec<PayoutRow>, sqlx::Error> {
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page<PayoutRow>, BadCursor>, sqlx::Error> {
+    let (after_at, after_id) = match after_time(after) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let first = first.clamp(1, 100);
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT payout_id, installation_id, technician_ids, system_size_w, tier, base_minor, bonus_minor,
                 amount_minor, currency, status, computed_at, approved_at, approved_by, paid_at, paid_reference
            FROM payouts
           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+            AND ($3::timestamptz IS NULL OR (computed_at, payout_id) < ($3, $4))
           ORDER BY computed_at DESC, payout_id DESC
-          LIMIT 500",
+          LIMIT $5",
     )
     .bind(tenant.as_str())
     .bind(status)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(first + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
+    let rows = rows
+        .iter()
         .map(|r| {
             Ok(PayoutRow {
                 payout_id: r.try_get("payout_id")?,
@@ -160,7 +173,10 @@ pub async fn list_payouts(
                 paid_reference: r.try_get("paid_reference")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Ok(Page::from_rows(rows, first, |r| {
+        time_cursor(r.computed_at, &r.payout_id)
+    })))
 }
 
 /// The count and total of payouts with a status in a currency.

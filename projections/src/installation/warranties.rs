@@ -131,12 +131,20 @@ fn warranty_row(r: &PgRow) -> Result<WarrantyRow, sqlx::Error> {
     })
 }
 
-/// One tenant's warranties matching `filter`, ending soonest first, at most 500.
+/// One tenant's warranties matching `filter`, ending soonest first: `first` (1 to 100) after
+/// the cursor `after`.
 pub async fn list_warranties(
     pool: &PgPool,
     tenant: &TenantId,
     filter: &WarrantyFilter,
-) -> Result<Vec<WarrantyRow>, sqlx::Error> {
+    first: i64,
+    after: Option<&str>,
+) -> Result<Result<Page<WarrantyRow>, BadCursor>, sqlx::Error> {
+    let (after_at, after_id) = match after_time(after) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let first = first.clamp(1, 100);
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT warranty_id, installation_id, serial, kind, customer_id, warranty_months, starts_at, ends_at,
@@ -148,8 +156,9 @@ pub async fn list_warranties(
             AND ($4::text IS NULL OR serial = $4)
             AND ($5::text IS NULL OR status = $5)
             AND ($6::timestamptz IS NULL OR ends_at < $6)
+            AND ($7::timestamptz IS NULL OR (ends_at, warranty_id) > ($7, $8))
           ORDER BY ends_at, warranty_id
-          LIMIT 500",
+          LIMIT $9",
     )
     .bind(tenant.as_str())
     .bind(&filter.installation_id)
@@ -157,8 +166,14 @@ pub async fn list_warranties(
     .bind(&filter.serial)
     .bind(&filter.status)
     .bind(filter.ends_before)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(first + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter().map(warranty_row).collect()
+    let rows = rows.iter().map(warranty_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Ok(Page::from_rows(rows, first, |r| {
+        time_cursor(r.ends_at, &r.warranty_id)
+    })))
 }

@@ -123,7 +123,7 @@ pub struct ClaimsQuery;
 
 #[Object]
 impl ClaimsQuery {
-    /// The caller's tenant's warranty claims, latest filed first (at most 500). Readable by
+    /// The caller's tenant's warranty claims, latest filed first, a page at a time. Readable by
     /// everyone but integrators (`FORBIDDEN`).
     async fn warranty_claims(
         &self,
@@ -133,17 +133,22 @@ impl ClaimsQuery {
             desc = "Only claims under this warranty (`warranty_<installation id>/<serial>`); null for all warranties."
         )]
         warranty_id: Option<String>,
-    ) -> async_graphql::Result<Vec<WarrantyClaim>> {
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, WarrantyClaim>> {
         let caller = allowed(ctx, Permission::ReadAfterSales, "read warranty claims").gql()?;
-        let rows = read::list_claims(
+        let first = page_size(first, 100).gql()?;
+        let page = read::list_claims(
             pool(ctx).gql()?,
             &caller.tenant,
             status.map(ClaimStatus::as_str),
             warranty_id.as_deref(),
+            first,
+            after.as_deref(),
         )
-        .await
-        .gql()?;
-        Ok(rows.into_iter().map(WarrantyClaim::from).collect())
+        .await;
+        connection(after.is_some(), page, WarrantyClaim::from)
     }
 }
 

@@ -111,25 +111,30 @@ pub struct MaintenanceQuery;
 
 #[Object]
 impl MaintenanceQuery {
-    /// The caller's tenant's maintenance contracts, ending soonest first (at most 500). Readable
-    /// by everyone but integrators (`FORBIDDEN`).
+    /// The caller's tenant's maintenance contracts, ending soonest first, a page at a time.
+    /// Readable by everyone but integrators (`FORBIDDEN`).
     async fn maintenance_contracts(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only contracts with this status; null for every status.")] status: Option<ContractStatus>,
         #[graphql(desc = "Only contracts of this customer's contact id (`ct_…`); null for every customer.")]
         customer_id: Option<String>,
-    ) -> async_graphql::Result<Vec<MaintenanceContract>> {
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, MaintenanceContract>> {
         let caller = allowed(ctx, Permission::ReadAfterSales, "read maintenance contracts").gql()?;
-        let rows = read::list_maintenance_contracts(
+        let first = page_size(first, 100).gql()?;
+        let page = read::list_maintenance_contracts(
             pool(ctx).gql()?,
             &caller.tenant,
             status.map(ContractStatus::as_str),
             customer_id.as_deref(),
+            first,
+            after.as_deref(),
         )
-        .await
-        .gql()?;
-        Ok(rows.into_iter().map(MaintenanceContract::from).collect())
+        .await;
+        connection(after.is_some(), page, MaintenanceContract::from)
     }
 }
 

@@ -176,23 +176,19 @@ impl OrdersQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only orders with this status; every status when null.")] status: Option<OrderStatus>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "Page size: default 20, at least 1, at most 100."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(
             desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Order>> {
         let caller = allowed(ctx, Permission::ReadOrders, "read orders").gql()?;
+        let first = page_size(first, 100).gql()?;
         let page = read::list_orders(
             pool(ctx).gql()?,
             &caller.tenant,
             status.map(OrderStatus::as_str),
-            i64::from(first),
+            first,
             after.as_deref(),
         )
         .await;

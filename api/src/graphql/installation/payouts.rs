@@ -98,19 +98,17 @@ pub struct PayoutTotal {
     pub status: PayoutStatus,
     /// The ISO 4217 currency totalled.
     pub currency: String,
-    /// How many payouts have this status and currency (all of them, not only the 500 listed).
+    /// How many payouts have this status and currency (all of them, not only the page listed).
     pub count: i64,
     /// The sum of their `amountMinor`, in minor units of `currency`.
     pub total_minor: i64,
 }
 
-/// Payouts with their totals.
+/// What a page of payouts adds to its connection.
 #[derive(SimpleObject)]
-pub struct PayoutList {
-    /// Latest computed first (at most 500).
-    pub nodes: Vec<Payout>,
-    /// Counts and totals per status and currency, over every payout the filter keeps (not capped at
-    /// 500).
+pub struct PayoutTotals {
+    /// Counts and totals per status and currency, over every payout the filter keeps (not only
+    /// this page).
     pub totals: Vec<PayoutTotal>,
 }
 
@@ -119,26 +117,27 @@ pub struct PayoutsQuery;
 
 #[Object]
 impl PayoutsQuery {
-    /// Payouts (of one status, or all) with their counts and totals per status and currency.
-    /// Owner, admin, finance, auditor.
+    /// Payouts (of one status, or all), latest computed first, a page at a time, with their
+    /// counts and totals per status and currency (`totals`, over every payout, not only the
+    /// page). Owner, admin, finance, auditor.
     async fn payouts(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only payouts with this status, in the list and the totals; every status when null.")] status: Option<PayoutStatus>,
-    ) -> async_graphql::Result<PayoutList> {
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Payout, PayoutTotals>> {
         let caller = allowed(ctx, Permission::ReadPayouts, "read payouts").gql()?;
+        let first = page_size(first, 100).gql()?;
         let pool = pool(ctx).gql()?;
         let status = status.map(PayoutStatus::as_str);
-        let rows = read::list_payouts(pool, &caller.tenant, status)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
+        let page = read::list_payouts(pool, &caller.tenant, status, first, after.as_deref()).await;
         let totals = read::payout_totals(pool, &caller.tenant, status)
             .await
             .map_err(ApiError::from)
             .gql()?;
-        Ok(PayoutList {
-            nodes: rows.into_iter().map(Payout::from_row).collect(),
+        let totals = PayoutTotals {
             totals: totals
                 .into_iter()
                 .map(|t| PayoutTotal {
@@ -148,7 +147,19 @@ impl PayoutsQuery {
                     total_minor: t.total_minor,
                 })
                 .collect(),
-        })
+        };
+        let page = page
+            .map_err(ApiError::from)
+            .gql()?
+            .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
+            .gql()?;
+        let mut connection = Connection::with_additional_fields(after.is_some(), page.has_next_page, totals);
+        connection.edges.extend(
+            page.rows
+                .into_iter()
+                .map(|(cursor, row)| Edge::new(cursor, Payout::from_row(row))),
+        );
+        Ok(connection)
     }
 }
 

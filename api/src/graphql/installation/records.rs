@@ -335,18 +335,14 @@ impl RecordsQuery {
         from: Option<DateTime<Utc>>,
         #[graphql(desc = "Only installations scheduled before this time (RFC 3339); unscheduled ones are left out.")]
         to: Option<DateTime<Utc>>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "Page size: default 20, at least 1, at most 100."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(
             desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Installation>> {
         let caller = allowed(ctx, Permission::ReadInstallations, "read installations").gql()?;
+        let first = page_size(first, 100).gql()?;
         let filter = ReadFilter {
             status: status.map(|s| s.domain().as_str().to_string()),
             installation_type: installation_type.map(|t| t.domain().as_str().to_string()),
@@ -354,14 +350,7 @@ impl RecordsQuery {
             from,
             to,
         };
-        let page = read::list_installations(
-            pool(ctx).gql()?,
-            &caller.tenant,
-            &filter,
-            i64::from(first),
-            after.as_deref(),
-        )
-        .await;
+        let page = read::list_installations(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
         connection(after.is_some(), page, Installation::from_row)
     }
 

@@ -162,34 +162,24 @@ impl ServiceRequestsQuery {
         >,
         #[graphql(desc = "true: only requests whose SLA breach was recorded; false: only the others; null: both.")]
         breached: Option<bool>,
-        #[graphql(
-            default = 20,
-            validator(minimum = 1, maximum = 100),
-            desc = "Page size: 1 to 100 requests, default 20."
-        )]
-        first: i32,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ServiceRequest>> {
         let caller = allowed(ctx, Permission::ReadAfterSales, "read service requests").gql()?;
+        let first = page_size(first, 100).gql()?;
         let filter = ServiceFilter {
             status: status.map(|s| s.as_str().to_string()),
             priority: priority.map(|p| p.domain().as_str().to_string()),
             breached,
         };
-        let page = read::list_service_requests(
-            pool(ctx).gql()?,
-            &caller.tenant,
-            &filter,
-            i64::from(first),
-            after.as_deref(),
-        )
-        .await
-        .map_err(|e| match e {
-            ServiceQueryError::Cursor(e) => ApiError::bad_request("BAD_CURSOR", e.to_string()),
-            ServiceQueryError::Database(e) => ApiError::from(e),
-        })
-        .gql()?;
+        let page = read::list_service_requests(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref())
+            .await
+            .map_err(|e| match e {
+                ServiceQueryError::Cursor(e) => ApiError::bad_request("BAD_CURSOR", e.to_string()),
+                ServiceQueryError::Database(e) => ApiError::from(e),
+            })
+            .gql()?;
         let mut connection = Connection::new(after.is_some(), page.has_next_page);
         connection.edges.extend(
             page.rows

@@ -99,16 +99,18 @@ pub struct WarrantiesQuery;
 
 #[Object]
 impl WarrantiesQuery {
-    /// The caller's tenant's warranties, ending soonest first (at most 500). Readable by
+    /// The caller's tenant's warranties, ending soonest first, a page at a time. Readable by
     /// owners, admins, agents, technicians, finance and auditors; integrators get `FORBIDDEN`.
     async fn warranties(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Which warranties to list; null lists every warranty (up to 500).")] filter: Option<
-            WarrantyFilterInput,
-        >,
-    ) -> async_graphql::Result<Vec<Warranty>> {
+        #[graphql(desc = "Which warranties to list; null lists every warranty.")] filter: Option<WarrantyFilterInput>,
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Warranty>> {
         let caller = allowed(ctx, Permission::ReadAfterSales, "read warranties").gql()?;
+        let first = page_size(first, 100).gql()?;
         let filter = filter.unwrap_or_default();
         let filter = WarrantyFilter {
             installation_id: filter.installation_id,
@@ -117,9 +119,7 @@ impl WarrantiesQuery {
             status: filter.status.map(|s| s.as_str().to_string()),
             ends_before: filter.ends_before,
         };
-        let rows = read::list_warranties(pool(ctx).gql()?, &caller.tenant, &filter)
-            .await
-            .gql()?;
-        Ok(rows.into_iter().map(Warranty::from).collect())
+        let page = read::list_warranties(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
+        connection(after.is_some(), page, Warranty::from)
     }
 }
