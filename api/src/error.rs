@@ -21,8 +21,8 @@ pub enum ApiError {
     /// 400 with a code: malformed input, refused before anything is stored.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
-    /// From the write side: 422 for a domain refusal (its rule's code), 409 `CONFLICT`, 400
-    /// `INVALID_INPUT`, 500 `INTERNAL`.
+    /// From the write side: 422 for a domain refusal (its rule's code; 402 for
+    /// `INSUFFICIENT_BALANCE`), 409 `CONFLICT`, 400 `INVALID_INPUT`, 500 `INTERNAL`.
     #[error(transparent)]
     Command(#[from] CommandError),
     /// 503 `CONSISTENCY_TIMEOUT`: the read models a query reads did not reach the cursor it
@@ -64,6 +64,10 @@ impl ApiError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            // An insufficient balance is the one refusal HTTP has a status of its own for.
+            Self::Command(CommandError::Rejected(chronicle_commands::error::DomainError::Wallet(
+                chronicle_domain::wallet::WalletError::InsufficientBalance { .. },
+            ))) => StatusCode::PAYMENT_REQUIRED,
             Self::Command(CommandError::Rejected(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Command(CommandError::Conflict) => StatusCode::CONFLICT,
             Self::Command(CommandError::InvalidInput(_)) => StatusCode::BAD_REQUEST,
@@ -153,5 +157,30 @@ pub trait IntoGraphql<T> {
 impl<T, E: Into<ApiError>> IntoGraphql<T> for Result<T, E> {
     fn gql(self) -> async_graphql::Result<T> {
         self.map_err(|e| e.into().extend())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chronicle_commands::error::DomainError;
+    use chronicle_domain::wallet::WalletError;
+
+    #[test]
+    fn an_insufficient_balance_is_402_and_other_refusals_422() {
+        let short = ApiError::Command(CommandError::Rejected(DomainError::Wallet(
+            WalletError::InsufficientBalance {
+                required: 5,
+                available: 1,
+            },
+        )));
+        assert_eq!(short.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(short.code(), "INSUFFICIENT_BALANCE");
+        let response = short.into_response();
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        let other = ApiError::Command(CommandError::Rejected(DomainError::Wallet(
+            WalletError::NonPositiveAmount { amount: 0 },
+        )));
+        assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 }

@@ -434,6 +434,31 @@ pub async fn list(
     })?))
 }
 
+/// How many of one tenant's contacts [`list`] holds with `filter` (every page together).
+pub async fn count(pool: &PgPool, tenant: &TenantId, filter: &ContactFilter) -> Result<i64, sqlx::Error> {
+    let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let name_pattern = search.map(|s| format!("%{}%", like_escape(s)));
+    let digits: Option<String> = search
+        .map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>())
+        .filter(|d| !d.is_empty());
+    let phone_pattern = digits.map(|d| format!("%{d}%"));
+    let mut tx = begin_for_tenant(pool, tenant).await?;
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM contacts
+          WHERE tenant_id = $1
+            AND ($2::text IS NULL OR name ILIKE $2 OR ($3::text IS NOT NULL AND phone LIKE $3))
+            AND ($4::text IS NULL OR tags @> ARRAY[$4::text])",
+    )
+    .bind(tenant.as_str())
+    .bind(name_pattern)
+    .bind(phone_pattern)
+    .bind(filter.tag.as_deref())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 /// One contact of a tenant.
 pub async fn get(pool: &PgPool, tenant: &TenantId, contact_id: &str) -> Result<Option<ContactRow>, sqlx::Error> {
     let mut tx = begin_for_tenant(pool, tenant).await?;

@@ -485,3 +485,27 @@ pub async fn list(
         },
     )?))
 }
+
+/// How many of one tenant's conversations [`list`] holds with `filter` (every page together).
+pub async fn count(pool: &PgPool, tenant: &TenantId, filter: &ListFilter) -> Result<i64, sqlx::Error> {
+    let mut tx = crate::shared::begin_for_tenant(pool, tenant).await?;
+    let n = sqlx::query_scalar(
+        "SELECT count(*)
+           FROM conversations c
+           LEFT JOIN conversation_details d ON d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
+          WHERE c.tenant_id = $1
+            AND ($2::text IS NULL OR c.status = $2)
+            AND ($3::text IS NULL OR d.assignee = $3)
+            AND (NOT $4 OR d.assignee IS NULL)
+            AND ($5::text IS NULL OR $5 = ANY(d.tags))",
+    )
+    .bind(tenant.as_str())
+    .bind(filter.status.as_deref())
+    .bind(filter.assignee.as_deref())
+    .bind(filter.unassigned)
+    .bind(filter.tag.as_deref())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}

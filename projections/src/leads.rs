@@ -526,6 +526,34 @@ pub async fn list(
     )?))
 }
 
+/// How many of one tenant's leads [`list`] holds with `filter` (every page together).
+pub async fn count(pool: &PgPool, tenant: &TenantId, filter: &LeadFilter) -> Result<i64, sqlx::Error> {
+    let mut tx = begin_for_tenant(pool, tenant).await?;
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM leads
+          WHERE tenant_id = $1
+            AND ($2::text IS NULL OR stage = $2)
+            AND ($3::text IS NULL OR source = $3)
+            AND ($4::text IS NULL OR assignee = $4)
+            AND ($5::int IS NULL OR score >= $5)
+            AND ($6::int IS NULL OR score <= $6)
+            AND ($7::timestamptz IS NULL OR created_at >= $7)
+            AND ($8::timestamptz IS NULL OR created_at < $8)",
+    )
+    .bind(tenant.as_str())
+    .bind(&filter.stage)
+    .bind(&filter.source)
+    .bind(&filter.assignee)
+    .bind(filter.score_min)
+    .bind(filter.score_max)
+    .bind(filter.created_from)
+    .bind(filter.created_to)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 /// The figures of one stage in a period.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StageFigures {

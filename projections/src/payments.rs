@@ -256,6 +256,22 @@ pub async fn list(
     )?))
 }
 
+/// How many of one tenant's payments [`list`] holds with `filter` (every page together).
+pub async fn count(pool: &PgPool, tenant: &TenantId, filter: &PaymentFilter) -> Result<i64, sqlx::Error> {
+    let mut tx = begin_for_tenant(pool, tenant).await?;
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM payments
+          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR provider = $3)",
+    )
+    .bind(tenant.as_str())
+    .bind(filter.status.as_deref())
+    .bind(filter.provider.as_deref())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 /// One payment of a tenant.
 pub async fn get(pool: &PgPool, tenant: &TenantId, payment_id: &str) -> Result<Option<PaymentRow>, sqlx::Error> {
     let mut tx = begin_for_tenant(pool, tenant).await?;

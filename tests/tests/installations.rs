@@ -670,6 +670,14 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
     ready_to_commission(&app, &tenant, &isr, false).await;
     let reply = app.gql("acme", Role::Admin, COMMISSION, vars.clone()).await;
     assert_eq!(gql_code(&reply), "COMMISSIONING_INCOMPLETE", "{reply}");
+    let message = reply["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("commissioning incomplete: checklist items ")
+            && message.ends_with("no technician assigned")
+            && !message.contains('[')
+            && !message.contains('"'),
+        "{message}"
+    );
     let ext = &reply["errors"][0]["extensions"];
     assert_eq!(
         ext["missingChecklistItems"],

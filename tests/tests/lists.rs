@@ -259,43 +259,82 @@ async fn the_new_connections_page_through_every_row_once(pool: sqlx::PgPool) {
         let token = app.token(tenant, Role::Owner);
         let name = field.split('(').next().unwrap_or(field);
         let args = field.find('(').map_or("", |i| &field[i + 1..field.len() - 1]);
-        let sep = if args.is_empty() { "" } else { ", " };
-        let walk = |size: usize| {
-            let token = token.clone();
-            let app = &app;
-            async move {
-                let mut rows = Vec::new();
-                let mut after: Option<String> = None;
-                loop {
-                    let query = format!(
-                        "query($after: String) {{ {name}({args}{sep}first: {size}, after: $after) {{ edges {{ cursor node {{ {key} }} }} pageInfo {{ hasNextPage endCursor }} }} }}"
-                    );
-                    let (_, reply) = app.graphql(Some(&token), &query, json!({"after": after})).await;
-                    assert!(reply.get("errors").is_none(), "{query}: {reply}");
-                    let page = &reply["data"][name];
-                    let edges = page["edges"].as_array().cloned().unwrap_or_default();
-                    assert!(edges.len() <= size, "{name}: a page over its size");
-                    rows.extend(edges.into_iter().map(|e| e["node"].clone()));
-                    if page["pageInfo"]["hasNextPage"] != true {
-                        return rows;
-                    }
-                    after = page["pageInfo"]["endCursor"].as_str().map(str::to_string);
-                    assert!(rows.len() < 100_000, "{name}: paging does not end");
-                }
-            }
-        };
-        let whole = walk(100).await;
+        let whole = walk(&app, &token, name, args, key, 100).await;
         assert!(!whole.is_empty(), "{tenant} {name}: the demo has none");
         let distinct: BTreeSet<String> = whole.iter().map(Value::to_string).collect();
         assert_eq!(distinct.len(), whole.len(), "{tenant} {name}: a row twice");
         assert_eq!(
-            walk(3).await,
+            walk(&app, &token, name, args, key, 3).await,
             whole,
             "{tenant} {name}: pages of 3 differ from pages of 100"
         );
         // A cursor that this list did not give out is BAD_CURSOR.
+        let sep = if args.is_empty() { "" } else { ", " };
         let bad = format!("{{ {name}({args}{sep}first: 2, after: \"not-a-cursor\") {{ nodes {{ {key} }} }} }}");
         let (_, reply) = app.graphql(Some(&token), &bad, json!({})).await;
         assert_eq!(reply["errors"][0]["extensions"]["code"], "BAD_CURSOR", "{bad}: {reply}");
     }
+}
+
+/// Every node of a list (its `key` fields), read `size` at a time through `after`.
+async fn walk(app: &TestApp, token: &str, name: &str, args: &str, key: &str, size: usize) -> Vec<Value> {
+    let sep = if args.is_empty() { "" } else { ", " };
+    let mut rows = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = format!(
+            "query($after: String) {{ {name}({args}{sep}first: {size}, after: $after) {{ edges {{ cursor node {{ {key} }} }} pageInfo {{ hasNextPage endCursor }} }} }}"
+        );
+        let (_, reply) = app.graphql(Some(token), &query, json!({"after": after})).await;
+        assert!(reply.get("errors").is_none(), "{query}: {reply}");
+        let page = &reply["data"][name];
+        let edges = page["edges"].as_array().cloned().unwrap_or_default();
+        assert!(edges.len() <= size, "{name}: a page over its size");
+        rows.extend(edges.into_iter().map(|e| e["node"].clone()));
+        if page["pageInfo"]["hasNextPage"] != true {
+            return rows;
+        }
+        after = page["pageInfo"]["endCursor"].as_str().map(str::to_string);
+        assert!(rows.len() < 100_000, "{name}: paging does not end");
+    }
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn total_count_counts_every_page_with_the_same_filters(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    app.load_demo().await;
+    let lists = [
+        ("clothing-1", "conversations", ""),
+        ("clothing-1", "conversations", "filter: { status: OPEN }"),
+        ("solar-1", "leads", ""),
+        ("solar-1", "leads", "filter: { stage: QUALIFIED }"),
+        ("installer-1", "contacts", ""),
+        ("installer-1", "contacts", "tag: \"vip\""),
+        ("installer-1", "installations", ""),
+        ("installer-1", "installations", "status: COMMISSIONED"),
+        ("installer-1", "orders", ""),
+        ("installer-1", "serviceRequests", ""),
+        ("installer-1", "payments", ""),
+        ("installer-1", "unmatchedPayments", ""),
+    ];
+    let mut counted = 0;
+    for (tenant, name, args) in lists {
+        let token = app.token(tenant, Role::Owner);
+        let nodes = walk(&app, &token, name, args, "id", 7).await;
+        let parens = if args.is_empty() {
+            String::new()
+        } else {
+            format!("({args})")
+        };
+        let query = format!("{{ {name}{parens} {{ totalCount }} }}");
+        let (_, reply) = app.graphql(Some(&token), &query, json!({})).await;
+        assert!(reply.get("errors").is_none(), "{query}: {reply}");
+        assert_eq!(
+            reply["data"][name]["totalCount"].as_u64(),
+            Some(nodes.len() as u64),
+            "{tenant} {name}({args})"
+        );
+        counted += nodes.len();
+    }
+    assert!(counted > 0, "the demo has rows to count");
 }

@@ -202,6 +202,12 @@ async fn a_free_form_send_outside_the_window_is_refused_with_the_rules_code(pool
     )
     .await;
     assert_eq!(code(&reply), "OUTSIDE_SERVICE_WINDOW", "{reply}");
+    // A message for people: when the window closed, no Rust debug text.
+    let message = reply["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the 24-hour customer service window is closed (since ") && !message.contains("Some("),
+        "{message}"
+    );
     assert_eq!(events_of(&app, "OutboundMessageQueued").await, 0);
 }
 

@@ -17,7 +17,7 @@ use chronicle_projections::templates::{self as template_read, TemplateRow};
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{allowed, caller, commands, connection, metadata, page_size, pool, require};
+use super::{allowed, caller, commands, connection, counted_connection, metadata, page_size, pool, require, Counted};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -271,7 +271,7 @@ impl ContactsQuery {
         #[graphql(desc = "The `cursor` of the last edge of the previous page; absent: the first page.")] after: Option<
             String,
         >,
-    ) -> async_graphql::Result<Connection<String, Contact>> {
+    ) -> async_graphql::Result<Connection<String, Contact, Counted>> {
         let caller = reader(ctx).gql()?;
         let first = page_size(first, 100).gql()?;
         let tag = tag
@@ -280,8 +280,11 @@ impl ContactsQuery {
             .map_err(|e| ApiError::bad_request("INVALID_TAG", e.to_string()))
             .gql()?;
         let filter = ContactFilter { search, tag };
-        let page = read::list(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
-        connection(after.is_some(), page, Contact::from)
+        let pool = pool(ctx).gql()?;
+        let page = read::list(pool, &caller.tenant, &filter, first, after.as_deref()).await;
+        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+        let count = Counted::new(async move { read::count(&pool, &tenant, &filter).await });
+        counted_connection(after.is_some(), page, Contact::from, count)
     }
 
     /// One contact of the caller's tenant; null when there is none with this id (or it is not

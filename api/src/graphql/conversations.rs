@@ -6,7 +6,7 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_projections::conversations::{list, ConversationRow, ListFilter};
 use chrono::{DateTime, Utc};
 
-use super::{caller, connection, page_size, pool};
+use super::{caller, counted_connection, page_size, pool, Counted};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
 
@@ -152,7 +152,7 @@ impl ConversationsQuery {
         )]
         after: Option<String>,
         #[graphql(desc = "Which conversations to list; null lists all.")] filter: Option<ConversationFilter>,
-    ) -> async_graphql::Result<Connection<String, Conversation>> {
+    ) -> async_graphql::Result<Connection<String, Conversation, Counted>> {
         let caller = caller(ctx).gql()?;
         let first = page_size(first, 100).gql()?;
         if !caller.role.may(Permission::ReadInbox) {
@@ -169,7 +169,11 @@ impl ConversationsQuery {
             unassigned: filter.unassigned.unwrap_or(false),
             tag: filter.tag.map(|t| t.trim().to_lowercase()),
         };
-        let page = list(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
-        connection(after.is_some(), page, Conversation::from)
+        let pool = pool(ctx).gql()?;
+        let page = list(pool, &caller.tenant, &filter, first, after.as_deref()).await;
+        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+        let count =
+            Counted::new(async move { chronicle_projections::conversations::count(&pool, &tenant, &filter).await });
+        counted_connection(after.is_some(), page, Conversation::from, count)
     }
 }

@@ -21,7 +21,7 @@ use chronicle_projections::leads::{self as model, LeadFilter as ModelFilter, Lea
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{caller, connection, metadata, page_size, pool};
+use super::{caller, counted_connection, metadata, page_size, pool, Counted};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -452,7 +452,7 @@ impl LeadsQuery {
             desc = "The `cursor` of the last edge of the previous page (with the same filter and sort); absent: the first page."
         )]
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Lead>> {
+    ) -> async_graphql::Result<Connection<String, Lead, Counted>> {
         let caller = caller(ctx).gql()?;
         let first = page_size(first, 100).gql()?;
         may_read(caller).gql()?;
@@ -472,8 +472,9 @@ impl LeadsQuery {
             LeadSortField::Score => SortField::Score,
             LeadSortField::UpdatedAt => SortField::UpdatedAt,
         };
+        let pool = pool(ctx).gql()?;
         let page = model::list(
-            pool(ctx).gql()?,
+            pool,
             &caller.tenant,
             &model_filter,
             field,
@@ -482,7 +483,9 @@ impl LeadsQuery {
             after.as_deref(),
         )
         .await;
-        connection(after.is_some(), page, Lead::from)
+        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+        let count = Counted::new(async move { model::count(&pool, &tenant, &model_filter).await });
+        counted_connection(after.is_some(), page, Lead::from, count)
     }
 
     /// One lead of the caller's tenant; null when there is none with this id (or it is not

@@ -84,15 +84,15 @@ fn describe_connections(
         .override_output_type_description::<Connection<String, calls::Call>>("A page of calls: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, campaigns::CampaignNode>>("A page of campaigns: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, campaigns::CampaignRecipient>>("A page of a campaign's recipients: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, contacts::Contact>>("A page of contacts: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, conversations::Conversation>>("A page of conversations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, installation::Installation>>("A page of installations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, leads::Lead>>("A page of leads: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, contacts::Contact, Counted>>("A page of contacts: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, conversations::Conversation, Counted>>("A page of conversations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::Installation, Counted>>("A page of installations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, leads::Lead, Counted>>("A page of leads: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, wallets::LedgerLine>>("A page of wallet ledger lines: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, installation::Order>>("A page of orders: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::Order, Counted>>("A page of orders: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, payments::PaymentRequest>>("A page of payment requests: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, payments::Payment>>("A page of payments: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
-        .override_output_type_description::<Connection<String, installation::ServiceRequest>>("A page of service requests: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, payments::Payment, Counted>>("A page of payments: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::ServiceRequest, Counted>>("A page of service requests: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, inbox::ThreadMessage>>("A page of a conversation's messages: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, wallets::WalletAlert>>("A page of wallet alerts: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
 }
@@ -206,6 +206,54 @@ pub(crate) fn page_size(first: i32, max: i32) -> Result<i64, ApiError> {
     }
 }
 
+/// What a counted connection adds: `totalCount`, counted (one `count(*)` with the list's
+/// filters) only when a query selects it.
+pub struct Counted(
+    futures::future::Shared<futures::future::BoxFuture<'static, Result<i64, std::sync::Arc<sqlx::Error>>>>,
+);
+
+impl Counted {
+    /// The count a query runs if it selects `totalCount` (a future runs only when awaited).
+    pub(crate) fn new(count: impl std::future::Future<Output = Result<i64, sqlx::Error>> + Send + 'static) -> Self {
+        use futures::FutureExt;
+        Self(count.map(|r| r.map_err(std::sync::Arc::new)).boxed().shared())
+    }
+}
+
+#[async_graphql::Object]
+impl Counted {
+    /// How many records the list holds with the same filters, every page together.
+    async fn total_count(&self) -> async_graphql::Result<i64> {
+        use crate::error::IntoGraphql;
+        self.0
+            .clone()
+            .await
+            .map_err(|e| ApiError::Unexpected(e.to_string().into()))
+            .gql()
+    }
+}
+
+/// [`connection`] with `totalCount`.
+pub(crate) fn counted_connection<R, T, E>(
+    after: bool,
+    page: Result<Result<chronicle_projections::page::Page<R>, E>, sqlx::Error>,
+    node: impl FnMut(R) -> T,
+    count: Counted,
+) -> async_graphql::Result<async_graphql::connection::Connection<String, T, Counted>>
+where
+    T: async_graphql::OutputType,
+    E: std::fmt::Display,
+{
+    let plain = connection(after, page, node)?;
+    let mut counted = async_graphql::connection::Connection::with_additional_fields(
+        plain.has_previous_page,
+        plain.has_next_page,
+        count,
+    );
+    counted.edges = plain.edges;
+    Ok(counted)
+}
+
 pub(crate) fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {
     if allowed {
         Ok(())
@@ -297,19 +345,5 @@ mod tests {
             missing.len(),
             missing.join("\n")
         );
-    }
-}
-
-#[cfg(test)]
-mod sdl_dump {
-    #[test]
-    fn dump() {
-        let schema = super::describe_connections(async_graphql::Schema::build(
-            super::QueryRoot::default(),
-            super::MutationRoot::default(),
-            super::SubscriptionRoot::default(),
-        ))
-        .finish();
-        std::fs::write("/tmp/schema.graphql", schema.sdl()).ok();
     }
 }

@@ -20,7 +20,7 @@ use chronicle_projections::payments::{get, list, PaymentFilter as ReadFilter, Pa
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{allowed, commands, connection, metadata, page_size, pool};
+use super::{allowed, commands, connection, counted_connection, metadata, page_size, pool, Counted};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -393,9 +393,12 @@ async fn page(
     filter: ReadFilter,
     first: i64,
     after: Option<String>,
-) -> async_graphql::Result<Connection<String, Payment>> {
-    let page = list(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
-    connection(after.is_some(), page, Payment::from)
+) -> async_graphql::Result<Connection<String, Payment, Counted>> {
+    let pool = pool(ctx).gql()?;
+    let page = list(pool, &caller.tenant, &filter, first, after.as_deref()).await;
+    let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+    let count = Counted::new(async move { chronicle_projections::payments::count(&pool, &tenant, &filter).await });
+    counted_connection(after.is_some(), page, Payment::from, count)
 }
 
 #[derive(Default)]
@@ -414,7 +417,7 @@ impl PaymentsQuery {
             desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Payment>> {
+    ) -> async_graphql::Result<Connection<String, Payment, Counted>> {
         let caller = allowed(ctx, Permission::ReadPayments, "read payments").gql()?;
         let first = page_size(first, 100).gql()?;
         let filter = ReadFilter {
@@ -433,7 +436,7 @@ impl PaymentsQuery {
             desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Payment>> {
+    ) -> async_graphql::Result<Connection<String, Payment, Counted>> {
         let caller = allowed(ctx, Permission::ReadPayments, "read payments").gql()?;
         let first = page_size(first, 100).gql()?;
         let filter = ReadFilter {

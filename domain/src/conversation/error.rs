@@ -14,7 +14,7 @@ pub enum ConversationError {
     UnknownConversation,
     /// Free-form messages only inside the 24-hour customer service window; outside it, only a
     /// template.
-    #[error("the 24-hour customer service window is closed (closed at {closed_at:?}); send an approved template")]
+    #[error("the 24-hour customer service window is closed{}; send an approved template", closed_since(.closed_at))]
     OutsideServiceWindow {
         closed_at: Option<chrono::DateTime<chrono::Utc>>,
     },
@@ -58,4 +58,11 @@ impl ConversationError {
             Self::Blank { .. } => "BLANK_FIELD",
         }
     }
+}
+
+/// When the window closed, in words (empty when the contact never wrote).
+fn closed_since(closed_at: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+    closed_at
+        .map(|at| format!(" (since {})", at.format("%Y-%m-%d %H:%M UTC")))
+        .unwrap_or_default()
 }

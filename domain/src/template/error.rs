@@ -15,7 +15,7 @@ pub enum TemplateError {
     #[error("a template body is 1 to 1024 characters and not blank; got {chars} characters")]
     InvalidBody { chars: usize },
     /// Variables are numbered `{{1}}`, `{{2}}`… without gaps.
-    #[error("template variables are numbered {{{{1}}}}, {{{{2}}}}… without gaps; found {found:?}")]
+    #[error("template variables are numbered {{{{1}}}}, {{{{2}}}}… without gaps; found {}", .found.join(", "))]
     VariablesNotContiguous { found: Vec<String> },
     /// A template has at most 10 buttons.
     #[error("a template has at most 10 buttons; got {count}")]

@@ -201,6 +201,19 @@ pub async fn list_orders(
     })?))
 }
 
+/// How many of one tenant's orders [`list_orders`] holds (of one status, or all).
+pub async fn count_orders(pool: &PgPool, tenant: &TenantId, status: Option<&str>) -> Result<i64, sqlx::Error> {
+    let mut tx = begin_for_tenant(pool, tenant).await?;
+    let n =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)")
+            .bind(tenant.as_str())
+            .bind(status)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 /// One order of a tenant.
 pub async fn order(pool: &PgPool, tenant: &TenantId, order_id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
     let mut tx = begin_for_tenant(pool, tenant).await?;

@@ -466,6 +466,35 @@ pub async fn list_installations(
     })?))
 }
 
+/// How many of one tenant's installations [`list_installations`] holds with `filter` (every
+/// page together).
+pub async fn count_installations(
+    pool: &PgPool,
+    tenant: &TenantId,
+    filter: &InstallationFilter,
+) -> Result<i64, sqlx::Error> {
+    let mut tx = begin_for_tenant(pool, tenant).await?;
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM installations i
+          WHERE i.tenant_id = $1
+            AND ($2::text IS NULL OR i.status = $2)
+            AND ($3::text IS NULL OR i.installation_type = $3)
+            AND ($4::text IS NULL OR $4 = ANY (i.technicians))
+            AND ($5::timestamptz IS NULL OR i.scheduled_at >= $5)
+            AND ($6::timestamptz IS NULL OR i.scheduled_at < $6)",
+    )
+    .bind(tenant.as_str())
+    .bind(&filter.status)
+    .bind(&filter.installation_type)
+    .bind(&filter.technician)
+    .bind(filter.from)
+    .bind(filter.to)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 /// One installation of a tenant.
 pub async fn installation(
     pool: &PgPool,

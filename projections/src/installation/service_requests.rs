@@ -220,6 +220,31 @@ pub async fn list_service_requests(
     Ok(Page { rows, has_next_page })
 }
 
+/// How many of one tenant's service requests [`list_service_requests`] holds with `filter`
+/// (every page together).
+pub async fn count_service_requests(
+    pool: &PgPool,
+    tenant: &TenantId,
+    filter: &ServiceFilter,
+) -> Result<i64, sqlx::Error> {
+    let mut tx = begin_for_tenant(pool, tenant).await?;
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM service_requests
+          WHERE tenant_id = $1
+            AND ($2::text IS NULL OR status = $2)
+            AND ($3::text IS NULL OR priority = $3)
+            AND ($4::boolean IS NULL OR breached = $4)",
+    )
+    .bind(tenant.as_str())
+    .bind(&filter.status)
+    .bind(&filter.priority)
+    .bind(filter.breached)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

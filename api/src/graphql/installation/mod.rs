@@ -67,7 +67,7 @@ use chronicle_projections::installation::{
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::receipt::{receipt, Receipt, ServiceTicket};
-use super::{allowed, caller, commands, connection, metadata, page_size, pool, require};
+use super::{allowed, caller, commands, connection, counted_connection, metadata, page_size, pool, require, Counted};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;

@@ -181,18 +181,15 @@ impl OrdersQuery {
             desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Order>> {
+    ) -> async_graphql::Result<Connection<String, Order, Counted>> {
         let caller = allowed(ctx, Permission::ReadOrders, "read orders").gql()?;
         let first = page_size(first, 100).gql()?;
-        let page = read::list_orders(
-            pool(ctx).gql()?,
-            &caller.tenant,
-            status.map(OrderStatus::as_str),
-            first,
-            after.as_deref(),
-        )
-        .await;
-        connection(after.is_some(), page, Order::from_row)
+        let pool = pool(ctx).gql()?;
+        let status = status.map(OrderStatus::as_str);
+        let page = read::list_orders(pool, &caller.tenant, status, first, after.as_deref()).await;
+        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+        let count = Counted::new(async move { read::count_orders(&pool, &tenant, status).await });
+        counted_connection(after.is_some(), page, Order::from_row, count)
     }
 
     /// One order of the tenant; null when it has none with this id. Owner, admin, agent,

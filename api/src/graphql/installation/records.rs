@@ -340,7 +340,7 @@ impl RecordsQuery {
             desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
         )]
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Installation>> {
+    ) -> async_graphql::Result<Connection<String, Installation, Counted>> {
         let caller = allowed(ctx, Permission::ReadInstallations, "read installations").gql()?;
         let first = page_size(first, 100).gql()?;
         let filter = ReadFilter {
@@ -350,8 +350,11 @@ impl RecordsQuery {
             from,
             to,
         };
-        let page = read::list_installations(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref()).await;
-        connection(after.is_some(), page, Installation::from_row)
+        let pool = pool(ctx).gql()?;
+        let page = read::list_installations(pool, &caller.tenant, &filter, first, after.as_deref()).await;
+        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+        let count = Counted::new(async move { read::count_installations(&pool, &tenant, &filter).await });
+        counted_connection(after.is_some(), page, Installation::from_row, count)
     }
 
     /// One installation of the tenant, with checklist progress and timeline; null when it has

@@ -165,7 +165,7 @@ impl ServiceRequestsQuery {
         #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
         #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, ServiceRequest>> {
+    ) -> async_graphql::Result<Connection<String, ServiceRequest, Counted>> {
         let caller = allowed(ctx, Permission::ReadAfterSales, "read service requests").gql()?;
         let first = page_size(first, 100).gql()?;
         let filter = ServiceFilter {
@@ -173,14 +173,17 @@ impl ServiceRequestsQuery {
             priority: priority.map(|p| p.domain().as_str().to_string()),
             breached,
         };
-        let page = read::list_service_requests(pool(ctx).gql()?, &caller.tenant, &filter, first, after.as_deref())
+        let pool = pool(ctx).gql()?;
+        let page = read::list_service_requests(pool, &caller.tenant, &filter, first, after.as_deref())
             .await
             .map_err(|e| match e {
                 ServiceQueryError::Cursor(e) => ApiError::bad_request("BAD_CURSOR", e.to_string()),
                 ServiceQueryError::Database(e) => ApiError::from(e),
             })
             .gql()?;
-        let mut connection = Connection::new(after.is_some(), page.has_next_page);
+        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+        let count = Counted::new(async move { read::count_service_requests(&pool, &tenant, &filter).await });
+        let mut connection = Connection::with_additional_fields(after.is_some(), page.has_next_page, count);
         connection.edges.extend(
             page.rows
                 .into_iter()

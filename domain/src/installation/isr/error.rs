@@ -38,7 +38,7 @@ pub enum InstallationError {
     InvalidContentHash,
     /// Commissioning needs every required checklist item, photo and a technician; this lists
     /// exactly what is missing.
-    #[error("commissioning incomplete: checklist {missing_checklist_items:?}, photos {missing_photos:?}, no technician: {no_technician}")]
+    #[error("commissioning incomplete: {}", missing(.missing_checklist_items, .missing_photos, *.no_technician))]
     CommissioningIncomplete {
         missing_checklist_items: Vec<String>,
         missing_photos: Vec<String>,
@@ -67,4 +67,22 @@ impl InstallationError {
             Self::StatusMoveNotAllowed { .. } => "STATUS_MOVE_NOT_ALLOWED",
         }
     }
+}
+
+/// What commissioning still misses, in words: "checklist items a, b; photos x; no technician".
+fn missing(checklist: &[String], photos: &[String], no_technician: bool) -> String {
+    let mut parts = Vec::new();
+    if !checklist.is_empty() {
+        parts.push(format!("checklist items {}", checklist.join(", ")));
+    }
+    if !photos.is_empty() {
+        parts.push(format!("photos {}", photos.join(", ")));
+    }
+    if no_technician {
+        parts.push("no technician assigned".to_string());
+    }
+    if parts.is_empty() {
+        parts.push("nothing named".to_string());
+    }
+    parts.join("; ")
 }

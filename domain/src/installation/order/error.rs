@@ -13,7 +13,7 @@ pub enum OrderError {
     #[error("an order needs at least one line item")]
     EmptyOrder,
     /// Every item of an order is priced in one currency.
-    #[error("an order is in one currency; got {currencies:?}")]
+    #[error("an order is in one currency; got {}", .currencies.join(", "))]
     MixedCurrencies { currencies: Vec<String> },
     /// Currencies are ISO 4217 codes.
     #[error("{currency:?} is not an ISO 4217 currency code")]
