@@ -794,8 +794,8 @@ pub async fn reservations(
         "SELECT wallet_id, reservation, purpose, amount, captured, released, expires_at, state, reserved_at, closed_at
            FROM wallet_reservations
           WHERE tenant_id = $1 AND ($2 OR state = 'open')
-            AND ($3::timestamptz IS NULL OR (expires_at, reservation) > ($3, $4))
-          ORDER BY expires_at, reservation
+            AND ($3::timestamptz IS NULL OR (expires_at, wallet_id || chr(31) || reservation) > ($3, $4))
+          ORDER BY expires_at, wallet_id || chr(31) || reservation
           LIMIT $5",
     )
     .bind(tenant.as_str())
@@ -827,8 +827,9 @@ pub async fn reservations(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // A reservation is named by its wallet and reference (two wallets may reuse a reference).
     Ok(Ok(Page::from_rows(rows, first, |r| {
-        time_cursor(r.expires_at, &r.reservation)
+        time_cursor(r.expires_at, format!("{}\u{1f}{}", r.wallet_id, r.reservation))
     })))
 }
 

@@ -503,8 +503,9 @@ async fn oversized_graphql_bodies_are_refused_and_anonymous_ones_before_reading(
     // authenticated one is cut off at the limit, not buffered whole.
     let (status, _) = app.send(request(None, false)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = app.send(request(Some(app.token("acme", Role::Owner)), false)).await;
-    assert!(status.is_client_error(), "{status}");
+    let (status, reply) = app.send(request(Some(app.token("acme", Role::Owner)), false)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
+    assert_eq!(reply["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE", "{reply}");
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]

@@ -316,3 +316,69 @@ async fn the_legacy_graphql_ws_protocol_is_still_served(pool: sqlx::PgPool) {
         break;
     }
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_id_used_again_after_complete_gets_only_its_new_operations_messages(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", "15550001111").await;
+    // History for the events subscription to stream: one delivery of 30 messages.
+    let now = chrono::Utc::now().timestamp();
+    let messages = (0..30)
+        .map(|i| {
+            chronicle_tests::text_message(
+                "263771000001",
+                &chronicle_tests::wamid("263771000001", i),
+                now - 60 + i64::from(i),
+                "hello",
+            )
+        })
+        .collect();
+    app.post_delivery(&chronicle_tests::delivery(
+        "15550001111",
+        &[("263771000001", "Tendai")],
+        messages,
+        vec![],
+    ))
+    .await;
+    app.drain().await;
+    let address = app.serve().await;
+    for round in 0..5 {
+        let mut socket = initialised(&app, address).await;
+        // Start the history, stop it at once, and run a query under the same id.
+        send(
+            &mut socket,
+            json!({"id": "r", "type": "subscribe", "payload": {"query": EVENTS}}),
+        )
+        .await;
+        send(&mut socket, json!({"id": "r", "type": "complete"})).await;
+        send(
+            &mut socket,
+            json!({"id": "r", "type": "subscribe", "payload": {"query": "{ viewer { tenantId } }"}}),
+        )
+        .await;
+        // Events of the first run may arrive until the server reads its `complete`; once the
+        // second run has answered, the first run's leftovers must not follow, nor end it.
+        let mut answered = false;
+        loop {
+            let message = next(&mut socket).await;
+            assert_eq!(message["id"], "r", "round {round}: {message}");
+            match message["type"].as_str() {
+                Some("next") if message["payload"]["data"]["events"].is_object() => {
+                    assert!(
+                        !answered,
+                        "round {round}: the completed run's event came after the new run's answer: {message}"
+                    );
+                }
+                Some("next") => {
+                    assert_eq!(message["payload"]["data"]["viewer"]["tenantId"], "acme", "{message}");
+                    answered = true;
+                }
+                Some("complete") => {
+                    assert!(answered, "round {round}: the new run was completed before it answered");
+                    break;
+                }
+                _ => panic!("round {round}: {message}"),
+            }
+        }
+    }
+}

@@ -178,3 +178,72 @@ fn the_installation_area_has_the_same_files_in_every_layer() {
         assert!(domain.contains(&module.to_string()), "domain/src/installation/{module}");
     }
 }
+
+/// Every stable error code the source can raise: `bad_request("CODE", …)` anywhere, and the
+/// codes of every `fn code(&self)` (the domain's rules, the write side's, the callbacks').
+fn codes_in_source() -> std::collections::BTreeMap<String, String> {
+    fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for crate_dir in ["domain/src", "commands/src", "api/src"] {
+        walk(&root.join(crate_dir), &mut files);
+    }
+    let is_code = |s: &str| {
+        s.len() >= 3
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && s.starts_with(|c: char| c.is_ascii_uppercase())
+    };
+    let mut codes = std::collections::BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let name = file.display().to_string();
+        // bad_request("CODE" (possibly on the next line)
+        for (i, _) in text.match_indices("bad_request(") {
+            let rest = text[i + "bad_request(".len()..].trim_start();
+            if let Some(quoted) = rest.strip_prefix('"') {
+                let code = quoted.split('"').next().unwrap_or_default();
+                if is_code(code) {
+                    codes.insert(code.to_string(), name.clone());
+                }
+            }
+        }
+        // the bodies of `fn code(&self)`: every "CODE" in them
+        for (i, _) in text.match_indices("fn code(&self)") {
+            let body = &text[i..];
+            let end = body.find("\n    }\n").unwrap_or(body.len());
+            for quoted in body[..end].split('"').skip(1).step_by(2) {
+                if is_code(quoted) {
+                    codes.insert(quoted.to_string(), name.clone());
+                }
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn every_error_code_is_listed_in_the_readme() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap_or_default();
+    let codes = codes_in_source();
+    assert!(codes.len() > 150, "the codes were not found: {codes:?}");
+    let missing: Vec<String> = codes
+        .iter()
+        .filter(|(code, _)| !readme.contains(&format!("`{code}`")))
+        .map(|(code, file)| format!("{code} ({file})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes the README does not list:\n{}",
+        missing.join("\n")
+    );
+}

@@ -228,7 +228,7 @@ impl Counted {
         self.0
             .clone()
             .await
-            .map_err(|e| ApiError::Unexpected(e.to_string().into()))
+            .map_err(|e| ApiError::Unexpected(Box::new(e)))
             .gql()
     }
 }

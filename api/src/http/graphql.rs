@@ -71,10 +71,12 @@ impl Media {
     }
 }
 
-/// The media type to answer in, from the `Accept` header: the acceptable one of highest
-/// quality, `application/graphql-response+json` before `application/json` at equal quality,
-/// a wildcard (`*/*`, `application/*`) meaning `application/json`; `application/json` when there
-/// is no `Accept`; `None` when it accepts neither.
+/// The media type to answer in, from the `Accept` header (RFC 9110: each media type takes the
+/// quality of the most specific range that matches it). `application/graphql-response+json`
+/// must be named; `application/json` is also matched by `application/*` and `*/*`. The one of
+/// higher quality wins; at equal quality, the one named by the more specific range, then
+/// `application/graphql-response+json`. No `Accept`: `application/json`; neither acceptable
+/// (quality 0, or not matched): `None`.
 pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
     let ranges: Vec<&str> = headers
         .get_all(header::ACCEPT)
@@ -87,7 +89,9 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
     if ranges.is_empty() {
         return Some(Media::Json);
     }
-    let mut best: Option<(u16, u8, Media)> = None;
+    // Per media type: (specificity, quality) of the most specific matching range.
+    let mut graphql_response: Option<(u8, u16)> = None;
+    let mut json: Option<(u8, u16)> = None;
     for range in ranges {
         let mut parts = range.split(';');
         let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -95,20 +99,24 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
             .filter_map(|p| p.split_once('='))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
             .map_or(1000, |(_, v)| quality(v.trim()));
-        if quality == 0 {
-            continue;
-        }
-        let (media, specificity) = match essence.as_str() {
-            GRAPHQL_RESPONSE_JSON => (Media::GraphqlResponse, 3),
-            "application/json" => (Media::Json, 2),
-            "application/*" | "*/*" => (Media::Json, 1),
+        let (slot, specificity) = match essence.as_str() {
+            GRAPHQL_RESPONSE_JSON => (&mut graphql_response, 3),
+            "application/json" => (&mut json, 3),
+            "application/*" => (&mut json, 2),
+            "*/*" => (&mut json, 1),
             _ => continue,
         };
-        if best.is_none_or(|(q, s, _)| (quality, specificity) > (q, s)) {
-            best = Some((quality, specificity, media));
+        if slot.is_none_or(|(s, _)| specificity > s) {
+            *slot = Some((specificity, quality));
         }
     }
-    best.map(|(_, _, media)| media)
+    let candidates = [(graphql_response, Media::GraphqlResponse, 1), (json, Media::Json, 0)];
+    candidates
+        .into_iter()
+        .filter_map(|(found, media, preference)| found.map(|(s, q)| (q, s, preference, media)))
+        .filter(|(q, ..)| *q > 0)
+        .max_by_key(|(q, s, preference, _)| (*q, *s, *preference))
+        .map(|(.., media)| media)
 }
 
 /// A `q` parameter in thousandths (RFC 9110: at most three decimals, 0 to 1); unreadable: 1.
@@ -587,6 +595,15 @@ mod tests {
         assert_eq!(negotiate(&accept("text/html, */*;q=0.8")), Some(Media::Json));
         assert_eq!(negotiate(&accept("text/html")), None);
         assert_eq!(negotiate(&accept("application/json;q=0")), None);
+        // An explicit q=0 is not undone by a wildcard (the most specific range decides).
+        assert_eq!(negotiate(&accept("application/json;q=0, */*")), None);
+        assert_eq!(
+            negotiate(&accept(
+                "application/json;q=0, */*, application/graphql-response+json;q=0.5"
+            )),
+            Some(Media::GraphqlResponse)
+        );
+        assert_eq!(negotiate(&accept("application/*")), Some(Media::Json));
     }
 
     #[test]

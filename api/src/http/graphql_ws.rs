@@ -92,6 +92,7 @@ pub async fn upgrade(
         settings: state.websocket,
     };
     upgrade
+        .max_message_size(super::MAX_BODY_BYTES)
         .protocols([TRANSPORT_WS, LEGACY_WS])
         .on_upgrade(move |socket| async move {
             let protocol = socket.protocol().and_then(|p| p.to_str().ok()).map(str::to_string);
@@ -187,14 +188,30 @@ impl ClientMessage {
     }
 }
 
+/// One run of an operation: its id and a number no other run of the connection has, so what
+/// a completed run left in the channel is never taken for a later run with the same id.
+type Run = (String, u64);
+
 /// What an operation's task hands the connection to send.
 enum Out {
-    /// A `next` message of the operation `id`.
-    Next(String, String),
-    /// The `error` message that ends the operation `id`.
-    Error(String, String),
-    /// The operation `id` is done: `complete`.
-    Done(String),
+    /// A `next` message of the run.
+    Next(Run, String),
+    /// The `error` message that ends the run.
+    Error(Run, String),
+    /// The run is done: `complete`.
+    Done(Run),
+}
+
+/// How long one message may take to reach a client before the connection is dropped (a client
+/// that stopped reading must not hold the connection and its operations).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends one message; `false` when the client is gone or did not take it in time.
+async fn send<S>(sink: &mut S, message: Message) -> bool
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    matches!(tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await, Ok(Ok(())))
 }
 
 fn token_from_init(payload: &Value) -> Option<String> {
@@ -214,19 +231,19 @@ fn token_from_init_headers(headers: &Value) -> Option<String> {
     Some(bearer(header).unwrap_or(header).to_string())
 }
 
-impl Connection {
-    /// The caller a `connection_init` payload names (or the upgrade request's header did).
-    fn authenticate(&self, payload: &Value) -> Result<Caller, ApiError> {
-        match token_from_init(payload) {
-            Some(token) => verify(self.secret.expose(), &token),
-            None => self.header_caller.clone().ok_or_else(|| {
-                ApiError::Unauthenticated(
-                    "an access token is required in the connection_init payload (Authorization)".into(),
-                )
-            }),
-        }
+/// The caller a `connection_init` payload names (or the upgrade request's header did).
+fn authenticate(secret: &Secret, header_caller: Option<&Caller>, payload: &Value) -> Result<Caller, ApiError> {
+    match token_from_init(payload) {
+        Some(token) => verify(secret.expose(), &token),
+        None => header_caller.cloned().ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "an access token is required in the connection_init payload (Authorization)".into(),
+            )
+        }),
     }
+}
 
+impl Connection {
     /// Serves `graphql-transport-ws` until either side closes.
     async fn serve(self, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
@@ -237,7 +254,11 @@ impl Connection {
         tokio::pin!(init_deadline);
         let period = self.settings.keep_alive.max(Duration::from_millis(100));
         let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut running: HashMap<String, AbortHandle> = HashMap::new();
+        let mut running: HashMap<String, (u64, AbortHandle)> = HashMap::new();
+        let mut runs: u64 = 0;
+        // Whether the run is the one running under its id.
+        let current =
+            |running: &HashMap<String, (u64, AbortHandle)>, (id, n): &Run| running.get(id).is_some_and(|(m, _)| m == n);
         let text = |value: Value| Message::Text(value.to_string().into());
         let close: Option<(u16, String)> = loop {
             tokio::select! {
@@ -245,20 +266,24 @@ impl Connection {
                     break Some((4408, "Connection initialisation timeout".into()));
                 }
                 _ = keep_alive.tick() => {
-                    if sink.send(text(json!({"type": "ping"}))).await.is_err() {
+                    if !send(&mut sink, text(json!({"type": "ping"}))).await {
                         break None;
                     }
                 }
                 Some(out) = rx.recv() => {
                     let message = match out {
-                        Out::Next(id, message) => running.contains_key(&id).then_some(message),
-                        Out::Error(id, message) => running.remove(&id).map(|_| message),
-                        Out::Done(id) => running
-                            .remove(&id)
-                            .map(|_| json!({"id": id, "type": "complete"}).to_string()),
+                        Out::Next(run, message) => current(&running, &run).then_some(message),
+                        Out::Error(run, message) => current(&running, &run).then(|| {
+                            running.remove(&run.0);
+                            message
+                        }),
+                        Out::Done(run) => current(&running, &run).then(|| {
+                            running.remove(&run.0);
+                            json!({"id": run.0, "type": "complete"}).to_string()
+                        }),
                     };
                     if let Some(message) = message {
-                        if sink.send(Message::Text(message.into())).await.is_err() {
+                        if !send(&mut sink, Message::Text(message.into())).await {
                             break None;
                         }
                     }
@@ -282,11 +307,11 @@ impl Connection {
                                 break Some((4429, "Too many initialisation requests".into()));
                             }
                             initialised = true;
-                            match self.authenticate(&payload) {
+                            match authenticate(&self.secret, self.header_caller.as_ref(), &payload) {
                                 Ok(who) => caller = Some(who),
                                 Err(e) => break Some((4403, format!("Forbidden: {e}"))),
                             }
-                            if sink.send(text(json!({"type": "connection_ack"}))).await.is_err() {
+                            if !send(&mut sink, text(json!({"type": "connection_ack"}))).await {
                                 break None;
                             }
                         }
@@ -295,7 +320,7 @@ impl Connection {
                                 Some(payload) => json!({"type": "pong", "payload": payload}),
                                 None => json!({"type": "pong"}),
                             };
-                            if sink.send(text(pong)).await.is_err() {
+                            if !send(&mut sink, text(pong)).await {
                                 break None;
                             }
                         }
@@ -320,23 +345,24 @@ impl Connection {
                                     ),
                                 );
                                 let message = json!({"id": id, "type": "error", "payload": refused(error).errors});
-                                if sink.send(text(message)).await.is_err() {
+                                if !send(&mut sink, text(message)).await {
                                     break None;
                                 }
                                 continue;
                             }
+                            runs += 1;
                             let task = tokio::spawn(operation(
-                                id.clone(),
+                                (id.clone(), runs),
                                 params,
                                 caller.clone(),
                                 self.correlation.clone(),
                                 self.executor.clone(),
                                 tx.clone(),
                             ));
-                            running.insert(id, task.abort_handle());
+                            running.insert(id, (runs, task.abort_handle()));
                         }
                         ClientMessage::Complete { id } => {
-                            if let Some(task) = running.remove(&id) {
+                            if let Some((_, task)) = running.remove(&id) {
                                 task.abort();
                             }
                         }
@@ -344,16 +370,18 @@ impl Connection {
                 }
             }
         };
-        for task in running.values() {
+        for (_, task) in running.values() {
             task.abort();
         }
         if let Some((code, reason)) = close {
-            sink.send(Message::Close(Some(CloseFrame {
-                code,
-                reason: close_reason(&reason).into(),
-            })))
-            .await
-            .ok();
+            send(
+                &mut sink,
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: close_reason(&reason).into(),
+                })),
+            )
+            .await;
         }
     }
 
@@ -367,16 +395,8 @@ impl Connection {
         } = self;
         GraphQLWebSocket::new(socket, executor, protocol)
             .on_connection_init(move |payload| async move {
-                let caller = match token_from_init(&payload) {
-                    Some(token) => {
-                        verify(secret.expose(), &token).map_err(|e| async_graphql::Error::new(e.to_string()))?
-                    }
-                    None => header_caller.ok_or_else(|| {
-                        async_graphql::Error::new(
-                            "an access token is required in the connection_init payload (Authorization)",
-                        )
-                    })?,
-                };
+                let caller = authenticate(&secret, header_caller.as_ref(), &payload)
+                    .map_err(|e| async_graphql::Error::new(e.to_string()))?;
                 let mut data = Data::default();
                 data.insert(caller);
                 Ok(data)
@@ -388,20 +408,21 @@ impl Connection {
 
 /// Runs one operation, handing its messages to the connection.
 async fn operation(
-    id: String,
+    run: Run,
     params: Params,
     caller: Caller,
     correlation: CorrelationId,
     executor: Limited,
     tx: mpsc::Sender<Out>,
 ) {
+    let id = run.0.clone();
     let span = tracing::info_span!("graphql.ws", tenant.id = %caller.tenant, user.id = %caller.user_id, correlation.id = %correlation.0, operation.id = %id);
     async move {
         let mut request = match params.into_request() {
             Ok(request) => request.data(caller).data(correlation),
             Err(e) => {
                 let message = json!({"id": id, "type": "error", "payload": refused(e).errors});
-                tx.send(Out::Error(id, message.to_string())).await.ok();
+                tx.send(Out::Error(run, message.to_string())).await.ok();
                 return;
             }
         };
@@ -412,16 +433,16 @@ async fn operation(
             if first && is_request_error(&response) {
                 code_request_errors(&mut response, parsed);
                 let message = json!({"id": id, "type": "error", "payload": response.errors});
-                tx.send(Out::Error(id, message.to_string())).await.ok();
+                tx.send(Out::Error(run, message.to_string())).await.ok();
                 return;
             }
             first = false;
             let message = json!({"id": id, "type": "next", "payload": response});
-            if tx.send(Out::Next(id.clone(), message.to_string())).await.is_err() {
+            if tx.send(Out::Next(run.clone(), message.to_string())).await.is_err() {
                 return;
             }
         }
-        tx.send(Out::Done(id)).await.ok();
+        tx.send(Out::Done(run)).await.ok();
     }
     .instrument(span)
     .await;

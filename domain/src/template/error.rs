@@ -125,7 +125,7 @@ mod tests {
                 found: vec!["2".into()]
             }
             .to_string(),
-            "template variables are numbered {{1}}, {{2}}… without gaps; found [\"2\"]"
+            "template variables are numbered {{1}}, {{2}}… without gaps; found 2"
         );
     }
 }
