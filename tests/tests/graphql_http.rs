@@ -808,6 +808,13 @@ async fn a_browser_asking_for_a_page_gets_graphiql_and_a_client_gets_json(pool: 
     let page = send(&http, &url, None, &request(Method::GET, Some(browser), None)).await;
     assert_eq!(page.status, 200);
     assert!(page.content_type().starts_with("text/html"), "{}", page.content_type());
+    // A plain GET (curl, a link) without a query gets the page too.
+    let plain = send(&http, &url, None, &request(Method::GET, None, None)).await;
+    assert!(
+        plain.content_type().starts_with("text/html"),
+        "{}",
+        plain.content_type()
+    );
     // With a query the same Accept gets the result (application/json through */*).
     let mut get = request(Method::GET, Some(browser), None);
     get.params = vec![("query", "{ viewer { tenantId } }".into())];

@@ -95,6 +95,15 @@ fn describe_connections(
         .override_output_type_description::<Connection<String, installation::ServiceRequest, Counted>>("A page of service requests: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, inbox::ThreadMessage>>("A page of a conversation's messages: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, wallets::WalletAlert>>("A page of wallet alerts: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, wallets::FeatureUsage>>("A page of usage rows (one per day and feature): `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::MaintenanceContract>>("A page of maintenance contracts: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, payments::RefusedPaymentCallback>>("A page of refused payment callbacks: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, contacts::Template>>("A page of templates: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, wallets::TokenReservation>>("A page of token reservations: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, wallets::WalletBalance>>("A page of wallets: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::WarrantyClaim>>("A page of warranty claims: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::Warranty>>("A page of warranties: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, installation::Payout, installation::PayoutTotals>>("A page of payouts: `edges` (each with its `cursor`), `nodes`, `pageInfo` to ask for the next page with `after: pageInfo.endCursor`, and `totals` over every payout the filter keeps.")
 }
 
 /// Builds the schema; the pool, wake-ups, the command dispatcher and the contacts' key store

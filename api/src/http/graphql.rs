@@ -1,5 +1,6 @@
 //! GraphQL over HTTP, by the GraphQL Foundation's GraphQL-over-HTTP specification (draft), on
-//! `/graphql`; GraphiQL on `GET /graphql` when a browser asks for a page; subscriptions over
+//! `/graphql`; GraphiQL on `GET /graphql` without a query (unless `Accept` names a GraphQL
+//! response type); subscriptions over
 //! WebSocket on `/graphql/ws` ([`super::graphql_ws`]).
 //!
 //! - **Requests**: `POST` with a JSON body (`Content-Type: application/json`, UTF-8) of
@@ -432,12 +433,17 @@ async fn get_graphql(
     let has_query = raw
         .as_deref()
         .is_some_and(|q| q.split('&').any(|p| p == "query" || p.starts_with("query=")));
-    let wants_page = headers
+    // Without a query, the page, unless the client names a GraphQL response type (a GraphQL
+    // client that forgot its query gets a request error it can read).
+    let names_json = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/html"));
-    if !has_query && wants_page {
+        .any(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains(GRAPHQL_RESPONSE_JSON) || v.contains("application/json")
+        });
+    if !has_query && !names_json {
         return super::graphiql::page(state, headers).await;
     }
     let State(state) = state;
