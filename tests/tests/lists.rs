@@ -221,25 +221,38 @@ async fn the_new_connections_page_through_every_row_once(pool: sqlx::PgPool) {
         let (_, reply) = app.graphql(Some(&finance), &start, json!({})).await;
         assert!(reply.get("errors").is_none(), "{reply}");
     }
+    // Claims under warranties of our own, running from yesterday (the demo's are dated).
     let agent = app.token("installer-1", Role::Agent);
-    let (_, warranties) = app
-        .graphql(Some(&agent), "{ warranties(first: 5) { nodes { id } } }", json!({}))
-        .await;
-    for (i, warranty) in warranties["data"]["warranties"]["nodes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    let tenant = chronicle_domain::tenant::TenantId::parse("installer-1").unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..5 {
+        let serial = format!("SN-LIST-{i}");
+        let id = chronicle_domain::installation::warranty_local_id("isr_list", &serial);
+        let starts_at = chrono::Utc::now() - chrono::Duration::days(1);
+        app.state
+            .commands
+            .warranty(
+                &id,
+                chronicle_domain::installation::WarrantyCommand::Register(
+                    chronicle_domain::installation::RegisterWarranty {
+                        installation_id: "isr_list".into(),
+                        serial,
+                        kind: "inverter".into(),
+                        customer_id: "ct_customer_1".into(),
+                        warranty_months: 12,
+                        starts_at,
+                        by: "commissioning".into(),
+                        at: starts_at,
+                    },
+                ),
+                &chronicle_tests::user_metadata(tenant.as_str(), "ops-1", "admin"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("registering: {e}"));
+        app.project().await;
         let file = "mutation($w: String!, $c: String) {
             fileWarrantyClaim(input: { warrantyId: $w, description: \"It stopped\", claimId: $c }) { id } }";
         let (_, reply) = app
-            .graphql(
-                Some(&agent),
-                file,
-                json!({"w": warranty["id"], "c": format!("claim_{i}")}),
-            )
+            .graphql(Some(&agent), file, json!({"w": id, "c": format!("claim_{i}")}))
             .await;
         assert!(reply.get("errors").is_none(), "{reply}");
     }
