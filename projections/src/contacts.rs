@@ -386,6 +386,23 @@ fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
+/// The conditions of a [`ContactFilter`] ($1 the tenant, $2 and $3 the [`search_patterns`], $4
+/// the tag), shared by [`list`] and [`count`].
+const FILTERS: &str = "tenant_id = $1
+            AND ($2::text IS NULL OR name ILIKE $2 OR ($3::text IS NOT NULL AND phone LIKE $3))
+            AND ($4::text IS NULL OR tags @> ARRAY[$4::text])";
+
+/// The LIKE patterns of a search: the name (case-insensitive substring) and the digits of a
+/// phone number, each `None` when the search has none.
+fn search_patterns(filter: &ContactFilter) -> (Option<String>, Option<String>) {
+    let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let name_pattern = search.map(|s| format!("%{}%", like_escape(s)));
+    let digits: Option<String> = search
+        .map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>())
+        .filter(|d| !d.is_empty());
+    (name_pattern, digits.map(|d| format!("%{d}%")))
+}
+
 /// Lists one tenant's contacts, newest first, optionally searched and by tag, after a cursor.
 /// Erased contacts are listed with their personal fields empty.
 pub async fn list(
@@ -401,19 +418,12 @@ pub async fn list(
     };
     let (after_micros, after_id) = after.unwrap_or((i64::MAX, String::new()));
     let first = first.clamp(1, 100);
-    let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let name_pattern = search.map(|s| format!("%{}%", like_escape(s)));
-    let digits: Option<String> = search
-        .map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>())
-        .filter(|d| !d.is_empty());
-    let phone_pattern = digits.map(|d| format!("%{d}%"));
+    let (name_pattern, phone_pattern) = search_patterns(filter);
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS}
            FROM contacts
-          WHERE tenant_id = $1
-            AND ($2::text IS NULL OR name ILIKE $2 OR ($3::text IS NOT NULL AND phone LIKE $3))
-            AND ($4::text IS NULL OR tags @> ARRAY[$4::text])
+          WHERE {FILTERS}
             AND ((extract(epoch FROM created_at) * 1000000)::bigint, contact_id)
                 < ($5::bigint, CASE WHEN $6 = '' THEN chr(1114111) ELSE $6 END)
           ORDER BY created_at DESC, contact_id DESC
@@ -436,25 +446,15 @@ pub async fn list(
 
 /// How many of one tenant's contacts [`list`] holds with `filter` (every page together).
 pub async fn count(pool: &PgPool, tenant: &TenantId, filter: &ContactFilter) -> Result<i64, sqlx::Error> {
-    let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let name_pattern = search.map(|s| format!("%{}%", like_escape(s)));
-    let digits: Option<String> = search
-        .map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>())
-        .filter(|d| !d.is_empty());
-    let phone_pattern = digits.map(|d| format!("%{d}%"));
+    let (name_pattern, phone_pattern) = search_patterns(filter);
     let mut tx = begin_for_tenant(pool, tenant).await?;
-    let n = sqlx::query_scalar(
-        "SELECT count(*) FROM contacts
-          WHERE tenant_id = $1
-            AND ($2::text IS NULL OR name ILIKE $2 OR ($3::text IS NOT NULL AND phone LIKE $3))
-            AND ($4::text IS NULL OR tags @> ARRAY[$4::text])",
-    )
-    .bind(tenant.as_str())
-    .bind(name_pattern)
-    .bind(phone_pattern)
-    .bind(filter.tag.as_deref())
-    .fetch_one(&mut *tx)
-    .await?;
+    let n = sqlx::query_scalar(&format!("SELECT count(*) FROM contacts WHERE {FILTERS}"))
+        .bind(tenant.as_str())
+        .bind(name_pattern)
+        .bind(phone_pattern)
+        .bind(filter.tag.as_deref())
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(n)
 }

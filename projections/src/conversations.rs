@@ -378,6 +378,17 @@ pub struct ListFilter {
     pub tag: Option<String>,
 }
 
+/// The conversations of a [`ListFilter`], joined to their details: `FROM` and `WHERE` with $1
+/// the tenant and $2 to $5 the filter's status, assignee, unassigned and tag; shared by
+/// [`list`] (when it filters on the details) and [`count`].
+const FILTERED: &str = "conversations c
+               LEFT JOIN conversation_details d ON d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
+              WHERE c.tenant_id = $1
+                AND ($2::text IS NULL OR c.status = $2)
+                AND ($3::text IS NULL OR d.assignee = $3)
+                AND (NOT $4 OR d.assignee IS NULL)
+                AND ($5::text IS NULL OR $5 = ANY(d.tags))";
+
 /// Lists one tenant's conversations, newest message first, filtered, after a page cursor.
 /// The tenant is always a bound parameter: no row of another tenant can match.
 pub async fn list(
@@ -398,30 +409,24 @@ pub async fn list(
     let by_details = filter.assignee.is_some() || filter.unassigned || filter.tag.is_some();
     let rows = if by_details {
         // Filters on the details row: join first, then page.
-        sqlx::query(
+        sqlx::query(&format!(
             "SELECT c.conversation_id, c.contact_id, c.contact_phone, c.contact_name, c.status, c.last_message_ref,
                     c.last_message_kind, c.last_message_text, c.last_message_at, c.unread_count, c.message_count,
-                    c.window_expires_at, c.created_at, c.updated_at, d.assignee, coalesce(d.tags, '{}') AS tags
-               FROM conversations c
-               LEFT JOIN conversation_details d ON d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
-              WHERE c.tenant_id = $1
-                AND ($2::text IS NULL OR c.status = $2)
-                AND ($6::text IS NULL OR d.assignee = $6)
-                AND (NOT $7 OR d.assignee IS NULL)
-                AND ($8::text IS NULL OR $8 = ANY(d.tags))
+                    c.window_expires_at, c.created_at, c.updated_at, d.assignee, coalesce(d.tags, '{{}}') AS tags
+               FROM {FILTERED}
                 AND (coalesce((extract(epoch FROM c.last_message_at) * 1000000)::bigint, -9223372036854775808), c.conversation_id)
-                    < ($3::bigint, CASE WHEN $4 = '' THEN chr(1114111) ELSE $4 END)
+                    < ($6::bigint, CASE WHEN $7 = '' THEN chr(1114111) ELSE $7 END)
               ORDER BY c.last_message_at DESC NULLS LAST, c.conversation_id DESC
-              LIMIT $5",
-        )
+              LIMIT $8"
+        ))
         .bind(tenant.as_str())
         .bind(filter.status.as_deref())
-        .bind(after_micros)
-        .bind(&after_id)
-        .bind(first + 1)
         .bind(filter.assignee.as_deref())
         .bind(filter.unassigned)
         .bind(filter.tag.as_deref())
+        .bind(after_micros)
+        .bind(&after_id)
+        .bind(first + 1)
         .fetch_all(&mut *tx)
         .await?
     } else {
@@ -489,23 +494,14 @@ pub async fn list(
 /// How many of one tenant's conversations [`list`] holds with `filter` (every page together).
 pub async fn count(pool: &PgPool, tenant: &TenantId, filter: &ListFilter) -> Result<i64, sqlx::Error> {
     let mut tx = crate::shared::begin_for_tenant(pool, tenant).await?;
-    let n = sqlx::query_scalar(
-        "SELECT count(*)
-           FROM conversations c
-           LEFT JOIN conversation_details d ON d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
-          WHERE c.tenant_id = $1
-            AND ($2::text IS NULL OR c.status = $2)
-            AND ($3::text IS NULL OR d.assignee = $3)
-            AND (NOT $4 OR d.assignee IS NULL)
-            AND ($5::text IS NULL OR $5 = ANY(d.tags))",
-    )
-    .bind(tenant.as_str())
-    .bind(filter.status.as_deref())
-    .bind(filter.assignee.as_deref())
-    .bind(filter.unassigned)
-    .bind(filter.tag.as_deref())
-    .fetch_one(&mut *tx)
-    .await?;
+    let n = sqlx::query_scalar(&format!("SELECT count(*) FROM {FILTERED}"))
+        .bind(tenant.as_str())
+        .bind(filter.status.as_deref())
+        .bind(filter.assignee.as_deref())
+        .bind(filter.unassigned)
+        .bind(filter.tag.as_deref())
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(n)
 }

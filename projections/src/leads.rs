@@ -467,6 +467,17 @@ impl SortField {
     }
 }
 
+/// The conditions of a [`LeadFilter`] ($1 the tenant, $2 to $8 the filter's fields in order),
+/// shared by [`list`] and [`count`].
+const FILTERS: &str = "tenant_id = $1
+            AND ($2::text IS NULL OR stage = $2)
+            AND ($3::text IS NULL OR source = $3)
+            AND ($4::text IS NULL OR assignee = $4)
+            AND ($5::int IS NULL OR score >= $5)
+            AND ($6::int IS NULL OR score <= $6)
+            AND ($7::timestamptz IS NULL OR created_at >= $7)
+            AND ($8::timestamptz IS NULL OR created_at < $8)";
+
 /// Lists one tenant's leads, filtered and sorted, after a page cursor. The tenant is always a
 /// bound parameter, behind row-level security.
 pub async fn list(
@@ -487,14 +498,7 @@ pub async fn list(
     let (cmp, order) = if descending { ("<", "DESC") } else { (">", "ASC") };
     let sql = format!(
         "SELECT {COLUMNS}, {key} AS sort_key FROM leads
-          WHERE tenant_id = $1
-            AND ($2::text IS NULL OR stage = $2)
-            AND ($3::text IS NULL OR source = $3)
-            AND ($4::text IS NULL OR assignee = $4)
-            AND ($5::int IS NULL OR score >= $5)
-            AND ($6::int IS NULL OR score <= $6)
-            AND ($7::timestamptz IS NULL OR created_at >= $7)
-            AND ($8::timestamptz IS NULL OR created_at < $8)
+          WHERE {FILTERS}
             AND ($9::bigint IS NULL OR ({key}, lead_id) {cmp} ($9, $10::text))
           ORDER BY {key} {order}, lead_id {order}
           LIMIT $11"
@@ -529,27 +533,17 @@ pub async fn list(
 /// How many of one tenant's leads [`list`] holds with `filter` (every page together).
 pub async fn count(pool: &PgPool, tenant: &TenantId, filter: &LeadFilter) -> Result<i64, sqlx::Error> {
     let mut tx = begin_for_tenant(pool, tenant).await?;
-    let n = sqlx::query_scalar(
-        "SELECT count(*) FROM leads
-          WHERE tenant_id = $1
-            AND ($2::text IS NULL OR stage = $2)
-            AND ($3::text IS NULL OR source = $3)
-            AND ($4::text IS NULL OR assignee = $4)
-            AND ($5::int IS NULL OR score >= $5)
-            AND ($6::int IS NULL OR score <= $6)
-            AND ($7::timestamptz IS NULL OR created_at >= $7)
-            AND ($8::timestamptz IS NULL OR created_at < $8)",
-    )
-    .bind(tenant.as_str())
-    .bind(&filter.stage)
-    .bind(&filter.source)
-    .bind(&filter.assignee)
-    .bind(filter.score_min)
-    .bind(filter.score_max)
-    .bind(filter.created_from)
-    .bind(filter.created_to)
-    .fetch_one(&mut *tx)
-    .await?;
+    let n = sqlx::query_scalar(&format!("SELECT count(*) FROM leads WHERE {FILTERS}"))
+        .bind(tenant.as_str())
+        .bind(&filter.stage)
+        .bind(&filter.source)
+        .bind(&filter.assignee)
+        .bind(filter.score_min)
+        .bind(filter.score_max)
+        .bind(filter.created_from)
+        .bind(filter.created_to)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(n)
 }

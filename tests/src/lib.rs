@@ -404,3 +404,15 @@ pub fn delivery(number: &str, contacts: &[(&str, &str)], messages: Vec<Value>, s
         "metadata": {"display_phone_number": "15550001111", "phone_number_id": number},
         "contacts": contacts, "messages": messages, "statuses": statuses}}]}]})
 }
+
+/// The rows of a read model's page (its cursors dropped), panicking on a failed read.
+pub fn page_rows<T, E: std::fmt::Display>(
+    page: Result<Result<chronicle_projections::page::Page<T>, E>, sqlx::Error>,
+) -> Vec<T> {
+    page.unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rows
+        .into_iter()
+        .map(|(_, row)| row)
+        .collect()
+}

@@ -186,14 +186,7 @@ async fn a_metered_send_is_paid_before_it_is_queued_and_charged_once_per_key(poo
     assert_eq!(graph.count(), 1);
     assert_eq!(app.count_events("TokensDebited").await, 1);
     app.project().await;
-    let usage = read::usage(&app.state.pool, &tenant("acme"), None, None, 500, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .rows
-        .into_iter()
-        .map(|(_, row)| row)
-        .collect::<Vec<_>>();
+    let usage = chronicle_tests::page_rows(read::usage(&app.state.pool, &tenant("acme"), None, None, 500, None).await);
     assert_eq!(usage.len(), 1);
     assert_eq!(
         (usage[0].feature.as_str(), usage[0].net, usage[0].operations),

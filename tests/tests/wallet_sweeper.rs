@@ -100,14 +100,7 @@ async fn an_expired_reservation_is_released_by_the_sweeper_and_not_before_its_ex
     assert_eq!((after.balance, after.reserved, after.available), (5_000, 0, 5_000));
 
     app.project().await;
-    let all = read::reservations(&app.state.pool, &t, true, 100, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .rows
-        .into_iter()
-        .map(|(_, row)| row)
-        .collect::<Vec<_>>();
+    let all = chronicle_tests::page_rows(read::reservations(&app.state.pool, &t, true, 100, None).await);
     assert_eq!(
         (
             all[0].state.as_str(),

@@ -239,14 +239,7 @@ async fn reservations_capture_release_and_refuse_by_the_rules(pool: PgPool) {
     // The read models: the reservation closed with captured + released = reserved; the
     // capture's and refund's ledger lines name the reservation's purpose and the refund's why.
     app.project().await;
-    let all = read::reservations(&app.state.pool, &tenant("acme"), true, 100, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .rows
-        .into_iter()
-        .map(|(_, row)| row)
-        .collect::<Vec<_>>();
+    let all = chronicle_tests::page_rows(read::reservations(&app.state.pool, &tenant("acme"), true, 100, None).await);
     assert_eq!(all.len(), 1);
     assert_eq!(
         (
@@ -257,15 +250,10 @@ async fn reservations_capture_release_and_refuse_by_the_rules(pool: PgPool) {
         ),
         ("released", 2_500, 3_500, 0)
     );
-    assert!(read::reservations(&app.state.pool, &tenant("acme"), false, 100, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .rows
-        .into_iter()
-        .map(|(_, row)| row)
-        .collect::<Vec<_>>()
-        .is_empty());
+    assert!(
+        chronicle_tests::page_rows(read::reservations(&app.state.pool, &tenant("acme"), false, 100, None).await)
+            .is_empty()
+    );
     let page = read::ledger(&app.state.pool, &tenant("acme"), &LedgerFilter::default(), 100, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -282,14 +270,7 @@ async fn reservations_capture_release_and_refuse_by_the_rules(pool: PgPool) {
         .unwrap_or_else(|| panic!("no refund"));
     assert_eq!(refund.feature.as_deref(), Some("broadcast_recipient"));
     assert!(refund.reason.starts_with("recipient_failed"), "{}", refund.reason);
-    let usage = read::usage(&app.state.pool, &tenant("acme"), None, None, 500, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .rows
-        .into_iter()
-        .map(|(_, row)| row)
-        .collect::<Vec<_>>();
+    let usage = chronicle_tests::page_rows(read::usage(&app.state.pool, &tenant("acme"), None, None, 500, None).await);
     assert_eq!(usage.len(), 1);
     assert_eq!(
         (
@@ -786,14 +767,7 @@ async fn an_expired_reservation_is_released_by_the_sweep_and_shown_closed(pool: 
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(app.count_events("ReservationExpired").await, 1);
     app.project().await;
-    let all = read::reservations(&app.state.pool, &tenant("acme"), true, 100, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .rows
-        .into_iter()
-        .map(|(_, row)| row)
-        .collect::<Vec<_>>();
+    let all = chronicle_tests::page_rows(read::reservations(&app.state.pool, &tenant("acme"), true, 100, None).await);
     assert_eq!(
         (all[0].state.as_str(), all[0].released, all[0].remaining),
         ("expired", 2_000, 0)
