@@ -1,6 +1,6 @@
 //! The token wallets' read models, written only by [`WalletsProjector`] from `Wallet` events:
 //!
-//! - `wallet_balances`: balance, reserved and available per wallet ([`balances`]);
+//! - `wallet_balances`: balance, reserved and available per wallet ([`balance`], [`list_balances`]);
 //! - `wallet_ledger`: one row per wallet event (operation) with its postings, the running
 //!   balances after it, the feature it paid for and a reason in words ([`ledger`], filtered by
 //!   wallet, kind and period, paginated by log position); usage per feature per day is a query
