@@ -385,6 +385,19 @@ impl Commands {
             .await
     }
 
+    /// The current state of the template `<tenant>:<local_id>` (a send is checked against its
+    /// variables before anything is charged).
+    pub async fn load_template(&self, tenant: &TenantId, local_id: &str) -> Result<Template, CommandError> {
+        let stream = tenant.stream_id(local_id);
+        let store =
+            PersistedEventStore::<_, Template>::new_event_store(PostgresEventRepository::new(self.pool.clone()));
+        let mut context = store
+            .load_aggregate(&stream)
+            .await
+            .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+        Ok(std::mem::take(context.aggregate()))
+    }
+
     /// The current state of the warranty `<tenant>:<local_id>` (a claim is checked against its
     /// terms).
     pub async fn load_warranty(&self, tenant: &TenantId, local_id: &str) -> Result<Warranty, CommandError> {

@@ -168,6 +168,14 @@ impl Metering {
         updated_by: &str,
     ) -> Result<(), CommandError> {
         let feature = valid_feature(feature)?;
+        // Only what Chronicle meters can be priced: a price for anything else would be stored
+        // and never charged.
+        if !features::ALL.contains(&feature) {
+            return Err(CommandError::InvalidInput(format!(
+                "{feature:?} is not a metered feature (one of {})",
+                features::ALL.join(", ")
+            )));
+        }
         match unit_price {
             Some(price) if price < 0 => Err(CommandError::InvalidInput(format!(
                 "a unit price is 0 or more milli-tokens; got {price}"

@@ -441,6 +441,13 @@ async fn a_bad_rule_is_refused_by_name_and_only_owners_and_admins_set_it(pool: P
         code(&set_rule(&app, Role::Owner, json!(["BUSY"]), 0).await),
         "INVALID_DELAY"
     );
+    // Issue 17: −5 was refused as "a follow-up delay of 0 minutes".
+    let negative = set_rule(&app, Role::Owner, json!(["BUSY"]), -5).await;
+    assert_eq!(code(&negative), "INVALID_DELAY");
+    assert_eq!(
+        negative["errors"][0]["message"],
+        "a follow-up delay of -5 minutes is outside 1 to 10080 (7 days)"
+    );
     assert_eq!(code(&set_rule(&app, Role::Owner, json!([]), 5).await), "NO_OUTCOMES");
     let token = app.token("acme", Role::Agent);
     let (_, reply) = app

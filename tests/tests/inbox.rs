@@ -132,7 +132,7 @@ async fn approve_template(app: &TestApp, tenant_id: &str) {
 }
 
 const SEND_TEMPLATE: &str = "mutation($id: String!, $key: String!) {
-  sendTemplate(conversationId: $id, name: \"kit_follow_up\", language: \"en\", parameters: [\"Tendai\"],
+  sendTemplate(conversationId: $id, name: \"kit_follow_up\", language: \"en\", parameters: [\"Tendai\", \"Friday\"],
                idempotencyKey: $key) { id position }
 }";
 
@@ -275,7 +275,7 @@ async fn a_conversation_shows_its_messages_in_order_with_each_status_timeline(po
     assert_eq!(second["direction"], "OUTBOUND");
     assert_eq!(second["kind"], "template");
     assert_eq!(second["templateName"], "kit_follow_up");
-    assert_eq!(second["content"], "[\"Tendai\"]");
+    assert_eq!(second["content"], "[\"Tendai\",\"Friday\"]");
     assert_eq!(
         (second["state"].clone(), second["status"].clone()),
         (json!("sent"), json!("read"))

@@ -811,6 +811,23 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
         data["payouts"]["totals"],
         json!([{"status": "PENDING", "currency": "USD", "count": 1, "totalMinor": amount}])
     );
+    // Issue 17: the technician it pays reads it (list and totals); another technician reads none.
+    let mine = "{ payouts { nodes { id } totals { count } } }";
+    let data = ok(&app, "acme", Role::Technician, mine, json!({})).await;
+    assert_eq!(data["payouts"]["nodes"], json!([{"id": payout_id_for(&tenant, &isr)}]));
+    assert_eq!(data["payouts"]["totals"], json!([{"count": 1}]));
+    let other = chronicle_api::auth::mint(
+        JWT_SECRET,
+        &tenant,
+        "tech-9",
+        Role::Technician,
+        chrono::Duration::hours(1),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (_, reply) = app.graphql(Some(&other), mine, json!({})).await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    assert_eq!(reply["data"]["payouts"]["nodes"], json!([]));
+    assert_eq!(reply["data"]["payouts"]["totals"], json!([]));
     // A warranty per component with a warranty period, registered once.
     let mut registered: Vec<(String, i64)> = sqlx::query_as(
         "SELECT payload::jsonb->'WarrantyRegistered'->>'serial', (payload::jsonb->'WarrantyRegistered'->>'warranty_months')::bigint
@@ -1304,7 +1321,7 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
     );
     assert_eq!(
         gql_code(
-            &app.gql("acme", Role::Technician, "{ payouts { totals { count } } }", json!({}))
+            &app.gql("acme", Role::Agent, "{ payouts { totals { count } } }", json!({}))
                 .await
         ),
         "FORBIDDEN"

@@ -428,6 +428,22 @@ async fn finance_sets_prices_through_graphql_and_agents_cannot(pool: PgPool) {
         .gql("acme", Role::Admin, set, json!({"feature": "message", "price": -5}))
         .await;
     assert_eq!(code(&reply), "INVALID_INPUT", "{reply}");
+    // Issue 17: a price for a feature Chronicle does not meter was stored.
+    let reply = app
+        .gql("acme", Role::Finance, set, json!({"feature": "bogus", "price": 100}))
+        .await;
+    assert_eq!(code(&reply), "INVALID_INPUT", "{reply}");
+    assert!(
+        reply["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("message, broadcast_recipient, report")),
+        "{reply}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM price_list WHERE feature = 'bogus'")
+            .await,
+        0
+    );
     let reply = app
         .gql("acme", Role::Auditor, "{ priceList { feature unitPrice } }", json!({}))
         .await;
@@ -613,4 +629,78 @@ async fn a_repeated_key_refused_by_the_conversation_keeps_the_charge_of_the_mess
     assert_eq!(app.count_events("TokensDebited").await, 1);
     assert_eq!(app.count_events("TokensRefunded").await, 0);
     assert_eq!(available(&app).await, 2_000);
+}
+
+/// Issue 17: a template send with the wrong number of parameters was accepted and charged.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_template_send_with_the_wrong_number_of_parameters_is_refused_before_it_is_charged(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let id = conversation(&app, 30).await;
+    set_price(&app, features::MESSAGE, 1_000).await;
+    fund(&app, 4_000).await;
+    let token = app.token("acme", Role::Owner);
+    for mutation in [
+        "mutation { submitTemplate(input: { name: \"kit_follow_up\", language: \"en\", category: UTILITY,
+                     body: \"Hello {{1}}, your kit ships {{2}}.\" }) { id } }",
+        "mutation { approveTemplate(name: \"kit_follow_up\", language: \"en\", providerTemplateId: \"wa-1\") { id } }",
+    ] {
+        let (_, reply) = app.graphql(Some(&token), mutation, json!({})).await;
+        assert!(reply["errors"].is_null(), "{reply}");
+    }
+    let send = "mutation($id: String!, $p: [String!]!, $key: String!) {
+      sendTemplate(conversationId: $id, name: \"kit_follow_up\", language: \"en\", parameters: $p,
+                   idempotencyKey: $key) { id } }";
+    for (i, parameters) in [json!(["Tendai"]), json!(["a", "b", "c", "d"]), json!([])]
+        .iter()
+        .enumerate()
+    {
+        let reply = app
+            .gql(
+                "acme",
+                Role::Agent,
+                send,
+                json!({"id": id, "p": parameters, "key": format!("bad-{i}")}),
+            )
+            .await;
+        assert_eq!(code(&reply), "WRONG_PARAMETER_COUNT", "{parameters}: {reply}");
+    }
+    assert_eq!(app.count_events("OutboundMessageQueued").await, 0);
+    assert_eq!(app.count_events("TokensDebited").await, 0);
+    assert_eq!(available(&app).await, 4_000);
+    // Two parameters for two variables: queued and charged once.
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            send,
+            json!({"id": id, "p": ["Tendai", "Friday"], "key": "good"}),
+        )
+        .await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    assert_eq!(app.count_events("OutboundMessageQueued").await, 1);
+    assert_eq!(available(&app).await, 3_000);
+}
+
+/// Issue 17: a send to an erased contact was accepted and charged, then failed and refunded.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_send_to_an_erased_contact_is_refused_before_it_is_charged(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let id = conversation(&app, 1).await;
+    set_price(&app, features::MESSAGE, 1_000).await;
+    fund(&app, 4_000).await;
+    let erase = "mutation($id: String!) { eraseContact(contactId: $id) { id } }";
+    let reply = app.gql("acme", Role::Owner, erase, json!({"id": id})).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            SEND_MESSAGE,
+            json!({"id": id, "text": "Hello?", "key": "k-1"}),
+        )
+        .await;
+    assert_eq!(code(&reply), "CONTACT_ERASED", "{reply}");
+    assert_eq!(app.count_events("OutboundMessageQueued").await, 0);
+    assert_eq!(app.count_events("TokensDebited").await, 0);
+    assert_eq!(available(&app).await, 4_000);
 }

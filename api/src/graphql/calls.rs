@@ -298,10 +298,18 @@ impl CallsMutation {
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
             let caller = allowed(ctx, Permission::ManageMessagingSettings, "set automation rules").gql()?;
+            // A negative delay is refused by the rule's own code, with the delay it was given.
+            let delay_minutes = u32::try_from(rule.delay_minutes).map_err(|_| {
+                crate::error::ApiError::Command(chronicle_commands::error::CommandError::Rejected(
+                    chronicle_domain::call::AutomationRulesError::InvalidDelay {
+                        delay_minutes: i64::from(rule.delay_minutes),
+                    }
+                    .into(),
+                ))
+            });
             let command = AutomationRulesCommand::SetCallFollowUpRule {
                 enabled: rule.enabled,
-                // A negative delay is as invalid as a zero one: the aggregate names the rule.
-                delay_minutes: u32::try_from(rule.delay_minutes).unwrap_or(0),
+                delay_minutes: delay_minutes.gql()?,
                 outcomes: rule
                     .outcomes
                     .into_iter()

@@ -573,12 +573,14 @@ impl WalletsMutation {
     /// feature becomes unmetered). The receipt's `id` is the feature and `prices` the whole price
     /// list.
     ///
-    /// Owners, admins and finance (else `FORBIDDEN`); a malformed feature name or a negative
-    /// price is `INVALID_INPUT`. Takes effect at once (no log event).
+    /// Owners, admins and finance (else `FORBIDDEN`); a feature Chronicle does not meter or a
+    /// negative price is `INVALID_INPUT`. Takes effect at once (no log event).
     async fn set_price(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "The feature (`message`, `broadcast_recipient`, `report`; any `[a-z][a-z0-9_]{0,63}`).")]
+        #[graphql(
+            desc = "The metered feature: `message` (a message a user sends), `broadcast_recipient` (one recipient of a campaign) or `report`; anything else is `INVALID_INPUT`."
+        )]
         feature: String,
         #[graphql(desc = "Milli-tokens per unit, 0 or more (0 charges nothing); null removes the entry.")]
         unit_price: Option<i64>,

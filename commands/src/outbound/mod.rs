@@ -86,6 +86,29 @@ pub async fn require_conversation(
     }
 }
 
+/// Refuses with `CONTACT_ERASED` a send to a contact whose personal data was erased (its
+/// `Contact` stream holds `ContactErased`): nothing can be sealed for it, nothing is charged.
+pub async fn require_not_erased(
+    commands: &Commands,
+    metadata: &CommandMetadata,
+    contact_id: &str,
+) -> Result<(), CommandError> {
+    let erased: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events
+                         WHERE aggregate_type = 'Contact' AND aggregate_id = $1 AND event_type = 'ContactErased')",
+    )
+    .bind(metadata.tenant_id.stream_id(contact_id))
+    .fetch_one(commands.pool())
+    .await?;
+    if erased {
+        Err(CommandError::Rejected(
+            chronicle_domain::contact::ContactError::ContactErased.into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// What a caller asks to send, in the clear (sealed here, before it reaches the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
@@ -95,6 +118,28 @@ pub enum Outgoing {
         language: String,
         parameters: Vec<String>,
     },
+}
+
+/// Refuses with `WRONG_PARAMETER_COUNT` a send of an approved template whose parameters are
+/// not one per variable (`{{1}}`, `{{2}}`, …); a template that is not approved is left to the
+/// conversation (`TEMPLATE_NOT_APPROVED`).
+pub async fn check_parameters(
+    commands: &Commands,
+    metadata: &CommandMetadata,
+    name: &str,
+    language: &str,
+    parameters: &[String],
+) -> Result<(), CommandError> {
+    let template = commands
+        .load_template(&metadata.tenant_id, &format!("tpl_{name}_{language}"))
+        .await?;
+    if template.status() != Some(chronicle_domain::template::TemplateStatus::Approved) {
+        return Ok(());
+    }
+    template
+        .render(parameters)
+        .map(|_| ())
+        .map_err(|e| CommandError::Rejected(e.into()))
 }
 
 /// Queues a message on the conversation with `contact_id`: seals its content under the
@@ -126,6 +171,9 @@ pub async fn queue(
             parameters,
         } => {
             approved = template_approved(commands, metadata, &name, &language).await?;
+            if approved {
+                check_parameters(commands, metadata, &name, &language, &parameters).await?;
+            }
             let parameters =
                 serde_json::to_string(&parameters).map_err(|e| CommandError::InvalidInput(e.to_string()))?;
             OutboundBody::Template {
@@ -170,6 +218,16 @@ pub async fn send_metered(
     metadata: &CommandMetadata,
 ) -> Result<Appended, CommandError> {
     require_conversation(commands, metadata, contact_id).await?;
+    require_not_erased(commands, metadata, contact_id).await?;
+    // A template send with the wrong number of parameters is refused before it is charged.
+    if let Outgoing::Template {
+        name,
+        language,
+        parameters,
+    } = &outgoing
+    {
+        check_parameters(commands, metadata, name, language, parameters).await?;
+    }
     let metering = Metering::new(commands.clone());
     let charge = metering
         .charge(

@@ -120,12 +120,13 @@ pub struct PayoutRow {
     pub paid_reference: Option<String>,
 }
 
-/// One tenant's payouts (of one status, or all), latest computed first: `first` (1 to 100)
-/// after the cursor `after`.
+/// One tenant's payouts (of one status, or all; of one technician, or all), latest computed
+/// first: `first` (1 to 100) after the cursor `after`.
 pub async fn list_payouts(
     pool: &PgPool,
     tenant: &TenantId,
     status: Option<&str>,
+    technician: Option<&str>,
     first: i64,
     after: Option<&str>,
 ) -> Result<Result<Page<PayoutRow>, BadCursor>, sqlx::Error> {
@@ -140,6 +141,7 @@ pub async fn list_payouts(
                 amount_minor, currency, status, computed_at, approved_at, approved_by, paid_at, paid_reference
            FROM payouts
           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+            AND ($6::text IS NULL OR $6 = ANY (technician_ids))
             AND ($3::timestamptz IS NULL OR (computed_at, payout_id) < ($3, $4))
           ORDER BY computed_at DESC, payout_id DESC
           LIMIT $5",
@@ -149,6 +151,7 @@ pub async fn list_payouts(
     .bind(after_at)
     .bind(after_id)
     .bind(first + 1)
+    .bind(technician)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -193,16 +196,19 @@ pub async fn payout_totals(
     pool: &PgPool,
     tenant: &TenantId,
     status: Option<&str>,
+    technician: Option<&str>,
 ) -> Result<Vec<PayoutTotal>, sqlx::Error> {
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT status, currency, count(*) AS n, coalesce(sum(amount_minor), 0)::bigint AS total
            FROM payouts
           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+            AND ($3::text IS NULL OR $3 = ANY (technician_ids))
           GROUP BY status, currency ORDER BY status, currency",
     )
     .bind(tenant.as_str())
     .bind(status)
+    .bind(technician)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

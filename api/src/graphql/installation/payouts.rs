@@ -119,7 +119,8 @@ pub struct PayoutsQuery;
 impl PayoutsQuery {
     /// Payouts (of one status, or all), latest computed first, a page at a time, with their
     /// counts and totals per status and currency (`totals`, over every payout, not only the
-    /// page). Owner, admin, finance, auditor.
+    /// page). Owner, admin, finance, auditor; a technician reads the payouts that pay them (list
+    /// and totals), no one else's.
     async fn payouts(
         &self,
         ctx: &Context<'_>,
@@ -128,12 +129,19 @@ impl PayoutsQuery {
         #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Payout, PayoutTotals>> {
-        let caller = allowed(ctx, Permission::ReadPayouts, "read payouts").gql()?;
+        let caller = caller(ctx).gql()?;
+        // A technician sees their own payouts; the roles that read payouts see every one.
+        let technician = if caller.role == Role::Technician {
+            Some(caller.user_id.as_str())
+        } else {
+            allowed(ctx, Permission::ReadPayouts, "read payouts").gql()?;
+            None
+        };
         let first = page_size(first, 100).gql()?;
         let pool = pool(ctx).gql()?;
         let status = status.map(PayoutStatus::as_str);
-        let page = read::list_payouts(pool, &caller.tenant, status, first, after.as_deref()).await;
-        let totals = read::payout_totals(pool, &caller.tenant, status)
+        let page = read::list_payouts(pool, &caller.tenant, status, technician, first, after.as_deref()).await;
+        let totals = read::payout_totals(pool, &caller.tenant, status, technician)
             .await
             .map_err(ApiError::from)
             .gql()?;

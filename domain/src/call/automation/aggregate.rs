@@ -85,7 +85,7 @@ impl AutomationRules {
     ) -> Result<Option<AutomationRulesEvent>, AutomationRulesError> {
         if !(MIN_FOLLOW_UP_DELAY_MINUTES..=MAX_FOLLOW_UP_DELAY_MINUTES).contains(&rule.delay_minutes) {
             return Err(AutomationRulesError::InvalidDelay {
-                delay_minutes: rule.delay_minutes,
+                delay_minutes: i64::from(rule.delay_minutes),
             });
         }
         if rule.outcomes.is_empty() {
@@ -275,7 +275,9 @@ mod tests {
             Given::with(())
                 .given_no_previous_events()
                 .when(set_rule(true, delay_minutes, MISSED, "missed_call"))
-                .then_expect_error(AutomationRulesError::InvalidDelay { delay_minutes });
+                .then_expect_error(AutomationRulesError::InvalidDelay {
+                    delay_minutes: i64::from(delay_minutes),
+                });
         }
     }
 

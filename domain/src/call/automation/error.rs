@@ -5,7 +5,7 @@
 pub enum AutomationRulesError {
     /// A follow-up delay is 1 minute to 7 days.
     #[error("a follow-up delay of {delay_minutes} minutes is outside 1 to 10080 (7 days)")]
-    InvalidDelay { delay_minutes: u32 },
+    InvalidDelay { delay_minutes: i64 },
     /// A follow-up rule applies to at least one call outcome.
     #[error("a follow-up rule needs at least one call outcome")]
     NoOutcomes,
