@@ -210,6 +210,10 @@ fn row_of(r: &sqlx::postgres::PgRow) -> Result<PaymentRow, sqlx::Error> {
     })
 }
 
+/// The conditions of a [`PaymentFilter`] ($1 the tenant, $2 the status, $3 the provider),
+/// shared by [`list`] and [`count`].
+const FILTERS: &str = "tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR provider = $3)";
+
 /// Lists one tenant's payments, latest confirmation first, filtered, after a cursor.
 pub async fn list(
     pool: &PgPool,
@@ -228,9 +232,7 @@ pub async fn list(
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS}
            FROM payments
-          WHERE tenant_id = $1
-            AND ($2::text IS NULL OR status = $2)
-            AND ($3::text IS NULL OR provider = $3)
+          WHERE {FILTERS}
             AND ((extract(epoch FROM confirmed_at) * 1000000)::bigint, payment_id)
                 < ($4::bigint, CASE WHEN $5 = '' THEN chr(1114111) ELSE $5 END)
           ORDER BY confirmed_at DESC, payment_id DESC
@@ -259,15 +261,12 @@ pub async fn list(
 /// How many of one tenant's payments [`list`] holds with `filter` (every page together).
 pub async fn count(pool: &PgPool, tenant: &TenantId, filter: &PaymentFilter) -> Result<i64, sqlx::Error> {
     let mut tx = begin_for_tenant(pool, tenant).await?;
-    let n = sqlx::query_scalar(
-        "SELECT count(*) FROM payments
-          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR provider = $3)",
-    )
-    .bind(tenant.as_str())
-    .bind(filter.status.as_deref())
-    .bind(filter.provider.as_deref())
-    .fetch_one(&mut *tx)
-    .await?;
+    let n = sqlx::query_scalar(&format!("SELECT count(*) FROM payments WHERE {FILTERS}"))
+        .bind(tenant.as_str())
+        .bind(filter.status.as_deref())
+        .bind(filter.provider.as_deref())
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(n)
 }

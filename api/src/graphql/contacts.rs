@@ -17,7 +17,7 @@ use chronicle_projections::templates::{self as template_read, TemplateRow};
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{allowed, caller, commands, connection, counted_connection, metadata, page_size, pool, require, Counted};
+use super::{allowed, caller, commands, connection, connection_with, metadata, page_size, pool, require, Counted};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -284,7 +284,7 @@ impl ContactsQuery {
         let page = read::list(pool, &caller.tenant, &filter, first, after.as_deref()).await;
         let (pool, tenant) = (pool.clone(), caller.tenant.clone());
         let count = Counted::new(async move { read::count(&pool, &tenant, &filter).await });
-        counted_connection(after.is_some(), page, Contact::from, count)
+        connection_with(after.is_some(), page, Contact::from, count)
     }
 
     /// One contact of the caller's tenant; null when there is none with this id (or it is not

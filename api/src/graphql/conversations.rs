@@ -6,7 +6,7 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_projections::conversations::{list, ConversationRow, ListFilter};
 use chrono::{DateTime, Utc};
 
-use super::{caller, counted_connection, page_size, pool, Counted};
+use super::{caller, connection_with, page_size, pool, Counted};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
 
@@ -174,6 +174,6 @@ impl ConversationsQuery {
         let (pool, tenant) = (pool.clone(), caller.tenant.clone());
         let count =
             Counted::new(async move { chronicle_projections::conversations::count(&pool, &tenant, &filter).await });
-        counted_connection(after.is_some(), page, Conversation::from, count)
+        connection_with(after.is_some(), page, Conversation::from, count)
     }
 }

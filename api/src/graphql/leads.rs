@@ -21,7 +21,7 @@ use chronicle_projections::leads::{self as model, LeadFilter as ModelFilter, Lea
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{caller, counted_connection, metadata, page_size, pool, Counted};
+use super::{caller, connection_with, metadata, page_size, pool, Counted};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -485,7 +485,7 @@ impl LeadsQuery {
         .await;
         let (pool, tenant) = (pool.clone(), caller.tenant.clone());
         let count = Counted::new(async move { model::count(&pool, &tenant, &model_filter).await });
-        counted_connection(after.is_some(), page, Lead::from, count)
+        connection_with(after.is_some(), page, Lead::from, count)
     }
 
     /// One lead of the caller's tenant; null when there is none with this id (or it is not

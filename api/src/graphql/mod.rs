@@ -181,6 +181,21 @@ where
     T: async_graphql::OutputType,
     E: std::fmt::Display,
 {
+    connection_with(after, page, node, async_graphql::connection::EmptyFields)
+}
+
+/// [`connection`] with fields of the whole list beside `edges` (`totalCount`, `totals`).
+pub(crate) fn connection_with<R, T, E, F>(
+    after: bool,
+    page: Result<Result<chronicle_projections::page::Page<R>, E>, sqlx::Error>,
+    node: impl FnMut(R) -> T,
+    fields: F,
+) -> async_graphql::Result<async_graphql::connection::Connection<String, T, F>>
+where
+    T: async_graphql::OutputType,
+    E: std::fmt::Display,
+    F: async_graphql::ObjectType,
+{
     use crate::error::IntoGraphql;
     let page = page
         .map_err(ApiError::from)
@@ -188,7 +203,8 @@ where
         .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
         .gql()?;
     let mut node = node;
-    let mut connection = async_graphql::connection::Connection::new(after, page.has_next_page);
+    let mut connection =
+        async_graphql::connection::Connection::with_additional_fields(after, page.has_next_page, fields);
     connection.edges.extend(
         page.rows
             .into_iter()
@@ -240,27 +256,6 @@ impl Counted {
             .map_err(|e| ApiError::Unexpected(Box::new(e)))
             .gql()
     }
-}
-
-/// [`connection`] with `totalCount`.
-pub(crate) fn counted_connection<R, T, E>(
-    after: bool,
-    page: Result<Result<chronicle_projections::page::Page<R>, E>, sqlx::Error>,
-    node: impl FnMut(R) -> T,
-    count: Counted,
-) -> async_graphql::Result<async_graphql::connection::Connection<String, T, Counted>>
-where
-    T: async_graphql::OutputType,
-    E: std::fmt::Display,
-{
-    let plain = connection(after, page, node)?;
-    let mut counted = async_graphql::connection::Connection::with_additional_fields(
-        plain.has_previous_page,
-        plain.has_next_page,
-        count,
-    );
-    counted.edges = plain.edges;
-    Ok(counted)
 }
 
 pub(crate) fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), ApiError> {

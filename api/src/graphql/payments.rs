@@ -20,7 +20,7 @@ use chronicle_projections::payments::{get, list, PaymentFilter as ReadFilter, Pa
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{allowed, commands, connection, counted_connection, metadata, page_size, pool, Counted};
+use super::{allowed, commands, connection, connection_with, metadata, page_size, pool, Counted};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -398,7 +398,7 @@ async fn page(
     let page = list(pool, &caller.tenant, &filter, first, after.as_deref()).await;
     let (pool, tenant) = (pool.clone(), caller.tenant.clone());
     let count = Counted::new(async move { chronicle_projections::payments::count(&pool, &tenant, &filter).await });
-    counted_connection(after.is_some(), page, Payment::from, count)
+    connection_with(after.is_some(), page, Payment::from, count)
 }
 
 #[derive(Default)]

@@ -201,18 +201,19 @@ impl Params {
 
     /// The request async-graphql executes.
     pub(crate) fn into_request(self) -> Result<async_graphql::Request, ApiError> {
-        let mut request = Map::new();
-        request.insert("query".into(), Value::String(self.query));
+        let mut request = async_graphql::Request::new(self.query);
         if let Some(name) = self.operation_name {
-            request.insert("operationName".into(), Value::String(name));
+            request = request.operation_name(name);
         }
         if let Some(variables) = self.variables {
-            request.insert("variables".into(), Value::Object(variables));
+            request = request.variables(async_graphql::Variables::from_json(Value::Object(variables)));
         }
-        if let Some(extensions) = self.extensions {
-            request.insert("extensions".into(), Value::Object(extensions));
+        for (name, value) in self.extensions.unwrap_or_default() {
+            let value = async_graphql::Value::from_json(value)
+                .map_err(|_| bad_request(format!("the extension {name:?} is not a GraphQL value")))?;
+            request.extensions.0.insert(name, value);
         }
-        serde_json::from_value(Value::Object(request)).map_err(|_| bad_request("the request is not a GraphQL request"))
+        Ok(request)
     }
 }
 

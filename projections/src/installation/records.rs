@@ -421,6 +421,15 @@ pub struct InstallationFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// The conditions of an [`InstallationFilter`] ($1 the tenant, $2 to $6 the filter's fields in
+/// order), shared by [`list_installations`] and [`count_installations`].
+const INSTALLATION_FILTERS: &str = "i.tenant_id = $1
+            AND ($2::text IS NULL OR i.status = $2)
+            AND ($3::text IS NULL OR i.installation_type = $3)
+            AND ($4::text IS NULL OR $4 = ANY (i.technicians))
+            AND ($5::timestamptz IS NULL OR i.scheduled_at >= $5)
+            AND ($6::timestamptz IS NULL OR i.scheduled_at < $6)";
+
 /// Lists one tenant's installations, latest opened first, filtered, after a cursor. A date
 /// range keeps only scheduled installations in it.
 pub async fn list_installations(
@@ -438,12 +447,7 @@ pub async fn list_installations(
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT {INSTALLATION_COLUMNS} FROM installations i
-          WHERE i.tenant_id = $1
-            AND ($2::text IS NULL OR i.status = $2)
-            AND ($3::text IS NULL OR i.installation_type = $3)
-            AND ($4::text IS NULL OR $4 = ANY (i.technicians))
-            AND ($5::timestamptz IS NULL OR i.scheduled_at >= $5)
-            AND ($6::timestamptz IS NULL OR i.scheduled_at < $6)
+          WHERE {INSTALLATION_FILTERS}
             AND ((extract(epoch FROM i.opened_at) * 1000000)::bigint, i.installation_id)
                 < ($7::bigint, CASE WHEN $8 = '' THEN chr(1114111) ELSE $8 END)
           ORDER BY i.opened_at DESC, i.installation_id DESC
@@ -474,15 +478,9 @@ pub async fn count_installations(
     filter: &InstallationFilter,
 ) -> Result<i64, sqlx::Error> {
     let mut tx = begin_for_tenant(pool, tenant).await?;
-    let n = sqlx::query_scalar(
-        "SELECT count(*) FROM installations i
-          WHERE i.tenant_id = $1
-            AND ($2::text IS NULL OR i.status = $2)
-            AND ($3::text IS NULL OR i.installation_type = $3)
-            AND ($4::text IS NULL OR $4 = ANY (i.technicians))
-            AND ($5::timestamptz IS NULL OR i.scheduled_at >= $5)
-            AND ($6::timestamptz IS NULL OR i.scheduled_at < $6)",
-    )
+    let n = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM installations i WHERE {INSTALLATION_FILTERS}"
+    ))
     .bind(tenant.as_str())
     .bind(&filter.status)
     .bind(&filter.installation_type)

@@ -170,14 +170,12 @@ fn request_row(r: &PgRow) -> Result<ServiceRequestRow, sqlx::Error> {
     })
 }
 
-/// Why a page of service requests could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceQueryError {
-    #[error(transparent)]
-    Cursor(#[from] BadCursor),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
+/// The conditions of a [`ServiceFilter`] ($1 the tenant, $2 to $4 the status, priority and
+/// breach), shared by [`list_service_requests`] and [`count_service_requests`].
+const FILTERS: &str = "tenant_id = $1
+            AND ($2::text IS NULL OR status = $2)
+            AND ($3::text IS NULL OR priority = $3)
+            AND ($4::boolean IS NULL OR breached = $4)";
 
 /// One tenant's service requests matching `filter`, newest ticket first: `first` (1 to 100)
 /// after the cursor `after`.
@@ -187,37 +185,32 @@ pub async fn list_service_requests(
     filter: &ServiceFilter,
     first: i64,
     after: Option<&str>,
-) -> Result<Page<ServiceRequestRow>, ServiceQueryError> {
-    let before = decode_cursor(after)?;
+) -> Result<Result<Page<ServiceRequestRow>, BadCursor>, sqlx::Error> {
+    let before = match decode_cursor(after) {
+        Ok(before) => before,
+        Err(e) => return Ok(Err(e)),
+    };
     let first = first.clamp(1, 100);
     let mut tx = begin_for_tenant(pool, tenant).await?;
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "SELECT request_id, ticket_number, ticket, kind, priority, status, customer_id, installation_id,
                 technician_id, opened_at, sla_due_at, breached, breached_at, assigned_at, resolved_at, closed_at
            FROM service_requests
-          WHERE tenant_id = $1 AND ticket_number < $2
-            AND ($3::text IS NULL OR status = $3)
-            AND ($4::text IS NULL OR priority = $4)
-            AND ($5::boolean IS NULL OR breached = $5)
+          WHERE {FILTERS} AND ticket_number < $5
           ORDER BY ticket_number DESC
-          LIMIT $6",
-    )
+          LIMIT $6"
+    ))
     .bind(tenant.as_str())
-    .bind(before)
     .bind(&filter.status)
     .bind(&filter.priority)
     .bind(filter.breached)
+    .bind(before)
     .bind(first + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let mut rows = rows
-        .iter()
-        .map(|r| request_row(r).map(|row| (encode_cursor(row.ticket_number), row)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let has_next_page = rows.len() as i64 > first;
-    rows.truncate(usize::try_from(first).unwrap_or(100));
-    Ok(Page { rows, has_next_page })
+    let rows = rows.iter().map(request_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Ok(Page::from_rows(rows, first, |row| encode_cursor(row.ticket_number))))
 }
 
 /// How many of one tenant's service requests [`list_service_requests`] holds with `filter`
@@ -228,19 +221,13 @@ pub async fn count_service_requests(
     filter: &ServiceFilter,
 ) -> Result<i64, sqlx::Error> {
     let mut tx = begin_for_tenant(pool, tenant).await?;
-    let n = sqlx::query_scalar(
-        "SELECT count(*) FROM service_requests
-          WHERE tenant_id = $1
-            AND ($2::text IS NULL OR status = $2)
-            AND ($3::text IS NULL OR priority = $3)
-            AND ($4::boolean IS NULL OR breached = $4)",
-    )
-    .bind(tenant.as_str())
-    .bind(&filter.status)
-    .bind(&filter.priority)
-    .bind(filter.breached)
-    .fetch_one(&mut *tx)
-    .await?;
+    let n = sqlx::query_scalar(&format!("SELECT count(*) FROM service_requests WHERE {FILTERS}"))
+        .bind(tenant.as_str())
+        .bind(&filter.status)
+        .bind(&filter.priority)
+        .bind(filter.breached)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(n)
 }

@@ -49,7 +49,7 @@ pub use records::*;
 pub use service_requests::*;
 pub use warranties::*;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{ComplexObject, Context, Enum, ErrorExtensions, InputObject, MergedObject, Object, SimpleObject};
 use chronicle_commands::dispatch::Commands;
 use chronicle_commands::error::{CommandError, DomainError};
@@ -61,13 +61,12 @@ use chronicle_domain::installation::{
 };
 use chronicle_projections::installation::{
     self as read, CalendarDay as CalendarRow, ClaimRow, InstallationFilter as ReadFilter, InstallationRow,
-    MaintenanceContractRow, OrderRow, PayoutRow, ServiceFilter, ServiceQueryError, ServiceRequestRow, WarrantyFilter,
-    WarrantyRow,
+    MaintenanceContractRow, OrderRow, PayoutRow, ServiceFilter, ServiceRequestRow, WarrantyFilter, WarrantyRow,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::receipt::{receipt, Receipt, ServiceTicket};
-use super::{allowed, caller, commands, connection, counted_connection, metadata, page_size, pool, require, Counted};
+use super::{allowed, caller, commands, connection, connection_with, metadata, page_size, pool, require, Counted};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;

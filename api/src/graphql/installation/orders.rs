@@ -189,7 +189,7 @@ impl OrdersQuery {
         let page = read::list_orders(pool, &caller.tenant, status, first, after.as_deref()).await;
         let (pool, tenant) = (pool.clone(), caller.tenant.clone());
         let count = Counted::new(async move { read::count_orders(&pool, &tenant, status).await });
-        counted_connection(after.is_some(), page, Order::from_row, count)
+        connection_with(after.is_some(), page, Order::from_row, count)
     }
 
     /// One order of the tenant; null when it has none with this id. Owner, admin, agent,

@@ -156,18 +156,7 @@ impl PayoutsQuery {
                 })
                 .collect(),
         };
-        let page = page
-            .map_err(ApiError::from)
-            .gql()?
-            .map_err(|e| ApiError::bad_request("BAD_CURSOR", e.to_string()))
-            .gql()?;
-        let mut connection = Connection::with_additional_fields(after.is_some(), page.has_next_page, totals);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, Payout::from_row(row))),
-        );
-        Ok(connection)
+        connection_with(after.is_some(), page, Payout::from_row, totals)
     }
 }
 

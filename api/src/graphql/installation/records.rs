@@ -354,7 +354,7 @@ impl RecordsQuery {
         let page = read::list_installations(pool, &caller.tenant, &filter, first, after.as_deref()).await;
         let (pool, tenant) = (pool.clone(), caller.tenant.clone());
         let count = Counted::new(async move { read::count_installations(&pool, &tenant, &filter).await });
-        counted_connection(after.is_some(), page, Installation::from_row, count)
+        connection_with(after.is_some(), page, Installation::from_row, count)
     }
 
     /// One installation of the tenant, with checklist progress and timeline; null when it has

@@ -174,22 +174,10 @@ impl ServiceRequestsQuery {
             breached,
         };
         let pool = pool(ctx).gql()?;
-        let page = read::list_service_requests(pool, &caller.tenant, &filter, first, after.as_deref())
-            .await
-            .map_err(|e| match e {
-                ServiceQueryError::Cursor(e) => ApiError::bad_request("BAD_CURSOR", e.to_string()),
-                ServiceQueryError::Database(e) => ApiError::from(e),
-            })
-            .gql()?;
+        let page = read::list_service_requests(pool, &caller.tenant, &filter, first, after.as_deref()).await;
         let (pool, tenant) = (pool.clone(), caller.tenant.clone());
         let count = Counted::new(async move { read::count_service_requests(&pool, &tenant, &filter).await });
-        let mut connection = Connection::with_additional_fields(after.is_some(), page.has_next_page, count);
-        connection.edges.extend(
-            page.rows
-                .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor, ServiceRequest::from(row))),
-        );
-        Ok(connection)
+        connection_with(after.is_some(), page, ServiceRequest::from, count)
     }
 }
 
