@@ -124,6 +124,11 @@ pub async fn application_pool(options: PgConnectOptions) -> anyhow::Result<PgPoo
     let pool = PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(Duration::from_secs(10))
+        // No ping before every query (a round trip each): a connection that died while idle
+        // fails its next query, which is retried or reported like any lost connection, and
+        // idle connections are closed after a minute, before most firewalls drop them.
+        .test_before_acquire(false)
+        .idle_timeout(Duration::from_secs(60))
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if member {
@@ -157,7 +162,12 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         }
         None => (Wakeups::postgres(&pool).await.context("listening for appends")?, None),
     };
-    let mut commands = Commands::new(pool.clone(), settings.snapshots).with_metrics(metrics.commands.clone());
+    // Readers of this process are woken at once after each append; other processes through
+    // Redis when configured, else through pg_notify sent after commit (chronicle_commands::announce).
+    let local_wakeups = wakeups.clone();
+    let mut commands = Commands::new(pool.clone(), settings.snapshots)
+        .with_metrics(metrics.commands.clone())
+        .with_local_wake(std::sync::Arc::new(move |tenant: &str| local_wakeups.notify(tenant)));
     if let Some(connection) = &redis {
         commands = commands.with_redis(connection.clone());
     }

@@ -302,9 +302,11 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
             let pool = connect(&settings).await?;
             let commands = chronicle_commands::dispatch::Commands::new(pool, Default::default());
             let price = if remove { None } else { unit_price };
-            chronicle_commands::metering::Metering::new(commands)
+            chronicle_commands::metering::Metering::new(commands.clone())
                 .set_price(&t, &feature, price, "cli")
                 .await?;
+            // Wake the server's readers before exiting (appends announce after commit).
+            commands.flush_announcements(std::time::Duration::from_secs(2)).await;
             match price {
                 Some(p) => println!("tenant {t}: {feature} costs {p} milli-tokens per unit"),
                 None => println!("tenant {t}: {feature} is unmetered"),

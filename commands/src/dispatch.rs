@@ -26,22 +26,23 @@ use chronicle_domain::payment_request::{PaymentRequest, PaymentRequestCommand};
 use chronicle_domain::template::{Template, TemplateCommand};
 use chronicle_domain::tenant::TenantId;
 use chronicle_domain::wallet::{Wallet, WalletCommand};
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
-use cqrs_es::{AggregateContext, EventStore};
-use postgres_es::PostgresEventRepository;
+use cqrs_es::{Aggregate, AggregateError};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use sqlx::PgPool;
 use tracing::Instrument;
 
+use crate::announce::{Announcer, LocalWake};
+use crate::committer::GroupCommitter;
 use crate::error::{CommandError, DomainError};
+use crate::store::DEFAULT_CACHE_CAPACITY;
 
 /// How many times a conflicting command is retried before it is reported as a conflict. A
 /// conflict means another command on the stream committed; with N commands racing on one
 /// stream, one can lose at most N-1 times, so this covers bursts of 11 on one conversation.
 pub const CONFLICT_RETRIES: u32 = 10;
 
-type Framework<A> = CqrsFramework<A, PersistedEventStore<crate::repository::ChronicleEventRepository, A>>;
+/// One aggregate type's store (load, decide, append, cache).
+type Framework<A> = crate::store::Store<A>;
 
 /// What a command appended: its stream and the log positions (`global_position`) of its
 /// events, in order; none when the aggregate decided that nothing happens (a repeat).
@@ -126,7 +127,6 @@ pub struct Commands {
     automation: std::sync::Arc<Framework<AutomationRules>>,
     media: std::sync::Arc<Framework<Media>>,
     wallets: std::sync::Arc<Framework<Wallet>>,
-    wallet_snapshot: Option<usize>,
     orders: std::sync::Arc<Framework<Order>>,
     installations: std::sync::Arc<Framework<InstallationRecord>>,
     payouts: std::sync::Arc<Framework<Payout>>,
@@ -137,61 +137,83 @@ pub struct Commands {
     claims: std::sync::Arc<Framework<WarrantyClaim>>,
     service_requests: std::sync::Arc<Framework<ServiceRequest>>,
     maintenance: std::sync::Arc<Framework<MaintenanceContract>>,
-    redis: Option<redis::aio::MultiplexedConnection>,
+    announcer: Announcer,
+    local_wake: Option<LocalWake>,
     metrics: CommandMetrics,
 }
 
 impl std::fmt::Debug for Commands {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Commands")
-            .field("redis", &self.redis.is_some())
+            .field("announcer", &self.announcer)
             .finish_non_exhaustive()
     }
 }
 
-fn framework<A: Aggregate<Services = ()>>(pool: &PgPool, snapshot: Option<usize>) -> Framework<A> {
-    let repo = crate::repository::ChronicleEventRepository::new(pool.clone());
-    let store = match snapshot {
-        Some(size) => PersistedEventStore::new_snapshot_store(repo, size),
-        None => PersistedEventStore::new_event_store(repo),
-    };
-    CqrsFramework::new(store, vec![], ())
+fn framework<A: Aggregate<Services = ()> + Clone>(
+    pool: &PgPool,
+    committer: &GroupCommitter,
+    snapshot: Option<usize>,
+) -> std::sync::Arc<Framework<A>> {
+    let repo = crate::repository::ChronicleEventRepository::with_committer(pool.clone(), committer.clone());
+    std::sync::Arc::new(crate::store::Store::new(repo, snapshot, DEFAULT_CACHE_CAPACITY))
 }
 
 impl Commands {
     /// A dispatcher over `pool`.
     pub fn new(pool: PgPool, snapshots: SnapshotPolicy) -> Self {
+        let committer = GroupCommitter::new(pool.clone());
+        let c = &committer;
         Self {
-            conversations: std::sync::Arc::new(framework(&pool, snapshots.conversation)),
-            contacts: std::sync::Arc::new(framework(&pool, None)),
-            templates: std::sync::Arc::new(framework(&pool, None)),
-            leads: std::sync::Arc::new(framework(&pool, None)),
-            calls: std::sync::Arc::new(framework(&pool, None)),
-            automation: std::sync::Arc::new(framework(&pool, None)),
-            media: std::sync::Arc::new(framework(&pool, None)),
-            wallets: std::sync::Arc::new(framework(&pool, snapshots.wallet)),
-            wallet_snapshot: snapshots.wallet,
-            orders: std::sync::Arc::new(framework(&pool, None)),
-            installations: std::sync::Arc::new(framework(&pool, None)),
-            payouts: std::sync::Arc::new(framework(&pool, None)),
+            conversations: framework(&pool, c, snapshots.conversation),
+            contacts: framework(&pool, c, None),
+            templates: framework(&pool, c, None),
+            leads: framework(&pool, c, None),
+            calls: framework(&pool, c, None),
+            automation: framework(&pool, c, None),
+            media: framework(&pool, c, None),
+            wallets: framework(&pool, c, snapshots.wallet),
+            orders: framework(&pool, c, None),
+            installations: framework(&pool, c, None),
+            payouts: framework(&pool, c, None),
             // A campaign's stream grows with its recipients' outcomes: snapshot every 100 events.
-            campaigns: std::sync::Arc::new(framework(&pool, Some(100))),
-            payments: std::sync::Arc::new(framework(&pool, None)),
-            payment_requests: std::sync::Arc::new(framework(&pool, None)),
-            warranties: std::sync::Arc::new(framework(&pool, None)),
-            claims: std::sync::Arc::new(framework(&pool, None)),
-            service_requests: std::sync::Arc::new(framework(&pool, None)),
-            maintenance: std::sync::Arc::new(framework(&pool, None)),
+            campaigns: framework(&pool, c, Some(100)),
+            payments: framework(&pool, c, None),
+            payment_requests: framework(&pool, c, None),
+            warranties: framework(&pool, c, None),
+            claims: framework(&pool, c, None),
+            service_requests: framework(&pool, c, None),
+            maintenance: framework(&pool, c, None),
+            announcer: Announcer::postgres(&pool),
+            local_wake: None,
             pool,
-            redis: None,
             metrics: CommandMetrics::unregistered(),
         }
     }
 
-    /// Announces every append on Redis pub/sub too (several API processes over one log).
+    /// Wakes other processes through Redis pub/sub instead of `pg_notify` (several API
+    /// processes over one log, listening on Redis), keeping the in-process wake-up.
     pub fn with_redis(mut self, connection: redis::aio::MultiplexedConnection) -> Self {
-        self.redis = Some(connection);
+        let local = self.local_wake.clone();
+        self.announcer = Announcer::redis(connection);
+        if let Some(local) = local {
+            self.announcer = self.announcer.with_local(local);
+        }
         self
+    }
+
+    /// Wakes this process's readers of a tenant, at once, after each of its appends (the API
+    /// passes its wake-ups' sender).
+    pub fn with_local_wake(mut self, wake: LocalWake) -> Self {
+        self.local_wake = Some(wake.clone());
+        self.announcer = self.announcer.with_local(wake);
+        self
+    }
+
+    /// Waits (up to `within`) until this dispatcher's appends so far have been announced to
+    /// other processes: a tool that appends and exits calls it last.
+    pub async fn flush_announcements(&self, within: Duration) {
+        self.announcer.flush(within).await;
     }
 
     /// Records metrics in a server's registry.
@@ -317,17 +339,10 @@ impl Commands {
     /// The current state of the wallet `<tenant>:<local_id>`.
     pub async fn load_wallet(&self, tenant: &TenantId, local_id: &str) -> Result<Wallet, CommandError> {
         let stream = tenant.stream_id(local_id);
-        // Load from the latest snapshot when wallets are snapshotted, like the command path does.
-        let repo = PostgresEventRepository::new(self.pool.clone());
-        let store = match self.wallet_snapshot {
-            Some(size) => PersistedEventStore::<_, Wallet>::new_snapshot_store(repo, size),
-            None => PersistedEventStore::<_, Wallet>::new_event_store(repo),
-        };
-        let mut context = store
+        self.wallets
             .load_aggregate(&stream)
             .await
-            .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
-        Ok(std::mem::take(context.aggregate()))
+            .map_err(|e| CommandError::Unexpected(Box::new(e)))
     }
 
     /// Runs a command on the order `<tenant>:<local_id>` (`order_<id>`).
@@ -389,26 +404,20 @@ impl Commands {
     /// variables before anything is charged).
     pub async fn load_template(&self, tenant: &TenantId, local_id: &str) -> Result<Template, CommandError> {
         let stream = tenant.stream_id(local_id);
-        let store =
-            PersistedEventStore::<_, Template>::new_event_store(PostgresEventRepository::new(self.pool.clone()));
-        let mut context = store
+        self.templates
             .load_aggregate(&stream)
             .await
-            .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
-        Ok(std::mem::take(context.aggregate()))
+            .map_err(|e| CommandError::Unexpected(Box::new(e)))
     }
 
     /// The current state of the warranty `<tenant>:<local_id>` (a claim is checked against its
     /// terms).
     pub async fn load_warranty(&self, tenant: &TenantId, local_id: &str) -> Result<Warranty, CommandError> {
         let stream = tenant.stream_id(local_id);
-        let store =
-            PersistedEventStore::<_, Warranty>::new_event_store(PostgresEventRepository::new(self.pool.clone()));
-        let mut context = store
+        self.warranties
             .load_aggregate(&stream)
             .await
-            .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
-        Ok(std::mem::take(context.aggregate()))
+            .map_err(|e| CommandError::Unexpected(Box::new(e)))
     }
 
     /// Runs a command on the warranty claim `<tenant>:<local_id>` (`claim_<id>`).
@@ -498,7 +507,7 @@ impl Commands {
         domain: impl Fn(A::Error) -> DomainError,
     ) -> Result<Appended, CommandError>
     where
-        A: Aggregate<Services = ()>,
+        A: Aggregate<Services = ()> + Clone,
         A::Command: Clone,
         A::Error: Send + Sync + 'static,
     {
@@ -516,12 +525,8 @@ impl Commands {
             loop {
                 attempt += 1;
                 // The repository records the positions of what it appends in this task's scope.
-                let (executed, positions) = crate::repository::collect_positions(framework.execute_with_metadata(
-                    stream,
-                    command.clone(),
-                    map.clone(),
-                ))
-                .await;
+                let (executed, positions) =
+                    crate::repository::collect_positions(framework.execute(stream, command.clone(), &map)).await;
                 match executed {
                     Ok(()) => {
                         if positions.is_empty() {
@@ -561,8 +566,8 @@ impl Commands {
             .duration
             .with_label_values(&[A::TYPE])
             .observe(started.elapsed().as_secs_f64());
-        if result.is_ok() {
-            self.announce(metadata.tenant_id.as_str()).await;
+        if matches!(&result, Ok(appended) if !appended.positions.is_empty()) {
+            self.announcer.appended(metadata.tenant_id.as_str());
         }
         result
     }
@@ -591,22 +596,6 @@ impl Commands {
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not read the stream's head for the receipt"),
-        }
-    }
-
-    /// Wakes readers in other processes through Redis (LISTEN/NOTIFY needs nothing: the
-    /// database notifies at commit). A failed publish only delays readers to their next poll.
-    async fn announce(&self, tenant: &str) {
-        if let Some(connection) = &self.redis {
-            let mut connection = connection.clone();
-            let published: Result<i64, redis::RedisError> = redis::cmd("PUBLISH")
-                .arg(crate::REDIS_WAKE_CHANNEL)
-                .arg(tenant)
-                .query_async(&mut connection)
-                .await;
-            if let Err(e) = published {
-                tracing::warn!(error = %e, "could not publish a wake-up on Redis; readers will poll");
-            }
         }
     }
 }

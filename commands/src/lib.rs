@@ -5,8 +5,14 @@
 //! - [`dispatch`]: [`dispatch::Commands`], the tenant-scoped command dispatcher over cqrs-es and
 //!   postgres-es: metadata on every command, bounded retry of write conflicts, snapshots per
 //!   aggregate, wake-ups after each append, metrics.
-//! - [`repository`]: Chronicle's event repository over postgres-es's tables: one-statement
-//!   appends that return their log positions, one-statement snapshot loads.
+//! - [`repository`]: Chronicle's event repository over postgres-es's tables: appends that
+//!   return their log positions, one-statement snapshot loads.
+//! - [`committer`]: group commit in the application: the events of concurrent commands of
+//!   different callers appended by one statement, each command stored all or none.
+//! - `store` (private): one aggregate type's load, decide and append, with an in-process cache
+//!   of recently used aggregates and snapshots taken after the command that crosses them.
+//! - [`announce`]: wake-ups after commit (this process at once; others through Redis or a
+//!   coalesced `pg_notify` outside write transactions).
 //! - [`error`]: [`error::CommandError`], a refusal (the caller's fault, with its domain code), a
 //!   conflict, or an unexpected failure.
 //! - [`http`]: form bodies, retry pacing and the Graph API client, for every worker that calls
@@ -46,15 +52,18 @@
 //!
 //! A command becomes events like this: a webhook or a mutation builds a domain command (with
 //!   personal fields sealed by the key store), [`dispatch::Commands`] runs it with its metadata
-//!   through cqrs-es, the aggregate in `domain` decides, Chronicle's event repository
-//!   ([`repository`]) appends the events in one statement and hands their positions back
-//!   ([`dispatch::Appended`]), and the database stamps tenant, position, transaction id and
-//!   hash.
+//!   on the aggregate (cached, or loaded by `store`), the aggregate in `domain` decides,
+//!   Chronicle's event repository ([`repository`]) appends the events through the
+//!   [`committer`] (with other callers' commands in one statement) and hands their positions
+//!   back ([`dispatch::Appended`]), the database stamps tenant, position, transaction id and
+//!   hash, and [`announce`] wakes the readers.
 
 #![forbid(unsafe_code)]
 
+pub mod announce;
 pub mod calls;
 pub mod campaigns;
+pub mod committer;
 pub mod contacts;
 pub mod dispatch;
 pub mod error;
@@ -68,6 +77,7 @@ pub mod metering;
 pub mod outbound;
 pub mod payments;
 pub mod repository;
+mod store;
 pub mod tenants;
 pub mod wallet_sweeper;
 pub mod wallets;

@@ -5,13 +5,13 @@
 //! aggregate with a snapshot `SELECT` and then an events `SELECT` whose SQL text embeds the
 //! snapshot's sequence (a new prepared statement for every sequence). [`ChronicleEventRepository`]:
 //!
-//! - appends a commit's events in **one** multi-row `INSERT`, without an explicit transaction:
-//!   one statement is one transaction, so the events still commit together or not at all, the
-//!   hash-chain trigger still sees the earlier rows of the same statement (migration 0002), the
-//!   notification still fires once per statement at commit, and the transaction id that orders
-//!   the gap-free read is still the appending transaction's. A duplicate sequence (a concurrent
-//!   writer) is still the primary key's unique violation, reported as an optimistic-lock
-//!   conflict;
+//! - appends a commit's events through the dispatcher's [`GroupCommitter`]: one statement
+//!   (`chronicle_append_batch`) for the events of every command waiting at that moment, so
+//!   concurrent commands of different callers share one transaction and one flush, each
+//!   still stored all or none and refused alone on its own conflict; the hash-chain trigger
+//!   still sees a command's earlier events (migration 0002), and the transaction id that
+//!   orders the gap-free read is still the appending transaction's. No notification is sent
+//!   inside it (readers are woken after commit: [`crate::announce`]);
 //! - loads the snapshot and the events after it (all of them without a snapshot) in **one**
 //!   statement, and hands those events to the event store's next `get_last_events` call for that
 //!   stream and sequence (the store asks for them right after the snapshot); any other call
@@ -32,7 +32,9 @@ use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Row};
+
+use crate::committer::{persistence_error, GroupCommitter};
 
 /// Events read together with a snapshot, waiting for the store's `get_last_events` call, by
 /// (aggregate type, aggregate id, snapshot sequence).
@@ -54,6 +56,7 @@ const MAX_PREFETCHED: usize = 1024;
 /// appends and loads (see the module docs).
 pub struct ChronicleEventRepository {
     pool: PgPool,
+    committer: GroupCommitter,
     inner: PostgresEventRepository,
     prefetched: Mutex<Prefetched>,
     snapshots: Mutex<Snapshots>,
@@ -66,14 +69,35 @@ impl std::fmt::Debug for ChronicleEventRepository {
 }
 
 impl ChronicleEventRepository {
-    /// A repository over the `events` and `snapshots` tables of `pool`'s database.
+    /// A repository over the `events` and `snapshots` tables of `pool`'s database, with a
+    /// group committer of its own.
     pub fn new(pool: PgPool) -> Self {
+        Self::with_committer(pool.clone(), GroupCommitter::new(pool))
+    }
+
+    /// A repository appending through `committer` (a dispatcher shares one between every
+    /// aggregate type, so their commands commit together).
+    pub fn with_committer(pool: PgPool, committer: GroupCommitter) -> Self {
         Self {
+            committer,
             inner: PostgresEventRepository::new(pool.clone()),
             pool,
             prefetched: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The sequence of the stream's last event (0 for an empty stream): one lookup of the
+    /// primary key, to check that a cached state is still the stream's present one.
+    pub(crate) async fn head<A: Aggregate>(&self, aggregate_id: &str) -> Result<usize, PersistenceError> {
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2")
+                .bind(A::TYPE)
+                .bind(aggregate_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(persistence_error)?;
+        Ok(head.and_then(|h| usize::try_from(h).ok()).unwrap_or(0))
     }
 
     fn take_prefetched(&self, key: &(String, String, usize)) -> Option<Vec<SerializedEvent>> {
@@ -198,15 +222,6 @@ fn record_positions(rows: Vec<(String, i64)>) {
         note_written(*last, points.len());
     }
     let _ = APPENDED.try_with(|cell| cell.borrow_mut().extend(rows.iter().map(|(_, p)| *p)));
-}
-
-/// postgres-es's mapping: a unique violation is a concurrent append (optimistic lock).
-fn persistence_error(error: sqlx::Error) -> PersistenceError {
-    match &error {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => PersistenceError::OptimisticLockError,
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => PersistenceError::ConnectionError(Box::new(error)),
-        _ => PersistenceError::UnknownError(Box::new(error)),
-    }
 }
 
 fn event_of(row: &PgRow) -> Result<SerializedEvent, sqlx::Error> {
@@ -373,27 +388,7 @@ impl PersistedEventRepository for ChronicleEventRepository {
         if events.is_empty() {
             return Ok(());
         }
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) ",
-        );
-        insert.push_values(events, |mut row, event| {
-            row.push_bind(A::TYPE)
-                .push_bind(event.aggregate_id.as_str())
-                .push_bind(i64::try_from(event.sequence).unwrap_or(i64::MAX))
-                .push_bind(event.event_type.as_str())
-                .push_bind(event.event_version.as_str())
-                .push_bind(&event.payload)
-                .push_bind(&event.metadata);
-        });
-        insert.push(" RETURNING tx_id::text, global_position");
-        let mut positions: Vec<(String, i64)> = insert
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(persistence_error)?;
-        // The identity numbers rows in the order they are inserted, the listed (sequence) order;
-        // RETURNING's row order is not promised, so order by position.
-        positions.sort_unstable_by_key(|(_, position)| *position);
+        let positions = self.committer.append(A::TYPE, events.to_vec()).await?;
         record_positions(positions);
         Ok(())
     }

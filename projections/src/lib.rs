@@ -6,8 +6,8 @@
 //!   batches, optionally for one tenant and a set of event types, in an order that never skips
 //!   an event whose transaction commits late (DESIGN.md, "Reading the whole log without gaps").
 //! - [`live`]: the live log: one tail per process fanned out to every subscriber.
-//! - [`wake`]: wake-ups when events are appended: LISTEN/NOTIFY, or Redis pub/sub when
-//!   configured, with polling as the fallback.
+//! - [`wake`]: wake-ups when events are appended: LISTEN for the writers' notifications sent
+//!   after commit, or Redis pub/sub when configured, with polling as the fallback.
 //! - [`runtime`]: the projector runtime: named projectors, batches committed with their
 //!   checkpoint in one transaction, one active runner per projector across processes, lag.
 //! - [`page`]: the one shape of a paged list ([`page::Page`], [`page::BadCursor`]) and the

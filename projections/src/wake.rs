@@ -5,10 +5,11 @@
 //! readers always read the log itself ([`crate::log::read_after`]) and always also poll, so a
 //! lost wake-up costs latency, never an event. Sources:
 //!
-//! - [`Wakeups::postgres`]: `LISTEN` on [`PG_CHANNEL`]. The `events_notify` trigger sends one
-//!   notification per appending statement, with the tenant id as payload, delivered at commit.
-//!   Every listening process needs a connection to the primary (notifications are not sent to
-//!   read replicas).
+//! - [`Wakeups::postgres`]: `LISTEN` on [`PG_CHANNEL`]. Writers send the tenant id there after
+//!   their append has committed, in a statement of their own (`chronicle_commands::announce`),
+//!   coalesced; no notification is sent inside an appending transaction (it would make appends
+//!   commit one at a time: migration `20261206000084`). Every listening process needs a
+//!   connection to the primary (notifications are not sent to read replicas).
 //! - [`Wakeups::redis`]: `SUBSCRIBE` to [`REDIS_CHANNEL`], to which writers publish the tenant id
 //!   after a successful append ([`publish_redis`]), so many API processes (reading from replicas,
 //!   say) share one fan-out. Appends by writers that do not publish (psql, another tool) are
@@ -29,7 +30,8 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-/// The PostgreSQL channel the `events_notify` trigger notifies (payload: the tenant id).
+/// The PostgreSQL channel writers notify after commit (payload: the tenant id). The commands
+/// crate names the same string (`chronicle_commands::announce::PG_WAKE_CHANNEL`).
 pub const PG_CHANNEL: &str = "chronicle_events";
 
 /// The Redis channel writers publish to after an append (payload: the tenant id). The commands

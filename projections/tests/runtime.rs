@@ -160,6 +160,17 @@ async fn append_events(pool: &PgPool, count: usize) {
     }
 }
 
+/// What a writer does after its append has committed: wake the listeners of `tenant`
+/// (chronicle_commands::announce sends the same notification).
+async fn notify_after_commit(pool: &PgPool, tenant: &str) {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(wake::PG_CHANNEL)
+        .bind(tenant)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// Waits until `n` events are readable (other databases' transactions on the shared cluster
 /// may hold the readable end back for a moment); returns them in log order.
 async fn wait_readable(pool: &PgPool, n: usize) -> Vec<StoredEvent> {
@@ -467,10 +478,13 @@ async fn a_listen_notify_wake_up_applies_a_new_event_without_waiting_for_the_pol
     create_table(&pool, "copy_a").await;
     let wakeups = Wakeups::postgres(&pool).await.unwrap();
     let (stop, task) = start_idle_runner(&pool, wakeups).await;
-    // The poll interval is 30 s: only the notification can bring the event in 10 s.
+    // The poll interval is 30 s: only the notification can bring the event in 10 s. Appends
+    // notify nothing themselves; writers notify after commit (chronicle_commands::announce).
     append_events(&pool, 1).await;
+    notify_after_commit(&pool, "t1").await;
     wait_rows(&pool, "copy_a", 1, Duration::from_secs(10)).await;
     append_events(&pool, 2).await;
+    notify_after_commit(&pool, "t2").await;
     wait_rows(&pool, "copy_a", 3, Duration::from_secs(10)).await;
     stop.send(true).unwrap();
     task.await.unwrap();
@@ -500,6 +514,7 @@ async fn listen_notify_wake_ups_survive_a_dropped_connection(pool: PgPool) {
     let wakeups = Wakeups::postgres(&pool).await.unwrap();
     let mut receiver = wakeups.subscribe();
     append_events(&pool, 1).await;
+    notify_after_commit(&pool, "t2").await;
     assert_eq!(
         receiver.wait(None, Duration::from_secs(30)).await,
         wake::Woken::Notified
@@ -521,6 +536,7 @@ async fn listen_notify_wake_ups_survive_a_dropped_connection(pool: PgPool) {
     );
     // ...and appends wake again (the wake-up above is sent once LISTEN is back).
     append_events(&pool, 1).await;
+    notify_after_commit(&pool, "t2").await;
     assert_eq!(
         receiver.wait(None, Duration::from_secs(30)).await,
         wake::Woken::Notified

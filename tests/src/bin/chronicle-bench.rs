@@ -132,6 +132,9 @@ struct Bench {
     state: AppState,
     figures: Vec<Figure>,
     curves: BTreeMap<String, Vec<(f64, f64)>>,
+    /// The server's durability settings, shown with the results (users run fsync and
+    /// synchronous_commit on; the test cluster turns both off, which hides the commit's cost).
+    durability: String,
 }
 
 fn say(what: &str) {
@@ -161,6 +164,16 @@ impl Bench {
             std::env::var("DATABASE_URL").context("DATABASE_URL is required (source scripts/services.sh)")?;
         let admin = PgConnectOptions::from_str(&admin_url)?;
         let mut conn = PgConnection::connect_with(&admin).await?;
+        let (fsync, synchronous_commit): (String, String) =
+            sqlx::query_as("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
+                .fetch_one(&mut conn)
+                .await?;
+        let durability = format!("fsync {fsync}, synchronous_commit {synchronous_commit}");
+        if fsync != "on" || synchronous_commit == "off" {
+            say(&format!(
+                "warning: the server runs with {durability}; users run both on, and these figures hide the cost of a durable commit"
+            ));
+        }
         sqlx::query("DROP DATABASE IF EXISTS chronicle_bench WITH (FORCE)")
             .execute(&mut conn)
             .await?;
@@ -179,6 +192,7 @@ impl Bench {
             state,
             figures: Vec::new(),
             curves: BTreeMap::new(),
+            durability,
         })
     }
 
@@ -257,7 +271,10 @@ impl Bench {
         }
     }
 
-    /// 1. Commands per second on independent streams, beside pgbench's single-row INSERTs.
+    /// 1. Commands per second on independent streams, beside the same one-event commands
+    ///    through stock cqrs-es + postgres-es on the library's own tables (the peer), and beside
+    ///    pgbench's single-row INSERTs into a plain table and into Chronicle's `events` (its
+    ///    triggers and indexes), so each layer's cost is visible.
     async fn appends(&mut self) -> anyhow::Result<()> {
         let t = tenant("bench-appends");
         let key = DataKey::generate(&mut OsRng);
@@ -268,59 +285,90 @@ impl Bench {
         sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw (aggregate_type text, aggregate_id text, sequence bigint, event_type text, event_version text, payload json, metadata json)")
             .execute(&self.owner)
             .await?;
-        let script = format!(
-            "\\set id random(1, 1000000000)\nINSERT INTO bench_raw VALUES ('Conversation', 'bench:' || :id, 1, 'MessageReceived', '1.0', '{}', '{{\"tenant_id\":\"bench\",\"actor\":\"system:bench\",\"correlation_id\":\"bench\",\"causation_id\":\"bench\"}}');\n",
-            sample.replace('\'', "''")
-        );
+        sqlx::query("CREATE SEQUENCE IF NOT EXISTS bench_raw_ids")
+            .execute(&self.owner)
+            .await?;
+        let metadata = "{\"tenant_id\":\"bench-raw\",\"actor\":\"system:bench\",\"correlation_id\":\"bench\",\"causation_id\":\"bench\"}";
+        let insert_into = |table: &str| {
+            format!(
+                "INSERT INTO {table} (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('Conversation', 'bench-raw:' || nextval('bench_raw_ids'), 1, 'MessageReceived', '1.0', '{}', '{metadata}');\n",
+                sample.replace('\'', "''")
+            )
+        };
+        let plain_script = insert_into("bench_raw");
+        let events_script = insert_into("events");
+        let stock = StockPeer::new(&self.admin_url).await?;
         let commands = self.state.commands.clone();
         for &clients in &self.plan.append_clients.clone() {
             say(&format!("appends: {clients} clients"));
-            let done = Arc::new(AtomicU64::new(0));
-            let stop = Arc::new(AtomicBool::new(false));
-            let started = Instant::now();
-            let mut tasks = Vec::new();
-            for c in 0..clients {
-                let (commands, done, stop, t, key) =
-                    (commands.clone(), done.clone(), stop.clone(), t.clone(), key.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        n += 1;
+            let seconds = self.plan.append_seconds;
+            let rate = {
+                let (commands, t, key) = (commands.clone(), t.clone(), key.clone());
+                drive(clients, seconds, move |c, n| {
+                    let (commands, t, key) = (commands.clone(), t.clone(), key.clone());
+                    async move {
                         let contact = format!("ct_c{clients}_{c}_{n}");
                         let command = Bench::message(&key, &t, &contact, n);
-                        if commands
+                        commands
                             .conversation(&contact, command, &Bench::metadata(&t))
                             .await
                             .is_ok()
-                        {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
                     }
-                }));
+                })
+                .await
+            };
+            say(&format!("appends: {clients} clients, the stock peer"));
+            let peer = {
+                let (stock, sample) = (stock.clone(), serde_json::from_str::<Value>(&sample)?);
+                drive(clients, seconds, move |c, n| {
+                    let (stock, sample) = (stock.clone(), sample.clone());
+                    async move { stock.command(&format!("bench-stock:c{clients}_{c}_{n}"), sample).await }
+                })
+                .await
+            };
+            let raw = self.pgbench(&plain_script, clients, seconds)?;
+            let raw_events = self.pgbench(&events_script, clients, seconds)?;
+            for (curve, value) in [
+                ("Chronicle commands/s", rate),
+                ("stock cqrs-es + postgres-es commands/s", peer),
+                ("pgbench INSERT into events tx/s", raw_events),
+                ("pgbench INSERT tx/s", raw),
+            ] {
+                self.curves
+                    .entry(curve.into())
+                    .or_default()
+                    .push((clients as f64, value));
             }
-            tokio::time::sleep(Duration::from_secs(self.plan.append_seconds)).await;
-            stop.store(true, Ordering::Relaxed);
-            for task in tasks {
-                task.await?;
-            }
-            let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-            let raw = self.pgbench(&script, clients, self.plan.append_seconds)?;
-            self.curves
-                .entry("Chronicle commands/s".into())
-                .or_default()
-                .push((clients as f64, rate));
-            self.curves
-                .entry("pgbench INSERT tx/s".into())
-                .or_default()
-                .push((clients as f64, raw));
             let mut f = figure(&format!("appends, {clients} clients"), rate, "commands/s");
             f.baseline = Some(raw);
-            f.baseline_name = "pgbench single-row INSERT tx/s".into();
+            f.baseline_name = "pgbench single-row INSERT into a plain table, tx/s".into();
             f.ratio = Some(rate / raw);
             if clients == 16 {
                 f.target = "≥ 0.5× raw".into();
                 f.met = Some(rate / raw >= 0.5);
             }
+            self.figures.push(f);
+            let mut f = figure(
+                &format!("appends beside stock postgres-es, {clients} clients"),
+                rate,
+                "commands/s",
+            );
+            f.baseline = Some(peer);
+            f.baseline_name = "stock cqrs-es + postgres-es 0.5, one event per command, commands/s".into();
+            f.ratio = Some(rate / peer);
+            if clients == 16 {
+                f.target = "≥ 1.5× stock".into();
+                f.met = Some(rate / peer >= 1.5);
+            }
+            self.figures.push(f);
+            let mut f = figure(
+                &format!("pgbench INSERT into Chronicle's events, {clients} clients"),
+                raw_events,
+                "tx/s",
+            );
+            f.baseline = Some(raw);
+            f.baseline_name = "the same INSERT into a plain table, tx/s".into();
+            f.ratio = Some(raw_events / raw);
             self.figures.push(f);
         }
         Ok(())
@@ -799,14 +847,15 @@ impl Bench {
     fn write(&self, out: &Path, elapsed: Duration) -> anyhow::Result<()> {
         std::fs::create_dir_all(out)?;
         let json = json!({"scale": self.plan, "figures": self.figures, "curves": self.curves,
-                          "elapsed_seconds": elapsed.as_secs(), "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)}});
+                          "elapsed_seconds": elapsed.as_secs(), "durability": self.durability, "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)}});
         std::fs::write(out.join("results.json"), serde_json::to_vec_pretty(&json)?)?;
         let mut md = format!(
-            "Scale `{}` ({} events), {} cores, {} s in all. Each figure beside a baseline measured in the same run on the same PostgreSQL.\n\n| figure | value | baseline | ratio | target | met |\n|---|---|---|---|---|---|\n",
+            "Scale `{}` ({} events), {} cores, {} s in all, PostgreSQL with {}. Each figure beside a baseline measured in the same run on the same PostgreSQL.\n\n| figure | value | baseline | ratio | target | met |\n|---|---|---|---|---|---|\n",
             self.plan.name,
             self.plan.events,
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            elapsed.as_secs()
+            elapsed.as_secs(),
+            self.durability
         );
         for f in &self.figures {
             md.push_str(&format!(
@@ -892,6 +941,150 @@ fn svg(curves: &BTreeMap<String, Vec<(f64, f64)>>) -> String {
     }
     out.push_str("</svg>");
     out
+}
+
+/// Runs `work(client, n)` from `clients` tasks for `seconds` and returns the successes per
+/// second.
+async fn drive<F, Fut>(clients: usize, seconds: u64, work: F) -> f64
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (work, done, stop) = (work.clone(), done.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                if work(c, n).await {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The peer: stock cqrs-es + postgres-es 0.5 as their documentation sets them up (the
+/// library's own `events` and `snapshots` tables from postgres-es's `db/init.sql`, in a
+/// database of their own on the same server, `postgres_cqrs` with its default pool of 10), doing
+/// one-event commands on fresh streams with the same payload as Chronicle's.
+#[derive(Clone)]
+struct StockPeer {
+    cqrs: Arc<postgres_es::PostgresCqrs<StockStream>>,
+}
+
+impl StockPeer {
+    async fn new(admin_url: &str) -> anyhow::Result<StockPeer> {
+        let admin = PgConnectOptions::from_str(admin_url)?;
+        let mut conn = PgConnection::connect_with(&admin).await?;
+        sqlx::query("DROP DATABASE IF EXISTS chronicle_bench_stock WITH (FORCE)")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("CREATE DATABASE chronicle_bench_stock")
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let pool = PgPool::connect_with(admin.database("chronicle_bench_stock")).await?;
+        sqlx::raw_sql(
+            "CREATE TABLE events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, \
+               sequence bigint CHECK (sequence >= 0) NOT NULL, event_type text NOT NULL, \
+               event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL, \
+               PRIMARY KEY (aggregate_type, aggregate_id, sequence)); \
+             CREATE TABLE snapshots (aggregate_type text NOT NULL, aggregate_id text NOT NULL, \
+               last_sequence bigint CHECK (last_sequence >= 0) NOT NULL, \
+               current_snapshot bigint CHECK (current_snapshot >= 0) NOT NULL, payload json NOT NULL, \
+               PRIMARY KEY (aggregate_type, aggregate_id, last_sequence));",
+        )
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+        let url = {
+            let mut url = admin_url.to_owned();
+            if let Some(slash) = url.rfind('/') {
+                url.truncate(slash + 1);
+            }
+            url.push_str("chronicle_bench_stock");
+            url
+        };
+        let pool = postgres_es::default_postgress_pool(&url).await;
+        Ok(StockPeer {
+            cqrs: Arc::new(postgres_es::postgres_cqrs(pool, vec![], ())),
+        })
+    }
+
+    async fn command(&self, stream: &str, payload: Value) -> bool {
+        let metadata = std::collections::HashMap::from([
+            ("tenant_id".to_owned(), "bench-stock".to_owned()),
+            ("actor".to_owned(), "system:bench".to_owned()),
+            ("correlation_id".to_owned(), "bench".to_owned()),
+            ("causation_id".to_owned(), "bench".to_owned()),
+        ]);
+        self.cqrs.execute_with_metadata(stream, payload, metadata).await.is_ok()
+    }
+}
+
+/// The peer's aggregate: every command is one event carrying the command's payload.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct StockStream {
+    events: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+struct StockEvent {
+    body: Value,
+}
+
+impl cqrs_es::DomainEvent for StockEvent {
+    fn event_type(&self) -> String {
+        "MessageReceived".into()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".into()
+    }
+}
+
+#[derive(Debug)]
+struct Never;
+
+impl std::fmt::Display for Never {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("never")
+    }
+}
+
+impl std::error::Error for Never {}
+
+impl cqrs_es::Aggregate for StockStream {
+    const TYPE: &'static str = "StockStream";
+    type Command = Value;
+    type Event = StockEvent;
+    type Error = Never;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Value,
+        _services: &(),
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), Never> {
+        sink.write(StockEvent { body: command }, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, _event: StockEvent) {
+        self.events += 1;
+    }
 }
 
 #[tokio::main]

@@ -1,0 +1,350 @@
+//! Group commit in the application: the events of concurrent commands of different callers
+//! appended by one statement, so they share one transaction and one flush of the WAL.
+//!
+//! Each command's append is a request on a queue. A few committer tasks take every request
+//! waiting when they come for work (up to [`MAX_REQUESTS`] requests or [`MAX_ROWS`] events)
+//! and append them with `chronicle_append_batch` (migration `20261206000084`), which stores each
+//! command's events all or none:
+//!
+//! - a command whose first event's `(aggregate_type, aggregate_id, sequence)` exists already
+//!   lost to a concurrent writer: it is answered with the optimistic-lock conflict, alone (the
+//!   dispatcher reloads and retries it), and the others are stored;
+//! - a command of which some events would be stored and others not aborts the statement
+//!   (SQLSTATE `CH001`); the batch is sent again without it, and it is answered with the
+//!   conflict;
+//! - any other failure of a batch (a trigger's refusal, a lost connection) sends each of its
+//!   commands again alone, so each command is refused for its own reason only.
+//!
+//! Two commands on the same stream never share a batch (the second would be a conflict anyway,
+//! and a stored row must belong to exactly one command): the later one goes in the next batch.
+//! When nothing else is waiting, a batch is one command: no command waits for company.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+/// At most this many commands in one batch.
+pub const MAX_REQUESTS: usize = 64;
+
+/// At most this many events in one batch (a batch is never split below one command).
+pub const MAX_ROWS: usize = 1024;
+
+/// Committer tasks per dispatcher: while one batch is being flushed, the next one forms.
+pub const COMMITTERS: usize = 3;
+
+/// SQLSTATE of `chronicle_append_batch` when a command would be stored only in part.
+const PARTIAL: &str = "CH001";
+
+/// SQLSTATE of a unique violation (the primary key: a concurrent writer).
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// What a stored event's row says of its place in the log: `(tx_id as text, global_position)`.
+pub type Position = (String, i64);
+
+/// What a request is answered: its events' places in the log, or why none were stored.
+type Answer = Result<Vec<Position>, PersistenceError>;
+
+/// A request's reply channel with its answer.
+type Answered = (oneshot::Sender<Answer>, Answer);
+
+/// One command's events, and where to answer.
+struct Request {
+    aggregate_type: String,
+    events: Vec<SerializedEvent>,
+    reply: oneshot::Sender<Answer>,
+}
+
+impl Request {
+    fn stream(&self) -> (&str, &str) {
+        let id = self.events.first().map_or("", |e| e.aggregate_id.as_str());
+        (self.aggregate_type.as_str(), id)
+    }
+}
+
+/// Stops the committer tasks when the last handle is dropped.
+struct Tasks(Vec<AbortHandle>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The queue of appends and its committer tasks (started on the first append, in the runtime
+/// that makes it). Cheap to clone.
+#[derive(Clone)]
+pub struct GroupCommitter {
+    pool: PgPool,
+    sender: mpsc::UnboundedSender<Request>,
+    receiver: Arc<Mutex<Option<mpsc::UnboundedReceiver<Request>>>>,
+    started: Arc<AtomicBool>,
+    tasks: Arc<Mutex<Option<Tasks>>>,
+}
+
+impl std::fmt::Debug for GroupCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommitter").finish_non_exhaustive()
+    }
+}
+
+impl GroupCommitter {
+    /// A committer appending to the `events` table of `pool`'s database.
+    pub fn new(pool: PgPool) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Self {
+            pool,
+            sender,
+            receiver: Arc::new(Mutex::new(Some(receiver))),
+            started: Arc::default(),
+            tasks: Arc::default(),
+        }
+    }
+
+    /// Appends one command's events (all of one stream, in sequence order) and returns their
+    /// places in the log in position order; [`PersistenceError::OptimisticLockError`] when a
+    /// concurrent writer stored the stream's next event first.
+    pub async fn append(
+        &self,
+        aggregate_type: &str,
+        events: Vec<SerializedEvent>,
+    ) -> Result<Vec<Position>, PersistenceError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.start();
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            aggregate_type: aggregate_type.to_owned(),
+            events,
+            reply,
+        };
+        if let Err(mpsc::error::SendError(request)) = self.sender.send(request) {
+            // The committer tasks are gone (their runtime shut down): append in this task.
+            let mut answers = run_batch(&self.pool, vec![request]).await;
+            return answers.pop().map_or(Ok(Vec::new()), |(_, result)| result);
+        }
+        answer.await.map_err(|_| {
+            PersistenceError::UnknownError(
+                "the committer stopped before answering (is the runtime shutting down?)".into(),
+            )
+        })?
+    }
+
+    fn start(&self) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(receiver) = self.receiver.lock().ok().and_then(|mut r| r.take()) else {
+            return;
+        };
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let handles = (0..COMMITTERS)
+            .map(|_| tokio::spawn(commit_loop(self.pool.clone(), receiver.clone())).abort_handle())
+            .collect();
+        if let Ok(mut tasks) = self.tasks.lock() {
+            *tasks = Some(Tasks(handles));
+        }
+    }
+}
+
+/// A batch being formed: at most one request per stream; the others wait for the next batch.
+#[derive(Default)]
+struct Forming {
+    batch: Vec<Request>,
+    rows: usize,
+    streams: HashSet<(String, String)>,
+    later: Vec<Request>,
+}
+
+impl Forming {
+    fn take(&mut self, request: Request) {
+        let (kind, id) = request.stream();
+        if self.streams.insert((kind.to_owned(), id.to_owned())) {
+            self.rows += request.events.len();
+            self.batch.push(request);
+        } else {
+            self.later.push(request);
+        }
+    }
+}
+
+/// One committer: takes what is waiting, appends it, answers, and comes back for more.
+async fn commit_loop(pool: PgPool, receiver: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>>) {
+    let mut held_back: Vec<Request> = Vec::new();
+    loop {
+        let mut forming = Forming::default();
+        for request in held_back.drain(..) {
+            forming.take(request);
+        }
+        // With requests held back, never wait for the queue: another committer may be holding
+        // it while it waits for new requests, which may never come.
+        let queue = if forming.batch.is_empty() {
+            Some(receiver.lock().await)
+        } else {
+            receiver.try_lock().ok()
+        };
+        if let Some(mut queue) = queue {
+            if forming.batch.is_empty() {
+                match queue.recv().await {
+                    Some(request) => forming.take(request),
+                    None => return,
+                }
+            }
+            while forming.batch.len() < MAX_REQUESTS && forming.rows < MAX_ROWS {
+                match queue.try_recv() {
+                    Ok(request) => forming.take(request),
+                    Err(_) => break,
+                }
+            }
+        }
+        let Forming { batch, later, .. } = forming;
+        held_back = later;
+        if batch.is_empty() {
+            continue;
+        }
+        for (reply, result) in run_batch(&pool, batch).await {
+            // The caller may have given up (its future was dropped): nothing to tell.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Appends a batch and returns each request's answer.
+async fn run_batch(pool: &PgPool, mut batch: Vec<Request>) -> Vec<Answered> {
+    let mut answers = Vec::with_capacity(batch.len());
+    loop {
+        if batch.is_empty() {
+            return answers;
+        }
+        match append_batch(pool, &batch).await {
+            Ok(mut stored) => {
+                for (index, request) in batch.into_iter().enumerate() {
+                    let result = match stored.remove(&index) {
+                        Some(mut positions) if positions.len() == request.events.len() => {
+                            positions.sort_unstable_by_key(|(_, position)| *position);
+                            Ok(positions)
+                        }
+                        // Nothing stored (the function stores a command all or none).
+                        _ => Err(PersistenceError::OptimisticLockError),
+                    };
+                    answers.push((request.reply, result));
+                }
+                return answers;
+            }
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(PARTIAL) => {
+                let partial: HashSet<usize> = e
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|pg| pg.detail())
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|n| n.trim().parse().ok())
+                    .collect();
+                if partial.is_empty() {
+                    // Cannot tell which: every command alone.
+                    return alone(pool, batch, answers).await;
+                }
+                let mut rest = Vec::with_capacity(batch.len());
+                for (index, request) in batch.into_iter().enumerate() {
+                    if partial.contains(&index) {
+                        answers.push((request.reply, Err(PersistenceError::OptimisticLockError)));
+                    } else {
+                        rest.push(request);
+                    }
+                }
+                batch = rest;
+            }
+            Err(error) => {
+                if batch.len() == 1 {
+                    let request = batch.remove(0);
+                    answers.push((request.reply, Err(persistence_error(error))));
+                    return answers;
+                }
+                return alone(pool, batch, answers).await;
+            }
+        }
+    }
+}
+
+/// Appends each request of a failed batch on its own, so each is answered for itself.
+async fn alone(pool: &PgPool, batch: Vec<Request>, mut answers: Vec<Answered>) -> Vec<Answered> {
+    for request in batch {
+        let result = match append_batch(pool, std::slice::from_ref(&request)).await {
+            Ok(mut stored) => match stored.remove(&0) {
+                Some(mut positions) if positions.len() == request.events.len() => {
+                    positions.sort_unstable_by_key(|(_, position)| *position);
+                    Ok(positions)
+                }
+                _ => Err(PersistenceError::OptimisticLockError),
+            },
+            Err(error) => Err(persistence_error(error)),
+        };
+        answers.push((request.reply, result));
+    }
+    answers
+}
+
+/// One call of `chronicle_append_batch`: the stored rows by request index.
+async fn append_batch(pool: &PgPool, batch: &[Request]) -> Result<HashMap<usize, Vec<Position>>, sqlx::Error> {
+    let rows: usize = batch.iter().map(|r| r.events.len()).sum();
+    let mut requests = Vec::with_capacity(rows);
+    let mut types = Vec::with_capacity(rows);
+    let mut ids = Vec::with_capacity(rows);
+    let mut sequences = Vec::with_capacity(rows);
+    let mut event_types = Vec::with_capacity(rows);
+    let mut versions = Vec::with_capacity(rows);
+    let mut payloads = Vec::with_capacity(rows);
+    let mut metadata = Vec::with_capacity(rows);
+    for (index, request) in batch.iter().enumerate() {
+        // At most MAX_REQUESTS requests: the index fits.
+        let index = i32::try_from(index).unwrap_or(i32::MAX);
+        for event in &request.events {
+            requests.push(index);
+            types.push(request.aggregate_type.as_str());
+            ids.push(event.aggregate_id.as_str());
+            sequences.push(i64::try_from(event.sequence).unwrap_or(i64::MAX));
+            event_types.push(event.event_type.as_str());
+            versions.push(event.event_version.as_str());
+            payloads.push(&event.payload);
+            metadata.push(&event.metadata);
+        }
+    }
+    let stored: Vec<(i32, i64, String, i64)> = sqlx::query_as(
+        "SELECT request, sequence, tx_id, global_position \
+           FROM chronicle_append_batch($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&requests)
+    .bind(&types)
+    .bind(&ids)
+    .bind(&sequences)
+    .bind(&event_types)
+    .bind(&versions)
+    .bind(&payloads)
+    .bind(&metadata)
+    .fetch_all(pool)
+    .await?;
+    let mut by_request: HashMap<usize, Vec<Position>> = HashMap::new();
+    for (request, _sequence, tx_id, position) in stored {
+        if let Ok(index) = usize::try_from(request) {
+            by_request.entry(index).or_default().push((tx_id, position));
+        }
+    }
+    Ok(by_request)
+}
+
+/// postgres-es's mapping: a unique violation is a concurrent append (optimistic lock).
+pub(crate) fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {
+            PersistenceError::OptimisticLockError
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => PersistenceError::ConnectionError(Box::new(error)),
+        _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}
