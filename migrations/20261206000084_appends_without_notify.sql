@@ -15,9 +15,10 @@ DROP FUNCTION chronicle_events_notify();
 --    are skipped (a concurrent writer won: the command's optimistic-lock conflict); a command
 --    of which some rows were stored and others skipped aborts the whole statement with SQLSTATE
 --    CH001, listing those requests in DETAIL, and the caller sends the rest again without them.
---    The rows go in the order given (request, then sequence), so the hash-chain trigger sees a
---    command's earlier events before its later ones. The caller sends at most one request per
---    stream, so a stored row belongs to exactly one request.
+--    The rows go in key order (aggregate_type, aggregate_id, sequence): the hash-chain trigger
+--    sees a command's earlier events before its later ones, and concurrent batches take their
+--    key locks in the same order, so they never wait on each other in a cycle. The caller
+--    sends at most one request per stream, so a stored row belongs to exactly one request.
 CREATE FUNCTION chronicle_append_batch(
     requests int[], aggregate_types text[], aggregate_ids text[], sequences bigint[],
     event_types text[], event_versions text[], payloads jsonb[], metadatas jsonb[])
@@ -35,16 +36,16 @@ BEGIN
     WITH input AS (
         SELECT *
           FROM unnest(requests, aggregate_types, aggregate_ids, sequences, event_types,
-                      event_versions, payloads, metadatas) WITH ORDINALITY
+                      event_versions, payloads, metadatas)
                AS t(request, aggregate_type, aggregate_id, sequence, event_type, event_version,
-                    payload, metadata, ord)
+                    payload, metadata)
     ), stored AS (
         INSERT INTO events AS e (aggregate_type, aggregate_id, sequence, event_type, event_version,
                                  payload, metadata)
         SELECT i.aggregate_type, i.aggregate_id, i.sequence, i.event_type, i.event_version,
                i.payload::json, i.metadata::json
           FROM input i
-         ORDER BY i.ord
+         ORDER BY i.aggregate_type, i.aggregate_id, i.sequence
             ON CONFLICT DO NOTHING
      RETURNING e.aggregate_type, e.aggregate_id, e.sequence, e.tx_id, e.global_position
     )

@@ -124,11 +124,18 @@ pub async fn application_pool(options: PgConnectOptions) -> anyhow::Result<PgPoo
     let pool = PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(Duration::from_secs(10))
-        // No ping before every query (a round trip each): a connection that died while idle
-        // fails its next query, which is retried or reported like any lost connection, and
-        // idle connections are closed after a minute, before most firewalls drop them.
+        // No ping before every query (a round trip each, on every query of a busy server):
+        // only a connection idle for more than a few seconds is pinged before use, so one that
+        // died meanwhile (a restart, a failover, a firewall) is replaced, not handed out.
         .test_before_acquire(false)
-        .idle_timeout(Duration::from_secs(60))
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_BEFORE_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if member {
@@ -146,6 +153,9 @@ pub async fn application_pool(options: PgConnectOptions) -> anyhow::Result<PgPoo
         .context("connecting to PostgreSQL")?;
     Ok(pool)
 }
+
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
 
 /// Builds the state over a migrated pool.
 pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<AppState> {

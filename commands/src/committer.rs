@@ -12,8 +12,10 @@
 //! - a command of which some events would be stored and others not aborts the statement
 //!   (SQLSTATE `CH001`); the batch is sent again without it, and it is answered with the
 //!   conflict;
-//! - any other failure of a batch (a trigger's refusal, a lost connection) sends each of its
-//!   commands again alone, so each command is refused for its own reason only.
+//! - any other refusal of a batch by the database (a trigger's refusal: nothing was stored)
+//!   sends each of its commands again alone, so each command is refused for its own reason
+//!   only; a lost connection is reported to every command of the batch as a connection error,
+//!   never sent again (the batch may have committed before the answer was lost).
 //!
 //! Two commands on the same stream never share a batch (the second would be a conflict anyway,
 //! and a stored row must belong to exactly one command): the later one goes in the next batch.
@@ -260,13 +262,26 @@ async fn run_batch(pool: &PgPool, mut batch: Vec<Request>) -> Vec<Answered> {
                 }
                 batch = rest;
             }
-            Err(error) => {
+            // The database refused the statement, so nothing of it was stored: each command
+            // again alone, to be refused for its own reason only.
+            Err(error @ sqlx::Error::Database(_)) => {
                 if batch.len() == 1 {
                     let request = batch.remove(0);
                     answers.push((request.reply, Err(persistence_error(error))));
                     return answers;
                 }
                 return alone(pool, batch, answers).await;
+            }
+            // The connection failed: the batch may have committed before the answer was lost.
+            // Sending it again would find its own rows and call them a conflict (and the
+            // command would run again), so every command is told of the failure instead.
+            Err(error) => {
+                let message = error.to_string();
+                for request in batch {
+                    let error = sqlx::Error::Protocol(format!("the append's outcome is unknown: {message}"));
+                    answers.push((request.reply, Err(PersistenceError::ConnectionError(Box::new(error)))));
+                }
+                return answers;
             }
         }
     }
@@ -341,7 +356,9 @@ async fn append_batch(pool: &PgPool, batch: &[Request]) -> Result<HashMap<usize,
 /// postgres-es's mapping: a unique violation is a concurrent append (optimistic lock).
 pub(crate) fn persistence_error(error: sqlx::Error) -> PersistenceError {
     match &error {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {
+        sqlx::Error::Database(db)
+            if db.code().as_deref() == Some(UNIQUE_VIOLATION) || db.code().as_deref() == Some(PARTIAL) =>
+        {
             PersistenceError::OptimisticLockError
         }
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) => PersistenceError::ConnectionError(Box::new(error)),

@@ -100,6 +100,115 @@ impl ChronicleEventRepository {
         Ok(head.and_then(|h| usize::try_from(h).ok()).unwrap_or(0))
     }
 
+    /// The stream's snapshot and the events after it (all of them without a snapshot), read in
+    /// one statement and returned together, so two loads of one stream at once never exchange
+    /// their events.
+    pub(crate) async fn snapshot_and_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(Option<SerializedSnapshot>, Vec<SerializedEvent>), PersistenceError> {
+        // The snapshot (row `kind` 0; its payload only if it is not the one cached), then the
+        // events after it (`kind` 1), in one statement. The events' range has two bounds the
+        // planner cannot see, so it estimates a short range and reads the stream's index even
+        // for a stream that is most of the table.
+        let key = (A::TYPE.to_string(), aggregate_id.to_string());
+        let cached = self
+            .snapshots
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&key).map(|(sequence, _)| *sequence));
+        let rows = sqlx::query(
+            "WITH s AS (SELECT last_sequence, current_snapshot, payload FROM snapshots
+                         WHERE aggregate_type = $1 AND aggregate_id = $2)
+             SELECT 0 AS kind, last_sequence AS sequence, current_snapshot, NULL::text AS event_type,
+                    NULL::text AS event_version,
+                    CASE WHEN last_sequence IS NOT DISTINCT FROM $3 THEN NULL ELSE payload END AS payload,
+                    NULL::json AS metadata
+               FROM s
+             UNION ALL
+             SELECT 1, e.sequence, NULL, e.event_type, e.event_version, e.payload, e.metadata
+               FROM (SELECT coalesce((SELECT last_sequence FROM s), 0) AS after) f
+               JOIN events e ON e.aggregate_type = $1 AND e.aggregate_id = $2
+                AND e.sequence > f.after AND e.sequence <= greatest(f.after, 9223372036854775807)
+             ORDER BY kind, sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(cached.and_then(|c| i64::try_from(c).ok()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(persistence_error)?;
+        let mut snapshot = None;
+        let mut events = Vec::new();
+        for row in &rows {
+            let kind: i32 = row.try_get("kind").map_err(persistence_error)?;
+            let sequence: i64 = row.try_get("sequence").map_err(persistence_error)?;
+            let sequence = usize::try_from(sequence).unwrap_or_default();
+            let payload: Option<Value> = row.try_get("payload").map_err(persistence_error)?;
+            if kind == 0 {
+                let current: i64 = row.try_get("current_snapshot").map_err(persistence_error)?;
+                let current = usize::try_from(current).unwrap_or_default();
+                let aggregate = match payload {
+                    Some(payload) => {
+                        self.keep_snapshot(key.clone(), sequence, &payload);
+                        payload
+                    }
+                    // Not sent: the cached one is this very snapshot.
+                    None => match self.cached_snapshot(&key, sequence) {
+                        Some(payload) => payload,
+                        None => {
+                            let snapshot = self.inner.get_snapshot::<A>(aggregate_id).await?;
+                            let after = snapshot.as_ref().map_or(0, |s| s.current_sequence);
+                            let events = self.events_after::<A>(aggregate_id, after).await?;
+                            return Ok((snapshot, events));
+                        }
+                    },
+                };
+                snapshot = Some(SerializedSnapshot {
+                    aggregate_id: aggregate_id.to_string(),
+                    aggregate,
+                    current_sequence: sequence,
+                    current_snapshot: current,
+                });
+            } else {
+                let payload = payload.unwrap_or(Value::Null);
+                events.push(SerializedEvent::new(
+                    aggregate_id.to_string(),
+                    sequence,
+                    A::TYPE.to_string(),
+                    row.try_get("event_type").map_err(persistence_error)?,
+                    row.try_get("event_version").map_err(persistence_error)?,
+                    payload,
+                    row.try_get("metadata").map_err(persistence_error)?,
+                ));
+            }
+        }
+        Ok((snapshot, events))
+    }
+
+    /// The stream's events after `last_sequence`, in order.
+    pub(crate) async fn events_after<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        let rows = sqlx::query(
+            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+               FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+              ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(persistence_error)?;
+        rows.iter()
+            .map(event_of)
+            .collect::<Result<_, _>>()
+            .map_err(persistence_error)
+    }
+
     fn take_prefetched(&self, key: &(String, String, usize)) -> Option<Vec<SerializedEvent>> {
         self.prefetched.lock().ok().and_then(|mut map| map.remove(key))
     }
@@ -251,98 +360,14 @@ impl PersistedEventRepository for ChronicleEventRepository {
         if let Some(events) = self.take_prefetched(&key) {
             return Ok(events);
         }
-        let rows = sqlx::query(
-            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
-               FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
-              ORDER BY sequence",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(persistence_error)?;
-        rows.iter()
-            .map(event_of)
-            .collect::<Result<_, _>>()
-            .map_err(persistence_error)
+        self.events_after::<A>(aggregate_id, last_sequence).await
     }
 
     async fn get_snapshot<A: Aggregate>(
         &self,
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        // The snapshot (row `kind` 0; its payload only if it is not the one cached), then the
-        // events after it (`kind` 1), in one statement. The events' range has two bounds the
-        // planner cannot see, so it estimates a short range and reads the stream's index even
-        // for a stream that is most of the table.
-        let key = (A::TYPE.to_string(), aggregate_id.to_string());
-        let cached = self
-            .snapshots
-            .lock()
-            .ok()
-            .and_then(|map| map.get(&key).map(|(sequence, _)| *sequence));
-        let rows = sqlx::query(
-            "WITH s AS (SELECT last_sequence, current_snapshot, payload FROM snapshots
-                         WHERE aggregate_type = $1 AND aggregate_id = $2)
-             SELECT 0 AS kind, last_sequence AS sequence, current_snapshot, NULL::text AS event_type,
-                    NULL::text AS event_version,
-                    CASE WHEN last_sequence IS NOT DISTINCT FROM $3 THEN NULL ELSE payload END AS payload,
-                    NULL::json AS metadata
-               FROM s
-             UNION ALL
-             SELECT 1, e.sequence, NULL, e.event_type, e.event_version, e.payload, e.metadata
-               FROM (SELECT coalesce((SELECT last_sequence FROM s), 0) AS after) f
-               JOIN events e ON e.aggregate_type = $1 AND e.aggregate_id = $2
-                AND e.sequence > f.after AND e.sequence <= greatest(f.after, 9223372036854775807)
-             ORDER BY kind, sequence",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(cached.and_then(|c| i64::try_from(c).ok()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(persistence_error)?;
-        let mut snapshot = None;
-        let mut events = Vec::new();
-        for row in &rows {
-            let kind: i32 = row.try_get("kind").map_err(persistence_error)?;
-            let sequence: i64 = row.try_get("sequence").map_err(persistence_error)?;
-            let sequence = usize::try_from(sequence).unwrap_or_default();
-            let payload: Option<Value> = row.try_get("payload").map_err(persistence_error)?;
-            if kind == 0 {
-                let current: i64 = row.try_get("current_snapshot").map_err(persistence_error)?;
-                let current = usize::try_from(current).unwrap_or_default();
-                let aggregate = match payload {
-                    Some(payload) => {
-                        self.keep_snapshot(key.clone(), sequence, &payload);
-                        payload
-                    }
-                    // Not sent: the cached one is this very snapshot.
-                    None => match self.cached_snapshot(&key, sequence) {
-                        Some(payload) => payload,
-                        None => return self.inner.get_snapshot::<A>(aggregate_id).await,
-                    },
-                };
-                snapshot = Some(SerializedSnapshot {
-                    aggregate_id: aggregate_id.to_string(),
-                    aggregate,
-                    current_sequence: sequence,
-                    current_snapshot: current,
-                });
-            } else {
-                let payload = payload.unwrap_or(Value::Null);
-                events.push(SerializedEvent::new(
-                    aggregate_id.to_string(),
-                    sequence,
-                    A::TYPE.to_string(),
-                    row.try_get("event_type").map_err(persistence_error)?,
-                    row.try_get("event_version").map_err(persistence_error)?,
-                    payload,
-                    row.try_get("metadata").map_err(persistence_error)?,
-                ));
-            }
-        }
+        let (snapshot, events) = self.snapshot_and_events::<A>(aggregate_id).await?;
         // Without a snapshot the store asks for the events after sequence 0: all of them.
         let after = snapshot.as_ref().map_or(0, |s| s.current_sequence);
         self.keep_prefetched((A::TYPE.to_string(), aggregate_id.to_string(), after), events);

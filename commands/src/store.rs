@@ -137,18 +137,15 @@ where
         };
         let events: Vec<SerializedEvent> = match self.snapshot {
             None => self.repo.get_events::<A>(stream).await?,
-            Some(_) => match self.repo.get_snapshot::<A>(stream).await? {
-                // The snapshot came with the events after it (one statement).
-                None => self.repo.get_last_events::<A>(stream, 0).await?,
-                Some(snapshot) => {
+            Some(_) => match self.repo.snapshot_and_events::<A>(stream).await? {
+                (None, events) => events,
+                (Some(snapshot), events) => {
                     state.snapshot = Some(snapshot.current_snapshot);
                     match serde_json::from_value::<A>(snapshot.aggregate) {
                         Ok(aggregate) => {
                             state.aggregate = aggregate;
                             state.sequence = snapshot.current_sequence;
-                            self.repo
-                                .get_last_events::<A>(stream, snapshot.current_sequence)
-                                .await?
+                            events
                         }
                         // The aggregate's shape changed since the snapshot: fold every event
                         // (the next snapshot replaces it).
