@@ -3,8 +3,10 @@
 //!
 //! Each command's append is a request on a queue. A few committer tasks take every request
 //! waiting when they come for work (up to [`MAX_REQUESTS`] requests or [`MAX_ROWS`] events)
-//! and append them with `chronicle_append_batch` (migration `20261206000084`), which stores each
-//! command's events all or none:
+//! and append them in one plain `INSERT` (rows in key order, so concurrent batches take their
+//! key locks in the same order and never deadlock). If any row conflicts, that statement stores
+//! nothing, and the batch goes again through `chronicle_append_batch` (migration
+//! `20261206000084`), which stores each command's events all or none:
 //!
 //! - a command whose first event's `(aggregate_type, aggregate_id, sequence)` exists already
 //!   lost to a concurrent writer: it is answered with the optimistic-lock conflict, alone (the
@@ -221,21 +223,35 @@ async fn commit_loop(pool: PgPool, receiver: Arc<tokio::sync::Mutex<mpsc::Unboun
 /// Appends a batch and returns each request's answer.
 async fn run_batch(pool: &PgPool, mut batch: Vec<Request>) -> Vec<Answered> {
     let mut answers = Vec::with_capacity(batch.len());
+    // Most batches meet no conflict: one plain INSERT. Only when one of them conflicts is the
+    // batch sent through the slower statement that sorts conflicts out.
+    match insert_all(pool, &batch).await {
+        Ok(mut stored) => {
+            for (index, request) in batch.into_iter().enumerate() {
+                let result = own_positions(&request, stored.remove(&index));
+                answers.push((request.reply, result));
+            }
+            return answers;
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNIQUE_VIOLATION) && batch.len() > 1 => {}
+        Err(error @ sqlx::Error::Database(_)) => {
+            if batch.len() == 1 {
+                let request = batch.remove(0);
+                answers.push((request.reply, Err(persistence_error(error))));
+                return answers;
+            }
+            return alone(pool, batch, answers).await;
+        }
+        Err(error) => return lost(error, batch, answers),
+    }
     loop {
         if batch.is_empty() {
             return answers;
         }
-        match append_batch(pool, &batch).await {
+        match append_resolving_conflicts(pool, &batch).await {
             Ok(mut stored) => {
                 for (index, request) in batch.into_iter().enumerate() {
-                    let result = match stored.remove(&index) {
-                        Some(mut positions) if positions.len() == request.events.len() => {
-                            positions.sort_unstable_by_key(|(_, position)| *position);
-                            Ok(positions)
-                        }
-                        // Nothing stored (the function stores a command all or none).
-                        _ => Err(PersistenceError::OptimisticLockError),
-                    };
+                    let result = own_positions(&request, stored.remove(&index));
                     answers.push((request.reply, result));
                 }
                 return answers;
@@ -275,29 +291,28 @@ async fn run_batch(pool: &PgPool, mut batch: Vec<Request>) -> Vec<Answered> {
             // The connection failed: the batch may have committed before the answer was lost.
             // Sending it again would find its own rows and call them a conflict (and the
             // command would run again), so every command is told of the failure instead.
-            Err(error) => {
-                let message = error.to_string();
-                for request in batch {
-                    let error = sqlx::Error::Protocol(format!("the append's outcome is unknown: {message}"));
-                    answers.push((request.reply, Err(PersistenceError::ConnectionError(Box::new(error)))));
-                }
-                return answers;
-            }
+            Err(error) => return lost(error, batch, answers),
         }
     }
+}
+
+/// The batch's connection failed: it may have committed before the answer was lost. Sending
+/// it again would find its own rows and call them a conflict (and the command would run
+/// again), so every command is told of the failure instead.
+fn lost(error: sqlx::Error, batch: Vec<Request>, mut answers: Vec<Answered>) -> Vec<Answered> {
+    let message = error.to_string();
+    for request in batch {
+        let error = sqlx::Error::Protocol(format!("the append's outcome is unknown: {message}"));
+        answers.push((request.reply, Err(PersistenceError::ConnectionError(Box::new(error)))));
+    }
+    answers
 }
 
 /// Appends each request of a failed batch on its own, so each is answered for itself.
 async fn alone(pool: &PgPool, batch: Vec<Request>, mut answers: Vec<Answered>) -> Vec<Answered> {
     for request in batch {
-        let result = match append_batch(pool, std::slice::from_ref(&request)).await {
-            Ok(mut stored) => match stored.remove(&0) {
-                Some(mut positions) if positions.len() == request.events.len() => {
-                    positions.sort_unstable_by_key(|(_, position)| *position);
-                    Ok(positions)
-                }
-                _ => Err(PersistenceError::OptimisticLockError),
-            },
+        let result = match insert_all(pool, std::slice::from_ref(&request)).await {
+            Ok(mut stored) => own_positions(&request, stored.remove(&0)),
             Err(error) => Err(persistence_error(error)),
         };
         answers.push((request.reply, result));
@@ -305,43 +320,120 @@ async fn alone(pool: &PgPool, batch: Vec<Request>, mut answers: Vec<Answered>) -
     answers
 }
 
-/// One call of `chronicle_append_batch`: the stored rows by request index.
-async fn append_batch(pool: &PgPool, batch: &[Request]) -> Result<HashMap<usize, Vec<Position>>, sqlx::Error> {
-    let rows: usize = batch.iter().map(|r| r.events.len()).sum();
-    let mut requests = Vec::with_capacity(rows);
-    let mut types = Vec::with_capacity(rows);
-    let mut ids = Vec::with_capacity(rows);
-    let mut sequences = Vec::with_capacity(rows);
-    let mut event_types = Vec::with_capacity(rows);
-    let mut versions = Vec::with_capacity(rows);
-    let mut payloads = Vec::with_capacity(rows);
-    let mut metadata = Vec::with_capacity(rows);
-    for (index, request) in batch.iter().enumerate() {
-        // At most MAX_REQUESTS requests: the index fits.
-        let index = i32::try_from(index).unwrap_or(i32::MAX);
-        for event in &request.events {
-            requests.push(index);
-            types.push(request.aggregate_type.as_str());
-            ids.push(event.aggregate_id.as_str());
-            sequences.push(i64::try_from(event.sequence).unwrap_or(i64::MAX));
-            event_types.push(event.event_type.as_str());
-            versions.push(event.event_version.as_str());
-            payloads.push(&event.payload);
-            metadata.push(&event.metadata);
+/// A request's answer from the rows stored for it: all its events, in position order, or
+/// none (a conflict: nothing of a command is stored unless all of it is).
+fn own_positions(request: &Request, stored: Option<Vec<Position>>) -> Answer {
+    match stored {
+        Some(mut positions) if positions.len() == request.events.len() => {
+            positions.sort_unstable_by_key(|(_, position)| *position);
+            Ok(positions)
+        }
+        _ => Err(PersistenceError::OptimisticLockError),
+    }
+}
+
+/// The arrays of a batch's rows, one per column, in key order per request.
+struct Columns<'a> {
+    requests: Vec<i32>,
+    types: Vec<&'a str>,
+    ids: Vec<&'a str>,
+    sequences: Vec<i64>,
+    event_types: Vec<&'a str>,
+    versions: Vec<&'a str>,
+    payloads: Vec<&'a serde_json::Value>,
+    metadata: Vec<&'a serde_json::Value>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(batch: &'a [Request]) -> Self {
+        let rows: usize = batch.iter().map(|r| r.events.len()).sum();
+        let mut columns = Columns {
+            requests: Vec::with_capacity(rows),
+            types: Vec::with_capacity(rows),
+            ids: Vec::with_capacity(rows),
+            sequences: Vec::with_capacity(rows),
+            event_types: Vec::with_capacity(rows),
+            versions: Vec::with_capacity(rows),
+            payloads: Vec::with_capacity(rows),
+            metadata: Vec::with_capacity(rows),
+        };
+        for (index, request) in batch.iter().enumerate() {
+            // At most MAX_REQUESTS requests: the index fits.
+            let index = i32::try_from(index).unwrap_or(i32::MAX);
+            for event in &request.events {
+                columns.requests.push(index);
+                columns.types.push(request.aggregate_type.as_str());
+                columns.ids.push(event.aggregate_id.as_str());
+                columns
+                    .sequences
+                    .push(i64::try_from(event.sequence).unwrap_or(i64::MAX));
+                columns.event_types.push(event.event_type.as_str());
+                columns.versions.push(event.event_version.as_str());
+                columns.payloads.push(&event.payload);
+                columns.metadata.push(&event.metadata);
+            }
+        }
+        columns
+    }
+}
+
+/// The fast path: every row of the batch in one plain `INSERT` (in key order, so concurrent
+/// batches take their key locks in the same order). A conflict anywhere fails the whole
+/// statement (unique violation) and stores nothing; the caller then resolves conflicts with
+/// [`append_resolving_conflicts`]. The stored rows by request index.
+async fn insert_all(pool: &PgPool, batch: &[Request]) -> Result<HashMap<usize, Vec<Position>>, sqlx::Error> {
+    let columns = Columns::of(batch);
+    let stored: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload::json, metadata::json \
+           FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+                AS t(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+          ORDER BY aggregate_type, aggregate_id, sequence \
+         RETURNING aggregate_type, aggregate_id, tx_id::text, global_position",
+    )
+    .bind(&columns.types)
+    .bind(&columns.ids)
+    .bind(&columns.sequences)
+    .bind(&columns.event_types)
+    .bind(&columns.versions)
+    .bind(&columns.payloads)
+    .bind(&columns.metadata)
+    .fetch_all(pool)
+    .await?;
+    // One request per stream in a batch: the stream names the request.
+    let index: HashMap<(&str, &str), usize> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, request)| (request.stream(), i))
+        .collect();
+    let mut by_request: HashMap<usize, Vec<Position>> = HashMap::new();
+    for (aggregate_type, aggregate_id, tx_id, position) in stored {
+        if let Some(i) = index.get(&(aggregate_type.as_str(), aggregate_id.as_str())) {
+            by_request.entry(*i).or_default().push((tx_id, position));
         }
     }
+    Ok(by_request)
+}
+
+/// One call of `chronicle_append_batch` (conflicting commands skipped, partial ones refused):
+/// the stored rows by request index.
+async fn append_resolving_conflicts(
+    pool: &PgPool,
+    batch: &[Request],
+) -> Result<HashMap<usize, Vec<Position>>, sqlx::Error> {
+    let columns = Columns::of(batch);
     let stored: Vec<(i32, i64, String, i64)> = sqlx::query_as(
         "SELECT request, sequence, tx_id, global_position \
            FROM chronicle_append_batch($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(&requests)
-    .bind(&types)
-    .bind(&ids)
-    .bind(&sequences)
-    .bind(&event_types)
-    .bind(&versions)
-    .bind(&payloads)
-    .bind(&metadata)
+    .bind(&columns.requests)
+    .bind(&columns.types)
+    .bind(&columns.ids)
+    .bind(&columns.sequences)
+    .bind(&columns.event_types)
+    .bind(&columns.versions)
+    .bind(&columns.payloads)
+    .bind(&columns.metadata)
     .fetch_all(pool)
     .await?;
     let mut by_request: HashMap<usize, Vec<Position>> = HashMap::new();
