@@ -226,22 +226,9 @@ async fn run_batch(pool: &PgPool, mut batch: Vec<Request>) -> Vec<Answered> {
     // Most batches meet no conflict: one plain INSERT. Only when one of them conflicts is the
     // batch sent through the slower statement that sorts conflicts out.
     match insert_all(pool, &batch).await {
-        Ok(mut stored) => {
-            for (index, request) in batch.into_iter().enumerate() {
-                let result = own_positions(&request, stored.remove(&index));
-                answers.push((request.reply, result));
-            }
-            return answers;
-        }
+        Ok(stored) => return answer_each(batch, stored, answers),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNIQUE_VIOLATION) && batch.len() > 1 => {}
-        Err(error @ sqlx::Error::Database(_)) => {
-            if batch.len() == 1 {
-                let request = batch.remove(0);
-                answers.push((request.reply, Err(persistence_error(error))));
-                return answers;
-            }
-            return alone(pool, batch, answers).await;
-        }
+        Err(error @ sqlx::Error::Database(_)) => return refused(pool, error, batch, answers).await,
         Err(error) => return lost(error, batch, answers),
     }
     loop {
@@ -249,13 +236,7 @@ async fn run_batch(pool: &PgPool, mut batch: Vec<Request>) -> Vec<Answered> {
             return answers;
         }
         match append_resolving_conflicts(pool, &batch).await {
-            Ok(mut stored) => {
-                for (index, request) in batch.into_iter().enumerate() {
-                    let result = own_positions(&request, stored.remove(&index));
-                    answers.push((request.reply, result));
-                }
-                return answers;
-            }
+            Ok(stored) => return answer_each(batch, stored, answers),
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(PARTIAL) => {
                 let partial: HashSet<usize> = e
                     .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
@@ -280,20 +261,42 @@ async fn run_batch(pool: &PgPool, mut batch: Vec<Request>) -> Vec<Answered> {
             }
             // The database refused the statement, so nothing of it was stored: each command
             // again alone, to be refused for its own reason only.
-            Err(error @ sqlx::Error::Database(_)) => {
-                if batch.len() == 1 {
-                    let request = batch.remove(0);
-                    answers.push((request.reply, Err(persistence_error(error))));
-                    return answers;
-                }
-                return alone(pool, batch, answers).await;
-            }
+            Err(error @ sqlx::Error::Database(_)) => return refused(pool, error, batch, answers).await,
             // The connection failed: the batch may have committed before the answer was lost.
             // Sending it again would find its own rows and call them a conflict (and the
             // command would run again), so every command is told of the failure instead.
             Err(error) => return lost(error, batch, answers),
         }
     }
+}
+
+/// Answers each request of a stored batch from the rows stored for it.
+fn answer_each(
+    batch: Vec<Request>,
+    mut stored: HashMap<usize, Vec<Position>>,
+    mut answers: Vec<Answered>,
+) -> Vec<Answered> {
+    for (index, request) in batch.into_iter().enumerate() {
+        let result = own_positions(&request, stored.remove(&index));
+        answers.push((request.reply, result));
+    }
+    answers
+}
+
+/// The database refused a batch's statement: one command is answered with the refusal, several
+/// go again one by one.
+async fn refused(
+    pool: &PgPool,
+    error: sqlx::Error,
+    mut batch: Vec<Request>,
+    mut answers: Vec<Answered>,
+) -> Vec<Answered> {
+    if batch.len() == 1 {
+        let request = batch.remove(0);
+        answers.push((request.reply, Err(persistence_error(error))));
+        return answers;
+    }
+    alone(pool, batch, answers).await
 }
 
 /// The batch's connection failed: it may have committed before the answer was lost. Sending

@@ -69,6 +69,37 @@ pub fn sender_config(base_url: &str, token: &str) -> SenderConfig {
     config
 }
 
+/// A sealed-looking personal field, for write-side tests whose commands never open it.
+pub fn placeholder_envelope() -> chronicle_domain::pii::Envelope {
+    chronicle_domain::pii::Envelope {
+        enc: "aes256gcm.v1".into(),
+        nonce: "bm9uY2U".into(),
+        ciphertext: "Y2lwaGVy".into(),
+    }
+}
+
+/// An inbound WhatsApp text from `contact` with the message ref `id`, sent `second` seconds
+/// after a fixed instant (2026-09-21), every personal field a [`placeholder_envelope`].
+pub fn inbound_message(id: &str, contact: &str, second: i64) -> chronicle_domain::conversation::ConversationCommand {
+    use chrono::TimeZone as _;
+    chronicle_domain::conversation::ConversationCommand::ReceiveMessage(
+        chronicle_domain::conversation::InboundMessage {
+            message_ref: id.into(),
+            provider_message_id: placeholder_envelope(),
+            contact_id: contact.into(),
+            business_number_id: "pn".into(),
+            contact_phone: placeholder_envelope(),
+            contact_name: None,
+            kind: chronicle_domain::conversation::MessageKind::Text,
+            content: Some(placeholder_envelope()),
+            sent_at: chrono::Utc
+                .timestamp_opt(1_790_000_000 + second, 0)
+                .single()
+                .unwrap_or_default(),
+        },
+    )
+}
+
 /// The metadata of a command sent by the system component `test` in `tenant_id`.
 pub fn system_metadata(tenant_id: &str) -> CommandMetadata {
     CommandMetadata {

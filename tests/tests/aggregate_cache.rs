@@ -5,40 +5,16 @@
 
 use chronicle_commands::dispatch::{Appended, Commands, SnapshotPolicy};
 use chronicle_commands::error::CommandError;
-use chronicle_domain::conversation::{
-    Conversation, ConversationCommand, ConversationStatus, InboundMessage, MessageKind,
-};
+use chronicle_domain::conversation::{Conversation, ConversationCommand, ConversationStatus};
 use chronicle_domain::metadata::CommandMetadata;
-use chronicle_domain::pii::Envelope;
 use chrono::{TimeZone, Utc};
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate, EventEnvelope};
 use serde_json::Value;
 use sqlx::PgPool;
 
-fn envelope() -> Envelope {
-    Envelope {
-        enc: "aes256gcm.v1".into(),
-        nonce: "bm9uY2U".into(),
-        ciphertext: "Y2lwaGVy".into(),
-    }
-}
-
 fn message(id: &str, second: i64) -> ConversationCommand {
-    ConversationCommand::ReceiveMessage(InboundMessage {
-        message_ref: id.into(),
-        provider_message_id: envelope(),
-        contact_id: "ct_1".into(),
-        business_number_id: "pn".into(),
-        contact_phone: envelope(),
-        contact_name: None,
-        kind: MessageKind::Text,
-        content: Some(envelope()),
-        sent_at: Utc
-            .timestamp_opt(1_790_000_000 + second, 0)
-            .single()
-            .unwrap_or_default(),
-    })
+    chronicle_tests::inbound_message(id, "ct_1", second)
 }
 
 fn status(to: ConversationStatus) -> ConversationCommand {

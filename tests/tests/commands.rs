@@ -3,36 +3,13 @@
 
 use chronicle_commands::dispatch::{Commands, SnapshotPolicy};
 use chronicle_commands::error::CommandError;
-use chronicle_domain::conversation::{ConversationCommand, ConversationError, InboundMessage, MessageKind};
+use chronicle_domain::conversation::{ConversationCommand, ConversationError};
 use chronicle_domain::metadata::CommandMetadata;
-use chronicle_domain::pii::Envelope;
 use chronicle_tests::tenant;
-use chrono::{TimeZone, Utc};
 use sqlx::PgPool;
 
-fn envelope() -> Envelope {
-    Envelope {
-        enc: "aes256gcm.v1".into(),
-        nonce: "bm9uY2U".into(),
-        ciphertext: "Y2lwaGVy".into(),
-    }
-}
-
 fn message(id: &str, contact: &str, second: i64) -> ConversationCommand {
-    ConversationCommand::ReceiveMessage(InboundMessage {
-        message_ref: id.into(),
-        provider_message_id: envelope(),
-        contact_id: contact.into(),
-        business_number_id: "pn".into(),
-        contact_phone: envelope(),
-        contact_name: None,
-        kind: MessageKind::Text,
-        content: Some(envelope()),
-        sent_at: Utc
-            .timestamp_opt(1_790_000_000 + second, 0)
-            .single()
-            .unwrap_or_default(),
-    })
+    chronicle_tests::inbound_message(id, contact, second)
 }
 
 /// The correlation and causation ids are checked on the events (below).

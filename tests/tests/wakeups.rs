@@ -5,11 +5,9 @@
 use std::time::{Duration, Instant};
 
 use chronicle_commands::dispatch::{Commands, SnapshotPolicy};
-use chronicle_domain::conversation::{ConversationCommand, InboundMessage, MessageKind};
+use chronicle_domain::conversation::ConversationCommand;
 use chronicle_domain::metadata::CommandMetadata;
-use chronicle_domain::pii::Envelope;
 use chronicle_projections::wake::{Wakeups, Woken};
-use chrono::{TimeZone, Utc};
 use sqlx::PgPool;
 
 /// The environment variable that turns [`child_appends_one_message`] into the other process.
@@ -18,26 +16,8 @@ const CHILD_DATABASE: &str = "CHRONICLE_WAKEUPS_CHILD_DATABASE_URL";
 /// A poll interval no test waits out: a wake-up that arrives came from a notification.
 const NO_POLL: Duration = Duration::from_secs(60);
 
-fn envelope() -> Envelope {
-    Envelope {
-        enc: "aes256gcm.v1".into(),
-        nonce: "bm9uY2U".into(),
-        ciphertext: "Y2lwaGVy".into(),
-    }
-}
-
 fn message(id: &str, contact: &str) -> ConversationCommand {
-    ConversationCommand::ReceiveMessage(InboundMessage {
-        message_ref: id.into(),
-        provider_message_id: envelope(),
-        contact_id: contact.into(),
-        business_number_id: "pn".into(),
-        contact_phone: envelope(),
-        contact_name: None,
-        kind: MessageKind::Text,
-        content: Some(envelope()),
-        sent_at: Utc.timestamp_opt(1_790_000_000, 0).single().unwrap_or_default(),
-    })
+    chronicle_tests::inbound_message(id, contact, 0)
 }
 
 fn metadata() -> CommandMetadata {
