@@ -289,9 +289,11 @@ impl Bench {
             .execute(&self.owner)
             .await?;
         let metadata = "{\"tenant_id\":\"bench-raw\",\"actor\":\"system:bench\",\"correlation_id\":\"bench\",\"causation_id\":\"bench\"}";
+        // An aggregate type and event type no projector reads: these rows only measure the
+        // INSERT, and must not reach the read models the later sections build.
         let insert_into = |table: &str| {
             format!(
-                "INSERT INTO {table} (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('Conversation', 'bench-raw:' || nextval('bench_raw_ids'), 1, 'MessageReceived', '1.0', '{}', '{metadata}');\n",
+                "INSERT INTO {table} (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('BenchRaw', 'bench-raw:' || nextval('bench_raw_ids'), 1, 'BenchRawInserted', '1.0', '{}', '{metadata}');\n",
                 sample.replace('\'', "''")
             )
         };
