@@ -10,9 +10,6 @@ use chronicle_domain::metadata::CommandMetadata;
 use chronicle_projections::wake::{Wakeups, Woken};
 use sqlx::PgPool;
 
-/// The environment variable that turns [`child_appends_one_message`] into the other process.
-const CHILD_DATABASE: &str = "CHRONICLE_WAKEUPS_CHILD_DATABASE_URL";
-
 /// A poll interval no test waits out: a wake-up that arrives came from a notification.
 const NO_POLL: Duration = Duration::from_secs(60);
 
@@ -74,39 +71,21 @@ async fn an_append_wakes_this_processes_readers_at_once(pool: PgPool) {
     );
 }
 
-/// Not a test of its own: the other process of
-/// [`an_append_in_another_process_wakes_this_ones_readers_without_polling`], which runs this
-/// test binary again with only this test and the database's URL.
-#[tokio::test]
-#[ignore = "run by an_append_in_another_process_wakes_this_ones_readers_without_polling"]
-async fn child_appends_one_message() {
-    let Ok(url) = std::env::var(CHILD_DATABASE) else {
-        return;
-    };
-    let pool = PgPool::connect(&url).await.unwrap();
-    let commands = Commands::new(pool, SnapshotPolicy::default());
-    commands
-        .conversation("ct_child", message("wm_child", "ct_child"), &metadata())
-        .await
-        .unwrap();
-    commands.flush_announcements(Duration::from_secs(10)).await;
-}
-
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn an_append_in_another_process_wakes_this_ones_readers_without_polling(pool: PgPool) {
     let wakeups = Wakeups::postgres(&pool).await.unwrap();
     let mut receiver = wakeups.subscribe();
     let started = Instant::now();
-    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_appends_one_message", "--ignored", "--quiet"])
-        .env(CHILD_DATABASE, url_of(&pool))
+    // Another process: a small writer that appends through `Commands` and exits.
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chronicle-append-once"))
+        .arg(url_of(&pool))
         .output()
         .await
         .unwrap();
     assert!(
         child.status.success(),
         "the other process failed: {}",
-        String::from_utf8_lossy(&child.stdout)
+        String::from_utf8_lossy(&child.stderr)
     );
     // The poll is a minute away: only the other process's notification can wake us now.
     assert_eq!(receiver.wait(Some("acme"), NO_POLL).await, Woken::Notified);
