@@ -431,8 +431,13 @@ pub async fn list(
         .await?
     } else {
         // No filter on the details row: page the conversations first (the first rows of the
-        // `conversations_inbox_order` index, migration 0080), then join the page's details. The
-        // first page has no cursor condition; a later page keeps the one above.
+        // `conversations_inbox_order` index, migration 0080), then look up each row's details by
+        // primary key. The lookup is a LATERAL subquery with `LIMIT 1` so that it is never
+        // flattened into a join: sqlx prepares the statement, PostgreSQL switches to a generic
+        // plan after five runs, and the generic plan guesses `LIMIT $3` at a tenth of the
+        // tenant's conversations and hash-joins the whole details table (1.5 ms a page at 4,345
+        // details, against 0.4 ms for 21 index lookups). The first page has no cursor
+        // condition; a later page keeps the one above.
         let cursor = if later_page {
             "AND (coalesce((extract(epoch FROM c.last_message_at) * 1000000)::bigint, -9223372036854775808),
                       c.conversation_id) < ($4::bigint, CASE WHEN $5 = '' THEN chr(1114111) ELSE $5 END)"
@@ -449,7 +454,9 @@ pub async fn list(
                         {cursor}
                       ORDER BY c.last_message_at DESC NULLS LAST, c.conversation_id DESC
                       LIMIT $3) c
-               LEFT JOIN conversation_details d ON d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
+               LEFT JOIN LATERAL (SELECT d.assignee, d.tags FROM conversation_details d
+                                   WHERE d.tenant_id = c.tenant_id AND d.conversation_id = c.conversation_id
+                                   LIMIT 1) d ON true
               ORDER BY c.last_message_at DESC NULLS LAST, c.conversation_id DESC"
         );
         let query = sqlx::query(&sql)
