@@ -35,8 +35,8 @@
 
 use chronicle_domain::call::automation::AUTOMATION_STREAM_LOCAL_ID;
 use chronicle_domain::call::{
-    call_stream_local_id, follow_up_backoff, AttemptOutcome, AutomationRules, AutomationRulesEvent, CallCommand,
-    CallError, CallOutcome, CompletedCall, MAX_FOLLOW_UP_ATTEMPTS,
+    call_stream_local_id, follow_up_backoff, AttemptOutcome, AutomationRules, AutomationRulesCommand,
+    AutomationRulesEvent, CallCommand, CallError, CallOutcome, CompletedCall, MAX_FOLLOW_UP_ATTEMPTS,
 };
 use chronicle_domain::contact::ContactSource;
 use chronicle_domain::metadata::{Actor, CommandMetadata};
@@ -54,7 +54,7 @@ use crate::dispatch::Commands;
 use crate::error::{CommandError, DomainError};
 use crate::intake::telephony::{CallStatusReport, PROVIDER};
 use crate::keystore::KeyStore;
-use crate::outbound::{send_metered, Outgoing};
+use crate::outbound::{require_sendable_template, send_metered, Outgoing};
 use crate::workers::{Admission, LeaseClaim};
 
 /// What recording a report did.
@@ -126,6 +126,35 @@ impl CallIntake {
         self.commands.call(&call_id, command, metadata).await?;
         Ok(Recorded::Completed { call_id, contact_id })
     }
+}
+
+/// Sets (or disables) the tenant's call follow-up rule. The rule's own refusals come first
+/// (`INVALID_DELAY`, `NO_OUTCOMES`, …: the command is decided on the present rules without
+/// recording anything); then an enabled rule's template is checked as the follow-ups will send
+/// it, without body parameters: `UNKNOWN_TEMPLATE`, `TEMPLATE_NOT_APPROVED` or
+/// `WRONG_PARAMETER_COUNT` (it has variables), before anything is recorded rather than on every
+/// call it would follow up.
+pub async fn set_automation(
+    commands: &Commands,
+    command: AutomationRulesCommand,
+    metadata: &CommandMetadata,
+) -> Result<crate::dispatch::Appended, CommandError> {
+    if let AutomationRulesCommand::SetCallFollowUpRule {
+        enabled: true,
+        template_name,
+        language,
+        ..
+    } = &command
+    {
+        let mut present = automation_rules(commands.pool(), &metadata.tenant_id).await?;
+        let sink = cqrs_es::event_sink::EventSink::default();
+        present
+            .handle(command.clone(), &(), &sink)
+            .await
+            .map_err(|e| CommandError::Rejected(DomainError::AutomationRules(e)))?;
+        require_sendable_template(commands, &metadata.tenant_id, template_name, language, &[]).await?;
+    }
+    commands.automation(command, metadata).await
 }
 
 /// Loads a tenant's automation rules from the log (a short stream: one event per change).

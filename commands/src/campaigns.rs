@@ -57,11 +57,12 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::contacts::unknown_contacts;
 use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 use crate::metering::{features, Metering};
-use crate::outbound::{queue, Outgoing};
+use crate::outbound::{queue, require_sendable_template, sendable_name, Outgoing};
 use crate::wallets::{WalletService, MAIN_WALLET};
 use crate::workers::{Admission, LeaseClaim};
 
@@ -129,8 +130,30 @@ impl CampaignService {
         load_campaign(self.commands.pool(), tenant, campaign_id).await
     }
 
-    /// Creates a draft (the recipients resolved by the caller).
+    /// Creates a draft (the recipients resolved by the caller). Refused before anything is
+    /// recorded when a recipient is not a contact of the tenant (`UNKNOWN_CONTACTS`, naming the
+    /// first ones) or the template cannot be sent as named ([`require_sendable_template`]:
+    /// `UNKNOWN_TEMPLATE`, `TEMPLATE_NOT_APPROVED`, `WRONG_PARAMETER_COUNT` for the variables);
+    /// blank or malformed names are left to the aggregate's own refusals.
     pub async fn create(&self, new: NewCampaign, metadata: &CommandMetadata) -> Result<Appended, CommandError> {
+        let tenant = &metadata.tenant_id;
+        let unknown = unknown_contacts(self.commands.pool(), tenant, &new.recipients).await?;
+        if !unknown.is_empty() {
+            return Err(refused(CampaignError::UnknownContacts {
+                count: unknown.len(),
+                ids: unknown.into_iter().take(5).collect(),
+            }));
+        }
+        if sendable_name(&new.template_name, &new.language) {
+            require_sendable_template(
+                &self.commands,
+                tenant,
+                &new.template_name,
+                &new.language,
+                &new.variables,
+            )
+            .await?;
+        }
         let local = campaign_local_id(&new.campaign_id);
         self.commands
             .campaign(&local, CampaignCommand::CreateCampaign(new), metadata)
@@ -149,6 +172,19 @@ impl CampaignService {
         let campaign = self.load(tenant, campaign_id).await?;
         if campaign.campaign_id().is_none() {
             return Err(refused(CampaignError::UnknownCampaign));
+        }
+        // The template may have been paused or disabled since the draft was made.
+        if let Some(definition) = campaign.definition() {
+            if campaign.status() == CampaignStatus::Draft {
+                require_sendable_template(
+                    &self.commands,
+                    tenant,
+                    &definition.template_name,
+                    &definition.language,
+                    &definition.variables,
+                )
+                .await?;
+            }
         }
         let price = Metering::new(self.commands.clone())
             .price_of(tenant, features::BROADCAST_RECIPIENT)

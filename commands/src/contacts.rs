@@ -31,6 +31,33 @@ use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 
+/// The ids among `contact_ids` that name no contact of `tenant`, in the order given: ids with
+/// neither a `Contact` stream (a contact registered by a form, a call or a user) nor a
+/// `Conversation` stream (a contact who wrote on WhatsApp). One statement over the log's
+/// primary key, however many ids. Commands that name contacts (a campaign's recipients, an
+/// order's customer) refuse these up front rather than fail when they run.
+pub async fn unknown_contacts(
+    pool: &PgPool,
+    tenant: &TenantId,
+    contact_ids: &[String],
+) -> Result<Vec<String>, CommandError> {
+    if contact_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let streams: Vec<String> = contact_ids.iter().map(|id| tenant.stream_id(id)).collect();
+    let unknown: Vec<String> = sqlx::query_scalar(
+        "SELECT u.id FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(id, stream, n)
+          WHERE NOT EXISTS (SELECT 1 FROM events e
+                             WHERE e.aggregate_type IN ('Contact', 'Conversation') AND e.aggregate_id = u.stream)
+          ORDER BY u.n",
+    )
+    .bind(contact_ids)
+    .bind(&streams)
+    .fetch_all(pool)
+    .await?;
+    Ok(unknown)
+}
+
 /// What a contact is reached by, in the clear (sealed before it goes anywhere).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Handle {

@@ -358,6 +358,33 @@ impl TestApp {
     }
 
     /// How many events of a type the log holds, across tenants.
+    /// Registers a contact of `tenant_id` under a chosen id (`ct_…`), its phone sealed under
+    /// the contact's own key as the write side does: for tests that name customers or
+    /// recipients, which must be contacts of the tenant.
+    pub async fn register_contact(&self, tenant_id: &str, contact_id: &str, phone: &str) {
+        use chronicle_domain::contact::{ContactCommand, ContactHandleKind, ContactSource, RegisterContact};
+        let t = tenant(tenant_id);
+        let key = self
+            .keys()
+            .key_for(&t, contact_id)
+            .await
+            .unwrap_or_else(|e| panic!("contact key: {e}"));
+        let command = ContactCommand::RegisterContact(RegisterContact {
+            contact_id: contact_id.into(),
+            handle: ContactHandleKind::Phone,
+            phone: Some(key.seal(&t, contact_id, phone, &mut rand::rngs::OsRng)),
+            provider_user_id: None,
+            name: None,
+            source: ContactSource::Manual,
+            at: chrono::Utc::now(),
+        });
+        self.state
+            .commands
+            .contact(contact_id, command, &system_metadata(tenant_id))
+            .await
+            .unwrap_or_else(|e| panic!("register {contact_id}: {e}"));
+    }
+
     pub async fn count_events(&self, event_type: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
             .bind(event_type)

@@ -322,6 +322,7 @@ async fn a_call_delivered_twice_is_recorded_once_and_progress_reports_record_not
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_follow_up_is_scheduled_the_rules_delay_after_the_call_for_the_outcomes_it_names(pool: PgPool) {
     let app = app_with_twilio(pool).await;
+    approve_missed_call(&app).await;
     // Seven days: not due yet, so the follow-ups stay pending (sending is tested below).
     let reply = set_rule(&app, Role::Admin, json!(["NO_ANSWER", "BUSY"]), 7 * 24 * 60).await;
     assert_eq!(reply["data"]["setCallFollowUpRule"]["id"], "automation", "{reply}");
@@ -390,6 +391,7 @@ async fn without_a_rule_or_with_it_disabled_no_follow_up_is_scheduled(pool: PgPo
     )
     .await;
     settle(&app).await;
+    approve_missed_call(&app).await;
     assert_eq!(
         set_rule(&app, Role::Owner, json!(["NO_ANSWER"]), 5).await["data"]["setCallFollowUpRule"]["id"],
         "automation"
@@ -455,6 +457,70 @@ async fn a_bad_rule_is_refused_by_name_and_only_owners_and_admins_set_it(pool: P
         .await;
     assert_eq!(code(&reply), "FORBIDDEN");
     assert_eq!(app.count("SELECT count(*) FROM events").await, 0);
+}
+
+/// Issue 17: a rule naming a template that does not exist, is not approved or has variables
+/// was accepted and failed on every call it followed up. Now refused when it is set.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_rule_naming_a_template_that_cannot_be_sent_is_refused_when_it_is_set(pool: PgPool) {
+    let app = app_with_twilio(pool).await;
+    let token = app.token("acme", Role::Owner);
+    let rule = |template: &str, enabled: bool| {
+        json!({"rule": {"enabled": enabled, "delayMinutes": 5, "outcomes": ["NO_ANSWER"],
+                         "templateName": template, "language": "en_US"}})
+    };
+    const SET: &str = "mutation($rule: CallFollowUpRuleInput!) { setCallFollowUpRule(rule: $rule) { id } }";
+    let set = |variables: Value| {
+        let (app, token) = (&app, &token);
+        async move { app.graphql(Some(token), SET, variables).await.1 }
+    };
+    // No such template.
+    let reply = set(rule("missed_call", true)).await;
+    assert_eq!(code(&reply), "UNKNOWN_TEMPLATE", "{reply}");
+    assert_eq!(
+        reply["errors"][0]["message"],
+        "there is no template missed_call (en_US); create it and have it approved first"
+    );
+    // Submitted, not approved yet; and an approved one with a variable (follow-ups send none).
+    for mutation in [
+        "mutation { submitTemplate(input: { name: \"missed_call\", language: \"en_US\", category: UTILITY,
+                     body: \"Sorry we missed your call.\" }) { id } }",
+        "mutation { submitTemplate(input: { name: \"missed_call_named\", language: \"en_US\", category: UTILITY,
+                     body: \"Sorry we missed your call, {{1}}.\" }) { id } }",
+        "mutation { approveTemplate(name: \"missed_call_named\", language: \"en_US\", providerTemplateId: \"wa-2\") { id } }",
+    ] {
+        let (_, reply) = app.graphql(Some(&token), mutation, json!({})).await;
+        assert!(reply["errors"].is_null(), "{reply}");
+    }
+    let templates_only = app.count("SELECT count(*) FROM events").await;
+    assert_eq!(code(&set(rule("missed_call", true)).await), "TEMPLATE_NOT_APPROVED");
+    assert_eq!(
+        code(&set(rule("missed_call_named", true)).await),
+        "WRONG_PARAMETER_COUNT"
+    );
+    // The rule's own refusals still come first.
+    let mut bad_delay = rule("nothing_here", true);
+    bad_delay["rule"]["delayMinutes"] = json!(0);
+    assert_eq!(code(&set(bad_delay).await), "INVALID_DELAY");
+    assert_eq!(
+        app.count("SELECT count(*) FROM events").await,
+        templates_only,
+        "nothing recorded"
+    );
+    // A disabled rule sends nothing, so it may name a template still in review.
+    let reply = set(rule("missed_call", false)).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    // Approved and without variables: accepted.
+    let (_, reply) = app
+        .graphql(
+            Some(&token),
+            "mutation { approveTemplate(name: \"missed_call\", language: \"en_US\", providerTemplateId: \"wa-1\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    let reply = set(rule("missed_call", true)).await;
+    assert_eq!(reply["data"]["setCallFollowUpRule"]["id"], "automation", "{reply}");
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -561,6 +627,15 @@ async fn follow_up_setting(app: &TestApp) {
     );
     assert_eq!(app.post_delivery(&body).await.0, StatusCode::OK);
     app.drain().await;
+    approve_missed_call(app).await;
+    assert_eq!(
+        set_rule(app, Role::Owner, json!(["NO_ANSWER"]), 1).await["data"]["setCallFollowUpRule"]["id"],
+        "automation"
+    );
+}
+
+/// The `missed_call` template (no variables), submitted and approved: what a rule names.
+async fn approve_missed_call(app: &TestApp) {
     let token = app.token("acme", Role::Owner);
     for mutation in [
         "mutation { submitTemplate(input: { name: \"missed_call\", language: \"en_US\", category: UTILITY,
@@ -570,10 +645,6 @@ async fn follow_up_setting(app: &TestApp) {
         let (_, reply) = app.graphql(Some(&token), mutation, json!({})).await;
         assert!(reply["errors"].is_null(), "{reply}");
     }
-    assert_eq!(
-        set_rule(app, Role::Owner, json!(["NO_ANSWER"]), 1).await["data"]["setCallFollowUpRule"]["id"],
-        "automation"
-    );
 }
 
 /// Runs the whole loop once: schedule and queue, send, record.

@@ -190,6 +190,7 @@ async fn a_broadcast_to_n_recipients_with_m_failures_charges_n_minus_m_and_every
     // Five customers who wrote; two refused by WhatsApp; one contact with no conversation.
     let mut recipients = setting(&app, "acme", NUMBER, 5).await;
     let nowhere = "ct_00000000000000000000000000000000".to_string();
+    app.register_contact("acme", &nowhere, "+263770000099").await;
     recipients.push(nowhere.clone());
     let (n, m) = (6i64, 3i64);
     let graph = Graph {
@@ -610,8 +611,82 @@ async fn a_campaign_whose_stream_outgrows_a_snapshot_completes_with_every_recipi
     assert_eq!((after.balance, after.reserved), (100_000 - 110 * PRICE, 0));
 }
 
+/// Issue 17: unknown contacts and templates that cannot be sent were accepted when a campaign
+/// was made and failed when it ran. Each is refused at creation, with nothing recorded.
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
-async fn an_opted_out_recipient_or_a_template_not_approved_fails_with_its_reason_and_is_refunded(pool: PgPool) {
+async fn a_campaign_naming_unknown_contacts_or_a_template_that_cannot_be_sent_is_refused_when_it_is_made(pool: PgPool) {
+    use chronicle_tests::{error_code, error_message};
+    let app = TestApp::new(pool).await;
+    let recipients = setting(&app, "acme", NUMBER, 2).await;
+    let before = app.count("SELECT count(*) FROM events").await;
+    let create = |id: &str, template: &str, variables: Value, contacts: Value| {
+        let query = format!(
+            "mutation($contacts: [String!]!, $variables: [String!]!) {{ createCampaign(input: {{ id: \"{id}\",
+               name: \"x\", templateName: \"{template}\", language: \"en\", variables: $variables,
+               contactIds: $contacts }}) {{ status }} }}"
+        );
+        let app = &app;
+        async move {
+            app.gql(
+                "acme",
+                Role::Admin,
+                &query,
+                json!({"contacts": contacts, "variables": variables}),
+            )
+            .await
+        }
+    };
+    // Unknown contacts, named (the first five) and counted.
+    let mut with_strangers = recipients.clone();
+    with_strangers.extend((0..7).map(|i| format!("ct_{i:032x}")));
+    let reply = create("c1", "promo", json!(["Black Friday"]), json!(with_strangers)).await;
+    assert_eq!(error_code(&reply), "UNKNOWN_CONTACTS", "{reply}");
+    assert_eq!(
+        error_message(&reply),
+        "7 recipient(s) are not contacts of this tenant: ct_00000000000000000000000000000000, \
+         ct_00000000000000000000000000000001, ct_00000000000000000000000000000002, \
+         ct_00000000000000000000000000000003, ct_00000000000000000000000000000004, …"
+    );
+    // A template the tenant does not have; one submitted but not approved; the approved one
+    // with the wrong number of variables.
+    let reply = create("c2", "no_such", json!([]), json!(recipients)).await;
+    assert_eq!(error_code(&reply), "UNKNOWN_TEMPLATE", "{reply}");
+    let (_, reply) = app
+        .graphql(
+            Some(&app.token("acme", Role::Owner)),
+            "mutation { submitTemplate(input: { name: \"pending_one\", language: \"en\", category: MARKETING,
+                         body: \"Soon\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    let templates = app.count("SELECT count(*) FROM events").await;
+    let reply = create("c3", "pending_one", json!([]), json!(recipients)).await;
+    assert_eq!(error_code(&reply), "TEMPLATE_NOT_APPROVED", "{reply}");
+    let reply = create("c4", "promo", json!([]), json!(recipients)).await;
+    assert_eq!(error_code(&reply), "WRONG_PARAMETER_COUNT", "{reply}");
+    let reply = create("c5", "promo", json!(["a", "b"]), json!(recipients)).await;
+    assert_eq!(error_code(&reply), "WRONG_PARAMETER_COUNT", "{reply}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM events").await,
+        templates,
+        "nothing recorded"
+    );
+    assert!(templates > before);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE aggregate_type = 'Campaign'")
+            .await,
+        0
+    );
+    // Known contacts and a sendable template: made.
+    let reply = create("c6", "promo", json!(["Black Friday"]), json!(recipients)).await;
+    assert_eq!(reply["data"]["createCampaign"]["status"], "DRAFT", "{reply}");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_opted_out_recipient_fails_with_its_reason_and_is_refunded_and_an_unapproved_template_is_refused_up_front(
+    pool: PgPool,
+) {
     let app = TestApp::new(pool).await;
     let recipients = setting(&app, "acme", NUMBER, 2).await;
     let stop = delivery(
@@ -649,21 +724,14 @@ async fn an_opted_out_recipient_or_a_template_not_approved_fails_with_its_reason
         .is_some_and(|r| r.starts_with("CONTACT_OPTED_OUT")));
     assert_eq!(graph.seen(), vec![phone(0)], "nothing reaches the opted-out contact");
 
+    // Issue 17: a campaign naming a template that was never approved used to be created and
+    // fail every recipient when it ran; it is refused when it is made.
     let unapproved = "mutation($contacts: [String!]!) { createCampaign(input: { id: \"draft-tpl\", name: \"x\",
         templateName: \"never_approved\", language: \"en\", contactIds: $contacts }) { status } }";
-    app.gql("acme", Role::Admin, unapproved, json!({"contacts": recipients}))
+    let refused = app
+        .gql("acme", Role::Admin, unapproved, json!({"contacts": recipients}))
         .await;
-    app.gql("acme", Role::Admin, SCHEDULE, json!({"id": "draft-tpl"})).await;
-    let done = run_to_the_end(&app, &runner, &sender, "draft-tpl").await;
-    assert_eq!(done["counts"]["failed"], 2, "{done}");
-    let reasons: Vec<&str> = done["recipients"]["edges"]
-        .as_array()
-        .map(|e| e.iter().filter_map(|e| e["node"]["reason"].as_str()).collect())
-        .unwrap_or_default();
-    assert!(
-        reasons.iter().any(|r| r.starts_with("TEMPLATE_NOT_APPROVED")),
-        "{reasons:?}"
-    );
+    assert_eq!(chronicle_tests::error_code(&refused), "UNKNOWN_TEMPLATE", "{refused}");
     assert_eq!(graph.seen().len(), 1, "nothing sent for the unapproved template");
     // Charged only for the one message that went out.
     let after = wallets

@@ -129,9 +129,7 @@ async fn a_thousand_mutations_across_areas_each_read_at_once_with_their_cursor_s
                 (r.clone(), data["lead"]["id"] == r["id"])
             }
             1 => {
-                let r = client
-                    .mutate(PLACE, json!({"c": format!("ct_customer_{i}")}), "placeOrder")
-                    .await;
+                let r = client.mutate(PLACE, json!({"c": &conversation}), "placeOrder").await;
                 let data = client
                     .read(
                         "query($id: String!) { order(id: $id) { id } }",

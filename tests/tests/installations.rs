@@ -94,7 +94,7 @@ async fn paid_solar_order(app: &TestApp, tenant: &TenantId) -> (String, String) 
     let svc = service(app);
     let m = md(tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, solar_order(), &m)
+        .place_order(CUSTOMER, solar_order(), None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 260_000, "USD", &m)
@@ -134,10 +134,11 @@ async fn a_paid_order_with_installable_items_opens_exactly_one_installation_even
 ) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, solar_order(), &m)
+        .place_order(CUSTOMER, solar_order(), None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 100_000, "USD", &m)
@@ -218,12 +219,13 @@ async fn a_paid_order_with_installable_items_opens_exactly_one_installation_even
 async fn with_the_servers_background_tasks_a_paid_order_ends_in_an_installation_without_any_other_call(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let tasks = chronicle_api::app::spawn_background(&app.state, shutdown);
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, solar_order(), &m)
+        .place_order(CUSTOMER, solar_order(), None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 260_000, "USD", &m)
@@ -256,18 +258,21 @@ async fn with_the_servers_background_tasks_a_paid_order_ends_in_an_installation_
 async fn an_opening_that_fails_for_now_is_retried_after_its_backoff_and_then_opens(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, solar_order(), &m)
+        .place_order(CUSTOMER, solar_order(), None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 260_000, "USD", &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     app.project().await;
-    // The key store is down: sealing the site address fails.
+    // The key store is down: sealing the site address fails. (The customer's key, made when
+    // the contact was registered, is taken away, so that sealing has to create one.)
     for sql in [
+        "DELETE FROM contact_keys",
         "CREATE FUNCTION keys_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'down'; END $$",
         "CREATE TRIGGER keys_down BEFORE INSERT ON contact_keys FOR EACH ROW EXECUTE FUNCTION keys_down()",
     ] {
@@ -310,10 +315,11 @@ async fn an_opening_that_fails_for_now_is_retried_after_its_backoff_and_then_ope
 async fn a_paid_order_without_installable_items_opens_no_installation(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, vec![item("cable-roll", 2, 5_000, None)], &m)
+        .place_order(CUSTOMER, vec![item("cable-roll", 2, 5_000, None)], None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 10_000, "USD", &m)
@@ -334,23 +340,116 @@ async fn a_paid_order_without_installable_items_opens_no_installation(pool: PgPo
 // ---------------------------------------------------------------------------------------------
 // Service commands: successes and refusals
 
+/// Issue 17: `placeOrder` had no idempotency key (a retried request placed two orders) and
+/// accepted a customer that does not exist.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_order_is_placed_once_per_idempotency_key_and_only_for_a_contact_of_the_tenant(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", NUMBER).await;
+    app.tenant_with_number("globex", "666000666").await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
+    app.register_contact("globex", CUSTOMER, "+263771234568").await;
+    const PLACE: &str = "mutation($c: String!, $k: String, $q: Int!) {
+      placeOrder(customerId: $c, idempotencyKey: $k, items: [{ sku: \"panel\", description: \"Panel\",
+                 quantity: $q, unitPriceMinor: 100, currency: \"USD\" }]) { id } }";
+    let placed = || async {
+        app.count("SELECT count(*) FROM events WHERE event_type = 'OrderPlaced'")
+            .await
+    };
+    // A customer who is no contact of the tenant (globex's customer is not acme's either).
+    let reply = app
+        .gql("acme", Role::Agent, PLACE, json!({"c": "ct_nobody", "k": null, "q": 1}))
+        .await;
+    assert_eq!(gql_code(&reply), "UNKNOWN_CUSTOMER", "{reply}");
+    assert_eq!(
+        reply["errors"][0]["message"],
+        "ct_nobody is not a contact of this tenant"
+    );
+    assert_eq!(placed().await, 0);
+    // A retried request with its key answers the order it placed and records nothing again.
+    let first = ok(
+        &app,
+        "acme",
+        Role::Agent,
+        PLACE,
+        json!({"c": CUSTOMER, "k": "cart-42", "q": 1}),
+    )
+    .await;
+    let again = ok(
+        &app,
+        "acme",
+        Role::Agent,
+        PLACE,
+        json!({"c": CUSTOMER, "k": "cart-42", "q": 1}),
+    )
+    .await;
+    let id = first["placeOrder"]["id"].as_str().unwrap_or_default().to_string();
+    assert!(id.starts_with("order_k"), "{first}");
+    assert_eq!(again["placeOrder"]["id"], id.as_str());
+    assert_eq!(placed().await, 1);
+    // The key with other items is refused, nothing recorded.
+    let reply = app
+        .gql(
+            "acme",
+            Role::Agent,
+            PLACE,
+            json!({"c": CUSTOMER, "k": "cart-42", "q": 2}),
+        )
+        .await;
+    assert_eq!(gql_code(&reply), "IDEMPOTENCY_KEY_REUSED", "{reply}");
+    assert_eq!(placed().await, 1);
+    // Another tenant's same key is its own order.
+    let other = ok(
+        &app,
+        "globex",
+        Role::Agent,
+        PLACE,
+        json!({"c": CUSTOMER, "k": "cart-42", "q": 2}),
+    )
+    .await;
+    assert!(other["placeOrder"]["id"].is_string(), "{other}");
+    assert_eq!(placed().await, 2);
+    // Without a key every request is an order.
+    for _ in 0..2 {
+        ok(
+            &app,
+            "acme",
+            Role::Agent,
+            PLACE,
+            json!({"c": CUSTOMER, "k": null, "q": 1}),
+        )
+        .await;
+    }
+    assert_eq!(placed().await, 4);
+}
+
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn order_commands_succeed_and_each_refusal_carries_its_code(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     // place
-    assert_eq!(refusal(svc.place_order(CUSTOMER, vec![], &m).await), "EMPTY_ORDER");
+    assert_eq!(
+        refusal(svc.place_order(CUSTOMER, vec![], None, &m).await),
+        "EMPTY_ORDER"
+    );
     let mut mixed = solar_order();
     mixed[1].currency = "KES".into();
-    assert_eq!(refusal(svc.place_order(CUSTOMER, mixed, &m).await), "MIXED_CURRENCIES");
     assert_eq!(
-        refusal(svc.place_order(CUSTOMER, vec![item("free", 1, 0, None)], &m).await),
+        refusal(svc.place_order(CUSTOMER, mixed, None, &m).await),
+        "MIXED_CURRENCIES"
+    );
+    assert_eq!(
+        refusal(
+            svc.place_order(CUSTOMER, vec![item("free", 1, 0, None)], None, &m)
+                .await
+        ),
         "ZERO_TOTAL"
     );
     let order = svc
-        .place_order(CUSTOMER, solar_order(), &m)
+        .place_order(CUSTOMER, solar_order(), None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(order.starts_with("order_") && uuid::Uuid::parse_str(&order[6..]).is_ok());
@@ -393,7 +492,7 @@ async fn order_commands_succeed_and_each_refusal_carries_its_code(pool: PgPool) 
     );
     assert_eq!(refusal(svc.cancel_order("order_nope", None, &m).await), "UNKNOWN_ORDER");
     let other = svc
-        .place_order(CUSTOMER, solar_order(), &m)
+        .place_order(CUSTOMER, solar_order(), None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.cancel_order(&other, Some("Customer moved to Bulawayo"), &m)
@@ -443,6 +542,7 @@ async fn order_commands_succeed_and_each_refusal_carries_its_code(pool: PgPool) 
 async fn installation_commands_succeed_and_each_refusal_carries_its_code(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let open = |size: u32, customer: &str| OpenRequest {
@@ -596,6 +696,7 @@ async fn installation_commands_succeed_and_each_refusal_carries_its_code(pool: P
 async fn payout_commands_succeed_and_each_refusal_carries_its_code(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let (_, isr) = paid_solar_order(&app, &tenant).await;
@@ -664,6 +765,7 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
 ) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let (_, isr) = paid_solar_order(&app, &tenant).await;
     let vars = json!({"id": isr});
     // No technician (assigned to start, then unassigned), no checklist item, no photo.
@@ -905,6 +1007,7 @@ async fn customer_who_wrote(app: &TestApp) -> String {
 async fn a_customer_who_wrote_on_whatsapp_is_notified_of_the_commissioning_with_the_approved_template(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let customer = customer_who_wrote(&app).await;
     for mutation in [
         "mutation { submitTemplate(input: { name: \"installation_commissioned\", language: \"en_US\",
@@ -1009,6 +1112,7 @@ fn type_name(t: InstallationType) -> String {
 async fn the_calendar_and_the_counts_equal_the_figures_computed_from_the_events(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let base = Utc
@@ -1201,6 +1305,7 @@ async fn the_calendar_and_the_counts_equal_the_figures_computed_from_the_events(
 async fn the_timeline_lists_every_event_of_the_installation_in_order_without_personal_data(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let (_, isr) = paid_solar_order(&app, &tenant).await;
@@ -1266,8 +1371,10 @@ async fn the_timeline_lists_every_event_of_the_installation_in_order_without_per
 async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let (_, isr) = paid_solar_order(&app, &tenant).await;
-    let place = "mutation { placeOrder(customerId: \"ct_1\", items: [{ sku: \"s\", description: \"d\", quantity: 1,
+    let place =
+        "mutation { placeOrder(customerId: \"ct_customer_1\", items: [{ sku: \"s\", description: \"d\", quantity: 1,
                   unitPriceMinor: 100, currency: \"USD\" }]) { id } }";
     assert_eq!(
         gql_code(&app.gql("acme", Role::Technician, place, json!({})).await),
@@ -1351,6 +1458,7 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
 async fn one_tenant_never_sees_or_changes_another_tenants_orders_installations_or_payouts(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let acme = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let _globex = app.tenant_with_number("globex", "666000666").await;
     let (order, isr) = paid_solar_order(&app, &acme).await;
     let svc = service(&app);
@@ -1411,6 +1519,7 @@ async fn one_tenant_never_sees_or_changes_another_tenants_orders_installations_o
 async fn erasing_the_customer_clears_the_site_address_from_the_installations_read_model(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let customer = customer_who_wrote(&app).await;
     let isr = service(&app)
         .open_installation(
@@ -1462,6 +1571,7 @@ async fn an_owner_grants_a_quality_bonus_to_a_pending_payout_which_then_totals_t
 ) {
     let app = TestApp::new(pool).await;
     let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let (_, isr) = paid_solar_order(&app, &tenant).await;

@@ -290,7 +290,10 @@ pub struct CallsMutation;
 impl CallsMutation {
     /// Sets the tenant's call follow-up rule (owner, admin; anyone else gets `FORBIDDEN`) as a
     /// new rule version; setting the rule in force again changes nothing. Refused with
-    /// `INVALID_DELAY`, `NO_OUTCOMES`, `INVALID_TEMPLATE_NAME` or `INVALID_LANGUAGE`. Returns a receipt for the tenant's `automation` rules.
+    /// `INVALID_DELAY`, `NO_OUTCOMES`, `INVALID_TEMPLATE_NAME` or `INVALID_LANGUAGE`; an enabled
+    /// rule's template must be one the tenant has (`UNKNOWN_TEMPLATE`), approved
+    /// (`TEMPLATE_NOT_APPROVED`) and without variables, since follow-ups send it without
+    /// parameters (`WRONG_PARAMETER_COUNT`). Returns a receipt for the tenant's `automation` rules.
     async fn set_call_follow_up_rule(
         &self,
         ctx: &Context<'_>,
@@ -319,9 +322,7 @@ impl CallsMutation {
                 language: rule.language,
                 at: Utc::now(),
             };
-            commands(ctx)
-                .gql()?
-                .automation(command, &metadata(ctx, caller))
+            chronicle_commands::calls::set_automation(commands(ctx).gql()?, command, &metadata(ctx, caller))
                 .await
                 .gql()?;
             Ok(Receipt::new("automation"))

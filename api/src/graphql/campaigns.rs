@@ -460,7 +460,11 @@ impl CampaignsMutation {
     /// contacts carrying every tag in `tags` (not erased, not opted out), less
     /// `excludeContactIds`, repeats dropped. Owner and admin only (others get `FORBIDDEN`).
     /// Refusals: `BAD_CAMPAIGN_ID`, `BAD_CONTACT_ID`, `BLANK_FIELD`, `NO_RECIPIENTS`,
-    /// `TOO_MANY_RECIPIENTS` (over 10,000), `CAMPAIGN_ALREADY_EXISTS`, `CONFLICT`.
+    /// `TOO_MANY_RECIPIENTS` (over 10,000), `CAMPAIGN_ALREADY_EXISTS`, `CONFLICT`;
+    /// `UNKNOWN_CONTACTS` (a `contactIds` entry that is no contact of the tenant; the first five
+    /// are named), and for the template: `UNKNOWN_TEMPLATE`, `TEMPLATE_NOT_APPROVED`,
+    /// `WRONG_PARAMETER_COUNT` (`variables` must fill its variables). Nothing is recorded on a
+    /// refusal. Scheduling checks the template again.
     async fn create_campaign(
         &self,
         ctx: &Context<'_>,

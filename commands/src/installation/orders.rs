@@ -4,20 +4,51 @@
 use super::*;
 
 impl InstallationService {
-    /// Places an order for `customer_id` (a contact id); returns its id `order_<uuid>`.
+    /// Places an order for `customer_id` (a contact of the tenant, or `UNKNOWN_CUSTOMER`);
+    /// returns its id. With an `idempotency_key` the id is derived from the key
+    /// (`order_k<32 hex>`), so a retried request finds the order it placed and records nothing
+    /// again, and the key with another customer or other items is refused
+    /// (`IDEMPOTENCY_KEY_REUSED`); without one the id is `order_<uuid>`.
     pub async fn place_order(
         &self,
         customer_id: &str,
         items: Vec<LineItem>,
+        idempotency_key: Option<&str>,
         metadata: &CommandMetadata,
     ) -> Result<String, CommandError> {
-        let order_id = format!("order_{}", uuid::Uuid::new_v4());
         let command = OrderCommand::Place(PlaceOrder {
             customer_id: customer_id.to_string(),
             items,
             by: by_of(metadata),
             at: Utc::now(),
         });
+        // The order's own refusals first (empty, mixed currencies, …), decided on a new order
+        // without recording anything; then whether the customer is a contact of the tenant.
+        let sink = cqrs_es::event_sink::EventSink::default();
+        cqrs_es::Aggregate::handle(
+            &mut chronicle_domain::installation::order::Order::default(),
+            command.clone(),
+            &(),
+            &sink,
+        )
+        .await
+        .map_err(|e| CommandError::Rejected(e.into()))?;
+        let customer = [customer_id.to_string()];
+        if !crate::contacts::unknown_contacts(self.commands.pool(), &metadata.tenant_id, &customer)
+            .await?
+            .is_empty()
+        {
+            return Err(CommandError::Rejected(
+                OrderError::UnknownCustomer {
+                    customer_id: customer_id.to_string(),
+                }
+                .into(),
+            ));
+        }
+        let order_id = match idempotency_key.map(str::trim) {
+            Some(key) if !key.is_empty() => order_id_for_key(key),
+            _ => format!("order_{}", uuid::Uuid::new_v4()),
+        };
         self.commands.order(&order_id, command, metadata).await?;
         Ok(order_id)
     }
@@ -73,5 +104,27 @@ impl InstallationService {
             at: Utc::now(),
         };
         self.commands.order(order_id, command, metadata).await
+    }
+}
+
+/// The order id an idempotency key stands for: `order_k` and the first 16 bytes of a SHA-256
+/// HMAC of the key, in hex (the stream is the tenant's, so two tenants' keys never meet; the
+/// key itself, which a client may have built from personal data, is not stored in the id).
+fn order_id_for_key(key: &str) -> String {
+    let digest = chronicle_domain::crypto::hmac_sha256(b"chronicle:order-idempotency-key", &[key.as_bytes()]);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("order_k{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order_id_for_key;
+
+    #[test]
+    fn one_key_stands_for_one_order_id() {
+        assert_eq!(order_id_for_key("retry-1"), order_id_for_key("retry-1"));
+        assert_ne!(order_id_for_key("retry-1"), order_id_for_key("retry-2"));
+        assert!(order_id_for_key("retry-1").starts_with("order_k"));
+        assert_eq!(order_id_for_key("retry-1").len(), "order_k".len() + 32);
     }
 }

@@ -142,6 +142,45 @@ pub async fn check_parameters(
         .map_err(|e| CommandError::Rejected(e.into()))
 }
 
+/// Whether `name` and `language` are well-formed template coordinates (otherwise the
+/// aggregate that receives them refuses them with its own code, which says more than
+/// `UNKNOWN_TEMPLATE` would).
+pub fn sendable_name(name: &str, language: &str) -> bool {
+    chronicle_domain::call::automation::is_valid_template_name(name)
+        && chronicle_domain::call::automation::is_valid_language(language)
+}
+
+/// Refuses, before anything is recorded, a template that cannot be sent as named: one the
+/// tenant does not have (`UNKNOWN_TEMPLATE`), one not approved now (`TEMPLATE_NOT_APPROVED`),
+/// or `parameters` that do not fill its variables (`WRONG_PARAMETER_COUNT`). For what is sent
+/// later (a campaign, a call follow-up rule), so that a mistake is refused when it is made and
+/// not when it runs.
+pub async fn require_sendable_template(
+    commands: &Commands,
+    tenant: &chronicle_domain::tenant::TenantId,
+    name: &str,
+    language: &str,
+    parameters: &[String],
+) -> Result<(), CommandError> {
+    use chronicle_domain::template::TemplateError;
+    let template = commands
+        .load_template(tenant, &format!("tpl_{name}_{language}"))
+        .await?;
+    if template.status().is_none() {
+        return Err(CommandError::Rejected(
+            TemplateError::UnknownTemplate {
+                name: name.to_string(),
+                language: language.to_string(),
+            }
+            .into(),
+        ));
+    }
+    template
+        .render(parameters)
+        .map(|_| ())
+        .map_err(|e| CommandError::Rejected(e.into()))
+}
+
 /// Queues a message on the conversation with `contact_id`: seals its content under the
 /// contact's data key, reads the contact's consent, and runs `QueueOutboundMessage`. The
 /// `outbox` projector and the sender take it from there.

@@ -14,6 +14,10 @@ pub enum CampaignError {
     /// A campaign is sent to at least one recipient.
     #[error("a campaign needs at least one recipient")]
     NoRecipients,
+    /// Every recipient named by id is a contact of the tenant (checked when the campaign is
+    /// created, not when it runs); `ids` are the first few unknown ones, `count` all of them.
+    #[error("{count} recipient(s) are not contacts of this tenant: {}{}", .ids.join(", "), if *.count > .ids.len() { ", …" } else { "" })]
+    UnknownContacts { ids: Vec<String>, count: usize },
     /// At most `max` recipients per campaign.
     #[error("{count} recipients is more than the {max} a campaign may have")]
     TooManyRecipients { count: usize, max: usize },
@@ -74,6 +78,7 @@ impl CampaignError {
             Self::Blank { .. } => "BLANK_FIELD",
             Self::InvalidCampaignId { .. } => "INVALID_CAMPAIGN_ID",
             Self::NoRecipients => "NO_RECIPIENTS",
+            Self::UnknownContacts { .. } => "UNKNOWN_CONTACTS",
             Self::TooManyRecipients { .. } => "TOO_MANY_RECIPIENTS",
             Self::CampaignAlreadyExists { .. } => "CAMPAIGN_ALREADY_EXISTS",
             Self::UnknownCampaign => "UNKNOWN_CAMPAIGN",

@@ -53,6 +53,9 @@ pub enum TemplateError {
     /// A render needs one parameter per variable.
     #[error("the template has {expected} variable(s); got {got} parameter(s)")]
     WrongParameterCount { expected: usize, got: usize },
+    /// A send, a campaign or a follow-up rule names a template the tenant has.
+    #[error("there is no template {name} ({language}); create it and have it approved first")]
+    UnknownTemplate { name: String, language: String },
 }
 
 impl TemplateError {
@@ -75,6 +78,7 @@ impl TemplateError {
             Self::MissingProviderTemplateId => "MISSING_PROVIDER_TEMPLATE_ID",
             Self::TemplateNotApproved => "TEMPLATE_NOT_APPROVED",
             Self::WrongParameterCount { .. } => "WRONG_PARAMETER_COUNT",
+            Self::UnknownTemplate { .. } => "UNKNOWN_TEMPLATE",
         }
     }
 }
@@ -114,6 +118,10 @@ mod tests {
             TemplateError::MissingProviderTemplateId,
             TemplateError::TemplateNotApproved,
             TemplateError::WrongParameterCount { expected: 1, got: 0 },
+            TemplateError::UnknownTemplate {
+                name: "a".into(),
+                language: "en".into(),
+            },
         ];
         let codes: std::collections::BTreeSet<_> = all.iter().map(TemplateError::code).collect();
         assert_eq!(codes.len(), all.len());

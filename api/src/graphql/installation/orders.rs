@@ -213,15 +213,20 @@ pub struct OrdersMutation;
 
 #[Object]
 impl OrdersMutation {
-    /// Places an order for a customer (a contact id); returns the order id (`order_<uuid>`).
-    /// Owner, admin, agent. Refusals: `EMPTY_ORDER`, `MIXED_CURRENCIES`, `INVALID_CURRENCY`,
-    /// `ZERO_QUANTITY`, `NEGATIVE_PRICE`, `ZERO_TOTAL`, `TOTAL_OVERFLOW`, `BLANK_FIELD`,
-    /// `INVALID_INPUT` (a negative quantity).
+    /// Places an order for a customer (a contact of the tenant); returns the order id
+    /// (`order_<uuid>`, or `order_k…` derived from an idempotency key). Owner, admin, agent.
+    /// Refusals: `EMPTY_ORDER`, `MIXED_CURRENCIES`, `INVALID_CURRENCY`, `ZERO_QUANTITY`,
+    /// `NEGATIVE_PRICE`, `ZERO_TOTAL`, `TOTAL_OVERFLOW`, `BLANK_FIELD`, `INVALID_INPUT` (a
+    /// negative quantity), `UNKNOWN_CUSTOMER`, `IDEMPOTENCY_KEY_REUSED`.
     async fn place_order(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The customer's contact id (`ct_…`); not blank.")] customer_id: String,
         #[graphql(desc = "The line items: at least one, all in one currency.")] items: Vec<OrderItemInput>,
+        #[graphql(
+            desc = "A key of the caller's choosing for this order (say, the id of the form or cart it comes from). A retried request with the same key answers the order it placed and records nothing again; the key with another customer or other items is refused with `IDEMPOTENCY_KEY_REUSED`. Without a key every request places a new order."
+        )]
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
             let caller = allowed(ctx, Permission::Sell, "place orders").gql()?;
@@ -242,7 +247,7 @@ impl OrdersMutation {
             answer(
                 service(ctx)
                     .gql()?
-                    .place_order(&customer_id, items, &metadata(ctx, caller))
+                    .place_order(&customer_id, items, idempotency_key.as_deref(), &metadata(ctx, caller))
                     .await,
             )
             .map(|order_id| Receipt::new(order_id).touched(customer_id))

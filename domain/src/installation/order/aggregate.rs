@@ -60,8 +60,14 @@ impl Order {
     }
 
     fn place(&self, place: PlaceOrder) -> Result<Vec<OrderEvent>, OrderError> {
-        if self.placed.is_some() {
-            return Ok(vec![]);
+        // The stream's id comes from the caller's idempotency key (or a fresh id): the same
+        // order again is a repeat and changes nothing; another order under the key is refused.
+        if let Some(placed) = &self.placed {
+            return if placed.customer_id == place.customer_id && placed.items == place.items {
+                Ok(vec![])
+            } else {
+                Err(OrderError::IdempotencyKeyReused)
+            };
         }
         if place.customer_id.trim().is_empty() {
             return Err(OrderError::Blank { field: "customer id" });
@@ -371,11 +377,28 @@ mod tests {
     }
 
     #[test]
-    fn placing_an_order_twice_records_nothing() {
+    fn placing_the_same_order_again_records_nothing() {
+        Given::with(())
+            .given(vec![placed()])
+            .when(place_command(items()))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn another_order_under_the_same_idempotency_key_is_refused() {
         Given::with(())
             .given(vec![placed()])
             .when(place_command(vec![line("X", 1, 1, "USD", None)]))
-            .then_expect_events(vec![]);
+            .then_expect_error(OrderError::IdempotencyKeyReused);
+        Given::with(())
+            .given(vec![placed()])
+            .when(OrderCommand::Place(PlaceOrder {
+                customer_id: "ct_2".into(),
+                items: items(),
+                by: "agent".into(),
+                at: at(0),
+            }))
+            .then_expect_error(OrderError::IdempotencyKeyReused);
     }
 
     #[test]

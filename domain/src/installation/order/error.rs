@@ -48,6 +48,14 @@ pub enum OrderError {
     /// A fulfilled order is not cancelled (a return is another process).
     #[error("a fulfilled order cannot be cancelled")]
     CancelAfterFulfilment,
+    /// An order is placed for a contact of the tenant (checked by the write side before the
+    /// order is recorded).
+    #[error("{customer_id} is not a contact of this tenant")]
+    UnknownCustomer { customer_id: String },
+    /// An idempotency key places one order: repeating it with the same customer and items
+    /// changes nothing; with others it is refused.
+    #[error("this idempotency key already placed an order with another customer or other items")]
+    IdempotencyKeyReused,
 }
 
 impl OrderError {
@@ -69,6 +77,8 @@ impl OrderError {
             Self::Overpayment { .. } => "OVERPAYMENT",
             Self::FulfilmentRequiresPayment { .. } => "FULFILMENT_REQUIRES_PAYMENT",
             Self::CancelAfterFulfilment => "CANCEL_AFTER_FULFILMENT",
+            Self::UnknownCustomer { .. } => "UNKNOWN_CUSTOMER",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
         }
     }
 }
