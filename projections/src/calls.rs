@@ -150,14 +150,16 @@ impl CallsProjector {
                 .execute(&mut *db)
                 .await?;
             }
-            CallEvent::FollowUpGaveUp { .. } => {
+            CallEvent::FollowUpGaveUp { reason, .. } => {
                 sqlx::query(
-                    "UPDATE calls SET follow_up_status = 'gave_up', follow_up_next_at = NULL, last_position = $3
+                    "UPDATE calls SET follow_up_status = 'gave_up', follow_up_next_at = NULL,
+                            follow_up_give_up_reason = $4, last_position = $3
                       WHERE tenant_id = $1 AND call_id = $2 AND last_position < $3",
                 )
                 .bind(tenant.as_str())
                 .bind(&call_id)
                 .bind(position)
+                .bind(reason.as_str())
                 .execute(&mut *db)
                 .await?;
             }
@@ -312,6 +314,8 @@ pub struct CallRow {
     pub follow_up_attempts: i32,
     pub follow_up_last_error: Option<i64>,
     pub follow_up_next_at: Option<DateTime<Utc>>,
+    /// Why the follow-up was given up (`not_retryable`, `max_attempts`); null otherwise.
+    pub follow_up_give_up_reason: Option<String>,
 }
 
 /// Filters of [`list`].
@@ -343,7 +347,8 @@ pub async fn list(
     let rows = sqlx::query(
         "SELECT call_id, provider, provider_call_id, direction, contact_id, from_number, to_number, duration_s,
                 outcome, agent_user_id, ended_at, follow_up_status, follow_up_template, follow_up_language,
-                follow_up_rule_version, follow_up_due_at, follow_up_attempts, follow_up_last_error, follow_up_next_at
+                follow_up_rule_version, follow_up_due_at, follow_up_attempts, follow_up_last_error, follow_up_next_at,
+                follow_up_give_up_reason
            FROM calls
           WHERE tenant_id = $1
             AND ($2::text IS NULL OR outcome = $2)
@@ -390,6 +395,7 @@ pub async fn list(
                 follow_up_attempts: r.try_get("follow_up_attempts")?,
                 follow_up_last_error: r.try_get("follow_up_last_error")?,
                 follow_up_next_at: r.try_get("follow_up_next_at")?,
+                follow_up_give_up_reason: r.try_get("follow_up_give_up_reason")?,
             };
             let cursor = time_cursor(row.ended_at, &row.call_id);
             Ok((cursor, row))

@@ -13,7 +13,6 @@ use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
@@ -252,18 +251,10 @@ impl Inbound {
 
 /// A short preview of a message's content for the inbox list.
 fn preview(kind: &str, content_json: &str) -> String {
-    let value: Value = serde_json::from_str(content_json).unwrap_or(Value::Null);
+    let text = crate::shared::inbound_text(kind, content_json);
     let text = match kind {
-        "text" => value["body"].as_str().map(str::to_string),
-        "image" | "video" | "document" => value["caption"].as_str().map(|c| format!("[{kind}] {c}")),
-        "location" => value["name"].as_str().map(|n| format!("[location] {n}")),
-        "button" => value["text"].as_str().map(str::to_string),
-        "interactive" => value["button_reply"]["title"]
-            .as_str()
-            .or_else(|| value["list_reply"]["title"].as_str())
-            .map(str::to_string),
-        "reaction" => value["emoji"].as_str().map(|e| format!("[reaction] {e}")),
-        _ => None,
+        "text" | "button" | "interactive" => text,
+        _ => text.map(|t| format!("[{kind}] {t}")),
     };
     let text = text.unwrap_or_else(|| format!("[{kind}]"));
     text.chars().take(280).collect()

@@ -103,8 +103,12 @@ impl MessagesProjector {
                 window_expires_at,
                 ..
             } => {
+                // What a person reads, not WhatsApp's object for the kind (the log keeps that).
                 let content = match &content {
-                    Some(envelope) => self.open(db, keys, &tenant, &contact_id, envelope).await?,
+                    Some(envelope) => self
+                        .open(db, keys, &tenant, &contact_id, envelope)
+                        .await?
+                        .and_then(|json| crate::shared::inbound_text(kind.as_str(), &json)),
                     None => None,
                 };
                 pending.received(

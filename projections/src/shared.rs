@@ -194,3 +194,102 @@ pub(crate) async fn clear_tables(
     }
     Ok(())
 }
+
+/// What a person reads in an inbound WhatsApp message, from the provider's object for its kind
+/// (the log keeps that object whole, sealed): a text's body; an image's, video's, audio's or
+/// sticker's caption, a document's caption or else its file name; a location's name, else its
+/// address, else its coordinates; a quick reply button's text; an interactive reply's title; a
+/// reaction's emoji; the names of shared contacts. `None` when the kind carries no text (an
+/// image without a caption). Content that is not a JSON object is taken as the text itself.
+pub fn inbound_text(kind: &str, content: &str) -> Option<String> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(content) else {
+        return Some(content.to_string());
+    };
+    if !value.is_object() && !value.is_array() {
+        return value.as_str().map(str::to_string).or_else(|| Some(content.to_string()));
+    }
+    let text = |v: &serde_json::Value| v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    match kind {
+        "text" => text(&value["body"]),
+        "image" | "video" | "audio" | "sticker" => text(&value["caption"]),
+        "document" => text(&value["caption"]).or_else(|| text(&value["filename"])),
+        "location" => text(&value["name"]).or_else(|| text(&value["address"])).or_else(|| {
+            match (value["latitude"].as_f64(), value["longitude"].as_f64()) {
+                (Some(lat), Some(long)) => Some(format!("{lat}, {long}")),
+                _ => None,
+            }
+        }),
+        "button" => text(&value["text"]),
+        "interactive" => text(&value["button_reply"]["title"]).or_else(|| text(&value["list_reply"]["title"])),
+        "reaction" => text(&value["emoji"]),
+        "contacts" => {
+            let names: Vec<String> = value
+                .as_array()
+                .map(|cards| {
+                    cards
+                        .iter()
+                        .filter_map(|c| text(&c["name"]["formatted_name"]))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (!names.is_empty()).then(|| names.join(", "))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod inbound_text_tests {
+    use super::inbound_text;
+
+    #[test]
+    fn each_kind_reads_as_the_text_a_person_sees() {
+        assert_eq!(
+            inbound_text("text", r#"{"body":"Hello there"}"#).as_deref(),
+            Some("Hello there")
+        );
+        assert_eq!(
+            inbound_text("image", r#"{"id":"m1","mime_type":"image/jpeg","caption":"Roof"}"#).as_deref(),
+            Some("Roof")
+        );
+        assert_eq!(inbound_text("image", r#"{"id":"m1","mime_type":"image/jpeg"}"#), None);
+        assert_eq!(
+            inbound_text("document", r#"{"id":"m2","filename":"quote.pdf"}"#).as_deref(),
+            Some("quote.pdf")
+        );
+        assert_eq!(
+            inbound_text("location", r#"{"latitude":-17.8,"longitude":31.05}"#).as_deref(),
+            Some("-17.8, 31.05")
+        );
+        assert_eq!(
+            inbound_text("location", r#"{"latitude":-17.8,"longitude":31.05,"name":"Site"}"#).as_deref(),
+            Some("Site")
+        );
+        assert_eq!(
+            inbound_text("button", r#"{"payload":"p","text":"Yes"}"#).as_deref(),
+            Some("Yes")
+        );
+        assert_eq!(
+            inbound_text(
+                "interactive",
+                r#"{"type":"list_reply","list_reply":{"id":"1","title":"Tuesday"}}"#
+            )
+            .as_deref(),
+            Some("Tuesday")
+        );
+        assert_eq!(
+            inbound_text("reaction", r#"{"message_id":"w","emoji":"👍"}"#).as_deref(),
+            Some("👍")
+        );
+        assert_eq!(
+            inbound_text(
+                "contacts",
+                r#"[{"name":{"formatted_name":"Ann"}},{"name":{"formatted_name":"Bo"}}]"#
+            )
+            .as_deref(),
+            Some("Ann, Bo")
+        );
+        assert_eq!(inbound_text("text", "plain words").as_deref(), Some("plain words"));
+        assert_eq!(inbound_text("unsupported", r#"{"errors":[]}"#), None);
+    }
+}

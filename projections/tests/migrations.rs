@@ -126,3 +126,56 @@ async fn the_work_list_split_keeps_the_workers_rows_and_marks_them_copied(pool: 
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, "active");
 }
+
+/// Issue 17's read-model changes on a running deployment (migration 86): a follow-up given up
+/// before the change gets its reason from the log, and the `messages` projector starts over
+/// (its tables cleared, its checkpoint at the start) so that inbound content is written as
+/// text; other projectors keep their checkpoints.
+#[sqlx::test(migrations = false)]
+async fn give_up_reasons_come_from_the_log_and_the_messages_projector_starts_over(pool: sqlx::PgPool) {
+    migrate(&pool, 0, 20261206000085).await;
+    sqlx::raw_sql(
+        r#"INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                VALUES ('Call', 'acme:call_1', 1, 'FollowUpGaveUp', '1.0',
+                        '{"FollowUpGaveUp": {"attempt": 5, "reason": "max_attempts", "at": "2026-12-01T10:00:00Z"}}',
+                        '{"tenant_id": "acme"}');
+           INSERT INTO calls (tenant_id, call_id, provider, provider_call_id, direction, duration_s, outcome,
+                              ended_at, follow_up_status, last_position)
+                VALUES ('acme', 'call_1', 'twilio', 'CA1', 'inbound', 0, 'no_answer', now(), 'gave_up', 1),
+                       ('acme', 'call_2', 'twilio', 'CA2', 'inbound', 0, 'no_answer', now(), 'pending', 2);
+           INSERT INTO projector_checkpoints (projector, last_position, events_applied)
+                VALUES ('messages', 50, 50), ('conversations', 50, 50);
+           INSERT INTO messages (tenant_id, conversation_id, message_id, direction, message_ref, kind, content, at, state, position, last_position)
+                VALUES ('acme', 'ct_1', 'in:m1', 'inbound', 'm1', 'text', '{"body":"hi"}', now(), 'received', 40, 40);"#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    migrate(&pool, 20261207000086, 20261207000086).await;
+    let reasons: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT call_id, follow_up_give_up_reason FROM calls ORDER BY call_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        reasons,
+        vec![
+            ("call_1".to_string(), Some("max_attempts".to_string())),
+            ("call_2".to_string(), None)
+        ]
+    );
+    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(messages, 0);
+    let checkpoints: Vec<(String, i64)> =
+        sqlx::query_as("SELECT projector, last_position FROM projector_checkpoints ORDER BY projector")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        checkpoints,
+        vec![("conversations".to_string(), 50), ("messages".to_string(), 0)]
+    );
+}

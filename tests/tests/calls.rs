@@ -106,7 +106,7 @@ async fn post_call(
 const CALLS: &str = "query($filter: CallFilter) {
   calls(first: 20, filter: $filter) {
     edges { node { id providerCallId direction contactId from to durationSeconds outcome endedAt
-                   followUp { status templateName language ruleVersion dueAt attempts } } }
+                   followUp { status templateName language ruleVersion dueAt attempts giveUpReason } } }
   }
 }";
 
@@ -721,6 +721,8 @@ async fn a_follow_up_the_provider_refuses_is_given_up_with_the_providers_code(po
         .next()
         .unwrap_or_default();
     assert_eq!(call["followUp"]["status"], "GAVE_UP", "{call}");
+    // Issue 17: a follow-up given up said not why.
+    assert_eq!(call["followUp"]["giveUpReason"], "NOT_RETRYABLE", "{call}");
     assert_eq!(
         app.count("SELECT count(*) FROM events WHERE event_type = 'FollowUpFailed' AND (payload->'FollowUpFailed'->>'error_code')::bigint = 131026")
             .await,

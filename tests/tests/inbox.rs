@@ -232,6 +232,86 @@ async fn a_delivery_posted_twice_and_statuses_out_of_order_leave_the_same_read_m
     assert_eq!(statuses, ["sent", "delivered", "read"]);
 }
 
+/// Issue 17: an inbound message's `content` was WhatsApp's object for its kind as JSON text
+/// (`{"body": "…"}`) while outbound content is plain text. It reads as text now, for each kind,
+/// and the inbox's last-message preview agrees.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn inbound_content_reads_as_the_text_a_person_sees_for_each_kind(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let number = "100000009";
+    app.tenant_with_number("acme", number).await;
+    let now = chrono::Utc::now().timestamp();
+    let message = |n: u32, at: i64, kind: &str, object: Value| {
+        let mut m = json!({"from": CUSTOMER, "id": wamid(CUSTOMER, n), "timestamp": at.to_string(), "type": kind});
+        m[kind] = object;
+        m
+    };
+    let body = delivery(
+        number,
+        &[(CUSTOMER, "Tendai Moyo")],
+        vec![
+            message(1, now - 50, "text", json!({"body": "Is the 5kW kit in stock?"})),
+            message(
+                2,
+                now - 40,
+                "image",
+                json!({"id": "media-1", "mime_type": "image/jpeg", "caption": "My roof"}),
+            ),
+            message(
+                3,
+                now - 30,
+                "image",
+                json!({"id": "media-2", "mime_type": "image/jpeg"}),
+            ),
+            message(
+                4,
+                now - 20,
+                "location",
+                json!({"latitude": -17.8, "longitude": 31.05, "name": "Site A"}),
+            ),
+            message(
+                5,
+                now - 10,
+                "document",
+                json!({"id": "media-3", "filename": "quote.pdf"}),
+            ),
+        ],
+        vec![],
+    );
+    post_and_drain(&app, &body).await;
+    app.project().await;
+    let id = conversation_id(&app, "acme").await;
+    let reply = mutate(&app, "acme", Role::Agent, CONVERSATION, json!({"id": id})).await;
+    let contents: Vec<Value> = reply["data"]["conversation"]["messages"]["edges"]
+        .as_array()
+        .map(|e| e.iter().map(|e| e["node"]["content"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        contents,
+        vec![
+            json!("Is the 5kW kit in stock?"),
+            json!("My roof"),
+            Value::Null,
+            json!("Site A"),
+            json!("quote.pdf")
+        ],
+        "{reply}"
+    );
+    let inbox = mutate(
+        &app,
+        "acme",
+        Role::Agent,
+        "{ conversations(first: 5) { edges { node { lastMessage { kind text } } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        inbox["data"]["conversations"]["edges"][0]["node"]["lastMessage"],
+        json!({"kind": "document", "text": "[document] quote.pdf"}),
+        "{inbox}"
+    );
+}
+
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_conversation_shows_its_messages_in_order_with_each_status_timeline(pool: PgPool) {
     let app = TestApp::new(pool).await;

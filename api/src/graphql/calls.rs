@@ -132,6 +132,18 @@ pub struct CallFollowUp {
     /// When the next attempt is due (RFC 3339); null when none is scheduled, once sent and once
     /// given up.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why it was given up: `NOT_RETRYABLE` (the last failure cannot be cured by retrying: its
+    /// code is `lastErrorCode`) or `MAX_ATTEMPTS` (5 attempts failed); null unless `GAVE_UP`.
+    pub give_up_reason: Option<GiveUpReason>,
+}
+
+/// Why a follow-up was given up.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum GiveUpReason {
+    /// The last failure cannot be cured by retrying (WhatsApp refused the message for good).
+    NotRetryable,
+    /// Every allowed attempt (5) failed.
+    MaxAttempts,
 }
 
 /// A call that ended (whatever its outcome), as the telephony provider reported it.
@@ -197,6 +209,11 @@ impl Call {
                 attempts: row.follow_up_attempts,
                 last_error_code: row.follow_up_last_error,
                 next_attempt_at: row.follow_up_next_at,
+                give_up_reason: match row.follow_up_give_up_reason.as_deref() {
+                    Some("not_retryable") => Some(GiveUpReason::NotRetryable),
+                    Some("max_attempts") => Some(GiveUpReason::MaxAttempts),
+                    _ => None,
+                },
             },
         }
     }

@@ -138,7 +138,10 @@ pub struct ThreadMessage {
     pub idempotency_key: Option<String>,
     /// inbound: text, image, …; outbound: free_form or template.
     pub kind: String,
-    /// The content: inbound message JSON, outbound text, or template parameters (JSON array).
+    /// The content as a person reads it: an inbound message's text (a text's body, a media
+    /// message's caption, a document's file name, a location's name, a reply's title, a
+    /// reaction's emoji; null when the kind carries none), an outbound message's text, or a
+    /// template's parameters (JSON array).
     pub content: Option<String>,
     /// The template's name of an outbound template message; null otherwise.
     pub template_name: Option<String>,
