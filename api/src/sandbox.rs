@@ -384,6 +384,19 @@ async fn send(State(state): State<AppState>, Path(number): Path<String>, headers
             "The request body is not JSON.",
         );
     };
+    // A read receipt (marking a conversation read): accepted as the Graph API does.
+    if payload["messaging_product"] == "whatsapp" && payload["status"] == "read" {
+        return if payload["message_id"].as_str().is_some_and(|id| !id.is_empty()) {
+            Json(json!({"success": true})).into_response()
+        } else {
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                100,
+                "Invalid parameter",
+                "A read receipt names the message_id it marks read.",
+            )
+        };
+    }
     let to: String = payload["to"]
         .as_str()
         .unwrap_or_default()

@@ -649,6 +649,29 @@ async fn in_development_mode_sends_go_to_the_whatsapp_sandbox_and_statuses_come_
     .unwrap();
     assert_eq!(through_inbox, 3);
 
+    // Marking the conversation read sends WhatsApp a read receipt, which the sandbox accepts.
+    let read = sandbox
+        .graphql(
+            &token,
+            &format!("mutation {{ markConversationRead(conversationId: \"{conversation}\") {{ id }} }}"),
+        )
+        .await;
+    assert!(read.get("errors").is_none(), "{read}");
+    let mut receipt = String::new();
+    for _ in 0..150 {
+        receipt = sqlx::query_scalar("SELECT state FROM read_receipts WHERE stream_id = $1")
+            .bind(format!("installer-1:{conversation}"))
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        if receipt == "sent" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(receipt, "sent");
+
     // A number configured to fail (ending in 131047): the failure is recorded with WhatsApp's
     // code and the metered send is refunded.
     let setup = sandbox

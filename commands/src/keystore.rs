@@ -49,6 +49,12 @@ impl KeyStore {
             .ok_or_else(|| CommandError::InvalidInput(format!("the data key of contact {contact_id} was erased")))
     }
 
+    /// The contact's data key if it has one (never creates one: for opening what was sealed;
+    /// `None` after the contact was erased).
+    pub async fn existing(&self, tenant: &TenantId, contact_id: &str) -> Result<Option<DataKey>, CommandError> {
+        self.load(tenant, contact_id).await
+    }
+
     async fn load(&self, tenant: &TenantId, contact_id: &str) -> Result<Option<DataKey>, CommandError> {
         let wrapped: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2")

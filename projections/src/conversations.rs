@@ -178,6 +178,17 @@ impl ConversationsProjector {
                 .execute(&mut *db)
                 .await?;
             }
+            ConversationEvent::ConversationRead { .. } => {
+                sqlx::query(
+                    "UPDATE conversations c SET unread_count = 0, last_position = $3
+                      WHERE c.tenant_id = $1 AND c.conversation_id = $2 AND c.last_position < $3",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
             // Outbound messages, assignment, tags, notes and handover are read by their own
             // projectors (`messages`, `outbox`).
             _ => {}

@@ -297,6 +297,8 @@ impl MessagesProjector {
                 .execute(&mut *db)
                 .await?;
             }
+            // Read receipts change the inbox's unread count (`conversations`), not a message.
+            ConversationEvent::ConversationRead { .. } => {}
             ConversationEvent::HandoverRequested { reason, at, .. } => {
                 let contact_id = contact_of(db, &tenant, &conversation_id).await?;
                 let reason = match (contact_id, reason) {

@@ -20,7 +20,12 @@ use crate::shared::payload;
 pub const NAME: &str = "outbox";
 
 /// The event types the outbox reads.
-const TYPES: &[&str] = &["OutboundMessageQueued", "OutboundMessageSent", "OutboundMessageFailed"];
+const TYPES: &[&str] = &[
+    "OutboundMessageQueued",
+    "OutboundMessageSent",
+    "OutboundMessageFailed",
+    "ConversationRead",
+];
 
 /// Folds queued messages and their outcomes into `outbox_feed`.
 #[derive(Debug, Default)]
@@ -51,8 +56,8 @@ impl Fold for OutboxProjector {
     const NAME: &'static str = NAME;
     const EVENT_TYPES: &'static [&'static str] = TYPES;
     const AGGREGATES: &'static [&'static str] = &["Conversation"];
-    const TABLES: &'static [&'static str] = &["outbox_feed"];
-    const FEEDS: &'static [&'static str] = &["outbox_feed"];
+    const TABLES: &'static [&'static str] = &["outbox_feed", "read_receipt_feed"];
+    const FEEDS: &'static [&'static str] = &["outbox_feed", "read_receipt_feed"];
 
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let parsed: ConversationEvent = payload(event)?;
@@ -102,6 +107,39 @@ impl Fold for OutboxProjector {
             }
             ConversationEvent::OutboundMessageFailed { idempotency_key, .. } => {
                 settle(db, event, &idempotency_key, "failed").await?;
+            }
+            // A read receipt to send (migration ..87); none when the event could not name the
+            // message (a state from before the message ids were kept).
+            ConversationEvent::ConversationRead {
+                up_to,
+                message_id: Some(message_id),
+                business_number_id: Some(business_number_id),
+                ..
+            } => {
+                let message_id = serde_json::to_value(&message_id).map_err(|source| ProjectionError::Decode {
+                    position: event.global_position,
+                    source,
+                })?;
+                let contact_id = event
+                    .aggregate_id
+                    .strip_prefix(&format!("{}:", event.tenant_id))
+                    .unwrap_or(&event.aggregate_id);
+                sqlx::query(
+                    "INSERT INTO read_receipt_feed (tenant_id, stream_id, contact_id, message_ref, business_number_id,
+                                                   message_id, correlation_id, position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (tenant_id, stream_id, message_ref) DO NOTHING",
+                )
+                .bind(&event.tenant_id)
+                .bind(&event.aggregate_id)
+                .bind(contact_id)
+                .bind(&up_to)
+                .bind(&business_number_id)
+                .bind(message_id)
+                .bind(event.metadata["correlation_id"].as_str().unwrap_or_default())
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
             }
             _ => {}
         }

@@ -232,6 +232,177 @@ async fn a_delivery_posted_twice_and_statuses_out_of_order_leave_the_same_read_m
     assert_eq!(statuses, ["sent", "delivered", "read"]);
 }
 
+/// Issue 17: `unreadCount` never went down (nothing marked a conversation read) and WhatsApp
+/// was never sent a read receipt. `markConversationRead` does both, once per new message.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn marking_a_conversation_read_clears_its_unread_count_and_sends_one_read_receipt(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let number = "100000010";
+    app.tenant_with_number("acme", number).await;
+    let now = chrono::Utc::now().timestamp();
+    let texts = |messages: &[(u32, i64, &str)]| {
+        delivery(
+            number,
+            &[(CUSTOMER, "Tendai Moyo")],
+            messages
+                .iter()
+                .map(|(n, at, body)| text_message(CUSTOMER, &wamid(CUSTOMER, *n), *at, body))
+                .collect(),
+            vec![],
+        )
+    };
+    post_and_drain(&app, &texts(&[(21, now - 60, "one"), (22, now - 30, "two")])).await;
+    app.project().await;
+    let id = conversation_id(&app, "acme").await;
+    let unread = || async {
+        mutate(
+            &app,
+            "acme",
+            Role::Agent,
+            "{ conversations(first: 1) { edges { node { unreadCount } } } }",
+            json!({}),
+        )
+        .await["data"]["conversations"]["edges"][0]["node"]["unreadCount"]
+            .clone()
+    };
+    assert_eq!(unread().await, 2);
+    // A Graph API that records what it is sent.
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> = Default::default();
+    let recorder = seen.clone();
+    let graph = Router::new().route(
+        "/{version}/{number}/messages",
+        post(
+            move |Path((_, number)): Path<(String, String)>, Json(body): Json<Value>| {
+                let recorder = recorder.clone();
+                async move {
+                    recorder
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((number, body));
+                    Json(json!({"success": true}))
+                }
+            },
+        ),
+    );
+    let base = format!("{}/v21.0", serve_loopback(graph).await);
+    let seen = move || seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    const MARK: &str = "mutation($id: String!) { markConversationRead(conversationId: $id) { id } }";
+
+    let reply = mutate(&app, "acme", Role::Agent, MARK, json!({"id": id})).await;
+    assert_eq!(reply["data"]["markConversationRead"]["id"], id.as_str(), "{reply}");
+    send_all(&app, &base).await;
+    assert_eq!(unread().await, 0);
+    let receipt = json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid(CUSTOMER, 22)});
+    assert_eq!(seen(), vec![(number.to_string(), receipt)]);
+
+    // Nothing new: nothing recorded, nothing sent again (also after a rebuild of the feed).
+    mutate(&app, "acme", Role::Agent, MARK, json!({"id": id})).await;
+    app.rebuild("outbox").await;
+    send_all(&app, &base).await;
+    assert_eq!(seen().len(), 1);
+    assert_eq!(app.count_events("ConversationRead").await, 1);
+
+    // A new message is unread until the next time; its receipt names it.
+    post_and_drain(&app, &texts(&[(23, now - 10, "three")])).await;
+    app.project().await;
+    assert_eq!(unread().await, 1);
+    mutate(&app, "acme", Role::Owner, MARK, json!({"id": id})).await;
+    send_all(&app, &base).await;
+    assert_eq!(unread().await, 0);
+    assert_eq!(seen().len(), 2);
+    assert_eq!(seen()[1].1["message_id"], wamid(CUSTOMER, 23));
+
+    // Refusals: an auditor only reads; an unknown conversation.
+    let reply = mutate(&app, "acme", Role::Auditor, MARK, json!({"id": id})).await;
+    assert_eq!(code(&reply), "FORBIDDEN", "{reply}");
+    let reply = mutate(&app, "acme", Role::Agent, MARK, json!({"id": format!("ct_{:032x}", 7)})).await;
+    assert_eq!(code(&reply), "UNKNOWN_CONVERSATION", "{reply}");
+    let reply = mutate(&app, "acme", Role::Agent, MARK, json!({"id": "not-an-id"})).await;
+    assert_eq!(code(&reply), "BAD_CONVERSATION_ID", "{reply}");
+    assert_eq!(app.count_events("ConversationRead").await, 2);
+}
+
+/// A read receipt WhatsApp does not take at once is retried with the sender's backoff; one it
+/// refuses is given up with the reason, never sent again.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_read_receipt_is_retried_after_a_transient_failure_and_given_up_after_a_refusal(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let number = "100000011";
+    app.tenant_with_number("acme", number).await;
+    post_and_drain(&app, &hello(number, chrono::Utc::now().timestamp() - 60)).await;
+    app.project().await;
+    let id = conversation_id(&app, "acme").await;
+    // 503 first, then accepted; the second conversation's receipt is refused (400).
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let graph = Router::new().route(
+        "/{version}/{number}/messages",
+        post(move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                match n {
+                    0 => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"code": 2}}))),
+                    1 => (StatusCode::OK, Json(json!({"success": true}))),
+                    _ => (StatusCode::BAD_REQUEST, Json(json!({"error": {"code": 131009}}))),
+                }
+            }
+        }),
+    );
+    let base = format!("{}/v21.0", serve_loopback(graph).await);
+    mutate(
+        &app,
+        "acme",
+        Role::Agent,
+        "mutation($id: String!) { markConversationRead(conversationId: $id) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    send_all(&app, &base).await;
+    let state = || async {
+        sqlx::query_as::<_, (String, i32, Option<String>)>(
+            "SELECT state, attempts, last_error FROM read_receipts ORDER BY receipt_id",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(
+        state().await,
+        vec![("sent".to_string(), 2, Some("HTTP 503, code 2".to_string()))]
+    );
+    // A refusal: failed at once, not retried.
+    let second = delivery(
+        number,
+        &[(CUSTOMER, "Tendai Moyo")],
+        vec![text_message(
+            CUSTOMER,
+            &wamid(CUSTOMER, 99),
+            chrono::Utc::now().timestamp() - 1,
+            "again",
+        )],
+        vec![],
+    );
+    post_and_drain(&app, &second).await;
+    app.project().await;
+    mutate(
+        &app,
+        "acme",
+        Role::Agent,
+        "mutation($id: String!) { markConversationRead(conversationId: $id) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    send_all(&app, &base).await;
+    send_all(&app, &base).await;
+    let states = state().await;
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert_eq!(
+        states[1],
+        ("failed".to_string(), 1, Some("HTTP 400, code 131009".to_string()))
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
 /// Issue 17: an inbound message's `content` was WhatsApp's object for its kind as JSON text
 /// (`{"body": "…"}`) while outbound content is plain text. It reads as text now, for each kind,
 /// and the inbox's last-message preview agrees.

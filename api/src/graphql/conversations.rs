@@ -87,8 +87,8 @@ pub struct Conversation {
     pub status: ConversationStatus,
     /// The latest inbound message; null when there is none.
     pub last_message: Option<LastMessage>,
-    /// Inbound messages not yet read. Nothing marks messages read yet, so this currently counts
-    /// every inbound message (the same as `messageCount`).
+    /// Inbound messages since the conversation was last marked read (`markConversationRead`);
+    /// every inbound message until then.
     pub unread_count: i32,
     /// The number of inbound messages (outbound messages are not counted).
     pub message_count: i32,

@@ -1,6 +1,6 @@
 //! The conversation view and the inbox's mutations: `conversation(id)` with its working state,
 //! internal notes and messages (a Relay connection, oldest first, each outbound message with
-//! its delivery status timeline), and `sendMessage`, `sendTemplate`, `assignConversation`,
+//! its delivery status timeline), and `sendMessage`, `sendTemplate`, `markConversationRead`, `assignConversation`,
 //! `setConversationStatus`, `tagConversation`, `untagConversation`, `addNote`,
 //! `requestHandover`.
 //!
@@ -490,6 +490,26 @@ impl InboxMutation {
     ) -> async_graphql::Result<Receipt> {
         run(ctx, conversation_id, |by| ConversationCommand::Assign {
             agent_id,
+            by,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// Marks the conversation read up to its latest inbound message, as an agent opening it
+    /// does: its `unreadCount` goes back to 0, and WhatsApp is sent a read receipt for that
+    /// message (the customer sees blue ticks). With nothing new since the last time, or no
+    /// inbound message yet, it changes nothing. Owner, admin, agent (anyone else gets
+    /// `FORBIDDEN`). Returns the conversation id and its log position.
+    async fn mark_conversation_read(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
+        conversation_id: String,
+    ) -> async_graphql::Result<Receipt> {
+        run(ctx, conversation_id, |by| ConversationCommand::MarkRead {
             by,
             at: Utc::now(),
         })

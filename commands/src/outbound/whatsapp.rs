@@ -52,6 +52,8 @@ use crate::keystore::KeyStore;
 use crate::metering::{message_action, Metering, RefundReason};
 use crate::workers::{Admission, Queue, Stale};
 
+mod receipts;
+
 /// The provider name of message references (`IdKey::message_ref`), as the webhook uses it.
 pub const PROVIDER: &str = "whatsapp";
 
@@ -123,6 +125,9 @@ pub struct SendPass {
     pub settled: usize,
     /// Rows whose outcome could not be recorded (left to retry or to an operator).
     pub unsettled: usize,
+    /// Read receipts claimed, and of them those WhatsApp accepted.
+    pub receipts: usize,
+    pub receipts_sent: usize,
 }
 
 /// A claimed outbox row.
@@ -163,6 +168,9 @@ pub struct WhatsAppSender {
     graph: GraphApi,
     queue: Queue,
     admission: Admission,
+    /// Read receipts (`read_receipts`, from `read_receipt_feed`): see [`receipts`].
+    receipts: Queue,
+    receipt_admission: Admission,
     config: SenderConfig,
 }
 
@@ -205,6 +213,8 @@ impl WhatsAppSender {
                     SET state = excluded.state, claimed_at = NULL, updated_at = now()
                   WHERE excluded.state <> 'pending' AND outbox.state NOT IN ('sent', 'failed')",
             ),
+            receipts: receipts::queue(),
+            receipt_admission: receipts::admission(),
             config,
         })
     }
@@ -272,6 +282,9 @@ impl WhatsAppSender {
                 }
             }
         }
+        let (receipts, receipts_sent) = self.send_receipts().await?;
+        pass.receipts = receipts;
+        pass.receipts_sent = receipts_sent;
         Ok(pass)
     }
 
@@ -289,7 +302,7 @@ impl WhatsAppSender {
                     "outbox pass"
                 );
             }
-            Ok(pass.claimed as i64 >= self.config.batch_size)
+            Ok(pass.claimed as i64 >= self.config.batch_size || pass.receipts as i64 >= self.config.batch_size)
         })
         .await
     }
@@ -307,7 +320,9 @@ impl WhatsAppSender {
             total.needs_operator += pass.needs_operator;
             total.settled += pass.settled;
             total.unsettled += pass.unsettled;
-            if pass.claimed == 0 {
+            total.receipts += pass.receipts;
+            total.receipts_sent += pass.receipts_sent;
+            if pass.claimed == 0 && pass.receipts == 0 {
                 return Ok(total);
             }
         }

@@ -51,6 +51,10 @@ pub struct Conversation {
     handover_pending: bool,
     /// Outbound messages by idempotency key.
     outbound: BTreeMap<String, Outbound>,
+    /// The inbound message (ref) the conversation was last marked read up to.
+    read_up_to: Option<String>,
+    /// WhatsApp's id (sealed) of the latest inbound message: what a read receipt names.
+    latest_inbound_id: Option<Envelope>,
 }
 
 impl Conversation {
@@ -253,6 +257,23 @@ impl Conversation {
         Ok(Some(ConversationEvent::HandoverRequested { reason, by, at }))
     }
 
+    fn mark_read(&self, by: String, at: DateTime<Utc>) -> Result<Option<ConversationEvent>, ConversationError> {
+        self.existing_contact()?;
+        let Some(latest) = self.received.latest() else {
+            return Ok(None);
+        };
+        if self.read_up_to.as_deref() == Some(latest) {
+            return Ok(None);
+        }
+        Ok(Some(ConversationEvent::ConversationRead {
+            up_to: latest.to_string(),
+            message_id: self.latest_inbound_id.clone(),
+            business_number_id: self.business_number_id.clone(),
+            by,
+            at,
+        }))
+    }
+
     fn check_contact(&self, contact_id: &str, message_ref: &str) -> Result<(), ConversationError> {
         if message_ref.trim().is_empty() {
             return Err(ConversationError::MissingMessageId);
@@ -353,6 +374,7 @@ impl Aggregate for Conversation {
             ConversationCommand::Untag { tag, by, at } => self.tag(tag, false, by, at)?,
             ConversationCommand::AddNote { note_id, text, by, at } => self.note(note_id, text, by, at)?,
             ConversationCommand::RequestHandover { reason, by, at } => self.handover(reason, by, at)?,
+            ConversationCommand::MarkRead { by, at } => self.mark_read(by, at)?,
         };
         if let Some(event) = event {
             sink.write(event, self).await;
@@ -364,12 +386,14 @@ impl Aggregate for Conversation {
         match event {
             ConversationEvent::MessageReceived {
                 message_ref,
+                provider_message_id,
                 contact_id,
                 window_expires_at,
                 contact_phone,
                 business_number_id,
                 ..
             } => {
+                self.latest_inbound_id = Some(provider_message_id);
                 self.contact_id.get_or_insert(contact_id);
                 self.received.insert(message_ref);
                 self.window_expires_at = Some(window_expires_at);
@@ -414,6 +438,7 @@ impl Aggregate for Conversation {
                 self.notes.insert(note_id);
             }
             ConversationEvent::HandoverRequested { .. } => self.handover_pending = true,
+            ConversationEvent::ConversationRead { up_to, .. } => self.read_up_to = Some(up_to),
         }
     }
 }
@@ -471,6 +496,60 @@ mod tests {
             window_expires_at: expires,
             reopened,
         }
+    }
+
+    fn read(up_to: &str, hour: u32) -> ConversationEvent {
+        ConversationEvent::ConversationRead {
+            up_to: up_to.into(),
+            message_id: Some(env("wamid")),
+            business_number_id: Some("pn-1".into()),
+            by: "agent-1".into(),
+            at: at(hour),
+        }
+    }
+
+    fn mark_read(hour: u32) -> ConversationCommand {
+        ConversationCommand::MarkRead {
+            by: "agent-1".into(),
+            at: at(hour),
+        }
+    }
+
+    #[test]
+    fn marking_read_records_the_latest_inbound_message() {
+        let expires = at(8) + Duration::hours(SERVICE_WINDOW_HOURS);
+        Given::with(())
+            .given(vec![
+                received("wamid.1", "ct_a", 8, expires, false),
+                received("wamid.2", "ct_a", 9, expires, false),
+            ])
+            .when(mark_read(10))
+            .then_expect_events(vec![read("wamid.2", 10)]);
+    }
+
+    #[test]
+    fn marking_read_again_with_nothing_new_records_nothing_and_a_new_message_is_unread_again() {
+        let expires = at(8) + Duration::hours(SERVICE_WINDOW_HOURS);
+        Given::with(())
+            .given(vec![received("wamid.1", "ct_a", 8, expires, false), read("wamid.1", 9)])
+            .when(mark_read(10))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![
+                received("wamid.1", "ct_a", 8, expires, false),
+                read("wamid.1", 9),
+                received("wamid.3", "ct_a", 10, expires, false),
+            ])
+            .when(mark_read(11))
+            .then_expect_events(vec![read("wamid.3", 11)]);
+    }
+
+    #[test]
+    fn marking_an_unknown_conversation_read_is_refused() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(mark_read(10))
+            .then_expect_error(ConversationError::UnknownConversation);
     }
 
     fn status(id: &str, s: DeliveryStatus, hour: u32) -> StatusUpdate {

@@ -48,6 +48,9 @@ pub enum ConversationCommand {
         by: String,
         at: DateTime<Utc>,
     },
+    /// Mark the conversation read up to its latest inbound message (an agent opened it). With
+    /// nothing new since the last time, or no inbound message at all, it records nothing.
+    MarkRead { by: String, at: DateTime<Utc> },
     /// Ask for a human to take over (from a bot or an automation). Pending until someone is
     /// assigned; a second request meanwhile records nothing.
     RequestHandover {

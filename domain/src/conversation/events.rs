@@ -111,6 +111,20 @@ pub enum ConversationEvent {
         by: String,
         at: DateTime<Utc>,
     },
+    /// The conversation was read up to the inbound message `up_to` (its message ref): the
+    /// inbox's unread count starts again from zero, and WhatsApp is told the message was read
+    /// (a read receipt for `message_id`, WhatsApp's id of it, sealed, from the business number
+    /// it was sent to; both absent when the state that decided did not hold them, and then no
+    /// receipt is sent).
+    ConversationRead {
+        up_to: String,
+        #[serde(default)]
+        message_id: Option<Envelope>,
+        #[serde(default)]
+        business_number_id: Option<String>,
+        by: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl ConversationEvent {
@@ -128,6 +142,7 @@ impl ConversationEvent {
         "ConversationUntagged",
         "NoteAdded",
         "HandoverRequested",
+        "ConversationRead",
     ];
 }
 
@@ -146,6 +161,7 @@ impl DomainEvent for ConversationEvent {
             Self::ConversationUntagged { .. } => "ConversationUntagged",
             Self::NoteAdded { .. } => "NoteAdded",
             Self::HandoverRequested { .. } => "HandoverRequested",
+            Self::ConversationRead { .. } => "ConversationRead",
         }
         .to_string()
     }

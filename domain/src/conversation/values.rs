@@ -319,6 +319,11 @@ impl RecentRefs {
         }
     }
 
+    /// The latest one remembered (the conversation's latest inbound message).
+    pub fn latest(&self) -> Option<&str> {
+        self.order.back().map(String::as_str)
+    }
+
     /// How many are remembered.
     pub fn len(&self) -> usize {
         self.order.len()
