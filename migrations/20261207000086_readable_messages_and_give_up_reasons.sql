@@ -28,3 +28,11 @@ DELETE FROM conversation_notes;
 UPDATE projector_checkpoints
    SET last_tx_id = '0'::xid8, last_position = 0, events_applied = 0, updated_at = now()
  WHERE projector = 'messages';
+
+-- 3. A conversation's last message ignored outbound ones; the `conversations` projector now
+--    shows either way's latest (and the inbox orders by it). It starts over as well.
+DELETE FROM conversations;
+DELETE FROM message_statuses;
+UPDATE projector_checkpoints
+   SET last_tx_id = '0'::xid8, last_position = 0, events_applied = 0, updated_at = now()
+ WHERE projector = 'conversations';

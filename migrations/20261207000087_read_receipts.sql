@@ -47,3 +47,9 @@ CREATE INDEX read_receipts_due ON read_receipts (next_attempt_at, receipt_id) WH
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON read_receipt_feed TO chronicle_app;
 GRANT SELECT, INSERT, UPDATE ON read_receipts TO chronicle_app;
+
+-- A read receipt names the latest inbound message's WhatsApp id, which the `Conversation`
+-- aggregate keeps from now on. A snapshot taken before holds none, so the first conversation
+-- marked read after the upgrade would send no receipt: the conversations' snapshots go, and
+-- each conversation folds its events once more (and snapshots again) on its next command.
+DELETE FROM snapshots WHERE aggregate_type = 'Conversation';

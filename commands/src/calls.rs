@@ -152,7 +152,10 @@ pub async fn set_automation(
             .handle(command.clone(), &(), &sink)
             .await
             .map_err(|e| CommandError::Rejected(DomainError::AutomationRules(e)))?;
-        require_sendable_template(commands, &metadata.tenant_id, template_name, language, &[]).await?;
+        // Setting the rule in force again records nothing and needs no check.
+        if !sink.collect().await.is_empty() {
+            require_sendable_template(commands, &metadata.tenant_id, template_name, language, &[]).await?;
+        }
     }
     commands.automation(command, metadata).await
 }

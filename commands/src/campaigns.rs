@@ -62,7 +62,7 @@ use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
 use crate::keystore::KeyStore;
 use crate::metering::{features, Metering};
-use crate::outbound::{queue, require_sendable_template, sendable_name, Outgoing};
+use crate::outbound::{queue, require_sendable_template, Outgoing};
 use crate::wallets::{WalletService, MAIN_WALLET};
 use crate::workers::{Admission, LeaseClaim};
 
@@ -131,20 +131,30 @@ impl CampaignService {
     }
 
     /// Creates a draft (the recipients resolved by the caller). Refused before anything is
-    /// recorded when a recipient is not a contact of the tenant (`UNKNOWN_CONTACTS`, naming the
-    /// first ones) or the template cannot be sent as named ([`require_sendable_template`]:
-    /// `UNKNOWN_TEMPLATE`, `TEMPLATE_NOT_APPROVED`, `WRONG_PARAMETER_COUNT` for the variables);
-    /// blank or malformed names are left to the aggregate's own refusals.
+    /// recorded, after the aggregate's own refusals, when a recipient is not a contact of the
+    /// tenant (`UNKNOWN_CONTACTS`, naming the first ones) or the template cannot be sent as
+    /// named ([`require_sendable_template`]: `UNKNOWN_TEMPLATE`, also for a malformed name,
+    /// `TEMPLATE_NOT_APPROVED`, `WRONG_PARAMETER_COUNT` for the variables).
     pub async fn create(&self, new: NewCampaign, metadata: &CommandMetadata) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
-        let unknown = unknown_contacts(self.commands.pool(), tenant, &new.recipients).await?;
-        if !unknown.is_empty() {
-            return Err(refused(CampaignError::UnknownContacts {
-                count: unknown.len(),
-                ids: unknown.into_iter().take(5).collect(),
-            }));
-        }
-        if sendable_name(&new.template_name, &new.language) {
+        // The campaign's own refusals first (blank fields, no or too many recipients, the id
+        // taken by another campaign), decided on its present state without recording; a repeat
+        // of a creation records nothing and needs no check.
+        let mut scratch = self.load(tenant, &new.campaign_id).await?;
+        let sink = cqrs_es::event_sink::EventSink::default();
+        cqrs_es::Aggregate::handle(&mut scratch, CampaignCommand::CreateCampaign(new.clone()), &(), &sink)
+            .await
+            .map_err(refused)?;
+        if !sink.collect().await.is_empty() {
+            let mut unknown = unknown_contacts(self.commands.pool(), tenant, &new.recipients).await?;
+            unknown.sort();
+            unknown.dedup();
+            if !unknown.is_empty() {
+                return Err(refused(CampaignError::UnknownContacts {
+                    count: unknown.len(),
+                    ids: unknown.into_iter().take(5).collect(),
+                }));
+            }
             require_sendable_template(
                 &self.commands,
                 tenant,

@@ -337,6 +337,18 @@ impl IdKey {
         format!("wm_{}", hex::encode(&digest[..16]))
     }
 
+    /// The order id a caller's idempotency key stands for within a tenant: `order_k` and 32 hex
+    /// digits of a keyed hash of the tenant and the key, so a retried `placeOrder` finds the
+    /// order it placed, and a key built from personal data (a phone number, say) cannot be
+    /// recovered from the id by trying candidates.
+    pub fn order_id(&self, tenant: &TenantId, idempotency_key: &str) -> String {
+        let digest = hmac_sha256(
+            &self.0,
+            &[b"order\0", tenant.as_str().as_bytes(), &[0], idempotency_key.as_bytes()],
+        );
+        format!("order_k{}", hex::encode(&digest[..16]))
+    }
+
     /// The reference of a provider's media id within a tenant: `media_` and 32 hex digits, the
     /// local id of the media's stream. Media ids are the provider's handles to personal files,
     /// so the log keeps only this keyed hash.
@@ -455,6 +467,22 @@ mod tests {
             ids.dedupe_key("whatsapp", "message:x"),
             ids.dedupe_key("whatsapp", "message:y")
         );
+    }
+
+    #[test]
+    fn an_idempotency_key_stands_for_one_order_id_per_tenant_under_the_servers_key() {
+        let ids = MasterKey::from_bytes([7; 32]).id_key();
+        let a = ids.order_id(&tenant("acme"), "cart-42");
+        assert_eq!(a, ids.order_id(&tenant("acme"), "cart-42"));
+        assert_ne!(a, ids.order_id(&tenant("acme"), "cart-43"));
+        assert_ne!(a, ids.order_id(&tenant("beta"), "cart-42"));
+        assert_ne!(
+            a,
+            MasterKey::from_bytes([8; 32])
+                .id_key()
+                .order_id(&tenant("acme"), "cart-42")
+        );
+        assert!(a.starts_with("order_k") && a.len() == "order_k".len() + 32);
     }
 
     #[test]

@@ -178,6 +178,43 @@ impl ConversationsProjector {
                 .execute(&mut *db)
                 .await?;
             }
+            // An outbound message is the conversation's last message too (issue 17: the inbox
+            // showed the customer's last words even after the reply), shown as queued.
+            ConversationEvent::OutboundMessageQueued {
+                idempotency_key,
+                contact_id,
+                body,
+                at,
+                ..
+            } => {
+                let text = match &body {
+                    chronicle_domain::conversation::OutboundBody::FreeForm { text } => {
+                        let mut cache = HashMap::new();
+                        let key = self.key(db, &mut cache, &tenant, &contact_id).await?;
+                        key.and_then(|k| k.open(&tenant, &contact_id, text).ok())
+                            .map(|t| t.chars().take(280).collect::<String>())
+                    }
+                    chronicle_domain::conversation::OutboundBody::Template { name, .. } => {
+                        Some(format!("[template] {name}"))
+                    }
+                };
+                sqlx::query(
+                    "UPDATE conversations c SET last_message_ref = 'out:' || $3, last_message_kind = $4,
+                            last_message_text = $5, last_message_at = $6, last_direction = 'outbound',
+                            last_position = $7
+                      WHERE c.tenant_id = $1 AND c.conversation_id = $2 AND c.last_position < $7
+                        AND (c.last_message_at IS NULL OR c.last_message_at <= $6)",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&idempotency_key)
+                .bind(body.kind())
+                .bind(text)
+                .bind(at)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
             ConversationEvent::ConversationRead { .. } => {
                 sqlx::query(
                     "UPDATE conversations c SET unread_count = 0, last_position = $3
@@ -350,6 +387,8 @@ pub struct ConversationRow {
     pub last_message_kind: Option<String>,
     pub last_message_text: Option<String>,
     pub last_message_at: Option<DateTime<Utc>>,
+    /// `inbound` or `outbound`: who wrote the last message.
+    pub last_direction: Option<String>,
     pub unread_count: i32,
     pub message_count: i32,
     pub window_expires_at: Option<DateTime<Utc>>,
@@ -413,7 +452,7 @@ pub async fn list(
         // Filters on the details row: join first, then page.
         sqlx::query(&format!(
             "SELECT c.conversation_id, c.contact_id, c.contact_phone, c.contact_name, c.status, c.last_message_ref,
-                    c.last_message_kind, c.last_message_text, c.last_message_at, c.unread_count, c.message_count,
+                    c.last_message_kind, c.last_message_text, c.last_message_at, c.last_direction, c.unread_count, c.message_count,
                     c.window_expires_at, c.created_at, c.updated_at, d.assignee, coalesce(d.tags, '{{}}') AS tags
                FROM {FILTERED}
                 AND (coalesce((extract(epoch FROM c.last_message_at) * 1000000)::bigint, -9223372036854775808), c.conversation_id)
@@ -448,7 +487,7 @@ pub async fn list(
         };
         let sql = format!(
             "SELECT c.conversation_id, c.contact_id, c.contact_phone, c.contact_name, c.status, c.last_message_ref,
-                    c.last_message_kind, c.last_message_text, c.last_message_at, c.unread_count, c.message_count,
+                    c.last_message_kind, c.last_message_text, c.last_message_at, c.last_direction, c.unread_count, c.message_count,
                     c.window_expires_at, c.created_at, c.updated_at, d.assignee, coalesce(d.tags, '{{}}') AS tags
                FROM (SELECT * FROM conversations c
                       WHERE c.tenant_id = $1
@@ -487,6 +526,7 @@ pub async fn list(
                 last_message_kind: r.try_get("last_message_kind")?,
                 last_message_text: r.try_get("last_message_text")?,
                 last_message_at: r.try_get("last_message_at")?,
+                last_direction: r.try_get("last_direction")?,
                 unread_count: r.try_get("unread_count")?,
                 message_count: r.try_get("message_count")?,
                 window_expires_at: r.try_get("window_expires_at")?,

@@ -357,7 +357,6 @@ impl TestApp {
         reply
     }
 
-    /// How many events of a type the log holds, across tenants.
     /// Registers a contact of `tenant_id` under a chosen id (`ct_…`), its phone sealed under
     /// the contact's own key as the write side does: for tests that name customers or
     /// recipients, which must be contacts of the tenant.
@@ -385,6 +384,7 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("register {contact_id}: {e}"));
     }
 
+    /// How many events of a type the log holds, across tenants.
     pub async fn count_events(&self, event_type: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
             .bind(event_type)

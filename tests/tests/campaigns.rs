@@ -667,6 +667,12 @@ async fn a_campaign_naming_unknown_contacts_or_a_template_that_cannot_be_sent_is
     assert_eq!(error_code(&reply), "WRONG_PARAMETER_COUNT", "{reply}");
     let reply = create("c5", "promo", json!(["a", "b"]), json!(recipients)).await;
     assert_eq!(error_code(&reply), "WRONG_PARAMETER_COUNT", "{reply}");
+    // A malformed name can never be a template.
+    let reply = create("c7", "Promo Now", json!(["Black Friday"]), json!(recipients)).await;
+    assert_eq!(error_code(&reply), "UNKNOWN_TEMPLATE", "{reply}");
+    // The campaign's own refusals come first.
+    let reply = create("c8", "no_such", json!([]), json!([])).await;
+    assert_eq!(error_code(&reply), "NO_RECIPIENTS", "{reply}");
     assert_eq!(
         app.count("SELECT count(*) FROM events").await,
         templates,
@@ -679,6 +685,9 @@ async fn a_campaign_naming_unknown_contacts_or_a_template_that_cannot_be_sent_is
         0
     );
     // Known contacts and a sendable template: made.
+    let reply = create("c6", "promo", json!(["Black Friday"]), json!(recipients)).await;
+    assert_eq!(reply["data"]["createCampaign"]["status"], "DRAFT", "{reply}");
+    // A retried creation answers the draft (it records nothing, so nothing is checked again).
     let reply = create("c6", "promo", json!(["Black Friday"]), json!(recipients)).await;
     assert_eq!(reply["data"]["createCampaign"]["status"], "DRAFT", "{reply}");
 }

@@ -153,8 +153,11 @@ const CONVERSATION: &str = "query($id: String!) {
 async fn read_models(app: &TestApp, tenant_id: &str) -> Value {
     sqlx::query_scalar(
         "SELECT jsonb_build_object(
-           'conversations', (SELECT jsonb_agg(to_jsonb(c) - 'tenant_id' - 'conversation_id' - 'contact_id'
-                                              - 'last_message_ref' - 'created_at' - 'updated_at' - 'last_position')
+           'conversations', (SELECT jsonb_agg((to_jsonb(c) - 'tenant_id' - 'conversation_id' - 'contact_id'
+                                              - 'last_message_ref' - 'created_at' - 'updated_at' - 'last_position'
+                                              - 'last_message_at')
+                                             || jsonb_build_object('last_message_at',
+                                                    CASE WHEN c.last_direction = 'inbound' THEN c.last_message_at END))
                                FROM conversations c WHERE c.tenant_id = $1),
            'message_statuses', (SELECT jsonb_agg(to_jsonb(s) - 'tenant_id' - 'conversation_id' - 'message_ref'
                                                  - 'last_position')
@@ -401,6 +404,88 @@ async fn a_read_receipt_is_retried_after_a_transient_failure_and_given_up_after_
         ("failed".to_string(), 1, Some("HTTP 400, code 131009".to_string()))
     );
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // A business number no longer the tenant's sends no receipt for it.
+    let third = delivery(
+        number,
+        &[(CUSTOMER, "Tendai Moyo")],
+        vec![text_message(
+            CUSTOMER,
+            &wamid(CUSTOMER, 98),
+            chrono::Utc::now().timestamp(),
+            "hello?",
+        )],
+        vec![],
+    );
+    post_and_drain(&app, &third).await;
+    app.project().await;
+    mutate(
+        &app,
+        "acme",
+        Role::Agent,
+        "mutation($id: String!) { markConversationRead(conversationId: $id) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    sqlx::query("DELETE FROM whatsapp_numbers WHERE tenant_id = 'acme'")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    send_all(&app, &base).await;
+    let states = state().await;
+    assert_eq!(
+        states[2],
+        (
+            "failed".to_string(),
+            1,
+            Some("the business number is no longer the tenant's".to_string())
+        )
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+/// Issue 17: `lastMessage` ignored outbound messages (the inbox showed the customer's last
+/// words after the reply). It is the latest message either way, with its direction.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_last_message_is_the_latest_either_way(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let base = graph().await;
+    let number = "100000012";
+    app.tenant_with_number("acme", number).await;
+    approve_template(&app, "acme").await;
+    let now = chrono::Utc::now().timestamp();
+    post_and_drain(&app, &hello(number, now - 120)).await;
+    app.project().await;
+    let id = conversation_id(&app, "acme").await;
+    const LAST: &str = "{ conversations(first: 1) { edges { node { lastMessage { id direction kind text } } } } }";
+    let last = || async {
+        mutate(&app, "acme", Role::Agent, LAST, json!({})).await["data"]["conversations"]["edges"][0]["node"]
+            ["lastMessage"]
+            .clone()
+    };
+    assert_eq!(last().await["direction"], "INBOUND");
+    assert_eq!(last().await["text"], "Is the 5kW kit in stock?");
+    mutate(
+        &app,
+        "acme",
+        Role::Agent,
+        SEND_TEMPLATE,
+        json!({"id": id, "key": "tpl-9"}),
+    )
+    .await;
+    send_all(&app, &base).await;
+    assert_eq!(
+        last().await,
+        json!({"id": "out:tpl-9", "direction": "OUTBOUND", "kind": "template", "text": "[template] kit_follow_up"})
+    );
+    let reply = text_message(CUSTOMER, &wamid(CUSTOMER, 77), now + 2, "Great, Friday works");
+    post_and_drain(
+        &app,
+        &delivery(number, &[(CUSTOMER, "Tendai Moyo")], vec![reply], vec![]),
+    )
+    .await;
+    app.project().await;
+    assert_eq!(last().await["direction"], "INBOUND");
+    assert_eq!(last().await["text"], "Great, Friday works");
 }
 
 /// Issue 17: an inbound message's `content` was WhatsApp's object for its kind as JSON text

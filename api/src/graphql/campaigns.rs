@@ -526,7 +526,8 @@ impl CampaignsMutation {
     /// `required` and `available` milli-tokens in the extensions, otherwise, and it stays a
     /// draft). Repeating the same schedule changes nothing. Owner and admin only (others get
     /// `FORBIDDEN`). Other refusals: `BAD_CAMPAIGN_ID`, `UNKNOWN_CAMPAIGN`, `CAMPAIGN_NOT_DRAFT`,
-    /// `AMOUNT_TOO_LARGE`, `CONFLICT`.
+    /// `AMOUNT_TOO_LARGE`, `CONFLICT`; and the template's, checked again since the draft was made
+    /// (`UNKNOWN_TEMPLATE`, `TEMPLATE_NOT_APPROVED`, `WRONG_PARAMETER_COUNT`).
     async fn schedule_campaign(
         &self,
         ctx: &Context<'_>,

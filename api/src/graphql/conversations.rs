@@ -57,18 +57,32 @@ pub struct ConversationFilter {
     pub tag: Option<String>,
 }
 
-/// The latest inbound message of a conversation (by the provider's time); outbound messages
-/// are not shown here.
+/// The latest message of a conversation, either way: the customer's (by the provider's time)
+/// or the business's (by the time it was queued).
 #[derive(SimpleObject)]
 pub struct LastMessage {
-    /// The message's reference (a keyed hash of WhatsApp's id, which embeds the phone number).
+    /// The message's id: for an inbound message its reference (a keyed hash of WhatsApp's id,
+    /// which embeds the phone number); for an outbound one `out:` and its idempotency key, as
+    /// in `conversation.messages`.
     pub id: String,
-    /// text, image, audio, video, document, location, …
+    /// Who wrote it.
+    pub direction: LastMessageDirection,
+    /// Inbound: text, image, audio, video, document, location, …; outbound: free_form or
+    /// template.
     pub kind: String,
     /// A short preview of its content.
     pub text: Option<String>,
     /// The provider's timestamp of the message (RFC 3339).
     pub at: DateTime<Utc>,
+}
+
+/// Who wrote a conversation's last message.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum LastMessageDirection {
+    /// The customer.
+    Inbound,
+    /// The business (an agent, a campaign, an automation).
+    Outbound,
 }
 
 /// A WhatsApp conversation with one contact.
@@ -110,6 +124,11 @@ impl From<ConversationRow> for Conversation {
     fn from(row: ConversationRow) -> Self {
         let last_message = match (row.last_message_ref, row.last_message_at) {
             (Some(id), Some(at)) => Some(LastMessage {
+                direction: if row.last_direction.as_deref() == Some("outbound") {
+                    LastMessageDirection::Outbound
+                } else {
+                    LastMessageDirection::Inbound
+                },
                 id,
                 kind: row.last_message_kind.unwrap_or_else(|| "unsupported".into()),
                 text: row.last_message_text,
@@ -141,7 +160,7 @@ pub struct ConversationsQuery;
 
 #[Object]
 impl ConversationsQuery {
-    /// The caller's tenant's conversations, newest inbound message first (owner, admin, agent,
+    /// The caller's tenant's conversations, newest message first (either way) (owner, admin, agent,
     /// auditor; anyone else gets `FORBIDDEN`).
     async fn conversations(
         &self,

@@ -46,7 +46,7 @@ impl InstallationService {
             ));
         }
         let order_id = match idempotency_key.map(str::trim) {
-            Some(key) if !key.is_empty() => order_id_for_key(key),
+            Some(key) if !key.is_empty() => self.keys.master().id_key().order_id(&metadata.tenant_id, key),
             _ => format!("order_{}", uuid::Uuid::new_v4()),
         };
         self.commands.order(&order_id, command, metadata).await?;
@@ -104,27 +104,5 @@ impl InstallationService {
             at: Utc::now(),
         };
         self.commands.order(order_id, command, metadata).await
-    }
-}
-
-/// The order id an idempotency key stands for: `order_k` and the first 16 bytes of a SHA-256
-/// HMAC of the key, in hex (the stream is the tenant's, so two tenants' keys never meet; the
-/// key itself, which a client may have built from personal data, is not stored in the id).
-fn order_id_for_key(key: &str) -> String {
-    let digest = chronicle_domain::crypto::hmac_sha256(b"chronicle:order-idempotency-key", &[key.as_bytes()]);
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("order_k{hex}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::order_id_for_key;
-
-    #[test]
-    fn one_key_stands_for_one_order_id() {
-        assert_eq!(order_id_for_key("retry-1"), order_id_for_key("retry-1"));
-        assert_ne!(order_id_for_key("retry-1"), order_id_for_key("retry-2"));
-        assert!(order_id_for_key("retry-1").starts_with("order_k"));
-        assert_eq!(order_id_for_key("retry-1").len(), "order_k".len() + 32);
     }
 }

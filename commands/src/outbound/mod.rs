@@ -142,14 +142,6 @@ pub async fn check_parameters(
         .map_err(|e| CommandError::Rejected(e.into()))
 }
 
-/// Whether `name` and `language` are well-formed template coordinates (otherwise the
-/// aggregate that receives them refuses them with its own code, which says more than
-/// `UNKNOWN_TEMPLATE` would).
-pub fn sendable_name(name: &str, language: &str) -> bool {
-    chronicle_domain::call::automation::is_valid_template_name(name)
-        && chronicle_domain::call::automation::is_valid_language(language)
-}
-
 /// Refuses, before anything is recorded, a template that cannot be sent as named: one the
 /// tenant does not have (`UNKNOWN_TEMPLATE`), one not approved now (`TEMPLATE_NOT_APPROVED`),
 /// or `parameters` that do not fill its variables (`WRONG_PARAMETER_COUNT`). For what is sent

@@ -70,7 +70,8 @@ pub struct OrderPayment {
 /// An order. Amounts in integer minor units of `currency`.
 #[derive(SimpleObject)]
 pub struct Order {
-    /// The order id, `order_<uuid>`.
+    /// The order id: `order_<uuid>`, or `order_k` and 32 hex digits when placed with an
+    /// idempotency key.
     pub id: String,
     /// The customer's contact id (`ct_…`).
     pub customer_id: String,

@@ -9,8 +9,8 @@
 //! A receipt changes nothing when repeated, so unlike a message it is retried after any
 //! failure that may be transient (a timeout, 5xx, 429, no connection) with the sender's backoff,
 //! up to `max_attempts`, and a claim left by a stopped sender goes back to pending. A refusal
-//! (another 4xx: the message is too old, the number is not the tenant's any more) or a message
-//! id that cannot be opened (the contact was erased) ends it as `failed`, with the reason
+//! (another 4xx: the message is too old), a business number no longer mapped to the tenant, or
+//! a message id that cannot be opened (the contact was erased) ends it as `failed`, with the reason
 //! (no personal data) in `last_error`. Nothing is recorded in the log: a receipt is a courtesy
 //! to the customer, not a fact of the conversation.
 
@@ -127,6 +127,18 @@ impl WhatsAppSender {
         let Ok(message_id) = key.open(&tenant, &contact_id, &sealed) else {
             return Ok(Outcome::Failed("the message id cannot be opened".into()));
         };
+        // Only from a number that is still the tenant's (the token is the platform's: a number
+        // mapped to another tenant since must not speak for this one).
+        let mapped: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM whatsapp_numbers WHERE tenant_id = $1 AND phone_number_id = $2)",
+        )
+        .bind(tenant.as_str())
+        .bind(&number)
+        .fetch_one(&self.pool)
+        .await?;
+        if !mapped {
+            return Ok(Outcome::Failed("the business number is no longer the tenant's".into()));
+        }
         let body = json!({"messaging_product": "whatsapp", "status": "read", "message_id": message_id});
         let response = match self.graph.post_json(&format!("{number}/messages"), &body).send().await {
             Ok(response) => response,
