@@ -187,3 +187,38 @@ async fn give_up_reasons_come_from_the_log_and_the_messages_projector_starts_ove
         vec![("conversations".to_string(), 0), ("messages".to_string(), 0)]
     );
 }
+
+/// Migration 88 claims the serials installed before it: the first installation that recorded a
+/// serial keeps it (so a second install elsewhere is refused from then on).
+#[sqlx::test(migrations = false)]
+async fn serials_installed_before_are_claimed_by_their_first_installation(pool: sqlx::PgPool) {
+    migrate(&pool, 0, 20261207000087).await;
+    sqlx::raw_sql(
+        r#"INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+           VALUES ('InstallationRecord', 'acme:isr_1', 1, 'ComponentInstalled', '1.0',
+                   '{"ComponentInstalled": {"serial": "SN-1", "kind": "panel", "warranty_months": 12, "by": "t", "at": "2026-12-01T10:00:00Z"}}',
+                   '{"tenant_id": "acme"}'),
+                  ('InstallationRecord', 'acme:isr_2', 1, 'ComponentInstalled', '1.0',
+                   '{"ComponentInstalled": {"serial": "SN-1", "kind": "panel", "warranty_months": 12, "by": "t", "at": "2026-12-01T11:00:00Z"}}',
+                   '{"tenant_id": "acme"}'),
+                  ('InstallationRecord', 'beta:isr_9', 1, 'ComponentInstalled', '1.0',
+                   '{"ComponentInstalled": {"serial": "SN-1", "kind": "panel", "warranty_months": 12, "by": "t", "at": "2026-12-01T11:00:00Z"}}',
+                   '{"tenant_id": "beta"}');"#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    migrate(&pool, 20261207000088, 20261207000088).await;
+    let claims: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT tenant_id, serial, installation_id FROM component_serials ORDER BY tenant_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        claims,
+        vec![
+            ("acme".to_string(), "SN-1".to_string(), "isr_1".to_string()),
+            ("beta".to_string(), "SN-1".to_string(), "isr_9".to_string())
+        ]
+    );
+}

@@ -1301,6 +1301,64 @@ async fn the_calendar_and_the_counts_equal_the_figures_computed_from_the_events(
     );
 }
 
+/// Issue 17: one serial number could be installed on two installations, giving two active
+/// warranties to two customers. Another installation is refused; the same one may record it
+/// again (a repeat records nothing); a serial whose install was refused stays free.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_serial_number_is_installed_on_one_installation_only(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
+    let svc = service(&app);
+    let m = md(&tenant, "ops-1");
+    let (_, first) = paid_solar_order(&app, &tenant).await;
+    let (_, second) = paid_solar_order(&app, &tenant).await;
+    let (_, not_started) = paid_solar_order(&app, &tenant).await;
+    let day = Utc
+        .with_ymd_and_hms(2026, 12, 5, 9, 0, 0)
+        .single()
+        .unwrap_or_else(Utc::now);
+    for isr in [&first, &second] {
+        svc.assign_technician(isr, "tech-1", &m)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        svc.schedule(isr, day, &m).await.unwrap_or_else(|e| panic!("{e}"));
+        svc.start_work(isr, &m).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    svc.install_component(&first, "PNL-77", "panel", 120, &m)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = svc.install_component(&second, "PNL-77", "panel", 120, &m).await;
+    assert_eq!(
+        refused.as_ref().err().map(ToString::to_string),
+        Some(format!("serial PNL-77 is already installed on {first}"))
+    );
+    assert_eq!(refusal(refused), "SERIAL_ON_ANOTHER_INSTALLATION");
+    assert_eq!(
+        refusal(svc.install_component(&second, " PNL-77 ", "panel", 120, &m).await),
+        "SERIAL_ON_ANOTHER_INSTALLATION"
+    );
+    svc.install_component(&first, "PNL-77", "panel", 120, &m)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM events WHERE event_type = 'ComponentInstalled' AND payload->'ComponentInstalled'->>'serial' = 'PNL-77'"
+        )
+        .await,
+        1
+    );
+    // Refused for another reason (not started): the serial is not taken.
+    assert_eq!(
+        refusal(svc.install_component(&not_started, "PNL-88", "panel", 120, &m).await),
+        "NOT_IN_PROGRESS"
+    );
+    svc.install_component(&second, "PNL-88", "panel", 120, &m)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn the_timeline_lists_every_event_of_the_installation_in_order_without_personal_data(pool: PgPool) {
     let app = TestApp::new(pool).await;

@@ -179,7 +179,11 @@ impl InstallationService {
         self.isr(installation_id, command, metadata).await
     }
 
-    /// Records a serialized component installed.
+    /// Records a serialized component installed. A serial is installed on one installation of
+    /// a tenant (one component, one active warranty): the write side claims it in
+    /// `component_serials` (migration ..88) before the command, and a serial claimed by another
+    /// installation is refused with `SERIAL_ON_ANOTHER_INSTALLATION`. A claim whose command
+    /// was then refused is given back.
     pub async fn install_component(
         &self,
         installation_id: &str,
@@ -188,6 +192,37 @@ impl InstallationService {
         warranty_months: u32,
         metadata: &CommandMetadata,
     ) -> Result<Appended, CommandError> {
+        let tenant = &metadata.tenant_id;
+        let serial = serial.trim();
+        let fresh_claim = if serial.is_empty() {
+            false
+        } else {
+            let (holder, fresh): (String, bool) = sqlx::query_as(
+                "WITH claimed AS (
+                   INSERT INTO component_serials (tenant_id, serial, installation_id) VALUES ($1, $2, $3)
+                   ON CONFLICT (tenant_id, serial) DO NOTHING
+                   RETURNING installation_id)
+                 SELECT installation_id, true FROM claimed
+                 UNION ALL
+                 SELECT installation_id, false FROM component_serials WHERE tenant_id = $1 AND serial = $2
+                 LIMIT 1",
+            )
+            .bind(tenant.as_str())
+            .bind(serial)
+            .bind(installation_id)
+            .fetch_one(self.commands.pool())
+            .await?;
+            if holder != installation_id {
+                return Err(CommandError::Rejected(
+                    InstallationError::SerialOnAnotherInstallation {
+                        serial: serial.to_string(),
+                        installation_id: holder,
+                    }
+                    .into(),
+                ));
+            }
+            fresh
+        };
         let command = InstallationCommand::InstallComponent {
             serial: serial.to_string(),
             kind: kind.to_string(),
@@ -195,7 +230,17 @@ impl InstallationService {
             by: by_of(metadata),
             at: Utc::now(),
         };
-        self.isr(installation_id, command, metadata).await
+        let outcome = self.isr(installation_id, command, metadata).await;
+        if fresh_claim && matches!(outcome, Err(CommandError::Rejected(_))) {
+            // Nothing was installed: the serial is free again.
+            sqlx::query("DELETE FROM component_serials WHERE tenant_id = $1 AND serial = $2 AND installation_id = $3")
+                .bind(tenant.as_str())
+                .bind(serial)
+                .bind(installation_id)
+                .execute(self.commands.pool())
+                .await?;
+        }
+        outcome
     }
 
     /// Commissions; refused with what is missing (`CommissioningIncomplete`).

@@ -627,7 +627,9 @@ impl RecordsMutation {
     /// Records a serialized component installed, with its warranty period in months, while in
     /// progress. Owner, admin, or a technician assigned to it (`FORBIDDEN` otherwise). Refusals:
     /// `NOT_IN_PROGRESS`, `BLANK_FIELD`, `UNKNOWN_INSTALLATION`, `INVALID_INPUT` (negative
-    /// months). A serial already recorded changes nothing. Returns a receipt.
+    /// months), `SERIAL_ON_ANOTHER_INSTALLATION` (the serial is installed on another of the
+    /// tenant's installations). A serial already recorded here changes nothing. Returns a
+    /// receipt.
     async fn install_component(
         &self,
         ctx: &Context<'_>,

@@ -47,6 +47,10 @@ pub enum InstallationError {
     /// Status moves follow `pending → in_progress → commissioned → active → decommissioned`.
     #[error("an installation cannot move from {from} to {to}")]
     StatusMoveNotAllowed { from: &'static str, to: &'static str },
+    /// A serial number is installed on one installation of a tenant (checked by the write side:
+    /// one component, one warranty).
+    #[error("serial {serial} is already installed on {installation_id}")]
+    SerialOnAnotherInstallation { serial: String, installation_id: String },
 }
 
 impl InstallationError {
@@ -65,6 +69,7 @@ impl InstallationError {
             Self::InvalidContentHash => "INVALID_CONTENT_HASH",
             Self::CommissioningIncomplete { .. } => "COMMISSIONING_INCOMPLETE",
             Self::StatusMoveNotAllowed { .. } => "STATUS_MOVE_NOT_ALLOWED",
+            Self::SerialOnAnotherInstallation { .. } => "SERIAL_ON_ANOTHER_INSTALLATION",
         }
     }
 }
