@@ -136,6 +136,8 @@ const SEND_TEMPLATE: &str = "mutation($id: String!, $key: String!) {
                idempotencyKey: $key) { id position }
 }";
 
+const MARK_READ: &str = "mutation($id: String!) { markConversationRead(conversationId: $id) { id } }";
+
 const CONVERSATION: &str = "query($id: String!) {
   conversation(id: $id) {
     id contactId status assignee tags windowExpiresAt freeFormAllowed handoverRequestedAt handoverReason
@@ -289,9 +291,8 @@ async fn marking_a_conversation_read_clears_its_unread_count_and_sends_one_read_
     );
     let base = format!("{}/v21.0", serve_loopback(graph).await);
     let seen = move || seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    const MARK: &str = "mutation($id: String!) { markConversationRead(conversationId: $id) { id } }";
 
-    let reply = mutate(&app, "acme", Role::Agent, MARK, json!({"id": id})).await;
+    let reply = mutate(&app, "acme", Role::Agent, MARK_READ, json!({"id": id})).await;
     assert_eq!(reply["data"]["markConversationRead"]["id"], id.as_str(), "{reply}");
     send_all(&app, &base).await;
     assert_eq!(unread().await, 0);
@@ -299,7 +300,7 @@ async fn marking_a_conversation_read_clears_its_unread_count_and_sends_one_read_
     assert_eq!(seen(), vec![(number.to_string(), receipt)]);
 
     // Nothing new: nothing recorded, nothing sent again (also after a rebuild of the feed).
-    mutate(&app, "acme", Role::Agent, MARK, json!({"id": id})).await;
+    mutate(&app, "acme", Role::Agent, MARK_READ, json!({"id": id})).await;
     app.rebuild("outbox").await;
     send_all(&app, &base).await;
     assert_eq!(seen().len(), 1);
@@ -309,18 +310,25 @@ async fn marking_a_conversation_read_clears_its_unread_count_and_sends_one_read_
     post_and_drain(&app, &texts(&[(23, now - 10, "three")])).await;
     app.project().await;
     assert_eq!(unread().await, 1);
-    mutate(&app, "acme", Role::Owner, MARK, json!({"id": id})).await;
+    mutate(&app, "acme", Role::Owner, MARK_READ, json!({"id": id})).await;
     send_all(&app, &base).await;
     assert_eq!(unread().await, 0);
     assert_eq!(seen().len(), 2);
     assert_eq!(seen()[1].1["message_id"], wamid(CUSTOMER, 23));
 
     // Refusals: an auditor only reads; an unknown conversation.
-    let reply = mutate(&app, "acme", Role::Auditor, MARK, json!({"id": id})).await;
+    let reply = mutate(&app, "acme", Role::Auditor, MARK_READ, json!({"id": id})).await;
     assert_eq!(code(&reply), "FORBIDDEN", "{reply}");
-    let reply = mutate(&app, "acme", Role::Agent, MARK, json!({"id": format!("ct_{:032x}", 7)})).await;
+    let reply = mutate(
+        &app,
+        "acme",
+        Role::Agent,
+        MARK_READ,
+        json!({"id": format!("ct_{:032x}", 7)}),
+    )
+    .await;
     assert_eq!(code(&reply), "UNKNOWN_CONVERSATION", "{reply}");
-    let reply = mutate(&app, "acme", Role::Agent, MARK, json!({"id": "not-an-id"})).await;
+    let reply = mutate(&app, "acme", Role::Agent, MARK_READ, json!({"id": "not-an-id"})).await;
     assert_eq!(code(&reply), "BAD_CONVERSATION_ID", "{reply}");
     assert_eq!(app.count_events("ConversationRead").await, 2);
 }
@@ -352,14 +360,7 @@ async fn a_read_receipt_is_retried_after_a_transient_failure_and_given_up_after_
         }),
     );
     let base = format!("{}/v21.0", serve_loopback(graph).await);
-    mutate(
-        &app,
-        "acme",
-        Role::Agent,
-        "mutation($id: String!) { markConversationRead(conversationId: $id) { id } }",
-        json!({"id": id}),
-    )
-    .await;
+    mutate(&app, "acme", Role::Agent, MARK_READ, json!({"id": id})).await;
     send_all(&app, &base).await;
     let state = || async {
         sqlx::query_as::<_, (String, i32, Option<String>)>(
@@ -387,14 +388,7 @@ async fn a_read_receipt_is_retried_after_a_transient_failure_and_given_up_after_
     );
     post_and_drain(&app, &second).await;
     app.project().await;
-    mutate(
-        &app,
-        "acme",
-        Role::Agent,
-        "mutation($id: String!) { markConversationRead(conversationId: $id) { id } }",
-        json!({"id": id}),
-    )
-    .await;
+    mutate(&app, "acme", Role::Agent, MARK_READ, json!({"id": id})).await;
     send_all(&app, &base).await;
     send_all(&app, &base).await;
     let states = state().await;
@@ -418,14 +412,7 @@ async fn a_read_receipt_is_retried_after_a_transient_failure_and_given_up_after_
     );
     post_and_drain(&app, &third).await;
     app.project().await;
-    mutate(
-        &app,
-        "acme",
-        Role::Agent,
-        "mutation($id: String!) { markConversationRead(conversationId: $id) { id } }",
-        json!({"id": id}),
-    )
-    .await;
+    mutate(&app, "acme", Role::Agent, MARK_READ, json!({"id": id})).await;
     sqlx::query("DELETE FROM whatsapp_numbers WHERE tenant_id = 'acme'")
         .execute(&app.pool)
         .await
