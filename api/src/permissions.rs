@@ -26,7 +26,8 @@ pub enum Permission {
     WriteContacts,
     /// Erase a contact (the right to be forgotten).
     EraseContacts,
-    /// Submit templates, record their review, set automation rules.
+    /// Submit templates, record their review, set automation rules, send again a message left
+    /// for an operator.
     ManageMessagingSettings,
     /// Read campaigns and their recipients.
     ReadCampaigns,

@@ -410,6 +410,14 @@ impl Commands {
             .map_err(|e| CommandError::Unexpected(Box::new(e)))
     }
 
+    /// The present state of the conversation with `contact_id` (read from the database).
+    pub async fn load_conversation(&self, tenant: &TenantId, contact_id: &str) -> Result<Conversation, CommandError> {
+        self.conversations
+            .load_aggregate(&tenant.stream_id(contact_id))
+            .await
+            .map_err(|e| CommandError::Unexpected(Box::new(e)))
+    }
+
     /// The current state of the warranty `<tenant>:<local_id>` (a claim is checked against its
     /// terms).
     pub async fn load_warranty(&self, tenant: &TenantId, local_id: &str) -> Result<Warranty, CommandError> {

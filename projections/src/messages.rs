@@ -299,6 +299,8 @@ impl MessagesProjector {
             }
             // Read receipts change the inbox's unread count (`conversations`), not a message.
             ConversationEvent::ConversationRead { .. } => {}
+            // The message stays queued until the sender records its outcome.
+            ConversationEvent::OutboundResendAuthorized { .. } => {}
             ConversationEvent::HandoverRequested { reason, at, .. } => {
                 let contact_id = contact_of(db, &tenant, &conversation_id).await?;
                 let reason = match (contact_id, reason) {

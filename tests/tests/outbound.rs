@@ -371,6 +371,52 @@ async fn a_message_left_sending_by_a_crashed_sender_is_not_resent(pool: PgPool) 
     assert_eq!(outbox_state(&app).await.0, "needs_operator");
 }
 
+/// Issue 17: operators had no command to send again a message left for an operator. An owner
+/// or admin decides (recorded with who decided); the sender sends it and settles it as any
+/// message; each refusal has its code and records nothing.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_operator_sends_again_a_message_left_for_an_operator(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::default();
+    let base = graph.serve().await;
+    let id = conversation(&app, 30).await;
+    as_role(&app, Role::Agent, SEND_TEMPLATE, json!({"id": id, "key": "tpl-1"})).await;
+    app.project().await;
+    const RESEND: &str =
+        "mutation($id: String!, $key: String!) { resendMessage(conversationId: $id, idempotencyKey: $key) { id } }";
+    let resend = |role: Role, key: &str| {
+        let (app, id, key) = (&app, id.clone(), key.to_string());
+        async move { as_role(app, role, RESEND, json!({"id": id, "key": key})).await }
+    };
+    // Still the sender's (queued, not taken yet): refused.
+    assert_eq!(code(&resend(Role::Owner, "tpl-1").await), "NOT_AWAITING_OPERATOR");
+    // A sender took it and died before settling it: handed to an operator.
+    let sender = sender(&app, &base, Duration::from_secs(5));
+    sender.admit().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("UPDATE outbox SET state = 'sending', attempts = 1, claimed_at = now() - interval '1 hour'")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outbox_state(&app).await.0, "needs_operator");
+    assert_eq!(code(&resend(Role::Agent, "tpl-1").await), "FORBIDDEN");
+    assert_eq!(
+        code(&resend(Role::Owner, "no-such-key").await),
+        "UNKNOWN_OUTBOUND_MESSAGE"
+    );
+    assert_eq!(events_of(&app, "OutboundResendAuthorized").await, 0);
+    let reply = resend(Role::Admin, "tpl-1").await;
+    assert_eq!(reply["data"]["resendMessage"]["id"], id.as_str(), "{reply}");
+    assert_eq!(events_of(&app, "OutboundResendAuthorized").await, 1);
+    sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(graph.seen().len(), 1);
+    assert_eq!(outbox_state(&app).await.0, "sent");
+    assert_eq!(events_of(&app, "OutboundMessageSent").await, 1);
+    // Sent: nothing to send again.
+    assert_eq!(code(&resend(Role::Owner, "tpl-1").await), "OUTBOUND_MESSAGE_SETTLED");
+    assert_eq!(events_of(&app, "OutboundResendAuthorized").await, 1);
+}
+
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_repeated_idempotency_key_queues_and_sends_one_message(pool: PgPool) {
     let app = TestApp::new(pool).await;

@@ -25,7 +25,7 @@ use rand::rngs::OsRng;
 
 use super::conversations::ConversationStatus;
 use super::receipt::{receipt, Receipt};
-use super::{caller, commands, keys, metadata, page_size, pool};
+use super::{allowed, caller, commands, keys, metadata, page_size, pool};
 use crate::auth::Caller;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -492,6 +492,31 @@ impl InboxMutation {
             agent_id,
             by,
             at: Utc::now(),
+        })
+        .await
+    }
+
+    /// Sends again a message the WhatsApp sender handed to an operator (its request may or may
+    /// not have reached WhatsApp, so the sender never repeats it by itself; the outbox shows it
+    /// as `needs_operator`). The decision is recorded in the log with who took it; if the first
+    /// request did arrive, the customer gets the message twice. Owner and admin only (others
+    /// get `FORBIDDEN`). Refusals: `UNKNOWN_OUTBOUND_MESSAGE`, `OUTBOUND_MESSAGE_SETTLED` (it was
+    /// sent or failed), `NOT_AWAITING_OPERATOR` (the sender still has it), `BAD_CONVERSATION_ID`,
+    /// `UNKNOWN_CONVERSATION`. Returns a receipt for the conversation.
+    async fn resend_message(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The conversation's id (its contact's id, `ct_…`).")] conversation_id: String,
+        #[graphql(desc = "The idempotency key the message was queued under.")] idempotency_key: String,
+    ) -> async_graphql::Result<Receipt> {
+        let caller = allowed(ctx, Permission::ManageMessagingSettings, "send messages again").gql()?;
+        let id = valid_id(&conversation_id).gql()?;
+        let metadata = metadata(ctx, caller);
+        receipt(async {
+            chronicle_commands::outbound::resend(commands(ctx).gql()?, id, idempotency_key.trim(), &metadata)
+                .await
+                .gql()?;
+            Ok(Receipt::new(id))
         })
         .await
     }

@@ -142,6 +142,68 @@ pub async fn check_parameters(
         .map_err(|e| CommandError::Rejected(e.into()))
 }
 
+/// Sends again, on an operator's word, a message the WhatsApp sender handed to an operator
+/// (`needs_operator`: its request may or may not have reached WhatsApp, so the sender never
+/// repeats it by itself). The decision is recorded on the conversation
+/// (`OutboundResendAuthorized`, with who decided) and the sender's row goes back to pending, to
+/// be sent and settled like any message. Refused: `UNKNOWN_OUTBOUND_MESSAGE`,
+/// `OUTBOUND_MESSAGE_SETTLED` (the log has its outcome), `NOT_AWAITING_OPERATOR` (the sender
+/// still has it: queued, retrying or being sent). The operator takes the risk the sender would
+/// not: if the first request did reach WhatsApp, the customer gets the message twice.
+pub async fn resend(
+    commands: &Commands,
+    contact_id: &str,
+    idempotency_key: &str,
+    metadata: &CommandMetadata,
+) -> Result<Appended, CommandError> {
+    let stream = metadata.tenant_id.stream_id(contact_id);
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM outbox WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3")
+            .bind(metadata.tenant_id.as_str())
+            .bind(&stream)
+            .bind(idempotency_key)
+            .fetch_optional(commands.pool())
+            .await?;
+    let by = match &metadata.actor {
+        chronicle_domain::metadata::Actor::User { user_id, .. } => user_id.clone(),
+        chronicle_domain::metadata::Actor::ApiKey { key_id } => key_id.clone(),
+        chronicle_domain::metadata::Actor::System { component } => component.clone(),
+    };
+    let command = ConversationCommand::AuthorizeResend {
+        idempotency_key: idempotency_key.to_string(),
+        by,
+        at: Utc::now(),
+    };
+    // The log's refusals first (no such message, or it has an outcome), decided on the
+    // conversation's present state without recording; then the sender's.
+    let mut present = commands.load_conversation(&metadata.tenant_id, contact_id).await?;
+    let sink = cqrs_es::event_sink::EventSink::default();
+    cqrs_es::Aggregate::handle(&mut present, command.clone(), &(), &sink)
+        .await
+        .map_err(|e| CommandError::Rejected(e.into()))?;
+    if state.as_deref() != Some("needs_operator") {
+        return Err(CommandError::Rejected(
+            ConversationError::NotAwaitingOperator {
+                idempotency_key: idempotency_key.to_string(),
+                state: state.unwrap_or_else(|| "not taken by the sender yet".into()),
+            }
+            .into(),
+        ));
+    }
+    let appended = commands.conversation(contact_id, command, metadata).await?;
+    sqlx::query(
+        "UPDATE outbox SET state = 'pending', claimed_at = NULL, next_attempt_at = now(), updated_at = now(),
+                last_error = 'sent again on an operator''s decision'
+          WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 AND state = 'needs_operator'",
+    )
+    .bind(metadata.tenant_id.as_str())
+    .bind(&stream)
+    .bind(idempotency_key)
+    .execute(commands.pool())
+    .await?;
+    Ok(appended)
+}
+
 /// Refuses, before anything is recorded, a template that cannot be sent as named: one the
 /// tenant does not have (`UNKNOWN_TEMPLATE`), one not approved now (`TEMPLATE_NOT_APPROVED`),
 /// or `parameters` that do not fill its variables (`WRONG_PARAMETER_COUNT`). For what is sent

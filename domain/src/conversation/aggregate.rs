@@ -257,6 +257,31 @@ impl Conversation {
         Ok(Some(ConversationEvent::HandoverRequested { reason, by, at }))
     }
 
+    fn authorize_resend(
+        &self,
+        idempotency_key: String,
+        by: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ConversationEvent>, ConversationError> {
+        self.existing_contact()?;
+        match self.outbound.get(&idempotency_key) {
+            None => Err(ConversationError::UnknownOutboundMessage { idempotency_key }),
+            Some(Outbound::Sent) => Err(ConversationError::OutboundMessageSettled {
+                idempotency_key,
+                outcome: "sent",
+            }),
+            Some(Outbound::Failed) => Err(ConversationError::OutboundMessageSettled {
+                idempotency_key,
+                outcome: "failed",
+            }),
+            Some(Outbound::Queued) => Ok(Some(ConversationEvent::OutboundResendAuthorized {
+                idempotency_key,
+                by,
+                at,
+            })),
+        }
+    }
+
     fn mark_read(&self, by: String, at: DateTime<Utc>) -> Result<Option<ConversationEvent>, ConversationError> {
         self.existing_contact()?;
         let Some(latest) = self.received.latest() else {
@@ -375,6 +400,11 @@ impl Aggregate for Conversation {
             ConversationCommand::AddNote { note_id, text, by, at } => self.note(note_id, text, by, at)?,
             ConversationCommand::RequestHandover { reason, by, at } => self.handover(reason, by, at)?,
             ConversationCommand::MarkRead { by, at } => self.mark_read(by, at)?,
+            ConversationCommand::AuthorizeResend {
+                idempotency_key,
+                by,
+                at,
+            } => self.authorize_resend(idempotency_key, by, at)?,
         };
         if let Some(event) = event {
             sink.write(event, self).await;
@@ -439,6 +469,8 @@ impl Aggregate for Conversation {
             }
             ConversationEvent::HandoverRequested { .. } => self.handover_pending = true,
             ConversationEvent::ConversationRead { up_to, .. } => self.read_up_to = Some(up_to),
+            // The message stays queued: the sender settles it as any other.
+            ConversationEvent::OutboundResendAuthorized { .. } => {}
         }
     }
 }
@@ -894,6 +926,49 @@ mod inbox_tests {
             retryable: false,
             at: at(9),
         }
+    }
+
+    fn resend(key: &str) -> ConversationCommand {
+        ConversationCommand::AuthorizeResend {
+            idempotency_key: key.into(),
+            by: "admin-1".into(),
+            at: at(12),
+        }
+    }
+
+    #[test]
+    fn an_operator_authorizes_sending_again_a_message_without_an_outcome() {
+        let request = free_form("k1", 10);
+        Given::with(())
+            .given(vec![opened(), queued(&request)])
+            .when(resend("k1"))
+            .then_expect_events(vec![ConversationEvent::OutboundResendAuthorized {
+                idempotency_key: "k1".into(),
+                by: "admin-1".into(),
+                at: at(12),
+            }]);
+    }
+
+    #[test]
+    fn sending_again_an_unknown_or_settled_message_is_refused() {
+        let request = free_form("k1", 10);
+        Given::with(())
+            .given(vec![opened()])
+            .when(resend("k1"))
+            .then_expect_error(ConversationError::UnknownOutboundMessage {
+                idempotency_key: "k1".into(),
+            });
+        Given::with(())
+            .given(vec![opened(), queued(&request), sent_event("k1")])
+            .when(resend("k1"))
+            .then_expect_error(ConversationError::OutboundMessageSettled {
+                idempotency_key: "k1".into(),
+                outcome: "sent",
+            });
+        Given::with(())
+            .given_no_previous_events()
+            .when(resend("k1"))
+            .then_expect_error(ConversationError::UnknownConversation);
     }
 
     #[test]

@@ -48,6 +48,13 @@ pub enum ConversationCommand {
         by: String,
         at: DateTime<Utc>,
     },
+    /// An operator's word that a message the sender could not settle (it may or may not have
+    /// reached WhatsApp) is to be sent again. Refused for a message with an outcome.
+    AuthorizeResend {
+        idempotency_key: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
     /// Mark the conversation read up to its latest inbound message (an agent opened it). With
     /// nothing new since the last time, or no inbound message at all, it records nothing.
     MarkRead { by: String, at: DateTime<Utc> },

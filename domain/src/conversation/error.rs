@@ -39,6 +39,16 @@ pub enum ConversationError {
     /// A tag, agent or note id must not be blank.
     #[error("{field} must not be blank")]
     Blank { field: &'static str },
+    /// Only a message without an outcome is sent again.
+    #[error("the message queued with key {idempotency_key} was already {outcome}; it is not sent again")]
+    OutboundMessageSettled {
+        idempotency_key: String,
+        outcome: &'static str,
+    },
+    /// Only a message the sender handed to an operator (it may have reached WhatsApp) is sent
+    /// again on an operator's word; one still queued or being sent is the sender's.
+    #[error("the message queued with key {idempotency_key} is {state}, not waiting for an operator")]
+    NotAwaitingOperator { idempotency_key: String, state: String },
 }
 
 impl ConversationError {
@@ -56,6 +66,8 @@ impl ConversationError {
             Self::UnknownOutboundMessage { .. } => "UNKNOWN_OUTBOUND_MESSAGE",
             Self::StatusMoveNotAllowed { .. } => "STATUS_MOVE_NOT_ALLOWED",
             Self::Blank { .. } => "BLANK_FIELD",
+            Self::OutboundMessageSettled { .. } => "OUTBOUND_MESSAGE_SETTLED",
+            Self::NotAwaitingOperator { .. } => "NOT_AWAITING_OPERATOR",
         }
     }
 }

@@ -111,6 +111,13 @@ pub enum ConversationEvent {
         by: String,
         at: DateTime<Utc>,
     },
+    /// An operator decided that the outbound message `idempotency_key`, left without an
+    /// outcome, is sent again (the sender had handed it over: it may have reached WhatsApp).
+    OutboundResendAuthorized {
+        idempotency_key: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
     /// The conversation was read up to the inbound message `up_to` (its message ref): the
     /// inbox's unread count starts again from zero, and WhatsApp is told the message was read
     /// (a read receipt for `message_id`, WhatsApp's id of it, sealed, from the business number
@@ -143,6 +150,7 @@ impl ConversationEvent {
         "NoteAdded",
         "HandoverRequested",
         "ConversationRead",
+        "OutboundResendAuthorized",
     ];
 }
 
@@ -162,6 +170,7 @@ impl DomainEvent for ConversationEvent {
             Self::NoteAdded { .. } => "NoteAdded",
             Self::HandoverRequested { .. } => "HandoverRequested",
             Self::ConversationRead { .. } => "ConversationRead",
+            Self::OutboundResendAuthorized { .. } => "OutboundResendAuthorized",
         }
         .to_string()
     }
