@@ -189,17 +189,20 @@ async fn give_up_reasons_come_from_the_log_and_the_messages_projector_starts_ove
 }
 
 /// Migration 88 claims the serials installed before it: the first installation that recorded a
-/// serial keeps it (so a second install elsewhere is refused from then on).
+/// serial (trimmed of white space) keeps it, whatever its id; a blank serial claims nothing.
 #[sqlx::test(migrations = false)]
 async fn serials_installed_before_are_claimed_by_their_first_installation(pool: sqlx::PgPool) {
     migrate(&pool, 0, 20261207000087).await;
     sqlx::raw_sql(
         r#"INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-           VALUES ('InstallationRecord', 'acme:isr_1', 1, 'ComponentInstalled', '1.0',
+           VALUES ('InstallationRecord', 'acme:isr_2', 1, 'ComponentInstalled', '1.0',
                    '{"ComponentInstalled": {"serial": "SN-1", "kind": "panel", "warranty_months": 12, "by": "t", "at": "2026-12-01T10:00:00Z"}}',
                    '{"tenant_id": "acme"}'),
-                  ('InstallationRecord', 'acme:isr_2', 1, 'ComponentInstalled', '1.0',
-                   '{"ComponentInstalled": {"serial": "SN-1", "kind": "panel", "warranty_months": 12, "by": "t", "at": "2026-12-01T11:00:00Z"}}',
+                  ('InstallationRecord', 'acme:isr_1', 1, 'ComponentInstalled', '1.0',
+                   '{"ComponentInstalled": {"serial": " SN-1\t", "kind": "panel", "warranty_months": 12, "by": "t", "at": "2026-12-01T11:00:00Z"}}',
+                   '{"tenant_id": "acme"}'),
+                  ('InstallationRecord', 'acme:isr_1', 2, 'ComponentInstalled', '1.0',
+                   '{"ComponentInstalled": {"serial": " ", "kind": "panel", "warranty_months": 12, "by": "t", "at": "2026-12-01T11:00:00Z"}}',
                    '{"tenant_id": "acme"}'),
                   ('InstallationRecord', 'beta:isr_9', 1, 'ComponentInstalled', '1.0',
                    '{"ComponentInstalled": {"serial": "SN-1", "kind": "panel", "warranty_months": 12, "by": "t", "at": "2026-12-01T11:00:00Z"}}',
@@ -217,7 +220,7 @@ async fn serials_installed_before_are_claimed_by_their_first_installation(pool: 
     assert_eq!(
         claims,
         vec![
-            ("acme".to_string(), "SN-1".to_string(), "isr_1".to_string()),
+            ("acme".to_string(), "SN-1".to_string(), "isr_2".to_string()),
             ("beta".to_string(), "SN-1".to_string(), "isr_9".to_string())
         ]
     );

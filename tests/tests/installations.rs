@@ -1357,6 +1357,33 @@ async fn a_serial_number_is_installed_on_one_installation_only(pool: PgPool) {
     svc.install_component(&second, "PNL-88", "panel", 120, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // A claim whose installation never recorded the serial (its command was lost): it holds
+    // for ten minutes, then another installation takes it over.
+    sqlx::query("INSERT INTO component_serials (tenant_id, serial, installation_id) VALUES ('acme', 'PNL-99', $1)")
+        .bind(&not_started)
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        refusal(svc.install_component(&second, "PNL-99", "panel", 120, &m).await),
+        "SERIAL_ON_ANOTHER_INSTALLATION"
+    );
+    sqlx::query("UPDATE component_serials SET claimed_at = now() - interval '11 minutes' WHERE serial = 'PNL-99'")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    svc.install_component(&second, "PNL-99", "panel", 120, &m)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A claim backed by the log never goes stale.
+    sqlx::query("UPDATE component_serials SET claimed_at = now() - interval '1 day'")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        refusal(svc.install_component(&first, "PNL-99", "panel", 120, &m).await),
+        "SERIAL_ON_ANOTHER_INSTALLATION"
+    );
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]

@@ -390,9 +390,12 @@ async fn an_operator_sends_again_a_message_left_for_an_operator(pool: PgPool) {
     };
     // Still the sender's (queued, not taken yet): refused.
     assert_eq!(code(&resend(Role::Owner, "tpl-1").await), "NOT_AWAITING_OPERATOR");
-    // A sender took it and died before settling it: handed to an operator.
+    // Taken by the sender (pending): still the sender's.
     let sender = sender(&app, &base, Duration::from_secs(5));
     sender.admit().await.unwrap_or_else(|e| panic!("{e}"));
+    let reply = resend(Role::Owner, "tpl-1").await;
+    assert_eq!(code(&reply), "NOT_AWAITING_OPERATOR", "{reply}");
+    // A sender took it and died before settling it: handed to an operator.
     sqlx::query("UPDATE outbox SET state = 'sending', attempts = 1, claimed_at = now() - interval '1 hour'")
         .execute(&app.pool)
         .await
@@ -408,6 +411,14 @@ async fn an_operator_sends_again_a_message_left_for_an_operator(pool: PgPool) {
     let reply = resend(Role::Admin, "tpl-1").await;
     assert_eq!(reply["data"]["resendMessage"]["id"], id.as_str(), "{reply}");
     assert_eq!(events_of(&app, "OutboundResendAuthorized").await, 1);
+    let decided_by: String = sqlx::query_scalar(
+        "SELECT payload->'OutboundResendAuthorized'->>'by' FROM events WHERE event_type = 'OutboundResendAuthorized'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(decided_by, "user-1");
+    assert_eq!(outbox_state(&app).await, ("pending".to_string(), 0));
     sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(graph.seen().len(), 1);
     assert_eq!(outbox_state(&app).await.0, "sent");

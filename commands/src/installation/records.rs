@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// How long a serial claim whose installation never recorded the serial holds against other
+/// installations (see [`InstallationService::install_component`]).
+pub const STALE_SERIAL_CLAIM: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl InstallationService {
     /// Opens an installation by hand; returns its id `isr_<uuid>`.
     pub async fn open_installation(
@@ -194,25 +198,30 @@ impl InstallationService {
     ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
         let serial = serial.trim();
+        let pool = self.commands.pool();
         let fresh_claim = if serial.is_empty() {
             false
         } else {
+            // One statement that always answers the holder: a conflicting claim is locked and
+            // returned (`DO UPDATE` of nothing), `fresh` when this call made it.
             let (holder, fresh): (String, bool) = sqlx::query_as(
-                "WITH claimed AS (
-                   INSERT INTO component_serials (tenant_id, serial, installation_id) VALUES ($1, $2, $3)
-                   ON CONFLICT (tenant_id, serial) DO NOTHING
-                   RETURNING installation_id)
-                 SELECT installation_id, true FROM claimed
-                 UNION ALL
-                 SELECT installation_id, false FROM component_serials WHERE tenant_id = $1 AND serial = $2
-                 LIMIT 1",
+                "INSERT INTO component_serials AS c (tenant_id, serial, installation_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant_id, serial) DO UPDATE SET serial = c.serial
+                 RETURNING c.installation_id, (xmax = 0)",
             )
             .bind(tenant.as_str())
             .bind(serial)
             .bind(installation_id)
-            .fetch_one(self.commands.pool())
+            .fetch_one(pool)
             .await?;
-            if holder != installation_id {
+            if holder == installation_id {
+                fresh
+            } else if self
+                .take_over_stale_claim(tenant, serial, &holder, installation_id)
+                .await?
+            {
+                true
+            } else {
                 return Err(CommandError::Rejected(
                     InstallationError::SerialOnAnotherInstallation {
                         serial: serial.to_string(),
@@ -221,7 +230,6 @@ impl InstallationService {
                     .into(),
                 ));
             }
-            fresh
         };
         let command = InstallationCommand::InstallComponent {
             serial: serial.to_string(),
@@ -231,16 +239,59 @@ impl InstallationService {
             at: Utc::now(),
         };
         let outcome = self.isr(installation_id, command, metadata).await;
-        if fresh_claim && matches!(outcome, Err(CommandError::Rejected(_))) {
-            // Nothing was installed: the serial is free again.
-            sqlx::query("DELETE FROM component_serials WHERE tenant_id = $1 AND serial = $2 AND installation_id = $3")
-                .bind(tenant.as_str())
-                .bind(serial)
-                .bind(installation_id)
-                .execute(self.commands.pool())
-                .await?;
+        if fresh_claim && matches!(outcome, Err(CommandError::Rejected(_) | CommandError::Conflict)) {
+            // Nothing was installed by this call: the serial is free again, unless the log
+            // holds it on this installation (a concurrent call installed it meanwhile).
+            let given_back = sqlx::query(
+                "DELETE FROM component_serials
+                  WHERE tenant_id = $1 AND serial = $2 AND installation_id = $3
+                    AND NOT EXISTS (SELECT 1 FROM events
+                                     WHERE aggregate_type = 'InstallationRecord' AND aggregate_id = $4
+                                       AND event_type = 'ComponentInstalled'
+                                       AND payload -> 'ComponentInstalled' ->> 'serial' = $2)",
+            )
+            .bind(tenant.as_str())
+            .bind(serial)
+            .bind(installation_id)
+            .bind(tenant.stream_id(installation_id))
+            .execute(pool)
+            .await;
+            if let Err(e) = given_back {
+                // The refusal is the answer; a claim left behind is taken over once stale.
+                tracing::error!(error = %e, "a serial claim could not be given back");
+            }
         }
         outcome
+    }
+
+    /// Takes over a claim another installation holds without having recorded the serial, once
+    /// the claim is older than [`STALE_SERIAL_CLAIM`] (its command was lost between the claim
+    /// and the append: a lost connection, a dropped request). Answers whether it did.
+    async fn take_over_stale_claim(
+        &self,
+        tenant: &TenantId,
+        serial: &str,
+        holder: &str,
+        installation_id: &str,
+    ) -> Result<bool, CommandError> {
+        let taken = sqlx::query(
+            "UPDATE component_serials SET installation_id = $4, claimed_at = now()
+              WHERE tenant_id = $1 AND serial = $2 AND installation_id = $3
+                AND claimed_at < now() - make_interval(secs => $6)
+                AND NOT EXISTS (SELECT 1 FROM events
+                                 WHERE aggregate_type = 'InstallationRecord' AND aggregate_id = $5
+                                   AND event_type = 'ComponentInstalled'
+                                   AND payload -> 'ComponentInstalled' ->> 'serial' = $2)",
+        )
+        .bind(tenant.as_str())
+        .bind(serial)
+        .bind(holder)
+        .bind(installation_id)
+        .bind(tenant.stream_id(holder))
+        .bind(STALE_SERIAL_CLAIM.as_secs_f64())
+        .execute(self.commands.pool())
+        .await?;
+        Ok(taken.rows_affected() == 1)
     }
 
     /// Commissions; refused with what is missing (`CommissioningIncomplete`).

@@ -157,13 +157,18 @@ pub async fn resend(
     metadata: &CommandMetadata,
 ) -> Result<Appended, CommandError> {
     let stream = metadata.tenant_id.stream_id(contact_id);
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM outbox WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3")
-            .bind(metadata.tenant_id.as_str())
-            .bind(&stream)
-            .bind(idempotency_key)
-            .fetch_optional(commands.pool())
-            .await?;
+    // The sender's row is held for the whole decision: two operators at once decide one after
+    // the other, and the second finds the row pending again (NOT_AWAITING_OPERATOR). The
+    // sender claims only pending rows, skipping held ones, so it never waits on this.
+    let mut tx = commands.pool().begin().await?;
+    let state: Option<String> = sqlx::query_scalar(
+        "SELECT state FROM outbox WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 FOR UPDATE",
+    )
+    .bind(metadata.tenant_id.as_str())
+    .bind(&stream)
+    .bind(idempotency_key)
+    .fetch_optional(&mut *tx)
+    .await?;
     let by = match &metadata.actor {
         chronicle_domain::metadata::Actor::User { user_id, .. } => user_id.clone(),
         chronicle_domain::metadata::Actor::ApiKey { key_id } => key_id.clone(),
@@ -191,16 +196,18 @@ pub async fn resend(
         ));
     }
     let appended = commands.conversation(contact_id, command, metadata).await?;
+    // A fresh start: the attempts spent before the operator's decision do not count.
     sqlx::query(
-        "UPDATE outbox SET state = 'pending', claimed_at = NULL, next_attempt_at = now(), updated_at = now(),
-                last_error = 'sent again on an operator''s decision'
+        "UPDATE outbox SET state = 'pending', attempts = 0, claimed_at = NULL, next_attempt_at = now(),
+                updated_at = now(), last_error = 'sent again on an operator''s decision'
           WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 AND state = 'needs_operator'",
     )
     .bind(metadata.tenant_id.as_str())
     .bind(&stream)
     .bind(idempotency_key)
-    .execute(commands.pool())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(appended)
 }
 
