@@ -407,7 +407,27 @@ async fn an_operator_sends_again_a_message_left_for_an_operator(pool: PgPool) {
         code(&resend(Role::Owner, "no-such-key").await),
         "UNKNOWN_OUTBOUND_MESSAGE"
     );
+    // The customer opted out meanwhile: refused; opted in again: sent.
+    let keyword = |n: u32, text: &str| {
+        delivery(
+            NUMBER,
+            &[(CUSTOMER, "Tendai Moyo")],
+            vec![text_message(
+                CUSTOMER,
+                &wamid(CUSTOMER, n),
+                chrono::Utc::now().timestamp(),
+                text,
+            )],
+            vec![],
+        )
+    };
+    assert_eq!(app.post_delivery(&keyword(2, "STOP")).await.0, StatusCode::OK);
+    app.drain().await;
+    assert_eq!(code(&resend(Role::Owner, "tpl-1").await), "CONTACT_OPTED_OUT");
     assert_eq!(events_of(&app, "OutboundResendAuthorized").await, 0);
+    assert_eq!(outbox_state(&app).await.0, "needs_operator");
+    assert_eq!(app.post_delivery(&keyword(3, "START")).await.0, StatusCode::OK);
+    app.drain().await;
     let reply = resend(Role::Admin, "tpl-1").await;
     assert_eq!(reply["data"]["resendMessage"]["id"], id.as_str(), "{reply}");
     assert_eq!(events_of(&app, "OutboundResendAuthorized").await, 1);

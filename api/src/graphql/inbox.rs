@@ -501,7 +501,8 @@ impl InboxMutation {
     /// as `needs_operator`). The decision is recorded in the log with who took it; if the first
     /// request did arrive, the customer gets the message twice. Owner and admin only (others
     /// get `FORBIDDEN`). Refusals: `UNKNOWN_OUTBOUND_MESSAGE`, `OUTBOUND_MESSAGE_SETTLED` (it was
-    /// sent or failed), `NOT_AWAITING_OPERATOR` (the sender still has it), `BAD_CONVERSATION_ID`,
+    /// sent or failed), `NOT_AWAITING_OPERATOR` (the sender still has it), `CONTACT_OPTED_OUT`
+    /// (the contact opted out since it was queued), `BAD_CONVERSATION_ID`,
     /// `UNKNOWN_CONVERSATION`. Returns a receipt for the conversation.
     async fn resend_message(
         &self,

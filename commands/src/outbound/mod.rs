@@ -148,7 +148,8 @@ pub async fn check_parameters(
 /// (`OutboundResendAuthorized`, with who decided) and the sender's row goes back to pending, to
 /// be sent and settled like any message. Refused: `UNKNOWN_OUTBOUND_MESSAGE`,
 /// `OUTBOUND_MESSAGE_SETTLED` (the log has its outcome), `NOT_AWAITING_OPERATOR` (the sender
-/// still has it: queued, retrying or being sent). The operator takes the risk the sender would
+/// still has it: queued, retrying or being sent), `CONTACT_OPTED_OUT` (the contact opted out
+/// since it was queued). The operator takes the risk the sender would
 /// not: if the first request did reach WhatsApp, the customer gets the message twice.
 pub async fn resend(
     commands: &Commands,
@@ -194,6 +195,10 @@ pub async fn resend(
             }
             .into(),
         ));
+    }
+    // The contact may have opted out since the message was queued.
+    if consent_of(commands, metadata, contact_id).await? == Consent::OptedOut {
+        return Err(CommandError::Rejected(ConversationError::ContactOptedOut.into()));
     }
     let appended = commands.conversation(contact_id, command, metadata).await?;
     // A fresh start: the attempts spent before the operator's decision do not count.
