@@ -4,6 +4,13 @@
 
 use super::*;
 
+/// The condition that the installation stream `$4` never recorded the serial `$2` (a claim
+/// the log does not back), shared by giving a claim back and taking a stale one over.
+const NOT_RECORDED: &str = "NOT EXISTS (SELECT 1 FROM events
+                                 WHERE aggregate_type = 'InstallationRecord' AND aggregate_id = $4
+                                   AND event_type = 'ComponentInstalled'
+                                   AND payload -> 'ComponentInstalled' ->> 'serial' = $2)";
+
 /// How long a serial claim whose installation never recorded the serial holds against other
 /// installations (see [`InstallationService::install_component`]).
 pub const STALE_SERIAL_CLAIM: std::time::Duration = std::time::Duration::from_secs(600);
@@ -242,14 +249,10 @@ impl InstallationService {
         if fresh_claim && matches!(outcome, Err(CommandError::Rejected(_) | CommandError::Conflict)) {
             // Nothing was installed by this call: the serial is free again, unless the log
             // holds it on this installation (a concurrent call installed it meanwhile).
-            let given_back = sqlx::query(
+            let given_back = sqlx::query(&format!(
                 "DELETE FROM component_serials
-                  WHERE tenant_id = $1 AND serial = $2 AND installation_id = $3
-                    AND NOT EXISTS (SELECT 1 FROM events
-                                     WHERE aggregate_type = 'InstallationRecord' AND aggregate_id = $4
-                                       AND event_type = 'ComponentInstalled'
-                                       AND payload -> 'ComponentInstalled' ->> 'serial' = $2)",
-            )
+                  WHERE tenant_id = $1 AND serial = $2 AND installation_id = $3 AND {NOT_RECORDED}"
+            ))
             .bind(tenant.as_str())
             .bind(serial)
             .bind(installation_id)
@@ -274,20 +277,16 @@ impl InstallationService {
         holder: &str,
         installation_id: &str,
     ) -> Result<bool, CommandError> {
-        let taken = sqlx::query(
-            "UPDATE component_serials SET installation_id = $4, claimed_at = now()
+        let taken = sqlx::query(&format!(
+            "UPDATE component_serials SET installation_id = $5, claimed_at = now()
               WHERE tenant_id = $1 AND serial = $2 AND installation_id = $3
-                AND claimed_at < now() - make_interval(secs => $6)
-                AND NOT EXISTS (SELECT 1 FROM events
-                                 WHERE aggregate_type = 'InstallationRecord' AND aggregate_id = $5
-                                   AND event_type = 'ComponentInstalled'
-                                   AND payload -> 'ComponentInstalled' ->> 'serial' = $2)",
-        )
+                AND claimed_at < now() - make_interval(secs => $6) AND {NOT_RECORDED}"
+        ))
         .bind(tenant.as_str())
         .bind(serial)
         .bind(holder)
-        .bind(installation_id)
         .bind(tenant.stream_id(holder))
+        .bind(installation_id)
         .bind(STALE_SERIAL_CLAIM.as_secs_f64())
         .execute(self.commands.pool())
         .await?;
