@@ -17,6 +17,8 @@
 //!   decoding an event's payload, and clearing a person's rows on `ContactErased`.
 //! - [`chain`]: the per-stream sha-256 hash chain, computed as the database computes it, for
 //!   verification.
+//! - [`digest`]: tenant digests, one hash over the heads of a tenant's streams as of a cursor,
+//!   kept outside the database to prove later that covered history is unchanged.
 //! - [`conversations`]: the `conversations` projector and its queries.
 //! - [`messages`]: the `messages` projector (messages in order, status timelines, conversation
 //!   details and notes) and its queries.
@@ -55,6 +57,7 @@ pub mod campaigns;
 pub mod chain;
 pub mod contacts;
 pub mod conversations;
+pub mod digest;
 pub mod embedded;
 pub mod installation;
 pub mod leads;

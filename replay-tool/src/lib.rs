@@ -10,9 +10,13 @@
 //! `DATABASE_URL`, or else the embedded cluster of `chronicle serve` under `--data-dir` /
 //! `CHRONICLE_DATA_DIR` (default `.chronicle`).
 //!
-//! - `chronicle-replay verify [--tenant T] [--database-url URL] [--json]`: recomputes every
-//!   stream's sha-256 hash chain (see [`chronicle_projections::chain`]) and names each broken
-//!   link by stream, sequence and global position.
+//! - `chronicle-replay verify [--tenant T] [--database-url URL] [--json] [--heads-out FILE]`:
+//!   recomputes every stream's sha-256 hash chain (see [`chronicle_projections::chain`]) and
+//!   names each broken link by stream, sequence and global position; when every link holds,
+//!   prints each verified tenant's digest ([`chronicle_projections::digest`]).
+//! - `chronicle-replay verify --digest D [--heads FILE]`: verifies the digest's tenant and
+//!   checks that everything `D` covered is unchanged and only appended to since, naming the
+//!   streams whose heads changed when the heads file written with `D` is given.
 //!
 //! Later subcommands (history, state as of, rebuild, reconcile, export) join [`Command`] as
 //! variants of their own, each with an argument struct that flattens [`DatabaseArgs`].
@@ -22,16 +26,18 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | the command succeeded; for `verify`, every link holds |
-//! | 1 | `verify` found broken links |
+//! | 1 | `verify` found broken links, or the digest checked does not hold |
 //! | 2 | usage error (clap), no database (no URL and no embedded cluster), invalid URL, connection or database error |
 
 use chronicle_projections::chain::{self, VerifyProgress, VerifyReport};
+use chronicle_projections::digest::{self, DigestCheck, DigestReport, StreamHead, TenantDigest};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
@@ -52,12 +58,16 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Verify the event log's per-stream hash chains.
+    /// Verify the event log's per-stream hash chains, and take or check tenant digests.
     ///
     /// Recomputes every event's hash from its columns and its predecessor's stored hash, and
     /// looks for sequence gaps. Prints one line per broken link (stream, sequence, global
-    /// position, what is wrong) and a summary; exits 0 when every link holds, 1 when some
-    /// do not, 2 when the log cannot be read.
+    /// position, what is wrong) and a summary. When every link holds it also prints each
+    /// verified tenant's digest: one hash over the heads of all its streams, with the log
+    /// position it covers. Keep it outside the database: `verify --digest D` later proves that
+    /// everything D covered is unchanged and only appended to since, which also catches a
+    /// stream whose last events were removed (the chains alone cannot). Exits 0 when every
+    /// link (and the digest) holds, 1 when not, 2 when the log cannot be read.
     Verify(VerifyArgs),
 }
 
@@ -93,6 +103,26 @@ pub struct VerifyArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Check a tenant digest printed by an earlier `verify` (td1:<tenant>:<cursor>:<hash>):
+    /// the tenant's chains are verified and its stream heads as of the digest's cursor must
+    /// hash to it, with nothing recorded since inside the history it covered.
+    #[arg(long, value_name = "DIGEST", value_parser = parse_digest)]
+    pub digest: Option<TenantDigest>,
+
+    /// With --digest: the heads file written with that digest (--heads-out), so that every
+    /// stream whose head changed is named.
+    #[arg(long, value_name = "FILE", requires = "digest")]
+    pub heads: Option<PathBuf>,
+
+    /// Write the stream heads behind each digest taken to FILE (JSON lines), to name the
+    /// streams that changed when the digest is checked later (--heads).
+    #[arg(long, value_name = "FILE", conflicts_with = "digest")]
+    pub heads_out: Option<PathBuf>,
+}
+
+fn parse_digest(text: &str) -> Result<TenantDigest, String> {
+    text.parse::<TenantDigest>().map_err(|error| error.to_string())
 }
 
 /// How a command ended when it ran to completion.
@@ -100,7 +130,7 @@ pub struct VerifyArgs {
 pub enum Outcome {
     /// Nothing wrong: exit code 0.
     Ok,
-    /// `verify` found broken links: exit code 1.
+    /// `verify` found broken links or a digest that does not hold: exit code 1.
     Broken,
 }
 
@@ -147,6 +177,18 @@ pub enum CliError {
     Database(#[source] sqlx::Error),
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
+    #[error("--tenant {given} and the digest's tenant {digest} differ: a digest is checked against its own tenant")]
+    TenantNotTheDigests { given: String, digest: String },
+    #[error("cannot read the heads file {path}: {reason}")]
+    HeadsFile { path: String, reason: String },
+    #[error("cannot write the heads file {path}: {source}")]
+    HeadsOut {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    HeadsOfAnotherDigest(String),
 }
 
 impl From<sqlx::Error> for CliError {
@@ -251,10 +293,27 @@ fn describe(options: &PgConnectOptions) -> String {
 }
 
 /// `verify` against an open pool: verifies the chains (with a progress bar on stderr when it is
-/// a terminal), writes the report to `out` (text or JSON) and says whether every link held.
+/// a terminal), takes each verified tenant's digest when every link held, or checks the digest
+/// given, writes the report to `out` (text or JSON) and says whether everything held.
 pub async fn verify_command(pool: &PgPool, args: &VerifyArgs, out: &mut impl Write) -> Result<Outcome, CliError> {
+    // A digest is checked against its own tenant's chains.
+    let tenant: Option<&str> = match (&args.digest, args.tenant.as_deref()) {
+        (Some(digest), Some(given)) if given != digest.tenant => {
+            return Err(CliError::TenantNotTheDigests {
+                given: given.to_owned(),
+                digest: digest.tenant.clone(),
+            })
+        }
+        (Some(digest), _) => Some(digest.tenant.as_str()),
+        (None, tenant) => tenant,
+    };
+    let recorded = match (&args.digest, &args.heads) {
+        (Some(digest), Some(path)) => Some(read_heads(path, digest)?),
+        _ => None,
+    };
+
     let bar = progress_bar();
-    let report = chain::verify(pool, args.tenant.as_deref(), |p: VerifyProgress| {
+    let report = chain::verify(pool, tenant, |p: VerifyProgress| {
         bar.set_length(p.total);
         bar.set_position(p.checked);
     })
@@ -262,17 +321,127 @@ pub async fn verify_command(pool: &PgPool, args: &VerifyArgs, out: &mut impl Wri
     bar.finish_and_clear();
     let report = report?;
 
+    let mut digests = Vec::new();
+    let mut check = None;
+    match &args.digest {
+        Some(digest) => {
+            let checked = digest::check(pool, digest, recorded.as_deref())
+                .await
+                .map_err(|error| match error {
+                    digest::CheckError::Database(error) => CliError::from(error),
+                    other => CliError::HeadsOfAnotherDigest(other.to_string()),
+                })?;
+            check = Some(checked);
+        }
+        // A digest vouches for the history it covers: only taken when every link held.
+        None if report.is_intact() => {
+            let tenants = match tenant {
+                Some(tenant) => vec![tenant.to_owned()],
+                None => digest::tenants(pool).await?,
+            };
+            for tenant in tenants {
+                digests.push(digest::take(pool, &tenant).await?);
+            }
+            if let Some(path) = &args.heads_out {
+                write_heads(path, &digests)?;
+            }
+        }
+        None => {}
+    }
+
+    let verdict = Verdict {
+        tenant,
+        report: &report,
+        digests: &digests,
+        check: check.as_ref(),
+    };
     if args.json {
-        write_json(out, args.tenant.as_deref(), &report)?;
+        write_json(out, &verdict)?;
     } else {
-        write_text(out, args.tenant.as_deref(), &report)?;
+        write_text(out, &verdict)?;
     }
     out.flush()?;
-    Ok(if report.is_intact() {
-        Outcome::Ok
-    } else {
-        Outcome::Broken
-    })
+    Ok(if verdict.ok() { Outcome::Ok } else { Outcome::Broken })
+}
+
+/// What `verify` found: the chains, the digests taken, the digest checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict<'a> {
+    pub tenant: Option<&'a str>,
+    pub report: &'a VerifyReport,
+    pub digests: &'a [DigestReport],
+    pub check: Option<&'a DigestCheck>,
+}
+
+impl Verdict<'_> {
+    /// Every link held, and the digest checked (if any) holds.
+    pub fn ok(&self) -> bool {
+        self.report.is_intact() && self.check.is_none_or(DigestCheck::holds)
+    }
+}
+
+/// One line of a heads file: a digest's header, or one of its heads.
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum HeadsLine {
+    Digest { digest: String },
+    Head(StreamHead),
+}
+
+/// Writes the heads behind each digest (JSON lines: the digest, then its heads in digest order).
+fn write_heads(path: &std::path::Path, digests: &[DigestReport]) -> Result<(), CliError> {
+    let failed = |source: io::Error| CliError::HeadsOut {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(failed)?;
+    let mut file = io::BufWriter::new(file);
+    for report in digests {
+        let mut line = |value: &HeadsLine| -> io::Result<()> {
+            serde_json::to_writer(&mut file, value)?;
+            writeln!(file)
+        };
+        line(&HeadsLine::Digest {
+            digest: report.digest.to_string(),
+        })
+        .map_err(failed)?;
+        for head in &report.heads {
+            line(&HeadsLine::Head(head.clone())).map_err(failed)?;
+        }
+    }
+    file.flush().map_err(failed)
+}
+
+/// The heads recorded for `digest` in a heads file.
+fn read_heads(path: &std::path::Path, digest: &TenantDigest) -> Result<Vec<StreamHead>, CliError> {
+    let failed = |reason: String| CliError::HeadsFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| failed(error.to_string()))?;
+    let wanted = digest.to_string();
+    let mut heads = Vec::new();
+    let mut in_section = false;
+    let mut found = false;
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: HeadsLine =
+            serde_json::from_str(line).map_err(|error| failed(format!("line {}: {error}", number + 1)))?;
+        match parsed {
+            HeadsLine::Digest { digest } => {
+                in_section = digest.trim() == wanted;
+                found |= in_section;
+            }
+            HeadsLine::Head(head) if in_section => heads.push(head),
+            HeadsLine::Head(_) => {}
+        }
+    }
+    if !found {
+        return Err(failed(format!("it holds no heads for the digest {wanted}")));
+    }
+    Ok(heads)
 }
 
 fn progress_bar() -> ProgressBar {
@@ -286,8 +455,9 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-/// The text report: one line per broken link, then the summary.
-pub fn write_text(out: &mut impl Write, tenant: Option<&str>, report: &VerifyReport) -> io::Result<()> {
+/// The text report: one line per broken link, then the summary, then the digest lines.
+pub fn write_text(out: &mut impl Write, verdict: &Verdict<'_>) -> io::Result<()> {
+    let (tenant, report) = (verdict.tenant, verdict.report);
     for link in &report.broken {
         writeln!(out, "BROKEN {link}")?;
     }
@@ -295,33 +465,78 @@ pub fn write_text(out: &mut impl Write, tenant: Option<&str>, report: &VerifyRep
         Some(tenant) => format!(" of tenant {tenant}"),
         None => String::new(),
     };
-    let verdict = match report.broken.len() {
+    let summary = match report.broken.len() {
         0 => "OK".to_owned(),
         1 => "1 broken link".to_owned(),
         n => format!("{n} broken links"),
     };
     writeln!(
         out,
-        "verified {} events in {} streams{scope}: {verdict}",
+        "verified {} events in {} streams{scope}: {summary}",
         report.events, report.streams
-    )
+    )?;
+    for taken in verdict.digests {
+        writeln!(
+            out,
+            "digest {} (tenant {}, up to position {}: {} events in {} streams)",
+            taken.digest, taken.tenant, taken.position, taken.events, taken.streams
+        )?;
+    }
+    if let Some(check) = verdict.check {
+        for change in &check.changed {
+            writeln!(out, "CHANGED {change}")?;
+        }
+        for inserted in &check.inserted {
+            writeln!(out, "INSERTED {inserted}")?;
+        }
+        let position = check.digest.cursor.position;
+        if check.holds() {
+            writeln!(
+                out,
+                "digest holds: everything it covered (up to position {position}) is unchanged and only appended to since"
+            )?;
+        } else if !check.matches {
+            writeln!(
+                out,
+                "DIGEST MISMATCH: the tenant's stream heads as of position {position} no longer hash to \
+                 the digest: covered history was changed or removed{}",
+                if check.changed.is_empty() {
+                    " (pass the heads file written with it, --heads, to name the streams)"
+                } else {
+                    ""
+                }
+            )?;
+        } else {
+            writeln!(
+                out,
+                "DIGEST BROKEN: events were recorded inside the history it covered (up to position {position})"
+            )?;
+        }
+    }
+    Ok(())
 }
 
-/// The JSON report: `{"ok", "tenant", "streams", "events", "broken": [...]}`, each broken link
-/// with `aggregate_type`, `aggregate_id`, `sequence`, `global_position`, `kind` and the kind's
-/// details.
-pub fn write_json(out: &mut impl Write, tenant: Option<&str>, report: &VerifyReport) -> io::Result<()> {
+/// The JSON report: `{"ok", "tenant", "streams", "events", "broken": [...], "digests": [...],
+/// "digest_check": {...} | null}`, each broken link with `aggregate_type`, `aggregate_id`,
+/// `sequence`, `global_position`, `kind` and the kind's details; each digest with `digest`,
+/// `tenant`, `cursor`, `position`, `streams`, `events`; the check with `digest`, `matches`,
+/// `changed` and `inserted`.
+pub fn write_json(out: &mut impl Write, verdict: &Verdict<'_>) -> io::Result<()> {
     #[derive(Serialize)]
     struct JsonReport<'a> {
         ok: bool,
         tenant: Option<&'a str>,
         #[serde(flatten)]
         report: &'a VerifyReport,
+        digests: &'a [DigestReport],
+        digest_check: Option<&'a DigestCheck>,
     }
     let json = JsonReport {
-        ok: report.is_intact(),
-        tenant,
-        report,
+        ok: verdict.ok(),
+        tenant: verdict.tenant,
+        report: verdict.report,
+        digests: verdict.digests,
+        digest_check: verdict.check,
     };
     serde_json::to_writer_pretty(&mut *out, &json)?;
     writeln!(out)

@@ -132,6 +132,9 @@ fn verify_args(tenant: Option<&str>) -> VerifyArgs {
             data_dir: ".chronicle".into(),
         },
         json: false,
+        digest: None,
+        heads: None,
+        heads_out: None,
     }
 }
 
@@ -148,11 +151,22 @@ async fn a_clean_log_of_several_streams_verifies_ok(pool: PgPool) {
 
     let (outcome, text) = verify_text(&pool, None).await;
     assert_eq!(outcome, Outcome::Ok);
-    assert_eq!(text, "verified 11 events in 4 streams: OK\n");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "verified 11 events in 4 streams: OK");
+    // An intact log: each tenant's digest follows, tenants in byte order.
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[1].starts_with("digest td1:acme:c1.") && lines[1].ends_with("8 events in 3 streams)"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("digest td1:globex:c1.") && lines[2].ends_with("3 events in 1 streams)"),
+        "{text}"
+    );
 
     let output = replay(&database_url(&pool), &["verify"]).await;
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    assert_eq!(stdout(&output), "verified 11 events in 4 streams: OK\n");
+    assert_eq!(stdout(&output), text);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -334,7 +348,12 @@ async fn tenant_option_restricts_verification_to_that_tenant(pool: PgPool) {
 
     let acme = replay(&url, &["verify", "--tenant", "acme"]).await;
     assert_eq!(acme.status.code(), Some(0), "{acme:?}");
-    assert_eq!(stdout(&acme), "verified 8 events in 3 streams of tenant acme: OK\n");
+    let text = stdout(&acme);
+    assert!(
+        text.starts_with("verified 8 events in 3 streams of tenant acme: OK\ndigest td1:acme:"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 2, "{text}");
 
     let globex = replay(&url, &["verify", "--tenant", "globex"]).await;
     assert_eq!(globex.status.code(), Some(1), "{globex:?}");
@@ -351,7 +370,11 @@ async fn tenant_option_restricts_verification_to_that_tenant(pool: PgPool) {
     // A tenant with no events has nothing to break.
     let (outcome, text) = verify_text(&pool, Some("initech")).await;
     assert_eq!(outcome, Outcome::Ok);
-    assert_eq!(text, "verified 0 events in 0 streams of tenant initech: OK\n");
+    assert!(
+        text.starts_with("verified 0 events in 0 streams of tenant initech: OK\n"),
+        "{text}"
+    );
+    assert!(text.contains("up to position 0: 0 events in 0 streams)"), "{text}");
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -604,4 +627,370 @@ async fn without_a_database_url_the_embedded_cluster_of_chronicle_serve_is_used(
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert!(report.contains("verified 2 events in 1 streams"), "{report}");
     stopped.unwrap();
+}
+
+/// Runs `statements` in one transaction with the `triggers` disabled, as a superuser bypassing
+/// the application would; each statement must touch exactly one row.
+async fn as_superuser_all(pool: &PgPool, triggers: &[&str], statements: &[&str]) {
+    let mut tx = pool.begin().await.unwrap();
+    for trigger in triggers {
+        sqlx::query(&format!("ALTER TABLE events DISABLE TRIGGER {trigger}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    for statement in statements {
+        let affected = sqlx::query(statement).execute(&mut *tx).await.unwrap().rows_affected();
+        assert_eq!(affected, 1, "{statement}");
+    }
+    for trigger in triggers {
+        sqlx::query(&format!("ALTER TABLE events ENABLE TRIGGER {trigger}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// A digest of acme taken by the real binary, with its heads file.
+struct Taken {
+    digest: String,
+    heads: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("chronicle-replay-digest-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn take_digest(url: &str, tenant: &str) -> Taken {
+    let dir = TempDir::new();
+    let heads = dir.0.join("heads.jsonl");
+    let output = replay(
+        url,
+        &["verify", "--tenant", tenant, "--heads-out", heads.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = stdout(&output);
+    let digest = text
+        .lines()
+        .find_map(|l| l.strip_prefix("digest "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no digest printed: {text}"))
+        .to_owned();
+    assert!(digest.starts_with(&format!("td1:{tenant}:")), "{digest}");
+    Taken {
+        digest,
+        heads,
+        _dir: dir,
+    }
+}
+
+/// `verify --digest` (with the heads file when `with_heads`): exit code and text.
+async fn check_digest(url: &str, taken: &Taken, with_heads: bool) -> (Option<i32>, String) {
+    let mut args = vec!["verify", "--digest", taken.digest.as_str()];
+    if with_heads {
+        args.extend(["--heads", taken.heads.to_str().unwrap()]);
+    }
+    let output = replay(url, &args).await;
+    (output.status.code(), stdout(&output))
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_digest_holds_after_plain_appends(pool: PgPool) {
+    seed(&pool).await;
+    let url = database_url(&pool);
+    let taken = take_digest(&url, "acme").await;
+
+    // The digest line says what it covers.
+    let output = replay(&url, &["verify", "--tenant", "acme"]).await;
+    let position: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events WHERE tenant_id = 'acme'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        stdout(&output).contains(&format!(
+            "digest {} (tenant acme, up to position {position}: 8 events in 3 streams)",
+            taken.digest
+        )),
+        "{output:?}"
+    );
+
+    // Appends: a stream grows, a new stream begins, another tenant changes.
+    append(&pool, "conversation", "acme:conv-1", 5).await;
+    append(&pool, "conversation", "acme:conv-3", 1).await;
+    append(&pool, "wallet", "globex:wallet-1", 4).await;
+
+    for with_heads in [false, true] {
+        let (code, text) = check_digest(&url, &taken, with_heads).await;
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.starts_with("verified 10 events in 4 streams of tenant acme: OK\n"),
+            "{text}"
+        );
+        assert!(text.contains("digest holds"), "{text}");
+        assert!(!text.contains("CHANGED") && !text.contains("INSERTED"), "{text}");
+    }
+
+    // The JSON report carries the check.
+    let output = replay(&url, &["verify", "--digest", &taken.digest, "--json"]).await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["digest_check"]["digest"], taken.digest.as_str());
+    assert_eq!(json["digest_check"]["matches"], true);
+}
+
+/// Each kind of corruption, planted as a superuser would with the guard triggers disabled:
+/// `verify` names it by stream and sequence (a removed tail through the heads recorded with the
+/// digest), and `verify --digest` fails, with and without the heads file.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_changed_payload_fails_the_digest_check_and_is_named(pool: PgPool) {
+    seed(&pool).await;
+    let url = database_url(&pool);
+    let taken = take_digest(&url, "acme").await;
+    as_superuser_all(
+        &pool,
+        &["events_refuse_update"],
+        &[r#"UPDATE events SET payload = '{"x":"forged"}' WHERE aggregate_id = 'acme:conv-1' AND sequence = 2"#],
+    )
+    .await;
+    for with_heads in [false, true] {
+        let (code, text) = check_digest(&url, &taken, with_heads).await;
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains("BROKEN conversation acme:conv-1 sequence 2 ") && text.contains("hash mismatch"),
+            "{text}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_deleted_event_fails_the_digest_check_and_is_named(pool: PgPool) {
+    seed(&pool).await;
+    let url = database_url(&pool);
+    let taken = take_digest(&url, "acme").await;
+    as_superuser_all(
+        &pool,
+        &["events_refuse_delete"],
+        &["DELETE FROM events WHERE aggregate_id = 'acme:conv-1' AND sequence = 2"],
+    )
+    .await;
+    for with_heads in [false, true] {
+        let (code, text) = check_digest(&url, &taken, with_heads).await;
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains("BROKEN conversation acme:conv-1 sequence 3 ")
+                && text.contains("missing predecessor: sequence 2"),
+            "{text}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_inserted_event_fails_the_digest_check_and_is_named(pool: PgPool) {
+    seed(&pool).await;
+    let url = database_url(&pool);
+    let taken = take_digest(&url, "acme").await;
+    // A forger makes room at sequence 3 and inserts an event there, chained properly from
+    // sequence 2 and dated into the covered past (sequence 2's transaction).
+    as_superuser_all(
+        &pool,
+        &["events_refuse_update", "events_before_insert"],
+        &[
+            "UPDATE events SET sequence = 5 WHERE aggregate_id = 'acme:conv-1' AND sequence = 4",
+            "UPDATE events SET sequence = 4 WHERE aggregate_id = 'acme:conv-1' AND sequence = 3",
+            r#"INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                   payload, metadata, tenant_id, tx_id, recorded_at, hash)
+               SELECT aggregate_type, aggregate_id, 3, 'Forged', event_version, '{"forged":true}',
+                   metadata, tenant_id, tx_id, recorded_at,
+                   chronicle_event_hash(hash, aggregate_type, aggregate_id, 3, 'Forged',
+                       event_version, '{"forged":true}', metadata::text)
+                 FROM events WHERE aggregate_id = 'acme:conv-1' AND sequence = 2"#,
+        ],
+    )
+    .await;
+
+    let (code, text) = check_digest(&url, &taken, false).await;
+    assert_eq!(code, Some(1), "{text}");
+    // The renumbered event no longer chains: named. The stream's head moved: the digest fails.
+    assert!(
+        text.contains("BROKEN conversation acme:conv-1 sequence 4 ") && text.contains("hash mismatch"),
+        "{text}"
+    );
+    assert!(text.contains("DIGEST MISMATCH"), "{text}");
+    assert!(!text.contains("BROKEN conversation acme:conv-1 sequence 3 "), "{text}");
+
+    let (code, text) = check_digest(&url, &taken, true).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("CHANGED conversation acme:conv-1: head was sequence 4 ") && text.contains("now sequence 5 "),
+        "{text}"
+    );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_event_inserted_after_the_digest_inside_covered_history_is_named(pool: PgPool) {
+    seed(&pool).await;
+    let url = database_url(&pool);
+    let taken = take_digest(&url, "acme").await;
+    // A forger removes a covered event and records a replacement through the normal path: the
+    // replacement is written now, after the digest's cursor, yet below the covered head.
+    as_superuser_all(
+        &pool,
+        &["events_refuse_delete"],
+        &["DELETE FROM events WHERE aggregate_id = 'acme:conv-2' AND sequence = 1"],
+    )
+    .await;
+    append(&pool, "conversation", "acme:conv-2", 1).await;
+
+    let (code, text) = check_digest(&url, &taken, true).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("INSERTED conversation acme:conv-2 sequence 1 ")
+            && text.contains("inside the history it covered (up to sequence 2)"),
+        "{text}"
+    );
+    assert!(text.contains("DIGEST BROKEN"), "{text}");
+    // The replacement has the removed event's very content, so every chain link holds: only the
+    // digest sees that it was recorded again.
+    assert!(
+        text.starts_with("verified 8 events in 3 streams of tenant acme: OK\n"),
+        "{text}"
+    );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_reordered_pair_fails_the_digest_check_and_is_named(pool: PgPool) {
+    seed(&pool).await;
+    let url = database_url(&pool);
+    let taken = take_digest(&url, "acme").await;
+    as_superuser_all(
+        &pool,
+        &["events_refuse_update"],
+        &[
+            "UPDATE events SET sequence = 1000 WHERE aggregate_id = 'acme:conv-1' AND sequence = 2",
+            "UPDATE events SET sequence = 2 WHERE aggregate_id = 'acme:conv-1' AND sequence = 3",
+            "UPDATE events SET sequence = 3 WHERE aggregate_id = 'acme:conv-1' AND sequence = 1000",
+        ],
+    )
+    .await;
+    for with_heads in [false, true] {
+        let (code, text) = check_digest(&url, &taken, with_heads).await;
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains("BROKEN conversation acme:conv-1 sequence 2 ")
+                && text.contains("BROKEN conversation acme:conv-1 sequence 3 "),
+            "{text}"
+        );
+    }
+}
+
+/// The chains cannot see a cut tail or a removed stream; the digest can, and its heads name them.
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_removed_tail_or_stream_passes_the_chains_but_fails_the_digest_and_is_named(pool: PgPool) {
+    seed(&pool).await;
+    let url = database_url(&pool);
+    let taken = take_digest(&url, "acme").await;
+    as_superuser_all(
+        &pool,
+        &["events_refuse_delete"],
+        &[
+            "DELETE FROM events WHERE aggregate_id = 'acme:conv-1' AND sequence = 4",
+            "DELETE FROM events WHERE aggregate_id = 'acme:contact-1' AND sequence = 2",
+            "DELETE FROM events WHERE aggregate_id = 'acme:contact-1' AND sequence = 1",
+        ],
+    )
+    .await;
+
+    // Every remaining link holds.
+    let plain = replay(&url, &["verify", "--tenant", "acme"]).await;
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+
+    let (code, text) = check_digest(&url, &taken, false).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("DIGEST MISMATCH") && text.contains("--heads"), "{text}");
+
+    let (code, text) = check_digest(&url, &taken, true).await;
+    assert_eq!(code, Some(1), "{text}");
+    let changed: Vec<&str> = text.lines().filter(|l| l.starts_with("CHANGED")).collect();
+    assert_eq!(changed.len(), 2, "{text}");
+    assert!(
+        changed[0].starts_with("CHANGED contact acme:contact-1: head was sequence 2 ")
+            && changed[0].contains("it was removed"),
+        "{text}"
+    );
+    assert!(
+        changed[1].starts_with("CHANGED conversation acme:conv-1: head was sequence 4 ")
+            && changed[1].contains("now sequence 3 ")
+            && changed[1].contains("removed from its tail"),
+        "{text}"
+    );
+
+    // Appending again to the cut stream does not hide the cut.
+    append(&pool, "conversation", "acme:conv-1", 4).await;
+    let (code, text) = check_digest(&url, &taken, false).await;
+    assert_eq!(code, Some(1), "{text}");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn digest_usage_errors_are_clear_and_exit_2(pool: PgPool) {
+    seed(&pool).await;
+    let url = database_url(&pool);
+    let taken = take_digest(&url, "acme").await;
+    let globex = take_digest(&url, "globex").await;
+
+    let malformed = replay(&url, &["verify", "--digest", "td1:acme"]).await;
+    assert_eq!(malformed.status.code(), Some(2), "{malformed:?}");
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("not a tenant digest"));
+
+    let other_tenant = replay(&url, &["verify", "--digest", &taken.digest, "--tenant", "globex"]).await;
+    assert_eq!(other_tenant.status.code(), Some(2), "{other_tenant:?}");
+    assert!(String::from_utf8_lossy(&other_tenant.stderr).contains("differ"));
+
+    // The heads file of another digest is refused, not used to name streams.
+    let wrong_heads = replay(
+        &url,
+        &[
+            "verify",
+            "--digest",
+            &taken.digest,
+            "--heads",
+            globex.heads.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(wrong_heads.status.code(), Some(2), "{wrong_heads:?}");
+    assert!(
+        String::from_utf8_lossy(&wrong_heads.stderr).contains("holds no heads for the digest"),
+        "{wrong_heads:?}"
+    );
+
+    // A heads file edited to match a changed log does not hash to the digest.
+    let edited = std::fs::read_to_string(&taken.heads)
+        .unwrap()
+        .replace("\"sequence\":4", "\"sequence\":3");
+    std::fs::write(&taken.heads, edited).unwrap();
+    let (code, _) = check_digest(&url, &taken, true).await;
+    assert_eq!(code, Some(2));
 }
