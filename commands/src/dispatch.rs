@@ -150,6 +150,42 @@ impl std::fmt::Debug for Commands {
     }
 }
 
+/// The store of aggregate `A` among the dispatcher's fields.
+trait FrameworkOf<A: Aggregate> {
+    fn framework_of(&self) -> &Framework<A>;
+}
+
+macro_rules! framework_of {
+    ($($field:ident: $A:ty),+ $(,)?) => {
+        $(impl FrameworkOf<$A> for Commands {
+            fn framework_of(&self) -> &Framework<$A> {
+                &self.$field
+            }
+        })+
+    };
+}
+
+framework_of!(
+    conversations: Conversation,
+    contacts: Contact,
+    templates: Template,
+    leads: Lead,
+    calls: Call,
+    automation: AutomationRules,
+    media: Media,
+    wallets: Wallet,
+    orders: Order,
+    installations: InstallationRecord,
+    payouts: Payout,
+    campaigns: Campaign,
+    payments: Payment,
+    payment_requests: PaymentRequest,
+    warranties: Warranty,
+    claims: WarrantyClaim,
+    service_requests: ServiceRequest,
+    maintenance: MaintenanceContract,
+);
+
 fn framework<A: Aggregate<Services = ()> + Clone>(
     pool: &PgPool,
     committer: &GroupCommitter,
@@ -416,6 +452,25 @@ impl Commands {
             .load_aggregate(&tenant.stream_id(contact_id))
             .await
             .map_err(|e| CommandError::Unexpected(Box::new(e)))
+    }
+
+    /// The present state of any stream, as the write side loads it (snapshot, then the events
+    /// after it), serialized as JSON: what `chronicle-replay state` must reproduce by folding
+    /// the log. `None` when no aggregate has `aggregate_type`.
+    pub async fn state_json(
+        &self,
+        aggregate_type: &str,
+        stream: &str,
+    ) -> Result<Option<serde_json::Value>, CommandError> {
+        chronicle_domain::for_aggregate_type!(aggregate_type, A => {
+            let aggregate = FrameworkOf::<A>::framework_of(self)
+                .load_aggregate(stream)
+                .await
+                .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+            serde_json::to_value(&aggregate)
+                .map(Some)
+                .map_err(|e| CommandError::Unexpected(Box::new(e)))
+        }, else Ok(None))
     }
 
     /// The current state of the warranty `<tenant>:<local_id>` (a claim is checked against its

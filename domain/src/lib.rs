@@ -26,9 +26,12 @@
 //!   wallet reservation (issue 5).
 //! - [`call`]: the `Call` aggregate: completed calls and their WhatsApp follow-ups; tenants'
 //!   automation rules.
+//! - [`aggregates`]: every aggregate type in one list, and `for_aggregate_type!` to run code
+//!   with the aggregate a log row's `aggregate_type` names.
 
 #![forbid(unsafe_code)]
 
+pub mod aggregates;
 pub mod call;
 pub mod campaign;
 pub mod contact;

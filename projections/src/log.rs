@@ -317,6 +317,62 @@ where
     rows.iter().map(decode_event).collect()
 }
 
+/// Up to which point [`stream_events`] reads a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Every committed event.
+    Now,
+    /// The events at or before this cursor in the log's order.
+    Cursor(Cursor),
+    /// The events recorded at or before this time (`recorded_at`).
+    Time(DateTime<Utc>),
+}
+
+/// One stream's events in sequence order, up to `as_of`: what an aggregate is folded from.
+pub async fn stream_events<'e, E>(
+    db: E,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    as_of: AsOf,
+) -> Result<Vec<StoredEvent>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let mut q = QueryBuilder::<Postgres>::new(EVENT_COLUMNS);
+    q.push(" WHERE aggregate_type = ")
+        .push_bind(aggregate_type.to_owned())
+        .push(" AND aggregate_id = ")
+        .push_bind(aggregate_id.to_owned());
+    match as_of {
+        AsOf::Now => {}
+        AsOf::Cursor(cursor) => {
+            q.push(" AND (tx_id, global_position) <= (")
+                .push_bind(cursor.tx_id.to_string())
+                .push("::text::xid8, ")
+                .push_bind(cursor.position)
+                .push(")");
+        }
+        AsOf::Time(time) => {
+            q.push(" AND recorded_at <= ").push_bind(time);
+        }
+    }
+    q.push(" ORDER BY sequence");
+    let rows = q.build().fetch_all(db).await?;
+    rows.iter().map(decode_event).collect()
+}
+
+/// The aggregate types that have a stream with this id (normally one).
+pub async fn stream_types<'e, E>(db: E, aggregate_id: &str) -> Result<Vec<String>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    // No index leads with aggregate_id: this scans the log (pass the type to avoid it).
+    sqlx::query_scalar("SELECT DISTINCT aggregate_type FROM events WHERE aggregate_id = $1 ORDER BY 1")
+        .bind(aggregate_id)
+        .fetch_all(db)
+        .await
+}
+
 /// The cursor of the last readable event matching `filter`, or `None` when there is none.
 ///
 /// A reader at this cursor has nothing left to read right now (useful for lag).

@@ -18,8 +18,11 @@
 //!   checks that everything `D` covered is unchanged and only appended to since, naming the
 //!   streams whose heads changed when the heads file written with `D` is given.
 //!
-//! Later subcommands (history, state as of, rebuild, reconcile, export) join [`Command`] as
-//! variants of their own, each with an argument struct that flattens [`DatabaseArgs`].
+//! - `chronicle-replay state STREAM [--type T] [--cursor C | --at TIME]`: the aggregate's
+//!   state folded from the log with the domain's code ([`state`]), as JSON.
+//!
+//! Later subcommands (history, rebuild, reconcile, export) join [`Command`] as variants of
+//! their own, each with an argument struct that flattens [`DatabaseArgs`].
 //!
 //! # Exit codes
 //!
@@ -28,6 +31,8 @@
 //! | 0 | the command succeeded; for `verify`, every link holds |
 //! | 1 | `verify` found broken links, or the digest checked does not hold |
 //! | 2 | usage error (clap), no database (no URL and no embedded cluster), invalid URL, connection or database error |
+
+pub mod state;
 
 use chronicle_projections::chain::{self, VerifyProgress, VerifyReport};
 use chronicle_projections::digest::{self, DigestCheck, DigestReport, StreamHead, TenantDigest};
@@ -69,6 +74,15 @@ pub enum Command {
     /// stream whose last events were removed (the chains alone cannot). Exits 0 when every
     /// link (and the digest) holds, 1 when not, 2 when the log cannot be read.
     Verify(VerifyArgs),
+
+    /// Show any aggregate's state as of a cursor or a time, as JSON.
+    ///
+    /// Folds the stream's events with the domain's own code (never from a snapshot), up to the
+    /// cursor (--cursor) or the time (--at) given, or every event. Prints the aggregate type,
+    /// the stream, how many events were folded, the last one's sequence, cursor and time, and
+    /// the state as the write side serializes it. Exits 2 when the stream does not exist or an
+    /// event cannot be read.
+    State(state::StateArgs),
 }
 
 /// Where the event log is. Shared by every subcommand.
@@ -189,6 +203,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     HeadsOfAnotherDigest(String),
+    #[error(transparent)]
+    State(#[from] state::StateError),
 }
 
 impl From<sqlx::Error> for CliError {
@@ -205,6 +221,7 @@ impl From<sqlx::Error> for CliError {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Verify(args) => verify_main(args).await,
+        Command::State(args) => state_main(args).await,
     };
     match result {
         Ok(outcome) => outcome.into(),
@@ -214,6 +231,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn state_main(args: &state::StateArgs) -> Result<Outcome, CliError> {
+    let pool = connect(&args.database).await?;
+    let outcome = state::state_command(&pool, args, &mut io::stdout().lock()).await;
+    pool.close().await;
+    outcome.map(|()| Outcome::Ok)
 }
 
 async fn verify_main(args: &VerifyArgs) -> Result<Outcome, CliError> {
