@@ -361,6 +361,36 @@ where
     rows.iter().map(decode_event).collect()
 }
 
+/// The wrapped data key of a contact (`contact_keys`), `None` when it was destroyed by an
+/// erasure (or never made). For readers outside the projectors (the replay tool's history and
+/// export), which open envelopes themselves.
+pub async fn wrapped_contact_key<'e, E>(db: E, tenant: &str, contact_id: &str) -> Result<Option<Vec<u8>>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2")
+        .bind(tenant)
+        .bind(contact_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// How many events of `tenant` lie after `after` (committed; for a progress bar's length).
+pub async fn count_after<'e, E>(db: E, tenant: &str, after: Cursor) -> Result<u64, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE tenant_id = $1 AND (tx_id, global_position) > ($2::text::xid8, $3)",
+    )
+    .bind(tenant)
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .fetch_one(db)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// The aggregate types that have a stream with this id (normally one).
 pub async fn stream_types<'e, E>(db: E, aggregate_id: &str) -> Result<Vec<String>, sqlx::Error>
 where

@@ -18,10 +18,12 @@
 //!   checks that everything `D` covered is unchanged and only appended to since, naming the
 //!   streams whose heads changed when the heads file written with `D` is given.
 //!
+//! - `chronicle-replay history --tenant T [filters] [--reveal] [--format table|json|jsonl|csv]`:
+//!   the tenant's events in log order, personal fields never as ciphertext ([`history`]).
 //! - `chronicle-replay state STREAM [--type T] [--cursor C | --at TIME]`: the aggregate's
 //!   state folded from the log with the domain's code ([`state`]), as JSON.
 //!
-//! Later subcommands (history, rebuild, reconcile, export) join [`Command`] as variants of
+//! Later subcommands (rebuild, reconcile, export) join [`Command`] as variants of
 //! their own, each with an argument struct that flattens [`DatabaseArgs`].
 //!
 //! # Exit codes
@@ -32,6 +34,7 @@
 //! | 1 | `verify` found broken links, or the digest checked does not hold |
 //! | 2 | usage error (clap), no database (no URL and no embedded cluster), invalid URL, connection or database error |
 
+pub mod history;
 pub mod state;
 
 use chronicle_projections::chain::{self, VerifyProgress, VerifyReport};
@@ -74,6 +77,15 @@ pub enum Command {
     /// stream whose last events were removed (the chains alone cannot). Exits 0 when every
     /// link (and the digest) holds, 1 when not, 2 when the log cannot be read.
     Verify(VerifyArgs),
+
+    /// Print a tenant's history in log order.
+    ///
+    /// Filters by stream, aggregate type, event type, actor, time range (--since/--until) and
+    /// cursor range (--after/--through). Prints a table, or JSON, JSON lines or CSV (--format).
+    /// Personal fields are never printed as ciphertext: they show as [personal], as their
+    /// plaintext with --reveal (which needs the master key), or as [erased] when the contact's
+    /// key was destroyed.
+    History(history::HistoryArgs),
 
     /// Show any aggregate's state as of a cursor or a time, as JSON.
     ///
@@ -205,6 +217,8 @@ pub enum CliError {
     HeadsOfAnotherDigest(String),
     #[error(transparent)]
     State(#[from] state::StateError),
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
 }
 
 impl From<sqlx::Error> for CliError {
@@ -222,6 +236,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Verify(args) => verify_main(args).await,
         Command::State(args) => state_main(args).await,
+        Command::History(args) => history_main(args).await,
     };
     match result {
         Ok(outcome) => outcome.into(),
@@ -231,6 +246,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn history_main(args: &history::HistoryArgs) -> Result<Outcome, CliError> {
+    let pool = connect(&args.database).await?;
+    let outcome = history::history_command(&pool, args, &mut io::BufWriter::new(io::stdout().lock())).await;
+    pool.close().await;
+    outcome.map(|()| Outcome::Ok)
 }
 
 async fn state_main(args: &state::StateArgs) -> Result<Outcome, CliError> {

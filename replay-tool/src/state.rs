@@ -13,6 +13,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use std::io::Write;
 
+use crate::history::{parse_cursor, parse_time};
 use crate::{CliError, DatabaseArgs};
 
 /// `chronicle-replay state`.
@@ -39,16 +40,6 @@ pub struct StateArgs {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
-}
-
-fn parse_cursor(text: &str) -> Result<Cursor, String> {
-    text.trim().parse::<Cursor>().map_err(|error| error.to_string())
-}
-
-fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text.trim())
-        .map(|time| time.with_timezone(&Utc))
-        .map_err(|error| format!("not an RFC 3339 time (like 2026-12-01T12:00:00Z): {error}"))
 }
 
 /// Up to where the state was folded, as printed.
