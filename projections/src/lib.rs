@@ -71,6 +71,9 @@ pub mod payment_requests;
 pub mod payments;
 pub mod runtime;
 mod shared;
+
+/// The tenant-scoped read transaction every query begins with (also used by the replay tool's export).
+pub use shared::begin_for_tenant;
 pub mod templates;
 pub mod wake;
 pub mod wallet_work;

@@ -18,7 +18,8 @@
 //! - `[unreadable]` when a key exists but does not open it (another master key).
 //!
 //! The envelope is bound to its tenant and contact; the contact is found from the event (the
-//! stream's own id for contacts and conversations, any `contact_id` in the payload) or from the
+//! stream's own id for contacts and conversations, any `contact_id` or `customer_id` in the
+//! payload) or from the
 //! stream's other events (an order's cancellation reason is sealed for the customer its
 //! placement named).
 
@@ -240,13 +241,13 @@ impl Keys<'_> {
     }
 }
 
-/// Every string under a key named `contact_id` (any depth).
+/// Every string under a key named `contact_id` or `customer_id` (any depth).
 fn contact_ids(value: &Value, found: &mut BTreeSet<String>) {
     match value {
         Value::Object(map) => {
             for (key, inner) in map {
                 match (key.as_str(), inner) {
-                    ("contact_id", Value::String(id)) if !id.is_empty() => {
+                    ("contact_id" | "customer_id", Value::String(id)) if !id.is_empty() => {
                         found.insert(id.clone());
                     }
                     _ => contact_ids(inner, found),

@@ -20,10 +20,12 @@
 //!
 //! - `chronicle-replay history --tenant T [filters] [--reveal] [--format table|json|jsonl|csv]`:
 //!   the tenant's events in log order, personal fields never as ciphertext ([`history`]).
+//! - `chronicle-replay export --tenant T [--contact ID] [--out FILE]`: what is held about a
+//!   tenant or a contact, events and read-model rows, as JSON ([`export`]).
 //! - `chronicle-replay state STREAM [--type T] [--cursor C | --at TIME]`: the aggregate's
 //!   state folded from the log with the domain's code ([`state`]), as JSON.
 //!
-//! Later subcommands (rebuild, reconcile, export) join [`Command`] as variants of
+//! Later subcommands (rebuild, reconcile) join [`Command`] as variants of
 //! their own, each with an argument struct that flattens [`DatabaseArgs`].
 //!
 //! # Exit codes
@@ -34,6 +36,7 @@
 //! | 1 | `verify` found broken links, or the digest checked does not hold |
 //! | 2 | usage error (clap), no database (no URL and no embedded cluster), invalid URL, connection or database error |
 
+pub mod export;
 pub mod history;
 pub mod state;
 
@@ -86,6 +89,14 @@ pub enum Command {
     /// plaintext with --reveal (which needs the master key), or as [erased] when the contact's
     /// key was destroyed.
     History(history::HistoryArgs),
+
+    /// Export what is held about a tenant, or about one contact (--contact), as JSON.
+    ///
+    /// The events (personal fields opened: needs the master key) and the rows of every table
+    /// of the tenant, or those keyed to the contact (contact, conversation or customer id):
+    /// a data-subject access request. After an erasure nothing personal about the contact is
+    /// left in it.
+    Export(export::ExportArgs),
 
     /// Show any aggregate's state as of a cursor or a time, as JSON.
     ///
@@ -237,6 +248,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Verify(args) => verify_main(args).await,
         Command::State(args) => state_main(args).await,
         Command::History(args) => history_main(args).await,
+        Command::Export(args) => export_main(args).await,
     };
     match result {
         Ok(outcome) => outcome.into(),
@@ -251,6 +263,13 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn history_main(args: &history::HistoryArgs) -> Result<Outcome, CliError> {
     let pool = connect(&args.database).await?;
     let outcome = history::history_command(&pool, args, &mut io::BufWriter::new(io::stdout().lock())).await;
+    pool.close().await;
+    outcome.map(|()| Outcome::Ok)
+}
+
+async fn export_main(args: &export::ExportArgs) -> Result<Outcome, CliError> {
+    let pool = connect(&args.database).await?;
+    let outcome = export::export_command(&pool, args, &mut io::BufWriter::new(io::stdout().lock())).await;
     pool.close().await;
     outcome.map(|()| Outcome::Ok)
 }
