@@ -22,10 +22,12 @@
 //!   the tenant's events in log order, personal fields never as ciphertext ([`history`]).
 //! - `chronicle-replay export --tenant T [--contact ID] [--out FILE]`: what is held about a
 //!   tenant or a contact, events and read-model rows, as JSON ([`export`]).
+//! - `chronicle-replay reconcile wallets --tenant T [--statement FILE] [--through C]`: wallets
+//!   against the log's identities, the read models and a provider's statement ([`reconcile`]).
 //! - `chronicle-replay state STREAM [--type T] [--cursor C | --at TIME]`: the aggregate's
 //!   state folded from the log with the domain's code ([`state`]), as JSON.
 //!
-//! Later subcommands (rebuild, reconcile) join [`Command`] as variants of
+//! Later subcommands (rebuild) join [`Command`] as variants of
 //! their own, each with an argument struct that flattens [`DatabaseArgs`].
 //!
 //! # Exit codes
@@ -33,11 +35,13 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | the command succeeded; for `verify`, every link holds |
-//! | 1 | `verify` found broken links, or the digest checked does not hold |
+//! | 1 | `verify` found broken links, or the digest checked does not hold; `reconcile` found breaks |
+//! | 3 | `reconcile`: the read models have not reached the cursor (run again) |
 //! | 2 | usage error (clap), no database (no URL and no embedded cluster), invalid URL, connection or database error |
 
 pub mod export;
 pub mod history;
+pub mod reconcile;
 pub mod state;
 
 use chronicle_projections::chain::{self, VerifyProgress, VerifyReport};
@@ -97,6 +101,17 @@ pub enum Command {
     /// a data-subject access request. After an erasure nothing personal about the contact is
     /// left in it.
     Export(export::ExportArgs),
+
+    /// Reconcile the log with the read models and with providers' statements.
+    ///
+    /// `reconcile wallets --tenant T [--statement FILE] [--through CURSOR] [--out DIR]` replays
+    /// every wallet, checks the double-entry identities, compares the ledger and balance read
+    /// models and matches a provider's statement (CSV: reference,amount,currency,date) with the
+    /// recorded payments and purchases. Writes breaks.csv, wallets.csv and manifest.json (with
+    /// each file's sha-256); exits 0 when reconciled (with or without pending items), 1 on
+    /// breaks, 3 when the read models have not reached the cursor yet.
+    #[command(subcommand)]
+    Reconcile(reconcile::ReconcileCommand),
 
     /// Show any aggregate's state as of a cursor or a time, as JSON.
     ///
@@ -167,8 +182,11 @@ fn parse_digest(text: &str) -> Result<TenantDigest, String> {
 pub enum Outcome {
     /// Nothing wrong: exit code 0.
     Ok,
-    /// `verify` found broken links or a digest that does not hold: exit code 1.
+    /// `verify` found broken links or a digest that does not hold, `reconcile` found breaks:
+    /// exit code 1.
     Broken,
+    /// `reconcile` could not compare: the read models have not reached the cursor (exit 3).
+    Incomplete,
 }
 
 impl From<Outcome> for ExitCode {
@@ -176,6 +194,7 @@ impl From<Outcome> for ExitCode {
         match outcome {
             Outcome::Ok => ExitCode::SUCCESS,
             Outcome::Broken => ExitCode::from(1),
+            Outcome::Incomplete => ExitCode::from(3),
         }
     }
 }
@@ -230,6 +249,8 @@ pub enum CliError {
     State(#[from] state::StateError),
     #[error(transparent)]
     History(#[from] history::HistoryError),
+    #[error(transparent)]
+    Reconcile(#[from] reconcile::ReconcileError),
 }
 
 impl From<sqlx::Error> for CliError {
@@ -249,6 +270,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::State(args) => state_main(args).await,
         Command::History(args) => history_main(args).await,
         Command::Export(args) => export_main(args).await,
+        Command::Reconcile(reconcile::ReconcileCommand::Wallets(args)) => reconcile_main(args).await,
     };
     match result {
         Ok(outcome) => outcome.into(),
@@ -272,6 +294,17 @@ async fn export_main(args: &export::ExportArgs) -> Result<Outcome, CliError> {
     let outcome = export::export_command(&pool, args, &mut io::BufWriter::new(io::stdout().lock())).await;
     pool.close().await;
     outcome.map(|()| Outcome::Ok)
+}
+
+async fn reconcile_main(args: &reconcile::WalletsArgs) -> Result<Outcome, CliError> {
+    let pool = connect(&args.database).await?;
+    let verdict = reconcile::wallets_command(&pool, args, &mut io::stdout().lock()).await;
+    pool.close().await;
+    Ok(match verdict? {
+        reconcile::Verdict::Reconciled | reconcile::Verdict::ReconciledWithPendingItems => Outcome::Ok,
+        reconcile::Verdict::Breaks => Outcome::Broken,
+        reconcile::Verdict::Incomplete => Outcome::Incomplete,
+    })
 }
 
 async fn state_main(args: &state::StateArgs) -> Result<Outcome, CliError> {
