@@ -122,7 +122,13 @@ impl ConversationsProjector {
         Ok(())
     }
 
-    async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    async fn apply_one(
+        &self,
+        db: &mut PgConnection,
+        keys: &mut HashMap<(String, String), Option<DataKey>>,
+        statuses: &mut Statuses,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
         let parsed: ConversationEvent = payload(event)?;
         let tenant = TenantId::parse(&event.tenant_id).map_err(|e| ProjectionError::Handler {
             position: event.global_position,
@@ -145,25 +151,17 @@ impl ConversationsProjector {
                 ..
             } if current.unwrap_or(status) == status => {
                 // Only a status that became the message's current one changes this row; a late
-                // fact (delivered after read) is in the `messages` timeline.
-                sqlx::query(
-                    "INSERT INTO message_statuses AS m (tenant_id, conversation_id, message_ref, status, status_at, error_code,
-                            last_position)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (tenant_id, message_ref) DO UPDATE SET
-                            status = EXCLUDED.status, status_at = EXCLUDED.status_at, error_code = EXCLUDED.error_code,
-                            last_position = EXCLUDED.last_position
-                      WHERE m.last_position < EXCLUDED.last_position",
-                )
-                .bind(tenant.as_str())
-                .bind(&conversation_id)
-                .bind(&message_ref)
-                .bind(status.as_str())
-                .bind(at)
-                .bind(error_code.and_then(|c| i32::try_from(c).ok()))
-                .bind(event.global_position)
-                .execute(&mut *db)
-                .await?;
+                // fact (delivered after read) is in the `messages` timeline. Written with the
+                // batch's other statuses in one statement (`Statuses::flush`).
+                statuses.push(StatusRow {
+                    tenant: tenant.to_string(),
+                    conversation_id: conversation_id.clone(),
+                    message_ref,
+                    status: status.as_str().to_owned(),
+                    at,
+                    error_code: error_code.and_then(|c| i32::try_from(c).ok()),
+                    position: event.global_position,
+                });
             }
             ConversationEvent::ConversationStatusChanged { to, .. } => {
                 sqlx::query(
@@ -189,8 +187,7 @@ impl ConversationsProjector {
             } => {
                 let text = match &body {
                     chronicle_domain::conversation::OutboundBody::FreeForm { text } => {
-                        let mut cache = HashMap::new();
-                        let key = self.key(db, &mut cache, &tenant, &contact_id).await?;
+                        let key = self.key(db, keys, &tenant, &contact_id).await?;
                         key.and_then(|k| k.open(&tenant, &contact_id, text).ok())
                             .map(|t| t.chars().take(280).collect::<String>())
                     }
@@ -230,6 +227,82 @@ impl ConversationsProjector {
             // projectors (`messages`, `outbox`).
             _ => {}
         }
+        Ok(())
+    }
+}
+
+/// A message's current status, as `message_statuses` holds it.
+struct StatusRow {
+    tenant: String,
+    conversation_id: String,
+    message_ref: String,
+    status: String,
+    at: DateTime<Utc>,
+    error_code: Option<i32>,
+    position: i64,
+}
+
+/// The current statuses a batch records, written in one statement at its end. Nothing else the
+/// projector writes reads `message_statuses`, so deferring them to the end of the batch has the
+/// effect of writing them one by one: per message, the row of the latest event wins (and an
+/// older event never overwrites a newer row, as before).
+#[derive(Default)]
+struct Statuses {
+    /// (tenant, message ref) -> the latest status in the batch.
+    latest: HashMap<(String, String), StatusRow>,
+}
+
+impl Statuses {
+    fn push(&mut self, row: StatusRow) {
+        let key = (row.tenant.clone(), row.message_ref.clone());
+        match self.latest.get(&key) {
+            Some(kept) if kept.position >= row.position => {}
+            _ => {
+                self.latest.insert(key, row);
+            }
+        }
+    }
+
+    async fn flush(&mut self, db: &mut PgConnection) -> Result<(), ProjectionError> {
+        if self.latest.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<StatusRow> = self.latest.drain().map(|(_, row)| row).collect();
+        let mut tenants = Vec::with_capacity(rows.len());
+        let mut conversations = Vec::with_capacity(rows.len());
+        let mut refs = Vec::with_capacity(rows.len());
+        let mut states = Vec::with_capacity(rows.len());
+        let mut times = Vec::with_capacity(rows.len());
+        let mut codes = Vec::with_capacity(rows.len());
+        let mut positions = Vec::with_capacity(rows.len());
+        for row in rows {
+            tenants.push(row.tenant);
+            conversations.push(row.conversation_id);
+            refs.push(row.message_ref);
+            states.push(row.status);
+            times.push(row.at);
+            codes.push(row.error_code);
+            positions.push(row.position);
+        }
+        sqlx::query(
+            "INSERT INTO message_statuses AS m (tenant_id, conversation_id, message_ref, status, status_at, error_code,
+                    last_position)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int4[],
+                    $7::int8[])
+             ON CONFLICT (tenant_id, message_ref) DO UPDATE SET
+                    status = EXCLUDED.status, status_at = EXCLUDED.status_at, error_code = EXCLUDED.error_code,
+                    last_position = EXCLUDED.last_position
+              WHERE m.last_position < EXCLUDED.last_position",
+        )
+        .bind(&tenants)
+        .bind(&conversations)
+        .bind(&refs)
+        .bind(&states)
+        .bind(&times)
+        .bind(&codes)
+        .bind(&positions)
+        .execute(&mut *db)
+        .await?;
         Ok(())
     }
 }
@@ -333,6 +406,7 @@ impl Projector for ConversationsProjector {
             // (a batch of 500 events is typically a few dozen conversations); anything else
             // flushes the run first, so the order of effects is the log's.
             let mut run: Vec<Inbound> = Vec::new();
+            let mut statuses = Statuses::default();
             for event in events {
                 if let Some((tenant, contact_id)) = erased_contact(event) {
                     self.flush_run(tx, &mut keys, &mut run).await?;
@@ -361,11 +435,12 @@ impl Projector for ConversationsProjector {
                     }
                     None => {
                         self.flush_run(tx, &mut keys, &mut run).await?;
-                        self.apply_one(tx, event).await?;
+                        self.apply_one(tx, &mut keys, &mut statuses, event).await?;
                     }
                 }
             }
             self.flush_run(tx, &mut keys, &mut run).await?;
+            statuses.flush(tx).await?;
             Ok(())
         })
     }

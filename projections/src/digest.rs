@@ -44,7 +44,11 @@
 //! digest was taken ([`DigestReport::heads`], JSON lines), it names every stream whose head
 //! changed, disappeared or appeared. What a digest does not prove: that the chains below the
 //! heads are intact (that is [`crate::chain::verify`]'s part, run beside it), nor anything about
-//! the order of events of different streams relative to each other (no chain spans streams).
+//! the order of events of different streams relative to each other (no chain spans streams),
+//! nor the columns the chain does not hash: `recorded_at`, `tx_id` and `global_position` may be
+//! rewritten inside covered history undetected (a digest's cursor is taken at face value), so
+//! time ranges (`history --since`, `state --at`) rest on the database's integrity, not on the
+//! chain.
 
 use std::fmt;
 use std::str::FromStr;

@@ -73,7 +73,7 @@ pub mod runtime;
 mod shared;
 
 /// The tenant-scoped read transaction every query begins with (also used by the replay tool's export).
-pub use shared::begin_for_tenant;
+pub use shared::{begin_for_tenant, for_tenant};
 pub mod templates;
 pub mod wake;
 pub mod wallet_work;

@@ -5,10 +5,13 @@
 //!
 //! - `events`: the events (as [`crate::history`] prints them, personal fields opened) of the
 //!   tenant, or of the contact's streams: its contact and conversation streams and every stream
-//!   with an event naming it (`contact_id` or `customer_id` anywhere in the payload: leads,
-//!   calls, orders, installations, warranties, service requests...);
+//!   with an event naming it (`contact_id`, `customer_id`, `recipient` or `recipients` anywhere
+//!   in the payload: leads, calls, orders, installations, warranties, service requests,
+//!   campaigns...). Only the contact's own personal fields are opened: another contact's field
+//!   in the same stream shows as `[other contact]`;
 //! - `read_models`: the rows of every table of the tenant (for a contact: every table with a
-//!   `contact_id`, `conversation_id` or `customer_id` column holding the contact's id), found from
+//!   `contact_id`, `conversation_id`, `customer_id` or `recipient` column holding the contact's
+//!   id), found from
 //!   the database's own catalogue, so a new read model is exported without a change here. Media
 //!   references (`media_files`) are rows like any other. Left out: the contacts' data keys
 //!   (`contact_keys`), binary columns (media bytes, wrapped keys) and columns whose name says
@@ -65,7 +68,7 @@ pub struct Export {
 }
 
 /// Columns that key a row to a contact.
-const CONTACT_COLUMNS: [&str; 3] = ["contact_id", "conversation_id", "customer_id"];
+const CONTACT_COLUMNS: [&str; 4] = ["contact_id", "conversation_id", "customer_id", "recipient"];
 
 /// Whether a column is left out of an export: binary, or named as holding a secret.
 fn secret_column(name: &str, data_type: &str) -> bool {
@@ -106,7 +109,7 @@ pub async fn export(pool: &PgPool, args: &ExportArgs, master: MasterKey) -> Resu
             format: Format::Json,
             database: args.database.clone(),
         };
-        history::history(pool, &history_args, Some(master), |row| {
+        history::history_of(pool, &history_args, Some(master), contact, |row| {
             events.push(row);
             Ok(())
         })
@@ -132,7 +135,8 @@ async fn contact_streams(pool: &PgPool, tenant: &TenantId, contact: &str) -> Res
           WHERE tenant_id = $1 \
             AND (aggregate_id = $2 \
                  OR jsonb_path_exists(payload::jsonb, \
-                        '$.** ? (@.contact_id == $c || @.customer_id == $c)', \
+                        '$.** ? (@.contact_id == $c || @.customer_id == $c || @.recipient == $c \
+                                 || @.recipients[*] == $c)', \
                         jsonb_build_object('c', $3::text))) \
           ORDER BY aggregate_id",
     )
@@ -171,10 +175,12 @@ async fn read_models(
         if !columns.iter().any(|(c, _)| c == "tenant_id") {
             continue;
         }
+        // A contact id is text; a column of another type with one of these names holds
+        // something else (a recipient's details as JSON).
         let keys: Vec<&str> = columns
             .iter()
+            .filter(|(c, t)| CONTACT_COLUMNS.contains(&c.as_str()) && t == "text")
             .map(|(c, _)| c.as_str())
-            .filter(|c| CONTACT_COLUMNS.contains(c))
             .collect();
         if contact.is_some() && keys.is_empty() {
             continue;
@@ -225,7 +231,12 @@ pub async fn export_command(pool: &PgPool, args: &ExportArgs, out: &mut impl Wri
     let document = export(pool, args, master).await?;
     match &args.out {
         Some(path) => {
-            let file = std::fs::File::create(path)?;
+            // Plaintext personal data: readable by its owner only.
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options.open(path)?;
             let mut file = io::BufWriter::new(file);
             serde_json::to_writer_pretty(&mut file, &document).map_err(io::Error::from)?;
             writeln!(file)?;

@@ -15,7 +15,9 @@
 //!   data directory when the embedded cluster is used);
 //! - `[personal]` without `--reveal`;
 //! - `[erased]` when the contact's key was destroyed by an erasure;
-//! - `[unreadable]` when a key exists but does not open it (another master key).
+//! - `[unreadable]` when a key exists but does not open it (another master key);
+//! - `[other contact]` in an export about one contact, for a field sealed for someone else
+//!   (a lead's duplicate capture from another number): an export opens only its contact's.
 //!
 //! The envelope is bound to its tenant and contact; the contact is found from the event (the
 //! stream's own id for contacts and conversations, any `contact_id` or `customer_id` in the
@@ -158,6 +160,8 @@ pub const PERSONAL: &str = "[personal]";
 pub const ERASED: &str = "[erased]";
 /// What a personal field shows when a key exists but does not open it.
 pub const UNREADABLE: &str = "[unreadable]";
+/// What another contact's personal field shows in an export about one contact.
+pub const OTHER_CONTACT: &str = "[other contact]";
 
 /// The contacts' keys, looked up once each.
 struct Keys<'p> {
@@ -169,6 +173,9 @@ struct Keys<'p> {
     cache: HashMap<String, Option<Option<DataKey>>>,
     /// stream -> contact ids found in its events.
     stream_contacts: HashMap<(String, String), BTreeSet<String>>,
+    /// Open only this contact's fields (an export about one person): another contact's
+    /// envelope in the same stream shows as [`OTHER_CONTACT`].
+    only_contact: Option<String>,
 }
 
 impl Keys<'_> {
@@ -215,13 +222,26 @@ impl Keys<'_> {
         if !has_envelope(&payload) {
             return Ok(payload);
         }
+        if let Some(only) = self.only_contact.clone() {
+            let key = self.key(&only).await?;
+            replace_envelopes(&mut payload, &mut |envelope: &Envelope| match &key {
+                None => ERASED.to_owned(),
+                Some(Some(key)) if reveal => match key.open(&self.tenant, &only, envelope) {
+                    Ok(plain) => plain,
+                    Err(_) => OTHER_CONTACT.to_owned(),
+                },
+                Some(_) => PERSONAL.to_owned(),
+            });
+            return Ok(payload);
+        }
         let candidates = self.candidates(event).await?;
         let mut keys = Vec::with_capacity(candidates.len());
         for contact in &candidates {
             keys.push((contact.clone(), self.key(contact).await?));
         }
+        let any_erased = keys.iter().any(|(_, key)| key.is_none());
+        let any_key = keys.iter().any(|(_, key)| key.is_some());
         replace_envelopes(&mut payload, &mut |envelope: &Envelope| {
-            let any_key = keys.iter().any(|(_, key)| key.is_some());
             if !any_key {
                 return ERASED.to_owned();
             }
@@ -235,7 +255,13 @@ impl Keys<'_> {
                     }
                 }
             }
-            UNREADABLE.to_owned()
+            // Not opened by any key that is left: sealed for an erased contact if there is
+            // one, else for a key this master key cannot unwrap.
+            if any_erased {
+                ERASED.to_owned()
+            } else {
+                UNREADABLE.to_owned()
+            }
         });
         Ok(payload)
     }
@@ -327,6 +353,18 @@ pub async fn history(
     pool: &PgPool,
     args: &HistoryArgs,
     master: Option<MasterKey>,
+    emit: impl FnMut(HistoryRow) -> io::Result<()>,
+) -> Result<u64, CliError> {
+    history_of(pool, args, master, None, emit).await
+}
+
+/// [`history`], opening only `only_contact`'s personal fields when it is given (an export about
+/// one person never opens another's).
+pub(crate) async fn history_of(
+    pool: &PgPool,
+    args: &HistoryArgs,
+    master: Option<MasterKey>,
+    only_contact: Option<&str>,
     mut emit: impl FnMut(HistoryRow) -> io::Result<()>,
 ) -> Result<u64, CliError> {
     let tenant = TenantId::parse(args.tenant.trim()).map_err(|e| HistoryError::Tenant(e.to_string()))?;
@@ -356,6 +394,7 @@ pub async fn history(
         master,
         cache: HashMap::new(),
         stream_contacts: HashMap::new(),
+        only_contact: only_contact.map(str::to_owned),
     };
 
     let mut after = args.after.unwrap_or(Cursor::START);
@@ -388,6 +427,9 @@ pub async fn history(
                     continue;
                 }
             }
+            if args.limit.is_some_and(|limit| printed >= limit) {
+                break 'read;
+            }
             let payload = keys.redact(&event, args.reveal).await?;
             let row = HistoryRow {
                 cursor: event.cursor.to_string(),
@@ -405,9 +447,6 @@ pub async fn history(
             };
             emit(row)?;
             printed += 1;
-            if args.limit.is_some_and(|limit| printed >= limit) {
-                break 'read;
-            }
         }
     }
     bar.finish_and_clear();

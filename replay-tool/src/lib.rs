@@ -410,6 +410,19 @@ pub async fn verify_command(pool: &PgPool, args: &VerifyArgs, out: &mut impl Wri
         _ => None,
     };
 
+    // Digests are taken first, then the chains verified: every event a digest covers was
+    // committed before the verification's snapshot, so the chains checked include all of it.
+    let mut digests = Vec::new();
+    if args.digest.is_none() {
+        let tenants = match tenant {
+            Some(tenant) => vec![tenant.to_owned()],
+            None => digest::tenants(pool).await?,
+        };
+        for tenant in tenants {
+            digests.push(digest::take(pool, &tenant).await?);
+        }
+    }
+
     let bar = progress_bar();
     let report = chain::verify(pool, tenant, |p: VerifyProgress| {
         bar.set_length(p.total);
@@ -419,7 +432,6 @@ pub async fn verify_command(pool: &PgPool, args: &VerifyArgs, out: &mut impl Wri
     bar.finish_and_clear();
     let report = report?;
 
-    let mut digests = Vec::new();
     let mut check = None;
     match &args.digest {
         Some(digest) => {
@@ -431,20 +443,13 @@ pub async fn verify_command(pool: &PgPool, args: &VerifyArgs, out: &mut impl Wri
                 })?;
             check = Some(checked);
         }
-        // A digest vouches for the history it covers: only taken when every link held.
+        // A digest vouches for the history it covers: only given out when every link held.
         None if report.is_intact() => {
-            let tenants = match tenant {
-                Some(tenant) => vec![tenant.to_owned()],
-                None => digest::tenants(pool).await?,
-            };
-            for tenant in tenants {
-                digests.push(digest::take(pool, &tenant).await?);
-            }
             if let Some(path) = &args.heads_out {
                 write_heads(path, &digests)?;
             }
         }
-        None => {}
+        None => digests.clear(),
     }
 
     let verdict = Verdict {

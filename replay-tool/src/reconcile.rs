@@ -9,14 +9,18 @@
 //!   the previous ones and its postings on the wallet's own accounts (`identity`);
 //! - at the end, per wallet: balance = purchases − debits − captures + refunds − transfers out +
 //!   transfers in, and reserved = the amounts still held by open reservations (`identity`);
-//! - the ledger read model (`wallet_ledger`) has one row per event with the event's amount,
-//!   balance change and balances (`missing_in_ledger` when the row is gone, `read_model_drift`
-//!   when it differs or when a row has no event); the balance read model (`wallet_balances`)
-//!   holds the replayed balances, checked for each wallet whose row was last written by an
-//!   event at or before the cursor (`read_model_drift`).
+//! - the ledger read model (`wallet_ledger`) has one row per event, of its wallet, with the
+//!   event's balance change and the balances after it (`missing_in_ledger` when the row is
+//!   gone, `read_model_drift` when it differs or when a row has no event); the balance read
+//!   model (`wallet_balances`) holds the replayed balances, checked for each wallet whose row
+//!   was last written by an event at or before the cursor (`read_model_drift`); the checkpoint
+//!   and the rows are read in one snapshot;
+//! - a transfer out whose transfer in is not in the log yet is a pending item (in transit).
 //!
-//! With `--statement FILE` (CSV with a header: `reference,amount,currency,date`; the amount in
-//! major units with up to two decimals, as providers print it; the date as `YYYY-MM-DD`):
+//! With `--statement FILE --provider P` (CSV with a header: `reference,amount,currency,date`;
+//! the amount in major units with up to two decimals, as providers print it; the date as
+//! `YYYY-MM-DD`), matched with the payments of that provider only (references are unique per
+//! provider):
 //!
 //! - a line whose reference appears earlier in the statement: `duplicate`;
 //! - a line no confirmed payment in the log has: `missing_in_ledger`; a payment matched to a
@@ -31,19 +35,23 @@
 //! Written to `--out DIR`: `breaks.csv` (class, wallet, reference, expected, found, log
 //! positions, detail), `wallets.csv` (per wallet: events and the totals above) and
 //! `manifest.json` (tenant, cursor, verdict, counts by class, pending items, each file's name,
-//! size and sha-256, and the statement's). Nothing in them depends on when the run happened:
-//! a run over the same cursor (`--through`) writes the same bytes.
+//! size and sha-256, and the statement's). Nothing in them depends on when the run happened: a
+//! run over the same cursor (`--through`, refused beyond the readable log) writes the same
+//! bytes, as long as the read models hold the same rows for the events it covers (a
+//! `wallet_balances` row that a later event rewrote is no longer compared).
 //!
 //! # Verdict and exit code
 //!
-//! `reconciled` (0), `reconciled with pending items` (0), `breaks` (1), `incomplete` (3: the
-//! wallet read models have not reached the cursor yet, so they cannot be compared; run again
-//! or pass an earlier `--through`).
+//! `reconciled` (0), `reconciled with pending items` (0), `breaks` (1; also when the read
+//! models could not be compared but the log or the statement shows breaks), `incomplete` (3:
+//! nothing broken found, but the wallet read models have not reached the cursor yet, so they
+//! were not compared; run again or pass an earlier `--through`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use chronicle_domain::installation::PaymentProvider;
 use chronicle_domain::payment::PaymentEvent;
 use chronicle_domain::tenant::TenantId;
 use chronicle_domain::wallet::{Posting, WalletEvent};
@@ -73,8 +81,13 @@ pub struct WalletsArgs {
     pub tenant: String,
 
     /// A provider's statement: CSV with the header reference,amount,currency,date.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "provider")]
     pub statement: Option<PathBuf>,
+
+    /// The provider whose statement it is (paynow, mpesa, stripe, cash): only its payments are
+    /// matched with the statement and expected in it.
+    #[arg(long, value_name = "PROVIDER", value_parser = parse_provider)]
+    pub provider: Option<PaymentProvider>,
 
     /// Reconcile as of this log cursor (default: the tenant's last readable event). A run over
     /// the same cursor writes the same files.
@@ -87,6 +100,18 @@ pub struct WalletsArgs {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+fn parse_provider(text: &str) -> Result<PaymentProvider, String> {
+    [
+        PaymentProvider::Paynow,
+        PaymentProvider::Mpesa,
+        PaymentProvider::Stripe,
+        PaymentProvider::Cash,
+    ]
+    .into_iter()
+    .find(|p| p.as_str().eq_ignore_ascii_case(text.trim()))
+    .ok_or_else(|| format!("unknown provider {text:?} (paynow, mpesa, stripe or cash)"))
 }
 
 /// The run's verdict.
@@ -183,6 +208,11 @@ pub enum ReconcileError {
     Statement { path: String, reason: String },
     #[error("wallet event at position {position} cannot be read: {reason}")]
     Undecodable { position: i64, reason: String },
+    #[error(
+        "--through {through} lies beyond the tenant's readable log (its last event is at {head}): \
+         pass a cursor at or before it"
+    )]
+    BeyondHead { through: String, head: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -269,6 +299,7 @@ fn parse_amount(text: &str) -> Option<i64> {
 /// A confirmed payment, replayed.
 #[derive(Debug, Clone, Default)]
 struct PaymentFacts {
+    provider: String,
     reference: String,
     amount_minor: i64,
     currency: String,
@@ -283,7 +314,7 @@ pub async fn reconcile(
     pool: &PgPool,
     tenant: &TenantId,
     through: Option<Cursor>,
-    statement: Option<&[StatementLine]>,
+    statement: Option<(PaymentProvider, &[StatementLine])>,
 ) -> Result<Reconciliation, CliError> {
     let filter = LogFilter::tenant(tenant.as_str()).with_types(
         WalletEvent::TYPES
@@ -291,11 +322,20 @@ pub async fn reconcile(
             .chain(PaymentEvent::TYPES)
             .map(|t| (*t).to_owned()),
     );
+    let head = log::head(pool, &LogFilter::tenant(tenant.as_str()))
+        .await?
+        .unwrap_or(Cursor::START);
     let cursor = match through {
+        // Past the readable end, a run would cover less now than later: refused.
+        Some(cursor) if cursor > head => {
+            return Err(ReconcileError::BeyondHead {
+                through: cursor.to_string(),
+                head: head.to_string(),
+            }
+            .into())
+        }
         Some(cursor) => cursor,
-        None => log::head(pool, &LogFilter::tenant(tenant.as_str()))
-            .await?
-            .unwrap_or(Cursor::START),
+        None => head,
     };
 
     // The log, as of the cursor.
@@ -326,12 +366,14 @@ pub async fn reconcile(
                     let facts = payments.entry(event.aggregate_id.clone()).or_default();
                     match decoded {
                         PaymentEvent::PaymentConfirmed {
+                            provider,
                             reference,
                             amount_minor,
                             currency,
                             at,
                             ..
                         } => {
+                            facts.provider = provider.as_str().to_owned();
                             facts.reference = reference;
                             facts.amount_minor = amount_minor;
                             facts.currency = currency;
@@ -358,6 +400,8 @@ pub async fn reconcile(
     let mut positions: BTreeMap<i64, (String, WalletEvent)> = BTreeMap::new();
     let mut last_balances: BTreeMap<String, (i64, chronicle_domain::wallet::Balances)> = BTreeMap::new();
     let mut open_reservations: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    // Transfers out whose transfer in is not in the log yet, by reference.
+    let mut in_transit: BTreeMap<String, (String, i64)> = BTreeMap::new();
 
     for (stored, event) in &wallet_events {
         let wallet = wallet_of(&stored.aggregate_id);
@@ -373,27 +417,24 @@ pub async fn reconcile(
             detail: detail.to_owned(),
         };
         if !Posting::balanced(event.postings()) {
-            let sum: i64 = event.postings().iter().map(|p| p.amount).sum();
+            let sum = event
+                .postings()
+                .iter()
+                .fold(0i64, |sum, p| sum.saturating_add(p.amount));
             breaks.push(identity(
                 "0".into(),
                 sum.to_string(),
                 "the event's postings do not sum to zero",
             ));
         }
-        let change: i64 = event
-            .postings()
-            .iter()
-            .filter(|p| p.account.is_wallet())
-            .map(|p| p.amount)
-            .sum();
-        let reserved_change: i64 = event
+        let change = wallet_change(event);
+        let reserved_change = event
             .postings()
             .iter()
             .filter(|p| p.account == chronicle_domain::wallet::Account::WalletReserved)
-            .map(|p| p.amount)
-            .sum();
-        let expected_balance = totals.balance + change;
-        let expected_reserved = totals.reserved + reserved_change;
+            .fold(0i64, |sum, p| sum.saturating_add(p.amount));
+        let expected_balance = totals.balance.saturating_add(change);
+        let expected_reserved = totals.reserved.saturating_add(reserved_change);
         let recorded = event.balances();
         if recorded.balance != expected_balance || recorded.reserved != expected_reserved {
             breaks.push(identity(
@@ -408,17 +449,17 @@ pub async fn reconcile(
         let open = open_reservations.entry(wallet.clone()).or_default();
         match event {
             WalletEvent::TokensPurchased { reference, amount, .. } => {
-                totals.purchases += amount;
+                totals.purchases = totals.purchases.saturating_add(*amount);
                 purchases.entry(wallet.clone()).or_default().insert(reference.clone());
             }
-            WalletEvent::TokensDebited { amount, .. } => totals.debits += amount,
+            WalletEvent::TokensDebited { amount, .. } => totals.debits = totals.debits.saturating_add(*amount),
             WalletEvent::ReservationCaptured {
                 reservation,
                 amount,
                 remaining,
                 ..
             } => {
-                totals.captures += amount;
+                totals.captures = totals.captures.saturating_add(*amount);
                 open.insert(reservation.clone(), *remaining);
             }
             WalletEvent::TokensReserved { reference, amount, .. } => {
@@ -428,9 +469,15 @@ pub async fn reconcile(
             | WalletEvent::ReservationExpired { reservation, .. } => {
                 open.remove(reservation);
             }
-            WalletEvent::TokensRefunded { amount, .. } => totals.refunds += amount,
-            WalletEvent::TokensTransferredOut { amount, .. } => totals.transfers_out += amount,
-            WalletEvent::TokensTransferredIn { amount, .. } => totals.transfers_in += amount,
+            WalletEvent::TokensRefunded { amount, .. } => totals.refunds = totals.refunds.saturating_add(*amount),
+            WalletEvent::TokensTransferredOut { reference, amount, .. } => {
+                totals.transfers_out = totals.transfers_out.saturating_add(*amount);
+                in_transit.insert(reference.clone(), (wallet.clone(), *amount));
+            }
+            WalletEvent::TokensTransferredIn { reference, amount, .. } => {
+                totals.transfers_in = totals.transfers_in.saturating_add(*amount);
+                in_transit.remove(reference);
+            }
             _ => {}
         }
         open.retain(|_, remaining| *remaining > 0);
@@ -438,8 +485,13 @@ pub async fn reconcile(
         last_balances.insert(wallet.clone(), (stored.global_position, recorded));
     }
     for (wallet, totals) in &wallets {
-        let by_kind = totals.purchases - totals.debits - totals.captures + totals.refunds - totals.transfers_out
-            + totals.transfers_in;
+        let by_kind = totals
+            .purchases
+            .saturating_sub(totals.debits)
+            .saturating_sub(totals.captures)
+            .saturating_add(totals.refunds)
+            .saturating_sub(totals.transfers_out)
+            .saturating_add(totals.transfers_in);
         let last = last_balances.get(wallet).map_or(0, |(p, _)| *p);
         if by_kind != totals.balance {
             breaks.push(Break {
@@ -452,7 +504,9 @@ pub async fn reconcile(
                 detail: "balance ≠ purchases − debits − captures + refunds − transfers out + transfers in".into(),
             });
         }
-        let held: i64 = open_reservations.get(wallet).map_or(0, |o| o.values().sum());
+        let held = open_reservations
+            .get(wallet)
+            .map_or(0, |o| o.values().fold(0i64, |sum, v| sum.saturating_add(*v)));
         if held != totals.reserved {
             breaks.push(Break {
                 class: BreakClass::Identity,
@@ -466,34 +520,32 @@ pub async fn reconcile(
         }
     }
 
+    for (reference, (wallet, amount)) in &in_transit {
+        pending.push(Pending {
+            reference: reference.clone(),
+            detail: format!("{amount} milli-tokens sent by wallet {wallet}, not yet received (in transit)"),
+        });
+    }
+
     // The read models, if they have reached the cursor.
-    let checkpoint: Option<(String, i64)> =
-        sqlx::query_as("SELECT last_tx_id::text, last_position FROM projector_checkpoints WHERE projector = $1")
-            .bind(chronicle_projections::wallets::NAME)
-            .fetch_optional(pool)
-            .await?;
-    // The projector reads only wallet events: it has reached the cursor when it has read the
-    // last wallet event at or before it.
-    let checkpoint = checkpoint.and_then(|(tx, position)| tx.parse::<u64>().ok().map(|tx| Cursor::new(tx, position)));
-    let reached = match wallet_events.last() {
-        None => true,
-        Some((last, _)) => checkpoint.is_some_and(|c| c >= last.cursor),
-    };
-    let incomplete = if reached {
-        breaks.extend(compare_read_models(pool, tenant, &positions, &last_balances).await?);
-        None
-    } else {
-        Some(format!(
-            "the wallet read models have not reached cursor {cursor} yet: run again when they have \
-             (or pass an earlier --through)"
-        ))
+    let last_event = wallet_events.last().map(|(e, _)| e.cursor);
+    let incomplete = match compare_read_models(pool, tenant, last_event, &positions, &last_balances).await? {
+        Some(found) => {
+            breaks.extend(found);
+            None
+        }
+        None => Some(format!(
+            "the wallet read models have not reached cursor {cursor} yet, so they were not \
+             compared: run again when they have (or pass an earlier --through)"
+        )),
     };
 
     // The provider's statement.
-    if let Some(statement) = statement {
+    if let Some((provider, statement)) = statement {
+        // A provider's references are unique among its own payments only.
         let by_reference: BTreeMap<&str, &PaymentFacts> = payments
             .values()
-            .filter(|p| !p.reference.is_empty())
+            .filter(|p| !p.reference.is_empty() && p.provider == provider.as_str())
             .map(|p| (p.reference.as_str(), p))
             .collect();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -592,10 +644,11 @@ pub async fn reconcile(
 
     breaks.sort();
     pending.sort();
-    let verdict = if incomplete.is_some() {
-        Verdict::Incomplete
-    } else if !breaks.is_empty() {
+    // Breaks found in the log itself stand even when the read models could not be compared.
+    let verdict = if !breaks.is_empty() {
         Verdict::Breaks
+    } else if incomplete.is_some() {
+        Verdict::Incomplete
     } else if !pending.is_empty() {
         Verdict::ReconciledWithPendingItems
     } else {
@@ -614,14 +667,39 @@ pub async fn reconcile(
 }
 
 /// The ledger and balance read models against the replay.
+///
+/// `None` when the wallets projector has not read `last_event` yet (the read models cannot be
+/// compared). The checkpoint and the rows are read in one snapshot, so a rebuild running beside
+/// the run cannot show half-written tables as breaks.
 async fn compare_read_models(
     pool: &PgPool,
     tenant: &TenantId,
+    last_event: Option<Cursor>,
     positions: &BTreeMap<i64, (String, WalletEvent)>,
     last_balances: &BTreeMap<String, (i64, chronicle_domain::wallet::Balances)>,
-) -> Result<Vec<Break>, sqlx::Error> {
+) -> Result<Option<Vec<Break>>, sqlx::Error> {
     let mut breaks = Vec::new();
-    let mut tx = chronicle_projections::begin_for_tenant(pool, tenant).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    chronicle_projections::for_tenant(&mut tx, tenant).await?;
+    let checkpoint: Option<(String, i64)> =
+        sqlx::query_as("SELECT last_tx_id::text, last_position FROM projector_checkpoints WHERE projector = $1")
+            .bind(chronicle_projections::wallets::NAME)
+            .fetch_optional(&mut *tx)
+            .await?;
+    // The projector reads only wallet events: it has reached the cursor when it has read the
+    // last wallet event at or before it.
+    let checkpoint = checkpoint.and_then(|(tx, position)| tx.parse::<u64>().ok().map(|tx| Cursor::new(tx, position)));
+    let reached = match last_event {
+        None => true,
+        Some(last) => checkpoint.is_some_and(|c| c >= last),
+    };
+    if !reached {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     let rows = sqlx::query(
         "SELECT global_position, wallet_id, reference, amount, balance_change, balance, reserved, available \
            FROM wallet_ledger WHERE tenant_id = $1 ORDER BY global_position",
@@ -668,12 +746,7 @@ async fn compare_read_models(
             continue;
         };
         let balances = event.balances();
-        let change: i64 = event
-            .postings()
-            .iter()
-            .filter(|p| p.account.is_wallet())
-            .map(|p| p.amount)
-            .sum();
+        let change = wallet_change(event);
         let found = (
             row.try_get::<String, _>("wallet_id")?,
             row.try_get::<i64, _>("balance_change")?,
@@ -759,11 +832,20 @@ async fn compare_read_models(
         }
     }
     tx.rollback().await?;
-    Ok(breaks)
+    Ok(Some(breaks))
 }
 
 /// The wallet id of a wallet stream (`<tenant>:wallet_<id>`), as payments and the read models
 /// name it.
+/// The change an event makes to the wallet's balance: its postings on the wallet's accounts.
+fn wallet_change(event: &WalletEvent) -> i64 {
+    event
+        .postings()
+        .iter()
+        .filter(|p| p.account.is_wallet())
+        .fold(0i64, |sum, p| sum.saturating_add(p.amount))
+}
+
 fn wallet_of(stream: &str) -> String {
     let local = stream.split_once(':').map_or(stream, |(_, local)| local);
     local.strip_prefix("wallet_").unwrap_or(local).to_owned()
@@ -907,14 +989,19 @@ pub async fn wallets_command(pool: &PgPool, args: &WalletsArgs, out: &mut impl W
     let statement = match (&args.statement, &statement_bytes) {
         (Some(path), Some(bytes)) => {
             let text = String::from_utf8_lossy(bytes);
-            Some(parse_statement(&text).map_err(|reason| ReconcileError::Statement {
+            let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+            Some(parse_statement(text).map_err(|reason| ReconcileError::Statement {
                 path: path.display().to_string(),
                 reason,
             })?)
         }
         _ => None,
     };
-    let run = reconcile(pool, &tenant, args.through, statement.as_deref()).await?;
+    let statement = match (args.provider, statement.as_deref()) {
+        (Some(provider), Some(lines)) => Some((provider, lines)),
+        _ => None,
+    };
+    let run = reconcile(pool, &tenant, args.through, statement).await?;
     let dir = args
         .out
         .clone()

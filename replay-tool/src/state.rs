@@ -159,7 +159,17 @@ pub async fn state(pool: &PgPool, args: &StateArgs) -> Result<StateReport, CliEr
         (None, Some(time)) => (AsOf::Time(time), AsOfReport::Time(time)),
         (None, None) => (AsOf::Now, AsOfReport::Now),
     };
-    let events = log::stream_events(pool, &aggregate_type, stream, as_of).await?;
+    let events = match as_of {
+        // The stream's prefix recorded by then: `recorded_at` is not covered by the hash chain
+        // and a clock may step back, so the fold stops at the first event recorded later
+        // rather than skipping it and folding what follows.
+        AsOf::Time(time) => log::stream_events(pool, &aggregate_type, stream, AsOf::Now)
+            .await?
+            .into_iter()
+            .take_while(|e| e.recorded_at <= time)
+            .collect(),
+        other => log::stream_events(pool, &aggregate_type, stream, other).await?,
+    };
     if events.is_empty()
         && log::stream_events(pool, &aggregate_type, stream, AsOf::Now)
             .await?

@@ -61,7 +61,9 @@ async fn fixture(app: &TestApp) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     paid_top_up(app, &wallets, PaymentProvider::Stripe, "P-1", 2_000).await;
-    paid_top_up(app, &wallets, PaymentProvider::Paynow, "P-2", 500).await;
+    paid_top_up(app, &wallets, PaymentProvider::Stripe, "P-2", 500).await;
+    // Another provider's payment: never expected in Stripe's statement.
+    paid_top_up(app, &wallets, PaymentProvider::Paynow, "PN-7", 100).await;
     wallets
         .debit("main", "send-1", 1_000_000, "message", &meta)
         .await
@@ -101,9 +103,14 @@ const CLEAN: &[&str] = &["P-1,20.00,USD,TODAY", "P-2,5.00,USD,TODAY"];
 /// The breaks of a run as (class, wallet, reference).
 async fn breaks(app: &TestApp, statement_text: &str) -> (Verdict, Vec<(BreakClass, String, String)>) {
     let lines = parse_statement(statement_text).unwrap_or_else(|e| panic!("{e}"));
-    let run = reconcile(&app.pool, &tenant(TENANT), None, Some(&lines))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let run = reconcile(
+        &app.pool,
+        &tenant(TENANT),
+        None,
+        Some((PaymentProvider::Stripe, &lines)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let found = run
         .breaks
         .iter()
@@ -132,10 +139,10 @@ async fn each_planted_break_is_reported_exactly_and_a_clean_ledger_reconciles(po
             main.refunds,
             main.transfers_out
         ),
-        (2_500_000, 1_000_000, 500_000, 400_000, 500_000)
+        (2_600_000, 1_000_000, 500_000, 400_000, 500_000)
     );
     assert_eq!(main.reserved, 500_000, "the reservation's remaining hold");
-    assert_eq!(main.balance, 900_000);
+    assert_eq!(main.balance, 1_000_000);
     assert_eq!(run.wallets["team"].transfers_in, 500_000);
 
     // A provider line twice.
@@ -189,6 +196,26 @@ async fn each_planted_break_is_reported_exactly_and_a_clean_ledger_reconciles(po
         ]
     );
 
+    // The transfer arrived: nothing in transit, nothing pending.
+    let run = reconcile(&app.pool, &tenant(TENANT), None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(run.pending.is_empty(), "{:?}", run.pending);
+
+    // A cursor beyond the readable log is refused.
+    let head = log::head(&app.pool, &LogFilter::tenant(TENANT))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or(Cursor::START);
+    let beyond = Cursor::new(head.tx_id + 1_000, head.position + 1_000);
+    let error = reconcile(&app.pool, &tenant(TENANT), Some(beyond), None)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("beyond the tenant's readable log"),
+        "{error}"
+    );
+
     // Read models behind the cursor: incomplete, nothing compared.
     sqlx::query("UPDATE projector_checkpoints SET last_tx_id = '0', last_position = 0 WHERE projector = 'wallets'")
         .execute(&app.pool)
@@ -196,12 +223,20 @@ async fn each_planted_break_is_reported_exactly_and_a_clean_ledger_reconciles(po
         .unwrap_or_else(|e| panic!("{e}"));
     let (verdict, found) = breaks(&app, &statement(CLEAN)).await;
     assert_eq!((verdict, found), (Verdict::Incomplete, vec![]));
+    // ... but a break the statement shows still makes the verdict "breaks".
+    let (verdict, found) = breaks(&app, &statement(&["P-1,20.00,USD,TODAY"])).await;
+    assert_eq!(verdict, Verdict::Breaks);
+    assert_eq!(
+        found,
+        vec![(BreakClass::MissingAtProvider, "main".into(), "P-2".into())]
+    );
 }
 
 fn args(dir: &std::path::Path, statement: Option<&std::path::Path>, through: Option<Cursor>) -> WalletsArgs {
     WalletsArgs {
         tenant: TENANT.into(),
         statement: statement.map(std::path::Path::to_path_buf),
+        provider: statement.map(|_| PaymentProvider::Stripe),
         through,
         out: Some(dir.to_path_buf()),
         database: DatabaseArgs {
@@ -304,9 +339,14 @@ async fn runs_over_one_cursor_write_the_same_bytes_with_their_checksums(pool: Pg
 
     // The library and the command agree on the bytes.
     let lines = parse_statement(&String::from_utf8_lossy(&statement_bytes)).unwrap_or_default();
-    let run = reconcile(&app.pool, &tenant(TENANT), Some(cursor), Some(&lines))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let run = reconcile(
+        &app.pool,
+        &tenant(TENANT),
+        Some(cursor),
+        Some((PaymentProvider::Stripe, &lines)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let built = report_files(&run, Some(("statement.csv", &statement_bytes)));
     let mut built: Vec<(String, Vec<u8>)> = built;
     built.sort();
