@@ -95,19 +95,11 @@ pub async fn export(pool: &PgPool, args: &ExportArgs, master: MasterKey) -> Resu
     let mut events = Vec::new();
     if contact.is_none() || !streams.is_empty() {
         let history_args = HistoryArgs {
-            tenant: tenant.to_string(),
             streams,
-            aggregate_types: Vec::new(),
-            event_types: Vec::new(),
-            actor: None,
-            since: None,
-            until: None,
-            after: None,
             through: cursor,
-            limit: None,
             reveal: true,
             format: Format::Json,
-            database: args.database.clone(),
+            ..HistoryArgs::of_tenant(tenant.as_str(), args.database.clone())
         };
         history::history_of(pool, &history_args, Some(master), contact, |row| {
             events.push(row);

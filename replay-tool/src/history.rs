@@ -112,6 +112,28 @@ pub struct HistoryArgs {
     pub database: DatabaseArgs,
 }
 
+impl HistoryArgs {
+    /// All of `tenant`'s history, as JSON lines, nothing revealed: the starting point for
+    /// callers that set their filters field by field.
+    pub fn of_tenant(tenant: &str, database: DatabaseArgs) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            streams: Vec::new(),
+            aggregate_types: Vec::new(),
+            event_types: Vec::new(),
+            actor: None,
+            since: None,
+            until: None,
+            after: None,
+            through: None,
+            limit: None,
+            reveal: false,
+            format: Format::Jsonl,
+            database,
+        }
+    }
+}
+
 pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|time| time.with_timezone(&Utc))
@@ -560,7 +582,7 @@ pub async fn history_command(pool: &PgPool, args: &HistoryArgs, out: &mut impl W
 }
 
 /// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
-fn csv_field(field: &str) -> String {
+pub(crate) fn csv_field(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {

@@ -62,7 +62,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
-use crate::history::{parse_cursor, HistoryError};
+use crate::history::{csv_field as csv, parse_cursor, HistoryError};
 use crate::{CliError, DatabaseArgs};
 
 /// `chronicle-replay reconcile`.
@@ -877,15 +877,6 @@ fn kind_of(event: &WalletEvent) -> String {
 fn minor_text(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     format!("{sign}{}.{:02}", minor.unsigned_abs() / 100, minor.unsigned_abs() % 100)
-}
-
-/// A CSV field (RFC 4180).
-fn csv(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
-    }
 }
 
 /// The files of a run, as bytes: `breaks.csv`, `wallets.csv`, `manifest.json`.

@@ -4,7 +4,7 @@
 use chronicle_api::auth::Role;
 use chronicle_domain::pii::MasterKey;
 use chronicle_replay::export::{export, ExportArgs};
-use chronicle_replay::history::{history, Format, HistoryArgs, PERSONAL};
+use chronicle_replay::history::{history, HistoryArgs, PERSONAL};
 use chronicle_replay::DatabaseArgs;
 use chronicle_tests::*;
 use chrono::Utc;
@@ -76,19 +76,9 @@ async fn held_about(app: &TestApp, tenant: &str, contact: &str) -> Vec<String> {
     let mut rows = [Vec::new(), Vec::new()];
     for (reveal, rows) in [false, true].into_iter().zip(rows.iter_mut()) {
         let args = HistoryArgs {
-            tenant: tenant.to_owned(),
             streams: streams.clone(),
-            aggregate_types: Vec::new(),
-            event_types: Vec::new(),
-            actor: None,
-            since: None,
-            until: None,
-            after: None,
-            through: None,
-            limit: None,
             reveal,
-            format: Format::Jsonl,
-            database: database(),
+            ..HistoryArgs::of_tenant(tenant, database())
         };
         history(&app.pool, &args, reveal.then(master), |row| {
             rows.push(row.payload);

@@ -13,24 +13,13 @@ use sqlx::PgPool;
 const TENANT: &str = "installer-1";
 
 fn args(tenant: &str) -> HistoryArgs {
-    HistoryArgs {
-        tenant: tenant.to_owned(),
-        streams: Vec::new(),
-        aggregate_types: Vec::new(),
-        event_types: Vec::new(),
-        actor: None,
-        since: None,
-        until: None,
-        after: None,
-        through: None,
-        limit: None,
-        reveal: false,
-        format: Format::Jsonl,
-        database: DatabaseArgs {
+    HistoryArgs::of_tenant(
+        tenant,
+        DatabaseArgs {
             database_url: None,
             data_dir: ".chronicle".into(),
         },
-    }
+    )
 }
 
 fn master() -> MasterKey {
