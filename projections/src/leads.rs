@@ -147,9 +147,16 @@ impl LeadsProjector {
                 ..
             } => {
                 let open = self.opener(db, keys, &tenant, contact_id.as_deref()).await?;
+                // The capture's details may be another contact's (another number, attached by
+                // its e-mail): the row records whose they are, so that contact's erasure clears
+                // them too.
                 sqlx::query(
                     "UPDATE leads SET
                             name = coalesce($3, name), phone = coalesce($4, phone), email = coalesce($5, email),
+                            detail_contacts = CASE WHEN $16::text IS NOT NULL AND $16 IS DISTINCT FROM contact_id
+                                                     AND NOT ($16 = ANY(detail_contacts))
+                                                     AND ($3::text IS NOT NULL OR $4::text IS NOT NULL OR $5::text IS NOT NULL)
+                                                   THEN array_append(detail_contacts, $16) ELSE detail_contacts END,
                             interest = coalesce($6, interest),
                             priority = CASE WHEN array_position(ARRAY['low','normal','high','urgent'], $7)
                                                > array_position(ARRAY['low','normal','high','urgent'], priority)
@@ -175,6 +182,7 @@ impl LeadsProjector {
                 .bind(i32::try_from(captures).unwrap_or(i32::MAX))
                 .bind(at)
                 .bind(pos)
+                .bind(contact_id.as_deref())
                 .execute(&mut *db)
                 .await?;
             }
@@ -335,7 +343,8 @@ impl Projector for LeadsProjector {
                         tx,
                         &tenant,
                         &contact_id,
-                        &["UPDATE leads SET name = NULL, phone = NULL, email = NULL WHERE tenant_id = $1 AND contact_id = $2"],
+                        &["UPDATE leads SET name = NULL, phone = NULL, email = NULL
+                            WHERE tenant_id = $1 AND (contact_id = $2 OR $2 = ANY(detail_contacts))"],
                     )
                     .await?;
                 } else if event.aggregate_type == "Lead" {

@@ -243,7 +243,8 @@ async fn a_contacts_export_never_opens_another_contacts_fields_in_a_shared_strea
     let document: Value = serde_json::from_str(&exported).unwrap_or_default();
     // The events: Alice's fields opened, the attached capture's shown as another contact's.
     // (The `leads` read-model row shows the latest capture's name and phone, Bob's, and is
-    // exported as the row keyed to Alice: the leads projector's choice, noted on issue 11.)
+    // exported as the row keyed to Alice: the lead takes its captures' details by design. The
+    // row records that it holds Bob's, and Bob's erasure clears them: below.)
     let events = document["events"].to_string();
     assert!(events.contains("Alice Alpha"), "{events}");
     assert!(
@@ -255,4 +256,44 @@ async fn a_contacts_export_never_opens_another_contacts_fields_in_a_shared_strea
         "another contact's phone in the export"
     );
     assert!(events.contains("[other contact]"), "{events}");
+
+    // Bob's erasure clears the details the lead's row took from his capture.
+    let bob: String = sqlx::query_scalar(
+        "SELECT payload -> 'DuplicateCaptureAttached' ->> 'contact_id' FROM events \
+          WHERE event_type = 'DuplicateCaptureAttached'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(bob, alice);
+    let row = || async {
+        sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>)>(
+            "SELECT name, phone, email FROM leads WHERE tenant_id = 'acme' AND lead_id = $1",
+        )
+        .bind(&first.lead_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(
+        row().await.0.as_deref(),
+        Some("Bobby Bravo"),
+        "the row shows the latest capture's name"
+    );
+    let reply = app
+        .gql(
+            "acme",
+            Role::Owner,
+            "mutation($id: String!) { eraseContact(contactId: $id) { id } }",
+            json!({"id": bob}),
+        )
+        .await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    app.project().await;
+    assert_eq!(row().await, (None, None, None));
+    let exported = export_of(&app, "acme", Some(&alice)).await;
+    assert!(
+        !exported.contains("Bobby Bravo") && !exported.contains("+263772000002"),
+        "{exported}"
+    );
 }
