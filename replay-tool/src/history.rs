@@ -26,14 +26,13 @@
 //! placement named).
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
 use chronicle_projections::log::{self, AsOf, Cursor, LogFilter, StoredEvent};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -420,7 +419,7 @@ pub(crate) async fn history_of(
     };
 
     let mut after = args.after.unwrap_or(Cursor::START);
-    let bar = progress_bar(log::count_after(pool, tenant.as_str(), after).await?);
+    let bar = crate::progress_bar("reading", log::count_after(pool, tenant.as_str(), after).await?);
     let mut printed = 0u64;
     'read: loop {
         let batch = log::read_after(pool, after, &filter, 1_000).await?;
@@ -473,17 +472,6 @@ pub(crate) async fn history_of(
     }
     bar.finish_and_clear();
     Ok(printed)
-}
-
-fn progress_bar(total: u64) -> ProgressBar {
-    if !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("reading {wide_bar} {human_pos}/{human_len} events, eta {eta}") {
-        bar.set_style(style);
-    }
-    bar
 }
 
 /// `history` against an open pool, printing in the format asked for.

@@ -423,7 +423,7 @@ pub async fn verify_command(pool: &PgPool, args: &VerifyArgs, out: &mut impl Wri
         }
     }
 
-    let bar = progress_bar();
+    let bar = progress_bar("verifying", 0);
     let report = chain::verify(pool, tenant, |p: VerifyProgress| {
         bar.set_length(p.total);
         bar.set_position(p.checked);
@@ -547,12 +547,15 @@ fn read_heads(path: &std::path::Path, digest: &TenantDigest) -> Result<Vec<Strea
     Ok(heads)
 }
 
-fn progress_bar() -> ProgressBar {
+/// A progress bar on stderr, `<verb> [bar] n/total events, eta`, hidden when stderr is not a
+/// terminal (a report piped to a file stays clean). Shared by every long-running command.
+pub(crate) fn progress_bar(verb: &str, total: u64) -> ProgressBar {
     if !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("verifying {wide_bar} {human_pos}/{human_len} events, eta {eta}") {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let template = format!("{verb} {{wide_bar}} {{human_pos}}/{{human_len}} events, eta {{eta}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar
