@@ -192,7 +192,8 @@ struct Keys<'p> {
     /// contact id -> the key (`None`: no key row, i.e. erased; `Some(None)`: a row that does
     /// not unwrap under this master key, or not asked to unwrap).
     cache: HashMap<String, Option<Option<DataKey>>>,
-    /// stream -> contact ids found in its events.
+    /// stream -> contact ids named by its events so far (read from its first event, or read
+    /// whole from the database when first met part way).
     stream_contacts: HashMap<(String, String), BTreeSet<String>>,
     /// Open only this contact's fields (an export about one person): another contact's
     /// envelope in the same stream shows as [`OTHER_CONTACT`].
@@ -212,6 +213,24 @@ impl Keys<'_> {
         });
         self.cache.insert(contact_id.to_owned(), key.clone());
         Ok(key)
+    }
+
+    /// Notes the contacts `event` names, for streams read from their first event: a history
+    /// read from the start of the log then never asks the database for a stream's events again.
+    /// Called for every event read, before any filter, so no event of such a stream is missed.
+    fn observe(&mut self, event: &StoredEvent) {
+        let stream = (event.aggregate_type.clone(), event.aggregate_id.clone());
+        match self.stream_contacts.get_mut(&stream) {
+            Some(known) => contact_ids(&event.payload, known),
+            None if event.sequence == 1 => {
+                let mut known = BTreeSet::new();
+                contact_ids(&event.payload, &mut known);
+                self.stream_contacts.insert(stream, known);
+            }
+            // First seen part way (a history starting after a cursor): `candidates` reads the
+            // stream when one of its envelopes needs a key.
+            None => {}
+        }
     }
 
     /// The contacts an envelope of `event` may be sealed for.
@@ -427,6 +446,7 @@ pub(crate) async fn history_of(
         after = last.cursor;
         for event in batch {
             bar.inc(1);
+            keys.observe(&event);
             if args.through.is_some_and(|through| event.cursor > through) {
                 break 'read;
             }
