@@ -1,11 +1,15 @@
-//! Access: JWT (HS256) access tokens carrying tenant, user and role. The tenant of every query,
-//! mutation and subscription comes from the token, never from an argument.
+//! Access: JWT (HS256) access tokens carrying tenant, user and role, and API keys for programs
+//! (`chr_…`, `chronicle_commands::api_keys`) carrying tenant, role and scopes. The tenant of
+//! every query, mutation and subscription comes from the credential, never from an argument.
 
+use chronicle_commands::api_keys::KeyCredential;
+use chronicle_domain::api_key::ApiKeyScope;
 use chronicle_domain::tenant::TenantId;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::permissions::Permission;
 
 /// The roles of DOMAIN.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,11 +61,60 @@ pub struct Claims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub tenant: TenantId,
+    /// The user's id, or the API key's id (`key_…`) for a program.
     pub user_id: String,
     pub role: Role,
     /// When the credential expires, seconds since the epoch: long-lived operations
     /// (subscriptions) end then.
     pub expires_at: i64,
+    /// Set when the caller presented an API key: its scopes bound what the role allows.
+    pub key: Option<KeyAccess>,
+}
+
+/// What an API key adds to its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAccess {
+    /// `key_…`: the actor `api_key:<id>` of the commands the key runs.
+    pub key_id: String,
+    pub scopes: Vec<ApiKeyScope>,
+}
+
+impl Caller {
+    /// Whether the caller may do what `permission` names: their role holds it
+    /// ([`crate::permissions::TABLE`]) and, for an API key, one of its scopes grants it
+    /// ([`Permission::key_scopes`]).
+    pub fn may(&self, permission: Permission) -> bool {
+        self.role.may(permission)
+            && self
+                .key
+                .as_ref()
+                .is_none_or(|key| permission.key_scopes().iter().any(|scope| key.scopes.contains(scope)))
+    }
+
+    /// Whether the caller holds `scope`: always for a person (their role decides), for a key
+    /// only when it was issued with it.
+    pub fn has_scope(&self, scope: ApiKeyScope) -> bool {
+        self.key.as_ref().is_none_or(|key| key.scopes.contains(&scope))
+    }
+
+    /// The caller of an API key that [`chronicle_commands::api_keys::authenticate`] accepted.
+    pub fn of_key(credential: KeyCredential) -> Result<Self, ApiError> {
+        let role = Role::parse(&credential.role)
+            .ok_or_else(|| ApiError::Unauthenticated("the API key is not valid".into()))?;
+        // A key without expiry lasts as long as it is not revoked; open subscriptions watch
+        // for the revocation.
+        let expires_at = credential.expires_at.map_or(i64::MAX, |t| t.timestamp());
+        Ok(Self {
+            tenant: credential.tenant,
+            user_id: credential.key_id.clone(),
+            role,
+            expires_at,
+            key: Some(KeyAccess {
+                key_id: credential.key_id,
+                scopes: credential.scopes,
+            }),
+        })
+    }
 }
 
 /// Mints a token for a user of a tenant, valid for `ttl`.
@@ -102,6 +155,7 @@ pub fn verify(secret: &str, token: &str) -> Result<Caller, ApiError> {
         user_id: data.claims.sub,
         role: data.claims.role,
         expires_at: data.claims.exp,
+        key: None,
     })
 }
 
@@ -127,7 +181,6 @@ pub fn bearer(header: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::permissions::Permission;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 

@@ -3,6 +3,8 @@
 //! `crate::error`). Tenants never enter here: the tenant comes from the token, and every read
 //! and command is scoped to it.
 
+use chronicle_domain::api_key::ApiKeyScope;
+
 use crate::auth::Role;
 
 /// Something a role may be allowed to do.
@@ -75,6 +77,8 @@ pub enum Permission {
     ResolveServiceRequests,
     /// Start, renew, change and cancel maintenance contracts.
     RunMaintenanceContracts,
+    /// Issue, list and revoke the tenant's API keys.
+    ManageApiKeys,
 }
 
 use Permission::*;
@@ -115,6 +119,7 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (ManageAfterSales, &[Owner, Admin]),
     (ResolveServiceRequests, &[Owner, Admin, Technician]),
     (RunMaintenanceContracts, &[Owner, Admin, Finance]),
+    (ManageApiKeys, &[Owner, Admin]),
 ];
 
 impl Permission {
@@ -124,6 +129,47 @@ impl Permission {
             .iter()
             .find(|(permission, _)| *permission == self)
             .map_or(&[], |(_, roles)| roles)
+    }
+}
+
+impl Permission {
+    /// The API key scopes of which one must be held, beside the role, for a key to do this.
+    /// Empty: no key may, whatever its role (money, erasure, configuration, keys themselves:
+    /// people do those).
+    pub fn key_scopes(self) -> &'static [ApiKeyScope] {
+        use ApiKeyScope as S;
+        match self {
+            ReadInbox => &[S::InboxRead],
+            WorkInbox => &[S::InboxWrite],
+            ReadEventStream => &[S::EventsRead],
+            ReadLeads => &[S::LeadsRead],
+            WorkLeads | ManageLeads => &[S::LeadsWrite],
+            ReadContacts => &[S::ContactsRead],
+            WriteContacts => &[S::ContactsWrite],
+            ReadCampaigns => &[S::CampaignsRead],
+            ReadWallets => &[S::WalletsRead],
+            ReadPayments | ReadPaymentRequests => &[S::PaymentsRead],
+            ReadOrders => &[S::OrdersRead],
+            Sell => &[S::OrdersWrite],
+            ReadInstallations | ReadPayouts | ReadAfterSales => &[S::InstallationsRead],
+            EraseContacts
+            | ManageMessagingSettings
+            | RunCampaigns
+            | PurchaseTokens
+            | ManageWallets
+            | RequestPayments
+            | MatchPayments
+            | ManageProviders
+            | HandleMoney
+            | ManageInstallations
+            | WorkInstallations
+            | GrantQualityBonuses
+            | FrontDesk
+            | ManageAfterSales
+            | ResolveServiceRequests
+            | RunMaintenanceContracts
+            | ManageApiKeys => &[],
+        }
     }
 }
 
@@ -151,7 +197,7 @@ mod tests {
         }
         assert_eq!(
             TABLE.len(),
-            33,
+            34,
             "a permission was added without its row, or a row was lost"
         );
     }

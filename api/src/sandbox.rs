@@ -342,7 +342,7 @@ fn graph_error(status: StatusCode, code: i64, title: &str, details: &str) -> Res
 
 /// Who may play a customer writing in: the roles that work the inbox (owner, admin, agent).
 pub fn may_play_inbound(caller: &crate::auth::Caller) -> bool {
-    caller.role.may(Permission::ReadInbox) && caller.role.may(Permission::WriteContacts)
+    caller.may(Permission::ReadInbox) && caller.may(Permission::WriteContacts)
 }
 
 /// The Graph API's answer to a request without the access token.

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use chronicle_domain::api_key::{ApiKey, ApiKeyCommand};
 use chronicle_domain::call::{AutomationRules, AutomationRulesCommand, Call, CallCommand};
 use chronicle_domain::campaign::{Campaign, CampaignCommand};
 use chronicle_domain::contact::{Contact, ContactCommand};
@@ -137,6 +138,7 @@ pub struct Commands {
     claims: std::sync::Arc<Framework<WarrantyClaim>>,
     service_requests: std::sync::Arc<Framework<ServiceRequest>>,
     maintenance: std::sync::Arc<Framework<MaintenanceContract>>,
+    api_keys: std::sync::Arc<Framework<ApiKey>>,
     announcer: Announcer,
     local_wake: Option<LocalWake>,
     metrics: CommandMetrics,
@@ -184,6 +186,7 @@ framework_of!(
     claims: WarrantyClaim,
     service_requests: ServiceRequest,
     maintenance: MaintenanceContract,
+    api_keys: ApiKey,
 );
 
 fn framework<A: Aggregate<Services = ()> + Clone>(
@@ -220,6 +223,7 @@ impl Commands {
             claims: framework(&pool, c, None),
             service_requests: framework(&pool, c, None),
             maintenance: framework(&pool, c, None),
+            api_keys: framework(&pool, c, None),
             announcer: Announcer::postgres(&pool),
             local_wake: None,
             pool,
@@ -326,6 +330,19 @@ impl Commands {
     ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.calls, &stream, command, metadata, DomainError::Call)
+            .await
+    }
+
+    /// Runs a command on the API key `<tenant>:<key_id>` (`key_…`). Issuing and revoking go
+    /// through [`crate::api_keys`], which keeps the credential beside the log.
+    pub(crate) async fn api_key(
+        &self,
+        key_id: &str,
+        command: ApiKeyCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let stream = metadata.tenant_id.stream_id(key_id);
+        self.execute(&self.api_keys, &stream, command, metadata, DomainError::ApiKey)
             .await
     }
 

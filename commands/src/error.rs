@@ -1,6 +1,7 @@
 //! Errors of the write side: one type for every command, split into the caller's fault and
 //! everything else.
 
+use chronicle_domain::api_key::ApiKeyError;
 use chronicle_domain::call::{AutomationRulesError, CallError};
 use chronicle_domain::campaign::CampaignError;
 use chronicle_domain::contact::ContactError;
@@ -54,6 +55,8 @@ pub enum DomainError {
     Service(#[from] ServiceError),
     #[error(transparent)]
     Maintenance(#[from] MaintenanceError),
+    #[error(transparent)]
+    ApiKey(#[from] ApiKeyError),
 }
 
 impl DomainError {
@@ -78,6 +81,7 @@ impl DomainError {
             Self::Claim(e) => e.code(),
             Self::Service(e) => e.code(),
             Self::Maintenance(e) => e.code(),
+            Self::ApiKey(e) => e.code(),
         }
     }
 }

@@ -11,6 +11,8 @@
 //!   different callers appended by one statement, each command stored all or none.
 //! - `store` (private): one aggregate type's load, decide and append, with an in-process cache
 //!   of recently used aggregates and snapshots taken after the command that crosses them.
+//! - [`api_keys`]: API keys for programs: issued (the secret shown once, its hash kept beside
+//!   the log), revoked at once, and checked on every request.
 //! - [`announce`]: wake-ups after commit (this process at once; others through Redis or a
 //!   coalesced `pg_notify` outside write transactions).
 //! - [`error`]: [`error::CommandError`], a refusal (the caller's fault, with its domain code), a
@@ -61,6 +63,7 @@
 #![forbid(unsafe_code)]
 
 pub mod announce;
+pub mod api_keys;
 pub mod calls;
 pub mod campaigns;
 pub mod committer;

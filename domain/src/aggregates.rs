@@ -8,6 +8,7 @@
 
 /// The `aggregate_type` of every aggregate, as stored in the log.
 pub const AGGREGATE_TYPES: &[&str] = &[
+    "ApiKey",
     "AutomationRules",
     "Call",
     "Campaign",
@@ -36,6 +37,7 @@ macro_rules! for_aggregate_type {
     ($name:expr, $A:ident => $body:expr, else $fallback:expr) => {{
         let name: &str = $name;
         $crate::for_aggregate_type!(@arms name, $A, $body, $fallback;
+            $crate::api_key::ApiKey,
             $crate::call::AutomationRules,
             $crate::call::Call,
             $crate::campaign::Campaign,

@@ -26,12 +26,15 @@
 //!   wallet reservation (issue 5).
 //! - [`call`]: the `Call` aggregate: completed calls and their WhatsApp follow-ups; tenants'
 //!   automation rules.
+//! - [`api_key`]: the `ApiKey` aggregate: credentials for programs, with a role and scopes
+//!   (issue 13).
 //! - [`aggregates`]: every aggregate type in one list, and `for_aggregate_type!` to run code
 //!   with the aggregate a log row's `aggregate_type` names.
 
 #![forbid(unsafe_code)]
 
 pub mod aggregates;
+pub mod api_key;
 pub mod call;
 pub mod campaign;
 pub mod contact;

@@ -33,7 +33,7 @@ fn contacts_service(ctx: &Context<'_>) -> Result<ContactService, ApiError> {
 /// The caller, allowed to read contacts.
 fn reader<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
     let caller = caller(ctx)?;
-    require(caller.role.may(Permission::ReadContacts), caller, "read contacts")?;
+    require(caller.may(Permission::ReadContacts), caller, "read contacts")?;
     Ok(caller)
 }
 

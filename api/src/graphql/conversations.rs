@@ -174,7 +174,7 @@ impl ConversationsQuery {
     ) -> async_graphql::Result<Connection<String, Conversation, Counted>> {
         let caller = caller(ctx).gql()?;
         let first = page_size(first, 100).gql()?;
-        if !caller.role.may(Permission::ReadInbox) {
+        if !caller.may(Permission::ReadInbox) {
             return Err(ApiError::Forbidden(format!(
                 "the {} role cannot read the inbox",
                 caller.role.as_str()

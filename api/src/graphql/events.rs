@@ -7,7 +7,11 @@ use chronicle_projections::log::{Cursor, LogFilter, StoredEvent};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 
-use super::caller;
+use chronicle_commands::api_keys::{self, KeyRefusal};
+use futures::FutureExt;
+
+use super::{caller, pool};
+use crate::auth::KeyAccess;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
 
@@ -71,9 +75,10 @@ impl EventsSubscription {
     /// The tenant's events after `after` (from the start when absent), optionally only some
     /// event types: history first, then live.
     ///
-    /// Owners, admins, auditors and integrators (else `FORBIDDEN`); a malformed `after` is
-    /// `BAD_CURSOR`. The stream ends when the access token expires: reconnect with a fresh token
-    /// and resume from the last cursor.
+    /// Owners, admins, auditors and integrators (else `FORBIDDEN`; an API key needs the
+    /// `events:read` scope); a malformed `after` is `BAD_CURSOR`. The stream ends when the
+    /// access token expires: reconnect with a fresh token and resume from the last cursor. With
+    /// an API key it ends with an `UNAUTHENTICATED` error when the key is revoked or expires.
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -83,11 +88,11 @@ impl EventsSubscription {
         types: Option<Vec<String>>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogEvent>>> {
         let caller = caller(ctx).gql()?;
-        if !caller.role.may(Permission::ReadEventStream) {
-            return Err(ApiError::Forbidden(format!(
-                "the {} role cannot read the event stream",
-                caller.role.as_str()
-            )))
+        if !caller.may(Permission::ReadEventStream) {
+            return Err(ApiError::Forbidden(match &caller.key {
+                Some(key) => format!("the API key {} cannot read the event stream: it needs the events:read scope and a role that reads it", key.key_id),
+                None => format!("the {} role cannot read the event stream", caller.role.as_str()),
+            }))
             .gql();
         }
         let cursor = match after {
@@ -106,12 +111,46 @@ impl EventsSubscription {
             .map_err(|_| ApiError::Unavailable("no live log".into()))
             .gql()?;
         let stream = live.stream(cursor, filter);
-        // The stream ends when the access token expires; the client reconnects with a fresh
-        // token and resumes from its last cursor.
-        let remaining = (caller.expires_at - chrono::Utc::now().timestamp()).max(0) as u64;
-        let expiry = tokio::time::sleep(std::time::Duration::from_secs(remaining));
-        Ok(stream
-            .take_until(expiry)
-            .map(|item| item.map(LogEvent::from).map_err(ApiError::from).gql()))
+        let events = stream.map(|item| item.map(LogEvent::from).map_err(ApiError::from).gql());
+        // An access token's stream ends when the token expires: the client reconnects with a
+        // fresh token and resumes from its last cursor. An API key's ends, with an error naming
+        // why, when the key is revoked or expires.
+        let ending = ending(caller.expires_at, caller.key.clone(), pool(ctx).gql()?.clone()).shared();
+        let last = futures::stream::once(ending.clone()).filter_map(|end| async move {
+            end.map(|refusal| Err(ApiError::Unauthenticated(refusal.to_string())).gql())
+        });
+        Ok(events.take_until(ending).chain(last))
+    }
+}
+
+/// How often an open subscription made with an API key checks that the key is still usable.
+pub const KEY_CHECK_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves when the caller's subscription must end: at the access token's expiry (`None`: a
+/// silent end), or when the API key is revoked or expires (the refusal to send).
+async fn ending(expires_at: i64, key: Option<KeyAccess>, pool: sqlx::PgPool) -> Option<KeyRefusal> {
+    let until_expiry = move || {
+        let remaining = expires_at.saturating_sub(chrono::Utc::now().timestamp()).max(0);
+        // At most a year: a key without expiry never wakes this before a revocation does.
+        std::time::Duration::from_secs(u64::try_from(remaining).unwrap_or(0).min(366 * 86_400))
+    };
+    let Some(key) = key else {
+        tokio::time::sleep(until_expiry()).await;
+        return None;
+    };
+    let expiry = tokio::time::sleep(until_expiry());
+    tokio::pin!(expiry);
+    let mut ticks = tokio::time::interval(KEY_CHECK_PERIOD);
+    loop {
+        tokio::select! {
+            () = &mut expiry => return Some(KeyRefusal::Expired),
+            _ = ticks.tick() => {
+                // A failed check (the database briefly away) keeps the stream: the next tick
+                // checks again.
+                if let Ok(Some(refusal)) = api_keys::refusal_at(&pool, &key.key_id, chrono::Utc::now()).await {
+                    return Some(refusal);
+                }
+            }
+        }
     }
 }

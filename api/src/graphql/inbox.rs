@@ -32,7 +32,7 @@ use crate::permissions::Permission;
 
 fn reader<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
     let caller = caller(ctx)?;
-    if caller.role.may(Permission::ReadInbox) {
+    if caller.may(Permission::ReadInbox) {
         Ok(caller)
     } else {
         Err(ApiError::Forbidden(format!(
@@ -44,7 +44,7 @@ fn reader<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
 
 fn writer<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
     let caller = caller(ctx)?;
-    if caller.role.may(Permission::WorkInbox) {
+    if caller.may(Permission::WorkInbox) {
         Ok(caller)
     } else {
         Err(ApiError::Forbidden(format!(

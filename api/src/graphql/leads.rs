@@ -425,7 +425,7 @@ pub struct LeadsQuery;
 
 /// Refuses roles that may not read leads.
 fn may_read(caller: &Caller) -> Result<(), ApiError> {
-    if caller.role.may(Permission::ReadLeads) {
+    if caller.may(Permission::ReadLeads) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
@@ -617,7 +617,7 @@ fn leads(ctx: &Context<'_>) -> Result<Leads, ApiError> {
 
 /// Refuses roles that may not write leads.
 fn may_write(caller: &Caller) -> Result<(), ApiError> {
-    if caller.role.may(Permission::WorkLeads) {
+    if caller.may(Permission::WorkLeads) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
@@ -644,7 +644,7 @@ async fn workable(leads: &Leads, caller: &Caller, id: &ID) -> Result<(String, Le
         .load(&caller.tenant, &id)
         .await?
         .ok_or(CommandError::Rejected(DomainError::Lead(LeadError::LeadNotFound)))?;
-    if !caller.role.may(Permission::ManageLeads) && lead.assignee() != Some(caller.user_id.as_str()) {
+    if !caller.may(Permission::ManageLeads) && lead.assignee() != Some(caller.user_id.as_str()) {
         return Err(ApiError::Forbidden(
             "an agent may only change the leads assigned to them".into(),
         ));

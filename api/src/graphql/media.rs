@@ -100,7 +100,7 @@ impl MediaQuery {
         #[graphql(desc = "The inbound message's ref (`wm_` and 32 hex digits).")] message_id: String,
     ) -> async_graphql::Result<Option<MediaFile>> {
         let caller = caller(ctx).gql()?;
-        if !caller.role.may(Permission::ReadInbox) {
+        if !caller.may(Permission::ReadInbox) {
             return Err(ApiError::Forbidden(format!(
                 "the {} role cannot read media",
                 caller.role.as_str()

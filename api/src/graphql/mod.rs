@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::http::CorrelationId;
 
 pub mod agents;
+pub mod api_keys;
 pub mod calls;
 pub mod campaigns;
 pub mod consistency;
@@ -49,6 +50,7 @@ pub struct QueryRoot(
     payments::PaymentsQuery,
     installation::InstallationQuery,
     wallets::WalletsQuery,
+    api_keys::ApiKeysQuery,
 );
 
 /// Every mutation, by area.
@@ -64,6 +66,7 @@ pub struct MutationRoot(
     installation::InstallationMutation,
     wallets::WalletsMutation,
     sandbox::SandboxMutation,
+    api_keys::ApiKeysMutation,
 );
 
 /// Every subscription, by area.
@@ -165,7 +168,7 @@ pub(crate) fn allowed<'a>(
     what: &str,
 ) -> Result<&'a Caller, ApiError> {
     let caller = caller(ctx)?;
-    require(caller.role.may(permission), caller, what)?;
+    require(caller.may(permission), caller, what)?;
     Ok(caller)
 }
 
@@ -262,10 +265,14 @@ pub(crate) fn require(allowed: bool, caller: &Caller, what: &str) -> Result<(), 
     if allowed {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(format!(
-            "the {} role cannot {what}",
-            caller.role.as_str()
-        )))
+        Err(ApiError::Forbidden(match &caller.key {
+            Some(key) => format!(
+                "the API key {} cannot {what}: its role ({}) or its scopes do not allow it",
+                key.key_id,
+                caller.role.as_str()
+            ),
+            _ => format!("the {} role cannot {what}", caller.role.as_str()),
+        }))
     }
 }
 
@@ -276,12 +283,18 @@ pub(crate) fn metadata(ctx: &Context<'_>, caller: &Caller) -> CommandMetadata {
         .data_opt::<CorrelationId>()
         .map(|c| c.0.clone())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    CommandMetadata {
-        tenant_id: caller.tenant.clone(),
-        actor: Actor::User {
+    let actor = match &caller.key {
+        Some(key) => Actor::ApiKey {
+            key_id: key.key_id.clone(),
+        },
+        None => Actor::User {
             user_id: caller.user_id.clone(),
             role: caller.role.as_str().to_string(),
         },
+    };
+    CommandMetadata {
+        tenant_id: caller.tenant.clone(),
+        actor,
         causation_id: format!("graphql:{correlation}"),
         correlation_id: correlation,
     }

@@ -306,17 +306,32 @@ pub(crate) fn code_request_errors(response: &mut async_graphql::Response, parsed
     }
 }
 
-/// The caller an `Authorization: Bearer` header names.
-pub fn caller_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// The caller an `Authorization: Bearer` header names: an access token or an API key.
+pub async fn caller_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            ApiError::Unauthenticated("an access token is required (Authorization: Bearer <token>)".into())
+            ApiError::Unauthenticated("an access token or API key is required (Authorization: Bearer <token>)".into())
         })?;
     let token = bearer(header)
         .ok_or_else(|| ApiError::Unauthenticated("the Authorization header is not a Bearer token".into()))?;
-    verify(state.jwt_secret.expose(), token)
+    authenticate(state, token).await
+}
+
+/// The caller of a presented credential: an API key (`chr_…`, checked against its stored
+/// hash, revocation and expiry) or an access token (signature and expiry).
+pub async fn authenticate(state: &AppState, presented: &str) -> Result<Caller, ApiError> {
+    use chronicle_commands::api_keys::{self, KeyError};
+    if api_keys::looks_like_key(presented) {
+        match api_keys::authenticate(&state.pool, presented, chrono::Utc::now()).await {
+            Ok(credential) => Caller::of_key(credential),
+            Err(KeyError::Refused(refusal)) => Err(ApiError::Unauthenticated(refusal.to_string())),
+            Err(KeyError::Database(e)) => Err(ApiError::from(e)),
+        }
+    } else {
+        verify(state.jwt_secret.expose(), presented)
+    }
 }
 
 /// The authenticated caller of a REST route, extracted from the headers before anything
@@ -327,7 +342,7 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        caller_from_headers(state, &parts.headers).map(Authenticated)
+        caller_from_headers(state, &parts.headers).await.map(Authenticated)
     }
 }
 
@@ -388,7 +403,7 @@ async fn post_graphql(
         return too_large(media);
     }
     // The caller before the body: an anonymous request is refused without being read.
-    let caller = match caller_from_headers(&state, &headers) {
+    let caller = match caller_from_headers(&state, &headers).await {
         Ok(caller) => caller,
         Err(e) => return unauthenticated(media, &headers, e),
     };
@@ -451,7 +466,7 @@ async fn get_graphql(
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
-    let caller = match caller_from_headers(&state, &headers) {
+    let caller = match caller_from_headers(&state, &headers).await {
         Ok(caller) => caller,
         Err(e) => return unauthenticated(media, &headers, e),
     };

@@ -43,8 +43,7 @@ use tracing::Instrument;
 use super::graphql::{caller_from_headers, code_request_errors, is_request_error, Params};
 use super::CorrelationId;
 use crate::app::AppState;
-use crate::auth::{bearer, verify, Caller};
-use crate::config::Secret;
+use crate::auth::{bearer, Caller};
 use crate::error::ApiError;
 use crate::graphql::limits::{refused, Limited};
 
@@ -83,10 +82,10 @@ pub async fn upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     // A token in the upgrade request's headers is accepted too (non-browser clients).
-    let header_caller = caller_from_headers(&state, &headers).ok();
+    let header_caller = caller_from_headers(&state, &headers).await.ok();
     let connection = Connection {
         executor: Limited(state.schema.clone(), state.pool.clone()),
-        secret: state.jwt_secret.clone(),
+        state: state.clone(),
         header_caller,
         correlation,
         settings: state.websocket,
@@ -133,7 +132,8 @@ fn close_reason(reason: &str) -> String {
 /// What a connection needs.
 struct Connection {
     executor: Limited,
-    secret: Secret,
+    /// What credentials in `connection_init` are checked against.
+    state: AppState,
     header_caller: Option<Caller>,
     correlation: CorrelationId,
     settings: WebSocketSettings,
@@ -232,9 +232,9 @@ fn token_from_init_headers(headers: &Value) -> Option<String> {
 }
 
 /// The caller a `connection_init` payload names (or the upgrade request's header did).
-fn authenticate(secret: &Secret, header_caller: Option<&Caller>, payload: &Value) -> Result<Caller, ApiError> {
+async fn authenticate(state: &AppState, header_caller: Option<&Caller>, payload: &Value) -> Result<Caller, ApiError> {
     match token_from_init(payload) {
-        Some(token) => verify(secret.expose(), &token),
+        Some(token) => super::graphql::authenticate(state, &token).await,
         None => header_caller.cloned().ok_or_else(|| {
             ApiError::Unauthenticated(
                 "an access token is required in the connection_init payload (Authorization)".into(),
@@ -307,7 +307,7 @@ impl Connection {
                                 break Some((4429, "Too many initialisation requests".into()));
                             }
                             initialised = true;
-                            match authenticate(&self.secret, self.header_caller.as_ref(), &payload) {
+                            match authenticate(&self.state, self.header_caller.as_ref(), &payload).await {
                                 Ok(who) => caller = Some(who),
                                 Err(e) => break Some((4403, format!("Forbidden: {e}"))),
                             }
@@ -389,13 +389,14 @@ impl Connection {
     async fn serve_legacy(self, socket: WebSocket, protocol: GraphQLProtocol) {
         let Connection {
             executor,
-            secret,
+            state,
             header_caller,
             ..
         } = self;
         GraphQLWebSocket::new(socket, executor, protocol)
             .on_connection_init(move |payload| async move {
-                let caller = authenticate(&secret, header_caller.as_ref(), &payload)
+                let caller = authenticate(&state, header_caller.as_ref(), &payload)
+                    .await
                     .map_err(|e| async_graphql::Error::new(e.to_string()))?;
                 let mut data = Data::default();
                 data.insert(caller);

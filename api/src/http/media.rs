@@ -31,7 +31,8 @@ async fn media(
     Authenticated(caller): Authenticated,
     Path(media_ref): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !matches!(caller.role, Role::Owner | Role::Admin | Role::Agent) {
+    let key_may = caller.has_scope(chronicle_domain::api_key::ApiKeyScope::InboxRead);
+    if !matches!(caller.role, Role::Owner | Role::Admin | Role::Agent) || !key_may {
         return Err(ApiError::Forbidden(format!(
             "the {} role cannot read media",
             caller.role.as_str()

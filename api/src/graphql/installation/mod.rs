@@ -102,7 +102,7 @@ async fn require_field_work(
     installation_id: &str,
     what: &str,
 ) -> Result<InstallationService, ApiError> {
-    require(caller.role.may(Permission::WorkInstallations), caller, what)?;
+    require(caller.may(Permission::WorkInstallations), caller, what)?;
     let service = service(ctx)?;
     if caller.role == Role::Technician {
         let team = service.team(&caller.tenant, installation_id).await?;
