@@ -79,6 +79,8 @@ pub enum Permission {
     RunMaintenanceContracts,
     /// Issue, list and revoke the tenant's API keys.
     ManageApiKeys,
+    /// See personal fields (names, phone numbers, texts) opened in the event log.
+    ReadPersonalEvents,
 }
 
 use Permission::*;
@@ -120,6 +122,7 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (ResolveServiceRequests, &[Owner, Admin, Technician]),
     (RunMaintenanceContracts, &[Owner, Admin, Finance]),
     (ManageApiKeys, &[Owner, Admin]),
+    (ReadPersonalEvents, &[Owner, Admin, Auditor, Integrator]),
 ];
 
 impl Permission {
@@ -142,6 +145,7 @@ impl Permission {
             ReadInbox => &[S::InboxRead],
             WorkInbox => &[S::InboxWrite],
             ReadEventStream => &[S::EventsRead],
+            ReadPersonalEvents => &[S::EventsReadPersonal],
             ReadLeads => &[S::LeadsRead],
             WorkLeads | ManageLeads => &[S::LeadsWrite],
             ReadContacts => &[S::ContactsRead],
@@ -197,7 +201,7 @@ mod tests {
         }
         assert_eq!(
             TABLE.len(),
-            34,
+            35,
             "a permission was added without its row, or a row was lost"
         );
     }
@@ -207,7 +211,7 @@ mod tests {
         for (permission, _) in TABLE {
             assert_eq!(
                 Integrator.may(*permission),
-                *permission == ReadEventStream,
+                matches!(*permission, ReadEventStream | ReadPersonalEvents),
                 "{permission:?}"
             );
         }
@@ -226,7 +230,8 @@ mod tests {
                 ReadOrders,
                 ReadInstallations,
                 ReadPayouts,
-                ReadAfterSales
+                ReadAfterSales,
+                ReadPersonalEvents
             ]
         );
         assert_eq!(ALL.iter().filter(|r| r.may(EraseContacts)).count(), 2);

@@ -299,14 +299,38 @@ pub async fn refusal_at(pool: &PgPool, key_id: &str, now: DateTime<Utc>) -> Resu
     })
 }
 
-/// The tenant's keys, newest first (revoked ones included).
-pub async fn list(pool: &PgPool, tenant: &TenantId) -> Result<Vec<KeyRow>, sqlx::Error> {
+/// A page of the tenant's keys, newest first (revoked ones included): `limit` keys issued
+/// before the key at (`before_at`, `before_id`), or the newest when both are `None`.
+pub async fn list(
+    pool: &PgPool,
+    tenant: &TenantId,
+    before: Option<(DateTime<Utc>, String)>,
+    limit: i64,
+) -> Result<Vec<KeyRow>, sqlx::Error> {
+    let (at, id) = before.unzip();
     sqlx::query_as(
         "SELECT key_id, name, role, scopes, expires_at, issued_at, issued_by, revoked_at, revoked_by, last_used_at \
-         FROM api_key_credentials WHERE tenant_id = $1 ORDER BY issued_at DESC, key_id",
+         FROM api_key_credentials WHERE tenant_id = $1 \
+           AND ($2::timestamptz IS NULL OR (issued_at, key_id) < ($2, $3)) \
+         ORDER BY issued_at DESC, key_id DESC LIMIT $4",
     )
     .bind(tenant.as_str())
+    .bind(at)
+    .bind(id)
+    .bind(limit)
     .fetch_all(pool)
+    .await
+}
+
+/// The tenant's key `key_id`, if it has it.
+pub async fn find(pool: &PgPool, tenant: &TenantId, key_id: &str) -> Result<Option<KeyRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT key_id, name, role, scopes, expires_at, issued_at, issued_by, revoked_at, revoked_by, last_used_at \
+         FROM api_key_credentials WHERE tenant_id = $1 AND key_id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(key_id)
+    .fetch_optional(pool)
     .await
 }
 

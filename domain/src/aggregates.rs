@@ -29,6 +29,38 @@ pub const AGGREGATE_TYPES: &[&str] = &[
     "WarrantyClaim",
 ];
 
+/// Every event type of the domain, by aggregate type (each aggregate's `…Event::TYPES`): the
+/// catalogue an event-type filter is checked against, and the one integrators read.
+pub const EVENT_TYPES: &[(&str, &[&str])] = &[
+    ("ApiKey", crate::api_key::ApiKeyEvent::TYPES),
+    ("AutomationRules", crate::call::AutomationRulesEvent::TYPES),
+    ("Call", crate::call::CallEvent::TYPES),
+    ("Campaign", crate::campaign::CampaignEvent::TYPES),
+    ("Contact", crate::contact::ContactEvent::TYPES),
+    ("Conversation", crate::conversation::ConversationEvent::TYPES),
+    ("InstallationRecord", crate::installation::InstallationEvent::TYPES),
+    ("Lead", crate::lead::LeadEvent::TYPES),
+    ("MaintenanceContract", crate::installation::MaintenanceEvent::TYPES),
+    ("Media", crate::media::MediaEvent::TYPES),
+    ("Order", crate::installation::OrderEvent::TYPES),
+    ("Payment", crate::payment::PaymentEvent::TYPES),
+    ("PaymentRequest", crate::payment_request::PaymentRequestEvent::TYPES),
+    ("Payout", crate::installation::PayoutEvent::TYPES),
+    ("ServiceRequest", crate::installation::ServiceEvent::TYPES),
+    ("Template", crate::template::TemplateEvent::TYPES),
+    ("Wallet", crate::wallet::WalletEvent::TYPES),
+    ("Warranty", crate::installation::WarrantyEvent::TYPES),
+    ("WarrantyClaim", crate::installation::ClaimEvent::TYPES),
+];
+
+/// The aggregate type whose streams hold `event_type`, if it is an event type of the domain.
+pub fn aggregate_of_event(event_type: &str) -> Option<&'static str> {
+    EVENT_TYPES
+        .iter()
+        .find(|(_, types)| types.contains(&event_type))
+        .map(|(aggregate, _)| *aggregate)
+}
+
 /// `for_aggregate_type!(name, A => expression, else fallback)`: evaluates `expression` with the
 /// type alias `A` bound to the aggregate whose `TYPE` equals `name` (a `&str`), or `fallback`
 /// when no aggregate has that type.
@@ -74,7 +106,7 @@ pub use cqrs_es as __cqrs_es;
 
 #[cfg(test)]
 mod tests {
-    use super::AGGREGATE_TYPES;
+    use super::{AGGREGATE_TYPES, EVENT_TYPES};
     use cqrs_es::Aggregate;
 
     #[test]
@@ -90,5 +122,21 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), AGGREGATE_TYPES.len());
+    }
+
+    #[test]
+    fn every_aggregate_lists_its_event_types_once_and_no_type_is_in_two_aggregates() {
+        let listed: Vec<&str> = EVENT_TYPES.iter().map(|(aggregate, _)| *aggregate).collect();
+        assert_eq!(listed, AGGREGATE_TYPES);
+        let mut all: Vec<&str> = EVENT_TYPES
+            .iter()
+            .flat_map(|(_, types)| types.iter().copied())
+            .collect();
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "an event type is listed twice");
+        assert_eq!(super::aggregate_of_event("ApiKeyRevoked"), Some("ApiKey"));
+        assert_eq!(super::aggregate_of_event("NoSuchEvent"), None);
     }
 }

@@ -41,6 +41,10 @@
 //!   stand (requested, sent, paid, failed, cancelled, expired), filtered and paged.
 //! - [`payments`]: the `payments` projector: payments from provider callbacks, matched or
 //!   unmatched (finance's work list).
+//! - [`contract`]: the event contract: events as integrators receive them (plain data,
+//!   personal fields opened or omitted, versioned).
+//! - [`personal`]: personal fields of events opened for readers of the log (the replay tool,
+//!   the API's event contract): plaintext, withheld, erased, never an envelope.
 //! - [`wallets`]: the `wallets` projector: wallet balances, the ledger with running balances
 //!   (usage per feature per day is a query over it) and reservations.
 //! - [`wallet_work`]: the `wallet_work` projector: the wallet sweeper's work lists and the
@@ -56,6 +60,7 @@ pub mod calls;
 pub mod campaigns;
 pub mod chain;
 pub mod contacts;
+pub mod contract;
 pub mod conversations;
 pub mod digest;
 pub mod embedded;
@@ -69,6 +74,7 @@ pub mod outbox;
 pub mod page;
 pub mod payment_requests;
 pub mod payments;
+pub mod personal;
 pub mod runtime;
 mod shared;
 

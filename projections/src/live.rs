@@ -48,15 +48,6 @@ impl Drop for TailTask {
     }
 }
 
-fn matches(filter: &LogFilter, event: &StoredEvent) -> bool {
-    filter.tenant_id.as_deref().is_none_or(|t| t == event.tenant_id)
-        && filter
-            .event_types
-            .as_deref()
-            .filter(|types| !types.is_empty())
-            .is_none_or(|types| types.contains(&event.event_type))
-}
-
 impl LiveLog {
     /// Starts the tail from the log's current head. The tail reconnects by itself: a database
     /// error is logged and the tail resumes from its last cursor after a pause.
@@ -128,7 +119,7 @@ impl LiveLog {
                 loop {
                     match live.recv().await {
                         Ok(event) => {
-                            if event.cursor > last && matches(&filter, &event) {
+                            if event.cursor > last && filter.matches(&event) {
                                 last = event.cursor;
                                 yield StoredEvent::clone(&event);
                             } else if event.cursor > last {

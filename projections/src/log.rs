@@ -210,6 +210,16 @@ pub struct LogFilter {
     pub tenant_id: Option<String>,
     /// Only these event types; `None` or an empty list for every type.
     pub event_types: Option<Vec<String>>,
+    /// Only these aggregate types; `None` or an empty list for every type.
+    pub aggregate_types: Option<Vec<String>>,
+    /// Only these streams (`<tenant>:<local id>`); `None` or an empty list for every stream.
+    pub streams: Option<Vec<String>>,
+    /// Only events recorded at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events recorded before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only events at or before this cursor (a read ends there).
+    pub through: Option<Cursor>,
 }
 
 impl LogFilter {
@@ -222,7 +232,7 @@ impl LogFilter {
     pub fn tenant(tenant_id: impl Into<String>) -> Self {
         LogFilter {
             tenant_id: Some(tenant_id.into()),
-            event_types: None,
+            ..LogFilter::default()
         }
     }
 
@@ -241,13 +251,66 @@ impl LogFilter {
         self.event_types.as_deref().filter(|t| !t.is_empty())
     }
 
-    /// Appends ` AND tenant_id = $n AND event_type = ANY($m)` as the filter requires.
+    /// Only events of these aggregate types, in these streams, recorded in `[since, until)`
+    /// and at or before `through`, as each is given.
+    pub fn narrowed(
+        mut self,
+        aggregate_types: Vec<String>,
+        streams: Vec<String>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        through: Option<Cursor>,
+    ) -> Self {
+        self.aggregate_types = (!aggregate_types.is_empty()).then_some(aggregate_types);
+        self.streams = (!streams.is_empty()).then_some(streams);
+        self.since = since;
+        self.until = until;
+        self.through = through;
+        self
+    }
+
+    /// Whether `event` passes the filter (what [`read_after`] would select, in memory).
+    pub fn matches(&self, event: &StoredEvent) -> bool {
+        let listed = |list: &Option<Vec<String>>, value: &String| {
+            list.as_deref()
+                .filter(|l| !l.is_empty())
+                .is_none_or(|l| l.contains(value))
+        };
+        self.tenant_id.as_deref().is_none_or(|t| t == event.tenant_id)
+            && listed(&self.event_types, &event.event_type)
+            && listed(&self.aggregate_types, &event.aggregate_type)
+            && listed(&self.streams, &event.aggregate_id)
+            && self.since.is_none_or(|since| event.recorded_at >= since)
+            && self.until.is_none_or(|until| event.recorded_at < until)
+            && self.through.is_none_or(|through| event.cursor <= through)
+    }
+
+    /// Appends ` AND tenant_id = $n AND event_type = ANY($m) …` as the filter requires.
     fn push_conditions(&self, q: &mut QueryBuilder<'_, Postgres>) {
         if let Some(tenant) = &self.tenant_id {
             q.push(" AND tenant_id = ").push_bind(tenant.clone());
         }
         if let Some(types) = self.types() {
             q.push(" AND event_type = ANY(").push_bind(types.to_vec()).push(")");
+        }
+        if let Some(types) = self.aggregate_types.as_ref().filter(|t| !t.is_empty()) {
+            q.push(" AND aggregate_type = ANY(").push_bind(types.clone()).push(")");
+        }
+        if let Some(streams) = self.streams.as_ref().filter(|s| !s.is_empty()) {
+            q.push(" AND aggregate_id = ANY(").push_bind(streams.clone()).push(")");
+        }
+        if let Some(since) = self.since {
+            q.push(" AND recorded_at >= ").push_bind(since);
+        }
+        if let Some(until) = self.until {
+            q.push(" AND recorded_at < ").push_bind(until);
+        }
+        if let Some(through) = self.through {
+            q.push(" AND (tx_id, global_position) <= (")
+                .push_bind(through.tx_id.to_string())
+                .push("::text::xid8, ")
+                .push_bind(through.position)
+                .push(")");
         }
     }
 }
@@ -594,8 +657,8 @@ mod tests {
         assert_eq!(f.tenant_id.as_deref(), Some("t1"));
         assert_eq!(f.types(), Some(&["A".to_owned(), "B".to_owned()][..]));
         let raw = LogFilter {
-            tenant_id: None,
             event_types: Some(vec![]),
+            ..LogFilter::default()
         };
         assert_eq!(raw.types(), None);
     }

@@ -19,18 +19,16 @@
 //! - `[other contact]` in an export about one contact, for a field sealed for someone else
 //!   (a lead's duplicate capture from another number): an export opens only its contact's.
 //!
-//! The envelope is bound to its tenant and contact; the contact is found from the event (the
-//! stream's own id for contacts and conversations, any `contact_id` or `customer_id` in the
-//! payload) or from the
-//! stream's other events (an order's cancellation reason is sealed for the customer its
-//! placement named).
+//! The envelope is bound to its tenant and contact; how the contact is found is
+//! [`chronicle_projections::personal`]'s, shared with the API's event contract.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{self, Write};
 
-use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
+use chronicle_domain::pii::MasterKey;
 use chronicle_domain::tenant::TenantId;
-use chronicle_projections::log::{self, AsOf, Cursor, LogFilter, StoredEvent};
+use chronicle_projections::log::{self, Cursor, LogFilter};
+use chronicle_projections::personal::{Field, PersonalKeys};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -184,178 +182,15 @@ pub const UNREADABLE: &str = "[unreadable]";
 /// What another contact's personal field shows in an export about one contact.
 pub const OTHER_CONTACT: &str = "[other contact]";
 
-/// The contacts' keys, looked up once each.
-struct Keys<'p> {
-    pool: &'p PgPool,
-    tenant: TenantId,
-    master: Option<MasterKey>,
-    /// contact id -> the key (`None`: no key row, i.e. erased; `Some(None)`: a row that does
-    /// not unwrap under this master key, or not asked to unwrap).
-    cache: HashMap<String, Option<Option<DataKey>>>,
-    /// stream -> contact ids named by its events so far (read from its first event, or read
-    /// whole from the database when first met part way).
-    stream_contacts: HashMap<(String, String), BTreeSet<String>>,
-    /// Open only this contact's fields (an export about one person): another contact's
-    /// envelope in the same stream shows as [`OTHER_CONTACT`].
-    only_contact: Option<String>,
-}
-
-impl Keys<'_> {
-    async fn key(&mut self, contact_id: &str) -> Result<Option<Option<DataKey>>, sqlx::Error> {
-        if let Some(found) = self.cache.get(contact_id) {
-            return Ok(found.clone());
-        }
-        let wrapped = log::wrapped_contact_key(self.pool, self.tenant.as_str(), contact_id).await?;
-        let key = wrapped.map(|w| {
-            self.master
-                .as_ref()
-                .and_then(|m| m.unwrap_key(&w, &self.tenant, contact_id).ok())
-        });
-        self.cache.insert(contact_id.to_owned(), key.clone());
-        Ok(key)
-    }
-
-    /// Notes the contacts `event` names, for streams read from their first event: a history
-    /// read from the start of the log then never asks the database for a stream's events again.
-    /// Called for every event read, before any filter, so no event of such a stream is missed.
-    fn observe(&mut self, event: &StoredEvent) {
-        let stream = (event.aggregate_type.clone(), event.aggregate_id.clone());
-        match self.stream_contacts.get_mut(&stream) {
-            Some(known) => contact_ids(&event.payload, known),
-            None if event.sequence == 1 => {
-                let mut known = BTreeSet::new();
-                contact_ids(&event.payload, &mut known);
-                self.stream_contacts.insert(stream, known);
-            }
-            // First seen part way (a history starting after a cursor): `candidates` reads the
-            // stream when one of its envelopes needs a key.
-            None => {}
-        }
-    }
-
-    /// The contacts an envelope of `event` may be sealed for.
-    async fn candidates(&mut self, event: &StoredEvent) -> Result<Vec<String>, sqlx::Error> {
-        let mut found = BTreeSet::new();
-        if matches!(event.aggregate_type.as_str(), "Contact" | "Conversation") {
-            if let Some((_, local)) = event.aggregate_id.split_once(':') {
-                found.insert(local.to_owned());
-            }
-        }
-        contact_ids(&event.payload, &mut found);
-        let stream = (event.aggregate_type.clone(), event.aggregate_id.clone());
-        if !self.stream_contacts.contains_key(&stream) {
-            let mut of_stream = BTreeSet::new();
-            for other in log::stream_events(self.pool, &stream.0, &stream.1, AsOf::Now).await? {
-                contact_ids(&other.payload, &mut of_stream);
-            }
-            self.stream_contacts.insert(stream.clone(), of_stream);
-        }
-        if let Some(of_stream) = self.stream_contacts.get(&stream) {
-            found.extend(of_stream.iter().cloned());
-        }
-        Ok(found.into_iter().collect())
-    }
-
-    /// `payload` with every envelope replaced (see the module docs).
-    async fn redact(&mut self, event: &StoredEvent, reveal: bool) -> Result<Value, sqlx::Error> {
-        let mut payload = event.payload.clone();
-        if !has_envelope(&payload) {
-            return Ok(payload);
-        }
-        if let Some(only) = self.only_contact.clone() {
-            let key = self.key(&only).await?;
-            replace_envelopes(&mut payload, &mut |envelope: &Envelope| match &key {
-                None => ERASED.to_owned(),
-                Some(Some(key)) if reveal => match key.open(&self.tenant, &only, envelope) {
-                    Ok(plain) => plain,
-                    Err(_) => OTHER_CONTACT.to_owned(),
-                },
-                Some(_) => PERSONAL.to_owned(),
-            });
-            return Ok(payload);
-        }
-        let candidates = self.candidates(event).await?;
-        let mut keys = Vec::with_capacity(candidates.len());
-        for contact in &candidates {
-            keys.push((contact.clone(), self.key(contact).await?));
-        }
-        let any_erased = keys.iter().any(|(_, key)| key.is_none());
-        let any_key = keys.iter().any(|(_, key)| key.is_some());
-        replace_envelopes(&mut payload, &mut |envelope: &Envelope| {
-            if !any_key {
-                return ERASED.to_owned();
-            }
-            if !reveal {
-                return PERSONAL.to_owned();
-            }
-            for (contact, key) in &keys {
-                if let Some(Some(key)) = key {
-                    if let Ok(plain) = key.open(&self.tenant, contact, envelope) {
-                        return plain;
-                    }
-                }
-            }
-            // Not opened by any key that is left: sealed for an erased contact if there is
-            // one, else for a key this master key cannot unwrap.
-            if any_erased {
-                ERASED.to_owned()
-            } else {
-                UNREADABLE.to_owned()
-            }
-        });
-        Ok(payload)
-    }
-}
-
-/// Every string under a key named `contact_id` or `customer_id` (any depth).
-fn contact_ids(value: &Value, found: &mut BTreeSet<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, inner) in map {
-                match (key.as_str(), inner) {
-                    ("contact_id" | "customer_id", Value::String(id)) if !id.is_empty() => {
-                        found.insert(id.clone());
-                    }
-                    _ => contact_ids(inner, found),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|item| contact_ids(item, found)),
-        _ => {}
-    }
-}
-
-/// An envelope as it stands in a payload: an object of exactly `enc`, `n` and `c`.
-fn as_envelope(value: &Value) -> Option<Envelope> {
-    let map = value.as_object()?;
-    if map.len() == 3 && map.contains_key("enc") && map.contains_key("n") && map.contains_key("c") {
-        serde_json::from_value(value.clone()).ok()
-    } else {
-        None
-    }
-}
-
-fn has_envelope(value: &Value) -> bool {
-    if as_envelope(value).is_some() {
-        return true;
-    }
-    match value {
-        Value::Object(map) => map.values().any(has_envelope),
-        Value::Array(items) => items.iter().any(has_envelope),
-        _ => false,
-    }
-}
-
-fn replace_envelopes(value: &mut Value, open: &mut impl FnMut(&Envelope) -> String) {
-    if let Some(envelope) = as_envelope(value) {
-        *value = Value::String(open(&envelope));
-        return;
-    }
-    match value {
-        Value::Object(map) => map.values_mut().for_each(|inner| replace_envelopes(inner, open)),
-        Value::Array(items) => items.iter_mut().for_each(|inner| replace_envelopes(inner, open)),
-        _ => {}
-    }
+/// What a personal field shows in history and exports.
+fn marker(field: Field) -> Option<Value> {
+    Some(Value::String(match field {
+        Field::Opened(plain) => plain,
+        Field::Withheld => PERSONAL.to_owned(),
+        Field::Erased => ERASED.to_owned(),
+        Field::Unreadable => UNREADABLE.to_owned(),
+        Field::OtherContact => OTHER_CONTACT.to_owned(),
+    }))
 }
 
 /// The master key for `--reveal`: CHRONICLE_MASTER_KEY, or the development secrets beside the
@@ -428,14 +263,7 @@ pub(crate) async fn history_of(
     if !args.event_types.is_empty() {
         filter = filter.with_types(args.event_types.iter().map(|t| t.trim().to_owned()));
     }
-    let mut keys = Keys {
-        pool,
-        tenant: tenant.clone(),
-        master,
-        cache: HashMap::new(),
-        stream_contacts: HashMap::new(),
-        only_contact: only_contact.map(str::to_owned),
-    };
+    let mut keys = PersonalKeys::new(pool.clone(), tenant.clone(), master).only_contact(only_contact);
 
     let mut after = args.after.unwrap_or(Cursor::START);
     let bar = crate::progress_bar("reading", log::count_after(pool, tenant.as_str(), after).await?);
@@ -471,7 +299,7 @@ pub(crate) async fn history_of(
             if args.limit.is_some_and(|limit| printed >= limit) {
                 break 'read;
             }
-            let payload = keys.redact(&event, args.reveal).await?;
+            let payload = keys.redact(&event, args.reveal, marker).await?;
             let row = HistoryRow {
                 cursor: event.cursor.to_string(),
                 global_position: event.global_position,
@@ -630,27 +458,6 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field(r#"{"k":"v"}"#), r#""{""k"":""v""}""#);
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-    }
-
-    #[test]
-    fn envelopes_are_found_and_replaced_at_any_depth_and_nothing_else_is() {
-        let envelope = serde_json::json!({"enc": "aes256gcm.v1", "n": "bm9uY2U", "c": "Y2lwaGVy"});
-        let mut payload = serde_json::json!({
-            "name": envelope,
-            "items": [{"note": envelope, "sku": "P-1"}],
-            "look_alike": {"enc": "x", "n": "y", "c": "z", "extra": 1},
-            "contact_id": "ct_1",
-        });
-        assert!(has_envelope(&payload));
-        replace_envelopes(&mut payload, &mut |_| PERSONAL.to_owned());
-        assert_eq!(payload["name"], PERSONAL);
-        assert_eq!(payload["items"][0]["note"], PERSONAL);
-        assert_eq!(payload["items"][0]["sku"], "P-1");
-        assert_eq!(payload["look_alike"]["extra"], 1);
-        assert!(!has_envelope(&payload));
-        let mut ids = BTreeSet::new();
-        contact_ids(&payload, &mut ids);
-        assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec!["ct_1".to_owned()]);
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! admins only, and never with an API key (`crate::permissions::Permission::ManageApiKeys`).
 //! The secret is answered once, by `issueApiKey`; it is never stored or shown again.
 
+use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chronicle_commands::api_keys::{self, KeyRequest, KeyRow};
 use chronicle_domain::api_key::ApiKeyScope;
+use chronicle_projections::page::{self, Page};
 use chrono::{DateTime, Utc};
 
 use super::receipt::{receipt, Receipt};
-use super::{allowed, commands, metadata, pool};
+use super::{allowed, commands, metadata, page_size, pool};
 use crate::auth::Role;
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -76,18 +78,6 @@ pub struct IssueApiKeyInput {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// A key just issued.
-#[derive(SimpleObject)]
-pub struct IssuedApiKey {
-    /// The whole key, shown this once: hand it to the program, which sends it as
-    /// `Authorization: Bearer <secret>`. Chronicle keeps only its hash.
-    pub secret: String,
-    /// The key, as `apiKeys` lists it.
-    pub key: ApiKey,
-    /// The mutation's receipt (`id` is the key's id).
-    pub receipt: Receipt,
-}
-
 /// The roles an issuer may give a key: an owner any, an admin any but owner.
 fn may_give(issuer: Role, role: Role) -> bool {
     issuer == Role::Owner || role != Role::Owner
@@ -117,13 +107,33 @@ pub struct ApiKeysQuery;
 impl ApiKeysQuery {
     /// The tenant's API keys, newest first, revoked ones included. Owners and admins (else
     /// `FORBIDDEN`; never with an API key).
-    async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
+    async fn api_keys(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50, desc = "Page size: 1 to 200, default 50 (`PAGE_TOO_LARGE` above 200).")] first: i32,
+        #[graphql(desc = "The `cursor` of the last key of the previous page; null for the newest.")] after: Option<
+            String,
+        >,
+    ) -> async_graphql::Result<Connection<String, ApiKey>> {
         let caller = allowed(ctx, Permission::ManageApiKeys, "manage API keys").gql()?;
-        let rows = api_keys::list(pool(ctx).gql()?, &caller.tenant)
+        let limit = page_size(first, 200).gql()?;
+        let before = match page::after_time(after.as_deref()) {
+            Ok((Some(at), Some(id))) => Some((at, id)),
+            Ok(_) => None,
+            Err(e) => return Err(ApiError::bad_request("BAD_CURSOR", e.to_string())).gql(),
+        };
+        let rows = api_keys::list(pool(ctx).gql()?, &caller.tenant, before, limit + 1)
             .await
             .map_err(ApiError::from)
             .gql()?;
-        Ok(rows.into_iter().map(ApiKey::from).collect())
+        let page = Page::from_rows(rows, limit, |row| page::time_cursor(row.issued_at, &row.key_id));
+        let mut connection = Connection::new(after.is_some(), page.has_next_page);
+        connection.edges.extend(
+            page.rows
+                .into_iter()
+                .map(|(cursor, row)| Edge::new(cursor, ApiKey::from(row))),
+        );
+        Ok(connection)
     }
 }
 
@@ -133,75 +143,58 @@ pub struct ApiKeysMutation;
 
 #[Object]
 impl ApiKeysMutation {
-    /// Issues a key for a program and answers its secret, this once. Owners and admins (else
-    /// `FORBIDDEN`; never with an API key). Refused, with nothing stored, with `UNKNOWN_ROLE`,
+    /// Issues a key for a program and answers its secret, this once (the receipt's `secret`,
+    /// with the key in `apiKey`; `id` is the key's id). Owners and admins (else `FORBIDDEN`;
+    /// never with an API key). Refused, with nothing stored, with `UNKNOWN_ROLE`,
     /// `ROLE_ABOVE_ISSUER`, `UNKNOWN_SCOPE`, `NO_SCOPES`, `INVALID_API_KEY_NAME` or
     /// `EXPIRY_NOT_IN_FUTURE`.
     async fn issue_api_key(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The key's name, role, scopes and expiry.")] input: IssueApiKeyInput,
-    ) -> async_graphql::Result<IssuedApiKey> {
-        let caller = allowed(ctx, Permission::ManageApiKeys, "manage API keys").gql()?;
-        let role_name = input.role.as_deref().map_or("integrator", str::trim);
-        let role = Role::parse(role_name)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "UNKNOWN_ROLE",
-                    format!(
-                        "{role_name:?} is not a role (owner, admin, agent, technician, finance, auditor, integrator)"
-                    ),
-                )
-            })
-            .gql()?;
-        if !may_give(caller.role, role) {
-            return Err(ApiError::bad_request(
-                "ROLE_ABOVE_ISSUER",
-                format!(
-                    "the {} role cannot issue a key with the {} role",
-                    caller.role.as_str(),
-                    role.as_str()
-                ),
-            ))
-            .gql();
-        }
-        let scopes = scopes(&input.scopes).gql()?;
-        let request = KeyRequest {
-            name: input.name,
-            role: role.as_str().to_string(),
-            scopes,
-            expires_at: input.expires_at,
-        };
-        let dispatcher = commands(ctx).gql()?;
-        let metadata = metadata(ctx, caller);
-        let mut issued = None;
-        let answer = receipt(async {
-            let key = dispatcher
-                .issue_api_key(request, &metadata)
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageApiKeys, "manage API keys").gql()?;
+            let role_name = input.role.as_deref().map_or("integrator", str::trim);
+            let role = Role::parse(role_name)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "UNKNOWN_ROLE",
+                        format!("{role_name:?} is not a role (owner, admin, agent, technician, finance, auditor, integrator)"),
+                    )
+                })
+                .gql()?;
+            if !may_give(caller.role, role) {
+                return Err(ApiError::bad_request(
+                    "ROLE_ABOVE_ISSUER",
+                    format!("the {} role cannot issue a key with the {} role", caller.role.as_str(), role.as_str()),
+                ))
+                .gql();
+            }
+            let request = KeyRequest {
+                name: input.name,
+                role: role.as_str().to_string(),
+                scopes: scopes(&input.scopes).gql()?,
+                expires_at: input.expires_at,
+            };
+            let issued = commands(ctx)
+                .gql()?
+                .issue_api_key(request, &metadata(ctx, caller))
                 .await
                 .map_err(ApiError::from)
                 .gql()?;
-            let id = key.key_id.clone();
-            issued = Some(key);
-            Ok(Receipt::new(id))
+            let row = api_keys::find(pool(ctx).gql()?, &caller.tenant, &issued.key_id)
+                .await
+                .map_err(ApiError::from)
+                .gql()?
+                .ok_or_else(|| ApiError::Unavailable("the issued key is not stored".into()))
+                .gql()?;
+            let mut answer = Receipt::new(issued.key_id.clone());
+            answer.secret = Some(issued.secret);
+            answer.api_key = Some(ApiKey::from(row));
+            Ok(answer)
         })
-        .await?;
-        let Some(issued) = issued else {
-            return Err(ApiError::Unavailable("the key was not issued".into())).gql();
-        };
-        let row = api_keys::list(pool(ctx).gql()?, &caller.tenant)
-            .await
-            .map_err(ApiError::from)
-            .gql()?
-            .into_iter()
-            .find(|row| row.key_id == issued.key_id)
-            .ok_or_else(|| ApiError::Unavailable("the issued key is not stored".into()))
-            .gql()?;
-        Ok(IssuedApiKey {
-            secret: issued.secret,
-            key: ApiKey::from(row),
-            receipt: answer,
-        })
+        .await
     }
 
     /// Revokes a key: refused from its next request, and open subscriptions made with it end.

@@ -196,7 +196,9 @@ const WALLETS: &[&str] = &["wallets", "wallet_work"];
 /// a field missing here waits for every projector ([`ALL_PROJECTORS`]).
 pub fn read_models(field: &str) -> &'static [&'static str] {
     match field {
-        "viewer" | "callFollowUpRule" | "__typename" | "__schema" | "__type" => &[],
+        // Read the log itself, or tables written with no projector between.
+        "viewer" | "callFollowUpRule" | "__typename" | "__schema" | "__type" | "eventLog" | "eventTypes"
+        | "apiKeys" => &[],
         "agentPerformance" => &["agent_performance"],
         "calls" => &["calls"],
         "campaigns" | "campaign" => &["campaigns", "campaign_work"],

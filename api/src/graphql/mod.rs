@@ -51,6 +51,7 @@ pub struct QueryRoot(
     installation::InstallationQuery,
     wallets::WalletsQuery,
     api_keys::ApiKeysQuery,
+    events::EventsQuery,
 );
 
 /// Every mutation, by area.
@@ -84,6 +85,8 @@ fn describe_connections(
 ) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     use async_graphql::connection::Connection;
     builder
+        .override_output_type_description::<Connection<String, api_keys::ApiKey>>("A page of API keys: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, events::LogEvent>>("A page of the event log: `edges` (each with its `cursor`), `nodes`, and `pageInfo`; continue with `after: pageInfo.endCursor`, by page or with the `events` subscription.")
         .override_output_type_description::<Connection<String, calls::Call>>("A page of calls: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, campaigns::CampaignNode>>("A page of campaigns: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, campaigns::CampaignRecipient>>("A page of a campaign's recipients: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")

@@ -49,6 +49,11 @@ pub struct Receipt {
     pub provider_request_id: Option<String>,
     /// The whole price list after `setPrice`.
     pub prices: Option<Vec<super::wallets::FeaturePrice>>,
+    /// `issueApiKey` only: the whole key, shown this once. Hand it to the program, which sends
+    /// it as `Authorization: Bearer <secret>`; Chronicle keeps only its hash.
+    pub secret: Option<String>,
+    /// `issueApiKey` only: the key as `apiKeys` lists it.
+    pub api_key: Option<super::api_keys::ApiKey>,
 }
 
 /// A wallet's balances, in milli-tokens.
