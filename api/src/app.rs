@@ -78,7 +78,7 @@ pub struct AppStateFields {
     /// Payment callbacks (Paynow, M-Pesa, Stripe-style): verification, status calls, matching.
     pub payments: chronicle_commands::payments::PaymentIntake,
     pub wakeups: Wakeups,
-    pub redis: Option<redis::aio::MultiplexedConnection>,
+    pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: Metrics,
     pub schema: ChronicleSchema,
     /// How projector runners read.
@@ -184,8 +184,18 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
     let (wakeups, redis) = match &settings.redis_url {
         Some(url) => {
             let client = redis::Client::open(url.expose()).context("REDIS_URL is not a Redis URL")?;
-            let connection = client
-                .get_multiplexed_async_connection()
+            // Reconnects by itself after Redis restarts (publishing fails meanwhile, and readers
+            // of other processes fall back to polling). The retry settings are explicit:
+            // redis 0.32's defaults grow the delay between attempts a hundredfold each time
+            // (1 s, 100 s, …), so a command sent while Redis is down waited for hours
+            // (tests/tests/two_processes.rs).
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_number_of_retries(2)
+                .set_factor(2)
+                .set_max_delay(1_000)
+                .set_connection_timeout(std::time::Duration::from_secs(1))
+                .set_response_timeout(std::time::Duration::from_secs(2));
+            let connection = redis::aio::ConnectionManager::new_with_config(client, config)
                 .await
                 .context("connecting to Redis")?;
             let wakeups = Wakeups::redis(url.expose()).await.context("subscribing to Redis")?;

@@ -39,7 +39,7 @@ enum Remote {
     /// `pg_notify` outside write transactions (the default).
     Postgres(PgPool),
     /// `PUBLISH` on Redis.
-    Redis(redis::aio::MultiplexedConnection),
+    Redis(redis::aio::ConnectionManager),
     /// Nobody else listens (a tool appending into a database no server reads yet).
     None,
 }
@@ -106,7 +106,7 @@ impl Announcer {
     }
 
     /// Announces to other processes by publishing on Redis.
-    pub fn redis(connection: redis::aio::MultiplexedConnection) -> Self {
+    pub fn redis(connection: redis::aio::ConnectionManager) -> Self {
         Self::with_remote(Remote::Redis(connection))
     }
 

@@ -233,7 +233,7 @@ impl Commands {
 
     /// Wakes other processes through Redis pub/sub instead of `pg_notify` (several API
     /// processes over one log, listening on Redis), keeping the in-process wake-up.
-    pub fn with_redis(mut self, connection: redis::aio::MultiplexedConnection) -> Self {
+    pub fn with_redis(mut self, connection: redis::aio::ConnectionManager) -> Self {
         let local = self.local_wake.clone();
         self.announcer = Announcer::redis(connection);
         if let Some(local) = local {

@@ -230,7 +230,7 @@ impl WakeReceiver {
 /// Publishes that `tenant_id`'s events were appended. Writers call this after a successful
 /// append when Redis is configured.
 pub async fn publish_redis(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut impl redis::aio::ConnectionLike,
     tenant_id: &str,
 ) -> Result<(), redis::RedisError> {
     redis::cmd("PUBLISH")
