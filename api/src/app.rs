@@ -88,6 +88,8 @@ pub struct AppStateFields {
     /// The token GraphiQL's headers editor starts with: the demo tenant's, in development mode
     /// with `--demo` only; `None` shows a placeholder.
     pub graphiql_token: Option<String>,
+    /// Delivers events to webhook endpoints.
+    pub webhooks: crate::webhooks::Dispatcher,
     /// How GraphQL WebSocket connections are kept.
     pub websocket: crate::http::graphql_ws::WebSocketSettings,
 }
@@ -269,6 +271,13 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         payments_config,
     )
     .context("building the payment callbacks' HTTP client")?;
+    let webhooks = crate::webhooks::Dispatcher::new(
+        pool.clone(),
+        commands.clone(),
+        settings.master_key.clone(),
+        wakeups.clone(),
+        settings.webhooks,
+    );
     let schema = build_schema(
         pool.clone(),
         wakeups.clone(),
@@ -277,6 +286,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         keys.clone(),
         payments.clone(),
         sandbox.clone(),
+        webhooks.clone(),
     );
     Ok(AppState(Arc::new(AppStateFields {
         pool,
@@ -302,6 +312,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         sandbox,
         graphiql_token: None,
         websocket: settings.websocket,
+        webhooks,
     })))
 }
 
@@ -360,6 +371,8 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
         })));
     }
     tasks.extend(state.workers.spawn(&shutdown));
+    let webhooks = state.webhooks.clone();
+    tasks.push(tokio::spawn(webhooks.run(shutdown.clone())));
     tasks
 }
 

@@ -26,6 +26,11 @@
 //! | `CHRONICLE_WS_INIT_TIMEOUT_MS` | how long a WebSocket may wait before `connection_init` (then closed 4408) | `10000` |
 //! | `CHRONICLE_WS_KEEP_ALIVE_MS` | how often the server pings a WebSocket | `15000` |
 //! | `CHRONICLE_WS_MAX_SUBSCRIPTIONS` | operations one WebSocket runs at once | `100` |
+//! | `CHRONICLE_WEBHOOK_MAX_ATTEMPTS` | failed attempts in a row before a webhook endpoint is disabled | `10` |
+//! | `CHRONICLE_WEBHOOK_BACKOFF_MS` | the delay after a webhook's first failure, doubled per failure, with jitter | `5000` |
+//! | `CHRONICLE_WEBHOOK_MAX_BACKOFF_MS` | the longest delay between webhook attempts (a later `Retry-After` wins, up to a day) | `3600000` |
+//! | `CHRONICLE_WEBHOOK_TIMEOUT_MS` | how long one webhook request may take | `10000` |
+//! | `CHRONICLE_WEBHOOKS_ALLOW_PRIVATE` | `1`: webhook URLs may name private and loopback addresses (always so in development) | off |
 //! | `CHRONICLE_SNAPSHOT_CONVERSATION` | snapshot a conversation every N events; 0 turns it off | `100` |
 //!
 //! With no `DATABASE_URL` Chronicle runs in development mode: any secret not set is generated
@@ -112,6 +117,8 @@ pub struct Settings {
     pub payments: chronicle_commands::payments::PaymentsConfig,
     /// How GraphQL WebSocket connections are kept.
     pub websocket: crate::http::graphql_ws::WebSocketSettings,
+    /// How webhooks are delivered.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// How the WhatsApp sender paces requests and retries.
@@ -385,6 +392,32 @@ impl Settings {
             )?)
             .unwrap_or(100),
         };
+        let webhooks = crate::webhooks::WebhookSettings {
+            max_attempts: i32::try_from(number_setting(&lookup, "CHRONICLE_WEBHOOK_MAX_ATTEMPTS", 10, 1..=100)?)
+                .unwrap_or(10),
+            backoff: std::time::Duration::from_millis(number_setting(
+                &lookup,
+                "CHRONICLE_WEBHOOK_BACKOFF_MS",
+                5_000,
+                1..=3_600_000,
+            )?),
+            max_backoff: std::time::Duration::from_millis(number_setting(
+                &lookup,
+                "CHRONICLE_WEBHOOK_MAX_BACKOFF_MS",
+                3_600_000,
+                1..=86_400_000,
+            )?),
+            timeout: std::time::Duration::from_millis(number_setting(
+                &lookup,
+                "CHRONICLE_WEBHOOK_TIMEOUT_MS",
+                10_000,
+                100..=120_000,
+            )?),
+            allow_private: matches!(database, Database::Embedded)
+                || lookup("CHRONICLE_WEBHOOKS_ALLOW_PRIVATE")
+                    .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")),
+            ..crate::webhooks::WebhookSettings::default()
+        };
         Ok(Self {
             database,
             redis_url: lookup("REDIS_URL").map(Secret::new),
@@ -408,6 +441,7 @@ impl Settings {
             projector_batch_size,
             payments,
             websocket,
+            webhooks,
         })
     }
 }

@@ -7,7 +7,7 @@
 //! - [`config`]: settings from the environment, validated at start; secrets redacted.
 //! - [`app`]: the application state, the router, background tasks (projector runners and the
 //!   write side's workers, `chronicle_commands::workers`) and `serve`.
-//! - [`auth`]: JWT access tokens; the tenant always comes from the token.
+//! - [`auth`]: JWT access tokens and API keys; the tenant always comes from the credential.
 //! - [`permissions`]: the one permission table (what each role may do), consulted by every
 //!   resolver.
 //! - [`error`]: the one API error type, an HTTP response and a GraphQL error with
@@ -18,6 +18,8 @@
 //! - [`sandbox`]: development mode's WhatsApp Cloud API stand-in (sends, statuses, media,
 //!   customers writing in).
 //! - [`telemetry`]: tracing set-up (pretty or JSON).
+//! - [`webhooks`]: delivering events to integrators' webhook endpoints, signed by the Standard
+//!   Webhooks specification, in order, retried, disabled after persistent failure.
 //! - [`cli`]: `chronicle serve`, the `chronicle admin` commands and `chronicle sandbox`.
 
 #![forbid(unsafe_code)]
@@ -33,3 +35,4 @@ pub mod metrics;
 pub mod permissions;
 pub mod sandbox;
 pub mod telemetry;
+pub mod webhooks;

@@ -81,12 +81,15 @@ pub enum Permission {
     ManageApiKeys,
     /// See personal fields (names, phone numbers, texts) opened in the event log.
     ReadPersonalEvents,
+    /// Create, rotate, disable, test and delete webhook endpoints; read their delivery log.
+    ManageWebhooks,
 }
 
 use Permission::*;
 use Role::{Admin, Agent, Auditor, Finance, Integrator, Owner, Technician};
 
-/// Every permission with the roles that hold it.
+/// Every permission with the roles that hold it. (Integrators manage webhooks: receiving
+/// events is what their programs are for.)
 pub const TABLE: &[(Permission, &[Role])] = &[
     (ReadInbox, &[Owner, Admin, Agent, Auditor]),
     (WorkInbox, &[Owner, Admin, Agent]),
@@ -123,6 +126,7 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (RunMaintenanceContracts, &[Owner, Admin, Finance]),
     (ManageApiKeys, &[Owner, Admin]),
     (ReadPersonalEvents, &[Owner, Admin, Auditor, Integrator]),
+    (ManageWebhooks, &[Owner, Admin, Integrator]),
 ];
 
 impl Permission {
@@ -146,6 +150,7 @@ impl Permission {
             WorkInbox => &[S::InboxWrite],
             ReadEventStream => &[S::EventsRead],
             ReadPersonalEvents => &[S::EventsReadPersonal],
+            ManageWebhooks => &[S::WebhooksManage],
             ReadLeads => &[S::LeadsRead],
             WorkLeads | ManageLeads => &[S::LeadsWrite],
             ReadContacts => &[S::ContactsRead],
@@ -201,17 +206,17 @@ mod tests {
         }
         assert_eq!(
             TABLE.len(),
-            35,
+            36,
             "a permission was added without its row, or a row was lost"
         );
     }
 
     #[test]
-    fn integrators_only_read_the_event_stream_and_auditors_never_write() {
+    fn integrators_read_the_event_stream_and_manage_webhooks_only_and_auditors_never_write() {
         for (permission, _) in TABLE {
             assert_eq!(
                 Integrator.may(*permission),
-                matches!(*permission, ReadEventStream | ReadPersonalEvents),
+                matches!(*permission, ReadEventStream | ReadPersonalEvents | ManageWebhooks),
                 "{permission:?}"
             );
         }

@@ -27,6 +27,7 @@ use chronicle_domain::payment_request::{PaymentRequest, PaymentRequestCommand};
 use chronicle_domain::template::{Template, TemplateCommand};
 use chronicle_domain::tenant::TenantId;
 use chronicle_domain::wallet::{Wallet, WalletCommand};
+use chronicle_domain::webhook::{WebhookCommand, WebhookEndpoint};
 use cqrs_es::{Aggregate, AggregateError};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use sqlx::PgPool;
@@ -139,6 +140,7 @@ pub struct Commands {
     service_requests: std::sync::Arc<Framework<ServiceRequest>>,
     maintenance: std::sync::Arc<Framework<MaintenanceContract>>,
     api_keys: std::sync::Arc<Framework<ApiKey>>,
+    webhooks: std::sync::Arc<Framework<WebhookEndpoint>>,
     announcer: Announcer,
     local_wake: Option<LocalWake>,
     metrics: CommandMetrics,
@@ -187,6 +189,7 @@ framework_of!(
     service_requests: ServiceRequest,
     maintenance: MaintenanceContract,
     api_keys: ApiKey,
+    webhooks: WebhookEndpoint,
 );
 
 fn framework<A: Aggregate<Services = ()> + Clone>(
@@ -224,6 +227,7 @@ impl Commands {
             service_requests: framework(&pool, c, None),
             maintenance: framework(&pool, c, None),
             api_keys: framework(&pool, c, None),
+            webhooks: framework(&pool, c, None),
             announcer: Announcer::postgres(&pool),
             local_wake: None,
             pool,
@@ -343,6 +347,19 @@ impl Commands {
     ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(key_id);
         self.execute(&self.api_keys, &stream, command, metadata, DomainError::ApiKey)
+            .await
+    }
+
+    /// Runs a command on the webhook endpoint `<tenant>:<endpoint_id>` (`whk_…`), through
+    /// [`crate::webhooks`], which keeps its secret and delivery state beside the log.
+    pub(crate) async fn webhook(
+        &self,
+        endpoint_id: &str,
+        command: WebhookCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let stream = metadata.tenant_id.stream_id(endpoint_id);
+        self.execute(&self.webhooks, &stream, command, metadata, DomainError::Webhook)
             .await
     }
 

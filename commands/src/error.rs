@@ -15,6 +15,7 @@ use chronicle_domain::payment::PaymentError;
 use chronicle_domain::payment_request::PaymentRequestError;
 use chronicle_domain::template::TemplateError;
 use chronicle_domain::wallet::WalletError;
+use chronicle_domain::webhook::WebhookError;
 
 /// A refusal by an aggregate: the caller's fault, with the rule's stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +58,8 @@ pub enum DomainError {
     Maintenance(#[from] MaintenanceError),
     #[error(transparent)]
     ApiKey(#[from] ApiKeyError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 impl DomainError {
@@ -82,6 +85,7 @@ impl DomainError {
             Self::Service(e) => e.code(),
             Self::Maintenance(e) => e.code(),
             Self::ApiKey(e) => e.code(),
+            Self::Webhook(e) => e.code(),
         }
     }
 }

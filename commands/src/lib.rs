@@ -13,6 +13,8 @@
 //!   of recently used aggregates and snapshots taken after the command that crosses them.
 //! - [`api_keys`]: API keys for programs: issued (the secret shown once, its hash kept beside
 //!   the log), revoked at once, and checked on every request.
+//! - [`webhooks`]: webhook endpoints: created, rotated, disabled as events; their secrets and
+//!   delivery state (checkpoint, failures, the delivery log) beside the log.
 //! - [`announce`]: wake-ups after commit (this process at once; others through Redis or a
 //!   coalesced `pg_notify` outside write transactions).
 //! - [`error`]: [`error::CommandError`], a refusal (the caller's fault, with its domain code), a
@@ -84,6 +86,7 @@ mod store;
 pub mod tenants;
 pub mod wallet_sweeper;
 pub mod wallets;
+pub mod webhooks;
 pub mod workers;
 
 /// The Redis channel on which appends are announced (payload: the tenant id) when Redis is

@@ -27,6 +27,7 @@ pub const AGGREGATE_TYPES: &[&str] = &[
     "Wallet",
     "Warranty",
     "WarrantyClaim",
+    "WebhookEndpoint",
 ];
 
 /// Every event type of the domain, by aggregate type (each aggregate's `…Event::TYPES`): the
@@ -51,6 +52,7 @@ pub const EVENT_TYPES: &[(&str, &[&str])] = &[
     ("Wallet", crate::wallet::WalletEvent::TYPES),
     ("Warranty", crate::installation::WarrantyEvent::TYPES),
     ("WarrantyClaim", crate::installation::ClaimEvent::TYPES),
+    ("WebhookEndpoint", crate::webhook::WebhookEvent::TYPES),
 ];
 
 /// The aggregate type whose streams hold `event_type`, if it is an event type of the domain.
@@ -87,7 +89,8 @@ macro_rules! for_aggregate_type {
             $crate::template::Template,
             $crate::wallet::Wallet,
             $crate::installation::Warranty,
-            $crate::installation::WarrantyClaim
+            $crate::installation::WarrantyClaim,
+            $crate::webhook::WebhookEndpoint
         )
     }};
     (@arms $name:ident, $A:ident, $body:expr, $fallback:expr; $($ty:ty),+) => {{

@@ -28,6 +28,7 @@
 //!   automation rules.
 //! - [`api_key`]: the `ApiKey` aggregate: credentials for programs, with a role and scopes
 //!   (issue 13).
+//! - [`webhook`]: the `WebhookEndpoint` aggregate: integrators' receivers of events (issue 13).
 //! - [`aggregates`]: every aggregate type in one list, and `for_aggregate_type!` to run code
 //!   with the aggregate a log row's `aggregate_type` names.
 
@@ -51,3 +52,4 @@ pub mod pii;
 pub mod template;
 pub mod tenant;
 pub mod wallet;
+pub mod webhook;

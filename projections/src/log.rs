@@ -490,6 +490,20 @@ where
     }
 }
 
+/// The tenant's event at `position`, if it has one.
+pub async fn event_at<'e, E>(db: E, tenant: &str, position: i64) -> Result<Option<StoredEvent>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let mut q = QueryBuilder::<Postgres>::new(EVENT_COLUMNS);
+    q.push(" WHERE tenant_id = ")
+        .push_bind(tenant.to_owned())
+        .push(" AND global_position = ")
+        .push_bind(position);
+    let row = q.build().fetch_optional(db).await?;
+    row.as_ref().map(decode_event).transpose()
+}
+
 /// Whether any committed event matching `filter` lies after `after`, readable or not.
 ///
 /// After a [`read_after`] at `after` came back empty, `true` means events are held back by an

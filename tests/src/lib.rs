@@ -47,6 +47,12 @@ pub fn settings(redis: bool) -> Settings {
         "WHATSAPP_APP_SECRET" => Some(APP_SECRET.into()),
         "WHATSAPP_VERIFY_TOKEN" => Some(VERIFY_TOKEN.into()),
         "CHRONICLE_BIND" => Some("127.0.0.1:0".into()),
+        // Receivers in tests are on loopback; quick retries keep webhook tests short.
+        "CHRONICLE_WEBHOOKS_ALLOW_PRIVATE" => Some("1".into()),
+        "CHRONICLE_WEBHOOK_BACKOFF_MS" => Some("50".into()),
+        "CHRONICLE_WEBHOOK_MAX_BACKOFF_MS" => Some("400".into()),
+        "CHRONICLE_WEBHOOK_MAX_ATTEMPTS" => Some("5".into()),
+        "CHRONICLE_WEBHOOK_TIMEOUT_MS" => Some("3000".into()),
         _ => None,
     })
     .unwrap_or_else(|e| panic!("test settings: {e}"))

@@ -302,6 +302,7 @@ const PROBES: &[(ApiKeyScope, &str)] = &[
         "mutation { placeOrder(customerId: \"ct_00000000000000000000000000000000\", items: [{ sku: \"p\", description: \"panel\", quantity: 1, unitPriceMinor: 100, currency: \"USD\" }]) { id } }",
     ),
     (ApiKeyScope::InstallationsRead, "{ installations { edges { cursor } } }"),
+    (ApiKeyScope::WebhooksManage, "{ webhooks { nodes { id } } }"),
 ];
 
 /// What no key may do, whatever its scopes: money, configuration, erasure.

@@ -33,6 +33,7 @@ pub mod receipt;
 pub mod sandbox;
 pub mod viewer;
 pub mod wallets;
+pub mod webhooks;
 
 /// Every query, by area.
 #[derive(MergedObject, Default)]
@@ -52,6 +53,7 @@ pub struct QueryRoot(
     wallets::WalletsQuery,
     api_keys::ApiKeysQuery,
     events::EventsQuery,
+    webhooks::WebhooksQuery,
 );
 
 /// Every mutation, by area.
@@ -68,6 +70,7 @@ pub struct MutationRoot(
     wallets::WalletsMutation,
     sandbox::SandboxMutation,
     api_keys::ApiKeysMutation,
+    webhooks::WebhooksMutation,
 );
 
 /// Every subscription, by area.
@@ -87,6 +90,8 @@ fn describe_connections(
     builder
         .override_output_type_description::<Connection<String, api_keys::ApiKey>>("A page of API keys: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, events::LogEvent>>("A page of the event log: `edges` (each with its `cursor`), `nodes`, and `pageInfo`; continue with `after: pageInfo.endCursor`, by page or with the `events` subscription.")
+        .override_output_type_description::<Connection<String, webhooks::Webhook>>("A page of webhook endpoints: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, webhooks::WebhookDelivery>>("A page of a webhook's delivery log: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, calls::Call>>("A page of calls: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, campaigns::CampaignNode>>("A page of campaigns: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, campaigns::CampaignRecipient>>("A page of a campaign's recipients: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
@@ -114,6 +119,8 @@ fn describe_connections(
 
 /// Builds the schema; the pool, wake-ups, the command dispatcher and the contacts' key store
 /// are schema data, the caller is request data.
+// Each argument is a different piece of the schema's data, named where it is built.
+#[allow(clippy::too_many_arguments)]
 pub fn build_schema(
     pool: PgPool,
     wakeups: Wakeups,
@@ -122,6 +129,7 @@ pub fn build_schema(
     keys: KeyStore,
     payments: chronicle_commands::payments::PaymentIntake,
     sandbox: Option<crate::sandbox::Sandbox>,
+    webhooks: crate::webhooks::Dispatcher,
 ) -> ChronicleSchema {
     describe_connections(Schema::build(
         QueryRoot::default(),
@@ -132,6 +140,7 @@ pub fn build_schema(
     .data(wakeups)
     .data(live)
     .data(commands)
+    .data(webhooks)
     .data(keys)
     .data(payments)
     .data(sandbox)

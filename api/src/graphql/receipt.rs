@@ -49,11 +49,14 @@ pub struct Receipt {
     pub provider_request_id: Option<String>,
     /// The whole price list after `setPrice`.
     pub prices: Option<Vec<super::wallets::FeaturePrice>>,
-    /// `issueApiKey` only: the whole key, shown this once. Hand it to the program, which sends
-    /// it as `Authorization: Bearer <secret>`; Chronicle keeps only its hash.
+    /// `issueApiKey`: the whole key, shown this once (hand it to the program, which sends it as
+    /// `Authorization: Bearer <secret>`; Chronicle keeps only its hash). `createWebhook` and
+    /// `rotateWebhookSecret`: the endpoint's signing secret (`whsec_…`), shown this once.
     pub secret: Option<String>,
     /// `issueApiKey` only: the key as `apiKeys` lists it.
     pub api_key: Option<super::api_keys::ApiKey>,
+    /// `testWebhook` and `redeliverWebhook`: how the delivery went.
+    pub delivery: Option<super::webhooks::WebhookDelivery>,
 }
 
 /// A wallet's balances, in milli-tokens.
