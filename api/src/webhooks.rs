@@ -116,18 +116,48 @@ pub fn target_refusal(ip: IpAddr) -> Option<&'static str> {
                 || a >= 240
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                target_refusal(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))).is_some()
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| target_refusal(IpAddr::V4(v4)).is_some())
+                // unique local fc00::/7, link-local fe80::/10, site-local fec0::/10
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                // IPv4 inside IPv6 (mapped ::ffff:0:0/96, compatible ::/96, NAT64 64:ff9b::/96,
+                // 6to4 2002::/16): refused when the IPv4 address is
+                || v6.to_ipv4_mapped().is_some_and(|v4| target_refusal(IpAddr::V4(v4)).is_some())
+                || (s[..6] == [0; 6] && embedded(s[6], s[7]))
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(s[6], s[7]))
+                || (s[0] == 0x2002 && embedded(s[1], s[2]))
         }
     };
     refused.then_some("a private, loopback or otherwise non-public address")
+}
+
+/// A resolver that answers only public addresses, so a host that passed [`check_target`]
+/// cannot be pointed at a private one between the check and the request (DNS rebinding).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|address| target_refusal(address.ip()).is_none())
+                .collect();
+            if public.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// Checks that `url` may be called: parsed, http(s), and (unless `allow_private`) its host
@@ -230,12 +260,14 @@ impl Dispatcher {
         wakeups: Wakeups,
         settings: WebhookSettings,
     ) -> Self {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Chronicle-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+            .user_agent(concat!("Chronicle-Webhooks/", env!("CARGO_PKG_VERSION")));
+        if !settings.allow_private {
+            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+        }
+        let http = builder.build().unwrap_or_default();
         Self {
             pool,
             commands,
@@ -271,39 +303,44 @@ impl Dispatcher {
 
     /// Works every endpoint due now, a few at a time.
     pub async fn work_due(&self) -> Result<(), sqlx::Error> {
-        let due = store::due(&self.pool, Utc::now(), 200).await?;
-        futures::stream::iter(due)
-            .for_each_concurrent(self.settings.concurrency, |endpoint| async move {
-                let id = endpoint.endpoint_id.clone();
-                if let Err(error) = self.work(endpoint).await {
-                    tracing::warn!(%error, webhook.id = %id, "webhook delivery failed");
-                }
-            })
-            .await;
-        Ok(())
+        let now = Utc::now();
+        let mut after: Option<String> = None;
+        loop {
+            let due = store::due(&self.pool, now, after.as_deref(), 200).await?;
+            let Some(last) = due.last() else { return Ok(()) };
+            after = Some(last.endpoint_id.clone());
+            futures::stream::iter(due)
+                .for_each_concurrent(self.settings.concurrency, |endpoint| async move {
+                    let id = endpoint.endpoint_id.clone();
+                    if let Err(error) = self.work(endpoint).await {
+                        tracing::warn!(%error, webhook.id = %id, "webhook delivery failed");
+                    }
+                })
+                .await;
+        }
     }
 
     /// Delivers an endpoint's pending events in order, until it is caught up or an attempt
-    /// fails, holding the endpoint's advisory lock.
+    /// fails, holding the endpoint's advisory lock. The lock is a transaction's
+    /// (`pg_try_advisory_xact_lock`): it goes with the transaction whatever happens to this
+    /// future, and a transaction that writes nothing takes no transaction id, so it holds no
+    /// reader of the log back.
     async fn work(&self, endpoint: EndpointRow) -> Result<(), anyhow::Error> {
-        let mut lock = self.pool.acquire().await?;
-        let key = format!("chronicle-webhook:{}", endpoint.endpoint_id);
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(&key)
+        let mut lock = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+            .bind(format!("chronicle-webhook:{}", endpoint.endpoint_id))
             .fetch_one(&mut *lock)
             .await?;
         if !locked {
             return Ok(());
         }
         let result = self.work_locked(&endpoint).await;
-        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-            .bind(&key)
-            .execute(&mut *lock)
-            .await;
+        lock.rollback().await?;
         result
     }
 
     async fn work_locked(&self, endpoint: &EndpointRow) -> Result<(), anyhow::Error> {
+        const BATCH: i64 = 20;
         // The row as it is now (another dispatcher may have moved it since it was listed).
         let Some(mut current) = store::endpoint(&self.pool, &endpoint.tenant, &endpoint.endpoint_id).await? else {
             return Ok(());
@@ -314,12 +351,18 @@ impl Dispatcher {
             if !current.enabled || current.next_attempt_at.is_some_and(|t| t > Utc::now()) {
                 return Ok(());
             }
+            // Taken before the read: every wanted event up to it is in a read that comes back
+            // short, so the checkpoint may then pass the unwanted events up to it.
+            let head = log::head(&self.pool, &LogFilter::tenant(current.tenant.as_str())).await?;
             let after = Cursor::new(current.cursor.tx_id, current.cursor.position);
-            let batch = log::read_after(&self.pool, after, &filter, 20).await?;
-            if batch.is_empty() {
-                return Ok(());
-            }
+            let batch = log::read_after(&self.pool, after, &filter, BATCH).await?;
+            let caught_up = (batch.len() as i64) < BATCH;
             for event in batch {
+                // Disabled or deleted meanwhile: not one more event.
+                match store::endpoint(&self.pool, &current.tenant, &current.endpoint_id).await? {
+                    Some(row) if row.enabled && row.cursor == current.cursor => current = row,
+                    _ => return Ok(()),
+                }
                 let point = LogPoint {
                     tx_id: event.cursor.tx_id,
                     position: event.cursor.position,
@@ -372,6 +415,18 @@ impl Dispatcher {
                     let delay = backoff(&self.settings, attempt, outcome.retry_after);
                     let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                     store::failed(&self.pool, &current.endpoint_id, attempt, next).await?;
+                }
+                return Ok(());
+            }
+            if caught_up {
+                if let Some(head) = head {
+                    let head = LogPoint {
+                        tx_id: head.tx_id,
+                        position: head.position,
+                    };
+                    if head > current.cursor {
+                        store::advance(&self.pool, &current.endpoint_id, current.cursor, head).await?;
+                    }
                 }
                 return Ok(());
             }
@@ -492,6 +547,10 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:c0a8:0101::1",
+            "fec0::1",
         ] {
             let ip: IpAddr = refused.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]));
             assert!(target_refusal(ip).is_some(), "{refused}");

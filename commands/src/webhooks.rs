@@ -172,6 +172,21 @@ fn fresh_secret() -> String {
     format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
+/// The URL as the log records it: without user information, query or fragment, where
+/// receivers often put tokens (every reader of the log would see them). The table keeps it whole.
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
 fn binding(endpoint_id: &str) -> String {
     format!("webhook:{endpoint_id}")
 }
@@ -199,7 +214,7 @@ impl Commands {
             .webhook(
                 &endpoint_id,
                 WebhookCommand::CreateWebhookEndpoint {
-                    url: new.url.clone(),
+                    url: shown_url(new.url.trim()),
                     event_types: new.event_types.clone(),
                     description: new.description.clone(),
                     at,
@@ -397,14 +412,22 @@ pub async fn endpoint(pool: &PgPool, tenant: &TenantId, endpoint_id: &str) -> Re
     raw.map(row).transpose()
 }
 
-/// Enabled endpoints whose next attempt is due at `now`, least recently tried first.
-pub async fn due(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<Vec<EndpointRow>, sqlx::Error> {
+/// Enabled endpoints whose next attempt is due at `now`, by id, `limit` after the id `after`
+/// (a pass over every due endpoint pages through them all, so none waits behind others).
+pub async fn due(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<EndpointRow>, sqlx::Error> {
     let raws: Vec<RawRow> = sqlx::query_as(&format!(
         "SELECT {ROW_COLUMNS} FROM webhook_endpoints \
          WHERE enabled AND NOT deleted AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
-         ORDER BY next_attempt_at NULLS FIRST, endpoint_id LIMIT $2"
+           AND ($2::text IS NULL OR endpoint_id > $2) \
+         ORDER BY endpoint_id LIMIT $3"
     ))
     .bind(now)
+    .bind(after)
     .bind(limit)
     .fetch_all(pool)
     .await?;
@@ -483,8 +506,8 @@ pub async fn record_attempt(pool: &PgPool, attempt: &Attempt) -> Result<(), sqlx
     Ok(())
 }
 
-/// Moves the endpoint's checkpoint to `to` (delivered, or passed over: not an event it wants)
-/// and forgets its failures. Only forward, and only from `from` (another dispatcher that moved
+/// Moves the endpoint's checkpoint to `to` (an event delivered, or the end of a stretch of the
+/// log holding no event it wants) and forgets its failures. Only forward, and only from `from` (another dispatcher that moved
 /// it meanwhile wins).
 pub async fn advance(pool: &PgPool, endpoint_id: &str, from: LogPoint, to: LogPoint) -> Result<bool, sqlx::Error> {
     let moved = sqlx::query(
@@ -554,5 +577,14 @@ mod tests {
         assert_eq!(raw.len(), 32);
         assert_ne!(fresh_secret(), secret);
         assert_eq!(fresh_id().len(), 16);
+    }
+
+    #[test]
+    fn the_logged_url_keeps_no_credentials_query_or_fragment() {
+        assert_eq!(
+            shown_url("https://user:pw@crm.example:8443/hook/1?token=s3cret#x"),
+            "https://crm.example:8443/hook/1"
+        );
+        assert_eq!(shown_url("https://crm.example/hook"), "https://crm.example/hook");
     }
 }

@@ -280,6 +280,10 @@ const PROBES: &[(ApiKeyScope, &str)] = &[
     (ApiKeyScope::EventsRead, "{ eventLog(first: 1) { edges { cursor } } }"),
     (ApiKeyScope::InboxRead, "{ conversations { edges { cursor } } }"),
     (
+        ApiKeyScope::InboxRead,
+        "{ agentPerformance(from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\") { agentId } }",
+    ),
+    (
         ApiKeyScope::InboxWrite,
         "mutation { tagConversation(conversationId: \"ct_00000000000000000000000000000000\", tag: \"x\") { id } }",
     ),
@@ -360,9 +364,40 @@ async fn each_scope_allows_its_operations_and_no_other(pool: sqlx::PgPool) {
             json!({"name": "audit", "role": "auditor", "scopes": ["leads:read", "leads:write"]}),
         )
         .await;
-    let (_, reply) = client.post(&auditor_key, PROBES[4].1, json!({})).await;
+    let probe = |scope: ApiKeyScope| {
+        PROBES
+            .iter()
+            .find(|(s, _)| *s == scope)
+            .map(|(_, operation)| *operation)
+            .unwrap_or_default()
+    };
+    let (_, reply) = client
+        .post(&auditor_key, probe(ApiKeyScope::LeadsWrite), json!({}))
+        .await;
     assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
-    let (_, reply) = client.post(&auditor_key, PROBES[3].1, json!({})).await;
+    let (_, reply) = client
+        .post(&auditor_key, probe(ApiKeyScope::LeadsRead), json!({}))
+        .await;
+    assert!(reply["errors"].is_null(), "{reply}");
+
+    // Managing webhooks is not reading events: creating one (which receives events) needs
+    // events:read too.
+    let create = "mutation { createWebhook(input: { url: \"http://127.0.0.1:9/hook\" }) { id } }";
+    let (manage_only, _) = client
+        .issued(
+            &owner,
+            json!({"name": "hooks", "role": "owner", "scopes": ["webhooks:manage"]}),
+        )
+        .await;
+    let (_, reply) = client.post(&manage_only, create, json!({})).await;
+    assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+    let (both, _) = client
+        .issued(
+            &owner,
+            json!({"name": "hooks+events", "role": "integrator", "scopes": ["webhooks:manage", "events:read"]}),
+        )
+        .await;
+    let (_, reply) = client.post(&both, create, json!({})).await;
     assert!(reply["errors"].is_null(), "{reply}");
 }
 
@@ -445,6 +480,18 @@ async fn refused_everywhere(client: &Client, socket: &mut Socket, key: &str, why
         "{ended}"
     );
     assert_eq!(ws_next(socket).await.map(|v| v["type"].clone()), Ok(json!("complete")));
+    // Another operation on the same connection: the key is checked again, and the connection
+    // ends.
+    let again = json!({"id": "2", "type": "subscribe", "payload": {"query": "{ leads { edges { cursor } } }"}});
+    socket
+        .send(Message::Text(again.to_string().into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let closed = ws_next(socket).await;
+    assert!(
+        matches!(&closed, Err((4403, reason)) if reason.contains(why)),
+        "{closed:?}"
+    );
     let (status, reply) = client.post(key, "{ leads { edges { cursor } } }", json!({})).await;
     assert_eq!((status, error_code(&reply)), (401, "UNAUTHENTICATED"), "{reply}");
     assert!(error_message(&reply).contains(why), "{reply}");
@@ -483,7 +530,7 @@ async fn a_revoked_or_expired_key_is_refused_on_graphql_rest_and_websocket(pool:
     let (key, _) = client
         .issued(
             &owner,
-            json!({"name": "short", "role": "owner", "scopes": scopes, "expiresAt": in_seconds(3)}),
+            json!({"name": "short", "role": "owner", "scopes": scopes, "expiresAt": in_seconds(10)}),
         )
         .await;
     let (status, reply) = client.post(&key, "{ leads { edges { cursor } } }", json!({})).await;

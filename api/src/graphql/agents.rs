@@ -16,6 +16,12 @@ use crate::error::{ApiError, IntoGraphql};
 
 /// Whose rows the caller may read: `Ok(None)` every agent's, `Ok(Some(id))` only their own.
 fn readable_agent(caller: &Caller) -> Result<Option<&str>, ApiError> {
+    // An API key reads agents' figures only with the inbox scope (they are the inbox's work).
+    if !caller.has_scope(chronicle_domain::api_key::ApiKeyScope::InboxRead) {
+        return Err(ApiError::Forbidden(
+            "an API key reads agent performance only with the inbox:read scope".into(),
+        ));
+    }
     match caller.role {
         Role::Owner | Role::Admin | Role::Auditor => Ok(None),
         Role::Agent => Ok(Some(caller.user_id.as_str())),

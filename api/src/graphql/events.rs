@@ -366,7 +366,18 @@ async fn ending(expires_at: i64, key: Option<KeyAccess>, pool: sqlx::PgPool) -> 
         tokio::time::sleep(until_expiry()).await;
         return None;
     };
-    let expiry = tokio::time::sleep(until_expiry());
+    // A key without expiry (`i64::MAX`) only ends by revocation.
+    let expiry = async move {
+        if expires_at == i64::MAX {
+            std::future::pending::<()>().await;
+        }
+        loop {
+            tokio::time::sleep(until_expiry()).await;
+            if chrono::Utc::now().timestamp() >= expires_at {
+                return;
+            }
+        }
+    };
     tokio::pin!(expiry);
     let mut ticks = tokio::time::interval(KEY_CHECK_PERIOD);
     loop {

@@ -152,6 +152,14 @@ fn manager<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
     allowed(ctx, Permission::ManageWebhooks, "manage webhooks")
 }
 
+/// A manager who may also read the events an endpoint receives (creating one, or sending an
+/// event again, is reading the log: a key needs `events:read` beside `webhooks:manage`).
+fn reading_manager<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
+    let caller = manager(ctx)?;
+    allowed(ctx, Permission::ReadEventStream, "read the events a webhook receives")?;
+    Ok(caller)
+}
+
 async fn endpoint_of(ctx: &Context<'_>, caller: &Caller, id: &str) -> Result<EndpointRow, ApiError> {
     store::endpoint(pool(ctx)?, &caller.tenant, id.trim())
         .await?
@@ -249,7 +257,8 @@ pub struct WebhooksMutation;
 
 #[Object]
 impl WebhooksMutation {
-    /// Creates an endpoint that receives the tenant's events from now on, and answers its
+    /// Creates an endpoint that receives the tenant's events from its creation on (its own
+    /// `WebhookEndpointCreated` first, when it takes every type), and answers its
     /// signing secret this once (the receipt's `secret`, `whsec_…`; `id` is the endpoint's).
     /// Owners, admins and integrators (else `FORBIDDEN`; an API key needs `webhooks:manage`).
     /// Refused, with nothing stored, with `INVALID_WEBHOOK_URL`, `WEBHOOK_TARGET_REFUSED` (a
@@ -261,7 +270,7 @@ impl WebhooksMutation {
         #[graphql(desc = "The receiver's URL, the event types it wants and a description.")] input: CreateWebhookInput,
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
-            let caller = manager(ctx).gql()?;
+            let caller = reading_manager(ctx).gql()?;
             let event_types: Vec<String> = input
                 .event_types
                 .unwrap_or_default()
@@ -451,7 +460,7 @@ impl WebhooksMutation {
         #[graphql(desc = "The event's `position` (from the delivery log or the event log).")] position: i64,
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
-            let caller = manager(ctx).gql()?;
+            let caller = reading_manager(ctx).gql()?;
             let endpoint = endpoint_of(ctx, caller, &id).await.gql()?;
             let pool = pool(ctx).gql()?;
             let event = log::event_at(pool, caller.tenant.as_str(), position)
@@ -465,6 +474,16 @@ impl WebhooksMutation {
                     )
                 })
                 .gql()?;
+            if !endpoint.event_types.is_empty() && !endpoint.event_types.contains(&event.event_type) {
+                return Err(ApiError::bad_request(
+                    "UNKNOWN_EVENT",
+                    format!(
+                        "the event at position {position} is a {}, which this webhook does not take",
+                        event.event_type
+                    ),
+                ))
+                .gql();
+            }
             let point = LogPoint {
                 tx_id: event.cursor.tx_id,
                 position: event.cursor.position,

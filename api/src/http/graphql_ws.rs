@@ -329,6 +329,21 @@ impl Connection {
                             let Some(caller) = &caller else {
                                 break Some((4401, "Unauthorized".into()));
                             };
+                            // An API key is checked again at each operation: one revoked (or
+                            // expired) since connection_init ends the connection.
+                            if let Some(key) = &caller.key {
+                                match chronicle_commands::api_keys::refusal_at(
+                                    &self.state.pool,
+                                    &key.key_id,
+                                    chrono::Utc::now(),
+                                )
+                                .await
+                                {
+                                    Ok(None) => {}
+                                    Ok(Some(refusal)) => break Some((4403, close_reason(&format!("Forbidden: {refusal}")))),
+                                    Err(_) => break Some((4403, "Forbidden: the API key could not be checked".into())),
+                                }
+                            }
                             if running.contains_key(&id) {
                                 break Some((4409, close_reason(&format!("Subscriber for {id} already exists"))));
                             }
