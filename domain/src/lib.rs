@@ -29,6 +29,8 @@
 //! - [`api_key`]: the `ApiKey` aggregate: credentials for programs, with a role and scopes
 //!   (issue 13).
 //! - [`webhook`]: the `WebhookEndpoint` aggregate: integrators' receivers of events (issue 13).
+//! - [`catalogue`]: the event catalogue: every event type's data as a JSON Schema, generated
+//!   from these types (issue 13).
 //! - [`aggregates`]: every aggregate type in one list, and `for_aggregate_type!` to run code
 //!   with the aggregate a log row's `aggregate_type` names.
 
@@ -38,6 +40,7 @@ pub mod aggregates;
 pub mod api_key;
 pub mod call;
 pub mod campaign;
+pub mod catalogue;
 pub mod contact;
 pub mod conversation;
 pub mod crypto;

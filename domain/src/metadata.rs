@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::tenant::TenantId;
 
 /// Who asked for a change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Actor {
     /// A person, by user id, with their role.
     User { user_id: String, role: String },

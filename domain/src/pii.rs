@@ -275,6 +275,27 @@ pub struct Envelope {
     pub ciphertext: String,
 }
 
+/// In the event contract (`chronicle_projections::contract`) a personal field is never an
+/// envelope: it is the opened value (text; a message's `content` is JSON) for a reader allowed
+/// personal data, and absent otherwise. Its schema says so: any value, marked
+/// `x-chronicle-personal`, and never required (see [`crate::catalogue`]).
+impl schemars::JsonSchema for Envelope {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PersonalField".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Personal data: present only for readers allowed personal data (the opened text, or JSON for a message's content); absent when withheld or erased.",
+            "x-chronicle-personal": true
+        })
+    }
+}
+
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Envelope({} bytes)", self.ciphertext.len())

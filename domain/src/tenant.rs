@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A tenant's id: 2 to 63 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter or
 /// digit. The same rule as the `tenants` table's check.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct TenantId(String);
 

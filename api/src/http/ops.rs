@@ -14,6 +14,15 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/events/catalogue", get(catalogue))
+}
+
+/// The event catalogue (`chronicle_domain::catalogue`): every event type with the JSON Schema
+/// of its data in the event contract. Public, like API documentation: it holds no data.
+async fn catalogue() -> impl IntoResponse {
+    static CATALOGUE: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(chronicle_domain::catalogue::catalogue);
+    axum::Json(CATALOGUE.clone())
 }
 
 /// 200 when every dependency answers, 503 naming the one that does not. The cause is logged,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::values::{ApiKeyScope, MAX_KEY_NAME_CHARS};
 
 /// A request to change an API key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ApiKeyCommand {
     /// Issue the key (its secret's hash is kept beside the log by the caller).
     IssueApiKey(IssueApiKey),
@@ -17,7 +17,7 @@ pub enum ApiKeyCommand {
 }
 
 /// A key as the issuer asked for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IssueApiKey {
     /// What the key is for, e.g. "Zoho sync".
     pub name: String,
@@ -32,7 +32,7 @@ pub struct IssueApiKey {
 }
 
 /// Facts about an API key. Names are contracts: never renamed once stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ApiKeyEvent {
     /// The key was issued (the secret is not here: only its holder and a hash beside the log
     /// know it). Scopes are sorted, without repeats.
@@ -101,7 +101,7 @@ impl ApiKeyError {
 }
 
 /// An API key of one tenant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApiKey {
     issued: bool,
     name: String,

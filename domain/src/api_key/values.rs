@@ -7,7 +7,7 @@ pub const MAX_KEY_NAME_CHARS: usize = 100;
 
 /// What a key may be used for, beside what its role allows: a key may do something only when
 /// its role and one of its scopes both allow it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ApiKeyScope {
     /// Read the tenant's event log (history by page and the live subscription), personal fields
     /// omitted.

@@ -14,14 +14,14 @@ use super::values::{
 };
 
 /// One telephony call and the WhatsApp follow-up it may trigger.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Call {
     completed: Option<CallFacts>,
     follow_up: Option<FollowUp>,
 }
 
 /// What the aggregate keeps of a completed call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct CallFacts {
     provider: String,
     provider_call_id: String,
@@ -31,7 +31,7 @@ struct CallFacts {
 }
 
 /// What the aggregate keeps of the follow-up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct FollowUp {
     rule_version: u32,
     status: FollowUpStatus,
@@ -41,13 +41,13 @@ struct FollowUp {
 }
 
 /// The last attempt recorded, to recognise a repeated report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct RecordedAttempt {
     attempt: u32,
     result: RecordedResult,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 enum RecordedResult {
     Sent { provider_message_ref: String },
     Failed { error_code: Option<i64>, retryable: bool },

@@ -10,7 +10,7 @@ use crate::pii::Envelope;
 // Events and commands are moved once and serialized; boxing the large variant would buy
 // nothing and change nothing on the wire.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum CallCommand {
     /// Record a call the provider reports as ended (idempotent by the provider's call id).
     RecordCompletedCall(CompletedCall),
@@ -30,7 +30,7 @@ pub enum CallCommand {
 }
 
 /// A call that ended, as the telephony provider reported it, its numbers already sealed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CompletedCall {
     /// The provider, e.g. `twilio`.
     pub provider: String,

@@ -26,7 +26,7 @@ pub fn call_stream_local_id(provider: &str, provider_call_id: &str) -> String {
 }
 
 /// Who placed the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallDirection {
     /// The contact called the tenant.
@@ -46,7 +46,7 @@ impl CallDirection {
 }
 
 /// How a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallOutcome {
     /// Answered by a person and hung up normally.
@@ -88,7 +88,7 @@ impl CallOutcome {
 /// A follow-up decided by a tenant's automation rule for one call: which template, in which
 /// language, when. A phone call does not open WhatsApp's 24-hour window, so a follow-up is
 /// always an approved template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlannedFollowUp {
     /// The version of the rule that decided it.
     pub rule_version: u32,
@@ -99,7 +99,7 @@ pub struct PlannedFollowUp {
 }
 
 /// What one follow-up send attempt came to, as the sender reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum AttemptOutcome {
     /// WhatsApp accepted the template message.
@@ -121,7 +121,7 @@ pub enum AttemptOutcome {
 }
 
 /// Why a follow-up was given up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GiveUpReason {
     /// The last failure cannot be cured by retrying.
@@ -141,7 +141,7 @@ impl GiveUpReason {
 }
 
 /// Where a call's follow-up stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FollowUpStatus {
     /// No rule scheduled one (yet).

@@ -16,7 +16,7 @@ use super::values::{
 };
 
 /// What was scheduled: the price and the reservation it needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Schedule {
     start_at: DateTime<Utc>,
     unit_price: i64,
@@ -25,7 +25,7 @@ struct Schedule {
 }
 
 /// One recipient's state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Recipient {
     status: RecipientStatus,
     /// The batch it was run in (0: not run).
@@ -35,7 +35,7 @@ struct Recipient {
 }
 
 /// One batch of recipients.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Batch {
     recipients: Vec<String>,
     capture: Option<String>,
@@ -45,7 +45,7 @@ struct Batch {
 
 /// A template sent to a segment of contacts, paid from a wallet reservation.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Campaign {
     /// The creating request (its `at` aside, compared for idempotency).

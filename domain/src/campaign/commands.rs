@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::values::RecipientOutcome;
 
 /// A request to change a campaign.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum CampaignCommand {
     /// Create the campaign (a draft). Repeating the same request changes nothing.
     CreateCampaign(NewCampaign),
@@ -46,7 +46,7 @@ pub enum CampaignCommand {
 }
 
 /// A new campaign: a template sent to a segment already resolved to contact ids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewCampaign {
     /// `[a-z0-9_-]{1,64}`; the stream is `campaign_<id>`.
     pub campaign_id: String,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::values::{CampaignStatus, RecipientCounts, RefundDue};
 
 /// Facts about a campaign.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum CampaignEvent {
     /// A draft campaign was created with its recipients (deduplicated, in sending order).
     CampaignCreated {

@@ -55,7 +55,7 @@ pub const MESSAGE_KEY_PREFIX: &str = "campaign:";
 
 /// A campaign's status: `draft → scheduled → running → completed`; `paused` (from scheduled or
 /// running, back by resuming) and `cancelled` (from anything not finished).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     #[default]
@@ -89,7 +89,7 @@ impl CampaignStatus {
 /// Where one recipient stands: `pending` (not run yet) → `queued` (in a batch: charged and
 /// handed to their conversation) → `sent` → `delivered` → `read`; `failed` (refunded) from
 /// queued or sent; `cancelled` (never run, nothing charged) from pending.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecipientStatus {
     #[default]
@@ -128,7 +128,7 @@ impl RecipientStatus {
 }
 
 /// What the sender (or the dispatcher) reports about one recipient's message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RecipientOutcome {
     /// The provider accepted the message.
@@ -156,7 +156,7 @@ impl RecipientOutcome {
 
 /// The refund a failed recipient is owed: `amount` milli-tokens back from the capture of its
 /// batch, under `reference`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RefundDue {
     pub reference: String,
     /// The capture reference of the recipient's batch (what the refund returns part of).
@@ -167,7 +167,7 @@ pub struct RefundDue {
 /// A campaign's counts after an event: recipients per status (summing to `total`), and the
 /// milli-tokens charged (captured per batch) and refunded (failed recipients). Derived values,
 /// so read models copy them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecipientCounts {
     pub total: u32,
     pub pending: u32,

@@ -17,7 +17,7 @@ use super::values::{
 use crate::pii::Envelope;
 
 /// A person a tenant reaches on WhatsApp.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Contact {
     contact_id: Option<String>,
     handle: Option<ContactHandleKind>,

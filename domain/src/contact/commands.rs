@@ -11,7 +11,7 @@ use crate::pii::Envelope;
 // Events and commands are moved once and serialized; boxing the large variant would buy
 // nothing and change nothing on the wire.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ContactCommand {
     /// Register a contact; a repeat registers nothing but the facts that were missing.
     RegisterContact(RegisterContact),
@@ -34,7 +34,7 @@ pub enum ContactCommand {
 }
 
 /// A contact as first seen (an inbound message, an import, a lead, a call, a user).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegisterContact {
     /// The keyed-hash id the caller made from `handle` ([`crate::pii::IdKey::contact_id`]).
     pub contact_id: String,
@@ -52,7 +52,7 @@ pub struct RegisterContact {
 
 /// Profile changes: for each field, absent = leave, `None` = clear, `Some` = set. Sealed
 /// values are compared as ciphertext: the same envelope again changes nothing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UpdateContactProfile {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub name: Option<Option<Envelope>>,
@@ -62,7 +62,7 @@ pub struct UpdateContactProfile {
 }
 
 /// A request to be forgotten.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EraseContact {
     /// Who asked: a user id, an API key id, or `contact` when the person asked themselves.
     pub requested_by: String,

@@ -12,7 +12,7 @@ use crate::pii::Envelope;
 // Events and commands are moved once and serialized; boxing the large variant would buy
 // nothing and change nothing on the wire.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ContactEvent {
     /// A contact was registered.
     ContactRegistered {

@@ -18,7 +18,7 @@ pub const MAX_CUSTOM_FIELDS: usize = 100;
 pub const MAX_CUSTOM_FIELD_KEY_CHARS: usize = 40;
 
 /// What the contact's id was made from (the caller hashes it, see [`crate::pii::IdKey::contact_id`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContactHandleKind {
     /// The E.164 phone number.
@@ -38,7 +38,7 @@ impl ContactHandleKind {
 }
 
 /// Where a contact first came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContactSource {
     /// An inbound WhatsApp message.
@@ -67,7 +67,7 @@ impl ContactSource {
 }
 
 /// How a contact gave or withdrew consent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentSource {
     /// A keyword sent on WhatsApp (`START`, `STOP`…).
@@ -97,7 +97,7 @@ impl ConsentSource {
 
 /// A contact's consent to receive messages: never stated, or the last effective opt-in or
 /// opt-out with its source and time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Consent {
     /// Neither opted in nor out.
@@ -130,7 +130,7 @@ impl Consent {
 }
 
 /// What kind of outbound message a sender means to send, for [`super::Contact::may_receive`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboundKind {
     /// A free-form message inside the 24-hour customer service window.
@@ -143,7 +143,7 @@ pub enum OutboundKind {
 
 /// A change of one optional profile field: set to a value, or cleared. "Leave it" is the
 /// absence of a `FieldChange`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldChange<T> {
     Set(T),
@@ -173,7 +173,7 @@ where
 
 /// A tag, normalized: trimmed, lowercase, inner runs of spaces folded to one; 1 to 50
 /// characters of letters, digits, `-`, `_` and spaces. `" VIP  Client "` is `vip client`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Tag(String);
 
@@ -210,7 +210,7 @@ impl fmt::Display for Tag {
 
 /// A custom field's key: `^[a-z][a-z0-9_]{0,39}$`. Keys are the tenant's vocabulary, not
 /// personal data; the values are (sealed in envelopes).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct CustomFieldKey(String);
 

@@ -18,7 +18,7 @@ use super::values::{
 use crate::pii::Envelope;
 
 /// Where an outbound message stands in its lifecycle, by idempotency key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum Outbound {
     Queued,
@@ -28,7 +28,7 @@ enum Outbound {
 
 /// One WhatsApp thread between a tenant and a contact.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Conversation {
     contact_id: Option<String>,

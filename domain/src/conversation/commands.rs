@@ -10,7 +10,7 @@ use crate::pii::Envelope;
 // Events and commands are moved once and serialized; boxing the large variant would buy
 // nothing and change nothing on the wire.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ConversationCommand {
     /// Record an inbound WhatsApp message (idempotent by WhatsApp message id).
     ReceiveMessage(InboundMessage),
@@ -68,7 +68,7 @@ pub enum ConversationCommand {
 }
 
 /// A request to send a message to the conversation's contact.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutboundRequest {
     /// The caller's idempotency key: the same key never queues a second message.
     pub idempotency_key: String,
@@ -87,7 +87,7 @@ pub struct OutboundRequest {
 }
 
 /// The provider accepted an outbound message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutboundSent {
     pub idempotency_key: String,
     /// The keyed hash of the provider's message id (`IdKey::message_ref`), which the provider's
@@ -99,7 +99,7 @@ pub struct OutboundSent {
 }
 
 /// An outbound message was not sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutboundFailed {
     pub idempotency_key: String,
     /// The provider's error code, when it answered with one.
@@ -112,7 +112,7 @@ pub struct OutboundFailed {
 }
 
 /// An inbound message, its personal fields already sealed under the contact's data key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InboundMessage {
     /// The keyed hash of WhatsApp's message id (`wm_…`, see `IdKey::message_ref`), the
     /// natural dedupe key. WhatsApp's ids embed the contact's phone number, so the raw id is
@@ -137,7 +137,7 @@ pub struct InboundMessage {
 }
 
 /// A delivery status reported by WhatsApp for an outbound message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusUpdate {
     /// The keyed hash of the WhatsApp id of the message the status is about.
     pub message_ref: String,

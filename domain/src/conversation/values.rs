@@ -9,7 +9,7 @@ pub const SERVICE_WINDOW_HOURS: i64 = 24;
 
 /// A conversation's status: `open → pending → resolved → closed`; a new inbound message
 /// reopens it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {
     #[default]
@@ -66,7 +66,7 @@ impl ConversationStatus {
 pub const WINDOW_CLOSED_ERROR: i64 = 131047;
 
 /// What an outbound message says. Personal content is sealed under the contact's data key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutboundBody {
     /// A free-form text: allowed only inside the 24-hour window.
@@ -92,7 +92,7 @@ impl OutboundBody {
 
 /// The contact's messaging consent as the write side knows it when it queues a message (from
 /// the Contact aggregate or its read model; the conversation does not own consent).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Consent {
     /// No opt-out recorded (WhatsApp contacts who wrote to the business may be answered).
@@ -103,7 +103,7 @@ pub enum Consent {
 }
 
 /// The kind of an inbound WhatsApp message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     Text,
@@ -160,7 +160,7 @@ impl MessageKind {
 }
 
 /// A delivery status of an outbound message, as WhatsApp reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Sent,
@@ -213,7 +213,7 @@ impl DeliveryStatus {
 }
 
 /// The provider's error on a failed delivery (for example 131047: the 24-hour window closed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProviderError {
     pub code: i64,
     pub title: String,
@@ -294,7 +294,7 @@ pub const RECENT_MESSAGE_REFS: usize = 4096;
 /// dedupe window, so a conversation's state (and its snapshot, and so a command's cost) stays
 /// flat however long the conversation grows. WhatsApp repeats a delivery within hours; older
 /// repeats are stopped earlier by the webhook inbox, which dedupes by the provider's key forever.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(from = "Vec<String>", into = "Vec<String>")]
 pub struct RecentRefs {
     order: std::collections::VecDeque<String>,

@@ -15,7 +15,7 @@ use super::values::{LostReason, Money, Stage, MAX_SYSTEM_SIZE_W};
 use crate::pii::Envelope;
 
 /// A prospect on its way through the sales pipeline.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lead {
     captured: bool,
     stage: Stage,

@@ -10,7 +10,7 @@ use crate::pii::Envelope;
 // Events and commands are moved once and serialized; boxing the large variant would buy
 // nothing and change nothing on the wire.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum LeadCommand {
     /// Capture a new lead in this (new) stream. Idempotent by `capture_ref`.
     CaptureLead(Capture),
@@ -47,7 +47,7 @@ pub enum LeadCommand {
 }
 
 /// One capture of a prospect, as received from a source, personal fields already sealed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Capture {
     /// The caller's idempotency key (the submission id, WhatsApp message id, import row…).
     pub capture_ref: String,

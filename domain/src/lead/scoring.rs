@@ -38,7 +38,7 @@ const POINTS_PER_REPEAT: u32 = 5;
 const MAX_REPEAT_POINTS: u32 = 15;
 
 /// What the score is computed from: presence of facts, never their (personal) content.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LeadFacts {
     /// Every source the lead was captured from.
     pub sources: BTreeSet<LeadSource>,
@@ -55,7 +55,7 @@ pub struct LeadFacts {
 }
 
 /// One factor that contributes to a score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScoreFactor {
     HighIntentSource,
@@ -96,14 +96,14 @@ impl ScoreFactor {
 
 /// A factor with the points it added, so a projection shows "why" without knowing the weights
 /// (and old events keep the weights they were scored with).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScoreReason {
     pub factor: ScoreFactor,
     pub points: u8,
 }
 
 /// A lead's score and its reasons, in table order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Score {
     /// 0..=100.
     pub value: u8,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_SYSTEM_SIZE_W: u32 = 10_000_000;
 
 /// Where a lead came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LeadSource {
     /// An inbound WhatsApp conversation.
@@ -66,7 +66,7 @@ impl LeadSource {
 /// A lead's stage in the sales pipeline:
 /// `new → contacted → qualified → proposal_sent → negotiation → won | lost`.
 /// `won` and `lost` are closed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     #[default]
@@ -142,7 +142,9 @@ impl Stage {
 }
 
 /// How urgently a lead should be worked. Ordered: `low < normal < high < urgent`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -173,7 +175,7 @@ impl Priority {
 }
 
 /// The kind of property an installation is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PropertyType {
     Residential,
@@ -213,7 +215,7 @@ pub fn is_currency_code(code: &str) -> bool {
 }
 
 /// The budget a prospect states, in integer minor units of one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BudgetRange {
     pub min_minor: i64,
     pub max_minor: i64,
@@ -229,7 +231,7 @@ impl BudgetRange {
 }
 
 /// An amount of money in integer minor units of one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Money {
     pub amount_minor: i64,
     /// ISO 4217, e.g. `USD`, `ZAR`.
@@ -245,7 +247,7 @@ impl Money {
 
 /// Why a lead was lost: a code, never free text (free text about a person is personal data and
 /// travels as the optional sealed note beside it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LostReason {
     /// The prospect never answered.

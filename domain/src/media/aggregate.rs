@@ -11,7 +11,7 @@ use super::events::MediaEvent;
 use super::values::{normalize_sha256, MediaKind, MediaStatus, CHECKSUM_MISMATCH, MAX_FETCH_ATTEMPTS};
 
 /// One inbound media object and its fetch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Media {
     media_ref: Option<String>,
     kind: Option<MediaKind>,

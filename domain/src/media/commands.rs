@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::values::MediaKind;
 
 /// A request about one media object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum MediaCommand {
     /// Ask for the media to be fetched (a repeat changes nothing).
     RequestMediaFetch(RequestMediaFetch),
@@ -18,7 +18,7 @@ pub enum MediaCommand {
 }
 
 /// A media message arrived: fetch its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RequestMediaFetch {
     /// The keyed hash of WhatsApp's media id ([`crate::pii::IdKey::media_ref`]).
     pub media_ref: String,
@@ -36,7 +36,7 @@ pub struct RequestMediaFetch {
 }
 
 /// The bytes were fetched and stored (sealed) under `storage_key`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecordMediaFetched {
     /// The sha-256 of the bytes actually received (hex or base64).
     pub sha256: String,
@@ -50,7 +50,7 @@ pub struct RecordMediaFetched {
 }
 
 /// One attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecordMediaFetchFailed {
     /// The attempt's number, from 1.
     pub attempt: u32,

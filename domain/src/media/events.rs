@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::values::MediaKind;
 
 /// Facts about a media object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum MediaEvent {
     /// A fetch was requested. `expected_sha256` is normalized to lowercase hex.
     MediaFetchRequested {

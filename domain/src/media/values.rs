@@ -13,7 +13,7 @@ pub const MAX_FETCH_ATTEMPTS: u32 = 5;
 pub const CHECKSUM_MISMATCH: &str = "checksum_mismatch";
 
 /// The kind of a WhatsApp media message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaKind {
     Image,
@@ -49,7 +49,7 @@ impl MediaKind {
 }
 
 /// Where a media fetch stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaStatus {
     /// No fetch requested on this stream.

@@ -13,7 +13,7 @@ use crate::installation::order::is_currency_code;
 use crate::installation::PaymentProvider;
 
 /// What the provider confirmed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Confirmed {
     provider: PaymentProvider,
     reference: String,
@@ -24,7 +24,7 @@ struct Confirmed {
 
 /// A payment: confirmed, then matched or kept unmatched.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Payment {
     confirmed: Option<Confirmed>,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::installation::PaymentProvider;
 
 /// A request to change a payment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum PaymentCommand {
     /// Record a payment its provider confirmed (once; a repeat records nothing).
     Confirm(ConfirmPayment),
@@ -31,7 +31,7 @@ pub enum PaymentCommand {
 
 /// A payment as its provider confirmed it (the callbacks verify hashes or signatures and ask
 /// the provider's status API before sending this).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConfirmPayment {
     pub provider: PaymentProvider,
     /// The provider's own reference: the dedupe key together with the provider.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::installation::PaymentProvider;
 
 /// Facts about a payment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum PaymentEvent {
     /// The provider confirmed the payment.
     PaymentConfirmed {

@@ -17,7 +17,7 @@ pub fn payment_local_id(provider: PaymentProvider, reference: &str) -> String {
 
 /// Where a payment is: `confirmed` (not yet decided) → `matched` | `unmatched`;
 /// `unmatched → matched` by finance.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     /// No confirmation yet (a fresh stream).
@@ -41,7 +41,7 @@ impl PaymentStatus {
 }
 
 /// What a payment was matched to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMatch {
     Order { order_id: String },

@@ -16,7 +16,7 @@ use crate::installation::order::is_currency_code;
 use crate::installation::PaymentProvider;
 
 /// Where a request stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentRequestStatus {
     /// Not requested (a fresh stream).
@@ -51,7 +51,7 @@ impl PaymentRequestStatus {
 
 /// A payment request.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct PaymentRequest {
     request: Option<RequestPayment>,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::installation::PaymentProvider;
 
 /// A request to change a payment request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum PaymentRequestCommand {
     /// Ask a customer to pay (a repeat with the same values records nothing).
     Request(RequestPayment),
@@ -28,7 +28,7 @@ pub enum PaymentRequestCommand {
 }
 
 /// What a request asks for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RequestPayment {
     pub target: PaymentTarget,
     pub provider: PaymentProvider,
@@ -42,7 +42,7 @@ pub struct RequestPayment {
 }
 
 /// What a paid request pays for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentTarget {
     /// An order (`order_…`): a deposit, the balance or the whole, by the amount asked.
@@ -66,7 +66,7 @@ impl PaymentTarget {
 }
 
 /// A payment the provider confirmed for a request, as its callback carried it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PaidCallback {
     /// The provider's reference for the money (M-Pesa receipt, Paynow reference, intent id).
     pub provider_reference: String,

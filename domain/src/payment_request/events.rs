@@ -8,7 +8,7 @@ use super::commands::PaymentTarget;
 use crate::installation::PaymentProvider;
 
 /// Why a confirmed callback did not pay its request. Kept for finance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallbackRefusal {
     /// Another amount or currency than the request's.
@@ -46,7 +46,7 @@ impl CallbackRefusal {
 }
 
 /// Facts about a payment request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum PaymentRequestEvent {
     PaymentRequested {
         target: PaymentTarget,

@@ -13,7 +13,7 @@ use super::values::{
 };
 
 /// A WhatsApp message template of one tenant, in one language.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Template {
     name: String,
     language: String,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::values::{TemplateButton, TemplateCategory};
 
 /// A request to change a template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum TemplateCommand {
     /// Submit a template for WhatsApp's review (again only after a rejection, and changed).
     SubmitTemplate(SubmitTemplate),
@@ -22,7 +22,7 @@ pub enum TemplateCommand {
 
 /// A template as written by the tenant. Stream id: `<tenant>:tpl_<name>_<language>` (the
 /// caller builds it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubmitTemplate {
     pub name: String,
     pub language: String,

@@ -8,7 +8,7 @@ use super::values::{TemplateButton, TemplateCategory};
 
 /// Facts about a template. Each carries the version it is about, so projections never
 /// recount submissions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum TemplateEvent {
     /// A template (version 1, or the next after a rejection) was submitted and is pending.
     /// Buttons are normalized; `variable_count` is the number of distinct `{{n}}`.

@@ -24,7 +24,7 @@ pub const MAX_PHONE_NUMBER_BUTTONS: usize = 1;
 pub const MAX_URL_CHARS: usize = 2000;
 
 /// WhatsApp's template categories (they decide the price and the review).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TemplateCategory {
     Marketing,
@@ -44,7 +44,7 @@ impl TemplateCategory {
 }
 
 /// A template's approval status: `pending → approved | rejected`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TemplateStatus {
     Pending,
@@ -64,7 +64,7 @@ impl TemplateStatus {
 }
 
 /// What a button does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ButtonKind {
     /// Sends its text back as a reply; has no value.
@@ -87,7 +87,7 @@ impl ButtonKind {
 }
 
 /// A template button. The phone number is the business's, not a person's: no envelope.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplateButton {
     pub kind: ButtonKind,
     pub text: String,

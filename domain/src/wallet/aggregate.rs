@@ -17,7 +17,7 @@ use super::events::WalletEvent;
 use super::values::{Account, AutoRefill, Balances, Posting, Request};
 
 /// A reservation's state, by its reference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Reservation {
     amount: i64,
     captured: i64,
@@ -32,7 +32,7 @@ impl Reservation {
 }
 
 /// What a debit or capture charged and what was refunded of it, by its reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Charge {
     charged: i64,
     refunded: i64,
@@ -40,7 +40,7 @@ struct Charge {
 
 /// The first outcome of a reference: its request, and the refusal recorded for it, if any
 /// (`(required, available)`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Outcome {
     request: Request,
     refused: Option<(i64, i64)>,
@@ -48,7 +48,7 @@ struct Outcome {
 
 /// One token wallet of a tenant (its main wallet or a sub-wallet).
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Wallet {
     wallet_id: Option<String>,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::values::AutoRefill;
 
 /// A request to change a wallet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum WalletCommand {
     /// Open the wallet: a tenant's main wallet (`parent_id: None`) or a sub-wallet of it.
     Open {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::values::{AutoRefill, Balances, Posting, Request};
 
 /// Facts about a wallet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum WalletEvent {
     /// The wallet was opened (a sub-wallet names its parent).
     WalletOpened {

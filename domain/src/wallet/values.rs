@@ -10,7 +10,7 @@ pub const MILLI_PER_TOKEN: i64 = 1000;
 
 /// A ledger account touched by a wallet operation. The first two belong to the wallet; the
 /// others are the platform's side of each double entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Account {
     /// Tokens the wallet may spend.
@@ -46,7 +46,7 @@ impl Account {
 
 /// One line of a double entry: `amount` milli-tokens added to `account` (negative: taken from
 /// it). The postings of one event always sum to zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Posting {
     pub account: Account,
     pub amount: i64,
@@ -64,7 +64,7 @@ impl Posting {
 
 /// A wallet's balances after an event, in milli-tokens: `balance = available + reserved`.
 /// Derived values carried by every event so projections never recompute them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Balances {
     /// Everything the wallet holds: available plus reserved.
     pub balance: i64,
@@ -75,7 +75,7 @@ pub struct Balances {
 }
 
 /// Auto-refill: when available drops below `threshold`, ask for a purchase of `amount`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AutoRefill {
     pub threshold: i64,
     pub amount: i64,
@@ -83,7 +83,7 @@ pub struct AutoRefill {
 
 /// What a reference was first used for, without its log time: a repeat with an equal request
 /// returns the first outcome; a different one is an idempotency conflict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "operation", rename_all = "snake_case")]
 pub enum Request {
     Open {

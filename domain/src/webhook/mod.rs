@@ -25,7 +25,7 @@ pub const MAX_URL_CHARS: usize = 2_000;
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
 
 /// A request to change a webhook endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum WebhookCommand {
     /// Create the endpoint (its secret is kept beside the log by the caller).
     CreateWebhookEndpoint {
@@ -52,7 +52,7 @@ pub enum WebhookCommand {
 }
 
 /// Facts about a webhook endpoint. Names are contracts: never renamed once stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum WebhookEvent {
     /// The endpoint was created (enabled). `event_types` empty: every type.
     WebhookEndpointCreated {
@@ -154,7 +154,7 @@ pub fn check_url(url: &str) -> Result<(), WebhookError> {
 }
 
 /// A webhook endpoint of one tenant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WebhookEndpoint {
     created: bool,
     deleted: bool,

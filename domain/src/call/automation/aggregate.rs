@@ -15,7 +15,7 @@ use super::values::{
 use crate::call::{CallOutcome, PlannedFollowUp};
 
 /// A tenant's automation rules.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AutomationRules {
     /// The call follow-up rule's revision: 0 before it was ever set.
     version: u32,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::call::CallOutcome;
 
 /// A request to change a tenant's automation rules.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum AutomationRulesCommand {
     /// Set (create or replace) the call follow-up rule. Setting the rule in force again changes
     /// nothing.

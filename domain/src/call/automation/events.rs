@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::call::CallOutcome;
 
 /// Facts about a tenant's automation rules.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum AutomationRulesEvent {
     /// The call follow-up rule was set. `version` is the rule's new revision (1, 2, …), which
     /// follow-ups scheduled under it record.

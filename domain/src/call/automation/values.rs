@@ -17,7 +17,7 @@ pub const MIN_FOLLOW_UP_DELAY_MINUTES: u32 = 1;
 pub const MAX_FOLLOW_UP_DELAY_MINUTES: u32 = 7 * 24 * 60;
 
 /// A tenant's rule for following calls up on WhatsApp.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CallFollowUpRule {
     pub enabled: bool,
     /// Minutes between the call's end and the follow-up.

@@ -12,7 +12,7 @@ use crate::installation::warranty::WarrantyStatus;
 
 /// A claim under one component's warranty.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct WarrantyClaim {
     filed: bool,

@@ -8,7 +8,7 @@ use crate::installation::warranty::WarrantyTerms;
 use crate::pii::Envelope;
 
 /// A request to change a warranty claim.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ClaimCommand {
     /// File the claim (once; a repeat records nothing).
     File(FileClaim),
@@ -30,7 +30,7 @@ pub enum ClaimCommand {
 }
 
 /// What a claim is filed with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileClaim {
     /// The warranty's terms as they stand now (`None`: no such warranty).
     pub warranty: Option<WarrantyTerms>,

@@ -8,7 +8,7 @@ use super::values::{ClaimDecision, ClaimStatus};
 use crate::pii::Envelope;
 
 /// Facts about a warranty claim.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ClaimEvent {
     /// The claim was filed, submitted; carries the warranty's facts for read models.
     WarrantyClaimFiled {

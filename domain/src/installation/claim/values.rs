@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A claim's status: `submitted → under_review → approved | rejected → resolved`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimStatus {
     #[default]
@@ -54,7 +54,7 @@ impl ClaimStatus {
 }
 
 /// What a review decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimDecision {
     Approved,

@@ -16,7 +16,7 @@ use super::values::{
 use crate::pii::Envelope;
 
 /// What an installation was opened with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Opened {
     installation_type: InstallationType,
     customer_id: String,
@@ -26,7 +26,7 @@ struct Opened {
 
 /// The installation system record of one job.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct InstallationRecord {
     opened: Option<Opened>,

@@ -10,7 +10,7 @@ use crate::pii::Envelope;
 // Events and commands are moved once and serialized; boxing the large variant would buy
 // nothing and change nothing on the wire.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum InstallationCommand {
     /// Open the record (once; a repeat records nothing).
     Open(OpenInstallation),
@@ -78,7 +78,7 @@ pub enum InstallationCommand {
 }
 
 /// The facts an installation is opened with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OpenInstallation {
     pub installation_type: InstallationType,
     /// The customer's contact id (a keyed hash, `ct_…`).

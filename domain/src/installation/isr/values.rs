@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What is installed. Shared with orders (an installable line item names its type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InstallationType {
     Solar,
@@ -104,7 +104,9 @@ pub fn is_sha256_hex(text: &str) -> bool {
 }
 
 /// An installation's status: `pending → in_progress → commissioned → active → decommissioned`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum InstallationStatus {
     #[default]
@@ -162,7 +164,7 @@ impl InstallationStatus {
 
 /// A serialized component installed on site; the warranty registered at commissioning runs
 /// for `warranty_months` (zero: no warranty).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Component {
     pub serial: String,
     /// What it is: `panel`, `inverter`, `battery`, `dish`, `router`, … (free, non-blank).

@@ -15,7 +15,7 @@ use crate::installation::order::is_currency_code;
 
 /// A maintenance contract.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct MaintenanceContract {
     ends_at: Option<DateTime<Utc>>,

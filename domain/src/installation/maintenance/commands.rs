@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::pii::Envelope;
 
 /// A request to change a maintenance contract.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum MaintenanceCommand {
     /// Start the contract (once; a repeat records nothing).
     Start(StartMaintenanceContract),
@@ -33,7 +33,7 @@ pub enum MaintenanceCommand {
 }
 
 /// The facts a contract starts with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StartMaintenanceContract {
     /// The customer's contact id (a keyed hash, `ct_…`).
     pub customer_id: String,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::pii::Envelope;
 
 /// Facts about a maintenance contract.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum MaintenanceEvent {
     /// The contract started; carries the derived end.
     MaintenanceContractStarted {

@@ -16,7 +16,7 @@ pub fn contract_end(from: DateTime<Utc>, months: u32) -> Option<DateTime<Utc>> {
 }
 
 /// A contract's status: `active` until cancelled (lapsing is a matter of time: its end).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContractStatus {
     #[default]

@@ -14,7 +14,7 @@ use super::values::{is_currency_code, LineItem, OrderStatus, PaymentProvider};
 use crate::pii::Envelope;
 
 /// What an order was placed with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Placed {
     customer_id: String,
     items: Vec<LineItem>,
@@ -24,7 +24,7 @@ struct Placed {
 
 /// An order: items, total, payments.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Order {
     placed: Option<Placed>,

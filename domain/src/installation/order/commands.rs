@@ -7,7 +7,7 @@ use super::values::{LineItem, PaymentProvider};
 use crate::pii::Envelope;
 
 /// A request to change an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum OrderCommand {
     /// Place the order (once; a repeat records nothing).
     Place(PlaceOrder),
@@ -24,7 +24,7 @@ pub enum OrderCommand {
 }
 
 /// What a customer orders.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlaceOrder {
     /// The customer's contact id (a keyed hash, `ct_…`).
     pub customer_id: String,
@@ -35,7 +35,7 @@ pub struct PlaceOrder {
 
 /// A payment confirmed by its provider (the callbacks verify signatures and poll status
 /// before sending this).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecordPayment {
     pub provider: PaymentProvider,
     /// The provider's reference (Paynow reference, M-Pesa receipt, Stripe payment intent,

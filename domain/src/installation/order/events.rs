@@ -8,7 +8,7 @@ use super::values::{LineItem, PaymentProvider};
 use crate::pii::Envelope;
 
 /// Facts about an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum OrderEvent {
     /// The order was placed; `total_minor` is derived from the items.
     OrderPlaced {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::installation::isr::InstallationType;
 
 /// One line of an order. Amounts are integer minor units (cents) of `currency`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineItem {
     pub sku: String,
     /// The product's catalogue description (not personal data).
@@ -31,7 +31,7 @@ pub fn is_currency_code(code: &str) -> bool {
 }
 
 /// An order's status: `placed → paid → fulfilled`, or `cancelled`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     #[default]
@@ -61,7 +61,7 @@ impl OrderStatus {
 }
 
 /// Who took a payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentProvider {
     Paynow,

@@ -12,7 +12,7 @@ use super::values::{payout_for, PayoutStatus, PayoutTier, MAX_QUALITY_BONUS_MINO
 use crate::installation::order::is_currency_code;
 
 /// What a payout was computed as.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Computed {
     technician_ids: Vec<String>,
     /// The current quality bonus (`amount - bonus` is the tier base). `serde(default)`:
@@ -25,7 +25,7 @@ struct Computed {
 
 /// A technician payout for one installation.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Payout {
     computed: Option<Computed>,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A request to change a payout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum PayoutCommand {
     /// Compute the payout of a commissioned installation (once).
     Compute(ComputePayout),
@@ -26,7 +26,7 @@ pub enum PayoutCommand {
 }
 
 /// What a payout is computed from (the facts of `InstallationCommissioned`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ComputePayout {
     pub installation_id: String,
     pub technician_ids: Vec<String>,

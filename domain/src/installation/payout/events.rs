@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::values::PayoutTier;
 
 /// Facts about a payout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum PayoutEvent {
     /// The payout was computed, pending approval; carries the tier, base, bonus and amount
     /// (`amount = base + bonus`) so read models never recompute them.

@@ -11,7 +11,7 @@ pub const TIER_BOUNDARIES_W: [u32; 3] = [3_000, 6_000, 10_000];
 pub const MAX_QUALITY_BONUS_MINOR: u32 = 100_000;
 
 /// A payout tier by system size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PayoutTier {
     /// Up to 3 000 W (and every Starlink-sized job): 5 000 minor units.
@@ -67,7 +67,7 @@ pub fn payout_for(system_size_w: u32, quality_bonus_minor: Option<u32>) -> i64 {
 }
 
 /// A payout's status: `pending → approved → paid`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PayoutStatus {
     #[default]

@@ -12,7 +12,7 @@ use super::values::{sla_due_at, ServiceStatus};
 
 /// A service ticket.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct ServiceRequest {
     ticket_number: Option<u64>,

@@ -7,7 +7,7 @@ use super::values::Priority;
 use crate::pii::Envelope;
 
 /// A request to change a service request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ServiceCommand {
     /// Open the request (once; a repeat records nothing).
     Open(OpenServiceRequest),
@@ -32,7 +32,7 @@ pub enum ServiceCommand {
 }
 
 /// The facts a request is opened with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OpenServiceRequest {
     /// The tenant's ticket number (above zero), handed out by the write side.
     pub ticket_number: u64,

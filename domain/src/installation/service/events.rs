@@ -8,7 +8,7 @@ use super::values::Priority;
 use crate::pii::Envelope;
 
 /// Facts about a service request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ServiceEvent {
     /// The request was opened; carries the derived SLA due time.
     ServiceRequestOpened {

@@ -11,7 +11,7 @@ use super::events::WarrantyEvent;
 use super::values::{warranty_ends_at, warranty_local_id, WarrantyStatus, WarrantyTerms, MAX_WARRANTY_MONTHS};
 
 /// What a warranty was registered with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Registered {
     installation_id: String,
     serial: String,
@@ -22,7 +22,7 @@ struct Registered {
 
 /// The warranty of one installed component.
 // `serde(default)`: snapshots taken before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Warranty {
     registered: Option<Registered>,

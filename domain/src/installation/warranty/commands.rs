@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::pii::Envelope;
 
 /// A request to change a warranty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum WarrantyCommand {
     /// Register the warranty of an installed component (once; a repeat records nothing).
     Register(RegisterWarranty),
@@ -20,7 +20,7 @@ pub enum WarrantyCommand {
 }
 
 /// The facts a warranty is registered with (from `InstallationCommissioned`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegisterWarranty {
     /// The installation's local id (`isr_<id>`).
     pub installation_id: String,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::pii::Envelope;
 
 /// Facts about a warranty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum WarrantyEvent {
     /// The warranty was registered, active; carries the derived end of its period.
     WarrantyRegistered {

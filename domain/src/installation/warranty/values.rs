@@ -26,7 +26,7 @@ pub fn warranty_ends_at(starts_at: DateTime<Utc>, months: u32) -> Option<DateTim
 
 /// A warranty's status: `active` until voided. (Expiry is a matter of time, decided against
 /// the period when a claim is filed, not a stored status.)
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WarrantyStatus {
     #[default]
@@ -45,7 +45,7 @@ impl WarrantyStatus {
 }
 
 /// What a claim is checked against: the warranty's facts at the moment of filing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WarrantyTerms {
     /// The warranty's local id ([`warranty_local_id`]).
     pub warranty_id: String,
