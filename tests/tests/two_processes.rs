@@ -41,7 +41,12 @@ impl Redis {
     }
 
     fn run(&mut self) {
+        // On the real clock even when the tests run under libfaketime
+        // (scripts/test-shifted-clock.sh): Redis stalls under it, and the shared Redis of
+        // scripts/services.sh runs on the real clock too.
         let child = Command::new("redis-server")
+            .env_remove("LD_PRELOAD")
+            .env_remove("FAKETIME")
             .args([
                 "--port",
                 &self.port.to_string(),
