@@ -106,8 +106,9 @@ impl KeyRow {
 
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// 16 characters of lower-case base32 from 10 random bytes (80 bits: ids never collide).
-fn fresh_id() -> String {
+/// 16 characters of lower-case base32 from 10 random bytes (80 bits: ids never collide): the
+/// id of an API key (`key_…`) and of a webhook endpoint (`whk_…`).
+pub(crate) fn fresh_id() -> String {
     let mut bytes = [0u8; 10];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let mut bits: u128 = 0;

@@ -22,10 +22,9 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use sqlx::PgPool;
 
+use crate::api_keys::fresh_id;
 use crate::dispatch::{Appended, Commands};
 use crate::error::{CommandError, DomainError};
-
-const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// A log position: `(tx_id, global_position)`, as the log's cursors order it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -150,19 +149,6 @@ pub struct DeliveryRow {
     pub latency_ms: i32,
     pub succeeded: bool,
     pub at: DateTime<Utc>,
-}
-
-fn fresh_id() -> String {
-    let mut bytes = [0u8; 10];
-    OsRng.fill_bytes(&mut bytes);
-    let mut bits: u128 = 0;
-    for b in bytes {
-        bits = (bits << 8) | u128::from(b);
-    }
-    (0..16)
-        .rev()
-        .map(|i| char::from(BASE32[((bits >> (i * 5)) & 31) as usize]))
-        .collect()
 }
 
 /// A fresh Standard Webhooks secret: `whsec_` and the base64 of 32 random bytes.
