@@ -162,15 +162,17 @@ pub async fn set_automation(
 
 /// Loads a tenant's automation rules from the log (a short stream: one event per change).
 pub async fn automation_rules(pool: &PgPool, tenant: &TenantId) -> Result<AutomationRules, CommandError> {
-    let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
-        "SELECT payload::jsonb FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+    let rows: Vec<(String, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT event_type, event_version, payload::jsonb FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
     )
     .bind(AutomationRules::TYPE)
     .bind(tenant.stream_id(AUTOMATION_STREAM_LOCAL_ID))
     .fetch_all(pool)
     .await?;
     let mut rules = AutomationRules::default();
-    for payload in payloads {
+    for (event_type, version, mut payload) in rows {
+        chronicle_domain::upcast::upcast(&event_type, &version, &mut payload);
         let event: AutomationRulesEvent =
             serde_json::from_value(payload).map_err(|e| CommandError::Unexpected(Box::new(e)))?;
         rules.apply(event);

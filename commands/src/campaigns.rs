@@ -97,7 +97,8 @@ pub async fn load_campaign(pool: &PgPool, tenant: &TenantId, campaign_id: &str) 
     let stream = tenant.stream_id(&campaign_local_id(campaign_id));
     // From the latest snapshot (the dispatcher snapshots campaigns every 100 events), so a
     // campaign with many outcomes loads in flat time.
-    let store = PersistedEventStore::<_, Campaign>::new_snapshot_store(PostgresEventRepository::new(pool.clone()), 100);
+    let store = PersistedEventStore::<_, Campaign>::new_snapshot_store(PostgresEventRepository::new(pool.clone()), 100)
+        .with_upcasters(crate::repository::upcasters());
     let mut context = store
         .load_aggregate(&stream)
         .await

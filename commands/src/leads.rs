@@ -374,7 +374,8 @@ impl Leads {
     /// The current state of a lead, loaded from its stream; `None` if nothing was captured in it.
     pub async fn load(&self, tenant: &TenantId, lead_id: &str) -> Result<Option<Lead>, CommandError> {
         let store: PersistedEventStore<PostgresEventRepository, Lead> =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(self.commands.pool().clone()));
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(self.commands.pool().clone()))
+                .with_upcasters(crate::repository::upcasters());
         match store.load_aggregate(&tenant.stream_id(lead_id)).await {
             Ok(context) => Ok(Some(context.aggregate).filter(Lead::is_captured)),
             Err(AggregateError::UserError(e)) => Err(DomainError::Lead(e).into()),

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
+use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
@@ -172,7 +172,7 @@ impl ChronicleEventRepository {
                 });
             } else {
                 let payload = payload.unwrap_or(Value::Null);
-                events.push(SerializedEvent::new(
+                events.push(upcast(SerializedEvent::new(
                     aggregate_id.to_string(),
                     sequence,
                     A::TYPE.to_string(),
@@ -180,7 +180,7 @@ impl ChronicleEventRepository {
                     row.try_get("event_version").map_err(persistence_error)?,
                     payload,
                     row.try_get("metadata").map_err(persistence_error)?,
-                ));
+                )));
             }
         }
         Ok((snapshot, events))
@@ -335,7 +335,7 @@ fn record_positions(rows: Vec<(String, i64)>) {
 
 fn event_of(row: &PgRow) -> Result<SerializedEvent, sqlx::Error> {
     let sequence: i64 = row.try_get("sequence")?;
-    Ok(SerializedEvent::new(
+    Ok(upcast(SerializedEvent::new(
         row.try_get("aggregate_id")?,
         usize::try_from(sequence).unwrap_or_default(),
         row.try_get("aggregate_type")?,
@@ -343,7 +343,37 @@ fn event_of(row: &PgRow) -> Result<SerializedEvent, sqlx::Error> {
         row.try_get("event_version")?,
         row.try_get("payload")?,
         row.try_get("metadata")?,
-    ))
+    )))
+}
+
+/// A stored event brought to the current version of its type (`chronicle_domain::upcast`):
+/// every event an aggregate is loaded from goes through this.
+pub(crate) fn upcast(mut event: SerializedEvent) -> SerializedEvent {
+    let version = chronicle_domain::upcast::upcast(&event.event_type, &event.event_version, &mut event.payload);
+    if version != event.event_version {
+        event.event_version = version.to_string();
+    }
+    event
+}
+
+/// The domain's upcasters as cqrs-es's [`EventUpcaster`], for the aggregates loaded through
+/// `cqrs_es::persist::PersistedEventStore` ([`upcasters`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DomainUpcaster;
+
+impl EventUpcaster for DomainUpcaster {
+    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+        chronicle_domain::upcast::history(event_type).any(|step| step.from == event_version)
+    }
+
+    fn upcast(&self, event: SerializedEvent) -> SerializedEvent {
+        upcast(event)
+    }
+}
+
+/// The upcasters to give every `PersistedEventStore` (`with_upcasters`).
+pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
+    vec![Box::new(DomainUpcaster)]
 }
 
 impl PersistedEventRepository for ChronicleEventRepository {

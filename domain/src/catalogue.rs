@@ -12,14 +12,14 @@
 
 use serde_json::{json, Map, Value};
 
-/// The version of every event type's data so far (each aggregate's `event_version`).
-pub const EVENT_VERSION: &str = "1.0";
-
 /// The JSON Schema dialect of the catalogue.
 pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 
 /// The catalogue: `{"$schema", "title", "contractVersion", "eventTypes": {<type>: {
-/// "aggregateType", "version", "schema"}}}`, types in name order.
+/// "aggregateType", "version", "schema", "changes"?}}}`, types in name order. `version` is the
+/// current version of the type's data (every event is read at it, whatever version it was
+/// stored at); `changes` lists the upcasts that brought older versions to it
+/// (`crate::upcast`), absent when the type never changed.
 pub fn catalogue() -> Value {
     let mut types = Map::new();
     add::<crate::api_key::ApiKeyEvent>("ApiKey", &mut types);
@@ -50,7 +50,7 @@ pub fn catalogue() -> Value {
     json!({
         "$schema": DIALECT,
         "title": "Chronicle's event catalogue",
-        "description": "Every event type with its aggregate type, version and the JSON Schema of its data in the event contract (version 1). Personal fields (x-chronicle-personal) are present only for readers allowed personal data.",
+        "description": "Every event type with its aggregate type, the current version of its data (events stored at an older version are upcast and read at it; `changes` says what changed) and the JSON Schema of its data in the event contract (version 1). Personal fields (x-chronicle-personal) are present only for readers allowed personal data.",
         "contractVersion": "1",
         "eventTypes": sorted,
     })
@@ -97,10 +97,18 @@ fn add<E: schemars::JsonSchema>(aggregate: &str, types: &mut Map<String, Value>)
                 object.insert("$schema".into(), json!(DIALECT));
                 object.insert("title".into(), json!(name));
             }
-            types.insert(
-                name,
-                json!({"aggregateType": aggregate, "version": EVENT_VERSION, "schema": schema}),
-            );
+            let mut entry = json!({
+                "aggregateType": aggregate,
+                "version": crate::upcast::current_version(&name),
+                "schema": schema,
+            });
+            let changes: Vec<Value> = crate::upcast::history(&name)
+                .map(|step| json!({"from": step.from, "to": step.to, "change": step.change}))
+                .collect();
+            if !changes.is_empty() {
+                entry["changes"] = Value::Array(changes);
+            }
+            types.insert(name, entry);
         }
     }
 }

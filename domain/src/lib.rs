@@ -31,6 +31,8 @@
 //! - [`webhook`]: the `WebhookEndpoint` aggregate: integrators' receivers of events (issue 13).
 //! - [`catalogue`]: the event catalogue: every event type's data as a JSON Schema, generated
 //!   from these types (issue 13).
+//! - [`upcast`]: upcasters: old stored versions of an event type read as its current shape
+//!   (issue 13).
 //! - [`aggregates`]: every aggregate type in one list, and `for_aggregate_type!` to run code
 //!   with the aggregate a log row's `aggregate_type` names.
 
@@ -54,5 +56,6 @@ pub mod phone;
 pub mod pii;
 pub mod template;
 pub mod tenant;
+pub mod upcast;
 pub mod wallet;
 pub mod webhook;

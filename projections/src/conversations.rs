@@ -149,7 +149,7 @@ impl ConversationsProjector {
                 at,
                 error_code,
                 ..
-            } if current.unwrap_or(status) == status => {
+            } if current == status => {
                 // Only a status that became the message's current one changes this row; a late
                 // fact (delivered after read) is in the `messages` timeline. Written with the
                 // batch's other statuses in one statement (`Statuses::flush`).

@@ -191,9 +191,11 @@ pub struct StoredEvent {
     pub sequence: i64,
     /// postgres-es's event type.
     pub event_type: String,
-    /// postgres-es's event version.
+    /// The version of the event type's data: the current one (the log keeps the version an
+    /// event was stored at; it is upcast when read, see `chronicle_domain::upcast`).
     pub event_version: String,
-    /// The payload as stored (personal fields are ciphertext envelopes).
+    /// The payload as stored, upcast to the current version of its type (personal fields are
+    /// ciphertext envelopes).
     pub payload: serde_json::Value,
     /// The command's metadata (tenant, actor, correlation and causation ids).
     pub metadata: serde_json::Value,
@@ -334,6 +336,15 @@ fn decode_event(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
     let global_position: i64 = row.try_get("global_position")?;
     let tx_text: String = row.try_get("tx_id_text")?;
     let tx_id = parse_xid8(&tx_text, "tx_id")?;
+    // Every reader of the log meets the current version of each event type (the log keeps
+    // what was stored; `chronicle_domain::upcast`).
+    let event_type: String = row.try_get("event_type")?;
+    let mut event_version: String = row.try_get("event_version")?;
+    let mut payload: serde_json::Value = row.try_get("payload")?;
+    let version = chronicle_domain::upcast::upcast(&event_type, &event_version, &mut payload);
+    if version != event_version {
+        event_version = version.to_string();
+    }
     Ok(StoredEvent {
         cursor: Cursor::new(tx_id, global_position),
         global_position,
@@ -341,9 +352,9 @@ fn decode_event(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
         aggregate_type: row.try_get("aggregate_type")?,
         aggregate_id: row.try_get("aggregate_id")?,
         sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
+        event_type,
+        event_version,
+        payload,
         metadata: row.try_get("metadata")?,
         recorded_at: row.try_get("recorded_at")?,
         tx_id,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use chronicle_domain::catalogue::{catalogue, EVENT_VERSION};
+use chronicle_domain::catalogue::catalogue;
 use chronicle_domain::tenant::TenantId;
 use chronicle_projections::contract::Contract;
 use chronicle_projections::log::{self, Cursor, LogFilter};
@@ -47,11 +47,18 @@ async fn every_event_the_demo_stores_validates_against_its_published_schema(pool
     assert_eq!(served, published, "the endpoint serves the catalogue");
 
     let mut validators = BTreeMap::new();
+    let mut versions = BTreeMap::new();
     for (event_type, entry) in published["eventTypes"].as_object().cloned().unwrap_or_default() {
         let validator = jsonschema::validator_for(&entry["schema"])
             .unwrap_or_else(|e| panic!("{event_type}: the published schema is not a valid schema: {e}"));
-        validators.insert(event_type, validator);
+        validators.insert(event_type.clone(), validator);
+        versions.insert(event_type, entry["version"].as_str().unwrap_or_default().to_string());
     }
+    assert_eq!(versions["DeliveryStatusRecorded"], "1.1", "the upcast type's current version is published");
+    assert_eq!(
+        published["eventTypes"]["DeliveryStatusRecorded"]["changes"][0]["from"], "1.0",
+        "with the change from 1.0"
+    );
 
     // The schemas do refuse what is not an event's data.
     let received = &validators["MessageReceived"];
@@ -84,7 +91,12 @@ async fn every_event_the_demo_stores_validates_against_its_published_schema(pool
                 after = last.cursor;
                 for event in batch {
                     let shaped = contract.shape(event).await.unwrap_or_else(|e| panic!("{e}"));
-                    assert_eq!(shaped.event_version, EVENT_VERSION, "{}", shaped.event_type);
+                    assert_eq!(
+                        Some(&shaped.event_version),
+                        versions.get(&shaped.event_type),
+                        "{} is read at its published version",
+                        shaped.event_type
+                    );
                     let Some(validator) = validators.get(&shaped.event_type) else {
                         failures.push(format!("{} is not in the catalogue", shaped.event_type));
                         continue;

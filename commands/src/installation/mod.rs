@@ -168,8 +168,8 @@ async fn first_payload(
     stream: &str,
     event_type: &str,
 ) -> Result<Option<serde_json::Value>, CommandError> {
-    let payload: Option<serde_json::Value> = sqlx::query_scalar(
-        "SELECT payload::jsonb FROM events
+    let row: Option<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT event_version, payload::jsonb FROM events
           WHERE aggregate_type = $1 AND aggregate_id = $2 AND event_type = $3
           ORDER BY sequence LIMIT 1",
     )
@@ -178,7 +178,10 @@ async fn first_payload(
     .bind(event_type)
     .fetch_optional(pool)
     .await?;
-    Ok(payload.map(|p| p[event_type].clone()))
+    Ok(row.map(|(version, mut payload)| {
+        chronicle_domain::upcast::upcast(event_type, &version, &mut payload);
+        payload[event_type].clone()
+    }))
 }
 
 /// The customer and currency of an order, from its `OrderPlaced` (None: no such order).
@@ -306,7 +309,8 @@ where
     A: Aggregate + Default,
     A::Error: Send + Sync + 'static,
 {
-    let store = PersistedEventStore::<_, A>::new_event_store(PostgresEventRepository::new(pool.clone()));
+    let store = PersistedEventStore::<_, A>::new_event_store(PostgresEventRepository::new(pool.clone()))
+        .with_upcasters(crate::repository::upcasters());
     let mut context = store
         .load_aggregate(&tenant.stream_id(local_id))
         .await

@@ -559,7 +559,8 @@ impl PaymentIntake {
 
 /// The payment `<tenant>:<local_id>` as it stands (from its stream).
 pub async fn load_payment(pool: &sqlx::PgPool, tenant: &TenantId, local_id: &str) -> Result<Payment, CommandError> {
-    let store = PersistedEventStore::<_, Payment>::new_event_store(PostgresEventRepository::new(pool.clone()));
+    let store = PersistedEventStore::<_, Payment>::new_event_store(PostgresEventRepository::new(pool.clone()))
+        .with_upcasters(crate::repository::upcasters());
     let mut context = store
         .load_aggregate(&tenant.stream_id(local_id))
         .await

@@ -63,7 +63,7 @@ impl DomainEvent for ApiKeyEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::current_version(&self.event_type()).to_string()
     }
 }
 

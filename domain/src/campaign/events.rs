@@ -172,6 +172,6 @@ impl DomainEvent for CampaignEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::current_version(&self.event_type()).to_string()
     }
 }

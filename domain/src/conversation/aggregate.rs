@@ -364,7 +364,7 @@ impl Conversation {
         Ok(Some(ConversationEvent::DeliveryStatusRecorded {
             message_ref: update.message_ref,
             status: update.status,
-            current: Some(furthest),
+            current: furthest,
             at: update.at,
             window_closed: update.status == DeliveryStatus::Failed
                 && update.error.as_ref().is_some_and(|e| e.code == WINDOW_CLOSED_ERROR),
@@ -441,7 +441,7 @@ impl Aggregate for Conversation {
                     .entry(message_ref.clone())
                     .or_default()
                     .insert(status);
-                self.deliveries.insert(message_ref, current.unwrap_or(status));
+                self.deliveries.insert(message_ref, current);
             }
             ConversationEvent::OutboundMessageQueued { idempotency_key, .. } => {
                 self.outbound.insert(idempotency_key, Outbound::Queued);
@@ -602,7 +602,7 @@ mod tests {
         ConversationEvent::DeliveryStatusRecorded {
             message_ref: id.into(),
             status: s,
-            current: Some(current),
+            current,
             at: at(hour),
             error_code: None,
             error_title: None,
@@ -803,7 +803,7 @@ mod tests {
             .then_expect_events(vec![ConversationEvent::DeliveryStatusRecorded {
                 message_ref: "wamid.out".into(),
                 status: DeliveryStatus::Failed,
-                current: Some(DeliveryStatus::Failed),
+                current: DeliveryStatus::Failed,
                 at: at(9),
                 error_code: Some(131047),
                 error_title: Some("Re-engagement message".into()),
@@ -1151,7 +1151,7 @@ mod inbox_tests {
         let event = |code: i64, title: &str, closed: bool| ConversationEvent::DeliveryStatusRecorded {
             message_ref: "wm_out".into(),
             status: DeliveryStatus::Failed,
-            current: Some(DeliveryStatus::Failed),
+            current: DeliveryStatus::Failed,
             at: at(40),
             error_code: Some(code),
             error_title: Some(title.into()),

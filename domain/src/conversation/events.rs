@@ -37,13 +37,11 @@ pub enum ConversationEvent {
         error_code: Option<i64>,
         error_title: Option<String>,
         /// Derived: the message's furthest status with this one (a `delivered` arriving after
-        /// `read` is recorded, and `current` stays `read`). Absent in events stored before it
-        /// existed, where it equals `status`.
-        #[serde(default)]
-        current: Option<DeliveryStatus>,
-        /// Derived: the failure is WhatsApp's 131047, the 24-hour window had closed. Absent
-        /// (false) in events stored before it existed.
-        #[serde(default)]
+        /// `read` is recorded, and `current` stays `read`). Since version 1.1; events stored at
+        /// 1.0 before it existed are read with `current` = `status` (they are upcast).
+        current: DeliveryStatus,
+        /// Derived: the failure is WhatsApp's 131047, the 24-hour window had closed. Since
+        /// version 1.1 (false in 1.0 events stored before it existed).
         window_closed: bool,
     },
     /// An outbound message was queued for the sender. Carries the recipient (sealed) and the
@@ -176,6 +174,6 @@ impl DomainEvent for ConversationEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::current_version(&self.event_type()).to_string()
     }
 }

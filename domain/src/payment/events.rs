@@ -74,6 +74,6 @@ impl DomainEvent for PaymentEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::current_version(&self.event_type()).to_string()
     }
 }

@@ -102,7 +102,7 @@ impl DomainEvent for WebhookEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::current_version(&self.event_type()).to_string()
     }
 }
 

@@ -44,6 +44,6 @@ impl DomainEvent for WarrantyEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::current_version(&self.event_type()).to_string()
     }
 }
