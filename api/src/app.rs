@@ -245,7 +245,12 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
             None
         }
     };
-    let live = chronicle_projections::live::LiveLog::start(pool.clone(), wakeups.clone())
+    let live = chronicle_projections::live::LiveLog::start_with(
+        pool.clone(),
+        wakeups.clone(),
+        settings.websocket.subscriber_buffer,
+        settings.websocket.subscriber_grace,
+    )
         .await
         .context("starting the live log")?;
     let fetcher = settings.whatsapp_access_token.as_ref().map(|token| {

@@ -26,6 +26,8 @@
 //! | `CHRONICLE_WS_INIT_TIMEOUT_MS` | how long a WebSocket may wait before `connection_init` (then closed 4408) | `10000` |
 //! | `CHRONICLE_WS_KEEP_ALIVE_MS` | how often the server pings a WebSocket | `15000` |
 //! | `CHRONICLE_WS_MAX_SUBSCRIPTIONS` | operations one WebSocket runs at once | `100` |
+//! | `CHRONICLE_SUBSCRIBER_BUFFER` | events a live subscription may fall behind the log (the fan-out's size; a burst beyond it is read from history) | `4096` |
+//! | `CHRONICLE_SUBSCRIBER_GRACE_MS` | how long a subscription may stay that far behind before it is closed (`SUBSCRIBER_TOO_SLOW`, naming its last cursor) | `10000` |
 //! | `CHRONICLE_WEBHOOK_MAX_ATTEMPTS` | failed attempts in a row before a webhook endpoint is disabled | `10` |
 //! | `CHRONICLE_WEBHOOK_BACKOFF_MS` | the delay after a webhook's first failure, doubled per failure, with jitter | `5000` |
 //! | `CHRONICLE_WEBHOOK_MAX_BACKOFF_MS` | the longest delay between webhook attempts (a later `Retry-After` wins, up to a day) | `3600000` |
@@ -391,6 +393,19 @@ impl Settings {
                 1..=10_000,
             )?)
             .unwrap_or(100),
+            subscriber_buffer: usize::try_from(number_setting(
+                &lookup,
+                "CHRONICLE_SUBSCRIBER_BUFFER",
+                chronicle_projections::live::FAN_OUT_BUFFER as u64,
+                16..=1_000_000,
+            )?)
+            .unwrap_or(chronicle_projections::live::FAN_OUT_BUFFER),
+            subscriber_grace: std::time::Duration::from_millis(number_setting(
+                &lookup,
+                "CHRONICLE_SUBSCRIBER_GRACE_MS",
+                10_000,
+                1..=3_600_000,
+            )?),
         };
         let webhooks = crate::webhooks::WebhookSettings {
             max_attempts: i32::try_from(number_setting(&lookup, "CHRONICLE_WEBHOOK_MAX_ATTEMPTS", 10, 1..=100)?)

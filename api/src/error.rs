@@ -32,6 +32,14 @@ pub enum ApiError {
     /// 503 `UNAVAILABLE`: a dependency is down.
     #[error("{0}")]
     Unavailable(String),
+    /// `SUBSCRIBER_TOO_SLOW` (subscriptions only; 503 if it ever reached HTTP): the subscriber
+    /// fell too far behind the log and its subscription was closed. `extensions.lastCursor`
+    /// is the cursor of the last event it was given: resume after it.
+    #[error(
+        "this subscription fell more than {buffer} events behind the log and was closed; resume with \
+         events(after: \"{last_cursor}\") or read on with eventLog(after: \"{last_cursor}\")"
+    )]
+    SubscriberTooSlow { last_cursor: String, buffer: usize },
     /// 500 `INTERNAL`: anything else. The cause is logged, never shown.
     #[error("internal error")]
     Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -57,6 +65,19 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<chronicle_projections::live::LiveError> for ApiError {
+    fn from(e: chronicle_projections::live::LiveError) -> Self {
+        use chronicle_projections::live::LiveError;
+        match e {
+            LiveError::Database(e) => Self::from(e),
+            LiveError::FellBehind { last_delivered, buffer } => Self::SubscriberTooSlow {
+                last_cursor: last_delivered.to_string(),
+                buffer,
+            },
+        }
+    }
+}
+
 impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
@@ -72,7 +93,9 @@ impl ApiError {
             Self::Command(CommandError::Conflict) => StatusCode::CONFLICT,
             Self::Command(CommandError::InvalidInput(_)) => StatusCode::BAD_REQUEST,
             Self::Command(CommandError::Unexpected(_)) | Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Unavailable(_) | Self::ConsistencyTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ConsistencyTimeout(_) | Self::SubscriberTooSlow { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -84,6 +107,7 @@ impl ApiError {
             Self::BadRequest { code, .. } => code,
             Self::Command(e) => e.code(),
             Self::Unavailable(_) => "UNAVAILABLE",
+            Self::SubscriberTooSlow { .. } => "SUBSCRIBER_TOO_SLOW",
             Self::ConsistencyTimeout(_) => "CONSISTENCY_TIMEOUT",
             Self::Unexpected(_) => "INTERNAL",
         }
@@ -143,6 +167,9 @@ impl ErrorExtensions for ApiError {
             {
                 ext.set("required", *required);
                 ext.set("available", *available);
+            }
+            if let Self::SubscriberTooSlow { last_cursor, .. } = self {
+                ext.set("lastCursor", last_cursor.as_str());
             }
         })
     }

@@ -5,9 +5,19 @@
 //! its own cursor with the gap-free reader until it is caught up, then takes live events,
 //! skipping those its history already gave (by cursor). That handover is exact: the tail only
 //! fans out readable events, which stay readable, so anything fanned out before the subscriber
-//! joined is in its history, and anything after is in its queue. Both are in log order. A
-//! subscriber that falls behind the fan-out's buffer goes back to reading history from its last
-//! cursor, then rejoins: slow subscribers never slow the others, and never miss an event.
+//! joined is in its history, and anything after is in its queue. Both are in log order.
+//!
+//! The fan-out keeps the last `buffer` events (a ring: its size never grows, and the tail never
+//! waits for a subscriber), so a slow subscriber never slows appends or the others:
+//!
+//! - a subscriber the ring overflowed for (a burst of appends, or its first catch-up from an
+//!   old cursor) reads history from its cursor again, at its own pace, then rejoins;
+//! - a subscriber that was once at the tail, then falls more than `buffer` events behind it
+//!   and does not get back to the tail within `grace` (it overflows the ring again after that
+//!   time) is slower than the log grows: it is closed with [`LiveError::FellBehind`], naming
+//!   the cursor of the last event it was given.
+//!   It resumes from there (a page of `eventLog`, or a new subscription after that cursor),
+//!   with nothing missed and nothing repeated.
 
 use std::sync::Arc;
 
@@ -18,8 +28,32 @@ use tokio::sync::broadcast;
 use crate::log::{head, read_after, stream_after, Cursor, LogFilter, StoredEvent};
 use crate::wake::Wakeups;
 
-/// Events buffered per subscriber before it must fall back to reading history.
+/// Events the fan-out keeps by default: how far a live subscriber may fall behind the tail
+/// before it is closed ([`LiveError::FellBehind`]).
 pub const FAN_OUT_BUFFER: usize = 4096;
+
+/// How long by default a subscriber may stay behind the fan-out (overflowing it, without
+/// getting back to the tail) before it is closed.
+pub const SLOW_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why a live stream ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The log could not be read; resume from the last cursor.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The subscriber stayed more than `buffer` events behind the log (see the module docs).
+    #[error(
+        "the subscriber fell more than {buffer} events behind the log and was closed; resume after {last_delivered}"
+    )]
+    FellBehind {
+        /// The cursor of the last event the subscriber was given (its starting cursor when it
+        /// was given none): resume after it.
+        last_delivered: Cursor,
+        /// The fan-out's size.
+        buffer: usize,
+    },
+}
 
 /// How many events a subscriber reads per history query.
 const HISTORY_BATCH: i64 = 500;
@@ -29,6 +63,8 @@ const HISTORY_BATCH: i64 = 500;
 pub struct LiveLog {
     pool: PgPool,
     events: broadcast::Sender<Arc<StoredEvent>>,
+    buffer: usize,
+    grace: std::time::Duration,
     _tail: Arc<TailTask>,
 }
 
@@ -49,10 +85,26 @@ impl Drop for TailTask {
 }
 
 impl LiveLog {
-    /// Starts the tail from the log's current head. The tail reconnects by itself: a database
-    /// error is logged and the tail resumes from its last cursor after a pause.
+    /// Starts the tail from the log's current head, with the default fan-out
+    /// ([`FAN_OUT_BUFFER`]). The tail reconnects by itself: a database error is logged and the
+    /// tail resumes from its last cursor after a pause.
     pub async fn start(pool: PgPool, wakeups: Wakeups) -> Result<LiveLog, sqlx::Error> {
-        let (events, _) = broadcast::channel(FAN_OUT_BUFFER);
+        Self::start_with(pool, wakeups, FAN_OUT_BUFFER, SLOW_GRACE).await
+    }
+
+    /// [`LiveLog::start`] with a fan-out of `buffer` events (at least 2), closing a subscriber
+    /// that stays behind it for `grace` (see the module docs).
+    pub async fn start_with(
+        pool: PgPool,
+        wakeups: Wakeups,
+        buffer: usize,
+        grace: std::time::Duration,
+    ) -> Result<LiveLog, sqlx::Error> {
+        let buffer = buffer.max(2);
+        // The tail hands out at most half the ring per query, so one query's events never
+        // overflow a subscriber that keeps up.
+        let tail_batch = i64::try_from(buffer / 2).unwrap_or(HISTORY_BATCH).min(HISTORY_BATCH);
+        let (events, _) = broadcast::channel(buffer);
         let start = head(&pool, &LogFilter::all()).await?.unwrap_or(Cursor::START);
         let sender = events.clone();
         let tail_pool = pool.clone();
@@ -63,7 +115,7 @@ impl LiveLog {
                     tail_pool.clone(),
                     cursor,
                     LogFilter::all(),
-                    HISTORY_BATCH,
+                    tail_batch,
                     wakeups.subscribe(),
                 ));
                 while let Some(item) = tail.next().await {
@@ -85,49 +137,86 @@ impl LiveLog {
         Ok(LiveLog {
             pool,
             events,
+            buffer,
+            grace,
             _tail: Arc::new(TailTask(task)),
         })
     }
 
-    /// The events matching `filter` after `after`: history first, then live, forever. A
-    /// database error is yielded and ends the stream; resume from the last cursor.
+    /// How far a live subscriber may fall behind before it is closed.
+    pub fn buffer(&self) -> usize {
+        self.buffer
+    }
+
+    /// The events matching `filter` after `after`: history first, then live, until the
+    /// subscriber falls too far behind ([`LiveError::FellBehind`], see the module docs) or the
+    /// log cannot be read ([`LiveError::Database`]); either error ends the stream.
     pub fn stream(
         &self,
         after: Cursor,
         filter: LogFilter,
-    ) -> impl Stream<Item = Result<StoredEvent, sqlx::Error>> + Send + 'static {
+    ) -> impl Stream<Item = Result<StoredEvent, LiveError>> + Send + 'static {
         let pool = self.pool.clone();
         let events = self.events.clone();
+        let buffer = self.buffer;
+        let grace = self.grace;
         async_stream::try_stream! {
+            // The last event read (matching or not) and the last one given to the subscriber.
             let mut last = after;
+            let mut delivered = after;
+            // Whether it was ever at the tail (nothing pending), and since when the fan-out
+            // has been overflowing for it without it getting back to the tail.
+            let mut caught_up = false;
+            let mut behind_since: Option<std::time::Instant> = None;
             loop {
                 // Join first, so nothing fanned out from now on is missed...
                 let mut live = events.subscribe();
-                // ...then read history until caught up.
+                // ...then read history until caught up, at the subscriber's pace.
                 loop {
                     let batch = read_after(&pool, last, &filter, HISTORY_BATCH).await?;
                     let done = (batch.len() as i64) < HISTORY_BATCH;
                     for event in batch {
                         last = event.cursor;
+                        delivered = event.cursor;
                         yield event;
                     }
                     if done {
                         break;
                     }
                 }
-                // Live, skipping what history gave, until this subscriber falls behind.
+                // Live, skipping what history gave.
                 loop {
-                    match live.recv().await {
+                    let received = match live.try_recv() {
+                        Ok(event) => Ok(event),
+                        Err(broadcast::error::TryRecvError::Empty) => {
+                            // Nothing pending: this subscriber is at the tail.
+                            caught_up = true;
+                            behind_since = None;
+                            live.recv().await
+                        }
+                        Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                            Err(broadcast::error::RecvError::Lagged(missed))
+                        }
+                        Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+                    };
+                    match received {
                         Ok(event) => {
-                            if event.cursor > last && filter.matches(&event) {
+                            if event.cursor > last {
                                 last = event.cursor;
-                                yield StoredEvent::clone(&event);
-                            } else if event.cursor > last {
-                                last = event.cursor;
+                                if filter.matches(&event) {
+                                    delivered = event.cursor;
+                                    yield StoredEvent::clone(&event);
+                                }
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            tracing::debug!(missed, "a live subscriber fell behind; reading history again");
+                            let since = *behind_since.get_or_insert_with(std::time::Instant::now);
+                            if caught_up && since.elapsed() >= grace {
+                                tracing::info!(missed, buffer, "a live subscriber stays behind the log; closing it");
+                                Err(LiveError::FellBehind { last_delivered: delivered, buffer })?;
+                            }
+                            // A burst (or the first catch-up): read on from the cursor.
+                            tracing::debug!(missed, "a subscriber fell behind the fan-out; reading history");
                             break;
                         }
                         Err(broadcast::error::RecvError::Closed) => {

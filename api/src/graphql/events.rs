@@ -305,7 +305,10 @@ impl EventsSubscription {
     /// `events:read` scope); a malformed `after` is `BAD_CURSOR`, an unknown type
     /// `UNKNOWN_EVENT_TYPE`. The stream ends when the access token expires: reconnect with a
     /// fresh token and resume from the last cursor. With an API key it ends with an
-    /// `UNAUTHENTICATED` error when the key is revoked or expires.
+    /// `UNAUTHENTICATED` error when the key is revoked or expires. A subscriber that falls too
+    /// far behind the log (it reads slower than events are appended) is closed with a
+    /// `SUBSCRIBER_TOO_SLOW` error whose `extensions.lastCursor` is the cursor of the last
+    /// event it was given: resume after it.
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -333,11 +336,17 @@ impl EventsSubscription {
         let events = live.stream(cursor, filter).then(move |item| {
             let contract = contract.clone();
             async move {
-                let shaped = match item {
-                    Ok(event) => contract.lock().await.shape(event).await.map(LogEvent::from),
-                    Err(e) => Err(e),
-                };
-                shaped.map_err(ApiError::from).gql()
+                match item {
+                    Ok(event) => contract
+                        .lock()
+                        .await
+                        .shape(event)
+                        .await
+                        .map(LogEvent::from)
+                        .map_err(ApiError::from),
+                    Err(e) => Err(ApiError::from(e)),
+                }
+                .gql()
             }
         });
         // An access token's stream ends when the token expires: the client reconnects with a

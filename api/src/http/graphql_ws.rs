@@ -61,6 +61,11 @@ pub struct WebSocketSettings {
     pub keep_alive: Duration,
     /// The most operations one connection runs at once.
     pub max_subscriptions: usize,
+    /// How far a live subscription may fall behind the log, in events (the live log's
+    /// fan-out)...
+    pub subscriber_buffer: usize,
+    /// ...and for how long, before it is closed with `SUBSCRIBER_TOO_SLOW`.
+    pub subscriber_grace: Duration,
 }
 
 impl Default for WebSocketSettings {
@@ -69,6 +74,8 @@ impl Default for WebSocketSettings {
             init_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(15),
             max_subscriptions: 100,
+            subscriber_buffer: chronicle_projections::live::FAN_OUT_BUFFER,
+            subscriber_grace: chronicle_projections::live::SLOW_GRACE,
         }
     }
 }
