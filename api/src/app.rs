@@ -251,8 +251,8 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         settings.websocket.subscriber_buffer,
         settings.websocket.subscriber_grace,
     )
-        .await
-        .context("starting the live log")?;
+    .await
+    .context("starting the live log")?;
     let fetcher = settings.whatsapp_access_token.as_ref().map(|token| {
         let mut config = FetcherConfig::new(graph_base_url.clone(), token.expose());
         config.backoff = settings.whatsapp_send.backoff;

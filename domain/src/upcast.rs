@@ -194,7 +194,11 @@ mod tests {
             assert_ne!(step.from, step.to, "{} goes nowhere", step.event_type);
             let later = history(step.event_type).skip_while(|u| u.from != step.from).nth(1);
             if let Some(next) = later {
-                assert_eq!(next.from, step.to, "{}: {} is not followed by its own version", step.event_type, step.to);
+                assert_eq!(
+                    next.from, step.to,
+                    "{}: {} is not followed by its own version",
+                    step.event_type, step.to
+                );
             }
         }
     }

@@ -102,12 +102,18 @@ async fn a_subscriber_that_stays_behind_the_log_is_closed_naming_its_last_event_
     assert_eq!(live.buffer(), 32);
     // The slow subscriber takes its history (event 1), waits at the tail, takes event 2...
     let mut slow: Events = Box::pin(live.stream(Cursor::START, LogFilter::tenant("acme")));
-    let first = next(&mut slow).await.and_then(Result::ok).unwrap_or_else(|| panic!("event 1"));
+    let first = next(&mut slow)
+        .await
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("event 1"));
     assert_eq!(first.sequence, 1);
     let waiting = tokio::time::timeout(Duration::from_millis(200), slow.next()).await;
     assert!(waiting.is_err(), "nothing more yet: {waiting:?}");
     append(&pool, "acme", "s1", 2).await;
-    let second = next(&mut slow).await.and_then(Result::ok).unwrap_or_else(|| panic!("event 2"));
+    let second = next(&mut slow)
+        .await
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("event 2"));
     assert_eq!(second.sequence, 2);
 
     // ...then takes nothing while 100 more are appended. The appends finish and another
@@ -116,10 +122,16 @@ async fn a_subscriber_that_stays_behind_the_log_is_closed_naming_its_last_event_
     for n in 3..=102 {
         append(&pool, "acme", "s1", n).await;
     }
-    assert_eq!(fast.await.unwrap_or_else(|e| panic!("{e}")), (1..=102).collect::<Vec<_>>());
+    assert_eq!(
+        fast.await.unwrap_or_else(|e| panic!("{e}")),
+        (1..=102).collect::<Vec<_>>()
+    );
 
     // Once behind by more than the fan-out, it reads on from history (a burst is forgiven)...
-    let third = next(&mut slow).await.and_then(Result::ok).unwrap_or_else(|| panic!("event 3"));
+    let third = next(&mut slow)
+        .await
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("event 3"));
     assert_eq!(third.sequence, 3);
     // ...but it stays slow: for longer than the grace, and while 100 more are appended, it
     // takes no other event.
@@ -128,7 +140,10 @@ async fn a_subscriber_that_stays_behind_the_log_is_closed_naming_its_last_event_
     for n in 103..=202 {
         append(&pool, "acme", "s1", n).await;
     }
-    assert_eq!(fast.await.unwrap_or_else(|e| panic!("{e}")), (1..=202).collect::<Vec<_>>());
+    assert_eq!(
+        fast.await.unwrap_or_else(|e| panic!("{e}")),
+        (1..=202).collect::<Vec<_>>()
+    );
 
     // It gets what it had read already, then is closed, naming the last event it was given.
     let mut given = vec![third.clone()];
@@ -141,9 +156,16 @@ async fn a_subscriber_that_stays_behind_the_log_is_closed_naming_its_last_event_
     };
     assert_eq!(buffer, 32);
     let last_given = given.last().unwrap_or_else(|| panic!("given events"));
-    assert_eq!(last_delivered, last_given.cursor, "the reason names the last event given");
+    assert_eq!(
+        last_delivered, last_given.cursor,
+        "the reason names the last event given"
+    );
     let sequences: Vec<i64> = given.iter().map(|e| e.sequence).collect();
-    assert_eq!(sequences, (3..=last_given.sequence).collect::<Vec<_>>(), "in order, no gap");
+    assert_eq!(
+        sequences,
+        (3..=last_given.sequence).collect::<Vec<_>>(),
+        "in order, no gap"
+    );
     assert!(last_given.sequence < 202, "it was closed before it caught up");
     assert!(next(&mut slow).await.is_none(), "the stream ends with the error");
 
@@ -151,7 +173,10 @@ async fn a_subscriber_that_stays_behind_the_log_is_closed_naming_its_last_event_
     let mut resumed: Events = Box::pin(live.stream(last_delivered, LogFilter::tenant("acme")));
     let mut rest = Vec::new();
     while rest.len() < usize::try_from(202 - last_given.sequence).unwrap_or(0) {
-        let event = next(&mut resumed).await.and_then(Result::ok).unwrap_or_else(|| panic!("event"));
+        let event = next(&mut resumed)
+            .await
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("event"));
         rest.push(event.sequence);
     }
     assert_eq!(rest, (last_given.sequence + 1..=202).collect::<Vec<_>>());

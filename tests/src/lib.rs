@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ws;
+
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -479,4 +481,9 @@ pub fn page_rows<T, E: std::fmt::Display>(
         .into_iter()
         .map(|(_, row)| row)
         .collect()
+}
+
+/// The GraphQL-over-WebSocket subprotocol the API serves.
+pub fn ws_protocol() -> &'static str {
+    chronicle_api::http::graphql_ws::TRANSPORT_WS
 }

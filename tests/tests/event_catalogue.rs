@@ -54,7 +54,10 @@ async fn every_event_the_demo_stores_validates_against_its_published_schema(pool
         validators.insert(event_type.clone(), validator);
         versions.insert(event_type, entry["version"].as_str().unwrap_or_default().to_string());
     }
-    assert_eq!(versions["DeliveryStatusRecorded"], "1.1", "the upcast type's current version is published");
+    assert_eq!(
+        versions["DeliveryStatusRecorded"], "1.1",
+        "the upcast type's current version is published"
+    );
     assert_eq!(
         published["eventTypes"]["DeliveryStatusRecorded"]["changes"][0]["from"], "1.0",
         "with the change from 1.0"

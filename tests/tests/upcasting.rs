@@ -34,7 +34,12 @@ async fn statuses(app: &TestApp) -> Vec<Value> {
 }
 
 async fn post_status(app: &TestApp, status_name: &str, at: i64) {
-    let body = delivery(NUMBER, &[], vec![], vec![status("wamid.out.u", status_name, at, RECIPIENT)]);
+    let body = delivery(
+        NUMBER,
+        &[],
+        vec![],
+        vec![status("wamid.out.u", status_name, at, RECIPIENT)],
+    );
     app.post_delivery(&body).await;
     app.drain().await;
 }
@@ -64,15 +69,16 @@ async fn store_as_version_1_0(pool: &PgPool) {
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
-async fn a_delivery_status_stored_at_1_0_is_read_at_1_1_by_the_contract_the_aggregate_and_the_projectors(
-    pool: PgPool,
-) {
+async fn a_delivery_status_stored_at_1_0_is_read_at_1_1_by_the_contract_the_aggregate_and_the_projectors(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
     app.tenant_with_number("acme", NUMBER).await;
     post_status(&app, "sent", 1_790_000_010).await;
     let written = statuses(&app).await;
     assert_eq!(written.len(), 1);
-    assert_eq!(written[0]["eventVersion"], "1.1", "new events are written at the current version");
+    assert_eq!(
+        written[0]["eventVersion"], "1.1",
+        "new events are written at the current version"
+    );
     store_as_version_1_0(&pool).await;
 
     // The contract reads it at 1.1, with the fields 1.1 always has.
@@ -80,7 +86,10 @@ async fn a_delivery_status_stored_at_1_0_is_read_at_1_1_by_the_contract_the_aggr
     assert_eq!(read.len(), 1);
     assert_eq!(read[0]["eventVersion"], "1.1");
     assert_eq!(read[0]["data"]["status"], "sent");
-    assert_eq!(read[0]["data"]["current"], "sent", "current is the status of a 1.0 event");
+    assert_eq!(
+        read[0]["data"]["current"], "sent",
+        "current is the status of a 1.0 event"
+    );
     assert_eq!(read[0]["data"]["window_closed"], false);
     // The log keeps what was stored.
     let stored: (String, Value) = sqlx::query_as(
@@ -97,7 +106,11 @@ async fn a_delivery_status_stored_at_1_0_is_read_at_1_1_by_the_contract_the_aggr
     // already a fact and records nothing; `delivered` moves the message on.
     let fresh = TestApp::new(pool.clone()).await;
     post_status(&fresh, "sent", 1_790_000_010).await;
-    assert_eq!(fresh.count_events("DeliveryStatusRecorded").await, 1, "the 1.0 fact is known");
+    assert_eq!(
+        fresh.count_events("DeliveryStatusRecorded").await,
+        1,
+        "the 1.0 fact is known"
+    );
     post_status(&fresh, "delivered", 1_790_000_020).await;
     let read = statuses(&fresh).await;
     assert_eq!(read.len(), 2);
@@ -106,7 +119,10 @@ async fn a_delivery_status_stored_at_1_0_is_read_at_1_1_by_the_contract_the_aggr
 
     // The projectors read it too: rebuilt from zero, the message's status is the latest.
     fresh.rebuild_only(&["conversations", "messages"]).await;
-    let reference = fresh.state.id_key.message_ref(&tenant("acme"), "whatsapp", "wamid.out.u");
+    let reference = fresh
+        .state
+        .id_key
+        .message_ref(&tenant("acme"), "whatsapp", "wamid.out.u");
     let status: String = sqlx::query_scalar("SELECT status FROM message_statuses WHERE message_ref = $1")
         .bind(&reference)
         .fetch_one(&pool)

@@ -352,8 +352,11 @@ impl EventsSubscription {
         // An access token's stream ends when the token expires: the client reconnects with a
         // fresh token and resumes from its last cursor. An API key's ends, with an error naming
         // why, when the key is revoked or expires.
+        // The events end first (an error ended them: too slow, or the log could not be read)
+        // or the ending does; only the ending's refusal follows the events.
         let ending = ending(caller.expires_at, caller.key.clone(), pool(ctx).gql()?.clone()).shared();
-        let last = futures::stream::once(ending.clone()).filter_map(|end| async move {
+        let ended = ending.clone();
+        let last = futures::stream::once(async move { ended.now_or_never().flatten() }).filter_map(|end| async move {
             end.map(|refusal| Err(ApiError::Unauthenticated(refusal.to_string())).gql())
         });
         Ok(events.take_until(ending).chain(last))
