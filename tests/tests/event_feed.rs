@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use chronicle_api::auth::Role;
 use chronicle_domain::aggregates::aggregate_of_event;
-use chronicle_tests::{delivery, error_code, text_message, wamid, TestApp};
-use futures::{SinkExt, StreamExt};
+use chronicle_tests::{delivery, error_code, text_message, wamid, ws, TestApp};
+use futures::StreamExt;
 use rand::Rng;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -298,7 +297,7 @@ async fn pages_filter_as_asked_and_unknown_names_are_errors(pool: sqlx::PgPool) 
     assert_eq!(error_code(&reply), "PAGE_TOO_LARGE");
     let mut socket = ws_connect(&client.base, &owner).await;
     ack(&mut socket).await;
-    send(
+    ws::send(
         &mut socket,
         json!({"id": "x", "type": "subscribe", "payload": {"query": "subscription { events(types: [\"Nope\"]) { cursor } }"}}),
     )
@@ -457,73 +456,27 @@ async fn a_subscriber_dropped_at_a_random_point_resumes_with_exactly_the_rest(po
 }
 
 async fn ws_connect(base: &str, credential: &str) -> Socket {
-    let url = format!("{}/graphql/ws", base.replace("http://", "ws://"));
-    let mut request = url.into_client_request().unwrap_or_else(|e| panic!("{e}"));
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    send(
-        &mut socket,
-        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {credential}")}}),
-    )
-    .await;
-    socket
+    ws::connect(base, credential).await
 }
 
-async fn send(socket: &mut Socket, message: Value) {
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// The next message that is not a ping or pong.
 async fn ws_next(socket: &mut Socket) -> Value {
-    loop {
-        let message = match tokio::time::timeout(Duration::from_secs(20), socket.next()).await {
-            Err(_) => panic!("no message within 20 s"),
-            Ok(None) => panic!("the connection ended"),
-            Ok(Some(Err(e))) => panic!("{e}"),
-            Ok(Some(Ok(message))) => message,
-        };
-        if let Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).unwrap_or_default();
-            if value["type"] != "ping" && value["type"] != "pong" {
-                return value;
-            }
-        }
-    }
+    ws::next(socket).await
 }
 
 async fn ack(socket: &mut Socket) {
-    assert_eq!(ws_next(socket).await["type"], "connection_ack");
+    ws::ack(socket).await;
 }
 
 const EVENT_FIELDS: &str = "cursor position eventType aggregateId data personalData";
 
 async fn subscribe_without_first(socket: &mut Socket, id: &str, after: Option<&str>) {
     ack(socket).await;
-    let query = format!("subscription($after: String) {{ events(after: $after) {{ {EVENT_FIELDS} }} }}");
-    send(
-        socket,
-        json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": {"after": after}}}),
-    )
-    .await;
+    ws::subscribe_events(socket, id, after, None, EVENT_FIELDS).await;
 }
 
 async fn subscribe(socket: &mut Socket, id: &str, after: Option<&str>, types: Option<&[&str]>) {
     ack(socket).await;
-    let query =
-        format!("subscription($after: String, $types: [String!]) {{ events(after: $after, types: $types) {{ {EVENT_FIELDS} }} }}");
-    send(
-        socket,
-        json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": {"after": after, "types": types}}}),
-    )
-    .await;
+    ws::subscribe_events(socket, id, after, types, EVENT_FIELDS).await;
 }
 
 /// The next event of the subscription.

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use chronicle_api::auth::Role;
 use chronicle_api::config::Secret;
+use chronicle_tests::ws;
 use chronicle_tests::TestApp;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -126,27 +126,8 @@ async fn app_with_redis(pool: &sqlx::PgPool, redis: &Redis) -> TestApp {
 }
 
 async fn ws_subscribe(address: std::net::SocketAddr, token: &str, after: Option<&str>) -> Socket {
-    let mut request = format!("ws://{address}/graphql/ws")
-        .into_client_request()
-        .unwrap_or_else(|e| panic!("{e}"));
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap_or_else(|e| panic!("{e}")),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for message in [
-        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
-        json!({"id": "1", "type": "subscribe", "payload": {
-            "query": "subscription($after: String) { events(after: $after) { cursor position } }",
-            "variables": {"after": after}}}),
-    ] {
-        socket
-            .send(Message::Text(message.to_string().into()))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let mut socket = ws::connect(&format!("http://{address}"), token).await;
+    ws::subscribe_events(&mut socket, "1", after, None, "cursor position").await;
     socket
 }
 
