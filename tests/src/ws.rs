@@ -10,26 +10,33 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-/// The request of `/graphql/ws` at `url`, offering `graphql-transport-ws`.
-fn upgrade_request(url: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+/// A WebSocket over TCP.
+pub type TcpSocket = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The request of `/graphql/ws` at `url`, offering `protocol`.
+fn upgrade_request(url: &str, protocol: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     let mut request = url.into_client_request().unwrap_or_else(|e| panic!("{e}"));
     request.headers_mut().insert(
         "sec-websocket-protocol",
-        crate::ws_protocol().parse().unwrap_or_else(|e| panic!("{e}")),
+        protocol.parse().unwrap_or_else(|e| panic!("{e}")),
     );
     request
 }
 
-/// Opens `/graphql/ws` of the app served at `base` (`http://…`) over TCP and sends
-/// `connection_init` with `credential`.
-pub async fn connect(
-    base: &str,
-    credential: &str,
-) -> WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+/// Opens `/graphql/ws` of the app served at `base` (`http://…`) over TCP, offering
+/// `protocol`; sends nothing.
+pub async fn open(base: &str, protocol: &str) -> TcpSocket {
     let url = format!("{}/graphql/ws", base.replace("http://", "ws://"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(upgrade_request(&url))
+    let (socket, _) = tokio_tungstenite::connect_async(upgrade_request(&url, protocol))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    socket
+}
+
+/// Opens `/graphql/ws` of the app served at `base` (`http://…`) over TCP with
+/// `graphql-transport-ws` and sends `connection_init` with `credential`.
+pub async fn connect(base: &str, credential: &str) -> TcpSocket {
+    let mut socket = open(base, crate::ws_protocol()).await;
     init(&mut socket, credential).await;
     socket
 }
@@ -50,14 +57,18 @@ pub async fn connect_piped(
             .with_upgrades()
             .await;
     });
-    let (mut socket, _) = tokio_tungstenite::client_async(upgrade_request("ws://localhost/graphql/ws"), client)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (mut socket, _) = tokio_tungstenite::client_async(
+        upgrade_request("ws://localhost/graphql/ws", crate::ws_protocol()),
+        client,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     init(&mut socket, credential).await;
     socket
 }
 
-async fn init<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut WebSocketStream<S>, credential: &str) {
+/// Sends `connection_init` with `credential` (both protocols' form).
+pub async fn init<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut WebSocketStream<S>, credential: &str) {
     send(
         socket,
         json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {credential}")}}),
@@ -73,7 +84,8 @@ pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut WebSocketStrea
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// The next message that is not a ping or pong (within 20 s).
+/// The next message that is not a keep-alive (`ping`, `pong`; the legacy protocol's `ka`),
+/// within 20 s.
 pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut WebSocketStream<S>) -> Value {
     loop {
         let message = match tokio::time::timeout(Duration::from_secs(20), socket.next()).await {
@@ -84,7 +96,7 @@ pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut WebSocketStrea
         };
         if let Message::Text(text) = message {
             let value: Value = serde_json::from_str(&text).unwrap_or_default();
-            if value["type"] != "ping" && value["type"] != "pong" {
+            if !matches!(value["type"].as_str(), Some("ping" | "pong" | "ka")) {
                 return value;
             }
         }

@@ -545,3 +545,37 @@ async fn a_revoked_or_expired_key_is_refused_on_graphql_rest_and_websocket(pool:
     assert_eq!(status, 401, "{reply}");
     assert_eq!(error_message(&reply), "the API key is not valid");
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_key_revoked_while_a_legacy_websocket_is_open_is_refused_at_its_next_operation(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", "15550001111").await;
+    let client = Client::new(&app).await;
+    let owner = app.token("acme", Role::Owner);
+    let (key, key_id) = client
+        .issued(
+            &owner,
+            json!({"name": "legacy", "role": "owner", "scopes": ["leads:read"]}),
+        )
+        .await;
+    let mut socket = chronicle_tests::ws::open(&client.base, "graphql-ws").await;
+    chronicle_tests::ws::init(&mut socket, &key).await;
+    assert_eq!(chronicle_tests::ws::next(&mut socket).await["type"], "connection_ack");
+    let start = |id: &str| json!({"id": id, "type": "start", "payload": {"query": "{ leads { edges { cursor } } }"}});
+
+    chronicle_tests::ws::send(&mut socket, start("1")).await;
+    let data = chronicle_tests::ws::next(&mut socket).await;
+    assert_eq!(data["type"], "data", "{data}");
+    assert!(data["payload"]["errors"].is_null(), "{data}");
+    assert!(data["payload"]["data"]["leads"].is_object(), "{data}");
+    assert_eq!(chronicle_tests::ws::next(&mut socket).await["type"], "complete");
+
+    let revoked = client.revoke(&owner, &key_id).await;
+    assert!(revoked["errors"].is_null(), "{revoked}");
+    chronicle_tests::ws::send(&mut socket, start("2")).await;
+    let refused = chronicle_tests::ws::next(&mut socket).await;
+    assert_eq!(refused["id"], "2", "{refused}");
+    assert_eq!(error_code(&refused["payload"]), "UNAUTHENTICATED", "{refused}");
+    assert!(error_message(&refused["payload"]).contains("revoked"), "{refused}");
+    assert!(refused["payload"]["data"].is_null(), "nothing ran: {refused}");
+}

@@ -22,7 +22,9 @@
 //!   with a `pong`.
 //!
 //! The legacy `graphql-ws` subprotocol (subscriptions-transport-ws) is still served, by
-//! async-graphql's implementation. A client offering neither is closed with 4406.
+//! async-graphql's implementation; an API key is checked again before each of its operations
+//! too (a revoked or expired key's operation answers `UNAUTHENTICATED`). A client offering
+//! neither is closed with 4406.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -415,7 +417,7 @@ impl Connection {
             header_caller,
             ..
         } = self;
-        GraphQLWebSocket::new(socket, executor, protocol)
+        GraphQLWebSocket::new(socket, KeyChecked(executor), protocol)
             .on_connection_init(move |payload| async move {
                 let caller = authenticate(&state, header_caller.as_ref(), &payload)
                     .await
@@ -426,6 +428,47 @@ impl Connection {
             })
             .serve()
             .await;
+    }
+}
+
+/// The legacy protocol's executor: an API key is checked again before each operation, as the
+/// current protocol does at each `subscribe`. An operation of a key revoked (or expired) since
+/// `connection_init` answers `UNAUTHENTICATED` and runs nothing.
+#[derive(Clone)]
+struct KeyChecked(Limited);
+
+impl Executor for KeyChecked {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        self.0.execute(request).await
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<std::sync::Arc<Data>>,
+    ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
+        let key = session_data
+            .as_ref()
+            .and_then(|data| data.get(&std::any::TypeId::of::<Caller>()))
+            .and_then(|caller| caller.downcast_ref::<Caller>())
+            .and_then(|caller| caller.key.clone());
+        let Some(key) = key else {
+            return self.0.execute_stream(request, session_data);
+        };
+        let executor = self.0.clone();
+        futures::stream::once(async move {
+            let refusal =
+                match chronicle_commands::api_keys::refusal_at(&executor.1, &key.key_id, chrono::Utc::now()).await {
+                    Ok(refusal) => refusal.map(|r| r.to_string()),
+                    Err(_) => Some("the API key could not be checked".to_string()),
+                };
+            (executor, request, refusal)
+        })
+        .flat_map(move |(executor, request, refusal)| match refusal {
+            None => executor.execute_stream(request, session_data.clone()),
+            Some(why) => futures::stream::once(async move { refused(ApiError::Unauthenticated(why)) }).boxed(),
+        })
+        .boxed()
     }
 }
 
