@@ -16,7 +16,7 @@ use base64::Engine;
 use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
-use chronicle_domain::webhook::{WebhookCommand, WebhookError};
+use chronicle_domain::webhook::{WebhookCommand, WebhookError, MAX_ENDPOINTS_PER_TENANT};
 use chrono::{DateTime, Utc};
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -187,13 +187,28 @@ fn unknown() -> CommandError {
 
 impl Commands {
     /// Creates an endpoint: the `WebhookEndpointCreated` event, then the row with its sealed
-    /// secret. Answers the endpoint's id and its secret (the only time it is seen).
+    /// secret. Answers the endpoint's id and its secret (the only time it is seen). Refused
+    /// with `TOO_MANY_WEBHOOKS` when the tenant has [`MAX_ENDPOINTS_PER_TENANT`] endpoints
+    /// already (two creations at the same moment may both pass the count: the cap can be
+    /// exceeded by the number of concurrent creations, never more).
     pub async fn create_webhook(
         &self,
         master: &MasterKey,
         new: NewEndpoint,
         metadata: &CommandMetadata,
     ) -> Result<(String, String, Appended), CommandError> {
+        let existing: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1 AND NOT deleted")
+                .bind(metadata.tenant_id.as_str())
+                .fetch_one(self.pool())
+                .await?;
+        if existing >= MAX_ENDPOINTS_PER_TENANT {
+            return Err(CommandError::Rejected(DomainError::Webhook(
+                WebhookError::TooManyWebhooks {
+                    limit: MAX_ENDPOINTS_PER_TENANT,
+                },
+            )));
+        }
         let endpoint_id = format!("whk_{}", fresh_id());
         let at = Utc::now();
         let appended = self

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chronicle_api::auth::Role;
-use chronicle_tests::{error_code, listen_loopback, TestApp};
+use chronicle_tests::{error_code, error_message, listen_loopback, TestApp};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -568,4 +568,50 @@ async fn refused_endpoints_store_nothing_and_private_targets_are_refused_in_prod
     let reply = attempt("https://93.184.216.34/hook", json!(["LeadCaptured"])).await;
     assert!(reply["errors"].is_null(), "{reply}");
     assert_eq!(app.count_events("WebhookEndpointCreated").await, 1);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_tenant_has_at_most_25_endpoints_and_a_deleted_one_frees_its_place(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", "15550001111").await;
+    app.tenant_with_number("beta", "15550002222").await;
+    let owner = app.token("acme", Role::Owner);
+    let mut ids = Vec::new();
+    for n in 0..25 {
+        let (id, _) = create(&app, &owner, &format!("https://93.184.216.34/hook/{n}"), &[]).await;
+        ids.push(id);
+    }
+    let too_many = |token: String| {
+        let app = &app;
+        async move {
+            app.graphql(
+                Some(&token),
+                "mutation { createWebhook(input: { url: \"https://93.184.216.34/one-more\" }) { id } }",
+                json!({}),
+            )
+            .await
+            .1
+        }
+    };
+    let reply = too_many(owner.clone()).await;
+    assert_eq!(error_code(&reply), "TOO_MANY_WEBHOOKS", "{reply}");
+    assert!(error_message(&reply).contains("25"), "{reply}");
+    assert_eq!(app.count_events("WebhookEndpointCreated").await, 25, "nothing recorded");
+    assert_eq!(app.count("SELECT count(*) FROM webhook_endpoints").await, 25);
+    // Another tenant has its own 25.
+    let reply = too_many(app.token("beta", Role::Owner)).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    // Deleting one makes room for one.
+    let (_, deleted) = app
+        .graphql(
+            Some(&owner),
+            "mutation($id: ID!) { deleteWebhook(id: $id) { id } }",
+            json!({"id": ids[0]}),
+        )
+        .await;
+    assert!(deleted["errors"].is_null(), "{deleted}");
+    let reply = too_many(owner.clone()).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    let reply = too_many(owner).await;
+    assert_eq!(error_code(&reply), "TOO_MANY_WEBHOOKS", "{reply}");
 }

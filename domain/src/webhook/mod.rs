@@ -124,7 +124,14 @@ pub enum WebhookError {
     /// A grace period ends after the rotation.
     #[error("the previous secret's grace period must end after the rotation")]
     GraceInThePast,
+    /// A tenant has at most [`MAX_ENDPOINTS_PER_TENANT`] endpoints (deleted ones not counted).
+    #[error("a tenant has at most {limit} webhook endpoints: delete one first")]
+    TooManyWebhooks { limit: i64 },
 }
+
+/// The most endpoints (not deleted) one tenant may have: every endpoint costs the dispatcher a
+/// pass over the tenant's log.
+pub const MAX_ENDPOINTS_PER_TENANT: i64 = 25;
 
 impl WebhookError {
     /// The stable code shown to API callers (`extensions.code`).
@@ -135,6 +142,7 @@ impl WebhookError {
             Self::WebhookAlreadyExists => "WEBHOOK_ALREADY_EXISTS",
             Self::UnknownWebhook => "UNKNOWN_WEBHOOK",
             Self::GraceInThePast => "GRACE_IN_THE_PAST",
+            Self::TooManyWebhooks { .. } => "TOO_MANY_WEBHOOKS",
         }
     }
 }
