@@ -20,14 +20,15 @@
 //! | `WHATSAPP_SEND_BACKOFF_MS` | the first retry's delay, doubled per attempt (capped at 5 min) | `2000` |
 //! | `PAYNOW_BASE_URL` | Paynow's base URL; callbacks' poll URLs must lie under it | `https://www.paynow.co.zw/Interface` |
 //! | `DARAJA_BASE_URL` | Safaricom Daraja's base URL (M-Pesa STK status queries) | `https://api.safaricom.co.ke` |
+//! | `STRIPE_BASE_URL` | Stripe's API base URL (Checkout Sessions of payment requests) | `https://api.stripe.com` |
 //! | `CHRONICLE_TOKEN_RATES` | milli-tokens per minor unit credited by wallet top-ups, `USD=1000,KES=8` | `USD=1000` |
 //! | `CHRONICLE_LOG_FORMAT` | `pretty` or `json` | `pretty` |
 //! | `CHRONICLE_PROJECTOR_BATCH_SIZE` | events per projector batch (one transaction each) | `500` |
 //! | `CHRONICLE_WS_INIT_TIMEOUT_MS` | how long a WebSocket may wait before `connection_init` (then closed 4408) | `10000` |
 //! | `CHRONICLE_WS_KEEP_ALIVE_MS` | how often the server pings a WebSocket | `15000` |
 //! | `CHRONICLE_WS_MAX_SUBSCRIPTIONS` | operations one WebSocket runs at once | `100` |
-//! | `CHRONICLE_SUBSCRIBER_BUFFER` | events a live subscription may fall behind the log (the fan-out's size; a burst beyond it is read from history) | `4096` |
-//! | `CHRONICLE_SUBSCRIBER_GRACE_MS` | how long a subscription may stay that far behind before it is closed (`SUBSCRIBER_TOO_SLOW`, naming its last cursor) | `10000` |
+//! | `CHRONICLE_SUBSCRIBER_BUFFER` | events a live subscription may fall behind the log (the fan-out's size, rounded up to a power of two; a burst beyond it is read from history) | `4096` |
+//! | `CHRONICLE_SUBSCRIBER_GRACE_MS` | how long a subscription may stay that far behind before it is closed (`SUBSCRIBER_TOO_SLOW`, naming its last cursor) | `30000` |
 //! | `CHRONICLE_WEBHOOK_MAX_ATTEMPTS` | failed attempts in a row before a webhook endpoint is disabled | `10` |
 //! | `CHRONICLE_WEBHOOK_BACKOFF_MS` | the delay after a webhook's first failure, doubled per failure, with jitter | `5000` |
 //! | `CHRONICLE_WEBHOOK_MAX_BACKOFF_MS` | the longest delay between webhook attempts (a later `Retry-After` wins, up to a day) | `3600000` |
@@ -403,7 +404,7 @@ impl Settings {
             subscriber_grace: std::time::Duration::from_millis(number_setting(
                 &lookup,
                 "CHRONICLE_SUBSCRIBER_GRACE_MS",
-                10_000,
+                30_000,
                 1..=3_600_000,
             )?),
         };
@@ -461,7 +462,8 @@ impl Settings {
     }
 }
 
-/// The payment providers' settings (`PAYNOW_BASE_URL`, `DARAJA_BASE_URL`, `CHRONICLE_TOKEN_RATES`).
+/// The payment providers' settings (`PAYNOW_BASE_URL`, `DARAJA_BASE_URL`, `STRIPE_BASE_URL`,
+/// `CHRONICLE_TOKEN_RATES`).
 fn payments_setting(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<chronicle_commands::payments::PaymentsConfig, ConfigError> {
@@ -469,6 +471,7 @@ fn payments_setting(
     for (name, slot) in [
         ("PAYNOW_BASE_URL", &mut config.paynow_base_url),
         ("DARAJA_BASE_URL", &mut config.daraja_base_url),
+        ("STRIPE_BASE_URL", &mut config.stripe_base_url),
     ] {
         if let Some(url) = lookup(name) {
             let url = url.trim().trim_end_matches('/').to_string();

@@ -351,8 +351,8 @@ fn event_of(row: &PgRow) -> Result<SerializedEvent, sqlx::Error> {
 /// A stored event brought to the current version of its type (`chronicle_domain::upcast`):
 /// every event an aggregate is loaded from goes through this.
 pub(crate) fn upcast(mut event: SerializedEvent) -> SerializedEvent {
-    let version = chronicle_domain::upcast::upcast(&event.event_type, &event.event_version, &mut event.payload);
-    if version != event.event_version {
+    if let Some(version) = chronicle_domain::upcast::upcast(&event.event_type, &event.event_version, &mut event.payload)
+    {
         event.event_version = version.to_string();
     }
     event
@@ -380,7 +380,13 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
 
 impl PersistedEventRepository for ChronicleEventRepository {
     async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.inner.get_events::<A>(aggregate_id).await
+        Ok(self
+            .inner
+            .get_events::<A>(aggregate_id)
+            .await?
+            .into_iter()
+            .map(upcast)
+            .collect())
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -450,6 +456,8 @@ impl PersistedEventRepository for ChronicleEventRepository {
         Ok(())
     }
 
+    // The two replay streams are upcast by their reader: `ReplayStream::next` takes the
+    // upcasters to apply (give it [`upcasters`]).
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
         self.inner.stream_events::<A>(aggregate_id).await
     }

@@ -63,9 +63,11 @@ pub fn history(event_type: &str) -> impl Iterator<Item = &'static Upcast> + '_ {
 }
 
 /// Brings a stored event of `event_type` at `version` to the current version of its type:
-/// rewrites `payload` (the stored form) in place and returns the version it now has. An event
-/// at the current version (or at one no upcast names) is left as it is.
-pub fn upcast(event_type: &str, version: &str, payload: &mut Value) -> &'static str {
+/// rewrites `payload` (the stored form) in place and answers the version it now has. `None`:
+/// nothing to do (the event is at the current version, or at one no upcast starts from, such
+/// as a newer version written by a newer release during a rolling deploy), and the event keeps
+/// its stored version.
+pub fn upcast(event_type: &str, version: &str, payload: &mut Value) -> Option<&'static str> {
     let mut at: Option<&'static str> = None;
     for step in history(event_type) {
         if at.unwrap_or(version) == step.from {
@@ -73,25 +75,7 @@ pub fn upcast(event_type: &str, version: &str, payload: &mut Value) -> &'static 
             at = Some(step.to);
         }
     }
-    match at {
-        Some(v) => v,
-        // Unchanged: the stored version, as one of ours when it is (no allocation).
-        None => known_version(event_type, version),
-    }
-}
-
-/// `version` as a `'static` string: the current version or one an upcast names; otherwise
-/// the base version's text is not assumed, and the current version is answered only when
-/// they are equal.
-fn known_version(event_type: &str, version: &str) -> &'static str {
-    let current = current_version(event_type);
-    if version == current {
-        return current;
-    }
-    history(event_type)
-        .flat_map(|u| [u.from, u.to])
-        .find(|v| *v == version)
-        .unwrap_or(current)
+    at
 }
 
 /// The body inside the enum wrapper of a stored payload.
@@ -129,7 +113,7 @@ mod tests {
     #[test]
     fn a_delivery_status_stored_before_current_existed_reads_as_1_1_with_current_equal_to_status() {
         let mut payload = stored_1_0_without_current();
-        assert_eq!(upcast("DeliveryStatusRecorded", "1.0", &mut payload), "1.1");
+        assert_eq!(upcast("DeliveryStatusRecorded", "1.0", &mut payload), Some("1.1"));
         let body = &payload["DeliveryStatusRecorded"];
         assert_eq!(body["current"], json!("delivered"));
         assert_eq!(body["window_closed"], json!(false));
@@ -155,7 +139,7 @@ mod tests {
             "message_ref": "wamid.1", "status": "delivered", "at": "2026-01-01T10:00:00Z",
             "error_code": null, "error_title": null, "current": "read", "window_closed": true
         }});
-        assert_eq!(upcast("DeliveryStatusRecorded", "1.0", &mut payload), "1.1");
+        assert_eq!(upcast("DeliveryStatusRecorded", "1.0", &mut payload), Some("1.1"));
         assert_eq!(payload["DeliveryStatusRecorded"]["current"], json!("read"));
         assert_eq!(payload["DeliveryStatusRecorded"]["window_closed"], json!(true));
     }
@@ -164,11 +148,17 @@ mod tests {
     fn events_at_their_current_version_and_other_types_are_left_as_they_are() {
         let mut payload = stored_1_0_without_current();
         let before = payload.clone();
-        assert_eq!(upcast("DeliveryStatusRecorded", "1.1", &mut payload), "1.1");
+        assert_eq!(upcast("DeliveryStatusRecorded", "1.1", &mut payload), None);
         assert_eq!(payload, before, "a 1.1 event is not rewritten");
+        assert_eq!(
+            upcast("DeliveryStatusRecorded", "1.7", &mut payload),
+            None,
+            "a newer version stays"
+        );
+        assert_eq!(payload, before);
         let mut other = json!({"NoteAdded": {"text": "x"}});
         let before = other.clone();
-        assert_eq!(upcast("NoteAdded", "1.0", &mut other), "1.0");
+        assert_eq!(upcast("NoteAdded", "1.0", &mut other), None);
         assert_eq!(other, before);
     }
 

@@ -7,17 +7,20 @@
 //! fans out readable events, which stay readable, so anything fanned out before the subscriber
 //! joined is in its history, and anything after is in its queue. Both are in log order.
 //!
-//! The fan-out keeps the last `buffer` events (a ring: its size never grows, and the tail never
-//! waits for a subscriber), so a slow subscriber never slows appends or the others:
+//! The fan-out keeps the last `buffer` events (a ring, rounded up to a power of two: its size
+//! never grows, and the tail never waits for a subscriber), so a slow subscriber never slows
+//! appends or the others:
 //!
 //! - a subscriber the ring overflowed for (a burst of appends, or its first catch-up from an
-//!   old cursor) reads history from its cursor again, at its own pace, then rejoins;
-//! - a subscriber that was once at the tail, then falls more than `buffer` events behind it
-//!   and does not get back to the tail within `grace` (it overflows the ring again after that
-//!   time) is slower than the log grows: it is closed with [`LiveError::FellBehind`], naming
-//!   the cursor of the last event it was given.
-//!   It resumes from there (a page of `eventLog`, or a new subscription after that cursor),
-//!   with nothing missed and nothing repeated.
+//!   old cursor) reads history from its cursor, at its own pace, then rejoins; it is back once
+//!   it takes an event from the ring again;
+//! - a subscriber that had been in the ring once, then overflowed it and is not back within
+//!   `grace` (it has not worked through the events it missed in that time: it reads slower
+//!   than the log grows, or the burst was that large) is closed with
+//!   [`LiveError::FellBehind`], naming the cursor of the last event it was given. It resumes
+//!   from there (pages of `eventLog`, then a new subscription after the last page's cursor),
+//!   with nothing missed and nothing repeated. A first catch-up from an old cursor is never
+//!   cut short.
 
 use std::sync::Arc;
 
@@ -32,9 +35,9 @@ use crate::wake::Wakeups;
 /// before it is closed ([`LiveError::FellBehind`]).
 pub const FAN_OUT_BUFFER: usize = 4096;
 
-/// How long by default a subscriber may stay behind the fan-out (overflowing it, without
-/// getting back to the tail) before it is closed.
-pub const SLOW_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long by default a subscriber may stay behind the fan-out (since it overflowed it,
+/// without getting back into it) before it is closed.
+pub const SLOW_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why a live stream ended.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +103,8 @@ impl LiveLog {
         buffer: usize,
         grace: std::time::Duration,
     ) -> Result<LiveLog, sqlx::Error> {
-        let buffer = buffer.max(2);
+        // tokio's ring holds a power of two: say so, rather than a smaller figure.
+        let buffer = buffer.max(2).next_power_of_two();
         // The tail hands out at most half the ring per query, so one query's events never
         // overflow a subscriber that keeps up.
         let tail_batch = i64::try_from(buffer / 2).unwrap_or(HISTORY_BATCH).min(HISTORY_BATCH);
@@ -164,15 +168,20 @@ impl LiveLog {
             // The last event read (matching or not) and the last one given to the subscriber.
             let mut last = after;
             let mut delivered = after;
-            // Whether it was ever at the tail (nothing pending), and since when the fan-out
-            // has been overflowing for it without it getting back to the tail.
+            // Whether it was ever within the ring (at or near the tail), and since when it has
+            // been behind the ring without getting back into it.
             let mut caught_up = false;
             let mut behind_since: Option<std::time::Instant> = None;
             loop {
                 // Join first, so nothing fanned out from now on is missed...
                 let mut live = events.subscribe();
-                // ...then read history until caught up, at the subscriber's pace.
+                // ...then read history until caught up, at the subscriber's pace, unless it has
+                // been behind for longer than the grace.
                 loop {
+                    if caught_up && behind_since.is_some_and(|since| since.elapsed() >= grace) {
+                        tracing::info!(buffer, "a subscriber stays behind the log; closing it");
+                        Err(LiveError::FellBehind { last_delivered: delivered, buffer })?;
+                    }
                     let batch = read_after(&pool, last, &filter, HISTORY_BATCH).await?;
                     let done = (batch.len() as i64) < HISTORY_BATCH;
                     for event in batch {
@@ -188,12 +197,7 @@ impl LiveLog {
                 loop {
                     let received = match live.try_recv() {
                         Ok(event) => Ok(event),
-                        Err(broadcast::error::TryRecvError::Empty) => {
-                            // Nothing pending: this subscriber is at the tail.
-                            caught_up = true;
-                            behind_since = None;
-                            live.recv().await
-                        }
+                        Err(broadcast::error::TryRecvError::Empty) => live.recv().await,
                         Err(broadcast::error::TryRecvError::Lagged(missed)) => {
                             Err(broadcast::error::RecvError::Lagged(missed))
                         }
@@ -201,6 +205,10 @@ impl LiveLog {
                     };
                     match received {
                         Ok(event) => {
+                            // Taken from the ring without overflowing it: within `buffer` of
+                            // the tail, so not behind.
+                            caught_up = true;
+                            behind_since = None;
                             if event.cursor > last {
                                 last = event.cursor;
                                 if filter.matches(&event) {
@@ -210,12 +218,9 @@ impl LiveLog {
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            let since = *behind_since.get_or_insert_with(std::time::Instant::now);
-                            if caught_up && since.elapsed() >= grace {
-                                tracing::info!(missed, buffer, "a live subscriber stays behind the log; closing it");
-                                Err(LiveError::FellBehind { last_delivered: delivered, buffer })?;
-                            }
-                            // A burst (or the first catch-up): read on from the cursor.
+                            // A burst (or the first catch-up): read on from the cursor; the
+                            // history loop closes it if it stays behind beyond the grace.
+                            behind_since.get_or_insert_with(std::time::Instant::now);
                             tracing::debug!(missed, "a subscriber fell behind the fan-out; reading history");
                             break;
                         }

@@ -341,8 +341,7 @@ fn decode_event(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
     let event_type: String = row.try_get("event_type")?;
     let mut event_version: String = row.try_get("event_version")?;
     let mut payload: serde_json::Value = row.try_get("payload")?;
-    let version = chronicle_domain::upcast::upcast(&event_type, &event_version, &mut payload);
-    if version != event_version {
+    if let Some(version) = chronicle_domain::upcast::upcast(&event_type, &event_version, &mut payload) {
         event_version = version.to_string();
     }
     Ok(StoredEvent {

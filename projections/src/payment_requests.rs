@@ -103,10 +103,23 @@ impl Fold for PaymentRequestsProjector {
             }
             PaymentRequestEvent::PaymentRequestSent {
                 provider_request_id,
+                payment_url,
                 at,
             } => {
-                let set = "status = 'sent', provider_request_id = $4, sent_at = $5, failure = NULL";
-                update(db, event, &id, set, Some(&provider_request_id), at).await?;
+                sqlx::query(
+                    "UPDATE payment_requests
+                        SET status = 'sent', provider_request_id = $4, payment_url = $5, sent_at = $6,
+                            failure = NULL, last_position = $3
+                      WHERE tenant_id = $1 AND request_id = $2 AND last_position < $3",
+                )
+                .bind(&event.tenant_id)
+                .bind(&id)
+                .bind(event.global_position)
+                .bind(&provider_request_id)
+                .bind(payment_url.as_deref())
+                .bind(at)
+                .execute(&mut *db)
+                .await?;
             }
             PaymentRequestEvent::PaymentRequestInitiationFailed { reason, at } => {
                 // The request stays `requested`: the initiation may be tried again.
@@ -151,6 +164,8 @@ pub struct PaymentRequestRow {
     /// `requested`, `sent`, `paid`, `failed`, `cancelled` or `expired`.
     pub status: String,
     pub provider_request_id: Option<String>,
+    /// The page the customer pays on (Stripe Checkout, Paynow).
+    pub payment_url: Option<String>,
     pub provider_reference: Option<String>,
     pub failure: Option<String>,
     pub refused_callbacks: i32,
@@ -173,7 +188,7 @@ pub struct RequestFilter {
 }
 
 const COLUMNS: &str = "request_id, provider, target_kind, target, amount_minor, currency, contact_id, status,
-                       provider_request_id, provider_reference, failure, refused_callbacks, requested_by,
+                       provider_request_id, payment_url, provider_reference, failure, refused_callbacks, requested_by,
                        requested_at, expires_at, sent_at, closed_at";
 
 fn row_of(r: &sqlx::postgres::PgRow) -> Result<PaymentRequestRow, sqlx::Error> {
@@ -187,6 +202,7 @@ fn row_of(r: &sqlx::postgres::PgRow) -> Result<PaymentRequestRow, sqlx::Error> {
         contact_id: r.try_get("contact_id")?,
         status: r.try_get("status")?,
         provider_request_id: r.try_get("provider_request_id")?,
+        payment_url: r.try_get("payment_url")?,
         provider_reference: r.try_get("provider_reference")?,
         failure: r.try_get("failure")?,
         refused_callbacks: r.try_get("refused_callbacks")?,

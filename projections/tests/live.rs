@@ -183,10 +183,10 @@ async fn a_subscriber_that_stays_behind_the_log_is_closed_naming_its_last_event_
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
-async fn a_subscriber_reading_history_while_appends_outrun_the_buffer_is_not_closed(pool: PgPool) {
+async fn a_first_catch_up_is_never_cut_short_however_long_it_stays_behind(pool: PgPool) {
     // 100 events of history, a fan-out of 16: appends during its first pass over history
-    // overflow the subscriber's place in the ring before it ever reached the tail; it reads
-    // on instead of being closed.
+    // overflow the subscriber's place in the ring before it was ever in it; it reads on, and
+    // is not closed even when it stays behind for longer than the grace.
     for n in 1..=100 {
         append(&pool, "acme", "s1", n).await;
     }
@@ -194,22 +194,99 @@ async fn a_subscriber_reading_history_while_appends_outrun_the_buffer_is_not_clo
     let live = LiveLog::start_with(pool.clone(), wakeups, 16, GRACE)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut stream = Box::pin(live.stream(Cursor::START, LogFilter::tenant("acme")));
-    let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await;
-    assert!(matches!(first, Ok(Some(Ok(ref e))) if e.sequence == 1), "{first:?}");
-    // While it holds event 1 of its history, 50 more are appended and fanned out (another
+    let mut stream: Events = Box::pin(live.stream(Cursor::START, LogFilter::tenant("acme")));
+    let mut seen = Vec::new();
+    // Event 1 of its history; while it holds it, 50 more are appended and fanned out (another
     // subscriber has seen them all).
+    seen.push(
+        next(&mut stream)
+            .await
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("event 1"))
+            .sequence,
+    );
     let fast = reader(&live, 150);
     for n in 101..=150 {
         append(&pool, "acme", "s1", n).await;
     }
     fast.await.unwrap_or_else(|e| panic!("{e}"));
-    let mut seen = vec![1];
-    while seen.len() < 150 {
-        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
-            Ok(Some(Ok(event))) => seen.push(event.sequence),
+    // It takes the rest of its first batch and one more: the ring overflowed for it, so it
+    // reads history again (event 101).
+    while seen.len() < 101 {
+        seen.push(
+            next(&mut stream)
+                .await
+                .and_then(Result::ok)
+                .unwrap_or_else(|| panic!("event"))
+                .sequence,
+        );
+    }
+    // Then it stays behind for longer than the grace while 50 more are appended.
+    let fast = reader(&live, 200);
+    for n in 151..=200 {
+        append(&pool, "acme", "s1", n).await;
+    }
+    fast.await.unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(GRACE * 2).await;
+    while seen.len() < 200 {
+        match next(&mut stream).await {
+            Some(Ok(event)) => seen.push(event.sequence),
             other => panic!("after {} events: {other:?}", seen.len()),
         }
     }
-    assert_eq!(seen, (1..=150).collect::<Vec<_>>());
+    assert_eq!(seen, (1..=200).collect::<Vec<_>>());
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_subscriber_back_in_the_ring_after_a_burst_gets_the_full_grace_for_the_next_one(pool: PgPool) {
+    append(&pool, "acme", "s1", 1).await;
+    let wakeups = Wakeups::postgres(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+    let live = LiveLog::start_with(pool.clone(), wakeups, 32, GRACE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stream: Events = Box::pin(live.stream(Cursor::START, LogFilter::tenant("acme")));
+    let mut seen = vec![
+        next(&mut stream)
+            .await
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("1"))
+            .sequence,
+    ];
+    append(&pool, "acme", "s1", 2).await;
+    seen.push(
+        next(&mut stream)
+            .await
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("2"))
+            .sequence,
+    );
+    // A burst: it falls behind the ring, reads on from history and gets back into the ring.
+    let mut appended = 2;
+    for round in 0..2 {
+        let fast = reader(&live, appended + 100);
+        for n in appended + 1..=appended + 100 {
+            append(&pool, "acme", "s1", i64::try_from(n).unwrap_or(0)).await;
+        }
+        appended += 100;
+        fast.await.unwrap_or_else(|e| panic!("{e}"));
+        while seen.len() < appended {
+            match next(&mut stream).await {
+                Some(Ok(event)) => seen.push(event.sequence),
+                other => panic!("round {round}, after {} events: {other:?}", seen.len()),
+            }
+        }
+        // Back in the ring: one more event comes from it.
+        append(&pool, "acme", "s1", i64::try_from(appended + 1).unwrap_or(0)).await;
+        appended += 1;
+        seen.push(
+            next(&mut stream)
+                .await
+                .and_then(Result::ok)
+                .unwrap_or_else(|| panic!("live"))
+                .sequence,
+        );
+        // Longer than the grace passes before the next burst: the next one is forgiven too.
+        tokio::time::sleep(GRACE * 2).await;
+    }
+    assert_eq!(seen, (1..=i64::try_from(appended).unwrap_or(0)).collect::<Vec<_>>());
 }

@@ -39,6 +39,7 @@ use sqlx::PgPool;
 const TENANT: &str = "acme";
 const PAYNOW_KEY: &str = "paynow-integration-key";
 const STRIPE_SECRET: &str = "whsec_test_secret";
+const STRIPE_KEY: &str = "sk_test_chronicle";
 const MPESA_SECRET: &str = "mpesa-callback-secret-0123456789";
 const SHORT_CODE: &str = "174379";
 const PASSKEY: &str = "daraja-passkey";
@@ -177,6 +178,77 @@ async fn daraja_query(
     )
 }
 
+/// The loopback Stripe API: Checkout Sessions, each kept with its headers and form. The secret
+/// key is checked; a second call with an idempotency key already used answers the same
+/// session, as Stripe does; an amount of 13 minor units is refused as below Stripe's minimum.
+/// A Checkout Session as the loopback Stripe received it: its headers and form.
+type SessionCall = (HeaderMap, Vec<(String, String)>);
+
+#[derive(Clone, Default)]
+struct StripeApi {
+    sessions: Arc<Mutex<Vec<SessionCall>>>,
+    expired: Arc<Mutex<Vec<String>>>,
+}
+
+async fn stripe_expire(State(api): State<StripeApi>, Path(id): Path<String>, headers: HeaderMap) -> StatusCode {
+    assert_eq!(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {STRIPE_KEY}").as_str())
+    );
+    api.expired.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+    StatusCode::OK
+}
+
+impl StripeApi {
+    fn sessions(&self) -> Vec<SessionCall> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The value of `name` in a form.
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+async fn stripe_session(State(api): State<StripeApi>, headers: HeaderMap, body: String) -> (StatusCode, Json<Value>) {
+    let form: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {STRIPE_KEY}")) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}})),
+        );
+    }
+    if field(&form, "line_items[0][price_data][unit_amount]") == Some("13") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"error": {"code": "amount_too_small", "type": "invalid_request_error",
+                                   "message": "The Checkout Session's total amount due must add up to at least $0.50 usd"}}),
+            ),
+        );
+    }
+    let key = headers.get("idempotency-key").cloned();
+    let mut sessions = api.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    let n = match sessions
+        .iter()
+        .position(|(h, _)| key.is_some() && h.get("idempotency-key") == key.as_ref())
+    {
+        Some(i) => i + 1,
+        None => {
+            sessions.push((headers.clone(), form));
+            sessions.len()
+        }
+    };
+    (
+        StatusCode::OK,
+        Json(
+            json!({"id": format!("cs_test_{n}"), "object": "checkout.session", "mode": "payment",
+                    "url": format!("https://checkout.stripe.test/c/pay/cs_test_{n}"),
+                    "payment_status": "unpaid", "status": "open"}),
+        ),
+    )
+}
+
 async fn serve(router: Router) -> String {
     chronicle_tests::serve_loopback(router).await
 }
@@ -186,6 +258,7 @@ struct World {
     paynow: Paynow,
     paynow_base: String,
     daraja: Daraja,
+    stripe: StripeApi,
 }
 
 /// An app whose Paynow and Daraja are loopback servers, with tenant `acme` and its three
@@ -207,7 +280,16 @@ async fn world(pool: PgPool) -> World {
             .with_state(daraja.clone()),
     )
     .await;
+    let stripe = StripeApi::default();
+    let stripe_base = serve(
+        Router::new()
+            .route("/v1/checkout/sessions", post(stripe_session))
+            .route("/v1/checkout/sessions/{id}/expire", post(stripe_expire))
+            .with_state(stripe.clone()),
+    )
+    .await;
     let mut settings = settings(false);
+    settings.payments.stripe_base_url = stripe_base;
     let paynow_base = format!("{paynow_root}/paynow/Interface");
     settings.payments.paynow_base_url = paynow_base.clone();
     settings.payments.daraja_base_url = daraja_base;
@@ -223,7 +305,7 @@ async fn world(pool: PgPool) -> World {
         json!({"paynow": {"integrationId": "1201", "integrationKey": PAYNOW_KEY, "currency": "USD"}}),
         json!({"mpesa": {"shortCode": SHORT_CODE, "consumerKey": CONSUMER_KEY, "consumerSecret": CONSUMER_SECRET,
                           "passkey": PASSKEY, "callbackSecret": MPESA_SECRET}}),
-        json!({"stripe": {"endpointSecret": STRIPE_SECRET}}),
+        json!({"stripe": {"endpointSecret": STRIPE_SECRET, "secretKey": STRIPE_KEY}}),
     ] {
         let (status, body) = app
             .graphql(
@@ -240,6 +322,7 @@ async fn world(pool: PgPool) -> World {
         paynow,
         paynow_base,
         daraja,
+        stripe,
     }
 }
 
@@ -376,6 +459,25 @@ impl World {
         reply["data"]["requestPayment"].clone()
     }
 
+    /// Finance asks `contact` to pay `amount` USD minor units through Stripe; the receipt (or
+    /// the whole reply when `errors` is expected).
+    async fn request_stripe(&self, key: &str, target: Value, amount: i64, contact: &str) -> Value {
+        let finance = self.app.token(TENANT, Role::Finance);
+        let (_, reply) = self
+            .app
+            .graphql(
+                Some(&finance),
+                REQUEST_STRIPE,
+                json!({"input": {"idempotencyKey": key, "provider": "STRIPE", "target": target,
+                                  "amountMinor": amount, "currency": "USD", "contactId": contact}}),
+            )
+            .await;
+        if reply.get("errors").is_some() {
+            return reply;
+        }
+        reply["data"]["requestPayment"].clone()
+    }
+
     async fn count_events(&self, event_type: &str) -> i64 {
         let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
             .bind(event_type)
@@ -416,6 +518,31 @@ fn stripe_event(intent: &str, amount: i64, currency: &str, reference: &str) -> V
 
 const REQUEST_PAYMENT: &str =
     "mutation($input: PaymentRequestInput!) { requestPayment(input: $input) { id status providerRequestId } }";
+
+const REQUEST_STRIPE: &str = "mutation($input: PaymentRequestInput!) {
+  requestPayment(input: $input) { id status providerRequestId paymentUrl } }";
+
+/// A signed Stripe event.
+fn signed(body: &Value) -> (Vec<u8>, String) {
+    let bytes = body.to_string().into_bytes();
+    let signature = stripe::sign(STRIPE_SECRET, chrono::Utc::now().timestamp(), &bytes);
+    (bytes, signature)
+}
+
+/// `checkout.session.completed` of session `session`, paid by intent `intent`.
+fn session_completed(session: &str, intent: &str, amount: i64, request_id: &str) -> Value {
+    json!({"id": format!("evt_cs_{intent}"), "type": "checkout.session.completed",
+           "data": {"object": {"id": session, "object": "checkout.session", "amount_total": amount, "currency": "usd",
+                               "payment_status": "paid", "payment_intent": intent, "client_reference_id": request_id,
+                               "metadata": {"request_id": request_id}}}})
+}
+
+/// `payment_intent.succeeded` of a request's intent.
+fn intent_succeeded(intent: &str, amount: i64, request_id: &str) -> Value {
+    json!({"id": format!("evt_pi_{intent}"), "type": "payment_intent.succeeded",
+           "data": {"object": {"id": intent, "object": "payment_intent", "amount": amount, "amount_received": amount,
+                               "currency": "usd", "metadata": {"request_id": request_id}}}})
+}
 
 fn stk_callback(checkout: &str, receipt: &str, amount: i64) -> Value {
     json!({"Body": {"stkCallback": {"MerchantRequestID": "m-1", "CheckoutRequestID": checkout, "ResultCode": 0,
@@ -1383,4 +1510,228 @@ async fn the_sweeper_expires_open_requests_past_their_expiry_once_and_leaves_the
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["unmatchedReason"], "REQUEST_EXPIRED", "{body}");
     assert_eq!(w.count_events("TokensPurchased").await, 0);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_stripe_request_opens_a_checkout_session_whose_events_delivered_five_times_pay_the_order_once(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 25_000, "USD").await;
+    let contact = w.customer().await;
+    let before = chrono::Utc::now().timestamp();
+    let request = w
+        .request_stripe("stripe-1", json!({"orderId": order}), 25_000, &contact)
+        .await;
+    assert_eq!(request["status"], "sent", "{request}");
+    assert_eq!(request["providerRequestId"], "cs_test_1");
+    assert_eq!(request["paymentUrl"], "https://checkout.stripe.test/c/pay/cs_test_1");
+    let request_id = request["id"].as_str().unwrap_or_default().to_string();
+
+    // The session Stripe received: the documented form, our secret key, the request id as
+    // idempotency key, client reference and metadata of the session and of its intent.
+    let sessions = w.stripe.sessions();
+    assert_eq!(sessions.len(), 1);
+    let (headers, form) = &sessions[0];
+    assert_eq!(
+        headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
+        Some(request_id.as_str())
+    );
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/x-www-form-urlencoded")
+    );
+    for (name, value) in [
+        ("mode", "payment"),
+        ("line_items[0][quantity]", "1"),
+        ("line_items[0][price_data][currency]", "usd"),
+        ("line_items[0][price_data][unit_amount]", "25000"),
+        ("client_reference_id", request_id.as_str()),
+        ("metadata[request_id]", request_id.as_str()),
+        ("payment_intent_data[metadata][request_id]", request_id.as_str()),
+        ("success_url", &format!("{PUBLIC_URL}/payments/done")),
+    ] {
+        assert_eq!(field(form, name), Some(value), "{name} in {form:?}");
+    }
+    assert_eq!(
+        field(form, "line_items[0][price_data][product_data][name]"),
+        Some(format!("Order {order}").as_str())
+    );
+    let expires: i64 = field(form, "expires_at").and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(
+        expires >= before + 30 * 60 && expires <= chrono::Utc::now().timestamp() + 24 * 3600,
+        "expires_at {expires} within Stripe's 30 minutes to 24 hours"
+    );
+    // The same request again answers the first and opens nothing more.
+    let again = w
+        .request_stripe("stripe-1", json!({"orderId": order}), 25_000, &contact)
+        .await;
+    assert_eq!(again, request);
+    assert_eq!(w.stripe.sessions().len(), 1);
+
+    // Both events of the payment, each delivered five times: one payment, the order paid once.
+    for round in 0..5 {
+        for event in [
+            session_completed("cs_test_1", "pi_paid", 25_000, &request_id),
+            intent_succeeded("pi_paid", 25_000, &request_id),
+        ] {
+            let (body, signature) = signed(&event);
+            let (status, answer) = w.post_stripe(&body, Some(signature)).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(answer["status"], "matched", "round {round}: {answer}");
+            assert_eq!(answer["matchedId"], json!(order));
+        }
+    }
+    assert_eq!(w.payment_facts().await, (2, 1));
+    assert_eq!(w.order_payments().await, 1);
+    assert_eq!(w.count_events("PaymentRequestPaid").await, 1);
+    assert_eq!(w.count_events("OrderPaid").await, 1);
+
+    // Read back: paid, with its payment page and the intent as the reference.
+    let finance = w.app.token(TENANT, Role::Finance);
+    let (_, read) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "query($id: String!) { paymentRequest(id: $id) { status provider providerRequestId paymentUrl providerReference } }",
+            json!({"id": request_id}),
+        )
+        .await;
+    let read = &read["data"]["paymentRequest"];
+    assert_eq!(read["status"], "PAID", "{read}");
+    assert_eq!(read["provider"], "stripe");
+    assert_eq!(read["providerRequestId"], "cs_test_1");
+    assert_eq!(read["paymentUrl"], "https://checkout.stripe.test/c/pay/cs_test_1");
+    assert_eq!(read["providerReference"], "pi_paid");
+    // The page Stripe sends the customer back to.
+    let (status, _) = w
+        .app
+        .send(
+            Request::get("/payments/done")
+                .body(Body::empty())
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn stripe_events_for_no_request_or_another_amount_credit_nothing_and_are_kept_for_finance(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 25_000, "USD").await;
+    let contact = w.customer().await;
+    let request = w
+        .request_stripe("stripe-2", json!({"orderId": order}), 25_000, &contact)
+        .await;
+    let request_id = request["id"].as_str().unwrap_or_default().to_string();
+    for event in [
+        // A session Chronicle never opened, even naming a real request in its metadata.
+        session_completed("cs_forged", "pi_forged", 25_000, &request_id),
+        // An intent naming a request that does not exist.
+        intent_succeeded("pi_stray", 25_000, "preq_00000000000000000000000000000000"),
+        // The real session, for another amount.
+        session_completed("cs_test_1", "pi_short", 100, &request_id),
+    ] {
+        for _ in 0..2 {
+            let (body, signature) = signed(&event);
+            let (status, answer) = w.post_stripe(&body, Some(signature)).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(answer["counted"], false, "{answer}");
+        }
+    }
+    assert_eq!(w.payment_facts().await, (0, 0));
+    assert_eq!(w.count_events("PaymentRequestPaid").await, 0);
+    assert_eq!(w.count_events("OrderPaid").await, 0);
+    let finance = w.app.token(TENANT, Role::Finance);
+    let (_, refused) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "{ refusedPaymentCallbacks(first: 10) { edges { node { provider providerRequestId providerReference reason deliveries } } } }",
+            json!({}),
+        )
+        .await;
+    let mut reasons: Vec<(String, String, i64)> = refused["data"]["refusedPaymentCallbacks"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let n = &e["node"];
+            assert_eq!(n["provider"], "stripe", "{n}");
+            (
+                n["providerReference"].as_str().unwrap_or_default().to_string(),
+                n["reason"].as_str().unwrap_or_default().to_string(),
+                n["deliveries"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            ("pi_forged".to_string(), "NO_PAYMENT_REQUEST".to_string(), 2),
+            ("pi_short".to_string(), "AMOUNT_MISMATCH".to_string(), 2),
+            ("pi_stray".to_string(), "NO_PAYMENT_REQUEST".to_string(), 2),
+        ],
+        "{refused}"
+    );
+    // The genuine payment still counts afterwards.
+    let (body, signature) = signed(&session_completed("cs_test_1", "pi_real", 25_000, &request_id));
+    let (_, answer) = w.post_stripe(&body, Some(signature)).await;
+    assert_eq!(answer["status"], "matched", "{answer}");
+
+    // Cancelling a request expires its Checkout Session with Stripe.
+    let cancelled = w
+        .request_stripe("stripe-4", json!({"orderId": order}), 25_000, &contact)
+        .await;
+    assert_eq!(cancelled["providerRequestId"], "cs_test_2", "{cancelled}");
+    let (_, reply) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "mutation($id: String!) { cancelPaymentRequest(id: $id) { status } }",
+            json!({"id": cancelled["id"]}),
+        )
+        .await;
+    assert_eq!(reply["data"]["cancelPaymentRequest"]["status"], "cancelled", "{reply}");
+    assert_eq!(
+        *w.stripe.expired.lock().unwrap_or_else(|e| e.into_inner()),
+        vec!["cs_test_2".to_string()]
+    );
+
+    // Stripe refusing the session fails the request with its code.
+    let small = place_order(&w.app, 13, "USD").await;
+    let refused = w
+        .request_stripe("stripe-13", json!({"orderId": small}), 13, &contact)
+        .await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert_eq!(refused["paymentUrl"], Value::Null);
+    // Stripe configured without a secret key: received, never requested.
+    let owner = w.app.token(TENANT, Role::Owner);
+    let (_, set) = w
+        .app
+        .graphql(
+            Some(&owner),
+            "mutation($p: PaymentProviderInput!) { setPaymentProvider(provider: $p) { id } }",
+            json!({"p": {"stripe": {"endpointSecret": STRIPE_SECRET}}}),
+        )
+        .await;
+    assert!(set.get("errors").is_none(), "{set}");
+    let unconfigured = w
+        .request_stripe("stripe-3", json!({"orderId": order}), 25_000, &contact)
+        .await;
+    assert_eq!(error_code(&unconfigured), "PROVIDER_NOT_CONFIGURED", "{unconfigured}");
+    let (_, bad) = w
+        .app
+        .graphql(
+            Some(&owner),
+            "mutation($p: PaymentProviderInput!) { setPaymentProvider(provider: $p) { id } }",
+            json!({"p": {"stripe": {"endpointSecret": STRIPE_SECRET, "secretKey": "pk_live_public"}}}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&bad),
+        "INVALID_INPUT",
+        "a publishable key is not a secret key: {bad}"
+    );
+    assert_eq!(w.stripe.sessions().len(), 2, "nothing more was opened");
 }

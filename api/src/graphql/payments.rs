@@ -164,6 +164,10 @@ pub struct StripeInput {
     /// The endpoint's signing secret, which `Stripe-Signature` (HMAC-SHA256, 300 s tolerance) is
     /// checked with; sealed, never returned.
     pub endpoint_secret: String,
+    /// The secret key (`sk_…`, or a restricted `rk_…` allowed to write Checkout Sessions) that
+    /// `requestPayment` opens Checkout Sessions with; sealed, never returned. Without it Stripe
+    /// payments are received but cannot be requested (`PROVIDER_NOT_CONFIGURED`).
+    pub secret_key: Option<String>,
 }
 
 /// One provider's credentials: exactly one of the fields.
@@ -312,9 +316,13 @@ pub struct PaymentRequest {
     pub contact_id: Option<String>,
     /// Where it stands.
     pub status: PaymentRequestStatus,
-    /// The provider's id for the initiation (M-Pesa's `CheckoutRequestID`), once accepted.
+    /// The provider's id for the initiation (M-Pesa's `CheckoutRequestID`, Stripe's Checkout
+    /// Session id), once accepted.
     pub provider_request_id: Option<String>,
-    /// The provider's reference of the payment (M-Pesa receipt), once paid.
+    /// The page the customer pays on (Stripe Checkout), once accepted; null for M-Pesa, whose
+    /// prompt goes to the customer's phone.
+    pub payment_url: Option<String>,
+    /// The provider's reference of the payment (M-Pesa receipt, Stripe PaymentIntent), once paid.
     pub provider_reference: Option<String>,
     /// Why the initiation failed (while `REQUESTED`) or why the customer did not pay (`FAILED`).
     pub failure: Option<String>,
@@ -345,6 +353,7 @@ impl From<PaymentRequestRow> for PaymentRequest {
             contact_id: r.contact_id,
             status: PaymentRequestStatus::parse(&r.status),
             provider_request_id: r.provider_request_id,
+            payment_url: r.payment_url,
             provider_reference: r.provider_reference,
             failure: r.failure,
             refused_callbacks: r.refused_callbacks,
@@ -575,10 +584,10 @@ impl PaymentsMutation {
     }
 
     /// Asks a customer to pay (owner, admin, finance, agent): records the request and
-    /// initiates it with the provider (M-Pesa: an STK push to the contact's phone). Only a
-    /// callback for this request, of the amount asked, before its expiry, pays its order or
-    /// credits its wallet, once. Refusals: `PROVIDER_NOT_REQUESTABLE` (Paynow and Stripe are
-    /// not requestable yet, cash never), `PROVIDER_CURRENCY`, `NOT_WHOLE_UNITS`,
+    /// initiates it with the provider (M-Pesa: an STK push to the contact's phone; Stripe: a
+    /// Checkout Session, whose page is the receipt's `paymentUrl`). Only a callback for this
+    /// request, of the amount asked, before its expiry, pays its order or credits its wallet,
+    /// once. Refusals: `PROVIDER_NOT_REQUESTABLE` (Paynow is not requestable yet, cash never), `PROVIDER_CURRENCY`, `NOT_WHOLE_UNITS`,
     /// `NON_POSITIVE_PAYMENT`, `PAYMENT_REQUEST_ID_TAKEN` (the key was used for another
     /// request), `PROVIDER_NOT_CONFIGURED`, `INVALID_INPUT`; `UNAVAILABLE` when the provider
     /// cannot be reached (the request stays `requested`: call again with the same key). Also
@@ -693,6 +702,7 @@ impl PaymentsMutation {
             },
             (None, None, Some(s)) => ProviderCredentials::Stripe {
                 endpoint_secret: s.endpoint_secret,
+                secret_key: s.secret_key,
             },
             _ => {
                 return Err(ApiError::bad_request(
@@ -719,5 +729,6 @@ impl PaymentsMutation {
 fn receipt_of(receipt: RequestReceipt) -> Receipt {
     let mut answer = Receipt::new(receipt.request_id).outcome(receipt.status.as_str());
     answer.provider_request_id = receipt.provider_request_id;
+    answer.payment_url = receipt.payment_url;
     answer
 }

@@ -47,6 +47,8 @@ pub struct Receipt {
     pub ticket: Option<ServiceTicket>,
     /// The provider's id for a payment request it accepted (e.g. a Stripe session), if any.
     pub provider_request_id: Option<String>,
+    /// `requestPayment`: the page the customer pays on (Stripe Checkout), to send them.
+    pub payment_url: Option<String>,
     /// The whole price list after `setPrice`.
     pub prices: Option<Vec<super::wallets::FeaturePrice>>,
     /// `issueApiKey`: the whole key, shown this once (hand it to the program, which sends it as

@@ -40,6 +40,19 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/payments/{tenant_id}/paynow", post(paynow))
         .route("/webhooks/payments/{tenant_id}/mpesa/{secret}", post(mpesa))
         .route("/webhooks/payments/{tenant_id}/stripe", post(stripe))
+        .route("/payments/done", axum::routing::get(done))
+}
+
+/// `GET /payments/done`: where a provider's payment page sends the customer after paying
+/// (Stripe Checkout's `success_url`). The payment itself counts only by the provider's signed
+/// callback, never by a visit here.
+async fn done() -> axum::response::Html<&'static str> {
+    axum::response::Html(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+         content=\"width=device-width, initial-scale=1\"><title>Payment received</title></head><body \
+         style=\"font-family: sans-serif; max-width: 32rem; margin: 4rem auto; text-align: center\">\
+         <h1>Thank you</h1><p>Your payment is on its way to us. You can close this page.</p></body></html>",
+    )
 }
 
 /// The JSON of an outcome.

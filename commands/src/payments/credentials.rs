@@ -32,8 +32,13 @@ pub enum ProviderCredentials {
         daraja: DarajaCredentials,
         callback_secret: String,
     },
-    /// A Stripe-style endpoint's signing secret.
-    Stripe { endpoint_secret: String },
+    /// Stripe: the webhook endpoint's signing secret, and the secret key (`sk_…` or a
+    /// restricted `rk_…`) payment requests open Checkout Sessions with (without it, Stripe
+    /// payments are only received, never requested).
+    Stripe {
+        endpoint_secret: String,
+        secret_key: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for ProviderCredentials {
@@ -90,11 +95,16 @@ impl ProviderCredentials {
                 ]),
                 Some(callback_secret.as_str()),
             ),
-            Self::Stripe { endpoint_secret } => (
-                BTreeMap::new(),
-                BTreeMap::from([("endpoint_secret", endpoint_secret.clone())]),
-                None,
-            ),
+            Self::Stripe {
+                endpoint_secret,
+                secret_key,
+            } => {
+                let mut secrets = BTreeMap::from([("endpoint_secret", endpoint_secret.clone())]);
+                if let Some(key) = secret_key {
+                    secrets.insert("secret_key", key.clone());
+                }
+                (BTreeMap::new(), secrets, None)
+            }
         }
     }
 }
@@ -122,6 +132,16 @@ pub async fn set_provider(
     let (settings, secrets, callback_secret) = credentials.split();
     if secrets.values().chain(settings.values()).any(|v| v.trim().is_empty()) {
         return Err(invalid("every credential field must be set"));
+    }
+    if let ProviderCredentials::Stripe {
+        secret_key: Some(key), ..
+    } = credentials
+    {
+        if !(key.starts_with("sk_") || key.starts_with("rk_")) {
+            return Err(invalid(
+                "a Stripe secret key starts with sk_ (or rk_ for a restricted key)",
+            ));
+        }
     }
     if let ProviderCredentials::Paynow { currency, .. } = credentials {
         if !chronicle_domain::installation::order::is_currency_code(currency) {
@@ -234,6 +254,19 @@ pub async fn stripe(pool: &PgPool, master: &MasterKey, tenant: &TenantId) -> Res
         .await?
         .ok_or(CallbackError::NotConfigured { provider: "stripe" })?;
     take(&opened.secrets, "endpoint_secret")
+}
+
+/// A tenant's Stripe secret key, to open Checkout Sessions; [`CallbackError::NotConfigured`]
+/// when Stripe is not configured, or configured without a secret key.
+pub async fn stripe_secret_key(pool: &PgPool, master: &MasterKey, tenant: &TenantId) -> Result<String, CallbackError> {
+    let opened = open(pool, master, tenant, "stripe")
+        .await?
+        .ok_or(CallbackError::NotConfigured { provider: "stripe" })?;
+    opened
+        .secrets
+        .get("secret_key")
+        .cloned()
+        .ok_or(CallbackError::NotConfigured { provider: "stripe" })
 }
 
 /// A tenant's Daraja credentials, once the callback path's secret matched (in constant time);

@@ -75,6 +75,8 @@ pub struct PaymentsConfig {
     pub paynow_base_url: String,
     /// Daraja's base URL (no trailing `/`).
     pub daraja_base_url: String,
+    /// Stripe's API base URL (no trailing `/`).
+    pub stripe_base_url: String,
     /// Milli-tokens credited per minor unit of each currency for wallet top-ups.
     pub token_rates: BTreeMap<String, i64>,
     /// Timeout of one call to a provider.
@@ -89,6 +91,7 @@ impl Default for PaymentsConfig {
         Self {
             paynow_base_url: "https://www.paynow.co.zw/Interface".into(),
             daraja_base_url: "https://api.safaricom.co.ke".into(),
+            stripe_base_url: "https://api.stripe.com".into(),
             token_rates: BTreeMap::from([("USD".to_string(), 1_000)]),
             timeout: Duration::from_secs(15),
             public_url: "http://127.0.0.1:8080".into(),
@@ -390,10 +393,10 @@ impl PaymentIntake {
     ) -> Result<CallbackOutcome, CallbackError> {
         let secret = credentials::stripe(self.commands.pool(), &self.master, tenant).await?;
         stripe::verify_signature(&secret, signature, body, now)?;
-        let Some(intent) = stripe::parse_event(body)? else {
-            return Ok(CallbackOutcome::Ignored {
-                reason: "not a payment_intent.succeeded event".into(),
-            });
+        let intent = match stripe::parse_event(body)? {
+            stripe::StripeEvent::Ignored(reason) => return Ok(CallbackOutcome::Ignored { reason }),
+            stripe::StripeEvent::RequestPaid(paid) => return self.stripe_callback(tenant, paid, correlation).await,
+            stripe::StripeEvent::Payment(intent) => intent,
         };
         let payment = VerifiedPayment {
             provider: PaymentProvider::Stripe,

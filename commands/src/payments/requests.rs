@@ -13,13 +13,20 @@
 //!   (`RecordSent`), so a callback that arrives at once finds its request. Daraja refusing the
 //!   push fails the request with its code; Daraja unreachable leaves it `requested` and answers
 //!   `PROVIDER_UNAVAILABLE`: the same call again (same idempotency key) pushes again.
-//! - Paynow and Stripe initiation are not built yet: requests through them are refused up front
-//!   with `PROVIDER_NOT_REQUESTABLE`, nothing recorded.
+//! - Stripe: a Checkout Session (see [`super::stripe`]) with the request id in its metadata
+//!   and as its idempotency key. The session's id goes into `payment_request_refs` first, then
+//!   the request records it with the session's payment page (`RecordSent`), which the caller
+//!   sends the customer. Stripe refusing the session fails the request with its code; Stripe
+//!   unreachable leaves it `requested` and answers `PROVIDER_UNAVAILABLE` (the same call again
+//!   opens the same session: Stripe keeps the idempotency key a day).
+//! - Paynow initiation is not built yet: requests through it are refused up front with
+//!   `PROVIDER_NOT_REQUESTABLE`, nothing recorded.
 //!
 //! # Callbacks
 //!
-//! A callback is matched to its request by the provider's id for the initiation and nothing
-//! else. No request with that id: nothing is recorded on the log and the callback is kept for
+//! A callback is matched to its request by the provider's id for the initiation (M-Pesa's
+//! `CheckoutRequestID`, Stripe's session) or, for Stripe's `payment_intent.succeeded`, by the
+//! request id in the intent's signed metadata, and nothing else. No request with that id: nothing is recorded on the log and the callback is kept for
 //! finance in `payment_callback_refusals` (`NO_PAYMENT_REQUEST`). Otherwise the provider confirms
 //! it (Daraja's status query), then the request decides (`RecordCallback`): the amount asked, on
 //! an open request, before its expiry, once, pays it, and only then is a `Payment` recorded and
@@ -38,7 +45,7 @@ use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::{credentials, mpesa, CallbackError, CallbackOutcome, PaymentIntake, VerifiedPayment};
+use super::{credentials, mpesa, stripe, CallbackError, CallbackOutcome, PaymentIntake, VerifiedPayment};
 use crate::error::CommandError;
 use crate::installation::by_of;
 use crate::installation::load;
@@ -65,6 +72,32 @@ pub struct RequestReceipt {
     pub status: PaymentRequestStatus,
     /// The provider's id for the initiation, once it accepted it.
     pub provider_request_id: Option<String>,
+    /// The page the customer pays on (Stripe), once the provider gave it.
+    pub payment_url: Option<String>,
+}
+
+impl RequestReceipt {
+    fn of(request_id: &str, state: &PaymentRequest) -> Self {
+        Self {
+            request_id: request_id.to_string(),
+            status: state.status(),
+            provider_request_id: state.provider_request_id().map(str::to_string),
+            payment_url: state.payment_url().map(str::to_string),
+        }
+    }
+}
+
+/// How a recorded request is initiated: what each provider needs, checked before anything is
+/// recorded.
+enum Initiation {
+    Mpesa {
+        phone: String,
+        daraja: mpesa::DarajaCredentials,
+        secret: String,
+    },
+    Stripe {
+        secret_key: String,
+    },
 }
 
 /// The payment request `<tenant>:<local_id>` as it stands (default when never requested).
@@ -182,13 +215,6 @@ pub async fn refused_callbacks(
     .await?)
 }
 
-/// What an M-Pesa push needs beside the request.
-struct Push<'a> {
-    phone: &'a str,
-    daraja: &'a mpesa::DarajaCredentials,
-    secret: &'a str,
-}
-
 fn invalid(message: impl Into<String>) -> CallbackError {
     CallbackError::Command(CommandError::InvalidInput(message.into()))
 }
@@ -204,8 +230,24 @@ impl PaymentIntake {
         if new.idempotency_key.trim().is_empty() || new.idempotency_key.len() > 200 {
             return Err(invalid("the idempotency key must have 1 to 200 characters"));
         }
-        match new.provider {
-            PaymentProvider::Mpesa => {}
+        // Everything the initiation needs is checked before anything is recorded.
+        let initiation = match new.provider {
+            PaymentProvider::Mpesa => {
+                let contact_id = new
+                    .contact_id
+                    .as_deref()
+                    .ok_or_else(|| invalid("an M-Pesa request needs the customer's contact (contactId)"))?;
+                let phone = self.mpesa_phone(tenant, contact_id).await?;
+                let (daraja, secret) = credentials::mpesa_for_push(self.commands.pool(), &self.master, tenant).await?;
+                Initiation::Mpesa { phone, daraja, secret }
+            }
+            PaymentProvider::Stripe => {
+                if let Some(contact_id) = new.contact_id.as_deref() {
+                    self.registered_contact(tenant, contact_id).await?;
+                }
+                let secret_key = credentials::stripe_secret_key(self.commands.pool(), &self.master, tenant).await?;
+                Initiation::Stripe { secret_key }
+            }
             other => {
                 return Err(CallbackError::Command(CommandError::Rejected(
                     chronicle_domain::payment_request::PaymentRequestError::NotRequestable {
@@ -214,14 +256,7 @@ impl PaymentIntake {
                     .into(),
                 )))
             }
-        }
-        let contact_id = new
-            .contact_id
-            .clone()
-            .ok_or_else(|| invalid("an M-Pesa request needs the customer's contact (contactId)"))?;
-        // Everything the push needs is checked before anything is recorded.
-        let phone = self.mpesa_phone(tenant, &contact_id).await?;
-        let (daraja, secret) = credentials::mpesa_for_push(self.commands.pool(), &self.master, tenant).await?;
+        };
         let request_id = payment_request_local_id(&new.idempotency_key);
         let by = by_of(metadata);
         let command = PaymentRequestCommand::Request(RequestPayment {
@@ -230,37 +265,43 @@ impl PaymentIntake {
             amount_minor: new.amount_minor,
             currency: new.currency,
             expires_at: new.expires_at,
-            contact_id: Some(contact_id),
+            contact_id: new.contact_id,
             by,
             at: Utc::now(),
         });
         self.commands.payment_request(&request_id, command, metadata).await?;
         let state = load_request(self.commands.pool(), tenant, &request_id).await?;
         if state.status() == PaymentRequestStatus::Requested {
-            let push = Push {
-                phone: &phone,
-                daraja: &daraja,
-                secret: &secret,
-            };
-            self.push_mpesa(tenant, &request_id, &state, &push, metadata).await?;
+            match &initiation {
+                Initiation::Mpesa { phone, daraja, secret } => {
+                    self.push_mpesa(tenant, &request_id, &state, phone, daraja, secret, metadata)
+                        .await?;
+                }
+                Initiation::Stripe { secret_key } => {
+                    self.checkout_stripe(tenant, &request_id, &state, secret_key, metadata)
+                        .await?;
+                }
+            }
         }
         let state = load_request(self.commands.pool(), tenant, &request_id).await?;
-        Ok(RequestReceipt {
-            request_id,
-            status: state.status(),
-            provider_request_id: state.provider_request_id().map(str::to_string),
-        })
+        Ok(RequestReceipt::of(&request_id, &state))
     }
 
-    /// The number an M-Pesa prompt for `contact_id` goes to: digits with the country code,
-    /// Kenyan only. Personal data: never logged.
-    async fn mpesa_phone(&self, tenant: &TenantId, contact_id: &str) -> Result<String, CallbackError> {
+    /// A registered (not erased) contact of the tenant.
+    async fn registered_contact(&self, tenant: &TenantId, contact_id: &str) -> Result<Contact, CallbackError> {
         let contact: Contact = load(self.commands.pool(), tenant, contact_id).await?;
         if !contact.is_registered() {
             return Err(invalid(format!(
                 "{contact_id:?} is no contact of this tenant (or was erased)"
             )));
         }
+        Ok(contact)
+    }
+
+    /// The number an M-Pesa prompt for `contact_id` goes to: digits with the country code,
+    /// Kenyan only. Personal data: never logged.
+    async fn mpesa_phone(&self, tenant: &TenantId, contact_id: &str) -> Result<String, CallbackError> {
+        let contact = self.registered_contact(tenant, contact_id).await?;
         let Some(sealed) = contact.phone() else {
             return Err(invalid("the contact has no phone number to prompt"));
         };
@@ -277,12 +318,15 @@ impl PaymentIntake {
     }
 
     /// The M-Pesa STK push of a recorded request.
+    #[allow(clippy::too_many_arguments)]
     async fn push_mpesa(
         &self,
         tenant: &TenantId,
         request_id: &str,
         state: &PaymentRequest,
-        push: &Push<'_>,
+        phone: &str,
+        daraja: &mpesa::DarajaCredentials,
+        secret: &str,
         metadata: &CommandMetadata,
     ) -> Result<(), CallbackError> {
         let Some(request) = state.request() else {
@@ -290,13 +334,12 @@ impl PaymentIntake {
                 "a requested payment request without its request".into(),
             )));
         };
-        let (daraja, secret) = (push.daraja, push.secret);
         let callback_url = format!(
             "{}/webhooks/payments/{tenant}/mpesa/{secret}",
             self.config.public_url.trim_end_matches('/')
         );
         let push = mpesa::StkPush {
-            phone: push.phone,
+            phone,
             amount: request.amount_minor / 100,
             callback_url: &callback_url,
             account_reference: request_id.trim_start_matches("preq_"),
@@ -304,22 +347,15 @@ impl PaymentIntake {
         };
         match mpesa::stk_push(&self.client, &self.config.daraja_base_url, daraja, &push, Utc::now()).await {
             Ok(checkout_request_id) => {
-                sqlx::query(
-                    "INSERT INTO payment_request_refs (tenant_id, provider, provider_request_id, request_id)
-                     VALUES ($1, 'mpesa', $2, $3) ON CONFLICT DO NOTHING",
+                self.record_sent(
+                    tenant,
+                    request_id,
+                    PaymentProvider::Mpesa,
+                    checkout_request_id,
+                    None,
+                    metadata,
                 )
-                .bind(tenant.as_str())
-                .bind(&checkout_request_id)
-                .bind(request_id)
-                .execute(self.commands.pool())
                 .await
-                .map_err(|e| CallbackError::Command(e.into()))?;
-                let sent = PaymentRequestCommand::RecordSent {
-                    provider_request_id: checkout_request_id,
-                    at: Utc::now(),
-                };
-                self.commands.payment_request(request_id, sent, metadata).await?;
-                Ok(())
             }
             Err(mpesa::PushError::Refused { code }) => {
                 let failed = PaymentRequestCommand::RecordInitiationFailed {
@@ -333,6 +369,162 @@ impl PaymentIntake {
         }
     }
 
+    /// The provider accepted the initiation: its id goes into `payment_request_refs` first (so
+    /// a callback that arrives at once finds its request), then the request records it.
+    async fn record_sent(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        provider: PaymentProvider,
+        provider_request_id: String,
+        payment_url: Option<String>,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CallbackError> {
+        sqlx::query(
+            "INSERT INTO payment_request_refs (tenant_id, provider, provider_request_id, request_id)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(provider.as_str())
+        .bind(&provider_request_id)
+        .bind(request_id)
+        .execute(self.commands.pool())
+        .await
+        .map_err(|e| CallbackError::Command(e.into()))?;
+        let sent = PaymentRequestCommand::RecordSent {
+            provider_request_id,
+            payment_url,
+            at: Utc::now(),
+        };
+        self.commands.payment_request(request_id, sent, metadata).await?;
+        Ok(())
+    }
+
+    /// The Stripe Checkout Session of a recorded request.
+    async fn checkout_stripe(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        state: &PaymentRequest,
+        secret_key: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CallbackError> {
+        let Some(request) = state.request() else {
+            return Err(CallbackError::Command(CommandError::Unexpected(
+                "a requested payment request without its request".into(),
+            )));
+        };
+        let success_url = format!("{}/payments/done", self.config.public_url.trim_end_matches('/'));
+        let description = match &request.target {
+            PaymentTarget::Order { order_id } => format!("Order {order_id}"),
+            PaymentTarget::Wallet { .. } => "Token top-up".to_string(),
+            PaymentTarget::Free { description } => description.clone(),
+        };
+        let checkout = stripe::CheckoutRequest {
+            request_id,
+            amount_minor: request.amount_minor,
+            currency: &request.currency,
+            description: &description,
+            success_url: &success_url,
+            expires_at: request.expires_at,
+        };
+        let now = Utc::now();
+        match stripe::create_checkout_session(&self.client, &self.config.stripe_base_url, secret_key, &checkout, now)
+            .await
+        {
+            Ok(session) => {
+                self.record_sent(
+                    tenant,
+                    request_id,
+                    PaymentProvider::Stripe,
+                    session.session_id,
+                    Some(session.url),
+                    metadata,
+                )
+                .await
+            }
+            Err(stripe::CheckoutError::Refused { code }) => {
+                let failed = PaymentRequestCommand::RecordInitiationFailed {
+                    reason: format!("stripe:{code}"),
+                    at: Utc::now(),
+                };
+                self.commands.payment_request(request_id, failed, metadata).await?;
+                Ok(())
+            }
+            Err(stripe::CheckoutError::Unavailable(reason)) => Err(CallbackError::Upstream(reason)),
+        }
+    }
+
+    /// A Stripe payment that names a payment request (a verified `checkout.session.completed`
+    /// or `payment_intent.succeeded`): matched to the request by the session it belongs to, or
+    /// by the request id in the intent's metadata; then the request decides (see the module
+    /// docs). Both events of one payment carry the same reference and count once.
+    pub(super) async fn stripe_callback(
+        &self,
+        tenant: &TenantId,
+        paid: stripe::RequestPayment,
+        correlation: &str,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        let pool = self.commands.pool();
+        let request_id = match &paid.session_id {
+            Some(session) => find_request(pool, tenant, PaymentProvider::Stripe, session).await?,
+            None if chronicle_domain::payment_request::is_payment_request_id(&paid.request_id) => {
+                let state = load_request(pool, tenant, &paid.request_id).await?;
+                state
+                    .request()
+                    .filter(|r| r.provider == PaymentProvider::Stripe)
+                    .map(|_| paid.request_id.clone())
+            }
+            None => None,
+        };
+        let provider_request_id = paid.session_id.clone().unwrap_or_else(|| paid.request_id.clone());
+        let Some(request_id) = request_id else {
+            keep_refusal(
+                pool,
+                tenant,
+                &Refusal {
+                    provider: PaymentProvider::Stripe,
+                    provider_request_id: &provider_request_id,
+                    provider_reference: &paid.reference,
+                    request_id: None,
+                    reason: "NO_PAYMENT_REQUEST",
+                    amount_minor: Some(paid.amount_minor),
+                    currency: Some(&paid.currency),
+                },
+            )
+            .await?;
+            return Ok(CallbackOutcome::Refused {
+                reason: "NO_PAYMENT_REQUEST".into(),
+                request_id: None,
+            });
+        };
+        let meta = super::metadata(
+            tenant,
+            "payments:stripe",
+            correlation,
+            format!("stripe-payment:{}", paid.reference),
+        );
+        let session = load_request(pool, tenant, &request_id)
+            .await?
+            .provider_request_id()
+            .map_or(provider_request_id, str::to_string);
+        self.settle_request(
+            tenant,
+            &request_id,
+            &session,
+            PaymentProvider::Stripe,
+            PaidCallback {
+                provider_reference: paid.reference,
+                amount_minor: paid.amount_minor,
+                currency: paid.currency,
+                at: Utc::now(),
+            },
+            &meta,
+            correlation,
+        )
+        .await
+    }
+
     /// Staff cancel an open request.
     pub async fn cancel_request(
         &self,
@@ -343,11 +535,35 @@ impl PaymentIntake {
         let command = PaymentRequestCommand::Cancel { by, at: Utc::now() };
         self.commands.payment_request(request_id, command, metadata).await?;
         let state = load_request(self.commands.pool(), &metadata.tenant_id, request_id).await?;
-        Ok(RequestReceipt {
-            request_id: request_id.to_string(),
-            status: state.status(),
-            provider_request_id: state.provider_request_id().map(str::to_string),
-        })
+        self.close_with_provider(&metadata.tenant_id, &state).await;
+        Ok(RequestReceipt::of(request_id, &state))
+    }
+
+    /// Tells the provider a cancelled request's page no longer takes payments, where it can be
+    /// told (Stripe: the Checkout Session is expired; an M-Pesa prompt times out on the phone by
+    /// itself). Best effort: a failure is logged, and a payment that still arrives is refused by
+    /// the request and kept for finance as `REQUEST_CANCELLED`.
+    async fn close_with_provider(&self, tenant: &TenantId, state: &PaymentRequest) {
+        let (Some(request), Some(session)) = (state.request(), state.provider_request_id()) else {
+            return;
+        };
+        if request.provider != PaymentProvider::Stripe || state.status() != PaymentRequestStatus::Cancelled {
+            return;
+        }
+        let outcome = match credentials::stripe_secret_key(self.commands.pool(), &self.master, tenant).await {
+            Ok(key) => stripe::expire_checkout_session(&self.client, &self.config.stripe_base_url, &key, session)
+                .await
+                .map_err(|e| format!("{e:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(reason) = outcome {
+            tracing::warn!(
+                tenant.id = %tenant,
+                payment.provider = "stripe",
+                error = %reason,
+                "the cancelled request's Checkout Session could not be expired; a payment on it is kept for finance"
+            );
+        }
     }
 
     /// An M-Pesa STK callback, on the tenant's secret path (see the module docs).

@@ -1,12 +1,33 @@
-//! Stripe-style signed webhooks: the header `Stripe-Signature: t=<unix seconds>,v1=<hex>[,v1=…]`
-//! carries HMAC-SHA256 over `<t>.<raw body>` under the endpoint's signing secret. A request is
-//! accepted when any `v1` matches (several appear while a secret is being rolled) and `t` is
-//! within [`TOLERANCE_SECS`] of the server's clock (an old, replayed delivery is refused).
+//! Stripe: Checkout Sessions for payment requests, and signed webhooks.
 //!
-//! Only `payment_intent.succeeded` counts: its `data.object` gives the payment intent id (the
-//! provider reference), `amount` (already minor units), `currency` (lowercase on the wire) and
-//! `metadata.reference`, the merchant reference we set when creating the intent. Other event
-//! types are answered 200 and ignored. No status call is needed: the signature is the proof.
+//! # Asking
+//!
+//! [`create_checkout_session`] opens a Checkout Session (`POST /v1/checkout/sessions`, form
+//! encoded, the tenant's secret key as Bearer, the request id as `Idempotency-Key`) for one line
+//! of the amount asked, with the payment request's id as `client_reference_id`, in the session's
+//! `metadata[request_id]` and in its payment intent's (`payment_intent_data[metadata]`), so both
+//! webhook events below name it. Stripe answers the session's `id` (`cs_…`) and `url`, the page
+//! the customer pays on. A session lives 30 minutes to 24 hours: its `expires_at` is the
+//! request's expiry brought into that range (a payment after the request's own expiry is refused
+//! by the request, and kept for finance). Cancelling a request expires its session
+//! ([`expire_checkout_session`]).
+//!
+//! # Webhooks
+//!
+//! The header `Stripe-Signature: t=<unix seconds>,v1=<hex>[,v1=…]` carries HMAC-SHA256 over
+//! `<t>.<raw body>` under the endpoint's signing secret. A request is accepted when any `v1`
+//! matches (several appear while a secret is being rolled) and `t` is within
+//! [`TOLERANCE_SECS`] of the server's clock (an old, replayed delivery is refused). The signature
+//! is the proof: no status call is needed.
+//!
+//! [`parse_event`] reads:
+//!
+//! - `checkout.session.completed` with `payment_status: "paid"`: a payment of the request its
+//!   session belongs to (`amount_total`, `currency`, the `payment_intent` as the reference);
+//! - `payment_intent.succeeded`: with `metadata.request_id`, a payment of that request (the
+//!   same reference, so the two events of one payment count once); without it, a payment
+//!   matched by `metadata.reference` (the older way, for intents Chronicle did not create);
+//! - anything else: ignored (answered 200).
 
 use chronicle_domain::crypto::{constant_time_eq, hmac_sha256};
 use chrono::{DateTime, Utc};
@@ -96,7 +117,24 @@ struct PaymentIntent {
     metadata: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
-/// A succeeded payment intent.
+#[derive(Deserialize)]
+struct Session {
+    id: String,
+    #[serde(default)]
+    amount_total: Option<i64>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    payment_status: Option<String>,
+    #[serde(default)]
+    payment_intent: Option<String>,
+    #[serde(default)]
+    client_reference_id: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// A succeeded payment intent that names no payment request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StripePayment {
     pub payment_intent: String,
@@ -107,25 +145,259 @@ pub struct StripePayment {
     pub merchant_reference: String,
 }
 
-/// Reads a verified event: `Some` for `payment_intent.succeeded`, `None` for other types.
-pub fn parse_event(payload: &[u8]) -> Result<Option<StripePayment>, CallbackError> {
+/// A payment that names a payment request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestPayment {
+    /// `metadata.request_id` (or the session's `client_reference_id`).
+    pub request_id: String,
+    /// The Checkout Session, for `checkout.session.completed`.
+    pub session_id: Option<String>,
+    /// The payment's reference: the payment intent (the session's id when it names none).
+    pub reference: String,
+    pub amount_minor: i64,
+    /// Uppercase ISO 4217.
+    pub currency: String,
+}
+
+/// What a verified event says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StripeEvent {
+    /// A payment of a payment request.
+    RequestPaid(RequestPayment),
+    /// A payment intent that names no request.
+    Payment(StripePayment),
+    /// Nothing to record, and why.
+    Ignored(String),
+}
+
+fn text(metadata: &std::collections::BTreeMap<String, serde_json::Value>, key: &str) -> Option<String> {
+    match metadata.get(key) {
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Reads a verified event (see the module docs).
+pub fn parse_event(payload: &[u8]) -> Result<StripeEvent, CallbackError> {
     let event: Event =
         serde_json::from_slice(payload).map_err(|e| CallbackError::Malformed(format!("not a Stripe event: {e}")))?;
-    if event.kind != "payment_intent.succeeded" {
-        return Ok(None);
+    match event.kind.as_str() {
+        "payment_intent.succeeded" => {
+            let intent: PaymentIntent = serde_json::from_value(event.data.object)
+                .map_err(|e| CallbackError::Malformed(format!("not a payment intent: {e}")))?;
+            let amount_minor = intent.amount_received.unwrap_or(intent.amount);
+            let currency = intent.currency.to_ascii_uppercase();
+            Ok(match text(&intent.metadata, "request_id") {
+                Some(request_id) => StripeEvent::RequestPaid(RequestPayment {
+                    request_id,
+                    session_id: None,
+                    reference: intent.id,
+                    amount_minor,
+                    currency,
+                }),
+                None => StripeEvent::Payment(StripePayment {
+                    merchant_reference: text(&intent.metadata, "reference").unwrap_or_default(),
+                    payment_intent: intent.id,
+                    amount_minor,
+                    currency,
+                }),
+            })
+        }
+        "checkout.session.completed" => {
+            let session: Session = serde_json::from_value(event.data.object)
+                .map_err(|e| CallbackError::Malformed(format!("not a Checkout Session: {e}")))?;
+            if session.payment_status.as_deref() != Some("paid") {
+                return Ok(StripeEvent::Ignored(
+                    "the Checkout Session is complete but not paid yet".into(),
+                ));
+            }
+            let Some(request_id) = text(&session.metadata, "request_id").or(session.client_reference_id) else {
+                return Ok(StripeEvent::Ignored(
+                    "the Checkout Session names no payment request".into(),
+                ));
+            };
+            let (Some(amount_minor), Some(currency)) = (session.amount_total, session.currency) else {
+                return Err(CallbackError::Malformed(
+                    "the Checkout Session has no amount_total or currency".into(),
+                ));
+            };
+            Ok(StripeEvent::RequestPaid(RequestPayment {
+                request_id,
+                reference: session.payment_intent.unwrap_or_else(|| session.id.clone()),
+                session_id: Some(session.id),
+                amount_minor,
+                currency: currency.to_ascii_uppercase(),
+            }))
+        }
+        other => Ok(StripeEvent::Ignored(format!("a {other} event is not a payment"))),
     }
-    let intent: PaymentIntent = serde_json::from_value(event.data.object)
-        .map_err(|e| CallbackError::Malformed(format!("not a payment intent: {e}")))?;
-    let merchant_reference = match intent.metadata.get("reference") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        _ => String::new(),
-    };
-    Ok(Some(StripePayment {
-        payment_intent: intent.id,
-        amount_minor: intent.amount_received.unwrap_or(intent.amount),
-        currency: intent.currency.to_ascii_uppercase(),
-        merchant_reference,
-    }))
+}
+
+/// What a Checkout Session is opened for.
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest<'a> {
+    /// The payment request (`preq_…`): idempotency key, client reference and metadata.
+    pub request_id: &'a str,
+    pub amount_minor: i64,
+    /// ISO 4217 (sent lowercase).
+    pub currency: &'a str,
+    /// The line's name on the payment page.
+    pub description: &'a str,
+    /// Where Stripe sends the customer after paying.
+    pub success_url: &'a str,
+    /// The request's expiry (brought into Stripe's 30 minutes to 24 hours).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An opened Checkout Session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    /// `cs_…`
+    pub session_id: String,
+    /// The page the customer pays on.
+    pub url: String,
+}
+
+/// Why a session was not opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutError {
+    /// Stripe refused it (its error `code`, or `type`, or the HTTP status): the request fails.
+    Refused { code: String },
+    /// Stripe could not be reached, or answered 429 or 5xx: try again with the same request.
+    Unavailable(String),
+}
+
+#[derive(Deserialize)]
+struct StripeErrorBody {
+    error: StripeErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct StripeErrorDetail {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SessionAnswer {
+    id: String,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// The session's `expires_at`: the request's expiry, at least 31 minutes and at most 23 hours
+/// 59 minutes from `now` (Stripe accepts 30 minutes to 24 hours).
+pub fn session_expiry(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    let earliest = now + chrono::Duration::minutes(31);
+    let latest = now + chrono::Duration::minutes(24 * 60 - 1);
+    expires_at.clamp(earliest, latest).timestamp()
+}
+
+/// The form of a Checkout Session for `request` (the fields Stripe's API documents).
+pub fn checkout_form(request: &CheckoutRequest<'_>, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+    vec![
+        ("mode", "payment".into()),
+        ("line_items[0][quantity]", "1".into()),
+        (
+            "line_items[0][price_data][currency]",
+            request.currency.to_ascii_lowercase(),
+        ),
+        (
+            "line_items[0][price_data][unit_amount]",
+            request.amount_minor.to_string(),
+        ),
+        (
+            "line_items[0][price_data][product_data][name]",
+            request.description.into(),
+        ),
+        ("client_reference_id", request.request_id.into()),
+        ("metadata[request_id]", request.request_id.into()),
+        ("payment_intent_data[metadata][request_id]", request.request_id.into()),
+        ("success_url", request.success_url.into()),
+        ("expires_at", session_expiry(request.expires_at, now).to_string()),
+    ]
+}
+
+/// Opens a Checkout Session at `base_url` (see the module docs).
+pub async fn create_checkout_session(
+    client: &reqwest::Client,
+    base_url: &str,
+    secret_key: &str,
+    request: &CheckoutRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<Checkout, CheckoutError> {
+    let form = serde_urlencoded::to_string(checkout_form(request, now))
+        .map_err(|e| CheckoutError::Unavailable(format!("the session form: {e}")))?;
+    let response = client
+        .post(format!("{base_url}/v1/checkout/sessions"))
+        .bearer_auth(secret_key)
+        .header("Idempotency-Key", request.request_id)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .map_err(|e| CheckoutError::Unavailable(format!("Stripe cannot be reached: {e}")))?;
+    let status = response.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(CheckoutError::Unavailable(format!("Stripe answered {status}")));
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| CheckoutError::Unavailable(format!("Stripe's answer was cut: {e}")))?;
+    if !status.is_success() {
+        let code = serde_json::from_slice::<StripeErrorBody>(&body)
+            .ok()
+            .and_then(|b| b.error.code.or(b.error.kind))
+            .unwrap_or_else(|| status.as_u16().to_string());
+        return Err(CheckoutError::Refused { code });
+    }
+    let answer: SessionAnswer = serde_json::from_slice(&body)
+        .map_err(|e| CheckoutError::Unavailable(format!("Stripe's answer is not a Checkout Session: {e}")))?;
+    match answer.url {
+        Some(url) if !answer.id.trim().is_empty() && (url.starts_with("https://") || url_is_local(&url)) => {
+            Ok(Checkout {
+                session_id: answer.id,
+                url,
+            })
+        }
+        _ => Err(CheckoutError::Unavailable(
+            "Stripe's Checkout Session has no payment page URL".into(),
+        )),
+    }
+}
+
+/// Expires an open Checkout Session (`POST /v1/checkout/sessions/{id}/expire`): its page stops
+/// taking payments. A session Stripe will not expire (already complete or expired) counts as
+/// done; only an unreachable Stripe (or 429, 5xx) is an error.
+pub async fn expire_checkout_session(
+    client: &reqwest::Client,
+    base_url: &str,
+    secret_key: &str,
+    session_id: &str,
+) -> Result<(), CheckoutError> {
+    let encoded: String = session_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let response = client
+        .post(format!("{base_url}/v1/checkout/sessions/{encoded}/expire"))
+        .bearer_auth(secret_key)
+        .send()
+        .await
+        .map_err(|e| CheckoutError::Unavailable(format!("Stripe cannot be reached: {e}")))?;
+    let status = response.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(CheckoutError::Unavailable(format!("Stripe answered {status}")));
+    }
+    Ok(())
+}
+
+/// A payment page on a loopback stand-in (development and tests) may be plain http.
+fn url_is_local(url: &str) -> bool {
+    url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost")
 }
 
 #[cfg(test)]
@@ -165,16 +437,51 @@ mod tests {
         let body = br#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1","amount":2500,"currency":"usd","metadata":{"reference":"order_9"}}}}"#;
         assert_eq!(
             parse_event(body),
-            Ok(Some(StripePayment {
+            Ok(StripeEvent::Payment(StripePayment {
                 payment_intent: "pi_1".into(),
                 amount_minor: 2500,
                 currency: "USD".into(),
                 merchant_reference: "order_9".into(),
             }))
         );
-        assert_eq!(
+        assert!(matches!(
             parse_event(br#"{"type":"charge.refunded","data":{"object":{}}}"#),
-            Ok(None)
+            Ok(StripeEvent::Ignored(_))
+        ));
+    }
+
+    #[test]
+    fn both_events_of_a_requested_payment_name_the_request_and_the_same_reference() {
+        let session = br#"{"type":"checkout.session.completed","data":{"object":{"id":"cs_1","object":"checkout.session","amount_total":2500,"currency":"usd","payment_status":"paid","payment_intent":"pi_1","client_reference_id":"preq_x","metadata":{"request_id":"preq_x"}}}}"#;
+        let intent = br#"{"type":"payment_intent.succeeded","data":{"object":{"id":"pi_1","amount":2500,"amount_received":2500,"currency":"usd","metadata":{"request_id":"preq_x"}}}}"#;
+        let from_session = RequestPayment {
+            request_id: "preq_x".into(),
+            session_id: Some("cs_1".into()),
+            reference: "pi_1".into(),
+            amount_minor: 2500,
+            currency: "USD".into(),
+        };
+        assert_eq!(parse_event(session), Ok(StripeEvent::RequestPaid(from_session.clone())));
+        assert_eq!(
+            parse_event(intent),
+            Ok(StripeEvent::RequestPaid(RequestPayment {
+                session_id: None,
+                ..from_session
+            }))
         );
+        let unpaid = br#"{"type":"checkout.session.completed","data":{"object":{"id":"cs_1","amount_total":2500,"currency":"usd","payment_status":"unpaid","metadata":{"request_id":"preq_x"}}}}"#;
+        assert!(matches!(parse_event(unpaid), Ok(StripeEvent::Ignored(_))));
+        let no_amount = br#"{"type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_status":"paid","metadata":{"request_id":"preq_x"}}}}"#;
+        assert!(parse_event(no_amount).is_err());
+    }
+
+    #[test]
+    fn a_session_lives_between_31_minutes_and_a_day_whatever_the_request_asks() {
+        let soon = now() + chrono::Duration::minutes(5);
+        assert_eq!(session_expiry(soon, now()), now().timestamp() + 31 * 60);
+        let later = now() + chrono::Duration::days(10);
+        assert_eq!(session_expiry(later, now()), now().timestamp() + (24 * 60 - 1) * 60);
+        let within = now() + chrono::Duration::hours(3);
+        assert_eq!(session_expiry(within, now()), within.timestamp());
     }
 }

@@ -57,6 +57,7 @@ pub struct PaymentRequest {
     request: Option<RequestPayment>,
     status: PaymentRequestStatus,
     provider_request_id: Option<String>,
+    payment_url: Option<String>,
     paid_reference: Option<String>,
     /// Provider references of callbacks refused, with why: a repeat records nothing.
     refused: BTreeMap<String, CallbackRefusal>,
@@ -75,6 +76,11 @@ impl PaymentRequest {
     /// The provider's id for the initiation, once sent.
     pub fn provider_request_id(&self) -> Option<&str> {
         self.provider_request_id.as_deref()
+    }
+
+    /// The page the customer pays on, when the provider gave one.
+    pub fn payment_url(&self) -> Option<&str> {
+        self.payment_url.as_deref()
     }
 
     /// The provider reference that paid the request.
@@ -175,6 +181,7 @@ impl PaymentRequest {
     fn record_sent(
         &self,
         provider_request_id: String,
+        payment_url: Option<String>,
         at: DateTime<Utc>,
     ) -> Result<Vec<PaymentRequestEvent>, PaymentRequestError> {
         self.requested()?;
@@ -193,6 +200,7 @@ impl PaymentRequest {
         }
         Ok(vec![PaymentRequestEvent::PaymentRequestSent {
             provider_request_id,
+            payment_url,
             at,
         }])
     }
@@ -314,8 +322,9 @@ impl PaymentRequest {
             PaymentRequestCommand::Request(cmd) => self.request_payment(cmd),
             PaymentRequestCommand::RecordSent {
                 provider_request_id,
+                payment_url,
                 at,
-            } => self.record_sent(provider_request_id, at),
+            } => self.record_sent(provider_request_id, payment_url, at),
             PaymentRequestCommand::RecordInitiationFailed { reason, at } => self.record_initiation_failed(reason, at),
             PaymentRequestCommand::RecordCallback(paid) => self.record_callback(paid),
             PaymentRequestCommand::RecordNotPaid { result_code, at } => self.record_not_paid(result_code, at),
@@ -369,9 +378,12 @@ impl Aggregate for PaymentRequest {
                 self.status = PaymentRequestStatus::Requested;
             }
             PaymentRequestEvent::PaymentRequestSent {
-                provider_request_id, ..
+                provider_request_id,
+                payment_url,
+                ..
             } => {
                 self.provider_request_id = Some(provider_request_id);
+                self.payment_url = payment_url;
                 self.status = PaymentRequestStatus::Sent;
             }
             PaymentRequestEvent::PaymentRequestInitiationFailed { .. }
@@ -445,6 +457,7 @@ mod tests {
     fn sent() -> PaymentRequestEvent {
         PaymentRequestEvent::PaymentRequestSent {
             provider_request_id: "ws_CO_1".into(),
+            payment_url: None,
             at: at(1),
         }
     }
@@ -560,6 +573,7 @@ mod tests {
             .given(vec![requested()])
             .when(PaymentRequestCommand::RecordSent {
                 provider_request_id: "ws_CO_1".into(),
+                payment_url: None,
                 at: at(1),
             })
             .then_expect_events(vec![sent()]);
@@ -567,6 +581,7 @@ mod tests {
             .given(vec![requested(), sent()])
             .when(PaymentRequestCommand::RecordSent {
                 provider_request_id: "ws_CO_1".into(),
+                payment_url: None,
                 at: at(2),
             })
             .then_expect_events(vec![]);
@@ -574,6 +589,7 @@ mod tests {
             .given(vec![requested(), sent()])
             .when(PaymentRequestCommand::RecordSent {
                 provider_request_id: "ws_CO_2".into(),
+                payment_url: None,
                 at: at(2),
             })
             .then_expect_error(PaymentRequestError::NotAwaitingInitiation { status: "sent" });
@@ -581,6 +597,7 @@ mod tests {
             .given_no_previous_events()
             .when(PaymentRequestCommand::RecordSent {
                 provider_request_id: "ws_CO_1".into(),
+                payment_url: None,
                 at: at(2),
             })
             .then_expect_error(PaymentRequestError::UnknownRequest);
@@ -793,6 +810,7 @@ mod tests {
             (prop::sample::select(vec!["ws_1", "ws_2"]), minute.clone()).prop_map(|(id, m)| {
                 PaymentRequestCommand::RecordSent {
                     provider_request_id: id.into(),
+                    payment_url: None,
                     at: at(m),
                 }
             }),

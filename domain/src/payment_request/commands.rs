@@ -13,6 +13,8 @@ pub enum PaymentRequestCommand {
     /// The provider accepted the initiation and gave its id for it.
     RecordSent {
         provider_request_id: String,
+        /// The page the customer pays on (Stripe Checkout, Paynow), when the provider gave one.
+        payment_url: Option<String>,
         at: DateTime<Utc>,
     },
     /// The provider refused the initiation (`reason`: its code or message, no personal data).

@@ -61,6 +61,10 @@ pub enum PaymentRequestEvent {
     /// The provider accepted the initiation (M-Pesa's `CheckoutRequestID`, …).
     PaymentRequestSent {
         provider_request_id: String,
+        /// The page the customer pays on (Stripe Checkout, Paynow); absent for a prompt sent to
+        /// the customer's phone (M-Pesa).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payment_url: Option<String>,
         at: DateTime<Utc>,
     },
     PaymentRequestInitiationFailed {
