@@ -198,15 +198,18 @@ pub struct PaymentRequestInput {
     /// The caller's key for this request: the same key answers with the first request and
     /// initiates nothing twice (1 to 200 characters).
     pub idempotency_key: String,
-    /// Only `MPESA` (an STK push to the customer's phone) for now.
+    /// `MPESA` (an STK push to the customer's phone) or `STRIPE` (a Checkout Session: the
+    /// receipt's `paymentUrl` is the page to send the customer); `PAYNOW` not yet.
     pub provider: PaymentProvider,
     /// What it pays for: exactly one of its fields (`ONE_TARGET` otherwise).
     pub target: PaymentTargetInput,
-    /// In minor units (M-Pesa: whole shillings, so a multiple of 100).
+    /// In minor units (M-Pesa: whole shillings, so a multiple of 100; Stripe: the currency's
+    /// smallest unit as Stripe counts it, e.g. cents, or yen for `JPY`).
     pub amount_minor: i64,
     /// ISO 4217 (M-Pesa: `KES`).
     pub currency: String,
-    /// The customer asked (their phone number gets the prompt).
+    /// The customer asked (M-Pesa: their phone number gets the prompt; Stripe: whom the
+    /// payment page is for).
     pub contact_id: String,
     /// Minutes until the request expires (1 to 43,200; default 60). A payment after it is kept
     /// for finance, not credited.

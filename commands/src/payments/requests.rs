@@ -17,8 +17,9 @@
 //!   and as its idempotency key. The session's id goes into `payment_request_refs` first, then
 //!   the request records it with the session's payment page (`RecordSent`), which the caller
 //!   sends the customer. Stripe refusing the session fails the request with its code; Stripe
-//!   unreachable leaves it `requested` and answers `PROVIDER_UNAVAILABLE` (the same call again
-//!   opens the same session: Stripe keeps the idempotency key a day).
+//!   unreachable (or still answering the same key) leaves it `requested` and answers
+//!   `UNAVAILABLE`: the same call again sends the same form under the same key, and Stripe
+//!   answers the same session if it had opened one (see [`super::stripe`] for the limits).
 //! - Paynow initiation is not built yet: requests through it are refused up front with
 //!   `PROVIDER_NOT_REQUESTABLE`, nothing recorded.
 //!
@@ -421,17 +422,16 @@ impl PaymentIntake {
             PaymentTarget::Free { description } => description.clone(),
         };
         let checkout = stripe::CheckoutRequest {
+            tenant: tenant.as_str(),
             request_id,
             amount_minor: request.amount_minor,
             currency: &request.currency,
             description: &description,
             success_url: &success_url,
             expires_at: request.expires_at,
+            requested_at: request.at,
         };
-        let now = Utc::now();
-        match stripe::create_checkout_session(&self.client, &self.config.stripe_base_url, secret_key, &checkout, now)
-            .await
-        {
+        match stripe::create_checkout_session(&self.client, &self.config.stripe_base_url, secret_key, &checkout).await {
             Ok(session) => {
                 self.record_sent(
                     tenant,
@@ -466,6 +466,12 @@ impl PaymentIntake {
         correlation: &str,
     ) -> Result<CallbackOutcome, CallbackError> {
         let pool = self.commands.pool();
+        if paid.tenant_id.as_deref().is_some_and(|named| named != tenant.as_str()) {
+            // Another tenant's payment on a Stripe account they share: theirs to count.
+            return Ok(CallbackOutcome::Ignored {
+                reason: "the payment belongs to another tenant".into(),
+            });
+        }
         let request_id = match &paid.session_id {
             Some(session) => find_request(pool, tenant, PaymentProvider::Stripe, session).await?,
             None if chronicle_domain::payment_request::is_payment_request_id(&paid.request_id) => {
@@ -517,7 +523,8 @@ impl PaymentIntake {
                 provider_reference: paid.reference,
                 amount_minor: paid.amount_minor,
                 currency: paid.currency,
-                at: Utc::now(),
+                // When Stripe saw the payment: a delivery delayed by an outage still counts.
+                at: paid.at.unwrap_or_else(Utc::now),
             },
             &meta,
             correlation,

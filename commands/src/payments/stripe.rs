@@ -3,14 +3,21 @@
 //! # Asking
 //!
 //! [`create_checkout_session`] opens a Checkout Session (`POST /v1/checkout/sessions`, form
-//! encoded, the tenant's secret key as Bearer, the request id as `Idempotency-Key`) for one line
-//! of the amount asked, with the payment request's id as `client_reference_id`, in the session's
-//! `metadata[request_id]` and in its payment intent's (`payment_intent_data[metadata]`), so both
-//! webhook events below name it. Stripe answers the session's `id` (`cs_…`) and `url`, the page
-//! the customer pays on. A session lives 30 minutes to 24 hours: its `expires_at` is the
-//! request's expiry brought into that range (a payment after the request's own expiry is refused
-//! by the request, and kept for finance). Cancelling a request expires its session
-//! ([`expire_checkout_session`]).
+//! encoded, the tenant's secret key as Bearer, `<tenant>:<request id>` as `Idempotency-Key`)
+//! for one line of the amount asked, with the payment request's id as `client_reference_id`,
+//! and the tenant and request ids in the session's `metadata` and in its payment intent's
+//! (`payment_intent_data[metadata]`), so both webhook events below name them (two tenants
+//! sharing one Stripe account never take each other's payments). Stripe answers the session's
+//! `id` (`cs_…`) and `url`, the page the customer pays on.
+//!
+//! Every parameter is a function of the stored request, so a retry after Stripe was
+//! unreachable sends the same form and Stripe's idempotency answers the same session. Stripe
+//! takes a session's `expires_at` from 30 minutes to 24 hours ahead: it is the request's expiry
+//! brought into 45 minutes to 23.5 hours after the request was recorded (a payment after the
+//! request's own expiry is refused by the request and kept for finance), which leaves a retry
+//! 15 minutes. Stripe answering that the key is in use (two calls at once) or was used with
+//! other parameters is not a refusal: the request stays open and the call may be repeated.
+//! Cancelling a request expires its session ([`expire_checkout_session`]).
 //!
 //! # Webhooks
 //!
@@ -22,12 +29,17 @@
 //!
 //! [`parse_event`] reads:
 //!
-//! - `checkout.session.completed` with `payment_status: "paid"`: a payment of the request its
-//!   session belongs to (`amount_total`, `currency`, the `payment_intent` as the reference);
+//! - `checkout.session.completed` with `payment_status: "paid"` and `metadata.request_id`: a
+//!   payment of the request its session belongs to (`amount_total`, `currency`, the
+//!   `payment_intent` as the reference); a session Chronicle did not open (no `request_id`) is
+//!   ignored;
 //! - `payment_intent.succeeded`: with `metadata.request_id`, a payment of that request (the
 //!   same reference, so the two events of one payment count once); without it, a payment
 //!   matched by `metadata.reference` (the older way, for intents Chronicle did not create);
 //! - anything else: ignored (answered 200).
+//!
+//! A payment's time is the event's `created` (when Stripe saw it), not when it reached us: a
+//! delivery delayed by an outage still pays a request that was open at that time.
 
 use chronicle_domain::crypto::{constant_time_eq, hmac_sha256};
 use chrono::{DateTime, Utc};
@@ -72,7 +84,7 @@ pub fn verify_signature(
     let seconds: i64 = timestamp
         .parse()
         .map_err(|_| CallbackError::BadSignature("the signature's timestamp is not a number".into()))?;
-    if (now.timestamp() - seconds).abs() > TOLERANCE_SECS {
+    if now.timestamp().abs_diff(seconds) > TOLERANCE_SECS.unsigned_abs() {
         return Err(CallbackError::BadSignature(format!(
             "the signature's timestamp is more than {TOLERANCE_SECS} s from now"
         )));
@@ -98,6 +110,9 @@ pub fn verify_signature(
 struct Event {
     #[serde(rename = "type")]
     kind: String,
+    /// When Stripe created the event (Unix seconds).
+    #[serde(default)]
+    created: Option<i64>,
     data: EventData,
 }
 
@@ -129,8 +144,6 @@ struct Session {
     #[serde(default)]
     payment_intent: Option<String>,
     #[serde(default)]
-    client_reference_id: Option<String>,
-    #[serde(default)]
     metadata: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
@@ -148,8 +161,12 @@ pub struct StripePayment {
 /// A payment that names a payment request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestPayment {
-    /// `metadata.request_id` (or the session's `client_reference_id`).
+    /// `metadata.request_id`.
     pub request_id: String,
+    /// `metadata.tenant_id` (absent on sessions opened before it was set).
+    pub tenant_id: Option<String>,
+    /// When Stripe saw the payment (the event's `created`).
+    pub at: Option<DateTime<Utc>>,
     /// The Checkout Session, for `checkout.session.completed`.
     pub session_id: Option<String>,
     /// The payment's reference: the payment intent (the session's id when it names none).
@@ -181,6 +198,9 @@ fn text(metadata: &std::collections::BTreeMap<String, serde_json::Value>, key: &
 pub fn parse_event(payload: &[u8]) -> Result<StripeEvent, CallbackError> {
     let event: Event =
         serde_json::from_slice(payload).map_err(|e| CallbackError::Malformed(format!("not a Stripe event: {e}")))?;
+    let at = event
+        .created
+        .and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0));
     match event.kind.as_str() {
         "payment_intent.succeeded" => {
             let intent: PaymentIntent = serde_json::from_value(event.data.object)
@@ -190,6 +210,8 @@ pub fn parse_event(payload: &[u8]) -> Result<StripeEvent, CallbackError> {
             Ok(match text(&intent.metadata, "request_id") {
                 Some(request_id) => StripeEvent::RequestPaid(RequestPayment {
                     request_id,
+                    tenant_id: text(&intent.metadata, "tenant_id"),
+                    at,
                     session_id: None,
                     reference: intent.id,
                     amount_minor,
@@ -211,7 +233,7 @@ pub fn parse_event(payload: &[u8]) -> Result<StripeEvent, CallbackError> {
                     "the Checkout Session is complete but not paid yet".into(),
                 ));
             }
-            let Some(request_id) = text(&session.metadata, "request_id").or(session.client_reference_id) else {
+            let Some(request_id) = text(&session.metadata, "request_id") else {
                 return Ok(StripeEvent::Ignored(
                     "the Checkout Session names no payment request".into(),
                 ));
@@ -223,6 +245,8 @@ pub fn parse_event(payload: &[u8]) -> Result<StripeEvent, CallbackError> {
             };
             Ok(StripeEvent::RequestPaid(RequestPayment {
                 request_id,
+                tenant_id: text(&session.metadata, "tenant_id"),
+                at,
                 reference: session.payment_intent.unwrap_or_else(|| session.id.clone()),
                 session_id: Some(session.id),
                 amount_minor,
@@ -236,6 +260,8 @@ pub fn parse_event(payload: &[u8]) -> Result<StripeEvent, CallbackError> {
 /// What a Checkout Session is opened for.
 #[derive(Debug, Clone)]
 pub struct CheckoutRequest<'a> {
+    /// The tenant: in the idempotency key and the metadata.
+    pub tenant: &'a str,
     /// The payment request (`preq_…`): idempotency key, client reference and metadata.
     pub request_id: &'a str,
     pub amount_minor: i64,
@@ -247,6 +273,8 @@ pub struct CheckoutRequest<'a> {
     pub success_url: &'a str,
     /// The request's expiry (brought into Stripe's 30 minutes to 24 hours).
     pub expires_at: DateTime<Utc>,
+    /// When the request was recorded: what the session's expiry is counted from.
+    pub requested_at: DateTime<Utc>,
 }
 
 /// An opened Checkout Session.
@@ -287,16 +315,23 @@ struct SessionAnswer {
     url: Option<String>,
 }
 
-/// The session's `expires_at`: the request's expiry, at least 31 minutes and at most 23 hours
-/// 59 minutes from `now` (Stripe accepts 30 minutes to 24 hours).
-pub fn session_expiry(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    let earliest = now + chrono::Duration::minutes(31);
-    let latest = now + chrono::Duration::minutes(24 * 60 - 1);
+/// The session's `expires_at`: the request's expiry, from 45 minutes to 23.5 hours after the
+/// request was recorded (Stripe accepts 30 minutes to 24 hours from the call: a retry has 15
+/// minutes).
+pub fn session_expiry(expires_at: DateTime<Utc>, requested_at: DateTime<Utc>) -> i64 {
+    let earliest = requested_at + chrono::Duration::minutes(45);
+    let latest = requested_at + chrono::Duration::minutes(23 * 60 + 30);
     expires_at.clamp(earliest, latest).timestamp()
 }
 
-/// The form of a Checkout Session for `request` (the fields Stripe's API documents).
-pub fn checkout_form(request: &CheckoutRequest<'_>, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+/// The idempotency key of a request's session.
+pub fn idempotency_key(tenant: &str, request_id: &str) -> String {
+    format!("{tenant}:{request_id}")
+}
+
+/// The form of a Checkout Session for `request` (the fields Stripe's API documents): a
+/// function of the request alone, so a retry sends the same form.
+pub fn checkout_form(request: &CheckoutRequest<'_>) -> Vec<(&'static str, String)> {
     vec![
         ("mode", "payment".into()),
         ("line_items[0][quantity]", "1".into()),
@@ -314,9 +349,14 @@ pub fn checkout_form(request: &CheckoutRequest<'_>, now: DateTime<Utc>) -> Vec<(
         ),
         ("client_reference_id", request.request_id.into()),
         ("metadata[request_id]", request.request_id.into()),
+        ("metadata[tenant_id]", request.tenant.into()),
         ("payment_intent_data[metadata][request_id]", request.request_id.into()),
+        ("payment_intent_data[metadata][tenant_id]", request.tenant.into()),
         ("success_url", request.success_url.into()),
-        ("expires_at", session_expiry(request.expires_at, now).to_string()),
+        (
+            "expires_at",
+            session_expiry(request.expires_at, request.requested_at).to_string(),
+        ),
     ]
 }
 
@@ -326,14 +366,13 @@ pub async fn create_checkout_session(
     base_url: &str,
     secret_key: &str,
     request: &CheckoutRequest<'_>,
-    now: DateTime<Utc>,
 ) -> Result<Checkout, CheckoutError> {
-    let form = serde_urlencoded::to_string(checkout_form(request, now))
+    let form = serde_urlencoded::to_string(checkout_form(request))
         .map_err(|e| CheckoutError::Unavailable(format!("the session form: {e}")))?;
     let response = client
         .post(format!("{base_url}/v1/checkout/sessions"))
         .bearer_auth(secret_key)
-        .header("Idempotency-Key", request.request_id)
+        .header("Idempotency-Key", idempotency_key(request.tenant, request.request_id))
         .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(form)
         .send()
@@ -348,11 +387,22 @@ pub async fn create_checkout_session(
         .await
         .map_err(|e| CheckoutError::Unavailable(format!("Stripe's answer was cut: {e}")))?;
     if !status.is_success() {
-        let code = serde_json::from_slice::<StripeErrorBody>(&body)
-            .ok()
-            .and_then(|b| b.error.code.or(b.error.kind))
-            .unwrap_or_else(|| status.as_u16().to_string());
-        return Err(CheckoutError::Refused { code });
+        let error = serde_json::from_slice::<StripeErrorBody>(&body).ok().map(|b| b.error);
+        let kind = error.as_ref().and_then(|e| e.kind.clone()).unwrap_or_default();
+        let code = error
+            .and_then(|e| e.code.or(Some(kind.clone())))
+            .filter(|c| !c.is_empty());
+        // The key in use by a call still running, or used with other parameters: not a
+        // refusal of the payment; the request stays open.
+        if status == reqwest::StatusCode::CONFLICT || kind == "idempotency_error" {
+            return Err(CheckoutError::Unavailable(format!(
+                "Stripe is still answering, or answered differently, the same request ({})",
+                code.unwrap_or_else(|| status.as_u16().to_string())
+            )));
+        }
+        return Err(CheckoutError::Refused {
+            code: code.unwrap_or_else(|| status.as_u16().to_string()),
+        });
     }
     let answer: SessionAnswer = serde_json::from_slice(&body)
         .map_err(|e| CheckoutError::Unavailable(format!("Stripe's answer is not a Checkout Session: {e}")))?;
@@ -370,8 +420,9 @@ pub async fn create_checkout_session(
 }
 
 /// Expires an open Checkout Session (`POST /v1/checkout/sessions/{id}/expire`): its page stops
-/// taking payments. A session Stripe will not expire (already complete or expired) counts as
-/// done; only an unreachable Stripe (or 429, 5xx) is an error.
+/// taking payments. A session Stripe will not expire (400: already complete or expired) counts
+/// as done; a refused key or an unknown session (401, 403, 404) is `Refused`; an unreachable
+/// Stripe (or 429, 5xx) is `Unavailable`.
 pub async fn expire_checkout_session(
     client: &reqwest::Client,
     base_url: &str,
@@ -391,6 +442,11 @@ pub async fn expire_checkout_session(
     let status = response.status();
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         return Err(CheckoutError::Unavailable(format!("Stripe answered {status}")));
+    }
+    if matches!(status.as_u16(), 401 | 403 | 404) {
+        return Err(CheckoutError::Refused {
+            code: status.as_u16().to_string(),
+        });
     }
     Ok(())
 }
@@ -452,10 +508,12 @@ mod tests {
 
     #[test]
     fn both_events_of_a_requested_payment_name_the_request_and_the_same_reference() {
-        let session = br#"{"type":"checkout.session.completed","data":{"object":{"id":"cs_1","object":"checkout.session","amount_total":2500,"currency":"usd","payment_status":"paid","payment_intent":"pi_1","client_reference_id":"preq_x","metadata":{"request_id":"preq_x"}}}}"#;
-        let intent = br#"{"type":"payment_intent.succeeded","data":{"object":{"id":"pi_1","amount":2500,"amount_received":2500,"currency":"usd","metadata":{"request_id":"preq_x"}}}}"#;
+        let session = br#"{"type":"checkout.session.completed","created":1790000000,"data":{"object":{"id":"cs_1","object":"checkout.session","amount_total":2500,"currency":"usd","payment_status":"paid","payment_intent":"pi_1","client_reference_id":"preq_x","metadata":{"request_id":"preq_x","tenant_id":"acme"}}}}"#;
+        let intent = br#"{"type":"payment_intent.succeeded","created":1790000000,"data":{"object":{"id":"pi_1","amount":2500,"amount_received":2500,"currency":"usd","metadata":{"request_id":"preq_x","tenant_id":"acme"}}}}"#;
         let from_session = RequestPayment {
             request_id: "preq_x".into(),
+            tenant_id: Some("acme".into()),
+            at: Some(now()),
             session_id: Some("cs_1".into()),
             reference: "pi_1".into(),
             amount_minor: 2500,
@@ -469,6 +527,11 @@ mod tests {
                 ..from_session
             }))
         );
+        let not_ours = br#"{"type":"checkout.session.completed","data":{"object":{"id":"cs_2","amount_total":2500,"currency":"usd","payment_status":"paid","client_reference_id":"preq_x","metadata":{}}}}"#;
+        assert!(
+            matches!(parse_event(not_ours), Ok(StripeEvent::Ignored(_))),
+            "a session Chronicle did not open"
+        );
         let unpaid = br#"{"type":"checkout.session.completed","data":{"object":{"id":"cs_1","amount_total":2500,"currency":"usd","payment_status":"unpaid","metadata":{"request_id":"preq_x"}}}}"#;
         assert!(matches!(parse_event(unpaid), Ok(StripeEvent::Ignored(_))));
         let no_amount = br#"{"type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_status":"paid","metadata":{"request_id":"preq_x"}}}}"#;
@@ -476,12 +539,40 @@ mod tests {
     }
 
     #[test]
-    fn a_session_lives_between_31_minutes_and_a_day_whatever_the_request_asks() {
+    fn a_session_lives_between_45_minutes_and_23_and_a_half_hours_after_the_request() {
         let soon = now() + chrono::Duration::minutes(5);
-        assert_eq!(session_expiry(soon, now()), now().timestamp() + 31 * 60);
+        assert_eq!(session_expiry(soon, now()), now().timestamp() + 45 * 60);
         let later = now() + chrono::Duration::days(10);
-        assert_eq!(session_expiry(later, now()), now().timestamp() + (24 * 60 - 1) * 60);
+        assert_eq!(session_expiry(later, now()), now().timestamp() + (23 * 60 + 30) * 60);
         let within = now() + chrono::Duration::hours(3);
         assert_eq!(session_expiry(within, now()), within.timestamp());
+    }
+
+    #[test]
+    fn the_form_is_a_function_of_the_request_alone() {
+        let request = CheckoutRequest {
+            tenant: "acme",
+            request_id: "preq_x",
+            amount_minor: 2500,
+            currency: "USD",
+            description: "Order 1",
+            success_url: "https://chronicle.example/payments/done",
+            expires_at: now() + chrono::Duration::hours(2),
+            requested_at: now(),
+        };
+        assert_eq!(checkout_form(&request), checkout_form(&request.clone()));
+        let form = checkout_form(&request);
+        let get = |name: &str| form.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("line_items[0][price_data][currency]"), Some("usd"));
+        assert_eq!(get("metadata[tenant_id]"), Some("acme"));
+        assert_eq!(get("payment_intent_data[metadata][tenant_id]"), Some("acme"));
+        assert_eq!(idempotency_key("acme", "preq_x"), "acme:preq_x");
+    }
+
+    #[test]
+    fn a_timestamp_at_the_end_of_the_range_is_refused_not_a_panic() {
+        let body = br#"{"type":"x"}"#;
+        let header = format!("t={},v1=00", i64::MIN);
+        assert!(verify_signature("whsec_1", Some(&header), body, now()).is_err());
     }
 }
