@@ -474,15 +474,8 @@ impl World {
 
     /// Finance asks `contact` to pay `amount` KES minor units through M-Pesa; the receipt.
     async fn request_mpesa(&self, key: &str, target: Value, amount: i64, contact: &str) -> Value {
-        let finance = self.app.token(TENANT, Role::Finance);
-        let (_, reply) = self
-            .app
-            .graphql(
-                Some(&finance),
-                REQUEST_PAYMENT,
-                json!({"input": {"idempotencyKey": key, "provider": "MPESA", "target": target,
-                                  "amountMinor": amount, "currency": "KES", "contactId": contact}}),
-            )
+        let reply = self
+            .ask(REQUEST_PAYMENT, key, "MPESA", target, amount, "KES", contact)
             .await;
         assert!(reply.get("errors").is_none(), "{reply}");
         reply["data"]["requestPayment"].clone()
@@ -491,20 +484,31 @@ impl World {
     /// Finance asks `contact` to pay `amount` USD minor units through Stripe; the receipt (or
     /// the whole reply when `errors` is expected).
     async fn request_stripe(&self, key: &str, target: Value, amount: i64, contact: &str) -> Value {
-        let finance = self.app.token(TENANT, Role::Finance);
-        let (_, reply) = self
-            .app
-            .graphql(
-                Some(&finance),
-                REQUEST_STRIPE,
-                json!({"input": {"idempotencyKey": key, "provider": "STRIPE", "target": target,
-                                  "amountMinor": amount, "currency": "USD", "contactId": contact}}),
-            )
+        let reply = self
+            .ask(REQUEST_STRIPE, key, "STRIPE", target, amount, "USD", contact)
             .await;
         if reply.get("errors").is_some() {
             return reply;
         }
         reply["data"]["requestPayment"].clone()
+    }
+
+    /// `requestPayment` as finance; the whole reply.
+    #[allow(clippy::too_many_arguments)]
+    async fn ask(
+        &self,
+        document: &str,
+        key: &str,
+        provider: &str,
+        target: Value,
+        amount: i64,
+        currency: &str,
+        contact: &str,
+    ) -> Value {
+        let finance = self.app.token(TENANT, Role::Finance);
+        let variables = json!({"input": {"idempotencyKey": key, "provider": provider, "target": target,
+                                          "amountMinor": amount, "currency": currency, "contactId": contact}});
+        self.app.graphql(Some(&finance), document, variables).await.1
     }
 
     async fn count_events(&self, event_type: &str) -> i64 {

@@ -359,12 +359,8 @@ impl PaymentIntake {
                 .await
             }
             Err(mpesa::PushError::Refused { code }) => {
-                let failed = PaymentRequestCommand::RecordInitiationFailed {
-                    reason: format!("mpesa:{code}"),
-                    at: Utc::now(),
-                };
-                self.commands.payment_request(request_id, failed, metadata).await?;
-                Ok(())
+                self.initiation_refused(request_id, PaymentProvider::Mpesa, &code, metadata)
+                    .await
             }
             Err(mpesa::PushError::Unavailable(reason)) => Err(CallbackError::Upstream(reason)),
         }
@@ -398,6 +394,22 @@ impl PaymentIntake {
             at: Utc::now(),
         };
         self.commands.payment_request(request_id, sent, metadata).await?;
+        Ok(())
+    }
+
+    /// The provider refused the initiation: the request records why (`<provider>:<its code>`).
+    async fn initiation_refused(
+        &self,
+        request_id: &str,
+        provider: PaymentProvider,
+        code: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CallbackError> {
+        let failed = PaymentRequestCommand::RecordInitiationFailed {
+            reason: format!("{}:{code}", provider.as_str()),
+            at: Utc::now(),
+        };
+        self.commands.payment_request(request_id, failed, metadata).await?;
         Ok(())
     }
 
@@ -444,12 +456,8 @@ impl PaymentIntake {
                 .await
             }
             Err(stripe::CheckoutError::Refused { code }) => {
-                let failed = PaymentRequestCommand::RecordInitiationFailed {
-                    reason: format!("stripe:{code}"),
-                    at: Utc::now(),
-                };
-                self.commands.payment_request(request_id, failed, metadata).await?;
-                Ok(())
+                self.initiation_refused(request_id, PaymentProvider::Stripe, &code, metadata)
+                    .await
             }
             Err(stripe::CheckoutError::Unavailable(reason)) => Err(CallbackError::Upstream(reason)),
         }
