@@ -10,8 +10,12 @@ use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
 /// Lists of objects that are not connections, each with why it needs no pages.
-const NOT_PAGED: [(&str, &str); 19] = [
+const NOT_PAGED: [(&str, &str); 20] = [
     ("Query.leadFunnel", "one entry per lead source (an enum) plus the total"),
+    (
+        "Query.paymentProviders",
+        "one row per payment provider the tenant configured (three at most)",
+    ),
     (
         "Query.eventTypes",
         "the catalogue of event types: fixed by the code, not by data",

@@ -1856,3 +1856,42 @@ async fn a_stripe_request_retried_after_stripe_was_down_opens_one_session_and_la
     assert_eq!(answer["status"], "unmatched", "paid after the expiry: {answer}");
     assert_eq!(answer["unmatchedReason"], "REQUEST_EXPIRED", "{answer}");
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn configured_providers_are_read_back_without_their_secrets(pool: PgPool) {
+    let w = world(pool).await;
+    let finance = w.app.token(TENANT, Role::Finance);
+    let query = "{ paymentProviders { provider integrationId currency shortCode secrets requestable updatedAt } }";
+    let (_, reply) = w.app.graphql(Some(&finance), query, json!({})).await;
+    let providers = reply["data"]["paymentProviders"].clone();
+    assert_eq!(
+        providers,
+        json!([
+            {"provider": "MPESA", "integrationId": null, "currency": null, "shortCode": SHORT_CODE,
+             "secrets": ["callback_secret", "consumer_key", "consumer_secret", "passkey"], "requestable": true,
+             "updatedAt": providers[0]["updatedAt"]},
+            {"provider": "PAYNOW", "integrationId": "1201", "currency": "USD", "shortCode": null,
+             "secrets": ["integration_key"], "requestable": false, "updatedAt": providers[1]["updatedAt"]},
+            {"provider": "STRIPE", "integrationId": null, "currency": null, "shortCode": null,
+             "secrets": ["endpoint_secret", "secret_key"], "requestable": true, "updatedAt": providers[2]["updatedAt"]},
+        ]),
+        "{reply}"
+    );
+    assert!(providers[0]["updatedAt"].is_string(), "{providers}");
+    let text = reply.to_string();
+    for secret in [
+        PAYNOW_KEY,
+        STRIPE_SECRET,
+        STRIPE_KEY,
+        MPESA_SECRET,
+        PASSKEY,
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
+    ] {
+        assert!(!text.contains(secret), "a secret in the read-back: {secret}");
+    }
+    for role in [Role::Agent, Role::Technician, Role::Integrator] {
+        let (_, reply) = w.app.graphql(Some(&w.app.token(TENANT, role)), query, json!({})).await;
+        assert_eq!(error_code(&reply), "FORBIDDEN", "{role:?}: {reply}");
+    }
+}

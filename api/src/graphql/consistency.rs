@@ -198,7 +198,7 @@ pub fn read_models(field: &str) -> &'static [&'static str] {
     match field {
         // Read the log itself, or tables written with no projector between.
         "viewer" | "callFollowUpRule" | "__typename" | "__schema" | "__type" | "eventLog" | "eventTypes"
-        | "apiKeys" | "webhooks" | "webhookDeliveries" => &[],
+        | "apiKeys" | "webhooks" | "webhookDeliveries" | "paymentProviders" => &[],
         "agentPerformance" => &["agent_performance"],
         "calls" => &["calls"],
         "campaigns" | "campaign" => &["campaigns", "campaign_work"],

@@ -75,6 +75,26 @@ impl PaymentProvider {
     }
 }
 
+/// A payment provider as the tenant configured it. Secrets are never shown: only which are set.
+#[derive(SimpleObject)]
+pub struct ConfiguredPaymentProvider {
+    pub provider: PaymentProvider,
+    /// Paynow's integration id.
+    pub integration_id: Option<String>,
+    /// Paynow's integration currency.
+    pub currency: Option<String>,
+    /// M-Pesa's short code (paybill or till).
+    pub short_code: Option<String>,
+    /// The names of the secrets set (`integration_key`; `consumer_key`, `consumer_secret`,
+    /// `passkey`, `callback_secret`; `endpoint_secret`, `secret_key`), never their values.
+    pub secrets: Vec<String>,
+    /// Whether `requestPayment` can ask for payments through it (M-Pesa: set since payment
+    /// requests exist; Stripe: with a `secretKey`; Paynow: not yet).
+    pub requestable: bool,
+    /// When it was last set (RFC 3339).
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A payment a provider confirmed.
 #[derive(SimpleObject)]
 pub struct Payment {
@@ -418,6 +438,37 @@ pub struct PaymentsQuery;
 
 #[Object]
 impl PaymentsQuery {
+    /// The payment providers the caller's tenant configured (`setPaymentProvider`), one row
+    /// each, without their secrets. Owner, admin, finance, auditor.
+    async fn payment_providers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ConfiguredPaymentProvider>> {
+        let caller = allowed(ctx, Permission::ReadPayments, "read payment providers").gql()?;
+        let keys = ctx
+            .data::<KeyStore>()
+            .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))
+            .gql()?;
+        let configured =
+            chronicle_commands::payments::credentials::configured(pool(ctx).gql()?, keys.master(), &caller.tenant)
+                .await
+                .map_err(ApiError::from)
+                .gql()?;
+        Ok(configured
+            .into_iter()
+            .map(|c| ConfiguredPaymentProvider {
+                provider: match c.provider.as_str() {
+                    "paynow" => PaymentProvider::Paynow,
+                    "mpesa" => PaymentProvider::Mpesa,
+                    _ => PaymentProvider::Stripe,
+                },
+                integration_id: c.settings.get("integration_id").cloned(),
+                currency: c.settings.get("currency").cloned(),
+                short_code: c.settings.get("short_code").cloned(),
+                secrets: c.secrets,
+                requestable: c.requestable,
+                updated_at: c.updated_at,
+            })
+            .collect())
+    }
+
     /// The caller's tenant's payments, latest confirmation first. Owner, admin, finance, auditor.
     async fn payments(
         &self,

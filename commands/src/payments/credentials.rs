@@ -256,6 +256,60 @@ pub async fn stripe(pool: &PgPool, master: &MasterKey, tenant: &TenantId) -> Res
     take(&opened.secrets, "endpoint_secret")
 }
 
+/// A provider as a tenant configured it, without its secrets: what an admin reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredProvider {
+    /// `paynow`, `mpesa` or `stripe`.
+    pub provider: String,
+    /// What is not secret (Paynow integration id and currency, M-Pesa short code).
+    pub settings: BTreeMap<String, String>,
+    /// The names of the secrets set (never their values).
+    pub secrets: Vec<String>,
+    /// Whether `requestPayment` can initiate with it (M-Pesa with its callback secret sealed,
+    /// Stripe with a secret key; Paynow requests are not built yet).
+    pub requestable: bool,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The providers `tenant` configured, by name.
+pub async fn configured(
+    pool: &PgPool,
+    master: &MasterKey,
+    tenant: &TenantId,
+) -> Result<Vec<ConfiguredProvider>, CallbackError> {
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT provider, updated_at FROM payment_providers WHERE tenant_id = $1 ORDER BY provider")
+            .bind(tenant.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(|e| CallbackError::Command(e.into()))?;
+    let mut configured = Vec::with_capacity(rows.len());
+    for (provider, updated_at) in rows {
+        let name: &'static str = match provider.as_str() {
+            "paynow" => "paynow",
+            "mpesa" => "mpesa",
+            _ => "stripe",
+        };
+        let Some(opened) = open(pool, master, tenant, name).await? else {
+            continue;
+        };
+        let secrets: Vec<String> = opened.secrets.keys().cloned().collect();
+        let requestable = match name {
+            "mpesa" => opened.secrets.contains_key("callback_secret"),
+            "stripe" => opened.secrets.contains_key("secret_key"),
+            _ => false,
+        };
+        configured.push(ConfiguredProvider {
+            provider,
+            settings: opened.settings,
+            secrets,
+            requestable,
+            updated_at,
+        });
+    }
+    Ok(configured)
+}
+
 /// A tenant's Stripe secret key, to open Checkout Sessions; [`CallbackError::NotConfigured`]
 /// when Stripe is not configured, or configured without a secret key.
 pub async fn stripe_secret_key(pool: &PgPool, master: &MasterKey, tenant: &TenantId) -> Result<String, CallbackError> {
