@@ -78,6 +78,7 @@ impl PaymentProvider {
 /// A payment provider as the tenant configured it. Secrets are never shown: only which are set.
 #[derive(SimpleObject)]
 pub struct ConfiguredPaymentProvider {
+    /// The provider.
     pub provider: PaymentProvider,
     /// Paynow's integration id.
     pub integration_id: Option<String>,
