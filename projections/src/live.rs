@@ -195,15 +195,7 @@ impl LiveLog {
                 }
                 // Live, skipping what history gave.
                 loop {
-                    let received = match live.try_recv() {
-                        Ok(event) => Ok(event),
-                        Err(broadcast::error::TryRecvError::Empty) => live.recv().await,
-                        Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                            Err(broadcast::error::RecvError::Lagged(missed))
-                        }
-                        Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
-                    };
-                    match received {
+                    match live.recv().await {
                         Ok(event) => {
                             // Taken from the ring without overflowing it: within `buffer` of
                             // the tail, so not behind.

@@ -369,19 +369,16 @@ pub async fn create_checkout_session(
 ) -> Result<Checkout, CheckoutError> {
     let form = serde_urlencoded::to_string(checkout_form(request))
         .map_err(|e| CheckoutError::Unavailable(format!("the session form: {e}")))?;
-    let response = client
-        .post(format!("{base_url}/v1/checkout/sessions"))
-        .bearer_auth(secret_key)
-        .header("Idempotency-Key", idempotency_key(request.tenant, request.request_id))
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .map_err(|e| CheckoutError::Unavailable(format!("Stripe cannot be reached: {e}")))?;
+    let response = send(
+        client
+            .post(format!("{base_url}/v1/checkout/sessions"))
+            .bearer_auth(secret_key)
+            .header("Idempotency-Key", idempotency_key(request.tenant, request.request_id))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form),
+    )
+    .await?;
     let status = response.status();
-    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        return Err(CheckoutError::Unavailable(format!("Stripe answered {status}")));
-    }
     let body = response
         .bytes()
         .await
@@ -390,29 +387,25 @@ pub async fn create_checkout_session(
         let error = serde_json::from_slice::<StripeErrorBody>(&body).ok().map(|b| b.error);
         let kind = error.as_ref().and_then(|e| e.kind.clone()).unwrap_or_default();
         let code = error
-            .and_then(|e| e.code.or(Some(kind.clone())))
-            .filter(|c| !c.is_empty());
+            .and_then(|e| e.code)
+            .or_else(|| Some(kind.clone()).filter(|k| !k.is_empty()))
+            .unwrap_or_else(|| status.as_u16().to_string());
         // The key in use by a call still running, or used with other parameters: not a
         // refusal of the payment; the request stays open.
         if status == reqwest::StatusCode::CONFLICT || kind == "idempotency_error" {
             return Err(CheckoutError::Unavailable(format!(
-                "Stripe is still answering, or answered differently, the same request ({})",
-                code.unwrap_or_else(|| status.as_u16().to_string())
+                "Stripe is still answering, or answered differently, the same request ({code})"
             )));
         }
-        return Err(CheckoutError::Refused {
-            code: code.unwrap_or_else(|| status.as_u16().to_string()),
-        });
+        return Err(CheckoutError::Refused { code });
     }
     let answer: SessionAnswer = serde_json::from_slice(&body)
         .map_err(|e| CheckoutError::Unavailable(format!("Stripe's answer is not a Checkout Session: {e}")))?;
     match answer.url {
-        Some(url) if !answer.id.trim().is_empty() && (url.starts_with("https://") || url_is_local(&url)) => {
-            Ok(Checkout {
-                session_id: answer.id,
-                url,
-            })
-        }
+        Some(url) if !answer.id.trim().is_empty() && url.starts_with("https://") => Ok(Checkout {
+            session_id: answer.id,
+            url,
+        }),
         _ => Err(CheckoutError::Unavailable(
             "Stripe's Checkout Session has no payment page URL".into(),
         )),
@@ -433,16 +426,13 @@ pub async fn expire_checkout_session(
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();
-    let response = client
-        .post(format!("{base_url}/v1/checkout/sessions/{encoded}/expire"))
-        .bearer_auth(secret_key)
-        .send()
-        .await
-        .map_err(|e| CheckoutError::Unavailable(format!("Stripe cannot be reached: {e}")))?;
+    let response = send(
+        client
+            .post(format!("{base_url}/v1/checkout/sessions/{encoded}/expire"))
+            .bearer_auth(secret_key),
+    )
+    .await?;
     let status = response.status();
-    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        return Err(CheckoutError::Unavailable(format!("Stripe answered {status}")));
-    }
     if matches!(status.as_u16(), 401 | 403 | 404) {
         return Err(CheckoutError::Refused {
             code: status.as_u16().to_string(),
@@ -451,9 +441,18 @@ pub async fn expire_checkout_session(
     Ok(())
 }
 
-/// A payment page on a loopback stand-in (development and tests) may be plain http.
-fn url_is_local(url: &str) -> bool {
-    url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost")
+/// Sends a call to Stripe: unreachable, 429 or 5xx is `Unavailable` (the call may be
+/// repeated); any other answer is the caller's to read.
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, CheckoutError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| CheckoutError::Unavailable(format!("Stripe cannot be reached: {e}")))?;
+    let status = response.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(CheckoutError::Unavailable(format!("Stripe answered {status}")));
+    }
+    Ok(response)
 }
 
 #[cfg(test)]
