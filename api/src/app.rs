@@ -61,6 +61,12 @@ impl std::ops::DerefMut for AppState {
 pub struct AppStateFields {
     pub pool: PgPool,
     pub jwt_secret: Secret,
+    /// The keys access tokens are checked with (the current one signs).
+    pub token_keys: crate::auth::TokenKeys,
+    /// Access and refresh tokens' lives.
+    pub sessions: crate::sessions::SessionSettings,
+    /// Paces failed sign-ins.
+    pub sign_in_limiter: crate::sessions::SignInLimiter,
     pub whatsapp_app_secret: Secret,
     pub whatsapp_verify_token: Secret,
     /// Twilio's auth token (call webhook signatures); `None`: the call webhook is off.
@@ -296,6 +302,9 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
     Ok(AppState(Arc::new(AppStateFields {
         pool,
         jwt_secret: settings.jwt_secret.clone(),
+        token_keys: settings.token_keys(),
+        sessions: settings.sessions.clone(),
+        sign_in_limiter: crate::sessions::SignInLimiter::new(settings.sessions.limits, redis.clone()),
         whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
         whatsapp_verify_token: settings.whatsapp_verify_token.clone(),
         twilio_auth_token: settings.twilio_auth_token.clone(),
@@ -483,12 +492,15 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {} (set CHRONICLE_BIND to another address)", settings.bind))?;
     tracing::info!(address = %settings.bind, "serving GraphQL at /graphql, webhooks at /webhooks/whatsapp");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-        .await?;
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
     let _ = stop.send(true);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

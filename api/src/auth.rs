@@ -44,6 +44,11 @@ impl Role {
     }
 }
 
+/// The `iss` of every access token, checked on the way in.
+pub const ISSUER: &str = "chronicle";
+/// The `aud` of every access token: this API.
+pub const AUDIENCE: &str = "chronicle-api";
+
 /// A token's claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -55,6 +60,69 @@ pub struct Claims {
     pub exp: i64,
     /// Issued at, seconds since the epoch.
     pub iat: i64,
+    /// Always [`ISSUER`].
+    pub iss: String,
+    /// Always [`AUDIENCE`].
+    pub aud: String,
+}
+
+/// The keys access tokens are signed and checked with. The current key signs; during a
+/// rotation the previous key is still accepted until `previous_until`, so tokens signed before
+/// the rotation run out rather than fail. A token names its key in the header's `kid`: the
+/// first 16 hex digits of a SHA-256 of the key, so the id says nothing of the key and needs no
+/// configuration of its own.
+#[derive(Clone)]
+pub struct TokenKeys {
+    current: String,
+    previous: Option<(String, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("current", &key_id(&self.current))
+            .field("previous", &self.previous.as_ref().map(|(k, until)| (key_id(k), until)))
+            .finish()
+    }
+}
+
+impl TokenKeys {
+    /// One key, no rotation under way.
+    pub fn new(current: &str) -> Self {
+        Self {
+            current: current.to_string(),
+            previous: None,
+        }
+    }
+
+    /// The previous key, still accepted until `until`.
+    pub fn with_previous(mut self, previous: &str, until: chrono::DateTime<chrono::Utc>) -> Self {
+        self.previous = Some((previous.to_string(), until));
+        self
+    }
+
+    /// The key that signs new tokens.
+    pub fn current(&self) -> &str {
+        &self.current
+    }
+
+    /// The key named `kid`, if it is accepted at `now`.
+    fn accepted(&self, kid: &str, now: chrono::DateTime<chrono::Utc>) -> Option<&str> {
+        if key_id(&self.current) == kid {
+            return Some(&self.current);
+        }
+        self.previous
+            .as_ref()
+            .filter(|(key, until)| key_id(key) == kid && now < *until)
+            .map(|(key, _)| key.as_str())
+    }
+}
+
+/// The `kid` of a signing key.
+pub fn key_id(secret: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest([b"chronicle/jwt-kid/v1:".as_slice(), secret.as_bytes()].concat());
+    hex::encode(&digest[..8])
 }
 
 /// The authenticated caller of a request.
@@ -117,7 +185,8 @@ impl Caller {
     }
 }
 
-/// Mints a token for a user of a tenant, valid for `ttl`.
+/// Mints a token for a user of a tenant, valid for `ttl`, signed with `secret` (named in the
+/// header's `kid`).
 pub fn mint(
     secret: &str,
     tenant: &TenantId,
@@ -132,20 +201,31 @@ pub fn mint(
         role,
         iat: now,
         exp: now + ttl.num_seconds(),
+        iss: ISSUER.to_string(),
+        aud: AUDIENCE.to_string(),
     };
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .map_err(|e| ApiError::Unexpected(Box::new(e)))
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(key_id(secret));
+    encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .map_err(|e| ApiError::Unexpected(Box::new(e)))
 }
 
-/// Verifies a token (signature, algorithm, expiry) and returns its caller.
-pub fn verify(secret: &str, token: &str) -> Result<Caller, ApiError> {
+/// Verifies a token (its key, signature, algorithm, issuer, audience and expiry) and returns
+/// its caller.
+pub fn verify(keys: &TokenKeys, token: &str) -> Result<Caller, ApiError> {
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| ApiError::Unauthenticated(token_refusal(e.kind()).into()))?;
+    let kid = header
+        .kid
+        .ok_or_else(|| ApiError::Unauthenticated("the access token does not name its key (kid)".into()))?;
+    let secret = keys.accepted(&kid, chrono::Utc::now()).ok_or_else(|| {
+        ApiError::Unauthenticated("the access token is signed with a key that is not accepted (any more)".into())
+    })?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 5;
-    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
     let data = decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation)
         .map_err(|e| ApiError::Unauthenticated(token_refusal(e.kind()).into()))?;
     let tenant = TenantId::parse(&data.claims.tenant)
@@ -167,7 +247,9 @@ fn token_refusal(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
         ErrorKind::InvalidSignature => "the access token's signature is not valid",
         ErrorKind::ImmatureSignature => "the access token is not valid yet",
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "the access token is not signed with HS256",
-        ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim (exp, sub)",
+        ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim (exp, sub, iss, aud)",
+        ErrorKind::InvalidIssuer => "the access token was not issued by Chronicle",
+        ErrorKind::InvalidAudience => "the access token is not meant for this API",
         _ => "the access token is not a valid token",
     }
 }
@@ -191,7 +273,7 @@ mod tests {
     #[test]
     fn a_minted_token_verifies_to_its_tenant_user_and_role() {
         let token = mint(SECRET, &acme(), "u1", Role::Agent, chrono::Duration::hours(1)).unwrap_or_default();
-        let caller = verify(SECRET, &token).ok();
+        let caller = verify(&TokenKeys::new(SECRET), &token).ok();
         let now = chrono::Utc::now().timestamp();
         assert_eq!(
             caller.map(|c| (
@@ -207,7 +289,8 @@ mod tests {
     #[test]
     fn expired_forged_and_garbage_tokens_are_refused() {
         let expired = mint(SECRET, &acme(), "u1", Role::Agent, chrono::Duration::hours(-1)).unwrap_or_default();
-        assert!(verify(SECRET, &expired).is_err());
+        let keys = TokenKeys::new(SECRET);
+        assert!(verify(&keys, &expired).is_err());
         let other = mint(
             "another-secret-another-secret-xx",
             &acme(),
@@ -216,8 +299,57 @@ mod tests {
             chrono::Duration::hours(1),
         )
         .unwrap_or_default();
-        assert!(verify(SECRET, &other).is_err());
-        assert!(verify(SECRET, "not.a.token").is_err());
+        assert!(verify(&keys, &other).is_err());
+        assert!(verify(&keys, "not.a.token").is_err());
+        // Right key, wrong issuer or audience, or no key id: refused.
+        let now = chrono::Utc::now().timestamp();
+        let claims = |iss: &str, aud: &str| Claims {
+            sub: "u1".into(),
+            tenant: "acme".into(),
+            role: Role::Owner,
+            exp: now + 60,
+            iat: now,
+            iss: iss.into(),
+            aud: aud.into(),
+        };
+        let signed = |claims: &Claims, kid: Option<String>| {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = kid;
+            encode(&header, claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap_or_default()
+        };
+        let kid = Some(key_id(SECRET));
+        assert!(verify(&keys, &signed(&claims(ISSUER, AUDIENCE), kid.clone())).is_ok());
+        for (token, why) in [
+            (
+                signed(&claims("someone-else", AUDIENCE), kid.clone()),
+                "issued by Chronicle",
+            ),
+            (
+                signed(&claims(ISSUER, "another-api"), kid.clone()),
+                "meant for this API",
+            ),
+            (signed(&claims(ISSUER, AUDIENCE), None), "kid"),
+        ] {
+            let refused = verify(&keys, &token).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(refused.contains(why), "{refused}");
+        }
+    }
+
+    #[test]
+    fn after_a_rotation_the_previous_key_is_accepted_until_its_grace_ends() {
+        const NEW: &str = "fedcba9876543210fedcba9876543210";
+        let old_token = mint(SECRET, &acme(), "u1", Role::Agent, chrono::Duration::hours(1)).unwrap_or_default();
+        let new_token = mint(NEW, &acme(), "u1", Role::Agent, chrono::Duration::hours(1)).unwrap_or_default();
+        let now = chrono::Utc::now();
+        let rotating = TokenKeys::new(NEW).with_previous(SECRET, now + chrono::Duration::minutes(10));
+        assert!(verify(&rotating, &old_token).is_ok());
+        assert!(verify(&rotating, &new_token).is_ok());
+        let over = TokenKeys::new(NEW).with_previous(SECRET, now - chrono::Duration::seconds(1));
+        assert!(verify(&over, &old_token).is_err());
+        assert!(verify(&over, &new_token).is_ok());
+        assert!(verify(&TokenKeys::new(SECRET), &new_token).is_err());
+        assert_ne!(key_id(SECRET), key_id(NEW));
+        assert_eq!(key_id(SECRET).len(), 16);
     }
 
     #[test]

@@ -83,7 +83,25 @@ pub enum Admin {
         #[arg(long)]
         phone_number_id: String,
     },
-    /// Mint an access token for a user of a tenant.
+    /// Invite a person to a tenant with a role (the way to a tenant's first owner): prints the
+    /// invitation token, valid 7 days, to hand to them; they accept it with a password at
+    /// `POST /auth/accept-invitation`. Later users are invited by owners and admins in GraphQL
+    /// (`inviteUser`).
+    InviteUser {
+        #[arg(long)]
+        tenant: String,
+        /// What they sign in with.
+        #[arg(long)]
+        email: String,
+        /// Their name.
+        #[arg(long)]
+        name: String,
+        /// owner, admin, agent, technician, finance, auditor or integrator.
+        #[arg(long, default_value = "owner")]
+        role: String,
+    },
+    /// Mint an access token for a user of a tenant (for operators and scripts; people sign in
+    /// at `POST /auth/sign-in`). At most CHRONICLE_MAX_MINTED_TOKEN_HOURS (default 168) hours.
     MintToken {
         #[arg(long)]
         tenant: String,
@@ -92,7 +110,7 @@ pub enum Admin {
         /// owner, admin, agent, technician, finance, auditor or integrator.
         #[arg(long, default_value = "owner")]
         role: String,
-        /// Hours until it expires.
+        /// Hours until it expires (at most CHRONICLE_MAX_MINTED_TOKEN_HOURS, default 168).
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
@@ -224,6 +242,48 @@ async fn run_sandbox(settings: Settings, command: SandboxCommand) -> anyhow::Res
 
 async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
     match admin {
+        Admin::InviteUser {
+            tenant: t,
+            email,
+            name,
+            role,
+        } => {
+            let role = Role::parse(role.trim()).with_context(|| {
+                format!("unknown role {role:?}: use owner, admin, agent, technician, finance, auditor or integrator")
+            })?;
+            let t = tenant(&t)?;
+            let pool = connect(&settings).await?;
+            if !tenants::tenant_exists(&pool, &t).await? {
+                anyhow::bail!("no tenant {t}; create it with `chronicle admin create-tenant {t} --name ...`");
+            }
+            let commands = chronicle_commands::dispatch::Commands::new(pool, settings.snapshots);
+            let metadata = chronicle_domain::metadata::CommandMetadata {
+                tenant_id: t.clone(),
+                actor: chronicle_domain::metadata::Actor::System {
+                    component: "admin-cli".into(),
+                },
+                correlation_id: uuid::Uuid::new_v4().to_string(),
+                causation_id: "admin-cli:invite-user".into(),
+            };
+            let issued = commands
+                .invite_user(
+                    chronicle_commands::users::Invite {
+                        email,
+                        name,
+                        role: role.as_str().to_string(),
+                    },
+                    &metadata,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("user:       {}", issued.user_id);
+            println!("expires at: {}", issued.expires_at.to_rfc3339());
+            println!("invitation: {}", issued.token);
+            println!(
+                "\nHand the invitation to them; they accept it with a password:\n  curl -X POST {}/auth/accept-invitation -H 'content-type: application/json' \\\n    -d '{{\"token\": \"<invitation>\", \"password\": \"<at least 10 characters>\"}}'",
+                settings.public_url
+            );
+        }
         Admin::MintToken {
             tenant: t,
             user,
@@ -235,6 +295,13 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
             })?;
             if ttl_hours <= 0 {
                 anyhow::bail!("--ttl-hours must be positive");
+            }
+            let max_hours = i64::try_from(settings.sessions.max_minted_ttl.as_secs() / 3600).unwrap_or(i64::MAX);
+            if ttl_hours > max_hours {
+                anyhow::bail!(
+                    "--ttl-hours is at most {max_hours} (CHRONICLE_MAX_MINTED_TOKEN_HOURS): tokens of people come from \
+                     sign-in, programs use API keys"
+                );
             }
             let t = tenant(&t)?;
             let pool = connect(&settings).await?;

@@ -8,6 +8,16 @@
 //! | `CHRONICLE_BIND` | address to serve on | `127.0.0.1:8080` |
 //! | `CHRONICLE_DATA_DIR` | project-local state (embedded cluster, dev secrets) | `.chronicle` |
 //! | `CHRONICLE_JWT_SECRET` | HS256 secret of access tokens (≥ 32 bytes) | dev: generated |
+//! | `CHRONICLE_JWT_PREVIOUS_SECRET` | during a key rotation: the former `CHRONICLE_JWT_SECRET`, still accepted (never used to sign) until `CHRONICLE_JWT_PREVIOUS_UNTIL` | none |
+//! | `CHRONICLE_JWT_PREVIOUS_UNTIL` | when the previous key stops being accepted (RFC 3339; set it at least one access-token life after the rotation) | required with the previous secret |
+//! | `CHRONICLE_ACCESS_TOKEN_TTL_SECS` | an access token's life (also how long a deactivated user's last token keeps working) | `600` |
+//! | `CHRONICLE_REFRESH_TOKEN_TTL_SECS` | a refresh token's life (each refresh starts a new one) | `2592000` (30 days) |
+//! | `CHRONICLE_MAX_MINTED_TOKEN_HOURS` | the longest token `chronicle admin mint-token` mints | `168` |
+//! | `CHRONICLE_SIGN_IN_FREE_ATTEMPTS` | failed sign-ins of an account before each attempt must wait | `3` |
+//! | `CHRONICLE_SIGN_IN_DELAY_MS` | the first wait after the free failures, doubled per failure | `1000` |
+//! | `CHRONICLE_SIGN_IN_LOCK_AFTER` | failed sign-ins after which the account is locked (a client address gets five times these counts) | `10` |
+//! | `CHRONICLE_SIGN_IN_LOCK_SECS` | how long a lock lasts | `900` |
+//! | `CHRONICLE_CLIENT_IP_HEADER` | behind a proxy: the header holding the client's address (its last entry), e.g. `x-forwarded-for`, for the per-address sign-in limit | none: the TCP peer |
 //! | `CHRONICLE_MASTER_KEY` | base64 of the 32-byte key wrapping contacts' data keys | dev: generated |
 //! | `WHATSAPP_APP_SECRET` | Meta app secret, signs webhook deliveries | dev: generated |
 //! | `WHATSAPP_VERIFY_TOKEN` | the webhook verification handshake token | dev: generated |
@@ -95,6 +105,10 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub jwt_secret: Secret,
+    /// During a key rotation: the previous signing key and until when it is accepted.
+    pub jwt_previous: Option<(Secret, chrono::DateTime<chrono::Utc>)>,
+    /// Access and refresh tokens' lives, and the sign-in limits.
+    pub sessions: crate::sessions::SessionSettings,
     pub master_key: MasterKey,
     pub whatsapp_app_secret: Secret,
     pub whatsapp_verify_token: Secret,
@@ -186,6 +200,15 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl Settings {
+    /// The keys access tokens are signed and checked with.
+    pub fn token_keys(&self) -> crate::auth::TokenKeys {
+        let keys = crate::auth::TokenKeys::new(self.jwt_secret.expose());
+        match &self.jwt_previous {
+            Some((previous, until)) => keys.with_previous(previous.expose(), *until),
+            None => keys,
+        }
+    }
+
     /// Development mode: no `DATABASE_URL`, the embedded cluster, generated secrets.
     pub fn is_development(&self) -> bool {
         matches!(self.database, Database::Embedded)
@@ -434,12 +457,73 @@ impl Settings {
                     .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")),
             ..crate::webhooks::WebhookSettings::default()
         };
+        let jwt_previous = match (
+            lookup("CHRONICLE_JWT_PREVIOUS_SECRET"),
+            lookup("CHRONICLE_JWT_PREVIOUS_UNTIL"),
+        ) {
+            (None, None) => None,
+            (Some(previous), Some(until)) => {
+                let until = chrono::DateTime::parse_from_rfc3339(until.trim())
+                    .map_err(|e| ConfigError::Invalid {
+                        name: "CHRONICLE_JWT_PREVIOUS_UNTIL",
+                        reason: format!("{until:?} is not an RFC 3339 time ({e})"),
+                    })?
+                    .with_timezone(&chrono::Utc);
+                Some((Secret::new(previous), until))
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    name: "CHRONICLE_JWT_PREVIOUS_UNTIL",
+                    reason: "required with CHRONICLE_JWT_PREVIOUS_SECRET (when the previous key stops being accepted)"
+                        .into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "CHRONICLE_JWT_PREVIOUS_SECRET",
+                    reason: "CHRONICLE_JWT_PREVIOUS_UNTIL is set without the previous secret".into(),
+                })
+            }
+        };
+        let secs = |n: u64| std::time::Duration::from_secs(n);
+        let sessions = crate::sessions::SessionSettings {
+            access_ttl: secs(number_setting(
+                &lookup,
+                "CHRONICLE_ACCESS_TOKEN_TTL_SECS",
+                600,
+                1..=86_400,
+            )?),
+            refresh_ttl: secs(number_setting(
+                &lookup,
+                "CHRONICLE_REFRESH_TOKEN_TTL_SECS",
+                30 * 86_400,
+                60..=366 * 86_400,
+            )?),
+            max_minted_ttl: secs(3600 * number_setting(&lookup, "CHRONICLE_MAX_MINTED_TOKEN_HOURS", 168, 1..=8_760)?),
+            limits: crate::sessions::SignInLimits {
+                free_attempts: u32::try_from(number_setting(&lookup, "CHRONICLE_SIGN_IN_FREE_ATTEMPTS", 3, 0..=100)?)
+                    .unwrap_or(3),
+                delay: std::time::Duration::from_millis(number_setting(
+                    &lookup,
+                    "CHRONICLE_SIGN_IN_DELAY_MS",
+                    1_000,
+                    1..=600_000,
+                )?),
+                lock_after: u32::try_from(number_setting(&lookup, "CHRONICLE_SIGN_IN_LOCK_AFTER", 10, 1..=1_000)?)
+                    .unwrap_or(10),
+                lock_for: secs(number_setting(&lookup, "CHRONICLE_SIGN_IN_LOCK_SECS", 900, 1..=86_400)?),
+                ..crate::sessions::SignInLimits::default()
+            },
+            client_ip_header: lookup("CHRONICLE_CLIENT_IP_HEADER").map(|h| h.trim().to_ascii_lowercase()),
+        };
         Ok(Self {
             database,
             redis_url: lookup("REDIS_URL").map(Secret::new),
             bind,
             data_dir,
             jwt_secret: Secret::new(jwt),
+            jwt_previous,
+            sessions,
             master_key,
             whatsapp_app_secret: Secret::new(app_secret),
             whatsapp_verify_token: Secret::new(verify),

@@ -15,6 +15,13 @@ pub enum ApiError {
     /// 401 `UNAUTHENTICATED`: no credential, or an invalid one.
     #[error("{0}")]
     Unauthenticated(String),
+    /// 401 with a code: a sign-in, refresh or token refused (`crate::http::auth`).
+    #[error("{message}")]
+    SignInRefused { code: &'static str, message: String },
+    /// 429 `TOO_MANY_SIGN_IN_ATTEMPTS`: too many failed sign-ins of the account or address;
+    /// `Retry-After` says when to try again.
+    #[error("too many failed sign-ins: try again in {} seconds", retry_after.as_secs_f64().ceil())]
+    TooManySignInAttempts { retry_after: std::time::Duration },
     /// 403 `FORBIDDEN`: the caller's role may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -59,6 +66,19 @@ impl From<chronicle_commands::payments::CallbackError> for ApiError {
     }
 }
 
+impl From<chronicle_commands::users::AuthError> for ApiError {
+    fn from(e: chronicle_commands::users::AuthError) -> Self {
+        use chronicle_commands::users::AuthError;
+        match e {
+            AuthError::Refused(refusal) => Self::SignInRefused {
+                code: refusal.code(),
+                message: refusal.to_string(),
+            },
+            AuthError::Command(e) => Self::Command(e),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         Self::Unexpected(Box::new(e))
@@ -82,7 +102,8 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated(_) | Self::SignInRefused { .. } => StatusCode::UNAUTHORIZED,
+            Self::TooManySignInAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             // An insufficient balance is the one refusal HTTP has a status of its own for.
@@ -103,6 +124,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::SignInRefused { code, .. } => code,
+            Self::TooManySignInAttempts { .. } => "TOO_MANY_SIGN_IN_ATTEMPTS",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::BadRequest { code, .. } => code,
             Self::Command(e) => e.code(),
@@ -150,8 +173,21 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log_if_unexpected();
-        let body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
-        (self.status(), Json(body)).into_response()
+        let mut body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        let retry_after = match &self {
+            Self::TooManySignInAttempts { retry_after } => {
+                body["error"]["retryAfterMs"] = json!(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
+            _ => None,
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

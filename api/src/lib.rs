@@ -17,6 +17,7 @@
 //! - [`metrics`]: the Prometheus registry and request metrics.
 //! - [`sandbox`]: development mode's WhatsApp Cloud API stand-in (sends, statuses, media,
 //!   customers writing in).
+//! - [`sessions`]: sessions' lives and the sign-in limiter (Redis or memory).
 //! - [`telemetry`]: tracing set-up (pretty or JSON).
 //! - [`webhooks`]: delivering events to integrators' webhook endpoints, signed by the Standard
 //!   Webhooks specification, in order, retried, disabled after persistent failure.
@@ -34,5 +35,6 @@ pub mod http;
 pub mod metrics;
 pub mod permissions;
 pub mod sandbox;
+pub mod sessions;
 pub mod telemetry;
 pub mod webhooks;

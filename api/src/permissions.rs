@@ -83,6 +83,11 @@ pub enum Permission {
     ReadPersonalEvents,
     /// Create, rotate, disable, test and delete webhook endpoints; read their delivery log.
     ManageWebhooks,
+    /// Read the user directory (who work can be assigned to).
+    ReadUsers,
+    /// Invite users, change their roles, deactivate and reactivate them, issue password
+    /// resets.
+    ManageUsers,
 }
 
 use Permission::*;
@@ -127,6 +132,8 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (ManageApiKeys, &[Owner, Admin]),
     (ReadPersonalEvents, &[Owner, Admin, Auditor, Integrator]),
     (ManageWebhooks, &[Owner, Admin, Integrator]),
+    (ReadUsers, &[Owner, Admin, Agent, Technician, Finance, Auditor]),
+    (ManageUsers, &[Owner, Admin]),
 ];
 
 impl Permission {
@@ -177,7 +184,9 @@ impl Permission {
             | ManageAfterSales
             | ResolveServiceRequests
             | RunMaintenanceContracts
-            | ManageApiKeys => &[],
+            | ManageApiKeys
+            | ReadUsers
+            | ManageUsers => &[],
         }
     }
 }
@@ -206,7 +215,7 @@ mod tests {
         }
         assert_eq!(
             TABLE.len(),
-            36,
+            38,
             "a permission was added without its row, or a row was lost"
         );
     }
@@ -236,7 +245,8 @@ mod tests {
                 ReadInstallations,
                 ReadPayouts,
                 ReadAfterSales,
-                ReadPersonalEvents
+                ReadPersonalEvents,
+                ReadUsers
             ]
         );
         assert_eq!(ALL.iter().filter(|r| r.may(EraseContacts)).count(), 2);

@@ -26,6 +26,7 @@ use chronicle_domain::payment::{Payment, PaymentCommand};
 use chronicle_domain::payment_request::{PaymentRequest, PaymentRequestCommand};
 use chronicle_domain::template::{Template, TemplateCommand};
 use chronicle_domain::tenant::TenantId;
+use chronicle_domain::user::{User, UserCommand};
 use chronicle_domain::wallet::{Wallet, WalletCommand};
 use chronicle_domain::webhook::{WebhookCommand, WebhookEndpoint};
 use cqrs_es::{Aggregate, AggregateError};
@@ -140,6 +141,7 @@ pub struct Commands {
     service_requests: std::sync::Arc<Framework<ServiceRequest>>,
     maintenance: std::sync::Arc<Framework<MaintenanceContract>>,
     api_keys: std::sync::Arc<Framework<ApiKey>>,
+    users: std::sync::Arc<Framework<User>>,
     webhooks: std::sync::Arc<Framework<WebhookEndpoint>>,
     announcer: Announcer,
     local_wake: Option<LocalWake>,
@@ -189,6 +191,7 @@ framework_of!(
     service_requests: ServiceRequest,
     maintenance: MaintenanceContract,
     api_keys: ApiKey,
+    users: User,
     webhooks: WebhookEndpoint,
 );
 
@@ -227,6 +230,7 @@ impl Commands {
             service_requests: framework(&pool, c, None),
             maintenance: framework(&pool, c, None),
             api_keys: framework(&pool, c, None),
+            users: framework(&pool, c, None),
             webhooks: framework(&pool, c, None),
             announcer: Announcer::postgres(&pool),
             local_wake: None,
@@ -334,6 +338,19 @@ impl Commands {
     ) -> Result<Appended, CommandError> {
         let stream = metadata.tenant_id.stream_id(local_id);
         self.execute(&self.calls, &stream, command, metadata, DomainError::Call)
+            .await
+    }
+
+    /// Runs a command on the user `<tenant>:<user_id>` (`usr_…`). Every change goes through
+    /// [`crate::users`], which keeps the credentials beside the log.
+    pub(crate) async fn user(
+        &self,
+        user_id: &str,
+        command: UserCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let stream = metadata.tenant_id.stream_id(user_id);
+        self.execute(&self.users, &stream, command, metadata, DomainError::User)
             .await
     }
 

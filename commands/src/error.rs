@@ -14,6 +14,7 @@ use chronicle_domain::media::MediaError;
 use chronicle_domain::payment::PaymentError;
 use chronicle_domain::payment_request::PaymentRequestError;
 use chronicle_domain::template::TemplateError;
+use chronicle_domain::user::UserError;
 use chronicle_domain::wallet::WalletError;
 use chronicle_domain::webhook::WebhookError;
 
@@ -60,6 +61,8 @@ pub enum DomainError {
     ApiKey(#[from] ApiKeyError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    User(#[from] UserError),
 }
 
 impl DomainError {
@@ -86,6 +89,7 @@ impl DomainError {
             Self::Maintenance(e) => e.code(),
             Self::ApiKey(e) => e.code(),
             Self::Webhook(e) => e.code(),
+            Self::User(e) => e.code(),
         }
     }
 }

@@ -13,6 +13,8 @@
 //!   of recently used aggregates and snapshots taken after the command that crosses them.
 //! - [`api_keys`]: API keys for programs: issued (the secret shown once, its hash kept beside
 //!   the log), revoked at once, and checked on every request.
+//! - [`users`]: users (invitations, roles, deactivation, password resets, the second factor),
+//!   sign-in and rotating refresh-token sessions, with credentials kept beside the log.
 //! - [`webhooks`]: webhook endpoints: created, rotated, disabled as events; their secrets and
 //!   delivery state (checkpoint, failures, the delivery log) beside the log.
 //! - [`announce`]: wake-ups after commit (this process at once; others through Redis or a
@@ -84,6 +86,7 @@ pub mod payments;
 pub mod repository;
 mod store;
 pub mod tenants;
+pub mod users;
 pub mod wallet_sweeper;
 pub mod wallets;
 pub mod webhooks;

@@ -38,6 +38,7 @@ pub fn catalogue() -> Value {
     add::<crate::installation::PayoutEvent>("Payout", &mut types);
     add::<crate::installation::ServiceEvent>("ServiceRequest", &mut types);
     add::<crate::template::TemplateEvent>("Template", &mut types);
+    add::<crate::user::UserEvent>("User", &mut types);
     add::<crate::wallet::WalletEvent>("Wallet", &mut types);
     add::<crate::installation::WarrantyEvent>("Warranty", &mut types);
     add::<crate::installation::ClaimEvent>("WarrantyClaim", &mut types);

@@ -28,6 +28,9 @@
 //!   automation rules.
 //! - [`api_key`]: the `ApiKey` aggregate: credentials for programs, with a role and scopes
 //!   (issue 13).
+//! - [`totp`]: time-based one-time passwords (RFC 6238), the second factor of sign-in.
+//! - [`user`]: the `User` aggregate: people who sign in, their roles, invitations, resets and
+//!   second factor (issue 14).
 //! - [`webhook`]: the `WebhookEndpoint` aggregate: integrators' receivers of events (issue 13).
 //! - [`catalogue`]: the event catalogue: every event type's data as a JSON Schema, generated
 //!   from these types (issue 13).
@@ -56,6 +59,8 @@ pub mod phone;
 pub mod pii;
 pub mod template;
 pub mod tenant;
+pub mod totp;
 pub mod upcast;
+pub mod user;
 pub mod wallet;
 pub mod webhook;

@@ -428,7 +428,8 @@ pub async fn listen_loopback(app: axum::Router) -> SocketAddr {
         .unwrap_or_else(|e| panic!("binding a loopback port: {e}"));
     let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        // With the peer's address, as `chronicle serve` gives it (the sign-in limiter reads it).
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
     address
 }

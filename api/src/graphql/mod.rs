@@ -31,6 +31,7 @@ pub mod media;
 pub mod payments;
 pub mod receipt;
 pub mod sandbox;
+pub mod users;
 pub mod viewer;
 pub mod wallets;
 pub mod webhooks;
@@ -52,6 +53,7 @@ pub struct QueryRoot(
     installation::InstallationQuery,
     wallets::WalletsQuery,
     api_keys::ApiKeysQuery,
+    users::UsersQuery,
     events::EventsQuery,
     webhooks::WebhooksQuery,
 );
@@ -70,6 +72,7 @@ pub struct MutationRoot(
     wallets::WalletsMutation,
     sandbox::SandboxMutation,
     api_keys::ApiKeysMutation,
+    users::UsersMutation,
     webhooks::WebhooksMutation,
 );
 
@@ -88,6 +91,7 @@ fn describe_connections(
 ) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     use async_graphql::connection::Connection;
     builder
+        .override_output_type_description::<Connection<String, users::User>>("A page of the tenant's users: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, api_keys::ApiKey>>("A page of API keys: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, events::LogEvent>>("A page of the event log: `edges` (each with its `cursor`), `nodes`, and `pageInfo`; continue with `after: pageInfo.endCursor`, by page or with the `events` subscription.")
         .override_output_type_description::<Connection<String, webhooks::Webhook>>("A page of webhook endpoints: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")

@@ -59,6 +59,14 @@ pub struct Receipt {
     pub api_key: Option<super::api_keys::ApiKey>,
     /// `testWebhook` and `redeliverWebhook`: how the delivery went.
     pub delivery: Option<super::webhooks::WebhookDelivery>,
+    /// `inviteUser`: the user as `users` lists them. (`inviteUser`, `renewInvitation` and
+    /// `issuePasswordReset` answer their one-time token in `secret`.)
+    pub user: Option<super::users::User>,
+    /// `beginTwoFactorEnrolment`: the secret for the authenticator app.
+    pub two_factor_enrolment: Option<super::users::TwoFactorEnrolment>,
+    /// `confirmTwoFactor`: ten one-time recovery codes (`abcde-fghij`), shown this once; each
+    /// signs in once in place of a TOTP code.
+    pub recovery_codes: Option<Vec<String>>,
 }
 
 /// A wallet's balances, in milli-tokens.

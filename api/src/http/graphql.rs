@@ -330,7 +330,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> Result<Caller, A
             Err(KeyError::Database(e)) => Err(ApiError::from(e)),
         }
     } else {
-        verify(state.jwt_secret.expose(), presented)
+        verify(&state.token_keys, presented)
     }
 }
 

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 
+pub mod auth;
 pub mod forms;
 pub mod graphiql;
 pub mod graphql;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(graphiql::router())
         .merge(whatsapp::router())
         .merge(forms::router())
+        .merge(auth::router())
         .merge(ops::router())
         .merge(telephony::router())
         .merge(media::router())

@@ -1,0 +1,671 @@
+//! Users, sign-in and sessions (issue 14), through a real HTTP client against the served app:
+//! invitations accepted with a password, sign-in with short access tokens and rotating refresh
+//! tokens (a reused one ends the family), deactivation ending sessions, TOTP with recovery
+//! codes, password resets, the last-owner rule, and failed sign-ins paced the same way for an
+//! unknown e-mail as for a wrong password.
+
+use std::time::Duration;
+
+use chronicle_api::auth::Role;
+use chronicle_tests::{error_code, settings, TestApp};
+use serde_json::{json, Value};
+
+/// A client of the served app.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// An HTTP answer: status, `Retry-After` (seconds) and body.
+struct Answer {
+    status: u16,
+    retry_after: Option<u64>,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Client {
+    async fn new(app: &TestApp) -> Self {
+        let address = app.serve().await;
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("http://{address}"),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value, address: Option<&str>) -> Answer {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(address) = address {
+            request = request.header("x-forwarded-for", format!("198.51.100.7, {address}"));
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = response.json().await.unwrap_or(Value::Null);
+        Answer {
+            status,
+            retry_after,
+            body,
+        }
+    }
+
+    async fn sign_in(&self, email: &str, password: &str, extra: Value) -> Answer {
+        let mut body = json!({"tenant": "acme", "email": email, "password": password});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        self.post("/auth/sign-in", body, None).await
+    }
+
+    async fn graphql(&self, token: &str, query: &str, variables: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+const INVITE: &str = "mutation($input: InviteUserInput!) { inviteUser(input: $input) {
+    id secret appended user { id email name role status invitedBy } } }";
+const VIEWER: &str = "{ viewer { userId role account { id email name status twoFactor } } }";
+
+/// Invites `email` with `role` as the holder of `token`; answers the user id and invitation.
+async fn invite(client: &Client, token: &str, email: &str, role: &str) -> (String, String) {
+    let (_, reply) = client
+        .graphql(
+            token,
+            INVITE,
+            json!({"input": {"email": email, "name": format!("Name of {email}"), "role": role}}),
+        )
+        .await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    let receipt = &reply["data"]["inviteUser"];
+    (
+        receipt["id"].as_str().unwrap_or_default().to_string(),
+        receipt["secret"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Accepts an invitation; answers the session.
+async fn accept(client: &Client, invitation: &str, password: &str) -> Answer {
+    client
+        .post(
+            "/auth/accept-invitation",
+            json!({"token": invitation, "password": password}),
+            None,
+        )
+        .await
+}
+
+fn text<'a>(value: &'a Value, field: &str) -> &'a str {
+    value[field].as_str().unwrap_or_default()
+}
+
+/// A tenant with an owner who signed in: the owner's access token.
+async fn tenant_with_owner(app: &TestApp, client: &Client) -> (String, String) {
+    app.tenant_with_number("acme", "100200300").await;
+    // The operator's token brings the first owner in, as `chronicle admin invite-user` does.
+    let operator = app.token("acme", Role::Owner);
+    let (owner_id, invitation) = invite(client, &operator, "olive@acme.test", "owner").await;
+    let session = accept(client, &invitation, "olive's long passphrase").await;
+    assert_eq!(session.status, 200, "{}", session.body);
+    (owner_id, text(&session.body, "accessToken").to_string())
+}
+
+async fn event_types(app: &TestApp, user_id: &str) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT event_type, metadata->>'actor' FROM events WHERE aggregate_id = $1 ORDER BY sequence")
+        .bind(format!("acme:{user_id}"))
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn invite_accept_sign_in_refresh_reuse_and_deactivation(pool: sqlx::PgPool) {
+    let mut settings = settings(false);
+    settings.sessions.access_ttl = Duration::from_secs(1);
+    let app = TestApp::with_settings(pool, settings).await;
+    let client = Client::new(&app).await;
+    let (owner_id, owner) = tenant_with_owner(&app, &client).await;
+
+    // Invite → accept (a weak password first: refused, nothing changes) → sign in → query.
+    let (amina, invitation) = invite(&client, &owner, "Amina@Acme.test", "agent").await;
+    let weak = accept(&client, &invitation, "password123").await;
+    assert_eq!((weak.status, weak.code()), (422, "WEAK_PASSWORD"), "{}", weak.body);
+    let accepted = accept(&client, &invitation, "amina's own passphrase").await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let again = accept(&client, &invitation, "amina's own passphrase").await;
+    assert_eq!(
+        (again.status, again.code()),
+        (401, "INVALID_TOKEN"),
+        "an invitation is used once"
+    );
+
+    let signed_in = client
+        .sign_in("amina@acme.test", "amina's own passphrase", json!({}))
+        .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!(
+        (
+            text(&signed_in.body, "tokenType"),
+            text(&signed_in.body, "role"),
+            text(&signed_in.body, "userId")
+        ),
+        ("Bearer", "agent", amina.as_str())
+    );
+    assert_eq!(signed_in.body["expiresIn"], 1);
+    let access = text(&signed_in.body, "accessToken").to_string();
+    let (_, viewer) = client.graphql(&access, VIEWER, json!({})).await;
+    assert_eq!(
+        viewer["data"]["viewer"]["account"],
+        json!({"id": amina, "email": "amina@acme.test", "name": "Name of Amina@Acme.test", "status": "active", "twoFactor": false}),
+        "{viewer}"
+    );
+
+    // Refresh → refresh again with the old token: the family is ended, the newer token too.
+    let first = text(&signed_in.body, "refreshToken").to_string();
+    let refreshed = client.post("/auth/refresh", json!({"refreshToken": first}), None).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    let second = text(&refreshed.body, "refreshToken").to_string();
+    assert_ne!(second, first);
+    let reused = client.post("/auth/refresh", json!({"refreshToken": first}), None).await;
+    assert_eq!(
+        (reused.status, reused.code()),
+        (401, "REFRESH_TOKEN_REUSED"),
+        "{}",
+        reused.body
+    );
+    let newer = client
+        .post("/auth/refresh", json!({"refreshToken": second}), None)
+        .await;
+    assert_eq!(newer.status, 401, "the stolen family is ended: {}", newer.body);
+
+    // Sign in again → deactivated by the owner → refresh refused at once; the access token
+    // works until its short life ends, then is refused; sign-in is refused.
+    let again = client
+        .sign_in("amina@acme.test", "amina's own passphrase", json!({}))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let refresh = text(&again.body, "refreshToken").to_string();
+    let access = text(&again.body, "accessToken").to_string();
+    let (_, deactivated) = client
+        .graphql(
+            &owner,
+            "mutation($id: String!) { deactivateUser(id: $id, reason: \"left\") { id appended } }",
+            json!({"id": amina}),
+        )
+        .await;
+    assert_eq!(deactivated["data"]["deactivateUser"]["appended"], 1, "{deactivated}");
+    let refused = client
+        .post("/auth/refresh", json!({"refreshToken": refresh}), None)
+        .await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let (status, _) = client.graphql(&access, VIEWER, json!({})).await;
+    assert_eq!(status, 200, "the access token lives out its short life");
+    // One second of life and the verifier's five seconds of leeway for clock skew.
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    let (status, expired) = client.graphql(&access, VIEWER, json!({})).await;
+    assert_eq!((status, error_code(&expired)), (401, "UNAUTHENTICATED"), "{expired}");
+    let barred = client
+        .sign_in("amina@acme.test", "amina's own passphrase", json!({}))
+        .await;
+    assert_eq!((barred.status, barred.code()), (401, "ACCOUNT_DEACTIVATED"));
+
+    // The audit history: who invited, who accepted, who deactivated.
+    let owner_actor = format!("user:{owner_id}:owner");
+    assert_eq!(
+        event_types(&app, &amina).await,
+        [
+            ("UserInvited".to_string(), owner_actor.clone()),
+            ("InvitationAccepted".to_string(), format!("user:{amina}:agent")),
+            ("UserDeactivated".to_string(), owner_actor),
+        ]
+    );
+    // No secret reaches the log.
+    let log: String = sqlx::query_scalar("SELECT string_agg(payload::text, ' ') FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for secret in [
+        invitation.as_str(),
+        first.as_str(),
+        second.as_str(),
+        "amina's own passphrase",
+    ] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
+}
+
+/// RFC 4648 base32 (no padding) back to bytes.
+fn base32_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {text}"),
+        };
+        buffer = (buffer << 5) | u32::from(value);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_second_factor_is_asked_for_refused_wrong_or_reused_and_recovery_codes_work_once(pool: sqlx::PgPool) {
+    let mut settings = settings(false);
+    settings.sessions.limits.free_attempts = 100;
+    let app = TestApp::with_settings(pool, settings).await;
+    let client = Client::new(&app).await;
+    let (owner_id, owner) = tenant_with_owner(&app, &client).await;
+    let password = "olive's long passphrase";
+
+    let (_, begun) = client
+        .graphql(
+            &owner,
+            "mutation { beginTwoFactorEnrolment { id twoFactorEnrolment { secret otpauthUri } } }",
+            json!({}),
+        )
+        .await;
+    let enrolment = &begun["data"]["beginTwoFactorEnrolment"]["twoFactorEnrolment"];
+    let secret = base32_decode(text(enrolment, "secret"));
+    assert_eq!(secret.len(), 20, "{begun}");
+    assert!(text(enrolment, "otpauthUri").starts_with("otpauth://totp/Chronicle%20%28acme%29:olive@acme.test?secret="));
+    let code_at = |step: i64| chronicle_domain::totp::code_at(&secret, step);
+    let now_step = || chronicle_domain::totp::step_of(chrono::Utc::now().timestamp());
+
+    let confirm = "mutation($code: String!) { confirmTwoFactor(code: $code) { id appended recoveryCodes } }";
+    // A code that is none of the window's.
+    let window: Vec<String> = (-2..=2).map(|d| code_at(now_step() + d)).collect();
+    let wrong_code = ["000000", "111111", "222222"]
+        .into_iter()
+        .find(|c| !window.iter().any(|w| w == c))
+        .unwrap_or("333333");
+    let (_, wrong) = client.graphql(&owner, confirm, json!({"code": wrong_code})).await;
+    assert_eq!(error_code(&wrong), "INVALID_SECOND_FACTOR", "{wrong}");
+    let confirmed_step = now_step();
+    let (_, confirmed) = client
+        .graphql(&owner, confirm, json!({"code": code_at(confirmed_step)}))
+        .await;
+    assert_eq!(confirmed["data"]["confirmTwoFactor"]["appended"], 1, "{confirmed}");
+    let recovery: Vec<String> =
+        serde_json::from_value(confirmed["data"]["confirmTwoFactor"]["recoveryCodes"].clone()).unwrap_or_default();
+    assert_eq!(recovery.len(), 10);
+
+    let email = "olive@acme.test";
+    let bare = client.sign_in(email, password, json!({})).await;
+    assert_eq!((bare.status, bare.code()), (401, "SECOND_FACTOR_REQUIRED"));
+    let wrong = client.sign_in(email, password, json!({"code": wrong_code})).await;
+    assert_eq!((wrong.status, wrong.code()), (401, "INVALID_SECOND_FACTOR"));
+    // The code the enrolment was confirmed with was used: refused.
+    let reused = client
+        .sign_in(email, password, json!({"code": code_at(confirmed_step)}))
+        .await;
+    assert_eq!(
+        (reused.status, reused.code()),
+        (401, "INVALID_SECOND_FACTOR"),
+        "{}",
+        reused.body
+    );
+    // The next step's code (within the window of one step either side) signs in, once.
+    let next = code_at(confirmed_step + 1);
+    let good = client.sign_in(email, password, json!({"code": next})).await;
+    assert_eq!(good.status, 200, "{}", good.body);
+    let again = client.sign_in(email, password, json!({"code": next})).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (401, "INVALID_SECOND_FACTOR"),
+        "a code is good once"
+    );
+    // A wrong password with a good code is still a wrong password.
+    let bad_password = client
+        .sign_in(
+            email,
+            "not olive's passphrase",
+            json!({"code": code_at(now_step() + 1)}),
+        )
+        .await;
+    assert_eq!(bad_password.code(), "INVALID_CREDENTIALS");
+
+    // A recovery code signs in once (written any case, with or without its dash).
+    let code = recovery[3].replace('-', "").to_uppercase();
+    let recovered = client.sign_in(email, password, json!({"recoveryCode": code})).await;
+    assert_eq!(recovered.status, 200, "{}", recovered.body);
+    let twice = client
+        .sign_in(email, password, json!({"recoveryCode": recovery[3]}))
+        .await;
+    assert_eq!((twice.status, twice.code()), (401, "INVALID_SECOND_FACTOR"));
+    let types: Vec<String> = event_types(&app, &owner_id).await.into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        types,
+        [
+            "UserInvited",
+            "InvitationAccepted",
+            "TwoFactorEnabled",
+            "RecoveryCodeUsed"
+        ]
+    );
+    let remaining: Option<i64> = sqlx::query_scalar(
+        "SELECT (payload->'RecoveryCodeUsed'->>'remaining')::bigint FROM events WHERE event_type = 'RecoveryCodeUsed'",
+    )
+    .fetch_optional(&app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(remaining, Some(9));
+    // The secret is sealed at rest.
+    let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT totp_sealed FROM user_accounts WHERE user_id = $1")
+        .bind(&owner_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = stored.unwrap_or_default();
+    assert!(!stored.windows(secret.len()).any(|w| w == secret.as_slice()));
+}
+
+/// The statuses of up to `max` wrong sign-ins of `email` from `address`, sent one after the
+/// other; after a 429 the next is sent once its `Retry-After` passed, and a wait longer than
+/// five seconds (a lock) ends the run.
+async fn paced_failures(client: &Client, email: &str, address: &str, max: usize) -> Vec<(u16, String)> {
+    let mut seen = Vec::new();
+    for _ in 0..max {
+        let body = json!({"tenant": "acme", "email": email, "password": "a wrong passphrase"});
+        let answer = client.post("/auth/sign-in", body, Some(address)).await;
+        seen.push((answer.status, answer.code().to_string()));
+        if answer.status == 429 {
+            assert!(answer.retry_after.is_some(), "a 429 says when to retry");
+            let wait = answer.body["error"]["retryAfterMs"].as_u64().unwrap_or(0);
+            if wait > 5_000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(wait + 30)).await;
+        }
+    }
+    seen
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn wrong_passwords_slow_down_then_lock_the_account_and_an_unknown_email_behaves_the_same(pool: sqlx::PgPool) {
+    let mut settings = settings(true);
+    settings.sessions.limits.free_attempts = 2;
+    settings.sessions.limits.delay = Duration::from_millis(150);
+    settings.sessions.limits.lock_after = 5;
+    settings.sessions.limits.lock_for = Duration::from_secs(60);
+    settings.sessions.client_ip_header = Some("x-forwarded-for".into());
+    let app = TestApp::with_settings(pool, settings).await;
+    let client = Client::new(&app).await;
+    tenant_with_owner(&app, &client).await;
+
+    let known = paced_failures(&client, "olive@acme.test", "203.0.113.1", 12).await;
+    let unknown = paced_failures(&client, "nobody@acme.test", "203.0.113.2", 12).await;
+    let wrong = (401, "INVALID_CREDENTIALS".to_string());
+    let slow = (429, "TOO_MANY_SIGN_IN_ATTEMPTS".to_string());
+    // Two free failures; then each attempt made at once is refused and must wait (150 ms,
+    // 300 ms, 600 ms: doubling); the fifth failure locks the account for a minute.
+    assert_eq!(
+        known,
+        [
+            wrong.clone(),
+            wrong.clone(),
+            slow.clone(),
+            wrong.clone(),
+            slow.clone(),
+            wrong.clone(),
+            slow.clone(),
+            wrong.clone(),
+            slow.clone(),
+        ],
+        "{known:?}"
+    );
+    assert_eq!(
+        unknown, known,
+        "an unknown e-mail is answered exactly like a wrong password"
+    );
+    // Locked: even the right password is refused, with a wait of about the lock's length.
+    let locked = client
+        .post(
+            "/auth/sign-in",
+            json!({"tenant": "acme", "email": "olive@acme.test", "password": "olive's long passphrase"}),
+            Some("203.0.113.3"),
+        )
+        .await;
+    assert_eq!((locked.status, locked.code()), (429, "TOO_MANY_SIGN_IN_ATTEMPTS"));
+    assert!(
+        locked.retry_after.is_some_and(|s| (50..=60).contains(&s)),
+        "{:?}",
+        locked.retry_after
+    );
+    // Another account from the same address is not locked by these failures.
+    let other = paced_failures(&client, "someone@acme.test", "203.0.113.1", 1).await;
+    assert_eq!(other, [wrong]);
+    // The counts live in Redis (shared by every API process), never with e-mails in clear.
+    let mut redis = redis::Client::open(std::env::var("REDIS_URL").unwrap_or_default())
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("chronicle:sign-in:*")
+        .query(&mut redis)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(keys.len() >= 4, "{keys:?}");
+    assert!(keys.iter().all(|k| !k.contains('@')), "{keys:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query(&mut redis)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn many_accounts_guessed_from_one_address_are_paced_by_the_address(pool: sqlx::PgPool) {
+    let mut settings = settings(false);
+    settings.sessions.limits.free_attempts = 1;
+    settings.sessions.limits.delay = Duration::from_secs(30);
+    let app = TestApp::with_settings(pool, settings).await;
+    let client = Client::new(&app).await;
+    tenant_with_owner(&app, &client).await;
+    // The TCP peer is the address: five failures are free (five times an account's count),
+    // each on another e-mail so no account is paced.
+    for i in 0..5 {
+        let answer = client
+            .sign_in(&format!("guess{i}@acme.test"), "a wrong passphrase", json!({}))
+            .await;
+        assert_eq!(answer.code(), "INVALID_CREDENTIALS", "{i}");
+    }
+    let paced = client
+        .sign_in("guess9@acme.test", "a wrong passphrase", json!({}))
+        .await;
+    assert_eq!((paced.status, paced.code()), (429, "TOO_MANY_SIGN_IN_ATTEMPTS"));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_last_owner_stays_and_admins_cannot_reach_the_owner_role(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    let client = Client::new(&app).await;
+    let (owner_id, owner) = tenant_with_owner(&app, &client).await;
+    let role_change = "mutation($id: String!, $role: String!) { changeUserRole(id: $id, role: $role) { id appended } }";
+    let deactivate = "mutation($id: String!) { deactivateUser(id: $id) { id appended } }";
+
+    let (_, last) = client.graphql(&owner, deactivate, json!({"id": owner_id})).await;
+    assert_eq!(error_code(&last), "LAST_OWNER", "{last}");
+    let (_, last) = client
+        .graphql(&owner, role_change, json!({"id": owner_id, "role": "admin"}))
+        .await;
+    assert_eq!(error_code(&last), "LAST_OWNER", "{last}");
+
+    // An admin: cannot invite an owner, change an owner, or make someone owner.
+    let (admin_id, invitation) = invite(&client, &owner, "ada@acme.test", "admin").await;
+    let admin = text(
+        &accept(&client, &invitation, "ada's long passphrase").await.body,
+        "accessToken",
+    )
+    .to_string();
+    let (_, above) = client
+        .graphql(
+            &admin,
+            INVITE,
+            json!({"input": {"email": "o2@acme.test", "name": "O", "role": "owner"}}),
+        )
+        .await;
+    assert_eq!(error_code(&above), "ROLE_ABOVE_ISSUER", "{above}");
+    let (_, above) = client.graphql(&admin, deactivate, json!({"id": owner_id})).await;
+    assert_eq!(error_code(&above), "ROLE_ABOVE_ISSUER", "{above}");
+    let (_, above) = client
+        .graphql(&admin, role_change, json!({"id": admin_id, "role": "owner"}))
+        .await;
+    assert_eq!(error_code(&above), "ROLE_ABOVE_ISSUER", "{above}");
+    // Refusals of the invitation itself, nothing stored.
+    for (input, code) in [
+        (
+            json!({"email": "OLIVE@acme.test", "name": "Again", "role": "agent"}),
+            "EMAIL_TAKEN",
+        ),
+        (
+            json!({"email": "not-an-email", "name": "X", "role": "agent"}),
+            "INVALID_EMAIL",
+        ),
+        (
+            json!({"email": "x@acme.test", "name": " ", "role": "agent"}),
+            "INVALID_USER_NAME",
+        ),
+        (
+            json!({"email": "x@acme.test", "name": "X", "role": "janitor"}),
+            "UNKNOWN_ROLE",
+        ),
+    ] {
+        let (_, refused) = client.graphql(&admin, INVITE, json!({"input": input})).await;
+        assert_eq!(error_code(&refused), code, "{refused}");
+    }
+    let (_, agent) = client
+        .graphql(
+            &app.token("acme", Role::Agent),
+            INVITE,
+            json!({"input": {"email": "y@acme.test", "name": "Y", "role": "agent"}}),
+        )
+        .await;
+    assert_eq!(error_code(&agent), "FORBIDDEN");
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM user_accounts")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(accounts, 2);
+
+    // With a second owner, the first may step down.
+    let (_, promoted) = client
+        .graphql(&owner, role_change, json!({"id": admin_id, "role": "owner"}))
+        .await;
+    assert_eq!(promoted["data"]["changeUserRole"]["appended"], 1, "{promoted}");
+    let (_, stepped) = client
+        .graphql(&owner, role_change, json!({"id": owner_id, "role": "finance"}))
+        .await;
+    assert_eq!(stepped["data"]["changeUserRole"]["appended"], 1, "{stepped}");
+    // The directory lists both with their roles.
+    let (_, listed) = client
+        .graphql(&admin, "{ users { nodes { email role status } } }", json!({}))
+        .await;
+    assert_eq!(
+        listed["data"]["users"]["nodes"],
+        json!([
+            {"email": "olive@acme.test", "role": "finance", "status": "active"},
+            {"email": "ada@acme.test", "role": "owner", "status": "active"}
+        ]),
+        "{listed}"
+    );
+    // The next refresh carries the new role.
+    let signed = client
+        .sign_in("olive@acme.test", "olive's long passphrase", json!({}))
+        .await;
+    let refreshed = client
+        .post(
+            "/auth/refresh",
+            json!({"refreshToken": text(&signed.body, "refreshToken")}),
+            None,
+        )
+        .await;
+    assert_eq!(text(&refreshed.body, "role"), "finance");
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_password_reset_is_handed_over_used_once_and_ends_every_session(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    let client = Client::new(&app).await;
+    let (_, owner) = tenant_with_owner(&app, &client).await;
+    let (user, invitation) = invite(&client, &owner, "tech@acme.test", "technician").await;
+    let issue = "mutation($id: String!) { issuePasswordReset(id: $id) { id secret } }";
+    let (_, early) = client.graphql(&owner, issue, json!({"id": user})).await;
+    assert_eq!(error_code(&early), "USER_NOT_ACTIVE", "{early}");
+    let session = accept(&client, &invitation, "first passphrase of tech").await;
+    let old_refresh = text(&session.body, "refreshToken").to_string();
+
+    let (_, issued) = client.graphql(&owner, issue, json!({"id": user})).await;
+    let reset = text(&issued["data"]["issuePasswordReset"], "secret").to_string();
+    assert!(reset.starts_with("rst_"), "{issued}");
+    let weak = client
+        .post(
+            "/auth/reset-password",
+            json!({"token": reset, "password": "short"}),
+            None,
+        )
+        .await;
+    assert_eq!(weak.code(), "WEAK_PASSWORD");
+    let done = client
+        .post(
+            "/auth/reset-password",
+            json!({"token": reset, "password": "second passphrase of tech"}),
+            None,
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let again = client
+        .post(
+            "/auth/reset-password",
+            json!({"token": reset, "password": "third passphrase of tech"}),
+            None,
+        )
+        .await;
+    assert_eq!(again.code(), "INVALID_TOKEN");
+    let ended = client
+        .post("/auth/refresh", json!({"refreshToken": old_refresh}), None)
+        .await;
+    assert_eq!(ended.status, 401, "sessions from before the reset end");
+    let old = client
+        .sign_in("tech@acme.test", "first passphrase of tech", json!({}))
+        .await;
+    assert_eq!(old.code(), "INVALID_CREDENTIALS");
+    let new = client
+        .sign_in("tech@acme.test", "second passphrase of tech", json!({}))
+        .await;
+    assert_eq!(new.status, 200);
+    // Sign-out ends the session.
+    let refresh = text(&new.body, "refreshToken").to_string();
+    let out = client
+        .post("/auth/sign-out", json!({"refreshToken": refresh}), None)
+        .await;
+    assert_eq!(out.status, 204);
+    let after = client
+        .post("/auth/refresh", json!({"refreshToken": refresh}), None)
+        .await;
+    assert_eq!(after.code(), "INVALID_REFRESH_TOKEN");
+    // Malformed bodies are refused with nothing done.
+    let malformed = client
+        .post("/auth/sign-in", json!({"tenant": "acme", "mail": "x"}), None)
+        .await;
+    assert_eq!((malformed.status, malformed.code()), (400, "INVALID_INPUT"));
+}
