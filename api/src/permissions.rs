@@ -136,6 +136,155 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (ManageUsers, &[Owner, Admin]),
 ];
 
+/// Every GraphQL mutation with the permissions it needs (all of them). Empty: any signed-in
+/// person (the two-factor mutations act on the caller's own account). A resolver checks its
+/// permissions before it reads its input, so a caller without them is answered `FORBIDDEN`
+/// whatever they sent; `tests/tests/permissions.rs` calls every mutation with every role and
+/// checks this table's answer, and that every mutation of the schema is here.
+///
+/// Some permissions are narrowed per record beyond the role ([`NARROWED`]).
+pub const MUTATIONS: &[(&str, &[Permission])] = &[
+    ("issueApiKey", &[ManageApiKeys]),
+    ("revokeApiKey", &[ManageApiKeys]),
+    ("setCallFollowUpRule", &[ManageMessagingSettings]),
+    ("disableCallFollowUpRule", &[ManageMessagingSettings]),
+    ("createCampaign", &[RunCampaigns]),
+    ("scheduleCampaign", &[RunCampaigns]),
+    ("pauseCampaign", &[RunCampaigns]),
+    ("resumeCampaign", &[RunCampaigns]),
+    ("cancelCampaign", &[RunCampaigns]),
+    ("tagContact", &[WriteContacts]),
+    ("untagContact", &[WriteContacts]),
+    ("setCustomField", &[WriteContacts]),
+    ("removeCustomField", &[WriteContacts]),
+    ("optIn", &[WriteContacts]),
+    ("optOut", &[WriteContacts]),
+    ("updateContactProfile", &[WriteContacts]),
+    ("eraseContact", &[EraseContacts]),
+    ("submitTemplate", &[ManageMessagingSettings]),
+    ("approveTemplate", &[ManageMessagingSettings]),
+    ("rejectTemplate", &[ManageMessagingSettings]),
+    ("sendMessage", &[WorkInbox]),
+    ("sendTemplate", &[WorkInbox]),
+    ("assignConversation", &[WorkInbox]),
+    ("resendMessage", &[ManageMessagingSettings]),
+    ("markConversationRead", &[WorkInbox]),
+    ("setConversationStatus", &[WorkInbox]),
+    ("tagConversation", &[WorkInbox]),
+    ("untagConversation", &[WorkInbox]),
+    ("addNote", &[WorkInbox]),
+    ("requestHandover", &[WorkInbox]),
+    ("fileWarrantyClaim", &[FrontDesk]),
+    ("startWarrantyClaimReview", &[ManageAfterSales]),
+    ("decideWarrantyClaim", &[ManageAfterSales]),
+    ("resolveWarrantyClaim", &[ManageAfterSales]),
+    ("startMaintenanceContract", &[RunMaintenanceContracts]),
+    ("renewMaintenanceContract", &[RunMaintenanceContracts]),
+    ("setMaintenanceAutoRenewal", &[RunMaintenanceContracts]),
+    ("cancelMaintenanceContract", &[RunMaintenanceContracts]),
+    ("placeOrder", &[Sell]),
+    ("recordCashPayment", &[HandleMoney]),
+    ("cancelOrder", &[Sell]),
+    ("fulfilOrder", &[Sell]),
+    ("approvePayout", &[HandleMoney]),
+    ("grantQualityBonus", &[GrantQualityBonuses]),
+    ("markPayoutPaid", &[HandleMoney]),
+    ("openInstallation", &[ManageInstallations]),
+    ("assignTechnician", &[ManageInstallations]),
+    ("unassignTechnician", &[ManageInstallations]),
+    ("scheduleInstallation", &[ManageInstallations]),
+    ("rescheduleInstallation", &[ManageInstallations]),
+    ("startInstallationWork", &[WorkInstallations]),
+    ("completeChecklistItem", &[WorkInstallations]),
+    ("attachInstallationPhoto", &[WorkInstallations]),
+    ("installComponent", &[WorkInstallations]),
+    ("commissionInstallation", &[WorkInstallations]),
+    ("activateInstallation", &[WorkInstallations]),
+    ("decommissionInstallation", &[ManageInstallations]),
+    ("openServiceRequest", &[FrontDesk]),
+    ("assignServiceRequest", &[ManageAfterSales]),
+    ("resolveServiceRequest", &[ResolveServiceRequests]),
+    ("closeServiceRequest", &[FrontDesk]),
+    ("captureLead", &[WorkLeads]),
+    ("assignLead", &[WorkLeads]),
+    ("advanceLead", &[WorkLeads]),
+    ("markLeadLost", &[WorkLeads]),
+    ("reopenLead", &[WorkLeads]),
+    ("winLead", &[WorkLeads]),
+    ("matchPayment", &[MatchPayments]),
+    ("requestPayment", &[RequestPayments]),
+    ("cancelPaymentRequest", &[MatchPayments]),
+    ("setPaymentProvider", &[ManageProviders]),
+    ("sandboxInbound", &[ReadInbox, WriteContacts]),
+    ("inviteUser", &[ManageUsers]),
+    ("renewInvitation", &[ManageUsers]),
+    ("changeUserRole", &[ManageUsers]),
+    ("deactivateUser", &[ManageUsers]),
+    ("reactivateUser", &[ManageUsers]),
+    ("issuePasswordReset", &[ManageUsers]),
+    ("beginTwoFactorEnrolment", &[]),
+    ("confirmTwoFactor", &[]),
+    ("disableTwoFactor", &[]),
+    ("purchaseTokens", &[PurchaseTokens]),
+    ("setPrice", &[ManageWallets]),
+    ("openSubWallet", &[ManageWallets]),
+    ("configureWalletThresholds", &[ManageWallets]),
+    ("transferTokens", &[ManageWallets]),
+    ("createWebhook", &[ManageWebhooks, ReadEventStream]),
+    ("rotateWebhookSecret", &[ManageWebhooks]),
+    ("disableWebhook", &[ManageWebhooks]),
+    ("enableWebhook", &[ManageWebhooks]),
+    ("deleteWebhook", &[ManageWebhooks]),
+    ("testWebhook", &[ManageWebhooks]),
+    ("redeliverWebhook", &[ManageWebhooks, ReadEventStream]),
+];
+
+/// Permissions narrowed per record for a role: the role holds the permission, but only for
+/// the records it is assigned to (an agent changes only their leads, unless they also hold
+/// `ManageLeads`; a technician works only installations they are on).
+pub const NARROWED: &[(Permission, Role, &str)] = &[
+    (WorkLeads, Agent, "the leads assigned to them"),
+    (WorkInstallations, Technician, "installations they are assigned to"),
+];
+
+/// Whether `role` may run the mutation `name` (by [`MUTATIONS`]); `None` for a name that is
+/// not a mutation.
+pub fn may_run(role: Role, name: &str) -> Option<bool> {
+    MUTATIONS
+        .iter()
+        .find(|(mutation, _)| *mutation == name)
+        .map(|(_, permissions)| permissions.iter().all(|p| role.may(*p)))
+}
+
+/// The permission table as the README shows it: one row per permission, a column per role,
+/// and the mutations that need it (`tests/tests/permissions.rs` keeps the README in step).
+pub fn markdown() -> String {
+    const ROLES: [Role; 7] = [Owner, Admin, Agent, Technician, Finance, Auditor, Integrator];
+    let mut out = String::from("| permission | ");
+    out.push_str(&ROLES.map(Role::as_str).join(" | "));
+    out.push_str(" | mutations |\n|---|");
+    out.push_str(&"---|".repeat(ROLES.len()));
+    out.push_str("---|\n");
+    for (permission, roles) in TABLE {
+        let marks = ROLES.map(|r| if roles.contains(&r) { "✓" } else { "" });
+        let mutations: Vec<String> = MUTATIONS
+            .iter()
+            .filter(|(_, needs)| needs.contains(permission))
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        out.push_str(&format!(
+            "| `{permission:?}` | {} | {} |\n",
+            marks.join(" | "),
+            if mutations.is_empty() {
+                "(reads only)".to_string()
+            } else {
+                mutations.join(", ")
+            }
+        ));
+    }
+    out
+}
+
 impl Permission {
     /// The roles that hold this permission.
     pub fn roles(self) -> &'static [Role] {
