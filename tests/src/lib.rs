@@ -36,6 +36,9 @@ pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub struct TestApp {
     pub pool: PgPool,
     pub state: AppState,
+    /// Who [`TestApp::token`] names per (tenant, role): `user-1` unless [`TestApp::act_as`]
+    /// chose a user of the directory.
+    acting: std::sync::Mutex<std::collections::HashMap<(String, &'static str), String>>,
 }
 
 /// Settings of a test app (`redis`: whether to use the REDIS_URL of scripts/services.sh).
@@ -157,7 +160,11 @@ impl TestApp {
         let state = build_state(app_pool, &settings)
             .await
             .unwrap_or_else(|e| panic!("building the app: {e:#}"));
-        Self { pool, state }
+        Self {
+            pool,
+            state,
+            acting: std::sync::Mutex::default(),
+        }
     }
 
     /// Creates a tenant and maps a WhatsApp phone-number id to it.
@@ -172,16 +179,59 @@ impl TestApp {
         t
     }
 
-    /// A token for a user of a tenant.
+    /// From now on, [`TestApp::token`] (and so `gql`) of `role` in `tenant_id` names `user_id`
+    /// (e.g. a technician made by [`TestApp::user`], so work can be assigned to the caller).
+    pub fn act_as(&self, tenant_id: &str, role: Role, user_id: &str) {
+        if let Ok(mut acting) = self.acting.lock() {
+            acting.insert((tenant_id.to_string(), role.as_str()), user_id.to_string());
+        }
+    }
+
+    /// A token for a user of a tenant: `user-1`, or the user chosen by [`TestApp::act_as`].
     pub fn token(&self, tenant_id: &str, role: Role) -> String {
+        let user = self
+            .acting
+            .lock()
+            .ok()
+            .and_then(|acting| acting.get(&(tenant_id.to_string(), role.as_str())).cloned())
+            .unwrap_or_else(|| "user-1".to_string());
+        mint(JWT_SECRET, &tenant(tenant_id), &user, role, chrono::Duration::hours(1)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A token for the user `user_id` of a tenant (one made by [`TestApp::user`], or any id).
+    pub fn token_as(&self, tenant_id: &str, user_id: &str, role: Role) -> String {
         mint(
             JWT_SECRET,
             &tenant(tenant_id),
-            "user-1",
+            user_id,
             role,
             chrono::Duration::hours(1),
         )
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Adds an active user of `tenant_id` with `role` through the write path (invited by the
+    /// operator, accepted with a password), so work can be assigned to them; answers their id
+    /// (`usr_…`).
+    pub async fn user(&self, tenant_id: &str, role: Role) -> String {
+        let commands = &self.state.commands;
+        let n = uuid::Uuid::new_v4().simple().to_string();
+        let invited = commands
+            .invite_user(
+                chronicle_commands::users::Invite {
+                    email: format!("{}-{}@{tenant_id}.test", role.as_str(), &n[..8]),
+                    name: format!("{} {}", role.as_str(), &n[..4]),
+                    role: role.as_str().to_string(),
+                },
+                &system_metadata(tenant_id),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("inviting a {} user: {e}", role.as_str()));
+        commands
+            .accept_invitation(&invited.token, "a test user's passphrase", "test")
+            .await
+            .unwrap_or_else(|e| panic!("accepting an invitation: {e}"));
+        invited.user_id
     }
 
     /// Sends a request in-process; returns status and body (JSON, or a string value).

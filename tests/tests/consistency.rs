@@ -105,7 +105,9 @@ const ASSIGN: &str = "mutation($id: String!, $agent: String!) {
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_thousand_mutations_across_areas_each_read_at_once_with_their_cursor_see_their_write(pool: sqlx::PgPool) {
-    let (_app, client, conversation, stop) = running(pool).await;
+    let (app, client, conversation, stop) = running(pool).await;
+    // Conversations are assigned to users: two agents, taking turns, so each assignment changes.
+    let agents = [app.user("acme", Role::Agent).await, app.user("acme", Role::Agent).await];
     let mut purchased = 0;
     for i in 0..1000 {
         let by_header = i % 2 == 0;
@@ -157,7 +159,7 @@ async fn a_thousand_mutations_across_areas_each_read_at_once_with_their_cursor_s
                 (r.clone(), data["wallet"]["balance"] == purchased)
             }
             _ => {
-                let agent = format!("agent-{i}");
+                let agent = agents[(i / 4) % 2].clone();
                 let r = client
                     .mutate(
                         ASSIGN,

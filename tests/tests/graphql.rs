@@ -602,11 +602,12 @@ async fn the_inbox_filters_by_assignee_unassigned_and_tag(pool: PgPool) {
     let token = app.token("acme", Role::Agent);
     let (_, all) = app.graphql(Some(&token), CONVERSATIONS, json!({})).await;
     let ids: Vec<Value> = nodes(&all).iter().map(|n| n["id"].clone()).collect();
+    let agent = app.user("acme", Role::Agent).await;
     let (_, assigned) = app
         .graphql(
             Some(&token),
-            "mutation($id: String!) { assignConversation(conversationId: $id, agentId: \"agent-7\") { position } }",
-            json!({ "id": ids[0] }),
+            "mutation($id: String!, $agent: String) { assignConversation(conversationId: $id, agentId: $agent) { position } }",
+            json!({ "id": ids[0], "agent": agent }),
         )
         .await;
     assert!(assigned["errors"].is_null(), "{assigned}");
@@ -622,10 +623,10 @@ async fn the_inbox_filters_by_assignee_unassigned_and_tag(pool: PgPool) {
     let query = "query($f: ConversationFilter) { conversations(filter: $f) { edges { node { id assignee tags } } } }";
     let ids_of = |v: &Value| nodes(v).iter().map(|n| n["id"].clone()).collect::<Vec<_>>();
     let (_, mine) = app
-        .graphql(Some(&token), query, json!({ "f": { "assignee": "agent-7" } }))
+        .graphql(Some(&token), query, json!({ "f": { "assignee": agent } }))
         .await;
     assert_eq!(ids_of(&mine), vec![ids[0].clone()], "{mine}");
-    assert_eq!(nodes(&mine)[0]["assignee"], "agent-7");
+    assert_eq!(nodes(&mine)[0]["assignee"], agent.as_str());
     let (_, nobody) = app
         .graphql(Some(&token), query, json!({ "f": { "unassigned": true } }))
         .await;

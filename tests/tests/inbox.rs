@@ -728,12 +728,13 @@ async fn agents_work_a_conversation_and_the_view_follows(pool: PgPool) {
     );
 
     // Assignment answers the handover; closing needs resolving first.
+    let agent = app.user("acme", Role::Agent).await;
     let reply = mutate(
         &app,
         "acme",
         Role::Admin,
-        "mutation($id: String!) { assignConversation(conversationId: $id, agentId: \"agent-7\") { position } }",
-        json!({"id": id}),
+        "mutation($id: String!, $agent: String) { assignConversation(conversationId: $id, agentId: $agent) { position } }",
+        json!({"id": id, "agent": agent}),
     )
     .await;
     assert!(reply["errors"].is_null(), "{reply}");
@@ -753,7 +754,7 @@ async fn agents_work_a_conversation_and_the_view_follows(pool: PgPool) {
     let c = &view["data"]["conversation"];
     assert_eq!(
         (c["status"].clone(), c["assignee"].clone()),
-        (json!("CLOSED"), json!("agent-7"))
+        (json!("CLOSED"), json!(agent))
     );
     assert!(c["handoverRequestedAt"].is_null());
 

@@ -193,13 +193,14 @@ async fn a_paid_order_with_installable_items_opens_exactly_one_installation_even
     assert_eq!(data["order"]["status"], "PAID");
     assert_eq!(data["order"]["paid"], true);
     assert_eq!(data["order"]["paidMinor"], 260_000);
-    // Technicians can be assigned to it.
+    // Technicians (users of the tenant) can be assigned to it.
+    let tech = app.user("acme", Role::Technician).await;
     let data = ok(
         &app,
         "acme",
         Role::Admin,
-        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"tech-7\") { id } }",
-        json!({"id": isr}),
+        "mutation($id: String!, $tech: String!) { assignTechnician(installationId: $id, technicianId: $tech) { id } }",
+        json!({"id": isr, "tech": tech}),
     )
     .await;
     assert_eq!(data["assignTechnician"]["id"], isr);
@@ -212,7 +213,7 @@ async fn a_paid_order_with_installable_items_opens_exactly_one_installation_even
         json!({"id": isr}),
     )
     .await;
-    assert_eq!(data["installation"]["technicians"], json!(["tech-7"]));
+    assert_eq!(data["installation"]["technicians"], json!([tech]));
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -787,14 +788,16 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
     );
     assert_eq!(ext["missingPhotos"], json!(photo_requirements(InstallationType::Solar)));
     assert_eq!(ext["noTechnician"], true);
-    // Everything but one checklist item and one photo, with a technician: the caller
-    // (`user-1`), who may then work on it.
+    // Everything but one checklist item and one photo, with a technician: the caller, who may
+    // then work on it.
+    let tech = app.user("acme", Role::Technician).await;
+    app.act_as("acme", Role::Technician, &tech);
     ok(
         &app,
         "acme",
         Role::Admin,
-        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"user-1\") { id } }",
-        vars.clone(),
+        "mutation($id: String!, $tech: String!) { assignTechnician(installationId: $id, technicianId: $tech) { id } }",
+        json!({"id": isr, "tech": tech}),
     )
     .await;
     let items = required_checklist(InstallationType::Solar);
@@ -905,7 +908,7 @@ async fn commissioning_with_something_missing_is_refused_listing_exactly_what_an
     let amount = payout_for(5_000, None);
     assert_eq!(
         data["payouts"]["nodes"],
-        json!([{"id": payout_id_for(&tenant, &isr), "installationId": isr, "technicianIds": ["user-1"],
+        json!([{"id": payout_id_for(&tenant, &isr), "installationId": isr, "technicianIds": [tech],
                 "systemSizeW": 5000, "tier": "medium", "amountMinor": amount, "currency": "USD",
                 "status": "PENDING"}])
     );
@@ -1482,8 +1485,9 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
         gql_code(&app.gql("acme", Role::Agent, COMMISSION, json!({"id": isr})).await),
         "FORBIDDEN"
     );
-    // A technician works only on installations they are assigned to (the token's user is
-    // `user-1`).
+    // A technician works only on installations they are assigned to.
+    let tech = app.user("acme", Role::Technician).await;
+    app.act_as("acme", Role::Technician, &tech);
     let start = "mutation($id: String!) { startInstallationWork(installationId: $id) { id } }";
     assert_eq!(
         gql_code(&app.gql("acme", Role::Technician, start, json!({"id": isr})).await),
@@ -1493,8 +1497,8 @@ async fn roles_limit_who_sells_works_and_pays(pool: PgPool) {
         &app,
         "acme",
         Role::Admin,
-        "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"user-1\") { id } }",
-        json!({"id": isr}),
+        "mutation($id: String!, $tech: String!) { assignTechnician(installationId: $id, technicianId: $tech) { id } }",
+        json!({"id": isr, "tech": tech}),
     )
     .await;
     let data = ok(&app, "acme", Role::Technician, start, json!({"id": isr})).await;
@@ -1575,14 +1579,18 @@ async fn one_tenant_never_sees_or_changes_another_tenants_orders_installations_o
         json!({"installation": null, "order": null, "orders": {"edges": []}, "installations": {"edges": []},
                "installationCounts": [], "payouts": {"nodes": [], "totals": []}})
     );
-    // globex's commands address globex's streams only: acme's installation is unknown there.
+    // globex's commands address globex's streams only: acme's installation is unknown there
+    // (and acme's users are unknown to globex).
+    let acme_tech = app.user("acme", Role::Technician).await;
+    let globex_tech = app.user("globex", Role::Technician).await;
+    let assign =
+        "mutation($id: String!, $tech: String!) { assignTechnician(installationId: $id, technicianId: $tech) { id } }";
     let reply = app
-        .gql(
-            "globex",
-            Role::Owner,
-            "mutation($id: String!) { assignTechnician(installationId: $id, technicianId: \"x\") { id } }",
-            json!({"id": isr}),
-        )
+        .gql("globex", Role::Owner, assign, json!({"id": isr, "tech": acme_tech}))
+        .await;
+    assert_eq!(gql_code(&reply), "UNKNOWN_USER");
+    let reply = app
+        .gql("globex", Role::Owner, assign, json!({"id": isr, "tech": globex_tech}))
         .await;
     assert_eq!(gql_code(&reply), "UNKNOWN_INSTALLATION");
     // Row-level security: the application role scoped to globex sees no acme row.

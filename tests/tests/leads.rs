@@ -511,11 +511,12 @@ async fn the_pipeline_rules_hold_through_graphql_with_their_codes(pool: PgPool) 
 async fn an_agent_changes_only_the_leads_assigned_to_them(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let owner = token("acme", "owner-1", Role::Owner);
-    let agent = token("acme", "agent-7", Role::Agent);
+    let (agent_7, agent_8) = (app.user("acme", Role::Agent).await, app.user("acme", Role::Agent).await);
+    let agent = token("acme", &agent_7, Role::Agent);
     let id = lead_id_of(&gql_capture(&app, &owner, "k1", "+263771000012").await);
     let refused = [
         gql(&app, &agent, ADVANCE, json!({"id": id, "to": "CONTACTED"})).await,
-        gql(&app, &agent, ASSIGN, json!({"id": id, "user": "agent-7"})).await,
+        gql(&app, &agent, ASSIGN, json!({"id": id, "user": agent_7})).await,
         gql(&app, &agent, LOSE, json!({"id": id, "reason": "NO_RESPONSE"})).await,
         gql(&app, &agent, WIN, json!({"id": id})).await,
         gql(&app, &agent, REOPEN, json!({"id": id})).await,
@@ -524,11 +525,11 @@ async fn an_agent_changes_only_the_leads_assigned_to_them(pool: PgPool) {
         assert_eq!(code(reply), "FORBIDDEN", "{reply}");
     }
     assert_eq!(event_count(&app, "LeadAdvanced").await, 0);
-    assert!(gql(&app, &owner, ASSIGN, json!({"id": id, "user": "agent-7"})).await["errors"].is_null());
+    assert!(gql(&app, &owner, ASSIGN, json!({"id": id, "user": agent_7})).await["errors"].is_null());
     let advanced = gql(&app, &agent, ADVANCE, json!({"id": id, "to": "CONTACTED"})).await;
     assert!(advanced["errors"].is_null(), "{advanced}");
     // Handed over to a colleague, the lead is no longer the agent's to move.
-    assert!(gql(&app, &agent, ASSIGN, json!({"id": id, "user": "agent-8"})).await["errors"].is_null());
+    assert!(gql(&app, &agent, ASSIGN, json!({"id": id, "user": agent_8})).await["errors"].is_null());
     let after = gql(&app, &agent, ADVANCE, json!({"id": id, "to": "QUALIFIED"})).await;
     assert_eq!(code(&after), "FORBIDDEN", "{after}");
     // A lead an agent captures is theirs.

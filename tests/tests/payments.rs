@@ -1248,12 +1248,13 @@ async fn an_order_paid_through_a_callback_ends_in_an_installation_technicians_ca
     );
 
     let admin = w.app.token(TENANT, Role::Admin);
+    let tech = w.app.user(TENANT, Role::Technician).await;
     let (_, assigned) = w
         .app
         .graphql(
             Some(&admin),
-            "mutation($i: String!) { assignTechnician(installationId: $i, technicianId: \"tech-1\") { id } }",
-            json!({"i": isr}),
+            "mutation($i: String!, $t: String!) { assignTechnician(installationId: $i, technicianId: $t) { id } }",
+            json!({"i": isr, "t": tech}),
         )
         .await;
     assert!(

@@ -474,41 +474,24 @@ async fn a_request_is_opened_assigned_resolved_and_closed_through_graphql_with_i
         .await;
     assert_eq!(code(&reply), "SERVICE_MOVE_NOT_ALLOWED", "{reply}");
     // Assigning an unknown request is refused; a malformed id is a bad request.
+    let (tech_1, tech_2) = (
+        app.user("acme", Role::Technician).await,
+        app.user("acme", Role::Technician).await,
+    );
+    let assign = "mutation($r: String!, $t: String!) { assignServiceRequest(requestId: $r, technicianId: $t) { id } }";
     let reply = app
-        .gql(
-            "acme",
-            Role::Admin,
-            "mutation { assignServiceRequest(requestId: \"sr_99\", technicianId: \"tech-1\") { id } }",
-            json!({}),
-        )
+        .gql("acme", Role::Admin, assign, json!({"r": "sr_99", "t": tech_1}))
         .await;
     assert_eq!(code(&reply), "UNKNOWN_SERVICE_REQUEST", "{reply}");
     let reply = app
-        .gql(
-            "acme",
-            Role::Admin,
-            "mutation { assignServiceRequest(requestId: \"isr_1\", technicianId: \"tech-1\") { id } }",
-            json!({}),
-        )
+        .gql("acme", Role::Admin, assign, json!({"r": "isr_1", "t": tech_1}))
         .await;
     assert_eq!(code(&reply), "BAD_SERVICE_REQUEST_ID", "{reply}");
-    ok(
-        &app,
-        "acme",
-        Role::Admin,
-        "mutation { assignServiceRequest(requestId: \"sr_1\", technicianId: \"tech-1\") { id } }",
-        json!({}),
-    )
-    .await;
+    ok(&app, "acme", Role::Admin, assign, json!({"r": "sr_1", "t": tech_1})).await;
     let reply = app
-        .gql(
-            "acme",
-            Role::Admin,
-            "mutation { assignServiceRequest(requestId: \"sr_1\", technicianId: \" \") { id } }",
-            json!({}),
-        )
+        .gql("acme", Role::Admin, assign, json!({"r": "sr_1", "t": " "}))
         .await;
-    assert_eq!(code(&reply), "BLANK_FIELD", "{reply}");
+    assert_eq!(code(&reply), "UNKNOWN_USER", "{reply}");
     ok(
         &app,
         "acme",
@@ -518,12 +501,7 @@ async fn a_request_is_opened_assigned_resolved_and_closed_through_graphql_with_i
     )
     .await;
     let reply = app
-        .gql(
-            "acme",
-            Role::Admin,
-            "mutation { assignServiceRequest(requestId: \"sr_1\", technicianId: \"tech-2\") { id } }",
-            json!({}),
-        )
+        .gql("acme", Role::Admin, assign, json!({"r": "sr_1", "t": tech_2}))
         .await;
     assert_eq!(code(&reply), "SERVICE_MOVE_NOT_ALLOWED", "{reply}");
     ok(
@@ -546,7 +524,7 @@ async fn a_request_is_opened_assigned_resolved_and_closed_through_graphql_with_i
     app.project().await;
     let data = ok(&app, "acme", Role::Agent, REQUESTS, json!({ "s": "CLOSED" })).await;
     let node = &data["serviceRequests"]["edges"][0]["node"];
-    assert_eq!(node["technicianId"], "tech-1", "{data}");
+    assert_eq!(node["technicianId"], tech_1.as_str(), "{data}");
     assert_eq!(node["breached"], false);
 }
 
@@ -872,15 +850,13 @@ async fn one_tenant_never_sees_or_changes_another_tenants_after_sales(pool: PgPo
         .gql("globex", Role::Agent, FILE, json!({ "w": warranty, "d": "Mine now" }))
         .await;
     assert_eq!(code(&reply), "WARRANTY_NOT_ACTIVE", "{reply}");
+    let globex_tech = app.user("globex", Role::Technician).await;
     let reply = app
         .gql(
             "globex",
             Role::Admin,
-            &format!(
-                "mutation {{ assignServiceRequest(requestId: \"{}\", technicianId: \"t\") {{ id }} }}",
-                opened.request_id
-            ),
-            json!({}),
+            "mutation($r: String!, $t: String!) { assignServiceRequest(requestId: $r, technicianId: $t) { id } }",
+            json!({"r": opened.request_id, "t": globex_tech}),
         )
         .await;
     assert_eq!(code(&reply), "UNKNOWN_SERVICE_REQUEST", "{reply}");

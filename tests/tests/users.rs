@@ -217,8 +217,9 @@ async fn invite_accept_sign_in_refresh_reuse_and_deactivation(pool: sqlx::PgPool
     assert_eq!(refused.status, 401, "{}", refused.body);
     let (status, _) = client.graphql(&access, VIEWER, json!({})).await;
     assert_eq!(status, 200, "the access token lives out its short life");
-    // One second of life and the verifier's five seconds of leeway for clock skew.
-    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    // One second of life and the verifier's five seconds of leeway for clock skew (in whole
+    // seconds: refused once now - exp > 5).
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
     let (status, expired) = client.graphql(&access, VIEWER, json!({})).await;
     assert_eq!((status, error_code(&expired)), (401, "UNAUTHENTICATED"), "{expired}");
     let barred = client
@@ -668,4 +669,110 @@ async fn a_password_reset_is_handed_over_used_once_and_ends_every_session(pool: 
         .post("/auth/sign-in", json!({"tenant": "acme", "mail": "x"}), None)
         .await;
     assert_eq!((malformed.status, malformed.code()), (400, "INVALID_INPUT"));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn work_is_assigned_only_to_active_users_of_the_tenant_whose_role_does_it(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", "100200300").await;
+    app.tenant_with_number("globex", "100200301").await;
+    let agent = app.user("acme", Role::Agent).await;
+    let technician = app.user("acme", Role::Technician).await;
+    let finance = app.user("acme", Role::Finance).await;
+    let outsider = app.user("globex", Role::Agent).await;
+    let gone = app.user("acme", Role::Technician).await;
+    let operator = app.token("acme", Role::Owner);
+    let (_, deactivated) = app
+        .graphql(
+            Some(&operator),
+            "mutation($id: String!) { deactivateUser(id: $id) { appended } }",
+            json!({"id": gone}),
+        )
+        .await;
+    assert_eq!(deactivated["data"]["deactivateUser"]["appended"], 1, "{deactivated}");
+    let (_, invited) = app
+        .graphql(
+            Some(&operator),
+            INVITE,
+            json!({"input": {"email": "pending@acme.test", "name": "Pending", "role": "agent"}}),
+        )
+        .await;
+    let pending = invited["data"]["inviteUser"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (_, captured) = app
+        .graphql(
+            Some(&operator),
+            "mutation { captureLead(input: {idempotencyKey: \"k1\", phone: \"+263771000099\", name: \"Rudo\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    let lead = captured["data"]["captureLead"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // Each assignment, with who fits it and who does not.
+    let assignments = [
+        (
+            "mutation($u: String) { assignConversation(conversationId: \"ct_00000000000000000000000000000000\", agentId: $u) { id } }",
+            agent.clone(),
+            finance.clone(),
+        ),
+        (
+            "mutation($u: String!, $l: ID!) { assignLead(id: $l, userId: $u) { id } }",
+            agent.clone(),
+            technician.clone(),
+        ),
+        (
+            "mutation($u: String!) { assignTechnician(installationId: \"isr_0\", technicianId: $u) { id } }",
+            technician.clone(),
+            agent.clone(),
+        ),
+        (
+            "mutation($u: String!) { assignServiceRequest(requestId: \"sr_99\", technicianId: $u) { id } }",
+            technician.clone(),
+            finance.clone(),
+        ),
+    ];
+    let user_codes = [
+        "UNKNOWN_USER",
+        "USER_DEACTIVATED",
+        "USER_NOT_ACTIVE",
+        "ROLE_NOT_ALLOWED",
+    ];
+    for (mutation, fits, misfit) in assignments {
+        let call = |user: &str| {
+            let (app, operator, lead) = (&app, &operator, &lead);
+            let variables = if mutation.contains("$l") {
+                json!({"u": user, "l": lead})
+            } else {
+                json!({"u": user})
+            };
+            async move { app.graphql(Some(operator), mutation, variables).await.1 }
+        };
+        for (user, code) in [
+            ("usr_aaaaaaaaaaaaaaaa", "UNKNOWN_USER"),
+            ("bob", "UNKNOWN_USER"),
+            (outsider.as_str(), "UNKNOWN_USER"),
+            (gone.as_str(), "USER_DEACTIVATED"),
+            (pending.as_str(), "USER_NOT_ACTIVE"),
+            (misfit.as_str(), "ROLE_NOT_ALLOWED"),
+        ] {
+            let reply = call(user).await;
+            assert_eq!(error_code(&reply), code, "{mutation} with {user}: {reply}");
+        }
+        // The one who fits passes the check (what follows is the record's own rules).
+        let reply = call(&fits).await;
+        assert!(!user_codes.contains(&error_code(&reply)), "{mutation}: {reply}");
+    }
+    // Nothing was assigned by a refused call.
+    let assigned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type IN ('ConversationAssigned', 'LeadAssigned', 'TechnicianAssigned', 'ServiceRequestAssigned')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(assigned, 1, "only the lead's assignment to the agent was recorded");
 }

@@ -484,10 +484,20 @@ impl InboxMutation {
         )]
         conversation_id: String,
         #[graphql(
-            desc = "The user id of the agent to assign (not checked against the tenant's users); null unassigns; a blank one is refused with `BLANK_FIELD`."
+            desc = "The user id (`usr_…`) of the agent to assign: an active user whose role works conversations (owner, admin, agent), else `UNKNOWN_USER`, `USER_DEACTIVATED`, `USER_NOT_ACTIVE` or `ROLE_NOT_ALLOWED`; null unassigns."
         )]
         agent_id: Option<String>,
     ) -> async_graphql::Result<Receipt> {
+        let caller = writer(ctx).gql()?;
+        let agent_id = match agent_id {
+            Some(agent) => Some(
+                super::assignee(ctx, caller, &agent, Permission::WorkInbox, "work conversations")
+                    .await
+                    .gql()?
+                    .user_id,
+            ),
+            None => None,
+        };
         run(ctx, conversation_id, |by| ConversationCommand::Assign {
             agent_id,
             by,

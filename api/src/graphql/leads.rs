@@ -753,13 +753,19 @@ impl LeadsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
-        #[graphql(desc = "The id of the sales user to assign it to; not checked against the user list.")]
+        #[graphql(
+            desc = "The user id (`usr_…`) of the sales user to assign it to: an active user whose role works leads (owner, admin, agent), else `UNKNOWN_USER`, `USER_DEACTIVATED`, `USER_NOT_ACTIVE` or `ROLE_NOT_ALLOWED`."
+        )]
         user_id: String,
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
             let caller = caller(ctx).gql()?;
             let leads = leads(ctx).gql()?;
             let (id, _) = workable(&leads, caller, &id).await.gql()?;
+            let user_id = super::assignee(ctx, caller, &user_id, Permission::WorkLeads, "work leads")
+                .await
+                .gql()?
+                .user_id;
             leads
                 .run(
                     &id,

@@ -188,6 +188,39 @@ pub(crate) fn allowed<'a>(
     Ok(caller)
 }
 
+/// The user an assignment names: an active user of the caller's tenant whose role holds
+/// `work`, the permission the assigned work needs (an agent works conversations and leads, a
+/// technician installations and service requests). Refused with `UNKNOWN_USER`,
+/// `USER_DEACTIVATED`, `USER_NOT_ACTIVE` (an invitation not yet accepted) or
+/// `ROLE_NOT_ALLOWED`; the caller's own permission is checked before.
+pub(crate) async fn assignee(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    user_id: &str,
+    work: crate::permissions::Permission,
+    what: &str,
+) -> Result<chronicle_commands::users::UserRow, ApiError> {
+    use chronicle_commands::error::{CommandError, DomainError};
+    use chronicle_domain::user::UserError;
+    let refused = |e: UserError| ApiError::Command(CommandError::Rejected(DomainError::User(e)));
+    let user = chronicle_commands::users::find(pool(ctx)?, &caller.tenant, user_id.trim())
+        .await?
+        .ok_or_else(|| refused(UserError::UnknownUser))?;
+    match user.status.as_str() {
+        "active" => {}
+        "deactivated" => return Err(refused(UserError::UserDeactivated)),
+        _ => return Err(refused(UserError::UserNotActive)),
+    }
+    let holds = crate::auth::Role::parse(&user.role).is_some_and(|role| role.may(work));
+    if !holds {
+        return Err(refused(UserError::RoleNotAllowed {
+            role: user.role.clone(),
+            work: what.to_string(),
+        }));
+    }
+    Ok(user)
+}
+
 /// A read model's page as a GraphQL connection: a failed read is answered like any resolver's,
 /// a cursor the read model refused is `BAD_CURSOR`, each row becomes a node through `node`;
 /// `after` says whether the client asked from a cursor (`hasPreviousPage`).

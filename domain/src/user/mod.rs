@@ -232,6 +232,10 @@ pub enum UserError {
     /// A new password follows the password rule ([`check_password`]).
     #[error("this password is too weak: {reason}")]
     WeakPassword { reason: String },
+    /// Work is assigned to a user whose role does that work (checked by the caller against the
+    /// permission table).
+    #[error("the {role} role does not {work}; assign someone whose role does")]
+    RoleNotAllowed { role: String, work: String },
     /// A tenant keeps at least one active owner (checked across users by the caller).
     #[error("this is the tenant's last active owner: make another user owner first")]
     LastOwner,
@@ -256,6 +260,7 @@ impl UserError {
             Self::TwoFactorAlreadyEnabled => "TWO_FACTOR_ALREADY_ENABLED",
             Self::TwoFactorNotEnabled => "TWO_FACTOR_NOT_ENABLED",
             Self::WeakPassword { .. } => "WEAK_PASSWORD",
+            Self::RoleNotAllowed { .. } => "ROLE_NOT_ALLOWED",
             Self::LastOwner => "LAST_OWNER",
         }
     }

@@ -459,10 +459,23 @@ impl RecordsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
-        #[graphql(desc = "The technician's user id; not blank.")] technician_id: String,
+        #[graphql(
+            desc = "The technician's user id (`usr_…`): an active user whose role does field work (owner, admin, technician), else `UNKNOWN_USER`, `USER_DEACTIVATED`, `USER_NOT_ACTIVE` or `ROLE_NOT_ALLOWED`."
+        )]
+        technician_id: String,
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
             let caller = allowed(ctx, Permission::ManageInstallations, "assign technicians").gql()?;
+            let technician_id = crate::graphql::assignee(
+                ctx,
+                caller,
+                &technician_id,
+                Permission::WorkInstallations,
+                "install systems",
+            )
+            .await
+            .gql()?
+            .user_id;
             answer(
                 service(ctx)
                     .gql()?

@@ -237,12 +237,24 @@ impl ServiceRequestsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The request's id, `sr_<ticket number>`.")] request_id: String,
-        #[graphql(desc = "The technician's user id (not blank; not checked against the user list).")]
+        #[graphql(
+            desc = "The technician's user id (`usr_…`): an active user whose role resolves service requests (owner, admin, technician), else `UNKNOWN_USER`, `USER_DEACTIVATED`, `USER_NOT_ACTIVE` or `ROLE_NOT_ALLOWED`."
+        )]
         technician_id: String,
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
             let caller = allowed(ctx, Permission::ManageAfterSales, "assign service requests").gql()?;
             let id = self::request_id(&request_id).gql()?;
+            let technician_id = crate::graphql::assignee(
+                ctx,
+                caller,
+                &technician_id,
+                Permission::ResolveServiceRequests,
+                "resolve service requests",
+            )
+            .await
+            .gql()?
+            .user_id;
             desk(ctx)
                 .gql()?
                 .assign_request(&metadata(ctx, caller), &id, &technician_id, Utc::now())
