@@ -289,6 +289,10 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         wakeups.clone(),
         settings.webhooks,
     );
+    // The decoy hash of sign-in, made now so the first unknown e-mail costs what every other does.
+    chronicle_commands::users::prepare()
+        .await
+        .context("preparing sign-in")?;
     let schema = build_schema(
         pool.clone(),
         wakeups.clone(),
@@ -298,13 +302,17 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         payments.clone(),
         sandbox.clone(),
         webhooks.clone(),
+        crate::sessions::SignInLimiter::new(settings.sessions.limits, redis.clone()),
     );
     Ok(AppState(Arc::new(AppStateFields {
         pool,
         jwt_secret: settings.jwt_secret.clone(),
         token_keys: settings.token_keys(),
         sessions: settings.sessions.clone(),
-        sign_in_limiter: crate::sessions::SignInLimiter::new(settings.sessions.limits, redis.clone()),
+        sign_in_limiter: schema
+            .data::<crate::sessions::SignInLimiter>()
+            .cloned()
+            .unwrap_or_else(|| crate::sessions::SignInLimiter::new(settings.sessions.limits, redis.clone())),
         whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
         whatsapp_verify_token: settings.whatsapp_verify_token.clone(),
         twilio_auth_token: settings.twilio_auth_token.clone(),

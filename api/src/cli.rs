@@ -273,6 +273,7 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
                         role: role.as_str().to_string(),
                     },
                     &metadata,
+                    &crate::permissions::Permission::ManageUsers.role_names(),
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -463,6 +463,12 @@ impl Settings {
         ) {
             (None, None) => None,
             (Some(previous), Some(until)) => {
+                if previous.len() < 32 {
+                    return Err(ConfigError::Invalid {
+                        name: "CHRONICLE_JWT_PREVIOUS_SECRET",
+                        reason: "must be at least 32 bytes, like CHRONICLE_JWT_SECRET".into(),
+                    });
+                }
                 let until = chrono::DateTime::parse_from_rfc3339(until.trim())
                     .map_err(|e| ConfigError::Invalid {
                         name: "CHRONICLE_JWT_PREVIOUS_UNTIL",

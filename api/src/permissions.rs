@@ -222,6 +222,7 @@ pub const MUTATIONS: &[(&str, &[Permission])] = &[
     ("deactivateUser", &[ManageUsers]),
     ("reactivateUser", &[ManageUsers]),
     ("issuePasswordReset", &[ManageUsers]),
+    ("resetTwoFactor", &[ManageUsers]),
     ("beginTwoFactorEnrolment", &[]),
     ("confirmTwoFactor", &[]),
     ("disableTwoFactor", &[]),
@@ -286,6 +287,11 @@ pub fn markdown() -> String {
 }
 
 impl Permission {
+    /// The names of the roles that hold this permission.
+    pub fn role_names(self) -> Vec<&'static str> {
+        self.roles().iter().map(|r| r.as_str()).collect()
+    }
+
     /// The roles that hold this permission.
     pub fn roles(self) -> &'static [Role] {
         TABLE

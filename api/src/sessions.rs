@@ -107,6 +107,9 @@ pub enum Subject {
     Account { tenant: String, email: String },
     /// The client's IP address.
     Address(String),
+    /// A signed-in user proving themselves again (password and code when changing their
+    /// second factor).
+    User { tenant: String, user_id: String },
 }
 
 impl Subject {
@@ -116,6 +119,7 @@ impl Subject {
         let (kind, text) = match self {
             Self::Account { tenant, email } => ("acct", format!("{tenant}\n{}", email.trim().to_lowercase())),
             Self::Address(ip) => ("addr", ip.clone()),
+            Self::User { tenant, user_id } => ("user", format!("{tenant}\n{user_id}")),
         };
         format!(
             "chronicle:sign-in:{kind}:{}",
@@ -167,6 +171,40 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Checks and counts one subject in Redis, as [`SignInLimiter::attempt`] does in memory.
+/// KEYS[1]: the subject; ARGV: now, forget after, free attempts, delay, lock after, lock for
+/// (milliseconds and counts), how long to keep the key. Answers the milliseconds still to
+/// wait (nothing counted), or 0 (a failure counted).
+const RESERVE: &str = r"
+local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_ms') or '0')
+local now = tonumber(ARGV[1])
+if failures > 0 and now - last > tonumber(ARGV[2]) then failures = 0 end
+local free, delay, lock_after, lock_for = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local wait = 0
+if failures >= lock_after then
+  wait = lock_for
+elseif failures >= free then
+  wait = math.min(delay * 2 ^ math.min(failures - free, 20), lock_for)
+end
+local left = last + wait - now
+if failures > 0 and left > 0 then return math.floor(left) end
+redis.call('HSET', KEYS[1], 'failures', failures + 1, 'last_ms', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+return 0
+";
+
+/// Gives one reserved attempt back.
+const REFUND: &str = r"
+local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+if failures > 0 then redis.call('HSET', KEYS[1], 'failures', failures - 1) end
+return 0
+";
+
 impl SignInLimiter {
     /// A limiter keeping its counts in Redis when given, else in memory.
     pub fn new(limits: SignInLimits, redis: Option<redis::aio::ConnectionManager>) -> Self {
@@ -178,92 +216,106 @@ impl SignInLimiter {
     }
 
     fn limits_of(&self, subject: &Subject) -> SignInLimits {
-        match subject {
-            Subject::Account { .. } => self.limits,
+        let limits = match subject {
+            Subject::Account { .. } | Subject::User { .. } => self.limits,
             Subject::Address(_) => self.limits.for_address(),
+        };
+        // A lock outlives the hour counts are otherwise kept.
+        SignInLimits {
+            forget_after: limits.forget_after.max(limits.lock_for),
+            ..limits
         }
     }
 
-    async fn count(&self, key: &str) -> Result<Count, LimiterUnavailable> {
+    /// Reserves an attempt for every subject before the password is checked: when one must
+    /// still wait, answers the longest wait and counts nothing; otherwise counts a failure for
+    /// each, atomically per subject (a check and an increment in one step: in Redis a script,
+    /// in memory one lock), so parallel attempts cannot all slip through on the same count. A
+    /// right password gives the reservation back ([`SignInLimiter::refund`],
+    /// [`SignInLimiter::succeeded`]).
+    pub async fn attempt(&self, subjects: &[Subject]) -> Result<Duration, LimiterUnavailable> {
+        let mut reserved: Vec<&Subject> = Vec::new();
+        for subject in subjects {
+            let left = self.reserve(subject).await?;
+            if left > 0 {
+                for done in reserved {
+                    self.refund(done).await?;
+                }
+                return Ok(Duration::from_millis(u64::try_from(left).unwrap_or(0)));
+            }
+            reserved.push(subject);
+        }
+        Ok(Duration::ZERO)
+    }
+
+    /// Checks and counts one subject: the milliseconds it must still wait (nothing counted),
+    /// or 0 (one more failure counted, as of now).
+    async fn reserve(&self, subject: &Subject) -> Result<i64, LimiterUnavailable> {
+        let key = subject.key();
+        let limits = self.limits_of(subject);
+        let now = now_ms();
         match &self.store {
-            Store::Memory(map) => Ok(map
-                .lock()
-                .map(|m| m.get(key).copied().unwrap_or_default())
-                .unwrap_or_default()),
+            Store::Memory(map) => {
+                let Ok(mut map) = map.lock() else { return Ok(0) };
+                let forget = ms(limits.forget_after);
+                if map.len() > 10_000 {
+                    map.retain(|_, c| now - c.last_ms <= forget);
+                }
+                let count = map.entry(key).or_default();
+                if count.failures > 0 && now - count.last_ms > forget {
+                    *count = Count::default();
+                }
+                let left = if count.failures == 0 {
+                    0
+                } else {
+                    count.last_ms.saturating_add(ms(limits.wait_after(count.failures))) - now
+                };
+                if left > 0 {
+                    return Ok(left);
+                }
+                count.failures = count.failures.saturating_add(1);
+                count.last_ms = now;
+                Ok(0)
+            }
             Store::Redis(connection) => {
                 let mut connection = connection.clone();
-                let (failures, last_ms): (Option<u32>, Option<i64>) = redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("failures")
-                    .arg("last_ms")
+                let left: i64 = redis::cmd("EVAL")
+                    .arg(RESERVE)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(now)
+                    .arg(ms(limits.forget_after))
+                    .arg(limits.free_attempts)
+                    .arg(ms(limits.delay))
+                    .arg(limits.lock_after)
+                    .arg(ms(limits.lock_for))
+                    .arg(ms(limits.forget_after))
                     .query_async(&mut connection)
                     .await?;
-                Ok(Count {
-                    failures: failures.unwrap_or(0),
-                    last_ms: last_ms.unwrap_or(0),
-                })
+                Ok(left)
             }
         }
     }
 
-    /// How long the subjects must still wait before an attempt; zero when it may go ahead.
-    pub async fn wait(&self, subjects: &[Subject]) -> Result<Duration, LimiterUnavailable> {
-        let now = now_ms();
-        let mut longest = Duration::ZERO;
-        for subject in subjects {
-            let count = self.count(&subject.key()).await?;
-            let limits = self.limits_of(subject);
-            let forgotten = now - count.last_ms > i64::try_from(limits.forget_after.as_millis()).unwrap_or(i64::MAX);
-            if count.failures == 0 || forgotten {
-                continue;
-            }
-            let wait_ms = i64::try_from(limits.wait_after(count.failures).as_millis()).unwrap_or(i64::MAX);
-            let left = count.last_ms.saturating_add(wait_ms) - now;
-            if left > 0 {
-                longest = longest.max(Duration::from_millis(u64::try_from(left).unwrap_or(0)));
-            }
-        }
-        Ok(longest)
-    }
-
-    /// Counts a failure of each subject.
-    pub async fn failed(&self, subjects: &[Subject]) -> Result<(), LimiterUnavailable> {
-        let now = now_ms();
-        for subject in subjects {
-            let key = subject.key();
-            let limits = self.limits_of(subject);
-            let keep = limits.forget_after.max(limits.lock_for);
-            match &self.store {
-                Store::Memory(map) => {
-                    if let Ok(mut map) = map.lock() {
-                        let forget_ms = i64::try_from(limits.forget_after.as_millis()).unwrap_or(i64::MAX);
-                        map.retain(|_, c| now - c.last_ms <= forget_ms.max(1));
-                        let count = map.entry(key).or_default();
-                        count.failures = count.failures.saturating_add(1);
-                        count.last_ms = now;
+    /// Gives one reserved attempt back (the password was right).
+    pub async fn refund(&self, subject: &Subject) -> Result<(), LimiterUnavailable> {
+        let key = subject.key();
+        match &self.store {
+            Store::Memory(map) => {
+                if let Ok(mut map) = map.lock() {
+                    if let Some(count) = map.get_mut(&key) {
+                        count.failures = count.failures.saturating_sub(1);
                     }
                 }
-                Store::Redis(connection) => {
-                    let mut connection = connection.clone();
-                    redis::pipe()
-                        .atomic()
-                        .cmd("HINCRBY")
-                        .arg(&key)
-                        .arg("failures")
-                        .arg(1)
-                        .ignore()
-                        .cmd("HSET")
-                        .arg(&key)
-                        .arg("last_ms")
-                        .arg(now)
-                        .ignore()
-                        .cmd("PEXPIRE")
-                        .arg(&key)
-                        .arg(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX))
-                        .ignore()
-                        .query_async::<()>(&mut connection)
-                        .await?;
-                }
+            }
+            Store::Redis(connection) => {
+                let mut connection = connection.clone();
+                redis::cmd("EVAL")
+                    .arg(REFUND)
+                    .arg(1)
+                    .arg(&key)
+                    .query_async::<()>(&mut connection)
+                    .await?;
             }
         }
         Ok(())
@@ -308,7 +360,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_memory_store_paces_an_account_and_a_success_clears_it() {
+    async fn the_memory_store_reserves_attempts_paces_an_account_and_a_success_clears_it() {
         let limits = SignInLimits {
             free_attempts: 1,
             delay: Duration::from_secs(60),
@@ -323,14 +375,48 @@ mod tests {
             tenant: "acme".into(),
             email: "a@example.com ".into(),
         };
+        // The first attempt is free and reserved; the next must wait a minute.
         assert_eq!(
-            limiter.wait(std::slice::from_ref(&account)).await.ok(),
+            limiter.attempt(std::slice::from_ref(&account)).await.ok(),
             Some(Duration::ZERO)
         );
-        assert!(limiter.failed(std::slice::from_ref(&account)).await.is_ok());
-        let wait = limiter.wait(std::slice::from_ref(&same)).await.unwrap_or_default();
+        let wait = limiter.attempt(std::slice::from_ref(&same)).await.unwrap_or_default();
         assert!(wait > Duration::from_secs(59), "{wait:?}");
+        // A refund (the password was right) frees it again.
+        assert!(limiter.refund(&same).await.is_ok());
+        assert_eq!(
+            limiter.attempt(std::slice::from_ref(&same)).await.ok(),
+            Some(Duration::ZERO)
+        );
         assert!(limiter.succeeded(&same).await.is_ok());
-        assert_eq!(limiter.wait(&[account]).await.ok(), Some(Duration::ZERO));
+        assert_eq!(limiter.attempt(&[account]).await.ok(), Some(Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn parallel_attempts_cannot_slip_through_on_the_same_count() {
+        let limits = SignInLimits {
+            free_attempts: 3,
+            delay: Duration::from_secs(60),
+            ..SignInLimits::default()
+        };
+        let limiter = SignInLimiter::new(limits, None);
+        let account = Subject::Account {
+            tenant: "acme".into(),
+            email: "a@example.com".into(),
+        };
+        let attempts: Vec<_> = (0..20)
+            .map(|_| {
+                let (limiter, account) = (limiter.clone(), account.clone());
+                tokio::spawn(async move { limiter.attempt(&[account]).await.ok() })
+            })
+            .collect();
+        let mut through = 0;
+        for attempt in attempts {
+            if attempt.await.ok().flatten() == Some(Duration::ZERO) {
+                through += 1;
+            }
+        }
+        // The three free ones, not twenty: the fourth already finds the last failure too recent.
+        assert_eq!(through, 3);
     }
 }

@@ -13,10 +13,19 @@
 //!   token again revokes the family (`RefreshTokenReused`). Sign-out revokes the family.
 //! - Deactivation and a password reset revoke every family of the user at once.
 //!
-//! Every change that spans users runs under a per-tenant advisory lock: e-mail uniqueness and
-//! the rule that a tenant keeps an active owner (`LastOwner`). The account row is written in
-//! the same transaction as the lock, after the event is appended, so a refused command leaves
-//! nothing and a row never runs ahead of the log.
+//! Every change an owner or admin makes runs under a per-tenant advisory lock: e-mail
+//! uniqueness and "a tenant keeps an active owner" (`LastOwner`) span users, and the acting
+//! user is read again there (a demoted or deactivated admin's access token lives on for
+//! minutes; their power does not). The event is appended under the lock and the account row
+//! written in the lock's transaction, committing after the event, so a refused command leaves
+//! nothing. Should that commit fail after the append, the log is one step ahead of the row: a
+//! retry with the same token (accepting, resetting, confirming a second factor) sees the
+//! aggregate refuse the step it already took and repairs the row instead of failing.
+//!
+//! Sessions and the second factor serialise on the account row (`FOR UPDATE`): a refresh or a
+//! new session checks, in the transaction that writes its token, that the account is active
+//! and (at sign-in) its password the one just verified, so no token outlives the commit of a
+//! deactivation or a reset.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -178,6 +187,7 @@ impl From<sqlx::Error> for AuthError {
 }
 
 /// A stored moment that may be unset.
+/// A stored moment that may be unset.
 type Moment = Option<DateTime<Utc>>;
 /// Stored key or ciphertext bytes that may be unset.
 type Sealed = Option<Vec<u8>>;
@@ -195,6 +205,16 @@ fn fresh_token(prefix: &str) -> String {
         "{prefix}_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
     )
+}
+
+/// Password hashes computed at once, at most (each takes 19 MiB and tens of milliseconds): a
+/// flood of sign-ins queues here instead of exhausting memory.
+fn hashing() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(2 * cores)
+    })
 }
 
 fn rejected(e: UserError) -> CommandError {
@@ -215,6 +235,7 @@ fn totp_binding(user_id: &str) -> String {
 /// threads: it takes tens of milliseconds on purpose.
 pub async fn hash_password(password: &str) -> Result<String, CommandError> {
     let password = password.to_string();
+    let _permit = hashing().acquire().await.map_err(unexpected)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -227,7 +248,7 @@ pub async fn hash_password(password: &str) -> Result<String, CommandError> {
 }
 
 /// A hash of a password nobody knows, verified against when the e-mail is unknown so the
-/// answer takes as long as for a wrong password.
+/// answer takes as long as for a wrong password. Made at start by [`prepare`].
 async fn decoy_hash() -> Result<&'static str, CommandError> {
     static DECOY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     DECOY
@@ -236,9 +257,16 @@ async fn decoy_hash() -> Result<&'static str, CommandError> {
         .map(String::as_str)
 }
 
+/// Makes what sign-in needs ready before the first request (the decoy hash), so the first
+/// unknown e-mail is answered in the same time as every other.
+pub async fn prepare() -> Result<(), CommandError> {
+    decoy_hash().await.map(drop)
+}
+
 /// Whether `password` matches the PHC string `hash` (constant time inside argon2).
 async fn password_matches(hash: &str, password: &str) -> Result<bool, CommandError> {
     let (hash, password) = (hash.to_string(), password.to_string());
+    let _permit = hashing().acquire().await.map_err(unexpected)?;
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
@@ -264,14 +292,67 @@ fn recovery_hash(user_id: &str, code: &str) -> Vec<u8> {
     sha256(&format!("{user_id}:{code}"))
 }
 
-/// Takes the per-tenant lock every user change holds until its transaction ends.
-async fn lock_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, CommandError> {
+/// How long a user change waits for another of the same tenant (or account) before answering
+/// `CONFLICT` (try again).
+const LOCK_TIMEOUT: &str = "5s";
+
+/// A lock wait that ran out is a conflict, anything else a failure.
+fn lock_error(e: sqlx::Error) -> CommandError {
+    match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => CommandError::Conflict,
+        _ => CommandError::from(e),
+    }
+}
+
+async fn begin_bounded(pool: &PgPool) -> Result<Transaction<'static, Postgres>, CommandError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("chronicle:users:{tenant}"))
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         .execute(&mut *tx)
         .await?;
     Ok(tx)
+}
+
+/// Takes the per-tenant lock every change to users holds until its transaction ends.
+async fn lock_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, CommandError> {
+    let mut tx = begin_bounded(pool).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("chronicle:users:{tenant}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(lock_error)?;
+    Ok(tx)
+}
+
+/// An account row held by [`lock_account`] until its transaction ends.
+#[derive(sqlx::FromRow)]
+struct Held {
+    status: String,
+    password_hash: Option<String>,
+    email: String,
+    wrapped_key: Sealed,
+    totp_sealed: Sealed,
+    totp_pending_sealed: Sealed,
+    totp_last_step: Option<i64>,
+}
+
+/// Locks one account row (`FOR UPDATE`): what sessions and the second factor serialise on.
+/// Deactivation and resets update the same row, so they wait for each other.
+async fn lock_account(
+    pool: &PgPool,
+    tenant: &TenantId,
+    user_id: &str,
+) -> Result<(Transaction<'static, Postgres>, Option<Held>), CommandError> {
+    let mut tx = begin_bounded(pool).await?;
+    let held: Option<Held> = sqlx::query_as(
+        "SELECT status, password_hash, email, wrapped_key, totp_sealed, totp_pending_sealed, totp_last_step \
+         FROM user_accounts WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
+    )
+    .bind(tenant.as_str())
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(lock_error)?;
+    Ok((tx, held))
 }
 
 /// The metadata of a command a user runs on their own account (accepting, resetting, using a
@@ -292,13 +373,82 @@ fn tenant_of(text: &str) -> Result<TenantId, CommandError> {
     TenantId::parse(text).map_err(|e| CommandError::Unexpected(format!("a stored tenant id: {e}").into()))
 }
 
+/// The roles that may manage users (owners and admins), passed in by the API from its
+/// permission table so the table stays the one place that says so.
+pub type Managers<'a> = &'a [&'a str];
+
+/// A manager other than an owner may neither give the owner role nor change an owner
+/// (`ROLE_ABOVE_ISSUER`).
+fn may_touch(acting_role: &str, target_role: Option<&str>, new_role: Option<&str>) -> Result<(), CommandError> {
+    if acting_role != "owner" && (target_role == Some("owner") || new_role == Some("owner")) {
+        return Err(rejected(UserError::RoleAboveIssuer));
+    }
+    Ok(())
+}
+
+/// The aggregate refused a step the log already holds (`already`): an earlier attempt's row
+/// write was lost after its event, and this retry repairs the row. Other outcomes pass through.
+fn repairing(result: Result<Appended, CommandError>, already: &UserError, user_id: &str) -> Result<(), CommandError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(CommandError::Rejected(DomainError::User(e))) if &e == already => {
+            tracing::warn!(user.id = %user_id, step = e.code(), "an account row behind its log is repaired");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Commands {
+    /// The acting user's role as of now, read under the tenant lock: a user of the directory
+    /// must still be active and still hold a managing role, else `CALLER_NO_LONGER_ALLOWED`
+    /// (a demoted or deactivated admin's access token lives on for minutes; their power does
+    /// not). An operator's token of someone outside the directory acts with its claimed role,
+    /// the command line as an owner; API keys never manage users.
+    async fn acting_role(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        metadata: &CommandMetadata,
+        managers: Managers<'_>,
+    ) -> Result<String, CommandError> {
+        let role = match &metadata.actor {
+            Actor::User { user_id, role } => {
+                let row: Option<(String, String)> =
+                    sqlx::query_as("SELECT role, status FROM user_accounts WHERE tenant_id = $1 AND user_id = $2")
+                        .bind(metadata.tenant_id.as_str())
+                        .bind(user_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                match row {
+                    Some((current, status)) if status == "active" => current,
+                    Some(_) => return Err(rejected(UserError::CallerNoLongerAllowed)),
+                    None => role.clone(),
+                }
+            }
+            Actor::System { .. } => return Ok("owner".to_string()),
+            Actor::ApiKey { .. } => return Err(rejected(UserError::CallerNoLongerAllowed)),
+        };
+        if managers.contains(&role.as_str()) {
+            Ok(role)
+        } else {
+            Err(rejected(UserError::CallerNoLongerAllowed))
+        }
+    }
+
     /// Invites a person: the `UserInvited` event, then the account with the invitation's hash.
-    /// Refused with `EMAIL_TAKEN` when another user of the tenant has the address.
-    pub async fn invite_user(&self, invite: Invite, metadata: &CommandMetadata) -> Result<IssuedToken, CommandError> {
+    /// Refused with `EMAIL_TAKEN` when another user of the tenant has the address,
+    /// `ROLE_ABOVE_ISSUER` when an admin gives the owner role.
+    pub async fn invite_user(
+        &self,
+        invite: Invite,
+        metadata: &CommandMetadata,
+        managers: Managers<'_>,
+    ) -> Result<IssuedToken, CommandError> {
         let tenant = &metadata.tenant_id;
         let email = normalize_email(&invite.email).map_err(rejected)?;
         let mut tx = lock_tenant(self.pool(), tenant).await?;
+        let acting = self.acting_role(&mut tx, metadata, managers).await?;
+        may_touch(&acting, None, Some(&invite.role))?;
         let taken: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM user_accounts WHERE tenant_id = $1 AND email = $2)")
                 .bind(tenant.as_str())
@@ -355,9 +505,13 @@ impl Commands {
         &self,
         user_id: &str,
         metadata: &CommandMetadata,
+        managers: Managers<'_>,
     ) -> Result<IssuedToken, CommandError> {
-        let mut tx = lock_tenant(self.pool(), &metadata.tenant_id).await?;
-        self.existing(&mut tx, &metadata.tenant_id, user_id).await?;
+        let tenant = &metadata.tenant_id;
+        let mut tx = lock_tenant(self.pool(), tenant).await?;
+        let acting = self.acting_role(&mut tx, metadata, managers).await?;
+        let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
+        may_touch(&acting, Some(&role), None)?;
         let token = fresh_token("inv");
         let at = Utc::now();
         let expires_at = at + Duration::days(INVITATION_TTL_DAYS);
@@ -368,7 +522,7 @@ impl Commands {
             "UPDATE user_accounts SET invitation_sha256 = $3, invitation_expires_at = $4, updated_at = $5 \
              WHERE tenant_id = $1 AND user_id = $2",
         )
-        .bind(metadata.tenant_id.as_str())
+        .bind(tenant.as_str())
         .bind(user_id)
         .bind(sha256(&token))
         .bind(expires_at)
@@ -384,28 +538,58 @@ impl Commands {
         })
     }
 
+    /// The account a one-time token (invitation or reset, by its column) names, checked again
+    /// under the tenant lock so a token replaced meanwhile is refused (`INVALID_TOKEN`).
+    async fn by_token(
+        &self,
+        column: &str,
+        token: &str,
+    ) -> Result<(Transaction<'static, Postgres>, TenantId, String, String, String), AuthError> {
+        let hash = sha256(token.trim());
+        let found: Option<(String, String, String, String)> = sqlx::query_as(&format!(
+            "SELECT tenant_id, user_id, role, email FROM user_accounts WHERE {column} = $1"
+        ))
+        .bind(&hash)
+        .fetch_optional(self.pool())
+        .await?;
+        let (tenant, user_id, role, email) = found.ok_or(AuthRefusal::InvalidToken)?;
+        let tenant = tenant_of(&tenant)?;
+        let mut tx = lock_tenant(self.pool(), &tenant).await?;
+        let still: Option<bool> = sqlx::query_scalar(&format!(
+            "SELECT {column} = $3 FROM user_accounts WHERE tenant_id = $1 AND user_id = $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(&user_id)
+        .bind(&hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still != Some(true) {
+            return Err(AuthRefusal::InvalidToken.into());
+        }
+        Ok((tx, tenant, user_id, role, email))
+    }
+
     /// Accepts an invitation with a new password: the account becomes active. Refused with
-    /// `INVALID_TOKEN` (unknown or replaced), `INVITATION_EXPIRED`, `WEAK_PASSWORD`.
+    /// `INVALID_TOKEN` (unknown, replaced or used), `INVITATION_EXPIRED`, `WEAK_PASSWORD`.
     pub async fn accept_invitation(
         &self,
         token: &str,
         password: &str,
         correlation_id: &str,
     ) -> Result<Account, AuthError> {
-        let found: Option<(String, String, String, String)> =
-            sqlx::query_as("SELECT tenant_id, user_id, role, email FROM user_accounts WHERE invitation_sha256 = $1")
-                .bind(sha256(token.trim()))
-                .fetch_optional(self.pool())
-                .await?;
-        let (tenant, user_id, role, email) = found.ok_or(AuthRefusal::InvalidToken)?;
-        let tenant = tenant_of(&tenant)?;
+        let (tx, _, _, _, email) = self.by_token("invitation_sha256", token).await?;
+        drop(tx);
         check_password(password, &email).map_err(rejected)?;
         let hash = hash_password(password).await?;
-        let mut tx = lock_tenant(self.pool(), &tenant).await?;
+        let (mut tx, tenant, user_id, role, _) = self.by_token("invitation_sha256", token).await?;
         let at = Utc::now();
         let metadata = own_metadata(&tenant, &user_id, &role, correlation_id);
-        self.user(&user_id, UserCommand::AcceptInvitation { at }, &metadata)
-            .await?;
+        repairing(
+            self.user(&user_id, UserCommand::AcceptInvitation { at }, &metadata)
+                .await,
+            &UserError::InvitationNotPending,
+            &user_id,
+        )?;
         sqlx::query(
             "UPDATE user_accounts SET status = 'active', accepted = true, password_hash = $3, \
                invitation_sha256 = NULL, invitation_expires_at = NULL, updated_at = $4 \
@@ -422,16 +606,19 @@ impl Commands {
     }
 
     /// Changes a user's role. Refused with `LAST_OWNER` when it would leave the tenant without
-    /// an active owner.
+    /// an active owner, `ROLE_ABOVE_ISSUER` when an admin gives or takes the owner role.
     pub async fn change_user_role(
         &self,
         user_id: &str,
         role: &str,
         metadata: &CommandMetadata,
+        managers: Managers<'_>,
     ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
         let mut tx = lock_tenant(self.pool(), tenant).await?;
+        let acting = self.acting_role(&mut tx, metadata, managers).await?;
         let (current, status) = self.existing(&mut tx, tenant, user_id).await?;
+        may_touch(&acting, Some(&current), Some(role))?;
         if current == "owner" && role != "owner" && status == "active" {
             self.keep_an_owner(&mut tx, tenant, user_id).await?;
         }
@@ -465,16 +652,19 @@ impl Commands {
         user_id: &str,
         reason: Option<String>,
         metadata: &CommandMetadata,
+        managers: Managers<'_>,
     ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
         let mut tx = lock_tenant(self.pool(), tenant).await?;
+        let acting = self.acting_role(&mut tx, metadata, managers).await?;
         let (role, status) = self.existing(&mut tx, tenant, user_id).await?;
+        may_touch(&acting, Some(&role), None)?;
         if role == "owner" && status == "active" {
             self.keep_an_owner(&mut tx, tenant, user_id).await?;
         }
         let at = Utc::now();
-        // Sessions end with the transaction that records the deactivation; the event is
-        // appended before the commit, so a refused command ends nothing.
+        // Sessions end with the transaction that records the deactivation (a refresh waits on
+        // this row); the event is appended before the commit, so a refused command ends nothing.
         sqlx::query(
             "UPDATE user_accounts SET status = 'deactivated', reset_sha256 = NULL, reset_expires_at = NULL, \
                updated_at = $3 WHERE tenant_id = $1 AND user_id = $2",
@@ -493,10 +683,17 @@ impl Commands {
     }
 
     /// Reactivates a deactivated user (back to active, or invited if they never accepted).
-    pub async fn reactivate_user(&self, user_id: &str, metadata: &CommandMetadata) -> Result<Appended, CommandError> {
+    pub async fn reactivate_user(
+        &self,
+        user_id: &str,
+        metadata: &CommandMetadata,
+        managers: Managers<'_>,
+    ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
         let mut tx = lock_tenant(self.pool(), tenant).await?;
-        self.existing(&mut tx, tenant, user_id).await?;
+        let acting = self.acting_role(&mut tx, metadata, managers).await?;
+        let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
+        may_touch(&acting, Some(&role), None)?;
         let at = Utc::now();
         let appended = self.user(user_id, UserCommand::ReactivateUser { at }, metadata).await?;
         sqlx::query(
@@ -518,10 +715,13 @@ impl Commands {
         &self,
         user_id: &str,
         metadata: &CommandMetadata,
+        managers: Managers<'_>,
     ) -> Result<IssuedToken, CommandError> {
         let tenant = &metadata.tenant_id;
         let mut tx = lock_tenant(self.pool(), tenant).await?;
-        self.existing(&mut tx, tenant, user_id).await?;
+        let acting = self.acting_role(&mut tx, metadata, managers).await?;
+        let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
+        may_touch(&acting, Some(&role), None)?;
         let token = fresh_token("rst");
         let at = Utc::now();
         let expires_at = at + Duration::hours(RESET_TTL_HOURS);
@@ -556,16 +756,11 @@ impl Commands {
         password: &str,
         correlation_id: &str,
     ) -> Result<Account, AuthError> {
-        let found: Option<(String, String, String, String)> =
-            sqlx::query_as("SELECT tenant_id, user_id, role, email FROM user_accounts WHERE reset_sha256 = $1")
-                .bind(sha256(token.trim()))
-                .fetch_optional(self.pool())
-                .await?;
-        let (tenant, user_id, role, email) = found.ok_or(AuthRefusal::InvalidToken)?;
-        let tenant = tenant_of(&tenant)?;
+        let (tx, _, _, _, email) = self.by_token("reset_sha256", token).await?;
+        drop(tx);
         check_password(password, &email).map_err(rejected)?;
         let hash = hash_password(password).await?;
-        let mut tx = lock_tenant(self.pool(), &tenant).await?;
+        let (mut tx, tenant, user_id, role, _) = self.by_token("reset_sha256", token).await?;
         let at = Utc::now();
         sqlx::query(
             "UPDATE user_accounts SET password_hash = $3, reset_sha256 = NULL, reset_expires_at = NULL, updated_at = $4 \
@@ -579,14 +774,21 @@ impl Commands {
         .await?;
         revoke_all(&mut tx, &user_id, at).await?;
         let metadata = own_metadata(&tenant, &user_id, &role, correlation_id);
-        self.user(&user_id, UserCommand::CompletePasswordReset { at }, &metadata)
-            .await?;
+        repairing(
+            self.user(&user_id, UserCommand::CompletePasswordReset { at }, &metadata)
+                .await,
+            &UserError::PasswordResetNotPending,
+            &user_id,
+        )?;
         tx.commit().await?;
         Ok(Account { tenant, user_id, role })
     }
 
-    /// Checks e-mail, password and second factor. An unknown e-mail is checked against a decoy
-    /// hash, so it is answered like a wrong password and in the same time.
+    /// Checks e-mail, password and second factor, and starts a session (the first refresh token
+    /// of a new family). An unknown e-mail is checked against a decoy hash, so it is answered
+    /// like a wrong password and in the same time.
+    // Each argument is a different piece of the sign-in request or its setting.
+    #[allow(clippy::too_many_arguments)]
     pub async fn sign_in(
         &self,
         master: &chronicle_domain::pii::MasterKey,
@@ -595,7 +797,8 @@ impl Commands {
         password: &str,
         second: Option<SecondFactor>,
         correlation_id: &str,
-    ) -> Result<Account, AuthError> {
+        ttl: Duration,
+    ) -> Result<(Account, RefreshToken), AuthError> {
         type Row = (String, String, String, Option<String>, bool);
         let row: Option<Row> = match normalize_email(email) {
             Ok(email) => {
@@ -615,7 +818,7 @@ impl Commands {
             None => decoy_hash().await?,
         };
         let matches = password_matches(hash, password).await?;
-        let Some((user_id, role, status, Some(_), two_factor)) = row.filter(|_| matches) else {
+        let Some((user_id, role, status, Some(verified), two_factor)) = row.filter(|_| matches) else {
             return Err(AuthRefusal::InvalidCredentials.into());
         };
         if status != "active" {
@@ -631,133 +834,153 @@ impl Commands {
                 }
             }
         }
-        Ok(Account {
+        let account = Account {
             tenant: tenant.clone(),
             user_id,
             role,
-        })
+        };
+        let refresh = self
+            .open_session(&account, &format!("fam_{}", fresh_id()), ttl, Some(&verified))
+            .await?;
+        Ok((account, refresh))
     }
 
-    /// Starts a session for a signed-in account: the first refresh token of a new family.
-    pub async fn start_session(&self, account: &Account, ttl: Duration) -> Result<RefreshToken, CommandError> {
-        let family = format!("fam_{}", fresh_id());
-        self.issue_refresh(account, &family, ttl).await
+    /// Starts a session for an account that just proved itself another way (an accepted
+    /// invitation, a completed reset): the first refresh token of a new family.
+    pub async fn start_session(&self, account: &Account, ttl: Duration) -> Result<RefreshToken, AuthError> {
+        self.open_session(account, &format!("fam_{}", fresh_id()), ttl, None)
+            .await
     }
 
-    async fn issue_refresh(
+    /// Writes a refresh token of `family` while holding the account row: the account must be
+    /// active and, when `verified` is given, its password still the one just checked (a reset
+    /// or deactivation that committed meanwhile wins).
+    async fn open_session(
         &self,
         account: &Account,
         family: &str,
         ttl: Duration,
-    ) -> Result<RefreshToken, CommandError> {
-        let token = fresh_token("rft");
-        let now = Utc::now();
-        let expires_at = now + ttl;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_sha256, family_id, tenant_id, user_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(sha256(&token))
-        .bind(family)
-        .bind(account.tenant.as_str())
-        .bind(&account.user_id)
-        .bind(now)
-        .bind(expires_at)
-        .execute(self.pool())
-        .await?;
-        Ok(RefreshToken { token, expires_at })
+        verified: Option<&str>,
+    ) -> Result<RefreshToken, AuthError> {
+        let (mut tx, held) = lock_account(self.pool(), &account.tenant, &account.user_id).await?;
+        let held = held.ok_or(AuthRefusal::InvalidCredentials)?;
+        if held.status != "active" {
+            return Err(AuthRefusal::AccountDeactivated.into());
+        }
+        if verified.is_some_and(|hash| held.password_hash.as_deref() != Some(hash)) {
+            return Err(AuthRefusal::InvalidCredentials.into());
+        }
+        let refresh = insert_refresh(&mut tx, account, family, ttl).await?;
+        tx.commit().await?;
+        Ok(refresh)
     }
 
     /// Trades a refresh token for the next of its family (and the account, with its current
-    /// role, for the access token). A used token presented again revokes the family.
+    /// role, for the access token). One transaction holding the token's row and the account's:
+    /// of two refreshes of one token the second sees it used and ends the family (the first's
+    /// new token with it); a deactivation or reset either waits for the refresh and then
+    /// revokes what it issued, or commits first and the refresh is refused.
     pub async fn refresh(&self, token: &str, ttl: Duration) -> Result<(Account, RefreshToken), AuthError> {
         let hash = sha256(token.trim());
         let now = Utc::now();
-        let taken: Option<(String, String, String)> = sqlx::query_as(
-            "UPDATE refresh_tokens SET used_at = $2 \
-             WHERE token_sha256 = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
-             RETURNING family_id, tenant_id, user_id",
+        let mut tx = begin_bounded(self.pool()).await?;
+        let found: Option<(String, String, String, Moment, Moment, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT family_id, tenant_id, user_id, used_at, revoked_at, expires_at FROM refresh_tokens \
+             WHERE token_sha256 = $1 FOR UPDATE",
         )
         .bind(&hash)
-        .bind(now)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some((family, tenant, user_id)) = taken else {
-            let seen: Option<(String, Moment, Moment)> =
-                sqlx::query_as("SELECT family_id, used_at, revoked_at FROM refresh_tokens WHERE token_sha256 = $1")
-                    .bind(&hash)
-                    .fetch_optional(self.pool())
-                    .await?;
-            return Err(match seen {
-                Some((family, Some(_), None)) => {
-                    tracing::warn!(refresh.family = %family, "a used refresh token was presented again: the family is revoked");
-                    revoke_family(self.pool(), &family, now).await?;
-                    AuthRefusal::RefreshTokenReused.into()
-                }
-                Some((_, Some(_), Some(_))) => AuthRefusal::RefreshTokenReused.into(),
-                _ => AuthRefusal::InvalidRefreshToken.into(),
-            });
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(lock_error)?;
+        let Some((family, tenant, user_id, used_at, revoked_at, expires_at)) = found else {
+            return Err(AuthRefusal::InvalidRefreshToken.into());
         };
         let account: Option<(String, String)> =
-            sqlx::query_as("SELECT role, status FROM user_accounts WHERE tenant_id = $1 AND user_id = $2")
+            sqlx::query_as("SELECT role, status FROM user_accounts WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE")
                 .bind(&tenant)
                 .bind(&user_id)
-                .fetch_optional(self.pool())
-                .await?;
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(lock_error)?;
+        if used_at.is_some() {
+            if revoked_at.is_none() {
+                tracing::warn!(refresh.family = %family, "a used refresh token was presented again: the family is revoked");
+            }
+            revoke_family(&mut tx, &family, now).await?;
+            tx.commit().await?;
+            return Err(AuthRefusal::RefreshTokenReused.into());
+        }
+        let family_ended: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL)",
+        )
+        .bind(&family)
+        .fetch_one(&mut *tx)
+        .await?;
+        if revoked_at.is_some() || family_ended || expires_at <= now {
+            return Err(AuthRefusal::InvalidRefreshToken.into());
+        }
         let role = match account {
             Some((role, status)) if status == "active" => role,
             _ => {
-                revoke_family(self.pool(), &family, now).await?;
+                revoke_family(&mut tx, &family, now).await?;
+                tx.commit().await?;
                 return Err(AuthRefusal::AccountDeactivated.into());
             }
         };
+        sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE token_sha256 = $1")
+            .bind(&hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         let account = Account {
             tenant: tenant_of(&tenant)?,
             user_id,
             role,
         };
-        let next = self.issue_refresh(&account, &family, ttl).await?;
+        let next = insert_refresh(&mut tx, &account, &family, ttl).await?;
+        tx.commit().await?;
         Ok((account, next))
     }
 
     /// Ends the session of a refresh token (its whole family). Unknown tokens change nothing.
     pub async fn sign_out(&self, token: &str) -> Result<(), CommandError> {
+        let mut tx = begin_bounded(self.pool()).await?;
         let family: Option<String> = sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_sha256 = $1")
             .bind(sha256(token.trim()))
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *tx)
             .await?;
         if let Some(family) = family {
-            revoke_family(self.pool(), &family, Utc::now()).await?;
+            revoke_family(&mut tx, &family, Utc::now()).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Starts setting up a second factor for the caller: a fresh secret, pending until
-    /// [`Commands::confirm_two_factor`] sees a code from it.
+    /// Starts setting up a second factor for the caller, who proves it is them with their
+    /// password (a stolen access token alone cannot enrol another authenticator): a fresh
+    /// secret, pending until [`Commands::confirm_two_factor`] sees a code from it.
     pub async fn begin_two_factor(
         &self,
         master: &chronicle_domain::pii::MasterKey,
         tenant: &TenantId,
         user_id: &str,
+        password: &str,
         issuer: &str,
-    ) -> Result<TwoFactorEnrolment, CommandError> {
-        let found: Option<(String, String, bool, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT email, status, totp_sealed IS NOT NULL, wrapped_key FROM user_accounts \
-             WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(user_id)
-        .fetch_optional(self.pool())
-        .await?;
-        let (email, status, on, wrapped) = found.ok_or_else(|| rejected(UserError::UnknownUser))?;
-        if status != "active" {
-            return Err(rejected(UserError::UserNotActive));
+    ) -> Result<TwoFactorEnrolment, AuthError> {
+        let (mut tx, held) = lock_account(self.pool(), tenant, user_id).await?;
+        let held = held.ok_or_else(|| rejected(UserError::UnknownUser))?;
+        let hash = held.password_hash.clone().unwrap_or_default();
+        if !password_matches(&hash, password).await? {
+            return Err(AuthRefusal::InvalidCredentials.into());
         }
-        if on {
-            return Err(rejected(UserError::TwoFactorAlreadyEnabled));
+        if held.status != "active" {
+            return Err(rejected(UserError::UserNotActive).into());
+        }
+        if held.totp_sealed.is_some() {
+            return Err(rejected(UserError::TwoFactorAlreadyEnabled).into());
         }
         let binding = totp_binding(user_id);
-        let (key, wrapped) = match wrapped {
+        let (key, wrapped) = match held.wrapped_key {
             Some(wrapped) => (
                 master.unwrap_key(&wrapped, tenant, &binding).map_err(unexpected)?,
                 wrapped,
@@ -779,11 +1002,12 @@ impl Commands {
         .bind(user_id)
         .bind(wrapped)
         .bind(sealed)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(TwoFactorEnrolment {
             secret: totp::base32(&secret),
-            otpauth_uri: totp::otpauth_uri(issuer, &email, &secret),
+            otpauth_uri: totp::otpauth_uri(issuer, &held.email, &secret),
         })
     }
 
@@ -798,23 +1022,24 @@ impl Commands {
         metadata: &CommandMetadata,
     ) -> Result<Vec<String>, AuthError> {
         let tenant = &metadata.tenant_id;
-        let mut tx = lock_tenant(self.pool(), tenant).await?;
-        let found: Option<(Sealed, Sealed)> = sqlx::query_as(
-            "SELECT wrapped_key, totp_pending_sealed FROM user_accounts WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (Some(wrapped), Some(pending)) = found.ok_or_else(|| rejected(UserError::UnknownUser))? else {
+        let (mut tx, held) = lock_account(self.pool(), tenant, user_id).await?;
+        let held = held.ok_or_else(|| rejected(UserError::UnknownUser))?;
+        let (Some(wrapped), Some(pending)) = (held.wrapped_key, held.totp_pending_sealed) else {
             return Err(rejected(UserError::TwoFactorNotEnabled).into());
         };
+        if held.totp_sealed.is_some() {
+            return Err(rejected(UserError::TwoFactorAlreadyEnabled).into());
+        }
         let secret = open_secret(master, tenant, user_id, &wrapped, &pending)?;
         let step = totp::verify(&secret, code, Utc::now().timestamp(), None).ok_or(AuthRefusal::InvalidSecondFactor)?;
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| fresh_recovery_code()).collect();
         let hashes: Vec<Vec<u8>> = codes.iter().map(|c| recovery_hash(user_id, c)).collect();
-        self.user(user_id, UserCommand::EnableTwoFactor { at: Utc::now() }, metadata)
-            .await?;
+        repairing(
+            self.user(user_id, UserCommand::EnableTwoFactor { at: Utc::now() }, metadata)
+                .await,
+            &UserError::TwoFactorAlreadyEnabled,
+            user_id,
+        )?;
         sqlx::query(
             "UPDATE user_accounts SET totp_sealed = totp_pending_sealed, totp_pending_sealed = NULL, \
                totp_last_step = $3, recovery_sha256 = $4, updated_at = now() \
@@ -830,39 +1055,55 @@ impl Commands {
         Ok(codes)
     }
 
-    /// Turns the caller's second factor off, with a current code from it.
+    /// Turns the caller's second factor off, with their password and a current code (recorded
+    /// as used). `INVALID_CREDENTIALS`, `INVALID_SECOND_FACTOR`, `TWO_FACTOR_NOT_ENABLED`.
     pub async fn disable_two_factor(
         &self,
         master: &chronicle_domain::pii::MasterKey,
         user_id: &str,
+        password: &str,
         code: &str,
         metadata: &CommandMetadata,
     ) -> Result<Appended, AuthError> {
         let tenant = &metadata.tenant_id;
-        let mut tx = lock_tenant(self.pool(), tenant).await?;
-        let found: Option<(Sealed, Sealed, Option<i64>)> = sqlx::query_as(
-            "SELECT wrapped_key, totp_sealed, totp_last_step FROM user_accounts WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (Some(wrapped), Some(sealed), last) = found.ok_or_else(|| rejected(UserError::UnknownUser))? else {
+        let (mut tx, held) = lock_account(self.pool(), tenant, user_id).await?;
+        let held = held.ok_or_else(|| rejected(UserError::UnknownUser))?;
+        let hash = held.password_hash.clone().unwrap_or_default();
+        if !password_matches(&hash, password).await? {
+            return Err(AuthRefusal::InvalidCredentials.into());
+        }
+        let (Some(wrapped), Some(sealed)) = (held.wrapped_key, held.totp_sealed) else {
             return Err(rejected(UserError::TwoFactorNotEnabled).into());
         };
         let secret = open_secret(master, tenant, user_id, &wrapped, &sealed)?;
-        totp::verify(&secret, code, Utc::now().timestamp(), last).ok_or(AuthRefusal::InvalidSecondFactor)?;
+        totp::verify(&secret, code, Utc::now().timestamp(), held.totp_last_step)
+            .ok_or(AuthRefusal::InvalidSecondFactor)?;
         let appended = self
             .user(user_id, UserCommand::DisableTwoFactor { at: Utc::now() }, metadata)
             .await?;
-        sqlx::query(
-            "UPDATE user_accounts SET totp_sealed = NULL, totp_pending_sealed = NULL, totp_last_step = NULL, \
-               recovery_sha256 = '{}', updated_at = now() WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+        clear_two_factor(&mut tx, tenant, user_id).await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    /// Turns a user's second factor off for them (an owner or admin, when the user lost their
+    /// authenticator and recovery codes): they sign in with their password alone until they
+    /// turn it on again. `TWO_FACTOR_NOT_ENABLED`, `UNKNOWN_USER`, `ROLE_ABOVE_ISSUER`.
+    pub async fn reset_two_factor(
+        &self,
+        user_id: &str,
+        metadata: &CommandMetadata,
+        managers: Managers<'_>,
+    ) -> Result<Appended, CommandError> {
+        let tenant = &metadata.tenant_id;
+        let mut tx = lock_tenant(self.pool(), tenant).await?;
+        let acting = self.acting_role(&mut tx, metadata, managers).await?;
+        let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
+        may_touch(&acting, Some(&role), None)?;
+        let appended = self
+            .user(user_id, UserCommand::DisableTwoFactor { at: Utc::now() }, metadata)
+            .await?;
+        clear_two_factor(&mut tx, tenant, user_id).await?;
         tx.commit().await?;
         Ok(appended)
     }
@@ -976,6 +1217,53 @@ impl Commands {
     }
 }
 
+/// Writes a refresh token of `family`; expired tokens of the user are deleted on the way
+/// (used tokens stay while they could still be presented, so reuse is still recognised).
+async fn insert_refresh(
+    tx: &mut Transaction<'static, Postgres>,
+    account: &Account,
+    family: &str,
+    ttl: Duration,
+) -> Result<RefreshToken, CommandError> {
+    let token = fresh_token("rft");
+    let now = Utc::now();
+    let expires_at = now + ttl;
+    sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1 AND expires_at < $2")
+        .bind(&account.user_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_sha256, family_id, tenant_id, user_id, issued_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(sha256(&token))
+    .bind(family)
+    .bind(account.tenant.as_str())
+    .bind(&account.user_id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(RefreshToken { token, expires_at })
+}
+
+async fn clear_two_factor(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+    user_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE user_accounts SET totp_sealed = NULL, totp_pending_sealed = NULL, totp_last_step = NULL, \
+           recovery_sha256 = '{}', updated_at = now() WHERE tenant_id = $1 AND user_id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
 fn open_secret(
     master: &chronicle_domain::pii::MasterKey,
     tenant: &TenantId,
@@ -988,11 +1276,15 @@ fn open_secret(
     key.open_bytes(tenant, &binding, sealed).map_err(unexpected)
 }
 
-async fn revoke_family(pool: &PgPool, family: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+async fn revoke_family(
+    tx: &mut Transaction<'static, Postgres>,
+    family: &str,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
         .bind(family)
         .bind(at)
-        .execute(pool)
+        .execute(&mut **tx)
         .await
         .map(drop)
 }

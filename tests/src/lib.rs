@@ -224,6 +224,7 @@ impl TestApp {
                     role: role.as_str().to_string(),
                 },
                 &system_metadata(tenant_id),
+                &["owner", "admin"],
             )
             .await
             .unwrap_or_else(|e| panic!("inviting a {} user: {e}", role.as_str()));

@@ -195,6 +195,35 @@ async fn invite_accept_sign_in_refresh_reuse_and_deactivation(pool: sqlx::PgPool
         .await;
     assert_eq!(newer.status, 401, "the stolen family is ended: {}", newer.body);
 
+    // Two refreshes of one token at once (a thief racing the owner): one wins, the other ends
+    // the family, the winner's new token with it.
+    let raced = client
+        .sign_in("amina@acme.test", "amina's own passphrase", json!({}))
+        .await;
+    let token = text(&raced.body, "refreshToken").to_string();
+    let (a, b) = tokio::join!(
+        client.post("/auth/refresh", json!({"refreshToken": token}), None),
+        client.post("/auth/refresh", json!({"refreshToken": token}), None)
+    );
+    let mut statuses = [(a.status, a.code().to_string()), (b.status, b.code().to_string())];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [(200, String::new()), (401, "REFRESH_TOKEN_REUSED".to_string())],
+        "{} {}",
+        a.body,
+        b.body
+    );
+    let winner = if a.status == 200 { &a } else { &b };
+    let after = client
+        .post(
+            "/auth/refresh",
+            json!({"refreshToken": text(&winner.body, "refreshToken")}),
+            None,
+        )
+        .await;
+    assert_eq!(after.status, 401, "the family ended: {}", after.body);
+
     // Sign in again → deactivated by the owner → refresh refused at once; the access token
     // works until its short life ends, then is refused; sign-in is refused.
     let again = client
@@ -284,11 +313,23 @@ async fn a_second_factor_is_asked_for_refused_wrong_or_reused_and_recovery_codes
     let (_, begun) = client
         .graphql(
             &owner,
-            "mutation { beginTwoFactorEnrolment { id twoFactorEnrolment { secret otpauthUri } } }",
-            json!({}),
+            "mutation($p: String!) { beginTwoFactorEnrolment(password: $p) { id twoFactorEnrolment { secret otpauthUri } } }",
+            json!({"p": password}),
         )
         .await;
     let enrolment = &begun["data"]["beginTwoFactorEnrolment"]["twoFactorEnrolment"];
+    let (_, stolen) = client
+        .graphql(
+            &owner,
+            "mutation { beginTwoFactorEnrolment(password: \"a guessed passphrase\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&stolen),
+        "INVALID_CREDENTIALS",
+        "an access token alone cannot enrol: {stolen}"
+    );
     let secret = base32_decode(text(enrolment, "secret"));
     assert_eq!(secret.len(), 20, "{begun}");
     assert!(text(enrolment, "otpauthUri").starts_with("otpauth://totp/Chronicle%20%28acme%29:olive@acme.test?secret="));
@@ -356,6 +397,19 @@ async fn a_second_factor_is_asked_for_refused_wrong_or_reused_and_recovery_codes
         .sign_in(email, password, json!({"recoveryCode": recovery[3]}))
         .await;
     assert_eq!((twice.status, twice.code()), (401, "INVALID_SECOND_FACTOR"));
+    // An owner who lost authenticator and codes is helped by another manager: the second
+    // factor is turned off for them, and the password alone signs in again.
+    let operator = app.token("acme", Role::Owner);
+    let (_, reset) = client
+        .graphql(
+            &operator,
+            "mutation($id: String!) { resetTwoFactor(id: $id) { appended } }",
+            json!({"id": owner_id}),
+        )
+        .await;
+    assert_eq!(reset["data"]["resetTwoFactor"]["appended"], 1, "{reset}");
+    let plain = client.sign_in(email, password, json!({})).await;
+    assert_eq!(plain.status, 200, "{}", plain.body);
     let types: Vec<String> = event_types(&app, &owner_id).await.into_iter().map(|(t, _)| t).collect();
     assert_eq!(
         types,
@@ -363,7 +417,8 @@ async fn a_second_factor_is_asked_for_refused_wrong_or_reused_and_recovery_codes
             "UserInvited",
             "InvitationAccepted",
             "TwoFactorEnabled",
-            "RecoveryCodeUsed"
+            "RecoveryCodeUsed",
+            "TwoFactorDisabled"
         ]
     );
     let remaining: Option<i64> = sqlx::query_scalar(
@@ -568,6 +623,23 @@ async fn the_last_owner_stays_and_admins_cannot_reach_the_owner_role(pool: sqlx:
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(accounts, 2);
 
+    // An admin demoted while holding an access token that still says admin cannot use it to
+    // manage users (the write side reads the acting user again).
+    let (demoted_id, invitation) = invite(&client, &owner, "dee@acme.test", "admin").await;
+    let demoted = text(
+        &accept(&client, &invitation, "dee's long passphrase").await.body,
+        "accessToken",
+    )
+    .to_string();
+    let (_, changed) = client
+        .graphql(&owner, role_change, json!({"id": demoted_id, "role": "agent"}))
+        .await;
+    assert_eq!(changed["data"]["changeUserRole"]["appended"], 1, "{changed}");
+    let (_, stale) = client
+        .graphql(&demoted, role_change, json!({"id": demoted_id, "role": "admin"}))
+        .await;
+    assert_eq!(error_code(&stale), "CALLER_NO_LONGER_ALLOWED", "{stale}");
+
     // With a second owner, the first may step down.
     let (_, promoted) = client
         .graphql(&owner, role_change, json!({"id": admin_id, "role": "owner"}))
@@ -585,7 +657,8 @@ async fn the_last_owner_stays_and_admins_cannot_reach_the_owner_role(pool: sqlx:
         listed["data"]["users"]["nodes"],
         json!([
             {"email": "olive@acme.test", "role": "finance", "status": "active"},
-            {"email": "ada@acme.test", "role": "owner", "status": "active"}
+            {"email": "ada@acme.test", "role": "owner", "status": "active"},
+            {"email": "dee@acme.test", "role": "agent", "status": "active"}
         ]),
         "{listed}"
     );

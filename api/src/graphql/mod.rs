@@ -134,6 +134,7 @@ pub fn build_schema(
     payments: chronicle_commands::payments::PaymentIntake,
     sandbox: Option<crate::sandbox::Sandbox>,
     webhooks: crate::webhooks::Dispatcher,
+    sign_in_limiter: crate::sessions::SignInLimiter,
 ) -> ChronicleSchema {
     describe_connections(Schema::build(
         QueryRoot::default(),
@@ -148,6 +149,7 @@ pub fn build_schema(
     .data(keys)
     .data(payments)
     .data(sandbox)
+    .data(sign_in_limiter)
     .finish()
 }
 

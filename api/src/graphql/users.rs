@@ -76,6 +76,48 @@ pub struct TwoFactorEnrolment {
     pub otpauth_uri: String,
 }
 
+/// The roles that manage users (the permission table's `ManageUsers`), for the write side's
+/// own check under its lock.
+fn managers() -> Vec<&'static str> {
+    Permission::ManageUsers.role_names()
+}
+
+/// Counts a failed proof of a signed-in person (password or code when changing their second
+/// factor) like a failed sign-in, and refuses while they must wait.
+async fn paced<T>(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    work: impl std::future::Future<Output = Result<T, chronicle_commands::users::AuthError>>,
+) -> Result<T, ApiError> {
+    use chronicle_commands::users::AuthError;
+    let limiter = ctx
+        .data::<crate::sessions::SignInLimiter>()
+        .map_err(|_| ApiError::Unavailable("no sign-in limiter in the schema".into()))?;
+    let subject = crate::sessions::Subject::User {
+        tenant: caller.tenant.to_string(),
+        user_id: caller.user_id.clone(),
+    };
+    let unavailable = |e: crate::sessions::LimiterUnavailable| ApiError::Unavailable(e.to_string());
+    let wait = limiter
+        .attempt(std::slice::from_ref(&subject))
+        .await
+        .map_err(unavailable)?;
+    if !wait.is_zero() {
+        return Err(ApiError::TooManySignInAttempts { retry_after: wait });
+    }
+    match work.await {
+        Ok(value) => {
+            limiter.succeeded(&subject).await.map_err(unavailable)?;
+            Ok(value)
+        }
+        Err(AuthError::Refused(refusal)) => Err(ApiError::from(AuthError::Refused(refusal))),
+        Err(e) => {
+            limiter.refund(&subject).await.map_err(unavailable)?;
+            Err(ApiError::from(e))
+        }
+    }
+}
+
 /// A role name, checked (`UNKNOWN_ROLE`).
 fn role_named(name: &str) -> Result<Role, ApiError> {
     Role::parse(name.trim()).ok_or_else(|| {
@@ -223,6 +265,7 @@ impl UsersMutation {
                         role: role.as_str().to_string(),
                     },
                     &metadata(ctx, caller),
+                    &managers(),
                 )
                 .await
                 .map_err(ApiError::from)
@@ -249,7 +292,7 @@ impl UsersMutation {
             let row = target(ctx, caller, &id).await.gql()?;
             let issued = commands(ctx)
                 .gql()?
-                .renew_invitation(&row.user_id, &metadata(ctx, caller))
+                .renew_invitation(&row.user_id, &metadata(ctx, caller), &managers())
                 .await
                 .map_err(ApiError::from)
                 .gql()?;
@@ -275,7 +318,7 @@ impl UsersMutation {
             let row = target(ctx, caller, &id).await.gql()?;
             commands(ctx)
                 .gql()?
-                .change_user_role(&row.user_id, role.as_str(), &metadata(ctx, caller))
+                .change_user_role(&row.user_id, role.as_str(), &metadata(ctx, caller), &managers())
                 .await
                 .map_err(ApiError::from)
                 .gql()?;
@@ -299,7 +342,7 @@ impl UsersMutation {
             let row = target(ctx, caller, &id).await.gql()?;
             commands(ctx)
                 .gql()?
-                .deactivate_user(&row.user_id, reason, &metadata(ctx, caller))
+                .deactivate_user(&row.user_id, reason, &metadata(ctx, caller), &managers())
                 .await
                 .map_err(ApiError::from)
                 .gql()?;
@@ -321,7 +364,7 @@ impl UsersMutation {
             let row = target(ctx, caller, &id).await.gql()?;
             commands(ctx)
                 .gql()?
-                .reactivate_user(&row.user_id, &metadata(ctx, caller))
+                .reactivate_user(&row.user_id, &metadata(ctx, caller), &managers())
                 .await
                 .map_err(ApiError::from)
                 .gql()?;
@@ -344,7 +387,7 @@ impl UsersMutation {
             let row = target(ctx, caller, &id).await.gql()?;
             let issued = commands(ctx)
                 .gql()?
-                .issue_password_reset(&row.user_id, &metadata(ctx, caller))
+                .issue_password_reset(&row.user_id, &metadata(ctx, caller), &managers())
                 .await
                 .map_err(ApiError::from)
                 .gql()?;
@@ -353,20 +396,29 @@ impl UsersMutation {
         .await
     }
 
-    /// Starts turning on a second factor for the caller: a new TOTP secret for their
-    /// authenticator app (the receipt's `twoFactorEnrolment`), pending until
-    /// `confirmTwoFactor` sees a code from it. Any signed-in person (`FORBIDDEN` with an API
-    /// key); `TWO_FACTOR_ALREADY_ENABLED`, `USER_NOT_ACTIVE`, `UNKNOWN_USER`.
-    async fn begin_two_factor_enrolment(&self, ctx: &Context<'_>) -> async_graphql::Result<Receipt> {
+    /// Starts turning on a second factor for the caller, who confirms it is them with their
+    /// password: a new TOTP secret for their authenticator app (the receipt's
+    /// `twoFactorEnrolment`), pending until `confirmTwoFactor` sees a code from it. Any
+    /// signed-in person (`FORBIDDEN` with an API key); `INVALID_CREDENTIALS` for a wrong
+    /// password (paced like sign-in: `TOO_MANY_SIGN_IN_ATTEMPTS`), `TWO_FACTOR_ALREADY_ENABLED`,
+    /// `USER_NOT_ACTIVE`, `UNKNOWN_USER`.
+    async fn begin_two_factor_enrolment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The caller's password.")] password: String,
+    ) -> async_graphql::Result<Receipt> {
         receipt(async move {
             let caller = person(ctx).gql()?;
             let issuer = format!("Chronicle ({})", caller.tenant);
-            let enrolment = commands(ctx)
-                .gql()?
-                .begin_two_factor(keys(ctx).gql()?.master(), &caller.tenant, &caller.user_id, &issuer)
-                .await
-                .map_err(ApiError::from)
-                .gql()?;
+            let commands = commands(ctx).gql()?;
+            let master = keys(ctx).gql()?.master();
+            let enrolment = paced(
+                ctx,
+                caller,
+                commands.begin_two_factor(master, &caller.tenant, &caller.user_id, &password, &issuer),
+            )
+            .await
+            .gql()?;
             let mut answer = Receipt::new(caller.user_id.clone());
             answer.two_factor_enrolment = Some(TwoFactorEnrolment {
                 secret: enrolment.secret,
@@ -379,7 +431,7 @@ impl UsersMutation {
 
     /// Turns the caller's pending second factor on with a current code from the app, and
     /// answers ten recovery codes, this once (the receipt's `recoveryCodes`). From now on
-    /// sign-in asks for a code. `INVALID_SECOND_FACTOR` for a wrong code;
+    /// sign-in asks for a code. `INVALID_SECOND_FACTOR` for a wrong code (paced like sign-in);
     /// `TWO_FACTOR_NOT_ENABLED` when no enrolment is pending.
     async fn confirm_two_factor(
         &self,
@@ -388,17 +440,16 @@ impl UsersMutation {
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
             let caller = person(ctx).gql()?;
-            let codes = commands(ctx)
-                .gql()?
-                .confirm_two_factor(
-                    keys(ctx).gql()?.master(),
-                    &caller.user_id,
-                    &code,
-                    &metadata(ctx, caller),
-                )
-                .await
-                .map_err(ApiError::from)
-                .gql()?;
+            let commands = commands(ctx).gql()?;
+            let master = keys(ctx).gql()?.master();
+            let metadata = metadata(ctx, caller);
+            let codes = paced(
+                ctx,
+                caller,
+                commands.confirm_two_factor(master, &caller.user_id, &code, &metadata),
+            )
+            .await
+            .gql()?;
             let mut answer = Receipt::new(caller.user_id.clone());
             answer.recovery_codes = Some(codes);
             Ok(answer)
@@ -406,27 +457,51 @@ impl UsersMutation {
         .await
     }
 
-    /// Turns the caller's second factor off, with a current code from the app (its recovery
-    /// codes stop working). `INVALID_SECOND_FACTOR`, `TWO_FACTOR_NOT_ENABLED`.
+    /// Turns the caller's second factor off, with their password and a current code from the
+    /// app (its recovery codes stop working). `INVALID_CREDENTIALS`, `INVALID_SECOND_FACTOR`
+    /// (both paced like sign-in), `TWO_FACTOR_NOT_ENABLED`.
     async fn disable_two_factor(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The caller's password.")] password: String,
         #[graphql(desc = "A six-digit code from the authenticator app.")] code: String,
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
             let caller = person(ctx).gql()?;
+            let commands = commands(ctx).gql()?;
+            let master = keys(ctx).gql()?.master();
+            let metadata = metadata(ctx, caller);
+            paced(
+                ctx,
+                caller,
+                commands.disable_two_factor(master, &caller.user_id, &password, &code, &metadata),
+            )
+            .await
+            .gql()?;
+            Ok(Receipt::new(caller.user_id.clone()))
+        })
+        .await
+    }
+
+    /// Turns another user's second factor off (they lost their authenticator and their
+    /// recovery codes): they sign in with their password alone until they turn it on again.
+    /// Owners and admins (`FORBIDDEN`); `TWO_FACTOR_NOT_ENABLED`, `UNKNOWN_USER`,
+    /// `ROLE_ABOVE_ISSUER` (an admin and an owner's).
+    async fn reset_two_factor(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id (`usr_…`).")] id: String,
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageUsers, "manage users").gql()?;
+            let row = target(ctx, caller, &id).await.gql()?;
             commands(ctx)
                 .gql()?
-                .disable_two_factor(
-                    keys(ctx).gql()?.master(),
-                    &caller.user_id,
-                    &code,
-                    &metadata(ctx, caller),
-                )
+                .reset_two_factor(&row.user_id, &metadata(ctx, caller), &managers())
                 .await
                 .map_err(ApiError::from)
                 .gql()?;
-            Ok(Receipt::new(caller.user_id.clone()))
+            Ok(Receipt::new(row.user_id))
         })
         .await
     }

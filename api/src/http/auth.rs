@@ -96,15 +96,17 @@ fn refused(e: AuthError) -> ApiError {
 /// The client's address: the last hop of the configured header (set by the proxy in front),
 /// else the TCP peer; `None` when neither is known (the address is then not limited).
 fn client_address(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
-    if let Some(name) = &state.sessions.client_ip_header {
-        return headers
+    let forwarded = state.sessions.client_ip_header.as_ref().and_then(|name| {
+        headers
             .get(name.as_str())
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty());
-    }
-    peer.map(|p| p.ip().to_string())
+            .filter(|v| !v.is_empty())
+    });
+    // A request without the header (one that did not come through the proxy) counts by its
+    // TCP peer, never unlimited.
+    forwarded.or_else(|| peer.map(|p| p.ip().to_string()))
 }
 
 /// Mints the access token and starts (or continues) a session's answer.
@@ -167,7 +169,8 @@ async fn sign_in(
         }
         let limiter = &state.sign_in_limiter;
         let unavailable = |e: crate::sessions::LimiterUnavailable| ApiError::Unavailable(e.to_string());
-        let wait = limiter.wait(&subjects).await.map_err(unavailable)?;
+        // Reserved before the password is checked (counted as a failure unless given back).
+        let wait = limiter.attempt(&subjects).await.map_err(unavailable)?;
         if !wait.is_zero() {
             tracing::info!(
                 wait_ms = wait.as_millis() as u64,
@@ -195,24 +198,39 @@ async fn sign_in(
                 &request.password,
                 second,
                 &correlation.0,
+                refresh_ttl(&state)?,
             )
             .await;
+        let give_back = |subjects: &[Subject]| {
+            let subjects = subjects.to_vec();
+            async move {
+                for subject in &subjects {
+                    limiter.refund(subject).await?;
+                }
+                Ok::<(), crate::sessions::LimiterUnavailable>(())
+            }
+        };
         match outcome {
-            Ok(account) => {
+            Ok((account, refresh)) => {
                 limiter.succeeded(&subjects[0]).await.map_err(unavailable)?;
-                let refresh = state.commands.start_session(&account, refresh_ttl(&state)?).await?;
+                give_back(&subjects[1..]).await.map_err(unavailable)?;
                 tracing::info!(user.id = %account.user_id, "signed in");
                 session(&state, &account, refresh).await
             }
             Err(AuthError::Refused(refusal)) => {
-                // A missing second factor after the right password is not a guess.
-                if refusal != chronicle_commands::users::AuthRefusal::SecondFactorRequired {
-                    limiter.failed(&subjects).await.map_err(unavailable)?;
+                // A missing second factor after the right password is not a guess; a wrong
+                // or reused code is, and stays counted.
+                if refusal == chronicle_commands::users::AuthRefusal::SecondFactorRequired {
+                    give_back(&subjects).await.map_err(unavailable)?;
                 }
                 tracing::info!(refusal = refusal.code(), "sign-in refused");
                 Err(refused(AuthError::Refused(refusal)))
             }
-            Err(e) => Err(refused(e)),
+            Err(e) => {
+                // Our failure, not the caller's guess.
+                give_back(&subjects).await.map_err(unavailable)?;
+                Err(refused(e))
+            }
         }
     }
     .instrument(span)
@@ -260,7 +278,11 @@ async fn accept_invitation(
             .accept_invitation(&request.token, &request.password, &correlation.0)
             .await
             .map_err(refused)?;
-        let refresh = state.commands.start_session(&account, refresh_ttl(&state)?).await?;
+        let refresh = state
+            .commands
+            .start_session(&account, refresh_ttl(&state)?)
+            .await
+            .map_err(refused)?;
         session(&state, &account, refresh).await
     }
     .instrument(span)
@@ -281,7 +303,11 @@ async fn reset_password(
             .reset_password(&request.token, &request.password, &correlation.0)
             .await
             .map_err(refused)?;
-        let refresh = state.commands.start_session(&account, refresh_ttl(&state)?).await?;
+        let refresh = state
+            .commands
+            .start_session(&account, refresh_ttl(&state)?)
+            .await
+            .map_err(refused)?;
         session(&state, &account, refresh).await
     }
     .instrument(span)

@@ -236,6 +236,13 @@ pub enum UserError {
     /// permission table).
     #[error("the {role} role does not {work}; assign someone whose role does")]
     RoleNotAllowed { role: String, work: String },
+    /// Only an owner gives the owner role or changes an owner (checked by the caller).
+    #[error("only an owner may give the owner role or change an owner")]
+    RoleAboveIssuer,
+    /// The acting user was deactivated or lost the role that allowed this since their access
+    /// token was issued (checked by the caller).
+    #[error("your account was deactivated or your role changed since you signed in; sign in again")]
+    CallerNoLongerAllowed,
     /// A tenant keeps at least one active owner (checked across users by the caller).
     #[error("this is the tenant's last active owner: make another user owner first")]
     LastOwner,
@@ -261,6 +268,8 @@ impl UserError {
             Self::TwoFactorNotEnabled => "TWO_FACTOR_NOT_ENABLED",
             Self::WeakPassword { .. } => "WEAK_PASSWORD",
             Self::RoleNotAllowed { .. } => "ROLE_NOT_ALLOWED",
+            Self::RoleAboveIssuer => "ROLE_ABOVE_ISSUER",
+            Self::CallerNoLongerAllowed => "CALLER_NO_LONGER_ALLOWED",
             Self::LastOwner => "LAST_OWNER",
         }
     }
