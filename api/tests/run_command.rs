@@ -321,6 +321,71 @@ async fn serve_demo_starts_its_own_postgres_and_serves_the_demo_inbox() {
     })
     .await;
 
+    // The tenant's first owner: invited by the operator, who hands over the invitation; the
+    // owner accepts it with a password on the running server and signs in.
+    let invited = sandbox.admin(&[
+        "invite-user",
+        "--tenant",
+        "late-tenant",
+        "--email",
+        "boss@late.test",
+        "--name",
+        "The Boss",
+    ]);
+    let invitation = invited
+        .lines()
+        .find_map(|line| line.strip_prefix("invitation: "))
+        .unwrap_or_else(|| panic!("no invitation printed: {invited}"))
+        .trim()
+        .to_string();
+    let http = reqwest::Client::new();
+    let accepted = http
+        .post(format!("http://{}/auth/accept-invitation", sandbox.bind))
+        .json(&serde_json::json!({"token": invitation, "password": "the boss's own passphrase"}))
+        .send()
+        .await
+        .expect("accepting");
+    assert_eq!(accepted.status(), reqwest::StatusCode::OK);
+    let signed: serde_json::Value = http
+        .post(format!("http://{}/auth/sign-in", sandbox.bind))
+        .json(&serde_json::json!({"tenant": "late-tenant", "email": "boss@late.test", "password": "the boss's own passphrase"}))
+        .send()
+        .await
+        .expect("signing in")
+        .json()
+        .await
+        .expect("a session");
+    let access = signed["accessToken"].as_str().unwrap_or_default().to_string();
+    let viewer = sandbox
+        .graphql(&access, "{ viewer { role account { email name } } }")
+        .await;
+    assert_eq!(
+        viewer["data"]["viewer"],
+        serde_json::json!({"role": "owner", "account": {"email": "boss@late.test", "name": "The Boss"}}),
+        "{viewer}"
+    );
+    // Operators' tokens are bounded (people sign in; programs use API keys).
+    let long = sandbox
+        .chronicle()
+        .args([
+            "admin",
+            "mint-token",
+            "--tenant",
+            "late-tenant",
+            "--user",
+            "ops",
+            "--ttl-hours",
+            "1000",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!long.status.success());
+    assert!(
+        String::from_utf8_lossy(&long.stderr).contains("at most 168"),
+        "{}",
+        String::from_utf8_lossy(&long.stderr)
+    );
+
     let _ = server.kill();
 }
 

@@ -224,8 +224,11 @@ async fn invite_accept_sign_in_refresh_reuse_and_deactivation(pool: sqlx::PgPool
         .await;
     assert_eq!(after.status, 401, "the family ended: {}", after.body);
 
-    // Sign in again → deactivated by the owner → refresh refused at once; the access token
+    // Sign in again → deactivated by an admin → refresh refused at once; the access token
     // works until its short life ends, then is refused; sign-in is refused.
+    let (admin_id, admin_invitation) = invite(&client, &owner, "ada@acme.test", "admin").await;
+    let admin_session = accept(&client, &admin_invitation, "ada's long passphrase").await;
+    let admin = text(&admin_session.body, "accessToken").to_string();
     let again = client
         .sign_in("amina@acme.test", "amina's own passphrase", json!({}))
         .await;
@@ -234,7 +237,7 @@ async fn invite_accept_sign_in_refresh_reuse_and_deactivation(pool: sqlx::PgPool
     let access = text(&again.body, "accessToken").to_string();
     let (_, deactivated) = client
         .graphql(
-            &owner,
+            &admin,
             "mutation($id: String!) { deactivateUser(id: $id, reason: \"left\") { id appended } }",
             json!({"id": amina}),
         )
@@ -263,7 +266,7 @@ async fn invite_accept_sign_in_refresh_reuse_and_deactivation(pool: sqlx::PgPool
         [
             ("UserInvited".to_string(), owner_actor.clone()),
             ("InvitationAccepted".to_string(), format!("user:{amina}:agent")),
-            ("UserDeactivated".to_string(), owner_actor),
+            ("UserDeactivated".to_string(), format!("user:{admin_id}:admin")),
         ]
     );
     // No secret reaches the log.
