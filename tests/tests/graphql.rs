@@ -620,13 +620,20 @@ async fn the_inbox_filters_by_assignee_unassigned_and_tag(pool: PgPool) {
         .await;
     assert!(tagged["errors"].is_null(), "{tagged}");
     app.project().await;
-    let query = "query($f: ConversationFilter) { conversations(filter: $f) { edges { node { id assignee tags } } } }";
+    let query = "query($f: ConversationFilter) { conversations(filter: $f) { edges { node { id assignee assignedTo { id name } tags } } } }";
     let ids_of = |v: &Value| nodes(v).iter().map(|n| n["id"].clone()).collect::<Vec<_>>();
     let (_, mine) = app
         .graphql(Some(&token), query, json!({ "f": { "assignee": agent } }))
         .await;
     assert_eq!(ids_of(&mine), vec![ids[0].clone()], "{mine}");
     assert_eq!(nodes(&mine)[0]["assignee"], agent.as_str());
+    // With the agent's name from the user directory.
+    let name: String = sqlx::query_scalar("SELECT name FROM user_accounts WHERE user_id = $1")
+        .bind(&agent)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(nodes(&mine)[0]["assignedTo"], json!({"id": agent, "name": name}));
     let (_, nobody) = app
         .graphql(Some(&token), query, json!({ "f": { "unassigned": true } }))
         .await;

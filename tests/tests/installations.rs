@@ -209,11 +209,21 @@ async fn a_paid_order_with_installable_items_opens_exactly_one_installation_even
         &app,
         "acme",
         Role::Technician,
-        "query($id: String!) { installation(id: $id) { technicians } }",
+        "query($id: String!) { installation(id: $id) { technicians assignedTechnicians { id name } } }",
         json!({"id": isr}),
     )
     .await;
     assert_eq!(data["installation"]["technicians"], json!([tech]));
+    // The read model shows the technician's name from the user directory.
+    let name: String = sqlx::query_scalar("SELECT name FROM user_accounts WHERE user_id = $1")
+        .bind(&tech)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        data["installation"]["assignedTechnicians"],
+        json!([{"id": tech, "name": name}])
+    );
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]

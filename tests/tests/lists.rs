@@ -10,7 +10,7 @@ use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
 /// Lists of objects that are not connections, each with why it needs no pages.
-const NOT_PAGED: [(&str, &str); 20] = [
+const NOT_PAGED: [(&str, &str); 21] = [
     ("Query.leadFunnel", "one entry per lead source (an enum) plus the total"),
     (
         "Query.paymentProviders",
@@ -36,6 +36,7 @@ const NOT_PAGED: [(&str, &str); 20] = [
     ("CalendarDay.installations", "one technician's installations of one day"),
     ("ConversationThread.notes", "part of one conversation"),
     ("Installation.photos", "part of one installation"),
+    ("Installation.assignedTechnicians", "part of one installation"),
     ("Installation.components", "part of one installation"),
     ("Installation.timeline", "part of one installation"),
     ("Lead.scoreReasons", "part of one lead's score"),

@@ -851,4 +851,23 @@ async fn work_is_assigned_only_to_active_users_of_the_tenant_whose_role_does_it(
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(assigned, 1, "only the lead's assignment to the agent was recorded");
+    // The lead shows its assignee with the name from the directory.
+    app.project().await;
+    let (_, read) = app
+        .graphql(
+            Some(&operator),
+            "query($id: ID!) { lead(id: $id) { assignee assignedTo { id name } } }",
+            json!({"id": lead}),
+        )
+        .await;
+    let name: String = sqlx::query_scalar("SELECT name FROM user_accounts WHERE user_id = $1")
+        .bind(&agent)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        read["data"]["lead"],
+        json!({"assignee": agent, "assignedTo": {"id": agent, "name": name}}),
+        "{read}"
+    );
 }

@@ -87,6 +87,7 @@ pub enum LastMessageDirection {
 
 /// A WhatsApp conversation with one contact.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Conversation {
     /// The conversation's id, which is its contact's id (`ct_` and 32 hex digits).
     pub id: String,
@@ -194,5 +195,20 @@ impl ConversationsQuery {
         let count =
             Counted::new(async move { chronicle_projections::conversations::count(&pool, &tenant, &filter).await });
         connection_with(after.is_some(), page, Conversation::from, count)
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl Conversation {
+    /// The agent it is assigned to, with their name from the user directory; null when
+    /// unassigned.
+    async fn assigned_to(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<super::users::AssignedUser>> {
+        match &self.assignee {
+            Some(id) => Ok(super::users::assigned(ctx, std::slice::from_ref(id)).await?.pop()),
+            None => Ok(None),
+        }
     }
 }

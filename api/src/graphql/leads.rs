@@ -295,6 +295,7 @@ pub struct LeadMoney {
 
 /// A prospect in the sales pipeline.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Lead {
     /// The lead's id: `lead_` and a UUID.
     pub id: ID,
@@ -924,5 +925,20 @@ impl LeadsMutation {
             Ok(done(id))
         })
         .await
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl Lead {
+    /// The sales user it is assigned to, with their name from the user directory; null when
+    /// unassigned.
+    async fn assigned_to(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<super::users::AssignedUser>> {
+        match &self.assignee {
+            Some(id) => Ok(super::users::assigned(ctx, std::slice::from_ref(id)).await?.pop()),
+            None => Ok(None),
+        }
     }
 }

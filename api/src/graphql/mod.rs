@@ -141,7 +141,7 @@ pub fn build_schema(
         MutationRoot::default(),
         SubscriptionRoot::default(),
     ))
-    .data(pool)
+    .data(pool.clone())
     .data(wakeups)
     .data(live)
     .data(commands)
@@ -150,6 +150,10 @@ pub fn build_schema(
     .data(payments)
     .data(sandbox)
     .data(sign_in_limiter)
+    .data(async_graphql::dataloader::DataLoader::new(
+        users::UserNames { pool: pool.clone() },
+        tokio::spawn,
+    ))
     .finish()
 }
 

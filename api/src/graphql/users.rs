@@ -55,6 +55,70 @@ impl From<UserRow> for User {
     }
 }
 
+/// Someone work is assigned to: their user id and, from the directory, their name.
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
+pub struct AssignedUser {
+    /// The user id (`usr_…`).
+    pub id: String,
+    /// Their name in the user directory; null for an id that names no user of the tenant
+    /// (work assigned before assignments were checked against the directory).
+    pub name: Option<String>,
+}
+
+/// Loads users' names in one query per batch of a response (every assignee of a page at
+/// once), by (tenant, user id). No cache across requests: a renamed user shows at once.
+pub struct UserNames {
+    pub pool: sqlx::PgPool,
+}
+
+impl async_graphql::dataloader::Loader<(String, String)> for UserNames {
+    type Value = String;
+    type Error = std::sync::Arc<sqlx::Error>;
+
+    async fn load(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<std::collections::HashMap<(String, String), String>, Self::Error> {
+        let (tenants, ids): (Vec<String>, Vec<String>) = keys.iter().cloned().unzip();
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT a.tenant_id, a.user_id, a.name FROM user_accounts a \
+             JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, user_id) \
+               ON a.tenant_id = k.tenant_id AND a.user_id = k.user_id",
+        )
+        .bind(&tenants)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(std::sync::Arc::new)?;
+        Ok(rows
+            .into_iter()
+            .map(|(tenant, user, name)| ((tenant, user), name))
+            .collect())
+    }
+}
+
+/// The assigned users `ids` of the caller's tenant, with their names (batched).
+pub(crate) async fn assigned(ctx: &Context<'_>, ids: &[String]) -> async_graphql::Result<Vec<AssignedUser>> {
+    let caller = caller(ctx).gql()?;
+    let loader = ctx
+        .data::<async_graphql::dataloader::DataLoader<UserNames>>()
+        .map_err(|_| ApiError::Unavailable("no user directory in the schema".into()))
+        .gql()?;
+    let keys: Vec<(String, String)> = ids.iter().map(|id| (caller.tenant.to_string(), id.clone())).collect();
+    let names = loader
+        .load_many(keys.clone())
+        .await
+        .map_err(|e| ApiError::Unexpected(format!("reading users' names: {e}").into()))
+        .gql()?;
+    Ok(keys
+        .into_iter()
+        .map(|key| AssignedUser {
+            name: names.get(&key).cloned(),
+            id: key.1,
+        })
+        .collect())
+}
+
 /// What `inviteUser` asks for.
 #[derive(InputObject)]
 pub struct InviteUserInput {

@@ -242,6 +242,14 @@ impl Installation {
 
 #[ComplexObject]
 impl Installation {
+    /// The technicians assigned now, with their names from the user directory, sorted by id.
+    async fn assigned_technicians(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::graphql::users::AssignedUser>> {
+        crate::graphql::users::assigned(ctx, &self.technicians).await
+    }
+
     /// Every event of the installation, in order, with time, actor and a summary.
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineEntry>> {
         let caller = caller(ctx).gql()?;

@@ -70,6 +70,7 @@ impl ServiceStatus {
 /// A service ticket (its description and resolution stay sealed; read model: a moment behind
 /// the log).
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct ServiceRequest {
     /// `sr_<ticket number>`.
     pub id: String,
@@ -312,5 +313,22 @@ impl ServiceRequestsMutation {
             Ok(Receipt::new(id))
         })
         .await
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl ServiceRequest {
+    /// The technician assigned last, with their name from the user directory; null until one
+    /// is assigned.
+    async fn assigned_technician(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<crate::graphql::users::AssignedUser>> {
+        match &self.technician_id {
+            Some(id) => Ok(crate::graphql::users::assigned(ctx, std::slice::from_ref(id))
+                .await?
+                .pop()),
+            None => Ok(None),
+        }
     }
 }
