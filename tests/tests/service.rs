@@ -86,7 +86,7 @@ const FILE: &str = "mutation($w: String!, $d: String!, $c: String) {
 const CLAIMS: &str = "{ warrantyClaims { nodes { id warrantyId status customerId decidedBy resolvedAt } } }";
 const REQUESTS: &str = "query($s: ServiceStatus, $p: ServicePriority, $b: Boolean, $f: Int = 20, $a: String) {
     serviceRequests(status: $s, priority: $p, breached: $b, first: $f, after: $a) {
-      edges { cursor node { id ticketNumber ticket kind priority status technicianId openedAt slaDueAt breached breachedAt } }
+      edges { cursor node { id ticketNumber ticket kind priority status technicianId assignedTechnician { id name } openedAt slaDueAt breached breachedAt } }
       pageInfo { hasNextPage } } }";
 
 // ---------------------------------------------------------------------------------------------
@@ -525,6 +525,12 @@ async fn a_request_is_opened_assigned_resolved_and_closed_through_graphql_with_i
     let data = ok(&app, "acme", Role::Agent, REQUESTS, json!({ "s": "CLOSED" })).await;
     let node = &data["serviceRequests"]["edges"][0]["node"];
     assert_eq!(node["technicianId"], tech_1.as_str(), "{data}");
+    let name: String = sqlx::query_scalar("SELECT name FROM user_accounts WHERE user_id = $1")
+        .bind(&tech_1)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(node["assignedTechnician"], json!({"id": tech_1, "name": name}));
     assert_eq!(node["breached"], false);
 }
 
