@@ -123,7 +123,7 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (ManageInstallations, &[Owner, Admin]),
     (WorkInstallations, &[Owner, Admin, Technician]),
     (GrantQualityBonuses, &[Owner, Admin]),
-    (ReadPayouts, &[Owner, Admin, Finance, Auditor]),
+    (ReadPayouts, &[Owner, Admin, Technician, Finance, Auditor]),
     (ReadAfterSales, &[Owner, Admin, Agent, Technician, Finance, Auditor]),
     (FrontDesk, &[Owner, Admin, Agent]),
     (ManageAfterSales, &[Owner, Admin]),
@@ -240,12 +240,76 @@ pub const MUTATIONS: &[(&str, &[Permission])] = &[
     ("redeliverWebhook", &[ManageWebhooks, ReadEventStream]),
 ];
 
+/// Every GraphQL query (root field) with the permissions it needs, like [`MUTATIONS`]: the
+/// read models each role may read. Empty: any signed-in caller (who they are, the event
+/// catalogue).
+pub const QUERIES: &[(&str, &[Permission])] = &[
+    ("viewer", &[]),
+    ("eventTypes", &[]),
+    ("agentPerformance", &[ReadInbox]),
+    ("conversations", &[ReadInbox]),
+    ("conversation", &[ReadInbox]),
+    ("media", &[ReadInbox]),
+    ("contacts", &[ReadContacts]),
+    ("contact", &[ReadContacts]),
+    ("templates", &[ReadContacts]),
+    ("calls", &[ReadContacts]),
+    ("callFollowUpRule", &[ReadContacts]),
+    ("leads", &[ReadLeads]),
+    ("lead", &[ReadLeads]),
+    ("leadFunnel", &[ReadLeads]),
+    ("campaigns", &[ReadCampaigns]),
+    ("campaign", &[ReadCampaigns]),
+    ("wallet", &[ReadWallets]),
+    ("wallets", &[ReadWallets]),
+    ("walletLedger", &[ReadWallets]),
+    ("usage", &[ReadWallets]),
+    ("reservations", &[ReadWallets]),
+    ("walletAlerts", &[ReadWallets]),
+    ("priceList", &[ReadWallets]),
+    ("paymentProviders", &[ReadPayments]),
+    ("payments", &[ReadPayments]),
+    ("payment", &[ReadPayments]),
+    ("unmatchedPayments", &[ReadPayments]),
+    ("refusedPaymentCallbacks", &[ReadPayments]),
+    ("paymentRequests", &[ReadPaymentRequests]),
+    ("paymentRequest", &[ReadPaymentRequests]),
+    ("orders", &[ReadOrders]),
+    ("order", &[ReadOrders]),
+    ("installations", &[ReadInstallations]),
+    ("installation", &[ReadInstallations]),
+    ("technicianCalendar", &[ReadInstallations]),
+    ("installationCounts", &[ReadInstallations]),
+    ("payouts", &[ReadPayouts]),
+    ("warranties", &[ReadAfterSales]),
+    ("warrantyClaims", &[ReadAfterSales]),
+    ("serviceRequests", &[ReadAfterSales]),
+    ("maintenanceContracts", &[ReadAfterSales]),
+    ("apiKeys", &[ManageApiKeys]),
+    ("eventLog", &[ReadEventStream]),
+    ("webhooks", &[ManageWebhooks]),
+    ("webhookDeliveries", &[ManageWebhooks]),
+    ("users", &[ReadUsers]),
+    ("user", &[ReadUsers]),
+];
+
+/// Whether `role` may read the query `name` (by [`QUERIES`]); `None` for a name that is not
+/// a query.
+pub fn may_read(role: Role, name: &str) -> Option<bool> {
+    QUERIES
+        .iter()
+        .find(|(query, _)| *query == name)
+        .map(|(_, permissions)| permissions.iter().all(|p| role.may(*p)))
+}
+
 /// Permissions narrowed per record for a role: the role holds the permission, but only for
 /// the records it is assigned to (an agent changes only their leads, unless they also hold
 /// `ManageLeads`; a technician works only installations they are on).
 pub const NARROWED: &[(Permission, Role, &str)] = &[
+    (ReadInbox, Agent, "their own figures in agentPerformance"),
     (WorkLeads, Agent, "the leads assigned to them"),
     (WorkInstallations, Technician, "installations they are assigned to"),
+    (ReadPayouts, Technician, "the payouts that pay them"),
 ];
 
 /// Whether `role` may run the mutation `name` (by [`MUTATIONS`]); `None` for a name that is
@@ -263,9 +327,9 @@ pub fn markdown() -> String {
     const ROLES: [Role; 7] = [Owner, Admin, Agent, Technician, Finance, Auditor, Integrator];
     let mut out = String::from("| permission | ");
     out.push_str(&ROLES.map(Role::as_str).join(" | "));
-    out.push_str(" | mutations |\n|---|");
+    out.push_str(" | mutations | queries |\n|---|");
     out.push_str(&"---|".repeat(ROLES.len()));
-    out.push_str("---|\n");
+    out.push_str("---|---|\n");
     for (permission, roles) in TABLE {
         let marks = ROLES.map(|r| if roles.contains(&r) { "✓" } else { "" });
         let mutations: Vec<String> = MUTATIONS
@@ -273,14 +337,16 @@ pub fn markdown() -> String {
             .filter(|(_, needs)| needs.contains(permission))
             .map(|(name, _)| format!("`{name}`"))
             .collect();
+        let queries: Vec<String> = QUERIES
+            .iter()
+            .filter(|(_, needs)| needs.contains(permission))
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
         out.push_str(&format!(
-            "| `{permission:?}` | {} | {} |\n",
+            "| `{permission:?}` | {} | {} | {} |\n",
             marks.join(" | "),
-            if mutations.is_empty() {
-                "(reads only)".to_string()
-            } else {
-                mutations.join(", ")
-            }
+            mutations.join(", "),
+            queries.join(", ")
         ));
     }
     out

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use chronicle_api::auth::Role;
-use chronicle_api::permissions::{may_run, MUTATIONS, NARROWED};
+use chronicle_api::permissions::{may_read, may_run, MUTATIONS, NARROWED, QUERIES};
 use chronicle_tests::{error_code, error_message, TestApp};
 use serde_json::{json, Map, Value};
 
@@ -27,6 +27,7 @@ const TYPE_REF: &str = "kind name ofType { kind name ofType { kind name ofType {
 async fn schema_types(app: &TestApp) -> Map<String, Value> {
     let query = format!(
         "{{ __schema {{ mutationType {{ fields {{ name args {{ name type {{ {TYPE_REF} }} }} }} }}
+            queryType {{ fields {{ name type {{ {TYPE_REF} }} args {{ name type {{ {TYPE_REF} }} }} }} }}
             types {{ kind name enumValues {{ name }} inputFields {{ name type {{ {TYPE_REF} }} }} }} }} }}"
     );
     let reply = app.gql("acme", Role::Owner, &query, json!({})).await;
@@ -36,6 +37,7 @@ async fn schema_types(app: &TestApp) -> Map<String, Value> {
         types.insert(t["name"].as_str().unwrap_or_default().to_string(), t.clone());
     }
     types.insert("__mutations".into(), schema["mutationType"]["fields"].clone());
+    types.insert("__queries".into(), schema["queryType"]["fields"].clone());
     types
 }
 
@@ -193,5 +195,102 @@ fn the_readme_lists_the_permission_table() {
         &readme[from..to],
         table,
         "the README's permission table is stale: run with CHRONICLE_WRITE_README=1"
+    );
+}
+
+/// The innermost named type of a type reference, and its kind.
+fn named(t: &Value) -> (&str, &str) {
+    match t["kind"].as_str() {
+        Some("NON_NULL") | Some("LIST") => named(&t["ofType"]),
+        kind => (kind.unwrap_or_default(), t["name"].as_str().unwrap_or_default()),
+    }
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn every_query_answers_every_role_as_the_permission_table_says(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", "100200300").await;
+    let types = schema_types(&app).await;
+    let queries = types["__queries"].as_array().cloned().unwrap_or_default();
+
+    let in_schema: BTreeSet<&str> = queries.iter().filter_map(|q| q["name"].as_str()).collect();
+    let in_table: BTreeSet<&str> = QUERIES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        in_schema, in_table,
+        "the permission table and the schema's queries differ"
+    );
+    assert_eq!(in_table.len(), QUERIES.len(), "a query is listed twice");
+
+    let mut wrong = Vec::new();
+    for query in &queries {
+        let name = query["name"].as_str().unwrap_or_default();
+        let required: Vec<&Value> = query["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["type"]["kind"] == "NON_NULL")
+            .collect();
+        let declarations: Vec<String> = required
+            .iter()
+            .map(|a| {
+                format!(
+                    "${}: {}",
+                    a["name"].as_str().unwrap_or_default(),
+                    type_string(&a["type"])
+                )
+            })
+            .collect();
+        let arguments: Vec<String> = required
+            .iter()
+            .map(|a| {
+                let arg = a["name"].as_str().unwrap_or_default();
+                format!("{arg}: ${arg}")
+            })
+            .collect();
+        let variables: Map<String, Value> = required
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap_or_default().to_string(),
+                    made_up(&a["type"], &types),
+                )
+            })
+            .collect();
+        let selection = match named(&query["type"]).0 {
+            "OBJECT" | "INTERFACE" | "UNION" => " { __typename }",
+            _ => "",
+        };
+        let text = if required.is_empty() {
+            format!("query {{ {name}{selection} }}")
+        } else {
+            format!(
+                "query({}) {{ {name}({}){selection} }}",
+                declarations.join(", "),
+                arguments.join(", ")
+            )
+        };
+        for role in ROLES {
+            let allowed = may_read(role, name).unwrap_or(false);
+            let reply = app.gql("acme", role, &text, Value::Object(variables.clone())).await;
+            let code = error_code(&reply);
+            let as_table = if allowed {
+                code != "FORBIDDEN"
+            } else {
+                code == "FORBIDDEN"
+            };
+            if !as_table {
+                wrong.push(format!(
+                    "{name} as {}: the table says {}, the answer was {reply}",
+                    role.as_str(),
+                    if allowed { "allowed" } else { "FORBIDDEN" }
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} answers differ from the table:\n{}",
+        wrong.len(),
+        wrong.join("\n")
     );
 }

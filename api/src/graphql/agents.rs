@@ -22,14 +22,14 @@ fn readable_agent(caller: &Caller) -> Result<Option<&str>, ApiError> {
             "an API key reads agent performance only with the inbox:read scope".into(),
         ));
     }
-    match caller.role {
-        Role::Owner | Role::Admin | Role::Auditor => Ok(None),
-        Role::Agent => Ok(Some(caller.user_id.as_str())),
-        other => Err(ApiError::Forbidden(format!(
+    // The inbox's readers (the permission table); an agent only their own row.
+    if !caller.may(crate::permissions::Permission::ReadInbox) {
+        return Err(ApiError::Forbidden(format!(
             "the {} role cannot read agent performance",
-            other.as_str()
-        ))),
+            caller.role.as_str()
+        )));
     }
+    Ok((caller.role == Role::Agent).then_some(caller.user_id.as_str()))
 }
 
 /// Average and median of a set of durations, in seconds; null when there are none.
