@@ -146,8 +146,26 @@ pub struct SignInLimiter {
 #[derive(Clone)]
 enum Store {
     Redis(redis::aio::ConnectionManager),
-    Memory(Arc<Mutex<HashMap<String, Count>>>),
+    Memory(Arc<Mutex<Counts>>),
 }
+
+/// The in-memory counts, and the size at which forgotten ones are pruned next.
+struct Counts {
+    counts: HashMap<String, Count>,
+    prune_at: usize,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self {
+            counts: HashMap::new(),
+            prune_at: PRUNE_FROM,
+        }
+    }
+}
+
+/// The in-memory store prunes forgotten counts from this size on.
+const PRUNE_FROM: usize = 10_000;
 
 impl std::fmt::Debug for SignInLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,9 +204,11 @@ local now = tonumber(ARGV[1])
 if failures > 0 and now - last > tonumber(ARGV[2]) then failures = 0 end
 local free, delay, lock_after, lock_for = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local wait = 0
-if failures >= lock_after then
+if failures < free then
+  wait = 0
+elseif failures >= lock_after then
   wait = lock_for
-elseif failures >= free then
+else
   wait = math.min(delay * 2 ^ math.min(failures - free, 20), lock_for)
 end
 local left = last + wait - now
@@ -198,10 +218,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[7])
 return 0
 ";
 
-/// Gives one reserved attempt back.
+/// Gives one reserved attempt back (the key goes when nothing is left counted).
 const REFUND: &str = r"
 local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
-if failures > 0 then redis.call('HSET', KEYS[1], 'failures', failures - 1) end
+if failures > 1 then
+  redis.call('HSET', KEYS[1], 'failures', failures - 1)
+else
+  redis.call('DEL', KEYS[1])
+end
 return 0
 ";
 
@@ -258,9 +282,13 @@ impl SignInLimiter {
             Store::Memory(map) => {
                 let Ok(mut map) = map.lock() else { return Ok(0) };
                 let forget = ms(limits.forget_after);
-                if map.len() > 10_000 {
-                    map.retain(|_, c| now - c.last_ms <= forget);
+                // Forgotten counts are pruned when the map has doubled since the last pruning,
+                // so the work stays constant per attempt on average.
+                if map.counts.len() > map.prune_at {
+                    map.counts.retain(|_, c| now - c.last_ms <= forget);
+                    map.prune_at = (2 * map.counts.len()).max(PRUNE_FROM);
                 }
+                let map = &mut map.counts;
                 let count = map.entry(key).or_default();
                 if count.failures > 0 && now - count.last_ms > forget {
                     *count = Count::default();
@@ -303,8 +331,11 @@ impl SignInLimiter {
         match &self.store {
             Store::Memory(map) => {
                 if let Ok(mut map) = map.lock() {
-                    if let Some(count) = map.get_mut(&key) {
+                    if let Some(count) = map.counts.get_mut(&key) {
                         count.failures = count.failures.saturating_sub(1);
+                        if count.failures == 0 {
+                            map.counts.remove(&key);
+                        }
                     }
                 }
             }
@@ -327,7 +358,7 @@ impl SignInLimiter {
         match &self.store {
             Store::Memory(map) => {
                 if let Ok(mut map) = map.lock() {
-                    map.remove(&key);
+                    map.counts.remove(&key);
                 }
             }
             Store::Redis(connection) => {

@@ -299,7 +299,10 @@ const LOCK_TIMEOUT: &str = "5s";
 /// A lock wait that ran out is a conflict, anything else a failure.
 fn lock_error(e: sqlx::Error) -> CommandError {
     match &e {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => CommandError::Conflict,
+        // lock_not_available (a lock_timeout ran out), deadlock_detected, serialization_failure.
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("55P03" | "40P01" | "40001")) => {
+            CommandError::Conflict
+        }
         _ => CommandError::from(e),
     }
 }
@@ -323,9 +326,17 @@ async fn lock_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Transaction<'st
     Ok(tx)
 }
 
+/// What a sign-in verified, re-checked when its session is written.
+struct Verified<'a> {
+    password_hash: &'a str,
+    /// Whether a second factor was checked.
+    second_factor: bool,
+}
+
 /// An account row held by [`lock_account`] until its transaction ends.
 #[derive(sqlx::FromRow)]
 struct Held {
+    role: String,
     status: String,
     password_hash: Option<String>,
     email: String,
@@ -336,7 +347,8 @@ struct Held {
 }
 
 /// Locks one account row (`FOR UPDATE`): what sessions and the second factor serialise on.
-/// Deactivation and resets update the same row, so they wait for each other.
+/// Deactivation and resets update the same row, so they wait for each other. Every writer
+/// takes the account row before any of the user's refresh tokens, so they never deadlock.
 async fn lock_account(
     pool: &PgPool,
     tenant: &TenantId,
@@ -344,7 +356,7 @@ async fn lock_account(
 ) -> Result<(Transaction<'static, Postgres>, Option<Held>), CommandError> {
     let mut tx = begin_bounded(pool).await?;
     let held: Option<Held> = sqlx::query_as(
-        "SELECT status, password_hash, email, wrapped_key, totp_sealed, totp_pending_sealed, totp_last_step \
+        "SELECT role, status, password_hash, email, wrapped_key, totp_sealed, totp_pending_sealed, totp_last_step \
          FROM user_accounts WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
     )
     .bind(tenant.as_str())
@@ -538,11 +550,23 @@ impl Commands {
         })
     }
 
+    /// The e-mail address of the account a one-time token names (`INVALID_TOKEN` if none), for
+    /// the password rule before the slow hash.
+    async fn email_of_token(&self, column: &str, token: &str) -> Result<String, AuthError> {
+        let email: Option<String> = sqlx::query_scalar(&format!("SELECT email FROM user_accounts WHERE {column} = $1"))
+            .bind(sha256(token.trim()))
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(email.ok_or(AuthRefusal::InvalidToken)?)
+    }
+
     /// The account a one-time token (invitation or reset, by its column) names, checked again
     /// under the tenant lock so a token replaced meanwhile is refused (`INVALID_TOKEN`).
     async fn by_token(
         &self,
         column: &str,
+        expiry: &str,
+        expired: UserError,
         token: &str,
     ) -> Result<(Transaction<'static, Postgres>, TenantId, String, String, String), AuthError> {
         let hash = sha256(token.trim());
@@ -555,16 +579,20 @@ impl Commands {
         let (tenant, user_id, role, email) = found.ok_or(AuthRefusal::InvalidToken)?;
         let tenant = tenant_of(&tenant)?;
         let mut tx = lock_tenant(self.pool(), &tenant).await?;
-        let still: Option<bool> = sqlx::query_scalar(&format!(
-            "SELECT {column} = $3 FROM user_accounts WHERE tenant_id = $1 AND user_id = $2"
+        let still: Option<(bool, bool)> = sqlx::query_as(&format!(
+            "SELECT {column} = $3, {expiry} > now() FROM user_accounts WHERE tenant_id = $1 AND user_id = $2"
         ))
         .bind(tenant.as_str())
         .bind(&user_id)
         .bind(&hash)
         .fetch_optional(&mut *tx)
         .await?;
-        if still != Some(true) {
-            return Err(AuthRefusal::InvalidToken.into());
+        match still {
+            Some((true, true)) => {}
+            // Expired here, whatever the log says: a token never outlives its expiry, not even
+            // on the repair path.
+            Some((true, false)) => return Err(rejected(expired).into()),
+            _ => return Err(AuthRefusal::InvalidToken.into()),
         }
         Ok((tx, tenant, user_id, role, email))
     }
@@ -577,11 +605,17 @@ impl Commands {
         password: &str,
         correlation_id: &str,
     ) -> Result<Account, AuthError> {
-        let (tx, _, _, _, email) = self.by_token("invitation_sha256", token).await?;
-        drop(tx);
+        let email = self.email_of_token("invitation_sha256", token).await?;
         check_password(password, &email).map_err(rejected)?;
         let hash = hash_password(password).await?;
-        let (mut tx, tenant, user_id, role, _) = self.by_token("invitation_sha256", token).await?;
+        let (mut tx, tenant, user_id, role, _) = self
+            .by_token(
+                "invitation_sha256",
+                "invitation_expires_at",
+                UserError::InvitationExpired,
+                token,
+            )
+            .await?;
         let at = Utc::now();
         let metadata = own_metadata(&tenant, &user_id, &role, correlation_id);
         repairing(
@@ -756,11 +790,17 @@ impl Commands {
         password: &str,
         correlation_id: &str,
     ) -> Result<Account, AuthError> {
-        let (tx, _, _, _, email) = self.by_token("reset_sha256", token).await?;
-        drop(tx);
+        let email = self.email_of_token("reset_sha256", token).await?;
         check_password(password, &email).map_err(rejected)?;
         let hash = hash_password(password).await?;
-        let (mut tx, tenant, user_id, role, _) = self.by_token("reset_sha256", token).await?;
+        let (mut tx, tenant, user_id, role, _) = self
+            .by_token(
+                "reset_sha256",
+                "reset_expires_at",
+                UserError::PasswordResetExpired,
+                token,
+            )
+            .await?;
         let at = Utc::now();
         sqlx::query(
             "UPDATE user_accounts SET password_hash = $3, reset_sha256 = NULL, reset_expires_at = NULL, updated_at = $4 \
@@ -839,10 +879,18 @@ impl Commands {
             user_id,
             role,
         };
-        let refresh = self
-            .open_session(&account, &format!("fam_{}", fresh_id()), ttl, Some(&verified))
+        let (refresh, role) = self
+            .open_session(
+                &account,
+                &format!("fam_{}", fresh_id()),
+                ttl,
+                Some(Verified {
+                    password_hash: &verified,
+                    second_factor: two_factor,
+                }),
+            )
             .await?;
-        Ok((account, refresh))
+        Ok((Account { role, ..account }, refresh))
     }
 
     /// Starts a session for an account that just proved itself another way (an accepted
@@ -850,29 +898,36 @@ impl Commands {
     pub async fn start_session(&self, account: &Account, ttl: Duration) -> Result<RefreshToken, AuthError> {
         self.open_session(account, &format!("fam_{}", fresh_id()), ttl, None)
             .await
+            .map(|(refresh, _)| refresh)
     }
 
-    /// Writes a refresh token of `family` while holding the account row: the account must be
-    /// active and, when `verified` is given, its password still the one just checked (a reset
-    /// or deactivation that committed meanwhile wins).
+    /// Writes a refresh token of `family` while holding the account row, and answers the role
+    /// as of then (what the access token carries): the account must be active and, after a
+    /// sign-in, its password still the one just checked and its second factor still as checked
+    /// (a reset, deactivation or second factor turned on meanwhile wins).
     async fn open_session(
         &self,
         account: &Account,
         family: &str,
         ttl: Duration,
-        verified: Option<&str>,
-    ) -> Result<RefreshToken, AuthError> {
+        verified: Option<Verified<'_>>,
+    ) -> Result<(RefreshToken, String), AuthError> {
         let (mut tx, held) = lock_account(self.pool(), &account.tenant, &account.user_id).await?;
         let held = held.ok_or(AuthRefusal::InvalidCredentials)?;
         if held.status != "active" {
             return Err(AuthRefusal::AccountDeactivated.into());
         }
-        if verified.is_some_and(|hash| held.password_hash.as_deref() != Some(hash)) {
-            return Err(AuthRefusal::InvalidCredentials.into());
+        if let Some(verified) = verified {
+            if held.password_hash.as_deref() != Some(verified.password_hash) {
+                return Err(AuthRefusal::InvalidCredentials.into());
+            }
+            if held.totp_sealed.is_some() && !verified.second_factor {
+                return Err(AuthRefusal::SecondFactorRequired.into());
+            }
         }
         let refresh = insert_refresh(&mut tx, account, family, ttl).await?;
         tx.commit().await?;
-        Ok(refresh)
+        Ok((refresh, held.role))
     }
 
     /// Trades a refresh token for the next of its family (and the account, with its current
@@ -883,25 +938,30 @@ impl Commands {
     pub async fn refresh(&self, token: &str, ttl: Duration) -> Result<(Account, RefreshToken), AuthError> {
         let hash = sha256(token.trim());
         let now = Utc::now();
-        let mut tx = begin_bounded(self.pool()).await?;
-        let found: Option<(String, String, String, Moment, Moment, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT family_id, tenant_id, user_id, used_at, revoked_at, expires_at FROM refresh_tokens \
-             WHERE token_sha256 = $1 FOR UPDATE",
+        // Whose token, read without a lock; then the account row, then the token (the order
+        // every writer follows).
+        let owner: Option<(String, String)> =
+            sqlx::query_as("SELECT tenant_id, user_id FROM refresh_tokens WHERE token_sha256 = $1")
+                .bind(&hash)
+                .fetch_optional(self.pool())
+                .await?;
+        let Some((tenant, user_id)) = owner else {
+            return Err(AuthRefusal::InvalidRefreshToken.into());
+        };
+        let tenant = tenant_of(&tenant)?;
+        let (mut tx, held) = lock_account(self.pool(), &tenant, &user_id).await?;
+        let found: Option<(String, Moment, Moment, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT family_id, used_at, revoked_at, expires_at FROM refresh_tokens \
+             WHERE token_sha256 = $1 AND user_id = $2 FOR UPDATE",
         )
         .bind(&hash)
+        .bind(&user_id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(lock_error)?;
-        let Some((family, tenant, user_id, used_at, revoked_at, expires_at)) = found else {
+        let Some((family, used_at, revoked_at, expires_at)) = found else {
             return Err(AuthRefusal::InvalidRefreshToken.into());
         };
-        let account: Option<(String, String)> =
-            sqlx::query_as("SELECT role, status FROM user_accounts WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE")
-                .bind(&tenant)
-                .bind(&user_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(lock_error)?;
         if used_at.is_some() {
             if revoked_at.is_none() {
                 tracing::warn!(refresh.family = %family, "a used refresh token was presented again: the family is revoked");
@@ -919,8 +979,8 @@ impl Commands {
         if revoked_at.is_some() || family_ended || expires_at <= now {
             return Err(AuthRefusal::InvalidRefreshToken.into());
         }
-        let role = match account {
-            Some((role, status)) if status == "active" => role,
+        let role = match held {
+            Some(held) if held.status == "active" => held.role,
             _ => {
                 revoke_family(&mut tx, &family, now).await?;
                 tx.commit().await?;
@@ -932,11 +992,7 @@ impl Commands {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let account = Account {
-            tenant: tenant_of(&tenant)?,
-            user_id,
-            role,
-        };
+        let account = Account { tenant, user_id, role };
         let next = insert_refresh(&mut tx, &account, &family, ttl).await?;
         tx.commit().await?;
         Ok((account, next))
@@ -944,14 +1000,16 @@ impl Commands {
 
     /// Ends the session of a refresh token (its whole family). Unknown tokens change nothing.
     pub async fn sign_out(&self, token: &str) -> Result<(), CommandError> {
-        let mut tx = begin_bounded(self.pool()).await?;
-        let family: Option<String> = sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_sha256 = $1")
-            .bind(sha256(token.trim()))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(family) = family {
-            revoke_family(&mut tx, &family, Utc::now()).await?;
-        }
+        let owner: Option<(String, String, String)> =
+            sqlx::query_as("SELECT tenant_id, user_id, family_id FROM refresh_tokens WHERE token_sha256 = $1")
+                .bind(sha256(token.trim()))
+                .fetch_optional(self.pool())
+                .await?;
+        let Some((tenant, user_id, family)) = owner else {
+            return Ok(());
+        };
+        let (mut tx, _) = lock_account(self.pool(), &tenant_of(&tenant)?, &user_id).await?;
+        revoke_family(&mut tx, &family, Utc::now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -967,10 +1025,10 @@ impl Commands {
         password: &str,
         issuer: &str,
     ) -> Result<TwoFactorEnrolment, AuthError> {
+        let hash = self.verified_hash(tenant, user_id, password).await?;
         let (mut tx, held) = lock_account(self.pool(), tenant, user_id).await?;
         let held = held.ok_or_else(|| rejected(UserError::UnknownUser))?;
-        let hash = held.password_hash.clone().unwrap_or_default();
-        if !password_matches(&hash, password).await? {
+        if held.password_hash.as_deref() != Some(hash.as_str()) {
             return Err(AuthRefusal::InvalidCredentials.into());
         }
         if held.status != "active" {
@@ -1064,12 +1122,12 @@ impl Commands {
         password: &str,
         code: &str,
         metadata: &CommandMetadata,
-    ) -> Result<Appended, AuthError> {
+    ) -> Result<(), AuthError> {
         let tenant = &metadata.tenant_id;
+        let hash = self.verified_hash(tenant, user_id, password).await?;
         let (mut tx, held) = lock_account(self.pool(), tenant, user_id).await?;
         let held = held.ok_or_else(|| rejected(UserError::UnknownUser))?;
-        let hash = held.password_hash.clone().unwrap_or_default();
-        if !password_matches(&hash, password).await? {
+        if held.password_hash.as_deref() != Some(hash.as_str()) {
             return Err(AuthRefusal::InvalidCredentials.into());
         }
         let (Some(wrapped), Some(sealed)) = (held.wrapped_key, held.totp_sealed) else {
@@ -1078,12 +1136,16 @@ impl Commands {
         let secret = open_secret(master, tenant, user_id, &wrapped, &sealed)?;
         totp::verify(&secret, code, Utc::now().timestamp(), held.totp_last_step)
             .ok_or(AuthRefusal::InvalidSecondFactor)?;
-        let appended = self
-            .user(user_id, UserCommand::DisableTwoFactor { at: Utc::now() }, metadata)
-            .await?;
+        // The row holds a second factor: a refusal that it is off means the log is ahead.
+        repairing(
+            self.user(user_id, UserCommand::DisableTwoFactor { at: Utc::now() }, metadata)
+                .await,
+            &UserError::TwoFactorNotEnabled,
+            user_id,
+        )?;
         clear_two_factor(&mut tx, tenant, user_id).await?;
         tx.commit().await?;
-        Ok(appended)
+        Ok(())
     }
 
     /// Turns a user's second factor off for them (an owner or admin, when the user lost their
@@ -1094,18 +1156,31 @@ impl Commands {
         user_id: &str,
         metadata: &CommandMetadata,
         managers: Managers<'_>,
-    ) -> Result<Appended, CommandError> {
+    ) -> Result<(), CommandError> {
         let tenant = &metadata.tenant_id;
         let mut tx = lock_tenant(self.pool(), tenant).await?;
         let acting = self.acting_role(&mut tx, metadata, managers).await?;
         let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
         may_touch(&acting, Some(&role), None)?;
+        let on: bool = sqlx::query_scalar(
+            "SELECT totp_sealed IS NOT NULL FROM user_accounts WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let appended = self
             .user(user_id, UserCommand::DisableTwoFactor { at: Utc::now() }, metadata)
-            .await?;
+            .await;
+        if on {
+            // The row holds a second factor: a refusal that it is off means the log is ahead.
+            repairing(appended, &UserError::TwoFactorNotEnabled, user_id)?;
+        } else {
+            appended?;
+        }
         clear_two_factor(&mut tx, tenant, user_id).await?;
         tx.commit().await?;
-        Ok(appended)
+        Ok(())
     }
 
     /// Checks a TOTP code at sign-in and records its step, so the same code (or an older one)
@@ -1176,6 +1251,25 @@ impl Commands {
         )
         .await?;
         Ok(())
+    }
+
+    /// The user's password hash if `password` matches it (`INVALID_CREDENTIALS` otherwise),
+    /// verified without holding any lock (the caller compares it again under the row lock).
+    async fn verified_hash(&self, tenant: &TenantId, user_id: &str, password: &str) -> Result<String, AuthError> {
+        let hash: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM user_accounts WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant.as_str())
+                .bind(user_id)
+                .fetch_optional(self.pool())
+                .await?;
+        let hash = hash
+            .ok_or_else(|| rejected(UserError::UnknownUser))?
+            .unwrap_or_default();
+        if password_matches(&hash, password).await? {
+            Ok(hash)
+        } else {
+            Err(AuthRefusal::InvalidCredentials.into())
+        }
     }
 
     /// The role and status of the tenant's user, or `UNKNOWN_USER`.

@@ -871,3 +871,107 @@ async fn work_is_assigned_only_to_active_users_of_the_tenant_whose_role_does_it(
         "{read}"
     );
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_row_write_lost_after_its_event_is_repaired_by_the_retry_but_never_past_the_tokens_expiry(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::new(pool).await;
+    let client = Client::new(&app).await;
+    let (_, owner) = tenant_with_owner(&app, &client).await;
+    let (user, invitation) = invite(&client, &owner, "late@acme.test", "agent").await;
+    let accepted = accept(&client, &invitation, "late user's passphrase").await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    // As if the row's commit had been lost after `InvitationAccepted` was appended: the row is
+    // back to invited with the token, the log says accepted.
+    let lose = |expires: &'static str| {
+        let (pool, user, invitation) = (app.pool.clone(), user.clone(), invitation.clone());
+        async move {
+            use sha2::Digest;
+            sqlx::query(&format!(
+                "UPDATE user_accounts SET status = 'invited', accepted = false, password_hash = NULL, \
+                   invitation_sha256 = $2, invitation_expires_at = {expires} WHERE user_id = $1"
+            ))
+            .bind(&user)
+            .bind(sha2::Sha256::digest(invitation.as_bytes()).to_vec())
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    lose("now() + interval '1 day'").await;
+    let retried = accept(&client, &invitation, "late user's passphrase").await;
+    assert_eq!(retried.status, 200, "the retry repairs the row: {}", retried.body);
+    let status: String = sqlx::query_scalar("SELECT status FROM user_accounts WHERE user_id = $1")
+        .bind(&user)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "active");
+    let accepted_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'InvitationAccepted' AND aggregate_id = $1")
+            .bind(format!("acme:{user}"))
+            .fetch_one(&app.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(accepted_events, 1, "the repair appends nothing");
+    // Past its expiry, the token is refused even on the repair path.
+    lose("now() - interval '1 minute'").await;
+    let expired = accept(&client, &invitation, "late user's passphrase").await;
+    assert_eq!(
+        (expired.status, expired.code()),
+        (422, "INVITATION_EXPIRED"),
+        "{}",
+        expired.body
+    );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn refreshes_racing_a_deactivation_never_fail_and_never_outlive_it(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    let client = Client::new(&app).await;
+    let (_, owner) = tenant_with_owner(&app, &client).await;
+    let (user, invitation) = invite(&client, &owner, "racer@acme.test", "agent").await;
+    accept(&client, &invitation, "racer's own passphrase").await;
+    // Eight sessions refreshing at once while an owner deactivates the user.
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        let signed = client
+            .sign_in("racer@acme.test", "racer's own passphrase", json!({}))
+            .await;
+        sessions.push(text(&signed.body, "refreshToken").to_string());
+    }
+    let deactivate = client.graphql(
+        &owner,
+        "mutation($id: String!) { deactivateUser(id: $id) { appended } }",
+        json!({"id": user}),
+    );
+    let refreshes = futures::future::join_all(
+        sessions
+            .iter()
+            .map(|token| client.post("/auth/refresh", json!({"refreshToken": token}), None)),
+    );
+    let ((_, deactivated), answers) = tokio::join!(deactivate, refreshes);
+    assert_eq!(deactivated["data"]["deactivateUser"]["appended"], 1, "{deactivated}");
+    // Each refresh either ran before the deactivation or was refused by it; none failed.
+    for answer in &answers {
+        assert!(matches!(answer.status, 200 | 401), "{} {}", answer.status, answer.body);
+    }
+    // Whatever was issued before the deactivation committed was revoked by it.
+    for answer in answers.iter().filter(|a| a.status == 200) {
+        let next = client
+            .post(
+                "/auth/refresh",
+                json!({"refreshToken": text(&answer.body, "refreshToken")}),
+                None,
+            )
+            .await;
+        assert_eq!(next.status, 401, "{}", next.body);
+    }
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(&user)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(live, 0);
+}

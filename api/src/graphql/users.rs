@@ -100,6 +100,17 @@ impl async_graphql::dataloader::Loader<(String, String)> for UserNames {
 /// The assigned users `ids` of the caller's tenant, with their names (batched).
 pub(crate) async fn assigned(ctx: &Context<'_>, ids: &[String]) -> async_graphql::Result<Vec<AssignedUser>> {
     let caller = caller(ctx).gql()?;
+    // Names are the directory's: a caller who may not read it (an API key without the scope)
+    // sees the ids only.
+    if !caller.may(Permission::ReadUsers) {
+        return Ok(ids
+            .iter()
+            .map(|id| AssignedUser {
+                id: id.clone(),
+                name: None,
+            })
+            .collect());
+    }
     let loader = ctx
         .data::<async_graphql::dataloader::DataLoader<UserNames>>()
         .map_err(|_| ApiError::Unavailable("no user directory in the schema".into()))
@@ -157,9 +168,16 @@ async fn paced<T>(
     let limiter = ctx
         .data::<crate::sessions::SignInLimiter>()
         .map_err(|_| ApiError::Unavailable("no sign-in limiter in the schema".into()))?;
-    let subject = crate::sessions::Subject::User {
-        tenant: caller.tenant.to_string(),
-        user_id: caller.user_id.clone(),
+    // The same count as the account's sign-ins: a stolen access token gives no extra guesses.
+    let subject = match users::find(pool(ctx)?, &caller.tenant, &caller.user_id).await? {
+        Some(user) => crate::sessions::Subject::Account {
+            tenant: caller.tenant.to_string(),
+            email: user.email,
+        },
+        None => crate::sessions::Subject::User {
+            tenant: caller.tenant.to_string(),
+            user_id: caller.user_id.clone(),
+        },
     };
     let unavailable = |e: crate::sessions::LimiterUnavailable| ApiError::Unavailable(e.to_string());
     let wait = limiter

@@ -160,13 +160,17 @@ async fn sign_in(
         .map_err(|e| ApiError::bad_request("INVALID_INPUT", format!("tenant: {e}")))?;
     let span = tracing::info_span!("auth.sign_in", tenant.id = %tenant, correlation.id = %correlation.0);
     async move {
-        let mut subjects = vec![Subject::Account {
+        // The address first: a paced address is refused before it touches the account's count
+        // (an attacker cannot keep restarting a victim's wait).
+        let account = Subject::Account {
             tenant: tenant.to_string(),
             email: request.email.clone(),
-        }];
+        };
+        let mut subjects = Vec::new();
         if let Some(address) = client_address(&state, &headers, peer.map(|Extension(ConnectInfo(a))| a)) {
             subjects.push(Subject::Address(address));
         }
+        subjects.push(account.clone());
         let limiter = &state.sign_in_limiter;
         let unavailable = |e: crate::sessions::LimiterUnavailable| ApiError::Unavailable(e.to_string());
         // Reserved before the password is checked (counted as a failure unless given back).
@@ -211,9 +215,11 @@ async fn sign_in(
             }
         };
         match outcome {
-            Ok((account, refresh)) => {
-                limiter.succeeded(&subjects[0]).await.map_err(unavailable)?;
-                give_back(&subjects[1..]).await.map_err(unavailable)?;
+            Ok((signed_in, refresh)) => {
+                limiter.succeeded(&account).await.map_err(unavailable)?;
+                let addresses: Vec<Subject> = subjects.iter().filter(|s| **s != account).cloned().collect();
+                give_back(&addresses).await.map_err(unavailable)?;
+                let account = signed_in;
                 tracing::info!(user.id = %account.user_id, "signed in");
                 session(&state, &account, refresh).await
             }
