@@ -418,6 +418,51 @@ pub async fn catch_up(state: &AppState) -> anyhow::Result<()> {
 
 /// Loads the demo (`chronicle_fixtures::demo`) with progress on stderr, prints an owner token
 /// for each of its tenants, and returns the token of the tenant GraphiQL opens with.
+/// The demo owners' password (development mode only, printed at start with the demo).
+pub const DEMO_PASSWORD: &str = "demo owner passphrase";
+
+/// The e-mail address of a demo tenant's owner.
+pub fn demo_owner_email(tenant: &chronicle_domain::tenant::TenantId) -> String {
+    format!("owner@{tenant}.demo")
+}
+
+/// The demo tenant's owner (invited and accepted through the write path on first start):
+/// their user id.
+async fn demo_owner(state: &AppState, tenant: &chronicle_domain::tenant::TenantId) -> anyhow::Result<String> {
+    use chronicle_commands::users;
+    let email = demo_owner_email(tenant);
+    if let Some(user_id) = users::find_by_email(&state.pool, tenant, &email).await? {
+        return Ok(user_id);
+    }
+    let metadata = chronicle_domain::metadata::CommandMetadata {
+        tenant_id: tenant.clone(),
+        actor: chronicle_domain::metadata::Actor::System {
+            component: "demo".into(),
+        },
+        correlation_id: format!("demo-owner:{tenant}"),
+        causation_id: "demo".into(),
+    };
+    let invited = state
+        .commands
+        .invite_user(
+            users::Invite {
+                email,
+                name: "Demo Owner".into(),
+                role: "owner".into(),
+            },
+            &metadata,
+            &crate::permissions::Permission::ManageUsers.role_names(),
+        )
+        .await
+        .context("inviting the demo owner")?;
+    state
+        .commands
+        .accept_invitation(&invited.token, DEMO_PASSWORD, &metadata.correlation_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("accepting the demo owner's invitation: {e}"))?;
+    Ok(invited.user_id)
+}
+
 async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Option<String>> {
     // The demo's campaign sends WhatsApp templates to made-up numbers: only to the sandbox.
     if state.sandbox.is_none() {
@@ -443,6 +488,11 @@ async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Opti
     .await
     .context("loading the demo")?;
     catch_up(state).await?;
+    // Each demo tenant has an owner who signs in with a password, so sign-in can be tried too.
+    let mut owners = Vec::new();
+    for tenant in &summary.tenants {
+        owners.push(demo_owner(state, &tenant.id).await?);
+    }
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&state.pool)
         .await?;
@@ -461,16 +511,22 @@ async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Opti
         settings.bind
     );
     let mut first = None;
-    for tenant in &summary.tenants {
+    for (tenant, owner) in summary.tenants.iter().zip(&owners) {
         let token = crate::auth::mint(
             settings.jwt_secret.expose(),
             &tenant.id,
-            "demo-owner",
+            owner,
             crate::auth::Role::Owner,
             chrono::Duration::days(7),
         )?;
         let _ = writeln!(out, "\n  {} ({}): {}", tenant.id, tenant.name, tenant.business);
         let _ = writeln!(out, "  Authorization: Bearer {token}");
+        let _ = writeln!(
+            out,
+            "  or sign in: POST /auth/sign-in {{\"tenant\": \"{}\", \"email\": \"{}\", \"password\": \"{DEMO_PASSWORD}\"}}",
+            tenant.id,
+            demo_owner_email(&tenant.id)
+        );
         first.get_or_insert(token);
     }
     let _ = writeln!(out);

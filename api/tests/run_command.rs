@@ -266,6 +266,27 @@ async fn serve_demo_starts_its_own_postgres_and_serves_the_demo_inbox() {
     // The generator's installer, the tenant the printed token (and GraphiQL) opens with.
     assert_eq!(reply["data"]["viewer"]["tenantId"], "installer-1");
     assert!(reply.to_string().contains("\"contactName\":\""), "{reply}");
+    // The demo's owner signs in with the printed password, and the printed token is theirs.
+    let signed: Value = reqwest::Client::new()
+        .post(format!("http://{}/auth/sign-in", sandbox.bind))
+        .json(&serde_json::json!({"tenant": "installer-1", "email": "owner@installer-1.demo", "password": "demo owner passphrase"}))
+        .send()
+        .await
+        .expect("signing in")
+        .json()
+        .await
+        .expect("a session");
+    let access = signed["accessToken"].as_str().unwrap_or_default().to_string();
+    let me = sandbox.graphql(&access, "{ viewer { role account { email } } }").await;
+    assert_eq!(
+        me["data"]["viewer"]["account"]["email"], "owner@installer-1.demo",
+        "{me}"
+    );
+    let printed = sandbox.graphql(&token, "{ viewer { account { email } } }").await;
+    assert_eq!(
+        printed["data"]["viewer"]["account"]["email"], "owner@installer-1.demo",
+        "{printed}"
+    );
 
     let page = reqwest::get(format!("http://{}/graphql", sandbox.bind))
         .await

@@ -1424,6 +1424,15 @@ pub async fn list(
     .await
 }
 
+/// The id of the tenant's user with `email` (any case), if there is one.
+pub async fn find_by_email(pool: &PgPool, tenant: &TenantId, email: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT user_id FROM user_accounts WHERE tenant_id = $1 AND email = lower($2)")
+        .bind(tenant.as_str())
+        .bind(email.trim())
+        .fetch_optional(pool)
+        .await
+}
+
 /// The tenant's user `user_id`, if it has them.
 pub async fn find(pool: &PgPool, tenant: &TenantId, user_id: &str) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(&format!(
