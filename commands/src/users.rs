@@ -326,6 +326,23 @@ async fn lock_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Transaction<'st
     Ok(tx)
 }
 
+/// A one-time token kept in the account row: an invitation or a password reset.
+#[derive(Clone, Copy)]
+enum OneTimeToken {
+    Invitation,
+    Reset,
+}
+
+impl OneTimeToken {
+    /// The token's prefix and the row's columns of its hash and expiry.
+    fn columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Invitation => ("inv", "invitation_sha256", "invitation_expires_at"),
+            Self::Reset => ("rst", "reset_sha256", "reset_expires_at"),
+        }
+    }
+}
+
 /// What a sign-in verified, re-checked when its session is written.
 struct Verified<'a> {
     password_hash: &'a str,
@@ -519,21 +536,44 @@ impl Commands {
         metadata: &CommandMetadata,
         managers: Managers<'_>,
     ) -> Result<IssuedToken, CommandError> {
+        let ttl = Duration::days(INVITATION_TTL_DAYS);
+        self.issue_one_time(
+            user_id,
+            metadata,
+            managers,
+            OneTimeToken::Invitation,
+            ttl,
+            |expires_at, at| UserCommand::RenewInvitation { expires_at, at },
+        )
+        .await
+    }
+
+    /// Issues a one-time token for the tenant's user `user_id` under the tenant lock (the
+    /// acting user re-read, `ROLE_ABOVE_ISSUER` checked): `command` is appended, then the
+    /// token's hash and expiry are stored in the row, replacing an earlier one.
+    async fn issue_one_time(
+        &self,
+        user_id: &str,
+        metadata: &CommandMetadata,
+        managers: Managers<'_>,
+        kind: OneTimeToken,
+        ttl: Duration,
+        command: impl FnOnce(DateTime<Utc>, DateTime<Utc>) -> UserCommand,
+    ) -> Result<IssuedToken, CommandError> {
         let tenant = &metadata.tenant_id;
         let mut tx = lock_tenant(self.pool(), tenant).await?;
         let acting = self.acting_role(&mut tx, metadata, managers).await?;
         let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
         may_touch(&acting, Some(&role), None)?;
-        let token = fresh_token("inv");
+        let (prefix, hash_column, expiry_column) = kind.columns();
+        let token = fresh_token(prefix);
         let at = Utc::now();
-        let expires_at = at + Duration::days(INVITATION_TTL_DAYS);
-        let appended = self
-            .user(user_id, UserCommand::RenewInvitation { expires_at, at }, metadata)
-            .await?;
-        sqlx::query(
-            "UPDATE user_accounts SET invitation_sha256 = $3, invitation_expires_at = $4, updated_at = $5 \
-             WHERE tenant_id = $1 AND user_id = $2",
-        )
+        let expires_at = at + ttl;
+        let appended = self.user(user_id, command(expires_at, at), metadata).await?;
+        sqlx::query(&format!(
+            "UPDATE user_accounts SET {hash_column} = $3, {expiry_column} = $4, updated_at = $5 \
+             WHERE tenant_id = $1 AND user_id = $2"
+        ))
         .bind(tenant.as_str())
         .bind(user_id)
         .bind(sha256(&token))
@@ -552,7 +592,8 @@ impl Commands {
 
     /// The e-mail address of the account a one-time token names (`INVALID_TOKEN` if none), for
     /// the password rule before the slow hash.
-    async fn email_of_token(&self, column: &str, token: &str) -> Result<String, AuthError> {
+    async fn email_of_token(&self, kind: OneTimeToken, token: &str) -> Result<String, AuthError> {
+        let (_, column, _) = kind.columns();
         let email: Option<String> = sqlx::query_scalar(&format!("SELECT email FROM user_accounts WHERE {column} = $1"))
             .bind(sha256(token.trim()))
             .fetch_optional(self.pool())
@@ -564,11 +605,11 @@ impl Commands {
     /// under the tenant lock so a token replaced meanwhile is refused (`INVALID_TOKEN`).
     async fn by_token(
         &self,
-        column: &str,
-        expiry: &str,
+        kind: OneTimeToken,
         expired: UserError,
         token: &str,
     ) -> Result<(Transaction<'static, Postgres>, TenantId, String, String, String), AuthError> {
+        let (_, column, expiry) = kind.columns();
         let hash = sha256(token.trim());
         let found: Option<(String, String, String, String)> = sqlx::query_as(&format!(
             "SELECT tenant_id, user_id, role, email FROM user_accounts WHERE {column} = $1"
@@ -605,16 +646,11 @@ impl Commands {
         password: &str,
         correlation_id: &str,
     ) -> Result<Account, AuthError> {
-        let email = self.email_of_token("invitation_sha256", token).await?;
+        let email = self.email_of_token(OneTimeToken::Invitation, token).await?;
         check_password(password, &email).map_err(rejected)?;
         let hash = hash_password(password).await?;
         let (mut tx, tenant, user_id, role, _) = self
-            .by_token(
-                "invitation_sha256",
-                "invitation_expires_at",
-                UserError::InvitationExpired,
-                token,
-            )
+            .by_token(OneTimeToken::Invitation, UserError::InvitationExpired, token)
             .await?;
         let at = Utc::now();
         let metadata = own_metadata(&tenant, &user_id, &role, correlation_id);
@@ -751,35 +787,16 @@ impl Commands {
         metadata: &CommandMetadata,
         managers: Managers<'_>,
     ) -> Result<IssuedToken, CommandError> {
-        let tenant = &metadata.tenant_id;
-        let mut tx = lock_tenant(self.pool(), tenant).await?;
-        let acting = self.acting_role(&mut tx, metadata, managers).await?;
-        let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
-        may_touch(&acting, Some(&role), None)?;
-        let token = fresh_token("rst");
-        let at = Utc::now();
-        let expires_at = at + Duration::hours(RESET_TTL_HOURS);
-        let appended = self
-            .user(user_id, UserCommand::IssuePasswordReset { expires_at, at }, metadata)
-            .await?;
-        sqlx::query(
-            "UPDATE user_accounts SET reset_sha256 = $3, reset_expires_at = $4, updated_at = $5 \
-             WHERE tenant_id = $1 AND user_id = $2",
+        let ttl = Duration::hours(RESET_TTL_HOURS);
+        self.issue_one_time(
+            user_id,
+            metadata,
+            managers,
+            OneTimeToken::Reset,
+            ttl,
+            |expires_at, at| UserCommand::IssuePasswordReset { expires_at, at },
         )
-        .bind(tenant.as_str())
-        .bind(user_id)
-        .bind(sha256(&token))
-        .bind(expires_at)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(IssuedToken {
-            user_id: user_id.to_string(),
-            token,
-            expires_at,
-            appended,
-        })
+        .await
     }
 
     /// Sets a new password with a reset token; every session of the user ends. Refused with
@@ -790,16 +807,11 @@ impl Commands {
         password: &str,
         correlation_id: &str,
     ) -> Result<Account, AuthError> {
-        let email = self.email_of_token("reset_sha256", token).await?;
+        let email = self.email_of_token(OneTimeToken::Reset, token).await?;
         check_password(password, &email).map_err(rejected)?;
         let hash = hash_password(password).await?;
         let (mut tx, tenant, user_id, role, _) = self
-            .by_token(
-                "reset_sha256",
-                "reset_expires_at",
-                UserError::PasswordResetExpired,
-                token,
-            )
+            .by_token(OneTimeToken::Reset, UserError::PasswordResetExpired, token)
             .await?;
         let at = Utc::now();
         sqlx::query(

@@ -26,7 +26,7 @@ const TYPE_REF: &str = "kind name ofType { kind name ofType { kind name ofType {
 /// The schema's types by name.
 async fn schema_types(app: &TestApp) -> Map<String, Value> {
     let query = format!(
-        "{{ __schema {{ mutationType {{ fields {{ name args {{ name type {{ {TYPE_REF} }} }} }} }}
+        "{{ __schema {{ mutationType {{ fields {{ name type {{ {TYPE_REF} }} args {{ name type {{ {TYPE_REF} }} }} }} }}
             queryType {{ fields {{ name type {{ {TYPE_REF} }} args {{ name type {{ {TYPE_REF} }} }} }} }}
             types {{ kind name enumValues {{ name }} inputFields {{ name type {{ {TYPE_REF} }} }} }} }} }}"
     );
@@ -84,72 +84,80 @@ fn made_up(t: &Value, types: &Map<String, Value>) -> Value {
     }
 }
 
-#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
-async fn every_mutation_answers_every_role_as_the_permission_table_says(pool: sqlx::PgPool) {
-    let app = TestApp::new(pool).await;
-    app.tenant_with_number("acme", "100200300").await;
-    let types = schema_types(&app).await;
-    let mutations = types["__mutations"].as_array().cloned().unwrap_or_default();
+/// The innermost named type of a type reference, and its kind.
+fn named(t: &Value) -> (&str, &str) {
+    match t["kind"].as_str() {
+        Some("NON_NULL") | Some("LIST") => named(&t["ofType"]),
+        kind => (kind.unwrap_or_default(), t["name"].as_str().unwrap_or_default()),
+    }
+}
 
-    let in_schema: BTreeSet<&str> = mutations.iter().filter_map(|m| m["name"].as_str()).collect();
-    let in_table: BTreeSet<&str> = MUTATIONS.iter().map(|(name, _)| *name).collect();
+/// A call of the root field `field` (`operation`: `query` or `mutation`) with made-up values
+/// for its required arguments: the text and the variables.
+fn call_of(operation: &str, field: &Value, types: &Map<String, Value>) -> (String, Map<String, Value>) {
+    let name = field["name"].as_str().unwrap_or_default();
+    let required: Vec<&Value> = field["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["type"]["kind"] == "NON_NULL")
+        .collect();
+    let arg = |a: &Value| a["name"].as_str().unwrap_or_default().to_string();
+    let declarations: Vec<String> = required
+        .iter()
+        .map(|a| format!("${}: {}", arg(a), type_string(&a["type"])))
+        .collect();
+    let arguments: Vec<String> = required.iter().map(|a| format!("{0}: ${0}", arg(a))).collect();
+    let variables: Map<String, Value> = required.iter().map(|a| (arg(a), made_up(&a["type"], types))).collect();
+    let selection = match named(&field["type"]).0 {
+        "OBJECT" | "INTERFACE" | "UNION" => " { __typename }",
+        _ => "",
+    };
+    let text = if required.is_empty() {
+        format!("{operation} {{ {name}{selection} }}")
+    } else {
+        format!(
+            "{operation}({}) {{ {name}({}){selection} }}",
+            declarations.join(", "),
+            arguments.join(", ")
+        )
+    };
+    (text, variables)
+}
+
+/// Calls every root field of `operation` as every role and answers each answer that differs
+/// from `table`; first checks the table names exactly the schema's fields.
+async fn differences(
+    app: &TestApp,
+    types: &Map<String, Value>,
+    operation: &str,
+    table: &[(&str, &[chronicle_api::permissions::Permission])],
+) -> Vec<String> {
+    let key = if operation == "query" {
+        "__queries"
+    } else {
+        "__mutations"
+    };
+    let fields = types[key].as_array().cloned().unwrap_or_default();
+    let in_schema: BTreeSet<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
+    let in_table: BTreeSet<&str> = table.iter().map(|(name, _)| *name).collect();
     assert_eq!(
         in_schema, in_table,
-        "the permission table and the schema's mutations differ"
+        "the permission table and the schema's {operation} fields differ"
     );
-    assert_eq!(in_table.len(), MUTATIONS.len(), "a mutation is listed twice");
-
+    assert_eq!(in_table.len(), table.len(), "a {operation} field is listed twice");
     let mut wrong = Vec::new();
-    for mutation in &mutations {
-        let name = mutation["name"].as_str().unwrap_or_default();
-        let required: Vec<&Value> = mutation["args"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["type"]["kind"] == "NON_NULL")
-            .collect();
-        let declarations: Vec<String> = required
-            .iter()
-            .map(|a| {
-                format!(
-                    "${}: {}",
-                    a["name"].as_str().unwrap_or_default(),
-                    type_string(&a["type"])
-                )
-            })
-            .collect();
-        let arguments: Vec<String> = required
-            .iter()
-            .map(|a| {
-                let arg = a["name"].as_str().unwrap_or_default();
-                format!("{arg}: ${arg}")
-            })
-            .collect();
-        let variables: Map<String, Value> = required
-            .iter()
-            .map(|a| {
-                (
-                    a["name"].as_str().unwrap_or_default().to_string(),
-                    made_up(&a["type"], &types),
-                )
-            })
-            .collect();
-        let query = if required.is_empty() {
-            format!("mutation {{ {name} {{ id }} }}")
-        } else {
-            format!(
-                "mutation({}) {{ {name}({}) {{ id }} }}",
-                declarations.join(", "),
-                arguments.join(", ")
-            )
-        };
+    for field in &fields {
+        let name = field["name"].as_str().unwrap_or_default();
+        let (text, variables) = call_of(operation, field, types);
+        let needs = table.iter().find(|(n, _)| *n == name).map_or(&[][..], |(_, p)| *p);
         for role in ROLES {
-            let allowed = may_run(role, name).unwrap_or(false);
-            let reply = app.gql("acme", role, &query, Value::Object(variables.clone())).await;
+            let allowed = needs.iter().all(|p| role.may(*p));
+            let reply = app.gql("acme", role, &text, Value::Object(variables.clone())).await;
             let code = error_code(&reply);
-            let narrowed = NARROWED.iter().any(|(permission, narrowed_role, _)| {
-                *narrowed_role == role && MUTATIONS.iter().any(|(m, ps)| *m == name && ps.contains(permission))
-            });
+            let narrowed = NARROWED
+                .iter()
+                .any(|(permission, narrowed_role, _)| *narrowed_role == role && needs.contains(permission));
             let as_table = if allowed {
                 // A role narrowed to its own records may be refused a made-up record, saying why.
                 code != "FORBIDDEN" || (narrowed && error_message(&reply).contains("assigned"))
@@ -165,12 +173,37 @@ async fn every_mutation_answers_every_role_as_the_permission_table_says(pool: sq
             }
         }
     }
+    wrong
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn every_mutation_answers_every_role_as_the_permission_table_says(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", "100200300").await;
+    let types = schema_types(&app).await;
+    let wrong = differences(&app, &types, "mutation", MUTATIONS).await;
     assert!(
         wrong.is_empty(),
         "{} answers differ from the table:\n{}",
         wrong.len(),
         wrong.join("\n")
     );
+    assert_eq!(may_run(Role::Agent, "issueApiKey"), Some(false));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn every_query_answers_every_role_as_the_permission_table_says(pool: sqlx::PgPool) {
+    let app = TestApp::new(pool).await;
+    app.tenant_with_number("acme", "100200300").await;
+    let types = schema_types(&app).await;
+    let wrong = differences(&app, &types, "query", QUERIES).await;
+    assert!(
+        wrong.is_empty(),
+        "{} answers differ from the table:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(may_read(Role::Integrator, "leads"), Some(false));
 }
 
 /// The README's table of roles and permissions is the code's (`CHRONICLE_WRITE_README=1`
@@ -195,102 +228,5 @@ fn the_readme_lists_the_permission_table() {
         &readme[from..to],
         table,
         "the README's permission table is stale: run with CHRONICLE_WRITE_README=1"
-    );
-}
-
-/// The innermost named type of a type reference, and its kind.
-fn named(t: &Value) -> (&str, &str) {
-    match t["kind"].as_str() {
-        Some("NON_NULL") | Some("LIST") => named(&t["ofType"]),
-        kind => (kind.unwrap_or_default(), t["name"].as_str().unwrap_or_default()),
-    }
-}
-
-#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
-async fn every_query_answers_every_role_as_the_permission_table_says(pool: sqlx::PgPool) {
-    let app = TestApp::new(pool).await;
-    app.tenant_with_number("acme", "100200300").await;
-    let types = schema_types(&app).await;
-    let queries = types["__queries"].as_array().cloned().unwrap_or_default();
-
-    let in_schema: BTreeSet<&str> = queries.iter().filter_map(|q| q["name"].as_str()).collect();
-    let in_table: BTreeSet<&str> = QUERIES.iter().map(|(name, _)| *name).collect();
-    assert_eq!(
-        in_schema, in_table,
-        "the permission table and the schema's queries differ"
-    );
-    assert_eq!(in_table.len(), QUERIES.len(), "a query is listed twice");
-
-    let mut wrong = Vec::new();
-    for query in &queries {
-        let name = query["name"].as_str().unwrap_or_default();
-        let required: Vec<&Value> = query["args"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["type"]["kind"] == "NON_NULL")
-            .collect();
-        let declarations: Vec<String> = required
-            .iter()
-            .map(|a| {
-                format!(
-                    "${}: {}",
-                    a["name"].as_str().unwrap_or_default(),
-                    type_string(&a["type"])
-                )
-            })
-            .collect();
-        let arguments: Vec<String> = required
-            .iter()
-            .map(|a| {
-                let arg = a["name"].as_str().unwrap_or_default();
-                format!("{arg}: ${arg}")
-            })
-            .collect();
-        let variables: Map<String, Value> = required
-            .iter()
-            .map(|a| {
-                (
-                    a["name"].as_str().unwrap_or_default().to_string(),
-                    made_up(&a["type"], &types),
-                )
-            })
-            .collect();
-        let selection = match named(&query["type"]).0 {
-            "OBJECT" | "INTERFACE" | "UNION" => " { __typename }",
-            _ => "",
-        };
-        let text = if required.is_empty() {
-            format!("query {{ {name}{selection} }}")
-        } else {
-            format!(
-                "query({}) {{ {name}({}){selection} }}",
-                declarations.join(", "),
-                arguments.join(", ")
-            )
-        };
-        for role in ROLES {
-            let allowed = may_read(role, name).unwrap_or(false);
-            let reply = app.gql("acme", role, &text, Value::Object(variables.clone())).await;
-            let code = error_code(&reply);
-            let as_table = if allowed {
-                code != "FORBIDDEN"
-            } else {
-                code == "FORBIDDEN"
-            };
-            if !as_table {
-                wrong.push(format!(
-                    "{name} as {}: the table says {}, the answer was {reply}",
-                    role.as_str(),
-                    if allowed { "allowed" } else { "FORBIDDEN" }
-                ));
-            }
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "{} answers differ from the table:\n{}",
-        wrong.len(),
-        wrong.join("\n")
     );
 }

@@ -270,29 +270,19 @@ async fn sign_out(State(state): State<AppState>, bytes: Bytes) -> Result<Respons
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Which one-time token a request presents.
+#[derive(Clone, Copy)]
+enum OneTime {
+    Invitation,
+    Reset,
+}
+
 async fn accept_invitation(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: TokenAndPassword = body(&bytes)?;
-    too_long(&[&request.token, &request.password])?;
-    let span = tracing::info_span!("auth.accept_invitation", correlation.id = %correlation.0);
-    async move {
-        let account = state
-            .commands
-            .accept_invitation(&request.token, &request.password, &correlation.0)
-            .await
-            .map_err(refused)?;
-        let refresh = state
-            .commands
-            .start_session(&account, refresh_ttl(&state)?)
-            .await
-            .map_err(refused)?;
-        session(&state, &account, refresh).await
-    }
-    .instrument(span)
-    .await
+    with_token(state, correlation, bytes, OneTime::Invitation).await
 }
 
 async fn reset_password(
@@ -300,17 +290,39 @@ async fn reset_password(
     Extension(correlation): Extension<CorrelationId>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
+    with_token(state, correlation, bytes, OneTime::Reset).await
+}
+
+/// Sets a password with a one-time token (an invitation accepted, a reset completed) and
+/// starts a session.
+async fn with_token(
+    state: AppState,
+    correlation: CorrelationId,
+    bytes: Bytes,
+    kind: OneTime,
+) -> Result<Response, ApiError> {
     let request: TokenAndPassword = body(&bytes)?;
     too_long(&[&request.token, &request.password])?;
-    let span = tracing::info_span!("auth.reset_password", correlation.id = %correlation.0);
+    let span = match kind {
+        OneTime::Invitation => tracing::info_span!("auth.accept_invitation", correlation.id = %correlation.0),
+        OneTime::Reset => tracing::info_span!("auth.reset_password", correlation.id = %correlation.0),
+    };
     async move {
-        let account = state
-            .commands
-            .reset_password(&request.token, &request.password, &correlation.0)
-            .await
-            .map_err(refused)?;
-        let refresh = state
-            .commands
+        let commands = &state.commands;
+        let account = match kind {
+            OneTime::Invitation => {
+                commands
+                    .accept_invitation(&request.token, &request.password, &correlation.0)
+                    .await
+            }
+            OneTime::Reset => {
+                commands
+                    .reset_password(&request.token, &request.password, &correlation.0)
+                    .await
+            }
+        }
+        .map_err(refused)?;
+        let refresh = commands
             .start_session(&account, refresh_ttl(&state)?)
             .await
             .map_err(refused)?;
