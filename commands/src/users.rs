@@ -464,6 +464,24 @@ impl Commands {
         }
     }
 
+    /// Takes the tenant lock for a change an owner or admin makes to the user `user_id` (giving
+    /// them `new_role`, if any): the acting user re-read, the target found (`UNKNOWN_USER`),
+    /// `ROLE_ABOVE_ISSUER` checked. Answers the lock's transaction and the target's role and
+    /// status.
+    async fn managing(
+        &self,
+        metadata: &CommandMetadata,
+        managers: Managers<'_>,
+        user_id: &str,
+        new_role: Option<&str>,
+    ) -> Result<(Transaction<'static, Postgres>, String, String), CommandError> {
+        let mut tx = lock_tenant(self.pool(), &metadata.tenant_id).await?;
+        let acting = self.acting_role(&mut tx, metadata, managers).await?;
+        let (role, status) = self.existing(&mut tx, &metadata.tenant_id, user_id).await?;
+        may_touch(&acting, Some(&role), new_role)?;
+        Ok((tx, role, status))
+    }
+
     /// Invites a person: the `UserInvited` event, then the account with the invitation's hash.
     /// Refused with `EMAIL_TAKEN` when another user of the tenant has the address,
     /// `ROLE_ABOVE_ISSUER` when an admin gives the owner role.
@@ -561,10 +579,7 @@ impl Commands {
         command: impl FnOnce(DateTime<Utc>, DateTime<Utc>) -> UserCommand,
     ) -> Result<IssuedToken, CommandError> {
         let tenant = &metadata.tenant_id;
-        let mut tx = lock_tenant(self.pool(), tenant).await?;
-        let acting = self.acting_role(&mut tx, metadata, managers).await?;
-        let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
-        may_touch(&acting, Some(&role), None)?;
+        let (mut tx, _, _) = self.managing(metadata, managers, user_id, None).await?;
         let (prefix, hash_column, expiry_column) = kind.columns();
         let token = fresh_token(prefix);
         let at = Utc::now();
@@ -685,10 +700,7 @@ impl Commands {
         managers: Managers<'_>,
     ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
-        let mut tx = lock_tenant(self.pool(), tenant).await?;
-        let acting = self.acting_role(&mut tx, metadata, managers).await?;
-        let (current, status) = self.existing(&mut tx, tenant, user_id).await?;
-        may_touch(&acting, Some(&current), Some(role))?;
+        let (mut tx, current, status) = self.managing(metadata, managers, user_id, Some(role)).await?;
         if current == "owner" && role != "owner" && status == "active" {
             self.keep_an_owner(&mut tx, tenant, user_id).await?;
         }
@@ -725,10 +737,7 @@ impl Commands {
         managers: Managers<'_>,
     ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
-        let mut tx = lock_tenant(self.pool(), tenant).await?;
-        let acting = self.acting_role(&mut tx, metadata, managers).await?;
-        let (role, status) = self.existing(&mut tx, tenant, user_id).await?;
-        may_touch(&acting, Some(&role), None)?;
+        let (mut tx, role, status) = self.managing(metadata, managers, user_id, None).await?;
         if role == "owner" && status == "active" {
             self.keep_an_owner(&mut tx, tenant, user_id).await?;
         }
@@ -760,10 +769,7 @@ impl Commands {
         managers: Managers<'_>,
     ) -> Result<Appended, CommandError> {
         let tenant = &metadata.tenant_id;
-        let mut tx = lock_tenant(self.pool(), tenant).await?;
-        let acting = self.acting_role(&mut tx, metadata, managers).await?;
-        let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
-        may_touch(&acting, Some(&role), None)?;
+        let (mut tx, _, _) = self.managing(metadata, managers, user_id, None).await?;
         let at = Utc::now();
         let appended = self.user(user_id, UserCommand::ReactivateUser { at }, metadata).await?;
         sqlx::query(
@@ -1170,10 +1176,7 @@ impl Commands {
         managers: Managers<'_>,
     ) -> Result<(), CommandError> {
         let tenant = &metadata.tenant_id;
-        let mut tx = lock_tenant(self.pool(), tenant).await?;
-        let acting = self.acting_role(&mut tx, metadata, managers).await?;
-        let (role, _) = self.existing(&mut tx, tenant, user_id).await?;
-        may_touch(&acting, Some(&role), None)?;
+        let (mut tx, _, _) = self.managing(metadata, managers, user_id, None).await?;
         let on: bool = sqlx::query_scalar(
             "SELECT totp_sealed IS NOT NULL FROM user_accounts WHERE tenant_id = $1 AND user_id = $2",
         )
