@@ -73,15 +73,31 @@ pub struct Claims {
 /// configuration of its own.
 #[derive(Clone)]
 pub struct TokenKeys {
-    current: String,
-    previous: Option<(String, chrono::DateTime<chrono::Utc>)>,
+    current: SigningKey,
+    previous: Option<(SigningKey, chrono::DateTime<chrono::Utc>)>,
+}
+
+/// A key with its `kid`, computed once (every request compares it).
+#[derive(Clone)]
+struct SigningKey {
+    secret: String,
+    kid: String,
+}
+
+impl SigningKey {
+    fn new(secret: &str) -> Self {
+        Self {
+            secret: secret.to_string(),
+            kid: key_id(secret),
+        }
+    }
 }
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenKeys")
-            .field("current", &key_id(&self.current))
-            .field("previous", &self.previous.as_ref().map(|(k, until)| (key_id(k), until)))
+            .field("current", &self.current.kid)
+            .field("previous", &self.previous.as_ref().map(|(k, until)| (&k.kid, until)))
             .finish()
     }
 }
@@ -90,31 +106,31 @@ impl TokenKeys {
     /// One key, no rotation under way.
     pub fn new(current: &str) -> Self {
         Self {
-            current: current.to_string(),
+            current: SigningKey::new(current),
             previous: None,
         }
     }
 
     /// The previous key, still accepted until `until`.
     pub fn with_previous(mut self, previous: &str, until: chrono::DateTime<chrono::Utc>) -> Self {
-        self.previous = Some((previous.to_string(), until));
+        self.previous = Some((SigningKey::new(previous), until));
         self
     }
 
     /// The key that signs new tokens.
     pub fn current(&self) -> &str {
-        &self.current
+        &self.current.secret
     }
 
     /// The key named `kid`, if it is accepted at `now`.
     fn accepted(&self, kid: &str, now: chrono::DateTime<chrono::Utc>) -> Option<&str> {
-        if key_id(&self.current) == kid {
-            return Some(&self.current);
+        if self.current.kid == kid {
+            return Some(&self.current.secret);
         }
         self.previous
             .as_ref()
-            .filter(|(key, until)| key_id(key) == kid && now < *until)
-            .map(|(key, _)| key.as_str())
+            .filter(|(key, until)| key.kid == kid && now < *until)
+            .map(|(key, _)| key.secret.as_str())
     }
 }
 
