@@ -77,8 +77,11 @@ fn made_up(t: &Value, types: &Map<String, Value>) -> Value {
             Some("Int") => json!(1),
             Some("Float") => json!(1.5),
             Some("Boolean") => json!(false),
-            Some("DateTime") => json!("2030-01-01T00:00:00Z"),
-            Some("NaiveDate") => json!("2030-01-01"),
+            // A year from now: the answer never depends on the day the test runs.
+            Some("DateTime") => json!((chrono::Utc::now() + chrono::Duration::days(365)).to_rfc3339()),
+            Some("NaiveDate") => json!((chrono::Utc::now() + chrono::Duration::days(365))
+                .date_naive()
+                .to_string()),
             _ => json!("x"),
         },
     }
