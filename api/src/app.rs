@@ -264,16 +264,6 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         config.backoff = settings.whatsapp_send.backoff;
         config
     });
-    let workers = Workers::new(
-        &commands,
-        &keys,
-        WorkerSettings {
-            sender,
-            fetcher,
-            campaigns: CampaignConfig::default(),
-        },
-    )
-    .context("building the background workers")?;
     let mut payments_config = settings.payments.clone();
     payments_config.public_url = settings.public_url.clone();
     let payments = chronicle_commands::payments::PaymentIntake::new(
@@ -282,6 +272,17 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
         payments_config,
     )
     .context("building the payment callbacks' HTTP client")?;
+    let workers = Workers::new(
+        &commands,
+        &keys,
+        WorkerSettings {
+            sender,
+            fetcher,
+            campaigns: CampaignConfig::default(),
+            payments: Some(payments.clone()),
+        },
+    )
+    .context("building the background workers")?;
     let webhooks = crate::webhooks::Dispatcher::new(
         pool.clone(),
         commands.clone(),

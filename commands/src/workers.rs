@@ -122,6 +122,9 @@ pub struct WorkerSettings {
     /// The media fetcher's (off without a Graph API token).
     pub fetcher: Option<FetcherConfig>,
     pub campaigns: CampaignConfig,
+    /// The payment intake the payment requests' sweeper closes expired requests with their
+    /// provider and polls Paynow through (without it, it only expires them).
+    pub payments: Option<crate::payments::PaymentIntake>,
 }
 
 /// Every background worker of the write side.
@@ -160,7 +163,10 @@ impl Workers {
             installations: InstallationWorker::new(commands.clone(), keys.clone()),
             campaigns: CampaignRunner::new(commands.clone(), keys.clone(), settings.campaigns),
             wallet_sweeper: WalletSweeper::new(commands.clone()),
-            request_expiry: RequestExpirySweeper::new(commands.clone()),
+            request_expiry: match settings.payments {
+                Some(intake) => RequestExpirySweeper::new(commands.clone()).with_intake(intake, Duration::from_secs(20)),
+                None => RequestExpirySweeper::new(commands.clone()),
+            },
             service_sweeper: ServiceSweeper::new(commands.clone()),
         })
     }

@@ -73,6 +73,7 @@ impl Fold for PaymentRequestsProjector {
                 contact_id,
                 by,
                 at,
+                ..
             } => {
                 let (kind, target) = match target {
                     PaymentTarget::Order { order_id } => ("order", order_id),

@@ -81,6 +81,7 @@ fn workers(app: &TestApp, base: &str) -> Workers {
             tick: Duration::ZERO,
             ..CampaignConfig::default()
         },
+        payments: None,
     };
     Workers::new(&app.state.commands, &app.keys(), settings).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -84,13 +84,15 @@ pub struct ConfiguredPaymentProvider {
     pub integration_id: Option<String>,
     /// Paynow's integration currency.
     pub currency: Option<String>,
+    /// Paynow's merchant e-mail for Express requests, if set.
+    pub auth_email: Option<String>,
     /// M-Pesa's short code (paybill or till).
     pub short_code: Option<String>,
     /// The names of the secrets set (`integration_key`; `consumer_key`, `consumer_secret`,
     /// `passkey`, `callback_secret`; `endpoint_secret`, `secret_key`), never their values.
     pub secrets: Vec<String>,
     /// Whether `requestPayment` can ask for payments through it (M-Pesa: set since payment
-    /// requests exist; Stripe: with a `secretKey`; Paynow: not yet).
+    /// requests exist; Stripe: with a `secretKey`; Paynow: always).
     pub requestable: bool,
     /// When it was last set (RFC 3339).
     pub updated_at: DateTime<Utc>,
@@ -159,8 +161,11 @@ pub struct PaynowInput {
     pub integration_id: String,
     /// The Paynow integration key, which callback hashes are checked with; sealed, never returned.
     pub integration_key: String,
-    /// The integration's currency (`USD`, `ZWG`).
+    /// The integration's currency (`USD`, `ZWG`): Paynow requests are in it.
     pub currency: String,
+    /// The merchant's Paynow login e-mail, sent as `authemail` with Express (EcoCash,
+    /// OneMoney) requests, which Paynow requires (in its test mode it must be the merchant's).
+    pub auth_email: Option<String>,
 }
 
 /// M-Pesa (Daraja) credentials and the callback path secret.
@@ -219,22 +224,37 @@ pub struct PaymentRequestInput {
     /// The caller's key for this request: the same key answers with the first request and
     /// initiates nothing twice (1 to 200 characters).
     pub idempotency_key: String,
-    /// `MPESA` (an STK push to the customer's phone) or `STRIPE` (a Checkout Session: the
-    /// receipt's `paymentUrl` is the page to send the customer); `PAYNOW` not yet.
+    /// `MPESA` (an STK push to the customer's phone), `STRIPE` (a Checkout Session: the
+    /// receipt's `paymentUrl` is the page to send the customer) or `PAYNOW` (a web checkout
+    /// whose page is the receipt's `paymentUrl`, or with `mobileMoney` an Express prompt on the
+    /// customer's EcoCash or OneMoney phone).
     pub provider: PaymentProvider,
     /// What it pays for: exactly one of its fields (`ONE_TARGET` otherwise).
     pub target: PaymentTargetInput,
     /// In minor units (M-Pesa: whole shillings, so a multiple of 100; Stripe: the currency's
     /// smallest unit as Stripe counts it, e.g. cents, or yen for `JPY`).
     pub amount_minor: i64,
-    /// ISO 4217 (M-Pesa: `KES`).
+    /// ISO 4217 (M-Pesa: `KES`; Paynow: the integration's currency).
     pub currency: String,
+    /// Paynow Express: prompt the contact's mobile money wallet (`ECOCASH`, `ONEMONEY`; a
+    /// Zimbabwean number) instead of a payment page. Only with `PAYNOW`
+    /// (`MOBILE_MONEY_NOT_OFFERED` otherwise).
+    pub mobile_money: Option<MobileMoneyMethod>,
     /// The customer asked (M-Pesa: their phone number gets the prompt; Stripe: whom the
     /// payment page is for).
     pub contact_id: String,
     /// Minutes until the request expires (1 to 43,200; default 60). A payment after it is kept
     /// for finance, not credited.
     pub expires_in_minutes: Option<i32>,
+}
+
+/// The mobile money wallets Paynow Express prompts.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum MobileMoneyMethod {
+    /// EcoCash (Econet).
+    Ecocash,
+    /// OneMoney (NetOne).
+    Onemoney,
 }
 
 /// Where a payment request stands.
@@ -462,6 +482,7 @@ impl PaymentsQuery {
                 },
                 integration_id: c.settings.get("integration_id").cloned(),
                 currency: c.settings.get("currency").cloned(),
+                auth_email: c.settings.get("auth_email").cloned(),
                 short_code: c.settings.get("short_code").cloned(),
                 secrets: c.secrets,
                 requestable: c.requestable,
@@ -640,9 +661,11 @@ impl PaymentsMutation {
 
     /// Asks a customer to pay (owner, admin, finance, agent): records the request and
     /// initiates it with the provider (M-Pesa: an STK push to the contact's phone; Stripe: a
-    /// Checkout Session, whose page is the receipt's `paymentUrl`). Only a callback for this
-    /// request, of the amount asked, before its expiry, pays its order or credits its wallet,
-    /// once. Refusals: `PROVIDER_NOT_REQUESTABLE` (Paynow is not requestable yet, cash never), `PROVIDER_CURRENCY`, `NOT_WHOLE_UNITS`,
+    /// Checkout Session, whose page is the receipt's `paymentUrl`; Paynow: a web checkout
+    /// page, or an Express prompt on the contact's EcoCash/OneMoney phone). Only a callback for
+    /// this request, of the amount asked, before its expiry, pays its order or credits its
+    /// wallet, once. Refusals: `PROVIDER_NOT_REQUESTABLE` (cash), `PROVIDER_CURRENCY`,
+    /// `MOBILE_MONEY_NOT_OFFERED`, `NOT_WHOLE_UNITS`,
     /// `NON_POSITIVE_PAYMENT`, `PAYMENT_REQUEST_ID_TAKEN` (the key was used for another
     /// request), `PROVIDER_NOT_CONFIGURED`, `INVALID_INPUT`; `UNAVAILABLE` when the provider
     /// cannot be reached (the request stays `requested`: call again with the same key). Also
@@ -687,6 +710,10 @@ impl PaymentsMutation {
                 currency: input.currency,
                 expires_at: Utc::now() + chrono::Duration::minutes(i64::from(minutes)),
                 contact_id: Some(input.contact_id),
+                mobile_money: input.mobile_money.map(|m| match m {
+                    MobileMoneyMethod::Ecocash => chronicle_domain::payment_request::MobileMoney::Ecocash,
+                    MobileMoneyMethod::Onemoney => chronicle_domain::payment_request::MobileMoney::Onemoney,
+                }),
             };
             let receipt = payment_intake(ctx)
                 .gql()?
@@ -745,6 +772,7 @@ impl PaymentsMutation {
                 integration_id: p.integration_id,
                 integration_key: p.integration_key,
                 currency: p.currency,
+                auth_email: p.auth_email,
             },
             (None, Some(m), None) => ProviderCredentials::Mpesa {
                 daraja: DarajaCredentials {

@@ -26,6 +26,8 @@ pub enum ProviderCredentials {
         integration_id: String,
         integration_key: String,
         currency: String,
+        /// The merchant's Paynow login e-mail, for Express requests to customers without one.
+        auth_email: Option<String>,
     },
     /// M-Pesa through Daraja, and the secret of the callback path (`…/mpesa/<secret>`).
     Mpesa {
@@ -72,14 +74,21 @@ impl ProviderCredentials {
                 integration_id,
                 integration_key,
                 currency,
-            } => (
-                BTreeMap::from([
+                auth_email,
+            } => {
+                let mut settings = BTreeMap::from([
                     ("integration_id", integration_id.clone()),
                     ("currency", currency.clone()),
-                ]),
-                BTreeMap::from([("integration_key", integration_key.clone())]),
-                None,
-            ),
+                ]);
+                if let Some(email) = auth_email {
+                    settings.insert("auth_email", email.clone());
+                }
+                (
+                    settings,
+                    BTreeMap::from([("integration_key", integration_key.clone())]),
+                    None,
+                )
+            }
             Self::Mpesa {
                 daraja,
                 callback_secret,
@@ -143,9 +152,18 @@ pub async fn set_provider(
             ));
         }
     }
-    if let ProviderCredentials::Paynow { currency, .. } = credentials {
+    if let ProviderCredentials::Paynow {
+        currency, auth_email, ..
+    } = credentials
+    {
         if !chronicle_domain::installation::order::is_currency_code(currency) {
             return Err(invalid("the Paynow currency must be an ISO 4217 code"));
+        }
+        if auth_email
+            .as_deref()
+            .is_some_and(|e| e.len() > 254 || e.chars().filter(|&c| c == '@').count() != 1 || e.contains(char::is_whitespace))
+        {
+            return Err(invalid("the Paynow auth e-mail must be an e-mail address"));
         }
     }
     if callback_secret
@@ -248,6 +266,23 @@ pub async fn paynow(pool: &PgPool, master: &MasterKey, tenant: &TenantId) -> Res
     ))
 }
 
+/// A tenant's Paynow integration, as an initiation needs it.
+pub async fn paynow_integration(
+    pool: &PgPool,
+    master: &MasterKey,
+    tenant: &TenantId,
+) -> Result<super::paynow::Integration, CallbackError> {
+    let opened = open(pool, master, tenant, "paynow")
+        .await?
+        .ok_or(CallbackError::NotConfigured { provider: "paynow" })?;
+    Ok(super::paynow::Integration {
+        id: take(&opened.settings, "integration_id")?,
+        key: take(&opened.secrets, "integration_key")?,
+        currency: take(&opened.settings, "currency")?,
+        auth_email: opened.settings.get("auth_email").cloned(),
+    })
+}
+
 /// A tenant's Stripe endpoint secret.
 pub async fn stripe(pool: &PgPool, master: &MasterKey, tenant: &TenantId) -> Result<String, CallbackError> {
     let opened = open(pool, master, tenant, "stripe")
@@ -266,7 +301,7 @@ pub struct ConfiguredProvider {
     /// The names of the secrets set (never their values).
     pub secrets: Vec<String>,
     /// Whether `requestPayment` can initiate with it (M-Pesa with its callback secret sealed,
-    /// Stripe with a secret key; Paynow requests are not built yet).
+    /// Stripe with a secret key; Paynow always).
     pub requestable: bool,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -297,7 +332,7 @@ pub async fn configured(
         let requestable = match name {
             "mpesa" => opened.secrets.contains_key("callback_secret"),
             "stripe" => opened.secrets.contains_key("secret_key"),
-            _ => false,
+            _ => true,
         };
         configured.push(ConfiguredProvider {
             provider,

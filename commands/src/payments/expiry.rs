@@ -8,10 +8,20 @@
 //! again before the projector has caught up changes nothing; a request paid or cancelled in
 //! between is refused by the aggregate (`PAYMENT_REQUEST_CLOSED`) and left as it is.
 //!
-//! Providers are not told: M-Pesa's STK push has no cancellation (the prompt times out on the
-//! phone); Paynow and Stripe requests, once initiated, are to be cancelled with them here.
+//! With the payment intake ([`RequestExpirySweeper::with_intake`], as the server runs it) the
+//! sweeper also
+//! - tells the provider an expired request's page no longer takes payments where the provider
+//!   can be told: Stripe's Checkout Session is expired (it may outlive a short request, since
+//!   Stripe keeps a session open 45 minutes at least). M-Pesa's prompt times out on the phone by
+//!   itself; Paynow offers no cancellation (a payment that still arrives is kept for finance as
+//!   `REQUEST_EXPIRED`);
+//! - polls open Paynow requests' status (each at most once every `paynow_poll_every`), so an
+//!   Express payment whose result callback never comes still pays its request, and a prompt
+//!   the customer declined fails it.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::payment_request::PaymentRequestCommand;
@@ -20,6 +30,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tracing::Instrument;
 
+use super::PaymentIntake;
 use crate::dispatch::Commands;
 use crate::error::CommandError;
 
@@ -32,12 +43,14 @@ pub struct ExpiryPass {
     pub refused: u32,
     /// Requests left for a later pass after a transient failure.
     pub retry: u32,
+    /// Open Paynow requests whose status was polled.
+    pub polled: u32,
 }
 
 impl ExpiryPass {
     /// Requests worked.
     pub fn worked(&self) -> u32 {
-        self.expired + self.refused + self.retry
+        self.expired + self.refused + self.retry + self.polled
     }
 }
 
@@ -45,11 +58,82 @@ impl ExpiryPass {
 #[derive(Clone, Debug)]
 pub struct RequestExpirySweeper {
     commands: Commands,
+    intake: Option<PaymentIntake>,
+    paynow_poll_every: Duration,
+    /// When each open Paynow request was last polled (this process's memory: a restart polls
+    /// each once more, which is harmless).
+    last_polled: Arc<Mutex<HashMap<(String, String), Instant>>>,
 }
 
 impl RequestExpirySweeper {
+    /// A sweeper that only expires requests.
     pub fn new(commands: Commands) -> Self {
-        Self { commands }
+        Self {
+            commands,
+            intake: None,
+            paynow_poll_every: Duration::from_secs(20),
+            last_polled: Arc::default(),
+        }
+    }
+
+    /// Also closes expired requests with their provider and polls open Paynow requests, each
+    /// at most once every `paynow_poll_every`.
+    pub fn with_intake(mut self, intake: PaymentIntake, paynow_poll_every: Duration) -> Self {
+        self.intake = Some(intake);
+        self.paynow_poll_every = paynow_poll_every;
+        self
+    }
+
+    /// Polls up to `limit` open Paynow requests not polled within `paynow_poll_every`.
+    async fn poll_paynow(&self, limit: i64, pass: &mut ExpiryPass) -> Result<(), CommandError> {
+        let Some(intake) = &self.intake else {
+            return Ok(());
+        };
+        let mut tx = self.commands.pool().begin().await?;
+        sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
+            .execute(&mut *tx)
+            .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT tenant_id, request_id FROM payment_requests
+              WHERE provider = 'paynow' AND status = 'sent' AND expires_at > now()
+              ORDER BY sent_at, tenant_id, request_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let due: Vec<(String, String)> = {
+            let mut last = self.last_polled.lock().unwrap_or_else(|e| e.into_inner());
+            let open: std::collections::HashSet<&(String, String)> = rows.iter().collect();
+            last.retain(|key, _| open.contains(key));
+            rows.iter()
+                .filter(|key| last.get(*key).is_none_or(|at| at.elapsed() >= self.paynow_poll_every))
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .cloned()
+                .collect()
+        };
+        for (tenant, request_id) in due {
+            self.last_polled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((tenant.clone(), request_id.clone()), Instant::now());
+            let Ok(tenant_id) = TenantId::parse(&tenant) else {
+                continue;
+            };
+            let correlation = format!("paynow-poll:{request_id}");
+            let span = tracing::info_span!("payment_request.poll", tenant.id = %tenant, payment_request.id = %request_id, correlation.id = %correlation);
+            match intake
+                .poll_paynow_request(&tenant_id, &request_id, &correlation)
+                .instrument(span)
+                .await
+            {
+                Ok(_) => pass.polled += 1,
+                Err(e) => {
+                    tracing::warn!(tenant.id = %tenant, payment_request.id = %request_id, error = %e, "polling a Paynow request failed; polled again later");
+                    pass.retry += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One pass over up to `limit` open requests past their expiry, oldest expiry first.
@@ -92,7 +176,12 @@ impl RequestExpirySweeper {
             .instrument(span)
             .await;
             match result {
-                Ok(_) => pass.expired += 1,
+                Ok(_) => {
+                    pass.expired += 1;
+                    if let Some(intake) = &self.intake {
+                        intake.close_expired_with_provider(&tenant, &request_id).await;
+                    }
+                }
                 Err(e @ (CommandError::Rejected(_) | CommandError::InvalidInput(_))) => {
                     tracing::info!(tenant.id = %tenant, payment_request.id = %request_id, reason = %e, "payment request not expired: closed since");
                     pass.refused += 1;
@@ -103,6 +192,7 @@ impl RequestExpirySweeper {
                 }
             }
         }
+        self.poll_paynow(limit, &mut pass).await?;
         Ok(pass)
     }
 
@@ -115,6 +205,7 @@ impl RequestExpirySweeper {
                     expired = pass.expired,
                     refused = pass.refused,
                     retry = pass.retry,
+                    polled = pass.polled,
                     "payment request expiry pass"
                 );
             }

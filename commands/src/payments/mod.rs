@@ -353,6 +353,10 @@ impl PaymentIntake {
                 "the poll answered for another Paynow reference".into(),
             ));
         }
+        if chronicle_domain::payment_request::is_payment_request_id(&polled.merchant_reference) {
+            // A payment request's transaction: matched to the request by its reference.
+            return self.paynow_status(tenant, polled, currency, correlation).await;
+        }
         if !polled.is_paid() {
             return Ok(CallbackOutcome::Ignored {
                 reason: format!("Paynow reports the payment {}", polled.status),

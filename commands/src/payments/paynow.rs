@@ -20,6 +20,9 @@ use crate::http::form::parse_form;
 /// Statuses under which Paynow holds the customer's money for the merchant.
 const PAID_STATUSES: &[&str] = &["paid", "awaiting delivery", "delivered"];
 
+/// Statuses under which the transaction ended without payment (lowercase).
+pub const NOT_PAID_STATUSES: &[&str] = &["cancelled", "failed"];
+
 /// The hash Paynow sends: uppercase hex SHA-512 over the values (except `hash`), in order,
 /// then the integration key.
 pub fn paynow_hash(pairs: &[(String, String)], integration_key: &str) -> String {
@@ -137,6 +140,195 @@ pub async fn poll(client: &reqwest::Client, url: Url, integration_key: &str) -> 
     PaynowStatus::from_pairs(&pairs)
 }
 
+/// A tenant's Paynow integration, as an initiation needs it. `Debug` shows no key.
+#[derive(Clone)]
+pub struct Integration {
+    pub id: String,
+    pub key: String,
+    /// The integration's currency (`USD`, `ZWG`): requests through it are in this currency.
+    pub currency: String,
+    /// The merchant's Paynow login e-mail, sent as `authemail` with Express requests when the
+    /// customer has none on record (Paynow requires one for Express; in its test mode it must
+    /// be the merchant's).
+    pub auth_email: Option<String>,
+}
+
+impl std::fmt::Debug for Integration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Integration")
+            .field("id", &self.id)
+            .field("currency", &self.currency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One transaction to initiate: a web checkout, or an Express (mobile money) prompt when
+/// `mobile` is set.
+#[derive(Debug, Clone)]
+pub struct Initiate<'a> {
+    /// Our reference: the payment request's id.
+    pub reference: &'a str,
+    pub amount_minor: i64,
+    pub additional_info: &'a str,
+    pub return_url: &'a str,
+    pub result_url: &'a str,
+    pub auth_email: Option<&'a str>,
+    /// (subscriber number as Paynow takes it, `ecocash` or `onemoney`).
+    pub mobile: Option<(&'a str, &'a str)>,
+}
+
+/// What Paynow answered to an accepted initiation (its hash checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initiated {
+    /// Where the customer pays (web checkout only).
+    pub browser_url: Option<String>,
+    /// Where the transaction's status is polled; on the configured base.
+    pub poll_url: String,
+    /// What the customer is told to do (Express only).
+    pub instructions: Option<String>,
+}
+
+/// Why an initiation was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitiateError {
+    /// Paynow answered `status=Error` (its reason, shortened) or a 4xx. Final.
+    Refused { code: String },
+    /// Paynow could not be reached, failed (5xx), or answered something unreadable or with a
+    /// wrong hash: the outcome is unknown; try again later.
+    Unavailable(String),
+}
+
+/// `amount_minor` as Paynow's decimal amount (`150.00`).
+pub fn paynow_amount(amount_minor: i64) -> String {
+    format!("{}.{:02}", amount_minor / 100, (amount_minor % 100).abs())
+}
+
+/// The form an initiation posts, hash last (its fields in Paynow's documented order).
+pub fn initiation_form(integration: &Integration, initiate: &Initiate<'_>) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = vec![
+        ("id".into(), integration.id.clone()),
+        ("reference".into(), initiate.reference.into()),
+        ("amount".into(), paynow_amount(initiate.amount_minor)),
+        ("additionalinfo".into(), initiate.additional_info.into()),
+        ("returnurl".into(), initiate.return_url.into()),
+        ("resulturl".into(), initiate.result_url.into()),
+    ];
+    if let Some(email) = initiate.auth_email {
+        pairs.push(("authemail".into(), email.into()));
+    }
+    if let Some((phone, method)) = initiate.mobile {
+        pairs.push(("phone".into(), phone.into()));
+        pairs.push(("method".into(), method.into()));
+    }
+    pairs.push(("status".into(), "Message".into()));
+    let hash = paynow_hash(&pairs, &integration.key);
+    pairs.push(("hash".into(), hash));
+    pairs
+}
+
+/// Paynow's error text as a short code: letters, digits and `_`, at most 80 characters.
+fn error_code(text: &str) -> String {
+    let mut code: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(80)
+        .collect();
+    while code.contains("__") {
+        code = code.replace("__", "_");
+    }
+    let code = code.trim_matches('_').to_string();
+    if code.is_empty() {
+        "error".into()
+    } else {
+        code
+    }
+}
+
+/// Initiates a transaction (`{base}/initiatetransaction`, or `{base}/remotetransaction` for
+/// Express) and checks the answer's hash and poll URL.
+pub async fn initiate(
+    client: &reqwest::Client,
+    base_url: &str,
+    integration: &Integration,
+    initiate: &Initiate<'_>,
+) -> Result<Initiated, InitiateError> {
+    let path = if initiate.mobile.is_some() {
+        "remotetransaction"
+    } else {
+        "initiatetransaction"
+    };
+    let url = format!("{}/{path}", base_url.trim_end_matches('/'));
+    let form = initiation_form(integration, initiate);
+    let response = client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(crate::http::form::encode_form(&form))
+        .send()
+        .await
+        .map_err(|e| InitiateError::Unavailable(format!("Paynow could not be reached: {e}")))?;
+    let status = response.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(InitiateError::Unavailable(format!("Paynow answered {status}")));
+    }
+    if !status.is_success() {
+        return Err(InitiateError::Refused {
+            code: format!("http_{}", status.as_u16()),
+        });
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| InitiateError::Unavailable(format!("reading Paynow's answer failed: {e}")))?;
+    let pairs = parse_form(&body).ok_or_else(|| InitiateError::Unavailable("Paynow's answer is not a form".into()))?;
+    let answered = field(&pairs, "status").unwrap_or_default().trim().to_ascii_lowercase();
+    if answered == "error" {
+        // Errors carry no hash: nothing in them is trusted beyond "not accepted".
+        return Err(InitiateError::Refused {
+            code: error_code(field(&pairs, "error").unwrap_or("error")),
+        });
+    }
+    if answered != "ok" {
+        return Err(InitiateError::Unavailable(format!(
+            "Paynow answered the status {answered:?}"
+        )));
+    }
+    verify_hash(&pairs, &integration.key)
+        .map_err(|_| InitiateError::Unavailable("Paynow's answer has a wrong hash".into()))?;
+    let poll_url = field(&pairs, "pollurl")
+        .ok_or_else(|| InitiateError::Unavailable("Paynow's answer has no poll URL".into()))?;
+    let poll_url = checked_poll_url(poll_url, base_url)
+        .map_err(|_| InitiateError::Unavailable("Paynow's poll URL is off its base URL".into()))?;
+    let browser_url = match field(&pairs, "browserurl") {
+        Some(url) => Some(checked_browser_url(url, base_url)?),
+        None if initiate.mobile.is_none() => {
+            return Err(InitiateError::Unavailable(
+                "Paynow's answer has no payment page".into(),
+            ))
+        }
+        None => None,
+    };
+    Ok(Initiated {
+        browser_url,
+        poll_url: poll_url.to_string(),
+        instructions: field(&pairs, "instructions").map(str::to_string),
+    })
+}
+
+/// The payment page must be Paynow's: same scheme, host and port as the base URL.
+fn checked_browser_url(url: &str, base_url: &str) -> Result<String, InitiateError> {
+    let off = || InitiateError::Unavailable("Paynow's payment page is off its host".into());
+    let page = Url::parse(url).map_err(|_| off())?;
+    let base = Url::parse(base_url).map_err(|_| off())?;
+    if page.scheme() != base.scheme()
+        || page.host_str() != base.host_str()
+        || page.port_or_known_default() != base.port_or_known_default()
+    {
+        return Err(off());
+    }
+    Ok(page.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +375,39 @@ mod tests {
         ] {
             assert_eq!(checked_poll_url(bad, base), Err(CallbackError::PollUrlRefused), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_initiation_form_is_hashed_in_paynows_order_with_express_fields_before_status() {
+        let integration = Integration {
+            id: "1201".into(),
+            key: "KEY".into(),
+            currency: "USD".into(),
+            auth_email: None,
+        };
+        let initiate = Initiate {
+            reference: "preq_1",
+            amount_minor: 15_005,
+            additional_info: "Order order_1",
+            return_url: "https://c/payments/done",
+            result_url: "https://c/webhooks/payments/acme/paynow",
+            auth_email: Some("m@example.com"),
+            mobile: Some(("0771111111", "ecocash")),
+        };
+        let form = initiation_form(&integration, &initiate);
+        let names: Vec<&str> = form.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "id", "reference", "amount", "additionalinfo", "returnurl", "resulturl", "authemail", "phone",
+                "method", "status", "hash"
+            ]
+        );
+        assert_eq!(form[2].1, "150.05");
+        assert_eq!(verify_hash(&form, "KEY"), Ok(()));
+        assert_eq!(paynow_amount(7), "0.07");
+        assert_eq!(error_code("Invalid amount field!"), "invalid_amount_field");
+        assert_eq!(error_code("  "), "error");
     }
 
     #[test]

@@ -20,14 +20,21 @@
 //!   unreachable (or still answering the same key) leaves it `requested` and answers
 //!   `UNAVAILABLE`: the same call again sends the same form under the same key, and Stripe
 //!   answers the same session if it had opened one (see [`super::stripe`] for the limits).
-//! - Paynow initiation is not built yet: requests through it are refused up front with
-//!   `PROVIDER_NOT_REQUESTABLE`, nothing recorded.
+//! - Paynow: a web checkout (`initiatetransaction`), or with `mobile_money` an Express prompt
+//!   (`remotetransaction`) on the contact's EcoCash or OneMoney phone, the request id as Paynow's
+//!   `reference` (see [`super::paynow`]). The answer's hash is checked; its poll URL goes into
+//!   `payment_request_refs`, then the request records it with the payment page (web). Paynow
+//!   refusing fails the request with its error; Paynow unreachable leaves it `requested`
+//!   (`UNAVAILABLE`): the same call again initiates again under the same reference.
 //!
 //! # Callbacks
 //!
 //! A callback is matched to its request by the provider's id for the initiation (M-Pesa's
-//! `CheckoutRequestID`, Stripe's session) or, for Stripe's `payment_intent.succeeded`, by the
-//! request id in the intent's signed metadata, and nothing else. No request with that id: nothing is recorded on the log and the callback is kept for
+//! `CheckoutRequestID`, Stripe's session), for Stripe's `payment_intent.succeeded` by the
+//! request id in the intent's signed metadata, and for Paynow by the request id as the
+//! reference of a hash-checked callback confirmed by Paynow's status poll, and nothing else.
+//! Open Paynow requests are also polled by the requests' watcher ([`super::expiry`]), so an
+//! Express payment whose callback never comes still pays. No request with that id: nothing is recorded on the log and the callback is kept for
 //! finance in `payment_callback_refusals` (`NO_PAYMENT_REQUEST`). Otherwise the provider confirms
 //! it (Daraja's status query), then the request decides (`RecordCallback`): the amount asked, on
 //! an open request, before its expiry, once, pays it, and only then is a `Payment` recorded and
@@ -39,14 +46,14 @@ use chronicle_domain::contact::Contact;
 use chronicle_domain::installation::PaymentProvider;
 use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::payment_request::{
-    payment_request_local_id, PaidCallback, PaymentRequest, PaymentRequestCommand, PaymentRequestStatus, PaymentTarget,
-    RequestPayment,
+    payment_request_local_id, MobileMoney, PaidCallback, PaymentRequest, PaymentRequestCommand, PaymentRequestStatus,
+    PaymentTarget, RequestPayment,
 };
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::{credentials, mpesa, stripe, CallbackError, CallbackOutcome, PaymentIntake, VerifiedPayment};
+use super::{credentials, mpesa, paynow, stripe, CallbackError, CallbackOutcome, PaymentIntake, VerifiedPayment};
 use crate::error::CommandError;
 use crate::installation::by_of;
 use crate::installation::load;
@@ -62,8 +69,11 @@ pub struct NewPaymentRequest {
     pub amount_minor: i64,
     pub currency: String,
     pub expires_at: DateTime<Utc>,
-    /// The customer asked (required for M-Pesa: the prompt goes to their phone).
+    /// The customer asked (required for M-Pesa and Paynow Express: the prompt goes to their
+    /// phone).
     pub contact_id: Option<String>,
+    /// Paynow Express: the mobile money wallet prompted instead of a payment page.
+    pub mobile_money: Option<MobileMoney>,
 }
 
 /// A request as it stands after asking.
@@ -98,6 +108,11 @@ enum Initiation {
     },
     Stripe {
         secret_key: String,
+    },
+    Paynow {
+        integration: paynow::Integration,
+        /// Express: (local number, `ecocash`/`onemoney`).
+        mobile: Option<(String, &'static str)>,
     },
 }
 
@@ -216,6 +231,15 @@ pub async fn refused_callbacks(
     .await?)
 }
 
+/// What the customer is shown about a request (no personal data).
+fn description_of(target: &PaymentTarget) -> String {
+    match target {
+        PaymentTarget::Order { order_id } => format!("Order {order_id}"),
+        PaymentTarget::Wallet { .. } => "Token top-up".to_string(),
+        PaymentTarget::Free { description } => description.clone(),
+    }
+}
+
 fn invalid(message: impl Into<String>) -> CallbackError {
     CallbackError::Command(CommandError::InvalidInput(message.into()))
 }
@@ -249,6 +273,36 @@ impl PaymentIntake {
                 let secret_key = credentials::stripe_secret_key(self.commands.pool(), &self.master, tenant).await?;
                 Initiation::Stripe { secret_key }
             }
+            PaymentProvider::Paynow => {
+                let integration = credentials::paynow_integration(self.commands.pool(), &self.master, tenant).await?;
+                if new.currency != integration.currency {
+                    return Err(invalid(format!(
+                        "this tenant's Paynow integration takes {}, not {}",
+                        integration.currency, new.currency
+                    )));
+                }
+                let mobile = match new.mobile_money {
+                    Some(method) => {
+                        let contact_id = new
+                            .contact_id
+                            .as_deref()
+                            .ok_or_else(|| invalid("a mobile money request needs the customer's contact (contactId)"))?;
+                        if integration.auth_email.is_none() {
+                            return Err(invalid(
+                                "Paynow Express needs the merchant's Paynow e-mail: set authEmail with setPaymentProvider",
+                            ));
+                        }
+                        Some((self.zimbabwe_phone(tenant, contact_id).await?, method.as_str()))
+                    }
+                    None => {
+                        if let Some(contact_id) = new.contact_id.as_deref() {
+                            self.registered_contact(tenant, contact_id).await?;
+                        }
+                        None
+                    }
+                };
+                Initiation::Paynow { integration, mobile }
+            }
             other => {
                 return Err(CallbackError::Command(CommandError::Rejected(
                     chronicle_domain::payment_request::PaymentRequestError::NotRequestable {
@@ -267,6 +321,7 @@ impl PaymentIntake {
             currency: new.currency,
             expires_at: new.expires_at,
             contact_id: new.contact_id,
+            mobile_money: new.mobile_money,
             by,
             at: Utc::now(),
         });
@@ -280,6 +335,10 @@ impl PaymentIntake {
                 }
                 Initiation::Stripe { secret_key } => {
                     self.checkout_stripe(tenant, &request_id, &state, secret_key, metadata)
+                        .await?;
+                }
+                Initiation::Paynow { integration, mobile } => {
+                    self.initiate_paynow(tenant, &request_id, &state, integration, mobile.as_ref(), metadata)
                         .await?;
                 }
             }
@@ -302,6 +361,25 @@ impl PaymentIntake {
     /// The number an M-Pesa prompt for `contact_id` goes to: digits with the country code,
     /// Kenyan only. Personal data: never logged.
     async fn mpesa_phone(&self, tenant: &TenantId, contact_id: &str) -> Result<String, CallbackError> {
+        let digits = self.contact_phone_digits(tenant, contact_id).await?;
+        if !digits.starts_with("254") || digits.len() != 12 {
+            return Err(invalid("M-Pesa prompts go to Kenyan numbers (+254…) only"));
+        }
+        Ok(digits)
+    }
+
+    /// The number a Paynow Express prompt for `contact_id` goes to, as Paynow takes it: the
+    /// local form (`07…`) of a Zimbabwean number. Personal data: never logged.
+    async fn zimbabwe_phone(&self, tenant: &TenantId, contact_id: &str) -> Result<String, CallbackError> {
+        let digits = self.contact_phone_digits(tenant, contact_id).await?;
+        match digits.strip_prefix("263") {
+            Some(local) if local.len() == 9 && local.starts_with('7') => Ok(format!("0{local}")),
+            _ => Err(invalid("EcoCash and OneMoney prompts go to Zimbabwean mobile numbers (+2637…) only")),
+        }
+    }
+
+    /// A contact's phone number as digits with the country code. Personal data: never logged.
+    async fn contact_phone_digits(&self, tenant: &TenantId, contact_id: &str) -> Result<String, CallbackError> {
         let contact = self.registered_contact(tenant, contact_id).await?;
         let Some(sealed) = contact.phone() else {
             return Err(invalid("the contact has no phone number to prompt"));
@@ -311,11 +389,169 @@ impl PaymentIntake {
         let phone = key
             .open(tenant, contact_id, sealed)
             .map_err(|_| invalid("the contact's phone number cannot be opened"))?;
-        let digits = phone.trim_start_matches('+');
-        if !digits.starts_with("254") || digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid("M-Pesa prompts go to Kenyan numbers (+254…) only"));
+        let digits = phone.trim_start_matches('+').to_string();
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("the contact's phone number is not a number"));
         }
-        Ok(digits.to_string())
+        Ok(digits)
+    }
+
+    /// The Paynow initiation of a recorded request: a web checkout, or an Express prompt.
+    async fn initiate_paynow(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        state: &PaymentRequest,
+        integration: &paynow::Integration,
+        mobile: Option<&(String, &'static str)>,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CallbackError> {
+        let Some(request) = state.request() else {
+            return Err(CallbackError::Command(CommandError::Unexpected(
+                "a requested payment request without its request".into(),
+            )));
+        };
+        let public = self.config.public_url.trim_end_matches('/');
+        let return_url = format!("{public}/payments/done");
+        let result_url = format!("{public}/webhooks/payments/{tenant}/paynow");
+        let initiate = paynow::Initiate {
+            reference: request_id,
+            amount_minor: request.amount_minor,
+            additional_info: &description_of(&request.target),
+            return_url: &return_url,
+            result_url: &result_url,
+            auth_email: mobile.and(integration.auth_email.as_deref()),
+            mobile: mobile.map(|(phone, method)| (phone.as_str(), *method)),
+        };
+        match paynow::initiate(&self.client, &self.config.paynow_base_url, integration, &initiate).await {
+            Ok(initiated) => {
+                self.record_sent(
+                    tenant,
+                    request_id,
+                    PaymentProvider::Paynow,
+                    initiated.poll_url,
+                    initiated.browser_url,
+                    metadata,
+                )
+                .await
+            }
+            Err(paynow::InitiateError::Refused { code }) => {
+                self.initiation_refused(request_id, PaymentProvider::Paynow, &code, metadata)
+                    .await
+            }
+            Err(paynow::InitiateError::Unavailable(reason)) => Err(CallbackError::Upstream(reason)),
+        }
+    }
+
+    /// A Paynow status (a hash-checked callback confirmed by a poll, or the watcher's own poll)
+    /// for the request its reference names: paid → the request decides, as for every provider;
+    /// cancelled or failed → the request fails; anything else → nothing yet.
+    pub(super) async fn paynow_status(
+        &self,
+        tenant: &TenantId,
+        polled: paynow::PaynowStatus,
+        currency: String,
+        correlation: &str,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        let pool = self.commands.pool();
+        let request_id = polled.merchant_reference.clone();
+        let ours = load_request(pool, tenant, &request_id)
+            .await?
+            .request()
+            .is_some_and(|r| r.provider == PaymentProvider::Paynow);
+        if !ours {
+            if !polled.is_paid() {
+                return Ok(CallbackOutcome::Ignored {
+                    reason: format!("Paynow reports the payment {}", polled.status),
+                });
+            }
+            keep_refusal(
+                pool,
+                tenant,
+                &Refusal {
+                    provider: PaymentProvider::Paynow,
+                    provider_request_id: &polled.poll_url,
+                    provider_reference: &polled.paynow_reference,
+                    request_id: None,
+                    reason: "NO_PAYMENT_REQUEST",
+                    amount_minor: Some(polled.amount_minor),
+                    currency: Some(&currency),
+                },
+            )
+            .await?;
+            return Ok(CallbackOutcome::Refused {
+                reason: "NO_PAYMENT_REQUEST".into(),
+                request_id: None,
+            });
+        }
+        let meta = super::metadata(
+            tenant,
+            "payments:paynow",
+            correlation,
+            format!("paynow-status:{}", polled.paynow_reference),
+        );
+        if !polled.is_paid() {
+            let status = polled.status.trim().to_ascii_lowercase();
+            if paynow::NOT_PAID_STATUSES.contains(&status.as_str()) {
+                let command = PaymentRequestCommand::RecordNotPaid {
+                    result_code: status.replace(' ', "_"),
+                    at: Utc::now(),
+                };
+                match self.commands.payment_request(&request_id, command, &meta).await {
+                    Ok(_) | Err(CommandError::Rejected(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return Ok(CallbackOutcome::Ignored {
+                reason: format!("Paynow reports the payment {}", polled.status),
+            });
+        }
+        self.settle_request(
+            tenant,
+            &request_id,
+            &polled.poll_url,
+            PaymentProvider::Paynow,
+            PaidCallback {
+                provider_reference: polled.paynow_reference,
+                amount_minor: polled.amount_minor,
+                currency,
+                at: Utc::now(),
+            },
+            &meta,
+            correlation,
+        )
+        .await
+    }
+
+    /// Polls one open Paynow request's stored poll URL (the watcher's pass): a payment whose
+    /// callback never came still pays, a cancelled one fails the request.
+    pub async fn poll_paynow_request(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        correlation: &str,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        let state = load_request(self.commands.pool(), tenant, request_id).await?;
+        let (Some(request), Some(poll_url)) = (state.request(), state.provider_request_id()) else {
+            return Ok(CallbackOutcome::Ignored {
+                reason: "the request was never sent".into(),
+            });
+        };
+        if request.provider != PaymentProvider::Paynow || state.status() != PaymentRequestStatus::Sent {
+            return Ok(CallbackOutcome::Ignored {
+                reason: "not an open Paynow request".into(),
+            });
+        }
+        let integration = credentials::paynow_integration(self.commands.pool(), &self.master, tenant).await?;
+        let url = paynow::checked_poll_url(poll_url, &self.config.paynow_base_url)?;
+        let polled = paynow::poll(&self.client, url, &integration.key).await?;
+        if polled.merchant_reference != request_id {
+            return Err(CallbackError::Malformed(
+                "Paynow's poll answered for another reference".into(),
+            ));
+        }
+        self.paynow_status(tenant, polled, integration.currency, correlation)
+            .await
     }
 
     /// The M-Pesa STK push of a recorded request.
@@ -428,11 +664,7 @@ impl PaymentIntake {
             )));
         };
         let success_url = format!("{}/payments/done", self.config.public_url.trim_end_matches('/'));
-        let description = match &request.target {
-            PaymentTarget::Order { order_id } => format!("Order {order_id}"),
-            PaymentTarget::Wallet { .. } => "Token top-up".to_string(),
-            PaymentTarget::Free { description } => description.clone(),
-        };
+        let description = description_of(&request.target);
         let checkout = stripe::CheckoutRequest {
             tenant: tenant.as_str(),
             request_id,
@@ -554,15 +786,32 @@ impl PaymentIntake {
         Ok(RequestReceipt::of(request_id, &state))
     }
 
-    /// Tells the provider a cancelled request's page no longer takes payments, where it can be
-    /// told (Stripe: the Checkout Session is expired; an M-Pesa prompt times out on the phone by
-    /// itself). Best effort: a failure is logged, and a payment that still arrives is refused by
-    /// the request and kept for finance as `REQUEST_CANCELLED`.
+    /// [`Self::close_with_provider`] for a request the expiry sweeper expired.
+    pub(super) async fn close_expired_with_provider(&self, tenant: &str, request_id: &str) {
+        let Ok(tenant) = TenantId::parse(tenant) else {
+            return;
+        };
+        match load_request(self.commands.pool(), &tenant, request_id).await {
+            Ok(state) => self.close_with_provider(&tenant, &state).await,
+            Err(e) => tracing::warn!(tenant.id = %tenant, error = %e, "an expired request could not be read to close it with its provider"),
+        }
+    }
+
+    /// Tells the provider a cancelled or expired request's page no longer takes payments,
+    /// where it can be told (Stripe: the Checkout Session is expired; an M-Pesa prompt times
+    /// out on the phone by itself; Paynow has no cancellation). Best effort: a failure is
+    /// logged, and a payment that still arrives is refused by the request and kept for finance
+    /// as `REQUEST_CANCELLED` or `REQUEST_EXPIRED`.
     async fn close_with_provider(&self, tenant: &TenantId, state: &PaymentRequest) {
         let (Some(request), Some(session)) = (state.request(), state.provider_request_id()) else {
             return;
         };
-        if request.provider != PaymentProvider::Stripe || state.status() != PaymentRequestStatus::Cancelled {
+        if request.provider != PaymentProvider::Stripe
+            || !matches!(
+                state.status(),
+                PaymentRequestStatus::Cancelled | PaymentRequestStatus::Expired
+            )
+        {
             return;
         }
         let outcome = match credentials::stripe_secret_key(self.commands.pool(), &self.master, tenant).await {
@@ -576,7 +825,7 @@ impl PaymentIntake {
                 tenant.id = %tenant,
                 payment.provider = "stripe",
                 error = %reason,
-                "the cancelled request's Checkout Session could not be expired; a payment on it is kept for finance"
+                "the closed request's Checkout Session could not be expired; a payment on it is kept for finance"
             );
         }
     }

@@ -163,6 +163,17 @@ impl PaymentRequest {
             }
             PaymentProvider::Paynow | PaymentProvider::Stripe => {}
         }
+        if let Some(method) = cmd.mobile_money {
+            if cmd.provider != PaymentProvider::Paynow {
+                return Err(PaymentRequestError::MobileMoneyNotOffered {
+                    provider: cmd.provider.as_str(),
+                    method: method.as_str(),
+                });
+            }
+            if cmd.contact_id.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                return Err(PaymentRequestError::Blank { field: "contact id" });
+            }
+        }
         if cmd.expires_at <= cmd.at {
             return Err(PaymentRequestError::ExpiryNotAfterRequest);
         }
@@ -173,6 +184,7 @@ impl PaymentRequest {
             currency: cmd.currency,
             expires_at: cmd.expires_at,
             contact_id: cmd.contact_id,
+            mobile_money: cmd.mobile_money,
             by: cmd.by,
             at: cmd.at,
         }])
@@ -362,6 +374,7 @@ impl Aggregate for PaymentRequest {
                 currency,
                 expires_at,
                 contact_id,
+                mobile_money,
                 by,
                 at,
             } => {
@@ -372,6 +385,7 @@ impl Aggregate for PaymentRequest {
                     currency,
                     expires_at,
                     contact_id,
+                    mobile_money,
                     by,
                     at,
                 });
@@ -410,6 +424,7 @@ impl Aggregate for PaymentRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payment_request::MobileMoney;
     use chrono::{Duration, TimeZone};
     use cqrs_es::test::TestFramework;
     use proptest::prelude::*;
@@ -430,6 +445,7 @@ mod tests {
             currency: currency.into(),
             expires_at: at(60),
             contact_id: Some("ct_1".into()),
+            mobile_money: None,
             by: "finance-1".into(),
             at: at(0),
         }
@@ -449,6 +465,7 @@ mod tests {
             currency: "KES".into(),
             expires_at: at(60),
             contact_id: Some("ct_1".into()),
+            mobile_money: None,
             by: "finance-1".into(),
             at: at(0),
         }
@@ -563,6 +580,19 @@ mod tests {
         let mut nobody = request_cmd(PaymentProvider::Stripe, 10_000, "USD");
         nobody.by = String::new();
         refuse(nobody, PaymentRequestError::Blank { field: "by" });
+        let mut mobile_elsewhere = request_cmd(PaymentProvider::Stripe, 10_000, "USD");
+        mobile_elsewhere.mobile_money = Some(MobileMoney::Ecocash);
+        refuse(
+            mobile_elsewhere,
+            PaymentRequestError::MobileMoneyNotOffered {
+                provider: "stripe",
+                method: "ecocash",
+            },
+        );
+        let mut mobile_nobody = request_cmd(PaymentProvider::Paynow, 10_000, "USD");
+        mobile_nobody.mobile_money = Some(MobileMoney::Onemoney);
+        mobile_nobody.contact_id = None;
+        refuse(mobile_nobody, PaymentRequestError::Blank { field: "contact id" });
     }
 
     // Initiation

@@ -39,8 +39,30 @@ pub struct RequestPayment {
     pub expires_at: DateTime<Utc>,
     /// The customer asked (their contact id; their phone number stays sealed in the contact).
     pub contact_id: Option<String>,
+    /// Paynow Express: the mobile money wallet prompted on the customer's phone (EcoCash or
+    /// OneMoney) instead of a payment page. Only with Paynow, and only with a contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile_money: Option<MobileMoney>,
     pub by: String,
     pub at: DateTime<Utc>,
+}
+
+/// The mobile money wallets Paynow Express prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MobileMoney {
+    Ecocash,
+    Onemoney,
+}
+
+impl MobileMoney {
+    /// The name Paynow's `method` field takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ecocash => "ecocash",
+            Self::Onemoney => "onemoney",
+        }
+    }
 }
 
 /// What a paid request pays for.

@@ -28,6 +28,9 @@ pub enum PaymentRequestError {
     /// Cash is recorded on the order, not requested through a provider.
     #[error("{provider} payments are not requested through a provider")]
     NotRequestable { provider: &'static str },
+    /// Mobile money prompts (EcoCash, OneMoney) go through Paynow Express only.
+    #[error("{provider} does not prompt {method} wallets; mobile money goes through Paynow")]
+    MobileMoneyNotOffered { provider: &'static str, method: &'static str },
     /// A request expires after the moment it is made.
     #[error("the expiry must be after the request is made")]
     ExpiryNotAfterRequest,
@@ -59,6 +62,7 @@ impl PaymentRequestError {
             Self::ProviderCurrency { .. } => "PROVIDER_CURRENCY",
             Self::NotWholeUnits { .. } => "NOT_WHOLE_UNITS",
             Self::NotRequestable { .. } => "PROVIDER_NOT_REQUESTABLE",
+            Self::MobileMoneyNotOffered { .. } => "MOBILE_MONEY_NOT_OFFERED",
             Self::ExpiryNotAfterRequest => "EXPIRY_NOT_AFTER_REQUEST",
             Self::AlreadyRequested => "PAYMENT_REQUEST_ID_TAKEN",
             Self::NotAwaitingInitiation { .. } => "NOT_AWAITING_INITIATION",

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::commands::PaymentTarget;
+use super::commands::{MobileMoney, PaymentTarget};
 use crate::installation::PaymentProvider;
 
 /// Why a confirmed callback did not pay its request. Kept for finance.
@@ -55,6 +55,8 @@ pub enum PaymentRequestEvent {
         currency: String,
         expires_at: DateTime<Utc>,
         contact_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mobile_money: Option<MobileMoney>,
         by: String,
         at: DateTime<Utc>,
     },
