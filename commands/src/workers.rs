@@ -164,7 +164,9 @@ impl Workers {
             campaigns: CampaignRunner::new(commands.clone(), keys.clone(), settings.campaigns),
             wallet_sweeper: WalletSweeper::new(commands.clone()),
             request_expiry: match settings.payments {
-                Some(intake) => RequestExpirySweeper::new(commands.clone()).with_intake(intake, Duration::from_secs(20)),
+                Some(intake) => {
+                    RequestExpirySweeper::new(commands.clone()).with_intake(intake, Duration::from_secs(20))
+                }
                 None => RequestExpirySweeper::new(commands.clone()),
             },
             service_sweeper: ServiceSweeper::new(commands.clone()),

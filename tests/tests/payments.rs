@@ -38,6 +38,8 @@ use sqlx::PgPool;
 
 const TENANT: &str = "acme";
 const PAYNOW_KEY: &str = "paynow-integration-key";
+/// The merchant's Paynow login, sent with Express requests.
+const PAYNOW_MERCHANT: &str = "merchant@acme.example";
 const STRIPE_SECRET: &str = "whsec_test_secret";
 const STRIPE_KEY: &str = "sk_test_chronicle";
 const MPESA_SECRET: &str = "mpesa-callback-secret-0123456789";
@@ -52,6 +54,9 @@ const MPESA_CUSTOMER: &str = "+254708374149";
 /// A payment the loopback Paynow knows: (merchant ref, paynow ref, amount, status).
 type PaynowPayment = (String, String, String, String);
 
+/// An initiation the loopback Paynow received: (path, form).
+type Initiation = (String, Vec<(String, String)>);
+
 /// What the loopback Paynow answers to polls, by guid.
 #[derive(Clone, Default)]
 struct Paynow {
@@ -59,6 +64,74 @@ struct Paynow {
     polls: Arc<AtomicUsize>,
     /// While set, polls answer 500 (a transient failure).
     failing: Arc<Mutex<bool>>,
+    /// Initiations received (path, form), in order; each opened the transaction `init-<n>`.
+    initiations: Arc<Mutex<Vec<Initiation>>>,
+    /// The loopback's base URL (`…/paynow/Interface`), once serving.
+    base: Arc<Mutex<String>>,
+}
+
+impl Paynow {
+    fn initiations(&self) -> Vec<Initiation> {
+        self.initiations.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sets the status of the transaction `guid` (the customer paid, declined, …).
+    fn set_status(&self, guid: &str, status: &str) {
+        if let Some(payment) = self.payments.lock().unwrap_or_else(|e| e.into_inner()).get_mut(guid) {
+            payment.3 = status.to_string();
+        }
+    }
+}
+
+async fn paynow_web(State(paynow): State<Paynow>, body: String) -> (StatusCode, String) {
+    paynow_initiate(&paynow, "initiatetransaction", &body)
+}
+
+async fn paynow_express(State(paynow): State<Paynow>, body: String) -> (StatusCode, String) {
+    paynow_initiate(&paynow, "remotetransaction", &body)
+}
+
+/// Paynow's initiation as documented: the form's hash checked with the integration key, an
+/// answer `Status=Ok` with the poll URL (and the payment page, or Express's instructions and
+/// Paynow reference), hashed; `Status=Error` for a bad hash or the test number that has no
+/// balance (`0774444444`, as Paynow's test mode does).
+fn paynow_initiate(paynow: &Paynow, path: &str, body: &str) -> (StatusCode, String) {
+    let form: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap_or_default();
+    let mut initiations = paynow.initiations.lock().unwrap_or_else(|e| e.into_inner());
+    initiations.push((path.to_string(), form.clone()));
+    let n = initiations.len();
+    drop(initiations);
+    let hash = field(&form, "hash").unwrap_or_default().to_string();
+    if hash != paynow_hash(&form, PAYNOW_KEY) {
+        return (StatusCode::OK, "Status=Error&Error=Invalid+Hash".into());
+    }
+    if field(&form, "phone") == Some("0774444444") {
+        return (StatusCode::OK, "Status=Error&Error=Insufficient+balance".into());
+    }
+    let guid = format!("init-{n}");
+    let paynow_reference = format!("PN-{n}");
+    paynow.payments.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        guid.clone(),
+        (
+            field(&form, "reference").unwrap_or_default().into(),
+            paynow_reference.clone(),
+            field(&form, "amount").unwrap_or_default().into(),
+            "Sent".into(),
+        ),
+    );
+    let base = paynow.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let root = base.trim_end_matches("/Interface");
+    let mut answer = vec![("Status".to_string(), "Ok".to_string())];
+    if path == "remotetransaction" {
+        answer.push(("Instructions".into(), "Dial *151*2*4# and enter your PIN".into()));
+        answer.push(("PaynowReference".into(), paynow_reference));
+    } else {
+        answer.push(("BrowserUrl".into(), format!("{root}/Payment/ConfirmPayment/{n}")));
+    }
+    answer.push(("PollUrl".into(), format!("{base}/CheckPayment/{guid}")));
+    let hash = paynow_hash(&answer, PAYNOW_KEY);
+    answer.push(("Hash".into(), hash));
+    (StatusCode::OK, encode_form(&answer))
 }
 
 async fn paynow_poll(State(paynow): State<Paynow>, Path(guid): Path<String>) -> (StatusCode, String) {
@@ -297,6 +370,8 @@ async fn world(pool: PgPool) -> World {
     let paynow_root = serve(
         Router::new()
             .route("/paynow/Interface/CheckPayment/{guid}", post(paynow_poll))
+            .route("/paynow/Interface/initiatetransaction", post(paynow_web))
+            .route("/paynow/Interface/remotetransaction", post(paynow_express))
             .with_state(paynow.clone()),
     )
     .await;
@@ -320,6 +395,7 @@ async fn world(pool: PgPool) -> World {
     let mut settings = settings(false);
     settings.payments.stripe_base_url = stripe_base;
     let paynow_base = format!("{paynow_root}/paynow/Interface");
+    *paynow.base.lock().unwrap_or_else(|e| e.into_inner()) = paynow_base.clone();
     settings.payments.paynow_base_url = paynow_base.clone();
     settings.payments.daraja_base_url = daraja_base;
     settings.payments.token_rates.insert("USD".into(), 1_000);
@@ -331,7 +407,8 @@ async fn world(pool: PgPool) -> World {
         .unwrap_or_else(|e| panic!("{e}"));
     let owner = app.token(TENANT, Role::Owner);
     for provider in [
-        json!({"paynow": {"integrationId": "1201", "integrationKey": PAYNOW_KEY, "currency": "USD"}}),
+        json!({"paynow": {"integrationId": "1201", "integrationKey": PAYNOW_KEY, "currency": "USD",
+                          "authEmail": PAYNOW_MERCHANT}}),
         json!({"mpesa": {"shortCode": SHORT_CODE, "consumerKey": CONSUMER_KEY, "consumerSecret": CONSUMER_SECRET,
                           "passkey": PASSKEY, "callbackSecret": MPESA_SECRET}}),
         json!({"stripe": {"endpointSecret": STRIPE_SECRET, "secretKey": STRIPE_KEY}}),
@@ -809,6 +886,7 @@ async fn a_late_or_cancelled_requests_payment_credits_nothing_and_is_kept_unmatc
                 currency: "KES".into(),
                 expires_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
                 contact_id: Some(contact.clone()),
+                mobile_money: None,
             },
             &meta,
         )
@@ -890,8 +968,8 @@ async fn payment_requests_are_refused_by_rule_and_role_with_nothing_pushed(pool:
     };
     for (variables, expected) in [
         (
-            ask("PAYNOW", 1_000, "USD", &contact, json!({"orderId": order})),
-            "PROVIDER_NOT_REQUESTABLE",
+            ask("PAYNOW", 1_000, "KES", &contact, json!({"orderId": order})),
+            "INVALID_INPUT",
         ),
         (
             ask("MPESA", 1_000, "USD", &contact, json!({"orderId": order})),
@@ -1496,6 +1574,7 @@ async fn the_sweeper_expires_open_requests_past_their_expiry_once_and_leaves_the
                 currency: "KES".into(),
                 expires_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
                 contact_id: Some(contact.clone()),
+                mobile_money: None,
             },
             &metadata(),
         )
@@ -1822,6 +1901,7 @@ async fn a_stripe_request_retried_after_stripe_was_down_opens_one_session_and_la
         currency: "USD".into(),
         expires_at: chrono::Utc::now() + chrono::Duration::seconds(1),
         contact_id: Some(contact.clone()),
+        mobile_money: None,
     };
     let meta = metadata();
     let short = w
@@ -1872,7 +1952,7 @@ async fn configured_providers_are_read_back_without_their_secrets(pool: PgPool) 
              "secrets": ["callback_secret", "consumer_key", "consumer_secret", "passkey"], "requestable": true,
              "updatedAt": providers[0]["updatedAt"]},
             {"provider": "PAYNOW", "integrationId": "1201", "currency": "USD", "shortCode": null,
-             "secrets": ["integration_key"], "requestable": false, "updatedAt": providers[1]["updatedAt"]},
+             "secrets": ["integration_key"], "requestable": true, "updatedAt": providers[1]["updatedAt"]},
             {"provider": "STRIPE", "integrationId": null, "currency": null, "shortCode": null,
              "secrets": ["endpoint_secret", "secret_key"], "requestable": true, "updatedAt": providers[2]["updatedAt"]},
         ]),
@@ -1895,4 +1975,249 @@ async fn configured_providers_are_read_back_without_their_secrets(pool: PgPool) 
         let (_, reply) = w.app.graphql(Some(&w.app.token(TENANT, role)), query, json!({})).await;
         assert_eq!(error_code(&reply), "FORBIDDEN", "{role:?}: {reply}");
     }
+}
+
+/// `requestPayment` through Paynow as finance, Express when `mobile` is given; the whole reply.
+async fn ask_paynow(w: &World, key: &str, order: &str, amount: i64, contact: &str, mobile: Option<&str>) -> Value {
+    let finance = w.app.token(TENANT, Role::Finance);
+    let variables = json!({"input": {"idempotencyKey": key, "provider": "PAYNOW", "target": {"orderId": order},
+                                      "amountMinor": amount, "currency": "USD", "contactId": contact,
+                                      "mobileMoney": mobile}});
+    w.app.graphql(Some(&finance), REQUEST_STRIPE, variables).await.1
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_paynow_request_opens_a_checkout_whose_callback_delivered_five_times_pays_the_order_once(pool: PgPool) {
+    let w = world(pool).await;
+    let order = place_order(&w.app, 15_000, "USD").await;
+    let contact = w.contact_with_phone("+263771234567").await;
+    let reply = ask_paynow(&w, "pn-web", &order, 15_000, &contact, None).await;
+    let receipt = reply["data"]["requestPayment"].clone();
+    assert_eq!(receipt["status"], "sent", "{reply}");
+    let request_id = receipt["id"].as_str().unwrap_or_default().to_string();
+    // The documented initiation: the fields in Paynow's order, hashed with the integration key,
+    // our request id as the reference, the result URL on this tenant's Paynow callback.
+    let initiations = w.paynow.initiations();
+    assert_eq!(initiations.len(), 1);
+    let (path, form) = &initiations[0];
+    assert_eq!(path, "initiatetransaction");
+    let names: Vec<&str> = form.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "reference",
+            "amount",
+            "additionalinfo",
+            "returnurl",
+            "resulturl",
+            "status",
+            "hash"
+        ]
+    );
+    assert_eq!(field(form, "id"), Some("1201"));
+    assert_eq!(field(form, "reference"), Some(request_id.as_str()));
+    assert_eq!(field(form, "amount"), Some("150.00"));
+    assert_eq!(field(form, "additionalinfo"), Some(format!("Order {order}").as_str()));
+    assert_eq!(
+        field(form, "returnurl"),
+        Some(format!("{PUBLIC_URL}/payments/done").as_str())
+    );
+    assert_eq!(
+        field(form, "resulturl"),
+        Some(format!("{PUBLIC_URL}/webhooks/payments/{TENANT}/paynow").as_str())
+    );
+    assert_eq!(field(form, "status"), Some("Message"));
+    assert_eq!(field(form, "hash"), Some(paynow_hash(form, PAYNOW_KEY).as_str()));
+    // The page to send the customer, and the poll URL as the provider's id.
+    assert!(
+        receipt["paymentUrl"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/paynow/Payment/ConfirmPayment/1")),
+        "{receipt}"
+    );
+    assert_eq!(
+        receipt["providerRequestId"],
+        json!(format!("{}/CheckPayment/init-1", w.paynow_base))
+    );
+    // The customer pays; Paynow posts the hashed result five times; each is polled.
+    let callback = w.paynow_callback("init-1", &request_id, "PN-1", "150.00", "Paid");
+    for _ in 0..5 {
+        let (status, body) = w.post_paynow(&callback).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "matched", "{body}");
+        assert_eq!(body["matchedId"], json!(order), "{body}");
+    }
+    assert_eq!(w.paynow.polls.load(Ordering::SeqCst), 5);
+    assert_eq!(w.payment_facts().await, (2, 1));
+    assert_eq!(w.order_payments().await, 1);
+    assert_eq!(w.count_events("OrderPaid").await, 1);
+    assert_eq!(w.count_events("PaymentRequestPaid").await, 1);
+    let finance = w.app.token(TENANT, Role::Finance);
+    let (_, read) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "query($id: String!) { paymentRequest(id: $id) { status providerReference paymentUrl } }",
+            json!({"id": request_id}),
+        )
+        .await;
+    assert_eq!(read["data"]["paymentRequest"]["status"], "PAID", "{read}");
+    assert_eq!(read["data"]["paymentRequest"]["providerReference"], "PN-1", "{read}");
+    // The same request again (same key) initiates nothing more.
+    let again = ask_paynow(&w, "pn-web", &order, 15_000, &contact, None).await;
+    assert_eq!(again["data"]["requestPayment"]["status"], "paid", "{again}");
+    assert_eq!(w.paynow.initiations().len(), 1);
+    // A hashed callback naming a request of another provider, or none, credits nothing.
+    let stranger = w.paynow_callback(
+        "init-x",
+        "preq_00000000000000000000000000000000",
+        "PN-X",
+        "150.00",
+        "Paid",
+    );
+    let (status, body) = w.post_paynow(&stranger).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["refused"], "NO_PAYMENT_REQUEST", "{body}");
+    assert_eq!(w.payment_facts().await, (2, 1));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn paynow_express_prompts_are_polled_until_paid_or_declined_and_refusals_record_nothing(pool: PgPool) {
+    use chronicle_commands::payments::expiry::RequestExpirySweeper;
+    let w = world(pool).await;
+    let order = place_order(&w.app, 2_500, "USD").await;
+    let other_order = place_order(&w.app, 2_500, "USD").await;
+    let ecocash = w.contact_with_phone("+263771111111").await;
+    let onemoney = w.contact_with_phone("+263773333333").await;
+    let broke = w.contact_with_phone("+263774444444").await;
+    let kenyan = w.customer().await;
+    // Refused before anything is recorded or sent.
+    let finance = w.app.token(TENANT, Role::Finance);
+    let stripe_mobile = json!({"input": {"idempotencyKey": "s-m", "provider": "STRIPE", "target": {"orderId": order},
+                                          "amountMinor": 2_500, "currency": "USD", "contactId": ecocash,
+                                          "mobileMoney": "ECOCASH"}});
+    let (_, reply) = w.app.graphql(Some(&finance), REQUEST_STRIPE, stripe_mobile).await;
+    assert_eq!(error_code(&reply), "MOBILE_MONEY_NOT_OFFERED", "{reply}");
+    let reply = ask_paynow(&w, "kenyan", &order, 2_500, &kenyan, Some("ECOCASH")).await;
+    assert_eq!(error_code(&reply), "INVALID_INPUT", "{reply}");
+    assert_eq!(w.count_events("PaymentRequested").await, 0);
+    assert!(w.paynow.initiations().is_empty());
+    // An EcoCash prompt: the documented Express form, no payment page.
+    let reply = ask_paynow(&w, "eco", &order, 2_500, &ecocash, Some("ECOCASH")).await;
+    let receipt = reply["data"]["requestPayment"].clone();
+    assert_eq!(receipt["status"], "sent", "{reply}");
+    assert_eq!(receipt["paymentUrl"], Value::Null, "{receipt}");
+    let (path, form) = w.paynow.initiations()[0].clone();
+    assert_eq!(path, "remotetransaction");
+    let names: Vec<&str> = form.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "reference",
+            "amount",
+            "additionalinfo",
+            "returnurl",
+            "resulturl",
+            "authemail",
+            "phone",
+            "method",
+            "status",
+            "hash"
+        ]
+    );
+    assert_eq!(field(&form, "phone"), Some("0771111111"));
+    assert_eq!(field(&form, "method"), Some("ecocash"));
+    assert_eq!(field(&form, "authemail"), Some(PAYNOW_MERCHANT));
+    assert_eq!(field(&form, "amount"), Some("25.00"));
+    // A OneMoney prompt the customer will decline, and one Paynow refuses at once.
+    let declined = ask_paynow(&w, "one", &other_order, 2_500, &onemoney, Some("ONEMONEY")).await;
+    assert_eq!(declined["data"]["requestPayment"]["status"], "sent", "{declined}");
+    let refused = ask_paynow(&w, "broke", &other_order, 2_500, &broke, Some("ECOCASH")).await;
+    assert_eq!(refused["data"]["requestPayment"]["status"], "failed", "{refused}");
+    // No callback comes: the sweeper polls the open requests.
+    let sweeper = RequestExpirySweeper::new(w.app.state.commands.clone())
+        .with_intake(w.app.state.payments.clone(), std::time::Duration::ZERO);
+    w.app.project().await;
+    let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((pass.polled, pass.retry), (2, 0), "both prompts polled, still waiting");
+    assert_eq!(w.count_events("PaymentRequestPaid").await, 0);
+    w.paynow.set_status("init-1", "Paid");
+    w.paynow.set_status("init-2", "Cancelled");
+    let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((pass.polled, pass.retry), (2, 0));
+    assert_eq!(w.count_events("PaymentRequestPaid").await, 1);
+    assert_eq!(w.count_events("PaymentRequestFailed").await, 1);
+    assert_eq!(w.order_payments().await, 1);
+    w.app.project().await;
+    // Closed requests are polled no more.
+    assert_eq!(sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}")).polled, 0);
+    let (_, read) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "query($a: String!, $b: String!, $c: String!) {
+               a: paymentRequest(id: $a) { status } b: paymentRequest(id: $b) { status failure }
+               c: paymentRequest(id: $c) { status failure } }",
+            json!({"a": receipt["id"], "b": declined["data"]["requestPayment"]["id"],
+                   "c": refused["data"]["requestPayment"]["id"]}),
+        )
+        .await;
+    assert_eq!(read["data"]["a"]["status"], "PAID", "{read}");
+    assert_eq!(read["data"]["b"]["status"], "FAILED", "{read}");
+    assert_eq!(read["data"]["b"]["failure"], "cancelled", "{read}");
+    assert_eq!(read["data"]["c"]["failure"], "paynow:insufficient_balance", "{read}");
+    // The paid request's late callback (Paynow retries) pays nothing more.
+    let callback = w.paynow_callback(
+        "init-1",
+        receipt["id"].as_str().unwrap_or_default(),
+        "PN-1",
+        "25.00",
+        "Paid",
+    );
+    let (status, body) = w.post_paynow(&callback).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(w.order_payments().await, 1);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_sweeper_expires_a_stripe_requests_checkout_session_when_the_request_expires(pool: PgPool) {
+    use chronicle_commands::payments::expiry::RequestExpirySweeper;
+    let w = world(pool).await;
+    let contact = w.customer().await;
+    let receipt = w
+        .app
+        .state
+        .payments
+        .request_payment(
+            NewPaymentRequest {
+                idempotency_key: "short-stripe".into(),
+                target: PaymentTarget::Wallet {
+                    wallet_id: "main".into(),
+                },
+                provider: PaymentProvider::Stripe,
+                amount_minor: 10_000,
+                currency: "USD".into(),
+                expires_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
+                contact_id: Some(contact.clone()),
+                mobile_money: None,
+            },
+            &metadata(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let session = receipt.provider_request_id.clone().unwrap_or_default();
+    assert!(session.starts_with("cs_test_"), "{receipt:?}");
+    let sweeper = RequestExpirySweeper::new(w.app.state.commands.clone())
+        .with_intake(w.app.state.payments.clone(), std::time::Duration::ZERO);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    w.app.project().await;
+    let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pass.expired, 1);
+    // Stripe keeps a session open 45 minutes at least: the sweeper closes it there.
+    assert_eq!(
+        *w.stripe.expired.lock().unwrap_or_else(|e| e.into_inner()),
+        vec![session]
+    );
 }

@@ -159,10 +159,9 @@ pub async fn set_provider(
         if !chronicle_domain::installation::order::is_currency_code(currency) {
             return Err(invalid("the Paynow currency must be an ISO 4217 code"));
         }
-        if auth_email
-            .as_deref()
-            .is_some_and(|e| e.len() > 254 || e.chars().filter(|&c| c == '@').count() != 1 || e.contains(char::is_whitespace))
-        {
+        if auth_email.as_deref().is_some_and(|e| {
+            e.len() > 254 || e.chars().filter(|&c| c == '@').count() != 1 || e.contains(char::is_whitespace)
+        }) {
             return Err(invalid("the Paynow auth e-mail must be an e-mail address"));
         }
     }

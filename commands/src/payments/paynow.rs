@@ -231,7 +231,13 @@ fn error_code(text: &str) -> String {
     let mut code: String = text
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     while code.contains("__") {
@@ -295,16 +301,14 @@ pub async fn initiate(
     }
     verify_hash(&pairs, &integration.key)
         .map_err(|_| InitiateError::Unavailable("Paynow's answer has a wrong hash".into()))?;
-    let poll_url = field(&pairs, "pollurl")
-        .ok_or_else(|| InitiateError::Unavailable("Paynow's answer has no poll URL".into()))?;
+    let poll_url =
+        field(&pairs, "pollurl").ok_or_else(|| InitiateError::Unavailable("Paynow's answer has no poll URL".into()))?;
     let poll_url = checked_poll_url(poll_url, base_url)
         .map_err(|_| InitiateError::Unavailable("Paynow's poll URL is off its base URL".into()))?;
     let browser_url = match field(&pairs, "browserurl") {
         Some(url) => Some(checked_browser_url(url, base_url)?),
         None if initiate.mobile.is_none() => {
-            return Err(InitiateError::Unavailable(
-                "Paynow's answer has no payment page".into(),
-            ))
+            return Err(InitiateError::Unavailable("Paynow's answer has no payment page".into()))
         }
         None => None,
     };
@@ -399,8 +403,17 @@ mod tests {
         assert_eq!(
             names,
             [
-                "id", "reference", "amount", "additionalinfo", "returnurl", "resulturl", "authemail", "phone",
-                "method", "status", "hash"
+                "id",
+                "reference",
+                "amount",
+                "additionalinfo",
+                "returnurl",
+                "resulturl",
+                "authemail",
+                "phone",
+                "method",
+                "status",
+                "hash"
             ]
         );
         assert_eq!(form[2].1, "150.05");

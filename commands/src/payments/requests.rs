@@ -283,10 +283,9 @@ impl PaymentIntake {
                 }
                 let mobile = match new.mobile_money {
                     Some(method) => {
-                        let contact_id = new
-                            .contact_id
-                            .as_deref()
-                            .ok_or_else(|| invalid("a mobile money request needs the customer's contact (contactId)"))?;
+                        let contact_id = new.contact_id.as_deref().ok_or_else(|| {
+                            invalid("a mobile money request needs the customer's contact (contactId)")
+                        })?;
                         if integration.auth_email.is_none() {
                             return Err(invalid(
                                 "Paynow Express needs the merchant's Paynow e-mail: set authEmail with setPaymentProvider",
@@ -374,7 +373,9 @@ impl PaymentIntake {
         let digits = self.contact_phone_digits(tenant, contact_id).await?;
         match digits.strip_prefix("263") {
             Some(local) if local.len() == 9 && local.starts_with('7') => Ok(format!("0{local}")),
-            _ => Err(invalid("EcoCash and OneMoney prompts go to Zimbabwean mobile numbers (+2637…) only")),
+            _ => Err(invalid(
+                "EcoCash and OneMoney prompts go to Zimbabwean mobile numbers (+2637…) only",
+            )),
         }
     }
 
@@ -793,7 +794,9 @@ impl PaymentIntake {
         };
         match load_request(self.commands.pool(), &tenant, request_id).await {
             Ok(state) => self.close_with_provider(&tenant, &state).await,
-            Err(e) => tracing::warn!(tenant.id = %tenant, error = %e, "an expired request could not be read to close it with its provider"),
+            Err(e) => {
+                tracing::warn!(tenant.id = %tenant, error = %e, "an expired request could not be read to close it with its provider")
+            }
         }
     }
 

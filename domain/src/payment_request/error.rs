@@ -30,7 +30,10 @@ pub enum PaymentRequestError {
     NotRequestable { provider: &'static str },
     /// Mobile money prompts (EcoCash, OneMoney) go through Paynow Express only.
     #[error("{provider} does not prompt {method} wallets; mobile money goes through Paynow")]
-    MobileMoneyNotOffered { provider: &'static str, method: &'static str },
+    MobileMoneyNotOffered {
+        provider: &'static str,
+        method: &'static str,
+    },
     /// A request expires after the moment it is made.
     #[error("the expiry must be after the request is made")]
     ExpiryNotAfterRequest,
