@@ -145,6 +145,30 @@ impl Fold for PaymentRequestsProjector {
             PaymentRequestEvent::PaymentRequestExpired { at } => {
                 update(db, event, &id, "status = 'expired', closed_at = $5", None, at).await?;
             }
+            PaymentRequestEvent::PaymentRequestMessaged {
+                template,
+                language,
+                remind_at,
+                at,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE payment_requests
+                        SET message_template = $4, messaged_at = $5, remind_at = $6, last_position = $3
+                      WHERE tenant_id = $1 AND request_id = $2 AND last_position < $3",
+                )
+                .bind(&event.tenant_id)
+                .bind(&id)
+                .bind(event.global_position)
+                .bind(format!("{template} ({language})"))
+                .bind(at)
+                .bind(remind_at)
+                .execute(&mut *db)
+                .await?;
+            }
+            PaymentRequestEvent::PaymentRequestReminded { at } => {
+                update(db, event, &id, "reminded_at = $5", None, at).await?;
+            }
         }
         Ok(())
     }
@@ -175,6 +199,12 @@ pub struct PaymentRequestRow {
     pub expires_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The WhatsApp template it went to the customer with (`name (language)`), and when.
+    pub message_template: Option<String>,
+    pub messaged_at: Option<DateTime<Utc>>,
+    /// When the reminder before expiry is due, and when it went out.
+    pub remind_at: Option<DateTime<Utc>>,
+    pub reminded_at: Option<DateTime<Utc>>,
 }
 
 /// Filters of [`list`].
@@ -190,7 +220,8 @@ pub struct RequestFilter {
 
 const COLUMNS: &str = "request_id, provider, target_kind, target, amount_minor, currency, contact_id, status,
                        provider_request_id, payment_url, provider_reference, failure, refused_callbacks, requested_by,
-                       requested_at, expires_at, sent_at, closed_at";
+                       requested_at, expires_at, sent_at, closed_at, message_template, messaged_at, remind_at,
+                       reminded_at";
 
 fn row_of(r: &sqlx::postgres::PgRow) -> Result<PaymentRequestRow, sqlx::Error> {
     Ok(PaymentRequestRow {
@@ -212,6 +243,10 @@ fn row_of(r: &sqlx::postgres::PgRow) -> Result<PaymentRequestRow, sqlx::Error> {
         expires_at: r.try_get("expires_at")?,
         sent_at: r.try_get("sent_at")?,
         closed_at: r.try_get("closed_at")?,
+        message_template: r.try_get("message_template")?,
+        messaged_at: r.try_get("messaged_at")?,
+        remind_at: r.try_get("remind_at")?,
+        reminded_at: r.try_get("reminded_at")?,
     })
 }
 

@@ -887,6 +887,7 @@ async fn a_late_or_cancelled_requests_payment_credits_nothing_and_is_kept_unmatc
                 expires_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
                 contact_id: Some(contact.clone()),
                 mobile_money: None,
+                message: None,
             },
             &meta,
         )
@@ -1575,6 +1576,7 @@ async fn the_sweeper_expires_open_requests_past_their_expiry_once_and_leaves_the
                 expires_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
                 contact_id: Some(contact.clone()),
                 mobile_money: None,
+                message: None,
             },
             &metadata(),
         )
@@ -1902,6 +1904,7 @@ async fn a_stripe_request_retried_after_stripe_was_down_opens_one_session_and_la
         expires_at: chrono::Utc::now() + chrono::Duration::seconds(1),
         contact_id: Some(contact.clone()),
         mobile_money: None,
+        message: None,
     };
     let meta = metadata();
     let short = w
@@ -2202,6 +2205,7 @@ async fn the_sweeper_expires_a_stripe_requests_checkout_session_when_the_request
                 expires_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
                 contact_id: Some(contact.clone()),
                 mobile_money: None,
+                message: None,
             },
             &metadata(),
         )
@@ -2220,4 +2224,304 @@ async fn the_sweeper_expires_a_stripe_requests_checkout_session_when_the_request
         *w.stripe.expired.lock().unwrap_or_else(|e| e.into_inner()),
         vec![session]
     );
+}
+
+/// The tenant's WhatsApp number in the messaging test.
+const WA_NUMBER: &str = "555000333";
+
+/// A loopback Graph API: accepts every message except to a number ending in 131026, which it
+/// refuses as Meta does (not on WhatsApp); keeps what it was sent.
+#[derive(Clone, Default)]
+struct Graph {
+    sent: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn graph_messages(State(graph): State<Graph>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    graph.sent.lock().unwrap_or_else(|e| e.into_inner()).push(body.clone());
+    let to = body["to"].as_str().unwrap_or_default();
+    if to.ends_with("131026") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": 131026, "message": "Message undeliverable",
+                                   "error_data": {"details": "not a WhatsApp number"}}})),
+        );
+    }
+    (StatusCode::OK, Json(json!({"messages": [{"id": wamid(to, 700)}]})))
+}
+
+impl Graph {
+    fn sent(&self) -> Vec<Value> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A customer writes to the tenant's number; their contact (and conversation) id.
+async fn customer_writes(app: &TestApp, phone: &str) -> String {
+    let before: Vec<String> = sqlx::query_scalar("SELECT conversation_id FROM conversations")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let body = delivery(
+        WA_NUMBER,
+        &[(phone, "Rudo Banda")],
+        vec![text_message(
+            phone,
+            &wamid(phone, 1),
+            chrono::Utc::now().timestamp(),
+            "How do I pay?",
+        )],
+        vec![],
+    );
+    let (status, _) = app.post_delivery(&body).await;
+    assert_eq!(status, StatusCode::OK);
+    app.drain().await;
+    app.project().await;
+    let after: Vec<String> = sqlx::query_scalar("SELECT conversation_id FROM conversations")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    after
+        .into_iter()
+        .find(|c| !before.contains(c))
+        .unwrap_or_else(|| panic!("no new conversation"))
+}
+
+/// Submits and approves the tenant's `payment_link` template (English, three variables).
+async fn approve_payment_template(app: &TestApp) {
+    use chronicle_domain::template::{SubmitTemplate, TemplateCategory, TemplateCommand};
+    for command in [
+        TemplateCommand::SubmitTemplate(SubmitTemplate {
+            name: "payment_link".into(),
+            language: "en".into(),
+            category: TemplateCategory::Utility,
+            body: "Please pay {{1}} here: {{2}} (open until {{3}}).".into(),
+            buttons: vec![],
+            at: chrono::Utc::now(),
+        }),
+        TemplateCommand::ApproveTemplate {
+            provider_template_id: "wa-tpl-pay".into(),
+            at: chrono::Utc::now(),
+        },
+    ] {
+        app.state
+            .commands
+            .template("tpl_payment_link_en", command, &system_metadata(TENANT))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+async fn available_tokens(app: &TestApp) -> i64 {
+    chronicle_commands::wallets::WalletService::new(app.state.commands.clone())
+        .balances(&tenant(TENANT), chronicle_commands::wallets::MAIN_WALLET)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .available
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_requests_link_goes_out_on_whatsapp_metered_refunded_when_refused_and_reminded_once(pool: PgPool) {
+    use chronicle_commands::metering::{features, Metering};
+    use chronicle_commands::payments::expiry::RequestExpirySweeper;
+    use chronicle_commands::payments::requests::NewRequestMessage;
+    let w = world(pool).await;
+    tenants::map_whatsapp_number(&w.app.state.pool, &tenant(TENANT), WA_NUMBER)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let graph = Graph::default();
+    let graph_base = format!(
+        "{}/v21.0",
+        serve(
+            Router::new()
+                .route("/{version}/{number}/messages", post(graph_messages))
+                .with_state(graph.clone())
+        )
+        .await
+    );
+    let sender = w.app.sender(&graph_base);
+    let reachable = customer_writes(&w.app, "263771000009").await;
+    let unreachable = customer_writes(&w.app, "263770131026").await;
+    approve_payment_template(&w.app).await;
+    Metering::new(w.app.state.commands.clone())
+        .set_price(&tenant(TENANT), features::MESSAGE, Some(1_000), "finance-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wallets = chronicle_commands::wallets::WalletService::new(w.app.state.commands.clone());
+    wallets
+        .ensure_main(&system_metadata(TENANT))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wallets
+        .purchase(
+            chronicle_commands::wallets::MAIN_WALLET,
+            "fund-1",
+            10_000,
+            "finance",
+            &system_metadata(TENANT),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let order = place_order(&w.app, 15_000, "USD").await;
+    let finance = w.app.token(TENANT, Role::Finance);
+    let ask = |key: &str, provider: &str, contact: &str, parameters: Value, template: &str| {
+        json!({"input": {"idempotencyKey": key, "provider": provider, "target": {"orderId": order},
+                          "amountMinor": 15_000, "currency": if provider == "MPESA" { "KES" } else { "USD" },
+                          "contactId": contact,
+                          "message": {"template": template, "language": "en", "parameters": parameters,
+                                      "remindBeforeMinutes": 30}}})
+    };
+    let link = json!(["{amount}", "{link}", "{expires}"]);
+    // Refused before anything is recorded or charged.
+    let kenyan = w.customer().await;
+    for (variables, expected) in [
+        (
+            ask("r1", "STRIPE", &reachable, link.clone(), "no_such_template"),
+            "UNKNOWN_TEMPLATE",
+        ),
+        (
+            ask("r2", "STRIPE", &reachable, json!(["{amount}"]), "payment_link"),
+            "WRONG_PARAMETER_COUNT",
+        ),
+        (
+            ask("r3", "MPESA", &kenyan, link.clone(), "payment_link"),
+            "INVALID_INPUT",
+        ),
+        (
+            ask("r4", "STRIPE", &kenyan, link.clone(), "payment_link"),
+            "UNKNOWN_CONVERSATION",
+        ),
+    ] {
+        let (_, reply) = w.app.graphql(Some(&finance), REQUEST_STRIPE, variables.clone()).await;
+        assert_eq!(error_code(&reply), expected, "{variables} → {reply}");
+    }
+    assert_eq!(w.count_events("PaymentRequested").await, 0);
+    assert!(w.stripe.sessions().is_empty());
+    assert_eq!(available_tokens(&w.app).await, 10_000);
+
+    // The link goes to a customer WhatsApp delivers to: charged once, even when asked again.
+    let (_, reply) = w
+        .app
+        .graphql(
+            Some(&finance),
+            REQUEST_STRIPE,
+            ask("pay-1", "STRIPE", &reachable, link.clone(), "payment_link"),
+        )
+        .await;
+    let receipt = reply["data"]["requestPayment"].clone();
+    assert_eq!(receipt["status"], "sent", "{reply}");
+    let (_, again) = w
+        .app
+        .graphql(
+            Some(&finance),
+            REQUEST_STRIPE,
+            ask("pay-1", "STRIPE", &reachable, link.clone(), "payment_link"),
+        )
+        .await;
+    assert!(again.get("errors").is_none(), "{again}");
+    assert_eq!(w.count_events("OutboundMessageQueued").await, 1);
+    assert_eq!(w.count_events("PaymentRequestMessaged").await, 1);
+    assert_eq!(available_tokens(&w.app).await, 9_000);
+    w.app.project().await;
+    let pass = sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pass.failed, 0);
+    let sent = graph.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["type"], "template", "{}", sent[0]);
+    assert_eq!(sent[0]["template"]["name"], "payment_link");
+    let texts: Vec<&str> = sent[0]["template"]["components"][0]["parameters"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|x| x["text"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(texts.len(), 3, "{}", sent[0]);
+    assert_eq!(texts[0], "USD 150.00");
+    assert_eq!(Some(texts[1]), receipt["paymentUrl"].as_str());
+    assert!(texts[2].ends_with(" UTC"), "{texts:?}");
+    assert_eq!(available_tokens(&w.app).await, 9_000);
+    let (_, read) = w
+        .app
+        .graphql(
+            Some(&finance),
+            "query($id: String!) { paymentRequest(id: $id) { messageTemplate messagedAt remindAt remindedAt } }",
+            json!({"id": receipt["id"]}),
+        )
+        .await;
+    let read = read["data"]["paymentRequest"].clone();
+    assert_eq!(read["messageTemplate"], "payment_link (en)", "{read}");
+    assert!(read["messagedAt"].is_string() && read["remindAt"].is_string(), "{read}");
+    assert_eq!(read["remindedAt"], Value::Null);
+
+    // A customer WhatsApp refuses (not on WhatsApp): the send is refunded.
+    let (_, reply) = w
+        .app
+        .graphql(
+            Some(&finance),
+            REQUEST_STRIPE,
+            ask("pay-2", "STRIPE", &unreachable, link.clone(), "payment_link"),
+        )
+        .await;
+    assert_eq!(reply["data"]["requestPayment"]["status"], "sent", "{reply}");
+    assert_eq!(available_tokens(&w.app).await, 8_000);
+    w.app.project().await;
+    let pass = sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pass.failed, 1);
+    assert_eq!(available_tokens(&w.app).await, 9_000);
+    assert_eq!(w.count_events("TokensRefunded").await, 1);
+
+    // A reminder before the expiry: once, metered, the same template with the same link.
+    let soon = w
+        .app
+        .state
+        .payments
+        .request_payment(
+            NewPaymentRequest {
+                idempotency_key: "pay-soon".into(),
+                target: PaymentTarget::Free {
+                    description: "Deposit".into(),
+                },
+                provider: PaymentProvider::Stripe,
+                amount_minor: 5_000,
+                currency: "USD".into(),
+                expires_at: chrono::Utc::now() + chrono::Duration::seconds(5),
+                contact_id: Some(reachable.clone()),
+                mobile_money: None,
+                message: Some(NewRequestMessage {
+                    template: "payment_link".into(),
+                    language: "en".into(),
+                    parameters: vec!["{amount}".into(), "{link}".into(), "{reference}".into()],
+                    remind_before: Some(chrono::Duration::seconds(4)),
+                }),
+            },
+            &metadata(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(available_tokens(&w.app).await, 8_000);
+    let sweeper = RequestExpirySweeper::new(w.app.state.commands.clone())
+        .with_intake(w.app.state.payments.clone(), std::time::Duration::from_secs(600));
+    w.app.project().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((pass.reminded, pass.retry), (1, 0));
+    assert_eq!(w.count_events("PaymentRequestReminded").await, 1);
+    assert_eq!(available_tokens(&w.app).await, 7_000);
+    w.app.project().await;
+    assert_eq!(
+        sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}")).reminded,
+        0
+    );
+    sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    let sent = graph.sent();
+    assert_eq!(
+        sent.len(),
+        4,
+        "link, refused link, the soon request's link, its reminder"
+    );
+    let reminder_texts: Vec<&str> = sent[3]["template"]["components"][0]["parameters"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|x| x["text"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(reminder_texts[0], "USD 50.00");
+    assert_eq!(reminder_texts[2], soon.request_id);
+    // The first request's reminder is not due: nothing else went out.
+    assert_eq!(w.count_events("OutboundMessageQueued").await, 4);
 }

@@ -12,7 +12,7 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_commands::payments::credentials::{set_provider, ProviderCredentials};
 use chronicle_commands::payments::mpesa::DarajaCredentials;
-use chronicle_commands::payments::requests::{refused_callbacks, NewPaymentRequest, RequestReceipt};
+use chronicle_commands::payments::requests::{refused_callbacks, NewPaymentRequest, NewRequestMessage, RequestReceipt};
 use chronicle_commands::payments::{match_manually, PaymentIntake};
 use chronicle_domain::payment_request::PaymentTarget;
 use chronicle_projections::payment_requests::{self as requests_model, PaymentRequestRow, RequestFilter};
@@ -240,12 +240,35 @@ pub struct PaymentRequestInput {
     /// Zimbabwean number) instead of a payment page. Only with `PAYNOW`
     /// (`MOBILE_MONEY_NOT_OFFERED` otherwise).
     pub mobile_money: Option<MobileMoneyMethod>,
+    /// Send the request to the customer on WhatsApp once the provider accepted it: an approved
+    /// template of the tenant, metered like any send (refunded if WhatsApp refuses it), with an
+    /// optional reminder before the expiry. If the send is refused (say
+    /// `INSUFFICIENT_BALANCE`), the request stays as it is: call again with the same key to
+    /// send it.
+    pub message: Option<PaymentRequestMessageInput>,
     /// The customer asked (M-Pesa: their phone number gets the prompt; Stripe: whom the
     /// payment page is for).
     pub contact_id: String,
     /// Minutes until the request expires (1 to 43,200; default 60). A payment after it is kept
     /// for finance, not credited.
     pub expires_in_minutes: Option<i32>,
+}
+
+/// How a payment request goes to the customer on WhatsApp.
+#[derive(InputObject)]
+pub struct PaymentRequestMessageInput {
+    /// The template's name (approved: `TEMPLATE_NOT_APPROVED`, `UNKNOWN_TEMPLATE` otherwise).
+    pub template: String,
+    /// The template's language (`en`, `en_US`, …).
+    pub language: String,
+    /// One per template variable (`WRONG_PARAMETER_COUNT` otherwise). Each may hold the
+    /// placeholders `{amount}` (`USD 150.00`), `{link}` (the payment page: Stripe and Paynow web
+    /// only, `INVALID_INPUT` for a prompt), `{expires}` (`2026-12-07 15:00 UTC`) and
+    /// `{reference}` (the request id), filled when the message is sent.
+    pub parameters: Vec<String>,
+    /// Remind the customer this many minutes before the expiry (1 to 43,200), with the same
+    /// template, if the request is still unpaid then.
+    pub remind_before_minutes: Option<i32>,
 }
 
 /// The mobile money wallets Paynow Express prompts.
@@ -383,6 +406,14 @@ pub struct PaymentRequest {
     pub sent_at: Option<DateTime<Utc>>,
     /// When it was paid, failed, cancelled or expired (RFC 3339).
     pub closed_at: Option<DateTime<Utc>>,
+    /// The WhatsApp template it went to the customer with (`name (language)`), once it did.
+    pub message_template: Option<String>,
+    /// When it went to the customer on WhatsApp (RFC 3339).
+    pub messaged_at: Option<DateTime<Utc>>,
+    /// When the reminder before expiry is due (RFC 3339), if one was asked for.
+    pub remind_at: Option<DateTime<Utc>>,
+    /// When the reminder went out (RFC 3339).
+    pub reminded_at: Option<DateTime<Utc>>,
 }
 
 impl From<PaymentRequestRow> for PaymentRequest {
@@ -406,6 +437,10 @@ impl From<PaymentRequestRow> for PaymentRequest {
             expires_at: r.expires_at,
             sent_at: r.sent_at,
             closed_at: r.closed_at,
+            message_template: r.message_template,
+            messaged_at: r.messaged_at,
+            remind_at: r.remind_at,
+            reminded_at: r.reminded_at,
         }
     }
 }
@@ -714,6 +749,25 @@ impl PaymentsMutation {
                     MobileMoneyMethod::Ecocash => chronicle_domain::payment_request::MobileMoney::Ecocash,
                     MobileMoneyMethod::Onemoney => chronicle_domain::payment_request::MobileMoney::Onemoney,
                 }),
+                message: match input.message {
+                    None => None,
+                    Some(m) => Some(NewRequestMessage {
+                        template: m.template,
+                        language: m.language,
+                        parameters: m.parameters,
+                        remind_before: match m.remind_before_minutes {
+                            None => None,
+                            Some(minutes @ 1..=43_200) => Some(chrono::Duration::minutes(i64::from(minutes))),
+                            Some(_) => {
+                                return Err(ApiError::bad_request(
+                                    "INVALID_INPUT",
+                                    "remindBeforeMinutes must be between 1 and 43200",
+                                ))
+                                .gql()
+                            }
+                        },
+                    }),
+                },
             };
             let receipt = payment_intake(ctx)
                 .gql()?

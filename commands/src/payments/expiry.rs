@@ -15,6 +15,8 @@
 //!   Stripe keeps a session open 45 minutes at least). M-Pesa's prompt times out on the phone by
 //!   itself; Paynow offers no cancellation (a payment that still arrives is kept for finance as
 //!   `REQUEST_EXPIRED`);
+//! - sends the reminders that are due of open requests that went to the customer on WhatsApp
+//!   (the same template again, metered; see [`PaymentIntake::remind`]);
 //! - polls open Paynow requests' status (each at most once every `paynow_poll_every`), so an
 //!   Express payment whose result callback never comes still pays its request, and a prompt
 //!   the customer declined fails it.
@@ -45,12 +47,14 @@ pub struct ExpiryPass {
     pub retry: u32,
     /// Open Paynow requests whose status was polled.
     pub polled: u32,
+    /// Reminders sent (or found refused for good, see [`PaymentIntake::remind`]).
+    pub reminded: u32,
 }
 
 impl ExpiryPass {
     /// Requests worked.
     pub fn worked(&self) -> u32 {
-        self.expired + self.refused + self.retry + self.polled
+        self.expired + self.refused + self.retry + self.polled + self.reminded
     }
 }
 
@@ -82,6 +86,48 @@ impl RequestExpirySweeper {
         self.intake = Some(intake);
         self.paynow_poll_every = paynow_poll_every;
         self
+    }
+
+    /// Sends up to `limit` reminders that are due, of open requests sent on WhatsApp.
+    async fn remind(&self, limit: i64, pass: &mut ExpiryPass) -> Result<(), CommandError> {
+        let Some(intake) = &self.intake else {
+            return Ok(());
+        };
+        let mut tx = self.commands.pool().begin().await?;
+        sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
+            .execute(&mut *tx)
+            .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT tenant_id, request_id FROM payment_requests
+              WHERE status = 'sent' AND remind_at IS NOT NULL AND reminded_at IS NULL
+                AND remind_at <= now() AND expires_at > now()
+              ORDER BY remind_at, tenant_id, request_id
+              LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        for (tenant, request_id) in rows {
+            let Ok(tenant_id) = TenantId::parse(&tenant) else {
+                continue;
+            };
+            let correlation = format!("payment-request-reminder:{request_id}");
+            let span = tracing::info_span!("payment_request.remind", tenant.id = %tenant, payment_request.id = %request_id, correlation.id = %correlation);
+            match intake
+                .remind(&tenant_id, &request_id, &correlation)
+                .instrument(span)
+                .await
+            {
+                Ok(true) => pass.reminded += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(tenant.id = %tenant, payment_request.id = %request_id, error = %e, "a payment request reminder will be retried");
+                    pass.retry += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Polls up to `limit` open Paynow requests not polled within `paynow_poll_every`.
@@ -193,6 +239,7 @@ impl RequestExpirySweeper {
             }
         }
         self.poll_paynow(limit, &mut pass).await?;
+        self.remind(limit, &mut pass).await?;
         Ok(pass)
     }
 
@@ -206,6 +253,7 @@ impl RequestExpirySweeper {
                     refused = pass.refused,
                     retry = pass.retry,
                     polled = pass.polled,
+                    reminded = pass.reminded,
                     "payment request expiry pass"
                 );
             }

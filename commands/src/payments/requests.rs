@@ -74,6 +74,45 @@ pub struct NewPaymentRequest {
     pub contact_id: Option<String>,
     /// Paynow Express: the mobile money wallet prompted instead of a payment page.
     pub mobile_money: Option<MobileMoney>,
+    /// Send the request to the customer on WhatsApp once the provider accepted it.
+    pub message: Option<NewRequestMessage>,
+}
+
+/// How a request goes to the customer on WhatsApp: an approved template of the tenant, whose
+/// parameters may hold the placeholders of [`PLACEHOLDERS`], filled from the request.
+#[derive(Debug, Clone)]
+pub struct NewRequestMessage {
+    pub template: String,
+    pub language: String,
+    pub parameters: Vec<String>,
+    /// Remind the customer this long before the expiry (the same template again), while the
+    /// request is unpaid: more than zero and at most 30 days.
+    pub remind_before: Option<chrono::Duration>,
+}
+
+/// What a request message's parameters may hold: the amount asked (`USD 150.00`), the payment
+/// page (only for requests that have one: Stripe, Paynow web), the expiry (`2026-12-07 15:00
+/// UTC`) and the request id.
+pub const PLACEHOLDERS: [&str; 4] = ["{amount}", "{link}", "{expires}", "{reference}"];
+
+/// `parameters` with the placeholders filled from the request.
+fn fill(parameters: &[String], request_id: &str, request: &RequestPayment, payment_url: Option<&str>) -> Vec<String> {
+    let amount = format!(
+        "{} {}.{:02}",
+        request.currency,
+        request.amount_minor / 100,
+        request.amount_minor % 100
+    );
+    let expires = request.expires_at.format("%Y-%m-%d %H:%M UTC").to_string();
+    parameters
+        .iter()
+        .map(|p| {
+            p.replace("{amount}", &amount)
+                .replace("{link}", payment_url.unwrap_or_default())
+                .replace("{expires}", &expires)
+                .replace("{reference}", request_id)
+        })
+        .collect()
 }
 
 /// A request as it stands after asking.
@@ -311,6 +350,9 @@ impl PaymentIntake {
                 )))
             }
         };
+        if let Some(message) = &new.message {
+            Box::pin(self.check_message(&new, message, metadata)).await?;
+        }
         let request_id = payment_request_local_id(&new.idempotency_key);
         let by = by_of(metadata);
         let command = PaymentRequestCommand::Request(RequestPayment {
@@ -343,7 +385,187 @@ impl PaymentIntake {
             }
         }
         let state = load_request(self.commands.pool(), tenant, &request_id).await?;
+        if let Some(message) = &new.message {
+            if state.status() == PaymentRequestStatus::Sent && state.message().is_none() {
+                Box::pin(self.send_message(tenant, &request_id, &state, message, metadata)).await?;
+            }
+        }
+        let state = load_request(self.commands.pool(), tenant, &request_id).await?;
         Ok(RequestReceipt::of(&request_id, &state))
+    }
+
+    /// Everything a request message needs, checked before anything is recorded: a contact
+    /// with a conversation, not erased; a `{link}` only for a request with a payment page; an
+    /// approved template its parameters fill; a reminder within 1 to 43,200 minutes.
+    async fn check_message(
+        &self,
+        new: &NewPaymentRequest,
+        message: &NewRequestMessage,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CallbackError> {
+        let contact_id = new
+            .contact_id
+            .as_deref()
+            .ok_or_else(|| invalid("a request sent on WhatsApp needs the customer's contact (contactId)"))?;
+        let has_page = match new.provider {
+            PaymentProvider::Stripe => true,
+            PaymentProvider::Paynow => new.mobile_money.is_none(),
+            _ => false,
+        };
+        if !has_page && message.parameters.iter().any(|p| p.contains("{link}")) {
+            return Err(invalid(
+                "this request has no payment page (the customer gets a prompt on their phone): {link} cannot be filled",
+            ));
+        }
+        if message
+            .remind_before
+            .is_some_and(|d| d <= chrono::Duration::zero() || d > chrono::Duration::days(30))
+        {
+            return Err(invalid(
+                "a reminder comes between 1 minute and 30 days before the expiry",
+            ));
+        }
+        let commands = &self.commands;
+        crate::outbound::require_conversation(commands, metadata, contact_id).await?;
+        crate::outbound::require_not_erased(commands, metadata, contact_id).await?;
+        {
+            use chronicle_domain::template::{TemplateError, TemplateStatus};
+            let template = commands
+                .load_template(
+                    &metadata.tenant_id,
+                    &format!("tpl_{}_{}", message.template, message.language),
+                )
+                .await?;
+            let refused = match template.status() {
+                Some(TemplateStatus::Approved) => None,
+                None => Some(TemplateError::UnknownTemplate {
+                    name: message.template.clone(),
+                    language: message.language.clone(),
+                }),
+                Some(_) => Some(TemplateError::TemplateNotApproved),
+            };
+            if let Some(e) = refused {
+                return Err(CallbackError::Command(CommandError::Rejected(e.into())));
+            }
+        }
+        crate::outbound::check_parameters(
+            commands,
+            metadata,
+            &message.template,
+            &message.language,
+            &message.parameters,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends a sent request to its customer on WhatsApp (metered like any send: charged
+    /// first, refunded if the conversation or WhatsApp refuses it), then records it on the
+    /// request. The message's key is the request's, so a retry sends and charges nothing twice.
+    async fn send_message(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        state: &PaymentRequest,
+        message: &NewRequestMessage,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CallbackError> {
+        let (Some(request), Some(contact_id)) = (state.request(), state.request().and_then(|r| r.contact_id.clone()))
+        else {
+            return Err(invalid("a request sent on WhatsApp needs the customer's contact"));
+        };
+        let parameters = fill(&message.parameters, request_id, request, state.payment_url());
+        let keys = KeyStore::new(self.commands.pool().clone(), self.master.clone());
+        Box::pin(crate::outbound::send_metered(
+            &self.commands,
+            &keys,
+            &contact_id,
+            &format!("payment-request:{request_id}"),
+            crate::outbound::Outgoing::Template {
+                name: message.template.clone(),
+                language: message.language.clone(),
+                parameters,
+            },
+            metadata,
+        ))
+        .await?;
+        let now = Utc::now();
+        let remind_at = message
+            .remind_before
+            .map(|before| request.expires_at - before)
+            .filter(|at| *at > now);
+        let command = PaymentRequestCommand::RecordMessaged {
+            message: chronicle_domain::payment_request::RequestMessage {
+                template: message.template.clone(),
+                language: message.language.clone(),
+                parameters: message.parameters.clone(),
+                remind_at,
+            },
+            at: now,
+        };
+        match self.commands.payment_request(request_id, command, metadata).await {
+            // Closed in between (paid already): the message went out; nothing to remind.
+            Ok(_) | Err(CommandError::Rejected(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(tenant.id = %tenant, payment_request.id = %request_id, "payment request sent on WhatsApp");
+        Ok(())
+    }
+
+    /// The reminder of an open request whose reminder is due (the sweeper's pass): the same
+    /// template again, metered, under its own key; then recorded once. Answers whether it went.
+    pub async fn remind(&self, tenant: &TenantId, request_id: &str, correlation: &str) -> Result<bool, CallbackError> {
+        let state = load_request(self.commands.pool(), tenant, request_id).await?;
+        let now = Utc::now();
+        let (Some(request), Some(message)) = (state.request(), state.message()) else {
+            return Ok(false);
+        };
+        let due = message.remind_at.is_some_and(|at| at <= now) && now < request.expires_at;
+        if !due || state.reminded() || state.status() != PaymentRequestStatus::Sent {
+            return Ok(false);
+        }
+        let Some(contact_id) = request.contact_id.clone() else {
+            return Ok(false);
+        };
+        let meta = super::metadata(
+            tenant,
+            "payment-request-reminder",
+            correlation,
+            format!("payment-request-reminder:{request_id}"),
+        );
+        let parameters = fill(&message.parameters, request_id, request, state.payment_url());
+        let keys = KeyStore::new(self.commands.pool().clone(), self.master.clone());
+        let sent = Box::pin(crate::outbound::send_metered(
+            &self.commands,
+            &keys,
+            &contact_id,
+            &format!("payment-request-reminder:{request_id}"),
+            crate::outbound::Outgoing::Template {
+                name: message.template.clone(),
+                language: message.language.clone(),
+                parameters,
+            },
+            &meta,
+        ))
+        .await;
+        if let Err(e) = sent {
+            match e {
+                // Refused for good (opted out, erased, the template withdrawn, no tokens):
+                // recorded as done, so it is not tried every pass; the refusal is logged.
+                CommandError::Rejected(_) | CommandError::InvalidInput(_) => {
+                    tracing::info!(tenant.id = %tenant, payment_request.id = %request_id, error = %e, "payment request reminder refused");
+                }
+                e => return Err(e.into()),
+            }
+        }
+        match self
+            .commands
+            .payment_request(request_id, PaymentRequestCommand::RecordReminded { at: now }, &meta)
+            .await
+        {
+            Ok(_) | Err(CommandError::Rejected(_)) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A registered (not erased) contact of the tenant.

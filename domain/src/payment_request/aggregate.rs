@@ -9,7 +9,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::commands::{PaidCallback, PaymentRequestCommand, PaymentTarget, RequestPayment};
+use super::commands::{PaidCallback, PaymentRequestCommand, PaymentTarget, RequestMessage, RequestPayment};
 use super::error::PaymentRequestError;
 use super::events::{CallbackRefusal, PaymentRequestEvent};
 use crate::installation::order::is_currency_code;
@@ -61,6 +61,9 @@ pub struct PaymentRequest {
     paid_reference: Option<String>,
     /// Provider references of callbacks refused, with why: a repeat records nothing.
     refused: BTreeMap<String, CallbackRefusal>,
+    /// How it went to the customer on WhatsApp, once it did.
+    message: Option<RequestMessage>,
+    reminded: bool,
 }
 
 impl PaymentRequest {
@@ -86,6 +89,61 @@ impl PaymentRequest {
     /// The provider reference that paid the request.
     pub fn paid_reference(&self) -> Option<&str> {
         self.paid_reference.as_deref()
+    }
+
+    /// How the request went to the customer on WhatsApp, once it did.
+    pub fn message(&self) -> Option<&RequestMessage> {
+        self.message.as_ref()
+    }
+
+    /// Whether the reminder went out.
+    pub fn reminded(&self) -> bool {
+        self.reminded
+    }
+
+    fn record_messaged(
+        &self,
+        message: RequestMessage,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<PaymentRequestEvent>, PaymentRequestError> {
+        self.requested()?;
+        if self.message.is_some() {
+            return Ok(vec![]);
+        }
+        if self.status != PaymentRequestStatus::Sent {
+            return Err(PaymentRequestError::NotSent {
+                status: self.status.as_str(),
+            });
+        }
+        if message.template.trim().is_empty() {
+            return Err(PaymentRequestError::Blank { field: "template" });
+        }
+        if message.language.trim().is_empty() {
+            return Err(PaymentRequestError::Blank { field: "language" });
+        }
+        Ok(vec![PaymentRequestEvent::PaymentRequestMessaged {
+            template: message.template,
+            language: message.language,
+            parameters: message.parameters,
+            remind_at: message.remind_at,
+            at,
+        }])
+    }
+
+    fn record_reminded(&self, at: DateTime<Utc>) -> Result<Vec<PaymentRequestEvent>, PaymentRequestError> {
+        self.requested()?;
+        if self.message.as_ref().and_then(|m| m.remind_at).is_none() {
+            return Err(PaymentRequestError::NoReminder);
+        }
+        if self.reminded {
+            return Ok(vec![]);
+        }
+        if self.status != PaymentRequestStatus::Sent {
+            return Err(PaymentRequestError::NotSent {
+                status: self.status.as_str(),
+            });
+        }
+        Ok(vec![PaymentRequestEvent::PaymentRequestReminded { at }])
     }
 
     /// Whether a callback with `provider_reference` was already decided.
@@ -342,6 +400,8 @@ impl PaymentRequest {
             PaymentRequestCommand::RecordNotPaid { result_code, at } => self.record_not_paid(result_code, at),
             PaymentRequestCommand::Cancel { by, at } => self.cancel(by, at),
             PaymentRequestCommand::Expire { at } => self.expire(at),
+            PaymentRequestCommand::RecordMessaged { message, at } => self.record_messaged(message, at),
+            PaymentRequestCommand::RecordReminded { at } => self.record_reminded(at),
         }
     }
 }
@@ -417,6 +477,21 @@ impl Aggregate for PaymentRequest {
             }
             PaymentRequestEvent::PaymentRequestCancelled { .. } => self.status = PaymentRequestStatus::Cancelled,
             PaymentRequestEvent::PaymentRequestExpired { .. } => self.status = PaymentRequestStatus::Expired,
+            PaymentRequestEvent::PaymentRequestMessaged {
+                template,
+                language,
+                parameters,
+                remind_at,
+                ..
+            } => {
+                self.message = Some(RequestMessage {
+                    template,
+                    language,
+                    parameters,
+                    remind_at,
+                });
+            }
+            PaymentRequestEvent::PaymentRequestReminded { .. } => self.reminded = true,
         }
     }
 }
@@ -593,6 +668,100 @@ mod tests {
         mobile_nobody.mobile_money = Some(MobileMoney::Onemoney);
         mobile_nobody.contact_id = None;
         refuse(mobile_nobody, PaymentRequestError::Blank { field: "contact id" });
+    }
+
+    // Sending to the customer
+
+    fn message(remind_at: Option<DateTime<Utc>>) -> RequestMessage {
+        RequestMessage {
+            template: "payment_link".into(),
+            language: "en".into(),
+            parameters: vec!["{amount}".into(), "{link}".into()],
+            remind_at,
+        }
+    }
+
+    fn messaged(remind_at: Option<DateTime<Utc>>) -> PaymentRequestEvent {
+        let m = message(remind_at);
+        PaymentRequestEvent::PaymentRequestMessaged {
+            template: m.template,
+            language: m.language,
+            parameters: m.parameters,
+            remind_at: m.remind_at,
+            at: at(1),
+        }
+    }
+
+    #[test]
+    fn a_sent_request_goes_to_the_customer_once_and_is_reminded_once() {
+        let send = |remind| PaymentRequestCommand::RecordMessaged {
+            message: message(remind),
+            at: at(1),
+        };
+        Given::with(())
+            .given(vec![requested(), sent()])
+            .when(send(Some(at(50))))
+            .then_expect_events(vec![messaged(Some(at(50)))]);
+        Given::with(())
+            .given(vec![requested(), sent(), messaged(None)])
+            .when(send(Some(at(50))))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![requested()])
+            .when(send(None))
+            .then_expect_error(PaymentRequestError::NotSent { status: "requested" });
+        Given::with(())
+            .given(vec![
+                requested(),
+                sent(),
+                PaymentRequestEvent::PaymentRequestCancelled {
+                    by: "f".into(),
+                    at: at(2),
+                },
+            ])
+            .when(send(None))
+            .then_expect_error(PaymentRequestError::NotSent { status: "cancelled" });
+        Given::with(())
+            .given_no_previous_events()
+            .when(send(None))
+            .then_expect_error(PaymentRequestError::UnknownRequest);
+        let mut blank = message(None);
+        blank.template = " ".into();
+        Given::with(())
+            .given(vec![requested(), sent()])
+            .when(PaymentRequestCommand::RecordMessaged {
+                message: blank,
+                at: at(1),
+            })
+            .then_expect_error(PaymentRequestError::Blank { field: "template" });
+        // The reminder: once, only when asked for, only while the request is open.
+        let remind = || PaymentRequestCommand::RecordReminded { at: at(50) };
+        Given::with(())
+            .given(vec![requested(), sent(), messaged(Some(at(50)))])
+            .when(remind())
+            .then_expect_events(vec![PaymentRequestEvent::PaymentRequestReminded { at: at(50) }]);
+        Given::with(())
+            .given(vec![
+                requested(),
+                sent(),
+                messaged(Some(at(50))),
+                PaymentRequestEvent::PaymentRequestReminded { at: at(50) },
+            ])
+            .when(remind())
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![requested(), sent(), messaged(None)])
+            .when(remind())
+            .then_expect_error(PaymentRequestError::NoReminder);
+        Given::with(())
+            .given(vec![
+                requested(),
+                sent(),
+                messaged(Some(at(50))),
+                PaymentRequestEvent::PaymentRequestExpired { at: at(60) },
+            ])
+            .when(remind())
+            .then_expect_error(PaymentRequestError::NotSent { status: "expired" });
     }
 
     // Initiation

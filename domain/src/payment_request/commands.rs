@@ -23,6 +23,11 @@ pub enum PaymentRequestCommand {
     RecordCallback(PaidCallback),
     /// The provider confirmed the customer did not pay (declined, timed out: its result code).
     RecordNotPaid { result_code: String, at: DateTime<Utc> },
+    /// The request was sent to the customer on WhatsApp through an approved template (its
+    /// message queued, metered like any send). Once: a repeat records nothing.
+    RecordMessaged { message: RequestMessage, at: DateTime<Utc> },
+    /// The reminder before expiry went out. Once.
+    RecordReminded { at: DateTime<Utc> },
     /// Staff cancelled the request.
     Cancel { by: String, at: DateTime<Utc> },
     /// The request's expiry passed with no payment (`at`: the clock of whoever noticed).
@@ -97,4 +102,17 @@ pub struct PaidCallback {
     pub amount_minor: i64,
     pub currency: String,
     pub at: DateTime<Utc>,
+}
+
+/// How a request is sent to the customer on WhatsApp: an approved template whose parameters
+/// may hold the placeholders `{amount}`, `{link}`, `{expires}` and `{reference}`, filled from
+/// the request when each message is sent; and when to remind before the expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RequestMessage {
+    pub template: String,
+    pub language: String,
+    pub parameters: Vec<String>,
+    /// When the reminder goes out (the same template again), if one was asked for and there
+    /// was time for it.
+    pub remind_at: Option<DateTime<Utc>>,
 }

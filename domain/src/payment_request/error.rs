@@ -34,6 +34,12 @@ pub enum PaymentRequestError {
         provider: &'static str,
         method: &'static str,
     },
+    /// Only a request the provider accepted (sent, not closed) goes to the customer.
+    #[error("the request is {status}; only a sent request goes to the customer")]
+    NotSent { status: &'static str },
+    /// A reminder follows the message that asked for one.
+    #[error("no reminder was asked for this request")]
+    NoReminder,
     /// A request expires after the moment it is made.
     #[error("the expiry must be after the request is made")]
     ExpiryNotAfterRequest,
@@ -66,6 +72,8 @@ impl PaymentRequestError {
             Self::NotWholeUnits { .. } => "NOT_WHOLE_UNITS",
             Self::NotRequestable { .. } => "PROVIDER_NOT_REQUESTABLE",
             Self::MobileMoneyNotOffered { .. } => "MOBILE_MONEY_NOT_OFFERED",
+            Self::NotSent { .. } => "PAYMENT_REQUEST_NOT_SENT",
+            Self::NoReminder => "NO_REMINDER",
             Self::ExpiryNotAfterRequest => "EXPIRY_NOT_AFTER_REQUEST",
             Self::AlreadyRequested => "PAYMENT_REQUEST_ID_TAKEN",
             Self::NotAwaitingInitiation { .. } => "NOT_AWAITING_INITIATION",

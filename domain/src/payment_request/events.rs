@@ -93,6 +93,19 @@ pub enum PaymentRequestEvent {
         result_code: String,
         at: DateTime<Utc>,
     },
+    /// The request went to the customer on WhatsApp (the template and its parameters as
+    /// written, placeholders unfilled: no personal data).
+    PaymentRequestMessaged {
+        template: String,
+        language: String,
+        parameters: Vec<String>,
+        remind_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// The reminder before expiry went to the customer.
+    PaymentRequestReminded {
+        at: DateTime<Utc>,
+    },
     PaymentRequestCancelled {
         by: String,
         at: DateTime<Utc>,
@@ -113,6 +126,8 @@ impl PaymentRequestEvent {
         "PaymentRequestFailed",
         "PaymentRequestCancelled",
         "PaymentRequestExpired",
+        "PaymentRequestMessaged",
+        "PaymentRequestReminded",
     ];
 }
 
@@ -127,6 +142,8 @@ impl DomainEvent for PaymentRequestEvent {
             Self::PaymentRequestFailed { .. } => "PaymentRequestFailed",
             Self::PaymentRequestCancelled { .. } => "PaymentRequestCancelled",
             Self::PaymentRequestExpired { .. } => "PaymentRequestExpired",
+            Self::PaymentRequestMessaged { .. } => "PaymentRequestMessaged",
+            Self::PaymentRequestReminded { .. } => "PaymentRequestReminded",
         }
         .to_string()
     }

@@ -33,7 +33,7 @@ mod error;
 mod events;
 
 pub use aggregate::{PaymentRequest, PaymentRequestStatus};
-pub use commands::{MobileMoney, PaidCallback, PaymentRequestCommand, PaymentTarget, RequestPayment};
+pub use commands::{MobileMoney, PaidCallback, PaymentRequestCommand, PaymentTarget, RequestMessage, RequestPayment};
 pub use error::PaymentRequestError;
 pub use events::{CallbackRefusal, PaymentRequestEvent};
 
