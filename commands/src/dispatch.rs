@@ -23,6 +23,7 @@ use chronicle_domain::lead::{Lead, LeadCommand};
 use chronicle_domain::media::{Media, MediaCommand};
 use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::payment::{Payment, PaymentCommand};
+use chronicle_domain::payment_provider::{PaymentProviderCommand, PaymentProviderConfig};
 use chronicle_domain::payment_request::{PaymentRequest, PaymentRequestCommand};
 use chronicle_domain::template::{Template, TemplateCommand};
 use chronicle_domain::tenant::TenantId;
@@ -136,6 +137,7 @@ pub struct Commands {
     campaigns: std::sync::Arc<Framework<Campaign>>,
     payments: std::sync::Arc<Framework<Payment>>,
     payment_requests: std::sync::Arc<Framework<PaymentRequest>>,
+    payment_providers: std::sync::Arc<Framework<PaymentProviderConfig>>,
     warranties: std::sync::Arc<Framework<Warranty>>,
     claims: std::sync::Arc<Framework<WarrantyClaim>>,
     service_requests: std::sync::Arc<Framework<ServiceRequest>>,
@@ -186,6 +188,7 @@ framework_of!(
     campaigns: Campaign,
     payments: Payment,
     payment_requests: PaymentRequest,
+    payment_providers: PaymentProviderConfig,
     warranties: Warranty,
     claims: WarrantyClaim,
     service_requests: ServiceRequest,
@@ -225,6 +228,7 @@ impl Commands {
             campaigns: framework(&pool, c, Some(100)),
             payments: framework(&pool, c, None),
             payment_requests: framework(&pool, c, None),
+            payment_providers: framework(&pool, c, None),
             warranties: framework(&pool, c, None),
             claims: framework(&pool, c, None),
             service_requests: framework(&pool, c, None),
@@ -596,6 +600,25 @@ impl Commands {
             command,
             metadata,
             DomainError::PaymentRequest,
+        )
+        .await
+    }
+
+    /// Runs a command on a payment provider's configuration `<tenant>:payprov_<provider>`,
+    /// through [`crate::payments::credentials`], which seals its secrets beside the log.
+    pub(crate) async fn payment_provider(
+        &self,
+        local_id: &str,
+        command: PaymentProviderCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let stream = metadata.tenant_id.stream_id(local_id);
+        self.execute(
+            &self.payment_providers,
+            &stream,
+            command,
+            metadata,
+            DomainError::PaymentProvider,
         )
         .await
     }

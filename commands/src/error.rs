@@ -50,6 +50,8 @@ pub enum DomainError {
     #[error(transparent)]
     PaymentRequest(#[from] PaymentRequestError),
     #[error(transparent)]
+    PaymentProvider(#[from] chronicle_domain::payment_provider::PaymentProviderError),
+    #[error(transparent)]
     Warranty(#[from] WarrantyError),
     #[error(transparent)]
     Claim(#[from] ClaimError),
@@ -83,6 +85,7 @@ impl DomainError {
             Self::Campaign(e) => e.code(),
             Self::Payment(e) => e.code(),
             Self::PaymentRequest(e) => e.code(),
+            Self::PaymentProvider(e) => e.code(),
             Self::Warranty(e) => e.code(),
             Self::Claim(e) => e.code(),
             Self::Service(e) => e.code(),

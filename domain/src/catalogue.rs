@@ -34,6 +34,7 @@ pub fn catalogue() -> Value {
     add::<crate::media::MediaEvent>("Media", &mut types);
     add::<crate::installation::OrderEvent>("Order", &mut types);
     add::<crate::payment::PaymentEvent>("Payment", &mut types);
+    add::<crate::payment_provider::PaymentProviderEvent>("PaymentProviderConfig", &mut types);
     add::<crate::payment_request::PaymentRequestEvent>("PaymentRequest", &mut types);
     add::<crate::installation::PayoutEvent>("Payout", &mut types);
     add::<crate::installation::ServiceEvent>("ServiceRequest", &mut types);

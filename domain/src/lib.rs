@@ -20,6 +20,8 @@
 //! - [`installation`]: orders, installation system records and technician payouts (issue 4).
 //! - [`payment`]: the `Payment` aggregate: provider callbacks confirmed once, matched to an
 //!   order or a wallet top-up, or kept unmatched for finance (issue 4).
+//! - [`payment_provider`]: the `PaymentProviderConfig` aggregate: who configured which payment
+//!   provider when (its settings and the names of its secrets; the secrets live beside the log).
 //! - [`payment_request`]: the `PaymentRequest` aggregate: asking a customer to pay a fixed
 //!   amount through a provider; a callback counts only when it matches an open request (issue 16).
 //! - [`campaign`]: the `Campaign` aggregate: template broadcasts to a segment, paid from a
@@ -54,6 +56,7 @@ pub mod lead;
 pub mod media;
 pub mod metadata;
 pub mod payment;
+pub mod payment_provider;
 pub mod payment_request;
 pub mod phone;
 pub mod pii;

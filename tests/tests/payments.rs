@@ -2525,3 +2525,93 @@ async fn a_requests_link_goes_out_on_whatsapp_metered_refunded_when_refused_and_
     // The first request's reminder is not due: nothing else went out.
     assert_eq!(w.count_events("OutboundMessageQueued").await, 4);
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn provider_configuration_changes_are_events_naming_who_and_which_secrets_changed_never_their_values(
+    pool: PgPool,
+) {
+    let w = world(pool).await;
+    let pool = w.app.pool.clone();
+    let configured = || {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(String, Value)> = sqlx::query_as(
+                "SELECT aggregate_id, payload->'PaymentProviderConfigured' FROM events
+                  WHERE event_type = 'PaymentProviderConfigured' ORDER BY sequence",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            rows
+        }
+    };
+    // The world's three providers, set by the owner: each an event, secrets by name only.
+    let rows = configured().await;
+    let streams: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        streams,
+        ["acme:payprov_paynow", "acme:payprov_mpesa", "acme:payprov_stripe"]
+    );
+    let paynow = &rows[0].1;
+    assert_eq!(paynow["provider"], "paynow");
+    assert_eq!(paynow["by"], "user-1", "{paynow}");
+    assert_eq!(
+        paynow["settings"],
+        json!({"auth_email": PAYNOW_MERCHANT, "currency": "USD", "integration_id": "1201"})
+    );
+    assert_eq!(paynow["secrets"], json!(["integration_key"]));
+    assert_eq!(paynow["secrets_replaced"], json!(["integration_key"]));
+    assert_eq!(
+        rows[1].1["secrets"],
+        json!(["callback_secret", "consumer_key", "consumer_secret", "passkey"])
+    );
+    let log: Vec<String> = sqlx::query_scalar("SELECT payload::text FROM events")
+        .fetch_all(&w.app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for secret in [
+        PAYNOW_KEY,
+        STRIPE_SECRET,
+        STRIPE_KEY,
+        MPESA_SECRET,
+        PASSKEY,
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
+    ] {
+        assert!(log.iter().all(|p| !p.contains(secret)), "{secret} in the log");
+    }
+    let owner = w.app.token(TENANT, Role::Owner);
+    let set = |provider: Value| {
+        let (owner, app) = (owner.clone(), &w.app);
+        async move {
+            let (_, reply) = app
+                .graphql(
+                    Some(&owner),
+                    "mutation($p: PaymentProviderInput!) { setPaymentProvider(provider: $p) { id } }",
+                    json!({ "p": provider }),
+                )
+                .await;
+            reply
+        }
+    };
+    // The same again: nothing new. A new key: which secret changed. Another currency: only that.
+    let same = json!({"paynow": {"integrationId": "1201", "integrationKey": PAYNOW_KEY, "currency": "USD",
+                                 "authEmail": PAYNOW_MERCHANT}});
+    assert!(set(same).await.get("errors").is_none());
+    assert_eq!(configured().await.len(), 3);
+    let rotated = json!({"paynow": {"integrationId": "1201", "integrationKey": "a-new-integration-key",
+                                    "currency": "USD", "authEmail": PAYNOW_MERCHANT}});
+    assert!(set(rotated).await.get("errors").is_none());
+    let zwg = json!({"paynow": {"integrationId": "1201", "integrationKey": "a-new-integration-key",
+                                "currency": "ZWG", "authEmail": PAYNOW_MERCHANT}});
+    assert!(set(zwg).await.get("errors").is_none());
+    let rows = configured().await;
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[3].1["secrets_replaced"], json!(["integration_key"]));
+    assert_eq!(rows[4].1["secrets_replaced"], json!([]));
+    assert_eq!(rows[4].1["settings"]["currency"], "ZWG");
+    // A refused change records nothing and changes nothing.
+    let bad = json!({"paynow": {"integrationId": "1201", "integrationKey": "k", "currency": "dollars"}});
+    assert_eq!(error_code(&set(bad).await), "INVALID_INPUT");
+    assert_eq!(configured().await.len(), 5);
+}

@@ -10,7 +10,7 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::keystore::KeyStore;
-use chronicle_commands::payments::credentials::{set_provider, ProviderCredentials};
+use chronicle_commands::payments::credentials::ProviderCredentials;
 use chronicle_commands::payments::mpesa::DarajaCredentials;
 use chronicle_commands::payments::requests::{refused_callbacks, NewPaymentRequest, NewRequestMessage, RequestReceipt};
 use chronicle_commands::payments::{match_manually, PaymentIntake};
@@ -849,11 +849,9 @@ impl PaymentsMutation {
                 .gql()
             }
         };
-        let keys = ctx
-            .data::<KeyStore>()
-            .map_err(|_| ApiError::Unavailable("no key store in the schema".into()))
-            .gql()?;
-        set_provider(pool(ctx).gql()?, keys.master(), &caller.tenant, &credentials)
+        payment_intake(ctx)
+            .gql()?
+            .set_provider(&credentials, &metadata(ctx, &caller))
             .await
             .gql()?;
         tracing::info!(tenant.id = %caller.tenant, payment.provider = credentials.provider(), "payment provider set");

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use chronicle_domain::payment_provider::{payment_provider_local_id, ConfigureProvider, PaymentProviderCommand};
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
 use rand::rngs::OsRng;
@@ -131,13 +132,19 @@ fn invalid(message: &str) -> CommandError {
     CommandError::InvalidInput(message.to_string())
 }
 
-/// Sets (or replaces) a tenant's credentials for one provider.
+/// Sets (or replaces) a tenant's credentials for one provider, and records the change in the
+/// log (`PaymentProviderConfigured` on `<tenant>:payprov_<provider>`: who, the settings that are
+/// not secret, the names of the secrets and which were replaced; never a secret). The row is
+/// written in a transaction committed only once the event is appended, so the log never misses
+/// a change that took effect; a failed append leaves the old credentials in place.
 pub async fn set_provider(
-    pool: &PgPool,
+    commands: &crate::dispatch::Commands,
     master: &MasterKey,
-    tenant: &TenantId,
     credentials: &ProviderCredentials,
+    metadata: &chronicle_domain::metadata::CommandMetadata,
 ) -> Result<(), CommandError> {
+    let pool = commands.pool();
+    let tenant = &metadata.tenant_id;
     let (settings, secrets, callback_secret) = credentials.split();
     if secrets.values().chain(settings.values()).any(|v| v.trim().is_empty()) {
         return Err(invalid("every credential field must be set"));
@@ -177,6 +184,22 @@ pub async fn set_provider(
     let secrets_json = serde_json::to_string(&secrets).map_err(|e| CommandError::Unexpected(Box::new(e)))?;
     let sealed = key.seal(tenant, &binding(provider), &secrets_json, &mut OsRng);
     let wrapped = master.wrap(&key, tenant, &binding(provider), &mut OsRng);
+    // Which secrets change: compared with the stored ones, opened under the master key.
+    let previous = open(pool, master, tenant, provider).await.map_err(|e| match e {
+        CallbackError::Command(e) => e,
+        other => CommandError::Unexpected(other.to_string().into()),
+    })?;
+    let secrets_replaced: Vec<String> = secrets
+        .iter()
+        .filter(|(name, value)| {
+            previous
+                .as_ref()
+                .and_then(|p| p.secrets.get(**name))
+                .is_none_or(|old| !constant_time_eq(old.as_bytes(), value.as_bytes()))
+        })
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO payment_providers (tenant_id, provider, settings, wrapped_key, sealed_secrets, callback_secret_sha256)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -191,8 +214,21 @@ pub async fn set_provider(
     .bind(wrapped)
     .bind(serde_json::to_value(&sealed).map_err(|e| CommandError::Unexpected(Box::new(e)))?)
     .bind(callback_secret.map(secret_hash))
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    let by = crate::installation::by_of(metadata);
+    let command = PaymentProviderCommand::Configure(ConfigureProvider {
+        provider: provider.to_string(),
+        settings: settings.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        secrets: secrets.keys().map(|k| k.to_string()).collect(),
+        secrets_replaced,
+        by,
+        at: chrono::Utc::now(),
+    });
+    commands
+        .payment_provider(&payment_provider_local_id(provider), command, metadata)
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -324,13 +324,14 @@ impl PaymentIntake {
         &self.config
     }
 
-    /// Sets a tenant's credentials for one provider (admin).
+    /// Sets a tenant's credentials for one provider (admin), recorded in the log (see
+    /// [`credentials::set_provider`]).
     pub async fn set_provider(
         &self,
-        tenant: &TenantId,
         credentials: &credentials::ProviderCredentials,
+        metadata: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        credentials::set_provider(self.commands.pool(), &self.master, tenant, credentials).await
+        credentials::set_provider(&self.commands, &self.master, credentials, metadata).await
     }
 
     /// A Paynow result callback (the raw form body).
