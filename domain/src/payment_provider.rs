@@ -260,9 +260,8 @@ mod tests {
         let mut other_currency = configure(&[]);
         other_currency.settings.insert("currency".into(), "ZWG".into());
         let mut expected = configured(&[]);
-        if let PaymentProviderEvent::PaymentProviderConfigured { settings, .. } = &mut expected {
-            settings.insert("currency".into(), "ZWG".into());
-        }
+        let PaymentProviderEvent::PaymentProviderConfigured { settings, .. } = &mut expected;
+        settings.insert("currency".into(), "ZWG".into());
         Given::with(())
             .given(vec![configured(&["integration_key"])])
             .when(PaymentProviderCommand::Configure(other_currency))
