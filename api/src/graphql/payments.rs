@@ -851,7 +851,7 @@ impl PaymentsMutation {
         };
         payment_intake(ctx)
             .gql()?
-            .set_provider(&credentials, &metadata(ctx, &caller))
+            .set_provider(&credentials, &metadata(ctx, caller))
             .await
             .gql()?;
         tracing::info!(tenant.id = %caller.tenant, payment.provider = credentials.provider(), "payment provider set");
