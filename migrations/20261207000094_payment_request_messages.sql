@@ -7,5 +7,15 @@ ALTER TABLE payment_requests
     ADD COLUMN remind_at        timestamptz,
     ADD COLUMN reminded_at      timestamptz;
 
+-- The sweeper's Paynow polls find open (and just closed) requests by provider and status.
+CREATE INDEX payment_requests_by_provider_status ON payment_requests (provider, status);
+
 CREATE INDEX payment_requests_reminders_due ON payment_requests (remind_at)
     WHERE status = 'sent' AND remind_at IS NOT NULL AND reminded_at IS NULL;
+
+-- A refused initiation (`PaymentRequestInitiationFailed`) fails the request for good, as the
+-- aggregate holds; the projector kept such rows `requested`, which the expiry sweeper then
+-- picked up on every pass. Rows written before this fix are mended here.
+UPDATE payment_requests
+   SET status = 'failed', closed_at = COALESCE(closed_at, requested_at)
+ WHERE status = 'requested' AND failure IS NOT NULL;

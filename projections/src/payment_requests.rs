@@ -123,8 +123,10 @@ impl Fold for PaymentRequestsProjector {
                 .await?;
             }
             PaymentRequestEvent::PaymentRequestInitiationFailed { reason, at } => {
-                // The request stays `requested`: the initiation may be tried again.
-                update(db, event, &id, "failure = $4", Some(&reason), at).await?;
+                // The provider refused the initiation: the request is failed for good, as the
+                // aggregate holds (a new request is a new idempotency key).
+                let set = "status = 'failed', failure = $4, closed_at = $5";
+                update(db, event, &id, set, Some(&reason), at).await?;
             }
             PaymentRequestEvent::PaymentRequestPaid {
                 provider_reference, at, ..

@@ -68,6 +68,8 @@ struct Paynow {
     initiations: Arc<Mutex<Vec<Initiation>>>,
     /// The loopback's base URL (`…/paynow/Interface`), once serving.
     base: Arc<Mutex<String>>,
+    /// How long an initiation takes to answer (ms).
+    slow: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Paynow {
@@ -84,10 +86,12 @@ impl Paynow {
 }
 
 async fn paynow_web(State(paynow): State<Paynow>, body: String) -> (StatusCode, String) {
+    tokio::time::sleep(std::time::Duration::from_millis(paynow.slow.load(Ordering::SeqCst))).await;
     paynow_initiate(&paynow, "initiatetransaction", &body)
 }
 
 async fn paynow_express(State(paynow): State<Paynow>, body: String) -> (StatusCode, String) {
+    tokio::time::sleep(std::time::Duration::from_millis(paynow.slow.load(Ordering::SeqCst))).await;
     paynow_initiate(&paynow, "remotetransaction", &body)
 }
 
@@ -970,7 +974,7 @@ async fn payment_requests_are_refused_by_rule_and_role_with_nothing_pushed(pool:
     for (variables, expected) in [
         (
             ask("PAYNOW", 1_000, "KES", &contact, json!({"orderId": order})),
-            "INVALID_INPUT",
+            "PROVIDER_CURRENCY",
         ),
         (
             ask("MPESA", 1_000, "USD", &contact, json!({"orderId": order})),
@@ -2043,6 +2047,13 @@ async fn a_paynow_request_opens_a_checkout_whose_callback_delivered_five_times_p
         receipt["providerRequestId"],
         json!(format!("{}/CheckPayment/init-1", w.paynow_base))
     );
+    // A hashed callback claiming a payment Paynow's poll does not confirm counts nothing.
+    let claimed = w.paynow_callback("init-1", &request_id, "PN-1", "150.00", "Paid");
+    w.paynow.set_status("init-1", "Sent");
+    let (status, body) = w.post_paynow(&claimed).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["counted"], false, "{body}");
+    assert_eq!(w.count_events("PaymentRequestPaid").await, 0);
     // The customer pays; Paynow posts the hashed result five times; each is polled.
     let callback = w.paynow_callback("init-1", &request_id, "PN-1", "150.00", "Paid");
     for _ in 0..5 {
@@ -2051,7 +2062,7 @@ async fn a_paynow_request_opens_a_checkout_whose_callback_delivered_five_times_p
         assert_eq!(body["status"], "matched", "{body}");
         assert_eq!(body["matchedId"], json!(order), "{body}");
     }
-    assert_eq!(w.paynow.polls.load(Ordering::SeqCst), 5);
+    assert_eq!(w.paynow.polls.load(Ordering::SeqCst), 6);
     assert_eq!(w.payment_facts().await, (2, 1));
     assert_eq!(w.order_payments().await, 1);
     assert_eq!(w.count_events("OrderPaid").await, 1);
@@ -2134,9 +2145,31 @@ async fn paynow_express_prompts_are_polled_until_paid_or_declined_and_refusals_r
     assert_eq!(field(&form, "method"), Some("ecocash"));
     assert_eq!(field(&form, "authemail"), Some(PAYNOW_MERCHANT));
     assert_eq!(field(&form, "amount"), Some("25.00"));
-    // A OneMoney prompt the customer will decline, and one Paynow refuses at once.
-    let declined = ask_paynow(&w, "one", &other_order, 2_500, &onemoney, Some("ONEMONEY")).await;
+    // A OneMoney prompt the customer will decline (asked twice at once: one prompt), and one
+    // Paynow refuses at once.
+    w.paynow.slow.store(300, Ordering::SeqCst);
+    let (declined, twice) = tokio::join!(
+        ask_paynow(&w, "one", &other_order, 2_500, &onemoney, Some("ONEMONEY")),
+        ask_paynow(&w, "one", &other_order, 2_500, &onemoney, Some("ONEMONEY"))
+    );
     assert_eq!(declined["data"]["requestPayment"]["status"], "sent", "{declined}");
+    assert_eq!(
+        twice["data"]["requestPayment"], declined["data"]["requestPayment"],
+        "{twice}"
+    );
+    assert_eq!(w.paynow.initiations().len(), 2, "one prompt for the two calls");
+    w.paynow.slow.store(0, Ordering::SeqCst);
+    // Another transaction carrying its reference, declined, does not end it.
+    let stray = w.paynow_callback(
+        "stray",
+        declined["data"]["requestPayment"]["id"].as_str().unwrap_or_default(),
+        "PN-STRAY",
+        "25.00",
+        "Cancelled",
+    );
+    let (status, body) = w.post_paynow(&stray).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(w.count_events("PaymentRequestFailed").await, 0);
     let refused = ask_paynow(&w, "broke", &other_order, 2_500, &broke, Some("ECOCASH")).await;
     assert_eq!(refused["data"]["requestPayment"]["status"], "failed", "{refused}");
     // No callback comes: the sweeper polls the open requests.
@@ -2170,6 +2203,7 @@ async fn paynow_express_prompts_are_polled_until_paid_or_declined_and_refusals_r
     assert_eq!(read["data"]["a"]["status"], "PAID", "{read}");
     assert_eq!(read["data"]["b"]["status"], "FAILED", "{read}");
     assert_eq!(read["data"]["b"]["failure"], "cancelled", "{read}");
+    assert_eq!(read["data"]["c"]["status"], "FAILED", "{read}");
     assert_eq!(read["data"]["c"]["failure"], "paynow:insufficient_balance", "{read}");
     // The paid request's late callback (Paynow retries) pays nothing more.
     let callback = w.paynow_callback(
@@ -2614,4 +2648,52 @@ async fn provider_configuration_changes_are_events_naming_who_and_which_secrets_
     let bad = json!({"paynow": {"integrationId": "1201", "integrationKey": "k", "currency": "dollars"}});
     assert_eq!(error_code(&set(bad).await), "INVALID_INPUT");
     assert_eq!(configured().await.len(), 5);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_paynow_payment_found_after_the_expiry_is_kept_for_finance_not_credited(pool: PgPool) {
+    use chronicle_commands::payments::expiry::RequestExpirySweeper;
+    let w = world(pool).await;
+    let order = place_order(&w.app, 2_500, "USD").await;
+    let ecocash = w.contact_with_phone("+263771111111").await;
+    let receipt = w
+        .app
+        .state
+        .payments
+        .request_payment(
+            NewPaymentRequest {
+                idempotency_key: "late-eco".into(),
+                target: PaymentTarget::Order {
+                    order_id: order.clone(),
+                },
+                provider: PaymentProvider::Paynow,
+                amount_minor: 2_500,
+                currency: "USD".into(),
+                expires_at: chrono::Utc::now() + chrono::Duration::milliseconds(800),
+                contact_id: Some(ecocash),
+                mobile_money: Some(chronicle_domain::payment_request::MobileMoney::Ecocash),
+                message: None,
+            },
+            &metadata(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(receipt.status.as_str(), "sent");
+    let sweeper = RequestExpirySweeper::new(w.app.state.commands.clone())
+        .with_intake(w.app.state.payments.clone(), std::time::Duration::ZERO);
+    w.app.project().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    // Paid on the phone; no callback ever comes. The sweeper polls before it expires, and
+    // the request, past its expiry, keeps the money for finance.
+    w.paynow.set_status("init-1", "Paid");
+    let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pass.polled, 1, "{pass:?}");
+    assert_eq!(w.order_payments().await, 0, "nothing credited to the order");
+    let reason: String = sqlx::query_scalar(
+        "SELECT payload->'PaymentLeftUnmatched'->>'reason' FROM events WHERE event_type = 'PaymentLeftUnmatched'",
+    )
+    .fetch_one(&w.app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reason, "REQUEST_EXPIRED");
 }

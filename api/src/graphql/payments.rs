@@ -283,14 +283,15 @@ pub enum MobileMoneyMethod {
 /// Where a payment request stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum PaymentRequestStatus {
-    /// Recorded; the provider has not accepted the initiation yet (or it failed and may be
-    /// tried again with the same idempotency key: see `failure`).
+    /// Recorded; the provider has not accepted the initiation yet (it could not be reached:
+    /// the same call again, with the same idempotency key, initiates it).
     Requested,
     /// The provider accepted the initiation (M-Pesa: the prompt is on the customer's phone).
     Sent,
     /// Paid: its order or wallet got the payment, once.
     Paid,
-    /// The provider reported that the customer did not pay (see `failure`).
+    /// The provider refused the initiation, or reported that the customer did not pay (see
+    /// `failure`).
     Failed,
     /// Cancelled by staff; a later callback is kept for finance, never credited.
     Cancelled,
@@ -391,7 +392,7 @@ pub struct PaymentRequest {
     pub payment_url: Option<String>,
     /// The provider's reference of the payment (M-Pesa receipt, Stripe PaymentIntent), once paid.
     pub provider_reference: Option<String>,
-    /// Why the initiation failed (while `REQUESTED`) or why the customer did not pay (`FAILED`).
+    /// Why the provider refused the initiation or why the customer did not pay (`FAILED`).
     pub failure: Option<String>,
     /// Callbacks that named this request but paid nothing (another amount, a second payment, a
     /// late one): each is in `refusedPaymentCallbacks`.

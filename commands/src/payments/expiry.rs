@@ -139,10 +139,20 @@ impl RequestExpirySweeper {
         sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
             .execute(&mut *tx)
             .await?;
+        // Open requests; requests expired in the last two minutes (a payment made just before
+        // the expiry whose callback never came); paid ones whose payment is not recorded yet.
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT tenant_id, request_id FROM payment_requests
-              WHERE provider = 'paynow' AND status = 'sent' AND expires_at > now()
-              ORDER BY sent_at, tenant_id, request_id",
+            "SELECT pr.tenant_id, pr.request_id FROM payment_requests pr
+              WHERE pr.provider = 'paynow'
+                AND (pr.status = 'sent'
+                     OR (pr.status = 'expired' AND pr.closed_at > now() - interval '2 minutes')
+                     OR (pr.status = 'paid' AND pr.closed_at > now() - interval '1 day'
+                         AND NOT EXISTS (SELECT 1 FROM payments p
+                                          WHERE p.tenant_id = pr.tenant_id AND p.provider = 'paynow'
+                                            AND p.reference = pr.provider_reference
+                                            AND p.status IN ('matched', 'unmatched'))))
+              ORDER BY pr.sent_at, pr.tenant_id, pr.request_id
+              LIMIT 1000",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -176,6 +186,11 @@ impl RequestExpirySweeper {
                 Err(e) => {
                     tracing::warn!(tenant.id = %tenant, payment_request.id = %request_id, error = %e, "polling a Paynow request failed; polled again later");
                     pass.retry += 1;
+                    if matches!(e, super::CallbackError::Upstream(_)) {
+                        // Paynow is slow or down: the rest waits for the next pass rather than
+                        // holding expiries and reminders behind a timeout each.
+                        break;
+                    }
                 }
             }
         }
@@ -184,6 +199,10 @@ impl RequestExpirySweeper {
 
     /// One pass over up to `limit` open requests past their expiry, oldest expiry first.
     pub async fn run_once(&self, limit: i64) -> Result<ExpiryPass, CommandError> {
+        let mut pass = ExpiryPass::default();
+        // Paynow first: a payment made just before the expiry is found before the request
+        // expires (and one found after is kept for finance).
+        self.poll_paynow(limit, &mut pass).await?;
         let mut tx = self.commands.pool().begin().await?;
         // Every tenant's requests (row-level security, migration 0007).
         sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
@@ -199,7 +218,6 @@ impl RequestExpirySweeper {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut pass = ExpiryPass::default();
         for row in rows {
             let tenant: String = row.try_get("tenant_id")?;
             let request_id: String = row.try_get("request_id")?;
@@ -238,7 +256,6 @@ impl RequestExpirySweeper {
                 }
             }
         }
-        self.poll_paynow(limit, &mut pass).await?;
         self.remind(limit, &mut pass).await?;
         Ok(pass)
     }

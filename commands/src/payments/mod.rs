@@ -348,6 +348,7 @@ impl PaymentIntake {
         paynow::verify_hash(&pairs, &key)?;
         let callback = paynow::PaynowStatus::from_pairs(&pairs)?;
         let url = paynow::checked_poll_url(&callback.poll_url, &self.config.paynow_base_url)?;
+        let polled_url = url.to_string();
         let polled = paynow::poll(&self.client, url, &key).await?;
         if polled.paynow_reference != callback.paynow_reference {
             return Err(CallbackError::Malformed(
@@ -356,7 +357,9 @@ impl PaymentIntake {
         }
         if chronicle_domain::payment_request::is_payment_request_id(&polled.merchant_reference) {
             // A payment request's transaction: matched to the request by its reference.
-            return self.paynow_status(tenant, polled, currency, correlation).await;
+            return self
+                .paynow_status(tenant, polled, &polled_url, currency, correlation)
+                .await;
         }
         if !polled.is_paid() {
             return Ok(CallbackOutcome::Ignored {

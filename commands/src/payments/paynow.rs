@@ -147,9 +147,8 @@ pub struct Integration {
     pub key: String,
     /// The integration's currency (`USD`, `ZWG`): requests through it are in this currency.
     pub currency: String,
-    /// The merchant's Paynow login e-mail, sent as `authemail` with Express requests when the
-    /// customer has none on record (Paynow requires one for Express; in its test mode it must
-    /// be the merchant's).
+    /// The merchant's Paynow login e-mail, sent as `authemail` with Express requests (Paynow
+    /// requires one for Express; in its test mode it must be the merchant's).
     pub auth_email: Option<String>,
 }
 
@@ -163,8 +162,8 @@ impl std::fmt::Debug for Integration {
 }
 
 /// One transaction to initiate: a web checkout, or an Express (mobile money) prompt when
-/// `mobile` is set.
-#[derive(Debug, Clone)]
+/// `mobile` is set. `Debug` shows no phone number.
+#[derive(Clone)]
 pub struct Initiate<'a> {
     /// Our reference: the payment request's id.
     pub reference: &'a str,
@@ -175,6 +174,16 @@ pub struct Initiate<'a> {
     pub auth_email: Option<&'a str>,
     /// (subscriber number as Paynow takes it, `ecocash` or `onemoney`).
     pub mobile: Option<(&'a str, &'a str)>,
+}
+
+impl std::fmt::Debug for Initiate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Initiate")
+            .field("reference", &self.reference)
+            .field("amount_minor", &self.amount_minor)
+            .field("method", &self.mobile.map(|(_, method)| method))
+            .finish_non_exhaustive()
+    }
 }
 
 /// What Paynow answered to an accepted initiation (its hash checked).
@@ -226,13 +235,15 @@ pub fn initiation_form(integration: &Integration, initiate: &Initiate<'_>) -> Ve
     pairs
 }
 
-/// Paynow's error text as a short code: letters, digits and `_`, at most 80 characters.
+/// Paynow's error text as a short code: lowercase letters and `_`, at most 80 characters.
+/// Digits are dropped: the text is not signed, and an echoed phone number must not reach the
+/// log.
 fn error_code(text: &str) -> String {
     let mut code: String = text
         .trim()
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() {
+            if c.is_ascii_alphabetic() {
                 c.to_ascii_lowercase()
             } else {
                 '_'
@@ -421,6 +432,7 @@ mod tests {
         assert_eq!(paynow_amount(7), "0.07");
         assert_eq!(error_code("Invalid amount field!"), "invalid_amount_field");
         assert_eq!(error_code("  "), "error");
+        assert_eq!(error_code("Invalid phone 0771111111"), "invalid_phone");
     }
 
     #[test]

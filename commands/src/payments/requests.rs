@@ -46,8 +46,8 @@ use chronicle_domain::contact::Contact;
 use chronicle_domain::installation::PaymentProvider;
 use chronicle_domain::metadata::CommandMetadata;
 use chronicle_domain::payment_request::{
-    payment_request_local_id, MobileMoney, PaidCallback, PaymentRequest, PaymentRequestCommand, PaymentRequestStatus,
-    PaymentTarget, RequestPayment,
+    payment_request_local_id, CallbackRefusal, MobileMoney, PaidCallback, PaymentRequest, PaymentRequestCommand,
+    PaymentRequestError, PaymentRequestStatus, PaymentTarget, RequestPayment,
 };
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
@@ -95,14 +95,28 @@ pub struct NewRequestMessage {
 /// UTC`) and the request id.
 pub const PLACEHOLDERS: [&str; 4] = ["{amount}", "{link}", "{expires}", "{reference}"];
 
+/// Currencies without minor units, and with three decimals, as Stripe counts them (every
+/// other currency has two).
+const ZERO_DECIMAL: [&str; 16] = [
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+];
+const THREE_DECIMAL: [&str; 5] = ["BHD", "JOD", "KWD", "OMR", "TND"];
+
+/// An amount in minor units as people read it: `USD 150.00`, `JPY 1500`, `KWD 1.250`.
+pub fn display_amount(amount_minor: i64, currency: &str) -> String {
+    let (sign, units) = (if amount_minor < 0 { "-" } else { "" }, amount_minor.unsigned_abs());
+    if ZERO_DECIMAL.contains(&currency) {
+        format!("{currency} {sign}{units}")
+    } else if THREE_DECIMAL.contains(&currency) {
+        format!("{currency} {sign}{}.{:03}", units / 1_000, units % 1_000)
+    } else {
+        format!("{currency} {sign}{}.{:02}", units / 100, units % 100)
+    }
+}
+
 /// `parameters` with the placeholders filled from the request.
 fn fill(parameters: &[String], request_id: &str, request: &RequestPayment, payment_url: Option<&str>) -> Vec<String> {
-    let amount = format!(
-        "{} {}.{:02}",
-        request.currency,
-        request.amount_minor / 100,
-        request.amount_minor % 100
-    );
+    let amount = display_amount(request.amount_minor, &request.currency);
     let expires = request.expires_at.format("%Y-%m-%d %H:%M UTC").to_string();
     parameters
         .iter()
@@ -315,9 +329,13 @@ impl PaymentIntake {
             PaymentProvider::Paynow => {
                 let integration = credentials::paynow_integration(self.commands.pool(), &self.master, tenant).await?;
                 if new.currency != integration.currency {
-                    return Err(invalid(format!(
-                        "this tenant's Paynow integration takes {}, not {}",
-                        integration.currency, new.currency
+                    return Err(CallbackError::Command(CommandError::Rejected(
+                        PaymentRequestError::ProviderCurrency {
+                            provider: "paynow",
+                            expected: integration.currency.clone(),
+                            currency: new.currency.clone(),
+                        }
+                        .into(),
                     )));
                 }
                 let mobile = match new.mobile_money {
@@ -326,9 +344,11 @@ impl PaymentIntake {
                             invalid("a mobile money request needs the customer's contact (contactId)")
                         })?;
                         if integration.auth_email.is_none() {
-                            return Err(invalid(
-                                "Paynow Express needs the merchant's Paynow e-mail: set authEmail with setPaymentProvider",
-                            ));
+                            // Paynow requires `authemail` for Express: without the merchant's
+                            // e-mail configured, Express is not set up for this tenant.
+                            return Err(CallbackError::NotConfigured {
+                                provider: "paynow express (authEmail)",
+                            });
                         }
                         Some((self.zimbabwe_phone(tenant, contact_id).await?, method.as_str()))
                     }
@@ -351,7 +371,17 @@ impl PaymentIntake {
             }
         };
         if let Some(message) = &new.message {
-            Box::pin(self.check_message(&new, message, metadata)).await?;
+            // A retry of a request already sent on WhatsApp answers it as it stands, whatever
+            // became of the template since.
+            let existing = load_request(
+                self.commands.pool(),
+                tenant,
+                &payment_request_local_id(&new.idempotency_key),
+            )
+            .await?;
+            if existing.message().is_none() {
+                Box::pin(self.check_message(&new, message, metadata)).await?;
+            }
         }
         let request_id = payment_request_local_id(&new.idempotency_key);
         let by = by_of(metadata);
@@ -367,6 +397,15 @@ impl PaymentIntake {
             at: Utc::now(),
         });
         self.commands.payment_request(&request_id, command, metadata).await?;
+        // One initiation at a time per request: two calls with the same key (a double click)
+        // must not both reach the provider (a Paynow Express or M-Pesa prompt twice). The lock
+        // is the transaction's: released however this ends.
+        let mut initiating = self.commands.pool().begin().await.map_err(CommandError::from)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("payment-request-initiation:{tenant}:{request_id}"))
+            .execute(&mut *initiating)
+            .await
+            .map_err(CommandError::from)?;
         let state = load_request(self.commands.pool(), tenant, &request_id).await?;
         if state.status() == PaymentRequestStatus::Requested {
             match &initiation {
@@ -384,6 +423,7 @@ impl PaymentIntake {
                 }
             }
         }
+        initiating.commit().await.map_err(CommandError::from)?;
         let state = load_request(self.commands.pool(), tenant, &request_id).await?;
         if let Some(message) = &new.message {
             if state.status() == PaymentRequestStatus::Sent && state.message().is_none() {
@@ -476,6 +516,10 @@ impl PaymentIntake {
         };
         let parameters = fill(&message.parameters, request_id, request, state.payment_url());
         let keys = KeyStore::new(self.commands.pool().clone(), self.master.clone());
+        let key = keys.key_for(tenant, &contact_id).await?;
+        let written = serde_json::to_string(&message.parameters)
+            .map_err(|e| CallbackError::Command(CommandError::InvalidInput(e.to_string())))?;
+        let sealed = key.seal(tenant, &contact_id, &written, &mut rand::rngs::OsRng);
         Box::pin(crate::outbound::send_metered(
             &self.commands,
             &keys,
@@ -498,7 +542,7 @@ impl PaymentIntake {
             message: chronicle_domain::payment_request::RequestMessage {
                 template: message.template.clone(),
                 language: message.language.clone(),
-                parameters: message.parameters.clone(),
+                parameters: sealed,
                 remind_at,
             },
             at: now,
@@ -533,8 +577,18 @@ impl PaymentIntake {
             correlation,
             format!("payment-request-reminder:{request_id}"),
         );
-        let parameters = fill(&message.parameters, request_id, request, state.payment_url());
         let keys = KeyStore::new(self.commands.pool().clone(), self.master.clone());
+        let key = keys.key_for(tenant, &contact_id).await?;
+        let written: Option<Vec<String>> = key
+            .open(tenant, &contact_id, &message.parameters)
+            .ok()
+            .and_then(|json| serde_json::from_str(&json).ok());
+        let Some(written) = written else {
+            // The contact was erased since (its key shredded): no reminder, recorded as done.
+            tracing::info!(tenant.id = %tenant, payment_request.id = %request_id, "payment request reminder not sent: its parameters can no longer be opened");
+            return self.reminded(request_id, now, &meta).await;
+        };
+        let parameters = fill(&written, request_id, request, state.payment_url());
         let sent = Box::pin(crate::outbound::send_metered(
             &self.commands,
             &keys,
@@ -558,9 +612,19 @@ impl PaymentIntake {
                 e => return Err(e.into()),
             }
         }
+        self.reminded(request_id, now, &meta).await
+    }
+
+    /// Records the reminder as done (a request closed in between records nothing).
+    async fn reminded(
+        &self,
+        request_id: &str,
+        now: DateTime<Utc>,
+        meta: &CommandMetadata,
+    ) -> Result<bool, CallbackError> {
         match self
             .commands
-            .payment_request(request_id, PaymentRequestCommand::RecordReminded { at: now }, &meta)
+            .payment_request(request_id, PaymentRequestCommand::RecordReminded { at: now }, meta)
             .await
         {
             Ok(_) | Err(CommandError::Rejected(_)) => Ok(true),
@@ -669,19 +733,19 @@ impl PaymentIntake {
     /// A Paynow status (a hash-checked callback confirmed by a poll, or the watcher's own poll)
     /// for the request its reference names: paid → the request decides, as for every provider;
     /// cancelled or failed → the request fails; anything else → nothing yet.
+    /// `polled_url` is the poll URL Paynow answered on (its transaction).
     pub(super) async fn paynow_status(
         &self,
         tenant: &TenantId,
         polled: paynow::PaynowStatus,
+        polled_url: &str,
         currency: String,
         correlation: &str,
     ) -> Result<CallbackOutcome, CallbackError> {
         let pool = self.commands.pool();
         let request_id = polled.merchant_reference.clone();
-        let ours = load_request(pool, tenant, &request_id)
-            .await?
-            .request()
-            .is_some_and(|r| r.provider == PaymentProvider::Paynow);
+        let state = load_request(pool, tenant, &request_id).await?;
+        let ours = state.request().is_some_and(|r| r.provider == PaymentProvider::Paynow);
         if !ours {
             if !polled.is_paid() {
                 return Ok(CallbackOutcome::Ignored {
@@ -693,7 +757,7 @@ impl PaymentIntake {
                 tenant,
                 &Refusal {
                     provider: PaymentProvider::Paynow,
-                    provider_request_id: &polled.poll_url,
+                    provider_request_id: polled_url,
                     provider_reference: &polled.paynow_reference,
                     request_id: None,
                     reason: "NO_PAYMENT_REQUEST",
@@ -715,7 +779,10 @@ impl PaymentIntake {
         );
         if !polled.is_paid() {
             let status = polled.status.trim().to_ascii_lowercase();
-            if paynow::NOT_PAID_STATUSES.contains(&status.as_str()) {
+            // Only the request's own transaction ends it: another one with its reference (a
+            // prompt sent again after a lost answer) declined says nothing about this one.
+            let current = state.provider_request_id() == Some(polled_url);
+            if current && paynow::NOT_PAID_STATUSES.contains(&status.as_str()) {
                 let command = PaymentRequestCommand::RecordNotPaid {
                     result_code: status.replace(' ', "_"),
                     at: Utc::now(),
@@ -732,7 +799,7 @@ impl PaymentIntake {
         self.settle_request(
             tenant,
             &request_id,
-            &polled.poll_url,
+            polled_url,
             PaymentProvider::Paynow,
             PaidCallback {
                 provider_reference: polled.paynow_reference,
@@ -746,8 +813,11 @@ impl PaymentIntake {
         .await
     }
 
-    /// Polls one open Paynow request's stored poll URL (the watcher's pass): a payment whose
-    /// callback never came still pays, a cancelled one fails the request.
+    /// The watcher's pass over one Paynow request: an open (or just expired) one is polled at
+    /// its stored poll URL, so a payment whose callback never came still pays (or, paid after
+    /// the expiry, is kept for finance) and a declined prompt fails the request; a paid one
+    /// whose payment is not recorded yet (a step failed after the request decided) is recorded
+    /// again, which is idempotent.
     pub async fn poll_paynow_request(
         &self,
         tenant: &TenantId,
@@ -760,20 +830,39 @@ impl PaymentIntake {
                 reason: "the request was never sent".into(),
             });
         };
-        if request.provider != PaymentProvider::Paynow || state.status() != PaymentRequestStatus::Sent {
+        if request.provider != PaymentProvider::Paynow {
             return Ok(CallbackOutcome::Ignored {
-                reason: "not an open Paynow request".into(),
+                reason: "not a Paynow request".into(),
             });
+        }
+        match (state.status(), state.paid_reference()) {
+            (PaymentRequestStatus::Paid, Some(reference)) => {
+                let payment = VerifiedPayment {
+                    provider: PaymentProvider::Paynow,
+                    reference: reference.to_string(),
+                    merchant_reference: request.target.merchant_reference(request_id),
+                    amount_minor: request.amount_minor,
+                    currency: request.currency.clone(),
+                };
+                return self.record_as(tenant, payment, correlation, None).await;
+            }
+            (PaymentRequestStatus::Sent | PaymentRequestStatus::Expired, _) => {}
+            _ => {
+                return Ok(CallbackOutcome::Ignored {
+                    reason: "the request is closed".into(),
+                })
+            }
         }
         let integration = credentials::paynow_integration(self.commands.pool(), &self.master, tenant).await?;
         let url = paynow::checked_poll_url(poll_url, &self.config.paynow_base_url)?;
+        let polled_url = url.to_string();
         let polled = paynow::poll(&self.client, url, &integration.key).await?;
         if polled.merchant_reference != request_id {
             return Err(CallbackError::Malformed(
                 "Paynow's poll answered for another reference".into(),
             ));
         }
-        self.paynow_status(tenant, polled, integration.currency, correlation)
+        self.paynow_status(tenant, polled, &polled_url, integration.currency, correlation)
             .await
     }
 
@@ -1189,7 +1278,14 @@ impl PaymentIntake {
                 "a callback the request neither paid nor refused".into(),
             )));
         };
-        if refusal.keeps_payment() {
+        // Money the provider vouches for is kept for finance as an unmatched payment: paid late
+        // or after a cancellation, and for Paynow (whose hash-checked poll confirms each
+        // transaction) also a second payment of a paid request or a payment of a failed one
+        // (a prompt sent again after a lost answer). An M-Pesa callback is only as good as
+        // its request: those are kept as refusals, never as payments.
+        let vouched = provider == PaymentProvider::Paynow
+            && matches!(refusal, CallbackRefusal::AlreadyPaid | CallbackRefusal::RequestFailed);
+        if refusal.keeps_payment() || vouched {
             return self.record_as(tenant, payment, correlation, Some(refusal.code())).await;
         }
         keep_refusal(
@@ -1210,5 +1306,16 @@ impl PaymentIntake {
             reason: refusal.code().to_string(),
             request_id: Some(request_id.to_string()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn amounts_are_shown_with_their_currencys_decimals() {
+        assert_eq!(super::display_amount(15_000, "USD"), "USD 150.00");
+        assert_eq!(super::display_amount(1_500, "JPY"), "JPY 1500");
+        assert_eq!(super::display_amount(1_250, "KWD"), "KWD 1.250");
+        assert_eq!(super::display_amount(7, "KES"), "KES 0.07");
     }
 }

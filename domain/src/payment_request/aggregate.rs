@@ -208,7 +208,7 @@ impl PaymentRequest {
                 if cmd.currency != "KES" {
                     return Err(PaymentRequestError::ProviderCurrency {
                         provider: "mpesa",
-                        expected: "KES",
+                        expected: "KES".into(),
                         currency: cmd.currency,
                     });
                 }
@@ -631,7 +631,7 @@ mod tests {
             request_cmd(PaymentProvider::Mpesa, 10_000, "USD"),
             PaymentRequestError::ProviderCurrency {
                 provider: "mpesa",
-                expected: "KES",
+                expected: "KES".into(),
                 currency: "USD".into(),
             },
         );
@@ -676,7 +676,11 @@ mod tests {
         RequestMessage {
             template: "payment_link".into(),
             language: "en".into(),
-            parameters: vec!["{amount}".into(), "{link}".into()],
+            parameters: crate::pii::Envelope {
+                enc: "aes256gcm.v1".into(),
+                nonce: "n".into(),
+                ciphertext: "c".into(),
+            },
             remind_at,
         }
     }

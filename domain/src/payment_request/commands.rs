@@ -111,7 +111,10 @@ pub struct PaidCallback {
 pub struct RequestMessage {
     pub template: String,
     pub language: String,
-    pub parameters: Vec<String>,
+    /// The parameters as staff wrote them (a JSON array, placeholders unfilled), sealed under
+    /// the contact's data key: staff may write the customer's name, and erasing the contact
+    /// shreds it.
+    pub parameters: crate::pii::Envelope,
     /// When the reminder goes out (the same template again), if one was asked for and there
     /// was time for it.
     pub remind_at: Option<DateTime<Utc>>,

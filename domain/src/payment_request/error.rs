@@ -19,7 +19,7 @@ pub enum PaymentRequestError {
     #[error("{provider} takes payments in {expected}, not {currency}")]
     ProviderCurrency {
         provider: &'static str,
-        expected: &'static str,
+        expected: String,
         currency: String,
     },
     /// M-Pesa takes whole shillings.

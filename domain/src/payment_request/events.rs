@@ -93,12 +93,12 @@ pub enum PaymentRequestEvent {
         result_code: String,
         at: DateTime<Utc>,
     },
-    /// The request went to the customer on WhatsApp (the template and its parameters as
-    /// written, placeholders unfilled: no personal data).
+    /// The request went to the customer on WhatsApp (the template, and its parameters as
+    /// written, sealed under the contact's data key).
     PaymentRequestMessaged {
         template: String,
         language: String,
-        parameters: Vec<String>,
+        parameters: crate::pii::Envelope,
         remind_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
