@@ -91,6 +91,8 @@ pub struct AppStateFields {
     pub runner_config: RunnerConfig,
     /// Development mode's WhatsApp Cloud API sandbox; `None` in production.
     pub sandbox: Option<crate::sandbox::Sandbox>,
+    /// Development mode's payment provider sandboxes; `None` in production.
+    pub payment_sandbox: Option<crate::payment_sandbox::PaymentSandbox>,
     /// The token GraphiQL's headers editor starts with: the demo tenant's, in development mode
     /// with `--demo` only; `None` shows a placeholder.
     pub graphiql_token: Option<String>,
@@ -266,6 +268,15 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
     });
     let mut payments_config = settings.payments.clone();
     payments_config.public_url = settings.public_url.clone();
+    // Development mode's stand-ins for Paynow, Daraja and Stripe (crate::payment_sandbox).
+    let payment_sandbox = if settings.payment_sandbox {
+        let sandbox = crate::payment_sandbox::PaymentSandbox::new(crate::sandbox::local_origin(settings.bind))?;
+        sandbox.configure(&mut payments_config);
+        tracing::info!("development mode: payment requests go to the payment sandboxes (set PAYNOW_BASE_URL, DARAJA_BASE_URL or STRIPE_BASE_URL for real providers)");
+        Some(sandbox)
+    } else {
+        None
+    };
     let payments = chronicle_commands::payments::PaymentIntake::new(
         commands.clone(),
         settings.master_key.clone(),
@@ -333,6 +344,7 @@ pub async fn build_state(pool: PgPool, settings: &Settings) -> anyhow::Result<Ap
             ..RunnerConfig::default()
         },
         sandbox,
+        payment_sandbox,
         graphiql_token: None,
         websocket: settings.websocket,
         webhooks,
@@ -464,6 +476,59 @@ async fn demo_owner(state: &AppState, tenant: &chronicle_domain::tenant::TenantI
     Ok(invited.user_id)
 }
 
+/// With the payment sandboxes on, each demo tenant gets Paynow, M-Pesa and Stripe configured
+/// once (made-up credentials the sandboxes accept), so `requestPayment` runs end to end.
+async fn demo_payment_providers(state: &AppState, tenant: &chronicle_domain::tenant::TenantId) -> anyhow::Result<()> {
+    use chronicle_commands::payments::credentials::{self, ProviderCredentials};
+    use chronicle_commands::payments::mpesa::DarajaCredentials;
+    if state.payment_sandbox.is_none() {
+        return Ok(());
+    }
+    let configured = credentials::configured(&state.pool, &state.master_key, tenant)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the demo's payment providers: {e}"))?;
+    if !configured.is_empty() {
+        return Ok(());
+    }
+    let random = || format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    let metadata = chronicle_domain::metadata::CommandMetadata {
+        tenant_id: tenant.clone(),
+        actor: chronicle_domain::metadata::Actor::System {
+            component: "demo".into(),
+        },
+        correlation_id: format!("demo-providers:{tenant}"),
+        causation_id: format!("demo-providers:{tenant}"),
+    };
+    for provider in [
+        ProviderCredentials::Paynow {
+            integration_id: "20000".into(),
+            integration_key: random(),
+            currency: "USD".into(),
+            auth_email: Some(demo_owner_email(tenant)),
+        },
+        ProviderCredentials::Mpesa {
+            daraja: DarajaCredentials {
+                short_code: "174379".into(),
+                consumer_key: random(),
+                consumer_secret: random(),
+                passkey: random(),
+            },
+            callback_secret: random(),
+        },
+        ProviderCredentials::Stripe {
+            endpoint_secret: format!("whsec_{}", random()),
+            secret_key: Some(format!("sk_test_{}", random())),
+        },
+    ] {
+        state
+            .payments
+            .set_provider(&provider, &metadata)
+            .await
+            .map_err(|e| anyhow::anyhow!("configuring the demo's {} sandbox: {e}", provider.provider()))?;
+    }
+    Ok(())
+}
+
 async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Option<String>> {
     // The demo's campaign sends WhatsApp templates to made-up numbers: only to the sandbox.
     if state.sandbox.is_none() {
@@ -493,6 +558,7 @@ async fn load_demo(state: &AppState, settings: &Settings) -> anyhow::Result<Opti
     let mut owners = Vec::new();
     for tenant in &summary.tenants {
         owners.push(demo_owner(state, &tenant.id).await?);
+        demo_payment_providers(state, &tenant.id).await?;
     }
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&state.pool)

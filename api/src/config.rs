@@ -28,9 +28,9 @@
 //! | `WHATSAPP_SEND_TIMEOUT_SECS` | timeout of one send request (a timed-out send goes to an operator, never resent) | `15` |
 //! | `WHATSAPP_SEND_MAX_ATTEMPTS` | attempts on 5xx, 429 or connection failures before a send is recorded failed | `8` |
 //! | `WHATSAPP_SEND_BACKOFF_MS` | the first retry's delay, doubled per attempt (capped at 5 min) | `2000` |
-//! | `PAYNOW_BASE_URL` | Paynow's base URL; callbacks' poll URLs must lie under it | `https://www.paynow.co.zw/Interface` |
-//! | `DARAJA_BASE_URL` | Safaricom Daraja's base URL (M-Pesa STK status queries) | `https://api.safaricom.co.ke` |
-//! | `STRIPE_BASE_URL` | Stripe's API base URL (Checkout Sessions of payment requests) | `https://api.stripe.com` |
+//! | `PAYNOW_BASE_URL` | Paynow's base URL; initiations go under it and poll URLs must lie under it; `sandbox` (development only) is Chronicle's own stand-in | production: `https://www.paynow.co.zw/Interface`; development: `sandbox` unless any of the three names a real provider |
+//! | `DARAJA_BASE_URL` | Safaricom Daraja's base URL (M-Pesa STK pushes and status queries); `sandbox` as above | production: `https://api.safaricom.co.ke`; development: `sandbox` |
+//! | `STRIPE_BASE_URL` | Stripe's API base URL (Checkout Sessions of payment requests); `sandbox` as above | production: `https://api.stripe.com`; development: `sandbox` |
 //! | `CHRONICLE_TOKEN_RATES` | milli-tokens per minor unit credited by wallet top-ups, `USD=1000,KES=8` | `USD=1000` |
 //! | `CHRONICLE_LOG_FORMAT` | `pretty` or `json` | `pretty` |
 //! | `CHRONICLE_PROJECTOR_BATCH_SIZE` | events per projector batch (one transaction each) | `500` |
@@ -117,6 +117,9 @@ pub struct Settings {
     /// Development mode's WhatsApp Cloud API sandbox (`crate::sandbox`) stands in for the
     /// Graph API: on in development mode unless `WHATSAPP_GRAPH_BASE_URL` names a real one.
     pub whatsapp_sandbox: bool,
+    /// Development mode's payment provider sandboxes (`crate::payment_sandbox`) stand in for
+    /// Paynow, Daraja and Stripe: on when none of their base URLs names a real provider.
+    pub payment_sandbox: bool,
     /// The Graph API token; `None` turns the sender off.
     pub whatsapp_access_token: Option<Secret>,
     /// How the sender paces requests and retries.
@@ -396,7 +399,7 @@ impl Settings {
             name: "CHRONICLE_MASTER_KEY",
             reason: e.to_string(),
         })?;
-        let payments = payments_setting(&lookup)?;
+        let (payments, payment_sandbox) = payments_setting(&lookup, dev)?;
         let websocket = crate::http::graphql_ws::WebSocketSettings {
             init_timeout: std::time::Duration::from_millis(number_setting(
                 &lookup,
@@ -535,6 +538,7 @@ impl Settings {
             whatsapp_verify_token: Secret::new(verify),
             whatsapp_graph_base_url,
             whatsapp_sandbox,
+            payment_sandbox,
             whatsapp_access_token: whatsapp_access_token.map(Secret::new),
             whatsapp_send,
             twilio_auth_token: twilio_auth_token.map(Secret::new),
@@ -553,17 +557,31 @@ impl Settings {
 }
 
 /// The payment providers' settings (`PAYNOW_BASE_URL`, `DARAJA_BASE_URL`, `STRIPE_BASE_URL`,
-/// `CHRONICLE_TOKEN_RATES`).
+/// `CHRONICLE_TOKEN_RATES`), and whether development mode's payment sandboxes stand in for the
+/// providers (`dev` with none of the three naming a real provider; `sandbox` is refused in
+/// production).
 fn payments_setting(
     lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<chronicle_commands::payments::PaymentsConfig, ConfigError> {
+    dev: bool,
+) -> Result<(chronicle_commands::payments::PaymentsConfig, bool), ConfigError> {
     let mut config = chronicle_commands::payments::PaymentsConfig::default();
+    let mut real = false;
     for (name, slot) in [
         ("PAYNOW_BASE_URL", &mut config.paynow_base_url),
         ("DARAJA_BASE_URL", &mut config.daraja_base_url),
         ("STRIPE_BASE_URL", &mut config.stripe_base_url),
     ] {
         if let Some(url) = lookup(name) {
+            if url.trim() == "sandbox" {
+                if !dev {
+                    return Err(ConfigError::Invalid {
+                        name,
+                        reason: "the payment sandboxes run only in development mode (without DATABASE_URL)".into(),
+                    });
+                }
+                continue;
+            }
+            real = true;
             let url = url.trim().trim_end_matches('/').to_string();
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return Err(ConfigError::Invalid {
@@ -581,7 +599,7 @@ fn payments_setting(
                 reason,
             })?;
     }
-    Ok(config)
+    Ok((config, dev && !real))
 }
 
 fn dev_secrets_path(dir: &std::path::Path) -> PathBuf {
@@ -763,6 +781,36 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("WHATSAPP_SEND_MAX_ATTEMPTS"), "{err}");
+    }
+
+    #[test]
+    fn the_payment_sandboxes_are_on_in_development_unless_a_real_provider_is_named() {
+        let dir = std::env::temp_dir().join(format!("chronicle-config-{}", uuid::Uuid::new_v4()));
+        let dev = HashMap::from([("CHRONICLE_DATA_DIR", dir.display().to_string())]);
+        let on = |map: HashMap<&'static str, String>| Settings::from_lookup(lookup(map)).map(|s| s.payment_sandbox);
+        assert!(matches!(on(dev.clone()), Ok(true)));
+        let mut named = dev.clone();
+        named.insert("STRIPE_BASE_URL", "sandbox".into());
+        assert!(matches!(on(named), Ok(true)));
+        let mut real = dev;
+        real.insert("PAYNOW_BASE_URL", "https://www.paynow.co.zw/Interface".into());
+        assert!(matches!(on(real), Ok(false)));
+        let _ = std::fs::remove_dir_all(dir);
+        let production = HashMap::from([
+            ("DATABASE_URL", "postgres://x".to_string()),
+            ("CHRONICLE_JWT_SECRET", "j".repeat(32)),
+            (
+                "CHRONICLE_MASTER_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string(),
+            ),
+            ("WHATSAPP_APP_SECRET", "a".into()),
+            ("WHATSAPP_VERIFY_TOKEN", "v".into()),
+        ]);
+        assert!(matches!(on(production.clone()), Ok(false)));
+        let mut refused = production;
+        refused.insert("DARAJA_BASE_URL", "sandbox".into());
+        let err = on(refused).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("DARAJA_BASE_URL"), "{err}");
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod payment_sandbox;
 pub mod permissions;
 pub mod sandbox;
 pub mod sessions;

@@ -877,3 +877,200 @@ async fn in_development_mode_sends_go_to_the_whatsapp_sandbox_and_statuses_come_
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("only in development mode"), "{stderr}");
 }
+
+/// A payment request's status (`PAID`, …) as the API reads it back.
+async fn request_status(sandbox: &Sandbox, token: &str, id: &str) -> String {
+    let reply = sandbox
+        .graphql(token, &format!("{{ paymentRequest(id: \"{id}\") {{ status }} }}"))
+        .await;
+    reply["data"]["paymentRequest"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `requestPayment` with `fields` (GraphQL input fields after the key); the receipt.
+async fn request_payment(sandbox: &Sandbox, token: &str, key: &str, fields: &str) -> Value {
+    let reply = sandbox
+        .graphql(
+            token,
+            &format!(
+                "mutation {{ requestPayment(input: {{ idempotencyKey: \"{key}\", {fields} }}) {{
+                   id status paymentUrl providerRequestId }} }}"
+            ),
+        )
+        .await;
+    assert!(reply.get("errors").is_none(), "{key}: {reply}");
+    reply["data"]["requestPayment"].clone()
+}
+
+/// Development mode's payment sandboxes, from `serve --demo` with no provider configured: the
+/// demo tenants have Paynow, M-Pesa and Stripe set up; a Paynow checkout paid on its page, a
+/// Paynow Express prompt, an M-Pesa STK push and a Stripe Checkout paid on its page each end
+/// in a paid request through the provider's signed callback; a request sent on WhatsApp to a
+/// number the WhatsApp sandbox refuses is refunded.
+#[tokio::test]
+async fn in_development_mode_payment_requests_run_end_to_end_through_the_payment_sandboxes() {
+    let (sandbox, _server, token) = Sandbox::demo("pay-sandbox").await;
+    let http = reqwest::Client::new();
+    let contact_of = |phone: &'static str, tenant: &'static str, token: String| {
+        let sandbox = &sandbox;
+        async move {
+            let (ok, _, stderr) = sandbox.sandbox_cli(&[
+                "inbound",
+                "--tenant",
+                tenant,
+                "--from",
+                phone,
+                "--text",
+                "How do I pay?",
+            ]);
+            assert!(ok, "{stderr}");
+            conversation_of(sandbox, &token, phone).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let zimbabwean = contact_of("+263771000777", "installer-1", token.clone()).await;
+    let kenyan = contact_of("+254708000111", "installer-1", token.clone()).await;
+
+    // Paynow web checkout: the customer pays on the sandbox's page.
+    let web = request_payment(
+        &sandbox,
+        &token,
+        "pn-web",
+        &format!("provider: PAYNOW, target: {{ description: \"Deposit\" }}, amountMinor: 5000, currency: \"USD\", contactId: \"{zimbabwean}\""),
+    )
+    .await;
+    assert_eq!(web["status"], "sent", "{web}");
+    let page = web["paymentUrl"].as_str().unwrap().to_string();
+    assert!(http
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("Pay"));
+    let paid = http.post(&page).form(&[("action", "pay")]).send().await.unwrap();
+    assert!(paid.status().is_success());
+    let id = web["id"].as_str().unwrap().to_string();
+    eventually("the Paynow checkout paid", || {
+        let status = request_status(&sandbox, &token, &id);
+        async move { status.await == "PAID" }
+    })
+    .await;
+
+    // Paynow Express: the customer approves the EcoCash prompt on their phone.
+    let express = request_payment(
+        &sandbox,
+        &token,
+        "pn-eco",
+        &format!("provider: PAYNOW, mobileMoney: ECOCASH, target: {{ description: \"Deposit\" }}, amountMinor: 2500, currency: \"USD\", contactId: \"{zimbabwean}\""),
+    )
+    .await;
+    assert_eq!(express["status"], "sent", "{express}");
+    let id = express["id"].as_str().unwrap().to_string();
+    eventually("the EcoCash prompt paid", || {
+        let status = request_status(&sandbox, &token, &id);
+        async move { status.await == "PAID" }
+    })
+    .await;
+
+    // M-Pesa: the STK push is answered with the PIN, Daraja confirms.
+    let mpesa = request_payment(
+        &sandbox,
+        &token,
+        "mpesa-1",
+        &format!("provider: MPESA, target: {{ walletId: \"main\" }}, amountMinor: 10000, currency: \"KES\", contactId: \"{kenyan}\""),
+    )
+    .await;
+    assert_eq!(mpesa["status"], "sent", "{mpesa}");
+    let id = mpesa["id"].as_str().unwrap().to_string();
+    eventually("the M-Pesa prompt paid", || {
+        let status = request_status(&sandbox, &token, &id);
+        async move { status.await == "PAID" }
+    })
+    .await;
+
+    // Stripe Checkout: paid on the sandbox's page, `checkout.session.completed` signed.
+    let checkout = request_payment(
+        &sandbox,
+        &token,
+        "stripe-1",
+        &format!("provider: STRIPE, target: {{ description: \"Deposit\" }}, amountMinor: 5000, currency: \"USD\", contactId: \"{zimbabwean}\""),
+    )
+    .await;
+    let page = checkout["paymentUrl"].as_str().unwrap().to_string();
+    assert!(http.post(&page).send().await.unwrap().status().is_success());
+    let id = checkout["id"].as_str().unwrap().to_string();
+    eventually("the Stripe checkout paid", || {
+        let status = request_status(&sandbox, &token, &id);
+        async move { status.await == "PAID" }
+    })
+    .await;
+
+    // On WhatsApp, through the agency's approved template: to a number WhatsApp refuses, the
+    // metered send is refunded; to another it goes out.
+    let agency = sandbox.admin(&["mint-token", "--tenant", "agency-1", "--user", "ops", "--role", "owner"]);
+    let setup = sandbox
+        .graphql(
+            &agency,
+            "mutation { setPrice(feature: \"message\", unitPrice: 1000) { prices { feature } }
+                        purchaseTokens(reference: \"pay-sandbox\", amount: 10000) { __typename } }",
+        )
+        .await;
+    assert!(setup.get("errors").is_none(), "{setup}");
+    let refused = contact_of("+263770131026", "agency-1", agency.clone()).await;
+    let reachable = contact_of("+263771000888", "agency-1", agency.clone()).await;
+    let message =
+        "message: { template: \"demo_launch_offer\", language: \"en\", parameters: [\"Pay {amount} here: {link}\"] }";
+    for (key, contact) in [("wa-refused", &refused), ("wa-sent", &reachable)] {
+        let receipt = request_payment(
+            &sandbox,
+            &agency,
+            key,
+            &format!("provider: PAYNOW, target: {{ walletId: \"main\" }}, amountMinor: 1000, currency: \"USD\", contactId: \"{contact}\", {message}"),
+        )
+        .await;
+        assert_eq!(receipt["status"], "sent", "{receipt}");
+    }
+    // The agency's wallet moves with its demo campaign too: the two sends are read by their
+    // own metered actions and outbox rows.
+    let pool = sandbox.owner_pool().await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let outbox: Vec<String> = sqlx::query_scalar(
+            "SELECT state FROM outbox WHERE tenant_id = 'agency-1' AND idempotency_key LIKE 'payment-request:%' ORDER BY state",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        let metered: Vec<(String, bool, i64)> = sqlx::query_as(
+            "SELECT action_reference, refunded, amount FROM metered_actions
+              WHERE tenant_id = 'agency-1' AND action_reference LIKE 'message:%:payment-request:%'
+              ORDER BY action_reference",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        let refunded: Vec<(bool, i64)> = metered
+            .iter()
+            .map(|(action, refunded, amount)| (action.contains(&refused) && *refunded, *amount))
+            .collect();
+        let refunds_right = metered.len() == 2
+            && metered
+                .iter()
+                .all(|(action, refunded, amount)| *amount == 1000 && *refunded == action.contains(&refused));
+        if outbox == ["failed", "sent"] && refunds_right {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refused send refunded and the other sent: not within 180 s: {outbox:?}, {refunded:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

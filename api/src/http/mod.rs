@@ -66,8 +66,14 @@ pub fn router(state: AppState) -> Router {
         Router::new()
     };
     // GraphQL reads its own bodies (its 413 is a GraphQL error, see `graphql`).
+    let payment_sandbox = if state.payment_sandbox.is_some() {
+        crate::payment_sandbox::router()
+    } else {
+        Router::new()
+    };
     let rest = Router::new()
         .merge(sandbox)
+        .merge(payment_sandbox)
         .merge(graphiql::router())
         .merge(whatsapp::router())
         .merge(forms::router())

@@ -329,6 +329,18 @@ pub fn idempotency_key(tenant: &str, request_id: &str) -> String {
     format!("{tenant}:{request_id}")
 }
 
+/// Whether `url` has the scheme, host and port of `base_url`.
+fn same_origin(url: &str, base_url: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(base_url)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
 /// The form of a Checkout Session for `request` (the fields Stripe's API documents): a
 /// function of the request alone, so a retry sends the same form.
 pub fn checkout_form(request: &CheckoutRequest<'_>) -> Vec<(&'static str, String)> {
@@ -402,10 +414,13 @@ pub async fn create_checkout_session(
     let answer: SessionAnswer = serde_json::from_slice(&body)
         .map_err(|e| CheckoutError::Unavailable(format!("Stripe's answer is not a Checkout Session: {e}")))?;
     match answer.url {
-        Some(url) if !answer.id.trim().is_empty() && url.starts_with("https://") => Ok(Checkout {
-            session_id: answer.id,
-            url,
-        }),
+        // A page on https, or on the API's own origin (development's sandbox on loopback).
+        Some(url) if !answer.id.trim().is_empty() && (url.starts_with("https://") || same_origin(&url, base_url)) => {
+            Ok(Checkout {
+                session_id: answer.id,
+                url,
+            })
+        }
         _ => Err(CheckoutError::Unavailable(
             "Stripe's Checkout Session has no payment page URL".into(),
         )),
