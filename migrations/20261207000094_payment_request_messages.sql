@@ -19,3 +19,15 @@ CREATE INDEX payment_requests_reminders_due ON payment_requests (remind_at)
 UPDATE payment_requests
    SET status = 'failed', closed_at = COALESCE(closed_at, requested_at)
  WHERE status = 'requested' AND failure IS NOT NULL;
+
+-- One initiation at a time per payment request: a claim committed before the provider is
+-- called (no connection held across the call), ended after it, or by itself after `until`.
+CREATE TABLE payment_request_initiations
+(
+    tenant_id  text        NOT NULL,
+    request_id text        NOT NULL,
+    until      timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, request_id)
+);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON payment_request_initiations TO chronicle_app;

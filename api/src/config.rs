@@ -565,7 +565,7 @@ fn payments_setting(
     dev: bool,
 ) -> Result<(chronicle_commands::payments::PaymentsConfig, bool), ConfigError> {
     let mut config = chronicle_commands::payments::PaymentsConfig::default();
-    let mut real = false;
+    let (mut real, mut sandboxed) = (false, false);
     for (name, slot) in [
         ("PAYNOW_BASE_URL", &mut config.paynow_base_url),
         ("DARAJA_BASE_URL", &mut config.daraja_base_url),
@@ -579,6 +579,7 @@ fn payments_setting(
                         reason: "the payment sandboxes run only in development mode (without DATABASE_URL)".into(),
                     });
                 }
+                sandboxed = true;
                 continue;
             }
             real = true;
@@ -598,6 +599,14 @@ fn payments_setting(
                 name: "CHRONICLE_TOKEN_RATES",
                 reason,
             })?;
+    }
+    if sandboxed && real {
+        return Err(ConfigError::Invalid {
+            name: "PAYNOW_BASE_URL",
+            reason: "PAYNOW_BASE_URL, DARAJA_BASE_URL and STRIPE_BASE_URL are either all real providers or \
+                     the sandboxes (`sandbox` or unset): the payment sandboxes run together"
+                .into(),
+        });
     }
     Ok((config, dev && !real))
 }
@@ -794,7 +803,10 @@ mod tests {
         assert!(matches!(on(named), Ok(true)));
         let mut real = dev;
         real.insert("PAYNOW_BASE_URL", "https://www.paynow.co.zw/Interface".into());
-        assert!(matches!(on(real), Ok(false)));
+        assert!(matches!(on(real.clone()), Ok(false)));
+        let mut mixed = real;
+        mixed.insert("STRIPE_BASE_URL", "sandbox".into());
+        assert!(on(mixed).is_err(), "a sandbox beside a real provider is refused");
         let _ = std::fs::remove_dir_all(dir);
         let production = HashMap::from([
             ("DATABASE_URL", "postgres://x".to_string()),

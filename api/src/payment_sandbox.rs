@@ -165,7 +165,8 @@ impl PaymentSandbox {
             Ok(response) => {
                 tracing::warn!(status = %response.status(), "payment sandbox: Chronicle refused the callback")
             }
-            Err(e) => tracing::warn!(error = %e, "payment sandbox: the callback could not be delivered"),
+            // Without the URL: an M-Pesa callback path holds the tenant's secret.
+            Err(e) => tracing::warn!(error = %e.without_url(), "payment sandbox: the callback could not be delivered"),
         }
     }
 }
@@ -638,6 +639,22 @@ async fn stripe_session(State(state): State<AppState>, headers: HeaderMap, body:
             "invalid_request_error",
             Some("amount_too_small"),
             "The Checkout Session's total amount due must add up to at least 0.50",
+        );
+    }
+    // As Stripe: the session is opened only with the tenant's own secret key.
+    let known = match TenantId::parse(&tenant) {
+        Ok(t) => credentials::stripe_secret_key(&state.pool, &state.master_key, &t)
+            .await
+            .ok()
+            .is_some_and(|k| chronicle_domain::crypto::constant_time_eq(k.as_bytes(), secret.as_bytes())),
+        Err(_) => false,
+    };
+    if !known {
+        return stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            None,
+            "Invalid API Key provided",
         );
     }
     let key = headers

@@ -962,6 +962,17 @@ async fn in_development_mode_payment_requests_run_end_to_end_through_the_payment
         async move { status.await == "PAID" }
     })
     .await;
+    // Paid through Paynow's hashed result callback, not the sweeper's own poll.
+    let pool = sandbox.owner_pool().await;
+    let correlation: String = sqlx::query_scalar(
+        "SELECT metadata->>'correlation_id' FROM events
+          WHERE event_type = 'PaymentRequestPaid' AND aggregate_id = $1",
+    )
+    .bind(format!("installer-1:{id}"))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!correlation.starts_with("paynow-poll:"), "{correlation}");
 
     // Paynow Express: the customer approves the EcoCash prompt on their phone.
     let express = request_payment(
@@ -1039,7 +1050,6 @@ async fn in_development_mode_payment_requests_run_end_to_end_through_the_payment
     }
     // The agency's wallet moves with its demo campaign too: the two sends are read by their
     // own metered actions and outbox rows.
-    let pool = sandbox.owner_pool().await;
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let outbox: Vec<String> = sqlx::query_scalar(

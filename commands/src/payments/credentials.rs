@@ -184,11 +184,23 @@ pub async fn set_provider(
     let secrets_json = serde_json::to_string(&secrets).map_err(|e| CommandError::Unexpected(Box::new(e)))?;
     let sealed = key.seal(tenant, &binding(provider), &secrets_json, &mut OsRng);
     let wrapped = master.wrap(&key, tenant, &binding(provider), &mut OsRng);
-    // Which secrets change: compared with the stored ones, opened under the master key.
-    let previous = open(pool, master, tenant, provider).await.map_err(|e| match e {
-        CallbackError::Command(e) => e,
-        other => CommandError::Unexpected(other.to_string().into()),
-    })?;
+    let mut tx = pool.begin().await?;
+    // One change of a tenant's provider at a time: the secrets replaced are read after the
+    // lock, so two admins setting it at once each compare with what the other left.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("payment-provider:{tenant}:{provider}"))
+        .execute(&mut *tx)
+        .await?;
+    // Which secrets change: compared with the stored ones, opened under the master key. A row
+    // that cannot be opened (a master key rotated without it, a damaged envelope) is replaced
+    // whole: setting the provider again is how it is mended.
+    let previous = match open(pool, master, tenant, provider).await {
+        Ok(previous) => previous,
+        Err(e) => {
+            tracing::warn!(tenant.id = %tenant, payment.provider = provider, error = %e, "the stored credentials cannot be opened; replacing them whole");
+            None
+        }
+    };
     let secrets_replaced: Vec<String> = secrets
         .iter()
         .filter(|(name, value)| {
@@ -199,7 +211,6 @@ pub async fn set_provider(
         })
         .map(|(name, _)| name.to_string())
         .collect();
-    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO payment_providers (tenant_id, provider, settings, wrapped_key, sealed_secrets, callback_secret_sha256)
          VALUES ($1, $2, $3, $4, $5, $6)

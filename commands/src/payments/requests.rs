@@ -192,6 +192,34 @@ async fn find_request(
     .await?)
 }
 
+/// Claims the initiation of a request for 90 s: false while another caller holds it.
+async fn claim_initiation(pool: &PgPool, tenant: &TenantId, request_id: &str) -> Result<bool, CommandError> {
+    let claimed: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO payment_request_initiations (tenant_id, request_id, until)
+         VALUES ($1, $2, now() + interval '90 seconds')
+         ON CONFLICT (tenant_id, request_id) DO UPDATE SET until = EXCLUDED.until
+          WHERE payment_request_initiations.until < now()
+         RETURNING 1",
+    )
+    .bind(tenant.as_str())
+    .bind(request_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(claimed.is_some())
+}
+
+/// Ends a claim (best effort: a claim left behind ends by itself after 90 s).
+async fn release_initiation(pool: &PgPool, tenant: &TenantId, request_id: &str) {
+    let released = sqlx::query("DELETE FROM payment_request_initiations WHERE tenant_id = $1 AND request_id = $2")
+        .bind(tenant.as_str())
+        .bind(request_id)
+        .execute(pool)
+        .await;
+    if let Err(e) = released {
+        tracing::warn!(tenant.id = %tenant, payment_request.id = %request_id, error = %e, "an initiation claim was not released; it ends by itself");
+    }
+}
+
 /// A callback that paid nothing, kept for finance (a repeat counts another delivery).
 #[derive(Debug, Clone)]
 pub struct Refusal<'a> {
@@ -398,33 +426,46 @@ impl PaymentIntake {
         });
         self.commands.payment_request(&request_id, command, metadata).await?;
         // One initiation at a time per request: two calls with the same key (a double click)
-        // must not both reach the provider (a Paynow Express or M-Pesa prompt twice). The lock
-        // is the transaction's: released however this ends.
-        let mut initiating = self.commands.pool().begin().await.map_err(CommandError::from)?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("payment-request-initiation:{tenant}:{request_id}"))
-            .execute(&mut *initiating)
-            .await
-            .map_err(CommandError::from)?;
-        let state = load_request(self.commands.pool(), tenant, &request_id).await?;
-        if state.status() == PaymentRequestStatus::Requested {
-            match &initiation {
-                Initiation::Mpesa { phone, daraja, secret } => {
-                    self.push_mpesa(tenant, &request_id, &state, phone, daraja, secret, metadata)
-                        .await?;
-                }
-                Initiation::Stripe { secret_key } => {
-                    self.checkout_stripe(tenant, &request_id, &state, secret_key, metadata)
-                        .await?;
-                }
-                Initiation::Paynow { integration, mobile } => {
-                    self.initiate_paynow(tenant, &request_id, &state, integration, mobile.as_ref(), metadata)
-                        .await?;
-                }
+        // must not both reach the provider (a Paynow Express or M-Pesa prompt twice). A lease
+        // row, committed at once, marks the initiation in flight (no connection is held across
+        // the provider's call); a second caller waits for it, then answers the request as the
+        // first left it. A lease outlives a crashed caller by 90 s at most.
+        let waited = std::time::Instant::now();
+        let state = loop {
+            let state = load_request(self.commands.pool(), tenant, &request_id).await?;
+            if state.status() != PaymentRequestStatus::Requested {
+                break state;
             }
-        }
-        initiating.commit().await.map_err(CommandError::from)?;
-        let state = load_request(self.commands.pool(), tenant, &request_id).await?;
+            if claim_initiation(self.commands.pool(), tenant, &request_id).await? {
+                // Decided by the first caller between the read and the claim: nothing to do.
+                let state = load_request(self.commands.pool(), tenant, &request_id).await?;
+                if state.status() == PaymentRequestStatus::Requested {
+                    let initiated = match &initiation {
+                        Initiation::Mpesa { phone, daraja, secret } => {
+                            self.push_mpesa(tenant, &request_id, &state, phone, daraja, secret, metadata)
+                                .await
+                        }
+                        Initiation::Stripe { secret_key } => {
+                            self.checkout_stripe(tenant, &request_id, &state, secret_key, metadata)
+                                .await
+                        }
+                        Initiation::Paynow { integration, mobile } => {
+                            self.initiate_paynow(tenant, &request_id, &state, integration, mobile.as_ref(), metadata)
+                                .await
+                        }
+                    };
+                    release_initiation(self.commands.pool(), tenant, &request_id).await;
+                    initiated?;
+                }
+                break load_request(self.commands.pool(), tenant, &request_id).await?;
+            }
+            if waited.elapsed() > std::time::Duration::from_secs(30) {
+                return Err(CallbackError::Upstream(
+                    "an initiation of this request is still in progress: call again in a moment".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
         if let Some(message) = &new.message {
             if state.status() == PaymentRequestStatus::Sent && state.message().is_none() {
                 Box::pin(self.send_message(tenant, &request_id, &state, message, metadata)).await?;
@@ -578,10 +619,11 @@ impl PaymentIntake {
             format!("payment-request-reminder:{request_id}"),
         );
         let keys = KeyStore::new(self.commands.pool().clone(), self.master.clone());
-        let key = keys.key_for(tenant, &contact_id).await?;
-        let written: Option<Vec<String>> = key
-            .open(tenant, &contact_id, &message.parameters)
-            .ok()
+        // The contact's existing key only: an erased contact's key is gone and stays gone.
+        let written: Option<Vec<String>> = keys
+            .existing(tenant, &contact_id)
+            .await?
+            .and_then(|key| key.open(tenant, &contact_id, &message.parameters).ok())
             .and_then(|json| serde_json::from_str(&json).ok());
         let Some(written) = written else {
             // The contact was erased since (its key shredded): no reminder, recorded as done.
