@@ -2683,8 +2683,12 @@ async fn a_paynow_payment_found_after_the_expiry_is_kept_for_finance_not_credite
         .with_intake(w.app.state.payments.clone(), std::time::Duration::ZERO);
     w.app.project().await;
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
-    // Paid on the phone; no callback ever comes. The sweeper polls before it expires, and
-    // the request, past its expiry, keeps the money for finance.
+    // Not paid yet: the sweeper polls (nothing), then expires the request.
+    let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((pass.polled, pass.expired), (1, 1), "{pass:?}");
+    w.app.project().await;
+    // Paid on the phone at the last moment; no callback ever comes. The sweeper polls the
+    // just-expired request once more, and the request keeps the money for finance.
     w.paynow.set_status("init-1", "Paid");
     let pass = sweeper.run_once(100).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pass.polled, 1, "{pass:?}");

@@ -88,26 +88,33 @@ impl RequestExpirySweeper {
         self
     }
 
+    /// (tenant, request id) of every tenant's requests `sql` selects (`$1` its limit): row-level
+    /// security lets the sweeper read across tenants (migration 0007).
+    async fn requests(&self, sql: &str, limit: i64) -> Result<Vec<(String, String)>, CommandError> {
+        let mut tx = self.commands.pool().begin().await?;
+        sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query_as(sql).bind(limit).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     /// Sends up to `limit` reminders that are due, of open requests sent on WhatsApp.
     async fn remind(&self, limit: i64, pass: &mut ExpiryPass) -> Result<(), CommandError> {
         let Some(intake) = &self.intake else {
             return Ok(());
         };
-        let mut tx = self.commands.pool().begin().await?;
-        sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
-            .execute(&mut *tx)
+        let rows = self
+            .requests(
+                "SELECT tenant_id, request_id FROM payment_requests
+                  WHERE status = 'sent' AND remind_at IS NOT NULL AND reminded_at IS NULL
+                    AND remind_at <= now() AND expires_at > now()
+                  ORDER BY remind_at, tenant_id, request_id
+                  LIMIT $1",
+                limit,
+            )
             .await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT tenant_id, request_id FROM payment_requests
-              WHERE status = 'sent' AND remind_at IS NOT NULL AND reminded_at IS NULL
-                AND remind_at <= now() AND expires_at > now()
-              ORDER BY remind_at, tenant_id, request_id
-              LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
         for (tenant, request_id) in rows {
             let Ok(tenant_id) = TenantId::parse(&tenant) else {
                 continue;
@@ -135,14 +142,11 @@ impl RequestExpirySweeper {
         let Some(intake) = &self.intake else {
             return Ok(());
         };
-        let mut tx = self.commands.pool().begin().await?;
-        sqlx::query("SELECT set_config('chronicle.tenant_id', '*', true)")
-            .execute(&mut *tx)
-            .await?;
         // Open requests; requests expired in the last two minutes (a payment made just before
         // the expiry whose callback never came); paid ones whose payment is not recorded yet.
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT pr.tenant_id, pr.request_id FROM payment_requests pr
+        let rows = self
+            .requests(
+                "SELECT pr.tenant_id, pr.request_id FROM payment_requests pr
               WHERE pr.provider = 'paynow'
                 AND (pr.status = 'sent'
                      OR (pr.status = 'expired' AND pr.closed_at > now() - interval '2 minutes')
@@ -152,11 +156,10 @@ impl RequestExpirySweeper {
                                             AND p.reference = pr.provider_reference
                                             AND p.status IN ('matched', 'unmatched'))))
               ORDER BY pr.sent_at, pr.tenant_id, pr.request_id
-              LIMIT 1000",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+              LIMIT $1",
+                1_000,
+            )
+            .await?;
         let due: Vec<(String, String)> = {
             let mut last = self.last_polled.lock().unwrap_or_else(|e| e.into_inner());
             let open: std::collections::HashSet<&(String, String)> = rows.iter().collect();

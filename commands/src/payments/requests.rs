@@ -151,6 +151,16 @@ impl RequestReceipt {
     }
 }
 
+/// What a provider answered to an initiation.
+enum Answered {
+    /// Accepted: its id for the initiation, and the payment page if it gave one.
+    Accepted(String, Option<String>),
+    /// Refused for good, with its code.
+    Refused(String),
+    /// Unreachable or failing: the outcome is unknown.
+    Unavailable(String),
+}
+
 /// How a recorded request is initiated: what each provider needs, checked before anything is
 /// recorded.
 enum Initiation {
@@ -752,24 +762,14 @@ impl PaymentIntake {
             auth_email: mobile.and(integration.auth_email.as_deref()),
             mobile: mobile.map(|(phone, method)| (phone.as_str(), *method)),
         };
-        match paynow::initiate(&self.client, &self.config.paynow_base_url, integration, &initiate).await {
-            Ok(initiated) => {
-                self.record_sent(
-                    tenant,
-                    request_id,
-                    PaymentProvider::Paynow,
-                    initiated.poll_url,
-                    initiated.browser_url,
-                    metadata,
-                )
-                .await
-            }
-            Err(paynow::InitiateError::Refused { code }) => {
-                self.initiation_refused(request_id, PaymentProvider::Paynow, &code, metadata)
-                    .await
-            }
-            Err(paynow::InitiateError::Unavailable(reason)) => Err(CallbackError::Upstream(reason)),
-        }
+        let answered = match paynow::initiate(&self.client, &self.config.paynow_base_url, integration, &initiate).await
+        {
+            Ok(initiated) => Answered::Accepted(initiated.poll_url, initiated.browser_url),
+            Err(paynow::InitiateError::Refused { code }) => Answered::Refused(code),
+            Err(paynow::InitiateError::Unavailable(reason)) => Answered::Unavailable(reason),
+        };
+        self.conclude(tenant, request_id, PaymentProvider::Paynow, answered, metadata)
+            .await
     }
 
     /// A Paynow status (a hash-checked callback confirmed by a poll, or the watcher's own poll)
@@ -936,23 +936,34 @@ impl PaymentIntake {
             account_reference: request_id.trim_start_matches("preq_"),
             description: "Payment",
         };
-        match mpesa::stk_push(&self.client, &self.config.daraja_base_url, daraja, &push, Utc::now()).await {
-            Ok(checkout_request_id) => {
-                self.record_sent(
-                    tenant,
-                    request_id,
-                    PaymentProvider::Mpesa,
-                    checkout_request_id,
-                    None,
-                    metadata,
-                )
-                .await
-            }
-            Err(mpesa::PushError::Refused { code }) => {
-                self.initiation_refused(request_id, PaymentProvider::Mpesa, &code, metadata)
+        let answered =
+            match mpesa::stk_push(&self.client, &self.config.daraja_base_url, daraja, &push, Utc::now()).await {
+                Ok(checkout_request_id) => Answered::Accepted(checkout_request_id, None),
+                Err(mpesa::PushError::Refused { code }) => Answered::Refused(code),
+                Err(mpesa::PushError::Unavailable(reason)) => Answered::Unavailable(reason),
+            };
+        self.conclude(tenant, request_id, PaymentProvider::Mpesa, answered, metadata)
+            .await
+    }
+
+    /// Records what the provider answered to an initiation: accepted (see
+    /// [`Self::record_sent`]), refused (the request fails with `<provider>:<its code>`), or
+    /// unknown (the request stays requested; `UNAVAILABLE`).
+    async fn conclude(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        provider: PaymentProvider,
+        answered: Answered,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CallbackError> {
+        match answered {
+            Answered::Accepted(provider_request_id, payment_url) => {
+                self.record_sent(tenant, request_id, provider, provider_request_id, payment_url, metadata)
                     .await
             }
-            Err(mpesa::PushError::Unavailable(reason)) => Err(CallbackError::Upstream(reason)),
+            Answered::Refused(code) => self.initiation_refused(request_id, provider, &code, metadata).await,
+            Answered::Unavailable(reason) => Err(CallbackError::Upstream(reason)),
         }
     }
 
@@ -1029,24 +1040,16 @@ impl PaymentIntake {
             expires_at: request.expires_at,
             requested_at: request.at,
         };
-        match stripe::create_checkout_session(&self.client, &self.config.stripe_base_url, secret_key, &checkout).await {
-            Ok(session) => {
-                self.record_sent(
-                    tenant,
-                    request_id,
-                    PaymentProvider::Stripe,
-                    session.session_id,
-                    Some(session.url),
-                    metadata,
-                )
+        let answered =
+            match stripe::create_checkout_session(&self.client, &self.config.stripe_base_url, secret_key, &checkout)
                 .await
-            }
-            Err(stripe::CheckoutError::Refused { code }) => {
-                self.initiation_refused(request_id, PaymentProvider::Stripe, &code, metadata)
-                    .await
-            }
-            Err(stripe::CheckoutError::Unavailable(reason)) => Err(CallbackError::Upstream(reason)),
-        }
+            {
+                Ok(session) => Answered::Accepted(session.session_id, Some(session.url)),
+                Err(stripe::CheckoutError::Refused { code }) => Answered::Refused(code),
+                Err(stripe::CheckoutError::Unavailable(reason)) => Answered::Unavailable(reason),
+            };
+        self.conclude(tenant, request_id, PaymentProvider::Stripe, answered, metadata)
+            .await
     }
 
     /// A Stripe payment that names a payment request (a verified `checkout.session.completed`
