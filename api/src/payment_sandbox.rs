@@ -220,6 +220,15 @@ fn webhook_path(url: &str, provider: &str) -> Option<(String, String)> {
     (named == provider && TenantId::parse(tenant).is_ok()).then(|| (path.clone(), tenant.to_string()))
 }
 
+/// A link back to the merchant: an http(s) URL only (escaped), `#` otherwise.
+fn back_link(url: &str) -> String {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        escape(url)
+    } else {
+        "#".into()
+    }
+}
+
 /// Escapes text for HTML.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -450,7 +459,7 @@ async fn paynow_pay(State(state): State<AppState>, Path(guid): Path<String>, bod
         &format!(
             "<p>Payment {}.</p><p><a href=\"{}\">Back to the merchant</a></p>",
             outcome.to_ascii_lowercase(),
-            escape(&back)
+            back_link(&back)
         ),
     )
     .into_response()
@@ -775,7 +784,7 @@ async fn stripe_pay(State(state): State<AppState>, Path(id): Path<String>) -> Re
         "Checkout",
         &format!(
             "<p>Paid.</p><p><a href=\"{}\">Back to the merchant</a></p>",
-            escape(&session.success_url)
+            back_link(&session.success_url)
         ),
     )
     .into_response()
@@ -802,6 +811,15 @@ mod tests {
         assert_eq!(webhook_path("http://evil.example/steal", "paynow"), None);
         assert_eq!(webhook_path("http://x/webhooks/payments/acme/stripe", "paynow"), None);
         assert_eq!(webhook_path("not a url", "paynow"), None);
+    }
+
+    #[test]
+    fn back_links_are_http_only() {
+        assert_eq!(back_link("javascript:alert(1)"), "#");
+        assert_eq!(
+            back_link("https://c.example/payments/done"),
+            "https://c.example/payments/done"
+        );
     }
 
     #[test]

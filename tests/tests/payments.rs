@@ -2082,7 +2082,15 @@ async fn a_paynow_request_opens_a_checkout_whose_callback_delivered_five_times_p
     let again = ask_paynow(&w, "pn-web", &order, 15_000, &contact, None).await;
     assert_eq!(again["data"]["requestPayment"]["status"], "paid", "{again}");
     assert_eq!(w.paynow.initiations().len(), 1);
-    // A hashed callback naming a request of another provider, or none, credits nothing.
+    // A second Paynow payment of the paid request (another transaction with its reference,
+    // vouched for by Paynow's poll) is real money: kept for finance, never credited.
+    let second = w.paynow_callback("init-9", &request_id, "PN-9", "150.00", "Paid");
+    let (status, body) = w.post_paynow(&second).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "unmatched", "{body}");
+    assert_eq!(body["unmatchedReason"], "REQUEST_ALREADY_PAID", "{body}");
+    assert_eq!(w.order_payments().await, 1);
+    // A hashed callback naming no request credits nothing.
     let stranger = w.paynow_callback(
         "init-x",
         "preq_00000000000000000000000000000000",
@@ -2093,7 +2101,11 @@ async fn a_paynow_request_opens_a_checkout_whose_callback_delivered_five_times_p
     let (status, body) = w.post_paynow(&stranger).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["refused"], "NO_PAYMENT_REQUEST", "{body}");
-    assert_eq!(w.payment_facts().await, (2, 1));
+    assert_eq!(
+        w.payment_facts().await,
+        (4, 2),
+        "the second payment's confirmation and its unmatched"
+    );
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -2454,6 +2466,15 @@ async fn a_requests_link_goes_out_on_whatsapp_metered_refunded_when_refused_and_
     assert!(again.get("errors").is_none(), "{again}");
     assert_eq!(w.count_events("OutboundMessageQueued").await, 1);
     assert_eq!(w.count_events("PaymentRequestMessaged").await, 1);
+    // The parameters as staff wrote them are sealed under the contact's key in the log.
+    let messaged: Value = sqlx::query_scalar(
+        "SELECT payload->'PaymentRequestMessaged'->'parameters' FROM events WHERE event_type = 'PaymentRequestMessaged'",
+    )
+    .fetch_one(&w.app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(messaged["enc"], "aes256gcm.v1", "{messaged}");
+    assert!(!messaged.to_string().contains("{amount}"), "{messaged}");
     assert_eq!(available_tokens(&w.app).await, 9_000);
     w.app.project().await;
     let pass = sender.drain().await.unwrap_or_else(|e| panic!("{e}"));

@@ -329,10 +329,11 @@ pub fn idempotency_key(tenant: &str, request_id: &str) -> String {
     format!("{tenant}:{request_id}")
 }
 
-/// Whether `url` has the scheme, host and port of `base_url`.
+/// Whether `url` has the scheme, host and port of `base_url`, and that is a loopback address
+/// (development's sandbox; a real Stripe's pages are https).
 fn same_origin(url: &str, base_url: &str) -> bool {
     match (reqwest::Url::parse(url), reqwest::Url::parse(base_url)) {
-        (Ok(a), Ok(b)) => {
+        (Ok(a), Ok(b)) if matches!(b.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) => {
             a.scheme() == b.scheme()
                 && a.host_str() == b.host_str()
                 && a.port_or_known_default() == b.port_or_known_default()
