@@ -889,6 +889,15 @@ async fn request_status(sandbox: &Sandbox, token: &str, id: &str) -> String {
         .to_string()
 }
 
+/// Waits until the payment request `id` reads `PAID`.
+async fn until_paid(sandbox: &Sandbox, token: &str, id: &str, what: &str) {
+    eventually(what, || {
+        let status = request_status(sandbox, token, id);
+        async move { status.await == "PAID" }
+    })
+    .await;
+}
+
 /// `requestPayment` with `fields` (GraphQL input fields after the key); the receipt.
 async fn request_payment(sandbox: &Sandbox, token: &str, key: &str, fields: &str) -> Value {
     let reply = sandbox
@@ -957,11 +966,7 @@ async fn in_development_mode_payment_requests_run_end_to_end_through_the_payment
     let paid = http.post(&page).form(&[("action", "pay")]).send().await.unwrap();
     assert!(paid.status().is_success());
     let id = web["id"].as_str().unwrap().to_string();
-    eventually("the Paynow checkout paid", || {
-        let status = request_status(&sandbox, &token, &id);
-        async move { status.await == "PAID" }
-    })
-    .await;
+    until_paid(&sandbox, &token, &id, "the Paynow checkout paid").await;
     // Paid through Paynow's hashed result callback, not the sweeper's own poll.
     let pool = sandbox.owner_pool().await;
     let correlation: String = sqlx::query_scalar(
@@ -984,11 +989,7 @@ async fn in_development_mode_payment_requests_run_end_to_end_through_the_payment
     .await;
     assert_eq!(express["status"], "sent", "{express}");
     let id = express["id"].as_str().unwrap().to_string();
-    eventually("the EcoCash prompt paid", || {
-        let status = request_status(&sandbox, &token, &id);
-        async move { status.await == "PAID" }
-    })
-    .await;
+    until_paid(&sandbox, &token, &id, "the EcoCash prompt paid").await;
 
     // M-Pesa: the STK push is answered with the PIN, Daraja confirms.
     let mpesa = request_payment(
@@ -1000,11 +1001,7 @@ async fn in_development_mode_payment_requests_run_end_to_end_through_the_payment
     .await;
     assert_eq!(mpesa["status"], "sent", "{mpesa}");
     let id = mpesa["id"].as_str().unwrap().to_string();
-    eventually("the M-Pesa prompt paid", || {
-        let status = request_status(&sandbox, &token, &id);
-        async move { status.await == "PAID" }
-    })
-    .await;
+    until_paid(&sandbox, &token, &id, "the M-Pesa prompt paid").await;
 
     // Stripe Checkout: paid on the sandbox's page, `checkout.session.completed` signed.
     let checkout = request_payment(
@@ -1017,11 +1014,7 @@ async fn in_development_mode_payment_requests_run_end_to_end_through_the_payment
     let page = checkout["paymentUrl"].as_str().unwrap().to_string();
     assert!(http.post(&page).send().await.unwrap().status().is_success());
     let id = checkout["id"].as_str().unwrap().to_string();
-    eventually("the Stripe checkout paid", || {
-        let status = request_status(&sandbox, &token, &id);
-        async move { status.await == "PAID" }
-    })
-    .await;
+    until_paid(&sandbox, &token, &id, "the Stripe checkout paid").await;
 
     // On WhatsApp, through the agency's approved template: to a number WhatsApp refuses, the
     // metered send is refunded; to another it goes out.

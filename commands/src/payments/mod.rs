@@ -99,6 +99,16 @@ impl Default for PaymentsConfig {
     }
 }
 
+/// Why a provider did not accept an initiation (an STK push, a Checkout Session, a Paynow
+/// transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitiationError {
+    /// The provider refused it, with its code: the request fails for good.
+    Refused { code: String },
+    /// The provider could not be reached or failed: the outcome is unknown; try again later.
+    Unavailable(String),
+}
+
 /// Why a callback was not counted; answered with [`CallbackError::status`] and
 /// [`CallbackError::code`].
 #[derive(Debug, thiserror::Error)]

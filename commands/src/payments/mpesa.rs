@@ -211,14 +211,9 @@ pub struct StkPush<'a> {
     pub description: &'a str,
 }
 
-/// Why an STK push was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PushError {
-    /// Daraja refused the request (4xx, or a `ResponseCode` other than 0): its code. Final.
-    Refused { code: String },
-    /// Daraja could not be reached or failed (5xx): the outcome is unknown; try again later.
-    Unavailable(String),
-}
+/// Why an STK push was not accepted: Daraja refused it (4xx, or a `ResponseCode` other than 0:
+/// its code, final), or could not be reached or failed (5xx: unknown; try again later).
+pub type PushError = super::InitiationError;
 
 #[derive(Deserialize)]
 struct PushAnswer {

@@ -197,15 +197,10 @@ pub struct Initiated {
     pub instructions: Option<String>,
 }
 
-/// Why an initiation was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InitiateError {
-    /// Paynow answered `status=Error` (its reason, shortened) or a 4xx. Final.
-    Refused { code: String },
-    /// Paynow could not be reached, failed (5xx), or answered something unreadable or with a
-    /// wrong hash: the outcome is unknown; try again later.
-    Unavailable(String),
-}
+/// Why an initiation was not accepted: Paynow answered `status=Error` (its reason, shortened)
+/// or a 4xx (final), or could not be reached, failed (5xx), or answered something unreadable or
+/// with a wrong hash (unknown; try again later).
+pub type InitiateError = super::InitiationError;
 
 /// `amount_minor` as Paynow's decimal amount (`150.00`).
 pub fn paynow_amount(amount_minor: i64) -> String {

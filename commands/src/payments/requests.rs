@@ -53,7 +53,9 @@ use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::{credentials, mpesa, paynow, stripe, CallbackError, CallbackOutcome, PaymentIntake, VerifiedPayment};
+use super::{
+    credentials, mpesa, paynow, stripe, CallbackError, CallbackOutcome, InitiationError, PaymentIntake, VerifiedPayment,
+};
 use crate::error::CommandError;
 use crate::installation::by_of;
 use crate::installation::load;
@@ -149,16 +151,6 @@ impl RequestReceipt {
             payment_url: state.payment_url().map(str::to_string),
         }
     }
-}
-
-/// What a provider answered to an initiation.
-enum Answered {
-    /// Accepted: its id for the initiation, and the payment page if it gave one.
-    Accepted(String, Option<String>),
-    /// Refused for good, with its code.
-    Refused(String),
-    /// Unreachable or failing: the outcome is unknown.
-    Unavailable(String),
 }
 
 /// How a recorded request is initiated: what each provider needs, checked before anything is
@@ -762,12 +754,9 @@ impl PaymentIntake {
             auth_email: mobile.and(integration.auth_email.as_deref()),
             mobile: mobile.map(|(phone, method)| (phone.as_str(), *method)),
         };
-        let answered = match paynow::initiate(&self.client, &self.config.paynow_base_url, integration, &initiate).await
-        {
-            Ok(initiated) => Answered::Accepted(initiated.poll_url, initiated.browser_url),
-            Err(paynow::InitiateError::Refused { code }) => Answered::Refused(code),
-            Err(paynow::InitiateError::Unavailable(reason)) => Answered::Unavailable(reason),
-        };
+        let answered = paynow::initiate(&self.client, &self.config.paynow_base_url, integration, &initiate)
+            .await
+            .map(|initiated| (initiated.poll_url, initiated.browser_url));
         self.conclude(tenant, request_id, PaymentProvider::Paynow, answered, metadata)
             .await
     }
@@ -936,17 +925,14 @@ impl PaymentIntake {
             account_reference: request_id.trim_start_matches("preq_"),
             description: "Payment",
         };
-        let answered =
-            match mpesa::stk_push(&self.client, &self.config.daraja_base_url, daraja, &push, Utc::now()).await {
-                Ok(checkout_request_id) => Answered::Accepted(checkout_request_id, None),
-                Err(mpesa::PushError::Refused { code }) => Answered::Refused(code),
-                Err(mpesa::PushError::Unavailable(reason)) => Answered::Unavailable(reason),
-            };
+        let answered = mpesa::stk_push(&self.client, &self.config.daraja_base_url, daraja, &push, Utc::now())
+            .await
+            .map(|checkout_request_id| (checkout_request_id, None));
         self.conclude(tenant, request_id, PaymentProvider::Mpesa, answered, metadata)
             .await
     }
 
-    /// Records what the provider answered to an initiation: accepted (see
+    /// Records what the provider answered to an initiation (its id and payment page): accepted (see
     /// [`Self::record_sent`]), refused (the request fails with `<provider>:<its code>`), or
     /// unknown (the request stays requested; `UNAVAILABLE`).
     async fn conclude(
@@ -954,16 +940,18 @@ impl PaymentIntake {
         tenant: &TenantId,
         request_id: &str,
         provider: PaymentProvider,
-        answered: Answered,
+        answered: Result<(String, Option<String>), InitiationError>,
         metadata: &CommandMetadata,
     ) -> Result<(), CallbackError> {
         match answered {
-            Answered::Accepted(provider_request_id, payment_url) => {
+            Ok((provider_request_id, payment_url)) => {
                 self.record_sent(tenant, request_id, provider, provider_request_id, payment_url, metadata)
                     .await
             }
-            Answered::Refused(code) => self.initiation_refused(request_id, provider, &code, metadata).await,
-            Answered::Unavailable(reason) => Err(CallbackError::Upstream(reason)),
+            Err(InitiationError::Refused { code }) => {
+                self.initiation_refused(request_id, provider, &code, metadata).await
+            }
+            Err(InitiationError::Unavailable(reason)) => Err(CallbackError::Upstream(reason)),
         }
     }
 
@@ -1041,13 +1029,9 @@ impl PaymentIntake {
             requested_at: request.at,
         };
         let answered =
-            match stripe::create_checkout_session(&self.client, &self.config.stripe_base_url, secret_key, &checkout)
+            stripe::create_checkout_session(&self.client, &self.config.stripe_base_url, secret_key, &checkout)
                 .await
-            {
-                Ok(session) => Answered::Accepted(session.session_id, Some(session.url)),
-                Err(stripe::CheckoutError::Refused { code }) => Answered::Refused(code),
-                Err(stripe::CheckoutError::Unavailable(reason)) => Answered::Unavailable(reason),
-            };
+                .map(|session| (session.session_id, Some(session.url)));
         self.conclude(tenant, request_id, PaymentProvider::Stripe, answered, metadata)
             .await
     }

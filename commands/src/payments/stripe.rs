@@ -286,14 +286,10 @@ pub struct Checkout {
     pub url: String,
 }
 
-/// Why a session was not opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckoutError {
-    /// Stripe refused it (its error `code`, or `type`, or the HTTP status): the request fails.
-    Refused { code: String },
-    /// Stripe could not be reached, or answered 429 or 5xx: try again with the same request.
-    Unavailable(String),
-}
+/// Why a session was not opened: Stripe refused it (its error `code`, or `type`, or the HTTP
+/// status: the request fails), or could not be reached or answered 429 or 5xx (try again with
+/// the same request).
+pub type CheckoutError = super::InitiationError;
 
 #[derive(Deserialize)]
 struct StripeErrorBody {
