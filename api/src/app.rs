@@ -13,15 +13,7 @@ use chronicle_commands::media::FetcherConfig;
 use chronicle_commands::outbound::whatsapp::SenderConfig;
 use chronicle_commands::workers::{supervise, WorkerSettings, Workers};
 use chronicle_domain::pii::{IdKey, MasterKey};
-use chronicle_projections::calls::{CallFollowUpsProjector, CallsProjector};
-use chronicle_projections::contacts::ContactsProjector;
-use chronicle_projections::conversations::ConversationsProjector;
-use chronicle_projections::leads::LeadsProjector;
-use chronicle_projections::media::MediaProjector;
-use chronicle_projections::messages::MessagesProjector;
-use chronicle_projections::outbox::OutboxProjector;
 use chronicle_projections::runtime::{Projector, ProjectorRunner, RunnerConfig};
-use chronicle_projections::templates::TemplatesProjector;
 use chronicle_projections::wake::Wakeups;
 use std::str::FromStr;
 
@@ -356,35 +348,9 @@ pub fn router(state: AppState) -> Router {
     crate::http::router(state)
 }
 
-/// Every projector of the server.
+/// Every projector of the server ([`chronicle_projections::projectors`]).
 pub fn projectors(state: &AppState) -> Vec<Arc<dyn Projector>> {
-    vec![
-        Arc::new(ConversationsProjector::new(state.master_key.clone())),
-        Arc::new(LeadsProjector::new(state.master_key.clone())),
-        Arc::new(ContactsProjector::new(state.master_key.clone())),
-        Arc::new(TemplatesProjector),
-        Arc::new(CallsProjector::new(state.master_key.clone())),
-        Arc::new(CallFollowUpsProjector),
-        Arc::new(chronicle_projections::campaigns::CampaignsProjector),
-        Arc::new(chronicle_projections::campaigns::CampaignWorkProjector),
-        Arc::new(OutboxProjector),
-        Arc::new(MediaProjector::new(state.master_key.clone())),
-        Arc::new(MessagesProjector::new(state.master_key.clone())),
-        Arc::new(chronicle_projections::agents::AgentPerformanceProjector),
-        Arc::new(chronicle_projections::payments::PaymentsProjector),
-        Arc::new(chronicle_projections::payment_requests::PaymentRequestsProjector),
-        Arc::new(chronicle_projections::installation::InstallationWorkProjector),
-        Arc::new(chronicle_projections::installation::OrdersProjector),
-        Arc::new(chronicle_projections::installation::InstallationsProjector::new(
-            state.master_key.clone(),
-        )),
-        Arc::new(chronicle_projections::installation::PayoutsProjector),
-        Arc::new(chronicle_projections::wallets::WalletsProjector),
-        Arc::new(chronicle_projections::wallet_work::WalletWorkProjector),
-        Arc::new(chronicle_projections::installation::WarrantiesProjector),
-        Arc::new(chronicle_projections::installation::ServiceProjector),
-        Arc::new(chronicle_projections::installation::ServiceWorkProjector),
-    ]
+    chronicle_projections::projectors(&state.master_key)
 }
 
 /// Starts the projector runners and the inbox worker; they stop when `shutdown` turns true.

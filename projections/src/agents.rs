@@ -35,7 +35,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "agent_performance";
@@ -335,15 +335,12 @@ impl Projector for AgentPerformanceProjector {
         })
     }
 
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(
-            tx,
-            &[
-                "agent_conversation_state",
-                "agent_conversation_episodes",
-                "agent_assignments",
-            ],
-        ))
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "agent_conversation_state",
+            "agent_conversation_episodes",
+            "agent_assignments",
+        ]
     }
 }
 

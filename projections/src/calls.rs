@@ -19,7 +19,7 @@ use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
 use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{Fold, ProjectionError, Projector};
-use crate::shared::{begin_for_tenant, clear_person, clear_tables, erased_contact, payload, with_erasure};
+use crate::shared::{begin_for_tenant, clear_person, erased_contact, payload, with_erasure};
 
 /// The `calls` projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "calls";
@@ -205,8 +205,8 @@ impl Projector for CallsProjector {
         })
     }
 
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["calls"]))
+    fn tables(&self) -> &'static [&'static str] {
+        &["calls"]
     }
 }
 

@@ -22,7 +22,7 @@ use crate::log::StoredEvent;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
 pub(crate) use crate::shared::{all_tenants, data_key, KeyCache};
-use crate::shared::{begin_for_tenant, clear_tables, payload};
+use crate::shared::{begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "contacts";
@@ -324,8 +324,8 @@ impl Projector for ContactsProjector {
         })
     }
 
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["contacts"]))
+    fn tables(&self) -> &'static [&'static str] {
+        &["contacts"]
     }
 }
 

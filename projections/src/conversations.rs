@@ -19,7 +19,7 @@ use crate::log::StoredEvent;
 use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
 pub use crate::shared::for_tenant;
-use crate::shared::{all_tenants, clear_person, clear_tables, erased_contact, payload, with_erasure};
+use crate::shared::{all_tenants, clear_person, erased_contact, payload, with_erasure};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "conversations";
@@ -445,8 +445,8 @@ impl Projector for ConversationsProjector {
         })
     }
 
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["conversations", "message_statuses"]))
+    fn tables(&self) -> &'static [&'static str] {
+        &["conversations", "message_statuses"]
     }
 }
 

@@ -24,7 +24,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::log::StoredEvent;
 use crate::page::{cursor, read_cursor, BadCursor, Page};
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, clear_person, clear_tables, erased_contact, payload, with_erasure};
+use crate::shared::{all_tenants, begin_for_tenant, clear_person, erased_contact, payload, with_erasure};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "leads";
@@ -355,8 +355,8 @@ impl Projector for LeadsProjector {
         })
     }
 
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["leads", "lead_stage_transitions"]))
+    fn tables(&self) -> &'static [&'static str] {
+        &["leads", "lead_stage_transitions"]
     }
 }
 

@@ -10,6 +10,10 @@
 //!   after commit, or Redis pub/sub when configured, with polling as the fallback.
 //! - [`runtime`]: the projector runtime: named projectors, batches committed with their
 //!   checkpoint in one transaction, one active runner per projector across processes, lag.
+//!   [`projectors`] lists every projector Chronicle runs.
+//! - [`rebuild`]: blue/green rebuilds: new tables beside the live ones, filled from one read of
+//!   the log shared by the projectors rebuilt, compared with the live ones and swapped in one
+//!   transaction while queries go on (the replay tool's `rebuild`).
 //! - [`page`]: the one shape of a paged list ([`page::Page`], [`page::BadCursor`]) and the
 //!   keyset cursors every list gives out.
 //! - `shared` (private): what every projector shares: the tenant scope of a transaction
@@ -75,6 +79,7 @@ pub mod page;
 pub mod payment_requests;
 pub mod payments;
 pub mod personal;
+pub mod rebuild;
 pub mod runtime;
 mod shared;
 
@@ -84,6 +89,37 @@ pub mod templates;
 pub mod wake;
 pub mod wallet_work;
 pub mod wallets;
+
+/// Every projector Chronicle runs, in the order the server starts them and a rebuild applies
+/// a batch to them. `master` opens the personal fields some read models show (names, texts).
+pub fn projectors(master: &chronicle_domain::pii::MasterKey) -> Vec<std::sync::Arc<dyn runtime::Projector>> {
+    use std::sync::Arc;
+    vec![
+        Arc::new(conversations::ConversationsProjector::new(master.clone())),
+        Arc::new(leads::LeadsProjector::new(master.clone())),
+        Arc::new(contacts::ContactsProjector::new(master.clone())),
+        Arc::new(templates::TemplatesProjector),
+        Arc::new(calls::CallsProjector::new(master.clone())),
+        Arc::new(calls::CallFollowUpsProjector),
+        Arc::new(campaigns::CampaignsProjector),
+        Arc::new(campaigns::CampaignWorkProjector),
+        Arc::new(outbox::OutboxProjector),
+        Arc::new(media::MediaProjector::new(master.clone())),
+        Arc::new(messages::MessagesProjector::new(master.clone())),
+        Arc::new(agents::AgentPerformanceProjector),
+        Arc::new(payments::PaymentsProjector),
+        Arc::new(payment_requests::PaymentRequestsProjector),
+        Arc::new(installation::InstallationWorkProjector),
+        Arc::new(installation::OrdersProjector),
+        Arc::new(installation::InstallationsProjector::new(master.clone())),
+        Arc::new(installation::PayoutsProjector),
+        Arc::new(wallets::WalletsProjector),
+        Arc::new(wallet_work::WalletWorkProjector),
+        Arc::new(installation::WarrantiesProjector),
+        Arc::new(installation::ServiceProjector),
+        Arc::new(installation::ServiceWorkProjector),
+    ]
+}
 
 /// The schema's only migrator: applied at start-up by the server and by every test database
 /// (`#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]`).

@@ -27,7 +27,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::StoredEvent;
 use crate::runtime::{ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The projector's name (its checkpoint key). Never renamed.
 pub const NAME: &str = "media";
@@ -329,10 +329,10 @@ impl Projector for MediaProjector {
         })
     }
 
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn tables(&self) -> &'static [&'static str] {
         // The fetcher's queue is its own (see the module docs); the read model and the feed are
         // rebuilt.
-        Box::pin(clear_tables(tx, &["media_files", "media_job_feed"]))
+        &["media_files", "media_job_feed"]
     }
 
     fn feeds(&self) -> &'static [&'static str] {

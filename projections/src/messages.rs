@@ -638,19 +638,13 @@ impl Projector for MessagesProjector {
         })
     }
 
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            all_tenants(tx).await?;
-            for table in [
-                "messages",
-                "message_timeline",
-                "conversation_details",
-                "conversation_notes",
-            ] {
-                sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
-            }
-            Ok(())
-        })
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "messages",
+            "message_timeline",
+            "conversation_details",
+            "conversation_notes",
+        ]
     }
 }
 

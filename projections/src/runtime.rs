@@ -113,8 +113,17 @@ pub trait Projector: Send + Sync + 'static {
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 
-    /// Deletes every row this projector wrote (for a rebuild from zero), feeds included.
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>>;
+    /// Every table this projector writes, feeds included, and no other: a rebuild clears
+    /// them ([`Projector::reset`]) or builds new ones beside them ([`crate::rebuild`]). A
+    /// projector writing a table it does not list would write the live table during a
+    /// blue/green rebuild (the rebuild tests compare every table).
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Deletes every row this projector wrote (for a rebuild from zero), feeds included: every
+    /// row of its [`Projector::tables`], of every tenant.
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(crate::shared::clear_tables(tx, self.tables()))
+    }
 
     /// The feeds among this projector's tables: the `*_feed` tables a worker of `commands`
     /// copies into its own work list (`commands::workers::Admission`, decision 0013). A feed
@@ -177,8 +186,8 @@ impl<T: Fold> Projector for T {
         })
     }
 
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(crate::shared::clear_tables(tx, T::TABLES))
+    fn tables(&self) -> &'static [&'static str] {
+        T::TABLES
     }
 
     fn feeds(&self) -> &'static [&'static str] {

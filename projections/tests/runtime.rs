@@ -77,6 +77,11 @@ impl Projector for CopyProjector {
         })
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        // A handful of projectors per test process: leaking the one-entry list is harmless.
+        Box::leak(Box::new([self.table]))
+    }
+
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             sqlx::query(&format!("DELETE FROM {}", self.table))

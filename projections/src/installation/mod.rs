@@ -45,7 +45,7 @@ use crate::contacts::{data_key, local_id, tenant_of, KeyCache};
 use crate::log::StoredEvent;
 use crate::page::{after_time, cursor, read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{Fold, ProjectionError, Projector};
-use crate::shared::{all_tenants, begin_for_tenant, clear_tables, payload};
+use crate::shared::{all_tenants, begin_for_tenant, payload};
 
 /// The `orders` projector's name. Never renamed.
 pub const ORDERS_NAME: &str = "orders";

@@ -333,8 +333,8 @@ impl Projector for InstallationsProjector {
         })
     }
 
-    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(clear_tables(tx, &["installation_timeline", "installations"]))
+    fn tables(&self) -> &'static [&'static str] {
+        &["installation_timeline", "installations"]
     }
 }
 
