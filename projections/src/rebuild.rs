@@ -125,12 +125,14 @@ impl TableComparison {
 }
 
 /// One projector's part of a rebuild.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProjectorRebuilt {
     /// The projector.
     pub projector: String,
     /// Events of its types applied to its new tables.
     pub events_applied: u64,
+    /// Seconds spent in its `apply` (decoding, opening personal fields, writing rows).
+    pub apply_seconds: f64,
 }
 
 /// What a rebuild did.
@@ -142,6 +144,8 @@ pub struct RebuildReport {
     pub tables: Vec<TableComparison>,
     /// Events of the log read (once, for every projector).
     pub events_read: u64,
+    /// Seconds spent reading the log (the rest is the projectors', the tables' and the swap's).
+    pub read_seconds: f64,
     /// The log cursor the new tables (and the checkpoints, when swapped) stand at.
     pub cursor: Cursor,
     /// Whether the new tables replaced the live ones.
@@ -251,21 +255,33 @@ async fn rebuild_locked(
             }
         }
     }
-    drop_schemas(lock).await?;
+    // The new tables, in one transaction (one commit to flush, not one per statement).
+    let mut ddl = lock.begin().await?;
+    drop_schemas(&mut ddl).await?;
     for (table, _) in &tables {
-        check_supported(lock, table).await?;
+        check_supported(&mut ddl, table).await?;
     }
     sqlx::query(&format!("CREATE SCHEMA {SHADOW_SCHEMA}"))
-        .execute(&mut *lock)
+        .execute(&mut *ddl)
         .await?;
     for (table, _) in &tables {
-        create_shadow(lock, table).await?;
+        create_shadow(&mut ddl, table).await?;
     }
+    ddl.commit().await?;
+    tracing::info!(
+        tables = tables.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "rebuild: new tables built beside the live ones"
+    );
 
     let mut fill = PgConnection::connect_with(&pool.connect_options()).await?;
     sqlx::query(&format!("SET search_path = {SHADOW_SCHEMA}, public"))
         .execute(&mut fill)
         .await?;
+    // The fill's commits need not wait for the disk: until the swap nothing depends on them
+    // (a crash leaves new tables the next rebuild drops), and the swap commits synchronously,
+    // which flushes everything written before it.
+    sqlx::query("SET synchronous_commit = off").execute(&mut fill).await?;
     let mut replay = Replay::new(projectors, options.batch_size);
     let total: i64 = {
         let mut q = sqlx::QueryBuilder::new("SELECT count(*) FROM events WHERE true");
@@ -285,12 +301,21 @@ async fn rebuild_locked(
             break;
         }
     }
+    tracing::info!(
+        events = replay.read,
+        seconds = started.elapsed().as_secs_f64(),
+        "rebuild: new tables filled; analyzing them"
+    );
     for (table, _) in &tables {
         sqlx::query(&format!("ANALYZE {SHADOW_SCHEMA}.{table}"))
             .execute(&mut fill)
             .await?;
     }
     progress(RebuildProgress::Swapping);
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "rebuild: comparing and swapping"
+    );
 
     let names: Vec<&'static str> = projectors.iter().map(|p| p.name()).collect();
     for name in &names {
@@ -317,6 +342,13 @@ async fn rebuild_locked(
         }
     };
     let _ = fill.close().await;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        swapped = options.swap,
+        retries,
+        "rebuild: compared{}",
+        if options.swap { " and swapped" } else { "" }
+    );
     if options.swap {
         crate::runtime::progress().notify_waiters();
     }
@@ -326,10 +358,12 @@ async fn rebuild_locked(
             .map(|p| ProjectorRebuilt {
                 projector: p.name().to_owned(),
                 events_applied: replay.applied.get(p.name()).copied().unwrap_or(0),
+                apply_seconds: replay.seconds.get(p.name()).copied().unwrap_or(0.0),
             })
             .collect(),
         tables: comparisons,
         events_read: replay.read,
+        read_seconds: replay.read_seconds,
         cursor,
         swapped: options.swap,
         seconds: started.elapsed().as_secs_f64(),
@@ -345,7 +379,9 @@ struct Replay<'p> {
     /// The new tables hold everything up to here.
     cursor: Cursor,
     read: u64,
+    read_seconds: f64,
     applied: BTreeMap<&'static str, u64>,
+    seconds: BTreeMap<&'static str, f64>,
 }
 
 impl<'p> Replay<'p> {
@@ -372,7 +408,9 @@ impl<'p> Replay<'p> {
             batch_size: batch_size.max(1),
             cursor: Cursor::START,
             read: 0,
+            read_seconds: 0.0,
             applied: BTreeMap::new(),
+            seconds: BTreeMap::new(),
         }
     }
 
@@ -396,7 +434,9 @@ impl<'p> Replay<'p> {
         };
         let mut filter = self.filter.clone();
         filter.through = through;
+        let reading = Instant::now();
         let events = log::read_after(&mut *tx, self.cursor, &filter, self.batch_size).await?;
+        self.read_seconds += reading.elapsed().as_secs_f64();
         let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= self.batch_size;
         if !events.is_empty() {
             self.apply(tx, &events).await?;
@@ -429,7 +469,9 @@ impl<'p> Replay<'p> {
             if slice.is_empty() {
                 continue;
             }
+            let started = Instant::now();
             projector.apply(&mut *tx, slice).await?;
+            *self.seconds.entry(projector.name()).or_default() += started.elapsed().as_secs_f64();
             *self.applied.entry(projector.name()).or_default() += u64::try_from(slice.len()).unwrap_or(u64::MAX);
         }
         self.read += u64::try_from(events.len()).unwrap_or(u64::MAX);
@@ -448,6 +490,9 @@ async fn swap(
 ) -> Result<(Vec<TableComparison>, Cursor), RebuildError> {
     let mut tx = conn.begin().await?;
     sqlx::query(&format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL synchronous_commit = on")
         .execute(&mut *tx)
         .await?;
     crate::shared::all_tenants(&mut tx).await?;

@@ -40,12 +40,13 @@
 //! whole poll interval, since the wake-up for them has already come. Errors are logged once
 //! per outage and retried with backoff.
 //!
-//! # Rebuilds ([`ProjectorRunner::rebuild`])
+//! # Rebuilds
 //!
-//! In place: one transaction deletes the projector's rows ([`Projector::reset`]) and rewinds its
-//! checkpoint, then the runner catches up from the start; queries see an empty or partial read
-//! model meanwhile. The blue/green rebuild of DESIGN.md (new tables beside the live ones,
-//! swapped when caught up) is a later step.
+//! In place ([`ProjectorRunner::rebuild`]): one transaction deletes the projector's rows
+//! ([`Projector::reset`]) and rewinds its checkpoint, then the runner catches up from the start;
+//! queries see an empty or partial read model meanwhile (tests and the demo loader use it).
+//! While the API serves, rebuild blue/green instead ([`crate::rebuild`], `chronicle-replay
+//! rebuild`): new tables beside the live ones, swapped in one transaction when caught up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -417,8 +418,8 @@ impl ProjectorRunner {
 
     /// Rebuilds the read model in place: deletes the projector's rows and rewinds its
     /// checkpoint in one transaction, then catches up from the start. Returns the events
-    /// applied. (Blue/green rebuilds beside the live tables are a later step; see the module
-    /// docs.)
+    /// applied. Queries see the read model empty meanwhile: while the API serves, use
+    /// [`crate::rebuild`] (see the module docs).
     pub async fn rebuild(&self) -> Result<usize, ProjectionError> {
         let name = self.projector.name();
         let mut tx = self.pool.begin().await?;

@@ -163,7 +163,13 @@ async fn read_models(
     let mut found = BTreeMap::new();
     // Read models are behind row-level security keyed on the caller's tenant: read as it.
     let mut tx = chronicle_projections::begin_for_tenant(pool, tenant).await?;
+    let bar = crate::progress_bar_of(
+        "reading read models",
+        u64::try_from(tables.len()).unwrap_or(0),
+        "tables",
+    );
     for (table, columns) in tables {
+        bar.inc(1);
         if !columns.iter().any(|(c, _)| c == "tenant_id") {
             continue;
         }
@@ -210,6 +216,7 @@ async fn read_models(
         }
     }
     tx.rollback().await?;
+    bar.finish_and_clear();
     Ok(found)
 }
 

@@ -578,11 +578,16 @@ fn read_heads(path: &std::path::Path, digest: &TenantDigest) -> Result<Vec<Strea
 /// A progress bar on stderr, `<verb> [bar] n/total events, eta`, hidden when stderr is not a
 /// terminal (a report piped to a file stays clean). Shared by every long-running command.
 pub(crate) fn progress_bar(verb: &str, total: u64) -> ProgressBar {
+    progress_bar_of(verb, total, "events")
+}
+
+/// [`progress_bar`] counting `unit` (tables, wallets) instead of events.
+pub(crate) fn progress_bar_of(verb: &str, total: u64, unit: &str) -> ProgressBar {
     if !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let template = format!("{verb} {{wide_bar}} {{human_pos}}/{{human_len}} events, eta {{eta}}");
+    let template = format!("{verb} {{wide_bar}} {{human_pos}}/{{human_len}} {unit}, eta {{eta}}");
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }

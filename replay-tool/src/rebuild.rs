@@ -177,6 +177,20 @@ pub fn write_table(out: &mut impl Write, report: &RebuildReport) -> io::Result<(
             if t.equal() { "equal" } else { "DIFFERS" }
         )?;
     }
+    writeln!(out)?;
+    writeln!(out, "{:<20} {:>10} {:>10}", "projector", "events", "seconds")?;
+    for p in &report.projectors {
+        writeln!(
+            out,
+            "{:<20} {:>10} {:>10.2}",
+            p.projector, p.events_applied, p.apply_seconds
+        )?;
+    }
+    writeln!(
+        out,
+        "{:<20} {:>10} {:>10.2}",
+        "(reading the log)", report.events_read, report.read_seconds
+    )?;
     let differing = report.differing().len();
     writeln!(
         out,

@@ -342,11 +342,18 @@ pub async fn reconcile(
     let mut wallet_events: Vec<(StoredEvent, WalletEvent)> = Vec::new();
     let mut payments: BTreeMap<String, PaymentFacts> = BTreeMap::new();
     let mut after = Cursor::START;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE tenant_id = $1 AND event_type = ANY($2)")
+        .bind(tenant.as_str())
+        .bind(filter.event_types.clone().unwrap_or_default())
+        .fetch_one(pool)
+        .await?;
+    let bar = crate::progress_bar("replaying wallets and payments", u64::try_from(total).unwrap_or(0));
     'read: loop {
         let batch = log::read_after(pool, after, &filter, 2_000).await?;
         let Some(last) = batch.last() else { break };
         after = last.cursor;
         for event in batch {
+            bar.inc(1);
             if event.cursor > cursor {
                 break 'read;
             }
@@ -391,6 +398,7 @@ pub async fn reconcile(
             }
         }
     }
+    bar.finish_and_clear();
 
     let mut breaks = Vec::new();
     let mut pending = Vec::new();
