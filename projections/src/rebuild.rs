@@ -12,8 +12,11 @@
 //!    primary key, unique and exclusion constraints and its other indexes under the same names,
 //!    its row-level security flags and policies, its grants, options and owner. A table the
 //!    swap could not carry over whole (a trigger, a rule, a view over it, a foreign key from
-//!    or to it, column grants, not a plain table) is refused before anything is built
-//!    ([`RebuildError::Unsupported`]).
+//!    or to it, column grants, not a plain table, and the rest listed here) is refused before
+//!    anything is built
+//!    ([`RebuildError::Unsupported`]): a trigger, a rule, a view, a function, a publication or
+//!    another table's policy over it, a foreign key, column grants, extended statistics, a
+//!    default drawing from a sequence (the sequence would stay with the replaced table).
 //! 3. **One read of the log for all of them.** A connection whose `search_path` puts the
 //!    shadow schema first (the projectors' unqualified SQL then writes the new tables, and
 //!    reads any other table, contacts' keys for instance, where it lives) reads the log once,
@@ -22,19 +25,26 @@
 //!    runners go on meanwhile; nothing of theirs is touched. The reads follow the runtime's
 //!    rule (read while the transaction holds no id; see [`crate::runtime`]), so no event is
 //!    skipped.
-//! 4. **The swap, in one transaction.** It locks the projectors' checkpoint rows (a live batch
-//!    in flight commits first; the next one sees the moved checkpoint and reads again), then
-//!    brings both sides to one cursor: the new tables through the rest of the readable log, and
-//!    a live projector that is behind through the events it lacks. At that cursor each pair of
-//!    tables is compared ([`TableComparison`]: rows and a checksum of their text). Then the
-//!    live tables move to [`REPLACED_SCHEMA`], the new ones into `public`, and the checkpoints
-//!    to the cursor; commit. Queries see the old tables until the commit and the new ones
-//!    after: prepared statements name tables, so PostgreSQL plans them again on the new ones.
-//!    The table locks are taken with a short `lock_timeout`: when queries hold a table, the
-//!    transaction rolls back, the new tables catch up a little more, and it tries again, so a
-//!    query waits at most that long and none fails. (A short timeout also keeps the rebuild
-//!    from ever being the one a deadlock would cancel: it gives up first.)
-//! 5. The replaced tables are dropped with their schema.
+//! 4. **The swap, in one transaction.** It checks it still holds the rebuild's lock, locks the
+//!    projectors' checkpoint rows (a live batch in flight commits first; the next one sees the
+//!    moved checkpoint and reads again), then brings both sides to one cursor: the new tables
+//!    through the rest of the readable log, and a live projector that is a little behind (at
+//!    most [`LIVE_CATCH_UP_LIMIT`] events) through the events it lacks. At that cursor each
+//!    pair of tables is compared ([`TableComparison`]: rows and a checksum of their text); the
+//!    tables of a projector that never ran or is further behind are not compared (its runner
+//!    would wait as long as a rebuild). Then every table is locked, the live tables move to
+//!    [`REPLACED_SCHEMA`], the new ones into `public`, and the checkpoints to the cursor;
+//!    commit. Queries see the old tables until the commit and the new ones after: prepared
+//!    statements name tables, so PostgreSQL plans them again on the new ones. The locks are
+//!    taken with a short `lock_timeout`, and all of them within a short `statement_timeout`:
+//!    when queries hold a table, the transaction rolls back (the replay's position with it),
+//!    the new tables catch up a little more outside it, and it tries again without comparing
+//!    again, so a query waits at most that long and none fails. (The short timeouts also keep
+//!    the rebuild from ever being the one a deadlock would cancel: it gives up first.) The
+//!    live runners of the projectors rebuilt wait while an attempt holds their checkpoints:
+//!    for the first one, as long as the comparison takes.
+//! 5. The replaced tables are dropped, one by one and without `CASCADE` (anything else that
+//!    depended on one would make the drop fail, not disappear), then their schema.
 //!
 //! With [`RebuildOptions::swap`] off, steps 1 to 4 run without the move and the transaction is
 //! rolled back: the live tables are compared with a fresh fold of the log and left as they are.
@@ -62,6 +72,8 @@ pub const REPLACED_SCHEMA: &str = "chronicle_replaced";
 const LOCK_KEY: &str = "chronicle.rebuild";
 /// How long the swap waits for a table that queries hold before it tries again.
 const SWAP_LOCK_TIMEOUT: &str = "250ms";
+/// How long the swap waits for all of its table locks together before it tries again.
+const SWAP_LOCKS_TIMEOUT: &str = "500ms";
 /// How many times the swap tries before giving up ([`RebuildError::SwapContended`]).
 const SWAP_ATTEMPTS: u32 = 40;
 
@@ -107,6 +119,13 @@ pub struct TableComparison {
     pub projector: String,
     /// The table.
     pub table: String,
+    /// Whether the live table was compared: not when its projector had never run or was more
+    /// than [`LIVE_CATCH_UP_LIMIT`] events behind (bringing it up to date in the swap would hold
+    /// its runner for as long as a rebuild); the `live_*` fields are then as found.
+    pub compared: bool,
+    /// Events of its projector's types the live table lacked at the swap (applied to it before
+    /// comparing when it was compared).
+    pub live_behind_by: u64,
     /// Rows of the live table.
     pub live_rows: i64,
     /// Rows of the rebuilt table.
@@ -118,11 +137,16 @@ pub struct TableComparison {
 }
 
 impl TableComparison {
-    /// Whether the rebuilt table holds exactly the live one's rows.
+    /// Whether the rebuilt table holds exactly the live one's rows (a table not compared counts
+    /// as equal: nothing was found).
     pub fn equal(&self) -> bool {
-        self.live_rows == self.rebuilt_rows && self.live_checksum == self.rebuilt_checksum
+        !self.compared || (self.live_rows == self.rebuilt_rows && self.live_checksum == self.rebuilt_checksum)
     }
 }
+
+/// A live projector further behind than this many events at the swap is not brought up to
+/// date there (nor compared): its runner would wait for as long as a rebuild.
+pub const LIVE_CATCH_UP_LIMIT: i64 = 10_000;
 
 /// One projector's part of a rebuild.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -194,6 +218,9 @@ pub enum RebuildError {
     /// Queries held the tables at every attempt.
     #[error("the swap could not lock the tables in {0} attempts (queries held them each time); nothing was swapped")]
     SwapContended(u32),
+    /// The connection holding the rebuild's lock was lost: another rebuild may have started.
+    #[error("the rebuild lost its lock (its connection closed); nothing was swapped, run it again")]
+    LockLost,
     /// A projector failed on an event.
     #[error(transparent)]
     Projection(#[from] ProjectionError),
@@ -223,7 +250,10 @@ pub async fn rebuild(
         let _ = lock.close().await;
         return Err(RebuildError::AlreadyRunning);
     }
-    let result = rebuild_locked(&mut lock, pool, projectors, options, progress, started).await;
+    let lock_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut lock)
+        .await?;
+    let result = rebuild_locked(&mut lock, lock_pid, pool, projectors, options, progress, started).await;
     // Whatever happened, no new or replaced table is left behind (a rebuild that crashed
     // leaves them to the next one, which drops them first).
     if let Err(error) = drop_schemas(&mut lock).await {
@@ -239,6 +269,7 @@ pub async fn rebuild(
 
 async fn rebuild_locked(
     lock: &mut PgConnection,
+    lock_pid: i32,
     pool: &PgPool,
     projectors: &[Arc<dyn Projector>],
     options: &RebuildOptions,
@@ -296,18 +327,22 @@ async fn rebuild_locked(
     // Fill until a batch comes back short: close to the head, the rest goes in the swap.
     loop {
         let full = replay.batch(&mut fill, None).await?;
-        progress(RebuildProgress::Replayed { read: replay.read });
+        progress(RebuildProgress::Replayed {
+            read: replay.state.read,
+        });
         if !full {
             break;
         }
     }
     tracing::info!(
-        events = replay.read,
+        events = replay.state.read,
         seconds = started.elapsed().as_secs_f64(),
         "rebuild: new tables filled; analyzing them"
     );
+    // VACUUM, not only ANALYZE: the insert threshold would otherwise start autovacuum on the
+    // new tables now, and its lock would hold up the swap.
     for (table, _) in &tables {
-        sqlx::query(&format!("ANALYZE {SHADOW_SCHEMA}.{table}"))
+        sqlx::query(&format!("VACUUM (ANALYZE) {SHADOW_SCHEMA}.{table}"))
             .execute(&mut fill)
             .await?;
     }
@@ -325,10 +360,25 @@ async fn rebuild_locked(
             .await?;
     }
     let mut retries = 0;
+    let mut compared: Option<Vec<TableComparison>> = None;
     let (comparisons, cursor) = loop {
-        match swap(&mut fill, &mut replay, &tables, &names, options.swap).await {
+        // A swap rolled back undoes what it applied to the new tables: the replay's position
+        // goes back with it.
+        let saved = replay.state.clone();
+        let attempt = Swap {
+            tables: &tables,
+            names: &names,
+            swap: options.swap,
+            lock_pid,
+            compared: compared.as_deref(),
+        };
+        match attempt.run(&mut fill, &mut replay).await {
             Ok(done) => break done,
-            Err(RebuildError::Database(sqlx::Error::Database(e))) if e.code().as_deref() == Some("55P03") => {
+            Err(SwapFailure::Contended { comparisons }) => {
+                replay.state = saved;
+                if compared.is_none() {
+                    compared = comparisons;
+                }
                 retries += 1;
                 if retries >= SWAP_ATTEMPTS {
                     return Err(RebuildError::SwapContended(retries));
@@ -338,7 +388,7 @@ async fn rebuild_locked(
                 // Whatever the log gained meanwhile goes in now, outside the swap.
                 replay.batch(&mut fill, None).await?;
             }
-            Err(other) => return Err(other),
+            Err(SwapFailure::Failed(error)) => return Err(error),
         }
     };
     let _ = fill.close().await;
@@ -357,13 +407,13 @@ async fn rebuild_locked(
             .iter()
             .map(|p| ProjectorRebuilt {
                 projector: p.name().to_owned(),
-                events_applied: replay.applied.get(p.name()).copied().unwrap_or(0),
-                apply_seconds: replay.seconds.get(p.name()).copied().unwrap_or(0.0),
+                events_applied: replay.state.applied.get(p.name()).copied().unwrap_or(0),
+                apply_seconds: replay.state.seconds.get(p.name()).copied().unwrap_or(0.0),
             })
             .collect(),
         tables: comparisons,
-        events_read: replay.read,
-        read_seconds: replay.read_seconds,
+        events_read: replay.state.read,
+        read_seconds: replay.state.read_seconds,
         cursor,
         swapped: options.swap,
         seconds: started.elapsed().as_secs_f64(),
@@ -376,6 +426,12 @@ struct Replay<'p> {
     projectors: &'p [Arc<dyn Projector>],
     filter: LogFilter,
     batch_size: i64,
+    state: ReplayState,
+}
+
+/// Where a replay stands: restored when a transaction that moved it rolls back.
+#[derive(Debug, Clone, Default)]
+struct ReplayState {
     /// The new tables hold everything up to here.
     cursor: Cursor,
     read: u64,
@@ -406,11 +462,7 @@ impl<'p> Replay<'p> {
             projectors,
             filter,
             batch_size: batch_size.max(1),
-            cursor: Cursor::START,
-            read: 0,
-            read_seconds: 0.0,
-            applied: BTreeMap::new(),
-            seconds: BTreeMap::new(),
+            state: ReplayState::default(),
         }
     }
 
@@ -435,17 +487,17 @@ impl<'p> Replay<'p> {
         let mut filter = self.filter.clone();
         filter.through = through;
         let reading = Instant::now();
-        let events = log::read_after(&mut *tx, self.cursor, &filter, self.batch_size).await?;
-        self.read_seconds += reading.elapsed().as_secs_f64();
+        let events = log::read_after(&mut *tx, self.state.cursor, &filter, self.batch_size).await?;
+        self.state.read_seconds += reading.elapsed().as_secs_f64();
         let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= self.batch_size;
         if !events.is_empty() {
             self.apply(tx, &events).await?;
         }
         if let Some(last) = events.last() {
-            self.cursor = last.cursor;
+            self.state.cursor = last.cursor;
         }
-        if let Some(head) = horizon.filter(|head| !full && *head > self.cursor) {
-            self.cursor = head;
+        if let Some(head) = horizon.filter(|head| !full && *head > self.state.cursor) {
+            self.state.cursor = head;
         }
         Ok(full)
     }
@@ -471,142 +523,277 @@ impl<'p> Replay<'p> {
             }
             let started = Instant::now();
             projector.apply(&mut *tx, slice).await?;
-            *self.seconds.entry(projector.name()).or_default() += started.elapsed().as_secs_f64();
-            *self.applied.entry(projector.name()).or_default() += u64::try_from(slice.len()).unwrap_or(u64::MAX);
+            *self.state.seconds.entry(projector.name()).or_default() += started.elapsed().as_secs_f64();
+            *self.state.applied.entry(projector.name()).or_default() += u64::try_from(slice.len()).unwrap_or(u64::MAX);
         }
-        self.read += u64::try_from(events.len()).unwrap_or(u64::MAX);
+        self.state.read += u64::try_from(events.len()).unwrap_or(u64::MAX);
         Ok(())
     }
 }
 
-/// The swap transaction (module docs, step 4). Answers the comparisons and the cursor both
-/// sides stand at; with `swap` off it is rolled back after the comparison.
-async fn swap(
-    conn: &mut PgConnection,
-    replay: &mut Replay<'_>,
-    tables: &[(&'static str, &'static str)],
-    names: &[&'static str],
+/// How a swap attempt failed.
+enum SwapFailure {
+    /// Queries held a table (lock or statement timeout): rolled back, try again. The
+    /// comparisons, when made before the locks, are kept for the next attempt.
+    Contended { comparisons: Option<Vec<TableComparison>> },
+    /// Anything else.
+    Failed(RebuildError),
+}
+
+impl<E: Into<RebuildError>> From<E> for SwapFailure {
+    fn from(error: E) -> Self {
+        let error = error.into();
+        if contended(&error) {
+            SwapFailure::Contended { comparisons: None }
+        } else {
+            SwapFailure::Failed(error)
+        }
+    }
+}
+
+/// A lock timeout (55P03) or the statement timeout around the table locks (57014), wherever
+/// it surfaced (a projector's statement included).
+fn contended(error: &RebuildError) -> bool {
+    let database = match error {
+        RebuildError::Database(e) | RebuildError::Projection(ProjectionError::Database(e)) => e,
+        _ => return false,
+    };
+    matches!(database, sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("55P03" | "57014")))
+}
+
+/// One attempt at the swap transaction (module docs, step 4).
+struct Swap<'a> {
+    tables: &'a [(&'static str, &'static str)],
+    names: &'a [&'static str],
     swap: bool,
-) -> Result<(Vec<TableComparison>, Cursor), RebuildError> {
-    let mut tx = conn.begin().await?;
-    sqlx::query(&format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SET LOCAL synchronous_commit = on")
-        .execute(&mut *tx)
-        .await?;
-    crate::shared::all_tenants(&mut tx).await?;
-    // The live checkpoints, locked: no live batch of these projectors commits until we do.
-    let rows = sqlx::query(
-        "SELECT projector, last_tx_id::text AS tx, last_position FROM projector_checkpoints \
-         WHERE projector = ANY($1) ORDER BY projector FOR UPDATE",
-    )
-    .bind(names)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut live: BTreeMap<String, Cursor> = BTreeMap::new();
-    for row in rows {
-        let tx_text: String = row.try_get("tx")?;
-        let tx_id = tx_text.parse::<u64>().map_err(|e| sqlx::Error::ColumnDecode {
-            index: "last_tx_id".to_owned(),
-            source: Box::new(e),
-        })?;
-        live.insert(
-            row.try_get("projector")?,
-            Cursor::new(tx_id, row.try_get("last_position")?),
-        );
-    }
-    // The new tables: the rest of the readable log (this transaction now has an id, so what
-    // commits after it is left to the live runners, after the cursor set below).
-    while replay.batch_in(&mut tx, None).await? {}
-    // One cursor for both sides: the furthest of the new tables and every live checkpoint.
-    let target = live
-        .values()
-        .copied()
-        .chain([replay.cursor])
-        .max()
-        .unwrap_or(replay.cursor);
-    while replay.cursor < target {
-        if !replay.batch_in(&mut tx, Some(target)).await? {
-            replay.cursor = target;
+    /// The backend holding the rebuild's advisory lock.
+    lock_pid: i32,
+    /// Comparisons made by an earlier attempt: not made again (they hold every live runner).
+    compared: Option<&'a [TableComparison]>,
+}
+
+impl Swap<'_> {
+    /// Answers the comparisons and the cursor both sides stand at; with `swap` off the
+    /// transaction is rolled back after the comparison.
+    async fn run(
+        &self,
+        conn: &mut PgConnection,
+        replay: &mut Replay<'_>,
+    ) -> Result<(Vec<TableComparison>, Cursor), SwapFailure> {
+        let mut tx = conn.begin().await?;
+        let result = self.inside(&mut tx, replay).await;
+        match result {
+            Ok((comparisons, target)) if self.swap => {
+                tx.commit().await?;
+                Ok((comparisons, target))
+            }
+            Ok(done) => {
+                tx.rollback().await?;
+                Ok(done)
+            }
+            Err(failure) => {
+                // Rolled back when dropped; an explicit rollback reports a dead connection.
+                let _ = tx.rollback().await;
+                Err(failure)
+            }
         }
     }
-    // A live projector behind: the events it lacks, applied to its live tables here (we hold
-    // its checkpoint, as its runner would).
-    sqlx::query("SET LOCAL search_path = public").execute(&mut *tx).await?;
-    for projector in replay.projectors {
-        let from = live.get(projector.name()).copied().unwrap_or(Cursor::START);
-        if from >= target {
-            continue;
-        }
-        let mut filter = LogFilter::all().with_types(projector.event_types().iter().copied());
-        filter.through = Some(target);
-        let mut at = from;
-        loop {
-            let events = log::read_after(&mut *tx, at, &filter, 5_000).await?;
-            let Some(last) = events.last() else { break };
-            at = last.cursor;
-            projector.apply(&mut tx, &events).await?;
-        }
-    }
-    sqlx::query(&format!("SET LOCAL search_path = {SHADOW_SCHEMA}, public"))
-        .execute(&mut *tx)
-        .await?;
-    // Compare at the cursor.
-    let mut comparisons = Vec::new();
-    for (table, projector) in tables {
-        let (live_rows, live_checksum) = checksum(&mut tx, "public", table).await?;
-        let (rebuilt_rows, rebuilt_checksum) = checksum(&mut tx, SHADOW_SCHEMA, table).await?;
-        comparisons.push(TableComparison {
-            projector: (*projector).to_owned(),
-            table: (*table).to_owned(),
-            live_rows,
-            rebuilt_rows,
-            live_checksum,
-            rebuilt_checksum,
-        });
-    }
-    if !swap {
-        tx.rollback().await?;
-        return Ok((comparisons, target));
-    }
-    // Swap: every table locked first (a query holding one makes this fail fast and try again),
-    // then moved.
-    let list = tables
-        .iter()
-        .map(|(t, _)| format!("public.{t}, {SHADOW_SCHEMA}.{t}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {REPLACED_SCHEMA}"))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(&format!("LOCK TABLE {list} IN ACCESS EXCLUSIVE MODE"))
-        .execute(&mut *tx)
-        .await?;
-    for (table, _) in tables {
-        sqlx::query(&format!("ALTER TABLE public.{table} SET SCHEMA {REPLACED_SCHEMA}"))
+
+    async fn inside(
+        &self,
+        tx: &mut PgConnection,
+        replay: &mut Replay<'_>,
+    ) -> Result<(Vec<TableComparison>, Cursor), SwapFailure> {
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
             .execute(&mut *tx)
             .await?;
-        sqlx::query(&format!("ALTER TABLE {SHADOW_SCHEMA}.{table} SET SCHEMA public"))
+        sqlx::query("SET LOCAL synchronous_commit TO DEFAULT")
             .execute(&mut *tx)
             .await?;
-    }
-    for name in names {
-        let applied = replay.applied.get(name).copied().unwrap_or(0);
-        sqlx::query(
-            "UPDATE projector_checkpoints \
-             SET last_tx_id = $2::text::xid8, last_position = $3, events_applied = $4, updated_at = now() \
-             WHERE projector = $1",
+        crate::shared::all_tenants(tx).await?;
+        // Still the only rebuild? (A lost lock connection lets another one start.)
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = $1 AND granted)",
         )
-        .bind(name)
-        .bind(target.tx_id.to_string())
-        .bind(target.position)
-        .bind(i64::try_from(applied).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
+        .bind(self.lock_pid)
+        .fetch_one(&mut *tx)
         .await?;
+        if !held {
+            return Err(SwapFailure::Failed(RebuildError::LockLost));
+        }
+        // The live checkpoints, locked: no live batch of these projectors commits until we do.
+        let rows = sqlx::query(
+            "SELECT projector, last_tx_id::text AS tx, last_position FROM projector_checkpoints \
+             WHERE projector = ANY($1) ORDER BY projector FOR UPDATE",
+        )
+        .bind(self.names)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut live: BTreeMap<String, Cursor> = BTreeMap::new();
+        for row in rows {
+            let tx_text: String = row.try_get("tx")?;
+            let tx_id = tx_text.parse::<u64>().map_err(|e| sqlx::Error::ColumnDecode {
+                index: "last_tx_id".to_owned(),
+                source: Box::new(e),
+            })?;
+            live.insert(
+                row.try_get("projector")?,
+                Cursor::new(tx_id, row.try_get("last_position")?),
+            );
+        }
+        // The new tables: the rest of the readable log (this transaction now has an id, so what
+        // commits after it is left to the live runners, after the cursor set below).
+        while replay.batch_in(tx, None).await? {}
+        // One cursor for both sides: the furthest of the new tables and every live checkpoint
+        // (a live projector is never moved back).
+        let target = live
+            .values()
+            .copied()
+            .chain([replay.state.cursor])
+            .max()
+            .unwrap_or(replay.state.cursor);
+        while replay.state.cursor < target {
+            if !replay.batch_in(tx, Some(target)).await? {
+                replay.state.cursor = target;
+            }
+        }
+        let comparisons = match self.compared {
+            Some(earlier) => earlier.to_vec(),
+            None => self.compare(tx, replay, &live, target).await?,
+        };
+        if !self.swap {
+            return Ok((comparisons, target));
+        }
+        // Swap: every table locked first, the wait for all of them bounded as a whole (a query
+        // holding one makes the attempt fail fast and try again), then moved.
+        let list = self
+            .tables
+            .iter()
+            .map(|(t, _)| format!("public.{t}, {SHADOW_SCHEMA}.{t}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {REPLACED_SCHEMA}"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("SET LOCAL statement_timeout = '{SWAP_LOCKS_TIMEOUT}'"))
+            .execute(&mut *tx)
+            .await?;
+        if let Err(error) = sqlx::query(&format!("LOCK TABLE {list} IN ACCESS EXCLUSIVE MODE"))
+            .execute(&mut *tx)
+            .await
+        {
+            return Err(match SwapFailure::from(error) {
+                SwapFailure::Contended { .. } => SwapFailure::Contended {
+                    comparisons: Some(comparisons),
+                },
+                failed => failed,
+            });
+        }
+        sqlx::query("SET LOCAL statement_timeout = 0").execute(&mut *tx).await?;
+        for (table, _) in self.tables {
+            sqlx::query(&format!("ALTER TABLE public.{table} SET SCHEMA {REPLACED_SCHEMA}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!("ALTER TABLE {SHADOW_SCHEMA}.{table} SET SCHEMA public"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for name in self.names {
+            let applied = replay.state.applied.get(name).copied().unwrap_or(0);
+            sqlx::query(
+                "UPDATE projector_checkpoints \
+                 SET last_tx_id = $2::text::xid8, last_position = $3, events_applied = $4, updated_at = now() \
+                 WHERE projector = $1",
+            )
+            .bind(name)
+            .bind(target.tx_id.to_string())
+            .bind(target.position)
+            .bind(i64::try_from(applied).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok((comparisons, target))
     }
-    tx.commit().await?;
-    Ok((comparisons, target))
+
+    /// Brings each live projector that is a little behind to `target` (we hold its checkpoint,
+    /// as its runner would) and compares every pair of tables at `target`.
+    async fn compare(
+        &self,
+        tx: &mut PgConnection,
+        replay: &Replay<'_>,
+        live: &BTreeMap<String, Cursor>,
+        target: Cursor,
+    ) -> Result<Vec<TableComparison>, SwapFailure> {
+        sqlx::query("SET LOCAL search_path = public").execute(&mut *tx).await?;
+        let mut behind: BTreeMap<&'static str, i64> = BTreeMap::new();
+        for projector in replay.projectors {
+            let from = live.get(projector.name()).copied().unwrap_or(Cursor::START);
+            let mut filter = LogFilter::all().with_types(projector.event_types().iter().copied());
+            filter.through = Some(target);
+            let lacking = if from >= target {
+                0
+            } else {
+                count_after(tx, from, &filter, LIVE_CATCH_UP_LIMIT + 1).await?
+            };
+            behind.insert(projector.name(), lacking);
+            // Never run (or rewound to the start), or far behind: left to its runner.
+            if lacking == 0 || from == Cursor::START || lacking > LIVE_CATCH_UP_LIMIT {
+                continue;
+            }
+            let mut at = from;
+            loop {
+                let events = log::read_after(&mut *tx, at, &filter, 5_000).await?;
+                let Some(last) = events.last() else { break };
+                at = last.cursor;
+                projector.apply(&mut *tx, &events).await?;
+            }
+        }
+        sqlx::query(&format!("SET LOCAL search_path = {SHADOW_SCHEMA}, public"))
+            .execute(&mut *tx)
+            .await?;
+        let mut comparisons = Vec::new();
+        for (table, projector) in self.tables {
+            let lacking = behind.get(projector).copied().unwrap_or(0);
+            let from = live.get(*projector).copied().unwrap_or(Cursor::START);
+            let compared = lacking == 0 || (from != Cursor::START && lacking <= LIVE_CATCH_UP_LIMIT);
+            let (live_rows, live_checksum) = checksum(tx, "public", table).await?;
+            let (rebuilt_rows, rebuilt_checksum) = checksum(tx, SHADOW_SCHEMA, table).await?;
+            comparisons.push(TableComparison {
+                projector: (*projector).to_owned(),
+                table: (*table).to_owned(),
+                compared,
+                live_behind_by: u64::try_from(lacking).unwrap_or(0),
+                live_rows,
+                rebuilt_rows,
+                live_checksum,
+                rebuilt_checksum,
+            });
+        }
+        Ok(comparisons)
+    }
+}
+
+/// Readable events after `after` that pass `filter`, counted up to `limit`.
+async fn count_after(tx: &mut PgConnection, after: Cursor, filter: &LogFilter, limit: i64) -> Result<i64, sqlx::Error> {
+    // read_after's rows are not needed, only how many there are (bounded).
+    let mut q =
+        sqlx::QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM events WHERE (tx_id, global_position) > (");
+    q.push_bind(after.tx_id.to_string())
+        .push("::text::xid8, ")
+        .push_bind(after.position)
+        .push(")");
+    if let Some(types) = filter.event_types.as_ref().filter(|t| !t.is_empty()) {
+        q.push(" AND event_type = ANY(").push_bind(types.clone()).push(")");
+    }
+    if let Some(through) = filter.through {
+        q.push(" AND (tx_id, global_position) <= (")
+            .push_bind(through.tx_id.to_string())
+            .push("::text::xid8, ")
+            .push_bind(through.position)
+            .push(")");
+    }
+    q.push(" LIMIT ").push_bind(limit).push(") bounded");
+    q.build_query_scalar::<i64>().fetch_one(&mut *tx).await
 }
 
 /// Rows and checksum of `schema.table`: md5 over the sorted md5s of each row's text form, so
@@ -621,12 +808,28 @@ async fn checksum(tx: &mut PgConnection, schema: &str, table: &str) -> Result<(i
     Ok((row.try_get("n")?, row.try_get("sum")?))
 }
 
+/// Drops the new tables not swapped in (all of the shadow schema is the rebuild's own) and the
+/// replaced ones, these one by one without CASCADE: should anything outside depend on one, the
+/// drop fails and says so rather than take that along.
 async fn drop_schemas(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    for schema in [SHADOW_SCHEMA, REPLACED_SCHEMA] {
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .execute(&mut *conn)
-            .await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE"))
+        .execute(&mut *conn)
+        .await?;
+    let replaced: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1")
+        .bind(REPLACED_SCHEMA)
+        .fetch_all(&mut *conn)
+        .await?;
+    for table in replaced {
+        sqlx::query(&format!(
+            "DROP TABLE {REPLACED_SCHEMA}.\"{}\"",
+            table.replace('"', "\"\"")
+        ))
+        .execute(&mut *conn)
+        .await?;
     }
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {REPLACED_SCHEMA}"))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -665,7 +868,15 @@ async fn check_supported(conn: &mut PgConnection, table: &str) -> Result<(), Reb
                            AND (k.conrelid = c.oid OR k.confrelid = c.oid)) AS foreign_keys, \
                 EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL) \
                   AS column_grants, \
-                EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid) AS child \
+                EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid) AS child, \
+                EXISTS (SELECT 1 FROM pg_attrdef d WHERE d.adrelid = c.oid \
+                           AND pg_get_expr(d.adbin, d.adrelid) LIKE '%nextval(%') AS sequence_default, \
+                EXISTS (SELECT 1 FROM pg_statistic_ext x WHERE x.stxrelid = c.oid) AS statistics, \
+                EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = c.oid AND d.refclassid = 'pg_class'::regclass \
+                           AND (d.classid IN ('pg_proc'::regclass, 'pg_publication_rel'::regclass) \
+                                OR (d.classid = 'pg_policy'::regclass \
+                                    AND (SELECT p.polrelid FROM pg_policy p WHERE p.oid = d.objid) <> c.oid))) \
+                  AS dependents \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = 'public' AND c.relname = $1",
     )
@@ -688,6 +899,15 @@ async fn check_supported(conn: &mut PgConnection, table: &str) -> Result<(), Reb
         ("views", "a view or rule reads it"),
         ("foreign_keys", "a foreign key refers to it or from it"),
         ("column_grants", "it has column-level grants"),
+        (
+            "sequence_default",
+            "a column's default draws from a sequence, which would stay with the replaced table",
+        ),
+        ("statistics", "it has extended statistics"),
+        (
+            "dependents",
+            "a function, publication or another table's policy refers to it",
+        ),
     ] {
         if row.try_get::<bool, _>(flag)? {
             return Err(unsupported(reason));
@@ -821,6 +1041,8 @@ mod tests {
         let same = TableComparison {
             projector: "p".into(),
             table: "t".into(),
+            compared: true,
+            live_behind_by: 0,
             live_rows: 2,
             rebuilt_rows: 2,
             live_checksum: "a".into(),
@@ -833,5 +1055,9 @@ mod tests {
         let mut fewer = same;
         fewer.rebuilt_rows = 1;
         assert!(!fewer.equal());
+        // Not compared: nothing found, nothing differing.
+        let mut skipped = fewer;
+        skipped.compared = false;
+        assert!(skipped.equal());
     }
 }

@@ -11,6 +11,8 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
+use chronicle_domain::pii::MasterKey;
+use chronicle_domain::tenant::TenantId;
 use chronicle_projections::rebuild::{self, RebuildOptions, RebuildProgress, RebuildReport};
 use chronicle_projections::runtime::Projector;
 use clap::{Args, ValueEnum};
@@ -68,6 +70,11 @@ pub enum RebuildCliError {
     NoMasterKey,
     #[error("the master key is invalid: {0}")]
     BadMasterKey(String),
+    #[error(
+        "the master key does not open the contacts' keys: it is not the key this database's server \
+         runs with (rebuilt read models would lose every personal field); nothing was changed"
+    )]
+    WrongMasterKey,
     #[error(transparent)]
     Rebuild(#[from] rebuild::RebuildError),
 }
@@ -97,6 +104,14 @@ pub fn chosen(
 /// `rebuild` against an open pool: runs it (with a progress bar on stderr when it is a
 /// terminal) and prints the report.
 pub async fn rebuild_command(pool: &PgPool, args: &RebuildArgs, out: &mut impl Write) -> Result<Outcome, CliError> {
+    if args.list {
+        // Names and tables only: any key builds the list.
+        for projector in &chronicle_projections::projectors(&MasterKey::from_bytes([0; 32])) {
+            writeln!(out, "{:<20} {}", projector.name(), projector.tables().join(", "))?;
+        }
+        out.flush()?;
+        return Ok(Outcome::Ok);
+    }
     let master = match crate::history::master_key(&args.database) {
         Ok(master) => master,
         Err(CliError::History(crate::history::HistoryError::BadMasterKey(reason))) => {
@@ -105,15 +120,8 @@ pub async fn rebuild_command(pool: &PgPool, args: &RebuildArgs, out: &mut impl W
         Err(CliError::History(_)) => return Err(RebuildCliError::NoMasterKey.into()),
         Err(other) => return Err(other),
     };
-    let all = chronicle_projections::projectors(&master);
-    if args.list {
-        for projector in &all {
-            writeln!(out, "{:<20} {}", projector.name(), projector.tables().join(", "))?;
-        }
-        out.flush()?;
-        return Ok(Outcome::Ok);
-    }
-    let projectors = chosen(all, &args.projectors)?;
+    check_master_key(pool, &master).await?;
+    let projectors = chosen(chronicle_projections::projectors(&master), &args.projectors)?;
     let options = RebuildOptions {
         batch_size: args.batch_size,
         swap: !args.compare_only,
@@ -157,6 +165,26 @@ pub async fn rebuild_command(pool: &PgPool, args: &RebuildArgs, out: &mut impl W
     })
 }
 
+/// Refuses a master key that opens none of the contacts' keys (the first held one is tried):
+/// with it, every personal field of the rebuilt read models would come out empty, as if every
+/// contact had been erased.
+pub async fn check_master_key(pool: &PgPool, master: &MasterKey) -> Result<(), CliError> {
+    let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT tenant_id, contact_id, wrapped_key FROM contact_keys ORDER BY tenant_id, contact_id LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some((tenant, contact, wrapped)) = row else {
+        return Ok(());
+    };
+    let opens = TenantId::parse(&tenant).is_ok_and(|tenant| master.unwrap_key(&wrapped, &tenant, &contact).is_ok());
+    if opens {
+        Ok(())
+    } else {
+        Err(RebuildCliError::WrongMasterKey.into())
+    }
+}
+
 /// The report for people: one line per table, then the totals.
 pub fn write_table(out: &mut impl Write, report: &RebuildReport) -> io::Result<()> {
     writeln!(
@@ -165,16 +193,25 @@ pub fn write_table(out: &mut impl Write, report: &RebuildReport) -> io::Result<(
         "projector", "table", "live rows", "rebuilt", "live sum", "rebuilt sum"
     )?;
     for t in &report.tables {
+        let result = if !t.compared {
+            format!(
+                "not compared (the live projector was {} event(s) behind)",
+                t.live_behind_by
+            )
+        } else if t.equal() {
+            "equal".to_owned()
+        } else {
+            "DIFFERS".to_owned()
+        };
         writeln!(
             out,
-            "{:<20} {:<32} {:>10} {:>10}  {:<12} {:<12}  {}",
+            "{:<20} {:<32} {:>10} {:>10}  {:<12} {:<12}  {result}",
             t.projector,
             t.table,
             t.live_rows,
             t.rebuilt_rows,
             &t.live_checksum[..t.live_checksum.len().min(12)],
             &t.rebuilt_checksum[..t.rebuilt_checksum.len().min(12)],
-            if t.equal() { "equal" } else { "DIFFERS" }
         )?;
     }
     writeln!(out)?;

@@ -325,7 +325,15 @@ impl TestApp {
     /// transaction of the cluster (other tests' databases included), so this repeats until no
     /// committed event of the projector's types is left after its checkpoint.
     pub async fn project(&self) {
+        self.project_only(&[]).await;
+    }
+
+    /// [`TestApp::project`] for the projectors named (every one when empty).
+    pub async fn project_only(&self, names: &[&str]) {
         for projector in projectors(&self.state) {
+            if !names.is_empty() && !names.contains(&projector.name()) {
+                continue;
+            }
             let runner = ProjectorRunner::new(
                 self.state.pool.clone(),
                 projector.clone(),

@@ -96,6 +96,29 @@ async fn schema(pool: &PgPool) -> Vec<String> {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// [`tables`], each row with its `xmin`: a row rewritten with the same values shows too.
+async fn tables_with_versions(pool: &PgPool) -> BTreeMap<String, Vec<Value>> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables
+          WHERE schemaname = 'public' AND tablename NOT IN ('_sqlx_migrations', 'projector_checkpoints')
+          ORDER BY tablename",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut all = BTreeMap::new();
+    for name in names {
+        let rows: Vec<Value> = sqlx::query_scalar(&format!(
+            "SELECT to_jsonb(t) || jsonb_build_object('xmin', t.xmin::text) FROM {name} t ORDER BY 1::text"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| panic!("reading {name}: {e}"));
+        all.insert(name, rows);
+    }
+    all
+}
+
 async fn leftover_schemas(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname IN ($1, $2)")
         .bind(rebuild::SHADOW_SCHEMA)
@@ -408,6 +431,7 @@ async fn drift_is_reported_with_exit_1_repaired_by_the_swap_and_left_alone_by_co
         .unwrap_or_else(|e| panic!("{e}"));
     let drifted = tables(&pool).await;
     assert_ne!(drifted, clean);
+    let drifted_versions = tables_with_versions(&pool).await;
 
     // --compare-only: exit 1, both tables named, nothing changed anywhere (a projector
     // writing a table it does not list would show here).
@@ -428,7 +452,8 @@ async fn drift_is_reported_with_exit_1_repaired_by_the_swap_and_left_alone_by_co
         .collect();
     assert_eq!(differing, vec!["conversations", "messages"]);
     assert_eq!(report["swapped"], json!(false));
-    assert_eq!(tables(&pool).await, drifted);
+    // Not a row of any table written, not even with the same values.
+    assert_eq!(tables_with_versions(&pool).await, drifted_versions);
 
     // The table report says so too.
     args.format = RebuildFormat::Table;
@@ -558,4 +583,206 @@ async fn one_projector_is_rebuilt_alone_and_refusals_leave_nothing_behind(pool: 
     assert!(leftover_schemas(&pool).await.is_empty());
     assert_eq!(tables(&pool).await, before);
     assert_eq!(schema(&pool).await, schema_before);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_swap_held_up_by_a_query_tries_again_and_loses_nothing_applied_in_the_attempt(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    app.load_demo().await;
+    app.project().await;
+    let (stop, stopped) = watch::channel(false);
+    let runners = spawn_runners(&app, &stopped);
+    // A reader holds `leads` from before the swap until well into it, while messages keep
+    // arriving: the first attempts apply new events to the new tables, then time out on the
+    // lock and roll back.
+    let swapping = Arc::new(tokio::sync::Notify::new());
+    let holder = {
+        let (pool, swapping) = (pool.clone(), swapping.clone());
+        let mut tx = pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("LOCK TABLE leads IN ACCESS SHARE MODE")
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move {
+            swapping.notified().await;
+            // Until the swap is seen waiting for the table, then through two of its attempts.
+            let waiting = "SELECT count(*) FROM pg_locks
+                            WHERE relation = 'public.leads'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted";
+            let mut seen = false;
+            for _ in 0..3_000 {
+                let n: i64 = sqlx::query_scalar(waiting)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                if n > 0 {
+                    seen = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(1_200)).await;
+            tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+            seen
+        })
+    };
+    let appending = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (commands, appending) = (app.state.commands.clone(), appending.clone());
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while appending.load(Ordering::SeqCst) {
+                n += 1;
+                let contact = format!("ct_retry_{}", n % 5);
+                commands
+                    .conversation(
+                        &contact,
+                        inbound_message(&format!("wamid.retry.{n}"), &contact, i64::from(n)),
+                        &system_metadata(INSTALLER),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            n
+        })
+    };
+    let notify = swapping.clone();
+    let report = rebuild::rebuild(
+        &pool,
+        &projectors(&app.state),
+        &RebuildOptions::default(),
+        &mut move |step| {
+            if step == RebuildProgress::Swapping {
+                notify.notify_one();
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("rebuild: {e}"));
+    let seen = holder.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(seen, "the swap never waited for the table held");
+    appending.store(false, Ordering::SeqCst);
+    let sent = writer.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.swap_retries >= 1, "the swap was never held up");
+    assert!(report.differing().is_empty(), "{:#?}", report.differing());
+    // Once caught up, the swapped tables equal a fresh fold of the log: nothing the rolled-back
+    // attempts applied was lost.
+    stop.send_replace(true);
+    for runner in runners {
+        runner.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    app.project().await;
+    let check = rebuild::rebuild(
+        &pool,
+        &projectors(&app.state),
+        &RebuildOptions {
+            swap: false,
+            ..RebuildOptions::default()
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("compare: {e}"));
+    assert!(check.differing().is_empty(), "{:#?}", check.differing());
+    assert!(check.tables.iter().all(|t| t.compared));
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE message_ref LIKE 'wamid.retry.%'")
+            .await,
+        i64::from(sent)
+    );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_live_projector_a_little_behind_is_caught_up_and_compared_one_never_run_is_not(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    app.load_demo().await;
+    app.project().await;
+    let templates_before = tables(&pool).await["templates"].clone();
+    assert!(!templates_before.is_empty());
+    // `messages` behind by a few events; `templates` as if it had never run.
+    for n in 0..5 {
+        let contact = "ct_behind";
+        app.state
+            .commands
+            .conversation(
+                contact,
+                inbound_message(&format!("wamid.behind.{n}"), contact, n),
+                &system_metadata(INSTALLER),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let others: Vec<&str> = projectors(&app.state)
+        .iter()
+        .map(|p| p.name())
+        .filter(|n| *n != "messages")
+        .collect();
+    app.project_only(&others).await;
+    sqlx::query("DELETE FROM templates")
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("DELETE FROM projector_checkpoints WHERE projector = 'templates'")
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let report = rebuild::rebuild(&pool, &projectors(&app.state), &RebuildOptions::default(), &mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("rebuild: {e}"));
+    let table = |name: &str| {
+        report
+            .tables
+            .iter()
+            .find(|t| t.table == name)
+            .unwrap_or_else(|| panic!("no {name} in the report"))
+            .clone()
+    };
+    let messages = table("messages");
+    assert!(messages.compared && messages.live_behind_by >= 5, "{messages:?}");
+    assert!(messages.equal(), "{messages:?}");
+    let templates = table("templates");
+    assert!(!templates.compared, "{templates:?}");
+    assert_eq!(templates.live_rows, 0);
+    assert!(report.differing().is_empty(), "{:#?}", report.differing());
+    // Swapped in: the never-run projector's table is whole again, the behind one has the new
+    // messages, and both checkpoints stand at the report's cursor.
+    assert_eq!(tables(&pool).await["templates"], templates_before);
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE message_ref LIKE 'wamid.behind.%'")
+            .await,
+        5
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM projector_checkpoints WHERE projector IN ('templates', 'messages') AND last_position > 0")
+            .await,
+        2
+    );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn another_master_key_is_refused_before_anything_is_built(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    app.load_demo().await;
+    app.project().await;
+    let before = tables(&pool).await;
+    let dir = data_dir();
+    std::fs::write(
+        dir.path().join("dev-secrets.json"),
+        json!({ "master_key": "AQECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" }).to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    if std::env::var_os("CHRONICLE_MASTER_KEY").is_some() {
+        return; // the CLI would take the environment's key
+    }
+    let error = rebuild_command(&pool, &cli_args(dir.path()), &mut Vec::new())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("another master key was accepted"));
+    assert!(
+        error.to_string().contains("does not open the contacts' keys"),
+        "{error}"
+    );
+    assert_eq!(tables(&pool).await, before);
+    assert!(leftover_schemas(&pool).await.is_empty());
 }
