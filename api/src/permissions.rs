@@ -168,6 +168,7 @@ pub const MUTATIONS: &[(&str, &[Permission])] = &[
     ("sendTemplate", &[WorkInbox]),
     ("assignConversation", &[WorkInbox]),
     ("resendMessage", &[ManageMessagingSettings]),
+    ("refetchMedia", &[ManageMessagingSettings]),
     ("markConversationRead", &[WorkInbox]),
     ("setConversationStatus", &[WorkInbox]),
     ("tagConversation", &[WorkInbox]),

@@ -29,7 +29,8 @@ use std::fmt;
 use std::time::Duration;
 
 use chronicle_domain::media::{
-    MediaCommand, MediaKind, RecordMediaFetchFailed, RecordMediaFetched, RequestMediaFetch, MAX_FETCH_ATTEMPTS,
+    MediaCommand, MediaKind, RecordMediaFetchFailed, RecordMediaFetched, RequestMediaFetch, RequestMediaRefetch,
+    MAX_FETCH_ATTEMPTS,
 };
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
@@ -562,6 +563,53 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<Job, String> {
         attempts: u32::try_from(attempts).unwrap_or(0),
         correlation_id: get_text("correlation_id")?,
     })
+}
+
+/// Fetches again, on an operator's word, a media whose fetch failed (a 4xx, a checksum
+/// mismatch) or was given up after retries: WhatsApp keeps media for a while, and what failed
+/// may be there now. The decision is recorded on the media (`MediaRefetchRequested`, with who
+/// decided and the failure it follows) and the fetcher's row goes back to pending with its
+/// attempts from zero. Refused: `MEDIA_NOT_REQUESTED` (no such media), `MEDIA_ALREADY_STORED`,
+/// `MEDIA_FETCH_IN_PROGRESS` (still being fetched or retried), `MISSING_IDEMPOTENCY_KEY`. The
+/// same key again records nothing and puts a row still failed back to pending.
+pub async fn refetch(
+    commands: &Commands,
+    media_ref: &str,
+    idempotency_key: &str,
+    metadata: &CommandMetadata,
+) -> Result<crate::dispatch::Appended, CommandError> {
+    // The fetcher's row is held for the whole decision: two operators at once decide one after
+    // the other (the second finds the media requested again). The fetcher claims pending rows
+    // only, skipping held ones, so it never waits on this.
+    let mut tx = commands.pool().begin().await?;
+    sqlx::query("SELECT state FROM media_jobs WHERE tenant_id = $1 AND media_ref = $2 FOR UPDATE")
+        .bind(metadata.tenant_id.as_str())
+        .bind(media_ref)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let by = match &metadata.actor {
+        Actor::User { user_id, .. } => user_id.clone(),
+        Actor::ApiKey { key_id } => key_id.clone(),
+        Actor::System { component } => component.clone(),
+    };
+    let command = MediaCommand::RequestMediaRefetch(RequestMediaRefetch {
+        key: idempotency_key.to_string(),
+        by,
+        at: Utc::now(),
+    });
+    let appended = commands.media(media_ref, command, metadata).await?;
+    // A fresh start: the attempts spent before the operator's decision do not count.
+    sqlx::query(
+        "UPDATE media_jobs SET state = 'pending', attempts = 0, claimed_at = NULL, next_attempt_at = now(),
+                updated_at = now(), last_error = 'fetched again on an operator''s decision'
+          WHERE tenant_id = $1 AND media_ref = $2 AND state = 'failed'",
+    )
+    .bind(metadata.tenant_id.as_str())
+    .bind(media_ref)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(appended)
 }
 
 /// A contact's data key if it still exists (never created: reading must not revive an erased

@@ -42,6 +42,7 @@ const TYPES: &[&str] = &[
     "MediaStored",
     "MediaFetchFailed",
     "MediaFetchGaveUp",
+    "MediaRefetchRequested",
 ];
 
 /// Queues inbound media for the fetcher and folds `Media` events into `media_files`.
@@ -226,6 +227,30 @@ impl MediaProjector {
                     .execute(&mut *db)
                     .await?;
                 settle(db, event, tenant, &media_ref, "failed", Some(&code)).await?;
+            }
+            MediaEvent::MediaRefetchRequested { at, .. } => {
+                // An operator's decision: the fetch starts over, attempts from 1; the feed row
+                // is open again, to settle with the new outcome.
+                sqlx::query(
+                    "UPDATE media_files SET status = 'requested', failed_attempts = 0, next_attempt_at = NULL,
+                            updated_at = $3, last_position = $4
+                      WHERE tenant_id = $1 AND media_ref = $2 AND last_position < $4",
+                )
+                .bind(tenant.as_str())
+                .bind(&media_ref)
+                .bind(at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+                sqlx::query(
+                    "UPDATE media_job_feed SET settled = NULL, settled_error = NULL, position = $3
+                      WHERE tenant_id = $1 AND media_ref = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(&media_ref)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
             }
         }
         Ok(())

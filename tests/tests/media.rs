@@ -459,3 +459,129 @@ async fn a_fetch_left_fetching_by_a_stopped_fetcher_is_fetched_again_and_stored_
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(fetcher.release_stale().await.unwrap_or_else(|e| panic!("{e}")), 0);
 }
+
+const REFETCH: &str = "mutation($media: String!, $key: String!) {
+  refetchMedia(mediaRef: $media, idempotencyKey: $key) { id }
+}";
+
+async fn refetch(app: &TestApp, role: Role, media: &str, key: &str) -> Value {
+    let token = app.token("acme", role);
+    let (status, reply) = app
+        .graphql(Some(&token), REFETCH, json!({"media": media, "key": key}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    reply
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_operator_fetches_a_failed_media_again_and_it_is_stored(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    // WhatsApp answers 404 the first time (the media not there yet), then serves it.
+    let graph = Graph::new(vec![404], PHOTO);
+    let fetcher = receive_image(&app, &graph, &announced(PHOTO)).await;
+    let media = media_ref(&app).await;
+    assert_eq!(
+        media_of_message(&app, Role::Agent).await["data"]["media"]["status"],
+        "FAILED"
+    );
+
+    // An agent may not; an admin may.
+    let refused = refetch(&app, Role::Agent, &media, "again-1").await;
+    assert_eq!(error_code(&refused), "FORBIDDEN", "{refused}");
+    assert_eq!(app.count_events("MediaRefetchRequested").await, 0);
+    let reply = refetch(&app, Role::Admin, &media, "again-1").await;
+    assert_eq!(reply["data"]["refetchMedia"]["id"], media.as_str(), "{reply}");
+    app.project().await;
+    let shown = media_of_message(&app, Role::Agent).await;
+    assert_eq!(shown["data"]["media"]["status"], "REQUESTED", "{shown}");
+    assert_eq!(shown["data"]["media"]["failedAttempts"], 0, "{shown}");
+    let decided = one(
+        &app,
+        "SELECT payload -> 'MediaRefetchRequested' FROM events WHERE event_type = 'MediaRefetchRequested'",
+    )
+    .await;
+    assert_eq!(decided["after"], "http_404:100");
+    assert_eq!(decided["by"], "user-1");
+
+    // The fetcher fetches it again, from attempt 1, and stores it.
+    fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+    assert_eq!(graph.hits(&format!("/v21.0/{MEDIA_ID}")), 2);
+    assert_eq!(app.count_events("MediaStored").await, 1);
+    let stored = one(
+        &app,
+        "SELECT payload -> 'MediaStored' FROM events WHERE event_type = 'MediaStored'",
+    )
+    .await;
+    assert_eq!(stored["attempts"], 1);
+    let shown = media_of_message(&app, Role::Agent).await;
+    assert_eq!(shown["data"]["media"]["status"], "STORED", "{shown}");
+    let (status, bytes) = get_media(&app, "acme", Role::Agent, &media).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, PHOTO));
+    assert_eq!(
+        app.count("SELECT count(*) FROM media_job_feed WHERE settled = 'stored'")
+            .await,
+        1
+    );
+
+    // The same key again records nothing; another one on a stored media is refused.
+    let again = refetch(&app, Role::Admin, &media, "again-1").await;
+    assert!(again.get("errors").is_none(), "{again}");
+    assert_eq!(app.count_events("MediaRefetchRequested").await, 1);
+    let stored_refusal = refetch(&app, Role::Admin, &media, "again-2").await;
+    assert_eq!(error_code(&stored_refusal), "MEDIA_ALREADY_STORED", "{stored_refusal}");
+    // A rebuild of the projection ends where the live one is.
+    app.rebuild("media").await;
+    assert_eq!(
+        media_of_message(&app, Role::Agent).await["data"]["media"]["status"],
+        "STORED"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM media_job_feed WHERE settled = 'stored'")
+            .await,
+        1
+    );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn fetching_again_is_refused_for_an_unknown_a_malformed_or_an_ongoing_media(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    // A 500 first: retried, so the fetch is still going when the operator asks.
+    let graph = Graph::new(vec![500], PHOTO);
+    let base = graph.serve().await;
+    app.tenant_with_number("acme", NUMBER).await;
+    let body = delivery(
+        NUMBER,
+        &[(CUSTOMER, "Tendai Moyo")],
+        vec![image_message(1, &announced(PHOTO))],
+        vec![],
+    );
+    let (status, _) = app.post_delivery(&body).await;
+    assert_eq!(status, StatusCode::OK);
+    app.drain().await;
+    app.project().await;
+    let mut config = FetcherConfig::new(&base, TOKEN);
+    config.backoff = Duration::from_secs(3_600);
+    config.max_backoff = Duration::from_secs(3_600);
+    let slow = MediaFetcher::new(app.state.commands.clone(), app.state.master_key.clone(), config)
+        .unwrap_or_else(|e| panic!("{e}"));
+    slow.run_once().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+    let media = media_ref(&app).await;
+
+    let ongoing = refetch(&app, Role::Owner, &media, "k1").await;
+    assert_eq!(error_code(&ongoing), "MEDIA_FETCH_IN_PROGRESS", "{ongoing}");
+    let unknown = refetch(&app, Role::Owner, &format!("media_{}", "0".repeat(32)), "k1").await;
+    assert_eq!(error_code(&unknown), "MEDIA_NOT_REQUESTED", "{unknown}");
+    let malformed = refetch(&app, Role::Owner, "media_../x", "k1").await;
+    assert_eq!(error_code(&malformed), "BAD_MEDIA_REF", "{malformed}");
+    let no_key = refetch(&app, Role::Owner, &media, " ").await;
+    assert_eq!(error_code(&no_key), "MISSING_IDEMPOTENCY_KEY", "{no_key}");
+    assert_eq!(app.count_events("MediaRefetchRequested").await, 0);
+    // The fetcher's row is as it was: pending, its next attempt in an hour.
+    assert_eq!(
+        app.count("SELECT count(*) FROM media_jobs WHERE state = 'pending' AND attempts = 1 AND next_attempt_at > now() + interval '30 minutes'")
+            .await,
+        1
+    );
+}

@@ -6,9 +6,26 @@ use async_graphql::{Context, Enum, Object, SimpleObject};
 use chronicle_projections::media::{by_message, MediaRow};
 use chrono::{DateTime, Utc};
 
-use super::{caller, pool};
+use super::receipt::{receipt, Receipt};
+use super::{allowed, caller, commands, metadata, pool};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
+
+/// A media ref as Chronicle gives them out: `media_` and 32 lowercase hex digits.
+fn valid_media_ref(media_ref: &str) -> Result<&str, ApiError> {
+    let media_ref = media_ref.trim();
+    let valid = media_ref
+        .strip_prefix("media_")
+        .is_some_and(|hex| hex.len() == 32 && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    if valid {
+        Ok(media_ref)
+    } else {
+        Err(ApiError::bad_request(
+            "BAD_MEDIA_REF",
+            format!("{media_ref:?} is not a media ref (`media_` and 32 hex digits)"),
+        ))
+    }
+}
 
 /// Where a media fetch stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -112,5 +129,41 @@ impl MediaQuery {
             .map_err(ApiError::from)
             .gql()?;
         Ok(row.map(MediaFile::from_row))
+    }
+}
+
+/// Media mutations.
+#[derive(Default)]
+pub struct MediaMutation;
+
+#[Object]
+impl MediaMutation {
+    /// Fetches again a media whose fetch failed (`FAILED`: a 4xx, a checksum mismatch) or was
+    /// given up after retries (`GAVE_UP`): WhatsApp keeps media for a while, and what failed may
+    /// be there now. The decision is recorded on the media with who took it, and the fetch
+    /// starts over (attempts from 1); `media(messageId)` shows it `REQUESTED` again, then its new
+    /// outcome. Owner and admin only (others get `FORBIDDEN`). Refusals: `BAD_MEDIA_REF`,
+    /// `MEDIA_NOT_REQUESTED` (no such media of the tenant), `MEDIA_ALREADY_STORED`,
+    /// `MEDIA_FETCH_IN_PROGRESS` (it is still being fetched or retried),
+    /// `MISSING_IDEMPOTENCY_KEY`. The same key again records nothing. Returns a receipt for the
+    /// media.
+    async fn refetch_media(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The media's ref (`mediaRef` of `media(messageId)`: `media_` and 32 hex digits).")]
+        media_ref: String,
+        #[graphql(desc = "Your key for this request: the same key again records nothing more.")]
+        idempotency_key: String,
+    ) -> async_graphql::Result<Receipt> {
+        let caller = allowed(ctx, Permission::ManageMessagingSettings, "fetch media again").gql()?;
+        let media_ref = valid_media_ref(&media_ref).gql()?;
+        let metadata = metadata(ctx, caller);
+        receipt(async {
+            chronicle_commands::media::refetch(commands(ctx).gql()?, media_ref, idempotency_key.trim(), &metadata)
+                .await
+                .gql()?;
+            Ok(Receipt::new(media_ref))
+        })
+        .await
     }
 }

@@ -67,6 +67,7 @@ pub struct MutationRoot(
     calls::CallsMutation,
     campaigns::CampaignsMutation,
     inbox::InboxMutation,
+    media::MediaMutation,
     payments::PaymentsMutation,
     installation::InstallationMutation,
     wallets::WalletsMutation,

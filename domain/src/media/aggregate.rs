@@ -5,7 +5,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::commands::{MediaCommand, RecordMediaFetchFailed, RecordMediaFetched, RequestMediaFetch};
+use super::commands::{
+    MediaCommand, RecordMediaFetchFailed, RecordMediaFetched, RequestMediaFetch, RequestMediaRefetch,
+};
 use super::error::MediaError;
 use super::events::MediaEvent;
 use super::values::{normalize_sha256, MediaKind, MediaStatus, CHECKSUM_MISMATCH, MAX_FETCH_ATTEMPTS};
@@ -22,6 +24,9 @@ pub struct Media {
     sha256: Option<String>,
     last_failure: Option<String>,
     next_attempt_at: Option<DateTime<Utc>>,
+    /// The keys of the refetches requested (a retried request records nothing).
+    #[serde(default)]
+    refetch_keys: Vec<String>,
 }
 
 impl Media {
@@ -71,6 +76,28 @@ impl Media {
             MediaCommand::RequestMediaFetch(cmd) => self.request(cmd),
             MediaCommand::RecordMediaFetched(cmd) => self.fetched(cmd),
             MediaCommand::RecordMediaFetchFailed(cmd) => self.failed(cmd),
+            MediaCommand::RequestMediaRefetch(cmd) => self.refetch(cmd),
+        }
+    }
+
+    fn refetch(&self, cmd: RequestMediaRefetch) -> Result<Option<MediaEvent>, MediaError> {
+        let key = cmd.key.trim();
+        if key.is_empty() {
+            return Err(MediaError::MissingIdempotencyKey);
+        }
+        if self.refetch_keys.iter().any(|k| k == key) {
+            return Ok(None);
+        }
+        match self.status {
+            MediaStatus::Unknown => Err(MediaError::MediaNotRequested),
+            MediaStatus::Stored => Err(MediaError::MediaAlreadyStored),
+            MediaStatus::Requested => Err(MediaError::MediaFetchInProgress),
+            MediaStatus::Failed | MediaStatus::GaveUp => Ok(Some(MediaEvent::MediaRefetchRequested {
+                key: key.to_owned(),
+                by: cmd.by,
+                after: self.last_failure.clone().unwrap_or_default(),
+                at: cmd.at,
+            })),
         }
     }
 
@@ -191,6 +218,16 @@ impl Aggregate for Media {
     }
 
     fn apply(&mut self, event: Self::Event) {
+        if let MediaEvent::MediaRefetchRequested { key, .. } = &event {
+            // The one event that follows a failed fetch: it starts over.
+            if matches!(self.status, MediaStatus::Failed | MediaStatus::GaveUp) {
+                self.refetch_keys.push(key.clone());
+                self.status = MediaStatus::Requested;
+                self.failed_attempts = 0;
+                self.next_attempt_at = None;
+            }
+            return;
+        }
         if self.status.is_settled() {
             // Nothing follows a settled fetch; a stray event changes nothing.
             return;
@@ -233,6 +270,7 @@ impl Aggregate for Media {
                 self.next_attempt_at = None;
                 self.status = MediaStatus::GaveUp;
             }
+            MediaEvent::MediaRefetchRequested { .. } => {}
         }
     }
 }
@@ -320,6 +358,87 @@ mod tests {
             next_attempt_at: retryable.then(|| at(10)),
             at: at(1),
         }
+    }
+
+    fn refetch(key: &str) -> MediaCommand {
+        MediaCommand::RequestMediaRefetch(RequestMediaRefetch {
+            key: key.into(),
+            by: "user-1".into(),
+            at: at(30),
+        })
+    }
+
+    fn refetched(key: &str, after: &str) -> MediaEvent {
+        MediaEvent::MediaRefetchRequested {
+            key: key.into(),
+            by: "user-1".into(),
+            after: after.into(),
+            at: at(30),
+        }
+    }
+
+    // RequestMediaRefetch
+
+    #[test]
+    fn a_failed_fetch_is_tried_again_on_request_from_attempt_one() {
+        Given::with(())
+            .given(vec![requested(None), failed(1, false)])
+            .when(refetch("k1"))
+            .then_expect_events(vec![refetched("k1", "http_404")]);
+        // Then the fetch starts over: attempt 1 again, and it can be stored.
+        Given::with(())
+            .given(vec![requested(None), failed(1, false), refetched("k1", "http_404")])
+            .when(failure(1, true))
+            .then_expect_events(vec![failed(1, true)]);
+        Given::with(())
+            .given(vec![requested(None), failed(1, false), refetched("k1", "http_404")])
+            .when(fetched(SHA))
+            .then_expect_events(vec![stored(SHA, 1)]);
+    }
+
+    #[test]
+    fn a_given_up_fetch_is_tried_again_and_the_same_key_records_nothing_more() {
+        let mut history = vec![requested(None)];
+        history.extend((1..MAX_FETCH_ATTEMPTS).map(|n| failed(n, true)));
+        history.push(MediaEvent::MediaFetchGaveUp {
+            attempts: MAX_FETCH_ATTEMPTS,
+            code: "http_500".into(),
+            at: at(1),
+        });
+        Given::with(())
+            .given(history.clone())
+            .when(refetch("k1"))
+            .then_expect_events(vec![refetched("k1", "http_500")]);
+        history.push(refetched("k1", "http_500"));
+        Given::with(())
+            .given(history.clone())
+            .when(refetch("k1"))
+            .then_expect_events(vec![]);
+        // Another key while it is being fetched again: refused.
+        Given::with(())
+            .given(history)
+            .when(refetch("k2"))
+            .then_expect_error(MediaError::MediaFetchInProgress);
+    }
+
+    #[test]
+    fn a_refetch_is_refused_for_a_stored_an_unrequested_or_an_ongoing_fetch_and_without_a_key() {
+        Given::with(())
+            .given(vec![requested(None), stored(SHA, 1)])
+            .when(refetch("k1"))
+            .then_expect_error(MediaError::MediaAlreadyStored);
+        Given::with(())
+            .given_no_previous_events()
+            .when(refetch("k1"))
+            .then_expect_error(MediaError::MediaNotRequested);
+        Given::with(())
+            .given(vec![requested(None), failed(1, true)])
+            .when(refetch("k1"))
+            .then_expect_error(MediaError::MediaFetchInProgress);
+        Given::with(())
+            .given(vec![requested(None), failed(1, false)])
+            .when(refetch(" "))
+            .then_expect_error(MediaError::MissingIdempotencyKey);
     }
 
     // RequestMediaFetch

@@ -15,6 +15,20 @@ pub enum MediaCommand {
     RecordMediaFetched(RecordMediaFetched),
     /// An attempt to fetch failed.
     RecordMediaFetchFailed(RecordMediaFetchFailed),
+    /// An operator asks for a failed (or given up) fetch to be tried again.
+    RequestMediaRefetch(RequestMediaRefetch),
+}
+
+/// Fetch again a media whose fetch failed or was given up (an operator's decision: the
+/// media may be available again, WhatsApp keeps media for a while). The same `key` again
+/// records nothing (a retried request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RequestMediaRefetch {
+    /// The request's idempotency key.
+    pub key: String,
+    /// Who decided (a user id, an API key id).
+    pub by: String,
+    pub at: DateTime<Utc>,
 }
 
 /// A media message arrived: fetch its bytes.

@@ -30,6 +30,10 @@ pub enum MediaError {
     /// A failure carries the provider's or the fetcher's code.
     #[error("a failure needs a code")]
     FailureNeedsACode,
+    #[error("the media is still being fetched (only a failed or given-up fetch is tried again)")]
+    MediaFetchInProgress,
+    #[error("a request to fetch again needs an idempotency key")]
+    MissingIdempotencyKey,
 }
 
 impl MediaError {
@@ -45,6 +49,8 @@ impl MediaError {
             Self::InvalidAttempt => "INVALID_ATTEMPT",
             Self::RetryNeedsANextAttemptTime => "RETRY_NEEDS_A_NEXT_ATTEMPT_TIME",
             Self::FailureNeedsACode => "FAILURE_NEEDS_A_CODE",
+            Self::MediaFetchInProgress => "MEDIA_FETCH_IN_PROGRESS",
+            Self::MissingIdempotencyKey => "MISSING_IDEMPOTENCY_KEY",
         }
     }
 }

@@ -45,6 +45,14 @@ pub enum MediaEvent {
         code: String,
         at: DateTime<Utc>,
     },
+    /// An operator asked for a failed or given-up fetch to be tried again: the fetch starts
+    /// over (attempts counted from 1 again). `after` is the failure it follows.
+    MediaRefetchRequested {
+        key: String,
+        by: String,
+        after: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl MediaEvent {
@@ -54,6 +62,7 @@ impl MediaEvent {
         "MediaStored",
         "MediaFetchFailed",
         "MediaFetchGaveUp",
+        "MediaRefetchRequested",
     ];
 }
 
@@ -64,6 +73,7 @@ impl DomainEvent for MediaEvent {
             Self::MediaStored { .. } => "MediaStored",
             Self::MediaFetchFailed { .. } => "MediaFetchFailed",
             Self::MediaFetchGaveUp { .. } => "MediaFetchGaveUp",
+            Self::MediaRefetchRequested { .. } => "MediaRefetchRequested",
         }
         .to_string()
     }
