@@ -501,6 +501,18 @@ impl Commands {
             .map_err(|e| CommandError::Unexpected(Box::new(e)))
     }
 
+    /// The present state of the media `media_ref` (read from the database).
+    pub async fn load_media(
+        &self,
+        tenant: &TenantId,
+        media_ref: &str,
+    ) -> Result<chronicle_domain::media::Media, CommandError> {
+        self.media
+            .load_aggregate(&tenant.stream_id(media_ref))
+            .await
+            .map_err(|e| CommandError::Unexpected(Box::new(e)))
+    }
+
     /// The present state of the conversation with `contact_id` (read from the database).
     pub async fn load_conversation(&self, tenant: &TenantId, contact_id: &str) -> Result<Conversation, CommandError> {
         self.conversations

@@ -29,8 +29,8 @@ use std::fmt;
 use std::time::Duration;
 
 use chronicle_domain::media::{
-    MediaCommand, MediaKind, RecordMediaFetchFailed, RecordMediaFetched, RequestMediaFetch, RequestMediaRefetch,
-    MAX_FETCH_ATTEMPTS,
+    MediaCommand, MediaError, MediaKind, RecordMediaFetchFailed, RecordMediaFetched, RequestMediaFetch,
+    RequestMediaRefetch, MAX_FETCH_ATTEMPTS,
 };
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
@@ -43,7 +43,7 @@ use sqlx::{PgPool, Row};
 use tracing::Instrument;
 
 use crate::dispatch::Commands;
-use crate::error::CommandError;
+use crate::error::{CommandError, DomainError};
 use crate::http::{backoff_delay, is_retryable, GraphApi};
 use crate::workers::{Admission, Queue, Stale};
 
@@ -183,8 +183,13 @@ impl MediaFetcher {
                    FROM new ORDER BY position
                  ON CONFLICT (tenant_id, media_ref) DO UPDATE
                     SET state = excluded.state, claimed_at = NULL, updated_at = now(),
-                        last_error = coalesce(excluded.last_error, media_jobs.last_error)
-                  WHERE excluded.state <> 'pending' AND media_jobs.state NOT IN ('stored', 'failed')",
+                        last_error = coalesce(excluded.last_error, media_jobs.last_error),
+                        -- Reopened by an operator (refetchMedia): a fresh start.
+                        attempts = CASE WHEN excluded.state = 'pending' THEN 0 ELSE media_jobs.attempts END,
+                        next_attempt_at = CASE WHEN excluded.state = 'pending' THEN now()
+                                               ELSE media_jobs.next_attempt_at END
+                  WHERE (excluded.state <> 'pending' AND media_jobs.state NOT IN ('stored', 'failed'))
+                     OR (excluded.state = 'pending' AND media_jobs.state = 'failed')",
             ),
             config,
         })
@@ -527,7 +532,7 @@ impl MediaFetcher {
     async fn mark(&self, job_id: i64, state: &str, error: Option<&str>) -> Result<(), CommandError> {
         sqlx::query(
             "UPDATE media_jobs SET state = $2, claimed_at = NULL, updated_at = now(), last_error = coalesce($3, last_error)
-              WHERE job_id = $1",
+              WHERE job_id = $1 AND state = 'fetching'",
         )
         .bind(job_id)
         .bind(state)
@@ -568,25 +573,27 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<Job, String> {
 /// Fetches again, on an operator's word, a media whose fetch failed (a 4xx, a checksum
 /// mismatch) or was given up after retries: WhatsApp keeps media for a while, and what failed
 /// may be there now. The decision is recorded on the media (`MediaRefetchRequested`, with who
-/// decided and the failure it follows) and the fetcher's row goes back to pending with its
-/// attempts from zero. Refused: `MEDIA_NOT_REQUESTED` (no such media), `MEDIA_ALREADY_STORED`,
-/// `MEDIA_FETCH_IN_PROGRESS` (still being fetched or retried), `MISSING_IDEMPOTENCY_KEY`. The
-/// same key again records nothing and puts a row still failed back to pending.
+/// decided and the failure it follows); the `media` projector reopens the media's feed row, and
+/// the fetcher's admission puts its own failed row back to pending with its attempts from zero
+/// (the log decides, so a crash right after the decision loses nothing). Refused:
+/// `MEDIA_NOT_REQUESTED` (no such media), `MEDIA_ALREADY_STORED`, `MEDIA_FETCH_IN_PROGRESS` (the
+/// fetch is still going, or the fetcher has not settled its row yet), `MISSING_IDEMPOTENCY_KEY`.
+/// The same key again records nothing.
 pub async fn refetch(
     commands: &Commands,
     media_ref: &str,
     idempotency_key: &str,
     metadata: &CommandMetadata,
 ) -> Result<crate::dispatch::Appended, CommandError> {
-    // The fetcher's row is held for the whole decision: two operators at once decide one after
-    // the other (the second finds the media requested again). The fetcher claims pending rows
-    // only, skipping held ones, so it never waits on this.
+    // The fetcher's row is held for the whole decision and must be settled `failed`: while it
+    // is `fetching`, an outcome of the old round may still be on its way into the log.
     let mut tx = commands.pool().begin().await?;
-    sqlx::query("SELECT state FROM media_jobs WHERE tenant_id = $1 AND media_ref = $2 FOR UPDATE")
-        .bind(metadata.tenant_id.as_str())
-        .bind(media_ref)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM media_jobs WHERE tenant_id = $1 AND media_ref = $2 FOR UPDATE")
+            .bind(metadata.tenant_id.as_str())
+            .bind(media_ref)
+            .fetch_optional(&mut *tx)
+            .await?;
     let by = match &metadata.actor {
         Actor::User { user_id, .. } => user_id.clone(),
         Actor::ApiKey { key_id } => key_id.clone(),
@@ -597,17 +604,17 @@ pub async fn refetch(
         by,
         at: Utc::now(),
     });
+    // The log's own answer first (refusals, or a repeated key), decided without recording.
+    let present = commands.load_media(&metadata.tenant_id, media_ref).await?;
+    let decided = present
+        .decide(command.clone())
+        .map_err(|e| CommandError::Rejected(DomainError::Media(e)))?;
+    if decided.is_some() && state.as_deref() != Some("failed") {
+        return Err(CommandError::Rejected(DomainError::Media(
+            MediaError::MediaFetchInProgress,
+        )));
+    }
     let appended = commands.media(media_ref, command, metadata).await?;
-    // A fresh start: the attempts spent before the operator's decision do not count.
-    sqlx::query(
-        "UPDATE media_jobs SET state = 'pending', attempts = 0, claimed_at = NULL, next_attempt_at = now(),
-                updated_at = now(), last_error = 'fetched again on an operator''s decision'
-          WHERE tenant_id = $1 AND media_ref = $2 AND state = 'failed'",
-    )
-    .bind(metadata.tenant_id.as_str())
-    .bind(media_ref)
-    .execute(&mut *tx)
-    .await?;
     tx.commit().await?;
     Ok(appended)
 }

@@ -221,11 +221,15 @@ impl MediaProjector {
             }
             MediaEvent::MediaFetchGaveUp { attempts, code, at } => {
                 failed(db, tenant, &media_ref, false, attempts, &code, None, at, position).await?;
-                sqlx::query("UPDATE media_files SET status = 'gave_up' WHERE tenant_id = $1 AND media_ref = $2")
-                    .bind(tenant.as_str())
-                    .bind(&media_ref)
-                    .execute(&mut *db)
-                    .await?;
+                // Guarded like every update: once a refetch follows, a given-up status is history.
+                sqlx::query(
+                    "UPDATE media_files SET status = 'gave_up' WHERE tenant_id = $1 AND media_ref = $2 AND last_position <= $3",
+                )
+                .bind(tenant.as_str())
+                .bind(&media_ref)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
                 settle(db, event, tenant, &media_ref, "failed", Some(&code)).await?;
             }
             MediaEvent::MediaRefetchRequested { at, .. } => {
@@ -244,7 +248,7 @@ impl MediaProjector {
                 .await?;
                 sqlx::query(
                     "UPDATE media_job_feed SET settled = NULL, settled_error = NULL, position = $3
-                      WHERE tenant_id = $1 AND media_ref = $2",
+                      WHERE tenant_id = $1 AND media_ref = $2 AND position < $3",
                 )
                 .bind(tenant.as_str())
                 .bind(&media_ref)
@@ -331,7 +335,7 @@ impl Projector for MediaProjector {
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
+        events: &'a [&'a StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             all_tenants(tx).await?;

@@ -586,7 +586,7 @@ impl Projector for MessagesProjector {
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
+        events: &'a [&'a StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             all_tenants(tx).await?;

@@ -503,21 +503,18 @@ impl<'p> Replay<'p> {
     }
 
     async fn apply(&mut self, tx: &mut PgConnection, events: &[StoredEvent]) -> Result<(), RebuildError> {
-        let mut mine: Vec<StoredEvent> = Vec::new();
+        // Each projector gets its part of the batch borrowed, never copied (payloads are JSON
+        // trees: copying them for every projector cost a sixth of a rebuild).
+        let mut mine: Vec<&StoredEvent> = Vec::with_capacity(events.len());
         for projector in self.projectors {
             let types = projector.event_types();
-            let slice: &[StoredEvent] = if types.is_empty() {
+            mine.clear();
+            mine.extend(
                 events
-            } else {
-                mine.clear();
-                mine.extend(
-                    events
-                        .iter()
-                        .filter(|e| types.contains(&e.event_type.as_str()))
-                        .cloned(),
-                );
-                &mine
-            };
+                    .iter()
+                    .filter(|e| types.is_empty() || types.contains(&e.event_type.as_str())),
+            );
+            let slice: &[&StoredEvent] = &mine;
             if slice.is_empty() {
                 continue;
             }
@@ -745,7 +742,8 @@ impl Swap<'_> {
                 let events = log::read_after(&mut *tx, at, &filter, 5_000).await?;
                 let Some(last) = events.last() else { break };
                 at = last.cursor;
-                projector.apply(&mut *tx, &events).await?;
+                let borrowed: Vec<&StoredEvent> = events.iter().collect();
+                projector.apply(&mut *tx, &borrowed).await?;
             }
         }
         sqlx::query(&format!("SET LOCAL search_path = {SHADOW_SCHEMA}, public"))

@@ -107,11 +107,12 @@ pub trait Projector: Send + Sync + 'static {
 
     /// Applies a batch inside the runtime's transaction (rows + checkpoint commit together).
     ///
-    /// `events` are in log order. An error rolls the whole batch back, checkpoint included.
+    /// `events` are in log order, borrowed (a rebuild hands several projectors their part of
+    /// one batch without copying it). An error rolls the whole batch back, checkpoint included.
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
+        events: &'a [&'a StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 
     /// Every table this projector writes, feeds included, and no other: a rebuild clears
@@ -174,7 +175,7 @@ impl<T: Fold> Projector for T {
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,
-        events: &'a [StoredEvent],
+        events: &'a [&'a StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             crate::shared::all_tenants(tx).await?;
@@ -357,7 +358,8 @@ impl ProjectorRunner {
             }
             // 4. Apply, move the checkpoint, commit together.
             if !events.is_empty() {
-                self.projector.apply(&mut tx, &events).await?;
+                let borrowed: Vec<&StoredEvent> = events.iter().collect();
+                self.projector.apply(&mut tx, &borrowed).await?;
             }
             let applied = events.len();
             sqlx::query(

@@ -585,3 +585,87 @@ async fn fetching_again_is_refused_for_an_unknown_a_malformed_or_an_ongoing_medi
         1
     );
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn the_log_decides_a_refetch_an_old_failure_copied_late_or_a_repeated_key_never_undoes_or_redoes_it(
+    pool: PgPool,
+) {
+    let app = TestApp::new(pool).await;
+    // 404, then 404 again after the first refetch, then the media.
+    let graph = Graph::new(vec![404, 404], PHOTO);
+    let base = graph.serve().await;
+    app.tenant_with_number("acme", NUMBER).await;
+    let body = delivery(
+        NUMBER,
+        &[(CUSTOMER, "Tendai Moyo")],
+        vec![image_message(1, &announced(PHOTO))],
+        vec![],
+    );
+    let (status, _) = app.post_delivery(&body).await;
+    assert_eq!(status, StatusCode::OK);
+    app.drain().await;
+    app.project().await;
+    let fetcher = fetcher(&app, &base);
+    fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    let media = media_ref(&app).await;
+    let describe = format!("/v21.0/{MEDIA_ID}");
+    assert_eq!(graph.hits(&describe), 1);
+
+    // While the fetcher's row is not settled yet (its failure in the log, the row still being
+    // worked), a refetch is refused: an outcome of that fetch may still be on its way.
+    sqlx::query("UPDATE media_jobs SET state = 'fetching'")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let early = refetch(&app, Role::Owner, &media, "k1").await;
+    assert_eq!(error_code(&early), "MEDIA_FETCH_IN_PROGRESS", "{early}");
+    sqlx::query("UPDATE media_jobs SET state = 'failed'")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(app.count_events("MediaRefetchRequested").await, 0);
+
+    // The failure is projected into the feed but not copied by the fetcher yet when the
+    // operator decides; the late copy of the old failure must not undo the decision.
+    app.project().await;
+    let reply = refetch(&app, Role::Owner, &media, "k1").await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    fetcher.admit().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+    fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+    assert_eq!(graph.hits(&describe), 2, "fetched again once");
+    assert_eq!(
+        media_of_message(&app, Role::Agent).await["data"]["media"]["status"],
+        "FAILED"
+    );
+
+    // The same key again records nothing and fetches nothing, however often the fetcher runs.
+    let again = refetch(&app, Role::Owner, &media, "k1").await;
+    assert!(again.get("errors").is_none(), "{again}");
+    app.project().await;
+    fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(graph.hits(&describe), 2, "a repeated key fetched again");
+    assert_eq!(app.count_events("MediaRefetchRequested").await, 1);
+
+    // A new decision fetches it, from attempt 1, and it is stored.
+    let second = refetch(&app, Role::Owner, &media, "k2").await;
+    assert!(second.get("errors").is_none(), "{second}");
+    app.project().await;
+    fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    app.project().await;
+    assert_eq!(graph.hits(&describe), 3);
+    assert_eq!(
+        media_of_message(&app, Role::Agent).await["data"]["media"]["status"],
+        "STORED"
+    );
+    assert_eq!(app.count_events("MediaRefetchRequested").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM media_jobs WHERE state = 'stored'")
+            .await,
+        1
+    );
+    // A key over 200 characters is refused as malformed.
+    let long = refetch(&app, Role::Owner, &media, &"k".repeat(201)).await;
+    assert_eq!(error_code(&long), "BAD_IDEMPOTENCY_KEY", "{long}");
+}

@@ -145,18 +145,27 @@ impl MediaMutation {
     /// outcome. Owner and admin only (others get `FORBIDDEN`). Refusals: `BAD_MEDIA_REF`,
     /// `MEDIA_NOT_REQUESTED` (no such media of the tenant), `MEDIA_ALREADY_STORED`,
     /// `MEDIA_FETCH_IN_PROGRESS` (it is still being fetched or retried),
-    /// `MISSING_IDEMPOTENCY_KEY`. The same key again records nothing. Returns a receipt for the
+    /// `MISSING_IDEMPOTENCY_KEY`, `BAD_IDEMPOTENCY_KEY` (over 200 characters). The same key again records nothing. Returns a receipt for the
     /// media.
     async fn refetch_media(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The media's ref (`mediaRef` of `media(messageId)`: `media_` and 32 hex digits).")]
         media_ref: String,
-        #[graphql(desc = "Your key for this request: the same key again records nothing more.")]
+        #[graphql(
+            desc = "Your key for this request, at most 200 characters: the same key again records nothing more."
+        )]
         idempotency_key: String,
     ) -> async_graphql::Result<Receipt> {
         let caller = allowed(ctx, Permission::ManageMessagingSettings, "fetch media again").gql()?;
         let media_ref = valid_media_ref(&media_ref).gql()?;
+        if idempotency_key.trim().len() > 200 {
+            return Err(ApiError::bad_request(
+                "BAD_IDEMPOTENCY_KEY",
+                "an idempotency key of at most 200 characters is required",
+            ))
+            .gql();
+        }
         let metadata = metadata(ctx, caller);
         receipt(async {
             chronicle_commands::media::refetch(commands(ctx).gql()?, media_ref, idempotency_key.trim(), &metadata)
