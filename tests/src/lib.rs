@@ -481,6 +481,36 @@ impl TestApp {
 
 /// Serves `app` on a loopback port until the test ends; answers its address. The one way a
 /// test stands up an HTTP peer (a Graph API, a payment provider, the app itself).
+/// Every public table's rows as JSON, sorted, but the projectors' checkpoints (their counters
+/// and times move with a rebuild): what "the system is as it was" compares. With `versions`,
+/// each row also carries its `xmin`, so a row rewritten with the same values shows too.
+pub async fn table_rows(pool: &PgPool, versions: bool) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables
+          WHERE schemaname = 'public' AND tablename NOT IN ('_sqlx_migrations', 'projector_checkpoints')
+          ORDER BY tablename",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let row = if versions {
+        "to_jsonb(t) || jsonb_build_object('xmin', t.xmin::text)"
+    } else {
+        "to_jsonb(t)"
+    };
+    let mut all = std::collections::BTreeMap::new();
+    for name in names {
+        let rows: Vec<Value> = sqlx::query_scalar(&format!(
+            "SELECT r FROM (SELECT {row} AS r FROM {name} t) s ORDER BY r::text"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| panic!("reading {name}: {e}"));
+        all.insert(name, rows);
+    }
+    all
+}
+
 pub async fn listen_loopback(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -141,8 +141,9 @@ fn announced(bytes: &[u8]) -> String {
     STANDARD.encode(Sha256::digest(bytes))
 }
 
-/// Posts an image from the customer, processes it, queues and works its fetch, projects.
-async fn receive_image(app: &TestApp, graph: &Graph, announced_sha: &str) -> MediaFetcher {
+/// Serves `graph`, posts an image from the customer, processes it and projects (its fetch is
+/// queued, not worked). Returns the Graph base URL.
+async fn deliver_image(app: &TestApp, graph: &Graph, announced_sha: &str) -> String {
     let base = graph.serve().await;
     app.tenant_with_number("acme", NUMBER).await;
     let body = delivery(
@@ -155,6 +156,12 @@ async fn receive_image(app: &TestApp, graph: &Graph, announced_sha: &str) -> Med
     assert_eq!(status, StatusCode::OK);
     app.drain().await;
     app.project().await;
+    base
+}
+
+/// Posts an image from the customer, processes it, queues and works its fetch, projects.
+async fn receive_image(app: &TestApp, graph: &Graph, announced_sha: &str) -> MediaFetcher {
+    let base = deliver_image(app, graph, announced_sha).await;
     let fetcher = fetcher(app, &base);
     fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
     app.project().await;
@@ -548,18 +555,7 @@ async fn fetching_again_is_refused_for_an_unknown_a_malformed_or_an_ongoing_medi
     let app = TestApp::new(pool).await;
     // A 500 first: retried, so the fetch is still going when the operator asks.
     let graph = Graph::new(vec![500], PHOTO);
-    let base = graph.serve().await;
-    app.tenant_with_number("acme", NUMBER).await;
-    let body = delivery(
-        NUMBER,
-        &[(CUSTOMER, "Tendai Moyo")],
-        vec![image_message(1, &announced(PHOTO))],
-        vec![],
-    );
-    let (status, _) = app.post_delivery(&body).await;
-    assert_eq!(status, StatusCode::OK);
-    app.drain().await;
-    app.project().await;
+    let base = deliver_image(&app, &graph, &announced(PHOTO)).await;
     let mut config = FetcherConfig::new(&base, TOKEN);
     config.backoff = Duration::from_secs(3_600);
     config.max_backoff = Duration::from_secs(3_600);
@@ -593,18 +589,7 @@ async fn the_log_decides_a_refetch_an_old_failure_copied_late_or_a_repeated_key_
     let app = TestApp::new(pool).await;
     // 404, then 404 again after the first refetch, then the media.
     let graph = Graph::new(vec![404, 404], PHOTO);
-    let base = graph.serve().await;
-    app.tenant_with_number("acme", NUMBER).await;
-    let body = delivery(
-        NUMBER,
-        &[(CUSTOMER, "Tendai Moyo")],
-        vec![image_message(1, &announced(PHOTO))],
-        vec![],
-    );
-    let (status, _) = app.post_delivery(&body).await;
-    assert_eq!(status, StatusCode::OK);
-    app.drain().await;
-    app.project().await;
+    let base = deliver_image(&app, &graph, &announced(PHOTO)).await;
     let fetcher = fetcher(&app, &base);
     fetcher.drain().await.unwrap_or_else(|e| panic!("{e}"));
     let media = media_ref(&app).await;

@@ -6,7 +6,6 @@
 //! and every worker runs again: the log gains no event, the Graph API gets no request, and
 //! every table (read models, feeds, the workers' own tables, the log) holds the same rows.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ use chronicle_api::app::projectors;
 use chronicle_commands::campaigns::CampaignConfig;
 use chronicle_commands::media::FetcherConfig;
 use chronicle_commands::workers::{WorkerSettings, Workers};
-use chronicle_tests::{delivery, sender_config, serve_loopback, wamid, TestApp};
+use chronicle_tests::{delivery, sender_config, serve_loopback, table_rows, wamid, TestApp};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -136,29 +135,6 @@ async fn run_until_quiet(app: &TestApp, workers: &Workers) -> usize {
     panic!("the workers were still appending after 30 rounds");
 }
 
-/// Every table's rows (as JSON, sorted), but the projectors' checkpoints (their counters and
-/// times move with a rebuild).
-async fn tables(pool: &PgPool) -> BTreeMap<String, Vec<Value>> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-          WHERE schemaname = 'public' AND tablename NOT IN ('_sqlx_migrations', 'projector_checkpoints')
-          ORDER BY tablename",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut all = BTreeMap::new();
-    for name in names {
-        let rows: Vec<Value> =
-            sqlx::query_scalar(&format!("SELECT to_jsonb(t) FROM {name} t ORDER BY to_jsonb(t)::text"))
-                .fetch_all(pool)
-                .await
-                .unwrap_or_else(|e| panic!("reading {name}: {e}"));
-        all.insert(name, rows);
-    }
-    all
-}
-
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn rebuilding_every_projection_feeds_included_changes_nothing_and_repeats_no_side_effect(pool: PgPool) {
     let app = TestApp::new(pool).await;
@@ -177,7 +153,7 @@ async fn rebuilding_every_projection_feeds_included_changes_nothing_and_repeats_
     let workers = workers(&app, &base);
     run_until_quiet(&app, &workers).await;
     let (sends, media) = graph.requests();
-    let before = tables(&app.pool).await;
+    let before = table_rows(&app.pool, false).await;
     // The demo gives every worker something to do, so the rebuild has work to not repeat.
     for (table, at_least) in [
         ("outbox", 1),
@@ -197,7 +173,7 @@ async fn rebuilding_every_projection_feeds_included_changes_nothing_and_repeats_
     run_until_quiet(&app, &workers).await;
 
     assert_eq!(graph.requests(), (sends, media), "the rebuild sent or fetched again");
-    let after = tables(&app.pool).await;
+    let after = table_rows(&app.pool, false).await;
     assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
     let changed: Vec<&String> = before.keys().filter(|t| before[*t] != after[*t]).collect();
     for table in &changed {

@@ -4,7 +4,6 @@
 //! constraints, policies and grants; drift is found (exit 1) and repaired, `--compare-only`
 //! touches nothing; refusals leave nothing behind.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,28 +42,6 @@ const QUERIES: &[(&str, &str)] = &[
     (AGENCY, "{ conversations(first: 50) { edges { node { id lastMessage { text } } } } }"),
 ];
 
-/// Every public table's rows (as JSON, sorted), but the projectors' checkpoints.
-async fn tables(pool: &PgPool) -> BTreeMap<String, Vec<Value>> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-          WHERE schemaname = 'public' AND tablename NOT IN ('_sqlx_migrations', 'projector_checkpoints')
-          ORDER BY tablename",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut all = BTreeMap::new();
-    for name in names {
-        let rows: Vec<Value> =
-            sqlx::query_scalar(&format!("SELECT to_jsonb(t) FROM {name} t ORDER BY to_jsonb(t)::text"))
-                .fetch_all(pool)
-                .await
-                .unwrap_or_else(|e| panic!("reading {name}: {e}"));
-        all.insert(name, rows);
-    }
-    all
-}
-
 /// What the public schema's tables are made of: columns in order, indexes, constraints,
 /// row-level security, policies, grants and owners.
 async fn schema(pool: &PgPool) -> Vec<String> {
@@ -94,29 +71,6 @@ async fn schema(pool: &PgPool) -> Vec<String> {
     .fetch_all(pool)
     .await
     .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// [`tables`], each row with its `xmin`: a row rewritten with the same values shows too.
-async fn tables_with_versions(pool: &PgPool) -> BTreeMap<String, Vec<Value>> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-          WHERE schemaname = 'public' AND tablename NOT IN ('_sqlx_migrations', 'projector_checkpoints')
-          ORDER BY tablename",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut all = BTreeMap::new();
-    for name in names {
-        let rows: Vec<Value> = sqlx::query_scalar(&format!(
-            "SELECT to_jsonb(t) || jsonb_build_object('xmin', t.xmin::text) FROM {name} t ORDER BY 1::text"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap_or_else(|e| panic!("reading {name}: {e}"));
-        all.insert(name, rows);
-    }
-    all
 }
 
 async fn leftover_schemas(pool: &PgPool) -> Vec<String> {
@@ -234,7 +188,7 @@ async fn rebuilding_every_projection_while_the_api_serves_fails_no_query_and_cha
         .into_iter()
         .map(|a| a.unwrap_or_else(|e| panic!("before the rebuild: {e}")))
         .collect();
-    let rows_before = tables(&pool).await;
+    let rows_before = table_rows(&pool, false).await;
     let schema_before = schema(&pool).await;
     assert!(rows_before["conversations"].len() > 10 && rows_before["messages"].len() > 10);
 
@@ -321,7 +275,7 @@ async fn rebuilding_every_projection_while_the_api_serves_fails_no_query_and_cha
     );
     assert_eq!(steps.last(), Some(&RebuildProgress::Swapping));
     // Every table as before, the schema as before, nothing left behind.
-    assert_eq!(tables(&pool).await, rows_before);
+    assert_eq!(table_rows(&pool, false).await, rows_before);
     assert_eq!(schema(&pool).await, schema_before);
     assert!(leftover_schemas(&pool).await.is_empty());
     let at: Vec<String> = sqlx::query_scalar(
@@ -409,7 +363,7 @@ async fn drift_is_reported_with_exit_1_repaired_by_the_swap_and_left_alone_by_co
     let app = TestApp::new(pool.clone()).await;
     app.load_demo().await;
     app.project().await;
-    let clean = tables(&pool).await;
+    let clean = table_rows(&pool, false).await;
     let dir = data_dir();
 
     // A clean read model: exit 0 (Outcome::Ok), every table equal.
@@ -418,7 +372,7 @@ async fn drift_is_reported_with_exit_1_repaired_by_the_swap_and_left_alone_by_co
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome, Outcome::Ok, "{}", String::from_utf8_lossy(&out));
-    assert_eq!(tables(&pool).await, clean);
+    assert_eq!(table_rows(&pool, false).await, clean);
 
     // Plant drift: a changed row, a deleted row.
     sqlx::query("UPDATE conversations SET unread_count = unread_count + 7 WHERE conversation_id = (SELECT min(conversation_id) FROM conversations)")
@@ -429,9 +383,9 @@ async fn drift_is_reported_with_exit_1_repaired_by_the_swap_and_left_alone_by_co
         .execute(&pool)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let drifted = tables(&pool).await;
+    let drifted = table_rows(&pool, false).await;
     assert_ne!(drifted, clean);
-    let drifted_versions = tables_with_versions(&pool).await;
+    let drifted_versions = table_rows(&pool, true).await;
 
     // --compare-only: exit 1, both tables named, nothing changed anywhere (a projector
     // writing a table it does not list would show here).
@@ -453,7 +407,7 @@ async fn drift_is_reported_with_exit_1_repaired_by_the_swap_and_left_alone_by_co
     assert_eq!(differing, vec!["conversations", "messages"]);
     assert_eq!(report["swapped"], json!(false));
     // Not a row of any table written, not even with the same values.
-    assert_eq!(tables_with_versions(&pool).await, drifted_versions);
+    assert_eq!(table_rows(&pool, true).await, drifted_versions);
 
     // The table report says so too.
     args.format = RebuildFormat::Table;
@@ -472,7 +426,7 @@ async fn drift_is_reported_with_exit_1_repaired_by_the_swap_and_left_alone_by_co
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome, Outcome::Broken);
-    assert_eq!(tables(&pool).await, clean);
+    assert_eq!(table_rows(&pool, false).await, clean);
     // And again: nothing left to repair.
     let mut out = Vec::new();
     let outcome = rebuild_command(&pool, &cli_args(dir.path()), &mut out)
@@ -487,7 +441,7 @@ async fn one_projector_is_rebuilt_alone_and_refusals_leave_nothing_behind(pool: 
     app.load_demo().await;
     app.project().await;
     let dir = data_dir();
-    let before = tables(&pool).await;
+    let before = table_rows(&pool, false).await;
     let schema_before = schema(&pool).await;
 
     // One projector by name: only its tables are in the report.
@@ -508,7 +462,7 @@ async fn one_projector_is_rebuilt_alone_and_refusals_leave_nothing_behind(pool: 
         .filter_map(|t| t["table"].as_str())
         .collect();
     assert_eq!(rebuilt, vec!["leads", "lead_stage_transitions"]);
-    assert_eq!(tables(&pool).await, before);
+    assert_eq!(table_rows(&pool, false).await, before);
 
     // --list names every projector and its tables.
     let mut args = cli_args(dir.path());
@@ -581,7 +535,7 @@ async fn one_projector_is_rebuilt_alone_and_refusals_leave_nothing_behind(pool: 
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(leftover_schemas(&pool).await.is_empty());
-    assert_eq!(tables(&pool).await, before);
+    assert_eq!(table_rows(&pool, false).await, before);
     assert_eq!(schema(&pool).await, schema_before);
 }
 
@@ -697,7 +651,7 @@ async fn a_live_projector_a_little_behind_is_caught_up_and_compared_one_never_ru
     let app = TestApp::new(pool.clone()).await;
     app.load_demo().await;
     app.project().await;
-    let templates_before = tables(&pool).await["templates"].clone();
+    let templates_before = table_rows(&pool, false).await["templates"].clone();
     assert!(!templates_before.is_empty());
     // `messages` behind by a few events; `templates` as if it had never run.
     for n in 0..5 {
@@ -747,7 +701,7 @@ async fn a_live_projector_a_little_behind_is_caught_up_and_compared_one_never_ru
     assert!(report.differing().is_empty(), "{:#?}", report.differing());
     // Swapped in: the never-run projector's table is whole again, the behind one has the new
     // messages, and both checkpoints stand at the report's cursor.
-    assert_eq!(tables(&pool).await["templates"], templates_before);
+    assert_eq!(table_rows(&pool, false).await["templates"], templates_before);
     assert_eq!(
         app.count("SELECT count(*) FROM messages WHERE message_ref LIKE 'wamid.behind.%'")
             .await,
@@ -765,7 +719,7 @@ async fn another_master_key_is_refused_before_anything_is_built(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
     app.load_demo().await;
     app.project().await;
-    let before = tables(&pool).await;
+    let before = table_rows(&pool, false).await;
     let dir = data_dir();
     std::fs::write(
         dir.path().join("dev-secrets.json"),
@@ -783,6 +737,6 @@ async fn another_master_key_is_refused_before_anything_is_built(pool: PgPool) {
         error.to_string().contains("does not open the contacts' keys"),
         "{error}"
     );
-    assert_eq!(tables(&pool).await, before);
+    assert_eq!(table_rows(&pool, false).await, before);
     assert!(leftover_schemas(&pool).await.is_empty());
 }
