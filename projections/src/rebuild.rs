@@ -354,10 +354,7 @@ async fn rebuild_locked(
 
     let names: Vec<&'static str> = projectors.iter().map(|p| p.name()).collect();
     for name in &names {
-        sqlx::query("INSERT INTO projector_checkpoints (projector) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(name)
-            .execute(&mut fill)
-            .await?;
+        crate::runtime::ensure_checkpoint(&mut fill, name).await?;
     }
     let mut retries = 0;
     let mut compared: Option<Vec<TableComparison>> = None;
@@ -697,17 +694,7 @@ impl Swap<'_> {
         }
         for name in self.names {
             let applied = replay.state.applied.get(name).copied().unwrap_or(0);
-            sqlx::query(
-                "UPDATE projector_checkpoints \
-                 SET last_tx_id = $2::text::xid8, last_position = $3, events_applied = $4, updated_at = now() \
-                 WHERE projector = $1",
-            )
-            .bind(name)
-            .bind(target.tx_id.to_string())
-            .bind(target.position)
-            .bind(i64::try_from(applied).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+            crate::runtime::move_checkpoint(tx, name, target, crate::runtime::Applied::Set(applied)).await?;
         }
         Ok((comparisons, target))
     }

@@ -362,18 +362,7 @@ impl ProjectorRunner {
                 self.projector.apply(&mut tx, &borrowed).await?;
             }
             let applied = events.len();
-            sqlx::query(
-                "UPDATE projector_checkpoints \
-                 SET last_tx_id = $2::text::xid8, last_position = $3, \
-                     events_applied = events_applied + $4, updated_at = now() \
-                 WHERE projector = $1",
-            )
-            .bind(name)
-            .bind(last.tx_id.to_string())
-            .bind(last.position)
-            .bind(i64::try_from(applied).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+            move_checkpoint(&mut tx, name, last, Applied::Add(applied)).await?;
             tx.commit().await?;
             PROGRESS.notify_waiters();
             return Ok(applied);
@@ -624,7 +613,43 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, pause: Duration)
     }
 }
 
-async fn ensure_checkpoint(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+/// How a moved checkpoint counts the events applied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Applied {
+    /// A batch: added to the count.
+    Add(usize),
+    /// A rebuild swapped in: the count of the new tables.
+    Set(u64),
+}
+
+/// Moves `name`'s checkpoint to `to` (in the caller's transaction, its row locked).
+pub(crate) async fn move_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+    to: Cursor,
+    applied: Applied,
+) -> Result<(), sqlx::Error> {
+    let (count, replace) = match applied {
+        Applied::Add(n) => (i64::try_from(n).unwrap_or(i64::MAX), false),
+        Applied::Set(n) => (i64::try_from(n).unwrap_or(i64::MAX), true),
+    };
+    sqlx::query(
+        "UPDATE projector_checkpoints \
+         SET last_tx_id = $2::text::xid8, last_position = $3, \
+             events_applied = CASE WHEN $5 THEN $4 ELSE events_applied + $4 END, updated_at = now() \
+         WHERE projector = $1",
+    )
+    .bind(name)
+    .bind(to.tx_id.to_string())
+    .bind(to.position)
+    .bind(count)
+    .bind(replace)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn ensure_checkpoint(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO projector_checkpoints (projector) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(name)
         .execute(conn)

@@ -128,6 +128,36 @@ fn spawn_runners(app: &TestApp, stop: &watch::Receiver<bool>) -> Vec<tokio::task
         .collect()
 }
 
+/// Inbound messages `wamid.<tag>.<n>` from `contacts` contacts (`ct_<tag>_<i>`), one every
+/// `pause_ms`, while `appending` holds and until at least `at_least` are sent. Answers how many.
+fn spawn_inbound_writer(
+    app: &TestApp,
+    tag: &'static str,
+    contacts: u32,
+    appending: &Arc<AtomicBool>,
+    at_least: u32,
+    pause_ms: u64,
+) -> tokio::task::JoinHandle<u32> {
+    let (commands, appending) = (app.state.commands.clone(), appending.clone());
+    tokio::spawn(async move {
+        let mut n = 0u32;
+        while appending.load(Ordering::SeqCst) || n < at_least {
+            n += 1;
+            let contact = format!("ct_{tag}_{}", n % contacts);
+            commands
+                .conversation(
+                    &contact,
+                    inbound_message(&format!("wamid.{tag}.{n}"), &contact, i64::from(n)),
+                    &system_metadata(INSTALLER),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        }
+        n
+    })
+}
+
 fn cli_args(data_dir: &std::path::Path) -> RebuildArgs {
     RebuildArgs {
         projectors: Vec::new(),
@@ -296,26 +326,7 @@ async fn a_rebuild_beside_appends_and_live_runners_compares_at_one_cursor_and_th
     let runners = spawn_runners(&app, &stopped);
     // Inbound messages keep arriving while the rebuild runs.
     let appending = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let (commands, appending) = (app.state.commands.clone(), appending.clone());
-        tokio::spawn(async move {
-            let mut n = 0u32;
-            while appending.load(Ordering::SeqCst) || n < 20 {
-                n += 1;
-                let contact = format!("ct_rebuild_{}", n % 7);
-                commands
-                    .conversation(
-                        &contact,
-                        inbound_message(&format!("wamid.rebuild.{n}"), &contact, i64::from(n)),
-                        &system_metadata(INSTALLER),
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            n
-        })
-    };
+    let writer = spawn_inbound_writer(&app, "rebuild", 7, &appending, 20, 5);
     let report = rebuild::rebuild(
         &pool,
         &projectors(&app.state),
@@ -580,26 +591,7 @@ async fn a_swap_held_up_by_a_query_tries_again_and_loses_nothing_applied_in_the_
         })
     };
     let appending = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let (commands, appending) = (app.state.commands.clone(), appending.clone());
-        tokio::spawn(async move {
-            let mut n = 0u32;
-            while appending.load(Ordering::SeqCst) {
-                n += 1;
-                let contact = format!("ct_retry_{}", n % 5);
-                commands
-                    .conversation(
-                        &contact,
-                        inbound_message(&format!("wamid.retry.{n}"), &contact, i64::from(n)),
-                        &system_metadata(INSTALLER),
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            n
-        })
-    };
+    let writer = spawn_inbound_writer(&app, "retry", 5, &appending, 0, 10);
     let notify = swapping.clone();
     let report = rebuild::rebuild(
         &pool,
