@@ -182,6 +182,24 @@ async fn deliveries(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     nodes
 }
 
+/// The delivery log once it holds at least `n` attempts (30 s at most): the receiver answers
+/// before the dispatcher records the attempt, so a test that saw the request waits for its row.
+async fn deliveries_at_least(app: &TestApp, token: &str, id: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = deliveries(app, token, id).await;
+        if log.len() >= n {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} attempts recorded within 30 s",
+            log.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn webhook(app: &TestApp, token: &str) -> Value {
     let (_, reply) = app
         .graphql(
@@ -233,7 +251,7 @@ async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_signed_for_
     );
 
     // The delivery log shows the four attempts.
-    let log = deliveries(&app, &owner, &id).await;
+    let log = deliveries_at_least(&app, &owner, &id, 4).await;
     let attempts: Vec<(i64, i64, bool)> = log
         .iter()
         .map(|d| {
@@ -249,7 +267,15 @@ async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_signed_for_
         vec![(1, 500, false), (2, 503, false), (3, 500, false), (4, 200, true)]
     );
     assert!(log.iter().all(|d| d["messageId"] == json!(fourth.id())));
-    let state = webhook(&app, &owner).await;
+    // (The attempt is recorded before the checkpoint moves: wait for the move.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state = loop {
+        let state = webhook(&app, &owner).await;
+        if state["failures"] == json!(0) || Instant::now() >= deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         (state["enabled"].clone(), state["failures"].clone()),
         (json!(true), json!(0))
@@ -327,7 +353,7 @@ async fn a_receiver_that_always_fails_gets_its_endpoint_disabled_and_enabling_re
     assert_eq!(got[5].id(), got[0].id());
     // (Then the events after it, each once: the endpoint takes every type — its own creation
     // came first — and its disabling and enabling come too.)
-    let log = deliveries(&app, &owner, &id).await;
+    let log = deliveries_at_least(&app, &owner, &id, 6).await;
     assert_eq!(log[5]["messageId"], json!(got[0].id()));
     assert_eq!(log[5]["succeeded"], true);
     let deadline = Instant::now() + Duration::from_secs(30);
