@@ -195,6 +195,7 @@ pub const MUTATIONS: &[(&str, &[Permission])] = &[
     ("unassignTechnician", &[ManageInstallations]),
     ("scheduleInstallation", &[ManageInstallations]),
     ("rescheduleInstallation", &[ManageInstallations]),
+    ("correctInstallation", &[ManageInstallations]),
     ("startInstallationWork", &[WorkInstallations]),
     ("completeChecklistItem", &[WorkInstallations]),
     ("attachInstallationPhoto", &[WorkInstallations]),

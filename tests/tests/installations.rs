@@ -55,6 +55,7 @@ async fn settle(app: &TestApp) {
 
 fn item(sku: &str, quantity: u32, price: i64, installable: Option<InstallationType>) -> LineItem {
     LineItem {
+        capacity_w: None,
         sku: sku.into(),
         description: format!("{sku} (catalogue)"),
         quantity,
@@ -94,7 +95,7 @@ async fn paid_solar_order(app: &TestApp, tenant: &TenantId) -> (String, String) 
     let svc = service(app);
     let m = md(tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, solar_order(), None, &m)
+        .place_order(CUSTOMER, solar_order(), None, None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 260_000, "USD", &m)
@@ -138,7 +139,7 @@ async fn a_paid_order_with_installable_items_opens_exactly_one_installation_even
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, solar_order(), None, &m)
+        .place_order(CUSTOMER, solar_order(), None, None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 100_000, "USD", &m)
@@ -236,7 +237,7 @@ async fn with_the_servers_background_tasks_a_paid_order_ends_in_an_installation_
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, solar_order(), None, &m)
+        .place_order(CUSTOMER, solar_order(), None, None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 260_000, "USD", &m)
@@ -273,7 +274,7 @@ async fn an_opening_that_fails_for_now_is_retried_after_its_backoff_and_then_ope
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, solar_order(), None, &m)
+        .place_order(CUSTOMER, solar_order(), None, None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 260_000, "USD", &m)
@@ -330,7 +331,7 @@ async fn a_paid_order_without_installable_items_opens_no_installation(pool: PgPo
     let svc = service(&app);
     let m = md(&tenant, "ops-1");
     let order = svc
-        .place_order(CUSTOMER, vec![item("cable-roll", 2, 5_000, None)], None, &m)
+        .place_order(CUSTOMER, vec![item("cable-roll", 2, 5_000, None)], None, None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.record_payment(&order, PaymentProvider::Cash, "rcpt-1", 10_000, "USD", &m)
@@ -443,24 +444,24 @@ async fn order_commands_succeed_and_each_refusal_carries_its_code(pool: PgPool) 
     let m = md(&tenant, "ops-1");
     // place
     assert_eq!(
-        refusal(svc.place_order(CUSTOMER, vec![], None, &m).await),
+        refusal(svc.place_order(CUSTOMER, vec![], None, None, &m).await),
         "EMPTY_ORDER"
     );
     let mut mixed = solar_order();
     mixed[1].currency = "KES".into();
     assert_eq!(
-        refusal(svc.place_order(CUSTOMER, mixed, None, &m).await),
+        refusal(svc.place_order(CUSTOMER, mixed, None, None, &m).await),
         "MIXED_CURRENCIES"
     );
     assert_eq!(
         refusal(
-            svc.place_order(CUSTOMER, vec![item("free", 1, 0, None)], None, &m)
+            svc.place_order(CUSTOMER, vec![item("free", 1, 0, None)], None, None, &m)
                 .await
         ),
         "ZERO_TOTAL"
     );
     let order = svc
-        .place_order(CUSTOMER, solar_order(), None, &m)
+        .place_order(CUSTOMER, solar_order(), None, None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(order.starts_with("order_") && uuid::Uuid::parse_str(&order[6..]).is_ok());
@@ -503,7 +504,7 @@ async fn order_commands_succeed_and_each_refusal_carries_its_code(pool: PgPool) 
     );
     assert_eq!(refusal(svc.cancel_order("order_nope", None, &m).await), "UNKNOWN_ORDER");
     let other = svc
-        .place_order(CUSTOMER, solar_order(), None, &m)
+        .place_order(CUSTOMER, solar_order(), None, None, &m)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     svc.cancel_order(&other, Some("Customer moved to Bulawayo"), &m)
@@ -1749,4 +1750,254 @@ async fn an_owner_grants_a_quality_bonus_to_a_pending_payout_which_then_totals_t
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(paid, total);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes from the items, site addresses from the order, and corrections
+
+const CORRECT: &str = "mutation($id: String!, $address: String, $size: Int, $reason: String!) {
+    correctInstallation(installationId: $id, siteAddress: $address, systemSizeW: $size, reason: $reason) { id } }";
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_order_gives_its_installation_the_site_address_and_the_size_of_its_panels_and_staff_correct_both(
+    pool: PgPool,
+) {
+    let app = TestApp::new(pool).await;
+    let tenant = app.tenant_with_number("acme", NUMBER).await;
+    app.register_contact("acme", CUSTOMER, "+263771234567").await;
+    let events = || async { app.count("SELECT count(*) FROM events").await };
+    // Ten 550 W panels and a 5 kW inverter (which adds no capacity), with the site address.
+    const PLACE: &str = "mutation($c: String!, $address: String, $panel: Int) {
+      placeOrder(customerId: $c, siteAddress: $address, items: [
+        { sku: \"panel-550w\", description: \"550 W panel\", quantity: 10, unitPriceMinor: 12000, currency: \"USD\",
+          installable: SOLAR, capacityW: $panel },
+        { sku: \"inverter-5kw\", description: \"5 kW inverter\", quantity: 1, unitPriceMinor: 90000, currency: \"USD\",
+          installable: SOLAR }]) { id } }";
+    // A stated capacity of zero, or a negative one, is refused and nothing is stored.
+    let before = events().await;
+    let reply = app
+        .gql("acme", Role::Agent, PLACE, json!({"c": CUSTOMER, "panel": 0}))
+        .await;
+    assert_eq!(gql_code(&reply), "ZERO_CAPACITY", "{reply}");
+    let reply = app
+        .gql("acme", Role::Agent, PLACE, json!({"c": CUSTOMER, "panel": -550}))
+        .await;
+    assert_eq!(gql_code(&reply), "INVALID_INPUT", "{reply}");
+    assert_eq!(events().await, before);
+
+    let data = ok(
+        &app,
+        "acme",
+        Role::Agent,
+        PLACE,
+        json!({"c": CUSTOMER, "address": " 12 Samora Machel Ave, Harare ", "panel": 550}),
+    )
+    .await;
+    let order = data["placeOrder"]["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM events WHERE payload::text LIKE '%Samora%'").await,
+        0,
+        "the site address is sealed in the log"
+    );
+    service(&app)
+        .record_payment(
+            &order,
+            PaymentProvider::Cash,
+            "rcpt-1",
+            210_000,
+            "USD",
+            &md(&tenant, "ops-1"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    settle(&app).await;
+    let isr = installation_id_for_order(&tenant, &order);
+    const SHOW: &str = "query($id: String!) { installation(id: $id) { systemSizeW siteAddress status } }";
+    let data = ok(&app, "acme", Role::Admin, SHOW, json!({"id": isr})).await;
+    assert_eq!(
+        data["installation"],
+        json!({"systemSizeW": 5500, "siteAddress": "12 Samora Machel Ave, Harare", "status": "PENDING"}),
+        "the size is the panels' 10 × 550 W, the address the order's"
+    );
+
+    // Refusals, each storing nothing.
+    let before = events().await;
+    let refused = [
+        (
+            Role::Admin,
+            json!({"id": isr, "reason": "recount"}),
+            "NOTHING_TO_CORRECT",
+        ),
+        (
+            Role::Admin,
+            json!({"id": isr, "size": 0, "reason": "recount"}),
+            "ZERO_SYSTEM_SIZE",
+        ),
+        (
+            Role::Admin,
+            json!({"id": isr, "size": -1, "reason": "recount"}),
+            "INVALID_INPUT",
+        ),
+        (
+            Role::Admin,
+            json!({"id": isr, "size": 6050, "reason": "  "}),
+            "BLANK_FIELD",
+        ),
+        (
+            Role::Admin,
+            json!({"id": isr, "address": " ", "reason": "typo"}),
+            "BLANK_FIELD",
+        ),
+        (
+            Role::Admin,
+            json!({"id": isr, "address": "x".repeat(4_001), "reason": "typo"}),
+            "INVALID_INPUT",
+        ),
+        (
+            Role::Admin,
+            json!({"id": "isr_nope", "size": 6050, "reason": "recount"}),
+            "UNKNOWN_INSTALLATION",
+        ),
+        (
+            Role::Agent,
+            json!({"id": isr, "size": 6050, "reason": "recount"}),
+            "FORBIDDEN",
+        ),
+        (
+            Role::Technician,
+            json!({"id": isr, "size": 6050, "reason": "recount"}),
+            "FORBIDDEN",
+        ),
+    ];
+    for (role, vars, code) in refused {
+        let reply = app.gql("acme", role, CORRECT, vars.clone()).await;
+        assert_eq!(gql_code(&reply), code, "{vars}: {reply}");
+    }
+    assert_eq!(events().await, before, "no refusal stored anything");
+    // The size it already has changes nothing.
+    ok(
+        &app,
+        "acme",
+        Role::Admin,
+        CORRECT,
+        json!({"id": isr, "size": 5500, "reason": "recount"}),
+    )
+    .await;
+    assert_eq!(events().await, before);
+
+    // Eleven panels went up: the size and the address are corrected, with a reason.
+    ok(
+        &app,
+        "acme",
+        Role::Admin,
+        CORRECT,
+        json!({"id": isr, "size": 6050, "address": "14 Samora Machel Ave, Harare",
+               "reason": "an eleventh panel on site; the gate is number 14"}),
+    )
+    .await;
+    assert_eq!(events().await, before + 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM events WHERE payload::text LIKE '%eleventh%' OR payload::text LIKE '%14 Samora%'"
+        )
+        .await,
+        0,
+        "the reason and the address are sealed"
+    );
+    app.project().await;
+    let data = ok(&app, "acme", Role::Admin, SHOW, json!({"id": isr})).await;
+    assert_eq!(data["installation"]["systemSizeW"], 6050);
+    assert_eq!(data["installation"]["siteAddress"], "14 Samora Machel Ave, Harare");
+    let data = ok(
+        &app,
+        "acme",
+        Role::Admin,
+        "query($id: String!) { installation(id: $id) { timeline { eventType summary } } }",
+        json!({"id": isr}),
+    )
+    .await;
+    let summaries: Vec<String> = data["installation"]["timeline"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|n| n["summary"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        summaries.contains(&"Corrected: site address, system size 5500 W → 6050 W (reason recorded)".to_string()),
+        "{summaries:?}"
+    );
+
+    // Commissioned: the payout's tier comes from the corrected size (6 050 W: large, not the
+    // 5 500 W medium).
+    let svc = service(&app);
+    let m = md(&tenant, "ops-1");
+    ready_to_commission(&app, &tenant, &isr, true).await;
+    for item in required_checklist(InstallationType::Solar) {
+        svc.complete_checklist_item(&isr, item, &m)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (i, kind) in photo_requirements(InstallationType::Solar).iter().enumerate() {
+        svc.attach_photo(&isr, kind, &hash(i as u8), &m)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    svc.commission(&isr, &m).await.unwrap_or_else(|e| panic!("{e}"));
+    settle(&app).await;
+    let data = ok(
+        &app,
+        "acme",
+        Role::Finance,
+        "{ payouts { nodes { installationId systemSizeW tier amountMinor } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data["payouts"]["nodes"],
+        json!([{"installationId": isr, "systemSizeW": 6050, "tier": "large", "amountMinor": payout_for(6_050, None)}])
+    );
+
+    // After commissioning the size is fixed; the address may still be corrected, until
+    // decommissioning.
+    let before = events().await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            CORRECT,
+            json!({"id": isr, "size": 7000, "reason": "late recount"}),
+        )
+        .await;
+    assert_eq!(gql_code(&reply), "SIZE_FIXED_AFTER_COMMISSIONING", "{reply}");
+    assert_eq!(events().await, before);
+    ok(
+        &app,
+        "acme",
+        Role::Owner,
+        CORRECT,
+        json!({"id": isr, "address": "16 Samora Machel Ave, Harare", "reason": "renumbered street"}),
+    )
+    .await;
+    svc.decommission(&isr, None, &m).await.unwrap_or_else(|e| panic!("{e}"));
+    let before = events().await;
+    let reply = app
+        .gql(
+            "acme",
+            Role::Admin,
+            CORRECT,
+            json!({"id": isr, "address": "18 Samora", "reason": "moved"}),
+        )
+        .await;
+    assert_eq!(gql_code(&reply), "INSTALLATION_DECOMMISSIONED", "{reply}");
+    assert_eq!(events().await, before);
+    app.project().await;
+    let data = ok(&app, "acme", Role::Admin, SHOW, json!({"id": isr})).await;
+    assert_eq!(data["installation"]["siteAddress"], "16 Samora Machel Ave, Harare");
+
+    // A rebuild of the read model gives the same row.
+    let live = chronicle_tests::table_rows(&app.pool, false).await;
+    app.rebuild("installations").await;
+    assert_eq!(chronicle_tests::table_rows(&app.pool, false).await, live);
 }

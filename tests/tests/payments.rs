@@ -444,8 +444,10 @@ fn metadata() -> CommandMetadata {
 async fn place_order(app: &TestApp, price: i64, currency: &str) -> String {
     let order_id = format!("order_{}", uuid::Uuid::new_v4());
     let command = OrderCommand::Place(PlaceOrder {
+        site_address: None,
         customer_id: "ct_customer".into(),
         items: vec![LineItem {
+            capacity_w: None,
             sku: "solar-kit-5kw".into(),
             description: "5 kW solar kit".into(),
             quantity: 1,

@@ -199,6 +199,22 @@ pub async fn order_facts(
     }))
 }
 
+/// The site address an order was placed with, sealed under its customer's key (None: no such
+/// order, or placed without one).
+pub async fn order_site_address(
+    pool: &PgPool,
+    tenant: &TenantId,
+    order_id: &str,
+) -> Result<Option<Envelope>, CommandError> {
+    let placed = first_payload(pool, "Order", &tenant.stream_id(order_id), "OrderPlaced").await?;
+    match placed.map(|p| p["site_address"].clone()) {
+        Some(sealed) if !sealed.is_null() => serde_json::from_value(sealed)
+            .map(Some)
+            .map_err(|e| CommandError::Unexpected(Box::new(e))),
+        _ => Ok(None),
+    }
+}
+
 /// The customer of an installation, from its `InstallationOpened` (None: no such installation).
 pub async fn installation_customer(
     pool: &PgPool,

@@ -8,17 +8,25 @@ impl InstallationService {
     /// returns its id. With an `idempotency_key` the id is derived from the key
     /// (`order_k<32 hex>`), so a retried request finds the order it placed and records nothing
     /// again, and the key with another customer or other items is refused
-    /// (`IDEMPOTENCY_KEY_REUSED`); without one the id is `order_<uuid>`.
+    /// (`IDEMPOTENCY_KEY_REUSED`); without one the id is `order_<uuid>`. The site address (blank:
+    /// none; at most [`MAX_TEXT_CHARS`] characters) is sealed under the customer's data key; the
+    /// installation the paid order opens starts with it.
     pub async fn place_order(
         &self,
         customer_id: &str,
         items: Vec<LineItem>,
+        site_address: Option<&str>,
         idempotency_key: Option<&str>,
         metadata: &CommandMetadata,
     ) -> Result<String, CommandError> {
-        let command = OrderCommand::Place(PlaceOrder {
+        let site_address = site_address.map(str::trim).filter(|a| !a.is_empty());
+        if let Some(address) = site_address {
+            text(address, "site address")?;
+        }
+        let mut command = OrderCommand::Place(PlaceOrder {
             customer_id: customer_id.to_string(),
             items,
+            site_address: None,
             by: by_of(metadata),
             at: Utc::now(),
         });
@@ -44,6 +52,9 @@ impl InstallationService {
                 }
                 .into(),
             ));
+        }
+        if let (OrderCommand::Place(place), Some(address)) = (&mut command, site_address) {
+            place.site_address = Some(self.seal_for(&metadata.tenant_id, customer_id, address).await?);
         }
         let order_id = match idempotency_key.map(str::trim) {
             Some(key) if !key.is_empty() => self.keys.master().id_key().order_id(&metadata.tenant_id, key),

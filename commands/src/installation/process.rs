@@ -283,9 +283,19 @@ impl InstallationWorker {
             site_address: String::new(),
             system_size_w: system_size_of(&items, installation_type),
         };
-        self.service
-            .open_installation_as(&installation_id, request, &metadata)
-            .await?;
+        // The order's site address, as sealed when it was placed (the same customer's key).
+        match order_site_address(&self.pool, &metadata.tenant_id, &row.order_id).await? {
+            Some(sealed) => {
+                self.service
+                    .open_sealed(&installation_id, request, sealed, &metadata)
+                    .await?
+            }
+            None => {
+                self.service
+                    .open_installation_as(&installation_id, request, &metadata)
+                    .await?
+            }
+        };
         Ok(installation_id)
     }
 

@@ -42,6 +42,18 @@ impl InstallationService {
         let site_address = self
             .seal_for(&metadata.tenant_id, &request.customer_id, &request.site_address)
             .await?;
+        self.open_sealed(installation_id, request, site_address, metadata).await
+    }
+
+    /// Opens the installation `installation_id` with a site address already sealed under the
+    /// customer's key (an order's).
+    pub(super) async fn open_sealed(
+        &self,
+        installation_id: &str,
+        request: OpenRequest,
+        site_address: Envelope,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
         let command = InstallationCommand::Open(OpenInstallation {
             installation_type: request.installation_type,
             customer_id: request.customer_id,
@@ -138,6 +150,45 @@ impl InstallationService {
         let reason = self.seal_for(&metadata.tenant_id, &customer, reason).await?;
         let command = InstallationCommand::Reschedule {
             starts_at,
+            reason,
+            by: by_of(metadata),
+            at: Utc::now(),
+        };
+        self.isr(installation_id, command, metadata).await
+    }
+
+    /// Corrects what an installation was opened with: the site address (sealed under the
+    /// customer's key; any time before decommissioning) and/or the system size in watts (before
+    /// commissioning), with a reason (sealed; not blank, at most [`MAX_TEXT_CHARS`]
+    /// characters). The size it already has records nothing.
+    pub async fn correct_installation(
+        &self,
+        installation_id: &str,
+        site_address: Option<&str>,
+        system_size_w: Option<u32>,
+        reason: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<Appended, CommandError> {
+        let refuse = |e: InstallationError| CommandError::Rejected(DomainError::Installation(e));
+        if reason.trim().is_empty() {
+            return Err(refuse(InstallationError::Blank { field: "reason" }));
+        }
+        text(reason, "reason")?;
+        if let Some(address) = site_address {
+            if address.trim().is_empty() {
+                return Err(refuse(InstallationError::Blank { field: "site address" }));
+            }
+            text(address, "site address")?;
+        }
+        let customer = self.installation_customer_or_refuse(metadata, installation_id).await?;
+        let site_address = match site_address {
+            Some(address) => Some(self.seal_for(&metadata.tenant_id, &customer, address.trim()).await?),
+            None => None,
+        };
+        let reason = self.seal_for(&metadata.tenant_id, &customer, reason.trim()).await?;
+        let command = InstallationCommand::CorrectDetails {
+            site_address,
+            system_size_w,
             reason,
             by: by_of(metadata),
             at: Utc::now(),

@@ -42,14 +42,28 @@ fn nominal_size_w(installation_type: InstallationType) -> u32 {
     }
 }
 
-/// The system size of an installation opened from `items`: Σ quantity × the watts each
-/// installable item's SKU names (`solar-kit-5kw`, `panel-550w`), or the type's nominal size when
-/// none names any. Never zero; saturates at `u32::MAX`.
+/// The system size of an installation opened from `items`, in watts:
+/// - when any installable item states its capacity (`capacity_w`), Σ quantity × capacity over
+///   the installable items that state one (ten 550 W panels and an inverter stating none:
+///   5 500 W);
+/// - otherwise (orders placed before capacities were asked for), Σ quantity × the watts each
+///   installable item's SKU names (`solar-kit-5kw`, `panel-550w`);
+/// - otherwise the type's nominal size (staff correct it with the installation's correction
+///   command before commissioning).
+///
+/// Never zero; saturates at `u32::MAX`.
 pub fn system_size_of(items: &[LineItem], installation_type: InstallationType) -> u32 {
-    let total: u64 = items
-        .iter()
-        .filter(|i| i.installable.is_some())
-        .filter_map(|i| watts_in_sku(&i.sku).map(|w| w.saturating_mul(u64::from(i.quantity))))
+    let installable = || items.iter().filter(|i| i.installable.is_some());
+    let stated = installable().any(|i| i.capacity_w.is_some());
+    let total: u64 = installable()
+        .filter_map(|i| {
+            let watts = if stated {
+                i.capacity_w.map(u64::from)
+            } else {
+                watts_in_sku(&i.sku)
+            };
+            watts.map(|w| w.saturating_mul(u64::from(i.quantity)))
+        })
         .fold(0u64, u64::saturating_add);
     if total == 0 {
         nominal_size_w(installation_type)
@@ -70,6 +84,7 @@ mod tests {
             unit_price_minor: 100,
             currency: "USD".into(),
             installable,
+            capacity_w: None,
         }
     }
 
@@ -94,5 +109,24 @@ mod tests {
         assert_eq!(system_size_of(&items, InstallationType::Solar), 6_100);
         let plain = vec![item("dish", 1, Some(InstallationType::Starlink))];
         assert_eq!(system_size_of(&plain, InstallationType::Starlink), 100);
+    }
+
+    #[test]
+    fn stated_capacities_win_over_skus_and_an_item_stating_none_adds_none() {
+        let panels = LineItem {
+            capacity_w: Some(550),
+            ..item("panel-550w", 10, Some(InstallationType::Solar))
+        };
+        // The inverter's SKU names 5 kW, but it adds no capacity to the array.
+        let inverter = item("inverter-5kw", 1, Some(InstallationType::Solar));
+        // A delivered item's capacity does not count.
+        let spare = LineItem {
+            capacity_w: Some(550),
+            ..item("spare-panel", 2, None)
+        };
+        let items = vec![panels, inverter.clone(), spare];
+        assert_eq!(system_size_of(&items, InstallationType::Solar), 5_500);
+        // Without any stated capacity, the SKUs are read as before.
+        assert_eq!(system_size_of(&[inverter], InstallationType::Solar), 5_000);
     }
 }

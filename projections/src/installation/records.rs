@@ -21,6 +21,7 @@ const INSTALLATION_TYPES: &[&str] = &[
     "PhotoAttached",
     "ComponentInstalled",
     "InstallationCommissioned",
+    "InstallationDetailsCorrected",
     "ContactErased",
 ];
 
@@ -188,6 +189,50 @@ impl InstallationsProjector {
                     .execute(&mut *db)
                     .await?;
             }
+            E::InstallationDetailsCorrected {
+                site_address,
+                system_size_w,
+                at,
+                ..
+            } => {
+                // A new address is opened with the customer's key (gone after an erasure: the
+                // address stays empty).
+                let address = match site_address {
+                    Some(sealed) => {
+                        let customer: Option<String> = sqlx::query_scalar(
+                            "SELECT customer_id FROM installations WHERE tenant_id = $1 AND installation_id = $2",
+                        )
+                        .bind(tenant.as_str())
+                        .bind(&installation_id)
+                        .fetch_optional(&mut *db)
+                        .await?;
+                        match customer {
+                            Some(customer) => Some(
+                                data_key(db, &self.master, keys, &tenant, &customer)
+                                    .await?
+                                    .and_then(|k| k.open(&tenant, &customer, &sealed).ok())
+                                    .filter(|a| !a.trim().is_empty()),
+                            ),
+                            None => None,
+                        }
+                    }
+                    None => None,
+                };
+                // `$5`: whether the address changes (to `$6`, perhaps none); `$7` the new size.
+                sqlx::query(&guarded(
+                    "site_address = CASE WHEN $5 THEN $6 ELSE site_address END,
+                     system_size_w = COALESCE($7, system_size_w)",
+                ))
+                .bind(tenant.as_str())
+                .bind(&installation_id)
+                .bind(position)
+                .bind(at)
+                .bind(address.is_some())
+                .bind(address.flatten())
+                .bind(system_size_w.map(i64::from))
+                .execute(&mut *db)
+                .await?;
+            }
         }
         Ok(())
     }
@@ -282,6 +327,25 @@ pub fn summarize(event: &InstallationEvent) -> (DateTime<Utc>, String) {
             *at,
             format!("Component {kind} {serial} installed ({warranty_months}-month warranty)"),
         ),
+        E::InstallationDetailsCorrected {
+            site_address,
+            system_size_w,
+            previous_size_w,
+            at,
+            ..
+        } => {
+            let mut changes = Vec::new();
+            if site_address.is_some() {
+                changes.push("site address".to_string());
+            }
+            if let Some(size) = system_size_w {
+                match previous_size_w {
+                    Some(previous) => changes.push(format!("system size {previous} W → {size} W")),
+                    None => changes.push(format!("system size → {size} W")),
+                }
+            }
+            (*at, format!("Corrected: {} (reason recorded)", changes.join(", ")))
+        }
         E::InstallationCommissioned {
             components,
             technicians,

@@ -165,6 +165,13 @@ pub struct OrderItemInput {
     /// What installing it means, if it is installed on site; null for a product that is only
     /// delivered.
     pub installable: Option<InstallationType>,
+    /// The capacity one unit adds to the installed system, in watts (a solar panel's peak
+    /// watts); null for what adds none (an inverter, a battery, a mount). Above zero
+    /// (`ZERO_CAPACITY`; negative: `INVALID_INPUT`). When any installable item states one, the
+    /// installation's system size is the sum of quantity × capacity over the installable items;
+    /// otherwise it is read from SKUs naming watts (`panel-550w`, `kit-5kw`), or the type's
+    /// nominal size (corrected with `correctInstallation`).
+    pub capacity_w: Option<i32>,
 }
 
 #[derive(Default)]
@@ -218,12 +225,17 @@ impl OrdersMutation {
     /// (`order_<uuid>`, or `order_k…` derived from an idempotency key). Owner, admin, agent.
     /// Refusals: `EMPTY_ORDER`, `MIXED_CURRENCIES`, `INVALID_CURRENCY`, `ZERO_QUANTITY`,
     /// `NEGATIVE_PRICE`, `ZERO_TOTAL`, `TOTAL_OVERFLOW`, `BLANK_FIELD`, `INVALID_INPUT` (a
-    /// negative quantity), `UNKNOWN_CUSTOMER`, `IDEMPOTENCY_KEY_REUSED`.
+    /// negative quantity or capacity, a site address over 4,000 characters), `ZERO_CAPACITY`,
+    /// `UNKNOWN_CUSTOMER`, `IDEMPOTENCY_KEY_REUSED`.
     async fn place_order(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The customer's contact id (`ct_…`); not blank.")] customer_id: String,
         #[graphql(desc = "The line items: at least one, all in one currency.")] items: Vec<OrderItemInput>,
+        #[graphql(
+            desc = "Where the order is installed (at most 4,000 characters; blank or null: none), stored sealed under the customer's data key. The installation a paid order opens starts with it; `correctInstallation` changes it."
+        )]
+        site_address: Option<String>,
         #[graphql(
             desc = "A key of the caller's choosing for this order (say, the id of the form or cart it comes from). A retried request with the same key answers the order it placed and records nothing again; the key with another customer or other items is refused with `IDEMPOTENCY_KEY_REUSED`. Without a key every request places a new order."
         )]
@@ -241,6 +253,7 @@ impl OrdersMutation {
                         unit_price_minor: i.unit_price_minor,
                         currency: i.currency,
                         installable: i.installable.map(InstallationType::domain),
+                        capacity_w: i.capacity_w.map(|w| non_negative(w, "capacity")).transpose()?,
                     })
                 })
                 .collect::<Result<Vec<_>, ApiError>>()
@@ -248,7 +261,13 @@ impl OrdersMutation {
             answer(
                 service(ctx)
                     .gql()?
-                    .place_order(&customer_id, items, idempotency_key.as_deref(), &metadata(ctx, caller))
+                    .place_order(
+                        &customer_id,
+                        items,
+                        site_address.as_deref(),
+                        idempotency_key.as_deref(),
+                        &metadata(ctx, caller),
+                    )
                     .await,
             )
             .map(|order_id| Receipt::new(order_id).touched(customer_id))

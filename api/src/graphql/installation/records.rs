@@ -565,6 +565,48 @@ impl RecordsMutation {
         .await
     }
 
+    /// Corrects what an installation was opened with (an order's made-up size, a missing or
+    /// wrong site address), with a reason; the timeline records the change. Owner, admin.
+    /// Refusals: `NOTHING_TO_CORRECT` (neither given), `ZERO_SYSTEM_SIZE`,
+    /// `SIZE_FIXED_AFTER_COMMISSIONING` (the payout was computed from it),
+    /// `INSTALLATION_DECOMMISSIONED`, `BLANK_FIELD` (a blank reason or address),
+    /// `UNKNOWN_INSTALLATION`, `INVALID_INPUT` (a negative size, text over 4,000 characters, the
+    /// customer's data erased). The size it already has changes nothing. Returns a receipt.
+    async fn correct_installation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The installation (`isr_…`).")] installation_id: String,
+        #[graphql(desc = "The site address, sealed under the customer's data key. Correctable until decommissioning.")]
+        site_address: Option<String>,
+        #[graphql(
+            desc = "The system size in watts, above zero. Correctable before commissioning: the payout tier and warranties are decided from it then."
+        )]
+        system_size_w: Option<i64>,
+        #[graphql(desc = "Why (not blank), sealed under the customer's data key.")] reason: String,
+    ) -> async_graphql::Result<Receipt> {
+        receipt(async move {
+            let caller = allowed(ctx, Permission::ManageInstallations, "correct installations").gql()?;
+            let system_size_w = system_size_w
+                .map(|w| non_negative_i64(w, "system size"))
+                .transpose()
+                .gql()?;
+            answer(
+                service(ctx)
+                    .gql()?
+                    .correct_installation(
+                        &installation_id,
+                        site_address.as_deref(),
+                        system_size_w,
+                        &reason,
+                        &metadata(ctx, caller),
+                    )
+                    .await,
+            )?;
+            Ok(Receipt::new(installation_id))
+        })
+        .await
+    }
+
     /// Starts the work on site (needs a technician): `pending → in_progress`. Owner, admin, or a
     /// technician assigned to it (`FORBIDDEN` otherwise). Refusals: `NO_TECHNICIAN_ASSIGNED`,
     /// `STATUS_MOVE_NOT_ALLOWED`, `UNKNOWN_INSTALLATION`. Already in progress: nothing changes.

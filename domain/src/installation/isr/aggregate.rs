@@ -192,6 +192,46 @@ impl InstallationRecord {
         }))
     }
 
+    fn correct(
+        &self,
+        site_address: Option<Envelope>,
+        system_size_w: Option<u32>,
+        reason: Envelope,
+        by: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<InstallationEvent>, InstallationError> {
+        let opened = self.opened()?;
+        if site_address.is_none() && system_size_w.is_none() {
+            return Err(InstallationError::NothingToCorrect);
+        }
+        if self.status == InstallationStatus::Decommissioned {
+            return Err(InstallationError::InstallationDecommissioned);
+        }
+        // The size it already has is no change.
+        let system_size_w = system_size_w.filter(|size| *size != opened.system_size_w);
+        if let Some(size) = system_size_w {
+            if size == 0 {
+                return Err(InstallationError::ZeroSystemSize);
+            }
+            if !self.status.before_commissioning() {
+                return Err(InstallationError::SizeFixedAfterCommissioning {
+                    status: self.status.as_str(),
+                });
+            }
+        }
+        if site_address.is_none() && system_size_w.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(InstallationEvent::InstallationDetailsCorrected {
+            site_address,
+            previous_size_w: system_size_w.map(|_| opened.system_size_w),
+            system_size_w,
+            reason,
+            by,
+            at,
+        }))
+    }
+
     /// Decides what a command records: `Ok(None)` for a repeat, an event, or a refusal.
     fn decide(&self, command: InstallationCommand) -> Result<Option<InstallationEvent>, InstallationError> {
         use InstallationCommand as C;
@@ -325,6 +365,13 @@ impl InstallationRecord {
             C::Commission { by, at } => self.commission(by, at),
             C::Activate { by, at } => self.move_to(InstallationStatus::Active, None, by, at),
             C::Decommission { reason, by, at } => self.move_to(InstallationStatus::Decommissioned, reason, by, at),
+            C::CorrectDetails {
+                site_address,
+                system_size_w,
+                reason,
+                by,
+                at,
+            } => self.correct(site_address, system_size_w, reason, by, at),
         }
     }
 }
@@ -390,6 +437,15 @@ impl Aggregate for InstallationRecord {
                 warranty_months,
             }),
             E::InstallationCommissioned { .. } => self.status = InstallationStatus::Commissioned,
+            E::InstallationDetailsCorrected {
+                system_size_w: Some(size),
+                ..
+            } => {
+                if let Some(opened) = self.opened.as_mut() {
+                    opened.system_size_w = size;
+                }
+            }
+            E::InstallationDetailsCorrected { .. } => {}
         }
     }
 }
@@ -541,6 +597,118 @@ mod tests {
             missing_photos: photos.iter().map(|s| s.to_string()).collect(),
             no_technician,
         }
+    }
+
+    // Corrections
+
+    fn correct(address: Option<&str>, size: Option<u32>) -> InstallationCommand {
+        InstallationCommand::CorrectDetails {
+            site_address: address.map(env),
+            system_size_w: size,
+            reason: env("reason"),
+            by: "ops".into(),
+            at: at(3),
+        }
+    }
+
+    fn corrected(address: Option<&str>, size: Option<(u32, u32)>) -> InstallationEvent {
+        InstallationEvent::InstallationDetailsCorrected {
+            site_address: address.map(env),
+            system_size_w: size.map(|(_, to)| to),
+            previous_size_w: size.map(|(from, _)| from),
+            reason: env("reason"),
+            by: "ops".into(),
+            at: at(3),
+        }
+    }
+
+    #[test]
+    fn a_correction_records_the_new_details_with_the_size_it_replaces() {
+        Given::with(())
+            .given(vec![opened(InstallationType::Solar)])
+            .when(correct(Some("new-address"), Some(5_500)))
+            .then_expect_events(vec![corrected(Some("new-address"), Some((5_000, 5_500)))]);
+        Given::with(())
+            .given(vec![opened(InstallationType::Solar)])
+            .when(correct(Some("new-address"), None))
+            .then_expect_events(vec![corrected(Some("new-address"), None)]);
+    }
+
+    #[test]
+    fn the_corrected_size_is_the_size_commissioned() {
+        let mut events = starlink_complete();
+        events.insert(1, corrected(None, Some((5_000, 150))));
+        let mut record = InstallationRecord::default();
+        for event in events {
+            record.apply(event);
+        }
+        match record.decide(cmd_commission()) {
+            Ok(Some(InstallationEvent::InstallationCommissioned { system_size_w, .. })) => {
+                assert_eq!(system_size_w, 150)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn correcting_to_the_size_it_has_records_nothing_but_an_address_with_it_is_recorded() {
+        Given::with(())
+            .given(vec![opened(InstallationType::Solar)])
+            .when(correct(None, Some(5_000)))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![opened(InstallationType::Solar)])
+            .when(correct(Some("a"), Some(5_000)))
+            .then_expect_events(vec![corrected(Some("a"), None)]);
+    }
+
+    #[test]
+    fn a_correction_naming_nothing_is_refused() {
+        Given::with(())
+            .given(vec![opened(InstallationType::Solar)])
+            .when(correct(None, None))
+            .then_expect_error(InstallationError::NothingToCorrect);
+    }
+
+    #[test]
+    fn a_correction_to_zero_watts_is_refused() {
+        Given::with(())
+            .given(vec![opened(InstallationType::Solar)])
+            .when(correct(Some("a"), Some(0)))
+            .then_expect_error(InstallationError::ZeroSystemSize);
+    }
+
+    #[test]
+    fn a_correction_of_an_unopened_installation_is_refused() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(correct(Some("a"), None))
+            .then_expect_error(InstallationError::UnknownInstallation);
+    }
+
+    #[test]
+    fn the_size_is_fixed_once_commissioned_but_the_address_may_still_be_corrected() {
+        Given::with(())
+            .given(commissioned())
+            .when(correct(None, Some(6_000)))
+            .then_expect_error(InstallationError::SizeFixedAfterCommissioning { status: "commissioned" });
+        Given::with(())
+            .given(commissioned())
+            .when(correct(Some("a"), None))
+            .then_expect_events(vec![corrected(Some("a"), None)]);
+    }
+
+    #[test]
+    fn a_decommissioned_installation_is_not_corrected() {
+        let mut events = commissioned();
+        events.push(moved(
+            InstallationStatus::Commissioned,
+            InstallationStatus::Decommissioned,
+        ));
+        Given::with(())
+            .given(events)
+            .when(correct(Some("a"), None))
+            .then_expect_error(InstallationError::InstallationDecommissioned);
     }
 
     // Open
@@ -1192,11 +1360,12 @@ mod tests {
 
     #[test]
     fn every_event_type_is_listed() {
-        let events = commissioned();
+        let mut events = commissioned();
+        events.push(corrected(Some("a"), None));
         for e in &events {
             assert!(InstallationEvent::TYPES.contains(&cqrs_es::DomainEvent::event_type(e).as_str()));
         }
-        assert_eq!(InstallationEvent::TYPES.len(), 10);
+        assert_eq!(InstallationEvent::TYPES.len(), 11);
     }
 }
 
@@ -1253,12 +1422,23 @@ mod properties {
                 by: "ops".into(),
                 at: at()
             }),
+            (1..4u32).prop_map(|k| InstallationCommand::CorrectDetails {
+                site_address: None,
+                system_size_w: Some(k * 500),
+                reason: Envelope {
+                    enc: "aes256gcm.v1".into(),
+                    nonce: "n".into(),
+                    ciphertext: "r".into()
+                },
+                by: "ops".into(),
+                at: at(),
+            }),
         ]
     }
 
     /// The reference model: what the record should hold.
-    #[derive(Default)]
     struct Model {
+        size: u32,
         status: InstallationStatus,
         technicians: BTreeSet<String>,
         items: BTreeSet<String>,
@@ -1303,6 +1483,10 @@ mod properties {
                 C::Commission { .. } if self.status > S::InProgress => {}
                 C::Activate { .. } if matches!(self.status, S::Commissioned | S::Active) => self.status = S::Active,
                 C::Decommission { .. } if self.status >= S::Commissioned => self.status = S::Decommissioned,
+                C::CorrectDetails {
+                    system_size_w: Some(size),
+                    ..
+                } if self.status != S::Decommissioned && (staffable || *size == self.size) => self.size = *size,
                 _ => return None,
             }
             Some(self.status)
@@ -1326,7 +1510,13 @@ mod properties {
                 at: at(),
             });
             record.apply(record.decide(open).unwrap().unwrap());
-            let mut model = Model::default();
+            let mut model = Model {
+                size: 1_500,
+                status: InstallationStatus::default(),
+                technicians: BTreeSet::new(),
+                items: BTreeSet::new(),
+                photos: BTreeSet::new(),
+            };
             for command in commands {
                 let before = record.status();
                 let expected = model.expect(&command);
@@ -1336,7 +1526,8 @@ mod properties {
                             prop_assert_eq!(*from, before);
                             prop_assert!(before.may_move_to(*to));
                         }
-                        if matches!(event, InstallationEvent::InstallationCommissioned { .. }) {
+                        if let InstallationEvent::InstallationCommissioned { system_size_w, .. } = &event {
+                            prop_assert_eq!(*system_size_w, model.size, "the size corrected last is commissioned");
                             prop_assert_eq!(before, InstallationStatus::InProgress);
                             prop_assert!(record.missing_checklist_items().is_empty());
                             prop_assert!(record.missing_photos().is_empty());

@@ -69,6 +69,17 @@ pub enum InstallationCommand {
     Commission { by: String, at: DateTime<Utc> },
     /// Activate: `commissioned → active`.
     Activate { by: String, at: DateTime<Utc> },
+    /// Correct what the installation was opened with, with a reason (sealed): the site address
+    /// (any time before decommissioning) and the system size (before commissioning: the payout
+    /// and warranties are decided from it then). At least one of the two; the size it already
+    /// has records nothing.
+    CorrectDetails {
+        site_address: Option<Envelope>,
+        system_size_w: Option<u32>,
+        reason: Envelope,
+        by: String,
+        at: DateTime<Utc>,
+    },
     /// Decommission: `commissioned | active → decommissioned` (reason sealed).
     Decommission {
         reason: Option<Envelope>,

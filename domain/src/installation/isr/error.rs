@@ -47,6 +47,18 @@ pub enum InstallationError {
     /// Status moves follow `pending → in_progress → commissioned → active → decommissioned`.
     #[error("an installation cannot move from {from} to {to}")]
     StatusMoveNotAllowed { from: &'static str, to: &'static str },
+    /// A correction changes the site address, the system size, or both.
+    #[error("a correction names a new site address or a new system size")]
+    NothingToCorrect,
+    /// The payout and warranties are decided from the size at commissioning: it is corrected
+    /// before.
+    #[error(
+        "the system size of an installation that is {status} cannot be corrected: its payout was computed from it"
+    )]
+    SizeFixedAfterCommissioning { status: &'static str },
+    /// A decommissioned installation is final.
+    #[error("a decommissioned installation cannot be corrected")]
+    InstallationDecommissioned,
     /// A serial number is installed on one installation of a tenant (checked by the write side:
     /// one component, one warranty).
     #[error("serial {serial} is already installed on {installation_id}")]
@@ -70,6 +82,9 @@ impl InstallationError {
             Self::CommissioningIncomplete { .. } => "COMMISSIONING_INCOMPLETE",
             Self::StatusMoveNotAllowed { .. } => "STATUS_MOVE_NOT_ALLOWED",
             Self::SerialOnAnotherInstallation { .. } => "SERIAL_ON_ANOTHER_INSTALLATION",
+            Self::NothingToCorrect => "NOTHING_TO_CORRECT",
+            Self::SizeFixedAfterCommissioning { .. } => "SIZE_FIXED_AFTER_COMMISSIONING",
+            Self::InstallationDecommissioned => "INSTALLATION_DECOMMISSIONED",
         }
     }
 }

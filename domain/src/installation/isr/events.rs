@@ -80,6 +80,19 @@ pub enum InstallationEvent {
         by: String,
         at: DateTime<Utc>,
     },
+    /// The opening's details were corrected: a new site address (sealed) and/or a new system
+    /// size (with the size it replaces), and why (sealed).
+    InstallationDetailsCorrected {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        site_address: Option<Envelope>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        system_size_w: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_size_w: Option<u32>,
+        reason: Envelope,
+        by: String,
+        at: DateTime<Utc>,
+    },
     /// `in_progress → commissioned`, with everything the process manager needs to register
     /// warranties and compute the payout.
     InstallationCommissioned {
@@ -107,6 +120,7 @@ impl InstallationEvent {
         "PhotoAttached",
         "ComponentInstalled",
         "InstallationCommissioned",
+        "InstallationDetailsCorrected",
     ];
 }
 
@@ -123,6 +137,7 @@ impl DomainEvent for InstallationEvent {
             Self::PhotoAttached { .. } => "PhotoAttached",
             Self::ComponentInstalled { .. } => "ComponentInstalled",
             Self::InstallationCommissioned { .. } => "InstallationCommissioned",
+            Self::InstallationDetailsCorrected { .. } => "InstallationDetailsCorrected",
         }
         .to_string()
     }

@@ -93,6 +93,9 @@ impl Order {
             if item.unit_price_minor < 0 {
                 return Err(OrderError::NegativePrice { sku: item.sku.clone() });
             }
+            if item.capacity_w == Some(0) {
+                return Err(OrderError::ZeroCapacity { sku: item.sku.clone() });
+            }
             currencies.insert(item.currency.clone());
             total_minor = item
                 .line_total_minor()
@@ -112,6 +115,7 @@ impl Order {
             items: place.items,
             currency,
             total_minor,
+            site_address: place.site_address,
             by: place.by,
             at: place.at,
         }])
@@ -280,6 +284,7 @@ mod tests {
 
     fn line(sku: &str, quantity: u32, price: i64, currency: &str, installable: Option<InstallationType>) -> LineItem {
         LineItem {
+            capacity_w: None,
             sku: sku.into(),
             description: format!("{sku} description"),
             quantity,
@@ -299,6 +304,7 @@ mod tests {
 
     fn place_command(items: Vec<LineItem>) -> OrderCommand {
         OrderCommand::Place(PlaceOrder {
+            site_address: None,
             customer_id: "ct_1".into(),
             items,
             by: "agent".into(),
@@ -308,6 +314,7 @@ mod tests {
 
     fn placed() -> OrderEvent {
         OrderEvent::OrderPlaced {
+            site_address: None,
             customer_id: "ct_1".into(),
             items: items(),
             currency: "USD".into(),
@@ -393,6 +400,7 @@ mod tests {
         Given::with(())
             .given(vec![placed()])
             .when(OrderCommand::Place(PlaceOrder {
+                site_address: None,
                 customer_id: "ct_2".into(),
                 items: items(),
                 by: "agent".into(),
@@ -447,6 +455,48 @@ mod tests {
     }
 
     #[test]
+    fn a_capacity_of_zero_watts_is_refused() {
+        let item = LineItem {
+            capacity_w: Some(0),
+            ..line("PANEL", 10, 100, "USD", Some(InstallationType::Solar))
+        };
+        Given::with(())
+            .given_no_previous_events()
+            .when(place_command(vec![item]))
+            .then_expect_error(OrderError::ZeroCapacity { sku: "PANEL".into() });
+    }
+
+    #[test]
+    fn the_site_address_and_capacities_are_recorded_with_the_order() {
+        let address = Envelope {
+            enc: "aes256gcm.v1".into(),
+            nonce: "n".into(),
+            ciphertext: "address".into(),
+        };
+        let mut items = items();
+        items[0].capacity_w = Some(5_000);
+        let OrderCommand::Place(mut place) = place_command(items.clone()) else {
+            unreachable!("place_command builds a Place")
+        };
+        place.site_address = Some(address.clone());
+        let OrderEvent::OrderPlaced { total_minor, .. } = placed() else {
+            unreachable!("placed builds an OrderPlaced")
+        };
+        Given::with(())
+            .given_no_previous_events()
+            .when(OrderCommand::Place(place))
+            .then_expect_events(vec![OrderEvent::OrderPlaced {
+                site_address: Some(address),
+                customer_id: "ct_1".into(),
+                items,
+                currency: "USD".into(),
+                total_minor,
+                by: "agent".into(),
+                at: at(0),
+            }]);
+    }
+
+    #[test]
     fn an_order_totalling_zero_is_refused() {
         Given::with(())
             .given_no_previous_events()
@@ -467,6 +517,7 @@ mod tests {
         Given::with(())
             .given_no_previous_events()
             .when(OrderCommand::Place(PlaceOrder {
+                site_address: None,
                 customer_id: "".into(),
                 items: items(),
                 by: "agent".into(),
@@ -730,8 +781,10 @@ mod properties {
         ) {
             let mut order = Order::default();
             let place = OrderCommand::Place(PlaceOrder {
+                site_address: None,
                 customer_id: "ct_1".into(),
                 items: vec![LineItem {
+                    capacity_w: None,
                     sku: "KIT".into(), description: "kit".into(), quantity: 1,
                     unit_price_minor: total, currency: "USD".into(), installable: None,
                 }],

@@ -29,6 +29,10 @@ pub struct PlaceOrder {
     /// The customer's contact id (a keyed hash, `ct_…`).
     pub customer_id: String,
     pub items: Vec<LineItem>,
+    /// Where the order is installed, sealed under the customer's data key; the installation a
+    /// paid order opens starts with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_address: Option<Envelope>,
     pub by: String,
     pub at: DateTime<Utc>,
 }

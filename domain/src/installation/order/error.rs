@@ -30,6 +30,9 @@ pub enum OrderError {
     /// An order costs something (a free hand-over is not an order).
     #[error("an order's total must be above zero")]
     ZeroTotal,
+    /// A stated capacity is above zero watts (an item that adds none states none).
+    #[error("the capacity of {sku} must be above zero watts; leave it out for an item that adds none")]
+    ZeroCapacity { sku: String },
     /// A payment is above zero.
     #[error("a payment must be above zero")]
     NonPositivePayment,
@@ -71,6 +74,7 @@ impl OrderError {
             Self::NegativePrice { .. } => "NEGATIVE_PRICE",
             Self::TotalOverflow => "TOTAL_OVERFLOW",
             Self::ZeroTotal => "ZERO_TOTAL",
+            Self::ZeroCapacity { .. } => "ZERO_CAPACITY",
             Self::NonPositivePayment => "NON_POSITIVE_PAYMENT",
             Self::PaymentCurrencyMismatch { .. } => "PAYMENT_CURRENCY_MISMATCH",
             Self::PaymentAfterCancellation => "PAYMENT_AFTER_CANCELLATION",

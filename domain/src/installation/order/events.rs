@@ -16,6 +16,10 @@ pub enum OrderEvent {
         items: Vec<LineItem>,
         currency: String,
         total_minor: i64,
+        /// Where it is installed, sealed under the customer's data key (orders placed before
+        /// it was asked for have none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        site_address: Option<Envelope>,
         by: String,
         at: DateTime<Utc>,
     },

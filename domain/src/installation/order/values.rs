@@ -16,6 +16,12 @@ pub struct LineItem {
     pub currency: String,
     /// What installing this product means, if it is installed on site.
     pub installable: Option<InstallationType>,
+    /// The capacity one unit adds to the installed system, in watts (a solar panel's peak
+    /// watts); `None` for what adds none (an inverter, a battery, a mount). When any installable
+    /// item of an order states one, the installation's size is the sum of these (see
+    /// [`crate::installation::system_size_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_w: Option<u32>,
 }
 
 impl LineItem {
@@ -97,6 +103,7 @@ mod tests {
     #[test]
     fn a_line_total_that_overflows_is_none() {
         let item = LineItem {
+            capacity_w: None,
             sku: "s".into(),
             description: "d".into(),
             quantity: 3,
