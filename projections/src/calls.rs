@@ -9,6 +9,7 @@
 //! (key id = the call's stream id); erasing the contact makes them unreadable.
 
 use chronicle_domain::call::CallEvent;
+use chronicle_domain::conversation::ConversationEvent;
 use chronicle_domain::pii::MasterKey;
 use chronicle_domain::tenant::TenantId;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::{all_tenants, data_key, local_id, tenant_of, KeyCache};
 use crate::log::StoredEvent;
+use crate::messages::send_error;
 use crate::page::{read_cursor, time_cursor, BadCursor, Page};
 use crate::runtime::{Fold, ProjectionError, Projector};
 use crate::shared::{begin_for_tenant, clear_person, erased_contact, payload, with_erasure};
@@ -138,6 +140,8 @@ impl CallsProjector {
             } => {
                 sqlx::query(
                     "UPDATE calls SET follow_up_attempts = $3, follow_up_last_error = $4, follow_up_next_at = $5,
+                            follow_up_status = CASE WHEN follow_up_status IN ('sending', 'awaiting_operator')
+                                                    THEN 'pending' ELSE follow_up_status END,
                             last_position = $6
                       WHERE tenant_id = $1 AND call_id = $2 AND last_position < $6",
                 )
@@ -168,8 +172,90 @@ impl CallsProjector {
     }
 }
 
-/// The event types read: CallEvent::TYPES's and the contact's erasure.
-static TYPES_READ: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| with_erasure(CallEvent::TYPES));
+/// The conversation events that say how a follow-up's message is being sent (those of
+/// `call-follow-up:` keys are read).
+const SENDING_TYPES: &[&str] = &[
+    "OutboundMessageQueued",
+    "OutboundSendRetried",
+    "OutboundSendUncertain",
+    "OutboundResendAuthorized",
+];
+
+/// The event types read: CallEvent::TYPES's, the sending of follow-up messages, and the
+/// contact's erasure.
+static TYPES_READ: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let mut types = with_erasure(CallEvent::TYPES);
+    types.extend_from_slice(SENDING_TYPES);
+    types
+});
+
+/// The call id of a follow-up message's idempotency key (`call-follow-up:<call id>:<attempt>`).
+fn follow_up_call(key: &str) -> Option<&str> {
+    key.strip_prefix(FOLLOW_UP_KEY_PREFIX)
+        .and_then(|rest| rest.rsplit_once(':'))
+        .map(|(call, _)| call)
+        .filter(|call| !call.is_empty())
+}
+
+/// Shows on its call how a follow-up's message is being sent: `sending` once queued (its tries
+/// and last error as the sender records them), `awaiting_operator` when the sender left it for
+/// an operator, `sending` again when one sends it again. The follow-up's own events
+/// (`FollowUpSent`, `FollowUpFailed`, `FollowUpGaveUp`) settle it.
+async fn follow_up_sending(db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+    let body = &event.payload[event.event_type.as_str()];
+    let Some(call_id) = body["idempotency_key"].as_str().and_then(follow_up_call) else {
+        return Ok(());
+    };
+    // `$4` the tries, `$5` the error shown, `$6` the next try (the time the messages read
+    // model shows, parsed the same way).
+    let (set, from) = match event.event_type.as_str() {
+        "OutboundMessageQueued" => (
+            "follow_up_status = 'sending', follow_up_send_tries = 0, follow_up_last_send_error = NULL",
+            "'pending'",
+        ),
+        "OutboundSendRetried" => (
+            "follow_up_send_tries = $4, follow_up_last_send_error = $5, follow_up_next_at = $6",
+            "'sending'",
+        ),
+        "OutboundSendUncertain" => (
+            "follow_up_status = 'awaiting_operator', follow_up_last_send_error = $5, follow_up_next_at = NULL",
+            "'sending'",
+        ),
+        "OutboundResendAuthorized" => (
+            "follow_up_status = 'sending', follow_up_send_tries = 0",
+            "'awaiting_operator'",
+        ),
+        _ => return Ok(()),
+    };
+    let (tries, error, next) = match payload::<ConversationEvent>(event)? {
+        ConversationEvent::OutboundSendRetried {
+            attempt,
+            code,
+            title,
+            next_try_at,
+            ..
+        } => (
+            i32::try_from(attempt).unwrap_or(i32::MAX),
+            Some(send_error(code, &title)),
+            Some(next_try_at),
+        ),
+        ConversationEvent::OutboundSendUncertain { reason, .. } => (0, Some(reason), None),
+        _ => (0, None, None),
+    };
+    sqlx::query(&format!(
+        "UPDATE calls SET {set}, last_position = $3
+          WHERE tenant_id = $1 AND call_id = $2 AND last_position < $3 AND follow_up_status IN ({from})"
+    ))
+    .bind(&event.tenant_id)
+    .bind(call_id)
+    .bind(event.global_position)
+    .bind(tries)
+    .bind(error)
+    .bind(next)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
 
 impl Projector for CallsProjector {
     fn name(&self) -> &'static str {
@@ -199,6 +285,8 @@ impl Projector for CallsProjector {
                     .await?;
                 } else if event.aggregate_type == "Call" {
                     self.apply_one(tx, &mut keys, event).await?;
+                } else if event.aggregate_type == "Conversation" {
+                    follow_up_sending(tx, event).await?;
                 }
             }
             Ok(())
@@ -316,6 +404,10 @@ pub struct CallRow {
     pub follow_up_next_at: Option<DateTime<Utc>>,
     /// Why the follow-up was given up (`not_retryable`, `max_attempts`); null otherwise.
     pub follow_up_give_up_reason: Option<String>,
+    /// The sender's tries of the current attempt's message (status `sending`).
+    pub follow_up_send_tries: i32,
+    /// The error of the sender's last try, or why it left the message for an operator.
+    pub follow_up_last_send_error: Option<String>,
 }
 
 /// Filters of [`list`].
@@ -348,7 +440,7 @@ pub async fn list(
         "SELECT call_id, provider, provider_call_id, direction, contact_id, from_number, to_number, duration_s,
                 outcome, agent_user_id, ended_at, follow_up_status, follow_up_template, follow_up_language,
                 follow_up_rule_version, follow_up_due_at, follow_up_attempts, follow_up_last_error, follow_up_next_at,
-                follow_up_give_up_reason
+                follow_up_give_up_reason, follow_up_send_tries, follow_up_last_send_error
            FROM calls
           WHERE tenant_id = $1
             AND ($2::text IS NULL OR outcome = $2)
@@ -396,6 +488,8 @@ pub async fn list(
                 follow_up_last_error: r.try_get("follow_up_last_error")?,
                 follow_up_next_at: r.try_get("follow_up_next_at")?,
                 follow_up_give_up_reason: r.try_get("follow_up_give_up_reason")?,
+                follow_up_send_tries: r.try_get("follow_up_send_tries")?,
+                follow_up_last_send_error: r.try_get("follow_up_last_send_error")?,
             };
             let cursor = time_cursor(row.ended_at, &row.call_id);
             Ok((cursor, row))

@@ -193,7 +193,7 @@ impl MessagesProjector {
                 ..
             } => {
                 sqlx::query(
-                    "UPDATE messages SET state = 'sent', message_ref = $4, sent_at = $5, last_position = $6
+                    "UPDATE messages SET state = 'sent', message_ref = $4, sent_at = $5, next_try_at = NULL, last_position = $6
                       WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'out:' || $3
                         AND last_position < $6",
                 )
@@ -215,7 +215,7 @@ impl MessagesProjector {
             } => {
                 sqlx::query(
                     "UPDATE messages SET state = 'failed', error_code = $4, error_title = $5, retryable = $6,
-                            last_position = $7
+                            next_try_at = NULL, last_position = $7
                       WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'out:' || $3
                         AND last_position < $7",
                 )
@@ -300,7 +300,64 @@ impl MessagesProjector {
             // Read receipts change the inbox's unread count (`conversations`), not a message.
             ConversationEvent::ConversationRead { .. } => {}
             // The message stays queued until the sender records its outcome.
-            ConversationEvent::OutboundResendAuthorized { .. } => {}
+            // The sender's progress on a message without an outcome.
+            ConversationEvent::OutboundSendRetried {
+                idempotency_key,
+                attempt,
+                code,
+                title,
+                next_try_at,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE messages SET state = 'retrying', send_tries = $4, last_send_error = $5, next_try_at = $6,
+                            last_position = $7
+                      WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'out:' || $3
+                        AND state IN ('queued', 'retrying') AND last_position < $7",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&idempotency_key)
+                .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+                .bind(send_error(code, &title))
+                .bind(next_try_at)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            ConversationEvent::OutboundSendUncertain {
+                idempotency_key,
+                reason,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE messages SET state = 'needs_operator', last_send_error = $4, next_try_at = NULL,
+                            last_position = $5
+                      WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'out:' || $3
+                        AND state IN ('queued', 'retrying') AND last_position < $5",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&idempotency_key)
+                .bind(reason)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
+            // Sent again: queued, its tries counted from 1 again.
+            ConversationEvent::OutboundResendAuthorized { idempotency_key, .. } => {
+                sqlx::query(
+                    "UPDATE messages SET state = 'queued', send_tries = 0, next_try_at = NULL, last_position = $4
+                      WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'out:' || $3
+                        AND state = 'needs_operator' AND last_position < $4",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&idempotency_key)
+                .bind(position)
+                .execute(&mut *db)
+                .await?;
+            }
             ConversationEvent::HandoverRequested { reason, at, .. } => {
                 let contact_id = contact_of(db, &tenant, &conversation_id).await?;
                 let reason = match (contact_id, reason) {
@@ -689,6 +746,12 @@ pub struct MessageRow {
     pub error_code: Option<i64>,
     pub error_title: Option<String>,
     pub retryable: Option<bool>,
+    /// The sender's tries of an outbound message not yet settled (0 before the first).
+    pub send_tries: i32,
+    /// The error of the sender's last try, or why it was left for an operator.
+    pub last_send_error: Option<String>,
+    /// When the sender tries again (state `retrying`).
+    pub next_try_at: Option<DateTime<Utc>>,
 }
 
 /// One status an outbound message reached.
@@ -769,7 +832,8 @@ pub async fn messages(
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT message_id, direction, message_ref, idempotency_key, kind, content, template_name,
-                template_language, at, state, sent_at, requested_by, error_code, error_title, retryable, position
+                template_language, at, state, sent_at, requested_by, error_code, error_title, retryable, position,
+                send_tries, last_send_error, next_try_at
            FROM messages
           WHERE tenant_id = $1 AND conversation_id = $2
             AND ((extract(epoch FROM at) * 1000000)::bigint, position) > ($3::bigint, $4::bigint)
@@ -805,6 +869,9 @@ pub async fn messages(
                 error_code: r.try_get("error_code")?,
                 error_title: r.try_get("error_title")?,
                 retryable: r.try_get("retryable")?,
+                send_tries: r.try_get("send_tries")?,
+                last_send_error: r.try_get("last_send_error")?,
+                next_try_at: r.try_get("next_try_at")?,
             };
             Ok((time_cursor(row.at, position), row))
         },
@@ -840,4 +907,12 @@ pub async fn timelines(
         });
     }
     Ok(out)
+}
+
+/// A send error as shown: `<code>: <title>`, or the title alone.
+pub fn send_error(code: Option<i64>, title: &str) -> String {
+    match code {
+        Some(code) => format!("{code}: {title}"),
+        None => title.to_string(),
+    }
 }

@@ -106,7 +106,7 @@ async fn post_call(
 const CALLS: &str = "query($filter: CallFilter) {
   calls(first: 20, filter: $filter) {
     edges { node { id providerCallId direction contactId from to durationSeconds outcome endedAt
-                   followUp { status templateName language ruleVersion dueAt attempts giveUpReason } } }
+                   followUp { status templateName language ruleVersion dueAt attempts giveUpReason sendTries lastSendError nextAttemptAt } } }
   }
 }";
 
@@ -832,4 +832,201 @@ async fn a_contact_who_sent_stop_gets_no_follow_up(pool: PgPool) {
         .next()
         .unwrap_or_default();
     assert_eq!(call["followUp"]["status"], "GAVE_UP", "{call}");
+}
+
+/// The call's follow-up and its message in the conversation, as an agent reads them.
+async fn follow_up_and_message(app: &TestApp) -> (Value, Value) {
+    let call = calls(app, Role::Agent, json!(null))
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let contact = call["contactId"].as_str().unwrap_or_default().to_string();
+    let token = app.token("acme", Role::Agent);
+    let (_, reply) = app
+        .graphql(
+            Some(&token),
+            "query($id: String!) { conversation(id: $id) { messages(first: 50) { edges { node {
+                idempotencyKey state sendTries lastSendError nextTryAt } } } } }",
+            json!({"id": contact}),
+        )
+        .await;
+    let message = reply["data"]["conversation"]["messages"]["edges"]
+        .as_array()
+        .and_then(|edges| {
+            edges.iter().find(|e| {
+                e["node"]["idempotencyKey"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("call-follow-up:"))
+            })
+        })
+        .map(|e| e["node"].clone())
+        .unwrap_or_else(|| panic!("no follow-up message: {reply}"));
+    (call["followUp"].clone(), message)
+}
+
+/// Makes the sender's waiting rows due now (the time its backoff would take).
+async fn due_now(app: &TestApp) {
+    sqlx::query("UPDATE outbox SET next_attempt_at = now() WHERE state = 'pending'")
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_follow_up_whose_message_the_sender_keeps_trying_shows_sending_with_each_try(pool: PgPool) {
+    let app = app_with_twilio(pool).await;
+    follow_up_setting(&app).await;
+    let busy = (
+        503,
+        json!({"error": {"message": "Service temporarily unavailable", "code": 2}}),
+    );
+    let graph = Graph {
+        script: Arc::new(Mutex::new(vec![busy.clone(), busy.clone(), busy])),
+        ..Graph::default()
+    };
+    // A sender that waits a minute between tries, as in production it waits seconds.
+    let mut config = sender_config(&graph.serve().await, "graph-token");
+    config.backoff = std::time::Duration::from_secs(60);
+    let sender = app.sender_with(config);
+    post_call(
+        &app,
+        "acme",
+        &call_params("CA050", "no-answer", "inbound", Some("0")),
+        Some(TWILIO_TOKEN),
+    )
+    .await;
+    // Queued, not tried yet: SENDING with no try.
+    settle(&app).await;
+    let (follow_up, message) = follow_up_and_message(&app).await;
+    assert_eq!(
+        (
+            follow_up["status"].clone(),
+            follow_up["attempts"].clone(),
+            follow_up["sendTries"].clone()
+        ),
+        (json!("SENDING"), json!(0), json!(0)),
+        "{follow_up}"
+    );
+    assert_eq!(message["state"], "queued");
+    // Issue 17: three tries refused for now showed PENDING with 0 attempts.
+    for tries in 1..=3 {
+        sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
+        settle(&app).await;
+        let (follow_up, message) = follow_up_and_message(&app).await;
+        assert_eq!(follow_up["status"], "SENDING", "{follow_up}");
+        assert_eq!(follow_up["sendTries"], tries, "{follow_up}");
+        assert_eq!(
+            follow_up["lastSendError"], "2: Service temporarily unavailable",
+            "{follow_up}"
+        );
+        let next = follow_up["nextAttemptAt"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .unwrap_or_else(|| panic!("{follow_up}"));
+        assert!(next > chrono::Utc::now(), "the sender's next try is ahead: {next}");
+        assert_eq!(
+            (
+                message["state"].clone(),
+                message["sendTries"].clone(),
+                message["nextTryAt"].clone()
+            ),
+            (json!("retrying"), json!(tries), follow_up["nextAttemptAt"].clone()),
+            "{message}"
+        );
+        due_now(&app).await;
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'OutboundSendRetried'")
+            .await,
+        3
+    );
+    // The fourth try is accepted: sent after one attempt of four tries.
+    sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    settle(&app).await;
+    let (follow_up, message) = follow_up_and_message(&app).await;
+    assert_eq!(
+        (
+            follow_up["status"].clone(),
+            follow_up["attempts"].clone(),
+            follow_up["sendTries"].clone()
+        ),
+        (json!("SENT"), json!(1), json!(3)),
+        "{follow_up}"
+    );
+    assert_eq!(follow_up["nextAttemptAt"], Value::Null);
+    assert_eq!(
+        (message["state"].clone(), message["nextTryAt"].clone()),
+        (json!("sent"), Value::Null)
+    );
+    assert_eq!(graph.seen().len(), 4);
+    // A rebuild of both read models gives the same rows.
+    let live = table_rows(&app.pool, false).await;
+    app.rebuild_only(&["calls", "messages"]).await;
+    assert_eq!(table_rows(&app.pool, false).await, live);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_follow_up_whose_message_may_have_reached_whatsapp_awaits_an_operator_who_sends_it_again(pool: PgPool) {
+    let app = app_with_twilio(pool).await;
+    follow_up_setting(&app).await;
+    // A 200 without a message id: the sender cannot tell whether WhatsApp took it.
+    let graph = Graph {
+        script: Arc::new(Mutex::new(vec![(200, json!({"messaging_product": "whatsapp"}))])),
+        ..Graph::default()
+    };
+    let sender = app.sender(&graph.serve().await);
+    post_call(
+        &app,
+        "acme",
+        &call_params("CA051", "no-answer", "inbound", Some("0")),
+        Some(TWILIO_TOKEN),
+    )
+    .await;
+    follow_up_round(&app, &sender).await;
+    follow_up_round(&app, &sender).await;
+    let (follow_up, message) = follow_up_and_message(&app).await;
+    assert_eq!(follow_up["status"], "AWAITING_OPERATOR", "{follow_up}");
+    assert!(
+        follow_up["lastSendError"]
+            .as_str()
+            .is_some_and(|e| e.contains("may have been sent")),
+        "{follow_up}"
+    );
+    assert_eq!(message["state"], "needs_operator", "{message}");
+    assert_eq!(graph.seen().len(), 1, "never sent again by itself");
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'OutboundSendUncertain'")
+            .await,
+        1
+    );
+    // An operator sends it again: SENDING, its tries from 0, then SENT.
+    let key = message["idempotencyKey"].as_str().unwrap_or_default().to_string();
+    let call = calls(&app, Role::Agent, json!(null))
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let admin = app.token("acme", Role::Admin);
+    let (_, reply) = app
+        .graphql(
+            Some(&admin),
+            "mutation($id: String!, $key: String!) { resendMessage(conversationId: $id, idempotencyKey: $key) { id } }",
+            json!({"id": call["contactId"], "key": key}),
+        )
+        .await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    settle(&app).await;
+    let (follow_up, message) = follow_up_and_message(&app).await;
+    assert_eq!(
+        (follow_up["status"].clone(), follow_up["sendTries"].clone()),
+        (json!("SENDING"), json!(0)),
+        "{follow_up}"
+    );
+    assert_eq!(message["state"], "queued", "{message}");
+    follow_up_round(&app, &sender).await;
+    let (follow_up, message) = follow_up_and_message(&app).await;
+    assert_eq!(follow_up["status"], "SENT", "{follow_up}");
+    assert_eq!(message["state"], "sent", "{message}");
+    assert_eq!(graph.seen().len(), 2);
 }

@@ -91,6 +91,12 @@ pub enum FollowUpStatus {
     NotScheduled,
     /// Scheduled and waiting for its first attempt, or for a retry after a failed one.
     Pending,
+    /// An attempt's message is queued and the sender is trying it (`sendTries` so far,
+    /// `lastSendError`, the next try at `nextAttemptAt`).
+    Sending,
+    /// The sender cannot tell whether the attempt's message reached WhatsApp and left it for an
+    /// operator (`resendMessage` sends it again; `lastSendError` says what happened).
+    AwaitingOperator,
     /// WhatsApp accepted the follow-up template; final.
     Sent,
     /// Given up after a failure that cannot be retried or after 5 failed attempts; final.
@@ -124,13 +130,20 @@ pub struct CallFollowUp {
     /// When the first attempt is due: the call's end plus the rule's delay (RFC 3339); null
     /// until one is scheduled.
     pub due_at: Option<DateTime<Utc>>,
-    /// How many send attempts were recorded so far (0 before the first, at most 5).
+    /// How many send attempts were recorded so far (0 before the first, at most 5). Each
+    /// attempt queues one message, which the sender may try several times (`sendTries`).
     pub attempts: i32,
+    /// How many times the sender has tried the current attempt's message without an answer
+    /// it can settle (5xx, 429, timeouts); 0 before the first try and after a resend.
+    pub send_tries: i32,
+    /// The error of the sender's last try (`<code>: <title>`), or why it left the message for an
+    /// operator; null before any. No personal data.
+    pub last_send_error: Option<String>,
     /// The provider's error code of the latest failed attempt; null when no attempt failed or
     /// the failure had no code.
     pub last_error_code: Option<i64>,
-    /// When the next attempt is due (RFC 3339); null when none is scheduled, once sent and once
-    /// given up.
+    /// When the next attempt is due, or while `SENDING` the sender's next try (RFC 3339); null
+    /// when none is scheduled, once sent and once given up.
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Why it was given up: `NOT_RETRYABLE` (the last failure cannot be cured by retrying: its
     /// code is `lastErrorCode`) or `MAX_ATTEMPTS` (5 attempts failed); null unless `GAVE_UP`.
@@ -198,6 +211,8 @@ impl Call {
             follow_up: CallFollowUp {
                 status: match row.follow_up_status.as_str() {
                     "pending" => FollowUpStatus::Pending,
+                    "sending" => FollowUpStatus::Sending,
+                    "awaiting_operator" => FollowUpStatus::AwaitingOperator,
                     "sent" => FollowUpStatus::Sent,
                     "gave_up" => FollowUpStatus::GaveUp,
                     _ => FollowUpStatus::NotScheduled,
@@ -207,6 +222,8 @@ impl Call {
                 rule_version: row.follow_up_rule_version,
                 due_at: row.follow_up_due_at,
                 attempts: row.follow_up_attempts,
+                send_tries: row.follow_up_send_tries,
+                last_send_error: row.follow_up_last_send_error,
                 last_error_code: row.follow_up_last_error,
                 next_attempt_at: row.follow_up_next_at,
                 give_up_reason: match row.follow_up_give_up_reason.as_deref() {

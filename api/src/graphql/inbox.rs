@@ -150,7 +150,10 @@ pub struct ThreadMessage {
     pub template_language: Option<String>,
     /// The provider's time (inbound) or the time it was queued (outbound).
     pub at: DateTime<Utc>,
-    /// inbound: received; outbound: queued, sent or failed (the sender's outcome).
+    /// inbound: received; outbound: queued, retrying (the sender's last try was not accepted
+    /// for now: see `sendTries`, `lastSendError`, `nextTryAt`), needs_operator (the sender
+    /// cannot tell whether it reached WhatsApp: `resendMessage` sends it again), sent or failed
+    /// (the sender's outcome).
     pub state: String,
     /// The furthest delivery status (outbound), or the state when none arrived yet.
     pub status: String,
@@ -169,6 +172,14 @@ pub struct ThreadMessage {
     pub retryable: Option<bool>,
     /// The delivery statuses reached, in the order sent, delivered, read, failed.
     pub status_timeline: Vec<MessageStatusEntry>,
+    /// How many times the sender tried an outbound message without an answer it could settle
+    /// (counted from 1 again after a resend); 0 for inbound messages.
+    pub send_tries: i32,
+    /// The error of the sender's last try (`<code>: <title>`), or why it left the message for an
+    /// operator; null otherwise.
+    pub last_send_error: Option<String>,
+    /// When the sender tries again (state `retrying`); null otherwise.
+    pub next_try_at: Option<DateTime<Utc>>,
 }
 
 impl ThreadMessage {
@@ -200,6 +211,9 @@ impl ThreadMessage {
             error_code: row.error_code,
             error_title: row.error_title,
             retryable: row.retryable,
+            send_tries: row.send_tries,
+            last_send_error: row.last_send_error,
+            next_try_at: row.next_try_at,
             status_timeline: timeline,
         }
     }

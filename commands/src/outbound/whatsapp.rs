@@ -35,7 +35,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chronicle_domain::conversation::{ConversationCommand, OutboundBody, OutboundFailed, OutboundSent};
+use chronicle_domain::conversation::{ConversationCommand, OutboundBody, OutboundFailed, OutboundRetry, OutboundSent};
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::pii::{Envelope, IdKey};
 use chronicle_domain::tenant::TenantId;
@@ -145,6 +145,9 @@ struct Claimed {
     correlation_id: String,
 }
 
+/// Why a row found `sending` after its sender stopped goes to an operator.
+const STALE_REASON: &str = "found sending after its sender stopped: it may have reached WhatsApp";
+
 /// How one attempt ended.
 #[derive(Debug)]
 enum Attempt {
@@ -200,7 +203,7 @@ impl WhatsAppSender {
                 "outbox_id, tenant_id, stream_id, contact_id, idempotency_key, business_number_id, recipient, body, \
                  attempts, correlation_id",
                 Stale::Operator,
-                "found sending after its sender stopped: it may have reached WhatsApp",
+                STALE_REASON,
             ),
             admission: Admission::new(
                 "outbox_feed",
@@ -225,16 +228,64 @@ impl WhatsAppSender {
         Ok(self.admission.run(&self.pool).await?)
     }
 
-    /// Hands rows left `sending` by a crashed sender to an operator. Returns how many.
+    /// Hands rows left `sending` by a crashed sender to an operator, and records each in its
+    /// conversation (`OutboundSendUncertain`). Returns how many.
     pub async fn release_stale(&self) -> Result<u64, CommandError> {
-        let stale = self.queue.release_stale(&self.pool, self.config.stale_after).await?;
-        if stale > 0 {
+        let stale = self
+            .queue
+            .release_stale_returning(
+                &self.pool,
+                self.config.stale_after,
+                "tenant_id, contact_id, idempotency_key, correlation_id",
+            )
+            .await?;
+        if !stale.is_empty() {
             tracing::error!(
-                outbox.rows = stale,
+                outbox.rows = stale.len(),
                 "outbound messages were left sending by a stopped sender; marked needs_operator, not resent"
             );
         }
-        Ok(stale)
+        for row in &stale {
+            let (Ok(tenant), Ok(contact_id), Ok(key), Ok(correlation_id)) = (
+                row.try_get::<String, _>("tenant_id"),
+                row.try_get::<String, _>("contact_id"),
+                row.try_get::<String, _>("idempotency_key"),
+                row.try_get::<String, _>("correlation_id"),
+            ) else {
+                continue;
+            };
+            let Ok(tenant) = TenantId::parse(&tenant) else {
+                continue;
+            };
+            let metadata = CommandMetadata {
+                tenant_id: tenant,
+                actor: Actor::System {
+                    component: COMPONENT.into(),
+                },
+                correlation_id,
+                causation_id: "outbox-stale".into(),
+            };
+            self.record_progress(
+                &contact_id,
+                ConversationCommand::RecordOutboundUncertain {
+                    idempotency_key: key,
+                    reason: STALE_REASON.into(),
+                    at: Utc::now(),
+                },
+                &metadata,
+            )
+            .await;
+        }
+        Ok(u64::try_from(stale.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Records the sender's progress on a message (a try to be made again, a message left for
+    /// an operator) in its conversation. The sender's own row decides what it does next, so a
+    /// failure here is logged, not returned: the read models show one try fewer.
+    async fn record_progress(&self, contact_id: &str, command: ConversationCommand, metadata: &CommandMetadata) {
+        if let Err(e) = self.commands.conversation(contact_id, command, metadata).await {
+            tracing::warn!(error = %e, "recording the sender's progress on an outbound message failed");
+        }
     }
 
     /// One pass: copies what the feed gained, releases stale claims, then claims and sends up to `batch_size` due rows.
@@ -386,11 +437,32 @@ impl WhatsAppSender {
                 .execute(&self.pool)
                 .await?;
                 tracing::warn!(provider.code = ?code, retry_in_ms = delay_ms, "outbound message not accepted; retrying");
+                let now = Utc::now();
+                let retry = OutboundRetry {
+                    idempotency_key: row.idempotency_key.clone(),
+                    attempt: u32::try_from(row.attempts).unwrap_or(0),
+                    code,
+                    title,
+                    next_try_at: now + chrono::Duration::milliseconds(delay_ms),
+                    at: now,
+                };
+                self.record_progress(
+                    &row.contact_id,
+                    ConversationCommand::RecordOutboundRetry(retry),
+                    &metadata,
+                )
+                .await;
                 Ok(Settled::Retry)
             }
             Attempt::Unknown(reason) => {
                 tracing::error!(reason = %reason, "outbound message may have reached WhatsApp; marked needs_operator, not resent");
                 self.mark(row.outbox_id, "needs_operator", Some(&reason)).await?;
+                let command = ConversationCommand::RecordOutboundUncertain {
+                    idempotency_key: row.idempotency_key.clone(),
+                    reason,
+                    at: Utc::now(),
+                };
+                self.record_progress(&row.contact_id, command, &metadata).await;
                 Ok(Settled::NeedsOperator)
             }
         }

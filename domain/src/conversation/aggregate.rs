@@ -8,7 +8,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::commands::{
-    ConversationCommand, InboundMessage, OutboundFailed, OutboundRequest, OutboundSent, StatusUpdate,
+    ConversationCommand, InboundMessage, OutboundFailed, OutboundRequest, OutboundRetry, OutboundSent, StatusUpdate,
 };
 use super::error::ConversationError;
 use super::events::ConversationEvent;
@@ -24,6 +24,13 @@ enum Outbound {
     Queued,
     Sent,
     Failed,
+}
+
+/// The sender's progress on a queued message (see `Conversation::sending`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+struct SendProgress {
+    tries: u32,
+    uncertain: bool,
 }
 
 /// One WhatsApp thread between a tenant and a contact.
@@ -51,6 +58,10 @@ pub struct Conversation {
     handover_pending: bool,
     /// Outbound messages by idempotency key.
     outbound: BTreeMap<String, Outbound>,
+    /// The sender's progress on each queued message without an outcome: the last try
+    /// recorded, and whether it was left for an operator (forgotten once settled).
+    #[serde(default)]
+    sending: BTreeMap<String, SendProgress>,
     /// The inbound message (ref) the conversation was last marked read up to.
     read_up_to: Option<String>,
     /// WhatsApp's id (sealed) of the latest inbound message: what a read receipt names.
@@ -161,6 +172,44 @@ impl Conversation {
             title: failed.title,
             retryable: failed.retryable,
             at: failed.at,
+        }))
+    }
+
+    fn retried(&self, retry: OutboundRetry) -> Result<Option<ConversationEvent>, ConversationError> {
+        if !self.outcome_allowed(&retry.idempotency_key)? {
+            return Ok(None);
+        }
+        let progress = self.sending.get(&retry.idempotency_key).copied().unwrap_or_default();
+        // A try recorded again (a sender that stopped between recording and moving on).
+        if retry.attempt <= progress.tries || progress.uncertain {
+            return Ok(None);
+        }
+        Ok(Some(ConversationEvent::OutboundSendRetried {
+            idempotency_key: retry.idempotency_key,
+            attempt: retry.attempt,
+            code: retry.code,
+            title: retry.title,
+            next_try_at: retry.next_try_at,
+            at: retry.at,
+        }))
+    }
+
+    fn uncertain(
+        &self,
+        idempotency_key: String,
+        reason: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ConversationEvent>, ConversationError> {
+        if !self.outcome_allowed(&idempotency_key)? {
+            return Ok(None);
+        }
+        if self.sending.get(&idempotency_key).is_some_and(|p| p.uncertain) {
+            return Ok(None);
+        }
+        Ok(Some(ConversationEvent::OutboundSendUncertain {
+            idempotency_key,
+            reason,
+            at,
         }))
     }
 
@@ -393,6 +442,12 @@ impl Aggregate for Conversation {
             ConversationCommand::QueueOutboundMessage(request) => self.queue(request)?,
             ConversationCommand::RecordOutboundSent(sent) => self.sent(sent)?,
             ConversationCommand::RecordOutboundFailed(failed) => self.failed(failed)?,
+            ConversationCommand::RecordOutboundRetry(retry) => self.retried(retry)?,
+            ConversationCommand::RecordOutboundUncertain {
+                idempotency_key,
+                reason,
+                at,
+            } => self.uncertain(idempotency_key, reason, at)?,
             ConversationCommand::SetStatus { status, by, at } => self.set_status(status, by, at)?,
             ConversationCommand::Assign { agent_id, by, at } => self.assign(agent_id, by, at)?,
             ConversationCommand::Tag { tag, by, at } => self.tag(tag, true, by, at)?,
@@ -447,10 +502,22 @@ impl Aggregate for Conversation {
                 self.outbound.insert(idempotency_key, Outbound::Queued);
             }
             ConversationEvent::OutboundMessageSent { idempotency_key, .. } => {
+                self.sending.remove(&idempotency_key);
                 self.outbound.insert(idempotency_key, Outbound::Sent);
             }
             ConversationEvent::OutboundMessageFailed { idempotency_key, .. } => {
+                self.sending.remove(&idempotency_key);
                 self.outbound.insert(idempotency_key, Outbound::Failed);
+            }
+            ConversationEvent::OutboundSendRetried {
+                idempotency_key,
+                attempt,
+                ..
+            } => {
+                self.sending.entry(idempotency_key).or_default().tries = attempt;
+            }
+            ConversationEvent::OutboundSendUncertain { idempotency_key, .. } => {
+                self.sending.entry(idempotency_key).or_default().uncertain = true;
             }
             ConversationEvent::ConversationStatusChanged { to, .. } => self.status = to,
             ConversationEvent::ConversationAssigned { agent_id, .. } => {
@@ -469,8 +536,11 @@ impl Aggregate for Conversation {
             }
             ConversationEvent::HandoverRequested { .. } => self.handover_pending = true,
             ConversationEvent::ConversationRead { up_to, .. } => self.read_up_to = Some(up_to),
-            // The message stays queued: the sender settles it as any other.
-            ConversationEvent::OutboundResendAuthorized { .. } => {}
+            // The message stays queued: the sender settles it as any other, its tries counted
+            // from 1 again.
+            ConversationEvent::OutboundResendAuthorized { idempotency_key, .. } => {
+                self.sending.remove(&idempotency_key);
+            }
         }
     }
 }
@@ -934,6 +1004,109 @@ mod inbox_tests {
             by: "admin-1".into(),
             at: at(12),
         }
+    }
+
+    fn retry(key: &str, attempt: u32) -> ConversationCommand {
+        ConversationCommand::RecordOutboundRetry(OutboundRetry {
+            idempotency_key: key.into(),
+            attempt,
+            code: Some(503),
+            title: "busy".into(),
+            next_try_at: at(11),
+            at: at(10),
+        })
+    }
+
+    fn retried(key: &str, attempt: u32) -> ConversationEvent {
+        ConversationEvent::OutboundSendRetried {
+            idempotency_key: key.into(),
+            attempt,
+            code: Some(503),
+            title: "busy".into(),
+            next_try_at: at(11),
+            at: at(10),
+        }
+    }
+
+    fn uncertain(key: &str) -> ConversationCommand {
+        ConversationCommand::RecordOutboundUncertain {
+            idempotency_key: key.into(),
+            reason: "the connection broke after the request".into(),
+            at: at(10),
+        }
+    }
+
+    fn uncertain_event(key: &str) -> ConversationEvent {
+        ConversationEvent::OutboundSendUncertain {
+            idempotency_key: key.into(),
+            reason: "the connection broke after the request".into(),
+            at: at(10),
+        }
+    }
+
+    #[test]
+    fn each_try_of_the_sender_is_recorded_once_while_the_message_has_no_outcome() {
+        let request = free_form("k1", 10);
+        Given::with(())
+            .given(vec![opened(), queued(&request)])
+            .when(retry("k1", 1))
+            .then_expect_events(vec![retried("k1", 1)]);
+        Given::with(())
+            .given(vec![opened(), queued(&request), retried("k1", 1)])
+            .when(retry("k1", 2))
+            .then_expect_events(vec![retried("k1", 2)]);
+        // The same try again, an earlier one, or any after the outcome: nothing.
+        Given::with(())
+            .given(vec![opened(), queued(&request), retried("k1", 2)])
+            .when(retry("k1", 2))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![opened(), queued(&request), retried("k1", 1), sent_event("k1")])
+            .when(retry("k1", 2))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![opened()])
+            .when(retry("k1", 1))
+            .then_expect_error(ConversationError::UnknownOutboundMessage {
+                idempotency_key: "k1".into(),
+            });
+    }
+
+    #[test]
+    fn a_message_left_for_an_operator_is_recorded_once_and_its_tries_start_over_after_a_resend() {
+        let request = free_form("k1", 10);
+        Given::with(())
+            .given(vec![opened(), queued(&request), retried("k1", 3)])
+            .when(uncertain("k1"))
+            .then_expect_events(vec![uncertain_event("k1")]);
+        Given::with(())
+            .given(vec![opened(), queued(&request), uncertain_event("k1")])
+            .when(uncertain("k1"))
+            .then_expect_events(vec![]);
+        // No try is recorded while it waits for an operator.
+        Given::with(())
+            .given(vec![opened(), queued(&request), uncertain_event("k1")])
+            .when(retry("k1", 4))
+            .then_expect_events(vec![]);
+        let resent = ConversationEvent::OutboundResendAuthorized {
+            idempotency_key: "k1".into(),
+            by: "admin-1".into(),
+            at: at(12),
+        };
+        Given::with(())
+            .given(vec![
+                opened(),
+                queued(&request),
+                retried("k1", 3),
+                uncertain_event("k1"),
+                resent,
+            ])
+            .when(retry("k1", 1))
+            .then_expect_events(vec![retried("k1", 1)]);
+        Given::with(())
+            .given(vec![opened(), queued(&request), sent_event("k1")])
+            .when(uncertain("k1"))
+            .then_expect_events(vec![]);
     }
 
     #[test]

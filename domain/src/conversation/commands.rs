@@ -24,6 +24,19 @@ pub enum ConversationCommand {
     RecordOutboundSent(OutboundSent),
     /// The sender's outcome: the provider refused the message, or sending was given up.
     RecordOutboundFailed(OutboundFailed),
+    /// The sender's try of a queued message was not accepted for now (a 5xx, a 429, a timeout
+    /// before the request went out) and it tries again at `next_try_at`. Not an outcome: a
+    /// settled message, or a try already recorded, records nothing.
+    RecordOutboundRetry(OutboundRetry),
+    /// The sender cannot tell whether a queued message reached WhatsApp (the connection broke
+    /// after the request went out): it leaves it for an operator (`AuthorizeResend`) and never
+    /// sends it by itself. A settled message, or one already left, records nothing.
+    RecordOutboundUncertain {
+        idempotency_key: String,
+        /// What happened, without personal data.
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// Move the conversation to another status (see `ConversationStatus::may_move_to`).
     SetStatus {
         status: ConversationStatus,
@@ -108,6 +121,20 @@ pub struct OutboundFailed {
     /// Whether sending again later might succeed (an operator decides; nothing resends
     /// automatically after a failure is recorded).
     pub retryable: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// A try of the sender that will be made again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct OutboundRetry {
+    pub idempotency_key: String,
+    /// The sender's try number (from 1; starts over after an operator's resend).
+    pub attempt: u32,
+    /// The provider's error code, when it answered with one.
+    pub code: Option<i64>,
+    /// What went wrong, without personal data (the provider's title, or the sender's words).
+    pub title: String,
+    pub next_try_at: DateTime<Utc>,
     pub at: DateTime<Utc>,
 }
 

@@ -109,6 +109,23 @@ pub enum ConversationEvent {
         by: String,
         at: DateTime<Utc>,
     },
+    /// The sender's try `attempt` of a queued message was not accepted for now; it tries again
+    /// at `next_try_at` (not an outcome: the message is still queued).
+    OutboundSendRetried {
+        idempotency_key: String,
+        attempt: u32,
+        code: Option<i64>,
+        title: String,
+        next_try_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The sender cannot tell whether a queued message reached WhatsApp and left it for an
+    /// operator (`OutboundResendAuthorized` sends it again); `reason` has no personal data.
+    OutboundSendUncertain {
+        idempotency_key: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// An operator decided that the outbound message `idempotency_key`, left without an
     /// outcome, is sent again (the sender had handed it over: it may have reached WhatsApp).
     OutboundResendAuthorized {
@@ -149,6 +166,8 @@ impl ConversationEvent {
         "HandoverRequested",
         "ConversationRead",
         "OutboundResendAuthorized",
+        "OutboundSendRetried",
+        "OutboundSendUncertain",
     ];
 }
 
@@ -169,6 +188,8 @@ impl DomainEvent for ConversationEvent {
             Self::HandoverRequested { .. } => "HandoverRequested",
             Self::ConversationRead { .. } => "ConversationRead",
             Self::OutboundResendAuthorized { .. } => "OutboundResendAuthorized",
+            Self::OutboundSendRetried { .. } => "OutboundSendRetried",
+            Self::OutboundSendUncertain { .. } => "OutboundSendUncertain",
         }
         .to_string()
     }

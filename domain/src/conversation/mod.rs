@@ -33,7 +33,9 @@ mod events;
 mod values;
 
 pub use aggregate::Conversation;
-pub use commands::{ConversationCommand, InboundMessage, OutboundFailed, OutboundRequest, OutboundSent, StatusUpdate};
+pub use commands::{
+    ConversationCommand, InboundMessage, OutboundFailed, OutboundRequest, OutboundRetry, OutboundSent, StatusUpdate,
+};
 pub use error::ConversationError;
 pub use events::ConversationEvent;
 pub use values::{
