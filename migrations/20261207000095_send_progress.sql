@@ -6,7 +6,10 @@
 -- the conversation. The messages read model shows them on the message (state `retrying` or
 -- `needs_operator`, the tries, the last error, the next try); the calls read model on the
 -- follow-up whose message it is (status `sending` or `awaiting_operator`, the tries).
--- Both columns start empty: no event of either type exists before this migration.
+-- No event of either new type exists before this migration, but the calls projector now also
+-- reads two that do (`OutboundMessageQueued`, `OutboundResendAuthorized` of follow-up messages):
+-- it starts over (its table cleared, its checkpoint at the start) and rebuilds from the log on
+-- the next start, so a follow-up queued before the upgrade reads SENDING as a rebuild would.
 
 ALTER TABLE messages
     ADD COLUMN send_tries      integer NOT NULL DEFAULT 0,
@@ -16,3 +19,13 @@ ALTER TABLE messages
 ALTER TABLE calls
     ADD COLUMN follow_up_send_tries      integer NOT NULL DEFAULT 0,
     ADD COLUMN follow_up_last_send_error text;
+
+DELETE FROM calls;
+UPDATE projector_checkpoints
+   SET last_tx_id = '0'::xid8, last_position = 0, events_applied = 0, updated_at = now()
+ WHERE projector = 'calls';
+
+-- The sender records a message it left for an operator (`OutboundSendUncertain`) from its own
+-- row, and marks the row once the log has it: a record lost to a crash or an outage is made on
+-- a later pass. Rows left before this migration are recorded too.
+ALTER TABLE outbox ADD COLUMN uncertain_recorded boolean NOT NULL DEFAULT false;

@@ -485,19 +485,6 @@ impl Queue {
         }
     }
 
-    /// [`Self::release_stale`], answering `returning` of every row it moved.
-    pub async fn release_stale_returning(
-        &self,
-        pool: &sqlx::PgPool,
-        after: Duration,
-        returning: &str,
-    ) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
-        sqlx::query(&format!("{} RETURNING {returning}", self.stale))
-            .bind(after.as_secs_f64())
-            .fetch_all(pool)
-            .await
-    }
-
     /// Claims the next due row, if any (skipping rows another worker holds).
     pub async fn claim_one(&self, pool: &sqlx::PgPool) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
         sqlx::query(&self.claim).fetch_optional(pool).await

@@ -166,6 +166,7 @@ mod tests {
     fn the_domain_writes_each_type_at_its_current_version() {
         use cqrs_es::DomainEvent;
         let event = ConversationEvent::DeliveryStatusRecorded {
+            external: false,
             message_ref: "wamid.1".into(),
             status: DeliveryStatus::Sent,
             at: chrono::DateTime::UNIX_EPOCH,

@@ -210,7 +210,8 @@ async fn follow_up_sending(db: &mut PgConnection, event: &StoredEvent) -> Result
     // model shows, parsed the same way).
     let (set, from) = match event.event_type.as_str() {
         "OutboundMessageQueued" => (
-            "follow_up_status = 'sending', follow_up_send_tries = 0, follow_up_last_send_error = NULL",
+            "follow_up_status = 'sending', follow_up_send_tries = 0, follow_up_last_send_error = NULL,
+             follow_up_next_at = NULL",
             "'pending'",
         ),
         "OutboundSendRetried" => (
@@ -222,7 +223,7 @@ async fn follow_up_sending(db: &mut PgConnection, event: &StoredEvent) -> Result
             "'sending'",
         ),
         "OutboundResendAuthorized" => (
-            "follow_up_status = 'sending', follow_up_send_tries = 0",
+            "follow_up_status = 'sending', follow_up_send_tries = 0, follow_up_last_send_error = NULL",
             "'awaiting_operator'",
         ),
         _ => return Ok(()),

@@ -89,7 +89,8 @@ impl MessagesProjector {
         let position = event.global_position;
         if !matches!(
             parsed,
-            ConversationEvent::MessageReceived { .. } | ConversationEvent::DeliveryStatusRecorded { .. }
+            ConversationEvent::MessageReceived { .. }
+                | ConversationEvent::DeliveryStatusRecorded { external: false, .. }
         ) {
             pending.flush(db).await?;
         }
@@ -130,8 +131,29 @@ impl MessagesProjector {
                 error_code,
                 error_title,
                 window_closed,
+                external,
                 ..
             } => {
+                if external {
+                    // A message sent outside Chronicle (decision 0020): the thread shows it,
+                    // without content, at its earliest status; Chronicle's own message with this
+                    // id, accepted later, takes its place (`OutboundMessageSent`).
+                    sqlx::query(
+                        "INSERT INTO messages AS m (tenant_id, conversation_id, message_id, direction, message_ref, kind,
+                                                    at, state, position, last_position)
+                         VALUES ($1, $2, 'ext:' || $3, 'outbound', $3, 'external', $4, 'sent', $5, $5)
+                         ON CONFLICT (tenant_id, conversation_id, message_id) DO UPDATE
+                            SET at = LEAST(m.at, EXCLUDED.at), last_position = EXCLUDED.last_position
+                          WHERE m.last_position < EXCLUDED.last_position",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(&conversation_id)
+                    .bind(&message_ref)
+                    .bind(at)
+                    .bind(position)
+                    .execute(&mut *db)
+                    .await?;
+                }
                 pending.status(
                     tenant.as_str(),
                     &conversation_id,
@@ -192,6 +214,16 @@ impl MessagesProjector {
                 at,
                 ..
             } => {
+                // A status that beat this record made the message look sent outside Chronicle:
+                // the thread's stand-in goes, its statuses follow the id to this message.
+                sqlx::query(
+                    "DELETE FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'ext:' || $3",
+                )
+                .bind(tenant.as_str())
+                .bind(&conversation_id)
+                .bind(&message_ref)
+                .execute(&mut *db)
+                .await?;
                 sqlx::query(
                     "UPDATE messages SET state = 'sent', message_ref = $4, sent_at = $5, next_try_at = NULL, last_position = $6
                       WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'out:' || $3
@@ -299,7 +331,6 @@ impl MessagesProjector {
             }
             // Read receipts change the inbox's unread count (`conversations`), not a message.
             ConversationEvent::ConversationRead { .. } => {}
-            // The message stays queued until the sender records its outcome.
             // The sender's progress on a message without an outcome.
             ConversationEvent::OutboundSendRetried {
                 idempotency_key,
@@ -347,7 +378,8 @@ impl MessagesProjector {
             // Sent again: queued, its tries counted from 1 again.
             ConversationEvent::OutboundResendAuthorized { idempotency_key, .. } => {
                 sqlx::query(
-                    "UPDATE messages SET state = 'queued', send_tries = 0, next_try_at = NULL, last_position = $4
+                    "UPDATE messages SET state = 'queued', send_tries = 0, last_send_error = NULL, next_try_at = NULL,
+                            last_position = $4
                       WHERE tenant_id = $1 AND conversation_id = $2 AND message_id = 'out:' || $3
                         AND state = 'needs_operator' AND last_position < $4",
                 )

@@ -37,6 +37,34 @@ async fn count_of(app: &TestApp, event_type: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Issue 17: the generated statuses named messages in no thread, so every status timeline was
+/// empty. Every reply now has its timeline, no status stands for a message sent elsewhere, and
+/// no conversation stream lacks the message that opened it.
+async fn every_reply_shows_its_statuses(app: &TestApp, dataset: &Dataset) {
+    app.project().await;
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM messages m WHERE m.direction = 'outbound' AND m.idempotency_key LIKE 'fixture-reply:%'
+                AND EXISTS (SELECT 1 FROM message_timeline t WHERE t.tenant_id = m.tenant_id AND t.message_ref = m.message_ref)"
+        )
+        .await,
+        dataset.replies.len() as i64
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE kind = 'external'").await,
+        0
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(DISTINCT aggregate_id) FROM events e WHERE e.aggregate_type = 'Conversation'
+                AND NOT EXISTS (SELECT 1 FROM events r WHERE r.aggregate_type = 'Conversation'
+                                   AND r.aggregate_id = e.aggregate_id AND r.event_type = 'MessageReceived')"
+        )
+        .await,
+        0
+    );
+}
+
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
 async fn a_generated_dataset_loaded_through_commands_verifies_and_projects(pool: PgPool) {
     let app = TestApp::new(pool).await;
@@ -113,6 +141,7 @@ async fn a_generated_dataset_loaded_through_commands_verifies_and_projects(pool:
         .await,
         loaded.follow_ups.queued as i64
     );
+    every_reply_shows_its_statuses(&app, &dataset).await;
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -154,6 +183,7 @@ async fn a_bulk_loaded_dataset_verifies_and_projects_like_the_command_path(pool:
         app.count("SELECT count(*) FROM lead_captures").await,
         dataset.leads.len() as i64
     );
+    every_reply_shows_its_statuses(&app, &dataset).await;
 }
 
 /// Replaces every sealed envelope by a marker (their nonces differ from load to load) and drops

@@ -840,3 +840,152 @@ async fn another_tenant_neither_sees_nor_changes_a_conversation(pool: PgPool) {
     let reply = mutate(&app, "acme", Role::Owner, CONVERSATION, json!({"id": "not an id"})).await;
     assert_eq!(code(&reply), "BAD_CONVERSATION_ID", "{reply}");
 }
+
+/// The thread's messages as (id prefix, kind, state, the statuses of its timeline).
+async fn thread(app: &TestApp, id: &str) -> Vec<(String, String, String, Vec<String>)> {
+    let reply = mutate(app, "acme", Role::Agent, CONVERSATION, json!({"id": id})).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    reply["data"]["conversation"]["messages"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let node = &e["node"];
+            let prefix = node["id"]
+                .as_str()
+                .unwrap_or_default()
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            (
+                prefix.to_string(),
+                node["kind"].as_str().unwrap_or_default().to_string(),
+                node["state"].as_str().unwrap_or_default().to_string(),
+                node["statusTimeline"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| s["status"].as_str().unwrap_or_default().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_status_of_a_message_sent_outside_chronicle_shows_in_the_thread_and_never_opens_one(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let number = "100000001";
+    app.tenant_with_number("acme", number).await;
+    let now = chrono::Utc::now().timestamp();
+    let events = || async { app.count("SELECT count(*) FROM events").await };
+    // Someone who never wrote gets a message from the WhatsApp Business app: its statuses open
+    // no conversation, and the delivery is done.
+    let before = events().await;
+    post_and_drain(
+        &app,
+        &delivery(
+            number,
+            &[],
+            vec![],
+            vec![status(&wamid("263771000099", 7), "sent", now, "263771000099")],
+        ),
+    )
+    .await;
+    assert_eq!(events().await, before, "nothing recorded");
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_inbox WHERE state <> 'done'")
+            .await,
+        0,
+        "the delivery is done, not parked"
+    );
+    // The customer writes; the business answers from the phone app (not through Chronicle).
+    post_and_drain(&app, &hello(number, now - 120)).await;
+    let elsewhere = wamid(CUSTOMER, 555);
+    post_and_drain(
+        &app,
+        &delivery(
+            number,
+            &[],
+            vec![],
+            vec![
+                status(&elsewhere, "delivered", now + 2, CUSTOMER),
+                status(&elsewhere, "sent", now + 1, CUSTOMER),
+            ],
+        ),
+    )
+    .await;
+    app.project().await;
+    let id = conversation_id(&app, "acme").await;
+    assert_eq!(
+        thread(&app, &id).await,
+        vec![
+            ("in".into(), "text".into(), "received".into(), vec![]),
+            (
+                "ext".into(),
+                "external".into(),
+                "sent".into(),
+                vec!["sent".into(), "delivered".into()]
+            ),
+        ]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'DeliveryStatusRecorded' AND (payload -> 'DeliveryStatusRecorded' ->> 'external')::boolean")
+            .await,
+        2
+    );
+    // A rebuild gives the same thread.
+    let live = table_rows(&app.pool, false).await;
+    app.rebuild_only(&["messages", "conversations"]).await;
+    assert_eq!(table_rows(&app.pool, false).await, live);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_status_that_beats_the_senders_record_ends_on_chronicles_own_message(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let base = graph().await;
+    let number = "100000001";
+    app.tenant_with_number("acme", number).await;
+    let now = chrono::Utc::now().timestamp();
+    post_and_drain(&app, &hello(number, now - 120)).await;
+    app.project().await;
+    let id = conversation_id(&app, "acme").await;
+    let reply = mutate(
+        &app,
+        "acme",
+        Role::Agent,
+        "mutation($id: String!) { sendMessage(conversationId: $id, text: \"It is in stock\", idempotencyKey: \"m-1\") { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    // WhatsApp's `sent` webhook arrives before the sender has recorded WhatsApp's answer.
+    post_and_drain(&app, &statuses(number, &[("sent", now + 1)])).await;
+    app.project().await;
+    assert_eq!(
+        thread(&app, &id).await.iter().map(|m| m.0.clone()).collect::<Vec<_>>(),
+        vec!["in", "out", "ext"],
+        "until the record, the status looks like a message sent elsewhere"
+    );
+    send_all(&app, &base).await;
+    post_and_drain(&app, &statuses(number, &[("delivered", now + 2)])).await;
+    app.project().await;
+    assert_eq!(
+        thread(&app, &id).await,
+        vec![
+            ("in".into(), "text".into(), "received".into(), vec![]),
+            (
+                "out".into(),
+                "free_form".into(),
+                "sent".into(),
+                vec!["sent".into(), "delivered".into()]
+            ),
+        ],
+        "one message, with both statuses"
+    );
+    let live = table_rows(&app.pool, false).await;
+    app.rebuild_only(&["messages", "conversations"]).await;
+    assert_eq!(table_rows(&app.pool, false).await, live);
+}

@@ -369,6 +369,40 @@ async fn a_message_left_sending_by_a_crashed_sender_is_not_resent(pool: PgPool) 
     sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(graph.seen().is_empty());
     assert_eq!(outbox_state(&app).await.0, "needs_operator");
+    // The conversation records it once (a second pass adds nothing), and the thread shows it.
+    sender.drain().await.unwrap_or_else(|e| panic!("{e}"));
+    let uncertain = || async {
+        app.count("SELECT count(*) FROM events WHERE event_type = 'OutboundSendUncertain'")
+            .await
+    };
+    assert_eq!(uncertain().await, 1);
+    app.project().await;
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM messages WHERE state = 'needs_operator' AND last_send_error LIKE '%sender stopped%'"
+        )
+        .await,
+        1
+    );
+    // A sender that handed a message over and stopped before recording it: the next one's
+    // pass records it (the row says whether the log has it).
+    as_role(&app, Role::Agent, SEND_TEMPLATE, json!({"id": id, "key": "tpl-2"})).await;
+    app.project().await;
+    sender.admit().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query(
+        "UPDATE outbox SET state = 'needs_operator', attempts = 1, last_error = 'the request failed after it may have been sent'
+          WHERE idempotency_key = 'tpl-2'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let fresh = TestApp::new(app.pool.clone()).await;
+    self::sender(&fresh, &base, Duration::from_secs(5))
+        .drain()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(uncertain().await, 2);
+    assert!(graph.seen().is_empty(), "never sent by itself");
 }
 
 /// Issue 17: operators had no command to send again a message left for an operator. An owner

@@ -136,7 +136,9 @@ pub struct ThreadMessage {
     pub message_ref: Option<String>,
     /// The idempotency key an outbound message was queued under; null for inbound messages.
     pub idempotency_key: Option<String>,
-    /// inbound: text, image, …; outbound: free_form or template.
+    /// inbound: text, image, …; outbound: free_form, template, or external (a message sent
+    /// outside Chronicle on the tenant's number, e.g. from the WhatsApp Business app: Chronicle
+    /// knows only its delivery statuses, so it has no content; decision 0020).
     pub kind: String,
     /// The content as a person reads it: an inbound message's text (a text's body, a media
     /// message's caption, a document's file name, a location's name, a reply's title, a

@@ -181,9 +181,12 @@ impl InstallationService {
             text(address, "site address")?;
         }
         let customer = self.installation_customer_or_refuse(metadata, installation_id).await?;
-        let site_address = match site_address {
-            Some(address) => Some(self.seal_for(&metadata.tenant_id, &customer, address.trim()).await?),
-            None => None,
+        // The address it already has is no change: a retried correction records nothing.
+        let site_address = match site_address.map(str::trim) {
+            Some(address) if self.current_site_address(metadata, installation_id, &customer).await? != address => {
+                Some(self.seal_for(&metadata.tenant_id, &customer, address).await?)
+            }
+            _ => None,
         };
         let reason = self.seal_for(&metadata.tenant_id, &customer, reason.trim()).await?;
         let command = InstallationCommand::CorrectDetails {
@@ -194,6 +197,35 @@ impl InstallationService {
             at: Utc::now(),
         };
         self.isr(installation_id, command, metadata).await
+    }
+
+    /// The installation's site address now (opened or corrected last), in the clear; empty when
+    /// it has none.
+    async fn current_site_address(
+        &self,
+        metadata: &CommandMetadata,
+        installation_id: &str,
+        customer: &str,
+    ) -> Result<String, CommandError> {
+        let sealed: Option<serde_json::Value> = sqlx::query_scalar(
+            "SELECT payload::jsonb -> event_type -> 'site_address' FROM events
+              WHERE aggregate_type = 'InstallationRecord' AND aggregate_id = $1
+                AND event_type IN ('InstallationOpened', 'InstallationDetailsCorrected')
+                AND jsonb_typeof(payload::jsonb -> event_type -> 'site_address') = 'object'
+              ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(metadata.tenant_id.stream_id(installation_id))
+        .fetch_optional(self.commands.pool())
+        .await?;
+        let Some(sealed) = sealed else {
+            return Ok(String::new());
+        };
+        let envelope: Envelope = serde_json::from_value(sealed).map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+        let key = self.keys.key_for(&metadata.tenant_id, customer).await?;
+        Ok(key
+            .open(&metadata.tenant_id, customer, &envelope)
+            .map(|a| a.trim().to_string())
+            .unwrap_or_default())
     }
 
     /// Starts the work on site.

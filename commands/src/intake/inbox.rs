@@ -26,7 +26,7 @@ use std::collections::HashMap;
 
 use chronicle_domain::contact::{ConsentSource, ContactCommand, ContactError, ContactSource};
 use chronicle_domain::conversation::{
-    ConversationCommand, DeliveryStatus, InboundMessage, MessageKind, ProviderError, StatusUpdate,
+    ConversationCommand, ConversationError, DeliveryStatus, InboundMessage, MessageKind, ProviderError, StatusUpdate,
 };
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::phone::PhoneNumber;
@@ -430,6 +430,14 @@ impl InboxProcessor {
             };
             match result {
                 Ok(()) => {}
+                // A status never opens a conversation (decision 0020): with nobody who wrote, it
+                // is of a message sent outside Chronicle to someone without a thread. Nothing is
+                // recorded; the delivery is done.
+                Err(CommandError::Rejected(DomainError::Conversation(ConversationError::UnknownConversation)))
+                    if row.kind == "status" =>
+                {
+                    tracing::info!("a status of a message sent outside Chronicle to a contact without a conversation; not recorded");
+                }
                 Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
                     return Outcome::Failed(e.to_string())
                 }

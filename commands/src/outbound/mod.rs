@@ -204,7 +204,7 @@ pub async fn resend(
     // A fresh start: the attempts spent before the operator's decision do not count.
     sqlx::query(
         "UPDATE outbox SET state = 'pending', attempts = 0, claimed_at = NULL, next_attempt_at = now(),
-                updated_at = now(), last_error = 'sent again on an operator''s decision'
+                updated_at = now(), last_error = 'sent again on an operator''s decision', uncertain_recorded = false
           WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 AND state = 'needs_operator'",
     )
     .bind(metadata.tenant_id.as_str())

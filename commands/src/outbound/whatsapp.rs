@@ -228,60 +228,80 @@ impl WhatsAppSender {
         Ok(self.admission.run(&self.pool).await?)
     }
 
-    /// Hands rows left `sending` by a crashed sender to an operator, and records each in its
-    /// conversation (`OutboundSendUncertain`). Returns how many.
+    /// Hands rows left `sending` by a crashed sender to an operator. Returns how many. (Each
+    /// is recorded in its conversation by [`Self::record_uncertain`].)
     pub async fn release_stale(&self) -> Result<u64, CommandError> {
-        let stale = self
-            .queue
-            .release_stale_returning(
-                &self.pool,
-                self.config.stale_after,
-                "tenant_id, contact_id, idempotency_key, correlation_id",
-            )
-            .await?;
-        if !stale.is_empty() {
+        let stale = self.queue.release_stale(&self.pool, self.config.stale_after).await?;
+        if stale > 0 {
             tracing::error!(
-                outbox.rows = stale.len(),
+                outbox.rows = stale,
                 "outbound messages were left sending by a stopped sender; marked needs_operator, not resent"
             );
         }
-        for row in &stale {
-            let (Ok(tenant), Ok(contact_id), Ok(key), Ok(correlation_id)) = (
-                row.try_get::<String, _>("tenant_id"),
-                row.try_get::<String, _>("contact_id"),
-                row.try_get::<String, _>("idempotency_key"),
-                row.try_get::<String, _>("correlation_id"),
-            ) else {
-                continue;
-            };
-            let Ok(tenant) = TenantId::parse(&tenant) else {
-                continue;
-            };
-            let metadata = CommandMetadata {
-                tenant_id: tenant,
-                actor: Actor::System {
-                    component: COMPONENT.into(),
-                },
-                correlation_id,
-                causation_id: "outbox-stale".into(),
-            };
-            self.record_progress(
-                &contact_id,
-                ConversationCommand::RecordOutboundUncertain {
-                    idempotency_key: key,
-                    reason: STALE_REASON.into(),
-                    at: Utc::now(),
-                },
-                &metadata,
-            )
-            .await;
-        }
-        Ok(u64::try_from(stale.len()).unwrap_or(u64::MAX))
+        Ok(stale)
     }
 
-    /// Records the sender's progress on a message (a try to be made again, a message left for
-    /// an operator) in its conversation. The sender's own row decides what it does next, so a
-    /// failure here is logged, not returned: the read models show one try fewer.
+    /// Records in its conversation every message left for an operator that the log does not
+    /// have yet (`OutboundSendUncertain`, with the row's last error as the reason), and marks
+    /// the row. Each row is held while it is recorded, so an operator's resend (which holds it
+    /// too) comes after the record, never before. A failure leaves the row for the next pass.
+    /// Returns how many were recorded.
+    pub async fn record_uncertain(&self) -> Result<u64, CommandError> {
+        let mut recorded = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let Some(row) = sqlx::query(
+                "SELECT outbox_id, tenant_id, contact_id, idempotency_key, correlation_id, last_error FROM outbox
+                  WHERE state = 'needs_operator' AND NOT uncertain_recorded
+                  ORDER BY outbox_id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                tx.commit().await?;
+                return Ok(recorded);
+            };
+            let outbox_id: i64 = row.try_get("outbox_id")?;
+            let tenant: String = row.try_get("tenant_id")?;
+            let contact_id: String = row.try_get("contact_id")?;
+            let reason: Option<String> = row.try_get("last_error")?;
+            if let Ok(tenant) = TenantId::parse(&tenant) {
+                let metadata = CommandMetadata {
+                    tenant_id: tenant,
+                    actor: Actor::System {
+                        component: COMPONENT.into(),
+                    },
+                    correlation_id: row.try_get("correlation_id")?,
+                    causation_id: format!("outbox-{outbox_id}"),
+                };
+                let command = ConversationCommand::RecordOutboundUncertain {
+                    idempotency_key: row.try_get("idempotency_key")?,
+                    reason: reason.unwrap_or_else(|| STALE_REASON.into()),
+                    at: Utc::now(),
+                };
+                match self.commands.conversation(&contact_id, command, &metadata).await {
+                    // Recorded, or refused for good (a message the conversation does not know):
+                    // either way nothing more to do for this row.
+                    Ok(_) | Err(CommandError::Rejected(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(outbox.id = outbox_id, error = %e, "recording a message left for an operator failed; next pass");
+                        tx.rollback().await?;
+                        return Ok(recorded);
+                    }
+                }
+            }
+            sqlx::query("UPDATE outbox SET uncertain_recorded = true WHERE outbox_id = $1")
+                .bind(outbox_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            recorded += 1;
+        }
+    }
+
+    /// Records a try to be made again in the message's conversation. The sender's own row
+    /// decides what it does next, so a failure here is logged, not returned: the read models
+    /// show one try fewer until the next try is recorded.
     async fn record_progress(&self, contact_id: &str, command: ConversationCommand, metadata: &CommandMetadata) {
         if let Err(e) = self.commands.conversation(contact_id, command, metadata).await {
             tracing::warn!(error = %e, "recording the sender's progress on an outbound message failed");
@@ -333,6 +353,7 @@ impl WhatsAppSender {
                 }
             }
         }
+        self.record_uncertain().await?;
         let (receipts, receipts_sent) = self.send_receipts().await?;
         pass.receipts = receipts;
         pass.receipts_sent = receipts_sent;
@@ -426,7 +447,7 @@ impl WhatsAppSender {
             Attempt::Retry { code, title } => {
                 let delay = self.config.delay(row.attempts);
                 let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                sqlx::query(
+                let moved = sqlx::query(
                     "UPDATE outbox SET state = 'pending', claimed_at = NULL, updated_at = now(), last_error = $2,
                             next_attempt_at = now() + make_interval(secs => $3)
                       WHERE outbox_id = $1 AND state = 'sending'",
@@ -435,8 +456,14 @@ impl WhatsAppSender {
                 .bind(format!("{}{title}", code.map(|c| format!("{c}: ")).unwrap_or_default()))
                 .bind(delay_ms as f64 / 1000.0)
                 .execute(&self.pool)
-                .await?;
+                .await?
+                .rows_affected();
                 tracing::warn!(provider.code = ?code, retry_in_ms = delay_ms, "outbound message not accepted; retrying");
+                // The row left `sending` meanwhile (handed to an operator as stale): this try
+                // is no longer the message's story.
+                if moved == 0 {
+                    return Ok(Settled::Retry);
+                }
                 let now = Utc::now();
                 let retry = OutboundRetry {
                     idempotency_key: row.idempotency_key.clone(),
@@ -457,12 +484,7 @@ impl WhatsAppSender {
             Attempt::Unknown(reason) => {
                 tracing::error!(reason = %reason, "outbound message may have reached WhatsApp; marked needs_operator, not resent");
                 self.mark(row.outbox_id, "needs_operator", Some(&reason)).await?;
-                let command = ConversationCommand::RecordOutboundUncertain {
-                    idempotency_key: row.idempotency_key.clone(),
-                    reason,
-                    at: Utc::now(),
-                };
-                self.record_progress(&row.contact_id, command, &metadata).await;
+                // Recorded in the conversation by `record_uncertain` (at the end of this pass).
                 Ok(Settled::NeedsOperator)
             }
         }

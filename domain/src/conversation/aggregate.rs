@@ -62,6 +62,11 @@ pub struct Conversation {
     /// recorded, and whether it was left for an operator (forgotten once settled).
     #[serde(default)]
     sending: BTreeMap<String, SendProgress>,
+    /// The message refs of the outbound messages WhatsApp accepted from Chronicle: a status of
+    /// any other message is of one sent outside Chronicle (decision 0020). (Snapshots taken
+    /// before it existed were dropped by migration ..96.)
+    #[serde(default)]
+    sent_refs: BTreeSet<String>,
     /// The inbound message (ref) the conversation was last marked read up to.
     read_up_to: Option<String>,
     /// WhatsApp's id (sealed) of the latest inbound message: what a read receipt names.
@@ -392,6 +397,12 @@ impl Conversation {
 
     fn record_status(&self, update: StatusUpdate) -> Result<Option<ConversationEvent>, ConversationError> {
         self.check_contact(&update.contact_id, &update.message_ref)?;
+        // A status never opens a conversation: with nobody who wrote and nothing Chronicle
+        // sent, it is of a message sent outside Chronicle to someone without a thread
+        // (decision 0020).
+        if self.contact_id.is_none() {
+            return Err(ConversationError::UnknownConversation);
+        }
         let current = self.deliveries.get(&update.message_ref).copied();
         let seen = self
             .delivery_facts
@@ -410,6 +421,7 @@ impl Conversation {
             Some(c) if !DeliveryStatus::may_advance_to(Some(c), update.status) => c,
             _ => update.status,
         };
+        let external = !self.sent_refs.contains(&update.message_ref);
         Ok(Some(ConversationEvent::DeliveryStatusRecorded {
             message_ref: update.message_ref,
             status: update.status,
@@ -419,6 +431,7 @@ impl Conversation {
                 && update.error.as_ref().is_some_and(|e| e.code == WINDOW_CLOSED_ERROR),
             error_code: update.error.as_ref().map(|e| e.code),
             error_title: update.error.map(|e| e.title),
+            external,
         }))
     }
 }
@@ -501,7 +514,12 @@ impl Aggregate for Conversation {
             ConversationEvent::OutboundMessageQueued { idempotency_key, .. } => {
                 self.outbound.insert(idempotency_key, Outbound::Queued);
             }
-            ConversationEvent::OutboundMessageSent { idempotency_key, .. } => {
+            ConversationEvent::OutboundMessageSent {
+                idempotency_key,
+                message_ref,
+                ..
+            } => {
+                self.sent_refs.insert(message_ref);
                 self.sending.remove(&idempotency_key);
                 self.outbound.insert(idempotency_key, Outbound::Sent);
             }
@@ -664,12 +682,49 @@ mod tests {
         }
     }
 
+    /// A conversation the contact opened, in which WhatsApp accepted Chronicle's message `id`.
+    fn sent_message(id: &str) -> Vec<ConversationEvent> {
+        vec![
+            received("wamid.in", "ct_a", 7, at(7) + Duration::hours(24), false),
+            ConversationEvent::OutboundMessageQueued {
+                idempotency_key: "k-sent".into(),
+                contact_id: "ct_a".into(),
+                to: env("phone"),
+                business_number_id: Some("pn-1".into()),
+                body: OutboundBody::FreeForm { text: env("text") },
+                requested_by: "user-1".into(),
+                at: at(8),
+            },
+            ConversationEvent::OutboundMessageSent {
+                idempotency_key: "k-sent".into(),
+                message_ref: id.into(),
+                provider_message_id: env("wamid-out"),
+                at: at(8),
+            },
+        ]
+    }
+
+    fn with_sent(id: &str, events: Vec<ConversationEvent>) -> Vec<ConversationEvent> {
+        let mut all = sent_message(id);
+        all.extend(events);
+        all
+    }
+
+    fn known_conversation(id: &str) -> Conversation {
+        let mut conversation = Conversation::default();
+        for event in sent_message(id) {
+            conversation.apply(event);
+        }
+        conversation
+    }
+
     fn status_event(id: &str, s: DeliveryStatus, hour: u32) -> ConversationEvent {
         late_status_event(id, s, s, hour)
     }
 
     fn late_status_event(id: &str, s: DeliveryStatus, current: DeliveryStatus, hour: u32) -> ConversationEvent {
         ConversationEvent::DeliveryStatusRecorded {
+            external: false,
             message_ref: id.into(),
             status: s,
             current,
@@ -761,9 +816,40 @@ mod tests {
     }
 
     #[test]
+    fn a_status_of_a_message_chronicle_did_not_send_is_recorded_as_external() {
+        let mut event = status_event("wamid.elsewhere", DeliveryStatus::Delivered, 9);
+        if let ConversationEvent::DeliveryStatusRecorded { external, .. } = &mut event {
+            *external = true;
+        }
+        Given::with(())
+            .given(sent_message("wamid.out"))
+            .when(ConversationCommand::RecordDeliveryStatus(status(
+                "wamid.elsewhere",
+                DeliveryStatus::Delivered,
+                9,
+            )))
+            .then_expect_events(vec![event]);
+    }
+
+    #[test]
+    fn a_status_never_opens_a_conversation() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(ConversationCommand::RecordDeliveryStatus(status(
+                "wamid.elsewhere",
+                DeliveryStatus::Sent,
+                9,
+            )))
+            .then_expect_error(ConversationError::UnknownConversation);
+    }
+
+    #[test]
     fn a_status_moving_forward_is_recorded() {
         Given::with(())
-            .given(vec![status_event("wamid.out", DeliveryStatus::Sent, 8)])
+            .given(with_sent(
+                "wamid.out",
+                vec![status_event("wamid.out", DeliveryStatus::Sent, 8)],
+            ))
             .when(ConversationCommand::RecordDeliveryStatus(status(
                 "wamid.out",
                 DeliveryStatus::Delivered,
@@ -775,7 +861,10 @@ mod tests {
     #[test]
     fn a_late_delivered_after_read_is_recorded_without_moving_the_status_back() {
         Given::with(())
-            .given(vec![status_event("wamid.out", DeliveryStatus::Read, 9)])
+            .given(with_sent(
+                "wamid.out",
+                vec![status_event("wamid.out", DeliveryStatus::Read, 9)],
+            ))
             .when(ConversationCommand::RecordDeliveryStatus(status(
                 "wamid.out",
                 DeliveryStatus::Delivered,
@@ -792,10 +881,13 @@ mod tests {
     #[test]
     fn a_status_reported_twice_is_recorded_once() {
         Given::with(())
-            .given(vec![
-                status_event("wamid.out", DeliveryStatus::Read, 9),
-                late_status_event("wamid.out", DeliveryStatus::Delivered, DeliveryStatus::Read, 8),
-            ])
+            .given(with_sent(
+                "wamid.out",
+                vec![
+                    status_event("wamid.out", DeliveryStatus::Read, 9),
+                    late_status_event("wamid.out", DeliveryStatus::Delivered, DeliveryStatus::Read, 8),
+                ],
+            ))
             .when(ConversationCommand::RecordDeliveryStatus(status(
                 "wamid.out",
                 DeliveryStatus::Delivered,
@@ -807,7 +899,10 @@ mod tests {
     #[test]
     fn a_delivered_message_does_not_fail_afterwards() {
         Given::with(())
-            .given(vec![status_event("wamid.out", DeliveryStatus::Delivered, 9)])
+            .given(with_sent(
+                "wamid.out",
+                vec![status_event("wamid.out", DeliveryStatus::Delivered, 9)],
+            ))
             .when(ConversationCommand::RecordDeliveryStatus(status(
                 "wamid.out",
                 DeliveryStatus::Failed,
@@ -826,7 +921,7 @@ mod tests {
         ];
         let mut outcomes = Vec::new();
         for order in orders {
-            let mut conversation = Conversation::default();
+            let mut conversation = known_conversation("wamid.out");
             let mut facts = BTreeSet::new();
             for s in order.iter().chain(order.iter()) {
                 let hour = match s {
@@ -851,7 +946,10 @@ mod tests {
     #[test]
     fn nothing_follows_a_failed_status() {
         Given::with(())
-            .given(vec![status_event("wamid.out", DeliveryStatus::Failed, 9)])
+            .given(with_sent(
+                "wamid.out",
+                vec![status_event("wamid.out", DeliveryStatus::Failed, 9)],
+            ))
             .when(ConversationCommand::RecordDeliveryStatus(status(
                 "wamid.out",
                 DeliveryStatus::Read,
@@ -868,9 +966,10 @@ mod tests {
             title: "Re-engagement message".into(),
         });
         Given::with(())
-            .given_no_previous_events()
+            .given(sent_message("wamid.out"))
             .when(ConversationCommand::RecordDeliveryStatus(update))
             .then_expect_events(vec![ConversationEvent::DeliveryStatusRecorded {
+                external: false,
                 message_ref: "wamid.out".into(),
                 status: DeliveryStatus::Failed,
                 current: DeliveryStatus::Failed,
@@ -1322,6 +1421,7 @@ mod inbox_tests {
             title: "Undeliverable".into(),
         });
         let event = |code: i64, title: &str, closed: bool| ConversationEvent::DeliveryStatusRecorded {
+            external: false,
             message_ref: "wm_out".into(),
             status: DeliveryStatus::Failed,
             current: DeliveryStatus::Failed,

@@ -43,6 +43,12 @@ pub enum ConversationEvent {
         /// Derived: the failure is WhatsApp's 131047, the 24-hour window had closed. Since
         /// version 1.1 (false in 1.0 events stored before it existed).
         window_closed: bool,
+        /// Derived: no message Chronicle sent in this conversation had this id when the status
+        /// was recorded: one sent outside Chronicle (the WhatsApp Business app, another tool on
+        /// the number), or Chronicle's own whose acceptance is recorded later (decision 0020).
+        /// False in events stored before it existed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        external: bool,
     },
     /// An outbound message was queued for the sender. Carries the recipient (sealed) and the
     /// business number last written to, so the sender needs nothing but the outbox row.

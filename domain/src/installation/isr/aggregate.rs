@@ -204,11 +204,15 @@ impl InstallationRecord {
         if site_address.is_none() && system_size_w.is_none() {
             return Err(InstallationError::NothingToCorrect);
         }
+        // The size it already has is no change (the write side drops an address it already
+        // has before sealing): a repeated correction records nothing.
+        let system_size_w = system_size_w.filter(|size| *size != opened.system_size_w);
+        if site_address.is_none() && system_size_w.is_none() {
+            return Ok(None);
+        }
         if self.status == InstallationStatus::Decommissioned {
             return Err(InstallationError::InstallationDecommissioned);
         }
-        // The size it already has is no change.
-        let system_size_w = system_size_w.filter(|size| *size != opened.system_size_w);
         if let Some(size) = system_size_w {
             if size == 0 {
                 return Err(InstallationError::ZeroSystemSize);
@@ -218,9 +222,6 @@ impl InstallationRecord {
                     status: self.status.as_str(),
                 });
             }
-        }
-        if site_address.is_none() && system_size_w.is_none() {
-            return Ok(None);
         }
         Ok(Some(InstallationEvent::InstallationDetailsCorrected {
             site_address,
@@ -696,6 +697,19 @@ mod tests {
             .given(commissioned())
             .when(correct(Some("a"), None))
             .then_expect_events(vec![corrected(Some("a"), None)]);
+    }
+
+    #[test]
+    fn a_repeated_size_correction_of_a_decommissioned_installation_records_nothing() {
+        let mut events = commissioned();
+        events.push(moved(
+            InstallationStatus::Commissioned,
+            InstallationStatus::Decommissioned,
+        ));
+        Given::with(())
+            .given(events)
+            .when(correct(None, Some(5_000)))
+            .then_expect_events(vec![]);
     }
 
     #[test]
