@@ -29,3 +29,5 @@ UPDATE projector_checkpoints
 -- row, and marks the row once the log has it: a record lost to a crash or an outage is made on
 -- a later pass. Rows left before this migration are recorded too.
 ALTER TABLE outbox ADD COLUMN uncertain_recorded boolean NOT NULL DEFAULT false;
+-- What the sender's pass looks for: a few rows at most, in a table that keeps every message.
+CREATE INDEX outbox_uncertain_unrecorded ON outbox (outbox_id) WHERE state = 'needs_operator' AND NOT uncertain_recorded;

@@ -278,6 +278,8 @@ pub const QUERIES: &[(&str, &[Permission])] = &[
     ("paymentRequest", &[ReadPaymentRequests]),
     ("orders", &[ReadOrders]),
     ("order", &[ReadOrders]),
+    ("customers", &[ReadOrders]),
+    ("customer", &[ReadOrders]),
     ("installations", &[ReadInstallations]),
     ("installation", &[ReadInstallations]),
     ("technicianCalendar", &[ReadInstallations]),

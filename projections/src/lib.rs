@@ -66,6 +66,7 @@ pub mod chain;
 pub mod contacts;
 pub mod contract;
 pub mod conversations;
+pub mod customers;
 pub mod digest;
 pub mod embedded;
 pub mod installation;
@@ -118,6 +119,7 @@ pub fn projectors(master: &chronicle_domain::pii::MasterKey) -> Vec<std::sync::A
         Arc::new(installation::WarrantiesProjector),
         Arc::new(installation::ServiceProjector),
         Arc::new(installation::ServiceWorkProjector),
+        Arc::new(customers::CustomersProjector),
     ]
 }
 

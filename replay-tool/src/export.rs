@@ -81,6 +81,24 @@ fn secret_column(name: &str, data_type: &str) -> bool {
         || name == "hash"
 }
 
+/// What a sealed field of a read-model row (a worker's copy of an event's envelope, such as the
+/// outbox's recipient and body) reads as in an export: its content is in the export's events,
+/// opened there.
+pub const SEALED_IN_ROW: &str = "[sealed: opened in the events]";
+
+/// Replaces every sealed envelope (`{enc, n, c}`) inside a row by
+/// [`SEALED_IN_ROW`]: an export holds personal data opened, never ciphertext.
+fn mark_envelopes(value: &mut Value) {
+    match value {
+        Value::Object(map) if map.contains_key("enc") && map.contains_key("c") => {
+            *value = Value::String(SEALED_IN_ROW.into());
+        }
+        Value::Object(map) => map.values_mut().for_each(mark_envelopes),
+        Value::Array(items) => items.iter_mut().for_each(mark_envelopes),
+        _ => {}
+    }
+}
+
 /// Builds the export `args` asks for, opening personal fields with `master`.
 pub async fn export(pool: &PgPool, args: &ExportArgs, master: MasterKey) -> Result<Export, CliError> {
     let tenant = TenantId::parse(args.tenant.trim()).map_err(|e| HistoryError::Tenant(e.to_string()))?;
@@ -207,10 +225,11 @@ async fn read_models(
             .bind(contact.unwrap_or_default())
             .fetch_all(&mut *tx)
             .await?;
-        let values: Vec<Value> = rows
+        let mut values: Vec<Value> = rows
             .iter()
             .map(|row| row.try_get::<Value, _>("row"))
             .collect::<Result<_, _>>()?;
+        values.iter_mut().for_each(mark_envelopes);
         if !values.is_empty() {
             found.insert(table, values);
         }

@@ -1896,6 +1896,26 @@ async fn an_order_gives_its_installation_the_site_address_and_the_size_of_its_pa
     )
     .await;
     assert_eq!(events().await, before + 1);
+    // A retried request (the same address and size), or the address alone again, records
+    // nothing more.
+    ok(
+        &app,
+        "acme",
+        Role::Admin,
+        CORRECT,
+        json!({"id": isr, "size": 6050, "address": " 14 Samora Machel Ave, Harare",
+               "reason": "an eleventh panel on site; the gate is number 14"}),
+    )
+    .await;
+    ok(
+        &app,
+        "acme",
+        Role::Admin,
+        CORRECT,
+        json!({"id": isr, "address": "14 Samora Machel Ave, Harare", "reason": "the gate is number 14"}),
+    )
+    .await;
+    assert_eq!(events().await, before + 1, "a retried correction records nothing");
     assert_eq!(
         count(
             &app,

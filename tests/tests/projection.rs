@@ -141,6 +141,15 @@ async fn statuses_arriving_read_before_delivered_before_sent_end_as_read(pool: P
     let app = TestApp::new(pool).await;
     app.tenant_with_number("acme", NUMBER).await;
     let recipient = "263771000011";
+    // The recipient wrote first (a status never opens a conversation, decision 0020).
+    let hello = delivery(
+        NUMBER,
+        &[(recipient, "Rudo")],
+        vec![text_message(recipient, "wamid.in.x", 1_790_000_000, "hi")],
+        vec![],
+    );
+    app.post_delivery(&hello).await;
+    app.drain().await;
     let body = delivery(
         NUMBER,
         &[],

@@ -56,7 +56,8 @@ async fn store_as_version_1_0(pool: &PgPool) {
     let rewritten = sqlx::query(
         "UPDATE events
             SET payload = (payload::jsonb #- '{DeliveryStatusRecorded,current}'
-                                          #- '{DeliveryStatusRecorded,window_closed}')::json,
+                                          #- '{DeliveryStatusRecorded,window_closed}'
+                                          #- '{DeliveryStatusRecorded,external}')::json,
                 event_version = '1.0'
           WHERE event_type = 'DeliveryStatusRecorded'",
     )
@@ -72,6 +73,15 @@ async fn store_as_version_1_0(pool: &PgPool) {
 async fn a_delivery_status_stored_at_1_0_is_read_at_1_1_by_the_contract_the_aggregate_and_the_projectors(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
     app.tenant_with_number("acme", NUMBER).await;
+    // The recipient wrote first (a status never opens a conversation, decision 0020).
+    let hello = delivery(
+        NUMBER,
+        &[(RECIPIENT, "Rudo")],
+        vec![text_message(RECIPIENT, "wamid.in.u", 1_790_000_000, "hi")],
+        vec![],
+    );
+    app.post_delivery(&hello).await;
+    app.drain().await;
     post_status(&app, "sent", 1_790_000_010).await;
     let written = statuses(&app).await;
     assert_eq!(written.len(), 1);

@@ -177,6 +177,7 @@ pub const ALL_PROJECTORS: &[&str] = &[
     "warranties",
     "service",
     "service_work",
+    "customers",
 ];
 
 const INSTALLATION: &[&str] = &[
@@ -224,6 +225,7 @@ pub fn read_models(field: &str) -> &'static [&'static str] {
         | "warrantyClaims"
         | "maintenanceContracts"
         | "serviceRequests" => INSTALLATION,
+        "customers" | "customer" => &["customers", "contacts", "orders", "installations", "service"],
         "wallet" | "wallets" | "walletLedger" | "usage" | "reservations" | "walletAlerts" | "priceList" => WALLETS,
         _ => ALL_PROJECTORS,
     }

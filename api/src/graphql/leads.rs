@@ -892,18 +892,20 @@ impl LeadsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The lead's id (`lead_` and a UUID).")] id: ID,
-        #[graphql(desc = "The customer's id; absent or blank: `cus_` and the lead's UUID.")] customer_id: Option<
-            String,
-        >,
+        #[graphql(
+            desc = "The customer's id; absent or blank: the lead's contact (`ct_…`: the customer then has a read model, `customer(id)`), or `cus_` and the lead's UUID for a lead without one."
+        )]
+        customer_id: Option<String>,
         #[graphql(desc = "The order that won the lead, if any.")] order_ref: Option<String>,
         #[graphql(desc = "The value that won the lead, if known.")] value: Option<LeadMoneyInput>,
     ) -> async_graphql::Result<Receipt> {
         receipt(async move {
             let caller = caller(ctx).gql()?;
             let leads = leads(ctx).gql()?;
-            let (id, _) = workable(&leads, caller, &id).await.gql()?;
+            let (id, lead) = workable(&leads, caller, &id).await.gql()?;
             let customer_id = customer_id
                 .filter(|c| !c.trim().is_empty())
+                .or_else(|| lead.contact_id().map(str::to_string))
                 .unwrap_or_else(|| format!("cus_{}", id.trim_start_matches("lead_")));
             leads
                 .run(

@@ -22,6 +22,7 @@ pub mod campaigns;
 pub mod consistency;
 pub mod contacts;
 pub mod conversations;
+pub mod customers;
 pub mod events;
 pub mod inbox;
 pub mod installation;
@@ -51,6 +52,7 @@ pub struct QueryRoot(
     media::MediaQuery,
     payments::PaymentsQuery,
     installation::InstallationQuery,
+    customers::CustomersQuery,
     wallets::WalletsQuery,
     api_keys::ApiKeysQuery,
     users::UsersQuery,
@@ -97,6 +99,7 @@ fn describe_connections(
         .override_output_type_description::<Connection<String, events::LogEvent>>("A page of the event log: `edges` (each with its `cursor`), `nodes`, and `pageInfo`; continue with `after: pageInfo.endCursor`, by page or with the `events` subscription.")
         .override_output_type_description::<Connection<String, webhooks::Webhook>>("A page of webhook endpoints: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, webhooks::WebhookDelivery>>("A page of a webhook's delivery log: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
+        .override_output_type_description::<Connection<String, customers::Customer, Counted>>("A page of customers: `edges` (each with its `cursor`), `nodes`, `totalCount`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, calls::Call>>("A page of calls: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, campaigns::CampaignNode>>("A page of campaigns: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")
         .override_output_type_description::<Connection<String, campaigns::CampaignRecipient>>("A page of a campaign's recipients: `edges` (each with its `cursor`), `nodes`, and `pageInfo` to ask for the next page with `after: pageInfo.endCursor`.")

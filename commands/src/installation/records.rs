@@ -170,6 +170,9 @@ impl InstallationService {
         metadata: &CommandMetadata,
     ) -> Result<Appended, CommandError> {
         let refuse = |e: InstallationError| CommandError::Rejected(DomainError::Installation(e));
+        if site_address.is_none() && system_size_w.is_none() {
+            return Err(refuse(InstallationError::NothingToCorrect));
+        }
         if reason.trim().is_empty() {
             return Err(refuse(InstallationError::Blank { field: "reason" }));
         }
@@ -188,6 +191,13 @@ impl InstallationService {
             }
             _ => None,
         };
+        // Only the address was asked for, and it is the one it has: a retry, nothing to record.
+        if site_address.is_none() && system_size_w.is_none() {
+            return Ok(Appended {
+                stream: metadata.tenant_id.stream_id(installation_id),
+                positions: Vec::new(),
+            });
+        }
         let reason = self.seal_for(&metadata.tenant_id, &customer, reason.trim()).await?;
         let command = InstallationCommand::CorrectDetails {
             site_address,

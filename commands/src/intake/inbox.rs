@@ -176,6 +176,11 @@ struct Claimed {
     attempts: i32,
 }
 
+/// How many times a status for a contact without a conversation is tried (with the inbox's
+/// backoff) before it is taken as a status of a message sent outside Chronicle to someone who
+/// never wrote, and not recorded (decision 0020).
+pub const STATUS_WITHOUT_CONVERSATION_TRIES: i32 = 4;
+
 enum Outcome {
     Done,
     Failed(String),
@@ -433,10 +438,17 @@ impl InboxProcessor {
                 // A status never opens a conversation (decision 0020): with nobody who wrote, it
                 // is of a message sent outside Chronicle to someone without a thread. Nothing is
                 // recorded; the delivery is done.
+                // (The contact's first message may still be waiting for a retry of its own: a few
+                // tries first.)
+                Err(CommandError::Rejected(DomainError::Conversation(ConversationError::UnknownConversation)))
+                    if row.kind == "status" && row.attempts < STATUS_WITHOUT_CONVERSATION_TRIES =>
+                {
+                    return Outcome::Retry("no conversation with this contact yet".into());
+                }
                 Err(CommandError::Rejected(DomainError::Conversation(ConversationError::UnknownConversation)))
                     if row.kind == "status" =>
                 {
-                    tracing::info!("a status of a message sent outside Chronicle to a contact without a conversation; not recorded");
+                    tracing::warn!("a status of a message sent outside Chronicle to a contact without a conversation; not recorded");
                 }
                 Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
                     return Outcome::Failed(e.to_string())

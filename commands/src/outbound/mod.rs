@@ -162,14 +162,16 @@ pub async fn resend(
     // the other, and the second finds the row pending again (NOT_AWAITING_OPERATOR). The
     // sender claims only pending rows, skipping held ones, so it never waits on this.
     let mut tx = commands.pool().begin().await?;
-    let state: Option<String> = sqlx::query_scalar(
-        "SELECT state FROM outbox WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 FOR UPDATE",
+    let row: Option<(String, bool, Option<String>, chrono::DateTime<Utc>)> = sqlx::query_as(
+        "SELECT state, uncertain_recorded, last_error, updated_at FROM outbox
+          WHERE tenant_id = $1 AND stream_id = $2 AND idempotency_key = $3 FOR UPDATE",
     )
     .bind(metadata.tenant_id.as_str())
     .bind(&stream)
     .bind(idempotency_key)
     .fetch_optional(&mut *tx)
     .await?;
+    let state = row.as_ref().map(|r| r.0.clone());
     let by = match &metadata.actor {
         chronicle_domain::metadata::Actor::User { user_id, .. } => user_id.clone(),
         chronicle_domain::metadata::Actor::ApiKey { key_id } => key_id.clone(),
@@ -199,6 +201,18 @@ pub async fn resend(
     // The contact may have opted out since the message was queued.
     if consent_of(commands, metadata, contact_id).await? == Consent::OptedOut {
         return Err(CommandError::Rejected(ConversationError::ContactOptedOut.into()));
+    }
+    // The sender's hand-over first, if its own pass has not recorded it yet: the log says the
+    // message was left for an operator before it says an operator sent it again.
+    if let Some((_, false, reason, handed_over)) = &row {
+        let uncertain = ConversationCommand::RecordOutboundUncertain {
+            idempotency_key: idempotency_key.to_string(),
+            reason: reason
+                .clone()
+                .unwrap_or_else(|| "left for an operator by the sender".into()),
+            at: *handed_over,
+        };
+        commands.conversation(contact_id, uncertain, metadata).await?;
     }
     let appended = commands.conversation(contact_id, command, metadata).await?;
     // A fresh start: the attempts spent before the operator's decision do not count.

@@ -248,13 +248,17 @@ impl WhatsAppSender {
     /// Returns how many were recorded.
     pub async fn record_uncertain(&self) -> Result<u64, CommandError> {
         let mut recorded = 0;
+        // Past a row that failed this pass: it waits for the next, the others go on.
+        let mut after = 0_i64;
         loop {
             let mut tx = self.pool.begin().await?;
             let Some(row) = sqlx::query(
-                "SELECT outbox_id, tenant_id, contact_id, idempotency_key, correlation_id, last_error FROM outbox
-                  WHERE state = 'needs_operator' AND NOT uncertain_recorded
+                "SELECT outbox_id, tenant_id, contact_id, idempotency_key, correlation_id, last_error, updated_at
+                   FROM outbox
+                  WHERE state = 'needs_operator' AND NOT uncertain_recorded AND outbox_id > $1
                   ORDER BY outbox_id LIMIT 1 FOR UPDATE SKIP LOCKED",
             )
+            .bind(after)
             .fetch_optional(&mut *tx)
             .await?
             else {
@@ -262,6 +266,7 @@ impl WhatsAppSender {
                 return Ok(recorded);
             };
             let outbox_id: i64 = row.try_get("outbox_id")?;
+            after = outbox_id;
             let tenant: String = row.try_get("tenant_id")?;
             let contact_id: String = row.try_get("contact_id")?;
             let reason: Option<String> = row.try_get("last_error")?;
@@ -277,7 +282,8 @@ impl WhatsAppSender {
                 let command = ConversationCommand::RecordOutboundUncertain {
                     idempotency_key: row.try_get("idempotency_key")?,
                     reason: reason.unwrap_or_else(|| STALE_REASON.into()),
-                    at: Utc::now(),
+                    // When the row was handed over, not when this record is made.
+                    at: row.try_get("updated_at")?,
                 };
                 match self.commands.conversation(&contact_id, command, &metadata).await {
                     // Recorded, or refused for good (a message the conversation does not know):
@@ -286,7 +292,7 @@ impl WhatsAppSender {
                     Err(e) => {
                         tracing::warn!(outbox.id = outbox_id, error = %e, "recording a message left for an operator failed; next pass");
                         tx.rollback().await?;
-                        return Ok(recorded);
+                        continue;
                     }
                 }
             }
@@ -450,11 +456,12 @@ impl WhatsAppSender {
                 let moved = sqlx::query(
                     "UPDATE outbox SET state = 'pending', claimed_at = NULL, updated_at = now(), last_error = $2,
                             next_attempt_at = now() + make_interval(secs => $3)
-                      WHERE outbox_id = $1 AND state = 'sending'",
+                      WHERE outbox_id = $1 AND state = 'sending' AND attempts = $4",
                 )
                 .bind(row.outbox_id)
                 .bind(format!("{}{title}", code.map(|c| format!("{c}: ")).unwrap_or_default()))
                 .bind(delay_ms as f64 / 1000.0)
+                .bind(row.attempts)
                 .execute(&self.pool)
                 .await?
                 .rows_affected();

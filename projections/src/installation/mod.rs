@@ -98,7 +98,7 @@ fn json_column<T: serde::de::DeserializeOwned>(r: &PgRow, column: &str) -> Resul
 }
 
 /// `(micros, id)` of a cursor; no cursor starts at the top.
-fn decode_time_cursor(cursor: Option<&str>) -> Result<(i64, String), BadCursor> {
+pub(crate) fn decode_time_cursor(cursor: Option<&str>) -> Result<(i64, String), BadCursor> {
     let Some(cursor) = cursor else {
         return Ok((i64::MAX, String::new()));
     };

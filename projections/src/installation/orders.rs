@@ -227,3 +227,24 @@ pub async fn order(pool: &PgPool, tenant: &TenantId, order_id: &str) -> Result<O
     tx.commit().await?;
     row.as_ref().map(order_row).transpose()
 }
+
+/// One customer's orders, latest placed first (at most `limit`, 1 to 100).
+pub async fn orders_of_customer(
+    pool: &PgPool,
+    tenant: &TenantId,
+    customer_id: &str,
+    limit: i64,
+) -> Result<Vec<OrderRow>, sqlx::Error> {
+    let mut tx = begin_for_tenant(pool, tenant).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE tenant_id = $1 AND customer_id = $2
+          ORDER BY placed_at DESC, order_id DESC LIMIT $3"
+    ))
+    .bind(tenant.as_str())
+    .bind(customer_id)
+    .bind(limit.clamp(1, 100))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter().map(order_row).collect()
+}

@@ -694,6 +694,27 @@ pub async fn installation_counts(pool: &PgPool, tenant: &TenantId) -> Result<Vec
         .collect()
 }
 
+/// One customer's installations, latest opened first (at most `limit`, 1 to 100).
+pub async fn installations_of_customer(
+    pool: &PgPool,
+    tenant: &TenantId,
+    customer_id: &str,
+    limit: i64,
+) -> Result<Vec<InstallationRow>, sqlx::Error> {
+    let mut tx = begin_for_tenant(pool, tenant).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {INSTALLATION_COLUMNS} FROM installations i WHERE i.tenant_id = $1 AND i.customer_id = $2
+          ORDER BY i.opened_at DESC, i.installation_id DESC LIMIT $3"
+    ))
+    .bind(tenant.as_str())
+    .bind(customer_id)
+    .bind(limit.clamp(1, 100))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter().map(installation_row).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -232,6 +232,30 @@ pub async fn count_service_requests(
     Ok(n)
 }
 
+/// One customer's service requests, newest ticket first (at most `limit`, 1 to 100): their
+/// service history.
+pub async fn service_requests_of_customer(
+    pool: &PgPool,
+    tenant: &TenantId,
+    customer_id: &str,
+    limit: i64,
+) -> Result<Vec<ServiceRequestRow>, sqlx::Error> {
+    let mut tx = begin_for_tenant(pool, tenant).await?;
+    let rows = sqlx::query(
+        "SELECT request_id, ticket_number, ticket, kind, priority, status, customer_id, installation_id,
+                technician_id, opened_at, sla_due_at, breached, breached_at, assigned_at, resolved_at, closed_at
+           FROM service_requests WHERE tenant_id = $1 AND customer_id = $2
+          ORDER BY ticket_number DESC LIMIT $3",
+    )
+    .bind(tenant.as_str())
+    .bind(customer_id)
+    .bind(limit.clamp(1, 100))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter().map(request_row).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

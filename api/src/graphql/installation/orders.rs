@@ -105,7 +105,7 @@ pub struct Order {
 }
 
 impl Order {
-    fn from_row(row: OrderRow) -> Self {
+    pub(crate) fn from_row(row: OrderRow) -> Self {
         let status = OrderStatus::parse(&row.status);
         Self {
             id: row.order_id,

@@ -178,7 +178,7 @@ pub struct Installation {
 }
 
 impl Installation {
-    fn from_row(row: InstallationRow) -> Self {
+    pub(crate) fn from_row(row: InstallationRow) -> Self {
         let domain_type = DomainType::parse(&row.installation_type);
         let missing_items = domain_type
             .map(required_checklist)
