@@ -1,7 +1,7 @@
 //! Customers on the read side (issue 17): the `customers` projector ([`CustomersProjector`]:
 //! who became a customer, when, and how: a lead won for them, or their first order) and its
-//! queries ([`list_customers`], [`customer`], and the customer's [`orders_of`],
-//! [`installations_of`], [`service_requests_of`]).
+//! queries ([`list_customers`], [`customer`]; a customer's orders, installations and service
+//! requests are those lists filtered by customer).
 //!
 //! A customer is a contact of the tenant (their keyed id, `ct_…`) for whom a lead was won
 //! (`LeadWon`) or an order placed (`OrderPlaced`), since the first of the two. Nothing personal
@@ -19,7 +19,6 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::contacts::local_id;
 use crate::installation::decode_time_cursor;
-use crate::installation::{InstallationRow, OrderRow, ServiceRequestRow};
 use crate::log::StoredEvent;
 use crate::page::{time_cursor, BadCursor, Page};
 use crate::runtime::{Fold, ProjectionError};
@@ -54,7 +53,11 @@ impl Fold for CustomersProjector {
         if customer_id.trim().is_empty() {
             return Ok(());
         }
-        // The first lead won and the first order stay; `since` is the earliest of the two.
+        // The earliest lead won and the earliest order stay; `since` is the earlier of the two.
+        // A row is fed by several streams (a lead, any number of orders), whose events reach
+        // the projector in commit order, not by position: the update takes the earliest times
+        // whatever the order it sees them in (and applying one twice changes nothing), so it
+        // needs no position guard.
         sqlx::query(
             "INSERT INTO customers AS c (tenant_id, customer_id, since, won_lead_id, won_at, first_order_at,
                                          last_position)
@@ -62,11 +65,13 @@ impl Fold for CustomersProjector {
                      CASE WHEN $5 THEN $3 END, $6)
              ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
                     since = LEAST(c.since, EXCLUDED.since),
-                    won_lead_id = COALESCE(c.won_lead_id, EXCLUDED.won_lead_id),
-                    won_at = COALESCE(c.won_at, EXCLUDED.won_at),
-                    first_order_at = COALESCE(c.first_order_at, EXCLUDED.first_order_at),
-                    last_position = EXCLUDED.last_position
-              WHERE c.last_position < EXCLUDED.last_position",
+                    won_lead_id = CASE WHEN EXCLUDED.won_at IS NOT NULL
+                                        AND (c.won_at IS NULL OR EXCLUDED.won_at < c.won_at
+                                             OR (EXCLUDED.won_at = c.won_at AND EXCLUDED.won_lead_id < c.won_lead_id))
+                                       THEN EXCLUDED.won_lead_id ELSE c.won_lead_id END,
+                    won_at = LEAST(c.won_at, EXCLUDED.won_at),
+                    first_order_at = LEAST(c.first_order_at, EXCLUDED.first_order_at),
+                    last_position = GREATEST(c.last_position, EXCLUDED.last_position)",
         )
         .bind(&event.tenant_id)
         .bind(&customer_id)
@@ -192,34 +197,4 @@ pub async fn customer(pool: &PgPool, tenant: &TenantId, customer_id: &str) -> Re
     .await?;
     tx.commit().await?;
     row.as_ref().map(customer_row).transpose()
-}
-
-/// The customer's orders, latest placed first (at most `limit`).
-pub async fn orders_of(
-    pool: &PgPool,
-    tenant: &TenantId,
-    customer_id: &str,
-    limit: i64,
-) -> Result<Vec<OrderRow>, sqlx::Error> {
-    crate::installation::orders_of_customer(pool, tenant, customer_id, limit).await
-}
-
-/// The customer's installations, latest opened first (at most `limit`).
-pub async fn installations_of(
-    pool: &PgPool,
-    tenant: &TenantId,
-    customer_id: &str,
-    limit: i64,
-) -> Result<Vec<InstallationRow>, sqlx::Error> {
-    crate::installation::installations_of_customer(pool, tenant, customer_id, limit).await
-}
-
-/// The customer's service history: their service requests, latest first (at most `limit`).
-pub async fn service_requests_of(
-    pool: &PgPool,
-    tenant: &TenantId,
-    customer_id: &str,
-    limit: i64,
-) -> Result<Vec<ServiceRequestRow>, sqlx::Error> {
-    crate::installation::service_requests_of_customer(pool, tenant, customer_id, limit).await
 }

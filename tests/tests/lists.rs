@@ -10,7 +10,7 @@ use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
 /// Lists of objects that are not connections, each with why it needs no pages.
-const NOT_PAGED: [(&str, &str); 21] = [
+const NOT_PAGED: [(&str, &str); 22] = [
     ("Query.leadFunnel", "one entry per lead source (an enum) plus the total"),
     (
         "Query.paymentProviders",
@@ -33,6 +33,7 @@ const NOT_PAGED: [(&str, &str); 21] = [
         "one row per installation type and status (two enums)",
     ),
     ("Query.priceList", "one row per metered feature"),
+    ("Customer.lifetimeValue", "one entry per currency the customer paid in"),
     ("CalendarDay.installations", "one technician's installations of one day"),
     ("ConversationThread.notes", "part of one conversation"),
     ("Installation.photos", "part of one installation"),
@@ -51,7 +52,22 @@ const NOT_PAGED: [(&str, &str); 21] = [
 
 /// How to reach a connection that is not a root field: a query with `FIELD` where the nested
 /// connection goes, and the tenant of the demo that has a parent.
-const NESTED: [(&str, &str, &str); 2] = [
+const NESTED: [(&str, &str, &str); 5] = [
+    (
+        "Customer.orders",
+        "installer-1",
+        "{ customers(first: 1) { nodes { FIELD } } }",
+    ),
+    (
+        "Customer.installations",
+        "installer-1",
+        "{ customers(first: 1) { nodes { FIELD } } }",
+    ),
+    (
+        "Customer.serviceRequests",
+        "installer-1",
+        "{ customers(first: 1) { nodes { FIELD } } }",
+    ),
     (
         "ConversationThread.messages",
         "clothing-1",

@@ -5,6 +5,7 @@
 use async_graphql::connection::Connection;
 use async_graphql::{ComplexObject, Context, Object, SimpleObject};
 use chronicle_projections::customers::{self as customers_read, CustomerRow};
+use chronicle_projections::installation::{orders, records, service_requests, InstallationFilter, ServiceFilter};
 use chrono::{DateTime, Utc};
 
 use super::installation::{Installation, Order, ServiceRequest};
@@ -22,32 +23,41 @@ pub struct CustomerValue {
 }
 
 /// A contact of the tenant who became a customer: a lead was won for them (`winLead`) or an
-/// order placed for them (`placeOrder`), whichever came first.
+/// order placed for them (`placeOrder`), whichever came first. Fields from other areas answer
+/// null to a caller who may not read that area (a finance user reads no names or leads).
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct Customer {
     /// The contact's id (`ct_…`); the same id their conversation, orders and installations
     /// carry.
     pub id: String,
-    /// The contact's name; null when unknown or after their data was erased.
-    pub name: Option<String>,
     /// When they became a customer (RFC 3339, UTC).
     pub since: DateTime<Utc>,
-    /// The first lead won for them (`lead_…`); null for a customer who ordered without one.
-    pub won_lead_id: Option<String>,
-    /// When that lead was won; null without one.
-    pub won_at: Option<DateTime<Utc>>,
     /// When their first order was placed; null before any.
     pub first_order_at: Option<DateTime<Utc>>,
     /// How many orders were placed for them (any status).
     pub order_count: i64,
-    /// How many installations they have (any status).
-    pub installation_count: i64,
-    /// How many of their service requests are neither resolved nor closed.
-    pub open_service_request_count: i64,
     /// The payments received on their orders, one entry per currency (sorted by code; empty
     /// before any payment). A cancelled order keeps what it was paid.
     pub lifetime_value: Vec<CustomerValue>,
+    #[graphql(skip)]
+    pub name: Option<String>,
+    #[graphql(skip)]
+    pub won_lead_id: Option<String>,
+    #[graphql(skip)]
+    pub won_at: Option<DateTime<Utc>>,
+    #[graphql(skip)]
+    pub installation_count: i64,
+    #[graphql(skip)]
+    pub open_service_request_count: i64,
+}
+
+/// `value` when the caller holds `permission`, else null.
+fn if_allowed<T: Clone>(ctx: &Context<'_>, permission: Permission, value: &T) -> Option<T> {
+    super::caller(ctx)
+        .ok()
+        .filter(|caller| caller.may(permission))
+        .map(|_| value.clone())
 }
 
 impl Customer {
@@ -76,50 +86,100 @@ impl Customer {
 
 #[ComplexObject]
 impl Customer {
-    /// Their orders, latest placed first (at most `first`, 1 to 100, default 20).
+    /// The contact's name; null when unknown, after their data was erased, or for a caller who
+    /// may not read contacts.
+    async fn name(&self, ctx: &Context<'_>) -> Option<String> {
+        if_allowed(ctx, Permission::ReadContacts, &self.name).flatten()
+    }
+
+    /// The first lead won for them (`lead_…`); null for a customer who ordered without one, or
+    /// for a caller who may not read leads.
+    async fn won_lead_id(&self, ctx: &Context<'_>) -> Option<String> {
+        if_allowed(ctx, Permission::ReadLeads, &self.won_lead_id).flatten()
+    }
+
+    /// When that lead was won; null without one, or for a caller who may not read leads.
+    async fn won_at(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
+        if_allowed(ctx, Permission::ReadLeads, &self.won_at).flatten()
+    }
+
+    /// How many installations they have (any status); null for a caller who may not read
+    /// installations.
+    async fn installation_count(&self, ctx: &Context<'_>) -> Option<i64> {
+        if_allowed(ctx, Permission::ReadInstallations, &self.installation_count)
+    }
+
+    /// How many of their service requests are neither resolved nor closed; null for a caller
+    /// who may not read after-sales.
+    async fn open_service_request_count(&self, ctx: &Context<'_>) -> Option<i64> {
+        if_allowed(ctx, Permission::ReadAfterSales, &self.open_service_request_count)
+    }
+
+    /// Their orders, latest placed first.
     async fn orders(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "How many: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
-    ) -> async_graphql::Result<Vec<Order>> {
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(
+            desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
+        )]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Order, Counted>> {
         let caller = allowed(ctx, Permission::ReadOrders, "read orders").gql()?;
         let first = page_size(first, 100).gql()?;
-        let rows = customers_read::orders_of(pool(ctx).gql()?, &caller.tenant, &self.id, first)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(rows.into_iter().map(Order::from_row).collect())
+        let pool = pool(ctx).gql()?;
+        let page = orders::list_orders(pool, &caller.tenant, None, Some(&self.id), first, after.as_deref()).await;
+        let (pool, tenant, customer) = (pool.clone(), caller.tenant.clone(), self.id.clone());
+        let count = Counted::new(async move { orders::count_orders(&pool, &tenant, None, Some(&customer)).await });
+        connection_with(after.is_some(), page, Order::from_row, count)
     }
 
-    /// Their installations, latest opened first (at most `first`, 1 to 100, default 20).
+    /// Their installations, latest opened first.
     async fn installations(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "How many: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
-    ) -> async_graphql::Result<Vec<Installation>> {
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(
+            desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
+        )]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Installation, Counted>> {
         let caller = allowed(ctx, Permission::ReadInstallations, "read installations").gql()?;
         let first = page_size(first, 100).gql()?;
-        let rows = customers_read::installations_of(pool(ctx).gql()?, &caller.tenant, &self.id, first)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(rows.into_iter().map(Installation::from_row).collect())
+        let filter = InstallationFilter {
+            customer: Some(self.id.clone()),
+            ..InstallationFilter::default()
+        };
+        let pool = pool(ctx).gql()?;
+        let page = records::list_installations(pool, &caller.tenant, &filter, first, after.as_deref()).await;
+        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+        let count = Counted::new(async move { records::count_installations(&pool, &tenant, &filter).await });
+        connection_with(after.is_some(), page, Installation::from_row, count)
     }
 
-    /// Their service history: their service requests, newest ticket first (at most `first`, 1
-    /// to 100, default 20).
+    /// Their service history: their service requests, newest ticket first.
     async fn service_requests(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "How many: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
-    ) -> async_graphql::Result<Vec<ServiceRequest>> {
+        #[graphql(default = 20, desc = "Page size: 1 to 100, default 20 (`PAGE_TOO_LARGE` above 100).")] first: i32,
+        #[graphql(
+            desc = "The cursor of the last edge of the previous page; a malformed one is refused with `BAD_CURSOR`."
+        )]
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, ServiceRequest, Counted>> {
         let caller = allowed(ctx, Permission::ReadAfterSales, "read service requests").gql()?;
         let first = page_size(first, 100).gql()?;
-        let rows = customers_read::service_requests_of(pool(ctx).gql()?, &caller.tenant, &self.id, first)
-            .await
-            .map_err(ApiError::from)
-            .gql()?;
-        Ok(rows.into_iter().map(ServiceRequest::from).collect())
+        let filter = ServiceFilter {
+            customer: Some(self.id.clone()),
+            ..ServiceFilter::default()
+        };
+        let pool = pool(ctx).gql()?;
+        let page =
+            service_requests::list_service_requests(pool, &caller.tenant, &filter, first, after.as_deref()).await;
+        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+        let count =
+            Counted::new(async move { service_requests::count_service_requests(&pool, &tenant, &filter).await });
+        connection_with(after.is_some(), page, ServiceRequest::from, count)
     }
 }
 

@@ -174,11 +174,14 @@ struct Claimed {
     correlation_id: String,
     payload: Value,
     attempts: i32,
+    /// Received in the last ten minutes.
+    recent: bool,
 }
 
 /// How many times a status for a contact without a conversation is tried (with the inbox's
-/// backoff) before it is taken as a status of a message sent outside Chronicle to someone who
-/// never wrote, and not recorded (decision 0020).
+/// backoff), and for ten minutes after it arrived at least, before it is taken as a status of
+/// a message sent outside Chronicle to someone who never wrote, and not recorded (decision
+/// 0020).
 pub const STATUS_WITHOUT_CONVERSATION_TRIES: i32 = 4;
 
 enum Outcome {
@@ -230,7 +233,8 @@ impl InboxProcessor {
                      ORDER BY inbox_id
                      LIMIT $1
                        FOR UPDATE SKIP LOCKED)
-          RETURNING inbox_id, phone_number_id, kind, correlation_id, payload, attempts",
+          RETURNING inbox_id, phone_number_id, kind, correlation_id, payload, attempts,
+                    received_at > now() - interval '10 minutes' AS recent",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -244,6 +248,7 @@ impl InboxProcessor {
                 correlation_id: r.get("correlation_id"),
                 payload: r.get::<Option<Value>, _>("payload").unwrap_or(Value::Null),
                 attempts: r.get("attempts"),
+                recent: r.get("recent"),
             })
             .collect();
         claimed.sort_by_key(|c| c.inbox_id);
@@ -441,7 +446,7 @@ impl InboxProcessor {
                 // (The contact's first message may still be waiting for a retry of its own: a few
                 // tries first.)
                 Err(CommandError::Rejected(DomainError::Conversation(ConversationError::UnknownConversation)))
-                    if row.kind == "status" && row.attempts < STATUS_WITHOUT_CONVERSATION_TRIES =>
+                    if row.kind == "status" && (row.attempts < STATUS_WITHOUT_CONVERSATION_TRIES || row.recent) =>
                 {
                     return Outcome::Retry("no conversation with this contact yet".into());
                 }

@@ -212,7 +212,14 @@ pub async fn resend(
                 .unwrap_or_else(|| "left for an operator by the sender".into()),
             at: *handed_over,
         };
-        commands.conversation(contact_id, uncertain, metadata).await?;
+        // The sender's fact, in the sender's name.
+        let sender = CommandMetadata {
+            actor: chronicle_domain::metadata::Actor::System {
+                component: whatsapp::COMPONENT.into(),
+            },
+            ..metadata.clone()
+        };
+        commands.conversation(contact_id, uncertain, &sender).await?;
     }
     let appended = commands.conversation(contact_id, command, metadata).await?;
     // A fresh start: the attempts spent before the operator's decision do not count.

@@ -143,6 +143,8 @@ struct Claimed {
     body: OutboundBody,
     attempts: i32,
     correlation_id: String,
+    /// When this claim was made: what tells it from a later claim of the same row.
+    claimed_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// Why a row found `sending` after its sender stopped goes to an operator.
@@ -201,7 +203,7 @@ impl WhatsAppSender {
                 "outbox_id",
                 "sending",
                 "outbox_id, tenant_id, stream_id, contact_id, idempotency_key, business_number_id, recipient, body, \
-                 attempts, correlation_id",
+                 attempts, correlation_id, claimed_at",
                 Stale::Operator,
                 STALE_REASON,
             ),
@@ -248,8 +250,10 @@ impl WhatsAppSender {
     /// Returns how many were recorded.
     pub async fn record_uncertain(&self) -> Result<u64, CommandError> {
         let mut recorded = 0;
-        // Past a row that failed this pass: it waits for the next, the others go on.
+        // Past a row that failed this pass: it waits for the next, the others go on (until a
+        // few fail: then the store is likely down, and the next pass tries again).
         let mut after = 0_i64;
+        let mut failures = 0;
         loop {
             let mut tx = self.pool.begin().await?;
             let Some(row) = sqlx::query(
@@ -292,6 +296,10 @@ impl WhatsAppSender {
                     Err(e) => {
                         tracing::warn!(outbox.id = outbox_id, error = %e, "recording a message left for an operator failed; next pass");
                         tx.rollback().await?;
+                        failures += 1;
+                        if failures >= 3 {
+                            return Ok(recorded);
+                        }
                         continue;
                     }
                 }
@@ -456,12 +464,12 @@ impl WhatsAppSender {
                 let moved = sqlx::query(
                     "UPDATE outbox SET state = 'pending', claimed_at = NULL, updated_at = now(), last_error = $2,
                             next_attempt_at = now() + make_interval(secs => $3)
-                      WHERE outbox_id = $1 AND state = 'sending' AND attempts = $4",
+                      WHERE outbox_id = $1 AND state = 'sending' AND claimed_at IS NOT DISTINCT FROM $4",
                 )
                 .bind(row.outbox_id)
                 .bind(format!("{}{title}", code.map(|c| format!("{c}: ")).unwrap_or_default()))
                 .bind(delay_ms as f64 / 1000.0)
-                .bind(row.attempts)
+                .bind(row.claimed_at)
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
@@ -767,6 +775,7 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<Claimed, String> {
         body: serde_json::from_value(body).map_err(|e| format!("body: {e}"))?,
         attempts: row.try_get("attempts").map_err(|e| e.to_string())?,
         correlation_id: get_text("correlation_id")?,
+        claimed_at: row.try_get("claimed_at").map_err(|e| e.to_string())?,
     })
 }
 

@@ -166,11 +166,13 @@ fn order_row(r: &PgRow) -> Result<OrderRow, sqlx::Error> {
     })
 }
 
-/// Lists one tenant's orders, latest first, optionally of one status, after a cursor.
+/// Lists one tenant's orders, latest first, optionally of one status and of one customer,
+/// after a cursor.
 pub async fn list_orders(
     pool: &PgPool,
     tenant: &TenantId,
     status: Option<&str>,
+    customer: Option<&str>,
     first: i64,
     after: Option<&str>,
 ) -> Result<Result<Page<OrderRow>, BadCursor>, sqlx::Error> {
@@ -182,7 +184,7 @@ pub async fn list_orders(
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders
-          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($6::text IS NULL OR customer_id = $6)
             AND ((extract(epoch FROM placed_at) * 1000000)::bigint, order_id)
                 < ($3::bigint, CASE WHEN $4 = '' THEN chr(1114111) ELSE $4 END)
           ORDER BY placed_at DESC, order_id DESC
@@ -193,6 +195,7 @@ pub async fn list_orders(
     .bind(after_micros)
     .bind(&after_id)
     .bind(first + 1)
+    .bind(customer)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -202,14 +205,22 @@ pub async fn list_orders(
 }
 
 /// How many of one tenant's orders [`list_orders`] holds (of one status, or all).
-pub async fn count_orders(pool: &PgPool, tenant: &TenantId, status: Option<&str>) -> Result<i64, sqlx::Error> {
+pub async fn count_orders(
+    pool: &PgPool,
+    tenant: &TenantId,
+    status: Option<&str>,
+    customer: Option<&str>,
+) -> Result<i64, sqlx::Error> {
     let mut tx = begin_for_tenant(pool, tenant).await?;
-    let n =
-        sqlx::query_scalar("SELECT count(*) FROM orders WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)")
-            .bind(tenant.as_str())
-            .bind(status)
-            .fetch_one(&mut *tx)
-            .await?;
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM orders
+          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR customer_id = $3)",
+    )
+    .bind(tenant.as_str())
+    .bind(status)
+    .bind(customer)
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(n)
 }
@@ -226,25 +237,4 @@ pub async fn order(pool: &PgPool, tenant: &TenantId, order_id: &str) -> Result<O
     .await?;
     tx.commit().await?;
     row.as_ref().map(order_row).transpose()
-}
-
-/// One customer's orders, latest placed first (at most `limit`, 1 to 100).
-pub async fn orders_of_customer(
-    pool: &PgPool,
-    tenant: &TenantId,
-    customer_id: &str,
-    limit: i64,
-) -> Result<Vec<OrderRow>, sqlx::Error> {
-    let mut tx = begin_for_tenant(pool, tenant).await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE tenant_id = $1 AND customer_id = $2
-          ORDER BY placed_at DESC, order_id DESC LIMIT $3"
-    ))
-    .bind(tenant.as_str())
-    .bind(customer_id)
-    .bind(limit.clamp(1, 100))
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    rows.iter().map(order_row).collect()
 }

@@ -483,16 +483,19 @@ pub struct InstallationFilter {
     pub from: Option<DateTime<Utc>>,
     /// Scheduled before this time.
     pub to: Option<DateTime<Utc>>,
+    /// Installations of this customer (contact id).
+    pub customer: Option<String>,
 }
 
-/// The conditions of an [`InstallationFilter`] ($1 the tenant, $2 to $6 the filter's fields in
+/// The conditions of an [`InstallationFilter`] ($1 the tenant, $2 to $7 the filter's fields in
 /// order), shared by [`list_installations`] and [`count_installations`].
 const INSTALLATION_FILTERS: &str = "i.tenant_id = $1
             AND ($2::text IS NULL OR i.status = $2)
             AND ($3::text IS NULL OR i.installation_type = $3)
             AND ($4::text IS NULL OR $4 = ANY (i.technicians))
             AND ($5::timestamptz IS NULL OR i.scheduled_at >= $5)
-            AND ($6::timestamptz IS NULL OR i.scheduled_at < $6)";
+            AND ($6::timestamptz IS NULL OR i.scheduled_at < $6)
+            AND ($7::text IS NULL OR i.customer_id = $7)";
 
 /// Lists one tenant's installations, latest opened first, filtered, after a cursor. A date
 /// range keeps only scheduled installations in it.
@@ -513,9 +516,9 @@ pub async fn list_installations(
         "SELECT {INSTALLATION_COLUMNS} FROM installations i
           WHERE {INSTALLATION_FILTERS}
             AND ((extract(epoch FROM i.opened_at) * 1000000)::bigint, i.installation_id)
-                < ($7::bigint, CASE WHEN $8 = '' THEN chr(1114111) ELSE $8 END)
+                < ($8::bigint, CASE WHEN $9 = '' THEN chr(1114111) ELSE $9 END)
           ORDER BY i.opened_at DESC, i.installation_id DESC
-          LIMIT $9"
+          LIMIT $10"
     ))
     .bind(tenant.as_str())
     .bind(filter.status.as_deref())
@@ -523,6 +526,7 @@ pub async fn list_installations(
     .bind(filter.technician.as_deref())
     .bind(filter.from)
     .bind(filter.to)
+    .bind(filter.customer.as_deref())
     .bind(after_micros)
     .bind(&after_id)
     .bind(first + 1)
@@ -551,6 +555,7 @@ pub async fn count_installations(
     .bind(&filter.technician)
     .bind(filter.from)
     .bind(filter.to)
+    .bind(&filter.customer)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -692,27 +697,6 @@ pub async fn installation_counts(pool: &PgPool, tenant: &TenantId) -> Result<Vec
             })
         })
         .collect()
-}
-
-/// One customer's installations, latest opened first (at most `limit`, 1 to 100).
-pub async fn installations_of_customer(
-    pool: &PgPool,
-    tenant: &TenantId,
-    customer_id: &str,
-    limit: i64,
-) -> Result<Vec<InstallationRow>, sqlx::Error> {
-    let mut tx = begin_for_tenant(pool, tenant).await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {INSTALLATION_COLUMNS} FROM installations i WHERE i.tenant_id = $1 AND i.customer_id = $2
-          ORDER BY i.opened_at DESC, i.installation_id DESC LIMIT $3"
-    ))
-    .bind(tenant.as_str())
-    .bind(customer_id)
-    .bind(limit.clamp(1, 100))
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    rows.iter().map(installation_row).collect()
 }
 
 #[cfg(test)]

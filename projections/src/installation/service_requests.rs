@@ -147,6 +147,8 @@ pub struct ServiceFilter {
     pub status: Option<String>,
     pub priority: Option<String>,
     pub breached: Option<bool>,
+    /// Requests of this customer (contact id): their service history.
+    pub customer: Option<String>,
 }
 
 fn request_row(r: &PgRow) -> Result<ServiceRequestRow, sqlx::Error> {
@@ -170,12 +172,13 @@ fn request_row(r: &PgRow) -> Result<ServiceRequestRow, sqlx::Error> {
     })
 }
 
-/// The conditions of a [`ServiceFilter`] ($1 the tenant, $2 to $4 the status, priority and
-/// breach), shared by [`list_service_requests`] and [`count_service_requests`].
+/// The conditions of a [`ServiceFilter`] ($1 the tenant, $2 to $5 the status, priority, breach
+/// and customer), shared by [`list_service_requests`] and [`count_service_requests`].
 const FILTERS: &str = "tenant_id = $1
             AND ($2::text IS NULL OR status = $2)
             AND ($3::text IS NULL OR priority = $3)
-            AND ($4::boolean IS NULL OR breached = $4)";
+            AND ($4::boolean IS NULL OR breached = $4)
+            AND ($5::text IS NULL OR customer_id = $5)";
 
 /// One tenant's service requests matching `filter`, newest ticket first: `first` (1 to 100)
 /// after the cursor `after`.
@@ -196,14 +199,15 @@ pub async fn list_service_requests(
         "SELECT request_id, ticket_number, ticket, kind, priority, status, customer_id, installation_id,
                 technician_id, opened_at, sla_due_at, breached, breached_at, assigned_at, resolved_at, closed_at
            FROM service_requests
-          WHERE {FILTERS} AND ticket_number < $5
+          WHERE {FILTERS} AND ticket_number < $6
           ORDER BY ticket_number DESC
-          LIMIT $6"
+          LIMIT $7"
     ))
     .bind(tenant.as_str())
     .bind(&filter.status)
     .bind(&filter.priority)
     .bind(filter.breached)
+    .bind(&filter.customer)
     .bind(before)
     .bind(first + 1)
     .fetch_all(&mut *tx)
@@ -226,34 +230,11 @@ pub async fn count_service_requests(
         .bind(&filter.status)
         .bind(&filter.priority)
         .bind(filter.breached)
+        .bind(&filter.customer)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
     Ok(n)
-}
-
-/// One customer's service requests, newest ticket first (at most `limit`, 1 to 100): their
-/// service history.
-pub async fn service_requests_of_customer(
-    pool: &PgPool,
-    tenant: &TenantId,
-    customer_id: &str,
-    limit: i64,
-) -> Result<Vec<ServiceRequestRow>, sqlx::Error> {
-    let mut tx = begin_for_tenant(pool, tenant).await?;
-    let rows = sqlx::query(
-        "SELECT request_id, ticket_number, ticket, kind, priority, status, customer_id, installation_id,
-                technician_id, opened_at, sla_due_at, breached, breached_at, assigned_at, resolved_at, closed_at
-           FROM service_requests WHERE tenant_id = $1 AND customer_id = $2
-          ORDER BY ticket_number DESC LIMIT $3",
-    )
-    .bind(tenant.as_str())
-    .bind(customer_id)
-    .bind(limit.clamp(1, 100))
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    rows.iter().map(request_row).collect()
 }
 
 #[cfg(test)]

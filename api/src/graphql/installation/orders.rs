@@ -194,9 +194,9 @@ impl OrdersQuery {
         let first = page_size(first, 100).gql()?;
         let pool = pool(ctx).gql()?;
         let status = status.map(OrderStatus::as_str);
-        let page = read::list_orders(pool, &caller.tenant, status, first, after.as_deref()).await;
+        let page = read::list_orders(pool, &caller.tenant, status, None, first, after.as_deref()).await;
         let (pool, tenant) = (pool.clone(), caller.tenant.clone());
-        let count = Counted::new(async move { read::count_orders(&pool, &tenant, status).await });
+        let count = Counted::new(async move { read::count_orders(&pool, &tenant, status, None).await });
         connection_with(after.is_some(), page, Order::from_row, count)
     }
 

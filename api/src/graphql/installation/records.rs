@@ -357,6 +357,7 @@ impl RecordsQuery {
             technician,
             from,
             to,
+            customer: None,
         };
         let pool = pool(ctx).gql()?;
         let page = read::list_installations(pool, &caller.tenant, &filter, first, after.as_deref()).await;

@@ -173,6 +173,7 @@ impl ServiceRequestsQuery {
             status: status.map(|s| s.as_str().to_string()),
             priority: priority.map(|p| p.domain().as_str().to_string()),
             breached,
+            customer: None,
         };
         let pool = pool(ctx).gql()?;
         let page = read::list_service_requests(pool, &caller.tenant, &filter, first, after.as_deref()).await;
