@@ -5,10 +5,12 @@
 use async_graphql::connection::Connection;
 use async_graphql::{ComplexObject, Context, Object, SimpleObject};
 use chronicle_projections::customers::{self as customers_read, CustomerRow};
-use chronicle_projections::installation::{orders, records, service_requests, InstallationFilter, ServiceFilter};
+use chronicle_projections::installation::{InstallationFilter, ServiceFilter};
 use chrono::{DateTime, Utc};
 
-use super::installation::{Installation, Order, ServiceRequest};
+use super::installation::{
+    installations_page, orders_page, service_requests_page, Installation, Order, ServiceRequest,
+};
 use super::{allowed, connection_with, page_size, pool, Counted};
 use crate::error::{ApiError, IntoGraphql};
 use crate::permissions::Permission;
@@ -125,13 +127,7 @@ impl Customer {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Order, Counted>> {
-        let caller = allowed(ctx, Permission::ReadOrders, "read orders").gql()?;
-        let first = page_size(first, 100).gql()?;
-        let pool = pool(ctx).gql()?;
-        let page = orders::list_orders(pool, &caller.tenant, None, Some(&self.id), first, after.as_deref()).await;
-        let (pool, tenant, customer) = (pool.clone(), caller.tenant.clone(), self.id.clone());
-        let count = Counted::new(async move { orders::count_orders(&pool, &tenant, None, Some(&customer)).await });
-        connection_with(after.is_some(), page, Order::from_row, count)
+        orders_page(ctx, None, Some(self.id.clone()), first, after).await
     }
 
     /// Their installations, latest opened first.
@@ -144,17 +140,11 @@ impl Customer {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Installation, Counted>> {
-        let caller = allowed(ctx, Permission::ReadInstallations, "read installations").gql()?;
-        let first = page_size(first, 100).gql()?;
         let filter = InstallationFilter {
             customer: Some(self.id.clone()),
             ..InstallationFilter::default()
         };
-        let pool = pool(ctx).gql()?;
-        let page = records::list_installations(pool, &caller.tenant, &filter, first, after.as_deref()).await;
-        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
-        let count = Counted::new(async move { records::count_installations(&pool, &tenant, &filter).await });
-        connection_with(after.is_some(), page, Installation::from_row, count)
+        installations_page(ctx, filter, first, after).await
     }
 
     /// Their service history: their service requests, newest ticket first.
@@ -167,19 +157,11 @@ impl Customer {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ServiceRequest, Counted>> {
-        let caller = allowed(ctx, Permission::ReadAfterSales, "read service requests").gql()?;
-        let first = page_size(first, 100).gql()?;
         let filter = ServiceFilter {
             customer: Some(self.id.clone()),
             ..ServiceFilter::default()
         };
-        let pool = pool(ctx).gql()?;
-        let page =
-            service_requests::list_service_requests(pool, &caller.tenant, &filter, first, after.as_deref()).await;
-        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
-        let count =
-            Counted::new(async move { service_requests::count_service_requests(&pool, &tenant, &filter).await });
-        connection_with(after.is_some(), page, ServiceRequest::from, count)
+        service_requests_page(ctx, filter, first, after).await
     }
 }
 

@@ -174,6 +174,32 @@ pub struct OrderItemInput {
     pub capacity_w: Option<i32>,
 }
 
+/// A page of the caller's tenant's orders, of one status and of one customer when given (the
+/// `orders` list, and a customer's).
+pub(crate) async fn orders_page(
+    ctx: &Context<'_>,
+    status: Option<&'static str>,
+    customer: Option<String>,
+    first: i32,
+    after: Option<String>,
+) -> async_graphql::Result<Connection<String, Order, Counted>> {
+    let caller = allowed(ctx, Permission::ReadOrders, "read orders").gql()?;
+    let first = page_size(first, 100).gql()?;
+    let pool = pool(ctx).gql()?;
+    let page = read::list_orders(
+        pool,
+        &caller.tenant,
+        status,
+        customer.as_deref(),
+        first,
+        after.as_deref(),
+    )
+    .await;
+    let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+    let count = Counted::new(async move { read::count_orders(&pool, &tenant, status, customer.as_deref()).await });
+    connection_with(after.is_some(), page, Order::from_row, count)
+}
+
 #[derive(Default)]
 pub struct OrdersQuery;
 
@@ -190,14 +216,7 @@ impl OrdersQuery {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Order, Counted>> {
-        let caller = allowed(ctx, Permission::ReadOrders, "read orders").gql()?;
-        let first = page_size(first, 100).gql()?;
-        let pool = pool(ctx).gql()?;
-        let status = status.map(OrderStatus::as_str);
-        let page = read::list_orders(pool, &caller.tenant, status, None, first, after.as_deref()).await;
-        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
-        let count = Counted::new(async move { read::count_orders(&pool, &tenant, status, None).await });
-        connection_with(after.is_some(), page, Order::from_row, count)
+        orders_page(ctx, status.map(OrderStatus::as_str), None, first, after).await
     }
 
     /// One order of the tenant; null when it has none with this id. Owner, admin, agent,

@@ -322,6 +322,23 @@ pub struct OpenInstallationInput {
     pub system_size_w: i64,
 }
 
+/// A page of the caller's tenant's installations matching `filter` (the `installations` list,
+/// and a customer's).
+pub(crate) async fn installations_page(
+    ctx: &Context<'_>,
+    filter: ReadFilter,
+    first: i32,
+    after: Option<String>,
+) -> async_graphql::Result<Connection<String, Installation, Counted>> {
+    let caller = allowed(ctx, Permission::ReadInstallations, "read installations").gql()?;
+    let first = page_size(first, 100).gql()?;
+    let pool = pool(ctx).gql()?;
+    let page = read::list_installations(pool, &caller.tenant, &filter, first, after.as_deref()).await;
+    let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+    let count = Counted::new(async move { read::count_installations(&pool, &tenant, &filter).await });
+    connection_with(after.is_some(), page, Installation::from_row, count)
+}
+
 #[derive(Default)]
 pub struct RecordsQuery;
 
@@ -349,8 +366,6 @@ impl RecordsQuery {
         )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Installation, Counted>> {
-        let caller = allowed(ctx, Permission::ReadInstallations, "read installations").gql()?;
-        let first = page_size(first, 100).gql()?;
         let filter = ReadFilter {
             status: status.map(|s| s.domain().as_str().to_string()),
             installation_type: installation_type.map(|t| t.domain().as_str().to_string()),
@@ -359,11 +374,7 @@ impl RecordsQuery {
             to,
             customer: None,
         };
-        let pool = pool(ctx).gql()?;
-        let page = read::list_installations(pool, &caller.tenant, &filter, first, after.as_deref()).await;
-        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
-        let count = Counted::new(async move { read::count_installations(&pool, &tenant, &filter).await });
-        connection_with(after.is_some(), page, Installation::from_row, count)
+        installations_page(ctx, filter, first, after).await
     }
 
     /// One installation of the tenant, with checklist progress and timeline; null when it has

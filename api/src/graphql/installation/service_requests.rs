@@ -147,6 +147,23 @@ pub struct OpenServiceRequestInput {
     pub idempotency_key: Option<String>,
 }
 
+/// A page of the caller's tenant's service requests matching `filter` (the `serviceRequests`
+/// list, and a customer's service history).
+pub(crate) async fn service_requests_page(
+    ctx: &Context<'_>,
+    filter: ServiceFilter,
+    first: i32,
+    after: Option<String>,
+) -> async_graphql::Result<Connection<String, ServiceRequest, Counted>> {
+    let caller = allowed(ctx, Permission::ReadAfterSales, "read service requests").gql()?;
+    let first = page_size(first, 100).gql()?;
+    let pool = pool(ctx).gql()?;
+    let page = read::list_service_requests(pool, &caller.tenant, &filter, first, after.as_deref()).await;
+    let (pool, tenant) = (pool.clone(), caller.tenant.clone());
+    let count = Counted::new(async move { read::count_service_requests(&pool, &tenant, &filter).await });
+    connection_with(after.is_some(), page, ServiceRequest::from, count)
+}
+
 #[derive(Default)]
 pub struct ServiceRequestsQuery;
 
@@ -167,19 +184,13 @@ impl ServiceRequestsQuery {
         #[graphql(desc = "The `cursor` of the last edge of the previous page (opaque); null for the first page.")]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ServiceRequest, Counted>> {
-        let caller = allowed(ctx, Permission::ReadAfterSales, "read service requests").gql()?;
-        let first = page_size(first, 100).gql()?;
         let filter = ServiceFilter {
             status: status.map(|s| s.as_str().to_string()),
             priority: priority.map(|p| p.domain().as_str().to_string()),
             breached,
             customer: None,
         };
-        let pool = pool(ctx).gql()?;
-        let page = read::list_service_requests(pool, &caller.tenant, &filter, first, after.as_deref()).await;
-        let (pool, tenant) = (pool.clone(), caller.tenant.clone());
-        let count = Counted::new(async move { read::count_service_requests(&pool, &tenant, &filter).await });
-        connection_with(after.is_some(), page, ServiceRequest::from, count)
+        service_requests_page(ctx, filter, first, after).await
     }
 }
 
