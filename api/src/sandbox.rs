@@ -9,7 +9,8 @@
 //!
 //! | route | answers like |
 //! |---|---|
-//! | `POST /sandbox/graph/v21.0/{phone_number_id}/messages` | the Cloud API's send: a `wamid`, or the documented error of a number configured to fail |
+//! | `POST /sandbox/graph/v21.0/{phone_number_id}/messages` | the Cloud API's send (text, template, media by id or link, reply buttons, lists): a `wamid`, or the documented error of a number configured to fail |
+//! | `POST /sandbox/graph/v21.0/{phone_number_id}/media` | the media upload (multipart): the file's id |
 //! | `GET /sandbox/graph/v21.0/{media_id}` | the media URL lookup (`url`, `mime_type`, `sha256`, `file_size`) |
 //! | `GET /sandbox/media/{media_id}` | the media download |
 //! | `POST /sandbox/inbound` | (Chronicle's own) a customer writing in, as a signed webhook delivery |
@@ -364,6 +365,12 @@ pub fn router() -> Router<AppState> {
         .route("/sandbox/inbound", post(play_inbound))
 }
 
+/// The sandbox's media upload route, mounted apart from the others by `crate::http::router`:
+/// it takes bodies as large as Chronicle's own uploads.
+pub fn upload_router() -> Router<AppState> {
+    Router::new().route(&format!("{GRAPH_PATH}/{{number}}/media"), post(upload_media))
+}
+
 /// The answer of a sandbox route when the sandbox is off (the routes are not mounted then).
 fn off() -> Response {
     (StatusCode::NOT_FOUND, "the WhatsApp sandbox is off").into_response()
@@ -404,13 +411,16 @@ async fn send(State(state): State<AppState>, Path(number): Path<String>, headers
         .filter(char::is_ascii_digit)
         .collect();
     let kind = payload["type"].as_str().unwrap_or_default();
-    if payload["messaging_product"] != "whatsapp" || to.is_empty() || !["text", "template"].contains(&kind) {
+    if payload["messaging_product"] != "whatsapp" || to.is_empty() || !SENDABLE.contains(&kind) {
         return graph_error(
             StatusCode::BAD_REQUEST,
             100,
             "Invalid parameter",
-            "messaging_product must be whatsapp, `to` a phone number and `type` text or template.",
+            "messaging_product must be whatsapp, `to` a phone number and `type` text, template, image, audio, video, document, sticker or interactive.",
         );
+    }
+    if let Some(problem) = refusal_of(kind, &payload) {
+        return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter", problem);
     }
     if let Some((code, title, details)) = FAILURES.iter().find(|(code, _, _)| to.ends_with(&code.to_string())) {
         return graph_error(StatusCode::BAD_REQUEST, *code, title, details);
@@ -423,6 +433,99 @@ async fn send(State(state): State<AppState>, Path(number): Path<String>, headers
         "messages": [{"id": wamid}],
     }))
     .into_response()
+}
+
+/// The message types the sandbox accepts.
+const SENDABLE: [&str; 8] = ["text", "template", "image", "audio", "video", "document", "sticker", "interactive"];
+
+/// What the Cloud API would refuse in a media or interactive message's object, or `None`: a
+/// media object names its file by `id` (one the sandbox received) or `link`; an interactive
+/// message is `button` (1 to 3 replies) or `list` (1 to 10 rows) with a body.
+fn refusal_of(kind: &str, payload: &Value) -> Option<&'static str> {
+    match kind {
+        "image" | "audio" | "video" | "document" | "sticker" => {
+            let object = &payload[kind];
+            let has_id = object["id"].as_str().is_some_and(|id| !id.is_empty());
+            let has_link = object["link"].as_str().is_some_and(|l| l.starts_with("http"));
+            (has_id == has_link).then_some("A media message names its file by `id` or by `link`, not both.")
+        }
+        "interactive" => {
+            let interactive = &payload["interactive"];
+            let body = interactive["body"]["text"].as_str().is_some_and(|t| !t.trim().is_empty());
+            let count = |v: &Value| v.as_array().map_or(0, Vec::len);
+            let choices_ok = match interactive["type"].as_str() {
+                Some("button") => (1..=3).contains(&count(&interactive["action"]["buttons"])),
+                Some("list") => {
+                    let rows: usize = interactive["action"]["sections"]
+                        .as_array()
+                        .map_or(0, |sections| sections.iter().map(|s| count(&s["rows"])).sum());
+                    (1..=10).contains(&rows)
+                }
+                _ => false,
+            };
+            (!(body && choices_ok)).then_some(
+                "An interactive message has a body and 1 to 3 reply buttons (`button`) or 1 to 10 rows (`list`).",
+            )
+        }
+        _ => None,
+    }
+}
+
+/// `POST {GRAPH_PATH}/{number}/media`: the Cloud API's media upload (multipart: `messaging_product`,
+/// `type`, `file`). Keeps the file (served back by its id, like inbound media) and answers its id.
+async fn upload_media(
+    State(state): State<AppState>,
+    Path(_number): Path<String>,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return off();
+    };
+    if !sandbox.authorized(&headers) {
+        return unauthorized();
+    }
+    let mut product = None;
+    let mut file: Option<(String, Vec<u8>)> = None;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or_default().to_string();
+                let content_type = field.content_type().unwrap_or("application/octet-stream").to_string();
+                let Ok(bytes) = field.bytes().await else {
+                    return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter", "A part could not be read.");
+                };
+                match name.as_str() {
+                    "messaging_product" => product = Some(String::from_utf8_lossy(&bytes).to_string()),
+                    "file" => file = Some((content_type, bytes.to_vec())),
+                    _ => {}
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter", "The body is not multipart form data.")
+            }
+        }
+    }
+    let (Some("whatsapp"), Some((mime, bytes))) = (product.as_deref(), file) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Invalid parameter",
+            "An upload has messaging_product=whatsapp and a `file` part.",
+        );
+    };
+    if bytes.is_empty() {
+        return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter", "The file is empty.");
+    }
+    let media_id = sandbox.next_id("sandbox.media.");
+    sandbox
+        .inner
+        .media
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(media_id.clone(), (mime, bytes));
+    Json(json!({"id": media_id})).into_response()
 }
 
 fn media_of(sandbox: &Sandbox, media_id: &str) -> (String, Vec<u8>) {

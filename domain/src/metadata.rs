@@ -20,6 +20,17 @@ pub enum Actor {
     System { component: String },
 }
 
+impl Actor {
+    /// Who acted, by id: the user id, the API key id, or the component's name.
+    pub fn id(&self) -> &str {
+        match self {
+            Actor::User { user_id, .. } => user_id,
+            Actor::ApiKey { key_id } => key_id,
+            Actor::System { component } => component,
+        }
+    }
+}
+
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -194,6 +194,27 @@ impl ConversationsProjector {
                     chronicle_domain::conversation::OutboundBody::Template { name, .. } => {
                         Some(format!("[template] {name}"))
                     }
+                    chronicle_domain::conversation::OutboundBody::Media { kind, caption, .. } => {
+                        let caption = match caption {
+                            Some(caption) => {
+                                let key = self.key(db, keys, &tenant, &contact_id).await?;
+                                key.and_then(|k| k.open(&tenant, &contact_id, caption).ok())
+                            }
+                            None => None,
+                        };
+                        Some(match caption {
+                            Some(c) => format!("[{}] {}", kind.as_str(), c.chars().take(270).collect::<String>()),
+                            None => format!("[{}]", kind.as_str()),
+                        })
+                    }
+                    chronicle_domain::conversation::OutboundBody::Interactive { content, .. } => {
+                        let key = self.key(db, keys, &tenant, &contact_id).await?;
+                        key.and_then(|k| k.open(&tenant, &contact_id, content).ok())
+                            .and_then(|json| {
+                                serde_json::from_str::<chronicle_domain::conversation::rich::Interactive>(&json).ok()
+                            })
+                            .map(|m| m.body.chars().take(280).collect::<String>())
+                    }
                 };
                 sqlx::query(
                     "UPDATE conversations c SET last_message_ref = 'out:' || $3, last_message_kind = $4,

@@ -232,6 +232,9 @@ impl MediaProjector {
                 .await?;
                 settle(db, event, tenant, &media_ref, "failed", Some(&code)).await?;
             }
+            // Uploads are outbound files: their message shows them (`messages.attachment`);
+            // `media_files` is the fetch of inbound media. (Not among the projector's types.)
+            MediaEvent::MediaUploaded { .. } => {}
             MediaEvent::MediaRefetchRequested { at, .. } => {
                 // An operator's decision: the fetch starts over, attempts from 1; the feed row
                 // is open again, to settle with the new outcome.

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chronicle_domain::conversation::rich::{Interactive, MediaSource};
 use chronicle_domain::conversation::{ConversationEvent, OutboundBody};
 use chronicle_domain::pii::{DataKey, Envelope, MasterKey};
 use chronicle_domain::tenant::TenantId;
@@ -174,6 +175,7 @@ impl MessagesProjector {
                 at,
                 ..
             } => {
+                let mut attachment = None;
                 let (content, name, language) = match &body {
                     OutboundBody::FreeForm { text } => {
                         (self.open(db, keys, &tenant, &contact_id, text).await?, None, None)
@@ -187,12 +189,43 @@ impl MessagesProjector {
                         Some(name.clone()),
                         Some(language.clone()),
                     ),
+                    OutboundBody::Media {
+                        kind,
+                        source,
+                        caption,
+                        filename,
+                    } => {
+                        let caption = match caption {
+                            Some(c) => self.open(db, keys, &tenant, &contact_id, c).await?,
+                            None => None,
+                        };
+                        let filename = match filename {
+                            Some(f) => self.open(db, keys, &tenant, &contact_id, f).await?,
+                            None => None,
+                        };
+                        let mut file = serde_json::json!({"kind": kind.as_str(), "filename": filename});
+                        match source {
+                            MediaSource::Upload { media_ref } => file["mediaRef"] = media_ref.clone().into(),
+                            MediaSource::Link { url } => {
+                                file["link"] = self.open(db, keys, &tenant, &contact_id, url).await?.into();
+                            }
+                        }
+                        attachment = Some(file);
+                        (caption, None, None)
+                    }
+                    OutboundBody::Interactive { content, .. } => {
+                        let opened = self.open(db, keys, &tenant, &contact_id, content).await?;
+                        let message = opened.and_then(|json| serde_json::from_str::<Interactive>(&json).ok());
+                        let body = message.as_ref().map(|m| m.body.clone());
+                        attachment = message.and_then(|m| serde_json::to_value(m).ok());
+                        (body, None, None)
+                    }
                 };
                 sqlx::query(
                     "INSERT INTO messages (tenant_id, conversation_id, message_id, direction, idempotency_key, kind,
                                            content, template_name, template_language, at, state, requested_by,
-                                           position, last_position)
-                     VALUES ($1, $2, 'out:' || $3, 'outbound', $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $10)
+                                           position, last_position, attachment)
+                     VALUES ($1, $2, 'out:' || $3, 'outbound', $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $10, $11)
                      ON CONFLICT (tenant_id, conversation_id, message_id) DO NOTHING",
                 )
                 .bind(tenant.as_str())
@@ -205,6 +238,7 @@ impl MessagesProjector {
                 .bind(at)
                 .bind(requested_by)
                 .bind(position)
+                .bind(attachment)
                 .execute(&mut *db)
                 .await?;
             }
@@ -709,7 +743,7 @@ impl Projector for MessagesProjector {
                         &tenant,
                         &contact_id,
                         &[
-                            "UPDATE messages SET content = NULL WHERE tenant_id = $1 AND conversation_id = $2",
+                            "UPDATE messages SET content = NULL, attachment = NULL WHERE tenant_id = $1 AND conversation_id = $2",
                             "UPDATE conversation_notes SET text = NULL WHERE tenant_id = $1 AND conversation_id = $2",
                             "UPDATE conversation_details SET handover_reason = NULL
                               WHERE tenant_id = $1 AND conversation_id = $2",
@@ -769,6 +803,9 @@ pub struct MessageRow {
     pub idempotency_key: Option<String>,
     pub kind: String,
     pub content: Option<String>,
+    /// An outbound media message's file (`kind`, `mediaRef` or `link`, `filename`) or an
+    /// interactive message (`header`, `body`, `footer`, `choices`); null otherwise.
+    pub attachment: Option<serde_json::Value>,
     pub template_name: Option<String>,
     pub template_language: Option<String>,
     pub at: DateTime<Utc>,
@@ -865,7 +902,7 @@ pub async fn messages(
     let rows = sqlx::query(
         "SELECT message_id, direction, message_ref, idempotency_key, kind, content, template_name,
                 template_language, at, state, sent_at, requested_by, error_code, error_title, retryable, position,
-                send_tries, last_send_error, next_try_at
+                send_tries, last_send_error, next_try_at, attachment
            FROM messages
           WHERE tenant_id = $1 AND conversation_id = $2
             AND ((extract(epoch FROM at) * 1000000)::bigint, position) > ($3::bigint, $4::bigint)
@@ -892,6 +929,7 @@ pub async fn messages(
                 idempotency_key: r.try_get("idempotency_key")?,
                 kind: r.try_get("kind")?,
                 content: r.try_get("content")?,
+                attachment: r.try_get("attachment")?,
                 template_name: r.try_get("template_name")?,
                 template_language: r.try_get("template_language")?,
                 at: r.try_get("at")?,

@@ -1,6 +1,7 @@
 //! The conversation view and the inbox's mutations: `conversation(id)` with its working state,
 //! internal notes and messages (a Relay connection, oldest first, each outbound message with
-//! its delivery status timeline), and `sendMessage`, `sendTemplate`, `markConversationRead`, `assignConversation`,
+//! its delivery status timeline), and `sendMessage`, `sendTemplate`, `sendMedia`, `sendInteractive`,
+//! `markConversationRead`, `assignConversation`,
 //! `setConversationStatus`, `tagConversation`, `untagConversation`, `addNote`,
 //! `requestHandover`.
 //!
@@ -16,9 +17,11 @@
 //! conversation refuses is refunded.
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, Enum, Object, SimpleObject};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chronicle_commands::outbound::{require_conversation, send_metered, Outgoing};
+use chronicle_domain::conversation::rich;
 use chronicle_domain::conversation::{ConversationCommand, ConversationStatus as DomainStatus};
+use chronicle_domain::media::MediaKind;
 use chronicle_projections::messages::{self as read, ConversationDetail, MessageRow, TimelineEntry};
 use chrono::{DateTime, Utc};
 use rand::rngs::OsRng;
@@ -55,7 +58,7 @@ fn writer<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, ApiError> {
 }
 
 /// A conversation id is a contact id: `ct_` and hex digits (anything else names nothing).
-fn valid_id(id: &str) -> Result<&str, ApiError> {
+pub(crate) fn valid_id(id: &str) -> Result<&str, ApiError> {
     let id = id.trim();
     let valid = id.len() <= 64
         && id.strip_prefix("ct_").is_some_and(|rest| {
@@ -136,14 +139,16 @@ pub struct ThreadMessage {
     pub message_ref: Option<String>,
     /// The idempotency key an outbound message was queued under; null for inbound messages.
     pub idempotency_key: Option<String>,
-    /// inbound: text, image, …; outbound: free_form, template, or external (a message sent
-    /// outside Chronicle on the tenant's number, e.g. from the WhatsApp Business app: Chronicle
-    /// knows only its delivery statuses, so it has no content; decision 0020).
+    /// inbound: text, image, …; outbound: free_form, template, image, audio, video, document,
+    /// sticker (`media`), interactive (`interactive`), or external (a message sent outside
+    /// Chronicle on the tenant's number, e.g. from the WhatsApp Business app: Chronicle knows
+    /// only its delivery statuses, so it has no content; decision 0020).
     pub kind: String,
     /// The content as a person reads it: an inbound message's text (a text's body, a media
     /// message's caption, a document's file name, a location's name, a reply's title, a
-    /// reaction's emoji; null when the kind carries none), an outbound message's text, or a
-    /// template's parameters (JSON array).
+    /// reaction's emoji; null when the kind carries none), an outbound message's text, a media
+    /// message's caption, an interactive message's body, or a template's parameters (JSON
+    /// array).
     pub content: Option<String>,
     /// The template's name of an outbound template message; null otherwise.
     pub template_name: Option<String>,
@@ -182,6 +187,171 @@ pub struct ThreadMessage {
     pub last_send_error: Option<String>,
     /// When the sender tries again (state `retrying`); null otherwise.
     pub next_try_at: Option<DateTime<Utc>>,
+    /// The file of an outbound media message (`sendMedia`); null otherwise (an inbound media
+    /// message's file is `media(messageId)`).
+    pub media: Option<OutboundMediaFile>,
+    /// The buttons or list of an outbound interactive message (`sendInteractive`); null
+    /// otherwise.
+    pub interactive: Option<InteractiveMessage>,
+}
+
+/// The file of an outbound media message.
+#[derive(SimpleObject, Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundMediaFile {
+    /// image, audio, video, document or sticker.
+    pub kind: String,
+    /// The upload's media ref (`GET /media/{mediaRef}` serves it) when the file was uploaded
+    /// through Chronicle; null when sent by link.
+    pub media_ref: Option<String>,
+    /// The link WhatsApp downloads the file from; null when uploaded.
+    pub link: Option<String>,
+    /// A document's file name as the customer sees it; null otherwise.
+    pub filename: Option<String>,
+}
+
+/// An interactive message as sent: its texts and the choices it offered.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct InteractiveMessage {
+    /// `BUTTON` (reply buttons) or `LIST`.
+    pub kind: InteractiveKind,
+    /// The header text; null when none.
+    pub header: Option<String>,
+    /// The body text.
+    pub body: String,
+    /// The footer text; null when none.
+    pub footer: Option<String>,
+    /// The reply buttons (one to three; empty for a list).
+    pub buttons: Vec<ReplyButton>,
+    /// The label of the button that opens a list; null for reply buttons.
+    pub list_button: Option<String>,
+    /// The list's sections (empty for reply buttons).
+    pub sections: Vec<ListSection>,
+}
+
+/// Whether an interactive message offers reply buttons or a list.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum InteractiveKind {
+    /// One to three reply buttons.
+    Button,
+    /// A list of up to ten rows.
+    List,
+}
+
+/// A reply button.
+#[derive(SimpleObject, InputObject, Debug, Clone)]
+#[graphql(input_name = "ReplyButtonInput")]
+pub struct ReplyButton {
+    /// The id WhatsApp sends back when the customer taps it: 1 to 256 characters, unique in
+    /// the message.
+    pub id: String,
+    /// What the customer sees: 1 to 20 characters, unique in the message.
+    pub title: String,
+}
+
+/// A row of a list message.
+#[derive(SimpleObject, InputObject, Debug, Clone)]
+#[graphql(input_name = "ListRowInput")]
+pub struct ListRow {
+    /// The id WhatsApp sends back when the customer picks it: 1 to 200 characters, unique in
+    /// the list.
+    pub id: String,
+    /// What the customer sees: 1 to 24 characters.
+    pub title: String,
+    /// A line under the title, at most 72 characters.
+    pub description: Option<String>,
+}
+
+/// A section of a list message.
+#[derive(SimpleObject, InputObject, Debug, Clone)]
+#[graphql(input_name = "ListSectionInput")]
+pub struct ListSection {
+    /// The section's title, at most 24 characters: required when the list has several
+    /// sections.
+    pub title: Option<String>,
+    /// The section's rows (at least one; at most ten in the whole list).
+    pub rows: Vec<ListRow>,
+}
+
+/// A list message's choices.
+#[derive(InputObject, Debug, Clone)]
+pub struct ListInput {
+    /// The label of the button that opens the list: 1 to 20 characters.
+    pub button: String,
+    /// One to ten sections, with at most ten rows in all.
+    pub sections: Vec<ListSection>,
+}
+
+/// The kind of an outbound media message.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum OutboundMediaKind {
+    /// JPEG or PNG, at most 5 MiB; with a caption.
+    Image,
+    /// AAC, AMR, MP3, M4A or OGG (Opus), at most 16 MiB; no caption.
+    Audio,
+    /// MP4 or 3GP, at most 16 MiB; with a caption.
+    Video,
+    /// Text, PDF or Office, at most 100 MiB (16 MiB uploaded); with a caption and a file name.
+    Document,
+    /// WebP, at most 500 KiB; no caption.
+    Sticker,
+}
+
+impl From<OutboundMediaKind> for MediaKind {
+    fn from(kind: OutboundMediaKind) -> Self {
+        match kind {
+            OutboundMediaKind::Image => MediaKind::Image,
+            OutboundMediaKind::Audio => MediaKind::Audio,
+            OutboundMediaKind::Video => MediaKind::Video,
+            OutboundMediaKind::Document => MediaKind::Document,
+            OutboundMediaKind::Sticker => MediaKind::Sticker,
+        }
+    }
+}
+
+impl InteractiveMessage {
+    fn from_domain(message: rich::Interactive) -> Self {
+        let (kind, buttons, list_button, sections) = match message.choices {
+            rich::Choices::Buttons { buttons } => (
+                InteractiveKind::Button,
+                buttons
+                    .into_iter()
+                    .map(|b| ReplyButton { id: b.id, title: b.title })
+                    .collect(),
+                None,
+                Vec::new(),
+            ),
+            rich::Choices::List { button, sections } => (
+                InteractiveKind::List,
+                Vec::new(),
+                Some(button),
+                sections
+                    .into_iter()
+                    .map(|s| ListSection {
+                        title: s.title,
+                        rows: s
+                            .rows
+                            .into_iter()
+                            .map(|r| ListRow {
+                                id: r.id,
+                                title: r.title,
+                                description: r.description,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            ),
+        };
+        Self {
+            kind,
+            header: message.header,
+            body: message.body,
+            footer: message.footer,
+            buttons,
+            list_button,
+            sections,
+        }
+    }
 }
 
 impl ThreadMessage {
@@ -192,6 +362,17 @@ impl ThreadMessage {
             .or_else(|| timeline.last())
             .map(|e| e.status.clone())
             .unwrap_or_else(|| row.state.clone());
+        let outbound = row.direction == "outbound";
+        let (media, interactive) = match (&row.attachment, row.kind.as_str()) {
+            (Some(a), "interactive") if outbound => (
+                None,
+                serde_json::from_value::<rich::Interactive>(a.clone())
+                    .ok()
+                    .map(InteractiveMessage::from_domain),
+            ),
+            (Some(a), _) if outbound => (serde_json::from_value::<OutboundMediaFile>(a.clone()).ok(), None),
+            _ => (None, None),
+        };
         Self {
             id: row.message_id,
             direction: if row.direction == "inbound" {
@@ -217,6 +398,8 @@ impl ThreadMessage {
             last_send_error: row.last_send_error,
             next_try_at: row.next_try_at,
             status_timeline: timeline,
+            media,
+            interactive,
         }
     }
 }
@@ -487,6 +670,122 @@ impl InboxMutation {
             },
         )
         .await
+    }
+
+    /// Queues an image, audio, video, document or sticker: a file uploaded through Chronicle
+    /// (`uploadMedia`, by its `mediaRef`; the sender uploads it to WhatsApp first) or a public
+    /// link WhatsApp downloads. A free-form message: refused outside the 24-hour window
+    /// (`OUTSIDE_SERVICE_WINDOW`) and to an opted-out contact (`CONTACT_OPTED_OUT`). Refused
+    /// before anything is charged: `MEDIA_SOURCE` (neither or both of `mediaRef` and `link`),
+    /// `BAD_MEDIA_LINK`, `UNKNOWN_MEDIA` (no such upload for this conversation),
+    /// `MEDIA_TYPE_NOT_SUPPORTED` / `MEDIA_TOO_LARGE` (the upload is not a file WhatsApp sends
+    /// as `kind`), `CAPTION_NOT_ALLOWED` (audio, stickers), `FILENAME_NOT_ALLOWED` (anything
+    /// but documents), `TEXT_TOO_LONG` (a caption over 1024 characters), `CONTACT_ERASED`.
+    /// Owner, admin, agent (anyone else gets `FORBIDDEN`); metered like `sendMessage` (one
+    /// `message`; `INSUFFICIENT_BALANCE` queues nothing; a refused send is refunded). The
+    /// thread shows it with its `media`; statuses as for any send.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_media(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
+        conversation_id: String,
+        #[graphql(desc = "What WhatsApp shows it as.")] kind: OutboundMediaKind,
+        #[graphql(desc = "An upload's media ref (`uploadMedia`'s receipt id); or give `link`.")] media_ref: Option<
+            String,
+        >,
+        #[graphql(desc = "A public http(s) link to the file, at most 2048 characters; or give `mediaRef`.")]
+        link: Option<String>,
+        #[graphql(desc = "A caption (images, videos, documents), at most 1024 characters.")] caption: Option<String>,
+        #[graphql(desc = "A document's file name as the customer sees it, at most 240 characters.")]
+        filename: Option<String>,
+        #[graphql(
+            desc = "The caller's key for this send, 1 to 200 characters after trimming (else `BAD_IDEMPOTENCY_KEY`), unique per conversation: a repeated key queues and charges nothing again."
+        )]
+        idempotency_key: String,
+    ) -> async_graphql::Result<Receipt> {
+        let message = rich::MediaMessage {
+            kind: kind.into(),
+            link,
+            media_ref,
+            caption,
+            filename,
+        };
+        send(ctx, conversation_id, idempotency_key, Outgoing::Media(message)).await
+    }
+
+    /// Queues an interactive message: one to three reply buttons (`buttons`) or a list
+    /// (`list`) under a body, with an optional text header and footer. WhatsApp sends the
+    /// customer's choice back as a reply, shown in the thread with its title. A free-form
+    /// message: refused outside the 24-hour window (`OUTSIDE_SERVICE_WINDOW`) and to an
+    /// opted-out contact (`CONTACT_OPTED_OUT`). Refused before anything is charged:
+    /// `INVALID_INPUT` (neither or both of `buttons` and `list`), `NO_CHOICES`,
+    /// `TOO_MANY_BUTTONS` (over 3), `TOO_MANY_LIST_ROWS` (over 10 rows or sections),
+    /// `DUPLICATE_CHOICE` (an id or button title used twice), `BLANK_FIELD`, `TEXT_TOO_LONG`
+    /// (body 1024, header and footer 60, button titles 20, list button 20, section and row
+    /// titles 24, row descriptions 72), `CONTACT_ERASED`. Owner, admin, agent (anyone else gets
+    /// `FORBIDDEN`); metered like `sendMessage`.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_interactive(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`); another form is refused with `BAD_CONVERSATION_ID`, an unknown one with `UNKNOWN_CONVERSATION`."
+        )]
+        conversation_id: String,
+        #[graphql(desc = "The message's body text, 1 to 1024 characters.")] body: String,
+        #[graphql(desc = "A header text, at most 60 characters.")] header: Option<String>,
+        #[graphql(desc = "A footer text, at most 60 characters.")] footer: Option<String>,
+        #[graphql(desc = "One to three reply buttons; or give `list`.")] buttons: Option<Vec<ReplyButton>>,
+        #[graphql(desc = "A list of choices; or give `buttons`.")] list: Option<ListInput>,
+        #[graphql(
+            desc = "The caller's key for this send, 1 to 200 characters after trimming (else `BAD_IDEMPOTENCY_KEY`), unique per conversation: a repeated key queues and charges nothing again."
+        )]
+        idempotency_key: String,
+    ) -> async_graphql::Result<Receipt> {
+        let choices = match (buttons, list) {
+            (Some(buttons), None) => rich::Choices::Buttons {
+                buttons: buttons
+                    .into_iter()
+                    .map(|b| rich::ReplyButton { id: b.id, title: b.title })
+                    .collect(),
+            },
+            (None, Some(list)) => rich::Choices::List {
+                button: list.button,
+                sections: list
+                    .sections
+                    .into_iter()
+                    .map(|s| rich::ListSection {
+                        title: s.title,
+                        rows: s
+                            .rows
+                            .into_iter()
+                            .map(|r| rich::ListRow {
+                                id: r.id,
+                                title: r.title,
+                                description: r.description,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            },
+            _ => {
+                return Err(ApiError::bad_request(
+                    "INVALID_INPUT",
+                    "an interactive message offers either `buttons` or a `list`, not both and not neither",
+                ))
+                .gql()
+            }
+        };
+        let message = rich::Interactive {
+            header,
+            body,
+            footer,
+            choices,
+        };
+        send(ctx, conversation_id, idempotency_key, Outgoing::Interactive(message)).await
     }
 
     /// Assigns the conversation to an agent, or unassigns it (`agentId` null). Assigning ends a

@@ -1,8 +1,9 @@
 //! Media: `media(messageId)`, the fetch status of an inbound media message's file (status,
 //! sha-256, size, MIME type; never the bytes, which `GET /media/{mediaRef}` serves). Readers of
-//! the inbox only: owner, admin, agent, auditor.
+//! the inbox only: owner, admin, agent, auditor. `uploadMedia` stores a file for an outbound
+//! media message (`sendMedia`); `refetchMedia` fetches a failed inbound media again.
 
-use async_graphql::{Context, Enum, Object, SimpleObject};
+use async_graphql::{Context, Enum, Object, SimpleObject, Upload};
 use chronicle_projections::media::{by_message, MediaRow};
 use chrono::{DateTime, Utc};
 
@@ -138,6 +139,75 @@ pub struct MediaMutation;
 
 #[Object]
 impl MediaMutation {
+    /// Uploads a file for an outbound media message (`sendMedia(mediaRef)`) to a conversation's
+    /// contact, as a GraphQL multipart request (`multipart/form-data`: `operations`, `map`, one
+    /// file; the GraphQL multipart request specification). The file is stored like inbound
+    /// media: sealed under the contact's data key, its sha-256, size and type recorded
+    /// (`MediaUploaded`), never the bytes in the log; `GET /media/{mediaRef}` serves it back.
+    /// Owner, admin, agent (anyone else gets `FORBIDDEN`). Refused: `BAD_CONVERSATION_ID`,
+    /// `UNKNOWN_CONVERSATION`, `CONTACT_ERASED`, `INVALID_INPUT` (an empty file, or one that
+    /// cannot be read), `MEDIA_TYPE_NOT_SUPPORTED` (a type WhatsApp sends as no kind of media:
+    /// JPEG, PNG, WebP stickers, AAC/AMR/MP3/M4A/OGG audio, MP4/3GP video, text, PDF and Office
+    /// documents), `MEDIA_TOO_LARGE` (over 16 MiB, or the kind's limit: images 5 MiB,
+    /// stickers 500 KiB; larger documents go by link); `PAYLOAD_TOO_LARGE` for a request over
+    /// 17 MiB. Nothing is stored when refused. The receipt's `id` is the upload's media ref.
+    async fn upload_media(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The conversation's id (its contact's id, `ct_…`) the file will be sent in; another form is refused with `BAD_CONVERSATION_ID`."
+        )]
+        conversation_id: String,
+        #[graphql(desc = "The file: its part's Content-Type is its MIME type (e.g. `image/jpeg`).")] file: Upload,
+        #[graphql(
+            desc = "The file's MIME type, when the part's own Content-Type is missing or generic (`application/octet-stream`)."
+        )]
+        mime_type: Option<String>,
+    ) -> async_graphql::Result<Receipt> {
+        let caller = allowed(ctx, Permission::WorkInbox, "upload media").gql()?;
+        let conversation_id = super::inbox::valid_id(&conversation_id).gql()?.to_string();
+        let value = file
+            .value(ctx)
+            .map_err(|e| ApiError::bad_request("INVALID_INPUT", format!("the uploaded file cannot be read: {e}")))
+            .gql()?;
+        let declared = mime_type
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .or_else(|| {
+                value
+                    .content_type
+                    .clone()
+                    .filter(|m| !m.eq_ignore_ascii_case("application/octet-stream"))
+            })
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut value.into_read(), &mut bytes).map(|_| bytes)
+        })
+        .await
+        .map_err(|e| ApiError::bad_request("INVALID_INPUT", format!("the uploaded file cannot be read: {e}")))
+        .gql()?
+        .map_err(|e| ApiError::bad_request("INVALID_INPUT", format!("the uploaded file cannot be read: {e}")))
+        .gql()?;
+        let metadata = metadata(ctx, caller);
+        receipt(async {
+            let uploaded = chronicle_commands::outbound::media::upload(
+                commands(ctx).gql()?,
+                super::keys(ctx).gql()?,
+                &conversation_id,
+                &bytes,
+                &declared,
+                &metadata,
+            )
+            .await
+            .gql()?;
+            Ok(Receipt::new(uploaded.media_ref))
+        })
+        .await
+    }
+
     /// Fetches again a media whose fetch failed (`FAILED`: a 4xx, a checksum mismatch) or was
     /// given up after retries (`GAVE_UP`): WhatsApp keeps media for a while, and what failed may
     /// be there now. The decision is recorded on the media with who took it, and the fetch

@@ -6,8 +6,10 @@
 //! - **Requests**: `POST` with a JSON body (`Content-Type: application/json`, UTF-8) of
 //!   `query`, and optionally `operationName`, `variables` and `extensions`; or `GET` with the
 //!   same as URL parameters (`variables` and `extensions` JSON-encoded), for queries only: a
-//!   mutation over GET is answered 405 with `Allow: POST`. Any other content type is 415; a body
-//!   over [`MAX_GRAPHQL_BODY_BYTES`] is 413.
+//!   mutation over GET is answered 405 with `Allow: POST`. A file upload (`uploadMedia`) is a
+//!   `multipart/form-data` POST by the GraphQL multipart request specification (`operations`,
+//!   `map`, one file), within [`MAX_UPLOAD_BODY_BYTES`]. Any other content type is 415; a JSON
+//!   body over [`MAX_GRAPHQL_BODY_BYTES`] is 413.
 //! - **Responses**: `application/graphql-response+json` or `application/json`, whichever the
 //!   `Accept` header prefers (`*/*` and no `Accept` at all: `application/json`; neither
 //!   acceptable: 406). With `application/json` every GraphQL response is 200, request errors
@@ -44,6 +46,9 @@ use crate::graphql::limits::{refused, Limited};
 
 /// The largest GraphQL request body.
 pub const MAX_GRAPHQL_BODY_BYTES: usize = super::MAX_BODY_BYTES;
+
+/// The largest multipart (upload) request body: the largest file and 1 MiB for the rest.
+pub const MAX_UPLOAD_BODY_BYTES: usize = chronicle_commands::outbound::media::UPLOAD_MAX_BYTES + 1024 * 1024;
 
 /// The media type of the GraphQL-over-HTTP specification.
 pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -399,21 +404,34 @@ async fn post_graphql(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_GRAPHQL_BODY_BYTES) {
-        return too_large(media);
+    let multipart = multipart_content_type(&headers);
+    let limit = if multipart {
+        MAX_UPLOAD_BODY_BYTES
+    } else {
+        MAX_GRAPHQL_BODY_BYTES
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return too_large(media, limit);
     }
     // The caller before the body: an anonymous request is refused without being read.
     let caller = match caller_from_headers(&state, &headers).await {
         Ok(caller) => caller,
         Err(e) => return unauthenticated(media, &headers, e),
     };
+    if multipart {
+        return match receive_multipart(&headers, body).await {
+            Ok(request) => run(state, correlation, caller, &headers, media, Ok(request), &Method::POST).await,
+            Err(MultipartRefusal::TooLarge) => too_large(media, limit),
+            Err(MultipartRefusal::Bad(e)) => request_error(media, e),
+        };
+    }
     if !json_content_type(&headers) {
         return error_response(
             media,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::bad_request(
                 "UNSUPPORTED_MEDIA_TYPE",
-                "a GraphQL request is a JSON body (Content-Type: application/json, UTF-8)",
+                "a GraphQL request is a JSON body (Content-Type: application/json, UTF-8), or a multipart/form-data upload (the GraphQL multipart request specification)",
             ),
         );
     }
@@ -422,7 +440,7 @@ async fn post_graphql(
         .await
     {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(media),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(media, MAX_GRAPHQL_BODY_BYTES),
         Err(_) => {
             return request_error(media, bad_request("the request body could not be read"));
         }
@@ -435,9 +453,47 @@ async fn post_graphql(
         Err(_) => Err(bad_request("the request body is not valid JSON")),
     };
     match params {
-        Ok(params) => run(state, correlation, caller, &headers, media, params, &Method::POST).await,
+        Ok(params) => run(state, correlation, caller, &headers, media, params.into_request(), &Method::POST).await,
         Err(e) => request_error(media, e),
     }
+}
+
+/// Why a multipart request was not read.
+enum MultipartRefusal {
+    TooLarge,
+    Bad(ApiError),
+}
+
+/// Whether the body is `multipart/form-data` (a GraphQL multipart request: an upload).
+fn multipart_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
+/// Reads a GraphQL multipart request (github.com/jaydenseric/graphql-multipart-request-spec):
+/// its `operations` and `map` parts and one file of at most
+/// [`chronicle_commands::outbound::media::UPLOAD_MAX_BYTES`], into a request whose `Upload`
+/// variable holds the file. The body is read whole, within [`MAX_UPLOAD_BODY_BYTES`], before it
+/// is parsed.
+async fn receive_multipart(headers: &HeaderMap, body: Body) -> Result<async_graphql::Request, MultipartRefusal> {
+    let bytes = match http_body_util::Limited::new(body, MAX_UPLOAD_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(MultipartRefusal::TooLarge),
+        Err(_) => return Err(MultipartRefusal::Bad(bad_request("the request body could not be read"))),
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let options = async_graphql::http::MultipartOptions::default()
+        .max_file_size(chronicle_commands::outbound::media::UPLOAD_MAX_BYTES)
+        .max_num_files(1);
+    async_graphql::http::receive_body(content_type, futures::io::Cursor::new(bytes), options)
+        .await
+        .map_err(|e| match e {
+            async_graphql::ParseRequestError::PayloadTooLarge => MultipartRefusal::TooLarge,
+            e => MultipartRefusal::Bad(bad_request(format!("the multipart request could not be read: {e}"))),
+        })
 }
 
 async fn get_graphql(
@@ -471,7 +527,7 @@ async fn get_graphql(
         Err(e) => return unauthenticated(media, &headers, e),
     };
     match Params::from_url(raw.as_deref()) {
-        Ok(params) => run(state, correlation, caller, &headers, media, params, &Method::GET).await,
+        Ok(params) => run(state, correlation, caller, &headers, media, params.into_request(), &Method::GET).await,
         Err(e) => request_error(media, e),
     }
 }
@@ -490,13 +546,13 @@ async fn other_method(headers: HeaderMap) -> Response {
     response
 }
 
-fn too_large(media: Media) -> Response {
+fn too_large(media: Media, limit: usize) -> Response {
     error_response(
         media,
         StatusCode::PAYLOAD_TOO_LARGE,
         ApiError::bad_request(
             "PAYLOAD_TOO_LARGE",
-            format!("a GraphQL request body is at most {MAX_GRAPHQL_BODY_BYTES} bytes"),
+            format!("a GraphQL request body is at most {limit} bytes"),
         ),
     )
 }
@@ -518,11 +574,11 @@ async fn run(
     caller: Caller,
     headers: &HeaderMap,
     media: Media,
-    params: Params,
+    request: Result<async_graphql::Request, ApiError>,
     method: &Method,
 ) -> Response {
     let span = tracing::info_span!("graphql", tenant.id = %caller.tenant, user.id = %caller.user_id, correlation.id = %correlation.0);
-    let mut request = match params.into_request() {
+    let mut request = match request {
         Ok(request) => request.data(caller).data(correlation),
         Err(e) => return request_error(media, e),
     };

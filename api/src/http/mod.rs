@@ -60,10 +60,15 @@ async fn correlate(mut request: Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     // Development mode's WhatsApp sandbox only: production has none of its routes.
-    let sandbox = if state.sandbox.is_some() {
-        crate::sandbox::router()
+    let (sandbox, sandbox_uploads) = if state.sandbox.is_some() {
+        (
+            crate::sandbox::router(),
+            crate::sandbox::upload_router()
+                .layer(DefaultBodyLimit::max(graphql::MAX_UPLOAD_BODY_BYTES))
+                .layer(RequestBodyLimitLayer::new(graphql::MAX_UPLOAD_BODY_BYTES)),
+        )
     } else {
-        Router::new()
+        (Router::new(), Router::new())
     };
     // GraphQL reads its own bodies (its 413 is a GraphQL error, see `graphql`).
     let payment_sandbox = if state.payment_sandbox.is_some() {
@@ -87,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
     Router::new()
         .merge(graphql::router())
+        .merge(sandbox_uploads)
         .merge(rest)
         .layer(middleware::from_fn_with_state(metrics, crate::metrics::track))
         .layer(middleware::from_fn(correlate))

@@ -65,6 +65,45 @@ impl GraphApi {
         self.http.get(url).bearer_auth(&self.access_token)
     }
 
+    /// An authenticated `multipart/form-data` POST to `path` under the base URL: text `fields`,
+    /// then one file part (`name`, file name, MIME type, bytes). Quotes and line breaks in the
+    /// names are replaced, so no part can break out of its headers.
+    pub fn post_multipart(&self, path: &str, fields: &[(&str, &str)], file: (&str, &str, &str, &[u8])) -> RequestBuilder {
+        let clean = |s: &str| s.replace(['"', '\r', '\n'], "_");
+        let boundary = format!("chronicle-{:032x}", rand::random::<u128>());
+        let mut body = Vec::with_capacity(file.3.len() + 512);
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{}\r\n",
+                    clean(name),
+                    clean(value)
+                )
+                .as_bytes(),
+            );
+        }
+        let (name, filename, mime_type, bytes) = file;
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
+                clean(name),
+                clean(filename),
+                clean(mime_type)
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.access_token)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+    }
+
     /// An authenticated POST of a JSON body to `path` under the base URL.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> RequestBuilder {
         self.http

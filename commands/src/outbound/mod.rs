@@ -6,12 +6,15 @@
 //! contract between the two sides, as the inbox worker reads `webhook_inbox`.
 //!
 //! - [`whatsapp`]: the WhatsApp Cloud API sender (`POST {base}/{phone-number-id}/messages`).
+//! - [`media`]: files uploaded through Chronicle for outbound media messages.
 //! - [`queue`] queues a message; [`send_metered`] is the metered send, the one use case behind
-//!   the `sendMessage` / `sendTemplate` mutations and the call follow-ups: charge, queue, refund
-//!   a refusal.
+//!   the `sendMessage` / `sendTemplate` / `sendMedia` / `sendInteractive` mutations and the call
+//!   follow-ups: charge, queue, refund a refusal.
 
+pub mod media;
 pub mod whatsapp;
 
+use chronicle_domain::conversation::rich::{present, Interactive, MediaMessage, MediaSource};
 use chronicle_domain::conversation::{Consent, ConversationCommand, ConversationError, OutboundBody, OutboundRequest};
 use chronicle_domain::metadata::CommandMetadata;
 use chrono::Utc;
@@ -118,6 +121,32 @@ pub enum Outgoing {
         language: String,
         parameters: Vec<String>,
     },
+    /// An image, audio, video, document or sticker, by link or by an upload's media ref.
+    Media(MediaMessage),
+    /// Reply buttons or a list.
+    Interactive(Interactive),
+}
+
+/// Refuses, before anything is charged or recorded, a media or interactive message WhatsApp
+/// would not take ([`MediaMessage::check`], [`Interactive::check`], and for an upload
+/// [`media::require_sendable_upload`]). Texts and templates are checked where they are queued.
+pub async fn check_outgoing(
+    commands: &Commands,
+    metadata: &CommandMetadata,
+    contact_id: &str,
+    outgoing: &Outgoing,
+) -> Result<(), CommandError> {
+    match outgoing {
+        Outgoing::Media(message) => {
+            message.check().map_err(|e| CommandError::Rejected(e.into()))?;
+            if let Some(media_ref) = present(&message.media_ref) {
+                media::require_sendable_upload(commands, metadata, contact_id, media_ref, message.kind).await?;
+            }
+            Ok(())
+        }
+        Outgoing::Interactive(message) => message.check().map_err(|e| CommandError::Rejected(e.into())),
+        Outgoing::Text(_) | Outgoing::Template { .. } => Ok(()),
+    }
 }
 
 /// Refuses with `WRONG_PARAMETER_COUNT` a send of an approved template whose parameters are
@@ -172,11 +201,7 @@ pub async fn resend(
     .fetch_optional(&mut *tx)
     .await?;
     let state = row.as_ref().map(|r| r.0.clone());
-    let by = match &metadata.actor {
-        chronicle_domain::metadata::Actor::User { user_id, .. } => user_id.clone(),
-        chronicle_domain::metadata::Actor::ApiKey { key_id } => key_id.clone(),
-        chronicle_domain::metadata::Actor::System { component } => component.clone(),
-    };
+    let by = metadata.actor.id().to_string();
     let command = ConversationCommand::AuthorizeResend {
         idempotency_key: idempotency_key.to_string(),
         by,
@@ -308,6 +333,32 @@ pub async fn queue(
                 parameters: seal(&parameters),
             }
         }
+        Outgoing::Media(message) => {
+            check_outgoing(commands, metadata, contact_id, &Outgoing::Media(message.clone())).await?;
+            let source = match (present(&message.link), present(&message.media_ref)) {
+                (Some(link), _) => MediaSource::Link { url: seal(link) },
+                (None, Some(media_ref)) => MediaSource::Upload {
+                    media_ref: media_ref.to_string(),
+                },
+                // `check` refused it already.
+                (None, None) => return Err(CommandError::Rejected(ConversationError::MediaSource.into())),
+            };
+            OutboundBody::Media {
+                kind: message.kind,
+                source,
+                caption: present(&message.caption).map(seal),
+                filename: present(&message.filename).map(seal),
+            }
+        }
+        Outgoing::Interactive(message) => {
+            message.check().map_err(|e| CommandError::Rejected(e.into()))?;
+            let kind = message.kind();
+            let json = serde_json::to_string(&message).map_err(|e| CommandError::InvalidInput(e.to_string()))?;
+            OutboundBody::Interactive {
+                kind,
+                content: seal(&json),
+            }
+        }
     };
     let consent = consent_of(commands, metadata, contact_id).await?;
     let requested_by = match &metadata.actor {
@@ -345,6 +396,8 @@ pub async fn send_metered(
 ) -> Result<Appended, CommandError> {
     require_conversation(commands, metadata, contact_id).await?;
     require_not_erased(commands, metadata, contact_id).await?;
+    // A media or interactive message WhatsApp would not take is refused before it is charged.
+    check_outgoing(commands, metadata, contact_id, &outgoing).await?;
     // A template send with the wrong number of parameters is refused before it is charged.
     if let Outgoing::Template {
         name,

@@ -35,6 +35,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use chronicle_domain::conversation::rich::{present, Choices, Interactive, MediaSource};
 use chronicle_domain::conversation::{ConversationCommand, OutboundBody, OutboundFailed, OutboundRetry, OutboundSent};
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::pii::{Envelope, IdKey};
@@ -49,6 +50,7 @@ use crate::dispatch::Commands;
 use crate::error::CommandError;
 use crate::http::{backoff_delay, is_retryable, GraphApi};
 use crate::keystore::KeyStore;
+use crate::media::{read_media, MediaRead};
 use crate::metering::{message_action, Metering, RefundReason};
 use crate::workers::{Admission, Queue, Stale};
 
@@ -432,11 +434,27 @@ impl WhatsAppSender {
                 return Err(e);
             }
         };
-        let (number, payload) = match prepared {
+        let (number, mut payload, upload) = match prepared {
             Prepared::Settled(settled) => return Ok(settled),
-            Prepared::Ready { number, payload } => (number, payload),
+            Prepared::Ready {
+                number,
+                payload,
+                upload,
+            } => (number, payload, upload),
         };
-        let attempt = self.call(&number, &payload).await;
+        // A file uploaded through Chronicle goes to WhatsApp first; a failed upload sent the
+        // customer nothing, so it is retried or refused like a send that was not accepted.
+        let attempt = match upload {
+            Some(file) => match self.upload(&number, &file).await {
+                Ok(media_id) => {
+                    let kind = payload["type"].as_str().unwrap_or_default().to_string();
+                    payload[kind.as_str()]["id"] = Value::String(media_id);
+                    self.call(&number, &payload).await
+                }
+                Err(attempt) => attempt,
+            },
+            None => self.call(&number, &payload).await,
+        };
         match attempt {
             Attempt::Accepted(wamid) => {
                 let command = ConversationCommand::RecordOutboundSent(OutboundSent {
@@ -517,7 +535,11 @@ impl WhatsAppSender {
             return Ok(Prepared::Settled(Settled::FromLog));
         }
         match self.render(row).await? {
-            Ok((number, payload)) => Ok(Prepared::Ready { number, payload }),
+            Ok((number, payload, upload)) => Ok(Prepared::Ready {
+                number,
+                payload,
+                upload,
+            }),
             // Nothing was sent: a local refusal, recorded like a provider's.
             Err(title) => Ok(Prepared::Settled(self.fail(row, metadata, None, title, false).await?)),
         }
@@ -645,7 +667,7 @@ impl WhatsAppSender {
     }
 
     /// The business number and the Graph API body, or why the message cannot be sent.
-    async fn render(&self, row: &Claimed) -> Result<Result<(String, Value), String>, CommandError> {
+    async fn render(&self, row: &Claimed) -> Result<Rendered, CommandError> {
         let number: Option<String> = sqlx::query_scalar(
             "SELECT phone_number_id FROM whatsapp_numbers WHERE tenant_id = $1
               ORDER BY (phone_number_id = $2) IS TRUE DESC, mapped_at, phone_number_id LIMIT 1",
@@ -689,8 +711,121 @@ impl WhatsAppSender {
                 };
                 render_template(&to, name, language, &parameters)
             }
+            OutboundBody::Media {
+                kind,
+                source,
+                caption,
+                filename,
+            } => {
+                let mut object = json!({});
+                let filename = match filename {
+                    Some(f) => match open(f) {
+                        Some(f) => Some(f),
+                        None => return Ok(Err("the contact's data was erased".into())),
+                    },
+                    None => None,
+                };
+                if let Some(caption) = caption {
+                    let Some(caption) = open(caption) else {
+                        return Ok(Err("the contact's data was erased".into()));
+                    };
+                    object["caption"] = caption.into();
+                }
+                if let Some(name) = &filename {
+                    object["filename"] = name.clone().into();
+                }
+                let mut upload = None;
+                match source {
+                    MediaSource::Link { url } => {
+                        let Some(url) = open(url) else {
+                            return Ok(Err("the contact's data was erased".into()));
+                        };
+                        object["link"] = url.into();
+                    }
+                    MediaSource::Upload { media_ref } => {
+                        match read_media(&self.pool, self.keys.master(), &row.tenant, media_ref).await? {
+                            MediaRead::Found(blob) => {
+                                upload = Some(FileUpload {
+                                    bytes: blob.bytes,
+                                    filename: filename.clone().unwrap_or_else(|| file_name(kind.as_str(), &blob.mime_type)),
+                                    mime_type: blob.mime_type,
+                                });
+                            }
+                            MediaRead::NotFound => return Ok(Err(format!("the uploaded file {media_ref} is not stored"))),
+                            MediaRead::Erased => return Ok(Err("the contact's data was erased".into())),
+                        }
+                    }
+                }
+                let mut payload = json!({
+                    "messaging_product": "whatsapp",
+                    "recipient_type": "individual",
+                    "to": to,
+                    "type": kind.as_str(),
+                });
+                payload[kind.as_str()] = object;
+                return Ok(Ok((number, payload, upload)));
+            }
+            OutboundBody::Interactive { content, .. } => {
+                let Some(content) = open(content) else {
+                    return Ok(Err("the contact's data was erased".into()));
+                };
+                let Ok(message) = serde_json::from_str::<Interactive>(&content) else {
+                    return Ok(Err("the interactive message is not readable".into()));
+                };
+                render_interactive(&to, &message)
+            }
         };
-        Ok(Ok((number, payload)))
+        Ok(Ok((number, payload, None)))
+    }
+
+    /// Uploads a file to the Graph API (`POST {number}/media`, multipart) and returns WhatsApp's
+    /// media id, or the attempt's outcome: nothing reached the customer, so any failure but a
+    /// refusal (4xx) may be tried again.
+    async fn upload(&self, number: &str, file: &FileUpload) -> Result<String, Attempt> {
+        let response = self
+            .graph
+            .post_multipart(
+                &format!("{number}/media"),
+                &[("messaging_product", "whatsapp"), ("type", &file.mime_type)],
+                ("file", &file.filename, &file.mime_type, &file.bytes),
+            )
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(Attempt::Retry {
+                    code: None,
+                    title: if e.is_connect() {
+                        "could not connect to the Graph API to upload the file".into()
+                    } else {
+                        format!("the file's upload failed: {e}")
+                    },
+                })
+            }
+        };
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return match body["id"].as_str() {
+                Some(id) if !id.is_empty() => Ok(id.to_string()),
+                _ => Err(Attempt::Retry {
+                    code: None,
+                    title: format!("the file's upload answered {status} without a media id"),
+                }),
+            };
+        }
+        let code = body["error"]["code"].as_i64();
+        let title = body["error"]["error_data"]["details"]
+            .as_str()
+            .or_else(|| body["error"]["message"].as_str())
+            .map(|t| format!("the file's upload was refused: {t}"))
+            .unwrap_or_else(|| format!("the file's upload answered HTTP {}", status.as_u16()));
+        Err(if is_retryable(status) {
+            Attempt::Retry { code, title }
+        } else {
+            Attempt::Refused { code, title }
+        })
     }
 
     async fn call(&self, number: &str, payload: &Value) -> Attempt {
@@ -747,8 +882,23 @@ impl WhatsAppSender {
 /// What preparing a request found.
 enum Prepared {
     Settled(Settled),
-    Ready { number: String, payload: Value },
+    Ready {
+        number: String,
+        payload: Value,
+        upload: Option<FileUpload>,
+    },
 }
+
+/// A file uploaded through Chronicle, to upload to the Graph API before its message is sent.
+struct FileUpload {
+    bytes: Vec<u8>,
+    mime_type: String,
+    filename: String,
+}
+
+/// What rendering a claimed row gave: the business number, the request's body and the file to
+/// upload first (if any), or why it cannot be sent.
+type Rendered = Result<(String, Value, Option<FileUpload>), String>;
 
 /// How a claimed row ended.
 enum Settled {
@@ -795,9 +945,120 @@ pub fn render_template(to: &str, name: &str, language: &str, parameters: &[Strin
     })
 }
 
+/// The name a file uploaded without one is given: its kind and the extension of its type.
+fn file_name(kind: &str, mime_type: &str) -> String {
+    let extension = match mime_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "audio/aac" => "aac",
+        "audio/amr" => "amr",
+        "audio/mpeg" => "mp3",
+        "audio/mp4" => "m4a",
+        "audio/ogg" => "ogg",
+        "video/mp4" => "mp4",
+        "video/3gpp" => "3gp",
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        _ => "bin",
+    };
+    format!("{kind}.{extension}")
+}
+
+/// The Graph API body of an interactive message: reply buttons or a list, with its text header
+/// and footer when given.
+pub fn render_interactive(to: &str, message: &Interactive) -> Value {
+    let mut interactive = json!({"type": message.kind().as_str(), "body": {"text": message.body.trim()}});
+    if let Some(header) = present(&message.header) {
+        interactive["header"] = json!({"type": "text", "text": header});
+    }
+    if let Some(footer) = present(&message.footer) {
+        interactive["footer"] = json!({"text": footer});
+    }
+    interactive["action"] = match &message.choices {
+        Choices::Buttons { buttons } => json!({"buttons": buttons
+            .iter()
+            .map(|b| json!({"type": "reply", "reply": {"id": b.id.trim(), "title": b.title.trim()}}))
+            .collect::<Vec<_>>()}),
+        Choices::List { button, sections } => json!({
+            "button": button.trim(),
+            "sections": sections.iter().map(|section| {
+                let rows: Vec<Value> = section.rows.iter().map(|r| {
+                    let mut row = json!({"id": r.id.trim(), "title": r.title.trim()});
+                    if let Some(description) = present(&r.description) {
+                        row["description"] = description.into();
+                    }
+                    row
+                }).collect();
+                let mut out = json!({"rows": rows});
+                if let Some(title) = present(&section.title) {
+                    out["title"] = title.into();
+                }
+                out
+            }).collect::<Vec<_>>(),
+        }),
+    };
+    json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "interactive",
+        "interactive": interactive,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_buttons_and_lists_render_as_the_cloud_api_documents_them() {
+        use chronicle_domain::conversation::rich::{ListRow, ListSection, ReplyButton};
+        let buttons = Interactive {
+            header: Some("Installation".into()),
+            body: "Which day suits you?".into(),
+            footer: None,
+            choices: Choices::Buttons {
+                buttons: vec![ReplyButton {
+                    id: "mon".into(),
+                    title: "Monday".into(),
+                }],
+            },
+        };
+        let body = render_interactive("263771000001", &buttons);
+        assert_eq!(body["type"], "interactive");
+        assert_eq!(body["interactive"]["type"], "button");
+        assert_eq!(body["interactive"]["header"], json!({"type": "text", "text": "Installation"}));
+        assert_eq!(
+            body["interactive"]["action"]["buttons"][0],
+            json!({"type": "reply", "reply": {"id": "mon", "title": "Monday"}})
+        );
+        assert!(body["interactive"].get("footer").is_none());
+        let list = Interactive {
+            header: None,
+            body: "Pick a kit".into(),
+            footer: Some("VAT included".into()),
+            choices: Choices::List {
+                button: "Kits".into(),
+                sections: vec![ListSection {
+                    title: None,
+                    rows: vec![ListRow {
+                        id: "k5".into(),
+                        title: "5 kW".into(),
+                        description: Some("10 panels".into()),
+                    }],
+                }],
+            },
+        };
+        let body = render_interactive("263771000001", &list);
+        assert_eq!(body["interactive"]["type"], "list");
+        assert_eq!(body["interactive"]["action"]["button"], "Kits");
+        assert_eq!(
+            body["interactive"]["action"]["sections"][0],
+            json!({"rows": [{"id": "k5", "title": "5 kW", "description": "10 panels"}]})
+        );
+        assert_eq!(body["interactive"]["footer"]["text"], "VAT included");
+    }
 
     #[test]
     fn a_template_renders_its_parameters_as_body_components() {

@@ -114,7 +114,7 @@ impl Conversation {
             return Err(ConversationError::ContactOptedOut);
         }
         match &request.body {
-            OutboundBody::FreeForm { .. } if !self.free_form_allowed(request.at) => {
+            body if body.needs_window() && !self.free_form_allowed(request.at) => {
                 return Err(ConversationError::OutsideServiceWindow {
                     closed_at: self.window_expires_at,
                 })

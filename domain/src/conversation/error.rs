@@ -49,6 +49,42 @@ pub enum ConversationError {
     /// again on an operator's word; one still queued or being sent is the sender's.
     #[error("the message queued with key {idempotency_key} is {state}, not waiting for an operator")]
     NotAwaitingOperator { idempotency_key: String, state: String },
+    /// A media message names its file once: by a link or by an uploaded file's media ref.
+    #[error("a media message needs exactly one of a link and an uploaded file's media ref")]
+    MediaSource,
+    /// WhatsApp downloads linked media over http or https.
+    #[error("a media link is an http:// or https:// URL with a host, without spaces, at most 2048 characters")]
+    BadMediaLink,
+    /// Captions go on images, videos and documents only.
+    #[error("WhatsApp shows no caption on {kind} messages")]
+    CaptionNotAllowed { kind: &'static str },
+    /// A file name goes on documents only.
+    #[error("only documents carry a file name, not {kind} messages")]
+    FilenameNotAllowed { kind: &'static str },
+    /// WhatsApp's length limits on the texts of a message.
+    #[error("the {field} is longer than WhatsApp's {max} characters")]
+    TextTooLong { field: &'static str, max: usize },
+    /// Each kind of media takes the MIME types WhatsApp accepts for it.
+    #[error("WhatsApp does not accept {mime_type} as {kind}")]
+    MediaTypeNotSupported { kind: &'static str, mime_type: String },
+    /// Each kind of media has WhatsApp's size limit.
+    #[error("a {kind} file is at most {max_bytes} bytes on WhatsApp")]
+    MediaTooLarge { kind: &'static str, max_bytes: u64 },
+    /// The uploaded file a message names must be one uploaded for this conversation.
+    #[error("no file {media_ref} was uploaded for this conversation")]
+    UnknownMedia { media_ref: String },
+    /// An interactive message offers at least one choice.
+    #[error("an interactive message needs at least one button or list row")]
+    NoChoices,
+    /// WhatsApp shows at most three reply buttons.
+    #[error("a message has at most {max} reply buttons")]
+    TooManyButtons { max: usize },
+    /// WhatsApp lists at most ten rows (in at most ten sections).
+    #[error("a list message has at most {max} rows and {max} sections")]
+    TooManyListRows { max: usize },
+    /// The customer's answer names the choice by its id, and they tell choices by their title.
+    #[error("{what} {value:?} is used twice")]
+    DuplicateChoice { what: &'static str, value: String },
 }
 
 impl ConversationError {
@@ -68,6 +104,18 @@ impl ConversationError {
             Self::Blank { .. } => "BLANK_FIELD",
             Self::OutboundMessageSettled { .. } => "OUTBOUND_MESSAGE_SETTLED",
             Self::NotAwaitingOperator { .. } => "NOT_AWAITING_OPERATOR",
+            Self::MediaSource => "MEDIA_SOURCE",
+            Self::BadMediaLink => "BAD_MEDIA_LINK",
+            Self::CaptionNotAllowed { .. } => "CAPTION_NOT_ALLOWED",
+            Self::FilenameNotAllowed { .. } => "FILENAME_NOT_ALLOWED",
+            Self::TextTooLong { .. } => "TEXT_TOO_LONG",
+            Self::MediaTypeNotSupported { .. } => "MEDIA_TYPE_NOT_SUPPORTED",
+            Self::MediaTooLarge { .. } => "MEDIA_TOO_LARGE",
+            Self::UnknownMedia { .. } => "UNKNOWN_MEDIA",
+            Self::NoChoices => "NO_CHOICES",
+            Self::TooManyButtons { .. } => "TOO_MANY_BUTTONS",
+            Self::TooManyListRows { .. } => "TOO_MANY_LIST_ROWS",
+            Self::DuplicateChoice { .. } => "DUPLICATE_CHOICE",
         }
     }
 }

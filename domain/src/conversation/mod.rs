@@ -18,7 +18,8 @@
 //! - assignment, tags, internal notes (sealed) and handover requests are idempotent: a repeat
 //!   records nothing; a handover request stays pending until someone is assigned;
 //! - outbound messages are queued under the caller's idempotency key (a repeated key records
-//!   nothing); a free-form text is refused outside the 24-hour window
+//!   nothing); a free-form message (a text, a media or an interactive message, [`rich`]) is
+//!   refused outside the 24-hour window
 //!   ([`ConversationError::OutsideServiceWindow`]), an approved template is not (one not
 //!   approved is refused, [`ConversationError::TemplateNotApproved`]); an opted-out contact
 //!   receives nothing but an opt-out confirmation ([`ConversationError::ContactOptedOut`]). The
@@ -30,6 +31,7 @@ mod aggregate;
 mod commands;
 mod error;
 mod events;
+pub mod rich;
 mod values;
 
 pub use aggregate::Conversation;

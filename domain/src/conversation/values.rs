@@ -78,15 +78,40 @@ pub enum OutboundBody {
         language: String,
         parameters: Envelope,
     },
+    /// An image, audio, video, document or sticker, by link or uploaded through Chronicle,
+    /// with a caption (images, videos, documents) and a file name (documents), both sealed.
+    /// Allowed only inside the 24-hour window.
+    Media {
+        kind: crate::media::MediaKind,
+        source: super::rich::MediaSource,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<Envelope>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filename: Option<Envelope>,
+    },
+    /// Reply buttons or a list (`interactive`: the sealed JSON of a checked
+    /// [`super::rich::Interactive`]). Allowed only inside the 24-hour window.
+    Interactive {
+        kind: super::rich::InteractiveKind,
+        content: Envelope,
+    },
 }
 
 impl OutboundBody {
-    /// `free_form` or `template`, as stored and shown.
+    /// `free_form`, `template`, the media's kind (`image`, `audio`, `video`, `document`,
+    /// `sticker`) or `interactive`, as stored and shown.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::FreeForm { .. } => "free_form",
             Self::Template { .. } => "template",
+            Self::Media { kind, .. } => kind.as_str(),
+            Self::Interactive { .. } => "interactive",
         }
+    }
+
+    /// Whether only the 24-hour window allows it (everything but a template).
+    pub fn needs_window(&self) -> bool {
+        !matches!(self, Self::Template { .. })
     }
 }
 

@@ -6,7 +6,8 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::commands::{
-    MediaCommand, RecordMediaFetchFailed, RecordMediaFetched, RequestMediaFetch, RequestMediaRefetch,
+    MediaCommand, RecordMediaFetchFailed, RecordMediaFetched, RecordMediaUploaded, RequestMediaFetch,
+    RequestMediaRefetch,
 };
 use super::error::MediaError;
 use super::events::MediaEvent;
@@ -77,7 +78,35 @@ impl Media {
             MediaCommand::RecordMediaFetched(cmd) => self.fetched(cmd),
             MediaCommand::RecordMediaFetchFailed(cmd) => self.failed(cmd),
             MediaCommand::RequestMediaRefetch(cmd) => self.refetch(cmd),
+            MediaCommand::RecordMediaUploaded(cmd) => self.uploaded(cmd),
         }
+    }
+
+    fn uploaded(&self, cmd: RecordMediaUploaded) -> Result<Option<MediaEvent>, MediaError> {
+        if cmd.media_ref.trim().is_empty() {
+            return Err(MediaError::MissingMediaRef);
+        }
+        let sha256 = normalize_sha256(&cmd.sha256)?;
+        if let Some(known) = &self.media_ref {
+            return match (known == &cmd.media_ref, self.status, self.sha256.as_deref()) {
+                (true, MediaStatus::Stored, Some(stored)) if stored == sha256 => Ok(None),
+                (true, _, _) => Err(MediaError::MediaAlreadyStored),
+                (false, _, _) => Err(MediaError::MediaRefMismatch {
+                    media_ref: cmd.media_ref,
+                }),
+            };
+        }
+        Ok(Some(MediaEvent::MediaUploaded {
+            media_ref: cmd.media_ref,
+            conversation_id: cmd.conversation_id,
+            contact_id: cmd.contact_id,
+            sha256,
+            size: cmd.size,
+            mime_type: cmd.mime_type,
+            storage_key: cmd.storage_key,
+            by: cmd.by,
+            at: cmd.at,
+        }))
     }
 
     fn refetch(&self, cmd: RequestMediaRefetch) -> Result<Option<MediaEvent>, MediaError> {
@@ -271,6 +300,12 @@ impl Aggregate for Media {
                 self.status = MediaStatus::GaveUp;
             }
             MediaEvent::MediaRefetchRequested { .. } => {}
+            MediaEvent::MediaUploaded { media_ref, sha256, .. } => {
+                // An upload is stored as it arrives: there is nothing to fetch.
+                self.media_ref = Some(media_ref);
+                self.sha256 = Some(sha256);
+                self.status = MediaStatus::Stored;
+            }
         }
     }
 }
@@ -317,6 +352,68 @@ mod tests {
             expected_sha256: expected.map(str::to_string),
             at: at(0),
         }
+    }
+
+    fn upload() -> RecordMediaUploaded {
+        RecordMediaUploaded {
+            media_ref: "media_u".into(),
+            conversation_id: "ct_a".into(),
+            contact_id: "ct_a".into(),
+            sha256: SHA.to_uppercase(),
+            size: 4,
+            mime_type: "image/png".into(),
+            storage_key: "media_blobs:media_u".into(),
+            by: "usr_1".into(),
+            at: at(1),
+        }
+    }
+
+    fn uploaded() -> MediaEvent {
+        MediaEvent::MediaUploaded {
+            media_ref: "media_u".into(),
+            conversation_id: "ct_a".into(),
+            contact_id: "ct_a".into(),
+            sha256: SHA.into(),
+            size: 4,
+            mime_type: "image/png".into(),
+            storage_key: "media_blobs:media_u".into(),
+            by: "usr_1".into(),
+            at: at(1),
+        }
+    }
+
+    #[test]
+    fn an_upload_is_stored_once_and_nothing_else_follows_it() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(MediaCommand::RecordMediaUploaded(upload()))
+            .then_expect_events(vec![uploaded()]);
+        Given::with(())
+            .given(vec![uploaded()])
+            .when(MediaCommand::RecordMediaUploaded(upload()))
+            .then_expect_events(vec![]);
+        let other = RecordMediaUploaded {
+            sha256: OTHER.into(),
+            ..upload()
+        };
+        Given::with(())
+            .given(vec![uploaded()])
+            .when(MediaCommand::RecordMediaUploaded(other))
+            .then_expect_error(MediaError::MediaAlreadyStored);
+        Given::with(())
+            .given(vec![requested(None)])
+            .when(MediaCommand::RecordMediaUploaded(upload()))
+            .then_expect_error(MediaError::MediaRefMismatch {
+                media_ref: "media_u".into(),
+            });
+        Given::with(())
+            .given(vec![uploaded()])
+            .when(MediaCommand::RequestMediaRefetch(RequestMediaRefetch {
+                key: "k".into(),
+                by: "usr_1".into(),
+                at: at(2),
+            }))
+            .then_expect_error(MediaError::MediaAlreadyStored);
     }
 
     fn fetched(sha: &str) -> MediaCommand {

@@ -17,6 +17,27 @@ pub enum MediaCommand {
     RecordMediaFetchFailed(RecordMediaFetchFailed),
     /// An operator asks for a failed (or given up) fetch to be tried again.
     RequestMediaRefetch(RequestMediaRefetch),
+    /// A file uploaded through Chronicle for an outbound message was stored.
+    RecordMediaUploaded(RecordMediaUploaded),
+}
+
+/// A file uploaded through Chronicle (for an outbound media message) was stored sealed under
+/// `storage_key`. On a fresh stream only; the same upload again records nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RecordMediaUploaded {
+    /// The media ref Chronicle gave the upload (`media_` and 32 hex digits).
+    pub media_ref: String,
+    /// The conversation it is for (its stream's local id: the contact id).
+    pub conversation_id: String,
+    pub contact_id: String,
+    /// The sha-256 of the bytes (hex or base64).
+    pub sha256: String,
+    pub size: u64,
+    pub mime_type: String,
+    pub storage_key: String,
+    /// Who uploaded it (a user id, an API key id).
+    pub by: String,
+    pub at: DateTime<Utc>,
 }
 
 /// Fetch again a media whose fetch failed or was given up (an operator's decision: the

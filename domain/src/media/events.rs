@@ -53,6 +53,20 @@ pub enum MediaEvent {
         after: String,
         at: DateTime<Utc>,
     },
+    /// A file was uploaded through Chronicle for an outbound message of `conversation_id`; its
+    /// bytes are stored sealed under the contact's data key (`storage_key`). `sha256` is the
+    /// lowercase hex of the bytes, `by` who uploaded it.
+    MediaUploaded {
+        media_ref: String,
+        conversation_id: String,
+        contact_id: String,
+        sha256: String,
+        size: u64,
+        mime_type: String,
+        storage_key: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl MediaEvent {
@@ -63,6 +77,7 @@ impl MediaEvent {
         "MediaFetchFailed",
         "MediaFetchGaveUp",
         "MediaRefetchRequested",
+        "MediaUploaded",
     ];
 }
 
@@ -74,6 +89,7 @@ impl DomainEvent for MediaEvent {
             Self::MediaFetchFailed { .. } => "MediaFetchFailed",
             Self::MediaFetchGaveUp { .. } => "MediaFetchGaveUp",
             Self::MediaRefetchRequested { .. } => "MediaRefetchRequested",
+            Self::MediaUploaded { .. } => "MediaUploaded",
         }
         .to_string()
     }

@@ -18,7 +18,10 @@
 //!   changes nothing); a retryable failure names when the next attempt is due; the
 //!   [`MAX_FETCH_ATTEMPTS`]th retryable failure gives the fetch up; a failure that is not
 //!   retryable ends it at once;
-//! - nothing follows a stored, failed or given-up media (but repeats, which change nothing).
+//! - nothing follows a stored, failed or given-up media (but repeats, which change nothing);
+//! - a file uploaded through Chronicle for an outbound message (`MediaUploaded`, a random
+//!   `media_` ref of Chronicle's own) is stored from its first event: nothing is fetched, and
+//!   the same upload again changes nothing.
 
 mod aggregate;
 mod commands;
@@ -27,7 +30,7 @@ mod events;
 mod values;
 
 pub use aggregate::Media;
-pub use commands::{MediaCommand, RecordMediaFetchFailed, RecordMediaFetched, RequestMediaFetch, RequestMediaRefetch};
+pub use commands::{MediaCommand, RecordMediaFetchFailed, RecordMediaFetched, RecordMediaUploaded, RequestMediaFetch, RequestMediaRefetch};
 pub use error::MediaError;
 pub use events::MediaEvent;
 pub use values::{normalize_sha256, MediaKind, MediaStatus, CHECKSUM_MISMATCH, MAX_FETCH_ATTEMPTS};
