@@ -410,6 +410,23 @@ impl TestApp {
             .await
     }
 
+    /// Sends a GraphQL multipart request (an upload): `variables` with `$file` set to null, and
+    /// the file (name, MIME type, bytes) mapped to `variables.file`.
+    pub async fn graphql_upload(
+        &self,
+        token: &str,
+        query: &str,
+        variables: Value,
+        file: (&str, &str, &[u8]),
+    ) -> (StatusCode, Value) {
+        let (content_type, body) = multipart_body(query, variables, file);
+        let request = Request::post("/graphql")
+            .header("content-type", content_type)
+            .header("authorization", format!("Bearer {token}"));
+        self.send(request.body(Body::from(body)).unwrap_or_else(|e| panic!("{e}")))
+            .await
+    }
+
     /// Serves the app on a loopback port (for WebSockets); the server stops with the test.
     pub async fn serve(&self) -> SocketAddr {
         listen_loopback(router(self.state.clone())).await
@@ -576,4 +593,32 @@ pub fn page_rows<T, E: std::fmt::Display>(
 /// The GraphQL-over-WebSocket subprotocol the API serves.
 pub fn ws_protocol() -> &'static str {
     chronicle_api::http::graphql_ws::TRANSPORT_WS
+}
+
+/// A GraphQL multipart request's Content-Type and body (the GraphQL multipart request
+/// specification): `operations` (the query, `variables` with `file` null), `map`
+/// (`{"0": ["variables.file"]}`) and the file part `0`.
+pub fn multipart_body(query: &str, mut variables: Value, file: (&str, &str, &[u8])) -> (String, Vec<u8>) {
+    let boundary = "chronicle-test-boundary-7d41";
+    variables["file"] = Value::Null;
+    let operations = json!({"query": query, "variables": variables}).to_string();
+    let mut body = Vec::new();
+    for (name, value) in [
+        ("operations", operations),
+        ("map", r#"{"0": ["variables.file"]}"#.to_string()),
+    ] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    let (filename, mime, bytes) = file;
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"0\"; filename=\"{filename}\"\r\nContent-Type: {mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
