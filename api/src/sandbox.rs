@@ -436,7 +436,16 @@ async fn send(State(state): State<AppState>, Path(number): Path<String>, headers
 }
 
 /// The message types the sandbox accepts.
-const SENDABLE: [&str; 8] = ["text", "template", "image", "audio", "video", "document", "sticker", "interactive"];
+const SENDABLE: [&str; 8] = [
+    "text",
+    "template",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "interactive",
+];
 
 /// What the Cloud API would refuse in a media or interactive message's object, or `None`: a
 /// media object names its file by `id` (one the sandbox received) or `link`; an interactive
@@ -451,7 +460,9 @@ fn refusal_of(kind: &str, payload: &Value) -> Option<&'static str> {
         }
         "interactive" => {
             let interactive = &payload["interactive"];
-            let body = interactive["body"]["text"].as_str().is_some_and(|t| !t.trim().is_empty());
+            let body = interactive["body"]["text"]
+                .as_str()
+                .is_some_and(|t| !t.trim().is_empty());
             let count = |v: &Value| v.as_array().map_or(0, Vec::len);
             let choices_ok = match interactive["type"].as_str() {
                 Some("button") => (1..=3).contains(&count(&interactive["action"]["buttons"])),
@@ -493,7 +504,12 @@ async fn upload_media(
                 let name = field.name().unwrap_or_default().to_string();
                 let content_type = field.content_type().unwrap_or("application/octet-stream").to_string();
                 let Ok(bytes) = field.bytes().await else {
-                    return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter", "A part could not be read.");
+                    return graph_error(
+                        StatusCode::BAD_REQUEST,
+                        100,
+                        "Invalid parameter",
+                        "A part could not be read.",
+                    );
                 };
                 match name.as_str() {
                     "messaging_product" => product = Some(String::from_utf8_lossy(&bytes).to_string()),
@@ -503,7 +519,12 @@ async fn upload_media(
             }
             Ok(None) => break,
             Err(_) => {
-                return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter", "The body is not multipart form data.")
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    100,
+                    "Invalid parameter",
+                    "The body is not multipart form data.",
+                )
             }
         }
     }

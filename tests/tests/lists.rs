@@ -10,7 +10,7 @@ use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
 /// Lists of objects that are not connections, each with why it needs no pages.
-const NOT_PAGED: [(&str, &str); 22] = [
+const NOT_PAGED: [(&str, &str); 25] = [
     ("Query.leadFunnel", "one entry per lead source (an enum) plus the total"),
     (
         "Query.paymentProviders",
@@ -36,6 +36,15 @@ const NOT_PAGED: [(&str, &str); 22] = [
     ("Customer.lifetimeValue", "one entry per currency the customer paid in"),
     ("CalendarDay.installations", "one technician's installations of one day"),
     ("ConversationThread.notes", "part of one conversation"),
+    (
+        "InteractiveMessage.buttons",
+        "part of one message: at most three reply buttons",
+    ),
+    (
+        "InteractiveMessage.sections",
+        "part of one message: at most ten sections",
+    ),
+    ("ListSection.rows", "part of one message: at most ten rows in a list"),
     ("Installation.photos", "part of one installation"),
     ("Installation.assignedTechnicians", "part of one installation"),
     ("Installation.components", "part of one installation"),

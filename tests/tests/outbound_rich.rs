@@ -812,3 +812,27 @@ async fn scenario_an_upload_whatsapp_refuses_fails_the_message_and_one_it_could_
     assert_eq!(code, Some(100));
     assert!(title.unwrap_or_default().contains("unsupported file"));
 }
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn a_file_reference_that_is_not_a_number_is_a_bad_request_not_a_crash(pool: PgPool) {
+    Box::pin(scenario_a_file_reference_that_is_not_a_number_is_a_bad_request_not_a_crash(pool)).await;
+}
+
+async fn scenario_a_file_reference_that_is_not_a_number_is_a_bad_request_not_a_crash(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let id = conversation(&app, 1).await;
+    let token = app.token("acme", Role::Agent);
+    // In the variables, and written in the document itself.
+    let (_, reply) =
+        Box::pin(app.graphql(Some(&token), UPLOAD, json!({"id": id, "file": "#__graphql_file__:abc"}))).await;
+    assert_eq!(code(&reply), "BAD_REQUEST", "{reply}");
+    let literal =
+        format!("mutation {{ uploadMedia(conversationId: \"{id}\", file: \"#__graphql_file__:0x\") {{ id }} }}");
+    let (_, reply) = Box::pin(app.graphql(Some(&token), &literal, json!({}))).await;
+    assert_eq!(code(&reply), "BAD_REQUEST", "{reply}");
+    // A JSON request naming a file it does not carry.
+    let (_, reply) =
+        Box::pin(app.graphql(Some(&token), UPLOAD, json!({"id": id, "file": "#__graphql_file__:0"}))).await;
+    assert_eq!(code(&reply), "INVALID_INPUT", "{reply}");
+    assert_eq!(app.count_events("MediaUploaded").await, 0);
+}

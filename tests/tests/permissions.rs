@@ -77,6 +77,8 @@ fn made_up(t: &Value, types: &Map<String, Value>) -> Value {
             Some("Int") => json!(1),
             Some("Float") => json!(1.5),
             Some("Boolean") => json!(false),
+            // A JSON request names no file: the first (absent) upload.
+            Some("Upload") => json!("#__graphql_file__:0"),
             // A year from now: the answer never depends on the day the test runs.
             Some("DateTime") => json!((chrono::Utc::now() + chrono::Duration::days(365)).to_rfc3339()),
             Some("NaiveDate") => json!((chrono::Utc::now() + chrono::Duration::days(365))

@@ -316,7 +316,10 @@ impl InteractiveMessage {
                 InteractiveKind::Button,
                 buttons
                     .into_iter()
-                    .map(|b| ReplyButton { id: b.id, title: b.title })
+                    .map(|b| ReplyButton {
+                        id: b.id,
+                        title: b.title,
+                    })
                     .collect(),
                 None,
                 Vec::new(),
@@ -699,8 +702,9 @@ impl InboxMutation {
         #[graphql(desc = "A public http(s) link to the file, at most 2048 characters; or give `mediaRef`.")]
         link: Option<String>,
         #[graphql(desc = "A caption (images, videos, documents), at most 1024 characters.")] caption: Option<String>,
-        #[graphql(desc = "A document's file name as the customer sees it, at most 240 characters.")]
-        filename: Option<String>,
+        #[graphql(desc = "A document's file name as the customer sees it, at most 240 characters.")] filename: Option<
+            String,
+        >,
         #[graphql(
             desc = "The caller's key for this send, 1 to 200 characters after trimming (else `BAD_IDEMPOTENCY_KEY`), unique per conversation: a repeated key queues and charges nothing again."
         )]
@@ -745,11 +749,16 @@ impl InboxMutation {
         )]
         idempotency_key: String,
     ) -> async_graphql::Result<Receipt> {
+        // The caller's role before its input.
+        writer(ctx).gql()?;
         let choices = match (buttons, list) {
             (Some(buttons), None) => rich::Choices::Buttons {
                 buttons: buttons
                     .into_iter()
-                    .map(|b| rich::ReplyButton { id: b.id, title: b.title })
+                    .map(|b| rich::ReplyButton {
+                        id: b.id,
+                        title: b.title,
+                    })
                     .collect(),
             },
             (None, Some(list)) => rich::Choices::List {

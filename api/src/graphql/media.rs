@@ -166,6 +166,15 @@ impl MediaMutation {
     ) -> async_graphql::Result<Receipt> {
         let caller = allowed(ctx, Permission::WorkInbox, "upload media").gql()?;
         let conversation_id = super::inbox::valid_id(&conversation_id).gql()?.to_string();
+        // `Upload::value` indexes the request's files without a check: a JSON request (no
+        // files) naming file 0 would panic there.
+        if *file >= ctx.query_env.uploads.len() {
+            return Err(ApiError::bad_request(
+                "INVALID_INPUT",
+                "the request carries no such file: send the file as a multipart request",
+            ))
+            .gql();
+        }
         let value = file
             .value(ctx)
             .map_err(|e| ApiError::bad_request("INVALID_INPUT", format!("the uploaded file cannot be read: {e}")))

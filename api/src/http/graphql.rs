@@ -33,6 +33,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use futures::FutureExt;
 use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 use tracing::Instrument;
@@ -453,9 +454,41 @@ async fn post_graphql(
         Err(_) => Err(bad_request("the request body is not valid JSON")),
     };
     match params {
-        Ok(params) => run(state, correlation, caller, &headers, media, params.into_request(), &Method::POST).await,
+        Ok(params) => {
+            run(
+                state,
+                correlation,
+                caller,
+                &headers,
+                media,
+                params.into_request(),
+                &Method::POST,
+            )
+            .await
+        }
         Err(e) => request_error(media, e),
     }
+}
+
+/// The text async-graphql reads as a reference to the request's `n`th uploaded file.
+const UPLOAD_REFERENCE: &str = "#__graphql_file__:";
+
+/// A reference to an uploaded file in the variables that is not a file number: refused before
+/// it is parsed (async-graphql's `Upload` panics on it; one written in the document itself is
+/// caught as a panic, see [`run`]).
+fn bad_upload_reference(request: &async_graphql::Request) -> Option<&'static str> {
+    fn walk(value: &async_graphql::Value) -> bool {
+        match value {
+            async_graphql::Value::String(s) => s
+                .strip_prefix(UPLOAD_REFERENCE)
+                .is_some_and(|n| n.parse::<u32>().is_err()),
+            async_graphql::Value::List(items) => items.iter().any(walk),
+            async_graphql::Value::Object(fields) => fields.values().any(walk),
+            _ => false,
+        }
+    }
+    walk(&request.variables.clone().into_value())
+        .then_some("a file is referenced by number (`#__graphql_file__:<n>`): send files as a multipart request")
 }
 
 /// Why a multipart request was not read.
@@ -479,7 +512,10 @@ fn multipart_content_type(headers: &HeaderMap) -> bool {
 /// variable holds the file. The body is read whole, within [`MAX_UPLOAD_BODY_BYTES`], before it
 /// is parsed.
 async fn receive_multipart(headers: &HeaderMap, body: Body) -> Result<async_graphql::Request, MultipartRefusal> {
-    let bytes = match http_body_util::Limited::new(body, MAX_UPLOAD_BODY_BYTES).collect().await {
+    let bytes = match http_body_util::Limited::new(body, MAX_UPLOAD_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(MultipartRefusal::TooLarge),
         Err(_) => return Err(MultipartRefusal::Bad(bad_request("the request body could not be read"))),
@@ -527,7 +563,18 @@ async fn get_graphql(
         Err(e) => return unauthenticated(media, &headers, e),
     };
     match Params::from_url(raw.as_deref()) {
-        Ok(params) => run(state, correlation, caller, &headers, media, params.into_request(), &Method::GET).await,
+        Ok(params) => {
+            run(
+                state,
+                correlation,
+                caller,
+                &headers,
+                media,
+                params.into_request(),
+                &Method::GET,
+            )
+            .await
+        }
         Err(e) => request_error(media, e),
     }
 }
@@ -582,6 +629,9 @@ async fn run(
         Ok(request) => request.data(caller).data(correlation),
         Err(e) => return request_error(media, e),
     };
+    if let Some(problem) = bad_upload_reference(&request) {
+        return request_error(media, bad_request(problem));
+    }
     let wanted = request.operation_name.clone();
     let parsed = match request.parsed_query() {
         Ok(document) => Some(
@@ -624,7 +674,21 @@ async fn run(
         Err(e) => return request_error(media, e),
     }
     let executor = Limited(state.schema.clone(), state.pool.clone());
-    let mut response = executor.execute(request).instrument(span).await;
+    // A panic while the request runs (a library's, on an input it did not expect) answers this
+    // request alone, as malformed.
+    let mut response = match std::panic::AssertUnwindSafe(executor.execute(request).instrument(span))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("a GraphQL request panicked while it ran; answered as malformed");
+            return request_error(
+                media,
+                bad_request("the request could not be run: an argument is malformed"),
+            );
+        }
+    };
     if !is_request_error(&response) {
         return write(media, StatusCode::OK, response, true);
     }

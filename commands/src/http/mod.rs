@@ -68,7 +68,12 @@ impl GraphApi {
     /// An authenticated `multipart/form-data` POST to `path` under the base URL: text `fields`,
     /// then one file part (`name`, file name, MIME type, bytes). Quotes and line breaks in the
     /// names are replaced, so no part can break out of its headers.
-    pub fn post_multipart(&self, path: &str, fields: &[(&str, &str)], file: (&str, &str, &str, &[u8])) -> RequestBuilder {
+    pub fn post_multipart(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &str, &[u8]),
+    ) -> RequestBuilder {
         let clean = |s: &str| s.replace(['"', '\r', '\n'], "_");
         let boundary = format!("chronicle-{:032x}", rand::random::<u128>());
         let mut body = Vec::with_capacity(file.3.len() + 512);

@@ -747,11 +747,15 @@ impl WhatsAppSender {
                             MediaRead::Found(blob) => {
                                 upload = Some(FileUpload {
                                     bytes: blob.bytes,
-                                    filename: filename.clone().unwrap_or_else(|| file_name(kind.as_str(), &blob.mime_type)),
+                                    filename: filename
+                                        .clone()
+                                        .unwrap_or_else(|| file_name(kind.as_str(), &blob.mime_type)),
                                     mime_type: blob.mime_type,
                                 });
                             }
-                            MediaRead::NotFound => return Ok(Err(format!("the uploaded file {media_ref} is not stored"))),
+                            MediaRead::NotFound => {
+                                return Ok(Err(format!("the uploaded file {media_ref} is not stored")))
+                            }
                             MediaRead::Erased => return Ok(Err("the contact's data was erased".into())),
                         }
                     }
@@ -1028,7 +1032,10 @@ mod tests {
         let body = render_interactive("263771000001", &buttons);
         assert_eq!(body["type"], "interactive");
         assert_eq!(body["interactive"]["type"], "button");
-        assert_eq!(body["interactive"]["header"], json!({"type": "text", "text": "Installation"}));
+        assert_eq!(
+            body["interactive"]["header"],
+            json!({"type": "text", "text": "Installation"})
+        );
         assert_eq!(
             body["interactive"]["action"]["buttons"][0],
             json!({"type": "reply", "reply": {"id": "mon", "title": "Monday"}})

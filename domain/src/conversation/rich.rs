@@ -82,7 +82,12 @@ pub fn kinds_for(mime_type: &str) -> Vec<MediaKind> {
 
 /// A MIME type without its parameters, lowercase.
 pub fn essence(mime_type: &str) -> String {
-    mime_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+    mime_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Refuses a file WhatsApp would not take as `kind`: a MIME type it does not accept for that
@@ -313,7 +318,10 @@ impl Interactive {
                         }
                     }
                 }
-                unique("row id", sections.iter().flat_map(|s| s.rows.iter().map(|r| r.id.trim())))?;
+                unique(
+                    "row id",
+                    sections.iter().flat_map(|s| s.rows.iter().map(|r| r.id.trim())),
+                )?;
             }
         }
         Ok(())
@@ -415,9 +423,7 @@ mod tests {
         }
         assert_eq!(
             untitled.check(),
-            Err(ConversationError::Blank {
-                field: "section title"
-            })
+            Err(ConversationError::Blank { field: "section title" })
         );
         let mut one_untitled = list(2, 1);
         if let Choices::List { sections, .. } = &mut one_untitled.choices {

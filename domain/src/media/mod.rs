@@ -30,7 +30,10 @@ mod events;
 mod values;
 
 pub use aggregate::Media;
-pub use commands::{MediaCommand, RecordMediaFetchFailed, RecordMediaFetched, RecordMediaUploaded, RequestMediaFetch, RequestMediaRefetch};
+pub use commands::{
+    MediaCommand, RecordMediaFetchFailed, RecordMediaFetched, RecordMediaUploaded, RequestMediaFetch,
+    RequestMediaRefetch,
+};
 pub use error::MediaError;
 pub use events::MediaEvent;
 pub use values::{normalize_sha256, MediaKind, MediaStatus, CHECKSUM_MISMATCH, MAX_FETCH_ATTEMPTS};
