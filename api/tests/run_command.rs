@@ -176,6 +176,28 @@ impl Sandbox {
             .unwrap_or_default()
     }
 
+    /// A GraphQL multipart request (an upload) whose `$file` is the given file.
+    async fn graphql_upload(&self, token: &str, query: &str, variables: Value, file: (&str, &str, &[u8])) -> Value {
+        let mut variables = variables;
+        variables["file"] = Value::Null;
+        let operations = json!({"query": query, "variables": variables}).to_string();
+        let (content_type, body) = chronicle_commands::http::multipart_body(
+            &[("operations", &operations), ("map", r#"{"0": ["variables.file"]}"#)],
+            ("0", file.0, file.1, file.2),
+        );
+        reqwest::Client::new()
+            .post(format!("http://{}/graphql", self.bind))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("graphql upload")
+            .json()
+            .await
+            .unwrap_or_default()
+    }
+
     async fn post_delivery(&self, body: &Value) -> reqwest::StatusCode {
         let bytes = serde_json::to_vec(body).unwrap();
         let signature = chronicle_commands::intake::whatsapp::sign(APP_SECRET.as_bytes(), &bytes);
@@ -757,6 +779,44 @@ async fn in_development_mode_sends_go_to_the_whatsapp_sandbox_and_statuses_come_
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(receipt, "sent");
+
+    // A photo uploaded through Chronicle (the sandbox takes the file's upload, then the message
+    // by its id), and reply buttons: both accepted, with their statuses back.
+    let uploaded = sandbox
+        .graphql_upload(
+            &token,
+            "mutation($id: String!, $file: Upload!) { uploadMedia(conversationId: $id, file: $file) { id } }",
+            json!({"id": conversation}),
+            ("kit.png", "image/png", b"\x89PNG\r\n\x1a\nsandbox-kit"),
+        )
+        .await;
+    let media_ref = uploaded["data"]["uploadMedia"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(media_ref.starts_with("media_"), "{uploaded}");
+    let rich = sandbox
+        .graphql(
+            &token,
+            &format!(
+                "mutation {{
+                   sendMedia(conversationId: \"{conversation}\", kind: IMAGE, mediaRef: \"{media_ref}\",
+                             caption: \"Your kit\", idempotencyKey: \"sandbox-photo-1\") {{ id }}
+                   sendInteractive(conversationId: \"{conversation}\", body: \"Which day?\",
+                                   buttons: [{{id: \"sat\", title: \"Saturday\"}}, {{id: \"mon\", title: \"Monday\"}}],
+                                   idempotencyKey: \"sandbox-days-1\") {{ id }}
+                 }}"
+            ),
+        )
+        .await;
+    assert!(rich.get("errors").is_none(), "{rich}");
+    for key in ["sandbox-photo-1", "sandbox-days-1"] {
+        let sent = outbound_message(&sandbox, &token, &conversation, key, |m| {
+            m["statusTimeline"].as_array().map(Vec::len) == Some(3)
+        })
+        .await;
+        assert_eq!(sent["state"], "sent", "{key}: {sent}");
+    }
 
     // A number configured to fail (ending in 131047): the failure is recorded with WhatsApp's
     // code and the metered send is refunded.

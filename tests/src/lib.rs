@@ -599,26 +599,11 @@ pub fn ws_protocol() -> &'static str {
 /// specification): `operations` (the query, `variables` with `file` null), `map`
 /// (`{"0": ["variables.file"]}`) and the file part `0`.
 pub fn multipart_body(query: &str, mut variables: Value, file: (&str, &str, &[u8])) -> (String, Vec<u8>) {
-    let boundary = "chronicle-test-boundary-7d41";
     variables["file"] = Value::Null;
     let operations = json!({"query": query, "variables": variables}).to_string();
-    let mut body = Vec::new();
-    for (name, value) in [
-        ("operations", operations),
-        ("map", r#"{"0": ["variables.file"]}"#.to_string()),
-    ] {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
-        );
-    }
     let (filename, mime, bytes) = file;
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"0\"; filename=\"{filename}\"\r\nContent-Type: {mime}\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    chronicle_commands::http::multipart_body(
+        &[("operations", &operations), ("map", r#"{"0": ["variables.file"]}"#)],
+        ("0", filename, mime, bytes),
+    )
 }

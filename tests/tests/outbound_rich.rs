@@ -475,6 +475,9 @@ async fn scenario_reply_buttons_and_lists_go_out_as_interactive_messages_and_the
     assert_eq!(inbound[0]["content"], "Day 2");
 }
 
+/// A file to upload: name, MIME type, bytes.
+type File = (&'static str, &'static str, Vec<u8>);
+
 /// Sends as an agent and returns the error code.
 async fn refused(app: &TestApp, query: &str, variables: Value) -> String {
     let reply = gql(app, Role::Agent, query, variables).await;
@@ -669,7 +672,7 @@ async fn each_upload_refusal_stores_nothing(pool: PgPool) {
 async fn scenario_each_upload_refusal_stores_nothing(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let id = conversation(&app, 1).await;
-    let cases: [(&str, (&str, &str, Vec<u8>), &str); 4] = [
+    let cases: [(&str, File, &str); 4] = [
         (
             "an executable",
             ("setup.exe", "application/x-msdownload", b"MZ".to_vec()),

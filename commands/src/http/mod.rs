@@ -22,6 +22,37 @@ pub fn is_retryable(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
+/// A `multipart/form-data` body and its Content-Type: text `fields`, then one file part
+/// (`name`, file name, MIME type, bytes), under a random boundary. Quotes and line breaks in
+/// names and values are replaced, so no part can break out of its headers.
+pub fn multipart_body(fields: &[(&str, &str)], file: (&str, &str, &str, &[u8])) -> (String, Vec<u8>) {
+    let clean = |s: &str| s.replace(['"', '\r', '\n'], "_");
+    let boundary = format!("chronicle-{:032x}", rand::random::<u128>());
+    let mut body = Vec::with_capacity(file.3.len() + 512);
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{value}\r\n",
+                clean(name)
+            )
+            .as_bytes(),
+        );
+    }
+    let (name, filename, mime_type, bytes) = file;
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
+            clean(name),
+            clean(filename),
+            clean(mime_type)
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 /// Meta's Graph API: one HTTP client with the request and connect timeouts, the base URL and
 /// the system user's access token (sent as a Bearer token, never printed).
 #[derive(Clone)]
@@ -65,47 +96,19 @@ impl GraphApi {
         self.http.get(url).bearer_auth(&self.access_token)
     }
 
-    /// An authenticated `multipart/form-data` POST to `path` under the base URL: text `fields`,
-    /// then one file part (`name`, file name, MIME type, bytes). Quotes and line breaks in the
-    /// names are replaced, so no part can break out of its headers.
+    /// An authenticated `multipart/form-data` POST to `path` under the base URL (see
+    /// [`multipart_body`]).
     pub fn post_multipart(
         &self,
         path: &str,
         fields: &[(&str, &str)],
         file: (&str, &str, &str, &[u8]),
     ) -> RequestBuilder {
-        let clean = |s: &str| s.replace(['"', '\r', '\n'], "_");
-        let boundary = format!("chronicle-{:032x}", rand::random::<u128>());
-        let mut body = Vec::with_capacity(file.3.len() + 512);
-        for (name, value) in fields {
-            body.extend_from_slice(
-                format!(
-                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{}\r\n",
-                    clean(name),
-                    clean(value)
-                )
-                .as_bytes(),
-            );
-        }
-        let (name, filename, mime_type, bytes) = file;
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
-                clean(name),
-                clean(filename),
-                clean(mime_type)
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let (content_type, body) = multipart_body(fields, file);
         self.http
             .post(self.url(path))
             .bearer_auth(&self.access_token)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                format!("multipart/form-data; boundary={boundary}"),
-            )
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body)
     }
 
