@@ -639,6 +639,8 @@ async fn load_key(
 /// A stored media object, opened.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MediaBlob {
+    /// The contact whose data key sealed it.
+    pub contact_id: String,
     pub bytes: Vec<u8>,
     pub mime_type: String,
     /// Lowercase hex sha-256 of `bytes`, as recorded.
@@ -691,6 +693,7 @@ pub async fn read_media(
     };
     match key.open_bytes(tenant, &contact_id, &sealed) {
         Ok(bytes) => Ok(MediaRead::Found(MediaBlob {
+            contact_id: contact_id.clone(),
             bytes,
             mime_type: row.try_get("mime_type")?,
             sha256: row.try_get("sha256")?,

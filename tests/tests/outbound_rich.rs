@@ -181,8 +181,7 @@ const UPLOAD: &str = "mutation($id: String!, $file: Upload!, $mime: String) {
 /// Uploads a file as `role`; returns the reply.
 async fn upload_as(app: &TestApp, role: Role, id: &str, file: (&str, &str, &[u8])) -> Value {
     let token = app.token("acme", role);
-    let (status, reply) = Box::pin(app.graphql_upload(&token, UPLOAD, json!({"id": id}), file)).await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (_, reply) = Box::pin(app.graphql_upload(&token, UPLOAD, json!({"id": id}), file)).await;
     reply
 }
 
@@ -694,18 +693,30 @@ async fn scenario_each_upload_refusal_stores_nothing(pool: PgPool) {
         let reply = upload_as(&app, Role::Agent, &id, (name, mime, bytes)).await;
         assert_eq!(code(&reply), *expected, "{what}: {reply}");
     }
-    // Past 16 MiB the request is refused while it is read.
+    // Past 16 MiB a file is refused by its size; past the request's limit, while it is read.
     let token = app.token("acme", Role::Agent);
     let big = vec![7u8; 16 * 1024 * 1024 + 1];
-    let (status, reply) =
-        Box::pin(app.graphql_upload(&token, UPLOAD, json!({"id": id}), ("big.pdf", "application/pdf", &big))).await;
+    let reply = upload_as(&app, Role::Agent, &id, ("big.pdf", "application/pdf", &big)).await;
+    assert_eq!(code(&reply), "MEDIA_TOO_LARGE", "{reply}");
+    let huge = vec![7u8; 17 * 1024 * 1024 + 1];
+    let (status, reply) = Box::pin(app.graphql_upload(
+        &token,
+        UPLOAD,
+        json!({"id": id}),
+        ("huge.pdf", "application/pdf", &huge),
+    ))
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
     assert_eq!(code(&reply), "PAYLOAD_TOO_LARGE", "{reply}");
     let reply = upload_as(&app, Role::Agent, "ct_nobody", ("kit.png", "image/png", PNG)).await;
     assert_eq!(code(&reply), "UNKNOWN_CONVERSATION", "{reply}");
     let reply = upload_as(&app, Role::Agent, "not-a-conversation", ("kit.png", "image/png", PNG)).await;
     assert_eq!(code(&reply), "BAD_CONVERSATION_ID", "{reply}");
-    let reply = upload_as(&app, Role::Auditor, &id, ("kit.png", "image/png", PNG)).await;
+    // A role that may not upload has no multipart body read at all.
+    let auditor = app.token("acme", Role::Auditor);
+    let (status, reply) =
+        Box::pin(app.graphql_upload(&auditor, UPLOAD, json!({"id": id}), ("kit.png", "image/png", PNG))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
     assert_eq!(code(&reply), "FORBIDDEN", "{reply}");
     assert_eq!(app.count_events("MediaUploaded").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM media_blobs").await, 0);
@@ -720,6 +731,156 @@ async fn scenario_each_upload_refusal_stores_nothing(pool: PgPool) {
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert!(reply["errors"].is_null(), "{reply}");
     assert_eq!(app.count_events("MediaUploaded").await, 1);
+    // A video of exactly 16 MiB is taken.
+    let video = vec![0u8; 16 * 1024 * 1024];
+    let reply = upload_as(&app, Role::Agent, &id, ("clip.mp4", "video/mp4", &video)).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    assert_eq!(app.count_events("MediaUploaded").await, 2);
+}
+
+const UPLOAD_WITH_KEY: &str = "mutation($id: String!, $file: Upload!, $key: String) {
+  uploadMedia(conversationId: $id, file: $file, idempotencyKey: $key) { id }
+}";
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn an_upload_retried_with_its_key_stores_once_and_a_send_retried_with_its_key_charges_once(pool: PgPool) {
+    Box::pin(scenario_retries(pool)).await;
+}
+
+async fn scenario_retries(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let id = conversation(&app, 1).await;
+    let token = app.token("acme", Role::Agent);
+    let mut refs = Vec::new();
+    for _ in 0..2 {
+        let (_, reply) = Box::pin(app.graphql_upload(
+            &token,
+            UPLOAD_WITH_KEY,
+            json!({"id": id, "key": "photo-upload-1"}),
+            ("kit.png", "image/png", PNG),
+        ))
+        .await;
+        assert!(reply["errors"].is_null(), "{reply}");
+        refs.push(
+            reply["data"]["uploadMedia"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    assert_eq!(refs[0], refs[1]);
+    assert_eq!(app.count_events("MediaUploaded").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM media_blobs").await, 1);
+    let (_, reply) = Box::pin(app.graphql_upload(
+        &token,
+        UPLOAD_WITH_KEY,
+        json!({"id": id, "key": "photo-upload-1"}),
+        ("other.png", "image/png", b"\x89PNG other bytes"),
+    ))
+    .await;
+    assert_eq!(code(&reply), "MEDIA_ALREADY_STORED", "{reply}");
+    assert_eq!(app.count_events("MediaUploaded").await, 1);
+
+    Metering::new(app.state.commands.clone())
+        .set_price(&tenant("acme"), features::MESSAGE, Some(1_000), "finance-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wallets = WalletService::new(app.state.commands.clone());
+    wallets
+        .ensure_main(&meta("acme"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wallets
+        .purchase(MAIN_WALLET, "pay-1", 10_000, "finance", &meta("acme"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..2 {
+        let reply = gql(
+            &app,
+            Role::Agent,
+            SEND_MEDIA,
+            json!({"id": id, "kind": "IMAGE", "ref": refs[0], "key": "photo-1"}),
+        )
+        .await;
+        assert!(reply["errors"].is_null(), "{reply}");
+        let reply = gql(
+            &app,
+            Role::Agent,
+            SEND_INTERACTIVE,
+            json!({"id": id, "body": "Pick", "buttons": buttons(2), "key": "days-1"}),
+        )
+        .await;
+        assert!(reply["errors"].is_null(), "{reply}");
+    }
+    assert_eq!(app.count_events("OutboundMessageQueued").await, 2);
+    let balance = wallets
+        .balances(&tenant("acme"), MAIN_WALLET)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(balance.available, 8_000);
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn erasing_the_contact_clears_what_the_thread_shows_of_its_media_and_choices(pool: PgPool) {
+    Box::pin(scenario_erasure(pool)).await;
+}
+
+async fn scenario_erasure(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let id = conversation(&app, 1).await;
+    let media_ref = upload_ok(&app, &id, ("kit.png", "image/png", PNG)).await;
+    let link = "https://files.example.com/kit.jpg";
+    for (query, variables) in [
+        (
+            SEND_MEDIA,
+            json!({"id": id, "kind": "IMAGE", "ref": media_ref, "caption": "Your kit", "key": "m-1"}),
+        ),
+        (
+            SEND_MEDIA,
+            json!({"id": id, "kind": "IMAGE", "link": link, "key": "m-2"}),
+        ),
+        (
+            SEND_INTERACTIVE,
+            json!({"id": id, "body": "Pick a day", "buttons": buttons(2), "key": "i-1"}),
+        ),
+    ] {
+        let reply = gql(&app, Role::Agent, query, variables).await;
+        assert!(reply["errors"].is_null(), "{reply}");
+    }
+    app.project().await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE attachment IS NOT NULL")
+            .await,
+        3
+    );
+    let reply = gql(
+        &app,
+        Role::Owner,
+        "mutation($id: String!) { eraseContact(contactId: $id) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    app.project().await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE attachment IS NOT NULL OR content LIKE '%kit%' OR content LIKE '%Pick%'")
+            .await,
+        0
+    );
+    let (status, _) = app
+        .send(
+            Request::get(format!("/media/{media_ref}"))
+                .header("authorization", format!("Bearer {}", app.token("acme", Role::Agent)))
+                .body(axum::body::Body::empty())
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::GONE);
+    // The messages still queued are not sent: nothing can be opened.
+    let graph = Graph::default();
+    let base = graph.serve().await;
+    send_all(&app, &base).await;
+    assert!(graph.seen().is_empty(), "{:?}", graph.seen());
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
@@ -787,6 +948,19 @@ async fn scenario_an_upload_whatsapp_refuses_fails_the_message_and_one_it_could_
     let graph = Graph::scripted(vec![(503, unavailable), (400, refusal)]);
     let base = graph.serve().await;
     let id = conversation(&app, 1).await;
+    Metering::new(app.state.commands.clone())
+        .set_price(&tenant("acme"), features::MESSAGE, Some(1_000), "finance-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wallets = WalletService::new(app.state.commands.clone());
+    wallets
+        .ensure_main(&meta("acme"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wallets
+        .purchase(MAIN_WALLET, "pay-1", 10_000, "finance", &meta("acme"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let first = upload_ok(&app, &id, ("kit.png", "image/png", PNG)).await;
     let reply = gql(
         &app,
@@ -814,6 +988,12 @@ async fn scenario_an_upload_whatsapp_refuses_fails_the_message_and_one_it_could_
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(code, Some(100));
     assert!(title.unwrap_or_default().contains("unsupported file"));
+    // The message WhatsApp refused is refunded.
+    let balance = wallets
+        .balances(&tenant("acme"), MAIN_WALLET)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(balance.available, 10_000);
 }
 
 #[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]

@@ -584,14 +584,7 @@ async fn send(
 ) -> async_graphql::Result<Receipt> {
     let caller = writer(ctx).gql()?;
     let id = valid_id(&id).gql()?;
-    let key = idempotency_key.trim();
-    if key.is_empty() || key.len() > 200 {
-        return Err(ApiError::bad_request(
-            "BAD_IDEMPOTENCY_KEY",
-            "an idempotency key of 1 to 200 characters is required",
-        ))
-        .gql();
-    }
+    let key = checked_key(&idempotency_key).gql()?;
     let metadata = metadata(ctx, caller);
     receipt(async {
         send_metered(commands(ctx).gql()?, keys(ctx).gql()?, id, key, outgoing, &metadata)
@@ -600,6 +593,18 @@ async fn send(
         Ok(Receipt::new(id))
     })
     .await
+}
+
+/// A send's idempotency key, trimmed: 1 to 200 characters (else `BAD_IDEMPOTENCY_KEY`).
+fn checked_key(idempotency_key: &str) -> Result<&str, ApiError> {
+    let key = idempotency_key.trim();
+    if key.is_empty() || key.len() > 200 {
+        return Err(ApiError::bad_request(
+            "BAD_IDEMPOTENCY_KEY",
+            "an idempotency key of 1 to 200 characters is required",
+        ));
+    }
+    Ok(key)
 }
 
 #[derive(Default)]
@@ -749,8 +754,10 @@ impl InboxMutation {
         )]
         idempotency_key: String,
     ) -> async_graphql::Result<Receipt> {
-        // The caller's role before its input.
+        // The caller's role, the conversation and the key before the message, as every send.
         writer(ctx).gql()?;
+        valid_id(&conversation_id).gql()?;
+        checked_key(&idempotency_key).gql()?;
         let choices = match (buttons, list) {
             (Some(buttons), None) => rich::Choices::Buttons {
                 buttons: buttons

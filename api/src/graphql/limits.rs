@@ -75,9 +75,58 @@ const INTROSPECTION_LISTS: [&str; 8] = [
 #[derive(Clone)]
 pub struct Limited(pub ChronicleSchema, pub PgPool);
 
+/// The text async-graphql reads as a reference to the request's `n`th uploaded file (a
+/// multipart request's `map` puts it where the file goes).
+const FILE_REFERENCE: &str = "#__graphql_file__:";
+
+/// Whether a JSON text holds a string that starts as a file reference but is not `<prefix><n>`
+/// (async-graphql's `Upload` unwraps the number's parse: such a string would panic there).
+fn bad_reference_in_json(json: &str) -> bool {
+    let needle = format!("\"{FILE_REFERENCE}");
+    json.match_indices(&needle).any(|(at, _)| {
+        let rest = &json[at + needle.len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        !(1..=9).contains(&digits) || !rest[digits..].starts_with('"')
+    })
+}
+
+/// Whether a variable value holds such a string.
+fn bad_reference_in_value(value: &async_graphql::Value) -> bool {
+    match value {
+        async_graphql::Value::String(s) => s
+            .strip_prefix(FILE_REFERENCE)
+            .is_some_and(|n| !(1..=9).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit())),
+        async_graphql::Value::List(items) => items.iter().any(bad_reference_in_value),
+        async_graphql::Value::Object(fields) => fields.values().any(bad_reference_in_value),
+        _ => false,
+    }
+}
+
+/// Whether the request's variables or document name a file by something other than its number
+/// (refused before anything runs, on HTTP and WebSocket alike). The document is only looked at
+/// when its text could hold one (the prefix, or a `\u` escape that could spell it).
+fn bad_file_reference(request: &mut Request) -> bool {
+    if request.variables.values().any(bad_reference_in_value) {
+        return true;
+    }
+    let suspicious = request.query.contains("graphql_file") || request.query.contains("\\u");
+    suspicious
+        && request
+            .parsed_query()
+            .ok()
+            .and_then(|document| serde_json::to_string(document).ok())
+            .is_some_and(|json| bad_reference_in_json(&json))
+}
+
 /// The refusal of a request over the limits; `None` to run it (a document that does not parse
 /// is left to the schema, which answers its syntax error as usual).
 fn refusal(request: &mut Request) -> Option<Response> {
+    if bad_file_reference(request) {
+        return Some(refused(ApiError::bad_request(
+            "BAD_REQUEST",
+            "a file is referenced by its number (`#__graphql_file__:<n>`): send files as a multipart request",
+        )));
+    }
     let document = request.parsed_query().ok()?;
     let refused = check(document).err()?;
     Some(Response::from_errors(vec![ServerError::new(refused.message(), None)]))
@@ -308,6 +357,23 @@ mod tests {
 
     fn nested(name: &str, levels: usize) -> String {
         (1..levels).fold(name.to_string(), |inner, _| format!("{name} {{ {inner} }}"))
+    }
+
+    #[test]
+    fn file_references_that_are_not_numbers_are_found_in_json_and_values() {
+        assert!(!bad_reference_in_json(r##"{"a":"#__graphql_file__:0","b":"text"}"##));
+        assert!(bad_reference_in_json(r##"{"a":"#__graphql_file__:x"}"##));
+        assert!(bad_reference_in_json(r##"{"a":"#__graphql_file__:0x"}"##));
+        assert!(bad_reference_in_json(r##"{"a":"#__graphql_file__:"}"##));
+        assert!(bad_reference_in_json(
+            r##"{"a":"#__graphql_file__:12345678901234567890"}"##
+        ));
+        assert!(!bad_reference_in_json(r##"{"a":"see #__graphql_file__:x"}"##));
+        let value = async_graphql::Value::List(vec![async_graphql::Value::String("#__graphql_file__:-1".into())]);
+        assert!(bad_reference_in_value(&value));
+        assert!(!bad_reference_in_value(&async_graphql::Value::String(
+            "#__graphql_file__:3".into()
+        )));
     }
 
     #[test]

@@ -163,8 +163,20 @@ impl MediaMutation {
             desc = "The file's MIME type, when the part's own Content-Type is missing or generic (`application/octet-stream`)."
         )]
         mime_type: Option<String>,
+        #[graphql(
+            desc = "Your key for this upload, at most 200 characters: the same key (and the same file) again stores nothing more and answers the same media ref; another file under a used key is refused with `MEDIA_ALREADY_STORED`."
+        )]
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<Receipt> {
         let caller = allowed(ctx, Permission::WorkInbox, "upload media").gql()?;
+        let idempotency_key = idempotency_key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
+        if idempotency_key.as_ref().is_some_and(|k| k.chars().count() > 200) {
+            return Err(ApiError::bad_request(
+                "BAD_IDEMPOTENCY_KEY",
+                "an idempotency key is at most 200 characters",
+            ))
+            .gql();
+        }
         let conversation_id = super::inbox::valid_id(&conversation_id).gql()?.to_string();
         // `Upload::value` indexes the request's files without a check: a JSON request (no
         // files) naming file 0 would panic there.
@@ -192,8 +204,11 @@ impl MediaMutation {
             })
             .unwrap_or_else(|| "application/octet-stream".into());
         let bytes = tokio::task::spawn_blocking(move || {
+            // The file from its start (another alias of the field may have read this handle).
+            let mut file = value.content;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
             let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut value.into_read(), &mut bytes).map(|_| bytes)
+            std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
         })
         .await
         .map_err(|e| ApiError::bad_request("INVALID_INPUT", format!("the uploaded file cannot be read: {e}")))
@@ -208,6 +223,7 @@ impl MediaMutation {
                 &conversation_id,
                 &bytes,
                 &declared,
+                idempotency_key.as_deref(),
                 &metadata,
             )
             .await

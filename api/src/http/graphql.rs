@@ -420,6 +420,24 @@ async fn post_graphql(
         Err(e) => return unauthenticated(media, &headers, e),
     };
     if multipart {
+        // Only callers who may upload have a multipart body read at all, a few at a time.
+        if !caller.may(crate::permissions::Permission::WorkInbox) {
+            return error_response(
+                media,
+                StatusCode::FORBIDDEN,
+                ApiError::Forbidden(format!(
+                    "the {} role cannot upload files (multipart requests are uploads)",
+                    caller.role.as_str()
+                )),
+            );
+        }
+        let Ok(_permit) = UPLOADS.acquire().await else {
+            return error_response(
+                media,
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::Unavailable("uploads are closed".into()),
+            );
+        };
         return match receive_multipart(&headers, body).await {
             Ok(request) => run(state, correlation, caller, &headers, media, Ok(request), &Method::POST).await,
             Err(MultipartRefusal::TooLarge) => too_large(media, limit),
@@ -470,26 +488,8 @@ async fn post_graphql(
     }
 }
 
-/// The text async-graphql reads as a reference to the request's `n`th uploaded file.
-const UPLOAD_REFERENCE: &str = "#__graphql_file__:";
-
-/// A reference to an uploaded file in the variables that is not a file number: refused before
-/// it is parsed (async-graphql's `Upload` panics on it; one written in the document itself is
-/// caught as a panic, see [`run`]).
-fn bad_upload_reference(request: &async_graphql::Request) -> Option<&'static str> {
-    fn walk(value: &async_graphql::Value) -> bool {
-        match value {
-            async_graphql::Value::String(s) => s
-                .strip_prefix(UPLOAD_REFERENCE)
-                .is_some_and(|n| n.parse::<u32>().is_err()),
-            async_graphql::Value::List(items) => items.iter().any(walk),
-            async_graphql::Value::Object(fields) => fields.values().any(walk),
-            _ => false,
-        }
-    }
-    walk(&request.variables.clone().into_value())
-        .then_some("a file is referenced by number (`#__graphql_file__:<n>`): send files as a multipart request")
-}
+/// Multipart (upload) requests read at once: each holds its body in memory while it is read.
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// Why a multipart request was not read.
 enum MultipartRefusal {
@@ -521,15 +521,24 @@ async fn receive_multipart(headers: &HeaderMap, body: Body) -> Result<async_grap
         Err(_) => return Err(MultipartRefusal::Bad(bad_request("the request body could not be read"))),
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    // The stream's limit is the file's times the files' count: the body's own limit, so a file
+    // of exactly the largest size fits beside the operations (its own size is checked by
+    // `uploadMedia`, which answers MEDIA_TOO_LARGE).
     let options = async_graphql::http::MultipartOptions::default()
-        .max_file_size(chronicle_commands::outbound::media::UPLOAD_MAX_BYTES)
+        .max_file_size(MAX_UPLOAD_BODY_BYTES)
         .max_num_files(1);
-    async_graphql::http::receive_body(content_type, futures::io::Cursor::new(bytes), options)
+    let request = async_graphql::http::receive_body(content_type, futures::io::Cursor::new(bytes), options)
         .await
         .map_err(|e| match e {
             async_graphql::ParseRequestError::PayloadTooLarge => MultipartRefusal::TooLarge,
             e => MultipartRefusal::Bad(bad_request(format!("the multipart request could not be read: {e}"))),
-        })
+        })?;
+    // The operation itself stays within a JSON request's limit.
+    let operation = request.query.len() + serde_json::to_string(&request.variables).map_or(0, |v| v.len());
+    if operation > MAX_GRAPHQL_BODY_BYTES {
+        return Err(MultipartRefusal::TooLarge);
+    }
+    Ok(request)
 }
 
 async fn get_graphql(
@@ -629,9 +638,6 @@ async fn run(
         Ok(request) => request.data(caller).data(correlation),
         Err(e) => return request_error(media, e),
     };
-    if let Some(problem) = bad_upload_reference(&request) {
-        return request_error(media, bad_request(problem));
-    }
     let wanted = request.operation_name.clone();
     let parsed = match request.parsed_query() {
         Ok(document) => Some(
@@ -674,8 +680,8 @@ async fn run(
         Err(e) => return request_error(media, e),
     }
     let executor = Limited(state.schema.clone(), state.pool.clone());
-    // A panic while the request runs (a library's, on an input it did not expect) answers this
-    // request alone, as malformed.
+    // A panic while the request runs (a defect: ours, or a library's on an input it did not
+    // expect) answers this request alone, as an internal error.
     let mut response = match std::panic::AssertUnwindSafe(executor.execute(request).instrument(span))
         .catch_unwind()
         .await

@@ -22,6 +22,10 @@ use crate::keystore::KeyStore;
 /// documents, up to WhatsApp's 100 MB, are sent by link.
 pub const UPLOAD_MAX_BYTES: usize = 16 * 1024 * 1024;
 
+/// The "provider" of upload refs made from an idempotency key (`IdKey::media_ref`): no
+/// WhatsApp media id can give the same ref.
+const UPLOAD_PROVIDER: &str = "chronicle-upload";
+
 /// An upload as the log knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {
@@ -36,12 +40,18 @@ pub struct Uploaded {
 /// file), `MEDIA_TYPE_NOT_SUPPORTED` (a type WhatsApp sends as no kind of media),
 /// `MEDIA_TOO_LARGE` (over [`UPLOAD_MAX_BYTES`], or over the limit of every kind its type can
 /// be sent as). Nothing is stored when refused.
+///
+/// With an `idempotency_key` the media ref is the keyed hash of the contact and the key: the
+/// same key and file again store nothing and answer the same ref (a retried request);
+/// another file under the key is refused (`MEDIA_ALREADY_STORED`). Without one, every upload
+/// is new.
 pub async fn upload(
     commands: &Commands,
     keys: &KeyStore,
     contact_id: &str,
     bytes: &[u8],
     mime_type: &str,
+    idempotency_key: Option<&str>,
     metadata: &CommandMetadata,
 ) -> Result<Uploaded, CommandError> {
     require_conversation(commands, metadata, contact_id).await?;
@@ -77,11 +87,44 @@ pub async fn upload(
             .into(),
         ));
     }
-    let mut random = [0u8; 16];
-    OsRng.fill_bytes(&mut random);
-    let media_ref = format!("media_{}", hex::encode(random));
-    let sha256 = hex::encode(Sha256::digest(bytes));
     let tenant = &metadata.tenant_id;
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    let media_ref = match idempotency_key {
+        Some(key) => keys
+            .master()
+            .id_key()
+            .media_ref(tenant, UPLOAD_PROVIDER, &format!("{contact_id}:{key}")),
+        None => {
+            let mut random = [0u8; 16];
+            OsRng.fill_bytes(&mut random);
+            format!("media_{}", hex::encode(random))
+        }
+    };
+    if idempotency_key.is_some() {
+        let stored: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT payload -> 'MediaUploaded' ->> 'sha256' FROM events
+              WHERE aggregate_type = 'Media' AND aggregate_id = $1 AND event_type = 'MediaUploaded' LIMIT 1",
+        )
+        .bind(tenant.stream_id(&media_ref))
+        .fetch_optional(commands.pool())
+        .await?;
+        match stored {
+            Some(Some(stored)) if stored == sha256 => {
+                return Ok(Uploaded {
+                    media_ref,
+                    contact_id: contact_id.to_string(),
+                    mime_type: mime,
+                    size,
+                })
+            }
+            Some(_) => {
+                return Err(CommandError::Rejected(
+                    chronicle_domain::media::MediaError::MediaAlreadyStored.into(),
+                ))
+            }
+            None => {}
+        }
+    }
     let key = keys.key_for(tenant, contact_id).await?;
     let sealed = key.seal_bytes(tenant, contact_id, bytes, &mut OsRng);
     // The bytes first: the log never names an upload whose bytes are not stored. (An upload
@@ -91,9 +134,13 @@ pub async fn upload(
         .bind(tenant.as_str())
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    let stored = sqlx::query(
         "INSERT INTO media_blobs (tenant_id, media_ref, contact_id, ciphertext, sha256, size, mime_type)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (tenant_id, media_ref) DO UPDATE SET
+                ciphertext = EXCLUDED.ciphertext, size = EXCLUDED.size, mime_type = EXCLUDED.mime_type,
+                stored_at = now()
+          WHERE media_blobs.sha256 = EXCLUDED.sha256",
     )
     .bind(tenant.as_str())
     .bind(&media_ref)
@@ -103,7 +150,15 @@ pub async fn upload(
     .bind(i64::try_from(size).unwrap_or(i64::MAX))
     .bind(&mime)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if stored == 0 {
+        // Another file under this key (a first try stored it and failed to record it, or a
+        // concurrent upload): the key names that one.
+        return Err(CommandError::Rejected(
+            chronicle_domain::media::MediaError::MediaAlreadyStored.into(),
+        ));
+    }
     tx.commit().await?;
     let command = MediaCommand::RecordMediaUploaded(RecordMediaUploaded {
         media_ref: media_ref.clone(),

@@ -110,6 +110,16 @@ impl SenderConfig {
         }
     }
 
+    /// The time an upload of `bytes` may take: the request timeout and a second per 512 KiB
+    /// (a 16 MiB file: 32 s more), never more than half of `stale_after`, so the upload and the
+    /// message's own request together end before the claim is taken for a crashed sender's.
+    pub fn upload_timeout(&self, bytes: usize) -> Duration {
+        let transfer = Duration::from_secs(u64::try_from(bytes / (512 * 1024)).unwrap_or(u64::MAX));
+        (self.request_timeout + transfer)
+            .min(self.stale_after / 2)
+            .max(self.request_timeout)
+    }
+
     fn delay(&self, attempts: i32) -> Duration {
         backoff_delay(self.backoff, self.max_backoff, u32::try_from(attempts).unwrap_or(0))
     }
@@ -744,6 +754,11 @@ impl WhatsAppSender {
                     }
                     MediaSource::Upload { media_ref } => {
                         match read_media(&self.pool, self.keys.master(), &row.tenant, media_ref).await? {
+                            // Only a file of the message's own contact (the send's check
+                            // said so; this holds it whatever queued the message).
+                            MediaRead::Found(blob) if blob.contact_id != row.contact_id => {
+                                return Ok(Err(format!("the uploaded file {media_ref} is another contact's")));
+                            }
                             MediaRead::Found(blob) => {
                                 upload = Some(FileUpload {
                                     bytes: blob.bytes,
@@ -793,6 +808,7 @@ impl WhatsAppSender {
                 &[("messaging_product", "whatsapp"), ("type", &file.mime_type)],
                 ("file", &file.filename, &file.mime_type, &file.bytes),
             )
+            .timeout(self.config.upload_timeout(file.bytes.len()))
             .send()
             .await;
         let response = match response {
@@ -802,8 +818,10 @@ impl WhatsAppSender {
                     code: None,
                     title: if e.is_connect() {
                         "could not connect to the Graph API to upload the file".into()
+                    } else if e.is_timeout() {
+                        "the file's upload did not finish in time".into()
                     } else {
-                        format!("the file's upload failed: {e}")
+                        "the file's upload failed before the Graph API answered".into()
                     },
                 })
             }
@@ -1075,6 +1093,14 @@ mod tests {
         assert_eq!(body["template"]["components"][0]["parameters"][1]["text"], "Friday");
         let bare = render_template("263771000001", "hello", "en_US", &[]);
         assert!(bare["template"].get("components").is_none());
+    }
+
+    #[test]
+    fn an_upload_has_time_for_its_size_within_half_the_stale_claim() {
+        let config = SenderConfig::new("http://x", "t");
+        assert_eq!(config.upload_timeout(1000), Duration::from_secs(15));
+        assert_eq!(config.upload_timeout(16 * 1024 * 1024), Duration::from_secs(47));
+        assert_eq!(config.upload_timeout(usize::MAX), Duration::from_secs(60));
     }
 
     #[test]
