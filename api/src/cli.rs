@@ -83,6 +83,17 @@ pub enum Admin {
         #[arg(long)]
         phone_number_id: String,
     },
+    /// Map a WhatsApp Business Account id to a tenant: its templates are submitted there for
+    /// Meta's review, and the account's template status updates (kept until mapped) are the
+    /// tenant's.
+    MapAccount {
+        #[arg(long)]
+        tenant: String,
+        /// The WhatsApp Business Account id from Meta's Business Manager (entry.id in template
+        /// status deliveries).
+        #[arg(long)]
+        waba_id: String,
+    },
     /// Invite a person to a tenant with a role (the way to a tenant's first owner): prints the
     /// invitation token, valid 7 days, to hand to them; they accept it with a password at
     /// `POST /auth/accept-invitation`. Later users are invited by owners and admins in GraphQL
@@ -337,6 +348,17 @@ async fn run_admin(settings: Settings, admin: Admin) -> anyhow::Result<()> {
             let processed = state.workers.inbox.drain().await?;
             println!(
                 "phone-number id {phone_number_id} mapped to tenant {t}; {released} kept deliveries released, {} processed",
+                processed.done
+            );
+        }
+        Admin::MapAccount { tenant: t, waba_id } => {
+            let t = tenant(&t)?;
+            let pool = connect(&settings).await?;
+            let released = tenants::map_whatsapp_account(&pool, &t, &waba_id).await?;
+            let state = build_state(pool, &settings).await?;
+            let processed = state.workers.inbox.drain().await?;
+            println!(
+                "WhatsApp Business Account {waba_id} mapped to tenant {t}; {released} kept template updates released, {} processed",
                 processed.done
             );
         }

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `POST /sandbox/graph/v21.0/{phone_number_id}/messages` | the Cloud API's send (text, template, media by id or link, reply buttons, lists): a `wamid`, or the documented error of a number configured to fail |
 //! | `POST /sandbox/graph/v21.0/{phone_number_id}/media` | the media upload (multipart): the file's id |
+//! | `POST /sandbox/graph/v21.0/{waba_id}/message_templates` | a template's submission: its id, PENDING; a moment later its review comes back as a signed `message_template_status_update` (REJECTED with `INVALID_FORMAT` when the name starts with `reject`, APPROVED otherwise) |
 //! | `GET /sandbox/graph/v21.0/{media_id}` | the media URL lookup (`url`, `mime_type`, `sha256`, `file_size`) |
 //! | `GET /sandbox/media/{media_id}` | the media download |
 //! | `POST /sandbox/inbound` | (Chronicle's own) a customer writing in, as a signed webhook delivery |
@@ -191,8 +192,14 @@ impl Sandbox {
     /// Posts a Graph webhook body to Chronicle's own `/webhooks/whatsapp`, signed with the app
     /// secret, and returns Chronicle's answer.
     async fn deliver(&self, value: Value) -> Result<(), SandboxError> {
-        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "sandbox-waba", "changes": [
-            {"field": "messages", "value": value}]}]});
+        self.deliver_change("sandbox-waba", "messages", value).await
+    }
+
+    /// Posts one change (`field`, `value`) of the account `waba_id`, signed, to Chronicle's own
+    /// webhook.
+    async fn deliver_change(&self, waba_id: &str, field: &str, value: Value) -> Result<(), SandboxError> {
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": waba_id,
+            "time": chrono::Utc::now().timestamp(), "changes": [{"field": field, "value": value}]}]});
         let bytes = serde_json::to_vec(&body).map_err(|e| SandboxError::BadInput(e.to_string()))?;
         let signature = chronicle_commands::intake::whatsapp::sign(self.inner.app_secret.expose().as_bytes(), &bytes);
         let response = self
@@ -319,6 +326,37 @@ impl Sandbox {
         });
     }
 
+    /// Decides a submitted template a moment later, as Meta's review would: rejected
+    /// (`INVALID_FORMAT`) when its name starts with `reject`, approved otherwise; delivered as a
+    /// signed `message_template_status_update` of the account.
+    fn review_template(&self, waba_id: String, template_id: String, name: String, language: String) {
+        let sandbox = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(sandbox.inner.status_gap).await;
+            let rejected = name.starts_with("reject");
+            let value = json!({
+                "event": if rejected { "REJECTED" } else { "APPROVED" },
+                "message_template_id": template_id,
+                "message_template_name": name,
+                "message_template_language": language,
+                "reason": if rejected { "INVALID_FORMAT" } else { "NONE" },
+            });
+            for attempt in 1..=3u64 {
+                match sandbox
+                    .deliver_change(&waba_id, "message_template_status_update", value.clone())
+                    .await
+                {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, attempt, "sandbox: template review not taken; retrying");
+                        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                    }
+                }
+            }
+            tracing::error!("sandbox: template review given up");
+        });
+    }
+
     fn authorized(&self, headers: &HeaderMap) -> bool {
         let presented = headers
             .get(header::AUTHORIZATION)
@@ -360,6 +398,11 @@ fn unauthorized() -> Response {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(&format!("{GRAPH_PATH}/{{number}}/messages"), post(send))
+        // The account's id sits where a number's does (one route parameter per position).
+        .route(
+            &format!("{GRAPH_PATH}/{{number}}/message_templates"),
+            post(submit_template),
+        )
         .route(&format!("{GRAPH_PATH}/{{media_id}}"), get(describe_media))
         .route("/sandbox/media/{media_id}", get(download_media))
         .route("/sandbox/inbound", post(play_inbound))
@@ -433,6 +476,55 @@ async fn send(State(state): State<AppState>, Path(number): Path<String>, headers
         "messages": [{"id": wamid}],
     }))
     .into_response()
+}
+
+/// `POST {GRAPH_PATH}/{waba_id}/message_templates`: the template submission, answered like
+/// Meta (`id`, `status: PENDING`, `category`), then reviewed a moment later
+/// ([`Sandbox::review_template`]).
+async fn submit_template(
+    State(state): State<AppState>,
+    Path(waba_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return off();
+    };
+    if !sandbox.authorized(&headers) {
+        return unauthorized();
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Invalid parameter",
+            "The request body is not JSON.",
+        );
+    };
+    let text = |name: &str| payload[name].as_str().filter(|v| !v.is_empty()).map(str::to_string);
+    let has_body = payload["components"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "BODY" && c["text"].as_str().is_some_and(|t| !t.is_empty()))
+    });
+    let (Some(name), Some(language), Some(category)) = (text("name"), text("language"), text("category")) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Invalid parameter",
+            "A template has a name, a language and a category.",
+        );
+    };
+    if !has_body {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Invalid parameter",
+            "A template has a BODY component.",
+        );
+    }
+    let id = sandbox.next_id("sandbox-tpl-");
+    sandbox.review_template(waba_id, id.clone(), name, language);
+    Json(json!({"id": id, "status": "PENDING", "category": category})).into_response()
 }
 
 /// The message types the sandbox accepts.

@@ -818,6 +818,50 @@ async fn in_development_mode_sends_go_to_the_whatsapp_sandbox_and_statuses_come_
         assert_eq!(sent["state"], "sent", "{key}: {sent}");
     }
 
+    // Templates go to the sandbox's review: approved, or rejected when the name says so.
+    let submitted = sandbox
+        .graphql(
+            &token,
+            "mutation {
+               a: submitTemplate(input: {name: \"sandbox_check\", language: \"en\", category: UTILITY,
+                                         body: \"Hello {{1}}\", footer: \"Sandbox\"}) { id }
+               b: submitTemplate(input: {name: \"reject_me\", language: \"en\", category: UTILITY,
+                                         body: \"Hello {{1}}\"}) { id }
+             }",
+        )
+        .await;
+    assert!(submitted.get("errors").is_none(), "{submitted}");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let reply = sandbox
+            .graphql(
+                &token,
+                "{ templates(first: 100) { nodes { name status rejectionReason providerTemplateId } } }",
+            )
+            .await;
+        let nodes = reply["data"]["templates"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let of = |name: &str| nodes.iter().find(|n| n["name"] == name).cloned().unwrap_or_default();
+        let (check, reject) = (of("sandbox_check"), of("reject_me"));
+        if check["status"] == "APPROVED" && reject["status"] == "REJECTED" {
+            assert!(
+                check["providerTemplateId"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("sandbox-tpl-")),
+                "{check}"
+            );
+            assert_eq!(reject["rejectionReason"], "INVALID_FORMAT");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "templates not reviewed within 180 s: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // A number configured to fail (ending in 131047): the failure is recorded with WhatsApp's
     // code and the metered send is refunded.
     let setup = sandbox

@@ -457,6 +457,7 @@ impl FollowUpWorker {
             name: row.template_name.clone().unwrap_or_default(),
             language: row.language.clone().unwrap_or_default(),
             parameters: Vec::new(),
+            header: None,
         };
         // Metered like a user's send (the one metered send of `outbound`): paid before it is
         // queued, refunded if the conversation refuses it; a wallet that cannot pay fails the

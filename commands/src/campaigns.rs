@@ -735,6 +735,7 @@ impl CampaignRunner {
                 name: definition.template_name.clone(),
                 language: definition.language.clone(),
                 parameters: definition.variables.clone(),
+                header: None,
             };
             let key = message_key(campaign_id, recipient);
             match queue(&self.commands, &self.keys, recipient, &key, outgoing, metadata).await {

@@ -97,6 +97,86 @@ pub async fn map_whatsapp_number(pool: &PgPool, tenant: &TenantId, phone_number_
     Ok(released)
 }
 
+/// Maps a WhatsApp Business Account id to `tenant` (its templates are submitted there, and its
+/// template status updates are the tenant's), and releases the template updates kept for it.
+/// Refused when the tenant does not exist or the account is another tenant's. Returns how many
+/// kept updates were released.
+pub async fn map_whatsapp_account(pool: &PgPool, tenant: &TenantId, waba_id: &str) -> Result<u64, CommandError> {
+    let waba_id = waba_id.trim();
+    if waba_id.is_empty()
+        || waba_id.len() > 64
+        || !waba_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(CommandError::InvalidInput(format!(
+            "{waba_id:?} is not a WhatsApp Business Account id (digits, as Meta shows it)"
+        )));
+    }
+    if !tenant_exists(pool, tenant).await? {
+        return Err(CommandError::InvalidInput(format!(
+            "no tenant {tenant}; create it first"
+        )));
+    }
+    let mut tx = pool.begin().await?;
+    let owner: String = sqlx::query_scalar(
+        "WITH ins AS (INSERT INTO whatsapp_accounts (waba_id, tenant_id) VALUES ($1, $2)
+                      ON CONFLICT (waba_id) DO NOTHING RETURNING tenant_id)
+         SELECT tenant_id FROM ins
+         UNION ALL
+         SELECT tenant_id FROM whatsapp_accounts WHERE waba_id = $1
+         LIMIT 1",
+    )
+    .bind(waba_id)
+    .bind(tenant.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if owner != tenant.as_str() {
+        return Err(CommandError::InvalidInput(format!(
+            "WhatsApp Business Account {waba_id} is already mapped to tenant {owner}"
+        )));
+    }
+    let released = sqlx::query(
+        "UPDATE webhook_inbox SET state = 'pending', claimed_until = NULL
+          WHERE state = 'unmapped' AND kind = 'template_status' AND phone_number_id = $1",
+    )
+    .bind(waba_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    // Submissions waiting for an account go now.
+    sqlx::query("UPDATE template_submissions SET next_attempt_at = now() WHERE tenant_id = $1 AND state = 'pending'")
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// The tenant a WhatsApp Business Account id is mapped to.
+pub async fn tenant_of_account(pool: &PgPool, waba_id: &str) -> Result<Option<TenantId>, CommandError> {
+    let tenant: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM whatsapp_accounts WHERE waba_id = $1")
+        .bind(waba_id)
+        .fetch_optional(pool)
+        .await?;
+    match tenant {
+        None => Ok(None),
+        Some(t) => TenantId::parse(&t)
+            .map(Some)
+            .map_err(|e| CommandError::InvalidInput(e.to_string())),
+    }
+}
+
+/// The tenant's WhatsApp Business Account id (the first mapped), where its templates go.
+pub async fn account_of_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Option<String>, CommandError> {
+    Ok(sqlx::query_scalar(
+        "SELECT waba_id FROM whatsapp_accounts WHERE tenant_id = $1 ORDER BY mapped_at, waba_id LIMIT 1",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(pool)
+    .await?)
+}
+
 /// The tenant a WhatsApp phone-number id is mapped to.
 pub async fn tenant_of_number(pool: &PgPool, phone_number_id: &str) -> Result<Option<TenantId>, CommandError> {
     let tenant: Option<String> =

@@ -184,6 +184,7 @@ impl MessagesProjector {
                         name,
                         language,
                         parameters,
+                        ..
                     } => (
                         self.open(db, keys, &tenant, &contact_id, parameters).await?,
                         Some(name.clone()),

@@ -24,7 +24,8 @@ impl Fold for TemplatesProjector {
     const NAME: &'static str = NAME;
     const EVENT_TYPES: &'static [&'static str] = TemplateEvent::TYPES;
     const AGGREGATES: &'static [&'static str] = &["Template"];
-    const TABLES: &'static [&'static str] = &["templates"];
+    const TABLES: &'static [&'static str] = &["templates", "template_submission_feed"];
+    const FEEDS: &'static [&'static str] = &["template_submission_feed"];
 
     async fn apply_one(&self, db: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
         let parsed: TemplateEvent = payload(event)?;
@@ -39,21 +40,39 @@ impl Fold for TemplatesProjector {
                 variable_count,
                 version,
                 at,
+                header,
+                footer,
             } => {
-                let buttons = serde_json::to_value(&buttons).map_err(|e| ProjectionError::Decode {
+                let decode = |e| ProjectionError::Decode {
                     position: event.global_position,
                     source: e,
-                })?;
+                };
+                let buttons = serde_json::to_value(&buttons).map_err(decode)?;
+                let header = header.map(|h| serde_json::to_value(&h)).transpose().map_err(decode)?;
+                // The submission to Meta's review (the sender's feed).
+                sqlx::query(
+                    "INSERT INTO template_submission_feed (tenant_id, template_id, version, correlation_id, position)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (tenant_id, template_id, version) DO NOTHING",
+                )
+                .bind(&event.tenant_id)
+                .bind(&template_id)
+                .bind(i32::try_from(version).unwrap_or(i32::MAX))
+                .bind(event.metadata["correlation_id"].as_str().unwrap_or_default())
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
                 sqlx::query(
                     "INSERT INTO templates AS t (tenant_id, template_id, name, language, category, body, buttons,
-                            variable_count, version, status, submitted_at, last_position)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11)
+                            variable_count, version, status, submitted_at, last_position, header, footer)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13)
                      ON CONFLICT (tenant_id, template_id) DO UPDATE SET
                             category = EXCLUDED.category, body = EXCLUDED.body, buttons = EXCLUDED.buttons,
                             variable_count = EXCLUDED.variable_count, version = EXCLUDED.version,
                             status = 'pending', provider_template_id = NULL, rejection_reason = NULL,
                             submitted_at = EXCLUDED.submitted_at, decided_at = NULL,
-                            last_position = EXCLUDED.last_position
+                            last_position = EXCLUDED.last_position, header = EXCLUDED.header,
+                            footer = EXCLUDED.footer, status_reason = NULL
                       WHERE t.last_position < EXCLUDED.last_position",
                 )
                 .bind(&event.tenant_id)
@@ -67,6 +86,8 @@ impl Fold for TemplatesProjector {
                 .bind(i32::try_from(version).unwrap_or(i32::MAX))
                 .bind(at)
                 .bind(event.global_position)
+                .bind(header)
+                .bind(footer)
                 .execute(&mut *db)
                 .await?;
             }
@@ -77,12 +98,45 @@ impl Fold for TemplatesProjector {
             } => {
                 sqlx::query(
                     "UPDATE templates SET status = 'approved', provider_template_id = $3, decided_at = $4,
-                            last_position = $5
+                            last_position = $5, status_reason = NULL
                       WHERE tenant_id = $1 AND template_id = $2 AND last_position < $5",
                 )
                 .bind(&event.tenant_id)
                 .bind(&template_id)
                 .bind(provider_template_id)
+                .bind(at)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
+            TemplateEvent::TemplateSentForReview {
+                provider_template_id, ..
+            } => {
+                sqlx::query(
+                    "UPDATE templates SET provider_template_id = $3, last_position = $4
+                      WHERE tenant_id = $1 AND template_id = $2 AND last_position < $4",
+                )
+                .bind(&event.tenant_id)
+                .bind(&template_id)
+                .bind(provider_template_id)
+                .bind(event.global_position)
+                .execute(&mut *db)
+                .await?;
+            }
+            TemplateEvent::TemplatePaused { reason, at, .. } | TemplateEvent::TemplateDisabled { reason, at, .. } => {
+                let status = if matches!(parsed_kind(&event.event_type), Some("paused")) {
+                    "paused"
+                } else {
+                    "disabled"
+                };
+                sqlx::query(
+                    "UPDATE templates SET status = $3, status_reason = $4, decided_at = $5, last_position = $6
+                      WHERE tenant_id = $1 AND template_id = $2 AND last_position < $6",
+                )
+                .bind(&event.tenant_id)
+                .bind(&template_id)
+                .bind(status)
+                .bind(reason)
                 .bind(at)
                 .bind(event.global_position)
                 .execute(&mut *db)
@@ -107,6 +161,11 @@ impl Fold for TemplatesProjector {
     }
 }
 
+/// `paused` for a `TemplatePaused` event.
+fn parsed_kind(event_type: &str) -> Option<&'static str> {
+    (event_type == "TemplatePaused").then_some("paused")
+}
+
 /// One template as dashboards see it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TemplateRow {
@@ -122,6 +181,11 @@ pub struct TemplateRow {
     pub status: String,
     pub provider_template_id: Option<String>,
     pub rejection_reason: Option<String>,
+    /// `{"type": "text", "text"}` or `{"type": "media", "format"}`.
+    pub header: Option<Value>,
+    pub footer: Option<String>,
+    /// Why WhatsApp paused or disabled it, while so.
+    pub status_reason: Option<String>,
     pub submitted_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
 }
@@ -143,7 +207,7 @@ pub async fn list(
     let mut tx = begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(
         "SELECT template_id, name, language, category, body, buttons, variable_count, version, status,
-                provider_template_id, rejection_reason, submitted_at, decided_at
+                provider_template_id, rejection_reason, submitted_at, decided_at, header, footer, status_reason
            FROM templates
           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
             AND ($3::text IS NULL OR (name, language) > ($3, $4))
@@ -173,6 +237,9 @@ pub async fn list(
                 status: r.try_get("status")?,
                 provider_template_id: r.try_get("provider_template_id")?,
                 rejection_reason: r.try_get("rejection_reason")?,
+                header: r.try_get("header")?,
+                footer: r.try_get("footer")?,
+                status_reason: r.try_get("status_reason")?,
                 submitted_at: r.try_get("submitted_at")?,
                 decided_at: r.try_get("decided_at")?,
             })

@@ -124,6 +124,7 @@ impl Driver<'_> {
                 name: "kit_follow_up".into(),
                 language: "en".into(),
                 parameters: key.seal(&tenant, conversation, "[\"Tendai\"]", &mut OsRng),
+                header: None,
             }
         } else {
             OutboundBody::FreeForm {

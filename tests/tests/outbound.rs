@@ -148,6 +148,8 @@ async fn approve_template(app: &TestApp, tenant_id: &str) {
             body: "Hello {{1}}, your kit ships {{2}}.".into(),
             buttons: vec![],
             at: chrono::Utc::now(),
+            header: None,
+            footer: None,
         }),
         TemplateCommand::ApproveTemplate {
             provider_template_id: "wa-tpl-1".into(),

@@ -2345,6 +2345,8 @@ async fn approve_payment_template(app: &TestApp) {
             body: "Please pay {{1}} here: {{2}} (open until {{3}}).".into(),
             buttons: vec![],
             at: chrono::Utc::now(),
+            header: None,
+            footer: None,
         }),
         TemplateCommand::ApproveTemplate {
             provider_template_id: "wa-tpl-pay".into(),

@@ -11,7 +11,9 @@ use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, SimpleOb
 use chronicle_commands::contacts::{ConsentKeyword, ContactService};
 use chronicle_commands::keystore::KeyStore;
 use chronicle_domain::contact::{ConsentSource, ContactCommand, Tag};
-use chronicle_domain::template::{ButtonKind, SubmitTemplate, TemplateButton, TemplateCategory, TemplateCommand};
+use chronicle_domain::template::{
+    ButtonKind, HeaderFormat, SubmitTemplate, TemplateButton, TemplateCategory, TemplateCommand, TemplateHeader,
+};
 use chronicle_projections::contacts::{self as read, ContactFilter, ContactRow};
 use chronicle_projections::templates::{self as template_read, TemplateRow};
 use chrono::{DateTime, Utc};
@@ -121,6 +123,12 @@ pub enum TemplateStatus {
     Approved,
     /// Rejected by WhatsApp (see `rejectionReason`); it may be submitted again, changed.
     Rejected,
+    /// Paused by WhatsApp (its quality fell; see `statusReason`): not sent until WhatsApp
+    /// reinstates it.
+    Paused,
+    /// Disabled by WhatsApp (see `statusReason`): never sent again; it may be submitted again,
+    /// changed.
+    Disabled,
 }
 
 impl TemplateStatus {
@@ -129,6 +137,8 @@ impl TemplateStatus {
             Self::Pending => "pending",
             Self::Approved => "approved",
             Self::Rejected => "rejected",
+            Self::Paused => "paused",
+            Self::Disabled => "disabled",
         }
     }
 
@@ -136,6 +146,8 @@ impl TemplateStatus {
         match s {
             "approved" => Self::Approved,
             "rejected" => Self::Rejected,
+            "paused" => Self::Paused,
+            "disabled" => Self::Disabled,
             _ => Self::Pending,
         }
     }
@@ -191,6 +203,31 @@ pub struct SubmitTemplateInput {
     /// buttons (`TOO_MANY_BUTTONS_OF_KIND`); default none.
     #[graphql(default)]
     pub buttons: Vec<TemplateButtonInput>,
+    /// A header: a text of 1 to 60 characters with at most one variable `{{1}}` (filled per
+    /// send), or a media whose file each send links (else `INVALID_HEADER`); default none.
+    pub header: Option<TemplateHeaderInput>,
+    /// A footer of 1 to 60 characters without variables (else `INVALID_FOOTER`); default none.
+    pub footer: Option<String>,
+}
+
+/// A template's header: give exactly one of `text` and `media`.
+#[derive(InputObject, Debug, Clone)]
+pub struct TemplateHeaderInput {
+    /// A text header, at most 60 characters, at most one variable `{{1}}`.
+    pub text: Option<String>,
+    /// A media header: the kind of file each send links.
+    pub media: Option<TemplateHeaderMedia>,
+}
+
+/// The file a media header shows.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TemplateHeaderMedia {
+    /// A JPEG or PNG image.
+    Image,
+    /// An MP4 video.
+    Video,
+    /// A PDF document.
+    Document,
 }
 
 /// A WhatsApp message template and its review.
@@ -215,10 +252,18 @@ pub struct Template {
     pub version: i32,
     /// Where the latest version's review stands.
     pub status: TemplateStatus,
-    /// WhatsApp's id of the approved template; null unless APPROVED.
+    /// WhatsApp's id of the template, once WhatsApp took the latest version for review; null
+    /// before.
     pub provider_template_id: Option<String>,
     /// Why WhatsApp rejected it; null unless REJECTED.
     pub rejection_reason: Option<String>,
+    /// Why WhatsApp paused or disabled it, when it said; null otherwise.
+    pub status_reason: Option<String>,
+    /// The header: `{type: "text", text}` or `{type: "media", format}` (image, video,
+    /// document); null when none.
+    pub header: Option<async_graphql::Json<serde_json::Value>>,
+    /// The footer; null when none.
+    pub footer: Option<String>,
     /// When the latest version was submitted (RFC 3339).
     pub submitted_at: DateTime<Utc>,
     /// When the latest version was approved or rejected (RFC 3339); null while PENDING.
@@ -239,6 +284,9 @@ impl From<TemplateRow> for Template {
             status: TemplateStatus::parse(&row.status),
             provider_template_id: row.provider_template_id,
             rejection_reason: row.rejection_reason,
+            status_reason: row.status_reason,
+            header: row.header.map(async_graphql::Json),
+            footer: row.footer,
             submitted_at: row.submitted_at,
             decided_at: row.decided_at,
         }
@@ -528,11 +576,16 @@ impl ContactsMutation {
         .await
     }
 
-    /// Submits a template for WhatsApp's review (PENDING). Returns the template's id,
-    /// `tpl_<name>_<language>`. A rejected template may be submitted again only changed
-    /// (`UNCHANGED_SINCE_REJECTION`); a pending or approved one only unchanged, which changes
-    /// nothing (`TEMPLATE_LOCKED` otherwise). Owner and admin only (others get `FORBIDDEN`); the
-    /// input's rules add their own refusals, and `CONFLICT`.
+    /// Submits a template for WhatsApp's review (PENDING): the WhatsApp sender submits it to the
+    /// tenant's WhatsApp Business Account (`POST /{waba-id}/message_templates`), records
+    /// WhatsApp's id (`providerTemplateId`), and WhatsApp's decision arrives by webhook
+    /// (APPROVED, REJECTED with its reason, later PAUSED or DISABLED); in development mode the
+    /// sandbox decides. Returns the template's id, `tpl_<name>_<language>`. A rejected or
+    /// disabled template may be submitted again only changed (`UNCHANGED_SINCE_REJECTION`); a
+    /// pending, approved or paused one only unchanged, which changes nothing (`TEMPLATE_LOCKED`
+    /// otherwise). Owner and admin only (others get `FORBIDDEN`); the input's rules add their
+    /// own refusals (`INVALID_INPUT` for a header with both or neither of text and media), and
+    /// `CONFLICT`.
     async fn submit_template(
         &self,
         ctx: &Context<'_>,
@@ -562,6 +615,31 @@ impl ContactsMutation {
                     })
                     .collect(),
                 at: Utc::now(),
+                header: match input.header {
+                    None => None,
+                    Some(TemplateHeaderInput {
+                        text: Some(text),
+                        media: None,
+                    }) => Some(TemplateHeader::Text { text }),
+                    Some(TemplateHeaderInput {
+                        text: None,
+                        media: Some(media),
+                    }) => Some(TemplateHeader::Media {
+                        format: match media {
+                            TemplateHeaderMedia::Image => HeaderFormat::Image,
+                            TemplateHeaderMedia::Video => HeaderFormat::Video,
+                            TemplateHeaderMedia::Document => HeaderFormat::Document,
+                        },
+                    }),
+                    Some(_) => {
+                        return Err(ApiError::bad_request(
+                            "INVALID_INPUT",
+                            "a header is a `text` or a `media`, not both and not neither",
+                        ))
+                        .gql()
+                    }
+                },
+                footer: input.footer,
             });
             Self::template(ctx, &input.name, &input.language, command).await
         })

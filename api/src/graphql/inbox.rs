@@ -643,11 +643,14 @@ impl InboxMutation {
         send(ctx, conversation_id, idempotency_key, Outgoing::Text(text)).await
     }
 
-    /// Queues an approved template with its body parameters (allowed outside the window).
-    /// Refused when the template is not approved (`TEMPLATE_NOT_APPROVED`), its name or language
-    /// is blank (`INCOMPLETE_TEMPLATE`), or the contact opted out (`CONTACT_OPTED_OUT`). Owner,
+    /// Queues an approved template with its body parameters and header parameter (allowed
+    /// outside the window). Refused when the template is not approved now
+    /// (`TEMPLATE_NOT_APPROVED`: pending, rejected, paused or disabled by WhatsApp), its
+    /// parameters do not fit it (`WRONG_PARAMETER_COUNT`, `HEADER_PARAMETER_MISMATCH`), its name
+    /// or language is blank (`INCOMPLETE_TEMPLATE`), or the contact opted out (`CONTACT_OPTED_OUT`). Owner,
     /// admin, agent (anyone else gets `FORBIDDEN`); metered like `sendMessage`
     /// (`INSUFFICIENT_BALANCE`). Returns the conversation id and its log position.
+    #[allow(clippy::too_many_arguments)]
     async fn send_template(
         &self,
         ctx: &Context<'_>,
@@ -666,6 +669,10 @@ impl InboxMutation {
             desc = "The caller's key for this send, 1 to 200 characters after trimming (else `BAD_IDEMPOTENCY_KEY`), unique per conversation: a repeated key queues and charges nothing again."
         )]
         idempotency_key: String,
+        #[graphql(
+            desc = "The header's parameter: the text of a text header's `{{1}}`, or the http(s) link to a media header's file; required by such headers and refused by any other (`HEADER_PARAMETER_MISMATCH`)."
+        )]
+        header_parameter: Option<String>,
     ) -> async_graphql::Result<Receipt> {
         send(
             ctx,
@@ -675,6 +682,7 @@ impl InboxMutation {
                 name,
                 language,
                 parameters,
+                header: header_parameter,
             },
         )
         .await

@@ -438,8 +438,19 @@ async fn post_graphql(
                 ApiError::Unavailable("uploads are closed".into()),
             );
         };
-        return match receive_multipart(&headers, body).await {
-            Ok(request) => run(state, correlation, caller, &headers, media, Ok(request), &Method::POST).await,
+        return match Box::pin(receive_multipart(&headers, body)).await {
+            Ok(request) => {
+                Box::pin(run(
+                    state,
+                    correlation,
+                    caller,
+                    &headers,
+                    media,
+                    Ok(request),
+                    &Method::POST,
+                ))
+                .await
+            }
             Err(MultipartRefusal::TooLarge) => too_large(media, limit),
             Err(MultipartRefusal::Bad(e)) => request_error(media, e),
         };
@@ -473,7 +484,7 @@ async fn post_graphql(
     };
     match params {
         Ok(params) => {
-            run(
+            Box::pin(run(
                 state,
                 correlation,
                 caller,
@@ -481,7 +492,7 @@ async fn post_graphql(
                 media,
                 params.into_request(),
                 &Method::POST,
-            )
+            ))
             .await
         }
         Err(e) => request_error(media, e),
@@ -573,7 +584,7 @@ async fn get_graphql(
     };
     match Params::from_url(raw.as_deref()) {
         Ok(params) => {
-            run(
+            Box::pin(run(
                 state,
                 correlation,
                 caller,
@@ -581,7 +592,7 @@ async fn get_graphql(
                 media,
                 params.into_request(),
                 &Method::GET,
-            )
+            ))
             .await
         }
         Err(e) => request_error(media, e),
@@ -682,7 +693,7 @@ async fn run(
     let executor = Limited(state.schema.clone(), state.pool.clone());
     // A panic while the request runs (a defect: ours, or a library's on an input it did not
     // expect) answers this request alone, as an internal error.
-    let mut response = match std::panic::AssertUnwindSafe(executor.execute(request).instrument(span))
+    let mut response = match std::panic::AssertUnwindSafe(Box::pin(executor.execute(request).instrument(span)))
         .catch_unwind()
         .await
     {

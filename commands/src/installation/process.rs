@@ -373,6 +373,7 @@ impl InstallationWorker {
                 name: self.config.template_name.clone(),
                 language: self.config.language.clone(),
                 parameters: Vec::new(),
+                header: None,
             };
             match queue(
                 self.service.commands(),

@@ -39,7 +39,7 @@ use sqlx::{PgPool, Row};
 use tracing::Instrument;
 
 use super::telephony::{parse_call_status, CallStatusReport, PROVIDER as TELEPHONY_PROVIDER};
-use super::whatsapp::{DeliveryItem, PROVIDER};
+use super::whatsapp::{DeliveryItem, PROVIDER, TEMPLATE_STATUS_KIND};
 use crate::calls::CallIntake;
 use crate::contacts::{consent_keyword, ConsentKeyword, ContactService, Handle};
 use crate::dispatch::Commands;
@@ -270,6 +270,18 @@ impl InboxProcessor {
                     processed.failed += 1;
                     continue;
                 }
+                None if row.kind == TEMPLATE_STATUS_KIND => {
+                    // The account's id decides the tenant of a template update.
+                    let cached = format!("waba:{number}");
+                    match tenants.get(&cached) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t = crate::tenants::tenant_of_account(&self.pool, &number).await?;
+                            tenants.insert(cached, t.clone());
+                            t
+                        }
+                    }
+                }
                 None => match tenants.get(&number) {
                     Some(t) => t.clone(),
                     None => {
@@ -341,14 +353,22 @@ impl InboxProcessor {
         let parked = sqlx::query(
             "UPDATE webhook_inbox SET state = 'unmapped', claimed_until = NULL
               WHERE inbox_id = $1
-                AND NOT EXISTS (SELECT 1 FROM whatsapp_numbers WHERE phone_number_id = $2)",
+                AND NOT EXISTS (SELECT 1 FROM whatsapp_numbers WHERE phone_number_id = $2)
+                AND NOT EXISTS (SELECT 1 FROM whatsapp_accounts WHERE waba_id = $2)",
         )
         .bind(row.inbox_id)
         .bind(number)
         .execute(&self.pool)
         .await?
         .rows_affected();
-        if parked == 1 {
+        if parked == 1 && row.kind == TEMPLATE_STATUS_KIND {
+            tracing::warn!(
+                inbox.id = row.inbox_id,
+                whatsapp.waba_id = %number,
+                "template status update for a WhatsApp Business Account no tenant owns: kept as unmapped; \
+                 map it with `chronicle admin map-account --tenant <id> --waba-id {number}` and it will be processed"
+            );
+        } else if parked == 1 {
             tracing::warn!(
                 inbox.id = row.inbox_id,
                 whatsapp.phone_number_id = %number,
@@ -362,6 +382,66 @@ impl InboxProcessor {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Records WhatsApp's review of a template (`message_template_status_update`) on the
+    /// template's stream (`tpl_<name>_<language>`): `APPROVED` and `REINSTATED` approve it
+    /// (with Meta's id), `REJECTED` rejects it with Meta's reason, `PAUSED` pauses it, `DISABLED`
+    /// (and `PENDING_DELETION`, `DELETED`) disable it. Other events (`FLAGGED`, `IN_APPEAL`,
+    /// `PENDING`) change nothing a send depends on and are done. An update the template refuses
+    /// (a template this tenant never submitted, one not pending) is kept as failed.
+    async fn process_template_status(&self, tenant: &TenantId, row: &Claimed) -> Outcome {
+        use chronicle_domain::template::TemplateCommand;
+        let update = &row.payload["update"];
+        let text = |name: &str| update[name].as_str().map(str::to_string);
+        let (Some(event), Some(name), Some(language)) = (
+            text("event"),
+            text("message_template_name"),
+            text("message_template_language"),
+        ) else {
+            return Outcome::Failed("the template update names no event, template or language".into());
+        };
+        let provider_id = match &update["message_template_id"] {
+            serde_json::Value::Number(n) => n.to_string(),
+            other => other.as_str().unwrap_or_default().to_string(),
+        };
+        let reason = text("reason").filter(|r| !r.trim().is_empty() && r != "NONE");
+        let at = Utc::now();
+        let command = match event.as_str() {
+            "APPROVED" | "REINSTATED" => TemplateCommand::ApproveTemplate {
+                provider_template_id: provider_id,
+                at,
+            },
+            "REJECTED" => TemplateCommand::RejectTemplate {
+                reason: reason.unwrap_or_else(|| "REJECTED".into()),
+                at,
+            },
+            "PAUSED" => TemplateCommand::PauseTemplate { reason, at },
+            "DISABLED" | "PENDING_DELETION" | "DELETED" => TemplateCommand::DisableTemplate { reason, at },
+            other => {
+                tracing::info!(template.event = %other, "a template update that changes nothing a send depends on");
+                return Outcome::Done;
+            }
+        };
+        let metadata = CommandMetadata {
+            tenant_id: tenant.clone(),
+            actor: Actor::System {
+                component: "whatsapp-webhook".into(),
+            },
+            correlation_id: row.correlation_id.clone(),
+            causation_id: format!("inbox:{}", row.inbox_id),
+        };
+        match self
+            .commands
+            .template(&format!("tpl_{name}_{language}"), command, &metadata)
+            .await
+        {
+            Ok(_) => Outcome::Done,
+            Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
+                Outcome::Failed(e.to_string())
+            }
+            Err(e) => Outcome::Retry(e.to_string()),
+        }
     }
 
     /// Records a call-status callback as a call.
@@ -398,6 +478,9 @@ impl InboxProcessor {
     async fn process_row(&self, tenant: &TenantId, row: &Claimed) -> Outcome {
         if row.kind == CALL_STATUS_KIND {
             return self.process_call_status(tenant, row).await;
+        }
+        if row.kind == TEMPLATE_STATUS_KIND {
+            return self.process_template_status(tenant, row).await;
         }
         let metadata = CommandMetadata {
             tenant_id: tenant.clone(),
@@ -582,7 +665,9 @@ pub async fn release_mapped(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "UPDATE webhook_inbox i SET state = 'pending', claimed_until = NULL
           WHERE i.state = 'unmapped'
-            AND EXISTS (SELECT 1 FROM whatsapp_numbers w WHERE w.phone_number_id = i.phone_number_id)",
+            AND (EXISTS (SELECT 1 FROM whatsapp_numbers w WHERE w.phone_number_id = i.phone_number_id)
+                 OR (i.kind = 'template_status'
+                     AND EXISTS (SELECT 1 FROM whatsapp_accounts a WHERE a.waba_id = i.phone_number_id)))",
     )
     .execute(pool)
     .await?

@@ -49,6 +49,9 @@ pub struct MalformedDelivery(pub String);
 pub enum ItemKind {
     Message,
     Status,
+    /// A `message_template_status_update` of the WhatsApp Business Account; its row keeps the
+    /// account's id (`entry.id`) where a message's keeps the phone-number id.
+    TemplateStatus,
 }
 
 impl ItemKind {
@@ -57,6 +60,7 @@ impl ItemKind {
         match self {
             Self::Message => "message",
             Self::Status => "status",
+            Self::TemplateStatus => TEMPLATE_STATUS_KIND,
         }
     }
 }
@@ -119,6 +123,36 @@ fn array<'a>(value: &'a Value, name: &str, context: &str) -> Result<&'a [Value],
     }
 }
 
+/// The inbox kind of a template status update.
+pub const TEMPLATE_STATUS_KIND: &str = "template_status";
+
+/// A `message_template_status_update` change: the account's id (`entry.id`), the template's
+/// id, name and language, and the event (`APPROVED`, `REJECTED`, `PAUSED`, …) are required.
+/// Its dedupe key is the template, the event and the delivery's time (`entry.time`), so a
+/// repeated delivery is kept once and a later change of the same kind is kept again.
+fn template_status(entry: &Value, change: &Value, ectx: &str, ctx: &str) -> Result<DeliveryItem, MalformedDelivery> {
+    let waba_id = field(entry, "id", ectx)?;
+    let value = change
+        .get("value")
+        .ok_or_else(|| MalformedDelivery(format!("{ctx}: `value` is missing")))?;
+    let vctx = format!("{ctx}.value");
+    let event = field(value, "event", &vctx)?;
+    let template_id = match value.get("message_template_id") {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(MalformedDelivery(format!("{vctx}: `message_template_id` is missing"))),
+    };
+    field(value, "message_template_name", &vctx)?;
+    field(value, "message_template_language", &vctx)?;
+    let time = entry.get("time").map(Value::to_string).unwrap_or_default();
+    Ok(DeliveryItem {
+        dedupe_key: format!("template:{template_id}:{event}:{time}"),
+        phone_number_id: waba_id.to_string(),
+        kind: ItemKind::TemplateStatus,
+        payload: json!({ "update": value }),
+    })
+}
+
 /// Parses a delivery into its items, refusing the whole delivery if any part is malformed (so
 /// a 400 never leaves half a delivery stored).
 pub fn parse_delivery(body: &[u8]) -> Result<Vec<DeliveryItem>, MalformedDelivery> {
@@ -141,6 +175,10 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<DeliveryItem>, MalformedDeliver
     for (e, entry) in entries.iter().enumerate() {
         for (c, change) in array(entry, "changes", &format!("entry[{e}]"))?.iter().enumerate() {
             let ctx = format!("entry[{e}].changes[{c}]");
+            if change.get("field").and_then(Value::as_str) == Some("message_template_status_update") {
+                items.push(template_status(entry, change, &format!("entry[{e}]"), &ctx)?);
+                continue;
+            }
             if change.get("field").and_then(Value::as_str) != Some("messages") {
                 continue; // account updates and other fields are not inbox items
             }

@@ -15,7 +15,9 @@ pub mod media;
 pub mod whatsapp;
 
 use chronicle_domain::conversation::rich::{present, Interactive, MediaMessage, MediaSource};
-use chronicle_domain::conversation::{Consent, ConversationCommand, ConversationError, OutboundBody, OutboundRequest};
+use chronicle_domain::conversation::{
+    Consent, ConversationCommand, ConversationError, HeaderParameter, OutboundBody, OutboundRequest,
+};
 use chronicle_domain::metadata::CommandMetadata;
 use chrono::Utc;
 use rand::rngs::OsRng;
@@ -120,6 +122,9 @@ pub enum Outgoing {
         name: String,
         language: String,
         parameters: Vec<String>,
+        /// The header's parameter: the text of a text header's `{{1}}`, or a media header's
+        /// link; `None` for a template whose header takes none.
+        header: Option<String>,
     },
     /// An image, audio, video, document or sticker, by link or by an upload's media ref.
     Media(MediaMessage),
@@ -150,25 +155,28 @@ pub async fn check_outgoing(
 }
 
 /// Refuses with `WRONG_PARAMETER_COUNT` a send of an approved template whose parameters are
-/// not one per variable (`{{1}}`, `{{2}}`, …); a template that is not approved is left to the
-/// conversation (`TEMPLATE_NOT_APPROVED`).
+/// not one per variable (`{{1}}`, `{{2}}`, …), and with `HEADER_PARAMETER_MISMATCH` one whose
+/// header parameter does not fit its header; a template that is not approved is left to the
+/// conversation (`TEMPLATE_NOT_APPROVED`). Answers the approved template.
 pub async fn check_parameters(
     commands: &Commands,
     metadata: &CommandMetadata,
     name: &str,
     language: &str,
     parameters: &[String],
-) -> Result<(), CommandError> {
+    header: Option<&str>,
+) -> Result<Option<chronicle_domain::template::Template>, CommandError> {
     let template = commands
         .load_template(&metadata.tenant_id, &format!("tpl_{name}_{language}"))
         .await?;
     if template.status() != Some(chronicle_domain::template::TemplateStatus::Approved) {
-        return Ok(());
+        return Ok(None);
     }
     template
         .render(parameters)
-        .map(|_| ())
-        .map_err(|e| CommandError::Rejected(e.into()))
+        .and_then(|_| template.check_header_parameter(header))
+        .map_err(|e| CommandError::Rejected(e.into()))?;
+    Ok(Some(template))
 }
 
 /// Sends again, on an operator's word, a message the WhatsApp sender handed to an operator
@@ -287,9 +295,11 @@ pub async fn require_sendable_template(
             .into(),
         ));
     }
+    // A campaign or a follow-up rule gives no header parameter: a template whose header needs
+    // one cannot be sent by them.
     template
         .render(parameters)
-        .map(|_| ())
+        .and_then(|_| template.check_header_parameter(None))
         .map_err(|e| CommandError::Rejected(e.into()))
 }
 
@@ -320,10 +330,26 @@ pub async fn queue(
             name,
             language,
             parameters,
+            header,
         } => {
             approved = template_approved(commands, metadata, &name, &language).await?;
+            let mut header_parameter = None;
             if approved {
-                check_parameters(commands, metadata, &name, &language, &parameters).await?;
+                let template =
+                    check_parameters(commands, metadata, &name, &language, &parameters, header.as_deref()).await?;
+                let given = header.as_deref().map(str::trim).filter(|h| !h.is_empty());
+                header_parameter = match (template.as_ref().and_then(|t| t.header()), given) {
+                    (Some(chronicle_domain::template::TemplateHeader::Media { format }), Some(link)) => {
+                        Some(HeaderParameter::Media {
+                            format: *format,
+                            link: seal(link),
+                        })
+                    }
+                    (Some(chronicle_domain::template::TemplateHeader::Text { .. }), Some(text)) => {
+                        Some(HeaderParameter::Text { text: seal(text) })
+                    }
+                    _ => None,
+                };
             }
             let parameters =
                 serde_json::to_string(&parameters).map_err(|e| CommandError::InvalidInput(e.to_string()))?;
@@ -331,6 +357,7 @@ pub async fn queue(
                 name,
                 language,
                 parameters: seal(&parameters),
+                header: header_parameter,
             }
         }
         Outgoing::Media(message) => {
@@ -403,9 +430,10 @@ pub async fn send_metered(
         name,
         language,
         parameters,
+        header,
     } = &outgoing
     {
-        check_parameters(commands, metadata, name, language, parameters).await?;
+        check_parameters(commands, metadata, name, language, parameters, header.as_deref()).await?;
     }
     let metering = Metering::new(commands.clone());
     let charge = metering

@@ -1,4 +1,5 @@
-//! The WhatsApp Cloud API sender: copies the `outbox` projector's feed into its own `outbox`
+//! The WhatsApp Cloud API sender (also of read receipts, [`receipts`], and of template
+//! submissions to Meta's review, [`templates`]): copies the `outbox` projector's feed into its own `outbox`
 //! table ([`Admission`]: the feed is rebuildable, the outbox is the sender's record of what it
 //! handed to WhatsApp), claims due rows of the `outbox`, opens their sealed
 //! recipient and body with the contact's data key, renders the Graph API request, sends it
@@ -36,7 +37,9 @@ use std::fmt;
 use std::time::Duration;
 
 use chronicle_domain::conversation::rich::{present, Choices, Interactive, MediaSource};
-use chronicle_domain::conversation::{ConversationCommand, OutboundBody, OutboundFailed, OutboundRetry, OutboundSent};
+use chronicle_domain::conversation::{
+    ConversationCommand, HeaderParameter, OutboundBody, OutboundFailed, OutboundRetry, OutboundSent,
+};
 use chronicle_domain::metadata::{Actor, CommandMetadata};
 use chronicle_domain::pii::{Envelope, IdKey};
 use chronicle_domain::tenant::TenantId;
@@ -55,6 +58,7 @@ use crate::metering::{message_action, Metering, RefundReason};
 use crate::workers::{Admission, Queue, Stale};
 
 mod receipts;
+pub mod templates;
 
 /// The provider name of message references (`IdKey::message_ref`), as the webhook uses it.
 pub const PROVIDER: &str = "whatsapp";
@@ -140,6 +144,9 @@ pub struct SendPass {
     /// Read receipts claimed, and of them those WhatsApp accepted.
     pub receipts: usize,
     pub receipts_sent: usize,
+    /// Template submissions claimed, and of them those Meta took.
+    pub templates: usize,
+    pub templates_submitted: usize,
 }
 
 /// A claimed outbox row.
@@ -188,6 +195,10 @@ pub struct WhatsAppSender {
     /// Read receipts (`read_receipts`, from `read_receipt_feed`): see [`receipts`].
     receipts: Queue,
     receipt_admission: Admission,
+    /// Template submissions (`template_submissions`, from `template_submission_feed`): see
+    /// [`templates`].
+    templates: Queue,
+    template_admission: Admission,
     config: SenderConfig,
 }
 
@@ -232,6 +243,8 @@ impl WhatsAppSender {
             ),
             receipts: receipts::queue(),
             receipt_admission: receipts::admission(),
+            templates: templates::queue(),
+            template_admission: templates::admission(),
             config,
         })
     }
@@ -365,7 +378,8 @@ impl WhatsAppSender {
                 outbox.id = claimed.outbox_id,
                 outbox.attempt = claimed.attempts,
             );
-            match self.send(claimed).instrument(span).await {
+            // Boxed: one send's future (render, upload, request, record) is large.
+            match Box::pin(self.send(claimed).instrument(span)).await {
                 Ok(Settled::Sent) => pass.sent += 1,
                 Ok(Settled::Failed) => pass.failed += 1,
                 Ok(Settled::Retry) => pass.retry += 1,
@@ -383,6 +397,9 @@ impl WhatsAppSender {
         let (receipts, receipts_sent) = self.send_receipts().await?;
         pass.receipts = receipts;
         pass.receipts_sent = receipts_sent;
+        let (templates, templates_submitted) = self.submit_templates().await?;
+        pass.templates = templates;
+        pass.templates_submitted = templates_submitted;
         Ok(pass)
     }
 
@@ -400,7 +417,9 @@ impl WhatsAppSender {
                     "outbox pass"
                 );
             }
-            Ok(pass.claimed as i64 >= self.config.batch_size || pass.receipts as i64 >= self.config.batch_size)
+            Ok(pass.claimed as i64 >= self.config.batch_size
+                || pass.receipts as i64 >= self.config.batch_size
+                || pass.templates as i64 >= self.config.batch_size)
         })
         .await
     }
@@ -420,7 +439,9 @@ impl WhatsAppSender {
             total.unsettled += pass.unsettled;
             total.receipts += pass.receipts;
             total.receipts_sent += pass.receipts_sent;
-            if pass.claimed == 0 && pass.receipts == 0 {
+            total.templates += pass.templates;
+            total.templates_submitted += pass.templates_submitted;
+            if pass.claimed == 0 && pass.receipts == 0 && pass.templates == 0 {
                 return Ok(total);
             }
         }
@@ -437,7 +458,7 @@ impl WhatsAppSender {
         };
         // Nothing is sent before the call: a failure up to it puts the row back to pending
         // (safe: a recorded outcome is found in the log on the next attempt).
-        let prepared = match self.prepare(&row, &metadata).await {
+        let prepared = match Box::pin(self.prepare(&row, &metadata)).await {
             Ok(prepared) => prepared,
             Err(e) => {
                 self.release(&row, &e.to_string()).await?;
@@ -455,15 +476,15 @@ impl WhatsAppSender {
         // A file uploaded through Chronicle goes to WhatsApp first; a failed upload sent the
         // customer nothing, so it is retried or refused like a send that was not accepted.
         let attempt = match upload {
-            Some(file) => match self.upload(&number, &file).await {
+            Some(file) => match Box::pin(self.upload(&number, &file)).await {
                 Ok(media_id) => {
                     let kind = payload["type"].as_str().unwrap_or_default().to_string();
                     payload[kind.as_str()]["id"] = Value::String(media_id);
-                    self.call(&number, &payload).await
+                    Box::pin(self.call(&number, &payload)).await
                 }
                 Err(attempt) => attempt,
             },
-            None => self.call(&number, &payload).await,
+            None => Box::pin(self.call(&number, &payload)).await,
         };
         match attempt {
             Attempt::Accepted(wamid) => {
@@ -712,6 +733,7 @@ impl WhatsAppSender {
                 name,
                 language,
                 parameters,
+                header,
             } => {
                 let Some(parameters) = open(parameters) else {
                     return Ok(Err("the contact's data was erased".into()));
@@ -719,7 +741,18 @@ impl WhatsAppSender {
                 let Ok(parameters) = serde_json::from_str::<Vec<String>>(&parameters) else {
                     return Ok(Err("the template parameters are not a list of texts".into()));
                 };
-                render_template(&to, name, language, &parameters)
+                let header = match header {
+                    None => None,
+                    Some(HeaderParameter::Text { text }) => match open(text) {
+                        Some(text) => Some(json!({"type": "text", "text": text})),
+                        None => return Ok(Err("the contact's data was erased".into())),
+                    },
+                    Some(HeaderParameter::Media { format, link }) => match open(link) {
+                        Some(link) => Some(json!({"type": format.as_str(), format.as_str(): {"link": link}})),
+                        None => return Ok(Err("the contact's data was erased".into())),
+                    },
+                };
+                render_template(&to, name, language, &parameters, header)
             }
             OutboundBody::Media {
                 kind,
@@ -951,12 +984,20 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<Claimed, String> {
     })
 }
 
-/// The Graph API body of a template message: its body parameters as text components.
-pub fn render_template(to: &str, name: &str, language: &str, parameters: &[String]) -> Value {
+/// The Graph API body of a template message: its header's parameter (a text, or a media by
+/// link) and its body parameters as text components.
+pub fn render_template(to: &str, name: &str, language: &str, parameters: &[String], header: Option<Value>) -> Value {
     let mut template = json!({"name": name, "language": {"code": language}});
+    let mut components = Vec::new();
+    if let Some(header) = header {
+        components.push(json!({"type": "header", "parameters": [header]}));
+    }
     if !parameters.is_empty() {
         let parameters: Vec<Value> = parameters.iter().map(|p| json!({"type": "text", "text": p})).collect();
-        template["components"] = json!([{"type": "body", "parameters": parameters}]);
+        components.push(json!({"type": "body", "parameters": parameters}));
+    }
+    if !components.is_empty() {
+        template["components"] = Value::Array(components);
     }
     json!({
         "messaging_product": "whatsapp",
@@ -1087,12 +1128,29 @@ mod tests {
 
     #[test]
     fn a_template_renders_its_parameters_as_body_components() {
-        let body = render_template("263771000001", "follow_up", "en", &["Rudo".into(), "Friday".into()]);
+        let body = render_template(
+            "263771000001",
+            "follow_up",
+            "en",
+            &["Rudo".into(), "Friday".into()],
+            None,
+        );
         assert_eq!(body["type"], "template");
         assert_eq!(body["template"]["language"]["code"], "en");
         assert_eq!(body["template"]["components"][0]["parameters"][1]["text"], "Friday");
-        let bare = render_template("263771000001", "hello", "en_US", &[]);
+        let bare = render_template("263771000001", "hello", "en_US", &[], None);
         assert!(bare["template"].get("components").is_none());
+        let headed = render_template(
+            "263771000001",
+            "kit_photo",
+            "en",
+            &[],
+            Some(json!({"type": "image", "image": {"link": "https://example.com/kit.jpg"}})),
+        );
+        assert_eq!(
+            headed["template"]["components"],
+            json!([{"type": "header", "parameters": [{"type": "image", "image": {"link": "https://example.com/kit.jpg"}}]}])
+        );
     }
 
     #[test]

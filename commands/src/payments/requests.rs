@@ -537,6 +537,7 @@ impl PaymentIntake {
             &message.template,
             &message.language,
             &message.parameters,
+            None,
         )
         .await?;
         Ok(())
@@ -572,6 +573,7 @@ impl PaymentIntake {
                 name: message.template.clone(),
                 language: message.language.clone(),
                 parameters,
+                header: None,
             },
             metadata,
         ))
@@ -642,6 +644,7 @@ impl PaymentIntake {
                 name: message.template.clone(),
                 language: message.language.clone(),
                 parameters,
+                header: None,
             },
             &meta,
         ))

@@ -1052,6 +1052,7 @@ mod inbox_tests {
                 name: "follow_up".into(),
                 language: "en".into(),
                 parameters: env("params"),
+                header: None,
             },
             ..free_form(key, hour)
         }
@@ -1308,6 +1309,7 @@ mod inbox_tests {
             name: "follow_up".into(),
             language: " ".into(),
             parameters: env("p"),
+            header: None,
         };
         Given::with(())
             .given(vec![opened()])

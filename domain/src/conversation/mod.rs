@@ -41,6 +41,6 @@ pub use commands::{
 pub use error::ConversationError;
 pub use events::ConversationEvent;
 pub use values::{
-    Consent, ConversationStatus, DeliveryStatus, MessageKind, OutboundBody, ProviderError, SERVICE_WINDOW_HOURS,
-    WINDOW_CLOSED_ERROR,
+    Consent, ConversationStatus, DeliveryStatus, HeaderParameter, MessageKind, OutboundBody, ProviderError,
+    SERVICE_WINDOW_HOURS, WINDOW_CLOSED_ERROR,
 };

@@ -77,6 +77,9 @@ pub enum OutboundBody {
         name: String,
         language: String,
         parameters: Envelope,
+        /// The header's parameter, for a template whose header has `{{1}}` or is a media.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<HeaderParameter>,
     },
     /// An image, audio, video, document or sticker, by link or uploaded through Chronicle,
     /// with a caption (images, videos, documents) and a file name (documents), both sealed.
@@ -94,6 +97,19 @@ pub enum OutboundBody {
     Interactive {
         kind: super::rich::InteractiveKind,
         content: Envelope,
+    },
+}
+
+/// What a send puts in a template's header (sealed: it may be personal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HeaderParameter {
+    /// The text of a text header's `{{1}}`.
+    Text { text: Envelope },
+    /// The link to a media header's file.
+    Media {
+        format: crate::template::HeaderFormat,
+        link: Envelope,
     },
 }
 

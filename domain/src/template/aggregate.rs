@@ -9,7 +9,8 @@ use super::commands::{SubmitTemplate, TemplateCommand};
 use super::error::TemplateError;
 use super::events::TemplateEvent;
 use super::values::{
-    check_body, check_buttons, check_language, check_name, fill, TemplateButton, TemplateCategory, TemplateStatus,
+    check_body, check_buttons, check_footer, check_header, check_language, check_name, fill, TemplateButton,
+    TemplateCategory, TemplateHeader, TemplateStatus,
 };
 
 /// A WhatsApp message template of one tenant, in one language.
@@ -26,6 +27,13 @@ pub struct Template {
     status: Option<TemplateStatus>,
     provider_template_id: Option<String>,
     rejection_reason: Option<String>,
+    #[serde(default)]
+    header: Option<TemplateHeader>,
+    #[serde(default)]
+    footer: Option<String>,
+    /// Why WhatsApp paused or disabled it, while so.
+    #[serde(default)]
+    status_reason: Option<String>,
 }
 
 impl Template {
@@ -74,6 +82,49 @@ impl Template {
         self.provider_template_id.as_deref()
     }
 
+    /// The header of the current version.
+    pub fn header(&self) -> Option<&TemplateHeader> {
+        self.header.as_ref()
+    }
+
+    /// The footer of the current version.
+    pub fn footer(&self) -> Option<&str> {
+        self.footer.as_deref()
+    }
+
+    /// Why WhatsApp paused or disabled the template, while so.
+    pub fn status_reason(&self) -> Option<&str> {
+        self.status_reason.as_deref()
+    }
+
+    /// Refuses a send's header parameter that does not fit the header
+    /// ([`TemplateError::HeaderParameterMismatch`]): a header with `{{1}}` needs a text, a media
+    /// header an http(s) link, any other header (or none) nothing.
+    pub fn check_header_parameter(&self, parameter: Option<&str>) -> Result<(), TemplateError> {
+        let needed = self.header.as_ref().and_then(TemplateHeader::parameter);
+        let parameter = parameter.map(str::trim).filter(|p| !p.is_empty());
+        match (needed, parameter) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(TemplateError::HeaderParameterMismatch {
+                detail: "this template's header takes no parameter".into(),
+            }),
+            (Some(what), None) => Err(TemplateError::HeaderParameterMismatch {
+                detail: format!("this template's header needs {what}"),
+            }),
+            (Some(_), Some(link)) if matches!(self.header, Some(TemplateHeader::Media { .. })) => {
+                if (link.starts_with("https://") || link.starts_with("http://")) && !link.contains(char::is_whitespace)
+                {
+                    Ok(())
+                } else {
+                    Err(TemplateError::HeaderParameterMismatch {
+                        detail: "a media header's parameter is an http(s) link to the file".into(),
+                    })
+                }
+            }
+            (Some(_), Some(_)) => Ok(()),
+        }
+    }
+
     /// WhatsApp's reason of the last rejection, while rejected.
     pub fn rejection_reason(&self) -> Option<&str> {
         self.rejection_reason.as_deref()
@@ -95,6 +146,8 @@ impl Template {
         check_language(&cmd.language)?;
         let variable_count = check_body(&cmd.body)?;
         let buttons = check_buttons(cmd.buttons)?;
+        let header = check_header(cmd.header)?;
+        let footer = check_footer(cmd.footer)?;
         let Some(status) = self.status else {
             return Ok(Some(TemplateEvent::TemplateSubmitted {
                 name: cmd.name,
@@ -105,6 +158,8 @@ impl Template {
                 variable_count,
                 version: 1,
                 at: cmd.at,
+                header,
+                footer,
             }));
         };
         if cmd.name != self.name || cmd.language != self.language {
@@ -113,23 +168,31 @@ impl Template {
                 language: self.language.clone(),
             });
         }
-        let unchanged = self.category == Some(cmd.category) && self.body == cmd.body && self.buttons == buttons;
+        let unchanged = self.category == Some(cmd.category)
+            && self.body == cmd.body
+            && self.buttons == buttons
+            && self.header == header
+            && self.footer == footer;
         match (status, unchanged) {
-            (TemplateStatus::Pending | TemplateStatus::Approved, true) => Ok(None),
-            (TemplateStatus::Pending | TemplateStatus::Approved, false) => {
+            (TemplateStatus::Pending | TemplateStatus::Approved | TemplateStatus::Paused, true) => Ok(None),
+            (TemplateStatus::Pending | TemplateStatus::Approved | TemplateStatus::Paused, false) => {
                 Err(TemplateError::TemplateLocked { status })
             }
-            (TemplateStatus::Rejected, true) => Err(TemplateError::UnchangedSinceRejection),
-            (TemplateStatus::Rejected, false) => Ok(Some(TemplateEvent::TemplateSubmitted {
-                name: cmd.name,
-                language: cmd.language,
-                category: cmd.category,
-                body: cmd.body,
-                buttons,
-                variable_count,
-                version: self.version.saturating_add(1),
-                at: cmd.at,
-            })),
+            (TemplateStatus::Rejected | TemplateStatus::Disabled, true) => Err(TemplateError::UnchangedSinceRejection),
+            (TemplateStatus::Rejected | TemplateStatus::Disabled, false) => {
+                Ok(Some(TemplateEvent::TemplateSubmitted {
+                    name: cmd.name,
+                    language: cmd.language,
+                    category: cmd.category,
+                    body: cmd.body,
+                    buttons,
+                    variable_count,
+                    version: self.version.saturating_add(1),
+                    at: cmd.at,
+                    header,
+                    footer,
+                }))
+            }
         }
     }
 
@@ -148,13 +211,66 @@ impl Template {
         if provider_template_id.trim().is_empty() {
             return Err(TemplateError::MissingProviderTemplateId);
         }
-        Ok(self
-            .decidable(TemplateStatus::Approved)?
-            .then_some(TemplateEvent::TemplateApproved {
+        // WhatsApp reinstates a paused template by approving it again.
+        let reinstated = self.status == Some(TemplateStatus::Paused);
+        Ok(
+            (reinstated || self.decidable(TemplateStatus::Approved)?).then_some(TemplateEvent::TemplateApproved {
                 provider_template_id,
                 version: self.version,
                 at,
-            }))
+            }),
+        )
+    }
+
+    fn sent_for_review(
+        &self,
+        provider_template_id: String,
+        at: DateTime<Utc>,
+    ) -> Result<Option<TemplateEvent>, TemplateError> {
+        if provider_template_id.trim().is_empty() {
+            return Err(TemplateError::MissingProviderTemplateId);
+        }
+        match (self.status, &self.provider_template_id) {
+            (None, _) => Err(TemplateError::TemplateNotSubmitted),
+            (Some(TemplateStatus::Pending), Some(known)) if *known == provider_template_id => Ok(None),
+            (Some(TemplateStatus::Pending), Some(known)) => Err(TemplateError::AlreadySentForReview {
+                provider_template_id: known.clone(),
+            }),
+            (Some(TemplateStatus::Pending), None) => Ok(Some(TemplateEvent::TemplateSentForReview {
+                provider_template_id,
+                version: self.version,
+                at,
+            })),
+            // WhatsApp decided before its answer to the submission was recorded.
+            (Some(_), Some(known)) if *known == provider_template_id => Ok(None),
+            (Some(status), _) => Err(TemplateError::TemplateNotPending { status }),
+        }
+    }
+
+    fn pause(&self, reason: Option<String>, at: DateTime<Utc>) -> Result<Option<TemplateEvent>, TemplateError> {
+        match self.status {
+            None => Err(TemplateError::TemplateNotSubmitted),
+            Some(TemplateStatus::Paused) => Ok(None),
+            Some(TemplateStatus::Approved) => Ok(Some(TemplateEvent::TemplatePaused {
+                reason,
+                version: self.version,
+                at,
+            })),
+            Some(status) => Err(TemplateError::TemplateNotLive { status }),
+        }
+    }
+
+    fn disable(&self, reason: Option<String>, at: DateTime<Utc>) -> Result<Option<TemplateEvent>, TemplateError> {
+        match self.status {
+            None => Err(TemplateError::TemplateNotSubmitted),
+            Some(TemplateStatus::Disabled) => Ok(None),
+            Some(TemplateStatus::Approved | TemplateStatus::Paused) => Ok(Some(TemplateEvent::TemplateDisabled {
+                reason,
+                version: self.version,
+                at,
+            })),
+            Some(status) => Err(TemplateError::TemplateNotLive { status }),
+        }
     }
 
     fn reject(&self, reason: String, at: DateTime<Utc>) -> Result<Option<TemplateEvent>, TemplateError> {
@@ -188,6 +304,12 @@ impl Aggregate for Template {
                 at,
             } => self.approve(provider_template_id, at)?,
             TemplateCommand::RejectTemplate { reason, at } => self.reject(reason, at)?,
+            TemplateCommand::RecordSentForReview {
+                provider_template_id,
+                at,
+            } => self.sent_for_review(provider_template_id, at)?,
+            TemplateCommand::PauseTemplate { reason, at } => self.pause(reason, at)?,
+            TemplateCommand::DisableTemplate { reason, at } => self.disable(reason, at)?,
         };
         if let Some(event) = event {
             sink.write(event, self).await;
@@ -205,6 +327,8 @@ impl Aggregate for Template {
                 buttons,
                 variable_count,
                 version,
+                header,
+                footer,
                 ..
             } => {
                 self.name = name;
@@ -217,16 +341,33 @@ impl Aggregate for Template {
                 self.status = Some(TemplateStatus::Pending);
                 self.provider_template_id = None;
                 self.rejection_reason = None;
+                self.header = header;
+                self.footer = footer;
+                self.status_reason = None;
             }
             TemplateEvent::TemplateApproved {
                 provider_template_id, ..
             } => {
                 self.status = Some(TemplateStatus::Approved);
                 self.provider_template_id = Some(provider_template_id);
+                self.status_reason = None;
             }
             TemplateEvent::TemplateRejected { reason, .. } => {
                 self.status = Some(TemplateStatus::Rejected);
                 self.rejection_reason = Some(reason);
+            }
+            TemplateEvent::TemplateSentForReview {
+                provider_template_id, ..
+            } => {
+                self.provider_template_id = Some(provider_template_id);
+            }
+            TemplateEvent::TemplatePaused { reason, .. } => {
+                self.status = Some(TemplateStatus::Paused);
+                self.status_reason = reason;
+            }
+            TemplateEvent::TemplateDisabled { reason, .. } => {
+                self.status = Some(TemplateStatus::Disabled);
+                self.status_reason = reason;
             }
         }
     }
@@ -267,6 +408,8 @@ mod tests {
             body: body.into(),
             buttons: vec![yes()],
             at: at(8),
+            header: None,
+            footer: None,
         }
     }
 
@@ -280,6 +423,8 @@ mod tests {
             variable_count,
             version,
             at: at(8),
+            header: None,
+            footer: None,
         }
     }
 
@@ -329,6 +474,188 @@ mod tests {
     }
 
     // SubmitTemplate
+
+    fn paused() -> TemplateEvent {
+        TemplateEvent::TemplatePaused {
+            reason: Some("Low quality rating".into()),
+            version: 1,
+            at: at(10),
+        }
+    }
+
+    fn disabled() -> TemplateEvent {
+        TemplateEvent::TemplateDisabled {
+            reason: None,
+            version: 1,
+            at: at(11),
+        }
+    }
+
+    #[test]
+    fn the_pending_version_is_sent_for_review_once_under_metas_id() {
+        let sent = TemplateEvent::TemplateSentForReview {
+            provider_template_id: "wa_tpl_1".into(),
+            version: 1,
+            at: at(9),
+        };
+        let record = |id: &str| TemplateCommand::RecordSentForReview {
+            provider_template_id: id.into(),
+            at: at(9),
+        };
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1)])
+            .when(record("wa_tpl_1"))
+            .then_expect_events(vec![sent.clone()]);
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1), sent.clone()])
+            .when(record("wa_tpl_1"))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1), sent.clone()])
+            .when(record("wa_tpl_2"))
+            .then_expect_error(TemplateError::AlreadySentForReview {
+                provider_template_id: "wa_tpl_1".into(),
+            });
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1)])
+            .when(record(" "))
+            .then_expect_error(TemplateError::MissingProviderTemplateId);
+        Given::with(())
+            .given_no_previous_events()
+            .when(record("wa_tpl_1"))
+            .then_expect_error(TemplateError::TemplateNotSubmitted);
+        // Sent for review, it is still pending: not sendable, and a decision follows.
+        let template = state(&[submitted(BODY, 2, 1), sent.clone()]);
+        assert_eq!(template.status(), Some(TemplateStatus::Pending));
+        assert_eq!(template.provider_template_id(), Some("wa_tpl_1"));
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1), sent])
+            .when(approve("wa_tpl_1"))
+            .then_expect_events(vec![approved(1)]);
+    }
+
+    #[test]
+    fn whatsapp_pauses_reinstates_and_disables_an_approved_template() {
+        let pause = || TemplateCommand::PauseTemplate {
+            reason: Some("Low quality rating".into()),
+            at: at(10),
+        };
+        let disable = || TemplateCommand::DisableTemplate {
+            reason: None,
+            at: at(11),
+        };
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1), approved(1)])
+            .when(pause())
+            .then_expect_events(vec![paused()]);
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1), approved(1), paused()])
+            .when(pause())
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1)])
+            .when(pause())
+            .then_expect_error(TemplateError::TemplateNotLive {
+                status: TemplateStatus::Pending,
+            });
+        // Reinstated: approved again.
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1), approved(1), paused()])
+            .when(approve("wa_tpl_1"))
+            .then_expect_events(vec![approved(1)]);
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1), approved(1), paused()])
+            .when(disable())
+            .then_expect_events(vec![disabled()]);
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1), rejected(1)])
+            .when(disable())
+            .then_expect_error(TemplateError::TemplateNotLive {
+                status: TemplateStatus::Rejected,
+            });
+        let template = state(&[submitted(BODY, 2, 1), approved(1), paused()]);
+        assert_eq!(template.status(), Some(TemplateStatus::Paused));
+        assert_eq!(template.status_reason(), Some("Low quality rating"));
+        assert_eq!(
+            template.render(&["a".into(), "b".into()]),
+            Err(TemplateError::TemplateNotApproved)
+        );
+        // Disabled is final for sends; a changed template is the next version.
+        let mut changed = submit("Hello {{1}}, your kit ships {{2}}.");
+        changed.footer = Some("Solar Co".into());
+        Given::with(())
+            .given(vec![submitted(BODY, 2, 1), approved(1), disabled()])
+            .when(TemplateCommand::SubmitTemplate(submit(BODY)))
+            .then_expect_error(TemplateError::UnchangedSinceRejection);
+        let template = state(&[submitted(BODY, 2, 1), approved(1), disabled()]);
+        let mut sink_events = Vec::new();
+        if let Ok(Some(event)) = template.submit(changed) {
+            sink_events.push(event);
+        }
+        assert!(matches!(
+            sink_events.first(),
+            Some(TemplateEvent::TemplateSubmitted { version: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn headers_and_footers_are_checked_and_a_send_gives_the_header_what_it_needs() {
+        use crate::template::{HeaderFormat, TemplateHeader};
+        let with = |header: Option<TemplateHeader>, footer: Option<&str>| SubmitTemplate {
+            header,
+            footer: footer.map(str::to_string),
+            ..submit(BODY)
+        };
+        refused(
+            with(
+                Some(TemplateHeader::Text {
+                    text: "{{1}} and {{2}}".into(),
+                }),
+                None,
+            ),
+            TemplateError::InvalidHeader {
+                reason: "a header text has at most one variable, {{1}}".into(),
+            },
+        );
+        refused(with(None, Some("Thanks {{1}}")), TemplateError::InvalidFooter);
+        refused(with(None, Some(&"x".repeat(61))), TemplateError::InvalidFooter);
+        let texted = state(&[TemplateEvent::TemplateSubmitted {
+            name: "booking_confirmed".into(),
+            language: "en_US".into(),
+            category: TemplateCategory::Utility,
+            body: BODY.into(),
+            buttons: vec![yes()],
+            variable_count: 2,
+            version: 1,
+            at: at(8),
+            header: Some(TemplateHeader::Text {
+                text: "Order {{1}}".into(),
+            }),
+            footer: None,
+        }]);
+        assert!(texted.check_header_parameter(Some("K-1")).is_ok());
+        assert!(texted.check_header_parameter(None).is_err());
+        let media = state(&[TemplateEvent::TemplateSubmitted {
+            name: "booking_confirmed".into(),
+            language: "en_US".into(),
+            category: TemplateCategory::Utility,
+            body: BODY.into(),
+            buttons: vec![],
+            variable_count: 2,
+            version: 1,
+            at: at(8),
+            header: Some(TemplateHeader::Media {
+                format: HeaderFormat::Image,
+            }),
+            footer: None,
+        }]);
+        assert!(media.check_header_parameter(Some("https://example.com/a.jpg")).is_ok());
+        assert!(media.check_header_parameter(Some("a.jpg")).is_err());
+        assert!(media.check_header_parameter(None).is_err());
+        let plain = state(&[submitted(BODY, 2, 1)]);
+        assert!(plain.check_header_parameter(None).is_ok());
+        assert!(plain.check_header_parameter(Some("x")).is_err());
+    }
 
     #[test]
     fn a_new_template_is_submitted_pending_with_its_variable_count() {
@@ -663,7 +990,19 @@ mod tests {
 
     #[test]
     fn every_event_type_is_listed_and_named_after_its_variant() {
-        let samples = vec![submitted(BODY, 2, 1), approved(1), rejected(1)];
+        let sent = TemplateEvent::TemplateSentForReview {
+            provider_template_id: "wa_tpl_1".into(),
+            version: 1,
+            at: at(9),
+        };
+        let samples = vec![
+            submitted(BODY, 2, 1),
+            approved(1),
+            rejected(1),
+            sent,
+            paused(),
+            disabled(),
+        ];
         let types: Vec<String> = samples.iter().map(DomainEvent::event_type).collect();
         assert_eq!(types, TemplateEvent::TYPES);
         assert!(samples.iter().all(|e| e.event_version() == "1.0"));

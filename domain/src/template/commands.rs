@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::values::{TemplateButton, TemplateCategory};
+use super::values::{TemplateButton, TemplateCategory, TemplateHeader};
 
 /// A request to change a template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -18,6 +18,15 @@ pub enum TemplateCommand {
     },
     /// Record WhatsApp's rejection of the pending template.
     RejectTemplate { reason: String, at: DateTime<Utc> },
+    /// Record that WhatsApp took the pending version for review under its id.
+    RecordSentForReview {
+        provider_template_id: String,
+        at: DateTime<Utc>,
+    },
+    /// Record WhatsApp's pause of the approved template.
+    PauseTemplate { reason: Option<String>, at: DateTime<Utc> },
+    /// Record WhatsApp's disabling of the template.
+    DisableTemplate { reason: Option<String>, at: DateTime<Utc> },
 }
 
 /// A template as written by the tenant. Stream id: `<tenant>:tpl_<name>_<language>` (the
@@ -31,4 +40,10 @@ pub struct SubmitTemplate {
     pub body: String,
     pub buttons: Vec<TemplateButton>,
     pub at: DateTime<Utc>,
+    /// A header: a text (with at most one variable) or a media.
+    #[serde(default)]
+    pub header: Option<TemplateHeader>,
+    /// A footer of at most 60 characters.
+    #[serde(default)]
+    pub footer: Option<String>,
 }

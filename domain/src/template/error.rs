@@ -53,6 +53,22 @@ pub enum TemplateError {
     /// A render needs one parameter per variable.
     #[error("the template has {expected} variable(s); got {got} parameter(s)")]
     WrongParameterCount { expected: usize, got: usize },
+    /// A header is a text of 1 to 60 characters with at most one variable, or a media.
+    #[error("{reason}")]
+    InvalidHeader { reason: String },
+    /// A footer is 1 to 60 characters without variables.
+    #[error("a template footer is 1 to 60 characters without variables")]
+    InvalidFooter,
+    /// Pausing and disabling are about an approved (or paused) template.
+    #[error("the template is {}, not approved", status.as_str())]
+    TemplateNotLive { status: TemplateStatus },
+    /// WhatsApp's review of the pending version is recorded once per id.
+    #[error("the pending version was sent for review as {provider_template_id} already")]
+    AlreadySentForReview { provider_template_id: String },
+    /// A send gives the header exactly what it needs (a text for a header with `{{1}}`, a
+    /// media link for a media header), and nothing for any other header.
+    #[error("{detail}")]
+    HeaderParameterMismatch { detail: String },
     /// A send, a campaign or a follow-up rule names a template the tenant has.
     #[error("there is no template {name} ({language}); create it and have it approved first")]
     UnknownTemplate { name: String, language: String },
@@ -78,6 +94,11 @@ impl TemplateError {
             Self::MissingProviderTemplateId => "MISSING_PROVIDER_TEMPLATE_ID",
             Self::TemplateNotApproved => "TEMPLATE_NOT_APPROVED",
             Self::WrongParameterCount { .. } => "WRONG_PARAMETER_COUNT",
+            Self::InvalidHeader { .. } => "INVALID_HEADER",
+            Self::InvalidFooter => "INVALID_FOOTER",
+            Self::TemplateNotLive { .. } => "TEMPLATE_NOT_LIVE",
+            Self::AlreadySentForReview { .. } => "ALREADY_SENT_FOR_REVIEW",
+            Self::HeaderParameterMismatch { .. } => "HEADER_PARAMETER_MISMATCH",
             Self::UnknownTemplate { .. } => "UNKNOWN_TEMPLATE",
         }
     }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::values::{TemplateButton, TemplateCategory};
+use super::values::{TemplateButton, TemplateCategory, TemplateHeader};
 
 /// Facts about a template. Each carries the version it is about, so projections never
 /// recount submissions.
@@ -21,8 +21,33 @@ pub enum TemplateEvent {
         variable_count: usize,
         version: u32,
         at: DateTime<Utc>,
+        /// The header (a text or a media), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<TemplateHeader>,
+        /// The footer, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        footer: Option<String>,
     },
-    /// WhatsApp approved the pending version.
+    /// The pending version was submitted to WhatsApp (`POST /{waba-id}/message_templates`),
+    /// which took it for review under `provider_template_id`.
+    TemplateSentForReview {
+        provider_template_id: String,
+        version: u32,
+        at: DateTime<Utc>,
+    },
+    /// WhatsApp paused the approved template (its quality fell): not sent until reinstated.
+    TemplatePaused {
+        reason: Option<String>,
+        version: u32,
+        at: DateTime<Utc>,
+    },
+    /// WhatsApp disabled the template: never sent again (a changed one is submitted anew).
+    TemplateDisabled {
+        reason: Option<String>,
+        version: u32,
+        at: DateTime<Utc>,
+    },
+    /// WhatsApp approved the pending version (or reinstated a paused one).
     TemplateApproved {
         provider_template_id: String,
         version: u32,
@@ -38,7 +63,14 @@ pub enum TemplateEvent {
 
 impl TemplateEvent {
     /// Every event type of this aggregate, as stored in `events.event_type`.
-    pub const TYPES: &'static [&'static str] = &["TemplateSubmitted", "TemplateApproved", "TemplateRejected"];
+    pub const TYPES: &'static [&'static str] = &[
+        "TemplateSubmitted",
+        "TemplateApproved",
+        "TemplateRejected",
+        "TemplateSentForReview",
+        "TemplatePaused",
+        "TemplateDisabled",
+    ];
 }
 
 impl DomainEvent for TemplateEvent {
@@ -47,6 +79,9 @@ impl DomainEvent for TemplateEvent {
             Self::TemplateSubmitted { .. } => "TemplateSubmitted",
             Self::TemplateApproved { .. } => "TemplateApproved",
             Self::TemplateRejected { .. } => "TemplateRejected",
+            Self::TemplateSentForReview { .. } => "TemplateSentForReview",
+            Self::TemplatePaused { .. } => "TemplatePaused",
+            Self::TemplateDisabled { .. } => "TemplateDisabled",
         }
         .to_string()
     }

@@ -43,13 +43,17 @@ impl TemplateCategory {
     }
 }
 
-/// A template's approval status: `pending → approved | rejected`.
+/// A template's status: `pending → approved | rejected`; WhatsApp may then pause an approved
+/// template (`approved → paused`, and back to approved when it reinstates it) or disable it
+/// (`approved | paused → disabled`). Only an approved template is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TemplateStatus {
     Pending,
     Approved,
     Rejected,
+    Paused,
+    Disabled,
 }
 
 impl TemplateStatus {
@@ -59,8 +63,106 @@ impl TemplateStatus {
             Self::Pending => "pending",
             Self::Approved => "approved",
             Self::Rejected => "rejected",
+            Self::Paused => "paused",
+            Self::Disabled => "disabled",
         }
     }
+
+    /// From its stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "pending" => Some(Self::Pending),
+            "approved" => Some(Self::Approved),
+            "rejected" => Some(Self::Rejected),
+            "paused" => Some(Self::Paused),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// The longest header text and footer, in characters (WhatsApp's limits).
+pub const MAX_HEADER_CHARS: usize = 60;
+pub const MAX_FOOTER_CHARS: usize = 60;
+
+/// The media a media header shows (chosen per send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderFormat {
+    Image,
+    Video,
+    Document,
+}
+
+impl HeaderFormat {
+    /// The format as stored and shown (WhatsApp's in lowercase).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Video => "video",
+            Self::Document => "document",
+        }
+    }
+}
+
+/// A template's header: a text (at most 60 characters, at most one variable `{{1}}`, filled
+/// per send) or a media whose file each send names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TemplateHeader {
+    Text { text: String },
+    Media { format: HeaderFormat },
+}
+
+impl TemplateHeader {
+    /// What a send must give for the header: `None` (nothing), or what it names.
+    pub fn parameter(&self) -> Option<&'static str> {
+        match self {
+            Self::Text { text } if variable_count(text).unwrap_or(0) == 1 => Some("a text for {{1}}"),
+            Self::Text { .. } => None,
+            Self::Media { format } => Some(match format {
+                HeaderFormat::Image => "an image link",
+                HeaderFormat::Video => "a video link",
+                HeaderFormat::Document => "a document link",
+            }),
+        }
+    }
+}
+
+/// Checks a header: a text of 1 to 60 characters with at most one variable, `{{1}}`
+/// ([`TemplateError::InvalidHeader`]); a media header has nothing to check. Returns it
+/// trimmed.
+pub fn check_header(header: Option<TemplateHeader>) -> Result<Option<TemplateHeader>, TemplateError> {
+    match header {
+        Some(TemplateHeader::Text { text }) => {
+            let text = text.trim().to_string();
+            let chars = text.chars().count();
+            if chars == 0 || chars > MAX_HEADER_CHARS {
+                return Err(TemplateError::InvalidHeader {
+                    reason: format!("a header text is 1 to {MAX_HEADER_CHARS} characters; got {chars}"),
+                });
+            }
+            match variable_count(&text) {
+                Ok(0 | 1) => Ok(Some(TemplateHeader::Text { text })),
+                _ => Err(TemplateError::InvalidHeader {
+                    reason: "a header text has at most one variable, {{1}}".into(),
+                }),
+            }
+        }
+        other => Ok(other),
+    }
+}
+
+/// Checks a footer: 1 to 60 characters, no variables ([`TemplateError::InvalidFooter`]); a
+/// blank footer is none. Returns it trimmed.
+pub fn check_footer(footer: Option<String>) -> Result<Option<String>, TemplateError> {
+    let Some(footer) = footer.map(|f| f.trim().to_string()).filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    if footer.chars().count() > MAX_FOOTER_CHARS || variable_count(&footer).unwrap_or(1) > 0 {
+        return Err(TemplateError::InvalidFooter);
+    }
+    Ok(Some(footer))
 }
 
 /// What a button does.
