@@ -59,3 +59,16 @@ CREATE TABLE template_submissions
 );
 CREATE INDEX template_submissions_due ON template_submissions (next_attempt_at) WHERE state = 'pending';
 GRANT SELECT, INSERT, UPDATE ON template_submissions TO chronicle_app;
+
+-- Templates already pending when this runs go to review too: a submission each (the
+-- projector's checkpoint is past their events), and the feed's mark starts at that checkpoint,
+-- so a rebuild of the feed copies none of them again.
+INSERT INTO template_submissions (tenant_id, template_id, version, correlation_id)
+SELECT tenant_id, template_id, version, 'migration-20261208000099'
+  FROM templates
+ WHERE status = 'pending' AND provider_template_id IS NULL
+ON CONFLICT (tenant_id, template_id, version) DO NOTHING;
+
+INSERT INTO work_admissions (feed, position)
+SELECT 'template_submission_feed', last_position FROM projector_checkpoints WHERE projector = 'templates'
+ON CONFLICT (feed) DO NOTHING;

@@ -50,6 +50,15 @@ pub async fn map_whatsapp_number(pool: &PgPool, tenant: &TenantId, phone_number_
             "no tenant {tenant}; create it first"
         )));
     }
+    let other: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM whatsapp_accounts WHERE waba_id = $1)")
+        .bind(phone_number_id)
+        .fetch_one(pool)
+        .await?;
+    if other {
+        return Err(CommandError::InvalidInput(format!(
+            "{phone_number_id} is a mapped WhatsApp Business Account id, not a phone-number id"
+        )));
+    }
     let mut tx = pool.begin().await?;
     let owner: Option<String> =
         sqlx::query_scalar("SELECT tenant_id FROM whatsapp_numbers WHERE phone_number_id = $1 FOR UPDATE")
@@ -87,7 +96,7 @@ pub async fn map_whatsapp_number(pool: &PgPool, tenant: &TenantId, phone_number_
     }
     let released = sqlx::query(
         "UPDATE webhook_inbox SET state = 'pending', claimed_until = NULL
-          WHERE state = 'unmapped' AND phone_number_id = $1",
+          WHERE state = 'unmapped' AND phone_number_id = $1 AND kind <> 'template_status'",
     )
     .bind(phone_number_id)
     .execute(&mut *tx)
@@ -116,6 +125,15 @@ pub async fn map_whatsapp_account(pool: &PgPool, tenant: &TenantId, waba_id: &st
     if !tenant_exists(pool, tenant).await? {
         return Err(CommandError::InvalidInput(format!(
             "no tenant {tenant}; create it first"
+        )));
+    }
+    let other: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM whatsapp_numbers WHERE phone_number_id = $1)")
+        .bind(waba_id)
+        .fetch_one(pool)
+        .await?;
+    if other {
+        return Err(CommandError::InvalidInput(format!(
+            "{waba_id} is a mapped phone-number id, not a WhatsApp Business Account id"
         )));
     }
     let mut tx = pool.begin().await?;

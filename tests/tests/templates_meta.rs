@@ -29,8 +29,37 @@ const META_ID: &str = "987654321012345";
 #[derive(Clone, Default)]
 struct Graph {
     submissions: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Edits: (Meta's template id, body).
+    edits: Arc<Mutex<Vec<(String, Value)>>>,
     messages: Arc<Mutex<Vec<Value>>>,
     script: Arc<Mutex<Vec<(u16, Value)>>>,
+    /// What the account's template list holds: (id, name, language).
+    listed: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+/// Meta's id of the `n`th template the loopback Graph API created (from 0).
+fn meta_id(n: usize) -> String {
+    format!("{}{n}", &META_ID[..META_ID.len() - 1])
+}
+
+async fn edit(
+    State(graph): State<Graph>,
+    Path((_version, id)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    graph.edits.lock().unwrap_or_else(|e| e.into_inner()).push((id, body));
+    Json(json!({"success": true}))
+}
+
+async fn list(State(graph): State<Graph>) -> Json<Value> {
+    let data: Vec<Value> = graph
+        .listed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(id, name, language)| json!({"id": id, "name": name, "language": language, "status": "APPROVED"}))
+        .collect();
+    Json(json!({"data": data}))
 }
 
 async fn submit(
@@ -38,16 +67,19 @@ async fn submit(
     Path((_version, waba)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    graph
-        .submissions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((waba, body));
+    let n = {
+        let mut submissions = graph.submissions.lock().unwrap_or_else(|e| e.into_inner());
+        submissions.push((waba, body));
+        submissions.len() - 1
+    };
     let scripted = {
         let mut script = graph.script.lock().unwrap_or_else(|e| e.into_inner());
         (!script.is_empty()).then(|| script.remove(0))
     };
-    let (status, reply) = scripted.unwrap_or((200, json!({"id": META_ID, "status": "PENDING", "category": "UTILITY"})));
+    let (status, reply) = scripted.unwrap_or((
+        200,
+        json!({"id": meta_id(n), "status": "PENDING", "category": "UTILITY"}),
+    ));
     (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(reply))
 }
 
@@ -66,7 +98,8 @@ impl Graph {
 
     async fn serve(&self) -> String {
         let app = Router::new()
-            .route("/{version}/{waba}/message_templates", post(submit))
+            .route("/{version}/{waba}/message_templates", post(submit).get(list))
+            .route("/{version}/{id}", post(edit))
             .route("/{version}/{number}/messages", post(message))
             .with_state(self.clone());
         format!("{}/v21.0", serve_loopback(app).await)
@@ -74,6 +107,10 @@ impl Graph {
 
     fn submissions(&self) -> Vec<(String, Value)> {
         self.submissions.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn edits(&self) -> Vec<(String, Value)> {
+        self.edits.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn messages(&self) -> Vec<Value> {
@@ -130,7 +167,12 @@ async fn tenant_with_customer(app: &TestApp, account: bool) -> String {
 
 /// Meta's review of a template, as its webhook delivers it.
 fn review(waba: &str, event: &str, name: &str, reason: Option<&str>, time: i64) -> Value {
-    let mut value = json!({"event": event, "message_template_id": META_ID.parse::<i64>().unwrap_or_default(),
+    review_of(waba, event, name, &meta_id(0), reason, time)
+}
+
+/// Meta's review of its template `id`.
+fn review_of(waba: &str, event: &str, name: &str, id: &str, reason: Option<&str>, time: i64) -> Value {
+    let mut value = json!({"event": event, "message_template_id": id.parse::<i64>().unwrap_or_default(),
                            "message_template_name": name, "message_template_language": "en"});
     if let Some(reason) = reason {
         value["reason"] = json!(reason);
@@ -202,7 +244,7 @@ async fn scenario_review(pool: PgPool) {
     );
     let shown = template(&app).await;
     assert_eq!(shown["status"], "PENDING", "{shown}");
-    assert_eq!(shown["providerTemplateId"], META_ID);
+    assert_eq!(shown["providerTemplateId"], meta_id(0));
     assert_eq!(shown["header"], json!({"type": "text", "text": "Order {{1}}"}));
     assert_eq!(shown["footer"], "Solar Co, Harare");
     assert_eq!(app.count_events("TemplateSentForReview").await, 1);
@@ -283,9 +325,25 @@ async fn scenario_review(pool: PgPool) {
     changed["footer"] = json!("Solar Co");
     let reply = gql(&app, Role::Owner, SUBMIT, json!({"input": changed})).await;
     assert!(reply["errors"].is_null(), "{reply}");
+    // A late decision about the earlier version, before this one went for review, changes
+    // nothing.
+    Box::pin(app.project()).await;
+    deliver_review(&app, WABA, "APPROVED", None, now + 4).await;
+    assert_eq!(template(&app).await["status"], "PENDING");
     work(&app, &base).await;
-    assert_eq!(graph.submissions().len(), 2);
-    assert_eq!(template(&app).await["version"], 2);
+    // The next version edits the template WhatsApp has under this name and language.
+    assert_eq!(graph.submissions().len(), 1);
+    let edits = graph.edits();
+    assert_eq!(edits.len(), 1, "{edits:?}");
+    assert_eq!(edits[0].0, meta_id(0));
+    assert_eq!(
+        edits[0].1["components"][2],
+        json!({"type": "FOOTER", "text": "Solar Co"})
+    );
+    let shown = template(&app).await;
+    assert_eq!(shown["version"], 2);
+    assert_eq!(shown["status"], "PENDING");
+    assert_eq!(shown["providerTemplateId"], meta_id(0));
     // A repeated delivery of a review is kept once.
     let before = app.count("SELECT count(*) FROM webhook_inbox").await;
     let (status, _) = Box::pin(app.post_delivery(&review(WABA, "DISABLED", "kit_ready", None, now + 3))).await;
@@ -326,14 +384,18 @@ async fn scenario_rejections(pool: PgPool) {
     assert!(reply["errors"].is_null(), "{reply}");
     work(&app, &base).await;
     assert_eq!(graph.submissions().len(), 3);
-    deliver_review(
-        &app,
+    let rejected = review_of(
         WABA,
         "REJECTED",
+        "kit_ready",
+        &meta_id(2),
         Some("INVALID_FORMAT"),
         chrono::Utc::now().timestamp(),
-    )
-    .await;
+    );
+    let (status, _) = Box::pin(app.post_delivery(&rejected)).await;
+    assert_eq!(status, StatusCode::OK);
+    Box::pin(app.drain()).await;
+    Box::pin(app.project()).await;
     let shown = template(&app).await;
     assert_eq!(shown["status"], "REJECTED", "{shown}");
     assert_eq!(shown["rejectionReason"], "INVALID_FORMAT");
@@ -474,8 +536,15 @@ async fn scenario_headers(pool: PgPool) {
     let reply = gql(&app, Role::Owner, SUBMIT, json!({"input": plain})).await;
     assert!(reply["errors"].is_null(), "{reply}");
     work(&app, &base).await;
-    let (status, _) =
-        Box::pin(app.post_delivery(&review(WABA, "APPROVED", "plain", None, chrono::Utc::now().timestamp()))).await;
+    let (status, _) = Box::pin(app.post_delivery(&review_of(
+        WABA,
+        "APPROVED",
+        "plain",
+        &meta_id(1),
+        None,
+        chrono::Utc::now().timestamp(),
+    )))
+    .await;
     assert_eq!(status, StatusCode::OK);
     Box::pin(app.drain()).await;
     let send_plain = "mutation($id: String!) {
@@ -497,5 +566,123 @@ async fn scenario_headers(pool: PgPool) {
     assert!(
         matches!(&refused, Err(e) if e.to_string().contains("header")),
         "{refused:?}"
+    );
+}
+
+#[sqlx::test(migrator = "chronicle_projections::MIGRATOR")]
+async fn updates_about_other_templates_or_tenants_change_nothing_and_appeals_and_duplicates_are_understood(
+    pool: PgPool,
+) {
+    Box::pin(scenario_ids(pool)).await;
+}
+
+async fn scenario_ids(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let graph = Graph::default();
+    let base = graph.serve().await;
+    tenant_with_customer(&app, true).await;
+    // Another tenant with a template of the same name, on its own account.
+    let globex = app.tenant_with_number("globex", "555000999").await;
+    tenants::map_whatsapp_account(&app.pool, &globex, "104200300999")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // An id that is a mapped number is not an account (and the other way round).
+    assert!(tenants::map_whatsapp_account(&app.pool, &globex, NUMBER).await.is_err());
+    assert!(tenants::map_whatsapp_number(&app.pool, &globex, WABA).await.is_err());
+    let reply = gql(&app, Role::Owner, SUBMIT, json!({"input": kit_ready()})).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    let reply = Box::pin(app.gql("globex", Role::Owner, SUBMIT, json!({"input": kit_ready()}))).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    work(&app, &base).await;
+    assert_eq!(graph.submissions().len(), 2);
+    let acme_id = graph
+        .submissions()
+        .iter()
+        .position(|(waba, _)| waba == WABA)
+        .map(meta_id)
+        .unwrap_or_default();
+    let now = chrono::Utc::now().timestamp();
+    // A review naming another template id (of the same name) changes nothing.
+    let (status, _) =
+        Box::pin(app.post_delivery(&review_of(WABA, "APPROVED", "kit_ready", "111222333", None, now))).await;
+    assert_eq!(status, StatusCode::OK);
+    Box::pin(app.drain()).await;
+    Box::pin(app.project()).await;
+    assert_eq!(template(&app).await["status"], "PENDING");
+    // acme's account's review changes acme's template only.
+    let (status, _) = Box::pin(app.post_delivery(&review_of(
+        WABA,
+        "REJECTED",
+        "kit_ready",
+        &acme_id,
+        Some("TAG_CONTENT_MISMATCH"),
+        now,
+    )))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    Box::pin(app.drain()).await;
+    Box::pin(app.project()).await;
+    assert_eq!(template(&app).await["status"], "REJECTED");
+    let theirs = Box::pin(app.gql("globex", Role::Owner, TEMPLATES, json!({}))).await;
+    assert_eq!(theirs["data"]["templates"]["nodes"][0]["status"], "PENDING", "{theirs}");
+    // An appeal that succeeds: the rejected version is approved.
+    let (status, _) =
+        Box::pin(app.post_delivery(&review_of(WABA, "APPROVED", "kit_ready", &acme_id, None, now + 1))).await;
+    assert_eq!(status, StatusCode::OK);
+    Box::pin(app.drain()).await;
+    Box::pin(app.project()).await;
+    assert_eq!(template(&app).await["status"], "APPROVED");
+
+    // A template WhatsApp already has (made in its Business Manager): read from the list and
+    // edited, never left waiting for a review that does not come.
+    let duplicate = json!({"error": {"message": "Message template \"welcome\" already exists in English", "code": 100,
+                                     "error_subcode": 2388024}});
+    *graph.script.lock().unwrap_or_else(|e| e.into_inner()) = vec![(400, duplicate)];
+    graph
+        .listed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(("555666777".into(), "welcome".into(), "en".into()));
+    let welcome =
+        json!({"name": "welcome", "language": "en", "category": "MARKETING", "body": "Welcome to Acme Solar!"});
+    let reply = gql(&app, Role::Owner, SUBMIT, json!({"input": welcome})).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    work(&app, &base).await;
+    assert!(graph
+        .edits()
+        .iter()
+        .any(|(id, body)| id == "555666777" && body["category"] == "MARKETING"));
+    let reply = gql(
+        &app,
+        Role::Owner,
+        "{ templates(first: 10) { nodes { name status providerTemplateId } } }",
+        json!({}),
+    )
+    .await;
+    let welcome = reply["data"]["templates"]["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|t| t["name"] == "welcome").cloned())
+        .unwrap_or_default();
+    assert_eq!(welcome["providerTemplateId"], "555666777", "{reply}");
+    assert_eq!(welcome["status"], "PENDING");
+
+    // The platform's access refused: not the template's rejection; it waits.
+    let denied = json!({"error": {"message": "Error validating access token", "code": 190}});
+    *graph.script.lock().unwrap_or_else(|e| e.into_inner()) = vec![(401, denied)];
+    let hello = json!({"name": "hello", "language": "en", "category": "UTILITY", "body": "Hello!"});
+    let reply = gql(&app, Role::Owner, SUBMIT, json!({"input": hello})).await;
+    assert!(reply["errors"].is_null(), "{reply}");
+    work(&app, &base).await;
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("SELECT state, last_error FROM template_submissions WHERE template_id = 'tpl_hello_en'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state, "pending");
+    assert!(error.unwrap_or_default().contains("refused access"));
+    assert_eq!(
+        app.count("SELECT count(*) FROM templates WHERE template_id = 'tpl_hello_en' AND status = 'pending'")
+            .await,
+        1
     );
 }

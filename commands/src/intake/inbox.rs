@@ -297,7 +297,7 @@ impl InboxProcessor {
                 continue;
             };
             let span = tracing::info_span!("inbox.item", inbox.id = row.inbox_id, tenant.id = %tenant, correlation.id = %row.correlation_id);
-            match self.process_row(&tenant, &row).instrument(span).await {
+            match Box::pin(self.process_row(&tenant, &row).instrument(span)).await {
                 Outcome::Done => {
                     sqlx::query(
                         "UPDATE webhook_inbox SET state = 'done', payload = NULL, processed_at = now(),
@@ -353,8 +353,9 @@ impl InboxProcessor {
         let parked = sqlx::query(
             "UPDATE webhook_inbox SET state = 'unmapped', claimed_until = NULL
               WHERE inbox_id = $1
-                AND NOT EXISTS (SELECT 1 FROM whatsapp_numbers WHERE phone_number_id = $2)
-                AND NOT EXISTS (SELECT 1 FROM whatsapp_accounts WHERE waba_id = $2)",
+                AND CASE WHEN kind = 'template_status'
+                         THEN NOT EXISTS (SELECT 1 FROM whatsapp_accounts WHERE waba_id = $2)
+                         ELSE NOT EXISTS (SELECT 1 FROM whatsapp_numbers WHERE phone_number_id = $2) END",
         )
         .bind(row.inbox_id)
         .bind(number)
@@ -409,7 +410,7 @@ impl InboxProcessor {
         let at = Utc::now();
         let command = match event.as_str() {
             "APPROVED" | "REINSTATED" => TemplateCommand::ApproveTemplate {
-                provider_template_id: provider_id,
+                provider_template_id: provider_id.clone(),
                 at,
             },
             "REJECTED" => TemplateCommand::RejectTemplate {
@@ -423,6 +424,24 @@ impl InboxProcessor {
                 return Outcome::Done;
             }
         };
+        // Only an update about the template WhatsApp knows under this name and language, and
+        // about the version it was sent: another id, or a decision about an earlier version that
+        // arrives before the current one was sent for review, changes nothing.
+        let stream = format!("tpl_{name}_{language}");
+        let template = match self.commands.load_template(tenant, &stream).await {
+            Ok(t) => t,
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
+        if template.meta_id().is_some_and(|known| known != provider_id) {
+            tracing::warn!(template.event = %event, "a template update about another WhatsApp template id; not applied");
+            return Outcome::Done;
+        }
+        let unsent = template.status() == Some(chronicle_domain::template::TemplateStatus::Pending)
+            && template.provider_template_id().is_none();
+        if unsent && template.meta_id() == Some(provider_id.as_str()) {
+            tracing::warn!(template.event = %event, "a template update about an earlier version; not applied");
+            return Outcome::Done;
+        }
         let metadata = CommandMetadata {
             tenant_id: tenant.clone(),
             actor: Actor::System {
@@ -431,11 +450,7 @@ impl InboxProcessor {
             correlation_id: row.correlation_id.clone(),
             causation_id: format!("inbox:{}", row.inbox_id),
         };
-        match self
-            .commands
-            .template(&format!("tpl_{name}_{language}"), command, &metadata)
-            .await
-        {
+        match self.commands.template(&stream, command, &metadata).await {
             Ok(_) => Outcome::Done,
             Err(e @ CommandError::Rejected(_)) | Err(e @ CommandError::InvalidInput(_)) => {
                 Outcome::Failed(e.to_string())
@@ -476,11 +491,12 @@ impl InboxProcessor {
     }
 
     async fn process_row(&self, tenant: &TenantId, row: &Claimed) -> Outcome {
+        // Boxed: each kind's processing is a large future of its own.
         if row.kind == CALL_STATUS_KIND {
-            return self.process_call_status(tenant, row).await;
+            return Box::pin(self.process_call_status(tenant, row)).await;
         }
         if row.kind == TEMPLATE_STATUS_KIND {
-            return self.process_template_status(tenant, row).await;
+            return Box::pin(self.process_template_status(tenant, row)).await;
         }
         let metadata = CommandMetadata {
             tenant_id: tenant.clone(),
@@ -665,9 +681,9 @@ pub async fn release_mapped(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "UPDATE webhook_inbox i SET state = 'pending', claimed_until = NULL
           WHERE i.state = 'unmapped'
-            AND (EXISTS (SELECT 1 FROM whatsapp_numbers w WHERE w.phone_number_id = i.phone_number_id)
-                 OR (i.kind = 'template_status'
-                     AND EXISTS (SELECT 1 FROM whatsapp_accounts a WHERE a.waba_id = i.phone_number_id)))",
+            AND CASE WHEN i.kind = 'template_status'
+                     THEN EXISTS (SELECT 1 FROM whatsapp_accounts a WHERE a.waba_id = i.phone_number_id)
+                     ELSE EXISTS (SELECT 1 FROM whatsapp_numbers w WHERE w.phone_number_id = i.phone_number_id) END",
     )
     .execute(pool)
     .await?

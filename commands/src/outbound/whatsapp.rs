@@ -394,10 +394,10 @@ impl WhatsAppSender {
             }
         }
         self.record_uncertain().await?;
-        let (receipts, receipts_sent) = self.send_receipts().await?;
+        let (receipts, receipts_sent) = Box::pin(self.send_receipts()).await?;
         pass.receipts = receipts;
         pass.receipts_sent = receipts_sent;
-        let (templates, templates_submitted) = self.submit_templates().await?;
+        let (templates, templates_submitted) = Box::pin(self.submit_templates()).await?;
         pass.templates = templates;
         pass.templates_submitted = templates_submitted;
         Ok(pass)

@@ -34,6 +34,10 @@ pub struct Template {
     /// Why WhatsApp paused or disabled it, while so.
     #[serde(default)]
     status_reason: Option<String>,
+    /// WhatsApp's id of this name and language, kept across versions (a later version edits
+    /// the same template at WhatsApp).
+    #[serde(default)]
+    meta_id: Option<String>,
 }
 
 impl Template {
@@ -90,6 +94,12 @@ impl Template {
     /// The footer of the current version.
     pub fn footer(&self) -> Option<&str> {
         self.footer.as_deref()
+    }
+
+    /// WhatsApp's id of this name and language, once it gave one (kept across versions: a
+    /// later version is an edit of the same template there).
+    pub fn meta_id(&self) -> Option<&str> {
+        self.meta_id.as_deref()
     }
 
     /// Why WhatsApp paused or disabled the template, while so.
@@ -211,8 +221,11 @@ impl Template {
         if provider_template_id.trim().is_empty() {
             return Err(TemplateError::MissingProviderTemplateId);
         }
-        // WhatsApp reinstates a paused template by approving it again.
-        let reinstated = self.status == Some(TemplateStatus::Paused);
+        // WhatsApp reinstates a paused template by approving it again, and approves a rejected
+        // one whose appeal succeeded (the version it reviewed: the id it was sent under).
+        let reinstated = self.status == Some(TemplateStatus::Paused)
+            || (self.status == Some(TemplateStatus::Rejected)
+                && self.provider_template_id.as_deref() == Some(provider_template_id.as_str()));
         Ok(
             (reinstated || self.decidable(TemplateStatus::Approved)?).then_some(TemplateEvent::TemplateApproved {
                 provider_template_id,
@@ -230,20 +243,19 @@ impl Template {
         if provider_template_id.trim().is_empty() {
             return Err(TemplateError::MissingProviderTemplateId);
         }
+        // Recorded once per version, whatever WhatsApp decided meanwhile (its decision may
+        // arrive before the answer to the submission is recorded).
         match (self.status, &self.provider_template_id) {
             (None, _) => Err(TemplateError::TemplateNotSubmitted),
-            (Some(TemplateStatus::Pending), Some(known)) if *known == provider_template_id => Ok(None),
-            (Some(TemplateStatus::Pending), Some(known)) => Err(TemplateError::AlreadySentForReview {
+            (Some(_), Some(known)) if *known == provider_template_id => Ok(None),
+            (Some(_), Some(known)) => Err(TemplateError::AlreadySentForReview {
                 provider_template_id: known.clone(),
             }),
-            (Some(TemplateStatus::Pending), None) => Ok(Some(TemplateEvent::TemplateSentForReview {
+            (Some(_), None) => Ok(Some(TemplateEvent::TemplateSentForReview {
                 provider_template_id,
                 version: self.version,
                 at,
             })),
-            // WhatsApp decided before its answer to the submission was recorded.
-            (Some(_), Some(known)) if *known == provider_template_id => Ok(None),
-            (Some(status), _) => Err(TemplateError::TemplateNotPending { status }),
         }
     }
 
@@ -349,6 +361,7 @@ impl Aggregate for Template {
                 provider_template_id, ..
             } => {
                 self.status = Some(TemplateStatus::Approved);
+                self.meta_id = Some(provider_template_id.clone());
                 self.provider_template_id = Some(provider_template_id);
                 self.status_reason = None;
             }
@@ -359,6 +372,7 @@ impl Aggregate for Template {
             TemplateEvent::TemplateSentForReview {
                 provider_template_id, ..
             } => {
+                self.meta_id = Some(provider_template_id.clone());
                 self.provider_template_id = Some(provider_template_id);
             }
             TemplateEvent::TemplatePaused { reason, .. } => {

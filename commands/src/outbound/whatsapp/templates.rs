@@ -9,13 +9,19 @@
 //! - Meta takes it (2xx with its id): `TemplateSentForReview` with the id; its decision arrives
 //!   later as a `message_template_status_update` webhook (`crate::intake::inbox`), or at once
 //!   when the answer already says `APPROVED` / `REJECTED`.
-//! - Meta refuses it (another 4xx): `TemplateRejected` with Meta's message as the reason; a
-//!   changed template can be submitted again.
-//! - Meta already has a template of this name and language (an earlier try reached it without
-//!   an answer): nothing is recorded; its review arrives by webhook, which names Meta's id.
-//! - Unavailable (5xx, 429, no connection, a timeout): tried again with the sender's backoff,
-//!   for as long as it takes (at the longest backoff once past `max_attempts`); a tenant with no
-//!   account mapped yet is tried again every minute at least.
+//! - A later version (after a rejection, or once disabled) is an edit of the template WhatsApp
+//!   has under this name and language (`POST /{its id}` with the new components), recorded sent
+//!   for review under the same id.
+//! - Meta already has a template of this name and language (made in its Business Manager, or an
+//!   earlier try reached it without an answer): its id is read from the account's list
+//!   (`GET /{waba-id}/message_templates?name=…`) and the template is edited as above.
+//! - Meta refuses it (another 4xx about the template): `TemplateRejected` with Meta's message as
+//!   the reason; a changed template can be submitted again.
+//! - Unavailable (5xx, 429 and Meta's rate-limit codes, no connection, a timeout): tried again
+//!   with the sender's backoff, for as long as it takes (at the longest backoff once past
+//!   `max_attempts`). Refused access (401, 403, 404, Meta's token and permission codes) or no
+//!   account mapped: an operator's matter, tried again every minute at least, never recorded
+//!   as the template's rejection.
 //! - A version that is no longer pending, or not the latest, or already sent for review, is
 //!   `superseded`: nothing to submit.
 //!
@@ -58,6 +64,14 @@ pub(super) fn admission() -> Admission {
          SELECT tenant_id, template_id, version, correlation_id FROM new ORDER BY position
          ON CONFLICT (tenant_id, template_id, version) DO NOTHING",
     )
+}
+
+/// What the Graph API answered.
+enum Answer {
+    /// 2xx, with its body.
+    Accepted(Value),
+    /// A refusal of the request itself (a 4xx that is not about access or rate), with its body.
+    Refused(Value),
 }
 
 /// How one submission ended.
@@ -158,7 +172,7 @@ impl WhatsAppSender {
                 submission.id = submission_id,
                 submission.attempt = attempts,
             );
-            let outcome = self.submit_template(&row).instrument(span.clone()).await;
+            let outcome = Box::pin(self.submit_template(&row).instrument(span.clone())).await;
             let _entered = span.enter();
             match outcome {
                 Ok(Outcome::Submitted(note)) => {
@@ -216,24 +230,6 @@ impl WhatsAppSender {
                 "no WhatsApp Business Account is mapped to the tenant (chronicle admin map-account)".into(),
             ));
         };
-        let body = render_submission(&template);
-        let response = match self
-            .graph
-            .post_json(&format!("{waba}/message_templates"), &body)
-            .send()
-            .await
-        {
-            Ok(response) => response,
-            Err(e) if e.is_connect() => return Ok(Outcome::Retry("could not connect to the Graph API".into())),
-            Err(e) if e.is_timeout() => return Ok(Outcome::Retry("the Graph API did not answer in time".into())),
-            Err(_) => {
-                return Ok(Outcome::Retry(
-                    "the request failed before the Graph API answered".into(),
-                ))
-            }
-        };
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
         let metadata = CommandMetadata {
             tenant_id: tenant.clone(),
             actor: Actor::System {
@@ -242,67 +238,202 @@ impl WhatsAppSender {
             correlation_id: row.try_get("correlation_id")?,
             causation_id: format!("template-submission-{}", row.try_get::<i64, _>("submission_id")?),
         };
-        if status.is_success() {
-            let id = match &answer["id"] {
-                Value::String(id) if !id.is_empty() => id.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => return Ok(Outcome::Retry(format!("{status} without a template id"))),
-            };
-            self.commands
-                .template(
-                    &template_id,
-                    TemplateCommand::RecordSentForReview {
-                        provider_template_id: id.clone(),
+        let body = render_submission(&template);
+        // A later version edits the template WhatsApp has under this name and language.
+        if let Some(meta_id) = template.meta_id() {
+            return self.edit_template(&template_id, meta_id, &body, &metadata).await;
+        }
+        let answer = match self.post(&format!("{waba}/message_templates"), &body).await {
+            Ok(answer) => answer,
+            Err(outcome) => return Ok(outcome),
+        };
+        match answer {
+            Answer::Accepted(answer) => {
+                let id = match &answer["id"] {
+                    Value::String(id) if !id.is_empty() => id.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return Ok(Outcome::Retry("an answer without a template id".into())),
+                };
+                if !self.record_sent(&template_id, &id, &metadata).await? {
+                    return Ok(Outcome::Superseded);
+                }
+                // A decision in the answer itself (Meta decides some at once).
+                let decided = match answer["status"].as_str() {
+                    Some("APPROVED") => Some(TemplateCommand::ApproveTemplate {
+                        provider_template_id: id,
                         at: Utc::now(),
-                    },
-                    &metadata,
-                )
-                .await?;
-            // A decision in the answer itself (Meta decides some at once).
-            let decided = match answer["status"].as_str() {
-                Some("APPROVED") => Some(TemplateCommand::ApproveTemplate {
-                    provider_template_id: id,
-                    at: Utc::now(),
-                }),
-                Some("REJECTED") => Some(TemplateCommand::RejectTemplate {
-                    reason: "REJECTED".into(),
-                    at: Utc::now(),
-                }),
-                _ => None,
-            };
-            if let Some(command) = decided {
-                self.commands.template(&template_id, command, &metadata).await?;
+                    }),
+                    Some("REJECTED") => Some(TemplateCommand::RejectTemplate {
+                        reason: "REJECTED".into(),
+                        at: Utc::now(),
+                    }),
+                    _ => None,
+                };
+                if let Some(command) = decided {
+                    match self.commands.template(&template_id, command, &metadata).await {
+                        Ok(_) | Err(CommandError::Rejected(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Outcome::Submitted(None))
             }
-            return Ok(Outcome::Submitted(None));
+            // WhatsApp has a template of this name and language already (made in its Business
+            // Manager, or an earlier try reached it without an answer): it becomes this one.
+            Answer::Refused(answer) if duplicate(&answer) => {
+                match self.existing(&waba, template.name(), template.language()).await {
+                    Ok(Some(meta_id)) => self.edit_template(&template_id, &meta_id, &body, &metadata).await,
+                    Ok(None) => Ok(Outcome::Retry(
+                        "WhatsApp says the template exists but does not list it yet".into(),
+                    )),
+                    Err(outcome) => Ok(outcome),
+                }
+            }
+            Answer::Refused(answer) => self.refused(&template_id, &answer, &metadata).await,
         }
-        if is_retryable(status) {
-            return Ok(Outcome::Retry(format!("HTTP {}", status.as_u16())));
+    }
+
+    /// Submits `body`'s components as the new content of WhatsApp's template `meta_id`
+    /// (`POST /{meta_id}`), and records the version sent for review under that id.
+    async fn edit_template(
+        &self,
+        template_id: &str,
+        meta_id: &str,
+        body: &Value,
+        metadata: &CommandMetadata,
+    ) -> Result<Outcome, CommandError> {
+        let edit = json!({"category": body["category"], "components": body["components"]});
+        match self.post(meta_id, &edit).await {
+            Ok(Answer::Accepted(_)) => {
+                if self.record_sent(template_id, meta_id, metadata).await? {
+                    Ok(Outcome::Submitted(None))
+                } else {
+                    Ok(Outcome::Superseded)
+                }
+            }
+            Ok(Answer::Refused(answer)) => self.refused(template_id, &answer, metadata).await,
+            Err(outcome) => Ok(outcome),
         }
-        if duplicate(&answer) {
-            return Ok(Outcome::Submitted(Some(
-                "WhatsApp has this template already (an earlier try reached it): its review arrives by webhook".into(),
+    }
+
+    /// WhatsApp's id of the account's template `name` in `language`, from its list.
+    async fn existing(&self, waba: &str, name: &str, language: &str) -> Result<Option<String>, Outcome> {
+        let url = self.graph.url(&format!(
+            "{waba}/message_templates?name={name}&fields=id,name,language,status"
+        ));
+        let response = match self.graph.get(&url).send().await {
+            Ok(r) => r,
+            Err(_) => return Err(Outcome::Retry("the template list could not be read".into())),
+        };
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(Outcome::Retry(format!(
+                "the template list answered HTTP {}",
+                status.as_u16()
             )));
         }
+        Ok(answer["data"].as_array().and_then(|templates| {
+            templates
+                .iter()
+                .find(|t| t["name"] == name && t["language"] == language)
+                .and_then(|t| match &t["id"] {
+                    Value::String(id) => Some(id.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+        }))
+    }
+
+    /// A POST to the Graph API: its answer, or what to do when there is none to go by (no
+    /// connection, a timeout, 5xx, a rate limit: try again; the platform's credentials or the
+    /// account refused: wait for an operator).
+    async fn post(&self, path: &str, body: &Value) -> Result<Answer, Outcome> {
+        let response = match self.graph.post_json(path, body).send().await {
+            Ok(response) => response,
+            Err(e) if e.is_connect() => return Err(Outcome::Retry("could not connect to the Graph API".into())),
+            Err(e) if e.is_timeout() => return Err(Outcome::Retry("the Graph API did not answer in time".into())),
+            Err(_) => {
+                return Err(Outcome::Retry(
+                    "the request failed before the Graph API answered".into(),
+                ))
+            }
+        };
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(Answer::Accepted(answer));
+        }
+        let code = answer["error"]["code"].as_i64();
+        if is_retryable(status) || matches!(code, Some(4 | 17 | 32 | 613 | 80008 | 130429)) {
+            return Err(Outcome::Retry(format!(
+                "HTTP {} (code {})",
+                status.as_u16(),
+                code.unwrap_or(0)
+            )));
+        }
+        // Not the template's fault: the token, its permissions, or the account's id.
+        if matches!(status.as_u16(), 401 | 403 | 404) || matches!(code, Some(10 | 190 | 200..=299)) {
+            tracing::error!(
+                http.status = status.as_u16(),
+                provider.code = ?code,
+                "the Graph API refused the platform's access to the WhatsApp Business Account; template submissions wait"
+            );
+            return Err(Outcome::Wait(format!(
+                "the Graph API refused access to the account (HTTP {}, code {})",
+                status.as_u16(),
+                code.unwrap_or(0)
+            )));
+        }
+        Ok(Answer::Refused(answer))
+    }
+
+    /// Records the version sent for review under `meta_id`; `false` when the template refuses
+    /// (the version is no longer the one to record).
+    async fn record_sent(
+        &self,
+        template_id: &str,
+        meta_id: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<bool, CommandError> {
+        let command = TemplateCommand::RecordSentForReview {
+            provider_template_id: meta_id.to_string(),
+            at: Utc::now(),
+        };
+        match self.commands.template(template_id, command, metadata).await {
+            Ok(_) => Ok(true),
+            Err(CommandError::Rejected(e)) => {
+                tracing::warn!(error = %e, "the template's review could not be recorded on it");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records WhatsApp's refusal of a submission as the version's rejection.
+    async fn refused(
+        &self,
+        template_id: &str,
+        answer: &Value,
+        metadata: &CommandMetadata,
+    ) -> Result<Outcome, CommandError> {
         let message = answer["error"]["error_user_msg"]
             .as_str()
             .or_else(|| answer["error"]["message"].as_str())
             .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+            .unwrap_or_else(|| "no reason given".into());
         let code = answer["error"]["code"]
             .as_i64()
             .map(|c| format!(" ({c})"))
             .unwrap_or_default();
-        self.commands
-            .template(
-                &template_id,
-                TemplateCommand::RejectTemplate {
-                    reason: format!("refused by WhatsApp{code}: {message}"),
-                    at: Utc::now(),
-                },
-                &metadata,
-            )
-            .await?;
-        Ok(Outcome::Refused)
+        let command = TemplateCommand::RejectTemplate {
+            reason: format!("refused by WhatsApp{code}: {message}"),
+            at: Utc::now(),
+        };
+        match self.commands.template(template_id, command, metadata).await {
+            Ok(_) => Ok(Outcome::Refused),
+            Err(CommandError::Rejected(_)) => Ok(Outcome::Superseded),
+            Err(e) => Err(e),
+        }
     }
 
     async fn settle_submission(
