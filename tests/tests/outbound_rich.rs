@@ -132,6 +132,24 @@ impl Graph {
     }
 }
 
+/// Prices a message at 1,000 and puts 10,000 in the tenant's main wallet; returns the wallets.
+async fn metered(app: &TestApp) -> WalletService {
+    Metering::new(app.state.commands.clone())
+        .set_price(&tenant("acme"), features::MESSAGE, Some(1_000), "finance-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wallets = WalletService::new(app.state.commands.clone());
+    wallets
+        .ensure_main(&meta("acme"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wallets
+        .purchase(MAIN_WALLET, "pay-1", 10_000, "finance", &meta("acme"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wallets
+}
+
 /// A GraphQL request as `role` of tenant `acme` (boxed: the request's future is large).
 async fn gql(app: &TestApp, role: Role, query: &str, variables: Value) -> Value {
     Box::pin(app.gql("acme", role, query, variables)).await
@@ -553,19 +571,7 @@ async fn each_media_refusal_is_named_after_its_rule_and_nothing_is_queued_or_cha
 async fn scenario_each_media_refusal_is_named_after_its_rule_and_nothing_is_queued_or_charged(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let id = conversation(&app, 1).await;
-    Metering::new(app.state.commands.clone())
-        .set_price(&tenant("acme"), features::MESSAGE, Some(1_000), "finance-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let wallets = WalletService::new(app.state.commands.clone());
-    wallets
-        .ensure_main(&meta("acme"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    wallets
-        .purchase(MAIN_WALLET, "pay-1", 10_000, "finance", &meta("acme"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let wallets = metered(&app).await;
     let pdf = upload_ok(&app, &id, ("quote.pdf", "application/pdf", b"%PDF-1.7 quote")).await;
     let link = "https://files.example.com/kit.jpg";
     let cases = [
@@ -781,19 +787,7 @@ async fn scenario_retries(pool: PgPool) {
     assert_eq!(code(&reply), "MEDIA_ALREADY_STORED", "{reply}");
     assert_eq!(app.count_events("MediaUploaded").await, 1);
 
-    Metering::new(app.state.commands.clone())
-        .set_price(&tenant("acme"), features::MESSAGE, Some(1_000), "finance-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let wallets = WalletService::new(app.state.commands.clone());
-    wallets
-        .ensure_main(&meta("acme"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    wallets
-        .purchase(MAIN_WALLET, "pay-1", 10_000, "finance", &meta("acme"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let wallets = metered(&app).await;
     for _ in 0..2 {
         let reply = gql(
             &app,
@@ -948,19 +942,7 @@ async fn scenario_an_upload_whatsapp_refuses_fails_the_message_and_one_it_could_
     let graph = Graph::scripted(vec![(503, unavailable), (400, refusal)]);
     let base = graph.serve().await;
     let id = conversation(&app, 1).await;
-    Metering::new(app.state.commands.clone())
-        .set_price(&tenant("acme"), features::MESSAGE, Some(1_000), "finance-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let wallets = WalletService::new(app.state.commands.clone());
-    wallets
-        .ensure_main(&meta("acme"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    wallets
-        .purchase(MAIN_WALLET, "pay-1", 10_000, "finance", &meta("acme"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let wallets = metered(&app).await;
     let first = upload_ok(&app, &id, ("kit.png", "image/png", PNG)).await;
     let reply = gql(
         &app,
